@@ -1,0 +1,76 @@
+"""The frame records that flow through the pipeline: camera -> encoder -> store.
+
+:class:`Frame` is what a camera backend yields (raw pixels or an already-encoded JPEG);
+:class:`EncodedFrame` is what the store takes (always a JPEG, tagged with the phase it was taken in and
+its value for the full-disk policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+__all__ = ["EncodedFrame", "Frame", "FrameValue"]
+
+
+class FrameValue(IntEnum):
+    """How much a frame is worth when space or bandwidth runs out (higher is kept longer).
+
+    Idle ARMED frames go first, then thinned frames of fast cameras, descent and touchdown frames last.
+    """
+
+    IDLE = 0  # ARMED ring frames that were never promoted, post-LANDED leftovers
+    PRETRIGGER = 1  # ring frames flushed at the first descent event
+    DESCENT = 2  # live descent frames
+    TOUCHDOWN = 3  # the phase the whole test exists for
+    STILL = 4  # full-resolution stills at chosen events
+
+
+@dataclass(slots=True)
+class Frame:
+    """One frame from a camera backend.
+
+    ``image`` is an ``HxWx3`` ``uint8`` RGB array, or ``None`` when the backend already produced ``jpeg``.
+    ``timestamp_ns`` is the sensor timestamp on ``CLOCK_MONOTONIC``; ``seq`` the sensor's own sequence
+    number (gaps mean the sensor dropped frames).
+    """
+
+    camera: str
+    seq: int
+    timestamp_ns: int
+    image: np.ndarray | None = None
+    jpeg: bytes | None = None
+    width: int = 0
+    height: int = 0
+    exposure_us: int = 0
+    analogue_gain: float = 1.0
+    frame_duration_us: int = 0
+    still: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image is not None and not self.width:
+            self.height, self.width = int(self.image.shape[0]), int(self.image.shape[1])
+
+
+@dataclass(slots=True)
+class EncodedFrame:
+    """A JPEG frame ready for the store."""
+
+    camera: str
+    seq: int
+    timestamp_ns: int
+    jpeg: bytes
+    width: int
+    height: int
+    phase: str
+    value: int = int(FrameValue.DESCENT)
+    exposure_us: int = 0
+    analogue_gain: float = 1.0
+    still: bool = False
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.jpeg)
