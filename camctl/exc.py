@@ -17,6 +17,7 @@ __all__ = [
     "ConfigValueError",
     "FetchError",
     "GpioError",
+    "InstallError",
     "ProtocolError",
     "RemoteError",
     "StoreError",
@@ -126,6 +127,11 @@ class RemoteError(CamctlError, RuntimeError):
 
 class FetchError(CamctlError, RuntimeError):
     """A fetch could not complete (unreachable board, checksum mismatch after retries)."""
+
+
+# --- deployment ---------------------------------------------------------------------------------------
+class InstallError(CamctlError, RuntimeError):
+    """`camctl install-service` cannot proceed (a config would be overwritten, a command failed)."""
 
 
 # --- warnings -----------------------------------------------------------------------------------------
