@@ -1,0 +1,622 @@
+"""The wire messages of the camctl retrieval protocol (documented in ``docs/protocol.md``).
+
+This module owns framing and validation only: one typed dataclass per message, each with its paired
+``encode()`` (-> list of ZeroMQ frames) and ``decode(frames)`` next to each other, in the style of
+python-mcap's records. It never touches a socket or a file. Every frame list looks like::
+
+    [b"CAMCTL", b"\\x01", VERB, header-JSON (utf-8 object), *payload]
+
+The header always carries ``"id"`` (the request id, echoed in the reply). Decoding raises
+:class:`~camctl.exc.ProtocolError` whose ``code`` is one of the ``E_*`` codes below, never anything else.
+
+Example::
+
+    >>> frames = Fetch(id=7, path="f1/down/000000.mcap", offset=0, length=4096).encode()
+    >>> decode(frames) == Fetch(id=7, path="f1/down/000000.mcap", offset=0, length=4096)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from camctl.exc import ProtocolError
+
+__all__ = [
+    "E_BAD_FIELD",
+    "E_BAD_HEADER",
+    "E_BAD_MAGIC",
+    "E_BAD_PATH",
+    "E_BAD_VERSION",
+    "E_INTERNAL",
+    "E_NOT_FOUND",
+    "E_NOT_SERVING",
+    "E_OPEN_SEGMENT",
+    "E_REFUSED",
+    "E_TOO_LARGE",
+    "E_UNKNOWN_VERB",
+    "MAGIC",
+    "MAX_CHUNK",
+    "MAX_MESSAGE",
+    "MAX_REQUEST_ID",
+    "PROTOCOL_VERSION",
+    "REQUESTS",
+    "TOPICS",
+    "Chunk",
+    "Command",
+    "Done",
+    "Error",
+    "Fetch",
+    "Hello",
+    "List",
+    "Listing",
+    "Message",
+    "Ping",
+    "Pong",
+    "SegmentInfo",
+    "State",
+    "Status",
+    "ThumbInfo",
+    "Thumbnails",
+    "Thumbs",
+    "Welcome",
+    "check_relpath",
+    "decode",
+    "peek_id",
+]
+
+MAGIC = b"CAMCTL"
+PROTOCOL_VERSION = 1
+MAX_MESSAGE = 1 << 20  # ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound frame drops the peer
+MAX_CHUNK = 4 << 20  # the largest FETCH length any board accepts (its own limit is chunk_kb * 1024)
+MAX_REQUEST_ID = (1 << 53) - 1  # ids are JSON integers: keep them exact in every JSON library
+MAX_PATH = 1024
+TOPICS = ("phase", "fault", "status", "disk", "event")
+
+# Error codes (ERROR.code)
+E_BAD_MAGIC = "BAD_MAGIC"
+E_BAD_VERSION = "BAD_VERSION"
+E_UNKNOWN_VERB = "UNKNOWN_VERB"
+E_BAD_HEADER = "BAD_HEADER"
+E_BAD_FIELD = "BAD_FIELD"
+E_TOO_LARGE = "TOO_LARGE"
+E_BAD_PATH = "BAD_PATH"
+E_NOT_FOUND = "NOT_FOUND"
+E_OPEN_SEGMENT = "OPEN_SEGMENT"
+E_NOT_SERVING = "NOT_SERVING"
+E_REFUSED = "REFUSED"
+E_INTERNAL = "INTERNAL"
+
+_VERSION_FRAME = bytes([PROTOCOL_VERSION])
+_MISSING: Any = object()
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+# --- field helpers ------------------------------------------------------------------------------------
+def _get(h: dict, name: str, kind: type | tuple[type, ...], default: Any = _MISSING, *,
+         lo: int | None = None, hi: int | None = None, max_len: int | None = None) -> Any:
+    """One validated header field; raise ProtocolError(BAD_FIELD) naming the field and value."""
+    if name not in h or h[name] is None:
+        if default is _MISSING:
+            raise ProtocolError(E_BAD_FIELD, f"missing field {name!r}")
+        return default
+    value = h[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ProtocolError(E_BAD_FIELD, f"field {name!r} must be {_kname(kinds)}, got {value!r}")
+    if not isinstance(value, kinds):
+        raise ProtocolError(E_BAD_FIELD, f"field {name!r} must be {_kname(kinds)}, got {_short(value)}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if lo is not None and value < lo:
+            raise ProtocolError(E_BAD_FIELD, f"field {name!r} must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ProtocolError(E_TOO_LARGE, f"field {name!r} must be <= {hi}, got {value}")
+    if max_len is not None and isinstance(value, str | list | dict) and len(value) > max_len:
+        raise ProtocolError(E_TOO_LARGE, f"field {name!r} longer than {max_len} ({len(value)})")
+    return value
+
+
+def _kname(kinds: tuple[type, ...]) -> str:
+    return " or ".join({int: "an integer", str: "a string", bool: "a boolean", list: "a list",
+                        dict: "an object", float: "a number"}.get(k, k.__name__) for k in kinds)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _name_field(h: dict, name: str, default: Any = _MISSING) -> Any:
+    value = _get(h, name, str, default, max_len=63)
+    if value is not None and value is not default and not _NAME_RE.match(value):
+        raise ProtocolError(E_BAD_FIELD, f"field {name!r} is not a name: {_short(value)}")
+    return value
+
+
+def check_relpath(path: str) -> str:
+    """Validate a store-relative path's *form* (the board also resolves it against its store root).
+
+    Rejects empty, absolute, backslash, NUL, ``.``/``..`` components and over-long paths with
+    ProtocolError(BAD_PATH). Returns the path unchanged.
+    """
+    if not isinstance(path, str) or not path:
+        raise ProtocolError(E_BAD_PATH, f"path must be a non-empty string, got {_short(path)}")
+    if len(path) > MAX_PATH:
+        raise ProtocolError(E_BAD_PATH, f"path longer than {MAX_PATH} characters ({len(path)})")
+    if "\x00" in path or "\\" in path:
+        raise ProtocolError(E_BAD_PATH, f"path has a NUL or backslash: {_short(path)}")
+    if path.startswith("/"):
+        raise ProtocolError(E_BAD_PATH, f"path must be relative to the store root: {_short(path)}")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise ProtocolError(E_BAD_PATH, f"path has an empty, '.' or '..' component: {_short(path)}")
+    return path
+
+
+def _frames(verb: bytes, header: dict, payload: tuple[bytes, ...] = ()) -> list[bytes]:
+    body = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return [MAGIC, _VERSION_FRAME, verb, body, *payload]
+
+
+def _split(frames: list[bytes]) -> tuple[bytes, dict, list[bytes]]:
+    """Check magic/version, parse the header; return (verb, header, payload)."""
+    if len(frames) < 4:
+        raise ProtocolError(E_BAD_HEADER, f"a message has at least 4 frames, got {len(frames)}")
+    magic, version, verb, raw = (bytes(f) for f in frames[:4])
+    if magic != MAGIC:
+        raise ProtocolError(E_BAD_MAGIC, f"first frame must be {MAGIC!r}, got {_short(magic)}")
+    if version != _VERSION_FRAME:
+        raise ProtocolError(E_BAD_VERSION, f"protocol version {version.hex() or 'empty'} is not supported "
+                                           f"(this side speaks {PROTOCOL_VERSION})")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(E_BAD_HEADER, f"header is not UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(E_BAD_HEADER, f"header must be a JSON object, got {_short(header)}")
+    return verb, header, [bytes(f) for f in frames[4:]]
+
+
+def peek_id(frames: list[bytes]) -> int:
+    """Best-effort request id of a (possibly malformed) message, 0 when there is none; never raises."""
+    try:
+        header = json.loads(bytes(frames[3]).decode("utf-8"))
+        rid = header.get("id") if isinstance(header, dict) else None
+        if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= MAX_REQUEST_ID:
+            return rid
+    except Exception:
+        pass
+    return 0
+
+
+class Message:
+    """Base of every wire message: ``VERB`` names it, ``id`` is the request id."""
+
+    VERB: ClassVar[bytes] = b""
+    id: int
+
+    def encode(self) -> list[bytes]:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    @classmethod
+    def decode(cls, frames: list[bytes]) -> Message:
+        verb, header, payload = _split(frames)
+        if verb != cls.VERB:
+            raise ProtocolError(E_UNKNOWN_VERB, f"expected {cls.VERB!r}, got {_short(verb)}")
+        return cls._from(header, payload)
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Message:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _id(h: dict) -> int:
+        return _get(h, "id", int, lo=0, hi=MAX_REQUEST_ID)
+
+    @staticmethod
+    def _no_payload(payload: list[bytes], verb: bytes) -> None:
+        if payload:
+            raise ProtocolError(E_BAD_FIELD, f"{verb.decode()} takes no payload frames, got {len(payload)}")
+
+
+# --- requests -----------------------------------------------------------------------------------------
+@dataclass
+class Hello(Message):
+    """Client -> board: first message; ``version`` is the client's protocol version."""
+
+    VERB: ClassVar[bytes] = b"HELLO"
+    id: int
+    version: int = PROTOCOL_VERSION
+    client: str = ""
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "version": self.version, "client": self.client})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Hello:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), version=_get(h, "version", int, lo=0, hi=255),
+                   client=_get(h, "client", str, "", max_len=200))
+
+
+@dataclass
+class List(Message):
+    """Client -> board: list finished segments of one flight, or of every flight when ``flight`` is None."""
+
+    VERB: ClassVar[bytes] = b"LIST"
+    id: int
+    flight: str | None = None
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "flight": self.flight})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> List:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), flight=_name_field(h, "flight", None))
+
+
+@dataclass
+class Fetch(Message):
+    """Client -> board: ask for ``length`` bytes of ``path`` from ``offset``; answered by one CHUNK."""
+
+    VERB: ClassVar[bytes] = b"FETCH"
+    id: int
+    path: str
+    offset: int
+    length: int
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "path": self.path, "offset": self.offset,
+                                   "length": self.length})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Fetch:
+        cls._no_payload(payload, cls.VERB)
+        rid = cls._id(h)
+        path = check_relpath(_get(h, "path", str))
+        return cls(id=rid, path=path, offset=_get(h, "offset", int, lo=0, hi=(1 << 62)),
+                   length=_get(h, "length", int, lo=0, hi=MAX_CHUNK))
+
+
+@dataclass
+class Thumbs(Message):
+    """Client -> board: previews of every ``every``-th frame of a flight (or one camera / one segment).
+
+    Paged: at most ``limit`` thumbnails from the ``skip``-th on; the reply says whether ``more`` follow.
+    """
+
+    VERB: ClassVar[bytes] = b"THUMBS"
+    id: int
+    flight: str
+    camera: str | None = None
+    segment: str | None = None
+    every: int = 0  # 0: the board's default (publish.thumbs_every)
+    width: int = 160
+    skip: int = 0
+    limit: int = 64
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "flight": self.flight, "camera": self.camera,
+                                   "segment": self.segment, "every": self.every, "width": self.width,
+                                   "skip": self.skip, "limit": self.limit})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Thumbs:
+        cls._no_payload(payload, cls.VERB)
+        rid = cls._id(h)
+        seg = _get(h, "segment", str, None)
+        return cls(id=rid, flight=_name_field(h, "flight"), camera=_name_field(h, "camera", None),
+                   segment=None if seg is None else check_relpath(seg),
+                   every=_get(h, "every", int, 0, lo=0, hi=100_000),
+                   width=_get(h, "width", int, 160, lo=16, hi=640),
+                   skip=_get(h, "skip", int, 0, lo=0, hi=10_000_000),
+                   limit=_get(h, "limit", int, 64, lo=1, hi=256))
+
+
+@dataclass
+class Status(Message):
+    """Client -> board: the board's status JSON."""
+
+    VERB: ClassVar[bytes] = b"STATUS"
+    id: int
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Status:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h))
+
+
+@dataclass
+class Command(Message):
+    """Client -> board: an operator command (``arm``, ``disarm``, ``event``) with its arguments."""
+
+    VERB: ClassVar[bytes] = b"COMMAND"
+    NAMES: ClassVar[tuple[str, ...]] = ("arm", "disarm", "event")
+    id: int
+    name: str
+    args: dict = field(default_factory=dict)
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "name": self.name, "args": self.args})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Command:
+        cls._no_payload(payload, cls.VERB)
+        rid = cls._id(h)
+        name = _get(h, "name", str, max_len=32)
+        if name not in cls.NAMES:
+            known = ", ".join(cls.NAMES)
+            raise ProtocolError(E_BAD_FIELD, f"unknown command {_short(name)} (known: {known})")
+        args = _get(h, "args", dict, {}, max_len=16)
+        for key, value in args.items():
+            if not isinstance(value, str | int | float | bool) or (
+                    isinstance(value, str) and len(value) > 200):
+                raise ProtocolError(E_BAD_FIELD, f"command argument {_short(key)} has a bad value "
+                                                 f"{_short(value)}")
+        return cls(id=rid, name=name, args=args)
+
+
+@dataclass
+class Ping(Message):
+    """Client -> board: liveness check."""
+
+    VERB: ClassVar[bytes] = b"PING"
+    id: int
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Ping:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h))
+
+
+# --- replies ------------------------------------------------------------------------------------------
+@dataclass
+class Welcome(Message):
+    """Board -> client: HELLO reply."""
+
+    VERB: ClassVar[bytes] = b"WELCOME"
+    id: int
+    version: int
+    board: str
+    flights: list[str]
+    serving: bool
+    mono_ns: int
+    wall_ns: int
+    chunk_max: int
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "version": self.version, "board": self.board,
+                                   "flights": self.flights, "serving": self.serving, "mono_ns": self.mono_ns,
+                                   "wall_ns": self.wall_ns, "chunk_max": self.chunk_max})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Welcome:
+        cls._no_payload(payload, cls.VERB)
+        flights = _get(h, "flights", list)
+        if not all(isinstance(f, str) for f in flights):
+            raise ProtocolError(E_BAD_FIELD, "field 'flights' must be a list of strings")
+        return cls(id=cls._id(h), version=_get(h, "version", int), board=_get(h, "board", str),
+                   flights=flights, serving=_get(h, "serving", bool), mono_ns=_get(h, "mono_ns", int),
+                   wall_ns=_get(h, "wall_ns", int), chunk_max=_get(h, "chunk_max", int, lo=1))
+
+
+@dataclass
+class SegmentInfo:
+    """One servable file in a LISTING. ``kind``: ``segment`` (camera), ``events`` (event log) or ``meta``
+    (flight.json / index.json). Times are the frames' monotonic ns; ``value`` the highest FrameValue."""
+
+    path: str
+    size: int
+    sha256: str
+    flight: str
+    camera: str
+    kind: str = "segment"
+    frames: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    value: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Any) -> SegmentInfo:
+        if not isinstance(d, dict):
+            raise ProtocolError(E_BAD_FIELD, f"segment entry must be an object, got {_short(d)}")
+        sha = _get(d, "sha256", str)
+        if not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise ProtocolError(E_BAD_FIELD, f"sha256 must be 64 lowercase hex digits, got {_short(sha)}")
+        kind = _get(d, "kind", str, "segment")
+        if kind not in ("segment", "events", "meta"):
+            raise ProtocolError(E_BAD_FIELD, f"unknown segment kind {_short(kind)}")
+        return cls(path=check_relpath(_get(d, "path", str)), size=_get(d, "size", int, lo=0), sha256=sha,
+                   flight=_name_field(d, "flight"), camera=_get(d, "camera", str, ""), kind=kind,
+                   frames=_get(d, "frames", int, 0, lo=0), first_ns=_get(d, "first_ns", int, 0),
+                   last_ns=_get(d, "last_ns", int, 0), value=_get(d, "value", int, 0))
+
+
+@dataclass
+class Listing(Message):
+    """Board -> client: LIST reply."""
+
+    VERB: ClassVar[bytes] = b"LISTING"
+    id: int
+    board: str
+    segments: list[SegmentInfo]
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "board": self.board,
+                                   "segments": [s.to_json() for s in self.segments]})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Listing:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), board=_get(h, "board", str),
+                   segments=[SegmentInfo.from_json(d) for d in _get(h, "segments", list)])
+
+
+@dataclass
+class Chunk(Message):
+    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of file."""
+
+    VERB: ClassVar[bytes] = b"CHUNK"
+    id: int
+    path: str
+    offset: int
+    data: bytes
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "path": self.path, "offset": self.offset,
+                                   "size": len(self.data)}, (self.data,))
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Chunk:
+        if len(payload) != 1:
+            raise ProtocolError(E_BAD_FIELD, f"CHUNK has one payload frame, got {len(payload)}")
+        size = _get(h, "size", int, lo=0)
+        if size != len(payload[0]):
+            raise ProtocolError(E_BAD_FIELD, f"CHUNK size {size} but payload has {len(payload[0])} bytes")
+        return cls(id=cls._id(h), path=_get(h, "path", str), offset=_get(h, "offset", int, lo=0),
+                   data=payload[0])
+
+
+@dataclass
+class ThumbInfo:
+    """One preview in THUMBNAILS: which frame (camera, segment, seq, timestamp_ns, phase) and its size."""
+
+    camera: str
+    segment: str
+    seq: int
+    timestamp_ns: int
+    phase: str
+    width: int
+    height: int
+
+    @classmethod
+    def from_json(cls, d: Any) -> ThumbInfo:
+        if not isinstance(d, dict):
+            raise ProtocolError(E_BAD_FIELD, f"thumb entry must be an object, got {_short(d)}")
+        return cls(camera=_get(d, "camera", str), segment=check_relpath(_get(d, "segment", str)),
+                   seq=_get(d, "seq", int), timestamp_ns=_get(d, "timestamp_ns", int),
+                   phase=_get(d, "phase", str, ""), width=_get(d, "width", int, lo=0),
+                   height=_get(d, "height", int, lo=0))
+
+
+@dataclass
+class Thumbnails(Message):
+    """Board -> client: THUMBS reply; one JPEG payload frame per entry of ``thumbs``, in order."""
+
+    VERB: ClassVar[bytes] = b"THUMBNAILS"
+    id: int
+    flight: str
+    thumbs: list[ThumbInfo]
+    jpegs: list[bytes]
+    more: bool = False
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "flight": self.flight, "more": self.more,
+                                   "thumbs": [asdict(t) for t in self.thumbs]}, tuple(self.jpegs))
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Thumbnails:
+        thumbs = [ThumbInfo.from_json(d) for d in _get(h, "thumbs", list)]
+        if len(thumbs) != len(payload):
+            raise ProtocolError(E_BAD_FIELD, f"THUMBNAILS lists {len(thumbs)} thumbs but has {len(payload)} "
+                                             "payload frames")
+        return cls(id=cls._id(h), flight=_get(h, "flight", str), thumbs=thumbs, jpegs=payload,
+                   more=_get(h, "more", bool, False))
+
+
+@dataclass
+class State(Message):
+    """Board -> client: STATUS reply, the status JSON object of DESIGN.md."""
+
+    VERB: ClassVar[bytes] = b"STATE"
+    id: int
+    status: dict
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "status": self.status})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> State:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), status=_get(h, "status", dict))
+
+
+@dataclass
+class Done(Message):
+    """Board -> client: COMMAND reply with the command's result object."""
+
+    VERB: ClassVar[bytes] = b"DONE"
+    id: int
+    result: dict = field(default_factory=dict)
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "result": self.result})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Done:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), result=_get(h, "result", dict, {}))
+
+
+@dataclass
+class Pong(Message):
+    """Board -> client: PING reply with the board's monotonic clock."""
+
+    VERB: ClassVar[bytes] = b"PONG"
+    id: int
+    mono_ns: int = 0
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "mono_ns": self.mono_ns})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Pong:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), mono_ns=_get(h, "mono_ns", int, 0))
+
+
+@dataclass
+class Error(Message):
+    """Board -> client: the request ``id`` failed with ``code`` (an ``E_*`` constant) and a message."""
+
+    VERB: ClassVar[bytes] = b"ERROR"
+    id: int
+    code: str
+    message: str
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id, "code": self.code, "message": self.message})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Error:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h), code=_get(h, "code", str), message=_get(h, "message", str, ""))
+
+
+REQUESTS: dict[bytes, type[Message]] = {
+    c.VERB: c for c in (Hello, List, Fetch, Thumbs, Status, Command, Ping)}
+REPLIES: dict[bytes, type[Message]] = {c.VERB: c for c in (Welcome, Listing, Chunk, Thumbnails, State, Done,
+                                                            Pong, Error)}
+_ALL = {**REQUESTS, **REPLIES}
+
+
+def decode(frames: list[bytes], *, allowed: dict[bytes, type[Message]] | None = None) -> Message:
+    """Decode any message (or only the verbs in ``allowed``); raise ProtocolError on anything wrong."""
+    verb, header, payload = _split(frames)
+    cls = (allowed if allowed is not None else _ALL).get(verb)
+    if cls is None:
+        raise ProtocolError(E_UNKNOWN_VERB, f"unknown verb {_short(verb)}")
+    return cls._from(header, payload)

@@ -1,0 +1,217 @@
+"""Test helpers for the network layer: a fake Board over a real store folder of real MCAP segments,
+a cutting TCP proxy, and free ports. Imported by tests/test_protocol*, test_publish*, test_fetch*."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from mcap.writer import Writer as RawWriter
+from mcap_protobuf.writer import Writer
+
+from camctl.exc import CamctlError
+
+__all__ = ["CutProxy", "FakeBoard", "free_port", "make_store", "write_segment"]
+
+
+def _jpeg(rng: np.random.Generator, w: int = 64, h: int = 48) -> bytes:
+    base = np.linspace(0, 255, w, dtype=np.float32)[None, :, None]
+    img = (base + rng.integers(0, 60, size=(h, w, 3))).clip(0, 255).astype(np.uint8)
+    return simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=80)
+
+
+def write_segment(path: Path, camera: str, *, frames: int, seq0: int = 0, t0_ns: int = 10**9,
+                  phase: str = "DESCENT", value: int = 2, seed: int = 0, width: int = 64, torn: bool = False,
+                  pad_kb: int = 0) -> None:
+    """A camera segment like the store writes: /<camera>/image (CompressedImage) + /<camera>/meta (JSON)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        w = Writer(f, chunk_size=64 * 1024)
+        meta_ch = None
+        for i in range(frames):
+            ts = t0_ns + i * 33_000_000
+            img = CompressedImage(frame_id=camera, format="jpeg", data=_jpeg(rng, width, width * 3 // 4))
+            if pad_kb:  # make segments big enough to span many chunks
+                img.data += bytes(rng.integers(0, 256, size=pad_kb * 1024, dtype=np.uint8))
+            img.timestamp.seconds, img.timestamp.nanos = divmod(ts, 1_000_000_000)
+            w.write_message(f"/{camera}/image", img, log_time=ts, publish_time=ts)
+            if meta_ch is None:
+                schema = w._writer.register_schema(name="camctl.FrameMeta", encoding="jsonschema", data=b"{}")
+                meta_ch = w._writer.register_channel(topic=f"/{camera}/meta", message_encoding="json",
+                                                     schema_id=schema)
+            meta = {"seq": seq0 + i, "timestamp_ns": ts, "phase": phase, "value": value}
+            w._writer.add_message(channel_id=meta_ch, log_time=ts, publish_time=ts,
+                                  data=json.dumps(meta).encode())
+        if torn:
+            w._writer.flush()
+            f.flush()
+        else:
+            w.finish()
+
+
+def write_events(path: Path, names: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        w = RawWriter(f)
+        w.start()
+        schema = w.register_schema(name="camctl.Event", encoding="jsonschema", data=b"{}")
+        ch = w.register_channel(topic="/events", message_encoding="json", schema_id=schema)
+        for i, name in enumerate(names):
+            w.add_message(channel_id=ch, log_time=i, publish_time=i,
+                          data=json.dumps({"name": name, "mono_ns": i}).encode())
+        w.finish()
+
+
+def make_store(root: Path, *, flights: tuple[str, ...] = ("f1",), cameras: tuple[str, ...] = ("down", "up"),
+               segments: int = 2, frames: int = 12, seed: int = 0, pad_kb: int = 0) -> list[Path]:
+    """Fill ``root`` with flights of camera segments, an event log, flight.json; return all files."""
+    files: list[Path] = []
+    for fi, fl in enumerate(flights):
+        for ci, cam in enumerate(cameras):
+            for s in range(segments):
+                path = root / fl / cam / f"{s:06d}.mcap"
+                value = [0, 2, 3, 4][(s + ci) % 4]
+                write_segment(path, cam, frames=frames, seq0=s * frames, t0_ns=10**9 + s * 10**9,
+                              value=value, seed=seed * 1000 + fi * 100 + ci * 10 + s, pad_kb=pad_kb)
+                files.append(path)
+        ev = root / fl / "events" / "000000.mcap"
+        write_events(ev, ["arm", "release", "touchdown"])
+        files.append(ev)
+        (root / fl / "flight.json").write_text(json.dumps({"flight": fl, "board": "x"}))
+        files.append(root / fl / "flight.json")
+    return files
+
+
+class FakeBoard:
+    """The daemon as Publisher sees it (camctl.publish.Board), over a real store folder."""
+
+    def __init__(self, name: str, root: Path, *, serving: bool = True) -> None:
+        self.board = name
+        self.store_root = root
+        self.is_serving = serving
+        self.open: set[Path] = set()
+        self.commands: list[tuple[str, dict]] = []
+        self.phase = "LANDED" if serving else "ARMED"
+
+    def status(self) -> dict:
+        return {"board": self.board, "phase": self.phase, "flight": "f1", "disk_free_mb": 1000,
+                "serving": self.is_serving, "cameras": {}}
+
+    def serving(self) -> bool:
+        return self.is_serving
+
+    def open_segments(self) -> set[Path]:
+        return set(self.open)
+
+    def command(self, name: str, args: dict) -> dict:
+        if name == "arm" and self.phase != "SAFE":
+            raise CamctlError(f"cannot arm in phase {self.phase}")
+        self.commands.append((name, args))
+        if name == "arm":
+            self.phase = "ARMED"
+        return {"phase": self.phase}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CutProxy:
+    """A userspace TCP proxy on loopback that drops each connection after a seeded random number of
+    server->client bytes (``cuts`` times), then forwards normally. ``hold`` instead stalls the downstream
+    forever after ``hold_after`` bytes until :meth:`release` (for kill tests)."""
+
+    def __init__(self, target_port: int, *, cuts: int = 0, seed: int = 0, lo: int = 100_000,
+                 hi: int = 600_000, hold_after: int | None = None) -> None:
+        self.target = target_port
+        self.rng = random.Random(seed)
+        self.cuts_left = cuts
+        self.cuts_done = 0
+        self.lo, self.hi = lo, hi
+        self.hold_after = hold_after
+        self.released = threading.Event()
+        self.downstream_bytes = 0
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = self._listener.getsockname()[1]
+        self._closed = threading.Event()
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                budget = None
+                if self.cuts_left > 0:
+                    self.cuts_left -= 1
+                    budget = self.rng.randint(self.lo, self.hi)
+                self._socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, budget), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, budget: int | None) -> None:
+        down = budget is not None or src.getpeername()[1] == self.target
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                held = self.hold_after is not None and self.downstream_bytes + len(data) > self.hold_after
+                if down and held:
+                    self.released.wait(60)
+                if budget is not None and sent + len(data) > budget:
+                    dst.sendall(data[: budget - sent])
+                    with self._lock:
+                        self.cuts_done += 1
+                    break
+                dst.sendall(data)
+                sent += len(data)
+                if down:
+                    with self._lock:
+                        self.downstream_bytes += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
