@@ -8,11 +8,12 @@ caller would naturally catch. Each exception formats its own message from its fi
 from __future__ import annotations
 
 __all__ = [
+    "CamctlError",
+    "CamctlWarning",
     "CameraDisconnected",
     "CameraError",
     "CameraTimeout",
-    "CamctlError",
-    "CamctlWarning",
+    "CommandRefused",
     "ConfigError",
     "ConfigValueError",
     "FetchError",
@@ -20,9 +21,9 @@ __all__ = [
     "InstallError",
     "ProtocolError",
     "RemoteError",
+    "StoreCorruptError",
     "StoreError",
     "StoreFullError",
-    "StoreCorruptError",
 ]
 
 
@@ -123,6 +124,10 @@ class RemoteError(CamctlError, RuntimeError):
 
     def __str__(self) -> str:
         return f"board {self.board}: {self.code}: {self.message}"
+
+
+class CommandRefused(CamctlError, ValueError):
+    """A board will not carry out an operator command (the message says why)."""
 
 
 class FetchError(CamctlError, RuntimeError):

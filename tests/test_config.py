@@ -1,0 +1,138 @@
+"""Config validation: every error names its key path, in one line, and the CLI exits 2 without a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from camctl.config import load_config, parse_config
+from camctl.exc import ConfigError
+
+GOOD = """
+board = "rig-a"
+[store]
+dir = "/tmp/camctl-test"
+commit_interval_ms = 100
+[gpio]
+backend = "mock"
+[gpio.events]
+arm = 17
+release = 27
+separation = 22
+touchdown = { pin = 23, pull_up = true, active_high = true }
+[phases]
+post_touchdown_s = 1
+[[cameras]]
+name = "down"
+backend = "sim"
+size = [640, 480]
+[cameras.fps]
+DESCENT = 25
+[[cameras]]
+name = "up"
+role = "up"
+backend = "sim"
+"""
+
+
+def test_good_config_round_trip(tmp_path):
+    p = tmp_path / "rig.toml"
+    p.write_text(GOOD)
+    cfg = load_config(p)
+    assert cfg.board == "rig-a"
+    assert cfg.phases.order == ("SAFE", "ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN", "LANDED")
+    assert cfg.cameras[0].fps_for("DESCENT") == 25.0
+    assert cfg.cameras[0].fps_for("SEPARATION") == 60.0  # role default
+    assert cfg.cameras[1].fps_for("TOUCHDOWN") == 10.0  # role "up"
+    td = next(ln for ln in cfg.gpio.lines if ln.event == "touchdown")
+    assert (td.pin, td.pull_up, td.active_high) == (23, True, True)
+    assert cfg.gpio.pin_of("release") == 27
+    assert cfg.store.commit_interval_ms == 100
+
+
+def test_custom_descent_phases():
+    cfg = parse_config({"board": "b", "phases": {"triggers": {"release": "CHUTE", "skycrane": "SKYCRANE"}},
+                        "cameras": [{"name": "c", "backend": "sim", "fps": {"SKYCRANE": 90}}]})
+    assert cfg.phases.order == ("SAFE", "ARMED", "CHUTE", "SKYCRANE", "TOUCHDOWN", "LANDED")
+    assert cfg.cameras[0].fps_for("SKYCRANE") == 90.0
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"cameras": [{"name": "a", "backend": "sim"}, {"name": "b", "backend": "sim", "fps": {"DESCENT": 0}}]},
+         "cameras[1].fps.DESCENT: must be > 0, got 0"),
+        ({"cameras": [{"name": "a", "backend": "sim", "fps": {"DECENT": 5}}]}, "cameras[0].fps.DECENT: unknown phase"),
+        ({"cameras": [{"name": "a", "backend": "webcam"}]}, "cameras[0].backend: must be one of"),
+        ({"cameras": [{"name": "a", "size": [1920]}]}, "cameras[0].size: must be [width, height]"),
+        ({"cameras": [{"name": "a", "jpeg_quality": 101}]}, "cameras[0].jpeg_quality: must be <= 100"),
+        ({"cameras": [{"name": "a"}, {"name": "a"}]}, "cameras[1].name: camera name 'a' is used twice"),
+        ({"cameras": [{"role": "down"}]}, "cameras[0].name: is required"),
+        ({"store": {"commit_interval_ms": "fast"}}, "store.commit_interval_ms: must be a number, got a string"),
+        ({"store": {"segmnt_mb": 3}}, "store.segmnt_mb: unknown key"),
+        ({"gpio": {"events": {"arm": 17, "release": 17}}}, "gpio.events.release: pin 17 is already used"),
+        ({"gpio": {"events": {"launch": 5}}}, "gpio.events.launch: event 'launch' does nothing"),
+        ({"gpio": {"backend": "rpigpio"}}, "gpio.backend: must be one of"),
+        ({"gpio": {"events": {"arm": 99}}}, "gpio.events.arm: must be <= 53"),
+        ({"phases": {"triggers": {"release": "LANDED"}}}, "phases.triggers.release: phase 'LANDED' is built in"),
+        ({"phases": {"post_touchdown_s": -1}}, "phases.post_touchdown_s: must be >= 0"),
+        ({"publish": {"bind": "5555"}}, "publish.bind: must be a ZeroMQ endpoint"),
+        ({"board": "rig a"}, "board: must be a name"),
+        ({"extra": 1}, "extra: unknown key"),
+    ],
+)
+def test_errors_name_the_key(patch, message):
+    data = {"board": "rig-a", **patch}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_board():
+    with pytest.raises(ConfigError, match="board: is required"):
+        parse_config({})
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("board = \n")
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    assert str(p) in str(info.value) and "TOML syntax error" in str(info.value)
+
+
+def test_cli_config_check_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(textwrap.dedent("""
+        board = "rig-a"
+        [[cameras]]
+        name = "a"
+        backend = "sim"
+        [[cameras]]
+        name = "b"
+        backend = "sim"
+        [cameras.fps]
+        DESCENT = 0
+    """))
+    r = subprocess.run([sys.executable, "-m", "camctl", "config", "check", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert "cameras[1].fps.DESCENT: must be > 0" in r.stderr
+    assert "Traceback" not in r.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    r = subprocess.run([sys.executable, "-m", "camctl", "config", "check", str(good)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+
+def test_cli_missing_file_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "camctl", "config", "check", str(tmp_path / "nope.toml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot read config" in r.stderr and "Traceback" not in r.stderr
