@@ -1,0 +1,242 @@
+"""camctl doctor with injected probes: a healthy fake Pi 5, then one thing broken at a time.
+
+The store checks use real directories in tmp (real create + fsync + delete); the port check binds real
+ZeroMQ sockets on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import stat
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import ClassVar
+
+import pytest
+
+from camctl.doctor import FAIL, OK, WARN, Check, Probes, add_arguments, main, run_checks
+
+
+class FakePicamera2:
+    cameras: ClassVar[list[dict]] = [{"Model": "imx708", "Num": 0}, {"Model": "imx296", "Num": 1}]
+
+    @classmethod
+    def global_camera_info(cls) -> list[dict]:
+        return cls.cameras
+
+
+def _importer(missing: dict[str, str] | None = None):
+    missing = missing or {}
+
+    def import_module(name: str) -> ModuleType:
+        if name in missing:
+            raise ModuleNotFoundError(f"No module named {missing[name]!r}", name=missing[name])
+        mod = ModuleType(name)
+        mod.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+        return mod
+    return import_module
+
+
+PI5 = {
+    "/proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0\0",
+    "/sys/bus/gpio/devices/gpiochip0/label": "pinctrl-rp1\n",
+    "/sys/bus/gpio/devices/gpiochip10/label": "gpio-brcmstb@107d508500\n",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(**overrides) -> Probes:
+    files = dict(PI5)
+    globs = {"/sys/bus/gpio/devices/gpiochip*": ["/sys/bus/gpio/devices/gpiochip0",
+                                                 "/sys/bus/gpio/devices/gpiochip10"],
+             "/dev/gpiochip*": ["/dev/gpiochip0", "/dev/gpiochip10", "/dev/gpiochip4"]}
+    probes = Probes(
+        import_module=_importer(),
+        read_text=files.get,
+        glob=lambda pattern: globs.get(pattern, []),
+        realpath=lambda p: "/dev/gpiochip0" if p == "/dev/gpiochip4" else p,
+        access=lambda path, mode: True,
+        run=lambda argv: SimpleNamespace(returncode=0, stdout="yes\n") if argv[0] == "timedatectl" else None,
+        adjtimex_state=lambda: 0,
+        user_groups=lambda: ("camctl", {"camctl", "video", "gpio"}),
+        disk_free_mb=lambda path: 100_000.0,
+    )
+    for key, value in overrides.items():
+        setattr(probes, key, value)
+    return probes
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    store = tmp_path / "store"
+    store.mkdir()
+    path = tmp_path / "rig.toml"
+
+    def write(*, store_dir: Path = store, backend: str = "picamera2", indexes=(0, 1), gpio: str = "lgpio",
+              reserve_mb: int = 512) -> Path:
+        cams = "".join(f'[[cameras]]\nname = "cam{i}"\nbackend = "{backend}"\nindex = {i}\n' for i in indexes)
+        path.write_text(f'board = "rig-a"\n[store]\ndir = "{store_dir}"\nreserve_mb = {reserve_mb}\n'
+                        f'[gpio]\nbackend = "{gpio}"\n[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
+                        f'events = "tcp://127.0.0.1:{_free_port()}"\n{cams}')
+        return path
+    write.store = store
+    return write
+
+
+def _by_name(checks: list[Check]) -> dict[str, Check]:
+    out: dict[str, Check] = {}
+    for c in checks:
+        out.setdefault(c.name, c) if c.level == OK else out.__setitem__(c.name, c)
+    return out
+
+
+def test_healthy_board_is_all_ok(config) -> None:
+    checks = run_checks(config(), probes=healthy())
+    assert [c for c in checks if c.level != OK] == []
+    names = _by_name(checks)
+    assert "imx708" in names["cameras"].detail
+    assert "gpiochip0 (pinctrl-rp1)" in names["gpiochip"].detail
+    assert "writable" in names["store"].detail
+
+
+def test_missing_picamera2_fails_with_the_apt_hint(config) -> None:
+    probes = healthy(import_module=_importer({"picamera2": "picamera2"}))
+    check = _by_name(run_checks(config(), probes=probes))["picamera2"]
+    assert check.level == FAIL
+    assert "sudo apt install python3-picamera2" in check.fix and "--system-site-packages" in check.fix
+
+
+def test_pip_picamera2_without_libcamera_says_so(config) -> None:
+    probes = healthy(import_module=_importer({"picamera2": "libcamera"}))
+    check = _by_name(run_checks(config(), probes=probes))["picamera2"]
+    assert check.level == FAIL and "libcamera" in check.detail and "pip uninstall picamera2" in check.fix
+
+
+def test_missing_picamera2_is_fine_for_sim_cameras(config) -> None:
+    probes = healthy(import_module=_importer({"picamera2": "picamera2"}))
+    assert _by_name(run_checks(config(backend="sim"), probes=probes))["picamera2"].level == OK
+
+
+def test_configured_camera_index_not_detected_fails(config) -> None:
+    checks = _by_name(run_checks(config(indexes=(0, 1, 2)), probes=healthy()))
+    assert checks["cameras"].level == FAIL and "2 (cam2)" in checks["cameras"].detail
+
+
+def test_writable_tmp_store_is_ok_and_leaves_nothing_behind(config) -> None:
+    checks = _by_name(run_checks(config(), probes=healthy()))
+    assert checks["store"].level == OK
+    assert list(config.store.iterdir()) == []
+
+
+def test_unwritable_store_fails_for_real(config) -> None:
+    # A real directory that refuses the real probe: a read-only-mode dir for a normal user; for root (CI),
+    # which ignores mode bits, /proc, where nobody can create a file.
+    if os.geteuid() != 0:
+        config.store.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        target = config.store
+    else:
+        target = Path("/proc")
+    try:
+        check = _by_name(run_checks(config(store_dir=target), probes=healthy()))["store"]
+    finally:
+        config.store.chmod(0o755)
+    assert check.level == FAIL and str(target) in check.detail and "not writable" in check.detail
+
+
+def test_unwritable_store_fails(config, tmp_path: Path) -> None:
+    # Root (as in CI) may write anywhere, so a "directory" that is really a regular file makes the real
+    # create+fsync+delete probe fail for everyone: os.open(<file>/probe) raises NotADirectoryError.
+    not_a_dir = tmp_path / "file-not-dir"
+    not_a_dir.write_text("x")
+    probes = healthy(is_dir=lambda p: True)
+    check = _by_name(run_checks(config(store_dir=not_a_dir), probes=probes))["store"]
+    assert check.level == FAIL and "not writable" in check.detail and "chown" in check.fix
+
+
+def test_missing_store_fails(config, tmp_path: Path) -> None:
+    check = _by_name(run_checks(config(store_dir=tmp_path / "absent"), probes=healthy()))["store"]
+    assert check.level == FAIL and "does not exist" in check.detail and "install -d" in check.fix
+
+
+def test_disk_below_reserve_fails_and_tight_disk_warns(config) -> None:
+    low = _by_name(run_checks(config(reserve_mb=512), probes=healthy(disk_free_mb=lambda p: 100.0)))
+    assert low["disk"].level == FAIL
+    tight = _by_name(run_checks(config(reserve_mb=512), probes=healthy(disk_free_mb=lambda p: 600.0)))
+    assert tight["disk"].level == WARN and "writes up to" in tight["disk"].detail
+
+
+def test_gpio_problems(config) -> None:
+    no_lgpio = _by_name(run_checks(config(), probes=healthy(import_module=_importer({"lgpio": "lgpio"}))))
+    assert no_lgpio["lgpio"].level == FAIL and "python3-lgpio" in no_lgpio["lgpio"].fix
+    no_chip = _by_name(run_checks(config(), probes=healthy(glob=lambda pattern: [])))
+    assert no_chip["gpiochip"].level == FAIL
+    denied = _by_name(run_checks(config(), probes=healthy(access=lambda path, mode: False)))
+    assert denied["gpiochip access"].level == FAIL and "usermod -aG gpio" in denied["gpiochip access"].fix
+    # old-kernel Pi 5: gpiochip4 is the real rp1 chip and gpiozero opens it: OK; if it were a different
+    # chip than the header, doctor must say so
+    wrong = healthy(realpath=lambda p: p)  # /dev/gpiochip4 is not a symlink to the header chip
+    assert _by_name(run_checks(config(), probes=wrong))["gpiochip"].level == FAIL
+    mock = _by_name(run_checks(config(gpio="mock"), probes=healthy(import_module=_importer({"lgpio": "x"}))))
+    assert mock["gpio"].level == OK and "lgpio" not in mock
+
+
+def test_groups(config) -> None:
+    check = _by_name(run_checks(config(), probes=healthy(user_groups=lambda: ("pi", {"pi", "video"}))))["groups"]
+    assert check.level == FAIL and "gpio" in check.detail and "usermod -aG gpio pi" in check.fix
+
+
+def test_clock_fallbacks(config) -> None:
+    no_td = {"run": lambda argv: None}
+    assert _by_name(run_checks(config(), probes=healthy(**no_td)))["clock"].detail.startswith("synchronised")
+    unsynced = _by_name(run_checks(config(), probes=healthy(**no_td, adjtimex_state=lambda: 5)))["clock"]
+    assert unsynced.level == WARN
+    chrony = SimpleNamespace(returncode=0, stdout="Reference ID : 0A000001\nLeap status     : Normal\n")
+    probes = healthy(run=lambda argv: chrony if argv[0] == "chronyc" else None, adjtimex_state=lambda: None)
+    assert _by_name(run_checks(config(), probes=probes))["clock"].level == OK
+
+
+def test_port_in_use_fails(config) -> None:
+    import zmq
+
+    path = config()
+    text = path.read_text()
+    ctx = zmq.Context()
+    holder = ctx.socket(zmq.PUB)
+    holder.setsockopt(zmq.LINGER, 0)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        path.write_text(text.replace(text.split('bind = "')[1].split('"')[0], f"tcp://127.0.0.1:{port}"))
+        checks = [c for c in run_checks(path, probes=healthy()) if c.name == "port"]
+        assert [c.level for c in checks] == [FAIL, OK]
+        assert str(port) in checks[0].detail
+    finally:
+        holder.close(0)
+        ctx.term()
+
+
+def test_invalid_config_fails_and_checks_go_on(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('board = "rig-a"\n[gpio.events]\nrelease = 99\n')
+    checks = run_checks(bad, probes=healthy(is_dir=lambda p: False))
+    config_check = _by_name(checks)["config"]
+    assert config_check.level == FAIL and "gpio.events.release" in config_check.detail
+    assert {c.name for c in checks} >= {"store", "clock", "port"}
+
+
+def test_main_exit_codes(config, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert main(parser.parse_args(["--config", str(config())]), probes=healthy()) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("OK    python: Python")
+    probes = healthy(import_module=_importer({"picamera2": "picamera2"}))
+    assert main(parser.parse_args(["--config", str(config())]), probes=probes) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  picamera2" in out and "fix: sudo apt install python3-picamera2" in out
