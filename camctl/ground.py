@@ -1,0 +1,485 @@
+"""Ground side of the retrieval protocol: a per-board :class:`Client` and the multi-board :func:`fetch`.
+
+The client speaks :mod:`camctl.protocol` over one DEALER per board with per-request timeouts; a timeout
+closes and recreates the DEALER (never REQ-style lockstep), so a link that comes back is used again.
+:func:`fetch` pulls every board at once (a thread each), previews and event logs first, then segments by
+value, resuming partial files (``<file>.part``: its size is the offset) and checking every sha256.
+
+Example::
+
+    report = fetch(["tcp://rig-a:5555", "tcp://rig-b:5555"], Path("drop-3"), give_up_after_s=30)
+    print(report.summary()); raise SystemExit(0 if report.ok else 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zmq
+
+from camctl import protocol as p
+from camctl.exc import FetchError, ProtocolError, RemoteError
+from camctl.keys import ClientCurve
+from camctl.publish import set_heartbeats
+
+__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "fetch"]
+
+_FSYNC_EVERY = 4 << 20
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+T = TypeVar("T")
+
+
+class BoardTimeout(FetchError, TimeoutError):
+    """A board did not answer a request within the client's timeout (the DEALER has been recreated)."""
+
+    def __init__(self, url: str, what: str, timeout_s: float) -> None:
+        self.url = url
+        self.what = what
+        self.timeout_s = timeout_s
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.url}: no answer to {self.what} within {self.timeout_s:g} s"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Client:
+    """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in time)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0, curve: ClientCurve | None = None,
+                 context: zmq.Context | None = None) -> None:
+        self.url = url
+        self.timeout_s = float(timeout_s)
+        self.curve = curve
+        self._ctx = context if context is not None else zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._ids = itertools.count(1)
+        self.board = url  # replaced by the board's name after hello()
+        self.chunk_max = p.MAX_CHUNK
+        self.bytes_received = 0  # CHUNK payload bytes, for resume accounting
+        self.reconnects = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url!r} board={self.board!r}{' closed' if self._closed else ''}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the socket (linger 0). Safe twice."""
+        self._closed = True
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop the DEALER; the next request connects a fresh one (stale replies die with the old one)."""
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._closed:
+            raise FetchError(f"{self.url}: client is closed")
+        if self._sock is None:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            set_heartbeats(sock)
+            if self.curve is not None:
+                sock.curve_publickey = self.curve.public
+                sock.curve_secretkey = self.curve.secret
+                sock.curve_serverkey = self.curve.server_public
+            sock.connect(self.url)
+            self.reconnects += 1  # sockets made, the first included
+            self._sock = sock
+        return self._sock
+
+    def send(self, msg: p.Message) -> None:
+        self._socket().send_multipart(msg.encode())
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def recv(self, ids: set[int] | dict, what: str, timeout_s: float | None = None) -> p.Message:
+        """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on silence."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        sock = self._socket()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+                if time.monotonic() >= deadline:
+                    self.reset()
+                    raise BoardTimeout(self.url, what, timeout)
+                continue
+            frames = sock.recv_multipart()
+            try:
+                reply = p.decode(frames, allowed=p.REPLIES)
+            except ProtocolError:
+                continue  # garbage from a confused board: ignore, wait for the real reply
+            if reply.id in ids:
+                return reply
+
+    def request(self, msg: p.Message, expect: type[T], timeout_s: float | None = None) -> T:
+        self.send(msg)
+        reply = self.recv({msg.id}, msg.VERB.decode(), timeout_s)
+        if isinstance(reply, p.Error):
+            raise RemoteError(self.board, reply.code, reply.message)
+        if not isinstance(reply, expect):
+            raise RemoteError(self.board, "BAD_REPLY",
+                              f"expected {expect.__name__}, got {type(reply).__name__}")
+        return reply
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def hello(self) -> p.Welcome:
+        w = self.request(p.Hello(id=self.next_id(), client="camctl-ground"), p.Welcome)
+        self.board = w.board
+        self.chunk_max = w.chunk_max
+        return w
+
+    def status(self) -> dict:
+        return self.request(p.Status(id=self.next_id()), p.State).status
+
+    def command(self, name: str, /, **args: Any) -> dict:
+        return self.request(p.Command(id=self.next_id(), name=name, args=args), p.Done).result
+
+    def ping(self) -> int:
+        return self.request(p.Ping(id=self.next_id()), p.Pong).mono_ns
+
+    def list(self, flight: str | None = None) -> list[p.SegmentInfo]:
+        return self.request(p.List(id=self.next_id(), flight=flight), p.Listing).segments
+
+    def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None, every: int = 0,
+               width: int = 160) -> list[tuple[p.ThumbInfo, bytes]]:
+        """Every preview the board makes for this flight / camera / segment (all pages)."""
+        out: list[tuple[p.ThumbInfo, bytes]] = []
+        while True:
+            page = self.request(p.Thumbs(id=self.next_id(), flight=flight, camera=camera, segment=segment,
+                                         every=every, width=width, skip=len(out)), p.Thumbnails)
+            out.extend(zip(page.thumbs, page.jpegs, strict=True))
+            if not page.more or not page.thumbs:
+                return out
+
+    def fetch_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
+                   on_bytes: Callable[[int], None] | None = None) -> str:
+        """Download ``seg`` to ``dest`` resuming ``dest.part``; returns ``"fetched"`` or ``"skipped"``.
+
+        A complete ``dest`` with the listed sha256 is skipped. A mismatch deletes the part and fetches once
+        more, then raises FetchError. BoardTimeout leaves the part (fsync'd) for the next call to resume.
+        """
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            if dest.stat().st_size == seg.size and _sha256_file(dest) == seg.sha256:
+                if on_bytes:
+                    on_bytes(seg.size)
+                return "skipped"
+            dest.unlink()
+        part = dest.with_name(dest.name + ".part")
+        for attempt in (1, 2):
+            if part.exists() and part.stat().st_size > seg.size:
+                part.unlink()
+            self._download(seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+            got = _sha256_file(part)
+            if got == seg.sha256:
+                os.replace(part, dest)
+                _fsync_dir(dest.parent)
+                return "fetched"
+            part.unlink()
+            if attempt == 2:
+                raise FetchError(f"{self.board}: {seg.path}: sha256 {got} does not match the listed "
+                                 f"{seg.sha256} after a re-fetch")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _download(self, seg: p.SegmentInfo, part: Path, *, window: int, chunk_kb: int,
+                  on_bytes: Callable[[int], None] | None) -> None:
+        chunk = max(1, min(chunk_kb * 1024, self.chunk_max))
+        window = max(1, window)
+        with part.open("ab") as f:
+            offset = f.tell()
+            next_req = offset
+            inflight: dict[int, tuple[int, int]] = {}
+            pending: dict[int, bytes] = {}
+            unsynced = 0
+            try:
+                while offset < seg.size:
+                    while len(inflight) < window and next_req < seg.size:
+                        length = min(chunk, seg.size - next_req)
+                        rid = self.next_id()
+                        self.send(p.Fetch(id=rid, path=seg.path, offset=next_req, length=length))
+                        inflight[rid] = (next_req, length)
+                        next_req += length
+                    reply = self.recv(inflight, f"FETCH {seg.path}")
+                    if isinstance(reply, p.Error):
+                        raise RemoteError(self.board, reply.code, f"{seg.path}: {reply.message}")
+                    at, length = inflight.pop(reply.id)
+                    if not isinstance(reply, p.Chunk) or reply.offset != at or reply.path != seg.path:
+                        raise RemoteError(self.board, "BAD_REPLY",
+                                          f"{seg.path}: unexpected reply to FETCH at {at}")
+                    self.bytes_received += len(reply.data)
+                    if len(reply.data) != length:
+                        raise FetchError(f"{self.board}: {seg.path}: {len(reply.data)} bytes at offset {at}, "
+                                         f"asked {length}: the file is shorter than listed ({seg.size})")
+                    pending[at] = reply.data
+                    while offset in pending:
+                        data = pending.pop(offset)
+                        f.write(data)
+                        offset += len(data)
+                        unsynced += len(data)
+                        if on_bytes:
+                            on_bytes(len(data))
+                        if unsynced >= _FSYNC_EVERY:
+                            f.flush()
+                            os.fsync(f.fileno())
+                            unsynced = 0
+            finally:
+                f.flush()
+                os.fsync(f.fileno())
+
+
+# --- multi-board fetch --------------------------------------------------------------------------------
+@dataclass
+class BoardReport:
+    """What happened with one board during :func:`fetch`."""
+
+    url: str
+    board: str = ""
+    segments_total: int = 0
+    fetched: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    thumbs: int = 0
+    checksum_ok: bool = True
+    unreachable: bool = False
+    thumbs_only: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        complete = self.thumbs_only or self.fetched + self.skipped == self.segments_total
+        return complete and not self.unreachable and not self.errors and self.checksum_ok and bool(self.board)
+
+
+@dataclass
+class FetchReport:
+    """Per-board results; ``ok`` only when every board's every file arrived and checked out."""
+
+    boards: list[BoardReport]
+    out: Path
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.boards) and all(b.ok for b in self.boards)
+
+    def board(self, key: str) -> BoardReport:
+        for b in self.boards:
+            if key in (b.board, b.url):
+                return b
+        raise KeyError(key)
+
+    def summary(self) -> str:
+        lines = []
+        for b in self.boards:
+            state = "UNREACHABLE" if b.unreachable else ("ok" if b.ok else "INCOMPLETE")
+            lines.append(f"{b.board or '?'} ({b.url}): {state}: {b.fetched} fetched, {b.skipped} skipped of "
+                         f"{b.segments_total} files, {b.bytes} bytes, {b.thumbs} previews")
+            lines.extend(f"  error: {e}" for e in b.errors)
+        return "\n".join(lines)
+
+
+class _GiveUp(Exception):
+    pass
+
+
+class _Gate:
+    """Previews and event logs from every board come before any board's segments."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._arrived: set[int] = set()
+        self._cond = threading.Condition()
+
+    def arrive(self, key: int) -> None:
+        with self._cond:
+            self._arrived.add(key)
+            self._cond.notify_all()
+
+    def wait(self, timeout_s: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._arrived) >= self._n, timeout=timeout_s)
+
+
+class _BoardFetch:
+    def __init__(self, idx: int, url: str, out: Path, *, give_up_after_s: float, thumbs_only: bool,
+                 window: int, chunk_kb: int, curve: ClientCurve | None, gate: _Gate, progress: Any) -> None:
+        self.idx = idx
+        self.out = out
+        self.give_up = give_up_after_s
+        self.thumbs_only = thumbs_only
+        self.window = window
+        self.chunk_kb = chunk_kb
+        self.gate = gate
+        self.progress = progress
+        self.task: Any = None
+        self.report = BoardReport(url=url, thumbs_only=thumbs_only)
+        self.client = Client(url, timeout_s=min(5.0, max(0.5, give_up_after_s / 4)), curve=curve)
+        self.last_ok = time.monotonic()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, retrying over timeouts (each recreated the DEALER) until give_up_after_s of silence."""
+        while True:
+            try:
+                result = fn()
+            except BoardTimeout:
+                if time.monotonic() - self.last_ok >= self.give_up:
+                    raise _GiveUp() from None
+                continue
+            self.last_ok = time.monotonic()
+            return result
+
+    def _advance(self, n: int) -> None:
+        self.last_ok = time.monotonic()  # data is flowing: the board is alive
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, advance=n)
+
+    def run(self) -> None:
+        r = self.report
+        try:
+            self._run()
+        except _GiveUp:
+            r.unreachable = True
+            r.errors.append(f"no answer for {self.give_up:g} s: gave up")
+        except Exception as exc:  # one board's failure never stops the others
+            r.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            r.bytes = self.client.bytes_received
+            self.gate.arrive(self.idx)
+            self.client.close()
+
+    def _run(self) -> None:
+        r, c = self.report, self.client
+        hello = self.call(c.hello)
+        if not _NAME_RE.match(hello.board):
+            raise FetchError(f"{r.url}: board name {hello.board!r} cannot be a folder name")
+        r.board = hello.board
+        if not hello.serving:
+            raise RemoteError(hello.board, p.E_NOT_SERVING, "board is not serving (not landed yet?)")
+        segs = self.call(c.list)
+        r.segments_total = len(segs)
+        root = self.out / hello.board
+        if self.progress is not None:
+            self.task = self.progress.add_task(hello.board, total=sum(s.size for s in segs))
+        first = [s for s in segs if s.kind in ("meta", "events")]
+        rest = sorted((s for s in segs if s.kind == "segment"), key=lambda s: (-s.value, s.first_ns, s.path))
+        for seg in first:
+            self._file(seg, root)
+        for seg in rest:
+            if (root / seg.path).exists():
+                continue  # downloaded already: its previews were written then
+            try:
+                thumbs = self.call(lambda s=seg: c.thumbs(s.flight, segment=s.path))
+            except RemoteError as exc:
+                r.errors.append(f"previews of {seg.path}: {exc}")
+                continue
+            for info, data in thumbs:
+                _write_atomic(root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data)
+                r.thumbs += 1
+        self.gate.arrive(self.idx)
+        self.gate.wait(self.give_up)
+        if self.thumbs_only:
+            return
+        for seg in rest:
+            self._file(seg, root)
+
+    def _file(self, seg: p.SegmentInfo, root: Path) -> None:
+        r = self.report
+        part = (root / seg.path).with_name(Path(seg.path).name + ".part")
+        if part.exists() and self.progress is not None and self.task is not None:
+            self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
+        try:
+            how = self.call(lambda: self.client.fetch_file(seg, root / seg.path, window=self.window,
+                                                           chunk_kb=self.chunk_kb, on_bytes=self._advance))
+        except RemoteError as exc:
+            r.errors.append(str(exc))
+            return
+        except FetchError as exc:
+            r.errors.append(str(exc))
+            if "sha256" in str(exc):
+                r.checksum_ok = False
+            return
+        if how == "skipped":
+            r.skipped += 1
+        else:
+            r.fetched += 1
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_only: bool = False,
+          window: int = 8, chunk_kb: int = 256, progress: bool = True,
+          curve: ClientCurve | None = None) -> FetchReport:
+    """Pull every board at once into ``out/<board>/...``; resumable; see the module docstring."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    gate = _Gate(len(urls))
+    prog: Any = None
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), TimeRemainingColumn())
+    jobs = [_BoardFetch(i, url, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
+                        window=window, chunk_kb=chunk_kb, curve=curve, gate=gate, progress=prog)
+            for i, url in enumerate(urls)]
+    threads = [threading.Thread(target=j.run, name=f"camctl-fetch-{j.report.url}", daemon=True) for j in jobs]
+    with prog if prog is not None else contextlib.nullcontext():
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return FetchReport(boards=[j.report for j in jobs], out=out)

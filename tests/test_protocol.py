@@ -1,0 +1,222 @@
+"""Wire messages: encode/decode round trips, validation errors, and a hostile-input fuzz of a live board."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from netfixtures import FakeBoard, make_store
+
+from camctl import protocol as p
+from camctl.config import PublishConfig
+from camctl.exc import ProtocolError
+from camctl.ground import Client, fetch
+from camctl.publish import Publisher
+
+SEG = p.SegmentInfo(path="f1/down/000001.mcap", size=123, sha256="ab" * 32, flight="f1", camera="down",
+                    frames=3, first_ns=5, last_ns=9, value=4)
+MESSAGES = [
+    p.Hello(id=1, version=1, client="g"),
+    p.List(id=2), p.List(id=3, flight="f1"),
+    p.Fetch(id=4, path="f1/down/000000.mcap", offset=10, length=4096),
+    p.Thumbs(id=5, flight="f1", camera="down", segment="f1/down/000000.mcap", every=3, width=80, skip=2,
+             limit=10),
+    p.Status(id=6), p.Command(id=7, name="event", args={"name": "release"}), p.Ping(id=8),
+    p.Welcome(id=9, version=1, board="rig-a", flights=["f1", "f2"], serving=True, mono_ns=1, wall_ns=2,
+              chunk_max=262144),
+    p.Listing(id=10, board="rig-a", segments=[SEG, p.SegmentInfo(path="f1/flight.json", size=1,
+                                                                 sha256="0" * 64, flight="f1", camera="",
+                                                                 kind="meta")]),
+    p.Chunk(id=11, path="f1/down/000000.mcap", offset=0, data=bytes(range(256)) * 3),
+    p.Chunk(id=12, path="f1/down/000000.mcap", offset=99, data=b""),
+    p.Thumbnails(id=13, flight="f1", thumbs=[p.ThumbInfo("down", "f1/down/000000.mcap", 3, 7, "DESCENT",
+                                                         160, 120)], jpegs=[b"\xff\xd8jpeg"], more=True),
+    p.State(id=14, status={"board": "rig-a", "phase": "LANDED"}), p.Done(id=15, result={"phase": "ARMED"}),
+    p.Pong(id=16, mono_ns=77), p.Error(id=17, code=p.E_NOT_SERVING, message="not now"),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_round_trip(msg: p.Message) -> None:
+    frames = msg.encode()
+    assert frames[0] == p.MAGIC and frames[1] == bytes([p.PROTOCOL_VERSION]) and frames[2] == msg.VERB
+    assert type(msg).decode(frames) == msg
+    assert p.decode(frames) == msg
+
+
+@pytest.mark.parametrize(("frames", "code"), [
+    ([b"NOPE", b"\x01", b"PING", b'{"id":1}'], p.E_BAD_MAGIC),
+    ([p.MAGIC, b"\x02", b"PING", b'{"id":1}'], p.E_BAD_VERSION),
+    ([p.MAGIC, b"\x01", b"DANCE", b'{"id":1}'], p.E_UNKNOWN_VERB),
+    ([p.MAGIC, b"\x01", b"PING", b"{not json"], p.E_BAD_HEADER),
+    ([p.MAGIC, b"\x01", b"PING", b"[1]"], p.E_BAD_HEADER),
+    ([p.MAGIC, b"\x01", b"PING"], p.E_BAD_HEADER),
+    ([p.MAGIC, b"\x01", b"PING", b"{}"], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"PING", b'{"id":-1}'], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"PING", b'{"id":true}'], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"PING", b'{"id":1}', b"extra"], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b/c.mcap","offset":0,"length":99999999}'], p.E_TOO_LARGE),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/../c.mcap","offset":0,"length":1}'], p.E_BAD_PATH),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"/etc/passwd","offset":0,"length":1}'], p.E_BAD_PATH),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b\\u0000/c","offset":0,"length":1}'], p.E_BAD_PATH),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b/c","offset":"0","length":1}'], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"COMMAND", b'{"id":1,"name":"self-destruct"}'], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"THUMBS", b'{"id":1,"flight":"../x"}'], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"LIST", b'{"id":1,"flight":"' + b"[" * 5000 + b'"}'], p.E_TOO_LARGE),
+    ([p.MAGIC, b"\x01", b"PING", b"[" * 100_000], p.E_BAD_HEADER),
+])
+def test_decode_rejects(frames: list[bytes], code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        p.decode(frames, allowed=p.REQUESTS)
+    assert info.value.code == code
+
+
+def test_peek_id_never_raises() -> None:
+    assert p.peek_id([b"x"]) == 0
+    assert p.peek_id([p.MAGIC, b"\x01", b"PING", b'{"id": 42}']) == 42
+    assert p.peek_id([p.MAGIC, b"\x01", b"PING", b"\xff\xfe"]) == 0
+
+
+# --- a live board under hostile input -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("store")
+    make_store(root, segments=1, frames=6)
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.mcap").write_bytes(b"secret")
+    (root / "f1" / "down" / "link.mcap").symlink_to(outside / "secret.mcap")
+    (root / "f1" / "escape").symlink_to(outside)
+    pub = Publisher(FakeBoard("rig-h", root), PublishConfig(bind="tcp://127.0.0.1:*",
+                                                            events="tcp://127.0.0.1:*"))
+    pub.start()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(pub.router_endpoint)
+    yield pub, sock, root
+    sock.close()
+    ctx.term()
+    pub.close()
+
+
+def _ask(sock: zmq.Socket, frames: list[bytes]) -> p.Message | None:
+    sock.send_multipart(frames)
+    if not sock.poll(10_000):
+        return None
+    return p.decode(sock.recv_multipart())
+
+
+_VERBS = [*p.REQUESTS, *p.REPLIES, b"", b"\x00"]
+_frame = st.one_of(st.binary(max_size=64), st.sampled_from([p.MAGIC, b"\x01", b"\x02", *_VERBS]),
+                   st.dictionaries(st.sampled_from(["id", "path", "offset", "length", "flight", "segment",
+                                                    "every", "width", "limit", "skip", "name", "args",
+                                                    "version", "camera"]),
+                                   st.one_of(st.integers(-2**70, 2**70), st.text(max_size=20), st.none(),
+                                             st.booleans(), st.lists(st.integers(), max_size=3),
+                                             st.sampled_from(["../../etc/passwd", "/etc/passwd", "f1",
+                                                              "f1/down/000000.mcap", "f1/escape/secret.mcap",
+                                                              "f1/down/link.mcap"])),
+                                   max_size=6).map(lambda d: json.dumps(d).encode()))
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(st.lists(_frame, min_size=1, max_size=7))
+def test_fuzz_random_multipart(board, frames: list[bytes]) -> None:
+    pub, sock, _ = board
+    reply = _ask(sock, frames)
+    assert isinstance(reply, p.Error | p.Welcome | p.Listing | p.Chunk | p.Thumbnails | p.State | p.Done
+                      | p.Pong), frames
+
+
+def test_mutated_valid_messages_then_fetch_works(board, tmp_path: Path) -> None:
+    pub, sock, root = board
+    rng = random.Random(5)
+    good = [m.encode() for m in MESSAGES[:8]]
+    for _ in range(1500):
+        frames = [bytearray(f) for f in rng.choice(good)]
+        for _ in range(rng.randint(1, 4)):
+            op = rng.random()
+            i = rng.randrange(len(frames))
+            if op < 0.5 and frames[i]:
+                frames[i][rng.randrange(len(frames[i]))] = rng.randrange(256)
+            elif op < 0.7:
+                del frames[i][rng.randrange(len(frames[i]) + 1):]
+            elif op < 0.85:
+                frames.insert(i, bytearray(os.urandom(rng.randint(0, 20))))
+            elif len(frames) > 1:
+                del frames[i]
+        reply = _ask(sock, [bytes(f) for f in frames])
+        assert reply is not None
+    assert pub._thread is not None and pub._thread.is_alive()
+    report = fetch([pub.router_endpoint], tmp_path, progress=False, give_up_after_s=20)
+    assert report.ok, report.summary()
+    assert (tmp_path / "rig-h" / "f1" / "down" / "000000.mcap").read_bytes() == \
+        (root / "f1" / "down" / "000000.mcap").read_bytes()
+
+
+@pytest.mark.parametrize(("path", "code"), [
+    ("../store/f1/flight.json", p.E_BAD_PATH), ("/etc/passwd", p.E_BAD_PATH),
+    ("f1/down/link.mcap", p.E_BAD_PATH), ("f1/escape/secret.mcap", p.E_BAD_PATH),
+    ("f1/down/999999.mcap", p.E_NOT_FOUND), ("f1/../f1/flight.json", p.E_BAD_PATH),
+    ("f1", p.E_BAD_PATH), ("f1/down", p.E_BAD_PATH), ("f1/down/000000.mcap\x00", p.E_BAD_PATH),
+])
+def test_path_traversal_rejected(board, path: str, code: str) -> None:
+    _, sock, _ = board
+    reply = _ask(sock, p.Fetch(id=3, path=path, offset=0, length=10).encode())
+    assert isinstance(reply, p.Error) and reply.code == code and reply.id == 3, reply
+
+
+def test_oversized_message_dropped_then_server_still_answers(board) -> None:
+    pub, sock, _ = board
+    ctx = zmq.Context()
+    try:
+        big = ctx.socket(zmq.DEALER)
+        big.setsockopt(zmq.LINGER, 0)
+        big.connect(pub.router_endpoint)
+        big.send_multipart([p.MAGIC, b"\x01", b"PING", b'{"id":1}', b"x" * (p.MAX_MESSAGE + 1)])
+        assert not big.poll(1500)  # the board dropped the peer: no reply (ZMQ_MAXMSGSIZE)
+        big.close()
+    finally:
+        ctx.term()
+    reply = _ask(sock, p.Ping(id=99).encode())
+    assert isinstance(reply, p.Pong) and reply.id == 99
+
+
+def test_open_segment_not_listed_nor_served(board) -> None:
+    pub, sock, root = board
+    seg = root / "f1" / "up" / "000000.mcap"
+    pub.board.open.add(seg)
+    try:
+        reply = _ask(sock, p.Fetch(id=4, path="f1/up/000000.mcap", offset=0, length=10).encode())
+        assert isinstance(reply, p.Error) and reply.code == p.E_OPEN_SEGMENT
+        listing = _ask(sock, p.List(id=5).encode())
+        assert isinstance(listing, p.Listing)
+        assert "f1/up/000000.mcap" not in {s.path for s in listing.segments}
+    finally:
+        pub.board.open.clear()
+
+
+def test_chunk_over_board_limit_rejected(board) -> None:
+    _, sock, _ = board
+    reply = _ask(sock, p.Fetch(id=6, path="f1/down/000000.mcap", offset=0, length=256 * 1024 + 1).encode())
+    assert isinstance(reply, p.Error) and reply.code == p.E_TOO_LARGE
+
+
+def test_client_requests(board) -> None:
+    pub, _, _ = board
+    with Client(pub.router_endpoint, timeout_s=10) as c:
+        w = c.hello()
+        assert w.board == "rig-h" and w.flights == ["f1"] and w.serving and w.version == p.PROTOCOL_VERSION
+        assert c.status()["phase"] == "LANDED"
+        assert c.command("event", name="release") == {"phase": "LANDED"}
+        assert pub.board.commands[-1] == ("event", {"name": "release"})
+        assert c.ping() > 0
+        thumbs = c.thumbs("f1", camera="down", every=2)
+        assert [t.seq for t, _ in thumbs] == [0, 2, 4]
+        assert all(j[:2] == b"\xff\xd8" for _, j in thumbs)
