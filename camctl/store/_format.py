@@ -1,0 +1,545 @@
+"""The on-flash segment format: one MCAP file, written and salvaged record by record.
+
+This module owns the bytes of a segment. :class:`SegmentWriter` writes a standard, Foxglove-readable MCAP
+file with one difference from ``mcap.writer.Writer``: the Schema and Channel records go into the data
+section *before* the first chunk (the MCAP spec allows both places) instead of inside the first chunk, so a
+lost first chunk never orphans the messages of the chunks after it. Chunks are closed only at a commit or at
+rotation (``max_chunk_bytes`` is a safety cap), so every fsync'd commit ends on a chunk boundary.
+
+:func:`scan_segment` is the salvage reader: it walks the record framing (opcode u8 + length u64 LE) of a
+possibly torn or bit-flipped file, keeps every chunk whose CRC32 checks, reports the byte ranges it could
+not use, and resynchronises on the next CRC-valid chunk after garbage.
+
+Example::
+
+    >>> w = SegmentWriter(Path("000001.mcap"), camera_layout("down"))      # doctest: +SKIP
+    >>> w.add_message(CH_IMAGE, log_ns, pub_ns, seq, data); w.commit(); w.finish()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any
+
+from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+from foxglove_schemas_protobuf.Log_pb2 import Log
+from mcap.data_stream import ReadDataStream, RecordBuilder
+from mcap.opcode import Opcode
+from mcap.records import (
+    Channel,
+    Chunk,
+    ChunkIndex,
+    DataEnd,
+    Footer,
+    Header,
+    Message,
+    MessageIndex,
+    Schema,
+    Statistics,
+    SummaryOffset,
+)
+from mcap_protobuf.schema import build_file_descriptor_set
+
+from camctl import __version__
+
+__all__ = [
+    "CH_EVENTS",
+    "CH_IMAGE",
+    "CH_LOG",
+    "CH_META",
+    "CH_STILL",
+    "MAGIC",
+    "Layout",
+    "Scan",
+    "ScannedChunk",
+    "SegmentWriter",
+    "camera_layout",
+    "events_layout",
+    "layout_for_path",
+    "scan_segment",
+]
+
+MAGIC = b"\x89MCAP0\r\n"
+LIBRARY = f"camctl/{__version__}"
+PROFILE = ""
+_FOOTER_LEN = 1 + 8 + 20
+# channel ids, fixed per segment kind so a segment whose Channel records are damaged can still be read
+CH_IMAGE, CH_META, CH_STILL = 1, 2, 3
+CH_EVENTS, CH_LOG = 1, 2
+
+_META_SCHEMA = {
+    "title": "camctl.FrameMeta",
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"}, "timestamp_ns": {"type": "integer"}, "phase": {"type": "string"},
+        "value": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+        "exposure_us": {"type": "integer"}, "analogue_gain": {"type": "number"},
+        "still": {"type": "boolean"}, "size": {"type": "integer"},
+    },
+    "required": ["seq", "timestamp_ns", "phase", "value"],
+}
+_EVENT_SCHEMA = {
+    "title": "camctl.Event",
+    "type": "object",
+    "properties": {"kind": {"type": "string"}, "name": {"type": "string"},
+                   "mono_ns": {"type": "integer"}, "wall_ns": {"type": "integer"}},
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fixed schemas and channels of one kind of segment (``camera`` or ``events``)."""
+
+    kind: str
+    name: str
+    schemas: tuple[Schema, ...]
+    channels: tuple[Channel, ...]
+
+
+def _proto_schema(schema_id: int, cls: Any) -> Schema:
+    fds = build_file_descriptor_set(cls)
+    return Schema(id=schema_id, name=cls.DESCRIPTOR.full_name, encoding="protobuf",
+                  data=fds.SerializeToString())
+
+
+def _json_schema(schema_id: int, body: dict) -> Schema:
+    return Schema(id=schema_id, name=body["title"], encoding="jsonschema",
+                  data=json.dumps(body, sort_keys=True).encode())
+
+
+@lru_cache(maxsize=64)
+def camera_layout(camera: str) -> Layout:
+    """Schemas and channels of a camera segment: ``/<camera>/image``, ``/<camera>/meta``, ``/<camera>/still``."""
+    image = _proto_schema(1, CompressedImage)
+    meta = _json_schema(2, _META_SCHEMA)
+    return Layout("camera", camera, (image, meta), (
+        Channel(id=CH_IMAGE, topic=f"/{camera}/image", message_encoding="protobuf", metadata={}, schema_id=1),
+        Channel(id=CH_META, topic=f"/{camera}/meta", message_encoding="json", metadata={}, schema_id=2),
+        Channel(id=CH_STILL, topic=f"/{camera}/still", message_encoding="protobuf", metadata={}, schema_id=1),
+    ))
+
+
+@lru_cache(maxsize=1)
+def events_layout() -> Layout:
+    """Schemas and channels of an event-log segment: ``/events`` (JSON) and ``/log`` (``foxglove.Log``)."""
+    return Layout("events", "events", (_json_schema(1, _EVENT_SCHEMA), _proto_schema(2, Log)), (
+        Channel(id=CH_EVENTS, topic="/events", message_encoding="json", metadata={}, schema_id=1),
+        Channel(id=CH_LOG, topic="/log", message_encoding="protobuf", metadata={}, schema_id=2),
+    ))
+
+
+def layout_for_path(path: Path) -> Layout:
+    """The layout a segment at ``<flight>/<camera-or-events>/<seq>.mcap`` was written with."""
+    parent = path.parent.name
+    return events_layout() if parent == "events" else camera_layout(parent)
+
+
+def _open_exclusive(path: Path) -> IO[bytes]:
+    return open(path, "xb", buffering=0)
+
+
+class SegmentWriter:
+    """Writes one MCAP segment; the caller decides when to :meth:`commit` (flush + fsync) and :meth:`finish`.
+
+    ``opener(path)`` returns a binary file (``open(path, 'xb', buffering=0)`` by default); tests wrap it
+    to inject ``ENOSPC``/``EIO``. ``size`` counts bytes handed to the file, ``committed_size`` the bytes known
+    to be on stable storage.
+    """
+
+    def __init__(self, path: Path, layout: Layout, *,
+                 opener: Callable[[Path], IO[bytes]] | None = None, max_chunk_bytes: int = 32 << 20,
+                 created_mono_ns: int = 0) -> None:
+        self.path = Path(path)
+        self.layout = layout
+        self.max_chunk_bytes = max_chunk_bytes
+        self.created_mono_ns = created_mono_ns
+        self.size = 0
+        self.committed_size = 0
+        self.commits = 0
+        self.closed = False
+        self.finished = False
+        self.needs_dir_sync = True
+        self.accounted = 0  # bytes the owner has already counted in its statistics
+        self._chunk = RecordBuilder()
+        self._chunk_msgs = 0
+        self._chunk_start_ns = 0
+        self._chunk_end_ns = 0
+        self._msg_index: dict[int, list[tuple[int, int]]] = {}
+        self._chunk_indexes: list[ChunkIndex] = []
+        self._counts: dict[int, int] = {}
+        self._message_count = 0
+        self._start_ns = 0
+        self._end_ns = 0
+        self._file = (opener or _open_exclusive)(self.path)
+        try:
+            head = RecordBuilder()
+            head.write(MAGIC)
+            Header(PROFILE, LIBRARY).write(head)
+            for schema in layout.schemas:
+                schema.write(head)
+            for channel in layout.channels:
+                channel.write(head)
+            self._write(head.end())
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else "closed" if self.closed else "open"
+        return f"<SegmentWriter {self.path} {state} size={self.size} committed={self.committed_size}>"
+
+    @property
+    def dirty(self) -> bool:
+        """True when bytes or buffered messages are not yet fsync'd."""
+        return self._chunk_msgs > 0 or self.size != self.committed_size
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._chunk.count
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._file.write(view)
+            n = len(view) if n is None else n
+            self.size += n
+            view = view[n:]
+
+    def add_message(self, channel_id: int, log_time: int, publish_time: int, sequence: int,
+                    data: bytes) -> None:
+        """Append a message to the open chunk (in memory until the next commit)."""
+        if self._chunk_msgs == 0:
+            self._chunk_start_ns = self._chunk_end_ns = log_time
+        else:
+            self._chunk_start_ns = min(self._chunk_start_ns, log_time)
+            self._chunk_end_ns = max(self._chunk_end_ns, log_time)
+        if self._message_count == 0:
+            self._start_ns = self._end_ns = log_time
+        else:
+            self._start_ns = min(self._start_ns, log_time)
+            self._end_ns = max(self._end_ns, log_time)
+        self._msg_index.setdefault(channel_id, []).append((log_time, self._chunk.count))
+        Message(channel_id=channel_id, log_time=log_time, data=data, publish_time=publish_time,
+                sequence=sequence & 0xFFFFFFFF).write(self._chunk)
+        self._chunk_msgs += 1
+        self._message_count += 1
+        self._counts[channel_id] = self._counts.get(channel_id, 0) + 1
+        if self._chunk.count > self.max_chunk_bytes:
+            self.close_chunk()
+
+    def close_chunk(self) -> None:
+        """Write the open chunk and its message indexes to the file (no flush, no fsync)."""
+        if self._chunk_msgs == 0:
+            return
+        body = self._chunk.end()
+        chunk = Chunk(compression="", data=body, message_start_time=self._chunk_start_ns,
+                      message_end_time=self._chunk_end_ns, uncompressed_crc=zlib.crc32(body),
+                      uncompressed_size=len(body))
+        rec = RecordBuilder()
+        chunk.write(rec)
+        chunk_len = rec.count
+        offsets: dict[int, int] = {}
+        for channel_id, entries in sorted(self._msg_index.items()):
+            offsets[channel_id] = self.size + rec.count
+            MessageIndex(channel_id=channel_id, records=entries).write(rec)
+        start = self.size
+        self._chunk_msgs = 0
+        self._msg_index = {}
+        self._write(rec.end())
+        self._chunk_indexes.append(ChunkIndex(
+            message_start_time=chunk.message_start_time, message_end_time=chunk.message_end_time,
+            chunk_start_offset=start, chunk_length=chunk_len, message_index_offsets=offsets,
+            message_index_length=self.size - start - chunk_len, compression="",
+            compressed_size=len(body), uncompressed_size=len(body)))
+
+    def commit(self, *, fsync: Callable[[int], None] | None = None) -> None:
+        """Close the open chunk, flush and fsync: after this returns, every message so far is durable."""
+        self.close_chunk()
+        flush = getattr(self._file, "flush", None)
+        if flush is not None:
+            flush()
+        (fsync or os.fsync)(self._file.fileno())
+        self.committed_size = self.size
+        self.commits += 1
+
+    def finish(self, *, fsync: Callable[[int], None] | None = None) -> None:
+        """Write DataEnd, the summary and the footer, fsync and close: the segment is a finished MCAP."""
+        self.close_chunk()
+        rec = RecordBuilder()
+        DataEnd(0).write(rec)
+        summary_start = self.size + rec.count
+        summary = RecordBuilder()
+        offsets: list[SummaryOffset] = []
+
+        def group(opcode: Opcode, records: list[Any]) -> None:
+            start = summary.count
+            for r in records:
+                r.write(summary)
+            offsets.append(SummaryOffset(group_opcode=opcode, group_start=summary_start + start,
+                                         group_length=summary.count - start))
+
+        group(Opcode.SCHEMA, list(self.layout.schemas))
+        group(Opcode.CHANNEL, list(self.layout.channels))
+        group(Opcode.STATISTICS, [Statistics(
+            attachment_count=0, channel_count=len(self.layout.channels),
+            channel_message_counts=dict(self._counts), chunk_count=len(self._chunk_indexes),
+            message_count=self._message_count, metadata_count=0, schema_count=len(self.layout.schemas),
+            message_start_time=self._start_ns, message_end_time=self._end_ns)])
+        if self._chunk_indexes:
+            group(Opcode.CHUNK_INDEX, self._chunk_indexes)
+        summary_offset_start = summary_start + summary.count
+        for off in offsets:
+            off.write(summary)
+        summary_data = summary.end()
+        crc = zlib.crc32(summary_data)
+        crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, summary_start, summary_offset_start), crc)
+        tail = RecordBuilder()
+        Footer(summary_start=summary_start, summary_offset_start=summary_offset_start,
+               summary_crc=crc).write(tail)
+        self._write(rec.end() + summary_data + tail.end() + MAGIC)
+        self.commit(fsync=fsync)
+        self.finished = True
+        self.close()
+
+    def close(self) -> None:
+        """Close the file without finishing it (safe twice; ignores errors: used when abandoning)."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+    def abandon(self) -> None:
+        """Give up on this segment after an I/O error: cut it back to its last commit and close it.
+
+        A segment with no commit is removed. Errors are swallowed: recovery cuts whatever tail remains.
+        """
+        try:
+            if self.committed_size == 0:
+                self.close()
+                self.path.unlink(missing_ok=True)
+                return
+            os.ftruncate(self._file.fileno(), self.committed_size)
+        except (OSError, ValueError):
+            pass
+        self.close()
+
+
+# --- salvage ------------------------------------------------------------------------------------------
+@dataclass
+class ScannedChunk:
+    """A CRC-valid chunk: its byte range in the file and its messages."""
+
+    start: int
+    end: int
+    messages: list[Message]
+
+
+@dataclass
+class Scan:
+    """What :func:`scan_segment` found in one file."""
+
+    path: Path
+    size: int
+    magic_ok: bool = False
+    empty: bool = False  # 0 bytes or a prefix of the magic: a segment torn before its first commit
+    header: Header | None = None
+    schemas: dict[int, Schema] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+    chunks: list[ScannedChunk] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    torn_at: int | None = None
+    torn_reason: str = ""
+    tail_magic: bool = False  # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
+    data_end: bool = False
+    finished: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """A finished file with nothing lost: ordinary MCAP readers open it as is."""
+        return self.finished and not self.lost and self.torn_at is None and not self.errors
+
+    @property
+    def salvageable(self) -> bool:
+        return self.magic_ok or self.empty
+
+
+_KNOWN = {int(o) for o in Opcode}
+
+
+def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | str:
+    """Parse a Chunk record at ``pos`` (opcode already checked); return (chunk, end) or an error text."""
+    if pos + 9 > n:
+        return "truncated record header"
+    (length,) = struct.unpack_from("<Q", buf, pos + 1)
+    end = pos + 9 + length
+    if length < 40 or end > n:
+        return f"chunk length {length} runs past the end of the file"
+    p = pos + 9
+    start_ns, end_ns, usize, crc, clen = struct.unpack_from("<QQQII", buf, p)
+    p += 32
+    if clen > 16 or p + clen + 8 > end:
+        return f"bad compression field length {clen}"
+    compression = bytes(buf[p:p + clen]).decode("utf-8", "replace")
+    p += clen
+    (dlen,) = struct.unpack_from("<Q", buf, p)
+    p += 8
+    if p + dlen != end:
+        return f"chunk data length {dlen} does not match record length {length}"
+    if compression != "":
+        return f"unsupported chunk compression {compression!r}"
+    data = bytes(buf[p:end])
+    if usize != dlen:
+        return f"uncompressed size {usize} != data length {dlen}"
+    if crc != 0 and zlib.crc32(data) != crc:
+        return f"chunk CRC mismatch (stored {crc:#010x})"
+    return Chunk(compression="", data=data, message_start_time=start_ns, message_end_time=end_ns,
+                 uncompressed_crc=crc, uncompressed_size=usize), end
+
+
+def _chunk_messages(chunk: Chunk) -> list[Message] | str:
+    data, n, p = chunk.data, len(chunk.data), 0
+    out: list[Message] = []
+    while p < n:
+        if p + 9 > n:
+            return "chunk ends inside a record header"
+        op, length = struct.unpack_from("<BQ", data, p)
+        if p + 9 + length > n:
+            return "chunk record runs past the chunk"
+        if op == Opcode.MESSAGE:
+            if length < 22:
+                return f"message record too short ({length})"
+            channel_id, sequence, log_time, publish_time = struct.unpack_from("<HIQQ", data, p + 9)
+            out.append(Message(channel_id=channel_id, sequence=sequence, log_time=log_time,
+                               publish_time=publish_time, data=data[p + 31:p + 9 + length]))
+        p += 9 + length
+    return out
+
+
+def _resync(buf: bytes | memoryview, start: int, n: int) -> tuple[int, Chunk, int] | None:
+    """The next CRC-valid chunk record at or after ``start``: (offset, chunk, end), or None."""
+    p = start
+    op = bytes([Opcode.CHUNK])
+    raw = buf if isinstance(buf, bytes) else bytes(buf)
+    while True:
+        p = raw.find(op, p)
+        if p < 0:
+            return None
+        got = _chunk_at(raw, p, n)
+        if not isinstance(got, str):
+            return p, got[0], got[1]
+        p += 1
+
+
+def _read_record(cls: Any, body: bytes) -> Any:
+    return cls.read(ReadDataStream(_Bytes(body)))
+
+
+class _Bytes:
+    """The minimal stream ReadDataStream needs, raising on short reads instead of returning short data."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"record field of {n} bytes runs past the record")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def scan_segment(path: Path, data: bytes | None = None) -> Scan:
+    """Salvage-read one segment file (or ``data``, its bytes). Never raises on bad content."""
+    path = Path(path)
+    buf = path.read_bytes() if data is None else data
+    n = len(buf)
+    scan = Scan(path=path, size=n)
+    if n < len(MAGIC):
+        scan.empty = MAGIC.startswith(buf)
+        if not scan.empty:
+            scan.errors.append("not an MCAP file (bad magic)")
+        return scan
+    if buf[:8] != MAGIC:
+        scan.errors.append("not an MCAP file (bad magic)")
+        return scan
+    scan.magic_ok = True
+    scan.tail_magic = n >= 16 and buf[-8:] == MAGIC
+    pos = 8
+    seen_chunk = False
+    while pos < n:
+        if pos + 9 > n:
+            scan.torn_at, scan.torn_reason = pos, "file ends inside a record header"
+            break
+        op, length = struct.unpack_from("<BQ", buf, pos)
+        end = pos + 9 + length
+        if op == Opcode.CHUNK:
+            got = _chunk_at(buf, pos, n)
+            if not isinstance(got, str):
+                chunk, end = got
+                msgs = _chunk_messages(chunk)
+                if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
+                    scan.lost.append((pos, end))
+                    scan.errors.append(f"chunk at byte {pos}: {msgs}")
+                else:
+                    scan.chunks.append(ScannedChunk(pos, end, msgs))
+                seen_chunk = True
+                pos = end
+                continue
+            reason = got
+        elif op not in _KNOWN or (op == Opcode.HEADER and pos != 8):
+            reason = f"unknown record opcode {op:#04x}"
+        elif end > n:
+            reason = f"record length {length} runs past the end of the file"
+        elif op == Opcode.FOOTER:
+            if length == 20 and end + 8 == n and buf[end:] == MAGIC:
+                footer = _read_record(Footer, buf[pos + 9:end])
+                if footer.summary_crc and footer.summary_start and footer.summary_start < pos:
+                    crc = zlib.crc32(buf[footer.summary_start:pos])
+                    crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, footer.summary_start,
+                                                 footer.summary_offset_start), crc)
+                    if crc != footer.summary_crc:
+                        scan.errors.append("summary CRC mismatch")
+                scan.finished = scan.data_end
+                return scan
+            reason = "footer not at the end of the file"
+        else:
+            reason = ""
+            try:
+                body = buf[pos + 9:end]
+                if op == Opcode.HEADER:
+                    scan.header = _read_record(Header, body)
+                elif op == Opcode.SCHEMA and not seen_chunk and not scan.data_end:
+                    s = _read_record(Schema, body)
+                    scan.schemas.setdefault(s.id, s)
+                elif op == Opcode.CHANNEL and not seen_chunk and not scan.data_end:
+                    c = _read_record(Channel, body)
+                    scan.channels.setdefault(c.id, c)
+                elif op == Opcode.DATA_END:
+                    scan.data_end = True
+            except (ValueError, UnicodeDecodeError, struct.error) as exc:
+                reason = f"bad {Opcode(op).name} record: {exc}"
+            if not reason:
+                pos = end
+                continue
+        # garbage at pos: skip to the next CRC-valid chunk, or call the rest a torn tail
+        found = _resync(buf, pos + 1, n)
+        if found is None:
+            scan.torn_at = pos
+            scan.torn_reason = reason
+            break
+        scan.lost.append((pos, found[0]))
+        scan.errors.append(f"byte {pos}: {reason}; resynchronised at byte {found[0]}")
+        pos = found[0]
+    if scan.torn_at is not None and scan.torn_at < n:
+        scan.lost.append((scan.torn_at, n))
+    return scan

@@ -1,0 +1,187 @@
+"""The per-flight index (``index.json``) and the flight description (``flight.json``).
+
+The index is a cache: everything in it can be rebuilt from the segments alone, and :func:`load_index`
+does so when it is missing or stale (a segment's size or mtime differs, or a segment is missing or new).
+``sha256`` per segment is what ``camctl fetch`` checks after a transfer.
+
+Example::
+
+    >>> idx = load_index(Path("/var/lib/camctl/20261127T073736Z"))     # doctest: +SKIP
+    >>> idx["cameras"]["down"]["frames"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from camctl.exc import StoreCorruptError
+from camctl.store._format import scan_segment
+from camctl.store.reader import scan_events, scan_frames
+
+__all__ = [
+    "INDEX_NAME",
+    "INDEX_VERSION",
+    "build_index",
+    "fsync_dir",
+    "index_is_stale",
+    "load_index",
+    "read_flight_json",
+    "segment_paths",
+    "write_json_atomic",
+]
+
+INDEX_NAME = "index.json"
+FLIGHT_NAME = "flight.json"
+INDEX_VERSION = 1
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a new or renamed entry in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON beside ``path``, fsync, rename over it, fsync the directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def read_flight_json(flight_dir: Path) -> dict:
+    """The flight description; StoreCorruptError when it is missing or not a JSON object."""
+    path = Path(flight_dir) / FLIGHT_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreCorruptError(str(path), f"cannot read flight description: {exc}") from None
+    if not isinstance(data, dict):
+        raise StoreCorruptError(str(path), f"flight description is a {type(data).__name__}, not an object")
+    return data
+
+
+def segment_paths(flight_dir: Path) -> dict[str, list[Path]]:
+    """Segment files per camera dir (``events`` included), sorted by sequence number."""
+    out: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in Path(flight_dir).iterdir() if p.is_dir()):
+        out[sub.name] = sorted(p for p in sub.glob("*.mcap") if p.is_file())
+    return out
+
+
+def _segment_entry(flight_dir: Path, path: Path) -> tuple[dict, Any]:
+    data = path.read_bytes()
+    st = path.stat()
+    scan = scan_segment(path, data)
+    entry = {
+        "path": path.relative_to(flight_dir).as_posix(),
+        "size": len(data),
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "frames": 0,
+        "first_ns": None,
+        "last_ns": None,
+        "max_value": None,
+        "finished": scan.clean,
+    }
+    return entry, scan
+
+
+def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
+    """Build the index of a flight from its segments alone (reads every segment once)."""
+    flight_dir = Path(flight_dir)
+    if flight is None:
+        try:
+            flight = read_flight_json(flight_dir)
+        except StoreCorruptError:
+            flight = {}
+    cameras: dict[str, dict] = {}
+    events: dict[str, Any] = {"count": 0, "segments": []}
+    for name, paths in segment_paths(flight_dir).items():
+        if name == "events":
+            for path in paths:
+                entry, scan = _segment_entry(flight_dir, path)
+                n = sum(1 for _ in scan_events(scan))
+                entry["frames"] = 0
+                entry["events"] = n
+                events["count"] += n
+                events["segments"].append(entry)
+            continue
+        cam = {"frames": 0, "stills": 0, "first_ns": None, "last_ns": None, "phases": {}, "segments": []}
+        for path in paths:
+            entry, scan = _segment_entry(flight_dir, path)
+            for fr in scan_frames(scan, check_jpeg=False):
+                entry["frames"] += 1
+                ts = fr.timestamp_ns
+                entry["first_ns"] = ts if entry["first_ns"] is None else min(entry["first_ns"], ts)
+                entry["last_ns"] = ts if entry["last_ns"] is None else max(entry["last_ns"], ts)
+                entry["max_value"] = fr.value if entry["max_value"] is None else max(entry["max_value"],
+                                                                                     fr.value)
+                cam["phases"][fr.phase] = cam["phases"].get(fr.phase, 0) + 1
+                cam["stills"] += fr.still
+            cam["frames"] += entry["frames"]
+            for key, pick in (("first_ns", min), ("last_ns", max)):
+                if entry[key] is not None:
+                    cam[key] = entry[key] if cam[key] is None else pick(cam[key], entry[key])
+            cam["segments"].append(entry)
+        cameras[name] = cam
+    for name in flight.get("cameras", []):
+        cameras.setdefault(name, {"frames": 0, "stills": 0, "first_ns": None, "last_ns": None,
+                                  "phases": {}, "segments": []})
+    return {
+        "version": INDEX_VERSION,
+        "board": flight.get("board", ""),
+        "flight": flight.get("flight", flight_dir.name),
+        "cameras": cameras,
+        "events": events,
+    }
+
+
+def _all_entries(index: dict) -> list[dict]:
+    out = [s for cam in index.get("cameras", {}).values() for s in cam.get("segments", [])]
+    return out + list(index.get("events", {}).get("segments", []))
+
+
+def index_is_stale(flight_dir: Path, index: dict) -> bool:
+    """True when the segments on disk differ from those the index describes (set, size or mtime)."""
+    flight_dir = Path(flight_dir)
+    try:
+        entries = {e["path"]: e for e in _all_entries(index)}
+        on_disk = {p.relative_to(flight_dir).as_posix(): p
+                   for paths in segment_paths(flight_dir).values() for p in paths}
+        if set(entries) != set(on_disk) or index.get("version") != INDEX_VERSION:
+            return True
+        for rel, path in on_disk.items():
+            st = path.stat()
+            if st.st_size != entries[rel]["size"] or st.st_mtime_ns != entries[rel]["mtime_ns"]:
+                return True
+    except (KeyError, TypeError, AttributeError, OSError):
+        return True
+    return False
+
+
+def load_index(flight_dir: Path, *, write: bool = True) -> dict:
+    """The flight's index; rebuilt from the segments (and rewritten if ``write``) when missing or stale."""
+    flight_dir = Path(flight_dir)
+    path = flight_dir / INDEX_NAME
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(index, dict) and not index_is_stale(flight_dir, index):
+            return index
+    except (OSError, ValueError):
+        pass
+    index = build_index(flight_dir)
+    if write:
+        write_json_atomic(path, index)
+    return index

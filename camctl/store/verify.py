@@ -1,0 +1,290 @@
+"""``camctl verify``: integrity check and repair of segments, camera dirs, flights or a whole store.
+
+Every ``.mcap`` is salvage-scanned (:func:`camctl.store._format.scan_segment`): chunk CRCs checked, torn
+tails and damaged byte ranges reported, every JPEG header decoded. With ``repair=True`` a segment that is
+not a clean finished MCAP is rewritten atomically (new file beside it, fsync, rename over it, fsync the
+dir) into a finished one that keeps every CRC-valid chunk, so a kill during repair leaves the old file or
+the new one, never neither. Stale or missing ``index.json`` files are rebuilt; leftover repair temp files
+are removed.
+
+Exit codes (:attr:`VerifyReport.exit_code`): 0 clean, 1 repaired or repairable (or data was lost or bad
+JPEGs were found), 2 unrecoverable (a file with bad magic, a file whose every chunk is damaged, or a
+flight whose index/flight.json cannot be rebuilt).
+
+Example::
+
+    >>> report = verify(Path("/var/lib/camctl"), repair=True)        # doctest: +SKIP
+    >>> print(render_report(report, plain=True)); raise SystemExit(report.exit_code)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from camctl.exc import StoreCorruptError
+from camctl.store._format import Scan, SegmentWriter, scan_segment
+from camctl.store.index import (
+    FLIGHT_NAME,
+    INDEX_NAME,
+    build_index,
+    fsync_dir,
+    index_is_stale,
+    read_flight_json,
+    write_json_atomic,
+)
+from camctl.store.reader import layout_of, scan_events, scan_frames
+
+__all__ = ["CameraReport", "VerifyReport", "recover_store", "render_report", "repair_segment", "verify"]
+
+_TMP_SUFFIX = ".repair.tmp"
+
+
+@dataclass
+class CameraReport:
+    """Counts for one camera (or ``events``: ``frames`` then counts event records)."""
+
+    frames: int = 0
+    durable: int = 0  # frames in complete, CRC-valid chunks
+    stills: int = 0
+    bytes: int = 0
+    segments: int = 0
+    repaired_segments: int = 0
+    bad_frames: int = 0
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found (and did). ``lost_chunks`` are ``(path, start, end)`` byte ranges."""
+
+    path: str
+    cameras: dict[str, CameraReport] = field(default_factory=dict)
+    events: int = 0
+    lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
+    repairable: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    unrecoverable: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def bad_frames(self) -> int:
+        return sum(c.bad_frames for c in self.cameras.values())
+
+    @property
+    def exit_code(self) -> int:
+        if self.unrecoverable:
+            return 2
+        if self.repairable or self.repaired or self.lost_chunks or self.bad_frames:
+            return 1
+        return 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lost_chunks"] = [list(t) for t in self.lost_chunks]
+        d["bad_frames"] = self.bad_frames
+        d["exit_code"] = self.exit_code
+        return d
+
+    def _cam(self, name: str) -> CameraReport:
+        return self.cameras.setdefault(name, CameraReport())
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def repair_segment(path: Path, scan: Scan | None = None, *,
+                   before_rename: Callable[[Path], None] | None = None) -> int:
+    """Rewrite ``path`` into a finished MCAP keeping every CRC-valid chunk; return the messages kept.
+
+    The new file is written beside the old one, fsync'd, renamed over it and the directory fsync'd.
+    ``before_rename(tmp_path)`` is a test seam called between the write and the rename.
+    """
+    path = Path(path)
+    scan = scan or scan_segment(path)
+    if not scan.salvageable:
+        raise StoreCorruptError(str(path), "not an MCAP file: nothing to salvage", 0)
+    layout = layout_of(scan)
+    by_topic = {c.topic: c.id for c in layout.channels}
+    remap = {cid: by_topic.get(c.topic, cid) for cid, c in scan.channels.items()}
+    known = {c.id for c in layout.channels}
+    tmp = path.with_name(path.name + _TMP_SUFFIX)
+    tmp.unlink(missing_ok=True)
+    kept = 0
+    writer = SegmentWriter(tmp, layout)
+    try:
+        for chunk in scan.chunks:
+            for msg in chunk.messages:
+                cid = remap.get(msg.channel_id, msg.channel_id)
+                if cid in known:
+                    writer.add_message(cid, msg.log_time, msg.publish_time, msg.sequence, msg.data)
+                    kept += 1
+            writer.close_chunk()  # keep the original chunk grouping
+        writer.finish()
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    if before_rename is not None:
+        before_rename(tmp)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return kept
+
+
+def _verify_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None) -> None:
+    scan = scan_segment(path)
+    layout = layout_of(scan) if scan.salvageable else None
+    name = camera or (layout.name if layout else path.parent.name)
+    # a torn tail is the uncommitted end of a cut file, not lost data -- unless the file ends in the
+    # magic of a finished segment, when it is damage (e.g. a flipped length bit in the last chunk)
+    lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic]
+    report.lost_chunks.extend((str(path), s, e) for s, e in lost)
+    report.errors.extend(f"{path}: {e}" for e in scan.errors)
+    dead = not scan.salvageable or (not scan.chunks and bool(lost))
+    if name == "events" or (layout is not None and layout.kind == "events"):
+        report.events += sum(1 for _ in scan_events(scan))
+    else:
+        cam = report._cam(name)
+        cam.segments += 1
+        cam.bytes += scan.size
+        for fr in scan_frames(scan):
+            cam.frames += 1
+            cam.durable += 1
+            cam.stills += fr.still
+            if not fr.jpeg_ok:
+                cam.bad_frames += 1
+                report.errors.append(f"{path}: frame seq {fr.seq} (chunk at byte {fr.chunk_offset}) "
+                                     "is not a decodable JPEG")
+    if dead:
+        report.unrecoverable.append(str(path))
+        if not scan.salvageable:
+            report.errors.append(f"{path}: not an MCAP file (bad magic), nothing to salvage")
+        return
+    if scan.clean:
+        return
+    if scan.torn_at is not None:
+        report.errors.append(f"{path}: torn at byte {scan.torn_at} ({scan.torn_reason}); "
+                             f"{scan.size - scan.torn_at} bytes after the last complete record cut")
+    if not repair:
+        report.repairable.append(str(path))
+        return
+    try:
+        repair_segment(path, scan)
+    except OSError as exc:
+        report.unrecoverable.append(str(path))
+        report.errors.append(f"{path}: repair failed: {exc}")
+        return
+    report.repaired.append(str(path))
+    if name != "events":
+        report._cam(name).repaired_segments += 1
+
+
+def _verify_dir(report: VerifyReport, d: Path, repair: bool, camera: str | None) -> None:
+    for tmp in sorted(d.glob("*" + _TMP_SUFFIX)):  # a repair killed before its rename: old file is intact
+        if repair:
+            tmp.unlink(missing_ok=True)
+            report.repaired.append(str(tmp))
+        else:
+            report.repairable.append(str(tmp))
+    for seg in sorted(d.glob("*.mcap")):
+        _verify_segment(report, seg, repair, camera)
+
+
+def _verify_flight(report: VerifyReport, flight: Path, repair: bool) -> None:
+    flight_ok = True
+    try:
+        info = read_flight_json(flight)
+    except StoreCorruptError as exc:
+        flight_ok = False
+        info = {"flight": flight.name, "board": "", "rebuilt": True}
+        report.errors.append(str(exc))
+    for sub in sorted(p for p in flight.iterdir() if p.is_dir()):
+        _verify_dir(report, sub, repair, sub.name)
+    if not flight_ok:
+        info["cameras"] = sorted(p.name for p in flight.iterdir() if p.is_dir() and p.name != "events")
+        if repair:
+            try:
+                write_json_atomic(flight / FLIGHT_NAME, info)
+                report.repaired.append(str(flight / FLIGHT_NAME))
+            except OSError as exc:
+                report.unrecoverable.append(str(flight / FLIGHT_NAME))
+                report.errors.append(f"{flight / FLIGHT_NAME}: cannot rebuild: {exc}")
+        else:
+            report.repairable.append(str(flight / FLIGHT_NAME))
+    index_path = flight / INDEX_NAME
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        stale = not isinstance(index, dict) or index_is_stale(flight, index)
+    except (OSError, ValueError):
+        stale = True
+    if stale:
+        if repair:
+            try:
+                write_json_atomic(index_path, build_index(flight))
+                report.repaired.append(str(index_path))
+            except OSError as exc:
+                report.unrecoverable.append(str(index_path))
+                report.errors.append(f"{index_path}: cannot rebuild: {exc}")
+        else:
+            report.repairable.append(str(index_path))
+
+
+def _is_flight(d: Path) -> bool:
+    return (d / FLIGHT_NAME).exists() or (d / "events").is_dir() or (d / INDEX_NAME).exists()
+
+
+def verify(path: Path, *, repair: bool = False) -> VerifyReport:
+    """Check (and with ``repair`` fix) a segment, a camera dir, a flight dir or a store root."""
+    path = Path(path)
+    report = VerifyReport(path=str(path))
+    if path.is_file():
+        _verify_segment(report, path, repair, None)
+    elif not path.is_dir():
+        report.unrecoverable.append(str(path))
+        report.errors.append(f"{path}: no such file or directory")
+    elif _is_flight(path):
+        _verify_flight(report, path, repair)
+    elif any(path.glob("*.mcap")) or any(path.glob("*" + _TMP_SUFFIX)):
+        _verify_dir(report, path, repair, path.name)
+    else:
+        for flight in sorted(p for p in path.iterdir() if p.is_dir() and _is_flight(p)):
+            _verify_flight(report, flight, repair)
+    return report
+
+
+def recover_store(root: Path) -> VerifyReport:
+    """What the daemon runs at start: ``verify(root, repair=True)`` over every flight in the store."""
+    return verify(root, repair=True)
+
+
+def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100) -> str:
+    """The report as a table: rich (with colour codes) or plain text when ``plain``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"verify {report.path}")
+    for col in ("camera", "frames", "durable", "stills", "segments", "repaired", "bad JPEG", "MB"):
+        table.add_column(col, justify="left" if col == "camera" else "right")
+    for name, c in sorted(report.cameras.items()):
+        table.add_row(name, str(c.frames), str(c.durable), str(c.stills), str(c.segments),
+                      str(c.repaired_segments), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain, highlight=False)
+    console.print(table)
+    status = {0: "clean", 1: "repaired" if report.repaired else "repairable", 2: "UNRECOVERABLE"}
+    console.print(f"events: {report.events}   lost ranges: {len(report.lost_chunks)}   "
+                  f"result: {status[report.exit_code]} (exit {report.exit_code})")
+    for p, start, end in report.lost_chunks:
+        console.print(f"  lost {p} bytes {start}..{end}")
+    for e in report.errors[:50]:
+        console.print(f"  {e}", markup=False)
+    return buf.getvalue()
