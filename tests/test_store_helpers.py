@@ -1,0 +1,20 @@
+"""Shared helpers for the store tests (no tests here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import simplejpeg
+
+from camctl.frames import EncodedFrame, FrameValue
+
+
+def jpeg(seed: int, w: int = 32, h: int = 24) -> bytes:
+    rng = np.random.default_rng(seed)
+    return simplejpeg.encode_jpeg(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), quality=80)
+
+
+def frame(camera: str, seq: int, *, value: int = FrameValue.DESCENT, phase: str = "DESCENT",
+          still: bool = False, data: bytes | None = None) -> EncodedFrame:
+    return EncodedFrame(camera=camera, seq=seq, timestamp_ns=1_000_000 * (seq + 1),
+                        jpeg=data if data is not None else jpeg(seq * 7 + len(camera)), width=32, height=24,
+                        phase=phase, value=int(value), still=still, meta={"note": f"n{seq}"})
