@@ -32,7 +32,7 @@ from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.keys import ClientCurve
 from camctl.publish import set_heartbeats
 
-__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "fetch"]
+__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch"]
 
 _FSYNC_EVERY = 4 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -50,6 +50,13 @@ class BoardTimeout(FetchError, TimeoutError):
 
     def __str__(self) -> str:
         return f"{self.url}: no answer to {self.what} within {self.timeout_s:g} s"
+
+
+class LinkDropped(BoardTimeout):
+    """The TCP link to a board dropped while a request was in flight (the DEALER has been recreated)."""
+
+    def __str__(self) -> str:
+        return f"{self.url}: link dropped while waiting for {self.what}"
 
 
 def _sha256_file(path: Path) -> str:
@@ -79,6 +86,7 @@ class Client:
         self.curve = curve
         self._ctx = context if context is not None else zmq.Context.instance()
         self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self.board = url  # replaced by the board's name after hello()
         self.chunk_max = p.MAX_CHUNK
@@ -107,8 +115,13 @@ class Client:
     def reset(self) -> None:
         """Drop the DEALER; the next request connects a fresh one (stale replies die with the old one)."""
         if self._sock is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
             self._sock.close(linger=0)
             self._sock = None
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
 
     def _socket(self) -> zmq.Socket:
         if self._closed:
@@ -123,6 +136,9 @@ class Client:
                 sock.curve_publickey = self.curve.public
                 sock.curve_secretkey = self.curve.secret
                 sock.curve_serverkey = self.curve.server_public
+            # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting out
+            # the request timeout (the caller then resumes over a fresh DEALER)
+            self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             sock.connect(self.url)
             self.reconnects += 1  # sockets made, the first included
             self._sock = sock
@@ -138,10 +154,18 @@ class Client:
         """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on silence."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         sock = self._socket()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+            ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
+            if self._monitor is not None and self._monitor in ready:
+                self.reset()
+                raise LinkDropped(self.url, what, timeout)
+            if sock not in ready:
                 if time.monotonic() >= deadline:
                     self.reset()
                     raise BoardTimeout(self.url, what, timeout)
