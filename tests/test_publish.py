@@ -1,0 +1,151 @@
+"""Publisher lifecycle, PUB events from many threads, heartbeats, CURVE accept/reject, open-mode warning."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+import zmq
+from netfixtures import FakeBoard, make_store
+
+from camctl import protocol as p
+from camctl.config import PublishConfig
+from camctl.exc import ConfigError
+from camctl.ground import BoardTimeout, Client, fetch
+from camctl.keys import create_keys, load_client_curve
+from camctl.publish import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, Publisher, set_heartbeats
+
+LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
+
+
+def test_lifecycle_and_open_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pub = Publisher(FakeBoard("rig-l", tmp_path), LOOP)
+    with caplog.at_level(logging.WARNING, logger="camctl.publish"):
+        pub.start()
+    assert any("CURVE is off" in r.getMessage() for r in caplog.records)
+    assert pub.router_endpoint.startswith("tcp://127.0.0.1:") and not pub.router_endpoint.endswith("*")
+    assert "running" in repr(pub)
+    with Client(pub.router_endpoint, timeout_s=10) as c:
+        assert c.hello().flights == []
+    pub.close()
+    pub.close()
+    assert pub.closed and pub.publish("phase", {}) is False
+
+
+def test_heartbeats_set() -> None:
+    ctx = zmq.Context()
+    try:
+        s = ctx.socket(zmq.DEALER)
+        set_heartbeats(s)
+        assert s.getsockopt(zmq.HEARTBEAT_IVL) == HEARTBEAT_IVL_MS
+        assert s.getsockopt(zmq.HEARTBEAT_TIMEOUT) == HEARTBEAT_TIMEOUT_MS
+        s.close()
+    finally:
+        ctx.term()
+    pub = Publisher(FakeBoard("rig-hb", Path(".")), LOOP)
+    pub.start()
+    try:
+        assert pub._router is not None
+        assert pub._router.getsockopt(zmq.HEARTBEAT_IVL) == HEARTBEAT_IVL_MS
+        assert pub._router.getsockopt(zmq.MAXMSGSIZE) == p.MAX_MESSAGE
+        c = Client(pub.router_endpoint, timeout_s=10)
+        c.ping()
+        assert c._sock is not None and c._sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == HEARTBEAT_TIMEOUT_MS
+        c.close()
+    finally:
+        pub.close()
+
+
+def test_publish_from_many_threads(tmp_path: Path) -> None:
+    pub = Publisher(FakeBoard("rig-p", tmp_path), LOOP)
+    pub.start()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(pub.pub_endpoint)
+    try:
+        # slow joiner: publish probes until the subscription is live
+        for _ in range(200):
+            pub.publish("status", {"probe": True})
+            if sub.poll(100):
+                break
+        else:
+            pytest.fail("subscriber never joined")
+        while sub.poll(200):
+            sub.recv_multipart()
+        n_threads, per = 8, 100
+        go = threading.Event()
+
+        def worker(k: int) -> None:
+            go.wait(10)
+            for i in range(per):
+                pub.publish(p.TOPICS[i % len(p.TOPICS)], {"thread": k, "i": i})
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
+        for t in threads:
+            t.start()
+        go.set()
+        for t in threads:
+            t.join(30)
+        got: dict[int, list[int]] = {k: [] for k in range(n_threads)}
+        while len([1 for v in got.values() for _ in v]) + pub.dropped_events < n_threads * per:
+            if not sub.poll(10_000):
+                break
+            topic, body = sub.recv_multipart()
+            msg = json.loads(body)
+            if "thread" in msg:
+                assert topic.decode() == p.TOPICS[msg["i"] % len(p.TOPICS)]
+                got[msg["thread"]].append(msg["i"])
+        received = sum(len(v) for v in got.values())
+        assert received + pub.dropped_events == n_threads * per
+        assert received > 0
+        for v in got.values():  # per-thread order kept
+            assert v == sorted(v)
+    finally:
+        sub.close()
+        ctx.term()
+        pub.close()
+
+
+def test_publish_never_blocks_when_full(tmp_path: Path) -> None:
+    pub = Publisher(FakeBoard("rig-f", tmp_path), LOOP)  # not started: nobody drains the queue
+    try:
+        results = [pub.publish("disk", {"i": i}) for i in range(3000)]
+        assert results.count(False) == pub.dropped_events > 0
+    finally:
+        pub.close()
+
+
+def test_curve_accepts_known_client_rejects_unknown(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    create_keys(keys)
+    with pytest.raises(ConfigError):
+        create_keys(keys)
+    stranger = tmp_path / "stranger"
+    create_keys(stranger)
+    root = tmp_path / "store"
+    make_store(root, segments=1, frames=4)
+    cfg = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", curve_keys=str(keys))
+    pub = Publisher(FakeBoard("rig-s", root), cfg)
+    pub.start()
+    try:
+        good = load_client_curve(keys)
+        with Client(pub.router_endpoint, timeout_s=10, curve=good) as c:
+            assert c.hello().board == "rig-s"
+        report = fetch([pub.router_endpoint], tmp_path / "out", progress=False, curve=good, give_up_after_s=20)
+        assert report.ok, report.summary()
+        served = pub.requests
+        # an unknown client key (with the right server key) gets nothing at all: the handshake fails
+        bad = load_client_curve(stranger, server_key=keys / "server.key")
+        with Client(pub.router_endpoint, timeout_s=1.5, curve=bad) as c, pytest.raises(BoardTimeout):
+            c.hello()
+        # a plain-text client gets nothing either
+        with Client(pub.router_endpoint, timeout_s=1.5) as c, pytest.raises(BoardTimeout):
+            c.hello()
+        assert pub.requests == served  # no request of theirs ever reached the server
+    finally:
+        pub.close()
