@@ -358,6 +358,7 @@ class Scan:
     lost: list[tuple[int, int]] = field(default_factory=list)
     torn_at: int | None = None
     torn_reason: str = ""
+    tail_damaged: bool = False  # the tail holds a complete but invalid record (e.g. a chunk CRC mismatch)
     tail_magic: bool = False  # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
     data_end: bool = False
     finished: bool = False
@@ -441,7 +442,11 @@ def _resync(buf: bytes | memoryview, start: int, n: int) -> tuple[int, Chunk, in
 
 
 def _read_record(cls: Any, body: bytes) -> Any:
-    return cls.read(ReadDataStream(_Bytes(body)))
+    stream = _Bytes(body)
+    record = cls.read(ReadDataStream(stream))
+    if stream.pos != len(body):
+        raise ValueError(f"{len(body) - stream.pos} bytes left over in a {cls.__name__} record")
+    return record
 
 
 class _Bytes:
@@ -451,11 +456,46 @@ class _Bytes:
         self.data, self.pos = data, 0
 
     def read(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
+        if n and self.pos + n > len(self.data):
             raise ValueError(f"record field of {n} bytes runs past the record")
         out = self.data[self.pos:self.pos + n]
         self.pos += n
         return out
+
+
+_SUMMARY_OPS = {Opcode.SCHEMA, Opcode.CHANNEL, Opcode.STATISTICS, Opcode.CHUNK_INDEX, Opcode.SUMMARY_OFFSET,
+                Opcode.ATTACHMENT_INDEX, Opcode.METADATA_INDEX}
+
+
+def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
+    """Check (and take in) a non-chunk record; return why it is garbage, or "" when it is fine.
+
+    Only what our writer puts in each section is accepted, with its length checked, so a flipped opcode or
+    length can never make the scanner silently step over a chunk.
+    """
+    try:
+        if scan.data_end:
+            return "" if op in _SUMMARY_OPS else f"unexpected record opcode {op:#04x} in the summary"
+        if op == Opcode.HEADER and pos == 8:
+            scan.header = _read_record(Header, body)
+        elif op == Opcode.SCHEMA:
+            s = _read_record(Schema, body)
+            scan.schemas.setdefault(s.id, s)
+        elif op == Opcode.CHANNEL:
+            c = _read_record(Channel, body)
+            scan.channels.setdefault(c.id, c)
+        elif op == Opcode.MESSAGE_INDEX:
+            if len(body) < 6 or struct.unpack_from("<I", body, 2)[0] != len(body) - 6 or (len(body) - 6) % 16:
+                return "bad message index record"
+        elif op == Opcode.DATA_END:
+            if len(body) != 4:
+                return f"bad data end record (length {len(body)})"
+            scan.data_end = True
+        else:
+            return f"unexpected record opcode {op:#04x} in the data section"
+    except (ValueError, UnicodeDecodeError, struct.error) as exc:
+        return f"bad {Opcode(op).name} record: {exc}"
+    return ""
 
 
 def scan_segment(path: Path, data: bytes | None = None) -> Scan:
@@ -475,29 +515,27 @@ def scan_segment(path: Path, data: bytes | None = None) -> Scan:
     scan.magic_ok = True
     scan.tail_magic = n >= 16 and buf[-8:] == MAGIC
     pos = 8
-    seen_chunk = False
     while pos < n:
         if pos + 9 > n:
             scan.torn_at, scan.torn_reason = pos, "file ends inside a record header"
             break
         op, length = struct.unpack_from("<BQ", buf, pos)
         end = pos + 9 + length
+        got = _chunk_at(buf, pos, n)  # tried at any opcode: a CRC-valid chunk whose opcode byte was hit
+        if not isinstance(got, str):
+            chunk, end = got
+            msgs = _chunk_messages(chunk)
+            if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
+                scan.lost.append((pos, end))
+                scan.errors.append(f"chunk at byte {pos}: {msgs}")
+            else:
+                scan.chunks.append(ScannedChunk(pos, end, msgs))
+                if op != Opcode.CHUNK:
+                    scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
+            pos = end
+            continue
         if op == Opcode.CHUNK:
-            got = _chunk_at(buf, pos, n)
-            if not isinstance(got, str):
-                chunk, end = got
-                msgs = _chunk_messages(chunk)
-                if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
-                    scan.lost.append((pos, end))
-                    scan.errors.append(f"chunk at byte {pos}: {msgs}")
-                else:
-                    scan.chunks.append(ScannedChunk(pos, end, msgs))
-                seen_chunk = True
-                pos = end
-                continue
             reason = got
-        elif op not in _KNOWN or (op == Opcode.HEADER and pos != 8):
-            reason = f"unknown record opcode {op:#04x}"
         elif end > n:
             reason = f"record length {length} runs past the end of the file"
         elif op == Opcode.FOOTER:
@@ -513,29 +551,16 @@ def scan_segment(path: Path, data: bytes | None = None) -> Scan:
                 return scan
             reason = "footer not at the end of the file"
         else:
-            reason = ""
-            try:
-                body = buf[pos + 9:end]
-                if op == Opcode.HEADER:
-                    scan.header = _read_record(Header, body)
-                elif op == Opcode.SCHEMA and not seen_chunk and not scan.data_end:
-                    s = _read_record(Schema, body)
-                    scan.schemas.setdefault(s.id, s)
-                elif op == Opcode.CHANNEL and not seen_chunk and not scan.data_end:
-                    c = _read_record(Channel, body)
-                    scan.channels.setdefault(c.id, c)
-                elif op == Opcode.DATA_END:
-                    scan.data_end = True
-            except (ValueError, UnicodeDecodeError, struct.error) as exc:
-                reason = f"bad {Opcode(op).name} record: {exc}"
-            if not reason:
-                pos = end
-                continue
+            reason = _other_record(scan, op, pos, buf[pos + 9:end])
+        if not reason:
+            pos = end
+            continue
         # garbage at pos: skip to the next CRC-valid chunk, or call the rest a torn tail
         found = _resync(buf, pos + 1, n)
         if found is None:
             scan.torn_at = pos
             scan.torn_reason = reason
+            scan.tail_damaged = end <= n  # a whole record that does not check: damage, not a cut
             break
         scan.lost.append((pos, found[0]))
         scan.errors.append(f"byte {pos}: {reason}; resynchronised at byte {found[0]}")

@@ -144,9 +144,9 @@ def _verify_segment(report: VerifyReport, path: Path, repair: bool, camera: str 
     scan = scan_segment(path)
     layout = layout_of(scan) if scan.salvageable else None
     name = camera or (layout.name if layout else path.parent.name)
-    # a torn tail is the uncommitted end of a cut file, not lost data -- unless the file ends in the
-    # magic of a finished segment, when it is damage (e.g. a flipped length bit in the last chunk)
-    lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic]
+    # a torn tail is the uncommitted end of a cut file, not lost data -- unless it is a whole record that
+    # fails its check, or the file ends in the magic of a finished segment: then it is damage
+    lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
     dead = not scan.salvageable or (not scan.chunks and bool(lost))

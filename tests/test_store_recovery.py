@@ -1,0 +1,228 @@
+"""Torn and damaged segments: truncation at every chunk boundary and at random offsets, bit flips,
+repair atomicity under kill -9, unrecoverable files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcap.reader import make_reader
+from test_store_helpers import frame
+
+from camctl.config import StoreConfig
+from camctl.store import FlightStore, iter_frames, repair_segment, verify
+from camctl.store._format import scan_segment
+
+CHUNKS = 6
+PER_CHUNK = 3
+
+
+def _build(root: Path) -> tuple[bytes, bytes, list[int]]:
+    """(torn bytes of an unfinished segment, the same segment finished, file size after each commit)."""
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
+    st = FlightStore(root, "b", "F", cfg, cameras=["cam"])
+    seg = root / "F" / "cam" / "000001.mcap"
+    sizes = []
+    for k in range(CHUNKS):
+        for j in range(PER_CHUNK):
+            assert st.put(frame("cam", k * PER_CHUNK + j))
+        st.commit(wait=True)
+        sizes.append(seg.stat().st_size)
+    assert st.stats()["cam"]["durable_frames"] == CHUNKS * PER_CHUNK
+    torn = seg.read_bytes()  # flushed and fsync'd, never finished: what a power cut leaves
+    st.close()
+    return torn, seg.read_bytes(), sizes
+
+
+@pytest.fixture(scope="module")
+def segments(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("torn"))
+
+
+def _seqs_via_plain_reader(path: Path) -> list[int]:
+    with open(path, "rb") as f:
+        reader = make_reader(f, validate_crcs=True)
+        assert reader.get_summary() is not None
+        return [m.sequence for _, ch, m in reader.iter_messages() if ch.topic == "/cam/image"]
+
+
+def _chunk_ends(data: bytes) -> list[tuple[int, int, list[int]]]:
+    scan = scan_segment(Path("cam/x.mcap"), data)
+    return [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id == 1]) for c in scan.chunks]
+
+
+def _check_cut(data: bytes, cut: int, workdir: Path) -> None:
+    d = workdir / "cam"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "000001.mcap"
+    path.write_bytes(data[:cut])
+    expected = [s for _, end, seqs in _chunk_ends(data) if end <= cut for s in seqs]
+    rep = verify(path)
+    assert rep.exit_code == 1 and rep.repairable == [str(path)], rep.errors
+    assert not rep.lost_chunks, "a cut tail is not lost committed data"
+    assert rep.cameras["cam"].durable == len(expected)
+    rep = verify(path, repair=True)
+    assert rep.repaired == [str(path)] and rep.exit_code == 1
+    assert _seqs_via_plain_reader(path) == expected
+    assert [f.seq for f in iter_frames(path)] == expected
+    assert verify(path).exit_code == 0
+
+
+def test_torn_file_is_all_complete_chunks(segments) -> None:
+    torn, _, sizes = segments
+    assert len(torn) == sizes[-1]
+    ends = _chunk_ends(torn)
+    assert len(ends) == CHUNKS and [len(s) for *_, s in ends] == [PER_CHUNK] * CHUNKS
+
+
+def test_truncate_at_every_chunk_boundary(segments, tmp_path: Path) -> None:
+    torn, _, sizes = segments
+    cuts = {0, 5, 8, _chunk_ends(torn)[0][0]}
+    for start, end, _ in _chunk_ends(torn):
+        cuts |= {start, start + 1, end - 1, end}
+    cuts |= set(sizes)
+    for i, cut in enumerate(sorted(cuts)):
+        _check_cut(torn, cut, tmp_path / str(i))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frac=st.floats(0, 1))
+def test_truncate_at_random_offsets(segments, frac: float) -> None:
+    torn, _, _ = segments
+    with tempfile.TemporaryDirectory() as d:
+        _check_cut(torn, int(frac * len(torn)), Path(d))
+
+
+def _flip(data: bytes, offset: int, bit: int) -> bytes:
+    b = bytearray(data)
+    b[offset] ^= 1 << bit
+    return bytes(b)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, CHUNKS - 1), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7),
+       finished=st.booleans())
+def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, bit, finished) -> None:
+    torn, done, _ = segments
+    data = done if finished else torn
+    chunks = _chunk_ends(data)
+    start, end, lost_seqs = chunks[which]
+    off = start + int(where * (end - start))
+    # the opcode byte (a CRC-valid chunk is kept whatever its opcode) and the chunk's start/end times
+    # (not covered by the CRC; the reader does not use them) are the only bytes a flip may leave harmless
+    harmless = off == start or start + 9 <= off < start + 25
+    originals = {f.seq: f.jpeg for f in iter_frames_bytes(data)}
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "cam" / "000001.mcap"
+        path.parent.mkdir()
+        path.write_bytes(_flip(data, off, bit))
+        got = list(iter_frames(path))
+        for f in got:  # never a damaged JPEG passed as good
+            assert f.jpeg_ok and originals[f.seq] == f.jpeg
+        kept = {f.seq for f in got}
+        assert kept >= set(originals) - set(lost_seqs)
+        rep = verify(path)
+        if harmless:
+            assert kept == set(originals)
+        else:
+            assert not kept & set(lost_seqs)
+            # a flipped length bit in the last chunk of an unfinished file can look exactly like a cut
+            looks_cut = not finished and which == CHUNKS - 1 and off < start + 9
+            assert looks_cut or any(s <= off < e for _, s, e in rep.lost_chunks), (off, rep.lost_chunks)
+            assert rep.exit_code == 1
+        verify(path, repair=True)
+        assert sorted(_seqs_via_plain_reader(path)) == sorted(kept)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7), finished=st.booleans())
+def test_bit_flip_anywhere_never_crashes(segments, where, bit, finished) -> None:
+    torn, done, _ = segments
+    data = done if finished else torn
+    originals = {f.seq: f.jpeg for f in iter_frames_bytes(data)}
+    off = int(where * len(data))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "cam" / "000001.mcap"
+        path.parent.mkdir()
+        path.write_bytes(_flip(data, off, bit))
+        got = {f.seq: f.jpeg for f in iter_frames(path)}
+        assert all(originals[s] == j for s, j in got.items())
+        rep = verify(path, repair=True)
+        if rep.exit_code == 2:  # only a damaged magic makes the file unrecoverable
+            assert off < 8
+            return
+        assert sorted(_seqs_via_plain_reader(path)) == sorted(got)
+
+
+def iter_frames_bytes(data: bytes):
+    from camctl.store.reader import scan_frames
+
+    return scan_frames(scan_segment(Path("cam/x.mcap"), data))
+
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from camctl.store import repair_segment
+repair_segment(Path(sys.argv[1]), before_rename=lambda tmp: os.kill(os.getpid(), signal.SIGKILL))
+"""
+
+
+def test_kill_9_during_repair_leaves_old_file(segments, tmp_path: Path) -> None:
+    torn, _, _ = segments
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(torn)
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(path)], capture_output=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert path.read_bytes() == torn  # the old file, whole
+    tmp = path.with_name(path.name + ".repair.tmp")
+    assert tmp.exists()
+    rep = verify(path.parent, repair=True)
+    assert not tmp.exists() and str(tmp) in rep.repaired
+    assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
+
+
+def test_injected_failure_before_rename_keeps_old_file(segments, tmp_path: Path) -> None:
+    torn, _, _ = segments
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(torn)
+
+    def boom(tmp: Path) -> None:
+        raise OSError("power cut")
+
+    with pytest.raises(OSError, match="power cut"):
+        repair_segment(path, before_rename=boom)
+    assert path.read_bytes() == torn
+    assert repair_segment(path) == 2 * CHUNKS * PER_CHUNK  # image + meta per frame
+    assert verify(path).exit_code == 0
+
+
+def test_unrecoverable_files(segments, tmp_path: Path) -> None:
+    torn, _, _ = segments
+    d = tmp_path / "cam"
+    d.mkdir()
+    (d / "000001.mcap").write_bytes(b"JUNKJUNK" + torn[8:])
+    rep = verify(d / "000001.mcap", repair=True)
+    assert rep.exit_code == 2 and rep.unrecoverable
+    assert (d / "000001.mcap").read_bytes()[:8] == b"JUNKJUNK", "never rewrite what cannot be read"
+    # every chunk damaged: nothing salvageable
+    data = torn
+    for start, end, _ in _chunk_ends(torn):
+        data = _flip(data, (start + end) // 2, 3)
+    (d / "000002.mcap").write_bytes(data)
+    assert verify(d / "000002.mcap").exit_code == 2
+    # an empty file (torn before its first commit) is repairable, not unrecoverable
+    (d / "000003.mcap").write_bytes(b"")
+    assert verify(d / "000003.mcap", repair=True).exit_code == 1
+    assert verify(d / "000003.mcap").exit_code == 0
+    assert os.path.getsize(d / "000003.mcap") > 0
