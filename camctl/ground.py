@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 import threading
@@ -32,7 +33,8 @@ from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.keys import ClientCurve
 from camctl.publish import set_heartbeats
 
-__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch"]
+__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch", "ls_local", "ls_remote",
+           "print_report", "status_many"]
 
 _FSYNC_EVERY = 4 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -507,3 +509,76 @@ def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_o
         for t in threads:
             t.join()
     return FetchReport(boards=[j.report for j in jobs], out=out)
+
+
+# --- CLI helpers --------------------------------------------------------------------------------------
+def print_report(report: FetchReport) -> None:
+    """The fetch report as plain lines on stdout."""
+    print(report.summary())
+    print("fetch: OK" if report.ok else "fetch: INCOMPLETE (run the same command again to resume)")
+
+
+def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False, timeout_s: float = 5.0,
+                curve: ClientCurve | None = None) -> int:
+    """``camctl status``: one status object per board (a list for several); exit 1 if a board is silent."""
+    while True:
+        results: list[dict] = []
+        rc = 0
+        for url in urls:
+            with Client(url, timeout_s=timeout_s, curve=curve) as c:
+                try:
+                    results.append(c.status())
+                except (BoardTimeout, RemoteError) as exc:
+                    results.append({"url": url, "error": str(exc)})
+                    rc = 1
+        if json_out:
+            print(json.dumps(results[0] if len(results) == 1 else results))
+        else:
+            for st in results:
+                if "error" in st:
+                    print(f"{st['url']}: {st['error']}")
+                    continue
+                cams = ", ".join(f"{n}: {c.get('state', '?')} {c.get('durable_frames', 0)} durable"
+                                 for n, c in st.get("cameras", {}).items())
+                print(f"{st.get('board')}: {st.get('phase')} flight={st.get('flight')} "
+                      f"disk_free_mb={st.get('disk_free_mb')} serving={st.get('serving')} [{cams}]")
+        if not watch:
+            return rc
+        time.sleep(1.0)
+
+
+def ls_remote(urls: list[str], *, json_out: bool = False, timeout_s: float = 5.0,
+              curve: ClientCurve | None = None) -> int:
+    """``camctl ls --connect``: what each board would serve."""
+    rc = 0
+    out: dict[str, Any] = {}
+    for url in urls:
+        with Client(url, timeout_s=timeout_s, curve=curve) as c:
+            try:
+                c.hello()
+                out[c.board] = [s.to_json() for s in c.list()]
+            except (BoardTimeout, RemoteError) as exc:
+                out[url] = {"error": str(exc)}
+                rc = 1
+    if json_out:
+        print(json.dumps(out))
+    else:
+        for board, segs in out.items():
+            if isinstance(segs, dict):
+                print(f"{board}: {segs['error']}")
+                continue
+            for s in segs:
+                print(f"{board}\t{s['path']}\t{s['size']}\t{s['frames']} frames\tvalue {s['value']}")
+    return rc
+
+
+def ls_local(directory: Path, *, json_out: bool = False) -> int:
+    """``camctl ls DIR``: downloaded files (and leftover .part files) under a fetch folder."""
+    rows = [{"path": str(f.relative_to(directory)), "size": f.stat().st_size, "partial": f.suffix == ".part"}
+            for f in sorted(Path(directory).rglob("*")) if f.is_file()]
+    if json_out:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['path']}\t{r['size']}{'  (partial)' if r['partial'] else ''}")
+    return 0

@@ -24,7 +24,7 @@ import zmq.auth
 
 from camctl.exc import ConfigError
 
-__all__ = ["ClientCurve", "ServerCurve", "create_keys", "load_client_curve", "load_server_curve"]
+__all__ = ["ClientCurve", "ServerCurve", "client_curve", "create_keys", "load_client_curve", "load_server_curve"]
 
 
 @dataclass(frozen=True)
@@ -45,23 +45,29 @@ class ServerCurve:
     clients_dir: Path
 
 
-def create_keys(directory: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
-    """Create a server and a client key pair in ``directory``; the client is allowed in ``clients/``.
+def create_keys(directory: str | Path, *, clients: int = 1, overwrite: bool = False) -> list[Path]:
+    """Create a server and ``clients`` client key pairs in ``directory``, all allowed in ``clients/``.
 
-    Refuses (ConfigError) to overwrite existing keys unless ``overwrite``. Returns the paths by role.
+    The first client pair is ``client.key(_secret)``, further ones ``client-2.key(_secret)``... Refuses
+    (ConfigError) to overwrite existing keys unless ``overwrite``. Returns the files made.
     """
+    if clients < 1:
+        raise ConfigError(f"need at least one client key pair, got {clients}")
     d = Path(directory)
     if not overwrite and (d / "server.key_secret").exists():
         raise ConfigError(f"keys already exist in {str(d)!r} (pass overwrite to replace them)")
     (d / "clients").mkdir(parents=True, exist_ok=True)
     server_pub, server_sec = zmq.auth.create_certificates(d, "server")
-    client_pub, client_sec = zmq.auth.create_certificates(d, "client")
-    allowed = d / "clients" / "client.key"
-    shutil.copyfile(client_pub, allowed)
-    for secret in (server_sec, client_sec):
-        Path(secret).chmod(0o600)
-    return {"server_public": Path(server_pub), "server_secret": Path(server_sec),
-            "client_public": Path(client_pub), "client_secret": Path(client_sec), "allowed": allowed}
+    Path(server_sec).chmod(0o600)
+    made = [Path(server_pub), Path(server_sec)]
+    for i in range(1, clients + 1):
+        name = "client" if i == 1 else f"client-{i}"
+        client_pub, client_sec = zmq.auth.create_certificates(d, name)
+        Path(client_sec).chmod(0o600)
+        allowed = d / "clients" / f"{name}.key"
+        shutil.copyfile(client_pub, allowed)
+        made += [Path(client_pub), Path(client_sec), allowed]
+    return made
 
 
 def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
@@ -91,3 +97,12 @@ def load_client_curve(directory: str | Path, *, server_key: str | Path | None = 
     server_public, _ = _load(Path(server_key) if server_key else d / "server.key", secret=False)
     assert secret is not None
     return ClientCurve(public=public, secret=secret, server_public=server_public)
+
+
+def client_curve(keys_dir: str | Path | None = None, server_key: str | Path | None = None) -> ClientCurve:
+    """The CLI's view: ``--curve-keys DIR`` (client.key_secret, server.key) and/or ``--curve-server-key F``."""
+    if keys_dir is None:
+        if server_key is None:
+            raise ConfigError("CURVE needs a key folder (--curve-keys DIR)")
+        keys_dir = Path(server_key).parent
+    return load_client_curve(keys_dir, server_key=server_key)

@@ -245,3 +245,28 @@ def test_checksum_mismatch_refetched_once_then_reported(tmp_path: Path) -> None:
             assert (tmp_path / "ok.mcap").read_bytes() == (root / seg.path).read_bytes()
     finally:
         pub.close()
+
+
+def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from camctl.ground import ls_local, ls_remote, print_report, status_many
+    from camctl.keys import client_curve, create_keys
+
+    made = create_keys(tmp_path / "k", clients=2)
+    assert (tmp_path / "k" / "clients" / "client-2.key") in made
+    assert client_curve(keys_dir=tmp_path / "k").server_public
+    root = tmp_path / "s"
+    make_store(root, segments=1, frames=2)
+    pub = _serve("rig-cli", root)
+    try:
+        assert status_many([pub.router_endpoint], json_out=True, timeout_s=10) == 0
+        import json
+        assert json.loads(capsys.readouterr().out)["board"] == "rig-cli"
+        assert ls_remote([pub.router_endpoint], timeout_s=10) == 0
+        assert "rig-cli\tf1/down/000000.mcap" in capsys.readouterr().out
+        report = fetch([pub.router_endpoint], tmp_path / "out", progress=True)
+        print_report(report)
+        assert "fetch: OK" in capsys.readouterr().out
+        assert ls_local(tmp_path / "out", json_out=True) == 0
+        assert "rig-cli/f1/flight.json" in capsys.readouterr().out
+    finally:
+        pub.close()
