@@ -168,7 +168,8 @@ def _index_records(flight_dir: Path) -> dict[str, dict]:
                 for key in ("path", "file", "name"):
                     v = node.get(key)
                     if isinstance(v, str):
-                        rel = v.split(f"{flight_dir.name}/", 1)[-1] if "/" in v else f"{cam}/{v}"
+                        prefix = f"{flight_dir.name}/"
+                        rel = v[len(prefix):] if v.startswith(prefix) else v if "/" in v else f"{cam}/{v}"
                         found[rel] = node
                         break
                 else:
@@ -237,8 +238,8 @@ class Catalog:
         key = _file_key(seg)
         facts = self._facts.get(key)
         if facts is None:
-            if rec and rec.get("size", key[1]) == key[1] and isinstance(rec.get("sha256"), str) \
-                    and len(rec["sha256"]) == 64:
+            if rec and rec.get("size", key[1]) == key[1] and rec.get("mtime_ns", key[2]) == key[2] \
+                    and isinstance(rec.get("sha256"), str) and len(rec["sha256"]) == 64:
                 def num(*names: str) -> int:
                     for n in names:
                         v = rec.get(n)

@@ -149,3 +149,24 @@ def test_curve_accepts_known_client_rejects_unknown(tmp_path: Path) -> None:
         assert pub.requests == served  # no request of theirs ever reached the server
     finally:
         pub.close()
+
+
+def test_index_json_values_used_when_current(tmp_path: Path) -> None:
+    from camctl.publish import Catalog
+
+    make_store(tmp_path, cameras=("down",), segments=2, frames=3)
+    segs = sorted((tmp_path / "f1" / "down").glob("*.mcap"))
+    st = [x.stat() for x in segs]
+    index = {"version": 1, "cameras": {"down": {"segments": [
+        {"path": "down/000000.mcap", "size": st[0].st_size, "mtime_ns": st[0].st_mtime_ns, "sha256": "a" * 64,
+         "frames": 3, "first_ns": 5, "last_ns": 6, "max_value": 4},
+        {"path": "down/000001.mcap", "size": st[1].st_size + 1, "mtime_ns": st[1].st_mtime_ns,
+         "sha256": "b" * 64, "frames": 9, "first_ns": None, "last_ns": None, "max_value": None}]}}}
+    (tmp_path / "f1" / "index.json").write_text(json.dumps(index))
+    listed = {s.path: s for s in Catalog(tmp_path).listing("f1", set())}
+    first, second = listed["f1/down/000000.mcap"], listed["f1/down/000001.mcap"]
+    assert (first.sha256, first.value, first.first_ns) == ("a" * 64, 4, 5)  # current record: used
+    import hashlib
+    assert second.sha256 == hashlib.sha256(segs[1].read_bytes()).hexdigest()  # stale record: computed
+    assert second.frames == 3
+    assert "f1/index.json" in listed
