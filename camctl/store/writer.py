@@ -345,6 +345,8 @@ class FlightStore:
             self._write_event(rec)
         for fr in frames:
             self._write_frame(fr)
+            if self._clock() - self._last_commit >= interval:  # a long backlog still commits on time
+                self._commit_all()
         now = self._clock()
         if finish or stop or now - self._last_drop_report >= _DROP_REPORT_S:
             self._report_drops()
