@@ -28,6 +28,10 @@ class Camera(abc.ABC):
         self._open = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """One-time work before the first open (called at daemon start, not at arm). Default: nothing."""
+        return None
+
     def open(self) -> None:
         """Acquire the device and start streaming at the current rate."""
         if not self._open:

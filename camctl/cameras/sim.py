@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -319,6 +320,7 @@ class SimCamera(Camera):
         self._pending_disconnect_s: float | None = None
         self._stall_until_ns = 0
         self._disconnected_until_ns = 0
+        self._rate_changed = threading.Event()
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
@@ -331,6 +333,11 @@ class SimCamera(Camera):
         state = "closed" if self.closed else f"open, {self._fps:g} fps, next seq {self._seq}"
         return (f"<SimCamera {self.name!r} {self.role} seed={self.seed} {self.size[0]}x{self.size[1]} "
                 f"{state}>")
+
+    def set_fps(self, fps: float) -> None:
+        """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new one."""
+        super().set_fps(fps)
+        self._rate_changed.set()
 
     # -- faults --------------------------------------------------------------------------------------
     def inject_stall(self, duration_s: float) -> None:
@@ -394,6 +401,10 @@ class SimCamera(Camera):
         self._prev_ns = None  # a reopened sensor starts a new schedule
         _ground_texture(self.seed)  # build the scene before the first frame, not during it
 
+    def prepare(self) -> None:
+        """Build the ground texture now (about a second), so arming does not wait for it."""
+        _ground_texture(self.seed)
+
     def _close_backend(self) -> None:
         pass
 
@@ -403,12 +414,22 @@ class SimCamera(Camera):
         if self.closed:
             raise CameraError(self.name, "capture() on a closed camera")
         self._check_faults(timeout_s)
+        self._rate_changed.clear()
         period_ns = round(_NS / self._fps)
         now = self._clock()
         if self._prev_ns is None:
             target = now
         else:
             target = self._prev_ns + period_ns
+            # A rate change from another thread (the event path) cuts a long idle-rate wait short, so the
+            # first frame of a faster phase comes one new period after the last frame, not one old period.
+            while self.paced and target > now and self._sleep is time.sleep:
+                if not self._rate_changed.wait(min((target - now) / _NS, timeout_s)):
+                    break
+                self._rate_changed.clear()
+                period_ns = round(_NS / self._fps)
+                now = self._clock()
+                target = max(self._prev_ns + period_ns, now)
             if self.paced:
                 if now >= target + period_ns:  # late by more than a period: the sensor kept going
                     missed = (now - target) // period_ns

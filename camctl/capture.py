@@ -1,0 +1,397 @@
+"""Per-camera capture threads: rate schedule by phase, pre-trigger RAM ring, encoding, fault isolation.
+
+One :class:`CameraRunner` per camera. The event path only calls :meth:`CameraRunner.set_phase` (a few
+attribute writes, never blocks); the runner's own thread reads the phase before each frame, so a rate
+change takes effect on the next frame. In ARMED, encoded frames go to a :class:`PreTriggerRing` (seconds
+and bytes capped); the first frame of a later phase flushes the ring to the store ahead of itself, in
+sequence order, so the seam has neither a gap nor a duplicate. A camera that throws, stalls or vanishes
+is closed and reopened with exponential backoff; it never stops another camera.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from camctl.cameras.base import Camera
+from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, CameraConfig
+from camctl.encode import EncoderPool
+from camctl.exc import CameraError
+from camctl.frames import EncodedFrame, Frame, FrameValue
+
+__all__ = ["CameraRunner", "PreTriggerRing", "RunnerStats"]
+
+log = logging.getLogger("camctl.capture")
+Sink = Callable[[EncodedFrame], bool]
+
+
+class PreTriggerRing:
+    """The last ``seconds`` of encoded frames (by sensor time), at most ``max_bytes`` of JPEG."""
+
+    def __init__(self, seconds: float, max_bytes: int) -> None:
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        self._frames: collections.deque[EncodedFrame] = collections.deque()
+        self.bytes = 0
+        self.expired = 0  # aged out (normal while waiting armed)
+        self.overflow = 0  # pushed out by the byte cap before their time (a drop)
+
+    def push(self, frame: EncodedFrame) -> None:
+        if self.seconds <= 0 or self.max_bytes <= 0:
+            self.expired += 1
+            return
+        self._frames.append(frame)
+        self.bytes += frame.size
+        horizon = frame.timestamp_ns - int(self.seconds * 1e9)
+        while self._frames and self._frames[0].timestamp_ns < horizon:
+            self.bytes -= self._frames.popleft().size
+            self.expired += 1
+        while self.bytes > self.max_bytes and len(self._frames) > 1:
+            self.bytes -= self._frames.popleft().size
+            self.overflow += 1
+
+    def drain(self) -> list[EncodedFrame]:
+        out = list(self._frames)
+        self._frames.clear()
+        self.bytes = 0
+        return out
+
+    def clear(self) -> int:
+        n = len(self._frames)
+        self.expired += n
+        self.drain()
+        return n
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+@dataclass
+class RunnerStats:
+    """Frame accounting of one camera. ``dropped`` maps reason -> count."""
+
+    state: str = "idle"
+    frames_captured: int = 0  # sensor frames delivered to us
+    sensor_gaps: int = 0  # frames the sensor skipped (sequence gaps)
+    encoded: int = 0
+    sent_to_store: int = 0
+    pretrigger_flushed: int = 0
+    stills: int = 0
+    faults: int = 0
+    restarts: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    last_error: str = ""
+    fps: float = 0.0
+    target_fps: float = 0.0
+    ring_frames: int = 0
+    ring_bytes: int = 0
+    ring_expired: int = 0
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+def value_of(phase: str) -> int:
+    if phase == ARMED:
+        return int(FrameValue.IDLE)
+    if phase == TOUCHDOWN:
+        return int(FrameValue.TOUCHDOWN)
+    return int(FrameValue.DESCENT)
+
+
+class CameraRunner:
+    """Runs one camera on its own thread for the whole life of the daemon."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        cfg: CameraConfig,
+        pool: EncoderPool,
+        sink: Sink,
+        *,
+        on_fault: Callable[[dict], None] | None = None,
+        max_inflight: int = 8,
+        backoff_s: tuple[float, float] = (0.1, 5.0),
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.camera = camera
+        self.cfg = cfg
+        self.name = cfg.name
+        self._pool = pool
+        self._sink = sink
+        self._on_fault = on_fault
+        self._max_inflight = max_inflight
+        self._backoff = backoff_s
+        self._clock_ns = clock_ns
+        self.ring = PreTriggerRing(cfg.pretrigger_s, int(cfg.pretrigger_mb * 1024 * 1024))
+        self.stats = RunnerStats()
+        self._phase = SAFE
+        self.phase_changed_ns = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stills: collections.deque[str] = collections.deque(maxlen=4)
+        self._pending: collections.deque[tuple[Frame, str, Future[bytes] | None]] = collections.deque()
+        self._drain_lock = threading.Lock()
+        self._kick = False
+        self._last_seq: int | None = None
+        self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
+        self._thread = threading.Thread(target=self._run, name=f"camctl-cam-{self.name}", daemon=True)
+
+    # -- control (event path: never blocks) -------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def set_phase(self, phase: str) -> None:
+        if phase == self._phase:
+            return
+        self._phase = phase
+        self.phase_changed_ns = self._clock_ns()
+        if phase not in (SAFE, LANDED):
+            self._idle.clear()
+            fps = self.cfg.fps_for(phase)
+            self.stats.target_fps = fps
+            if not self.camera.closed:
+                try:
+                    self.camera.set_fps(fps)  # backends make this thread-safe and cut a paced wait short
+                except Exception as exc:  # the runner thread retries on its next frame
+                    log.debug("set_fps from the event path failed: %s", exc)
+        self._wake.set()
+
+    def request_still(self, event: str) -> None:
+        self._stills.append(event)
+        self._wake.set()
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the camera is closed and every frame went to the store (after SAFE/LANDED)."""
+        return self._idle.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self._close_camera()
+
+    def snapshot(self) -> dict:
+        s = self.stats
+        s.ring_frames, s.ring_bytes, s.ring_expired = len(self.ring), self.ring.bytes, self.ring.expired
+        if self.ring.overflow:
+            s.dropped["ring_overflow"] = self.ring.overflow
+        return {
+            "state": s.state,
+            "fps": round(self._measured_fps(), 2),
+            "target_fps": s.target_fps,
+            "frames_captured": s.frames_captured,
+            "frames_encoded": s.encoded,
+            "sensor_gaps": s.sensor_gaps,
+            "pretrigger_flushed": s.pretrigger_flushed,
+            "stills": s.stills,
+            "ring_frames": s.ring_frames,
+            "ring_bytes": s.ring_bytes,
+            "faults": s.faults,
+            "restarts": s.restarts,
+            "dropped_by_reason": dict(s.dropped),
+            "last_error": s.last_error,
+        }
+
+    def _measured_fps(self) -> float:
+        w = list(self._rate_window)
+        if len(w) < 2 or self.stats.state != "running":
+            return 0.0
+        span = w[-1] - w[0]
+        return (len(w) - 1) / (span / 1e9) if span > 0 else 0.0
+
+    # -- the thread -------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """The camera's one-time set-up, before READY (so arming never waits for it)."""
+        try:
+            self.camera.prepare()
+        except Exception as exc:  # a backend that cannot prepare will fail (and be retried) at open
+            log.warning("camera %s: prepare failed: %s", self.name, exc)
+
+    def _run(self) -> None:
+        delay = self._backoff[0]
+        while not self._stop.is_set():
+            phase = self._phase
+            if phase in (SAFE, LANDED):
+                self._finish_pending()
+                if phase == SAFE and len(self.ring):
+                    self.ring.clear()  # disarmed: ARMED frames were never part of a flight
+                elif phase == LANDED and len(self.ring):
+                    self._flush_ring()  # landed before any later frame came: keep the pre-trigger anyway
+                self._close_camera()
+                self.stats.state = "idle"
+                self._idle.set()
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            try:
+                if self.camera.closed:
+                    self.stats.state = "starting"
+                    self.camera.open()
+                    self.camera.set_fps(self.cfg.fps_for(phase))
+                self.stats.state = "running"
+                if self._stills:
+                    self._take_still(self._stills.popleft(), phase)
+                fps = self.cfg.fps_for(phase)
+                if self.camera.fps != fps:
+                    self.camera.set_fps(fps)
+                self.stats.target_fps = fps
+                frame = self.camera.capture(max(1.0, 3.0 / fps))
+            except Exception as exc:  # CameraError, or any bug in a backend: isolate this camera
+                self._fault(exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            delay = self._backoff[0]
+            self._account(frame)
+            # the phase when the frame arrived: a frame delivered just after the edge belongs to the new phase
+            self._submit(frame, self._phase if self._phase not in (SAFE, LANDED) else phase)
+            self._drain(block=False)
+        self._finish_pending()
+        self.stats.state = "stopped"
+        self._idle.set()
+
+    def _account(self, frame: Frame) -> None:
+        self.stats.frames_captured += 1
+        self._rate_window.append(frame.timestamp_ns)
+        if self._last_seq is not None and frame.seq > self._last_seq + 1:
+            self.stats.sensor_gaps += frame.seq - self._last_seq - 1
+        self._last_seq = frame.seq
+
+    def _submit(self, frame: Frame, phase: str) -> None:
+        if frame.jpeg is not None:
+            with self._drain_lock:
+                self._pending.append((frame, phase, None))
+            return
+        if len(self._pending) >= self._max_inflight:
+            self._drain(block=False)
+            if len(self._pending) >= self._max_inflight:
+                self.stats.drop("encoder_behind")
+                return
+        fut = self._pool.submit(frame.image, self.cfg.jpeg_quality)
+        with self._drain_lock:
+            self._pending.append((frame, phase, fut))
+        # route as soon as it is encoded (in order), not when the next frame comes: at 2 fps that is 0.5 s
+        fut.add_done_callback(self._on_encoded)
+
+    def _on_encoded(self, _fut: Future[bytes]) -> None:
+        self._drain(block=False)
+
+    def _drain(self, *, block: bool) -> None:
+        if block:  # only the runner thread blocks, and only it adds frames: this empties the queue
+            with self._drain_lock:
+                self._drain_locked(True)
+            return
+        # Encoder threads call this from done-callbacks: they must never wait for the lock (the runner may
+        # hold it while it waits for a frame queued behind them). Whoever holds the lock re-checks the kick.
+        self._kick = True
+        while self._kick and self._drain_lock.acquire(blocking=False):
+            try:
+                self._kick = False
+                self._drain_locked(False)
+            finally:
+                self._drain_lock.release()
+
+    def _drain_locked(self, block: bool) -> None:
+        while self._pending:
+            frame, phase, fut = self._pending[0]
+            if fut is not None and not fut.done() and not block:
+                return
+            self._pending.popleft()
+            if fut is not None:
+                try:
+                    jpeg = fut.result()
+                except Exception as exc:
+                    self.stats.drop("encode_error")
+                    self.stats.last_error = f"encode: {exc}"
+                    continue
+            else:
+                jpeg = frame.jpeg or b""
+            self.stats.encoded += 1
+            self._route(self._encoded(frame, jpeg, phase))
+
+    def _finish_pending(self) -> None:
+        self._drain(block=True)
+
+    def _encoded(self, frame: Frame, jpeg: bytes, phase: str, value: int | None = None) -> EncodedFrame:
+        return EncodedFrame(
+            camera=self.name, seq=frame.seq, timestamp_ns=frame.timestamp_ns, jpeg=jpeg,
+            width=frame.width, height=frame.height, phase=phase,
+            value=value_of(phase) if value is None else value,
+            exposure_us=frame.exposure_us, analogue_gain=frame.analogue_gain, still=frame.still,
+        )
+
+    def _route(self, ef: EncodedFrame) -> None:
+        if ef.phase == ARMED:
+            self.ring.push(ef)
+            return
+        if len(self.ring):
+            self._flush_ring()
+        self._send(ef)
+
+    def _flush_ring(self) -> None:
+        ring = self.ring.drain()
+        for old in ring:
+            old.value = int(FrameValue.PRETRIGGER)
+            old.meta["pretrigger"] = True
+            self._send(old)
+        self.stats.pretrigger_flushed += len(ring)
+
+    def _send(self, ef: EncodedFrame) -> None:
+        try:
+            ok = self._sink(ef)
+        except Exception as exc:  # the store must not raise, but never let it kill a camera
+            ok = False
+            self.stats.last_error = f"store: {exc}"
+        if ok:
+            self.stats.sent_to_store += 1
+        else:
+            self.stats.drop("store_refused")
+
+    def _take_still(self, event: str, phase: str) -> None:
+        t0 = self._clock_ns()
+        frame = self.camera.capture_still()
+        gap_ms = (self._clock_ns() - t0) / 1e6
+        jpeg = frame.jpeg if frame.jpeg is not None else self._pool.submit(frame.image, 95).result()
+        ef = self._encoded(frame, jpeg, phase, int(FrameValue.STILL))
+        ef.still = True
+        ef.meta.update({"event": event, "video_gap_ms": round(gap_ms, 3)})
+        self.stats.stills += 1
+        self._send(ef)
+
+    def _fault(self, exc: BaseException) -> None:
+        self.stats.faults += 1
+        self.stats.state = "restarting"
+        kind = type(exc).__name__
+        self.stats.last_error = str(exc) if isinstance(exc, CameraError) else f"{kind}: {exc}"
+        log.warning("camera %s fault (%s): %s; restarting", self.name, kind, exc)
+        self._close_camera()
+        self.stats.restarts += 1
+        if self._on_fault is not None:
+            try:
+                self._on_fault({"kind": "fault", "camera": self.name, "error": kind,
+                                "message": self.stats.last_error, "mono_ns": self._clock_ns(),
+                                "wall_ns": time.time_ns()})
+            except Exception:  # a fault report must never take the camera thread down
+                log.exception("fault callback failed")
+
+    def _close_camera(self) -> None:
+        try:
+            self.camera.close()
+        except Exception as exc:
+            log.debug("closing camera %s: %s", self.name, exc)
+
+    def __repr__(self) -> str:
+        return f"<CameraRunner {self.name!r} {self._phase} {self.stats.state}>"

@@ -1,0 +1,317 @@
+"""The ``camctl`` console script: argument parsing and the one-line error rule.
+
+Each subcommand is a small function that imports what it needs (so ``camctl --help`` and
+``camctl config check`` stay fast and work without a camera stack). Any :class:`~camctl.exc.CamctlError`
+becomes one line on stderr and a non-zero exit (2 for bad config or usage); never a traceback for a
+user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from camctl import __version__
+from camctl.exc import CamctlError, ConfigError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("camctl")
+
+
+# --- logging ------------------------------------------------------------------------------------------
+class _KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} " \
+               f"logger={record.name} msg={json.dumps(msg)}"
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
+                           "msg": record.getMessage()})
+
+
+def setup_logging(level: str = "info", *, json_lines: bool = False, quiet: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if json_lines else _KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO))
+
+
+# --- subcommands --------------------------------------------------------------------------------------
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from camctl.config import load_config
+
+    cfg = load_config(args.file)
+    cams = ", ".join(f"{c.name} ({c.role}, {c.backend}, {c.size[0]}x{c.size[1]})" for c in cfg.cameras)
+    print(f"{args.file}: ok: board {cfg.board}; phases {' -> '.join(cfg.phases.order)}; "
+          f"cameras: {cams or 'none'}; gpio {cfg.gpio.backend} "
+          f"({', '.join(f'{ln.event}=BCM{ln.pin}' for ln in cfg.gpio.lines) or 'no lines'})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from camctl.config import load_config
+    from camctl.daemon import Daemon
+
+    cfg = load_config(args.config)
+    daemon = Daemon(cfg)
+    try:
+        daemon.run_forever()
+    finally:
+        daemon.close()
+    return 0
+
+
+def _client(url: str, args: argparse.Namespace):
+    from camctl.ground import Client
+
+    return Client(url, timeout_s=args.timeout, curve=_curve(args))
+
+
+def _curve(args: argparse.Namespace):
+    keys = getattr(args, "curve_keys", None)
+    server_key = getattr(args, "curve_server_key", None)
+    if not keys and not server_key:
+        return None
+    from camctl.keys import client_curve
+
+    return client_curve(keys_dir=keys, server_key=server_key)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from camctl.ground import status_many
+
+    return status_many(args.connect, json_out=args.json, watch=args.watch, timeout_s=args.timeout,
+                       curve=_curve(args))
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    name = args.cmd
+    extra = {"name": args.name} if name == "event" else {}
+    with _client(args.connect, args) as client:
+        reply = client.command(name, **extra)
+    phase = reply.get("phase", "?")
+    note = "" if reply.get("changed") else f" (unchanged: {reply.get('outcome') or 'no effect'})"
+    print(f"{args.connect}: {name}{' ' + args.name if name == 'event' else ''} -> {phase}{note}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from camctl.ground import fetch, print_report
+
+    report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
+                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args))
+    print_report(report)
+    return 0 if report.ok else 1
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from camctl.ground import ls_local, ls_remote
+
+    if args.connect:
+        return ls_remote(args.connect, json_out=args.json, timeout_s=args.timeout, curve=_curve(args))
+    if not args.dir:
+        raise ConfigError("camctl ls needs a DIR or --connect URL")
+    return ls_local(Path(args.dir), json_out=args.json)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from camctl.store import render_report, verify
+
+    path = Path(args.path)
+    if not path.exists():
+        raise ConfigError(f"no such file or directory: {path}")
+    report = verify(path, repair=args.repair)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_report(report, plain=not sys.stdout.isatty()), end="")
+    return report.exit_code
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from camctl.keys import create_keys
+
+    for line in create_keys(Path(args.dir), clients=args.clients):
+        print(line)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from camctl.demo import run_demo
+
+    return run_demo(boards=args.boards, seconds=args.seconds, out=Path(args.out) if args.out else None,
+                    quiet=args.quiet, keep=args.keep)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from camctl.export import export_main
+
+    return export_main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from camctl.bench import bench_main
+
+    return bench_main(args)
+
+
+def cmd_gpio_watch(args: argparse.Namespace) -> int:
+    from camctl.config import load_config
+    from camctl.gpio import watch
+
+    cfg = load_config(args.config)
+    print(f"watching {len(cfg.gpio.lines)} lines on {cfg.gpio.backend}; Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    try:
+        watch(cfg.gpio, stop=stop, out=lambda s: print(s, flush=True))
+    except KeyboardInterrupt:
+        stop.set()
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------------
+def _add_net(p: argparse.ArgumentParser, *, many: bool) -> None:
+    if many:
+        p.add_argument("--connect", action="append", required=True, metavar="URL",
+                       help="a board's ROUTER endpoint, e.g. tcp://rig-a.local:5555 (repeat for many boards)")
+    else:
+        p.add_argument("--connect", required=True, metavar="URL", help="the board's ROUTER endpoint")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
+    p.add_argument("--curve-server-key", metavar="FILE", help="the board's CURVE public key (server.key)")
+    p.add_argument("--curve-keys", metavar="DIR", help="folder with this client's CURVE key pair")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camctl", description="Best-effort EDL cameras for Raspberry Pi rigs.")
+    p.add_argument("--version", action="version", version=f"camctl {__version__}")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="full simulated drop test on loopback, with report")
+    s.add_argument("--boards", type=int, default=2)
+    s.add_argument("--seconds", type=float, default=6.0, help="length of the descent (default 6)")
+    s.add_argument("--out", help="output folder (default: a new folder under ./demo-out)")
+    s.add_argument("--keep", action="store_true", help="keep the boards' store folders")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("run", help="the board daemon (what systemd starts)")
+    s.add_argument("--config", required=True, metavar="FILE")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", help="phase, cameras, frames, disk, per board")
+    _add_net(s, many=True)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--watch", action="store_true", help="refresh live from the boards' PUB sockets")
+    s.set_defaults(func=cmd_status)
+
+    for name, helptext in (("arm", "arm a board"), ("disarm", "disarm a board")):
+        s = sub.add_parser(name, help=helptext)
+        _add_net(s, many=False)
+        s.set_defaults(func=cmd_command, cmd=name)
+    s = sub.add_parser("event", help="send a descent event to a board (bench and sim rigs)")
+    s.add_argument("name", help="event name: release, separation, touchdown, ...")
+    _add_net(s, many=False)
+    s.set_defaults(func=cmd_command, cmd="event")
+
+    s = sub.add_parser("fetch", help="download every frame from one or many boards, resumably")
+    _add_net(s, many=True)
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--thumbs-only", action="store_true")
+    s.add_argument("--give-up-after", type=float, default=30.0, metavar="S")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("ls", help="what is stored (DIR) or on a board (--connect)")
+    s.add_argument("dir", nargs="?")
+    s.add_argument("--connect", action="append", metavar="URL")
+    s.add_argument("--timeout", type=float, default=5.0)
+    s.add_argument("--curve-server-key", metavar="FILE")
+    s.add_argument("--curve-keys", metavar="DIR")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_ls)
+
+    s = sub.add_parser("verify", help="integrity check (and repair) of stored segments")
+    s.add_argument("path")
+    s.add_argument("--repair", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs from a download")
+    s.add_argument("dir")
+    s.add_argument("--mp4", action="store_true")
+    s.add_argument("--contact-sheet", action="store_true")
+    s.add_argument("--timeline", action="store_true")
+    s.add_argument("--frames", action="store_true")
+    s.add_argument("--out", metavar="DIR")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("keys", help="generate CURVE key pairs")
+    s.add_argument("dir")
+    s.add_argument("--clients", type=int, default=1, help="client key pairs to make (default 1)")
+    s.set_defaults(func=cmd_keys)
+
+    s = sub.add_parser("bench", help="the performance ratios")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quick", action="store_true")
+    s.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("config", help="config tools")
+    csub = s.add_subparsers(dest="config_command", metavar="ACTION")
+    c = csub.add_parser("check", help="validate a config file")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_config_check)
+
+    s = sub.add_parser("gpio", help="GPIO tools")
+    gsub = s.add_subparsers(dest="gpio_command", metavar="ACTION")
+    g = gsub.add_parser("watch", help="print edges live, for wiring checks")
+    g.add_argument("--config", required=True, metavar="FILE")
+    g.set_defaults(func=cmd_gpio_watch)
+
+    for modname, name, helptext in (("camctl.doctor", "doctor", "check a board: cameras, GPIO, store, clock"),
+                                    ("camctl.service", "install-service", "install the systemd unit")):
+        s = sub.add_parser(name, help=helptext)
+        try:
+            mod = __import__(modname, fromlist=["add_arguments"])
+        except ImportError:  # pragma: no cover - both ship with camctl
+            continue
+        mod.add_arguments(s)
+        s.set_defaults(func=mod.main)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.log_level, json_lines=args.log_json, quiet=getattr(args, "quiet", False))
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"camctl: error: {exc}", file=sys.stderr)
+        return 2
+    except CamctlError as exc:
+        print(f"camctl: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,397 @@
+"""One board's daemon: wires config, GPIO lines, the phase machine, cameras, store and publisher.
+
+It owns the flight lifecycle: ``arm`` opens a new flight in the store; every event and phase change goes
+to the flight's event log and the PUB socket; LANDED (or a disarm) waits for every camera to hand over its
+last frame, finishes the flight's files (immutable from then on) and starts serving them. It also owns the
+process concerns: signals, sd_notify READY/STATUS/WATCHDOG, and a ``daemon.json`` beside the store that
+names the bound endpoints (so tools and tests can use ``tcp://127.0.0.1:*``).
+
+Example (what ``camctl run`` does)::
+
+    with Daemon(load_config("rig.toml")) as d:
+        d.run_forever()          # until SIGTERM / SIGINT
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from camctl import __version__
+from camctl.cameras import make_camera
+from camctl.capture import CameraRunner
+from camctl.config import ARMED, LANDED, SAFE, Config
+from camctl.encode import EncoderPool
+from camctl.events import EventRecord, PhaseMachine, Transition
+from camctl.exc import CommandRefused, StoreError
+from camctl.frames import EncodedFrame
+from camctl.gpio import EventLines
+from camctl.sdnotify import Notifier
+
+__all__ = ["Daemon", "read_daemon_info"]
+
+log = logging.getLogger("camctl.daemon")
+DAEMON_INFO = "daemon.json"
+
+
+def read_daemon_info(store_dir: str | Path) -> dict[str, Any]:
+    """What a running daemon wrote about itself (pid, endpoints) beside its store."""
+    return json.loads((Path(store_dir) / DAEMON_INFO).read_text())
+
+
+class Daemon:
+    """A board. Build it, :meth:`start` it (or use it as a context manager), :meth:`close` it."""
+
+    def __init__(self, cfg: Config, *, pin_factory: Any = None, notifier: Notifier | None = None,
+                 cameras: dict[str, Any] | None = None) -> None:
+        from camctl.publish import Publisher  # imported here: publish pulls in zmq and the thumbnailer
+
+        self.cfg = cfg
+        self.board = cfg.board
+        self.store_root = Path(cfg.store.dir)
+        self.started_ns = time.monotonic_ns()
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.store: Any = None
+        self.flight = ""
+        self._flights_done: list[str] = []
+        self._finishing: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._unlogged: collections.deque[dict] = collections.deque(maxlen=1000)
+        self._stop = threading.Event()
+        self._closed = False
+        self._started = False
+        self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
+                                    on_transition=self._on_transition, on_record=self._on_record)
+        self.pool = EncoderPool(cfg.encode.threads)
+        self.runners: dict[str, CameraRunner] = {}
+        self.lines: EventLines | None = None
+        self.publisher: Any = None
+        try:
+            for i, cam_cfg in enumerate(cfg.cameras):
+                camera = cameras[cam_cfg.name] if cameras and cam_cfg.name in cameras \
+                    else make_camera(cam_cfg, seed=cam_cfg.seed or i)
+                self.runners[cam_cfg.name] = CameraRunner(
+                    camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
+                    max_inflight=cfg.encode.max_inflight)
+            self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory)
+            self.publisher = Publisher(self, cfg.publish)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the Board interface the publisher serves --------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        return self.machine.phase
+
+    def serving(self) -> bool:
+        if self.cfg.publish.serve_during_flight:
+            return True
+        return self.phase in (SAFE, LANDED) and (self._finishing is None or not self._finishing.is_alive())
+
+    def open_segments(self) -> set[Path]:
+        store = self.store
+        if store is None or store.finished:
+            return set()
+        return set(store.open_segments())
+
+    def flights(self) -> list[str]:
+        from camctl.store import list_flights
+
+        return list_flights(self.store_root)
+
+    def disk_free_mb(self) -> float:
+        try:
+            st = os.statvfs(self.store_root)
+        except OSError:
+            return 0.0
+        return st.f_bavail * st.f_frsize / 1e6
+
+    def status(self) -> dict:
+        store_stats = self.store.stats() if self.store is not None else {}
+        cams = {}
+        for name, runner in self.runners.items():
+            snap = runner.snapshot()
+            st = store_stats.get(name, {})
+            dropped = dict(snap.pop("dropped_by_reason"))
+            for reason, n in (st.get("dropped") or {}).items():
+                dropped[f"store_{reason}"] = dropped.get(f"store_{reason}", 0) + n
+            dropped.pop("store_refused", None)  # the store counts those itself, by reason
+            cams[name] = {
+                "state": snap["state"],
+                "fps": snap["fps"],
+                "frames_captured": snap["frames_captured"],
+                "frames_stored": int(st.get("frames_stored", 0)),
+                "durable_frames": int(st.get("durable_frames", 0)),
+                "dropped": sum(dropped.values()),
+                "faults": snap["faults"],
+                "role": runner.cfg.role,
+                "target_fps": snap["target_fps"],
+                "frames_encoded": snap["frames_encoded"],
+                "sensor_gaps": snap["sensor_gaps"],
+                "pretrigger_flushed": snap["pretrigger_flushed"],
+                "ring_frames": snap["ring_frames"],
+                "stills": snap["stills"],
+                "restarts": snap["restarts"],
+                "bytes_stored": int(st.get("bytes", 0)),
+                "dropped_by_reason": dropped,
+                "last_error": snap["last_error"],
+            }
+        return {
+            "board": self.board,
+            "phase": self.phase,
+            "flight": self.flight,
+            "disk_free_mb": round(self.disk_free_mb(), 1),
+            "serving": self.serving(),
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
+            "mono_ns": time.monotonic_ns(),
+            "wall_ns": time.time_ns(),
+            "flights": self._flights_done + ([self.flight] if self.flight and self.store is not None
+                                             and not self.store.finished else []),
+            "cameras": cams,
+        }
+
+    def command(self, name: str, args: dict) -> dict:
+        """Operator commands from ``camctl arm|disarm|event``. Mock lines are toggled like wiring would."""
+        if name in ("arm", "disarm"):
+            event = name
+        elif name == "event":
+            event = args.get("name")
+            if not isinstance(event, str) or not event:
+                raise CommandRefused("event needs a name (e.g. release, touchdown)")
+        else:
+            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event)")
+        if event not in self.machine.events:
+            raise CommandRefused(f"unknown event {event!r} (known: {', '.join(self.machine.events)})")
+        before = len(self.machine.history)
+        lines = self.lines
+        if lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
+            lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
+            self._wait_for_record(event)
+        else:
+            self.machine.handle(event, source="operator")
+        rec = self.machine.records[-1] if self.machine.records else None
+        return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
+                "outcome": rec.outcome if rec is not None else ""}
+
+    def _wait_for_record(self, event: str) -> None:
+        # with min_pulse_ms the edge is confirmed on a timer thread; wait for it (bounded)
+        deadline = time.monotonic() + 1.0 + self.cfg.gpio.min_pulse_ms / 1000
+        while time.monotonic() < deadline:
+            recs = self.machine.records
+            if recs and recs[-1].name == event:
+                return
+            time.sleep(0.001)
+
+    # -- event path ----------------------------------------------------------------------------------
+    def _on_edge(self, event: str, t_ns: int, line: str) -> None:
+        self.machine.handle(event, source="gpio", mono_ns=t_ns, line=line)
+
+    def _on_record(self, rec: EventRecord) -> None:
+        d = rec.to_dict()
+        self._log_record(d)
+        if rec.outcome != "transition":
+            log.info("event=%s source=%s phase=%s outcome=%s", rec.name, rec.source, rec.phase, rec.outcome)
+        self._publish("event", d)
+
+    def _on_transition(self, tr: Transition) -> None:
+        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source)
+        if tr.phase_to == ARMED:
+            self._open_flight()
+        for runner in self.runners.values():
+            runner.set_phase(tr.phase_to)
+            if tr.event in runner.cfg.stills:
+                runner.request_still(tr.event)
+        rec = {"kind": "phase", "name": tr.phase_to, "phase_from": tr.phase_from, "phase_to": tr.phase_to,
+               "event": tr.event, "source": tr.source, "mono_ns": tr.mono_ns, "wall_ns": tr.wall_ns,
+               "skipped": list(tr.skipped)}
+        self._log_record(rec)
+        store = self.store
+        if store is not None and not store.finished:
+            store.commit()
+        self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
+        if tr.phase_to in (LANDED, SAFE) and store is not None and not store.finished:
+            t = threading.Thread(target=self._finish_flight, args=(store,), name="camctl-finish", daemon=True)
+            self._finishing = t
+            t.start()
+
+    def _sink(self, frame: EncodedFrame) -> bool:
+        store = self.store
+        if store is None or store.finished:
+            return False
+        return store.put(frame)
+
+    def _on_fault(self, rec: dict) -> None:
+        self._log_record(rec)
+        self._publish("fault", {"board": self.board, **rec})
+
+    def _log_record(self, rec: dict) -> None:
+        store = self.store
+        if store is not None and not store.finished:
+            store.log_event(rec)
+        else:
+            self._unlogged.append(rec)
+
+    def _publish(self, topic: str, body: dict) -> None:
+        pub = self.publisher
+        if pub is not None:
+            pub.publish(topic, body)
+
+    # -- flights -------------------------------------------------------------------------------------
+    def _open_flight(self) -> None:
+        from camctl.store import FlightStore, new_flight_id
+
+        with self._lock:
+            flight = new_flight_id()
+            try:
+                store = FlightStore(self.store_root, self.board, flight, self.cfg.store,
+                                    cameras=list(self.runners), on_drop=self._on_drop)
+            except (OSError, StoreError) as exc:
+                # best effort: the flight goes on (cameras still count), nothing is stored; say it loudly
+                log.error("cannot open flight %s in %s: %s", flight, self.store_root, exc)
+                self._publish("fault", {"board": self.board, "kind": "store", "message": str(exc)})
+                return
+            self.store, self.flight = store, flight
+            while self._unlogged:
+                store.log_event(self._unlogged.popleft())
+            store.log_event({"kind": "flight", "name": "open", "board": self.board, "flight": flight,
+                             "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns(),
+                             "cameras": {n: {"role": r.cfg.role, "size": list(r.cfg.size),
+                                             "fps": dict(r.cfg.fps)} for n, r in self.runners.items()}})
+            store.commit()
+
+    def _on_drop(self, rec: dict) -> None:
+        self._publish("disk", {"board": self.board, **rec})
+
+    def _finish_flight(self, store: Any) -> None:
+        for runner in self.runners.values():
+            if not runner.wait_idle(timeout=30):
+                log.warning("camera %s did not stop in time; finishing the flight without its last frames",
+                            runner.name)
+        try:
+            store.finish()
+        except Exception as exc:  # never let a finish error kill the daemon; recovery repairs on restart
+            log.error("finishing flight %s failed: %s", store, exc)
+        with self._lock:
+            if self.flight and self.flight not in self._flights_done:
+                self._flights_done.append(self.flight)
+            self._finishing = None
+        log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving())
+        self._publish("status", self.status())
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover the store, start cameras (idle in SAFE) and the publisher; write daemon.json; READY."""
+        from camctl.store import recover_store
+
+        if self._started:
+            return
+        self._started = True
+        self.store_root.mkdir(parents=True, exist_ok=True)
+        report = recover_store(self.store_root)
+        if getattr(report, "exit_code", 0):
+            log.warning("store recovery: exit code %s (%s)", report.exit_code, self.store_root)
+        preparing = [threading.Thread(target=r.prepare, name=f"camctl-prepare-{r.name}")
+                     for r in self.runners.values()]
+        for t in preparing:
+            t.start()
+        for t in preparing:
+            t.join()
+        for runner in self.runners.values():
+            runner.start()
+        self.publisher.start()  # it says at start whether CURVE is on
+        self._write_info()
+        self.notifier.ready()
+        self.notifier.status(self._status_line())
+        log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
+                 len(self.runners), self.cfg.gpio.backend, self.store_root, self.publisher.router_endpoint)
+
+    def _write_info(self) -> None:
+        info = {"pid": os.getpid(), "board": self.board, "router": self.publisher.router_endpoint,
+                "pub": self.publisher.pub_endpoint, "config": self.cfg.source, "version": __version__}
+        tmp = self.store_root / f".{DAEMON_INFO}.tmp"
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, self.store_root / DAEMON_INFO)
+
+    def _status_line(self) -> str:
+        st = self.status()
+        frames = " ".join(f"{n}={c['frames_stored']}/{c['durable_frames']}" for n, c in st["cameras"].items())
+        return f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} free={st['disk_free_mb']}MB"
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def run_forever(self, *, install_signals: bool = True) -> None:
+        """The main loop: timers, watchdog, status. Returns after SIGTERM/SIGINT or :meth:`request_stop`."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        self.start()
+        wd = self.notifier.watchdog_interval_s
+        next_wd = next_status = time.monotonic()
+        while not self._stop.is_set():
+            self.machine.tick()
+            now = time.monotonic()
+            if wd and now >= next_wd:
+                self.notifier.watchdog()
+                next_wd = now + wd
+            if now >= next_status:
+                self.notifier.status(self._status_line())
+                self._publish("status", self.status())
+                next_status = now + 1.0
+            deadline = self.machine.deadline_ns()
+            wait = 0.05
+            if deadline is not None:
+                wait = max(0.0, min(wait, (deadline[0] - time.monotonic_ns()) / 1e9))
+            self._stop.wait(wait)
+        self.notifier.stopping()
+        log.info("stopping board %s", self.board)
+
+    def close(self) -> None:
+        """Stop cameras (their last frames go to the store), finish the flight's files, close sockets."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for runner in self.runners.values():
+            runner.stop()
+        finishing = self._finishing
+        if finishing is not None:
+            finishing.join(timeout=30)
+        if self.store is not None and not self.store.finished:
+            try:
+                self.store.finish()
+            except Exception as exc:
+                log.error("finishing the store at shutdown: %s", exc)
+        if self.lines is not None:
+            self.lines.close()
+        if self.publisher is not None:
+            self.publisher.close()
+        self.pool.close()
+        with contextlib.suppress(OSError):
+            (self.store_root / DAEMON_INFO).unlink(missing_ok=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Daemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self.board} {self.phase}{' closed' if self._closed else ''}>"
+

@@ -1,0 +1,366 @@
+"""``camctl demo``: the whole simulated drop test, end to end, on loopback.
+
+N boards run as separate ``camctl run`` processes (sim cameras ``up`` and ``down``, mock GPIO lines). A
+scripted flight toggles their lines through the operator port, exactly as wiring would (arm, then release on
+every board at once as a shared release line does, separation, touchdown); the boards record, land, finish
+their files and serve them; the ground fetches everything, verifies it, and prints a table per board and
+camera. The exit status is 0 only when every stored frame arrived intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BoardProcess", "DemoResult", "run_demo", "start_board", "write_board_config"]
+
+BOARD_TEMPLATE = """\
+# camctl demo board {board}: sim cameras, mock GPIO lines driven over the operator port
+board = "{board}"
+
+[store]
+dir = "{store}"
+commit_interval_ms = 200
+segment_mb = 16
+reserve_mb = 64
+
+[gpio]
+backend = "mock"
+bounce_ms = 5
+
+[gpio.events]
+arm = 17
+release = 27
+separation = 22
+touchdown = 23
+
+[phases]
+post_touchdown_s = {post_touchdown_s}
+descent_timeout_s = 120
+
+[encode]
+threads = 1
+
+[[cameras]]
+name = "down"
+role = "down"
+backend = "sim"
+size = [{width}, {height}]
+jpeg_quality = 85
+pretrigger_s = 2.0
+seed = {seed_down}
+stills = ["touchdown"]
+
+[cameras.fps]
+ARMED = 4
+DESCENT = 12
+SEPARATION = 20
+TOUCHDOWN = 12
+
+[[cameras]]
+name = "up"
+role = "up"
+backend = "sim"
+size = [{width}, {height}]
+jpeg_quality = 85
+pretrigger_s = 2.0
+seed = {seed_up}
+
+[cameras.fps]
+ARMED = 4
+DESCENT = 12
+SEPARATION = 12
+TOUCHDOWN = 6
+
+[publish]
+bind = "tcp://127.0.0.1:*"
+events = "tcp://127.0.0.1:*"
+"""
+
+
+def write_board_config(directory: Path, board: str, index: int, *, size: tuple[int, int] = (960, 540),
+                       post_touchdown_s: float = 1.5, extra: str = "") -> Path:
+    """Write a sim board's config (``directory/rig.toml``) and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(), width=size[0],
+                                 height=size[1], seed_down=100 + 2 * index, seed_up=101 + 2 * index,
+                                 post_touchdown_s=post_touchdown_s)
+    path = directory / "rig.toml"
+    path.write_text(text + extra)
+    return path
+
+
+@dataclass
+class BoardProcess:
+    """A ``camctl run`` child process and the endpoints it bound."""
+
+    name: str
+    config: Path
+    store: Path
+    proc: subprocess.Popen
+    router: str = ""
+    pub: str = ""
+    log_path: Path | None = None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def start_board(config: Path, store: Path, name: str, *, timeout_s: float = 30.0,
+                env: dict[str, str] | None = None) -> BoardProcess:
+    """Start ``camctl run --config`` as a child process and wait until it has bound its sockets."""
+    info_path = store / "daemon.json"
+    with contextlib.suppress(FileNotFoundError):
+        info_path.unlink()
+    log_path = config.parent / "daemon.log"
+    log = log_path.open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "run", "--config", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+    log.close()
+    board = BoardProcess(name, config, store, proc, log_path=log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"board {name} exited with {proc.returncode} at start:\n{tail}")
+        try:
+            info = json.loads(info_path.read_text())
+            if info.get("pid") == proc.pid:
+                board.router, board.pub = info["router"], info["pub"]
+                return board
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.05)
+    board.kill9()
+    raise RuntimeError(f"board {name} did not come up within {timeout_s:g} s (log: {log_path})")
+
+
+@dataclass
+class DemoResult:
+    ok: bool
+    out: Path
+    rows: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    first_look_s: float | None = None
+    elapsed_s: float = 0.0
+
+
+def _all(boards: list[BoardProcess], fn: Callable[[BoardProcess], Any]) -> list[Any]:
+    """Run fn on every board at the same moment (a shared line reaches every board together)."""
+    results: list[Any] = [None] * len(boards)
+    errors: list[BaseException] = []
+
+    def one(i: int, b: BoardProcess) -> None:
+        try:
+            results[i] = fn(b)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i, b)) for i, b in enumerate(boards)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _command(board: BoardProcess, command: str, /, **args: Any) -> dict:
+    from camctl.ground import Client
+
+    with Client(board.router, timeout_s=10.0) as client:
+        return client.command(command, **args)
+
+
+def _status(board: BoardProcess) -> dict:
+    from camctl.ground import Client
+
+    with Client(board.router, timeout_s=10.0) as client:
+        return client.status()
+
+
+def _wait_landed(boards: list[BoardProcess], timeout_s: float) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = _all(boards, _status)
+        if all(s["phase"] == "LANDED" and s["serving"] for s in states):
+            return states
+        if time.monotonic() > deadline:
+            raise RuntimeError("boards did not land: " + ", ".join(f"{s['board']}={s['phase']}" for s in states))
+        time.sleep(0.1)
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, flush=True)
+
+
+def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0, quiet: bool = False) -> dict:
+    """The scripted flight. Returns wall-clock marks (time.monotonic) of each event."""
+    marks: dict[str, float] = {}
+    _say(quiet, f"arming {len(boards)} boards")
+    _all(boards, lambda b: _command(b, "arm"))
+    time.sleep(pretrigger_s + 0.5)  # let the pre-trigger ring fill
+    for event, dwell in (("release", seconds * 0.45), ("separation", seconds * 0.55), ("touchdown", 0.0)):
+        marks[event] = time.monotonic()
+        replies = _all(boards, lambda b, e=event: _command(b, "event", name=e))
+        _say(quiet, f"t={marks[event] - marks['release']:5.2f}s  {event:<10s} -> "
+                    + ", ".join(f"{b.name}: {r['phase']}" for b, r in zip(boards, replies, strict=True)))
+        time.sleep(dwell)
+    return marks
+
+
+def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list[dict], list[str]]:
+    """Per board and camera: captured, stored, fetched, bytes, checksum, frame times vs the release edge."""
+    from camctl.store import iter_events, iter_frames
+
+    rows: list[dict] = []
+    problems: list[str] = []
+    for st in states:
+        board, flight = st["board"], st["flight"]
+        fdir = ground / board / flight
+        release_ns = None
+        for seg in sorted((fdir / "events").glob("*.mcap")):
+            for ev in iter_events(seg):
+                if ev.get("kind") == "phase" and ev.get("event") == "release":
+                    release_ns = ev["mono_ns"]
+        if release_ns is None:
+            problems.append(f"{board}: no release event in the downloaded event log")
+        try:
+            br = fetch_report.board(board)
+            checksum_ok = br.checksum_ok and br.ok
+        except KeyError:
+            checksum_ok = False
+        for cam, cs in st["cameras"].items():
+            frames = []
+            for seg in sorted((fdir / cam).glob("*.mcap")):
+                frames.extend(iter_frames(seg))
+            video = [f for f in frames if not f.still]
+            nbytes = sum(p.stat().st_size for p in (fdir / cam).glob("*.mcap"))
+            ts = [f.timestamp_ns for f in video]
+            def rel(t: int, release_ns: int | None = release_ns) -> float:
+                return (t - release_ns) / 1e9 if release_ns is not None else float("nan")
+
+            row = {
+                "board": board, "camera": cam, "captured": cs["frames_captured"], "stored": cs["frames_stored"],
+                "durable": cs["durable_frames"], "fetched": len(frames), "stills": len(frames) - len(video),
+                "bytes": nbytes, "checksum_ok": checksum_ok, "bad_jpeg": sum(not f.jpeg_ok for f in frames),
+                "first_s": rel(min(ts)) if ts else None, "last_s": rel(max(ts)) if ts else None,
+                "pretrigger": sum(1 for f in video if f.phase == "ARMED"),
+                "safe_frames": sum(1 for f in frames if f.phase == "SAFE"),
+                "dropped": cs["dropped"], "faults": cs["faults"],
+            }
+            rows.append(row)
+            if row["stored"] != row["fetched"]:
+                problems.append(f"{board}/{cam}: stored {row['stored']} but fetched {row['fetched']}")
+            if row["bad_jpeg"]:
+                problems.append(f"{board}/{cam}: {row['bad_jpeg']} frames do not decode")
+            if not row["pretrigger"] or (row["first_s"] is not None and row["first_s"] >= 0):
+                problems.append(f"{board}/{cam}: no pre-trigger frames before the release edge")
+            if row["safe_frames"]:
+                problems.append(f"{board}/{cam}: {row['safe_frames']} frames recorded in SAFE")
+            if not checksum_ok:
+                problems.append(f"{board}: checksum or fetch failure")
+    return rows, problems
+
+
+def print_table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="camctl demo: every frame from every board")
+    for col in ("board", "camera", "captured", "stored", "durable", "fetched", "pre-trig", "stills", "MB",
+                "sha256", "first", "last", "dropped"):
+        table.add_column(col, justify="left" if col in ("board", "camera") else "right", no_wrap=True)
+    for r in rows:
+        def t(v: float | None) -> str:
+            return "-" if v is None else f"{v:+.2f}s"
+
+        table.add_row(r["board"], r["camera"], str(r["captured"]), str(r["stored"]), str(r["durable"]),
+                      str(r["fetched"]), str(r["pretrigger"]), str(r["stills"]), f"{r['bytes'] / 1e6:.1f}",
+                      "OK" if r["checksum_ok"] else "FAIL", t(r["first_s"]), t(r["last_s"]), str(r["dropped"]))
+    Console(width=max(110, Console().width)).print(table)
+    print("first/last: frame times relative to each board's release edge (pre-trig: frames from the RAM ring);\n"
+          "captured: sensor frames, including ARMED frames that aged out of the ring; stored includes stills")
+
+
+def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
+             keep: bool = False, size: tuple[int, int] = (960, 540)) -> int:
+    """Run the simulated drop test; return the process exit status (0 = every stored frame arrived intact)."""
+    result = demo(boards=boards, seconds=seconds, out=out, quiet=quiet, keep=keep, size=size)
+    if not quiet:
+        print_table(result.rows)
+    for p in result.problems:
+        print(f"PROBLEM: {p}", file=sys.stderr)
+    print(f"demo {'OK' if result.ok else 'FAILED'} in {result.elapsed_s:.1f} s; output in {result.out}")
+    return 0 if result.ok else 1
+
+
+def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
+         keep: bool = False, size: tuple[int, int] = (960, 540)) -> DemoResult:
+    from camctl.exc import ConfigError
+    from camctl.ground import fetch
+    from camctl.store import verify
+
+    if not 1 <= boards <= 26:
+        raise ConfigError(f"--boards must be from 1 to 26, got {boards}")
+    if not 1.0 <= seconds <= 600:
+        raise ConfigError(f"--seconds must be from 1 to 600, got {seconds:g}")
+    t0 = time.monotonic()
+    out = out or Path("demo-out") / time.strftime("%Y%m%d-%H%M%S")
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    procs: list[BoardProcess] = []
+    try:
+        for i in range(boards):
+            name = f"demo-{chr(ord('a') + i)}"
+            cfg = write_board_config(out / "boards" / name, name, i, size=size)
+            procs.append(start_board(cfg, out / "boards" / name / "store", name))
+            _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
+        fly(procs, seconds=seconds, quiet=quiet)
+        states = _wait_landed(procs, timeout_s=60)
+        _say(quiet, "all boards LANDED; fetching")
+        ground = out / "ground"
+        report = fetch([b.router for b in procs], ground, give_up_after_s=30, progress=not quiet)
+        vr = verify(ground)
+        rows, problems = summarize(ground, states, report)
+        if vr.exit_code != 0:
+            problems.append(f"verify of the download: exit {vr.exit_code}: {'; '.join(vr.errors[:3])}")
+        if not report.ok:
+            problems.append(f"fetch: {report.summary()}")
+        with contextlib.suppress(OSError):
+            (out / "report.json").write_text(json.dumps({"rows": rows, "problems": problems}, indent=2))
+        return DemoResult(ok=not problems, out=out, rows=rows, problems=problems,
+                          elapsed_s=time.monotonic() - t0)
+    finally:
+        for b in procs:
+            b.stop()
+        if not keep:
+            import shutil
+
+            for b in procs:
+                shutil.rmtree(b.store, ignore_errors=True)

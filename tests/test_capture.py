@@ -1,0 +1,289 @@
+"""Capture threads: the pre-trigger seam, per-phase rates, stills, accounting and fault isolation."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from camctl.cameras.base import Camera
+from camctl.capture import CameraRunner, PreTriggerRing
+from camctl.config import CameraConfig
+from camctl.encode import EncoderPool
+from camctl.exc import CameraError, CameraTimeout
+from camctl.frames import EncodedFrame, Frame, FrameValue
+
+
+class ScriptedCamera(Camera):
+    """A test backend: frames as fast as asked (timestamps advance by 1/fps), faults on demand."""
+
+    def __init__(self, name="cam", fps=30.0, size=(64, 48), paced=False):
+        super().__init__(name, size=size, fps=fps)
+        self.paced = paced
+        self.seq = 0
+        self.t = 0
+        self.fail_next = 0
+        self.fail_open = 0
+        self.opens = 0
+        self.gate = threading.Semaphore(0)  # each capture waits for a permit when gated
+        self.gated = False
+        self.skip_next = 0
+
+    def _open_backend(self):
+        if self.fail_open:
+            self.fail_open -= 1
+            raise CameraError(self.name, "open failed")
+        self.opens += 1
+
+    def _close_backend(self):
+        pass
+
+    def capture(self, timeout_s=1.0):
+        if self.gated and not self.gate.acquire(timeout=timeout_s):
+            raise CameraTimeout(self.name, f"no frame in {timeout_s} s")
+        if self.fail_next:
+            self.fail_next -= 1
+            raise CameraError(self.name, "sensor exploded")
+        if self.paced:
+            time.sleep(1 / self.fps)
+        self.seq += 1 + self.skip_next
+        self.skip_next = 0
+        self.t += int(1e9 / self.fps)
+        img = np.full((self.size[1], self.size[0], 3), self.seq % 256, np.uint8)
+        return Frame(self.name, self.seq, self.t, image=img)
+
+
+class Sink:
+    def __init__(self):
+        self.frames: list[EncodedFrame] = []
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+
+    def __call__(self, f: EncodedFrame) -> bool:
+        with self.cond:
+            self.frames.append(f)
+            self.cond.notify_all()
+        return True
+
+    def wait_for(self, pred, timeout=20.0):
+        with self.cond:
+            assert self.cond.wait_for(lambda: pred(self.frames), timeout), f"timed out; have {len(self.frames)}"
+
+
+@pytest.fixture
+def pool():
+    with EncoderPool(2) as p:
+        yield p
+
+
+def cfg(name="cam", **kw):
+    base = {"fps": (("ARMED", 10.0), ("DESCENT", 30.0), ("SEPARATION", 60.0), ("TOUCHDOWN", 30.0)),
+            "pretrigger_s": 0.5, "backend": "sim", "size": (64, 48)}
+    base.update(kw)
+    return CameraConfig(name=name, **base)
+
+
+def test_ring_keeps_seconds_and_bytes():
+    ring = PreTriggerRing(1.0, 1000)
+    for i in range(30):
+        ring.push(EncodedFrame("c", i, i * 100_000_000, b"x" * 10, 1, 1, "ARMED"))
+    assert len(ring) == 11 and ring.expired == 19  # 1 s at 10 fps, inclusive of both ends
+    ring2 = PreTriggerRing(10.0, 100)
+    for i in range(30):
+        ring2.push(EncodedFrame("c", i, i, b"x" * 10, 1, 1, "ARMED"))
+    assert ring2.bytes <= 100 and ring2.overflow == 20
+
+
+def test_nothing_recorded_in_safe(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink)
+    r.start()
+    try:
+        assert r.wait_idle(5)
+        assert cam.opens == 0 and sink.frames == [] and r.stats.frames_captured == 0
+    finally:
+        r.stop()
+
+
+def test_pretrigger_seam_has_no_gap_and_no_duplicate(pool):
+    cam, sink = ScriptedCamera(fps=50, paced=True), Sink()
+    r = CameraRunner(cam, cfg(fps=(("ARMED", 50.0), ("DESCENT", 50.0))), pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        deadline = time.monotonic() + 20
+        while r.stats.frames_captured < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.frames == []  # ARMED frames stay in RAM
+        r.set_phase("DESCENT")
+        sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 20)
+        r.set_phase("LANDED")
+        assert r.wait_idle(10)
+    finally:
+        r.stop()
+    seqs = [f.seq for f in sink.frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # consecutive across the seam
+    pre = [f for f in sink.frames if f.phase == "ARMED"]
+    assert pre and all(f.value == FrameValue.PRETRIGGER and f.meta.get("pretrigger") for f in pre)
+    first_live = next(f for f in sink.frames if f.phase != "ARMED")
+    assert first_live.timestamp_ns - pre[0].timestamp_ns <= int(0.5e9) + int(1e9 / 50) * 2
+    assert r.stats.dropped == {}
+    assert r.stats.pretrigger_flushed == len(pre)
+    assert [f.timestamp_ns for f in sink.frames] == sorted(f.timestamp_ns for f in sink.frames)
+
+
+def test_rate_follows_phase(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("SEPARATION")
+        sink.wait_for(lambda fs: sum(f.phase == "SEPARATION" for f in fs) >= 5)
+        assert cam.fps == 60.0
+        r.set_phase("TOUCHDOWN")
+        sink.wait_for(lambda fs: sum(f.phase == "TOUCHDOWN" for f in fs) >= 5)
+        assert cam.fps == 30.0
+        assert all(f.value == FrameValue.TOUCHDOWN for f in sink.frames if f.phase == "TOUCHDOWN")
+    finally:
+        r.stop()
+
+
+def test_disarm_discards_ring_and_closes(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        while r.stats.frames_captured < 5:
+            time.sleep(0.01)
+        r.set_phase("SAFE")
+        assert r.wait_idle(10)
+        assert cam.closed and sink.frames == [] and len(r.ring) == 0
+    finally:
+        r.stop()
+
+
+def test_landed_before_any_live_frame_still_keeps_the_ring(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    cam.gated = True
+    r = CameraRunner(cam, cfg(), pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        for _ in range(5):
+            cam.gate.release()
+        while r.stats.frames_captured < 5:
+            time.sleep(0.01)
+        r.set_phase("LANDED")
+        assert r.wait_idle(10)
+        assert [f.phase for f in sink.frames] == ["ARMED"] * 5
+    finally:
+        r.stop()
+
+
+def test_faulty_camera_restarts_and_others_are_unaffected(pool):
+    good, bad = ScriptedCamera("good", paced=True), ScriptedCamera("bad", paced=True)
+    bad.fail_next, bad.fail_open = 3, 2
+    faults = []
+    sg, sb = Sink(), Sink()
+    rg = CameraRunner(good, cfg("good"), pool, sg)
+    rb = CameraRunner(bad, cfg("bad"), pool, sb, on_fault=faults.append, backoff_s=(0.001, 0.01))
+    rg.start()
+    rb.start()
+    try:
+        for r in (rg, rb):
+            r.set_phase("ARMED")
+            r.set_phase("DESCENT")
+        sb.wait_for(lambda fs: len(fs) >= 10)
+        sg.wait_for(lambda fs: len(fs) >= 10)
+    finally:
+        rg.stop()
+        rb.stop()
+    assert rb.stats.faults == 5 and len(faults) == 5 and faults[0]["camera"] == "bad"
+    assert rg.stats.faults == 0 and rg.stats.dropped == {}
+    assert "bad" in rb.snapshot()["last_error"]
+
+
+def test_stall_times_out_and_recovers(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    cam.gated = True
+    r = CameraRunner(cam, cfg(fps=(("ARMED", 30.0), ("DESCENT", 30.0))), pool, sink, backoff_s=(0.001, 0.01))
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("DESCENT")
+        deadline = time.monotonic() + 20
+        while r.stats.faults == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r.stats.faults >= 1  # CameraTimeout after capture's own timeout
+        cam.gated = False
+        sink.wait_for(lambda fs: len(fs) >= 3)
+    finally:
+        r.stop()
+
+
+def test_sensor_gaps_are_counted(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink)
+    cam.gated = True
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("DESCENT")
+        cam.gate.release()
+        sink.wait_for(lambda fs: len(fs) >= 1)
+        cam.skip_next = 3
+        cam.gate.release()
+        sink.wait_for(lambda fs: len(fs) >= 2)
+        assert r.stats.sensor_gaps == 3
+    finally:
+        cam.gated = False
+        r.stop()
+
+
+def test_encoder_behind_drops_instead_of_blocking():
+    class SlowPool:
+        def __init__(self):
+            self.release = threading.Event()
+            self.inner = EncoderPool(1)
+
+        def submit(self, image, quality=85):
+            def job():
+                self.release.wait(10)
+                return b"\xff\xd8fake"
+
+            return self.inner._pool.submit(job)
+
+    pool = SlowPool()
+    cam, sink = ScriptedCamera(), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink, max_inflight=4)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("DESCENT")
+        deadline = time.monotonic() + 20
+        while r.stats.dropped.get("encoder_behind", 0) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r.stats.dropped["encoder_behind"] >= 10
+    finally:
+        pool.release.set()
+        r.stop()
+        pool.inner.close()
+
+
+def test_still_on_event(pool):
+    cam, sink = ScriptedCamera(), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("TOUCHDOWN")
+        r.request_still("touchdown")
+        sink.wait_for(lambda fs: any(f.still for f in fs))
+    finally:
+        r.stop()
+    still = next(f for f in sink.frames if f.still)
+    assert still.value == FrameValue.STILL and still.meta["event"] == "touchdown" and "video_gap_ms" in still.meta
