@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from camctl.cameras.base import Camera
 from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, CameraConfig
 from camctl.encode import EncoderPool
@@ -94,6 +96,17 @@ class RunnerStats:
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+def lores(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The lores stream of a backend without one: an integer-step decimation (a view; no filtering, as
+    a sensor's binned mode would give), so the width is the largest even <= the main width / step."""
+    h, w = image.shape[:2]
+    step = max(1, min(w // size[0], h // size[1]))
+    if step == 1:
+        return image
+    out = image[::step, ::step]
+    return out[: out.shape[0] & ~1, : out.shape[1] & ~1]
 
 
 def value_of(phase: str) -> int:
@@ -280,7 +293,11 @@ class CameraRunner:
             if len(self._pending) >= self._max_inflight:
                 self.stats.drop("encoder_behind")
                 return
-        fut = self._pool.submit(frame.image, self.cfg.jpeg_quality)
+        image = frame.image
+        if self.cfg.lores_in(phase) and self.cfg.lores_size is not None:
+            image = lores(image, self.cfg.lores_size)
+            frame.height, frame.width = int(image.shape[0]), int(image.shape[1])
+        fut = self._pool.submit(image, self.cfg.quality_for(phase))
         with self._drain_lock:
             self._pending.append((frame, phase, fut))
         # route as soon as it is encoded (in order), not when the next frame comes: at 2 fps that is 0.5 s

@@ -116,6 +116,15 @@ class CameraConfig:
     stills: tuple[str, ...] = ()  # events at which a full-resolution still is taken
     seed: int = 0
     faults: tuple[tuple[str, float, float], ...] = ()  # sim only: (kind, at_s, duration_s)
+    quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
+    lores_size: tuple[int, int] | None = None  # the smaller stream, for phases that need less resolution
+    lores_phases: tuple[str, ...] = ()
+
+    def quality_for(self, phase: str) -> int:
+        return dict(self.quality).get(phase, self.jpeg_quality)
+
+    def lores_in(self, phase: str) -> bool:
+        return self.lores_size is not None and phase in self.lores_phases
 
     def fps_for(self, phase: str) -> float:
         """Frames per second in ``phase`` (the ARMED rate in phases the table does not name)."""
@@ -350,6 +359,34 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
                 f"unknown phase {phase!r} (recording phases: {', '.join(phases.order[1:-1])})", key=key)
         base[phase] = _number(value, key, lo=0, lo_open=True, hi=240)
     fps = tuple((p, float(base.get(p, base.get("ARMED", 2.0)))) for p in phases.order[1:-1])
+    quality_t = t.table("quality")
+    quality = []
+    for phase, value in quality_t.data.items():
+        key = quality_t.path(phase)
+        quality_t.used.add(phase)
+        if phase not in phases.order[1:-1]:
+            raise ConfigError(f"unknown phase {phase!r} (recording phases: {', '.join(phases.order[1:-1])})",
+                              key=key)
+        quality.append((phase, _number(value, key, lo=1, hi=100, integer=True)))
+    lores_v = t.get("lores_size")
+    lores_size = None
+    if lores_v is not None:
+        if (not isinstance(lores_v, list) or len(lores_v) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in lores_v)):
+            raise ConfigError(f"must be [width, height] in pixels, got {lores_v!r}", key=t.path("lores_size"))
+        lw, lh = lores_v
+        if not (16 <= lw <= w and 16 <= lh <= h):
+            raise ConfigError(f"must be from 16x16 up to the main size {w}x{h}, got {lw}x{lh}",
+                              key=t.path("lores_size"))
+        lores_size = (lw, lh)
+    lores_phases = t.get("lores_phases", [])
+    if not isinstance(lores_phases, list) or not all(isinstance(x, str) for x in lores_phases):
+        raise ConfigError("must be a list of phase names", key=t.path("lores_phases"))
+    for phase in lores_phases:
+        if phase not in phases.order[1:-1]:
+            raise ConfigError(f"unknown phase {phase!r}", key=t.path("lores_phases"))
+    if lores_phases and lores_size is None:
+        raise ConfigError("needs lores_size = [width, height]", key=t.path("lores_phases"))
     stills = t.get("stills", [])
     if not isinstance(stills, list) or not all(isinstance(s, str) for s in stills):
         raise ConfigError("must be a list of event names", key=t.path("stills"))
@@ -378,6 +415,9 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         stills=tuple(stills),
         seed=t.num("seed", index, integer=True),
         faults=tuple(faults),
+        quality=tuple(quality),
+        lores_size=lores_size,
+        lores_phases=tuple(lores_phases),
     )
     t.done()
     return out

@@ -287,3 +287,30 @@ def test_still_on_event(pool):
         r.stop()
     still = next(f for f in sink.frames if f.still)
     assert still.value == FrameValue.STILL and still.meta["event"] == "touchdown" and "video_gap_ms" in still.meta
+
+
+def test_quality_and_lores_follow_the_phase(pool):
+    import simplejpeg
+
+    cam, sink = ScriptedCamera(size=(320, 240), paced=True, fps=50), Sink()
+    c = cfg(size=(320, 240), fps=(("ARMED", 50.0), ("DESCENT", 50.0)), quality=(("ARMED", 40),),
+            lores_size=(160, 120), lores_phases=("ARMED",))
+    r = CameraRunner(cam, c, pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        while r.stats.frames_captured < 5:
+            time.sleep(0.01)
+        r.set_phase("DESCENT")
+        sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 3)
+    finally:
+        r.stop()
+    armed = [f for f in sink.frames if f.phase == "ARMED"]
+    live = [f for f in sink.frames if f.phase == "DESCENT"]
+    assert armed and live
+    for f in armed:
+        assert (f.width, f.height) == (160, 120)
+        assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (120, 160)
+    for f in live:
+        assert (f.width, f.height) == (320, 240)
+        assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (240, 320)

@@ -81,6 +81,10 @@ def test_custom_descent_phases():
         ({"phases": {"post_touchdown_s": -1}}, "phases.post_touchdown_s: must be >= 0"),
         ({"publish": {"bind": "5555"}}, "publish.bind: must be a ZeroMQ endpoint"),
         ({"board": "rig a"}, "board: must be a name"),
+        ({"cameras": [{"name": "a", "quality": {"DESCENT": 0}}]}, "cameras[0].quality.DESCENT: must be >= 1"),
+        ({"cameras": [{"name": "a", "lores_phases": ["ARMED"]}]}, "cameras[0].lores_phases: needs lores_size"),
+        ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [1280, 720]}]},
+         "cameras[0].lores_size: must be from 16x16 up to the main size 640x480"),
         ({"extra": 1}, "extra: unknown key"),
     ],
 )
