@@ -212,9 +212,9 @@ class PhaseMachine:
             self._descent_started_ns = None
         tr = Transition(prev, target, event, source, now, self._wall_ns(), skipped)
         self.history.append(tr)
-        self._record(event, source, "transition", now, target, prev)
         if self._on_transition is not None:
-            self._on_transition(tr)
+            self._on_transition(tr)  # first: the capture schedule changes before anything is logged
+        self._record(event, source, "transition", now, target, prev)
         return tr
 
     def _record(self, event: str, source: str, outcome: str, now: int, phase_to: str = "",
