@@ -63,6 +63,7 @@ class Daemon:
         self.flight = ""
         self._flights_done: list[str] = []
         self._finishing: threading.Thread | None = None
+        self._finished_store: Any = None  # the last store _finish_flight is done with (serving gate)
         self._lock = threading.RLock()
         self._unlogged: collections.deque[dict] = collections.deque(maxlen=1000)
         self._stop = threading.Event()
@@ -95,7 +96,9 @@ class Daemon:
     def serving(self) -> bool:
         if self.cfg.publish.serve_during_flight:
             return True
-        return self.phase in (SAFE, LANDED) and (self._finishing is None or not self._finishing.is_alive())
+        # the phase turns LANDED before the finishing thread even exists: gate on the store being done with
+        store = self.store
+        return self.phase in (SAFE, LANDED) and (store is None or store is self._finished_store)
 
     def open_segments(self) -> set[Path]:
         store = self.store
@@ -286,6 +289,7 @@ class Daemon:
             if self.flight and self.flight not in self._flights_done:
                 self._flights_done.append(self.flight)
             self._finishing = None
+            self._finished_store = store
         log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving())
         self._publish("status", self.status())
 
