@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
 import select
@@ -180,7 +181,7 @@ class _Ctx:
         log_path = self.tmp / f"{self.name('child')}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=log)
+                                    stdout=subprocess.PIPE, stderr=log, env=_child_env())
         self.children.append(proc)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
@@ -215,6 +216,12 @@ class _Ctx:
                 self.kill(proc)
         self.children.clear()
         self._tmp.cleanup()
+
+
+def _child_env() -> dict[str, str]:
+    """Children import the same camctl as this process (not whatever ``-m`` would find from their cwd)."""
+    here = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH")) if x)}
 
 
 # --- store --------------------------------------------------------------------------------------------
@@ -677,16 +684,16 @@ def _start_board(ctx: _Ctx, name: str, *, armed: float, fps: float, seed: int) -
     cams = "".join(_CAMERA.format(name=n, seed=seed + i, armed=armed, fps=fps) for i, n in enumerate(("down", "up")))
     cfg = d / "rig.toml"
     cfg.write_text(_BOARD.format(board=name, store=(d / "store").as_posix(), cameras=cams))
-    board = start_board(cfg, d / "store", name)
+    board = start_board(cfg, d / "store", name, env={"PYTHONPATH": _child_env()["PYTHONPATH"]})
     ctx.boards.append(board)
     return board
 
 
-def _command(url: str, name: str, **args: Any) -> dict:
+def _command(url: str, verb: str, /, **args: Any) -> dict:
     from camctl.ground import Client
 
     with Client(url, timeout_s=10) as c:
-        return c.command(name, **args)
+        return c.command(verb, **args)
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -876,6 +883,9 @@ def run_benchmarks(*, quick: bool = False, only: list[str] | None = None,
     result = BenchResult(quick=quick, machine=machine_info())
     t0 = time.perf_counter()
     ctx = _Ctx(quick)
+    camlog = logging.getLogger("camctl")
+    level = camlog.level
+    camlog.setLevel(logging.ERROR)  # in-process daemons would log every phase change onto the report
     try:
         for name in names:
             fn, keys = BENCHMARKS[name]
@@ -895,6 +905,7 @@ def run_benchmarks(*, quick: bool = False, only: list[str] | None = None,
                 on_done(name, out)
     finally:
         ctx.close()
+        camlog.setLevel(level)
     result.elapsed_s = time.perf_counter() - t0
     return result
 

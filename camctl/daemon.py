@@ -255,7 +255,7 @@ class Daemon:
         from camctl.store import FlightStore, new_flight_id
 
         with self._lock:
-            flight = new_flight_id()
+            flight = new_flight_id(root=self.store_root)
             try:
                 store = FlightStore(self.store_root, self.board, flight, self.cfg.store,
                                     cameras=list(self.runners), on_drop=self._on_drop)

@@ -1,0 +1,100 @@
+"""``camctl bench``: the quick run reports every metric as a positive number; --only runs one; the proxy is honest.
+
+The quick bench runs ONCE as a real subprocess (module-scoped fixture). No test asserts a performance target.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from camctl.bench import METRICS
+from camctl.netproxy import DelayProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGEZMQ_KEYS = {"fetch_vs_imagezmq", "fetch_vs_imagezmq_loopback"}
+
+
+def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "camctl", "bench", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick() -> dict:
+    proc = _bench("--quick", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_every_metric_is_a_positive_number(quick: dict) -> None:
+    have_imagezmq = importlib.util.find_spec("imagezmq") is not None
+    for m in METRICS:
+        assert m.key in quick, f"{m.key} missing from {sorted(quick)}"
+        v = quick[m.key]
+        if v is None and m.key in IMAGEZMQ_KEYS and not have_imagezmq:
+            assert "imagezmq" in quick["errors"][m.key]
+            continue
+        assert isinstance(v, int | float) and not isinstance(v, bool), f"{m.key}: {v!r} ({quick['errors']})"
+        assert v > 0, f"{m.key}: {v}"
+    assert quick["errors"] == {} or set(quick["errors"]) <= IMAGEZMQ_KEYS
+
+
+def test_report_names_the_machine_and_targets(quick: dict) -> None:
+    mach = quick["machine"]
+    assert mach["cores"] >= 1 and mach["cpu"] and mach["python"].count(".") == 2
+    assert mach["numpy"] and mach["simplejpeg"]
+    assert quick["quick"] is True
+    assert quick["targets"]["store_vs_fdatasync"] == ">= 0.9"
+    assert quick["targets"]["trigger_latency_p99_ms"] == "< 2"
+    assert all(quick["notes"].get(m.key) for m in METRICS)  # every number says what it measured
+
+
+def test_only_runs_just_that_benchmark() -> None:
+    proc = _bench("--quick", "--json", "--only", "encode_scaling")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    ran = {m.key for m in METRICS if m.key in out}
+    assert ran == {"encode_scaling"}
+    assert out["encode_scaling"] > 0
+
+
+def test_unknown_benchmark_is_refused_by_name() -> None:
+    proc = _bench("--only", "warp_speed")
+    assert proc.returncode == 2
+    assert "warp_speed" in proc.stderr
+
+
+def test_delay_proxy_forwards_every_byte_both_ways() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    payload = os.urandom(3 << 20)
+    with DelayProxy(("127.0.0.1", port), delay_s=0.005) as proxy, \
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as c:
+        sender = threading.Thread(target=lambda: (c.sendall(payload), c.shutdown(socket.SHUT_WR)))
+        sender.start()
+        got = bytearray()
+        while chunk := c.recv(1 << 20):
+            got += chunk
+        sender.join(30)
+    t.join(30)
+    server.close()
+    assert bytes(got) == payload
