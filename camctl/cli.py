@@ -87,7 +87,7 @@ def _curve(args: argparse.Namespace):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from camctl.ground import status_many
+    from camctl.views import status_many
 
     return status_many(args.connect, json_out=args.json, watch=args.watch, timeout_s=args.timeout,
                        curve=_curve(args))
@@ -114,7 +114,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from camctl.ground import ls_local, ls_remote
+    from camctl.views import ls_local, ls_remote
 
     if args.connect:
         return ls_remote(args.connect, json_out=args.json, timeout_s=args.timeout, curve=_curve(args))

@@ -209,6 +209,13 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     }
 
 
+def _console() -> Any:
+    """A rich console; piped output gets 160 columns instead of rich's 80, so tables are not cut."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -219,18 +226,18 @@ def _t(v: float | None) -> str:
 
 def render_ls(flights: list[dict], *, console: Any = None) -> None:
     """Print ``ls`` records as one rich table per flight."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or _console()
     for fl in flights:
         note = f"index {fl['index']}"
         seg_total = sum(c["segments"] for c in fl["cameras"].values())
         if fl["segments_listed"] is not None and fl["segments_listed"] != seg_total:
             note += f", {seg_total} of {fl['segments_listed']} segments downloaded"
-        table = Table(title=f"{fl['board']} / {fl['flight']}  release {fl['release_wall'] or '?'}  "
-                            f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  ({note})",
-                      title_justify="left")
+        console.print(f"[b]{fl['board']} / {fl['flight']}[/b]  release {fl['release_wall'] or '?'}  "
+                      f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  ({note})",
+                      soft_wrap=True)
+        table = Table()
         for col in ("camera", "frames", "stills", "first", "last", "start (UTC)", "duration", "size", "segments"):
             table.add_column(col, justify="left" if col in ("camera", "start (UTC)") else "right")
         for name, c in fl["cameras"].items():
@@ -291,10 +298,9 @@ def ls_remote(urls: list[str], *, json_out: bool = False, timeout_s: float = 5.0
     if json_out:
         print(json.dumps(boards[0] if len(boards) == 1 else boards, indent=1))
         return rc
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     for b in boards:
         if "error" in b:
             console.print(f"[red]{b['url']}: {b['error']}[/red]")
@@ -437,9 +443,7 @@ def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False,
         if json_out:
             emit_json(results)
         else:
-            from rich.console import Console
-
-            Console().print(render_status(results))
+            _console().print(render_status(results))
         return rc(results)
     stop = stop or threading.Event()
     sub = _Subscriber(events) if events else None
