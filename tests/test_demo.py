@@ -1,0 +1,48 @@
+"""``camctl demo`` end to end as a subprocess (2 boards, 3 s descent), and ``camctl run`` on a broken config."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from camctl.demo import write_board_config
+
+ROW_KEYS = {"board", "camera", "captured", "stored", "durable", "fetched", "pretrigger", "stills", "safe_frames",
+            "first_s", "last_s", "checksum_ok", "bad_jpeg"}
+
+
+def test_demo_two_boards(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "camctl", "demo", "--boards", "2", "--seconds", "3", "--out",
+                           str(out), "--quiet"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "demo OK" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["problems"] == []
+    rows = report["rows"]
+    assert {(r["board"], r["camera"]) for r in rows} == {(b, c) for b in ("demo-a", "demo-b") for c in ("down", "up")}
+    for r in rows:
+        assert set(r) >= ROW_KEYS, ROW_KEYS - set(r)
+        assert r["stored"] == r["fetched"] == r["durable"] > 0, r
+        assert r["pretrigger"] > 0 and r["first_s"] < 0 < r["last_s"], r  # frames exist before the release edge
+        assert r["safe_frames"] == 0 and r["bad_jpeg"] == 0 and r["checksum_ok"] is True, r
+        assert r["stills"] == (1 if r["camera"] == "down" else 0), r  # stills = ["touchdown"] on down only
+    for b in ("demo-a", "demo-b"):  # the downloads are on the ground; the boards' stores were cleaned up
+        assert list((out / "ground" / b).glob("*/down/*.mcap"))
+        assert not (out / "boards" / b / "store").exists()
+
+
+def test_run_with_a_broken_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    cfg = write_board_config(tmp_path / "bad", "bad-board", 0, extra="bogus_key = 1\n")
+    text = cfg.read_text().replace("DESCENT = 12", "DESCENT = -3", 1)
+    cfg.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "camctl", "run", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and proc.stdout == "", proc.stderr
+    assert lines[0].startswith("camctl: error:") and "cameras[0].fps.DESCENT" in lines[0] and "-3" in lines[0]
+    assert str(cfg) in lines[0]
+    assert not (tmp_path / "bad" / "store").exists(), "a broken config must not touch the store"
