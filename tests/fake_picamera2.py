@@ -1,27 +1,37 @@
 """A fake ``picamera2`` module for tests: the subset of picamera2 0.3.x's API that camctl uses, same names
 and signatures (tests/test_cameras_picamera2.py checks them against the real source), driven by a
-:class:`FakeRig` that the test controls (scene, stalls, libcamera errors, unplugging, dropped frames).
+:class:`FakeRig` that the test controls (scene, stalls, libcamera errors, unplugging, dropped frames, whether
+the board has the V4L2 hardware JPEG encoder).
 
-Use: ``monkeypatch.setitem(sys.modules, "picamera2", make_fake_picamera2(rig))``.
+Use: ``for name, mod in fake_modules(rig).items(): monkeypatch.setitem(sys.modules, name, mod)`` (registers
+``picamera2``, ``picamera2.encoders``, ``picamera2.encoders.mjpeg_encoder`` and ``picamera2.outputs``).
+
+Recording (``start_recording``) runs a thread that, paced by the frame rate, feeds the encoder's output real
+JPEGs (simplejpeg) of the rig's scene with timestamps in microseconds relative to the first frame, as
+picamera2's ``Encoder._timestamp`` does; the sensor time is ``time.monotonic_ns()``, as libcamera's is.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import enum
+import threading
 import time
 import types
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import simplejpeg
 
-__all__ = ["FakeRig", "make_fake_picamera2"]
+__all__ = ["FakeRig", "fake_modules", "make_fake_picamera2"]
 
 
 class FakeRig:
     """What the fake camera hardware does. Counters let tests check that every request is released."""
 
-    def __init__(self, cameras: int = 1, sensor_resolution: tuple[int, int] = (640, 480)) -> None:
+    def __init__(self, cameras: int = 1, sensor_resolution: tuple[int, int] = (640, 480),
+                 hardware_jpeg: bool = False) -> None:
         self.cameras = [{"Model": "imx708", "Location": 2, "Rotation": 180, "Id": f"/base/cam{i}", "Num": i}
                         for i in range(cameras)]
         self.sensor_resolution = sensor_resolution
@@ -36,6 +46,16 @@ class FakeRig:
         self.controls: list[dict[str, Any]] = []
         self.instances: list[FakePicamera2] = []
         self.t0_ns = time.monotonic_ns()
+        self.hardware_jpeg = hardware_jpeg  # a VC4 board (Pi 4): the V4L2 MJPEGEncoder constructs
+        self.recordings_started = self.recordings_stopped = 0
+        self.recording_quality: Any = None
+        self.frames_fed = 0  # JPEGs handed to an encoder output
+        self.fed = threading.Condition()  # notified after each fed frame (tests wait on it)
+
+    def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``count`` frames have been fed to outputs in total."""
+        with self.fed:
+            return self.fed.wait_for(lambda: self.frames_fed >= count, timeout)
 
     def unplug(self) -> None:
         self.cameras = []
@@ -136,6 +156,8 @@ class FakePicamera2:
         self.is_open = True
         self.frame_rate = 30.0
         self._jobs: list[Job] = []
+        self._encoders: set[Encoder] = set()
+        self._feeder: tuple[threading.Thread, threading.Event] | None = None
         self.rig.instances.append(self)
 
     def create_video_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
@@ -169,6 +191,7 @@ class FakePicamera2:
 
     def close(self) -> None:
         self.stop()
+        self._stop_feeder()  # real picamera2 leaves encoders registered; the fake just ends its thread
         self.is_open = False
 
     def set_controls(self, controls) -> None:
@@ -198,6 +221,12 @@ class FakePicamera2:
         return self._submit(lambda: CompletedRequest(self, self.camera_config), wait)
 
     def switch_mode_and_capture_request(self, camera_config, wait=None, signal_function=None, delay=0) -> Any:
+        if self._encoders:
+            # Real picamera2 would go on encoding every request, still-sized ones too, with an encoder set up
+            # for the video size: the backend must stop recording first.
+            raise RuntimeError("fake picamera2: mode switch while an encoder records")
+        if self.camera_config and self.rig.cameras:
+            self.started = True  # switch_mode_ (re)starts the camera, also a stopped one
         video = self.camera_config
 
         def still() -> CompletedRequest:
@@ -207,6 +236,62 @@ class FakePicamera2:
 
         return self._submit(still, wait)
 
+    # -- recording (picamera2.start_recording / stop_recording) ------------------------------------------
+    def start_recording(self, encoder, output, pts=None, config=None, quality=None, name=None) -> None:
+        if config is not None:
+            self.configure(config)
+        if not isinstance(encoder, Encoder):
+            raise RuntimeError(f"not an encoder: {encoder!r}")
+        if not self.camera_config:
+            raise RuntimeError("Camera has not been configured")
+        main = self.camera_config["main"]
+        if main["format"] not in encoder.FORMATS:  # V4L2Encoder._v4l2_format
+            raise RuntimeError("Unrecognised format", main["format"], "for V4L2")
+        encoder.output = output
+        encoder.width, encoder.height = main["size"]
+        encoder.start(quality=quality)
+        self._encoders.add(encoder)
+        self.rig.recordings_started += 1
+        self.rig.recording_quality = quality
+        self.start()
+        self._stop_feeder()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._feed, args=(encoder, stop), daemon=True, name="fake-encoder")
+        self._feeder = (thread, stop)
+        thread.start()
+
+    def stop_recording(self) -> None:
+        self.stop()
+        self._stop_feeder()
+        encoders, self._encoders = self._encoders, set()
+        for encoder in encoders:
+            encoder.stop()
+        if encoders:
+            self.rig.recordings_stopped += 1
+
+    def _stop_feeder(self) -> None:
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            feeder[1].set()
+            if feeder[0] is not threading.current_thread():
+                feeder[0].join(10.0)
+
+    def _feed(self, encoder: Encoder, stop: threading.Event) -> None:
+        """The camera + V4L2 encoder threads: a JPEG of the scene per frame interval, while streaming."""
+        rig = self.rig
+        while not stop.wait(1.0 / float(self.frame_rate)):
+            if not self.started or rig.stalled or not rig.cameras or not encoder.running:
+                continue
+            rig.sequence += 1 + rig.drop_next
+            rig.drop_next = 0
+            timestamp_us = encoder._timestamp(time.monotonic_ns())
+            rgb = np.empty((encoder.height, encoder.width, 3), dtype=np.uint8)
+            rgb[...] = rig.colour
+            encoder.outputframe(simplejpeg.encode_jpeg(rgb, quality=85, colorspace="RGB"), True, timestamp_us)
+            with rig.fed:
+                rig.frames_fed += 1
+                rig.fed.notify_all()
+
     def cancel_all_and_flush(self) -> None:
         jobs, self._jobs = self._jobs, []
         for job in jobs:
@@ -214,6 +299,128 @@ class FakePicamera2:
                 job.run()  # it finished just before the cancel arrived
             else:
                 job.cancel()
+
+
+class Quality(enum.Enum):
+    VERY_LOW = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    VERY_HIGH = 4
+
+
+class Output:
+    """picamera2.outputs.Output: the base an encoder hands frames to."""
+
+    def __init__(self, pts=None) -> None:
+        self.recording = False
+        self.ptsoutput = pts
+
+    def start(self) -> None:
+        self.recording = True
+
+    def stop(self) -> None:
+        self.recording = False
+
+    def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False) -> None:
+        pass
+
+
+class Encoder:
+    """picamera2.encoders.Encoder: output list, start/stop, first-timestamp bookkeeping."""
+
+    FORMATS = ("RGB888", "BGR888", "XBGR8888", "XRGB8888", "YUV420", "NV12")  # V4L2Encoder._v4l2_format
+
+    def __init__(self) -> None:
+        self._output: list[Output] = []
+        self._running = False
+        self.firsttimestamp: int | None = None
+        self.width = self.height = 0
+        self.quality: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def output(self) -> Any:
+        return self._output[0] if len(self._output) == 1 else self._output
+
+    @output.setter
+    def output(self, value: Any) -> None:
+        value = value if isinstance(value, list) else [value]
+        if not all(isinstance(out, Output) for out in value):
+            raise RuntimeError("Must pass Output")
+        self._output = value
+
+    def start(self, quality=None) -> None:
+        if self._running:
+            raise RuntimeError("Encoder already running")
+        self.quality = quality
+        self._running = True
+        self.firsttimestamp = None
+        for out in self._output:
+            out.start()
+
+    def stop(self) -> None:
+        if not self._running:
+            raise RuntimeError("Encoder already stopped")
+        self._running = False
+        for out in self._output:
+            out.stop()
+
+    def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False) -> None:
+        for out in self._output:
+            out.outputframe(frame, keyframe, timestamp, packet, audio)
+
+    def _timestamp(self, sensor_timestamp_ns: int) -> int:
+        """As picamera2's: microseconds since this encoder's first frame (``firsttimestamp`` in µs)."""
+        ts = int(sensor_timestamp_ns / 1000)
+        if self.firsttimestamp is None:
+            self.firsttimestamp = ts
+            return 0
+        return ts - self.firsttimestamp
+
+
+class MJPEGEncoder(Encoder):
+    """picamera2.encoders.mjpeg_encoder.MJPEGEncoder: the V4L2 one, only on a VC4 board."""
+
+    rig: FakeRig  # set per fake module
+
+    def __init__(self, bitrate=None) -> None:
+        if not self.rig.hardware_jpeg:
+            raise RuntimeError("Hardware MJPEG not available on this platform")
+        super().__init__()
+        self.bitrate = bitrate
+
+
+class LibavMjpegEncoder(Encoder):
+    """Software MJPEG (what ``picamera2.encoders.MJPEGEncoder`` names off VC4)."""
+
+    def __init__(self, bitrate=None) -> None:
+        super().__init__()
+        self.bitrate = bitrate
+
+
+def fake_modules(rig: FakeRig) -> dict[str, types.ModuleType]:
+    """``sys.modules`` entries for picamera2 and the submodules camctl imports, bound to ``rig``."""
+    mod = make_fake_picamera2(rig)
+    mjpeg_cls = type("MJPEGEncoder", (MJPEGEncoder,), {"rig": rig})
+    mjpeg = types.ModuleType("picamera2.encoders.mjpeg_encoder")
+    mjpeg.MJPEGEncoder = mjpeg_cls  # type: ignore[attr-defined]
+    encoders = types.ModuleType("picamera2.encoders")
+    encoders.Quality = Quality  # type: ignore[attr-defined]
+    encoders.Encoder = Encoder  # type: ignore[attr-defined]
+    encoders.LibavMjpegEncoder = LibavMjpegEncoder  # type: ignore[attr-defined]
+    # As in picamera2: the bare name is the hardware class only on VC4, else the software one.
+    encoders.MJPEGEncoder = mjpeg_cls if rig.hardware_jpeg else LibavMjpegEncoder  # type: ignore[attr-defined]
+    encoders.mjpeg_encoder = mjpeg  # type: ignore[attr-defined]
+    outputs = types.ModuleType("picamera2.outputs")
+    outputs.Output = Output  # type: ignore[attr-defined]
+    mod.encoders = encoders  # type: ignore[attr-defined]
+    mod.outputs = outputs  # type: ignore[attr-defined]
+    return {"picamera2": mod, "picamera2.encoders": encoders, "picamera2.encoders.mjpeg_encoder": mjpeg,
+            "picamera2.outputs": outputs}
 
 
 def make_fake_picamera2(rig: FakeRig) -> types.ModuleType:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import ast
 import importlib.util
 import itertools
+import logging
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +20,11 @@ import simplejpeg
 import camctl.cameras.picamera2 as backend
 from camctl.cameras.picamera2 import (
     CONTROLS_USED,
+    HW_FORMAT,
     INSTALL_HINT,
     METADATA_USED,
     PICAMERA2_API_USED,
+    QUEUE_FRAMES,
     Picamera2Camera,
 )
 from camctl.cameras.sim import SimCamera
@@ -27,7 +32,10 @@ from camctl.config import CameraConfig
 from camctl.exc import CameraDisconnected, CameraError, CameraTimeout
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import FakePicamera2, FakeRig, make_fake_picamera2
+from fake_picamera2 import FakePicamera2, FakeRig, fake_modules
+from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
+from fake_picamera2 import Output as FakeOutput
+from fake_picamera2 import Quality as FakeQuality
 
 # --- a) conformance with the installed picamera2 source ---------------------------------------------
 
@@ -67,18 +75,53 @@ def _self_attrs(cls: ast.ClassDef) -> set[str]:
     return found
 
 
+def _class_attrs(cls: ast.ClassDef) -> set[str]:
+    """Names assigned in the class body (enum members, class constants)."""
+    return {t.id for node in cls.body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)}
+
+
 def _params(fn: ast.FunctionDef) -> list[str]:
     a = fn.args
     return [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+
+
+def _signature(fn: ast.FunctionDef) -> tuple[list[str], list[str]]:
+    """Parameter names and the source of their defaults: what an override must repeat exactly."""
+    a = fn.args
+    return _params(fn), [ast.unparse(d) for d in (*a.defaults, *(d for d in a.kw_defaults if d))]
+
+
+# The picamera2 files whose classes the backend touches, and the module files its imports name.
+API_FILES = ("picamera2.py", "request.py", "job.py", "encoders/encoder.py", "encoders/mjpeg_encoder.py",
+             "outputs/output.py")
+MODULE_FILES = {"module": "__init__.py", "module:encoders": "encoders/__init__.py",
+                "module:encoders.mjpeg_encoder": "encoders/mjpeg_encoder.py", "module:outputs": "outputs/__init__.py"}
 
 
 @pytest.fixture(scope="module")
 def real_api() -> dict[str, ast.ClassDef]:
     root = _picamera2_dir()
     classes = {}
-    for name in ("picamera2.py", "request.py", "job.py"):
-        classes.update(_classes(root / name))
+    for name in API_FILES:
+        found = _classes(root / name)
+        assert not set(found) & set(classes), f"class name clash in {name}"
+        classes.update(found)
     return classes
+
+
+def _module_names(path: Path) -> set[str]:
+    """What ``from <module> import X`` can give: names imported, classes and functions defined, assigned."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names |= {alias.asname or alias.name for alias in node.names}
+        elif isinstance(node, ast.ClassDef | ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
 
 
 def test_find_spec_does_not_import_picamera2():
@@ -88,19 +131,20 @@ def test_find_spec_does_not_import_picamera2():
 
 def test_api_table_matches_picamera2_source(real_api):
     root = _picamera2_dir()
-    init = ast.parse((root / "__init__.py").read_text())
-    exported = {alias.asname or alias.name for node in ast.walk(init) if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
-    for name in PICAMERA2_API_USED["module"]:
-        assert name.removeprefix("attr:") in exported, f"picamera2 does not export {name}"
+    for key, used in PICAMERA2_API_USED.items():
+        if key.startswith("module"):
+            exported = _module_names(root / MODULE_FILES[key])
+            for name in used:
+                assert name.removeprefix("attr:") in exported, f"picamera2 {key} does not provide {name}"
     for cls_name, used in PICAMERA2_API_USED.items():
-        if cls_name == "module":
+        if cls_name.startswith("module"):
             continue
         cls = real_api[cls_name]
         methods = _methods(cls)
         for method, kwargs in used.items():
             if method.startswith("attr:"):
-                assert method[5:] in _self_attrs(cls), f"{cls_name}.{method[5:]} is not set in the source"
+                assert method[5:] in _self_attrs(cls) | _class_attrs(cls), \
+                    f"{cls_name}.{method[5:]} is not set in the source"
                 continue
             assert method in methods, f"{cls_name}.{method} does not exist in picamera2"
             params = _params(methods[method])
@@ -112,6 +156,41 @@ def test_api_table_matches_picamera2_source(real_api):
     assert _params(pc["set_controls"])[1] == "controls"
     assert _params(pc["switch_mode_and_capture_request"])[1] == "camera_config"
     assert _params(_methods(real_api["CompletedRequest"])["make_array"])[1] == "name"
+    # start_recording(encoder, output, quality=...): the first two positionally.
+    assert _params(pc["start_recording"])[1:3] == ["encoder", "output"]
+
+
+def test_hardware_encoder_facts_in_picamera2_source(real_api):
+    """The facts the hardware path's design rests on (module docstring), pinned to the source."""
+    root = _picamera2_dir()
+    # The bare name is the software encoder off VC4: hence the import from mjpeg_encoder.
+    init = (root / "encoders/__init__.py").read_text()
+    assert "from .libav_mjpeg_encoder import LibavMjpegEncoder as MJPEGEncoder" in init
+    assert "_hw_encoder_available = get_platform() == Platform.VC4" in init
+    # The V4L2 class refuses to construct off VC4 (what "auto" relies on).
+    init_fn = _methods(real_api["MJPEGEncoder"])["__init__"]
+    raises = [ast.unparse(n.exc) for n in ast.walk(init_fn) if isinstance(n, ast.Raise)]
+    assert raises == ["RuntimeError('Hardware MJPEG not available on this platform')"]
+    assert [b.id for b in real_api["MJPEGEncoder"].bases] == ["V4L2Encoder"]
+    # The main-stream format we give the hardware encoder is one V4L2Encoder maps.
+    v4l2 = _classes(root / "encoders/v4l2_encoder.py")["V4L2Encoder"]
+    fmt_fn = next(n for n in ast.walk(v4l2) if isinstance(n, ast.FunctionDef) and n.name == "_v4l2_format")
+    table = next(n.value for n in ast.walk(fmt_fn) if isinstance(n, ast.Assign))
+    assert HW_FORMAT in {k.value for k in table.keys}
+    # Output timestamps are µs relative to the first frame: ts(µs) - firsttimestamp.
+    ts_src = ast.unparse(_methods(real_api["Encoder"])["_timestamp"])
+    assert "/ 1000" in ts_src and "timestamp_us = ts - self.firsttimestamp" in ts_src
+    assert "self.firsttimestamp = None" in ast.unparse(_methods(real_api["Encoder"])["start"])
+    # Encoder.outputframe hands every output the five arguments positionally.
+    out_src = ast.unparse(_methods(real_api["Encoder"])["outputframe"])
+    assert "out.outputframe(frame, keyframe, timestamp, packet, audio)" in out_src
+    # The Quality buckets exist (MJPEGEncoder maps them onto a bitrate table).
+    setup_src = ast.unparse(_methods(real_api["MJPEGEncoder"])["_setup"])
+    for member in PICAMERA2_API_USED["Quality"]:
+        assert f"Quality.{member.removeprefix('attr:')}" in setup_src
+    # A still needs recording stopped: process_requests hands every request to each registered encoder.
+    pr_src = ast.unparse(_methods(real_api["Picamera2"])["process_requests"])
+    assert "encoder.encode(encoder.name, req)" in pr_src
 
 
 def test_controls_and_metadata_names_exist_in_picamera2_source():
@@ -144,7 +223,8 @@ def test_controls_and_metadata_names_exist_in_picamera2_source():
 
 # Names the backend gives picamera2 objects, and the API class each stands for.
 RECEIVERS = {"mod": "module", "_mod": "module", "Picamera2": "Picamera2", "_picam2": "Picamera2", "picam2": "Picamera2",
-             "request": "CompletedRequest", "job": "Job"}
+             "request": "CompletedRequest", "job": "Job", "encoder": "Encoder", "_hw_encoder": "Encoder",
+             "Quality": "Quality"}
 
 
 def test_backend_uses_only_what_the_table_declares():
@@ -171,6 +251,32 @@ def test_backend_uses_only_what_the_table_declares():
             for kw in call.keywords:
                 assert kw.arg in allowed, f"{recv_name}.{node.attr}({kw.arg}=) undeclared"
         seen.add((cls, node.attr))
+    # Names imported from picamera2 submodules are declared under "module:<sub>"; calling one is its
+    # constructor (keywords checked against its __init__); subclassing Output overrides outputframe exactly.
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("picamera2."):
+            key = "module:" + node.module.removeprefix("picamera2.")
+            assert key in PICAMERA2_API_USED, f"import from {node.module} undeclared"
+            for alias in node.names:
+                assert alias.name in PICAMERA2_API_USED[key], f"{node.module}.{alias.name} undeclared"
+                imported[alias.asname or alias.name] = alias.name
+                seen.add((key, alias.name))
+    assert set(imported) == {"MJPEGEncoder", "Quality", "Output"}
+    subclasses = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
+                  and any(isinstance(b, ast.Name) and b.id == "Output" for b in n.bases)}
+    assert list(subclasses) == ["_JpegHandOff"]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            cls = {"MJPEGEncoder": "MJPEGEncoder", **{k: "Output" for k in subclasses}}.get(node.func.id)
+            if cls is not None:
+                for kw in node.keywords:
+                    assert kw.arg in PICAMERA2_API_USED[cls]["__init__"], f"{node.func.id}({kw.arg}=) undeclared"
+                seen.add((cls, "__init__"))
+    for sub in subclasses.values():
+        for name in _methods(sub):
+            assert name in PICAMERA2_API_USED["Output"], f"override Output.{name} undeclared"
+            seen.add(("Output", name))
     # And the table lists nothing the backend does not use (apart from the constructor entry).
     declared = {(c, m.removeprefix("attr:")) for c, t in PICAMERA2_API_USED.items() for m in t}
     assert declared - seen - {("Picamera2", "__init__")} == set()
@@ -182,23 +288,54 @@ def test_backend_uses_only_what_the_table_declares():
                     assert key.value in CONTROLS_USED
 
 
+def test_output_override_matches_the_real_signature_exactly(real_api):
+    tree = ast.parse(Path(backend.__file__).read_text())
+    ours = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "_JpegHandOff")
+    real = _methods(real_api["Output"])["outputframe"]
+    assert _signature(_methods(ours)["outputframe"]) == _signature(real)
+    assert _signature(real) == (["self", "frame", "keyframe", "timestamp", "packet", "audio"],
+                                ["True", "None", "None", "False"])
+
+
+def _fake_signature(fn) -> tuple[list[str], list[str]]:
+    code = fn.__code__
+    return list(code.co_varnames[:code.co_argcount]), [repr(d) for d in (fn.__defaults__ or ())]
+
+
 def test_fake_follows_the_real_signatures(real_api):
-    real = _methods(real_api["Picamera2"])
-    for name in PICAMERA2_API_USED["Picamera2"]:
-        fake_fn = getattr(FakePicamera2, name)
-        fake_params = list(fake_fn.__code__.co_varnames[:fake_fn.__code__.co_argcount])
-        real_params = _params(real[name])
-        if name == "global_camera_info":
-            continue  # staticmethod in picamera2, classmethod on the fake (it needs the rig)
-        assert fake_params == real_params, (name, fake_params, real_params)
+    fakes = {"Picamera2": FakePicamera2, "MJPEGEncoder": FakeMJPEGEncoder, "Output": FakeOutput}
+    for cls_name, fake_cls in fakes.items():
+        real = _methods(real_api[cls_name])
+        for name in PICAMERA2_API_USED[cls_name]:
+            if name == "global_camera_info":
+                continue  # staticmethod in picamera2, classmethod on the fake (it needs the rig)
+            fake_params, fake_defaults = _fake_signature(getattr(fake_cls, name))
+            real_params, real_defaults = _signature(real[name])
+            assert fake_params == real_params, (cls_name, name, fake_params, real_params)
+            if cls_name != "Picamera2":  # (the Picamera2 fake predates defaults checks; names suffice there)
+                assert fake_defaults == real_defaults, (cls_name, name, fake_defaults, real_defaults)
+    real_quality = {t.id: node.value.value for node in real_api["Quality"].body if isinstance(node, ast.Assign)
+                    for t in node.targets}
+    assert {m.name: m.value for m in FakeQuality} == real_quality
 
 
 # --- b) behaviour with a fake picamera2 -------------------------------------------------------------
+def install(monkeypatch, rig: FakeRig) -> FakeRig:
+    for name, mod in fake_modules(rig).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return rig
+
+
 @pytest.fixture
 def rig(monkeypatch) -> FakeRig:
-    rig = FakeRig()
-    monkeypatch.setitem(sys.modules, "picamera2", make_fake_picamera2(rig))
-    return rig
+    """A board without the hardware JPEG encoder (Pi 5-like)."""
+    return install(monkeypatch, FakeRig())
+
+
+@pytest.fixture
+def hw_rig(monkeypatch) -> FakeRig:
+    """A VC4 board (Pi 4-like): picamera2's V4L2 MJPEGEncoder constructs."""
+    return install(monkeypatch, FakeRig(hardware_jpeg=True))
 
 
 def cam(**kw) -> Picamera2Camera:
@@ -321,19 +458,218 @@ def test_failed_start_closes_the_device(rig):
     assert c.closed and not rig.instances[0].is_open
 
 
-def test_hardware_encoder_is_refused_clearly(rig, tmp_path):
-    pi5 = tmp_path / "model"
-    pi5.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\0")
-    with pytest.raises(CameraError, match="no hardware JPEG encoder"):
-        cam(encoder="hardware", model_path=pi5).open()
-    pi4 = tmp_path / "model4"
-    pi4.write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
-    with pytest.raises(CameraError, match="not supported yet"):
-        cam(encoder="hardware", model_path=pi4).open()
-    with cam(encoder="auto", model_path=pi5) as c:
-        assert c.capture().image is not None
+def pi_model_file(tmp_path: Path, model: str) -> Path:
+    path = tmp_path / "model"
+    path.write_bytes(model.encode() + b"\0")
+    return path
+
+
+def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path, caplog):
+    pi5 = pi_model_file(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
+    c = cam(encoder="hardware", model_path=pi5)
+    with pytest.raises(CameraError, match=r"this board \(Raspberry Pi 5 Model B Rev 1\.0\) has no hardware JPEG "
+                                          r"encoder \(Hardware MJPEG not available on this platform\); use encoder"):
+        c.open()
+    assert c.closed and rig.recordings_started == 0 and not rig.instances
+    caplog.set_level(logging.INFO, logger=backend.__name__)
+    c = cam(encoder="auto", model_path=pi5)
+    for _ in range(2):  # the choice is logged once, not at every reopen
+        with c:
+            frame = c.capture(timeout_s=5.0)
+            assert frame.image is not None and frame.jpeg is None
+    assert c.encoder_in_use == "software" and rig.recordings_started == 0
+    chosen = [r.getMessage() for r in caplog.records if "encoder 'auto'" in r.getMessage()]
+    assert chosen == ["camera 'pi': encoder 'auto' uses software JPEG (simplejpeg): this board (Raspberry Pi 5 "
+                      "Model B Rev 1.0) has no hardware JPEG encoder (Hardware MJPEG not available on this platform)"]
+    assert caplog.records[0].levelno == logging.INFO
     with pytest.raises(CameraError, match="'jpeg'"):
         cam(encoder="jpeg")
+
+
+def test_hardware_error_names_the_failure_off_a_pi5(rig, tmp_path):
+    pi4 = pi_model_file(tmp_path, "Raspberry Pi 4 Model B Rev 1.5")
+    with pytest.raises(CameraError, match=r"V4L2 MJPEGEncoder is unavailable: RuntimeError\('Hardware MJPEG not"):
+        cam(encoder="hardware", model_path=pi4).open()
+
+
+def test_auto_picks_hardware_when_it_constructs(hw_rig, caplog):
+    caplog.set_level(logging.INFO, logger=backend.__name__)
+    with cam(encoder="auto") as c:
+        frame = c.capture(timeout_s=5.0)
+        assert frame.jpeg is not None and frame.image is None
+    assert c.encoder_in_use == "hardware"
+    assert [r.getMessage() for r in caplog.records] == [
+        "camera 'pi': encoder 'auto' uses the hardware JPEG encoder (picamera2 V4L2 MJPEGEncoder)"]
+
+
+def test_software_stays_software_on_a_hardware_board(hw_rig):
+    with cam(encoder="software") as c:
+        assert c.capture(timeout_s=5.0).image is not None
+    assert hw_rig.recordings_started == 0 and hw_rig.instances[0].camera_config["main"]["format"] == "BGR888"
+
+
+def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_rig):
+    hw_rig.colour = (255, 0, 0)
+    c = cam(encoder="hardware", fps=200.0, jpeg_quality=85)
+    before = time.monotonic_ns()
+    with c:
+        picam2 = hw_rig.instances[0]
+        assert picam2.camera_config["main"] == {"format": "YUV420", "size": (64, 48)}
+        assert picam2.camera_config["controls"] == {"FrameRate": 200.0}
+        assert picam2.camera_config["buffer_count"] == backend.BUFFER_COUNT
+        assert hw_rig.recording_quality is FakeQuality.HIGH  # 85 -> HIGH
+        frames = [c.capture(timeout_s=5.0) for _ in range(5)]
+        after = time.monotonic_ns()
+    assert hw_rig.recordings_started == hw_rig.recordings_stopped == 1
+    stamps = [f.timestamp_ns for f in frames]
+    # firsttimestamp + relative µs, back in ns: on the monotonic clock, µs resolution, never going back.
+    assert before - 1000 <= stamps[0] and stamps[-1] <= after
+    assert all(b > a for a, b in itertools.pairwise(stamps)) and all(t % 1000 == 0 for t in stamps)
+    seqs = [f.seq for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(seqs))
+    assert seqs[-1] - seqs[0] - 4 <= c.hw_dropped  # consecutive unless the queue overflowed (a slow machine)
+    for f in frames:
+        assert f.image is None and (f.width, f.height) == (64, 48) and not f.still
+        assert f.frame_duration_us == 5000 and f.exposure_us == 0 and f.analogue_gain == 1.0
+        rgb = simplejpeg.decode_jpeg(f.jpeg)
+        assert rgb.shape == (48, 64, 3)
+        r, g, b = rgb.reshape(-1, 3).mean(axis=0)
+        assert r > 200 and g < 40 and b < 40
+    with c:  # seq keeps increasing across reopen
+        assert c.capture(timeout_s=5.0).seq > frames[-1].seq
+
+
+@pytest.mark.parametrize(("quality", "bucket"), [(1, "VERY_LOW"), (40, "VERY_LOW"), (41, "LOW"), (60, "LOW"),
+                                                 (80, "MEDIUM"), (90, "HIGH"), (91, "VERY_HIGH"), (100, "VERY_HIGH")])
+def test_jpeg_quality_maps_onto_a_quality_bucket(quality, bucket):
+    assert backend._quality(FakeQuality, quality) is FakeQuality[bucket]
+
+
+def test_full_queue_drops_the_oldest_and_leaves_a_seq_gap():
+    q = backend._JpegQueue(3, first_seq=10)
+    for i in range(5):
+        q.put(b"j%d" % i, 1000 + i)
+    assert q.dropped == 2
+    assert [q.get(1.0) for _ in range(3)] == [(12, 1002, b"j2"), (13, 1003, b"j3"), (14, 1004, b"j4")]
+
+
+def test_hardware_slow_consumer_counts_drops_as_gaps(hw_rig):
+    c = cam(encoder="hardware", fps=500.0)
+    with c:
+        first = c.capture(timeout_s=5.0)
+        assert hw_rig.wait_fed(hw_rig.frames_fed + QUEUE_FRAMES + 3)  # the queue overflows meanwhile
+        nxt = c.capture(timeout_s=5.0)
+    assert nxt.seq - first.seq - 1 >= 3 and c.hw_dropped >= 3
+
+
+def test_hardware_stall_times_out_and_unplug_is_disconnected(hw_rig):
+    c = cam(encoder="hardware", fps=200.0)
+    with c:
+        c.capture(timeout_s=5.0)
+        hw_rig.stalled = True
+        while True:  # drain what was encoded before the stall
+            try:
+                c.capture(timeout_s=0.05)
+            except CameraTimeout as exc:
+                assert "no MJPEG frame within 0.05 s" in str(exc)
+                break
+        hw_rig.stalled = False
+        c.capture(timeout_s=5.0)
+        hw_rig.unplug()
+        with pytest.raises(CameraDisconnected, match="camera 0 disappeared"):
+            while True:
+                c.capture(timeout_s=0.05)
+    assert c.closed and hw_rig.recordings_stopped == hw_rig.recordings_started == 1
+    assert not hw_rig.instances[0].is_open
+
+
+def test_close_stops_recording_then_closes(hw_rig):
+    c = cam(encoder="hardware")
+    c.open()
+    picam2 = hw_rig.instances[0]
+    assert picam2._encoders and picam2.started
+    c.close()
+    c.close()
+    assert hw_rig.recordings_started == hw_rig.recordings_stopped == 1
+    assert not picam2._encoders and not picam2.started and not picam2.is_open
+    assert picam2._feeder is None
+
+
+def test_failed_hardware_start_is_cleaned_up(hw_rig):
+    hw_rig.fail_start = RuntimeError("Failed to start camera")
+    c = cam(encoder="hardware")
+    with pytest.raises(CameraError, match="Failed to start camera"):
+        c.open()
+    assert c.closed and not hw_rig.instances[0].is_open
+    assert hw_rig.recordings_stopped == hw_rig.recordings_started == 1  # stop_recording ran on the way out
+
+
+def test_hardware_still_pauses_recording_and_resumes(hw_rig):
+    c = cam(encoder="hardware", fps=200.0)
+    with c:
+        before = c.capture(timeout_s=5.0)
+        still = c.capture_still(timeout_s=5.0)
+        assert still.still and still.jpeg is None and still.image.shape == (480, 640, 3)
+        assert still.seq > before.seq and c.last_still_gap_ms > 0
+        assert hw_rig.recordings_started == 2 and hw_rig.recordings_stopped == 1
+        assert hw_rig.instances[0].camera_config["main"]["format"] == "YUV420"  # back in the video mode
+        fed = hw_rig.frames_fed
+        assert hw_rig.wait_fed(fed + 1)
+        frames = []
+        while not frames or frames[-1].seq <= still.seq:  # queued pre-still frames first, then new ones
+            frames.append(c.capture(timeout_s=5.0))
+        assert frames[-1].jpeg is not None and frames[-1].timestamp_ns > before.timestamp_ns
+    assert hw_rig.recordings_stopped == 2 and hw_rig.outstanding == 0
+
+
+def test_hardware_still_failure_leaves_recording_off_for_the_restart(hw_rig):
+    with cam(encoder="hardware", fps=200.0) as c:
+        c.capture(timeout_s=5.0)
+        hw_rig.stalled = True
+        with pytest.raises(CameraTimeout):
+            c.capture_still(timeout_s=0.05)
+        with pytest.raises(CameraError, match="not recording"):
+            while True:
+                c.capture(timeout_s=0.05)
+    assert hw_rig.recordings_started == hw_rig.recordings_stopped == 1 and hw_rig.outstanding == 0
+
+
+def test_runner_stores_hardware_jpegs_without_the_encoder_pool(hw_rig):
+    from camctl.capture import CameraRunner
+
+    class NoPool:
+        submitted = 0
+
+        def submit(self, *a, **kw):
+            NoPool.submitted += 1
+            raise AssertionError("the encoder pool was used for a hardware JPEG")
+
+    stored = []
+    got = threading.Event()
+
+    def sink(ef):
+        stored.append(ef)
+        if len(stored) >= 5:
+            got.set()
+        return True
+
+    cfg = CameraConfig(name="pi", role="down", index=0, size=(64, 48), encoder="hardware",
+                       fps=(("ARMED", 200.0), ("DESCENT", 200.0)), pretrigger_s=0.0,
+                       lores_size=(32, 24), lores_phases=("DESCENT",))
+    runner = CameraRunner(Picamera2Camera.from_config(cfg), cfg, NoPool(), sink)  # type: ignore[arg-type]
+    runner.start()
+    try:
+        runner.set_phase("DESCENT")
+        assert got.wait(10.0), runner.snapshot()
+    finally:
+        runner.stop()
+    assert NoPool.submitted == 0
+    for ef in stored[:5]:
+        assert ef.phase == "DESCENT" and (ef.width, ef.height) == (64, 48)  # no lores decimation of a JPEG
+        assert simplejpeg.decode_jpeg_header(ef.jpeg)[:2] == (48, 64)
+    seqs = [ef.seq for ef in stored]
+    assert seqs == sorted(seqs)
+    assert hw_rig.recordings_started == hw_rig.recordings_stopped >= 1
 
 
 def test_from_config_and_repr(rig):
@@ -351,8 +687,7 @@ def test_from_config_and_repr(rig):
 def any_camera(request, monkeypatch):
     if request.param == "sim":
         return SimCamera("c", size=(64, 48), fps=200.0, seed=1)
-    rig = FakeRig()
-    monkeypatch.setitem(sys.modules, "picamera2", make_fake_picamera2(rig))
+    install(monkeypatch, FakeRig())
     return Picamera2Camera("c", size=(64, 48), fps=200.0)
 
 

@@ -26,15 +26,48 @@ Facts this module relies on (checked against picamera2 0.3.x sources by tests/te
 - ``"FrameRate"`` is a picamera2 virtual control that maps onto libcamera's ``FrameDurationLimits``; it
   can be changed while streaming with ``set_controls`` (no restart).
 
-Encoder: ``encoder = "software"`` and ``"auto"`` return raw RGB arrays (the encoder pool makes JPEGs with
-simplejpeg). ``"hardware"`` (picamera2's V4L2 MJPEG encoder on a Pi 4) is not supported yet and raises a
-clear CameraError; on a Pi 5, which has no hardware JPEG/video encoder, the error says so.
+Encoder (``encoder`` in the camera config):
+
+- ``"software"``: frames come back as RGB arrays and the encoder pool makes the JPEGs (simplejpeg).
+- ``"hardware"``: picamera2's V4L2 ``MJPEGEncoder`` (the ``bcm2835-codec`` on VC4 boards: Pi 4, CM4 and
+  older) encodes a ``YUV420`` main stream while ``start_recording`` runs; each encoded frame is one
+  complete JPEG and arrives through an ``Output`` subclass on picamera2's encoder thread, which puts
+  ``(jpeg, timestamp_ns)`` on a bounded queue that :meth:`Picamera2Camera.capture` reads. Frames come back
+  with ``jpeg`` set and ``image=None`` (the capture runner skips the encoder pool). If the encoder cannot be
+  built (a Pi 5 has no hardware JPEG encoder) opening raises a CameraError.
+- ``"auto"``: hardware where ``MJPEGEncoder()`` constructs, else software; the choice and its reason are
+  logged once per camera at INFO (a documented choice, not a silent fallback).
+
+Hardware-path facts (picamera2 0.3.x, checked by the tests):
+
+- The class is imported from ``picamera2.encoders.mjpeg_encoder`` explicitly: on non-VC4 platforms
+  ``picamera2.encoders.MJPEGEncoder`` is an alias of the *software* ``LibavMjpegEncoder``, while the V4L2
+  class's ``__init__`` raises ``RuntimeError("Hardware MJPEG not available on this platform")``.
+- The ``timestamp`` an Output receives is in microseconds *relative* to the encoder's first frame
+  (``Encoder._timestamp``: ``SensorTimestamp // 1000 - firsttimestamp``), so the absolute sensor time is
+  ``(encoder.firsttimestamp + timestamp) * 1000`` ns, on ``CLOCK_MONOTONIC`` like the request path (with
+  microsecond resolution).
+- There is no JPEG quality setting: ``jpeg_quality`` maps onto a ``Quality`` bucket that picamera2 turns
+  into a bitrate (``<= 40`` VERY_LOW, ``<= 60`` LOW, ``<= 80`` MEDIUM, ``<= 90`` HIGH, else VERY_HIGH;
+  the default 85 is HIGH). It is fixed while recording, so per-phase ``quality`` settings do not apply.
+- ``seq`` is a counter that keeps increasing across reopen; a frame the queue had to drop (the consumer
+  fell ``QUEUE_FRAMES`` behind) leaves a gap, so the runner counts it as a sensor gap. Sensor drops are not
+  visible through an Output (no sequence number there).
+- Exposure, gain and frame duration are not available per MJPEG frame through an Output: frames carry
+  the defaults (``exposure_us=0``, ``analogue_gain=1.0``) and the nominal frame duration.
+- A mode switch while the encoder records would feed full-resolution still buffers to an encoder set up
+  for the video size (``process_requests`` encodes every request whose stream it names), so a still
+  stops recording, uses ``switch_mode_and_capture_request`` (which restarts the camera and switches back
+  to the video mode), then starts recording again; the interruption is ``last_still_gap_ms``.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -48,19 +81,23 @@ from camctl.frames import Frame
 if TYPE_CHECKING:
     from camctl.config import CameraConfig
 
-__all__ = ["CONTROLS_USED", "INSTALL_HINT", "METADATA_USED", "PICAMERA2_API_USED", "Picamera2Camera",
-           "pi_model"]
+__all__ = ["CONTROLS_USED", "HW_FORMAT", "INSTALL_HINT", "METADATA_USED", "PICAMERA2_API_USED", "QUEUE_FRAMES",
+           "Picamera2Camera", "pi_model"]
 
 _log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt install python3-picamera2' "
                 "and create the venv with --system-site-packages")
 
-# Every picamera2 call this module makes: class -> method -> keyword arguments used (``"attr:"`` prefix for
-# plain attributes). tests/test_cameras_picamera2.py checks this table against the picamera2 source AND
-# checks this module's own source makes no call on a picamera2 object that the table does not list.
+# Every picamera2 name this module uses: class -> method -> keyword arguments used (``"attr:"`` prefix for
+# plain attributes; ``"module:<sub>"`` keys list the names imported from ``picamera2.<sub>``).
+# tests/test_cameras_picamera2.py checks this table against the picamera2 source AND checks this module's
+# own source makes no call on a picamera2 object (and imports no picamera2 name) that the table omits.
 PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
     "module": {"Picamera2": [], "attr:TimeoutError": [], "attr:CancelledError": []},
+    "module:encoders": {"Quality": []},
+    "module:encoders.mjpeg_encoder": {"MJPEGEncoder": []},
+    "module:outputs": {"Output": []},
     "Picamera2": {
         "global_camera_info": [],
         "__init__": ["camera_num"],
@@ -74,16 +111,24 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "capture_request": ["wait"],
         "switch_mode_and_capture_request": ["wait"],
         "cancel_all_and_flush": [],
+        "start_recording": ["quality"],
+        "stop_recording": [],
     },
     "CompletedRequest": {"make_array": [], "get_metadata": [], "release": [], "attr:request": []},
     "Job": {"get_result": ["timeout"]},
+    "MJPEGEncoder": {"__init__": []},
+    "Encoder": {"attr:firsttimestamp": []},
+    "Quality": {"attr:VERY_LOW": [], "attr:LOW": [], "attr:MEDIUM": [], "attr:HIGH": [], "attr:VERY_HIGH": []},
+    "Output": {"__init__": ["pts"], "outputframe": []},
 }
 CONTROLS_USED = ("FrameRate",)
 # Metadata keys read from ``get_metadata()``; all optional (``.get`` with a fallback).
 METADATA_USED = ("SensorTimestamp", "ExposureTime", "AnalogueGain", "FrameDuration")
 
 MAIN_FORMAT = "BGR888"  # R, G, B bytes in memory (see the module docstring)
+HW_FORMAT = "YUV420"  # what the V4L2 encoder reads with the least bandwidth (I420)
 BUFFER_COUNT = 6  # picamera2's video default: enough to ride out a slow consumer for a few frames
+QUEUE_FRAMES = 8  # encoded frames waiting for capture(); the oldest is dropped (a seq gap) when full
 _MODEL_PATH = Path("/proc/device-tree/model")
 
 
@@ -94,6 +139,32 @@ def _load_picamera2(camera: str) -> ModuleType:
     except ImportError as exc:
         raise CameraError(camera, INSTALL_HINT) from exc
     return picamera2
+
+
+def _load_hardware() -> tuple[Any, Any, Any]:
+    """``(MJPEGEncoder, Quality, Output)`` from picamera2 (ImportError where its encoders cannot load).
+
+    ``MJPEGEncoder`` comes from its own module: ``picamera2.encoders.MJPEGEncoder`` is the software
+    ``LibavMjpegEncoder`` on platforms without the V4L2 codec.
+    """
+    from picamera2.encoders import Quality
+    from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
+    from picamera2.outputs import Output
+
+    return MJPEGEncoder, Quality, Output
+
+
+def _quality(Quality: Any, jpeg_quality: int) -> Any:
+    """The picamera2 ``Quality`` bucket for a JPEG quality 1..100 (see the module docstring)."""
+    if jpeg_quality <= 40:
+        return Quality.VERY_LOW
+    if jpeg_quality <= 60:
+        return Quality.LOW
+    if jpeg_quality <= 80:
+        return Quality.MEDIUM
+    if jpeg_quality <= 90:
+        return Quality.HIGH
+    return Quality.VERY_HIGH
 
 
 def pi_model(path: Path = _MODEL_PATH) -> str:
@@ -117,10 +188,65 @@ def _to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
     raise ValueError(f"unsupported stream format {fmt!r}")
 
 
+class _JpegQueue:
+    """Encoded frames from picamera2's encoder thread to :meth:`Picamera2Camera.capture`.
+
+    Bounded; when full the oldest frame is dropped (``dropped``), and since ``seq`` is given on arrival
+    the dropped frame leaves a gap in the numbers the consumer sees.
+    """
+
+    def __init__(self, maxsize: int, first_seq: int) -> None:
+        self._q: queue.Queue[tuple[int, int, bytes]] = queue.Queue(maxsize)
+        self._lock = threading.Lock()
+        self.next_seq = first_seq
+        self.dropped = 0
+
+    def put(self, jpeg: bytes, timestamp_ns: int) -> None:
+        with self._lock:  # one producer, but keep seq order == queue order even so
+            seq, self.next_seq = self.next_seq, self.next_seq + 1
+            while True:
+                try:
+                    self._q.put_nowait((seq, timestamp_ns, jpeg))
+                    return
+                except queue.Full:
+                    try:
+                        self._q.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+
+    def get(self, timeout_s: float) -> tuple[int, int, bytes]:
+        """``(seq, timestamp_ns, jpeg)``; ``queue.Empty`` after ``timeout_s``."""
+        return self._q.get(timeout=timeout_s)
+
+
+def _queue_output(Output: type, encoder: Any, hand_off: Callable[[bytes, int], None]) -> Any:
+    """A picamera2 ``Output`` that hands each encoded frame, with its absolute time, to ``hand_off``."""
+
+    class _JpegHandOff(Output):  # type: ignore[misc,valid-type]
+        def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+            # Runs on picamera2's encoder thread: it must never raise (that would end the encoder thread).
+            try:
+                if audio:
+                    return
+                first_us = encoder.firsttimestamp
+                if first_us is None or timestamp is None:
+                    timestamp_ns = time.monotonic_ns()
+                else:
+                    timestamp_ns = (int(first_us) + int(timestamp)) * 1000
+                hand_off(frame if isinstance(frame, bytes) else bytes(frame), timestamp_ns)
+            except Exception:
+                _log.exception("dropping an encoded frame")
+
+    return _JpegHandOff(pts=None)
+
+
 class Picamera2Camera(Camera):
     """A Raspberry Pi camera (``index`` as listed by ``rpicam-hello --list-cameras``).
 
-    ``model_path`` is the device-tree model file (tests point it elsewhere).
+    ``encoder`` is ``"software"``, ``"hardware"`` or ``"auto"`` (see the module docstring);
+    ``jpeg_quality`` only matters for the hardware encoder. ``model_path`` is the device-tree model file
+    (tests point it elsewhere). After :meth:`open`, ``encoder_in_use`` says which path runs.
 
     Example (on a Pi)::
 
@@ -129,14 +255,19 @@ class Picamera2Camera(Camera):
     """
 
     def __init__(self, name: str, *, index: int = 0, size: tuple[int, int] = (1920, 1080),
-                 fps: float = 30.0, encoder: str = "auto", model_path: Path = _MODEL_PATH) -> None:
+                 fps: float = 30.0, encoder: str = "auto", jpeg_quality: int = 85,
+                 model_path: Path = _MODEL_PATH) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         if encoder not in ("auto", "hardware", "software"):
             raise CameraError(name, f"encoder must be 'auto', 'hardware' or 'software', got {encoder!r}")
+        if not 1 <= int(jpeg_quality) <= 100:
+            raise CameraError(name, f"jpeg_quality must be 1..100, got {jpeg_quality!r}")
         super().__init__(name, size=size, fps=fps)
         self.index = int(index)
         self.encoder = encoder
+        self.jpeg_quality = int(jpeg_quality)
+        self.encoder_in_use = ""  # "hardware" or "software" once resolved ("auto" resolves at first open)
         self._model_path = model_path
         self._mod: ModuleType | None = None
         self._picam2: Any = None
@@ -145,30 +276,58 @@ class Picamera2Camera(Camera):
         self._first_sensor_seq: int | None = None
         self._next_seq = 0
         self.last_still_gap_ms = 0.0  # video interruption caused by the last capture_still()
+        # hardware path
+        self._hw_encoder: Any = None
+        self._hw_output: Any = None
+        self._hw_quality: Any = None
+        self._jpegs: _JpegQueue | None = None
+        self._recording = False
+        self.hw_dropped = 0  # encoded frames dropped because capture() fell behind (all opens)
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, **kwargs: Any) -> Picamera2Camera:
         """Build (closed) from a camera config, at the ARMED rate."""
         return cls(cfg.name, index=cfg.index, size=cfg.size, fps=cfg.fps_for("ARMED"), encoder=cfg.encoder,
-                   **kwargs)
+                   jpeg_quality=cfg.jpeg_quality, **kwargs)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"open, {self._fps:g} fps, next seq {self._next_seq}"
-        return f"<Picamera2Camera {self.name!r} index={self.index} {self.size[0]}x{self.size[1]} {state}>"
+        enc = self.encoder_in_use or self.encoder
+        return (f"<Picamera2Camera {self.name!r} index={self.index} {self.size[0]}x{self.size[1]} "
+                f"encoder={enc} {state}>")
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def _check_encoder(self) -> None:
-        if self.encoder != "hardware":
-            return  # "auto" resolves to software until the hardware path exists
-        model = pi_model(self._model_path)
-        if "Raspberry Pi 5" in model:
-            raise CameraError(self.name, f"encoder 'hardware' requested but this board ({model}) has no "
-                                         "hardware JPEG encoder; use encoder = 'software' or 'auto'")
-        raise CameraError(self.name, "encoder 'hardware' (picamera2 MJPEGEncoder) is not supported yet; "
-                                     "use encoder = 'software' or 'auto'")
+    def _hardware_encoder(self) -> tuple[Any, Any, Any] | str:
+        """``(encoder, Quality, Output)`` for the hardware path, or why it is unavailable."""
+        try:
+            MJPEGEncoder, Quality, Output = _load_hardware()
+            return MJPEGEncoder(), Quality, Output
+        except Exception as exc:  # RuntimeError off VC4; ImportError where picamera2's encoders cannot load
+            model = pi_model(self._model_path)
+            if "Raspberry Pi 5" in model:
+                return f"this board ({model}) has no hardware JPEG encoder ({exc})"
+            return f"picamera2's V4L2 MJPEGEncoder is unavailable: {exc!r}"
+
+    def _resolve_encoder(self) -> tuple[Any, Any, Any] | None:
+        """The hardware encoder parts if this open uses the hardware path, else None (software)."""
+        if self.encoder == "software" or self.encoder_in_use == "software":
+            self.encoder_in_use = "software"
+            return None
+        hw = self._hardware_encoder()
+        if isinstance(hw, str):
+            if self.encoder == "hardware" or self.encoder_in_use == "hardware":
+                raise CameraError(self.name, f"encoder 'hardware' requested but {hw}; "
+                                             "use encoder = 'software' or 'auto'")
+            _log.info("camera %r: encoder 'auto' uses software JPEG (simplejpeg): %s", self.name, hw)
+            self.encoder_in_use = "software"
+            return None
+        if self.encoder == "auto" and not self.encoder_in_use:
+            _log.info("camera %r: encoder 'auto' uses the hardware JPEG encoder (picamera2 V4L2 MJPEGEncoder)",
+                      self.name)
+        self.encoder_in_use = "hardware"
+        return hw
 
     def _open_backend(self) -> None:
-        self._check_encoder()
         mod = _load_picamera2(self.name)
         try:
             cameras = mod.Picamera2.global_camera_info()
@@ -178,26 +337,41 @@ class Picamera2Camera(Camera):
             found = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(cameras)) or "none"
             raise CameraDisconnected(self.name, f"no camera at index {self.index} (found {found}); check the "
                                                 "ribbon cable and 'rpicam-hello --list-cameras'")
+        hw = self._resolve_encoder()
         picam2 = None
         try:
             picam2 = mod.Picamera2(camera_num=self.index)
+            fmt = MAIN_FORMAT if hw is None else HW_FORMAT
             config = picam2.create_video_configuration(
-                main={"format": MAIN_FORMAT, "size": self.size}, buffer_count=BUFFER_COUNT, queue=False,
+                main={"format": fmt, "size": self.size}, buffer_count=BUFFER_COUNT, queue=False,
                 controls={"FrameRate": self._fps})
             picam2.configure(config)
-            picam2.start()
+            if hw is None:
+                picam2.start()
+            else:
+                self._start_hardware(picam2, hw)
         except Exception as exc:
             if picam2 is not None:
                 self._close_quietly(picam2)
+            self._recording = False
             raise CameraError(self.name, f"cannot start camera {self.index}: {exc!r}") from exc
         self._mod = mod
         self._picam2 = picam2
         self._seq_base = self._next_seq
         self._first_sensor_seq = None
 
-    @staticmethod
-    def _close_quietly(picam2: Any) -> None:
-        for step in (picam2.stop, picam2.close):
+    def _start_hardware(self, picam2: Any, hw: tuple[Any, Any, Any]) -> None:
+        encoder, Quality, Output = hw
+        jpegs = _JpegQueue(QUEUE_FRAMES, self._next_seq)
+        self._hw_encoder, self._jpegs = encoder, jpegs
+        self._hw_output = _queue_output(Output, encoder, jpegs.put)
+        self._hw_quality = _quality(Quality, self.jpeg_quality)
+        self._recording = True  # set first: a failed start must still be stopped on close
+        picam2.start_recording(encoder, self._hw_output, quality=self._hw_quality)
+
+    def _close_quietly(self, picam2: Any) -> None:
+        steps = (picam2.stop_recording, picam2.close) if self._recording else (picam2.stop, picam2.close)
+        for step in steps:
             try:
                 step()
             except Exception as exc:  # closing must always complete
@@ -207,6 +381,12 @@ class Picamera2Camera(Camera):
         picam2, self._picam2 = self._picam2, None
         if picam2 is not None:
             self._close_quietly(picam2)
+        self._recording = False
+        jpegs, self._jpegs = self._jpegs, None
+        if jpegs is not None:  # frames encoded but never taken count as a gap, and seq never goes back
+            self._next_seq = max(self._next_seq, jpegs.next_seq)
+            self.hw_dropped += jpegs.dropped
+        self._hw_encoder = self._hw_output = None
 
     # -- rate ----------------------------------------------------------------------------------------
     def set_fps(self, fps: float) -> None:
@@ -242,13 +422,15 @@ class Picamera2Camera(Camera):
             late.release()
         raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s ({what}) from camera {self.index}")
 
+    def _listed(self) -> bool:
+        try:
+            return self.index < len(self._mod.Picamera2.global_camera_info())  # type: ignore[union-attr]
+        except Exception:
+            return False
+
     def _failure(self, exc: BaseException, what: str) -> CameraError:
         """Map a libcamera/picamera2 failure: CameraDisconnected if the camera is no longer listed."""
-        try:
-            listed = self.index < len(self._mod.Picamera2.global_camera_info())  # type: ignore[union-attr]
-        except Exception:
-            listed = False
-        if not listed:
+        if not self._listed():
             return CameraDisconnected(self.name, f"camera {self.index} disappeared during {what}: {exc!r}")
         return CameraError(self.name, f"{what} failed: {exc!r}")
 
@@ -281,9 +463,11 @@ class Picamera2Camera(Camera):
                      frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self._fps))), still=still)
 
     def capture(self, timeout_s: float = 1.0) -> Frame:
-        """The next frame from the sensor, RGB; CameraTimeout if none within ``timeout_s``."""
+        """The next frame: RGB (software path) or a JPEG (hardware path); CameraTimeout if none in time."""
         if self._picam2 is None:
             raise CameraError(self.name, "capture() on a closed camera")
+        if self._jpegs is not None:
+            return self._capture_jpeg(self._jpegs, timeout_s)
         try:
             job = self._picam2.capture_request(wait=False)
         except Exception as exc:
@@ -296,11 +480,54 @@ class Picamera2Camera(Camera):
         finally:
             request.release()
 
+    def _capture_jpeg(self, jpegs: _JpegQueue, timeout_s: float) -> Frame:
+        try:
+            seq, timestamp_ns, jpeg = jpegs.get(timeout_s)
+        except queue.Empty:
+            if not self._recording:
+                raise CameraError(self.name, "not recording (a still capture failed to restart it)") from None
+            if not self._listed():
+                raise CameraDisconnected(self.name, f"camera {self.index} disappeared (no MJPEG frame within "
+                                                    f"{timeout_s:g} s)") from None
+            raise CameraTimeout(self.name, f"no MJPEG frame within {timeout_s:g} s from camera "
+                                           f"{self.index}") from None
+        self._next_seq = max(self._next_seq, seq + 1)
+        return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, jpeg=jpeg, width=self.size[0],
+                     height=self.size[1], frame_duration_us=round(1e6 / self._fps))
+
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """One frame at the sensor's full resolution: switch mode, capture, switch back to video."""
+        """One frame at the sensor's full resolution: switch mode, capture, switch back to video.
+
+        On the hardware path, recording stops for the still and starts again after it (see the module
+        docstring); the still itself comes back as RGB for the encoder pool.
+        """
         if self._picam2 is None:
             raise CameraError(self.name, "capture_still() on a closed camera")
         t0 = time.monotonic()
+        jpegs = self._jpegs
+        if jpegs is not None:
+            try:
+                self._recording = False
+                self._picam2.stop_recording()
+            except Exception as exc:
+                raise self._failure(exc, "stop_recording for a still") from exc
+            self._next_seq = max(self._next_seq, jpegs.next_seq)
+        try:
+            frame = self._still(timeout_s)
+        finally:
+            self.last_still_gap_ms = (time.monotonic() - t0) * 1e3
+        if jpegs is not None:  # only after a good still: on failure the runner closes and reopens
+            jpegs.next_seq = max(jpegs.next_seq, self._next_seq)
+            try:
+                self._recording = True
+                self._picam2.start_recording(self._hw_encoder, self._hw_output, quality=self._hw_quality)
+            except Exception as exc:
+                raise self._failure(exc, "start_recording after a still") from exc
+            finally:
+                self.last_still_gap_ms = (time.monotonic() - t0) * 1e3
+        return frame
+
+    def _still(self, timeout_s: float) -> Frame:
         try:
             # The still configuration's main stream defaults to the sensor's full resolution.
             still_config = self._picam2.create_still_configuration(main={"format": MAIN_FORMAT},
@@ -315,4 +542,3 @@ class Picamera2Camera(Camera):
             raise self._failure(exc, "reading the still request") from exc
         finally:
             request.release()
-            self.last_still_gap_ms = (time.monotonic() - t0) * 1e3
