@@ -46,6 +46,7 @@ class FakeRig:
         self.controls: list[dict[str, Any]] = []
         self.instances: list[FakePicamera2] = []
         self.t0_ns = time.monotonic_ns()
+        self.adjust_size: tuple[int, int] | None = None  # libcamera "adjusts" the main stream to this size
         self.hardware_jpeg = hardware_jpeg  # a VC4 board (Pi 4): the V4L2 MJPEGEncoder constructs
         self.recordings_started = self.recordings_stopped = 0
         self.recording_quality: Any = None
@@ -175,6 +176,8 @@ class FakePicamera2:
                 "controls": dict(controls or {})}
 
     def configure(self, camera_config=None) -> None:
+        if self.rig.adjust_size is not None:  # picamera2 copies libcamera's validated size back
+            camera_config["main"]["size"] = self.rig.adjust_size
         self.camera_config = camera_config
         if "FrameRate" in camera_config.get("controls", {}):
             self.frame_rate = camera_config["controls"]["FrameRate"]

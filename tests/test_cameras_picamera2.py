@@ -502,6 +502,23 @@ def test_auto_picks_hardware_when_it_constructs(hw_rig, caplog):
         "camera 'pi': encoder 'auto' uses the hardware JPEG encoder (picamera2 V4L2 MJPEGEncoder)"]
 
 
+def test_auto_does_not_switch_encoder_between_opens(hw_rig):
+    c = cam(encoder="auto")
+    with c:
+        assert c.capture(timeout_s=5.0).jpeg is not None
+    hw_rig.hardware_jpeg = False  # the codec went away (driver unloaded): refuse rather than change silently
+    with pytest.raises(CameraError, match="'auto' chose hardware at the first open but now"):
+        c.open()
+    assert c.closed
+
+
+def test_hardware_frame_size_is_what_the_codec_encoded(hw_rig):
+    hw_rig.adjust_size = (96, 48)  # libcamera adjusted the requested 64x48
+    with cam(encoder="hardware") as c:
+        frame = c.capture(timeout_s=5.0)
+    assert (frame.width, frame.height) == (96, 48)
+
+
 def test_software_stays_software_on_a_hardware_board(hw_rig):
     with cam(encoder="software") as c:
         assert c.capture(timeout_s=5.0).image is not None

@@ -73,6 +73,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import simplejpeg
 
 from camctl.cameras.base import Camera
 from camctl.exc import CameraDisconnected, CameraError, CameraTimeout
@@ -315,9 +316,11 @@ class Picamera2Camera(Camera):
             return None
         hw = self._hardware_encoder()
         if isinstance(hw, str):
-            if self.encoder == "hardware" or self.encoder_in_use == "hardware":
+            if self.encoder == "hardware":
                 raise CameraError(self.name, f"encoder 'hardware' requested but {hw}; "
                                              "use encoder = 'software' or 'auto'")
+            if self.encoder_in_use == "hardware":  # no switch of encoder in the middle of a flight
+                raise CameraError(self.name, f"encoder 'auto' chose hardware at the first open but now {hw}")
             _log.info("camera %r: encoder 'auto' uses software JPEG (simplejpeg): %s", self.name, hw)
             self.encoder_in_use = "software"
             return None
@@ -354,6 +357,7 @@ class Picamera2Camera(Camera):
             if picam2 is not None:
                 self._close_quietly(picam2)
             self._recording = False
+            self._jpegs = self._hw_encoder = self._hw_output = None
             raise CameraError(self.name, f"cannot start camera {self.index}: {exc!r}") from exc
         self._mod = mod
         self._picam2 = picam2
@@ -492,8 +496,12 @@ class Picamera2Camera(Camera):
             raise CameraTimeout(self.name, f"no MJPEG frame within {timeout_s:g} s from camera "
                                            f"{self.index}") from None
         self._next_seq = max(self._next_seq, seq + 1)
-        return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, jpeg=jpeg, width=self.size[0],
-                     height=self.size[1], frame_duration_us=round(1e6 / self._fps))
+        try:  # the size the codec really encoded (libcamera may align the stream); a header parse only
+            height, width = simplejpeg.decode_jpeg_header(jpeg)[:2]
+        except Exception:
+            width, height = self.size
+        return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, jpeg=jpeg, width=int(width),
+                     height=int(height), frame_duration_us=round(1e6 / self._fps))
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
         """One frame at the sensor's full resolution: switch mode, capture, switch back to video.
