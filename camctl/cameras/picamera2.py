@@ -36,7 +36,8 @@ Encoder (``encoder`` in the camera config):
   with ``jpeg`` set and ``image=None`` (the capture runner skips the encoder pool). If the encoder cannot be
   built (a Pi 5 has no hardware JPEG encoder) opening raises a CameraError.
 - ``"auto"``: hardware where ``MJPEGEncoder()`` constructs, else software; the choice and its reason are
-  logged once per camera at INFO (a documented choice, not a silent fallback).
+  logged once per camera at INFO (a documented choice, not a silent fallback). The choice holds for the
+  camera's life: if the hardware encoder later fails to construct, open raises instead of switching.
 
 Hardware-path facts (picamera2 0.3.x, checked by the tests):
 
@@ -44,7 +45,7 @@ Hardware-path facts (picamera2 0.3.x, checked by the tests):
   ``picamera2.encoders.MJPEGEncoder`` is an alias of the *software* ``LibavMjpegEncoder``, while the V4L2
   class's ``__init__`` raises ``RuntimeError("Hardware MJPEG not available on this platform")``.
 - The ``timestamp`` an Output receives is in microseconds *relative* to the encoder's first frame
-  (``Encoder._timestamp``: ``SensorTimestamp // 1000 - firsttimestamp``), so the absolute sensor time is
+  (``Encoder._timestamp``: ``SensorTimestamp / 1000 - firsttimestamp``), so the absolute sensor time is
   ``(encoder.firsttimestamp + timestamp) * 1000`` ns, on ``CLOCK_MONOTONIC`` like the request path (with
   microsecond resolution).
 - There is no JPEG quality setting: ``jpeg_quality`` maps onto a ``Quality`` bucket that picamera2 turns
@@ -52,7 +53,8 @@ Hardware-path facts (picamera2 0.3.x, checked by the tests):
   the default 85 is HIGH). It is fixed while recording, so per-phase ``quality`` settings do not apply.
 - ``seq`` is a counter that keeps increasing across reopen; a frame the queue had to drop (the consumer
   fell ``QUEUE_FRAMES`` behind) leaves a gap, so the runner counts it as a sensor gap. Sensor drops are not
-  visible through an Output (no sequence number there).
+  visible through an Output (no sequence number there). ``hw_dropped`` counts queue drops over all opens.
+- A frame's width and height come from its JPEG header (libcamera may adjust the requested size).
 - Exposure, gain and frame duration are not available per MJPEG frame through an Output: frames carry
   the defaults (``exposure_us=0``, ``analogue_gain=1.0``) and the nominal frame duration.
 - A mode switch while the encoder records would feed full-resolution still buffers to an encoder set up
