@@ -168,9 +168,24 @@ def _index_for(flight_dir: Path) -> tuple[dict, str, int | None]:
             listed = sum(len(c.get("segments", [])) for c in raw.get("cameras", {}).values())
         except (AttributeError, TypeError):
             listed = None
-        if not index_is_stale(flight_dir, raw):
+        if not index_is_stale(flight_dir, raw) or _same_files(flight_dir, raw):
             return raw, "current", listed
     return build_index(flight_dir), "rebuilt" if raw is not None else "missing", listed
+
+
+def _same_files(flight_dir: Path, index: dict) -> bool:
+    """A download's files have new mtimes: the index still describes them when every path and size match
+    (``camctl fetch`` checked each sha256 already)."""
+    from camctl.store.index import segment_paths
+
+    try:
+        entries = {e["path"]: e["size"] for c in index["cameras"].values() for e in c["segments"]}
+        entries.update({e["path"]: e["size"] for e in index["events"]["segments"]})
+        on_disk = {p.relative_to(flight_dir).as_posix(): p.stat().st_size
+                   for paths in segment_paths(flight_dir).values() for p in paths}
+    except (KeyError, TypeError, AttributeError, OSError):
+        return False
+    return entries == on_disk
 
 
 def summarize_flight(ref: FlightRef) -> dict[str, Any]:
@@ -181,6 +196,8 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     cams: dict[str, dict] = {}
     for name, cam in sorted(index.get("cameras", {}).items()):
         segs = cam.get("segments", [])
+        if name in ("thumbs", "export") and not segs:
+            continue
         first, last = cam.get("first_ns"), cam.get("last_ns")
         stills = int(cam.get("stills", 0))
         partial = sorted(p.name for p in (ref.path / name).glob("*.part")) if (ref.path / name).is_dir() else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -59,6 +60,9 @@ def test_ls_stale_index_rebuilt_without_writing(built: Built, tmp_path: Path, ca
     flight = tmp_path / "rig-a" / FLIGHT
     shutil.copytree(built.root / "rig-a" / FLIGHT, flight)
     before = (flight / "index.json").read_bytes()
+    for p in flight.glob("*/*.mcap"):  # downloaded files get new mtimes: same paths and sizes stay current
+        os.utime(p, ns=(1, 1))
+    assert _ls_json(flight, capsys)["flights"][0]["index"] == "current"
     seg = sorted((flight / "up").glob("*.mcap"))[-1]
     seg.rename(seg.with_name(seg.name + ".part"))  # a download in progress
     fl = _ls_json(flight, capsys)["flights"][0]
