@@ -696,11 +696,11 @@ def _command(url: str, verb: str, /, **args: Any) -> dict:
         return c.command(verb, **args)
 
 
-def _vm_hwm_mb(pid: int) -> float:
+def _vm_mb(pid: int, field: str = "VmHWM") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024 / _MB
-    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
 def bench_rss(ctx: _Ctx) -> dict[str, Any]:
@@ -710,12 +710,13 @@ def bench_rss(ctx: _Ctx) -> dict[str, Any]:
     time.sleep(2.3)  # the pre-trigger ring fills (2 s)
     _command(board.router, "event", name="release")
     time.sleep(descent)
-    hwm = _vm_hwm_mb(board.proc.pid)
+    hwm, rss = _vm_mb(board.proc.pid), _vm_mb(board.proc.pid, "VmRSS")
     _command(board.router, "event", name="touchdown")
     board.stop()
     ctx.boards.remove(board)
     return {"rss_mb": hwm, "_note": f"armed 2.3 s then {descent:g} s of DESCENT at 30 fps on 2 cameras; VmHWM "
-                                    f"of the `camctl run` process (MB = 10^6 bytes)"}
+                                    f"of the `camctl run` process (MB = 10^6 bytes); VmRSS at that moment "
+                                    f"{rss:.0f} MB (the peak is the sim's ground-texture build at start)"}
 
 
 def _all(fns: list[Callable[[], Any]]) -> list[Any]:
