@@ -771,17 +771,11 @@ def _contact_sheet(ground: Path) -> tuple[Path, str]:
     import importlib.util
 
     if importlib.util.find_spec("camctl.export") is not None:
-        import camctl.export as export
+        from camctl import export
 
-        fn = getattr(export, "contact_sheet", None)
+        fn = getattr(export, "contact_sheet_from_thumbs", None)
         if callable(fn):
-            for args in ((ground, ground / "contact-sheet.jpg"), (ground,)):
-                with contextlib.suppress(TypeError):
-                    res = fn(*args)
-                    if isinstance(res, Path | str) and Path(res).is_file():
-                        return Path(res), "camctl.export.contact_sheet"
-                    if (ground / "contact-sheet.jpg").is_file():
-                        return ground / "contact-sheet.jpg", "camctl.export.contact_sheet"
+            return Path(fn(ground, ground / "contact-sheet.png")), "camctl.export.contact_sheet_from_thumbs"
     from PIL import Image
 
     thumbs = sorted(ground.rglob("thumbs/*/*.jpg"))
