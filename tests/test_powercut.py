@@ -7,7 +7,8 @@ they rotate), arms and releases it through :class:`camctl.ground.Client`, polls 
 the board called durable before the kill; every JPEG header decodes (a sample decodes fully); a second
 verify is clean; and the plain ``mcap`` reader reads every segment to its end.
 
-``CAMCTL_TORTURE_TRIALS`` raises the number of trials (default 30), ``CAMCTL_TORTURE_SEED`` changes the seed.
+``CAMCTL_TORTURE_TRIALS`` raises the number of trials (default 30), ``CAMCTL_TORTURE_SEED`` changes the seed,
+``CAMCTL_TORTURE_WORKERS`` the boards run at once (default 3: a trial waits on its board more than it computes).
 One summary line per run is printed at the end of the module (and kept in ``powercut-summary.txt``).
 """
 
@@ -34,6 +35,7 @@ TRIALS = int(os.environ.get("CAMCTL_TORTURE_TRIALS", "30"))
 SEED = int(os.environ.get("CAMCTL_TORTURE_SEED", "20240604"))
 PHASES = ("ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN")
 CAMERAS = ("down", "up")
+WORKERS = int(os.environ.get("CAMCTL_TORTURE_WORKERS", "3"))
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -185,7 +187,7 @@ def summary(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def test_kill9_at_random_moments_loses_nothing_durable(tmp_path: Path, summary: list[str]) -> None:
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two board processes at a time on 2 cores
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:  # trials wait on boards more than they compute
         trials = list(pool.map(lambda i: one_trial(tmp_path, i), range(TRIALS)))
     durable = sum(sum(t.durable.values()) for t in trials)
     recovered = sum(sum(t.recovered.values()) for t in trials)
