@@ -59,9 +59,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from camctl.config import load_config
-    from camctl.daemon import Daemon
+    from camctl.daemon import Daemon, tune_malloc
 
     cfg = load_config(args.config)
+    tune_malloc()
     daemon = Daemon(cfg)
     try:
         daemon.run_forever()

@@ -137,7 +137,7 @@ class CameraConfig:
 @dataclass(frozen=True)
 class EncodeConfig:
     threads: int = 2
-    max_inflight: int = 8
+    max_inflight: int = 4
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,33 @@ from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
 from camctl.sdnotify import Notifier
 
-__all__ = ["Daemon", "read_daemon_info"]
+__all__ = ["Daemon", "read_daemon_info", "tune_malloc"]
 
 log = logging.getLogger("camctl.daemon")
 DAEMON_INFO = "daemon.json"
+
+
+def tune_malloc(*, mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
+    """Keep a long-running board's memory flat (glibc only; a no-op elsewhere).
+
+    Every frame is a multi-megabyte numpy buffer freed a few milliseconds later on another thread. glibc
+    raises its mmap threshold after such frees, so later frames come from per-thread heap arenas that keep
+    the memory resident after free: the daemon's RSS then grows to hundreds of MB. A fixed threshold sends
+    every frame buffer straight back to the kernel, and two arenas bound the per-thread caches.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not hasattr(os, "sched_getaffinity"):  # not Linux
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_mmap_threshold, m_arena_max = -3, -8  # from <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, mmap_threshold) == 1
+        return bool(libc.mallopt(m_arena_max, arenas) == 1 and ok)
+    except (OSError, AttributeError):  # musl has no mallopt
+        return False
 
 
 def read_daemon_info(store_dir: str | Path) -> dict[str, Any]:
@@ -159,10 +182,16 @@ class Daemon:
             "uptime_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
             "mono_ns": time.monotonic_ns(),
             "wall_ns": time.time_ns(),
+            "events_port": self._events_port(),
             "flights": self._flights_done + ([self.flight] if self.flight and self.store is not None
                                              and not self.store.finished else []),
             "cameras": cams,
         }
+
+    def _events_port(self) -> int | None:
+        endpoint = getattr(self.publisher, "pub_endpoint", "") or ""
+        tail = endpoint.rsplit(":", 1)[-1]
+        return int(tail) if endpoint.startswith("tcp://") and tail.isdigit() else None
 
     def command(self, name: str, args: dict) -> dict:
         """Operator commands from ``camctl arm|disarm|event``. Mock lines are toggled like wiring would."""
@@ -208,13 +237,15 @@ class Daemon:
         self._publish("event", d)
 
     def _on_transition(self, tr: Transition) -> None:
-        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source)
-        if tr.phase_to == ARMED:
-            self._open_flight()
+        # The capture schedule first: this is the trigger latency. Opening a flight (directories, fsyncs)
+        # comes after, which is safe because ARMED frames only go to the RAM ring.
         for runner in self.runners.values():
             runner.set_phase(tr.phase_to)
             if tr.event in runner.cfg.stills:
                 runner.request_still(tr.event)
+        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source)
+        if tr.phase_to == ARMED:
+            self._open_flight()
         rec = {"kind": "phase", "name": tr.phase_to, "phase_from": tr.phase_from, "phase_to": tr.phase_to,
                "event": tr.event, "source": tr.source, "mono_ns": tr.mono_ns, "wall_ns": tr.wall_ns,
                "skipped": list(tr.skipped)}

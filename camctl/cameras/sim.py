@@ -64,9 +64,17 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return weights @ grid @ weights.T
 
 
-@functools.lru_cache(maxsize=8)
+_TEXTURE_LOCK = threading.Lock()  # one texture build at a time: two cameras preparing at once double the peak
+
+
 def _ground_texture(seed: int) -> np.ndarray:
     """The ground seen from above, ``(_TEX, _TEX*3)`` uint8 RGB rows, read-only, tiling seamlessly."""
+    with _TEXTURE_LOCK:
+        return _build_ground_texture(seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _build_ground_texture(seed: int) -> np.ndarray:
     rng = np.random.default_rng([0x5EED, seed])
     n = _TEX
     # Fields: a jittered-grid Voronoi partition at 1/4 resolution (each pixel looks at the 3x3 grid cells
@@ -99,34 +107,53 @@ def _ground_texture(seed: int) -> np.ndarray:
     angle = rng.uniform(0, math.pi, cells).astype(np.float32)
     freq = rng.uniform(0.25, 0.9, cells).astype(np.float32) * rng.integers(0, 2, cells)  # half are meadows
     axis = np.arange(n, dtype=np.float32)
-    phase = axis[None, :] * np.cos(angle)[label] + axis[:, None] * np.sin(angle)[label]
-    shade = np.sin(phase * freq[label])
-    shade *= 0.12
-    shade += 1.0
-    shade += (_smooth_noise(rng, n, 64) - 0.5) * 0.35
-    shade += (_smooth_noise(rng, n, 16) - 0.5) * 0.3
-    shade += rng.standard_normal((n, n), dtype=np.float32) * _GRAIN  # grass, soil clods
-    img = colour.astype(np.float32)[label]
-    img *= shade[..., None]
-    # Field boundaries (hedges): darken where the label changes.
-    edge = (label != np.roll(label, 1, axis=0)) | (label != np.roll(label, 1, axis=1))
-    img[edge] *= 0.55
-    # Roads: straight, wrapping, grey with a lighter centre line.
-    for _ in range(5):
-        a = rng.uniform(0, math.pi)
-        c = rng.uniform(0, n)
-        dist = (axis[None, :] * math.cos(a) + (axis[:, None] * math.sin(a) - c)) % n
-        dist = np.minimum(dist, n - dist)
-        img[dist < 5] = (112, 110, 106)
-        img[dist < 0.7] = (190, 188, 180)
+    cos_c, sin_c = np.cos(angle), np.sin(angle)
+    noise = _smooth_noise(rng, n, 64)
+    noise -= 0.5
+    noise *= 0.35
+    fine = _smooth_noise(rng, n, 16)
+    fine -= 0.5
+    fine *= 0.3
+    noise += fine
+    del fine
+    roads = [(rng.uniform(0, math.pi), rng.uniform(0, n)) for _ in range(5)]
+    colour32 = colour.astype(np.float32)
+    # Shading, hedges and roads in bands of rows, straight into uint8: the float working set stays a few
+    # MB instead of several full-size float32 images (peak memory of a board daemon is a benchmark).
+    out = np.empty((n, n, 3), dtype=np.uint8)
+    band = 256
+    for y0 in range(0, n, band):
+        rows = slice(y0, y0 + band)
+        ys = axis[rows, None]
+        lab = label[rows]
+        shade = np.sin((axis[None, :] * cos_c[lab] + ys * sin_c[lab]) * freq[lab])
+        shade *= 0.12
+        shade += 1.0
+        shade += noise[rows]
+        shade += rng.standard_normal(shade.shape, dtype=np.float32) * _GRAIN  # grass, soil clods
+        img = colour32[lab]
+        img *= shade[..., None]
+        # Field boundaries (hedges): darken where the label changes.
+        above = label[(np.arange(y0, y0 + lab.shape[0]) - 1) % n]
+        edge = (lab != above) | (lab != np.roll(lab, 1, axis=1))
+        img[edge] *= 0.55
+        # Roads: straight, wrapping, grey with a lighter centre line.
+        for a, c in roads:
+            dist = (axis[None, :] * math.cos(a) + (ys * math.sin(a) - c)) % n
+            dist = np.minimum(dist, n - dist)
+            img[dist < 5] = (112, 110, 106)
+            img[dist < 0.7] = (190, 188, 180)
+        np.clip(img, 6, 235, out=img)
+        out[rows] = img
+    del noise
     # Craters: dark rim lit from one side, a shadowed bowl.
     for _ in range(40):
         r = rng.uniform(6, 60)
         cy, cx = rng.uniform(0, n, 2)
         y0, x0 = int(cy - 1.4 * r), int(cx - 1.4 * r)
         span = int(2.8 * r) + 1
-        ys = (np.arange(y0, y0 + span)) % n
-        xs = (np.arange(x0, x0 + span)) % n
+        ys_i = (np.arange(y0, y0 + span)) % n
+        xs_i = (np.arange(x0, x0 + span)) % n
         dy = (np.arange(y0, y0 + span) - cy)[:, None]
         dx = (np.arange(x0, x0 + span) - cx)[None, :]
         rr = np.sqrt(dx * dx + dy * dy) / r
@@ -136,9 +163,10 @@ def _ground_texture(seed: int) -> np.ndarray:
         f[bowl] = 0.55 - 0.35 * light[bowl]
         rim = (rr >= 1) & (rr < 1.3)
         f[rim] = 1.0 + 0.45 * light[rim]
-        patch = img[np.ix_(ys, xs)]
-        img[np.ix_(ys, xs)] = patch * f[..., None].astype(np.float32)
-    out = np.clip(img, 6, 235).astype(np.uint8).reshape(n, n * 3)
+        patch = out[np.ix_(ys_i, xs_i)].astype(np.float32)
+        patch *= f[..., None].astype(np.float32)
+        out[np.ix_(ys_i, xs_i)] = np.clip(patch, 6, 235).astype(np.uint8)
+    out = out.reshape(n, n * 3)
     out.flags.writeable = False
     return out
 
@@ -147,17 +175,25 @@ def _ground_texture(seed: int) -> np.ndarray:
 def _sky(seed: int, width: int, height: int) -> np.ndarray:
     """A sky gradient with soft clouds, ``(height, width*3)`` uint8 rows, read-only."""
     rng = np.random.default_rng([0x5C1, seed])
-    t = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    t = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
     top = np.array([40, 80, 170], dtype=np.float32)
     bottom = np.array([170, 200, 235], dtype=np.float32)
-    grad = top * (1 - t[..., None]) + bottom * t[..., None]
     side = max(width, height)
-    cloud = _smooth_noise(rng, side, 12) * 0.6 + _smooth_noise(rng, side, 48) * 0.3
+    cloud = _smooth_noise(rng, side, 12)
+    cloud *= 0.6
+    cloud += _smooth_noise(rng, side, 48) * 0.3
     cloud += _smooth_noise(rng, side, 192) * 0.1
-    cloud = np.clip((cloud[:height, :width] - 0.45) * 3, 0, 1)[..., None]
-    img = grad * (1 - cloud) + 240 * cloud
-    img += rng.normal(0, 2.5, img.shape).astype(np.float32)
-    out = np.clip(img, 0, 250).astype(np.uint8).reshape(height, width * 3)
+    cloud = np.clip((cloud[:height, :width] - 0.45) * 3, 0, 1)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for y0 in range(0, height, 128):  # in bands: a few MB of floats, not a 1080p float64 image
+        rows = slice(y0, y0 + 128)
+        c = cloud[rows][..., None]
+        img = top * (1 - t[rows]) + bottom * t[rows]
+        img = img * (1 - c) + 240 * c
+        img += rng.standard_normal(img.shape, dtype=np.float32) * 2.5
+        np.clip(img, 0, 250, out=img)
+        out[rows] = img
+    out = out.reshape(height, width * 3)
     out.flags.writeable = False
     return out
 
@@ -402,8 +438,13 @@ class SimCamera(Camera):
         _ground_texture(self.seed)  # build the scene before the first frame, not during it
 
     def prepare(self) -> None:
-        """Build the ground texture now (about a second), so arming does not wait for it."""
-        _ground_texture(self.seed)
+        """Build the scene's textures now (about a second), so arming does not wait for them; one camera at
+        a time, so two cameras preparing together do not double the memory peak."""
+        with _TEXTURE_LOCK:
+            _build_ground_texture(self.seed)
+            if self.role != "down":
+                _sky(self.seed, *self.size)
+            _sensor_noise(*self.size)
 
     def _close_backend(self) -> None:
         pass
