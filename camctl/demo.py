@@ -166,6 +166,7 @@ class DemoResult:
     problems: list[str] = field(default_factory=list)
     first_look_s: float | None = None
     elapsed_s: float = 0.0
+    exports: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _all(boards: list[BoardProcess], fn: Callable[[BoardProcess], Any]) -> list[Any]:
@@ -303,7 +304,8 @@ def print_table(rows: list[dict]) -> None:
         table.add_row(r["board"], r["camera"], str(r["captured"]), str(r["stored"]), str(r["durable"]),
                       str(r["fetched"]), str(r["pretrigger"]), str(r["stills"]), f"{r['bytes'] / 1e6:.1f}",
                       "OK" if r["checksum_ok"] else "FAIL", t(r["first_s"]), t(r["last_s"]), str(r["dropped"]))
-    Console(width=max(110, Console().width)).print(table)
+    console = Console()
+    Console(width=max(140, console.width) if not console.is_terminal else None).print(table)
     print("first/last: frame times relative to each board's release edge (pre-trig: frames from the RAM ring);\n"
           "captured: sensor frames, including ARMED frames that aged out of the ring; stored includes stills")
 
@@ -314,6 +316,12 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
     result = demo(boards=boards, seconds=seconds, out=out, quiet=quiet, keep=keep, size=size)
     if not quiet:
         print_table(result.rows)
+        if result.first_look_s is not None:
+            print(f"time to first look: {result.first_look_s:.2f} s from the touchdown edge to a contact sheet "
+                  f"of every board's previews ({result.out / 'first-look.png'})")
+        for kind, paths in result.exports.items():
+            for path in paths:
+                print(f"{kind:>14s}: {path}")
     for p in result.problems:
         print(f"PROBLEM: {p}", file=sys.stderr)
     print(f"demo {'OK' if result.ok else 'FAILED'} in {result.elapsed_s:.1f} s; output in {result.out}")
@@ -323,6 +331,7 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
 def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
          keep: bool = False, size: tuple[int, int] = (960, 540)) -> DemoResult:
     from camctl.exc import ConfigError
+    from camctl.export import contact_sheet_from_thumbs, export_all
     from camctl.ground import fetch
     from camctl.store import verify
 
@@ -341,21 +350,44 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
             cfg = write_board_config(out / "boards" / name, name, i, size=size)
             procs.append(start_board(cfg, out / "boards" / name / "store", name))
             _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
-        fly(procs, seconds=seconds, quiet=quiet)
+        marks = fly(procs, seconds=seconds, quiet=quiet)
         states = _wait_landed(procs, timeout_s=60)
-        _say(quiet, "all boards LANDED; fetching")
         ground = out / "ground"
-        report = fetch([b.router for b in procs], ground, give_up_after_s=30, progress=not quiet)
+        urls = [b.router for b in procs]
+        # First look: previews from every board and a contact sheet of them, before the full download.
+        first = fetch(urls, ground, give_up_after_s=30, thumbs_only=True, progress=False)
+        first_look_png = out / "first-look.png"
+        problems: list[str] = []
+        try:
+            contact_sheet_from_thumbs(ground, first_look_png)
+        except Exception as exc:  # reported, and the full download still runs
+            problems.append(f"first-look contact sheet: {exc}")
+        first_look_s = time.monotonic() - marks["touchdown"]
+        _say(quiet, f"first look {first_look_s:.2f} s after the touchdown edge: {first.summary()}; "
+                    f"{first_look_png}")
+        _say(quiet, "all boards LANDED; fetching every segment")
+        report = fetch(urls, ground, give_up_after_s=30, progress=not quiet)
         vr = verify(ground)
-        rows, problems = summarize(ground, states, report)
+        rows, more = summarize(ground, states, report)
+        problems += more
         if vr.exit_code != 0:
             problems.append(f"verify of the download: exit {vr.exit_code}: {'; '.join(vr.errors[:3])}")
         if not report.ok:
             problems.append(f"fetch: {report.summary()}")
+        exports: dict[str, list[str]] = {}
+        if not problems:
+            _say(quiet, "exporting MP4s, contact sheet and timeline")
+            result = export_all(ground, out / "export", mp4=True, contact_sheet=True, timeline=True,
+                                progress=not quiet)
+            exports = {"mp4": [str(p) for p in result.mp4],
+                       "contact sheet": [str(p) for p in result.contact_sheets],
+                       "timeline": [str(p) for p in result.timelines]}
         with contextlib.suppress(OSError):
-            (out / "report.json").write_text(json.dumps({"rows": rows, "problems": problems}, indent=2))
-        return DemoResult(ok=not problems, out=out, rows=rows, problems=problems,
-                          elapsed_s=time.monotonic() - t0)
+            (out / "report.json").write_text(json.dumps(
+                {"rows": rows, "problems": problems, "first_look_s": first_look_s, "exports": exports,
+                 "first_look_png": str(first_look_png)}, indent=2))
+        return DemoResult(ok=not problems, out=out, rows=rows, problems=problems, first_look_s=first_look_s,
+                          elapsed_s=time.monotonic() - t0, exports=exports)
     finally:
         for b in procs:
             b.stop()

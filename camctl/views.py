@@ -439,6 +439,15 @@ class _Subscriber:
         self.sock.close(linger=0)
 
 
+def _events_url(url: str, status: dict) -> str | None:
+    """The board's PUB endpoint: its ``events_port`` (from STATUS) on the host of the ROUTER URL."""
+    port = status.get("events_port")
+    if not isinstance(port, int) or not url.startswith("tcp://") or ":" not in url[6:]:
+        return None
+    host = url[6:].rsplit(":", 1)[0]
+    return f"tcp://{host}:{port}"
+
+
 def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False, timeout_s: float = 5.0,
                 curve: Any = None, events: list[str] | None = None, interval_s: float = 1.0,
                 stop: threading.Event | None = None,
@@ -463,6 +472,8 @@ def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False,
             _console().print(render_status(results))
         return rc(results)
     stop = stop or threading.Event()
+    if not events:
+        events = [u for u in (_events_url(url, r) for url, r in zip(urls, results, strict=False)) if u]
     sub = _Subscriber(events) if events else None
     live: Any = None
     try:
