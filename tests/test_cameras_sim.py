@@ -264,3 +264,14 @@ def test_from_config_and_make_camera():
     other = make_camera(cfg, seed=2)
     assert cam.seed != other.seed  # boards differ
     assert make_camera(cfg, seed=1).seed == cam.seed
+
+
+def test_prerender_replays_copies_of_rendered_frames():
+    cam = SimCamera("bench", size=(64, 48), prerender=3, paced=False)
+    cam.prepare()
+    with cam:
+        frames = [cam.capture() for _ in range(7)]
+    assert [f.seq for f in frames] == list(range(7))
+    assert np.array_equal(frames[0].image, frames[3].image) and not np.array_equal(frames[0].image, frames[1].image)
+    frames[0].image[:] = 0  # a copy, like picamera2's make_array: the replayed frame is untouched
+    assert frames[6].image.any()

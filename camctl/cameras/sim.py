@@ -332,7 +332,7 @@ class SimCamera(Camera):
     def __init__(self, name: str, *, size: tuple[int, int] = (1920, 1080), fps: float = 30.0,
                  role: str = "down", seed: int = 0, faults: Iterable[tuple[str, float, float]] = (),
                  paced: bool = True, clock: Callable[[], int] = time.monotonic_ns,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         super().__init__(name, size=size, fps=fps)
@@ -357,6 +357,10 @@ class SimCamera(Camera):
         self._stall_until_ns = 0
         self._disconnected_until_ns = 0
         self._rate_changed = threading.Event()
+        # prerender > 0: render that many frames once and replay copies of them, so a frame costs the CPU
+        # what a real camera's does (a copy out of the ISP's buffer), not a scene render. For benchmarks.
+        self.prerender = int(prerender)
+        self._replay: list[np.ndarray] = []
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
@@ -445,6 +449,10 @@ class SimCamera(Camera):
             if self.role != "down":
                 _sky(self.seed, *self.size)
             _sensor_noise(*self.size)
+        if self.prerender and not self._replay:
+            step = DESCENT_S / self.prerender
+            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step)
+                            for i in range(self.prerender)]
 
     def _close_backend(self) -> None:
         pass
@@ -484,7 +492,12 @@ class SimCamera(Camera):
                         raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s at {self._fps:g} fps")
                     self._sleep(wait_s)
         seq = self._seq
-        image = render_scene(self.seed, self.role, self.size, seq, self._scene_s)
+        if self.prerender:
+            if not self._replay:
+                self.prepare()
+            image = self._replay[seq % len(self._replay)].copy()
+        else:
+            image = render_scene(self.seed, self.role, self.size, seq, self._scene_s)
         self._seq += 1
         self._scene_s += period_ns / _NS
         self._prev_ns = target
