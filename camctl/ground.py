@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ __all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped"
            "print_report", "status_many"]
 
 _FSYNC_EVERY = 4 << 20
+_SINK_QUEUE = 64  # chunks queued for the writer thread (16 MiB at 256 KiB): then the receiver waits
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 T = TypeVar("T")
 
@@ -172,7 +174,7 @@ class Client:
                     self.reset()
                     raise BoardTimeout(self.url, what, timeout)
                 continue
-            frames = sock.recv_multipart()
+            frames = sock.recv_multipart(copy=False)  # CHUNK payloads stay zero-copy (see protocol.Chunk)
             try:
                 reply = p.decode(frames, allowed=p.REPLIES)
             except ProtocolError:
@@ -213,12 +215,23 @@ class Client:
                width: int = 160) -> list[tuple[p.ThumbInfo, bytes]]:
         """Every preview the board makes for this flight / camera / segment (all pages)."""
         out: list[tuple[p.ThumbInfo, bytes]] = []
+        waited = 0.0
         while True:
             page = self.request(p.Thumbs(id=self.next_id(), flight=flight, camera=camera, segment=segment,
                                          every=every, width=width, skip=len(out)), p.Thumbnails)
             out.extend(zip(page.thumbs, page.jpegs, strict=True))
-            if not page.more or not page.thumbs:
+            if page.thumbs:
+                waited = 0.0
+            if not page.more:
                 return out
+            if not page.thumbs:
+                if not page.retry_ms:
+                    return out  # an empty page that is not "still making them": nothing more to get
+                if waited >= self.timeout_s:
+                    raise BoardTimeout(self.url, f"THUMBS of {segment or flight} (previews not ready)",
+                                       self.timeout_s)
+                waited += page.retry_ms / 1000
+                time.sleep(page.retry_ms / 1000)  # the board asked to come back: its worker is on it
 
     def fetch_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
                    on_bytes: Callable[[int], None] | None = None) -> str:
@@ -239,8 +252,7 @@ class Client:
         for attempt in (1, 2):
             if part.exists() and part.stat().st_size > seg.size:
                 part.unlink()
-            self._download(seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
-            got = _sha256_file(part)
+            got = self._download(seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
             if got == seg.sha256:
                 os.replace(part, dest)
                 _fsync_dir(dest.parent)
@@ -252,15 +264,25 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _download(self, seg: p.SegmentInfo, part: Path, *, window: int, chunk_kb: int,
-                  on_bytes: Callable[[int], None] | None) -> None:
+                  on_bytes: Callable[[int], None] | None) -> str:
+        """Append the rest of ``seg`` to ``part`` (window of FETCHes in flight); return the sha256 of it all.
+
+        Chunks go in offset order to a writer thread (:class:`_Sink`) that writes, hashes and fsyncs, so
+        this thread only keeps the window full. An existing prefix is hashed first (read once).
+        """
         chunk = max(1, min(chunk_kb * 1024, self.chunk_max))
         window = max(1, window)
-        with part.open("ab") as f:
+        h = hashlib.sha256()
+        with part.open("ab", buffering=0) as f:
             offset = f.tell()
+            if offset:
+                with part.open("rb") as old:
+                    while block := old.read(1 << 20):
+                        h.update(block)
+            sink = _Sink(f, h)
             next_req = offset
             inflight: dict[int, tuple[int, int]] = {}
-            pending: dict[int, bytes] = {}
-            unsynced = 0
+            pending: dict[int, Any] = {}
             try:
                 while offset < seg.size:
                     while len(inflight) < window and next_req < seg.size:
@@ -283,18 +305,61 @@ class Client:
                     pending[at] = reply.data
                     while offset in pending:
                         data = pending.pop(offset)
-                        f.write(data)
+                        sink.put(data)
                         offset += len(data)
-                        unsynced += len(data)
                         if on_bytes:
                             on_bytes(len(data))
-                        if unsynced >= _FSYNC_EVERY:
-                            f.flush()
-                            os.fsync(f.fileno())
-                            unsynced = 0
             finally:
-                f.flush()
-                os.fsync(f.fileno())
+                sink.close()
+        return h.hexdigest()
+
+
+class _Sink:
+    """Writer thread of one download: writes chunks in the order given, hashes them, fsyncs every
+    ``_FSYNC_EVERY`` bytes and at :meth:`close` (which re-raises a write error). The queue is bounded."""
+
+    def __init__(self, f: Any, h: Any) -> None:
+        self._f = f
+        self._h = h
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=_SINK_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="camctl-fetch-sink", daemon=True)
+        self._thread.start()
+
+    def put(self, data: Any) -> None:
+        if self._error is not None:
+            raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
+        self._q.put(data)
+
+    def _run(self) -> None:
+        f, h = self._f, self._h
+        unsynced = 0
+        try:
+            while (data := self._q.get()) is not None:
+                view = memoryview(data)
+                while view:  # raw file: a write may be short
+                    n = f.write(view)
+                    view = view[n:]
+                h.update(data)
+                unsynced += len(data)
+                if unsynced >= _FSYNC_EVERY:
+                    os.fsync(f.fileno())
+                    unsynced = 0
+        except BaseException as exc:  # reported by put()/close() on the receiving thread
+            self._error = exc
+            while self._q.get() is not None:  # keep the receiver from blocking on a full queue
+                pass
+
+    def close(self) -> None:
+        """Finish the queued writes, fsync, stop the thread; raise FetchError if a write failed."""
+        self._q.put(None)
+        self._thread.join()
+        try:
+            os.fsync(self._f.fileno())
+        except OSError as exc:
+            self._error = self._error or exc
+        if self._error is not None:
+            raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
 
 
 # --- multi-board fetch --------------------------------------------------------------------------------

@@ -177,7 +177,21 @@ def _split(frames: list[bytes]) -> tuple[bytes, dict, list[bytes]]:
         raise ProtocolError(E_BAD_HEADER, f"header is not UTF-8 JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_HEADER, f"header must be a JSON object, got {_short(header)}")
-    return verb, header, [bytes(f) for f in frames[4:]]
+    return verb, header, list(frames[4:])  # payloads as given: each message converts (or keeps) its own
+
+
+def _view(frame: Any) -> bytes | memoryview:
+    """bytes as they are; anything else with the buffer protocol (a zmq.Frame) as a memoryview, no copy."""
+    if isinstance(frame, bytes | memoryview):
+        return frame
+    try:
+        return memoryview(frame).cast("B")
+    except TypeError:
+        return bytes(frame)
+
+
+def _bytes(payload: list[Any]) -> list[bytes]:
+    return [f if isinstance(f, bytes) else bytes(f) for f in payload]
 
 
 def peek_id(frames: list[bytes]) -> int:
@@ -217,7 +231,7 @@ class Message:
         return _get(h, "id", int, lo=0, hi=MAX_REQUEST_ID)
 
     @staticmethod
-    def _no_payload(payload: list[bytes], verb: bytes) -> None:
+    def _no_payload(payload: list[Any], verb: bytes) -> None:
         if payload:
             raise ProtocolError(E_BAD_FIELD, f"{verb.decode()} takes no payload frames, got {len(payload)}")
 
@@ -467,13 +481,17 @@ class Listing(Message):
 
 @dataclass
 class Chunk(Message):
-    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of file."""
+    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of file.
+
+    Decoded ``data`` is bytes, or a memoryview when the frames were received with ``copy=False`` (zero-copy:
+    CHUNK payloads are the bulk of the traffic and are only written and hashed).
+    """
 
     VERB: ClassVar[bytes] = b"CHUNK"
     id: int
     path: str
     offset: int
-    data: bytes
+    data: bytes | memoryview
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "path": self.path, "offset": self.offset,
@@ -484,6 +502,7 @@ class Chunk(Message):
         if len(payload) != 1:
             raise ProtocolError(E_BAD_FIELD, f"CHUNK has one payload frame, got {len(payload)}")
         size = _get(h, "size", int, lo=0)
+        payload = [_view(payload[0])]
         if size != len(payload[0]):
             raise ProtocolError(E_BAD_FIELD, f"CHUNK size {size} but payload has {len(payload[0])} bytes")
         return cls(id=cls._id(h), path=_get(h, "path", str), offset=_get(h, "offset", int, lo=0),
@@ -522,10 +541,12 @@ class Thumbnails(Message):
     thumbs: list[ThumbInfo]
     jpegs: list[bytes]
     more: bool = False
+    retry_ms: int = 0  # > 0: previews further on are still being made; ask again (skip += got) after this
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "flight": self.flight, "more": self.more,
-                                   "thumbs": [asdict(t) for t in self.thumbs]}, tuple(self.jpegs))
+                                   "retry_ms": self.retry_ms, "thumbs": [asdict(t) for t in self.thumbs]},
+                       tuple(self.jpegs))
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Thumbnails:
@@ -533,8 +554,8 @@ class Thumbnails(Message):
         if len(thumbs) != len(payload):
             raise ProtocolError(E_BAD_FIELD, f"THUMBNAILS lists {len(thumbs)} thumbs but has {len(payload)} "
                                              "payload frames")
-        return cls(id=cls._id(h), flight=_get(h, "flight", str), thumbs=thumbs, jpegs=payload,
-                   more=_get(h, "more", bool, False))
+        return cls(id=cls._id(h), flight=_get(h, "flight", str), thumbs=thumbs, jpegs=_bytes(payload),
+                   more=_get(h, "more", bool, False), retry_ms=_get(h, "retry_ms", int, 0, lo=0, hi=60_000))
 
 
 @dataclass

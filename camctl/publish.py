@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -45,7 +46,13 @@ HEARTBEAT_TIMEOUT_MS = 5000
 HEARTBEAT_TTL_MS = 10000
 _QUEUE_MAX = 1024
 _SHA_BLOCK = 1 << 20
-_THUMB_CACHE = 256  # segments' worth of previews kept in memory
+_THUMB_CACHE_BYTES = 16 << 20  # previews kept in memory (LRU by segment), bytes of JPEG
+_THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still being made
+_OPEN_FILES = 16  # file descriptors the server keeps open for FETCH (LRU)
+_WARM_CHECK_S = 0.5  # how often the server thread asks the board whether it serves (to start previews)
+# MCAP record layouts (little endian) used to seek straight to the messages a preview needs
+_CHUNK_FIXED = 1 + 8 + 8 + 8 + 8 + 4 + 4  # opcode, length, start, end, uncompressed size, crc, compression len
+_MSG_HEAD = struct.Struct("<BQHIQQ")  # opcode, length, channel id, sequence, log_time, publish_time
 
 
 class Board(Protocol):
@@ -191,13 +198,13 @@ class Catalog:
     """What the board can serve: finished files under ``store_root`` with sha256 and frame facts.
 
     sha256 and facts are cached by (path, size, mtime_ns); index.json values are used when the size they
-    record matches the file. Previews are generated on demand and cached in memory.
+    record matches the file. FETCH reads through :meth:`open_fd` (fds kept open, ``os.pread``).
     """
 
     def __init__(self, store_root: Path) -> None:
         self.root = Path(store_root)
         self._facts: dict[tuple[str, int, int], _Facts] = {}
-        self._thumbs: OrderedDict[tuple, list[tuple[p.ThumbInfo, bytes]]] = OrderedDict()
+        self._fds: OrderedDict[str, tuple[Path, int, tuple[int, int, int]]] = OrderedDict()
 
     def flights(self) -> list[str]:
         if not self.root.is_dir():
@@ -285,30 +292,219 @@ class Catalog:
             raise ProtocolError(p.E_OPEN_SEGMENT, f"segment is still being written: {rel!r}")
         return target
 
-    def thumbs(self, seg: Path, rel: str, camera: str, every: int,
-               width: int) -> list[tuple[p.ThumbInfo, bytes]]:
-        """Previews of every ``every``-th frame of one segment (cached)."""
-        key = (*_file_key(seg), every, width)
-        hit = self._thumbs.get(key)
+    def open_fd(self, rel: str, open_segments: set[Path]) -> int:
+        """A read-only fd of the servable file ``rel`` (validated as :meth:`resolve`), kept open across requests.
+
+        Cached fds are re-checked with one ``lstat`` (inode, size, mtime) per call; with no open segments the
+        path is not re-resolved. Only the server thread calls this.
+        """
+        hit = self._fds.get(rel)
         if hit is not None:
-            self._thumbs.move_to_end(key)
-            return hit
-        out: list[tuple[p.ThumbInfo, bytes]] = []
-        for i, (meta, jpeg, ts) in enumerate(_frame_records(seg, camera)):
-            if i % every or not jpeg:
+            target, fd, ident = hit
+            try:
+                st = os.stat(target, follow_symlinks=False)
+                same = (st.st_ino, st.st_size, st.st_mtime_ns) == ident
+            except OSError:
+                same = False
+            if same and (not open_segments or self.resolve(rel, open_segments) == target):
+                self._fds.move_to_end(rel)
+                return fd
+            self._fds.pop(rel)
+            os.close(fd)
+        target = self.resolve(rel, open_segments)
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        st = os.fstat(fd)
+        self._fds[rel] = (target, fd, (st.st_ino, st.st_size, st.st_mtime_ns))
+        while len(self._fds) > _OPEN_FILES:
+            _, (_, old, _) = self._fds.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def close(self) -> None:
+        """Close the cached file descriptors. Safe twice."""
+        while self._fds:
+            _, (_, fd, _) = self._fds.popitem()
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _Previews:
+    """Previews made once per segment on one worker thread, cached in memory (LRU, bounded in JPEG bytes).
+
+    The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first in line)
+    and :meth:`warm` (queue at the back). The worker is started on first use and stopped by :meth:`close`.
+    """
+
+    def __init__(self, max_bytes: int = _THUMB_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[tuple, tuple[list[tuple[p.ThumbInfo, bytes]], int]] = OrderedDict()
+        self._bytes = 0
+        self._todo: OrderedDict[tuple, tuple[Path, str, str, int, int]] = OrderedDict()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.made = 0  # segments whose previews the worker made
+
+    def _key(self, seg: Path, every: int, width: int) -> tuple:
+        return (*_file_key(seg), every, width)
+
+    def get(self, seg: Path, rel: str, camera: str, every: int,
+            width: int) -> list[tuple[p.ThumbInfo, bytes]] | None:
+        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's queue)."""
+        key = self._key(seg, every, width)
+        with self._cond:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit[0]
+            self._todo[key] = (seg, rel, camera, every, width)
+            self._todo.move_to_end(key, last=False)
+            self._start()
+            self._cond.notify()
+        return None
+
+    def warm(self, jobs: list[tuple[Path, str, str, int, int]]) -> None:
+        """Queue ``(seg, rel, camera, every, width)`` jobs behind any waiting request."""
+        with self._cond:
+            for job in jobs:
+                with contextlib.suppress(OSError):
+                    key = self._key(job[0], job[3], job[4])
+                    if key not in self._cache and key not in self._todo:
+                        self._todo[key] = job
+            if self._todo:
+                self._start()
+                self._cond.notify()
+
+    def _start(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._work, name="camctl-previews", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        import simplejpeg  # noqa: F401  (imports here, not on the first request's clock)
+        from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage  # noqa: F401
+        from mcap.reader import make_reader  # noqa: F401
+        from PIL import Image  # noqa: F401
+
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._todo or self._closed)
+                if self._closed:
+                    return
+                key, job = self._todo.popitem(last=False)
+            try:
+                thumbs = _make_previews(*job)
+            except Exception:  # a broken segment gets no previews, never a dead worker
+                log.exception("previews of %s failed", job[1])
+                thumbs = []
+            size = sum(len(d) for _, d in thumbs) + 256
+            with self._cond:
+                self._cache[key] = (thumbs, size)
+                self._bytes += size
+                self.made += 1
+                while self._bytes > self.max_bytes and len(self._cache) > 1:
+                    _, (_, old) = self._cache.popitem(last=False)
+                    self._bytes -= old
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> list[tuple[p.ThumbInfo, bytes]]:
+    """Previews of every ``every``-th image of one camera segment, in file order (runs on the worker)."""
+    picks = _indexed_picks(seg, camera, every)
+    if picks is None:  # unfinished, compressed or odd file: parse every message
+        picks = [(i, meta, jpeg, ts) for i, (meta, jpeg, ts) in enumerate(_frame_records(seg, camera))
+                 if i % every == 0 and jpeg]
+    out: list[tuple[p.ThumbInfo, bytes]] = []
+    for i, meta, jpeg, ts in picks:
+        small = _shrink(jpeg, width)
+        if small is None:
+            continue
+        data, w, h = small
+        seq = meta.get("seq") if isinstance(meta.get("seq"), int) else i
+        phase = meta.get("phase") if isinstance(meta.get("phase"), str) else ""
+        out.append((p.ThumbInfo(camera=camera, segment=rel, seq=seq, timestamp_ns=ts, phase=phase,
+                                width=w, height=h), data))
+    return out
+
+
+def _indexed_picks(seg: Path, camera: str, every: int) -> list[tuple[int, dict, bytes, int]] | None:
+    """(index, meta, jpeg, timestamp_ns) of every ``every``-th image, read through a finished segment's
+    summary and message indexes (only those messages are read); None when the file has no usable index."""
+    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+    from mcap.reader import make_reader
+
+    with seg.open("rb") as f:
+        try:
+            summary = make_reader(f).get_summary()
+        except Exception:
+            return None
+        if summary is None or not summary.chunk_indexes:
+            return None
+        ids = {ch.topic: cid for cid, ch in summary.channels.items()}
+        img_id, meta_id = ids.get(f"/{camera}/image"), ids.get(f"/{camera}/meta")
+        if img_id is None:
+            return None
+        fd = f.fileno()
+        images: list[tuple[int, int]] = []  # absolute file offsets of message records, and log times
+        metas: dict[int, int] = {}
+        for ci in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+            if ci.compression or img_id not in ci.message_index_offsets:
+                if ci.compression:
+                    return None
                 continue
-            small = _shrink(jpeg, width)
-            if small is None:
+            base = ci.chunk_start_offset + _CHUNK_FIXED + 8
+            lo = min(ci.message_index_offsets.values())
+            block = os.pread(fd, ci.message_index_length, lo)
+            for cid, off in ci.message_index_offsets.items():
+                if cid not in (img_id, meta_id):
+                    continue
+                at = off - lo
+                if block[at:at + 1] != b"\x07":
+                    return None
+                (n,) = struct.unpack_from("<I", block, at + 11)
+                pairs = sorted((o, t) for t, o in struct.iter_unpack("<QQ", block[at + 15:at + 15 + n]))
+                if cid == img_id:
+                    images.extend((base + o, t) for o, t in pairs)
+                else:
+                    metas.update((t, base + o) for o, t in pairs)
+        out: list[tuple[int, dict, bytes, int]] = []
+        for i in range(0, len(images), every):
+            pos, log_time = images[i]
+            data = _read_message(fd, pos)
+            if data is None:
+                return None
+            img = CompressedImage()
+            try:
+                img.ParseFromString(data)
+            except Exception:
                 continue
-            data, w, h = small
-            seq = meta.get("seq") if isinstance(meta.get("seq"), int) else i
-            phase = meta.get("phase") if isinstance(meta.get("phase"), str) else ""
-            out.append((p.ThumbInfo(camera=camera, segment=rel, seq=seq, timestamp_ns=ts, phase=phase,
-                                    width=w, height=h), data))
-        self._thumbs[key] = out
-        while len(self._thumbs) > _THUMB_CACHE:
-            self._thumbs.popitem(last=False)
+            ts = img.timestamp.seconds * 1_000_000_000 + img.timestamp.nanos if img.HasField("timestamp") \
+                else log_time
+            meta: Any = {}
+            if log_time in metas:
+                raw = _read_message(fd, metas[log_time])
+                with contextlib.suppress(ValueError, TypeError):
+                    meta = json.loads(raw) if raw is not None else {}
+            out.append((i, meta if isinstance(meta, dict) else {}, img.data, ts))
         return out
+
+
+def _read_message(fd: int, pos: int) -> bytes | None:
+    head = os.pread(fd, _MSG_HEAD.size, pos)
+    if len(head) != _MSG_HEAD.size:
+        return None
+    opcode, length, *_ = _MSG_HEAD.unpack(head)
+    body = length - (_MSG_HEAD.size - 9)
+    if opcode != 0x05 or body < 0:
+        return None
+    data = os.pread(fd, body, pos + _MSG_HEAD.size)
+    return data if len(data) == body else None
 
 
 def _shrink(jpeg: bytes, width: int) -> tuple[bytes, int, int] | None:
@@ -354,6 +550,9 @@ class Publisher:
         self._pub: zmq.Socket | None = None
         self._closed = False
         self.catalog = Catalog(board.store_root)
+        self.previews = _Previews()
+        self._warm_at = 0.0  # monotonic time of the next serving() check (previews start on landing)
+        self._warmed = False
         self.router_endpoint = ""
         self.pub_endpoint = ""
         self.dropped_events = 0
@@ -445,6 +644,8 @@ class Publisher:
             os.write(self._wake_w, b"\x01")
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.previews.close()
+        self.catalog.close()
         for sock in (self._router, self._pub):
             if sock is not None:
                 sock.close(linger=0)
@@ -471,6 +672,7 @@ class Publisher:
                 with contextlib.suppress(BlockingIOError, OSError):
                     os.read(self._wake_r, 4096)
             self._drain_events()
+            self._maybe_warm()
             if self._router in events:
                 for _ in range(64):  # bounded burst, then look at events again
                     try:
@@ -480,6 +682,31 @@ class Publisher:
                     except zmq.ZMQError:
                         break
                     self._serve(frames)
+
+    def _maybe_warm(self) -> None:
+        """Once the board serves, queue previews of every finished segment (made off this thread)."""
+        now = time.monotonic()
+        if now < self._warm_at:
+            return
+        self._warm_at = now + _WARM_CHECK_S
+        try:
+            serving = bool(self.board.serving())
+        except Exception:
+            return
+        if not serving:
+            self._warmed = False  # a new flight: warm again after its landing
+            return
+        if self._warmed:
+            return
+        self._warmed = True
+        self.previews.warm(self._preview_jobs(None, None, self.config.thumbs_every, 160, set()))
+
+    def _preview_jobs(self, flight: str | None, camera: str | None, every: int, width: int,
+                      opened: set[Path]) -> list[tuple[Path, str, str, int, int]]:
+        """Listed camera segments (quick when index.json is current) as preview jobs, in path order."""
+        root = self.catalog.root
+        return [(root / s.path, s.path, s.camera, every, width) for s in self.catalog.listing(flight, opened)
+                if s.kind == "segment" and (camera is None or s.camera == camera)]
 
     def _drain_events(self) -> None:
         assert self._pub is not None
@@ -511,7 +738,7 @@ class Publisher:
             self.errors += 1
         try:
             assert self._router is not None
-            self._router.send_multipart([ident, *reply.encode()], zmq.NOBLOCK)
+            self._router.send_multipart([ident, *reply.encode()], zmq.NOBLOCK, copy=False)
         except zmq.ZMQError:
             pass  # peer gone or its queue full: it will time out and ask again
 
@@ -544,10 +771,8 @@ class Publisher:
             if req.length > self._chunk_max:
                 raise ProtocolError(p.E_TOO_LARGE, f"length {req.length} is over this board's chunk limit "
                                                    f"{self._chunk_max}")
-            path = self.catalog.resolve(req.path, board.open_segments())
-            with path.open("rb") as f:
-                f.seek(req.offset)
-                data = f.read(req.length)
+            fd = self.catalog.open_fd(req.path, board.open_segments())
+            data = os.pread(fd, req.length, req.offset) if req.length else b""
             return p.Chunk(id=req.id, path=req.path, offset=req.offset, data=data)
         if isinstance(req, p.Thumbs):
             return self._thumbs(req)
@@ -574,11 +799,18 @@ class Publisher:
         jpegs: list[bytes] = []
         index = 0
         more = False
-        for rel, path in segs:
+        retry_ms = 0
+        for n, (rel, path) in enumerate(segs):
             camera = rel.split("/")[1]
             if camera == "events" or not rel.endswith(".mcap"):
                 continue
-            for info, data in self.catalog.thumbs(path, rel, camera, every, req.width):
+            thumbs = self.previews.get(path, rel, camera, every, req.width)
+            if thumbs is None:  # being made on the worker: answer with what is ready, ask to come back
+                self.previews.warm([(pth, r, r.split("/")[1], every, req.width) for r, pth in segs[n + 1:]
+                                    if r.split("/")[1] != "events" and r.endswith(".mcap")])
+                more, retry_ms = True, _THUMB_RETRY_MS
+                break
+            for info, data in thumbs:
                 if index >= req.skip:
                     if len(infos) >= req.limit:
                         more = True
@@ -588,4 +820,4 @@ class Publisher:
                 index += 1
             if more:
                 break
-        return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos, jpegs=jpegs, more=more)
+        return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos, jpegs=jpegs, more=more, retry_ms=retry_ms)
