@@ -41,7 +41,6 @@ from mcap.records import (
     Footer,
     Header,
     Message,
-    MessageIndex,
     Schema,
     Statistics,
     SummaryOffset,
@@ -51,6 +50,7 @@ from mcap_protobuf.schema import build_file_descriptor_set
 from camctl import __version__
 
 __all__ = [
+    "CHUNK_HEADER_LEN",
     "CH_EVENTS",
     "CH_IMAGE",
     "CH_LOG",
@@ -62,6 +62,7 @@ __all__ = [
     "ScannedChunk",
     "SegmentWriter",
     "camera_layout",
+    "compressed_image_parts",
     "events_layout",
     "layout_for_path",
     "scan_segment",
@@ -146,20 +147,89 @@ def _open_exclusive(path: Path) -> IO[bytes]:
     return open(path, "xb", buffering=0)
 
 
+def _find_sync_file_range() -> Callable[[int, int, int], None] | None:
+    """``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` from libc (Linux), or None where missing.
+
+    It starts writeback of a byte range without waiting for it, so the disk works while the writer goes on
+    and the fsync at the next commit has little left to do. Python's ``os`` module does not wrap it.
+    """
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, ImportError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+
+    def kick(fd: int, offset: int, n: int) -> None:
+        fn(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE; advisory: errors show up at the fsync
+    return kick
+
+
+_SYNC_FILE_RANGE = _find_sync_file_range()
+
+# --- hand-built records for the hot path ------------------------------------------------------------------
+_U64 = (1 << 64) - 1
+_MSG_HEAD = struct.Struct("<BQHIQQ")  # opcode, record length, channel, sequence, log_time, publish_time
+_CHUNK_HEAD = struct.Struct("<BQQQQIIQ")  # opcode, length, start, end, usize, crc, compression len (0), data len
+CHUNK_HEADER_LEN = _CHUNK_HEAD.size
+# an open chunk's header as written before its records: a record length of 0 (a real chunk is >= 40) marks
+# records that were never committed; the real header is written over it when the chunk closes
+_OPEN_CHUNK = _CHUNK_HEAD.pack(Opcode.CHUNK, 0, 0, 0, 0, 0, 0, 0)
+_SMALL = 16 << 10  # pieces below this are gathered in a buffer, larger ones (JPEGs) go to the file as they are
+
+
+def _varint(v: int) -> bytes:
+    v &= _U64
+    out = bytearray()
+    while v > 0x7F:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def compressed_image_parts(timestamp_ns: int, frame_id: str, data_len: int,
+                           fmt: str = "jpeg") -> tuple[bytes, bytes]:
+    """``(prefix, suffix)`` such that ``prefix + data + suffix`` is ``foxglove.CompressedImage`` protobuf.
+
+    The bytes are what ``CompressedImage(timestamp=..., frame_id=..., data=data, format=fmt)
+    .SerializeToString()`` gives (fields in number order: timestamp 1, data 2, format 3, frame_id 4; proto3
+    leaves out empty strings and zero numbers; the timestamp is always present, as
+    ``timestamp.FromNanoseconds`` marks it set). Building it by hand saves copying the JPEG twice.
+    """
+    seconds, nanos = divmod(int(timestamp_ns), 1_000_000_000)
+    ts = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+    prefix = b"\x0a" + _varint(len(ts)) + ts + (b"\x12" + _varint(data_len) if data_len else b"")
+    f = fmt.encode()
+    fid = frame_id.encode()
+    suffix = (b"\x1a" + _varint(len(f)) + f if f else b"") + (b"\x22" + _varint(len(fid)) + fid if fid else b"")
+    return prefix, suffix
+
+
 class SegmentWriter:
     """Writes one MCAP segment; the caller decides when to :meth:`commit` (flush + fsync) and :meth:`finish`.
 
     ``opener(path)`` returns a binary file (``open(path, 'xb', buffering=0)`` by default); tests wrap it
     to inject ``ENOSPC``/``EIO``. ``size`` counts bytes handed to the file, ``committed_size`` the bytes known
     to be on stable storage.
+
+    Records stream to the file as they come (small ones gathered, a JPEG written straight from its buffer,
+    never copied), behind a placeholder chunk header; the chunk CRC runs over the records as they pass. A
+    commit writes the message indexes, puts the real chunk header over the placeholder (``os.pwrite``) and
+    fsyncs. Every ``writeback_bytes`` the kernel is asked to start writing back (``sync_file_range``), so the
+    commit's fsync finds little left to do. A cut file ends in a placeholder-headed chunk, which the
+    salvage scanner treats as a torn tail.
     """
 
     def __init__(self, path: Path, layout: Layout, *,
                  opener: Callable[[Path], IO[bytes]] | None = None, max_chunk_bytes: int = 32 << 20,
-                 created_mono_ns: int = 0) -> None:
+                 created_mono_ns: int = 0, writeback_bytes: int = 4 << 20) -> None:
         self.path = Path(path)
         self.layout = layout
         self.max_chunk_bytes = max_chunk_bytes
+        self.writeback_bytes = writeback_bytes
         self.created_mono_ns = created_mono_ns
         self.size = 0
         self.committed_size = 0
@@ -168,11 +238,15 @@ class SegmentWriter:
         self.finished = False
         self.needs_dir_sync = True
         self.accounted = 0  # bytes the owner has already counted in its statistics
-        self._chunk = RecordBuilder()
+        self._buf = bytearray()  # small pieces not yet handed to the file
+        self._chunk_start = -1  # file offset of the open chunk's record, -1 when none is open
+        self._chunk_len = 0  # bytes of records in the open chunk
+        self._chunk_crc = 0
         self._chunk_msgs = 0
         self._chunk_start_ns = 0
         self._chunk_end_ns = 0
-        self._msg_index: dict[int, list[tuple[int, int]]] = {}
+        self._kicked = 0  # file offset up to which writeback was started
+        self._msg_index: dict[int, list[int]] = {}  # channel -> [log_time, offset, log_time, offset, ...]
         self._chunk_indexes: list[ChunkIndex] = []
         self._counts: dict[int, int] = {}
         self._message_count = 0
@@ -180,6 +254,7 @@ class SegmentWriter:
         self._end_ns = 0
         self._file = (opener or _open_exclusive)(self.path)
         try:
+            self._fd = self._file.fileno()
             head = RecordBuilder()
             head.write(MAGIC)
             Header(PROFILE, LIBRARY).write(head)
@@ -203,76 +278,135 @@ class SegmentWriter:
 
     @property
     def pending_bytes(self) -> int:
-        return self._chunk.count
+        """Bytes gathered for the file but not yet handed to it."""
+        return len(self._buf)
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = self._file.write(view)
-            n = len(view) if n is None else n
-            self.size += n
-            view = view[n:]
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        with memoryview(data) as view:
+            while view:
+                n = self._file.write(view)
+                n = len(view) if n is None else n
+                self.size += n
+                view = view[n:]
+        if self.writeback_bytes and self.size - self._kicked >= self.writeback_bytes and _SYNC_FILE_RANGE:
+            _SYNC_FILE_RANGE(self._fd, self._kicked, self.size - self._kicked)
+            self._kicked = self.size
 
-    def add_message(self, channel_id: int, log_time: int, publish_time: int, sequence: int,
-                    data: bytes) -> None:
-        """Append a message to the open chunk (in memory until the next commit)."""
+    def _flush_buf(self) -> None:
+        if self._buf:
+            buf, self._buf = self._buf, bytearray()
+            self._write(buf)
+
+    def _piece(self, data: bytes | bytearray | memoryview) -> None:
+        """One piece of the open chunk's records: CRC'd, then gathered (small) or written as is (large)."""
+        self._chunk_crc = zlib.crc32(data, self._chunk_crc)
+        self._chunk_len += len(data)
+        if len(data) < _SMALL:
+            self._buf += data
+        else:
+            self._flush_buf()
+            self._write(data)
+
+    def _begin(self, channel_id: int, log_time: int) -> None:
         if self._chunk_msgs == 0:
+            if self._chunk_start < 0:
+                self._chunk_start = self.size + len(self._buf)
+                self._buf += _OPEN_CHUNK
             self._chunk_start_ns = self._chunk_end_ns = log_time
         else:
-            self._chunk_start_ns = min(self._chunk_start_ns, log_time)
-            self._chunk_end_ns = max(self._chunk_end_ns, log_time)
+            if log_time < self._chunk_start_ns:
+                self._chunk_start_ns = log_time
+            if log_time > self._chunk_end_ns:
+                self._chunk_end_ns = log_time
         if self._message_count == 0:
             self._start_ns = self._end_ns = log_time
         else:
-            self._start_ns = min(self._start_ns, log_time)
-            self._end_ns = max(self._end_ns, log_time)
-        self._msg_index.setdefault(channel_id, []).append((log_time, self._chunk.count))
-        Message(channel_id=channel_id, log_time=log_time, data=data, publish_time=publish_time,
-                sequence=sequence & 0xFFFFFFFF).write(self._chunk)
+            if log_time < self._start_ns:
+                self._start_ns = log_time
+            if log_time > self._end_ns:
+                self._end_ns = log_time
+        entries = self._msg_index.get(channel_id)
+        if entries is None:
+            entries = self._msg_index[channel_id] = []
+        entries += (log_time, self._chunk_len)
         self._chunk_msgs += 1
         self._message_count += 1
         self._counts[channel_id] = self._counts.get(channel_id, 0) + 1
-        if self._chunk.count > self.max_chunk_bytes:
+
+    def add_message(self, channel_id: int, log_time: int, publish_time: int, sequence: int,
+                    data: bytes | bytearray | memoryview) -> None:
+        """Append a message to the open chunk (durable at the next commit)."""
+        self._begin(channel_id, log_time)
+        n = len(data)
+        self._piece(_MSG_HEAD.pack(Opcode.MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF, log_time,
+                                   publish_time))
+        self._piece(data)
+        if self._chunk_len > self.max_chunk_bytes:
+            self.close_chunk()
+
+    def add_image(self, channel_id: int, log_time: int, publish_time: int, sequence: int, data: bytes, *,
+                  frame_id: str, timestamp_ns: int, fmt: str = "jpeg") -> None:
+        """Append a ``foxglove.CompressedImage`` message built around ``data`` without copying it."""
+        prefix, suffix = compressed_image_parts(timestamp_ns, frame_id, len(data), fmt)
+        self._begin(channel_id, log_time)
+        n = len(prefix) + len(data) + len(suffix)
+        self._piece(_MSG_HEAD.pack(Opcode.MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF, log_time,
+                                   publish_time) + prefix)
+        if data:
+            self._piece(data)
+        if suffix:
+            self._piece(suffix)
+        if self._chunk_len > self.max_chunk_bytes:
             self.close_chunk()
 
     def close_chunk(self) -> None:
-        """Write the open chunk and its message indexes to the file (no flush, no fsync)."""
+        """Finish the open chunk in the file: message indexes, then its real header (no flush, no fsync)."""
         if self._chunk_msgs == 0:
             return
-        body = self._chunk.end()
-        chunk = Chunk(compression="", data=body, message_start_time=self._chunk_start_ns,
-                      message_end_time=self._chunk_end_ns, uncompressed_crc=zlib.crc32(body),
-                      uncompressed_size=len(body))
-        rec = RecordBuilder()
-        chunk.write(rec)
-        chunk_len = rec.count
+        start, n, crc = self._chunk_start, self._chunk_len, self._chunk_crc
+        chunk_len = CHUNK_HEADER_LEN + n
+        index = bytearray()
         offsets: dict[int, int] = {}
+        base = start + chunk_len
         for channel_id, entries in sorted(self._msg_index.items()):
-            offsets[channel_id] = self.size + rec.count
-            MessageIndex(channel_id=channel_id, records=entries).write(rec)
-        start = self.size
+            offsets[channel_id] = base + len(index)
+            index += struct.pack(f"<BQHI{len(entries)}Q", Opcode.MESSAGE_INDEX, 6 + 8 * len(entries),
+                                 channel_id, 8 * len(entries), *entries)
+        self._buf += index
+        self._flush_buf()
+        header = _CHUNK_HEAD.pack(Opcode.CHUNK, chunk_len - 9, self._chunk_start_ns, self._chunk_end_ns, n,
+                                  crc, 0, n)
+        view = memoryview(header)
+        at = start
+        while view:
+            w = os.pwrite(self._fd, view, at)
+            view, at = view[w:], at + w
+        self._chunk_indexes.append(ChunkIndex(
+            message_start_time=self._chunk_start_ns, message_end_time=self._chunk_end_ns,
+            chunk_start_offset=start, chunk_length=chunk_len, message_index_offsets=offsets,
+            message_index_length=len(index), compression="", compressed_size=n, uncompressed_size=n))
+        self._chunk_start = -1
+        self._chunk_len = 0
+        self._chunk_crc = 0
         self._chunk_msgs = 0
         self._msg_index = {}
-        self._write(rec.end())
-        self._chunk_indexes.append(ChunkIndex(
-            message_start_time=chunk.message_start_time, message_end_time=chunk.message_end_time,
-            chunk_start_offset=start, chunk_length=chunk_len, message_index_offsets=offsets,
-            message_index_length=self.size - start - chunk_len, compression="",
-            compressed_size=len(body), uncompressed_size=len(body)))
 
     def commit(self, *, fsync: Callable[[int], None] | None = None) -> None:
         """Close the open chunk, flush and fsync: after this returns, every message so far is durable."""
         self.close_chunk()
+        self._flush_buf()
         flush = getattr(self._file, "flush", None)
         if flush is not None:
             flush()
-        (fsync or os.fsync)(self._file.fileno())
+        (fsync or os.fsync)(self._fd)
         self.committed_size = self.size
+        self._kicked = self.size
         self.commits += 1
 
     def finish(self, *, fsync: Callable[[int], None] | None = None) -> None:
         """Write DataEnd, the summary and the footer, fsync and close: the segment is a finished MCAP."""
         self.close_chunk()
+        self._flush_buf()
         rec = RecordBuilder()
         DataEnd(0).write(rec)
         summary_start = self.size + rec.count
@@ -314,6 +448,7 @@ class SegmentWriter:
         if self.closed:
             return
         self.closed = True
+        self._buf = bytearray()
         with contextlib.suppress(OSError):
             self._file.close()
 
@@ -327,7 +462,7 @@ class SegmentWriter:
                 self.close()
                 self.path.unlink(missing_ok=True)
                 return
-            os.ftruncate(self._file.fileno(), self.committed_size)
+            os.ftruncate(self._fd, self.committed_size)
         except (OSError, ValueError):
             pass
         self.close()
@@ -533,6 +668,18 @@ def scan_segment(path: Path, data: bytes | None = None) -> Scan:
                 if op != Opcode.CHUNK:
                     scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
             pos = end
+            continue
+        if op == Opcode.CHUNK and length == 0 and pos + CHUNK_HEADER_LEN <= n \
+                and buf[pos:pos + CHUNK_HEADER_LEN] == _OPEN_CHUNK:
+            # a chunk that was still open at the cut: its records never committed (a torn tail, not damage)
+            found = _resync(buf, pos + 1, n)
+            if found is None:
+                scan.torn_at, scan.torn_reason = pos, "chunk still open at the cut (never committed)"
+                break
+            scan.lost.append((pos, found[0]))
+            scan.errors.append(f"byte {pos}: uncommitted chunk before a committed one; "
+                               f"resynchronised at byte {found[0]}")
+            pos = found[0]
             continue
         if op == Opcode.CHUNK:
             reason = got

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from foxglove_schemas_protobuf.Log_pb2 import Log
 
 from camctl.config import StoreConfig
@@ -433,15 +432,13 @@ class FlightStore:
         try:
             seg = self._segment(cam)
             wall = time.time_ns()
-            img = CompressedImage(frame_id=cam, data=fr.jpeg, format="jpeg")
-            img.timestamp.FromNanoseconds(fr.timestamp_ns)
             meta = {"seq": fr.seq, "timestamp_ns": fr.timestamp_ns, "phase": fr.phase, "value": int(fr.value),
                     "width": fr.width, "height": fr.height, "exposure_us": fr.exposure_us,
                     "analogue_gain": fr.analogue_gain, "still": fr.still, "size": fr.size}
             for k, v in fr.meta.items():
                 meta.setdefault(k, v)
-            seg.add_message(CH_STILL if fr.still else CH_IMAGE, fr.timestamp_ns, wall, fr.seq,
-                            img.SerializeToString())
+            seg.add_image(CH_STILL if fr.still else CH_IMAGE, fr.timestamp_ns, wall, fr.seq, fr.jpeg,
+                          frame_id=cam, timestamp_ns=fr.timestamp_ns)
             seg.add_message(CH_META, fr.timestamp_ns, wall, fr.seq,
                             json.dumps(meta, default=str, separators=(",", ":")).encode())
             self._pending[cam] = self._pending.get(cam, 0) + 1
