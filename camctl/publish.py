@@ -402,6 +402,7 @@ class _Previews:
                 self._cache[key] = (thumbs, size)
                 self._bytes += size
                 self.made += 1
+                self._cond.notify_all()
                 while self._bytes > self.max_bytes and len(self._cache) > 1:
                     _, (_, old) = self._cache.popitem(last=False)
                     self._bytes -= old

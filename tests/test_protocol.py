@@ -39,6 +39,7 @@ MESSAGES = [
                                                          160, 120)], jpegs=[b"\xff\xd8jpeg"], more=True),
     p.State(id=14, status={"board": "rig-a", "phase": "LANDED"}), p.Done(id=15, result={"phase": "ARMED"}),
     p.Pong(id=16, mono_ns=77), p.Error(id=17, code=p.E_NOT_SERVING, message="not now"),
+    p.Thumbnails(id=18, flight="f1", thumbs=[], jpegs=[], more=True, retry_ms=50),
 ]
 
 
