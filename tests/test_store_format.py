@@ -16,6 +16,7 @@ from camctl.store import verify
 from camctl.store._format import (
     CH_IMAGE,
     CH_META,
+    CH_STILL,
     CHUNK_HEADER_LEN,
     SegmentWriter,
     camera_layout,
@@ -122,3 +123,24 @@ def test_open_chunk_at_a_kill_is_a_torn_tail(tmp_path: Path) -> None:
     assert verify(path).exit_code == 0
     with path.open("rb") as f:
         assert [m.sequence for *_, m in make_reader(f, validate_crcs=True).iter_messages()] == [0, 1, 2]
+
+
+def test_frame_checks_agree_with_scan_frames(tmp_path: Path) -> None:
+    from camctl.store.reader import scan_frame_checks, scan_frames
+
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    w = SegmentWriter(path, camera_layout("cam"))
+    w.add_image(CH_IMAGE, 1, 1, 1, jpeg(1), frame_id="cam", timestamp_ns=1)
+    w.add_image(CH_STILL, 2, 2, 2, jpeg(2), frame_id="cam", timestamp_ns=2)  # a still
+    w.add_image(CH_IMAGE, 3, 3, 3, b"not a jpeg", frame_id="cam", timestamp_ns=3)
+    w.add_message(CH_IMAGE, 4, 4, 4, b"\xff\xff\xff")  # not protobuf: skipped by both
+    twice = _proto(5, "cam", b"junk", "jpeg") + _proto(5, "cam", jpeg(5), "jpeg")  # last data wins
+    w.add_message(CH_IMAGE, 5, 5, 5, twice)
+    w.add_message(CH_META, 1, 1, 1, b'{"seq":1}')
+    w.commit()
+    w.close()
+    scan = scan_segment(path)
+    checks = [(c.seq, c.still, c.jpeg_ok) for c in scan_frame_checks(scan)]
+    frames = [(f.seq, f.still, f.jpeg_ok) for f in scan_frames(scan)]
+    assert checks == frames == [(1, False, True), (2, True, True), (3, False, False), (5, False, True)]

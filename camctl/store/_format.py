@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import struct
 import zlib
@@ -533,7 +534,7 @@ def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | 
         return f"chunk data length {dlen} does not match record length {length}"
     if compression != "":
         return f"unsupported chunk compression {compression!r}"
-    data = bytes(buf[p:end])
+    data = memoryview(buf)[p:end]  # no copy: messages are views into the file's bytes
     if usize != dlen:
         return f"uncompressed size {usize} != data length {dlen}"
     if crc != 0 and zlib.crc32(data) != crc:
@@ -543,25 +544,35 @@ def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | 
 
 
 def _chunk_messages(chunk: Chunk) -> list[Message] | str:
+    """The messages of a chunk; their ``data`` are memoryviews into the chunk (``bytes()`` them to keep)."""
     data, n, p = chunk.data, len(chunk.data), 0
     out: list[Message] = []
+    head = _MSG_HEAD.unpack_from
     while p < n:
         if p + 9 > n:
             return "chunk ends inside a record header"
-        op, length = struct.unpack_from("<BQ", data, p)
+        op = data[p]
+        if op == Opcode.MESSAGE and p + 31 <= n:
+            _, length, channel_id, sequence, log_time, publish_time = head(data, p)
+            if length < 22:
+                return f"message record too short ({length})"
+            end = p + 9 + length
+            if end > n:
+                return "chunk record runs past the chunk"
+            out.append(Message(channel_id=channel_id, sequence=sequence, log_time=log_time,
+                               publish_time=publish_time, data=data[p + 31:end]))
+            p = end
+            continue
+        (length,) = struct.unpack_from("<Q", data, p + 1)
         if p + 9 + length > n:
             return "chunk record runs past the chunk"
         if op == Opcode.MESSAGE:
-            if length < 22:
-                return f"message record too short ({length})"
-            channel_id, sequence, log_time, publish_time = struct.unpack_from("<HIQQ", data, p + 9)
-            out.append(Message(channel_id=channel_id, sequence=sequence, log_time=log_time,
-                               publish_time=publish_time, data=data[p + 31:p + 9 + length]))
+            return f"message record too short ({length})"
         p += 9 + length
     return out
 
 
-def _resync(buf: bytes | memoryview, start: int, n: int) -> tuple[int, Chunk, int] | None:
+def _resync(buf: bytes | memoryview | mmap.mmap, start: int, n: int) -> tuple[int, Chunk, int] | None:
     """The next CRC-valid chunk record at or after ``start``: (offset, chunk, end), or None."""
     p = start
     op = bytes([Opcode.CHUNK])
@@ -633,8 +644,11 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
     return ""
 
 
-def scan_segment(path: Path, data: bytes | None = None) -> Scan:
-    """Salvage-read one segment file (or ``data``, its bytes). Never raises on bad content."""
+def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
+    """Salvage-read one segment file (or ``data``, its bytes or a map of it). Never raises on bad content.
+
+    Messages in the result are views into ``data``: a map stays open as long as they are referenced.
+    """
     path = Path(path)
     buf = path.read_bytes() if data is None else data
     n = len(buf)
