@@ -11,6 +11,7 @@ is closed and reopened with exponential backoff; it never stops another camera.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -292,6 +293,7 @@ class CameraRunner:
             self._drain(block=False)
             if len(self._pending) >= self._max_inflight:
                 self.stats.drop("encoder_behind")
+                self._recycle(frame)
                 return
         image = frame.image
         if self.cfg.lores_in(phase) and self.cfg.lores_size is not None:
@@ -334,10 +336,18 @@ class CameraRunner:
                     self.stats.drop("encode_error")
                     self.stats.last_error = f"encode: {exc}"
                     continue
+                finally:
+                    self._recycle(frame)
             else:
                 jpeg = frame.jpeg or b""
             self.stats.encoded += 1
             self._route(self._encoded(frame, jpeg, phase))
+
+    def _recycle(self, frame: Frame) -> None:
+        image, frame.image = frame.image, None
+        if image is not None:
+            with contextlib.suppress(Exception):  # a pool is an optimisation; never let it cost a frame
+                self.camera.recycle(image)
 
     def _finish_pending(self) -> None:
         self._drain(block=True)

@@ -59,7 +59,7 @@ def tune_malloc(*, mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
     try:
         libc = ctypes.CDLL(name)
         m_mmap_threshold, m_arena_max = -3, -8  # from <malloc.h>
-        ok = libc.mallopt(m_mmap_threshold, mmap_threshold) == 1
+        ok = libc.mallopt(m_mmap_threshold, mmap_threshold) == 1 if mmap_threshold else True
         return bool(libc.mallopt(m_arena_max, arenas) == 1 and ok)
     except (OSError, AttributeError):  # musl has no mallopt
         return False

@@ -75,6 +75,11 @@ class Camera(abc.ABC):
     def capture(self, timeout_s: float = 1.0) -> Frame:
         """Block until the next frame and return it, or raise a CameraError subclass."""
 
+    def recycle(self, image: object) -> None:
+        """Take back a frame's pixels once they are encoded; backends with a buffer pool reuse them (fresh
+        multi-MB buffers cost page faults on every frame). Default: let it go."""
+        return None
+
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
         """Take one full-resolution still. Default: the next video frame marked as a still."""
         frame = self.capture(timeout_s)

@@ -361,6 +361,7 @@ class SimCamera(Camera):
         # what a real camera's does (a copy out of the ISP's buffer), not a scene render. For benchmarks.
         self.prerender = int(prerender)
         self._replay: list[np.ndarray] = []
+        self._free: list[np.ndarray] = []  # recycled frame buffers (prerender mode)
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
@@ -441,6 +442,12 @@ class SimCamera(Camera):
         self._prev_ns = None  # a reopened sensor starts a new schedule
         _ground_texture(self.seed)  # build the scene before the first frame, not during it
 
+    def recycle(self, image: object) -> None:
+        """Reuse an encoded frame's buffer for a later replayed frame (prerender mode)."""
+        if (self.prerender and isinstance(image, np.ndarray) and image.base is None and len(self._free) < 8
+                and image.shape == (self.size[1], self.size[0], 3)):
+            self._free.append(image)
+
     def prepare(self) -> None:
         """Build the scene's textures now (about a second), so arming does not wait for them; one camera at
         a time, so two cameras preparing together do not double the memory peak."""
@@ -495,7 +502,12 @@ class SimCamera(Camera):
         if self.prerender:
             if not self._replay:
                 self.prepare()
-            image = self._replay[seq % len(self._replay)].copy()
+            src = self._replay[seq % len(self._replay)]
+            try:
+                image = self._free.pop()
+            except IndexError:
+                image = np.empty_like(src)
+            np.copyto(image, src)
         else:
             image = render_scene(self.seed, self.role, self.size, seq, self._scene_s)
         self._seq += 1
