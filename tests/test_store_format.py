@@ -144,3 +144,15 @@ def test_frame_checks_agree_with_scan_frames(tmp_path: Path) -> None:
     checks = [(c.seq, c.still, c.jpeg_ok) for c in scan_frame_checks(scan)]
     frames = [(f.seq, f.still, f.jpeg_ok) for f in scan_frames(scan)]
     assert checks == frames == [(1, False, True), (2, True, True), (3, False, False), (5, False, True)]
+
+
+def test_jpeg_ok_needs_a_header_and_an_end_of_image_marker():
+    import numpy as np
+
+    from camctl.encode import encode_jpeg
+    from camctl.store.reader import jpeg_ok
+
+    whole = encode_jpeg(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    assert jpeg_ok(whole) and jpeg_ok(memoryview(whole)) and jpeg_ok(whole + b"\0" * 16)  # V4L2 padding
+    assert not jpeg_ok(whole[: len(whole) // 2])  # a truncated frame: the header decodes, the EOI is gone
+    assert not jpeg_ok(b"\xff\xd8not a jpeg")

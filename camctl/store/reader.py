@@ -50,12 +50,15 @@ class StoredFrame:
 
 
 def jpeg_ok(data: bytes | memoryview) -> bool:
-    """True when ``data`` starts with a decodable JPEG header."""
+    """True when ``data`` is a whole JPEG: a header that decodes and an end-of-image marker (a truncated
+    frame from a camera or an encoder has none). Trailing zero padding, which some V4L2 encoders add, is
+    allowed. A full decode would cost milliseconds per 1080p frame; the chunk CRC covers the bytes between."""
     try:
         simplejpeg.decode_jpeg_header(data)
     except Exception:  # simplejpeg raises ValueError, or others on truncated data
         return False
-    return True
+    tail = bytes(data[-256:]).rstrip(b"\0")
+    return tail.endswith(b"\xff\xd9")
 
 
 def layout_of(scan: Scan) -> Layout:
