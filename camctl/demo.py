@@ -363,8 +363,11 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
         except Exception as exc:  # reported, and the full download still runs
             problems.append(f"first-look contact sheet: {exc}")
         first_look_s = time.monotonic() - marks["touchdown"]
-        _say(quiet, f"first look {first_look_s:.2f} s after the touchdown edge: {first.summary()}; "
-                    f"{first_look_png}")
+        previews = sum(b.thumbs for b in first.boards)
+        _say(quiet, f"first look {first_look_s:.2f} s after the touchdown edge: {previews} previews from "
+                    f"{sum(b.ok for b in first.boards)}/{len(first.boards)} boards -> {first_look_png}")
+        if not first.ok:
+            problems.append(f"previews: {first.summary()}")
         _say(quiet, "all boards LANDED; fetching every segment")
         report = fetch(urls, ground, give_up_after_s=30, progress=not quiet)
         vr = verify(ground)
