@@ -550,7 +550,7 @@ def _capture_run(ctx: _Ctx, fps: float, seconds: float) -> tuple[float, int]:
 def bench_capture(ctx: _Ctx) -> dict[str, Any]:
     """Bisect the target fps for the highest rate two 1080p cameras sustain with zero drops."""
     seconds = 0.6 if ctx.quick else 1.5
-    steps = 3 if ctx.quick else 6
+    steps = 3 if ctx.quick else 8
     ok_fps, bad_fps, best = 0.0, 0.0, 0.0  # highest drop-free target, lowest target with drops
     tried = []
     target = 30.0

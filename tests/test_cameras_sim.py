@@ -87,7 +87,7 @@ def test_smaller_frames_weigh_less():
 # --- pacing -----------------------------------------------------------------------------------------
 def test_paced_absolute_schedule_and_seq_gaps_when_late():
     t = FakeTime()
-    cam = sim(t, fps=10.0)
+    cam = sim(t, fps=10.0, buffers=1)
     cam.open()
     f0 = cam.capture()
     f1 = cam.capture()
@@ -275,3 +275,18 @@ def test_prerender_replays_copies_of_rendered_frames():
     assert np.array_equal(frames[0].image, frames[3].image) and not np.array_equal(frames[0].image, frames[1].image)
     frames[0].image[:] = 0  # a copy, like picamera2's make_array: the replayed frame is untouched
     assert frames[6].image.any()
+
+
+def test_buffered_sensor_delivers_late_frames_in_order_until_its_buffers_overflow():
+    t = FakeTime()
+    cam = sim(t, fps=10.0, buffers=4)
+    cam.open()
+    f0 = cam.capture()
+    t.advance(0.35)  # 3.5 periods late: three frames wait in buffers, none lost
+    got = [cam.capture() for _ in range(4)]
+    assert [f.seq for f in got] == [1, 2, 3, 4]
+    assert [f.timestamp_ns - f0.timestamp_ns for f in got] == [k * (NS // 10) for k in (1, 2, 3, 4)]
+    t.advance(1.0)  # 10 periods late: the queue overflowed, the oldest frames are gone
+    f = cam.capture()
+    assert f.seq > 5
+    assert f.timestamp_ns <= t.now_ns

@@ -332,7 +332,7 @@ class SimCamera(Camera):
     def __init__(self, name: str, *, size: tuple[int, int] = (1920, 1080), fps: float = 30.0,
                  role: str = "down", seed: int = 0, faults: Iterable[tuple[str, float, float]] = (),
                  paced: bool = True, clock: Callable[[], int] = time.monotonic_ns,
-                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0) -> None:
+                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 4) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         super().__init__(name, size=size, fps=fps)
@@ -360,6 +360,10 @@ class SimCamera(Camera):
         # prerender > 0: render that many frames once and replay copies of them, so a frame costs the CPU
         # what a real camera's does (a copy out of the ISP's buffer), not a scene render. For benchmarks.
         self.prerender = int(prerender)
+        # Like a libcamera stream with ``buffers`` buffers (picamera2's video default is 6): a consumer that
+        # is late gets the queued frames, in order, with their exposure times; the sensor drops frames only
+        # when every buffer is full (late by ``buffers`` periods or more).
+        self.buffers = max(1, int(buffers))
         self._replay: list[np.ndarray] = []
         self._free: list[np.ndarray] = []  # recycled frame buffers (prerender mode)
 
@@ -487,8 +491,8 @@ class SimCamera(Camera):
                 now = self._clock()
                 target = max(self._prev_ns + period_ns, now)
             if self.paced:
-                if now >= target + period_ns:  # late by more than a period: the sensor kept going
-                    missed = (now - target) // period_ns
+                if now >= target + period_ns * self.buffers:  # every buffer full: the sensor dropped frames
+                    missed = (now - target) // period_ns - (self.buffers - 1)
                     target += missed * period_ns
                     self._seq += missed
                     self._scene_s += missed * period_ns / _NS
