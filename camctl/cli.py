@@ -130,7 +130,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise ConfigError(f"no such file or directory: {path}")
-    report = verify(path, repair=args.repair)
+    if args.quiet or args.json or not sys.stderr.isatty():
+        report = verify(path, repair=args.repair)
+    else:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        segments = [path] if path.is_file() else sorted(path.rglob("*.mcap"))
+        sizes = {p: p.stat().st_size for p in segments}
+        with Progress(TextColumn("verify"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("verify", total=sum(sizes.values()))
+            report = verify(path, repair=args.repair,
+                            on_segment=lambda p: bar.advance(task, sizes.get(p, 0)))
+    if not report.cameras and not report.events and not report.errors and not path.is_file():
+        raise ConfigError(f"{path}: no flight found (expected <flight>/<camera>/*.mcap in a board's store, "
+                          f"or <board>/<flight>/... in a download)")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -246,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     s.add_argument("--repair", action="store_true")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs from a download")

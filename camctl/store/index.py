@@ -153,8 +153,12 @@ def _all_entries(index: dict) -> list[dict]:
     return out + list(index.get("events", {}).get("segments", []))
 
 
-def index_is_stale(flight_dir: Path, index: dict) -> bool:
-    """True when the segments on disk differ from those the index describes (set, size or mtime)."""
+def index_is_stale(flight_dir: Path, index: dict, *, checksums: bool = False) -> bool:
+    """True when the segments on disk differ from those the index describes (set, size or mtime).
+
+    With ``checksums``, a segment whose mtime alone differs (a copy or a download: same bytes, new file) is
+    checked against the index's sha256 instead, so a fetched flight's index counts as current when, and
+    only when, every byte is what the board indexed."""
     flight_dir = Path(flight_dir)
     try:
         entries = {e["path"]: e for e in _all_entries(index)}
@@ -164,11 +168,22 @@ def index_is_stale(flight_dir: Path, index: dict) -> bool:
             return True
         for rel, path in on_disk.items():
             st = path.stat()
-            if st.st_size != entries[rel]["size"] or st.st_mtime_ns != entries[rel]["mtime_ns"]:
+            if st.st_size != entries[rel]["size"]:
+                return True
+            if st.st_mtime_ns != entries[rel]["mtime_ns"] and (
+                    not checksums or _sha256(path) != entries[rel]["sha256"]):
                 return True
     except (KeyError, TypeError, AttributeError, OSError):
         return True
     return False
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_index(flight_dir: Path, *, write: bool = True) -> dict:

@@ -73,6 +73,8 @@ class VerifyReport:
     repaired: list[str] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # called with each segment's path once it is checked (progress bars); not part of the result
+    on_segment: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def bad_frames(self) -> int:
@@ -88,6 +90,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("on_segment", None)
         d["lost_chunks"] = [list(t) for t in self.lost_chunks]
         d["bad_frames"] = self.bad_frames
         d["exit_code"] = self.exit_code
@@ -166,6 +169,14 @@ def _map_if_finished(path: Path) -> mmap.mmap | None:
 
 
 def _verify_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None) -> None:
+    try:
+        _check_segment(report, path, repair, camera)
+    finally:
+        if report.on_segment is not None:
+            report.on_segment(path)
+
+
+def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None) -> None:
     scan = scan_segment(path, _map_if_finished(path))
     layout = layout_of(scan) if scan.salvageable else None
     name = camera or (layout.name if layout else path.parent.name)
@@ -282,7 +293,7 @@ def _verify_dir(report: VerifyReport, d: Path, repair: bool, camera: str | None,
             ahead.close()
 
 
-def _verify_flight(report: VerifyReport, flight: Path, repair: bool) -> None:
+def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str = "") -> None:
     flight_ok = True
     try:
         info = read_flight_json(flight)
@@ -294,7 +305,7 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool) -> None:
     ahead = _ReadAhead([seg for sub in subs for seg in _segments(sub)])
     try:
         for sub in subs:
-            _verify_dir(report, sub, repair, sub.name, ahead=ahead)
+            _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead)
     finally:
         ahead.close()
     if not flight_ok:
@@ -311,7 +322,7 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool) -> None:
     index_path = flight / INDEX_NAME
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
-        stale = not isinstance(index, dict) or index_is_stale(flight, index)
+        stale = not isinstance(index, dict) or index_is_stale(flight, index, checksums=True)
     except (OSError, ValueError):
         stale = True
     if stale:
@@ -330,10 +341,13 @@ def _is_flight(d: Path) -> bool:
     return (d / FLIGHT_NAME).exists() or (d / "events").is_dir() or (d / INDEX_NAME).exists()
 
 
-def verify(path: Path, *, repair: bool = False) -> VerifyReport:
-    """Check (and with ``repair`` fix) a segment, a camera dir, a flight dir or a store root."""
+def verify(path: Path, *, repair: bool = False,
+           on_segment: Callable[[Path], None] | None = None) -> VerifyReport:
+    """Check (and with ``repair`` fix) a segment, a camera dir, a flight dir or a store root.
+
+    ``on_segment(path)`` is called after each segment (for a progress bar)."""
     path = Path(path)
-    report = VerifyReport(path=str(path))
+    report = VerifyReport(path=str(path), on_segment=on_segment)
     if path.is_file():
         _verify_segment(report, path, repair, None)
     elif not path.is_dir():
@@ -344,8 +358,13 @@ def verify(path: Path, *, repair: bool = False) -> VerifyReport:
     elif any(path.glob("*.mcap")) or any(path.glob("*" + _TMP_SUFFIX)):
         _verify_dir(report, path, repair, path.name)
     else:
-        for flight in sorted(p for p in path.iterdir() if p.is_dir() and _is_flight(p)):
+        flights = sorted(p for p in path.iterdir() if p.is_dir() and _is_flight(p))
+        for flight in flights:
             _verify_flight(report, flight, repair)
+        if not flights:  # a ground download: <root>/<board>/<flight>/..., cameras reported as board/camera
+            for board in sorted(p for p in path.iterdir() if p.is_dir()):
+                for flight in sorted(p for p in board.iterdir() if p.is_dir() and _is_flight(p)):
+                    _verify_flight(report, flight, repair, prefix=f"{board.name}/")
     return report
 
 
