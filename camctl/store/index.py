@@ -31,6 +31,7 @@ __all__ = [
     "load_index",
     "read_flight_json",
     "segment_paths",
+    "sha256_file",
     "write_json_atomic",
 ]
 
@@ -171,14 +172,15 @@ def index_is_stale(flight_dir: Path, index: dict, *, checksums: bool = False) ->
             if st.st_size != entries[rel]["size"]:
                 return True
             if st.st_mtime_ns != entries[rel]["mtime_ns"] and (
-                    not checksums or _sha256(path) != entries[rel]["sha256"]):
+                    not checksums or sha256_file(path) != entries[rel]["sha256"]):
                 return True
     except (KeyError, TypeError, AttributeError, OSError):
         return True
     return False
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks (what the index records and fetch checks)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 20):
