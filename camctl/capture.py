@@ -6,6 +6,14 @@ change takes effect on the next frame. In ARMED, encoded frames go to a :class:`
 and bytes capped); the first frame of a later phase flushes the ring to the store ahead of itself, in
 sequence order, so the seam has neither a gap nor a duplicate. A camera that throws, stalls or vanishes
 is closed and reopened with exponential backoff; it never stops another camera.
+
+Lores phases (``lores_phases`` in the camera config): before each frame the runner thread (never the event
+path) tells the camera whether the phase wants its lores stream (:meth:`Camera.set_lores`, only when that
+changes or after a reopen). A camera with a lores stream then returns I420 frames (``Frame.yuv420``) that go
+to :meth:`EncoderPool.submit_yuv` with no colour conversion; any RGB frame in a lores phase is decimated
+(:func:`lores`), which is the whole lores path for a camera without the stream. A frame keeps the size it was
+captured at: the first frame after an edge out of a lores phase may still be a lores one (it was being
+captured when the edge came), and the store records its real size.
 """
 
 from __future__ import annotations
@@ -155,6 +163,8 @@ class CameraRunner:
         self._drain_lock = threading.Lock()
         self._kick = False
         self._last_seq: int | None = None
+        self._lores_applied: bool | None = None  # what set_lores was last told (None: not since the open)
+        self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
         self._thread = threading.Thread(target=self._run, name=f"camctl-cam-{self.name}", daemon=True)
 
@@ -253,6 +263,7 @@ class CameraRunner:
             try:
                 if self.camera.closed:
                     self.stats.state = "starting"
+                    self._lores_applied = None
                     self.camera.open()
                     self.camera.set_fps(self.cfg.fps_for(phase))
                 self.stats.state = "running"
@@ -262,6 +273,10 @@ class CameraRunner:
                 if self.camera.fps != fps:
                     self.camera.set_fps(fps)
                 self.stats.target_fps = fps
+                want_lores = self.cfg.lores_in(phase)
+                if want_lores != self._lores_applied:
+                    self.lores_native = bool(self.camera.set_lores(want_lores))
+                    self._lores_applied = want_lores
                 frame = self.camera.capture(max(1.0, 3.0 / fps))
             except Exception as exc:  # CameraError, or any bug in a backend: isolate this camera
                 self._fault(exc)
@@ -295,11 +310,14 @@ class CameraRunner:
                 self.stats.drop("encoder_behind")
                 self._recycle(frame)
                 return
-        image = frame.image
-        if self.cfg.lores_in(phase) and self.cfg.lores_size is not None:
-            image = lores(image, self.cfg.lores_size)
-            frame.height, frame.width = int(image.shape[0]), int(image.shape[1])
-        fut = self._pool.submit(image, self.cfg.quality_for(phase))
+        if frame.yuv420 is not None:  # the camera's own lores stream: encoded as it is
+            fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase))
+        else:
+            image = frame.image
+            if self.cfg.lores_in(phase) and self.cfg.lores_size is not None:
+                image = lores(image, self.cfg.lores_size)
+                frame.height, frame.width = int(image.shape[0]), int(image.shape[1])
+            fut = self._pool.submit(image, self.cfg.quality_for(phase))
         with self._drain_lock:
             self._pending.append((frame, phase, fut))
         # route as soon as it is encoded (in order), not when the next frame comes: at 2 fps that is 0.5 s
@@ -344,6 +362,7 @@ class CameraRunner:
             self._route(self._encoded(frame, jpeg, phase))
 
     def _recycle(self, frame: Frame) -> None:
+        frame.yuv420 = None  # lores planes are small copies out of the camera's buffer: just let them go
         image, frame.image = frame.image, None
         if image is not None:
             with contextlib.suppress(Exception):  # a pool is an optimisation; never let it cost a frame
@@ -391,7 +410,12 @@ class CameraRunner:
         t0 = self._clock_ns()
         frame = self.camera.capture_still()
         gap_ms = (self._clock_ns() - t0) / 1e6
-        jpeg = frame.jpeg if frame.jpeg is not None else self._pool.submit(frame.image, 95).result()
+        if frame.jpeg is not None:
+            jpeg = frame.jpeg
+        elif frame.yuv420 is not None:
+            jpeg = self._pool.submit_yuv(frame.yuv420, 95).result()
+        else:
+            jpeg = self._pool.submit(frame.image, 95).result()
         ef = self._encoded(frame, jpeg, phase, int(FrameValue.STILL))
         ef.still = True
         ef.meta.update({"event": event, "video_gap_ms": round(gap_ms, 3)})

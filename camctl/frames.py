@@ -32,7 +32,9 @@ class FrameValue(IntEnum):
 class Frame:
     """One frame from a camera backend.
 
-    ``image`` is an ``HxWx3`` ``uint8`` RGB array, or ``None`` when the backend already produced ``jpeg``.
+    ``image`` is an ``HxWx3`` ``uint8`` RGB array, or ``None`` when the backend already produced ``jpeg`` or
+    ``yuv420``. ``yuv420`` is a lores frame as planar I420 ``(Y, U, V)``: ``Y`` is ``HxW``, ``U`` and ``V`` are
+    ``H/2 x W/2`` (even ``W``/``H``), ``uint8``, full-range BT.601 as JPEG (JFIF) expects; views are fine.
     ``timestamp_ns`` is the sensor timestamp on ``CLOCK_MONOTONIC``; ``seq`` the sensor's own sequence
     number (gaps mean the sensor dropped frames).
     """
@@ -48,10 +50,13 @@ class Frame:
     analogue_gain: float = 1.0
     frame_duration_us: int = 0
     still: bool = False
+    yuv420: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.image is not None and not self.width:
             self.height, self.width = int(self.image.shape[0]), int(self.image.shape[1])
+        elif self.yuv420 is not None and not self.width:
+            self.height, self.width = int(self.yuv420[0].shape[0]), int(self.yuv420[0].shape[1])
 
 
 @dataclass(slots=True)

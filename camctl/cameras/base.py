@@ -75,6 +75,20 @@ class Camera(abc.ABC):
     def capture(self, timeout_s: float = 1.0) -> Frame:
         """Block until the next frame and return it, or raise a CameraError subclass."""
 
+    # -- lores stream ----------------------------------------------------------------------------------
+    @property
+    def supports_lores(self) -> bool:
+        """Whether this camera can deliver its own lores stream (``Frame.yuv420``). Default: no."""
+        return False
+
+    def set_lores(self, enabled: bool) -> bool:
+        """Deliver frames from the lores stream (``enabled``) or the main one, from the next frame on.
+
+        Thread-safe. Returns ``False`` when the camera has no lores stream (the capture runner then decimates
+        the main frames itself), ``True`` when the request is honoured. Default: ``False``.
+        """
+        return False
+
     def recycle(self, image: object) -> None:
         """Take back a frame's pixels once they are encoded; backends with a buffer pool reuse them (fresh
         multi-MB buffers cost page faults on every frame). Default: let it go."""

@@ -9,6 +9,9 @@ base and is chosen by the config (``backend = "sim"``), never as a silent fallba
   7-segment digits. Pixels depend only on (seed, role, size, seq, scene time), so runs are reproducible;
 - pacing: frames come on an absolute schedule at the current rate; a caller late by more than one period
   gets the newest slot and a sequence gap, as from a real sensor that kept running;
+- a lores stream (``lores_size``): with :meth:`SimCamera.set_lores` on, frames are rendered at the lores size
+  and come back as I420 planes (``Frame.yuv420``, converted with numpy, :func:`rgb_to_i420`), so the
+  capture runner takes the same path as with picamera2's lores stream; stills stay at the main size;
 - faults: ``stall`` (capture times out), ``exception`` (CameraError) and ``disconnect``
   (CameraDisconnected on capture, and ``open()`` refused for the duration), from the config's schedule or
   injected by hand. Faults are per instance.
@@ -40,7 +43,7 @@ from camctl.frames import Frame
 if TYPE_CHECKING:
     from camctl.config import CameraConfig
 
-__all__ = ["DESCENT_S", "FAULT_KINDS", "SimCamera", "render_scene"]
+__all__ = ["DESCENT_S", "FAULT_KINDS", "SimCamera", "render_scene", "rgb_to_i420"]
 
 FAULT_KINDS = ("stall", "exception", "disconnect")
 DESCENT_S = 90.0  # scene seconds from the top of the descent to the ground (then the view holds)
@@ -319,6 +322,23 @@ def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s:
     return img
 
 
+def rgb_to_i420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``HxWx3`` uint8 RGB (even ``H``, ``W``) -> full-range BT.601 (JFIF) I420 planes ``(Y, U, V)``, with
+    chroma averaged over 2x2 blocks. Float32 numpy: fine at lores sizes (about 1 ms at 320x240)."""
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"I420 needs an even size, got {w}x{h}")
+    f = rgb.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    # 2x2 means of R, G, B first: chroma is linear, so this equals subsampling full-resolution chroma.
+    q = f.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+    qr, qg, qb = q[..., 0], q[..., 1], q[..., 2]
+    u = 128.0 - 0.168736 * qr - 0.331264 * qg + 0.5 * qb
+    v = 128.0 + 0.5 * qr - 0.418688 * qg - 0.081312 * qb
+    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v))  # type: ignore[return-value]
+
+
 # --- the backend --------------------------------------------------------------------------------------
 class SimCamera(Camera):
     """A simulated camera on the real :class:`Camera` base.
@@ -327,12 +347,15 @@ class SimCamera(Camera):
     period per frame. ``clock`` (ns) and ``sleep`` (s) are injectable so tests run on a fake time line.
     ``faults`` is a list of ``(kind, at_s, duration_s)`` measured from the first :meth:`open`.
     ``seq`` counts frames for the life of the object (it does not restart when the camera is reopened).
+    ``lores_size`` (width, height; rounded down to even, as picamera2 aligns a YUV420 stream) enables the
+    lores stream; :meth:`set_lores` switches to it from the next frame.
     """
 
     def __init__(self, name: str, *, size: tuple[int, int] = (1920, 1080), fps: float = 30.0,
                  role: str = "down", seed: int = 0, faults: Iterable[tuple[str, float, float]] = (),
                  paced: bool = True, clock: Callable[[], int] = time.monotonic_ns,
-                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 4) -> None:
+                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 4,
+                 lores_size: tuple[int, int] | None = None) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         super().__init__(name, size=size, fps=fps)
@@ -366,11 +389,16 @@ class SimCamera(Camera):
         self.buffers = max(1, int(buffers))
         self._replay: list[np.ndarray] = []
         self._free: list[np.ndarray] = []  # recycled frame buffers (prerender mode)
+        self.lores_size = None if lores_size is None else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1)
+        if self.lores_size is not None and min(self.lores_size) < 2:
+            raise CameraError(name, f"lores_size must be at least 2x2, got {lores_size!r}")
+        self._lores = False  # deliver the lores stream (a bool write: thread-safe)
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
         """Build (closed) from a camera config, at the ARMED rate; ``seed`` is mixed with ``cfg.seed``."""
         mixed = int(np.random.SeedSequence([int(cfg.seed), int(seed)]).generate_state(1)[0])
+        kwargs.setdefault("lores_size", cfg.lores_size)
         return cls(cfg.name, size=cfg.size, fps=cfg.fps_for("ARMED"), role=cfg.role, seed=mixed,
                    faults=cfg.faults, **kwargs)  # type: ignore[arg-type]
 
@@ -383,6 +411,18 @@ class SimCamera(Camera):
         """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new one."""
         super().set_fps(fps)
         self._rate_changed.set()
+
+    # -- lores stream --------------------------------------------------------------------------------
+    @property
+    def supports_lores(self) -> bool:
+        return self.lores_size is not None
+
+    def set_lores(self, enabled: bool) -> bool:
+        """Render the next frames at ``lores_size`` as I420 (``enabled``) or at the main size as RGB."""
+        if self.lores_size is None:
+            return False
+        self._lores = bool(enabled)
+        return True
 
     # -- faults --------------------------------------------------------------------------------------
     def inject_stall(self, duration_s: float) -> None:
@@ -471,6 +511,15 @@ class SimCamera(Camera):
     # -- frames --------------------------------------------------------------------------------------
     def capture(self, timeout_s: float = 1.0) -> Frame:
         """The next frame at the current rate; raises CameraTimeout/CameraError/CameraDisconnected on faults."""
+        return self._capture(timeout_s, lores=self._lores)
+
+    def capture_still(self, timeout_s: float = 2.0) -> Frame:
+        """The next frame at the main size (also while the lores stream is on), marked as a still."""
+        frame = self._capture(timeout_s, lores=False)
+        frame.still = True
+        return frame
+
+    def _capture(self, timeout_s: float, *, lores: bool) -> Frame:
         if self.closed:
             raise CameraError(self.name, "capture() on a closed camera")
         self._check_faults(timeout_s)
@@ -503,6 +552,15 @@ class SimCamera(Camera):
                         raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s at {self._fps:g} fps")
                     self._sleep(wait_s)
         seq = self._seq
+        period_us = period_ns // 1000
+        if lores and self.lores_size is not None:
+            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq, self._scene_s))
+            self._seq += 1
+            self._scene_s += period_ns / _NS
+            self._prev_ns = target
+            return Frame(camera=self.name, seq=seq, timestamp_ns=target, yuv420=planes, width=self.lores_size[0],
+                         height=self.lores_size[1], exposure_us=min(period_us, 8000), analogue_gain=1.0,
+                         frame_duration_us=period_us)
         if self.prerender:
             if not self._replay:
                 self.prepare()
@@ -517,7 +575,6 @@ class SimCamera(Camera):
         self._seq += 1
         self._scene_s += period_ns / _NS
         self._prev_ns = target
-        period_us = period_ns // 1000
         return Frame(camera=self.name, seq=seq, timestamp_ns=target, image=image, width=self.size[0],
                      height=self.size[1], exposure_us=min(period_us, 8000), analogue_gain=1.0,
                      frame_duration_us=period_us)
