@@ -9,6 +9,12 @@ Use: ``for name, mod in fake_modules(rig).items(): monkeypatch.setitem(sys.modul
 Recording (``start_recording``) runs a thread that, paced by the frame rate, feeds the encoder's output real
 JPEGs (simplejpeg) of the rig's scene with timestamps in microseconds relative to the first frame, as
 picamera2's ``Encoder._timestamp`` does; the sensor time is ``time.monotonic_ns()``, as libcamera's is.
+
+A ``lores`` stream follows picamera2's rules: YUV420 by default, size rounded down to even, never larger than
+main; ``configure`` gives it a ``stride`` (the width rounded up to ``rig.lores_align`` bytes, so there is
+padding to crop) and ``make_array("lores")`` returns ``(h * 3 // 2, stride)`` uint8 with the Y, U, V planes
+one after another (chroma rows ``stride // 2`` bytes), padding bytes set to ``rig.pad_value``. The planes are
+limited-range video YUV of ``rig.colour`` (BT.601), or whatever ``rig.lores_planes(w, h)`` returns.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ class FakeRig:
         self.recording_quality: Any = None
         self.frames_fed = 0  # JPEGs handed to an encoder output
         self.fed = threading.Condition()  # notified after each fed frame (tests wait on it)
+        self.lores_align = 64  # lores stride alignment (bytes), like the Pi 5 ISP
+        self.pad_value = 0xEE  # what padding bytes hold (a split that does not crop them shows it)
+        self.lores_planes: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self.arrays_made: list[str] = []  # every make_array(name)
 
     def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` frames have been fed to outputs in total."""
@@ -98,8 +108,13 @@ class CompletedRequest:
     def make_array(self, name: str) -> np.ndarray:
         if self.request is None:
             raise RuntimeError("request used after release")
-        stream = self.config[name]
+        stream = self.config.get(name)
+        if stream is None:
+            raise RuntimeError(f"Stream {name!r} is not defined")
+        self.rig.arrays_made.append(name)
         w, h = stream["size"]
+        if stream["format"] == "YUV420":
+            return _i420_buffer(self.rig, w, h, stream["stride"])
         rgb = np.empty((h, w, 3), dtype=np.uint8)
         rgb[...] = self.rig.colour
         fmt = stream["format"]
@@ -120,6 +135,31 @@ class CompletedRequest:
         self._released = True
         self.request = None
         self.rig.released += 1
+
+
+def video_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Limited-range BT.601 (what the ISP gives in the video colour spaces) of an RGB colour."""
+    r, g, b = rgb
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    return round(y), round(u), round(v)
+
+
+def _i420_buffer(rig: FakeRig, w: int, h: int, stride: int) -> np.ndarray:
+    if rig.lores_planes is not None:
+        y, u, v = rig.lores_planes(w, h)
+    else:
+        yv, uv, vv = video_yuv(rig.colour)
+        y = np.full((h, w), yv, np.uint8)
+        u, v = np.full((h // 2, w // 2), uv, np.uint8), np.full((h // 2, w // 2), vv, np.uint8)
+    flat = np.full(h * stride * 3 // 2, rig.pad_value, np.uint8)
+    cs = stride // 2
+    flat[: h * stride].reshape(h, stride)[:, :w] = y
+    chroma = flat[h * stride:].reshape(2, h // 2, cs)
+    chroma[0, :, : w // 2] = u
+    chroma[1, :, : w // 2] = v
+    return flat.reshape(h * 3 // 2, stride)
 
 
 class Job:
@@ -165,7 +205,11 @@ class FakePicamera2:
                                    buffer_count=6, controls=None, display="main", encode="main", queue=True,
                                    sensor=None, use_case="video") -> dict[str, Any]:
         main = {"format": "XBGR8888", "size": (1280, 720)} | dict(main or {})
-        return {"use_case": use_case, "main": main, "buffer_count": buffer_count, "queue": queue,
+        if lores is not None:  # picamera2: YUV420 at the main size unless given, aligned to even (optimal=False)
+            lores = {"format": "YUV420", "size": main["size"], "preserve_ar": False} | dict(lores)
+            lw, lh = lores["size"]
+            lores["size"] = (lw - lw % 2, lh - lh % 2)
+        return {"use_case": use_case, "main": main, "lores": lores, "buffer_count": buffer_count, "queue": queue,
                 "controls": dict(controls or {})}
 
     def create_still_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
@@ -178,9 +222,22 @@ class FakePicamera2:
     def configure(self, camera_config=None) -> None:
         if self.rig.adjust_size is not None:  # picamera2 copies libcamera's validated size back
             camera_config["main"]["size"] = self.rig.adjust_size
+        lores = camera_config.get("lores")
+        if lores is not None:  # picamera2's check_stream_config / VC4 rule, then libcamera's stride
+            lw, lh = lores["size"]
+            mw, mh = camera_config["main"]["size"]
+            if lw > mw or lh > mh:
+                raise RuntimeError("lores stream dimensions may not exceed main stream")
+            if lores["format"] not in ("YUV420", "YVU420", "NV12", "NV21"):
+                raise RuntimeError("lores stream must be YUV")
+            align = self.rig.lores_align
+            lores["stride"] = -(-lw // align) * align
         self.camera_config = camera_config
         if "FrameRate" in camera_config.get("controls", {}):
             self.frame_rate = camera_config["controls"]["FrameRate"]
+
+    def stream_configuration(self, name="main") -> dict[str, Any]:
+        return self.camera_config[name]
 
     def start(self, config=None, show_preview=False) -> None:
         if self.rig.fail_start is not None:

@@ -193,6 +193,34 @@ def test_hardware_encoder_facts_in_picamera2_source(real_api):
     assert "encoder.encode(encoder.name, req)" in pr_src
 
 
+def test_lores_facts_in_picamera2_source(real_api):
+    """What the lores path (module docstring) rests on, pinned to the source."""
+    root = _picamera2_dir()
+    pc = _methods(real_api["Picamera2"])
+    # create_video_configuration takes lores=, defaults it to YUV420 and aligns its size to even.
+    video = ast.unparse(pc["create_video_configuration"])
+    assert "{'format': 'YUV420', 'size': main['size'], 'preserve_ar': False}, lores)" in video
+    assert "self.align_stream(lores, optimal=False)" in video
+    assert "align = 2" in ast.unparse(pc["align_stream"])
+    # The default video colour spaces are the limited-range ones (hence the range expansion).
+    assert "Smpte170m()" in video and "Rec709()" in video
+    # Pi 4: the lores stream must be YUV, and never larger than main.
+    check = ast.unparse(pc["check_camera_config"])
+    assert "lores stream must be YUV" in check and "lores stream dimensions may not exceed main stream" in check
+    # The real stride comes back into the stream config at configure; stream_configuration returns it.
+    assert "stream_config['stride'] = libcamera_stream_config.stride" in ast.unparse(pc["_update_stream_config"])
+    assert ast.unparse(pc["stream_configuration"]).endswith("return self.camera_config[name]")
+    # make_array of a YUV420 stream: (h * 3 // 2, stride), padding kept, and a copy (safe after release).
+    helpers = _classes(root / "request.py")["Helpers"]
+    shared = ast.unparse(_methods(helpers)["_make_array_shared"])
+    assert "image = array.reshape((h * 3 // 2, stride))" in shared
+    assert "np.copy(array)" in ast.unparse(_methods(helpers)["make_array"])
+    # picamera2's own YUV420 -> JPEG path splits the planes the way split_i420 does (chroma stride / 2).
+    save = ast.unparse(_methods(real_api["CompletedRequest"])["save"])
+    assert "reshaped = m.array.reshape((m.array.shape[0] * 2, m.array.strides[0] // 2))" in save
+    assert "U = reshaped[2 * height:2 * height + height // 2, :width // 2]" in save
+
+
 def test_controls_and_metadata_names_exist_in_picamera2_source():
     root = _picamera2_dir()
     # "FrameRate" is not a libcamera control: picamera2 maps it onto FrameDurationLimits in controls.py.

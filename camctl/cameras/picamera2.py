@@ -26,6 +26,25 @@ Facts this module relies on (checked against picamera2 0.3.x sources by tests/te
 - ``"FrameRate"`` is a picamera2 virtual control that maps onto libcamera's ``FrameDurationLimits``; it
   can be changed while streaming with ``set_controls`` (no restart).
 
+Lores stream (``lores_size`` in the camera config; software path only):
+
+- At open, the video configuration gets a second ISP output, ``lores={"format": "YUV420", "size": ...}``
+  (on a Pi 4 the lores stream must be YUV; picamera2 rounds its size to even). After ``configure`` the real
+  size and ``stride`` come from ``stream_configuration("lores")`` (libcamera may adjust both).
+- With :meth:`Picamera2Camera.set_lores` on, capture reads ``make_array("lores")`` instead of ``"main"``:
+  a copy, shaped ``(h * 3 // 2, stride)``, holding I420 planes one after the other: ``h`` rows of Y at
+  ``stride`` bytes, then ``h/2`` rows of U and ``h/2`` of V at ``stride/2`` bytes (picamera2's own JPEG path
+  for YUV420 splits it the same way), so the planes are views cropped to the size (:func:`split_i420`).
+- The video colour space picamera2 picks (``Smpte170m`` below 1280x720, ``Rec709`` above) is limited range,
+  while JPEG (JFIF) means full range: the planes are expanded with a 256-entry table on the way out (a
+  fraction of a millisecond at lores sizes). The Rec709 matrix is not converted to BT.601: at 720p and up a
+  lores frame's hues are off by a few percent.
+- The main stream is still produced by the ISP (it cannot be switched off without a reconfigure); the
+  saving is the copy out (``make_array``), the RGB->YUV conversion and the subsampling in the encoder.
+- Stills are always from the still mode's main stream.
+- The hardware (MJPEG) path configures no lores stream and ignores ``set_lores`` (returns False): the V4L2
+  encoder encodes the main stream only, and its frames are JPEGs the runner cannot decimate.
+
 Encoder (``encoder`` in the camera config):
 
 - ``"software"``: frames come back as RGB arrays and the encoder pool makes the JPEGs (simplejpeg).
@@ -84,8 +103,8 @@ from camctl.frames import Frame
 if TYPE_CHECKING:
     from camctl.config import CameraConfig
 
-__all__ = ["CONTROLS_USED", "HW_FORMAT", "INSTALL_HINT", "METADATA_USED", "PICAMERA2_API_USED", "QUEUE_FRAMES",
-           "Picamera2Camera", "pi_model"]
+__all__ = ["CONTROLS_USED", "HW_FORMAT", "INSTALL_HINT", "LORES_FORMAT", "METADATA_USED", "PICAMERA2_API_USED",
+           "QUEUE_FRAMES", "Picamera2Camera", "pi_model", "split_i420"]
 
 _log = logging.getLogger(__name__)
 
@@ -104,9 +123,10 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
     "Picamera2": {
         "global_camera_info": [],
         "__init__": ["camera_num"],
-        "create_video_configuration": ["main", "buffer_count", "queue", "controls"],
+        "create_video_configuration": ["main", "lores", "buffer_count", "queue", "controls"],
         "create_still_configuration": ["main", "buffer_count"],
         "configure": [],
+        "stream_configuration": [],
         "start": [],
         "stop": [],
         "close": [],
@@ -130,6 +150,7 @@ METADATA_USED = ("SensorTimestamp", "ExposureTime", "AnalogueGain", "FrameDurati
 
 MAIN_FORMAT = "BGR888"  # R, G, B bytes in memory (see the module docstring)
 HW_FORMAT = "YUV420"  # what the V4L2 encoder reads with the least bandwidth (I420)
+LORES_FORMAT = "YUV420"  # the only lores format a Pi 4 ISP gives; JPEG encodes it with no conversion
 BUFFER_COUNT = 6  # picamera2's video default: enough to ride out a slow consumer for a few frames
 QUEUE_FRAMES = 8  # encoded frames waiting for capture(); the oldest is dropped (a seq gap) when full
 _MODEL_PATH = Path("/proc/device-tree/model")
@@ -189,6 +210,42 @@ def _to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
     if fmt == "XRGB8888":  # B, G, R, 255
         return np.ascontiguousarray(array[..., 2::-1])
     raise ValueError(f"unsupported stream format {fmt!r}")
+
+
+def split_i420(array: np.ndarray, size: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``(Y, U, V)`` planes (views, padding cropped) of a picamera2 YUV420 ``make_array`` result.
+
+    ``array`` is ``(h * 3 // 2, stride)`` uint8: Y is ``h`` rows of ``stride`` bytes, then U and V are ``h/2``
+    rows of ``stride/2`` bytes each. ``size`` is ``(w, h)``, both even.
+    """
+    w, h = size
+    if w % 2 or h % 2 or stride < w or stride % 2:
+        raise ValueError(f"not an I420 layout: size {w}x{h}, stride {stride}")
+    if array.dtype != np.uint8 or array.size < h * stride * 3 // 2:
+        raise ValueError(f"I420 {w}x{h} stride {stride} needs {h * stride * 3 // 2} bytes, got array "
+                         f"{array.shape} {array.dtype}")
+    flat = array.reshape(-1)
+    cs, ch = stride // 2, h // 2
+    y = flat[: h * stride].reshape(h, stride)[:, :w]
+    u = flat[h * stride: h * stride + ch * cs].reshape(ch, cs)[:, : w // 2]
+    v = flat[h * stride + ch * cs: h * stride + 2 * ch * cs].reshape(ch, cs)[:, : w // 2]
+    return y, u, v
+
+
+def _range_lut(lo: int, hi: int, mid: int | None) -> np.ndarray:
+    x = np.arange(256, dtype=np.float64)
+    out = (x - lo) * 255.0 / (hi - lo) if mid is None else (x - mid) * 255.0 / (hi - lo) + 128.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+_LUMA_FULL = _range_lut(16, 235, None)  # limited (video) range -> full (JFIF) range
+_CHROMA_FULL = _range_lut(16, 240, 128)
+
+
+def _full_range(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Limited-range I420 planes -> new contiguous full-range planes (what JPEG decoders assume)."""
+    y, u, v = planes
+    return np.take(_LUMA_FULL, y), np.take(_CHROMA_FULL, u), np.take(_CHROMA_FULL, v)
 
 
 class _JpegQueue:
@@ -259,7 +316,7 @@ class Picamera2Camera(Camera):
 
     def __init__(self, name: str, *, index: int = 0, size: tuple[int, int] = (1920, 1080),
                  fps: float = 30.0, encoder: str = "auto", jpeg_quality: int = 85,
-                 model_path: Path = _MODEL_PATH) -> None:
+                 model_path: Path = _MODEL_PATH, lores_size: tuple[int, int] | None = None) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         if encoder not in ("auto", "hardware", "software"):
@@ -272,6 +329,9 @@ class Picamera2Camera(Camera):
         self.jpeg_quality = int(jpeg_quality)
         self.encoder_in_use = ""  # "hardware" or "software" once resolved ("auto" resolves at first open)
         self._model_path = model_path
+        self.lores_size = None if lores_size is None else (int(lores_size[0]), int(lores_size[1]))
+        self._lores = False  # deliver the lores stream (set by set_lores; a bool write is thread-safe)
+        self._lores_stream: tuple[tuple[int, int], int] | None = None  # ((w, h), stride) once configured
         self._mod: ModuleType | None = None
         self._picam2: Any = None
         self._format = MAIN_FORMAT
@@ -290,6 +350,7 @@ class Picamera2Camera(Camera):
     @classmethod
     def from_config(cls, cfg: CameraConfig, **kwargs: Any) -> Picamera2Camera:
         """Build (closed) from a camera config, at the ARMED rate."""
+        kwargs.setdefault("lores_size", cfg.lores_size)
         return cls(cfg.name, index=cfg.index, size=cfg.size, fps=cfg.fps_for("ARMED"), encoder=cfg.encoder,
                    jpeg_quality=cfg.jpeg_quality, **kwargs)
 
@@ -347,10 +408,16 @@ class Picamera2Camera(Camera):
         try:
             picam2 = mod.Picamera2(camera_num=self.index)
             fmt = MAIN_FORMAT if hw is None else HW_FORMAT
+            lores = None if hw is not None or self.lores_size is None else \
+                {"format": LORES_FORMAT, "size": self.lores_size}
             config = picam2.create_video_configuration(
-                main={"format": fmt, "size": self.size}, buffer_count=BUFFER_COUNT, queue=False,
+                main={"format": fmt, "size": self.size}, lores=lores, buffer_count=BUFFER_COUNT, queue=False,
                 controls={"FrameRate": self._fps})
             picam2.configure(config)
+            if lores is not None:
+                stream = picam2.stream_configuration("lores")
+                w, h = stream["size"]
+                self._lores_stream = ((int(w), int(h)), int(stream["stride"]))
             if hw is None:
                 picam2.start()
             else:
@@ -360,6 +427,7 @@ class Picamera2Camera(Camera):
                 self._close_quietly(picam2)
             self._recording = False
             self._jpegs = self._hw_encoder = self._hw_output = None
+            self._lores_stream = None
             raise CameraError(self.name, f"cannot start camera {self.index}: {exc!r}") from exc
         self._mod = mod
         self._picam2 = picam2
@@ -393,6 +461,19 @@ class Picamera2Camera(Camera):
             self._next_seq = max(self._next_seq, jpegs.next_seq)
             self.hw_dropped += jpegs.dropped
         self._hw_encoder = self._hw_output = None
+        self._lores_stream = None
+
+    # -- lores stream --------------------------------------------------------------------------------
+    @property
+    def supports_lores(self) -> bool:
+        """A lores size is configured and the software path runs (or may run: before an 'auto' open)."""
+        return self.lores_size is not None and self.encoder_in_use != "hardware" and self.encoder != "hardware"
+
+    def set_lores(self, enabled: bool) -> bool:
+        """Read the lores stream (``enabled``) or the main one from the next frame on; False where there is no
+        lores stream (none configured, or the hardware path)."""
+        self._lores = bool(enabled)
+        return self.supports_lores
 
     # -- rate ----------------------------------------------------------------------------------------
     def set_fps(self, fps: float) -> None:
@@ -453,7 +534,15 @@ class Picamera2Camera(Camera):
         return self._seq_base + max(0, sensor - self._first_sensor_seq)
 
     def _frame_from(self, request: Any, still: bool) -> Frame:
-        image = _to_rgb(request.make_array("main"), self._format)
+        lores = self._lores_stream if self._lores and not still else None
+        if lores is not None:
+            (width, height), stride = lores
+            image = None
+            planes = _full_range(split_i420(request.make_array("lores"), (width, height), stride))
+        else:
+            image = _to_rgb(request.make_array("main"), self._format)
+            planes = None
+            height, width = int(image.shape[0]), int(image.shape[1])
         meta = request.get_metadata()
         # A mode switch restarts the sensor's numbering: a still takes the next number and video frames
         # after it count from a new base.
@@ -462,8 +551,8 @@ class Picamera2Camera(Camera):
         if still:
             self._seq_base, self._first_sensor_seq = self._next_seq, None
         timestamp_ns = int(meta.get("SensorTimestamp") or time.monotonic_ns())
-        return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, image=image,
-                     width=int(image.shape[1]), height=int(image.shape[0]),
+        return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, image=image, yuv420=planes,
+                     width=width, height=height,
                      exposure_us=int(meta.get("ExposureTime", 0)),
                      analogue_gain=float(meta.get("AnalogueGain", 1.0)),
                      frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self._fps))), still=still)
