@@ -38,6 +38,7 @@ __all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped"
            "print_report", "status_many"]
 
 _FSYNC_EVERY = 4 << 20
+_SINK_THREADED = 1 << 20  # bytes still to come from which a download gets its writer and hasher threads
 _SINK_QUEUE = 64  # chunks queued for the writer thread (16 MiB at 256 KiB): then the receiver waits
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 T = TypeVar("T")
@@ -234,11 +235,31 @@ class Client:
                 time.sleep(page.retry_ms / 1000)  # the board asked to come back: its worker is on it
 
     def fetch_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
-                   on_bytes: Callable[[int], None] | None = None) -> str:
+                   on_bytes: Callable[[int], None] | None = None, attempts: int = 2) -> str:
         """Download ``seg`` to ``dest`` resuming ``dest.part``; returns ``"fetched"`` or ``"skipped"``.
 
         A complete ``dest`` with the listed sha256 is skipped. A mismatch deletes the part and fetches once
-        more, then raises FetchError. BoardTimeout leaves the part (fsync'd) for the next call to resume.
+        more (``attempts`` in all), then raises FetchError. BoardTimeout leaves the part (fsync'd) for the
+        next call to resume.
+        """
+        for attempt in range(1, max(1, attempts) + 1):
+            finish = self.start_file(seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+            if finish is None:
+                return "skipped"
+            if finish():
+                return "fetched"
+            if attempt >= attempts:
+                break
+        raise FetchError(f"{self.board}: {seg.path}: sha256 does not match the listed {seg.sha256} after "
+                         f"{max(1, attempts)} fetches")
+
+    def start_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
+                   on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
+        """Receive the rest of ``seg`` into ``dest.part``; None when a complete ``dest`` is there already.
+
+        Returns ``finish()``, to call on any thread: it waits for the writes and the hash, then either
+        fsyncs and renames the part to ``dest`` (True) or deletes it on a sha256 mismatch (False). So
+        the next file can be on the wire while this one's tail is written, hashed and renamed.
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -246,72 +267,83 @@ class Client:
             if dest.stat().st_size == seg.size and _sha256_file(dest) == seg.sha256:
                 if on_bytes:
                     on_bytes(seg.size)
-                return "skipped"
+                return None
             dest.unlink()
         part = dest.with_name(dest.name + ".part")
-        for attempt in (1, 2):
-            if part.exists() and part.stat().st_size > seg.size:
-                part.unlink()
-            got = self._download(seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
-            if got == seg.sha256:
+        if part.exists() and part.stat().st_size > seg.size:
+            part.unlink()
+        digest = self._download(seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+
+        def finish() -> bool:
+            if digest() == seg.sha256:
                 os.replace(part, dest)
                 _fsync_dir(dest.parent)
-                return "fetched"
+                return True
             part.unlink()
-            if attempt == 2:
-                raise FetchError(f"{self.board}: {seg.path}: sha256 {got} does not match the listed "
-                                 f"{seg.sha256} after a re-fetch")
-        raise AssertionError("unreachable")  # pragma: no cover
+            return False
+        return finish
 
     def _download(self, seg: p.SegmentInfo, part: Path, *, window: int, chunk_kb: int,
-                  on_bytes: Callable[[int], None] | None) -> str:
-        """Append the rest of ``seg`` to ``part`` (window of FETCHes in flight); return the sha256 of it all.
+                  on_bytes: Callable[[int], None] | None) -> Callable[[], str]:
+        """Append the rest of ``seg`` to ``part`` (window of FETCHes in flight); return ``digest()``, which
+        waits for the writes (fsync'd) and returns the sha256 of the whole part.
 
-        Chunks go in offset order to a writer thread (:class:`_Sink`) that writes, hashes and fsyncs, so
-        this thread only keeps the window full. An existing prefix is hashed first (read once).
+        Chunks go in offset order to :class:`_Sink` (a writer and a hasher thread), so this thread only keeps
+        the window full. An existing prefix is hashed first (read once). On an error the sink is closed (the
+        part fsync'd) before the error propagates.
         """
         chunk = max(1, min(chunk_kb * 1024, self.chunk_max))
         window = max(1, window)
         h = hashlib.sha256()
-        with part.open("ab", buffering=0) as f:
+        f = part.open("ab", buffering=0)
+        try:
             offset = f.tell()
             if offset:
                 with part.open("rb") as old:
                     while block := old.read(1 << 20):
                         h.update(block)
-            sink = _Sink(f, h)
-            next_req = offset
-            inflight: dict[int, tuple[int, int]] = {}
-            pending: dict[int, Any] = {}
-            try:
-                while offset < seg.size:
-                    while len(inflight) < window and next_req < seg.size:
-                        length = min(chunk, seg.size - next_req)
-                        rid = self.next_id()
-                        self.send(p.Fetch(id=rid, path=seg.path, offset=next_req, length=length))
-                        inflight[rid] = (next_req, length)
-                        next_req += length
-                    reply = self.recv(inflight, f"FETCH {seg.path}")
-                    if isinstance(reply, p.Error):
-                        raise RemoteError(self.board, reply.code, f"{seg.path}: {reply.message}")
-                    at, length = inflight.pop(reply.id)
-                    if not isinstance(reply, p.Chunk) or reply.offset != at or reply.path != seg.path:
-                        raise RemoteError(self.board, "BAD_REPLY",
-                                          f"{seg.path}: unexpected reply to FETCH at {at}")
-                    self.bytes_received += len(reply.data)
-                    if len(reply.data) != length:
-                        raise FetchError(f"{self.board}: {seg.path}: {len(reply.data)} bytes at offset {at}, "
-                                         f"asked {length}: the file is shorter than listed ({seg.size})")
-                    pending[at] = reply.data
-                    while offset in pending:
-                        data = pending.pop(offset)
-                        sink.put(data)
-                        offset += len(data)
-                        if on_bytes:
-                            on_bytes(len(data))
-            finally:
+            sink = _Sink(f, h, threads=seg.size - offset >= _SINK_THREADED)
+        except BaseException:
+            f.close()
+            raise
+        next_req = offset
+        inflight: dict[int, tuple[int, int]] = {}
+        pending: dict[int, Any] = {}
+        try:
+            while offset < seg.size:
+                while len(inflight) < window and next_req < seg.size:
+                    length = min(chunk, seg.size - next_req)
+                    rid = self.next_id()
+                    self.send(p.Fetch(id=rid, path=seg.path, offset=next_req, length=length))
+                    inflight[rid] = (next_req, length)
+                    next_req += length
+                reply = self.recv(inflight, f"FETCH {seg.path}")
+                if isinstance(reply, p.Error):
+                    raise RemoteError(self.board, reply.code, f"{seg.path}: {reply.message}")
+                at, length = inflight.pop(reply.id)
+                if not isinstance(reply, p.Chunk) or reply.offset != at or reply.path != seg.path:
+                    raise RemoteError(self.board, "BAD_REPLY",
+                                      f"{seg.path}: unexpected reply to FETCH at {at}")
+                self.bytes_received += len(reply.data)
+                if len(reply.data) != length:
+                    raise FetchError(f"{self.board}: {seg.path}: {len(reply.data)} bytes at offset {at}, "
+                                     f"asked {length}: the file is shorter than listed ({seg.size})")
+                pending[at] = reply.data
+                while offset in pending:
+                    data = pending.pop(offset)
+                    sink.put(data)
+                    offset += len(data)
+                    if on_bytes:
+                        on_bytes(len(data))
+        except BaseException:
+            with contextlib.suppress(FetchError):  # the error in flight says more
                 sink.close()
-        return h.hexdigest()
+            raise
+
+        def digest() -> str:
+            sink.close()
+            return h.hexdigest()
+        return digest
 
 
 def _find_writeback() -> Callable[[int, int, int], None] | None:
@@ -340,20 +372,33 @@ class _Sink:
     so the fsync at :meth:`close` has little left to do. :meth:`close` re-raises a write error. The
     queues are bounded."""
 
-    def __init__(self, f: Any, h: Any) -> None:
+    def __init__(self, f: Any, h: Any, *, threads: bool = True) -> None:
         self._f = f
         self._h = h
         self._wq: queue.Queue[Any] = queue.Queue(maxsize=_SINK_QUEUE)
         self._hq: queue.Queue[Any] = queue.Queue(maxsize=_SINK_QUEUE)
         self._error: BaseException | None = None
-        self._threads = [threading.Thread(target=self._write, name="camctl-fetch-sink", daemon=True),
-                         threading.Thread(target=self._hash, name="camctl-fetch-hash", daemon=True)]
-        for t in self._threads:
-            t.start()
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        if threads:  # a small file is written and hashed on the caller's thread (no thread start per file)
+            self._threads = [threading.Thread(target=self._write, name="camctl-fetch-sink", daemon=True),
+                             threading.Thread(target=self._hash, name="camctl-fetch-hash", daemon=True)]
+            for t in self._threads:
+                t.start()
 
     def put(self, data: Any) -> None:
         if self._error is not None:
             raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
+        if not self._threads:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[self._f.write(view):]
+            except OSError as exc:
+                self._error = exc
+                raise FetchError(f"writing {self._f.name}: {exc}") from exc
+            self._h.update(data)
+            return
         self._wq.put(data)
         self._hq.put(data)
 
@@ -386,15 +431,21 @@ class _Sink:
                 pass
 
     def close(self) -> None:
-        """Finish the queued writes and hashing, fsync, stop the threads; raise FetchError if a write failed."""
-        self._wq.put(None)
-        self._hq.put(None)
-        for t in self._threads:
-            t.join()
-        try:
-            os.fsync(self._f.fileno())
-        except OSError as exc:
-            self._error = self._error or exc
+        """Finish the queued writes and hashing, fsync and close the file, stop the threads; raise FetchError
+        if a write failed. Safe twice."""
+        if not self._closed:
+            self._closed = True
+            if self._threads:
+                self._wq.put(None)
+                self._hq.put(None)
+                for t in self._threads:
+                    t.join()
+            try:
+                os.fsync(self._f.fileno())
+            except OSError as exc:
+                self._error = self._error or exc
+            finally:
+                self._f.close()
         if self._error is not None:
             raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
 
@@ -533,34 +584,85 @@ class _BoardFetch:
             self.task = self.progress.add_task(hello.board, total=sum(s.size for s in segs))
         first = [s for s in segs if s.kind in ("meta", "events")]
         rest = sorted((s for s in segs if s.kind == "segment"), key=lambda s: (-s.value, s.first_ns, s.path))
-        for seg in first:
-            self._file(seg, root)
-        for seg in rest:
-            if (root / seg.path).exists():
-                continue  # downloaded already: its previews were written then
-            try:
-                thumbs = self.call(lambda s=seg: c.thumbs(s.flight, segment=s.path))
-            except RemoteError as exc:
-                r.errors.append(f"previews of {seg.path}: {exc}")
-                continue
-            for info, data in thumbs:
-                _write_atomic(root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data)
-                r.thumbs += 1
-        self.gate.arrive(self.idx)
-        self.gate.wait(self.give_up)
-        if self.thumbs_only:
-            return
-        for seg in rest:
-            self._file(seg, root)
+        writer = _PreviewWriter(r)
+        try:
+            self._files(first, root)
+            for seg in rest:
+                if (root / seg.path).exists():
+                    continue  # downloaded already: its previews were written then
+                try:
+                    thumbs = self.call(lambda s=seg: c.thumbs(s.flight, segment=s.path))
+                except RemoteError as exc:
+                    r.errors.append(f"previews of {seg.path}: {exc}")
+                    continue
+                writer.put([(root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data)
+                            for info, data in thumbs])
+            if self.thumbs_only:
+                writer.close()  # every preview is on disk before a thumbs-only fetch reports
+            self.gate.arrive(self.idx)
+            self.gate.wait(self.give_up)
+            if not self.thumbs_only:
+                self._files(rest, root)
+        finally:
+            writer.close()
 
-    def _file(self, seg: p.SegmentInfo, root: Path) -> None:
+    def _files(self, segs: list[p.SegmentInfo], root: Path) -> None:
+        """Fetch ``segs`` in order; each file's tail is written, hashed and renamed on a finisher thread
+        while the next file is already on the wire. A checksum mismatch is fetched once more in line."""
+        finishing: queue.Queue[Any] = queue.Queue()
+        done: list[tuple[p.SegmentInfo, Any]] = []
+
+        def finisher() -> None:
+            while (job := finishing.get()) is not None:
+                seg, finish = job
+                try:
+                    done.append((seg, finish()))
+                except Exception as exc:
+                    done.append((seg, exc))
+
+        worker = threading.Thread(target=finisher, name="camctl-fetch-finish", daemon=True)
+        worker.start()
+        try:
+            for seg in segs:
+                finish = self._start(seg, root)
+                if finish is not None:
+                    finishing.put((seg, finish))
+        finally:
+            finishing.put(None)
+            worker.join()
+        for seg, outcome in done:
+            if outcome is True:
+                self.report.fetched += 1
+            elif outcome is False:  # checksum mismatch: the part is gone; one more full fetch
+                self._file(seg, root, attempts=1)
+            else:
+                self.report.errors.append(str(outcome))
+
+    def _start(self, seg: p.SegmentInfo, root: Path) -> Callable[[], bool] | None:
+        """Receive ``seg`` (resuming); its ``finish``, or None when skipped or failed (both recorded)."""
+        r = self.report
+        part = (root / seg.path).with_name(Path(seg.path).name + ".part")
+        if part.exists() and self.progress is not None and self.task is not None:
+            self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
+        try:
+            finish = self.call(lambda: self.client.start_file(seg, root / seg.path, window=self.window,
+                                                              chunk_kb=self.chunk_kb, on_bytes=self._advance))
+        except (RemoteError, FetchError) as exc:
+            r.errors.append(str(exc))
+            return None
+        if finish is None:
+            r.skipped += 1
+        return finish
+
+    def _file(self, seg: p.SegmentInfo, root: Path, *, attempts: int = 2) -> None:
         r = self.report
         part = (root / seg.path).with_name(Path(seg.path).name + ".part")
         if part.exists() and self.progress is not None and self.task is not None:
             self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
         try:
             how = self.call(lambda: self.client.fetch_file(seg, root / seg.path, window=self.window,
-                                                           chunk_kb=self.chunk_kb, on_bytes=self._advance))
+                                                           chunk_kb=self.chunk_kb, on_bytes=self._advance,
+                                                           attempts=attempts))
         except RemoteError as exc:
             r.errors.append(str(exc))
             return
@@ -573,6 +675,38 @@ class _BoardFetch:
             r.skipped += 1
         else:
             r.fetched += 1
+
+
+class _PreviewWriter:
+    """Writes previews (atomically) on its own thread, so the fetch goes on meanwhile; counts them in the
+    report. :meth:`close` waits for every queued write. Safe twice."""
+
+    def __init__(self, report: BoardReport) -> None:
+        self._report = report
+        self._q: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def put(self, files: list[tuple[Path, bytes]]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="camctl-fetch-previews", daemon=True)
+            self._thread.start()
+        self._q.put(files)
+
+    def _run(self) -> None:
+        while (files := self._q.get()) is not None:
+            for path, data in files:
+                try:
+                    _write_atomic(path, data)
+                except OSError as exc:
+                    self._report.errors.append(f"writing preview {path}: {exc}")
+                    continue
+                self._report.thumbs += 1
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -70,17 +70,17 @@ def test_order_values_first(tmp_path: Path) -> None:
     make_store(root, segments=4, frames=4)
     pub = _serve("rig-o", root)
     seen: list[str] = []
-    orig = Client.fetch_file
+    orig = Client.start_file  # every download starts here (fetch_file and the pipelined board loop)
 
     def spy(self, seg, dest, **kw):
         seen.append(seg.path)
         return orig(self, seg, dest, **kw)
 
     try:
-        Client.fetch_file = spy  # type: ignore[method-assign]
+        Client.start_file = spy  # type: ignore[method-assign]
         report = fetch([pub.router_endpoint], tmp_path / "out", progress=False)
     finally:
-        Client.fetch_file = orig  # type: ignore[method-assign]
+        Client.start_file = orig  # type: ignore[method-assign]
         pub.close()
     assert report.ok
     listing = {s.path: s for s in _listing(root)}
