@@ -586,7 +586,8 @@ class _BoardFetch:
         rest = sorted((s for s in segs if s.kind == "segment"), key=lambda s: (-s.value, s.first_ns, s.path))
         writer = _PreviewWriter(r)
         try:
-            self._files(first, root)
+            for seg in first:  # tiny: done and renamed one by one, before any preview
+                self._file(seg, root)
             for seg in rest:
                 if (root / seg.path).exists():
                     continue  # downloaded already: its previews were written then
