@@ -33,6 +33,7 @@ from camctl import protocol as p
 from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.keys import ClientCurve
 from camctl.publish import set_heartbeats
+from camctl.store.index import sha256_file
 
 __all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch", "ls_local", "ls_remote",
            "print_report", "status_many"]
@@ -64,12 +65,6 @@ class LinkDropped(BoardTimeout):
         return f"{self.url}: link dropped while waiting for {self.what}"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -264,7 +259,7 @@ class Client:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
-            if dest.stat().st_size == seg.size and _sha256_file(dest) == seg.sha256:
+            if dest.stat().st_size == seg.size and sha256_file(dest) == seg.sha256:
                 if on_bytes:
                     on_bytes(seg.size)
                 return None

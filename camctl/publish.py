@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ import zmq
 from camctl import protocol as p
 from camctl.config import PublishConfig
 from camctl.exc import CamctlError, ProtocolError
+from camctl.store.index import sha256_file
 
 __all__ = ["HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "HEARTBEAT_TTL_MS", "Board", "Catalog", "Publisher",
            "set_heartbeats"]
@@ -45,7 +45,6 @@ HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 5000
 HEARTBEAT_TTL_MS = 10000
 _QUEUE_MAX = 1024
-_SHA_BLOCK = 1 << 20
 _THUMB_CACHE_BYTES = 16 << 20  # previews kept in memory (LRU by segment), bytes of JPEG
 _THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still being made
 _OPEN_FILES = 16  # file descriptors the server keeps open for FETCH (LRU)
@@ -92,12 +91,6 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     return (str(path), st.st_size, st.st_mtime_ns)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_SHA_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _iter_mcap(path: Path):
@@ -225,7 +218,7 @@ class Catalog:
                 f = fdir / name
                 if f.is_file() and not f.is_symlink() and _resolve(f) not in opened:
                     key = _file_key(f)
-                    facts = self._facts.get(key) or _Facts(_sha256(f), 0, 0, 0, 0)
+                    facts = self._facts.get(key) or _Facts(sha256_file(f), 0, 0, 0, 0)
                     self._facts[key] = facts
                     out.append(p.SegmentInfo(path=f"{fl}/{name}", size=key[1], sha256=facts.sha256,
                                              flight=fl, camera="", kind="meta"))
@@ -261,7 +254,7 @@ class Catalog:
         return facts, key[1]
 
     def _compute(self, seg: Path, camera: str) -> _Facts:
-        sha = _sha256(seg)
+        sha = sha256_file(seg)
         if camera == "events":
             n = sum(1 for _ in _iter_mcap(seg))
             return _Facts(sha, n, 0, 0, 0)
