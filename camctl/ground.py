@@ -31,9 +31,9 @@ import zmq
 
 from camctl import protocol as p
 from camctl.exc import FetchError, ProtocolError, RemoteError
+from camctl.fsutil import fsync_dir, sha256_file, start_writeback
 from camctl.keys import ClientCurve
 from camctl.publish import set_heartbeats
-from camctl.store.index import sha256_file
 
 __all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch", "ls_local", "ls_remote",
            "print_report", "status_many"]
@@ -65,15 +65,6 @@ class LinkDropped(BoardTimeout):
         return f"{self.url}: link dropped while waiting for {self.what}"
 
 
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class Client:
@@ -272,7 +263,8 @@ class Client:
         def finish() -> bool:
             if digest() == seg.sha256:
                 os.replace(part, dest)
-                _fsync_dir(dest.parent)
+                with contextlib.suppress(OSError):
+                    fsync_dir(dest.parent)
                 return True
             part.unlink()
             return False
@@ -341,23 +333,6 @@ class Client:
         return digest
 
 
-def _find_writeback() -> Callable[[int, int, int], None] | None:
-    """``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` from libc (Linux), or None where missing."""
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError, ImportError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-
-    def kick(fd: int, offset: int, n: int) -> None:
-        fn(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait; errors show at the fsync
-    return kick
-
-
-_WRITEBACK = _find_writeback()
 
 
 class _Sink:
@@ -415,8 +390,8 @@ class _Sink:
                     view = view[n:]
                 pos += len(data)
                 if pos - start >= _FSYNC_EVERY:
-                    if _WRITEBACK is not None:
-                        _WRITEBACK(fd, start, pos - start)
+                    if start_writeback is not None:
+                        start_writeback(fd, start, pos - start)
                     else:
                         os.fsync(fd)
                     start = pos

@@ -34,7 +34,7 @@ import zmq
 from camctl import protocol as p
 from camctl.config import PublishConfig
 from camctl.exc import CamctlError, ProtocolError
-from camctl.store.index import sha256_file
+from camctl.fsutil import sha256_file
 
 __all__ = ["HEARTBEAT_IVL_MS", "HEARTBEAT_TIMEOUT_MS", "HEARTBEAT_TTL_MS", "Board", "Catalog", "Publisher",
            "set_heartbeats"]

@@ -49,6 +49,7 @@ from mcap.records import (
 from mcap_protobuf.schema import build_file_descriptor_set
 
 from camctl import __version__
+from camctl.fsutil import start_writeback
 
 __all__ = [
     "CHUNK_HEADER_LEN",
@@ -148,27 +149,6 @@ def _open_exclusive(path: Path) -> IO[bytes]:
     return open(path, "xb", buffering=0)
 
 
-def _find_sync_file_range() -> Callable[[int, int, int], None] | None:
-    """``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` from libc (Linux), or None where missing.
-
-    It starts writeback of a byte range without waiting for it, so the disk works while the writer goes on
-    and the fsync at the next commit has little left to do. Python's ``os`` module does not wrap it.
-    """
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError, ImportError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-
-    def kick(fd: int, offset: int, n: int) -> None:
-        fn(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE; advisory: errors show up at the fsync
-    return kick
-
-
-_SYNC_FILE_RANGE = _find_sync_file_range()
 
 # --- hand-built records for the hot path ------------------------------------------------------------------
 _U64 = (1 << 64) - 1
@@ -289,8 +269,8 @@ class SegmentWriter:
                 n = len(view) if n is None else n
                 self.size += n
                 view = view[n:]
-        if self.writeback_bytes and self.size - self._kicked >= self.writeback_bytes and _SYNC_FILE_RANGE:
-            _SYNC_FILE_RANGE(self._fd, self._kicked, self.size - self._kicked)
+        if self.writeback_bytes and self.size - self._kicked >= self.writeback_bytes and start_writeback:
+            start_writeback(self._fd, self._kicked, self.size - self._kicked)
             self._kicked = self.size
 
     def _flush_buf(self) -> None:

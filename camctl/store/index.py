@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.exc import StoreCorruptError
+from camctl.fsutil import fsync_dir, sha256_file
 from camctl.store._format import scan_segment
 from camctl.store.reader import scan_events, scan_frames
 
@@ -38,15 +39,6 @@ __all__ = [
 INDEX_NAME = "index.json"
 FLIGHT_NAME = "flight.json"
 INDEX_VERSION = 1
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a new or renamed entry in it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -179,13 +171,6 @@ def index_is_stale(flight_dir: Path, index: dict, *, checksums: bool = False) ->
     return False
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks (what the index records and fetch checks)."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_index(flight_dir: Path, *, write: bool = True) -> dict:
