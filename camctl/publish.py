@@ -121,20 +121,15 @@ def _iter_mcap(path: Path):
 
 def _frame_records(path: Path, camera: str) -> list[tuple[dict, bytes | None, int]]:
     """Per frame of a camera segment: (meta dict, jpeg or None, image timestamp ns), in file order."""
-    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 
     images: list[tuple[int, bytes]] = []
     metas: list[dict] = []
     for topic, log_time, data in _iter_mcap(path):
         if topic == f"/{camera}/image":
-            img = CompressedImage()
-            try:
-                img.ParseFromString(data)
-            except Exception:
+            decoded = _decode_image(data, log_time)
+            if decoded is None:
                 continue
-            ts = img.timestamp.seconds * 1_000_000_000 + img.timestamp.nanos if img.HasField("timestamp") \
-                else log_time
-            images.append((ts, img.data))
+            images.append(decoded)
         elif topic == f"/{camera}/meta":
             try:
                 meta = json.loads(data)
@@ -430,7 +425,6 @@ def _make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> 
 def _indexed_picks(seg: Path, camera: str, every: int) -> list[tuple[int, dict, bytes, int]] | None:
     """(index, meta, jpeg, timestamp_ns) of every ``every``-th image, read through a finished segment's
     summary and message indexes (only those messages are read); None when the file has no usable index."""
-    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
     from mcap.reader import make_reader
 
     with seg.open("rb") as f:
@@ -473,20 +467,30 @@ def _indexed_picks(seg: Path, camera: str, every: int) -> list[tuple[int, dict, 
             data = _read_message(fd, pos)
             if data is None:
                 return None
-            img = CompressedImage()
-            try:
-                img.ParseFromString(data)
-            except Exception:
+            decoded = _decode_image(data, log_time)
+            if decoded is None:
                 continue
-            ts = img.timestamp.seconds * 1_000_000_000 + img.timestamp.nanos if img.HasField("timestamp") \
-                else log_time
+            ts, jpeg = decoded
             meta: Any = {}
             if log_time in metas:
                 raw = _read_message(fd, metas[log_time])
                 with contextlib.suppress(ValueError, TypeError):
                     meta = json.loads(raw) if raw is not None else {}
-            out.append((i, meta if isinstance(meta, dict) else {}, img.data, ts))
+            out.append((i, meta if isinstance(meta, dict) else {}, jpeg, ts))
         return out
+
+
+def _decode_image(data: bytes, log_time: int) -> tuple[int, bytes] | None:
+    """(sensor timestamp ns, JPEG) of a foxglove.CompressedImage message, or None if it does not parse."""
+    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+
+    img = CompressedImage()
+    try:
+        img.ParseFromString(data)
+    except Exception:
+        return None
+    ts = img.timestamp.seconds * 1_000_000_000 + img.timestamp.nanos if img.HasField("timestamp") else log_time
+    return ts, img.data
 
 
 def _read_message(fd: int, pos: int) -> bytes | None:
