@@ -119,6 +119,7 @@ class CameraConfig:
     quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
     lores_size: tuple[int, int] | None = None  # the smaller stream, for phases that need less resolution
     lores_phases: tuple[str, ...] = ()
+    sim_descent_s: float = 90.0  # sim only: scene seconds for the ground to come up (a demo sets it short)
 
     def quality_for(self, phase: str) -> int:
         return dict(self.quality).get(phase, self.jpeg_quality)
@@ -418,6 +419,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         quality=tuple(quality),
         lores_size=lores_size,
         lores_phases=tuple(lores_phases),
+        sim_descent_s=t.num("sim_descent_s", CameraConfig.sim_descent_s, lo=0, lo_open=True, hi=86_400),
     )
     t.done()
     return out

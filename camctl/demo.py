@@ -60,6 +60,7 @@ jpeg_quality = 85
 pretrigger_s = 2.0
 seed = {seed_down}
 stills = ["touchdown"]
+sim_descent_s = {descent_s}
 
 [cameras.fps]
 ARMED = 4
@@ -75,6 +76,7 @@ size = [{width}, {height}]
 jpeg_quality = 85
 pretrigger_s = 2.0
 seed = {seed_up}
+sim_descent_s = {descent_s}
 
 [cameras.fps]
 ARMED = 4
@@ -89,12 +91,12 @@ events = "tcp://127.0.0.1:*"
 
 
 def write_board_config(directory: Path, board: str, index: int, *, size: tuple[int, int] = (960, 540),
-                       post_touchdown_s: float = 1.5, extra: str = "") -> Path:
+                       post_touchdown_s: float = 1.5, extra: str = "", descent_s: float = 12.0) -> Path:
     """Write a sim board's config (``directory/rig.toml``) and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(), width=size[0],
                                  height=size[1], seed_down=100 + 2 * index, seed_up=101 + 2 * index,
-                                 post_touchdown_s=post_touchdown_s)
+                                 post_touchdown_s=post_touchdown_s, descent_s=descent_s)
     path = directory / "rig.toml"
     path.write_text(text + extra)
     return path
@@ -347,7 +349,8 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
     try:
         for i in range(boards):
             name = f"demo-{chr(ord('a') + i)}"
-            cfg = write_board_config(out / "boards" / name, name, i, size=size)
+            # the sim's ground comes up over the whole flight (arm, ring, descent), so the approach shows
+            cfg = write_board_config(out / "boards" / name, name, i, size=size, descent_s=seconds + 4.0)
             procs.append(start_board(cfg, out / "boards" / name / "store", name))
             _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
         marks = fly(procs, seconds=seconds, quiet=quiet)

@@ -252,16 +252,17 @@ def _draw_number(img: np.ndarray, number: int, height: int) -> None:
             img[pad + y:pad + y + sh, ox + x:ox + x + sw] = 250
 
 
-def _altitude(scene_s: float) -> float:
+def _altitude(scene_s: float, descent_s: float = DESCENT_S) -> float:
     """Fraction of the starting altitude left after ``scene_s`` seconds of descent (1 -> 0.25, then holds)."""
-    p = min(max(scene_s / DESCENT_S, 0.0), 1.0)
+    p = min(max(scene_s / descent_s, 0.0), 1.0)
     return 1.0 - 0.75 * (1 - (1 - p) ** 2)  # slows down near the ground, like a canopy flare
 
 
-def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndarray | None = None) -> np.ndarray:
+def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndarray | None = None,
+            descent_s: float = DESCENT_S) -> np.ndarray:
     """The ground under the camera at ``scene_s``: ``(len(rows), width*3)`` uint8, nearest-neighbour sampled."""
     tex = _ground_texture(seed)
-    alt = _altitude(scene_s)
+    alt = _altitude(scene_s, descent_s)
     footprint = _TEX * 0.6 * alt  # texture pixels across the frame width
     drift_x = 300.0 * math.sin(scene_s * 0.05 + seed) + 40.0 * scene_s  # wind drift
     drift_y = 200.0 * math.cos(scene_s * 0.04 + seed * 0.7) + 25.0 * scene_s
@@ -282,10 +283,12 @@ def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndar
     return np.take(uniq, np.cumsum(change) - 1, axis=0)
 
 
-def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s: float) -> np.ndarray:
+def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s: float,
+                 descent_s: float = DESCENT_S) -> np.ndarray:
     """Render one frame: ``(height, width, 3)`` uint8 RGB. Pure: the same arguments give the same pixels.
 
-    ``role`` ``down`` looks at the ground, ``up`` at the sky and the canopy, ``side`` at the horizon.
+    ``role`` ``down`` looks at the ground, ``up`` at the sky and the canopy, ``side`` at the horizon; the ground
+    comes closer over ``descent_s`` scene seconds (a short demo flight sets it short so the approach shows).
     """
     width, height = size
     if role == "up":
@@ -309,9 +312,9 @@ def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s:
         # Ground plane in perspective: rows further below the horizon are nearer (distance ~ 1/angle).
         below = np.arange(1, height - horizon + 1, dtype=np.float64)
         rows_of = np.minimum((height * 0.5) * (height * 0.5) / below * 0.6, height * 1.5)  # far haze
-        img[horizon:] = _ground(seed, width, height, scene_s, rows_of=-rows_of)
+        img[horizon:] = _ground(seed, width, height, scene_s, rows_of=-rows_of, descent_s=descent_s)
     else:
-        img = _ground(seed, width, height, scene_s)
+        img = _ground(seed, width, height, scene_s, descent_s=descent_s)
     img = img.reshape(height, width, 3)
     if not img.flags.writeable or not img.flags.c_contiguous:
         img = np.ascontiguousarray(img).copy()
@@ -355,9 +358,12 @@ class SimCamera(Camera):
                  role: str = "down", seed: int = 0, faults: Iterable[tuple[str, float, float]] = (),
                  paced: bool = True, clock: Callable[[], int] = time.monotonic_ns,
                  sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 4,
-                 lores_size: tuple[int, int] | None = None) -> None:
+                 lores_size: tuple[int, int] | None = None, descent_s: float = DESCENT_S) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
+        if descent_s <= 0:
+            raise ValueError(f"descent_s must be > 0, got {descent_s}")
+        self.descent_s = float(descent_s)
         super().__init__(name, size=size, fps=fps)
         self.role = role
         self.seed = int(seed)
@@ -399,6 +405,7 @@ class SimCamera(Camera):
         """Build (closed) from a camera config, at the ARMED rate; ``seed`` is mixed with ``cfg.seed``."""
         mixed = int(np.random.SeedSequence([int(cfg.seed), int(seed)]).generate_state(1)[0])
         kwargs.setdefault("lores_size", cfg.lores_size)
+        kwargs.setdefault("descent_s", cfg.sim_descent_s)
         return cls(cfg.name, size=cfg.size, fps=cfg.fps_for("ARMED"), role=cfg.role, seed=mixed,
                    faults=cfg.faults, **kwargs)  # type: ignore[arg-type]
 
@@ -501,8 +508,8 @@ class SimCamera(Camera):
                 _sky(self.seed, *self.size)
             _sensor_noise(*self.size)
         if self.prerender and not self._replay:
-            step = DESCENT_S / self.prerender
-            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step)
+            step = self.descent_s / self.prerender
+            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step, self.descent_s)
                             for i in range(self.prerender)]
 
     def _close_backend(self) -> None:
@@ -554,7 +561,8 @@ class SimCamera(Camera):
         seq = self._seq
         period_us = period_ns // 1000
         if lores and self.lores_size is not None:
-            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq, self._scene_s))
+            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq, self._scene_s,
+                                              self.descent_s))
             self._seq += 1
             self._scene_s += period_ns / _NS
             self._prev_ns = target
@@ -571,7 +579,7 @@ class SimCamera(Camera):
                 image = np.empty_like(src)
             np.copyto(image, src)
         else:
-            image = render_scene(self.seed, self.role, self.size, seq, self._scene_s)
+            image = render_scene(self.seed, self.role, self.size, seq, self._scene_s, self.descent_s)
         self._seq += 1
         self._scene_s += period_ns / _NS
         self._prev_ns = target
