@@ -153,6 +153,7 @@ class CameraRunner:
         self.ring = PreTriggerRing(cfg.pretrigger_s, int(cfg.pretrigger_mb * 1024 * 1024))
         self.stats = RunnerStats()
         self._phase = SAFE
+        self._prev_phase = SAFE
         self.phase_changed_ns = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -175,6 +176,7 @@ class CameraRunner:
     def set_phase(self, phase: str) -> None:
         if phase == self._phase:
             return
+        self._prev_phase = self._phase
         self._phase = phase
         self.phase_changed_ns = self._clock_ns()
         if phase not in (SAFE, LANDED):
@@ -285,12 +287,23 @@ class CameraRunner:
                 continue
             delay = self._backoff[0]
             self._account(frame)
-            # the phase when the frame arrived: a frame delivered just after the edge belongs to the new phase
-            self._submit(frame, self._phase if self._phase not in (SAFE, LANDED) else phase)
+            self._submit(frame, self._phase_of(frame, phase))
             self._drain(block=False)
         self._finish_pending()
         self.stats.state = "stopped"
         self._idle.set()
+
+    def _phase_of(self, frame: Frame, asked_in: str) -> str:
+        """The phase a frame belongs to, by its sensor time (monotonic, like the edge's): a frame exposed
+        before the edge but delivered after it (a queued sensor buffer) belongs to the phase before."""
+        current, previous = self._phase, self._prev_phase
+        if current in (SAFE, LANDED):
+            return asked_in
+        # Only within a second of the edge: a backend on another clock must not be reclassified wholesale.
+        early = self.phase_changed_ns - frame.timestamp_ns
+        if 0 < early < 1_000_000_000 and previous not in (SAFE, LANDED):
+            return previous
+        return current
 
     def _account(self, frame: Frame) -> None:
         self.stats.frames_captured += 1

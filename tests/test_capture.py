@@ -314,3 +314,39 @@ def test_quality_and_lores_follow_the_phase(pool):
     for f in live:
         assert (f.width, f.height) == (320, 240)
         assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (240, 320)
+
+
+def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
+    """A queued sensor buffer delivered just after the edge was exposed before it: it is a pre-edge frame."""
+
+    class LaggingCamera(ScriptedCamera):
+        lag_ns = 0
+
+        def capture(self, timeout_s=1.0):
+            frame = super().capture(timeout_s)
+            frame.timestamp_ns = time.monotonic_ns() - self.lag_ns  # sensor time on CLOCK_MONOTONIC
+            return frame
+
+    cam, sink = LaggingCamera(paced=True, fps=50), Sink()
+    cam.gated = True
+    r = CameraRunner(cam, cfg(fps=(("ARMED", 50.0), ("DESCENT", 50.0))), pool, sink)
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        for _ in range(3):
+            cam.gate.release()
+        while r.stats.frames_captured < 3:
+            time.sleep(0.01)
+        r.set_phase("DESCENT")
+        cam.lag_ns = 200_000_000  # exposed 200 ms before it arrives: before the edge
+        cam.gate.release()
+        while r.stats.frames_captured < 4:
+            time.sleep(0.01)
+        cam.lag_ns = 0
+        cam.gated = False
+        sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 2)
+    finally:
+        r.stop()
+    phases = [f.phase for f in sink.frames]
+    assert phases[:4] == ["ARMED"] * 4 and phases[4] == "DESCENT"
+    assert sink.frames[3].value == FrameValue.PRETRIGGER
