@@ -423,8 +423,16 @@ def contact_sheet_from_thumbs(root: Path, out_png: Path, *, per_camera: int = 8)
     """A contact sheet from the ``thumbs/`` previews alone (``camctl fetch`` writes them first): per
     board/camera row, ``per_camera`` previews evenly spread over the flight. ConfigError when there are none."""
     rows: list[tuple[str, str, list[Path]]] = []
+    labels: dict[Path, str] = {}
     for ref in find_flights(Path(root)):
         tdir = ref.path / "thumbs"
+        # fetch writes thumbs/index.json (sensor time and phase per preview) and the event log before any
+        # preview, so even the first look is labelled with time from release
+        try:
+            infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
+            tb: TimeBase | None = TimeBase.from_events(load_events(ref.path))
+        except (OSError, ValueError):
+            infos, tb = {}, None
         for cam_dir in sorted(p for p in tdir.iterdir() if p.is_dir()) if tdir.is_dir() else []:
             files = sorted(cam_dir.glob("*.jpg"))
             if not files:
@@ -432,6 +440,11 @@ def contact_sheet_from_thumbs(root: Path, out_png: Path, *, per_camera: int = 8)
             n = min(per_camera, len(files))
             pick = [files[round(i * (len(files) - 1) / max(1, n - 1))] for i in range(n)]
             rows.append((f"{ref.board}/{ref.flight}", cam_dir.name, pick))
+            for f in pick:
+                info = infos.get(f"{cam_dir.name}/{f.stem}") if isinstance(infos, dict) else None
+                if isinstance(info, dict) and isinstance(info.get("timestamp_ns"), int) and tb is not None \
+                        and tb.aligned:
+                    labels[f] = f"{info.get('phase', '')} {tb.rel_s(info['timestamp_ns']):+.2f}s #{int(f.stem)}"
     if not rows:
         raise ConfigError(f"no previews under {root} (expected <board>/<flight>/thumbs/<camera>/*.jpg)")
     tw, th = 160, 120
@@ -454,8 +467,8 @@ def contact_sheet_from_thumbs(root: Path, out_png: Path, *, per_camera: int = 8)
                 sheet.paste(im, (x + (tw - im.width) // 2, y + (th - im.height) // 2))
             except OSError:
                 draw.text((x + 4, y + th // 2), "bad preview", fill=(200, 80, 80), font=font)
-            draw.text((x, y + th + 2), f"#{int(f.stem) if f.stem.isdigit() else f.stem}", fill=(170, 170, 170),
-                      font=font)
+            label = labels.get(f) or f"#{int(f.stem) if f.stem.isdigit() else f.stem}"
+            draw.text((x, y + th + 2), label, fill=(170, 170, 170), font=font)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out_png)

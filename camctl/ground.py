@@ -566,8 +566,9 @@ class _BoardFetch:
                 except RemoteError as exc:
                     r.errors.append(f"previews of {seg.path}: {exc}")
                     continue
-                writer.put([(root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data)
-                            for info, data in thumbs])
+                writer.put([(root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data,
+                             {"seq": info.seq, "timestamp_ns": info.timestamp_ns, "phase": info.phase,
+                              "segment": info.segment}) for info, data in thumbs])
             if self.thumbs_only:
                 writer.close()  # every preview is on disk before a thumbs-only fetch reports
             self.gate.arrive(self.idx)
@@ -657,27 +658,50 @@ class _PreviewWriter:
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
 
-    def put(self, files: list[tuple[Path, bytes]]) -> None:
+    def put(self, files: list[tuple[Path, bytes, dict]]) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="camctl-fetch-previews", daemon=True)
             self._thread.start()
         self._q.put(files)
 
     def _run(self) -> None:
+        index: dict[Path, dict[str, dict]] = {}  # thumbs dir -> "camera/seq" -> what the frame was
         while (files := self._q.get()) is not None:
-            for path, data in files:
+            touched = set()
+            for path, data, info in files:
                 try:
                     _write_atomic(path, data)
                 except OSError as exc:
                     self._report.errors.append(f"writing preview {path}: {exc}")
                     continue
                 self._report.thumbs += 1
+                tdir = path.parent.parent
+                if tdir not in index:
+                    index[tdir] = _read_json(tdir / THUMBS_INDEX)
+                index[tdir][f"{path.parent.name}/{path.stem}"] = info
+                touched.add(tdir)
+            for tdir in touched:  # the sensor time and phase of each preview, for labels before the download
+                try:
+                    _write_atomic(tdir / THUMBS_INDEX, json.dumps(index[tdir], sort_keys=True).encode())
+                except OSError as exc:
+                    self._report.errors.append(f"writing {tdir / THUMBS_INDEX}: {exc}")
 
     def close(self) -> None:
         if self._thread is not None:
             self._q.put(None)
             self._thread.join()
             self._thread = None
+
+
+THUMBS_INDEX = "index.json"  # in <flight>/thumbs/: "camera/seq" -> {seq, timestamp_ns, phase, segment}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

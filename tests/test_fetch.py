@@ -4,6 +4,7 @@ board, a board restart, NOT_SERVING, checksum mismatch, skipping complete files.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -57,6 +58,12 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
         assert [t.name for t in thumbs] == ["000000.jpg", "000004.jpg", "000008.jpg", "000012.jpg",
                                             "000016.jpg", "000020.jpg"]
         assert thumbs[0].read_bytes()[:2] == b"\xff\xd8"
+        # what each preview was (sensor time, phase, segment), for labels before the full download
+        infos = json.loads((out / "rig-a" / "f1" / "thumbs" / "index.json").read_text())
+        assert sorted(k for k in infos if k.startswith("down/")) == [f"down/{t.stem}" for t in thumbs]
+        first = infos["down/000000"]
+        assert first["seq"] == 0 and isinstance(first["timestamp_ns"], int) and first["phase"]
+        assert first["segment"].startswith("f1/down/")
         again = fetch([x.router_endpoint for x in pubs], out, progress=False, give_up_after_s=20)
         assert again.ok and again.board("rig-a").skipped == 12 and again.board("rig-a").fetched == 0
         assert again.board("rig-a").bytes == 0  # nothing re-sent
