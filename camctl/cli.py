@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import threading
 from pathlib import Path
@@ -69,6 +70,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         daemon.close()
     return 0
+
+
+_ENDPOINT = re.compile(r"^(tcp://([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|ipc://\S+|inproc://\S+)$")
+
+
+def _endpoints(urls: list[str] | None) -> None:
+    for url in urls or []:
+        if not _ENDPOINT.match(url):
+            raise ConfigError(f"--connect {url!r}: not a ZeroMQ endpoint (expected tcp://HOST:PORT, e.g. "
+                              f"tcp://rig-a.local:5555)")
 
 
 def _client(url: str, args: argparse.Namespace):
@@ -316,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.log_level, json_lines=args.log_json, quiet=getattr(args, "quiet", False))
     try:
+        connect = getattr(args, "connect", None)
+        _endpoints([connect] if isinstance(connect, str) else connect)
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"camctl: error: {exc}", file=sys.stderr)
@@ -327,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file or folder the user named cannot be used: one line, never a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"camctl: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

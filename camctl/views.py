@@ -365,7 +365,8 @@ def render_status(statuses: list[dict]) -> Any:
     parts: list[Any] = []
     for st in statuses:
         if "error" in st:
-            parts.append(Text(f"{st.get('url', '?')}: {st['error']}", style="red"))
+            url, err = str(st.get("url", "?")), str(st["error"])
+            parts.append(Text(err if err.startswith(url) else f"{url}: {err}", style="red"))
             continue
         st = normalize_status(st)
         serving = "[green]serving[/green]" if st["serving"] else "not serving"

@@ -140,3 +140,15 @@ def test_cli_missing_file_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "camctl", "config", "check", str(tmp_path / "nope.toml")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "cannot read config" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["fetch", "--connect", "bogus", "--out", "OUT"], "--connect 'bogus': not a ZeroMQ endpoint"),
+    (["status", "--connect", "tcp://rig-a:5555", "--connect", "rig-b:5555"], "--connect 'rig-b:5555'"),
+    (["keys", "/proc/camctl-no-such-dir/keys"], "camctl: error: No such file or directory"),
+])
+def test_cli_user_mistakes_are_one_line(tmp_path, args, message):
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    r = subprocess.run([sys.executable, "-m", "camctl", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode in (1, 2) and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
