@@ -440,6 +440,8 @@ def _publish(t: _Table) -> PublishConfig:
     for key, url in (("bind", bind), ("events", events)):
         if not re.match(r"^(tcp|ipc|inproc)://\S+$", url):
             raise ConfigError(f"must be a ZeroMQ endpoint like 'tcp://*:5555', got {url!r}", key=t.path(key))
+    if bind == events and not bind.endswith((":*", ":0")):  # wildcard ports are two different ports
+        raise ConfigError(f"must differ from publish.bind (both {bind!r})", key=t.path("events"))
     out = PublishConfig(
         bind=bind,
         events=events,

@@ -31,7 +31,7 @@ from camctl.capture import CameraRunner
 from camctl.config import ARMED, LANDED, SAFE, Config
 from camctl.encode import EncoderPool
 from camctl.events import EventRecord, PhaseMachine, Transition
-from camctl.exc import CommandRefused, StoreError
+from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
 from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
 from camctl.sdnotify import Notifier
@@ -332,7 +332,10 @@ class Daemon:
         if self._started:
             return
         self._started = True
-        self.store_root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store.dir {self.store_root}: cannot create it: {exc.strerror or exc}") from None
         report = recover_store(self.store_root)
         if getattr(report, "exit_code", 0):
             log.warning("store recovery: exit code %s (%s)", report.exit_code, self.store_root)
@@ -344,7 +347,13 @@ class Daemon:
             t.join()
         for runner in self.runners.values():
             runner.start()
-        self.publisher.start()  # it says at start whether CURVE is on
+        try:
+            self.publisher.start()  # it says at start whether CURVE is on
+        except Exception as exc:  # zmq.ZMQError: address in use, bad interface, no permission
+            if isinstance(exc, CamctlError):
+                raise
+            raise ConfigError(f"cannot bind {self.cfg.publish.bind} and {self.cfg.publish.events}: {exc} "
+                              f"(is another camctl running?)", key="publish") from None
         self._write_info()
         self.notifier.ready()
         self.notifier.status(self._status_line())

@@ -80,6 +80,7 @@ def test_custom_descent_phases():
         ({"phases": {"triggers": {"release": "LANDED"}}}, "phases.triggers.release: phase 'LANDED' is built in"),
         ({"phases": {"post_touchdown_s": -1}}, "phases.post_touchdown_s: must be >= 0"),
         ({"publish": {"bind": "5555"}}, "publish.bind: must be a ZeroMQ endpoint"),
+        ({"publish": {"bind": "tcp://*:5555", "events": "tcp://*:5555"}}, "publish.events: must differ"),
         ({"board": "rig a"}, "board: must be a name"),
         ({"cameras": [{"name": "a", "quality": {"DESCENT": 0}}]}, "cameras[0].quality.DESCENT: must be >= 1"),
         ({"cameras": [{"name": "a", "lores_phases": ["ARMED"]}]}, "cameras[0].lores_phases: needs lores_size"),
