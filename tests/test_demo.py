@@ -46,3 +46,33 @@ def test_run_with_a_broken_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith("camctl: error:") and "cameras[0].fps.DESCENT" in lines[0] and "-3" in lines[0]
     assert str(cfg) in lines[0]
     assert not (tmp_path / "bad" / "store").exists(), "a broken config must not touch the store"
+
+
+def test_camctl_run_port_in_use_and_bad_store_are_one_line_errors(tmp_path):
+    import socket
+
+    import zmq
+
+    from camctl.demo import write_board_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = zmq.Context()
+    holder = ctx.socket(zmq.ROUTER)
+    holder.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        cfg = write_board_config(tmp_path / "busy", "busy-board", 0, size=(160, 120))
+        cfg.write_text(cfg.read_text().replace('bind = "tcp://127.0.0.1:*"', f'bind = "tcp://127.0.0.1:{port}"'))
+        r = subprocess.run([sys.executable, "-m", "camctl", "run", "--config", str(cfg)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and "cannot bind" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    finally:
+        holder.close(0)
+        ctx.term()
+    cfg = write_board_config(tmp_path / "nostore", "nostore-board", 0, size=(160, 120))
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "nostore" / "store"), "/proc/camctl-no-store"))
+    r = subprocess.run([sys.executable, "-m", "camctl", "run", "--config", str(cfg)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "store.dir /proc/camctl-no-store: cannot create it" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
