@@ -642,58 +642,13 @@ def bench_trigger(ctx: _Ctx) -> dict[str, Any]:
 
 
 # --- real boards --------------------------------------------------------------------------------------
-_BOARD = """\
-board = "{board}"
-
-[store]
-dir = "{store}"
-commit_interval_ms = 200
-reserve_mb = 0
-
-[gpio]
-backend = "mock"
-
-[gpio.events]
-arm = 17
-release = 27
-separation = 22
-touchdown = 23
-
-[phases]
-post_touchdown_s = 1.0
-
-[encode]
-threads = 2
-{cameras}
-[publish]
-bind = "tcp://127.0.0.1:*"
-events = "tcp://127.0.0.1:*"
-"""
-_CAMERA = """
-[[cameras]]
-name = "{name}"
-role = "{name}"
-backend = "sim"
-size = [1920, 1080]
-pretrigger_s = 2.0
-seed = {seed}
-
-[cameras.fps]
-ARMED = {armed}
-DESCENT = {fps}
-SEPARATION = {fps}
-TOUCHDOWN = {fps}
-"""
-
-
 def _start_board(ctx: _Ctx, name: str, *, armed: float, fps: float, seed: int) -> Any:
-    from camctl.demo import start_board
+    from camctl.demo import start_board, write_board_config
 
     d = ctx.tmp / name
-    d.mkdir(parents=True)
-    cams = "".join(_CAMERA.format(name=n, seed=seed + i, armed=armed, fps=fps) for i, n in enumerate(("down", "up")))
-    cfg = d / "rig.toml"
-    cfg.write_text(_BOARD.format(board=name, store=(d / "store").as_posix(), cameras=cams))
+    rates = {"ARMED": armed, "DESCENT": fps, "SEPARATION": fps, "TOUCHDOWN": fps}
+    cfg = write_board_config(d, name, seed, size=(1920, 1080), post_touchdown_s=1.0, reserve_mb=0, threads=2,
+                             fps={"down": rates, "up": rates}, stills=(), segment_mb=64, descent_s=90)
     board = start_board(cfg, d / "store", name, env={"PYTHONPATH": _child_env()["PYTHONPATH"]})
     ctx.boards.append(board)
     return board

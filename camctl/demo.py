@@ -31,8 +31,8 @@ board = "{board}"
 [store]
 dir = "{store}"
 commit_interval_ms = 200
-segment_mb = 16
-reserve_mb = 64
+segment_mb = {segment_mb}
+reserve_mb = {reserve_mb}
 
 [gpio]
 backend = "mock"
@@ -49,54 +49,54 @@ post_touchdown_s = {post_touchdown_s}
 descent_timeout_s = 120
 
 [encode]
-threads = 1
-
-[[cameras]]
-name = "down"
-role = "down"
-backend = "sim"
-size = [{width}, {height}]
-jpeg_quality = 85
-pretrigger_s = 2.0
-seed = {seed_down}
-stills = ["touchdown"]
-sim_descent_s = {descent_s}
-
-[cameras.fps]
-ARMED = 4
-DESCENT = 12
-SEPARATION = 20
-TOUCHDOWN = 12
-
-[[cameras]]
-name = "up"
-role = "up"
-backend = "sim"
-size = [{width}, {height}]
-jpeg_quality = 85
-pretrigger_s = 2.0
-seed = {seed_up}
-sim_descent_s = {descent_s}
-
-[cameras.fps]
-ARMED = 4
-DESCENT = 12
-SEPARATION = 12
-TOUCHDOWN = 6
-
+threads = {threads}
+{cameras}
 [publish]
 bind = "tcp://127.0.0.1:*"
 events = "tcp://127.0.0.1:*"
 """
 
+CAMERA_TEMPLATE = """
+[[cameras]]
+name = "{name}"
+role = "{name}"
+backend = "sim"
+size = [{width}, {height}]
+jpeg_quality = 85
+pretrigger_s = 2.0
+seed = {seed}
+stills = [{stills}]
+sim_descent_s = {descent_s}
+
+[cameras.fps]
+{fps}
+"""
+
+# The demo's rates by camera and phase: the down camera speeds up most at separation, the up camera
+# (the canopy) least after touchdown.
+DEMO_FPS = {"down": {"ARMED": 4, "DESCENT": 12, "SEPARATION": 20, "TOUCHDOWN": 12},
+            "up": {"ARMED": 4, "DESCENT": 12, "SEPARATION": 12, "TOUCHDOWN": 6}}
+
 
 def write_board_config(directory: Path, board: str, index: int, *, size: tuple[int, int] = (960, 540),
-                       post_touchdown_s: float = 1.5, extra: str = "", descent_s: float = 12.0) -> Path:
-    """Write a sim board's config (``directory/rig.toml``) and return its path."""
+                       post_touchdown_s: float = 1.5, extra: str = "", descent_s: float = 12.0,
+                       fps: dict[str, dict[str, float]] | None = None, segment_mb: float = 16,
+                       reserve_mb: float = 64, threads: int = 1, stills: tuple[str, ...] = ("touchdown",)) -> Path:
+    """Write a sim board's config (``directory/rig.toml``, cameras ``down`` and ``up``) and return its path.
+
+    ``fps`` maps camera -> phase -> rate (default :data:`DEMO_FPS`); ``stills`` are the events at which the
+    ``down`` camera takes a full-resolution still. ``extra`` is appended (it lands in ``[publish]``)."""
     directory.mkdir(parents=True, exist_ok=True)
-    text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(), width=size[0],
-                                 height=size[1], seed_down=100 + 2 * index, seed_up=101 + 2 * index,
-                                 post_touchdown_s=post_touchdown_s, descent_s=descent_s)
+    rates = fps or DEMO_FPS
+    cameras = "".join(
+        CAMERA_TEMPLATE.format(name=name, width=size[0], height=size[1], seed=100 + 2 * index + i,
+                               stills=", ".join(f'"{e}"' for e in (stills if name == "down" else ())),
+                               descent_s=descent_s,
+                               fps="\n".join(f"{ph} = {v:g}" for ph, v in rates[name].items()))
+        for i, name in enumerate(("down", "up")))
+    text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(), segment_mb=f"{segment_mb:g}",
+                                 reserve_mb=f"{reserve_mb:g}", post_touchdown_s=post_touchdown_s, threads=threads,
+                                 cameras=cameras)
     path = directory / "rig.toml"
     path.write_text(text + extra)
     return path
