@@ -567,11 +567,15 @@ class Picamera2Camera(Camera):
             job = self._picam2.capture_request(wait=False)
         except Exception as exc:
             raise self._failure(exc, "capture_request") from exc
-        request = self._wait(job, timeout_s, "capture_request")
+        return self._frame_of(job, timeout_s, "capture_request", still=False)
+
+    def _frame_of(self, job: Any, timeout_s: float, what: str, *, still: bool) -> Frame:
+        """Wait for ``job``'s request, read the frame out of it, and always give the request back."""
+        request = self._wait(job, timeout_s, what)
         try:
-            return self._frame_from(request, still=False)
+            return self._frame_from(request, still=still)
         except Exception as exc:
-            raise self._failure(exc, "reading the request") from exc
+            raise self._failure(exc, f"reading the {what} request") from exc
         finally:
             request.release()
 
@@ -634,10 +638,4 @@ class Picamera2Camera(Camera):
             job = self._picam2.switch_mode_and_capture_request(still_config, wait=False)
         except Exception as exc:
             raise self._failure(exc, "switch_mode_and_capture_request") from exc
-        request = self._wait(job, timeout_s, "still capture")
-        try:
-            return self._frame_from(request, still=True)
-        except Exception as exc:
-            raise self._failure(exc, "reading the still request") from exc
-        finally:
-            request.release()
+        return self._frame_of(job, timeout_s, "still capture", still=True)
