@@ -232,3 +232,70 @@ def test_close_twice_and_unknown_line():
     lines.close()
     lines.close()
     assert lines.closed
+
+
+# --- timers and line filter facts a mutant could break (issue 16) -----------------------------------------
+def test_touchdown_timeout_lands_before_post_touchdown():
+    clock = FakeClock()
+    m = machine("TOUCHDOWN", clock, post_touchdown_s=3.0, timeouts_s=(("TOUCHDOWN", 1.0),))
+    assert m.deadline_ns() == (clock.t + 10**9, "LANDED")
+    clock.advance(0.999)
+    assert m.tick() is None
+    clock.advance(0.002)
+    tr = m.tick()
+    assert (tr.phase_from, tr.phase_to, tr.event) == ("TOUCHDOWN", "LANDED", "timeout")
+
+
+def test_armed_phase_timeout_disarms_to_safe():
+    clock = FakeClock()
+    m = machine("ARMED", clock, timeouts_s=(("ARMED", 5.0),))
+    assert m.deadline_ns() == (clock.t + 5 * 10**9, "SAFE")
+    clock.advance(5.001)
+    tr = m.tick()
+    assert (tr.phase_from, tr.phase_to) == ("ARMED", "SAFE")
+    assert m.deadline_ns() is None  # no descent timer left running after an auto-disarm
+
+
+def _edges_with_min_pulse(clock: FakeClock):
+    got: list[tuple[str, int]] = []
+    fired = threading.Event()
+
+    def on_edge(ev, t, line):
+        got.append((ev, t))
+        fired.set()
+
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=40, lines=LINES), on_edge,
+                       pin_factory=MockFactory(), clock_ns=clock)
+    return lines, got, fired
+
+
+def test_min_pulse_edge_is_stamped_at_the_edge_not_at_confirmation():
+    clock = FakeClock()
+    lines, got, fired = _edges_with_min_pulse(clock)
+    try:
+        t_edge = clock.t
+        lines.drive("release", True)
+        clock.advance(7.0)  # confirmation comes later on the clock than the edge did
+        assert fired.wait(5)
+        assert got == [("release", t_edge)]
+    finally:
+        lines.close()
+
+
+def test_a_glitch_then_a_held_press_fires_once_stamped_at_the_press():
+    """The release of a glitch must cancel its confirmation: else the glitch's timer, finding the line held
+    again by a later press, fires an edge stamped at the glitch (and the press fires a second one)."""
+    clock = FakeClock()
+    lines, got, fired = _edges_with_min_pulse(clock)
+    try:
+        lines.drive("release", True)
+        lines.drive("release", False)  # a glitch
+        clock.advance(0.010)
+        t_press = clock.t
+        lines.drive("release", True)  # the real press, held, within the glitch's 40 ms window
+        assert fired.wait(5)
+        fired.clear()
+        assert not fired.wait(0.3)  # well past both windows: no second edge
+        assert got == [("release", t_press)]
+    finally:
+        lines.close()
