@@ -34,6 +34,7 @@ from camctl.events import EventRecord, PhaseMachine, Transition
 from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
 from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
+from camctl.ledger import Ledger, store_reason
 from camctl.sdnotify import Notifier
 
 __all__ = ["Daemon", "read_daemon_info", "tune_malloc"]
@@ -89,6 +90,11 @@ class Daemon:
         self._finished_store: Any = None  # the last store _finish_flight is done with (serving gate)
         self._lock = threading.RLock()
         self._unlogged: collections.deque[dict] = collections.deque(maxlen=1000)
+        # hands the event log over from "no store yet" (_unlogged) to the opened store; never held over I/O
+        self._log_lock = threading.Lock()
+        self.ledger = Ledger()  # the current flight's frame accounting (a new one at every arm)
+        self._store_ledger: Ledger | None = None  # the ledger whose records go to self.store's event log
+        self._opening: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
         self._started = False
@@ -104,7 +110,7 @@ class Daemon:
                     else make_camera(cam_cfg, seed=cam_cfg.seed or i)
                 self.runners[cam_cfg.name] = CameraRunner(
                     camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
-                    max_inflight=cfg.encode.max_inflight)
+                    max_inflight=cfg.encode.max_inflight, ledger=self.ledger)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory)
             self.publisher = Publisher(self, cfg.publish)
         except BaseException:
@@ -143,14 +149,18 @@ class Daemon:
 
     def status(self) -> dict:
         store_stats = self.store.stats() if self.store is not None else {}
+        totals = self.ledger.totals()
         cams = {}
         for name, runner in self.runners.items():
             snap = runner.snapshot()
             st = store_stats.get(name, {})
-            dropped = dict(snap.pop("dropped_by_reason"))
+            led = totals.get(name) or {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0}
+            dropped = dict(led["dropped"])  # this flight's losses by reason: the runner's and the store's
             for reason, n in (st.get("dropped") or {}).items():
-                dropped[f"store_{reason}"] = dropped.get(f"store_{reason}", 0) + n
-            dropped.pop("store_refused", None)  # the store counts those itself, by reason
+                key = store_reason(reason)
+                dropped[key] = dropped.get(key, 0) + n
+            stored = int(st.get("frames_stored", 0))
+            pending = runner.in_pipeline + int(st.get("queued", 0))
             cams[name] = {
                 "state": snap["state"],
                 "fps": snap["fps"],
@@ -170,6 +180,10 @@ class Daemon:
                 "bytes_stored": int(st.get("bytes", 0)),
                 "dropped_by_reason": dropped,
                 "last_error": snap["last_error"],
+                # captured = stored + dropped + aged_out (+ pending while frames are on their way)
+                "ledger": {"captured": led["captured"], "stored": stored, "dropped": sum(dropped.values()),
+                           "aged_out": led["aged_out"], "pending": pending,
+                           "stills_missed": led["stills_missed"]},
             }
         return {
             "board": self.board,
@@ -212,6 +226,9 @@ class Daemon:
             self._wait_for_record(event)
         else:
             self.machine.handle(event, source="operator")
+        opening = self._opening
+        if opening is not None:  # an operator's arm returns with the flight open (GPIO edges never wait)
+            opening.join(timeout=30)
         rec = self.machine.records[-1] if self.machine.records else None
         return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
                 "outcome": rec.outcome if rec is not None else ""}
@@ -237,15 +254,23 @@ class Daemon:
         self._publish("event", d)
 
     def _on_transition(self, tr: Transition) -> None:
+        # Runs under the phase machine's lock, on the GPIO (or timer, or operator) thread: no disk I/O here.
         # The capture schedule first: this is the trigger latency. Opening a flight (directories, fsyncs)
-        # comes after, which is safe because ARMED frames only go to the RAM ring.
+        # happens on its own thread, which is safe because ARMED frames only go to the RAM ring.
+        if tr.phase_to == ARMED:
+            self.ledger = Ledger()  # runners are idle in SAFE: nothing is counted between these lines
+            for runner in self.runners.values():
+                runner.set_ledger(self.ledger)
         for runner in self.runners.values():
             runner.set_phase(tr.phase_to)
             if tr.event in runner.cfg.stills:
                 runner.request_still(tr.event)
         log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source)
         if tr.phase_to == ARMED:
-            self._open_flight()
+            t = threading.Thread(target=self._open_flight, args=(self.ledger,), name="camctl-open-flight",
+                                 daemon=True)
+            self._opening = t
+            t.start()
         rec = {"kind": "phase", "name": tr.phase_to, "phase_from": tr.phase_from, "phase_to": tr.phase_to,
                "event": tr.event, "source": tr.source, "mono_ns": tr.mono_ns, "wall_ns": tr.wall_ns,
                "skipped": list(tr.skipped)}
@@ -255,26 +280,38 @@ class Daemon:
             store.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
         if tr.phase_to in (LANDED, SAFE) and store is not None and not store.finished:
-            t = threading.Thread(target=self._finish_flight, args=(store,), name="camctl-finish", daemon=True)
+            t = threading.Thread(target=self._finish_flight, args=(store, self._store_ledger),
+                                 name="camctl-finish", daemon=True)
             self._finishing = t
             t.start()
 
     def _sink(self, frame: EncodedFrame) -> bool:
         store = self.store
         if store is None or store.finished:
-            return False
-        return store.put(frame)
+            return False  # the runner counts it: store_refused
+        store.put(frame)  # False: the store dropped it and counted it under its own reason (its drop records)
+        return True
 
     def _on_fault(self, rec: dict) -> None:
         self._log_record(rec)
         self._publish("fault", {"board": self.board, **rec})
 
     def _log_record(self, rec: dict) -> None:
-        store = self.store
-        if store is not None and not store.finished:
-            store.log_event(rec)
-        else:
-            self._unlogged.append(rec)
+        with self._log_lock:  # log_event only queues: this lock is never held over I/O
+            store = self.store
+            if store is not None and not store.finished:
+                store.log_event(rec)
+            else:
+                self._unlogged.append(rec)
+
+    def _flush_ledger(self) -> None:
+        """Write what the ledger counted since its last flush to the open flight's event log."""
+        with self._log_lock:
+            store, ledger = self.store, self._store_ledger
+            if store is None or ledger is None or store.finished:
+                return
+            for rec in ledger.flush():
+                store.log_event(rec)
 
     def _publish(self, topic: str, body: dict) -> None:
         pub = self.publisher
@@ -282,7 +319,7 @@ class Daemon:
             pub.publish(topic, body)
 
     # -- flights -------------------------------------------------------------------------------------
-    def _open_flight(self) -> None:
+    def _open_flight(self, ledger: Ledger) -> None:
         from camctl.store import FlightStore, new_flight_id
 
         with self._lock:
@@ -295,9 +332,10 @@ class Daemon:
                 log.error("cannot open flight %s in %s: %s", flight, self.store_root, exc)
                 self._publish("fault", {"board": self.board, "kind": "store", "message": str(exc)})
                 return
-            self.store, self.flight = store, flight
-            while self._unlogged:
-                store.log_event(self._unlogged.popleft())
+            with self._log_lock:
+                self.store, self.flight, self._store_ledger = store, flight, ledger
+                while self._unlogged:
+                    store.log_event(self._unlogged.popleft())
             store.log_event({"kind": "flight", "name": "open", "board": self.board, "flight": flight,
                              "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns(),
                              "cameras": {n: {"role": r.cfg.role, "size": list(r.cfg.size),
@@ -307,11 +345,14 @@ class Daemon:
     def _on_drop(self, rec: dict) -> None:
         self._publish("disk", {"board": self.board, **rec})
 
-    def _finish_flight(self, store: Any) -> None:
+    def _finish_flight(self, store: Any, ledger: Ledger | None) -> None:
         for runner in self.runners.values():
             if not runner.wait_idle(timeout=30):
                 log.warning("camera %s did not stop in time; finishing the flight without its last frames",
                             runner.name)
+        if ledger is not None and not store.finished:  # the last interval, before the files close
+            for rec in ledger.flush():
+                store.log_event(rec)
         try:
             store.finish()
         except Exception as exc:  # never let a finish error kill the daemon; recovery repairs on restart
@@ -390,6 +431,7 @@ class Daemon:
                 self.notifier.watchdog()
                 next_wd = now + wd
             if now >= next_status:
+                self._flush_ledger()
                 self.notifier.status(self._status_line())
                 self._publish("status", self.status())
                 next_status = now + 1.0
@@ -409,10 +451,14 @@ class Daemon:
         self._stop.set()
         for runner in self.runners.values():
             runner.stop()
+        opening = self._opening
+        if opening is not None:
+            opening.join(timeout=30)
         finishing = self._finishing
         if finishing is not None:
             finishing.join(timeout=30)
         if self.store is not None and not self.store.finished:
+            self._flush_ledger()
             try:
                 self.store.finish()
             except Exception as exc:

@@ -190,9 +190,12 @@ def _same_files(flight_dir: Path, index: dict) -> bool:
 
 def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     """The ``ls`` record of one flight: per camera frames, stills, time range from release, sizes."""
+    from camctl.ledger import balance, read_ledger
+
     index, how, listed = _index_for(ref.path)
     events = load_events(ref.path)
     tb = TimeBase.from_events(events)
+    ledger = read_ledger(events)
     cams: dict[str, dict] = {}
     for name, cam in sorted(index.get("cameras", {}).items()):
         segs = cam.get("segments", [])
@@ -212,6 +215,7 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
             "segments": len(segs),
             "partial_files": partial,
             "phases": dict(cam.get("phases", {})),
+            "ledger": balance(ledger.get(name), int(cam.get("frames", 0))),  # stills are frames too
         }
     kinds: dict[str, int] = {}
     for r in events:
@@ -220,7 +224,7 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
         "events": len(events), "faults": kinds.get("fault", 0),
-        "drops": sum(int(r.get("count", 1)) for r in events if r.get("kind") == "drop"),
+        "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),
         "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph} for t, ph in tb.phases],
         "cameras": cams,
     }
@@ -245,6 +249,8 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
     """Print ``ls`` records as one rich table per flight."""
     from rich.table import Table
 
+    from camctl.ledger import describe
+
     console = console or _console()
     for fl in flights:
         note = f"index {fl['index']}"
@@ -263,6 +269,9 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
                           str(c["segments"]) + (f" (+{len(c['partial_files'])} partial)" if c["partial_files"]
                                                 else ""))
         console.print(table)
+        for name, c in fl["cameras"].items():
+            if "ledger" in c and name not in ("thumbs", "export"):
+                console.print("  " + describe(name, c["ledger"]), soft_wrap=True)
 
 
 def ls_local(directory: Path, *, json_out: bool = False) -> int:
