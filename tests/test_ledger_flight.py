@@ -153,3 +153,37 @@ def fly_short(d: Daemon) -> dict:
 
 
 pytestmark = pytest.mark.slow
+
+
+def test_arming_does_no_disk_io_under_the_phase_machine_lock(tmp_path: Path, monkeypatch) -> None:
+    """Opening a flight (mkdir, fsync) must not hold the GPIO thread: while the store's open is stuck, the
+    edge returns and the next edge (release) still goes through the machine."""
+    import camctl.store
+
+    real, gate, entered = camctl.store.FlightStore, threading.Event(), threading.Event()
+
+    def slow_open(*a, **k):
+        entered.set()
+        gate.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(camctl.store, "FlightStore", slow_open)
+    with Daemon(config(tmp_path), notifier=Notifier(environ={})) as d:
+        done = threading.Event()
+
+        def edges() -> None:
+            d.machine.handle("arm", source="gpio")
+            d.machine.handle("release", source="gpio")
+            done.set()
+
+        threading.Thread(target=edges, daemon=True).start()
+        try:
+            assert entered.wait(30)
+            assert done.wait(30), "an edge waited for the flight's files to be opened"
+            assert d.machine.phase == "DESCENT"
+        finally:
+            gate.set()
+        flight = wait_for(lambda: d.flight, "the flight to open")
+    phases = [e["phase_to"] for seg in sorted((tmp_path / "store" / flight / "events").glob("*.mcap"))
+              for e in iter_events(seg) if e.get("kind") == "phase"]
+    assert phases[:2] == ["ARMED", "DESCENT"]  # records made before the store opened are in its log
