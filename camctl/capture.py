@@ -412,14 +412,19 @@ class CameraRunner:
                 self._lose(ENCODER_BEHIND)
                 self._recycle(frame)
                 return
+        value = value_of(phase)
         if frame.yuv420 is not None:  # the camera's own lores stream: encoded as it is
-            fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase))
+            fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase), value=value)
         else:
             image = frame.image
             if self.cfg.lores_in(phase) and self.cfg.lores_size is not None:
                 image = lores(image, self.cfg.lores_size)
                 frame.height, frame.width = int(image.shape[0]), int(image.shape[1])
-            fut = self._pool.submit(image, self.cfg.quality_for(phase))
+            fut = self._pool.submit(image, self.cfg.quality_for(phase), value=value)
+        if fut.cancelled():  # the pool was full of frames worth as much or more (see encode.py)
+            self._lose(ENCODER_BEHIND)
+            self._recycle(frame)
+            return
         with self._drain_lock:
             self._pending.append((frame, phase, fut))
         # route as soon as it is encoded (in order), not when the next frame comes: at 2 fps that is 0.5 s
@@ -449,6 +454,10 @@ class CameraRunner:
             if fut is not None and not fut.done() and not block:
                 return
             self._pending.popleft()
+            if fut is not None and fut.cancelled():  # pushed out of the pool by a frame of higher value
+                self._recycle(frame)
+                self._lose(ENCODER_BEHIND)
+                continue
             if fut is not None:
                 try:
                     jpeg = fut.result()
@@ -520,9 +529,9 @@ class CameraRunner:
             if frame.jpeg is not None:
                 jpeg = frame.jpeg
             elif frame.yuv420 is not None:
-                jpeg = self._pool.submit_yuv(frame.yuv420, 95).result()
+                jpeg = self._pool.submit_yuv(frame.yuv420, 95, value=int(FrameValue.STILL)).result()
             else:
-                jpeg = self._pool.submit(frame.image, 95).result()
+                jpeg = self._pool.submit(frame.image, 95, value=int(FrameValue.STILL)).result()
         except Exception as exc:  # the still was captured: it is lost with a reason, never silently
             self._lose(ENCODE_ERROR)
             self.stats.last_error = f"encode: {exc}"

@@ -100,7 +100,12 @@ class Daemon:
         self._started = False
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
                                     on_transition=self._on_transition, on_record=self._on_record)
-        self.pool = EncoderPool(cfg.encode.threads)
+        # one budget of waiting frames for the whole board, value-ordered across cameras (see encode.py); a
+        # camera's own limit (waiting + encoding) is above it, so a TOUCHDOWN camera never drops at its own
+        # cap while another camera's ARMED frames wait
+        capacity = cfg.encode.max_inflight * max(1, len(cfg.cameras))
+        self.pool = EncoderPool(cfg.encode.threads, capacity=capacity)
+        per_camera = capacity + cfg.encode.threads
         self.runners: dict[str, CameraRunner] = {}
         self.lines: EventLines | None = None
         self.publisher: Any = None
@@ -110,7 +115,7 @@ class Daemon:
                     else make_camera(cam_cfg, seed=cam_cfg.seed or i)
                 self.runners[cam_cfg.name] = CameraRunner(
                     camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
-                    max_inflight=cfg.encode.max_inflight, ledger=self.ledger)
+                    max_inflight=per_camera, ledger=self.ledger)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory)
             self.publisher = Publisher(self, cfg.publish)
         except BaseException:
