@@ -110,6 +110,7 @@ class TimeBase:
     phases: list[tuple[int, str]]  # (mono_ns, phase entered), in order
     event_ns: dict[str, int]  # event name -> mono_ns of the first transition it caused
     event_phase: dict[str, str]  # event name -> the phase that transition entered
+    unaligned_reason: str = ""  # why t0 is not a release edge (the board's times cannot be compared)
 
     @classmethod
     def from_events(cls, events: Iterable[dict], *, release: str = "release") -> TimeBase:
@@ -130,9 +131,14 @@ class TimeBase:
             event_phase.setdefault(ev, phases[-1][1])
             if first_descent is None and r.get("phase_from") == "ARMED":
                 first_descent = mono
-        t0 = event_ns.get(release, first_descent)
-        return cls(t0_ns=t0, aligned=t0 is not None, wall_offset_ns=wall_offset, phases=phases,
-                   event_ns=event_ns, event_phase=event_phase)
+        t0 = event_ns.get(release)
+        reason = ""
+        if t0 is None:  # its own first descent edge is a zero for this board alone, never an aligned one
+            t0 = first_descent
+            reason = f"no {release!r} edge in its event log" + (
+                "; times are from its first descent phase" if t0 is not None else "")
+        return cls(t0_ns=t0, aligned=not reason, wall_offset_ns=wall_offset, phases=phases,
+                   event_ns=event_ns, event_phase=event_phase, unaligned_reason=reason)
 
     def rel_s(self, mono_ns: int) -> float:
         """Seconds from t0 (0.0 when there is no t0)."""
@@ -223,6 +229,7 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     return {
         "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
+        "aligned": tb.aligned, "unaligned_reason": tb.unaligned_reason,
         "events": len(events), "faults": kinds.get("fault", 0),
         "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),
         "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph} for t, ph in tb.phases],
@@ -258,7 +265,8 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
         if fl["segments_listed"] is not None and fl["segments_listed"] != seg_total:
             note += f", {seg_total} of {fl['segments_listed']} segments downloaded"
         console.print(f"[b]{fl['board']} / {fl['flight']}[/b]  release {fl['release_wall'] or '?'}  "
-                      f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  ({note})",
+                      f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  ({note})"
+                      + (f"  UNALIGNED: {fl['unaligned_reason']}" if fl.get("unaligned_reason") else ""),
                       soft_wrap=True)
         table = Table()
         for col in ("camera", "frames", "stills", "first", "last", "start (UTC)", "duration", "size", "segments"):
