@@ -38,6 +38,7 @@ import simplejpeg
 from PIL import Image, ImageDraw, ImageFont
 
 from camctl.exc import ConfigError
+from camctl.ledger import ledger_marks
 from camctl.views import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = [
@@ -612,20 +613,22 @@ def _timeline(title: str, cams: list[_CamData], out_png: Path) -> None:
             pts += [(xa, yv), (xb, yv)]
         if pts:
             d.line(pts, fill=(120, 200, 255), width=2)
-        # faults and drops of this camera (or of the board when the record names no camera)
+        # faults of this camera (or of the board when the record names no camera)
         for rec in c.fl.events:
-            if rec.get("kind") not in ("fault", "drop") or not isinstance(rec.get("mono_ns"), int):
+            if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
                 continue
             if rec.get("camera") not in (None, c.camera):
                 continue
             xe = x_of(c.fl.rel(rec["mono_ns"]))
-            if not left <= xe <= left + plot_w:
-                continue
-            if rec["kind"] == "fault":
+            if left <= xe <= left + plot_w:
                 d.line((xe, y0, xe, y1), fill=(255, 60, 60), width=2)
-            else:
-                d.polygon([(xe - 6, y1), (xe + 6, y1), (xe, y1 - 12)], fill=(255, 160, 40))
-                d.text((xe + 7, y1 - 12), str(rec.get("count", "")), fill=(255, 160, 40), font=small)
+        # every loss of this camera, by reason (the ledger's intervals and the store's drops)
+        for mono, cam, reason, n in ledger_marks(c.fl.events):
+            xe = x_of(c.fl.rel(mono))
+            if cam != c.camera or not left <= xe <= left + plot_w:
+                continue
+            d.polygon([(xe - 6, y1), (xe + 6, y1), (xe, y1 - 12)], fill=(255, 160, 40))
+            d.text((xe + 7, y1 - 12), f"{reason} {n}", fill=(255, 160, 40), font=small)
         if c.fl.tb.aligned:
             d.line((x_of(0.0), y0, x_of(0.0), y1), fill=(240, 240, 240), width=1)
         d.text((8, y0 + 4), c.board, fill=(230, 230, 230), font=font)

@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-__all__ = ["REASONS", "Ledger", "balance", "describe", "read_ledger", "store_reason"]
+__all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_ledger", "store_reason"]
 
 ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
 STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR = "store_refused", "still_gap", "store_full", "encode_error"
@@ -168,6 +168,22 @@ def read_ledger(events: Iterable[dict]) -> dict[str, dict]:
             for reason, n in dropped.items():
                 c["dropped"][str(reason)] = c["dropped"].get(str(reason), 0) + _int(n)
     return out
+
+
+def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
+    """Every loss of a flight as ``(mono_ns, camera, reason, count)``, in time order, for a timeline: one mark
+    per reason of each ledger interval (at its end) and per store ``drop`` record. Aged-out frames are not
+    marks (the ring working as meant)."""
+    out: list[tuple[int, str, str, int]] = []
+    for r in events:
+        kind, cam, mono = r.get("kind"), r.get("camera"), r.get("mono_ns")
+        if not isinstance(cam, str) or not isinstance(mono, int):
+            continue
+        if kind == "drop":
+            out.append((mono, cam, store_reason(str(r.get("name", ""))), _int(r.get("count", 1))))
+        elif kind == "ledger" and isinstance(r.get("dropped"), dict):
+            out += [(mono, cam, str(reason), _int(n)) for reason, n in sorted(r["dropped"].items()) if _int(n)]
+    return sorted(out)
 
 
 def _int(v: object) -> int:

@@ -173,3 +173,14 @@ def test_phase_state_is_one_tuple_read_whole():
     finally:
         stop.set()
         t.join()
+
+
+def test_timeline_marks_name_every_reason():
+    from camctl.ledger import ledger_marks
+
+    events = [{"kind": "ledger", "camera": "down", "mono_ns": 20, "captured": 9, "aged_out": 4,
+               "dropped": {"sensor_gap": 2, "ring_overflow": 1, "still_gap": 0}},
+              {"kind": "drop", "name": "disk_full", "camera": "up", "count": 3, "mono_ns": 10},
+              {"kind": "fault", "camera": "down", "mono_ns": 15}]
+    assert ledger_marks(events) == [(10, "up", "store_full", 3), (20, "down", "ring_overflow", 1),
+                                    (20, "down", "sensor_gap", 2)]
