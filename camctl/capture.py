@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from camctl.cameras.base import Camera
-from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, CameraConfig
+from camctl.config import ARMED, LANDED, SAFE, CameraConfig
 from camctl.encode import EncoderPool
 from camctl.exc import CameraError
 from camctl.frames import EncodedFrame, Frame, FrameValue
 from camctl.ledger import ENCODE_ERROR, ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STILL_GAP, STORE_REFUSED, Ledger
+from camctl.schedule import frame_phase, value_of
 
 __all__ = ["CameraRunner", "PreTriggerRing", "RunnerStats"]
 
@@ -135,14 +136,6 @@ def lores(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return image
     out = image[::step, ::step]
     return out[: out.shape[0] & ~1, : out.shape[1] & ~1]
-
-
-def value_of(phase: str) -> int:
-    if phase == ARMED:
-        return int(FrameValue.IDLE)
-    if phase == TOUCHDOWN:
-        return int(FrameValue.TOUCHDOWN)
-    return int(FrameValue.DESCENT)
 
 
 class CameraRunner:
@@ -367,16 +360,8 @@ class CameraRunner:
             self.ledger.aged_out(self.name, n)
 
     def _phase_of(self, frame: Frame, asked_in: str) -> str:
-        """The phase a frame belongs to, by its sensor time (monotonic, like the edge's): a frame exposed
-        before the edge but delivered after it (a queued sensor buffer) belongs to the phase before."""
-        current, previous, changed_ns, _gen = self._state
-        if current in (SAFE, LANDED):
-            return asked_in
-        # Only within a second of the edge: a backend on another clock must not be reclassified wholesale.
-        early = changed_ns - frame.timestamp_ns
-        if 0 < early < 1_000_000_000 and previous not in (SAFE, LANDED):
-            return previous
-        return current
+        """The phase a frame belongs to (see :func:`camctl.schedule.frame_phase`), from one state snapshot."""
+        return frame_phase(self._state, frame.timestamp_ns, asked_in)
 
     def _account(self, frame: Frame) -> None:
         """Count a video frame (and the sequence numbers the sensor skipped before it) into the ledger."""
