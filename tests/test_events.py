@@ -377,6 +377,8 @@ def test_timers_fire_at_their_exact_nanosecond():
     assert a.deadline_ns() == (clock2.t + 2_500_000_000, "SAFE")
     assert a.tick(clock2.t + 2_499_999_999) is None and a.phase == "ARMED"
     assert machine("ARMED", FakeClock(), armed_timeout_s=0.0).deadline_ns() is None
+    clock3 = FakeClock()
+    assert machine("ARMED", clock3, armed_timeout_s=0.5).deadline_ns() == (clock3.t + 500_000_000, "SAFE")
 
 
 def test_the_descent_timer_starts_at_the_first_descent_phase_only():
