@@ -18,7 +18,7 @@ from test_store_helpers import frame
 
 from camctl.config import StoreConfig
 from camctl.store import FlightStore, iter_frames, repair_segment, verify
-from camctl.store._format import scan_segment
+from camctl.store._salvage import scan_segment
 
 CHUNKS = 6
 PER_CHUNK = 3

@@ -20,7 +20,7 @@ from typing import Any
 
 from camctl.exc import StoreCorruptError
 from camctl.fsutil import fsync_dir, sha256_file
-from camctl.store._format import scan_segment
+from camctl.store._salvage import scan_segment
 from camctl.store.reader import scan_events, scan_frames
 
 __all__ = [

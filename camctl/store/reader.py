@@ -21,7 +21,8 @@ import simplejpeg
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from google.protobuf.message import DecodeError
 
-from camctl.store._format import Layout, Scan, camera_layout, events_layout, layout_for_path, scan_segment
+from camctl.store._records import Layout, camera_layout, events_layout, layout_for_path
+from camctl.store._salvage import Scan, scan_segment
 
 __all__ = ["FrameCheck", "StoredFrame", "iter_events", "iter_frames", "jpeg_ok", "layout_of", "scan_events",
            "scan_frame_checks", "scan_frames"]

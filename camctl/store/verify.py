@@ -1,6 +1,6 @@
 """``camctl verify``: integrity check and repair of segments, camera dirs, flights or a whole store.
 
-Every ``.mcap`` is salvage-scanned (:func:`camctl.store._format.scan_segment`): chunk CRCs checked, torn
+Every ``.mcap`` is salvage-scanned (:func:`camctl.store._salvage.scan_segment`): chunk CRCs checked, torn
 tails and damaged byte ranges reported, every JPEG header decoded. With ``repair=True`` a segment that is
 not a clean finished MCAP is rewritten atomically (new file beside it, fsync, rename over it, fsync the
 dir) into a finished one that keeps every CRC-valid chunk, so a kill during repair leaves the old file or
@@ -30,7 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from camctl.exc import StoreCorruptError
-from camctl.store._format import MAGIC, Scan, SegmentWriter, scan_segment
+from camctl.store._records import MAGIC
+from camctl.store._salvage import Scan, scan_segment
+from camctl.store._segment import SegmentWriter
 from camctl.store.index import (
     FLIGHT_NAME,
     INDEX_NAME,
