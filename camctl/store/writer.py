@@ -80,6 +80,7 @@ def _statvfs_free(path: Path) -> Callable[[], int]:
 class _CamStats:
     frames_stored: int = 0
     durable_frames: int = 0
+    durable_seq: int = -1  # the highest frame seq whose commit has returned (-1: none yet)
     bytes: int = 0
     segments: int = 0
     queued: int = 0
@@ -125,6 +126,7 @@ class FlightStore:
         self._segments: dict[str, SegmentWriter] = {}
         self._seg_seq: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self._pending_seq: dict[str, int] = {}
         self._pending_events: list[dict] = []
         self._held_events: list[dict] = []
         self._drops_unreported: dict[tuple[str, str], int] = {}
@@ -274,9 +276,14 @@ class FlightStore:
         return self._quota.level
 
     def stats(self) -> dict[str, dict]:
-        """Per camera: frames_stored, durable_frames, bytes, segments, dropped {reason: n}, queued."""
+        """Per camera: frames_stored, durable_frames, durable_seq, bytes, segments, dropped {reason: n}, queued.
+
+        ``durable_seq`` is the highest frame seq whose group commit (file and directory fsync) has returned:
+        a power cut now keeps every frame of the camera with that seq or lower that was stored.
+        """
         with self._lock:
             return {c: {"frames_stored": s.frames_stored, "durable_frames": s.durable_frames,
+                        "durable_seq": s.durable_seq,
                         "bytes": s.bytes, "segments": s.segments, "dropped": dict(s.dropped),
                         "queued": s.queued} for c, s in self._stats.items()}
 
@@ -434,6 +441,7 @@ class FlightStore:
             seg.add_message(CH_META, fr.timestamp_ns, wall, fr.seq,
                             json.dumps(meta, default=str, separators=(",", ":")).encode())
             self._pending[cam] = self._pending.get(cam, 0) + 1
+            self._pending_seq[cam] = max(self._pending_seq.get(cam, -1), fr.seq)
             with self._lock:
                 self._stats[cam].frames_stored += 1
         except OSError as exc:
@@ -472,6 +480,7 @@ class FlightStore:
         with self._lock:
             st = self._stats[name]
             st.durable_frames += self._pending.pop(name, 0)
+            st.durable_seq = max(st.durable_seq, self._pending_seq.pop(name, -1))
             st.bytes += seg.size - seg.accounted
             seg.accounted = seg.size
 
@@ -518,6 +527,7 @@ class FlightStore:
             self._pending_events = []
         else:
             lost = self._pending.pop(name, 0)
+            self._pending_seq.pop(name, None)
             with self._lock:
                 self._stats[name].frames_stored -= lost
                 self._drop(name, reason, lost)
