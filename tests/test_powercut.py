@@ -304,3 +304,70 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
         assert board.stop() == 0
     summary.append(f"powercut restart: killed flight {killed_flight} recovered at start "
                    f"({got} frames, durable before kill {trial.durable}); new flight {new_flight} landed clean")
+
+
+# --- a power cut during repair ----------------------------------------------------------------------------
+def _damaged_segment(tmp: Path) -> tuple[bytes, set[int]]:
+    """A torn camera segment with a flipped magic and one chunk hit mid-file; the seqs repair must keep."""
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
+    st = FlightStore(tmp, "b", "F", cfg, cameras=["cam"])
+    for k in range(6):
+        for j in range(3):
+            assert st.put(frame("cam", k * 3 + j, data=JPEGS[j]))
+        st.commit(wait=True)
+    seg = tmp / "F" / "cam" / "000001.mcap"
+    data = bytearray(seg.read_bytes())
+    st.close()
+    from camctl.store._salvage import scan_segment
+
+    chunks = scan_segment(seg, bytes(data)).chunks
+    hit = chunks[2]
+    data[(hit.start + hit.end) // 2] ^= 0x10  # bit rot inside chunk 3: its frames are lost, the rest kept
+    data[1] ^= 0x01  # and in the magic
+    data += data[chunks[-1].start:chunks[-1].start + 300]  # and an uncommitted chunk at the tail
+    keep = {m.sequence for c in chunks if c is not hit for m in c.messages if m.channel_id == 1}
+    return bytes(data), keep
+
+
+@needs_fuse
+@pytest.mark.parametrize("when", ["after_fix", "before_fsync"])
+def test_power_cut_during_repair_keeps_every_chunk(fs: Mounted, tmp_path: Path, when: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from camctl.store import _repair, repair_segment
+    from camctl.store._salvage import scan_segment
+
+    data, keep = _damaged_segment(tmp_path / "build")
+    d = fs.mnt / f"repair-{when}" / "cam"
+    d.mkdir(parents=True)
+    fsync_dir(d.parent)
+    fsync_dir(fs.mnt)
+    real_fsync = os.fsync
+    for i in range(12):
+        path = d / "000001.mcap"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        real_fsync(fd)
+        os.close(fd)
+        fsync_dir(d)
+        out = tmp_path / f"cut-{when}-{i}"
+        mode = MODES[i % len(MODES)]
+
+        def cut(out: Path = out, seed: int = i, mode: str = mode) -> None:
+            fs.cut(out, seed=seed, mode=mode)
+
+        if when == "after_fix":
+            repair_segment(path, after_fix=cut)
+        else:
+            def fsync_after_cut(fd: int, cut=cut) -> None:
+                cut()
+                real_fsync(fd)
+            monkeypatch.setattr(_repair.os, "fsync", fsync_after_cut)
+            repair_segment(path)
+            monkeypatch.setattr(_repair.os, "fsync", real_fsync)
+        got = out / f"repair-{when}" / "cam" / "000001.mcap"
+        scanned = {m.sequence for c in scan_segment(got).chunks for m in c.messages if m.channel_id == 1}
+        assert scanned == keep, f"cut {i} ({mode}) {when}: the half-repaired file lost chunks"
+        report = verify(got, repair=True)
+        assert report.exit_code in (0, 1), report.errors
+        assert {s for t, s in read_plain(got) if t == "/cam/image"} == keep
+        assert verify(got).exit_code == 0

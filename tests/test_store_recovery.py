@@ -3,6 +3,7 @@ repair atomicity under kill -9, unrecoverable files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,7 +68,7 @@ def _check_cut(data: bytes, cut: int, workdir: Path) -> None:
     rep = verify(path)
     assert rep.exit_code == 1 and rep.repairable == [str(path)], rep.errors
     assert not rep.lost_chunks, "a cut tail is not lost committed data"
-    assert rep.cameras["cam"].durable == len(expected)
+    assert rep.cameras["cam"].frames == len(expected)
     rep = verify(path, repair=True)
     assert rep.repaired == [str(path)] and rep.exit_code == 1
     assert _seqs_via_plain_reader(path) == expected
@@ -155,10 +156,30 @@ def test_bit_flip_anywhere_never_crashes(segments, where, bit, finished) -> None
         got = {f.seq: f.jpeg for f in iter_frames(path)}
         assert all(originals[s] == j for s, j in got.items())
         rep = verify(path, repair=True)
-        if rep.exit_code == 2:  # only a damaged magic makes the file unrecoverable
-            assert off < 8
-            return
+        assert rep.exit_code in (0, 1), rep.errors  # a flip anywhere, the magic included, is repairable
         assert sorted(_seqs_via_plain_reader(path)) == sorted(got)
+        # every chunk the flip did not hit is still there
+        hit = [s for s, e, _ in _chunk_ends(data) if s < off < e]
+        assert set(got) >= {q for s, _, seqs in _chunk_ends(data) if s not in hit for q in seqs}
+        assert verify(path).exit_code == 0
+
+
+@pytest.mark.parametrize("finished", [False, True])
+@pytest.mark.parametrize("region", ["magic", "header", "schema"])
+def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_path: Path, region: str,
+                                                              finished: bool) -> None:
+    torn, done, _ = segments
+    data = done if finished else torn
+    off = {"magic": 3, "header": 8 + 9 + 2, "schema": 40}[region]
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(_flip(data, off, 5))
+    assert [f.seq for f in iter_frames(path)] == list(range(CHUNKS * PER_CHUNK))
+    rep = verify(path, repair=True)
+    assert rep.exit_code == 1 and rep.repaired == [str(path)], rep.errors
+    assert _seqs_via_plain_reader(path) == list(range(CHUNKS * PER_CHUNK))
+    after = verify(path)
+    assert (after.exit_code == 0 and after.recorded_losses) or region == "magic", after.to_dict()
 
 
 def iter_frames_bytes(data: bytes):
@@ -171,50 +192,89 @@ _KILLER = """
 import os, signal, sys
 from pathlib import Path
 from camctl.store import repair_segment
-repair_segment(Path(sys.argv[1]), before_rename=lambda tmp: os.kill(os.getpid(), signal.SIGKILL))
+repair_segment(Path(sys.argv[1]), after_fix=lambda: os.kill(os.getpid(), signal.SIGKILL))
 """
 
 
-def test_kill_9_during_repair_leaves_old_file(segments, tmp_path: Path) -> None:
+def _with_torn_tail(torn: bytes) -> bytes:
+    """``torn`` plus an uncommitted chunk: what a cut mid-commit leaves (repair must cut it)."""
+    start = _chunk_ends(torn)[-1][0]
+    return torn + torn[start:start + 200]
+
+
+def test_kill_9_during_repair_in_place_keeps_every_chunk(segments, tmp_path: Path) -> None:
     torn, _, _ = segments
+    data = _with_torn_tail(torn)
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
-    path.write_bytes(torn)
+    path.write_bytes(data)
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(path)], capture_output=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-    assert path.read_bytes() == torn  # the old file, whole
-    tmp = path.with_name(path.name + ".repair.tmp")
-    assert tmp.exists()
-    rep = verify(path.parent, repair=True)
-    assert not tmp.exists() and str(tmp) in rep.repaired
+    assert path.read_bytes() == torn  # killed after the cut, before the summary: torn, every chunk kept
+    assert verify(path.parent, repair=True).exit_code == 1
     assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
+    assert verify(path.parent).exit_code == 0
 
 
-def test_injected_failure_before_rename_keeps_old_file(segments, tmp_path: Path) -> None:
+def test_repair_is_in_place_not_a_copy(segments, tmp_path: Path) -> None:
     torn, _, _ = segments
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
-    path.write_bytes(torn)
+    path.write_bytes(_with_torn_tail(torn))
+    ino = path.stat().st_ino
 
-    def boom(tmp: Path) -> None:
+    def boom() -> None:
         raise OSError("power cut")
 
     with pytest.raises(OSError, match="power cut"):
-        repair_segment(path, before_rename=boom)
-    assert path.read_bytes() == torn
+        repair_segment(path, after_fix=boom)
+    assert path.read_bytes() == torn and not list(path.parent.glob("*.tmp"))
     assert repair_segment(path) == 2 * CHUNKS * PER_CHUNK  # image + meta per frame
-    assert verify(path).exit_code == 0
+    assert path.stat().st_ino == ino and verify(path).exit_code == 0
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the filesystem is full to the last byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for block in (1 << 16, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * block)
+    finally:
+        os.close(fd)
+
+
+def test_repair_works_on_a_full_filesystem(segments, tmp_path: Path) -> None:
+    """On a 100%-full tmpfs the old copy-and-rename repair failed with ENOSPC; in place needs no new file."""
+    torn, _, _ = segments
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs (needs root; CI runs as root)")
+    try:
+        path = mnt / "cam" / "000001.mcap"
+        path.parent.mkdir()
+        path.write_bytes(_with_torn_tail(torn))
+        _fill(mnt / "filler")
+        assert os.statvfs(mnt).f_bavail == 0
+        rep = verify(path.parent, repair=True)
+        assert rep.exit_code == 1 and rep.repaired == [str(path)] and not rep.unrecoverable, rep.errors
+        assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_unrecoverable_files(segments, tmp_path: Path) -> None:
     torn, _, _ = segments
     d = tmp_path / "cam"
     d.mkdir()
-    (d / "000001.mcap").write_bytes(b"JUNKJUNK" + torn[8:])
+    junk = bytes(range(256)) * 40  # no magic, no CRC-valid chunk: nothing to salvage
+    (d / "000001.mcap").write_bytes(junk)
     rep = verify(d / "000001.mcap", repair=True)
     assert rep.exit_code == 2 and rep.unrecoverable
-    assert (d / "000001.mcap").read_bytes()[:8] == b"JUNKJUNK", "never rewrite what cannot be read"
+    assert (d / "000001.mcap").read_bytes() == junk, "never rewrite what cannot be read"
     # every chunk damaged: nothing salvageable
     data = torn
     for start, end, _ in _chunk_ends(torn):

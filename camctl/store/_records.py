@@ -32,6 +32,7 @@ __all__ = [
     "CH_META",
     "CH_STILL",
     "LIBRARY",
+    "LOST_OPCODE",
     "MAGIC",
     "MSG_HEAD",
     "OPEN_CHUNK",
@@ -41,6 +42,8 @@ __all__ = [
     "compressed_image_parts",
     "events_layout",
     "layout_for_path",
+    "lost_marker",
+    "parse_lost_marker",
 ]
 
 MAGIC = b"\x89MCAP0\r\n"
@@ -154,3 +157,34 @@ def compressed_image_parts(timestamp_ns: int, frame_id: str, data_len: int,
     suffix = (b"\x1a" + _varint(len(f)) + f if f else b"") + (b"\x22" + _varint(len(fid)) + fid if fid else b"")
     return prefix, suffix
 
+
+
+# A private record (MCAP reserves opcodes 0x80-0xFF for applications; readers skip records they do not know,
+# see mcap/stream_reader.py ``_read_record``: "Skip unknown record types") that repair writes over a damaged
+# byte range in place: ``opcode, length`` covering the range, then ``u32 n`` and ``n`` bytes of JSON saying
+# what was lost. Only the head is written; the rest of the range keeps its damaged bytes, skipped by length.
+LOST_OPCODE = 0x8C
+LOST_MARKER_MIN = 9
+
+
+def lost_marker(length: int, info: dict) -> bytes:
+    """The head of a LOST record covering ``length`` bytes (>= 9): record header plus what fits of ``info``."""
+    if length < LOST_MARKER_MIN:
+        raise ValueError(f"a lost-range record needs {LOST_MARKER_MIN} bytes, the range has {length}")
+    body = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
+    head = struct.pack("<BQ", LOST_OPCODE, length - 9)
+    return head + (struct.pack("<I", len(body)) + body if 4 + len(body) <= length - 9 else b"")
+
+
+def parse_lost_marker(body: bytes | memoryview) -> dict:
+    """What a LOST record's body says (``{}`` when too short to hold it or unreadable)."""
+    if len(body) < 4:
+        return {}
+    (n,) = struct.unpack_from("<I", body)
+    if 4 + n > len(body):
+        return {}
+    try:
+        info = json.loads(bytes(body[4:4 + n]))
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}

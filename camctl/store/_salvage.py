@@ -2,7 +2,9 @@
 
 :func:`scan_segment` walks the record framing (opcode u8 + length u64 LE), keeps every chunk whose CRC32
 checks, reports the byte ranges it could not use, and resynchronises on the next CRC-valid chunk after
-garbage.
+garbage. Damage anywhere -- the magic and the header included -- costs only the bytes it hits: a file whose
+magic is flipped is still scanned from byte 8. A range an earlier repair marked as lost (a ``LOST_OPCODE``
+record, see :mod:`camctl.store._repair`) is reported in :attr:`Scan.marked`, not as new damage.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, Chunk, Footer, Header, Message, Schema
 
-from camctl.store._records import CHUNK_HEADER_LEN, MAGIC, MSG_HEAD, OPEN_CHUNK
+from camctl.store._records import CHUNK_HEADER_LEN, LOST_OPCODE, MAGIC, MSG_HEAD, OPEN_CHUNK, parse_lost_marker
 
 __all__ = ["Scan", "ScannedChunk", "scan_segment"]
 
@@ -30,6 +32,12 @@ class ScannedChunk:
     start: int
     end: int
     messages: list[Message]
+    start_ns: int = 0
+    end_ns: int = 0
+    data_len: int = 0
+    opcode_ok: bool = True  # False: a CRC-valid chunk whose opcode byte was hit (repair rewrites it)
+    index_offsets: dict[int, int] = field(default_factory=dict)  # channel -> its MessageIndex record offset
+    index_len: int = 0  # bytes of the MessageIndex records right after the chunk
 
 
 @dataclass
@@ -50,7 +58,9 @@ class Scan:
     tail_damaged: bool = False  # the tail holds a complete but invalid record (e.g. a chunk CRC mismatch)
     tail_magic: bool = False  # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
     data_end: bool = False
+    data_end_at: int | None = None  # offset of the DataEnd record: where the summary starts
     finished: bool = False
+    marked: list[tuple[int, int, dict]] = field(default_factory=list)  # ranges an earlier repair marked lost
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -60,7 +70,8 @@ class Scan:
 
     @property
     def salvageable(self) -> bool:
-        return self.magic_ok or self.empty
+        """Something to keep: the magic checks, or the file is empty, or a CRC-valid chunk was found."""
+        return self.magic_ok or self.empty or bool(self.chunks)
 
 
 
@@ -185,10 +196,17 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
         elif op == Opcode.MESSAGE_INDEX:
             if len(body) < 6 or struct.unpack_from("<I", body, 2)[0] != len(body) - 6 or (len(body) - 6) % 16:
                 return "bad message index record"
+            last = scan.chunks[-1] if scan.chunks else None
+            if last is not None and pos == last.end + last.index_len:  # the index of the chunk just before
+                last.index_offsets[struct.unpack_from("<H", body)[0]] = pos
+                last.index_len += 9 + len(body)
         elif op == Opcode.DATA_END:
             if len(body) != 4:
                 return f"bad data end record (length {len(body)})"
             scan.data_end = True
+            scan.data_end_at = pos
+        elif op == LOST_OPCODE:
+            scan.marked.append((pos, pos + 9 + len(body), parse_lost_marker(body)))
         else:
             return f"unexpected record opcode {op:#04x} in the data section"
     except (ValueError, UnicodeDecodeError, struct.error) as exc:
@@ -210,10 +228,10 @@ def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
         if not scan.empty:
             scan.errors.append("not an MCAP file (bad magic)")
         return scan
-    if buf[:8] != MAGIC:
-        scan.errors.append("not an MCAP file (bad magic)")
-        return scan
-    scan.magic_ok = True
+    scan.magic_ok = buf[:8] == MAGIC
+    if not scan.magic_ok:  # bit rot in the magic: scan on, the chunks after it may all be intact
+        scan.errors.append(f"bad magic {bytes(buf[:8])!r}")
+        scan.lost.append((0, 8))
     scan.tail_magic = n >= 16 and buf[-8:] == MAGIC
     pos = 8
     while pos < n:
@@ -230,7 +248,8 @@ def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
                 scan.lost.append((pos, end))
                 scan.errors.append(f"chunk at byte {pos}: {msgs}")
             else:
-                scan.chunks.append(ScannedChunk(pos, end, msgs))
+                scan.chunks.append(ScannedChunk(pos, end, msgs, chunk.message_start_time, chunk.message_end_time,
+                                                len(chunk.data), op == Opcode.CHUNK))
                 if op != Opcode.CHUNK:
                     scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
             pos = end

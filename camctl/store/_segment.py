@@ -38,9 +38,57 @@ from camctl.store._records import (
     compressed_image_parts,
 )
 
-__all__ = ["SegmentWriter"]
+__all__ = ["SegmentWriter", "finish_tail", "summary_room"]
 
 _SMALL = 16 << 10  # pieces below this are gathered in a buffer, larger ones (JPEGs) go to the file as they are
+
+
+def finish_tail(layout: Layout, at: int, chunk_indexes: list[ChunkIndex], counts: dict[int, int],
+                message_count: int, start_ns: int, end_ns: int) -> bytes:
+    """DataEnd, summary (schemas, channels, statistics, chunk indexes, offsets), footer and magic, to be
+    written at offset ``at``: what turns a data section into a finished MCAP (the writer and repair share it).
+    """
+    rec = RecordBuilder()
+    DataEnd(0).write(rec)
+    summary_start = at + rec.count
+    summary = RecordBuilder()
+    offsets: list[SummaryOffset] = []
+
+    def group(opcode: Opcode, records: list[Any]) -> None:
+        start = summary.count
+        for r in records:
+            r.write(summary)
+        offsets.append(SummaryOffset(group_opcode=opcode, group_start=summary_start + start,
+                                     group_length=summary.count - start))
+
+    group(Opcode.SCHEMA, list(layout.schemas))
+    group(Opcode.CHANNEL, list(layout.channels))
+    group(Opcode.STATISTICS, [Statistics(
+        attachment_count=0, channel_count=len(layout.channels), channel_message_counts=dict(counts),
+        chunk_count=len(chunk_indexes), message_count=message_count, metadata_count=0,
+        schema_count=len(layout.schemas), message_start_time=start_ns, message_end_time=end_ns)])
+    if chunk_indexes:
+        group(Opcode.CHUNK_INDEX, chunk_indexes)
+    summary_offset_start = summary_start + summary.count
+    for off in offsets:
+        off.write(summary)
+    summary_data = summary.end()
+    crc = zlib.crc32(summary_data)
+    crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, summary_start, summary_offset_start), crc)
+    tail = RecordBuilder()
+    Footer(summary_start=summary_start, summary_offset_start=summary_offset_start, summary_crc=crc).write(tail)
+    return rec.end() + summary_data + tail.end() + MAGIC
+
+
+# Bytes a chunk index takes in the summary: 9 (record head) + 8*4 (times, offset, length) + 4 (map length)
+# + 8 (index length) + 4 ("" compression) + 16 (sizes) = 73, plus 10 per channel in its message index map.
+CHUNK_INDEX_BYTES = 73
+
+
+def summary_room(layout: Layout, chunks: int) -> int:
+    """An upper bound of :func:`finish_tail`'s size for a segment of ``chunks`` chunks (the full-disk reserve)."""
+    fixed = len(finish_tail(layout, 0, [], dict.fromkeys((c.id for c in layout.channels), 0), 0, 0, 0))
+    return fixed + 26 + chunks * (CHUNK_INDEX_BYTES + 10 * len(layout.channels))  # 26: the chunk-index offset
 
 
 def _open_exclusive(path: Path) -> IO[bytes]:
@@ -246,38 +294,8 @@ class SegmentWriter:
         """Write DataEnd, the summary and the footer, fsync and close: the segment is a finished MCAP."""
         self.close_chunk()
         self._flush_buf()
-        rec = RecordBuilder()
-        DataEnd(0).write(rec)
-        summary_start = self.size + rec.count
-        summary = RecordBuilder()
-        offsets: list[SummaryOffset] = []
-
-        def group(opcode: Opcode, records: list[Any]) -> None:
-            start = summary.count
-            for r in records:
-                r.write(summary)
-            offsets.append(SummaryOffset(group_opcode=opcode, group_start=summary_start + start,
-                                         group_length=summary.count - start))
-
-        group(Opcode.SCHEMA, list(self.layout.schemas))
-        group(Opcode.CHANNEL, list(self.layout.channels))
-        group(Opcode.STATISTICS, [Statistics(
-            attachment_count=0, channel_count=len(self.layout.channels),
-            channel_message_counts=dict(self._counts), chunk_count=len(self._chunk_indexes),
-            message_count=self._message_count, metadata_count=0, schema_count=len(self.layout.schemas),
-            message_start_time=self._start_ns, message_end_time=self._end_ns)])
-        if self._chunk_indexes:
-            group(Opcode.CHUNK_INDEX, self._chunk_indexes)
-        summary_offset_start = summary_start + summary.count
-        for off in offsets:
-            off.write(summary)
-        summary_data = summary.end()
-        crc = zlib.crc32(summary_data)
-        crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, summary_start, summary_offset_start), crc)
-        tail = RecordBuilder()
-        Footer(summary_start=summary_start, summary_offset_start=summary_offset_start,
-               summary_crc=crc).write(tail)
-        self._write(rec.end() + summary_data + tail.end() + MAGIC)
+        self._write(finish_tail(self.layout, self.size, self._chunk_indexes, self._counts,
+                                self._message_count, self._start_ns, self._end_ns))
         self.commit(fsync=fsync)
         self.finished = True
         self.close()

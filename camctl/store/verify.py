@@ -2,10 +2,12 @@
 
 Every ``.mcap`` is salvage-scanned (:func:`camctl.store._salvage.scan_segment`): chunk CRCs checked, torn
 tails and damaged byte ranges reported, every JPEG header decoded. With ``repair=True`` a segment that is
-not a clean finished MCAP is rewritten atomically (new file beside it, fsync, rename over it, fsync the
-dir) into a finished one that keeps every CRC-valid chunk, so a kill during repair leaves the old file or
-the new one, never neither. Stale or missing ``index.json`` files are rebuilt; leftover repair temp files
-are removed.
+not a clean finished MCAP is repaired in place (:mod:`camctl.store._repair`: damaged ranges covered by LOST
+records, torn tail cut, summary and footer appended; kilobytes, atomic against a power cut) into a finished
+one that keeps every CRC-valid chunk. Only where damage leaves no room for in-place records is the file
+rewritten beside itself and renamed over. Ranges an earlier repair marked lost are reported as
+``recorded_losses`` (they do not make a file unclean). Stale or missing ``index.json`` files are rebuilt;
+leftover repair temp files are removed.
 
 Exit codes (:attr:`VerifyReport.exit_code`): 0 clean, 1 repaired or repairable (or data was lost or bad
 JPEGs were found), 2 unrecoverable (a file with bad magic, a file whose every chunk is damaged, or a
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from camctl.exc import StoreCorruptError
 from camctl.store._records import MAGIC
+from camctl.store._repair import repair_in_place
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store._segment import SegmentWriter
 from camctl.store.index import (
@@ -55,12 +58,12 @@ class CameraReport:
     """Counts for one camera (or ``events``: ``frames`` then counts event records)."""
 
     frames: int = 0
-    durable: int = 0  # frames in complete, CRC-valid chunks
     stills: int = 0
     bytes: int = 0
     segments: int = 0
     repaired_segments: int = 0
     bad_frames: int = 0
+    lost_bytes: int = 0  # bytes found damaged now, plus those an earlier repair recorded as lost
 
 
 @dataclass
@@ -71,6 +74,8 @@ class VerifyReport:
     cameras: dict[str, CameraReport] = field(default_factory=dict)
     events: int = 0
     lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
+    # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new damage
+    recorded_losses: list[tuple[str, int, int, dict]] = field(default_factory=list)
     repairable: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)
@@ -94,6 +99,7 @@ class VerifyReport:
         d = asdict(self)
         d.pop("on_segment", None)
         d["lost_chunks"] = [list(t) for t in self.lost_chunks]
+        d["recorded_losses"] = [list(t) for t in self.recorded_losses]
         d["bad_frames"] = self.bad_frames
         d["exit_code"] = self.exit_code
         return d
@@ -111,17 +117,23 @@ def _fsync_file(path: Path) -> None:
 
 
 def repair_segment(path: Path, scan: Scan | None = None, *,
-                   before_rename: Callable[[Path], None] | None = None) -> int:
-    """Rewrite ``path`` into a finished MCAP keeping every CRC-valid chunk; return the messages kept.
+                   before_rename: Callable[[Path], None] | None = None,
+                   after_fix: Callable[[], None] | None = None) -> int:
+    """Make ``path`` a finished MCAP keeping every CRC-valid chunk; return the messages kept.
 
-    The new file is written beside the old one, fsync'd, renamed over it and the directory fsync'd.
-    ``before_rename(tmp_path)`` is a test seam called between the write and the rename.
+    In place when it can be (see :mod:`camctl.store._repair`; ``after_fix()`` is its test seam). Otherwise
+    (an empty file, or damage too small to hold a LOST record) a new file is written beside the old one,
+    fsync'd, renamed over it and the directory fsync'd; ``before_rename(tmp_path)`` is that path's seam.
     """
     path = Path(path)
     scan = scan or scan_segment(path)
     if not scan.salvageable:
         raise StoreCorruptError(str(path), "not an MCAP file: nothing to salvage", 0)
     layout = layout_of(scan)
+    if not scan.empty:
+        kept = repair_in_place(path, scan, layout, after_fix=after_fix)
+        if kept is not None:
+            return kept
     by_topic = {c.topic: c.id for c in layout.channels}
     remap = {cid: by_topic.get(c.topic, cid) for cid, c in scan.channels.items()}
     known = {c.id for c in layout.channels}
@@ -186,6 +198,7 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     # fails its check, or the file ends in the magic of a finished segment: then it is damage
     lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
+    report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
     dead = not scan.salvageable or (not scan.chunks and bool(lost))
     if name == "events" or (layout is not None and layout.kind == "events"):
@@ -194,9 +207,9 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
         cam = report._cam(name)
         cam.segments += 1
         cam.bytes += scan.size
+        cam.lost_bytes += sum(e - s for s, e in lost) + sum(e - s for s, e, _ in scan.marked)
         for fr in scan_frame_checks(scan):
             cam.frames += 1
-            cam.durable += 1
             cam.stills += fr.still
             if not fr.jpeg_ok:
                 cam.bad_frames += 1
@@ -381,11 +394,11 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
     from rich.table import Table
 
     table = Table(title=f"verify {report.path}")
-    for col in ("camera", "frames", "durable", "stills", "segments", "repaired", "bad JPEG", "MB"):
+    for col in ("camera", "frames", "stills", "segments", "repaired", "lost bytes", "bad JPEG", "MB"):
         table.add_column(col, justify="left" if col == "camera" else "right")
     for name, c in sorted(report.cameras.items()):
-        table.add_row(name, str(c.frames), str(c.durable), str(c.stills), str(c.segments),
-                      str(c.repaired_segments), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
+        table.add_row(name, str(c.frames), str(c.stills), str(c.segments), str(c.repaired_segments),
+                      str(c.lost_bytes), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
     buf = io.StringIO()
     console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain, highlight=False)
     console.print(table)
@@ -394,6 +407,9 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
                   f"result: {status[report.exit_code]} (exit {report.exit_code})")
     for p, start, end in report.lost_chunks:
         console.print(f"  lost {p} bytes {start}..{end}")
+    for p, start, end, info in report.recorded_losses:
+        console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} {info.get('reason', '')}",
+                      markup=False)
     for e in report.errors[:50]:
         console.print(f"  {e}", markup=False)
     return buf.getvalue()
