@@ -139,6 +139,8 @@ class SegmentWriter:
         self._message_count = 0
         self._start_ns = 0
         self._end_ns = 0
+        self._summary_fixed = summary_room(layout, 0)
+        self._per_chunk = CHUNK_INDEX_BYTES + 10 * len(layout.channels)
         self._file = (opener or _open_exclusive)(self.path)
         try:
             self._fd = self._file.fileno()
@@ -157,6 +159,11 @@ class SegmentWriter:
     def __repr__(self) -> str:
         state = "finished" if self.finished else "closed" if self.closed else "open"
         return f"<SegmentWriter {self.path} {state} size={self.size} committed={self.committed_size}>"
+
+    @property
+    def summary_room(self) -> int:
+        """Bytes :meth:`finish` will append if one more chunk is closed first (an upper bound)."""
+        return self._summary_fixed + (len(self._chunk_indexes) + 1) * self._per_chunk
 
     @property
     def dirty(self) -> bool:

@@ -47,6 +47,11 @@ _RESUME_MARGIN = 1 * _MB  # after ENOSPC, resume once this much more space is fr
 _IO_RETRY_S = 1.0
 _QUOTA_CHECK_S = 0.1
 _DROP_REPORT_S = 1.0
+# Room the store keeps for finishing besides the open segments' summaries (computed per segment):
+_EVENTS_ROOM = 1 * _MB  # the event log may still grow this much after frames stop (drop reports, landing)
+_FILE_SLACK = 8 << 10  # per open file: its last partly used filesystem block, and the chunk's message indexes
+_INDEX_PER_SEGMENT = 512  # index.json bytes per segment (path, size, sha256, counts), plus _INDEX_BASE
+_INDEX_BASE = 16 << 10
 
 
 def new_flight_id(now: float | None = None, *, root: Path | None = None) -> str:
@@ -143,6 +148,10 @@ class FlightStore:
         self._last_quota = float("-inf")
         self._last_drop_report = clock()
         self._written_after_finish = False
+        self._abandoned: list[Path] = []  # segments cut back to their last commit, finished at landing
+        self._free_at_check: int | None = None  # statvfs at the last quota check ...
+        self._written_at_check = 0  # ... and what the store had written by then
+        self._done_bytes = 0  # bytes of segments no longer open
         self.commits = 0  # group commits done (each fsyncs every dirty segment)
         self._create_dirs()
         self._thread = threading.Thread(target=self._run, name=f"store-{flight}", daemon=True)
@@ -365,6 +374,29 @@ class FlightStore:
             if self._written_after_finish:
                 self._write_index()
 
+    # --- the room finishing needs -------------------------------------------------------------------
+    def finish_need(self) -> int:
+        """Bytes finishing the flight needs now: every open (and abandoned) segment's summary and footer,
+        a block of slack per file, and ``index.json``. Frames stop before free space gets below this plus
+        the event log's room; the event log stops (holding records in RAM) only below this."""
+        segs = list(self._segments.values())
+        n_segments = sum(s.segments for s in self._stats.values()) + self._seg_seq.get(EVENTS, 0)
+        return (sum(s.summary_room + _FILE_SLACK for s in segs) + len(self._abandoned) * (64 << 10)
+                + _INDEX_BASE + _INDEX_PER_SEGMENT * (n_segments + 1))
+
+    def _written(self) -> int:
+        return self._done_bytes + sum(s.size + s.pending_bytes for s in self._segments.values())
+
+    def _free_estimate(self) -> int | None:
+        """Free bytes now: the last statvfs reading less what the store wrote since (None: unknown)."""
+        if self._free_at_check is None:
+            return None
+        return self._free_at_check - (self._written() - self._written_at_check)
+
+    def _has_room(self, nbytes: int, *, events: bool = False) -> bool:
+        free = self._free_estimate()
+        return free is None or free - nbytes >= self.finish_need() + (0 if events else _EVENTS_ROOM)
+
     def _quota_tick(self) -> None:
         now = self._clock()
         if now - self._last_quota < _QUOTA_CHECK_S:
@@ -375,11 +407,14 @@ class FlightStore:
         except OSError as exc:
             self._fault("statvfs_failed", exc)
             return
+        self._free_at_check, self._written_at_check = free, self._written()
+        need = self.finish_need() + _EVENTS_ROOM
         with self._lock:
-            change = self._quota.update(free, now=now)
+            change = self._quota.update(free, now=now, need=need)
         if change:
             self._event({"kind": "quota", "name": change[1].name, "from": change[0].name,
-                         "free_mb": round(free / _MB, 1), "reserve_mb": self.config.reserve_mb})
+                         "free_mb": round(free / _MB, 1), "finish_need_mb": round(need / _MB, 2),
+                         "reserve_mb": self.config.reserve_mb})
         if self._full_free is not None and free >= self._full_free + _RESUME_MARGIN:
             self._full_free = None
             self._event({"kind": "quota", "name": "disk_space_returned", "free_mb": round(free / _MB, 1)})
@@ -428,6 +463,10 @@ class FlightStore:
             with self._lock:
                 self._drop(cam, "finished")
             return
+        if not self._has_room(len(fr.jpeg) + 1024):  # what finishing needs stays free: no frame takes it
+            with self._lock:
+                self._drop(cam, "store_full")
+            return
         try:
             seg = self._segment(cam)
             wall = time.time_ns()
@@ -450,7 +489,7 @@ class FlightStore:
             self._io_failure(cam, exc)
 
     def _write_event(self, rec: dict) -> None:
-        if self._full_free is not None or self._clock() < self._io_retry_at:
+        if self._full_free is not None or self._clock() < self._io_retry_at or not self._has_room(4096, events=True):
             self._held_events.append(rec)
             return
         try:
@@ -506,9 +545,23 @@ class FlightStore:
             return
         with self._lock:
             self._segments.pop(name, None)
+        self._done_bytes += seg.size
+
+    def _finish_abandoned(self) -> None:
+        """Finish, in place, the segments cut back after an I/O error: every file readable after landing."""
+        from camctl.store.verify import repair_segment  # verify imports the reader side only, not this module
+
+        for path in self._abandoned:
+            try:
+                if path.exists():
+                    repair_segment(path)
+            except (OSError, ValueError) as exc:
+                self._fault("segment_finish_failed", exc, segment=str(path))
+        self._abandoned = []
 
     def _finish_all(self) -> None:
         # events last, so faults found while finishing camera segments are logged in this flight
+        self._finish_abandoned()
         for name in sorted(self._segments, key=lambda n: n == EVENTS):
             if name in self._segments:
                 self._finish_segment(name)
@@ -521,6 +574,9 @@ class FlightStore:
             seg = self._segments.pop(name, None)
         if seg is not None:
             seg.abandon()
+            self._done_bytes += seg.committed_size
+            if seg.committed_size:
+                self._abandoned.append(seg.path)
         reason = _reason(exc)
         if name == EVENTS:
             self._held_events[:0] = self._pending_events  # events are never dropped: retry them later
