@@ -4,6 +4,7 @@ repair atomicity under kill -9, unrecoverable files."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from mcap.reader import make_reader
 from test_store_helpers import frame
 
 from camctl.config import StoreConfig
-from camctl.store import FlightStore, iter_frames, repair_segment, verify
+from camctl.store import FlightStore, iter_events, iter_frames, render_report, repair_segment, verify
 from camctl.store._salvage import scan_segment
 
 CHUNKS = 6
@@ -286,3 +287,53 @@ def test_unrecoverable_files(segments, tmp_path: Path) -> None:
     assert verify(d / "000003.mcap", repair=True).exit_code == 1
     assert verify(d / "000003.mcap").exit_code == 0
     assert os.path.getsize(d / "000003.mcap") > 0
+
+
+def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Path) -> None:
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
+    st = FlightStore(tmp_path, "b", "F", cfg, cameras=["a", "b"])
+    for k in range(4):
+        for j in range(3):
+            assert st.put(frame("a", k * 3 + j)) and st.put(frame("b", k * 3 + j))
+        st.commit(wait=True)
+    fdir = tmp_path / "F"
+    seg_a, seg_b = fdir / "a" / "000001.mcap", fdir / "b" / "000001.mcap"
+    torn_a, torn_b = seg_a.read_bytes(), seg_b.read_bytes()
+    st.close()
+    # camera a: bit rot in its third chunk (seqs 6-8); camera b: a torn tail holding the start of frame 12
+    chunks = scan_segment(seg_a, torn_a).chunks
+    hit = chunks[2]
+    seg_a.write_bytes(_flip(torn_a, (hit.start + hit.end) // 2, 2))
+    st2 = FlightStore(tmp_path / "more", "b", "G", cfg, cameras=["b"])  # frame 12, committed elsewhere ...
+    st2.put(frame("b", 12))
+    st2.commit(wait=True)
+    extra = (tmp_path / "more" / "G" / "b" / "000001.mcap").read_bytes()
+    st2.close()
+    start = scan_segment(Path("b/x.mcap"), extra).chunks[0].start
+    torn_b += extra[start:start + 150]  # ... and its first 150 bytes here: cut mid-write
+    seg_b.write_bytes(torn_b)
+
+    rep = verify(fdir, repair=True)
+    assert rep.exit_code == 1, rep.errors
+    by_cam = {r["camera"]: r for r in rep.losses}
+    assert set(by_cam) == {"a", "b"}, rep.losses
+    assert by_cam["a"]["segment"] == "a/000001.mcap" and by_cam["a"]["reason"].startswith("damaged")
+    assert (by_cam["a"]["seq_after"], by_cam["a"]["seq_before"]) == (5, 9)
+    assert by_cam["b"]["seqs"] == [12] and by_cam["b"]["seq_after"] == 11 and "torn tail" in by_cam["b"]["reason"]
+    # in the flight's own event log, on disk
+    logged = [e for s in sorted((fdir / "events").glob("*.mcap")) for e in iter_events(s) if e["kind"] == "loss"]
+    assert sorted((e["camera"], tuple(e["range"])) for e in logged) == sorted(
+        (r["camera"], tuple(r["range"])) for r in rep.losses)
+    # in the index
+    index = json.loads((fdir / "index.json").read_text())
+    assert sorted(x["camera"] for x in index["losses"]) == ["a", "b"]
+    # verify afterwards: clean, and the LOST records in the repaired files still say what was lost
+    again = verify(fdir)
+    assert again.exit_code == 0, again.errors
+    recorded = {Path(p).parent.name: info for p, _, _, info in again.recorded_losses}
+    assert recorded["a"]["range"] == by_cam["a"]["range"] and recorded["b"]["seqs"] == [12]
+    assert "lost earlier" in render_report(again, plain=True)
+    # and ls shows them
+    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert "losses 2" in out.stdout and "lost at recovery: a/000001.mcap" in out.stdout, out.stdout + out.stderr

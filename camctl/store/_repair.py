@@ -14,6 +14,7 @@ and the next repair finishes the job.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,11 +23,22 @@ from mcap.data_stream import RecordBuilder
 from mcap.opcode import Opcode
 from mcap.records import ChunkIndex, Header
 
-from camctl.store._records import LIBRARY, LOST_MARKER_MIN, MAGIC, PROFILE, Layout, lost_marker
+from camctl.store._records import (
+    CHUNK_HEADER_LEN,
+    LIBRARY,
+    LOST_MARKER_MIN,
+    MAGIC,
+    MSG_HEAD,
+    PROFILE,
+    Layout,
+    lost_marker,
+)
 from camctl.store._salvage import Scan
 from camctl.store._segment import finish_tail
 
-__all__ = ["plan_in_place", "repair_in_place"]
+__all__ = ["describe_losses", "plan_in_place", "repair_in_place"]
+
+_TAIL_READ_MAX = 64 << 20
 
 
 def _header(length: int) -> bytes | None:
@@ -49,16 +61,72 @@ def _cut_at(scan: Scan) -> int:
     return scan.torn_at if scan.torn_at is not None else scan.size
 
 
-def plan_in_place(scan: Scan, reason: str = "damaged") -> list[tuple[int, bytes]] | None:
+def _frame_channels(layout: Layout) -> set[int]:
+    return {c.id for c in layout.channels if c.topic.endswith(("/image", "/still"))}
+
+
+def _tail_seqs(path: Path, start: int, end: int, channels: set[int]) -> list[int]:
+    """Seqs of the frames whose records begin in a torn tail (an uncommitted chunk): best effort."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            buf = f.read(min(end - start, _TAIL_READ_MAX))
+    except OSError:
+        return []
+    if len(buf) < CHUNK_HEADER_LEN or buf[0] != Opcode.CHUNK:
+        return []
+    p, seqs = CHUNK_HEADER_LEN, set()  # records start after the chunk header (empty compression field)
+    while p + MSG_HEAD.size <= len(buf):
+        op, length, channel, seq, _, _ = MSG_HEAD.unpack_from(buf, p)
+        if op != Opcode.MESSAGE or length < 22:
+            break
+        if channel in channels:
+            seqs.add(seq)
+        p += 9 + length
+    return sorted(seqs)
+
+
+def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[dict]:
+    """What repairing ``scan`` cuts or skips, one event-log record per byte range: the segment (``camera/
+    000001.mcap``), the range, why, and the frames it cost -- the seqs whose records begin in a torn tail,
+    and for any range the last seq kept before it and the first after it (the frames between are gone)."""
+    path = Path(path)
+    chans = _frame_channels(layout)
+    kept = [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id in chans]) for c in scan.chunks]
+    out = []
+    for s, e in scan.lost:
+        before = [q for _, ce, seqs in kept if ce <= s for q in seqs]
+        after = [q for cs, _, seqs in kept if cs >= e for q in seqs]
+        tail = s == scan.torn_at
+        reason = ("bad magic, rewritten" if e <= len(MAGIC) else
+                  "torn tail: written after the last commit, never durable" if tail and not scan.tail_damaged
+                  else "damaged: fails its check")
+        rec = {"kind": "loss", "name": "recovery", "camera": layout.name,
+               "segment": f"{path.parent.name}/{path.name}", "range": [s, e], "bytes": e - s, "reason": reason,
+               "seq_after": max(before) if before else None, "seq_before": min(after) if after else None}
+        if tail:
+            rec["seqs"] = _tail_seqs(path, s, e, chans)
+        out.append(rec)
+    return out
+
+
+def _lost_record(info: dict) -> bytes:
+    """A whole LOST record holding ``info`` (for a cut tail: the record is all that is left of it)."""
+    return lost_marker(LOST_MARKER_MIN + 4 + len(json.dumps(info, sort_keys=True, separators=(",", ":"))), info)
+
+
+def plan_in_place(scan: Scan, losses: list[dict] | None = None) -> list[tuple[int, bytes]] | None:
     """The in-place writes (offset, bytes) that make the data section readable, or None when impossible
-    (a damaged range too short to hold a LOST record, or a damaged header with no room for a new one)."""
+    (a damaged range too short to hold a LOST record, or a damaged header with no room for a new one).
+    ``losses`` (from :func:`describe_losses`) is what each LOST record says about its range."""
     plan: list[tuple[int, bytes]] = []
     if not scan.magic_ok:
         plan.append((0, MAGIC))
     cut = _cut_at(scan)
     need_header = scan.header is None
+    said = {tuple(rec["range"]): rec for rec in losses or []}
     for s, e in sorted((s, e) for s, e in scan.lost if s >= len(MAGIC) and e <= cut):
-        info = {"lost": [s, e], "reason": reason}
+        info = {k: v for k, v in said.get((s, e), {"range": [s, e]}).items() if k not in ("kind", "name")}
         if need_header and s == len(MAGIC):
             need_header = False
             base = len(_header_bytes(LIBRARY))
@@ -93,13 +161,14 @@ def _chunk_indexes(scan: Scan) -> list[ChunkIndex]:
     return out
 
 
-def repair_in_place(path: Path, scan: Scan, layout: Layout, *, reason: str = "damaged",
+def repair_in_place(path: Path, scan: Scan, layout: Layout, *, losses: list[dict] | None = None,
                     after_fix: Callable[[], None] | None = None) -> int | None:
     """Repair ``path`` in place (see the module doc); return the messages kept, or None when the damage
-    does not allow it (then nothing was written). ``after_fix()`` is a test seam called after the in-place
-    fixes and the cut, before the summary is appended.
+    does not allow it (then nothing was written). A torn tail cut off is described by a LOST record where it
+    was, so the finished file itself says what it lost. ``after_fix()`` is a test seam called after the
+    in-place fixes and the cut, before the summary is appended.
     """
-    plan = plan_in_place(scan, reason)
+    plan = plan_in_place(scan, losses)
     if plan is None:
         return None
     known = {c.id for c in layout.channels}
@@ -114,7 +183,13 @@ def repair_in_place(path: Path, scan: Scan, layout: Layout, *, reason: str = "da
             n += 1
     kept = sum(v for k, v in counts.items() if k in known)
     cut = _cut_at(scan)
-    tail = finish_tail(layout, cut, _chunk_indexes(scan), counts, n, start_ns, end_ns)
+    marker = b""
+    if scan.torn_at is not None and scan.torn_at == cut and cut < scan.size:
+        said = [r for r in losses or [] if r["range"][0] == cut]
+        info = {k: v for k, v in (said[0] if said else {"range": [cut, scan.size]}).items()
+                if k not in ("kind", "name")}
+        marker = _lost_record(info)
+    tail = marker + finish_tail(layout, cut + len(marker), _chunk_indexes(scan), counts, n, start_ns, end_ns)
     fd = os.open(path, os.O_RDWR)
     try:
         for off, data in plan:

@@ -47,6 +47,7 @@ class Scan:
     path: Path
     size: int
     magic_ok: bool = False
+    zero_magic: bool = False  # the magic's page never reached the disk (zeros): a cut before the first commit
     empty: bool = False  # 0 bytes or a prefix of the magic: a segment torn before its first commit
     header: Header | None = None
     schemas: dict[int, Schema] = field(default_factory=dict)
@@ -71,7 +72,12 @@ class Scan:
     @property
     def salvageable(self) -> bool:
         """Something to keep: the magic checks, or the file is empty, or a CRC-valid chunk was found."""
-        return self.magic_ok or self.empty or bool(self.chunks)
+        return self.magic_ok or self.empty or self.zero_magic or bool(self.chunks)
+
+    @property
+    def never_committed(self) -> bool:
+        """No chunk, and the file is empty or starts with zeros: cut before its first commit, not destroyed."""
+        return not self.chunks and (self.empty or self.zero_magic)
 
 
 
@@ -229,6 +235,7 @@ def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
             scan.errors.append("not an MCAP file (bad magic)")
         return scan
     scan.magic_ok = buf[:8] == MAGIC
+    scan.zero_magic = buf[:8] == bytes(8)
     if not scan.magic_ok:  # bit rot in the magic: scan on, the chunks after it may all be intact
         scan.errors.append(f"bad magic {bytes(buf[:8])!r}")
         scan.lost.append((0, 8))

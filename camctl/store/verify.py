@@ -33,7 +33,7 @@ from pathlib import Path
 
 from camctl.exc import StoreCorruptError
 from camctl.store._records import MAGIC
-from camctl.store._repair import repair_in_place
+from camctl.store._repair import describe_losses, repair_in_place
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store._segment import SegmentWriter
 from camctl.store.index import (
@@ -76,6 +76,9 @@ class VerifyReport:
     lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
     # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new damage
     recorded_losses: list[tuple[str, int, int, dict]] = field(default_factory=list)
+    # what this run's repairs cut or skipped (event-log records, see camctl.store._repair.describe_losses);
+    # with repair=True they are also appended to each flight's event log
+    losses: list[dict] = field(default_factory=list)
     repairable: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)
@@ -118,20 +121,21 @@ def _fsync_file(path: Path) -> None:
 
 def repair_segment(path: Path, scan: Scan | None = None, *,
                    before_rename: Callable[[Path], None] | None = None,
-                   after_fix: Callable[[], None] | None = None) -> int:
+                   after_fix: Callable[[], None] | None = None, losses: list[dict] | None = None) -> int:
     """Make ``path`` a finished MCAP keeping every CRC-valid chunk; return the messages kept.
 
     In place when it can be (see :mod:`camctl.store._repair`; ``after_fix()`` is its test seam). Otherwise
     (an empty file, or damage too small to hold a LOST record) a new file is written beside the old one,
     fsync'd, renamed over it and the directory fsync'd; ``before_rename(tmp_path)`` is that path's seam.
+    ``losses`` (from :func:`camctl.store._repair.describe_losses`) is written into the LOST records.
     """
     path = Path(path)
     scan = scan or scan_segment(path)
     if not scan.salvageable:
         raise StoreCorruptError(str(path), "not an MCAP file: nothing to salvage", 0)
     layout = layout_of(scan)
-    if not scan.empty:
-        kept = repair_in_place(path, scan, layout, after_fix=after_fix)
+    if not scan.never_committed:
+        kept = repair_in_place(path, scan, layout, after_fix=after_fix, losses=losses)
         if kept is not None:
             return kept
     by_topic = {c.topic: c.id for c in layout.channels}
@@ -200,7 +204,7 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
     report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
-    dead = not scan.salvageable or (not scan.chunks and bool(lost))
+    dead = not scan.salvageable or (not scan.chunks and bool(lost) and not scan.never_committed)
     if name == "events" or (layout is not None and layout.kind == "events"):
         report.events += sum(1 for _ in scan_events(scan))
     else:
@@ -228,13 +232,15 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     if not repair:
         report.repairable.append(str(path))
         return
+    losses = describe_losses(path, scan, layout) if layout is not None else []
     try:
-        repair_segment(path, scan)
+        repair_segment(path, scan, losses=losses)
     except OSError as exc:
         report.unrecoverable.append(str(path))
         report.errors.append(f"{path}: repair failed: {exc}")
         return
     report.repaired.append(str(path))
+    report.losses.extend(losses)
     if name != "events":
         report._cam(name).repaired_segments += 1
 
@@ -318,11 +324,20 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
         report.errors.append(str(exc))
     subs = sorted(p for p in flight.iterdir() if p.is_dir())
     ahead = _ReadAhead([seg for sub in subs for seg in _segments(sub)])
+    losses_before = len(report.losses)
     try:
         for sub in subs:
             _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead)
     finally:
         ahead.close()
+    cut = report.losses[losses_before:]
+    if repair and cut:  # a loss is never silent: it goes into the flight's own event log (and so its index)
+        from camctl.store.writer import append_events
+
+        try:
+            append_events(flight, cut)
+        except OSError as exc:
+            report.errors.append(f"{flight}: cannot log what repair cut to the event log: {exc}")
     if not flight_ok:
         info["cameras"] = sorted(p.name for p in flight.iterdir() if p.is_dir() and p.name != "events")
         if repair:
@@ -407,6 +422,10 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
                   f"result: {status[report.exit_code]} (exit {report.exit_code})")
     for p, start, end in report.lost_chunks:
         console.print(f"  lost {p} bytes {start}..{end}")
+    for rec in report.losses:
+        console.print(f"  cut by this repair: {rec['segment']} bytes {rec['range'][0]}..{rec['range'][1]} "
+                      f"({rec['reason']}; frames after seq {rec['seq_after']}"
+                      + (f", seqs {rec['seqs'][:10]}" if rec.get("seqs") else "") + ")", markup=False)
     for p, start, end, info in report.recorded_losses:
         console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} {info.get('reason', '')}",
                       markup=False)

@@ -39,7 +39,7 @@ from camctl.store._segment import SegmentWriter
 from camctl.store.index import FLIGHT_NAME, INDEX_NAME, build_index, fsync_dir, write_json_atomic
 from camctl.store.quota import QuotaLevel, QuotaPolicy
 
-__all__ = ["FlightStore", "list_flights", "new_flight_id"]
+__all__ = ["FlightStore", "append_events", "list_flights", "new_flight_id"]
 
 _MB = 1 << 20
 EVENTS = "events"
@@ -494,16 +494,7 @@ class FlightStore:
             return
         try:
             seg = self._segment(EVENTS)
-            mono = int(rec.get("mono_ns") or time.monotonic_ns())
-            wall = int(rec.get("wall_ns") or time.time_ns())
-            n = len(self._pending_events)
-            seg.add_message(CH_EVENTS, mono, wall, n, json.dumps(rec, default=str).encode())
-            kind = str(rec.get("kind", "event"))
-            level = {"fault": Log.ERROR, "drop": Log.WARNING, "quota": Log.WARNING}.get(kind, Log.INFO)
-            text = " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("mono_ns", "wall_ns"))
-            log = Log(level=level, message=text, name="camctl")
-            log.timestamp.FromNanoseconds(mono)
-            seg.add_message(CH_LOG, mono, wall, n, log.SerializeToString())
+            _add_event(seg, rec, len(self._pending_events))
             self._pending_events.append(rec)
         except OSError as exc:
             self._held_events.append(rec)
@@ -621,6 +612,42 @@ class FlightStore:
             write_json_atomic(self.dir / INDEX_NAME, build_index(self.dir, flight=flight))
         except OSError as exc:
             self._fault("index_write_failed", exc)
+
+
+def _add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
+    """One event record: JSON on ``/events``, mirrored as a ``foxglove.Log`` on ``/log``."""
+    mono = int(rec.get("mono_ns") or time.monotonic_ns())
+    wall = int(rec.get("wall_ns") or time.time_ns())
+    seg.add_message(CH_EVENTS, mono, wall, n, json.dumps(rec, default=str).encode())
+    kind = str(rec.get("kind", "event"))
+    level = {"fault": Log.ERROR, "drop": Log.WARNING, "quota": Log.WARNING, "loss": Log.WARNING}.get(kind, Log.INFO)
+    text = " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("mono_ns", "wall_ns"))
+    log = Log(level=level, message=text, name="camctl")
+    log.timestamp.FromNanoseconds(mono)
+    seg.add_message(CH_LOG, mono, wall, n, log.SerializeToString())
+
+
+def append_events(flight_dir: Path, records: Sequence[dict]) -> Path:
+    """Log ``records`` into a finished flight: a new, finished segment in its ``events/`` dir (a finished
+    flight's files are immutable, so what is logged later goes to a new file). Used by recovery to put what
+    it cut into the flight's own event log; kilobytes, fsync'd with its directory."""
+    d = Path(flight_dir) / EVENTS
+    d.mkdir(exist_ok=True)
+    seq = max((int(p.stem) for p in d.glob("*.mcap") if p.stem.isdigit()), default=0) + 1
+    seg = SegmentWriter(d / f"{seq:06d}.mcap", events_layout())
+    try:
+        for n, rec in enumerate(records):
+            rec = dict(rec)
+            rec.setdefault("mono_ns", time.monotonic_ns())
+            rec.setdefault("wall_ns", time.time_ns())
+            _add_event(seg, rec, n)
+        seg.finish()
+    except BaseException:
+        seg.close()
+        seg.path.unlink(missing_ok=True)
+        raise
+    fsync_dir(d)
+    return seg.path
 
 
 def _reason(exc: OSError) -> str:
