@@ -492,6 +492,8 @@ class FlightStore:
         if self._full_free is not None or self._clock() < self._io_retry_at or not self._has_room(4096, events=True):
             self._held_events.append(rec)
             return
+        if self._finished:  # e.g. a quota change or a drop report while stopping: index.json must follow
+            self._written_after_finish = True
         try:
             seg = self._segment(EVENTS)
             _add_event(seg, rec, len(self._pending_events))
