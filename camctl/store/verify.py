@@ -47,7 +47,8 @@ from camctl.store.index import (
 )
 from camctl.store.reader import layout_of, scan_events, scan_frame_checks
 
-__all__ = ["CameraReport", "VerifyReport", "recover_store", "render_report", "repair_segment", "verify"]
+__all__ = ["CameraReport", "VerifyReport", "log_losses", "render_report", "repair_segment", "verify",
+           "verify_segments"]
 
 _TMP_SUFFIX = ".repair.tmp"
 _MAP_MIN = 1 << 20  # smaller segments are read whole
@@ -330,14 +331,8 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
             _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead)
     finally:
         ahead.close()
-    cut = report.losses[losses_before:]
-    if repair and cut:  # a loss is never silent: it goes into the flight's own event log (and so its index)
-        from camctl.store.writer import append_events
-
-        try:
-            append_events(flight, cut)
-        except OSError as exc:
-            report.errors.append(f"{flight}: cannot log what repair cut to the event log: {exc}")
+    if repair:
+        log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
         info["cameras"] = sorted(p.name for p in flight.iterdir() if p.is_dir() and p.name != "events")
         if repair:
@@ -365,6 +360,31 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
                 report.errors.append(f"{index_path}: cannot rebuild: {exc}")
         else:
             report.repairable.append(str(index_path))
+
+
+def log_losses(report: VerifyReport, flight: Path, losses: list[dict]) -> None:
+    """A loss is never silent: what repair cut goes into the flight's own event log (and so its index)."""
+    if not losses:
+        return
+    from camctl.store.writer import append_events  # the writer side, imported only when there is a loss
+
+    try:
+        append_events(flight, losses)
+    except OSError as exc:
+        report.errors.append(f"{flight}: cannot log what repair cut to the event log: {exc}")
+
+
+def verify_segments(report: VerifyReport, paths: list[Path], *, repair: bool) -> None:
+    """Check (and repair) just these segment files (and remove ``.repair.tmp`` leftovers among them)."""
+    for path in paths:
+        if path.name.endswith(_TMP_SUFFIX):
+            if repair:
+                path.unlink(missing_ok=True)
+                report.repaired.append(str(path))
+            else:
+                report.repairable.append(str(path))
+            continue
+        _verify_segment(report, path, repair, None)
 
 
 def _is_flight(d: Path) -> bool:
@@ -396,11 +416,6 @@ def verify(path: Path, *, repair: bool = False,
                 for flight in sorted(p for p in board.iterdir() if p.is_dir() and _is_flight(p)):
                     _verify_flight(report, flight, repair, prefix=f"{board.name}/")
     return report
-
-
-def recover_store(root: Path) -> VerifyReport:
-    """What the daemon runs at start: ``verify(root, repair=True)`` over every flight in the store."""
-    return verify(root, repair=True)
 
 
 def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100) -> str:
