@@ -153,6 +153,8 @@ class FlightStore:
         self._written_at_check = 0  # ... and what the store had written by then
         self._done_bytes = 0  # bytes of segments no longer open
         self.commits = 0  # group commits done (each fsyncs every dirty segment)
+        # (start, end) on time.monotonic() of recent group commits: closing chunks to the last fsync returning
+        self.commit_log: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._create_dirs()
         self._thread = threading.Thread(target=self._run, name=f"store-{flight}", daemon=True)
         self._thread.start()
@@ -517,6 +519,7 @@ class FlightStore:
             seg.accounted = seg.size
 
     def _commit_all(self) -> None:
+        t0 = time.monotonic()
         for name, seg in list(self._segments.items()):
             if not seg.dirty:
                 continue
@@ -526,6 +529,7 @@ class FlightStore:
             except OSError as exc:
                 self._io_failure(name, exc)
         self.commits += 1
+        self.commit_log.append((t0, time.monotonic()))
         self._last_commit = self._clock()
 
     def _finish_segment(self, name: str) -> None:
