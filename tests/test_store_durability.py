@@ -7,14 +7,12 @@ import errno
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-import pytest
 from mcap.reader import make_reader
-from test_store_helpers import frame, jpeg
+from test_store_helpers import frame, jpeg, tmpfs
 
 from camctl.config import StoreConfig
 from camctl.frames import FrameValue
@@ -150,21 +148,8 @@ def test_enospc_injected_never_raises_and_keeps_committed_frames(tmp_path: Path)
     assert drops and drops[0]["camera"] == "c"
 
 
-def _mount_tmpfs(path: Path, size: str) -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to mount a tmpfs"
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    return None if proc.returncode == 0 else f"mount -t tmpfs not permitted: {proc.stderr.strip()}"
-
-
 def test_enospc_real_tmpfs(tmp_path: Path) -> None:
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    why = _mount_tmpfs(mnt, "8m")
-    if why:
-        pytest.skip(why)
-    try:
+    with tmpfs(tmp_path / "mnt", "8m") as mnt:
         filler = mnt / "filler"
         filler.write_bytes(b"\0" * (2 * MB))
         big = [jpeg(i, 320, 240) for i in range(8)]  # noise JPEGs, ~60-70 kB each
@@ -196,8 +181,6 @@ def test_enospc_real_tmpfs(tmp_path: Path) -> None:
         assert stats["dropped"]["disk_full"] > 0
         assert any(e["kind"] == "drop" and e["name"] == "disk_full" for e in _events(mnt / "F"))
         print(f"tmpfs: {durable} durable before full, drops {stats['dropped']}")
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def _plain_read_all(seg: Path) -> int:
@@ -212,12 +195,7 @@ def test_landing_on_a_full_tmpfs_finishes_every_file(tmp_path: Path) -> None:
     """A small real tmpfs fills at two cameras of big frames: the store stops taking frames while what
     finishing needs is still free, then lands with every segment finished, index.json written and the
     drops in the event log on disk."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    why = _mount_tmpfs(mnt, "6m")
-    if why:
-        pytest.skip(why)
-    try:
+    with tmpfs(tmp_path / "mnt", "6m") as mnt:
         big = [jpeg(i, 320, 240) for i in range(8)]  # noise JPEGs, ~60-70 kB each
         cfg = StoreConfig(reserve_mb=1, commit_interval_ms=20, segment_mb=0.5)
         st = FlightStore(mnt, "b", "F", cfg, cameras=["a", "b"])
@@ -255,8 +233,6 @@ def test_landing_on_a_full_tmpfs_finishes_every_file(tmp_path: Path) -> None:
             assert _frames_on_disk(fdir, cam) == list(range(stats[cam]["durable_frames"]))
         print(f"full tmpfs: {i} frames per camera offered, stats {stats}, free at landing "
               f"{os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize} bytes")
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_quota_levels_drop_idle_then_thin_then_all_but_descent(tmp_path: Path) -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 import simplejpeg
 
 from camctl.frames import EncodedFrame, FrameValue
@@ -18,3 +25,20 @@ def frame(camera: str, seq: int, *, value: int = FrameValue.DESCENT, phase: str 
     return EncodedFrame(camera=camera, seq=seq, timestamp_ns=1_000_000 * (seq + 1),
                         jpeg=data if data is not None else jpeg(seq * 7 + len(camera)), width=32, height=24,
                         phase=phase, value=int(value), still=still, meta={"note": f"n{seq}"})
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A small real tmpfs at ``mnt`` (created) for full-disk tests; skips where mounting is not allowed
+    (it needs root: CI runs as root). Unmounted on exit."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if proc.returncode:
+        pytest.skip(f"mount -t tmpfs not permitted: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
