@@ -19,6 +19,7 @@ The last test kills a real ``camctl run`` with SIGKILL on an ordinary disk and r
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -109,6 +110,13 @@ def read_plain(seg: Path) -> list[tuple[str, int]]:
 
 
 def check_cut(out: Path, trial: Trial) -> None:
+    if max(trial.watermark.values()) >= 0:  # a durable frame implies a durable flight description
+        try:
+            cameras = json.loads((out / "F" / "flight.json").read_text())["cameras"]
+        except (OSError, ValueError, KeyError) as exc:
+            cameras = f"unreadable: {exc!r}"
+        if cameras != list(CAMERAS):
+            trial.problems.append(f"flight.json after the cut: cameras {cameras}")
     report = verify(out, repair=True)
     trial.verify_rc = report.exit_code
     bad = set(report.unrecoverable)
