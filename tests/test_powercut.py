@@ -9,7 +9,8 @@ power: forgetfs writes the durable state out to a plain directory, cleanly or to
 unsynced writes, or any subset of the dirty pages). Then ``verify(repair=True)`` repairs the cut-out copy and
 the plain ``mcap`` reader must read, for every camera, every frame seq up to its claimed watermark.
 
-``CAMCTL_TORTURE_TRIALS`` raises the number of trials (default 30), ``CAMCTL_TORTURE_SEED`` changes the seed.
+``CAMCTL_TORTURE_TRIALS`` raises the number of trials (default 30), ``CAMCTL_TORTURE_SEED`` changes the seed,
+``CAMCTL_TORTURE_BOARDS`` the real ``camctl run`` boards killed and cut on forgetfs (default 1).
 ``CAMCTL_POWERCUT_BREAK_FSYNC=1`` runs the suite against a store whose ``os.fsync``/``os.fdatasync`` do
 nothing: it must fail (and :func:`test_a_store_without_fsync_fails_this_suite` checks that it does).
 One summary line per run is printed at the end of the module (and kept in ``powercut-summary.txt``).
@@ -383,3 +384,30 @@ def test_power_cut_during_repair_keeps_every_chunk(fs: Mounted, tmp_path: Path, 
         assert report.exit_code in (0, 1), report.errors
         assert {s for t, s in read_plain(got) if t == "/cam/image"} == keep
         assert verify(got).exit_code == 0
+
+
+@needs_fuse
+def test_a_real_board_killed_then_cut_keeps_what_it_called_durable(fs: Mounted, tmp_path: Path) -> None:
+    """A real ``camctl run`` writing to forgetfs, SIGKILLed mid-descent, then the power cut: every camera
+    keeps at least the ``durable_frames`` its last status reported (the daemon's own write path)."""
+    for i in range(int(os.environ.get("CAMCTL_TORTURE_BOARDS", "1"))):  # a board costs ~8 s
+        store = fs.mnt / f"board-{i}"
+        store.mkdir()
+        fsync_dir(fs.mnt)
+        cfg = board_config(tmp_path / f"board-{i}", f"cut-{i}", i)
+        cfg.write_text(cfg.read_text().replace((tmp_path / f"board-{i}" / "store").as_posix(), store.as_posix()))
+        board = start_board(cfg, store, f"cut-{i}")
+        trial = KillTrial(index=i, phase="DESCENT", kill_after_s=random.Random(SEED + i).uniform(0.8, 2.0))
+        try:
+            fly_and_kill(board, trial, random.Random(SEED + i))
+        finally:
+            board.kill9()
+        out = fs.cut(tmp_path / f"cut-{i}", seed=i, mode=MODES[1 + i % 2])
+        root = out / store.name
+        report = verify(root, repair=True)
+        assert report.exit_code in (0, 1), report.errors
+        (flight,) = list_flights(root)
+        for cam in CAMERAS:
+            got = sum(1 for seg in sorted((root / flight / cam).glob("*.mcap"))
+                      for t, _ in read_plain(seg) if t == f"/{cam}/image")
+            assert got >= trial.durable.get(cam, 0) > 0, (i, cam, got, trial.durable)
