@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mcap.reader import make_reader
-from test_store_helpers import frame, jpeg, tmpfs
+from test_store_helpers import frame, indexed_read, jpeg, tmpfs
 
 from camctl.config import StoreConfig
 from camctl.frames import FrameValue
@@ -217,6 +217,8 @@ def test_landing_on_a_full_tmpfs_finishes_every_file(tmp_path: Path) -> None:
         assert len(segs) > 4
         for seg in segs:
             _plain_read_all(seg)
+        js = indexed_read(segs)  # and Foxglove's indexed reader (@mcap/core)
+        assert not [v for v in js.values() if "error" in v], js
         index = json.loads((fdir / "index.json").read_text())
         assert index and not list(fdir.glob("*.tmp"))
         assert verify(mnt).exit_code == 0
@@ -231,6 +233,8 @@ def test_landing_on_a_full_tmpfs_finishes_every_file(tmp_path: Path) -> None:
                     logged[e["name"]] = logged.get(e["name"], 0) + e["count"]
             assert logged == dropped, (cam, logged, dropped)
             assert _frames_on_disk(fdir, cam) == list(range(stats[cam]["durable_frames"]))
+            assert [s for seg in segs if seg.parent.name == cam
+                    for s in js[str(seg)].get(f"/{cam}/image", [])] == _frames_on_disk(fdir, cam)
         print(f"full tmpfs: {i} frames per camera offered, stats {stats}, free at landing "
               f"{os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize} bytes")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,3 +44,28 @@ def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+_JS = Path(__file__).parent / "js"
+
+
+def js_reader_missing() -> str:
+    """Why @mcap/core cannot run here ("" when it can)."""
+    if shutil.which("node") is None or not (_JS / "node_modules" / "@mcap" / "core").is_dir():
+        return "needs node and `npm ci --prefix tests/js` (.ci/run installs both)"
+    return ""
+
+
+def indexed_read(paths: list[Path]) -> dict[str, dict]:
+    """Each file read by @mcap/core's McapIndexedReader (Foxglove's reader, through node): path -> {topic:
+    [sequence, ...]} or {"error": text}. Needs node and ``npm ci --prefix tests/js`` (.ci/run does both)."""
+    why = js_reader_missing()
+    if why:
+        pytest.skip(why)
+    cmd = [shutil.which("node") or "node", str(_JS / "mcap_indexed_read.mjs"), *map(str, paths)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    out = {}
+    for line in proc.stdout.splitlines():
+        rec = json.loads(line)
+        out[rec["path"]] = {"error": rec["error"]} if "error" in rec else rec["topics"]
+    return out

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
-from test_store_helpers import frame, tmpfs
+from test_store_helpers import frame, indexed_read, tmpfs
 
 from camctl.config import StoreConfig
 from camctl.store import FlightStore, iter_events, iter_frames, render_report, repair_segment, verify
@@ -183,6 +183,7 @@ def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_pat
     else:
         assert rep.exit_code == 1 and rep.repaired == [str(path)], rep.errors
     assert _seqs_via_plain_reader(path) == list(range(CHUNKS * PER_CHUNK))
+    assert indexed_read([path])[str(path)]["/cam/image"] == list(range(CHUNKS * PER_CHUNK))  # Foxglove's reader
     after = verify(path)
     assert after.exit_code == 0, after.to_dict()
     assert after.recorded_losses or region in ("magic", "channel"), after.to_dict()
@@ -319,6 +320,11 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     assert by_cam["a"]["segment"] == "a/000001.mcap" and by_cam["a"]["reason"].startswith("damaged")
     assert (by_cam["a"]["seq_after"], by_cam["a"]["seq_before"]) == (5, 9)
     assert by_cam["b"]["seqs"] == [12] and by_cam["b"]["seq_after"] == 11 and "torn tail" in by_cam["b"]["reason"]
+    # Foxglove's indexed reader reads both repaired files (a chunk index without message indexes for the
+    # chunk after the damage would make it skip messages)
+    js = indexed_read([seg_a, seg_b])
+    assert js[str(seg_a)]["/a/image"] == [*range(6), *range(9, 12)], js
+    assert js[str(seg_b)]["/b/image"] == list(range(12)), js
     # in the flight's own event log, on disk
     logged = [e for s in sorted((fdir / "events").glob("*.mcap")) for e in iter_events(s) if e["kind"] == "loss"]
     assert sorted((e["camera"], tuple(e["range"])) for e in logged) == sorted(
