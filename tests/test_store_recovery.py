@@ -342,3 +342,19 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(tmp_path)], capture_output=True, text=True,
                          timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert "losses 2" in out.stdout and "lost at recovery: a/000001.mcap" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(segments, tmp_path: Path,
+                                                                              finished: bool) -> None:
+    torn, done, _ = segments
+    data = done if finished else torn
+    chunk = scan_segment(Path("cam/x.mcap"), data).chunks[2]
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(_flip(data, chunk.end + 12, 1))  # the records-length field of its first MessageIndex
+    assert verify(path, repair=True).exit_code == 1
+    want = list(range(CHUNKS * PER_CHUNK))  # the chunk itself is intact: nothing is lost
+    assert _seqs_via_plain_reader(path) == want
+    assert indexed_read([path])[str(path)]["/cam/image"] == want
+    assert verify(path).exit_code == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from camctl.store._records import (
     Layout,
     lost_marker,
 )
-from camctl.store._salvage import Scan
+from camctl.store._salvage import Scan, ScannedChunk
 from camctl.store._segment import finish_tail
 
 __all__ = ["describe_losses", "plan_in_place", "repair_in_place"]
@@ -148,17 +149,37 @@ def plan_in_place(scan: Scan, losses: list[dict] | None = None) -> list[tuple[in
     return plan
 
 
-def _chunk_indexes(scan: Scan) -> list[ChunkIndex]:
-    out = []
+def _message_indexes(chunk: ScannedChunk, at: int) -> tuple[dict[int, int], bytes]:
+    """MessageIndex records for ``chunk`` rebuilt from its messages, to be written at offset ``at``:
+    (channel -> record offset, the records). Foxglove's indexed reader reads no message of a chunk whose
+    index lists no MessageIndex records (seen with @mcap/core 2.2.2), so a damaged index is rebuilt."""
+    entries: dict[int, list[int]] = {}
+    for msg, off in zip(chunk.messages, chunk.offsets, strict=True):
+        entries.setdefault(msg.channel_id, []).extend((msg.log_time, off))
+    out, where = bytearray(), {}
+    for channel_id, flat in sorted(entries.items()):
+        where[channel_id] = at + len(out)
+        out += struct.pack(f"<BQHI{len(flat)}Q", Opcode.MESSAGE_INDEX, 6 + 8 * len(flat), channel_id,
+                           8 * len(flat), *flat)
+    return where, bytes(out)
+
+
+def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
+    """Chunk indexes for the summary, and the MessageIndex records rebuilt (to be written at ``at``) for the
+    chunks whose own are damaged or missing."""
+    out, rebuilt = [], bytearray()
     for c in scan.chunks:
         channels = {m.channel_id for m in c.messages}
-        whole = set(c.index_offsets) == channels  # a partly damaged message index is left out, not trusted
+        offsets, length = dict(c.index_offsets), c.index_len
+        if set(offsets) != channels:  # a partly damaged message index is not trusted: rebuilt
+            offsets, records = _message_indexes(c, at + len(rebuilt))
+            rebuilt += records
+            length = len(records)
         out.append(ChunkIndex(
             message_start_time=c.start_ns, message_end_time=c.end_ns, chunk_start_offset=c.start,
-            chunk_length=c.end - c.start, message_index_offsets=dict(c.index_offsets) if whole else {},
-            message_index_length=c.index_len if whole else 0, compression="", compressed_size=c.data_len,
-            uncompressed_size=c.data_len))
-    return out
+            chunk_length=c.end - c.start, message_index_offsets=offsets, message_index_length=length,
+            compression="", compressed_size=c.data_len, uncompressed_size=c.data_len))
+    return out, bytes(rebuilt)
 
 
 def repair_in_place(path: Path, scan: Scan, layout: Layout, *, losses: list[dict] | None = None,
@@ -189,7 +210,9 @@ def repair_in_place(path: Path, scan: Scan, layout: Layout, *, losses: list[dict
         info = {k: v for k, v in (said[0] if said else {"range": [cut, scan.size]}).items()
                 if k not in ("kind", "name")}
         marker = _lost_record(info)
-    tail = marker + finish_tail(layout, cut + len(marker), _chunk_indexes(scan), counts, n, start_ns, end_ns)
+    indexes, rebuilt = _chunk_indexes(scan, cut + len(marker))
+    at = cut + len(marker) + len(rebuilt)
+    tail = marker + rebuilt + finish_tail(layout, at, indexes, counts, n, start_ns, end_ns)
     fd = os.open(path, os.O_RDWR)
     try:
         for off, data in plan:

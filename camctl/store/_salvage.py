@@ -38,6 +38,7 @@ class ScannedChunk:
     opcode_ok: bool = True  # False: a CRC-valid chunk whose opcode byte was hit (repair rewrites it)
     index_offsets: dict[int, int] = field(default_factory=dict)  # channel -> its MessageIndex record offset
     index_len: int = 0  # bytes of the MessageIndex records right after the chunk
+    offsets: list[int] = field(default_factory=list)  # each message's offset in the chunk's records
 
 
 @dataclass
@@ -112,8 +113,9 @@ def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | 
                  uncompressed_crc=crc, uncompressed_size=usize), end
 
 
-def _chunk_messages(chunk: Chunk) -> list[Message] | str:
-    """The messages of a chunk; their ``data`` are memoryviews into the chunk (``bytes()`` them to keep)."""
+def _chunk_messages(chunk: Chunk, offsets: list[int]) -> list[Message] | str:
+    """The messages of a chunk (their offsets in its records appended to ``offsets``); their ``data`` are
+    memoryviews into the chunk (``bytes()`` them to keep)."""
     data, n, p = chunk.data, len(chunk.data), 0
     out: list[Message] = []
     head = MSG_HEAD.unpack_from
@@ -130,6 +132,7 @@ def _chunk_messages(chunk: Chunk) -> list[Message] | str:
                 return "chunk record runs past the chunk"
             out.append(Message(channel_id=channel_id, sequence=sequence, log_time=log_time,
                                publish_time=publish_time, data=data[p + 31:end]))
+            offsets.append(p)
             p = end
             continue
         (length,) = struct.unpack_from("<Q", data, p + 1)
@@ -250,13 +253,14 @@ def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
         got = _chunk_at(buf, pos, n)  # tried at any opcode: a CRC-valid chunk whose opcode byte was hit
         if not isinstance(got, str):
             chunk, end = got
-            msgs = _chunk_messages(chunk)
+            offsets: list[int] = []
+            msgs = _chunk_messages(chunk, offsets)
             if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
                 scan.lost.append((pos, end))
                 scan.errors.append(f"chunk at byte {pos}: {msgs}")
             else:
                 scan.chunks.append(ScannedChunk(pos, end, msgs, chunk.message_start_time, chunk.message_end_time,
-                                                len(chunk.data), op == Opcode.CHUNK))
+                                                len(chunk.data), op == Opcode.CHUNK, offsets=offsets))
                 if op != Opcode.CHUNK:
                     scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
             pos = end
