@@ -100,6 +100,8 @@ def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[dict]:
         after = [q for cs, _, seqs in kept if cs >= e for q in seqs]
         tail = s == scan.torn_at
         reason = ("bad magic, rewritten" if e <= len(MAGIC) else
+                  "summary damaged, rewritten (no frame in it)" if scan.data_end_at is not None
+                  and s >= scan.data_end_at else
                   "torn tail: written after the last commit, never durable" if tail and not scan.tail_damaged
                   else "damaged: fails its check")
         rec = {"kind": "loss", "name": "recovery", "camera": layout.name,
