@@ -58,6 +58,8 @@ class StoreConfig:
     segment_mb: float = 64.0
     segment_s: float = 60.0
     commit_interval_ms: int = 200
+    # free space, above what finishing the flight needs (computed by the store: every open segment's summary
+    # and footer, the event log's room, index.json), below which frames are shed by value (store/quota.py)
     reserve_mb: float = 512.0
     queue_frames: int = 512
 
