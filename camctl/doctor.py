@@ -254,19 +254,27 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     target = cfg.sensor_fps()
     what = f"{cfg.size[0]}x{cfg.size[1]} at {target:g} fps"
     stamps: list[int] = []
+    durations: list[int] = []
     try:
         camera = probes.make_camera(cfg)
         camera.set_fps(target)  # every sensor frame: the sensor's own rate is what is measured
         with camera:
             deadline = time.monotonic() + probes.camera_seconds
             while time.monotonic() < deadline or len(stamps) < 2:
-                stamps.append(camera.capture(timeout_s=max(1.0, 3.0 / target)).timestamp_ns)
+                frame = camera.capture(timeout_s=max(1.0, 3.0 / target))
+                stamps.append(frame.timestamp_ns)
+                durations.append(frame.frame_duration_us)
     except Exception as exc:  # CameraError or a backend bug: either way this camera cannot fly
         return Check(name, FAIL, f"{what}: {exc}", "see hardware/cameras.md; `rpicam-hello --list-cameras`")
     span_s = (stamps[-1] - stamps[0]) / 1e9
-    achieved = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
+    delivered = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
     encoder = getattr(camera, "encoder_in_use", "") or cfg.encoder
-    detail = f"{what}, encoder {encoder}: {achieved:.1f} fps achieved over {len(stamps)} frames"
+    # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the nominal one, so
+    # there the delivered rate is all there is. A delivered rate below the sensor's is this process being late.
+    median = sorted(durations)[len(durations) // 2]
+    achieved = delivered if encoder == "hardware" or median <= 0 else 1e6 / median
+    detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, {delivered:.1f} fps delivered "
+              f"over {len(stamps)} frames")
     problems = [f"could not set {line}" for line in getattr(camera, "unset_controls", [])]
     if achieved < 0.9 * target:
         problems.append(f"only {achieved:.1f} of {target:g} fps (the sensor mode's limit or a busy CPU)")
