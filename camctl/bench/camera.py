@@ -5,8 +5,8 @@ while streaming lands ``buffer_count`` + 3 frames late, a mode switch rebuilds t
 ``capture_request`` waits for the next frame. Both figures are sensor time (the double's timestamps), so a
 busy machine shows up only as frames a late consumer lost, as on a Pi.
 
-- ``rate_switch_ms``: release edge (``CameraRunner.set_phase("DESCENT")``) to the first frame of the run of
-  frames at the DESCENT interval, ARMED at 0.5 fps (the slowest rate the issue allows; a slow ARMED rate is
+- ``rate_switch_ms``: release edge (``CameraRunner.set_phase("DESCENT")``) to the first frame that the next
+  one follows at the DESCENT interval, ARMED at 0.5 fps (the slowest rate the issue allows; a slow ARMED rate is
   what made a ``set_controls`` rate change take seconds) and DESCENT at 30 fps. The sensor runs at 30 fps
   from ARM and the backend thins frames, so the first frame after the edge is at most one sensor period late.
 - ``still_video_gap_ms``: the ``video_gap_ms`` a still reports (the longest interval of the video across it,
@@ -59,16 +59,17 @@ def _rate_switch_ms() -> float:
         time.sleep(0.7)  # somewhere inside the 2 s ARMED interval
         edge_ns = time.monotonic_ns()
         runner.set_phase("DESCENT")
-        _wait(lambda: len(frames) >= 6, 20, "DESCENT frames")
+        _wait(lambda: len([t for t in frames if t > edge_ns]) >= 15, 20, "DESCENT frames")
     finally:
         runner.stop()
         pool.close()
     after = [t for t in frames if t > edge_ns]
     period_ns = 1e9 / _DESCENT
-    for i in range(len(after) - 3):  # the first frame from which three intervals hold the DESCENT period
-        run = after[i:i + 4]
-        if all(abs((b - a) - period_ns) < 2e6 for a, b in itertools.pairwise(run)):
-            return (run[0] - edge_ns) / 1e6
+    # The first frame followed at the DESCENT period (a consumer the machine delayed may lose a frame: the real
+    # stack drops it too, and the run starts at the next pair).
+    for a, b in itertools.pairwise(after):
+        if abs((b - a) - period_ns) < 2e6:
+            return (a - edge_ns) / 1e6
     raise RuntimeError(f"no run of frames at the DESCENT interval after the edge: {after}")
 
 
