@@ -176,8 +176,10 @@ def test_double_capture_blocks_a_frame_and_a_late_consumer_loses_frames(rig):
     b, mb = _take(p)
     assert b == a + 1 and mb["SensorTimestamp"] - ma["SensorTimestamp"] == pytest.approx(50e6, abs=1e3)
     time.sleep(0.2)  # a consumer busy for four frame periods
-    c, _ = _take(p)
-    assert c >= b + 4
+    called_ns = time.monotonic_ns()
+    c, mc = _take(p)
+    assert mc["SensorTimestamp"] > called_ns  # the next frame to complete, not one kept from before the call
+    assert c >= b + 5  # the four that completed meanwhile are lost
     p.close()
     q = _picam2(rig, 20.0, queue=True)  # queue=True: the newest completed frame is handed over at once
     _take(q)
@@ -407,3 +409,33 @@ def test_from_config_runs_the_sensor_at_the_flight_maximum(rig):
     with c:
         assert rig.instances[0].camera_config["controls"]["FrameRate"] == 30.0
         assert rig.instances[0].camera_config["buffer_count"] == BUFFER_COUNT
+
+
+def test_a_usb_camera_leaving_the_list_is_a_disconnect(rig):
+    from camctl.exc import CameraDisconnected
+
+    c = Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software")
+    with c:
+        c.capture()
+        rig.cameras = []  # a USB camera does leave libcamera's list (a CSI one never does)
+        rig.fail_with = RuntimeError("device lost")
+        with pytest.raises(CameraDisconnected, match="camera 0 disappeared during capture_request"):
+            c.capture()
+    assert rig.outstanding == 0
+
+
+def test_a_rate_above_the_sensor_rate_speeds_the_sensor_up_late(rig):
+    with Picamera2Camera("pi", size=(64, 48), fps=20.0, encoder="software") as c:
+        c.capture()
+        c.set_fps(40.0)  # beyond the 20 fps the sensor was opened at: set_controls, N frames late
+        assert rig.controls == [{"FrameRate": 40.0}] and c.sensor_fps == 40.0
+        durations = [c.capture().frame_duration_us for _ in range(BUFFER_COUNT + rig.sensor_delay_frames + 2)]
+    assert durations[0] == 50000 and durations[-1] == 25000
+
+
+def test_hardware_frames_are_thinned_too(hw_rig):
+    with Picamera2Camera("pi", size=(64, 48), fps=25.0, sensor_fps=100.0, encoder="hardware") as c:
+        frames = [c.capture(timeout_s=5.0) for _ in range(5)]
+    intervals = _intervals(frames)  # type: ignore[arg-type]
+    assert all(i == pytest.approx(40, abs=1) for i in intervals), intervals
+    assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + 5)) and c.thinned >= 12
