@@ -439,3 +439,25 @@ def test_hardware_frames_are_thinned_too(hw_rig):
     intervals = _intervals(frames)  # type: ignore[arg-type]
     assert all(i == pytest.approx(40, abs=1) for i in intervals), intervals
     assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + 5)) and c.thinned >= 12
+
+
+def test_rate_after_a_reopen_is_the_phase_rate(rig):
+    """A fault closes and reopens the camera (a mode switch in all but name): the phase rate holds from the
+    first frame after it. (Guard: this one passes on the code before issue 12 too.)"""
+    runner, sink, pool = _fly(_cfg(2.0, 25.0))
+    try:
+        runner.set_phase("DESCENT")
+        sink.wait_for(lambda fs: len(fs) >= 3)
+        rig.fail_with = RuntimeError("libcamera: dequeue failed")
+        deadline = time.monotonic() + 10
+        while runner.stats.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.stats.restarts == 1
+        n = len(sink.video())
+        sink.wait_for(lambda fs: len([f for f in fs if not f.still]) >= n + 4)
+    finally:
+        runner.stop()
+        pool.close()
+    after = sink.video()[n:]
+    assert all(i == pytest.approx(40, abs=2) for i in _intervals(after)), _intervals(after)
+    assert len(rig.instances) == 2

@@ -85,7 +85,7 @@ Lores stream (``lores_size`` in the camera config; software path only):
   lores frame's hues are off by a few percent.
 - The main stream is still produced by the ISP (it cannot be switched off without a reconfigure); the
   saving is the copy out (``make_array``), the RGB->YUV conversion and the subsampling in the encoder.
-- Stills are always from the still mode's main stream.
+- Stills are always from the main stream (at the configured size), never the lores one.
 - The hardware (MJPEG) path configures no lores stream and ignores ``set_lores`` (returns False): the V4L2
   encoder encodes the main stream only, and its frames are JPEGs the runner cannot decimate.
 
