@@ -17,6 +17,7 @@ import itertools
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ from camctl.encode import EncoderPool
 from camctl.frames import EncodedFrame
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig, fake_modules
+from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig, fake_modules, installed
+from test_lores import Sink as LoresSink
 
 
 # --- a) pins ------------------------------------------------------------------------------------------
@@ -117,11 +119,17 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
 
 # --- b) the double ------------------------------------------------------------------------------------
 @pytest.fixture
-def rig(monkeypatch) -> FakeRig:
-    rig = FakeRig()
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return rig
+def rig() -> Iterator[FakeRig]:
+    """A board without the hardware JPEG encoder (Pi 5-like), in sys.modules for the test."""
+    with installed(FakeRig()) as r:
+        yield r
+
+
+@pytest.fixture
+def hw_rig() -> Iterator[FakeRig]:
+    """A VC4 board (Pi 4-like): the V4L2 MJPEGEncoder constructs."""
+    with installed(FakeRig(hardware_jpeg=True)) as r:
+        yield r
 
 
 def _picam2(rig: FakeRig, fps: float, **kw):
@@ -215,21 +223,8 @@ def test_double_refuses_controls_the_camera_does_not_advertise(monkeypatch):
 
 
 # --- c) the fixes -------------------------------------------------------------------------------------
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[EncodedFrame] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, f: EncodedFrame) -> bool:
-        with self.cond:
-            self.frames.append(f)
-            self.cond.notify_all()
-        return True
-
-    def wait_for(self, pred, timeout: float = 20.0) -> None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: pred(self.frames), timeout), [
-                (f.phase, f.still, f.timestamp_ns) for f in self.frames[-5:]]
+class Sink(LoresSink):
+    """test_lores's sink, and the video frames of a phase."""
 
     def video(self, phase: str | None = None) -> list[EncodedFrame]:
         with self.cond:
@@ -340,14 +335,6 @@ def test_the_still_encode_never_blocks_the_capture_thread(rig):
         pool.close()
     seqs = [f.seq for f in sink.video("DESCENT")]
     assert seqs == sorted(seqs)
-
-
-@pytest.fixture
-def hw_rig(monkeypatch) -> FakeRig:
-    rig = FakeRig(hardware_jpeg=True)
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return rig
 
 
 def test_auto_encoder_uses_hardware_only_where_the_size_fits_the_codec(hw_rig):

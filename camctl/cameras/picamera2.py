@@ -130,12 +130,13 @@ Hardware-path facts (picamera2 0.3.x, checked by the tests):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -759,17 +760,24 @@ class Picamera2Camera(Camera):
             return self._capture_jpeg(self._jpegs, deadline, timeout_s)
         while True:
             request = self._request(deadline, timeout_s, "capture_request")
-            try:
+            with self._reading(request, "capture_request"):
                 meta = request.get_metadata()
                 seq = self._thin.keep(self._timestamp(meta))
                 if seq is not None:
                     return self._frame_from(request, seq, meta, still=False)
-            except CameraError:
-                raise
-            except Exception as exc:
-                raise self._failure(exc, "reading the capture_request request") from exc
-            finally:
-                request.release()
+
+    @contextlib.contextmanager
+    def _reading(self, request: Any, what: str) -> Iterator[None]:
+        """Read a completed request inside the block: failures mapped to camera errors, the request always
+        given back."""
+        try:
+            yield
+        except CameraError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, f"reading the {what} request") from exc
+        finally:
+            request.release()
 
     def _capture_jpeg(self, jpegs: _JpegQueue, deadline: float, timeout_s: float) -> Frame:
         while True:
@@ -803,7 +811,7 @@ class Picamera2Camera(Camera):
         if self._picam2 is None:
             raise CameraError(self.name, "capture_still() on a closed camera")
         request = self._request(time.monotonic() + timeout_s, timeout_s, "still capture")
-        try:
+        with self._reading(request, "still capture"):
             meta = request.get_metadata()
             hardware = self._jpegs is not None
             video_seq = None if hardware else self._thin.keep(self._timestamp(meta))
@@ -816,10 +824,4 @@ class Picamera2Camera(Camera):
             if video_seq is not None:  # the video's frame of this slot: the same pixels (or its lores stream)
                 self._twin = self._frame_from(request, video_seq, meta, still=False) \
                     if lores and self._lores_stream is not None else dataclasses.replace(still, still=False)
-        except CameraError:
-            raise
-        except Exception as exc:
-            raise self._failure(exc, "reading the still capture request") from exc
-        finally:
-            request.release()
         return still
