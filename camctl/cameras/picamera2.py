@@ -202,7 +202,8 @@ METADATA_USED = ("SensorTimestamp", "ExposureTime", "AnalogueGain", "FrameDurati
 MAIN_FORMAT = "BGR888"  # R, G, B bytes in memory (see the module docstring)
 HW_FORMAT = "YUV420"  # what the V4L2 encoder reads with the least bandwidth (I420)
 LORES_FORMAT = "YUV420"  # the only lores format a Pi 4 ISP gives; JPEG encodes it with no conversion
-BUFFER_COUNT = 6  # picamera2's video default: enough to ride out a slow consumer for a few frames
+BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; with queue=False they hold nothing for a late
+# consumer (it loses the frames completed meanwhile), and each is a frame of set_controls latency.
 QUEUE_FRAMES = 8  # encoded frames waiting for capture(); the oldest is dropped (a seq gap) when full
 _MODEL_PATH = Path("/proc/device-tree/model")
 CODEC_SIZE = (32, 1920)  # bcm2835-v4l2-codec.c: MIN_W/MIN_H 32, MAX_W_CODEC/MAX_H_CODEC 1920 (encode role)
