@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -459,6 +459,10 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
 
 def _controls(t: _Table) -> CameraControls:
     """``[cameras.controls]``; every key is checked (a misspelt control is an error, never ignored)."""
+    known = [f.name for f in fields(CameraControls)]
+    for key in sorted(t.data):
+        if key not in known:
+            raise ConfigError(f"unknown control (known: {', '.join(known)})", key=t.path(key))
     af_mode = t.str("af_mode", choices=AF_MODES) if t.has("af_mode") else None
     lens = t.num("lens_position", 0.0, lo=0, hi=32) if t.has("lens_position") else None  # IPA: 0..32 dioptres
     if lens is not None and af_mode not in (None, "manual"):

@@ -174,8 +174,9 @@ def test_camera_controls_parse():
 @pytest.mark.parametrize(
     ("controls", "message"),
     [
-        ({"LensPositon": 0.0}, "cameras[0].controls.LensPositon: unknown key"),
-        ({"lens_positon": 0.0}, "cameras[0].controls.lens_positon: unknown key"),
+        ({"LensPosition": 0.0}, "cameras[0].controls.LensPosition: unknown control (known: af_mode, lens_position, "
+                                "exposure_max_us, analogue_gain_max, sensor_mode)"),
+        ({"lens_positon": 0.0}, "cameras[0].controls.lens_positon: unknown control"),
         ({"af_mode": "macro"}, "cameras[0].controls.af_mode: must be one of 'manual', 'auto', 'continuous'"),
         ({"lens_position": -1}, "cameras[0].controls.lens_position: must be >= 0, got -1"),
         ({"lens_position": 40}, "cameras[0].controls.lens_position: must be <= 32"),
