@@ -457,3 +457,17 @@ def test_rate_after_a_reopen_is_the_phase_rate(rig):
     after = sink.video()[n:]
     _assert_at_rate(after, 40)
     assert len(rig.instances) == 2
+
+
+def test_every_control_name_the_backend_writes_is_declared_and_advertised():
+    """CONTROLS_USED is what the backend sets, and each is one the Raspberry Pi IPA advertises (or picamera2's
+    virtual FrameRate): a misspelt name in the table would be refused on the Pi, so it fails here."""
+    import camctl.cameras.picamera2 as backend
+    from camctl.cameras.picamera2_double import RPI_IPA_AF_CONTROLS, RPI_IPA_COLOUR_CONTROLS, RPI_IPA_CONTROLS
+
+    advertised = {"FrameRate"} | set(RPI_IPA_CONTROLS) | set(RPI_IPA_AF_CONTROLS) | set(RPI_IPA_COLOUR_CONTROLS)
+    tree = ast.parse(Path(backend.__file__).read_text())
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    written = (strings & advertised) - set(backend.METADATA_USED)  # metadata keys are read, not set
+    assert written == set(backend.CONTROLS_USED) == {"FrameRate", "AfMode", "LensPosition"}
+    assert set(backend.CONTROLS_USED) <= advertised
