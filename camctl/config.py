@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,12 @@ AF_MODES = ("manual", "auto", "continuous")  # libcamera AfModeEnum: Manual = 0,
 class CameraControls:
     """``[cameras.controls]``: what the sensor and lens are told at every open (picamera2 backend).
 
-    ``af_mode``/``lens_position`` drive libcamera's ``AfMode``/``LensPosition`` (dioptres: 0 is infinity, the
-    right focus for a camera looking at the ground from height); ``exposure_max_us`` and
-    ``analogue_gain_max`` cap the auto-exposure (against motion blur, and noise); ``sensor_mode`` is the
-    sensor output size picamera2 picks the mode by (a full-field binned mode keeps the whole view at video
-    sizes). ``None`` leaves the camera's own default.
+    TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they are
+    (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera looking at the
+    ground from height). The others are camctl's own names, because libcamera has no such control:
+    ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against motion blur, and noise)
+    through the tuning, ``sensor_mode`` is the sensor output size picamera2 picks the mode by (a full-field
+    binned mode keeps the whole view at video sizes). ``None`` leaves the camera's own default.
     """
 
     af_mode: str | None = None
@@ -457,17 +458,20 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
     return out
 
 
+_CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max", "sensor_mode")
+
+
 def _controls(t: _Table) -> CameraControls:
     """``[cameras.controls]``; every key is checked (a misspelt control is an error, never ignored)."""
-    known = [f.name for f in fields(CameraControls)]
+    known = list(_CONTROL_KEYS)
     for key in sorted(t.data):
         if key not in known:
             raise ConfigError(f"unknown control (known: {', '.join(known)})", key=t.path(key))
-    af_mode = t.str("af_mode", choices=AF_MODES) if t.has("af_mode") else None
-    lens = t.num("lens_position", 0.0, lo=0, hi=32) if t.has("lens_position") else None  # IPA: 0..32 dioptres
+    af_mode = t.str("AfMode", choices=AF_MODES) if t.has("AfMode") else None
+    lens = t.num("LensPosition", 0.0, lo=0, hi=32) if t.has("LensPosition") else None  # IPA: 0..32 dioptres
     if lens is not None and af_mode not in (None, "manual"):
-        raise ConfigError(f"needs af_mode = 'manual' (af_mode is {af_mode!r}: the lens would move)",
-                          key=t.path("lens_position"))
+        raise ConfigError(f"needs AfMode = 'manual' (AfMode is {af_mode!r}: the lens would move)",
+                          key=t.path("LensPosition"))
     exposure = t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True) if t.has("exposure_max_us") \
         else None
     gain = t.num("analogue_gain_max", 1.0, lo=1.0, hi=64.0) if t.has("analogue_gain_max") else None

@@ -164,23 +164,23 @@ def test_camera_controls_parse():
     from camctl.config import CameraControls
 
     assert _controls() == CameraControls()
-    c = _controls(af_mode="manual", lens_position=0, exposure_max_us=2000, analogue_gain_max=8,
+    c = _controls(AfMode="manual", LensPosition=0, exposure_max_us=2000, analogue_gain_max=8,
                   sensor_mode=[2304, 1296])
     assert c == CameraControls(af_mode="manual", lens_position=0.0, exposure_max_us=2000, analogue_gain_max=8.0,
                                sensor_mode=(2304, 1296))
-    assert _controls(lens_position=0.5).af_mode is None  # manual is implied by a lens position
+    assert _controls(LensPosition=0.5).af_mode is None  # manual is implied by a lens position
 
 
 @pytest.mark.parametrize(
     ("controls", "message"),
     [
-        ({"LensPosition": 0.0}, "cameras[0].controls.LensPosition: unknown control (known: af_mode, lens_position, "
-                                "exposure_max_us, analogue_gain_max, sensor_mode)"),
-        ({"lens_positon": 0.0}, "cameras[0].controls.lens_positon: unknown control"),
-        ({"af_mode": "macro"}, "cameras[0].controls.af_mode: must be one of 'manual', 'auto', 'continuous'"),
-        ({"lens_position": -1}, "cameras[0].controls.lens_position: must be >= 0, got -1"),
-        ({"lens_position": 40}, "cameras[0].controls.lens_position: must be <= 32"),
-        ({"af_mode": "continuous", "lens_position": 0}, "cameras[0].controls.lens_position: needs af_mode = 'manual'"),
+        ({"LensPositon": 0.0}, "cameras[0].controls.LensPositon: unknown control (known: AfMode, LensPosition, "
+                               "exposure_max_us, analogue_gain_max, sensor_mode)"),
+        ({"lens_position": 0.0}, "cameras[0].controls.lens_position: unknown control"),
+        ({"AfMode": "macro"}, "cameras[0].controls.AfMode: must be one of 'manual', 'auto', 'continuous'"),
+        ({"LensPosition": -1}, "cameras[0].controls.LensPosition: must be >= 0, got -1"),
+        ({"LensPosition": 40}, "cameras[0].controls.LensPosition: must be <= 32"),
+        ({"AfMode": "continuous", "LensPosition": 0}, "cameras[0].controls.LensPosition: needs AfMode = 'manual'"),
         ({"exposure_max_us": 10}, "cameras[0].controls.exposure_max_us: must be >= 100"),
         ({"exposure_max_us": 2.5e3}, None),
         ({"analogue_gain_max": 0.5}, "cameras[0].controls.analogue_gain_max: must be >= 1"),
@@ -201,7 +201,7 @@ def test_camera_controls_errors_name_the_key(controls, message):
 
 def test_camera_controls_are_only_for_picamera2():
     with pytest.raises(ConfigError, match=r"cameras\[0\].controls: camera controls are only for the picamera2"):
-        parse_config({"board": "b", "cameras": [{"name": "c", "backend": "sim", "controls": {"af_mode": "auto"}}]})
+        parse_config({"board": "b", "cameras": [{"name": "c", "backend": "sim", "controls": {"AfMode": "auto"}}]})
 
 
 def test_sensor_fps_is_the_flight_maximum():

@@ -282,7 +282,7 @@ def test_camera_probe_warns_about_what_it_could_not_set(tmp_path, monkeypatch) -
     rig.max_fps = 20.0  # and a sensor mode slower than the flight
     for name, mod in fake_modules(rig).items():
         monkeypatch.setitem(sys.modules, name, mod)
-    extra = '[cameras.controls]\naf_mode = "manual"\nlens_position = 0.0\n'
+    extra = '[cameras.controls]\nAfMode = "manual"\nLensPosition = 0.0\n'
     check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
     assert check.level == WARN
     assert "could not set AfMode: not advertised by camera 0 (no focus lens)" in check.detail

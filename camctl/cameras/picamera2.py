@@ -59,7 +59,7 @@ hardware path the encoder sees every request anyway; the still is read from the 
 
 Controls (``[cameras.controls]``, :class:`~camctl.config.CameraControls`), applied at every open:
 
-- ``af_mode``/``lens_position`` go into the video configuration's ``controls`` as ``AfMode`` (libcamera
+- ``AfMode``/``LensPosition`` go into the video configuration's ``controls`` as ``AfMode`` (libcamera
   enum: manual 0, auto 1, continuous 2) and ``LensPosition`` (dioptres), so ``start_`` sends them with the
   first frame. The Raspberry Pi IPA advertises them only for a module with a focus lens (Camera Module 3); on
   another module they are skipped and named in ``unset_controls`` (``camctl doctor`` reports them).
