@@ -167,9 +167,9 @@ class CameraRunner:
         self._lores_applied: bool | None = None  # what set_lores was last told (None: not since the open)
         self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
-        # stills: meta of each still waiting in _pending (by frame id), and the video-gap watch around the last
+        # stills: meta of each still waiting in _pending (by frame id), and the video-gap watch of each
         self._still_meta: dict[int, dict] = {}
-        self._gap_watch: dict | None = None
+        self._gap_watches: list[dict] = []
         self._last_video_ns: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"camctl-cam-{self.name}", daemon=True)
 
@@ -439,8 +439,8 @@ class CameraRunner:
         frame = self.camera.capture_still()
         meta: dict = {"event": event}
         self._still_meta[id(frame)] = meta
-        self._gap_watch = {"meta": meta, "still_ns": frame.timestamp_ns, "prev_ns": self._last_video_ns,
-                           "worst_ns": 0}
+        self._gap_watches.append({"meta": meta, "still_ns": frame.timestamp_ns, "prev_ns": self._last_video_ns,
+                                  "worst_ns": 0})
         fut: Future[bytes] | None = None
         if frame.jpeg is None:
             fut = self._pool.submit_yuv(frame.yuv420, 95) if frame.yuv420 is not None else \
@@ -453,20 +453,20 @@ class CameraRunner:
     def _watch_gap(self, timestamp_ns: int) -> None:
         """Called for every video frame: close the still's video-gap measurement at the first frame after it."""
         self._last_video_ns = timestamp_ns
-        watch = self._gap_watch
-        if watch is None:
-            return
-        if watch["prev_ns"] is not None:
-            watch["worst_ns"] = max(watch["worst_ns"], timestamp_ns - watch["prev_ns"])
-        watch["prev_ns"] = timestamp_ns
-        if timestamp_ns > watch["still_ns"]:
-            watch["meta"]["video_gap_ms"] = round(watch["worst_ns"] / 1e6, 3)
-            self._gap_watch = None
+        for watch in list(self._gap_watches):
+            if watch["prev_ns"] is not None:
+                watch["worst_ns"] = max(watch["worst_ns"], timestamp_ns - watch["prev_ns"])
+            watch["prev_ns"] = timestamp_ns
+            if timestamp_ns > watch["still_ns"]:
+                watch["meta"]["video_gap_ms"] = round(watch["worst_ns"] / 1e6, 3)
+                self._gap_watches.remove(watch)
 
     def _send_still(self, frame: Frame, jpeg: bytes, phase: str) -> None:
         meta = self._still_meta.pop(id(frame), {})
         if "video_gap_ms" not in meta:  # the camera stopped before a video frame followed: what was seen
-            watch, self._gap_watch = self._gap_watch, None
+            watch = next((w for w in self._gap_watches if w["meta"] is meta), None)
+            if watch is not None:
+                self._gap_watches.remove(watch)
             meta["video_gap_ms"] = round(watch["worst_ns"] / 1e6, 3) if watch and watch["worst_ns"] else None
         ef = self._encoded(frame, jpeg, phase, int(FrameValue.STILL))
         ef.still = True

@@ -471,3 +471,22 @@ def test_every_control_name_the_backend_writes_is_declared_and_advertised():
     written = (strings & advertised) - set(backend.METADATA_USED)  # metadata keys are read, not set
     assert written == set(backend.CONTROLS_USED) == {"FrameRate", "AfMode", "LensPosition"}
     assert set(backend.CONTROLS_USED) <= advertised
+
+
+def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
+    runner, sink, pool = _fly(_cfg(2.0, 25.0, stills=("separation", "touchdown")))
+    try:
+        runner.set_phase("DESCENT")
+        sink.wait_for(lambda fs: len(fs) >= 2)
+        runner.request_still("separation")
+        runner.request_still("touchdown")  # taken on the next loop: before a video frame followed the first
+        sink.wait_for(lambda fs: len([f for f in fs if f.still]) == 2)
+        n = len(sink.video())
+        sink.wait_for(lambda fs: len([f for f in fs if not f.still]) >= n + 3)
+    finally:
+        runner.stop()
+        pool.close()
+    stills = [f for f in sink.frames if f.still]
+    assert [s.meta["event"] for s in stills] == ["separation", "touchdown"]
+    assert all(s.meta["video_gap_ms"] is not None and s.meta["video_gap_ms"] <= 2 * 40 + 1 for s in stills)
+    assert runner.stats.dropped == {}
