@@ -490,3 +490,26 @@ def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
     assert [s.meta["event"] for s in stills] == ["separation", "touchdown"]
     assert all(s.meta["video_gap_ms"] is not None and s.meta["video_gap_ms"] <= 2 * 40 + 1 for s in stills)
     assert runner.stats.dropped == {}
+
+
+def test_every_public_method_of_the_double_has_the_real_parameters():
+    """Not only what the backend uses (tests/test_cameras_picamera2.py checks those): the double's tests use
+    create_still_configuration and switch_mode_and_capture_request too."""
+    from camctl.cameras.picamera2_double import FakePicamera2
+
+    tree = ast.parse((_root() / "picamera2.py").read_text())
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Picamera2")
+    real = {f.name: [a.arg for a in (*f.args.posonlyargs, *f.args.args, *f.args.kwonlyargs)]
+            for f in cls.body if isinstance(f, ast.FunctionDef)}
+    checked = 0
+    for name, member in vars(FakePicamera2).items():
+        fn = member.__func__ if isinstance(member, staticmethod | classmethod) else member
+        if (name.startswith("_") and name != "__init__") or not callable(fn) or name not in real:
+            continue
+        code = fn.__code__
+        params = list(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+        if isinstance(member, classmethod):
+            continue  # global_camera_info: a staticmethod in picamera2, a classmethod here (it needs the rig)
+        assert params == real[name], (name, params, real[name])
+        checked += 1
+    assert checked >= 15
