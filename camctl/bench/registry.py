@@ -23,6 +23,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "encode",
     "capture",
     "trigger",
+    "camera",
     "rss",
     "first_look",
     "verify",
