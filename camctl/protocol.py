@@ -38,6 +38,9 @@ __all__ = [
     "E_REFUSED",
     "E_TOO_LARGE",
     "E_UNKNOWN_VERB",
+    "HEARTBEAT_IVL_MS",
+    "HEARTBEAT_TIMEOUT_MS",
+    "HEARTBEAT_TTL_MS",
     "MAGIC",
     "MAX_CHUNK",
     "MAX_MESSAGE",
@@ -66,6 +69,7 @@ __all__ = [
     "check_relpath",
     "decode",
     "peek_id",
+    "set_heartbeats",
 ]
 
 MAGIC = b"CAMCTL"
@@ -75,6 +79,10 @@ MAX_CHUNK = 4 << 20  # the largest FETCH length any board accepts (its own limit
 MAX_REQUEST_ID = (1 << 53) - 1  # ids are JSON integers: keep them exact in every JSON library
 MAX_PATH = 1024
 TOPICS = ("phase", "fault", "status", "disk", "event")
+# ZMTP heartbeats on both ends (set_heartbeats): a peer silent for HEARTBEAT_TIMEOUT_MS is dropped
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
+HEARTBEAT_TTL_MS = 10000
 
 # Error codes (ERROR.code)
 E_BAD_MAGIC = "BAD_MAGIC"
@@ -154,6 +162,16 @@ def check_relpath(path: str) -> str:
         if part in ("", ".", ".."):
             raise ProtocolError(E_BAD_PATH, f"path has an empty, '.' or '..' component: {_short(path)}")
     return path
+
+
+def set_heartbeats(sock: Any) -> None:
+    """ZMTP heartbeats on a ZeroMQ socket so a dead peer is noticed (both sides of the protocol call this;
+    the only socket this module touches, and only its options)."""
+    import zmq
+
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
 
 
 def _frames(verb: bytes, header: dict, payload: tuple[bytes, ...] = ()) -> list[bytes]:

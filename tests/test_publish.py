@@ -16,7 +16,8 @@ from camctl.config import PublishConfig
 from camctl.exc import ConfigError
 from camctl.ground import BoardTimeout, Client, fetch
 from camctl.keys import create_keys, load_client_curve
-from camctl.publish import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, Publisher, set_heartbeats
+from camctl.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
+from camctl.publish import Publisher
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 

@@ -1,0 +1,350 @@
+"""Board side of the retrieval protocol: a ZeroMQ ROUTER serving the store and a PUB for live events.
+
+:class:`Publisher` owns both sockets and one server thread. The daemon hands it a :class:`Board` (the
+daemon's view: status, whether to serve, which files are still open, operator commands) and calls
+:meth:`Publisher.publish` from any thread for PUB topics. Wire messages are in :mod:`camctl.protocol`;
+the protocol itself is described in ``docs/protocol.md``.
+
+Example::
+
+    pub = Publisher(board, PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*"))
+    pub.start()
+    pub.publish("phase", {"phase": "LANDED"})
+    ...
+    pub.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import zmq
+
+from camctl import protocol as p
+from camctl.config import PublishConfig
+from camctl.exc import CamctlError, ProtocolError
+from camctl.publish.catalog import Catalog
+from camctl.publish.previews import _THUMB_RETRY_MS, Previews
+
+__all__ = ["Board", "Publisher"]
+
+log = logging.getLogger("camctl.publish")
+
+_QUEUE_MAX = 1024
+_WARM_CHECK_S = 0.5  # how often the server thread asks the board whether it serves (to start previews)
+
+
+class Board(Protocol):
+    """The daemon as the publisher sees it."""
+
+    board: str
+    store_root: Path
+
+    def status(self) -> dict: ...
+
+    def serving(self) -> bool: ...
+
+    def open_segments(self) -> set[Path]: ...
+
+    def command(self, name: str, args: dict) -> dict: ...
+
+
+# --- the server ---------------------------------------------------------------------------------------
+class Publisher:
+    """ROUTER request server + PUB event socket for one board, on its own thread."""
+
+    def __init__(self, board: Board, config: PublishConfig, *, context: zmq.Context | None = None) -> None:
+        self.board = board
+        self.config = config
+        self._own_ctx = context is None
+        self._ctx = context if context is not None else zmq.Context()
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=_QUEUE_MAX)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._auth: Any = None
+        self._router: zmq.Socket | None = None
+        self._pub: zmq.Socket | None = None
+        self._closed = False
+        self.catalog = Catalog(board.store_root)
+        self.previews = Previews()
+        self._warm_at = 0.0  # monotonic time of the next serving() check (previews start on landing)
+        self._warmed = False
+        self.router_endpoint = ""
+        self.pub_endpoint = ""
+        self.dropped_events = 0
+        self.requests = 0
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._thread else "new")
+        return f"<Publisher board={self.board.board!r} {state} router={self.router_endpoint!r}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Publisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Bind both sockets and start the server thread (CURVE when ``config.curve_keys`` is set)."""
+        if self._thread is not None or self._closed:
+            raise CamctlError(f"publisher for {self.board.board!r} already started or closed")
+        try:
+            self._router = self._ctx.socket(zmq.ROUTER)
+            self._pub = self._ctx.socket(zmq.PUB)
+            for sock in (self._router, self._pub):
+                sock.setsockopt(zmq.LINGER, 0)
+            self._router.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
+            p.set_heartbeats(self._router)
+            self._pub.setsockopt(zmq.SNDHWM, 1000)
+            if self.config.curve_keys:
+                self._setup_curve()
+            else:
+                log.warning("board %s: CURVE is off, the fetch port %s and event port %s are open to anyone "
+                            "who can reach them (set publish.curve_keys)", self.board.board,
+                            self.config.bind, self.config.events)
+            self._router.bind(self.config.bind)
+            self._pub.bind(self.config.events)
+            self.router_endpoint = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.pub_endpoint = self._pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        except Exception:
+            self.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name=f"camctl-publish-{self.board.board}",
+                                        daemon=True)
+        self._thread.start()
+        log.info("board %s serving on %s, events on %s", self.board.board, self.router_endpoint,
+                 self.pub_endpoint)
+
+    def _setup_curve(self) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        from camctl.keys import load_server_curve
+
+        keys = load_server_curve(self.config.curve_keys)
+        self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("camctl.publish.auth"))
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(keys.clients_dir))
+        for sock in (self._router, self._pub):
+            assert sock is not None
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_server = True
+
+    def publish(self, topic: str, body: dict) -> bool:
+        """Queue ``[topic, json(body)]`` for the PUB socket; never blocks. False when dropped (queue full)."""
+        if self._closed:
+            return False
+        try:
+            data = json.dumps(body, separators=(",", ":"), default=str).encode("utf-8")
+            self._queue.put_nowait((topic, data))
+        except queue.Full:
+            self.dropped_events += 1
+            return False
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\x01")
+        return True
+
+    def close(self) -> None:
+        """Stop the thread and close the sockets (linger 0). Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\x01")
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.previews.close()
+        self.catalog.close()
+        for sock in (self._router, self._pub):
+            if sock is not None:
+                sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._own_ctx:
+            self._ctx.term()
+
+    # -- server thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        assert self._router is not None and self._pub is not None
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        while not self._stop.is_set():
+            try:
+                events = dict(poller.poll(500))
+            except zmq.ZMQError:
+                break
+            if self._wake_r in events:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._wake_r, 4096)
+            self._drain_events()
+            self._maybe_warm()
+            if self._router in events:
+                for _ in range(64):  # bounded burst, then look at events again
+                    try:
+                        frames = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    except zmq.ZMQError:
+                        break
+                    self._serve(frames)
+
+    def _maybe_warm(self) -> None:
+        """Once the board serves, queue previews of every finished segment (made off this thread)."""
+        now = time.monotonic()
+        if now < self._warm_at:
+            return
+        self._warm_at = now + _WARM_CHECK_S
+        try:
+            serving = bool(self.board.serving())
+        except Exception:
+            return
+        if not serving:
+            self._warmed = False  # a new flight: warm again after its landing
+            return
+        if self._warmed:
+            return
+        self._warmed = True
+        self.previews.warm(self._preview_jobs(None, None, self.config.thumbs_every, 160, set()))
+
+    def _preview_jobs(self, flight: str | None, camera: str | None, every: int, width: int,
+                      opened: set[Path]) -> list[tuple[Path, str, str, int, int]]:
+        """Listed camera segments (quick when index.json is current) as preview jobs, in path order."""
+        root = self.catalog.root
+        return [(root / s.path, s.path, s.camera, every, width) for s in self.catalog.listing(flight, opened)
+                if s.kind == "segment" and (camera is None or s.camera == camera)]
+
+    def _drain_events(self) -> None:
+        assert self._pub is not None
+        while True:
+            try:
+                topic, data = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._pub.send_multipart([topic.encode("utf-8", "replace"), data], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.dropped_events += 1
+
+    def _serve(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        ident, msg = frames[0], frames[1:]
+        self.requests += 1
+        try:
+            reply = self._handle(msg)
+        except ProtocolError as exc:
+            reply = p.Error(id=p.peek_id(msg), code=exc.code, message=exc.message)
+        except CamctlError as exc:
+            reply = p.Error(id=p.peek_id(msg), code=p.E_REFUSED, message=str(exc))
+        except Exception as exc:  # the server never dies on input
+            log.exception("board %s: request failed", self.board.board)
+            reply = p.Error(id=p.peek_id(msg), code=p.E_INTERNAL, message=f"{type(exc).__name__}: {exc}")
+        if isinstance(reply, p.Error):
+            self.errors += 1
+        try:
+            assert self._router is not None
+            self._router.send_multipart([ident, *reply.encode()], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:
+            pass  # peer gone or its queue full: it will time out and ask again
+
+    def _handle(self, msg: list[bytes]) -> p.Message:
+        req = p.decode(msg, allowed=p.REQUESTS)
+        board = self.board
+        if isinstance(req, p.Hello):
+            if req.version != p.PROTOCOL_VERSION:
+                raise ProtocolError(p.E_BAD_VERSION, f"client speaks version {req.version}, board speaks "
+                                                     f"{p.PROTOCOL_VERSION}")
+            return p.Welcome(id=req.id, version=p.PROTOCOL_VERSION, board=board.board,
+                             flights=self.catalog.flights(), serving=bool(board.serving()),
+                             mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(), chunk_max=self._chunk_max)
+        if isinstance(req, p.Ping):
+            return p.Pong(id=req.id, mono_ns=time.monotonic_ns())
+        if isinstance(req, p.Status):
+            return p.State(id=req.id, status=board.status())
+        if isinstance(req, p.Command):
+            result = board.command(req.name, dict(req.args))
+            return p.Done(id=req.id, result=result if isinstance(result, dict) else {"result": result})
+        if not board.serving():
+            raise ProtocolError(p.E_NOT_SERVING, f"board {board.board} is not serving now (phase "
+                                                 f"{board.status().get('phase', '?')}); fetch after landing")
+        if isinstance(req, p.List):
+            if req.flight and req.flight not in self.catalog.flights():
+                raise ProtocolError(p.E_NOT_FOUND, f"no flight {req.flight!r}")
+            return p.Listing(id=req.id, board=board.board,
+                             segments=self.catalog.listing(req.flight, board.open_segments()))
+        if isinstance(req, p.Fetch):
+            if req.length > self._chunk_max:
+                raise ProtocolError(p.E_TOO_LARGE, f"length {req.length} is over this board's chunk limit "
+                                                   f"{self._chunk_max}")
+            fd = self.catalog.open_fd(req.path, board.open_segments())
+            data = os.pread(fd, req.length, req.offset) if req.length else b""
+            return p.Chunk(id=req.id, path=req.path, offset=req.offset, data=data)
+        if isinstance(req, p.Thumbs):
+            return self._thumbs(req)
+        raise ProtocolError(p.E_UNKNOWN_VERB, f"verb {req.VERB!r} is not a request")  # pragma: no cover
+
+    @property
+    def _chunk_max(self) -> int:
+        return min(self.config.chunk_kb * 1024, p.MAX_CHUNK)
+
+    def _thumbs(self, req: p.Thumbs) -> p.Thumbnails:
+        every = req.every or self.config.thumbs_every
+        opened = self.board.open_segments()
+        if req.segment is not None:
+            if not req.segment.startswith(f"{req.flight}/"):
+                raise ProtocolError(p.E_BAD_FIELD, f"segment {req.segment!r} is not in flight {req.flight!r}")
+            segs = [(req.segment, self.catalog.resolve(req.segment, opened))]
+        else:
+            if req.flight not in self.catalog.flights():
+                raise ProtocolError(p.E_NOT_FOUND, f"no flight {req.flight!r}")
+            segs = [(s.path, self.catalog.resolve(s.path, opened))
+                    for s in self.catalog.listing(req.flight, opened)
+                    if s.kind == "segment" and (req.camera is None or s.camera == req.camera)]
+        infos: list[p.ThumbInfo] = []
+        jpegs: list[bytes] = []
+        index = 0
+        more = False
+        retry_ms = 0
+        for n, (rel, path) in enumerate(segs):
+            camera = rel.split("/")[1]
+            if camera == "events" or not rel.endswith(".mcap"):
+                continue
+            thumbs = self.previews.get(path, rel, camera, every, req.width)
+            if thumbs is None:  # being made on the worker: answer with what is ready, ask to come back
+                self.previews.warm([(pth, r, r.split("/")[1], every, req.width) for r, pth in segs[n + 1:]
+                                    if r.split("/")[1] != "events" and r.endswith(".mcap")])
+                more, retry_ms = True, _THUMB_RETRY_MS
+                break
+            for info, data in thumbs:
+                if index >= req.skip:
+                    if len(infos) >= req.limit:
+                        more = True
+                        break
+                    infos.append(info)
+                    jpegs.append(data)
+                index += 1
+            if more:
+                break
+        return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos, jpegs=jpegs, more=more, retry_ms=retry_ms)
