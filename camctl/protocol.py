@@ -31,6 +31,8 @@ __all__ = [
     "E_BAD_MAGIC",
     "E_BAD_PATH",
     "E_BAD_VERSION",
+    "E_BUSY",
+    "E_FORBIDDEN",
     "E_INTERNAL",
     "E_NOT_FOUND",
     "E_NOT_SERVING",
@@ -43,6 +45,7 @@ __all__ = [
     "HEARTBEAT_TTL_MS",
     "MAGIC",
     "MAX_CHUNK",
+    "MAX_FRAMES",
     "MAX_MESSAGE",
     "MAX_REQUEST_ID",
     "PROTOCOL_VERSION",
@@ -78,6 +81,7 @@ MAX_MESSAGE = 1 << 20  # ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound 
 MAX_CHUNK = 4 << 20  # the largest FETCH length any board accepts (its own limit is chunk_kb * 1024)
 MAX_REQUEST_ID = (1 << 53) - 1  # ids are JSON integers: keep them exact in every JSON library
 MAX_PATH = 1024
+MAX_FRAMES = 8  # frames in one inbound message (requests have 4); more is answered TOO_LARGE, never held
 TOPICS = ("phase", "fault", "status", "disk", "event")
 # ZMTP heartbeats on both ends (set_heartbeats): a peer silent for HEARTBEAT_TIMEOUT_MS is dropped
 HEARTBEAT_IVL_MS = 1000
@@ -96,6 +100,8 @@ E_NOT_FOUND = "NOT_FOUND"
 E_OPEN_SEGMENT = "OPEN_SEGMENT"
 E_NOT_SERVING = "NOT_SERVING"
 E_REFUSED = "REFUSED"
+E_FORBIDDEN = "FORBIDDEN"
+E_BUSY = "BUSY"
 E_INTERNAL = "INTERNAL"
 
 _VERSION_FRAME = bytes([PROTOCOL_VERSION])

@@ -260,8 +260,8 @@ def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     from camctl.views import ls_local, ls_remote, status_many
 
     made = create_keys(tmp_path / "k", clients=2)
-    assert (tmp_path / "k" / "clients" / "client-2.key") in made
-    assert client_curve(keys_dir=tmp_path / "k").server_public
+    assert (tmp_path / "k" / "board" / "readers" / "client-2.key") in made
+    assert client_curve(keys_dir=tmp_path / "k" / "ground").server_public
     root = tmp_path / "s"
     make_store(root, segments=1, frames=2)
     pub = _serve("rig-cli", root)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,11 +54,12 @@ class LinkDropped(BoardTimeout):
 class Client:
     """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in time)."""
 
-    def __init__(self, url: str, *, timeout_s: float = 5.0, curve: ClientCurve | None = None,
+    def __init__(self, url: str, *, timeout_s: float = 5.0,
+                 curve: ClientCurve | Mapping[str, ClientCurve] | None = None,
                  context: zmq.Context | None = None) -> None:
         self.url = url
         self.timeout_s = float(timeout_s)
-        self.curve = curve
+        self.curve = curve.get(url) if isinstance(curve, Mapping) else curve  # one server key per board
         self._ctx = context if context is not None else zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None

@@ -17,7 +17,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,7 +107,8 @@ class _Gate:
 
 class _BoardFetch:
     def __init__(self, idx: int, url: str, out: Path, *, give_up_after_s: float, thumbs_only: bool,
-                 window: int, chunk_kb: int, curve: ClientCurve | None, gate: _Gate, progress: Any) -> None:
+                 window: int, chunk_kb: int, curve: ClientCurve | Mapping[str, ClientCurve] | None, gate: _Gate,
+                 progress: Any) -> None:
         self.idx = idx
         self.out = out
         self.give_up = give_up_after_s
@@ -326,7 +327,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_only: bool = False,
           window: int = 8, chunk_kb: int = 256, progress: bool = True,
-          curve: ClientCurve | None = None) -> FetchReport:
+          curve: ClientCurve | Mapping[str, ClientCurve] | None = None) -> FetchReport:
     """Pull every board at once into ``out/<board>/...``; resumable; see the module docstring."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -73,6 +73,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._auth: Any = None
+        self.allow: Any = None  # camctl.keys.AllowList when CURVE is on
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
         self._closed = False
@@ -135,12 +136,15 @@ class Publisher:
     def _setup_curve(self) -> None:
         from zmq.auth.thread import ThreadAuthenticator
 
-        from camctl.keys import load_server_curve
+        from camctl.keys import AllowList, load_server_curve
 
         keys = load_server_curve(self.config.curve_keys)
+        self.allow = AllowList(keys.readers_dir, keys.operators_dir)
         self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("camctl.publish.auth"))
         self._auth.start()
-        self._auth.configure_curve(domain="*", location=str(keys.clients_dir))
+        # ZAP asks the allow-list on every new connection (it re-reads its folders when they change);
+        # the authenticator then sets the message property User-Id to the client's Z85 public key
+        self._auth.configure_curve_callback(domain="*", credentials_provider=self.allow)
         for sock in (self._router, self._pub):
             assert sock is not None
             sock.curve_secretkey = keys.secret
@@ -203,12 +207,13 @@ class Publisher:
             if self._router in events:
                 for _ in range(64):  # bounded burst, then look at events again
                     try:
-                        frames = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
+                        got = self._recv()
                     except zmq.Again:
                         break
                     except zmq.ZMQError:
                         break
-                    self._serve(frames)
+                    if got is not None:
+                        self._serve(*got)
 
     def _maybe_warm(self) -> None:
         """Once the board serves, queue previews of every finished segment (made off this thread)."""
@@ -247,20 +252,47 @@ class Publisher:
             except zmq.ZMQError:
                 self.dropped_events += 1
 
-    def _serve(self, frames: list[bytes]) -> None:
-        if len(frames) < 2:
-            return
-        ident, msg = frames[0], frames[1:]
-        self.requests += 1
-        try:
-            reply = self._handle(msg)
-        except ProtocolError as exc:
-            reply = p.Error(id=p.peek_id(msg), code=exc.code, message=exc.message)
-        except CamctlError as exc:
-            reply = p.Error(id=p.peek_id(msg), code=p.E_REFUSED, message=str(exc))
-        except Exception as exc:  # the server never dies on input
-            log.exception("board %s: request failed", self.board.board)
-            reply = p.Error(id=p.peek_id(msg), code=p.E_INTERNAL, message=f"{type(exc).__name__}: {exc}")
+    def _recv(self) -> tuple[zmq.Frame, list[bytes]] | None:
+        """One request as (identity frame, message frames), read frame by frame: the parts of a message
+        beyond ``p.MAX_FRAMES`` are dropped as they arrive (never held) and the request answered TOO_LARGE."""
+        assert self._router is not None
+        sock = self._router
+        ident = sock.recv(zmq.NOBLOCK, copy=False)
+        msg: list[bytes] = []
+        more = ident.more
+        extra = 0
+        while more:
+            frame = sock.recv(copy=False)
+            more = frame.more
+            if len(msg) < p.MAX_FRAMES:
+                msg.append(frame.bytes)
+            else:
+                extra += 1
+        if extra:
+            self.requests += 1
+            self._refuse(ident, msg, p.E_TOO_LARGE, f"a message has at most {p.MAX_FRAMES} frames, got "
+                                                    f"{len(msg) + extra}")
+            return None
+        return ident, msg
+
+    def _peer(self, ident: zmq.Frame) -> str:
+        """Who sent a message, for the log: the CURVE key (Z85) when there is one, and the address."""
+        def prop(name: str) -> str:
+            try:
+                return str(ident.get(name) or "")
+            except (zmq.ZMQError, UnicodeDecodeError):
+                return ""
+        key = prop("User-Id")
+        addr = prop("Peer-Address") or "?"
+        return f"{addr} key={key}" if key and key != "anonymous" else addr
+
+    def _refuse(self, ident: zmq.Frame, msg: list[bytes], code: str, message: str) -> None:
+        """Answer ERROR ``code`` and log the refusal with the peer."""
+        log.warning("board %s: refused %s from %s: %s %s", self.board.board, _verb(msg), self._peer(ident),
+                    code, message)
+        self._send(ident, p.Error(id=p.peek_id(msg), code=code, message=message))
+
+    def _send(self, ident: zmq.Frame, reply: p.Message) -> None:
         if isinstance(reply, p.Error):
             self.errors += 1
         try:
@@ -269,7 +301,43 @@ class Publisher:
         except zmq.ZMQError:
             pass  # peer gone or its queue full: it will time out and ask again
 
-    def _handle(self, msg: list[bytes]) -> p.Message:
+    def _serve(self, ident: zmq.Frame, msg: list[bytes]) -> None:
+        self.requests += 1
+        try:
+            reply = self._handle(msg, ident)
+        except ProtocolError as exc:
+            reply = p.Error(id=p.peek_id(msg), code=exc.code, message=exc.message)
+        except CamctlError as exc:
+            reply = p.Error(id=p.peek_id(msg), code=p.E_REFUSED, message=str(exc))
+        except Exception as exc:  # the server never dies on input
+            log.exception("board %s: request failed", self.board.board)
+            reply = p.Error(id=p.peek_id(msg), code=p.E_INTERNAL, message=f"{type(exc).__name__}: {exc}")
+        if isinstance(reply, p.Error) and reply.code in (p.E_FORBIDDEN, p.E_REFUSED):
+            log.warning("board %s: refused %s from %s: %s %s", self.board.board, _verb(msg), self._peer(ident),
+                        reply.code, reply.message)
+        self._send(ident, reply)
+
+    def _authorise(self, req: p.Command, ident: zmq.Frame) -> None:
+        """COMMAND needs an operator key when CURVE is on; a remote ``event`` on real GPIO needs
+        ``publish.remote_events``. ProtocolError FORBIDDEN otherwise."""
+        if self.allow is not None:
+            try:
+                key = str(ident.get("User-Id") or "").encode()
+            except zmq.ZMQError:
+                key = b""
+            if not self.allow.is_operator(key):
+                raise ProtocolError(p.E_FORBIDDEN, f"COMMAND {req.name} needs an operator key (this key is not in "
+                                                   f"{self.allow.operators_dir})")
+        if req.name == "event" and getattr(self.board, "gpio_real", False) and not self.config.remote_events:
+            raise ProtocolError(p.E_FORBIDDEN, "remote events are off on a board with real GPIO lines (set "
+                                               "publish.remote_events = true to allow them)")
+
+    def reload_keys(self) -> None:
+        """Re-read the CURVE allow-lists now (the daemon calls this on SIGHUP)."""
+        if self.allow is not None:
+            self.allow.reload()
+
+    def _handle(self, msg: list[bytes], ident: zmq.Frame) -> p.Message:
         req = p.decode(msg, allowed=p.REQUESTS)
         board = self.board
         if isinstance(req, p.Hello):
@@ -284,6 +352,7 @@ class Publisher:
         if isinstance(req, p.Status):
             return p.State(id=req.id, status=board.status())
         if isinstance(req, p.Command):
+            self._authorise(req, ident)
             result = board.command(req.name, dict(req.args))
             return p.Done(id=req.id, result=result if isinstance(result, dict) else {"result": result})
         if not board.serving():
@@ -348,3 +417,7 @@ class Publisher:
             if more:
                 break
         return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos, jpegs=jpegs, more=more, retry_ms=retry_ms)
+
+
+def _verb(msg: list[bytes]) -> str:
+    return bytes(msg[2][:16]).decode("ascii", "replace") if len(msg) > 2 else "?"
