@@ -124,7 +124,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from camctl.ground import fetch, print_report
 
     report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
-                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args))
+                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args), flight=args.flight,
+                   timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     print_report(report)
     return 0 if report.ok else 1
 
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--thumbs-only", action="store_true")
     s.add_argument("--give-up-after", type=float, default=30.0, metavar="S")
+    s.add_argument("--flight", default="latest", metavar="latest|all|ID",
+                   help="which flight to download from each board (default latest: each board's newest)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_fetch)
 

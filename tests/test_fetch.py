@@ -50,10 +50,18 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
     pubs = [_serve("rig-a", roots[0]), _serve("rig-b", roots[1])]
     try:
         out = tmp_path / "out"
-        report = fetch([x.router_endpoint for x in pubs], out, progress=False, give_up_after_s=20)
+        urls = [x.router_endpoint for x in pubs]
+        latest = fetch(urls, out, progress=False, give_up_after_s=20)  # default: each board's newest flight
+        assert latest.ok and latest.board("rig-a").fetched == 6, latest.summary()
+        assert (out / "rig-a" / "f2").is_dir() and not (out / "rig-a" / "f1").exists()
+        assert latest.board("rig-b").fetched == 5
+        missing = fetch(urls[:1], out, progress=False, give_up_after_s=20, flight="f9")
+        assert not missing.ok and "no flight 'f9' (it has: f1, f2)" in missing.summary()
+        report = fetch(urls, out, progress=False, give_up_after_s=20, flight="all")
         assert report.ok, report.summary()
-        assert _same_tree(roots[0], out / "rig-a") == report.board("rig-a").fetched == 12
-        assert _same_tree(roots[1], out / "rig-b") == report.board("rig-b").fetched == 5
+        assert report.board("rig-a").fetched == 6 and report.board("rig-a").skipped == 6
+        assert _same_tree(roots[0], out / "rig-a") == 12
+        assert _same_tree(roots[1], out / "rig-b") == report.board("rig-b").skipped == 5
         thumbs = sorted((out / "rig-a" / "f1" / "thumbs" / "down").glob("*.jpg"))
         assert [t.name for t in thumbs] == ["000000.jpg", "000004.jpg", "000008.jpg", "000012.jpg",
                                             "000016.jpg", "000020.jpg"]
@@ -64,7 +72,7 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
         first = infos["down/000000"]
         assert first["seq"] == 0 and isinstance(first["timestamp_ns"], int) and first["phase"]
         assert first["segment"].startswith("f1/down/")
-        again = fetch([x.router_endpoint for x in pubs], out, progress=False, give_up_after_s=20)
+        again = fetch(urls, out, progress=False, give_up_after_s=20, flight="all")
         assert again.ok and again.board("rig-a").skipped == 12 and again.board("rig-a").fetched == 0
         assert again.board("rig-a").bytes == 0  # nothing re-sent
     finally:

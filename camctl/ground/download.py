@@ -10,26 +10,62 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camctl import protocol as p
-from camctl.exc import FetchError, RemoteError
+from camctl.exc import ConfigError, FetchError, RemoteError
 from camctl.fsutil import fsync_dir, sha256_file, start_writeback
 
 if TYPE_CHECKING:
     from camctl.ground.client import Client
 
-__all__ = ["Sink", "fetch_file", "receive", "start_file"]
+__all__ = ["LOCK_NAME", "Sink", "fetch_file", "lock_folder", "receive", "start_file"]
 
 _FSYNC_EVERY = 4 << 20
 _SINK_THREADED = 1 << 20  # bytes still to come from which a download gets its writer and hasher threads
 _SINK_QUEUE = 64  # chunks queued for the writer thread (16 MiB at 256 KiB): then the receiver waits
+
+
+LOCK_NAME = ".camctl-fetch.lock"  # in the download folder (a board name cannot start with '.')
+
+
+@contextlib.contextmanager
+def lock_folder(out: Path) -> Iterator[None]:
+    """Hold the download folder ``out`` for one fetch (``flock`` on ``out/.camctl-fetch.lock``, released
+    when the process ends however it ends); ConfigError at once when another fetch holds it."""
+    path = Path(out) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            raise ConfigError(f"{out}: another camctl fetch (pid {holder}) is writing into this folder; wait "
+                              f"for it to finish or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock_part(part: Path) -> int:
+    """An fd holding an exclusive ``flock`` on ``part`` (created if missing) for as long as it is open:
+    one writer per ``.part``, and the rename happens before it is let go."""
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FetchError(f"{part}: another process is writing this file") from None
+    return fd
 
 
 def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
@@ -69,18 +105,29 @@ def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
             return None
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
-    if part.exists() and part.stat().st_size > seg.size:
-        part.unlink()
-    digest = receive(client, seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+    lock = _lock_part(part)
+    try:
+        if os.fstat(lock).st_size > seg.size:
+            os.ftruncate(lock, 0)
+        digest = receive(client, seg, part, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+    except BaseException:
+        os.close(lock)
+        raise
 
     def finish() -> bool:
-        if digest() == seg.sha256:
-            os.replace(part, dest)
-            with contextlib.suppress(OSError):
-                fsync_dir(dest.parent)
-            return True
-        part.unlink()
-        return False
+        try:
+            # the hash covers the bytes on disk: the prefix re-read, then every buffer as written to this
+            # locked file; a size other than the listed one means bytes came from elsewhere
+            ok = digest() == seg.sha256 and os.fstat(lock).st_size == seg.size
+            if ok:
+                os.replace(part, dest)
+                with contextlib.suppress(OSError):
+                    fsync_dir(dest.parent)
+            else:
+                part.unlink()
+            return ok
+        finally:
+            os.close(lock)
     return finish
 
 

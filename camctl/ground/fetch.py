@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camctl import protocol as p
-from camctl.exc import FetchError, RemoteError
+from camctl.exc import ConfigError, FetchError, RemoteError
 from camctl.ground.client import BoardTimeout, Client
+from camctl.ground.download import lock_folder
 from camctl.keys import ClientCurve
 
 __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
@@ -77,7 +78,7 @@ class FetchReport:
         lines = []
         for b in self.boards:
             state = "UNREACHABLE" if b.unreachable else ("ok" if b.ok else "INCOMPLETE")
-            lines.append(f"{b.board or '?'} ({b.url}): {state}: {b.fetched} fetched, {b.skipped} skipped of "
+            lines.append(f"{b.board or _host(b.url)} ({b.url}): {state}: {b.fetched} fetched, {b.skipped} skipped of "
                          f"{b.segments_total} files, {b.bytes} bytes, {b.thumbs} previews")
             lines.extend(f"  error: {e}" for e in b.errors)
         return "\n".join(lines)
@@ -88,28 +89,55 @@ class _GiveUp(Exception):
 
 
 class _Gate:
-    """Previews and event logs from every board come before any board's segments."""
+    """Previews and event logs from every live board come before any board's segments. Only boards that
+    answered HELLO are waited for, so a dead board never holds the others' files back."""
 
-    def __init__(self, n: int) -> None:
-        self._n = n
-        self._arrived: set[int] = set()
+    def __init__(self) -> None:
+        self._waiting: set[int] = set()
         self._cond = threading.Condition()
+
+    def join(self, key: int) -> None:
+        with self._cond:
+            self._waiting.add(key)
 
     def arrive(self, key: int) -> None:
         with self._cond:
-            self._arrived.add(key)
+            self._waiting.discard(key)
             self._cond.notify_all()
 
     def wait(self, timeout_s: float) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: len(self._arrived) >= self._n, timeout=timeout_s)
+            self._cond.wait_for(lambda: not self._waiting, timeout=timeout_s)
+
+
+class _Names:
+    """Board names claimed in one fetch: a second URL reporting a name already taken is refused (both would
+    write into one folder)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, name: str, url: str) -> None:
+        with self._lock:
+            other = self._by_name.setdefault(name, url)
+        if other != url:
+            raise FetchError(f"{url} reports board name {name!r}, which {other} reported first: refused (two "
+                             f"boards with one name would write into one folder; give each board its own name)")
+
+
+def _host(url: str) -> str:
+    m = re.match(r"^tcp://\[?([^\]]+?)\]?:\d+$", url)
+    return m.group(1) if m else url
 
 
 class _BoardFetch:
     def __init__(self, idx: int, url: str, out: Path, *, give_up_after_s: float, thumbs_only: bool,
                  window: int, chunk_kb: int, curve: ClientCurve | Mapping[str, ClientCurve] | None, gate: _Gate,
-                 progress: Any) -> None:
+                 names: _Names, flight: str, progress: Any, timeout_s: float | None = None) -> None:
         self.idx = idx
+        self.names = names
+        self.flight = flight
         self.out = out
         self.give_up = give_up_after_s
         self.thumbs_only = thumbs_only
@@ -119,7 +147,9 @@ class _BoardFetch:
         self.progress = progress
         self.task: Any = None
         self.report = BoardReport(url=url, thumbs_only=thumbs_only)
-        self.client = Client(url, timeout_s=min(5.0, max(0.5, give_up_after_s / 4)), curve=curve)
+        timeout = timeout_s if timeout_s is not None else min(5.0, max(0.5, give_up_after_s / 4))
+        self.client = Client(url, timeout_s=timeout, curve=curve)
+        self.started = time.monotonic()
         self.last_ok = time.monotonic()
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -157,46 +187,104 @@ class _BoardFetch:
         r, c = self.report, self.client
         hello = self.call(c.hello)
         if not _NAME_RE.match(hello.board):
-            raise FetchError(f"{r.url}: board name {hello.board!r} cannot be a folder name")
+            raise FetchError(f"{r.url}: board name {hello.board!r} cannot be a folder name: refused")
+        self.names.claim(hello.board, r.url)
         r.board = hello.board
-        if not hello.serving:
-            raise RemoteError(hello.board, p.E_NOT_SERVING, "board is not serving (not landed yet?)")
-        segs = self.call(c.list)
-        r.segments_total = len(segs)
+        self.gate.join(self.idx)
+        while not hello.serving:  # e.g. started during TOUCHDOWN: the board serves once its store is done
+            if time.monotonic() - self.started >= self.give_up:
+                phase = self.call(c.status).get("phase", "?")
+                raise RemoteError(hello.board, p.E_NOT_SERVING, f"not serving after {self.give_up:g} s (phase "
+                                                                f"{phase}): fetch after landing")
+            time.sleep(min(0.25, self.give_up / 8))
+            hello = self.call(c.hello)
+        flight = self._pick_flight(hello)
+        listed = self.call(lambda: c.list(flight)) if flight != "" else []
         root = self.out / hello.board
+        segs: list[tuple[p.SegmentInfo, Path]] = []
+        for seg in listed:
+            dest = self._dest(seg, flight, root)
+            if dest is not None:
+                segs.append((seg, dest))
+        r.segments_total = len(listed)
         if self.progress is not None:
-            self.task = self.progress.add_task(hello.board, total=sum(s.size for s in segs))
-        first = [s for s in segs if s.kind in ("meta", "events")]
-        rest = sorted((s for s in segs if s.kind == "segment"), key=lambda s: (-s.value, s.first_ns, s.path))
+            self.task = self.progress.add_task(hello.board, total=sum(s.size for s, _ in segs))
+        first = [x for x in segs if x[0].kind in ("meta", "events")]
+        rest = sorted((x for x in segs if x[0].kind == "segment"),
+                      key=lambda x: (-x[0].value, x[0].first_ns, x[0].path))
         writer = _PreviewWriter(r)
         try:
-            for seg in first:  # tiny: done and renamed one by one, before any preview
-                self._file(seg, root)
-            for seg in rest:
-                if (root / seg.path).exists():
+            for seg, dest in first:  # tiny: done and renamed one by one, before any preview
+                self._file(seg, dest)
+            for seg, dest in rest:
+                if dest.exists():
                     continue  # downloaded already: its previews were written then
                 try:
                     thumbs = self.call(lambda s=seg: c.thumbs(s.flight, segment=s.path))
                 except RemoteError as exc:
                     r.errors.append(f"previews of {seg.path}: {exc}")
                     continue
-                writer.put([(root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data,
-                             {"seq": info.seq, "timestamp_ns": info.timestamp_ns, "phase": info.phase,
-                              "segment": info.segment}) for info, data in thumbs])
+                writer.put(self._previews(seg, root, thumbs))
             if self.thumbs_only:
                 writer.close()  # every preview is on disk before a thumbs-only fetch reports
             self.gate.arrive(self.idx)
             self.gate.wait(self.give_up)
             if not self.thumbs_only:
-                self._files(rest, root)
+                self._files(rest)
         finally:
             writer.close()
 
-    def _files(self, segs: list[p.SegmentInfo], root: Path) -> None:
+    def _pick_flight(self, hello: p.Welcome) -> str | None:
+        """The LIST argument for ``--flight``: None for all, "" when the board has no flight at all."""
+        flights = [f for f in hello.flights if _NAME_RE.match(f)]
+        if self.flight == "all":
+            return None
+        if self.flight == "latest":
+            return max(flights) if flights else ""  # flight ids are UTC timestamps: the largest is the newest
+        if self.flight not in flights:
+            raise FetchError(f"board {hello.board} has no flight {self.flight!r} (it has: "
+                             f"{', '.join(flights) or 'none'})")
+        return self.flight
+
+    def _dest(self, seg: p.SegmentInfo, flight: str | None, root: Path) -> Path | None:
+        """Where a listed file goes under ``root``, or None (recorded as an error) when its names are not
+        safe: every component a plain name, ``<flight>/flight.json|index.json`` or
+        ``<flight>/<camera>/<name>.mcap`` of the flight asked for, and the result inside ``--out``."""
+        parts = seg.path.split("/")
+        ok = all(_NAME_RE.match(x) for x in parts) and parts[0] == seg.flight \
+            and (flight is None or seg.flight == flight) and (
+                (len(parts) == 2 and parts[1] in ("flight.json", "index.json") and seg.kind == "meta")
+                or (len(parts) == 3 and parts[2].endswith(".mcap") and parts[1] != "thumbs"
+                    and seg.kind in ("segment", "events") and (seg.kind == "events" or parts[1] == seg.camera)))
+        dest = root.joinpath(*parts)
+        if ok and dest.resolve().is_relative_to(self.out.resolve()):
+            return dest
+        self.report.errors.append(f"board {self.report.board} listed an unsafe file {seg.path!r} (flight "
+                                  f"{seg.flight!r}, camera {seg.camera!r}): not written")
+        return None
+
+    def _previews(self, seg: p.SegmentInfo, root: Path,
+                  thumbs: list[tuple[p.ThumbInfo, bytes]]) -> list[tuple[Path, bytes, dict]]:
+        """Preview files to write for ``seg``; a preview naming another segment, a camera that is not a plain
+        name or a negative seq is dropped (recorded as an error)."""
+        files = []
+        for info, data in thumbs:
+            if not _NAME_RE.match(info.camera) or info.camera != seg.camera or info.segment != seg.path \
+                    or info.seq < 0:
+                self.report.errors.append(f"board {self.report.board} sent an unsafe preview (camera "
+                                          f"{info.camera!r}, segment {info.segment!r}, seq {info.seq}): "
+                                          "not written")
+                continue
+            files.append((root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data,
+                          {"seq": info.seq, "timestamp_ns": info.timestamp_ns, "phase": info.phase,
+                           "segment": info.segment}))
+        return files
+
+    def _files(self, segs: list[tuple[p.SegmentInfo, Path]]) -> None:
         """Fetch ``segs`` in order; each file's tail is written, hashed and renamed on a finisher thread
         while the next file is already on the wire. A checksum mismatch is fetched once more in line."""
         finishing: queue.Queue[Any] = queue.Queue()
-        done: list[tuple[p.SegmentInfo, Any]] = []
+        done: list[tuple[tuple[p.SegmentInfo, Path], Any]] = []
 
         def finisher() -> None:
             while (job := finishing.get()) is not None:
@@ -209,10 +297,10 @@ class _BoardFetch:
         worker = threading.Thread(target=finisher, name="camctl-fetch-finish", daemon=True)
         worker.start()
         try:
-            for seg in segs:
-                finish = self._start(seg, root)
+            for seg, dest in segs:
+                finish = self._start(seg, dest)
                 if finish is not None:
-                    finishing.put((seg, finish))
+                    finishing.put(((seg, dest), finish))
         finally:
             finishing.put(None)
             worker.join()
@@ -220,18 +308,18 @@ class _BoardFetch:
             if outcome is True:
                 self.report.fetched += 1
             elif outcome is False:  # checksum mismatch: the part is gone; one more full fetch
-                self._file(seg, root, attempts=1)
+                self._file(*seg, attempts=1)
             else:
                 self.report.errors.append(str(outcome))
 
-    def _start(self, seg: p.SegmentInfo, root: Path) -> Callable[[], bool] | None:
+    def _start(self, seg: p.SegmentInfo, dest: Path) -> Callable[[], bool] | None:
         """Receive ``seg`` (resuming); its ``finish``, or None when skipped or failed (both recorded)."""
         r = self.report
-        part = (root / seg.path).with_name(Path(seg.path).name + ".part")
+        part = dest.with_name(dest.name + ".part")
         if part.exists() and self.progress is not None and self.task is not None:
             self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
         try:
-            finish = self.call(lambda: self.client.start_file(seg, root / seg.path, window=self.window,
+            finish = self.call(lambda: self.client.start_file(seg, dest, window=self.window,
                                                               chunk_kb=self.chunk_kb, on_bytes=self._advance))
         except (RemoteError, FetchError) as exc:
             r.errors.append(str(exc))
@@ -240,13 +328,13 @@ class _BoardFetch:
             r.skipped += 1
         return finish
 
-    def _file(self, seg: p.SegmentInfo, root: Path, *, attempts: int = 2) -> None:
+    def _file(self, seg: p.SegmentInfo, dest: Path, *, attempts: int = 2) -> None:
         r = self.report
-        part = (root / seg.path).with_name(Path(seg.path).name + ".part")
+        part = dest.with_name(dest.name + ".part")
         if part.exists() and self.progress is not None and self.task is not None:
             self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
         try:
-            how = self.call(lambda: self.client.fetch_file(seg, root / seg.path, window=self.window,
+            how = self.call(lambda: self.client.fetch_file(seg, dest, window=self.window,
                                                            chunk_kb=self.chunk_kb, on_bytes=self._advance,
                                                            attempts=attempts))
         except RemoteError as exc:
@@ -327,11 +415,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_only: bool = False,
           window: int = 8, chunk_kb: int = 256, progress: bool = True,
-          curve: ClientCurve | Mapping[str, ClientCurve] | None = None) -> FetchReport:
-    """Pull every board at once into ``out/<board>/...``; resumable; see the module docstring."""
+          curve: ClientCurve | Mapping[str, ClientCurve] | None = None, flight: str = "latest",
+          timeout_s: float | None = None) -> FetchReport:
+    """Pull every board at once into ``out/<board>/...``; resumable; see the module docstring.
+
+    ``flight``: ``latest`` (each board's newest flight), ``all``, or a flight id. ``out`` is locked for the
+    whole fetch: a second fetch into it raises ConfigError at once (one line, naming the holder).
+    """
+    if flight not in ("latest", "all") and not _NAME_RE.match(flight):
+        raise ConfigError(f"--flight {flight!r}: want latest, all or a flight id (letters, digits, '_.-')")
+    dupes = sorted({u for u in urls if urls.count(u) > 1})
+    if dupes:
+        raise ConfigError(f"--connect {dupes[0]} given twice")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    gate = _Gate(len(urls))
+    with lock_folder(out):
+        return _fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only, window=window,
+                      chunk_kb=chunk_kb, progress=progress, curve=curve, flight=flight, timeout_s=timeout_s)
+
+
+def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: bool, window: int, chunk_kb: int,
+           progress: bool, curve: ClientCurve | Mapping[str, ClientCurve] | None, flight: str,
+           timeout_s: float | None) -> FetchReport:
+    gate = _Gate()
+    names = _Names()
     prog: Any = None
     if progress:
         from rich.progress import (
@@ -345,7 +452,8 @@ def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_o
         prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                         TransferSpeedColumn(), TimeRemainingColumn())
     jobs = [_BoardFetch(i, url, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
-                        window=window, chunk_kb=chunk_kb, curve=curve, gate=gate, progress=prog)
+                        window=window, chunk_kb=chunk_kb, curve=curve, gate=gate, names=names, flight=flight,
+                        progress=prog, timeout_s=timeout_s)
             for i, url in enumerate(urls)]
     threads = [threading.Thread(target=j.run, name=f"camctl-fetch-{j.report.url}", daemon=True) for j in jobs]
     with prog if prog is not None else contextlib.nullcontext():
