@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from camctl.config import PublishConfig
 from camctl.exc import ConfigError, RemoteError
 from camctl.ground import Client, fetch
 from camctl.keys import ClientCurve, client_curves, create_keys, load_client_curve
-from camctl.publish import Publisher
+from camctl.publish import Publisher, previews
 
 
 def _cfg(keys: Path | None = None, **kw: object) -> PublishConfig:
@@ -144,3 +145,69 @@ def test_message_with_too_many_frames_is_refused_not_held(tmp_path: Path) -> Non
             assert s.poll(10_000) and isinstance(p.decode(s.recv_multipart()), p.Pong)
         finally:
             s.close()
+
+
+def test_fetch_flood_every_request_answered_or_counted(tmp_path: Path) -> None:
+    """4000 FETCHes from one client that reads nothing until it has sent them all: the replies that fit its
+    window come back, the rest are counted in one BUSY error, none vanish (the ROUTER dropped 3000 before)."""
+    make_store(tmp_path, cameras=("down",), segments=1, frames=4, pad_kb=64)
+    seg = "f1/down/000000.mcap"
+    n = 4000
+    with Publisher(FakeBoard("rig-w", tmp_path), _cfg()) as pub:
+        s = zmq.Context.instance().socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVHWM, 1)  # while it sends, replies back up into the board's queue
+        s.connect(pub.router_endpoint)
+        try:
+            s.send_multipart(p.Hello(id=1).encode())
+            assert s.poll(10_000)
+            hello = p.decode(s.recv_multipart())
+            assert isinstance(hello, p.Welcome) and hello.window == p.MAX_WINDOW
+            for i in range(n):
+                s.send_multipart(p.Fetch(id=10 + i, path=seg, offset=i, length=64 << 10).encode())
+            chunks: set[int] = set()
+            busy: list[p.Error] = []
+            while s.poll(1500):
+                reply = p.decode(s.recv_multipart())
+                if isinstance(reply, p.Chunk):
+                    assert reply.id not in chunks
+                    chunks.add(reply.id)
+                else:
+                    assert isinstance(reply, p.Error) and reply.code == p.E_BUSY, reply
+                    busy.append(reply)
+        finally:
+            s.close()
+    assert busy, "more than a window outstanding and nothing dropped: the test did not flood"
+    dropped = sum(int(b.message.split()[0]) for b in busy)
+    print(f"\nflood: {n} FETCH, {len(chunks)} CHUNK, {dropped} counted in {len(busy)} BUSY")
+    assert len(chunks) + dropped == n and len(chunks) >= p.MAX_WINDOW  # every request: a reply or counted
+    assert min(b.id for b in busy) not in chunks
+
+
+def test_thumbs_jobs_bounded_per_peer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_store(tmp_path, cameras=("down",), segments=2, frames=3)
+    gate, started = threading.Event(), threading.Event()
+    real = previews.make_previews
+
+    def busy(*a):  # a worker busy on the first job until the gate opens
+        started.set()
+        assert gate.wait(30)
+        return real(*a)
+
+    monkeypatch.setattr(previews, "make_previews", busy)
+    monkeypatch.setattr(Publisher, "_maybe_warm", lambda self: None)
+    with Publisher(FakeBoard("rig-t", tmp_path), _cfg()) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
+        c.request(p.Thumbs(id=c.next_id(), flight="f1", segment="f1/down/000001.mcap"), p.Thumbnails)
+        assert started.wait(30)  # the worker has that one: it is no longer waiting
+        codes = []
+        for width in range(16, 400, 4):  # 96 different preview jobs from one client
+            req = p.Thumbs(id=c.next_id(), flight="f1", segment="f1/down/000000.mcap", width=width)
+            c.send(req)
+            reply = c.recv({req.id}, "THUMBS")
+            codes.append(reply.code if isinstance(reply, p.Error) else "ok")
+        with pub.previews._cond:
+            mine = sum(1 for k in pub.previews._owner)
+        assert codes.count("ok") == p.MAX_THUMB_JOBS and codes.count(p.E_BUSY) == 96 - p.MAX_THUMB_JOBS
+        assert mine == p.MAX_THUMB_JOBS
+        gate.set()
+        assert c.thumbs("f1", segment="f1/down/000000.mcap", width=16)  # once made, served as ever

@@ -66,6 +66,7 @@ class Client:
         self._ids = itertools.count(1)
         self.board = url  # replaced by the board's name after hello()
         self.chunk_max = p.MAX_CHUNK
+        self.window = p.MAX_WINDOW  # requests the board lets us have outstanding (WELCOME.window)
         self.bytes_received = 0  # CHUNK payload bytes, for resume accounting
         self.reconnects = 0
         self._closed = False
@@ -169,6 +170,7 @@ class Client:
         w = self.request(p.Hello(id=self.next_id(), client="camctl-ground"), p.Welcome)
         self.board = w.board
         self.chunk_max = w.chunk_max
+        self.window = w.window
         return w
 
     def status(self) -> dict:

@@ -141,7 +141,7 @@ def receive(client: Client, seg: p.SegmentInfo, part: Path, *, window: int, chun
     part fsync'd) before the error propagates.
     """
     chunk = max(1, min(chunk_kb * 1024, client.chunk_max))
-    window = max(1, window)
+    window = max(1, min(window, client.window))  # more outstanding than the board allows would be dropped
     h = hashlib.sha256()
     f = part.open("ab", buffering=0)
     try:

@@ -7,10 +7,11 @@ import contextlib
 import itertools
 import logging
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 from camctl import protocol as p
+from camctl.exc import ProtocolError
 from camctl.publish.catalog import file_key
 from camctl.store.reader import iter_frames
 
@@ -19,6 +20,7 @@ __all__ = ["Previews", "make_previews"]
 log = logging.getLogger("camctl.publish")
 
 _THUMB_CACHE_BYTES = 16 << 20  # previews kept in memory (LRU by segment), bytes of JPEG
+_MAX_TODO = 1024  # preview jobs waiting in all (requested ones are also capped per peer)
 _THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still being made
 
 
@@ -38,19 +40,31 @@ class Previews:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.made = 0  # segments whose previews the worker made
+        self._owner: dict[tuple, bytes] = {}  # requested (not warmed) jobs -> the peer that asked
+        self._queued: Counter[bytes] = Counter()  # jobs waiting per peer
 
     def _key(self, seg: Path, every: int, width: int) -> tuple:
         return (*file_key(seg), every, width)
 
-    def get(self, seg: Path, rel: str, camera: str, every: int,
-            width: int) -> list[tuple[p.ThumbInfo, bytes]] | None:
-        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's queue)."""
+    def get(self, seg: Path, rel: str, camera: str, every: int, width: int,
+            owner: bytes = b"") -> list[tuple[p.ThumbInfo, bytes]] | None:
+        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's queue).
+
+        A requester (``owner``, the peer) has at most ``p.MAX_THUMB_JOBS`` segments waiting in the queue;
+        one more raises ProtocolError BUSY.
+        """
         key = self._key(seg, every, width)
         with self._cond:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit[0]
+            if key not in self._todo:
+                if self._queued[owner] >= p.MAX_THUMB_JOBS:
+                    raise ProtocolError(p.E_BUSY, f"{p.MAX_THUMB_JOBS} of your previews are being made; ask "
+                                                  "again when they are ready (THUMBNAILS.retry_ms)")
+                self._queued[owner] += 1
+                self._owner[key] = owner
             self._todo[key] = (seg, rel, camera, every, width)
             self._todo.move_to_end(key, last=False)
             self._start()
@@ -58,9 +72,12 @@ class Previews:
         return None
 
     def warm(self, jobs: list[tuple[Path, str, str, int, int]]) -> None:
-        """Queue ``(seg, rel, camera, every, width)`` jobs behind any waiting request."""
+        """Queue ``(seg, rel, camera, every, width)`` jobs behind any waiting request (at most
+        ``_MAX_TODO`` jobs wait in all: warming is a hint)."""
         with self._cond:
             for job in jobs:
+                if len(self._todo) >= _MAX_TODO:
+                    break
                 with contextlib.suppress(OSError):
                     key = self._key(job[0], job[3], job[4])
                     if key not in self._cache and key not in self._todo:
@@ -85,6 +102,11 @@ class Previews:
                 if self._closed:
                     return
                 key, job = self._todo.popitem(last=False)
+                owner = self._owner.pop(key, None)
+                if owner is not None:
+                    self._queued[owner] -= 1
+                    if not self._queued[owner]:
+                        del self._queued[owner]
             try:
                 thumbs = make_previews(*job)
             except Exception:  # a broken segment gets no previews, never a dead worker

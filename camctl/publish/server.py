@@ -23,6 +23,8 @@ import os
 import queue
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +42,19 @@ log = logging.getLogger("camctl.publish")
 
 _QUEUE_MAX = 1024
 _WARM_CHECK_S = 0.5  # how often the server thread asks the board whether it serves (to start previews)
+_BACKLOG_POLL_MS = 5  # how often replies owed to a peer with a full queue are retried
+
+
+@dataclass
+class _Backlog:
+    """Requests of one peer whose reply queue is full, answered in order as it reads (at most a window)."""
+
+    ident: zmq.Frame
+    items: deque  # decoded requests, or ERROR replies for messages that were not requests
+    head: p.Message | None = None  # the reply to items[0], made once
+    dropped: int = 0
+    first_dropped: int = 0
+    logged_at: float = 0.0
 
 
 class Board(Protocol):
@@ -74,6 +89,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._auth: Any = None
         self.allow: Any = None  # camctl.keys.AllowList when CURVE is on
+        self._backlogs: dict[bytes, _Backlog] = {}  # peers whose reply queue is full -> their waiting requests
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
         self._closed = False
@@ -112,6 +128,11 @@ class Publisher:
             for sock in (self._router, self._pub):
                 sock.setsockopt(zmq.LINGER, 0)
             self._router.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
+            # replies queued per peer: a client within its window never reaches this; a full queue makes
+            # send raise (ROUTER_MANDATORY) instead of dropping the reply, and the peer's requests wait
+            self._router.setsockopt(zmq.SNDHWM, self.window + 8)
+            self._router.setsockopt(zmq.RCVHWM, p.MAX_WINDOW)
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             p.set_heartbeats(self._router)
             self._pub.setsockopt(zmq.SNDHWM, 1000)
             if self.config.curve_keys:
@@ -196,9 +217,11 @@ class Publisher:
         poller.register(self._wake_r, zmq.POLLIN)
         while not self._stop.is_set():
             try:
-                events = dict(poller.poll(500))
+                events = dict(poller.poll(_BACKLOG_POLL_MS if self._backlogs else 500))
             except zmq.ZMQError:
                 break
+            if self._backlogs:
+                self._flush_backlogs()
             if self._wake_r in events:
                 with contextlib.suppress(BlockingIOError, OSError):
                     os.read(self._wake_r, 4096)
@@ -207,13 +230,12 @@ class Publisher:
             if self._router in events:
                 for _ in range(64):  # bounded burst, then look at events again
                     try:
-                        got = self._recv()
+                        ident, item = self._recv()
                     except zmq.Again:
                         break
                     except zmq.ZMQError:
                         break
-                    if got is not None:
-                        self._serve(*got)
+                    self._serve(ident, item)
 
     def _maybe_warm(self) -> None:
         """Once the board serves, queue previews of every finished segment (made off this thread)."""
@@ -252,9 +274,10 @@ class Publisher:
             except zmq.ZMQError:
                 self.dropped_events += 1
 
-    def _recv(self) -> tuple[zmq.Frame, list[bytes]] | None:
-        """One request as (identity frame, message frames), read frame by frame: the parts of a message
-        beyond ``p.MAX_FRAMES`` are dropped as they arrive (never held) and the request answered TOO_LARGE."""
+    def _recv(self) -> tuple[zmq.Frame, p.Message]:
+        """One request as (identity frame, decoded request or the ERROR that answers it), read frame by
+        frame: the parts of a message beyond ``p.MAX_FRAMES`` are dropped as they arrive (never held) and the
+        request answered TOO_LARGE (logged with the peer)."""
         assert self._router is not None
         sock = self._router
         ident = sock.recv(zmq.NOBLOCK, copy=False)
@@ -269,11 +292,11 @@ class Publisher:
             else:
                 extra += 1
         if extra:
-            self.requests += 1
-            self._refuse(ident, msg, p.E_TOO_LARGE, f"a message has at most {p.MAX_FRAMES} frames, got "
-                                                    f"{len(msg) + extra}")
-            return None
-        return ident, msg
+            text = f"a message has at most {p.MAX_FRAMES} frames, got {len(msg) + extra}"
+            log.warning("board %s: refused %s from %s: %s %s", self.board.board, _verb(msg), self._peer(ident),
+                        p.E_TOO_LARGE, text)
+            return ident, p.Error(id=p.peek_id(msg), code=p.E_TOO_LARGE, message=text)
+        return ident, self._decode(msg)
 
     def _peer(self, ident: zmq.Frame) -> str:
         """Who sent a message, for the log: the CURVE key (Z85) when there is one, and the address."""
@@ -286,36 +309,88 @@ class Publisher:
         addr = prop("Peer-Address") or "?"
         return f"{addr} key={key}" if key and key != "anonymous" else addr
 
-    def _refuse(self, ident: zmq.Frame, msg: list[bytes], code: str, message: str) -> None:
-        """Answer ERROR ``code`` and log the refusal with the peer."""
-        log.warning("board %s: refused %s from %s: %s %s", self.board.board, _verb(msg), self._peer(ident),
-                    code, message)
-        self._send(ident, p.Error(id=p.peek_id(msg), code=code, message=message))
-
-    def _send(self, ident: zmq.Frame, reply: p.Message) -> None:
+    def _send(self, ident: zmq.Frame, reply: p.Message) -> bool:
+        """Send ``reply``; False when the peer's queue is full (it has more than its window unread)."""
         if isinstance(reply, p.Error):
             self.errors += 1
         try:
             assert self._router is not None
             self._router.send_multipart([ident, *reply.encode()], zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
         except zmq.ZMQError:
-            pass  # peer gone or its queue full: it will time out and ask again
+            pass  # EHOSTUNREACH: the peer is gone, nobody to answer
+        return True
 
-    def _serve(self, ident: zmq.Frame, msg: list[bytes]) -> None:
+    def _serve(self, ident: zmq.Frame, item: p.Message) -> None:
+        """Answer one request (``item``, or the ERROR for a message that was not one) unless the peer's
+        queue is full: then it waits in the peer's backlog, in order."""
         self.requests += 1
+        backlog = self._backlogs.get(ident.bytes)
+        if backlog is None:
+            reply = self._answer(item, ident)
+            if self._send(ident, reply):
+                return
+            # the peer's reply queue is full: its requests wait here, in order, until it reads
+            backlog = self._backlogs[ident.bytes] = _Backlog(ident, deque([item]))
+            backlog.head = reply
+            return
+        if len(backlog.items) < self.window:
+            backlog.items.append(item)
+            return
+        # more than a window outstanding and not reading: dropped, counted, told once the queue drains
+        backlog.dropped += 1
+        if backlog.dropped == 1:
+            backlog.first_dropped = item.id
+        now = time.monotonic()
+        if now - backlog.logged_at >= 1.0:
+            backlog.logged_at = now
+            log.warning("board %s: %s has more than %d requests outstanding and is not reading replies: "
+                        "%d dropped so far", self.board.board, self._peer(ident), self.window, backlog.dropped)
+
+    def _flush_backlogs(self) -> None:
+        """Send what peers with a full queue are owed, as far as their queues take it."""
+        for key, b in list(self._backlogs.items()):
+            while b.items:
+                if b.head is None:
+                    b.head = self._answer(b.items[0], b.ident)
+                if not self._send(b.ident, b.head):
+                    break
+                b.items.popleft()
+                b.head = None
+            if b.items:
+                continue
+            if b.dropped:
+                note = p.Error(id=b.first_dropped, code=p.E_BUSY, message=(
+                    f"{b.dropped} requests (the first id {b.first_dropped}) came while more than {self.window} "
+                    f"were outstanding and were dropped: keep at most {self.window} requests outstanding"))
+                if not self._send(b.ident, note):
+                    continue
+            del self._backlogs[key]
+
+    def _decode(self, msg: list[bytes]) -> p.Message:
+        """The request in ``msg``, or the ERROR reply that says why it is not one."""
         try:
-            reply = self._handle(msg, ident)
+            return p.decode(msg, allowed=p.REQUESTS)
         except ProtocolError as exc:
-            reply = p.Error(id=p.peek_id(msg), code=exc.code, message=exc.message)
+            return p.Error(id=p.peek_id(msg), code=exc.code, message=exc.message)
+
+    def _answer(self, req: p.Message, ident: zmq.Frame) -> p.Message:
+        if isinstance(req, p.Error):
+            return req
+        try:
+            reply = self._handle(req, ident)
+        except ProtocolError as exc:
+            reply = p.Error(id=req.id, code=exc.code, message=exc.message)
         except CamctlError as exc:
-            reply = p.Error(id=p.peek_id(msg), code=p.E_REFUSED, message=str(exc))
+            reply = p.Error(id=req.id, code=p.E_REFUSED, message=str(exc))
         except Exception as exc:  # the server never dies on input
             log.exception("board %s: request failed", self.board.board)
-            reply = p.Error(id=p.peek_id(msg), code=p.E_INTERNAL, message=f"{type(exc).__name__}: {exc}")
+            reply = p.Error(id=req.id, code=p.E_INTERNAL, message=f"{type(exc).__name__}: {exc}")
         if isinstance(reply, p.Error) and reply.code in (p.E_FORBIDDEN, p.E_REFUSED):
-            log.warning("board %s: refused %s from %s: %s %s", self.board.board, _verb(msg), self._peer(ident),
-                        reply.code, reply.message)
-        self._send(ident, reply)
+            log.warning("board %s: refused %s from %s: %s %s", self.board.board, req.VERB.decode(),
+                        self._peer(ident), reply.code, reply.message)
+        return reply
 
     def _authorise(self, req: p.Command, ident: zmq.Frame) -> None:
         """COMMAND needs an operator key when CURVE is on; a remote ``event`` on real GPIO needs
@@ -337,8 +412,7 @@ class Publisher:
         if self.allow is not None:
             self.allow.reload()
 
-    def _handle(self, msg: list[bytes], ident: zmq.Frame) -> p.Message:
-        req = p.decode(msg, allowed=p.REQUESTS)
+    def _handle(self, req: p.Message, ident: zmq.Frame) -> p.Message:
         board = self.board
         if isinstance(req, p.Hello):
             if req.version != p.PROTOCOL_VERSION:
@@ -346,7 +420,8 @@ class Publisher:
                                                      f"{p.PROTOCOL_VERSION}")
             return p.Welcome(id=req.id, version=p.PROTOCOL_VERSION, board=board.board,
                              flights=self.catalog.flights(), serving=bool(board.serving()),
-                             mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(), chunk_max=self._chunk_max)
+                             mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(), chunk_max=self._chunk_max,
+                             window=self.window)
         if isinstance(req, p.Ping):
             return p.Pong(id=req.id, mono_ns=time.monotonic_ns())
         if isinstance(req, p.Status):
@@ -371,14 +446,19 @@ class Publisher:
             data = os.pread(fd, req.length, req.offset) if req.length else b""
             return p.Chunk(id=req.id, path=req.path, offset=req.offset, data=data)
         if isinstance(req, p.Thumbs):
-            return self._thumbs(req)
+            return self._thumbs(req, ident.bytes)
         raise ProtocolError(p.E_UNKNOWN_VERB, f"verb {req.VERB!r} is not a request")  # pragma: no cover
 
     @property
     def _chunk_max(self) -> int:
         return min(self.config.chunk_kb * 1024, p.MAX_CHUNK)
 
-    def _thumbs(self, req: p.Thumbs) -> p.Thumbnails:
+    @property
+    def window(self) -> int:
+        """Requests a client may have outstanding: ``p.MAX_WINDOW``, fewer when chunks are big."""
+        return max(4, min(p.MAX_WINDOW, p.MAX_WINDOW_BYTES // self._chunk_max))
+
+    def _thumbs(self, req: p.Thumbs, owner: bytes) -> p.Thumbnails:
         every = req.every or self.config.thumbs_every
         opened = self.board.open_segments()
         if req.segment is not None:
@@ -400,7 +480,7 @@ class Publisher:
             camera = rel.split("/")[1]
             if camera == "events" or not rel.endswith(".mcap"):
                 continue
-            thumbs = self.previews.get(path, rel, camera, every, req.width)
+            thumbs = self.previews.get(path, rel, camera, every, req.width, owner)
             if thumbs is None:  # being made on the worker: answer with what is ready, ask to come back
                 self.previews.warm([(pth, r, r.split("/")[1], every, req.width) for r, pth in segs[n + 1:]
                                     if r.split("/")[1] != "events" and r.endswith(".mcap")])
