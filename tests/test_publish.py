@@ -15,6 +15,7 @@ from camctl import protocol as p
 from camctl.config import PublishConfig
 from camctl.exc import ConfigError
 from camctl.ground import BoardTimeout, Client, fetch
+from camctl.ground.client import KeyRejected
 from camctl.keys import create_keys, load_client_curve
 from camctl.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
 from camctl.publish import Publisher
@@ -142,7 +143,7 @@ def test_curve_accepts_known_client_rejects_unknown(tmp_path: Path) -> None:
         served = pub.requests
         # an unknown client key (with the right server key) gets nothing at all: the handshake fails
         bad = load_client_curve(stranger / "ground", server_key=keys / "board" / "server.key")
-        with Client(pub.router_endpoint, timeout_s=1.5, curve=bad) as c, pytest.raises(BoardTimeout):
+        with Client(pub.router_endpoint, timeout_s=1.5, curve=bad) as c, pytest.raises(KeyRejected):
             c.hello()
         # a plain-text client gets nothing either
         with Client(pub.router_endpoint, timeout_s=1.5) as c, pytest.raises(BoardTimeout):

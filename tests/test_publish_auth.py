@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -211,3 +213,40 @@ def test_thumbs_jobs_bounded_per_peer(tmp_path: Path, monkeypatch: pytest.Monkey
         assert mine == p.MAX_THUMB_JOBS
         gate.set()
         assert c.thumbs("f1", segment="f1/down/000000.mcap", width=16)  # once made, served as ever
+
+
+def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
+    """The hang seen in 2 of ~70 'camctl fetch --give-up-after 4 --timeout 2' runs with wrong CURVE keys:
+    repeated 50 times per kind of wrong key (scaled-down timings), each fetch must come back and say why."""
+    k, w = tmp_path / "k", tmp_path / "w"
+    create_keys(k)
+    create_keys(w)
+    ours = load_client_curve(k / "ground")
+    stranger = load_client_curve(w / "ground", server_key=k / "board" / "server.key")  # key not allowed
+    wrong_server = ClientCurve(public=ours.public, secret=ours.secret,
+                               server_public=load_client_curve(w / "ground").server_public)
+    with Publisher(FakeBoard("rig-k", tmp_path), _cfg(k / "board")) as pub:
+        url = pub.router_endpoint
+        done: list[str] = []
+
+        def runs() -> None:
+            for i in range(50):
+                rep = fetch([url], tmp_path / "o" / f"a{i}", progress=False, curve=stranger, give_up_after_s=4,
+                            timeout_s=2)
+                done.append(rep.summary())
+                rep = fetch([url], tmp_path / "o" / f"b{i}", progress=False, curve=wrong_server,
+                            give_up_after_s=0.1, timeout_s=0.05)
+                done.append(rep.summary())
+
+        t = threading.Thread(target=runs, daemon=True)
+        t.start()
+        t.join(300)  # liveness only: a hang leaves the thread alive
+        assert not t.is_alive(), f"a fetch with wrong keys hung after {len(done)} runs"
+        assert len(done) == 100
+        assert all("refused this ground station's CURVE key" in d for d in done[0::2])
+        assert all("UNREACHABLE" in d and "check the board's server key" in d for d in done[1::2])
+        r = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", url, "--out", str(tmp_path / "c"),
+                            "--give-up-after", "4", "--timeout", "2", "--quiet", "--curve-keys", str(w / "ground"),
+                            "--curve-server-key", str(k / "board" / "server.key")],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "refused this ground station's CURVE key" in r.stdout, r

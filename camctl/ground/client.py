@@ -18,15 +18,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from camctl import protocol as p
 from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.ground import download
 from camctl.keys import ClientCurve
 
-__all__ = ["BoardTimeout", "Client", "LinkDropped"]
+__all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
 
 T = TypeVar("T")
+_MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_MON_IDS = itertools.count()
+
+
+class KeyRejected(FetchError):
+    """The board's authenticator refused our CURVE key: retrying cannot help."""
 
 
 class BoardTimeout(FetchError, TimeoutError):
@@ -69,6 +77,7 @@ class Client:
         self.window = p.MAX_WINDOW  # requests the board lets us have outstanding (WELCOME.window)
         self.bytes_received = 0  # CHUNK payload bytes, for resume accounting
         self.reconnects = 0
+        self.last_failure = ""  # why the last link failed, when the board said nothing
         self._closed = False
 
     def __repr__(self) -> str:
@@ -114,15 +123,27 @@ class Client:
                 sock.curve_secretkey = self.curve.secret
                 sock.curve_serverkey = self.curve.server_public
             # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting out
-            # the request timeout (the caller then resumes over a fresh DEALER)
-            self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            # the request timeout (the caller then resumes over a fresh DEALER); a failed CURVE handshake
+            # says why. The monitor endpoint is named here: pyzmq's default names it after the socket's fd,
+            # which the next DEALER may reuse while the old monitor is still being torn down.
+            self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS, addr=f"inproc://camctl-mon-{next(_MON_IDS)}")
             sock.connect(self.url)
             self.reconnects += 1  # sockets made, the first included
             self._sock = sock
         return self._sock
 
     def send(self, msg: p.Message) -> None:
-        self._socket().send_multipart(msg.encode())
+        """Queue ``msg``; never blocks longer than the timeout (BoardTimeout when the DEALER cannot take it)."""
+        sock = self._socket()
+        try:
+            sock.send_multipart(msg.encode(), zmq.NOBLOCK)
+            return
+        except zmq.Again:
+            pass
+        if not sock.poll(int(self.timeout_s * 1000) + 1, zmq.POLLOUT):
+            self.reset()
+            raise BoardTimeout(self.url, f"sending {msg.VERB.decode()}", self.timeout_s)
+        sock.send_multipart(msg.encode(), zmq.NOBLOCK)
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -140,7 +161,14 @@ class Client:
             left = deadline - time.monotonic()
             ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
             if self._monitor is not None and self._monitor in ready:
+                event = recv_monitor_message(self._monitor)["event"]
                 self.reset()
+                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    raise KeyRejected(f"{self.url}: the board refused this ground station's CURVE key (add "
+                                      "its public key to the board's readers/ folder)")
+                if event != zmq.EVENT_DISCONNECTED:
+                    self.last_failure = ("the CURVE handshake failed: check the board's server key"
+                                         if self.curve is not None else "the handshake failed (is CURVE on?)")
                 raise LinkDropped(self.url, what, timeout)
             if sock not in ready:
                 if time.monotonic() >= deadline:

@@ -175,7 +175,8 @@ class _BoardFetch:
             self._run()
         except _GiveUp:
             r.unreachable = True
-            r.errors.append(f"no answer for {self.give_up:g} s: gave up")
+            why = f" ({self.client.last_failure})" if self.client.last_failure else ""
+            r.errors.append(f"no answer for {self.give_up:g} s: gave up{why}")
         except Exception as exc:  # one board's failure never stops the others
             r.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
