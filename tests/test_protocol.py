@@ -327,3 +327,8 @@ def test_client_requests(board) -> None:
         thumbs = c.thumbs("f1", camera="down", every=2)
         assert [t.seq for t, _ in thumbs] == [0, 2, 4]
         assert all(j[:2] == b"\xff\xd8" for _, j in thumbs)
+
+
+def test_thumbs_unknown_camera_not_found(board) -> None:
+    reply = _ask(board[1], p.Thumbs(id=77, flight="f1", camera="nope").encode())
+    assert isinstance(reply, p.Error) and reply.code == p.E_NOT_FOUND and "nope" in reply.message

@@ -468,6 +468,8 @@ class Publisher:
         else:
             if req.flight not in self.catalog.flights():
                 raise ProtocolError(p.E_NOT_FOUND, f"no flight {req.flight!r}")
+            if req.camera is not None and not (self.catalog.root / req.flight / req.camera).is_dir():
+                raise ProtocolError(p.E_NOT_FOUND, f"flight {req.flight!r} has no camera {req.camera!r}")
             segs = [(s.path, self.catalog.resolve(s.path, opened))
                     for s in self.catalog.listing(req.flight, opened)
                     if s.kind == "segment" and (req.camera is None or s.camera == req.camera)]
