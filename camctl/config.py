@@ -178,6 +178,7 @@ class PublishConfig:
     events: str = "tcp://*:5556"
     curve_keys: str = ""
     serve_during_flight: bool = False
+    remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
 
@@ -512,6 +513,7 @@ def _publish(t: _Table) -> PublishConfig:
         events=events,
         curve_keys=t.str("curve_keys", ""),
         serve_during_flight=t.bool("serve_during_flight", False),
+        remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
     )

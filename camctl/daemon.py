@@ -116,6 +116,12 @@ class Daemon:
     def phase(self) -> str:
         return self.machine.phase
 
+    @property
+    def gpio_real(self) -> bool:
+        """True when the event lines are real GPIO (the publisher then refuses remote events unless
+        ``publish.remote_events``)."""
+        return self.cfg.gpio.backend != "mock" and bool(self.cfg.gpio.lines)
+
     def serving(self) -> bool:
         if self.cfg.publish.serve_during_flight:
             return True
@@ -383,6 +389,8 @@ class Daemon:
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
+            if hasattr(signal, "SIGHUP"):  # re-read the CURVE allow-lists (camctl.keys.AllowList)
+                signal.signal(signal.SIGHUP, lambda *_: self.publisher and self.publisher.reload_keys())
         self.start()
         wd = self.notifier.watchdog_interval_s
         next_wd = next_status = time.monotonic()

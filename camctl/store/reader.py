@@ -210,9 +210,9 @@ def scan_frame_checks(scan: Scan) -> Iterator[FrameCheck]:
             yield FrameCheck(msg.sequence, still, jpeg_ok(jpeg), chunk.start)
 
 
-def iter_frames(path: Path) -> Iterator[StoredFrame]:
+def iter_frames(path: Path, *, check_jpeg: bool = True) -> Iterator[StoredFrame]:
     """Read back the frames of one segment (tolerates torn tails and damaged chunks)."""
-    yield from scan_frames(scan_segment(Path(path)))
+    yield from scan_frames(scan_segment(Path(path)), check_jpeg=check_jpeg)
 
 
 def scan_events(scan: Scan) -> Iterator[dict]:
