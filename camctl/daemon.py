@@ -161,10 +161,12 @@ class Daemon:
                 "faults": snap["faults"],
                 "role": runner.cfg.role,
                 "target_fps": snap["target_fps"],
+                "schedule": dict(runner.cfg.fps),  # rate by phase: the mission page sizes the disk by it
                 "frames_encoded": snap["frames_encoded"],
                 "sensor_gaps": snap["sensor_gaps"],
                 "pretrigger_flushed": snap["pretrigger_flushed"],
                 "ring_frames": snap["ring_frames"],
+                "ring_bytes": snap["ring_bytes"],  # with ring_frames: the frame size before anything is stored
                 "stills": snap["stills"],
                 "restarts": snap["restarts"],
                 "bytes_stored": int(st.get("bytes", 0)),
