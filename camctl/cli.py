@@ -175,7 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from camctl.demo import run_demo
 
     return run_demo(boards=args.boards, seconds=args.seconds, out=Path(args.out) if args.out else None,
-                    quiet=args.quiet, keep=args.keep)
+                    quiet=args.quiet, keep=args.keep, mission_port=args.mission_port if args.mission else None)
 
 
 def cmd_mission(args: argparse.Namespace) -> int:
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=6.0, help="length of the descent (default 6)")
     s.add_argument("--out", help="output folder (default: a new folder under ./demo-out)")
     s.add_argument("--keep", action="store_true", help="keep the boards' store folders")
+    s.add_argument("--mission", action="store_true", help="watch it on the mission page (its URL is printed)")
+    s.add_argument("--mission-port", type=int, default=8080, metavar="P", help="the page's port (default 8080)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
 

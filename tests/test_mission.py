@@ -172,3 +172,28 @@ def test_only_loopback_goes_without_a_token(tmp_path: Path) -> None:
     srv = MissionServer(Mission(["tcp://127.0.0.1:9"], tmp_path), host="0.0.0.0", port=0)
     assert srv.token and len(srv.token) >= 20
     assert MissionServer(Mission(["tcp://127.0.0.1:9"], tmp_path), host="127.0.0.1").token is None
+
+
+def test_demo_mission_prints_a_live_page_that_exports_the_flight(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "demo", "--boards", "1", "--seconds", "1.5", "--quiet",
+                             "--out", str(out), "--mission", "--mission-port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("mission page: http://127.0.0.1:"), first
+        url = first.split(": ", 1)[1].strip()
+        status, body, _ = _get(url)  # the page is up while the demo flies
+        assert status == 200 and b"camctl mission" in body
+        rest = proc.stdout.read()
+        assert proc.wait(120) == 0, first + rest
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "mission page export: done" in rest and "demo OK" in rest, rest
+    assert [p.name for p in sorted(out.glob("mission/export/*/mp4/*.mp4"))] == ["demo-a_down.mp4", "demo-a_up.mp4"]
+    assert list(out.glob("mission/ground/demo-a/*/thumbs/down/*.jpg"))  # the page's own download, previews first
