@@ -185,10 +185,24 @@ class Daemon:
             "mono_ns": time.monotonic_ns(),
             "wall_ns": time.time_ns(),
             "events_port": self._events_port(),
+            "lines": self._line_levels(),
             "flights": self._flights_done + ([self.flight] if self.flight and self.store is not None
                                              and not self.store.finished else []),
             "cameras": cams,
         }
+
+    def _line_levels(self) -> dict[str, int]:
+        """Each event line's level as the board reads it now (1 = active), for the mission page's checks."""
+        lines = self.lines
+        if lines is None:
+            return {}
+        levels = {}
+        for event in lines.events:
+            try:
+                levels[event] = int(lines.is_active(event))
+            except Exception:  # a line that cannot be read is left out, never a failed STATUS
+                continue
+        return levels
 
     def _events_port(self) -> int | None:
         endpoint = getattr(self.publisher, "pub_endpoint", "") or ""

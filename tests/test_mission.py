@@ -26,9 +26,11 @@ def _cam(**kw: object) -> dict:
     return cam
 
 
-def _view(name: str, *, phase: str = "ARMED", offset_ms: float = 0.0, disk_mb: float = 100_000, **cams: dict) -> dict:
+def _view(name: str, *, phase: str = "ARMED", offset_ms: float = 0.0, disk_mb: float = 100_000,
+          lines: dict | None = None, **cams: dict) -> dict:
     return {"name": name, "url": f"tcp://{name}:5555", "reachable": True, "offset_ms": offset_ms,
             "status": {"board": name, "phase": phase, "disk_free_mb": disk_mb,
+                       "lines": {"arm": 1, "release": 0} if lines is None else lines,
                        "cameras": cams or {"down": _cam(), "up": _cam()}}}
 
 
@@ -37,7 +39,7 @@ def test_go_only_when_every_check_of_every_board_passes() -> None:
     assert res["go"] is True and res["failing"] == [] and res["stage"] == "pre-drop"
     assert {c["check"] for c in res["checks"] if c["board"] == "a"} == {
         "reachable", "armed", "down rate", "down faults", "down drops", "up rate", "up faults", "up drops",
-        "disk", "clock"}
+        "lines", "disk", "clock"}
 
 
 @pytest.mark.parametrize(("views", "needle"), [
@@ -51,6 +53,8 @@ def test_go_only_when_every_check_of_every_board_passes() -> None:
     ([_view("a"), _view("b"), _view("c", offset_ms=80.0)], "c: clock +80.0 ms against the other boards"),
     ([_view("a", disk_mb=500), _view("b")], "a: 500 MB free = 4.2 min at the flight's schedule (need 10)"),
     ([_view("a", down=_cam(ring_frames=0, ring_bytes=0)), _view("b")], "a: 100000 MB free; frame size unknown"),
+    ([_view("a", lines={"arm": 1, "release": 1, "touchdown": 0}), _view("b")],
+     "a: event lines arm=1 release=1 touchdown=0 (release already active)"),
 ])
 def test_no_go_names_each_failing_check(views: list[dict], needle: str) -> None:
     res = evaluate(views)

@@ -93,6 +93,10 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                     assert page.inner_text("#verdict") == "NO-GO"
             page.wait_for_function("() => document.getElementById('verdict').textContent === 'GO'", timeout=20_000)
             assert page.get_attribute("#banner", "class") == "banner go"
+            for b in BOARDS:  # the event line levels the boards read, and the disk in minutes at the schedule
+                assert "release=0" in page.inner_text(f"{_card(b)} .lines")
+                disk = page.inner_text(f"{_card(b)} .disk")
+                assert re.search(r"MB free = \d+\.\d min at the flight's schedule", disk), disk
             page.screenshot(path=tmp_path / "2-go.png", full_page=True)
 
             # the drop: each phase shows on every board before the next event is sent

@@ -20,6 +20,7 @@ from typing import Any
 __all__ = ["Limits", "camera_rate_ok", "evaluate", "frame_bytes", "recording_minutes", "stage"]
 
 _NOT_FLIGHT = {"SAFE", "ARMED", "LANDED"}
+_ARM_LINES = {"arm", "disarm"}  # may be held by a switch; a descent line active before the drop is a fault
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> li
                           + (f" ({cam['last_error']})" if cam.get("faults") and cam.get("last_error") else "")))
         out.append(_check(name, f"{cam_name} drops", not cam.get("dropped"),
                           f"{cam_name} {cam.get('dropped', 0)} frames dropped"))
+    lines = st.get("lines")
+    if isinstance(lines, dict) and lines:
+        held = sorted(e for e, level in lines.items() if level and e not in _ARM_LINES)
+        out.append(_check(name, "lines", not held,
+                          "event lines " + " ".join(f"{e}={lv}" for e, lv in sorted(lines.items()))
+                          + (f" ({', '.join(held)} already active)" if held else "")))
     minutes = recording_minutes(st)
     free = float(st.get("disk_free_mb") or 0.0)
     if minutes is None:
