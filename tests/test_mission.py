@@ -201,3 +201,21 @@ def test_demo_mission_prints_a_live_page_that_exports_the_flight(tmp_path: Path)
     assert "mission page export: done" in rest and "demo OK" in rest, rest
     assert [p.name for p in sorted(out.glob("mission/export/*/mp4/*.mp4"))] == ["demo-a_down.mp4", "demo-a_up.mp4"]
     assert list(out.glob("mission/ground/demo-a/*/thumbs/down/*.jpg"))  # the page's own download, previews first
+
+
+def test_mission_cli_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://127.0.0.1:9",
+                               "--port", str(port), "--out", str(tmp_path / "m")],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("camctl: error: camctl mission cannot listen on 127.0.0.1:"), lines
+    assert str(port) in lines[0]

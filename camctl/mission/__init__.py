@@ -25,7 +25,12 @@ __all__ = ["serve"]
 def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", port: int = 8080,
           operator: bool = False, limits: Any = None, curve: Any = None, token: str | None = None) -> Any:
     """Start a mission and its page; returns the running :class:`~camctl.mission.server.MissionServer`."""
-    from camctl.mission.server import MissionServer
+    from camctl.exc import ConfigError
+
+    try:
+        from camctl.mission.server import MissionServer
+    except ImportError as exc:  # the server library is in the optional 'ground' extra
+        raise ConfigError(f"camctl mission needs the ground extra (pip install 'camctl[ground]'): {exc}") from None
     from camctl.mission.session import Mission
 
     out = Path(out) if out is not None else Path("mission-out") / time.strftime("%Y%m%d-%H%M%S")
