@@ -23,7 +23,8 @@ __all__ = ["serve"]
 
 
 def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", port: int = 8080,
-          operator: bool = False, limits: Any = None, curve: Any = None, token: str | None = None) -> Any:
+          operator: bool = False, limits: Any = None, curve: Any = None, token: str | None = None,
+          command_timeout_s: float = 5.0) -> Any:
     """Start a mission and its page; returns the running :class:`~camctl.mission.server.MissionServer`."""
     from camctl.exc import ConfigError
 
@@ -34,8 +35,8 @@ def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", 
     from camctl.mission.session import Mission
 
     out = Path(out) if out is not None else Path("mission-out") / time.strftime("%Y%m%d-%H%M%S")
-    server = MissionServer(Mission(urls, out, operator=operator, limits=limits, curve=curve), host=host,
-                           port=port, token=token)
+    mission = Mission(urls, out, operator=operator, limits=limits, curve=curve, command_timeout_s=command_timeout_s)
+    server = MissionServer(mission, host=host, port=port, token=token)
     try:
         server.start()
     except BaseException:
@@ -51,7 +52,7 @@ def mission_main(args: Any) -> int:
     limits = Limits(rate_tolerance=args.rate_tolerance, min_record_min=args.min_record_min,
                     max_clock_ms=args.max_clock_ms)
     server = serve(args.connect, Path(args.out) if args.out else None, host=args.host, port=args.port,
-                   operator=args.operator, limits=limits, curve=args.curve)
+                   operator=args.operator, limits=limits, curve=args.curve, command_timeout_s=args.timeout)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

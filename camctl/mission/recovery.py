@@ -74,13 +74,16 @@ class Recovery:
                 self.downloads[name] = {"url": v["url"], "flight": flight, "state": "fetching", "done": 0,
                                         "total": 0, "detail": "", "release_mono_ns": v.get("release_mono_ns")}
                 self.export = {"type": "export", "state": "waiting"}
-            t = threading.Thread(target=self._fetch, args=(name, v["url"]), name=f"camctl-mission-fetch-{name}",
-                                 daemon=True)
-            self._threads.append(t)
+                t = threading.Thread(target=self._fetch, args=(name, v["url"]), name=f"camctl-mission-fetch-{name}",
+                                     daemon=True)
+                self._threads.append(t)
+                scanner = None
+                if self._scanner is None:
+                    scanner = self._scanner = threading.Thread(target=self._scan_loop, name="camctl-mission-scan",
+                                                               daemon=True)
             t.start()
-            if self._scanner is None:
-                self._scanner = threading.Thread(target=self._scan_loop, name="camctl-mission-scan", daemon=True)
-                self._scanner.start()
+            if scanner is not None:
+                scanner.start()
         self._maybe_export(views)
 
     # -- download ------------------------------------------------------------------------------------

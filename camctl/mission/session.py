@@ -33,7 +33,8 @@ class Mission:
     """See the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, urls: list[str], out: Path, *, operator: bool = False, limits: Limits | None = None,
-                 curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0) -> None:
+                 curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0,
+                 command_timeout_s: float = 5.0) -> None:
         if not urls:
             raise ConfigError("camctl mission needs at least one --connect URL")
         self.urls = list(urls)
@@ -41,6 +42,7 @@ class Mission:
         self.operator = operator
         self.limits = limits or Limits()
         self.curve = curve
+        self.command_timeout_s = command_timeout_s
         self._listeners: list[Callable[[dict], None]] = []
         self._lock = threading.Lock()
         self.recovery = Recovery(self.out, emit=self._emit, curve=curve)
@@ -92,7 +94,7 @@ class Mission:
             raise ConfigError(f"command {name!r} is not allowed from the page (only {', '.join(OPERATOR_COMMANDS)})")
         if url not in self.urls:
             raise ConfigError(f"no such board URL in this mission: {url!r}")
-        return ground_link.command(url, name, curve=self.curve)
+        return ground_link.command(url, name, curve=self.curve, timeout_s=self.command_timeout_s)
 
     def _emit(self, msg: dict) -> None:
         with self._lock:
