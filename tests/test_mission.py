@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -219,3 +220,39 @@ def test_mission_cli_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("camctl: error: camctl mission cannot listen on 127.0.0.1:"), lines
     assert str(port) in lines[0]
+
+
+def test_a_mission_started_after_the_flight_labels_previews_from_the_event_log(tmp_path: Path) -> None:
+    import queue
+
+    from camctl.demo import _command, start_board, write_board_config
+
+    cfg = write_board_config(tmp_path / "late", "late", 0, size=(320, 240), descent_s=3, post_touchdown_s=0.5)
+    board = start_board(cfg, tmp_path / "late" / "store", "late")
+    mission = None
+    try:
+        _command(board, "arm")
+        time.sleep(1.0)  # a second of pre-trigger ring, then a second of descent: frames on both sides
+        _command(board, "event", name="release")
+        time.sleep(1.0)
+        _command(board, "event", name="touchdown")
+        got: queue.Queue[dict] = queue.Queue()
+        mission = Mission([board.router], tmp_path / "out")
+        mission.listen(got.put)
+        mission.start()
+        previews, export = [], None
+        while export is None:
+            msg = got.get(timeout=60)
+            if msg["type"] == "preview":
+                previews.append(msg)
+            elif msg["type"] == "export" and msg["state"] in ("done", "failed"):
+                export = msg
+    finally:
+        if mission is not None:
+            mission.close()
+        board.stop()
+    assert export["state"] == "done", export
+    assert sorted(v["name"] for v in export["mp4"]) == ["late_down", "late_up"]
+    assert previews and all(p["t_rel_s"] is not None for p in previews), previews[:3]
+    assert any(p["t_rel_s"] < 0 for p in previews) and any(p["t_rel_s"] > 0 for p in previews)  # ring, descent
+    assert {p["board"] for p in previews} == {"late"}

@@ -12,7 +12,8 @@ from typing import Any
 
 from camctl.exc import CamctlError
 
-__all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_board", "listing_total"]
+__all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_board", "listing_total",
+           "release_mono_ns"]
 
 # A board that does not answer, drops the link or answers with ERROR: the mission shows it, never crashes.
 LINK_ERRORS: tuple[type[BaseException], ...] = (CamctlError,)
@@ -77,3 +78,11 @@ def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
     res = export_all(Path(root), Path(out), mp4=True, contact_sheet=True, timeline=True, frames=False,
                      progress=False)
     return {"mp4": list(res.mp4), "contact_sheet": list(res.contact_sheets), "timeline": list(res.timelines)}
+
+
+def release_mono_ns(flight_dir: Path) -> int | None:
+    """The release edge (board monotonic ns) from a downloaded flight's event log; None when not logged."""
+    from camctl.views import TimeBase, load_events
+
+    tb = TimeBase.from_events(load_events(Path(flight_dir)))
+    return tb.t0_ns if tb.aligned else None

@@ -121,7 +121,17 @@ class Recovery:
                 for f in root.rglob("*"):
                     if f.is_file() and f.parent.name != "thumbs" and "thumbs" not in f.relative_to(root).parts:
                         done += f.stat().st_size
-            for msg in self._new_previews(board, root, d.get("release_mono_ns")):
+            release_ns = d.get("release_mono_ns")
+            if release_ns is None and any((root / "events").glob("*.mcap")):
+                # the page came up after the release: the downloaded event log (fetched first) has the edge
+                try:
+                    release_ns = ground_link.release_mono_ns(root)
+                except Exception:  # a torn or odd event log: previews go unlabelled, the download goes on
+                    release_ns = None
+                if release_ns is not None:
+                    with self._lock:
+                        self.downloads[board]["release_mono_ns"] = release_ns
+            for msg in self._new_previews(board, root, release_ns):
                 self._emit(msg)
             with self._lock:
                 cur = self.downloads[board]
