@@ -256,3 +256,24 @@ def test_a_mission_started_after_the_flight_labels_previews_from_the_event_log(t
     assert previews and all(p["t_rel_s"] is not None for p in previews), previews[:3]
     assert any(p["t_rel_s"] < 0 for p in previews) and any(p["t_rel_s"] > 0 for p in previews)  # ring, descent
     assert {p["board"] for p in previews} == {"late"}
+
+
+def test_mission_cli_off_loopback_prints_the_url_with_its_token(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://127.0.0.1:9",
+                             "--host", "0.0.0.0", "--port", "0", "--out", str(tmp_path / "m")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url, token_line = proc.stdout.readline().strip(), proc.stdout.readline().strip()
+        token = token_line.rsplit(" ", 1)[-1]
+        assert token_line.startswith("access token (needed off this machine): ") and len(token) >= 20
+        assert url.startswith("mission page: http://127.0.0.1:") and url.endswith(f"/?token={token}")
+        page = url.split(": ", 1)[1]
+        assert _get(page.split("?")[0])[0] == 401
+        assert _get(page)[0] == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0

@@ -49,7 +49,7 @@ class Recovery:
         self._stop.set()
         for t in [*self._threads, self._scanner]:
             if t is not None:
-                t.join(timeout=60)
+                t.join(timeout=5)  # daemon threads; a cut download resumes from its .part next time
         self._threads, self._scanner = [], None
 
     def messages(self) -> list[dict]:
