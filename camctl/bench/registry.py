@@ -26,6 +26,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "rss",
     "first_look",
     "verify",
+    "mission",
 )
 
 
