@@ -277,3 +277,19 @@ def test_mission_cli_off_loopback_prints_the_url_with_its_token(tmp_path: Path) 
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
+
+
+def test_the_live_feed_refuses_a_foreign_origin_and_opens_for_the_page(server: MissionServer) -> None:
+    def handshake(origin: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Origin": origin,
+                                            "Sec-WebSocket-Version": "13",
+                                            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        r = conn.getresponse()
+        first = r.fp.read(2) if r.status == 101 else r.read()  # a 101 leaves the socket open: the snapshot follows
+        conn.close()
+        return r.status, first
+
+    assert handshake("http://evil.example")[0] == 403
+    status, first = handshake(f"http://127.0.0.1:{server.port}")
+    assert status == 101 and first[:1] == b"\x81"  # a text frame: the snapshot's first message
