@@ -167,10 +167,12 @@ class Daemon:
                 "faults": snap["faults"],
                 "role": runner.cfg.role,
                 "target_fps": snap["target_fps"],
+                "schedule": dict(runner.cfg.fps),  # rate by phase: the mission page sizes the disk by it
                 "frames_encoded": snap["frames_encoded"],
                 "sensor_gaps": snap["sensor_gaps"],
                 "pretrigger_flushed": snap["pretrigger_flushed"],
                 "ring_frames": snap["ring_frames"],
+                "ring_bytes": snap["ring_bytes"],  # with ring_frames: the frame size before anything is stored
                 "stills": snap["stills"],
                 "restarts": snap["restarts"],
                 "bytes_stored": int(st.get("bytes", 0)),
@@ -189,10 +191,24 @@ class Daemon:
             "mono_ns": time.monotonic_ns(),
             "wall_ns": time.time_ns(),
             "events_port": self._events_port(),
+            "lines": self._line_levels(),
             "flights": self._flights_done + ([self.flight] if self.flight and self.store is not None
                                              and not self.store.finished else []),
             "cameras": cams,
         }
+
+    def _line_levels(self) -> dict[str, int]:
+        """Each event line's level as the board reads it now (1 = active), for the mission page's checks."""
+        lines = self.lines
+        if lines is None:
+            return {}
+        levels = {}
+        for event in lines.events:
+            try:
+                levels[event] = int(lines.is_active(event))
+            except Exception:  # a line that cannot be read is left out, never a failed STATUS
+                continue
+        return levels
 
     def _events_port(self) -> int | None:
         endpoint = getattr(self.publisher, "pub_endpoint", "") or ""

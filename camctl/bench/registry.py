@@ -28,6 +28,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "first_look",
     "verify",
     "boot",
+    "mission",
 )
 
 
