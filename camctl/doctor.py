@@ -269,6 +269,9 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     span_s = (stamps[-1] - stamps[0]) / 1e9
     delivered = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
     encoder = getattr(camera, "encoder_in_use", "") or cfg.encoder
+    mode = getattr(camera, "sensor_mode_in_use", None)
+    if mode is not None:
+        encoder += f", sensor mode {mode[0]}x{mode[1]}"
     # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the nominal one, so
     # there the delivered rate is all there is. A delivered rate below the sensor's is this process being late.
     median = sorted(durations)[len(durations) // 2]

@@ -271,8 +271,8 @@ def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -
 def test_camera_probe_reports_the_achieved_rate(tmp_path, strict_rig) -> None:
     check = _by_name(run_checks(_camera_config(tmp_path), probes=healthy()))["camera down"]
     assert check.level == OK, check
-    assert check.detail.startswith("320x240 at 30 fps, encoder software: ")
-    achieved = float(check.detail.split("sensor ")[1].split(" fps")[0])
+    assert check.detail.startswith("320x240 at 30 fps, encoder software, sensor mode 1536x864: ")
+    achieved = float(check.detail.split(": sensor ")[1].split(" fps")[0])
     assert achieved == pytest.approx(30, abs=1.5)  # from sensor timestamps, not the wall clock
     assert strict_rig.instances[-1].camera_config["controls"]["FrameRate"] == 30.0
 

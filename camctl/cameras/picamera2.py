@@ -69,6 +69,8 @@ Controls (``[cameras.controls]``, :class:`~camctl.config.CameraControls`), appli
   ``Picamera2(tuning=...)`` (picamera2's own documented way to change the exposure profile).
 - ``sensor_mode`` is passed as ``sensor={"output_size": ...}``: picamera2 scores the sensor's modes against
   it (``_make_libcamera_config``), so a full-field binned mode is chosen instead of a crop at video sizes.
+  ``configure`` writes the mode chosen back into ``camera_configuration()["sensor"]``; it is
+  ``sensor_mode_in_use``, and a mode other than the one asked for is named in ``unset_controls``.
 
 Lores stream (``lores_size`` in the camera config; software path only):
 
@@ -177,6 +179,7 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "create_video_configuration": ["main", "lores", "buffer_count", "queue", "controls", "sensor"],
         "camera_controls": [],
         "configure": [],
+        "camera_configuration": [],
         "stream_configuration": [],
         "start": [],
         "stop": [],
@@ -462,6 +465,7 @@ class Picamera2Camera(Camera):
         self.sensor_fps = max(float(sensor_fps or fps), float(fps))
         self.controls = controls
         self.unset_controls: list[str] = []  # what the last open could not set, one line each
+        self.sensor_mode_in_use: tuple[int, int] | None = None  # the sensor output size the last open got
         self._model_path = model_path
         self.lores_size = None if lores_size is None else (int(lores_size[0]), int(lores_size[1]))
         self._lores = False  # deliver the lores stream (set by set_lores; a bool write is thread-safe)
@@ -590,6 +594,7 @@ class Picamera2Camera(Camera):
                 main={"format": fmt, "size": self.size}, lores=lores, buffer_count=BUFFER_COUNT, queue=False,
                 controls=self._video_controls(picam2), sensor=None if mode is None else {"output_size": mode})
             picam2.configure(config)
+            self._note_sensor_mode(picam2, mode)
             if lores is not None:
                 stream = picam2.stream_configuration("lores")
                 w, h = stream["size"]
@@ -611,6 +616,18 @@ class Picamera2Camera(Camera):
         self._picam2 = picam2
         self._twin = None
         self._thin.restart()
+
+    def _note_sensor_mode(self, picam2: Any, asked: tuple[int, int] | None) -> None:
+        """The sensor mode ``configure`` chose (picamera2 writes libcamera's choice back)."""
+        try:
+            w, h = picam2.camera_configuration()["sensor"]["output_size"]
+            self.sensor_mode_in_use = (int(w), int(h))
+        except Exception:  # not a Raspberry Pi camera (no sensor configuration): nothing to report
+            self.sensor_mode_in_use = None
+            return
+        if asked is not None and self.sensor_mode_in_use != tuple(asked):
+            self.unset_controls.append(f"sensor_mode: {asked[0]}x{asked[1]} asked, the sensor has no such mode and "
+                                       f"runs {w}x{h}")
 
     def _start_hardware(self, picam2: Any, hw: tuple[Any, Any, Any]) -> None:
         encoder, Quality, Output = hw
