@@ -136,6 +136,7 @@ class FakeRig:
         self.scene_exposure_us = 30000  # what AGC would choose uncapped (a dull day)
         self.scene_gain = 6.0
         self.tunings_loaded: list[str] = []
+        self.has_tuning = True  # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
         self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]  # imx708 modes (rpicam-hello --list-cameras)
 
     def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
@@ -783,7 +784,7 @@ def make_fake_picamera2(rig: FakeRig) -> types.ModuleType:
 
     def load_tuning_file(tuning_file, dir=None) -> dict[str, Any]:
         rig.tunings_loaded.append(tuning_file)
-        if tuning_file != f"{rig.model}.json":
+        if tuning_file != f"{rig.model}.json" or not rig.has_tuning:
             raise RuntimeError("Tuning file not found")
         return rig.tuning()
 
