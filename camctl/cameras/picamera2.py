@@ -386,6 +386,12 @@ class Thinner:
     then moves on by whole intervals, and every whole interval it skipped (no frame came for that slot: the
     sensor or a late consumer lost it) is a gap in ``seq``. :meth:`set_fps` pulls the due time in to
     ``last kept + new interval``, so a faster rate starts at the next sensor frame. Thread-safe.
+
+    Example (a 30 fps sensor delivering 10 fps)::
+
+        >>> t = Thinner(10.0, 30.0)
+        >>> [t.keep(i * 33_333_333) for i in range(4)]
+        [0, None, None, 1]
     """
 
     def __init__(self, fps: float, sensor_fps: float, first_seq: int = 0) -> None:
