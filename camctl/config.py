@@ -59,6 +59,8 @@ class StoreConfig:
     segment_mb: float = 64.0
     segment_s: float = 60.0
     commit_interval_ms: int = 200
+    # free space, above what finishing the flight needs (computed by the store: every open segment's summary
+    # and footer, the event log's room, index.json), below which frames are shed by value (store/quota.py)
     reserve_mb: float = 512.0
     queue_frames: int = 512
 
@@ -176,6 +178,7 @@ class PublishConfig:
     events: str = "tcp://*:5556"
     curve_keys: str = ""
     serve_during_flight: bool = False
+    remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
 
@@ -510,6 +513,7 @@ def _publish(t: _Table) -> PublishConfig:
         events=events,
         curve_keys=t.str("curve_keys", ""),
         serve_during_flight=t.bool("serve_during_flight", False),
+        remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
     )

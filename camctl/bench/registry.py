@@ -27,6 +27,8 @@ FIGURE_MODULES: tuple[str, ...] = (
     "rss",
     "first_look",
     "verify",
+    "boot",
+    "mission",
 )
 
 
