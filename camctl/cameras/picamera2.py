@@ -119,9 +119,9 @@ Hardware-path facts (picamera2 0.3.x, checked by the tests):
 - There is no JPEG quality setting: ``jpeg_quality`` maps onto a ``Quality`` bucket that picamera2 turns
   into a bitrate (``<= 40`` VERY_LOW, ``<= 60`` LOW, ``<= 80`` MEDIUM, ``<= 90`` HIGH, else VERY_HIGH;
   the default 85 is HIGH). It is fixed while recording, so per-phase ``quality`` settings do not apply.
-- ``seq`` is a counter that keeps increasing across reopen; a frame the queue had to drop (the consumer
-  fell ``QUEUE_FRAMES`` behind) leaves a gap, so the runner counts it as a sensor gap. Sensor drops are not
-  visible through an Output (no sequence number there). ``hw_dropped`` counts queue drops over all opens.
+- Encoded frames are thinned like requests (by their sensor time); ``seq`` keeps increasing across reopen. A
+  frame the queue had to drop (the consumer fell ``QUEUE_FRAMES`` behind) or the sensor dropped leaves its
+  slot empty, so a gap when it was due. ``hw_dropped`` counts queue drops over all opens.
 - A frame's width and height come from its JPEG header (libcamera may adjust the requested size).
 - Exposure, gain and frame duration are not available per MJPEG frame through an Output: frames carry
   the defaults (``exposure_us=0``, ``analogue_gain=1.0``) and the nominal frame duration.
