@@ -100,9 +100,7 @@ class Ledger:
 
     def captured(self, camera: str, n: int = 1) -> None:
         """``n`` frames entered the pipeline (or were numbered by the sensor and skipped: see ``lost``)."""
-        with self._lock:
-            for c in self._both(camera):
-                c.captured += n
+        self._add(camera, "captured", n)
 
     def lost(self, camera: str, reason: str, n: int = 1) -> None:
         """``n`` captured frames were dropped for ``reason`` (one of :data:`REASONS`, or ``store_<why>``)."""
@@ -114,19 +112,18 @@ class Ledger:
 
     def aged_out(self, camera: str, n: int = 1) -> None:
         """``n`` ARMED frames left the pre-trigger ring by age (or at disarm): not a loss, but accounted."""
-        if n <= 0:
-            return
-        with self._lock:
-            for c in self._both(camera):
-                c.aged_out += n
+        self._add(camera, "aged_out", n)
 
     def still_missed(self, camera: str, n: int = 1) -> None:
         """``n`` still requests were not served before the cameras stopped."""
+        self._add(camera, "stills_missed", n)
+
+    def _add(self, camera: str, counter: str, n: int) -> None:
         if n <= 0:
             return
         with self._lock:
             for c in self._both(camera):
-                c.stills_missed += n
+                setattr(c, counter, getattr(c, counter) + n)
 
     def totals(self) -> dict[str, dict]:
         """Per camera, since this ledger began: ``captured``, ``aged_out``, ``dropped`` {reason: n}."""
