@@ -28,13 +28,14 @@ class Recovery:
     """Downloads and exports for one mission; see the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, out: Path, *, emit: Callable[[dict], None], curve: Any = None,
-                 give_up_after_s: float = 30.0) -> None:
+                 give_up_after_s: float = 30.0, retry_s: float = 10.0) -> None:
         self.out = Path(out)
         self.ground = self.out / "ground"
         self.exports = self.out / "export"
         self._emit = emit
         self.curve = curve
         self.give_up_after_s = give_up_after_s
+        self.retry_s = retry_s  # a failed download is tried again (resuming) this long after it failed
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()  # the scanner and a finishing fetch both scan
         self._stop = threading.Event()
@@ -69,10 +70,12 @@ class Recovery:
                 continue
             with self._lock:
                 d = self.downloads.get(name)
-                if d is not None and d["flight"] == flight:
+                if d is not None and d["flight"] == flight and (
+                        d["state"] != "failed" or time.monotonic() - d["ended"] < self.retry_s):
                     continue
+                release = v.get("release_mono_ns") or (d or {}).get("release_mono_ns")
                 self.downloads[name] = {"url": v["url"], "flight": flight, "state": "fetching", "done": 0,
-                                        "total": 0, "detail": "", "release_mono_ns": v.get("release_mono_ns")}
+                                        "total": 0, "detail": "", "release_mono_ns": release, "ended": 0.0}
                 self.export = {"type": "export", "state": "waiting"}
                 t = threading.Thread(target=self._fetch, args=(name, v["url"]), name=f"camctl-mission-fetch-{name}",
                                      daemon=True)
@@ -99,7 +102,7 @@ class Recovery:
             state, detail = "failed", str(exc)
         self._scan()
         with self._lock:
-            self.downloads[name].update(state=state, detail=detail)
+            self.downloads[name].update(state=state, detail=detail, ended=time.monotonic())
             msg = {"type": "download", "board": name, **self.downloads[name]}
         self._emit(msg)
 
@@ -174,7 +177,7 @@ class Recovery:
             if not self.downloads or any(d["state"] == "fetching" for d in self.downloads.values()):
                 return
             waiting = [v for v in views if v.get("reachable") and v.get("name") not in self.downloads]
-            key = tuple(sorted((b, d["flight"]) for b, d in self.downloads.items()))
+            key = tuple(sorted((b, d["flight"], d["state"]) for b, d in self.downloads.items()))
             if waiting or key == self._exported_for or not any(d["state"] == "ok" for d in self.downloads.values()):
                 return
             self._exported_for = key
