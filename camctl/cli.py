@@ -89,13 +89,17 @@ def _client(url: str, args: argparse.Namespace):
 
 
 def _curve(args: argparse.Namespace):
+    """None (CURVE off), or one ClientCurve per --connect URL (each board has its own server key)."""
     keys = getattr(args, "curve_keys", None)
-    server_key = getattr(args, "curve_server_key", None)
-    if not keys and not server_key:
+    server_keys = getattr(args, "curve_server_key", None) or []
+    if isinstance(server_keys, str):
+        server_keys = [server_keys]
+    if not keys and not server_keys:
         return None
-    from camctl.keys import client_curve
+    from camctl.keys import client_curves
 
-    return client_curve(keys_dir=keys, server_key=server_key)
+    urls = args.connect if isinstance(args.connect, list) else [args.connect]
+    return client_curves(keys, urls, server_keys)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -120,7 +124,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from camctl.ground import fetch, print_report
 
     report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
-                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args))
+                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args), flight=args.flight,
+                   timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     print_report(report)
     return 0 if report.ok else 1
 
@@ -166,8 +171,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from camctl.keys import create_keys
 
-    for line in create_keys(Path(args.dir), clients=args.clients):
+    made = create_keys(Path(args.dir), boards=args.board or ["board"], clients=args.clients)
+    for line in made:
         print(line)
+    for board in args.board or ["board"]:
+        print(f"copy {Path(args.dir) / board} to board {board} only (publish.curve_keys)")
+    print(f"copy {Path(args.dir) / 'ground'} to the ground station only (--curve-keys)")
     return 0
 
 
@@ -219,8 +228,11 @@ def _add_net(p: argparse.ArgumentParser, *, many: bool) -> None:
     else:
         p.add_argument("--connect", required=True, metavar="URL", help="the board's ROUTER endpoint")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
-    p.add_argument("--curve-server-key", metavar="FILE", help="the board's CURVE public key (server.key)")
-    p.add_argument("--curve-keys", metavar="DIR", help="folder with this client's CURVE key pair")
+    p.add_argument("--curve-server-key", metavar="FILE", action="append" if many else "store",
+                   help="the board's CURVE public key; with several --connect give it once per board, in "
+                        "order (default: DIR/servers/<host>.key)")
+    p.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys' "
+                                                       "(client.key_secret, servers/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--thumbs-only", action="store_true")
     s.add_argument("--give-up-after", type=float, default=30.0, metavar="S")
+    s.add_argument("--flight", default="latest", metavar="latest|all|ID",
+                   help="which flight to download from each board (default latest: each board's newest)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_fetch)
 
@@ -287,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", nargs="?")
     s.add_argument("--connect", action="append", metavar="URL")
     s.add_argument("--timeout", type=float, default=5.0)
-    s.add_argument("--curve-server-key", metavar="FILE")
+    s.add_argument("--curve-server-key", metavar="FILE", action="append")
     s.add_argument("--curve-keys", metavar="DIR")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_ls)
@@ -311,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("keys", help="generate CURVE key pairs")
     s.add_argument("dir")
-    s.add_argument("--clients", type=int, default=1, help="client key pairs to make (default 1)")
+    s.add_argument("--board", action="append", metavar="NAME",
+                   help="make a key folder for this board (repeat for many; default one folder 'board')")
+    s.add_argument("--clients", type=int, default=1,
+                   help="ground key pairs to make (default 1; the first is an operator, the others readers)")
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("bench", help="the performance ratios")

@@ -23,9 +23,11 @@ FIGURE_MODULES: tuple[str, ...] = (
     "encode",
     "capture",
     "trigger",
+    "camera",
     "rss",
     "first_look",
     "verify",
+    "boot",
     "mission",
 )
 
