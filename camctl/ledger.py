@@ -20,8 +20,11 @@ Record (``kind == "ledger"`` in the event log; counts are for the interval ``sin
 Reasons (:data:`REASONS`): ``encoder_behind`` (the encoder pool was full), ``ring_overflow`` (the pre-trigger
 ring's byte cap pushed a frame out before its time), ``sensor_gap`` (the sensor skipped sequence numbers),
 ``store_refused`` (no flight store was open to take the frame), ``still_gap`` (video frames the sensor did not
-deliver while a still was taken), ``store_full`` (the store's full-disk policy), ``encode_error``; a store's
-own reasons arrive as ``store_<reason>``. ``aged_out`` (ARMED frames that left the ring by age, or at disarm)
+deliver while a still was taken), ``store_full`` (the store's full-disk policy), ``encode_error``,
+``recovery_cut`` (frames a power cut tore off after the store wrote them: store recovery's ``loss`` records with
+their ``seqs``); a store's own reasons arrive as ``store_<reason>``. After a power cut the books may not close
+(the last ledger interval may be torn off too): ``ls`` then says NOT BALANCED rather than guess.
+``aged_out`` (ARMED frames that left the ring by age, or at disarm)
 is not a drop: it is the ring working. ``stills_missed`` counts still requests not served before LANDED/SAFE
 (no frame existed, so they are outside the equation).
 
@@ -49,7 +52,9 @@ __all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_led
 
 ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
 STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR = "store_refused", "still_gap", "store_full", "encode_error"
-REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR)
+RECOVERY_CUT = "recovery_cut"
+REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR,
+           RECOVERY_CUT)
 _STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made because space ran out
 
 
@@ -151,19 +156,21 @@ def read_ledger(events: Iterable[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for r in events:
         kind, cam = r.get("kind"), r.get("camera")
-        if kind not in ("ledger", "drop") or not isinstance(cam, str):
+        if kind not in ("ledger", "drop", "loss") or not isinstance(cam, str):
             continue
         c = out.setdefault(cam, {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0})
-        if kind == "drop":
-            reason = store_reason(str(r.get("name", "")))
-            c["dropped"][reason] = c["dropped"].get(reason, 0) + _int(r.get("count", 1))
+        if kind in ("drop", "loss"):
+            reason, n = _store_loss(r)
+            if n:
+                c["dropped"][reason] = c["dropped"].get(reason, 0) + n
             continue
         for key in ("captured", "aged_out", "stills_missed"):
             c[key] += _int(r.get(key, 0))
         dropped = r.get("dropped")
         if isinstance(dropped, dict):
             for reason, n in dropped.items():
-                c["dropped"][str(reason)] = c["dropped"].get(str(reason), 0) + _int(n)
+                if _int(n):
+                    c["dropped"][str(reason)] = c["dropped"].get(str(reason), 0) + _int(n)
     return out
 
 
@@ -176,11 +183,22 @@ def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
         kind, cam, mono = r.get("kind"), r.get("camera"), r.get("mono_ns")
         if not isinstance(cam, str) or not isinstance(mono, int):
             continue
-        if kind == "drop":
-            out.append((mono, cam, store_reason(str(r.get("name", ""))), _int(r.get("count", 1))))
+        if kind in ("drop", "loss"):
+            reason, n = _store_loss(r)
+            if n:
+                out.append((mono, cam, reason, n))
         elif kind == "ledger" and isinstance(r.get("dropped"), dict):
             out += [(mono, cam, str(reason), _int(n)) for reason, n in sorted(r["dropped"].items()) if _int(n)]
     return sorted(out)
+
+
+def _store_loss(r: dict) -> tuple[str, int]:
+    """A store ``drop`` record (``count`` frames under the store's reason) or a recovery ``loss`` record (the
+    ``seqs`` a torn tail cost: frames the store had counted stored, gone after a power cut) as (reason, n)."""
+    if r.get("kind") == "loss":
+        seqs = r.get("seqs")
+        return RECOVERY_CUT, len(seqs) if isinstance(seqs, list) else 0
+    return store_reason(str(r.get("name", ""))), _int(r.get("count", 1))
 
 
 def _int(v: object) -> int:

@@ -181,6 +181,9 @@ def test_timeline_marks_name_every_reason():
     events = [{"kind": "ledger", "camera": "down", "mono_ns": 20, "captured": 9, "aged_out": 4,
                "dropped": {"sensor_gap": 2, "ring_overflow": 1, "still_gap": 0}},
               {"kind": "drop", "name": "disk_full", "camera": "up", "count": 3, "mono_ns": 10},
-              {"kind": "fault", "camera": "down", "mono_ns": 15}]
+              {"kind": "fault", "camera": "down", "mono_ns": 15},
+              {"kind": "loss", "name": "recovery", "camera": "down", "seqs": [7, 8, 9], "mono_ns": 30},
+              {"kind": "loss", "name": "recovery", "camera": "down", "seq_after": 3, "mono_ns": 31}]  # no seqs
     assert ledger_marks(events) == [(10, "up", "store_full", 3), (20, "down", "ring_overflow", 1),
-                                    (20, "down", "sensor_gap", 2)]
+                                    (20, "down", "sensor_gap", 2), (30, "down", "recovery_cut", 3)]
+    assert read_ledger(events)["down"]["dropped"] == {"sensor_gap": 2, "ring_overflow": 1, "recovery_cut": 3}
