@@ -95,6 +95,7 @@ class Daemon:
         self.ledger = Ledger()  # the current flight's frame accounting (a new one at every arm)
         self._store_ledger: Ledger | None = None  # the ledger whose records go to self.store's event log
         self._opening: threading.Thread | None = None
+        self._finish_started: Any = None  # the store a finishing thread was started for
         self._stop = threading.Event()
         self._closed = False
         self._started = False
@@ -306,11 +307,18 @@ class Daemon:
         if store is not None and not store.finished:
             store.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
-        if tr.phase_to in (LANDED, SAFE) and store is not None and not store.finished:
-            t = threading.Thread(target=self._finish_flight, args=(store, self._store_ledger),
-                                 name="camctl-finish", daemon=True)
-            self._finishing = t
-            t.start()
+        if tr.phase_to in (LANDED, SAFE) and store is not None:
+            self._start_finishing(store, self._store_ledger)
+
+    def _start_finishing(self, store: Any, ledger: Ledger | None) -> None:
+        """Finish ``store`` on its own thread, once (the transition and a late flight open may both ask)."""
+        with self._log_lock:
+            if store.finished or store is self._finish_started:
+                return
+            self._finish_started = store
+        t = threading.Thread(target=self._finish_flight, args=(store, ledger), name="camctl-finish", daemon=True)
+        self._finishing = t
+        t.start()
 
     def _sink(self, frame: EncodedFrame) -> bool:
         store = self.store
@@ -368,6 +376,8 @@ class Daemon:
                              "cameras": {n: {"role": r.cfg.role, "size": list(r.cfg.size),
                                              "fps": dict(r.cfg.fps)} for n, r in self.runners.items()}})
             store.commit()
+        if self.machine.phase in (SAFE, LANDED):  # disarmed (or landed) while the files were being opened
+            self._start_finishing(store, ledger)
 
     def _on_drop(self, rec: dict) -> None:
         self._publish("disk", {"board": self.board, **rec})

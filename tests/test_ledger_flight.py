@@ -187,3 +187,24 @@ def test_arming_does_no_disk_io_under_the_phase_machine_lock(tmp_path: Path, mon
     phases = [e["phase_to"] for seg in sorted((tmp_path / "store" / flight / "events").glob("*.mcap"))
               for e in iter_events(seg) if e.get("kind") == "phase"]
     assert phases[:2] == ["ARMED", "DESCENT"]  # records made before the store opened are in its log
+
+
+def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monkeypatch) -> None:
+    """The open runs on its own thread: an arm and a disarm edge that both come before it ends must still
+    leave a finished flight (not one open until the daemon stops)."""
+    import camctl.store
+
+    real, gate = camctl.store.FlightStore, threading.Event()
+
+    def slow_open(*a, **k):
+        gate.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(camctl.store, "FlightStore", slow_open)
+    with Daemon(config(tmp_path), notifier=Notifier(environ={})) as d:
+        d.machine.handle("arm", source="gpio")
+        d.machine.handle("disarm", source="gpio")
+        gate.set()
+        flight = wait_for(lambda: d.flight, "the flight to open")
+        wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists(), "the flight to be finished")
+        assert d.store.finished and d.serving()
