@@ -105,9 +105,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                        curve=_curve(args))
 
 
+def _add_line_hold(s: argparse.ArgumentParser) -> None:
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--hold", dest="line", action="store_const", const="hold",
+                   help="mock GPIO: move the line to active and leave it there (kept across a daemon restart)")
+    g.add_argument("--release", dest="line", action="store_const", const="release",
+                   help="mock GPIO: move a held line back to rest")
+
+
 def cmd_command(args: argparse.Namespace) -> int:
     name = args.cmd
-    extra = {"name": args.name} if name == "event" else {}
+    extra: dict[str, str] = {"name": args.name} if name == "event" else {}
+    if getattr(args, "line", None):
+        extra["line"] = args.line
     with _client(args.connect, args) as client:
         reply = client.command(name, **extra)
     phase = reply.get("phase", "?")
@@ -245,9 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext)
         _add_net(s, many=False)
         s.set_defaults(func=cmd_command, cmd=name)
+        if name == "arm":
+            _add_line_hold(s)
     s = sub.add_parser("event", help="send a descent event to a board (bench and sim rigs)")
     s.add_argument("name", help="event name: release, separation, touchdown, ...")
     _add_net(s, many=False)
+    _add_line_hold(s)
     s.set_defaults(func=cmd_command, cmd="event")
 
     s = sub.add_parser("fetch", help="download every frame from one or many boards, resumably")

@@ -397,7 +397,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         raise ConfigError("must be an array of tables", key=t.path("faults"))
     for i, f in enumerate(faults_v):
         ft = _Table(f, f"{t.path('faults')}[{i}]")
-        faults.append((ft.str("kind", choices=("stall", "exception", "disconnect")),
+        faults.append((ft.str("kind", choices=("stall", "exception", "disconnect", "hang")),
                        ft.num("at_s", 0.0, lo=0), ft.num("duration_s", 1.0, lo=0)))
         ft.done()
     if faults and backend != "sim":

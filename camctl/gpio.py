@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from camctl.config import GpioConfig, GpioLine
@@ -55,7 +55,8 @@ class EventLines:
     """Watches the configured lines and calls ``on_edge(event, t_ns, line)`` when one becomes active."""
 
     def __init__(self, gpio: GpioConfig, on_edge: OnEdge, *, pin_factory: Any = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock_ns: Callable[[], int] = time.monotonic_ns,
+                 initial: Mapping[str, bool] | None = None) -> None:
         self.config = gpio
         self._on_edge = on_edge
         self._clock_ns = clock_ns
@@ -78,6 +79,12 @@ class EventLines:
                 # gpiozero makes a pulled-up line active-low; our "active" may be the opposite (a
                 # break-wire held to ground reads high when it breaks).
                 fires_on_activate = line.active_high != line.pull_up
+                self._devices[line.event] = dev
+                self._lines[line.event] = line
+                if hasattr(dev.pin, "drive_high"):
+                    # a mock line starts where the wiring holds it: at rest, or as ``initial`` says (a held
+                    # arm key across a daemon restart); set before the handlers, so it is a level, not an edge
+                    self.drive(line.event, bool((initial or {}).get(line.event, False)))
                 handler = self._make_handler(line)
                 if fires_on_activate:
                     dev.when_activated = handler
@@ -85,10 +92,6 @@ class EventLines:
                 else:
                     dev.when_deactivated = handler
                     dev.when_activated = self._make_release(line)
-                self._devices[line.event] = dev
-                self._lines[line.event] = line
-                if hasattr(dev.pin, "drive_high"):
-                    self.drive(line.event, False)  # a mock line starts at rest, as the wiring would hold it
         except GpioError:
             self.close()
             raise
@@ -132,6 +135,10 @@ class EventLines:
     @property
     def events(self) -> tuple[str, ...]:
         return tuple(self._lines)
+
+    def levels(self) -> dict[str, bool]:
+        """Every line's current level (True: active), read now: what a restarted daemon resumes from."""
+        return {event: self.is_active(event) for event in self._lines}
 
     def is_active(self, event: str) -> bool:
         line = self._lines[event]
