@@ -303,8 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("bench", help="the performance ratios")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--quick", action="store_true")
+    out = s.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    out.add_argument("--markdown", action="store_true", help="print the README's performance table")
+    s.add_argument("--quick", action="store_true", help="smaller sizes, one repetition: a smoke run")
     s.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
     s.set_defaults(func=cmd_bench)
 

@@ -1,10 +1,12 @@
-"""``camctl bench``: the quick run reports every metric as a positive number; --only runs one; the proxy is honest.
+"""``camctl bench``: the quick run reports every metric as a positive number; --only runs one; the proxy is honest;
+every figure module is registered; --markdown prints one row per metric.
 
 The quick bench runs ONCE as a real subprocess (module-scoped fixture). No test asserts a performance target.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from camctl.bench import METRICS
+from camctl.bench import METRICS, BenchResult, markdown_table
+from camctl.bench.harness import MARKDOWN_HEADER
+from camctl.bench.registry import FIGURE_MODULES
 from camctl.netproxy import DelayProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +102,37 @@ def test_delay_proxy_forwards_every_byte_both_ways() -> None:
     t.join(30)
     server.close()
     assert bytes(got) == payload
+
+
+def test_every_figure_module_is_registered() -> None:
+    """A module of camctl/bench/ that defines FIGURE but is missing from FIGURE_MODULES would never run."""
+    names = sorted(p.stem for p in (ROOT / "camctl" / "bench").glob("*.py") if p.stem != "__main__")
+    with_figure = [n for n in names if hasattr(importlib.import_module(f"camctl.bench.{n}"), "FIGURE")]
+    assert sorted(FIGURE_MODULES) == with_figure
+    assert len(METRICS) == len({m.key for m in METRICS})
+
+
+def test_markdown_table_has_a_row_per_metric_and_marks_misses() -> None:
+    values: dict[str, float | None] = {m.key: 1.0 for m in METRICS}
+    values["rss_mb"] = None
+    res = BenchResult(values=values, errors={"rss_mb": "RuntimeError: board did not start"},
+                      machine={"cpu": "Test CPU", "cores": 2, "python": "3.11.7"}, elapsed_s=42)
+    md = markdown_table(res, commit="abc1234", date="2026-11-30")
+    lines = md.splitlines()
+    assert "abc1234" in lines[0] and "2026-11-30" in lines[0] and "Test CPU" in lines[0]
+    assert lines[2] == MARKDOWN_HEADER
+    rows = {ln.split("`")[1]: [c.strip() for c in ln.split("|")[1:-1]] for ln in lines if ln.startswith("| `")}
+    assert list(rows) == [m.key for m in METRICS]
+    assert rows["store_vs_fdatasync"][1:4] == ["1", ">= 0.9", "yes"]
+    assert rows["fetch_vs_imagezmq"][1:4] == ["1", ">= 3", "**no**"]
+    assert rows["capture_fps_1080p_2cams"][1:4] == ["1 fps", "", ""]
+    assert rows["rss_mb"][1:4] == ["null", "< 200", "error"]
+    assert "`rss_mb` failed: RuntimeError: board did not start" in md
+
+
+def test_markdown_flag_prints_the_table() -> None:
+    proc = _bench("--quick", "--markdown", "--only", "encode_scaling")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert MARKDOWN_HEADER in lines
+    assert [ln.split("`")[1] for ln in lines if ln.startswith("| `")] == ["encode_scaling"]
