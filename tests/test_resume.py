@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_daemon import make_config, wait_for
 
 from camctl.config import Config
 from camctl.daemon import MOCK_LINES, Daemon
@@ -24,7 +25,6 @@ from camctl.demo import start_board, write_board_config
 from camctl.ground import Client
 from camctl.sdnotify import Notifier
 from camctl.store import FlightStore, iter_events, iter_frames, list_flights, verify
-from tests.test_daemon import make_config, wait_for
 
 pytestmark = pytest.mark.slow
 
