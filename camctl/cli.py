@@ -202,9 +202,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_gpio_watch(args: argparse.Namespace) -> int:
     from camctl.config import load_config
+    from camctl.daemon import running_daemon
     from camctl.gpio import watch
 
     cfg = load_config(args.config)
+    held = running_daemon(cfg.store.dir)
+    if held is not None:
+        print(f"camctl: error: gpio watch: the lines of {args.config} are held by camctl run (pid {held.get('pid')}, "
+              f"board {held.get('board')}); stop it first (sudo systemctl stop camctl) or follow its events with "
+              f"camctl status --watch --connect {held.get('router')}", file=sys.stderr)
+        return 2
     print(f"watching {len(cfg.gpio.lines)} lines on {cfg.gpio.backend}; Ctrl-C to stop", flush=True)
     stop = threading.Event()
     try:

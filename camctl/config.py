@@ -60,6 +60,7 @@ class StoreConfig:
     commit_interval_ms: int = 200
     reserve_mb: float = 512.0
     queue_frames: int = 512
+    mount: Path | None = None  # the mount point store.dir must be on (e.g. the SSD's); `camctl doctor` checks
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,11 @@ def _store(t: _Table) -> StoreConfig:
                                  integer=True),
         reserve_mb=t.num("reserve_mb", StoreConfig.reserve_mb, lo=0),
         queue_frames=t.num("queue_frames", StoreConfig.queue_frames, lo=1, integer=True),
+        mount=Path(t.str("mount", "")).expanduser() if t.str("mount", "") else None,
     )
+    if out.mount is not None and not (out.mount.is_absolute() and out.dir.is_relative_to(out.mount)):
+        raise ConfigError(f"store.dir {out.dir} is not inside store.mount {out.mount} (an absolute mount point)",
+                          key=t.path("mount"))
     t.done()
     return out
 

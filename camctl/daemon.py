@@ -48,7 +48,7 @@ from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
 from camctl.sdnotify import Notifier
 
-__all__ = ["Daemon", "read_daemon_info", "tune_malloc"]
+__all__ = ["Daemon", "read_daemon_info", "read_mock_levels", "running_daemon", "tune_malloc"]
 
 log = logging.getLogger("camctl.daemon")
 DAEMON_INFO = "daemon.json"
@@ -83,6 +83,35 @@ def tune_malloc(*, mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
 def read_daemon_info(store_dir: str | Path) -> dict[str, Any]:
     """What a running daemon wrote about itself (pid, endpoints) beside its store."""
     return json.loads((Path(store_dir) / DAEMON_INFO).read_text())
+
+
+def running_daemon(store_dir: str | Path) -> dict[str, Any] | None:
+    """The ``daemon.json`` of a camctl that is running now on this store (its pid alive), else None."""
+    try:
+        info = read_daemon_info(store_dir)
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a daemon killed with -9 leaves its daemon.json behind
+    except PermissionError:
+        pass  # alive, another user's (the service user)
+    return info
+
+
+def read_mock_levels(store_dir: str | Path) -> dict[str, bool]:
+    """The mock board's held line levels (``mock-lines.json`` beside the store); {} when none are held."""
+    path = Path(store_dir) / MOCK_LINES
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s (mock lines start at rest)", path, exc)
+        return {}
+    return {str(k): bool(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 class Daemon:
@@ -126,7 +155,7 @@ class Daemon:
                     camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
                     max_inflight=cfg.encode.max_inflight)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
-                                    initial=self._mock_levels() if cfg.gpio.backend == "mock" else None)
+                                    initial=read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None)
             self.publisher = Publisher(self, cfg.publish)
         except BaseException:
             self.close()
@@ -268,16 +297,6 @@ class Daemon:
         rec = self.machine.records[-1] if len(self.machine.records) > n else None
         return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
                 "outcome": rec.outcome if rec is not None else "", "line": hold}
-
-    def _mock_levels(self) -> dict[str, bool]:
-        try:
-            data = json.loads((self.store_root / MOCK_LINES).read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring %s: %s (mock lines start at rest)", self.store_root / MOCK_LINES, exc)
-            return {}
-        return {k: bool(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     def _save_mock_levels(self) -> None:
         from camctl.store.index import write_json_atomic

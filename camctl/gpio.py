@@ -270,7 +270,11 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threadi
     devices = []
     try:
         for line in gpio.lines:
-            dev = DigitalInputDevice(line.pin, pull_up=line.pull_up, pin_factory=factory)
+            try:
+                dev = DigitalInputDevice(line.pin, pull_up=line.pull_up, pin_factory=factory)
+            except Exception as exc:  # lgpio 'GPIO busy', PinInUse: one line, not a traceback
+                raise GpioError(f"cannot claim gpio{line.pin} ({line.event}): {exc} (is camctl run holding "
+                                f"it?)") from None
 
             def edge(_dev: Any = None, line: GpioLine = line, dev: Any = dev) -> None:
                 level = "high" if dev.pin.state else "low"
