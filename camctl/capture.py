@@ -225,9 +225,10 @@ class CameraRunner:
         self._due_ns = self._clock_ns() + int((seconds + PROGRESS_MARGIN_S) * 1e9)
 
     def overdue_s(self, now_ns: int | None = None) -> float:
-        """Seconds the thread is past the time its current step should have taken (0.0: making progress)."""
+        """Seconds the thread is past the time its current step should have taken (0.0: making progress).
+        A thread that died without being stopped stops making progress too: it becomes overdue."""
         due = self._due_ns
-        if due is None or not self._thread.is_alive() or self._stop.is_set():
+        if due is None or self._stop.is_set():
             return 0.0
         now = self._clock_ns() if now_ns is None else now_ns
         return max(0.0, (now - due) / 1e9)

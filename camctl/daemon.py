@@ -53,6 +53,7 @@ __all__ = ["Daemon", "read_daemon_info", "read_mock_levels", "running_daemon", "
 log = logging.getLogger("camctl.daemon")
 DAEMON_INFO = "daemon.json"
 MOCK_LINES = "mock-lines.json"  # the mock board's line levels (True: active), kept across daemon restarts
+DISARMED = "disarmed.json"  # the landed flight that was then disarmed (its own log is finished: it cannot say so)
 CHECK_TIMEOUT_S = 15.0  # the boot check of every camera (in parallel): open, one frame, close
 MAX_REPLACEMENTS = 3  # a camera whose capture thread hangs is restarted this often, then isolated
 
@@ -347,10 +348,26 @@ class Daemon:
         if store is not None and not store.finished:
             store.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
+        if tr.phase_from == LANDED and tr.phase_to == SAFE and self.flight:
+            self._save_disarmed(self.flight, tr.wall_ns)
         if tr.phase_to in (LANDED, SAFE) and store is not None and not store.finished:
             t = threading.Thread(target=self._finish_flight, args=(store,), name="camctl-finish", daemon=True)
             self._finishing = t
             t.start()
+
+    def _save_disarmed(self, flight: str, wall_ns: int) -> None:
+        from camctl.store.index import write_json_atomic
+
+        try:
+            write_json_atomic(self.store_root / DISARMED, {"flight": flight, "wall_ns": wall_ns})
+        except OSError as exc:  # a restart would then come up LANDED again: a nuisance, not a loss
+            log.warning("cannot record the disarm of flight %s: %s", flight, exc)
+
+    def _disarmed_flight(self) -> str:
+        try:
+            return str(json.loads((self.store_root / DISARMED).read_text()).get("flight", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     def _sink(self, frame: EncodedFrame) -> bool:
         store = self.store
@@ -474,6 +491,8 @@ class Daemon:
             return
         if state is None or state.phase == SAFE:
             return
+        if state.phase == LANDED and self._disarmed_flight() == state.flight:
+            return  # landed, then disarmed: the board was SAFE when it stopped
         now_wall, now_mono = time.time_ns(), time.monotonic_ns()
 
         def mono(wall_ns: int | None) -> int | None:  # a persisted wall time on this boot's monotonic clock

@@ -159,6 +159,11 @@ def test_landed_stays_landed_and_records_nothing(tmp_path: Path, daemon_on) -> N
     assert flight in st["flights"]
     assert sorted(p.name for p in fdir.rglob("*.mcap")) == before
     assert d.command("disarm", {})["phase"] == "SAFE"
+    d.close()
+    again = daemon_on(cfg=cfg)  # disarmed after landing: a restart now comes up SAFE, ready to arm
+    assert (again.phase, again.flight, again.resumed) == ("SAFE", "", None)
+    again.command("arm", {"line": "release"})  # the key was left on: off, then on again arms
+    assert again.command("arm", {"line": "hold"})["phase"] == "ARMED" and again.flight != flight
 
 
 def test_armed_with_the_arm_line_released_is_disarmed(tmp_path: Path, daemon_on) -> None:
