@@ -505,7 +505,11 @@ class Daemon:
                "levels": self.lines.levels() if self.lines is not None else {},
                "mono_ns": now_mono, "wall_ns": now_wall}
         if state.phase == LANDED:  # landed stays landed: serve it, record nothing, wait for a disarm
-            self.machine.resume(LANDED, entered_ns=mono(state.entered_wall_ns) or now_mono)
+            try:
+                self.machine.resume(LANDED, entered_ns=mono(state.entered_wall_ns) or now_mono)
+            except RuntimeError as exc:
+                log.error("not resuming flight %s: %s", state.flight, exc)
+                return
             self.flight = state.flight
             self._flights_done.append(state.flight)
             self.resumed = rec
@@ -517,9 +521,14 @@ class Daemon:
         except (OSError, StoreError) as exc:
             log.error("cannot resume flight %s in %s: %s; starting SAFE", state.flight, self.store_root, exc)
             return
+        try:
+            self.machine.resume(state.phase, entered_ns=mono(state.entered_wall_ns) or now_mono,
+                                descent_started_ns=mono(state.descent_wall_ns))
+        except RuntimeError as exc:  # an edge during start-up moved the machine first: that flight wins
+            log.error("not resuming flight %s: %s", state.flight, exc)
+            store.close()
+            return
         self.store, self.flight = store, state.flight
-        self.machine.resume(state.phase, entered_ns=mono(state.entered_wall_ns) or now_mono,
-                            descent_started_ns=mono(state.descent_wall_ns))
         for runner in self.runners.values():
             runner.set_phase(state.phase)
         self.resumed = rec

@@ -327,3 +327,16 @@ def test_sd_watchdog_keeps_coming_through_a_handled_hang(tmp_path: Path, monkeyp
         reader.join(5)
         sock.close()
     assert any(m.startswith("READY=1") for _, m in got)
+
+
+def test_an_edge_before_the_resume_wins_and_start_does_not_fail(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    old = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.lines.drive("arm", True)  # an arm edge between claiming the lines and the resume
+        d.start()
+        assert d.phase == "ARMED" and d.flight not in ("", old) and d.resumed is None
+    finally:
+        d.close()
+    assert sorted(list_flights(tmp_path / "store")) == sorted([old, d.flight])
