@@ -696,7 +696,10 @@ class Daemon:
         self._closed = True
         self._stop.set()
         for runner in self.runners.values():
-            runner.stop()
+            if runner.isolated:  # stuck in its backend: joining or closing it could hang the shutdown too
+                runner.abandon()
+            else:
+                runner.stop()
         finishing = self._finishing
         if finishing is not None:
             finishing.join(timeout=30)
