@@ -43,7 +43,7 @@ from camctl.capture import CameraRunner
 from camctl.config import ARMED, LANDED, SAFE, Config
 from camctl.encode import EncoderPool
 from camctl.events import EventRecord, PhaseMachine, Transition
-from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
+from camctl.exc import CamctlError, CommandRefused, ConfigError, ResumeError, StoreError
 from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
 from camctl.sdnotify import Notifier
@@ -507,7 +507,7 @@ class Daemon:
         if state.phase == LANDED:  # landed stays landed: serve it, record nothing, wait for a disarm
             try:
                 self.machine.resume(LANDED, entered_ns=mono(state.entered_wall_ns) or now_mono)
-            except RuntimeError as exc:
+            except ResumeError as exc:
                 log.error("not resuming flight %s: %s", state.flight, exc)
                 return
             self.flight = state.flight
@@ -524,7 +524,7 @@ class Daemon:
         try:
             self.machine.resume(state.phase, entered_ns=mono(state.entered_wall_ns) or now_mono,
                                 descent_started_ns=mono(state.descent_wall_ns))
-        except RuntimeError as exc:  # an edge during start-up moved the machine first: that flight wins
+        except ResumeError as exc:  # an edge during start-up moved the machine first: that flight wins
             log.error("not resuming flight %s: %s", state.flight, exc)
             store.close()
             return

@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
+from camctl.exc import ResumeError
 
 __all__ = ["EventRecord", "PhaseMachine", "Transition"]
 
@@ -177,10 +178,10 @@ class PhaseMachine:
         the log itself), timers run from ``entered_ns`` / ``descent_started_ns`` (this clock, possibly in the
         past), so TOUCHDOWN keeps only its remaining post-touchdown time. Only from SAFE, before any event."""
         if phase not in self.order:
-            raise ValueError(f"cannot resume into unknown phase {phase!r} (phases: {', '.join(self.order)})")
+            raise ResumeError(f"cannot resume into unknown phase {phase!r} (phases: {', '.join(self.order)})")
         with self._lock:
             if self._phase != SAFE or self.history:
-                raise RuntimeError(f"resume only at start (phase is {self._phase})")
+                raise ResumeError(f"resume only at start, before any event (phase is {self._phase})")
             now = self._clock_ns()
             self._phase = phase
             self._entered_ns = min(entered_ns, now)
