@@ -261,13 +261,27 @@ class EventLines:
 
 def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threading.Event | None = None,
           pin_factory: Any = None) -> None:
-    """``camctl gpio watch``: print every edge of every configured line with timestamps until ``stop``."""
+    """``camctl gpio watch``: print every edge of every configured line until ``stop``, at its kernel time (the
+    pin's ticks, as :class:`EventLines` records them) with the gap since that line's previous edge, so contact
+    bounce shows as edges closer than ``bounce_ms``. The first line per pin is its level at start."""
     from gpiozero import DigitalInputDevice
 
     stop = stop or threading.Event()
     factory = make_pin_factory(gpio) if pin_factory is None else pin_factory
     t0 = time.monotonic_ns()
-    devices = []
+    devices: list[Any] = []
+    callbacks: list[Callable[[Any, Any], None]] = []  # the pins keep weak references only
+    last: dict[str, int] = {}
+
+    def report(line: GpioLine, level_high: bool, t_ns: int, note: str) -> None:
+        gap = f"  +{(t_ns - last[line.event]) / 1e6:.3f} ms" if line.event in last else ""
+        if note != "at start":
+            last[line.event] = t_ns
+        active = level_high == line.active_high
+        out(f"{(t_ns - t0) / 1e9:10.4f}s  {time.strftime('%H:%M:%S')}  gpio{line.pin:<3d} {line.event:<12s} "
+            f"{'high' if level_high else 'low':<4s} {'ACTIVE' if active else 'inactive'}{gap}"
+            f"{f'  ({note})' if note else ''}")
+
     try:
         for line in gpio.lines:
             try:
@@ -275,17 +289,16 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threadi
             except Exception as exc:  # lgpio 'GPIO busy', PinInUse: one line, not a traceback
                 raise GpioError(f"cannot claim gpio{line.pin} ({line.event}): {exc} (is camctl run holding "
                                 f"it?)") from None
-
-            def edge(_dev: Any = None, line: GpioLine = line, dev: Any = dev) -> None:
-                level = "high" if dev.pin.state else "low"
-                active = bool(dev.is_active) == (line.active_high != line.pull_up)
-                out(f"{(time.monotonic_ns() - t0) / 1e9:10.4f}s  {time.strftime('%H:%M:%S')}  "
-                    f"gpio{line.pin:<3d} {line.event:<12s} {level:<4s} {'ACTIVE' if active else 'inactive'}")
-
-            dev.when_activated = edge
-            dev.when_deactivated = edge
             devices.append(dev)
-            edge()
+
+            def changed(ticks: Any, state: Any, line: GpioLine = line) -> None:
+                t = edge_time_ns(factory, ticks)
+                report(line, bool(state), time.monotonic_ns() if t is None else t,
+                       "callback time" if t is None else "")
+
+            callbacks.append(changed)
+            dev.pin.when_changed = changed
+            report(line, bool(dev.pin.state), time.monotonic_ns(), "at start")
         stop.wait()
     finally:
         for dev in devices:

@@ -147,3 +147,30 @@ def test_gpio_watch_on_lines_a_running_daemon_holds_is_a_one_line_error(tmp_path
     assert out.returncode == 2, out
     assert out.stderr.count("\n") == 1 and "held by camctl run (pid" in out.stderr, out.stderr
     assert str(board.proc.pid) in out.stderr and out.stdout == ""
+
+
+def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
+    from camctl.gpio import watch
+
+    factory = MockFactory()
+    lines: list[str] = []
+    stop = threading.Event()
+    cfg = GpioConfig(backend="mock", lines=LINES)
+    t = threading.Thread(target=watch, args=(cfg,), kwargs={"out": lines.append, "stop": stop,
+                                                           "pin_factory": factory}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while len(lines) < len(LINES) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert all(line.endswith("(at start)") for line in lines), lines
+        pin = factory.pin(27)  # release: pulled up, active low
+        edge = time.monotonic() - 0.01  # stamped 10 ms ago, delivered now as lgpio's thread would
+        pin.when_changed(edge, False)
+        pin.when_changed(edge + 0.0015, True)  # a bounce 1.5 ms later
+    finally:
+        stop.set()
+        t.join(10)
+    first, bounce = lines[len(LINES):]
+    assert "gpio27  release      low  ACTIVE" in first and "ms" not in first, first
+    assert "high inactive  +1.500 ms" in bounce, bounce
