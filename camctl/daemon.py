@@ -623,7 +623,13 @@ class Daemon:
                 continue
             handled.append(name)
             n = self._replacements.get(name, 0)
-            action = "isolated" if n >= MAX_REPLACEMENTS or name in self._injected else "restarted"
+            camera = None
+            if n < MAX_REPLACEMENTS and name not in self._injected:  # an injected camera has no twin
+                try:
+                    camera = make_camera(runner.cfg, seed=self._seeds[name])
+                except Exception as exc:  # the backend cannot even build a camera object: isolate it
+                    log.error("camera %s: cannot build a fresh camera object: %s", name, exc)
+            action = "isolated" if camera is None else "restarted"
             msg = (f"capture thread stuck in {runner.activity!r} for {overdue:.1f} s past its budget; "
                    f"camera {action}")
             log.error("camera %s: %s", name, msg)
@@ -636,8 +642,8 @@ class Daemon:
                 continue
             runner.abandon()
             self._replacements[name] = n + 1
-            fresh = CameraRunner(make_camera(runner.cfg, seed=self._seeds[name]), runner.cfg, self.pool,
-                                 self._sink, on_fault=self._on_fault, max_inflight=self.cfg.encode.max_inflight)
+            fresh = CameraRunner(camera, runner.cfg, self.pool, self._sink, on_fault=self._on_fault,
+                                 max_inflight=self.cfg.encode.max_inflight)
             fresh.stats.faults, fresh.stats.restarts = runner.stats.faults + 1, runner.stats.restarts + 1
             fresh.stats.last_error = msg
             fresh.set_phase(self.phase)

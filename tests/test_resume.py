@@ -342,3 +342,25 @@ def test_an_edge_before_the_resume_wins_and_start_does_not_fail(tmp_path: Path) 
     finally:
         d.close()
     assert sorted(list_flights(tmp_path / "store")) == sorted([old, d.flight])
+
+
+def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path, monkeypatch) -> None:
+    import camctl.cameras
+    from camctl.exc import CameraError
+
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.3, "duration_s": 600}])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+
+        def broken(*_a: Any, **_k: Any) -> Any:
+            raise CameraError("down", "no camera object (backend gone)")
+
+        monkeypatch.setattr(camctl.cameras, "make_camera", broken)
+        d.command("arm", {})
+        wait_for(lambda: not d.capture_ok(), "the hang", timeout_s=60)
+        assert d.watch_capture() == ["down"]
+        assert d.runners["down"].isolated and d.capture_ok()
+        assert d.status()["cameras"]["down"]["state"] == "isolated"
+    finally:
+        d.close()
