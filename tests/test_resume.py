@@ -364,3 +364,19 @@ def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path
         assert d.status()["cameras"]["down"]["state"] == "isolated"
     finally:
         d.close()
+
+
+def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, monkeypatch, daemon_on) -> None:
+    import camctl.store
+
+    checked: list[list[str]] = []
+    monkeypatch.setattr(camctl.store, "verify_later", lambda root, flights=None, **_: checked.append(list(flights)))
+    cfg = make_config(tmp_path)
+    flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)])
+    d = daemon_on(cfg=cfg)
+    assert d.flight == flight and checked == [[]]  # its open segments are being written: no repair under it
+    d.close()
+    landed = make_config(tmp_path / "b")
+    other = persist_flight(landed, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10), ("LANDED", 9)])
+    daemon_on(cfg=landed)
+    assert checked[-1] == [other]  # a landed flight is only read: it gets the full check
