@@ -184,7 +184,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from camctl.demo import run_demo
 
     return run_demo(boards=args.boards, seconds=args.seconds, out=Path(args.out) if args.out else None,
-                    quiet=args.quiet, keep=args.keep)
+                    quiet=args.quiet, keep=args.keep, mission_port=args.mission_port if args.mission else None)
+
+
+def cmd_mission(args: argparse.Namespace) -> int:
+    from camctl.mission import mission_main
+
+    args.curve = _curve(args)
+    return mission_main(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -240,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=6.0, help="length of the descent (default 6)")
     s.add_argument("--out", help="output folder (default: a new folder under ./demo-out)")
     s.add_argument("--keep", action="store_true", help="keep the boards' store folders")
+    s.add_argument("--mission", action="store_true", help="watch it on the mission page (its URL is printed)")
+    s.add_argument("--mission-port", type=int, default=8080, metavar="P", help="the page's port (default 8080)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
 
@@ -271,6 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which flight to download from each board (default latest: each board's newest)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_fetch)
+
+    s = sub.add_parser("mission", help="the conductor's page: go/no-go, live phases, previews, videos")
+    _add_net(s, many=True)
+    s.add_argument("--out", metavar="DIR", help="downloads and exports (default: a new folder under ./mission-out)")
+    s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; any other needs "
+                                                       "the access token printed at start)")
+    s.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = any free port)")
+    s.add_argument("--operator", action="store_true", help="operator keys: arm/disarm buttons (with a "
+                                                           "confirmation; never a descent event)")
+    s.add_argument("--min-record-min", type=float, default=10.0, metavar="MIN",
+                   help="go needs disk room for this many minutes at the flight's schedule (default 10)")
+    s.add_argument("--max-clock-ms", type=float, default=50.0, metavar="MS",
+                   help="go needs every board's clock within this of the others (default 50)")
+    s.add_argument("--rate-tolerance", type=float, default=0.2, metavar="F",
+                   help="go needs each camera within this fraction of its scheduled rate (default 0.2)")
+    s.set_defaults(func=cmd_mission)
 
     s = sub.add_parser("ls", help="what is stored (DIR) or on a board (--connect)")
     s.add_argument("dir", nargs="?")
