@@ -25,7 +25,7 @@ def _jpeg(rng: np.random.Generator, w: int = 64, h: int = 48) -> bytes:
 
 
 def _writer(path: Path, layout, chunk_bytes: int):
-    from camctl.store._format import SegmentWriter
+    from camctl.store._segment import SegmentWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return SegmentWriter(path, layout, opener=lambda p: open(p, "wb", buffering=0), max_chunk_bytes=chunk_bytes)
@@ -36,7 +36,7 @@ def write_segment(path: Path, camera: str, *, frames: int, seq0: int = 0, t0_ns:
                   pad_kb: int = 0) -> None:
     """A camera segment written by the store's own segment writer: /<camera>/image (CompressedImage) and
     /<camera>/meta (JSON). ``torn``: committed chunks but no summary or footer (a segment cut mid-flight)."""
-    from camctl.store._format import CH_IMAGE, CH_META, camera_layout
+    from camctl.store._records import CH_IMAGE, CH_META, camera_layout
 
     rng = np.random.default_rng(seed)
     w = _writer(path, camera_layout(camera), 64 * 1024)
@@ -56,7 +56,7 @@ def write_segment(path: Path, camera: str, *, frames: int, seq0: int = 0, t0_ns:
 
 
 def write_events(path: Path, names: list[str]) -> None:
-    from camctl.store._format import CH_EVENTS, events_layout
+    from camctl.store._records import CH_EVENTS, events_layout
 
     w = _writer(path, events_layout(), 1 << 20)
     for i, name in enumerate(names):
