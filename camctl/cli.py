@@ -109,9 +109,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                        curve=_curve(args))
 
 
+def _add_line_hold(s: argparse.ArgumentParser) -> None:
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--hold", dest="line", action="store_const", const="hold",
+                   help="mock GPIO: move the line to active and leave it there (kept across a daemon restart)")
+    g.add_argument("--release", dest="line", action="store_const", const="release",
+                   help="mock GPIO: move a held line back to rest")
+
+
 def cmd_command(args: argparse.Namespace) -> int:
     name = args.cmd
-    extra = {"name": args.name} if name == "event" else {}
+    extra: dict[str, str] = {"name": args.name} if name == "event" else {}
+    if getattr(args, "line", None):
+        extra["line"] = args.line
     with _client(args.connect, args) as client:
         reply = client.command(name, **extra)
     phase = reply.get("phase", "?")
@@ -208,9 +218,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_gpio_watch(args: argparse.Namespace) -> int:
     from camctl.config import load_config
+    from camctl.daemon import running_daemon
     from camctl.gpio import watch
 
     cfg = load_config(args.config)
+    held = running_daemon(cfg.store.dir)
+    if held is not None:
+        print(f"camctl: error: gpio watch: the lines of {args.config} are held by camctl run (pid {held.get('pid')}, "
+              f"board {held.get('board')}); stop it first (sudo systemctl stop camctl) or follow its events with "
+              f"camctl status --watch --connect {held.get('router')}", file=sys.stderr)
+        return 2
     print(f"watching {len(cfg.gpio.lines)} lines on {cfg.gpio.backend}; Ctrl-C to stop", flush=True)
     stop = threading.Event()
     try:
@@ -266,9 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext)
         _add_net(s, many=False)
         s.set_defaults(func=cmd_command, cmd=name)
+        if name == "arm":
+            _add_line_hold(s)
     s = sub.add_parser("event", help="send a descent event to a board (bench and sim rigs)")
     s.add_argument("name", help="event name: release, separation, touchdown, ...")
     _add_net(s, many=False)
+    _add_line_hold(s)
     s.set_defaults(func=cmd_command, cmd="event")
 
     s = sub.add_parser("fetch", help="download every frame from one or many boards, resumably")
