@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -435,6 +437,12 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
         srv.close()
 
 
+def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    # a subprocess with a timeout: a rule that stopped refusing would serve forever, not hang the suite
+    return subprocess.run([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://rig-a:5555", "--port", "0",
+                           "--out", str(tmp_path / "m"), *argv], capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize(("argv", "needle"), [
     (["--operator", "--curve-keys", "KEYS"], "with CURVE on, operator actions need the operator's secret key"),
     (["--operator-key", "KEYS/client.key_secret"], "is a CURVE key, but CURVE is off"),
@@ -443,17 +451,14 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
     (["--operator-key", "KEYS/nope.key_secret", "--curve-keys", "KEYS"], "cannot read it as a CURVE key"),
     (["--previews-per-board", "0"], "--previews-per-board 0: must be at least 1"),
 ])
-def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, capsys, argv: list[str],
-                                                          needle: str) -> None:
-    from camctl.cli import main
+def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: list[str], needle: str) -> None:
     from camctl.keys import create_keys
 
     create_keys(tmp_path / "k", boards=["rig-a"])
     keys = str(tmp_path / "k" / "ground")
-    rc = main(["mission", "--connect", "tcp://rig-a:5555", "--port", "0", "--out", str(tmp_path / "m"),
-               *[a.replace("KEYS", keys) for a in argv]])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    proc = _cli(tmp_path, *[a.replace("KEYS", keys) for a in argv])
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "m").exists()  # refused before anything started
 
 
