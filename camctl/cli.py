@@ -307,8 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; any other needs "
                                                        "the access token printed at start)")
     s.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = any free port)")
-    s.add_argument("--operator", action="store_true", help="operator keys: arm/disarm buttons (with a "
-                                                           "confirmation; never a descent event)")
+    s.add_argument("--operator-key", metavar="FILE",
+                   help="the operator's CURVE secret key (e.g. DIR/client.key_secret; the boards list its public "
+                        "key in operators/): arm/disarm buttons, with a confirmation, never a descent event")
+    s.add_argument("--operator", action="store_true",
+                   help="arm/disarm buttons on boards WITHOUT CURVE (sim, bench: they take COMMAND from anyone); "
+                        "with CURVE use --operator-key")
+    s.add_argument("--previews-per-board", type=int, default=None, metavar="N",
+                   help="previews shown per board (default 24: the first of each phase, the last, evenly "
+                        "between; the page says how many are hidden)")
     s.add_argument("--min-record-min", type=float, default=10.0, metavar="MIN",
                    help="go needs disk room for this many minutes at the flight's schedule (default 10)")
     s.add_argument("--max-clock-ms", type=float, default=50.0, metavar="MS",
