@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from netfixtures import FakeBoard, make_store
+from netfixtures import FakeBoard, make_store, write_segment
 
 from camctl import protocol as p
 from camctl.config import PublishConfig, StoreConfig
@@ -50,6 +50,27 @@ def test_previews_are_every_nth_image_read_through_the_store_reader(tmp_path: Pa
     assert [(t.seq, t.timestamp_ns, t.phase) for t in got] == [(f.seq, f.timestamp_ns, f.phase) for f in per_seg]
     assert [t.seq for t in got][:2] == [100, 103] and len(images) == 40
     assert all(t.width == 32 for t in got)
+
+
+def _read_syscall_bytes() -> int:
+    """Bytes this process has read through read(2) and friends so far (``rchar`` in /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_previews_of_a_large_segment_read_a_fraction_of_it(tmp_path: Path) -> None:
+    seg = tmp_path / "F1" / "down" / "000001.mcap"
+    write_segment(seg, "down", frames=300, pad_kb=30, width=96)  # ~9.5 MB in ~150 chunks of 64 KiB
+    size = seg.stat().st_size
+    before = _read_syscall_bytes()
+    got = previews.make_previews(seg, "F1/down/000001.mcap", "down", 10, 32)
+    read = _read_syscall_bytes() - before
+    print(f"previews of every 10th image read {read} of {size} bytes")
+    assert [t.seq for t, _ in got] == list(range(0, 300, 10)) and all(t.width == 32 for t, _ in got)
+    assert [t.phase for t, _ in got] == ["DESCENT"] * 30  # each preview's metadata was found
+    assert read < size * 0.15  # the chosen images, their metadata records and the indexes; not the segment
 
 
 def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
