@@ -198,7 +198,8 @@ class Sink:
     """Writer of one download: chunks in the order given are written by one thread and hashed by another
     (both release the GIL, so on two cores they overlap instead of adding up). Every ``_FSYNC_EVERY``
     bytes the kernel is asked to start writing back (``sync_file_range``; fsync where that is missing),
-    so the fsync at :meth:`close` has little left to do. :meth:`close` re-raises a write error. The
+    so the fsync at :meth:`close` has little left to do, and the pages written back are dropped from the
+    page cache (:func:`_drop_behind`). :meth:`close` re-raises a write error. The
     queues are bounded."""
 
     def __init__(self, f: Any, h: Any, *, threads: bool = True) -> None:
@@ -241,6 +242,7 @@ class Sink:
         fd = f.fileno()
         start = f.tell()
         pos = start
+        kicked = start  # writeback of [kicked, start) was started one step ago: by now it is (mostly) done
         try:
             while (data := self._wq.get()) is not None:
                 view = memoryview(data)
@@ -253,7 +255,9 @@ class Sink:
                         start_writeback(fd, start, pos - start)
                     else:
                         os.fsync(fd)
-                    start = pos
+                    if start > kicked:
+                        _drop_behind(fd, kicked, start - kicked)
+                    kicked, start = start, pos
         except BaseException as exc:  # reported by put()/close() on the receiving thread
             self._error = exc
             while self._wq.get() is not None:  # keep the receiver from blocking on a full queue
@@ -271,9 +275,21 @@ class Sink:
                     t.join()
             try:
                 os.fsync(self._f.fileno())
+                _drop_behind(self._f.fileno(), 0, 0)
             except OSError as exc:
                 self._error = self._error or exc
             finally:
                 self._f.close()
         if self._error is not None:
             raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
+
+
+def _drop_behind(fd: int, offset: int, length: int) -> None:
+    """Let the kernel drop the cached pages of ``[offset, offset+length)`` (0, 0: the whole file) once they
+    are written: a download of gigabytes never reads them back (its hash is of the buffers as written), so it
+    need not evict everything else from the page cache. Pages still dirty or under writeback are left alone
+    (``posix_fadvise(2)``: POSIX_FADV_DONTNEED "attempts to free cached pages ... dirty pages which are not
+    yet written back are not freed"). Measured here: without it, once ~600 MB of a fetch sat in the page
+    cache each 200 MB written cost 0.5 s of system time instead of 0.05 s."""
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no posix_fadvise (macOS)
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
