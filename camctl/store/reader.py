@@ -107,11 +107,12 @@ _META_KEYS = ("seq", "timestamp_ns", "phase", "value", "width", "height", "expos
               "still", "size")
 
 
-def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1) -> Iterator[StoredFrame]:
+def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1,
+                stills: bool = True) -> Iterator[StoredFrame]:
     """Frames of an already scanned segment, in file order. Undecodable image records are skipped.
 
     ``every`` > 1: of the ``/image`` records only the 0th, ``every``-th, 2*``every``-th... (counted in file
-    order before decoding) are decoded and yielded; stills are always yielded.
+    order before decoding) are decoded and yielded; stills are always yielded (``stills=False``: never).
     """
     layout = layout_of(scan)
     if layout.kind != "camera":
@@ -120,7 +121,7 @@ def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1) -> Itera
     images = [0]
     for chunk in scan.chunks:
         yield from _chunk_frames(chunk.messages, topics, layout, scan.path, chunk.start, images,
-                                 every=every, check_jpeg=check_jpeg)
+                                 every=every, check_jpeg=check_jpeg, stills=stills)
 
 
 def _chunk_frames(messages: list[Message], topics: dict[int, str], layout: Layout, path: Path | None,
@@ -265,7 +266,8 @@ def pick_frames(path: Path, *, every: int = 1, stills: bool = True, check_jpeg: 
 
     A finished segment is read through its summary: the footer, the chunk indexes, each chunk's message
     indexes, then a seek to each chosen image and its metadata record; nothing else of the file is read, and
-    at most one chunk's message index and one record are held at a time. A chunk whose indexed records do not
+    at most one chunk's message index and chosen records are held at a time (a chunk is capped by the
+    writer's ``max_chunk_bytes``). A chunk whose indexed records do not
     check (bit rot the chunk CRC would catch) is read whole and CRC-checked, and dropped if it fails. An
     unfinished segment, or one whose footer or summary does not check, is salvage-scanned from a memory map
     (bounded by the page cache, not the heap). ``opener(path)`` returns the binary file to read (tests count
@@ -453,15 +455,7 @@ def _scan_picked(f: BinaryIO, path: Path, *, every: int, stills: bool,
         data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # empty, or not a real file
         data = _read_at(f, 0, f.seek(0, 2)) if f.seek(0, 2) else b""
-    scan = scan_segment(path, data)
-    layout = layout_of(scan)
-    if layout.kind != "camera":
-        return
-    topics = _topics(scan, layout)
-    images = [0]
-    for chunk in scan.chunks:
-        yield from _chunk_frames(chunk.messages, topics, layout, path, chunk.start, images, every=every,
-                                 check_jpeg=check_jpeg, stills=stills)
+    yield from scan_frames(scan_segment(path, data), every=every, check_jpeg=check_jpeg, stills=stills)
 
 
 def scan_events(scan: Scan) -> Iterator[dict]:
