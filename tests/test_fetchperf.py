@@ -244,3 +244,35 @@ def test_downloaded_pages_leave_the_page_cache(tmp_path: Path) -> None:
     assert _resident_fraction(seg) > 0.9  # the board's copy, just written and read: cached (mincore works)
     assert dropped < 0.1, f"{dropped:.0%} of the downloaded file is still in the page cache"
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == info.sha256
+
+
+def test_sink_reports_a_write_error_and_hashes_what_it_wrote(tmp_path: Path) -> None:
+    """The sink's one thread writes then hashes each chunk: a full disk reaches the receiving thread as a
+    FetchError naming the file (never a hang on the bounded queue), and a good run hashes exactly the file."""
+    import errno
+    import io
+
+    from camctl.exc import FetchError
+    from camctl.ground.download import Sink
+
+    class Full(io.FileIO):
+        def write(self, b) -> int:
+            if self.tell() >= 1 << 20:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    chunks = [os.urandom(256 << 10) for _ in range(80)]  # more than the queue holds
+    h = hashlib.sha256()
+    sink = Sink(Full(tmp_path / "x.part", "ab"), h, threads=True)
+    with pytest.raises(FetchError, match=r"writing .*x\.part: .*No space left"):
+        for c in chunks:
+            sink.put(c)
+        sink.close()
+    with pytest.raises(FetchError):
+        sink.close()  # safe twice, still says why
+    h = hashlib.sha256()
+    sink = Sink(open(tmp_path / "y.part", "ab", buffering=0), h, threads=True)  # noqa: SIM115
+    for c in chunks:
+        sink.put(c)
+    sink.close()
+    assert h.hexdigest() == hashlib.sha256((tmp_path / "y.part").read_bytes()).hexdigest()
