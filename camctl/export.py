@@ -38,6 +38,7 @@ import simplejpeg
 from PIL import Image, ImageDraw, ImageFont
 
 from camctl.exc import ConfigError
+from camctl.ledger import ledger_marks
 from camctl.views import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = [
@@ -130,6 +131,52 @@ def _load_flight(ref: FlightRef) -> _Flight:
         if segs:
             cams[sub.name] = segs
     return _Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=cams)
+
+
+_NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared trigger edge
+
+
+def _edges(fl: _Flight) -> dict[str, int]:
+    """Event name -> monotonic ns of the first phase change that a GPIO trigger edge caused on this board."""
+    out: dict[str, int] = {}
+    for r in fl.events:
+        ev, mono = r.get("event"), r.get("mono_ns")
+        if (r.get("kind") == "phase" and r.get("source") == "gpio" and isinstance(ev, str)
+                and ev not in _NOT_EDGES and isinstance(mono, int)):
+            out.setdefault(ev, mono)
+    return out
+
+
+def align_set(fset: list[_Flight], *, prefer: str = "release") -> dict[str, dict]:
+    """Put the boards of a flight set on one zero: a GPIO trigger edge every board saw (``prefer`` if they all
+    saw it, else the earliest such edge on the first board). With no edge common to all, the edge most boards
+    saw is the zero of those boards; any board without the chosen edge is marked unaligned, with the reason,
+    and keeps its own first event as zero: it is never shifted onto the others silently.
+
+    Sets each flight's ``t0_ns`` and ``tb.aligned``; returns ``{board: {"aligned", "edge", "reason"}}``."""
+    edges = [_edges(fl) for fl in fset]
+    common = set.intersection(*(set(e) for e in edges)) if edges else set()
+    if common:
+        edge: str | None = prefer if prefer in common else min(common, key=lambda ev: edges[0][ev])
+    else:
+        counts: dict[str, int] = {}
+        for e in edges:
+            for ev in e:
+                counts[ev] = counts.get(ev, 0) + 1
+        edge = min(counts, key=lambda ev: (-counts[ev], ev != prefer, ev)) if counts else None
+    report: dict[str, dict] = {}
+    for fl, e in zip(fset, edges, strict=True):
+        if edge is not None and edge in e:
+            fl.t0_ns = fl.tb.t0_ns = e[edge]
+            fl.tb.aligned, reason = True, ""
+        else:
+            reason = (f"no {edge!r} edge in its event log (its GPIO edges: {', '.join(sorted(e)) or 'none'})"
+                      if edge is not None else "no GPIO trigger edge in its event log")
+            fl.t0_ns = next((int(r["mono_ns"]) for r in fl.events if isinstance(r.get("mono_ns"), int)), None)
+            fl.tb.t0_ns, fl.tb.aligned = fl.t0_ns, False
+        fl.tb.unaligned_reason = reason
+        report[fl.board] = {"aligned": not reason, "edge": edge if not reason else None, "reason": reason}
+    return report
 
 
 def _flight_sets(flights: list[_Flight]) -> list[list[_Flight]]:
@@ -344,7 +391,7 @@ def _targets(fl: _Flight, fset: list[_Flight], cols: list[tuple[str, str | None,
             out.append(None)
             continue
         t = fl.tb.event_ns.get(ev)
-        if t is None and ref is not None and fl.t0_ns is not None and ev in ref.tb.event_ns:
+        if t is None and ref is not None and fl.tb.aligned and fl.t0_ns is not None and ev in ref.tb.event_ns:
             t = fl.t0_ns + ref.tb.event_ns[ev] - ref.tb.t0_ns  # type: ignore[operator]
         out.append(None if t is None else t + int(off * 1e9))
     return out
@@ -566,20 +613,22 @@ def _timeline(title: str, cams: list[_CamData], out_png: Path) -> None:
             pts += [(xa, yv), (xb, yv)]
         if pts:
             d.line(pts, fill=(120, 200, 255), width=2)
-        # faults and drops of this camera (or of the board when the record names no camera)
+        # faults of this camera (or of the board when the record names no camera)
         for rec in c.fl.events:
-            if rec.get("kind") not in ("fault", "drop") or not isinstance(rec.get("mono_ns"), int):
+            if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
                 continue
             if rec.get("camera") not in (None, c.camera):
                 continue
             xe = x_of(c.fl.rel(rec["mono_ns"]))
-            if not left <= xe <= left + plot_w:
-                continue
-            if rec["kind"] == "fault":
+            if left <= xe <= left + plot_w:
                 d.line((xe, y0, xe, y1), fill=(255, 60, 60), width=2)
-            else:
-                d.polygon([(xe - 6, y1), (xe + 6, y1), (xe, y1 - 12)], fill=(255, 160, 40))
-                d.text((xe + 7, y1 - 12), str(rec.get("count", "")), fill=(255, 160, 40), font=small)
+        # every loss of this camera, by reason (the ledger's intervals and the store's drops)
+        for mono, cam, reason, n in ledger_marks(c.fl.events):
+            xe = x_of(c.fl.rel(mono))
+            if cam != c.camera or not left <= xe <= left + plot_w:
+                continue
+            d.polygon([(xe - 6, y1), (xe + 6, y1), (xe, y1 - 12)], fill=(255, 160, 40))
+            d.text((xe + 7, y1 - 12), f"{reason} {n}", fill=(255, 160, 40), font=small)
         if c.fl.tb.aligned:
             d.line((x_of(0.0), y0, x_of(0.0), y1), fill=(240, 240, 240), width=1)
         d.text((8, y0 + 4), c.board, fill=(230, 230, 230), font=font)
@@ -636,6 +685,12 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                 name += "_"
             used_names.add(name)
             set_dir = out / name
+            alignment = align_set(fset)
+            for board, a in alignment.items():
+                if not a["aligned"]:
+                    res.notes.append(f"{name}: {board} is UNALIGNED: {a['reason']}; its times are its own")
+            set_dir.mkdir(parents=True, exist_ok=True)
+            (set_dir / "alignment.json").write_text(json.dumps(alignment, indent=1, sort_keys=True))
             cols = _moments(fset) if contact_sheet else []
             cams: list[_CamData] = []
             frames_dir = set_dir / "frames" if frames else None
