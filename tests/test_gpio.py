@@ -131,24 +131,6 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(caplog:
         lines.close()
 
 
-def test_gpio_watch_on_lines_a_running_daemon_holds_is_a_one_line_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from camctl.demo import start_board, write_board_config
-
-    cfg = write_board_config(tmp_path / "b", "watch-b", 0, size=(160, 120), stills=())
-    board = start_board(cfg, tmp_path / "b" / "store", "watch-b")
-    try:
-        out = subprocess.run([sys.executable, "-m", "camctl", "gpio", "watch", "--config", str(cfg)],
-                             capture_output=True, text=True, timeout=60)
-    finally:
-        board.stop()
-    assert out.returncode == 2, out
-    assert out.stderr.count("\n") == 1 and "held by camctl run (pid" in out.stderr, out.stderr
-    assert str(board.proc.pid) in out.stderr and out.stdout == ""
-
-
 def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
     from camctl.gpio import watch
 
