@@ -156,3 +156,63 @@ def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
     first, bounce = lines[len(LINES):]
     assert "gpio27  release      low  ACTIVE" in first and "ms" not in first, first
     assert "high inactive  +1.500 ms" in bounce, bounce
+
+
+def test_edge_ticks_are_trusted_from_now_back_to_just_under_a_minute() -> None:
+    f, t = MockFactory(), 5_000_000_000
+    assert edge_time_ns(f, 5.0, now_ns=t) == t  # stamped this very nanosecond
+    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000 - 1) == t
+    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000) is None  # a minute old: an epoch-stamping kernel
+    assert edge_time_ns(f, 5.0, now_ns=t - 1) is None  # from the future
+    assert edge_time_ns(f, None) is None and edge_time_ns(f, "5.0") is None  # not a number of seconds
+
+
+def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factory(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[int] = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    try:
+        with caplog.at_level(logging.WARNING, logger="camctl.gpio"):
+            _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
+            assert [r.getMessage() for r in caplog.records] == [
+                "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; using callback "
+                "times (late by the callback's scheduling delay)"]
+            for level in (True, False, True, False):
+                _late(lines, "release", level, 1e12, 0.0)
+        assert seen == [42, 42, 42] and len(caplog.records) == 1
+    finally:
+        lines.close()
+
+
+def test_initial_levels_are_set_without_an_edge_and_levels_reads_them_back() -> None:
+    seen: list[str] = []
+    cfg = GpioConfig(backend="mock", lines=(*LINES, GpioLine("separation", 24, pull_up=False, active_high=True)))
+    lines = EventLines(cfg, lambda ev, t, _: seen.append(ev), pin_factory=MockFactory(), initial={"arm": True})
+    try:
+        assert lines.levels() == {"arm": True, "release": False, "touchdown": False, "separation": False}
+        assert seen == []  # a level held across a restart is not an edge
+        assert {e: lines._devices[e].pin.pull for e in lines.events} == {
+            "arm": "up", "release": "up", "touchdown": "up", "separation": "down"}
+        lines.drive("separation", True)
+        assert seen == ["separation"] and lines.levels()["separation"] is True
+    finally:
+        lines.close()
+
+
+def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_fires_once() -> None:
+    # e.g. lgpio's event buffer dropped the release between two presses: the older wait is cancelled
+    got: list[int] = []
+    fired = threading.Event()
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=20, lines=LINES),
+                       lambda ev, t, _: (got.append(t), fired.set()), pin_factory=MockFactory())
+    try:
+        lines.drive("release", True)
+        second = time.monotonic()
+        lines._devices["release"].pin.when_changed(second, False)  # active again, no inactive edge between
+        assert fired.wait(10)
+        for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+            timer.join(10)  # every min_pulse wait has run or been cancelled
+        assert got == [round(second * 1e9)]
+    finally:
+        lines.close()
