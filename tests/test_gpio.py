@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
 from camctl.config import GpioConfig, GpioLine, PhasesConfig
@@ -216,3 +217,63 @@ def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_
         assert got == [round(second * 1e9)]
     finally:
         lines.close()
+
+
+def test_gpio_watch_lines_are_exact_and_untrusted_ticks_say_callback_time() -> None:
+    import re
+
+    from camctl.gpio import watch
+
+    factory = MockFactory()
+    out: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            watch(GpioConfig(backend="mock", lines=LINES), out=out.append, stop=stop, pin_factory=factory)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while len(out) < len(LINES) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        pin = factory.pin(27)  # release: pulled up, active low
+        edge = time.monotonic() - 3.0
+        pin.when_changed(edge, False)
+        pin.when_changed(edge + 2.0, True)  # 2 s later: the gap's millisecond decimals are exact
+        pin.when_changed(1e12, False)  # ticks not on the monotonic clock
+    finally:
+        stop.set()
+        t.join(10)
+    head = r"^ *-?\d+\.\d{4}s  \d\d:\d\d:\d\d  "
+    expected = [r"gpio17  arm          high inactive  \(at start\)$",
+                r"gpio27  release      high inactive  \(at start\)$",
+                r"gpio23  touchdown    high ACTIVE  \(at start\)$",
+                r"gpio27  release      low  ACTIVE$",
+                r"gpio27  release      high inactive  \+2000\.000 ms$",
+                r"gpio27  release      low  ACTIVE  \+\d+\.\d{3} ms  \(callback time\)$"]
+    assert len(out) == len(expected) and errors == [], (out, errors)
+    for line, pattern in zip(out, expected, strict=True):
+        assert re.match(head + pattern, line), line
+    for p in (17, 23, 27):  # watch closed every device it claimed
+        DigitalInputDevice(p, pin_factory=factory).close()
+
+
+def test_gpio_watch_names_the_line_it_cannot_claim_and_releases_the_others() -> None:
+    from camctl.exc import GpioError
+    from camctl.gpio import watch
+
+    factory = MockFactory()
+    held = DigitalInputDevice(23, pin_factory=factory)
+    try:
+        with pytest.raises(GpioError, match=r"^cannot claim gpio23 \(touchdown\): .+ \(is camctl run holding "
+                                            r"it\?\)$"):
+            watch(GpioConfig(backend="mock", lines=LINES), out=lambda _: None, pin_factory=factory)
+    finally:
+        held.close()
+    for p in (17, 27):
+        DigitalInputDevice(p, pin_factory=factory).close()
