@@ -277,3 +277,14 @@ def test_gpio_watch_names_the_line_it_cannot_claim_and_releases_the_others() -> 
         held.close()
     for p in (17, 27):
         DigitalInputDevice(p, pin_factory=factory).close()
+
+
+def test_the_min_pulse_wait_is_shortened_by_the_edge_delivery_delay() -> None:
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=60_000, lines=LINES), lambda *_: None,
+                       pin_factory=MockFactory())
+    try:
+        # an edge stamped 1 s ago (a late lgpio callback) waits out only the rest of the minute
+        lines._devices["release"].pin.when_changed(time.monotonic() - 1.0, False)
+        assert 0 < lines._pending["release"].interval <= 59.0
+    finally:
+        lines.close()
