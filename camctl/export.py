@@ -8,7 +8,11 @@ boards flown together (release within :data:`SET_WINDOW_S` of each other, one fl
 *flight set*; each set is written to ``<out>/<set>/``::
 
     <set>/mp4/<board>_<camera>.mp4       H.264, frames at their real sensor timestamps (VFR), phases as a
-                                         mov_text subtitle track (a sidecar .srt if muxing it fails)
+                                         mov_text subtitle track (a sidecar .srt if muxing it fails); a
+                                         camera whose frame size changes (e.g. 320x180 ARMED, 960x540 in
+                                         DESCENT) gets one video at its largest size: smaller frames are
+                                         scaled up keeping their aspect (black bars if it differs), never
+                                         cropped
     <set>/contact_sheet.png             frames around each event, every camera of every board
     <set>/timeline.png                  frame rate per camera on a common axis, phases, faults, drops
     <set>/frames/<board>_<camera>_<seq:06d>_<+t.ttt>s.jpg   the stored JPEG bytes
@@ -146,11 +150,33 @@ def _flight_sets(flights: list[_Flight]) -> list[list[_Flight]]:
 
 
 # --- MP4 ----------------------------------------------------------------------------------------------
-class _Mp4:
-    """One camera's H.264 MP4, opened at its first frame; phases muxed as mov_text (or a sidecar .srt)."""
+def _video_size(segments: list[Path]) -> tuple[int, int]:
+    """The size of a camera's video: the largest width and height of its video frames (stills excluded)."""
+    from camctl.store.reader import scan_frames, scan_segment
 
-    def __init__(self, path: Path, fl: _Flight, camera: str) -> None:
+    w = h = 0
+    for seg in segments:
+        for fr in scan_frames(scan_segment(seg), check_jpeg=False):
+            if fr.still:
+                continue
+            fw, fh = fr.width, fr.height
+            if not (fw and fh):
+                try:
+                    fh, fw, _, _ = simplejpeg.decode_jpeg_header(fr.jpeg)
+                except ValueError:
+                    continue
+            w, h = max(w, fw), max(h, fh)
+    return w, h
+
+
+class _Mp4:
+    """One camera's H.264 MP4 at ``size`` (even-rounded), opened at its first frame; a frame of another size is
+    scaled to fit keeping its aspect and centred on black, never cropped; phases muxed as mov_text (or .srt)."""
+
+    def __init__(self, path: Path, fl: _Flight, camera: str, size: tuple[int, int] | None = None) -> None:
         self.path, self.fl, self.camera = path, fl, camera
+        self.size = size
+        self.scaled = 0
         self.container: Any = None
         self.stream: Any = None
         self.subs: Any = None
@@ -176,11 +202,7 @@ class _Mp4:
         except ValueError:
             self.skipped += 1
             return
-        if rgb.shape[1] < self.width or rgb.shape[0] < self.height:
-            self.skipped += 1  # a frame of another size (e.g. after a mode change): not in this video
-            return
-        rgb = np.ascontiguousarray(rgb[:self.height, :self.width])
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(self._fit(rgb), format="rgb24").reformat(format="yuv420p")
         frame.pts = pts
         frame.time_base = MP4_TIME_BASE
         self.container.mux(self.stream.encode(frame))
@@ -188,11 +210,33 @@ class _Mp4:
         self.last_ns, self.last_pts = ts, pts
         self._emit_subs(ts - self.first_ns)
 
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` at the video's size: scaled by one factor (the aspect kept) and centred on black."""
+        import av
+
+        h, w = rgb.shape[:2]
+        if (w, h) == (self.width, self.height):
+            return rgb
+        if w - w % 2 == self.width and h - h % 2 == self.height:
+            return np.ascontiguousarray(rgb[:self.height, :self.width])  # the odd last row/column only
+        self.scaled += 1
+        k = min(self.width / w, self.height / h)
+        sw, sh = max(1, min(self.width, round(w * k))), max(1, min(self.height, round(h * k)))
+        small = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        scaled = small.reformat(width=sw, height=sh, format="rgb24", interpolation="BICUBIC").to_ndarray()
+        out = np.zeros((self.height, self.width, 3), np.uint8)
+        y, x = (self.height - sh) // 2, (self.width - sw) // 2
+        out[y:y + sh, x:x + sw] = scaled
+        return out
+
     def _open(self, ts: int, jpeg: bytes) -> None:
         import av
 
-        h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
-        self.width, self.height = w - w % 2, h - h % 2
+        if self.size and all(self.size):
+            w, h = self.size
+        else:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
+        self.width, self.height = max(2, w - w % 2), max(2, h - h % 2)
         self.first_ns = ts
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.path), "w", format="mp4")
@@ -285,7 +329,7 @@ def _scan_camera(fl: _Flight, camera: str, *, mp4: Path | None, frames_dir: Path
     from camctl.store import iter_frames
 
     data = _CamData(fl.board, camera, fl, picks=[_Pick() for _ in targets])
-    writer = _Mp4(mp4, fl, camera) if mp4 is not None else None
+    writer = _Mp4(mp4, fl, camera, _video_size(fl.cameras[camera])) if mp4 is not None else None
     tol = 1_000_000_000  # a contact-sheet cell takes a frame within 1 s of its moment
     try:
         for seg in fl.cameras[camera]:
@@ -317,7 +361,10 @@ def _scan_camera(fl: _Flight, camera: str, *, mp4: Path | None, frames_dir: Path
             res.subtitles.append(writer.srt)
             res.notes.append(f"{mp4}: phases written to {writer.srt.name} (subtitle muxing failed)")
         if writer.skipped:
-            res.notes.append(f"{mp4}: {writer.skipped} frames skipped (out of order, undecodable or resized)")
+            res.notes.append(f"{mp4}: {writer.skipped} frames skipped (out of order or undecodable)")
+        if writer.scaled:
+            res.notes.append(f"{mp4}: {writer.scaled} smaller frames scaled up to {writer.width}x{writer.height} "
+                             f"(the camera changed size during the flight)")
     data.times.sort()
     return data
 
