@@ -712,7 +712,9 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
 
 
 def export_main(args: argparse.Namespace) -> int:
-    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--out OUTDIR] [--quiet]``."""
+    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--out OUTDIR] [--quiet]``.
+
+    0 when something was written, 1 when the flights hold nothing to export, 2 (ConfigError) for no flight."""
     root = Path(args.dir)
     if not root.is_dir():
         raise ConfigError(f"no such folder: {root}")
@@ -731,4 +733,5 @@ def export_main(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if not any(res.paths().values()):
         print(f"export: nothing written (no frames under {root})")
+        return 1  # flights without a frame: a problem in the data (camctl.cli's exit-code rule)
     return 0

@@ -294,7 +294,7 @@ def ls_remote(urls: list[str], *, json_out: bool = False, timeout_s: float = 5.0
                 segs = c.list()
             except (FetchError, RemoteError) as exc:
                 boards.append({"url": url, "error": str(exc)})
-                rc = 1
+                rc = 2  # a board that cannot be reached or refuses: a connection error (camctl.cli's rule)
                 continue
         flights: dict[str, dict[str, dict]] = {}
         for s in segs:
@@ -458,14 +458,14 @@ def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False,
     ``watch`` refreshes until Ctrl-C (or ``stop`` is set): a STATUS poll of every board each ``interval_s``,
     and, for boards whose PUB endpoints are given in ``events``, their live ``status`` broadcasts in between
     (a ``phase`` or ``fault`` broadcast triggers an immediate re-poll). With ``json_out`` a watch prints one
-    JSON line per refresh. Exit 1 if a board did not answer (in the last refresh).
+    JSON line per refresh. Exit 2 if a board did not answer (in the last refresh): a connection error.
     """
     results = _poll(urls, timeout_s, curve)
 
     def emit_json(res: list[dict]) -> None:
         print(json.dumps(res[0] if len(res) == 1 else res), flush=True)
 
-    rc = lambda res: 1 if any("error" in r for r in res) else 0  # noqa: E731
+    rc = lambda res: 2 if any("error" in r for r in res) else 0  # noqa: E731
     if not watch:
         if json_out:
             emit_json(results)
