@@ -130,6 +130,10 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    if args.first_look:
+        from camctl.firstlook import first_look_main
+
+        return first_look_main(args, curve=_curve(args))
     from camctl.ground import fetch, print_report
 
     report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
@@ -297,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_net(s, many=True)
     s.add_argument("--out", required=True, metavar="DIR", help="download folder (<DIR>/<board>/<flight>/...)")
     s.add_argument("--thumbs-only", action="store_true", help="fetch the previews and event logs only")
+    s.add_argument("--first-look", action="store_true",
+                   help="fetch the previews of every board, draw DIR/first-look.png and say how long after "
+                        "touchdown it is ready")
     s.add_argument("--give-up-after", type=float, default=30.0, metavar="S",
                    help="seconds a board may stay unreachable before it is reported and skipped")
     s.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -395,7 +395,8 @@ def _contact_sheet(fset: list[_Flight], cams: list[_CamData], out_png: Path) -> 
         block = Block(event_title(ev, ref.tb), [f"{o:+g} s" for o in OFFSETS_S])  # type: ignore[union-attr]
         for cam in cams:
             t_ev = event_ns(ev, cam.fl.tb, ref.tb)  # type: ignore[union-attr]
-            picks = cam.picker.picks()[e * len(OFFSETS_S):(e + 1) * len(OFFSETS_S)] if cam.picker else []
+            n = len(OFFSETS_S)
+            picks = cam.picker.picks(group=n)[e * n:(e + 1) * n] if cam.picker else []
             block.rows.append((f"{cam.board}\n{cam.camera}", [
                 None if p is None or t_ev is None else Tile(p.image, caption((p.ts - t_ev) / 1e9, p.phase, p.seq))
                 for p in picks] or [None] * len(OFFSETS_S)))

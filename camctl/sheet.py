@@ -74,8 +74,21 @@ class Picker:
             if near is None or abs(d) < near[0]:
                 self._near[i] = (abs(d), Pick(ts, phase, seq, image))
 
-    def picks(self) -> list[Pick | None]:
-        return [self._after[i] or (n[1] if (n := self._near[i]) else None) for i in range(len(self.targets))]
+    def picks(self, group: int = 0) -> list[Pick | None]:
+        """The frame of each target. Within each run of ``group`` targets (a row of the sheet; all targets
+        when 0), a frame chosen for several targets (sparse previews) is kept only at the one nearest to it,
+        so no frame is shown twice in a row."""
+        out = [self._after[i] or (n[1] if (n := self._near[i]) else None) for i in range(len(self.targets))]
+        size = group or len(out) or 1
+        for start in range(0, len(out), size):
+            row = range(start, min(start + size, len(out)))
+            for key in {(p.ts, p.seq) for j in row if (p := out[j]) is not None}:
+                same = [j for j in row if (p := out[j]) is not None and (p.ts, p.seq) == key]
+                keep = min(same, key=lambda j, t=key[0]: abs(t - self.targets[j][0]))
+                for j in same:
+                    if j != keep:
+                        out[j] = None
+        return out
 
 
 def event_columns(tb: TimeBase) -> list[str]:
