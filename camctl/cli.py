@@ -45,10 +45,26 @@ class _KeyValueFormatter(logging.Formatter):
                f"logger={record.name} msg={json.dumps(msg)}"
 
 
+_RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_KV = re.compile(r"\b([a-z_]+)=([^\s,;()]+)")
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and the facts as fields of their own: whatever the
+    call passed in ``extra=`` (event, phase, camera, flight, counts...) and every ``key=value`` in the text."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
-                           "msg": record.getMessage()})
+        msg = record.getMessage()
+        out: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name}
+        for key, value in _KV.findall(msg):
+            out.setdefault(key, int(value) if value.isdigit() else value)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                out[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+        out["msg"] = msg
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
 
 
 def setup_logging(level: str = "info", *, json_lines: bool = False, quiet: bool = False) -> None:

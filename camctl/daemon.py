@@ -233,7 +233,9 @@ class Daemon:
         d = rec.to_dict()
         self._log_record(d)
         if rec.outcome != "transition":
-            log.info("event=%s source=%s phase=%s outcome=%s", rec.name, rec.source, rec.phase, rec.outcome)
+            log.info("event=%s source=%s phase=%s outcome=%s", rec.name, rec.source, rec.phase, rec.outcome,
+                     extra={"event": rec.name, "phase": rec.phase, "source": rec.source, "outcome": rec.outcome,
+                            "board": self.board, "flight": self.flight})
         self._publish("event", d)
 
     def _on_transition(self, tr: Transition) -> None:
@@ -243,7 +245,9 @@ class Daemon:
             runner.set_phase(tr.phase_to)
             if tr.event in runner.cfg.stills:
                 runner.request_still(tr.event)
-        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source)
+        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source,
+                 extra={"event": tr.event, "phase": tr.phase_to, "phase_from": tr.phase_from, "source": tr.source,
+                        "board": self.board, "flight": self.flight})
         if tr.phase_to == ARMED:
             self._open_flight()
         rec = {"kind": "phase", "name": tr.phase_to, "phase_from": tr.phase_from, "phase_to": tr.phase_to,

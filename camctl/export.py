@@ -488,7 +488,13 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
         raise ConfigError(f"no flights under {root} (expected <board>/<flight>/flight.json, "
                           f"<flight>/flight.json or a flight folder)")
     res = ExportResult(out=out)
-    flights = [_load_flight(r) for r in refs]
+    seen: dict[tuple[str, str], FlightRef] = {}
+    for r in refs:  # the demo's output holds each flight twice (its download and the board's store): once
+        if (r.board, r.flight) in seen:
+            res.notes.append(f"{r.board} {r.flight}: exported from {seen[(r.board, r.flight)].path}, also at {r.path}")
+        else:
+            seen[(r.board, r.flight)] = r
+    flights = [_load_flight(r) for r in seen.values()]
     sets = _flight_sets(flights)
     total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
     used_names: set[str] = set()
