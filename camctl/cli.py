@@ -341,12 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs from a download")
+    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files from a download; "
+                                      "without a kind flag: all but --foxglove")
     s.add_argument("dir", help="a download, a board's store or a flight folder")
     s.add_argument("--mp4", action="store_true", help="one H.264 MP4 per board and camera, true timing")
     s.add_argument("--contact-sheet", action="store_true", help="frames around every event, every camera")
     s.add_argument("--timeline", action="store_true", help="frame rates of all boards on one axis (PNG, SVG)")
     s.add_argument("--frames", action="store_true", help="every stored JPEG as a file")
+    s.add_argument("--foxglove", action="store_true",
+                   help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to open it with "
+                        "(not part of the default: it copies the data)")
     s.add_argument("--out", metavar="DIR", help="output folder (none: DIR/export)")
     s.add_argument("--quiet", action="store_true", help="no progress bar, no list of frame files")
     s.set_defaults(func=cmd_export)

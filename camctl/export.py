@@ -19,6 +19,8 @@ boards flown together (release within :data:`SET_WINDOW_S` of each other, one fl
     <set>/timeline.png, .svg            frame rate per camera on a common axis from release, phases, faults,
                                          drops by reason, still gaps (camctl.timeline, matplotlib)
     <set>/frames/<board>_<camera>_<seq:06d>_<+t.ttt>s.jpg   the stored JPEG bytes
+    <set>/foxglove/<set>.mcap, .layout.json   every board in one MCAP with board-prefixed topics, and a
+                                         Foxglove layout showing it (camctl.foxglove; only with --foxglove)
 
 Every camera's segments are read once, in order; each export kind takes what it needs from that pass.
 
@@ -103,12 +105,13 @@ class ExportResult:
     timelines: list[Path] = field(default_factory=list)
     frames: list[Path] = field(default_factory=list)
     subtitles: list[Path] = field(default_factory=list)  # sidecar .srt files (only when muxing failed)
+    foxglove: list[Path] = field(default_factory=list)  # the set's MCAP and its Foxglove layout
     tiles: dict[Path, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def paths(self) -> dict[str, list[Path]]:
         return {"mp4": self.mp4, "contact_sheet": self.contact_sheets, "timeline": self.timelines,
-                "frames": self.frames, "srt": self.subtitles}
+                "frames": self.frames, "srt": self.subtitles, "foxglove": self.foxglove}
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -478,7 +481,7 @@ def _progress(enabled: bool, total: int) -> Iterator[Any]:
 
 
 def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool = True, timeline: bool = True,
-               frames: bool = False, progress: bool = False) -> ExportResult:
+               frames: bool = False, foxglove: bool = False, progress: bool = False) -> ExportResult:
     """Export every flight under ``root`` (fetch output, board store or one flight folder) into ``out``.
 
     Raises ConfigError when ``root`` holds no flight."""
@@ -530,6 +533,13 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                 title = flight_header(((f.board, f.ref.flight) for f in fset), "frame rate per camera")
                 zero = "release" if aligned else "first event"
                 res.timelines += draw_timeline(title, [_lane(c) for c in cams], set_dir / "timeline.png", zero=zero)
+            if foxglove:
+                from camctl.foxglove import write_foxglove
+
+                fx = write_foxglove([(f.board, f.ref.flight, f.cameras, sorted((f.ref.path / "events").glob("*.mcap")))
+                                     for f in fset], set_dir / "foxglove", name)
+                res.foxglove += [fx.mcap, fx.layout]
+                res.notes += [f"{fx.mcap}: left out {u}" for u in fx.unreadable]
             if not aligned and (cams or contact_sheet):
                 res.notes.append(f"{name}: no release event logged; times are from the first event")
     return res
@@ -542,9 +552,9 @@ def export_main(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.is_dir():
         raise ConfigError(f"no such folder: {root}")
-    kinds = {k: bool(getattr(args, k, False)) for k in ("mp4", "contact_sheet", "timeline", "frames")}
-    if not any(kinds.values()):
-        kinds = dict.fromkeys(kinds, True)
+    kinds = {k: bool(getattr(args, k, False)) for k in ("mp4", "contact_sheet", "timeline", "frames", "foxglove")}
+    if not any(kinds.values()):  # nothing asked: everything but the Foxglove copy (it duplicates the data)
+        kinds = {k: k != "foxglove" for k in kinds}
     out = Path(args.out) if getattr(args, "out", None) else root / "export"
     quiet = bool(getattr(args, "quiet", False))
     res = export_all(root, out, progress=not quiet, **kinds)
