@@ -141,6 +141,17 @@ def test_bad_paths_and_configs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Traceback" not in err and all(line.startswith("camctl") for line in err.splitlines())
 
 
+def test_install_service_that_cannot_proceed_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "rig.toml"
+    cfg.write_text('board = "rig"\n')
+    dest = tmp_path / "etc" / "camctl.toml"
+    dest.parent.mkdir()
+    dest.write_text('board = "other"\n')  # a different config is installed: refused without --force
+    assert main(["install-service", "--config", str(cfg), "--config-dest", str(dest), "--unit-dir",
+                 str(tmp_path / "units"), "--venv", str(tmp_path / "venv"), "--dry-run"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
 def test_export_of_flights_without_frames_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with FlightStore(tmp_path / "store", "rig", "F1", StoreConfig(reserve_mb=0), cameras=["down"]) as st:
         st.log_event({"kind": "phase", "event": "release", "phase_from": "ARMED", "phase_to": "DESCENT"})
