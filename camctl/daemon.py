@@ -325,8 +325,11 @@ class Daemon:
                 self._flights_done.append(self.flight)
             self._finishing = None
             self._finished_store = store
-        log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving())
-        self._publish("status", self.status())
+        st = self.status()
+        log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving(),
+                 extra={"board": self.board, "flight": self.flight,
+                        "frames_stored": sum(int(c.get("frames_stored", 0)) for c in st["cameras"].values())})
+        self._publish("status", st)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:

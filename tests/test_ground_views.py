@@ -144,6 +144,11 @@ def test_log_json_of_a_real_board(tmp_path: Path) -> None:
         with Client(json.loads((store / "daemon.json").read_text())["router"], timeout_s=10) as c:
             c.command("arm")
             c.command("event", name="release")
+            time.sleep(0.3)
+            c.command("event", name="touchdown")
+            while not c.status()["serving"]:
+                assert time.monotonic() < deadline + 30, "the board did not finish its flight"
+                time.sleep(0.05)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -152,3 +157,5 @@ def test_log_json_of_a_real_board(tmp_path: Path) -> None:
     release = [r for r in lines if r.get("event") == "release" and r.get("phase") == "DESCENT"]
     assert release, lines
     assert release[0]["phase_from"] == "ARMED" and release[0]["board"] == "log-board" and release[0]["flight"]
+    done = [r for r in lines if "frames_stored" in r]
+    assert done and done[0]["flight"] == release[0]["flight"] and done[0]["frames_stored"] > 0, lines
