@@ -118,7 +118,8 @@ def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *, zero: str = "
     axes[-1, 0].set_xlabel(f"seconds from {zero} (frame rate averaged over {BIN_S:g} s bins from the {zero} edge)")
     handles = [Patch(color=_phase_color(p), alpha=0.4, label=p) for p in phases_seen]
     handles.append(Line2D([], [], color="#1565c0", lw=1.6, label="frames/s"))
-    handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
+    if any(ln.faults for ln in lanes):  # the legend names only what the figure shows
+        handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
     handles += [Line2D([], [], marker=marker[r], color="#ef6c00", ls="none", label=f"dropped: {r}")
                 for r in reasons]
     if any(ln.stills for ln in lanes):

@@ -20,7 +20,7 @@ from camctl.exc import ConfigError
 from camctl.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
 from camctl.frames import EncodedFrame
 from camctl.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
-from camctl.timeline import BIN_S, rate_bins
+from camctl.timeline import BIN_S, Lane, draw_timeline, rate_bins
 from camctl.views import find_flights
 
 SET = FLIGHT  # a set is named after its earliest flight id
@@ -145,6 +145,14 @@ def test_timeline_png_and_svg(built: Built, exported) -> None:
     for text in ("seconds from release", "frames/s", "rig-a", "rig-b", "dropped: queue_full", "fault",
                  "still (gap in video)", "DESCENT", "SEPARATION", "TOUCHDOWN", "CameraTimeout"):
         assert text in svg, text
+
+
+def test_timeline_legend_names_only_what_is_drawn(tmp_path: Path) -> None:
+    lane = Lane("rig", "down", np.arange(-1.0, 2.0, 0.1), phases=[(-1.0, "ARMED"), (0.0, "DESCENT")])
+    png, svg = draw_timeline("t", [lane], tmp_path / "t.png")
+    text = svg.read_text()
+    assert png.exists() and "DESCENT" in text and "frames/s" in text
+    assert "fault" not in text and "dropped" not in text and "still (gap" not in text
 
 
 def test_timeline_rate_bins_start_at_release() -> None:
