@@ -37,7 +37,9 @@ class FirstLook:
 
 
 def since_touchdown_s(ref: FlightRef, now_ns: int) -> float | None:
-    """Seconds from the flight's touchdown edge (its logged mono time mapped to the wall clock) to ``now_ns``."""
+    """Seconds from the flight's touchdown edge (its logged mono time mapped to the board's wall clock) to
+    ``now_ns`` on this machine's wall clock: as right as the clocks agree (chrony on the boards and the laptop,
+    see hardware/)."""
     tb = TimeBase.from_events(load_events(ref.path))
     t = tb.event_ns.get("touchdown")
     if t is None or tb.wall_offset_ns is None:

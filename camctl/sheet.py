@@ -304,7 +304,7 @@ def event_ns(ev: str, tb: TimeBase, ref_tb: TimeBase | None) -> int | None:
     """The event's edge on this board's clock: its own record, else the reference board's offset from its
     release applied to this board's release."""
     t = tb.event_ns.get(ev)
-    if t is None and ref_tb is not None and tb.t0_ns is not None and ref_tb.t0_ns is not None \
-            and ev in ref_tb.event_ns:
+    if t is None and ref_tb is not None and tb.aligned and tb.t0_ns is not None and ref_tb.t0_ns is not None \
+            and ev in ref_tb.event_ns:  # only a board on the shared zero may borrow another board's offsets
         t = tb.t0_ns + ref_tb.event_ns[ev] - ref_tb.t0_ns
     return t
