@@ -167,6 +167,10 @@ class CameraRunner:
         self._lores_applied: bool | None = None  # what set_lores was last told (None: not since the open)
         self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
+        # stills: meta of each still waiting in _pending (by frame id), and the video-gap watch of each
+        self._still_meta: dict[int, dict] = {}
+        self._gap_watches: list[dict] = []
+        self._last_video_ns: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"camctl-cam-{self.name}", daemon=True)
 
     # -- control (event path: never blocks) -------------------------------------------------------------
@@ -308,6 +312,7 @@ class CameraRunner:
     def _account(self, frame: Frame) -> None:
         self.stats.frames_captured += 1
         self._rate_window.append(frame.timestamp_ns)
+        self._watch_gap(frame.timestamp_ns)
         if self._last_seq is not None and frame.seq > self._last_seq + 1:
             self.stats.sensor_gaps += frame.seq - self._last_seq - 1
         self._last_seq = frame.seq
@@ -359,6 +364,8 @@ class CameraRunner:
             frame, phase, fut = self._pending[0]
             if fut is not None and not fut.done() and not block:
                 return
+            if frame.still and not block and "video_gap_ms" not in self._still_meta.get(id(frame), {}):
+                return  # its video gap is known once the first video frame after it is captured
             self._pending.popleft()
             if fut is not None:
                 try:
@@ -368,9 +375,13 @@ class CameraRunner:
                     self.stats.last_error = f"encode: {exc}"
                     continue
                 finally:
-                    self._recycle(frame)
+                    if not frame.still:  # a still shares its pixels with its video twin, recycled after it
+                        self._recycle(frame)
             else:
                 jpeg = frame.jpeg or b""
+            if frame.still:
+                self._send_still(frame, jpeg, phase)
+                continue
             self.stats.encoded += 1
             self._route(self._encoded(frame, jpeg, phase))
 
@@ -420,18 +431,46 @@ class CameraRunner:
             self.stats.drop("store_refused")
 
     def _take_still(self, event: str, phase: str) -> None:
-        t0 = self._clock_ns()
+        """Capture a still and queue its quality-95 encode; the capture thread never waits for it.
+
+        The still's ``video_gap_ms`` is measured, not assumed: the longest interval (sensor time) between
+        consecutive video frames from the last one before the still to the first one after it. The still is
+        held in the pending queue until that frame is captured (or the camera stops)."""
         frame = self.camera.capture_still()
-        gap_ms = (self._clock_ns() - t0) / 1e6
-        if frame.jpeg is not None:
-            jpeg = frame.jpeg
-        elif frame.yuv420 is not None:
-            jpeg = self._pool.submit_yuv(frame.yuv420, 95).result()
-        else:
-            jpeg = self._pool.submit(frame.image, 95).result()
+        meta: dict = {"event": event}
+        self._still_meta[id(frame)] = meta
+        self._gap_watches.append({"meta": meta, "still_ns": frame.timestamp_ns, "prev_ns": self._last_video_ns,
+                                  "worst_ns": 0})
+        fut: Future[bytes] | None = None
+        if frame.jpeg is None:
+            fut = self._pool.submit_yuv(frame.yuv420, 95) if frame.yuv420 is not None else \
+                self._pool.submit(frame.image, 95)
+        with self._drain_lock:
+            self._pending.append((frame, phase, fut))
+        if fut is not None:
+            fut.add_done_callback(self._on_encoded)
+
+    def _watch_gap(self, timestamp_ns: int) -> None:
+        """Called for every video frame: close the still's video-gap measurement at the first frame after it."""
+        self._last_video_ns = timestamp_ns
+        for watch in list(self._gap_watches):
+            if watch["prev_ns"] is not None:
+                watch["worst_ns"] = max(watch["worst_ns"], timestamp_ns - watch["prev_ns"])
+            watch["prev_ns"] = timestamp_ns
+            if timestamp_ns > watch["still_ns"]:
+                watch["meta"]["video_gap_ms"] = round(watch["worst_ns"] / 1e6, 3)
+                self._gap_watches.remove(watch)
+
+    def _send_still(self, frame: Frame, jpeg: bytes, phase: str) -> None:
+        meta = self._still_meta.pop(id(frame), {})
+        if "video_gap_ms" not in meta:  # the camera stopped before a video frame followed: what was seen
+            watch = next((w for w in self._gap_watches if w["meta"] is meta), None)
+            if watch is not None:
+                self._gap_watches.remove(watch)
+            meta["video_gap_ms"] = round(watch["worst_ns"] / 1e6, 3) if watch and watch["worst_ns"] else None
         ef = self._encoded(frame, jpeg, phase, int(FrameValue.STILL))
         ef.still = True
-        ef.meta.update({"event": event, "video_gap_ms": round(gap_ms, 3)})
+        ef.meta.update(meta)
         self.stats.stills += 1
         self._send(ef)
 

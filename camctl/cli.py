@@ -118,13 +118,17 @@ def _client(url: str, args: argparse.Namespace):
 
 
 def _curve(args: argparse.Namespace):
+    """None (CURVE off), or one ClientCurve per --connect URL (each board has its own server key)."""
     keys = getattr(args, "curve_keys", None)
-    server_key = getattr(args, "curve_server_key", None)
-    if not keys and not server_key:
+    server_keys = getattr(args, "curve_server_key", None) or []
+    if isinstance(server_keys, str):
+        server_keys = [server_keys]
+    if not keys and not server_keys:
         return None
-    from camctl.keys import client_curve
+    from camctl.keys import client_curves
 
-    return client_curve(keys_dir=keys, server_key=server_key)
+    urls = args.connect if isinstance(args.connect, list) else [args.connect]
+    return client_curves(keys, urls, server_keys)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -153,7 +157,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from camctl.ground import fetch, print_report
 
     report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
-                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args))
+                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args), flight=args.flight,
+                   timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     print_report(report)
     if report.ok:
         return EXIT_OK
@@ -201,8 +206,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from camctl.keys import create_keys
 
-    for line in create_keys(Path(args.dir), clients=args.clients):
+    made = create_keys(Path(args.dir), boards=args.board or ["board"], clients=args.clients)
+    for line in made:
         print(line)
+    for board in args.board or ["board"]:
+        print(f"copy {Path(args.dir) / board} to board {board} only (publish.curve_keys)")
+    print(f"copy {Path(args.dir) / 'ground'} to the ground station only (--curve-keys)")
     return 0
 
 
@@ -210,7 +219,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from camctl.demo import run_demo
 
     return run_demo(boards=args.boards, seconds=args.seconds, out=Path(args.out) if args.out else None,
-                    quiet=args.quiet, keep=args.keep)
+                    quiet=args.quiet, keep=args.keep, mission_port=args.mission_port if args.mission else None)
+
+
+def cmd_mission(args: argparse.Namespace) -> int:
+    from camctl.mission import mission_main
+
+    args.curve = _curve(args)
+    return mission_main(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -273,8 +289,11 @@ def _add_net(p: argparse.ArgumentParser, *, many: bool) -> None:
     else:
         p.add_argument("--connect", required=True, metavar="URL", help="the board's ROUTER endpoint")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for a reply")
-    p.add_argument("--curve-server-key", metavar="FILE", help="the board's CURVE public key (server.key)")
-    p.add_argument("--curve-keys", metavar="DIR", help="folder with this client's CURVE key pair")
+    p.add_argument("--curve-server-key", metavar="FILE", action="append" if many else "store",
+                   help="the board's CURVE public key; with several --connect give it once per board, in "
+                        "order (none: DIR/servers/<host>.key)")
+    p.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys' "
+                                                       "(client.key_secret, servers/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=6.0, metavar="S", help="length of the descent")
     s.add_argument("--out", metavar="DIR", help="output folder (none: a new folder under ./demo-out)")
     s.add_argument("--keep", action="store_true", help="keep the boards' store folders")
+    s.add_argument("--mission", action="store_true", help="watch it on the mission page (its URL is printed)")
+    s.add_argument("--mission-port", type=int, default=8080, metavar="P", help="the page's port")
     s.add_argument("--quiet", action="store_true", help="print only the final report")
     s.set_defaults(func=cmd_demo)
 
@@ -322,15 +343,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "touchdown it is ready")
     s.add_argument("--give-up-after", type=float, default=30.0, metavar="S",
                    help="seconds a board may stay unreachable before it is reported and skipped")
+    s.add_argument("--flight", default="latest", metavar="latest|all|ID",
+                   help="which flight to download from each board (latest: each board's newest)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_fetch)
 
+    s = sub.add_parser("mission", help="the conductor's page: go/no-go, live phases, previews, videos")
+    _add_net(s, many=True)
+    s.add_argument("--out", metavar="DIR", help="downloads and exports (none: a new folder under ./mission-out)")
+    s.add_argument("--host", default="127.0.0.1", help="address to serve on (any but loopback needs "
+                                                       "the access token printed at start)")
+    s.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
+    s.add_argument("--operator", action="store_true", help="operator keys: arm/disarm buttons (with a "
+                                                           "confirmation; never a descent event)")
+    s.add_argument("--min-record-min", type=float, default=10.0, metavar="MIN",
+                   help="go needs disk room for this many minutes at the flight's schedule")
+    s.add_argument("--max-clock-ms", type=float, default=50.0, metavar="MS",
+                   help="go needs every board's clock within this of the others")
+    s.add_argument("--rate-tolerance", type=float, default=0.2, metavar="F",
+                   help="go needs each camera within this fraction of its scheduled rate")
+    s.set_defaults(func=cmd_mission)
+
     s = sub.add_parser("ls", help="what is stored (DIR) or on a board (--connect)")
-    s.add_argument("dir", nargs="?", help="a board's store, a download or a flight folder")
+    s.add_argument("dir", nargs="?", help="a board's store, a download, the demo's output: any folder")
     s.add_argument("--connect", action="append", metavar="URL", help="a board's ROUTER endpoint (repeatable)")
     s.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for a reply")
-    s.add_argument("--curve-server-key", metavar="FILE", help="the board's CURVE public key (server.key)")
-    s.add_argument("--curve-keys", metavar="DIR", help="folder with this client's CURVE key pair")
+    s.add_argument("--curve-server-key", metavar="FILE", action="append",
+                   help="the board's CURVE public key, once per --connect in order (none: DIR/servers/<host>.key)")
+    s.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys'")
     s.add_argument("--json", action="store_true", help="JSON instead of tables")
     s.set_defaults(func=cmd_ls)
 
@@ -357,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("keys", help="generate CURVE key pairs")
     s.add_argument("dir", help="folder for the key files")
-    s.add_argument("--clients", type=int, default=1, metavar="N", help="client key pairs to make")
+    s.add_argument("--board", action="append", metavar="NAME",
+                   help="make a key folder for this board (repeat for many; none: one folder 'board')")
+    s.add_argument("--clients", type=int, default=1, metavar="N",
+                   help="ground key pairs to make (the first is an operator, the others readers)")
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("bench", help="the performance ratios")

@@ -27,6 +27,7 @@ __all__ = [
     "SAFE",
     "TOUCHDOWN",
     "CameraConfig",
+    "CameraControls",
     "Config",
     "EncodeConfig",
     "GpioConfig",
@@ -58,6 +59,8 @@ class StoreConfig:
     segment_mb: float = 64.0
     segment_s: float = 60.0
     commit_interval_ms: int = 200
+    # free space, above what finishing the flight needs (computed by the store: every open segment's summary
+    # and footer, the event log's room, index.json), below which frames are shed by value (store/quota.py)
     reserve_mb: float = 512.0
     queue_frames: int = 512
 
@@ -101,6 +104,28 @@ class PhasesConfig:
         return (SAFE, ARMED, *self.descent, TOUCHDOWN, LANDED)
 
 
+AF_MODES = ("manual", "auto", "continuous")  # libcamera AfModeEnum: Manual = 0, Auto = 1, Continuous = 2
+
+
+@dataclass(frozen=True)
+class CameraControls:
+    """``[cameras.controls]``: what the sensor and lens are told at every open (picamera2 backend).
+
+    TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they are
+    (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera looking at the
+    ground from height). The others are camctl's own names, because libcamera has no such control:
+    ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against motion blur, and noise)
+    through the tuning, ``sensor_mode`` is the sensor output size picamera2 picks the mode by (a full-field
+    binned mode keeps the whole view at video sizes). ``None`` leaves the camera's own default.
+    """
+
+    af_mode: str | None = None
+    lens_position: float | None = None
+    exposure_max_us: int | None = None
+    analogue_gain_max: float | None = None
+    sensor_mode: tuple[int, int] | None = None
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     name: str
@@ -120,6 +145,12 @@ class CameraConfig:
     lores_size: tuple[int, int] | None = None  # the smaller stream, for phases that need less resolution
     lores_phases: tuple[str, ...] = ()
     sim_descent_s: float = 90.0  # sim only: scene seconds for the ground to come up (a demo sets it short)
+    controls: CameraControls = field(default_factory=CameraControls)
+
+    def sensor_fps(self) -> float:
+        """The rate the sensor runs at from ARM to landing: the highest any phase needs (frames are thinned to
+        each phase's rate before encoding, so a phase change never waits for the sensor)."""
+        return max((fps for _, fps in self.fps), default=self.fps_for("ARMED"))
 
     def quality_for(self, phase: str) -> int:
         return dict(self.quality).get(phase, self.jpeg_quality)
@@ -147,6 +178,7 @@ class PublishConfig:
     events: str = "tcp://*:5556"
     curve_keys: str = ""
     serve_during_flight: bool = False
+    remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
 
@@ -402,6 +434,9 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         ft.done()
     if faults and backend != "sim":
         raise ConfigError("fault injection is only for the sim backend", key=t.path("faults"))
+    controls = _controls(t.table("controls"))
+    if controls != CameraControls() and backend != "picamera2":
+        raise ConfigError("camera controls are only for the picamera2 backend", key=t.path("controls"))
     out = CameraConfig(
         name=name,
         role=role,
@@ -420,9 +455,40 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         lores_size=lores_size,
         lores_phases=tuple(lores_phases),
         sim_descent_s=t.num("sim_descent_s", CameraConfig.sim_descent_s, lo=0, lo_open=True, hi=86_400),
+        controls=controls,
     )
     t.done()
     return out
+
+
+_CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max", "sensor_mode")
+
+
+def _controls(t: _Table) -> CameraControls:
+    """``[cameras.controls]``; every key is checked (a misspelt control is an error, never ignored)."""
+    known = list(_CONTROL_KEYS)
+    for key in sorted(t.data):
+        if key not in known:
+            raise ConfigError(f"unknown control (known: {', '.join(known)})", key=t.path(key))
+    af_mode = t.str("AfMode", choices=AF_MODES) if t.has("AfMode") else None
+    lens = t.num("LensPosition", 0.0, lo=0, hi=32) if t.has("LensPosition") else None  # IPA: 0..32 dioptres
+    if lens is not None and af_mode not in (None, "manual"):
+        raise ConfigError(f"needs AfMode = 'manual' (AfMode is {af_mode!r}: the lens would move)",
+                          key=t.path("LensPosition"))
+    exposure = t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True) if t.has("exposure_max_us") \
+        else None
+    gain = t.num("analogue_gain_max", 1.0, lo=1.0, hi=64.0) if t.has("analogue_gain_max") else None
+    mode = None
+    if t.has("sensor_mode"):
+        v = t.get("sensor_mode")
+        if (not isinstance(v, list) or len(v) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 16384 for x in v)):
+            raise ConfigError(f"must be [width, height] of a sensor mode in pixels, got {v!r}",
+                              key=t.path("sensor_mode"))
+        mode = (v[0], v[1])
+    t.done()
+    return CameraControls(af_mode=af_mode, lens_position=lens, exposure_max_us=exposure,
+                          analogue_gain_max=gain, sensor_mode=mode)
 
 
 def _encode(t: _Table) -> EncodeConfig:
@@ -447,6 +513,7 @@ def _publish(t: _Table) -> PublishConfig:
         events=events,
         curve_keys=t.str("curve_keys", ""),
         serve_during_flight=t.bool("serve_during_flight", False),
+        remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
     )

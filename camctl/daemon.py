@@ -116,6 +116,12 @@ class Daemon:
     def phase(self) -> str:
         return self.machine.phase
 
+    @property
+    def gpio_real(self) -> bool:
+        """True when the event lines are real GPIO (the publisher then refuses remote events unless
+        ``publish.remote_events``)."""
+        return self.cfg.gpio.backend != "mock" and bool(self.cfg.gpio.lines)
+
     def serving(self) -> bool:
         if self.cfg.publish.serve_during_flight:
             return True
@@ -161,10 +167,12 @@ class Daemon:
                 "faults": snap["faults"],
                 "role": runner.cfg.role,
                 "target_fps": snap["target_fps"],
+                "schedule": dict(runner.cfg.fps),  # rate by phase: the mission page sizes the disk by it
                 "frames_encoded": snap["frames_encoded"],
                 "sensor_gaps": snap["sensor_gaps"],
                 "pretrigger_flushed": snap["pretrigger_flushed"],
                 "ring_frames": snap["ring_frames"],
+                "ring_bytes": snap["ring_bytes"],  # with ring_frames: the frame size before anything is stored
                 "stills": snap["stills"],
                 "restarts": snap["restarts"],
                 "bytes_stored": int(st.get("bytes", 0)),
@@ -183,10 +191,24 @@ class Daemon:
             "mono_ns": time.monotonic_ns(),
             "wall_ns": time.time_ns(),
             "events_port": self._events_port(),
+            "lines": self._line_levels(),
             "flights": self._flights_done + ([self.flight] if self.flight and self.store is not None
                                              and not self.store.finished else []),
             "cameras": cams,
         }
+
+    def _line_levels(self) -> dict[str, int]:
+        """Each event line's level as the board reads it now (1 = active), for the mission page's checks."""
+        lines = self.lines
+        if lines is None:
+            return {}
+        levels = {}
+        for event in lines.events:
+            try:
+                levels[event] = int(lines.is_active(event))
+            except Exception:  # a line that cannot be read is left out, never a failed STATUS
+                continue
+        return levels
 
     def _events_port(self) -> int | None:
         endpoint = getattr(self.publisher, "pub_endpoint", "") or ""
@@ -334,7 +356,7 @@ class Daemon:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Recover the store, start cameras (idle in SAFE) and the publisher; write daemon.json; READY."""
-        from camctl.store import recover_store
+        from camctl.store import list_flights, recover_store, verify_later
 
         if self._started:
             return
@@ -343,7 +365,9 @@ class Daemon:
             self.store_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"store.dir {self.store_root}: cannot create it: {exc.strerror or exc}") from None
-        report = recover_store(self.store_root)
+        # before READY only the last flight's unfinished segments (seconds); every flight after READY
+        flights_at_boot = list_flights(self.store_root)
+        report = recover_store(self.store_root, notify=self.notifier.notify)
         if getattr(report, "exit_code", 0):
             log.warning("store recovery: exit code %s (%s)", report.exit_code, self.store_root)
         preparing = [threading.Thread(target=r.prepare, name=f"camctl-prepare-{r.name}")
@@ -364,6 +388,7 @@ class Daemon:
         self._write_info()
         self.notifier.ready()
         self.notifier.status(self._status_line())
+        verify_later(self.store_root, flights_at_boot)
         log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
                  len(self.runners), self.cfg.gpio.backend, self.store_root, self.publisher.router_endpoint)
 
@@ -387,6 +412,8 @@ class Daemon:
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
+            if hasattr(signal, "SIGHUP"):  # re-read the CURVE allow-lists (camctl.keys.AllowList)
+                signal.signal(signal.SIGHUP, lambda *_: self.publisher and self.publisher.reload_keys())
         self.start()
         wd = self.notifier.watchdog_interval_s
         next_wd = next_status = time.monotonic()

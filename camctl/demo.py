@@ -313,9 +313,21 @@ def print_table(rows: list[dict]) -> None:
 
 
 def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
-             keep: bool = False, size: tuple[int, int] = (960, 540)) -> int:
-    """Run the simulated drop test; return the process exit status (0 = every stored frame arrived intact)."""
-    result = demo(boards=boards, seconds=seconds, out=out, quiet=quiet, keep=keep, size=size)
+             keep: bool = False, size: tuple[int, int] = (960, 540), mission_port: int | None = None) -> int:
+    """Run the simulated drop test; return the process exit status (0 = every stored frame arrived intact).
+
+    With ``mission_port`` the mission page (``camctl mission``) watches the boards from the start; its URL
+    is printed (see :class:`camctl.mission.demo_hook.DemoMission`)."""
+    hook = None
+    if mission_port is not None:
+        from camctl.mission.demo_hook import DemoMission
+
+        hook = DemoMission(port=mission_port)
+    try:
+        result = demo(boards=boards, seconds=seconds, out=out, quiet=quiet, keep=keep, size=size, hook=hook)
+    finally:
+        if hook is not None:
+            hook.close()
     if not quiet:
         print_table(result.rows)
         if result.first_look_s is not None:
@@ -331,7 +343,9 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
 
 
 def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
-         keep: bool = False, size: tuple[int, int] = (960, 540)) -> DemoResult:
+         keep: bool = False, size: tuple[int, int] = (960, 540), hook: Any = None) -> DemoResult:
+    """The demo itself; ``hook`` (optional) gets ``started(boards, out)`` once every board serves and
+    ``finished()`` before the boards stop."""
     from camctl.exc import ConfigError
     from camctl.export import contact_sheet_from_thumbs, export_all
     from camctl.ground import fetch
@@ -353,6 +367,8 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
             cfg = write_board_config(out / "boards" / name, name, i, size=size, descent_s=seconds + 4.0)
             procs.append(start_board(cfg, out / "boards" / name / "store", name))
             _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
+        if hook is not None:
+            hook.started(procs, out)
         marks = fly(procs, seconds=seconds, quiet=quiet)
         states = _wait_landed(procs, timeout_s=60)
         ground = out / "ground"
@@ -395,6 +411,8 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
         return DemoResult(ok=not problems, out=out, rows=rows, problems=problems, first_look_s=first_look_s,
                           elapsed_s=time.monotonic() - t0, exports=exports)
     finally:
+        if hook is not None:
+            hook.finished()
         for b in procs:
             b.stop()
         if not keep:

@@ -1,6 +1,8 @@
 """`camctl doctor`: is this board ready to fly? One line per check, OK / WARN / FAIL, and what to fix.
 
-Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it sees,
+Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it sees
+(each configured camera is opened for a second at its size, flight rate, encoder and controls: the achieved
+rate and whatever could not be set are reported),
 the GPIO stack (lgpio, the header's gpiochip, group membership), the flash store (exists, a real
 create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's expected size), the
 clock, and the ZeroMQ ports. Every contact with the machine goes through :class:`Probes`, so tests (and a
@@ -31,16 +33,20 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import camctl
-from camctl.config import Config, load_config
+from camctl.config import CameraConfig, Config, load_config
 from camctl.exc import ConfigError
+
+if TYPE_CHECKING:
+    from camctl.cameras.base import Camera
 
 __all__ = [
     "FAIL",
@@ -158,6 +164,12 @@ def _bind_zmq(endpoint: str) -> None:
         ctx.term()
 
 
+def _make_camera(cfg: CameraConfig) -> Camera:
+    from camctl.cameras import make_camera
+
+    return make_camera(cfg)
+
+
 @dataclass
 class Probes:
     """The machine, as doctor sees it. Replace any field in tests; defaults touch the real system."""
@@ -174,6 +186,8 @@ class Probes:
     write_probe: Callable[[Path], None] = _write_probe
     bind: Callable[[str], None] = _bind_zmq
     is_dir: Callable[[Path], bool] = field(default=lambda p: p.is_dir())
+    make_camera: Callable[[CameraConfig], Camera] = _make_camera  # built closed, as the daemon builds it
+    camera_seconds: float = 1.0  # how long each camera is run for its rate
 
 
 # --- checks -------------------------------------------------------------------------------------------
@@ -228,7 +242,47 @@ def _check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
                             "`rpicam-hello --list-cameras`"))
     else:
         checks.append(Check("cameras", OK, f"detected {found}; configured indexes {indexes} present"))
+    if cfg is not None:
+        checks += [_probe_camera(c, probes) for c in cfg.cameras if c.backend == "picamera2" and c.index < len(info)]
     return checks
+
+
+def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
+    """Open one camera as the flight will (size, encoder, controls) at its highest rate for
+    ``probes.camera_seconds``; report the rate the sensor achieved and what could not be set."""
+    name = f"camera {cfg.name}"
+    target = cfg.sensor_fps()
+    what = f"{cfg.size[0]}x{cfg.size[1]} at {target:g} fps"
+    stamps: list[int] = []
+    durations: list[int] = []
+    try:
+        camera = probes.make_camera(cfg)
+        camera.set_fps(target)  # every sensor frame: the sensor's own rate is what is measured
+        with camera:
+            deadline = time.monotonic() + probes.camera_seconds
+            while time.monotonic() < deadline or len(stamps) < 2:
+                frame = camera.capture(timeout_s=max(1.0, 3.0 / target))
+                stamps.append(frame.timestamp_ns)
+                durations.append(frame.frame_duration_us)
+    except Exception as exc:  # CameraError or a backend bug: either way this camera cannot fly
+        return Check(name, FAIL, f"{what}: {exc}", "see hardware/cameras.md; `rpicam-hello --list-cameras`")
+    span_s = (stamps[-1] - stamps[0]) / 1e9
+    delivered = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
+    encoder = getattr(camera, "encoder_in_use", "") or cfg.encoder
+    # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the nominal one, so
+    # there the delivered rate is all there is. A delivered rate below the sensor's is this process being late.
+    median = sorted(durations)[len(durations) // 2]
+    achieved = delivered if encoder == "hardware" or median <= 0 else 1e6 / median
+    detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, {delivered:.1f} fps delivered "
+              f"over {len(stamps)} frames")
+    problems = [f"could not set {line}" for line in getattr(camera, "unset_controls", [])]
+    if achieved < 0.9 * target:
+        problems.append(f"only {achieved:.1f} of {target:g} fps (the sensor mode's limit or a busy CPU)")
+    if not problems:
+        return Check(name, OK, detail)
+    return Check(name, WARN, f"{detail}; {'; '.join(problems)}",
+                 "lower [cameras.fps] or pick a faster [cameras.controls] sensor_mode; drop controls this camera "
+                 "does not have")
 
 
 def _chip_labels(probes: Probes) -> dict[str, str]:

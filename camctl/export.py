@@ -105,13 +105,15 @@ class ExportResult:
     timelines: list[Path] = field(default_factory=list)
     frames: list[Path] = field(default_factory=list)
     subtitles: list[Path] = field(default_factory=list)  # sidecar .srt files (only when muxing failed)
+    timeline_svgs: list[Path] = field(default_factory=list)  # the timelines as SVG, beside the PNGs
     foxglove: list[Path] = field(default_factory=list)  # the set's MCAP and its Foxglove layout
     tiles: dict[Path, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def paths(self) -> dict[str, list[Path]]:
         return {"mp4": self.mp4, "contact_sheet": self.contact_sheets, "timeline": self.timelines,
-                "frames": self.frames, "srt": self.subtitles, "foxglove": self.foxglove}
+                "frames": self.frames, "srt": self.subtitles, "timeline_svg": self.timeline_svgs,
+                "foxglove": self.foxglove}
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -532,7 +534,9 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
             if timeline and any(c.times for c in cams):
                 title = flight_header(((f.board, f.ref.flight) for f in fset), "frame rate per camera")
                 zero = "release" if aligned else "first event"
-                res.timelines += draw_timeline(title, [_lane(c) for c in cams], set_dir / "timeline.png", zero=zero)
+                png, svg = draw_timeline(title, [_lane(c) for c in cams], set_dir / "timeline.png", zero=zero)
+                res.timelines.append(png)
+                res.timeline_svgs.append(svg)
             if foxglove:
                 from camctl.foxglove import write_foxglove
 

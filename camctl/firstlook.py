@@ -57,13 +57,15 @@ def _latest(refs: list[FlightRef], boards: set[str]) -> list[FlightRef]:
 
 
 def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, curve: Any = None,
-               progress: bool = False) -> FirstLook:
-    """Fetch every board's previews into ``out`` and draw ``out/first-look.png`` from the newest flight of each."""
+               progress: bool = False, flight: str = "latest", timeout_s: float | None = None) -> FirstLook:
+    """Fetch every board's previews into ``out`` and draw ``out/first-look.png`` from the newest flight of each
+    (``flight`` and ``timeout_s`` as for :func:`camctl.ground.fetch`)."""
     from camctl.ground import fetch
     from camctl.sheet import has_previews, sheet_from_previews
 
     out = Path(out)
-    report = fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=True, progress=progress, curve=curve)
+    report = fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=True, progress=progress, curve=curve,
+                   flight=flight, timeout_s=timeout_s)
     refs = _latest(find_flights(out), {b.board for b in report.boards if b.board})
     sheet = None
     if any(has_previews(r.path) for r in refs):
@@ -79,11 +81,12 @@ def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
     0 when every board answered and the sheet was drawn, 1 when a board's previews are missing or incomplete,
     2 when a board could not be reached (camctl.cli's exit-code rule)."""
     look = first_look(args.connect, Path(args.out), give_up_after_s=args.give_up_after, curve=curve,
-                      progress=not getattr(args, "quiet", False))
+                      progress=not getattr(args, "quiet", False), flight=getattr(args, "flight", "latest"),
+                      timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     rep = look.report
     ok_boards = sum(b.ok for b in rep.boards)
     since = [s for s in look.since_touchdown_s.values() if s is not None]
-    when = (f"{max(since):.1f} s after touchdown" if since else "no touchdown logged")
+    when = (f"{max(since):.2f} s after touchdown" if since else "no touchdown logged")
     previews = sum(b.thumbs for b in rep.boards)
     if look.sheet is not None:
         print(f"first look: {look.sheet} ({previews} previews from {ok_boards}/{len(rep.boards)} boards), {when}")

@@ -31,6 +31,8 @@ __all__ = [
     "E_BAD_MAGIC",
     "E_BAD_PATH",
     "E_BAD_VERSION",
+    "E_BUSY",
+    "E_FORBIDDEN",
     "E_INTERNAL",
     "E_NOT_FOUND",
     "E_NOT_SERVING",
@@ -38,10 +40,17 @@ __all__ = [
     "E_REFUSED",
     "E_TOO_LARGE",
     "E_UNKNOWN_VERB",
+    "HEARTBEAT_IVL_MS",
+    "HEARTBEAT_TIMEOUT_MS",
+    "HEARTBEAT_TTL_MS",
     "MAGIC",
     "MAX_CHUNK",
+    "MAX_FRAMES",
     "MAX_MESSAGE",
     "MAX_REQUEST_ID",
+    "MAX_THUMB_JOBS",
+    "MAX_WINDOW",
+    "MAX_WINDOW_BYTES",
     "PROTOCOL_VERSION",
     "REQUESTS",
     "TOPICS",
@@ -66,15 +75,27 @@ __all__ = [
     "check_relpath",
     "decode",
     "peek_id",
+    "set_heartbeats",
 ]
 
 MAGIC = b"CAMCTL"
 PROTOCOL_VERSION = 1
-MAX_MESSAGE = 1 << 20  # ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound frame drops the peer
+# ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound frame drops the peer. Requests are a few KiB at most;
+# libzmq holds a whole multipart message before handing it over, so with MAX_FRAMES this bounds what one
+# hostile message costs the board before it is refused (frames x 16 KiB).
+MAX_MESSAGE = 16 << 10
 MAX_CHUNK = 4 << 20  # the largest FETCH length any board accepts (its own limit is chunk_kb * 1024)
 MAX_REQUEST_ID = (1 << 53) - 1  # ids are JSON integers: keep them exact in every JSON library
 MAX_PATH = 1024
+MAX_FRAMES = 8  # frames in one inbound message (requests have 4); more is answered TOO_LARGE, never held
+MAX_WINDOW = 64  # requests one client may have outstanding (WELCOME.window may say fewer)
+MAX_WINDOW_BYTES = 16 << 20  # FETCH bytes one client may have outstanding: window <= this // chunk_max
+MAX_THUMB_JOBS = 4  # segments one client may have waiting for previews; more is answered BUSY
 TOPICS = ("phase", "fault", "status", "disk", "event")
+# ZMTP heartbeats on both ends (set_heartbeats): a peer silent for HEARTBEAT_TIMEOUT_MS is dropped
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
+HEARTBEAT_TTL_MS = 10000
 
 # Error codes (ERROR.code)
 E_BAD_MAGIC = "BAD_MAGIC"
@@ -88,6 +109,8 @@ E_NOT_FOUND = "NOT_FOUND"
 E_OPEN_SEGMENT = "OPEN_SEGMENT"
 E_NOT_SERVING = "NOT_SERVING"
 E_REFUSED = "REFUSED"
+E_FORBIDDEN = "FORBIDDEN"
+E_BUSY = "BUSY"
 E_INTERNAL = "INTERNAL"
 
 _VERSION_FRAME = bytes([PROTOCOL_VERSION])
@@ -154,6 +177,16 @@ def check_relpath(path: str) -> str:
         if part in ("", ".", ".."):
             raise ProtocolError(E_BAD_PATH, f"path has an empty, '.' or '..' component: {_short(path)}")
     return path
+
+
+def set_heartbeats(sock: Any) -> None:
+    """ZMTP heartbeats on a ZeroMQ socket so a dead peer is noticed (both sides of the protocol call this;
+    the only socket this module touches, and only its options)."""
+    import zmq
+
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
 
 
 def _frames(verb: bytes, header: dict, payload: tuple[bytes, ...] = ()) -> list[bytes]:
@@ -370,6 +403,8 @@ class Command(Message):
             raise ProtocolError(E_BAD_FIELD, f"unknown command {_short(name)} (known: {known})")
         args = _get(h, "args", dict, {}, max_len=16)
         for key, value in args.items():
+            if len(key) > 64:
+                raise ProtocolError(E_BAD_FIELD, f"command argument name longer than 64: {_short(key)}")
             if not isinstance(value, str | int | float | bool) or (
                     isinstance(value, str) and len(value) > 200):
                 raise ProtocolError(E_BAD_FIELD, f"command argument {_short(key)} has a bad value "
@@ -407,11 +442,12 @@ class Welcome(Message):
     mono_ns: int
     wall_ns: int
     chunk_max: int
+    window: int = MAX_WINDOW  # requests this client may have outstanding (absent in old boards: MAX_WINDOW)
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "version": self.version, "board": self.board,
                                    "flights": self.flights, "serving": self.serving, "mono_ns": self.mono_ns,
-                                   "wall_ns": self.wall_ns, "chunk_max": self.chunk_max})
+                                   "wall_ns": self.wall_ns, "chunk_max": self.chunk_max, "window": self.window})
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Welcome:
@@ -421,7 +457,8 @@ class Welcome(Message):
             raise ProtocolError(E_BAD_FIELD, "field 'flights' must be a list of strings")
         return cls(id=cls._id(h), version=_get(h, "version", int), board=_get(h, "board", str),
                    flights=flights, serving=_get(h, "serving", bool), mono_ns=_get(h, "mono_ns", int),
-                   wall_ns=_get(h, "wall_ns", int), chunk_max=_get(h, "chunk_max", int, lo=1))
+                   wall_ns=_get(h, "wall_ns", int), chunk_max=_get(h, "chunk_max", int, lo=1),
+                   window=_get(h, "window", int, MAX_WINDOW, lo=1, hi=MAX_WINDOW))
 
 
 @dataclass

@@ -233,6 +233,9 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
         "events": len(events), "faults": kinds.get("fault", 0),
         "drops": sum(int(r.get("count", 1)) for r in events if r.get("kind") == "drop"),
+        # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
+        "losses": [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
+                   for r in events if r.get("kind") == "loss"],
         "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph} for t, ph in tb.phases],
         "cameras": cams,
     }
@@ -264,8 +267,11 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
         if fl["segments_listed"] is not None and fl["segments_listed"] != seg_total:
             note += f", {seg_total} of {fl['segments_listed']} segments downloaded"
         console.print(f"[b]{fl['board']} / {fl['flight']}[/b]  release {fl['release_wall'] or '?'}  "
-                      f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  ({note})",
-                      soft_wrap=True)
+                      f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  "
+                      f"losses {len(fl.get('losses', []))}  ({note})", soft_wrap=True)
+        for loss in fl.get("losses", []):
+            console.print(f"  lost at recovery: {loss.get('segment')} bytes {loss.get('range')} "
+                          f"({loss.get('reason')}), frames after seq {loss.get('seq_after')}", markup=False)
         table = Table()
         for col in ("camera", "frames", "stills", "first", "last", "start (UTC)", "duration", "size", "segments"):
             table.add_column(col, justify="left" if col in ("camera", "start (UTC)") else "right")

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import simplejpeg
-from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
-from mcap.writer import Writer as RawWriter
-from mcap_protobuf.writer import Writer
 
 from camctl.exc import CamctlError
 
@@ -27,47 +24,44 @@ def _jpeg(rng: np.random.Generator, w: int = 64, h: int = 48) -> bytes:
     return simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=80)
 
 
+def _writer(path: Path, layout, chunk_bytes: int):
+    from camctl.store._segment import SegmentWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SegmentWriter(path, layout, opener=lambda p: open(p, "wb", buffering=0), max_chunk_bytes=chunk_bytes)
+
+
 def write_segment(path: Path, camera: str, *, frames: int, seq0: int = 0, t0_ns: int = 10**9,
                   phase: str = "DESCENT", value: int = 2, seed: int = 0, width: int = 64, torn: bool = False,
                   pad_kb: int = 0) -> None:
-    """A camera segment like the store writes: /<camera>/image (CompressedImage) + /<camera>/meta (JSON)."""
+    """A camera segment written by the store's own segment writer: /<camera>/image (CompressedImage) and
+    /<camera>/meta (JSON). ``torn``: committed chunks but no summary or footer (a segment cut mid-flight)."""
+    from camctl.store._records import CH_IMAGE, CH_META, camera_layout
+
     rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        w = Writer(f, chunk_size=64 * 1024)
-        meta_ch = None
-        for i in range(frames):
-            ts = t0_ns + i * 33_000_000
-            img = CompressedImage(frame_id=camera, format="jpeg", data=_jpeg(rng, width, width * 3 // 4))
-            if pad_kb:  # make segments big enough to span many chunks
-                img.data += bytes(rng.integers(0, 256, size=pad_kb * 1024, dtype=np.uint8))
-            img.timestamp.seconds, img.timestamp.nanos = divmod(ts, 1_000_000_000)
-            w.write_message(f"/{camera}/image", img, log_time=ts, publish_time=ts)
-            if meta_ch is None:
-                schema = w._writer.register_schema(name="camctl.FrameMeta", encoding="jsonschema", data=b"{}")
-                meta_ch = w._writer.register_channel(topic=f"/{camera}/meta", message_encoding="json",
-                                                     schema_id=schema)
-            meta = {"seq": seq0 + i, "timestamp_ns": ts, "phase": phase, "value": value}
-            w._writer.add_message(channel_id=meta_ch, log_time=ts, publish_time=ts,
-                                  data=json.dumps(meta).encode())
-        if torn:
-            w._writer.flush()
-            f.flush()
-        else:
-            w.finish()
+    w = _writer(path, camera_layout(camera), 64 * 1024)
+    for i in range(frames):
+        ts = t0_ns + i * 33_000_000
+        jpeg = _jpeg(rng, width, width * 3 // 4)
+        if pad_kb:  # make segments big enough to span many chunks
+            jpeg += bytes(rng.integers(0, 256, size=pad_kb * 1024, dtype=np.uint8))
+        w.add_image(CH_IMAGE, ts, ts, seq0 + i, jpeg, frame_id=camera, timestamp_ns=ts)
+        meta = {"seq": seq0 + i, "timestamp_ns": ts, "phase": phase, "value": value}
+        w.add_message(CH_META, ts, ts, seq0 + i, json.dumps(meta).encode())
+    if torn:
+        w.commit(fsync=lambda fd: None)
+        w.close()
+    else:
+        w.finish(fsync=lambda fd: None)
 
 
 def write_events(path: Path, names: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        w = RawWriter(f)
-        w.start()
-        schema = w.register_schema(name="camctl.Event", encoding="jsonschema", data=b"{}")
-        ch = w.register_channel(topic="/events", message_encoding="json", schema_id=schema)
-        for i, name in enumerate(names):
-            w.add_message(channel_id=ch, log_time=i, publish_time=i,
-                          data=json.dumps({"name": name, "mono_ns": i}).encode())
-        w.finish()
+    from camctl.store._records import CH_EVENTS, events_layout
+
+    w = _writer(path, events_layout(), 1 << 20)
+    for i, name in enumerate(names):
+        w.add_message(CH_EVENTS, i, i, i, json.dumps({"name": name, "mono_ns": i}).encode())
+    w.finish(fsync=lambda fd: None)
 
 
 def make_store(root: Path, *, flights: tuple[str, ...] = ("f1",), cameras: tuple[str, ...] = ("down", "up"),

@@ -153,3 +153,57 @@ def test_cli_user_mistakes_are_one_line(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "camctl", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode in (1, 2) and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+# --- [cameras.controls] (issue 12) --------------------------------------------------------------------
+def _controls(**controls):
+    return parse_config({"board": "b", "cameras": [{"name": "c", "controls": controls}]}).cameras[0].controls
+
+
+def test_camera_controls_parse():
+    from camctl.config import CameraControls
+
+    assert _controls() == CameraControls()
+    c = _controls(AfMode="manual", LensPosition=0, exposure_max_us=2000, analogue_gain_max=8,
+                  sensor_mode=[2304, 1296])
+    assert c == CameraControls(af_mode="manual", lens_position=0.0, exposure_max_us=2000, analogue_gain_max=8.0,
+                               sensor_mode=(2304, 1296))
+    assert _controls(LensPosition=0.5).af_mode is None  # manual is implied by a lens position
+
+
+@pytest.mark.parametrize(
+    ("controls", "message"),
+    [
+        ({"LensPositon": 0.0}, "cameras[0].controls.LensPositon: unknown control (known: AfMode, LensPosition, "
+                               "exposure_max_us, analogue_gain_max, sensor_mode)"),
+        ({"lens_position": 0.0}, "cameras[0].controls.lens_position: unknown control"),
+        ({"AfMode": "macro"}, "cameras[0].controls.AfMode: must be one of 'manual', 'auto', 'continuous'"),
+        ({"LensPosition": -1}, "cameras[0].controls.LensPosition: must be >= 0, got -1"),
+        ({"LensPosition": 40}, "cameras[0].controls.LensPosition: must be <= 32"),
+        ({"AfMode": "continuous", "LensPosition": 0}, "cameras[0].controls.LensPosition: needs AfMode = 'manual'"),
+        ({"exposure_max_us": 10}, "cameras[0].controls.exposure_max_us: must be >= 100"),
+        ({"exposure_max_us": 2.5e3}, None),
+        ({"analogue_gain_max": 0.5}, "cameras[0].controls.analogue_gain_max: must be >= 1"),
+        ({"sensor_mode": [2304]}, "cameras[0].controls.sensor_mode: must be [width, height] of a sensor mode"),
+        ({"sensor_mode": "full"}, "cameras[0].controls.sensor_mode: must be [width, height]"),
+        ("manual", "cameras[0].controls: must be a table, got a string"),
+    ],
+)
+def test_camera_controls_errors_name_the_key(controls, message):
+    data = {"board": "b", "cameras": [{"name": "c", "controls": controls}]}
+    if message is None:
+        parse_config(data)
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_camera_controls_are_only_for_picamera2():
+    with pytest.raises(ConfigError, match=r"cameras\[0\].controls: camera controls are only for the picamera2"):
+        parse_config({"board": "b", "cameras": [{"name": "c", "backend": "sim", "controls": {"AfMode": "auto"}}]})
+
+
+def test_sensor_fps_is_the_flight_maximum():
+    cfg = parse_config({"board": "b", "cameras": [{"name": "c", "fps": {"ARMED": 1, "DESCENT": 40}}]})
+    assert cfg.cameras[0].sensor_fps() == 60.0  # the role's SEPARATION default is the highest

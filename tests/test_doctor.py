@@ -10,6 +10,7 @@ import argparse
 import os
 import socket
 import stat
+import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import ClassVar
@@ -17,6 +18,18 @@ from typing import ClassVar
 import pytest
 
 from camctl.doctor import FAIL, OK, WARN, Check, Probes, add_arguments, main, run_checks
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_picamera2 import FakeRig, fake_modules
+
+
+@pytest.fixture(autouse=True)
+def strict_rig(monkeypatch) -> FakeRig:
+    """The cameras doctor opens: the strict picamera2 double (two IMX708s), via the make_camera probe."""
+    rig = FakeRig(cameras=2)
+    for name, mod in fake_modules(rig).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return rig
 
 
 class FakePicamera2:
@@ -67,6 +80,7 @@ def healthy(**overrides) -> Probes:
         adjtimex_state=lambda: 0,
         user_groups=lambda: ("camctl", {"camctl", "video", "gpio"}),
         disk_free_mb=lambda path: 100_000.0,
+        camera_seconds=0.2,
     )
     for key, value in overrides.items():
         setattr(probes, key, value)
@@ -240,3 +254,46 @@ def test_main_exit_codes(config, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(parser.parse_args(["--config", str(config())]), probes=probes) == 1
     out = capsys.readouterr().out
     assert "FAIL  picamera2" in out and "fix: sudo apt install python3-picamera2" in out
+
+
+# --- the camera probe (issue 12): each configured camera opened on the strict double ----------------------
+def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -> Path:
+    path = tmp_path / "cams.toml"
+    store = tmp_path / "store"
+    store.mkdir(exist_ok=True)
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{store}"\nreserve_mb = 1\n[gpio]\nbackend = "lgpio"\n'
+                    f'[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\nevents = "tcp://127.0.0.1:{_free_port()}"\n'
+                    f'[[cameras]]\nname = "down"\nindex = 0\nsize = [320, 240]\nencoder = "{encoder}"\n'
+                    f'[cameras.fps]\nARMED = 1\nDESCENT = 30\nSEPARATION = 30\nTOUCHDOWN = 30\n{extra}')
+    return path
+
+
+def test_camera_probe_reports_the_achieved_rate(tmp_path, strict_rig) -> None:
+    check = _by_name(run_checks(_camera_config(tmp_path), probes=healthy()))["camera down"]
+    assert check.level == OK, check
+    assert check.detail.startswith("320x240 at 30 fps, encoder software: ")
+    achieved = float(check.detail.split("sensor ")[1].split(" fps")[0])
+    assert achieved == pytest.approx(30, abs=1.5)  # from sensor timestamps, not the wall clock
+    assert strict_rig.instances[-1].camera_config["controls"]["FrameRate"] == 30.0
+
+
+def test_camera_probe_warns_about_what_it_could_not_set(tmp_path, monkeypatch) -> None:
+    rig = FakeRig(cameras=2, lens=False, model="imx477")  # an HQ camera: no focus lens
+    rig.max_fps = 20.0  # and a sensor mode slower than the flight
+    for name, mod in fake_modules(rig).items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    extra = '[cameras.controls]\nAfMode = "manual"\nLensPosition = 0.0\n'
+    check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
+    assert check.level == WARN
+    assert "could not set AfMode: not advertised by camera 0 (no focus lens)" in check.detail
+    assert "could not set LensPosition" in check.detail
+    assert "of 30 fps" in check.detail and "sensor_mode" in check.fix
+
+
+def test_camera_probe_fails_a_dead_camera_and_an_impossible_encoder(tmp_path, strict_rig) -> None:
+    strict_rig.unplug()
+    check = _by_name(run_checks(_camera_config(tmp_path), probes=healthy()))["camera down"]
+    assert check.level == FAIL and "no frame within 1 s" in check.detail
+    strict_rig.stalled = False
+    check = _by_name(run_checks(_camera_config(tmp_path, encoder="hardware"), probes=healthy()))["camera down"]
+    assert check.level == FAIL and "encoder 'hardware' requested but" in check.detail

@@ -139,7 +139,7 @@ def test_sheet_header_names_the_flight_once() -> None:
 
 def test_timeline_png_and_svg(built: Built, exported) -> None:
     png = built.root / "export" / SET / "timeline.png"
-    assert exported.timelines == [png, png.with_suffix(".svg")]
+    assert exported.timelines == [png] and exported.timeline_svgs == [png.with_suffix(".svg")]
     assert Image.open(png).size[0] >= 1200
     svg = png.with_suffix(".svg").read_text()
     for text in ("seconds from release", "frames/s", "rig-a", "rig-b", "dropped: queue_full", "fault",

@@ -19,7 +19,7 @@ from netfixtures import CutProxy, FakeBoard, free_port, make_store
 from camctl import protocol as p
 from camctl.config import PublishConfig
 from camctl.exc import FetchError, RemoteError
-from camctl.ground import Client, fetch
+from camctl.ground import Client, download, fetch
 from camctl.publish import Publisher
 
 CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", chunk_kb=64, thumbs_every=4)
@@ -50,10 +50,18 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
     pubs = [_serve("rig-a", roots[0]), _serve("rig-b", roots[1])]
     try:
         out = tmp_path / "out"
-        report = fetch([x.router_endpoint for x in pubs], out, progress=False, give_up_after_s=20)
+        urls = [x.router_endpoint for x in pubs]
+        latest = fetch(urls, out, progress=False, give_up_after_s=20)  # default: each board's newest flight
+        assert latest.ok and latest.board("rig-a").fetched == 6, latest.summary()
+        assert (out / "rig-a" / "f2").is_dir() and not (out / "rig-a" / "f1").exists()
+        assert latest.board("rig-b").fetched == 5
+        missing = fetch(urls[:1], out, progress=False, give_up_after_s=20, flight="f9")
+        assert not missing.ok and "no flight 'f9' (it has: f1, f2)" in missing.summary()
+        report = fetch(urls, out, progress=False, give_up_after_s=20, flight="all")
         assert report.ok, report.summary()
-        assert _same_tree(roots[0], out / "rig-a") == report.board("rig-a").fetched == 12
-        assert _same_tree(roots[1], out / "rig-b") == report.board("rig-b").fetched == 5
+        assert report.board("rig-a").fetched == 6 and report.board("rig-a").skipped == 6
+        assert _same_tree(roots[0], out / "rig-a") == 12
+        assert _same_tree(roots[1], out / "rig-b") == report.board("rig-b").skipped == 5
         thumbs = sorted((out / "rig-a" / "f1" / "thumbs" / "down").glob("*.jpg"))
         assert [t.name for t in thumbs] == ["000000.jpg", "000004.jpg", "000008.jpg", "000012.jpg",
                                             "000016.jpg", "000020.jpg"]
@@ -64,7 +72,7 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
         first = infos["down/000000"]
         assert first["seq"] == 0 and isinstance(first["timestamp_ns"], int) and first["phase"]
         assert first["segment"].startswith("f1/down/")
-        again = fetch([x.router_endpoint for x in pubs], out, progress=False, give_up_after_s=20)
+        again = fetch(urls, out, progress=False, give_up_after_s=20, flight="all")
         assert again.ok and again.board("rig-a").skipped == 12 and again.board("rig-a").fetched == 0
         assert again.board("rig-a").bytes == 0  # nothing re-sent
     finally:
@@ -183,10 +191,10 @@ def test_board_restarts_mid_fetch(tmp_path: Path) -> None:
     cfg = PublishConfig(bind=f"tcp://127.0.0.1:{port}", events="tcp://127.0.0.1:*", chunk_kb=64)
     pub = _serve("rig-r", root, cfg)
     restarted: list[Publisher] = []
-    orig = Client._download
+    orig = download.receive
     calls = {"n": 0}
 
-    def crash_once(self, seg, part, **kw):
+    def crash_once(client, seg, part, **kw):
         calls["n"] += 1
         if calls["n"] == 3:  # a segment: the board process dies and a new one comes up on the same port
             pub.close()
@@ -196,13 +204,13 @@ def test_board_restarts_mid_fetch(tmp_path: Path) -> None:
                     break
                 except zmq.ZMQError:
                     time.sleep(0.05)
-        return orig(self, seg, part, **kw)
+        return orig(client, seg, part, **kw)
 
     try:
-        Client._download = crash_once  # type: ignore[method-assign]
+        download.receive = crash_once
         report = fetch([f"tcp://127.0.0.1:{port}"], tmp_path / "out", progress=False, give_up_after_s=20)
     finally:
-        Client._download = orig  # type: ignore[method-assign]
+        download.receive = orig
         pub.close()
         for x in restarted:
             x.close()
@@ -255,12 +263,13 @@ def test_checksum_mismatch_refetched_once_then_reported(tmp_path: Path) -> None:
 
 
 def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from camctl.ground import ls_local, ls_remote, print_report, status_many
+    from camctl.ground import print_report
     from camctl.keys import client_curve, create_keys
+    from camctl.views import ls_local, ls_remote, status_many
 
     made = create_keys(tmp_path / "k", clients=2)
-    assert (tmp_path / "k" / "clients" / "client-2.key") in made
-    assert client_curve(keys_dir=tmp_path / "k").server_public
+    assert (tmp_path / "k" / "board" / "readers" / "client-2.key") in made
+    assert client_curve(keys_dir=tmp_path / "k" / "ground").server_public
     root = tmp_path / "s"
     make_store(root, segments=1, frames=2)
     pub = _serve("rig-cli", root)
@@ -268,12 +277,12 @@ def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert status_many([pub.router_endpoint], json_out=True, timeout_s=10) == 0
         import json
         assert json.loads(capsys.readouterr().out)["board"] == "rig-cli"
-        assert ls_remote([pub.router_endpoint], timeout_s=10) == 0
-        assert "rig-cli\tf1/down/000000.mcap" in capsys.readouterr().out
+        assert ls_remote([pub.router_endpoint], json_out=True, timeout_s=10) == 0
+        assert "rig-cli" in capsys.readouterr().out
         report = fetch([pub.router_endpoint], tmp_path / "out", progress=True)
         print_report(report)
         assert "fetch: OK" in capsys.readouterr().out
         assert ls_local(tmp_path / "out", json_out=True) == 0
-        assert "rig-cli/f1/flight.json" in capsys.readouterr().out
+        assert "rig-cli" in capsys.readouterr().out
     finally:
         pub.close()

@@ -59,7 +59,7 @@ def test_first_look_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert m, out
     sheet = Path(m.group(1))
     assert sheet == tmp_path / "ground" / "first-look.png"
-    assert 0 < float(m.group(3)) <= elapsed  # measured from the boards' own touchdown edge
+    assert 0 < float(m.group(3)) <= elapsed + 0.005  # from the boards' own touchdown edge (printed to 0.01 s)
     assert int(m.group(2)) > 4
     img = np.asarray(Image.open(sheet).convert("RGB")).astype(int)
     assert img.shape[0] > 4 * 180 and img.std() > 20  # release and touchdown blocks, 2 boards x 2 cameras

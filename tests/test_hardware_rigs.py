@@ -29,3 +29,21 @@ def test_rig_loads(path: Path) -> None:
 def test_board_names_are_unique() -> None:
     boards = [load_config(p).board for p in RIGS]
     assert len(set(boards)) == len(boards)
+
+
+@pytest.mark.parametrize("path", RIGS, ids=[p.name for p in RIGS])
+def test_flight_cameras_set_focus_exposure_gain_and_a_full_field_mode(path: Path) -> None:
+    from camctl.cameras.picamera2 import codec_fits
+
+    for cam in load_config(path).cameras:
+        if cam.backend != "picamera2":
+            continue
+        c = cam.controls
+        where = f"{path.name} camera {cam.name}"
+        assert c.af_mode == "manual" and c.lens_position is not None and c.lens_position <= 0.2, where
+        assert c.exposure_max_us is not None and c.exposure_max_us <= 1e6 / cam.sensor_fps(), where
+        assert c.analogue_gain_max is not None and c.analogue_gain_max <= 16.0, where  # the IPA's range
+        assert c.sensor_mode is not None and c.sensor_mode[0] >= cam.size[0] and c.sensor_mode[1] >= cam.size[1]
+        assert cam.sensor_fps() <= 56, f"{where}: the IMX708 full-field mode tops out at 56 fps"
+        if cam.encoder == "hardware":
+            assert codec_fits(cam.size), f"{where}: {cam.size} is beyond the bcm2835-codec encoder"

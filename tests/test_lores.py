@@ -217,8 +217,10 @@ def test_picamera2_configures_lores_and_reads_it_only_when_asked(rig):
     assert small.image is None and (small.width, small.height) == (40, 30)
     assert [p.shape for p in small.yuv420] == [(30, 40), (15, 20), (15, 20)]
     assert all(p.max() != rig.pad_value for p in small.yuv420)  # no padding bytes leaked in
-    assert still.still and still.image.shape == (480, 640, 3) and after.yuv420 is not None
-    assert small.exposure_us == 9000 and small.seq == main.seq + 1
+    # the still is the running stream's main image; its frame comes again as the video's (lores) frame
+    assert still.still and still.image.shape == (96, 128, 3) and after.yuv420 is not None
+    assert after.seq == still.seq and after.timestamp_ns == still.timestamp_ns and not after.still
+    assert small.exposure_us == 30000 and small.seq == main.seq + 1
     assert rig.outstanding == 0
 
 

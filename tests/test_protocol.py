@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,111 @@ def test_fuzz_random_multipart(board, frames: list[bytes]) -> None:
                       | p.Pong), frames
 
 
+# --- structure-aware fuzz: valid framing, mutated verbs, fields and JSON bodies --------------------------
+_PATHS = ["f1/down/000000.mcap", "f1/up/000000.mcap", "f1/events/000000.mcap", "f1/flight.json", "f1/index.json",
+          "f1/down/999999.mcap", "f1/escape/secret.mcap", "f1/down/link.mcap", "../../etc/passwd", "/etc/passwd",
+          "f1//down", "f1/./x", "f1", "a" * 1100, "f1/down/000000.mcap\x00", "f1\\down"]
+_ints = st.one_of(st.integers(-3, 300), st.sampled_from([0, 1, 16, 64, 160, 256, 640, 4096, 65536, 2**22,
+                                                         2**31, 2**53, 2**62, 2**63, -1]),
+                  st.integers(-2**70, 2**70))
+_junk = st.one_of(_ints, st.text(max_size=24), st.none(), st.booleans(), st.floats(),
+                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+                  st.sampled_from(_PATHS))
+_GOOD: dict[bytes, dict[str, st.SearchStrategy]] = {
+    b"HELLO": {"version": st.just(1), "client": st.text(max_size=20)},
+    b"LIST": {"flight": st.sampled_from(["f1", None, "f9"])},
+    b"FETCH": {"path": st.sampled_from(_PATHS[:5]), "offset": st.integers(0, 5000), "length": st.integers(0, 65536)},
+    b"THUMBS": {"flight": st.just("f1"), "camera": st.sampled_from(["down", "up", None, "nope"]),
+                "segment": st.sampled_from([None, "f1/down/000000.mcap", "f1/up/000000.mcap"]),
+                "every": st.integers(0, 5), "width": st.sampled_from([16, 80, 160]), "skip": st.integers(0, 5),
+                "limit": st.integers(1, 256)},
+    b"STATUS": {},
+    b"COMMAND": {"name": st.sampled_from(["arm", "disarm", "event"]),
+                 "args": st.sampled_from([{}, {"name": "release"}, {"name": "touchdown"}])},
+    b"PING": {},
+}
+
+
+@st.composite
+def _structured(draw: st.DrawFn) -> list[bytes]:
+    """One message with valid framing (a few percent of broken magic, version or JSON), a request verb (mostly)
+    and a header of that verb's fields, each kept, mutated to hostile values, or left out."""
+    roll = draw(st.integers(0, 99))
+    # the rare cases sit mid-range: hypothesis draws the ends of an integer range more often than the rest
+    verb = draw(st.sampled_from(list(_GOOD))) if not 40 <= roll < 46 else draw(st.sampled_from(
+        [*p.REPLIES, b"FETCH ", b"fetch", b"", b"\xff", b"THUMB"]))
+    header: dict = {"id": draw(st.integers(0, p.MAX_REQUEST_ID)) if draw(st.integers(0, 9)) else draw(_junk)}
+    for name, good in _GOOD.get(verb, _GOOD[b"FETCH"]).items():
+        how = draw(st.integers(0, 9))
+        if how < 6:
+            header[name] = draw(good)
+        elif how < 9:
+            header[name] = draw(_junk)
+    if draw(st.integers(0, 9)) == 0:
+        header[draw(st.text(max_size=8))] = draw(_junk)
+    body = json.dumps(header).encode()
+    frames = [p.MAGIC, b"\x01", verb, body]
+    broken = draw(st.integers(0, 99))
+    if broken in (40, 41):
+        frames[0] = draw(st.sampled_from([b"CAMCTX", b"", b"camctl"]))
+    elif broken in (42, 43):
+        frames[1] = draw(st.sampled_from([b"\x02", b"", b"\x01\x01"]))
+    elif broken in (44, 45):
+        frames[3] = draw(st.sampled_from([b"[]", b"{", body[:-1], b"\xff\xfe", b"null", b'"x"']))
+    if draw(st.integers(0, 19)) == 0:
+        frames.append(draw(st.binary(max_size=16)))
+    return frames
+
+
+_FRAMING = (p.E_BAD_MAGIC, p.E_BAD_VERSION, p.E_BAD_HEADER)
+_FUZZ: dict[str, Counter] = {"sent": Counter(), "framed": Counter(), "handler": Counter(), "answered": Counter()}
+
+
+@settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(_structured())
+def test_fuzz_structured_reaches_handlers(board, frames: list[bytes]) -> None:
+    pub, sock, _ = board
+    if not hasattr(pub, "_fuzz_wrapped"):  # count what gets past decoding into the request handlers
+        real = pub._handle
+
+        def counting(req: p.Message, ident: zmq.Frame) -> p.Message:
+            _FUZZ["handler"][req.VERB.decode()] += 1
+            return real(req, ident)
+        pub._handle = counting
+        pub._fuzz_wrapped = True
+    verb = frames[2].decode("ascii", "replace")
+    before = sum(_FUZZ["handler"].values())
+    reply = _ask(sock, frames)
+    assert reply is not None, frames
+    _FUZZ["sent"][verb] += 1
+    if not (isinstance(reply, p.Error) and reply.code in _FRAMING):
+        _FUZZ["framed"][verb] += 1
+    if sum(_FUZZ["handler"].values()) > before and not isinstance(reply, p.Error):
+        _FUZZ["answered"][verb] += 1
+
+
+def test_fuzz_structured_report(board) -> None:
+    """Runs after the fuzz above (file order): prints the share reaching each handler, checks the aim."""
+    sent, framed, handler, answered = (_FUZZ[k] for k in ("sent", "framed", "handler", "answered"))
+    total = sum(sent.values())
+    if not total:
+        pytest.skip("run with test_fuzz_structured_reaches_handlers (selected alone, it has nothing to report)")
+    lines = [f"structured fuzz: {total} messages, {sum(framed.values()) / total:.0%} passed framing, "
+             f"{sum(handler.values()) / total:.0%} reached a handler"]
+    for verb in _GOOD:
+        v = verb.decode()
+        lines.append(f"  {v:8s} sent {sent[v]:4d}  framed {framed[v]:4d}  reached handler {handler[v]:4d} "
+                     f"({handler[v] / max(1, sent[v]):.0%})  answered {answered[v]:4d}")
+    print("\n" + "\n".join(lines))
+    assert sum(framed.values()) >= 0.9 * total
+    assert all(handler[v.decode()] > 0 and answered[v.decode()] > 0 for v in _GOOD), handler
+    assert pub_alive(board)
+
+
+def pub_alive(board) -> bool:
+    return board[0]._thread is not None and board[0]._thread.is_alive()
+
+
 def test_mutated_valid_messages_then_fetch_works(board, tmp_path: Path) -> None:
     pub, sock, root = board
     rng = random.Random(5)
@@ -221,3 +327,8 @@ def test_client_requests(board) -> None:
         thumbs = c.thumbs("f1", camera="down", every=2)
         assert [t.seq for t, _ in thumbs] == [0, 2, 4]
         assert all(j[:2] == b"\xff\xd8" for _, j in thumbs)
+
+
+def test_thumbs_unknown_camera_not_found(board) -> None:
+    reply = _ask(board[1], p.Thumbs(id=77, flight="f1", camera="nope").encode())
+    assert isinstance(reply, p.Error) and reply.code == p.E_NOT_FOUND and "nope" in reply.message

@@ -15,8 +15,10 @@ from camctl import protocol as p
 from camctl.config import PublishConfig
 from camctl.exc import ConfigError
 from camctl.ground import BoardTimeout, Client, fetch
+from camctl.ground.client import KeyRejected
 from camctl.keys import create_keys, load_client_curve
-from camctl.publish import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, Publisher, set_heartbeats
+from camctl.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
+from camctl.publish import Publisher
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
@@ -129,19 +131,19 @@ def test_curve_accepts_known_client_rejects_unknown(tmp_path: Path) -> None:
     create_keys(stranger)
     root = tmp_path / "store"
     make_store(root, segments=1, frames=4)
-    cfg = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", curve_keys=str(keys))
+    cfg = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", curve_keys=str(keys / "board"))
     pub = Publisher(FakeBoard("rig-s", root), cfg)
     pub.start()
     try:
-        good = load_client_curve(keys)
+        good = load_client_curve(keys / "ground")
         with Client(pub.router_endpoint, timeout_s=10, curve=good) as c:
             assert c.hello().board == "rig-s"
         report = fetch([pub.router_endpoint], tmp_path / "out", progress=False, curve=good, give_up_after_s=20)
         assert report.ok, report.summary()
         served = pub.requests
         # an unknown client key (with the right server key) gets nothing at all: the handshake fails
-        bad = load_client_curve(stranger, server_key=keys / "server.key")
-        with Client(pub.router_endpoint, timeout_s=1.5, curve=bad) as c, pytest.raises(BoardTimeout):
+        bad = load_client_curve(stranger / "ground", server_key=keys / "board" / "server.key")
+        with Client(pub.router_endpoint, timeout_s=1.5, curve=bad) as c, pytest.raises(KeyRejected):
             c.hello()
         # a plain-text client gets nothing either
         with Client(pub.router_endpoint, timeout_s=1.5) as c, pytest.raises(BoardTimeout):

@@ -13,16 +13,9 @@ from mcap.reader import make_reader
 from test_store_helpers import jpeg
 
 from camctl.store import verify
-from camctl.store._format import (
-    CH_IMAGE,
-    CH_META,
-    CH_STILL,
-    CHUNK_HEADER_LEN,
-    SegmentWriter,
-    camera_layout,
-    compressed_image_parts,
-    scan_segment,
-)
+from camctl.store._records import CH_IMAGE, CH_META, CH_STILL, CHUNK_HEADER_LEN, camera_layout, compressed_image_parts
+from camctl.store._salvage import scan_segment
+from camctl.store._segment import SegmentWriter
 
 
 def _proto(ts: int, frame_id: str, data: bytes, fmt: str) -> bytes:

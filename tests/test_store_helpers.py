@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 import simplejpeg
 
 from camctl.frames import EncodedFrame, FrameValue
@@ -18,3 +27,45 @@ def frame(camera: str, seq: int, *, value: int = FrameValue.DESCENT, phase: str 
     return EncodedFrame(camera=camera, seq=seq, timestamp_ns=1_000_000 * (seq + 1),
                         jpeg=data if data is not None else jpeg(seq * 7 + len(camera)), width=32, height=24,
                         phase=phase, value=int(value), still=still, meta={"note": f"n{seq}"})
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A small real tmpfs at ``mnt`` (created) for full-disk tests; skips where mounting is not allowed
+    (it needs root: CI runs as root). Unmounted on exit."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if proc.returncode:
+        pytest.skip(f"mount -t tmpfs not permitted: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+_JS = Path(__file__).parent / "js"
+
+
+def js_reader_missing() -> str:
+    """Why @mcap/core cannot run here ("" when it can)."""
+    if shutil.which("node") is None or not (_JS / "node_modules" / "@mcap" / "core").is_dir():
+        return "needs node and `npm ci --prefix tests/js` (.ci/run installs both)"
+    return ""
+
+
+def indexed_read(paths: list[Path]) -> dict[str, dict]:
+    """Each file read by @mcap/core's McapIndexedReader (Foxglove's reader, through node): path -> {topic:
+    [sequence, ...]} or {"error": text}. Needs node and ``npm ci --prefix tests/js`` (.ci/run does both)."""
+    why = js_reader_missing()
+    if why:
+        pytest.skip(why)
+    cmd = [shutil.which("node") or "node", str(_JS / "mcap_indexed_read.mjs"), *map(str, paths)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    out = {}
+    for line in proc.stdout.splitlines():
+        rec = json.loads(line)
+        out[rec["path"]] = {"error": rec["error"]} if "error" in rec else rec["topics"]
+    return out

@@ -3,6 +3,8 @@ repair atomicity under kill -9, unrecoverable files."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -14,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
-from test_store_helpers import frame
+from test_store_helpers import frame, indexed_read, tmpfs
 
 from camctl.config import StoreConfig
-from camctl.store import FlightStore, iter_frames, repair_segment, verify
-from camctl.store._format import scan_segment
+from camctl.store import FlightStore, iter_events, iter_frames, render_report, repair_segment, verify
+from camctl.store._salvage import scan_segment
 
 CHUNKS = 6
 PER_CHUNK = 3
@@ -67,7 +69,7 @@ def _check_cut(data: bytes, cut: int, workdir: Path) -> None:
     rep = verify(path)
     assert rep.exit_code == 1 and rep.repairable == [str(path)], rep.errors
     assert not rep.lost_chunks, "a cut tail is not lost committed data"
-    assert rep.cameras["cam"].durable == len(expected)
+    assert rep.cameras["cam"].frames == len(expected)
     rep = verify(path, repair=True)
     assert rep.repaired == [str(path)] and rep.exit_code == 1
     assert _seqs_via_plain_reader(path) == expected
@@ -155,10 +157,36 @@ def test_bit_flip_anywhere_never_crashes(segments, where, bit, finished) -> None
         got = {f.seq: f.jpeg for f in iter_frames(path)}
         assert all(originals[s] == j for s, j in got.items())
         rep = verify(path, repair=True)
-        if rep.exit_code == 2:  # only a damaged magic makes the file unrecoverable
-            assert off < 8
-            return
+        assert rep.exit_code in (0, 1), rep.errors  # a flip anywhere, the magic included, is repairable
         assert sorted(_seqs_via_plain_reader(path)) == sorted(got)
+        # every chunk the flip did not hit is still there
+        hit = [s for s, e, _ in _chunk_ends(data) if s < off < e]
+        assert set(got) >= {q for s, _, seqs in _chunk_ends(data) if s not in hit for q in seqs}
+        assert verify(path).exit_code == 0
+
+
+@pytest.mark.parametrize("finished", [False, True])
+@pytest.mark.parametrize("region", ["magic", "header", "schema", "channel"])
+def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_path: Path, region: str,
+                                                              finished: bool) -> None:
+    torn, done, _ = segments
+    data = done if finished else torn
+    # "channel": '/cam/image' rots into '/bam/image', a Channel record that still parses (no CRC covers it)
+    off = {"magic": 3, "header": 8 + 9 + 2, "schema": 40, "channel": data.index(b"/cam/image") + 1}[region]
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(_flip(data, off, 0 if region == "channel" else 5))
+    assert [f.seq for f in iter_frames(path)] == list(range(CHUNKS * PER_CHUNK))
+    rep = verify(path, repair=True)
+    if region == "channel" and finished:  # the summary's Channel records are intact: readers use those
+        assert rep.exit_code == 0, rep.errors
+    else:
+        assert rep.exit_code == 1 and rep.repaired == [str(path)], rep.errors
+    assert _seqs_via_plain_reader(path) == list(range(CHUNKS * PER_CHUNK))
+    assert indexed_read([path])[str(path)]["/cam/image"] == list(range(CHUNKS * PER_CHUNK))  # Foxglove's reader
+    after = verify(path)
+    assert after.exit_code == 0, after.to_dict()
+    assert after.recorded_losses or region in ("magic", "channel"), after.to_dict()
 
 
 def iter_frames_bytes(data: bytes):
@@ -171,50 +199,83 @@ _KILLER = """
 import os, signal, sys
 from pathlib import Path
 from camctl.store import repair_segment
-repair_segment(Path(sys.argv[1]), before_rename=lambda tmp: os.kill(os.getpid(), signal.SIGKILL))
+repair_segment(Path(sys.argv[1]), after_fix=lambda: os.kill(os.getpid(), signal.SIGKILL))
 """
 
 
-def test_kill_9_during_repair_leaves_old_file(segments, tmp_path: Path) -> None:
+def _with_torn_tail(torn: bytes) -> bytes:
+    """``torn`` plus an uncommitted chunk: what a cut mid-commit leaves (repair must cut it)."""
+    start = _chunk_ends(torn)[-1][0]
+    return torn + torn[start:start + 200]
+
+
+def test_kill_9_during_repair_in_place_keeps_every_chunk(segments, tmp_path: Path) -> None:
     torn, _, _ = segments
+    data = _with_torn_tail(torn)
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
-    path.write_bytes(torn)
+    path.write_bytes(data)
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(path)], capture_output=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-    assert path.read_bytes() == torn  # the old file, whole
-    tmp = path.with_name(path.name + ".repair.tmp")
-    assert tmp.exists()
-    rep = verify(path.parent, repair=True)
-    assert not tmp.exists() and str(tmp) in rep.repaired
+    assert path.read_bytes() == torn  # killed after the cut, before the summary: torn, every chunk kept
+    assert verify(path.parent, repair=True).exit_code == 1
     assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
+    assert verify(path.parent).exit_code == 0
 
 
-def test_injected_failure_before_rename_keeps_old_file(segments, tmp_path: Path) -> None:
+def test_repair_is_in_place_not_a_copy(segments, tmp_path: Path) -> None:
     torn, _, _ = segments
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
-    path.write_bytes(torn)
+    path.write_bytes(_with_torn_tail(torn))
+    ino = path.stat().st_ino
 
-    def boom(tmp: Path) -> None:
+    def boom() -> None:
         raise OSError("power cut")
 
     with pytest.raises(OSError, match="power cut"):
-        repair_segment(path, before_rename=boom)
-    assert path.read_bytes() == torn
+        repair_segment(path, after_fix=boom)
+    assert path.read_bytes() == torn and not list(path.parent.glob("*.tmp"))
     assert repair_segment(path) == 2 * CHUNKS * PER_CHUNK  # image + meta per frame
-    assert verify(path).exit_code == 0
+    assert path.stat().st_ino == ino and verify(path).exit_code == 0
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the filesystem is full to the last byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for block in (1 << 16, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * block)
+    finally:
+        os.close(fd)
+
+
+def test_repair_works_on_a_full_filesystem(segments, tmp_path: Path) -> None:
+    """On a 100%-full tmpfs the old copy-and-rename repair failed with ENOSPC; in place needs no new file."""
+    torn, _, _ = segments
+    with tmpfs(tmp_path / "tmpfs", "1m") as mnt:
+        path = mnt / "cam" / "000001.mcap"
+        path.parent.mkdir()
+        path.write_bytes(_with_torn_tail(torn))
+        _fill(mnt / "filler")
+        assert os.statvfs(mnt).f_bavail == 0
+        rep = verify(path.parent, repair=True)
+        assert rep.exit_code == 1 and rep.repaired == [str(path)] and not rep.unrecoverable, rep.errors
+        assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
 
 
 def test_unrecoverable_files(segments, tmp_path: Path) -> None:
     torn, _, _ = segments
     d = tmp_path / "cam"
     d.mkdir()
-    (d / "000001.mcap").write_bytes(b"JUNKJUNK" + torn[8:])
+    junk = bytes(range(256)) * 40  # no magic, no CRC-valid chunk: nothing to salvage
+    (d / "000001.mcap").write_bytes(junk)
     rep = verify(d / "000001.mcap", repair=True)
     assert rep.exit_code == 2 and rep.unrecoverable
-    assert (d / "000001.mcap").read_bytes()[:8] == b"JUNKJUNK", "never rewrite what cannot be read"
+    assert (d / "000001.mcap").read_bytes() == junk, "never rewrite what cannot be read"
     # every chunk damaged: nothing salvageable
     data = torn
     for start, end, _ in _chunk_ends(torn):
@@ -226,3 +287,74 @@ def test_unrecoverable_files(segments, tmp_path: Path) -> None:
     assert verify(d / "000003.mcap", repair=True).exit_code == 1
     assert verify(d / "000003.mcap").exit_code == 0
     assert os.path.getsize(d / "000003.mcap") > 0
+
+
+def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Path) -> None:
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
+    st = FlightStore(tmp_path, "b", "F", cfg, cameras=["a", "b"])
+    for k in range(4):
+        for j in range(3):
+            assert st.put(frame("a", k * 3 + j)) and st.put(frame("b", k * 3 + j))
+        st.commit(wait=True)
+    fdir = tmp_path / "F"
+    seg_a, seg_b = fdir / "a" / "000001.mcap", fdir / "b" / "000001.mcap"
+    torn_a, torn_b = seg_a.read_bytes(), seg_b.read_bytes()
+    st.close()
+    # camera a: bit rot in its third chunk (seqs 6-8); camera b: a torn tail holding the start of frame 12
+    chunks = scan_segment(seg_a, torn_a).chunks
+    hit = chunks[2]
+    seg_a.write_bytes(_flip(torn_a, (hit.start + hit.end) // 2, 2))
+    st2 = FlightStore(tmp_path / "more", "b", "G", cfg, cameras=["b"])  # frame 12, committed elsewhere ...
+    st2.put(frame("b", 12))
+    st2.commit(wait=True)
+    extra = (tmp_path / "more" / "G" / "b" / "000001.mcap").read_bytes()
+    st2.close()
+    start = scan_segment(Path("b/x.mcap"), extra).chunks[0].start
+    torn_b += extra[start:start + 150]  # ... and its first 150 bytes here: cut mid-write
+    seg_b.write_bytes(torn_b)
+
+    rep = verify(fdir, repair=True)
+    assert rep.exit_code == 1, rep.errors
+    by_cam = {r["camera"]: r for r in rep.losses}
+    assert set(by_cam) == {"a", "b"}, rep.losses
+    assert by_cam["a"]["segment"] == "a/000001.mcap" and by_cam["a"]["reason"].startswith("damaged")
+    assert (by_cam["a"]["seq_after"], by_cam["a"]["seq_before"]) == (5, 9)
+    assert by_cam["b"]["seqs"] == [12] and by_cam["b"]["seq_after"] == 11 and "torn tail" in by_cam["b"]["reason"]
+    # Foxglove's indexed reader reads both repaired files (a chunk index without message indexes for the
+    # chunk after the damage would make it skip messages)
+    js = indexed_read([seg_a, seg_b])
+    assert js[str(seg_a)]["/a/image"] == [*range(6), *range(9, 12)], js
+    assert js[str(seg_b)]["/b/image"] == list(range(12)), js
+    # in the flight's own event log, on disk
+    logged = [e for s in sorted((fdir / "events").glob("*.mcap")) for e in iter_events(s) if e["kind"] == "loss"]
+    assert sorted((e["camera"], tuple(e["range"])) for e in logged) == sorted(
+        (r["camera"], tuple(r["range"])) for r in rep.losses)
+    # in the index
+    index = json.loads((fdir / "index.json").read_text())
+    assert sorted(x["camera"] for x in index["losses"]) == ["a", "b"]
+    # verify afterwards: clean, and the LOST records in the repaired files still say what was lost
+    again = verify(fdir)
+    assert again.exit_code == 0, again.errors
+    recorded = {Path(p).parent.name: info for p, _, _, info in again.recorded_losses}
+    assert recorded["a"]["range"] == by_cam["a"]["range"] and recorded["b"]["seqs"] == [12]
+    assert "lost earlier" in render_report(again, plain=True)
+    # and ls shows them
+    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert "losses 2" in out.stdout and "lost at recovery: a/000001.mcap" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(segments, tmp_path: Path,
+                                                                              finished: bool) -> None:
+    torn, done, _ = segments
+    data = done if finished else torn
+    chunk = scan_segment(Path("cam/x.mcap"), data).chunks[2]
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(_flip(data, chunk.end + 12, 1))  # the records-length field of its first MessageIndex
+    assert verify(path, repair=True).exit_code == 1
+    want = list(range(CHUNKS * PER_CHUNK))  # the chunk itself is intact: nothing is lost
+    assert _seqs_via_plain_reader(path) == want
+    assert indexed_read([path])[str(path)]["/cam/image"] == want
+    assert verify(path).exit_code == 0

@@ -23,9 +23,12 @@ FIGURE_MODULES: tuple[str, ...] = (
     "encode",
     "capture",
     "trigger",
+    "camera",
     "rss",
     "first_look",
     "verify",
+    "boot",
+    "mission",
 )
 
 

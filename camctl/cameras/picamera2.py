@@ -20,11 +20,55 @@ Facts this module relies on (checked against picamera2 0.3.x sources by tests/te
 - ``SensorTimestamp`` (ns) is the V4L2 buffer timestamp, on ``CLOCK_MONOTONIC`` (picamera2's own
   ``capture_request(flush=True)`` compares it with ``time.monotonic_ns()``), so it lines up with camctl's
   monotonic clock on the same board.
-- ``seq`` comes from libcamera's per-buffer ``FrameMetadata.sequence`` (gaps = frames the sensor dropped),
-  read through ``CompletedRequest.request.buffers`` as picamera2 itself does; if that is unavailable a
-  counter is used. Either way ``seq`` keeps increasing across reopen (offset by the last seq seen).
-- ``"FrameRate"`` is a picamera2 virtual control that maps onto libcamera's ``FrameDurationLimits``; it
-  can be changed while streaming with ``set_controls`` (no restart).
+- ``capture_request`` on a ``queue=False`` configuration waits for the *next* frame to complete (picamera2
+  keeps no completed request: ``_max_queue_len = 0``), so a consumer that comes back late has lost the
+  frames in between; the buffers do not ride it out.
+- ``seq`` counts delivered frames plus the frame slots (at the current rate) that had no frame: a frame the
+  sensor or a late consumer lost leaves a gap, a frame thinned on purpose does not. It keeps increasing
+  across reopen.
+- ``"FrameRate"`` is a picamera2 virtual control that maps onto libcamera's ``FrameDurationLimits``. A
+  ``set_controls`` while streaming rides on the next request recycled to libcamera, which the sensor fills
+  ``buffer_count`` frames later, plus the sensor's own delay (3 frames for a frame-length change on an
+  IMX708): at 1-2 fps that is seconds. And ``configure_`` (so every mode switch, so every
+  ``switch_mode_and_capture_request``) rebuilds the controls from the configuration it applies, dropping
+  what ``set_controls`` set since.
+
+Rates (why the sensor never changes rate in flight):
+
+- The sensor runs at ``sensor_fps``, the highest rate the flight needs (``CameraConfig.sensor_fps``), from
+  open to close, set once in the video configuration's ``controls``. :meth:`Picamera2Camera.set_fps` only
+  changes how frames are *thinned*: a frame is delivered when its sensor time reaches the next due time
+  (within half a sensor period); the others are released before anything is copied out of them. A rate
+  change (the release edge) moves the due time to ``last delivered + new interval``, so the next sensor
+  frame after the edge is delivered: the new rate holds from the first frame, at most one sensor period
+  after the edge, whatever the ARMED rate. A still or a reopen cannot leave a wrong rate behind: there is
+  none to restore.
+- The cost is the sensor and ISP running at the flight rate while ARMED (the request round trip for every
+  sensor frame, no copy of thinned frames; on the hardware path the V4L2 encoder encodes every frame). The
+  exposure is bounded by the sensor frame duration, which suits a drop test (short exposures).
+- A rate above ``sensor_fps`` (a caller outside the config) raises the sensor rate with ``set_controls``,
+  which lands late, as above.
+
+Stills come from the running video stream: the next sensor frame's main stream at the configured size (the
+sensor mode in ``[cameras.controls]`` keeps the full field of view), marked ``still``. No mode switch, so the
+video is never stopped: a mode switch would cost two reconfigurations (hundreds of milliseconds and, on a
+Pi 4, an encoder restart) at the moment the drop test exists for. If that frame is also due for the video, the
+next :meth:`capture` returns it again as a video frame (same pixels), so the video loses nothing. On the
+hardware path the encoder sees every request anyway; the still is read from the YUV420 main stream of a
+``capture_request`` made while recording.
+
+Controls (``[cameras.controls]``, :class:`~camctl.config.CameraControls`), applied at every open:
+
+- ``AfMode``/``LensPosition`` go into the video configuration's ``controls`` as ``AfMode`` (libcamera
+  enum: manual 0, auto 1, continuous 2) and ``LensPosition`` (dioptres), so ``start_`` sends them with the
+  first frame. The Raspberry Pi IPA advertises them only for a module with a focus lens (Camera Module 3); on
+  another module they are skipped and named in ``unset_controls`` (``camctl doctor`` reports them).
+- ``exposure_max_us``/``analogue_gain_max`` cap the AGC's exposure profile: libcamera has no "maximum
+  exposure" control, so the sensor's tuning file (``load_tuning_file("<model>.json")``) is loaded and the
+  ``shutter``/``gain`` lists of every ``rpi.agc`` exposure mode are clipped, then passed as
+  ``Picamera2(tuning=...)`` (picamera2's own documented way to change the exposure profile).
+- ``sensor_mode`` is passed as ``sensor={"output_size": ...}``: picamera2 scores the sensor's modes against
+  it (``_make_libcamera_config``), so a full-field binned mode is chosen instead of a crop at video sizes.
 
 Lores stream (``lores_size`` in the camera config; software path only):
 
@@ -41,7 +85,7 @@ Lores stream (``lores_size`` in the camera config; software path only):
   lores frame's hues are off by a few percent.
 - The main stream is still produced by the ISP (it cannot be switched off without a reconfigure); the
   saving is the copy out (``make_array``), the RGB->YUV conversion and the subsampling in the encoder.
-- Stills are always from the still mode's main stream.
+- Stills are always from the main stream (at the configured size), never the lores one.
 - The hardware (MJPEG) path configures no lores stream and ignores ``set_lores`` (returns False): the V4L2
   encoder encodes the main stream only, and its frames are JPEGs the runner cannot decimate.
 
@@ -54,9 +98,12 @@ Encoder (``encoder`` in the camera config):
   ``(jpeg, timestamp_ns)`` on a bounded queue that :meth:`Picamera2Camera.capture` reads. Frames come back
   with ``jpeg`` set and ``image=None`` (the capture runner skips the encoder pool). If the encoder cannot be
   built (a Pi 5 has no hardware JPEG encoder) opening raises a CameraError.
-- ``"auto"``: hardware where ``MJPEGEncoder()`` constructs, else software; the choice and its reason are
-  logged once per camera at INFO (a documented choice, not a silent fallback). The choice holds for the
-  camera's life: if the hardware encoder later fails to construct, open raises instead of switching.
+- ``"auto"``: hardware where ``MJPEGEncoder()`` constructs *and* the size fits the codec (32 to 1920 pixels
+  on each side: raspberrypi/linux ``drivers/staging/vc04_services/bcm2835-codec/bcm2835-v4l2-codec.c``,
+  ``MAX_W_CODEC``/``MAX_H_CODEC`` for the encode node ``/dev/video11`` that picamera2 opens), else
+  software; the choice and its reason are logged once per camera at INFO (a documented choice, not a silent
+  fallback). The choice holds for the camera's life: if the hardware encoder later fails to construct, open
+  raises instead of switching.
 
 Hardware-path facts (picamera2 0.3.x, checked by the tests):
 
@@ -77,18 +124,19 @@ Hardware-path facts (picamera2 0.3.x, checked by the tests):
 - Exposure, gain and frame duration are not available per MJPEG frame through an Output: frames carry
   the defaults (``exposure_us=0``, ``analogue_gain=1.0``) and the nominal frame duration.
 - A mode switch while the encoder records would feed full-resolution still buffers to an encoder set up
-  for the video size (``process_requests`` encodes every request whose stream it names), so a still
-  stops recording, uses ``switch_mode_and_capture_request`` (which restarts the camera and switches back
-  to the video mode), then starts recording again; the interruption is ``last_still_gap_ms``.
+  for the video size (``process_requests`` encodes every request whose stream it names): one more reason
+  stills never switch mode.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -101,10 +149,11 @@ from camctl.exc import CameraDisconnected, CameraError, CameraTimeout
 from camctl.frames import Frame
 
 if TYPE_CHECKING:
-    from camctl.config import CameraConfig
+    from camctl.config import CameraConfig, CameraControls
 
-__all__ = ["CONTROLS_USED", "HW_FORMAT", "INSTALL_HINT", "LORES_FORMAT", "METADATA_USED", "PICAMERA2_API_USED",
-           "QUEUE_FRAMES", "Picamera2Camera", "pi_model", "split_i420"]
+__all__ = ["AF_MODE_VALUES", "CODEC_SIZE", "CONTROLS_USED", "HW_FORMAT", "INSTALL_HINT", "LORES_FORMAT",
+           "METADATA_USED", "PICAMERA2_API_USED", "QUEUE_FRAMES", "Picamera2Camera", "Thinner", "clip_tuning",
+           "codec_fits", "pi_model", "split_i420"]
 
 _log = logging.getLogger(__name__)
 
@@ -122,9 +171,11 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
     "module:outputs": {"Output": []},
     "Picamera2": {
         "global_camera_info": [],
-        "__init__": ["camera_num"],
-        "create_video_configuration": ["main", "lores", "buffer_count", "queue", "controls"],
-        "create_still_configuration": ["main", "buffer_count"],
+        "load_tuning_file": [],
+        "find_tuning_algo": [],
+        "__init__": ["camera_num", "tuning"],
+        "create_video_configuration": ["main", "lores", "buffer_count", "queue", "controls", "sensor"],
+        "camera_controls": [],
         "configure": [],
         "stream_configuration": [],
         "start": [],
@@ -132,28 +183,30 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "close": [],
         "set_controls": [],
         "capture_request": ["wait"],
-        "switch_mode_and_capture_request": ["wait"],
         "cancel_all_and_flush": [],
         "start_recording": ["quality"],
         "stop_recording": [],
     },
-    "CompletedRequest": {"make_array": [], "get_metadata": [], "release": [], "attr:request": []},
+    "CompletedRequest": {"make_array": [], "get_metadata": [], "release": []},
     "Job": {"get_result": ["timeout"]},
     "MJPEGEncoder": {"__init__": []},
     "Encoder": {"attr:firsttimestamp": []},
     "Quality": {"attr:VERY_LOW": [], "attr:LOW": [], "attr:MEDIUM": [], "attr:HIGH": [], "attr:VERY_HIGH": []},
     "Output": {"__init__": ["pts"], "outputframe": []},
 }
-CONTROLS_USED = ("FrameRate",)
+CONTROLS_USED = ("FrameRate", "AfMode", "LensPosition")
+AF_MODE_VALUES = {"manual": 0, "auto": 1, "continuous": 2}  # libcamera controls::AfModeEnum
 # Metadata keys read from ``get_metadata()``; all optional (``.get`` with a fallback).
 METADATA_USED = ("SensorTimestamp", "ExposureTime", "AnalogueGain", "FrameDuration")
 
 MAIN_FORMAT = "BGR888"  # R, G, B bytes in memory (see the module docstring)
 HW_FORMAT = "YUV420"  # what the V4L2 encoder reads with the least bandwidth (I420)
 LORES_FORMAT = "YUV420"  # the only lores format a Pi 4 ISP gives; JPEG encodes it with no conversion
-BUFFER_COUNT = 6  # picamera2's video default: enough to ride out a slow consumer for a few frames
+BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; with queue=False they hold nothing for a late
+# consumer (it loses the frames completed meanwhile), and each is a frame of set_controls latency.
 QUEUE_FRAMES = 8  # encoded frames waiting for capture(); the oldest is dropped (a seq gap) when full
 _MODEL_PATH = Path("/proc/device-tree/model")
+CODEC_SIZE = (32, 1920)  # bcm2835-v4l2-codec.c: MIN_W/MIN_H 32, MAX_W_CODEC/MAX_H_CODEC 1920 (encode role)
 
 
 def _load_picamera2(camera: str) -> ModuleType:
@@ -301,22 +354,100 @@ def _queue_output(Output: type, encoder: Any, hand_off: Callable[[bytes, int], N
     return _JpegHandOff(pts=None)
 
 
+def codec_fits(size: tuple[int, int]) -> bool:
+    """Whether the bcm2835-codec encoder takes frames of ``size`` (see :data:`CODEC_SIZE`)."""
+    lo, hi = CODEC_SIZE
+    return all(lo <= v <= hi for v in size)
+
+
+def clip_tuning(tuning: dict[str, Any], algo: dict[str, Any], exposure_max_us: int | None,
+                gain_max: float | None) -> dict[str, Any]:
+    """Clip every exposure mode of the ``rpi.agc`` parameters ``algo`` (found in ``tuning``) in place.
+
+    The AGC walks the ``shutter``/``gain`` lists of its exposure mode; clipped lists stay non-decreasing, so it
+    never chooses more than the caps. Tunings from libcamera 0.2 on keep the modes under ``channels``.
+    """
+    for channel in algo.get("channels") or [algo]:
+        for mode in channel.get("exposure_modes", {}).values():
+            if exposure_max_us is not None:
+                mode["shutter"] = [min(int(v), exposure_max_us) for v in mode["shutter"]]
+            if gain_max is not None:
+                mode["gain"] = [min(float(v), gain_max) for v in mode["gain"]]
+    return tuning
+
+
+class Thinner:
+    """Which sensor frames are delivered at a rate below the sensor's, and their ``seq``.
+
+    A frame is kept when its sensor time reaches the due time (within half a sensor period); the due time
+    then moves on by whole intervals, and every whole interval it skipped (no frame came for that slot: the
+    sensor or a late consumer lost it) is a gap in ``seq``. :meth:`set_fps` pulls the due time in to
+    ``last kept + new interval``, so a faster rate starts at the next sensor frame. Thread-safe.
+    """
+
+    def __init__(self, fps: float, sensor_fps: float, first_seq: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.next_seq = first_seq
+        self._slack_ns = int(0.5e9 / sensor_fps)
+        self._interval_ns = int(1e9 / fps)
+        self._due_ns: int | None = None
+        self._last_ns: int | None = None
+        self.thinned = 0
+
+    def set_fps(self, fps: float, sensor_fps: float) -> None:
+        with self._lock:
+            self._interval_ns = int(1e9 / fps)
+            self._slack_ns = int(0.5e9 / sensor_fps)
+            if self._last_ns is not None and self._due_ns is not None:
+                self._due_ns = min(self._due_ns, self._last_ns + self._interval_ns)
+
+    def restart(self) -> None:
+        """A new stream (reopen): the next frame is delivered, with no gap counted before it."""
+        with self._lock:
+            self._due_ns = self._last_ns = None
+
+    def keep(self, timestamp_ns: int, *, peek: bool = False) -> int | None:
+        """The ``seq`` for a frame at ``timestamp_ns`` if it is delivered, else None (thinned).
+
+        ``peek`` answers without taking the slot."""
+        with self._lock:
+            due, interval = self._due_ns, self._interval_ns
+            if due is None:
+                missed, due = 0, timestamp_ns
+            elif timestamp_ns < due - self._slack_ns:
+                if not peek:
+                    self.thinned += 1
+                return None
+            else:
+                missed = max(0, (timestamp_ns - due + self._slack_ns) // interval)
+            seq = self.next_seq + missed
+            if not peek:
+                self.next_seq = seq + 1
+                self._due_ns = due + (missed + 1) * interval
+                self._last_ns = timestamp_ns
+            return seq
+
+
 class Picamera2Camera(Camera):
     """A Raspberry Pi camera (``index`` as listed by ``rpicam-hello --list-cameras``).
 
     ``encoder`` is ``"software"``, ``"hardware"`` or ``"auto"`` (see the module docstring);
-    ``jpeg_quality`` only matters for the hardware encoder. ``model_path`` is the device-tree model file
-    (tests point it elsewhere). After :meth:`open`, ``encoder_in_use`` says which path runs.
+    ``jpeg_quality`` only matters for the hardware encoder. ``sensor_fps`` is the rate the sensor runs at
+    (default ``fps``; frames are thinned to :attr:`fps`). ``controls`` are the ``[cameras.controls]``.
+    ``model_path`` is the device-tree model file (tests point it elsewhere). After :meth:`open`,
+    ``encoder_in_use`` says which path runs and ``unset_controls`` lists what could not be set.
 
     Example (on a Pi)::
 
-        with Picamera2Camera("down", index=0, size=(1920, 1080), fps=30) as cam:
+        with Picamera2Camera("down", index=0, size=(1920, 1080), fps=2, sensor_fps=30) as cam:
             frame = cam.capture(timeout_s=1.0)
+            cam.set_fps(30)  # the next sensor frame is delivered
     """
 
     def __init__(self, name: str, *, index: int = 0, size: tuple[int, int] = (1920, 1080),
                  fps: float = 30.0, encoder: str = "auto", jpeg_quality: int = 85,
-                 model_path: Path = _MODEL_PATH, lores_size: tuple[int, int] | None = None) -> None:
+                 model_path: Path = _MODEL_PATH, lores_size: tuple[int, int] | None = None,
+                 sensor_fps: float | None = None, controls: CameraControls | None = None) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         if encoder not in ("auto", "hardware", "software"):
@@ -328,6 +459,9 @@ class Picamera2Camera(Camera):
         self.encoder = encoder
         self.jpeg_quality = int(jpeg_quality)
         self.encoder_in_use = ""  # "hardware" or "software" once resolved ("auto" resolves at first open)
+        self.sensor_fps = max(float(sensor_fps or fps), float(fps))
+        self.controls = controls
+        self.unset_controls: list[str] = []  # what the last open could not set, one line each
         self._model_path = model_path
         self.lores_size = None if lores_size is None else (int(lores_size[0]), int(lores_size[1]))
         self._lores = False  # deliver the lores stream (set by set_lores; a bool write is thread-safe)
@@ -335,10 +469,8 @@ class Picamera2Camera(Camera):
         self._mod: ModuleType | None = None
         self._picam2: Any = None
         self._format = MAIN_FORMAT
-        self._seq_base = 0  # added to the sensor sequence so seq never goes back across reopen
-        self._first_sensor_seq: int | None = None
-        self._next_seq = 0
-        self.last_still_gap_ms = 0.0  # video interruption caused by the last capture_still()
+        self._thin = Thinner(self._fps, self.sensor_fps)
+        self._twin: Frame | None = None  # a still's frame, due for the video too: the next capture() returns it
         # hardware path
         self._hw_encoder: Any = None
         self._hw_output: Any = None
@@ -349,13 +481,16 @@ class Picamera2Camera(Camera):
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, **kwargs: Any) -> Picamera2Camera:
-        """Build (closed) from a camera config, at the ARMED rate."""
+        """Build (closed) from a camera config: delivering the ARMED rate, the sensor at the flight's highest."""
         kwargs.setdefault("lores_size", cfg.lores_size)
+        kwargs.setdefault("sensor_fps", cfg.sensor_fps())
+        kwargs.setdefault("controls", cfg.controls)
         return cls(cfg.name, index=cfg.index, size=cfg.size, fps=cfg.fps_for("ARMED"), encoder=cfg.encoder,
                    jpeg_quality=cfg.jpeg_quality, **kwargs)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"open, {self._fps:g} fps, next seq {self._next_seq}"
+        state = "closed" if self.closed else \
+            f"open, {self._fps:g} of {self.sensor_fps:g} fps, next seq {self._thin.next_seq}"
         enc = self.encoder_in_use or self.encoder
         return (f"<Picamera2Camera {self.name!r} index={self.index} {self.size[0]}x{self.size[1]} "
                 f"encoder={enc} {state}>")
@@ -363,6 +498,10 @@ class Picamera2Camera(Camera):
     # -- lifecycle -----------------------------------------------------------------------------------
     def _hardware_encoder(self) -> tuple[Any, Any, Any] | str:
         """``(encoder, Quality, Output)`` for the hardware path, or why it is unavailable."""
+        if not codec_fits(self.size):
+            lo, hi = CODEC_SIZE
+            return (f"{self.size[0]}x{self.size[1]} is outside the bcm2835-codec encoder's {lo}..{hi} pixels "
+                    "per side")
         try:
             MJPEGEncoder, Quality, Output = _load_hardware()
             return MJPEGEncoder(), Quality, Output
@@ -393,6 +532,40 @@ class Picamera2Camera(Camera):
         self.encoder_in_use = "hardware"
         return hw
 
+    def _tuning(self, mod: ModuleType, cameras: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The sensor's tuning with the AGC capped, or None (no cap asked, or it cannot be loaded: noted)."""
+        c = self.controls
+        if c is None or (c.exposure_max_us is None and c.analogue_gain_max is None):
+            return None
+        model = str(cameras[self.index].get("Model", ""))
+        try:
+            tuning = mod.Picamera2.load_tuning_file(f"{model}.json")
+            algo = mod.Picamera2.find_tuning_algo(tuning, "rpi.agc")
+            return clip_tuning(tuning, algo, c.exposure_max_us, c.analogue_gain_max)
+        except Exception as exc:
+            self.unset_controls.append(f"exposure_max_us/analogue_gain_max: no tuning for {model!r} ({exc})")
+            return None
+
+    def _video_controls(self, picam2: Any) -> dict[str, Any]:
+        """The configuration's controls: the sensor rate, and the lens where the camera has one."""
+        controls: dict[str, Any] = {"FrameRate": self.sensor_fps}
+        c = self.controls
+        if c is None:
+            return controls
+        wanted: dict[str, Any] = {}
+        if c.af_mode is not None:
+            wanted["AfMode"] = AF_MODE_VALUES[c.af_mode]
+        if c.lens_position is not None:
+            wanted.setdefault("AfMode", AF_MODE_VALUES["manual"])
+            wanted["LensPosition"] = float(c.lens_position)
+        advertised = picam2.camera_controls
+        for name, value in wanted.items():
+            if name in advertised:
+                controls[name] = value
+            else:
+                self.unset_controls.append(f"{name}: not advertised by camera {self.index} (no focus lens)")
+        return controls
+
     def _open_backend(self) -> None:
         mod = _load_picamera2(self.name)
         try:
@@ -404,15 +577,18 @@ class Picamera2Camera(Camera):
             raise CameraDisconnected(self.name, f"no camera at index {self.index} (found {found}); check the "
                                                 "ribbon cable and 'rpicam-hello --list-cameras'")
         hw = self._resolve_encoder()
+        self.unset_controls = []
         picam2 = None
         try:
-            picam2 = mod.Picamera2(camera_num=self.index)
+            tuning = self._tuning(mod, cameras)
+            picam2 = mod.Picamera2(camera_num=self.index, tuning=tuning)
             fmt = MAIN_FORMAT if hw is None else HW_FORMAT
             lores = None if hw is not None or self.lores_size is None else \
                 {"format": LORES_FORMAT, "size": self.lores_size}
+            mode = None if self.controls is None else self.controls.sensor_mode
             config = picam2.create_video_configuration(
                 main={"format": fmt, "size": self.size}, lores=lores, buffer_count=BUFFER_COUNT, queue=False,
-                controls={"FrameRate": self._fps})
+                controls=self._video_controls(picam2), sensor=None if mode is None else {"output_size": mode})
             picam2.configure(config)
             if lores is not None:
                 stream = picam2.stream_configuration("lores")
@@ -429,14 +605,16 @@ class Picamera2Camera(Camera):
             self._jpegs = self._hw_encoder = self._hw_output = None
             self._lores_stream = None
             raise CameraError(self.name, f"cannot start camera {self.index}: {exc!r}") from exc
+        for line in self.unset_controls:
+            _log.warning("camera %r: %s", self.name, line)
         self._mod = mod
         self._picam2 = picam2
-        self._seq_base = self._next_seq
-        self._first_sensor_seq = None
+        self._twin = None
+        self._thin.restart()
 
     def _start_hardware(self, picam2: Any, hw: tuple[Any, Any, Any]) -> None:
         encoder, Quality, Output = hw
-        jpegs = _JpegQueue(QUEUE_FRAMES, self._next_seq)
+        jpegs = _JpegQueue(QUEUE_FRAMES, 0)
         self._hw_encoder, self._jpegs = encoder, jpegs
         self._hw_output = _queue_output(Output, encoder, jpegs.put)
         self._hw_quality = _quality(Quality, self.jpeg_quality)
@@ -457,11 +635,11 @@ class Picamera2Camera(Camera):
             self._close_quietly(picam2)
         self._recording = False
         jpegs, self._jpegs = self._jpegs, None
-        if jpegs is not None:  # frames encoded but never taken count as a gap, and seq never goes back
-            self._next_seq = max(self._next_seq, jpegs.next_seq)
+        if jpegs is not None:
             self.hw_dropped += jpegs.dropped
         self._hw_encoder = self._hw_output = None
         self._lores_stream = None
+        self._twin = None
 
     # -- lores stream --------------------------------------------------------------------------------
     @property
@@ -476,18 +654,28 @@ class Picamera2Camera(Camera):
         return self.supports_lores
 
     # -- rate ----------------------------------------------------------------------------------------
+    @property
+    def thinned(self) -> int:
+        """Sensor frames not delivered because the rate asked for is below the sensor's (all opens)."""
+        return self._thin.thinned
+
     def set_fps(self, fps: float) -> None:
-        """Change the frame rate while streaming (``FrameRate`` control, no restart)."""
+        """Deliver ``fps`` from the next due frame (thread-safe; the sensor keeps its rate, see the module
+        docstring). Above ``sensor_fps`` the sensor itself is sped up with ``set_controls``, which lands late."""
         super().set_fps(fps)
-        if self._picam2 is not None:
-            try:
-                self._picam2.set_controls({"FrameRate": self._fps})
-            except Exception as exc:
-                raise CameraError(self.name, f"cannot set FrameRate to {fps:g}: {exc!r}") from exc
+        if self._fps > self.sensor_fps:
+            self.sensor_fps = self._fps
+            if self._picam2 is not None:
+                try:
+                    self._picam2.set_controls({"FrameRate": self.sensor_fps})
+                except Exception as exc:
+                    raise CameraError(self.name, f"cannot set FrameRate to {fps:g}: {exc!r}") from exc
+        self._thin.set_fps(self._fps, self.sensor_fps)
 
     # -- frames --------------------------------------------------------------------------------------
-    def _wait(self, job: Any, timeout_s: float, what: str) -> Any:
-        """The request a Job produced within ``timeout_s``, or CameraTimeout (leaving nothing queued)."""
+    def _wait(self, job: Any, timeout_s: float, what: str, asked_s: float) -> Any:
+        """The request a Job produced within ``timeout_s``, or CameraTimeout (leaving nothing queued); the
+        message names ``asked_s``, the caller's whole timeout."""
         mod = self._mod
         assert mod is not None
         try:
@@ -507,7 +695,8 @@ class Picamera2Camera(Camera):
             late = None
         if late is not None:
             late.release()
-        raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s ({what}) from camera {self.index}")
+        raise CameraTimeout(self.name, f"no frame within {asked_s:g} s ({what}) from camera {self.index}; "
+                                       "a CSI camera that stops delivering stays listed: check its cable")
 
     def _listed(self) -> bool:
         try:
@@ -516,126 +705,124 @@ class Picamera2Camera(Camera):
             return False
 
     def _failure(self, exc: BaseException, what: str) -> CameraError:
-        """Map a libcamera/picamera2 failure: CameraDisconnected if the camera is no longer listed."""
+        """Map a libcamera/picamera2 failure: CameraDisconnected if the camera is no longer listed (a USB
+        camera can leave the CameraManager's list; a CSI one never does)."""
         if not self._listed():
             return CameraDisconnected(self.name, f"camera {self.index} disappeared during {what}: {exc!r}")
         return CameraError(self.name, f"{what} failed: {exc!r}")
 
-    def _sensor_seq(self, request: Any) -> int:
-        # libcamera objects below CompletedRequest (not picamera2 API, so not in the table): the libcamera
-        # Request's buffers carry FrameMetadata.sequence, as picamera2's process_requests reads .status.
-        try:
-            lc_request = request.request
-            sensor = int(next(iter(lc_request.buffers.values())).metadata.sequence)
-        except Exception:
-            return self._next_seq
-        if self._first_sensor_seq is None:
-            self._first_sensor_seq = sensor
-        return self._seq_base + max(0, sensor - self._first_sensor_seq)
-
-    def _frame_from(self, request: Any, still: bool) -> Frame:
+    def _frame_from(self, request: Any, seq: int, meta: dict[str, Any], still: bool) -> Frame:
         lores = self._lores_stream if self._lores and not still else None
         if lores is not None:
             (width, height), stride = lores
             image = None
             planes = _full_range(split_i420(request.make_array("lores"), (width, height), stride))
+        elif self._jpegs is not None:  # hardware path: the main stream is YUV420 (a still read while recording)
+            stream = self._picam2.stream_configuration("main")
+            (width, height), stride = stream["size"], int(stream.get("stride") or stream["size"][0])
+            image = None
+            planes = _full_range(split_i420(request.make_array("main"), (int(width), int(height)), stride))
         else:
             image = _to_rgb(request.make_array("main"), self._format)
             planes = None
             height, width = int(image.shape[0]), int(image.shape[1])
-        meta = request.get_metadata()
-        # A mode switch restarts the sensor's numbering: a still takes the next number and video frames
-        # after it count from a new base.
-        seq = self._next_seq if still else max(self._sensor_seq(request), self._next_seq)
-        self._next_seq = seq + 1
-        if still:
-            self._seq_base, self._first_sensor_seq = self._next_seq, None
-        timestamp_ns = int(meta.get("SensorTimestamp") or time.monotonic_ns())
-        return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, image=image, yuv420=planes,
-                     width=width, height=height,
+        return Frame(camera=self.name, seq=seq, timestamp_ns=self._timestamp(meta), image=image, yuv420=planes,
+                     width=int(width), height=int(height),
                      exposure_us=int(meta.get("ExposureTime", 0)),
                      analogue_gain=float(meta.get("AnalogueGain", 1.0)),
-                     frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self._fps))), still=still)
+                     frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self.sensor_fps))), still=still)
 
-    def capture(self, timeout_s: float = 1.0) -> Frame:
-        """The next frame: RGB (software path) or a JPEG (hardware path); CameraTimeout if none in time."""
-        if self._picam2 is None:
-            raise CameraError(self.name, "capture() on a closed camera")
-        if self._jpegs is not None:
-            return self._capture_jpeg(self._jpegs, timeout_s)
+    @staticmethod
+    def _timestamp(meta: dict[str, Any]) -> int:
+        return int(meta.get("SensorTimestamp") or time.monotonic_ns())
+
+    def _request(self, deadline: float, timeout_s: float, what: str) -> Any:
+        """The next completed request (the next frame to complete: ``queue=False``), before ``deadline``."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CameraTimeout(self.name, f"no frame due within {timeout_s:g} s ({what}) from camera "
+                                           f"{self.index}")
         try:
             job = self._picam2.capture_request(wait=False)
         except Exception as exc:
             raise self._failure(exc, "capture_request") from exc
-        return self._frame_of(job, timeout_s, "capture_request", still=False)
+        return self._wait(job, remaining, what, timeout_s)
 
-    def _frame_of(self, job: Any, timeout_s: float, what: str, *, still: bool) -> Frame:
-        """Wait for ``job``'s request, read the frame out of it, and always give the request back."""
-        request = self._wait(job, timeout_s, what)
+    def capture(self, timeout_s: float = 1.0) -> Frame:
+        """The next frame due at the current rate: RGB or lores I420 (software path) or a JPEG (hardware path);
+        CameraTimeout if none in time."""
+        if self._picam2 is None:
+            raise CameraError(self.name, "capture() on a closed camera")
+        twin, self._twin = self._twin, None
+        if twin is not None:
+            return twin
+        deadline = time.monotonic() + timeout_s
+        if self._jpegs is not None:
+            return self._capture_jpeg(self._jpegs, deadline, timeout_s)
+        while True:
+            request = self._request(deadline, timeout_s, "capture_request")
+            with self._reading(request, "capture_request"):
+                meta = request.get_metadata()
+                seq = self._thin.keep(self._timestamp(meta))
+                if seq is not None:
+                    return self._frame_from(request, seq, meta, still=False)
+
+    @contextlib.contextmanager
+    def _reading(self, request: Any, what: str) -> Iterator[None]:
+        """Read a completed request inside the block: failures mapped to camera errors, the request always
+        given back."""
         try:
-            return self._frame_from(request, still=still)
+            yield
+        except CameraError:
+            raise
         except Exception as exc:
             raise self._failure(exc, f"reading the {what} request") from exc
         finally:
             request.release()
 
-    def _capture_jpeg(self, jpegs: _JpegQueue, timeout_s: float) -> Frame:
-        try:
-            seq, timestamp_ns, jpeg = jpegs.get(timeout_s)
-        except queue.Empty:
-            if not self._recording:
-                raise CameraError(self.name, "not recording (a still capture failed to restart it)") from None
-            if not self._listed():
-                raise CameraDisconnected(self.name, f"camera {self.index} disappeared (no MJPEG frame within "
-                                                    f"{timeout_s:g} s)") from None
-            raise CameraTimeout(self.name, f"no MJPEG frame within {timeout_s:g} s from camera "
-                                           f"{self.index}") from None
-        self._next_seq = max(self._next_seq, seq + 1)
+    def _capture_jpeg(self, jpegs: _JpegQueue, deadline: float, timeout_s: float) -> Frame:
+        while True:
+            try:
+                _, timestamp_ns, jpeg = jpegs.get(max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                if not self._recording:
+                    raise CameraError(self.name, "not recording (a start after a failure is due)") from None
+                if not self._listed():
+                    raise CameraDisconnected(self.name, f"camera {self.index} disappeared (no MJPEG frame "
+                                                        f"within {timeout_s:g} s)") from None
+                raise CameraTimeout(self.name, f"no MJPEG frame within {timeout_s:g} s from camera "
+                                               f"{self.index}") from None
+            seq = self._thin.keep(timestamp_ns)
+            if seq is not None:
+                break
         try:  # the size the codec really encoded (libcamera may align the stream); a header parse only
             height, width = simplejpeg.decode_jpeg_header(jpeg)[:2]
         except Exception:
             width, height = self.size
         return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, jpeg=jpeg, width=int(width),
-                     height=int(height), frame_duration_us=round(1e6 / self._fps))
+                     height=int(height), frame_duration_us=round(1e6 / self.sensor_fps))
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """One frame at the sensor's full resolution: switch mode, capture, switch back to video.
+        """The next sensor frame's main stream, marked ``still``, from the running video (no mode switch).
 
-        On the hardware path, recording stops for the still and starts again after it (see the module
-        docstring); the still itself comes back as RGB for the encoder pool.
+        If that frame is due for the video too, the next :meth:`capture` returns it as a video frame (software
+        path; the hardware encoder has it anyway). The still comes back as RGB (software path) or full-range
+        I420 planes (hardware path) for the encoder pool.
         """
         if self._picam2 is None:
             raise CameraError(self.name, "capture_still() on a closed camera")
-        t0 = time.monotonic()
-        jpegs = self._jpegs
-        if jpegs is not None:
+        request = self._request(time.monotonic() + timeout_s, timeout_s, "still capture")
+        with self._reading(request, "still capture"):
+            meta = request.get_metadata()
+            hardware = self._jpegs is not None
+            video_seq = None if hardware else self._thin.keep(self._timestamp(meta))
+            lores, self._lores = self._lores, False
             try:
-                self._recording = False
-                self._picam2.stop_recording()
-            except Exception as exc:
-                raise self._failure(exc, "stop_recording for a still") from exc
-            self._next_seq = max(self._next_seq, jpegs.next_seq)
-        try:
-            frame = self._still(timeout_s)
-        finally:
-            self.last_still_gap_ms = (time.monotonic() - t0) * 1e3
-        if jpegs is not None:  # only after a good still: on failure the runner closes and reopens
-            jpegs.next_seq = max(jpegs.next_seq, self._next_seq)
-            try:
-                self._recording = True
-                self._picam2.start_recording(self._hw_encoder, self._hw_output, quality=self._hw_quality)
-            except Exception as exc:
-                raise self._failure(exc, "start_recording after a still") from exc
+                still = self._frame_from(request, self._thin.next_seq if video_seq is None else video_seq, meta,
+                                         still=True)
             finally:
-                self.last_still_gap_ms = (time.monotonic() - t0) * 1e3
-        return frame
-
-    def _still(self, timeout_s: float) -> Frame:
-        try:
-            # The still configuration's main stream defaults to the sensor's full resolution.
-            still_config = self._picam2.create_still_configuration(main={"format": MAIN_FORMAT},
-                                                                   buffer_count=1)
-            job = self._picam2.switch_mode_and_capture_request(still_config, wait=False)
-        except Exception as exc:
-            raise self._failure(exc, "switch_mode_and_capture_request") from exc
-        return self._frame_of(job, timeout_s, "still capture", still=True)
+                self._lores = lores
+            if video_seq is not None:  # the video's frame of this slot: the same pixels (or its lores stream)
+                self._twin = self._frame_from(request, video_seq, meta, still=False) \
+                    if lores and self._lores_stream is not None else dataclasses.replace(still, still=False)
+        return still

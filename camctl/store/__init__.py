@@ -18,7 +18,8 @@ Example::
 from camctl.store.index import build_index, load_index
 from camctl.store.quota import QuotaLevel, QuotaPolicy
 from camctl.store.reader import StoredFrame, iter_events, iter_frames
-from camctl.store.verify import CameraReport, VerifyReport, recover_store, render_report, repair_segment, verify
+from camctl.store.recovery import recover_store, verify_later
+from camctl.store.verify import CameraReport, VerifyReport, render_report, repair_segment, verify
 from camctl.store.writer import FlightStore, list_flights, new_flight_id
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "render_report",
     "repair_segment",
     "verify",
+    "verify_later",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 
 from camctl.exc import StoreCorruptError
 from camctl.fsutil import fsync_dir, sha256_file
-from camctl.store._format import scan_segment
+from camctl.store._salvage import scan_segment
 from camctl.store.reader import scan_events, scan_frames
 
 __all__ = [
@@ -101,11 +101,15 @@ def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
             flight = {}
     cameras: dict[str, dict] = {}
     events: dict[str, Any] = {"count": 0, "segments": []}
+    losses: list[dict] = []
     for name, paths in segment_paths(flight_dir).items():
         if name == "events":
             for path in paths:
                 entry, scan = _segment_entry(flight_dir, path)
-                n = sum(1 for _ in scan_events(scan))
+                records = list(scan_events(scan))
+                losses += [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
+                           for r in records if r.get("kind") == "loss"]
+                n = len(records)
                 entry["frames"] = 0
                 entry["events"] = n
                 events["count"] += n
@@ -138,6 +142,7 @@ def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
         "flight": flight.get("flight", flight_dir.name),
         "cameras": cameras,
         "events": events,
+        "losses": losses,  # what recovery cut or skipped, from the event log (byte ranges, seqs, camera)
     }
 
 

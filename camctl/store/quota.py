@@ -1,15 +1,19 @@
-"""The full-disk policy: which frames to drop as free space runs out below ``store.reserve_mb``.
+"""The full-disk policy: which frames to drop as free space runs out.
 
-Levels (free space ``free``, reserve ``R``):
+``store.reserve_mb`` (``R``) is the free space, *above what finishing the flight needs*, below which the
+store starts shedding its least valuable frames. What finishing needs (``F``: the summary and footer of every
+open segment, the event log's room, ``index.json``) is computed by the store as it writes and passed to
+:meth:`QuotaPolicy.update` as ``need``; frames stop entirely before the free space reaches it, so a flight
+always lands with every file finished. Levels (free space ``free``, ``room = free - F``):
 
 =========  =====================  ==========================================================
 level      when                   dropped at put()
 =========  =====================  ==========================================================
-OK         free >= R              nothing
-LOW        free < R               IDLE frames (value 0)
-THIN       free < R/2             also every other frame of the camera with the highest rate
-CRITICAL   free < R/4             everything below DESCENT (keep values >= 2)
-FLOOR      free < R/16            everything
+OK         room >= R              nothing
+LOW        room < R               IDLE frames (value 0)
+THIN       room < R/2             also every other frame of the camera with the highest rate
+CRITICAL   room < R/4             everything below DESCENT (keep values >= 2)
+FLOOR      room < 0               everything (with R = 0: as soon as room < 0)
 =========  =====================  ==========================================================
 
 The writer thread calls :meth:`QuotaPolicy.update` with a fresh ``statvfs`` reading (at most every
@@ -19,8 +23,10 @@ system call. Stills (value 4) are never thinned.
 Example::
 
     >>> q = QuotaPolicy(reserve_mb=512)
-    >>> q.update(100 << 20, now=1.0)        # 100 MB free: below R/4
+    >>> q.update(100 << 20, now=1.0, need=2 << 20)        # 100 MB free, 2 MB to finish: below R/4
     (<QuotaLevel.OK: 0>, <QuotaLevel.CRITICAL: 3>)
+    >>> q.update(1 << 20, now=2.0, need=2 << 20)          # less than finishing needs: no more frames
+    (<QuotaLevel.CRITICAL: 3>, <QuotaLevel.FLOOR: 4>)
 """
 
 from __future__ import annotations
@@ -45,9 +51,9 @@ class QuotaLevel(IntEnum):
 class QuotaPolicy:
     """Decides per frame whether the store still has room for it. Not thread-safe: call under a lock."""
 
-    def __init__(self, reserve_mb: float, *, floor_mb: float | None = None) -> None:
+    def __init__(self, reserve_mb: float) -> None:
         self.reserve_bytes = int(reserve_mb * _MB)
-        self.floor_bytes = int((reserve_mb / 16 if floor_mb is None else floor_mb) * _MB)
+        self.need_bytes = 0  # what finishing needs, from the last update()
         self.level = QuotaLevel.OK
         self.free_bytes: int | None = None
         self.thin_camera: str | None = None
@@ -58,28 +64,28 @@ class QuotaPolicy:
     def __repr__(self) -> str:
         return f"<QuotaPolicy level={self.level.name} free={self.free_bytes} thin={self.thin_camera}>"
 
-    def level_for(self, free: int) -> QuotaLevel:
-        r = self.reserve_bytes
-        if r <= 0:
-            return QuotaLevel.OK
-        if free < self.floor_bytes:
+    def level_for(self, free: int, need: int = 0) -> QuotaLevel:
+        """The level for ``free`` bytes free when finishing needs ``need`` bytes."""
+        r, room = self.reserve_bytes, free - need
+        if room < 0:
             return QuotaLevel.FLOOR
-        if free < r / 4:
+        if room < r / 4:
             return QuotaLevel.CRITICAL
-        if free < r / 2:
+        if room < r / 2:
             return QuotaLevel.THIN
-        if free < r:
+        if room < r:
             return QuotaLevel.LOW
         return QuotaLevel.OK
 
-    def update(self, free: int, *, now: float) -> tuple[QuotaLevel, QuotaLevel] | None:
-        """Take a new free-space reading; return (old, new) when the level changed, else None."""
+    def update(self, free: int, *, now: float, need: int = 0) -> tuple[QuotaLevel, QuotaLevel] | None:
+        """Take a new free-space reading (and what finishing needs); return (old, new) on a change, else None."""
         self.free_bytes = free
+        self.need_bytes = need
         if self._counts:
             self.thin_camera = max(self._counts, key=lambda c: self._counts[c])
         self._counts = {}
         self._last_update = now
-        old, self.level = self.level, self.level_for(free)
+        old, self.level = self.level, self.level_for(free, need)
         return (old, self.level) if old != self.level else None
 
     def admit(self, frame: EncodedFrame) -> bool:

@@ -21,7 +21,8 @@ import simplejpeg
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from google.protobuf.message import DecodeError
 
-from camctl.store._format import Layout, Scan, camera_layout, events_layout, layout_for_path, scan_segment
+from camctl.store._records import Layout, camera_layout, events_layout, layout_for_path
+from camctl.store._salvage import Scan, scan_segment
 
 __all__ = ["FrameCheck", "StoredFrame", "iter_events", "iter_frames", "jpeg_ok", "layout_of", "scan_events",
            "scan_frame_checks", "scan_frames"]
@@ -65,21 +66,31 @@ def jpeg_ok(data: bytes | memoryview) -> bool:
     return tail.endswith(b"\xff\xd9")
 
 
+def _agree(scan: Scan, layout: Layout) -> bool:
+    """Every surviving Channel record is the layout's channel of that id (bit rot in a topic string is not
+    covered by any CRC: a record that parses but disagrees is not trusted)."""
+    want = {c.id: c.topic for c in layout.channels}
+    return all(want.get(c.id) == c.topic for c in scan.channels.values())
+
+
 def layout_of(scan: Scan) -> Layout:
-    """The layout of a scanned segment: from its Channel records if they survived, else from its path."""
+    """The layout of a scanned segment: from its Channel records if they survived and agree, else its path."""
     for ch in scan.channels.values():
         if ch.topic == "/events":
-            return events_layout()
-        if ch.topic.endswith("/image") and ch.topic.count("/") == 2:
-            return camera_layout(ch.topic.split("/")[1])
+            found = events_layout()
+        elif ch.topic.endswith("/image") and ch.topic.count("/") == 2:
+            found = camera_layout(ch.topic.split("/")[1])
+        else:
+            continue
+        if _agree(scan, found):
+            return found
+        break
     return layout_for_path(scan.path)
 
 
 def _topics(scan: Scan, layout: Layout) -> dict[int, str]:
-    topics = {c.id: c.topic for c in layout.channels}
-    for c in scan.channels.values():
-        topics[c.id] = c.topic
-    return topics
+    """Channel id -> topic: the layout's (surviving Channel records count only when they agree with it)."""
+    return {c.id: c.topic for c in layout.channels}
 
 
 _META_KEYS = ("seq", "timestamp_ns", "phase", "value", "width", "height", "exposure_us", "analogue_gain",
@@ -205,9 +216,9 @@ def scan_frame_checks(scan: Scan) -> Iterator[FrameCheck]:
             yield FrameCheck(msg.sequence, still, jpeg_ok(jpeg), chunk.start)
 
 
-def iter_frames(path: Path) -> Iterator[StoredFrame]:
+def iter_frames(path: Path, *, check_jpeg: bool = True) -> Iterator[StoredFrame]:
     """Read back the frames of one segment (tolerates torn tails and damaged chunks)."""
-    yield from scan_frames(scan_segment(Path(path)))
+    yield from scan_frames(scan_segment(Path(path)), check_jpeg=check_jpeg)
 
 
 def scan_events(scan: Scan) -> Iterator[dict]:

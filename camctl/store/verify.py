@@ -1,11 +1,13 @@
 """``camctl verify``: integrity check and repair of segments, camera dirs, flights or a whole store.
 
-Every ``.mcap`` is salvage-scanned (:func:`camctl.store._format.scan_segment`): chunk CRCs checked, torn
+Every ``.mcap`` is salvage-scanned (:func:`camctl.store._salvage.scan_segment`): chunk CRCs checked, torn
 tails and damaged byte ranges reported, every JPEG header decoded. With ``repair=True`` a segment that is
-not a clean finished MCAP is rewritten atomically (new file beside it, fsync, rename over it, fsync the
-dir) into a finished one that keeps every CRC-valid chunk, so a kill during repair leaves the old file or
-the new one, never neither. Stale or missing ``index.json`` files are rebuilt; leftover repair temp files
-are removed.
+not a clean finished MCAP is repaired in place (:mod:`camctl.store._repair`: damaged ranges covered by LOST
+records, torn tail cut, summary and footer appended; kilobytes, atomic against a power cut) into a finished
+one that keeps every CRC-valid chunk. Only where damage leaves no room for in-place records is the file
+rewritten beside itself and renamed over. Ranges an earlier repair marked lost are reported as
+``recorded_losses`` (they do not make a file unclean). Stale or missing ``index.json`` files are rebuilt;
+leftover repair temp files are removed.
 
 Exit codes (:attr:`VerifyReport.exit_code`): 0 clean, 1 repaired or repairable (or data was lost or bad
 JPEGs were found), 2 unrecoverable (a file with bad magic, a file whose every chunk is damaged, or a
@@ -30,7 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from camctl.exc import StoreCorruptError
-from camctl.store._format import MAGIC, Scan, SegmentWriter, scan_segment
+from camctl.store._records import MAGIC
+from camctl.store._repair import describe_losses, repair_in_place
+from camctl.store._salvage import Scan, scan_segment
+from camctl.store._segment import SegmentWriter
 from camctl.store.index import (
     FLIGHT_NAME,
     INDEX_NAME,
@@ -42,7 +47,8 @@ from camctl.store.index import (
 )
 from camctl.store.reader import layout_of, scan_events, scan_frame_checks
 
-__all__ = ["CameraReport", "VerifyReport", "recover_store", "render_report", "repair_segment", "verify"]
+__all__ = ["CameraReport", "VerifyReport", "log_losses", "render_report", "repair_segment", "verify",
+           "verify_segments"]
 
 _TMP_SUFFIX = ".repair.tmp"
 _MAP_MIN = 1 << 20  # smaller segments are read whole
@@ -53,12 +59,12 @@ class CameraReport:
     """Counts for one camera (or ``events``: ``frames`` then counts event records)."""
 
     frames: int = 0
-    durable: int = 0  # frames in complete, CRC-valid chunks
     stills: int = 0
     bytes: int = 0
     segments: int = 0
     repaired_segments: int = 0
     bad_frames: int = 0
+    lost_bytes: int = 0  # bytes found damaged now, plus those an earlier repair recorded as lost
 
 
 @dataclass
@@ -69,6 +75,11 @@ class VerifyReport:
     cameras: dict[str, CameraReport] = field(default_factory=dict)
     events: int = 0
     lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
+    # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new damage
+    recorded_losses: list[tuple[str, int, int, dict]] = field(default_factory=list)
+    # what this run's repairs cut or skipped (event-log records, see camctl.store._repair.describe_losses);
+    # with repair=True they are also appended to each flight's event log
+    losses: list[dict] = field(default_factory=list)
     repairable: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)
@@ -92,6 +103,7 @@ class VerifyReport:
         d = asdict(self)
         d.pop("on_segment", None)
         d["lost_chunks"] = [list(t) for t in self.lost_chunks]
+        d["recorded_losses"] = [list(t) for t in self.recorded_losses]
         d["bad_frames"] = self.bad_frames
         d["exit_code"] = self.exit_code
         return d
@@ -109,17 +121,24 @@ def _fsync_file(path: Path) -> None:
 
 
 def repair_segment(path: Path, scan: Scan | None = None, *,
-                   before_rename: Callable[[Path], None] | None = None) -> int:
-    """Rewrite ``path`` into a finished MCAP keeping every CRC-valid chunk; return the messages kept.
+                   before_rename: Callable[[Path], None] | None = None,
+                   after_fix: Callable[[], None] | None = None, losses: list[dict] | None = None) -> int:
+    """Make ``path`` a finished MCAP keeping every CRC-valid chunk; return the messages kept.
 
-    The new file is written beside the old one, fsync'd, renamed over it and the directory fsync'd.
-    ``before_rename(tmp_path)`` is a test seam called between the write and the rename.
+    In place when it can be (see :mod:`camctl.store._repair`; ``after_fix()`` is its test seam). Otherwise
+    (an empty file, or damage too small to hold a LOST record) a new file is written beside the old one,
+    fsync'd, renamed over it and the directory fsync'd; ``before_rename(tmp_path)`` is that path's seam.
+    ``losses`` (from :func:`camctl.store._repair.describe_losses`) is written into the LOST records.
     """
     path = Path(path)
     scan = scan or scan_segment(path)
     if not scan.salvageable:
         raise StoreCorruptError(str(path), "not an MCAP file: nothing to salvage", 0)
     layout = layout_of(scan)
+    if not scan.never_committed:
+        kept = repair_in_place(path, scan, layout, after_fix=after_fix, losses=losses)
+        if kept is not None:
+            return kept
     by_topic = {c.topic: c.id for c in layout.channels}
     remap = {cid: by_topic.get(c.topic, cid) for cid, c in scan.channels.items()}
     known = {c.id for c in layout.channels}
@@ -184,17 +203,18 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     # fails its check, or the file ends in the magic of a finished segment: then it is damage
     lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
+    report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
-    dead = not scan.salvageable or (not scan.chunks and bool(lost))
+    dead = not scan.salvageable or (not scan.chunks and bool(lost) and not scan.never_committed)
     if name == "events" or (layout is not None and layout.kind == "events"):
         report.events += sum(1 for _ in scan_events(scan))
     else:
         cam = report._cam(name)
         cam.segments += 1
         cam.bytes += scan.size
+        cam.lost_bytes += sum(e - s for s, e in lost) + sum(e - s for s, e, _ in scan.marked)
         for fr in scan_frame_checks(scan):
             cam.frames += 1
-            cam.durable += 1
             cam.stills += fr.still
             if not fr.jpeg_ok:
                 cam.bad_frames += 1
@@ -213,13 +233,15 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     if not repair:
         report.repairable.append(str(path))
         return
+    losses = describe_losses(path, scan, layout) if layout is not None else []
     try:
-        repair_segment(path, scan)
+        repair_segment(path, scan, losses=losses)
     except OSError as exc:
         report.unrecoverable.append(str(path))
         report.errors.append(f"{path}: repair failed: {exc}")
         return
     report.repaired.append(str(path))
+    report.losses.extend(losses)
     if name != "events":
         report._cam(name).repaired_segments += 1
 
@@ -303,11 +325,14 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
         report.errors.append(str(exc))
     subs = sorted(p for p in flight.iterdir() if p.is_dir())
     ahead = _ReadAhead([seg for sub in subs for seg in _segments(sub)])
+    losses_before = len(report.losses)
     try:
         for sub in subs:
             _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead)
     finally:
         ahead.close()
+    if repair:
+        log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
         info["cameras"] = sorted(p.name for p in flight.iterdir() if p.is_dir() and p.name != "events")
         if repair:
@@ -335,6 +360,31 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
                 report.errors.append(f"{index_path}: cannot rebuild: {exc}")
         else:
             report.repairable.append(str(index_path))
+
+
+def log_losses(report: VerifyReport, flight: Path, losses: list[dict]) -> None:
+    """A loss is never silent: what repair cut goes into the flight's own event log (and so its index)."""
+    if not losses:
+        return
+    from camctl.store.writer import append_events  # the writer side, imported only when there is a loss
+
+    try:
+        append_events(flight, losses)
+    except OSError as exc:
+        report.errors.append(f"{flight}: cannot log what repair cut to the event log: {exc}")
+
+
+def verify_segments(report: VerifyReport, paths: list[Path], *, repair: bool) -> None:
+    """Check (and repair) just these segment files (and remove ``.repair.tmp`` leftovers among them)."""
+    for path in paths:
+        if path.name.endswith(_TMP_SUFFIX):
+            if repair:
+                path.unlink(missing_ok=True)
+                report.repaired.append(str(path))
+            else:
+                report.repairable.append(str(path))
+            continue
+        _verify_segment(report, path, repair, None)
 
 
 def _is_flight(d: Path) -> bool:
@@ -373,22 +423,17 @@ def verify(path: Path, *, repair: bool = False,
     return report
 
 
-def recover_store(root: Path) -> VerifyReport:
-    """What the daemon runs at start: ``verify(root, repair=True)`` over every flight in the store."""
-    return verify(root, repair=True)
-
-
 def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100) -> str:
     """The report as a table: rich (with colour codes) or plain text when ``plain``."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"verify {report.path}")
-    for col in ("camera", "frames", "durable", "stills", "segments", "repaired", "bad JPEG", "MB"):
+    for col in ("camera", "frames", "stills", "segments", "repaired", "lost bytes", "bad JPEG", "MB"):
         table.add_column(col, justify="left" if col == "camera" else "right")
     for name, c in sorted(report.cameras.items()):
-        table.add_row(name, str(c.frames), str(c.durable), str(c.stills), str(c.segments),
-                      str(c.repaired_segments), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
+        table.add_row(name, str(c.frames), str(c.stills), str(c.segments), str(c.repaired_segments),
+                      str(c.lost_bytes), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
     buf = io.StringIO()
     console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain, highlight=False)
     console.print(table)
@@ -397,6 +442,13 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
                   f"result: {status[report.exit_code]} (exit {report.exit_code})")
     for p, start, end in report.lost_chunks:
         console.print(f"  lost {p} bytes {start}..{end}")
+    for rec in report.losses:
+        console.print(f"  cut by this repair: {rec['segment']} bytes {rec['range'][0]}..{rec['range'][1]} "
+                      f"({rec['reason']}; frames after seq {rec['seq_after']}"
+                      + (f", seqs {rec['seqs'][:10]}" if rec.get("seqs") else "") + ")", markup=False)
+    for p, start, end, info in report.recorded_losses:
+        console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} {info.get('reason', '')}",
+                      markup=False)
     for e in report.errors[:50]:
         console.print(f"  {e}", markup=False)
     return buf.getvalue()

@@ -34,20 +34,12 @@ from foxglove_schemas_protobuf.Log_pb2 import Log
 from camctl.config import StoreConfig
 from camctl.exc import StoreError
 from camctl.frames import EncodedFrame
-from camctl.store._format import (
-    CH_EVENTS,
-    CH_IMAGE,
-    CH_LOG,
-    CH_META,
-    CH_STILL,
-    SegmentWriter,
-    camera_layout,
-    events_layout,
-)
+from camctl.store._records import CH_EVENTS, CH_IMAGE, CH_LOG, CH_META, CH_STILL, camera_layout, events_layout
+from camctl.store._segment import SegmentWriter
 from camctl.store.index import FLIGHT_NAME, INDEX_NAME, build_index, fsync_dir, write_json_atomic
 from camctl.store.quota import QuotaLevel, QuotaPolicy
 
-__all__ = ["FlightStore", "list_flights", "new_flight_id"]
+__all__ = ["FlightStore", "append_events", "list_flights", "new_flight_id"]
 
 _MB = 1 << 20
 EVENTS = "events"
@@ -55,6 +47,11 @@ _RESUME_MARGIN = 1 * _MB  # after ENOSPC, resume once this much more space is fr
 _IO_RETRY_S = 1.0
 _QUOTA_CHECK_S = 0.1
 _DROP_REPORT_S = 1.0
+# Room the store keeps for finishing besides the open segments' summaries (computed per segment):
+_EVENTS_ROOM = 1 * _MB  # the event log may still grow this much after frames stop (drop reports, landing)
+_FILE_SLACK = 8 << 10  # per open file: its last partly used filesystem block, and the chunk's message indexes
+_INDEX_PER_SEGMENT = 512  # index.json bytes per segment (path, size, sha256, counts), plus _INDEX_BASE
+_INDEX_BASE = 16 << 10
 
 
 def new_flight_id(now: float | None = None, *, root: Path | None = None) -> str:
@@ -88,6 +85,7 @@ def _statvfs_free(path: Path) -> Callable[[], int]:
 class _CamStats:
     frames_stored: int = 0
     durable_frames: int = 0
+    durable_seq: int = -1  # the highest frame seq whose commit has returned (-1: none yet)
     bytes: int = 0
     segments: int = 0
     queued: int = 0
@@ -133,6 +131,7 @@ class FlightStore:
         self._segments: dict[str, SegmentWriter] = {}
         self._seg_seq: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self._pending_seq: dict[str, int] = {}
         self._pending_events: list[dict] = []
         self._held_events: list[dict] = []
         self._drops_unreported: dict[tuple[str, str], int] = {}
@@ -149,7 +148,13 @@ class FlightStore:
         self._last_quota = float("-inf")
         self._last_drop_report = clock()
         self._written_after_finish = False
+        self._abandoned: list[Path] = []  # segments cut back to their last commit, finished at landing
+        self._free_at_check: int | None = None  # statvfs at the last quota check ...
+        self._written_at_check = 0  # ... and what the store had written by then
+        self._done_bytes = 0  # bytes of segments no longer open
         self.commits = 0  # group commits done (each fsyncs every dirty segment)
+        # (start, end) on time.monotonic() of recent group commits: closing chunks to the last fsync returning
+        self.commit_log: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._create_dirs()
         self._thread = threading.Thread(target=self._run, name=f"store-{flight}", daemon=True)
         self._thread.start()
@@ -282,9 +287,14 @@ class FlightStore:
         return self._quota.level
 
     def stats(self) -> dict[str, dict]:
-        """Per camera: frames_stored, durable_frames, bytes, segments, dropped {reason: n}, queued."""
+        """Per camera: frames_stored, durable_frames, durable_seq, bytes, segments, dropped {reason: n}, queued.
+
+        ``durable_seq`` is the highest frame seq whose group commit (file and directory fsync) has returned:
+        a power cut now keeps every frame of the camera with that seq or lower that was stored.
+        """
         with self._lock:
             return {c: {"frames_stored": s.frames_stored, "durable_frames": s.durable_frames,
+                        "durable_seq": s.durable_seq,
                         "bytes": s.bytes, "segments": s.segments, "dropped": dict(s.dropped),
                         "queued": s.queued} for c, s in self._stats.items()}
 
@@ -366,6 +376,29 @@ class FlightStore:
             if self._written_after_finish:
                 self._write_index()
 
+    # --- the room finishing needs -------------------------------------------------------------------
+    def finish_need(self) -> int:
+        """Bytes finishing the flight needs now: every open (and abandoned) segment's summary and footer,
+        a block of slack per file, and ``index.json``. Frames stop before free space gets below this plus
+        the event log's room; the event log stops (holding records in RAM) only below this."""
+        segs = list(self._segments.values())
+        n_segments = sum(s.segments for s in self._stats.values()) + self._seg_seq.get(EVENTS, 0)
+        return (sum(s.summary_room + _FILE_SLACK for s in segs) + len(self._abandoned) * (64 << 10)
+                + _INDEX_BASE + _INDEX_PER_SEGMENT * (n_segments + 1))
+
+    def _written(self) -> int:
+        return self._done_bytes + sum(s.size + s.pending_bytes for s in self._segments.values())
+
+    def _free_estimate(self) -> int | None:
+        """Free bytes now: the last statvfs reading less what the store wrote since (None: unknown)."""
+        if self._free_at_check is None:
+            return None
+        return self._free_at_check - (self._written() - self._written_at_check)
+
+    def _has_room(self, nbytes: int, *, events: bool = False) -> bool:
+        free = self._free_estimate()
+        return free is None or free - nbytes >= self.finish_need() + (0 if events else _EVENTS_ROOM)
+
     def _quota_tick(self) -> None:
         now = self._clock()
         if now - self._last_quota < _QUOTA_CHECK_S:
@@ -376,11 +409,14 @@ class FlightStore:
         except OSError as exc:
             self._fault("statvfs_failed", exc)
             return
+        self._free_at_check, self._written_at_check = free, self._written()
+        need = self.finish_need() + _EVENTS_ROOM
         with self._lock:
-            change = self._quota.update(free, now=now)
+            change = self._quota.update(free, now=now, need=need)
         if change:
             self._event({"kind": "quota", "name": change[1].name, "from": change[0].name,
-                         "free_mb": round(free / _MB, 1), "reserve_mb": self.config.reserve_mb})
+                         "free_mb": round(free / _MB, 1), "finish_need_mb": round(need / _MB, 2),
+                         "reserve_mb": self.config.reserve_mb})
         if self._full_free is not None and free >= self._full_free + _RESUME_MARGIN:
             self._full_free = None
             self._event({"kind": "quota", "name": "disk_space_returned", "free_mb": round(free / _MB, 1)})
@@ -429,6 +465,10 @@ class FlightStore:
             with self._lock:
                 self._drop(cam, "finished")
             return
+        if not self._has_room(len(fr.jpeg) + 1024):  # what finishing needs stays free: no frame takes it
+            with self._lock:
+                self._drop(cam, "store_full")
+            return
         try:
             seg = self._segment(cam)
             # MCAP log_time is the frame's wall-clock capture time (ns since the epoch, Foxglove's convention,
@@ -445,6 +485,7 @@ class FlightStore:
             seg.add_message(CH_META, wall, fr.timestamp_ns, fr.seq,
                             json.dumps(meta, default=str, separators=(",", ":")).encode())
             self._pending[cam] = self._pending.get(cam, 0) + 1
+            self._pending_seq[cam] = max(self._pending_seq.get(cam, -1), fr.seq)
             with self._lock:
                 self._stats[cam].frames_stored += 1
         except OSError as exc:
@@ -453,21 +494,14 @@ class FlightStore:
             self._io_failure(cam, exc)
 
     def _write_event(self, rec: dict) -> None:
-        if self._full_free is not None or self._clock() < self._io_retry_at:
+        if self._full_free is not None or self._clock() < self._io_retry_at or not self._has_room(4096, events=True):
             self._held_events.append(rec)
             return
+        if self._finished:  # e.g. a quota change or a drop report while stopping: index.json must follow
+            self._written_after_finish = True
         try:
             seg = self._segment(EVENTS)
-            mono = int(rec.get("mono_ns") or time.monotonic_ns())
-            wall = int(rec.get("wall_ns") or time.time_ns())
-            n = len(self._pending_events)
-            seg.add_message(CH_EVENTS, wall, mono, n, json.dumps(rec, default=str).encode())
-            kind = str(rec.get("kind", "event"))
-            level = {"fault": Log.ERROR, "drop": Log.WARNING, "quota": Log.WARNING}.get(kind, Log.INFO)
-            text = " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("mono_ns", "wall_ns"))
-            log = Log(level=level, message=text, name="camctl")
-            log.timestamp.FromNanoseconds(wall)
-            seg.add_message(CH_LOG, wall, mono, n, log.SerializeToString())
+            _add_event(seg, rec, len(self._pending_events))
             self._pending_events.append(rec)
         except OSError as exc:
             self._held_events.append(rec)
@@ -483,10 +517,12 @@ class FlightStore:
         with self._lock:
             st = self._stats[name]
             st.durable_frames += self._pending.pop(name, 0)
+            st.durable_seq = max(st.durable_seq, self._pending_seq.pop(name, -1))
             st.bytes += seg.size - seg.accounted
             seg.accounted = seg.size
 
     def _commit_all(self) -> None:
+        t0 = time.monotonic()
         for name, seg in list(self._segments.items()):
             if not seg.dirty:
                 continue
@@ -496,6 +532,7 @@ class FlightStore:
             except OSError as exc:
                 self._io_failure(name, exc)
         self.commits += 1
+        self.commit_log.append((t0, time.monotonic()))
         self._last_commit = self._clock()
 
     def _finish_segment(self, name: str) -> None:
@@ -508,9 +545,23 @@ class FlightStore:
             return
         with self._lock:
             self._segments.pop(name, None)
+        self._done_bytes += seg.size
+
+    def _finish_abandoned(self) -> None:
+        """Finish, in place, the segments cut back after an I/O error: every file readable after landing."""
+        from camctl.store.verify import repair_segment  # verify imports the reader side only, not this module
+
+        for path in self._abandoned:
+            try:
+                if path.exists():
+                    repair_segment(path)
+            except (OSError, ValueError) as exc:
+                self._fault("segment_finish_failed", exc, segment=str(path))
+        self._abandoned = []
 
     def _finish_all(self) -> None:
         # events last, so faults found while finishing camera segments are logged in this flight
+        self._finish_abandoned()
         for name in sorted(self._segments, key=lambda n: n == EVENTS):
             if name in self._segments:
                 self._finish_segment(name)
@@ -523,12 +574,16 @@ class FlightStore:
             seg = self._segments.pop(name, None)
         if seg is not None:
             seg.abandon()
+            self._done_bytes += seg.committed_size
+            if seg.committed_size:
+                self._abandoned.append(seg.path)
         reason = _reason(exc)
         if name == EVENTS:
             self._held_events[:0] = self._pending_events  # events are never dropped: retry them later
             self._pending_events = []
         else:
             lost = self._pending.pop(name, 0)
+            self._pending_seq.pop(name, None)
             with self._lock:
                 self._stats[name].frames_stored -= lost
                 self._drop(name, reason, lost)
@@ -566,6 +621,43 @@ class FlightStore:
             write_json_atomic(self.dir / INDEX_NAME, build_index(self.dir, flight=flight))
         except OSError as exc:
             self._fault("index_write_failed", exc)
+
+
+def _add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
+    """One event record: JSON on ``/events``, mirrored as a ``foxglove.Log`` on ``/log``."""
+    mono = int(rec.get("mono_ns") or time.monotonic_ns())
+    wall = int(rec.get("wall_ns") or time.time_ns())
+    # log_time wall clock (Foxglove's convention), publish_time the monotonic time, as for frames
+    seg.add_message(CH_EVENTS, wall, mono, n, json.dumps(rec, default=str).encode())
+    kind = str(rec.get("kind", "event"))
+    level = {"fault": Log.ERROR, "drop": Log.WARNING, "quota": Log.WARNING, "loss": Log.WARNING}.get(kind, Log.INFO)
+    text = " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("mono_ns", "wall_ns"))
+    log = Log(level=level, message=text, name="camctl")
+    log.timestamp.FromNanoseconds(wall)
+    seg.add_message(CH_LOG, wall, mono, n, log.SerializeToString())
+
+
+def append_events(flight_dir: Path, records: Sequence[dict]) -> Path:
+    """Log ``records`` into a finished flight: a new, finished segment in its ``events/`` dir (a finished
+    flight's files are immutable, so what is logged later goes to a new file). Used by recovery to put what
+    it cut into the flight's own event log; kilobytes, fsync'd with its directory."""
+    d = Path(flight_dir) / EVENTS
+    d.mkdir(exist_ok=True)
+    seq = max((int(p.stem) for p in d.glob("*.mcap") if p.stem.isdigit()), default=0) + 1
+    seg = SegmentWriter(d / f"{seq:06d}.mcap", events_layout())
+    try:
+        for n, rec in enumerate(records):
+            rec = dict(rec)
+            rec.setdefault("mono_ns", time.monotonic_ns())
+            rec.setdefault("wall_ns", time.time_ns())
+            _add_event(seg, rec, n)
+        seg.finish()
+    except BaseException:
+        seg.close()
+        seg.path.unlink(missing_ok=True)
+        raise
+    fsync_dir(d)
+    return seg.path
 
 
 def _reason(exc: OSError) -> str:

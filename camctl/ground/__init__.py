@@ -1,0 +1,11 @@
+"""Ground side of the retrieval protocol (``docs/protocol.md``); imports no board module.
+
+- :mod:`camctl.ground.client`: :class:`Client`, one board over one DEALER;
+- :mod:`camctl.ground.download`: one file: FETCH window, ``.part`` resume, write + hash, sha256, rename;
+- :mod:`camctl.ground.fetch`: :func:`fetch`, many boards into one folder, and its report.
+"""
+
+from camctl.ground.client import BoardTimeout, Client, LinkDropped
+from camctl.ground.fetch import BoardReport, FetchReport, fetch, print_report
+
+__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch", "print_report"]

@@ -1,0 +1,247 @@
+"""One board over one DEALER: :class:`Client` sends requests of :mod:`camctl.protocol` with per-request
+timeouts. A timeout closes and recreates the DEALER (never REQ-style lockstep), so a link that comes back is
+used again. Downloading a file is :mod:`camctl.ground.download`.
+
+Example::
+
+    with Client("tcp://rig-a:5555", timeout_s=5) as c:
+        print(c.hello().board, len(c.list()))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from camctl import protocol as p
+from camctl.exc import FetchError, ProtocolError, RemoteError
+from camctl.ground import download
+from camctl.keys import ClientCurve
+
+__all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
+
+T = TypeVar("T")
+_MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_MON_IDS = itertools.count()
+
+
+class KeyRejected(FetchError):
+    """The board's authenticator refused our CURVE key: retrying cannot help."""
+
+
+class BoardTimeout(FetchError, TimeoutError):
+    """A board did not answer a request within the client's timeout (the DEALER has been recreated)."""
+
+    def __init__(self, url: str, what: str, timeout_s: float) -> None:
+        self.url = url
+        self.what = what
+        self.timeout_s = timeout_s
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.url}: no answer to {self.what} within {self.timeout_s:g} s"
+
+
+class LinkDropped(BoardTimeout):
+    """The TCP link to a board dropped while a request was in flight (the DEALER has been recreated)."""
+
+    def __str__(self) -> str:
+        return f"{self.url}: link dropped while waiting for {self.what}"
+
+
+
+
+class Client:
+    """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in time)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0,
+                 curve: ClientCurve | Mapping[str, ClientCurve] | None = None,
+                 context: zmq.Context | None = None) -> None:
+        self.url = url
+        self.timeout_s = float(timeout_s)
+        self.curve = curve.get(url) if isinstance(curve, Mapping) else curve  # one server key per board
+        self._ctx = context if context is not None else zmq.Context.instance()
+        self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._ids = itertools.count(1)
+        self.board = url  # replaced by the board's name after hello()
+        self.chunk_max = p.MAX_CHUNK
+        self.window = p.MAX_WINDOW  # requests the board lets us have outstanding (WELCOME.window)
+        self.bytes_received = 0  # CHUNK payload bytes, for resume accounting
+        self.reconnects = 0
+        self.last_failure = ""  # why the last link failed, when the board said nothing
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url!r} board={self.board!r}{' closed' if self._closed else ''}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the socket (linger 0). Safe twice."""
+        self._closed = True
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop the DEALER; the next request connects a fresh one (stale replies die with the old one)."""
+        if self._sock is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._closed:
+            raise FetchError(f"{self.url}: client is closed")
+        if self._sock is None:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            p.set_heartbeats(sock)
+            if self.curve is not None:
+                sock.curve_publickey = self.curve.public
+                sock.curve_secretkey = self.curve.secret
+                sock.curve_serverkey = self.curve.server_public
+            # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting out
+            # the request timeout (the caller then resumes over a fresh DEALER); a failed CURVE handshake
+            # says why. The monitor endpoint is named here: pyzmq's default names it after the socket's fd,
+            # which the next DEALER may reuse while the old monitor is still being torn down.
+            self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS, addr=f"inproc://camctl-mon-{next(_MON_IDS)}")
+            sock.connect(self.url)
+            self.reconnects += 1  # sockets made, the first included
+            self._sock = sock
+        return self._sock
+
+    def send(self, msg: p.Message) -> None:
+        """Queue ``msg``; never blocks longer than the timeout (BoardTimeout when the DEALER cannot take it)."""
+        sock = self._socket()
+        try:
+            sock.send_multipart(msg.encode(), zmq.NOBLOCK)
+            return
+        except zmq.Again:
+            pass
+        if not sock.poll(int(self.timeout_s * 1000) + 1, zmq.POLLOUT):
+            self.reset()
+            raise BoardTimeout(self.url, f"sending {msg.VERB.decode()}", self.timeout_s)
+        sock.send_multipart(msg.encode(), zmq.NOBLOCK)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def recv(self, ids: set[int] | dict, what: str, timeout_s: float | None = None) -> p.Message:
+        """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on silence."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        sock = self._socket()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
+            if self._monitor is not None and self._monitor in ready:
+                event = recv_monitor_message(self._monitor)["event"]
+                self.reset()
+                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    raise KeyRejected(f"{self.url}: the board refused this ground station's CURVE key (add "
+                                      "its public key to the board's readers/ folder)")
+                if event != zmq.EVENT_DISCONNECTED:
+                    self.last_failure = ("the CURVE handshake failed: check the board's server key"
+                                         if self.curve is not None else "the handshake failed (is CURVE on?)")
+                raise LinkDropped(self.url, what, timeout)
+            if sock not in ready:
+                if time.monotonic() >= deadline:
+                    self.reset()
+                    raise BoardTimeout(self.url, what, timeout)
+                continue
+            frames = sock.recv_multipart(copy=False)  # CHUNK payloads stay zero-copy (see protocol.Chunk)
+            try:
+                reply = p.decode(frames, allowed=p.REPLIES)
+            except ProtocolError:
+                continue  # garbage from a confused board: ignore, wait for the real reply
+            if reply.id in ids:
+                return reply
+
+    def request(self, msg: p.Message, expect: type[T], timeout_s: float | None = None) -> T:
+        self.send(msg)
+        reply = self.recv({msg.id}, msg.VERB.decode(), timeout_s)
+        if isinstance(reply, p.Error):
+            raise RemoteError(self.board, reply.code, reply.message)
+        if not isinstance(reply, expect):
+            raise RemoteError(self.board, "BAD_REPLY",
+                              f"expected {expect.__name__}, got {type(reply).__name__}")
+        return reply
+
+    # -- requests ---------------------------------------------------------------------------------------
+    def hello(self) -> p.Welcome:
+        w = self.request(p.Hello(id=self.next_id(), client="camctl-ground"), p.Welcome)
+        self.board = w.board
+        self.chunk_max = w.chunk_max
+        self.window = w.window
+        return w
+
+    def status(self) -> dict:
+        return self.request(p.Status(id=self.next_id()), p.State).status
+
+    def command(self, name: str, /, **args: Any) -> dict:
+        return self.request(p.Command(id=self.next_id(), name=name, args=args), p.Done).result
+
+    def ping(self) -> int:
+        return self.request(p.Ping(id=self.next_id()), p.Pong).mono_ns
+
+    def list(self, flight: str | None = None) -> list[p.SegmentInfo]:
+        return self.request(p.List(id=self.next_id(), flight=flight), p.Listing).segments
+
+    def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None, every: int = 0,
+               width: int = 160) -> list[tuple[p.ThumbInfo, bytes]]:
+        """Every preview the board makes for this flight / camera / segment (all pages)."""
+        out: list[tuple[p.ThumbInfo, bytes]] = []
+        waited = 0.0
+        while True:
+            page = self.request(p.Thumbs(id=self.next_id(), flight=flight, camera=camera, segment=segment,
+                                         every=every, width=width, skip=len(out)), p.Thumbnails)
+            out.extend(zip(page.thumbs, page.jpegs, strict=True))
+            if page.thumbs:
+                waited = 0.0
+            if not page.more:
+                return out
+            if not page.thumbs:
+                if not page.retry_ms:
+                    return out  # an empty page that is not "still making them": nothing more to get
+                if waited >= self.timeout_s:
+                    raise BoardTimeout(self.url, f"THUMBS of {segment or flight} (previews not ready)",
+                                       self.timeout_s)
+                waited += page.retry_ms / 1000
+                time.sleep(page.retry_ms / 1000)  # the board asked to come back: its worker is on it
+
+    def fetch_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
+                   on_bytes: Callable[[int], None] | None = None, attempts: int = 2) -> str:
+        """Download ``seg`` to ``dest``: see :func:`camctl.ground.download.fetch_file`."""
+        return download.fetch_file(self, seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes,
+                                   attempts=attempts)
+
+    def start_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
+                   on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
+        """Receive ``seg`` into ``dest.part``: see :func:`camctl.ground.download.start_file`."""
+        return download.start_file(self, seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)

@@ -1,0 +1,112 @@
+"""One mission: the boards' watcher, the go/no-go, the downloads and exports, and who listens to them.
+
+:class:`Mission` turns every board change into messages for the page (``board``, ``go``, ``download``,
+``preview``, ``export``; see ``static/app.js``) and hands them to each listener. Operator commands are
+limited to arm and disarm, and only when the mission was started with ``operator=True``: a descent event
+never comes from the page.
+
+Example::
+
+    m = Mission(["tcp://127.0.0.1:5555"], Path("drop-3"))
+    m.listen(print); m.start(); ...; m.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from camctl.exc import ConfigError
+from camctl.mission import ground_link
+from camctl.mission.checks import Limits, evaluate
+from camctl.mission.recovery import Recovery
+from camctl.mission.watcher import Watcher
+
+__all__ = ["OPERATOR_COMMANDS", "Mission"]
+
+OPERATOR_COMMANDS = ("arm", "disarm")
+
+
+class Mission:
+    """See the module docstring. ``close()`` is safe twice."""
+
+    def __init__(self, urls: list[str], out: Path, *, operator: bool = False, limits: Limits | None = None,
+                 curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0,
+                 command_timeout_s: float = 5.0) -> None:
+        if not urls:
+            raise ConfigError("camctl mission needs at least one --connect URL")
+        self.urls = list(urls)
+        self.out = Path(out)
+        self.operator = operator
+        self.limits = limits or Limits()
+        self.curve = curve
+        self.command_timeout_s = command_timeout_s
+        self._listeners: list[Callable[[dict], None]] = []
+        self._lock = threading.Lock()
+        self.recovery = Recovery(self.out, emit=self._emit, curve=curve)
+        self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s, timeout_s=timeout_s,
+                               curve=curve)
+        self.go: dict = evaluate(self.watcher.snapshot(), self.limits)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Mission {len(self.urls)} boards out={str(self.out)!r}{' closed' if self._closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.watcher.start()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.watcher.close()
+            self.recovery.close()
+
+    def listen(self, fn: Callable[[dict], None]) -> Callable[[], None]:
+        """Call ``fn(message)`` for every message from now on (from the mission's threads); returns an
+        unsubscribe function."""
+        with self._lock:
+            self._listeners.append(fn)
+
+        def stop() -> None:
+            with self._lock:
+                if fn in self._listeners:
+                    self._listeners.remove(fn)
+        return stop
+
+    def snapshot(self) -> list[dict]:
+        """The messages that bring a new page up to date."""
+        boards = [{"type": "board", "view": v} for v in self.watcher.snapshot()]
+        return [{"type": "hello", "operator": self.operator, "urls": self.urls}, *boards,
+                {"type": "go", **self.go}, *self.recovery.messages()]
+
+    def command(self, url: str, name: str) -> dict:
+        """An operator command to one board: only arm/disarm, only in operator mode (ConfigError otherwise)."""
+        if not self.operator:
+            raise ConfigError("operator actions are off (start camctl mission with --operator)")
+        if name not in OPERATOR_COMMANDS:
+            raise ConfigError(f"command {name!r} is not allowed from the page (only {', '.join(OPERATOR_COMMANDS)})")
+        if url not in self.urls:
+            raise ConfigError(f"no such board URL in this mission: {url!r}")
+        return ground_link.command(url, name, curve=self.curve, timeout_s=self.command_timeout_s)
+
+    def _emit(self, msg: dict) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(msg)
+
+    def _on_board(self, view: dict) -> None:
+        self._emit({"type": "board", "view": view})
+        views = self.watcher.snapshot()
+        go = evaluate(views, self.limits)
+        if go != self.go:
+            self.go = go
+            self._emit({"type": "go", **go})
+        self.recovery.update(views)

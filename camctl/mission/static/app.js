@@ -1,0 +1,207 @@
+// camctl mission page: renders the messages of /ws (see camctl/mission/session.py) into the DOM.
+// Hand-written, no libraries. Text from boards goes in with textContent only.
+"use strict";
+
+const state = { operator: false, boards: new Map(), previews: new Set(), go: null };
+// p99 of these is the bench figure mission_status_latency_ms: board wall clock at a PUB status -> DOM updated
+window.camctlLatency = [];
+window.camctlReady = false;
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+  }
+  for (const k of kids) if (k != null) e.append(k);
+  return e;
+}
+
+function fmt(n, digits) { return (typeof n === "number" && isFinite(n)) ? n.toFixed(digits) : "–"; }
+function rel(t) { return (typeof t === "number") ? (t >= 0 ? "T+" : "T") + t.toFixed(2) + " s" : ""; }
+
+function card(view) {
+  let c = state.boards.get(view.url);
+  if (c) return c;
+  const root = el("section", { class: "card", "data-url": view.url });
+  c = {
+    root,
+    name: el("span", { class: "name" }), url: el("span", { class: "url", text: view.url }),
+    reach: el("span", { class: "badge reach" }),
+    phase: el("span", { class: "phase-name" }), clock: el("span", { class: "clock" }),
+    flight: el("span", { class: "flight-id" }), lines: el("span", { class: "lines" }),
+    disk: el("span", { class: "disk" }), offset: el("span", { class: "offset" }),
+    cams: el("tbody"), checks: el("ul", { class: "checks" }), phases: el("ol", { class: "phases" }),
+    ops: el("div", { class: "ops" }), dl: el("div", { class: "download", hidden: "" }),
+    bar: el("progress", { max: "1", value: "0" }), dltext: el("span", { class: "dim" }),
+    previews: el("div", { class: "previews" }), release: null, landed_t: null, view,
+  };
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ...["camera", "state", "rate / schedule", "frames",
+    "durable", "drops", "faults"].map(h => el("th", { text: h })))), c.cams);
+  c.dl.append(el("div", { class: "dim", text: "download" }), c.bar, c.dltext);
+  root.append(el("div", { class: "head" }, c.name, c.reach, c.url),
+    el("div", { class: "phase" }, c.phase, c.clock),
+    el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines),
+    table, c.checks, c.phases, c.ops, c.dl, c.previews);
+  if (state.operator) {
+    for (const name of ["arm", "disarm"]) {
+      const b = el("button", { class: "op-" + name, text: name });
+      b.addEventListener("click", () => operate(view.url, c.name.textContent || view.url, name));
+      c.ops.append(b);
+    }
+  }
+  state.boards.set(view.url, c);
+  document.getElementById("boards").append(root);
+  return c;
+}
+
+function renderBoard(view) {
+  const c = card(view);
+  c.view = view;
+  const st = view.status || {};
+  c.root.dataset.board = view.name || "";
+  c.root.classList.toggle("unreachable", !view.reachable);
+  c.name.textContent = view.name || view.url;
+  c.reach.textContent = view.reachable ? "reachable" : "UNREACHABLE";
+  c.reach.className = "badge reach " + (view.reachable ? "ok" : "bad");
+  c.reach.title = view.error || "";
+  c.phase.textContent = st.phase || "?";
+  c.flight.textContent = "flight " + (view.flight || "–");
+  const free = st.disk_free_mb;
+  c.disk.textContent = "disk free " + fmt(free, 0) + " MB" + (view.minutes != null ? " = " + fmt(view.minutes, 1) + " min" : "");
+  c.offset.textContent = "clock " + (view.clock_ms != null ? (view.clock_ms >= 0 ? "+" : "") + fmt(view.clock_ms, 1) + " ms" : "–");
+  const lines = st.lines || st.line_levels;
+  c.lines.textContent = lines && typeof lines === "object"
+    ? "lines " + Object.entries(lines).map(([k, v]) => k + "=" + v).join(" ") : "";
+  c.cams.replaceChildren(...Object.entries(st.cameras || {}).map(([name, cam]) => el("tr", { "data-camera": name },
+    el("td", { text: name }), el("td", { text: cam.state || "?" }),
+    el("td", { text: fmt(cam.fps, 1) + " / " + fmt(cam.target_fps, 1) }),
+    el("td", { text: String(cam.frames_captured ?? "–") }), el("td", { text: String(cam.durable_frames ?? "–") }),
+    el("td", { class: cam.dropped ? "bad" : "", text: String(cam.dropped ?? "–") }),
+    el("td", { class: cam.faults ? "bad" : "", text: String(cam.faults ?? "–") }))));
+  c.phases.replaceChildren(...(view.phases || []).map(p => el("li", { class: "ph", text:
+    p.phase + (p.event ? " on " + p.event : "") + (p.t_rel_s != null ? "  " + rel(p.t_rel_s) : "") })));
+  c.release = view.release_ground_ms;
+  const last = (view.phases || []).at(-1);
+  c.landed_t = (st.phase === "LANDED" || st.phase === "SAFE") && last && last.t_rel_s != null ? last.t_rel_s : null;
+  tick(c);
+  renderChecks(c);
+  if (typeof view.via === "string" && view.via === "pub:status" && view.pub_wall_ns) {
+    window.camctlLatency.push(performance.timeOrigin + performance.now() - view.pub_wall_ns / 1e6);
+  }
+  if (!window.camctlReady && view.reachable) {
+    window.camctlReady = true;
+    performance.mark("camctl-first-board");
+  }
+}
+
+function tick(c) {
+  if (c.release == null) { c.clock.textContent = ""; return; }
+  const t = c.landed_t != null ? c.landed_t : (Date.now() - c.release) / 1000;
+  c.clock.textContent = rel(t) + " from release";
+}
+
+function renderChecks(c) {
+  const go = state.go;
+  if (!go) return;
+  const name = c.view.name || c.view.url;
+  const mine = go.checks.filter(k => k.board === name);
+  c.checks.hidden = go.stage !== "pre-drop";  // the pre-drop checks; in flight the phases say it all
+  c.checks.replaceChildren(...mine.map(k => el("li", { class: k.ok ? "ok" : "bad", "data-check": k.check, text: k.detail })));
+  const disk = mine.find(k => k.check === "disk");
+  if (disk) c.disk.textContent = disk.detail;
+  const clock = mine.find(k => k.check === "clock");
+  if (clock) c.offset.textContent = clock.detail;
+}
+
+function renderGo(go) {
+  state.go = go;
+  const banner = document.getElementById("banner");
+  const predrop = go.stage === "pre-drop";
+  banner.className = "banner " + (!predrop ? "flying" : go.go ? "go" : "nogo");
+  banner.dataset.stage = go.stage;
+  document.getElementById("verdict").textContent = !predrop ? go.stage.toUpperCase() : go.go ? "GO" : "NO-GO";
+  document.getElementById("failing").replaceChildren(...(!predrop ? [] : go.go ? [el("li", { text: "every check passes" })]
+    : go.failing.map(f => el("li", { text: f }))));
+  for (const c of state.boards.values()) renderChecks(c);
+}
+
+function boardByName(name) {
+  for (const c of state.boards.values()) if (c.view.name === name) return c;
+  return null;
+}
+
+function renderDownload(m) {
+  const c = boardByName(m.board);
+  if (!c) return;
+  c.dl.hidden = false;
+  c.dl.dataset.state = m.state;
+  c.bar.max = Math.max(1, m.total || 0);
+  c.bar.value = m.state === "ok" ? c.bar.max : Math.min(m.done || 0, c.bar.max);
+  c.dltext.textContent = m.state + ": " + fmt((m.done || 0) / 1e6, 1) + " / " + fmt((m.total || 0) / 1e6, 1) + " MB"
+    + (m.detail ? " — " + m.detail : "");
+}
+
+function renderPreview(m) {
+  if (state.previews.has(m.url)) return;
+  const c = boardByName(m.board);
+  if (!c) return;
+  state.previews.add(m.url);
+  const img = el("img", { src: m.url, alt: m.board + " " + m.camera + " " + m.seq, loading: "lazy" });
+  c.previews.append(el("figure", { class: "preview", "data-camera": m.camera }, img,
+    el("figcaption", { text: m.camera + " " + (m.phase || "") + " " + rel(m.t_rel_s) })));
+}
+
+function renderExport(m) {
+  const sec = document.getElementById("flight");
+  const badge = document.getElementById("export-state");
+  if (m.state === "waiting") { sec.hidden = true; return; }
+  sec.hidden = false;
+  badge.textContent = m.state;
+  badge.className = "badge " + (m.state === "done" ? "ok" : m.state === "failed" ? "bad" : "warn");
+  document.getElementById("export-detail").textContent = m.detail || (m.state === "running" ? "exporting the flight…" : "");
+  if (m.state !== "done") return;
+  document.getElementById("sheets").replaceChildren(
+    ...(m.contact_sheet || []).map(u => el("img", { class: "contact-sheet", src: u, alt: "contact sheet" })),
+    ...(m.timeline || []).map(u => el("img", { class: "timeline", src: u, alt: "timeline" })));
+  document.getElementById("videos").replaceChildren(...(m.mp4 || []).map(v => el("figure", { class: "video" },
+    el("video", { src: v.url, controls: "", preload: "auto", muted: "", "data-name": v.name }),
+    el("figcaption", { text: v.name }))));
+}
+
+async function operate(url, name, command) {
+  const dlg = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = command.toUpperCase() + " board " + name + " (" + url + ")?";
+  dlg.returnValue = "";
+  dlg.showModal();
+  await new Promise(r => dlg.addEventListener("close", r, { once: true }));
+  if (dlg.returnValue !== "ok") return;
+  const res = await fetch("/api/command", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ url, name: command }) });
+  const body = await res.json().catch(() => ({ error: "bad reply" }));
+  if (!body.ok) alert(command + " " + name + ": " + body.error);
+}
+
+function handle(m) {
+  switch (m.type) {
+    case "hello": state.operator = !!m.operator; document.body.classList.toggle("operator", state.operator); break;
+    case "board": renderBoard(m.view); break;
+    case "go": renderGo(m); break;
+    case "download": renderDownload(m); break;
+    case "preview": renderPreview(m); break;
+    case "export": renderExport(m); break;
+  }
+}
+
+function connect() {
+  const link = document.getElementById("link");
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+  ws.onopen = () => { link.textContent = "live"; link.className = "badge ok"; };
+  ws.onmessage = ev => handle(JSON.parse(ev.data));
+  ws.onclose = () => {
+    link.textContent = "mission server gone: reconnecting"; link.className = "badge bad";
+    setTimeout(connect, 1000);
+  };
+}
+
+setInterval(() => { for (const c of state.boards.values()) tick(c); }, 100);
+connect();

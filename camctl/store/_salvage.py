@@ -1,0 +1,313 @@
+"""The salvage scanner: reads a possibly torn or bit-flipped segment record by record.
+
+:func:`scan_segment` walks the record framing (opcode u8 + length u64 LE), keeps every chunk whose CRC32
+checks, reports the byte ranges it could not use, and resynchronises on the next CRC-valid chunk after
+garbage. Damage anywhere -- the magic and the header included -- costs only the bytes it hits: a file whose
+magic is flipped is still scanned from byte 8. A range an earlier repair marked as lost (a ``LOST_OPCODE``
+record, see :mod:`camctl.store._repair`) is reported in :attr:`Scan.marked`, not as new damage.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcap.data_stream import ReadDataStream
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, Footer, Header, Message, Schema
+
+from camctl.store._records import CHUNK_HEADER_LEN, LOST_OPCODE, MAGIC, MSG_HEAD, OPEN_CHUNK, parse_lost_marker
+
+__all__ = ["Scan", "ScannedChunk", "scan_segment"]
+
+
+@dataclass
+class ScannedChunk:
+    """A CRC-valid chunk: its byte range in the file and its messages."""
+
+    start: int
+    end: int
+    messages: list[Message]
+    start_ns: int = 0
+    end_ns: int = 0
+    data_len: int = 0
+    opcode_ok: bool = True  # False: a CRC-valid chunk whose opcode byte was hit (repair rewrites it)
+    index_offsets: dict[int, int] = field(default_factory=dict)  # channel -> its MessageIndex record offset
+    index_len: int = 0  # bytes of the MessageIndex records right after the chunk
+    offsets: list[int] = field(default_factory=list)  # each message's offset in the chunk's records
+
+
+@dataclass
+class Scan:
+    """What :func:`scan_segment` found in one file."""
+
+    path: Path
+    size: int
+    magic_ok: bool = False
+    zero_magic: bool = False  # the magic's page never reached the disk (zeros): a cut before the first commit
+    empty: bool = False  # 0 bytes or a prefix of the magic: a segment torn before its first commit
+    header: Header | None = None
+    schemas: dict[int, Schema] = field(default_factory=dict)
+    channels: dict[int, Channel] = field(default_factory=dict)
+    chunks: list[ScannedChunk] = field(default_factory=list)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    torn_at: int | None = None
+    torn_reason: str = ""
+    tail_damaged: bool = False  # the tail holds a complete but invalid record (e.g. a chunk CRC mismatch)
+    tail_magic: bool = False  # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
+    data_end: bool = False
+    data_end_at: int | None = None  # offset of the DataEnd record: where the summary starts
+    finished: bool = False
+    marked: list[tuple[int, int, dict]] = field(default_factory=list)  # ranges an earlier repair marked lost
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """A finished file with nothing lost: ordinary MCAP readers open it as is."""
+        return self.finished and not self.lost and self.torn_at is None and not self.errors
+
+    @property
+    def salvageable(self) -> bool:
+        """Something to keep: the magic checks, or the file is empty, or a CRC-valid chunk was found."""
+        return self.magic_ok or self.empty or self.zero_magic or bool(self.chunks)
+
+    @property
+    def never_committed(self) -> bool:
+        """No chunk, and the file is empty or starts with zeros: cut before its first commit, not destroyed."""
+        return not self.chunks and (self.empty or self.zero_magic)
+
+
+
+
+def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | str:
+    """Parse a Chunk record at ``pos`` (opcode already checked); return (chunk, end) or an error text."""
+    if pos + 9 > n:
+        return "truncated record header"
+    (length,) = struct.unpack_from("<Q", buf, pos + 1)
+    end = pos + 9 + length
+    if length < 40 or end > n:
+        return f"chunk length {length} runs past the end of the file"
+    p = pos + 9
+    start_ns, end_ns, usize, crc, clen = struct.unpack_from("<QQQII", buf, p)
+    p += 32
+    if clen > 16 or p + clen + 8 > end:
+        return f"bad compression field length {clen}"
+    compression = bytes(buf[p:p + clen]).decode("utf-8", "replace")
+    p += clen
+    (dlen,) = struct.unpack_from("<Q", buf, p)
+    p += 8
+    if p + dlen != end:
+        return f"chunk data length {dlen} does not match record length {length}"
+    if compression != "":
+        return f"unsupported chunk compression {compression!r}"
+    data = memoryview(buf)[p:end]  # no copy: messages are views into the file's bytes
+    if usize != dlen:
+        return f"uncompressed size {usize} != data length {dlen}"
+    if crc != 0 and zlib.crc32(data) != crc:
+        return f"chunk CRC mismatch (stored {crc:#010x})"
+    return Chunk(compression="", data=data, message_start_time=start_ns, message_end_time=end_ns,
+                 uncompressed_crc=crc, uncompressed_size=usize), end
+
+
+def _chunk_messages(chunk: Chunk, offsets: list[int]) -> list[Message] | str:
+    """The messages of a chunk (their offsets in its records appended to ``offsets``); their ``data`` are
+    memoryviews into the chunk (``bytes()`` them to keep)."""
+    data, n, p = chunk.data, len(chunk.data), 0
+    out: list[Message] = []
+    head = MSG_HEAD.unpack_from
+    while p < n:
+        if p + 9 > n:
+            return "chunk ends inside a record header"
+        op = data[p]
+        if op == Opcode.MESSAGE and p + 31 <= n:
+            _, length, channel_id, sequence, log_time, publish_time = head(data, p)
+            if length < 22:
+                return f"message record too short ({length})"
+            end = p + 9 + length
+            if end > n:
+                return "chunk record runs past the chunk"
+            out.append(Message(channel_id=channel_id, sequence=sequence, log_time=log_time,
+                               publish_time=publish_time, data=data[p + 31:end]))
+            offsets.append(p)
+            p = end
+            continue
+        (length,) = struct.unpack_from("<Q", data, p + 1)
+        if p + 9 + length > n:
+            return "chunk record runs past the chunk"
+        if op == Opcode.MESSAGE:
+            return f"message record too short ({length})"
+        p += 9 + length
+    return out
+
+
+def _resync(buf: bytes | memoryview | mmap.mmap, start: int, n: int) -> tuple[int, Chunk, int] | None:
+    """The next CRC-valid chunk record at or after ``start``: (offset, chunk, end), or None."""
+    p = start
+    op = bytes([Opcode.CHUNK])
+    raw = buf if isinstance(buf, bytes) else bytes(buf)
+    while True:
+        p = raw.find(op, p)
+        if p < 0:
+            return None
+        got = _chunk_at(raw, p, n)
+        if not isinstance(got, str):
+            return p, got[0], got[1]
+        p += 1
+
+
+def _read_record(cls: Any, body: bytes) -> Any:
+    stream = _Bytes(body)
+    record = cls.read(ReadDataStream(stream))
+    if stream.pos != len(body):
+        raise ValueError(f"{len(body) - stream.pos} bytes left over in a {cls.__name__} record")
+    return record
+
+
+class _Bytes:
+    """The minimal stream ReadDataStream needs, raising on short reads instead of returning short data."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def read(self, n: int) -> bytes:
+        if n and self.pos + n > len(self.data):
+            raise ValueError(f"record field of {n} bytes runs past the record")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+_SUMMARY_OPS = {Opcode.SCHEMA, Opcode.CHANNEL, Opcode.STATISTICS, Opcode.CHUNK_INDEX, Opcode.SUMMARY_OFFSET,
+                Opcode.ATTACHMENT_INDEX, Opcode.METADATA_INDEX}
+
+
+def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
+    """Check (and take in) a non-chunk record; return why it is garbage, or "" when it is fine.
+
+    Only what our writer puts in each section is accepted, with its length checked, so a flipped opcode or
+    length can never make the scanner silently step over a chunk.
+    """
+    try:
+        if scan.data_end:
+            return "" if op in _SUMMARY_OPS else f"unexpected record opcode {op:#04x} in the summary"
+        if op == Opcode.HEADER and pos == 8:
+            scan.header = _read_record(Header, body)
+        elif op == Opcode.SCHEMA:
+            s = _read_record(Schema, body)
+            scan.schemas.setdefault(s.id, s)
+        elif op == Opcode.CHANNEL:
+            c = _read_record(Channel, body)
+            scan.channels.setdefault(c.id, c)
+        elif op == Opcode.MESSAGE_INDEX:
+            if len(body) < 6 or struct.unpack_from("<I", body, 2)[0] != len(body) - 6 or (len(body) - 6) % 16:
+                return "bad message index record"
+            last = scan.chunks[-1] if scan.chunks else None
+            if last is not None and pos == last.end + last.index_len:  # the index of the chunk just before
+                last.index_offsets[struct.unpack_from("<H", body)[0]] = pos
+                last.index_len += 9 + len(body)
+        elif op == Opcode.DATA_END:
+            if len(body) != 4:
+                return f"bad data end record (length {len(body)})"
+            scan.data_end = True
+            scan.data_end_at = pos
+        elif op == LOST_OPCODE:
+            scan.marked.append((pos, pos + 9 + len(body), parse_lost_marker(body)))
+        else:
+            return f"unexpected record opcode {op:#04x} in the data section"
+    except (ValueError, UnicodeDecodeError, struct.error) as exc:
+        return f"bad {Opcode(op).name} record: {exc}"
+    return ""
+
+
+def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
+    """Salvage-read one segment file (or ``data``, its bytes or a map of it). Never raises on bad content.
+
+    Messages in the result are views into ``data``: a map stays open as long as they are referenced.
+    """
+    path = Path(path)
+    buf = path.read_bytes() if data is None else data
+    n = len(buf)
+    scan = Scan(path=path, size=n)
+    if n < len(MAGIC):
+        scan.empty = MAGIC.startswith(buf)
+        if not scan.empty:
+            scan.errors.append("not an MCAP file (bad magic)")
+        return scan
+    scan.magic_ok = buf[:8] == MAGIC
+    scan.zero_magic = buf[:8] == bytes(8)
+    if not scan.magic_ok:  # bit rot in the magic: scan on, the chunks after it may all be intact
+        scan.errors.append(f"bad magic {bytes(buf[:8])!r}")
+        scan.lost.append((0, 8))
+    scan.tail_magic = n >= 16 and buf[-8:] == MAGIC
+    pos = 8
+    while pos < n:
+        if pos + 9 > n:
+            scan.torn_at, scan.torn_reason = pos, "file ends inside a record header"
+            break
+        op, length = struct.unpack_from("<BQ", buf, pos)
+        end = pos + 9 + length
+        got = _chunk_at(buf, pos, n)  # tried at any opcode: a CRC-valid chunk whose opcode byte was hit
+        if not isinstance(got, str):
+            chunk, end = got
+            offsets: list[int] = []
+            msgs = _chunk_messages(chunk, offsets)
+            if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
+                scan.lost.append((pos, end))
+                scan.errors.append(f"chunk at byte {pos}: {msgs}")
+            else:
+                scan.chunks.append(ScannedChunk(pos, end, msgs, chunk.message_start_time, chunk.message_end_time,
+                                                len(chunk.data), op == Opcode.CHUNK, offsets=offsets))
+                if op != Opcode.CHUNK:
+                    scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
+            pos = end
+            continue
+        if op == Opcode.CHUNK and length == 0 and pos + CHUNK_HEADER_LEN <= n \
+                and buf[pos:pos + CHUNK_HEADER_LEN] == OPEN_CHUNK:
+            # a chunk that was still open at the cut: its records never committed (a torn tail, not damage)
+            found = _resync(buf, pos + 1, n)
+            if found is None:
+                scan.torn_at, scan.torn_reason = pos, "chunk still open at the cut (never committed)"
+                break
+            scan.lost.append((pos, found[0]))
+            scan.errors.append(f"byte {pos}: uncommitted chunk before a committed one; "
+                               f"resynchronised at byte {found[0]}")
+            pos = found[0]
+            continue
+        if op == Opcode.CHUNK:
+            reason = got
+        elif end > n:
+            reason = f"record length {length} runs past the end of the file"
+        elif op == Opcode.FOOTER:
+            if length == 20 and end + 8 == n and buf[end:] == MAGIC:
+                footer = _read_record(Footer, buf[pos + 9:end])
+                if footer.summary_crc and footer.summary_start and footer.summary_start < pos:
+                    crc = zlib.crc32(buf[footer.summary_start:pos])
+                    crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, footer.summary_start,
+                                                 footer.summary_offset_start), crc)
+                    if crc != footer.summary_crc:
+                        scan.errors.append("summary CRC mismatch")
+                scan.finished = scan.data_end
+                return scan
+            reason = "footer not at the end of the file"
+        else:
+            reason = _other_record(scan, op, pos, buf[pos + 9:end])
+        if not reason:
+            pos = end
+            continue
+        # garbage at pos: skip to the next CRC-valid chunk, or call the rest a torn tail
+        found = _resync(buf, pos + 1, n)
+        if found is None:
+            scan.torn_at = pos
+            scan.torn_reason = reason
+            scan.tail_damaged = end <= n  # a whole record that does not check: damage, not a cut
+            break
+        scan.lost.append((pos, found[0]))
+        scan.errors.append(f"byte {pos}: {reason}; resynchronised at byte {found[0]}")
+        pos = found[0]
+    if scan.torn_at is not None and scan.torn_at < n:
+        scan.lost.append((scan.torn_at, n))
+    return scan
