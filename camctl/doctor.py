@@ -247,6 +247,19 @@ def _check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
     return checks
 
 
+def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[str]:
+    """The exposure and gain caps, checked against the frames' metadata (MJPEG frames carry none: 0 µs)."""
+    out = []
+    cap_us, cap_gain = cfg.controls.exposure_max_us, cfg.controls.analogue_gain_max
+    seen_us = max((e for e, _ in exposures), default=0)
+    seen_gain = max((g for e, g in exposures if e > 0), default=0.0)
+    if cap_us is not None and seen_us > cap_us * 1.05:
+        out.append(f"exposures up to {seen_us} us, over exposure_max_us = {cap_us}")
+    if cap_gain is not None and seen_gain > cap_gain * 1.05:
+        out.append(f"analogue gain up to {seen_gain:g}, over analogue_gain_max = {cap_gain:g}")
+    return out
+
+
 def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     """Open one camera as the flight will (size, encoder, controls) at its highest rate for
     ``probes.camera_seconds``; report the rate the sensor achieved and what could not be set."""
@@ -255,6 +268,7 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     what = f"{cfg.size[0]}x{cfg.size[1]} at {target:g} fps"
     stamps: list[int] = []
     durations: list[int] = []
+    exposures: list[tuple[int, float]] = []
     try:
         camera = probes.make_camera(cfg)
         camera.set_fps(target)  # every sensor frame: the sensor's own rate is what is measured
@@ -264,11 +278,15 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
                 frame = camera.capture(timeout_s=max(1.0, 3.0 / target))
                 stamps.append(frame.timestamp_ns)
                 durations.append(frame.frame_duration_us)
+                exposures.append((frame.exposure_us, frame.analogue_gain))
     except Exception as exc:  # CameraError or a backend bug: either way this camera cannot fly
         return Check(name, FAIL, f"{what}: {exc}", "see hardware/cameras.md; `rpicam-hello --list-cameras`")
     span_s = (stamps[-1] - stamps[0]) / 1e9
     delivered = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
     encoder = getattr(camera, "encoder_in_use", "") or cfg.encoder
+    mode = getattr(camera, "sensor_mode_in_use", None)
+    if mode is not None:
+        encoder += f", sensor mode {mode[0]}x{mode[1]}"
     # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the nominal one, so
     # there the delivered rate is all there is. A delivered rate below the sensor's is this process being late.
     median = sorted(durations)[len(durations) // 2]
@@ -276,6 +294,7 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, {delivered:.1f} fps delivered "
               f"over {len(stamps)} frames")
     problems = [f"could not set {line}" for line in getattr(camera, "unset_controls", [])]
+    problems += _caps_broken(cfg, exposures)
     if achieved < 0.9 * target:
         problems.append(f"only {achieved:.1f} of {target:g} fps (the sensor mode's limit or a busy CPU)")
     if not problems:

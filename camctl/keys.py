@@ -36,12 +36,12 @@ from pathlib import Path
 import zmq.auth
 
 from camctl.exc import ConfigError
+from camctl.protocol import is_name
 
 __all__ = ["AllowList", "ClientCurve", "ServerCurve", "client_curve", "client_curves", "create_keys",
-           "load_client_curve", "load_server_curve"]
+           "load_client_curve", "load_server_curve", "url_host"]
 
 log = logging.getLogger("camctl.keys")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 GROUND = "ground"
 
 
@@ -76,7 +76,7 @@ def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = 
         raise ConfigError(f"need at least one client key pair, got {clients}")
     names = list(boards)
     for name in names:
-        if not _NAME_RE.match(name) or name == GROUND:
+        if not is_name(name) or name == GROUND:
             raise ConfigError(f"board name {name!r} cannot be a key folder name (letters, digits, '_.-')")
     if len(set(names)) != len(names) or not names:
         raise ConfigError(f"board names must be distinct and at least one, got {names}")
@@ -159,7 +159,8 @@ def client_curve(keys_dir: str | Path | None = None, server_key: str | Path | No
     return load_client_curve(keys_dir, server_key=server_key)
 
 
-def _host(url: str) -> str:
+def url_host(url: str) -> str:
+    """The host of a ``tcp://HOST:PORT`` endpoint (IPv6 without brackets), "" for other endpoints."""
     m = re.match(r"^tcp://\[?([^\]]+?)\]?:\d+$", url)
     return m.group(1) if m else ""
 
@@ -185,7 +186,7 @@ def client_curves(keys_dir: str | Path | None, urls: list[str],
     known = sorted((d / "servers").glob("*.key"))
     out: dict[str, ClientCurve] = {}
     for url in urls:
-        host = _host(url)
+        host = url_host(url)
         tried = [d / "servers" / f"{h}.key" for h in dict.fromkeys([host, host.split(".")[0]]) if h]
         found = next((f for f in tried if f.is_file()), None)
         if found is None and len(known) == 1:

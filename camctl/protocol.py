@@ -74,6 +74,7 @@ __all__ = [
     "Welcome",
     "check_relpath",
     "decode",
+    "is_name",
     "peek_id",
     "set_heartbeats",
 ]
@@ -157,6 +158,11 @@ def _name_field(h: dict, name: str, default: Any = _MISSING) -> Any:
     if value is not None and value is not default and not _NAME_RE.match(value):
         raise ProtocolError(E_BAD_FIELD, f"field {name!r} is not a name: {_short(value)}")
     return value
+
+
+def is_name(value: Any) -> bool:
+    """True for a board, flight or camera name: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`` (safe as a folder name)."""
+    return isinstance(value, str) and _NAME_RE.match(value) is not None
 
 
 def check_relpath(path: str) -> str:

@@ -271,8 +271,8 @@ def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -
 def test_camera_probe_reports_the_achieved_rate(tmp_path, strict_rig) -> None:
     check = _by_name(run_checks(_camera_config(tmp_path), probes=healthy()))["camera down"]
     assert check.level == OK, check
-    assert check.detail.startswith("320x240 at 30 fps, encoder software: ")
-    achieved = float(check.detail.split("sensor ")[1].split(" fps")[0])
+    assert check.detail.startswith("320x240 at 30 fps, encoder software, sensor mode 1536x864: ")
+    achieved = float(check.detail.split(": sensor ")[1].split(" fps")[0])
     assert achieved == pytest.approx(30, abs=1.5)  # from sensor timestamps, not the wall clock
     assert strict_rig.instances[-1].camera_config["controls"]["FrameRate"] == 30.0
 
@@ -297,3 +297,15 @@ def test_camera_probe_fails_a_dead_camera_and_an_impossible_encoder(tmp_path, st
     strict_rig.stalled = False
     check = _by_name(run_checks(_camera_config(tmp_path, encoder="hardware"), probes=healthy()))["camera down"]
     assert check.level == FAIL and "encoder 'hardware' requested but" in check.detail
+
+
+def test_camera_probe_checks_the_exposure_and_gain_caps_against_the_frames(tmp_path, strict_rig) -> None:
+    extra = '[cameras.controls]\nexposure_max_us = 4000\nanalogue_gain_max = 2.0\n'
+    check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
+    assert check.level == OK, check  # the capped tuning held: the frames say so
+    strict_rig.has_tuning = False  # no tuning file for this sensor: the caps cannot be applied
+    check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
+    assert check.level == WARN
+    assert "could not set exposure_max_us/analogue_gain_max: no tuning for 'imx708'" in check.detail
+    assert "exposures up to 30000 us, over exposure_max_us = 4000" in check.detail
+    assert "analogue gain up to 6, over analogue_gain_max = 2" in check.detail

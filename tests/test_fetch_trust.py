@@ -185,7 +185,7 @@ def test_dead_board_holds_no_live_board_back(tmp_path: Path) -> None:
     result: list = []
     with Publisher(FakeBoard("rig-live", tmp_path / "s"), CFG) as pub:
         def run() -> None:
-            result.append(fetch([dead, pub.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=5))
+            result.append(fetch([dead, pub.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=3))
             done.set()
         threading.Thread(target=run, daemon=True).start()
         segs = [tmp_path / "out" / "rig-live" / "f1" / "down" / f"00000{i}.mcap" for i in range(2)]

@@ -19,7 +19,7 @@ from camctl import protocol as p
 from camctl.demo import start_board
 from camctl.ground import Client
 
-FLOOD_S = 2.0
+FLOOD_S = 1.5
 RSS_BUDGET = 50 << 20
 
 

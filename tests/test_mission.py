@@ -222,7 +222,7 @@ def test_mission_cli_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert str(port) in lines[0]
 
 
-def test_a_mission_started_after_the_flight_labels_previews_from_the_event_log(tmp_path: Path) -> None:
+def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels_previews(tmp_path: Path) -> None:
     import queue
 
     from camctl.demo import _command, start_board, write_board_config
@@ -237,13 +237,20 @@ def test_a_mission_started_after_the_flight_labels_previews_from_the_event_log(t
         time.sleep(1.0)
         _command(board, "event", name="touchdown")
         got: queue.Queue[dict] = queue.Queue()
-        mission = Mission([board.router], tmp_path / "out")
+        blocker = tmp_path / "out" / "ground" / "late"  # a file where the board's folder goes: the fetch fails
+        blocker.parent.mkdir(parents=True)
+        blocker.write_text("in the way")
+        mission = Mission([board.router], tmp_path / "out", retry_s=0.5)
         mission.listen(got.put)
         mission.start()
-        previews, export = [], None
-        while export is None:
+        previews, export, failed = [], None, []
+        deadline = time.monotonic() + 120  # a liveness bound (board messages keep coming), not a speed claim
+        while export is None and time.monotonic() < deadline:
             msg = got.get(timeout=60)
-            if msg["type"] == "preview":
+            if msg["type"] == "download" and msg["state"] == "failed":
+                failed.append(msg["detail"])
+                blocker.unlink()  # the way is clear: the next try (after retry_s) must get everything
+            elif msg["type"] == "preview":
                 previews.append(msg)
             elif msg["type"] == "export" and msg["state"] in ("done", "failed"):
                 export = msg
@@ -251,11 +258,12 @@ def test_a_mission_started_after_the_flight_labels_previews_from_the_event_log(t
         if mission is not None:
             mission.close()
         board.stop()
-    assert export["state"] == "done", export
+    assert export is not None and export["state"] == "done", (export, failed)
     assert sorted(v["name"] for v in export["mp4"]) == ["late_down", "late_up"]
     assert previews and all(p["t_rel_s"] is not None for p in previews), previews[:3]
     assert any(p["t_rel_s"] < 0 for p in previews) and any(p["t_rel_s"] > 0 for p in previews)  # ring, descent
     assert {p["board"] for p in previews} == {"late"}
+    assert len(failed) == 1, failed  # failed once, then the retry brought the flight home
 
 
 def test_mission_cli_off_loopback_prints_the_url_with_its_token(tmp_path: Path) -> None:

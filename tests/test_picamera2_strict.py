@@ -115,6 +115,11 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
     assert "json.dump(tuning, tuning_file)" in pc["__init__"]
     assert "return next((algo for algo in tuning['algorithms'] if name in algo))[name]" in pc["find_tuning_algo"]
     assert "camera_config['sensor'].get('output_size')" in pc["_make_libcamera_config"]
+    # the mode libcamera chose is written back (the double picks it with picamera2's score_mode formula)
+    update = pc["_update_camera_config"]
+    assert "sensor_config['output_size'] = utils.convert_from_libcamera_type(" in update
+    assert "camera_config['sensor'] = sensor_config" in update
+    assert "score += 1500 * score_format(ar, mode_ar)" in pc["_make_libcamera_config"]
 
 
 # --- b) the double ------------------------------------------------------------------------------------
@@ -363,11 +368,17 @@ def test_controls_are_applied_at_open(rig):
     with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software", controls=controls) as c:
         picam2 = rig.instances[0]
         assert picam2.camera_config["controls"]["AfMode"] == 0 and picam2.camera_config["controls"]["LensPosition"] == 0
-        assert picam2.camera_config["sensor"] == {"output_size": (2304, 1296)}
+        assert picam2.camera_config["sensor"]["output_size"] == (2304, 1296)
         assert rig.tunings_loaded == ["imx708.json"]
         frame = c.capture()
         assert frame.exposure_us <= 4000 and frame.analogue_gain <= 2.0
-        assert c.unset_controls == []
+        assert c.unset_controls == [] and c.sensor_mode_in_use == (2304, 1296)
+    with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software",
+                         controls=CameraControls(sensor_mode=(2028, 1520))) as c:  # an HQ camera's mode
+        assert c.sensor_mode_in_use == (2304, 1296)
+        assert c.unset_controls == ["sensor_mode: 2028x1520 asked, the sensor has no such mode and runs 2304x1296"]
+    with Picamera2Camera("pi", size=(1280, 720), fps=30.0, encoder="software") as c:
+        assert c.sensor_mode_in_use == (1536, 864)  # what a 720p request alone gets on an IMX708: the crop
     with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software") as c:
         assert c.capture().exposure_us == rig.scene_exposure_us  # uncapped: what the AGC chose
 

@@ -250,3 +250,34 @@ def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
                             "--curve-server-key", str(k / "board" / "server.key")],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and "refused this ground station's CURVE key" in r.stdout, r
+
+
+def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:
+    """A real ``camctl run`` with CURVE: SIGHUP re-reads readers/ and operators/ (logged), the board serves on."""
+    import os
+    import signal
+    import time
+
+    from camctl.demo import start_board, write_board_config
+
+    k = tmp_path / "k"
+    create_keys(k)
+    cfg = write_board_config(tmp_path / "board", "rig-h", 0, size=(160, 90),
+                             extra=f'curve_keys = "{k / "board"}"\n')
+    board = start_board(cfg, tmp_path / "board" / "store", "rig-h")
+    try:
+        def loads() -> int:
+            return board.log_path.read_text(errors="replace").count("CURVE allow-lists loaded")
+
+        assert loads() == 1
+        os.kill(board.proc.pid, signal.SIGHUP)
+        for _ in range(200):  # the handler runs between two ticks of the daemon's main loop
+            if loads() == 2:
+                break
+            time.sleep(0.05)
+        assert loads() == 2
+        with Client(board.router, timeout_s=10, curve=load_client_curve(k / "ground")) as c:
+            assert c.hello().board == "rig-h"
+            assert c.command("arm")["phase"] == "ARMED"  # the ground key is an operator
+    finally:
+        board.kill9()

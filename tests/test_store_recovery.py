@@ -358,3 +358,28 @@ def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(se
     assert _seqs_via_plain_reader(path) == want
     assert indexed_read([path])[str(path)]["/cam/image"] == want
     assert verify(path).exit_code == 0
+
+
+def test_the_loss_record_is_offered_to_the_ground(tmp_path: Path) -> None:
+    """What recovery cut travels with the flight: the board's catalog offers the new events segment holding
+    the loss records, and the rebuilt index.json listing them."""
+    from camctl.publish.catalog import Catalog
+
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
+    st = FlightStore(tmp_path, "b", "F", cfg, cameras=["cam"])
+    st.log_event({"kind": "phase", "name": "DESCENT"})
+    for k in range(3):
+        st.put(frame("cam", k))
+        st.commit(wait=True)
+    seg = tmp_path / "F" / "cam" / "000001.mcap"
+    torn = seg.read_bytes()
+    st.close()
+    seg.write_bytes(_with_torn_tail(torn))
+    assert verify(tmp_path, repair=True).losses
+    listing = {s.path: s for s in Catalog(tmp_path).listing("F", set())}
+    events = [p for p in listing if p.startswith("F/events/")]
+    assert len(events) == 2, listing.keys()  # the flight's log and the one recovery appended
+    logged = [e for p in events for e in iter_events(tmp_path / p) if e["kind"] == "loss"]
+    assert [e["segment"] for e in logged] == ["cam/000001.mcap"]
+    assert "F/index.json" in listing
+    assert json.loads((tmp_path / "F" / "index.json").read_text())["losses"][0]["camera"] == "cam"

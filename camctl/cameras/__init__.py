@@ -2,7 +2,8 @@
 
 ``sim`` is the synthetic descent scene; ``picamera2`` drives real Raspberry Pi cameras and is imported
 lazily, so this package works where libcamera is absent. :func:`open_camera` picks the backend the config
-names and never falls back silently.
+names and never falls back silently. ``picamera2_double`` is a simulated picamera2 (the strict test double,
+shipped because ``camctl bench`` measures the camera path on it); no config can select it.
 """
 
 from __future__ import annotations

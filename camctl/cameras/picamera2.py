@@ -69,6 +69,8 @@ Controls (``[cameras.controls]``, :class:`~camctl.config.CameraControls`), appli
   ``Picamera2(tuning=...)`` (picamera2's own documented way to change the exposure profile).
 - ``sensor_mode`` is passed as ``sensor={"output_size": ...}``: picamera2 scores the sensor's modes against
   it (``_make_libcamera_config``), so a full-field binned mode is chosen instead of a crop at video sizes.
+  ``configure`` writes the mode chosen back into ``camera_configuration()["sensor"]``; it is
+  ``sensor_mode_in_use``, and a mode other than the one asked for is named in ``unset_controls``.
 
 Lores stream (``lores_size`` in the camera config; software path only):
 
@@ -117,9 +119,9 @@ Hardware-path facts (picamera2 0.3.x, checked by the tests):
 - There is no JPEG quality setting: ``jpeg_quality`` maps onto a ``Quality`` bucket that picamera2 turns
   into a bitrate (``<= 40`` VERY_LOW, ``<= 60`` LOW, ``<= 80`` MEDIUM, ``<= 90`` HIGH, else VERY_HIGH;
   the default 85 is HIGH). It is fixed while recording, so per-phase ``quality`` settings do not apply.
-- ``seq`` is a counter that keeps increasing across reopen; a frame the queue had to drop (the consumer
-  fell ``QUEUE_FRAMES`` behind) leaves a gap, so the runner counts it as a sensor gap. Sensor drops are not
-  visible through an Output (no sequence number there). ``hw_dropped`` counts queue drops over all opens.
+- Encoded frames are thinned like requests (by their sensor time); ``seq`` keeps increasing across reopen. A
+  frame the queue had to drop (the consumer fell ``QUEUE_FRAMES`` behind) or the sensor dropped leaves its
+  slot empty, so a gap when it was due. ``hw_dropped`` counts queue drops over all opens.
 - A frame's width and height come from its JPEG header (libcamera may adjust the requested size).
 - Exposure, gain and frame duration are not available per MJPEG frame through an Output: frames carry
   the defaults (``exposure_us=0``, ``analogue_gain=1.0``) and the nominal frame duration.
@@ -177,6 +179,7 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "create_video_configuration": ["main", "lores", "buffer_count", "queue", "controls", "sensor"],
         "camera_controls": [],
         "configure": [],
+        "camera_configuration": [],
         "stream_configuration": [],
         "start": [],
         "stop": [],
@@ -383,6 +386,12 @@ class Thinner:
     then moves on by whole intervals, and every whole interval it skipped (no frame came for that slot: the
     sensor or a late consumer lost it) is a gap in ``seq``. :meth:`set_fps` pulls the due time in to
     ``last kept + new interval``, so a faster rate starts at the next sensor frame. Thread-safe.
+
+    Example (a 30 fps sensor delivering 10 fps)::
+
+        >>> t = Thinner(10.0, 30.0)
+        >>> [t.keep(i * 33_333_333) for i in range(4)]
+        [0, None, None, 1]
     """
 
     def __init__(self, fps: float, sensor_fps: float, first_seq: int = 0) -> None:
@@ -462,6 +471,7 @@ class Picamera2Camera(Camera):
         self.sensor_fps = max(float(sensor_fps or fps), float(fps))
         self.controls = controls
         self.unset_controls: list[str] = []  # what the last open could not set, one line each
+        self.sensor_mode_in_use: tuple[int, int] | None = None  # the sensor output size the last open got
         self._model_path = model_path
         self.lores_size = None if lores_size is None else (int(lores_size[0]), int(lores_size[1]))
         self._lores = False  # deliver the lores stream (set by set_lores; a bool write is thread-safe)
@@ -590,6 +600,7 @@ class Picamera2Camera(Camera):
                 main={"format": fmt, "size": self.size}, lores=lores, buffer_count=BUFFER_COUNT, queue=False,
                 controls=self._video_controls(picam2), sensor=None if mode is None else {"output_size": mode})
             picam2.configure(config)
+            self._note_sensor_mode(picam2, mode)
             if lores is not None:
                 stream = picam2.stream_configuration("lores")
                 w, h = stream["size"]
@@ -611,6 +622,18 @@ class Picamera2Camera(Camera):
         self._picam2 = picam2
         self._twin = None
         self._thin.restart()
+
+    def _note_sensor_mode(self, picam2: Any, asked: tuple[int, int] | None) -> None:
+        """The sensor mode ``configure`` chose (picamera2 writes libcamera's choice back)."""
+        try:
+            w, h = picam2.camera_configuration()["sensor"]["output_size"]
+            self.sensor_mode_in_use = (int(w), int(h))
+        except Exception:  # not a Raspberry Pi camera (no sensor configuration): nothing to report
+            self.sensor_mode_in_use = None
+            return
+        if asked is not None and self.sensor_mode_in_use != tuple(asked):
+            self.unset_controls.append(f"sensor_mode: {asked[0]}x{asked[1]} asked, the sensor has no such mode and "
+                                       f"runs {w}x{h}")
 
     def _start_hardware(self, picam2: Any, hw: tuple[Any, Any, Any]) -> None:
         encoder, Quality, Output = hw

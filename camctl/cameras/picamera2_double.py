@@ -136,7 +136,8 @@ class FakeRig:
         self.scene_exposure_us = 30000  # what AGC would choose uncapped (a dull day)
         self.scene_gain = 6.0
         self.tunings_loaded: list[str] = []
-        self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]  # imx708 modes (picamera2 sensor_modes)
+        self.has_tuning = True  # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
+        self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]  # imx708 modes (rpicam-hello --list-cameras)
 
     def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` frames have been fed to outputs in total."""
@@ -196,6 +197,19 @@ class _Sensor:
         merged = self.controls_of(first) | controls
         t = self.time_of(first)
         self.segs = [s for s in self.segs if s[0] < first] + [(first, t, merged)]
+
+
+def _best_mode(modes: list[tuple[int, int]], wanted: tuple[int, int]) -> tuple[int, int]:
+    """The sensor mode picamera2's ``_make_libcamera_config`` scores best for ``wanted`` (one bit depth here)."""
+    def score_format(desired: float, actual: float) -> float:
+        score = desired - actual
+        return -score / 4 if score < 0 else score * 2
+
+    def score(mode: tuple[int, int]) -> float:
+        ar, mode_ar = wanted[0] / wanted[1], mode[0] / mode[1]
+        return score_format(wanted[0], mode[0]) + score_format(wanted[1], mode[1]) + 1500 * score_format(ar, mode_ar)
+
+    return min(modes, key=score)
 
 
 def _libcamera_controls(controls: dict[str, Any]) -> dict[str, Any]:
@@ -454,7 +468,12 @@ class FakePicamera2:
             align = self.rig.lores_align
             lores["stride"] = -(-lw // align) * align
         self.controls = self._check_controls(camera_config.get("controls", {}))
+        wanted = (camera_config.get("sensor") or {}).get("output_size") or camera_config["main"]["size"]
+        camera_config["sensor"] = {"bit_depth": 10, "output_size": _best_mode(self.rig.sensor_modes, wanted)}
         self.camera_config = camera_config
+
+    def camera_configuration(self) -> dict[str, Any]:
+        return self.camera_config
 
     def stream_configuration(self, name="main") -> dict[str, Any]:
         return self.camera_config[name]
@@ -765,7 +784,7 @@ def make_fake_picamera2(rig: FakeRig) -> types.ModuleType:
 
     def load_tuning_file(tuning_file, dir=None) -> dict[str, Any]:
         rig.tunings_loaded.append(tuning_file)
-        if tuning_file != f"{rig.model}.json":
+        if tuning_file != f"{rig.model}.json" or not rig.has_tuning:
             raise RuntimeError("Tuning file not found")
         return rig.tuning()
 

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,11 +25,11 @@ from camctl import protocol as p
 from camctl.exc import ConfigError, FetchError, RemoteError
 from camctl.ground.client import BoardTimeout, Client
 from camctl.ground.download import lock_folder
-from camctl.keys import ClientCurve
+from camctl.keys import ClientCurve, url_host
+from camctl.protocol import is_name
 
 __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 T = TypeVar("T")
 
 
@@ -78,7 +77,8 @@ class FetchReport:
         lines = []
         for b in self.boards:
             state = "UNREACHABLE" if b.unreachable else ("ok" if b.ok else "INCOMPLETE")
-            lines.append(f"{b.board or _host(b.url)} ({b.url}): {state}: {b.fetched} fetched, {b.skipped} skipped of "
+            name = b.board or url_host(b.url) or b.url  # a board never reached is named by its host
+            lines.append(f"{name} ({b.url}): {state}: {b.fetched} fetched, {b.skipped} skipped of "
                          f"{b.segments_total} files, {b.bytes} bytes, {b.thumbs} previews")
             lines.extend(f"  error: {e}" for e in b.errors)
         return "\n".join(lines)
@@ -124,11 +124,6 @@ class _Names:
         if other != url:
             raise FetchError(f"{url} reports board name {name!r}, which {other} reported first: refused (two "
                              f"boards with one name would write into one folder; give each board its own name)")
-
-
-def _host(url: str) -> str:
-    m = re.match(r"^tcp://\[?([^\]]+?)\]?:\d+$", url)
-    return m.group(1) if m else url
 
 
 class _BoardFetch:
@@ -187,7 +182,7 @@ class _BoardFetch:
     def _run(self) -> None:
         r, c = self.report, self.client
         hello = self.call(c.hello)
-        if not _NAME_RE.match(hello.board):
+        if not is_name(hello.board):
             raise FetchError(f"{r.url}: board name {hello.board!r} cannot be a folder name: refused")
         self.names.claim(hello.board, r.url)
         r.board = hello.board
@@ -237,7 +232,7 @@ class _BoardFetch:
 
     def _pick_flight(self, hello: p.Welcome) -> str | None:
         """The LIST argument for ``--flight``: None for all, "" when the board has no flight at all."""
-        flights = [f for f in hello.flights if _NAME_RE.match(f)]
+        flights = [f for f in hello.flights if is_name(f)]
         if self.flight == "all":
             return None
         if self.flight == "latest":
@@ -252,7 +247,7 @@ class _BoardFetch:
         safe: every component a plain name, ``<flight>/flight.json|index.json`` or
         ``<flight>/<camera>/<name>.mcap`` of the flight asked for, and the result inside ``--out``."""
         parts = seg.path.split("/")
-        ok = all(_NAME_RE.match(x) for x in parts) and parts[0] == seg.flight \
+        ok = all(is_name(x) for x in parts) and parts[0] == seg.flight \
             and (flight is None or seg.flight == flight) and (
                 (len(parts) == 2 and parts[1] in ("flight.json", "index.json") and seg.kind == "meta")
                 or (len(parts) == 3 and parts[2].endswith(".mcap") and parts[1] != "thumbs"
@@ -270,7 +265,7 @@ class _BoardFetch:
         name or a negative seq is dropped (recorded as an error)."""
         files = []
         for info, data in thumbs:
-            if not _NAME_RE.match(info.camera) or info.camera != seg.camera or info.segment != seg.path \
+            if not is_name(info.camera) or info.camera != seg.camera or info.segment != seg.path \
                     or info.seq < 0:
                 self.report.errors.append(f"board {self.report.board} sent an unsafe preview (camera "
                                           f"{info.camera!r}, segment {info.segment!r}, seq {info.seq}): "
@@ -313,12 +308,16 @@ class _BoardFetch:
             else:
                 self.report.errors.append(str(outcome))
 
+    def _resumed(self, dest: Path) -> None:
+        """Count a ``.part`` left by an earlier run as done on the progress bar."""
+        part = dest.with_name(dest.name + ".part")
+        if part.exists() and self.progress is not None and self.task is not None:
+            self.progress.update(self.task, advance=part.stat().st_size)
+
     def _start(self, seg: p.SegmentInfo, dest: Path) -> Callable[[], bool] | None:
         """Receive ``seg`` (resuming); its ``finish``, or None when skipped or failed (both recorded)."""
         r = self.report
-        part = dest.with_name(dest.name + ".part")
-        if part.exists() and self.progress is not None and self.task is not None:
-            self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
+        self._resumed(dest)
         try:
             finish = self.call(lambda: self.client.start_file(seg, dest, window=self.window,
                                                               chunk_kb=self.chunk_kb, on_bytes=self._advance))
@@ -331,9 +330,7 @@ class _BoardFetch:
 
     def _file(self, seg: p.SegmentInfo, dest: Path, *, attempts: int = 2) -> None:
         r = self.report
-        part = dest.with_name(dest.name + ".part")
-        if part.exists() and self.progress is not None and self.task is not None:
-            self.progress.update(self.task, advance=part.stat().st_size)  # resumed from an earlier run
+        self._resumed(dest)
         try:
             how = self.call(lambda: self.client.fetch_file(seg, dest, window=self.window,
                                                            chunk_kb=self.chunk_kb, on_bytes=self._advance,
@@ -423,7 +420,7 @@ def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_o
     ``flight``: ``latest`` (each board's newest flight), ``all``, or a flight id. ``out`` is locked for the
     whole fetch: a second fetch into it raises ConfigError at once (one line, naming the holder).
     """
-    if flight not in ("latest", "all") and not _NAME_RE.match(flight):
+    if flight not in ("latest", "all") and not is_name(flight):
         raise ConfigError(f"--flight {flight!r}: want latest, all or a flight id (letters, digits, '_.-')")
     dupes = sorted({u for u in urls if urls.count(u) > 1})
     if dupes:

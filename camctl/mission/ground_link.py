@@ -12,7 +12,7 @@ from typing import Any
 
 from camctl.exc import CamctlError
 
-__all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_board", "listing_total",
+__all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_boards", "listing_total",
            "release_mono_ns"]
 
 # A board that does not answer, drops the link or answers with ERROR: the mission shows it, never crashes.
@@ -59,16 +59,13 @@ def listing_total(url: str, *, curve: Any = None, timeout_s: float = 5.0) -> tup
         return board, sum(s.size for s in client.list())
 
 
-def fetch_board(url: str, out: Path, *, curve: Any = None, give_up_after_s: float = 30.0) -> dict:
-    """``camctl fetch`` of one board into ``out/<board>/...`` (resumable, previews first, sha256 checked).
-
-    Returns ``{"ok", "board", "summary", "errors"}``."""
+def fetch_boards(urls: list[str], out: Path, *, curve: Any = None, give_up_after_s: float = 30.0) -> dict[str, dict]:
+    """``camctl fetch`` of these boards into ``out/<board>/...`` (resumable, previews first, sha256 checked; it
+    holds ``out`` for the whole call). Returns ``{url: {"ok", "board", "errors"}}``."""
     from camctl.ground import fetch
 
-    report = fetch([url], Path(out), give_up_after_s=give_up_after_s, progress=False, curve=curve)
-    boards = report.boards
-    return {"ok": report.ok, "board": boards[0].board if boards else "", "summary": report.summary(),
-            "errors": [e for b in boards for e in b.errors]}
+    report = fetch(list(urls), Path(out), give_up_after_s=give_up_after_s, progress=False, curve=curve)
+    return {b.url: {"ok": b.ok, "board": b.board, "errors": list(b.errors)} for b in report.boards}
 
 
 def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:

@@ -1,11 +1,12 @@
-"""After touchdown: each landed board's download (previews first), its progress, then the exports.
+"""After touchdown: the landed boards' download (previews first), its progress per board, then the exports.
 
-A board that is LANDED and serving gets a fetch of its own (``camctl fetch``'s code through
-:mod:`camctl.mission.ground_link`: resumable, previews and event log first, sha256 checked) into
-``<out>/ground``. A scanner reports what is on disk: each new preview (with its phase and time from the
-release edge, from the fetch's ``thumbs/index.json``) and the bytes received against the board's listing.
-When every board has either downloaded or is unreachable, the flight is exported (MP4 per camera, contact
-sheet, timeline) into ``<out>/export`` with the CLI's export code. Every report goes to ``emit(message)``.
+Landed boards that serve are fetched with ``camctl fetch``'s code (through :mod:`camctl.mission.ground_link`:
+resumable, previews and event logs first, sha256 checked) into ``<out>/ground``: one fetch at a time (it
+holds its folder), of every board ready then (see :meth:`Recovery.update`). A scanner reports what is on
+disk: each new preview (with its phase and time from the release edge, from the fetch's
+``thumbs/index.json``) and each board's bytes against its listing. When every reachable board has been
+downloaded, the flight is exported (MP4 per camera, contact sheet, timeline) into ``<out>/export`` with the
+CLI's export code. Every report goes to ``emit(message)``.
 """
 
 from __future__ import annotations
@@ -28,18 +29,19 @@ class Recovery:
     """Downloads and exports for one mission; see the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, out: Path, *, emit: Callable[[dict], None], curve: Any = None,
-                 give_up_after_s: float = 30.0) -> None:
+                 give_up_after_s: float = 30.0, retry_s: float = 10.0, settle_s: float = 5.0) -> None:
         self.out = Path(out)
         self.ground = self.out / "ground"
         self.exports = self.out / "export"
         self._emit = emit
         self.curve = curve
         self.give_up_after_s = give_up_after_s
+        self.retry_s = retry_s  # a failed download is tried again (resuming) this long after it failed
+        self.settle_s = settle_s  # after the first board lands, how long the others get to land too
+        self._fetching = False
+        self._first_ready: float | None = None
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()  # the scanner and a finishing fetch both scan
-        # camctl fetch locks its folder (one fetch per --out, camctl.ground.download.lock_folder): boards that
-        # land together take turns instead of the second failing at once
-        self._fetch_turn = threading.Lock()
         self._stop = threading.Event()
         self.downloads: dict[str, dict] = {}  # board -> {url, flight, state, done, total, detail}
         self.previews: dict[str, dict] = {}  # url path -> preview message
@@ -64,49 +66,83 @@ class Recovery:
         return out
 
     def update(self, views: list[dict]) -> None:
-        """Called on every board change: start downloads of newly landed boards, maybe the export."""
+        """Called on every board change: start a download of the newly landed boards, maybe the export.
+
+        ``camctl fetch`` holds its output folder for the whole call, so one fetch runs at a time, of every
+        board that is ready: once the first board lands, the others get ``settle_s`` to land too (they
+        come down together), so their previews arrive together. A board that lands later, or whose
+        download failed ``retry_s`` ago, goes in the next fetch."""
+        now = time.monotonic()
+        ready: list[tuple[str, str, str, int | None]] = []  # (name, url, flight, release_mono_ns)
+        landing = False
         for v in views:
             st = v.get("status") or {}
             name, flight = v.get("name"), st.get("flight")
-            if not (v.get("reachable") and st.get("phase") == "LANDED" and st.get("serving") and name and flight):
+            if not v.get("reachable"):
+                continue
+            if not (st.get("phase") == "LANDED" and st.get("serving") and name and flight):
+                landing = landing or st.get("phase") in ("DESCENT", "SEPARATION", "TOUCHDOWN", "LANDED")
                 continue
             with self._lock:
                 d = self.downloads.get(name)
-                if d is not None and d["flight"] == flight:
+                if d is not None and d["flight"] == flight and (
+                        d["state"] != "failed" or now - d["ended"] < self.retry_s):
                     continue
-                self.downloads[name] = {"url": v["url"], "flight": flight, "state": "fetching", "done": 0,
-                                        "total": 0, "detail": "", "release_mono_ns": v.get("release_mono_ns")}
+            ready.append((name, v["url"], flight, v.get("release_mono_ns") or (d or {}).get("release_mono_ns")))
+        with self._lock:
+            if ready and self._first_ready is None:
+                self._first_ready = now
+            start = bool(ready) and not self._fetching and (
+                not landing or now - (self._first_ready or now) >= self.settle_s)
+            if start:
+                self._fetching = True
+                self._first_ready = None
+                for name, url, flight, release in ready:
+                    self.downloads[name] = {"url": url, "flight": flight, "state": "fetching", "done": 0,
+                                            "total": 0, "detail": "", "release_mono_ns": release, "ended": 0.0}
                 self.export = {"type": "export", "state": "waiting"}
-                t = threading.Thread(target=self._fetch, args=(name, v["url"]), name=f"camctl-mission-fetch-{name}",
-                                     daemon=True)
+                t = threading.Thread(target=self._fetch, args=([(n, u) for n, u, _f, _r in ready],),
+                                     name="camctl-mission-fetch", daemon=True)
                 self._threads.append(t)
                 scanner = None
                 if self._scanner is None:
                     scanner = self._scanner = threading.Thread(target=self._scan_loop, name="camctl-mission-scan",
                                                                daemon=True)
+        if start:
             t.start()
             if scanner is not None:
                 scanner.start()
         self._maybe_export(views)
 
     # -- download ------------------------------------------------------------------------------------
-    def _fetch(self, name: str, url: str) -> None:
+    def _fetch(self, boards: list[tuple[str, str]]) -> None:
+        """One ``camctl fetch`` of ``boards`` ([(name, url)]) into the ground folder."""
+        results: dict[str, tuple[str, str]] = {}
         try:
-            _board, total = ground_link.listing_total(url, curve=self.curve)
-            with self._lock:
-                self.downloads[name]["total"] = total
-            with self._fetch_turn:
-                res = ground_link.fetch_board(url, self.ground, curve=self.curve,
-                                              give_up_after_s=self.give_up_after_s)
-            state, detail = ("ok", "every file arrived, sha256 checked") if res["ok"] else \
-                ("failed", "; ".join(res["errors"][:3]) or res["summary"])
+            for name, url in boards:  # totals for the progress bars (a LIST each; tiny)
+                try:
+                    _board, total = ground_link.listing_total(url, curve=self.curve)
+                except ground_link.LINK_ERRORS:
+                    continue  # the fetch says what is wrong with this board
+                with self._lock:
+                    self.downloads[name]["total"] = total
+            res = ground_link.fetch_boards([u for _n, u in boards], self.ground, curve=self.curve,
+                                           give_up_after_s=self.give_up_after_s)
+            for name, url in boards:
+                r = res.get(url) or {"ok": False, "errors": ["not in the fetch report"]}
+                results[name] = ("ok", "every file arrived, sha256 checked") if r["ok"] else \
+                    ("failed", "; ".join(r["errors"][:3]) or "incomplete")
         except ground_link.LINK_ERRORS as exc:
-            state, detail = "failed", str(exc)
+            results = {name: ("failed", str(exc)) for name, _u in boards}
         self._scan()
+        msgs = []
         with self._lock:
-            self.downloads[name].update(state=state, detail=detail)
-            msg = {"type": "download", "board": name, **self.downloads[name]}
-        self._emit(msg)
+            for name, (state, detail) in results.items():
+                self.downloads[name].update(state=state, detail=detail, ended=time.monotonic())
+                msgs.append({"type": "download", "board": name, **self.downloads[name]})
+            self._fetching = False
+        for msg in msgs:
+            self._emit(msg)
 
     def _scan_loop(self) -> None:
         while not self._stop.wait(_SCAN_S):
@@ -179,7 +215,7 @@ class Recovery:
             if not self.downloads or any(d["state"] == "fetching" for d in self.downloads.values()):
                 return
             waiting = [v for v in views if v.get("reachable") and v.get("name") not in self.downloads]
-            key = tuple(sorted((b, d["flight"]) for b, d in self.downloads.items()))
+            key = tuple(sorted((b, d["flight"], d["state"]) for b, d in self.downloads.items()))
             if waiting or key == self._exported_for or not any(d["state"] == "ok" for d in self.downloads.values()):
                 return
             self._exported_for = key

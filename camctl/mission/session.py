@@ -34,7 +34,7 @@ class Mission:
 
     def __init__(self, urls: list[str], out: Path, *, operator: bool = False, limits: Limits | None = None,
                  curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0,
-                 command_timeout_s: float = 5.0) -> None:
+                 command_timeout_s: float = 5.0, retry_s: float = 10.0) -> None:
         if not urls:
             raise ConfigError("camctl mission needs at least one --connect URL")
         self.urls = list(urls)
@@ -45,7 +45,7 @@ class Mission:
         self.command_timeout_s = command_timeout_s
         self._listeners: list[Callable[[dict], None]] = []
         self._lock = threading.Lock()
-        self.recovery = Recovery(self.out, emit=self._emit, curve=curve)
+        self.recovery = Recovery(self.out, emit=self._emit, curve=curve, retry_s=retry_s)
         self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s, timeout_s=timeout_s,
                                curve=curve)
         self.go: dict = evaluate(self.watcher.snapshot(), self.limits)

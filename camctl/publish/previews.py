@@ -4,7 +4,6 @@ in a bounded in-memory cache, so the server thread never decodes an image."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import threading
 from collections import Counter, OrderedDict
@@ -134,8 +133,9 @@ def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> l
     """Previews of every ``every``-th image (stills not counted) of one camera segment, in file order, read
     through the store's reader (runs on the worker)."""
     out: list[tuple[p.ThumbInfo, bytes]] = []
-    images = (fr for fr in iter_frames(seg, check_jpeg=False) if not fr.still)
-    for fr in itertools.islice(images, 0, None, max(1, every)):
+    for fr in iter_frames(seg, check_jpeg=False, every=max(1, every)):
+        if fr.still:
+            continue
         small = _shrink(fr.jpeg, width)
         if small is None:
             continue

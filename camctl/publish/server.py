@@ -5,6 +5,11 @@ daemon's view: status, whether to serve, which files are still open, operator co
 :meth:`Publisher.publish` from any thread for PUB topics. Wire messages are in :mod:`camctl.protocol`;
 the protocol itself is described in ``docs/protocol.md``.
 
+Every client is bounded: a window of outstanding requests (replies that do not fit its queue wait in a
+per-peer backlog, never dropped unsaid), at most ``p.MAX_FRAMES`` frames per request, a few preview jobs.
+With CURVE on, COMMAND needs an operator key (:class:`camctl.keys.AllowList`); on a board with real GPIO
+lines a remote ``event`` needs ``publish.remote_events``.
+
 Example::
 
     pub = Publisher(board, PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*"))

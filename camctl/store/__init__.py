@@ -5,7 +5,12 @@ Layout of one flight::
     <root>/<flight>/flight.json          board, flight id, created wall time, camera names
     <root>/<flight>/<camera>/000001.mcap frames: /<camera>/image|still (foxglove.CompressedImage), /<camera>/meta
     <root>/<flight>/events/000001.mcap   /events (JSON) mirrored as /log (foxglove.Log)
-    <root>/<flight>/index.json           per-camera counts and per-segment size/sha256 (written by finish())
+    <root>/<flight>/index.json           per-camera counts and per-segment size/sha256 (written by finish()),
+                                         and the losses recovery recorded in the event log
+
+Modules: ``_records`` (record layouts), ``_segment`` (streaming segment writer), ``_salvage`` (scanner),
+``_repair`` (in-place repair), ``writer`` (FlightStore), ``reader``, ``verify``, ``recovery`` (boot),
+``index``, ``quota``.
 
 Example::
 

@@ -97,12 +97,17 @@ _META_KEYS = ("seq", "timestamp_ns", "phase", "value", "width", "height", "expos
               "still", "size")
 
 
-def scan_frames(scan: Scan, *, check_jpeg: bool = True) -> Iterator[StoredFrame]:
-    """Frames of an already scanned segment, in file order. Undecodable image records are skipped."""
+def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1) -> Iterator[StoredFrame]:
+    """Frames of an already scanned segment, in file order. Undecodable image records are skipped.
+
+    ``every`` > 1: of the ``/image`` records only the 0th, ``every``-th, 2*``every``-th... (counted in file
+    order before decoding) are decoded and yielded; stills are always yielded.
+    """
     layout = layout_of(scan)
     if layout.kind != "camera":
         return
     topics = _topics(scan, layout)
+    images = 0
     for chunk in scan.chunks:
         metas: dict[int, dict] = {}
         for msg in chunk.messages:
@@ -117,6 +122,10 @@ def scan_frames(scan: Scan, *, check_jpeg: bool = True) -> Iterator[StoredFrame]
             topic = topics.get(msg.channel_id, "")
             if not (topic.endswith("/image") or topic.endswith("/still")):
                 continue
+            if every > 1 and topic.endswith("/image"):
+                images += 1
+                if (images - 1) % every:
+                    continue
             try:
                 img = CompressedImage.FromString(msg.data)
             except DecodeError:
@@ -216,9 +225,9 @@ def scan_frame_checks(scan: Scan) -> Iterator[FrameCheck]:
             yield FrameCheck(msg.sequence, still, jpeg_ok(jpeg), chunk.start)
 
 
-def iter_frames(path: Path, *, check_jpeg: bool = True) -> Iterator[StoredFrame]:
-    """Read back the frames of one segment (tolerates torn tails and damaged chunks)."""
-    yield from scan_frames(scan_segment(Path(path)), check_jpeg=check_jpeg)
+def iter_frames(path: Path, *, check_jpeg: bool = True, every: int = 1) -> Iterator[StoredFrame]:
+    """Read back the frames of one segment (tolerates torn tails and damaged chunks); see :func:`scan_frames`."""
+    yield from scan_frames(scan_segment(Path(path)), check_jpeg=check_jpeg, every=every)
 
 
 def scan_events(scan: Scan) -> Iterator[dict]:
