@@ -39,6 +39,11 @@ __all__ = ["CameraRunner", "PreTriggerRing", "RunnerStats"]
 
 log = logging.getLogger("camctl.capture")
 Sink = Callable[[EncodedFrame], bool]
+# A runner thread is overdue (stuck, e.g. in a backend call without a timeout) this long after the time the
+# step it is in should have taken: a capture's own timeout (at least three frame intervals), an idle wait,
+# a backoff, or an open/close/drain.
+PROGRESS_MARGIN_S = 2.0
+SLOW_STEP_S = 10.0  # open, close, a full-resolution still, the last encoder drain: slow, but bounded
 
 
 class PreTriggerRing:
@@ -167,6 +172,11 @@ class CameraRunner:
         self._lores_applied: bool | None = None  # what set_lores was last told (None: not since the open)
         self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
+        # progress (the watchdog's view): what the thread is doing and by when it should be done with it
+        self.activity = "not started"
+        self._due_ns: int | None = None
+        self.isolated = False  # given up on (the daemon's decision); not counted by the watchdog
+        self._abandoned = False  # replaced by a new runner: frames still coming out of this one are dropped
         # stills: meta of each still waiting in _pending (by frame id), and the video-gap watch of each
         self._still_meta: dict[int, dict] = {}
         self._gap_watches: list[dict] = []
@@ -213,6 +223,27 @@ class CameraRunner:
             self._thread.join(timeout)
         self._close_camera()
 
+    # -- progress (read by the daemon's watchdog) --------------------------------------------------------
+    def _expect(self, activity: str, seconds: float) -> None:
+        self.activity = activity
+        self._due_ns = self._clock_ns() + int((seconds + PROGRESS_MARGIN_S) * 1e9)
+
+    def overdue_s(self, now_ns: int | None = None) -> float:
+        """Seconds the thread is past the time its current step should have taken (0.0: making progress).
+        A thread that died without being stopped stops making progress too: it becomes overdue."""
+        due = self._due_ns
+        if due is None or self._stop.is_set():
+            return 0.0
+        now = self._clock_ns() if now_ns is None else now_ns
+        return max(0.0, (now - due) / 1e9)
+
+    def abandon(self) -> None:
+        """Give up on a stuck thread (it cannot be killed): it stops when the backend lets go, and whatever
+        it still produces is dropped (``abandoned``), so it never interleaves with its replacement."""
+        self._abandoned = True
+        self._stop.set()
+        self._wake.set()
+
     def snapshot(self) -> dict:
         s = self.stats
         s.ring_frames, s.ring_bytes, s.ring_expired = len(self.ring), self.ring.bytes, self.ring.expired
@@ -255,6 +286,7 @@ class CameraRunner:
         while not self._stop.is_set():
             phase = self._phase
             if phase in (SAFE, LANDED):
+                self._expect("closing", SLOW_STEP_S)
                 self._finish_pending()
                 if phase == SAFE and len(self.ring):
                     self.ring.clear()  # disarmed: ARMED frames were never part of a flight
@@ -263,19 +295,23 @@ class CameraRunner:
                 self._close_camera()
                 self.stats.state = "idle"
                 self._idle.set()
+                self._expect("idle", 0.5)
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
             try:
                 if self.camera.closed:
+                    self._expect("opening", SLOW_STEP_S)
                     self.stats.state = "starting"
                     self._lores_applied = None
                     self.camera.open()
                     self.camera.set_fps(self.cfg.fps_for(phase))
                 self.stats.state = "running"
                 if self._stills:
+                    self._expect("still", SLOW_STEP_S)
                     self._take_still(self._stills.popleft(), phase)
                 fps = self.cfg.fps_for(phase)
+                self._expect("capturing", max(1.0, 3.0 / fps))
                 if self.camera.fps != fps:
                     self.camera.set_fps(fps)
                 self.stats.target_fps = fps
@@ -285,7 +321,9 @@ class CameraRunner:
                     self._lores_applied = want_lores
                 frame = self.camera.capture(max(1.0, 3.0 / fps))
             except Exception as exc:  # CameraError, or any bug in a backend: isolate this camera
+                self._expect("restarting", SLOW_STEP_S)
                 self._fault(exc)
+                self._expect("backoff", delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue
@@ -420,6 +458,9 @@ class CameraRunner:
         self.stats.pretrigger_flushed += len(ring)
 
     def _send(self, ef: EncodedFrame) -> None:
+        if self._abandoned:
+            self.stats.drop("abandoned")
+            return
         try:
             ok = self._sink(ef)
         except Exception as exc:  # the store must not raise, but never let it kill a camera

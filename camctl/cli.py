@@ -138,9 +138,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                        curve=_curve(args))
 
 
+def _add_line_hold(s: argparse.ArgumentParser) -> None:
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--hold", dest="line", action="store_const", const="hold",
+                   help="mock GPIO: move the line to active and leave it there (kept across a daemon restart)")
+    g.add_argument("--release", dest="line", action="store_const", const="release",
+                   help="mock GPIO: move a held line back to rest")
+
+
 def cmd_command(args: argparse.Namespace) -> int:
     name = args.cmd
-    extra = {"name": args.name} if name == "event" else {}
+    extra: dict[str, str] = {"name": args.name} if name == "event" else {}
+    if getattr(args, "line", None):
+        extra["line"] = args.line
     with _client(args.connect, args) as client:
         reply = client.command(name, **extra)
     phase = reply.get("phase", "?")
@@ -243,9 +253,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_gpio_watch(args: argparse.Namespace) -> int:
     from camctl.config import load_config
+    from camctl.daemon import running_daemon
     from camctl.gpio import watch
 
     cfg = load_config(args.config)
+    held = running_daemon(cfg.store.dir)
+    if held is not None:
+        print(f"camctl: error: gpio watch: the lines of {args.config} are held by camctl run (pid {held.get('pid')}, "
+              f"board {held.get('board')}); stop it first (sudo systemctl stop camctl) or follow its events with "
+              f"camctl status --watch --connect {held.get('router')}", file=sys.stderr)
+        return 2
     print(f"watching {len(cfg.gpio.lines)} lines on {cfg.gpio.backend}; Ctrl-C to stop", flush=True)
     stop = threading.Event()
     try:
@@ -329,9 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext)
         _add_net(s, many=False)
         s.set_defaults(func=cmd_command, cmd=name)
+        if name == "arm":
+            _add_line_hold(s)
     s = sub.add_parser("event", help="send a descent event to a board (bench and sim rigs)")
     s.add_argument("name", help="event name: release, separation, touchdown, ...")
     _add_net(s, many=False)
+    _add_line_hold(s)
     s.set_defaults(func=cmd_command, cmd="event")
 
     s = sub.add_parser("fetch", help="download every frame from one or many boards, resumably")
@@ -354,8 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to serve on (any but loopback needs "
                                                        "the access token printed at start)")
     s.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
-    s.add_argument("--operator", action="store_true", help="operator keys: arm/disarm buttons (with a "
-                                                           "confirmation; never a descent event)")
+    s.add_argument("--operator-key", metavar="FILE",
+                   help="the operator's CURVE secret key (e.g. DIR/client.key_secret; the boards list its public "
+                        "key in operators/): arm/disarm buttons, with a confirmation, never a descent event")
+    s.add_argument("--operator", action="store_true",
+                   help="arm/disarm buttons on boards WITHOUT CURVE (sim, bench: they take COMMAND from anyone); "
+                        "with CURVE use --operator-key")
+    s.add_argument("--previews-per-board", type=int, default=None, metavar="N",
+                   help="previews shown per board (default 24: the first of each phase, the last, evenly "
+                        "between; the page says how many are hidden)")
     s.add_argument("--min-record-min", type=float, default=10.0, metavar="MIN",
                    help="go needs disk room for this many minutes at the flight's schedule")
     s.add_argument("--max-clock-ms", type=float, default=50.0, metavar="MS",

@@ -63,6 +63,7 @@ class StoreConfig:
     # and footer, the event log's room, index.json), below which frames are shed by value (store/quota.py)
     reserve_mb: float = 512.0
     queue_frames: int = 512
+    mount: Path | None = None  # the mount point store.dir must be on (e.g. the SSD's); `camctl doctor` checks
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,11 @@ def _store(t: _Table) -> StoreConfig:
                                  integer=True),
         reserve_mb=t.num("reserve_mb", StoreConfig.reserve_mb, lo=0),
         queue_frames=t.num("queue_frames", StoreConfig.queue_frames, lo=1, integer=True),
+        mount=Path(t.str("mount", "")).expanduser() if t.str("mount", "") else None,
     )
+    if out.mount is not None and not (out.mount.is_absolute() and out.dir.is_relative_to(out.mount)):
+        raise ConfigError(f"store.dir {out.dir} is not inside store.mount {out.mount} (an absolute mount point)",
+                          key=t.path("mount"))
     t.done()
     return out
 
@@ -429,7 +434,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         raise ConfigError("must be an array of tables", key=t.path("faults"))
     for i, f in enumerate(faults_v):
         ft = _Table(f, f"{t.path('faults')}[{i}]")
-        faults.append((ft.str("kind", choices=("stall", "exception", "disconnect")),
+        faults.append((ft.str("kind", choices=("stall", "exception", "disconnect", "hang")),
                        ft.num("at_s", 0.0, lo=0), ft.num("duration_s", 1.0, lo=0)))
         ft.done()
     if faults and backend != "sim":

@@ -6,6 +6,18 @@ last frame, finishes the flight's files (immutable from then on) and starts serv
 process concerns: signals, sd_notify READY/STATUS/WATCHDOG, and a ``daemon.json`` beside the store that
 names the bound endpoints (so tools and tests can use ``tcp://127.0.0.1:*``).
 
+A restart is part of a flight (:meth:`Daemon.start`): the last flight's persisted phase (its event log, via
+:mod:`camctl.resume`) and the lines' current levels decide where the board resumes; a flight still being
+recorded goes on into the same folder, and the gap is logged with its length. Every camera is opened and
+checked (one frame) before READY=1; one that cannot open is reported from boot on and retried at ARM. The
+watchdog is petted only while every capture thread makes progress (or is a known, isolated fault): a thread
+stuck in the backend is abandoned and its camera restarted on a fresh object, at most ``MAX_REPLACEMENTS``
+times, then isolated.
+
+With the mock GPIO backend the lines' levels live in ``mock-lines.json`` beside the store, as the wiring
+would hold them across a restart of the daemon: ``camctl arm --hold`` / ``camctl event NAME --release``
+(command arg ``line``: ``hold`` | ``release``) move a line and leave it there.
+
 Example (what ``camctl run`` does)::
 
     with Daemon(load_config("rig.toml")) as d:
@@ -31,15 +43,19 @@ from camctl.capture import CameraRunner
 from camctl.config import ARMED, LANDED, SAFE, Config
 from camctl.encode import EncoderPool
 from camctl.events import EventRecord, PhaseMachine, Transition
-from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
+from camctl.exc import CamctlError, CommandRefused, ConfigError, ResumeError, StoreError
 from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
 from camctl.sdnotify import Notifier
 
-__all__ = ["Daemon", "read_daemon_info", "tune_malloc"]
+__all__ = ["Daemon", "read_daemon_info", "read_mock_levels", "running_daemon", "tune_malloc"]
 
 log = logging.getLogger("camctl.daemon")
 DAEMON_INFO = "daemon.json"
+MOCK_LINES = "mock-lines.json"  # the mock board's line levels (True: active), kept across daemon restarts
+DISARMED = "disarmed.json"  # the landed flight that was then disarmed (its own log is finished: it cannot say so)
+CHECK_TIMEOUT_S = 15.0  # the boot check of every camera (in parallel): open, one frame, close
+MAX_REPLACEMENTS = 3  # a camera whose capture thread hangs is restarted this often, then isolated
 
 
 def tune_malloc(*, mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
@@ -70,6 +86,35 @@ def read_daemon_info(store_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(store_dir) / DAEMON_INFO).read_text())
 
 
+def running_daemon(store_dir: str | Path) -> dict[str, Any] | None:
+    """The ``daemon.json`` of a camctl that is running now on this store (its pid alive), else None."""
+    try:
+        info = read_daemon_info(store_dir)
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a daemon killed with -9 leaves its daemon.json behind
+    except PermissionError:
+        pass  # alive, another user's (the service user)
+    return info
+
+
+def read_mock_levels(store_dir: str | Path) -> dict[str, bool]:
+    """The mock board's held line levels (``mock-lines.json`` beside the store); {} when none are held."""
+    path = Path(store_dir) / MOCK_LINES
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s (mock lines start at rest)", path, exc)
+        return {}
+    return {str(k): bool(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 class Daemon:
     """A board. Build it, :meth:`start` it (or use it as a context manager), :meth:`close` it."""
 
@@ -92,6 +137,11 @@ class Daemon:
         self._stop = threading.Event()
         self._closed = False
         self._started = False
+        self.resumed: dict[str, Any] | None = None  # the resume record, when this start resumed a flight
+        self.unavailable: dict[str, str] = {}  # camera -> why its boot check failed (until it captures)
+        self._replacements: dict[str, int] = {}
+        self._injected = set(cameras or ())
+        self._seeds = {c.name: c.seed or i for i, c in enumerate(cfg.cameras)}
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
                                     on_transition=self._on_transition, on_record=self._on_record)
         self.pool = EncoderPool(cfg.encode.threads)
@@ -99,13 +149,14 @@ class Daemon:
         self.lines: EventLines | None = None
         self.publisher: Any = None
         try:
-            for i, cam_cfg in enumerate(cfg.cameras):
+            for cam_cfg in cfg.cameras:
                 camera = cameras[cam_cfg.name] if cameras and cam_cfg.name in cameras \
-                    else make_camera(cam_cfg, seed=cam_cfg.seed or i)
+                    else make_camera(cam_cfg, seed=self._seeds[cam_cfg.name])
                 self.runners[cam_cfg.name] = CameraRunner(
                     camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
                     max_inflight=cfg.encode.max_inflight)
-            self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory)
+            self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
+                                    initial=read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None)
             self.publisher = Publisher(self, cfg.publish)
         except BaseException:
             self.close()
@@ -157,8 +208,13 @@ class Daemon:
             for reason, n in (st.get("dropped") or {}).items():
                 dropped[f"store_{reason}"] = dropped.get(f"store_{reason}", 0) + n
             dropped.pop("store_refused", None)  # the store counts those itself, by reason
+            state, last_error = snap["state"], snap["last_error"]
+            if runner.isolated:
+                state = "isolated"
+            elif name in self.unavailable and snap["frames_captured"] == 0:
+                state, last_error = "unavailable", self.unavailable[name]
             cams[name] = {
-                "state": snap["state"],
+                "state": state,
                 "fps": snap["fps"],
                 "frames_captured": snap["frames_captured"],
                 "frames_stored": int(st.get("frames_stored", 0)),
@@ -177,12 +233,14 @@ class Daemon:
                 "restarts": snap["restarts"],
                 "bytes_stored": int(st.get("bytes", 0)),
                 "dropped_by_reason": dropped,
-                "last_error": snap["last_error"],
+                "last_error": last_error,
+                "activity": runner.activity,
             }
         return {
             "board": self.board,
             "phase": self.phase,
             "flight": self.flight,
+            "resumed": self.resumed,
             "disk_free_mb": round(self.disk_free_mb(), 1),
             "serving": self.serving(),
             "version": __version__,
@@ -229,14 +287,50 @@ class Daemon:
             raise CommandRefused(f"unknown event {event!r} (known: {', '.join(self.machine.events)})")
         before = len(self.machine.history)
         lines = self.lines
+        hold = args.get("line")
+        if hold is not None:
+            return self._hold_line(event, hold, before)
         if lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
             lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
             self._wait_for_record(event)
+            if (self.store_root / MOCK_LINES).exists():  # a pulse on a held line leaves it at rest
+                self._save_mock_levels()
         else:
             self.machine.handle(event, source="operator")
         rec = self.machine.records[-1] if self.machine.records else None
         return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
                 "outcome": rec.outcome if rec is not None else ""}
+
+    def _hold_line(self, event: str, hold: object, before: int) -> dict:
+        """Mock lines only: move the line and leave it there (an arm key turned on, a break-wire broken);
+        the level is saved beside the store, where a restarted daemon finds it as wiring would hold it."""
+        lines = self.lines
+        if hold not in ("hold", "release"):
+            raise CommandRefused(f"line must be 'hold' or 'release', not {hold!r}")
+        if lines is None or self.cfg.gpio.backend != "mock":
+            raise CommandRefused("holding a line needs [gpio] backend = \"mock\"; a real line is moved by "
+                                 "its wiring")
+        if event not in lines.events:
+            raise CommandRefused(f"no GPIO line for event {event!r} (lines: {', '.join(lines.events)})")
+        n = len(self.machine.records)
+        lines.drive(event, hold == "hold")
+        self._save_mock_levels()
+        if hold == "hold":
+            self._wait_for_record(event)
+        rec = self.machine.records[-1] if len(self.machine.records) > n else None
+        return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
+                "outcome": rec.outcome if rec is not None else "", "line": hold}
+
+    def _save_mock_levels(self) -> None:
+        from camctl.store.index import write_json_atomic
+
+        if self.lines is None:
+            return
+        try:
+            self.store_root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.store_root / MOCK_LINES, self.lines.levels())
+        except OSError as exc:
+            log.warning("cannot save the mock line levels: %s", exc)
 
     def _wait_for_record(self, event: str) -> None:
         # with min_pulse_ms the edge is confirmed on a timer thread; wait for it (bounded)
@@ -280,10 +374,26 @@ class Daemon:
         if store is not None and not store.finished:
             store.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
+        if tr.phase_from == LANDED and tr.phase_to == SAFE and self.flight:
+            self._save_disarmed(self.flight, tr.wall_ns)
         if tr.phase_to in (LANDED, SAFE) and store is not None and not store.finished:
             t = threading.Thread(target=self._finish_flight, args=(store,), name="camctl-finish", daemon=True)
             self._finishing = t
             t.start()
+
+    def _save_disarmed(self, flight: str, wall_ns: int) -> None:
+        from camctl.store.index import write_json_atomic
+
+        try:
+            write_json_atomic(self.store_root / DISARMED, {"flight": flight, "wall_ns": wall_ns})
+        except OSError as exc:  # a restart would then come up LANDED again: a nuisance, not a loss
+            log.warning("cannot record the disarm of flight %s: %s", flight, exc)
+
+    def _disarmed_flight(self) -> str:
+        try:
+            return str(json.loads((self.store_root / DISARMED).read_text()).get("flight", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""
 
     def _sink(self, frame: EncodedFrame) -> bool:
         store = self.store
@@ -335,6 +445,8 @@ class Daemon:
 
     def _finish_flight(self, store: Any) -> None:
         for runner in self.runners.values():
+            if runner.isolated:  # stuck in its backend: its last frames are not coming
+                continue
             if not runner.wait_idle(timeout=30):
                 log.warning("camera %s did not stop in time; finishing the flight without its last frames",
                             runner.name)
@@ -370,14 +482,21 @@ class Daemon:
         report = recover_store(self.store_root, notify=self.notifier.notify)
         if getattr(report, "exit_code", 0):
             log.warning("store recovery: exit code %s (%s)", report.exit_code, self.store_root)
+        self._resume()
         preparing = [threading.Thread(target=r.prepare, name=f"camctl-prepare-{r.name}")
                      for r in self.runners.values()]
         for t in preparing:
             t.start()
         for t in preparing:
             t.join()
+        recording = self.phase not in (SAFE, LANDED)
+        if not recording:
+            self._check_cameras()  # in SAFE the cameras are closed: open each, take a frame, close it
         for runner in self.runners.values():
             runner.start()
+        if recording:
+            self._wait_first_frames()  # resumed mid-flight: the runners' own first frames are the check
+        self._apply_levels()
         try:
             self.publisher.start()  # it says at start whether CURVE is on
         except Exception as exc:  # zmq.ZMQError: address in use, bad interface, no permission
@@ -386,11 +505,186 @@ class Daemon:
             raise ConfigError(f"cannot bind {self.cfg.publish.bind} and {self.cfg.publish.events}: {exc} "
                               f"(is another camctl running?)", key="publish") from None
         self._write_info()
-        self.notifier.ready()
-        self.notifier.status(self._status_line())
-        verify_later(self.store_root, flights_at_boot)
+        self.notifier.ready(self._status_line())
+        # the full check of what existed at start, after READY; not the flight this start resumed recording
+        # into: its open segments are being written (the torn ones were repaired before the resume)
+        writing = self.flight if self.store is not None and not self.store.finished else None
+        verify_later(self.store_root, [f for f in flights_at_boot if f != writing])
         log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
                  len(self.runners), self.cfg.gpio.backend, self.store_root, self.publisher.router_endpoint)
+
+    # -- restart: resume, camera check ---------------------------------------------------------------
+    def _resume(self) -> None:
+        """Re-enter the phase the last flight's event log ended in (see the module docstring)."""
+        from camctl.resume import last_flight_state
+        from camctl.store import FlightStore
+
+        try:
+            state = last_flight_state(self.store_root, self.cfg.phases)
+        except Exception as exc:  # an unreadable log must not keep the board down: it starts SAFE
+            log.error("cannot read the last flight's state in %s: %s; starting SAFE", self.store_root, exc)
+            return
+        if state is None or state.phase == SAFE:
+            return
+        if state.phase == LANDED and self._disarmed_flight() == state.flight:
+            return  # landed, then disarmed: the board was SAFE when it stopped
+        now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+
+        def mono(wall_ns: int | None) -> int | None:  # a persisted wall time on this boot's monotonic clock
+            return None if wall_ns is None else now_mono - max(0, now_wall - wall_ns)
+
+        gap_s = state.gap_s(now_wall)
+        rec = {"kind": "resume", "name": state.phase, "flight": state.flight, "phase": state.phase,
+               "gap_s": round(gap_s, 3), "last_seen_wall_ns": state.last_seen_wall_ns,
+               "entered_wall_ns": state.entered_wall_ns, "resumes": state.resumes + 1, "pid": os.getpid(),
+               "levels": self.lines.levels() if self.lines is not None else {},
+               "mono_ns": now_mono, "wall_ns": now_wall}
+        if state.phase == LANDED:  # landed stays landed: serve it, record nothing, wait for a disarm
+            try:
+                self.machine.resume(LANDED, entered_ns=mono(state.entered_wall_ns) or now_mono)
+            except ResumeError as exc:
+                log.error("not resuming flight %s: %s", state.flight, exc)
+                return
+            self.flight = state.flight
+            self._flights_done.append(state.flight)
+            self.resumed = rec
+            log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
+            return
+        try:
+            store = FlightStore(self.store_root, self.board, state.flight, self.cfg.store,
+                                cameras=list(self.runners), on_drop=self._on_drop, resume=True)
+        except (OSError, StoreError) as exc:
+            log.error("cannot resume flight %s in %s: %s; starting SAFE", state.flight, self.store_root, exc)
+            return
+        try:
+            self.machine.resume(state.phase, entered_ns=mono(state.entered_wall_ns) or now_mono,
+                                descent_started_ns=mono(state.descent_wall_ns))
+        except ResumeError as exc:  # an edge during start-up moved the machine first: that flight wins
+            log.error("not resuming flight %s: %s", state.flight, exc)
+            store.close()
+            return
+        self.store, self.flight = store, state.flight
+        for runner in self.runners.values():
+            runner.set_phase(state.phase)
+        self.resumed = rec
+        store.log_event(rec)
+        store.commit()
+        self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
+        log.warning("resumed flight %s in %s after a gap of %.3f s (restart %d of this flight)",
+                    state.flight, state.phase, gap_s, rec["resumes"])
+
+    def _apply_levels(self) -> None:
+        """What the lines say now, after a resume: an edge that came while the daemon was down still
+        counts (gpiozero calls nobody for a level that already holds)."""
+        lines = self.lines
+        if lines is None:
+            return
+        levels = lines.levels()
+        if self.resumed is None:
+            if levels.get("arm"):
+                log.warning("the arm line is active at start: not arming (turn it off and on to arm)")
+            return
+        if self.phase == ARMED and "arm" in levels and not levels["arm"]:
+            self.machine.handle("disarm", source="resume")  # the arm key was turned off while we were down
+            return
+        if self.phase in (SAFE, LANDED):
+            return
+        for event, active in levels.items():
+            if active and event not in ("arm", "disarm"):
+                self.machine.handle(event, source="resume")
+
+    def _check_cameras(self) -> None:
+        """Open every camera, take one frame, close it; all at once, bounded. A camera that fails is
+        reported (status, STATUS line) and retried when the board arms; the others come up regardless."""
+        from camctl.cameras import make_camera
+
+        results: dict[str, str] = {}
+
+        def check(name: str, runner: CameraRunner) -> None:
+            # a fresh object for the check (the runner's own is opened at ARM), except an injected one
+            cam = runner.camera if name in self._injected else make_camera(runner.cfg, seed=self._seeds[name])
+            try:
+                cam.open()
+                frame = cam.capture(max(1.0, 3.0 / max(cam.fps, 0.1)))
+                results[name] = "" if frame is not None else "no frame"
+            except Exception as exc:  # any backend error: this camera is unavailable, not the board
+                results[name] = f"{type(exc).__name__}: {exc}"
+            finally:
+                with contextlib.suppress(Exception):
+                    cam.close()
+
+        threads = {name: threading.Thread(target=check, args=(name, r), name=f"camctl-check-{name}",
+                                          daemon=True) for name, r in self.runners.items()}
+        for t in threads.values():
+            t.start()
+        deadline = time.monotonic() + CHECK_TIMEOUT_S
+        for name, t in threads.items():
+            t.join(max(0.0, deadline - time.monotonic()))
+            why = results.get(name, f"no answer within {CHECK_TIMEOUT_S:g} s")
+            if why:
+                self.unavailable[name] = why
+                log.error("camera %s unavailable at boot: %s (retried at ARM)", name, why)
+                self._log_record({"kind": "fault", "camera": name, "error": "CameraCheck", "message": why,
+                                  "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns()})
+
+    def _wait_first_frames(self) -> None:
+        deadline = time.monotonic() + CHECK_TIMEOUT_S
+        waiting = dict(self.runners)
+        while waiting and time.monotonic() < deadline:
+            for name, r in list(waiting.items()):
+                if r.stats.frames_captured or r.stats.faults:
+                    if not r.stats.frames_captured:
+                        self.unavailable[name] = r.stats.last_error or "fault at resume"
+                    del waiting[name]
+            time.sleep(0.01)
+        for name in waiting:
+            self.unavailable[name] = f"no frame within {CHECK_TIMEOUT_S:g} s of the resume"
+
+    # -- the capture watchdog -------------------------------------------------------------------------
+    def capture_ok(self, now_ns: int | None = None) -> bool:
+        """True when every capture thread is making progress or is isolated (the watchdog's condition)."""
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        return all(r.isolated or r.overdue_s(now) == 0.0 for r in self.runners.values())
+
+    def watch_capture(self) -> list[str]:
+        """Restart (on a fresh camera object) or isolate every camera whose thread is stuck; never waits
+        for the stuck thread. Returns the names handled."""
+        from camctl.cameras import make_camera
+
+        handled = []
+        for name, runner in list(self.runners.items()):
+            overdue = 0.0 if runner.isolated else runner.overdue_s()
+            if not overdue:
+                continue
+            handled.append(name)
+            n = self._replacements.get(name, 0)
+            camera = None
+            if n < MAX_REPLACEMENTS and name not in self._injected:  # an injected camera has no twin
+                try:
+                    camera = make_camera(runner.cfg, seed=self._seeds[name])
+                except Exception as exc:  # the backend cannot even build a camera object: isolate it
+                    log.error("camera %s: cannot build a fresh camera object: %s", name, exc)
+            action = "isolated" if camera is None else "restarted"
+            msg = (f"capture thread stuck in {runner.activity!r} for {overdue:.1f} s past its budget; "
+                   f"camera {action}")
+            log.error("camera %s: %s", name, msg)
+            self._on_fault({"kind": "fault", "camera": name, "error": "CaptureHung", "message": msg,
+                            "activity": runner.activity, "mono_ns": time.monotonic_ns(),
+                            "wall_ns": time.time_ns()})
+            if action == "isolated":
+                runner.isolated = True
+                runner.stats.last_error = msg
+                continue
+            runner.abandon()
+            self._replacements[name] = n + 1
+            fresh = CameraRunner(camera, runner.cfg, self.pool, self._sink, on_fault=self._on_fault,
+                                 max_inflight=self.cfg.encode.max_inflight)
+            fresh.stats.faults, fresh.stats.restarts = runner.stats.faults + 1, runner.stats.restarts + 1
+            fresh.stats.last_error = msg
+            fresh.set_phase(self.phase)
+            self.runners[name] = fresh
+            fresh.start()
+        return handled
 
     def _write_info(self) -> None:
         info = {"pid": os.getpid(), "board": self.board, "router": self.publisher.router_endpoint,
@@ -402,7 +696,9 @@ class Daemon:
     def _status_line(self) -> str:
         st = self.status()
         frames = " ".join(f"{n}={c['frames_stored']}/{c['durable_frames']}" for n, c in st["cameras"].items())
-        return f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} free={st['disk_free_mb']}MB"
+        line = f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} free={st['disk_free_mb']}MB"
+        bad = [f"{n}={c['state']}" for n, c in st["cameras"].items() if c["state"] in ("unavailable", "isolated")]
+        return line + (f" cameras down: {' '.join(bad)}" if bad else "")
 
     def request_stop(self, *_: Any) -> None:
         self._stop.set()
@@ -419,8 +715,9 @@ class Daemon:
         next_wd = next_status = time.monotonic()
         while not self._stop.is_set():
             self.machine.tick()
+            self.watch_capture()
             now = time.monotonic()
-            if wd and now >= next_wd:
+            if wd and now >= next_wd and self.capture_ok():  # withheld while a capture thread is stuck
                 self.notifier.watchdog()
                 next_wd = now + wd
             if now >= next_status:
@@ -442,7 +739,10 @@ class Daemon:
         self._closed = True
         self._stop.set()
         for runner in self.runners.values():
-            runner.stop()
+            if runner.isolated:  # stuck in its backend: joining or closing it could hang the shutdown too
+                runner.abandon()
+            else:
+                runner.stop()
         finishing = self._finishing
         if finishing is not None:
             finishing.join(timeout=30)

@@ -2,11 +2,12 @@
 
 Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it sees
 (each configured camera is opened for a second at its size, flight rate, encoder and controls: the achieved
-rate and whatever could not be set are reported),
-the GPIO stack (lgpio, the header's gpiochip, group membership), the flash store (exists, a real
-create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's expected size), the
-clock, and the ZeroMQ ports. Every contact with the machine goes through :class:`Probes`, so tests (and a
-laptop without a Pi) run the same code with fakes.
+rate and whatever could not be set are reported), the GPIO stack (lgpio, the header's gpiochip, group
+membership), the event lines' current levels (an arm key left on, a break-wire already broken), power
+(``vcgencmd get_throttled``: under-voltage, throttling), the flash store (exists, on the mount it is meant to
+be on, a real create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's expected
+size), the clock, and the ZeroMQ ports. Every contact with the machine goes through :class:`Probes`, so tests
+(and a laptop without a Pi) run the same code with fakes.
 
 Exit status of :func:`main`: 0 when every check is OK or WARN, 1 when any check FAILs.
 
@@ -148,6 +149,37 @@ def _write_probe(directory: Path) -> None:
                 os.close(dfd)
 
 
+def _line_levels(cfg: Config) -> dict[str, bool]:
+    """The configured event lines' levels now (True: active); raises CamctlError when they cannot be read."""
+    from camctl.daemon import read_mock_levels
+    from camctl.gpio import EventLines
+
+    if cfg.gpio.backend == "mock":  # the mock board's lines: what `camctl arm --hold` left held
+        held = read_mock_levels(cfg.store.dir)
+        return {line.event: held.get(line.event, False) for line in cfg.gpio.lines}
+    with EventLines(cfg.gpio, lambda *_: None) as lines:
+        return lines.levels()
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(device, mount point, fs type) of every mount, from /proc/self/mounts (octal escapes decoded)."""
+    out = []
+    text = _read_text("/proc/self/mounts") or ""
+    for row in text.splitlines():
+        parts = row.split()
+        if len(parts) >= 3:
+            dev, point, fstype = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), x)
+                                  for x in parts[:3])
+            out.append((dev, point, fstype))
+    return out
+
+
+def _running_daemon(store_dir: Path) -> dict | None:
+    from camctl.daemon import running_daemon
+
+    return running_daemon(store_dir)
+
+
 def _bind_zmq(endpoint: str) -> None:
     """Bind and close a ZeroMQ socket on ``endpoint``: raises an exception naming the problem."""
     import zmq
@@ -186,6 +218,9 @@ class Probes:
     write_probe: Callable[[Path], None] = _write_probe
     bind: Callable[[str], None] = _bind_zmq
     is_dir: Callable[[Path], bool] = field(default=lambda p: p.is_dir())
+    line_levels: Callable[[Config], dict[str, bool]] = _line_levels
+    mounts: Callable[[], list[tuple[str, str, str]]] = _mounts
+    running_daemon: Callable[[Path], dict | None] = _running_daemon
     make_camera: Callable[[CameraConfig], Camera] = _make_camera  # built closed, as the daemon builds it
     camera_seconds: float = 1.0  # how long each camera is run for its rate
 
@@ -364,6 +399,101 @@ def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
     return checks
 
 
+def _check_lines(cfg: Config, probes: Probes) -> list[Check]:
+    """An arm key left on arms nothing (a level is not an edge) and a broken break-wire fires nothing: both
+    mean the board will not do what the operator expects on the pad."""
+    if not cfg.gpio.lines:
+        return [Check("lines", OK, "no event lines configured: the board arms and triggers by command only")]
+    held = probes.running_daemon(cfg.store.dir) if cfg.gpio.backend != "mock" else None
+    if held is not None:
+        return [Check("lines", OK, f"held by the running camctl (pid {held.get('pid')}); its status shows the "
+                                   f"phase")]
+    try:
+        levels = probes.line_levels(cfg)
+    except Exception as exc:  # GpioError, lgpio.error: report, never crash the doctor
+        return [Check("lines", WARN, f"cannot read the event lines: {exc}",
+                      "is another program holding them? (gpioinfo shows the consumer)")]
+    pins = {line.event: line.pin for line in cfg.gpio.lines}
+    checks = []
+    if levels.get("arm"):
+        checks.append(Check("lines", WARN, f"the arm key is ON (arm, BCM{pins['arm']}, active): the daemon does "
+                                           f"not arm on a level, only on an edge",
+                            "turn the arm key off before power-up; arm on the pad"))
+    for event, active in levels.items():
+        if active and event not in ("arm", "disarm"):
+            what = "switch already closed" if event == "touchdown" else "break-wire already broken"
+            checks.append(Check("lines", WARN, f"{event} (BCM{pins.get(event, '?')}) is active now: {what}",
+                                f"check the {event} wiring and its connector; the line must be at rest before "
+                                f"arming"))
+    if not checks:
+        at_rest = " ".join(f"{e}=BCM{pins.get(e, '?')}" for e in levels)
+        checks.append(Check("lines", OK, f"every event line at rest ({at_rest})"))
+    return checks
+
+
+# vcgencmd get_throttled bits, from the Raspberry Pi documentation (raspberrypi/documentation,
+# documentation/asciidoc/computers/os/graphics-utilities.adoc, "get_throttled";
+# https://www.raspberrypi.com/documentation/computers/os.html#get_throttled).
+THROTTLED_NOW = {0: "undervoltage detected", 1: "Arm frequency capped", 2: "currently throttled",
+                 3: "soft temperature limit active"}
+THROTTLED_SINCE_BOOT = {16: "undervoltage has occurred", 17: "Arm frequency capping has occurred",
+                        18: "throttling has occurred", 19: "soft temperature limit has occurred"}
+
+
+def _check_power(probes: Probes) -> list[Check]:
+    result = probes.run(["vcgencmd", "get_throttled"])
+    if result is None:
+        return []  # not a Pi (or no vcgencmd): nothing to report
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", getattr(result, "stdout", "") or "")
+    if getattr(result, "returncode", 1) != 0 or match is None:
+        return [Check("power", WARN, f"vcgencmd get_throttled gave no answer ({(result.stderr or '').strip()})",
+                      "sudo usermod -aG video USER (vcgencmd needs /dev/vcio)")]
+    value = int(match.group(1), 0)
+    now = [text for bit, text in THROTTLED_NOW.items() if value >> bit & 1]
+    since = [text for bit, text in THROTTLED_SINCE_BOOT.items() if value >> bit & 1]
+    fix = ("use the specified supply and a short, thick cable (hardware/power.md); under-voltage during a flight "
+           "browns out cameras and the SSD")
+    if value & 1:
+        return [Check("power", FAIL, f"throttled={match.group(1)}: {', '.join(now + since)}", fix)]
+    if now or since:
+        return [Check("power", WARN, f"throttled={match.group(1)}: {', '.join(now + since)}"
+                                     f"{' (since boot)' if not now else ''}", fix)]
+    return [Check("power", OK, "vcgencmd get_throttled: no under-voltage or throttling since boot")]
+
+
+def _mount_of(path: str, points: list[str]) -> str:
+    """The longest mount point that contains ``path`` (both absolute, normalised)."""
+    best = "/"
+    for point in points:
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best = point
+    return best
+
+
+def _check_mount(cfg: Config, probes: Probes) -> list[Check]:
+    """store.dir must be on the mount the config means (store.mount, else its /etc/fstab entry): with the
+    SSD missing, the bare mount point is a folder on the SD card that would silently fill up."""
+    directory = probes.realpath(str(cfg.store.dir))
+    mounts = probes.mounts()
+    actual = _mount_of(directory, [m[1] for m in mounts])
+    device = next((f"{m[0]} ({m[2]})" for m in reversed(mounts) if m[1] == actual), "?")
+    if cfg.store.mount is not None:
+        intended, source = probes.realpath(str(cfg.store.mount)), "store.mount"
+    else:
+        fstab = [row.split()[1] for row in (probes.read_text("/etc/fstab") or "").splitlines()
+                 if row.strip() and not row.lstrip().startswith("#") and len(row.split()) >= 3
+                 and row.split()[1].startswith("/")]
+        intended, source = _mount_of(directory, fstab), "/etc/fstab"
+        if intended == "/":
+            return [Check("mount", OK, f"{cfg.store.dir} is on {actual}: {device}")]
+    if actual == intended:
+        return [Check("mount", OK, f"{cfg.store.dir} is on {actual} as {source} says: {device}")]
+    return [Check("mount", FAIL, f"{cfg.store.dir} is on {actual} ({device}), not on {intended} as {source} "
+                                 f"says: the disk is not mounted, flights would fill {actual}",
+                  f"plug the disk in and `sudo mount {intended}` (lsblk shows it); camctl install-service makes "
+                  f"the service wait for it (RequiresMountsFor=)")]
+
+
 def _check_groups(probes: Probes) -> Check:
     user, groups = probes.user_groups()
     if user == "root":
@@ -480,7 +610,11 @@ def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> lis
     effective = cfg if cfg is not None else Config(board="default")
     checks += _check_picamera2(cfg, probes)
     checks += _check_gpio(cfg, probes)
+    if cfg is not None:
+        checks += _check_lines(cfg, probes)
+    checks += _check_power(probes)
     checks.append(_check_groups(probes))
+    checks += _check_mount(effective, probes)
     checks += _check_store(effective, probes)
     checks.append(_check_clock(probes))
     checks += _check_ports(effective, probes)

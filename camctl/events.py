@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
+from camctl.exc import ResumeError
 
 __all__ = ["EventRecord", "PhaseMachine", "Transition"]
 
@@ -169,6 +170,27 @@ class PhaseMachine:
         if idx > t_idx:
             return None, "out_of_order"
         return target, ""
+
+    # -- resume ---------------------------------------------------------------------------------------
+    def resume(self, phase: str, *, entered_ns: int, descent_started_ns: int | None = None,
+               source: str = "resume") -> Transition:
+        """Re-enter ``phase`` after a restart, as persisted: no callbacks (the caller wires the capture and
+        the log itself), timers run from ``entered_ns`` / ``descent_started_ns`` (this clock, possibly in the
+        past), so TOUCHDOWN keeps only its remaining post-touchdown time. Only from SAFE, before any event."""
+        if phase not in self.order:
+            raise ResumeError(f"cannot resume into unknown phase {phase!r} (phases: {', '.join(self.order)})")
+        with self._lock:
+            if self._phase != SAFE or self.history:
+                raise ResumeError(f"resume only at start, before any event (phase is {self._phase})")
+            now = self._clock_ns()
+            self._phase = phase
+            self._entered_ns = min(entered_ns, now)
+            if phase not in (SAFE, ARMED, LANDED):
+                start = entered_ns if descent_started_ns is None else descent_started_ns
+                self._descent_started_ns = min(start, now)
+            tr = Transition(SAFE, phase, "resume", source, now, self._wall_ns())
+            self.history.append(tr)
+            return tr
 
     # -- timers -----------------------------------------------------------------------------------------
     def deadline_ns(self) -> tuple[int, str] | None:

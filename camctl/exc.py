@@ -21,6 +21,7 @@ __all__ = [
     "InstallError",
     "ProtocolError",
     "RemoteError",
+    "ResumeError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
@@ -75,6 +76,11 @@ class CameraDisconnected(CameraError, ConnectionError):
 # --- gpio ---------------------------------------------------------------------------------------------
 class GpioError(CamctlError, RuntimeError):
     """The GPIO backend cannot be opened or a line cannot be claimed."""
+
+
+class ResumeError(CamctlError, RuntimeError):
+    """A restarted daemon cannot re-enter the persisted phase (the machine already moved, or the phase is not
+    one of this config's)."""
 
 
 # --- store --------------------------------------------------------------------------------------------

@@ -82,7 +82,9 @@ class Notifier:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-                self._sock.sendto(payload, self._address)
+                # never wait: a service manager slow to read (or a full queue: net.unix.max_dgram_qlen is
+                # 10 by default) must not stall the daemon's main loop; the message is dropped instead
+                self._sock.sendto(payload, socket.MSG_DONTWAIT, self._address)
             except OSError as exc:
                 if not self._failed:
                     self._failed = True

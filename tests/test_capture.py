@@ -350,3 +350,37 @@ def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
     phases = [f.phase for f in sink.frames]
     assert phases[:4] == ["ARMED"] * 4 and phases[4] == "DESCENT"
     assert sink.frames[3].value == FrameValue.PRETRIGGER
+
+
+# --- progress, as the daemon's watchdog sees it (issue 13) ------------------------------------------------
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread killed on purpose
+def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool) -> None:
+    from camctl.capture import PROGRESS_MARGIN_S
+
+    cam = ScriptedCamera("stuck")
+
+    def hang(timeout_s: float = 1.0) -> Frame:  # waits for a permit with no timeout, like picamera2's stop()
+        cam.gate.acquire()
+        return ScriptedCamera.capture(cam, timeout_s)
+
+    cam.capture = hang
+    r = CameraRunner(cam, CameraConfig(name="stuck", backend="sim", fps=(("DESCENT", 10.0),)), pool, Sink())
+    r.start()
+    r.set_phase("DESCENT")
+    deadline = time.monotonic() + 20
+    while r.activity != "capturing" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    now = time.monotonic_ns()
+    assert r.overdue_s(now) == 0.0  # within its budget: a capture may take its timeout plus the margin
+    later = now + int((1.0 + PROGRESS_MARGIN_S + 1.0) * 1e9)
+    assert r.overdue_s(later) >= 0.9 and r.activity == "capturing"
+    cam.gate.release()
+    r.stop(timeout=5)
+    assert r.overdue_s(later) == 0.0  # stopped on purpose: not a fault
+
+    dying = CameraRunner(ScriptedCamera("dies"), CameraConfig(name="dies", backend="sim"), pool, Sink())
+    dying._close_camera = lambda: 1 / 0  # a bug that kills the thread in its SAFE loop
+    dying.start()
+    dying._thread.join(10)
+    assert not dying._thread.is_alive()
+    assert dying.overdue_s(time.monotonic_ns() + int(60e9)) > 0  # dead without a stop: no progress

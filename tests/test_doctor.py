@@ -256,6 +256,97 @@ def test_main_exit_codes(config, capsys: pytest.CaptureFixture[str]) -> None:
     assert "FAIL  picamera2" in out and "fix: sudo apt install python3-picamera2" in out
 
 
+# --- event lines, power, the store's mount (issue 13) -------------------------------------------------------
+def _lines_config(tmp_path: Path, *, gpio: str = "mock", extra_store: str = "") -> Path:
+    store = tmp_path / "store"
+    store.mkdir(exist_ok=True)
+    path = tmp_path / "lines.toml"
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{store}"\n{extra_store}[gpio]\nbackend = "{gpio}"\n'
+                    f'[gpio.events]\narm = 17\nrelease = 27\ntouchdown = 23\n[publish]\n'
+                    f'bind = "tcp://127.0.0.1:{_free_port()}"\nevents = "tcp://127.0.0.1:{_free_port()}"\n')
+    return path
+
+
+def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -> None:
+    import json
+
+    from camctl.daemon import MOCK_LINES
+
+    path = _lines_config(tmp_path)
+    lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
+    assert [c.level for c in lines] == [OK] and "at rest" in lines[0].detail
+    # the mock board's held levels, as `camctl arm --hold` / `camctl event release --hold` leave them
+    (tmp_path / "store" / MOCK_LINES).write_text(json.dumps({"arm": True, "release": True}))
+    lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
+    assert [c.level for c in lines] == [WARN, WARN], lines
+    assert "arm key is ON" in lines[0].detail and "BCM17" in lines[0].detail
+    assert "release (BCM27)" in lines[1].detail and "break-wire already broken" in lines[1].detail
+
+
+def test_real_lines_that_cannot_be_read_are_a_warning_not_a_crash(tmp_path: Path) -> None:
+    path = _lines_config(tmp_path, gpio="lgpio")  # no lgpio on this machine: the real probe fails
+    lines = [c for c in run_checks(path, probes=healthy(running_daemon=lambda d: None)) if c.name == "lines"]
+    assert [c.level for c in lines] == [WARN] and "cannot read the event lines" in lines[0].detail
+    touch = healthy(line_levels=lambda cfg: {"arm": False, "release": False, "touchdown": True},
+                    running_daemon=lambda d: None)
+    lines = [c for c in run_checks(path, probes=touch) if c.name == "lines"]
+    assert [c.level for c in lines] == [WARN] and "switch already closed" in lines[0].detail
+    held = healthy(running_daemon=lambda d: {"pid": 4242})
+    lines = [c for c in run_checks(path, probes=held) if c.name == "lines"]
+    assert [c.level for c in lines] == [OK] and "pid 4242" in lines[0].detail
+
+
+@pytest.mark.parametrize(("value", "level", "words"), [
+    ("0x0", OK, "no under-voltage"),
+    ("0x50000", WARN, "undervoltage has occurred, throttling has occurred (since boot)"),
+    ("0x50005", FAIL, "undervoltage detected, currently throttled, undervoltage has occurred"),
+    ("0x80008", WARN, "soft temperature limit active, soft temperature limit has occurred"),
+])
+def test_vcgencmd_get_throttled_bits(config, value: str, level: str, words: str) -> None:
+    def run(argv: list[str]):
+        if argv[:2] == ["vcgencmd", "get_throttled"]:
+            return SimpleNamespace(returncode=0, stdout=f"throttled={value}\n", stderr="")
+        return SimpleNamespace(returncode=0, stdout="yes\n") if argv[0] == "timedatectl" else None
+
+    power = [c for c in run_checks(config(), probes=healthy(run=run)) if c.name == "power"]
+    assert [c.level for c in power] == [level] and words in power[0].detail, power
+
+
+def test_no_vcgencmd_no_power_line(config) -> None:
+    assert not [c for c in run_checks(config(), probes=healthy()) if c.name == "power"]
+
+
+def test_the_store_on_the_bare_mount_point_fails(tmp_path: Path) -> None:
+    ssd = tmp_path / "ssd"
+    (ssd / "camctl").mkdir(parents=True)
+    path = tmp_path / "rig.toml"
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{ssd / "camctl"}"\n[gpio]\nbackend = "mock"\n')
+    fstab = {"/etc/fstab": f"# comment\nUUID=abc  {ssd}  ext4  defaults,nofail  0 2\nproc /proc proc defaults 0 0\n"}
+    bare = healthy(read_text=lambda p: fstab.get(p, PI5.get(p)), mounts=lambda: [("/dev/mmcblk0p2", "/", "ext4")])
+    mount = next(c for c in run_checks(path, probes=bare) if c.name == "mount")
+    assert mount.level == FAIL and f"not on {ssd} as /etc/fstab says" in mount.detail, mount
+    assert "/dev/mmcblk0p2" in mount.detail
+    mounted = healthy(read_text=lambda p: fstab.get(p, PI5.get(p)),
+                      mounts=lambda: [("/dev/mmcblk0p2", "/", "ext4"), ("/dev/sda1", str(ssd), "ext4")])
+    mount = next(c for c in run_checks(path, probes=mounted) if c.name == "mount")
+    assert mount.level == OK and "/dev/sda1" in mount.detail
+    # store.mount in the config says the same without fstab
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{ssd / "camctl"}"\nmount = "{ssd}"\n[gpio]\nbackend = "mock"\n')
+    mount = next(c for c in run_checks(path, probes=healthy(mounts=lambda: [("/dev/root", "/", "ext4")]))
+                 if c.name == "mount")
+    assert mount.level == FAIL and "as store.mount says" in mount.detail
+
+
+def test_store_mount_must_contain_store_dir(tmp_path: Path) -> None:
+    from camctl.config import parse_config
+    from camctl.exc import ConfigError
+
+    with pytest.raises(ConfigError, match=r"store\.mount"):
+        parse_config({"board": "b", "store": {"dir": "/srv/camctl", "mount": "/mnt/ssd"}})
+    assert parse_config({"board": "b", "store": {"dir": "/mnt/ssd/c", "mount": "/mnt/ssd"}}).store.mount == \
+        Path("/mnt/ssd")
+
+
 # --- the camera probe (issue 12): each configured camera opened on the strict double ----------------------
 def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -> Path:
     path = tmp_path / "cams.toml"

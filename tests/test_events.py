@@ -232,3 +232,24 @@ def test_close_twice_and_unknown_line():
     lines.close()
     lines.close()
     assert lines.closed
+
+
+# --- resume (issue 13) --------------------------------------------------------------------------------------
+def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entry() -> None:
+    from camctl.exc import ResumeError
+
+    clock = FakeClock()
+    m = PhaseMachine(PhasesConfig(post_touchdown_s=3.0), clock_ns=clock)
+    tr = m.resume("TOUCHDOWN", entered_ns=clock.t - 1_000_000_000)
+    assert (tr.phase_from, tr.phase_to, tr.event, m.phase) == ("SAFE", "TOUCHDOWN", "resume", "TOUCHDOWN")
+    assert m.deadline_ns() == (clock.t + 2_000_000_000, "LANDED")  # only the remaining 2 s
+    assert m.records == []  # no callbacks, no records: the daemon logs the resume itself
+    with pytest.raises(ResumeError, match="before any event"):
+        m.resume("DESCENT", entered_ns=clock.t)
+    clock.advance(2.0)
+    assert m.tick().phase_to == "LANDED"
+    with pytest.raises(ResumeError, match="'HOVER'"):
+        PhaseMachine(PhasesConfig(), clock_ns=clock).resume("HOVER", entered_ns=clock.t)
+    d = PhaseMachine(PhasesConfig(descent_timeout_s=10.0), clock_ns=clock)
+    d.resume("DESCENT", entered_ns=clock.t - 1, descent_started_ns=clock.t - 9_000_000_000)
+    assert d.deadline_ns() == (clock.t + 1_000_000_000, "TOUCHDOWN")  # the backup timer keeps its start

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from netfixtures import FakeBoard
 
 from camctl.mission.checks import Limits, evaluate, recording_minutes, stage
 from camctl.mission.server import MissionServer, is_loopback
@@ -240,18 +243,19 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
         blocker = tmp_path / "out" / "ground" / "late"  # a file where the board's folder goes: the fetch fails
         blocker.parent.mkdir(parents=True)
         blocker.write_text("in the way")
-        mission = Mission([board.router], tmp_path / "out", retry_s=0.5)
+        mission = Mission([board.router], tmp_path / "out", retry_s=0.5, previews_per_board=3)
         mission.listen(got.put)
         mission.start()
-        previews, export, failed = [], None, []
+        previews, export, failed, picked = [], None, [], {}
         deadline = time.monotonic() + 120  # a liveness bound (board messages keep coming), not a speed claim
         while export is None and time.monotonic() < deadline:
             msg = got.get(timeout=60)
             if msg["type"] == "download" and msg["state"] == "failed":
                 failed.append(msg["detail"])
                 blocker.unlink()  # the way is clear: the next try (after retry_s) must get everything
-            elif msg["type"] == "preview":
-                previews.append(msg)
+            elif msg["type"] == "previews":
+                picked = msg  # the board's latest pick (at most previews_per_board), and how many are hidden
+                previews = msg["shown"]
             elif msg["type"] == "export" and msg["state"] in ("done", "failed"):
                 export = msg
     finally:
@@ -263,6 +267,9 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
     assert previews and all(p["t_rel_s"] is not None for p in previews), previews[:3]
     assert any(p["t_rel_s"] < 0 for p in previews) and any(p["t_rel_s"] > 0 for p in previews)  # ring, descent
     assert {p["board"] for p in previews} == {"late"}
+    # capped: 3 of them, both sides of the release among them, the others counted as hidden
+    assert len(previews) == 3 and picked["hidden"] == picked["total"] - 3 > 0, picked
+    assert picked in mission.snapshot()  # a page that connects later gets the same pick
     assert len(failed) == 1, failed  # failed once, then the retry brought the flight home
 
 
@@ -301,3 +308,180 @@ def test_the_live_feed_refuses_a_foreign_origin_and_opens_for_the_page(server: M
     assert handshake("http://evil.example")[0] == 403
     status, first = handshake(f"http://127.0.0.1:{server.port}")
     assert status == 101 and first[:1] == b"\x81"  # a text frame: the snapshot's first message
+
+
+# --- keys: the page reads with the ground key, arms only with the operator's key ------------------------
+class _KeyedBoard(FakeBoard):
+    """A board that is SAFE (not serving) and says where its PUB is, as the daemon's STATUS does."""
+
+    def __init__(self, name: str, root: Path) -> None:
+        super().__init__(name, root, serving=False)
+        self.phase = "SAFE"
+        self.events_port: int | None = None
+
+    def status(self) -> dict:
+        return {**super().status(), "events_port": self.events_port, "wall_ns": time.time_ns()}
+
+
+@pytest.fixture
+def curve_boards(tmp_path: Path):
+    """Two boards with CURVE on, each with its own server key; the ground folder has an operator key
+    (client) and a reader key (client-2). Yields (boards, publishers, urls, keys folder, reader curves)."""
+    from camctl.config import PublishConfig
+    from camctl.keys import client_curves, create_keys
+    from camctl.publish import Publisher
+
+    k = tmp_path / "keys"
+    create_keys(k, boards=["rig-a", "rig-b"], clients=2)
+    boards, pubs = [], []
+    try:
+        for name in ("rig-a", "rig-b"):
+            board = _KeyedBoard(name, tmp_path / name)
+            pub = Publisher(board, PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*",
+                                                 curve_keys=str(k / name)))
+            pub.start()
+            board.events_port = int(pub.pub_endpoint.rsplit(":", 1)[1])
+            boards.append(board)
+            pubs.append(pub)
+        urls = [pub.router_endpoint for pub in pubs]
+        servers = [str(k / "ground" / "servers" / f"{n}.key") for n in ("rig-a", "rig-b")]
+        reader_dir = tmp_path / "reader"  # the second laptop's folder: client-2's pair as its client key
+        (reader_dir / "servers").mkdir(parents=True)
+        for suffix in (".key", ".key_secret"):
+            (reader_dir / f"client{suffix}").write_bytes((k / "ground" / f"client-2{suffix}").read_bytes())
+        yield boards, pubs, urls, k, client_curves(reader_dir, urls, servers)
+    finally:
+        for pub in pubs:
+            pub.close()
+
+
+def _wait(cond, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout  # a liveness bound, not a speed claim
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _hello(srv: MissionServer) -> dict:
+    """The first message the page gets over its WebSocket (it draws arm/disarm only when operator is true)."""
+    import asyncio
+
+    import aiohttp
+
+    async def first() -> dict:
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{srv.port}/ws",
+                                                              origin=f"http://127.0.0.1:{srv.port}") as ws:
+            return json.loads((await ws.receive(timeout=10)).data)
+
+    return asyncio.run(first())
+
+
+def _serve_curve(tmp_path: Path, urls: list[str], curve: object, **kw: object) -> MissionServer:
+    from camctl.mission import serve
+
+    return serve(urls, tmp_path / "out", port=0, curve=curve, **kw)
+
+
+def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_key(
+        tmp_path: Path, curve_boards) -> None:
+    boards, pubs, urls, k, reader = curve_boards
+    # reads (STATUS, PUB) with the reader key; commands with the operator key: the board tells them apart
+    srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client.key_secret")
+    try:
+        views = lambda: srv.mission.watcher.snapshot()  # noqa: E731
+        _wait(lambda: all(v["reachable"] for v in views()), "both boards reachable over CURVE")
+        assert {v["name"] for v in views()} == {"rig-a", "rig-b"}
+
+        def pub_seen() -> bool:  # the SUB is a CURVE client of each board's PUB, each with its own server key
+            for board, pub in zip(boards, pubs, strict=True):
+                pub.publish("status", board.status())
+            return all(v["via"] == "pub:status" for v in views())
+        _wait(pub_seen, "a status over each board's CURVE PUB")
+        assert _hello(srv)["operator"] is True
+        status, body = _post(srv, {"url": urls[0], "name": "arm"})
+        assert (status, body["ok"]) == (200, True), body
+        assert boards[0].phase == "ARMED" and boards[0].commands == [("arm", {})]
+        assert boards[1].commands == []
+        done = [m for m in srv.mission.snapshot() if m["type"] == "command"]
+        assert done == [{"type": "command", "url": urls[0], "name": "arm", "ok": True, "code": "",
+                         "detail": "phase ARMED"}]
+    finally:
+        srv.close()
+
+
+def test_with_a_reader_key_no_buttons_and_a_forged_post_is_refused_by_the_page(tmp_path: Path, curve_boards) -> None:
+    boards, _pubs, urls, _k, reader = curve_boards
+    srv = _serve_curve(tmp_path, urls, reader)
+    try:
+        _wait(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()), "both boards reachable")
+        assert _hello(srv)["operator"] is False  # the page draws no arm/disarm buttons
+        status, body = _post(srv, {"url": urls[0], "name": "arm"})
+        assert status == 403 and "operator actions are off" in body["error"]
+        assert boards[0].commands == [] and boards[0].phase == "SAFE"
+    finally:
+        srv.close()
+
+
+def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_shows_its_code(
+        tmp_path: Path, curve_boards) -> None:
+    boards, _pubs, urls, k, reader = curve_boards
+    srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client-2.key_secret")
+    try:
+        _wait(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()), "both boards reachable")
+        status, body = _post(srv, {"url": urls[1], "name": "arm"})
+        assert status == 502 and body["code"] == "FORBIDDEN" and "operator key" in body["error"], body
+        assert boards[1].commands == [] and boards[1].phase == "SAFE"
+        shown = [m for m in srv.mission.snapshot() if m["type"] == "command"]
+        assert len(shown) == 1 and shown[0]["code"] == "FORBIDDEN" and not shown[0]["ok"], shown
+    finally:
+        srv.close()
+
+
+def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    # a subprocess with a timeout: a rule that stopped refusing would serve forever, not hang the suite
+    return subprocess.run([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://rig-a:5555", "--port", "0",
+                           "--out", str(tmp_path / "m"), *argv], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--operator", "--curve-keys", "KEYS"], "with CURVE on, operator actions need the operator's secret key"),
+    (["--operator-key", "KEYS/client.key_secret"], "is a CURVE key, but CURVE is off"),
+    (["--operator", "--operator-key", "KEYS/client.key_secret", "--curve-keys", "KEYS"], "not both"),
+    (["--operator-key", "KEYS/client.key", "--curve-keys", "KEYS"], "holds no secret key"),
+    (["--operator-key", "KEYS/nope.key_secret", "--curve-keys", "KEYS"], "cannot read it as a CURVE key"),
+    (["--previews-per-board", "0"], "--previews-per-board 0: must be at least 1"),
+])
+def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: list[str], needle: str) -> None:
+    from camctl.keys import create_keys
+
+    create_keys(tmp_path / "k", boards=["rig-a"])
+    keys = str(tmp_path / "k" / "ground")
+    proc = _cli(tmp_path, *[a.replace("KEYS", keys) for a in argv])
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "m").exists()  # refused before anything started
+
+
+# --- previews: capped per board ------------------------------------------------------------------------
+def test_a_long_flight_shows_at_most_n_previews_per_board_the_most_useful_ones() -> None:
+    from camctl.mission.previews import pick
+
+    phases = [("ARMED", 300), ("DESCENT", 2000), ("SEPARATION", 40), ("TOUCHDOWN", 900), ("LANDED", 200)]
+    flight = []
+    for cam in ("down", "up"):
+        seq = 0
+        for phase, n in phases:
+            flight += [{"camera": cam, "seq": (seq := seq + 1), "phase": phase, "url": f"/{cam}/{seq}"}
+                       for _ in range(n)]
+    shown = pick(flight, 24)
+    assert len(shown) == 24
+    for cam in ("down", "up"):  # the budget is shared; each camera keeps its phase starts and its last
+        mine = [p for p in shown if p["camera"] == cam]
+        assert len(mine) == 12
+        starts = [next(p["seq"] for p in flight if p["camera"] == cam and p["phase"] == ph) for ph, _ in phases]
+        assert set(starts) | {3440} <= {p["seq"] for p in mine}
+        assert [p["seq"] for p in mine] == sorted(p["seq"] for p in mine)
+    # a camera with few previews leaves its share to the other; a short flight shows everything
+    few = [p for p in flight if p["camera"] == "down"] + [p for p in flight if p["camera"] == "up"][:3]
+    assert sum(p["camera"] == "up" for p in pick(few, 24)) == 3 and len(pick(few, 24)) == 24
+    assert pick(flight[:10], 24) == flight[:10]

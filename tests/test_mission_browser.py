@@ -87,6 +87,8 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                 page.click(f"{_card(b)} button.op-arm")
                 page.click("#confirm-yes")
                 _wait_phase(page, b, "ARMED", 10_000)
+                page.wait_for_selector(f"{_card(b)} .op-result.ok", timeout=5_000)  # the board's answer, shown
+                assert page.inner_text(f"{_card(b)} .op-result").startswith("arm: done, phase ARMED")
                 if b == "mb-a":  # one armed, one not: still no-go, naming the other board only
                     failing = page.inner_text("#failing")
                     assert "mb-b: phase SAFE" in failing and "mb-a: phase" not in failing

@@ -98,3 +98,18 @@ def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
     assert Notifier(environ={"WATCHDOG_USEC": "0"}).watchdog_interval_s is None
     env = {"WATCHDOG_USEC": "4000", "WATCHDOG_PID": "7"}
     assert Notifier(environ=env, pid=7).watchdog_interval_s == pytest.approx(0.002)
+
+
+def test_a_full_notify_queue_drops_messages_instead_of_blocking(path_socket) -> None:
+    import threading
+
+    path, sock = path_socket  # nobody reads it: the kernel queue fills after max_dgram_qlen datagrams
+    n = Notifier(environ={"NOTIFY_SOCKET": path})
+    results: list[bool] = []
+    t = threading.Thread(target=lambda: results.extend(n.watchdog() for _ in range(2000)), daemon=True)
+    t.start()
+    t.join(60)  # a blocking sendto never returns here; this is a hang check, not a speed limit
+    assert not t.is_alive(), "watchdog() blocked on a full notify socket"
+    assert results[0] and not all(results)
+    assert _recv(sock) == {"WATCHDOG": "1"}  # what was queued is intact
+    n.close()

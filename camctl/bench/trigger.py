@@ -1,9 +1,17 @@
-"""Bench figure ``trigger_latency``: mock GPIO edge to the cameras' phase change, through the Daemon's wiring."""
+"""Bench figure ``trigger_latency``: mock GPIO edge to the cameras' phase change, through the Daemon's wiring.
+
+The edge is timed where the kernel would stamp it (before anything runs) and then handed to a separate callback
+thread, as lgpio delivers it: lgpio's Python module reads alerts on its own thread and calls gpiozero's
+``LGPIOPin._call_when_changed`` from there (gpiozero/pins/lgpio.py), so the figure includes a real thread hop
+(wake-up and GIL hand-over), not a synchronous call from the driving thread.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -34,20 +42,36 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
     lat: dict[str, list[float]] = {}
     factory = MockFactory()
     daemon = Daemon(cfg, pin_factory=factory)
+    alerts: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
+    delivered = threading.Event()
+
+    def callback_thread() -> None:  # lgpio's alert thread: it, not the edge's thread, runs the callbacks
+        while (item := alerts.get()) is not None:
+            lines.drive(*item)
+            delivered.set()
+
+    hop = threading.Thread(target=callback_thread, name="bench-lgpio-callbacks", daemon=True)
     try:
         daemon.start()
         lines = daemon.lines
         assert lines is not None
+        hop.start()
         runners = list(daemon.runners.values())
 
+        def drive(event: str, active: bool) -> None:
+            delivered.clear()
+            alerts.put((event, active))
+            if not delivered.wait(10):
+                raise RuntimeError(f"the callback thread did not deliver {event!r}")
+
         def edge(event: str, phase: str) -> None:
-            t0 = time.monotonic_ns()
-            lines.drive(event, True)
+            t0 = time.monotonic_ns()  # the edge, as the kernel stamps it
+            drive(event, True)
             if any(r.phase != phase for r in runners):
                 raise RuntimeError(f"edge {event!r} did not move the cameras to {phase} "
                                    f"(phase {daemon.phase})")
             lat.setdefault(event, []).append((max(r.phase_changed_ns for r in runners) - t0) / 1e6)
-            lines.drive(event, False)
+            drive(event, False)
 
         for _ in range(cycles):
             edge("arm", "ARMED")
@@ -63,6 +87,8 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
                 time.sleep(0.005)
             edge("disarm", "SAFE")
     finally:
+        alerts.put(None)
+        hop.join(10)
         daemon.close()
         with contextlib.suppress(Exception):
             factory.close()
@@ -70,11 +96,13 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
     p99 = float(np.percentile(allv, 99))
     per = ", ".join(f"{ev} p50 {statistics.median(v):.2f}/max {max(v):.2f}" for ev, v in lat.items())
     return {"trigger_latency_p50_ms": float(np.percentile(allv, 50)), "trigger_latency_p99_ms": p99,
-            "_note": f"{len(allv)} edges in {cycles} phase walks, 2x1080p sim cameras running; ms by event: {per}"}
+            "_note": f"{len(allv)} edges in {cycles} phase walks, 2x1080p sim cameras running, each edge "
+                     f"delivered by a callback thread (as lgpio's); ms by event: {per}"}
 
 
 FIGURE = Figure("trigger_latency", bench_trigger, (
-    Metric("trigger_latency_p50_ms", "mock GPIO edge -> CameraRunner.phase_changed_ns, Daemon wiring", "<", 2,
+    Metric("trigger_latency_p50_ms", "mock GPIO edge -> callback thread hop -> CameraRunner.phase_changed_ns",
+           "<", 2,
            "ms"),
     Metric("trigger_latency_p99_ms", "the same, 99th percentile", "<", 2, "ms"),
 ))

@@ -12,9 +12,10 @@ base and is chosen by the config (``backend = "sim"``), never as a silent fallba
 - a lores stream (``lores_size``): with :meth:`SimCamera.set_lores` on, frames are rendered at the lores size
   and come back as I420 planes (``Frame.yuv420``, converted with numpy, :func:`rgb_to_i420`), so the
   capture runner takes the same path as with picamera2's lores stream; stills stay at the main size;
-- faults: ``stall`` (capture times out), ``exception`` (CameraError) and ``disconnect``
-  (CameraDisconnected on capture, and ``open()`` refused for the duration), from the config's schedule or
-  injected by hand. Faults are per instance.
+- faults: ``stall`` (capture times out), ``exception`` (CameraError), ``disconnect``
+  (CameraDisconnected on capture, and ``open()`` refused for the duration) and ``hang`` (capture blocks for
+  the duration whatever its timeout, as picamera2's ``stop()``/``close()`` wait on the event loop without
+  one), from the config's schedule or injected by hand. Faults are per instance.
 
 Example::
 
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DESCENT_S", "FAULT_KINDS", "SimCamera", "render_scene", "rgb_to_i420"]
 
-FAULT_KINDS = ("stall", "exception", "disconnect")
+FAULT_KINDS = ("stall", "exception", "disconnect", "hang")
 DESCENT_S = 90.0  # scene seconds from the top of the descent to the ground (then the view holds)
 _TEX = 2048  # ground texture side, pixels (wraps around)
 _NS = 1_000_000_000
@@ -385,6 +386,7 @@ class SimCamera(Camera):
         self._pending_disconnect_s: float | None = None
         self._stall_until_ns = 0
         self._disconnected_until_ns = 0
+        self._hang_until_ns = 0
         self._rate_changed = threading.Event()
         # prerender > 0: render that many frames once and replay copies of them, so a frame costs the CPU
         # what a real camera's does (a copy out of the ISP's buffer), not a scene render. For benchmarks.
@@ -454,6 +456,8 @@ class SimCamera(Camera):
                 self._stall_until_ns = max(self._stall_until_ns, at_ns + int(duration_s * _NS))
             elif kind == "exception":
                 self._pending_exception = True
+            elif kind == "hang":
+                self._hang_until_ns = max(self._hang_until_ns, at_ns + int(duration_s * _NS))
             else:
                 self._disconnected_until_ns = max(self._disconnected_until_ns, at_ns + int(duration_s * _NS))
 
@@ -468,6 +472,8 @@ class SimCamera(Camera):
                                               now + int(self._pending_disconnect_s * _NS))
             self._pending_disconnect_s = None
         self._fire_due_faults(now)
+        if now < self._hang_until_ns:  # stuck in the backend: no timeout applies
+            self._sleep((self._hang_until_ns - now) / _NS)
         if now < self._disconnected_until_ns:
             raise CameraDisconnected(self.name, "sim: camera disconnected (injected fault)")
         if self._pending_exception:

@@ -3,10 +3,11 @@
 Landed boards that serve are fetched with ``camctl fetch``'s code (through :mod:`camctl.mission.ground_link`:
 resumable, previews and event logs first, sha256 checked) into ``<out>/ground``: one fetch at a time (it
 holds its folder), of every board ready then (see :meth:`Recovery.update`). A scanner reports what is on
-disk: each new preview (with its phase and time from the release edge, from the fetch's
-``thumbs/index.json``) and each board's bytes against its listing. When every reachable board has been
-downloaded, the flight is exported (MP4 per camera, contact sheet, timeline) into ``<out>/export`` with the
-CLI's export code. Every report goes to ``emit(message)``.
+disk: each board's previews (with their phase and time from the release edge, from the fetch's
+``thumbs/index.json``; the page gets at most ``previews_per_board`` of them per board, chosen by
+:func:`camctl.mission.previews.pick`, and the count of the others) and each board's bytes against its
+listing. When every reachable board has been downloaded, the flight is exported (MP4 per camera, contact
+sheet, timeline) into ``<out>/export`` with the CLI's export code. Every report goes to ``emit(message)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.mission import ground_link
+from camctl.mission.previews import DEFAULT_LIMIT, pick
 
 __all__ = ["Recovery"]
 
@@ -29,7 +31,8 @@ class Recovery:
     """Downloads and exports for one mission; see the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, out: Path, *, emit: Callable[[dict], None], curve: Any = None,
-                 give_up_after_s: float = 30.0, retry_s: float = 10.0, settle_s: float = 5.0) -> None:
+                 give_up_after_s: float = 30.0, retry_s: float = 10.0, settle_s: float = 5.0,
+                 previews_per_board: int = DEFAULT_LIMIT) -> None:
         self.out = Path(out)
         self.ground = self.out / "ground"
         self.exports = self.out / "export"
@@ -44,7 +47,9 @@ class Recovery:
         self._scan_lock = threading.Lock()  # the scanner and a finishing fetch both scan
         self._stop = threading.Event()
         self.downloads: dict[str, dict] = {}  # board -> {url, flight, state, done, total, detail}
-        self.previews: dict[str, dict] = {}  # url path -> preview message
+        self.previews: dict[str, dict] = {}  # url path -> preview (every one on disk; metadata only)
+        self.previews_per_board = previews_per_board
+        self.shown: dict[str, dict] = {}  # board -> its ``previews`` message (the ones the page shows)
         self.export: dict = {"type": "export", "state": "waiting"}
         self._threads: list[threading.Thread] = []
         self._scanner: threading.Thread | None = None
@@ -61,7 +66,7 @@ class Recovery:
         """Everything a page that connects now needs to catch up."""
         with self._lock:
             out = [{"type": "download", "board": b, **d} for b, d in self.downloads.items()]
-            out += list(self.previews.values())
+            out += list(self.shown.values())
             out.append(dict(self.export))
         return out
 
@@ -172,8 +177,8 @@ class Recovery:
                 if release_ns is not None:
                     with self._lock:
                         self.downloads[board]["release_mono_ns"] = release_ns
-            for msg in self._new_previews(board, root, release_ns):
-                self._emit(msg)
+            if self._new_previews(board, root, release_ns):
+                self._emit(self._choose(board))
             with self._lock:
                 cur = self.downloads[board]
                 if cur["state"] == "fetching" and done != cur["done"]:
@@ -202,12 +207,22 @@ class Recovery:
                 continue  # its label is written right after the file: next scan
             ts = info.get("timestamp_ns")
             t_rel = round((ts - release_ns) / 1e9, 3) if isinstance(ts, int) and release_ns is not None else None
-            msg = {"type": "preview", "board": board, "camera": jpg.parent.name, "seq": info.get("seq"),
+            msg = {"board": board, "camera": jpg.parent.name, "seq": info.get("seq"),
                    "phase": info.get("phase", ""), "t_rel_s": t_rel, "url": "/files/" + rel}
             with self._lock:
                 self.previews[rel] = msg
             new.append(msg)
         return new
+
+    def _choose(self, board: str) -> dict:
+        """The board's ``previews`` message: the ones the page shows, and how many it does not."""
+        with self._lock:
+            mine = [m for m in self.previews.values() if m["board"] == board]
+            shown = pick(mine, self.previews_per_board)
+            msg = {"type": "previews", "board": board, "shown": shown, "total": len(mine),
+                   "hidden": len(mine) - len(shown), "limit": self.previews_per_board}
+            self.shown[board] = msg
+        return msg
 
     # -- export --------------------------------------------------------------------------------------
     def _maybe_export(self, views: list[dict]) -> None:

@@ -4,7 +4,7 @@ Routes: ``/`` the page and ``/static/*`` its hand-written assets (shipped in thi
 internet); ``/ws`` a WebSocket that first sends a snapshot of the mission and then every message as it
 happens; ``/files/<path>`` previews, pictures and MP4s under the mission's output folder (aiohttp's
 FileResponse answers Range requests, which a ``<video>`` element uses); ``POST /api/command`` arm or disarm
-one board, only in operator mode.
+one board, only in operator mode (the board's refusal comes back with its ``code``).
 
 Bound to 127.0.0.1 by default. Any other address needs the access token printed at start: given once as
 ``?token=...``, it is kept in a cookie. A command must come as JSON from the page's own origin (a foreign
@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from camctl.exc import CamctlError, ConfigError
+from camctl.exc import CamctlError, ConfigError, RemoteError
 from camctl.mission.session import Mission
 
 __all__ = ["MissionServer", "is_loopback"]
@@ -254,8 +254,10 @@ class MissionServer:
             return web.json_response({"ok": False, "error": f"bad command request: {exc}"}, status=400)
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, self.mission.command, url, name)
-        except ConfigError as exc:
+        except ConfigError as exc:  # this server's own refusal: operator actions off, not arm/disarm...
             return web.json_response({"ok": False, "error": str(exc)}, status=403)
+        except RemoteError as exc:  # the board's refusal, with its code (FORBIDDEN: not an operator key)
+            return web.json_response({"ok": False, "code": exc.code, "error": str(exc)}, status=502)
         except CamctlError as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=502)
+            return web.json_response({"ok": False, "code": "NO_ANSWER", "error": str(exc)}, status=502)
         return web.json_response({"ok": True, "result": result})

@@ -1,9 +1,11 @@
 """One mission: the boards' watcher, the go/no-go, the downloads and exports, and who listens to them.
 
 :class:`Mission` turns every board change into messages for the page (``board``, ``go``, ``download``,
-``preview``, ``export``; see ``static/app.js``) and hands them to each listener. Operator commands are
-limited to arm and disarm, and only when the mission was started with ``operator=True``: a descent event
-never comes from the page.
+``previews``, ``export``, ``command``; see ``static/app.js``) and hands them to each listener. Operator
+commands are limited to arm and disarm, and only when the mission was started with ``operator=True``: a
+descent event never comes from the page. They go with ``command_curve`` (the operator's key, one per board;
+see :mod:`camctl.mission.access`) when CURVE is on; the board's answer, a refusal with its code included,
+is sent to every page as a ``command`` message.
 
 Example::
 
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from camctl.exc import ConfigError
+from camctl.exc import ConfigError, RemoteError
 from camctl.mission import ground_link
 from camctl.mission.checks import Limits, evaluate
 from camctl.mission.recovery import Recovery
@@ -33,8 +35,8 @@ class Mission:
     """See the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, urls: list[str], out: Path, *, operator: bool = False, limits: Limits | None = None,
-                 curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0,
-                 command_timeout_s: float = 5.0, retry_s: float = 10.0) -> None:
+                 curve: Any = None, command_curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0,
+                 command_timeout_s: float = 5.0, retry_s: float = 10.0, previews_per_board: int = 24) -> None:
         if not urls:
             raise ConfigError("camctl mission needs at least one --connect URL")
         self.urls = list(urls)
@@ -42,10 +44,13 @@ class Mission:
         self.operator = operator
         self.limits = limits or Limits()
         self.curve = curve
+        self.command_curve = command_curve if command_curve is not None else curve
+        self.commands: dict[str, dict] = {}  # url -> the last command message (for a page that connects later)
         self.command_timeout_s = command_timeout_s
         self._listeners: list[Callable[[dict], None]] = []
         self._lock = threading.Lock()
-        self.recovery = Recovery(self.out, emit=self._emit, curve=curve, retry_s=retry_s)
+        self.recovery = Recovery(self.out, emit=self._emit, curve=curve, retry_s=retry_s,
+                                 previews_per_board=previews_per_board)
         self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s, timeout_s=timeout_s,
                                curve=curve)
         self.go: dict = evaluate(self.watcher.snapshot(), self.limits)
@@ -84,17 +89,38 @@ class Mission:
         """The messages that bring a new page up to date."""
         boards = [{"type": "board", "view": v} for v in self.watcher.snapshot()]
         return [{"type": "hello", "operator": self.operator, "urls": self.urls}, *boards,
-                {"type": "go", **self.go}, *self.recovery.messages()]
+                {"type": "go", **self.go}, *self.recovery.messages(), *self.commands.values()]
 
     def command(self, url: str, name: str) -> dict:
-        """An operator command to one board: only arm/disarm, only in operator mode (ConfigError otherwise)."""
+        """An operator command to one board: only arm/disarm, only in operator mode (ConfigError otherwise).
+
+        The board's DONE result, or its refusal (RemoteError with the board's code), is also sent to every
+        page as ``{"type": "command", "url", "name", "ok", "code", "detail"}``."""
         if not self.operator:
-            raise ConfigError("operator actions are off (start camctl mission with --operator)")
+            raise ConfigError("operator actions are off (start camctl mission with --operator-key FILE, or "
+                              "--operator for boards without CURVE)")
         if name not in OPERATOR_COMMANDS:
             raise ConfigError(f"command {name!r} is not allowed from the page (only {', '.join(OPERATOR_COMMANDS)})")
         if url not in self.urls:
             raise ConfigError(f"no such board URL in this mission: {url!r}")
-        return ground_link.command(url, name, curve=self.curve, timeout_s=self.command_timeout_s)
+        msg = {"type": "command", "url": url, "name": name, "ok": False, "code": "", "detail": ""}
+        try:
+            result = ground_link.command(url, name, curve=self.command_curve, timeout_s=self.command_timeout_s)
+        except RemoteError as exc:  # the board's own refusal: FORBIDDEN (not an operator key), REFUSED...
+            msg.update(code=exc.code, detail=exc.message)
+            raise
+        except ground_link.LINK_ERRORS as exc:
+            msg.update(code="NO_ANSWER", detail=str(exc))
+            raise
+        else:
+            unchanged = "" if result.get("changed", True) else \
+                f" (unchanged: {result.get('outcome') or 'no effect'})"
+            msg.update(ok=True, detail=f"phase {result.get('phase', '?')}{unchanged}")
+            return result
+        finally:
+            with self._lock:
+                self.commands[url] = msg
+            self._emit(msg)
 
     def _emit(self, msg: dict) -> None:
         with self._lock:

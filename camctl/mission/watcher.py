@@ -3,7 +3,12 @@
 Each board gets a poll thread (STATUS every ``poll_s`` over :class:`~camctl.mission.ground_link.StatusLink`;
 the round trip also measures the board's clock offset against the ground). One SUB thread receives the
 boards' PUB topics (``status``, ``phase``, ``fault``; docs/protocol.md "PUB events") the moment they are sent,
-so a phase change reaches the page without waiting for a poll. A failed poll marks the board unreachable at
+so a phase change reaches the page without waiting for a poll. With CURVE (``curve``: one
+:class:`~camctl.keys.ClientCurve`, or one per board URL) the SUB is a CURVE client of each board's PUB with
+that board's server key: libzmq copies a socket's options at each ``connect``, so one SUB serves boards with
+different keys (zmq_setsockopt(3): "security options take effect for subsequent bind/connect calls, and
+can be changed at any time to affect subsequent binds and/or connects",
+https://zeromq.github.io/libzmq/zmq_setsockopt.html). A failed poll marks the board unreachable at
 once (a killed board drops its TCP link: the DEALER notices at the next request). Every change is handed to
 ``on_change(view)`` as a JSON-ready copy, from the watcher's threads.
 
@@ -20,7 +25,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,7 +75,7 @@ class Watcher:
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._connect_q: queue.Queue[str] = queue.Queue()
+        self._connect_q: queue.Queue[tuple[str, str]] = queue.Queue()  # (board url, PUB endpoint)
         self.views = {u: BoardView(url=u) for u in self.urls}
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -150,7 +155,7 @@ class Watcher:
             events = events_endpoint(url, st)
             if events and events != v.events:
                 v.events = events
-                self._connect_q.put(events)
+                self._connect_q.put((url, events))
             out = v.to_json()
         self._on_change(out)
 
@@ -189,9 +194,10 @@ class Watcher:
             while not self._stop.is_set():
                 while True:
                     try:
-                        sock.connect(self._connect_q.get_nowait())
+                        url, endpoint = self._connect_q.get_nowait()
                     except queue.Empty:
                         break
+                    self._connect(sock, url, endpoint)
                 if not sock.poll(100):
                     continue
                 try:
@@ -203,6 +209,14 @@ class Watcher:
                     self._pub(frames[0], body)
         finally:
             sock.close(linger=0)
+
+    def _connect(self, sock: zmq.Socket, url: str, endpoint: str) -> None:
+        curve = self.curve.get(url) if isinstance(self.curve, Mapping) else self.curve
+        if curve is not None:  # taken by this connect only (libzmq snapshots the options per connect)
+            sock.curve_publickey = curve.public
+            sock.curve_secretkey = curve.secret
+            sock.curve_serverkey = curve.server_public
+        sock.connect(endpoint)
 
     def _pub(self, topic: bytes, body: dict) -> None:
         name = body.get("board")

@@ -105,8 +105,9 @@ class FlightStore:
                  free_bytes: Callable[[], int] | None = None,
                  opener: Callable[[Path], IO[bytes]] | None = None,
                  fsync: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, resume: bool = False) -> None:
         self.root = Path(root)
+        self.resumed = resume  # a restarted daemon records on into this existing flight (new segments)
         self.board = board
         self.flight = flight
         self.config = config
@@ -161,6 +162,16 @@ class FlightStore:
 
     def _create_dirs(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.resumed:  # the flight's dirs and flight.json exist; segments get the next free numbers
+            if not (self.dir / FLIGHT_NAME).is_file():
+                raise StoreError(f"cannot resume flight {self.flight}: no {self.dir / FLIGHT_NAME}")
+            try:
+                for name in (*self.cameras, EVENTS):
+                    (self.dir / name).mkdir(exist_ok=True)
+                fsync_dir(self.dir)
+            except OSError as exc:
+                raise StoreError(f"cannot resume flight dir {self.dir}: {exc}") from exc
+            return
         try:
             self.dir.mkdir()
         except FileExistsError:

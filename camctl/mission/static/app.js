@@ -2,7 +2,7 @@
 // Hand-written, no libraries. Text from boards goes in with textContent only.
 "use strict";
 
-const state = { operator: false, boards: new Map(), previews: new Set(), go: null };
+const state = { operator: false, boards: new Map(), go: null };
 // p99 of these is the bench figure mission_status_latency_ms: board wall clock at a PUB status -> DOM updated
 window.camctlLatency = [];
 window.camctlReady = false;
@@ -33,7 +33,8 @@ function card(view) {
     cams: el("tbody"), checks: el("ul", { class: "checks" }), phases: el("ol", { class: "phases" }),
     ops: el("div", { class: "ops" }), dl: el("div", { class: "download", hidden: "" }),
     bar: el("progress", { max: "1", value: "0" }), dltext: el("span", { class: "dim" }),
-    previews: el("div", { class: "previews" }), release: null, landed_t: null, view,
+    previews: el("div", { class: "previews" }), hidden: el("p", { class: "previews-hidden dim", hidden: "" }),
+    figures: new Map(), opres: el("span", { class: "op-result" }), release: null, landed_t: null, view,
   };
   const table = el("table", {}, el("thead", {}, el("tr", {}, ...["camera", "state", "rate / schedule", "frames",
     "durable", "drops", "faults"].map(h => el("th", { text: h })))), c.cams);
@@ -41,13 +42,14 @@ function card(view) {
   root.append(el("div", { class: "head" }, c.name, c.reach, c.url),
     el("div", { class: "phase" }, c.phase, c.clock),
     el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines),
-    table, c.checks, c.phases, c.ops, c.dl, c.previews);
+    table, c.checks, c.phases, c.ops, c.dl, c.previews, c.hidden);
   if (state.operator) {
     for (const name of ["arm", "disarm"]) {
       const b = el("button", { class: "op-" + name, text: name });
       b.addEventListener("click", () => operate(view.url, c.name.textContent || view.url, name));
       c.ops.append(b);
     }
+    c.ops.append(c.opres);
   }
   state.boards.set(view.url, c);
   document.getElementById("boards").append(root);
@@ -141,14 +143,30 @@ function renderDownload(m) {
     + (m.detail ? " — " + m.detail : "");
 }
 
-function renderPreview(m) {
-  if (state.previews.has(m.url)) return;
+// at most m.limit previews per board (the server picks them); a figure already shown keeps its <img>
+function renderPreviews(m) {
   const c = boardByName(m.board);
   if (!c) return;
-  state.previews.add(m.url);
-  const img = el("img", { src: m.url, alt: m.board + " " + m.camera + " " + m.seq, loading: "lazy" });
-  c.previews.append(el("figure", { class: "preview", "data-camera": m.camera }, img,
-    el("figcaption", { text: m.camera + " " + (m.phase || "") + " " + rel(m.t_rel_s) })));
+  const figures = new Map();
+  for (const p of m.shown || []) {
+    figures.set(p.url, c.figures.get(p.url) || el("figure", { class: "preview", "data-camera": p.camera },
+      el("img", { src: p.url, alt: m.board + " " + p.camera + " " + p.seq, loading: "lazy" }),
+      el("figcaption", { text: p.camera + " " + (p.phase || "") + " " + rel(p.t_rel_s) })));
+  }
+  c.figures = figures;
+  c.previews.replaceChildren(...figures.values());
+  c.hidden.hidden = !m.hidden;
+  c.hidden.textContent = m.hidden ? m.hidden + " of " + m.total + " previews hidden (showing " + figures.size
+    + ": the first of each phase, the last, evenly spaced between; all are in the download)" : "";
+}
+
+function renderCommand(m) {
+  const c = state.boards.get(m.url);
+  if (!c) return;
+  c.opres.className = "op-result " + (m.ok ? "ok" : "bad");
+  c.opres.dataset.code = m.code || "";
+  c.opres.textContent = m.name + ": " + (m.ok ? "done, " + m.detail : "refused" + (m.code ? " " + m.code : "")
+    + (m.detail ? ": " + m.detail : ""));
 }
 
 function renderExport(m) {
@@ -178,7 +196,8 @@ async function operate(url, name, command) {
   const res = await fetch("/api/command", { method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ url, name: command }) });
   const body = await res.json().catch(() => ({ error: "bad reply" }));
-  if (!body.ok) alert(command + " " + name + ": " + body.error);
+  // the board's answer also comes as a "command" message; a refusal by this page's server comes only here
+  if (!body.ok) renderCommand({ url, name: command, ok: false, code: body.code || "PAGE " + res.status, detail: body.error });
 }
 
 function handle(m) {
@@ -187,7 +206,8 @@ function handle(m) {
     case "board": renderBoard(m.view); break;
     case "go": renderGo(m); break;
     case "download": renderDownload(m); break;
-    case "preview": renderPreview(m); break;
+    case "previews": renderPreviews(m); break;
+    case "command": renderCommand(m); break;
     case "export": renderExport(m); break;
   }
 }
