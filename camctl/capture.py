@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from camctl.cameras.base import Camera
-from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, CameraConfig
+from camctl.config import ARMED, LANDED, SAFE, CameraConfig
 from camctl.encode import EncoderPool
 from camctl.exc import CameraError
 from camctl.frames import EncodedFrame, Frame, FrameValue
+from camctl.ledger import ENCODE_ERROR, ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STILL_GAP, STORE_REFUSED, Ledger
+from camctl.schedule import frame_phase, value_of
 
 __all__ = ["CameraRunner", "PreTriggerRing", "RunnerStats"]
 
@@ -49,9 +51,11 @@ SLOW_STEP_S = 10.0  # open, close, a full-resolution still, the last encoder dra
 class PreTriggerRing:
     """The last ``seconds`` of encoded frames (by sensor time), at most ``max_bytes`` of JPEG."""
 
-    def __init__(self, seconds: float, max_bytes: int) -> None:
+    def __init__(self, seconds: float, max_bytes: int,
+                 on_loss: Callable[[str, int], None] | None = None) -> None:
         self.seconds = seconds
         self.max_bytes = max_bytes
+        self._on_loss = on_loss  # ("aged_out" | "ring_overflow", n): the ledger's hook
         self._frames: collections.deque[EncodedFrame] = collections.deque()
         self.bytes = 0
         self.expired = 0  # aged out (normal while waiting armed)
@@ -59,17 +63,31 @@ class PreTriggerRing:
 
     def push(self, frame: EncodedFrame) -> None:
         if self.seconds <= 0 or self.max_bytes <= 0:
-            self.expired += 1
+            self._lose("aged_out", 1)
             return
-        self._frames.append(frame)
+        frames = self._frames
+        frames.append(frame)
         self.bytes += frame.size
         horizon = frame.timestamp_ns - int(self.seconds * 1e9)
-        while self._frames and self._frames[0].timestamp_ns < horizon:
-            self.bytes -= self._frames.popleft().size
-            self.expired += 1
-        while self.bytes > self.max_bytes and len(self._frames) > 1:
-            self.bytes -= self._frames.popleft().size
-            self.overflow += 1
+        aged = over = 0
+        while frames and frames[0].timestamp_ns < horizon:
+            self.bytes -= frames.popleft().size
+            aged += 1
+        while self.bytes > self.max_bytes and len(frames) > 1:
+            self.bytes -= frames.popleft().size
+            over += 1
+        if aged:
+            self._lose("aged_out", aged)
+        if over:
+            self._lose(RING_OVERFLOW, over)
+
+    def _lose(self, why: str, n: int) -> None:
+        if why == RING_OVERFLOW:
+            self.overflow += n
+        else:
+            self.expired += n
+        if self._on_loss is not None:
+            self._on_loss(why, n)
 
     def drain(self) -> list[EncodedFrame]:
         out = list(self._frames)
@@ -79,8 +97,9 @@ class PreTriggerRing:
 
     def clear(self) -> int:
         n = len(self._frames)
-        self.expired += n
         self.drain()
+        if n:
+            self._lose("aged_out", n)
         return n
 
     def __len__(self) -> int:
@@ -98,6 +117,7 @@ class RunnerStats:
     sent_to_store: int = 0
     pretrigger_flushed: int = 0
     stills: int = 0
+    stills_missed: int = 0  # still requests not served before LANDED/SAFE
     faults: int = 0
     restarts: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -123,14 +143,6 @@ def lores(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[: out.shape[0] & ~1, : out.shape[1] & ~1]
 
 
-def value_of(phase: str) -> int:
-    if phase == ARMED:
-        return int(FrameValue.IDLE)
-    if phase == TOUCHDOWN:
-        return int(FrameValue.TOUCHDOWN)
-    return int(FrameValue.DESCENT)
-
-
 class CameraRunner:
     """Runs one camera on its own thread for the whole life of the daemon."""
 
@@ -145,6 +157,7 @@ class CameraRunner:
         max_inflight: int = 8,
         backoff_s: tuple[float, float] = (0.1, 5.0),
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        ledger: Ledger | None = None,
     ) -> None:
         self.camera = camera
         self.cfg = cfg
@@ -155,11 +168,13 @@ class CameraRunner:
         self._max_inflight = max_inflight
         self._backoff = backoff_s
         self._clock_ns = clock_ns
-        self.ring = PreTriggerRing(cfg.pretrigger_s, int(cfg.pretrigger_mb * 1024 * 1024))
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.ring = PreTriggerRing(cfg.pretrigger_s, int(cfg.pretrigger_mb * 1024 * 1024), on_loss=self._ring_loss)
         self.stats = RunnerStats()
-        self._phase = SAFE
-        self._prev_phase = SAFE
-        self.phase_changed_ns = 0
+        # (phase, previous phase, changed at ns, generation): one immutable tuple, replaced whole by the event
+        # path and read once per frame by this runner's thread, so no reader ever sees half a phase change
+        self._state: tuple[str, str, int, int] = (SAFE, SAFE, 0, 0)
+        self._retry = threading.Event()  # set on every phase change: cuts a fault backoff short
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -168,7 +183,9 @@ class CameraRunner:
         self._pending: collections.deque[tuple[Frame, str, Future[bytes] | None]] = collections.deque()
         self._drain_lock = threading.Lock()
         self._kick = False
-        self._last_seq: int | None = None
+        self._last_seq: int | None = None  # the last *video* frame's seq (stills have their own mark)
+        self._still_seqs: list[int] = []  # seqs of stills taken since that video frame
+        self._still_since = False  # a still interrupted the video since that frame
         self._lores_applied: bool | None = None  # what set_lores was last told (None: not since the open)
         self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
         self._rate_window: collections.deque[int] = collections.deque(maxlen=64)
@@ -188,11 +205,11 @@ class CameraRunner:
         self._thread.start()
 
     def set_phase(self, phase: str) -> None:
-        if phase == self._phase:
+        current, _prev, _t, gen = self._state
+        if phase == current:
             return
-        self._prev_phase = self._phase
-        self._phase = phase
-        self.phase_changed_ns = self._clock_ns()
+        self._state = (phase, current, self._clock_ns(), gen + 1)
+        self._retry.set()
         if phase not in (SAFE, LANDED):
             self._idle.clear()
             fps = self.cfg.fps_for(phase)
@@ -208,9 +225,23 @@ class CameraRunner:
         self._stills.append(event)
         self._wake.set()
 
+    def set_ledger(self, ledger: Ledger) -> None:
+        """Count into ``ledger`` from now on (the daemon gives each flight its own, before it arms)."""
+        self.ledger = ledger
+
     @property
     def phase(self) -> str:
-        return self._phase
+        return self._state[0]
+
+    @property
+    def phase_changed_ns(self) -> int:
+        """Monotonic ns of the last phase change (0 before the first)."""
+        return self._state[2]
+
+    @property
+    def in_pipeline(self) -> int:
+        """Frames captured and not yet handed to the store: waiting for the encoder or in the ring."""
+        return len(self._pending) + len(self.ring)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until the camera is closed and every frame went to the store (after SAFE/LANDED)."""
@@ -219,6 +250,7 @@ class CameraRunner:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._retry.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
         self._close_camera()
@@ -258,6 +290,7 @@ class CameraRunner:
             "sensor_gaps": s.sensor_gaps,
             "pretrigger_flushed": s.pretrigger_flushed,
             "stills": s.stills,
+            "stills_missed": s.stills_missed,
             "ring_frames": s.ring_frames,
             "ring_bytes": s.ring_bytes,
             "faults": s.faults,
@@ -284,9 +317,10 @@ class CameraRunner:
     def _run(self) -> None:
         delay = self._backoff[0]
         while not self._stop.is_set():
-            phase = self._phase
+            phase, _prev, _t, gen = self._state
             if phase in (SAFE, LANDED):
                 self._expect("closing", SLOW_STEP_S)
+                self._drop_pending_stills()
                 self._finish_pending()
                 if phase == SAFE and len(self.ring):
                     self.ring.clear()  # disarmed: ARMED frames were never part of a flight
@@ -324,8 +358,7 @@ class CameraRunner:
                 self._expect("restarting", SLOW_STEP_S)
                 self._fault(exc)
                 self._expect("backoff", delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._backoff[1])
+                delay = self._backoff[0] if self._wait_backoff(delay, gen) else min(delay * 2, self._backoff[1])
                 continue
             delay = self._backoff[0]
             self._account(frame)
@@ -335,25 +368,66 @@ class CameraRunner:
         self.stats.state = "stopped"
         self._idle.set()
 
+    def _wait_backoff(self, delay: float, gen: int) -> bool:
+        """Wait out a fault's backoff; True (retry at once, backoff reset) when the phase changed meanwhile."""
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            if self._state[3] != gen:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._retry.wait(left)
+            self._retry.clear()  # the generation check above catches a change made before this clear
+        return False
+
+    def _drop_pending_stills(self) -> None:
+        """Still requests not served before LANDED/SAFE must not leak into the next flight: count them."""
+        n = 0
+        while self._stills:
+            self._stills.popleft()
+            n += 1
+        if n:
+            self.stats.stills_missed += n
+            self.ledger.still_missed(self.name, n)
+
+    def _lose(self, reason: str, n: int = 1) -> None:
+        self.stats.drop(reason, n)
+        self.ledger.lost(self.name, reason, n)
+
+    def _ring_loss(self, why: str, n: int) -> None:
+        if why == RING_OVERFLOW:
+            self.ledger.lost(self.name, RING_OVERFLOW, n)
+        else:
+            self.ledger.aged_out(self.name, n)
+
     def _phase_of(self, frame: Frame, asked_in: str) -> str:
-        """The phase a frame belongs to, by its sensor time (monotonic, like the edge's): a frame exposed
-        before the edge but delivered after it (a queued sensor buffer) belongs to the phase before."""
-        current, previous = self._phase, self._prev_phase
-        if current in (SAFE, LANDED):
-            return asked_in
-        # Only within a second of the edge: a backend on another clock must not be reclassified wholesale.
-        early = self.phase_changed_ns - frame.timestamp_ns
-        if 0 < early < 1_000_000_000 and previous not in (SAFE, LANDED):
-            return previous
-        return current
+        """The phase a frame belongs to (see :func:`camctl.schedule.frame_phase`), from one state snapshot."""
+        return frame_phase(self._state, frame.timestamp_ns, asked_in)
 
     def _account(self, frame: Frame) -> None:
+        """Count a video frame (and the sequence numbers the sensor skipped before it) into the ledger."""
         self.stats.frames_captured += 1
         self._rate_window.append(frame.timestamp_ns)
         self._watch_gap(frame.timestamp_ns)
-        if self._last_seq is not None and frame.seq > self._last_seq + 1:
-            self.stats.sensor_gaps += frame.seq - self._last_seq - 1
-        self._last_seq = frame.seq
+        last, seq, gap = self._last_seq, frame.seq, 0
+        if last is not None and seq > last + 1:
+            gap = seq - last - 1
+            if self._still_since:  # a still took a number (sim) or paused the video (picamera2 mode switch)
+                gap -= sum(1 for s in self._still_seqs if last < s < seq)
+        self._last_seq = seq
+        if gap > 0:
+            self.ledger.captured(self.name, 1 + gap)
+            if self._still_since:
+                self._lose(STILL_GAP, gap)
+            else:
+                self.stats.sensor_gaps += gap
+                self.ledger.lost(self.name, SENSOR_GAP, gap)
+        else:
+            self.ledger.captured(self.name)
+        if self._still_since:
+            self._still_since = False
+            self._still_seqs.clear()
 
     def _submit(self, frame: Frame, phase: str) -> None:
         if frame.jpeg is not None:
@@ -363,17 +437,22 @@ class CameraRunner:
         if len(self._pending) >= self._max_inflight:
             self._drain(block=False)
             if len(self._pending) >= self._max_inflight:
-                self.stats.drop("encoder_behind")
+                self._lose(ENCODER_BEHIND)
                 self._recycle(frame)
                 return
+        value = value_of(phase)
         if frame.yuv420 is not None:  # the camera's own lores stream: encoded as it is
-            fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase))
+            fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase), value=value)
         else:
             image = frame.image
             if self.cfg.lores_in(phase) and self.cfg.lores_size is not None:
                 image = lores(image, self.cfg.lores_size)
                 frame.height, frame.width = int(image.shape[0]), int(image.shape[1])
-            fut = self._pool.submit(image, self.cfg.quality_for(phase))
+            fut = self._pool.submit(image, self.cfg.quality_for(phase), value=value)
+        if fut.cancelled():  # the pool was full of frames worth as much or more (see encode.py)
+            self._lose(ENCODER_BEHIND)
+            self._recycle(frame)
+            return
         with self._drain_lock:
             self._pending.append((frame, phase, fut))
         # route as soon as it is encoded (in order), not when the next frame comes: at 2 fps that is 0.5 s
@@ -405,11 +484,18 @@ class CameraRunner:
             if frame.still and not block and "video_gap_ms" not in self._still_meta.get(id(frame), {}):
                 return  # its video gap is known once the first video frame after it is captured
             self._pending.popleft()
+            if fut is not None and fut.cancelled():  # pushed out of the pool by a frame of higher value
+                if frame.still:
+                    self._still_meta.pop(id(frame), None)
+                else:  # a still shares its pixels with its video twin, recycled after it
+                    self._recycle(frame)
+                self._lose(ENCODER_BEHIND)
+                continue
             if fut is not None:
                 try:
                     jpeg = fut.result()
                 except Exception as exc:
-                    self.stats.drop("encode_error")
+                    self._lose(ENCODE_ERROR)
                     self.stats.last_error = f"encode: {exc}"
                     continue
                 finally:
@@ -469,7 +555,7 @@ class CameraRunner:
         if ok:
             self.stats.sent_to_store += 1
         else:
-            self.stats.drop("store_refused")
+            self._lose(STORE_REFUSED)
 
     def _take_still(self, event: str, phase: str) -> None:
         """Capture a still and queue its quality-95 encode; the capture thread never waits for it.
@@ -478,14 +564,19 @@ class CameraRunner:
         consecutive video frames from the last one before the still to the first one after it. The still is
         held in the pending queue until that frame is captured (or the camera stops)."""
         frame = self.camera.capture_still()
+        frame.still = True  # stills live outside the video sequence: they make no sensor gap
+        self._still_seqs.append(frame.seq)
+        self._still_since = True
+        self.ledger.captured(self.name)
         meta: dict = {"event": event}
         self._still_meta[id(frame)] = meta
         self._gap_watches.append({"meta": meta, "still_ns": frame.timestamp_ns, "prev_ns": self._last_video_ns,
                                   "worst_ns": 0})
         fut: Future[bytes] | None = None
         if frame.jpeg is None:
-            fut = self._pool.submit_yuv(frame.yuv420, 95) if frame.yuv420 is not None else \
-                self._pool.submit(frame.image, 95)
+            still = int(FrameValue.STILL)
+            fut = self._pool.submit_yuv(frame.yuv420, 95, value=still) if frame.yuv420 is not None else \
+                self._pool.submit(frame.image, 95, value=still)
         with self._drain_lock:
             self._pending.append((frame, phase, fut))
         if fut is not None:
@@ -539,4 +630,4 @@ class CameraRunner:
             log.debug("closing camera %s: %s", self.name, exc)
 
     def __repr__(self) -> str:
-        return f"<CameraRunner {self.name!r} {self._phase} {self.stats.state}>"
+        return f"<CameraRunner {self.name!r} {self.phase} {self.stats.state}>"

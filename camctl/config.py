@@ -388,7 +388,14 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
     if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
         raise ConfigError(f"must be even sizes from 16 to 8192 pixels, got {w}x{h}", key=t.path("size"))
     fps_t = t.table("fps")
-    base = dict(ROLE_FPS.get(role, ROLE_FPS["down"]))
+    recording = phases.order[1:-1]
+    if role not in ROLE_FPS:  # a free name has no schedule to fall back on: it must give every phase's rate
+        missing = [p for p in recording if p not in fps_t.data]
+        if missing:
+            raise ConfigError(f"unknown role {role!r} (roles with a schedule: {', '.join(sorted(ROLE_FPS))}); "
+                              f"a role of your own needs [cameras.fps] for {', '.join(missing)}",
+                              key=t.path("role"))
+    base = dict(ROLE_FPS.get(role, {}))
     for phase, value in fps_t.data.items():
         key = fps_t.path(phase)
         fps_t.used.add(phase)
@@ -416,6 +423,9 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         if not (16 <= lw <= w and 16 <= lh <= h):
             raise ConfigError(f"must be from 16x16 up to the main size {w}x{h}, got {lw}x{lh}",
                               key=t.path("lores_size"))
+        if lw % 2 or lh % 2:  # I420 halves both axes for its chroma planes
+            raise ConfigError(f"must be even sizes (4:2:0 chroma halves both), got {lw}x{lh}",
+                              key=t.path("lores_size"))
         lores_size = (lw, lh)
     lores_phases = t.get("lores_phases", [])
     if not isinstance(lores_phases, list) or not all(isinstance(x, str) for x in lores_phases):
@@ -439,6 +449,11 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         ft.done()
     if faults and backend != "sim":
         raise ConfigError("fault injection is only for the sim backend", key=t.path("faults"))
+    pre_s = t.num("pretrigger_s", CameraConfig.pretrigger_s, lo=0, hi=600)
+    pre_mb = t.num("pretrigger_mb", CameraConfig.pretrigger_mb, lo=0)
+    if pre_s > 0 and pre_mb == 0:
+        raise ConfigError(f"is 0 while pretrigger_s = {pre_s:g}: the ring would hold nothing "
+                          f"(set pretrigger_s = 0 to turn it off)", key=t.path("pretrigger_mb"))
     controls = _controls(t.table("controls"))
     if controls != CameraControls() and backend != "picamera2":
         raise ConfigError("camera controls are only for the picamera2 backend", key=t.path("controls"))
@@ -449,8 +464,8 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         index=t.num("index", index, lo=0, hi=16, integer=True),
         size=(w, h),
         jpeg_quality=t.num("jpeg_quality", CameraConfig.jpeg_quality, lo=1, hi=100, integer=True),
-        pretrigger_s=t.num("pretrigger_s", CameraConfig.pretrigger_s, lo=0, hi=600),
-        pretrigger_mb=t.num("pretrigger_mb", CameraConfig.pretrigger_mb, lo=0),
+        pretrigger_s=pre_s,
+        pretrigger_mb=pre_mb,
         fps=fps,
         encoder=t.str("encoder", CameraConfig.encoder, choices=("auto", "hardware", "software")),
         stills=tuple(stills),
@@ -542,6 +557,14 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
                 raise ConfigError(f"camera name {n!r} is used twice", key=f"cameras[{i}].name")
             if n == "events":
                 raise ConfigError("'events' is reserved for the event log", key=f"cameras[{i}].name")
+        claimed: dict[int, str] = {}
+        for i, cam in enumerate(cameras):
+            if cam.backend != "picamera2":
+                continue
+            if cam.index in claimed:  # two runners would fight over one sensor
+                raise ConfigError(f"camera index {cam.index} is already used by camera {claimed[cam.index]!r}",
+                                  key=f"cameras[{i}].index")
+            claimed[cam.index] = cam.name
         gpio = _gpio(top.table("gpio"))
         known_events = {*RESERVED_EVENTS, *(e for e, _ in phases.triggers)}
         for line in gpio.lines:

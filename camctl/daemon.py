@@ -46,6 +46,7 @@ from camctl.events import EventRecord, PhaseMachine, Transition
 from camctl.exc import CamctlError, CommandRefused, ConfigError, ResumeError, StoreError
 from camctl.frames import EncodedFrame
 from camctl.gpio import EventLines
+from camctl.ledger import Ledger, store_reason
 from camctl.sdnotify import Notifier
 
 __all__ = ["Daemon", "read_daemon_info", "read_mock_levels", "running_daemon", "tune_malloc"]
@@ -134,6 +135,12 @@ class Daemon:
         self._finished_store: Any = None  # the last store _finish_flight is done with (serving gate)
         self._lock = threading.RLock()
         self._unlogged: collections.deque[dict] = collections.deque(maxlen=1000)
+        # hands the event log over from "no store yet" (_unlogged) to the opened store; never held over I/O
+        self._log_lock = threading.Lock()
+        self.ledger = Ledger()  # the current flight's frame accounting (a new one at every arm)
+        self._store_ledger: Ledger | None = None  # the ledger whose records go to self.store's event log
+        self._opening: threading.Thread | None = None
+        self._finish_started: Any = None  # the store a finishing thread was started for
         self._stop = threading.Event()
         self._closed = False
         self._started = False
@@ -144,7 +151,12 @@ class Daemon:
         self._seeds = {c.name: c.seed or i for i, c in enumerate(cfg.cameras)}
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
                                     on_transition=self._on_transition, on_record=self._on_record)
-        self.pool = EncoderPool(cfg.encode.threads)
+        # one budget of waiting frames for the whole board, value-ordered across cameras (see encode.py); a
+        # camera's own limit (waiting + encoding) is above it, so a TOUCHDOWN camera never drops at its own
+        # cap while another camera's ARMED frames wait
+        capacity = cfg.encode.max_inflight * max(1, len(cfg.cameras))
+        self.pool = EncoderPool(cfg.encode.threads, capacity=capacity)
+        per_camera = capacity + cfg.encode.threads
         self.runners: dict[str, CameraRunner] = {}
         self.lines: EventLines | None = None
         self.publisher: Any = None
@@ -154,7 +166,7 @@ class Daemon:
                     else make_camera(cam_cfg, seed=self._seeds[cam_cfg.name])
                 self.runners[cam_cfg.name] = CameraRunner(
                     camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
-                    max_inflight=cfg.encode.max_inflight)
+                    max_inflight=per_camera, ledger=self.ledger)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None)
             self.publisher = Publisher(self, cfg.publish)
@@ -200,14 +212,18 @@ class Daemon:
 
     def status(self) -> dict:
         store_stats = self.store.stats() if self.store is not None else {}
+        totals = self.ledger.totals()
         cams = {}
         for name, runner in self.runners.items():
             snap = runner.snapshot()
             st = store_stats.get(name, {})
-            dropped = dict(snap.pop("dropped_by_reason"))
+            led = totals.get(name) or {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0}
+            dropped = dict(led["dropped"])  # this flight's losses by reason: the runner's and the store's
             for reason, n in (st.get("dropped") or {}).items():
-                dropped[f"store_{reason}"] = dropped.get(f"store_{reason}", 0) + n
-            dropped.pop("store_refused", None)  # the store counts those itself, by reason
+                key = store_reason(reason)
+                dropped[key] = dropped.get(key, 0) + n
+            stored = int(st.get("frames_stored", 0))
+            pending = runner.in_pipeline + int(st.get("queued", 0))
             state, last_error = snap["state"], snap["last_error"]
             if runner.isolated:
                 state = "isolated"
@@ -235,6 +251,10 @@ class Daemon:
                 "dropped_by_reason": dropped,
                 "last_error": last_error,
                 "activity": runner.activity,
+                # captured = stored + dropped + aged_out (+ pending while frames are on their way)
+                "ledger": {"captured": led["captured"], "stored": stored, "dropped": sum(dropped.values()),
+                           "aged_out": led["aged_out"], "pending": pending,
+                           "stills_missed": led["stills_missed"]},
             }
         return {
             "board": self.board,
@@ -297,6 +317,9 @@ class Daemon:
                 self._save_mock_levels()
         else:
             self.machine.handle(event, source="operator")
+        opening = self._opening
+        if opening is not None:  # an operator's arm returns with the flight open (GPIO edges never wait)
+            opening.join(timeout=30)
         rec = self.machine.records[-1] if self.machine.records else None
         return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
                 "outcome": rec.outcome if rec is not None else ""}
@@ -355,8 +378,13 @@ class Daemon:
         self._publish("event", d)
 
     def _on_transition(self, tr: Transition) -> None:
+        # Runs under the phase machine's lock, on the GPIO (or timer, or operator) thread: no disk I/O here.
         # The capture schedule first: this is the trigger latency. Opening a flight (directories, fsyncs)
-        # comes after, which is safe because ARMED frames only go to the RAM ring.
+        # happens on its own thread, which is safe because ARMED frames only go to the RAM ring.
+        if tr.phase_to == ARMED:
+            self.ledger = Ledger()  # runners are idle in SAFE: nothing is counted between these lines
+            for runner in self.runners.values():
+                runner.set_ledger(self.ledger)
         for runner in self.runners.values():
             runner.set_phase(tr.phase_to)
             if tr.event in runner.cfg.stills:
@@ -365,7 +393,10 @@ class Daemon:
                  extra={"event": tr.event, "phase": tr.phase_to, "phase_from": tr.phase_from, "source": tr.source,
                         "board": self.board, "flight": self.flight})
         if tr.phase_to == ARMED:
-            self._open_flight()
+            t = threading.Thread(target=self._open_flight, args=(self.ledger,), name="camctl-open-flight",
+                                 daemon=True)
+            self._opening = t
+            t.start()
         rec = {"kind": "phase", "name": tr.phase_to, "phase_from": tr.phase_from, "phase_to": tr.phase_to,
                "event": tr.event, "source": tr.source, "mono_ns": tr.mono_ns, "wall_ns": tr.wall_ns,
                "skipped": list(tr.skipped)}
@@ -375,11 +406,21 @@ class Daemon:
             store.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
         if tr.phase_from == LANDED and tr.phase_to == SAFE and self.flight:
-            self._save_disarmed(self.flight, tr.wall_ns)
-        if tr.phase_to in (LANDED, SAFE) and store is not None and not store.finished:
-            t = threading.Thread(target=self._finish_flight, args=(store,), name="camctl-finish", daemon=True)
-            self._finishing = t
-            t.start()
+            # a small atomic JSON write: on its own thread, never under the phase machine's lock
+            threading.Thread(target=self._save_disarmed, args=(self.flight, tr.wall_ns), name="camctl-disarmed",
+                             daemon=True).start()
+        if tr.phase_to in (LANDED, SAFE) and store is not None:
+            self._start_finishing(store, self._store_ledger)
+
+    def _start_finishing(self, store: Any, ledger: Ledger | None) -> None:
+        """Finish ``store`` on its own thread, once (the transition and a late flight open may both ask)."""
+        with self._log_lock:
+            if store.finished or store is self._finish_started:
+                return
+            self._finish_started = store
+        t = threading.Thread(target=self._finish_flight, args=(store, ledger), name="camctl-finish", daemon=True)
+        self._finishing = t
+        t.start()
 
     def _save_disarmed(self, flight: str, wall_ns: int) -> None:
         from camctl.store.index import write_json_atomic
@@ -398,19 +439,30 @@ class Daemon:
     def _sink(self, frame: EncodedFrame) -> bool:
         store = self.store
         if store is None or store.finished:
-            return False
-        return store.put(frame)
+            return False  # the runner counts it: store_refused
+        store.put(frame)  # False: the store dropped it and counted it under its own reason (its drop records)
+        return True
 
     def _on_fault(self, rec: dict) -> None:
         self._log_record(rec)
         self._publish("fault", {"board": self.board, **rec})
 
     def _log_record(self, rec: dict) -> None:
-        store = self.store
-        if store is not None and not store.finished:
-            store.log_event(rec)
-        else:
-            self._unlogged.append(rec)
+        with self._log_lock:  # log_event only queues: this lock is never held over I/O
+            store = self.store
+            if store is not None and not store.finished:
+                store.log_event(rec)
+            else:
+                self._unlogged.append(rec)
+
+    def _flush_ledger(self) -> None:
+        """Write what the ledger counted since its last flush to the open flight's event log."""
+        with self._log_lock:
+            store, ledger = self.store, self._store_ledger
+            if store is None or ledger is None or store.finished:
+                return
+            for rec in ledger.flush():
+                store.log_event(rec)
 
     def _publish(self, topic: str, body: dict) -> None:
         pub = self.publisher
@@ -418,7 +470,7 @@ class Daemon:
             pub.publish(topic, body)
 
     # -- flights -------------------------------------------------------------------------------------
-    def _open_flight(self) -> None:
+    def _open_flight(self, ledger: Ledger) -> None:
         from camctl.store import FlightStore, new_flight_id
 
         with self._lock:
@@ -431,25 +483,31 @@ class Daemon:
                 log.error("cannot open flight %s in %s: %s", flight, self.store_root, exc)
                 self._publish("fault", {"board": self.board, "kind": "store", "message": str(exc)})
                 return
-            self.store, self.flight = store, flight
-            while self._unlogged:
-                store.log_event(self._unlogged.popleft())
+            with self._log_lock:
+                self.store, self.flight, self._store_ledger = store, flight, ledger
+                while self._unlogged:
+                    store.log_event(self._unlogged.popleft())
             store.log_event({"kind": "flight", "name": "open", "board": self.board, "flight": flight,
                              "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns(),
                              "cameras": {n: {"role": r.cfg.role, "size": list(r.cfg.size),
                                              "fps": dict(r.cfg.fps)} for n, r in self.runners.items()}})
             store.commit()
+        if self.machine.phase in (SAFE, LANDED):  # disarmed (or landed) while the files were being opened
+            self._start_finishing(store, ledger)
 
     def _on_drop(self, rec: dict) -> None:
         self._publish("disk", {"board": self.board, **rec})
 
-    def _finish_flight(self, store: Any) -> None:
+    def _finish_flight(self, store: Any, ledger: Ledger | None) -> None:
         for runner in self.runners.values():
             if runner.isolated:  # stuck in its backend: its last frames are not coming
                 continue
             if not runner.wait_idle(timeout=30):
                 log.warning("camera %s did not stop in time; finishing the flight without its last frames",
                             runner.name)
+        if ledger is not None and not store.finished:  # the last interval, before the files close
+            for rec in ledger.flush():
+                store.log_event(rec)
         try:
             store.finish()
         except Exception as exc:  # never let a finish error kill the daemon; recovery repairs on restart
@@ -563,8 +621,11 @@ class Daemon:
             log.error("not resuming flight %s: %s", state.flight, exc)
             store.close()
             return
-        self.store, self.flight = store, state.flight
+        self.ledger = Ledger()  # the books of this run of the flight (frames in flight at the crash are gone)
+        with self._log_lock:
+            self.store, self.flight, self._store_ledger = store, state.flight, self.ledger
         for runner in self.runners.values():
+            runner.set_ledger(self.ledger)
             runner.set_phase(state.phase)
         self.resumed = rec
         store.log_event(rec)
@@ -721,6 +782,7 @@ class Daemon:
                 self.notifier.watchdog()
                 next_wd = now + wd
             if now >= next_status:
+                self._flush_ledger()
                 self.notifier.status(self._status_line())
                 self._publish("status", self.status())
                 next_status = now + 1.0
@@ -743,10 +805,14 @@ class Daemon:
                 runner.abandon()
             else:
                 runner.stop()
+        opening = self._opening
+        if opening is not None:
+            opening.join(timeout=30)
         finishing = self._finishing
         if finishing is not None:
             finishing.join(timeout=30)
         if self.store is not None and not self.store.finished:
+            self._flush_ledger()
             try:
                 self.store.finish()
             except Exception as exc:

@@ -84,7 +84,8 @@ class EventRecord:
 
 
 class PhaseMachine:
-    """Thread-safe phase machine. ``handle`` is O(1) and never blocks on I/O (callbacks must not either)."""
+    """Thread-safe phase machine. ``handle`` is O(1) and never blocks on I/O (callbacks must not either:
+    they run under the machine's lock, so that transitions reach them in order)."""
 
     def __init__(
         self,
@@ -115,7 +116,8 @@ class PhaseMachine:
 
     @property
     def phase(self) -> str:
-        return self._phase
+        with self._lock:  # every phase field is written under this lock; read it there too
+            return self._phase
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -123,7 +125,7 @@ class PhaseMachine:
 
     def in_flight(self) -> bool:
         """True from the first descent phase until LANDED (no disarm, no serving by default)."""
-        return self._phase not in (SAFE, ARMED, LANDED)
+        return self.phase not in (SAFE, ARMED, LANDED)
 
     # -- events -----------------------------------------------------------------------------------------
     def handle(self, event: str, *, source: str = "operator", mono_ns: int | None = None,

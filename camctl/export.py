@@ -46,6 +46,7 @@ import numpy as np
 import simplejpeg
 
 from camctl.exc import ConfigError
+from camctl.ledger import ledger_marks
 from camctl.sheet import (
     BG,
     OFFSETS_S,
@@ -153,6 +154,52 @@ def _load_flight(ref: FlightRef) -> _Flight:
         if segs:
             cams[sub.name] = segs
     return _Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=cams)
+
+
+_NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared trigger edge
+
+
+def _edges(fl: _Flight) -> dict[str, int]:
+    """Event name -> monotonic ns of the first phase change that a GPIO trigger edge caused on this board."""
+    out: dict[str, int] = {}
+    for r in fl.events:
+        ev, mono = r.get("event"), r.get("mono_ns")
+        if (r.get("kind") == "phase" and r.get("source") == "gpio" and isinstance(ev, str)
+                and ev not in _NOT_EDGES and isinstance(mono, int)):
+            out.setdefault(ev, mono)
+    return out
+
+
+def align_set(fset: list[_Flight], *, prefer: str = "release") -> dict[str, dict]:
+    """Put the boards of a flight set on one zero: a GPIO trigger edge every board saw (``prefer`` if they all
+    saw it, else the earliest such edge on the first board). With no edge common to all, the edge most boards
+    saw is the zero of those boards; any board without the chosen edge is marked unaligned, with the reason,
+    and keeps its own first event as zero: it is never shifted onto the others silently.
+
+    Sets each flight's ``t0_ns`` and ``tb.aligned``; returns ``{board: {"aligned", "edge", "reason"}}``."""
+    edges = [_edges(fl) for fl in fset]
+    common = set.intersection(*(set(e) for e in edges)) if edges else set()
+    if common:
+        edge: str | None = prefer if prefer in common else min(common, key=lambda ev: edges[0][ev])
+    else:
+        counts: dict[str, int] = {}
+        for e in edges:
+            for ev in e:
+                counts[ev] = counts.get(ev, 0) + 1
+        edge = min(counts, key=lambda ev: (-counts[ev], ev != prefer, ev)) if counts else None
+    report: dict[str, dict] = {}
+    for fl, e in zip(fset, edges, strict=True):
+        if edge is not None and edge in e:
+            fl.t0_ns = fl.tb.t0_ns = e[edge]
+            fl.tb.aligned, reason = True, ""
+        else:
+            reason = (f"no {edge!r} edge in its event log (its GPIO edges: {', '.join(sorted(e)) or 'none'})"
+                      if edge is not None else "no GPIO trigger edge in its event log")
+            fl.t0_ns = next((int(r["mono_ns"]) for r in fl.events if isinstance(r.get("mono_ns"), int)), None)
+            fl.tb.t0_ns, fl.tb.aligned = fl.t0_ns, False
+        fl.tb.unaligned_reason = reason
+        report[fl.board] = {"aligned": not reason, "edge": edge if not reason else None, "reason": reason}
+    return report
 
 
 def _flight_sets(flights: list[_Flight]) -> list[list[_Flight]]:
@@ -450,16 +497,13 @@ def _lane(cam: _CamData) -> Lane:
     times = np.array(cam.times, dtype=np.int64)
     lane = Lane(cam.board, cam.camera, (times - (fl.t0_ns or 0)) / 1e9 if fl.t0_ns is not None else
                 np.zeros(len(times)), phases=[(fl.rel(t), ph) for t, ph in fl.tb.phases])
-    for rec in fl.events:
-        if rec.get("kind") not in ("fault", "drop") or not isinstance(rec.get("mono_ns"), int):
+    for rec in fl.events:  # faults of this camera, or of the board when the record names no camera
+        if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
             continue
-        if rec.get("camera") not in (None, cam.camera):
-            continue
-        t = fl.rel(rec["mono_ns"])
-        if rec["kind"] == "fault":
-            lane.faults.append((t, str(rec.get("error") or rec.get("name") or "fault")))
-        else:
-            lane.drops.append((t, str(rec.get("name") or rec.get("reason") or "dropped"), int(rec.get("count", 1))))
+        if rec.get("camera") in (None, cam.camera):
+            lane.faults.append((fl.rel(rec["mono_ns"]), str(rec.get("error") or rec.get("name") or "fault")))
+    # every loss of this camera, by reason (the ledger's intervals and the store's drops: camctl.ledger)
+    lane.drops += [(fl.rel(mono), reason, n) for mono, c, reason, n in ledger_marks(fl.events) if c == cam.camera]
     for p in cam.stills:
         i = int(np.searchsorted(times, p.ts))
         g0 = times[i - 1] if i > 0 else p.ts
@@ -510,6 +554,12 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                 name += "_"
             used_names.add(name)
             set_dir = out / name
+            alignment = align_set(fset)
+            for board, a in alignment.items():
+                if not a["aligned"]:
+                    res.notes.append(f"{name}: {board} is UNALIGNED: {a['reason']}; its times are its own")
+            set_dir.mkdir(parents=True, exist_ok=True)
+            (set_dir / "alignment.json").write_text(json.dumps(alignment, indent=1, sort_keys=True))
             ref, events = _sheet_events(fset) if contact_sheet else (None, [])
             cams: list[_CamData] = []
             frames_dir = set_dir / "frames" if frames else None

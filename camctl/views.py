@@ -122,6 +122,7 @@ class TimeBase:
     phases: list[tuple[int, str]]  # (mono_ns, phase entered), in order
     event_ns: dict[str, int]  # event name -> mono_ns of the first transition it caused
     event_phase: dict[str, str]  # event name -> the phase that transition entered
+    unaligned_reason: str = ""  # why t0 is not a release edge (the board's times cannot be compared)
 
     @classmethod
     def from_events(cls, events: Iterable[dict], *, release: str = "release") -> TimeBase:
@@ -142,9 +143,14 @@ class TimeBase:
             event_phase.setdefault(ev, phases[-1][1])
             if first_descent is None and r.get("phase_from") == "ARMED":
                 first_descent = mono
-        t0 = event_ns.get(release, first_descent)
-        return cls(t0_ns=t0, aligned=t0 is not None, wall_offset_ns=wall_offset, phases=phases,
-                   event_ns=event_ns, event_phase=event_phase)
+        t0 = event_ns.get(release)
+        reason = ""
+        if t0 is None:  # its own first descent edge is a zero for this board alone, never an aligned one
+            t0 = first_descent
+            reason = f"no {release!r} edge in its event log" + (
+                "; times are from its first descent phase" if t0 is not None else "")
+        return cls(t0_ns=t0, aligned=not reason, wall_offset_ns=wall_offset, phases=phases,
+                   event_ns=event_ns, event_phase=event_phase, unaligned_reason=reason)
 
     def rel_s(self, mono_ns: int) -> float:
         """Seconds from t0 (0.0 when there is no t0)."""
@@ -202,9 +208,12 @@ def _same_files(flight_dir: Path, index: dict) -> bool:
 
 def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     """The ``ls`` record of one flight: per camera frames, stills, time range from release, sizes."""
+    from camctl.ledger import balance, read_ledger
+
     index, how, listed = _index_for(ref.path)
     events = load_events(ref.path)
     tb = TimeBase.from_events(events)
+    ledger = read_ledger(events)
     cams: dict[str, dict] = {}
     for name, cam in sorted(index.get("cameras", {}).items()):
         segs = cam.get("segments", [])
@@ -224,6 +233,7 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
             "segments": len(segs),
             "partial_files": partial,
             "phases": dict(cam.get("phases", {})),
+            "ledger": balance(ledger.get(name), int(cam.get("frames", 0))),  # stills are frames too
         }
     kinds: dict[str, int] = {}
     for r in events:
@@ -231,8 +241,9 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     return {
         "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
+        "aligned": tb.aligned, "unaligned_reason": tb.unaligned_reason,
         "events": len(events), "faults": kinds.get("fault", 0),
-        "drops": sum(int(r.get("count", 1)) for r in events if r.get("kind") == "drop"),
+        "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),  # ledger + store drop records
         # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
         "losses": [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
                    for r in events if r.get("kind") == "loss"],
@@ -260,6 +271,8 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
     """Print ``ls`` records as one rich table per flight."""
     from rich.table import Table
 
+    from camctl.ledger import describe
+
     console = console or _console()
     for fl in flights:
         note = f"index {fl['index']}"
@@ -268,7 +281,9 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
             note += f", {seg_total} of {fl['segments_listed']} segments downloaded"
         console.print(f"[b]{fl['board']} / {fl['flight']}[/b]  release {fl['release_wall'] or '?'}  "
                       f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  "
-                      f"losses {len(fl.get('losses', []))}  ({note})", soft_wrap=True)
+                      f"losses {len(fl.get('losses', []))}  ({note})"
+                      + (f"  UNALIGNED: {fl['unaligned_reason']}" if fl.get("unaligned_reason") else ""),
+                      soft_wrap=True)
         for loss in fl.get("losses", []):
             console.print(f"  lost at recovery: {loss.get('segment')} bytes {loss.get('range')} "
                           f"({loss.get('reason')}), frames after seq {loss.get('seq_after')}", markup=False)
@@ -281,6 +296,9 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
                           str(c["segments"]) + (f" (+{len(c['partial_files'])} partial)" if c["partial_files"]
                                                 else ""))
         console.print(table)
+        for name, c in fl["cameras"].items():
+            if "ledger" in c and name not in ("thumbs", "export"):
+                console.print("  " + describe(name, c["ledger"]), soft_wrap=True)
 
 
 def ls_local(directory: Path, *, json_out: bool = False) -> int:

@@ -250,7 +250,7 @@ def test_encoder_behind_drops_instead_of_blocking():
             self.release = threading.Event()
             self.inner = EncoderPool(1)
 
-        def submit(self, image, quality=85):
+        def submit(self, image, quality=85, **_kw):
             def job():
                 self.release.wait(10)
                 return b"\xff\xd8fake"

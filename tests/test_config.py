@@ -87,6 +87,21 @@ def test_custom_descent_phases():
         ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [1280, 720]}]},
          "cameras[0].lores_size: must be from 16x16 up to the main size 640x480"),
         ({"extra": 1}, "extra: unknown key"),
+        # issue 16: what used to change a flight silently
+        ({"cameras": [{"name": "a", "role": "dwn"}]}, "cameras[0].role: unknown role 'dwn' (roles with a schedule"),
+        ({"cameras": [{"name": "a", "role": "belly", "fps": {"ARMED": 2, "DESCENT": 30}}]},
+         "cameras[0].role: unknown role 'belly' (roles with a schedule: down, side, up); a role of your own needs "
+         "[cameras.fps] for SEPARATION, TOUCHDOWN"),
+        ({"cameras": [{"name": "a", "index": 1}, {"name": "b", "index": 1}]},
+         "cameras[1].index: camera index 1 is already used by camera 'a'"),
+        ({"cameras": [{"name": "a"}, {"name": "b", "index": 0}]},
+         "cameras[1].index: camera index 0 is already used by camera 'a'"),
+        ({"cameras": [{"name": "a", "pretrigger_mb": 0}]},
+         "cameras[0].pretrigger_mb: is 0 while pretrigger_s = 2: the ring would hold nothing"),
+        ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [321, 240]}]},
+         "cameras[0].lores_size: must be even sizes"),
+        ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [320, 241]}]},
+         "cameras[0].lores_size: must be even sizes"),
     ],
 )
 def test_errors_name_the_key(patch, message):
@@ -153,6 +168,16 @@ def test_cli_user_mistakes_are_one_line(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "camctl", *args], capture_output=True, text=True, timeout=60)
     assert r.returncode in (1, 2) and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_what_is_still_allowed_around_the_new_checks():
+    """Sims may share an index; a ring turned off whole is fine; a free role with every rate is fine."""
+    cfg = parse_config({"board": "b", "cameras": [
+        {"name": "a", "backend": "sim", "index": 0, "pretrigger_s": 0, "pretrigger_mb": 0},
+        {"name": "b", "backend": "sim", "index": 0, "role": "belly",
+         "fps": {"ARMED": 1, "DESCENT": 20, "SEPARATION": 40, "TOUCHDOWN": 20}},
+        {"name": "c", "index": 0}, {"name": "d", "index": 1, "lores_size": [320, 240], "size": [640, 480]}]})
+    assert cfg.cameras[1].fps_for("SEPARATION") == 40.0 and cfg.cameras[0].pretrigger_mb == 0
 
 
 # --- [cameras.controls] (issue 12) --------------------------------------------------------------------

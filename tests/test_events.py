@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -232,6 +233,354 @@ def test_close_twice_and_unknown_line():
     lines.close()
     lines.close()
     assert lines.closed
+
+
+# --- timers and line filter facts a mutant could break (issue 16) -----------------------------------------
+def test_touchdown_timeout_lands_before_post_touchdown():
+    clock = FakeClock()
+    m = machine("TOUCHDOWN", clock, post_touchdown_s=3.0, timeouts_s=(("TOUCHDOWN", 1.0),))
+    assert m.deadline_ns() == (clock.t + 10**9, "LANDED")
+    clock.advance(0.999)
+    assert m.tick() is None
+    clock.advance(0.002)
+    tr = m.tick()
+    assert (tr.phase_from, tr.phase_to, tr.event) == ("TOUCHDOWN", "LANDED", "timeout")
+
+
+def test_armed_phase_timeout_disarms_to_safe():
+    clock = FakeClock()
+    m = machine("ARMED", clock, timeouts_s=(("ARMED", 5.0),))
+    assert m.deadline_ns() == (clock.t + 5 * 10**9, "SAFE")
+    clock.advance(5.001)
+    tr = m.tick()
+    assert (tr.phase_from, tr.phase_to) == ("ARMED", "SAFE")
+    assert m.deadline_ns() is None  # no descent timer left running after an auto-disarm
+
+
+def _edges_with_min_pulse(clock: FakeClock):
+    got: list[tuple[str, int]] = []
+    fired = threading.Event()
+
+    def on_edge(ev, t, line):
+        got.append((ev, t))
+        fired.set()
+
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=40, lines=LINES), on_edge,
+                       pin_factory=MockFactory(), clock_ns=clock)
+    return lines, got, fired
+
+
+def _driven(lines: EventLines, event: str, active: bool) -> tuple[int, int]:
+    """Drive a mock line; the monotonic window (ns) the pin's edge time must fall in."""
+    before = time.monotonic_ns()
+    lines.drive(event, active)
+    return before - 1_000, time.monotonic_ns() + 1_000  # MockPin ticks are float seconds: allow rounding
+
+
+def test_min_pulse_edge_is_stamped_at_the_edge_not_at_confirmation():
+    lines, got, fired = _edges_with_min_pulse(FakeClock())
+    try:
+        lo, hi = _driven(lines, "release", True)
+        assert fired.wait(5)  # confirmed 40 ms later
+        assert [ev for ev, _ in got] == ["release"] and lo <= got[0][1] <= hi, (lo, got, hi)
+    finally:
+        lines.close()
+
+
+def test_a_glitch_then_a_held_press_fires_once_stamped_at_the_press():
+    """The release of a glitch must cancel its confirmation: else the glitch's timer, finding the line held
+    again by a later press, fires an edge stamped at the glitch (and the press fires a second one)."""
+    clock = FakeClock()
+    lines, got, fired = _edges_with_min_pulse(clock)
+    try:
+        lines.drive("release", True)
+        lines.drive("release", False)  # a glitch
+        time.sleep(0.005)  # the stimulus: the real press comes 5 ms later, within the glitch's 40 ms window
+        lo, hi = _driven(lines, "release", True)  # ... and is held
+        assert fired.wait(5)
+        fired.clear()
+        assert not fired.wait(0.3)  # well past both windows: no second edge
+        assert [ev for ev, _ in got] == ["release"] and lo <= got[0][1] <= hi, (lo, got, hi)
+    finally:
+        lines.close()
+
+
+# --- what mutation testing asked for (README: "Mutation testing") -----------------------------------------
+class Wall:
+    def __init__(self) -> None:
+        self.t = 1_700_000_000_000_000_000
+
+    def __call__(self) -> int:
+        self.t += 1
+        return self.t
+
+
+def test_every_record_and_callback_carries_the_whole_story():
+    clock, wall = FakeClock(), Wall()
+    seen_tr, seen_rec = [], []
+    m = PhaseMachine(PhasesConfig(), clock_ns=clock, wall_ns=wall, on_transition=seen_tr.append,
+                     on_record=seen_rec.append)
+    m.handle("release")  # ignored: not armed
+    m.handle("arm")  # default source: the operator
+    clock.advance(1)
+    m.handle("separation", source="gpio", mono_ns=clock.t - 5)  # the edge's own time, not the clock's
+    assert seen_rec == m.records and seen_tr == m.history
+    r0, r1, r2 = m.records
+    assert (r0.name, r0.source, r0.phase, r0.outcome, r0.mono_ns, r0.phase_to) == (
+        "release", "operator", "SAFE", "not_armed", 1_000_000_000, "")
+    assert (r1.source, r1.phase, r1.outcome, r1.phase_to) == ("operator", "SAFE", "transition", "ARMED")
+    assert (r2.source, r2.phase, r2.phase_to, r2.mono_ns) == ("gpio", "ARMED", "SEPARATION", clock.t - 5)
+    assert all(isinstance(r.wall_ns, int) and r.wall_ns > wall.t - 10 for r in m.records)
+    tr = m.history[-1]
+    assert (tr.phase_from, tr.phase_to, tr.event, tr.source, tr.mono_ns, tr.skipped) == (
+        "ARMED", "SEPARATION", "separation", "gpio", clock.t - 5, ("DESCENT",))
+    assert m.history[0].skipped == ()  # SAFE -> ARMED skips nothing (and from SAFE nothing is "skipped")
+    assert r0.to_dict()["kind"] == "event" and r0.to_dict()["outcome"] == "not_armed"
+
+
+def test_a_bounce_record_names_its_source_and_time():
+    clock = FakeClock()
+    m = PhaseMachine(PhasesConfig(), bounce_ms=5, clock_ns=clock)
+    m.handle("arm", source="gpio", line="gpio17")
+    m.handle("arm", source="gpio", line="gpio17")  # 0 ns later: still a bounce
+    rec = m.records[-1]
+    assert (rec.outcome, rec.source, rec.mono_ns) == ("bounce", "gpio", clock.t)
+
+
+def test_bounce_window_edges():
+    clock = FakeClock()
+    m = PhaseMachine(PhasesConfig(), bounce_ms=5, clock_ns=clock)
+    m.handle("arm", line="gpio17")
+    clock.t += 5_000_000 - 1
+    m.handle("arm", line="gpio17")
+    assert m.records[-1].outcome == "bounce"  # inside the window by 1 ns
+    clock.t += 5_000_000  # exactly one window after the last edge: a new edge
+    m.handle("arm", line="gpio17")
+    assert m.records[-1].outcome == "duplicate"
+    m.handle("arm")  # no line (operator): never debounced
+    assert m.records[-1].outcome == "duplicate"
+
+
+def test_no_debounce_by_default():
+    m = PhaseMachine(PhasesConfig(), clock_ns=FakeClock())
+    m.handle("arm", line="gpio17")
+    m.handle("disarm", line="gpio18")
+    m.handle("arm", line="gpio17")  # same instant, same line: with no bounce_ms this is a real edge
+    assert [r.outcome for r in m.records] == ["transition", "transition", "transition"]
+
+
+def test_timers_fire_at_their_exact_nanosecond():
+    clock = FakeClock()
+    m = machine("DESCENT", clock, descent_timeout_s=10.0)
+    due = clock.t + 10 * 10**9
+    assert m.deadline_ns() == (due, "TOUCHDOWN")
+    assert m.tick(due - 1) is None
+    assert m.tick(due).phase_to == "TOUCHDOWN"  # at the deadline, not a tick after it
+    clock2 = FakeClock()
+    a = machine("ARMED", clock2, armed_timeout_s=2.5)
+    assert a.deadline_ns() == (clock2.t + 2_500_000_000, "SAFE")
+    assert a.tick(clock2.t + 2_499_999_999) is None and a.phase == "ARMED"
+    assert machine("ARMED", FakeClock(), armed_timeout_s=0.0).deadline_ns() is None
+    clock3 = FakeClock()
+    assert machine("ARMED", clock3, armed_timeout_s=0.5).deadline_ns() == (clock3.t + 500_000_000, "SAFE")
+
+
+def test_the_descent_timer_starts_at_the_first_descent_phase_only():
+    clock = FakeClock()
+    m = machine("ARMED", clock, descent_timeout_s=10.0)
+    clock.advance(100)
+    assert m.deadline_ns() is None  # ARMED is not a descent phase: no backup timer yet
+    m.handle("release")
+    assert m.deadline_ns() == (clock.t + 10 * 10**9, "TOUCHDOWN")
+
+
+def test_records_stay_bounded():
+    m = PhaseMachine(PhasesConfig(), clock_ns=FakeClock())
+    for _ in range(10_000):
+        m.handle("launch")
+    assert len(m.records) == 10_000  # at the bound: nothing dropped yet
+    m.handle("launch")
+    assert len(m.records) == 5_001  # past it: the oldest half goes
+
+
+def test_an_edge_without_min_pulse_comes_at_once_on_the_callers_thread():
+    got = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, line: got.append(
+        (ev, t, line, threading.get_ident())), pin_factory=MockFactory())
+    try:
+        lo, hi = _driven(lines, "release", True)
+        assert len(got) == 1 and lo <= got[0][1] <= hi  # at the edge's own time ...
+        assert got[0][::2] == ("release", "gpio27") and got[0][3] == threading.get_ident()  # ... no timer
+    finally:
+        lines.close()
+
+
+def test_a_min_pulse_edge_names_its_line():
+    labels, fired = [], threading.Event()
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=20, lines=LINES),
+                       lambda ev, t, line: (labels.append(line), fired.set()), pin_factory=MockFactory())
+    try:
+        lines.drive("touchdown", True)
+        assert fired.wait(5) and labels == ["gpio23"]
+    finally:
+        lines.close()
+
+
+def test_pulse_holds_past_min_pulse_and_leaves_the_line_at_rest():
+    got = []
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=30, lines=LINES),
+                       lambda ev, t, line: got.append(ev), pin_factory=MockFactory())
+    try:
+        lines.pulse("release")  # returns after the hold: the confirmation has fired by then
+        assert got == ["release"] and lines.is_active("release") is False
+        lines.pulse("separation", hold_s=0)  # a glitch: no edge
+        assert got == ["release"] and lines.is_active("separation") is False
+    finally:
+        lines.close()
+
+
+class CountingFactory(MockFactory):
+    closes = 0
+
+    def close(self):
+        CountingFactory.closes += 1
+        super().close()
+
+
+def test_no_bounce_time_and_an_injected_factory_is_not_closed():
+    """gpiozero's bounce_time is never used (lgpio's debounce stamps edges late: see camctl/gpio.py)."""
+    for backend, want in (("lgpio", None), ("mock", None)):
+        CountingFactory.closes = 0
+        factory = CountingFactory()
+        lines = EventLines(GpioConfig(backend=backend, bounce_ms=5, lines=LINES), lambda *a: None,
+                           pin_factory=factory)
+        assert lines.factory is factory
+        assert {ev: dev.pin.bounce for ev, dev in lines._devices.items()} == dict.fromkeys(
+            ("arm", "release", "separation", "touchdown"), want)
+        lines.close()
+        assert CountingFactory.closes == 0  # the caller's factory: the caller closes it
+        factory.close()
+    lines = EventLines(GpioConfig(backend="lgpio", bounce_ms=0, lines=LINES), lambda *a: None,
+                       pin_factory=MockFactory())
+    assert all(dev.pin.bounce is None for dev in lines._devices.values())  # 0 ms: no bounce_time at all
+    lines.close()
+
+
+def test_an_own_factory_is_made_from_the_config_and_closed(monkeypatch):
+    import camctl.gpio
+
+    made = []
+
+    def make(gpio):
+        made.append(gpio)
+        return CountingFactory()
+
+    monkeypatch.setattr(camctl.gpio, "make_pin_factory", make)
+    CountingFactory.closes = 0
+    cfg = GpioConfig(backend="mock", lines=LINES)
+    lines = EventLines(cfg, lambda *a: None)
+    assert made == [cfg] and lines.config is cfg
+    lines.close()
+    assert CountingFactory.closes == 1 and lines.closed
+
+
+def test_gpio_errors_say_what_is_wrong():
+    from camctl.exc import GpioError
+
+    with pytest.raises(GpioError, match=r"cannot claim GPIO lines: .*17"):
+        EventLines(GpioConfig(backend="mock", lines=(GpioLine("arm", 17), GpioLine("release", 17))),
+                   lambda *a: None, pin_factory=MockFactory())
+    empty = EventLines(GpioConfig(backend="mock"), lambda *a: None, pin_factory=MockFactory())
+    with pytest.raises(GpioError, match=r"\(configured: none\)$"):
+        empty.drive("arm", True)
+    empty.close()
+    _, lines, _ = wired()
+    with pytest.raises(GpioError, match=r"\(configured: arm, release, separation, touchdown\)$"):
+        lines.drive("launch", True)
+    lines.close()
+
+
+def test_make_pin_factory_never_falls_back_to_the_mock():
+    from camctl.exc import GpioError
+    from camctl.gpio import make_pin_factory
+
+    f = make_pin_factory(GpioConfig(backend="mock"))
+    assert isinstance(f, MockFactory)
+    f.close()
+    try:
+        import lgpio  # noqa: F401
+    except ImportError:
+        with pytest.raises(GpioError, match=r"needs lgpio: on Raspberry Pi OS run 'sudo apt install python3-lgpio'.*"
+                                            r"or set \[gpio\] backend = \"mock\" for a bench without wiring$"):
+            make_pin_factory(GpioConfig(backend="lgpio"))
+    else:  # on a Pi: a chip or a one-line error, never the mock
+        try:
+            f = make_pin_factory(GpioConfig(backend="lgpio"))
+        except GpioError as exc:
+            assert "GPIO chip" in str(exc)
+        else:
+            assert not isinstance(f, MockFactory)
+            f.close()
+
+
+def test_in_flight_and_repr():
+    m = machine("ARMED")
+    assert not m.in_flight()
+    m.handle("release")
+    assert m.in_flight()
+    _, lines, _ = wired()
+    assert repr(lines) == "<EventLines mock: arm=gpio17, release=gpio27, separation=gpio22, touchdown=gpio23>"
+    lines.close()
+    assert repr(lines) == "<EventLines mock: closed>"
+
+
+def test_gpio_watch_prints_every_edge_with_its_level():
+    import re
+
+    from camctl.gpio import watch
+
+    CountingFactory.closes = 0
+    out, stop, factory = [], threading.Event(), CountingFactory()
+    cfg = GpioConfig(backend="mock", lines=(GpioLine("arm", 17), GpioLine("touchdown", 23, active_high=True)))
+    t = threading.Thread(target=watch, args=(cfg,), kwargs={"out": out.append, "stop": stop,
+                                                            "pin_factory": factory})
+    t.start()
+    try:
+        pause = threading.Event()
+        for _ in range(4000):  # both lines printed at start (bounded wait: 20 s)
+            if len(out) >= 2:
+                break
+            pause.wait(0.005)
+        factory.pin(17).drive_low()  # pulled up: low is active
+        factory.pin(17).drive_high()
+        factory.pin(23).drive_high()
+    finally:
+        stop.set()
+        t.join(10)
+    assert not t.is_alive()  # the caller's stop ends it
+    fields = [line.split()[2:6] for line in out]
+    assert fields == [["gpio17", "arm", "high", "inactive"], ["gpio23", "touchdown", "high", "ACTIVE"],
+                      ["gpio17", "arm", "low", "ACTIVE"], ["gpio17", "arm", "high", "inactive"]]
+    for line in out:
+        secs, hms = line.split()[:2]
+        assert 0 <= float(secs.rstrip("s")) < 60 and re.fullmatch(r"\d\d:\d\d:\d\d", hms), line
+    assert CountingFactory.closes == 0  # the caller's factory stays open ...
+    from gpiozero import DigitalInputDevice
+
+    DigitalInputDevice(17, pin_factory=factory).close()  # ... and watch released its pins
+    factory.close()
+
+
+def test_gpio_watch_makes_its_own_factory_from_the_config(monkeypatch):
+    import camctl.gpio
+
+    made, stop = [], threading.Event()
+    monkeypatch.setattr(camctl.gpio, "make_pin_factory", lambda gpio: made.append(gpio) or CountingFactory())
+    CountingFactory.closes = 0
+    cfg = GpioConfig(backend="mock", lines=(GpioLine("arm", 17),))
+    stop.set()
+    camctl.gpio.watch(cfg, out=lambda _line: None, stop=stop)
+    assert made == [cfg] and CountingFactory.closes == 1
 
 
 # --- resume (issue 13) --------------------------------------------------------------------------------------

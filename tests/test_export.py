@@ -19,6 +19,7 @@ from camctl.cli import main
 from camctl.exc import ConfigError
 from camctl.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
 from camctl.frames import EncodedFrame
+from camctl.ledger import store_reason
 from camctl.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
 from camctl.timeline import BIN_S, Lane, draw_timeline, rate_bins
 from camctl.views import find_flights
@@ -142,7 +143,8 @@ def test_timeline_png_and_svg(built: Built, exported) -> None:
     assert exported.timelines == [png] and exported.timeline_svgs == [png.with_suffix(".svg")]
     assert Image.open(png).size[0] >= 1200
     svg = png.with_suffix(".svg").read_text()
-    for text in ("seconds from release", "frames/s", "rig-a", "rig-b", "dropped: queue_full", "fault",
+    dropped = f"dropped: {store_reason('queue_full')}"  # the ledger's name for the store's reason
+    for text in ("seconds from release", "frames/s", "rig-a", "rig-b", dropped, "fault",
                  "still (gap in video)", "DESCENT", "SEPARATION", "TOUCHDOWN", "CameraTimeout"):
         assert text in svg, text
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from netfixtures import FakeBoard, make_store
+from netfixtures import FakeBoard, make_store, write_segment
 
 from camctl import protocol as p
 from camctl.config import PublishConfig, StoreConfig
@@ -50,6 +50,27 @@ def test_previews_are_every_nth_image_read_through_the_store_reader(tmp_path: Pa
     assert [(t.seq, t.timestamp_ns, t.phase) for t in got] == [(f.seq, f.timestamp_ns, f.phase) for f in per_seg]
     assert [t.seq for t in got][:2] == [100, 103] and len(images) == 40
     assert all(t.width == 32 for t in got)
+
+
+def _read_syscall_bytes() -> int:
+    """Bytes this process has read through read(2) and friends so far (``rchar`` in /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_previews_of_a_large_segment_read_a_fraction_of_it(tmp_path: Path) -> None:
+    seg = tmp_path / "F1" / "down" / "000001.mcap"
+    write_segment(seg, "down", frames=300, pad_kb=30, width=96)  # ~9.5 MB in ~150 chunks of 64 KiB
+    size = seg.stat().st_size
+    before = _read_syscall_bytes()
+    got = previews.make_previews(seg, "F1/down/000001.mcap", "down", 10, 32)
+    read = _read_syscall_bytes() - before
+    print(f"previews of every 10th image read {read} of {size} bytes")
+    assert [t.seq for t, _ in got] == list(range(0, 300, 10)) and all(t.width == 32 for t, _ in got)
+    assert [t.phase for t, _ in got] == ["DESCENT"] * 30  # each preview's metadata was found
+    assert read < size * 0.15  # the chosen images, their metadata records and the indexes; not the segment
 
 
 def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
@@ -141,3 +162,117 @@ def test_resume_hashes_kept_prefix(tmp_path: Path) -> None:
         assert c.fetch_file(seg, dest, window=3, chunk_kb=16) == "fetched"
         assert dest.read_bytes() == src and hashlib.sha256(src).hexdigest() == seg.sha256
         assert c.bytes_received == len(src) - 100_001  # nothing re-sent
+
+
+def test_previews_still_being_made_do_not_hold_the_download_back(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fetch started right after landing: the board's preview worker is busy, so THUMBS says "retry"; the
+    segments come down meanwhile and the previews are picked up between files, all of them in the end."""
+    from camctl.ground import fetch
+
+    make_store(tmp_path / "board", cameras=("down",), segments=3, frames=9)
+    out = tmp_path / "out"
+    seen: list[bool] = []
+    real = previews.make_previews
+
+    def after_a_segment_is_down(*args):
+        # hold previews back until the fetch has a segment on disk (give up after 10 s: the old fetch
+        # waited for every preview before the first segment, so it never had one)
+        for _ in range(200):
+            if list(out.rglob("down/*.mcap")):
+                break
+            threading.Event().wait(0.05)
+        seen.append(bool(list(out.rglob("down/*.mcap"))))
+        return real(*args)
+
+    monkeypatch.setattr(previews, "make_previews", after_a_segment_is_down)
+    board = FakeBoard("rig-a", tmp_path / "board")
+    with Publisher(board, CFG) as pub:
+        report = fetch([pub.router_endpoint], out, progress=False, give_up_after_s=60)
+    assert report.ok, report.summary()
+    assert seen and seen[0], "the first preview was made before any segment came down"
+    thumbs = sorted(x.relative_to(out).as_posix() for x in out.rglob("*.jpg"))
+    assert len(thumbs) == report.board("rig-a").thumbs == 9  # every 3rd of 9 frames in each of 3 segments
+    assert report.board("rig-a").fetched == 5  # 3 segments, flight.json and the events log
+
+
+def _resident_fraction(path: Path) -> float:
+    """The share of ``path``'s pages in the page cache (mincore(2) over a read-only map of it)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    page = mmap.PAGESIZE
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        pages = (size + page - 1) // page
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(ctypes.c_void_p(addr), size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vec.raw) / pages
+
+
+def test_downloaded_pages_leave_the_page_cache(tmp_path: Path) -> None:
+    """A download fsyncs what it wrote and lets the kernel drop those pages: a flight of gigabytes does not
+    evict the ground station's page cache (and writes stay cheap: see download._drop_behind)."""
+    import subprocess
+
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True).stdout.strip()
+    if fs in ("tmpfs", "ramfs"):
+        pytest.skip(f"{tmp_path} is on {fs}: its pages are the file itself and can never be dropped")
+    seg = tmp_path / "board" / "F1" / "down" / "000001.mcap"
+    write_segment(seg, "down", frames=120, pad_kb=64)  # ~8 MB: two writeback steps and the tail
+    board = FakeBoard("rig-a", tmp_path / "board")
+    with Publisher(board, CFG) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
+        c.hello()
+        info = next(s for s in c.list("F1") if s.path.endswith("000001.mcap"))
+        dest = tmp_path / "out" / "000001.mcap"
+        assert c.fetch_file(info, dest, window=8, chunk_kb=64) == "fetched"
+    dropped = _resident_fraction(dest)  # before anything reads it back
+    assert _resident_fraction(seg) > 0.9  # the board's copy, just written and read: cached (mincore works)
+    assert dropped < 0.1, f"{dropped:.0%} of the downloaded file is still in the page cache"
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == info.sha256
+
+
+def test_sink_reports_a_write_error_and_hashes_what_it_wrote(tmp_path: Path) -> None:
+    """The sink's one thread writes then hashes each chunk: a full disk reaches the receiving thread as a
+    FetchError naming the file (never a hang on the bounded queue), and a good run hashes exactly the file."""
+    import errno
+    import io
+
+    from camctl.exc import FetchError
+    from camctl.ground.download import Sink
+
+    class Full(io.FileIO):
+        def write(self, b) -> int:
+            if self.tell() >= 1 << 20:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    chunks = [os.urandom(256 << 10) for _ in range(80)]  # more than the queue holds
+    h = hashlib.sha256()
+    sink = Sink(Full(tmp_path / "x.part", "ab"), h, threads=True)
+    with pytest.raises(FetchError, match=r"writing .*x\.part: .*No space left"):
+        for c in chunks:
+            sink.put(c)
+        sink.close()
+    with pytest.raises(FetchError):
+        sink.close()  # safe twice, still says why
+    h = hashlib.sha256()
+    sink = Sink(open(tmp_path / "y.part", "ab", buffering=0), h, threads=True)  # noqa: SIM115
+    for c in chunks:
+        sink.put(c)
+    sink.close()
+    assert h.hexdigest() == hashlib.sha256((tmp_path / "y.part").read_bytes()).hexdigest()

@@ -51,13 +51,13 @@ class CountingPool(EncoderPool):
         super().__init__(2)
         self.rgb = self.yuv = 0
 
-    def submit(self, image, quality=85, *, colorspace="RGB"):
+    def submit(self, image, quality=85, *, colorspace="RGB", **kw):
         self.rgb += 1
-        return super().submit(image, quality, colorspace=colorspace)
+        return super().submit(image, quality, colorspace=colorspace, **kw)
 
-    def submit_yuv(self, planes, quality=85):
+    def submit_yuv(self, planes, quality=85, **kw):
         self.yuv += 1
-        return super().submit_yuv(planes, quality)
+        return super().submit_yuv(planes, quality, **kw)
 
 
 @pytest.fixture

@@ -315,14 +315,14 @@ class GatedPool(EncoderPool):
         self.gate = threading.Event()
         self.still_started = threading.Event()
 
-    def submit(self, image, quality=85, *, colorspace="RGB"):
+    def submit(self, image, quality=85, *, colorspace="RGB", **kw):  # kw: value (issue 16's ordered pool)
         if quality != 95:
-            return super().submit(image, quality, colorspace=colorspace)
+            return super().submit(image, quality, colorspace=colorspace, **kw)
 
         def slow():
             self.still_started.set()
             self.gate.wait(20)
-            return super(GatedPool, self).submit(image, quality, colorspace=colorspace).result()
+            return super(GatedPool, self).submit(image, quality, colorspace=colorspace, **kw).result()
 
         return self._pool.submit(slow)
 

@@ -152,6 +152,14 @@ class Client:
         """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on silence."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         sock = self._socket()
+        while True:  # replies already queued (a FETCH window in flight): no poller to build per chunk
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            reply = _reply(frames)
+            if reply is not None and reply.id in ids:
+                return reply
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         if self._monitor is not None:
@@ -175,12 +183,8 @@ class Client:
                     self.reset()
                     raise BoardTimeout(self.url, what, timeout)
                 continue
-            frames = sock.recv_multipart(copy=False)  # CHUNK payloads stay zero-copy (see protocol.Chunk)
-            try:
-                reply = p.decode(frames, allowed=p.REPLIES)
-            except ProtocolError:
-                continue  # garbage from a confused board: ignore, wait for the real reply
-            if reply.id in ids:
+            reply = _reply(sock.recv_multipart(copy=False))
+            if reply is not None and reply.id in ids:
                 return reply
 
     def request(self, msg: p.Message, expect: type[T], timeout_s: float | None = None) -> T:
@@ -214,8 +218,11 @@ class Client:
         return self.request(p.List(id=self.next_id(), flight=flight), p.Listing).segments
 
     def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None, every: int = 0,
-               width: int = 160) -> list[tuple[p.ThumbInfo, bytes]]:
-        """Every preview the board makes for this flight / camera / segment (all pages)."""
+               width: int = 160, wait: bool = True) -> list[tuple[p.ThumbInfo, bytes]] | None:
+        """Every preview the board makes for this flight / camera / segment (all pages).
+
+        ``wait=False``: None when the board answers that it is still making them (it goes on making them;
+        ask again later) instead of waiting here."""
         out: list[tuple[p.ThumbInfo, bytes]] = []
         waited = 0.0
         while True:
@@ -229,6 +236,8 @@ class Client:
             if not page.thumbs:
                 if not page.retry_ms:
                     return out  # an empty page that is not "still making them": nothing more to get
+                if not wait and not out:
+                    return None
                 if waited >= self.timeout_s:
                     raise BoardTimeout(self.url, f"THUMBS of {segment or flight} (previews not ready)",
                                        self.timeout_s)
@@ -245,3 +254,12 @@ class Client:
                    on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
         """Receive ``seg`` into ``dest.part``: see :func:`camctl.ground.download.start_file`."""
         return download.start_file(self, seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+
+
+def _reply(frames: list[zmq.Frame]) -> p.Message | None:
+    """A reply decoded (CHUNK payloads stay zero-copy, see protocol.Chunk); None for garbage from a confused
+    board (ignored: the real reply is waited for)."""
+    try:
+        return p.decode(frames, allowed=p.REPLIES)
+    except ProtocolError:
+        return None

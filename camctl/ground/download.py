@@ -195,85 +195,96 @@ def receive(client: Client, seg: p.SegmentInfo, part: Path, *, window: int, chun
 
 
 class Sink:
-    """Writer of one download: chunks in the order given are written by one thread and hashed by another
-    (both release the GIL, so on two cores they overlap instead of adding up). Every ``_FSYNC_EVERY``
-    bytes the kernel is asked to start writing back (``sync_file_range``; fsync where that is missing),
-    so the fsync at :meth:`close` has little left to do. :meth:`close` re-raises a write error. The
-    queues are bounded."""
+    """Writer of one download: chunks in the order given are written, then hashed, by one thread (both
+    release the GIL, so the receiving thread keeps the window full meanwhile; one thread rather than a writer
+    and a hasher: half the wake-ups per chunk, and measured interleaved on the bench's 200 MB flight, median
+    0.471 s against 0.493 s). The hash is of each buffer as written to the locked part. Every
+    ``_FSYNC_EVERY`` bytes the kernel is asked to start writing back (``sync_file_range``; fsync where that
+    is missing), so the fsync at :meth:`close` has little left to do, and the pages written back are dropped
+    from the page cache (:func:`_drop_behind`). :meth:`close` re-raises a write error. The queue is
+    bounded."""
 
     def __init__(self, f: Any, h: Any, *, threads: bool = True) -> None:
         self._f = f
         self._h = h
-        self._wq: queue.Queue[Any] = queue.Queue(maxsize=_SINK_QUEUE)
-        self._hq: queue.Queue[Any] = queue.Queue(maxsize=_SINK_QUEUE)
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=_SINK_QUEUE)
         self._error: BaseException | None = None
         self._closed = False
-        self._threads: list[threading.Thread] = []
+        self._thread: threading.Thread | None = None
         if threads:  # a small file is written and hashed on the caller's thread (no thread start per file)
-            self._threads = [threading.Thread(target=self._write, name="camctl-fetch-sink", daemon=True),
-                             threading.Thread(target=self._hash, name="camctl-fetch-hash", daemon=True)]
-            for t in self._threads:
-                t.start()
+            self._thread = threading.Thread(target=self._work, name="camctl-fetch-sink", daemon=True)
+            self._thread.start()
 
     def put(self, data: Any) -> None:
         if self._error is not None:
             raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
-        if not self._threads:
+        if self._thread is None:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[self._f.write(view):]
+                _write_all(self._f, data)
             except OSError as exc:
                 self._error = exc
                 raise FetchError(f"writing {self._f.name}: {exc}") from exc
             self._h.update(data)
             return
-        self._wq.put(data)
-        self._hq.put(data)
+        self._q.put(data)
 
-    def _hash(self) -> None:
-        update = self._h.update
-        while (data := self._hq.get()) is not None:
-            update(data)
-
-    def _write(self) -> None:
+    def _work(self) -> None:
         f = self._f
         fd = f.fileno()
+        update = self._h.update
         start = f.tell()
         pos = start
+        kicked = start  # writeback of [kicked, start) was started one step ago: by now it is (mostly) done
         try:
-            while (data := self._wq.get()) is not None:
-                view = memoryview(data)
-                while view:  # raw file: a write may be short
-                    n = f.write(view)
-                    view = view[n:]
+            while (data := self._q.get()) is not None:
+                _write_all(f, data)
+                update(data)
                 pos += len(data)
                 if pos - start >= _FSYNC_EVERY:
                     if start_writeback is not None:
                         start_writeback(fd, start, pos - start)
                     else:
                         os.fsync(fd)
-                    start = pos
+                    if start > kicked:
+                        _drop_behind(fd, kicked, start - kicked)
+                    kicked, start = start, pos
         except BaseException as exc:  # reported by put()/close() on the receiving thread
             self._error = exc
-            while self._wq.get() is not None:  # keep the receiver from blocking on a full queue
+            while self._q.get() is not None:  # keep the receiver from blocking on a full queue
                 pass
 
     def close(self) -> None:
-        """Finish the queued writes and hashing, fsync and close the file, stop the threads; raise FetchError
+        """Finish the queued writes and hashing, fsync and close the file, stop the thread; raise FetchError
         if a write failed. Safe twice."""
         if not self._closed:
             self._closed = True
-            if self._threads:
-                self._wq.put(None)
-                self._hq.put(None)
-                for t in self._threads:
-                    t.join()
+            if self._thread is not None:
+                self._q.put(None)
+                self._thread.join()
             try:
                 os.fsync(self._f.fileno())
+                _drop_behind(self._f.fileno(), 0, 0)
             except OSError as exc:
                 self._error = self._error or exc
             finally:
                 self._f.close()
         if self._error is not None:
             raise FetchError(f"writing {self._f.name}: {self._error}") from self._error
+
+
+def _write_all(f: Any, data: Any) -> None:
+    """Write all of ``data`` to the raw (unbuffered) file ``f``: a write may be short."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
+
+
+def _drop_behind(fd: int, offset: int, length: int) -> None:
+    """Let the kernel drop the cached pages of ``[offset, offset+length)`` (0, 0: the whole file) once they
+    are written: a download of gigabytes never reads them back (its hash is of the buffers as written), so it
+    need not evict everything else from the page cache. Pages still dirty or under writeback are left alone
+    (``posix_fadvise(2)``: POSIX_FADV_DONTNEED "attempts to free cached pages ... dirty pages which are not
+    yet written back are not freed"). Measured here: without it, once ~600 MB of a fetch sat in the page
+    cache each 200 MB written cost 0.5 s of system time instead of 0.05 s."""
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no posix_fadvise (macOS)
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

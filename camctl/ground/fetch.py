@@ -1,6 +1,7 @@
 """Many boards at once: :func:`fetch` pulls every board (a thread each) into ``out/<board>/...``, previews and
-event logs first, then segments by value, resuming partial files and checking every sha256 (one file's
-download is :mod:`camctl.ground.download`, one board's requests :mod:`camctl.ground.client`).
+event logs first (previews the board is still making come between files), then segments by value, resuming
+partial files and checking every sha256 (one file's download is :mod:`camctl.ground.download`, one board's
+requests :mod:`camctl.ground.client`).
 
 Example::
 
@@ -212,23 +213,41 @@ class _BoardFetch:
         try:
             for seg, dest in first:  # tiny: done and renamed one by one, before any preview
                 self._file(seg, dest)
-            for seg, dest in rest:
-                if dest.exists():
-                    continue  # downloaded already: its previews were written then
-                try:
-                    thumbs = self.call(lambda s=seg: c.thumbs(s.flight, segment=s.path))
-                except RemoteError as exc:
-                    r.errors.append(f"previews of {seg.path}: {exc}")
-                    continue
-                writer.put(self._previews(seg, root, thumbs))
+            # previews the board has made come first; a segment whose previews it is still making (a fetch
+            # started right after landing) does not hold the download back: they are asked again between files
+            pending = [x for x in rest if not x[1].exists()]  # downloaded already: previews written then
+            self._previews_pass(pending, root, writer, wait=self.thumbs_only)
             if self.thumbs_only:
                 writer.close()  # every preview is on disk before a thumbs-only fetch reports
             self.gate.arrive(self.idx)
             self.gate.wait(self.give_up)
             if not self.thumbs_only:
-                self._files(rest)
+                self._files(rest, between=lambda: self._previews_pass(pending, root, writer, wait=False))
+                while pending:
+                    self._previews_pass(pending, root, writer, wait=True)
         finally:
             writer.close()
+
+    def _previews_pass(self, pending: list[tuple[p.SegmentInfo, Path]], root: Path, writer: _PreviewWriter, *,
+                       wait: bool) -> None:
+        """Ask for the previews of the ``pending`` segments in order and queue them for writing; keep in
+        ``pending`` those the board is still making (``wait=False``). At most ``p.MAX_THUMB_JOBS`` are asked
+        and not ready at a time: the board answers BUSY beyond that."""
+        still: list[tuple[p.SegmentInfo, Path]] = []
+        for seg, dest in pending:
+            if len(still) >= p.MAX_THUMB_JOBS:
+                still.append((seg, dest))  # not asked this time
+                continue
+            try:
+                thumbs = self.call(lambda s=seg: self.client.thumbs(s.flight, segment=s.path, wait=wait))
+            except RemoteError as exc:
+                self.report.errors.append(f"previews of {seg.path}: {exc}")
+                continue
+            if thumbs is None:
+                still.append((seg, dest))
+            else:
+                writer.put(self._previews(seg, root, thumbs))
+        pending[:] = still
 
     def _pick_flight(self, hello: p.Welcome) -> str | None:
         """The LIST argument for ``--flight``: None for all, "" when the board has no flight at all."""
@@ -276,9 +295,10 @@ class _BoardFetch:
                            "segment": info.segment}))
         return files
 
-    def _files(self, segs: list[tuple[p.SegmentInfo, Path]]) -> None:
+    def _files(self, segs: list[tuple[p.SegmentInfo, Path]], *, between: Callable[[], None] = lambda: None) -> None:
         """Fetch ``segs`` in order; each file's tail is written, hashed and renamed on a finisher thread
-        while the next file is already on the wire. A checksum mismatch is fetched once more in line."""
+        while the next file is already on the wire (``between()`` is called after each file is received).
+        A checksum mismatch is fetched once more in line."""
         finishing: queue.Queue[Any] = queue.Queue()
         done: list[tuple[tuple[p.SegmentInfo, Path], Any]] = []
 
@@ -297,6 +317,7 @@ class _BoardFetch:
                 finish = self._start(seg, dest)
                 if finish is not None:
                     finishing.put(((seg, dest), finish))
+                between()
         finally:
             finishing.put(None)
             worker.join()

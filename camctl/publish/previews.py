@@ -13,7 +13,7 @@ from typing import Any
 from camctl import protocol as p
 from camctl.exc import ProtocolError
 from camctl.publish.catalog import file_key
-from camctl.store.reader import iter_frames
+from camctl.store.reader import pick_frames
 
 __all__ = ["Previews", "make_previews"]
 
@@ -130,12 +130,10 @@ class Previews:
 
 
 def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> list[tuple[p.ThumbInfo, bytes]]:
-    """Previews of every ``every``-th image (stills not counted) of one camera segment, in file order, read
-    through the store's reader (runs on the worker)."""
+    """Previews of every ``every``-th image (stills not counted) of one camera segment, in file order (runs on
+    the worker). A finished segment is read through its index: only the chosen images and their metadata."""
     out: list[tuple[p.ThumbInfo, bytes]] = []
-    for fr in iter_frames(seg, check_jpeg=False, every=max(1, every)):
-        if fr.still:
-            continue
+    for fr in pick_frames(seg, every=max(1, every), stills=False, check_jpeg=False):
         small = _shrink(fr.jpeg, width)
         if small is None:
             continue

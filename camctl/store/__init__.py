@@ -9,7 +9,8 @@ Layout of one flight::
                                          and the losses recovery recorded in the event log
 
 Modules: ``_records`` (record layouts), ``_segment`` (streaming segment writer), ``_salvage`` (scanner),
-``_repair`` (in-place repair), ``writer`` (FlightStore), ``reader``, ``verify``, ``recovery`` (boot),
+``_repair`` (in-place repair), ``writer`` (FlightStore), ``reader`` (``pick_frames`` seeks chosen frames
+through a finished segment's index), ``verify``, ``recovery`` (boot),
 ``index``, ``quota``.
 
 Example::
@@ -22,7 +23,7 @@ Example::
 
 from camctl.store.index import build_index, load_index
 from camctl.store.quota import QuotaLevel, QuotaPolicy
-from camctl.store.reader import StoredFrame, iter_events, iter_frames
+from camctl.store.reader import StoredFrame, iter_events, iter_frames, pick_frames
 from camctl.store.recovery import recover_store, verify_later
 from camctl.store.verify import CameraReport, VerifyReport, render_report, repair_segment, verify
 from camctl.store.writer import FlightStore, list_flights, new_flight_id
@@ -40,6 +41,7 @@ __all__ = [
     "list_flights",
     "load_index",
     "new_flight_id",
+    "pick_frames",
     "recover_store",
     "render_report",
     "repair_segment",

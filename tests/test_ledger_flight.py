@@ -1,0 +1,210 @@
+"""The closed ledger over a whole board: ``captured = stored + dropped (by reason) + aged out`` for every camera
+in ``status``, in ``ls`` of the board's store and in ``ls`` of a ground download, with losses forced by faults
+(a camera that throws and stalls, a pre-trigger ring too small for its frames, a store with no room, a store
+that cannot open) and under load (two cameras at 60 fps on one encoder thread)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from camctl.config import parse_config
+from camctl.daemon import Daemon
+from camctl.ground import fetch
+from camctl.sdnotify import Notifier
+from camctl.store import iter_events
+from camctl.views import find_flights, summarize_flight
+
+
+def config(tmp: Path, **store: Any):
+    cams = []
+    for i, name in enumerate(("down", "up")):
+        cam: dict[str, Any] = {"name": name, "role": name, "backend": "sim", "size": [320, 240], "seed": 3 + i,
+                               "pretrigger_s": 0.5, "stills": ["release"],
+                               "fps": {"ARMED": 30, "DESCENT": 60, "SEPARATION": 60, "TOUCHDOWN": 60}}
+        if name == "down":  # throws, then stalls (the sensor runs on: a sequence gap); its ring holds ~2 frames
+            cam.update(faults=[{"kind": "exception", "at_s": 0.2}, {"kind": "stall", "at_s": 0.5, "duration_s": 0.5}],
+                       pretrigger_mb=0.01)
+        cams.append(cam)
+    return parse_config({
+        "board": "rig-l",
+        "store": {"dir": str(tmp / "store"), "segment_mb": 4, "reserve_mb": 1, **store},
+        "gpio": {"backend": "mock", "bounce_ms": 5, "events": {"arm": 17, "release": 27, "touchdown": 23}},
+        "phases": {"post_touchdown_s": 0.2},
+        "encode": {"threads": 1, "max_inflight": 1},
+        "cameras": cams,
+        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*", "serve_during_flight": False},
+    })
+
+
+def wait_for(cond, what: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while not (got := cond()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    return got
+
+
+def fly(d: Daemon) -> dict:
+    loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
+    loop.start()
+    d.command("arm", {})
+    wait_for(lambda: all(c["frames_captured"] >= 40 for c in d.status()["cameras"].values()), "ARMED frames")
+    d.command("event", {"name": "release"})
+    wait_for(lambda: all(c["ledger"]["stored"] >= 60 for c in d.status()["cameras"].values()), "DESCENT frames")
+    d.command("event", {"name": "touchdown"})
+    st = wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"] and s, "LANDED and serving")
+    d.request_stop()
+    loop.join(10)
+    return st
+
+
+def books_of(cams: dict) -> dict:
+    return {n: (c["ledger"]["captured"], c["ledger"]["stored"], c["ledger"]["dropped"], c["ledger"]["aged_out"])
+            for n, c in cams.items() if n in ("down", "up")}
+
+
+def check(ls_cams: dict) -> None:
+    for name in ("down", "up"):
+        b = ls_cams[name]["ledger"]
+        assert b["balanced"] is True, (name, b)
+        assert b["captured"] == b["stored"] + sum(b["dropped"].values()) + b["aged_out"], (name, b)
+
+
+def test_books_close_in_status_ls_and_a_ground_download(tmp_path: Path) -> None:
+    with Daemon(config(tmp_path), notifier=Notifier(environ={})) as d:
+        st = fly(d)
+        cams = st["cameras"]
+        for name, c in cams.items():
+            led = c["ledger"]
+            dropped = sum(c["dropped_by_reason"].values())
+            assert led["pending"] == 0 and led["captured"] > 60, (name, led)
+            assert led["captured"] == led["stored"] + dropped + led["aged_out"], (name, led, c["dropped_by_reason"])
+            assert c["dropped"] == led["dropped"] == dropped
+        down = cams["down"]["dropped_by_reason"]
+        assert down.get("ring_overflow", 0) > 0 and down.get("sensor_gap", 0) > 0, down  # forced by faults
+        assert cams["up"]["ledger"]["aged_out"] > 0  # 0.5 s ring at 30 fps, armed for over a second
+        fdir = tmp_path / "store" / st["flight"]
+        on_board = summarize_flight(find_flights(fdir)[0])
+        check(on_board["cameras"])
+        status_books = {n: (c["ledger"]["captured"], c["ledger"]["stored"], c["ledger"]["dropped"],
+                            c["ledger"]["aged_out"]) for n, c in cams.items()}
+        ls_books = {n: (c["ledger"]["captured"], c["ledger"]["stored"], sum(c["ledger"]["dropped"].values()),
+                        c["ledger"]["aged_out"]) for n, c in on_board["cameras"].items() if n in cams}
+        assert ls_books == status_books
+        assert on_board["drops"] == sum(c["dropped"] for c in cams.values())
+        # per interval, not one total: a flight of a few seconds has several records per camera
+        recs = [e for seg in sorted((fdir / "events").glob("*.mcap")) for e in iter_events(seg)
+                if e.get("kind") == "ledger"]
+        assert len([r for r in recs if r["camera"] == "down"]) >= 2
+        # the ground's download tells the same story (ls reads the downloaded event log)
+        report = fetch([d.publisher.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=30)
+        assert report.ok, report.summary()
+    got = summarize_flight(find_flights(tmp_path / "out" / "rig-l" / st["flight"])[0])
+    check(got["cameras"])
+    assert {n: c["ledger"] for n, c in got["cameras"].items() if n in cams} == \
+        {n: c["ledger"] for n, c in on_board["cameras"].items() if n in cams}
+
+
+def test_a_full_store_drops_are_in_the_books(tmp_path: Path) -> None:
+    with Daemon(config(tmp_path, reserve_mb=10**9), notifier=Notifier(environ={})) as d:  # never room enough
+        st = fly_short(d)
+    for name, c in st["cameras"].items():
+        led = c["ledger"]
+        assert c["dropped_by_reason"].get("store_full", 0) > 0, (name, c["dropped_by_reason"])
+        assert led["captured"] == led["stored"] + led["dropped"] + led["aged_out"], (name, led)
+    check(summarize_flight(find_flights(tmp_path / "store" / st["flight"])[0])["cameras"])
+
+
+def test_frames_refused_when_the_flight_cannot_open_are_counted(tmp_path: Path, monkeypatch) -> None:
+    import camctl.store
+
+    def cannot_open(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(camctl.store, "FlightStore", cannot_open)
+    with Daemon(config(tmp_path), notifier=Notifier(environ={})) as d:
+        st = fly_short(d)
+    assert st["flight"] == ""
+    for name, c in st["cameras"].items():
+        led = c["ledger"]
+        assert c["dropped_by_reason"].get("store_refused", 0) > 0, (name, c)
+        assert led["stored"] == 0 and led["captured"] == led["dropped"] + led["aged_out"], (name, led)
+
+
+def fly_short(d: Daemon) -> dict:
+    d.command("arm", {})
+    wait_for(lambda: all(c["frames_captured"] >= 10 for c in d.status()["cameras"].values()), "ARMED frames")
+    d.command("event", {"name": "release"})
+    wait_for(lambda: all(c["ledger"]["captured"] >= 40 for c in d.status()["cameras"].values()), "DESCENT")
+    d.command("event", {"name": "touchdown"})
+    loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
+    loop.start()
+    st = wait_for(lambda: (s := d.status())["phase"] == "LANDED" and all(
+        c["state"] == "idle" for c in s["cameras"].values()) and s["serving"] and s, "LANDED")
+    d.request_stop()
+    loop.join(10)
+    return st
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_arming_does_no_disk_io_under_the_phase_machine_lock(tmp_path: Path, monkeypatch) -> None:
+    """Opening a flight (mkdir, fsync) must not hold the GPIO thread: while the store's open is stuck, the
+    edge returns and the next edge (release) still goes through the machine."""
+    import camctl.store
+
+    real, gate, entered = camctl.store.FlightStore, threading.Event(), threading.Event()
+
+    def slow_open(*a, **k):
+        entered.set()
+        gate.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(camctl.store, "FlightStore", slow_open)
+    with Daemon(config(tmp_path), notifier=Notifier(environ={})) as d:
+        done = threading.Event()
+
+        def edges() -> None:
+            d.machine.handle("arm", source="gpio")
+            d.machine.handle("release", source="gpio")
+            done.set()
+
+        threading.Thread(target=edges, daemon=True).start()
+        try:
+            assert entered.wait(30)
+            assert done.wait(30), "an edge waited for the flight's files to be opened"
+            assert d.machine.phase == "DESCENT"
+        finally:
+            gate.set()
+        flight = wait_for(lambda: d.flight, "the flight to open")
+    phases = [e["phase_to"] for seg in sorted((tmp_path / "store" / flight / "events").glob("*.mcap"))
+              for e in iter_events(seg) if e.get("kind") == "phase"]
+    assert phases[:2] == ["ARMED", "DESCENT"]  # records made before the store opened are in its log
+
+
+def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monkeypatch) -> None:
+    """The open runs on its own thread: an arm and a disarm edge that both come before it ends must still
+    leave a finished flight (not one open until the daemon stops)."""
+    import camctl.store
+
+    real, gate = camctl.store.FlightStore, threading.Event()
+
+    def slow_open(*a, **k):
+        gate.wait(30)
+        return real(*a, **k)
+
+    monkeypatch.setattr(camctl.store, "FlightStore", slow_open)
+    with Daemon(config(tmp_path), notifier=Notifier(environ={})) as d:
+        d.machine.handle("arm", source="gpio")
+        d.machine.handle("disarm", source="gpio")
+        gate.set()
+        flight = wait_for(lambda: d.flight, "the flight to open")
+        wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists(), "the flight to be finished")
+        assert d.store.finished and d.serving()
