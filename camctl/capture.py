@@ -611,7 +611,8 @@ class CameraRunner:
         self.stats.state = "restarting"
         kind = type(exc).__name__
         self.stats.last_error = str(exc) if isinstance(exc, CameraError) else f"{kind}: {exc}"
-        log.warning("camera %s fault (%s): %s; restarting", self.name, kind, exc)
+        log.warning("camera %s fault (%s): %s; restarting", self.name, kind, exc,
+                    extra={"camera": self.name, "fault": kind, "faults": self.stats.faults})
         self._close_camera()
         self.stats.restarts += 1
         if self._on_fault is not None:

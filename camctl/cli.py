@@ -1,9 +1,17 @@
-"""The ``camctl`` console script: argument parsing and the one-line error rule.
+"""The ``camctl`` console script: argument parsing, help with defaults, the one-line error and exit-code rule.
 
 Each subcommand is a small function that imports what it needs (so ``camctl --help`` and
-``camctl config check`` stay fast and work without a camera stack). Any :class:`~camctl.exc.CamctlError`
-becomes one line on stderr and a non-zero exit (2 for bad config or usage); never a traceback for a
-user mistake.
+``camctl config check`` stay fast and work without a camera stack). Every subcommand and flag has a help
+text; ``--help`` shows each default. An error is one line on stderr, never a traceback for a user mistake.
+
+Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_for`):
+
+- **0** ok: the command did its job and found nothing wrong.
+- **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames; ``fetch`` got a
+  file whose checksum failed or a download that is incomplete; ``export`` found no frame to export;
+  ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be read.
+- **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot be
+  used, a board that cannot be reached or refuses (connection, timeout, protocol error), a missing tool.
 """
 
 from __future__ import annotations
@@ -15,11 +23,16 @@ import re
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from camctl import __version__
 from camctl.exc import CamctlError, ConfigError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "exit_code_for", "main"]
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = {EXIT_OK: "ok", EXIT_DATA: "a problem found in the data",
+              EXIT_USAGE: "usage, config or connection error"}
 
 log = logging.getLogger("camctl")
 
@@ -32,10 +45,26 @@ class _KeyValueFormatter(logging.Formatter):
                f"logger={record.name} msg={json.dumps(msg)}"
 
 
+_RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_KV = re.compile(r"\b([a-z_]+)=([^\s,;()]+)")
+
+
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, and the facts as fields of their own: whatever the
+    call passed in ``extra=`` (event, phase, camera, flight, counts...) and every ``key=value`` in the text."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
-                           "msg": record.getMessage()})
+        msg = record.getMessage()
+        out: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name}
+        for key, value in _KV.findall(msg):
+            out.setdefault(key, int(value) if value.isdigit() else value)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                out[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+        out["msg"] = msg
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
 
 
 def setup_logging(level: str = "info", *, json_lines: bool = False, quiet: bool = False) -> None:
@@ -131,13 +160,19 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    if args.first_look:
+        from camctl.firstlook import first_look_main
+
+        return first_look_main(args, curve=_curve(args))
     from camctl.ground import fetch, print_report
 
     report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
                    thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args), flight=args.flight,
                    timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     print_report(report)
-    return 0 if report.ok else 1
+    if report.ok:
+        return EXIT_OK
+    return EXIT_USAGE if any(b.unreachable for b in report.boards) else EXIT_DATA
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -175,7 +210,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(render_report(report, plain=not sys.stdout.isatty()), end="")
-    return report.exit_code
+    return EXIT_OK if report.exit_code == 0 else EXIT_DATA  # repairable, repaired or unrecoverable: all data
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -238,44 +273,72 @@ def cmd_gpio_watch(args: argparse.Namespace) -> int:
 
 
 # --- parser -------------------------------------------------------------------------------------------
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after every option that has a value by default; not after on/off flags (off unless
+    given), required options or options whose help says what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.nargs == 0 or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every camctl parser (and so every subcommand's: subparsers inherit the class) shows defaults in --help,
+    and takes its description from its help line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubParsers)
+
+
+class _SubParsers(argparse._SubParsersAction):
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        return super().add_parser(name, **kwargs)
+
+
 def _add_net(p: argparse.ArgumentParser, *, many: bool) -> None:
     if many:
         p.add_argument("--connect", action="append", required=True, metavar="URL",
                        help="a board's ROUTER endpoint, e.g. tcp://rig-a.local:5555 (repeat for many boards)")
     else:
         p.add_argument("--connect", required=True, metavar="URL", help="the board's ROUTER endpoint")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply (default 5)")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for a reply")
     p.add_argument("--curve-server-key", metavar="FILE", action="append" if many else "store",
                    help="the board's CURVE public key; with several --connect give it once per board, in "
-                        "order (default: DIR/servers/<host>.key)")
+                        "order (none: DIR/servers/<host>.key)")
     p.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys' "
                                                        "(client.key_secret, servers/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="camctl", description="Best-effort EDL cameras for Raspberry Pi rigs.")
+    p = _Parser(prog="camctl", description="Best-effort EDL cameras for Raspberry Pi rigs.",
+                epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
     p.add_argument("--version", action="version", version=f"camctl {__version__}")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="lowest level of log lines written to stderr")
     p.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("demo", help="full simulated drop test on loopback, with report")
-    s.add_argument("--boards", type=int, default=2)
-    s.add_argument("--seconds", type=float, default=6.0, help="length of the descent (default 6)")
-    s.add_argument("--out", help="output folder (default: a new folder under ./demo-out)")
+    s.add_argument("--boards", type=int, default=2, metavar="N", help="simulated boards to fly")
+    s.add_argument("--seconds", type=float, default=6.0, metavar="S", help="length of the descent")
+    s.add_argument("--out", metavar="DIR", help="output folder (none: a new folder under ./demo-out)")
     s.add_argument("--keep", action="store_true", help="keep the boards' store folders")
     s.add_argument("--mission", action="store_true", help="watch it on the mission page (its URL is printed)")
-    s.add_argument("--mission-port", type=int, default=8080, metavar="P", help="the page's port (default 8080)")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--mission-port", type=int, default=8080, metavar="P", help="the page's port")
+    s.add_argument("--quiet", action="store_true", help="print only the final report")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("run", help="the board daemon (what systemd starts)")
-    s.add_argument("--config", required=True, metavar="FILE")
+    s.add_argument("--config", required=True, metavar="FILE", help="the board's TOML config")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="phase, cameras, frames, disk, per board")
     _add_net(s, many=True)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="JSON instead of tables (with --watch: one line per update)")
     s.add_argument("--watch", action="store_true", help="refresh live from the boards' PUB sockets")
     s.set_defaults(func=cmd_status)
 
@@ -293,20 +356,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fetch", help="download every frame from one or many boards, resumably")
     _add_net(s, many=True)
-    s.add_argument("--out", required=True, metavar="DIR")
-    s.add_argument("--thumbs-only", action="store_true")
-    s.add_argument("--give-up-after", type=float, default=30.0, metavar="S")
+    s.add_argument("--out", required=True, metavar="DIR", help="download folder (<DIR>/<board>/<flight>/...)")
+    s.add_argument("--thumbs-only", action="store_true", help="fetch the previews and event logs only")
+    s.add_argument("--first-look", action="store_true",
+                   help="fetch the previews of every board, draw DIR/first-look.png and say how long after "
+                        "touchdown it is ready")
+    s.add_argument("--give-up-after", type=float, default=30.0, metavar="S",
+                   help="seconds a board may stay unreachable before it is reported and skipped")
     s.add_argument("--flight", default="latest", metavar="latest|all|ID",
-                   help="which flight to download from each board (default latest: each board's newest)")
-    s.add_argument("--quiet", action="store_true")
+                   help="which flight to download from each board (latest: each board's newest)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_fetch)
 
     s = sub.add_parser("mission", help="the conductor's page: go/no-go, live phases, previews, videos")
     _add_net(s, many=True)
-    s.add_argument("--out", metavar="DIR", help="downloads and exports (default: a new folder under ./mission-out)")
-    s.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; any other needs "
+    s.add_argument("--out", metavar="DIR", help="downloads and exports (none: a new folder under ./mission-out)")
+    s.add_argument("--host", default="127.0.0.1", help="address to serve on (any but loopback needs "
                                                        "the access token printed at start)")
-    s.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 = any free port)")
+    s.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
     s.add_argument("--operator-key", metavar="FILE",
                    help="the operator's CURVE secret key (e.g. DIR/client.key_secret; the boards list its public "
                         "key in operators/): arm/disarm buttons, with a confirmation, never a descent event")
@@ -317,45 +384,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="previews shown per board (default 24: the first of each phase, the last, evenly "
                         "between; the page says how many are hidden)")
     s.add_argument("--min-record-min", type=float, default=10.0, metavar="MIN",
-                   help="go needs disk room for this many minutes at the flight's schedule (default 10)")
+                   help="go needs disk room for this many minutes at the flight's schedule")
     s.add_argument("--max-clock-ms", type=float, default=50.0, metavar="MS",
-                   help="go needs every board's clock within this of the others (default 50)")
+                   help="go needs every board's clock within this of the others")
     s.add_argument("--rate-tolerance", type=float, default=0.2, metavar="F",
-                   help="go needs each camera within this fraction of its scheduled rate (default 0.2)")
+                   help="go needs each camera within this fraction of its scheduled rate")
     s.set_defaults(func=cmd_mission)
 
     s = sub.add_parser("ls", help="what is stored (DIR) or on a board (--connect)")
-    s.add_argument("dir", nargs="?")
-    s.add_argument("--connect", action="append", metavar="URL")
-    s.add_argument("--timeout", type=float, default=5.0)
-    s.add_argument("--curve-server-key", metavar="FILE", action="append")
-    s.add_argument("--curve-keys", metavar="DIR")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("dir", nargs="?", help="a board's store, a download, the demo's output: any folder")
+    s.add_argument("--connect", action="append", metavar="URL", help="a board's ROUTER endpoint (repeatable)")
+    s.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for a reply")
+    s.add_argument("--curve-server-key", metavar="FILE", action="append",
+                   help="the board's CURVE public key, once per --connect in order (none: DIR/servers/<host>.key)")
+    s.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys'")
+    s.add_argument("--json", action="store_true", help="JSON instead of tables")
     s.set_defaults(func=cmd_ls)
 
     s = sub.add_parser("verify", help="integrity check (and repair) of stored segments")
-    s.add_argument("path")
-    s.add_argument("--repair", action="store_true")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("path", help="a segment, a flight, a board's store or a download")
+    s.add_argument("--repair", action="store_true", help="rewrite torn segments, keeping every complete chunk")
+    s.add_argument("--json", action="store_true", help="the report as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs from a download")
-    s.add_argument("dir")
-    s.add_argument("--mp4", action="store_true")
-    s.add_argument("--contact-sheet", action="store_true")
-    s.add_argument("--timeline", action="store_true")
-    s.add_argument("--frames", action="store_true")
-    s.add_argument("--out", metavar="DIR")
-    s.add_argument("--quiet", action="store_true")
+    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files from a download; "
+                                      "without a kind flag: all but --foxglove")
+    s.add_argument("dir", help="a download, a board's store or a flight folder")
+    s.add_argument("--mp4", action="store_true", help="one H.264 MP4 per board and camera, true timing")
+    s.add_argument("--contact-sheet", action="store_true", help="frames around every event, every camera")
+    s.add_argument("--timeline", action="store_true", help="frame rates of all boards on one axis (PNG, SVG)")
+    s.add_argument("--frames", action="store_true", help="every stored JPEG as a file")
+    s.add_argument("--foxglove", action="store_true",
+                   help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to open it with "
+                        "(not part of the default: it copies the data)")
+    s.add_argument("--out", metavar="DIR", help="output folder (none: DIR/export)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar, no list of frame files")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("keys", help="generate CURVE key pairs")
-    s.add_argument("dir")
+    s.add_argument("dir", help="folder for the key files")
     s.add_argument("--board", action="append", metavar="NAME",
-                   help="make a key folder for this board (repeat for many; default one folder 'board')")
-    s.add_argument("--clients", type=int, default=1,
-                   help="ground key pairs to make (default 1; the first is an operator, the others readers)")
+                   help="make a key folder for this board (repeat for many; none: one folder 'board')")
+    s.add_argument("--clients", type=int, default=1, metavar="N",
+                   help="ground key pairs to make (the first is an operator, the others readers)")
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("bench", help="the performance ratios")
@@ -369,13 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("config", help="config tools")
     csub = s.add_subparsers(dest="config_command", metavar="ACTION")
     c = csub.add_parser("check", help="validate a config file")
-    c.add_argument("file")
+    c.add_argument("file", help="the TOML config to check")
     c.set_defaults(func=cmd_config_check)
 
     s = sub.add_parser("gpio", help="GPIO tools")
     gsub = s.add_subparsers(dest="gpio_command", metavar="ACTION")
     g = gsub.add_parser("watch", help="print edges live, for wiring checks")
-    g.add_argument("--config", required=True, metavar="FILE")
+    g.add_argument("--config", required=True, metavar="FILE", help="the board's TOML config")
     g.set_defaults(func=cmd_gpio_watch)
 
     for modname, name, helptext in (("camctl.doctor", "doctor", "check a board: cameras, GPIO, store, clock"),
@@ -401,20 +473,26 @@ def main(argv: list[str] | None = None) -> int:
         connect = getattr(args, "connect", None)
         _endpoints([connect] if isinstance(connect, str) else connect)
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"camctl: error: {exc}", file=sys.stderr)
-        return 2
-    except CamctlError as exc:
-        print(f"camctl: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
-    except OSError as exc:  # a file or folder the user named cannot be used: one line, never a traceback
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"camctl: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
+    except (CamctlError, OSError) as exc:  # one line, never a traceback
+        if isinstance(exc, OSError) and not isinstance(exc, CamctlError):
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"camctl: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        else:
+            print(f"camctl: error: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of a command that raised ``exc`` (the rule in this module's docstring): 1 for a stored
+    segment that cannot be read (a problem in the data), 2 for everything else (usage, config, a path that
+    cannot be used, a board unreachable, refusing or speaking nonsense)."""
+    from camctl.exc import StoreCorruptError
+
+    return EXIT_DATA if isinstance(exc, StoreCorruptError) else EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

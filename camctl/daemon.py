@@ -372,7 +372,9 @@ class Daemon:
         d = rec.to_dict()
         self._log_record(d)
         if rec.outcome != "transition":
-            log.info("event=%s source=%s phase=%s outcome=%s", rec.name, rec.source, rec.phase, rec.outcome)
+            log.info("event=%s source=%s phase=%s outcome=%s", rec.name, rec.source, rec.phase, rec.outcome,
+                     extra={"event": rec.name, "phase": rec.phase, "source": rec.source, "outcome": rec.outcome,
+                            "board": self.board, "flight": self.flight})
         self._publish("event", d)
 
     def _on_transition(self, tr: Transition) -> None:
@@ -387,7 +389,9 @@ class Daemon:
             runner.set_phase(tr.phase_to)
             if tr.event in runner.cfg.stills:
                 runner.request_still(tr.event)
-        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source)
+        log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source,
+                 extra={"event": tr.event, "phase": tr.phase_to, "phase_from": tr.phase_from, "source": tr.source,
+                        "board": self.board, "flight": self.flight})
         if tr.phase_to == ARMED:
             t = threading.Thread(target=self._open_flight, args=(self.ledger,), name="camctl-open-flight",
                                  daemon=True)
@@ -513,8 +517,11 @@ class Daemon:
                 self._flights_done.append(self.flight)
             self._finishing = None
             self._finished_store = store
-        log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving())
-        self._publish("status", self.status())
+        st = self.status()
+        log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving(),
+                 extra={"board": self.board, "flight": self.flight,
+                        "frames_stored": sum(int(c.get("frames_stored", 0)) for c in st["cameras"].values())})
+        self._publish("status", st)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:

@@ -8,10 +8,19 @@ boards flown together (release within :data:`SET_WINDOW_S` of each other, one fl
 *flight set*; each set is written to ``<out>/<set>/``::
 
     <set>/mp4/<board>_<camera>.mp4       H.264, frames at their real sensor timestamps (VFR), phases as a
-                                         mov_text subtitle track (a sidecar .srt if muxing it fails)
-    <set>/contact_sheet.png             frames around each event, every camera of every board
-    <set>/timeline.png                  frame rate per camera on a common axis, phases, faults, drops
+                                         mov_text subtitle track (a sidecar .srt if muxing it fails); a
+                                         camera whose frame size changes (e.g. 320x180 ARMED, 960x540 in
+                                         DESCENT) gets one video at its largest size: smaller frames are
+                                         scaled up keeping their aspect (black bars if it differs), never
+                                         cropped
+    <set>/contact_sheet.png             frames at -1, -0.5, 0, +0.5, +1 s around each event, every camera of
+                                         every board, and the stills (camctl.sheet); from the previews when
+                                         no segment was downloaded (a thumbs-only fetch)
+    <set>/timeline.png, .svg            frame rate per camera on a common axis from release, phases, faults,
+                                         drops by reason, still gaps (camctl.timeline, matplotlib)
     <set>/frames/<board>_<camera>_<seq:06d>_<+t.ttt>s.jpg   the stored JPEG bytes
+    <set>/foxglove/<set>.mcap, .layout.json   every board in one MCAP with board-prefixed topics, and a
+                                         Foxglove layout showing it (camctl.foxglove; only with --foxglove)
 
 Every camera's segments are read once, in order; each export kind takes what it needs from that pass.
 
@@ -35,10 +44,27 @@ from typing import Any
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageDraw, ImageFont
 
 from camctl.exc import ConfigError
 from camctl.ledger import ledger_marks
+from camctl.sheet import (
+    BG,
+    OFFSETS_S,
+    Block,
+    Pick,
+    Picker,
+    Tile,
+    caption,
+    contact_sheet_from_thumbs,
+    draw_sheet,
+    event_columns,
+    event_ns,
+    event_title,
+    flight_header,
+    has_previews,
+    sheet_from_previews,
+)
+from camctl.timeline import Lane, draw_timeline
 from camctl.views import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = [
@@ -55,14 +81,8 @@ __all__ = [
 
 MP4_TIME_BASE = Fraction(1, 90000)
 SET_WINDOW_S = 300.0
-BG = (18, 18, 22)  # background of the contact sheet and the timeline
-_TILE_W, _TILE_H, _LABEL_H, _PAD, _HEAD_H = 240, 180, 30, 8, 22
-_BIN_S = 0.25
-_NOT_DESCENT = {"SAFE", "ARMED", "LANDED"}  # phases whose entering events are not contact-sheet moments
 _SKIP_DIRS = {"events", "thumbs", "export"}
-_PHASE_COLORS = {"SAFE": (60, 60, 60), "ARMED": (70, 70, 120), "DESCENT": (40, 110, 60),
-                 "SEPARATION": (130, 110, 30), "TOUCHDOWN": (150, 60, 40), "LANDED": (90, 60, 110)}
-_OTHER_COLORS = [(40, 100, 120), (120, 50, 100), (80, 120, 40), (120, 80, 40)]
+_SHEET_TOL_NS = 250_000_000  # a contact-sheet tile takes a frame within 0.25 s of its time (columns are 0.5 s apart)
 
 
 def pts_of(timestamp_ns: int, first_ns: int) -> int:
@@ -86,12 +106,15 @@ class ExportResult:
     timelines: list[Path] = field(default_factory=list)
     frames: list[Path] = field(default_factory=list)
     subtitles: list[Path] = field(default_factory=list)  # sidecar .srt files (only when muxing failed)
+    timeline_svgs: list[Path] = field(default_factory=list)  # the timelines as SVG, beside the PNGs
+    foxglove: list[Path] = field(default_factory=list)  # the set's MCAP and its Foxglove layout
     tiles: dict[Path, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def paths(self) -> dict[str, list[Path]]:
         return {"mp4": self.mp4, "contact_sheet": self.contact_sheets, "timeline": self.timelines,
-                "frames": self.frames, "srt": self.subtitles}
+                "frames": self.frames, "srt": self.subtitles, "timeline_svg": self.timeline_svgs,
+                "foxglove": self.foxglove}
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -193,11 +216,33 @@ def _flight_sets(flights: list[_Flight]) -> list[list[_Flight]]:
 
 
 # --- MP4 ----------------------------------------------------------------------------------------------
-class _Mp4:
-    """One camera's H.264 MP4, opened at its first frame; phases muxed as mov_text (or a sidecar .srt)."""
+def _video_size(segments: list[Path]) -> tuple[int, int]:
+    """The size of a camera's video: the largest width and height of its video frames (stills excluded)."""
+    from camctl.store.reader import scan_frames, scan_segment
 
-    def __init__(self, path: Path, fl: _Flight, camera: str) -> None:
+    w = h = 0
+    for seg in segments:
+        for fr in scan_frames(scan_segment(seg), check_jpeg=False):
+            if fr.still:
+                continue
+            fw, fh = fr.width, fr.height
+            if not (fw and fh):
+                try:
+                    fh, fw, _, _ = simplejpeg.decode_jpeg_header(fr.jpeg)
+                except ValueError:
+                    continue
+            w, h = max(w, fw), max(h, fh)
+    return w, h
+
+
+class _Mp4:
+    """One camera's H.264 MP4 at ``size`` (even-rounded), opened at its first frame; a frame of another size is
+    scaled to fit keeping its aspect and centred on black, never cropped; phases muxed as mov_text (or .srt)."""
+
+    def __init__(self, path: Path, fl: _Flight, camera: str, size: tuple[int, int] | None = None) -> None:
         self.path, self.fl, self.camera = path, fl, camera
+        self.size = size
+        self.scaled = 0
         self.container: Any = None
         self.stream: Any = None
         self.subs: Any = None
@@ -223,11 +268,7 @@ class _Mp4:
         except ValueError:
             self.skipped += 1
             return
-        if rgb.shape[1] < self.width or rgb.shape[0] < self.height:
-            self.skipped += 1  # a frame of another size (e.g. after a mode change): not in this video
-            return
-        rgb = np.ascontiguousarray(rgb[:self.height, :self.width])
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(self._fit(rgb), format="rgb24").reformat(format="yuv420p")
         frame.pts = pts
         frame.time_base = MP4_TIME_BASE
         self.container.mux(self.stream.encode(frame))
@@ -235,11 +276,33 @@ class _Mp4:
         self.last_ns, self.last_pts = ts, pts
         self._emit_subs(ts - self.first_ns)
 
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` at the video's size: scaled by one factor (the aspect kept) and centred on black."""
+        import av
+
+        h, w = rgb.shape[:2]
+        if (w, h) == (self.width, self.height):
+            return rgb
+        if w - w % 2 == self.width and h - h % 2 == self.height:
+            return np.ascontiguousarray(rgb[:self.height, :self.width])  # the odd last row/column only
+        self.scaled += 1
+        k = min(self.width / w, self.height / h)
+        sw, sh = max(1, min(self.width, round(w * k))), max(1, min(self.height, round(h * k)))
+        small = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        scaled = small.reformat(width=sw, height=sh, format="rgb24", interpolation="BICUBIC").to_ndarray()
+        out = np.zeros((self.height, self.width, 3), np.uint8)
+        y, x = (self.height - sh) // 2, (self.width - sw) // 2
+        out[y:y + sh, x:x + sw] = scaled
+        return out
+
     def _open(self, ts: int, jpeg: bytes) -> None:
         import av
 
-        h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
-        self.width, self.height = w - w % 2, h - h % 2
+        if self.size and all(self.size):
+            w, h = self.size
+        else:
+            h, w, _, _ = simplejpeg.decode_jpeg_header(jpeg)
+        self.width, self.height = max(2, w - w % 2), max(2, h - h % 2)
         self.first_ns = ts
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.path), "w", format="mp4")
@@ -310,30 +373,21 @@ def _srt(ranges: list[tuple[int, str]], end_ns: int) -> str:
 
 # --- the pass over one camera -------------------------------------------------------------------------
 @dataclass
-class _Pick:
-    dist: int = 1 << 62
-    ts: int = 0
-    seq: int = 0
-    phase: str = ""
-    jpeg: bytes = b""
-
-
-@dataclass
 class _CamData:
     board: str
     camera: str
     fl: _Flight
     times: list[int] = field(default_factory=list)  # sensor ns of every video frame
-    picks: list[_Pick] = field(default_factory=list)
+    picker: Picker | None = None  # the contact sheet's frames around the events
+    stills: list[Pick] = field(default_factory=list)
 
 
-def _scan_camera(fl: _Flight, camera: str, *, mp4: Path | None, frames_dir: Path | None, targets: list[int | None],
-                 res: ExportResult, advance: Any) -> _CamData:
+def _scan_camera(fl: _Flight, camera: str, *, mp4: Path | None, frames_dir: Path | None,
+                 targets: list[tuple[int, bool]], res: ExportResult, advance: Any) -> _CamData:
     from camctl.store import iter_frames
 
-    data = _CamData(fl.board, camera, fl, picks=[_Pick() for _ in targets])
-    writer = _Mp4(mp4, fl, camera) if mp4 is not None else None
-    tol = 1_000_000_000  # a contact-sheet cell takes a frame within 1 s of its moment
+    data = _CamData(fl.board, camera, fl, picker=Picker(targets, _SHEET_TOL_NS) if targets else None)
+    writer = _Mp4(mp4, fl, camera, _video_size(fl.cameras[camera])) if mp4 is not None else None
     try:
         for seg in fl.cameras[camera]:
             for fr in iter_frames(seg):
@@ -342,18 +396,16 @@ def _scan_camera(fl: _Flight, camera: str, *, mp4: Path | None, frames_dir: Path
                     path = frames_dir / frame_file_name(fl.board, camera, fr.seq, t, still=fr.still)
                     path.write_bytes(fr.jpeg)
                     res.frames.append(path)
-                if fr.still or not fr.jpeg_ok:
+                if not fr.jpeg_ok:
+                    continue
+                if fr.still:
+                    data.stills.append(Pick(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg))
                     continue
                 data.times.append(fr.timestamp_ns)
                 if writer is not None:
                     writer.add(fr.timestamp_ns, fr.jpeg)
-                for target, pick in zip(targets, data.picks, strict=True):
-                    if target is None:
-                        continue
-                    d = abs(fr.timestamp_ns - target)
-                    if d < pick.dist and d <= tol:
-                        pick.dist, pick.ts, pick.seq, pick.phase, pick.jpeg = (d, fr.timestamp_ns, fr.seq,
-                                                                               fr.phase, fr.jpeg)
+                if data.picker is not None:
+                    data.picker.offer(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg)
             advance()
     finally:
         if writer is not None:
@@ -364,289 +416,100 @@ def _scan_camera(fl: _Flight, camera: str, *, mp4: Path | None, frames_dir: Path
             res.subtitles.append(writer.srt)
             res.notes.append(f"{mp4}: phases written to {writer.srt.name} (subtitle muxing failed)")
         if writer.skipped:
-            res.notes.append(f"{mp4}: {writer.skipped} frames skipped (out of order, undecodable or resized)")
+            res.notes.append(f"{mp4}: {writer.skipped} frames skipped (out of order or undecodable)")
+        if writer.scaled:
+            res.notes.append(f"{mp4}: {writer.scaled} smaller frames scaled up to {writer.width}x{writer.height} "
+                             f"(the camera changed size during the flight)")
     data.times.sort()
     return data
 
 
 # --- contact sheet ------------------------------------------------------------------------------------
-def _moments(fset: list[_Flight]) -> list[tuple[str, str | None, float]]:
-    """Columns of the contact sheet: (label, event, offset s), from the set's first board with events."""
+def _sheet_events(fset: list[_Flight]) -> tuple[_Flight | None, list[str]]:
+    """The set's reference flight (the first with a release edge) and the events that get a block."""
     ref = next((f for f in fset if f.tb.aligned), None)
-    if ref is None:
-        return [(f"{q:.0%} of recording", None, q) for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    evs = [ev for ev, t in sorted(ref.tb.event_ns.items(), key=lambda kv: kv[1])
-           if t >= ref.tb.t0_ns and ref.tb.event_phase.get(ev) not in _NOT_DESCENT]  # type: ignore[operator]
-    cols: list[tuple[str, str | None, float]] = [("release -0.5 s", evs[0], -0.5)]
-    cols += [(ev, ev, 0.0) for ev in evs]
-    cols.append((f"{evs[-1]} +1 s", evs[-1], 1.0))
-    return cols
+    return ref, (event_columns(ref.tb) if ref is not None else [])
 
 
-def _targets(fl: _Flight, fset: list[_Flight], cols: list[tuple[str, str | None, float]]) -> list[int | None]:
-    ref = next((f for f in fset if f.tb.aligned), None)
-    out: list[int | None] = []
-    for _label, ev, off in cols:
-        if ev is None:
-            out.append(None)
-            continue
-        t = fl.tb.event_ns.get(ev)
-        if t is None and ref is not None and fl.tb.aligned and fl.t0_ns is not None and ev in ref.tb.event_ns:
-            t = fl.t0_ns + ref.tb.event_ns[ev] - ref.tb.t0_ns  # type: ignore[operator]
-        out.append(None if t is None else t + int(off * 1e9))
+def _sheet_targets(fl: _Flight, ref: _Flight | None, events: list[str]) -> list[tuple[int, bool]]:
+    """(target ns, offset is 0) for every event x offset; an event this board did not log is never met."""
+    out = []
+    for ev in events:
+        t = event_ns(ev, fl.tb, ref.tb) if ref is not None else None
+        out += [((t + int(o * 1e9)) if t is not None else -(1 << 62), o == 0) for o in OFFSETS_S]
     return out
 
 
-def _font(size: int = 12) -> Any:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
+def _contact_sheet(fset: list[_Flight], cams: list[_CamData], out_png: Path) -> list[tuple[int, int, int, int]]:
+    ref, events = _sheet_events(fset)
+    blocks: list[Block] = []
+    for e, ev in enumerate(events):
+        block = Block(event_title(ev, ref.tb), [f"{o:+g} s" for o in OFFSETS_S])  # type: ignore[union-attr]
+        for cam in cams:
+            t_ev = event_ns(ev, cam.fl.tb, ref.tb)  # type: ignore[union-attr]
+            n = len(OFFSETS_S)
+            picks = cam.picker.picks(group=n)[e * n:(e + 1) * n] if cam.picker else []
+            block.rows.append((f"{cam.board}\n{cam.camera}", [
+                None if p is None or t_ev is None else Tile(p.image, caption((p.ts - t_ev) / 1e9, p.phase, p.seq))
+                for p in picks] or [None] * len(OFFSETS_S)))
+        blocks.append(block)
+    if not events:  # no release logged: columns spread over each camera's recording
+        quantiles = (0.0, 0.25, 0.5, 0.75, 1.0)
+        block = Block("no release logged: frames spread over each camera's recording",
+                      [f"{q:.0%} of recording" for q in quantiles])
+        for cam in cams:
+            block.rows.append((f"{cam.board}\n{cam.camera}", _spread_tiles(cam, quantiles)))
+        blocks.append(block)
+    width = max([len(c.stills) for c in cams] + [0])
+    if width:
+        block = Block("stills (full resolution), time from release", [f"still {i + 1}" for i in range(width)])
+        for cam in cams:
+            if cam.stills:
+                block.rows.append((f"{cam.board}\n{cam.camera}", [
+                    Tile(p.image, caption(cam.fl.rel(p.ts), p.phase, p.seq)) for p in cam.stills]
+                    + [None] * (width - len(cam.stills))))
+        blocks.append(block)
+    header = flight_header(((f.board, f.ref.flight) for f in fset),
+                           f"frames at {', '.join(f'{o:+g}' for o in OFFSETS_S)} s around each event")
+    return draw_sheet(header, blocks, out_png)
 
 
-def _tile(jpeg: bytes) -> Image.Image:
-    """A frame decoded at the smallest JPEG scale that still covers a tile, fitted into the tile."""
-    arr = simplejpeg.decode_jpeg(jpeg, colorspace="RGB", min_width=_TILE_W, min_height=_TILE_H)
-    im = Image.fromarray(arr)
-    im.thumbnail((_TILE_W, _TILE_H))
-    return im
-
-
-def _fill_unaligned(cam: _CamData, quantiles: list[float]) -> None:
-    """Columns given as fractions of the recording (no events): take frames from the camera's second read."""
+def _spread_tiles(cam: _CamData, quantiles: tuple[float, ...]) -> list[Tile | None]:
+    """Frames at fractions of a camera's recording (a second read of its segments: only without events)."""
     from camctl.store import iter_frames
 
     if not cam.times:
-        return
+        return [None] * len(quantiles)
     want = [cam.times[min(len(cam.times) - 1, int(q * (len(cam.times) - 1)))] for q in quantiles]
+    picker = Picker([(t, False) for t in want], 0)
     for seg in cam.fl.cameras[cam.camera]:
         for fr in iter_frames(seg):
-            for i, t in enumerate(want):
-                if fr.timestamp_ns == t and not fr.still and not cam.picks[i].jpeg:
-                    cam.picks[i] = _Pick(0, fr.timestamp_ns, fr.seq, fr.phase, fr.jpeg)
-        if all(p.jpeg for p in cam.picks):
-            return
-
-
-def _contact_sheet(title: str, cols: list[tuple[str, str | None, float]], cams: list[_CamData],
-                   out_png: Path) -> list[tuple[int, int, int, int]]:
-    cell_w, cell_h = _TILE_W + _PAD, _TILE_H + _LABEL_H + _PAD
-    width = _PAD + cell_w * len(cols)
-    height = _HEAD_H * 2 + _PAD + cell_h * max(1, len(cams))
-    sheet = Image.new("RGB", (width, height), BG)
-    draw = ImageDraw.Draw(sheet)
-    font = _font(12)
-    draw.text((_PAD, 4), title, fill=(230, 230, 230), font=_font(14))
-    for c, (label, _ev, _off) in enumerate(cols):
-        draw.text((_PAD + c * cell_w, _HEAD_H + 2), label, fill=(200, 200, 120), font=font)
-    boxes: list[tuple[int, int, int, int]] = []
-    for r, cam in enumerate(cams):
-        y = _HEAD_H * 2 + _PAD + r * cell_h
-        for c, pick in enumerate(cam.picks):
-            x = _PAD + c * cell_w
-            draw.rectangle((x, y, x + _TILE_W - 1, y + _TILE_H - 1), outline=(60, 60, 66))
-            if pick.jpeg:
-                try:
-                    im = _tile(pick.jpeg)
-                except ValueError:
-                    im = None
-                if im is not None:
-                    ox, oy = x + (_TILE_W - im.width) // 2, y + (_TILE_H - im.height) // 2
-                    sheet.paste(im, (ox, oy))
-                    boxes.append((ox, oy, ox + im.width, oy + im.height))
-                t = f"{cam.fl.rel(pick.ts):+.3f}s" if cam.fl.t0_ns is not None else f"seq {pick.seq}"
-                line2 = f"{pick.phase or '?'}  {t}  #{pick.seq}"
-            else:
-                draw.text((x + 8, y + _TILE_H // 2 - 6), "no frame", fill=(120, 120, 120), font=font)
-                line2 = ""
-            draw.text((x, y + _TILE_H + 2), f"{cam.board}/{cam.camera}", fill=(230, 230, 230), font=font)
-            draw.text((x, y + _TILE_H + 15), line2, fill=(170, 170, 170), font=font)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
-    return boxes
-
-
-def contact_sheet_from_thumbs(root: Path, out_png: Path, *, per_camera: int = 8) -> Path:
-    """A contact sheet from the ``thumbs/`` previews alone (``camctl fetch`` writes them first): per
-    board/camera row, ``per_camera`` previews evenly spread over the flight. ConfigError when there are none."""
-    rows: list[tuple[str, str, list[Path]]] = []
-    labels: dict[Path, str] = {}
-    for ref in find_flights(Path(root)):
-        tdir = ref.path / "thumbs"
-        # fetch writes thumbs/index.json (sensor time and phase per preview) and the event log before any
-        # preview, so even the first look is labelled with time from release
-        try:
-            infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
-            tb: TimeBase | None = TimeBase.from_events(load_events(ref.path))
-        except (OSError, ValueError):
-            infos, tb = {}, None
-        for cam_dir in sorted(p for p in tdir.iterdir() if p.is_dir()) if tdir.is_dir() else []:
-            files = sorted(cam_dir.glob("*.jpg"))
-            if not files:
-                continue
-            n = min(per_camera, len(files))
-            pick = [files[round(i * (len(files) - 1) / max(1, n - 1))] for i in range(n)]
-            rows.append((f"{ref.board}/{ref.flight}", cam_dir.name, pick))
-            for f in pick:
-                info = infos.get(f"{cam_dir.name}/{f.stem}") if isinstance(infos, dict) else None
-                if isinstance(info, dict) and isinstance(info.get("timestamp_ns"), int) and tb is not None \
-                        and tb.aligned:
-                    labels[f] = f"{info.get('phase', '')} {tb.rel_s(info['timestamp_ns']):+.2f}s #{int(f.stem)}"
-    if not rows:
-        raise ConfigError(f"no previews under {root} (expected <board>/<flight>/thumbs/<camera>/*.jpg)")
-    tw, th = 160, 120
-    cols = max(len(r[2]) for r in rows)
-    cell_w, cell_h = tw + _PAD, th + 16 + _PAD
-    sheet = Image.new("RGB", (_PAD + 150 + cols * cell_w, _HEAD_H + _PAD + len(rows) * cell_h), BG)
-    draw = ImageDraw.Draw(sheet)
-    font = _font(11)
-    draw.text((_PAD, 4), f"previews: {root}", fill=(230, 230, 230), font=_font(13))
-    for r, (board, cam, files) in enumerate(rows):
-        y = _HEAD_H + _PAD + r * cell_h
-        draw.text((_PAD, y + 4), board, fill=(230, 230, 230), font=font)
-        draw.text((_PAD, y + 18), cam, fill=(200, 200, 120), font=font)
-        for c, f in enumerate(files):
-            x = _PAD + 150 + c * cell_w
-            try:
-                with Image.open(f) as im0:
-                    im = im0.convert("RGB")
-                im.thumbnail((tw, th))
-                sheet.paste(im, (x + (tw - im.width) // 2, y + (th - im.height) // 2))
-            except OSError:
-                draw.text((x + 4, y + th // 2), "bad preview", fill=(200, 80, 80), font=font)
-            label = labels.get(f) or f"#{int(f.stem) if f.stem.isdigit() else f.stem}"
-            draw.text((x, y + th + 2), label, fill=(170, 170, 170), font=font)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
-    return out_png
+            if not fr.still and fr.jpeg_ok:
+                picker.offer(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg)
+    t0 = cam.times[0]
+    return [None if p is None else Tile(p.image, caption((p.ts - t0) / 1e9, p.phase, p.seq, since="from first"))
+            for p in picker.picks()]
 
 
 # --- timeline -----------------------------------------------------------------------------------------
-def _phase_color(name: str) -> tuple[int, int, int]:
-    return _PHASE_COLORS.get(name, _OTHER_COLORS[sum(name.encode()) % len(_OTHER_COLORS)])
-
-
-def _nice_step(span: float, n: int = 10) -> float:
-    raw = span / max(1, n)
-    for m in (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600):
-        if m >= raw:
-            return m
-    return 1200.0
-
-
-def _timeline(title: str, cams: list[_CamData], out_png: Path) -> None:
-    left, right, top, lane_h, bottom = 190, 30, 62, 84, 46
-    width = 1400
-    rels = [c.fl.rel(t) for c in cams for t in (c.times[:1] + c.times[-1:])]
-    for c in cams:
-        rels += [c.fl.rel(t) for t, _ in c.fl.tb.phases if c.times and c.times[0] <= t <= c.times[-1]]
-    lo, hi = (min(rels), max(rels)) if rels else (-1.0, 1.0)
-    if hi - lo < 1.0:
-        hi = lo + 1.0
-    span = hi - lo
-    lo, hi = lo - span * 0.02, hi + span * 0.02
-    height = top + lane_h * max(1, len(cams)) + bottom
-    img = Image.new("RGB", (width, height), BG)
-    d = ImageDraw.Draw(img)
-    font, small = _font(12), _font(10)
-    plot_w = width - left - right
-
-    def x_of(t: float) -> int:
-        return left + int((t - lo) / (hi - lo) * plot_w)
-
-    # frame rate per lane, sampled every 0.25 s: 1 / the frame interval covering the sample time
-    series: list[tuple[np.ndarray, np.ndarray]] = []
-    edges = np.arange(lo, hi + _BIN_S, _BIN_S)
-    for c in cams:
-        rel = np.array([c.fl.rel(t) for t in c.times])
-        fps = np.zeros(len(edges) - 1)
-        if rel.size >= 2:
-            mid = (edges[:-1] + edges[1:]) / 2
-            i = np.searchsorted(rel, mid, side="right")  # interval [rel[i-1], rel[i]] covers mid
-            inside = (i > 0) & (i < rel.size)
-            dt = rel[np.clip(i, 1, rel.size - 1)] - rel[np.clip(i - 1, 0, rel.size - 2)]
-            fps = np.where(inside & (dt > 0), 1.0 / np.where(dt > 0, dt, 1.0), 0.0)
-        series.append((edges, fps))
-    ymax = max([float(s[1].max()) for s in series if s[1].size] + [1.0])
-    ymax = float(np.ceil(ymax / 10 - 1e-3) * 10) if ymax > 10 else float(np.ceil(ymax - 1e-3))
-    d.text((8, 6), title, fill=(230, 230, 230), font=_font(14))
-    # legend
-    x = left
-    phases_seen: list[str] = []
-    for c in cams:
-        for _, ph in c.fl.tb.phases:
-            if ph not in phases_seen:
-                phases_seen.append(ph)
-    for ph in phases_seen:
-        d.rectangle((x, 30, x + 12, 42), fill=_phase_color(ph))
-        d.text((x + 16, 30), ph, fill=(220, 220, 220), font=small)
-        x += 24 + int(d.textlength(ph, font=small))
-    d.line((x, 36, x + 14, 36), fill=(120, 200, 255), width=2)
-    d.text((x + 18, 30), "frames/s (sampled every 0.25 s)", fill=(220, 220, 220), font=small)
-    x += 30 + int(d.textlength("frames/s (sampled every 0.25 s)", font=small))
-    d.line((x + 6, 30, x + 6, 42), fill=(255, 60, 60), width=2)
-    d.text((x + 12, 30), "fault", fill=(220, 220, 220), font=small)
-    x += 50
-    d.polygon([(x, 42), (x + 12, 42), (x + 6, 30)], fill=(255, 160, 40))
-    d.text((x + 16, 30), "dropped frames", fill=(220, 220, 220), font=small)
-    step = _nice_step(hi - lo)
-    ticks = np.arange(np.ceil(lo / step) * step, hi, step)
-    for r, (c, (edges, fps)) in enumerate(zip(cams, series, strict=True)):
-        y0, y1 = top + r * lane_h, top + (r + 1) * lane_h - 8
-        # phases shaded
-        ph = c.fl.tb.phases
-        for i, (t, name) in enumerate(ph):
-            t_end = ph[i + 1][0] if i + 1 < len(ph) else None
-            xa = max(left, x_of(c.fl.rel(t)))
-            xb = min(left + plot_w, x_of(c.fl.rel(t_end)) if t_end is not None else left + plot_w)
-            if xb > xa:
-                d.rectangle((xa, y0, xb, y1), fill=tuple(v // 2 for v in _phase_color(name)))
-        d.rectangle((left, y0, left + plot_w, y1), outline=(90, 90, 96))
-        for tk in ticks:
-            d.line((x_of(float(tk)), y0, x_of(float(tk)), y1), fill=(55, 55, 62))
-        # fps curve
-        pts = []
-        for i, v in enumerate(fps):
-            xa, xb = x_of(float(edges[i])), min(left + plot_w, x_of(float(edges[i + 1])))
-            yv = y1 - int(float(v) / ymax * (y1 - y0 - 4))
-            pts += [(xa, yv), (xb, yv)]
-        if pts:
-            d.line(pts, fill=(120, 200, 255), width=2)
-        # faults of this camera (or of the board when the record names no camera)
-        for rec in c.fl.events:
-            if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
-                continue
-            if rec.get("camera") not in (None, c.camera):
-                continue
-            xe = x_of(c.fl.rel(rec["mono_ns"]))
-            if left <= xe <= left + plot_w:
-                d.line((xe, y0, xe, y1), fill=(255, 60, 60), width=2)
-        # every loss of this camera, by reason (the ledger's intervals and the store's drops)
-        for mono, cam, reason, n in ledger_marks(c.fl.events):
-            xe = x_of(c.fl.rel(mono))
-            if cam != c.camera or not left <= xe <= left + plot_w:
-                continue
-            d.polygon([(xe - 6, y1), (xe + 6, y1), (xe, y1 - 12)], fill=(255, 160, 40))
-            d.text((xe + 7, y1 - 12), f"{reason} {n}", fill=(255, 160, 40), font=small)
-        if c.fl.tb.aligned:
-            d.line((x_of(0.0), y0, x_of(0.0), y1), fill=(240, 240, 240), width=1)
-        d.text((8, y0 + 4), c.board, fill=(230, 230, 230), font=font)
-        d.text((8, y0 + 20), c.camera, fill=(200, 200, 120), font=font)
-        d.text((8, y0 + 36), f"{len(c.times)} frames", fill=(170, 170, 170), font=small)
-        d.text((left - 34, y0), f"{ymax:g}", fill=(170, 170, 170), font=small)
-        d.text((left - 14, y1 - 12), "0", fill=(170, 170, 170), font=small)
-    ya = top + lane_h * max(1, len(cams)) - 4
-    d.line((left, ya, left + plot_w, ya), fill=(200, 200, 200))
-    for tk in ticks:
-        xt = x_of(float(tk))
-        d.line((xt, ya, xt, ya + 5), fill=(200, 200, 200))
-        label = f"{float(tk):+g}"
-        d.text((xt - d.textlength(label, font=small) / 2, ya + 8), label, fill=(200, 200, 200), font=small)
-    zero = "release" if any(c.fl.tb.aligned for c in cams) else "first event"
-    d.text((left + plot_w // 2 - 60, ya + 24), f"seconds from {zero}", fill=(220, 220, 220), font=font)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out_png)
+def _lane(cam: _CamData) -> Lane:
+    fl = cam.fl
+    times = np.array(cam.times, dtype=np.int64)
+    lane = Lane(cam.board, cam.camera, (times - (fl.t0_ns or 0)) / 1e9 if fl.t0_ns is not None else
+                np.zeros(len(times)), phases=[(fl.rel(t), ph) for t, ph in fl.tb.phases])
+    for rec in fl.events:  # faults of this camera, or of the board when the record names no camera
+        if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
+            continue
+        if rec.get("camera") in (None, cam.camera):
+            lane.faults.append((fl.rel(rec["mono_ns"]), str(rec.get("error") or rec.get("name") or "fault")))
+    # every loss of this camera, by reason (the ledger's intervals and the store's drops: camctl.ledger)
+    lane.drops += [(fl.rel(mono), reason, n) for mono, c, reason, n in ledger_marks(fl.events) if c == cam.camera]
+    for p in cam.stills:
+        i = int(np.searchsorted(times, p.ts))
+        g0 = times[i - 1] if i > 0 else p.ts
+        g1 = times[i] if i < len(times) else p.ts
+        lane.stills.append((fl.rel(p.ts), fl.rel(int(g0)), fl.rel(int(g1))))
+    return lane
 
 
 # --- driver -------------------------------------------------------------------------------------------
@@ -664,7 +527,7 @@ def _progress(enabled: bool, total: int) -> Iterator[Any]:
 
 
 def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool = True, timeline: bool = True,
-               frames: bool = False, progress: bool = False) -> ExportResult:
+               frames: bool = False, foxglove: bool = False, progress: bool = False) -> ExportResult:
     """Export every flight under ``root`` (fetch output, board store or one flight folder) into ``out``.
 
     Raises ConfigError when ``root`` holds no flight."""
@@ -674,7 +537,13 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
         raise ConfigError(f"no flights under {root} (expected <board>/<flight>/flight.json, "
                           f"<flight>/flight.json or a flight folder)")
     res = ExportResult(out=out)
-    flights = [_load_flight(r) for r in refs]
+    seen: dict[tuple[str, str], FlightRef] = {}
+    for r in refs:  # the demo's output holds each flight twice (its download and the board's store): once
+        if (r.board, r.flight) in seen:
+            res.notes.append(f"{r.board} {r.flight}: exported from {seen[(r.board, r.flight)].path}, also at {r.path}")
+        else:
+            seen[(r.board, r.flight)] = r
+    flights = [_load_flight(r) for r in seen.values()]
     sets = _flight_sets(flights)
     total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
     used_names: set[str] = set()
@@ -691,42 +560,55 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                     res.notes.append(f"{name}: {board} is UNALIGNED: {a['reason']}; its times are its own")
             set_dir.mkdir(parents=True, exist_ok=True)
             (set_dir / "alignment.json").write_text(json.dumps(alignment, indent=1, sort_keys=True))
-            cols = _moments(fset) if contact_sheet else []
+            ref, events = _sheet_events(fset) if contact_sheet else (None, [])
             cams: list[_CamData] = []
             frames_dir = set_dir / "frames" if frames else None
             if frames_dir is not None:
                 frames_dir.mkdir(parents=True, exist_ok=True)
             for fl in fset:
-                targets = _targets(fl, fset, cols)
+                targets = _sheet_targets(fl, ref, events)
                 for camera in fl.cameras:
                     mp4_path = set_dir / "mp4" / f"{fl.board}_{camera}.mp4" if mp4 else None
                     cams.append(_scan_camera(fl, camera, mp4=mp4_path, frames_dir=frames_dir, targets=targets,
                                              res=res, advance=advance))
-            title = f"{name}: " + ", ".join(f"{f.board} ({f.ref.flight})" for f in fset)
-            if contact_sheet and cams:
-                if cols and cols[0][1] is None:
-                    for cam in cams:
-                        _fill_unaligned(cam, [off for _l, _e, off in cols])
+            aligned = any(f.tb.aligned for f in fset)
+            if contact_sheet and any(c.times or c.stills for c in cams):
                 png = set_dir / "contact_sheet.png"
-                res.tiles[png] = _contact_sheet(title, cols, cams, png)
+                res.tiles[png] = _contact_sheet(fset, cams, png)
                 res.contact_sheets.append(png)
-            if timeline and cams:
-                png = set_dir / "timeline.png"
-                _timeline(title, cams, png)
+            elif contact_sheet and any(has_previews(f.ref.path) for f in fset):
+                png = set_dir / "contact_sheet.png"  # a thumbs-only download: the sheet from its previews
+                res.tiles[png] = sheet_from_previews([f.ref for f in fset], png)
+                res.contact_sheets.append(png)
+                res.notes.append(f"{name}: contact sheet made from the previews (no segment downloaded yet)")
+            if timeline and any(c.times for c in cams):
+                title = flight_header(((f.board, f.ref.flight) for f in fset), "frame rate per camera")
+                zero = "release" if aligned else "first event"
+                png, svg = draw_timeline(title, [_lane(c) for c in cams], set_dir / "timeline.png", zero=zero)
                 res.timelines.append(png)
-            if not any(c.fl.tb.aligned for c in cams):
+                res.timeline_svgs.append(svg)
+            if foxglove:
+                from camctl.foxglove import write_foxglove
+
+                fx = write_foxglove([(f.board, f.ref.flight, f.cameras, sorted((f.ref.path / "events").glob("*.mcap")))
+                                     for f in fset], set_dir / "foxglove", name)
+                res.foxglove += [fx.mcap, fx.layout]
+                res.notes += [f"{fx.mcap}: left out {u}" for u in fx.unreadable]
+            if not aligned and (cams or contact_sheet):
                 res.notes.append(f"{name}: no release event logged; times are from the first event")
     return res
 
 
 def export_main(args: argparse.Namespace) -> int:
-    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--out OUTDIR] [--quiet]``."""
+    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--out OUTDIR] [--quiet]``.
+
+    0 when something was written, 1 when the flights hold nothing to export, 2 (ConfigError) for no flight."""
     root = Path(args.dir)
     if not root.is_dir():
         raise ConfigError(f"no such folder: {root}")
-    kinds = {k: bool(getattr(args, k, False)) for k in ("mp4", "contact_sheet", "timeline", "frames")}
-    if not any(kinds.values()):
-        kinds = dict.fromkeys(kinds, True)
+    kinds = {k: bool(getattr(args, k, False)) for k in ("mp4", "contact_sheet", "timeline", "frames", "foxglove")}
+    if not any(kinds.values()):  # nothing asked: everything but the Foxglove copy (it duplicates the data)
+        kinds = {k: k != "foxglove" for k in kinds}
     out = Path(args.out) if getattr(args, "out", None) else root / "export"
     quiet = bool(getattr(args, "quiet", False))
     res = export_all(root, out, progress=not quiet, **kinds)
@@ -739,4 +621,5 @@ def export_main(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if not any(res.paths().values()):
         print(f"export: nothing written (no frames under {root})")
+        return 1  # flights without a frame: a problem in the data (camctl.cli's exit-code rule)
     return 0

@@ -59,7 +59,7 @@ def _last_frame_wall_ns(flight_dir: Path, cameras: list[str]) -> int:
     for cam in cameras:
         segs = _segments(flight_dir / cam)
         for seg in reversed(segs):  # the newest segment with a durable frame
-            walls = [f.publish_ns for f in iter_frames(seg)]
+            walls = [f.log_ns for f in iter_frames(seg)]  # MCAP log_time: the frame's wall-clock time
             if walls:
                 newest = max(newest, max(walls))
                 break

@@ -314,7 +314,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run install-service from parsed arguments; print each action. 0 ok, 2 bad config, 1 other failure."""
+    """Run install-service from parsed arguments; print each action. 0 ok, 2 when it cannot be done (a bad
+    config, a config that would be overwritten, a failing command or path): camctl.cli's exit-code rule."""
     venv = args.venv if args.venv is not None else Path(sys.prefix)
     try:
         actions = install_service(unit_dir=args.unit_dir, config_src=args.config,
@@ -325,7 +326,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except (InstallError, OSError) as exc:
         print(f"camctl install-service: {exc}", file=sys.stderr)
-        return 1
+        return 2
     prefix = "would: " if args.dry_run else ""
     for line in actions:
         print(f"{prefix}{line}")

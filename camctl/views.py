@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -72,20 +73,31 @@ def _ref(path: Path, default_board: str) -> FlightRef:
     return FlightRef(board=board, flight=flight, path=path)
 
 
+_NOT_FLIGHTS = {"export", "thumbs", "frames", "mp4", "events"}  # folders that never hold a flight
+
+
 def find_flights(root: Path) -> list[FlightRef]:
-    """Flights under ``root``: a flight folder itself, a board store (flights one level down) or a fetch
-    output (boards, then flights). Sorted by board then flight id. Empty when there are none."""
+    """Every flight at or beneath ``root``, however deep: a flight folder itself, a board's store
+    (``<store>/<flight>``), a fetch output (``<out>/<board>/<flight>``), the demo's output folder (its
+    download and its boards' stores) or any folder holding those. A flight folder is not searched further;
+    export output and hidden folders are skipped. Sorted by board, flight id, then path."""
     root = Path(root)
     if not root.is_dir():
         return []
     if _is_flight(root):
         return [_ref(root, root.parent.name or "board")]
-    kids = sorted(p for p in root.iterdir() if p.is_dir())
-    flights = [_ref(p, root.name) for p in kids if _is_flight(p)]
-    if flights:
-        return flights
-    out = [_ref(f, b.name) for b in kids for f in sorted(b.iterdir()) if _is_flight(f)]
-    return sorted(out, key=lambda r: (r.board, r.flight))
+    out = []
+    for dirpath, dirnames, _files in os.walk(root):
+        here, deeper = Path(dirpath), []
+        for name in sorted(dirnames):
+            if name.startswith(".") or name in _NOT_FLIGHTS:
+                continue
+            if _is_flight(here / name):
+                out.append(_ref(here / name, here.name))
+            else:
+                deeper.append(name)
+        dirnames[:] = deeper
+    return sorted(out, key=lambda r: (r.board, r.flight, str(r.path)))
 
 
 # --- events and the time base -------------------------------------------------------------------------
@@ -305,7 +317,9 @@ def ls_local(directory: Path, *, json_out: bool = False) -> int:
 
 # --- ls --connect -------------------------------------------------------------------------------------
 def ls_remote(urls: list[str], *, json_out: bool = False, timeout_s: float = 5.0, curve: Any = None) -> int:
-    """``camctl ls --connect``: what each board would serve, summed per flight and camera."""
+    """``camctl ls --connect``: each board's cameras per flight, frames, times from the board's release edge
+    (its event log is fetched, it is small), duration, size, segments. Exit 2 when a board cannot be reached.
+    """
     from camctl.exc import FetchError, RemoteError
     from camctl.ground import Client
 
@@ -316,24 +330,30 @@ def ls_remote(urls: list[str], *, json_out: bool = False, timeout_s: float = 5.0
             try:
                 w = c.hello()
                 segs = c.list()
+                bases = _remote_time_bases(c, segs)
             except (FetchError, RemoteError) as exc:
                 boards.append({"url": url, "error": str(exc)})
-                rc = 1
+                rc = 2  # a board that cannot be reached or refuses: a connection error (camctl.cli's rule)
                 continue
         flights: dict[str, dict[str, dict]] = {}
         for s in segs:
-            cam = flights.setdefault(s.flight, {}).setdefault(s.camera if s.kind == "segment" else s.kind, {
-                "frames": 0, "bytes": 0, "segments": 0, "first_ns": None, "last_ns": None, "value": 0})
+            if s.kind != "segment":
+                continue  # the event log and flight.json/index.json are not cameras
+            cam = flights.setdefault(s.flight, {}).setdefault(s.camera, {
+                "frames": 0, "bytes": 0, "segments": 0, "first_ns": None, "last_ns": None})
             cam["frames"] += s.frames
             cam["bytes"] += s.size
             cam["segments"] += 1
-            cam["value"] = max(cam["value"], s.value)
-            if s.kind == "segment" and s.frames:
+            if s.frames:
                 cam["first_ns"] = s.first_ns if cam["first_ns"] is None else min(cam["first_ns"], s.first_ns)
                 cam["last_ns"] = s.last_ns if cam["last_ns"] is None else max(cam["last_ns"], s.last_ns)
-        for cams in flights.values():
+        for flight, cams in flights.items():
+            tb = bases.get(flight)
             for cam in cams.values():
-                f, la = cam["first_ns"], cam["last_ns"]
+                f, la = cam.pop("first_ns"), cam.pop("last_ns")
+                aligned = tb is not None and tb.aligned
+                cam["first_s"] = round(tb.rel_s(f), 3) if aligned and f is not None else None  # type: ignore[union-attr]
+                cam["last_s"] = round(tb.rel_s(la), 3) if aligned and la is not None else None  # type: ignore[union-attr]
                 cam["duration_s"] = round((la - f) / 1e9, 3) if f is not None and la is not None else 0.0
         boards.append({"url": url, "board": w.board, "serving": w.serving, "flights": flights})
     if json_out:
@@ -346,15 +366,32 @@ def ls_remote(urls: list[str], *, json_out: bool = False, timeout_s: float = 5.0
         if "error" in b:
             console.print(f"[red]{b['url']}: {b['error']}[/red]")
             continue
-        table = Table(title=f"{b['board']} ({b['url']})  serving={b['serving']}", title_justify="left")
-        for col in ("flight", "camera", "frames", "duration", "size", "segments", "best value"):
+        table = Table(title=f"{b['board']} ({b['url']})  {'serving' if b['serving'] else 'not serving yet'}",
+                      title_justify="left", caption="first/last: seconds from the board's release edge",
+                      caption_justify="left")
+        for col in ("flight", "camera", "frames", "first", "last", "duration", "size", "segments"):
             table.add_column(col, justify="left" if col in ("flight", "camera") else "right")
         for fl, cams in sorted(b["flights"].items()):
             for name, c in sorted(cams.items()):
-                table.add_row(fl, name, str(c["frames"]), f"{c['duration_s']:.3f}s", _mb(c["bytes"]),
-                              str(c["segments"]), str(c["value"]))
+                table.add_row(fl, name, str(c["frames"]), _t(c["first_s"]), _t(c["last_s"]),
+                              f"{c['duration_s']:.3f}s", _mb(c["bytes"]), str(c["segments"]))
         console.print(table)
     return rc
+
+
+def _remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
+    """Each listed flight's time base, from its event log fetched into a temporary folder."""
+    import tempfile
+
+    from camctl.store import iter_events
+
+    events: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="camctl-ls-") as tmp:
+        for i, s in enumerate(x for x in segs if x.kind == "events"):
+            dest = Path(tmp) / f"{i}.mcap"
+            client.fetch_file(s, dest)
+            events.setdefault(s.flight, []).extend(iter_events(dest))
+    return {f: TimeBase.from_events(sorted(r, key=lambda e: int(e.get("mono_ns") or 0))) for f, r in events.items()}
 
 
 # --- status -------------------------------------------------------------------------------------------
@@ -482,14 +519,19 @@ def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False,
     ``watch`` refreshes until Ctrl-C (or ``stop`` is set): a STATUS poll of every board each ``interval_s``,
     and, for boards whose PUB endpoints are given in ``events``, their live ``status`` broadcasts in between
     (a ``phase`` or ``fault`` broadcast triggers an immediate re-poll). With ``json_out`` a watch prints one
-    JSON line per refresh. Exit 1 if a board did not answer (in the last refresh).
+    JSON line per refresh. Exit 2 if a board did not answer (in the last refresh): a connection error.
     """
     results = _poll(urls, timeout_s, curve)
 
-    def emit_json(res: list[dict]) -> None:
-        print(json.dumps(res[0] if len(res) == 1 else res), flush=True)
+    last_line = [""]
 
-    rc = lambda res: 1 if any("error" in r for r in res) else 0  # noqa: E731
+    def emit_json(res: list[dict]) -> None:
+        line = json.dumps(res[0] if len(res) == 1 else res)
+        if line != last_line[0]:  # one line per update: a poll and a broadcast of the same status are one
+            print(line, flush=True)
+            last_line[0] = line
+
+    rc = lambda res: 2 if any("error" in r for r in res) else 0  # noqa: E731
     if not watch:
         if json_out:
             emit_json(results)

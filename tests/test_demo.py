@@ -74,5 +74,5 @@ def test_camctl_run_port_in_use_and_bad_store_are_one_line_errors(tmp_path):
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "nostore" / "store"), "/proc/camctl-no-store"))
     r = subprocess.run([sys.executable, "-m", "camctl", "run", "--config", str(cfg)], capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 1 and "store.dir /proc/camctl-no-store: cannot create it" in r.stderr, r.stderr
+    assert r.returncode == 2 and "store.dir /proc/camctl-no-store: cannot create it" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +18,10 @@ from test_export_data import BOARDS, FLIGHT, Built, build_download
 from camctl.cli import main
 from camctl.exc import ConfigError
 from camctl.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
+from camctl.frames import EncodedFrame
+from camctl.ledger import store_reason
+from camctl.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
+from camctl.timeline import BIN_S, Lane, draw_timeline, rate_bins
 from camctl.views import find_flights
 
 SET = FLIGHT  # a set is named after its earliest flight id
@@ -71,29 +77,96 @@ def test_mp4_carries_phases_as_subtitles(built: Built, exported) -> None:
     assert subs == [(0, "ARMED"), (1000, "DESCENT"), (2020, "SEPARATION"), (3000, "TOUCHDOWN")]
 
 
-def test_contact_sheet_tiles(built: Built, exported) -> None:
+def _expected_tiles(built: Built) -> list[tuple[str, str, EncodedFrame | None]]:
+    """Per event block, camera row and offset column, the frame the sheet must show: within 0.25 s of the
+    target on the board's own event time; at the edge (offset 0) the first frame at or after it."""
+    out = []
+    for ev, after_s in (("release", 0.0), ("separation", 1.0), ("touchdown", 2.0)):
+        for board, cam in [(b, c) for b in sorted(BOARDS) for c in ("down", "up")]:
+            skew = 20_000_000 if board == "rig-b" and ev == "separation" else 0
+            t_ev = BOARDS[board] + int(after_s * 1e9) + skew
+            frames = _video(built, board, cam)
+            for off in OFFSETS_S:
+                target = t_ev + int(off * 1e9)
+                near = [f for f in frames if abs(f.timestamp_ns - target) <= 250_000_000]
+                later = [f for f in near if f.timestamp_ns >= target]
+                pick = (min(later, key=lambda f: f.timestamp_ns) if off == 0 and later else
+                        min(near, key=lambda f: abs(f.timestamp_ns - target)) if near else None)
+                out.append((board, cam, pick))
+    return out
+
+
+def test_contact_sheet_frames_around_every_event_and_the_stills(built: Built, exported) -> None:
     png = built.root / "export" / SET / "contact_sheet.png"
     assert exported.contact_sheets == [png]
     boxes = exported.tiles[png]
-    # columns: release -0.5 s, release, separation, touchdown, touchdown +1 s; rows: 2 boards x 2 cameras
-    assert len(boxes) == 5 * 4
-    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    assert img.shape[1] == 8 + 5 * (240 + 8)
-    for x0, y0, x1, y1 in boxes:
-        tile = img[y0:y1, x0:x1]
-        assert tile.std() > 10 and np.abs(tile.mean(axis=(0, 1)) - BG).max() > 20, (x0, y0)
-    x0, y0, _, _ = boxes[0]
-    assert (img[y0 + 50, x0 - 4] == BG).all()  # the gutter left of the first tile is background
+    want = [(b, c, f) for b, c, f in _expected_tiles(built) if f is not None]
+    stills = [f for f in built.frames[("rig-a", "down")] if f.still]
+    assert len(boxes) == len(want) + len(stills)  # 3 events x 5 offsets x 4 cameras, less the empty cells
+    assert len(want) == 3 * 5 * 4 - 6  # touchdown +1 s has no frame; "up" (2 fps) none at +0.5 s either
+    img = Image.open(png).convert("RGB")
+    thumbs: dict[tuple[str, str], list[tuple[EncodedFrame, np.ndarray]]] = {}
+    for (board, cam), frames in built.frames.items():
+        for f in frames:
+            im = Image.open(io.BytesIO(f.jpeg)).convert("RGB")
+            im.thumbnail((240, 180))
+            thumbs.setdefault((board, cam), []).append((f, np.asarray(im).astype(int)))
+    for (board, cam, frame), box in zip([*want, *(("rig-a", "down", s) for s in stills)], boxes, strict=True):
+        tile = np.asarray(img.crop(box)).astype(int)
+        assert tile.std() > 10 and np.abs(tile.mean(axis=(0, 1)) - BG).max() > 20, box
+        # the tile is the expected frame: closer to it than to any other frame of that camera
+        diffs = [(np.abs(a - tile).mean() if a.shape == tile.shape else 1e9, f) for f, a in thumbs[(board, cam)]]
+        assert min(diffs, key=lambda d: d[0])[1].jpeg == frame.jpeg, (board, cam, frame.seq, box)
 
 
-def test_timeline_png(built: Built, exported) -> None:
+def test_contact_sheet_picks_the_first_frame_of_the_new_phase_at_an_edge() -> None:
+    picker = Picker([(1_000, True), (1_000, False)], tol_ns=100)
+    picker.offer(990, "SEPARATION", 1, b"before")  # 10 ns before the edge: nearest, but of the old phase
+    picker.offer(1_040, "TOUCHDOWN", 2, b"after")
+    picker.offer(1_020, "TOUCHDOWN", 3, b"first-after")
+    at_edge, near = picker.picks()
+    assert at_edge is not None and (at_edge.seq, at_edge.phase) == (3, "TOUCHDOWN")
+    assert near is not None and near.seq == 1  # elsewhere the nearest frame wins
+    assert Picker([(1_000, True)], tol_ns=10).picks() == [None]
+    sparse = Picker([(0, False), (500, False), (1_000, False), (0, False)], tol_ns=1_000)
+    sparse.offer(600, "DESCENT", 7, b"only")
+    assert [p and p.seq for p in sparse.picks(group=3)] == [None, 7, None, 7]  # once per row, at the nearest
+
+
+def test_sheet_header_names_the_flight_once() -> None:
+    assert flight_header([("rig-a", "F1"), ("rig-b", "F1")], "x") == "flight F1 · boards rig-a, rig-b · x"
+    assert flight_header([("rig-a", "F1"), ("rig-b", "F2")], "x") == "flights rig-a F1, rig-b F2 · x"
+
+
+def test_timeline_png_and_svg(built: Built, exported) -> None:
     png = built.root / "export" / SET / "timeline.png"
-    assert exported.timelines == [png]
-    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    assert img.shape[1] == 1400 and img.shape[0] > 4 * 80
-    red = (img[:, :, 0] > 230) & (img[:, :, 1] < 80) & (img[:, :, 2] < 80)
-    ys = np.nonzero(red[60:, 300:])[0] + 60  # below the legend
-    assert ys.size and ys.min() >= 62 + 3 * 84  # the fault is in the last lane (rig-b/up) only
+    assert exported.timelines == [png] and exported.timeline_svgs == [png.with_suffix(".svg")]
+    assert Image.open(png).size[0] >= 1200
+    svg = png.with_suffix(".svg").read_text()
+    dropped = f"dropped: {store_reason('queue_full')}"  # the ledger's name for the store's reason
+    for text in ("seconds from release", "frames/s", "rig-a", "rig-b", dropped, "fault",
+                 "still (gap in video)", "DESCENT", "SEPARATION", "TOUCHDOWN", "CameraTimeout"):
+        assert text in svg, text
+
+
+def test_timeline_legend_names_only_what_is_drawn(tmp_path: Path) -> None:
+    lane = Lane("rig", "down", np.arange(-1.0, 2.0, 0.1), phases=[(-1.0, "ARMED"), (0.0, "DESCENT")])
+    png, svg = draw_timeline("t", [lane], tmp_path / "t.png")
+    text = svg.read_text()
+    assert png.exists() and "DESCENT" in text and "frames/s" in text
+    assert "fault" not in text and "dropped" not in text and "still (gap" not in text
+
+
+def test_timeline_rate_bins_start_at_release() -> None:
+    # 4 fps before release, 10 fps from it: the step is exactly at t = 0, not a bin early
+    frames = np.concatenate([np.arange(-1.0, 0.0, 0.25), np.arange(0.0, 1.05, 0.1)])
+    edges, rate = rate_bins(frames, -1.13, 0.97)
+    assert np.allclose(edges / BIN_S, np.round(edges / BIN_S)) and 0.0 in edges
+    k = int(np.flatnonzero(np.isclose(edges, 0.0))[0])
+    assert np.allclose(rate[1:k], 4) and rate[0] == 0  # before the first frame: no rate
+    assert np.allclose(rate[k:], 10)  # a steady 10 fps reads 10 in every bin, not 8 and 12
+    _, slow = rate_bins(np.arange(0.0, 3.0, 0.5), 0.0, 2.5)
+    assert np.allclose(slow, 2)  # 2 fps in 0.25 s bins: bins without a frame of their own still read 2
 
 
 def test_frames_named_and_byte_identical(built: Built, exported) -> None:
@@ -128,22 +201,74 @@ def test_cli_export_no_flight_is_one_line_exit_2(tmp_path: Path, capsys: pytest.
     assert main(["export", str(tmp_path / "missing")]) == 2
 
 
-def test_contact_sheet_from_thumbs(built: Built, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no previews"):
-        contact_sheet_from_thumbs(built.root, tmp_path / "none.png")
-    root = tmp_path / "dl"
-    for board in BOARDS:  # a download in progress: flight.json, events and previews only
-        src = built.root / board / FLIGHT
-        dst = root / board / FLIGHT
+def _download_of_previews(built: Built, root: Path, *, index: bool) -> dict[tuple[str, str], list[EncodedFrame]]:
+    """What a thumbs-only fetch leaves: flight.json, the event log, every 3rd frame as a 160x120 preview and,
+    with ``index``, thumbs/index.json with each preview's sensor time and phase."""
+    shown = {}
+    for board in BOARDS:
+        src, dst = built.root / board / FLIGHT, root / board / FLIGHT
         shutil.copytree(src / "events", dst / "events")
         shutil.copy(src / "flight.json", dst / "flight.json")
+        infos = {}
         for cam in ("down", "up"):
             (dst / "thumbs" / cam).mkdir(parents=True)
-            for f in built.frames[(board, cam)][:10]:
-                im = Image.open(__import__("io").BytesIO(f.jpeg))
+            shown[(board, cam)] = _video(built, board, cam)[::3]
+            for f in shown[(board, cam)]:
+                im = Image.open(io.BytesIO(f.jpeg))
                 im.thumbnail((160, 120))
                 im.save(dst / "thumbs" / cam / f"{f.seq:06d}.jpg")
-    png = contact_sheet_from_thumbs(root, tmp_path / "first_look.png")
-    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    assert img.shape[0] > 4 * 120 and img.shape[1] > 8 * 160
-    assert img.std() > 20
+                infos[f"{cam}/{f.seq:06d}"] = {"seq": f.seq, "timestamp_ns": f.timestamp_ns, "phase": f.phase}
+        if index:
+            (dst / "thumbs" / "index.json").write_text(json.dumps(infos))
+    return shown
+
+
+def test_contact_sheet_from_previews_around_every_event(built: Built, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no previews"):
+        contact_sheet_from_thumbs(built.root, tmp_path / "none.png")
+    shown = _download_of_previews(built, tmp_path / "dl", index=True)
+    boxes = sheet_from_previews(find_flights(tmp_path / "dl"), tmp_path / "first_look.png")
+    want: list[EncodedFrame] = []
+    row: list[tuple[int, EncodedFrame | None]] = []
+    for ev, after_s in (("release", 0.0), ("separation", 1.0), ("touchdown", 2.0)):
+        for board, cam in [(b, c) for b in sorted(BOARDS) for c in ("down", "up")]:
+            t_ev = BOARDS[board] + int(after_s * 1e9) + (20_000_000 if board == "rig-b" and ev == "separation" else 0)
+            for off in OFFSETS_S:
+                target = t_ev + int(off * 1e9)
+                near = [f for f in shown[(board, cam)] if abs(f.timestamp_ns - target) <= 1_000_000_000]
+                later = [f for f in near if f.timestamp_ns >= target]
+                row.append((target, min(later, key=lambda f: f.timestamp_ns) if off == 0 and later else
+                            min(near, key=lambda f: abs(f.timestamp_ns - target)) if near else None))
+            # a preview chosen for several columns of a row stays only in the nearest one
+            for t, f in row:
+                if f is not None and t == min((u for u, g in row if g is f), key=lambda u: abs(f.timestamp_ns - u)):
+                    want.append(f)
+            row.clear()
+    assert len(boxes) == len(want) > 30
+    img = Image.open(tmp_path / "first_look.png").convert("RGB")
+    cands = []
+    for fs in shown.values():
+        for g in fs:
+            im = Image.open(io.BytesIO(g.jpeg)).convert("RGB")
+            im.thumbnail((160, 120))
+            cands.append((g, np.asarray(im).astype(int)))
+    for f, box in zip(want, boxes, strict=True):
+        tile = np.asarray(img.crop(box)).astype(int)
+        best = min(cands, key=lambda c: np.abs(c[1] - tile).mean() if c[1].shape == tile.shape else 1e9)
+        assert best[0].jpeg == f.jpeg, (f.camera, f.seq, box)
+
+
+def test_contact_sheet_from_previews_without_times_spreads_them(built: Built, tmp_path: Path) -> None:
+    shown = _download_of_previews(built, tmp_path / "dl", index=False)
+    boxes = sheet_from_previews(find_flights(tmp_path / "dl"), tmp_path / "sheet.png")
+    assert len(boxes) == sum(min(8, len(v)) for v in shown.values())  # up to 8 per camera, spread
+
+
+def test_export_of_a_thumbs_only_download(built: Built, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _download_of_previews(built, tmp_path / "dl", index=True)
+    assert main(["export", str(tmp_path / "dl"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    sheet = tmp_path / "dl" / "export" / SET / "contact_sheet.png"
+    assert f"contact_sheet: {sheet}" in out and sheet.stat().st_size > 10_000
+    assert "contact sheet made from the previews" in out
+    assert "no release event logged" not in out  # the events were downloaded: no false note

@@ -76,8 +76,8 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     assert verify(fdir).exit_code == 0
     for cam, n in durable_before.items():
         frames = _frames(fdir, cam)
-        before = [f for f in frames if f.publish_ns < killed_wall]
-        after = [f for f in frames if f.publish_ns > killed_wall]
+        before = [f for f in frames if f.log_ns < killed_wall]
+        after = [f for f in frames if f.log_ns > killed_wall]
         assert len(before) >= n, (cam, len(before), n)  # every frame durable at the kill is still there
         assert len(after) >= 3, (cam, len(after))
         assert {f.phase for f in after} >= {"DESCENT"}

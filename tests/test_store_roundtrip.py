@@ -81,7 +81,7 @@ def test_plain_mcap_reader_with_embedded_schema(flight) -> None:
                         assert schema.name == "foxglove.CompressedImage" and schema.encoding == "protobuf"
                         img = _message_class(schema).FromString(msg.data)
                         assert img.format == "jpeg" and img.frame_id == cam
-                        assert img.timestamp.ToNanoseconds() == msg.log_time
+                        assert img.timestamp.ToNanoseconds() == msg.publish_time  # sensor time; log_time is wall
                         seen[cam].append((msg.sequence, bytes(img.data), channel.topic.endswith("still")))
                     else:
                         assert channel.topic == f"/{cam}/meta" and channel.message_encoding == "json"

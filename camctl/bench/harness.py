@@ -348,7 +348,7 @@ def print_table(result: BenchResult) -> None:
 def bench_main(args: argparse.Namespace) -> int:
     """``camctl bench [--json | --markdown] [--quick] [--only NAME]``: 0 when every benchmark ran.
 
-    Targets do not count in the exit code: 1 when a benchmark failed to measure, 2 for an unknown name.
+    Targets do not count in the exit code: 2 when a benchmark could not measure or a name is unknown.
     """
     only = getattr(args, "only", None)
     try:
@@ -370,5 +370,6 @@ def bench_main(args: argparse.Namespace) -> int:
         print(markdown_table(result), end="")
     else:
         print_table(result)
-    return 1 if result.errors and any(v is None for v in result.values.values()) else 0
+    # a benchmark that could not measure is the command failing at its job, not a finding in data: 2
+    return 2 if result.errors and any(v is None for v in result.values.values()) else 0
 

@@ -44,7 +44,10 @@ __all__ = ["FrameCheck", "StoredFrame", "iter_events", "iter_frames", "jpeg_ok",
 
 @dataclass(slots=True)
 class StoredFrame:
-    """One frame as read back from a segment. ``jpeg_ok`` is False when the JPEG header does not decode."""
+    """One frame as read back from a segment. ``jpeg_ok`` is False when the JPEG header does not decode.
+
+    ``timestamp_ns`` is the sensor's monotonic time; ``log_ns`` the MCAP log_time (wall-clock ns since the
+    epoch, from the board's clock at capture); ``publish_ns`` the MCAP publish_time (the sensor time again)."""
 
     camera: str
     seq: int
@@ -62,6 +65,7 @@ class StoredFrame:
     segment: Path | None = None
     chunk_offset: int = 0
     jpeg_ok: bool = True
+    log_ns: int = 0
 
 
 def jpeg_ok(data: bytes | memoryview) -> bool:
@@ -167,7 +171,8 @@ def _frame(msg: Message, m: dict, layout: Layout, still: bool, path: Path | None
     return StoredFrame(
         camera=img.frame_id or layout.name,
         seq=int(m.get("seq", msg.sequence)),
-        timestamp_ns=msg.log_time,
+        # the sensor's monotonic time: CompressedImage.timestamp (MCAP log_time is wall-clock)
+        timestamp_ns=img.timestamp.ToNanoseconds() if img.HasField("timestamp") else msg.publish_time,
         publish_ns=msg.publish_time,
         jpeg=jpeg,
         width=int(m.get("width", 0)),
@@ -181,6 +186,7 @@ def _frame(msg: Message, m: dict, layout: Layout, still: bool, path: Path | None
         segment=path,
         chunk_offset=chunk_offset,
         jpeg_ok=jpeg_ok(jpeg) if check_jpeg else True,
+        log_ns=msg.log_time,
     )
 
 

@@ -411,10 +411,15 @@ def verify(path: Path, *, repair: bool = False,
         flights = sorted(p for p in path.iterdir() if p.is_dir() and _is_flight(p))
         for flight in flights:
             _verify_flight(report, flight, repair)
-        if not flights:  # a ground download: <root>/<board>/<flight>/..., cameras reported as board/camera
-            for board in sorted(p for p in path.iterdir() if p.is_dir()):
-                for flight in sorted(p for p in board.iterdir() if p.is_dir() and _is_flight(p)):
-                    _verify_flight(report, flight, repair, prefix=f"{board.name}/")
+        if not flights:  # a download (<root>/<board>/<flight>), the demo's output folder, any folder above:
+            # every flight beneath, its cameras reported as <path to its parent>/camera (board/camera)
+            for here, dirs, _files in os.walk(path):
+                for name in sorted(dirs):
+                    if _is_flight(Path(here) / name):
+                        rel = Path(here).relative_to(path).as_posix()
+                        _verify_flight(report, Path(here) / name, repair, prefix=f"{rel}/")
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "export"
+                                 and not _is_flight(Path(here) / d))
     return report
 
 

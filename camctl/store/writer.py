@@ -482,15 +482,18 @@ class FlightStore:
             return
         try:
             seg = self._segment(cam)
-            wall = time.time_ns()
+            # MCAP log_time is the frame's wall-clock capture time (ns since the epoch, Foxglove's convention,
+            # so boards line up when opened together); publish_time and CompressedImage.timestamp keep the
+            # sensor's monotonic time, which the ground aligns on the shared release edge
+            wall = fr.timestamp_ns + time.time_ns() - time.monotonic_ns()
             meta = {"seq": fr.seq, "timestamp_ns": fr.timestamp_ns, "phase": fr.phase, "value": int(fr.value),
                     "width": fr.width, "height": fr.height, "exposure_us": fr.exposure_us,
                     "analogue_gain": fr.analogue_gain, "still": fr.still, "size": fr.size}
             for k, v in fr.meta.items():
                 meta.setdefault(k, v)
-            seg.add_image(CH_STILL if fr.still else CH_IMAGE, fr.timestamp_ns, wall, fr.seq, fr.jpeg,
+            seg.add_image(CH_STILL if fr.still else CH_IMAGE, wall, fr.timestamp_ns, fr.seq, fr.jpeg,
                           frame_id=cam, timestamp_ns=fr.timestamp_ns)
-            seg.add_message(CH_META, fr.timestamp_ns, wall, fr.seq,
+            seg.add_message(CH_META, wall, fr.timestamp_ns, fr.seq,
                             json.dumps(meta, default=str, separators=(",", ":")).encode())
             self._pending[cam] = self._pending.get(cam, 0) + 1
             self._pending_seq[cam] = max(self._pending_seq.get(cam, -1), fr.seq)
@@ -635,13 +638,14 @@ def _add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
     """One event record: JSON on ``/events``, mirrored as a ``foxglove.Log`` on ``/log``."""
     mono = int(rec.get("mono_ns") or time.monotonic_ns())
     wall = int(rec.get("wall_ns") or time.time_ns())
-    seg.add_message(CH_EVENTS, mono, wall, n, json.dumps(rec, default=str).encode())
+    # log_time wall clock (Foxglove's convention), publish_time the monotonic time, as for frames
+    seg.add_message(CH_EVENTS, wall, mono, n, json.dumps(rec, default=str).encode())
     kind = str(rec.get("kind", "event"))
     level = {"fault": Log.ERROR, "drop": Log.WARNING, "quota": Log.WARNING, "loss": Log.WARNING}.get(kind, Log.INFO)
     text = " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("mono_ns", "wall_ns"))
     log = Log(level=level, message=text, name="camctl")
-    log.timestamp.FromNanoseconds(mono)
-    seg.add_message(CH_LOG, mono, wall, n, log.SerializeToString())
+    log.timestamp.FromNanoseconds(wall)
+    seg.add_message(CH_LOG, wall, mono, n, log.SerializeToString())
 
 
 def append_events(flight_dir: Path, records: Sequence[dict]) -> Path:

@@ -1,0 +1,134 @@
+"""The flight timeline: frame rate per board and camera on one time axis (seconds from release), drawn by
+matplotlib, written as PNG and SVG.
+
+One panel per camera, sharing the x axis. Frame rates are averaged over bins of :data:`BIN_S` whose edges
+fall on the release edge (t = 0), so a rate change at the release shows exactly there, never a bin early
+(:func:`rate_bins`).
+Phases are shaded; faults are red lines; every drop record of the flight's event log is a marker, one shape
+and colour per drop reason, with its count; every still is a span over the gap it left in the video stream.
+
+Example::
+
+    >>> draw_timeline("flight F1", lanes, Path("timeline.png"))      # doctest: +SKIP
+    [PosixPath('timeline.png'), PosixPath('timeline.svg')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "rate_bins"]
+
+BIN_S = 0.25
+PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784", "SEPARATION": "#ffd54f",
+                "TOUCHDOWN": "#ff8a65", "LANDED": "#ba68c8"}
+_OTHER_COLORS = ["#4dd0e1", "#f06292", "#aed581", "#ffb74d"]
+_DROP_STYLES = ["v", "s", "D", "^", "P", "X", "o", "*"]
+
+
+@dataclass
+class Lane:
+    """One camera of one board, every time in seconds from the flight's zero (the release edge)."""
+
+    board: str
+    camera: str
+    frames_s: np.ndarray  # sensor time of every video frame
+    phases: list[tuple[float, str]] = field(default_factory=list)  # (start, phase entered), in order
+    faults: list[tuple[float, str]] = field(default_factory=list)  # (time, what)
+    drops: list[tuple[float, str, int]] = field(default_factory=list)  # (time, reason, count)
+    stills: list[tuple[float, float, float]] = field(default_factory=list)  # (still, gap start, gap end)
+
+
+def rate_bins(frames_s: np.ndarray, lo: float, hi: float, bin_s: float = BIN_S) -> tuple[np.ndarray, np.ndarray]:
+    """(bin edges, frames/s per bin) over [lo, hi]; edges are whole multiples of ``bin_s`` from t = 0.
+
+    A bin's rate is the frame rate averaged over the part of it that lies between two frames: each interval
+    between consecutive frames runs at 1/its length, so a steady 10 fps reads 10 in every bin (counting
+    frames per bin would alias to 8 and 12) and a rate change at an event starts exactly at its bin edge.
+    Computed with the piecewise-linear frame counter through the frames (``np.interp``)."""
+    start = np.floor(lo / bin_s) * bin_s
+    n = max(1, int(np.ceil((hi - start) / bin_s - 1e-9)))
+    edges = start + np.arange(n + 1) * bin_s
+    t = np.sort(np.asarray(frames_s, dtype=float))
+    if t.size < 2:
+        return edges, np.zeros(n)
+    a, b = np.maximum(edges[:-1], t[0]), np.minimum(edges[1:], t[-1])
+    covered = b - a
+    counter = np.arange(t.size, dtype=float)
+    frames = np.interp(b, t, counter) - np.interp(a, t, counter)
+    rate = np.where(covered > 0, frames / np.where(covered > 0, covered, 1.0), 0.0)
+    return edges, rate
+
+
+def _phase_color(name: str) -> str:
+    return PHASE_COLORS.get(name, _OTHER_COLORS[sum(name.encode()) % len(_OTHER_COLORS)])
+
+
+def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *, zero: str = "release") -> list[Path]:
+    """Draw the lanes; write ``out_png`` and the same figure as SVG beside it. Returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display (https://matplotlib.org/stable/users/explain/figure/backends.html)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    spans = [x for ln in lanes for x in (ln.frames_s[:1].tolist() + ln.frames_s[-1:].tolist())]
+    spans += [t for ln in lanes for t, _ in ln.phases if ln.frames_s.size and
+              ln.frames_s[0] <= t <= ln.frames_s[-1]]
+    lo, hi = (min(spans), max(spans)) if spans else (-1.0, 1.0)
+    lo, hi = lo - 0.3, max(hi, lo + 1.0) + 0.3
+    reasons = sorted({r for ln in lanes for _t, r, _n in ln.drops})
+    marker = {r: _DROP_STYLES[i % len(_DROP_STYLES)] for i, r in enumerate(reasons)}
+    fig, axes = plt.subplots(max(1, len(lanes)), 1, sharex=True, squeeze=False,
+                             figsize=(14, 1.0 + 1.7 * max(1, len(lanes))), layout="constrained")
+    fig.suptitle(title, fontsize=12)
+    phases_seen: list[str] = []
+    for ax, ln in zip(axes[:, 0], lanes, strict=False):
+        edges, rate = rate_bins(ln.frames_s, lo, hi)
+        for i, (t, name) in enumerate(ln.phases):
+            end = ln.phases[i + 1][0] if i + 1 < len(ln.phases) else hi
+            ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
+            if name not in phases_seen:
+                phases_seen.append(name)
+        ax.stairs(rate, edges, color="#1565c0", lw=1.6)
+        top = max(1.0, float(rate.max()) if rate.size else 1.0) * 1.25
+        ax.set_ylim(0, top)
+        for t, what in ln.faults:
+            ax.axvline(t, color="#d32f2f", lw=1.5)
+            ax.annotate(what, (t, top * 0.92), xytext=(3, 0), textcoords="offset points", fontsize=7,
+                        color="#d32f2f", va="top")
+        for t, reason, count in ln.drops:
+            ax.plot([t], [top * 0.06], marker=marker[reason], color="#ef6c00", ms=7, ls="none")
+            ax.annotate(str(count), (t, top * 0.06), xytext=(5, 2), textcoords="offset points", fontsize=7,
+                        color="#ef6c00")
+        for t, g0, g1 in ln.stills:
+            ax.axvspan(g0, g1, color="#424242", alpha=0.35, lw=0)
+            ax.axvline(t, color="#424242", lw=0.8, ls=":")
+        if any(t == 0.0 for t, _ in ln.phases) or zero == "release":
+            ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_ylabel(f"{ln.board}\n{ln.camera}\nframes/s", fontsize=9)
+        ax.grid(axis="x", color="#dddddd", lw=0.6)
+        ax.text(0.995, 0.95, f"{ln.frames_s.size} frames", transform=ax.transAxes, ha="right", va="top",
+                fontsize=8, color="#555555")
+    axes[-1, 0].set_xlim(lo, hi)
+    axes[-1, 0].set_xlabel(f"seconds from {zero} (frame rate averaged over {BIN_S:g} s bins from the {zero} edge)")
+    handles = [Patch(color=_phase_color(p), alpha=0.4, label=p) for p in phases_seen]
+    handles.append(Line2D([], [], color="#1565c0", lw=1.6, label="frames/s"))
+    if any(ln.faults for ln in lanes):  # the legend names only what the figure shows
+        handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
+    handles += [Line2D([], [], marker=marker[r], color="#ef6c00", ls="none", label=f"dropped: {r}")
+                for r in reasons]
+    if any(ln.stills for ln in lanes):
+        handles.append(Patch(color="#424242", alpha=0.35, label="still (gap in video)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8, frameon=False)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    out_svg = out_png.with_suffix(".svg")
+    fig.savefig(out_png, dpi=100)
+    fig.savefig(out_svg)
+    plt.close(fig)
+    return [out_png, out_svg]

@@ -1,0 +1,116 @@
+"""MCAP times as Foxglove reads them: log_time is wall-clock ns since the epoch, publish_time the sensor's
+monotonic time, so flights of boards with different monotonic clocks line up when opened together.
+
+Read with Foxglove's own reader, @mcap/core (tests/js, installed by .ci/run or on first use here with npm),
+and checked against camctl's reader, which must keep giving the sensor time to export and alignment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import time
+import types
+from pathlib import Path
+
+import pytest
+from test_store_helpers import frame
+
+import camctl.store.writer as store_writer
+from camctl.config import StoreConfig
+from camctl.store import FlightStore, iter_events, iter_frames
+from camctl.views import TimeBase, load_events
+
+JS = Path(__file__).resolve().parent / "js"
+YEAR_2020_NS = 1_577_836_800 * 10**9
+BOOT_SKEW_NS = 1_000 * 10**9  # board b's monotonic clock started 1000 s before board a's
+
+
+@pytest.fixture(scope="module")
+def mcap_core() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed (.ci/run installs them): cannot run Foxglove's @mcap/core")
+    if not (JS / "node_modules" / "@mcap" / "core").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=JS, check=True, timeout=300)
+    return JS / "mcap_times.mjs"
+
+
+def _read_with_mcap_core(script: Path, files: list[Path]) -> dict[str, dict]:
+    proc = subprocess.run(["node", str(script), *map(str, files)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _skewed_time(skew_ns: int) -> types.SimpleNamespace:
+    """The ``time`` module as a board booted ``skew_ns`` earlier sees it (monotonic clocks differ, wall agrees)."""
+    names = {n: getattr(time, n) for n in dir(time) if not n.startswith("_")}
+    return types.SimpleNamespace(**{**names, "monotonic_ns": lambda: time.monotonic_ns() + skew_ns})
+
+
+def _fly(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Two boards record the same 20 moments: board b's sensor clock is ahead by BOOT_SKEW_NS."""
+    stores = {}
+    skews = {"a": 0, "b": BOOT_SKEW_NS}
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=50)
+    for b in skews:
+        stores[b] = FlightStore(tmp / b, f"board-{b}", f"F{b}", cfg, cameras=["down"])
+    try:
+        for i in range(20):
+            now = time.monotonic_ns()
+            for b, st in stores.items():
+                monkeypatch.setattr(store_writer, "time", _skewed_time(skews[b]))
+                if i == 5:
+                    st.log_event({"kind": "phase", "event": "release", "phase_from": "ARMED",
+                                  "phase_to": "DESCENT", "mono_ns": now + skews[b], "wall_ns": time.time_ns()})
+                st.put(dataclasses.replace(frame("down", i), timestamp_ns=now + skews[b]))
+                st.commit(wait=True)  # written at once: the wall offset is taken at the frame's own time
+            time.sleep(0.005)
+        for st in stores.values():
+            st.finish()
+    finally:
+        for st in stores.values():
+            st.close()
+        monkeypatch.undo()
+    return {b: tmp / b / f"F{b}" for b in skews}
+
+
+def test_foxglove_reads_wall_clock_log_time_and_sensor_publish_time(tmp_path: Path, mcap_core: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    t_before = time.time_ns()
+    flights = _fly(tmp_path, monkeypatch)
+    t_after = time.time_ns()
+    segs = {b: sorted((f / "down").glob("*.mcap")) + sorted((f / "events").glob("*.mcap"))
+            for b, f in flights.items()}
+    seen = _read_with_mcap_core(mcap_core, [p for ps in segs.values() for p in ps])
+    images: dict[str, list[tuple[int, int]]] = {}
+    for b, paths in segs.items():
+        for p in paths:
+            rec = seen[str(p)]
+            assert t_before <= int(rec["start"]) <= int(rec["end"]) <= t_after  # the file's time range: wall
+            for topic, log_time, publish_time, _seq in rec["messages"]:
+                assert t_before <= int(log_time) <= t_after, (b, topic)  # ns since the epoch, not since boot
+                assert int(log_time) > YEAR_2020_NS
+                if topic == "/down/image":
+                    images.setdefault(b, []).append((int(log_time), int(publish_time)))
+    assert len(images["a"]) == len(images["b"]) == 20
+    for (log_a, pub_a), (log_b, pub_b) in zip(images["a"], images["b"], strict=True):
+        assert pub_b - pub_a == BOOT_SKEW_NS  # publish_time: each board's own sensor clock
+        assert abs(log_b - log_a) < 50_000_000  # log_time: the same moment lines up across boards
+
+
+def test_camctl_reader_keeps_sensor_time_and_release_alignment(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    flights = _fly(tmp_path, monkeypatch)
+    rel = {}
+    for b, f in flights.items():
+        frames = [fr for seg in sorted((f / "down").glob("*.mcap")) for fr in iter_frames(seg)]
+        assert [fr.seq for fr in frames] == list(range(20))
+        assert all(fr.publish_ns == fr.timestamp_ns and fr.log_ns > YEAR_2020_NS for fr in frames)
+        tb = TimeBase.from_events(load_events(f))
+        assert tb.aligned
+        rel[b] = [round(tb.rel_s(fr.timestamp_ns), 6) for fr in frames]
+        events = [e for seg in sorted((f / "events").glob("*.mcap")) for e in iter_events(seg)]
+        assert [e.get("event") for e in events if e.get("kind") == "phase"] == ["release"]
+    assert rel["a"] == rel["b"] and rel["a"][5] == 0.0  # export's time base: the shared release edge
