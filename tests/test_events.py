@@ -602,3 +602,20 @@ def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entr
     d = PhaseMachine(PhasesConfig(descent_timeout_s=10.0), clock_ns=clock)
     d.resume("DESCENT", entered_ns=clock.t - 1, descent_started_ns=clock.t - 9_000_000_000)
     assert d.deadline_ns() == (clock.t + 1_000_000_000, "TOUCHDOWN")  # the backup timer keeps its start
+
+
+def test_resume_returns_and_keeps_a_full_transition_and_refuses_after_a_disarmed_flight() -> None:
+    from camctl.events import Transition
+    from camctl.exc import ResumeError
+
+    clock = FakeClock()
+    m = PhaseMachine(PhasesConfig(), clock_ns=clock, wall_ns=lambda: 7)
+    tr = m.resume("ARMED", entered_ns=clock.t - 5)
+    assert tr == Transition("SAFE", "ARMED", "resume", "resume", clock.t, 7) and m.history == [tr]
+    assert PhaseMachine(PhasesConfig(), clock_ns=clock).resume("LANDED", entered_ns=0, source="boot").source == "boot"
+    with pytest.raises(ResumeError, match=r"\(phases: SAFE, ARMED, DESCENT, SEPARATION, TOUCHDOWN, LANDED\)"):
+        PhaseMachine(PhasesConfig(), clock_ns=clock).resume("HOVER", entered_ns=clock.t)
+    disarmed = machine("ARMED", clock)
+    disarmed.handle("disarm")  # back in SAFE, but not at start: its history is not empty
+    with pytest.raises(ResumeError, match="before any event"):
+        disarmed.resume("ARMED", entered_ns=clock.t)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
 from camctl.config import GpioConfig, GpioLine, PhasesConfig
@@ -131,24 +132,6 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(caplog:
         lines.close()
 
 
-def test_gpio_watch_on_lines_a_running_daemon_holds_is_a_one_line_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from camctl.demo import start_board, write_board_config
-
-    cfg = write_board_config(tmp_path / "b", "watch-b", 0, size=(160, 120), stills=())
-    board = start_board(cfg, tmp_path / "b" / "store", "watch-b")
-    try:
-        out = subprocess.run([sys.executable, "-m", "camctl", "gpio", "watch", "--config", str(cfg)],
-                             capture_output=True, text=True, timeout=60)
-    finally:
-        board.stop()
-    assert out.returncode == 2, out
-    assert out.stderr.count("\n") == 1 and "held by camctl run (pid" in out.stderr, out.stderr
-    assert str(board.proc.pid) in out.stderr and out.stdout == ""
-
-
 def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
     from camctl.gpio import watch
 
@@ -174,3 +157,134 @@ def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
     first, bounce = lines[len(LINES):]
     assert "gpio27  release      low  ACTIVE" in first and "ms" not in first, first
     assert "high inactive  +1.500 ms" in bounce, bounce
+
+
+def test_edge_ticks_are_trusted_from_now_back_to_just_under_a_minute() -> None:
+    f, t = MockFactory(), 5_000_000_000
+    assert edge_time_ns(f, 5.0, now_ns=t) == t  # stamped this very nanosecond
+    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000 - 1) == t
+    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000) is None  # a minute old: an epoch-stamping kernel
+    assert edge_time_ns(f, 5.0, now_ns=t - 1) is None  # from the future
+    assert edge_time_ns(f, None) is None and edge_time_ns(f, "5.0") is None  # not a number of seconds
+
+
+def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factory(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[int] = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    try:
+        with caplog.at_level(logging.WARNING, logger="camctl.gpio"):
+            _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
+            assert [r.getMessage() for r in caplog.records] == [
+                "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; using callback "
+                "times (late by the callback's scheduling delay)"]
+            for level in (True, False, True, False):
+                _late(lines, "release", level, 1e12, 0.0)
+        assert seen == [42, 42, 42] and len(caplog.records) == 1
+    finally:
+        lines.close()
+
+
+def test_initial_levels_are_set_without_an_edge_and_levels_reads_them_back() -> None:
+    seen: list[str] = []
+    cfg = GpioConfig(backend="mock", lines=(*LINES, GpioLine("separation", 24, pull_up=False, active_high=True)))
+    lines = EventLines(cfg, lambda ev, t, _: seen.append(ev), pin_factory=MockFactory(), initial={"arm": True})
+    try:
+        assert lines.levels() == {"arm": True, "release": False, "touchdown": False, "separation": False}
+        assert seen == []  # a level held across a restart is not an edge
+        assert {e: lines._devices[e].pin.pull for e in lines.events} == {
+            "arm": "up", "release": "up", "touchdown": "up", "separation": "down"}
+        lines.drive("separation", True)
+        assert seen == ["separation"] and lines.levels()["separation"] is True
+    finally:
+        lines.close()
+
+
+def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_fires_once() -> None:
+    # e.g. lgpio's event buffer dropped the release between two presses: the older wait is cancelled
+    got: list[int] = []
+    fired = threading.Event()
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=20, lines=LINES),
+                       lambda ev, t, _: (got.append(t), fired.set()), pin_factory=MockFactory())
+    try:
+        lines.drive("release", True)
+        second = time.monotonic()
+        lines._devices["release"].pin.when_changed(second, False)  # active again, no inactive edge between
+        assert fired.wait(10)
+        for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+            timer.join(10)  # every min_pulse wait has run or been cancelled
+        assert got == [round(second * 1e9)]
+    finally:
+        lines.close()
+
+
+def test_gpio_watch_lines_are_exact_and_untrusted_ticks_say_callback_time() -> None:
+    import re
+
+    from camctl.gpio import watch
+
+    factory = MockFactory()
+    out: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            watch(GpioConfig(backend="mock", lines=LINES), out=out.append, stop=stop, pin_factory=factory)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while len(out) < len(LINES) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        pin = factory.pin(27)  # release: pulled up, active low
+        edge = time.monotonic() - 3.0
+        pin.when_changed(edge, False)
+        pin.when_changed(edge + 2.0, True)  # 2 s later: the gap's millisecond decimals are exact
+        pin.when_changed(1e12, False)  # ticks not on the monotonic clock
+    finally:
+        stop.set()
+        t.join(10)
+    head = r"^ *-?\d+\.\d{4}s  \d\d:\d\d:\d\d  "
+    expected = [r"gpio17  arm          high inactive  \(at start\)$",
+                r"gpio27  release      high inactive  \(at start\)$",
+                r"gpio23  touchdown    high ACTIVE  \(at start\)$",
+                r"gpio27  release      low  ACTIVE$",
+                r"gpio27  release      high inactive  \+2000\.000 ms$",
+                r"gpio27  release      low  ACTIVE  \+\d+\.\d{3} ms  \(callback time\)$"]
+    assert len(out) == len(expected) and errors == [], (out, errors)
+    for line, pattern in zip(out, expected, strict=True):
+        assert re.match(head + pattern, line), line
+    for p in (17, 23, 27):  # watch closed every device it claimed
+        DigitalInputDevice(p, pin_factory=factory).close()
+
+
+def test_gpio_watch_names_the_line_it_cannot_claim_and_releases_the_others() -> None:
+    from camctl.exc import GpioError
+    from camctl.gpio import watch
+
+    factory = MockFactory()
+    held = DigitalInputDevice(23, pin_factory=factory)
+    try:
+        with pytest.raises(GpioError, match=r"^cannot claim gpio23 \(touchdown\): .+ \(is camctl run holding "
+                                            r"it\?\)$"):
+            watch(GpioConfig(backend="mock", lines=LINES), out=lambda _: None, pin_factory=factory)
+    finally:
+        held.close()
+    for p in (17, 27):
+        DigitalInputDevice(p, pin_factory=factory).close()
+
+
+def test_the_min_pulse_wait_is_shortened_by_the_edge_delivery_delay() -> None:
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=60_000, lines=LINES), lambda *_: None,
+                       pin_factory=MockFactory())
+    try:
+        # an edge stamped 1 s ago (a late lgpio callback) waits out only the rest of the minute
+        lines._devices["release"].pin.when_changed(time.monotonic() - 1.0, False)
+        assert 0 < lines._pending["release"].interval <= 59.0
+    finally:
+        lines.close()
