@@ -289,6 +289,25 @@ def test_unrecoverable_files(segments, tmp_path: Path) -> None:
     assert os.path.getsize(d / "000003.mcap") > 0
 
 
+def test_torn_writeback_of_the_first_commit_is_repaired_not_unrecoverable(segments, tmp_path: Path) -> None:
+    """A cut during the first commit with torn writeback: the header and the chunk's real head reached the disk,
+    some of its data did not. Nothing was durable in it, so the file is finished with the range marked lost
+    (exit 1), not reported unrecoverable (exit 2). Seen in the power-cut suite's 'pages' mode (trial 26)."""
+    torn, _, _ = segments
+    start, end, seqs = _chunk_ends(torn)[0]
+    data = _flip(torn[:end], (start + end) // 2, 3)  # the first chunk whole but failing its CRC, nothing after
+    path = tmp_path / "cam" / "000001.mcap"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    rep = verify(path, repair=True)
+    assert rep.exit_code == 1 and rep.repaired == [str(path)] and not rep.unrecoverable, rep.errors
+    assert _seqs_via_plain_reader(path) == []
+    again = verify(path)
+    assert again.exit_code == 0, again.errors
+    (_, _, _, info), = again.recorded_losses  # the loss stays on record: its byte range and its frames
+    assert info["range"] == [start, end] and info["seqs"] == seqs, info
+
+
 def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Path) -> None:
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(tmp_path, "b", "F", cfg, cameras=["a", "b"])

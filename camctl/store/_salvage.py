@@ -58,6 +58,7 @@ class Scan:
     torn_at: int | None = None
     torn_reason: str = ""
     tail_damaged: bool = False  # the tail holds a complete but invalid record (e.g. a chunk CRC mismatch)
+    tail_records: int = 0  # whole (complete-length) records from the torn point on, none of them valid
     tail_magic: bool = False  # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
     data_end: bool = False
     data_end_at: int | None = None  # offset of the DataEnd record: where the summary starts
@@ -81,6 +82,19 @@ class Scan:
         return not self.chunks and (self.empty or self.zero_magic)
 
 
+
+
+def _whole_records(buf: bytes | memoryview, pos: int, n: int) -> int:
+    """How many records of complete length follow one another from ``pos`` (an open chunk's placeholder and
+    zeros end the walk): one is what a cut mid-commit with torn writeback can leave, more is damage."""
+    count = 0
+    while pos + CHUNK_HEADER_LEN <= n and buf[pos:pos + CHUNK_HEADER_LEN] != OPEN_CHUNK:
+        op, length = struct.unpack_from("<BQ", buf, pos)
+        if op == 0 or length == 0 or pos + 9 + length > n:
+            break
+        count += 1
+        pos += 9 + length
+    return count
 
 
 def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | str:
@@ -304,6 +318,7 @@ def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
             scan.torn_at = pos
             scan.torn_reason = reason
             scan.tail_damaged = end <= n  # a whole record that does not check: damage, not a cut
+            scan.tail_records = _whole_records(buf, pos, n)
             break
         scan.lost.append((pos, found[0]))
         scan.errors.append(f"byte {pos}: {reason}; resynchronised at byte {found[0]}")

@@ -205,7 +205,12 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
     report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
-    dead = not scan.salvageable or (not scan.chunks and bool(lost) and not scan.never_committed)
+    # No CRC-valid chunk at all: beyond repair unless exactly one whole record fails and the layout is
+    # unknown. A single whole record failing its check with nothing committed before it is also what a power
+    # cut leaves when a commit's header page reached the disk and some of its data pages did not (torn
+    # writeback, tests/test_powercut.py 'pages' mode): repair marks the range as lost and finishes the file.
+    dead = not scan.salvageable or (not scan.chunks and bool(lost) and not scan.never_committed
+                                    and (layout is None or scan.tail_records != 1))
     if name == "events" or (layout is not None and layout.kind == "events"):
         report.events += sum(1 for _ in scan_events(scan))
     else:
