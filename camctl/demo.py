@@ -347,7 +347,8 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
     """The demo itself; ``hook`` (optional) gets ``started(boards, out)`` once every board serves and
     ``finished()`` before the boards stop."""
     from camctl.exc import ConfigError
-    from camctl.export import contact_sheet_from_thumbs, export_all
+    from camctl.export import export_all
+    from camctl.firstlook import first_look
     from camctl.ground import fetch
     from camctl.store import verify
 
@@ -374,12 +375,16 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
         ground = out / "ground"
         urls = [b.router for b in procs]
         # First look: previews from every board and a contact sheet of them, before the full download.
-        first = fetch(urls, ground, give_up_after_s=30, thumbs_only=True, progress=False)
         first_look_png = out / "first-look.png"
         problems: list[str] = []
-        try:
-            contact_sheet_from_thumbs(ground, first_look_png)
-        except Exception as exc:  # reported, and the full download still runs
+        try:  # the same path as `camctl fetch --first-look`, the sheet kept beside the demo's other outputs
+            look = first_look(urls, ground, give_up_after_s=30, sheet=first_look_png)
+            first = look.report
+            if look.sheet is None:
+                problems.append(f"first-look contact sheet: no previews under {ground}")
+        except Exception as exc:  # reported, and the full download still runs; the previews' report
+            # comes from fetching them again (what arrived is not sent twice)
+            first = fetch(urls, ground, give_up_after_s=30, thumbs_only=True, progress=False)
             problems.append(f"first-look contact sheet: {exc}")
         first_look_s = time.monotonic() - marks["touchdown"]
         previews = sum(b.thumbs for b in first.boards)

@@ -57,9 +57,10 @@ def _latest(refs: list[FlightRef], boards: set[str]) -> list[FlightRef]:
 
 
 def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, curve: Any = None,
-               progress: bool = False, flight: str = "latest", timeout_s: float | None = None) -> FirstLook:
-    """Fetch every board's previews into ``out`` and draw ``out/first-look.png`` from the newest flight of each
-    (``flight`` and ``timeout_s`` as for :func:`camctl.ground.fetch`)."""
+               progress: bool = False, flight: str = "latest", timeout_s: float | None = None,
+               sheet: Path | None = None) -> FirstLook:
+    """Fetch every board's previews into ``out`` and draw the sheet (``sheet``, default ``out/first-look.png``)
+    from the newest flight of each (``flight`` and ``timeout_s`` as for :func:`camctl.ground.fetch`)."""
     from camctl.ground import fetch
     from camctl.sheet import has_previews, sheet_from_previews
 
@@ -67,12 +68,12 @@ def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, cur
     report = fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=True, progress=progress, curve=curve,
                    flight=flight, timeout_s=timeout_s)
     refs = _latest(find_flights(out), {b.board for b in report.boards if b.board})
-    sheet = None
+    drawn = None
     if any(has_previews(r.path) for r in refs):
-        sheet = out / SHEET_NAME
-        sheet_from_previews(refs, sheet)
+        drawn = Path(sheet) if sheet is not None else out / SHEET_NAME
+        sheet_from_previews(refs, drawn)
     now = time.time_ns()
-    return FirstLook(report, sheet, {r.board: since_touchdown_s(r, now) for r in refs})
+    return FirstLook(report, drawn, {r.board: since_touchdown_s(r, now) for r in refs})
 
 
 def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:

@@ -21,6 +21,8 @@ def test_demo_two_boards(tmp_path: Path) -> None:
     assert "demo OK" in proc.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["problems"] == []
+    assert report["first_look_png"] == str(out / "first-look.png") and (out / "first-look.png").stat().st_size
+    assert not (out / "ground" / "first-look.png").exists()  # the sheet stays beside the demo's outputs
     rows = report["rows"]
     assert {(r["board"], r["camera"]) for r in rows} == {(b, c) for b in ("demo-a", "demo-b") for c in ("down", "up")}
     for r in rows:
