@@ -7,6 +7,7 @@ its value for the full-disk policy).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -37,6 +38,13 @@ class Frame:
     ``H/2 x W/2`` (even ``W``/``H``), ``uint8``, full-range BT.601 as JPEG (JFIF) expects; views are fine.
     ``timestamp_ns`` is the sensor timestamp on ``CLOCK_MONOTONIC``; ``seq`` the sensor's own sequence
     number (gaps mean the sensor dropped frames).
+
+    ``release`` set means the pixels are *lent*: ``image`` (or ``yuv420``) is a view of the backend's own
+    capture buffer (a libcamera request, a sensor buffer), not a copy, so no 6 MB copy per 1080p frame. The
+    buffer is the camera's until ``release()`` is called, exactly once, when nothing reads the pixels any more
+    (the capture runner does it after encoding or dropping the frame); until then the camera has one buffer
+    less to capture into. A backend lends only while it has buffers to spare and copies otherwise, so a slow
+    encoder costs copies, never sensor frames. ``release`` is ``None`` for frames the caller owns.
     """
 
     camera: str
@@ -51,6 +59,7 @@ class Frame:
     frame_duration_us: int = 0
     still: bool = False
     yuv420: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    release: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.image is not None and not self.width:
