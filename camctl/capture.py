@@ -487,8 +487,7 @@ class CameraRunner:
             if fut is not None and fut.cancelled():  # pushed out of the pool by a frame of higher value
                 if frame.still:
                     self._still_meta.pop(id(frame), None)
-                else:  # a still shares its pixels with its video twin, recycled after it
-                    self._recycle(frame)
+                self._recycle(frame)
                 self._lose(ENCODER_BEHIND)
                 continue
             if fut is not None:
@@ -499,8 +498,7 @@ class CameraRunner:
                     self.stats.last_error = f"encode: {exc}"
                     continue
                 finally:
-                    if not frame.still:  # a still shares its pixels with its video twin, recycled after it
-                        self._recycle(frame)
+                    self._recycle(frame)
             else:
                 jpeg = frame.jpeg or b""
             if frame.still:
@@ -510,9 +508,20 @@ class CameraRunner:
             self._route(self._encoded(frame, jpeg, phase))
 
     def _recycle(self, frame: Frame) -> None:
+        """Done with a frame's pixels (encoded, dropped or cancelled): every frame comes here exactly once.
+
+        Lent pixels (``frame.release``, see :class:`~camctl.frames.Frame`) go back to the camera's buffers;
+        owned ones to its pool, except a still's: it may share its pixels with its video twin, which returns
+        them."""
         frame.yuv420 = None  # lores planes are small copies out of the camera's buffer: just let them go
         image, frame.image = frame.image, None
-        if image is not None:
+        release, frame.release = frame.release, None
+        if release is not None:
+            try:
+                release()
+            except Exception as exc:  # a backend bug must not cost the frames behind this one
+                log.warning("camera %s: giving back a lent frame failed: %s", self.name, exc)
+        elif image is not None and not frame.still:
             with contextlib.suppress(Exception):  # a pool is an optimisation; never let it cost a frame
                 self.camera.recycle(image)
 
@@ -563,7 +572,12 @@ class CameraRunner:
         The still's ``video_gap_ms`` is measured, not assumed: the longest interval (sensor time) between
         consecutive video frames from the last one before the still to the first one after it. The still is
         held in the pending queue until that frame is captured (or the camera stops)."""
-        frame = self.camera.capture_still()
+        try:
+            frame = self.camera.capture_still()
+        except Exception:  # the fault path restarts the camera; the still it owed is counted, not lost
+            self.stats.stills_missed += 1
+            self.ledger.still_missed(self.name, 1)
+            raise
         frame.still = True  # stills live outside the video sequence: they make no sensor gap
         self._still_seqs.append(frame.seq)
         self._still_since = True
@@ -613,6 +627,8 @@ class CameraRunner:
         self.stats.last_error = str(exc) if isinstance(exc, CameraError) else f"{kind}: {exc}"
         log.warning("camera %s fault (%s): %s; restarting", self.name, kind, exc,
                     extra={"camera": self.name, "fault": kind, "faults": self.stats.faults})
+        # frames still encoding may read lent camera buffers: let them finish before the camera frees them
+        self._finish_pending()
         self._close_camera()
         self.stats.restarts += 1
         if self._on_fault is not None:

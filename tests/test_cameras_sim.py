@@ -266,15 +266,53 @@ def test_from_config_and_make_camera():
     assert make_camera(cfg, seed=1).seed == cam.seed
 
 
-def test_prerender_replays_copies_of_rendered_frames():
-    cam = SimCamera("bench", size=(64, 48), prerender=3, paced=False)
+def test_prerender_lends_its_buffers_while_two_stay_with_the_sensor_and_copies_beyond():
+    cam = SimCamera("bench", size=(64, 48), prerender=3, paced=False, buffers=4)
     cam.prepare()
     with cam:
         frames = [cam.capture() for _ in range(7)]
-    assert [f.seq for f in frames] == list(range(7))
-    assert np.array_equal(frames[0].image, frames[3].image) and not np.array_equal(frames[0].image, frames[1].image)
-    frames[0].image[:] = 0  # a copy, like picamera2's make_array: the replayed frame is untouched
-    assert frames[6].image.any()
+        assert [f.seq for f in frames] == list(range(7))
+        assert np.array_equal(frames[0].image, frames[3].image)
+        assert not np.array_equal(frames[0].image, frames[1].image)
+        # two lent (views of the replayed buffers, read-only), the rest copied out like make_array
+        assert [f.release is not None for f in frames] == [True, True] + [False] * 5
+        assert cam.lent == 2 and cam.frames_lent == 2 and cam.frames_copied == 5
+        with pytest.raises(ValueError):
+            frames[0].image[:] = 0  # the sensor's buffer: never written by a reader
+        frames[3].image[:] = 0  # a copy: the replayed frame is untouched
+        assert frames[6].image.any()
+        frames[0].release()
+        assert cam.lent == 1
+        with pytest.raises(RuntimeError, match="released twice"):
+            frames[0].release()
+        assert cam.lent == 1
+        again = cam.capture()  # a buffer came back: the next frame is lent again
+        assert again.release is not None and cam.lent == 2
+        frames[1].release()
+        again.release()
+    assert cam.lent == 0 and cam.closed_while_lent == 0
+
+
+def test_lent_buffers_leave_fewer_for_a_late_consumer():
+    t = FakeTime()
+    cam = sim(t, size=(64, 48), fps=10.0, prerender=2, buffers=4)
+    cam.prepare()
+    cam.open()
+    held = [cam.capture() for _ in range(2)]  # both lendable buffers kept (an encoder still reading them)
+    assert all(f.release is not None for f in held)
+    t.advance(0.35)  # 2.5 periods late: with 2 of 4 buffers lent the 2 free ones overflowed, a frame is lost
+    late = cam.capture()
+    assert late.seq == 3 and late.release is None  # nothing to spare: copied
+    for h in held:
+        h.release()
+    t.advance(0.25)  # 3 periods late with every buffer back: all queued, nothing lost
+    got = [cam.capture() for _ in range(3)]
+    assert [f.seq for f in got] == [4, 5, 6]
+    for f in got:
+        if f.release is not None:
+            f.release()
+    cam.close()
+    assert cam.lent == 0 and cam.closed_while_lent == 0
 
 
 def test_buffered_sensor_delivers_late_frames_in_order_until_its_buffers_overflow():

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import simplejpeg
 
 from camctl.cameras.base import Camera
 from camctl.capture import CameraRunner, PreTriggerRing
@@ -384,3 +385,110 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
     dying._thread.join(10)
     assert not dying._thread.is_alive()
     assert dying.overdue_s(time.monotonic_ns() + int(60e9)) > 0  # dead without a stop: no progress
+
+
+class LendingCamera(ScriptedCamera):
+    """Lends every frame (``Frame.release``) and checks the runner's side of the contract: each frame given
+    back exactly once, never closed with a frame out (a real camera frees its buffers at close), and pixels
+    scribbled over once given back (an encode still reading them would make a wrong JPEG)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.lock = threading.Lock()
+        self.out: dict[int, int] = {}  # seq -> times given back
+        self.lent = 0
+        self.double = 0
+        self.closed_while_lent = 0
+
+    def capture(self, timeout_s=1.0):
+        frame = super().capture(timeout_s)
+        return self._lend(frame)
+
+    def capture_still(self, timeout_s=2.0):
+        frame = super().capture(timeout_s)
+        frame.still = True
+        return self._lend(frame)
+
+    def _lend(self, frame):
+        image, seq = frame.image, frame.seq
+        with self.lock:
+            self.out[seq] = 0
+            self.lent += 1
+
+        def release():
+            with self.lock:
+                self.out[seq] += 1
+                if self.out[seq] > 1:
+                    self.double += 1
+                    return
+                self.lent -= 1
+            image[:] = 255 - image  # the buffer is the camera's again: the next frame overwrites it
+
+        frame.release = release
+        return frame
+
+    def _close_backend(self):
+        if self.lent:
+            self.closed_while_lent += 1
+
+
+def test_every_lent_frame_is_given_back_once_after_its_encode_through_drops_stills_and_faults():
+    cam, sink = LendingCamera(fps=60.0), Sink()
+    with EncoderPool(1) as pool:  # one encoder for a camera running flat out: the runner drops frames
+        r = CameraRunner(cam, cfg(), pool, sink, max_inflight=2, backoff_s=(0.001, 0.01))
+        r.start()
+        try:
+            r.set_phase("ARMED")
+            r.set_phase("DESCENT")
+            sink.wait_for(lambda fs: len(fs) >= 20)
+            r.request_still("release")
+            sink.wait_for(lambda fs: any(f.still for f in fs))
+            n = len(sink.frames)
+            gate = threading.Event()
+            pool.run(gate.wait, 10)  # the encoder is busy: the next frames wait, lent, in the pipeline
+            deadline = time.monotonic() + 20
+            while r.in_pipeline < 2 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            cam.fail_next = 1  # a fault while lent frames wait for the encoder
+            while r.stats.faults < 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            settle = time.monotonic() + 0.5  # time for a wrong runner to close the camera and back off
+            while r.activity != "backoff" and time.monotonic() < settle:
+                time.sleep(0.001)
+            gate.set()
+            sink.wait_for(lambda fs: len(fs) >= n + 20)
+            r.set_phase("LANDED")
+            assert r.wait_idle(20)
+        finally:
+            r.stop()
+    assert r.stats.faults == 1 and r.stats.dropped.get("encoder_behind", 0) > 0
+    assert cam.double == 0 and cam.lent == 0 and set(cam.out.values()) == {1}
+    assert cam.closed_while_lent == 0
+    # every stored JPEG shows the pixels its frame was captured with (none read after it was given back)
+    for f in sink.frames:
+        level = float(simplejpeg.decode_jpeg(f.jpeg, colorspace="GRAY").mean())
+        assert abs(level - f.seq % 256) < 3, (f.seq, level)
+
+
+def test_a_still_lost_to_a_camera_fault_is_counted(pool):
+    class StillFails(ScriptedCamera):
+        def capture_still(self, timeout_s=2.0):
+            raise CameraError(self.name, "still mode failed")
+
+    cam, sink = StillFails(paced=True), Sink()
+    r = CameraRunner(cam, cfg(), pool, sink, backoff_s=(0.001, 0.01))
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("TOUCHDOWN")
+        sink.wait_for(lambda fs: len(fs) >= 1)
+        r.request_still("touchdown")
+        deadline = time.monotonic() + 20
+        while r.stats.faults < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        n = len(sink.frames)
+        sink.wait_for(lambda fs: len(fs) >= n + 3)  # restarted and recording
+    finally:
+        r.stop()
+    assert r.stats.faults == 1 and r.stats.stills_missed == 1 and r.stats.stills == 0
+    assert r.ledger.totals()["cam"]["stills_missed"] == 1

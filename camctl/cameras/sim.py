@@ -358,7 +358,7 @@ class SimCamera(Camera):
     def __init__(self, name: str, *, size: tuple[int, int] = (1920, 1080), fps: float = 30.0,
                  role: str = "down", seed: int = 0, faults: Iterable[tuple[str, float, float]] = (),
                  paced: bool = True, clock: Callable[[], int] = time.monotonic_ns,
-                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 4,
+                 sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 6,
                  lores_size: tuple[int, int] | None = None, descent_s: float = DESCENT_S) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
@@ -388,15 +388,23 @@ class SimCamera(Camera):
         self._disconnected_until_ns = 0
         self._hang_until_ns = 0
         self._rate_changed = threading.Event()
-        # prerender > 0: render that many frames once and replay copies of them, so a frame costs the CPU
-        # what a real camera's does (a copy out of the ISP's buffer), not a scene render. For benchmarks.
+        # prerender > 0: render that many frames once and replay them, so a frame costs the CPU what a real
+        # camera's does, not a scene render: the replayed frames stand for the ISP's output buffers (filled
+        # off-CPU), lent to the caller (Frame.release) while buffers are to spare and copied out otherwise,
+        # as the picamera2 backend does with its requests. For benchmarks.
         self.prerender = int(prerender)
         # Like a libcamera stream with ``buffers`` buffers (picamera2's video default is 6): a consumer that
         # is late gets the queued frames, in order, with their exposure times; the sensor drops frames only
-        # when every buffer is full (late by ``buffers`` periods or more).
+        # when every buffer is full (late by ``buffers`` periods or more). A lent buffer is not free: with
+        # ``k`` lent, the sensor drops frames once the consumer is ``buffers - k`` periods late.
         self.buffers = max(1, int(buffers))
+        self.lend_limit = max(0, self.buffers - 2)  # two buffers always stay with the sensor
         self._replay: list[np.ndarray] = []
         self._free: list[np.ndarray] = []  # recycled frame buffers (prerender mode)
+        self._loan_lock = threading.Lock()
+        self._loans = 0  # lent buffers not given back yet
+        self.frames_lent = self.frames_copied = 0  # prerender frames handed out as views / as copies
+        self.closed_while_lent = 0  # closes with buffers still lent (a real camera would free them under a reader)
         self.lores_size = None if lores_size is None else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1)
         if self.lores_size is not None and min(self.lores_size) < 2:
             raise CameraError(name, f"lores_size must be at least 2x2, got {lores_size!r}")
@@ -519,7 +527,8 @@ class SimCamera(Camera):
                             for i in range(self.prerender)]
 
     def _close_backend(self) -> None:
-        pass
+        if self._loans:  # the replayed buffers outlive this, but a real camera's would be freed here
+            self.closed_while_lent += 1
 
     # -- frames --------------------------------------------------------------------------------------
     def capture(self, timeout_s: float = 1.0) -> Frame:
@@ -553,8 +562,9 @@ class SimCamera(Camera):
                 now = self._clock()
                 target = max(self._prev_ns + period_ns, now)
             if self.paced:
-                if now >= target + period_ns * self.buffers:  # every buffer full: the sensor dropped frames
-                    missed = (now - target) // period_ns - (self.buffers - 1)
+                free = max(1, self.buffers - self._loans)
+                if now >= target + period_ns * free:  # every free buffer full: the sensor dropped frames
+                    missed = (now - target) // period_ns - (free - 1)
                     target += missed * period_ns
                     self._seq += missed
                     self._scene_s += missed * period_ns / _NS
@@ -579,16 +589,63 @@ class SimCamera(Camera):
             if not self._replay:
                 self.prepare()
             src = self._replay[seq % len(self._replay)]
-            try:
-                image = self._free.pop()
-            except IndexError:
-                image = np.empty_like(src)
-            np.copyto(image, src)
-        else:
+            release = self._lend()
+            if release is not None:
+                image = src.view()
+                image.flags.writeable = False  # the sensor's buffer: read it, never write it
+            else:
+                try:
+                    image = self._free.pop()
+                except IndexError:
+                    image = np.empty_like(src)
+                np.copyto(image, src)
+                self.frames_copied += 1
+        else:  # rendered into a fresh array standing for the ISP's buffer: lent the same way, so every user of
+            # the sim (the daemon, the demo, the tests) holds to the contract the picamera2 backend needs
             image = render_scene(self.seed, self.role, self.size, seq, self._scene_s, self.descent_s)
+            release = self._lend()
+            if release is not None:
+                image.flags.writeable = False
+            else:
+                self.frames_copied += 1
         self._seq += 1
         self._scene_s += period_ns / _NS
         self._prev_ns = target
         return Frame(camera=self.name, seq=seq, timestamp_ns=target, image=image, width=self.size[0],
                      height=self.size[1], exposure_us=min(period_us, 8000), analogue_gain=1.0,
-                     frame_duration_us=period_us)
+                     frame_duration_us=period_us, release=release)
+
+    @property
+    def replayed(self) -> list[np.ndarray]:
+        """The pre-rendered frames a ``prerender`` camera replays (rendered now if not yet), read-only views:
+        what a benchmark encodes alone to compare with the whole capture path."""
+        if self.prerender and not self._replay:
+            self.prepare()
+        out = []
+        for img in self._replay:
+            view = img.view()
+            view.flags.writeable = False
+            out.append(view)
+        return out
+
+    @property
+    def lent(self) -> int:
+        """Buffers lent out (``Frame.release`` not called yet)."""
+        return self._loans
+
+    def _lend(self) -> Callable[[], None] | None:
+        """Take a buffer for a lent frame: its one-shot ``release``, or None when none is to spare."""
+        with self._loan_lock:
+            if self._loans >= self.lend_limit:
+                return None
+            self._loans += 1
+            self.frames_lent += 1
+        given = threading.Lock()
+
+        def release() -> None:
+            if not given.acquire(blocking=False):
+                raise RuntimeError(f"sim camera {self.name}: a lent frame was released twice")
+            with self._loan_lock:
+                self._loans -= 1
+
+        return release
