@@ -30,6 +30,7 @@ from camctl.cameras.picamera2 import (
 from camctl.cameras.sim import SimCamera
 from camctl.config import CameraConfig
 from camctl.exc import CameraError, CameraTimeout
+from camctl.frames import Frame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig, fake_modules
@@ -256,7 +257,7 @@ def test_controls_and_metadata_names_exist_in_picamera2_source():
 # Names the backend gives picamera2 objects, and the API class each stands for.
 RECEIVERS = {"mod": "module", "_mod": "module", "Picamera2": "Picamera2", "_picam2": "Picamera2", "picam2": "Picamera2",
              "request": "CompletedRequest", "job": "Job", "encoder": "Encoder", "_hw_encoder": "Encoder",
-             "Quality": "Quality"}
+             "Quality": "Quality", "mapped": "MappedArray"}
 
 
 def test_backend_uses_only_what_the_table_declares():
@@ -278,10 +279,13 @@ def test_backend_uses_only_what_the_table_declares():
             assert node.attr in table or f"attr:{node.attr}" in table, f"{recv_name}.{node.attr} undeclared"
         else:
             assert node.attr in table, f"{recv_name}.{node.attr}() is not in PICAMERA2_API_USED[{cls!r}]"
-            allowed = PICAMERA2_API_USED["Picamera2"]["__init__"] if node.attr == "Picamera2" \
-                else table[node.attr]  # the constructor's keywords are Picamera2.__init__'s
+            # a class called through the module is its constructor: the keywords are its __init__'s
+            ctor = cls == "module" and node.attr in PICAMERA2_API_USED
+            allowed = PICAMERA2_API_USED[node.attr]["__init__"] if ctor else table[node.attr]
             for kw in call.keywords:
                 assert kw.arg in allowed, f"{recv_name}.{node.attr}({kw.arg}=) undeclared"
+            if ctor:
+                seen.add((node.attr, "__init__"))
         seen.add((cls, node.attr))
     # Names imported from picamera2 submodules are declared under "module:<sub>"; calling one is its
     # constructor (keywords checked against its __init__); subclassing Output overrides outputframe exactly.
@@ -376,6 +380,20 @@ def cam(**kw) -> Picamera2Camera:
     return Picamera2Camera("pi", **kw)
 
 
+def give_back(*frames: Frame) -> None:
+    """What the capture runner does when it is done with a frame's pixels: release a lent frame, once."""
+    for frame in frames:
+        if frame.release is not None:
+            frame.release()
+
+
+def take(c: Picamera2Camera, still: bool = False, **kw) -> Frame:
+    """The next frame (or still), given back at once: for tests that look at its fields, not its pixels."""
+    frame = c.capture_still(**kw) if still else c.capture(**kw)
+    give_back(frame)
+    return frame
+
+
 def test_import_works_without_picamera2_and_open_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
     c = cam()
@@ -402,6 +420,7 @@ def test_open_capture_set_fps_close(rig):
         a, b = c.capture(), c.capture()
         assert b.timestamp_ns - a.timestamp_ns == pytest.approx(40e6, abs=1e6)
         assert b.seq == a.seq + 1
+        give_back(frame, a, b)
     assert not picam2.started and not picam2.is_open
     assert rig.outstanding == 0
     c.close()
@@ -409,7 +428,9 @@ def test_red_stays_red_through_jpeg(rig):
     rig.colour = (255, 0, 0)
     with cam() as c:
         frame = c.capture()
-    decoded = simplejpeg.decode_jpeg(simplejpeg.encode_jpeg(frame.image, quality=90, colorspace="RGB"))
+        jpeg = simplejpeg.encode_jpeg(frame.image, quality=90, colorspace="RGB")
+        give_back(frame)
+    decoded = simplejpeg.decode_jpeg(jpeg)
     r, g, b = decoded.reshape(-1, 3).mean(axis=0)
     assert r > 200 and g < 40 and b < 40
 
@@ -425,27 +446,27 @@ def test_to_rgb_handles_each_memory_order(fmt):
 def test_seq_counts_lost_frames_not_thinned_ones_and_never_goes_back(rig):
     c = cam(fps=100.0)
     with c:
-        a = c.capture()
+        a = take(c)
         rig.drop_next = 3  # the sensor drops three frames
-        b = c.capture()
+        b = take(c)
         assert b.seq == a.seq + 4
         assert b.timestamp_ns > a.timestamp_ns
         c.set_fps(25.0)  # thinned to every 4th sensor frame: no gaps
-        seqs = [c.capture().seq for _ in range(4)]
+        seqs = [take(c).seq for _ in range(4)]
         assert seqs == list(range(b.seq + 1, b.seq + 5))
     c.set_fps(100.0)
     with c:  # a restarted sensor counts from scratch; seq does not
-        d = c.capture()
+        d = take(c)
         assert d.seq == seqs[-1] + 1
-        still = c.capture_still()
+        still = take(c, still=True)
         assert still.still and still.image.shape == (48, 64, 3)  # the video's main stream, no mode switch
-        after = c.capture()  # the still's frame was due for the video: it comes again, as video
+        after = take(c)  # the still's frame was due for the video: it comes again, as video
         assert not after.still and after.seq == still.seq == d.seq + 1 and after.timestamp_ns == still.timestamp_ns
-        assert c.capture().seq == after.seq + 1
+        assert take(c).seq == after.seq + 1
     assert rig.outstanding == 0 and rig.mode_switches == 0
 def test_stall_times_out_and_leaks_no_request(rig):
     with cam() as c:
-        c.capture()
+        take(c)
         rig.stalled = True
         with pytest.raises(CameraTimeout, match=r"no frame within 0\.05 s"):
             c.capture(timeout_s=0.05)
@@ -454,7 +475,7 @@ def test_stall_times_out_and_leaks_no_request(rig):
             c.capture(timeout_s=0.05)
         assert rig.outstanding == 0
         rig.stalled = rig.complete_late = False
-        c.capture()
+        take(c)
         with pytest.raises(CameraTimeout):
             rig.stalled = True
             c.capture_still(timeout_s=0.05)
@@ -509,7 +530,7 @@ def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path
     c = cam(encoder="auto", model_path=pi5)
     for _ in range(2):  # the choice is logged once, not at every reopen
         with c:
-            frame = c.capture(timeout_s=5.0)
+            frame = take(c, timeout_s=5.0)
             assert frame.image is not None and frame.jpeg is None
     assert c.encoder_in_use == "software" and rig.recordings_started == 0
     chosen = [r.getMessage() for r in caplog.records if "encoder 'auto'" in r.getMessage()]
@@ -555,7 +576,7 @@ def test_hardware_frame_size_is_what_the_codec_encoded(hw_rig):
 
 def test_software_stays_software_on_a_hardware_board(hw_rig):
     with cam(encoder="software") as c:
-        assert c.capture(timeout_s=5.0).image is not None
+        assert take(c, timeout_s=5.0).image is not None
     assert hw_rig.recordings_started == 0 and hw_rig.instances[0].camera_config["main"]["format"] == "BGR888"
 
 
@@ -750,7 +771,13 @@ def test_contract(any_camera):
         assert f.camera == "c" and f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8
     c.set_fps(100.0)
     assert c.fps == 100.0
-    assert c.capture(timeout_s=2.0).seq > seqs[-1]
+    frames.append(c.capture(timeout_s=2.0))
+    assert frames[-1].seq > seqs[-1]
+    # lent pixels (Frame.release) only while the camera has buffers to spare: the rest are copies
+    lent = sum(f.release is not None for f in frames)
+    assert lent <= getattr(c, "lend_limit", 0) < len(frames)
+    assert not isinstance(c, Picamera2Camera) or lent == c.lend_limit
+    give_back(*frames)
     c.close()
     c.close()
     assert c.closed

@@ -148,6 +148,14 @@ def _picam2(rig: FakeRig, fps: float, **kw):
     return p
 
 
+def _frame(c: Picamera2Camera, **kw):
+    """The camera's next frame, given back at once (as the runner does once it is encoded)."""
+    frame = c.capture(**kw)
+    if frame.release is not None:
+        frame.release()
+    return frame
+
+
 def _take(p):
     r = p.capture_request()
     meta, seq = r.get_metadata(), r.request.buffers["main-stream"].metadata.sequence
@@ -370,7 +378,7 @@ def test_controls_are_applied_at_open(rig):
         assert picam2.camera_config["controls"]["AfMode"] == 0 and picam2.camera_config["controls"]["LensPosition"] == 0
         assert picam2.camera_config["sensor"]["output_size"] == (2304, 1296)
         assert rig.tunings_loaded == ["imx708.json"]
-        frame = c.capture()
+        frame = _frame(c)
         assert frame.exposure_us <= 4000 and frame.analogue_gain <= 2.0
         assert c.unset_controls == [] and c.sensor_mode_in_use == (2304, 1296)
     with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software",
@@ -380,7 +388,7 @@ def test_controls_are_applied_at_open(rig):
     with Picamera2Camera("pi", size=(1280, 720), fps=30.0, encoder="software") as c:
         assert c.sensor_mode_in_use == (1536, 864)  # what a 720p request alone gets on an IMX708: the crop
     with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software") as c:
-        assert c.capture().exposure_us == rig.scene_exposure_us  # uncapped: what the AGC chose
+        assert _frame(c).exposure_us == rig.scene_exposure_us  # uncapped: what the AGC chose
 
 
 def test_focus_controls_on_a_camera_without_a_lens_are_reported_not_fatal(monkeypatch):
@@ -389,7 +397,7 @@ def test_focus_controls_on_a_camera_without_a_lens_are_reported_not_fatal(monkey
         monkeypatch.setitem(sys.modules, name, mod)
     with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software",
                          controls=CameraControls(af_mode="manual", lens_position=0.0)) as c:
-        c.capture()
+        _frame(c)
         assert "AfMode" not in rig.instances[0].camera_config["controls"]
     assert c.unset_controls == ["AfMode: not advertised by camera 0 (no focus lens)",
                                 "LensPosition: not advertised by camera 0 (no focus lens)"]
@@ -423,20 +431,20 @@ def test_a_usb_camera_leaving_the_list_is_a_disconnect(rig):
 
     c = Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software")
     with c:
-        c.capture()
+        _frame(c)
         rig.cameras = []  # a USB camera does leave libcamera's list (a CSI one never does)
         rig.fail_with = RuntimeError("device lost")
         with pytest.raises(CameraDisconnected, match="camera 0 disappeared during capture_request"):
-            c.capture()
+            _frame(c)
     assert rig.outstanding == 0
 
 
 def test_a_rate_above_the_sensor_rate_speeds_the_sensor_up_late(rig):
     with Picamera2Camera("pi", size=(64, 48), fps=20.0, encoder="software") as c:
-        c.capture()
+        _frame(c)
         c.set_fps(40.0)  # beyond the 20 fps the sensor was opened at: set_controls, N frames late
         assert rig.controls == [{"FrameRate": 40.0}] and c.sensor_fps == 40.0
-        durations = [c.capture().frame_duration_us for _ in range(BUFFER_COUNT + rig.sensor_delay_frames + 2)]
+        durations = [_frame(c).frame_duration_us for _ in range(BUFFER_COUNT + rig.sensor_delay_frames + 2)]
     assert durations[0] == 50000 and durations[-1] == 25000
 
 

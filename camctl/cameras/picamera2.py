@@ -167,7 +167,7 @@ INSTALL_HINT = ("picamera2 is not installed: on Raspberry Pi OS run 'sudo apt in
 # tests/test_cameras_picamera2.py checks this table against the picamera2 source AND checks this module's
 # own source makes no call on a picamera2 object (and imports no picamera2 name) that the table omits.
 PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
-    "module": {"Picamera2": [], "attr:TimeoutError": [], "attr:CancelledError": []},
+    "module": {"Picamera2": [], "MappedArray": ["write"], "attr:TimeoutError": [], "attr:CancelledError": []},
     "module:encoders": {"Quality": []},
     "module:encoders.mjpeg_encoder": {"MJPEGEncoder": []},
     "module:outputs": {"Output": []},
@@ -190,7 +190,8 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "start_recording": ["quality"],
         "stop_recording": [],
     },
-    "CompletedRequest": {"make_array": [], "get_metadata": [], "release": []},
+    "CompletedRequest": {"make_array": [], "get_metadata": [], "acquire": [], "release": []},
+    "MappedArray": {"__init__": ["write"], "__enter__": [], "__exit__": [], "array": []},
     "Job": {"get_result": ["timeout"]},
     "MJPEGEncoder": {"__init__": []},
     "Encoder": {"attr:firsttimestamp": []},
@@ -207,6 +208,9 @@ HW_FORMAT = "YUV420"  # what the V4L2 encoder reads with the least bandwidth (I4
 LORES_FORMAT = "YUV420"  # the only lores format a Pi 4 ISP gives; JPEG encodes it with no conversion
 BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; with queue=False they hold nothing for a late
 # consumer (it loses the frames completed meanwhile), and each is a frame of set_controls latency.
+LEND_LIMIT = BUFFER_COUNT - 2  # requests lent out as frames at once: libcamera keeps >= 2 queued, so the sensor
+# always has a buffer to fill and the ISP one to write while the app reads (beyond: a copy, as before)
+LOAN_WAIT_S = 3.0  # how long close() waits for lent frames to come back before it leaves the camera open
 QUEUE_FRAMES = 8  # encoded frames waiting for capture(); the oldest is dropped (a seq gap) when full
 _MODEL_PATH = Path("/proc/device-tree/model")
 CODEC_SIZE = (32, 1920)  # bcm2835-v4l2-codec.c: MIN_W/MIN_H 32, MAX_W_CODEC/MAX_H_CODEC 1920 (encode role)
@@ -379,6 +383,64 @@ def clip_tuning(tuning: dict[str, Any], algo: dict[str, Any], exposure_max_us: i
     return tuning
 
 
+class _Loans:
+    """The requests of one ``Picamera2`` object lent out as frames (``Frame.release``), and its close.
+
+    At most ``limit`` requests are lent at once; a request already lent lends again without counting (a still
+    and its video twin share one buffer). :meth:`wait` blocks until every loan is back; a close that cannot
+    wait any longer is :meth:`defer`-red to the last loan's return. Thread-safe: loans come back on encoder
+    threads.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._held: dict[int, int] = {}  # id(request) -> frames lent from it
+        self._deferred: Callable[[], None] | None = None
+
+    @property
+    def requests(self) -> int:
+        """Requests (buffers) lent out now."""
+        with self._cond:
+            return len(self._held)
+
+    def take(self, key: int) -> bool:
+        with self._cond:
+            if key in self._held:
+                self._held[key] += 1
+                return True
+            if len(self._held) >= self.limit or self._deferred is not None:
+                return False
+            self._held[key] = 1
+            return True
+
+    def give(self, key: int) -> None:
+        with self._cond:
+            self._held[key] -= 1
+            if self._held[key]:
+                return
+            del self._held[key]
+            self._cond.notify_all()
+            run = None if self._held else self._deferred
+            self._deferred = None if run else self._deferred
+        if run is not None:
+            run()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until no request is lent; False if some still are after ``timeout_s``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._held, timeout_s)
+
+    def defer(self, close: Callable[[], None]) -> bool:
+        """Run ``close`` when the last loan comes back (now if none is out); True if it was deferred."""
+        with self._cond:
+            if self._held:
+                self._deferred = close
+                return True
+        close()
+        return False
+
+
 class Thinner:
     """Which sensor frames are delivered at a rate below the sensor's, and their ``seq``.
 
@@ -488,6 +550,12 @@ class Picamera2Camera(Camera):
         self._jpegs: _JpegQueue | None = None
         self._recording = False
         self.hw_dropped = 0  # encoded frames dropped because capture() fell behind (all opens)
+        # lent frames (software path, main stream): see "Lent frames" in the module docstring
+        self.lend_limit = LEND_LIMIT
+        self.loan_wait_s = LOAN_WAIT_S
+        self._loans = _Loans(self.lend_limit)
+        self.frames_lent = self.frames_copied = 0  # main-stream frames handed out as views / as copies (all opens)
+        self.deferred_closes = 0  # closes left to the last lent frame's return (it did not come back in time)
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, **kwargs: Any) -> Picamera2Camera:
@@ -620,6 +688,7 @@ class Picamera2Camera(Camera):
             _log.warning("camera %r: %s", self.name, line)
         self._mod = mod
         self._picam2 = picam2
+        self._loans = _Loans(self.lend_limit)
         self._twin = None
         self._thin.restart()
 
@@ -644,18 +713,48 @@ class Picamera2Camera(Camera):
         self._recording = True  # set first: a failed start must still be stopped on close
         picam2.start_recording(encoder, self._hw_output, quality=self._hw_quality)
 
-    def _close_quietly(self, picam2: Any) -> None:
-        steps = (picam2.stop_recording, picam2.close) if self._recording else (picam2.stop, picam2.close)
+    def _close_after_loans(self, picam2: Any, loans: _Loans) -> None:
+        """Close ``picam2`` once no lent frame reads its buffers any more.
+
+        ``Picamera2.close`` releases the libcamera camera and drops the allocator that holds the buffers
+        (``picamera2.py`` ``close``: ``self.camera.release()``, ``del self.allocator``), which an encoder
+        thread may still be reading through a lent frame. ``stop`` first is safe (``stop_`` stops libcamera and
+        releases only requests picamera2 itself holds; the allocator keeps every buffer mapped), then wait up
+        to ``loan_wait_s``; if frames are still out, leave the camera open (a leak, not a crash) and close it
+        when the last one comes back (a reopen meanwhile fails and is retried).
+        """
+        if loans.requests:
+            if not self._recording:
+                self._quietly(picam2.stop)
+            if not loans.wait(self.loan_wait_s):
+                recording = self._recording
+                if loans.defer(lambda: self._close_quietly(picam2, recording)):
+                    self.deferred_closes += 1
+                    _log.warning("camera %r: %d lent frame(s) not given back within %g s; camera %d stays open "
+                                 "until they are", self.name, loans.requests, self.loan_wait_s, self.index)
+                return
+        self._close_quietly(picam2)
+
+    def _close_quietly(self, picam2: Any, recording: bool | None = None) -> None:
+        recording = self._recording if recording is None else recording
+        steps = (picam2.stop_recording, picam2.close) if recording else (picam2.stop, picam2.close)
         for step in steps:
-            try:
-                step()
-            except Exception as exc:  # closing must always complete
-                _log.warning("picamera2 %s failed while closing: %r", step.__name__, exc)
+            self._quietly(step)
+
+    @staticmethod
+    def _quietly(step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception as exc:  # closing must always complete
+            _log.warning("picamera2 %s failed while closing: %r", step.__name__, exc)
 
     def _close_backend(self) -> None:
         picam2, self._picam2 = self._picam2, None
+        twin, self._twin = self._twin, None
+        if twin is not None and twin.release is not None:  # a lent frame nobody will take now
+            twin.release()
         if picam2 is not None:
-            self._close_quietly(picam2)
+            self._close_after_loans(picam2, self._loans)
         self._recording = False
         jpegs, self._jpegs = self._jpegs, None
         if jpegs is not None:
@@ -746,14 +845,79 @@ class Picamera2Camera(Camera):
             image = None
             planes = _full_range(split_i420(request.make_array("main"), (int(width), int(height)), stride))
         else:
-            image = _to_rgb(request.make_array("main"), self._format)
+            image, release = self._main_image(request)
             planes = None
             height, width = int(image.shape[0]), int(image.shape[1])
         return Frame(camera=self.name, seq=seq, timestamp_ns=self._timestamp(meta), image=image, yuv420=planes,
                      width=int(width), height=int(height),
                      exposure_us=int(meta.get("ExposureTime", 0)),
                      analogue_gain=float(meta.get("AnalogueGain", 1.0)),
-                     frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self.sensor_fps))), still=still)
+                     frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self.sensor_fps))), still=still,
+                     release=release if lores is None and self._jpegs is None else None)
+
+    def _main_image(self, request: Any) -> tuple[np.ndarray, Callable[[], None] | None]:
+        """The main stream as RGB: lent (a view of the request's buffer and its one-shot ``release``) while
+        fewer than ``lend_limit`` requests are lent, else a copy (``make_array``) and ``None``."""
+        lent = self._lend(request)
+        if lent is not None:
+            return lent
+        self.frames_copied += 1
+        return _to_rgb(request.make_array("main"), self._format), None
+
+    def _lend(self, request: Any) -> tuple[np.ndarray, Callable[[], None] | None] | None:
+        """Map the request's main buffer as picamera2's own JpegEncoder does (``encoders/jpeg_encoder.py``
+        ``encode_func``: ``with MappedArray(request, name)``, the request held with ``request.acquire()`` in
+        ``encoders/multi_encoder.py`` ``_encode`` and released after the encode in ``do_encode``).
+        ``MappedArray.array`` is the buffer itself (``request.py``: ``_make_array_shared`` "never makes a
+        copy"). None when no loan is to spare; a format ``_to_rgb`` must convert comes back as a copy with
+        the request given back at once (``release`` None)."""
+        loans, key = self._loans, id(request)
+        if not loans.take(key):
+            return None
+        mapped = None
+        try:
+            request.acquire()  # this frame's own reference: the capture path releases its one as always
+            try:
+                mapped = self._mod.MappedArray(request, "main", write=False)  # type: ignore[union-attr]
+                mapped.__enter__()
+                view = mapped.array
+                image = _to_rgb(view, self._format)
+            except BaseException:
+                if mapped is not None:
+                    mapped.__exit__(None, None, None)
+                request.release()
+                raise
+        except BaseException:
+            loans.give(key)
+            raise
+        given = threading.Lock()
+
+        def release() -> None:
+            if not given.acquire(blocking=False):
+                return  # given back already: never a second request.release()
+            try:
+                mapped.__exit__(None, None, None)
+            finally:
+                try:
+                    request.release()
+                finally:
+                    loans.give(key)
+
+        if not np.may_share_memory(image, view):  # converted: a copy already, nothing to lend
+            del view
+            release()
+            self.frames_copied += 1
+            return image, None
+        del view
+        image = image.view()
+        image.flags.writeable = False  # the camera's buffer: read it, never write it
+        self.frames_lent += 1
+        return image, release
+
+    @property
+    def lent(self) -> int:
+        """Requests (capture buffers) lent out as frames now."""
+        return self._loans.requests
 
     @staticmethod
     def _timestamp(meta: dict[str, Any]) -> int:
@@ -846,6 +1010,9 @@ class Picamera2Camera(Camera):
             finally:
                 self._lores = lores
             if video_seq is not None:  # the video's frame of this slot: the same pixels (or its lores stream)
-                self._twin = self._frame_from(request, video_seq, meta, still=False) \
-                    if lores and self._lores_stream is not None else dataclasses.replace(still, still=False)
+                # lent, the twin takes its own reference and its own release (one buffer: no second loan)
+                if (lores and self._lores_stream is not None) or still.release is not None:
+                    self._twin = self._frame_from(request, video_seq, meta, still=False)
+                else:
+                    self._twin = dataclasses.replace(still, still=False)
         return still

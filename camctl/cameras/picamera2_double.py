@@ -112,7 +112,11 @@ class FakeRig:
         self.fail_start: BaseException | None = None
         self.complete_late = False  # a stalled job completes right when it is cancelled (the race)
         self.drop_next = 0  # frames the sensor drops before the next one (sequence gap)
-        self.created = self.released = 0
+        self.created = self.released = 0  # CompletedRequests made / whose ref_count reached 0
+        self.recycled = 0  # released requests queued back to the camera (not after a stop or close)
+        self.arrays_mapped = 0  # MappedArray reads (views of a capture buffer, no copy)
+        self.starved = 0  # frames lost because the app held every buffer (the sensor had none to fill)
+        self.closed_while_held = 0  # buffers a close freed while the app still held their request
         self.controls: list[dict[str, Any]] = []  # every set_controls call
         self.instances: list[FakePicamera2] = []
         self.adjust_size: tuple[int, int] | None = None  # libcamera "adjusts" the main stream to this size
@@ -124,7 +128,7 @@ class FakeRig:
         self.lores_align = 64  # lores stride alignment (bytes), like the Pi 5 ISP
         self.pad_value = 0xEE  # what padding bytes hold (a split that does not crop them shows it)
         self.lores_planes: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-        self.arrays_made: list[str] = []  # every make_array(name)
+        self.arrays_made: list[str] = []  # every stream read: make_array(name) or a MappedArray
         # timing (see the module docstring)
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
         self.mode_switch_s = 0.15  # stop + configure (buffer allocation) + start; not measured on a Pi
@@ -240,11 +244,21 @@ class _LibcameraRequest:
 
 
 class CompletedRequest:
+    """picamera2's CompletedRequest (``request.py``): one buffer per stream, a reference count, recycled to the
+    camera when the count reaches 0 unless the camera stopped since (``stop_count``)."""
+
     def __init__(self, picam2: FakePicamera2, config: dict[str, Any], sensor: _Sensor, index: int) -> None:
         rig = picam2.rig
         self.rig = rig
-        self.request = _LibcameraRequest(index)
+        self.request: _LibcameraRequest | None = _LibcameraRequest(index)
+        self.ref_count = 1
+        self.lock = picam2.request_lock
+        self.picam2 = picam2
+        self.stop_count = picam2.stop_count
         self.config = config
+        self.stream_map = {name: name for name in ("main", "lores") if config.get(name) is not None}
+        self._allocation = picam2._allocation  # the allocator whose buffers this request holds
+        self._buffers: dict[str, np.ndarray] = {}
         applied = sensor.controls_of(index)
         duration_us = int(sensor.duration_of(index) * 1e6)
         exposure = min(rig.scene_exposure_us, picam2.agc_limits[0], duration_us)
@@ -258,39 +272,126 @@ class CompletedRequest:
         if "LensPosition" in rig.ctrl_info:
             self._metadata["LensPosition"] = float(applied.get("LensPosition", 1.0))  # tuning default 1 dioptre
             self._metadata["AfState"] = 0
-        self._released = False
         rig.created += 1
+        picam2._hold(self)
 
-    def make_array(self, name: str) -> np.ndarray:
-        if self.request is None:
-            raise RuntimeError("request used after release")
-        stream = self.config.get(name)
-        if stream is None:
-            raise RuntimeError(f"Stream {name!r} is not defined")
-        self.rig.arrays_made.append(name)
-        w, h = stream["size"]
-        if stream["format"] == "YUV420":
-            return _i420_buffer(self.rig, w, h, stream.get("stride", w))
-        rgb = np.empty((h, w, 3), dtype=np.uint8)
-        rgb[...] = self.rig.colour
-        fmt = stream["format"]
-        if fmt == "BGR888":
-            return rgb
-        if fmt == "RGB888":
-            return np.ascontiguousarray(rgb[..., ::-1])
-        if fmt == "XBGR8888":
-            return np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2)
-        raise RuntimeError(f"Format {fmt} not supported")
+    def _buffer(self, name: str) -> np.ndarray:
+        """The stream's capture buffer (1-D, ``stride`` bytes a row), filled with the scene on first use."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            stream = self.config[name]
+            w, h = stream["size"]
+            fmt = stream["format"]
+            if fmt in ("YUV420", "YVU420"):
+                buf = _i420_buffer(self.rig, w, h, stream.get("stride", w)).reshape(-1)
+            else:
+                order = {"BGR888": (0, 1, 2), "RGB888": (2, 1, 0), "XBGR8888": (0, 1, 2), "XRGB8888": (2, 1, 0)}
+                if fmt not in order:
+                    raise RuntimeError(f"Format {fmt} not supported")
+                bpp = 4 if fmt.startswith("X") else 3
+                stride = int(stream.get("stride") or w * bpp)
+                rows = np.full((h, stride), self.rig.pad_value, np.uint8)
+                pixels = rows[:, : w * bpp].reshape(h, w, bpp)
+                pixels[..., :3] = [self.rig.colour[i] for i in order[fmt]]
+                if bpp == 4:
+                    pixels[..., 3] = 255
+                buf = rows.reshape(-1)
+            self._buffers[name] = buf
+        return buf
 
-    def get_metadata(self) -> dict[str, Any]:
-        return dict(self._metadata)
+    def acquire(self) -> None:
+        with self.lock:
+            if self.ref_count == 0:
+                raise RuntimeError("CompletedRequest: acquiring lock with ref_count 0")
+            self.ref_count += 1
 
     def release(self) -> None:
-        if self._released:
-            raise RuntimeError("CompletedRequest: lock now has negative ref_count")
-        self._released = True
-        self.request = None
-        self.rig.released += 1
+        with self.lock:
+            self.ref_count -= 1
+            if self.ref_count < 0:
+                raise RuntimeError("CompletedRequest: lock now has negative ref_count")
+            if self.ref_count > 0:
+                return
+            picam2 = self.picam2
+            recycled = picam2.is_open and self.stop_count == picam2.stop_count and picam2.started
+            self.request = None
+            self.config = {}
+            self.stream_map = {}
+            self.rig.released += 1
+        picam2._unhold(self, recycled)
+        if recycled:  # back in libcamera's queue: the sensor writes the next frames into it
+            self.rig.recycled += 1
+            for buf in self._buffers.values():
+                buf[...] = self.rig.pad_value
+
+    def make_array(self, name: str) -> np.ndarray:
+        if self.config.get(name) is None:  # (also after release: the config is emptied)
+            raise RuntimeError(f"Stream {name!r} is not defined")
+        self.rig.arrays_made.append(name)
+        with MappedArray(self, name, _count=False) as m:  # a copy, so safe after the request goes back
+            array = m.array
+            return np.copy(array) if array.data.c_contiguous else np.ascontiguousarray(array)
+
+    def get_metadata(self) -> dict[str, Any]:
+        if self.request is None:
+            raise AssertionError("get_metadata on a released request")  # real: assert self.request is not None
+        return dict(self._metadata)
+
+
+def _make_array_shared(buffer: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """picamera2 ``Helpers._make_array_shared`` for the formats the double supports: never a copy."""
+    fmt = config["format"]
+    w, h = config["size"]
+    stride = config["stride"]
+    if fmt in ("BGR888", "RGB888", "XBGR8888", "XRGB8888"):
+        bpp = 4 if fmt.startswith("X") else 3
+        array = buffer
+        if stride != w * bpp:
+            array = array.reshape((h, stride))[:, : w * bpp]
+        return array.reshape((h, w, bpp))
+    if fmt in ("YUV420", "YVU420"):
+        return buffer.reshape((h * 3 // 2, stride))
+    raise RuntimeError("Format " + fmt + " not supported")
+
+
+class MappedArray:
+    """picamera2's MappedArray (``request.py``): ``.array`` is the request's buffer itself, shaped, no copy.
+
+    Entering it after the camera was closed fails as the real one does (``close`` gives the Picamera2 a new
+    ``DmaAllocator`` whose ``mapped_buffers`` do not have the buffer); after ``__exit__`` there is no ``array``
+    any more (``del self.__array``)."""
+
+    def __init__(self, request: CompletedRequest, stream: str, reshape: bool = True, write: bool = True,
+                 *, _count: bool = True) -> None:
+        if isinstance(stream, str):
+            request.stream_map[stream]  # KeyError for a stream not configured (or a released request)
+        assert request.request is not None
+        self.__request = request
+        self.__stream = stream
+        self.__reshape = reshape
+        self.__array: np.ndarray | None = None
+        self.__count = _count
+
+    def __enter__(self) -> MappedArray:
+        request = self.__request
+        if request._allocation != request.picam2._allocation:
+            raise RuntimeError("failed to find buffer in DmaSync")
+        if self.__count:
+            request.rig.arrays_made.append(self.__stream)
+            request.rig.arrays_mapped += 1
+        array = request._buffer(self.__stream)
+        if self.__reshape:
+            array = _make_array_shared(array, request.config[self.__stream])
+        self.__array = array
+        return self
+
+    def __exit__(self, exc_type: Any, exc_value: Any, exc_traceback: Any) -> None:
+        if self.__array is not None:
+            del self.__array
+
+    @property
+    def array(self) -> np.ndarray | None:
+        return self.__array
 
 
 def video_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -393,6 +494,12 @@ class FakePicamera2:
         self._jobs: list[Job] = []
         self._encoders: set[Encoder] = set()
         self._feeder: tuple[threading.Thread, threading.Event] | None = None
+        self.request_lock = threading.Lock()  # picamera2: guards every CompletedRequest's ref_count
+        self.stop_count = 0  # picamera2: +1 per stop_ of a started camera (a request from before is not recycled)
+        self._allocation = 0  # +1 when close() replaces the allocator (its buffers are freed)
+        self._held: set[CompletedRequest] = set()  # handed to the app, ref_count > 0, this allocation
+        self._starved_since: float | None = None  # when the app came to hold every buffer
+        self._starved_jobs: list[Job] = []  # capture jobs waiting for a buffer to come back
         self.rig.instances.append(self)
 
     def _agc_limits(self, tuning: Any) -> tuple[float, float]:
@@ -500,13 +607,66 @@ class FakePicamera2:
 
     def stop(self) -> None:
         with self._lock:
+            if self.started:
+                self.stop_count += 1
             self.started = False
             self._sensor = None
+            self._starved_since = None
+            jobs, self._starved_jobs = self._starved_jobs, []
+        for job in jobs:
+            job.cancel()
 
     def close(self) -> None:
         self.stop()
         self._stop_feeder()  # real picamera2 leaves encoders registered; the fake just ends its thread
         self.is_open = False
+        with self._lock:
+            held, self._held = self._held, set()
+            self._allocation += 1  # picamera2's close: del self.allocator; self.allocator = DmaAllocator()
+        if held:  # freed under the app: what it reads now is not its frame any more (see the module docstring)
+            self.rig.closed_while_held += len(held)
+            for request in held:
+                for buf in request._buffers.values():
+                    buf[...] = self.rig.pad_value
+
+    # -- the buffers the app holds (CompletedRequest reference counts) ----------------------------------
+    def _hold(self, request: CompletedRequest) -> None:
+        """A completed request handed to the app: one buffer less for the sensor."""
+        with self._lock:
+            if request._allocation != self._allocation or request.stop_count != self.stop_count:
+                return
+            self._held.add(request)
+            cfg = self.camera_config or {}
+            if self.started and len(self._held) >= cfg.get("buffer_count", 1) and self._starved_since is None:
+                self._starved_since = time.monotonic()
+
+    def _unhold(self, request: CompletedRequest, recycled: bool) -> None:
+        """The app gave a request back. Recycled, its buffer is queued again: frames that completed while the
+        app held every buffer were lost (``rig.starved``), and a capture waiting for a buffer gets the next."""
+        with self._lock:
+            self._held.discard(request)
+            since, s = self._starved_since, self._sensor
+            if since is None or not recycled or s is None:
+                return
+            self._starved_since = None
+            now = time.monotonic()
+            first = s.next_after(now)
+            lost = max(0, first - max(s.next_after(since), self._next_frame))
+            self.rig.starved += lost
+            self._next_frame = max(self._next_frame, first)
+            jobs, self._starved_jobs = self._starved_jobs, []
+            config = self.camera_config
+            for job in (j for j in jobs if not j._future.done()):
+                sensor, index = self._claim()
+                job._make = (lambda sensor=sensor, index=index:
+                             CompletedRequest(self, config, sensor, index))
+                job._due = due = sensor.time_of(index)
+                timer = threading.Timer(max(0.0, due - now), job._run)
+                timer.daemon = True
+                timer.start()
+
+    def _starved(self) -> bool:
+        return self._starved_since is not None
 
     def set_controls(self, controls) -> None:
         """Delivered with the next request recycled: on frame next + buffer_count + the sensor's delay."""
@@ -549,8 +709,15 @@ class FakePicamera2:
         with self._lock:
             if not self.started:
                 raise RuntimeError("camera not started")
-            sensor, index = self._claim()
             config = self.camera_config
+            starved = self._starved()
+            if starved:  # every buffer is with the app: nothing completes until one comes back
+                job = self._submit(lambda: None, None, False)
+                self._starved_jobs.append(job)
+            else:
+                sensor, index = self._claim()
+        if starved:
+            return job if wait is False else job.get_result(timeout=None if wait in (None, True) else wait)
         return self._submit(lambda: CompletedRequest(self, config, sensor, index), sensor.time_of(index), wait)
 
     def switch_mode_and_capture_request(self, camera_config, wait=None, signal_function=None, delay=0) -> Any:
@@ -791,6 +958,7 @@ def make_fake_picamera2(rig: FakeRig) -> types.ModuleType:
     cls = type("Picamera2", (FakePicamera2,), {"rig": rig, "load_tuning_file": staticmethod(load_tuning_file)})
     mod.Picamera2 = cls  # type: ignore[attr-defined]
     mod.CompletedRequest = CompletedRequest  # type: ignore[attr-defined]
+    mod.MappedArray = MappedArray  # type: ignore[attr-defined]
     mod.TimeoutError = concurrent.futures.TimeoutError  # type: ignore[attr-defined]
     mod.CancelledError = concurrent.futures.CancelledError  # type: ignore[attr-defined]
     return mod
