@@ -28,7 +28,9 @@ from camctl.cameras.picamera2 import (
     Picamera2Camera,
 )
 from camctl.cameras.sim import SimCamera
+from camctl.capture import CameraRunner
 from camctl.config import CameraConfig
+from camctl.encode import EncoderPool, encode_jpeg
 from camctl.exc import CameraError, CameraTimeout
 from camctl.frames import Frame
 
@@ -781,3 +783,152 @@ def test_contract(any_camera):
     c.close()
     c.close()
     assert c.closed
+
+
+# --- c) lent frames: the request buffer itself, given back by Frame.release ---------------------------
+def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
+    c = cam(fps=100.0)
+    with c:
+        frames = [c.capture() for _ in range(backend.BUFFER_COUNT)]  # a consumer that gives nothing back
+        lent = [f for f in frames if f.release is not None]
+        assert len(lent) == c.lend_limit == backend.BUFFER_COUNT - 2 and frames[:len(lent)] == lent
+        assert c.lent == c.lend_limit and rig.arrays_mapped == c.lend_limit
+        assert (c.frames_lent, c.frames_copied) == (c.lend_limit, 2)
+        assert rig.outstanding == c.lend_limit  # the copies gave their requests back at once
+        assert rig.starved == 0 and [f.seq for f in frames] == sorted({f.seq for f in frames})
+        lent[0].release()
+        assert c.lent == c.lend_limit - 1 and rig.released == rig.created - c.lend_limit + 1
+        lent[0].release()  # a second call gives back nothing more (never a double request.release)
+        assert rig.released == rig.created - c.lend_limit + 1
+        nxt = c.capture()  # a buffer came back: lending resumes
+        assert nxt.release is not None
+        give_back(nxt, *lent[1:])
+        assert c.lent == 0 and rig.outstanding == 0
+    assert rig.closed_while_held == 0 and rig.starved == 0
+
+
+def test_a_consumer_holding_frames_costs_copies_not_sensor_frames(rig):
+    held: list[Frame] = []
+    with cam(fps=100.0) as c:
+        for _ in range(30):  # keeps the last 8 frames (more than the camera has buffers), reads each once
+            held.append(c.capture())
+            if len(held) > 8:
+                give_back(held.pop(0))
+        assert c.frames_lent >= c.lend_limit and c.frames_copied > 0
+        give_back(*held)
+    assert rig.starved == 0 and rig.outstanding == 0
+
+
+def test_a_lent_frame_is_a_read_only_view_of_the_request_buffer(rig):
+    rig.colour = (10, 200, 30)
+    with cam() as c:
+        frame = c.capture()
+        assert frame.image.shape == (48, 64, 3) and frame.image[5, 7].tolist() == [10, 200, 30]
+        with pytest.raises(ValueError, match="read-only"):
+            frame.image[0, 0] = 0
+        assert not frame.image.flags.owndata and frame.release is not None
+        frame.release()
+        # the request went back to libcamera, which fills its buffer again: a view, not a copy, saw that
+        assert rig.recycled == rig.created and frame.image[5, 7].tolist() == [rig.pad_value] * 3
+
+
+def test_still_and_its_video_twin_each_release_their_own_reference(rig):
+    with cam(fps=100.0) as c:
+        still = c.capture_still()
+        twin = c.capture()  # the still's frame was due for the video: the same buffer, another reference
+        assert still.still and not twin.still and twin.seq == still.seq
+        assert still.release is not None and twin.release is not None and still.release is not twin.release
+        assert c.lent == 1 and np.shares_memory(still.image, twin.image)  # one buffer, one loan
+        still.release()
+        assert rig.outstanding == 1 and twin.image[0, 0].tolist() == list(rig.colour)  # still the twin's
+        twin.release()
+        assert rig.outstanding == 0 and c.lent == 0
+        pending = c.capture_still()  # a twin nobody takes before close is given back by close
+        pending.release()
+    assert rig.outstanding == 0 and rig.closed_while_held == 0
+
+
+def test_a_copied_still_shares_its_copy_with_the_twin(rig):
+    c = cam(fps=100.0)
+    c.lend_limit = 0  # no buffer to spare: every frame is a copy
+    with c:
+        still = c.capture_still()
+        twin = c.capture()
+        assert still.release is None and twin.release is None and twin.seq == still.seq
+        assert rig.outstanding == 0 and c.frames_copied == 1 and rig.arrays_mapped == 0
+
+
+def test_formats_that_need_a_conversion_give_the_request_back_at_once(rig, monkeypatch):
+    monkeypatch.setattr(backend, "MAIN_FORMAT", "RGB888")  # B, G, R in memory: _to_rgb must copy
+    rig.colour = (10, 200, 30)
+    with cam() as c:
+        frame = c.capture()
+        assert frame.release is None and rig.outstanding == 0 and rig.arrays_mapped == 1
+        assert frame.image[0, 0].tolist() == [10, 200, 30] and c.frames_copied == 1 and c.frames_lent == 0
+
+
+def test_close_waits_for_lent_frames_before_freeing_their_buffers(rig):
+    c = cam(fps=100.0)
+    c.open()
+    picam2 = rig.instances[0]
+    frame = c.capture()
+    threading.Timer(0.2, frame.release).start()  # an encoder thread finishing
+    t0 = time.monotonic()
+    c.close()
+    assert time.monotonic() - t0 >= 0.15  # it waited for the frame
+    assert not picam2.is_open and rig.closed_while_held == 0 and rig.outstanding == 0 and c.deferred_closes == 0
+
+
+def test_close_leaves_the_camera_open_while_lent_frames_are_out(rig, caplog):
+    c = cam(fps=100.0)
+    c.loan_wait_s = 0.05
+    c.open()
+    picam2 = rig.instances[0]
+    frame = c.capture()
+    with caplog.at_level(logging.WARNING, logger=backend.__name__):
+        c.close()
+    assert c.closed and picam2.is_open and not picam2.started  # stopped, not freed under the reader
+    assert c.deferred_closes == 1 and "1 lent frame(s) not given back within 0.05 s" in caplog.text
+    assert frame.image[0, 0].tolist() == list(rig.colour)  # still its frame
+    frame.release()  # the last loan back: now the camera is closed
+    assert not picam2.is_open and rig.closed_while_held == 0 and rig.outstanding == 0
+
+
+class SlowPool(EncoderPool):
+    """The real pool with a slow encode: frames wait in the pool, holding their pixels."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(1)
+        self.delay_s = delay_s
+
+    def submit(self, image, quality=85, *, colorspace="RGB", value=2):
+        def slow(*args, **kw):
+            time.sleep(self.delay_s)
+            return encode_jpeg(*args, **kw)
+
+        return self.run(slow, image, quality, colorspace=colorspace, value=value)
+
+
+def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_back(rig):
+    rig.colour = (0, 0, 255)
+    cfg = CameraConfig(name="pi", size=(64, 48), encoder="software", pretrigger_s=0.0,
+                       fps=(("ARMED", 100.0), ("DESCENT", 100.0)))
+    camera = Picamera2Camera.from_config(cfg)
+    pool, stored = SlowPool(0.03), []
+    runner = CameraRunner(camera, cfg, pool, lambda f: stored.append(f) or True)
+    runner.start()
+    try:
+        runner.set_phase("DESCENT")
+        deadline = time.monotonic() + 30
+        while (camera.frames_copied < 3 or len(stored) < 10) and time.monotonic() < deadline:
+            assert camera.lent <= camera.lend_limit
+            time.sleep(0.01)
+    finally:
+        runner.stop()
+        pool.close()
+    assert camera.frames_lent >= camera.lend_limit and camera.frames_copied >= 3
+    assert rig.starved == 0  # the sensor always had buffers: a slow encoder cost copies, not frames
+    assert rig.outstanding == 0 and camera.lent == 0 and rig.closed_while_held == 0  # every loan given back once
+    for f in stored:  # lent pixels were encoded before their buffer went back (a recycled one reads 0xEE grey)
+        r, g, b = simplejpeg.decode_jpeg(f.jpeg).reshape(-1, 3).mean(axis=0)
+        assert b > 200 and r < 40 and g < 40, (f.seq, r, g, b)
