@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from camctl.cameras.picamera2 import BUFFER_COUNT, CODEC_SIZE, Picamera2Camera, Thinner
@@ -120,6 +121,69 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
     assert "sensor_config['output_size'] = utils.convert_from_libcamera_type(" in update
     assert "camera_config['sensor'] = sensor_config" in update
     assert "score += 1500 * score_format(ar, mode_ar)" in pc["_make_libcamera_config"]
+
+
+def test_pin_mapped_array_is_the_capture_buffer_itself():
+    """The backend lends ``MappedArray(request, "main", write=False).array``: the request's buffer, no copy."""
+    from camctl.cameras.picamera2_double import MappedArray as FakeMappedArray
+
+    assert "from .request import CompletedRequest, MappedArray" in (_root() / "__init__.py").read_text()
+    mapped = _methods(_root() / "request.py", "MappedArray")
+    sig = ast.parse(mapped["__init__"]).body[0].args
+    assert [a.arg for a in sig.args] == ["self", "request", "stream", "reshape", "write"]
+    assert [ast.unparse(d) for d in sig.defaults] == ["True", "True"]
+    fake = FakeMappedArray.__init__.__code__
+    assert list(fake.co_varnames[:fake.co_argcount]) == ["self", "request", "stream", "reshape", "write"]
+    assert FakeMappedArray.__init__.__defaults__ == (True, True)
+    enter = mapped["__enter__"]
+    assert "array = np.array(b, copy=False, dtype=np.uint8)" in enter  # the mmap itself
+    assert "array = self.__request.picam2.helpers._make_array_shared(array, config)" in enter
+    assert "del self.__array" in mapped["__exit__"]  # no .array after the block
+    shared = _methods(_root() / "request.py", "Helpers")["_make_array_shared"]
+    calls = {ast.unparse(c) for c in ast.walk(ast.parse(shared)) if isinstance(c, ast.Call)}
+    copying = {c for c in calls if c.startswith(("np.", "numpy.")) or ".copy(" in c or "ascontiguous" in c}
+    assert copying == {"np.array(Image.open(io.BytesIO(array)))"}  # only MJPEG (decoded): the rest are views
+    assert "image = array.reshape((h, w, 3))" in shared and "array = array[:, :w * 3]" in shared  # BGR888
+    # the lent format: what _to_rgb returns as is, with no conversion (the module docstring's colour order)
+    assert "'BGR888': 'RGB'" in ast.unparse(ast.parse((_root() / "encoders/jpeg_encoder.py").read_text()))
+
+
+def test_pin_request_reference_counting_and_no_recycling_after_stop(pc):
+    """A lent frame holds its own reference (acquire); the last release recycles only a running camera's."""
+    cr = _methods(_root() / "request.py", "CompletedRequest")
+    assert "self.ref_count: int = 1" in cr["__init__"] and "self.stop_count: int = picam2.stop_count" in cr["__init__"]
+    assert "raise RuntimeError('CompletedRequest: acquiring lock with ref_count 0')" in cr["acquire"]
+    release = cr["release"]
+    assert "raise RuntimeError('CompletedRequest: lock now has negative ref_count')" in release
+    assert "if self.picam2.camera and self.stop_count == self.picam2.stop_count and self.picam2.started:" in release
+    assert "self.picam2.allocator.release(self.request.buffers)" in release
+    assert "self.config = {}" in release and "self.request = None" in release
+    assert "self.stop_count += 1" in pc["stop_"]
+    # make_array: a copy through the same mapping (what the backend does beyond the lend limit)
+    assert "with MappedArray(self, name) as m:" in cr["make_array"] and "np.copy(m.array)" in cr["make_array"]
+
+
+def test_pin_picamera2s_own_encoder_lends_requests_the_same_way():
+    multi = _methods(_root() / "encoders/multi_encoder.py", "MultiEncoder")
+    assert _flat("if self._running: request.acquire()") in _flat(multi["_encode"])
+    enc = multi["do_encode"]
+    assert enc.index("buffer = self.encode_func(request, stream)") < enc.index("request.release()")
+    assert "with MappedArray(request, name) as m:" in _methods(_root() / "encoders/jpeg_encoder.py",
+                                                               "JpegEncoder")["encode_func"]
+
+
+def test_pin_close_frees_the_buffers_stop_does_not(pc):
+    """Why close() waits for lent frames and stop() need not (camctl/cameras/picamera2.py _close_after_loans)."""
+    close = pc["close"]
+    assert close.index("self.stop()") < close.index("self.camera.release()") < close.index("del self.allocator")
+    assert "self.allocator = DmaAllocator()" in close  # a new allocator: the old one's buffers are unknown to it
+    assert "allocator" not in pc["stop_"]  # stop leaves every buffer mapped
+    dma = _methods(_root() / "allocators/dmaallocator.py", "DmaAllocator")
+    assert _flat("if not self.mapped_buffers_used[fd] and fd not in self.libcamera_fds: v.close()") in \
+        _flat(dma["cleanup"])  # unmapped once not in use and not libcamera's any more
+    assert _flat("self.libcamera_fds = [] self.cleanup() for fd in self.open_fds: os.close(fd)") in _flat(dma["close"])
+    sync = _methods(_root() / "allocators/dmaallocator.py", "DmaSync")
+    assert "raise RuntimeError('failed to find buffer in DmaSync')" in sync["__enter__"]  # mapping after close
 
 
 # --- b) the double ------------------------------------------------------------------------------------
@@ -232,6 +296,92 @@ def test_double_refuses_controls_the_camera_does_not_advertise(monkeypatch):
         p.set_controls({"AfMode": 0})
     with pytest.raises(RuntimeError, match="Control LensPositon is not advertised"):
         p.set_controls({"LensPositon": 0.0})
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def raised() -> dict[str, list[str]]:
+    """The messages of the errors CompletedRequest's methods raise in picamera2's request.py (module scope: read
+    before a test puts the fake in sys.modules)."""
+    return {name: [n.exc.args[0].value for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Raise)
+                   and isinstance(n.exc.args[0], ast.Constant)]
+            for name, src in _methods(_root() / "request.py", "CompletedRequest").items()}
+
+
+def test_double_counts_references_with_the_real_errors(raised, rig):
+    p = _picam2(rig, 100.0)
+    r = p.capture_request()
+    r.acquire()
+    r.release()
+    assert rig.outstanding == 1 and r.make_array("main").shape == (48, 64, 3)  # one reference left
+    r.release()
+    assert rig.outstanding == 0 and rig.recycled == 1
+    [negative] = raised["release"]
+    with pytest.raises(RuntimeError, match=negative):
+        r.release()
+    r = p.capture_request()
+    r.release()
+    [zero] = raised["acquire"]
+    with pytest.raises(RuntimeError, match=zero):
+        r.acquire()
+    with pytest.raises(RuntimeError, match="Stream 'main' is not defined"):  # config emptied at release
+        r.make_array("main")
+    held = p.capture_request()
+    p.stop()
+    held.release()  # after a stop: given back, not recycled to the camera (stop_count)
+    assert rig.recycled == 2 and rig.outstanding == 0
+    p.close()
+
+
+def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
+    from picamera2 import MappedArray  # the fake, exported as picamera2 does
+
+    rig.colour = (1, 2, 3)
+    p = _picam2(rig, 100.0, lores={"size": (40, 30)})
+    r = p.capture_request()
+    with MappedArray(r, "main", write=False) as m:
+        view = m.array
+        assert view.shape == (48, 64, 3) and view[0, 0].tolist() == [1, 2, 3] and not view.flags.owndata
+        with MappedArray(r, "main") as again:  # the same buffer, mapped twice
+            assert np.shares_memory(view, again.array)
+        copy = r.make_array("main")
+        assert not np.shares_memory(copy, view)
+    with pytest.raises(AttributeError):
+        m.array  # noqa: B018  (picamera2: del self.__array)
+    with MappedArray(r, "lores") as m:
+        stride = p.stream_configuration("lores")["stride"]
+        assert m.array.shape == (30 * 3 // 2, stride)  # _make_array_shared: YUV420 keeps its padding
+    with pytest.raises(KeyError):
+        MappedArray(r, "raw")
+    r.release()
+    assert view[0, 0].tolist() == [rig.pad_value] * 3  # recycled: the sensor writes the buffer again
+    held = p.capture_request()
+    p.close()
+    assert rig.closed_while_held == 1  # freed under the app
+    with pytest.raises(RuntimeError, match="failed to find buffer in DmaSync"):
+        MappedArray(held, "main").__enter__()
+    held.release()
+    assert rig.outstanding == 0
+
+
+def test_double_app_holding_every_buffer_starves_the_sensor(rig):
+    p = _picam2(rig, 100.0)  # buffer_count=4
+    held = [p.capture_request() for _ in range(3)]  # one buffer left to the sensor: frames go on
+    seqs = [_take(p)[0] for _ in range(3)]
+    assert rig.starved == 0 and seqs == list(range(seqs[0], seqs[0] + 3))
+    held.append(p.capture_request())  # now the app has every buffer
+    last = held[-1].request.buffers["main-stream"].metadata.sequence
+    job = p.capture_request(wait=False)
+    time.sleep(0.1)  # ten frame periods with nowhere to write them
+    assert not job._future.done()
+    held.pop(0).release()  # one buffer back
+    r = job.get_result(timeout=1.0)
+    seq = r.request.buffers["main-stream"].metadata.sequence
+    r.release()
+    assert rig.starved >= 8 and seq >= last + 1 + rig.starved  # the lost frames are a sequence gap
+    for h in held:
+        h.release()
+    assert rig.outstanding == 0
     p.close()
 
 
