@@ -668,6 +668,8 @@ class Daemon:
                 cam.open()
                 frame = cam.capture(max(1.0, 3.0 / max(cam.fps, 0.1)))
                 results[name] = "" if frame is not None else "no frame"
+                if frame is not None and frame.release is not None:  # lent pixels: give the buffer back, or
+                    frame.release()  # close waits for it and leaves the camera acquired (Frame.release)
             except Exception as exc:  # any backend error: this camera is unavailable, not the board
                 results[name] = f"{type(exc).__name__}: {exc}"
             finally:

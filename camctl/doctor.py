@@ -311,6 +311,8 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
             deadline = time.monotonic() + probes.camera_seconds
             while time.monotonic() < deadline or len(stamps) < 2:
                 frame = camera.capture(timeout_s=max(1.0, 3.0 / target))
+                if frame.release is not None:  # lent pixels (Frame.release): only the metadata is read here
+                    frame.release()
                 stamps.append(frame.timestamp_ns)
                 durations.append(frame.frame_duration_us)
                 exposures.append((frame.exposure_us, frame.analogue_gain))

@@ -893,8 +893,13 @@ def test_close_leaves_the_camera_open_while_lent_frames_are_out(rig, caplog):
     assert c.closed and picam2.is_open and not picam2.started  # stopped, not freed under the reader
     assert c.deferred_closes == 1 and "1 lent frame(s) not given back within 0.05 s" in caplog.text
     assert frame.image[0, 0].tolist() == list(rig.colour)  # still its frame
+    with pytest.raises(CameraError, match="in use"):  # still acquired: a reopen fails (the runner retries)
+        c.open()
     frame.release()  # the last loan back: now the camera is closed
     assert not picam2.is_open and rig.closed_while_held == 0 and rig.outstanding == 0
+    with c:  # and it opens again
+        take(c)
+    assert rig.outstanding == 0
 
 
 class SlowPool(EncoderPool):
@@ -935,3 +940,26 @@ def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_ba
     for f in stored:  # lent pixels were encoded before their buffer went back (a recycled one reads 0xEE grey)
         r, g, b = simplejpeg.decode_jpeg(f.jpeg).reshape(-1, 3).mean(axis=0)
         assert b > 200 and r < 40 and g < 40, (f.seq, r, g, b)
+
+
+def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
+    """The daemon's boot check takes one frame and closes the camera: a frame it kept would leave the camera
+    acquired (close defers), and the runner could not open it at ARM."""
+    from camctl.config import parse_config
+    from camctl.daemon import Daemon
+    from camctl.sdnotify import Notifier
+
+    cfg = parse_config({
+        "board": "rig-p", "store": {"dir": str(tmp_path / "store")}, "gpio": {"backend": "mock"},
+        "cameras": [{"name": "down", "role": "down", "backend": "picamera2", "size": [64, 48], "encoder": "software",
+                     "fps": {"ARMED": 10, "DESCENT": 30}}],
+        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"}})
+    camera = Picamera2Camera.from_config(cfg.cameras[0])
+    camera.loan_wait_s = 0.05
+    d = Daemon(cfg, notifier=Notifier(environ={}), cameras={"down": camera})
+    try:
+        d._check_cameras()
+        assert d.unavailable == {} and camera.frames_lent == 1 and camera.deferred_closes == 0
+        assert not rig.instances[0].is_open and rig.outstanding == 0
+    finally:
+        d.close()

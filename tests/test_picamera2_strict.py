@@ -182,6 +182,8 @@ def test_pin_close_frees_the_buffers_stop_does_not(pc):
     assert _flat("if not self.mapped_buffers_used[fd] and fd not in self.libcamera_fds: v.close()") in \
         _flat(dma["cleanup"])  # unmapped once not in use and not libcamera's any more
     assert _flat("self.libcamera_fds = [] self.cleanup() for fd in self.open_fds: os.close(fd)") in _flat(dma["close"])
+    # until close the camera stays acquired (the double refuses a second Picamera2 of it)
+    assert "self.camera.acquire()" in pc["_open_camera"] and "self.camera.release()" in close
     sync = _methods(_root() / "allocators/dmaallocator.py", "DmaSync")
     assert "raise RuntimeError('failed to find buffer in DmaSync')" in sync["__enter__"]  # mapping after close
 

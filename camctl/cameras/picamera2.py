@@ -1,9 +1,10 @@
 """The ``picamera2`` camera backend: real Raspberry Pi cameras through libcamera's Python binding.
 
 :class:`Picamera2Camera` owns one ``Picamera2`` object: it checks the camera index exists, configures a
-video stream at the configured size and rate, pulls completed requests with a bounded wait, copies the
-pixels out and always releases the request, and maps every failure to a camctl camera error (timeout,
-disconnect, anything else) so the capture thread can close and reopen it.
+video stream at the configured size and rate, pulls completed requests with a bounded wait, lends the main
+stream's buffer as the frame (or copies the pixels out when no buffer is to spare) and always gives the
+request back, and maps every failure to a camctl camera error (timeout, disconnect, anything else) so the
+capture thread can close and reopen it.
 
 picamera2 is imported lazily (in :func:`_load_picamera2`), so ``import camctl.cameras.picamera2`` works
 where libcamera is absent; opening a camera there raises a :class:`~camctl.exc.CameraError` that says how to
@@ -32,6 +33,36 @@ Facts this module relies on (checked against picamera2 0.3.x sources by tests/te
   IMX708): at 1-2 fps that is seconds. And ``configure_`` (so every mode switch, so every
   ``switch_mode_and_capture_request``) rebuilds the controls from the configuration it applies, dropping
   what ``set_controls`` set since.
+
+Lent frames (software path, main stream; :attr:`~camctl.frames.Frame.release`):
+
+- A frame's ``image`` is the request's own buffer, not a 6 MB copy per 1080p frame: picamera2's
+  ``MappedArray(request, "main", write=False)`` (exported by ``picamera2/__init__.py``; ``request.py``:
+  ``__enter__`` wraps the mmap with ``np.array(b, copy=False)`` and ``Helpers._make_array_shared``, which "never
+  makes a copy": for ``BGR888`` a reshape of the buffer), held with ``request.acquire()``. That is how
+  picamera2's own software JPEG encoder works (``encoders/multi_encoder.py``: ``_encode`` acquires,
+  ``do_encode`` releases after ``encode_func``; ``encoders/jpeg_encoder.py``: ``encode_func`` reads
+  ``with MappedArray(request, name)``). The view is read-only; ``Frame.release`` (one-shot, thread-safe: a
+  second call does nothing) exits the mapping and releases the request, which goes back to libcamera.
+- ``CompletedRequest`` counts references (``request.py``: ``acquire`` raises at ``ref_count`` 0, ``release``
+  below 0) and recycles the request at 0 only if ``self.stop_count == self.picam2.stop_count`` and the camera
+  is started: a frame given back after a stop or close is not queued to a stopped camera.
+- A held request is a buffer the sensor cannot fill: with all ``buffer_count`` held the sensor drops frames.
+  So at most :data:`LEND_LIMIT` (``BUFFER_COUNT - 2``) requests are lent at once; beyond that the frame is a
+  copy (``make_array``) and the request goes back at once. A slow encoder costs copies, never sensor frames.
+- A still and its video twin are two frames of one request: each holds its own reference and its own
+  ``release`` (one loan: one buffer). A twin nobody took is given back by close.
+- A format ``_to_rgb`` must convert (anything but ``BGR888``) is copied by the conversion: the request goes
+  back at once and the frame is not lent.
+- ``close`` frees what lent frames read: ``picamera2.py`` ``close`` calls ``self.camera.release()`` and
+  replaces the allocator (``del self.allocator``; ``self.allocator = DmaAllocator()``), so a mapping made
+  after it fails (``DmaSync``: "failed to find buffer"), a reconfigure's ``DmaAllocator.cleanup`` unmaps
+  every buffer not marked in use, and ``release`` then runs against the new allocator and a released camera's
+  libcamera objects. (In 0.3.38 the old allocator stays alive through the requests' ``DmaSync`` objects and
+  keeps in-use buffers mapped, but nothing in picamera2 promises that.) ``stop_`` leaves the allocator alone.
+  So close stops the camera, waits up to :data:`LOAN_WAIT_S` for every loan, and if some are still out it
+  logs a warning and leaves ``Picamera2.close`` to the last loan's return (``deferred_closes``): a leak, not a
+  read of freed memory; a reopen meanwhile fails and the runner retries it.
 
 Rates (why the sensor never changes rate in flight):
 

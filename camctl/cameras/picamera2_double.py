@@ -49,6 +49,27 @@ How the real stack behaves, and so the fake:
   Recording feeds the encoder every sensor frame (``process_requests`` encodes every request), JPEGs made with
   simplejpeg, timestamps in microseconds relative to the first frame as ``Encoder._timestamp`` gives them.
 
+- **Requests are reference counted** as picamera2's ``CompletedRequest`` (``request.py``): ``acquire`` raises
+  ``"CompletedRequest: acquiring lock with ref_count 0"``, ``release`` below zero ``"... negative ref_count"``;
+  at 0 the request is recycled to the camera only if it is open, started and not stopped since the request
+  completed (``stop_count``), and its config is emptied (``make_array`` then says the stream is not defined).
+  ``rig.created``/``rig.released`` count requests made and requests whose count reached 0 (``outstanding``),
+  ``rig.recycled`` those queued back. A recycled buffer is overwritten with ``rig.pad_value`` at once (the
+  sensor fills it again: on a Pi ``buffer_count`` frames later; the double is stricter), so a frame read
+  after its release shows it.
+- **MappedArray** (exported by ``picamera2``) is the request's buffer itself, shaped as
+  ``Helpers._make_array_shared`` does (``(h, w, 3)`` for ``BGR888``/``RGB888``, ``(h, w, 4)`` for the ``X``
+  formats, ``(h * 3 // 2, stride)`` for YUV420), never a copy (``rig.arrays_mapped`` counts them); ``.array``
+  is gone after ``__exit__``; ``make_array`` copies through it.
+- **Held requests are buffers the sensor cannot fill.** When the app holds every one of ``buffer_count``
+  requests, frames that complete meanwhile are lost (a sequence gap, counted in ``rig.starved``) and a capture
+  waits until a request comes back, then gets the next frame to complete.
+- **close frees the buffers** (picamera2's ``close`` releases the camera and replaces the allocator): a
+  ``MappedArray`` entered after it raises ``"failed to find buffer in DmaSync"``, and requests the app still
+  holds are counted in ``rig.closed_while_held`` and their buffers overwritten (on a Pi, what is read after the
+  free is not the frame any more, or not mapped at all). ``stop`` frees nothing. Until ``close`` the camera
+  is acquired: another ``Picamera2`` of the same camera fails to construct (libcamera ``Camera::acquire``).
+
 A ``lores`` stream follows picamera2's rules: YUV420 by default, size rounded down to even, never larger than
 main; ``configure`` gives it a ``stride`` (the width rounded up to ``rig.lores_align`` bytes, so there is
 padding to crop) and ``make_array("lores")`` returns ``(h * 3 // 2, stride)`` uint8 with the Y, U, V planes
@@ -480,6 +501,10 @@ class FakePicamera2:
     def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None) -> None:
         if camera_num >= len(self.rig.cameras):
             raise RuntimeError(f"No camera number {camera_num} found")
+        if any(other.is_open and other.camera_num == camera_num for other in self.rig.instances):
+            # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open the camera"
+            # (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it; message not pinned)
+            raise RuntimeError(f"Failed to acquire camera {camera_num}: in use")
         self.camera_num = camera_num
         self.camera_config: dict[str, Any] | None = None
         self.started = False
