@@ -963,3 +963,21 @@ def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
         assert not rig.instances[0].is_open and rig.outstanding == 0
     finally:
         d.close()
+
+
+def test_a_failed_mapping_is_a_camera_error_and_lends_nothing(rig, monkeypatch):
+    import picamera2  # the fake
+
+    class Unmappable(picamera2.MappedArray):
+        def __enter__(self):
+            raise RuntimeError("failed to find buffer in DmaSync")
+
+    with cam() as c:
+        monkeypatch.setattr(picamera2, "MappedArray", Unmappable)
+        with pytest.raises(CameraError, match="failed to find buffer"):
+            c.capture()
+        assert c.lent == 0 and rig.outstanding == 0
+        monkeypatch.undo()
+        install(monkeypatch, rig)  # (undo took the fake modules out of sys.modules too)
+        take(c)
+    assert rig.outstanding == 0

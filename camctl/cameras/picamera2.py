@@ -452,8 +452,9 @@ class _Loans:
                 return
             del self._held[key]
             self._cond.notify_all()
-            run = None if self._held else self._deferred
-            self._deferred = None if run else self._deferred
+            run = None
+            if not self._held:
+                run, self._deferred = self._deferred, None
         if run is not None:
             run()
 
@@ -911,11 +912,14 @@ class Picamera2Camera(Camera):
             try:
                 mapped = self._mod.MappedArray(request, "main", write=False)  # type: ignore[union-attr]
                 mapped.__enter__()
+            except BaseException:
+                request.release()
+                raise
+            try:
                 view = mapped.array
                 image = _to_rgb(view, self._format)
             except BaseException:
-                if mapped is not None:
-                    mapped.__exit__(None, None, None)
+                mapped.__exit__(None, None, None)
                 request.release()
                 raise
         except BaseException:
@@ -1043,7 +1047,12 @@ class Picamera2Camera(Camera):
             if video_seq is not None:  # the video's frame of this slot: the same pixels (or its lores stream)
                 # lent, the twin takes its own reference and its own release (one buffer: no second loan)
                 if (lores and self._lores_stream is not None) or still.release is not None:
-                    self._twin = self._frame_from(request, video_seq, meta, still=False)
+                    try:
+                        self._twin = self._frame_from(request, video_seq, meta, still=False)
+                    except BaseException:
+                        if still.release is not None:  # nobody will get the still: give its loan back
+                            still.release()
+                        raise
                 else:
                     self._twin = dataclasses.replace(still, still=False)
         return still
