@@ -214,14 +214,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from camctl.keys import create_keys
+    from camctl.keys import create_keys, ground_folder
 
     made = create_keys(Path(args.dir), boards=args.board or ["board"], clients=args.clients)
     for line in made:
         print(line)
     for board in args.board or ["board"]:
         print(f"copy {Path(args.dir) / board} to board {board} only (publish.curve_keys)")
-    print(f"copy {Path(args.dir) / 'ground'} to the ground station only (--curve-keys)")
+    print(f"copy {Path(args.dir) / ground_folder(1)} to the ground station only (--curve-keys): reads and commands")
+    for i in range(2, args.clients + 1):
+        print(f"copy {Path(args.dir) / ground_folder(i)} to ground machine {i} only (--curve-keys): reads")
     return 0
 
 
@@ -427,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", action="append", metavar="NAME",
                    help="make a key folder for this board (repeat for many; none: one folder 'board')")
     s.add_argument("--clients", type=int, default=1, metavar="N",
-                   help="ground key pairs to make (the first is an operator, the others readers)")
+                   help="ground machines to make a key folder for: ground (an operator), then ground-2... (readers)")
     s.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("bench", help="the performance ratios")

@@ -146,6 +146,9 @@ class CameraConfig:
     lores_size: tuple[int, int] | None = None  # the smaller stream, for phases that need less resolution
     lores_phases: tuple[str, ...] = ()
     sim_descent_s: float = 90.0  # sim only: scene seconds for the ground to come up (a demo sets it short)
+    # sim only: replay this many frames rendered at open instead of rendering each one (0: render each), so a
+    # frame costs what a Pi camera's does (its ISP fills the buffers off-CPU); for benchmarks of board code
+    sim_prerender: int = 0
     controls: CameraControls = field(default_factory=CameraControls)
 
     def sensor_fps(self) -> float:
@@ -475,6 +478,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         lores_size=lores_size,
         lores_phases=tuple(lores_phases),
         sim_descent_s=t.num("sim_descent_s", CameraConfig.sim_descent_s, lo=0, lo_open=True, hi=86_400),
+        sim_prerender=int(t.num("sim_prerender", CameraConfig.sim_prerender, lo=0, hi=256, integer=True)),
         controls=controls,
     )
     t.done()

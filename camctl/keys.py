@@ -8,9 +8,12 @@ it::
     DIR/<board>/readers/*.key        public keys allowed to connect and read (HELLO, LIST, FETCH, THUMBS,
                                      STATUS, PING)
     DIR/<board>/operators/*.key      public keys also allowed to COMMAND (arm, disarm, event)
-    DIR/ground/client.key_secret     the ground station's key pair: copy DIR/ground to the ground station
-    DIR/ground/client.key
+    DIR/ground/client.key_secret     the ground station's key pair (an operator of every board): copy
+    DIR/ground/client.key            DIR/ground to the ground station
     DIR/ground/servers/<board>.key   each board's public key; a fetch from many boards picks one per board
+    DIR/ground-2/...                 with ``clients=N``: one more folder per laptop that may read but not
+                                     COMMAND, laid out as DIR/ground (its pair is ``client-2.key`` in the
+                                     boards' readers/), so each laptop gets its folder as it is
 
 Files are pyzmq certificates (``zmq.auth.create_certificates``: ZPL text with Z85 ``public-key`` and, in
 ``*.key_secret``, ``secret-key``). :class:`AllowList` re-reads ``readers/`` and ``operators/`` when a file
@@ -39,7 +42,7 @@ from camctl.exc import ConfigError
 from camctl.protocol import is_name
 
 __all__ = ["AllowList", "ClientCurve", "ServerCurve", "client_curve", "client_curves", "create_keys",
-           "load_client_curve", "load_server_curve", "url_host"]
+           "ground_folder", "load_client_curve", "load_server_curve", "url_host"]
 
 log = logging.getLogger("camctl.keys")
 GROUND = "ground"
@@ -64,36 +67,43 @@ class ServerCurve:
     operators_dir: Path
 
 
+def ground_folder(i: int) -> str:
+    """The key folder of ground machine ``i`` (1: the operator station ``ground``, then ``ground-2``...)."""
+    return GROUND if i == 1 else f"{GROUND}-{i}"
+
+
 def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = ("board",), clients: int = 1,
                 overwrite: bool = False) -> list[Path]:
-    """Make one key folder per board and one for the ground station under ``directory`` (layout above).
+    """Make one key folder per board and one per ground machine under ``directory`` (layout above).
 
-    The ground pair ``client`` is a reader and an operator of every board; ``clients - 1`` more pairs
-    (``client-2``...) are readers only (a second laptop that may watch and download but not arm). Refuses
+    Ground machine 1 (``ground``) is a reader and an operator of every board; ``clients - 1`` more
+    (``ground-2``...) are readers only (a second laptop that may watch and download but not arm). Each ground
+    folder holds its own pair as ``client.key``/``client.key_secret`` and every board's public key, so it is
+    used as it is (``--curve-keys DIR/ground-2``); the boards know pair ``i`` as ``client-i.key``. Refuses
     (ConfigError) to overwrite existing keys unless ``overwrite``. Returns the files made.
     """
     if clients < 1:
         raise ConfigError(f"need at least one client key pair, got {clients}")
     names = list(boards)
+    grounds = [ground_folder(i) for i in range(1, clients + 1)]
     for name in names:
-        if not is_name(name) or name == GROUND:
-            raise ConfigError(f"board name {name!r} cannot be a key folder name (letters, digits, '_.-')")
+        if not is_name(name) or re.fullmatch(rf"{GROUND}(-\d+)?", name):
+            raise ConfigError(f"board name {name!r} cannot be a key folder name (letters, digits, '_.-'; "
+                              f"not {GROUND} or {GROUND}-N)")
     if len(set(names)) != len(names) or not names:
         raise ConfigError(f"board names must be distinct and at least one, got {names}")
     d = Path(directory)
-    ground = d / GROUND
     if not overwrite:
-        for sub in [*names, GROUND]:
+        for sub in [*names, *grounds]:
             if (d / sub).exists():
                 raise ConfigError(f"keys already exist in {str(d / sub)!r} (move that folder away first)")
     made: list[Path] = []
-    (ground / "servers").mkdir(parents=True, exist_ok=True)
-    pairs = []
-    for i in range(1, clients + 1):
-        name = "client" if i == 1 else f"client-{i}"
-        pub, sec = (Path(x) for x in zmq.auth.create_certificates(ground, name))
+    pairs = []  # (name the boards know it by, public key file)
+    for i, folder in enumerate(grounds, 1):
+        (d / folder / "servers").mkdir(parents=True, exist_ok=True)
+        pub, sec = (Path(x) for x in zmq.auth.create_certificates(d / folder, "client"))
         sec.chmod(0o600)
-        pairs.append((name, pub))
+        pairs.append(("client" if i == 1 else f"client-{i}", pub))
         made += [pub, sec]
     for board in names:
         bdir = d / board
@@ -102,9 +112,10 @@ def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = 
         pub, sec = (Path(x) for x in zmq.auth.create_certificates(bdir, "server"))
         sec.chmod(0o600)
         made += [pub, sec]
-        known = ground / "servers" / f"{board}.key"
-        shutil.copyfile(pub, known)
-        made.append(known)
+        for folder in grounds:
+            known = d / folder / "servers" / f"{board}.key"
+            shutil.copyfile(pub, known)
+            made.append(known)
         for i, (name, cpub) in enumerate(pairs):
             for sub in ("readers", "operators") if i == 0 else ("readers",):
                 allowed = bdir / sub / f"{name}.key"

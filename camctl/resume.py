@@ -2,15 +2,22 @@
 
 Owns the reading side of a mid-flight restart. :func:`last_flight_state` reads the newest flight's event log
 (every segment, torn tails tolerated: it runs after the store recovery) and returns the phase its last
-phase record entered, when (wall clock: the monotonic clock restarts with the Pi), when the descent began,
-and when the board was last heard of (the newest record of the event log or the newest frame of each camera's
-last segment). The daemon decides what to do with it (:meth:`camctl.daemon.Daemon.start`); the phase machine
-takes it through :meth:`camctl.events.PhaseMachine.resume`.
+phase record entered, when the descent began, and when the board was last heard of (the newest record of the
+event log or the newest frame of each camera's last segment).
+
+Which clock: the daemon stamps its records with the kernel's boot id (``/proc/sys/kernel/random/boot_id``, a
+random UUID made once per boot: Linux ``random(4)``). When the daemon alone restarted (same boot id), the
+monotonic clock went on counting, so times come from it (``*_mono_ns``) and a wall-clock step in between (NTP
+or chrony setting the clock of a Pi without an RTC, minutes after boot) changes nothing. After a reboot the
+monotonic clock started again: only the wall clock relates the two boots (``*_wall_ns``).
+
+The daemon decides what to do with the state (:meth:`camctl.daemon.Daemon.start`); the phase machine takes it
+through :meth:`camctl.events.PhaseMachine.resume`.
 
 Example::
 
     >>> state = last_flight_state(Path("/srv/camctl"))          # doctest: +SKIP
-    >>> state.flight, state.phase, state.gap_s(time.time_ns())  # doctest: +SKIP
+    >>> state.flight, state.phase, state.gap_s(time.time_ns(), time.monotonic_ns())  # doctest: +SKIP
     ('20261130T012233Z', 'DESCENT', 4.2)
 """
 
@@ -24,14 +31,26 @@ from pathlib import Path
 from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
 from camctl.store import iter_events, iter_frames, list_flights
 
-__all__ = ["FlightState", "last_flight_state"]
+__all__ = ["FlightState", "boot_id", "last_flight_state"]
 
 log = logging.getLogger("camctl.resume")
 
 
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id(path: Path = BOOT_ID_PATH) -> str:
+    """This boot's id (a UUID the kernel makes once per boot), or "" where there is none."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class FlightState:
-    """The persisted state of one flight. Times are wall-clock ns (``time.time_ns``)."""
+    """The persisted state of one flight: wall-clock ns (``time.time_ns``) and, when the records were written
+    during this boot, monotonic ns on this boot's clock (None otherwise)."""
 
     flight: str
     phase: str  # the phase the last phase record entered (ARMED when only the flight's open record exists)
@@ -39,14 +58,26 @@ class FlightState:
     descent_wall_ns: int | None  # when the first descent phase (or TOUCHDOWN) was entered, if it was
     last_seen_wall_ns: int  # the newest durable record of the board in this flight (event or frame)
     resumes: int = 0  # how many times this flight was resumed already
+    entered_mono_ns: int | None = None
+    descent_mono_ns: int | None = None
+    last_seen_mono_ns: int | None = None
 
     @property
     def recording(self) -> bool:
         """True when the flight was still being recorded (not landed, not disarmed)."""
         return self.phase not in (SAFE, LANDED)
 
-    def gap_s(self, now_wall_ns: int) -> float:
-        """Seconds from the last durable record to ``now_wall_ns`` (never negative: clocks may step)."""
+    @property
+    def same_boot(self) -> bool:
+        """True when the monotonic times are usable: the flight was last written during this boot."""
+        return self.entered_mono_ns is not None and self.last_seen_mono_ns is not None
+
+    def gap_s(self, now_wall_ns: int, now_mono_ns: int | None = None) -> float:
+        """Seconds from the last durable record to now: on the monotonic clock when it is the same boot (and
+        ``now_mono_ns`` is given), else on the wall clock; never negative."""
+        if now_mono_ns is not None and self.same_boot:
+            assert self.last_seen_mono_ns is not None
+            return max(0.0, (now_mono_ns - self.last_seen_mono_ns) / 1e9)
         return max(0.0, (now_wall_ns - self.last_seen_wall_ns) / 1e9)
 
 
@@ -54,16 +85,18 @@ def _segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.mcap"))
 
 
-def _last_frame_wall_ns(flight_dir: Path, cameras: list[str]) -> int:
-    newest = 0
+def _last_frame_ns(flight_dir: Path, cameras: list[str]) -> tuple[int, int]:
+    """(wall, monotonic) ns of the newest durable frame of any camera (0, 0 without one)."""
+    wall = mono = 0
     for cam in cameras:
         segs = _segments(flight_dir / cam)
         for seg in reversed(segs):  # the newest segment with a durable frame
-            walls = [f.log_ns for f in iter_frames(seg)]  # MCAP log_time: the frame's wall-clock time
-            if walls:
-                newest = max(newest, max(walls))
+            frames = list(iter_frames(seg))
+            if frames:  # MCAP log_time: the frame's wall-clock time; publish_time: its sensor (monotonic) time
+                wall = max(wall, max(f.log_ns for f in frames))
+                mono = max(mono, max(f.publish_ns for f in frames))
                 break
-    return newest
+    return wall, mono
 
 
 def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightState | None:
@@ -76,6 +109,10 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
     order = (phases or PhasesConfig()).order
     descent = set(order[order.index(ARMED) + 1:order.index(LANDED)])  # descent phases and TOUCHDOWN
     phase, entered, descent_at, last_seen, resumes = "", 0, None, 0, 0
+    this_boot = boot_id()
+    entered_mono: int | None = None
+    descent_mono: int | None = None
+    seen_mono: int | None = None  # None until a record of this boot; None again after one of another boot
     for seg in _segments(flight_dir / "events"):
         try:
             records = list(iter_events(seg))
@@ -86,16 +123,23 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
             wall = int(rec.get("wall_ns") or 0)
             last_seen = max(last_seen, wall)
             kind = rec.get("kind")
+            if kind not in ("flight", "phase", "resume"):
+                continue  # drops, ledger, losses: written by the store's own thread, not stamped with a boot
+            mono = _int(rec.get("mono_ns")) if this_boot and rec.get("boot_id") == this_boot else None
+            seen_mono = mono if mono is None else max(mono, seen_mono or 0)
             if kind == "flight" and rec.get("name") == "open" and not phase:
-                phase, entered = ARMED, wall
+                phase, entered, entered_mono = ARMED, wall, mono
             elif kind == "phase" and isinstance(rec.get("phase_to"), str):
-                phase, entered = rec["phase_to"], wall
+                phase, entered, entered_mono = rec["phase_to"], wall, mono
                 if phase in descent and descent_at is None:
-                    descent_at = wall
+                    descent_at, descent_mono = wall, mono
                 if phase in (SAFE, ARMED):
-                    descent_at = None
+                    descent_at = descent_mono = None
             elif kind == "resume":
                 resumes += 1
+                # the phase goes on from the times the resume used, on its boot's clock when it is this one
+                entered_mono = _int(rec.get("entered_mono_ns")) if mono is not None else None
+                descent_mono = _int(rec.get("descent_mono_ns")) if mono is not None else None
     if not phase:
         return None
     if phase not in order:
@@ -103,5 +147,15 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
                     flight, phase, TOUCHDOWN)
         phase = TOUCHDOWN
     cameras = sorted(p.name for p in flight_dir.iterdir() if p.is_dir() and p.name != "events")
-    last_seen = max(last_seen, _last_frame_wall_ns(flight_dir, cameras)) or time.time_ns()
-    return FlightState(flight, phase, entered, descent_at, last_seen, resumes)
+    frame_wall, frame_mono = _last_frame_ns(flight_dir, cameras)
+    last_seen = max(last_seen, frame_wall) or time.time_ns()
+    if seen_mono is not None:  # the log ends in this boot: frames after its last record are of this boot too
+        seen_mono = max(seen_mono, frame_mono)
+    if descent_at is not None and descent_mono is None:
+        entered_mono = None  # half a picture on the monotonic clock is worse than a whole one on the wall clock
+    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, entered_mono, descent_mono,
+                       seen_mono if entered_mono is not None else None)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

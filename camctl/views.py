@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -461,9 +461,12 @@ def _poll(urls: list[str], timeout_s: float, curve: Any) -> list[dict]:
 
 
 class _Subscriber:
-    """SUB to boards' PUB endpoints; keeps the latest ``status`` body per board name."""
+    """SUB to boards' PUB endpoints; keeps the latest ``status`` body per board name.
 
-    def __init__(self, endpoints: list[str]) -> None:
+    ``endpoints`` are ``(endpoint, curve)``: a board with CURVE on serves its PUB socket with the same keys as
+    its ROUTER, so each connect carries that board's client keys (None: plain)."""
+
+    def __init__(self, endpoints: list[tuple[str, Any]]) -> None:
         import zmq
 
         self._zmq = zmq
@@ -472,7 +475,11 @@ class _Subscriber:
         self.sock.setsockopt(zmq.LINGER, 0)
         for topic in (b"status", b"phase", b"fault"):
             self.sock.setsockopt(zmq.SUBSCRIBE, topic)
-        for ep in endpoints:
+        for ep, curve in endpoints:
+            if curve is not None:  # taken by this connect only (libzmq snapshots the options per connect)
+                self.sock.curve_publickey = curve.public
+                self.sock.curve_secretkey = curve.secret
+                self.sock.curve_serverkey = curve.server_public
             self.sock.connect(ep)
 
     def drain(self, wait_s: float) -> tuple[dict[str, dict], bool]:
@@ -539,9 +546,12 @@ def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False,
             _console().print(render_status(results))
         return rc(results)
     stop = stop or threading.Event()
-    if not events:
-        events = [u for u in (_events_url(url, r) for url, r in zip(urls, results, strict=False)) if u]
-    sub = _Subscriber(events) if events else None
+    def curve_of(i: int) -> Any:
+        return curve.get(urls[i]) if isinstance(curve, Mapping) else curve
+
+    found = events or [_events_url(url, r) for url, r in zip(urls, results, strict=False)]
+    pubs = [(ep, curve_of(i) if i < len(urls) else None) for i, ep in enumerate(found) if ep]
+    sub = _Subscriber(pubs) if pubs else None
     live: Any = None
     try:
         if not json_out:

@@ -342,3 +342,14 @@ def test_descent_s_sets_how_fast_the_ground_comes_up():
 
     cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_descent_s": 8}]})
     assert SimCamera.from_config(cfg.cameras[0]).descent_s == 8.0
+
+
+def test_sim_prerender_comes_from_the_config_and_is_checked():
+    from camctl.config import parse_config
+    from camctl.exc import ConfigError
+
+    cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_prerender": 4}]})
+    assert SimCamera.from_config(cfg.cameras[0]).prerender == 4
+    assert SimCamera.from_config(parse_config({"board": "b", "cameras": [{"name": "d"}]}).cameras[0]).prerender == 0
+    with pytest.raises(ConfigError, match="sim_prerender"):
+        parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_prerender": -1}]})

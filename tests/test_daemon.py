@@ -334,3 +334,19 @@ def test_sd_notify_from_a_real_camctl_run(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "b" / "store" / "daemon.json").exists()
     assert os.path.exists(cfg)
     assert list_flights(tmp_path / "b" / "store") == []
+
+
+def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(board) -> None:
+    """The GPIO callback thread must get the GIL within ~SWITCH_INTERVAL_S of an edge, not CPython's 5 ms."""
+    import sys
+
+    from camctl.daemon import SWITCH_INTERVAL_S
+
+    saved = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)  # CPython's default
+        board()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+        assert SWITCH_INTERVAL_S <= 0.001
+    finally:
+        sys.setswitchinterval(saved)

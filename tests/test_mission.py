@@ -325,8 +325,8 @@ class _KeyedBoard(FakeBoard):
 
 @pytest.fixture
 def curve_boards(tmp_path: Path):
-    """Two boards with CURVE on, each with its own server key; the ground folder has an operator key
-    (client) and a reader key (client-2). Yields (boards, publishers, urls, keys folder, reader curves)."""
+    """Two boards with CURVE on, each with its own server key; an operator folder (ground/) and a reader
+    laptop's folder (ground-2/). Yields (boards, publishers, urls, keys folder, reader curves)."""
     from camctl.config import PublishConfig
     from camctl.keys import client_curves, create_keys
     from camctl.publish import Publisher
@@ -345,11 +345,8 @@ def curve_boards(tmp_path: Path):
             pubs.append(pub)
         urls = [pub.router_endpoint for pub in pubs]
         servers = [str(k / "ground" / "servers" / f"{n}.key") for n in ("rig-a", "rig-b")]
-        reader_dir = tmp_path / "reader"  # the second laptop's folder: client-2's pair as its client key
-        (reader_dir / "servers").mkdir(parents=True)
-        for suffix in (".key", ".key_secret"):
-            (reader_dir / f"client{suffix}").write_bytes((k / "ground" / f"client-2{suffix}").read_bytes())
-        yield boards, pubs, urls, k, client_curves(reader_dir, urls, servers)
+        # the second laptop's folder, as camctl keys made it
+        yield boards, pubs, urls, k, client_curves(k / "ground-2", urls, servers)
     finally:
         for pub in pubs:
             pub.close()
@@ -425,7 +422,7 @@ def test_with_a_reader_key_no_buttons_and_a_forged_post_is_refused_by_the_page(t
 def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_shows_its_code(
         tmp_path: Path, curve_boards) -> None:
     boards, _pubs, urls, k, reader = curve_boards
-    srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client-2.key_secret")
+    srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground-2" / "client.key_secret")
     try:
         _wait(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()), "both boards reachable")
         status, body = _post(srv, {"url": urls[1], "name": "arm"})

@@ -32,12 +32,17 @@ def _cfg(keys: Path | None = None, **kw: object) -> PublishConfig:
 def test_keys_folders_keep_secrets_apart(tmp_path: Path) -> None:
     create_keys(tmp_path / "k", boards=["rig-a", "rig-b"], clients=2)
     k = tmp_path / "k"
-    board_files = {f.relative_to(k / "rig-a").as_posix() for f in (k / "rig-a").rglob("*") if f.is_file()}
-    ground_files = {f.relative_to(k / "ground").as_posix() for f in (k / "ground").rglob("*") if f.is_file()}
-    assert board_files == {"server.key", "server.key_secret", "readers/client.key", "readers/client-2.key",
-                           "operators/client.key"}
-    assert ground_files == {"client.key", "client.key_secret", "client-2.key", "client-2.key_secret",
-                            "servers/rig-a.key", "servers/rig-b.key"}
+    def files(folder: str) -> set[str]:
+        return {f.relative_to(k / folder).as_posix() for f in (k / folder).rglob("*") if f.is_file()}
+
+    assert files("rig-a") == {"server.key", "server.key_secret", "readers/client.key", "readers/client-2.key",
+                              "operators/client.key"}
+    # one folder per ground machine, each used as it is: its own pair as client.*, every board's key
+    laptop = {"client.key", "client.key_secret", "servers/rig-a.key", "servers/rig-b.key"}
+    assert files("ground") == laptop and files("ground-2") == laptop
+    assert (k / "ground-2" / "client.key").read_bytes() == (k / "rig-a" / "readers" / "client-2.key").read_bytes()
+    assert (k / "ground" / "client.key").read_bytes() == (k / "rig-b" / "operators" / "client.key").read_bytes()
+    assert ((k / "ground-2" / "client.key_secret").stat().st_mode & 0o777) == 0o600
     assert (k / "rig-a" / "server.key").read_text() != (k / "rig-b" / "server.key").read_text()
     assert (k / "ground" / "servers" / "rig-b.key").read_bytes() == (k / "rig-b" / "server.key").read_bytes()
     assert ((k / "rig-a" / "server.key_secret").stat().st_mode & 0o777) == 0o600
@@ -83,9 +88,7 @@ def test_command_needs_an_operator_key_and_allow_list_reloads(tmp_path: Path,
     pub = Publisher(board, _cfg(k / "board"))
     pub.start()
     operator = load_client_curve(k / "ground")
-    public, secret = zmq.auth.load_certificate(k / "ground" / "client-2.key_secret")
-    assert secret is not None
-    reader = ClientCurve(public=public, secret=secret, server_public=operator.server_public)
+    reader = load_client_curve(k / "ground-2")  # the second laptop's folder, as it is
     try:
         with Client(pub.router_endpoint, timeout_s=10, curve=reader) as c, \
                 caplog.at_level(logging.WARNING, logger="camctl.publish"):
@@ -99,7 +102,7 @@ def test_command_needs_an_operator_key_and_allow_list_reloads(tmp_path: Path,
                        in r.getMessage() for r in caplog.records)
             # made an operator on the board: the next COMMAND works, no restart, same connection
             loads = pub.allow.loads
-            shutil.copyfile(k / "ground" / "client-2.key", k / "board" / "operators" / "client-2.key")
+            shutil.copyfile(k / "ground-2" / "client.key", k / "board" / "operators" / "client-2.key")
             assert c.command("arm")["phase"] == "ARMED"
             assert pub.allow.loads == loads + 1
             # and taken away again

@@ -84,6 +84,7 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     events = _events(fdir)
     resumes = [e for e in events if e.get("kind") == "resume"]
     assert len(resumes) == 1 and resumes[0]["phase"] == "DESCENT" and resumes[0]["gap_s"] > 0, resumes
+    assert resumes[0]["clock"] == "monotonic"  # the same boot: a daemon restart, not a reboot
     phases = [e["phase_to"] for e in events if e.get("kind") == "phase"]
     assert phases == ["ARMED", "DESCENT", "TOUCHDOWN", "LANDED"], phases
 
@@ -380,3 +381,52 @@ def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, m
     other = persist_flight(landed, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10), ("LANDED", 9)])
     daemon_on(cfg=landed)
     assert checked[-1] == [other]  # a landed flight is only read: it gets the full check
+
+
+def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot: str, wall_shift_s: float) -> str:
+    """A flight as a daemon of boot ``boot`` wrote it (monotonic times stamped), ``phases`` entered that many
+    seconds ago; then the wall clock stepped forward ``wall_shift_s`` (NTP setting a Pi without an RTC)."""
+    root = Path(cfg.store.dir)
+    flight = "20261130T020000Z"
+    now_wall, now_mono = time.time_ns(), time.monotonic_ns()  # after the step
+    shift = int(wall_shift_s * 1e9)
+    with FlightStore(root, cfg.board, flight, cfg.store, cameras=[c.name for c in cfg.cameras]) as st:
+        ago = int(phases[0][1] * 1e9)
+        st.log_event({"kind": "flight", "name": "open", "flight": flight, "boot_id": boot,
+                      "wall_ns": now_wall - shift - ago, "mono_ns": now_mono - ago})
+        prev = "SAFE"
+        for phase, ago_s in phases:
+            ago = int(ago_s * 1e9)
+            st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase, "boot_id": boot,
+                          "wall_ns": now_wall - shift - ago, "mono_ns": now_mono - ago})
+            prev = phase
+        st.commit(wait=True)
+    return flight
+
+
+def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_restarted(tmp_path: Path,
+                                                                                       daemon_on) -> None:
+    from camctl.resume import boot_id
+
+    assert boot_id(), "Linux gives every boot an id in /proc/sys/kernel/random/boot_id"
+    cfg = make_config(tmp_path, post_touchdown_s=3.0)
+    # an hour's step: by the wall clock, TOUCHDOWN began an hour ago and the board would land at once,
+    # losing the post-touchdown recording; by the (unbroken) monotonic clock it began 1 s ago
+    persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)], boot=boot_id(),
+                           wall_shift_s=3600)
+    d = daemon_on(cfg=cfg)
+    assert d.phase == "TOUCHDOWN" and d.resumed["clock"] == "monotonic"
+    assert d.resumed["gap_s"] < 60
+    due, target = d.machine.deadline_ns()
+    assert target == "LANDED" and 0 < due - d.resumed["mono_ns"] <= 2.0e9
+    assert d.machine.tick() is None  # not landed at the first tick
+
+
+def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, daemon_on) -> None:
+    cfg = make_config(tmp_path, post_touchdown_s=3.0)
+    # another boot's monotonic times mean nothing now: the same records, read by the wall clock
+    persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)], boot="an-earlier-boot",
+                           wall_shift_s=3600)
+    d = daemon_on(cfg=cfg)
+    assert d.resumed["clock"] == "wall (rebooted)" and d.resumed["gap_s"] > 3000
+    assert d.machine.tick() is not None and d.phase == "LANDED"

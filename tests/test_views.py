@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,41 @@ def test_cli_uses_views(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["status", "--connect", "tcp://127.0.0.1:1"]) == 0
     assert main(["ls", "."]) == 0
     assert calls == ["status", "ls"]
+
+
+def test_status_watch_takes_pub_updates_from_a_board_with_curve_on(tmp_path: Path) -> None:
+    from camctl.config import PublishConfig
+    from camctl.keys import client_curves, create_keys
+
+    keys = tmp_path / "keys"
+    create_keys(keys, boards=["rig-c"])
+    pub = Publisher(FakeBoard("rig-c", tmp_path), PublishConfig(bind="tcp://127.0.0.1:*",
+                                                                 events="tcp://127.0.0.1:*",
+                                                                 curve_keys=str(keys / "rig-c")))
+    pub.start()
+    curve = client_curves(keys / "ground", [pub.router_endpoint], [str(keys / "ground" / "servers" / "rig-c.key")])
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def on_update(res: list[dict]) -> None:
+        seen.append(res[0].get("phase", "?"))
+        if "DESCENT" in seen:
+            stop.set()
+
+    rc: list[int] = []
+    t = threading.Thread(target=lambda: rc.append(status_many(
+        [pub.router_endpoint], json_out=True, watch=True, timeout_s=10, interval_s=60.0, stop=stop,
+        on_update=on_update, curve=curve, events=[pub.pub_endpoint])))
+    t.start()
+    try:
+        # the board's own status says LANDED; only the PUB broadcast (through CURVE) says DESCENT
+        deadline = time.monotonic() + 20
+        while not stop.wait(0.05) and t.is_alive() and time.monotonic() < deadline:
+            pub.publish("status", {**FAKE_STATUS, "board": "rig-c"})
+        assert stop.is_set(), f"no PUB status through CURVE (seen {seen[-3:]})"
+        t.join(30)
+    finally:
+        stop.set()
+        pub.close()
+    assert not t.is_alive() and rc == [0]
+    assert seen[0] == "LANDED" and seen[-1] == "DESCENT"

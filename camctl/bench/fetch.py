@@ -89,5 +89,5 @@ def bench_fetch_raw(ctx: Ctx) -> dict[str, Any]:
 
 FIGURE = Figure("fetch_vs_raw_zmq", bench_fetch_raw, (
     Metric("fetch_vs_raw_zmq", "camctl fetch MB/s / bare DEALER-ROUTER credit loop (fileio3), same files, "
-           "chunk and window", ">=", 0.8),
+           "chunk and window", ">=", 0.85),
 ))

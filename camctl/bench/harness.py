@@ -205,6 +205,20 @@ class Ctx:
         self._tmp.cleanup()
 
 
+@contextlib.contextmanager
+def board_interpreter() -> Any:
+    """Run board code in-process under the interpreter settings ``camctl run`` gives a board (the GIL switch
+    interval, see :data:`camctl.daemon.SWITCH_INTERVAL_S`), and restore the bench's own after."""
+    from camctl.daemon import SWITCH_INTERVAL_S
+
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(min(saved, SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(saved)
+
+
 def child_env() -> dict[str, str]:
     """Children import the same camctl as this process (not whatever ``-m`` would find from their cwd)."""
     here = str(Path(__file__).resolve().parents[2])

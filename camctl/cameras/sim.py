@@ -416,6 +416,7 @@ class SimCamera(Camera):
         mixed = int(np.random.SeedSequence([int(cfg.seed), int(seed)]).generate_state(1)[0])
         kwargs.setdefault("lores_size", cfg.lores_size)
         kwargs.setdefault("descent_s", cfg.sim_descent_s)
+        kwargs.setdefault("prerender", cfg.sim_prerender)
         return cls(cfg.name, size=cfg.size, fps=cfg.fps_for("ARMED"), role=cfg.role, seed=mixed,
                    faults=cfg.faults, **kwargs)  # type: ignore[arg-type]
 
