@@ -920,21 +920,23 @@ class SlowPool(EncoderPool):
 def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_back(rig):
     rig.colour = (0, 0, 255)
     cfg = CameraConfig(name="pi", size=(64, 48), encoder="software", pretrigger_s=0.0,
-                       fps=(("ARMED", 100.0), ("DESCENT", 100.0)))
+                       fps=(("ARMED", 100.0), ("DESCENT", 100.0)), stills=("separation",))
     camera = Picamera2Camera.from_config(cfg)
     pool, stored = SlowPool(0.03), []
     runner = CameraRunner(camera, cfg, pool, lambda f: stored.append(f) or True)
     runner.start()
     try:
         runner.set_phase("DESCENT")
+        runner.request_still("separation")  # a still and its video twin: two frames of one request
         deadline = time.monotonic() + 30
-        while (camera.frames_copied < 3 or len(stored) < 10) and time.monotonic() < deadline:
+        while (camera.frames_copied < 3 or len(stored) < 10 or not any(f.still for f in stored)) \
+                and time.monotonic() < deadline:
             assert camera.lent <= camera.lend_limit
             time.sleep(0.01)
     finally:
         runner.stop()
         pool.close()
-    assert camera.frames_lent >= camera.lend_limit and camera.frames_copied >= 3
+    assert camera.frames_lent >= camera.lend_limit and camera.frames_copied >= 3 and any(f.still for f in stored)
     assert rig.starved == 0  # the sensor always had buffers: a slow encoder cost copies, not frames
     assert rig.outstanding == 0 and camera.lent == 0 and rig.closed_while_held == 0  # every loan given back once
     for f in stored:  # lent pixels were encoded before their buffer went back (a recycled one reads 0xEE grey)

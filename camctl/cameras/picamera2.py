@@ -867,6 +867,7 @@ class Picamera2Camera(Camera):
 
     def _frame_from(self, request: Any, seq: int, meta: dict[str, Any], still: bool) -> Frame:
         lores = self._lores_stream if self._lores and not still else None
+        release = None  # lores planes and the hardware path's stills are small copies (make_array)
         if lores is not None:
             (width, height), stride = lores
             image = None
@@ -885,7 +886,7 @@ class Picamera2Camera(Camera):
                      exposure_us=int(meta.get("ExposureTime", 0)),
                      analogue_gain=float(meta.get("AnalogueGain", 1.0)),
                      frame_duration_us=int(meta.get("FrameDuration", round(1e6 / self.sensor_fps))), still=still,
-                     release=release if lores is None and self._jpegs is None else None)
+                     release=release)
 
     def _main_image(self, request: Any) -> tuple[np.ndarray, Callable[[], None] | None]:
         """The main stream as RGB: lent (a view of the request's buffer and its one-shot ``release``) while
