@@ -34,7 +34,8 @@ Facts this module relies on (checked against picamera2 0.3.x sources by tests/te
   ``switch_mode_and_capture_request``) rebuilds the controls from the configuration it applies, dropping
   what ``set_controls`` set since.
 
-Lent frames (software path, main stream; :attr:`~camctl.frames.Frame.release`):
+Lent frames (software path, main stream; :attr:`~camctl.frames.Frame.release`; the picamera2 facts below are
+pinned to its source by tests/test_picamera2_strict.py, the behaviour tested in tests/test_cameras_picamera2.py):
 
 - A frame's ``image`` is the request's own buffer, not a 6 MB copy per 1080p frame: picamera2's
   ``MappedArray(request, "main", write=False)`` (exported by ``picamera2/__init__.py``; ``request.py``:
