@@ -142,6 +142,7 @@ class Daemon:
         self._flights_done: list[str] = []
         self._finishing: threading.Thread | None = None
         self._finished_store: Any = None  # the last store _finish_flight is done with (serving gate)
+        self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())  # see open_segments
         self._lock = threading.RLock()
         self._unlogged: collections.deque[dict] = collections.deque(maxlen=1000)
         # hands the event log over from "no store yet" (_unlogged) to the opened store; never held over I/O
@@ -202,10 +203,20 @@ class Daemon:
         return self.phase in (SAFE, LANDED) and (store is None or store is self._finished_store)
 
     def open_segments(self) -> set[Path]:
-        store = self.store
+        """Files not to serve now: the open flight's segments, and the files of the flight the background
+        check is on (a repair rewrites them in place: a download then would mix old and new bytes)."""
+        store, checking = self.store, self._checking[1]
         if store is None or store.finished:
-            return set()
-        return set(store.open_segments())
+            return set(checking)
+        return set(store.open_segments()) | checking
+
+    def _checking_flight(self, flight: str | None) -> None:
+        """The background check starts on ``flight`` (its files are held back) or is done with it (None)."""
+        files: frozenset[Path] = frozenset()
+        if flight is not None:
+            with contextlib.suppress(OSError):
+                files = frozenset(f for f in (self.store_root / flight).rglob("*") if f.is_file())
+        self._checking = (flight, files)  # one tuple, replaced whole: the server thread reads it unlocked
 
     def flights(self) -> list[str]:
         from camctl.store import list_flights
@@ -272,6 +283,7 @@ class Daemon:
             "resumed": self.resumed,
             "disk_free_mb": round(self.disk_free_mb(), 1),
             "serving": self.serving(),
+            "checking": self._checking[0],  # the older flight the check after boot is on (held back), or None
             "version": __version__,
             "pid": os.getpid(),
             "uptime_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
@@ -578,7 +590,8 @@ class Daemon:
         # the full check of what existed at start, after READY; not the flight this start resumed recording
         # into: its open segments are being written (the torn ones were repaired before the resume)
         writing = self.flight if self.store is not None and not self.store.finished else None
-        verify_later(self.store_root, [f for f in flights_at_boot if f != writing])
+        verify_later(self.store_root, [f for f in flights_at_boot if f != writing], on_start=self._checking_flight,
+                     on_end=lambda _name: self._checking_flight(None))
         log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
                  len(self.runners), self.cfg.gpio.backend, self.store_root, self.publisher.router_endpoint)
 

@@ -112,3 +112,55 @@ def test_a_landed_last_flight_needs_nothing_before_ready(tmp_path: Path, monkeyp
     _flight(root, "F1", land=True)
     monkeypatch.setattr(verify_mod, "scan_segment", lambda *a: pytest.fail("scanned a landed flight"))
     assert recover_store(root).exit_code == 0
+
+
+def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(store: Path, monkeypatch) -> None:
+    """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong sha256)."""
+    import threading
+    import time
+
+    from camctl import protocol as p
+    from camctl.config import parse_config
+    from camctl.daemon import Daemon
+    from camctl.exc import RemoteError
+    from camctl.fsutil import sha256_file
+    from camctl.ground import Client
+    from camctl.sdnotify import Notifier
+
+    gate, real = threading.Event(), recovery_mod.verify
+
+    def held(path, **kw):  # the check of F1 (the bit-rotted flight) waits for the test
+        if Path(path).name == "F1":
+            assert gate.wait(60)
+        return real(path, **kw)
+
+    monkeypatch.setattr(recovery_mod, "verify", held)
+    cfg = parse_config({"board": "b", "store": {"dir": str(store), "reserve_mb": 0},
+                        "gpio": {"backend": "mock", "events": {"arm": 17}},
+                        "cameras": [{"name": "a", "backend": "sim", "size": [64, 48]}],
+                        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"}})
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+        deadline = time.monotonic() + 30
+        while d.status()["checking"] != "F1":
+            assert time.monotonic() < deadline, "the check after READY did not start on F1"
+            time.sleep(0.01)
+        with Client(d.publisher.router_endpoint, timeout_s=10) as c:
+            listed = {s.flight for s in c.list()}
+            assert "F2" in listed and "F1" not in listed
+            f1_seg = sorted((store / "F1" / "a").glob("*.mcap"))[1]
+            with pytest.raises(RemoteError) as err:
+                c.fetch_file(p.SegmentInfo(path=f"F1/a/{f1_seg.name}", size=f1_seg.stat().st_size, sha256="0" * 64,
+                                           flight="F1", camera="a"), store.parent / "dl")
+            assert err.value.code == p.E_OPEN_SEGMENT
+            gate.set()
+            while d.status()["checking"] is not None:
+                assert time.monotonic() < deadline + 60, "the check did not finish"
+                time.sleep(0.01)
+            segs = {s.path: s for s in c.list("F1")}
+            assert segs[f"F1/a/{f1_seg.name}"].sha256 == sha256_file(f1_seg)  # served as repaired
+        assert verify(store / "F1").exit_code == 0
+    finally:
+        gate.set()
+        d.close()

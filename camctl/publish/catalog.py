@@ -168,7 +168,7 @@ class Catalog:
         if not target.is_file():
             raise ProtocolError(p.E_NOT_FOUND, f"not a regular file: {rel!r}")
         if target in {resolve_path(x) for x in open_segments}:
-            raise ProtocolError(p.E_OPEN_SEGMENT, f"segment is still being written: {rel!r}")
+            raise ProtocolError(p.E_OPEN_SEGMENT, f"file is still being written or checked: {rel!r}")
         return target
 
     def open_fd(self, rel: str, open_segments: set[Path]) -> int:

@@ -94,19 +94,29 @@ def recover_store(root: Path, *, notify: Callable[..., object] | None = None) ->
 
 
 def verify_later(root: Path, flights: Sequence[str] | None = None, *,
-                 on_done: Callable[[VerifyReport], None] | None = None) -> threading.Thread:
+                 on_done: Callable[[VerifyReport], None] | None = None,
+                 on_start: Callable[[str], None] | None = None,
+                 on_end: Callable[[str], None] | None = None) -> threading.Thread:
     """Start a background thread that verifies (and repairs) ``flights`` (default: every flight now in the
-    store) -- flights created later are never touched, so the one being written is safe."""
+    store) -- flights created later are never touched, so the one being written is safe.
+
+    ``on_start(flight)`` / ``on_end(flight)`` bracket each flight's check (``on_end`` even when it failed):
+    a repair rewrites files in place, so the board must not serve that flight in between."""
     root = Path(root)
     names = list(flights) if flights is not None else [p.name for p in _flights(root)]
 
     def run() -> None:
         for name in names:
+            if on_start is not None:
+                on_start(name)
             try:
                 report = verify(root / name, repair=True)
             except Exception as exc:  # a background check must never take the daemon down
                 log.error("background verify of flight %s failed: %s", name, exc)
                 continue
+            finally:
+                if on_end is not None:
+                    on_end(name)
             if report.exit_code:
                 log.warning("background verify: flight %s exit %d (%d repaired, %d unrecoverable)", name,
                             report.exit_code, len(report.repaired), len(report.unrecoverable))
