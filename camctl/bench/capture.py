@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import shutil
 import time
 from typing import Any
@@ -21,9 +22,10 @@ def _sim_camera(seed: int, role: str, fps: float) -> Any:
 CAMERAS = ((1, "down"), (2, "up"))  # (seed, role)
 
 
-def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, int, float]:
-    """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops, share of the
-    frames encoded straight from the camera's buffer rather than copied out)."""
+def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str, int], float]:
+    """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by reason in the
+    window (the store's over the run), share of the frames encoded straight from the camera's buffer rather
+    than copied out)."""
     from camctl.capture import CameraRunner
     from camctl.config import CameraConfig, StoreConfig
     from camctl.encode import EncoderPool
@@ -51,8 +53,9 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, int, floa
                 raise RuntimeError(f"cameras did not start within 20 s at {fps:g} fps")
             time.sleep(0.01)
 
-        def counts() -> list[tuple[int, int]]:
-            return [(r.stats.frames_captured, r.stats.sensor_gaps + sum(r.stats.dropped.values())) for r in runners]
+        def counts() -> list[tuple[int, collections.Counter[str]]]:
+            return [(r.stats.frames_captured, collections.Counter(r.stats.dropped, sensor_gap=r.stats.sensor_gaps))
+                    for r in runners]
 
         c0, t0 = counts(), time.monotonic()
         time.sleep(seconds)  # the measurement window
@@ -66,10 +69,13 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, int, floa
             r.stop()
         store.close()
         pool.close()
-    store_drops = sum(sum(s["dropped"].values()) for s in store.stats().values())
     shutil.rmtree(root, ignore_errors=True)
     rate = min((b[0] - a[0]) / (t1 - t0) for a, b in zip(c0, c1, strict=True))
-    drops = sum(b[1] - a[1] for a, b in zip(c0, c1, strict=True)) + store_drops
+    drops: collections.Counter[str] = collections.Counter()
+    for a, b in zip(c0, c1, strict=True):
+        drops += b[1] - a[1]
+    for st in store.stats().values():
+        drops += collections.Counter({f"store {k}": v for k, v in st["dropped"].items()})
     lent = sum(r.camera.frames_lent for r in runners)
     return rate, drops, lent / max(1, lent + sum(r.camera.frames_copied for r in runners))
 
@@ -85,8 +91,9 @@ def bench_capture(ctx: Ctx) -> dict[str, Any]:
     for _ in range(steps):
         with board_interpreter():
             rate, drops, share = _capture_run(ctx, target, seconds)
-        tried.append(f"{target:.0f}:{'ok' if drops == 0 else f'{drops} drops'}")
-        if drops == 0:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+        tried.append(f"{target:.0f}:{f'{drops.total()} drops ({why})' if drops else 'ok'}")
+        if not drops:
             ok_fps, best, lent = target, rate, share
         else:
             bad_fps = target
