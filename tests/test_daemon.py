@@ -350,3 +350,16 @@ def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(bo
         assert SWITCH_INTERVAL_S <= 0.001
     finally:
         sys.setswitchinterval(saved)
+
+
+def test_the_boards_encoder_threads_run_below_its_capture_and_event_threads(board) -> None:
+    import os
+
+    from camctl.daemon import ENCODER_NICE
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    b = board()
+    assert ENCODER_NICE > 0
+    assert b.d.pool.run(niceness).result() == min(19, niceness() + ENCODER_NICE)

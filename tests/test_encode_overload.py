@@ -105,3 +105,19 @@ def wait(cond, what: str, timeout_s: float = 20.0) -> None:
         if deadline > timeout_s:
             raise AssertionError(f"timed out waiting for {what}")
         ev.wait(0.005)
+
+
+def test_encoder_threads_run_below_the_callers_priority() -> None:
+    import os
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = niceness()
+    with EncoderPool(1, nice=5) as pool:
+        assert pool.run(niceness).result() == min(19, base + 5)
+    with EncoderPool(1) as pool:
+        assert pool.run(niceness).result() == base
+    assert niceness() == base  # the caller's own thread is left alone
+    with pytest.raises(ValueError, match="nice"):
+        EncoderPool(1, nice=-1)

@@ -28,11 +28,12 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
     than copied out)."""
     from camctl.capture import CameraRunner
     from camctl.config import CameraConfig, StoreConfig
+    from camctl.daemon import ENCODER_NICE
     from camctl.encode import EncoderPool
     from camctl.store import FlightStore
 
     root = ctx.tmp / ctx.name("capture")
-    pool = EncoderPool(2)
+    pool = EncoderPool(2, nice=ENCODER_NICE)  # as the daemon builds it
     store = FlightStore(root, "bench", "flight", StoreConfig(reserve_mb=0), cameras=["down", "up"])
     runners: list[CameraRunner] = []
     try:
