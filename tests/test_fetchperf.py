@@ -276,3 +276,26 @@ def test_sink_reports_a_write_error_and_hashes_what_it_wrote(tmp_path: Path) -> 
         sink.put(c)
     sink.close()
     assert h.hexdigest() == hashlib.sha256((tmp_path / "y.part").read_bytes()).hexdigest()
+
+
+def test_no_preview_work_while_the_board_records_a_flight(tmp_path: Path) -> None:
+    """Previews queued at a landing are held while the next flight is recorded (their CPU belongs to the
+    cameras, encoders and GPIO callbacks then) and made once the board serves again."""
+    make_store(tmp_path, cameras=("down",), segments=3, frames=4)
+    board = FakeBoard("rig-a", tmp_path)  # landed: serving, so the publisher warms previews of every segment
+    with Publisher(board, CFG) as pub:
+        pv = pub.previews
+        with pv._cond:
+            assert pv._cond.wait_for(lambda: pv.made >= 1, timeout=30)
+        # the next flight arms before the previews are all made: they are held from the next check on
+        board.is_serving, board.phase = False, "ARMED"
+        with pv._cond:
+            assert pv._cond.wait_for(lambda: pv.held, timeout=30)
+        segs = sorted((tmp_path / "f1" / "down").glob("*.mcap"))
+        made = pv.made
+        pv.warm([(s, f"f1/down/{s.name}", "down", 1, 48) for s in segs])  # new jobs queued while held
+        with pv._cond:
+            assert not pv._cond.wait_for(lambda: pv.made > made + 1, timeout=1.0), "previews made during a flight"
+        board.is_serving, board.phase = True, "LANDED"  # landed again: the held work goes on
+        with pv._cond:
+            assert pv._cond.wait_for(lambda: not pv.held and pv.made >= made + len(segs), timeout=30)

@@ -29,6 +29,9 @@ class Previews:
 
     The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first in line)
     and :meth:`warm` (queue at the back). The worker is started on first use and stopped by :meth:`close`.
+    :meth:`hold` stops it between jobs while the board records a flight: decoding and re-encoding previews is
+    CPU the cameras, their encoders and the GPIO callbacks need then (a held worker is what a previous
+    landing's previews met when the next flight armed on the same boot).
     """
 
     def __init__(self, max_bytes: int = _THUMB_CACHE_BYTES) -> None:
@@ -39,6 +42,7 @@ class Previews:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._held = False
         self.made = 0  # segments whose previews the worker made
         self._owner: dict[tuple, bytes] = {}  # requested (not warmed) jobs -> the peer that asked
         self._queued: Counter[bytes] = Counter()  # jobs waiting per peer
@@ -86,6 +90,16 @@ class Previews:
                 self._start()
                 self._cond.notify()
 
+    def hold(self, held: bool) -> None:
+        """Hold the worker after its current job (``True``) or let it go on (``False``)."""
+        with self._cond:
+            self._held = held
+            self._cond.notify_all()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def _start(self) -> None:
         if self._thread is None and not self._closed:
             self._thread = threading.Thread(target=self._work, name="camctl-previews", daemon=True)
@@ -97,7 +111,7 @@ class Previews:
 
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._todo or self._closed)
+                self._cond.wait_for(lambda: (self._todo and not self._held) or self._closed)
                 if self._closed:
                     return
                 key, job = self._todo.popitem(last=False)

@@ -252,6 +252,7 @@ class Publisher:
             serving = bool(self.board.serving())
         except Exception:
             return
+        self.previews.hold(not serving)  # no preview work while a flight is being recorded
         if not serving:
             self._warmed = False  # a new flight: warm again after its landing
             return
