@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netfixtures import FakeBoard, make_store
@@ -121,9 +122,9 @@ def test_status_and_ls_over_a_real_board(tmp_path: Path, capsys: pytest.CaptureF
         pub.close()
 
 
-def test_status_watch_takes_live_pub_updates(tmp_path: Path) -> None:
-    pub = Publisher(FakeBoard("rig-w", tmp_path), LOOP)
-    pub.start()
+def _watch_sees_the_broadcast(pub: Publisher, board: str, **status_kw: Any) -> None:
+    """``status --watch --json`` of ``pub``'s board: the board's own STATUS says LANDED, only the PUB broadcast
+    (repeated: slow joiner) says DESCENT; the watch must show the broadcast, then stop cleanly."""
     stop = threading.Event()
     seen: list[str] = []
 
@@ -135,18 +136,25 @@ def test_status_watch_takes_live_pub_updates(tmp_path: Path) -> None:
     rc: list[int] = []
     t = threading.Thread(target=lambda: rc.append(status_many(
         [pub.router_endpoint], json_out=True, watch=True, timeout_s=10, events=[pub.pub_endpoint],
-        interval_s=60.0, stop=stop, on_update=on_update)))
+        interval_s=60.0, stop=stop, on_update=on_update, **status_kw)))
     t.start()
     try:
-        # the board's own status says LANDED; only the PUB broadcast says DESCENT (slow joiner: repeat)
-        while not stop.wait(0.05) and t.is_alive():
-            pub.publish("status", {**FAKE_STATUS, "board": "rig-w"})
+        deadline = time.monotonic() + 20
+        while not stop.wait(0.05) and t.is_alive() and time.monotonic() < deadline:
+            pub.publish("status", {**FAKE_STATUS, "board": board})
+        assert stop.is_set(), f"no PUB status came through (seen {seen[-3:]})"
         t.join(30)
     finally:
         stop.set()
         pub.close()
     assert not t.is_alive() and rc == [0]
     assert seen[0] == "LANDED" and seen[-1] == "DESCENT"
+
+
+def test_status_watch_takes_live_pub_updates(tmp_path: Path) -> None:
+    pub = Publisher(FakeBoard("rig-w", tmp_path), LOOP)
+    pub.start()
+    _watch_sees_the_broadcast(pub, "rig-w")
 
 
 def test_cli_uses_views(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,28 +177,4 @@ def test_status_watch_takes_pub_updates_from_a_board_with_curve_on(tmp_path: Pat
                                                                  curve_keys=str(keys / "rig-c")))
     pub.start()
     curve = client_curves(keys / "ground", [pub.router_endpoint], [str(keys / "ground" / "servers" / "rig-c.key")])
-    stop = threading.Event()
-    seen: list[str] = []
-
-    def on_update(res: list[dict]) -> None:
-        seen.append(res[0].get("phase", "?"))
-        if "DESCENT" in seen:
-            stop.set()
-
-    rc: list[int] = []
-    t = threading.Thread(target=lambda: rc.append(status_many(
-        [pub.router_endpoint], json_out=True, watch=True, timeout_s=10, interval_s=60.0, stop=stop,
-        on_update=on_update, curve=curve, events=[pub.pub_endpoint])))
-    t.start()
-    try:
-        # the board's own status says LANDED; only the PUB broadcast (through CURVE) says DESCENT
-        deadline = time.monotonic() + 20
-        while not stop.wait(0.05) and t.is_alive() and time.monotonic() < deadline:
-            pub.publish("status", {**FAKE_STATUS, "board": "rig-c"})
-        assert stop.is_set(), f"no PUB status through CURVE (seen {seen[-3:]})"
-        t.join(30)
-    finally:
-        stop.set()
-        pub.close()
-    assert not t.is_alive() and rc == [0]
-    assert seen[0] == "LANDED" and seen[-1] == "DESCENT"
+    _watch_sees_the_broadcast(pub, "rig-c", curve=curve)
