@@ -663,6 +663,12 @@ class Daemon:
             runner.set_phase(state.phase)
         self.resumed = rec
         store.log_event(rec)
+        # what the dead process left in RAM, or stored without counting it, closes the books of the flight so far
+        from camctl.resume import restart_books
+
+        for books in restart_books(self.store_root / state.flight, list(self.runners), mono_ns=now_mono,
+                                   wall_ns=now_wall):
+            store.log_event(books)
         store.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
         log.warning("resumed flight %s in %s after a gap of %.3f s (restart %d of this flight)",

@@ -22,8 +22,11 @@ ring's byte cap pushed a frame out before its time), ``sensor_gap`` (the sensor 
 ``store_refused`` (no flight store was open to take the frame), ``still_gap`` (video frames the sensor did not
 deliver while a still was taken), ``store_full`` (the store's full-disk policy), ``encode_error``,
 ``recovery_cut`` (frames a power cut tore off after the store wrote them: store recovery's ``loss`` records with
-their ``seqs``); a store's own reasons arrive as ``store_<reason>``. After a power cut the books may not close
-(the last ledger interval may be torn off too): ``ls`` then says NOT BALANCED rather than guess.
+their ``seqs``), ``restart`` (captured before the daemon restarted mid-flight and neither stored nor dropped:
+in RAM when the process died; the resume writes one ``name: "restart"`` record per camera from what is on
+disk, see :func:`camctl.resume.restart_books`, so the books of a resumed flight close); a store's own reasons
+arrive as ``store_<reason>``. A flight that was never resumed after a power cut may not close (the last ledger
+interval may be torn off too): ``ls`` then says NOT BALANCED rather than guess.
 ``aged_out`` (ARMED frames that left the ring by age, or at disarm)
 is not a drop: it is the ring working. ``stills_missed`` counts still requests not served before LANDED/SAFE
 (no frame existed, so they are outside the equation).
@@ -53,8 +56,9 @@ __all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_led
 ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
 STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR = "store_refused", "still_gap", "store_full", "encode_error"
 RECOVERY_CUT = "recovery_cut"
+RESTART = "restart"  # captured before a daemon restart, neither stored nor dropped: in RAM when it died
 REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR,
-           RECOVERY_CUT)
+           RECOVERY_CUT, RESTART)
 _STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made because space ran out
 
 

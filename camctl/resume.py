@@ -31,7 +31,7 @@ from pathlib import Path
 from camctl.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
 from camctl.store import iter_events, iter_frames, list_flights
 
-__all__ = ["FlightState", "boot_id", "last_flight_state"]
+__all__ = ["FlightState", "boot_id", "last_flight_state", "restart_books"]
 
 log = logging.getLogger("camctl.resume")
 
@@ -159,3 +159,52 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _stored_frames(flight_dir: Path, camera: str) -> int:
+    """Frames (video and stills) in a camera's segments: from each segment's MCAP statistics (every segment is
+    finished or repaired by the time a resume runs), else by reading its frames."""
+    from mcap.reader import make_reader
+
+    from camctl.store._records import CH_IMAGE, CH_STILL
+
+    n = 0
+    for seg in _segments(flight_dir / camera):
+        try:
+            with open(seg, "rb") as f:
+                stats = make_reader(f).get_summary().statistics  # type: ignore[union-attr]
+                counts = stats.channel_message_counts
+            n += counts.get(CH_IMAGE, 0) + counts.get(CH_STILL, 0)
+        except Exception:  # no summary (or a damaged one): count what the salvage reader finds
+            n += sum(1 for _ in iter_frames(seg, check_jpeg=False))
+    return n
+
+
+def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns: int) -> list[dict]:
+    """Ledger records that close each camera's books of the part of the flight before a restart.
+
+    The ledger is flushed once a second and frames are written as they come, so what a dead process left
+    never adds up: frames captured and counted but still in RAM (the ring, the encoder, the store's queue) are
+    gone, and frames stored in the last interval were never counted as captured (``ls`` said NOT BALANCED
+    after every kill -9). From what is on disk: ``captured - (stored + dropped + aged_out)`` frames were lost
+    in the restart (``dropped`` reason ``restart``) when it is positive, and when it is negative that many
+    stored frames are counted as ``captured`` (their count died with the process). One record per camera that
+    needs it (``name`` ``restart``), in the ledger's own format."""
+    from camctl.ledger import RESTART, read_ledger
+
+    records: list[dict] = []
+    for seg in _segments(flight_dir / "events"):
+        try:
+            records.extend(iter_events(seg))
+        except Exception as exc:  # as in last_flight_state: a start-up never fails on a log
+            log.warning("cannot read %s: %s", seg, exc)
+    books = read_ledger(records)
+    out = []
+    for cam in cameras:
+        b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}})
+        diff = b["captured"] - (_stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"])
+        if diff:
+            out.append({"kind": "ledger", "name": "restart", "camera": cam, "since_ns": mono_ns, "mono_ns": mono_ns,
+                        "wall_ns": wall_ns, "captured": max(0, -diff), "aged_out": 0,
+                        "dropped": {RESTART: diff} if diff > 0 else {}, "stills_missed": 0})
+    return out

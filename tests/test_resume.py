@@ -87,6 +87,14 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     assert resumes[0]["clock"] == "monotonic"  # the same boot: a daemon restart, not a reboot
     phases = [e["phase_to"] for e in events if e.get("kind") == "phase"]
     assert phases == ["ARMED", "DESCENT", "TOUCHDOWN", "LANDED"], phases
+    # every frame accounted for across the kill: what the dead process held or never counted is closed by
+    # the resume's "restart" ledger records (ls said NOT BALANCED after every kill -9 before them)
+    from camctl.views import find_flights, summarize_flight
+
+    cams = summarize_flight(find_flights(fdir)[0])["cameras"]
+    for cam in durable_before:
+        assert cams[cam]["ledger"]["balanced"], (cam, cams[cam]["ledger"])
+    assert {e["camera"] for e in events if e.get("kind") == "ledger" and e.get("name") == "restart"} <= set(cams)
 
 
 # --- in-process: a persisted flight, then a Daemon started on it ------------------------------------------
@@ -430,3 +438,34 @@ def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, dae
     d = daemon_on(cfg=cfg)
     assert d.resumed["clock"] == "wall (rebooted)" and d.resumed["gap_s"] > 3000
     assert d.machine.tick() is not None and d.phase == "LANDED"
+
+
+def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
+    """Counted but never stored (in RAM at the kill): lost as ``restart``; stored but never counted (the last
+    ledger interval died with the process): counted as captured. A camera whose books close needs nothing."""
+    from test_store_helpers import frame
+
+    from camctl.config import StoreConfig
+    from camctl.ledger import balance, read_ledger
+    from camctl.resume import restart_books
+
+    root = tmp_path / "store"
+    with FlightStore(root, "b", "F", StoreConfig(reserve_mb=0), cameras=["a", "b", "c"]) as st:
+        for i in range(10):
+            for cam in ("a", "b", "c"):
+                st.put(frame(cam, i))
+        # the last ledger intervals written before the kill: "a" counted 14 (4 still in RAM), "b" only 7
+        # (3 stored after its last flush), "c" exactly what it stored and dropped
+        for cam, captured, dropped in (("a", 14, {}), ("b", 7, {}), ("c", 12, {"encoder_behind": 2})):
+            st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0, "mono_ns": 1,
+                          "wall_ns": 1, "captured": captured, "aged_out": 0, "dropped": dropped,
+                          "stills_missed": 0})
+        st.commit(wait=True)
+    recs = restart_books(root / "F", ["a", "b", "c"], mono_ns=5, wall_ns=6)
+    by = {r["camera"]: r for r in recs}
+    assert set(by) == {"a", "b"}
+    assert by["a"]["dropped"] == {"restart": 4} and by["a"]["captured"] == 0
+    assert by["b"]["dropped"] == {} and by["b"]["captured"] == 3
+    events = [e for seg in sorted((root / "F" / "events").glob("*.mcap")) for e in iter_events(seg)]
+    books = read_ledger(events + recs)
+    assert all(balance(books[cam], 10)["balanced"] for cam in ("a", "b", "c"))
