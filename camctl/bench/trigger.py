@@ -22,6 +22,19 @@ from camctl.bench.harness import SIZE, Ctx, Figure, Metric, board_interpreter
 
 def bench_trigger(ctx: Ctx) -> dict[str, Any]:
     """GPIO edge (MockPin) -> EventLines -> PhaseMachine -> Daemon -> CameraRunner.set_phase, many phase walks."""
+    cycles = 6 if ctx.quick else 30
+    with board_interpreter():  # what Daemon.start sets, undone when the figure is done
+        lat = _phase_walks(ctx, cycles)
+    allv = sorted(v for vs in lat.values() for v in vs)
+    p99 = float(np.percentile(allv, 99))
+    per = ", ".join(f"{ev} p50 {statistics.median(v):.2f}/max {max(v):.2f}" for ev, v in lat.items())
+    return {"trigger_latency_p50_ms": float(np.percentile(allv, 50)), "trigger_latency_p99_ms": p99,
+            "_note": f"{len(allv)} edges in {cycles} phase walks, 2x1080p sim cameras running, each edge "
+                     f"delivered by a callback thread (as lgpio's); ms by event: {per}"}
+
+
+def _phase_walks(ctx: Ctx, cycles: int) -> dict[str, list[float]]:
+    """Ms from each edge to the cameras' phase change, by event, over ``cycles`` arm-to-disarm walks."""
     from gpiozero.pins.mock import MockFactory
 
     from camctl.config import parse_config
@@ -41,7 +54,6 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
                     for n in ("down", "up")],
         "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"},
     })
-    cycles = 6 if ctx.quick else 30
     lat: dict[str, list[float]] = {}
     factory = MockFactory()
     daemon = Daemon(cfg, pin_factory=factory)
@@ -54,8 +66,6 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
             delivered.set()
 
     hop = threading.Thread(target=callback_thread, name="bench-lgpio-callbacks", daemon=True)
-    interp = board_interpreter()  # what Daemon.start sets, undone when the figure is done
-    interp.__enter__()
     try:
         daemon.start()
         lines = daemon.lines
@@ -97,13 +107,7 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
         daemon.close()
         with contextlib.suppress(Exception):
             factory.close()
-        interp.__exit__(None, None, None)
-    allv = sorted(v for vs in lat.values() for v in vs)
-    p99 = float(np.percentile(allv, 99))
-    per = ", ".join(f"{ev} p50 {statistics.median(v):.2f}/max {max(v):.2f}" for ev, v in lat.items())
-    return {"trigger_latency_p50_ms": float(np.percentile(allv, 50)), "trigger_latency_p99_ms": p99,
-            "_note": f"{len(allv)} edges in {cycles} phase walks, 2x1080p sim cameras running, each edge "
-                     f"delivered by a callback thread (as lgpio's); ms by event: {per}"}
+    return lat
 
 
 FIGURE = Figure("trigger_latency", bench_trigger, (
