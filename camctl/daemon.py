@@ -641,6 +641,7 @@ class Daemon:
             self.flight = state.flight
             self._flights_done.append(state.flight)
             self.resumed = rec
+            self._close_landed_books(state.flight, now_mono, now_wall)
             log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
             return
         try:
@@ -673,6 +674,27 @@ class Daemon:
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
         log.warning("resumed flight %s in %s after a gap of %.3f s (restart %d of this flight)",
                     state.flight, state.phase, gap_s, rec["resumes"])
+
+    def _close_landed_books(self, flight: str, mono_ns: int, wall_ns: int) -> None:
+        """A flight killed between LANDED and its finish lost its last ledger interval: write the records that
+        close its books (:func:`camctl.resume.restart_books`) and finish it again. Nothing when they close."""
+        from camctl.resume import restart_books
+        from camctl.store import FlightStore
+
+        books = restart_books(self.store_root / flight, list(self.runners), mono_ns=mono_ns, wall_ns=wall_ns)
+        if not books:
+            return
+        try:
+            store = FlightStore(self.store_root, self.board, flight, self.cfg.store, cameras=list(self.runners),
+                                resume=True)
+            try:
+                for rec in books:
+                    store.log_event(rec)
+                store.finish()
+            finally:
+                store.close()
+        except (OSError, StoreError) as exc:  # the books stay open (ls says so); the flight is still served
+            log.warning("cannot close the books of landed flight %s: %s", flight, exc)
 
     def _apply_levels(self) -> None:
         """What the lines say now, after a resume: an edge that came while the daemon was down still

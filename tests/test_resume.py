@@ -469,3 +469,36 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
     events = [e for seg in sorted((root / "F" / "events").glob("*.mcap")) for e in iter_events(seg)]
     books = read_ledger(events + recs)
     assert all(balance(books[cam], 10)["balanced"] for cam in ("a", "b", "c"))
+
+
+def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp_path: Path, daemon_on) -> None:
+    """Landed, then killed before the finish flushed the last ledger interval: the restart stays LANDED and
+    records only what closes the books."""
+    from test_store_helpers import frame
+
+    from camctl.views import find_flights, summarize_flight
+
+    cfg = make_config(tmp_path)
+    root, flight, now = Path(cfg.store.dir), "20261130T030000Z", time.time_ns()
+    with FlightStore(root, cfg.board, flight, cfg.store, cameras=["down", "up"]) as st:
+        st.log_event({"kind": "flight", "name": "open", "flight": flight, "wall_ns": now - 10**9})
+        for i in range(6):
+            st.put(frame("down", i))
+            st.put(frame("up", i))
+        prev = "SAFE"
+        for phase in ("ARMED", "DESCENT", "TOUCHDOWN", "LANDED"):
+            st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
+                          "wall_ns": now - 10**8, "mono_ns": 1})
+            prev = phase
+        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one still in RAM
+        for cam, captured in (("down", 4), ("up", 7)):
+            st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0, "mono_ns": 1,
+                          "wall_ns": now, "captured": captured, "aged_out": 0, "dropped": {}, "stills_missed": 0})
+        st.commit(wait=True)
+    ref = find_flights(root / flight)[0]
+    assert not any(c["ledger"]["balanced"] for c in summarize_flight(ref)["cameras"].values())
+    d = daemon_on(cfg=cfg)
+    assert (d.phase, d.flight) == ("LANDED", flight)
+    books = {name: c["ledger"] for name, c in summarize_flight(ref)["cameras"].items()}
+    assert all(b["balanced"] for b in books.values()), books
+    assert books["up"]["dropped"] == {"restart": 1} and books["down"]["captured"] == 6
