@@ -115,7 +115,8 @@ def test_a_landed_last_flight_needs_nothing_before_ready(tmp_path: Path, monkeyp
 
 
 def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(store: Path, monkeypatch) -> None:
-    """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong sha256)."""
+    """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong sha256).
+    The flight is held back while it is repaired, and only then."""
     import threading
     import time
 
@@ -129,8 +130,11 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
 
     gate, real = threading.Event(), recovery_mod.verify
 
-    def held(path, **kw):  # the check of F1 (the bit-rotted flight) waits for the test
-        if Path(path).name == "F1":
+    checked: list[tuple[str, bool]] = []
+
+    def held(path, **kw):  # the repair of F1 (the bit-rotted flight) waits for the test
+        checked.append((Path(path).name, bool(kw.get("repair"))))
+        if Path(path).name == "F1" and kw.get("repair"):
             assert gate.wait(60)
         return real(path, **kw)
 
@@ -161,6 +165,11 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
             segs = {s.path: s for s in c.list("F1")}
             assert segs[f"F1/a/{f1_seg.name}"].sha256 == sha256_file(f1_seg)  # served as repaired
         assert verify(store / "F1").exit_code == 0
+        # read once each; only the damaged flight was repaired (and held back): a sound one never is
+        while ("F2", False) not in checked:  # F2 comes after F1
+            assert time.monotonic() < deadline + 60, "F2 was never checked"
+            time.sleep(0.01)
+        assert ("F1", True) in checked and ("F2", True) not in checked
     finally:
         gate.set()
         d.close()

@@ -100,23 +100,27 @@ def verify_later(root: Path, flights: Sequence[str] | None = None, *,
     """Start a background thread that verifies (and repairs) ``flights`` (default: every flight now in the
     store) -- flights created later are never touched, so the one being written is safe.
 
-    ``on_start(flight)`` / ``on_end(flight)`` bracket each flight's check (``on_end`` even when it failed):
-    a repair rewrites files in place, so the board must not serve that flight in between."""
+    Each flight is read once; only a flight with something to repair is repaired, bracketed by
+    ``on_start(flight)`` / ``on_end(flight)`` (``on_end`` even when the repair failed): a repair rewrites files
+    in place, so the board must not serve that flight meanwhile. A sound flight is never held back."""
     root = Path(root)
     names = list(flights) if flights is not None else [p.name for p in _flights(root)]
 
     def run() -> None:
         for name in names:
-            if on_start is not None:
-                on_start(name)
             try:
-                report = verify(root / name, repair=True)
+                report = verify(root / name, repair=False)
+                if report.repairable:
+                    if on_start is not None:
+                        on_start(name)
+                    try:
+                        report = verify(root / name, repair=True)
+                    finally:
+                        if on_end is not None:
+                            on_end(name)
             except Exception as exc:  # a background check must never take the daemon down
                 log.error("background verify of flight %s failed: %s", name, exc)
                 continue
-            finally:
-                if on_end is not None:
-                    on_end(name)
             if report.exit_code:
                 log.warning("background verify: flight %s exit %d (%d repaired, %d unrecoverable)", name,
                             report.exit_code, len(report.repaired), len(report.unrecoverable))
