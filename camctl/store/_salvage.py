@@ -86,13 +86,17 @@ class Scan:
 
 def _whole_records(buf: bytes | memoryview, pos: int, n: int) -> int:
     """How many records of complete length follow one another from ``pos`` (an open chunk's placeholder and
-    zeros end the walk): one is what a cut mid-commit with torn writeback can leave, more is damage."""
+    zeros end the walk), a chunk and the message indexes after it counting as one (a commit writes them
+    together): one is what a cut mid-commit with torn writeback can leave, more is damage."""
     count = 0
+    prev = 0
     while pos + CHUNK_HEADER_LEN <= n and buf[pos:pos + CHUNK_HEADER_LEN] != OPEN_CHUNK:
         op, length = struct.unpack_from("<BQ", buf, pos)
         if op == 0 or length == 0 or pos + 9 + length > n:
             break
-        count += 1
+        if not (op == Opcode.MESSAGE_INDEX and prev in (Opcode.CHUNK, Opcode.MESSAGE_INDEX)):
+            count += 1
+        prev = op
         pos += 9 + length
     return count
 
