@@ -206,5 +206,7 @@ def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monke
         d.machine.handle("disarm", source="gpio")
         gate.set()
         flight = wait_for(lambda: d.flight, "the flight to open")
-        wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists(), "the flight to be finished")
-        assert d.store.finished and d.serving()
+        # the store writes index.json, then marks itself finished: wait for both (a CI run caught the gap)
+        wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists() and d.store.finished,
+                 "the flight to be finished")
+        assert d.serving()
