@@ -33,16 +33,18 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import zmq
 import zmq.auth
 
 from camctl.exc import ConfigError
 from camctl.protocol import is_name
 
 __all__ = ["AllowList", "ClientCurve", "ServerCurve", "client_curve", "client_curves", "create_keys",
-           "ground_folder", "load_client_curve", "load_server_curve", "url_host"]
+           "curve_for", "ground_folder", "load_client_curve", "load_server_curve", "url_host", "use_curve"]
 
 log = logging.getLogger("camctl.keys")
 GROUND = "ground"
@@ -55,6 +57,21 @@ class ClientCurve:
     public: bytes
     secret: bytes
     server_public: bytes
+
+
+def curve_for(curve: ClientCurve | Mapping[str, ClientCurve] | None, url: str) -> ClientCurve | None:
+    """The keys to reach the board at ``url``: ``curve`` is one set for every board, one per board URL (each
+    board has its own server key, see :func:`client_curves`), or None (CURVE off)."""
+    return curve.get(url) if isinstance(curve, Mapping) else curve
+
+
+def use_curve(sock: zmq.Socket, curve: ClientCurve | None) -> None:
+    """Give ``sock`` the client keys for its next ``connect`` (libzmq takes the options in force at each
+    connect, so a socket connecting to several boards sets each board's keys before its connect)."""
+    if curve is not None:
+        sock.curve_publickey = curve.public
+        sock.curve_secretkey = curve.secret
+        sock.curve_serverkey = curve.server_public
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -475,11 +475,10 @@ class _Subscriber:
         self.sock.setsockopt(zmq.LINGER, 0)
         for topic in (b"status", b"phase", b"fault"):
             self.sock.setsockopt(zmq.SUBSCRIBE, topic)
+        from camctl.keys import use_curve
+
         for ep, curve in endpoints:
-            if curve is not None:  # taken by this connect only (libzmq snapshots the options per connect)
-                self.sock.curve_publickey = curve.public
-                self.sock.curve_secretkey = curve.secret
-                self.sock.curve_serverkey = curve.server_public
+            use_curve(self.sock, curve)  # taken by this connect only
             self.sock.connect(ep)
 
     def drain(self, wait_s: float) -> tuple[dict[str, dict], bool]:
@@ -546,11 +545,10 @@ def status_many(urls: list[str], *, json_out: bool = False, watch: bool = False,
             _console().print(render_status(results))
         return rc(results)
     stop = stop or threading.Event()
-    def curve_of(i: int) -> Any:
-        return curve.get(urls[i]) if isinstance(curve, Mapping) else curve
+    from camctl.keys import curve_for
 
     found = events or [_events_url(url, r) for url, r in zip(urls, results, strict=False)]
-    pubs = [(ep, curve_of(i) if i < len(urls) else None) for i, ep in enumerate(found) if ep]
+    pubs = [(ep, curve_for(curve, urls[i]) if i < len(urls) else None) for i, ep in enumerate(found) if ep]
     sub = _Subscriber(pubs) if pubs else None
     live: Any = None
     try:

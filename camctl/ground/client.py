@@ -23,7 +23,7 @@ from zmq.utils.monitor import recv_monitor_message
 from camctl import protocol as p
 from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.ground import download
-from camctl.keys import ClientCurve
+from camctl.keys import ClientCurve, curve_for, use_curve
 
 __all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
 
@@ -67,7 +67,7 @@ class Client:
                  context: zmq.Context | None = None) -> None:
         self.url = url
         self.timeout_s = float(timeout_s)
-        self.curve = curve.get(url) if isinstance(curve, Mapping) else curve  # one server key per board
+        self.curve = curve_for(curve, url)  # one server key per board
         self._ctx = context if context is not None else zmq.Context.instance()
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
@@ -118,10 +118,7 @@ class Client:
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             p.set_heartbeats(sock)
-            if self.curve is not None:
-                sock.curve_publickey = self.curve.public
-                sock.curve_secretkey = self.curve.secret
-                sock.curve_serverkey = self.curve.server_public
+            use_curve(sock, self.curve)
             # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting out
             # the request timeout (the caller then resumes over a fresh DEALER); a failed CURVE handshake
             # says why. The monitor endpoint is named here: pyzmq's default names it after the socket's fd,

@@ -27,7 +27,7 @@ from typing import Any
 import zmq.auth
 
 from camctl.exc import ConfigError
-from camctl.keys import ClientCurve
+from camctl.keys import ClientCurve, curve_for
 
 __all__ = ["operator_curves", "operator_mode"]
 
@@ -63,7 +63,7 @@ def operator_curves(key_file: str | Path, curve: ClientCurve | Mapping[str, Clie
     public, secret = _load_secret(Path(key_file))
     out = {}
     for url in urls:
-        c = curve.get(url) if isinstance(curve, Mapping) else curve
+        c = curve_for(curve, url)
         if c is None:
             raise ConfigError(f"no CURVE server key for {url}")
         out[url] = ClientCurve(public=public, secret=secret, server_public=c.server_public)

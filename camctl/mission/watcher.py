@@ -25,12 +25,13 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import zmq
 
+from camctl.keys import curve_for, use_curve
 from camctl.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint
 
 __all__ = ["BoardView", "Watcher"]
@@ -211,11 +212,7 @@ class Watcher:
             sock.close(linger=0)
 
     def _connect(self, sock: zmq.Socket, url: str, endpoint: str) -> None:
-        curve = self.curve.get(url) if isinstance(self.curve, Mapping) else self.curve
-        if curve is not None:  # taken by this connect only (libzmq snapshots the options per connect)
-            sock.curve_publickey = curve.public
-            sock.curve_secretkey = curve.secret
-            sock.curve_serverkey = curve.server_public
+        use_curve(sock, curve_for(self.curve, url))  # taken by this connect only
         sock.connect(endpoint)
 
     def _pub(self, topic: bytes, body: dict) -> None:
