@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,18 @@ def _segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.mcap"))
 
 
+def _log_records(flight_dir: Path) -> Iterator[dict]:
+    """The flight's event records, segment by segment in file order (torn tails tolerated: this runs after
+    the store recovery); a segment that cannot be read is skipped with a warning, never a failed start-up."""
+    for seg in _segments(flight_dir / "events"):
+        try:
+            records = list(iter_events(seg))
+        except Exception as exc:  # the salvage reader should not raise; never let it stop a start-up
+            log.warning("cannot read %s: %s", seg, exc)
+            continue
+        yield from records
+
+
 def _last_frame_ns(flight_dir: Path, cameras: list[str]) -> tuple[int, int]:
     """(wall, monotonic) ns of the newest durable frame of any camera (0, 0 without one)."""
     wall = mono = 0
@@ -113,33 +126,27 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
     entered_mono: int | None = None
     descent_mono: int | None = None
     seen_mono: int | None = None  # None until a record of this boot; None again after one of another boot
-    for seg in _segments(flight_dir / "events"):
-        try:
-            records = list(iter_events(seg))
-        except Exception as exc:  # the salvage reader should not raise; never let it stop a start-up
-            log.warning("cannot read %s: %s", seg, exc)
-            continue
-        for rec in records:
-            wall = int(rec.get("wall_ns") or 0)
-            last_seen = max(last_seen, wall)
-            kind = rec.get("kind")
-            if kind not in ("flight", "phase", "resume"):
-                continue  # drops, ledger, losses: written by the store's own thread, not stamped with a boot
-            mono = _int(rec.get("mono_ns")) if this_boot and rec.get("boot_id") == this_boot else None
-            seen_mono = mono if mono is None else max(mono, seen_mono or 0)
-            if kind == "flight" and rec.get("name") == "open" and not phase:
-                phase, entered, entered_mono = ARMED, wall, mono
-            elif kind == "phase" and isinstance(rec.get("phase_to"), str):
-                phase, entered, entered_mono = rec["phase_to"], wall, mono
-                if phase in descent and descent_at is None:
-                    descent_at, descent_mono = wall, mono
-                if phase in (SAFE, ARMED):
-                    descent_at = descent_mono = None
-            elif kind == "resume":
-                resumes += 1
-                # the phase goes on from the times the resume used, on its boot's clock when it is this one
-                entered_mono = _int(rec.get("entered_mono_ns")) if mono is not None else None
-                descent_mono = _int(rec.get("descent_mono_ns")) if mono is not None else None
+    for rec in _log_records(flight_dir):
+        wall = int(rec.get("wall_ns") or 0)
+        last_seen = max(last_seen, wall)
+        kind = rec.get("kind")
+        if kind not in ("flight", "phase", "resume"):
+            continue  # drops, ledger, losses: written by the store's own thread, not stamped with a boot
+        mono = _int(rec.get("mono_ns")) if this_boot and rec.get("boot_id") == this_boot else None
+        seen_mono = mono if mono is None else max(mono, seen_mono or 0)
+        if kind == "flight" and rec.get("name") == "open" and not phase:
+            phase, entered, entered_mono = ARMED, wall, mono
+        elif kind == "phase" and isinstance(rec.get("phase_to"), str):
+            phase, entered, entered_mono = rec["phase_to"], wall, mono
+            if phase in descent and descent_at is None:
+                descent_at, descent_mono = wall, mono
+            if phase in (SAFE, ARMED):
+                descent_at = descent_mono = None
+        elif kind == "resume":
+            resumes += 1
+            # the phase goes on from the times the resume used, on its boot's clock when it is this one
+            entered_mono = _int(rec.get("entered_mono_ns")) if mono is not None else None
+            descent_mono = _int(rec.get("descent_mono_ns")) if mono is not None else None
     if not phase:
         return None
     if phase not in order:
@@ -192,13 +199,7 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns
     needs it (``name`` ``restart``), in the ledger's own format."""
     from camctl.ledger import RESTART, read_ledger
 
-    records: list[dict] = []
-    for seg in _segments(flight_dir / "events"):
-        try:
-            records.extend(iter_events(seg))
-        except Exception as exc:  # as in last_flight_state: a start-up never fails on a log
-            log.warning("cannot read %s: %s", seg, exc)
-    books = read_ledger(records)
+    books = read_ledger(_log_records(flight_dir))
     out = []
     for cam in cameras:
         b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}})
