@@ -146,6 +146,7 @@ class Daemon:
         self._finishing: threading.Thread | None = None
         self._finished_store: Any = None  # the last store _finish_flight is done with (serving gate)
         self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())  # see open_segments
+        self._disarming: threading.Thread | None = None  # writing the disarm marker (see _save_disarmed)
         self._lock = threading.RLock()
         self._unlogged: collections.deque[dict] = collections.deque(maxlen=1000)
         # hands the event log over from "no store yet" (_unlogged) to the opened store; never held over I/O
@@ -431,8 +432,10 @@ class Daemon:
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})
         if tr.phase_from == LANDED and tr.phase_to == SAFE and self.flight:
             # a small atomic JSON write: on its own thread, never under the phase machine's lock
-            threading.Thread(target=self._save_disarmed, args=(self.flight, tr.wall_ns), name="camctl-disarmed",
-                             daemon=True).start()
+            t = threading.Thread(target=self._save_disarmed, args=(self.flight, tr.wall_ns), name="camctl-disarmed",
+                                 daemon=True)
+            self._disarming = t  # close() waits for it: a stop right after a disarm must not lose the marker
+            t.start()
         if tr.phase_to in (LANDED, SAFE) and store is not None:
             self._start_finishing(store, self._store_ledger)
 
@@ -875,6 +878,9 @@ class Daemon:
         finishing = self._finishing
         if finishing is not None:
             finishing.join(timeout=30)
+        disarming = self._disarming
+        if disarming is not None:
+            disarming.join(timeout=10)
         if self.store is not None and not self.store.finished:
             self._flush_ledger()
             try:
