@@ -77,7 +77,7 @@ def setup_logging(level: str = "info", *, json_lines: bool = False, quiet: bool 
 
 # --- subcommands --------------------------------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from camctl.config import load_config
+    from camctl.board.config import load_config
 
     cfg = load_config(args.file)
     cams = ", ".join(f"{c.name} ({c.role}, {c.backend}, {c.size[0]}x{c.size[1]})" for c in cfg.cameras)
@@ -88,8 +88,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from camctl.config import load_config
-    from camctl.daemon import Daemon, tune_malloc
+    from camctl.board.config import load_config
+    from camctl.board.daemon import Daemon, tune_malloc
 
     cfg = load_config(args.config)
     tune_malloc()
@@ -125,14 +125,14 @@ def _curve(args: argparse.Namespace):
         server_keys = [server_keys]
     if not keys and not server_keys:
         return None
-    from camctl.keys import client_curves
+    from camctl.common.keys import client_curves
 
     urls = args.connect if isinstance(args.connect, list) else [args.connect]
     return client_curves(keys, urls, server_keys)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from camctl.views import status_many
+    from camctl.ground.views import status_many
 
     return status_many(args.connect, json_out=args.json, watch=args.watch, timeout_s=args.timeout,
                        curve=_curve(args))
@@ -161,7 +161,7 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     if args.first_look:
-        from camctl.firstlook import first_look_main
+        from camctl.ground.firstlook import first_look_main
 
         return first_look_main(args, curve=_curve(args))
     from camctl.ground import fetch, print_report
@@ -176,7 +176,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from camctl.views import ls_local, ls_remote
+    from camctl.ground.views import ls_local, ls_remote
 
     if args.connect:
         return ls_remote(args.connect, json_out=args.json, timeout_s=args.timeout, curve=_curve(args))
@@ -214,7 +214,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from camctl.keys import create_keys, ground_folder
+    from camctl.common.keys import create_keys, ground_folder
 
     made = create_keys(Path(args.dir), boards=args.board or ["board"], clients=args.clients)
     for line in made:
@@ -235,14 +235,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_mission(args: argparse.Namespace) -> int:
-    from camctl.mission import mission_main
+    from camctl.ground.mission import mission_main
 
     args.curve = _curve(args)
     return mission_main(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from camctl.export import export_main
+    from camctl.ground.export import export_main
 
     return export_main(args)
 
@@ -254,9 +254,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_gpio_watch(args: argparse.Namespace) -> int:
-    from camctl.config import load_config
-    from camctl.daemon import running_daemon
-    from camctl.gpio import watch
+    from camctl.board.config import load_config
+    from camctl.board.daemon import running_daemon
+    from camctl.board.gpio import watch
 
     cfg = load_config(args.config)
     held = running_daemon(cfg.store.dir)
@@ -452,8 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", required=True, metavar="FILE", help="the board's TOML config")
     g.set_defaults(func=cmd_gpio_watch)
 
-    for modname, name, helptext in (("camctl.doctor", "doctor", "check a board: cameras, GPIO, store, clock"),
-                                    ("camctl.service", "install-service", "install the systemd unit")):
+    for modname, name, helptext in (("camctl.board.doctor", "doctor", "check a board: cameras, GPIO, store, clock"),
+                                    ("camctl.board.service", "install-service", "install the systemd unit")):
         s = sub.add_parser(name, help=helptext)
         try:
             mod = __import__(modname, fromlist=["add_arguments"])

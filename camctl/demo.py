@@ -317,10 +317,10 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
     """Run the simulated drop test; return the process exit status (0 = every stored frame arrived intact).
 
     With ``mission_port`` the mission page (``camctl mission``) watches the boards from the start; its URL
-    is printed (see :class:`camctl.mission.demo_hook.DemoMission`)."""
+    is printed (see :class:`camctl.ground.mission.demo_hook.DemoMission`)."""
     hook = None
     if mission_port is not None:
-        from camctl.mission.demo_hook import DemoMission
+        from camctl.ground.mission.demo_hook import DemoMission
 
         hook = DemoMission(port=mission_port)
     try:
@@ -347,9 +347,9 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
     """The demo itself; ``hook`` (optional) gets ``started(boards, out)`` once every board serves and
     ``finished()`` before the boards stop."""
     from camctl.exc import ConfigError
-    from camctl.export import export_all
-    from camctl.firstlook import first_look
     from camctl.ground import fetch
+    from camctl.ground.export import export_all
+    from camctl.ground.firstlook import first_look
     from camctl.store import verify
 
     if not 1 <= boards <= 26:

@@ -1,7 +1,7 @@
-"""The strict picamera2 double for tests: it lives in :mod:`camctl.cameras.picamera2_double` (the bench uses it
+"""The strict picamera2 double for tests: it lives in :mod:`camctl.testing.picamera2_double` (the bench uses it
 too); this module keeps the tests' imports short."""
 
-from camctl.cameras.picamera2_double import (  # noqa: F401
+from camctl.testing.picamera2_double import (  # noqa: F401
     CODEC_MAX,
     CODEC_MIN,
     RPI_IPA_AF_CONTROLS,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from camctl.config import StoreConfig
-from camctl.export import _load_flight, align_set, export_all
+from camctl.board.config import StoreConfig
+from camctl.ground.export import _load_flight, align_set, export_all
+from camctl.ground.views import find_flights, summarize_flight
 from camctl.store import FlightStore
-from camctl.views import find_flights, summarize_flight
 
 NS = 1_000_000_000
 WALL0 = 1_767_225_600 * NS

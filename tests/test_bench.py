@@ -21,7 +21,7 @@ import pytest
 from camctl.bench import METRICS, BenchResult, markdown_table
 from camctl.bench.harness import MARKDOWN_HEADER
 from camctl.bench.registry import FIGURE_MODULES
-from camctl.netproxy import DelayProxy
+from camctl.testing.netproxy import DelayProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGEZMQ_KEYS = {"fetch_vs_imagezmq", "fetch_vs_imagezmq_loopback"}

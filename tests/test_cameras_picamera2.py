@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import simplejpeg
 
-import camctl.cameras.picamera2 as backend
-from camctl.cameras.picamera2 import (
+import camctl.board.cameras.picamera2 as backend
+from camctl.board.cameras.picamera2 import (
     CONTROLS_USED,
     HW_FORMAT,
     INSTALL_HINT,
@@ -27,12 +27,12 @@ from camctl.cameras.picamera2 import (
     QUEUE_FRAMES,
     Picamera2Camera,
 )
-from camctl.cameras.sim import SimCamera
-from camctl.capture import CameraRunner
-from camctl.config import CameraConfig
-from camctl.encode import EncoderPool, encode_jpeg
+from camctl.board.cameras.sim import SimCamera
+from camctl.board.capture import CameraRunner
+from camctl.board.config import CameraConfig
+from camctl.board.encode import EncoderPool, encode_jpeg
+from camctl.common.frames import Frame
 from camctl.exc import CameraError, CameraTimeout
-from camctl.frames import Frame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig, fake_modules
@@ -706,7 +706,7 @@ def test_hardware_still_timeout_leaks_nothing(hw_rig):
             c.capture_still(timeout_s=0.05)
     assert hw_rig.recordings_started == hw_rig.recordings_stopped == 1 and hw_rig.outstanding == 0
 def test_runner_stores_hardware_jpegs_without_the_encoder_pool(hw_rig):
-    from camctl.capture import CameraRunner
+    from camctl.board.capture import CameraRunner
 
     class NoPool:
         submitted = 0
@@ -947,9 +947,9 @@ def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_ba
 def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
     """The daemon's boot check takes one frame and closes the camera: a frame it kept would leave the camera
     acquired (close defers), and the runner could not open it at ARM."""
-    from camctl.config import parse_config
-    from camctl.daemon import Daemon
-    from camctl.sdnotify import Notifier
+    from camctl.board.config import parse_config
+    from camctl.board.daemon import Daemon
+    from camctl.board.sdnotify import Notifier
 
     cfg = parse_config({
         "board": "rig-p", "store": {"dir": str(tmp_path / "store")}, "gpio": {"backend": "mock"},

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from camctl.cameras import make_camera
-from camctl.cameras.sim import DESCENT_S, SimCamera, render_scene
-from camctl.config import CameraConfig
+from camctl.board.cameras import make_camera
+from camctl.board.cameras.sim import DESCENT_S, SimCamera, render_scene
+from camctl.board.config import CameraConfig
 from camctl.exc import CameraDisconnected, CameraError, CameraTimeout
 
 NS = 1_000_000_000
@@ -331,21 +331,21 @@ def test_buffered_sensor_delivers_late_frames_in_order_until_its_buffers_overflo
 
 
 def test_descent_s_sets_how_fast_the_ground_comes_up():
-    from camctl.cameras.sim import _altitude
+    from camctl.board.cameras.sim import _altitude
 
     assert _altitude(5.0, 10.0) < _altitude(5.0, 90.0) < 1.0
     assert _altitude(10.0, 10.0) == _altitude(60.0, 10.0) == 0.25  # on the ground, the view holds
     fast = render_scene(1, "down", (160, 120), 3, 5.0, 10.0)
     assert not np.array_equal(fast, render_scene(1, "down", (160, 120), 3, 5.0))
     assert np.array_equal(fast, render_scene(1, "down", (160, 120), 3, 5.0, 10.0))  # still deterministic
-    from camctl.config import parse_config
+    from camctl.board.config import parse_config
 
     cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_descent_s": 8}]})
     assert SimCamera.from_config(cfg.cameras[0]).descent_s == 8.0
 
 
 def test_sim_prerender_comes_from_the_config_and_is_checked():
-    from camctl.config import parse_config
+    from camctl.board.config import parse_config
     from camctl.exc import ConfigError
 
     cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_prerender": 4}]})

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from camctl.cameras.base import Camera
-from camctl.capture import CameraRunner, PreTriggerRing
-from camctl.config import CameraConfig
-from camctl.encode import EncoderPool
+from camctl.board.cameras.base import Camera
+from camctl.board.capture import CameraRunner, PreTriggerRing
+from camctl.board.config import CameraConfig
+from camctl.board.encode import EncoderPool
+from camctl.common.frames import EncodedFrame, Frame, FrameValue
 from camctl.exc import CameraError, CameraTimeout
-from camctl.frames import EncodedFrame, Frame, FrameValue
 
 
 class ScriptedCamera(Camera):
@@ -356,7 +356,7 @@ def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
 # --- progress, as the daemon's watchdog sees it (issue 13) ------------------------------------------------
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread killed on purpose
 def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool) -> None:
-    from camctl.capture import PROGRESS_MARGIN_S
+    from camctl.board.capture import PROGRESS_MARGIN_S
 
     cam = ScriptedCamera("stuck")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_store_helpers import frame
 
+from camctl.board.config import StoreConfig
 from camctl.cli import EXIT_CODES, build_parser, exit_code_for, main
-from camctl.config import StoreConfig
 from camctl.exc import (
     CameraError,
     CommandRefused,

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from camctl.config import load_config, parse_config
+from camctl.board.config import load_config, parse_config
 from camctl.exc import ConfigError
 
 GOOD = """
@@ -186,7 +186,7 @@ def _controls(**controls):
 
 
 def test_camera_controls_parse():
-    from camctl.config import CameraControls
+    from camctl.board.config import CameraControls
 
     assert _controls() == CameraControls()
     c = _controls(AfMode="manual", LensPosition=0, exposure_max_us=2000, analogue_gain_max=8,

@@ -1,4 +1,4 @@
-"""camctl.daemon.Daemon in-process (sim cameras 160x120, mock GPIO lines, loopback ZMQ), plus sd_notify over a
+"""camctl.board.daemon.Daemon in-process (sim cameras 160x120, mock GPIO lines, loopback ZMQ), plus sd_notify over a
 real ``camctl run`` process.
 
 Flights are driven through ``daemon.command`` and through real gpiozero MockPin edges (``daemon.lines.pulse``);
@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import zmq
 
-from camctl.config import Config, parse_config
-from camctl.daemon import Daemon, read_daemon_info
+from camctl.board.config import Config, parse_config
+from camctl.board.daemon import Daemon, read_daemon_info
+from camctl.board.sdnotify import Notifier
 from camctl.demo import start_board, write_board_config
 from camctl.exc import CommandRefused
-from camctl.sdnotify import Notifier
 from camctl.store import iter_events, iter_frames, list_flights, verify
 
 CAMERAS = ("down", "up")
@@ -340,7 +340,7 @@ def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(bo
     """The GPIO callback thread must get the GIL within ~SWITCH_INTERVAL_S of an edge, not CPython's 5 ms."""
     import sys
 
-    from camctl.daemon import SWITCH_INTERVAL_S
+    from camctl.board.daemon import SWITCH_INTERVAL_S
 
     saved = sys.getswitchinterval()
     try:
@@ -355,7 +355,7 @@ def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(bo
 def test_the_boards_encoder_threads_run_below_its_capture_and_event_threads(board) -> None:
     import os
 
-    from camctl.daemon import ENCODER_NICE
+    from camctl.board.daemon import ENCODER_NICE
 
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

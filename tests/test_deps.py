@@ -20,9 +20,11 @@ from camctl.ground import Client, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUND = ("av", "PIL", "matplotlib")  # the ground extra's import names (pyproject: av, pillow, matplotlib)
-BOARD_MODULES = ("camctl.cli", "camctl.daemon", "camctl.capture", "camctl.store", "camctl.publish",
-                 "camctl.cameras", "camctl.cameras.sim", "camctl.gpio", "camctl.config", "camctl.events",
-                 "camctl.encode", "camctl.sdnotify", "camctl.doctor")
+BOARD_MODULES = (
+    "camctl.cli", "camctl.board.daemon", "camctl.board.capture", "camctl.store", "camctl.board.publish",
+    "camctl.board.cameras", "camctl.board.cameras.sim", "camctl.board.gpio", "camctl.board.config",
+    "camctl.board.events", "camctl.board.encode", "camctl.board.sdnotify", "camctl.board.doctor",
+)
 
 _HOOK = '''
 import atexit, json, os, sys

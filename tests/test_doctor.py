@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import pytest
 
-from camctl.doctor import FAIL, OK, WARN, Check, Probes, add_arguments, main, run_checks
+from camctl.board.doctor import FAIL, OK, WARN, Check, Probes, add_arguments, main, run_checks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import FakeRig, fake_modules
@@ -270,7 +270,7 @@ def _lines_config(tmp_path: Path, *, gpio: str = "mock", extra_store: str = "") 
 def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -> None:
     import json
 
-    from camctl.daemon import MOCK_LINES
+    from camctl.board.daemon import MOCK_LINES
 
     path = _lines_config(tmp_path)
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
@@ -338,7 +338,7 @@ def test_the_store_on_the_bare_mount_point_fails(tmp_path: Path) -> None:
 
 
 def test_store_mount_must_contain_store_dir(tmp_path: Path) -> None:
-    from camctl.config import parse_config
+    from camctl.board.config import parse_config
     from camctl.exc import ConfigError
 
     with pytest.raises(ConfigError, match=r"store\.mount"):

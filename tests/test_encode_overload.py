@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_capture import ScriptedCamera, Sink, cfg
 
-from camctl.capture import CameraRunner
-from camctl.encode import EncoderPool
-from camctl.frames import FrameValue
-from camctl.ledger import balance
+from camctl.board.capture import CameraRunner
+from camctl.board.encode import EncoderPool
+from camctl.common.frames import FrameValue
+from camctl.common.ledger import balance
 
 IDLE, DESCENT, TOUCHDOWN = int(FrameValue.IDLE), int(FrameValue.DESCENT), int(FrameValue.TOUCHDOWN)
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from camctl.config import GpioConfig, GpioLine, PhasesConfig
-from camctl.events import PhaseMachine
-from camctl.gpio import EventLines
+from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
+from camctl.board.events import PhaseMachine
+from camctl.board.gpio import EventLines
 
 ORDER = ("SAFE", "ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN", "LANDED")
 
@@ -448,7 +448,7 @@ class CountingFactory(MockFactory):
 
 
 def test_no_bounce_time_and_an_injected_factory_is_not_closed():
-    """gpiozero's bounce_time is never used (lgpio's debounce stamps edges late: see camctl/gpio.py)."""
+    """gpiozero's bounce_time is never used (lgpio's debounce stamps edges late: see camctl/board/gpio.py)."""
     for backend, want in (("lgpio", None), ("mock", None)):
         CountingFactory.closes = 0
         factory = CountingFactory()
@@ -467,7 +467,7 @@ def test_no_bounce_time_and_an_injected_factory_is_not_closed():
 
 
 def test_an_own_factory_is_made_from_the_config_and_closed(monkeypatch):
-    import camctl.gpio
+    import camctl.board.gpio
 
     made = []
 
@@ -475,7 +475,7 @@ def test_an_own_factory_is_made_from_the_config_and_closed(monkeypatch):
         made.append(gpio)
         return CountingFactory()
 
-    monkeypatch.setattr(camctl.gpio, "make_pin_factory", make)
+    monkeypatch.setattr(camctl.board.gpio, "make_pin_factory", make)
     CountingFactory.closes = 0
     cfg = GpioConfig(backend="mock", lines=LINES)
     lines = EventLines(cfg, lambda *a: None)
@@ -501,8 +501,8 @@ def test_gpio_errors_say_what_is_wrong():
 
 
 def test_make_pin_factory_never_falls_back_to_the_mock():
+    from camctl.board.gpio import make_pin_factory
     from camctl.exc import GpioError
-    from camctl.gpio import make_pin_factory
 
     f = make_pin_factory(GpioConfig(backend="mock"))
     assert isinstance(f, MockFactory)
@@ -537,7 +537,7 @@ def test_in_flight_and_repr():
 def test_gpio_watch_prints_every_edge_with_its_level():
     import re
 
-    from camctl.gpio import watch
+    from camctl.board.gpio import watch
 
     CountingFactory.closes = 0
     out, stop, factory = [], threading.Event(), CountingFactory()
@@ -572,14 +572,14 @@ def test_gpio_watch_prints_every_edge_with_its_level():
 
 
 def test_gpio_watch_makes_its_own_factory_from_the_config(monkeypatch):
-    import camctl.gpio
+    import camctl.board.gpio
 
     made, stop = [], threading.Event()
-    monkeypatch.setattr(camctl.gpio, "make_pin_factory", lambda gpio: made.append(gpio) or CountingFactory())
+    monkeypatch.setattr(camctl.board.gpio, "make_pin_factory", lambda gpio: made.append(gpio) or CountingFactory())
     CountingFactory.closes = 0
     cfg = GpioConfig(backend="mock", lines=(GpioLine("arm", 17),))
     stop.set()
-    camctl.gpio.watch(cfg, out=lambda _line: None, stop=stop)
+    camctl.board.gpio.watch(cfg, out=lambda _line: None, stop=stop)
     assert made == [cfg] and CountingFactory.closes == 1
 
 
@@ -605,7 +605,7 @@ def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entr
 
 
 def test_resume_returns_and_keeps_a_full_transition_and_refuses_after_a_disarmed_flight() -> None:
-    from camctl.events import Transition
+    from camctl.board.events import Transition
     from camctl.exc import ResumeError
 
     clock = FakeClock()

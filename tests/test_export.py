@@ -16,13 +16,13 @@ from PIL import Image
 from test_export_data import BOARDS, FLIGHT, Built, build_download
 
 from camctl.cli import main
+from camctl.common.frames import EncodedFrame
+from camctl.common.ledger import store_reason
 from camctl.exc import ConfigError
-from camctl.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
-from camctl.frames import EncodedFrame
-from camctl.ledger import store_reason
-from camctl.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
-from camctl.timeline import BIN_S, Lane, draw_timeline, rate_bins
-from camctl.views import find_flights
+from camctl.ground.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
+from camctl.ground.export.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
+from camctl.ground.export.timeline import BIN_S, Lane, draw_timeline, rate_bins
+from camctl.ground.views import find_flights
 
 SET = FLIGHT  # a set is named after its earliest flight id
 

@@ -11,10 +11,10 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camctl.cameras.sim import SimCamera
-from camctl.config import StoreConfig
-from camctl.encode import encode_jpeg
-from camctl.frames import EncodedFrame, FrameValue
+from camctl.board.cameras.sim import SimCamera
+from camctl.board.config import StoreConfig
+from camctl.board.encode import encode_jpeg
+from camctl.common.frames import EncodedFrame, FrameValue
 from camctl.store import FlightStore
 
 __all__ = ["BOARDS", "FLIGHT", "PLAN", "Built", "build_download"]

@@ -12,10 +12,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from camctl.config import StoreConfig
-from camctl.encode import encode_jpeg
-from camctl.export import export_all
-from camctl.frames import EncodedFrame, FrameValue
+from camctl.board.config import StoreConfig
+from camctl.board.encode import encode_jpeg
+from camctl.common.frames import EncodedFrame, FrameValue
+from camctl.ground.export import export_all
 from camctl.store import FlightStore
 
 NS = 1_000_000_000

@@ -16,11 +16,11 @@ import pytest
 import zmq
 from netfixtures import CutProxy, FakeBoard, free_port, make_store
 
-from camctl import protocol as p
-from camctl.config import PublishConfig
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher
+from camctl.common import protocol as p
 from camctl.exc import FetchError, RemoteError
 from camctl.ground import Client, download, fetch
-from camctl.publish import Publisher
 
 CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", chunk_kb=64, thumbs_every=4)
 
@@ -106,7 +106,7 @@ def test_order_values_first(tmp_path: Path) -> None:
 
 
 def _listing(root: Path) -> list[p.SegmentInfo]:
-    from camctl.publish import Catalog
+    from camctl.board.publish import Catalog
     return Catalog(root).listing(None, set())
 
 
@@ -263,9 +263,9 @@ def test_checksum_mismatch_refetched_once_then_reported(tmp_path: Path) -> None:
 
 
 def test_cli_helpers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from camctl.common.keys import client_curve, create_keys
     from camctl.ground import print_report
-    from camctl.keys import client_curve, create_keys
-    from camctl.views import ls_local, ls_remote, status_many
+    from camctl.ground.views import ls_local, ls_remote, status_many
 
     made = create_keys(tmp_path / "k", clients=2)
     assert (tmp_path / "k" / "board" / "readers" / "client-2.key") in made

@@ -15,12 +15,12 @@ import pytest
 import zmq
 from netfixtures import FakeBoard, free_port, make_store
 
-from camctl import protocol as p
-from camctl.config import PublishConfig
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher
+from camctl.common import protocol as p
 from camctl.exc import ConfigError, FetchError
 from camctl.ground import Client, fetch
 from camctl.ground.download import _lock_part, lock_folder
-from camctl.publish import Publisher
 
 CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 

@@ -13,12 +13,12 @@ import pytest
 import zmq
 from netfixtures import FakeBoard, make_store, write_segment
 
-from camctl import protocol as p
-from camctl.config import PublishConfig, StoreConfig
+from camctl.board.config import PublishConfig, StoreConfig
+from camctl.board.publish import Catalog, Publisher, previews
+from camctl.common import protocol as p
+from camctl.common.frames import EncodedFrame
 from camctl.exc import ProtocolError
-from camctl.frames import EncodedFrame
 from camctl.ground import Client
-from camctl.publish import Catalog, Publisher, previews
 from camctl.store import FlightStore
 from camctl.store.reader import iter_frames
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import zmq
 from test_serving_load import board_config, rates, write_old_flight
 
-from camctl import protocol as p
+from camctl.common import protocol as p
 from camctl.demo import start_board
 from camctl.ground import Client
 

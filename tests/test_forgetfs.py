@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from forgetfs import ForgetState, fuse_unavailable, mounted
 
-from camctl.fsutil import fsync_dir
+from camctl.common.fsutil import fsync_dir
 
 pytestmark = pytest.mark.skipif(bool(fuse_unavailable()), reason=fuse_unavailable() or "fuse available")
 

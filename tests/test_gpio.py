@@ -19,9 +19,9 @@ import pytest
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
-from camctl.config import GpioConfig, GpioLine, PhasesConfig
-from camctl.events import PhaseMachine
-from camctl.gpio import MONOTONIC_TICKS, EventLines, edge_time_ns
+from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
+from camctl.board.events import PhaseMachine
+from camctl.board.gpio import MONOTONIC_TICKS, EventLines, edge_time_ns
 
 PINS = Path(importlib.util.find_spec("gpiozero").origin).parent / "pins"
 
@@ -122,7 +122,7 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(caplog:
     lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
                        pin_factory=MockFactory(), clock_ns=lambda: 42)
     try:
-        with caplog.at_level(logging.WARNING, logger="camctl.gpio"):
+        with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, time.time(), 0.0)
             _late(lines, "release", True, time.time(), 0.0)
             _late(lines, "release", False, time.time(), 0.0)
@@ -133,7 +133,7 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(caplog:
 
 
 def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
-    from camctl.gpio import watch
+    from camctl.board.gpio import watch
 
     factory = MockFactory()
     lines: list[str] = []
@@ -174,7 +174,7 @@ def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factor
     lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
                        pin_factory=MockFactory(), clock_ns=lambda: 42)
     try:
-        with caplog.at_level(logging.WARNING, logger="camctl.gpio"):
+        with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
             assert [r.getMessage() for r in caplog.records] == [
                 "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; using callback "
@@ -222,7 +222,7 @@ def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_
 def test_gpio_watch_lines_are_exact_and_untrusted_ticks_say_callback_time() -> None:
     import re
 
-    from camctl.gpio import watch
+    from camctl.board.gpio import watch
 
     factory = MockFactory()
     out: list[str] = []
@@ -264,8 +264,8 @@ def test_gpio_watch_lines_are_exact_and_untrusted_ticks_say_callback_time() -> N
 
 
 def test_gpio_watch_names_the_line_it_cannot_claim_and_releases_the_others() -> None:
+    from camctl.board.gpio import watch
     from camctl.exc import GpioError
-    from camctl.gpio import watch
 
     factory = MockFactory()
     held = DigitalInputDevice(23, pin_factory=factory)

@@ -17,12 +17,12 @@ import pytest
 from netfixtures import FakeBoard
 from test_export_data import BOARDS, FLIGHT, Built, build_download
 
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher
 from camctl.cli import _JsonFormatter, main
-from camctl.config import PublishConfig
 from camctl.demo import write_board_config
 from camctl.ground import Client
-from camctl.publish import Publisher
-from camctl.views import find_flights, status_many
+from camctl.ground.views import find_flights, status_many
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
@@ -121,8 +121,8 @@ def test_status_watch_json_prints_one_line_per_update(tmp_path: Path, capsys: py
 
 
 def test_log_json_fields_from_extra_and_key_values() -> None:
-    rec = logging.LogRecord("camctl.daemon", logging.INFO, __file__, 1, "phase %s -> %s frames=%d", ("A", "B", 12),
-                            None)
+    rec = logging.LogRecord("camctl.board.daemon", logging.INFO, __file__, 1, "phase %s -> %s frames=%d",
+                            ("A", "B", 12), None)
     rec.phase, rec.event, rec.flight = "DESCENT", "release", "F1"
     out = json.loads(_JsonFormatter().format(rec))
     assert out["phase"] == "DESCENT" and out["event"] == "release" and out["flight"] == "F1"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from camctl.config import load_config
+from camctl.board.config import load_config
 
 RIGS = sorted((Path(__file__).resolve().parent.parent / "hardware" / "rigs").glob("*.toml"))
 HEADER_GPIOS = set(range(2, 28))  # BCM 2..27 are on the 40-pin header (0/1 are the HAT EEPROM bus)
@@ -33,7 +33,7 @@ def test_board_names_are_unique() -> None:
 
 @pytest.mark.parametrize("path", RIGS, ids=[p.name for p in RIGS])
 def test_flight_cameras_set_focus_exposure_gain_and_a_full_field_mode(path: Path) -> None:
-    from camctl.cameras.picamera2 import codec_fits
+    from camctl.board.cameras.picamera2 import codec_fits
 
     for cam in load_config(path).cameras:
         if cam.backend != "picamera2":

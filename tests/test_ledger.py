@@ -11,9 +11,9 @@ import time
 import pytest
 from test_capture import ScriptedCamera, Sink, cfg
 
-from camctl.capture import CameraRunner
-from camctl.encode import EncoderPool
-from camctl.ledger import Ledger, balance, describe, read_ledger, store_reason
+from camctl.board.capture import CameraRunner
+from camctl.board.encode import EncoderPool
+from camctl.common.ledger import Ledger, balance, describe, read_ledger, store_reason
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_a_phase_change_cuts_a_fault_backoff_short(pool):
 def test_phase_state_is_one_tuple_read_whole():
     """``_phase_of`` must read phase, previous phase and edge time from one snapshot: a torn read (new phase,
     old edge time) would file a frame exposed before the edge under the phase after it."""
-    from camctl.frames import Frame
+    from camctl.common.frames import Frame
 
     cam = ScriptedCamera()
     r = CameraRunner(cam, cfg(), pool=None, sink=Sink())  # never started: _phase_of is pure
@@ -176,7 +176,7 @@ def test_phase_state_is_one_tuple_read_whole():
 
 
 def test_timeline_marks_name_every_reason():
-    from camctl.ledger import ledger_marks
+    from camctl.common.ledger import ledger_marks
 
     events = [{"kind": "ledger", "camera": "down", "mono_ns": 20, "captured": 9, "aged_out": 4,
                "dropped": {"sensor_gap": 2, "ring_overflow": 1, "still_gap": 0}},

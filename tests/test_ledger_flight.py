@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from camctl.config import parse_config
-from camctl.daemon import Daemon
+from camctl.board.config import parse_config
+from camctl.board.daemon import Daemon
+from camctl.board.sdnotify import Notifier
 from camctl.ground import fetch
-from camctl.sdnotify import Notifier
+from camctl.ground.views import find_flights, summarize_flight
 from camctl.store import iter_events
-from camctl.views import find_flights, summarize_flight
 
 
 def config(tmp: Path, **store: Any):

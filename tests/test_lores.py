@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from camctl.cameras.picamera2 import LORES_FORMAT, Picamera2Camera, split_i420
-from camctl.cameras.sim import SimCamera, rgb_to_i420
-from camctl.capture import CameraRunner
-from camctl.config import CameraConfig
-from camctl.encode import EncoderPool, encode_jpeg_yuv420
-from camctl.frames import EncodedFrame, Frame
+from camctl.board.cameras.picamera2 import LORES_FORMAT, Picamera2Camera, split_i420
+from camctl.board.cameras.sim import SimCamera, rgb_to_i420
+from camctl.board.capture import CameraRunner
+from camctl.board.config import CameraConfig
+from camctl.board.encode import EncoderPool, encode_jpeg_yuv420
+from camctl.common.frames import EncodedFrame, Frame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import FakeRig, fake_modules, video_yuv

@@ -19,9 +19,9 @@ import pytest
 from test_store_helpers import frame
 
 import camctl.store.writer as store_writer
-from camctl.config import StoreConfig
+from camctl.board.config import StoreConfig
+from camctl.ground.views import TimeBase, load_events
 from camctl.store import FlightStore, iter_events, iter_frames
-from camctl.views import TimeBase, load_events
 
 JS = Path(__file__).resolve().parent / "js"
 YEAR_2020_NS = 1_577_836_800 * 10**9

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from netfixtures import FakeBoard
 
-from camctl.mission.checks import Limits, evaluate, recording_minutes, stage
-from camctl.mission.server import MissionServer, is_loopback
-from camctl.mission.session import Mission
+from camctl.ground.mission.checks import Limits, evaluate, recording_minutes, stage
+from camctl.ground.mission.server import MissionServer, is_loopback
+from camctl.ground.mission.session import Mission
 
 
 def _cam(**kw: object) -> dict:
@@ -327,9 +327,9 @@ class _KeyedBoard(FakeBoard):
 def curve_boards(tmp_path: Path):
     """Two boards with CURVE on, each with its own server key; an operator folder (ground/) and a reader
     laptop's folder (ground-2/). Yields (boards, publishers, urls, keys folder, reader curves)."""
-    from camctl.config import PublishConfig
-    from camctl.keys import client_curves, create_keys
-    from camctl.publish import Publisher
+    from camctl.board.config import PublishConfig
+    from camctl.board.publish import Publisher
+    from camctl.common.keys import client_curves, create_keys
 
     k = tmp_path / "keys"
     create_keys(k, boards=["rig-a", "rig-b"], clients=2)
@@ -374,7 +374,7 @@ def _hello(srv: MissionServer) -> dict:
 
 
 def _serve_curve(tmp_path: Path, urls: list[str], curve: object, **kw: object) -> MissionServer:
-    from camctl.mission import serve
+    from camctl.ground.mission import serve
 
     return serve(urls, tmp_path / "out", port=0, curve=curve, **kw)
 
@@ -449,7 +449,7 @@ def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
     (["--previews-per-board", "0"], "--previews-per-board 0: must be at least 1"),
 ])
 def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: list[str], needle: str) -> None:
-    from camctl.keys import create_keys
+    from camctl.common.keys import create_keys
 
     create_keys(tmp_path / "k", boards=["rig-a"])
     keys = str(tmp_path / "k" / "ground")
@@ -461,7 +461,7 @@ def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: 
 
 # --- previews: capped per board ------------------------------------------------------------------------
 def test_a_long_flight_shows_at_most_n_previews_per_board_the_most_useful_ones() -> None:
-    from camctl.mission.previews import pick
+    from camctl.ground.mission.previews import pick
 
     phases = [("ARMED", 300), ("DESCENT", 2000), ("SEPARATION", 40), ("TOUCHDOWN", 900), ("LANDED", 200)]
     flight = []

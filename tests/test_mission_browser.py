@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from camctl.demo import _command, start_board, write_board_config
-from camctl.mission.browser import chromium, find_chromium
+from camctl.ground.mission.browser import chromium, find_chromium
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="needs Debian's chromium (.ci/run installs it: apt-get install chromium)")

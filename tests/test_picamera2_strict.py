@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camctl.cameras.picamera2 import BUFFER_COUNT, CODEC_SIZE, Picamera2Camera, Thinner
-from camctl.capture import CameraRunner
-from camctl.config import CameraConfig, CameraControls
-from camctl.encode import EncoderPool
-from camctl.frames import EncodedFrame
+from camctl.board.cameras.picamera2 import BUFFER_COUNT, CODEC_SIZE, Picamera2Camera, Thinner
+from camctl.board.capture import CameraRunner
+from camctl.board.config import CameraConfig, CameraControls
+from camctl.board.encode import EncoderPool
+from camctl.common.frames import EncodedFrame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig, fake_modules, installed
@@ -125,7 +125,7 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
 
 def test_pin_mapped_array_is_the_capture_buffer_itself():
     """The backend lends ``MappedArray(request, "main", write=False).array``: the request's buffer, no copy."""
-    from camctl.cameras.picamera2_double import MappedArray as FakeMappedArray
+    from camctl.testing.picamera2_double import MappedArray as FakeMappedArray
 
     assert "from .request import CompletedRequest, MappedArray" in (_root() / "__init__.py").read_text()
     mapped = _methods(_root() / "request.py", "MappedArray")
@@ -173,7 +173,7 @@ def test_pin_picamera2s_own_encoder_lends_requests_the_same_way():
 
 
 def test_pin_close_frees_the_buffers_stop_does_not(pc):
-    """Why close() waits for lent frames and stop() need not (camctl/cameras/picamera2.py _close_after_loans)."""
+    """Why close() waits for lent frames and stop() need not (camctl/board/cameras/picamera2.py _close_after_loans)."""
     close = pc["close"]
     assert close.index("self.stop()") < close.index("self.camera.release()") < close.index("del self.allocator")
     assert "self.allocator = DmaAllocator()" in close  # a new allocator: the old one's buffers are unknown to it
@@ -633,8 +633,8 @@ def test_rate_after_a_reopen_is_the_phase_rate(rig):
 def test_every_control_name_the_backend_writes_is_declared_and_advertised():
     """CONTROLS_USED is what the backend sets, and each is one the Raspberry Pi IPA advertises (or picamera2's
     virtual FrameRate): a misspelt name in the table would be refused on the Pi, so it fails here."""
-    import camctl.cameras.picamera2 as backend
-    from camctl.cameras.picamera2_double import RPI_IPA_AF_CONTROLS, RPI_IPA_COLOUR_CONTROLS, RPI_IPA_CONTROLS
+    import camctl.board.cameras.picamera2 as backend
+    from camctl.testing.picamera2_double import RPI_IPA_AF_CONTROLS, RPI_IPA_COLOUR_CONTROLS, RPI_IPA_CONTROLS
 
     advertised = {"FrameRate"} | set(RPI_IPA_CONTROLS) | set(RPI_IPA_AF_CONTROLS) | set(RPI_IPA_COLOUR_CONTROLS)
     tree = ast.parse(Path(backend.__file__).read_text())
@@ -666,7 +666,7 @@ def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
 def test_every_public_method_of_the_double_has_the_real_parameters():
     """Not only what the backend uses (tests/test_cameras_picamera2.py checks those): the double's tests use
     create_still_configuration and switch_mode_and_capture_request too."""
-    from camctl.cameras.picamera2_double import FakePicamera2
+    from camctl.testing.picamera2_double import FakePicamera2
 
     tree = ast.parse((_root() / "picamera2.py").read_text())
     cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Picamera2")

@@ -34,9 +34,9 @@ from forgetfs import Mounted, fuse_unavailable, mounted
 from mcap.reader import make_reader
 from test_store_helpers import frame, indexed_read, jpeg, js_reader_missing
 
-from camctl.config import StoreConfig
+from camctl.board.config import StoreConfig
+from camctl.common.fsutil import fsync_dir
 from camctl.demo import BoardProcess, start_board, write_board_config
-from camctl.fsutil import fsync_dir
 from camctl.ground import Client
 from camctl.store import FlightStore, iter_frames, list_flights, verify
 

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from netfixtures import FakeBoard, make_store
 
-from camctl import protocol as p
-from camctl.config import PublishConfig
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher
+from camctl.common import protocol as p
 from camctl.exc import ProtocolError
 from camctl.ground import Client, fetch
-from camctl.publish import Publisher
 
 SEG = p.SegmentInfo(path="f1/down/000001.mcap", size=123, sha256="ab" * 32, flight="f1", camera="down",
                     frames=3, first_ns=5, last_ns=9, value=4)

@@ -11,21 +11,21 @@ import pytest
 import zmq
 from netfixtures import FakeBoard, make_store
 
-from camctl import protocol as p
-from camctl.config import PublishConfig
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher
+from camctl.common import protocol as p
+from camctl.common.keys import create_keys, load_client_curve
+from camctl.common.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
 from camctl.exc import ConfigError
 from camctl.ground import BoardTimeout, Client, fetch
 from camctl.ground.client import KeyRejected
-from camctl.keys import create_keys, load_client_curve
-from camctl.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
-from camctl.publish import Publisher
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
 
 def test_lifecycle_and_open_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pub = Publisher(FakeBoard("rig-l", tmp_path), LOOP)
-    with caplog.at_level(logging.WARNING, logger="camctl.publish"):
+    with caplog.at_level(logging.WARNING, logger="camctl.board.publish"):
         pub.start()
     assert any("CURVE is off" in r.getMessage() for r in caplog.records)
     assert pub.router_endpoint.startswith("tcp://127.0.0.1:") and not pub.router_endpoint.endswith("*")
@@ -154,7 +154,7 @@ def test_curve_accepts_known_client_rejects_unknown(tmp_path: Path) -> None:
 
 
 def test_index_json_values_used_when_current(tmp_path: Path) -> None:
-    from camctl.publish import Catalog
+    from camctl.board.publish import Catalog
 
     make_store(tmp_path, cameras=("down",), segments=2, frames=3)
     segs = sorted((tmp_path / "f1" / "down").glob("*.mcap"))

@@ -16,12 +16,12 @@ import zmq
 import zmq.auth
 from netfixtures import FakeBoard, make_store
 
-from camctl import protocol as p
-from camctl.config import PublishConfig
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher, previews
+from camctl.common import protocol as p
+from camctl.common.keys import ClientCurve, client_curves, create_keys, load_client_curve
 from camctl.exc import ConfigError, RemoteError
 from camctl.ground import Client, fetch
-from camctl.keys import ClientCurve, client_curves, create_keys, load_client_curve
-from camctl.publish import Publisher, previews
 
 
 def _cfg(keys: Path | None = None, **kw: object) -> PublishConfig:
@@ -91,7 +91,7 @@ def test_command_needs_an_operator_key_and_allow_list_reloads(tmp_path: Path,
     reader = load_client_curve(k / "ground-2")  # the second laptop's folder, as it is
     try:
         with Client(pub.router_endpoint, timeout_s=10, curve=reader) as c, \
-                caplog.at_level(logging.WARNING, logger="camctl.publish"):
+                caplog.at_level(logging.WARNING, logger="camctl.board.publish"):
             assert c.hello().board == "rig-s"  # a reader reads
             assert c.list()
             with pytest.raises(RemoteError) as err:

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from test_daemon import make_config, wait_for
 
-from camctl.config import Config
-from camctl.daemon import MOCK_LINES, Daemon
+from camctl.board.config import Config
+from camctl.board.daemon import MOCK_LINES, Daemon
+from camctl.board.sdnotify import Notifier
 from camctl.demo import start_board, write_board_config
 from camctl.ground import Client
-from camctl.sdnotify import Notifier
 from camctl.store import FlightStore, iter_events, iter_frames, list_flights, verify
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     assert phases == ["ARMED", "DESCENT", "TOUCHDOWN", "LANDED"], phases
     # every frame accounted for across the kill: what the dead process held or never counted is closed by
     # the resume's "restart" ledger records (ls said NOT BALANCED after every kill -9 before them)
-    from camctl.views import find_flights, summarize_flight
+    from camctl.ground.views import find_flights, summarize_flight
 
     cams = summarize_flight(find_flights(fdir)[0])["cameras"]
     for cam in durable_before:
@@ -243,7 +243,7 @@ def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
 
 
 def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path: Path, daemon_on) -> None:
-    from camctl.cameras.sim import SimCamera
+    from camctl.board.cameras.sim import SimCamera
 
     opened: list[str] = []
     real_capture = SimCamera.capture
@@ -264,7 +264,7 @@ def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path:
 # --- the capture watchdog ---------------------------------------------------------------------------------
 def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restarted(tmp_path: Path,
                                                                                    monkeypatch) -> None:
-    monkeypatch.setattr("camctl.daemon.MAX_REPLACEMENTS", 2)  # 3 in service; 2 keeps this test short
+    monkeypatch.setattr("camctl.board.daemon.MAX_REPLACEMENTS", 2)  # 3 in service; 2 keeps this test short
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 600}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
@@ -354,7 +354,7 @@ def test_an_edge_before_the_resume_wins_and_start_does_not_fail(tmp_path: Path) 
 
 
 def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path, monkeypatch) -> None:
-    import camctl.cameras
+    import camctl.board.cameras
     from camctl.exc import CameraError
 
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.3, "duration_s": 600}])
@@ -365,7 +365,7 @@ def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path
         def broken(*_a: Any, **_k: Any) -> Any:
             raise CameraError("down", "no camera object (backend gone)")
 
-        monkeypatch.setattr(camctl.cameras, "make_camera", broken)
+        monkeypatch.setattr(camctl.board.cameras, "make_camera", broken)
         d.command("arm", {})
         wait_for(lambda: not d.capture_ok(), "the hang", timeout_s=60)
         assert d.watch_capture() == ["down"]
@@ -414,7 +414,7 @@ def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot
 
 def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_restarted(tmp_path: Path,
                                                                                        daemon_on) -> None:
-    from camctl.resume import boot_id
+    from camctl.board.resume import boot_id
 
     assert boot_id(), "Linux gives every boot an id in /proc/sys/kernel/random/boot_id"
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
@@ -445,9 +445,9 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
     ledger interval died with the process): counted as captured. A camera whose books close needs nothing."""
     from test_store_helpers import frame
 
-    from camctl.config import StoreConfig
-    from camctl.ledger import balance, read_ledger
-    from camctl.resume import restart_books
+    from camctl.board.config import StoreConfig
+    from camctl.board.resume import restart_books
+    from camctl.common.ledger import balance, read_ledger
 
     root = tmp_path / "store"
     with FlightStore(root, "b", "F", StoreConfig(reserve_mb=0), cameras=["a", "b", "c"]) as st:
@@ -476,7 +476,7 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp
     records only what closes the books."""
     from test_store_helpers import frame
 
-    from camctl.views import find_flights, summarize_flight
+    from camctl.ground.views import find_flights, summarize_flight
 
     cfg = make_config(tmp_path)
     root, flight, now = Path(cfg.store.dir), "20261130T030000Z", time.time_ns()

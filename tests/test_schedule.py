@@ -1,13 +1,13 @@
-"""The capture schedule's pure rules (camctl.schedule): frame phase by sensor time, frame value, rates by phase.
+"""The capture schedule's pure rules (camctl.board.schedule): frame phase by sensor time, frame value, rates by phase.
 Fast and thread-free, so mutation testing (see README) can run them for every mutant."""
 
 from __future__ import annotations
 
 import pytest
 
-from camctl.config import CameraConfig
-from camctl.frames import FrameValue
-from camctl.schedule import RECLASSIFY_NS, frame_phase, value_of
+from camctl.board.config import CameraConfig
+from camctl.board.schedule import RECLASSIFY_NS, frame_phase, value_of
+from camctl.common.frames import FrameValue
 
 EDGE = 5_000_000_000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from camctl.sdnotify import Notifier
+from camctl.board.sdnotify import Notifier
 
 
 def _recv(sock: socket.socket) -> dict[str, str]:
@@ -77,7 +77,7 @@ def test_relative_path_is_ignored() -> None:
 
 
 def test_broken_socket_never_raises_and_logs_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="camctl.sdnotify")
+    caplog.set_level("DEBUG", logger="camctl.board.sdnotify")
     n = Notifier(environ={"NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")})
     assert n.enabled
     assert n.ready() is False

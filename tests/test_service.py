@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from camctl.board.service import add_arguments, install_service, main
 from camctl.exc import ConfigError, InstallError
-from camctl.service import add_arguments, install_service, main
 
 CONFIG = """\
 board = "rig-a"

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import simplejpeg
 
-from camctl.config import StoreConfig
+from camctl.board.config import StoreConfig
+from camctl.common.frames import EncodedFrame
 from camctl.demo import start_board, write_board_config
-from camctl.frames import EncodedFrame
 from camctl.ground import Client, fetch
 from camctl.store import FlightStore, verify
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_store_helpers import frame
 
-from camctl.config import StoreConfig
+from camctl.board.config import StoreConfig
 from camctl.store import FlightStore, iter_events, recover_store, verify, verify_later
 from camctl.store import recovery as recovery_mod
 from camctl.store._salvage import scan_segment
@@ -120,13 +120,13 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
     import threading
     import time
 
-    from camctl import protocol as p
-    from camctl.config import parse_config
-    from camctl.daemon import Daemon
+    from camctl.board.config import parse_config
+    from camctl.board.daemon import Daemon
+    from camctl.board.sdnotify import Notifier
+    from camctl.common import protocol as p
+    from camctl.common.fsutil import sha256_file
     from camctl.exc import RemoteError
-    from camctl.fsutil import sha256_file
     from camctl.ground import Client
-    from camctl.sdnotify import Notifier
 
     gate, real = threading.Event(), recovery_mod.verify
 

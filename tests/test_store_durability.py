@@ -14,8 +14,8 @@ from pathlib import Path
 from mcap.reader import make_reader
 from test_store_helpers import frame, indexed_read, jpeg, tmpfs
 
-from camctl.config import StoreConfig
-from camctl.frames import FrameValue
+from camctl.board.config import StoreConfig
+from camctl.common.frames import FrameValue
 from camctl.store import FlightStore, QuotaLevel, iter_events, iter_frames, recover_store, verify
 
 MB = 1 << 20

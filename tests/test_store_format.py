@@ -142,7 +142,7 @@ def test_frame_checks_agree_with_scan_frames(tmp_path: Path) -> None:
 def test_jpeg_ok_needs_a_header_and_an_end_of_image_marker():
     import numpy as np
 
-    from camctl.encode import encode_jpeg
+    from camctl.board.encode import encode_jpeg
     from camctl.store.reader import jpeg_ok
 
     whole = encode_jpeg(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))

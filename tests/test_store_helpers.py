@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from camctl.frames import EncodedFrame, FrameValue
+from camctl.common.frames import EncodedFrame, FrameValue
 
 
 def jpeg(seed: int, w: int = 32, h: int = 24) -> bytes:

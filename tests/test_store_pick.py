@@ -99,8 +99,8 @@ def test_stills_left_out_on_request(tmp_path: Path) -> None:
     import numpy as np
     from netfixtures import _jpeg
 
-    from camctl.config import StoreConfig
-    from camctl.frames import EncodedFrame
+    from camctl.board.config import StoreConfig
+    from camctl.common.frames import EncodedFrame
     from camctl.store import FlightStore
 
     jpeg = _jpeg(np.random.default_rng(0))

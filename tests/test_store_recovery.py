@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mcap.reader import make_reader
 from test_store_helpers import frame, indexed_read, tmpfs
 
-from camctl.config import StoreConfig
+from camctl.board.config import StoreConfig
 from camctl.store import FlightStore, iter_events, iter_frames, render_report, repair_segment, verify
 from camctl.store._salvage import scan_segment
 
@@ -394,7 +394,7 @@ def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(se
 def test_the_loss_record_is_offered_to_the_ground(tmp_path: Path) -> None:
     """What recovery cut travels with the flight: the board's catalog offers the new events segment holding
     the loss records, and the rebuilt index.json listing them."""
-    from camctl.publish.catalog import Catalog
+    from camctl.board.publish.catalog import Catalog
 
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(tmp_path, "b", "F", cfg, cameras=["cam"])

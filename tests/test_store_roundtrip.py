@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from mcap.reader import make_reader
 from test_store_helpers import frame
 
-from camctl.config import StoreConfig
+from camctl.board.config import StoreConfig
 from camctl.exc import StoreError
 from camctl.store import (
     FlightStore,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from camctl.service import render_unit
+from camctl.board.service import render_unit
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "camctl.service"

@@ -15,11 +15,11 @@ from netfixtures import FakeBoard, make_store
 from rich.console import Console
 from test_export_data import BOARDS, FLIGHT, Built, build_download
 
-from camctl import views
+from camctl.board.config import PublishConfig
+from camctl.board.publish import Publisher
 from camctl.cli import main
-from camctl.config import PublishConfig
-from camctl.publish import Publisher
-from camctl.views import STATUS_CAMERA_FIELDS, STATUS_FIELDS, normalize_status, render_status, status_many
+from camctl.ground import views
+from camctl.ground.views import STATUS_CAMERA_FIELDS, STATUS_FIELDS, normalize_status, render_status, status_many
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
@@ -167,8 +167,8 @@ def test_cli_uses_views(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_status_watch_takes_pub_updates_from_a_board_with_curve_on(tmp_path: Path) -> None:
-    from camctl.config import PublishConfig
-    from camctl.keys import client_curves, create_keys
+    from camctl.board.config import PublishConfig
+    from camctl.common.keys import client_curves, create_keys
 
     keys = tmp_path / "keys"
     create_keys(keys, boards=["rig-c"])

@@ -1,6 +1,6 @@
 """Bench figure ``camera_rates``: the picamera2 backend's rate switch and still cost, on the strict double.
 
-The double (:mod:`camctl.cameras.picamera2_double`) behaves as the real stack does at run time: a control set
+The double (:mod:`camctl.testing.picamera2_double`) behaves as the real stack does at run time: a control set
 while streaming lands ``buffer_count`` + 3 frames late, a mode switch rebuilds the controls and costs time,
 ``capture_request`` waits for the next frame. Both figures are sensor time (the double's timestamps), so a
 busy machine shows up only as frames a late consumer lost, as on a Pi.
@@ -27,9 +27,9 @@ _SIZE = (640, 480)
 
 
 def _runner(cfg: Any, sink: Any) -> Any:
-    from camctl.cameras.picamera2 import Picamera2Camera
-    from camctl.capture import CameraRunner
-    from camctl.encode import EncoderPool
+    from camctl.board.cameras.picamera2 import Picamera2Camera
+    from camctl.board.capture import CameraRunner
+    from camctl.board.encode import EncoderPool
 
     pool = EncoderPool(1)
     runner = CameraRunner(Picamera2Camera.from_config(cfg), cfg, pool, sink)
@@ -47,7 +47,7 @@ def _wait(pred: Any, timeout_s: float, what: str) -> None:
 
 def _rate_switch_ms() -> float:
     """One ARM -> release on a fresh runner: ms from the edge to the first frame of the DESCENT-rate run."""
-    from camctl.config import CameraConfig
+    from camctl.board.config import CameraConfig
 
     cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0,
                        fps=(("ARMED", _ARMED), ("DESCENT", _DESCENT), ("TOUCHDOWN", _DESCENT)))
@@ -74,7 +74,7 @@ def _rate_switch_ms() -> float:
 
 
 def _still_gap_ms() -> float:
-    from camctl.config import CameraConfig
+    from camctl.board.config import CameraConfig
 
     cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0, stills=("separation",),
                        fps=(("ARMED", _ARMED), ("DESCENT", _DESCENT), ("TOUCHDOWN", _DESCENT)))
@@ -95,7 +95,7 @@ def _still_gap_ms() -> float:
 
 
 def bench_camera(ctx: Ctx) -> dict[str, Any]:
-    from camctl.cameras.picamera2_double import FakeRig, installed
+    from camctl.testing.picamera2_double import FakeRig, installed
 
     trials = 3 if ctx.quick else 8
     with installed(FakeRig()):

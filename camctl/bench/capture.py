@@ -14,7 +14,7 @@ from camctl.bench.harness import SIZE, Ctx, Figure, Metric, board_interpreter
 def _sim_camera(seed: int, role: str, fps: float) -> Any:
     """A bench camera: 1080p, replaying 16 pre-rendered frames (a frame costs what a Pi camera's does: the ISP
     fills its buffers off-CPU, and camctl encodes from them), with picamera2's buffer count."""
-    from camctl.cameras.sim import SimCamera
+    from camctl.board.cameras.sim import SimCamera
 
     return SimCamera(role, size=SIZE, fps=fps, role=role, seed=seed, prerender=16)
 
@@ -26,10 +26,10 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
     """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by reason in the
     window (the store's over the run), share of the frames encoded straight from the camera's buffer rather
     than copied out)."""
-    from camctl.capture import CameraRunner
-    from camctl.config import CameraConfig, StoreConfig
-    from camctl.daemon import ENCODER_NICE
-    from camctl.encode import EncoderPool
+    from camctl.board.capture import CameraRunner
+    from camctl.board.config import CameraConfig, StoreConfig
+    from camctl.board.daemon import ENCODER_NICE
+    from camctl.board.encode import EncoderPool
     from camctl.store import FlightStore
 
     root = ctx.tmp / ctx.name("capture")

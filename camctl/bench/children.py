@@ -50,8 +50,8 @@ def child_main(argv: list[str]) -> int:
     """Run the child ``argv[0]`` with its arguments; 2 for an unknown kind."""
     kind, *rest = argv
     if kind == "publisher":
-        from camctl.config import PublishConfig
-        from camctl.publish import Publisher
+        from camctl.board.config import PublishConfig
+        from camctl.board.publish import Publisher
 
         pub = Publisher(_ServedBoard(Path(rest[0])), PublishConfig(bind="tcp://127.0.0.1:*",
                                                                    events="tcp://127.0.0.1:*"))

@@ -12,7 +12,7 @@ from camctl.bench.harness import QUALITY, Ctx, Figure, Metric
 
 
 def encode_rate(images: list[np.ndarray], threads: int, n: int) -> float:
-    from camctl.encode import EncoderPool
+    from camctl.board.encode import EncoderPool
 
     with EncoderPool(threads) as pool:
         t0 = time.perf_counter()

@@ -11,8 +11,8 @@ from camctl.bench.harness import Ctx, Figure, Metric
 
 
 def bench_first_look(ctx: Ctx) -> dict[str, Any]:
-    from camctl.firstlook import first_look
     from camctl.ground import Client
+    from camctl.ground.firstlook import first_look
 
     boards = run_all([lambda i=i: start_board(ctx, f"bench-look-{'ab'[i]}", armed=5, fps=15, seed=10 + 2 * i)
                    for i in range(2)])
@@ -45,7 +45,7 @@ def bench_first_look(ctx: Ctx) -> dict[str, Any]:
         ctx.boards.remove(b)
     return {"first_look_s": t1 - t0,
             "_note": f"2 boards, 2x1080p at 15 fps, {descent:g} s descent; touchdown->LANDED+serving "
-                     f"{t_landed - t0:.2f} s (post_touchdown_s=1), then camctl.firstlook.first_look (previews "
+                     f"{t_landed - t0:.2f} s (post_touchdown_s=1), then camctl.ground.firstlook.first_look (previews "
                      f"of every board + the event sheet) {t1 - t_landed:.2f} s "
                      f"({sum(b.thumbs for b in look.report.boards)} previews) -> {look.sheet.name}"}
 

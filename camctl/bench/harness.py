@@ -119,8 +119,8 @@ class Ctx:
     # corpus: distinct 1080p scenes, down and up roles alternating (as two cameras would produce)
     def corpus(self) -> tuple[list[np.ndarray], list[bytes]]:
         if not self._images:
-            from camctl.cameras.sim import render_scene
-            from camctl.encode import encode_jpeg
+            from camctl.board.cameras.sim import render_scene
+            from camctl.board.encode import encode_jpeg
 
             n = 8 if self.quick else 16
             for i in range(n):
@@ -132,7 +132,7 @@ class Ctx:
 
     def frames(self, n: int) -> list[Any]:
         """``n`` EncodedFrames alternating cameras down/up, each camera in sequence at 30 fps."""
-        from camctl.frames import EncodedFrame
+        from camctl.common.frames import EncodedFrame
 
         _, jpegs = self.corpus()
         out = []
@@ -146,7 +146,7 @@ class Ctx:
     def flight(self, n_frames: int) -> Path:
         """A store root holding one finished flight of ``n_frames`` (cached by size). Written without fsync."""
         if n_frames not in self._flights:
-            from camctl.config import StoreConfig
+            from camctl.board.config import StoreConfig
             from camctl.store import FlightStore
 
             root = self.tmp / f"store-{n_frames}"
@@ -208,8 +208,8 @@ class Ctx:
 @contextlib.contextmanager
 def board_interpreter() -> Any:
     """Run board code in-process under the interpreter settings ``camctl run`` gives a board (the GIL switch
-    interval, see :data:`camctl.daemon.SWITCH_INTERVAL_S`), and restore the bench's own after."""
-    from camctl.daemon import SWITCH_INTERVAL_S
+    interval, see :data:`camctl.board.daemon.SWITCH_INTERVAL_S`), and restore the bench's own after."""
+    from camctl.board.daemon import SWITCH_INTERVAL_S
 
     saved = sys.getswitchinterval()
     sys.setswitchinterval(min(saved, SWITCH_INTERVAL_S))

@@ -32,7 +32,7 @@ def bench_imagezmq(ctx: Ctx) -> dict[str, Any]:
         url = info["url"]
         proxy = None
         if delay_ms:
-            proxy, pinfo = ctx.spawn(f"127.0.0.1:{port}", str(delay_ms), module="camctl.netproxy")
+            proxy, pinfo = ctx.spawn(f"127.0.0.1:{port}", str(delay_ms), module="camctl.testing.netproxy")
             url = f"tcp://127.0.0.1:{pinfo['port']}"
         dt, _ = timed_fetch(url, ctx.tmp / ctx.name("ground"))
         ours = n / dt
@@ -42,7 +42,7 @@ def bench_imagezmq(ctx: Ctx) -> dict[str, Any]:
             target = hub_port
             hproxy = None
             if delay_ms:
-                hproxy, hinfo = ctx.spawn(f"127.0.0.1:{hub_port}", str(delay_ms), module="camctl.netproxy")
+                hproxy, hinfo = ctx.spawn(f"127.0.0.1:{hub_port}", str(delay_ms), module="camctl.testing.netproxy")
                 target = hinfo["port"]
             sender, _ = ctx.spawn("imagezmq-sender", f"tcp://127.0.0.1:{target}", str(n), str(fdir))
             sink = (ctx.tmp / ctx.name("izmq.bin")).open("wb")

@@ -34,8 +34,8 @@ def _board(ctx: Ctx, name: str, index: int) -> Any:
 
 
 def bench_mission(ctx: Ctx) -> dict[str, Any]:
-    from camctl.mission import serve
-    from camctl.mission.browser import chromium
+    from camctl.ground.mission import serve
+    from camctl.ground.mission.browser import chromium
 
     boards = [_board(ctx, f"bench-mission-{c}", i) for i, c in enumerate("ab")]
     for b in boards:

@@ -38,7 +38,7 @@ def _wait_until(t: float) -> None:
 
 def _paced_store(root: Path, schedule: list[tuple[float, Any]]) -> tuple[list[float], list[float], int]:
     """Feed a FlightStore on the schedule; (frame latencies s, commit durations s, commits)."""
-    from camctl.config import StoreConfig
+    from camctl.board.config import StoreConfig
     from camctl.store import FlightStore
 
     cfg = StoreConfig(commit_interval_ms=INTERVAL_MS, queue_frames=len(schedule) + 16, reserve_mb=0)

@@ -37,8 +37,8 @@ def _phase_walks(ctx: Ctx, cycles: int) -> dict[str, list[float]]:
     """Ms from each edge to the cameras' phase change, by event, over ``cycles`` arm-to-disarm walks."""
     from gpiozero.pins.mock import MockFactory
 
-    from camctl.config import parse_config
-    from camctl.daemon import Daemon
+    from camctl.board.config import parse_config
+    from camctl.board.daemon import Daemon
 
     fps = {"ARMED": 30, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 30}
     cfg = parse_config({

@@ -1,8 +1,11 @@
-"""Ground side of the retrieval protocol (``docs/protocol.md``); imports no board module.
+"""The ground station: what runs on a laptop after (and during) a flight; imports no board module.
 
 - :mod:`camctl.ground.client`: :class:`Client`, one board over one DEALER;
 - :mod:`camctl.ground.download`: one file: FETCH window, ``.part`` resume, write + hash, sha256, rename;
-- :mod:`camctl.ground.fetch`: :func:`fetch`, many boards into one folder, and its report.
+- :mod:`camctl.ground.fetch`: :func:`fetch`, many boards into one folder, and its report;
+- :mod:`camctl.ground.views`: ``ls`` and ``status`` as tables or JSON;
+- :mod:`camctl.ground.firstlook`, :mod:`camctl.ground.export`, :mod:`camctl.ground.mission`: the first
+  look, the exports, the test conductor's page.
 """
 
 from camctl.ground.client import BoardTimeout, Client, LinkDropped

@@ -1,4 +1,4 @@
-"""One board over one DEALER: :class:`Client` sends requests of :mod:`camctl.protocol` with per-request
+"""One board over one DEALER: :class:`Client` sends requests of :mod:`camctl.common.protocol` with per-request
 timeouts. A timeout closes and recreates the DEALER (never REQ-style lockstep), so a link that comes back is
 used again. Downloading a file is :mod:`camctl.ground.download`.
 
@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from camctl import protocol as p
+from camctl.common import protocol as p
+from camctl.common.keys import ClientCurve, curve_for, use_curve
 from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.ground import download
-from camctl.keys import ClientCurve, curve_for, use_curve
 
 __all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camctl import protocol as p
+from camctl.common import protocol as p
+from camctl.common.fsutil import fsync_dir, sha256_file, start_writeback
 from camctl.exc import ConfigError, FetchError, RemoteError
-from camctl.fsutil import fsync_dir, sha256_file, start_writeback
 
 if TYPE_CHECKING:
     from camctl.ground.client import Client

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from camctl import protocol as p
+from camctl.common import protocol as p
+from camctl.common.keys import ClientCurve, url_host
+from camctl.common.protocol import is_name
 from camctl.exc import ConfigError, FetchError, RemoteError
 from camctl.ground.client import BoardTimeout, Client
 from camctl.ground.download import lock_folder
-from camctl.keys import ClientCurve, url_host
-from camctl.protocol import is_name
 
 __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
 

@@ -25,7 +25,7 @@ from mcap.data_stream import RecordBuilder
 from mcap.opcode import Opcode
 from mcap.records import ChunkIndex, DataEnd, Footer, Header, Statistics, SummaryOffset
 
-from camctl.fsutil import start_writeback
+from camctl.common.fsutil import start_writeback
 from camctl.store._records import (
     CHUNK_HEAD,
     CHUNK_HEADER_LEN,

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from camctl.common.fsutil import fsync_dir, sha256_file
 from camctl.exc import StoreCorruptError
-from camctl.fsutil import fsync_dir, sha256_file
 from camctl.store._salvage import scan_segment
 from camctl.store.reader import scan_events, scan_frames
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from camctl.frames import EncodedFrame, FrameValue
+from camctl.common.frames import EncodedFrame, FrameValue
 
 __all__ = ["QuotaLevel", "QuotaPolicy"]
 

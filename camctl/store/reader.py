@@ -28,6 +28,8 @@ from mcap.opcode import Opcode
 from mcap.records import Channel, ChunkIndex, Message
 
 from camctl.store._records import (
+    CH_IMAGE,
+    CH_STILL,
     CHUNK_HEADER_LEN,
     MAGIC,
     MSG_HEAD,
@@ -38,8 +40,8 @@ from camctl.store._records import (
 )
 from camctl.store._salvage import Scan, _chunk_at, _chunk_messages, _read_record, scan_segment
 
-__all__ = ["FrameCheck", "StoredFrame", "iter_events", "iter_frames", "jpeg_ok", "layout_of", "pick_frames",
-           "scan_events", "scan_frame_checks", "scan_frames"]
+__all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_frames", "jpeg_ok", "layout_of",
+           "pick_frames", "scan_events", "scan_frame_checks", "scan_frames"]
 
 
 @dataclass(slots=True)
@@ -484,3 +486,17 @@ def scan_events(scan: Scan) -> Iterator[dict]:
 def iter_events(path: Path) -> Iterator[dict]:
     """Read back the event records of one events segment."""
     yield from scan_events(scan_segment(Path(path)))
+
+
+def count_frames(path: Path) -> int:
+    """Frames (video and stills) in one segment: from its MCAP statistics when it has a summary (a finished
+    or repaired segment), else by reading its frames through the salvage scanner."""
+    from mcap.reader import make_reader
+
+    try:
+        with open(path, "rb") as f:
+            summary = make_reader(f).get_summary()
+        counts = summary.statistics.channel_message_counts  # type: ignore[union-attr]
+        return counts.get(CH_IMAGE, 0) + counts.get(CH_STILL, 0)
+    except Exception:  # no summary (or a damaged one): count what the salvage reader finds
+        return sum(1 for _ in iter_frames(path, check_jpeg=False))

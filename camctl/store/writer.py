@@ -31,11 +31,11 @@ from typing import IO, Any
 
 from foxglove_schemas_protobuf.Log_pb2 import Log
 
-from camctl.config import StoreConfig
+from camctl.common.frames import EncodedFrame
 from camctl.exc import StoreError
-from camctl.frames import EncodedFrame
 from camctl.store._records import CH_EVENTS, CH_IMAGE, CH_LOG, CH_META, CH_STILL, camera_layout, events_layout
 from camctl.store._segment import SegmentWriter
+from camctl.store.config import StoreConfig
 from camctl.store.index import FLIGHT_NAME, INDEX_NAME, build_index, fsync_dir, write_json_atomic
 from camctl.store.quota import QuotaLevel, QuotaPolicy
 

@@ -1,0 +1,607 @@
+"""The TOML config -> validated, frozen dataclasses.
+
+Every problem is reported as a :class:`~camctl.exc.ConfigError` whose message names the key path
+(``cameras[1].fps.DESCENT: must be > 0``), so ``camctl config check`` and ``camctl run`` print one line
+and exit 2. Unknown keys are errors too: a typo in a flight config must not be silently ignored.
+
+Example::
+
+    >>> cfg = parse_config({"board": "rig-a", "cameras": [{"name": "down", "backend": "sim"}]})
+    >>> cfg.cameras[0].fps_for("DESCENT")
+    30.0
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camctl.common.phases import (
+    ARMED,
+    DEFAULT_TRIGGERS,
+    FIXED_PHASES,
+    LANDED,
+    RESERVED_EVENTS,
+    SAFE,
+    TOUCHDOWN,
+)
+from camctl.exc import ConfigError
+from camctl.store.config import StoreConfig
+
+__all__ = [
+    "ARMED",
+    "LANDED",
+    "SAFE",
+    "TOUCHDOWN",
+    "CameraConfig",
+    "CameraControls",
+    "Config",
+    "EncodeConfig",
+    "GpioConfig",
+    "GpioLine",
+    "PhasesConfig",
+    "PublishConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+# Frame rate by role and phase when a camera does not give its own [cameras.fps].
+ROLE_FPS: dict[str, dict[str, float]] = {
+    "down": {"ARMED": 2, "DESCENT": 30, "SEPARATION": 60, "TOUCHDOWN": 30},
+    "up": {"ARMED": 2, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 10},
+    "side": {"ARMED": 2, "DESCENT": 15, "SEPARATION": 30, "TOUCHDOWN": 30},
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class GpioLine:
+    event: str
+    pin: int
+    pull_up: bool = True
+    active_high: bool = False  # with a pull-up, a switch to ground is active low
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    backend: str = "lgpio"
+    bounce_ms: float = 5.0
+    min_pulse_ms: float = 0.0
+    lines: tuple[GpioLine, ...] = ()
+
+    def pin_of(self, event: str) -> int | None:
+        for line in self.lines:
+            if line.event == event:
+                return line.pin
+        return None
+
+
+@dataclass(frozen=True)
+class PhasesConfig:
+    triggers: tuple[tuple[str, str], ...] = tuple(DEFAULT_TRIGGERS.items())  # (event, phase) in order
+    post_touchdown_s: float = 3.0
+    descent_timeout_s: float = 120.0
+    armed_timeout_s: float = 0.0  # 0: wait armed for ever
+    timeouts_s: tuple[tuple[str, float], ...] = ()  # per-phase backup timers (phase, seconds)
+
+    @property
+    def descent(self) -> tuple[str, ...]:
+        return tuple(phase for _, phase in self.triggers)
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return (SAFE, ARMED, *self.descent, TOUCHDOWN, LANDED)
+
+
+AF_MODES = ("manual", "auto", "continuous")  # libcamera AfModeEnum: Manual = 0, Auto = 1, Continuous = 2
+
+
+@dataclass(frozen=True)
+class CameraControls:
+    """``[cameras.controls]``: what the sensor and lens are told at every open (picamera2 backend).
+
+    TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they are
+    (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera looking at the
+    ground from height). The others are camctl's own names, because libcamera has no such control:
+    ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against motion blur, and noise)
+    through the tuning, ``sensor_mode`` is the sensor output size picamera2 picks the mode by (a full-field
+    binned mode keeps the whole view at video sizes). ``None`` leaves the camera's own default.
+    """
+
+    af_mode: str | None = None
+    lens_position: float | None = None
+    exposure_max_us: int | None = None
+    analogue_gain_max: float | None = None
+    sensor_mode: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    role: str = "down"
+    backend: str = "picamera2"
+    index: int = 0
+    size: tuple[int, int] = (1920, 1080)
+    jpeg_quality: int = 85
+    pretrigger_s: float = 2.0
+    pretrigger_mb: float = 64.0
+    fps: tuple[tuple[str, float], ...] = ()
+    encoder: str = "auto"
+    stills: tuple[str, ...] = ()  # events at which a full-resolution still is taken
+    seed: int = 0
+    faults: tuple[tuple[str, float, float], ...] = ()  # sim only: (kind, at_s, duration_s)
+    quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
+    lores_size: tuple[int, int] | None = None  # the smaller stream, for phases that need less resolution
+    lores_phases: tuple[str, ...] = ()
+    sim_descent_s: float = 90.0  # sim only: scene seconds for the ground to come up (a demo sets it short)
+    # sim only: replay this many frames rendered at open instead of rendering each one (0: render each), so a
+    # frame costs what a Pi camera's does (its ISP fills the buffers off-CPU); for benchmarks of board code
+    sim_prerender: int = 0
+    controls: CameraControls = field(default_factory=CameraControls)
+
+    def sensor_fps(self) -> float:
+        """The rate the sensor runs at from ARM to landing: the highest any phase needs (frames are thinned to
+        each phase's rate before encoding, so a phase change never waits for the sensor)."""
+        return max((fps for _, fps in self.fps), default=self.fps_for("ARMED"))
+
+    def quality_for(self, phase: str) -> int:
+        return dict(self.quality).get(phase, self.jpeg_quality)
+
+    def lores_in(self, phase: str) -> bool:
+        return self.lores_size is not None and phase in self.lores_phases
+
+    def fps_for(self, phase: str) -> float:
+        """Frames per second in ``phase`` (the ARMED rate in phases the table does not name)."""
+        table = dict(self.fps)
+        if phase in table:
+            return table[phase]
+        return table.get("ARMED", 2.0)
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    threads: int = 2
+    max_inflight: int = 4
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    bind: str = "tcp://*:5555"
+    events: str = "tcp://*:5556"
+    curve_keys: str = ""
+    serve_during_flight: bool = False
+    remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
+    chunk_kb: int = 256
+    thumbs_every: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    board: str
+    store: StoreConfig = field(default_factory=StoreConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    phases: PhasesConfig = field(default_factory=PhasesConfig)
+    cameras: tuple[CameraConfig, ...] = ()
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    source: str = ""
+
+    def camera(self, name: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise KeyError(name)
+
+
+# --- parsing helpers ----------------------------------------------------------------------------------
+class _Table:
+    """A view on one TOML table that remembers its key path and which keys were used."""
+
+    def __init__(self, data: Any, key: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"must be a table, got {_kind(data)}", key=key)
+        self.data = data
+        self.key = key
+        self.used: set[str] = set()
+
+    def path(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.used.add(name)
+        return self.data.get(name, default)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+        value = self.get(name, default)
+        if value is None:
+            raise ConfigError("is required", key=self.path(name))
+        if not isinstance(value, str):
+            raise ConfigError(f"must be a string, got {_kind(value)}", key=self.path(name))
+        if choices and value not in choices:
+            raise ConfigError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}",
+                              key=self.path(name))
+        return value
+
+    def num(self, name: str, default: float, *, lo: float | None = None, lo_open: bool = False,
+            hi: float | None = None, integer: bool = False) -> Any:
+        value = self.get(name, default)
+        return _number(value, self.path(name), lo=lo, lo_open=lo_open, hi=hi, integer=integer)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.get(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, got {_kind(value)}", key=self.path(name))
+        return value
+
+    def table(self, name: str) -> _Table:
+        return _Table(self.get(name, {}), self.path(name))
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise ConfigError("unknown key", key=self.path(extra[0]))
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _number(value: Any, key: str, *, lo: float | None = None, lo_open: bool = False,
+            hi: float | None = None, integer: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number, got {_kind(value)}", key=key)
+    if integer and not (isinstance(value, int) or float(value).is_integer()):
+        raise ConfigError(f"must be a whole number, got {value}", key=key)
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ConfigError(f"must be {'>' if lo_open else '>='} {lo:g}, got {value}", key=key)
+    if hi is not None and value > hi:
+        raise ConfigError(f"must be <= {hi:g}, got {value}", key=key)
+    return int(value) if integer else float(value)
+
+
+def _name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ConfigError(f"must be a name of letters, digits, '_', '.', '-' (got {value!r})", key=key)
+    return value
+
+
+# --- sections -----------------------------------------------------------------------------------------
+def _store(t: _Table) -> StoreConfig:
+    out = StoreConfig(
+        dir=Path(t.str("dir", str(StoreConfig.dir))).expanduser(),
+        segment_mb=t.num("segment_mb", StoreConfig.segment_mb, lo=0, lo_open=True),
+        segment_s=t.num("segment_s", StoreConfig.segment_s, lo=0, lo_open=True),
+        commit_interval_ms=t.num("commit_interval_ms", StoreConfig.commit_interval_ms, lo=1, hi=60_000,
+                                 integer=True),
+        reserve_mb=t.num("reserve_mb", StoreConfig.reserve_mb, lo=0),
+        queue_frames=t.num("queue_frames", StoreConfig.queue_frames, lo=1, integer=True),
+        mount=Path(t.str("mount", "")).expanduser() if t.str("mount", "") else None,
+    )
+    if out.mount is not None and not (out.mount.is_absolute() and out.dir.is_relative_to(out.mount)):
+        raise ConfigError(f"store.dir {out.dir} is not inside store.mount {out.mount} (an absolute mount point)",
+                          key=t.path("mount"))
+    t.done()
+    return out
+
+
+def _gpio(t: _Table) -> GpioConfig:
+    backend = t.str("backend", GpioConfig.backend, choices=("lgpio", "mock"))
+    bounce = t.num("bounce_ms", GpioConfig.bounce_ms, lo=0, hi=10_000)
+    min_pulse = t.num("min_pulse_ms", GpioConfig.min_pulse_ms, lo=0, hi=10_000)
+    default_pull_up = t.bool("pull_up", True)
+    default_active_high = t.bool("active_high", not default_pull_up)
+    events = t.table("events")
+    lines: list[GpioLine] = []
+    seen_pins: dict[int, str] = {}
+    for event, spec in events.data.items():
+        key = events.path(event)
+        events.used.add(event)
+        _name(event, key)
+        if isinstance(spec, dict):
+            line = _Table(spec, key)
+            if "pin" not in spec:
+                _missing(line.path("pin"))
+            pin = line.num("pin", 0, lo=0, hi=53, integer=True)
+            pull_up = line.bool("pull_up", default_pull_up)
+            active_high = line.bool("active_high", not pull_up)
+            line.done()
+        else:
+            pin = _number(spec, key, lo=0, hi=53, integer=True)
+            pull_up, active_high = default_pull_up, default_active_high
+        if pin in seen_pins:
+            raise ConfigError(f"pin {pin} is already used by event {seen_pins[pin]!r}", key=key)
+        seen_pins[pin] = event
+        lines.append(GpioLine(event=event, pin=pin, pull_up=pull_up, active_high=active_high))
+    t.done()
+    return GpioConfig(backend=backend, bounce_ms=bounce, min_pulse_ms=min_pulse, lines=tuple(lines))
+
+
+def _missing(key: str) -> Any:
+    raise ConfigError("is required", key=key)
+
+
+def _phases(t: _Table) -> PhasesConfig:
+    triggers_t = t.table("triggers")
+    if triggers_t.data:
+        triggers = []
+        phases_seen: set[str] = set()
+        for event, phase in triggers_t.data.items():
+            key = triggers_t.path(event)
+            triggers_t.used.add(event)
+            _name(event, key)
+            if event in RESERVED_EVENTS:
+                raise ConfigError(f"event {event!r} is built in and cannot start a descent phase", key=key)
+            if not isinstance(phase, str) or not re.match(r"^[A-Z][A-Z0-9_]*$", phase):
+                raise ConfigError(f"must be a phase name in capitals, got {phase!r}", key=key)
+            if phase in FIXED_PHASES:
+                raise ConfigError(f"phase {phase!r} is built in; name a descent phase", key=key)
+            if phase in phases_seen:
+                raise ConfigError(f"phase {phase!r} is named twice", key=key)
+            phases_seen.add(phase)
+            triggers.append((event, phase))
+        triggers_tuple = tuple(triggers)
+    else:
+        triggers_tuple = PhasesConfig.triggers
+    order = (SAFE, ARMED, *(p for _, p in triggers_tuple), TOUCHDOWN, LANDED)
+    timeouts_t = t.table("timeouts_s")
+    timeouts = []
+    for phase, seconds in timeouts_t.data.items():
+        key = timeouts_t.path(phase)
+        timeouts_t.used.add(phase)
+        if phase not in order or phase in (SAFE, LANDED):
+            raise ConfigError(f"unknown phase {phase!r} (phases with a timer: {', '.join(order[1:-1])})",
+                              key=key)
+        timeouts.append((phase, _number(seconds, key, lo=0, lo_open=True)))
+    out = PhasesConfig(
+        triggers=triggers_tuple,
+        post_touchdown_s=t.num("post_touchdown_s", PhasesConfig.post_touchdown_s, lo=0, hi=3600),
+        descent_timeout_s=t.num("descent_timeout_s", PhasesConfig.descent_timeout_s, lo=0, lo_open=True),
+        armed_timeout_s=t.num("armed_timeout_s", PhasesConfig.armed_timeout_s, lo=0),
+        timeouts_s=tuple(timeouts),
+    )
+    t.done()
+    return out
+
+
+def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
+    name = _name(t.get("name"), t.path("name")) if t.has("name") else _missing(t.path("name"))
+    role = t.str("role", "down")
+    backend = t.str("backend", CameraConfig.backend, choices=("picamera2", "sim"))
+    size_v = t.get("size", list(CameraConfig.size))
+    if (not isinstance(size_v, list) or len(size_v) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size_v)):
+        raise ConfigError(f"must be [width, height] in pixels, got {size_v!r}", key=t.path("size"))
+    w, h = size_v
+    if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
+        raise ConfigError(f"must be even sizes from 16 to 8192 pixels, got {w}x{h}", key=t.path("size"))
+    fps_t = t.table("fps")
+    recording = phases.order[1:-1]
+    if role not in ROLE_FPS:  # a free name has no schedule to fall back on: it must give every phase's rate
+        missing = [p for p in recording if p not in fps_t.data]
+        if missing:
+            raise ConfigError(f"unknown role {role!r} (roles with a schedule: {', '.join(sorted(ROLE_FPS))}); "
+                              f"a role of your own needs [cameras.fps] for {', '.join(missing)}",
+                              key=t.path("role"))
+    base = dict(ROLE_FPS.get(role, {}))
+    for phase, value in fps_t.data.items():
+        key = fps_t.path(phase)
+        fps_t.used.add(phase)
+        if phase not in phases.order or phase in ("SAFE", "LANDED"):
+            raise ConfigError(
+                f"unknown phase {phase!r} (recording phases: {', '.join(phases.order[1:-1])})", key=key)
+        base[phase] = _number(value, key, lo=0, lo_open=True, hi=240)
+    fps = tuple((p, float(base.get(p, base.get("ARMED", 2.0)))) for p in phases.order[1:-1])
+    quality_t = t.table("quality")
+    quality = []
+    for phase, value in quality_t.data.items():
+        key = quality_t.path(phase)
+        quality_t.used.add(phase)
+        if phase not in phases.order[1:-1]:
+            raise ConfigError(f"unknown phase {phase!r} (recording phases: {', '.join(phases.order[1:-1])})",
+                              key=key)
+        quality.append((phase, _number(value, key, lo=1, hi=100, integer=True)))
+    lores_v = t.get("lores_size")
+    lores_size = None
+    if lores_v is not None:
+        if (not isinstance(lores_v, list) or len(lores_v) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in lores_v)):
+            raise ConfigError(f"must be [width, height] in pixels, got {lores_v!r}", key=t.path("lores_size"))
+        lw, lh = lores_v
+        if not (16 <= lw <= w and 16 <= lh <= h):
+            raise ConfigError(f"must be from 16x16 up to the main size {w}x{h}, got {lw}x{lh}",
+                              key=t.path("lores_size"))
+        if lw % 2 or lh % 2:  # I420 halves both axes for its chroma planes
+            raise ConfigError(f"must be even sizes (4:2:0 chroma halves both), got {lw}x{lh}",
+                              key=t.path("lores_size"))
+        lores_size = (lw, lh)
+    lores_phases = t.get("lores_phases", [])
+    if not isinstance(lores_phases, list) or not all(isinstance(x, str) for x in lores_phases):
+        raise ConfigError("must be a list of phase names", key=t.path("lores_phases"))
+    for phase in lores_phases:
+        if phase not in phases.order[1:-1]:
+            raise ConfigError(f"unknown phase {phase!r}", key=t.path("lores_phases"))
+    if lores_phases and lores_size is None:
+        raise ConfigError("needs lores_size = [width, height]", key=t.path("lores_phases"))
+    stills = t.get("stills", [])
+    if not isinstance(stills, list) or not all(isinstance(s, str) for s in stills):
+        raise ConfigError("must be a list of event names", key=t.path("stills"))
+    faults_v = t.get("faults", [])
+    faults = []
+    if not isinstance(faults_v, list):
+        raise ConfigError("must be an array of tables", key=t.path("faults"))
+    for i, f in enumerate(faults_v):
+        ft = _Table(f, f"{t.path('faults')}[{i}]")
+        faults.append((ft.str("kind", choices=("stall", "exception", "disconnect", "hang")),
+                       ft.num("at_s", 0.0, lo=0), ft.num("duration_s", 1.0, lo=0)))
+        ft.done()
+    if faults and backend != "sim":
+        raise ConfigError("fault injection is only for the sim backend", key=t.path("faults"))
+    pre_s = t.num("pretrigger_s", CameraConfig.pretrigger_s, lo=0, hi=600)
+    pre_mb = t.num("pretrigger_mb", CameraConfig.pretrigger_mb, lo=0)
+    if pre_s > 0 and pre_mb == 0:
+        raise ConfigError(f"is 0 while pretrigger_s = {pre_s:g}: the ring would hold nothing "
+                          f"(set pretrigger_s = 0 to turn it off)", key=t.path("pretrigger_mb"))
+    controls = _controls(t.table("controls"))
+    if controls != CameraControls() and backend != "picamera2":
+        raise ConfigError("camera controls are only for the picamera2 backend", key=t.path("controls"))
+    out = CameraConfig(
+        name=name,
+        role=role,
+        backend=backend,
+        index=t.num("index", index, lo=0, hi=16, integer=True),
+        size=(w, h),
+        jpeg_quality=t.num("jpeg_quality", CameraConfig.jpeg_quality, lo=1, hi=100, integer=True),
+        pretrigger_s=pre_s,
+        pretrigger_mb=pre_mb,
+        fps=fps,
+        encoder=t.str("encoder", CameraConfig.encoder, choices=("auto", "hardware", "software")),
+        stills=tuple(stills),
+        seed=t.num("seed", index, integer=True),
+        faults=tuple(faults),
+        quality=tuple(quality),
+        lores_size=lores_size,
+        lores_phases=tuple(lores_phases),
+        sim_descent_s=t.num("sim_descent_s", CameraConfig.sim_descent_s, lo=0, lo_open=True, hi=86_400),
+        sim_prerender=int(t.num("sim_prerender", CameraConfig.sim_prerender, lo=0, hi=256, integer=True)),
+        controls=controls,
+    )
+    t.done()
+    return out
+
+
+_CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max", "sensor_mode")
+
+
+def _controls(t: _Table) -> CameraControls:
+    """``[cameras.controls]``; every key is checked (a misspelt control is an error, never ignored)."""
+    known = list(_CONTROL_KEYS)
+    for key in sorted(t.data):
+        if key not in known:
+            raise ConfigError(f"unknown control (known: {', '.join(known)})", key=t.path(key))
+    af_mode = t.str("AfMode", choices=AF_MODES) if t.has("AfMode") else None
+    lens = t.num("LensPosition", 0.0, lo=0, hi=32) if t.has("LensPosition") else None  # IPA: 0..32 dioptres
+    if lens is not None and af_mode not in (None, "manual"):
+        raise ConfigError(f"needs AfMode = 'manual' (AfMode is {af_mode!r}: the lens would move)",
+                          key=t.path("LensPosition"))
+    exposure = t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True) if t.has("exposure_max_us") \
+        else None
+    gain = t.num("analogue_gain_max", 1.0, lo=1.0, hi=64.0) if t.has("analogue_gain_max") else None
+    mode = None
+    if t.has("sensor_mode"):
+        v = t.get("sensor_mode")
+        if (not isinstance(v, list) or len(v) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 16384 for x in v)):
+            raise ConfigError(f"must be [width, height] of a sensor mode in pixels, got {v!r}",
+                              key=t.path("sensor_mode"))
+        mode = (v[0], v[1])
+    t.done()
+    return CameraControls(af_mode=af_mode, lens_position=lens, exposure_max_us=exposure,
+                          analogue_gain_max=gain, sensor_mode=mode)
+
+
+def _encode(t: _Table) -> EncodeConfig:
+    out = EncodeConfig(
+        threads=t.num("threads", EncodeConfig.threads, lo=1, hi=64, integer=True),
+        max_inflight=t.num("max_inflight", EncodeConfig.max_inflight, lo=1, hi=1024, integer=True),
+    )
+    t.done()
+    return out
+
+
+def _publish(t: _Table) -> PublishConfig:
+    bind = t.str("bind", PublishConfig.bind)
+    events = t.str("events", PublishConfig.events)
+    for key, url in (("bind", bind), ("events", events)):
+        if not re.match(r"^(tcp|ipc|inproc)://\S+$", url):
+            raise ConfigError(f"must be a ZeroMQ endpoint like 'tcp://*:5555', got {url!r}", key=t.path(key))
+    if bind == events and not bind.endswith((":*", ":0")):  # wildcard ports are two different ports
+        raise ConfigError(f"must differ from publish.bind (both {bind!r})", key=t.path("events"))
+    out = PublishConfig(
+        bind=bind,
+        events=events,
+        curve_keys=t.str("curve_keys", ""),
+        serve_during_flight=t.bool("serve_during_flight", False),
+        remote_events=t.bool("remote_events", False),
+        chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
+        thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
+    )
+    t.done()
+    return out
+
+
+def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
+    """Validate a parsed TOML document and build a :class:`Config`; raise ConfigError on any problem."""
+    try:
+        top = _Table(data, "")
+        board = _name(top.get("board"), "board") if top.has("board") else _missing("board")
+        phases = _phases(top.table("phases"))
+        cams_v = top.get("cameras", [])
+        if not isinstance(cams_v, list):
+            raise ConfigError("must be an array of tables ([[cameras]])", key="cameras")
+        cameras = tuple(_camera(_Table(c, f"cameras[{i}]"), phases, i) for i, c in enumerate(cams_v))
+        names = [c.name for c in cameras]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise ConfigError(f"camera name {n!r} is used twice", key=f"cameras[{i}].name")
+            if n == "events":
+                raise ConfigError("'events' is reserved for the event log", key=f"cameras[{i}].name")
+        claimed: dict[int, str] = {}
+        for i, cam in enumerate(cameras):
+            if cam.backend != "picamera2":
+                continue
+            if cam.index in claimed:  # two runners would fight over one sensor
+                raise ConfigError(f"camera index {cam.index} is already used by camera {claimed[cam.index]!r}",
+                                  key=f"cameras[{i}].index")
+            claimed[cam.index] = cam.name
+        gpio = _gpio(top.table("gpio"))
+        known_events = {*RESERVED_EVENTS, *(e for e, _ in phases.triggers)}
+        for line in gpio.lines:
+            if line.event not in known_events:
+                raise ConfigError(
+                    f"event {line.event!r} does nothing (known: {', '.join(sorted(known_events))})",
+                    key=f"gpio.events.{line.event}")
+        for i, cam in enumerate(cameras):
+            for ev in cam.stills:
+                if ev not in known_events:
+                    raise ConfigError(f"unknown event {ev!r}", key=f"cameras[{i}].stills")
+        cfg = Config(
+            board=board,
+            store=_store(top.table("store")),
+            gpio=gpio,
+            phases=phases,
+            cameras=cameras,
+            encode=_encode(top.table("encode")),
+            publish=_publish(top.table("publish")),
+            source=source,
+        )
+        top.done()
+    except ConfigError as exc:
+        if source and not exc.path:
+            exc.path = source
+        raise
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", path=str(path)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", path=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"TOML syntax error: {exc}", path=str(path)) from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,640 @@
+"""`camctl doctor`: is this board ready to fly? One line per check, OK / WARN / FAIL, and what to fix.
+
+Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it sees
+(each configured camera is opened for a second at its size, flight rate, encoder and controls: the achieved
+rate and whatever could not be set are reported), the GPIO stack (lgpio, the header's gpiochip, group
+membership), the event lines' current levels (an arm key left on, a break-wire already broken), power
+(``vcgencmd get_throttled``: under-voltage, throttling), the flash store (exists, on the mount it is meant to
+be on, a real create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's expected
+size), the clock, and the ZeroMQ ports. Every contact with the machine goes through :class:`Probes`, so tests
+(and a laptop without a Pi) run the same code with fakes.
+
+Exit status of :func:`main`: 0 when every check is OK or WARN, 1 when any check FAILs.
+
+Example::
+
+    >>> from camctl.board.doctor import Probes, run_checks
+    >>> checks = run_checks(None, probes=Probes(import_module=_no_module))   # doctest: +SKIP
+    >>> print(format_check(checks[0]))                                       # doctest: +SKIP
+    OK    python: Python 3.11.2, camctl 0.1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import glob as _glob
+import grp
+import importlib
+import os
+import platform
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import camctl
+from camctl.board.config import CameraConfig, Config, load_config
+from camctl.exc import ConfigError
+
+if TYPE_CHECKING:
+    from camctl.board.cameras.base import Camera
+
+__all__ = [
+    "FAIL",
+    "OK",
+    "WARN",
+    "Check",
+    "Probes",
+    "add_arguments",
+    "format_check",
+    "main",
+    "run_checks",
+]
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+HEADER_LABELS = ("pinctrl-rp1", "pinctrl-bcm2712", "pinctrl-bcm2711", "pinctrl-bcm2835")
+# Bytes per pixel of a JPEG frame at quality ~85 of an outdoor scene (1080p ~ 250 kB). Used for sizing only.
+_JPEG_BYTES_PER_PIXEL = 0.12
+_APT_PICAMERA2 = ("sudo apt install python3-picamera2, and make the venv with --system-site-packages "
+                  "(python3 -m venv --system-site-packages /opt/camctl/venv)")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One result line: ``name`` of the check, ``level`` OK/WARN/FAIL, what was found, and how to fix it."""
+
+    name: str
+    level: str
+    detail: str
+    fix: str = ""
+
+
+def format_check(check: Check) -> str:
+    """``LEVEL name: detail`` plus an indented ``fix:`` line when there is something to do."""
+    line = f"{check.level:<5} {check.name}: {check.detail}"
+    if check.fix and check.level != OK:
+        line += f"\n      fix: {check.fix}"
+    return line
+
+
+# --- probes: everything that touches the machine ------------------------------------------------------
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """Run a short query command; None when it does not exist or hangs."""
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _adjtimex_state() -> int | None:
+    """adjtimex(2) with modes=0 (read only): the clock state, 5 (TIME_ERROR) when not synchronised."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(512)  # struct timex is ~208 bytes; modes=0 at offset 0
+        state = libc.adjtimex(buf)
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else int(state)
+
+
+def _user_groups() -> tuple[str, set[str]]:
+    name = pwd.getpwuid(os.getuid()).pw_name
+    groups = set()
+    for gid in {os.getgid(), *os.getgroups()}:
+        with contextlib.suppress(KeyError):
+            groups.add(grp.getgrgid(gid).gr_name)
+    return name, groups
+
+
+def _disk_free_mb(path: Path) -> float:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize / 1e6
+
+
+def _write_probe(directory: Path) -> None:
+    """Create, write, fsync, close and delete a probe file (and fsync the directory): raises OSError."""
+    probe = directory / f".camctl-doctor-{uuid.uuid4().hex}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"camctl doctor probe\n" * 64)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        finally:
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+
+def _line_levels(cfg: Config) -> dict[str, bool]:
+    """The configured event lines' levels now (True: active); raises CamctlError when they cannot be read."""
+    from camctl.board.daemon import read_mock_levels
+    from camctl.board.gpio import EventLines
+
+    if cfg.gpio.backend == "mock":  # the mock board's lines: what `camctl arm --hold` left held
+        held = read_mock_levels(cfg.store.dir)
+        return {line.event: held.get(line.event, False) for line in cfg.gpio.lines}
+    with EventLines(cfg.gpio, lambda *_: None) as lines:
+        return lines.levels()
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(device, mount point, fs type) of every mount, from /proc/self/mounts (octal escapes decoded)."""
+    out = []
+    text = _read_text("/proc/self/mounts") or ""
+    for row in text.splitlines():
+        parts = row.split()
+        if len(parts) >= 3:
+            dev, point, fstype = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), x)
+                                  for x in parts[:3])
+            out.append((dev, point, fstype))
+    return out
+
+
+def _running_daemon(store_dir: Path) -> dict | None:
+    from camctl.board.daemon import running_daemon
+
+    return running_daemon(store_dir)
+
+
+def _bind_zmq(endpoint: str) -> None:
+    """Bind and close a ZeroMQ socket on ``endpoint``: raises an exception naming the problem."""
+    import zmq
+
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(endpoint)
+        finally:
+            sock.close(0)
+    finally:
+        ctx.term()
+
+
+def _make_camera(cfg: CameraConfig) -> Camera:
+    from camctl.board.cameras import make_camera
+
+    return make_camera(cfg)
+
+
+@dataclass
+class Probes:
+    """The machine, as doctor sees it. Replace any field in tests; defaults touch the real system."""
+
+    import_module: Callable[[str], ModuleType] = importlib.import_module
+    read_text: Callable[[str], str | None] = _read_text
+    glob: Callable[[str], list[str]] = field(default=lambda pattern: sorted(_glob.glob(pattern)))
+    realpath: Callable[[str], str] = os.path.realpath
+    access: Callable[[str, int], bool] = os.access
+    run: Callable[[list[str]], Any] = _run
+    adjtimex_state: Callable[[], int | None] = _adjtimex_state
+    user_groups: Callable[[], tuple[str, set[str]]] = _user_groups
+    disk_free_mb: Callable[[Path], float] = _disk_free_mb
+    write_probe: Callable[[Path], None] = _write_probe
+    bind: Callable[[str], None] = _bind_zmq
+    is_dir: Callable[[Path], bool] = field(default=lambda p: p.is_dir())
+    line_levels: Callable[[Config], dict[str, bool]] = _line_levels
+    mounts: Callable[[], list[tuple[str, str, str]]] = _mounts
+    running_daemon: Callable[[Path], dict | None] = _running_daemon
+    make_camera: Callable[[CameraConfig], Camera] = _make_camera  # built closed, as the daemon builds it
+    camera_seconds: float = 1.0  # how long each camera is run for its rate
+
+
+# --- checks -------------------------------------------------------------------------------------------
+def _check_python() -> Check:
+    version = platform.python_version()
+    return Check("python", OK, f"Python {version} ({sys.executable}), camctl {camctl.__version__}")
+
+
+def _in_isolated_venv() -> bool:
+    if sys.prefix == sys.base_prefix:
+        return False
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    try:
+        text = cfg.read_text()
+    except OSError:
+        return False
+    return re.search(r"(?m)^include-system-site-packages\s*=\s*true", text) is None
+
+
+def _check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
+    indexes = sorted({c.index for c in cfg.cameras if c.backend == "picamera2"}) if cfg else [0]
+    if cfg is not None and not indexes:
+        return [Check("picamera2", OK, "not needed (no camera uses backend 'picamera2')")]
+    try:
+        module = probes.import_module("picamera2")
+    except ImportError as exc:
+        fix = _APT_PICAMERA2
+        if _in_isolated_venv():
+            fix += f"; this venv ({sys.prefix}) does not see system packages: recreate it with that flag"
+        missing = getattr(exc, "name", None) or "picamera2"
+        if missing == "libcamera":
+            return [Check("picamera2", FAIL, f"picamera2 is installed but libcamera's Python bindings are not "
+                                             f"({exc}); a pip-installed picamera2 cannot provide them",
+                          f"{fix}; then `pip uninstall picamera2` inside the venv so the apt one is used")]
+        return [Check("picamera2", FAIL, f"cannot import picamera2 ({exc})", fix)]
+    checks = [Check("picamera2", OK, f"importable from {getattr(module, '__file__', '?')}")]
+    try:
+        info = list(module.Picamera2.global_camera_info())
+    except Exception as exc:  # libcamera errors are not a documented type
+        checks.append(Check("cameras", FAIL, f"Picamera2.global_camera_info() failed: {exc}",
+                            "check `rpicam-hello --list-cameras` and the ribbon; see hardware/cameras.md"))
+        return checks
+    found = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(info)) or "none"
+    names = {c.index: c.name for c in cfg.cameras if c.backend == "picamera2"} if cfg else {0: "(default)"}
+    missing_idx = [i for i in indexes if i >= len(info)]
+    if missing_idx:
+        want = ", ".join(f"{i} ({names[i]})" for i in missing_idx)
+        checks.append(Check("cameras", FAIL, f"configured camera index {want} not detected; "
+                                             f"detected: {found}",
+                            "re-seat the ribbon (contacts facing the right way), check camera_auto_detect=1 "
+                            "or the dtoverlay= line in /boot/firmware/config.txt, then "
+                            "`rpicam-hello --list-cameras`"))
+    else:
+        checks.append(Check("cameras", OK, f"detected {found}; configured indexes {indexes} present"))
+    if cfg is not None:
+        checks += [_probe_camera(c, probes) for c in cfg.cameras if c.backend == "picamera2" and c.index < len(info)]
+    return checks
+
+
+def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[str]:
+    """The exposure and gain caps, checked against the frames' metadata (MJPEG frames carry none: 0 µs)."""
+    out = []
+    cap_us, cap_gain = cfg.controls.exposure_max_us, cfg.controls.analogue_gain_max
+    seen_us = max((e for e, _ in exposures), default=0)
+    seen_gain = max((g for e, g in exposures if e > 0), default=0.0)
+    if cap_us is not None and seen_us > cap_us * 1.05:
+        out.append(f"exposures up to {seen_us} us, over exposure_max_us = {cap_us}")
+    if cap_gain is not None and seen_gain > cap_gain * 1.05:
+        out.append(f"analogue gain up to {seen_gain:g}, over analogue_gain_max = {cap_gain:g}")
+    return out
+
+
+def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
+    """Open one camera as the flight will (size, encoder, controls) at its highest rate for
+    ``probes.camera_seconds``; report the rate the sensor achieved and what could not be set."""
+    name = f"camera {cfg.name}"
+    target = cfg.sensor_fps()
+    what = f"{cfg.size[0]}x{cfg.size[1]} at {target:g} fps"
+    stamps: list[int] = []
+    durations: list[int] = []
+    exposures: list[tuple[int, float]] = []
+    try:
+        camera = probes.make_camera(cfg)
+        camera.set_fps(target)  # every sensor frame: the sensor's own rate is what is measured
+        with camera:
+            deadline = time.monotonic() + probes.camera_seconds
+            while time.monotonic() < deadline or len(stamps) < 2:
+                frame = camera.capture(timeout_s=max(1.0, 3.0 / target))
+                if frame.release is not None:  # lent pixels (Frame.release): only the metadata is read here
+                    frame.release()
+                stamps.append(frame.timestamp_ns)
+                durations.append(frame.frame_duration_us)
+                exposures.append((frame.exposure_us, frame.analogue_gain))
+    except Exception as exc:  # CameraError or a backend bug: either way this camera cannot fly
+        return Check(name, FAIL, f"{what}: {exc}", "see hardware/cameras.md; `rpicam-hello --list-cameras`")
+    span_s = (stamps[-1] - stamps[0]) / 1e9
+    delivered = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
+    encoder = getattr(camera, "encoder_in_use", "") or cfg.encoder
+    mode = getattr(camera, "sensor_mode_in_use", None)
+    if mode is not None:
+        encoder += f", sensor mode {mode[0]}x{mode[1]}"
+    # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the nominal one, so
+    # there the delivered rate is all there is. A delivered rate below the sensor's is this process being late.
+    median = sorted(durations)[len(durations) // 2]
+    achieved = delivered if encoder == "hardware" or median <= 0 else 1e6 / median
+    detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, {delivered:.1f} fps delivered "
+              f"over {len(stamps)} frames")
+    problems = [f"could not set {line}" for line in getattr(camera, "unset_controls", [])]
+    problems += _caps_broken(cfg, exposures)
+    if achieved < 0.9 * target:
+        problems.append(f"only {achieved:.1f} of {target:g} fps (the sensor mode's limit or a busy CPU)")
+    if not problems:
+        return Check(name, OK, detail)
+    return Check(name, WARN, f"{detail}; {'; '.join(problems)}",
+                 "lower [cameras.fps] or pick a faster [cameras.controls] sensor_mode; drop controls this camera "
+                 "does not have")
+
+
+def _chip_labels(probes: Probes) -> dict[str, str]:
+    """gpiochipN -> label, from /sys/bus/gpio/devices/*/label, else /sys/class/gpio/gpiochip*/label."""
+    labels: dict[str, str] = {}
+    for path in probes.glob("/sys/bus/gpio/devices/gpiochip*"):
+        text = probes.read_text(f"{path}/label")
+        if text:
+            labels[Path(path).name] = text.strip("\0\n ")
+    if labels:
+        return labels
+    for path in probes.glob("/sys/class/gpio/gpiochip*"):  # named by base; 'device' points at gpiochipN
+        text = probes.read_text(f"{path}/label")
+        chip = Path(probes.realpath(f"{path}/device")).name
+        if text and chip.startswith("gpiochip"):
+            labels[chip] = text.strip("\0\n ")
+    return labels
+
+
+def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
+    if cfg is not None and cfg.gpio.backend == "mock":
+        return [Check("gpio", OK, "backend 'mock': no GPIO hardware used")]
+    checks: list[Check] = []
+    try:
+        probes.import_module("lgpio")
+        checks.append(Check("lgpio", OK, "importable"))
+    except ImportError as exc:
+        checks.append(Check("lgpio", FAIL, f"cannot import lgpio ({exc})",
+                            "sudo apt install python3-lgpio (venv with --system-site-packages)"))
+    model = (probes.read_text("/proc/device-tree/model") or "").strip("\0\n ") or "unknown (not a Pi?)"
+    chips = [Path(p).name for p in probes.glob("/dev/gpiochip*")]
+    if not chips:
+        checks.append(Check("gpiochip", FAIL, f"no /dev/gpiochip* on {model}",
+                            "this is not a Pi, or the GPIO driver is missing: use [gpio] backend = \"mock\" "
+                            "off the rig"))
+        return checks
+    labels = _chip_labels(probes)
+    header = next((chip for chip, label in sorted(labels.items()) if label in HEADER_LABELS), None)
+    # gpiozero's LGPIOFactory opens gpiochip4 on a Pi 5 when it exists (older kernels), else gpiochip0.
+    opened = "gpiochip4" if "Raspberry Pi 5" in model and "gpiochip4" in chips else "gpiochip0"
+    opened_real = Path(probes.realpath(f"/dev/{opened}")).name
+    if header is None:
+        seen = ", ".join(f"{c}={labels[c]}" for c in sorted(labels)) or "no labels readable"
+        checks.append(Check("gpiochip", WARN, f"{model}: header controller not identified ({seen}); "
+                                              f"gpiozero will open /dev/{opened}",
+                            "check with `gpiodetect` that the header is on that chip (pinctrl-rp1 on a Pi 5, "
+                            "pinctrl-bcm2711 on a Pi 4)"))
+    elif opened_real != header:
+        checks.append(Check("gpiochip", FAIL, f"{model}: the header is /dev/{header} ({labels[header]}) but "
+                                              f"gpiozero will open /dev/{opened}",
+                            "update gpiozero/lgpio and the kernel together (apt full-upgrade), or add the "
+                            f"udev symlink /dev/gpiochip4 -> {header} (raspberrypi-sys-mods)"))
+    else:
+        checks.append(Check("gpiochip", OK, f"{model}: header on /dev/{header} ({labels[header]})"))
+    target = header or opened
+    if not probes.access(f"/dev/{target}", os.R_OK | os.W_OK):
+        user, _ = probes.user_groups()
+        checks.append(Check("gpiochip access", FAIL, f"/dev/{target} is not readable+writable by {user}",
+                            f"sudo usermod -aG gpio {user} (then log in again)"))
+    return checks
+
+
+def _check_lines(cfg: Config, probes: Probes) -> list[Check]:
+    """An arm key left on arms nothing (a level is not an edge) and a broken break-wire fires nothing: both
+    mean the board will not do what the operator expects on the pad."""
+    if not cfg.gpio.lines:
+        return [Check("lines", OK, "no event lines configured: the board arms and triggers by command only")]
+    held = probes.running_daemon(cfg.store.dir) if cfg.gpio.backend != "mock" else None
+    if held is not None:
+        return [Check("lines", OK, f"held by the running camctl (pid {held.get('pid')}); its status shows the "
+                                   f"phase")]
+    try:
+        levels = probes.line_levels(cfg)
+    except Exception as exc:  # GpioError, lgpio.error: report, never crash the doctor
+        return [Check("lines", WARN, f"cannot read the event lines: {exc}",
+                      "is another program holding them? (gpioinfo shows the consumer)")]
+    pins = {line.event: line.pin for line in cfg.gpio.lines}
+    checks = []
+    if levels.get("arm"):
+        checks.append(Check("lines", WARN, f"the arm key is ON (arm, BCM{pins['arm']}, active): the daemon does "
+                                           f"not arm on a level, only on an edge",
+                            "turn the arm key off before power-up; arm on the pad"))
+    for event, active in levels.items():
+        if active and event not in ("arm", "disarm"):
+            what = "switch already closed" if event == "touchdown" else "break-wire already broken"
+            checks.append(Check("lines", WARN, f"{event} (BCM{pins.get(event, '?')}) is active now: {what}",
+                                f"check the {event} wiring and its connector; the line must be at rest before "
+                                f"arming"))
+    if not checks:
+        at_rest = " ".join(f"{e}=BCM{pins.get(e, '?')}" for e in levels)
+        checks.append(Check("lines", OK, f"every event line at rest ({at_rest})"))
+    return checks
+
+
+# vcgencmd get_throttled bits, from the Raspberry Pi documentation (raspberrypi/documentation,
+# documentation/asciidoc/computers/os/graphics-utilities.adoc, "get_throttled";
+# https://www.raspberrypi.com/documentation/computers/os.html#get_throttled).
+THROTTLED_NOW = {0: "undervoltage detected", 1: "Arm frequency capped", 2: "currently throttled",
+                 3: "soft temperature limit active"}
+THROTTLED_SINCE_BOOT = {16: "undervoltage has occurred", 17: "Arm frequency capping has occurred",
+                        18: "throttling has occurred", 19: "soft temperature limit has occurred"}
+
+
+def _check_power(probes: Probes) -> list[Check]:
+    result = probes.run(["vcgencmd", "get_throttled"])
+    if result is None:
+        return []  # not a Pi (or no vcgencmd): nothing to report
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", getattr(result, "stdout", "") or "")
+    if getattr(result, "returncode", 1) != 0 or match is None:
+        return [Check("power", WARN, f"vcgencmd get_throttled gave no answer ({(result.stderr or '').strip()})",
+                      "sudo usermod -aG video USER (vcgencmd needs /dev/vcio)")]
+    value = int(match.group(1), 0)
+    now = [text for bit, text in THROTTLED_NOW.items() if value >> bit & 1]
+    since = [text for bit, text in THROTTLED_SINCE_BOOT.items() if value >> bit & 1]
+    fix = ("use the specified supply and a short, thick cable (hardware/power.md); under-voltage during a flight "
+           "browns out cameras and the SSD")
+    if value & 1:
+        return [Check("power", FAIL, f"throttled={match.group(1)}: {', '.join(now + since)}", fix)]
+    if now or since:
+        return [Check("power", WARN, f"throttled={match.group(1)}: {', '.join(now + since)}"
+                                     f"{' (since boot)' if not now else ''}", fix)]
+    return [Check("power", OK, "vcgencmd get_throttled: no under-voltage or throttling since boot")]
+
+
+def _mount_of(path: str, points: list[str]) -> str:
+    """The longest mount point that contains ``path`` (both absolute, normalised)."""
+    best = "/"
+    for point in points:
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best = point
+    return best
+
+
+def _check_mount(cfg: Config, probes: Probes) -> list[Check]:
+    """store.dir must be on the mount the config means (store.mount, else its /etc/fstab entry): with the
+    SSD missing, the bare mount point is a folder on the SD card that would silently fill up."""
+    directory = probes.realpath(str(cfg.store.dir))
+    mounts = probes.mounts()
+    actual = _mount_of(directory, [m[1] for m in mounts])
+    device = next((f"{m[0]} ({m[2]})" for m in reversed(mounts) if m[1] == actual), "?")
+    if cfg.store.mount is not None:
+        intended, source = probes.realpath(str(cfg.store.mount)), "store.mount"
+    else:
+        fstab = [row.split()[1] for row in (probes.read_text("/etc/fstab") or "").splitlines()
+                 if row.strip() and not row.lstrip().startswith("#") and len(row.split()) >= 3
+                 and row.split()[1].startswith("/")]
+        intended, source = _mount_of(directory, fstab), "/etc/fstab"
+        if intended == "/":
+            return [Check("mount", OK, f"{cfg.store.dir} is on {actual}: {device}")]
+    if actual == intended:
+        return [Check("mount", OK, f"{cfg.store.dir} is on {actual} as {source} says: {device}")]
+    return [Check("mount", FAIL, f"{cfg.store.dir} is on {actual} ({device}), not on {intended} as {source} "
+                                 f"says: the disk is not mounted, flights would fill {actual}",
+                  f"plug the disk in and `sudo mount {intended}` (lsblk shows it); camctl install-service makes "
+                  f"the service wait for it (RequiresMountsFor=)")]
+
+
+def _check_groups(probes: Probes) -> Check:
+    user, groups = probes.user_groups()
+    if user == "root":
+        return Check("groups", WARN, "running as root: device access is not representative of the service",
+                     "run doctor as the service user: sudo -u camctl camctl doctor --config FILE")
+    missing = [g for g in ("video", "gpio") if g not in groups]
+    if missing:
+        return Check("groups", FAIL, f"user {user} is not in group(s) {', '.join(missing)}",
+                     f"sudo usermod -aG {','.join(missing)} {user} (then log in again)")
+    return Check("groups", OK, f"user {user} is in video and gpio")
+
+
+def _flight_mb(cfg: Config) -> float:
+    """Megabytes one flight may write: every camera at its fastest descent rate for descent_timeout_s."""
+    total = 0.0
+    for cam in cfg.cameras:
+        rate = max((fps for phase, fps in cam.fps if phase != "ARMED"), default=0.0)
+        frame_mb = cam.size[0] * cam.size[1] * _JPEG_BYTES_PER_PIXEL * (cam.jpeg_quality / 85) / 1e6
+        total += frame_mb * (rate * cfg.phases.descent_timeout_s + cam.pretrigger_s * rate)
+    return total
+
+
+def _check_store(cfg: Config, probes: Probes) -> list[Check]:
+    directory = cfg.store.dir
+    if not probes.is_dir(directory):
+        return [Check("store", FAIL, f"{directory} does not exist",
+                      f"sudo install -d -o camctl -g camctl -m 0750 {directory} "
+                      "(mount the SSD first if it is on one)")]
+    try:
+        probes.write_probe(directory)
+    except OSError as exc:
+        user, _ = probes.user_groups()
+        return [Check("store", FAIL, f"{directory} is not writable by {user}: {exc.strerror or exc}",
+                      f"sudo chown -R camctl:camctl {directory} (and check it is not mounted read-only)")]
+    checks = [Check("store", OK, f"{directory} writable (create + fsync + delete)")]
+    try:
+        free = probes.disk_free_mb(directory)
+    except OSError as exc:
+        return [*checks, Check("disk", FAIL, f"statvfs({directory}) failed: {exc}")]
+    need = _flight_mb(cfg)
+    reserve = cfg.store.reserve_mb
+    detail = (f"{free:.0f} MB free; reserve {reserve:.0f} MB; a flight at the configured rates for "
+              f"descent_timeout_s={cfg.phases.descent_timeout_s:g} writes up to ~{need:.0f} MB")
+    if free < reserve:
+        checks.append(Check("disk", FAIL, detail, f"free space below store.reserve_mb: fetch and delete old "
+                                                  f"flights from {directory}"))
+    elif free - reserve < need:
+        checks.append(Check("disk", WARN, detail, "the quota policy will drop idle-rate frames first; fetch "
+                                                  "and delete old flights or use a bigger disk"))
+    else:
+        checks.append(Check("disk", OK, detail))
+    return checks
+
+
+def _check_clock(probes: Probes) -> Check:
+    fix = ("enable chrony (hardware/timesync.md); unsynchronised boards are still aligned on the shared "
+           "release edge")
+    result = probes.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    if result is not None and result.returncode == 0 and result.stdout.strip() in ("yes", "no"):
+        if result.stdout.strip() == "yes":
+            return Check("clock", OK, "synchronised (timedatectl NTPSynchronized=yes)")
+        return Check("clock", WARN, "not synchronised (timedatectl NTPSynchronized=no)", fix)
+    state = probes.adjtimex_state()
+    if state is not None:
+        if state != 5:
+            return Check("clock", OK, f"synchronised (adjtimex state {state})")
+        return Check("clock", WARN, "not synchronised (adjtimex TIME_ERROR)", fix)
+    result = probes.run(["chronyc", "tracking"])
+    if result is not None and result.returncode == 0:
+        leap = re.search(r"Leap status\s*:\s*(.+)", result.stdout)
+        if leap and leap.group(1).strip() == "Normal":
+            return Check("clock", OK, "synchronised (chronyc tracking: Leap status Normal)")
+        status = leap.group(1).strip() if leap else "no leap status"
+        return Check("clock", WARN, f"chronyc tracking: {status}", fix)
+    return Check("clock", WARN, "synchronisation unknown (no timedatectl, adjtimex or chronyc)", fix)
+
+
+def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
+    checks = []
+    service_active: bool | None = None
+    for key, endpoint in (("publish.bind", cfg.publish.bind), ("publish.events", cfg.publish.events)):
+        try:
+            probes.bind(endpoint)
+        except Exception as exc:  # zmq.ZMQError and friends: report, never crash the doctor
+            if service_active is None:
+                result = probes.run(["systemctl", "is-active", "--quiet", "camctl"])
+                service_active = result is not None and result.returncode == 0
+            if service_active:
+                checks.append(Check("port", OK, f"{key} {endpoint} is held by the running camctl service"))
+            else:
+                port = endpoint.rsplit(":", 1)[-1]
+                checks.append(Check("port", FAIL, f"cannot bind {key} {endpoint}: {exc}",
+                                    f"another process holds it (ss -ltnp | grep {port}); stop it or change {key}"))
+        else:
+            checks.append(Check("port", OK, f"{key} {endpoint} bindable"))
+    return checks
+
+
+def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> list[Check]:
+    """Every check in order. Without a config (or with a broken one) the defaults of camctl.board.config apply."""
+    probes = probes or Probes()
+    checks = [_check_python()]
+    cfg: Config | None = None
+    if config_path is not None:
+        try:
+            cfg = load_config(config_path)
+            checks.append(Check("config", OK, f"{config_path}: board {cfg.board!r}, {len(cfg.cameras)} "
+                                              f"camera(s), gpio backend {cfg.gpio.backend!r}"))
+        except ConfigError as exc:
+            checks.append(Check("config", FAIL, str(exc), f"camctl config check {config_path}"))
+    else:
+        checks.append(Check("config", WARN, "no --config given: checking the defaults",
+                            "camctl doctor --config /etc/camctl/camctl.toml"))
+    effective = cfg if cfg is not None else Config(board="default")
+    checks += _check_picamera2(cfg, probes)
+    checks += _check_gpio(cfg, probes)
+    if cfg is not None:
+        checks += _check_lines(cfg, probes)
+    checks += _check_power(probes)
+    checks.append(_check_groups(probes))
+    checks += _check_mount(effective, probes)
+    checks += _check_store(effective, probes)
+    checks.append(_check_clock(probes))
+    checks += _check_ports(effective, probes)
+    return checks
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add doctor's options to ``parser`` (the CLI owner calls this for the subcommand)."""
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="the board's config")
+
+
+def main(args: argparse.Namespace, *, probes: Probes | None = None) -> int:
+    """Print one line per check; 0 when nothing FAILs, 1 otherwise."""
+    checks = run_checks(args.config, probes=probes)
+    for check in checks:
+        print(format_check(check))
+    failed = sum(c.level == FAIL for c in checks)
+    warned = sum(c.level == WARN for c in checks)
+    print(f"{len(checks)} checks: {failed} FAIL, {warned} WARN")
+    return 1 if failed else 0

@@ -1,0 +1,187 @@
+"""Previews (THUMBS): small JPEGs of every n-th frame of a segment, made once on a worker thread and kept
+in a bounded in-memory cache, so the server thread never decodes an image."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Any
+
+from camctl.board.publish.catalog import file_key
+from camctl.common import protocol as p
+from camctl.exc import ProtocolError
+from camctl.store.reader import pick_frames
+
+__all__ = ["Previews", "make_previews"]
+
+log = logging.getLogger("camctl.board.publish")
+
+_THUMB_CACHE_BYTES = 16 << 20  # previews kept in memory (LRU by segment), bytes of JPEG
+_MAX_TODO = 1024  # preview jobs waiting in all (requested ones are also capped per peer)
+_THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still being made
+
+
+class Previews:
+    """Previews made once per segment on one worker thread, cached in memory (LRU, bounded in JPEG bytes).
+
+    The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first in line)
+    and :meth:`warm` (queue at the back). The worker is started on first use and stopped by :meth:`close`.
+    :meth:`hold` stops it between jobs while the board records a flight: decoding and re-encoding previews is
+    CPU the cameras, their encoders and the GPIO callbacks need then (a held worker is what a previous
+    landing's previews met when the next flight armed on the same boot).
+    """
+
+    def __init__(self, max_bytes: int = _THUMB_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[tuple, tuple[list[tuple[p.ThumbInfo, bytes]], int]] = OrderedDict()
+        self._bytes = 0
+        self._todo: OrderedDict[tuple, tuple[Path, str, str, int, int]] = OrderedDict()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._held = False
+        self.made = 0  # segments whose previews the worker made
+        self._owner: dict[tuple, bytes] = {}  # requested (not warmed) jobs -> the peer that asked
+        self._queued: Counter[bytes] = Counter()  # jobs waiting per peer
+
+    def _key(self, seg: Path, every: int, width: int) -> tuple:
+        return (*file_key(seg), every, width)
+
+    def get(self, seg: Path, rel: str, camera: str, every: int, width: int,
+            owner: bytes = b"") -> list[tuple[p.ThumbInfo, bytes]] | None:
+        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's queue).
+
+        A requester (``owner``, the peer) has at most ``p.MAX_THUMB_JOBS`` segments waiting in the queue;
+        one more raises ProtocolError BUSY.
+        """
+        key = self._key(seg, every, width)
+        with self._cond:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit[0]
+            if key not in self._todo:
+                if self._queued[owner] >= p.MAX_THUMB_JOBS:
+                    raise ProtocolError(p.E_BUSY, f"{p.MAX_THUMB_JOBS} of your previews are being made; ask "
+                                                  "again when they are ready (THUMBNAILS.retry_ms)")
+                self._queued[owner] += 1
+                self._owner[key] = owner
+            self._todo[key] = (seg, rel, camera, every, width)
+            self._todo.move_to_end(key, last=False)
+            self._start()
+            self._cond.notify()
+        return None
+
+    def warm(self, jobs: list[tuple[Path, str, str, int, int]]) -> None:
+        """Queue ``(seg, rel, camera, every, width)`` jobs behind any waiting request (at most
+        ``_MAX_TODO`` jobs wait in all: warming is a hint)."""
+        with self._cond:
+            for job in jobs:
+                if len(self._todo) >= _MAX_TODO:
+                    break
+                with contextlib.suppress(OSError):
+                    key = self._key(job[0], job[3], job[4])
+                    if key not in self._cache and key not in self._todo:
+                        self._todo[key] = job
+            if self._todo:
+                self._start()
+                self._cond.notify()
+
+    def hold(self, held: bool) -> None:
+        """Hold the worker after its current job (``True``) or let it go on (``False``)."""
+        with self._cond:
+            self._held = held
+            self._cond.notify_all()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def _start(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._work, name="camctl-previews", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        import simplejpeg  # noqa: F401  (imports here, not on the first request's clock)
+        from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage  # noqa: F401
+
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: (self._todo and not self._held) or self._closed)
+                if self._closed:
+                    return
+                key, job = self._todo.popitem(last=False)
+                owner = self._owner.pop(key, None)
+                if owner is not None:
+                    self._queued[owner] -= 1
+                    if not self._queued[owner]:
+                        del self._queued[owner]
+            try:
+                thumbs = make_previews(*job)
+            except Exception:  # a broken segment gets no previews, never a dead worker
+                log.exception("previews of %s failed", job[1])
+                thumbs = []
+            size = sum(len(d) for _, d in thumbs) + 256
+            with self._cond:
+                self._cache[key] = (thumbs, size)
+                self._bytes += size
+                self.made += 1
+                self._cond.notify_all()
+                while self._bytes > self.max_bytes and len(self._cache) > 1:
+                    _, (_, old) = self._cache.popitem(last=False)
+                    self._bytes -= old
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> list[tuple[p.ThumbInfo, bytes]]:
+    """Previews of every ``every``-th image (stills not counted) of one camera segment, in file order (runs on
+    the worker). A finished segment is read through its index: only the chosen images and their metadata."""
+    out: list[tuple[p.ThumbInfo, bytes]] = []
+    for fr in pick_frames(seg, every=max(1, every), stills=False, check_jpeg=False):
+        small = _shrink(fr.jpeg, width)
+        if small is None:
+            continue
+        data, w, h = small
+        out.append((p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
+                                phase=fr.phase, width=w, height=h), data))
+    return out
+
+
+def _shrink(jpeg: bytes, width: int) -> tuple[bytes, int, int] | None:
+    """A ``width``-pixel-wide q70 JPEG of ``jpeg`` (DCT-scaled decode, then a box-filter resize in numpy: the
+    board needs no imaging library); None if broken."""
+    import simplejpeg
+
+    try:
+        img = simplejpeg.decode_jpeg(jpeg, min_width=width, strict=False)
+        h, w = img.shape[:2]
+        if w > width:
+            img = _box_resize(img, width, max(1, round(h * width / w)))
+        return simplejpeg.encode_jpeg(img, quality=70), int(img.shape[1]), int(img.shape[0])
+    except Exception:
+        return None
+
+
+def _box_resize(img: Any, width: int, height: int) -> Any:
+    """``img`` (H x W x C uint8) resized down to ``width`` x ``height``: each output pixel is the mean of the
+    source pixels it covers (an area filter, like Pillow's BOX; the DCT-scaled decode left at most 2x)."""
+    import numpy as np
+
+    h, w = img.shape[:2]
+    ys = np.linspace(0, h, height + 1).astype(int)
+    xs = np.linspace(0, w, width + 1).astype(int)
+    rows = np.add.reduceat(img.astype(np.uint32), ys[:-1], axis=0) // np.diff(ys)[:, None, None]
+    out = np.add.reduceat(rows, xs[:-1], axis=1) // np.diff(xs)[None, :, None]
+    return np.ascontiguousarray(out.astype(np.uint8))
+
+

@@ -1,0 +1,234 @@
+"""The loss ledger: every frame a camera captured is stored, dropped with a reason, or aged out of the ring.
+
+It owns the per-flight frame accounting of a board and its records in the flight's event log, so the record
+after the flight tells the whole truth::
+
+    captured = stored + sum(dropped by reason) + aged_out            (for every camera, once the flight landed)
+
+``captured`` counts every frame the sensor numbered (the ones it skipped are lost as ``sensor_gap``) plus
+every still taken. ``stored`` is not the ledger's to count: the store knows it (its stats live, its index
+after the flight). Anything may write a loss through :meth:`Ledger.lost` (thread-safe, O(1), no I/O):
+capture threads, the encoder, the store's full-disk policy, store recovery. :meth:`Ledger.flush` turns what
+was counted since the last flush into one record per camera (counts per interval, not one record per frame);
+the daemon writes them to the flight's event log every second and before it finishes the flight.
+
+Record (``kind == "ledger"`` in the event log; counts are for the interval ``since_ns`` .. ``mono_ns``)::
+
+    {"kind": "ledger", "name": "interval", "camera": "down", "since_ns": 1, "mono_ns": 2, "wall_ns": 3,
+     "captured": 30, "aged_out": 0, "dropped": {"encoder_behind": 2}, "stills_missed": 0}
+
+Reasons (:data:`REASONS`): ``encoder_behind`` (the encoder pool was full), ``ring_overflow`` (the pre-trigger
+ring's byte cap pushed a frame out before its time), ``sensor_gap`` (the sensor skipped sequence numbers),
+``store_refused`` (no flight store was open to take the frame), ``still_gap`` (video frames the sensor did not
+deliver while a still was taken), ``store_full`` (the store's full-disk policy), ``encode_error``,
+``recovery_cut`` (frames a power cut tore off after the store wrote them: store recovery's ``loss`` records with
+their ``seqs``), ``restart`` (captured before the daemon restarted mid-flight and neither stored nor dropped:
+in RAM when the process died; the resume writes one ``name: "restart"`` record per camera from what is on
+disk, see :func:`camctl.board.resume.restart_books`, so the books of a resumed flight close); a store's own reasons
+arrive as ``store_<reason>``. A flight that was never resumed after a power cut may not close (the last ledger
+interval may be torn off too): ``ls`` then says NOT BALANCED rather than guess.
+``aged_out`` (ARMED frames that left the ring by age, or at disarm)
+is not a drop: it is the ring working. ``stills_missed`` counts still requests not served before LANDED/SAFE
+(no frame existed, so they are outside the equation).
+
+:func:`read_ledger` sums a flight's records (and the store's own ``kind == "drop"`` records, written before
+the store wrote through this API) back into per-camera totals: ``camctl ls`` and ``export`` use it on a board's
+store and on a ground download alike.
+
+Example::
+
+    >>> led = Ledger(clock_ns=lambda: 5, wall_ns=lambda: 7)
+    >>> led.captured("down", 3); led.lost("down", "encoder_behind"); led.aged_out("down")
+    >>> [r["dropped"] for r in led.flush()], led.flush()
+    ([{'encoder_behind': 1}], [])
+    >>> read_ledger([{"kind": "ledger", "camera": "down", "captured": 3, "aged_out": 1, "dropped": {"x": 1}}])
+    {'down': {'captured': 3, 'aged_out': 1, 'dropped': {'x': 1}, 'stills_missed': 0}}
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+__all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_ledger", "store_reason"]
+
+ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
+STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR = "store_refused", "still_gap", "store_full", "encode_error"
+RECOVERY_CUT = "recovery_cut"
+RESTART = "restart"  # captured before a daemon restart, neither stored nor dropped: in RAM when it died
+REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR,
+           RECOVERY_CUT, RESTART)
+_STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made because space ran out
+
+
+def store_reason(name: str) -> str:
+    """The ledger reason of a drop the store counted under its own name (``quota`` -> ``store_full``)."""
+    if name in _STORE_FULL or name == STORE_FULL:
+        return STORE_FULL
+    return name if name.startswith("store_") else f"store_{name}"
+
+
+class _Counts:
+    __slots__ = ("aged_out", "captured", "dropped", "stills_missed")
+
+    def __init__(self) -> None:
+        self.captured = 0
+        self.aged_out = 0
+        self.stills_missed = 0
+        self.dropped: dict[str, int] = {}
+
+    def empty(self) -> bool:
+        return not (self.captured or self.aged_out or self.stills_missed or self.dropped)
+
+    def as_dict(self) -> dict:
+        return {"captured": self.captured, "aged_out": self.aged_out, "dropped": dict(self.dropped),
+                "stills_missed": self.stills_missed}
+
+
+class Ledger:
+    """Frame accounting of one flight, per camera: totals for ``status`` and intervals for the event log."""
+
+    def __init__(self, *, clock_ns: Callable[[], int] = time.monotonic_ns,
+                 wall_ns: Callable[[], int] = time.time_ns) -> None:
+        self._clock_ns = clock_ns
+        self._wall_ns = wall_ns
+        self._lock = threading.Lock()
+        self._total: dict[str, _Counts] = {}
+        self._interval: dict[str, _Counts] = {}
+        self._since_ns = clock_ns()
+
+    def _both(self, camera: str) -> tuple[_Counts, _Counts]:
+        total = self._total.get(camera)
+        if total is None:
+            total = self._total[camera] = _Counts()
+        interval = self._interval.get(camera)
+        if interval is None:
+            interval = self._interval[camera] = _Counts()
+        return total, interval
+
+    def captured(self, camera: str, n: int = 1) -> None:
+        """``n`` frames entered the pipeline (or were numbered by the sensor and skipped: see ``lost``)."""
+        self._add(camera, "captured", n)
+
+    def lost(self, camera: str, reason: str, n: int = 1) -> None:
+        """``n`` captured frames were dropped for ``reason`` (one of :data:`REASONS`, or ``store_<why>``)."""
+        if n <= 0:
+            return
+        with self._lock:
+            for c in self._both(camera):
+                c.dropped[reason] = c.dropped.get(reason, 0) + n
+
+    def aged_out(self, camera: str, n: int = 1) -> None:
+        """``n`` ARMED frames left the pre-trigger ring by age (or at disarm): not a loss, but accounted."""
+        self._add(camera, "aged_out", n)
+
+    def still_missed(self, camera: str, n: int = 1) -> None:
+        """``n`` still requests were not served before the cameras stopped."""
+        self._add(camera, "stills_missed", n)
+
+    def _add(self, camera: str, counter: str, n: int) -> None:
+        if n <= 0:
+            return
+        with self._lock:
+            for c in self._both(camera):
+                setattr(c, counter, getattr(c, counter) + n)
+
+    def totals(self) -> dict[str, dict]:
+        """Per camera, since this ledger began: ``captured``, ``aged_out``, ``dropped`` {reason: n}."""
+        with self._lock:
+            return {cam: c.as_dict() for cam, c in self._total.items()}
+
+    def flush(self) -> list[dict]:
+        """The records of what was counted since the last flush (none for a camera with nothing new)."""
+        with self._lock:
+            interval, self._interval = self._interval, {}
+            since, now = self._since_ns, self._clock_ns()
+            self._since_ns = now
+        wall = self._wall_ns()
+        return [{"kind": "ledger", "name": "interval", "camera": cam, "since_ns": since, "mono_ns": now,
+                 "wall_ns": wall, **c.as_dict()} for cam, c in sorted(interval.items()) if not c.empty()]
+
+    def __repr__(self) -> str:
+        return f"<Ledger {len(self._total)} cameras>"
+
+
+def read_ledger(events: Iterable[dict]) -> dict[str, dict]:
+    """Per-camera totals from a flight's event records: ``ledger`` intervals summed, plus the store's own
+    ``drop`` records (under :func:`store_reason`). A camera with no ledger record has no ``captured``
+    to compare with: callers say "not accounted" rather than guess."""
+    out: dict[str, dict] = {}
+    for r in events:
+        kind, cam = r.get("kind"), r.get("camera")
+        if kind not in ("ledger", "drop", "loss") or not isinstance(cam, str):
+            continue
+        c = out.setdefault(cam, {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0})
+        if kind in ("drop", "loss"):
+            reason, n = _store_loss(r)
+            if n:
+                c["dropped"][reason] = c["dropped"].get(reason, 0) + n
+            continue
+        for key in ("captured", "aged_out", "stills_missed"):
+            c[key] += _int(r.get(key, 0))
+        dropped = r.get("dropped")
+        if isinstance(dropped, dict):
+            for reason, n in dropped.items():
+                if _int(n):
+                    c["dropped"][str(reason)] = c["dropped"].get(str(reason), 0) + _int(n)
+    return out
+
+
+def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
+    """Every loss of a flight as ``(mono_ns, camera, reason, count)``, in time order, for a timeline: one mark
+    per reason of each ledger interval (at its end) and per store ``drop`` record. Aged-out frames are not
+    marks (the ring working as meant)."""
+    out: list[tuple[int, str, str, int]] = []
+    for r in events:
+        kind, cam, mono = r.get("kind"), r.get("camera"), r.get("mono_ns")
+        if not isinstance(cam, str) or not isinstance(mono, int):
+            continue
+        if kind in ("drop", "loss"):
+            reason, n = _store_loss(r)
+            if n:
+                out.append((mono, cam, reason, n))
+        elif kind == "ledger" and isinstance(r.get("dropped"), dict):
+            out += [(mono, cam, str(reason), _int(n)) for reason, n in sorted(r["dropped"].items()) if _int(n)]
+    return sorted(out)
+
+
+def _store_loss(r: dict) -> tuple[str, int]:
+    """A store ``drop`` record (``count`` frames under the store's reason) or a recovery ``loss`` record (the
+    ``seqs`` a torn tail cost: frames the store had counted stored, gone after a power cut) as (reason, n)."""
+    if r.get("kind") == "loss":
+        seqs = r.get("seqs")
+        return RECOVERY_CUT, len(seqs) if isinstance(seqs, list) else 0
+    return store_reason(str(r.get("name", ""))), _int(r.get("count", 1))
+
+
+def _int(v: object) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def balance(totals: dict | None, stored: int, *, pending: int = 0) -> dict:
+    """One camera's books: ``captured``, ``stored``, ``dropped`` {reason: n}, ``aged_out``, ``pending`` and
+    ``balanced`` (captured == stored + dropped + aged_out + pending); ``captured`` and ``balanced`` are None
+    when the flight has no ledger records for it (written before the ledger existed)."""
+    t = totals or {}
+    dropped = dict(t.get("dropped", {}))
+    aged = int(t.get("aged_out", 0))
+    captured = t.get("captured") if totals is not None and "captured" in t else None
+    ok = None if captured is None else captured == stored + sum(dropped.values()) + aged + pending
+    return {"captured": captured, "stored": stored, "dropped": dropped, "aged_out": aged, "pending": pending,
+            "stills_missed": int(t.get("stills_missed", 0)), "balanced": ok}
+
+
+def describe(name: str, books: dict) -> str:
+    """One line for ``ls``: ``down: captured 120 = stored 100 + dropped 15 (encoder_behind 10) + aged out 5``."""
+    if books["captured"] is None:
+        return f"{name}: no ledger records (losses not accounted)"
+    why = ", ".join(f"{r} {n}" for r, n in sorted(books["dropped"].items()) if n)
+    line = (f"{name}: captured {books['captured']} = stored {books['stored']} + dropped "
+            f"{sum(books['dropped'].values())}{f' ({why})' if why else ''} + aged out {books['aged_out']}")
+    if books["stills_missed"]:
+        line += f"; {books['stills_missed']} stills not taken"
+    return line if books["balanced"] else line.replace(" = ", " != ", 1) + "  NOT BALANCED"

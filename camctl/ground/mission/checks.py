@@ -1,0 +1,146 @@
+"""Go/no-go: the pre-drop checks of every board, as pure functions of the boards' latest status.
+
+A board's view (what :mod:`camctl.ground.mission.watcher` keeps) is a dict: ``name``, ``url``, ``reachable``,
+``error``, ``status`` (the board's STATUS object) and ``offset_ms`` (its wall clock minus the ground's,
+measured on a STATUS round trip). :func:`evaluate` returns every check of every board, each with a
+one-line ``detail``; the banner is green only when every check passes, else it names each failing one.
+
+Example::
+
+    >>> evaluate([{"name": "a", "reachable": False, "error": "no answer"}])["go"]
+    False
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+__all__ = ["Limits", "camera_rate_ok", "evaluate", "frame_bytes", "recording_minutes", "stage"]
+
+_NOT_FLIGHT = {"SAFE", "ARMED", "LANDED"}
+_ARM_LINES = {"arm", "disarm"}  # may be held by a switch; a descent line active before the drop is a fault
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Thresholds of the checks (``camctl mission`` flags)."""
+
+    rate_tolerance: float = 0.2  # a camera's measured rate within 20 % of its schedule for the phase
+    min_record_min: float = 10.0  # disk room for at least this many minutes at the flight's schedule
+    max_clock_ms: float = 50.0  # each board's clock within this of the boards' median
+
+
+def frame_bytes(cam: dict) -> float | None:
+    """Mean encoded frame size: stored frames when there are, else the pre-trigger ring; None when unknown."""
+    stored, nbytes = cam.get("frames_stored") or 0, cam.get("bytes_stored") or 0
+    if stored > 0 and nbytes > 0:
+        return nbytes / stored
+    ring, rbytes = cam.get("ring_frames") or 0, cam.get("ring_bytes") or 0
+    if ring > 0 and rbytes > 0:
+        return rbytes / ring
+    return None
+
+
+def flight_rate(cam: dict) -> float:
+    """The highest rate the camera's schedule asks in flight (DESCENT and after): the worst case for disk."""
+    sched = cam.get("schedule")
+    if isinstance(sched, dict):
+        rates = [float(v) for k, v in sched.items() if k not in _NOT_FLIGHT and isinstance(v, int | float)]
+        if rates:
+            return max(rates)
+    return float(cam.get("target_fps") or 0.0)
+
+
+def recording_minutes(status: dict) -> float | None:
+    """Minutes of recording the free disk allows at the flight's schedule (every camera); None: unknown."""
+    cams = status.get("cameras") or {}
+    rate_bytes = 0.0
+    for cam in cams.values():
+        fb = frame_bytes(cam)
+        if fb is None:
+            return None
+        rate_bytes += fb * flight_rate(cam)
+    if rate_bytes <= 0:
+        return None
+    return float(status.get("disk_free_mb") or 0.0) * 1e6 / rate_bytes / 60.0
+
+
+def camera_rate_ok(cam: dict, tolerance: float) -> bool:
+    target = float(cam.get("target_fps") or 0.0)
+    fps = float(cam.get("fps") or 0.0)
+    return cam.get("state") == "running" and target > 0 and abs(fps - target) <= tolerance * target
+
+
+def _check(board: str, name: str, ok: bool, detail: str) -> dict:
+    return {"board": board, "check": name, "ok": bool(ok), "detail": detail}
+
+
+def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> list[dict]:
+    name = view.get("name") or view.get("url", "?")
+    if not view.get("reachable"):
+        return [_check(name, "reachable", False, f"unreachable: {view.get('error') or 'no answer'}")]
+    st = view.get("status") or {}
+    out = [_check(name, "reachable", True, "answers STATUS")]
+    phase = st.get("phase", "?")
+    out.append(_check(name, "armed", phase == "ARMED", f"phase {phase}" + ("" if phase == "ARMED" else
+                                                                            " (needs ARMED)")))
+    cams = st.get("cameras") or {}
+    if not cams:
+        out.append(_check(name, "cameras", False, "no cameras in status"))
+    for cam_name, cam in cams.items():
+        fps, target = float(cam.get("fps") or 0.0), float(cam.get("target_fps") or 0.0)
+        out.append(_check(name, f"{cam_name} rate", camera_rate_ok(cam, limits.rate_tolerance),
+                          f"{cam_name} {cam.get('state', '?')} at {fps:.1f} fps, schedule {target:g} fps"))
+        out.append(_check(name, f"{cam_name} faults", not cam.get("faults"),
+                          f"{cam_name} {cam.get('faults', 0)} faults"
+                          + (f" ({cam['last_error']})" if cam.get("faults") and cam.get("last_error") else "")))
+        out.append(_check(name, f"{cam_name} drops", not cam.get("dropped"),
+                          f"{cam_name} {cam.get('dropped', 0)} frames dropped"))
+    lines = st.get("lines")
+    if isinstance(lines, dict) and lines:
+        held = sorted(e for e, level in lines.items() if level and e not in _ARM_LINES)
+        out.append(_check(name, "lines", not held,
+                          "event lines " + " ".join(f"{e}={lv}" for e, lv in sorted(lines.items()))
+                          + (f" ({', '.join(held)} already active)" if held else "")))
+    minutes = recording_minutes(st)
+    free = float(st.get("disk_free_mb") or 0.0)
+    if minutes is None:
+        out.append(_check(name, "disk", False, f"{free:.0f} MB free; frame size unknown until armed"))
+    else:
+        out.append(_check(name, "disk", minutes >= limits.min_record_min,
+                          f"{free:.0f} MB free = {minutes:.1f} min at the flight's schedule "
+                          f"(need {limits.min_record_min:g})"))
+    off = view.get("offset_ms")
+    if ref_offset_ms is None or off is None:
+        out.append(_check(name, "clock", off is not None or ref_offset_ms is None,
+                          "clock offset not measured yet" if off is None else "only board"))
+    else:
+        d = off - ref_offset_ms
+        out.append(_check(name, "clock", abs(d) <= limits.max_clock_ms,
+                          f"clock {d:+.1f} ms against the other boards (limit {limits.max_clock_ms:g})"))
+    return out
+
+
+def stage(views: list[dict[str, Any]]) -> str:
+    """``"pre-drop"``, ``"in flight"`` (a reachable board in a descent phase) or ``"landed"`` (every reachable
+    board LANDED): the banner says GO/NO-GO only before the drop."""
+    phases = [(v.get("status") or {}).get("phase") for v in views if v.get("reachable")]
+    if any(p in ("DESCENT", "SEPARATION", "TOUCHDOWN") for p in phases):
+        return "in flight"
+    if phases and all(p == "LANDED" for p in phases):
+        return "landed"
+    return "pre-drop"
+
+
+def evaluate(views: list[dict[str, Any]], limits: Limits | None = None) -> dict:
+    """``{"go": bool, "failing": [one line per failing check], "checks": [every check], "stage": ...}``."""
+    limits = limits or Limits()
+    offsets = [v["offset_ms"] for v in views if v.get("reachable") and v.get("offset_ms") is not None]
+    ref = median(offsets) if len(offsets) >= 2 else None
+    checks = [c for v in views for c in _board_checks(v, limits, ref)]
+    failing = [f"{c['board']}: {c['detail']}" for c in checks if not c["ok"]]
+    if not views:
+        failing.append("no boards")
+    return {"go": not failing, "failing": failing, "checks": checks, "stage": stage(views)}

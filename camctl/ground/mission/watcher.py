@@ -1,0 +1,246 @@
+"""Watches the boards for the mission page: a STATUS poll per board and one SUB to every board's PUB.
+
+Each board gets a poll thread (STATUS every ``poll_s`` over :class:`~camctl.ground.mission.ground_link.StatusLink`;
+the round trip also measures the board's clock offset against the ground). One SUB thread receives the
+boards' PUB topics (``status``, ``phase``, ``fault``; docs/protocol.md "PUB events") the moment they are sent,
+so a phase change reaches the page without waiting for a poll. With CURVE (``curve``: one
+:class:`~camctl.common.keys.ClientCurve`, or one per board URL) the SUB is a CURVE client of each board's PUB with
+that board's server key: libzmq copies a socket's options at each ``connect``, so one SUB serves boards with
+different keys (zmq_setsockopt(3): "security options take effect for subsequent bind/connect calls, and
+can be changed at any time to affect subsequent binds and/or connects",
+https://zeromq.github.io/libzmq/zmq_setsockopt.html). A failed poll marks the board unreachable at
+once (a killed board drops its TCP link: the DEALER notices at the next request). Every change is handed to
+``on_change(view)`` as a JSON-ready copy, from the watcher's threads.
+
+Example::
+
+    w = Watcher(["tcp://127.0.0.1:5555"], on_change=print)
+    w.start(); ...; w.close()
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import zmq
+
+from camctl.common.keys import curve_for, use_curve
+from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint
+
+__all__ = ["BoardView", "Watcher"]
+
+_MAX_FAULTS = 20
+
+
+@dataclass
+class BoardView:
+    """What the page knows of one board."""
+
+    url: str
+    name: str = ""
+    reachable: bool = False
+    error: str = "not polled yet"
+    status: dict = field(default_factory=dict)
+    offset_ms: float | None = None  # board wall clock minus ground wall clock, at the poll's midpoint
+    rtt_ms: float | None = None
+    flight: str = ""
+    phases: list[dict] = field(default_factory=list)  # {phase, event, source, mono_ns, t_rel_s}
+    release_mono_ns: int | None = None
+    release_ground_ms: float | None = None  # the release edge on the ground's wall clock (ms since epoch)
+    faults: list[dict] = field(default_factory=list)
+    via: str = ""  # what brought the last change: "poll", "pub:<topic>" or "" (nothing yet)
+    pub_wall_ns: int = 0  # the board's wall clock when it made the status that came over PUB last
+    events: str = ""  # the PUB endpoint the SUB connected to
+
+    def to_json(self) -> dict:
+        return copy.deepcopy(asdict(self))
+
+
+class Watcher:
+    """Keeps a :class:`BoardView` per board URL up to date; see the module docstring. ``close()`` is safe twice."""
+
+    def __init__(self, urls: list[str], *, on_change: Callable[[dict], None], poll_s: float = 0.5,
+                 timeout_s: float = 1.0, curve: Any = None, context: zmq.Context | None = None) -> None:
+        self.urls = list(urls)
+        self.poll_s = poll_s
+        self.timeout_s = timeout_s
+        self.curve = curve
+        self._on_change = on_change
+        self._ctx = context or zmq.Context.instance()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connect_q: queue.Queue[tuple[str, str]] = queue.Queue()  # (board url, PUB endpoint)
+        self.views = {u: BoardView(url=u) for u in self.urls}
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Watcher {len(self.urls)} boards{' closed' if self._closed else ''}>"
+
+    def __enter__(self) -> Watcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._poll_loop, args=(u,), name=f"camctl-mission-poll-{i}",
+                                          daemon=True) for i, u in enumerate(self.urls)]
+        self._threads.append(threading.Thread(target=self._sub_loop, name="camctl-mission-sub", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads = []
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return [self.views[u].to_json() for u in self.urls]
+
+    # -- polling -------------------------------------------------------------------------------------
+    def _poll_loop(self, url: str) -> None:
+        link = StatusLink(url, timeout_s=self.timeout_s, curve=self.curve)
+        try:
+            while not self._stop.is_set():
+                t0 = time.time_ns()
+                try:
+                    st = link.status()
+                except LINK_ERRORS as exc:
+                    self._unreachable(url, str(exc))
+                else:
+                    t1 = time.time_ns()
+                    self._polled(url, st, t0, t1)
+                self._stop.wait(self.poll_s)
+        finally:
+            link.close()
+
+    def _unreachable(self, url: str, error: str) -> None:
+        with self._lock:
+            v = self.views[url]
+            changed = v.reachable or v.error != error
+            v.reachable, v.error, v.via = False, error, "poll"
+            out = v.to_json()
+        if changed:
+            self._on_change(out)
+
+    def _polled(self, url: str, st: dict, t0: int, t1: int) -> None:
+        with self._lock:
+            v = self.views[url]
+            v.name = str(st.get("board") or v.name or url)
+            v.reachable, v.error, v.via = True, "", "poll"
+            wall = st.get("wall_ns")
+            if isinstance(wall, int):
+                v.offset_ms = round((wall - (t0 + t1) / 2) / 1e6, 3)
+            v.rtt_ms = round((t1 - t0) / 1e6, 3)
+            self._set_status(v, st)
+            phase = st.get("phase")
+            if isinstance(phase, str) and (not v.phases or v.phases[-1]["phase"] != phase):
+                mono = st.get("mono_ns") if isinstance(st.get("mono_ns"), int) else None
+                self._add_phase(v, {"phase": phase, "event": "", "source": "poll", "mono_ns": mono})
+            events = events_endpoint(url, st)
+            if events and events != v.events:
+                v.events = events
+                self._connect_q.put((url, events))
+            out = v.to_json()
+        self._on_change(out)
+
+    @staticmethod
+    def _set_status(v: BoardView, st: dict) -> None:
+        flight = st.get("flight")
+        if isinstance(flight, str) and flight and flight != v.flight:
+            if v.flight:  # a new flight: its phases start over
+                v.phases, v.release_mono_ns, v.release_ground_ms = [], None, None
+            v.flight = flight
+        v.status = st
+
+    def _add_phase(self, v: BoardView, entry: dict) -> None:
+        if entry.get("event") == "release" and isinstance(entry.get("mono_ns"), int):
+            v.release_mono_ns = entry["mono_ns"]
+            wall = entry.get("wall_ns")
+            if isinstance(wall, int):
+                v.release_ground_ms = wall / 1e6 - (v.offset_ms or 0.0)
+        if v.phases and v.phases[-1]["phase"] == entry["phase"] and v.phases[-1]["source"] == "poll" \
+                and entry["source"] == "pub":
+            v.phases.pop()  # the poll saw it first; the PUB record has the edge's own time
+        mono = entry.get("mono_ns")
+        entry["t_rel_s"] = (round((mono - v.release_mono_ns) / 1e9, 3)
+                            if isinstance(mono, int) and v.release_mono_ns is not None and entry["source"] == "pub"
+                            else None)
+        entry.pop("wall_ns", None)
+        v.phases.append(entry)
+
+    # -- PUB -----------------------------------------------------------------------------------------
+    def _sub_loop(self) -> None:
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        for topic in (b"status", b"phase", b"fault"):
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        try:
+            while not self._stop.is_set():
+                while True:
+                    try:
+                        url, endpoint = self._connect_q.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._connect(sock, url, endpoint)
+                if not sock.poll(100):
+                    continue
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    body = json.loads(frames[1])
+                except (IndexError, ValueError, zmq.ZMQError):
+                    continue
+                if isinstance(body, dict):
+                    self._pub(frames[0], body)
+        finally:
+            sock.close(linger=0)
+
+    def _connect(self, sock: zmq.Socket, url: str, endpoint: str) -> None:
+        use_curve(sock, curve_for(self.curve, url))  # taken by this connect only
+        sock.connect(endpoint)
+
+    def _pub(self, topic: bytes, body: dict) -> None:
+        name = body.get("board")
+        with self._lock:
+            v = next((x for x in self.views.values() if x.name == name), None)
+            if v is None:
+                return
+            v.via = "pub:" + topic.decode("ascii", "replace")
+            if topic == b"status":
+                self._set_status(v, body)
+                wall = body.get("wall_ns")
+                v.pub_wall_ns = wall if isinstance(wall, int) else 0
+            elif topic == b"phase":
+                phase = body.get("phase_to")
+                if not isinstance(phase, str):
+                    return
+                flight = body.get("flight")
+                if isinstance(flight, str) and flight:
+                    self._set_status(v, {**v.status, "flight": flight})
+                v.status = {**v.status, "phase": phase}
+                self._add_phase(v, {"phase": phase, "event": str(body.get("event", "")), "source": "pub",
+                                    "mono_ns": body.get("mono_ns"), "wall_ns": body.get("wall_ns")})
+            elif topic == b"fault":
+                v.faults = [*v.faults, {k: body[k] for k in ("camera", "kind", "message") if k in body}][
+                    -_MAX_FAULTS:]
+            else:
+                return
+            out = v.to_json()
+        self._on_change(out)
+

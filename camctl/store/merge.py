@@ -1,0 +1,58 @@
+"""Copy the messages of many boards' segments into one MCAP file under board-prefixed topics.
+
+Owns the MCAP side of ``camctl export --foxglove`` (the ground's :mod:`camctl.ground.export.foxglove`
+writes the layout): every message keeps its schema, ``log_time`` (wall clock, so boards line up) and
+``publish_time`` (the board's sensor time); a torn or damaged segment is named in ``unreadable`` and the
+rest still goes in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["MergeResult", "merge_segments"]
+
+
+@dataclass
+class MergeResult:
+    """Topics written (in first-seen order), messages copied, and segments that could not be read."""
+
+    topics: list[str] = field(default_factory=list)
+    messages: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def merge_segments(sources: Iterable[tuple[str, list[Path]]], out: Path, *,
+                   library: str = "camctl") -> MergeResult:
+    """Write every message of every ``(prefix, segments)`` source into ``out`` as ``/<prefix><topic>``."""
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    res = MergeResult()
+    schemas: dict[tuple[str, str, bytes], int] = {}
+    channels: dict[str, int] = {}
+    with out.open("wb") as f:
+        writer = Writer(f, compression=CompressionType.NONE)  # JPEGs do not compress; readers need no codec
+        writer.start(profile="", library=library)
+        for prefix, segments in sources:
+            for seg in segments:
+                try:
+                    with seg.open("rb") as src:
+                        for schema, channel, msg in make_reader(src).iter_messages(log_time_order=False):
+                            topic = f"/{prefix}{channel.topic}"
+                            if topic not in channels:
+                                key = (schema.name, schema.encoding, schema.data) if schema else ("", "", b"")
+                                if key not in schemas:
+                                    schemas[key] = writer.register_schema(*key) if schema else 0
+                                channels[topic] = writer.register_channel(topic, channel.message_encoding,
+                                                                          schemas[key])
+                                res.topics.append(topic)
+                            writer.add_message(channels[topic], msg.log_time, msg.data, msg.publish_time,
+                                               msg.sequence)
+                            res.messages += 1
+                except Exception as exc:  # a torn or damaged segment: the rest still goes in
+                    res.unreadable.append(f"{seg}: {type(exc).__name__}: {exc}")
+        writer.finish()
+    return res
