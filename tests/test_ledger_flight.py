@@ -5,6 +5,10 @@ that cannot open) and under load (two cameras at 60 fps on one encoder thread)."
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -210,3 +214,52 @@ def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monke
         wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists() and d.store.finished,
                  "the flight to be finished")
         assert d.serving()
+
+
+def _ls_json(folder: Path) -> dict:
+    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(folder), "--json"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out
+    return json.loads(out.stdout)
+
+
+def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_ground(
+        tmp_path: Path, monkeypatch) -> None:
+    """The watchdog's replacement runner counts into the flight's ledger: ``ls`` balances on both sides."""
+    from test_daemon import make_config
+
+    import camctl.board.cameras
+
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600}])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()  # the boot check is done: every camera built from now on is a replacement
+        real = camctl.board.cameras.make_camera
+
+        def healthy(cam_cfg: Any, **kw: Any) -> Any:  # the fresh camera does not hang again
+            return real(dataclasses.replace(cam_cfg, faults=()), **kw)
+
+        monkeypatch.setattr(camctl.board.cameras, "make_camera", healthy)
+        hung = d.runners["down"]
+        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
+        loop.start()  # its watchdog restarts the hung camera
+        d.command("arm", {})
+        d.command("event", {"name": "release"})  # before the hang: the ring is flushed by then
+        fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"], "the camera restarted")
+        wait_for(lambda: fresh.stats.frames_captured >= 10, "frames from the restarted camera")
+        d.command("event", {"name": "touchdown"})
+        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED and serving")
+        router = d.publisher.router_endpoint
+        out = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", router, "--out",
+                              str(tmp_path / "out"), "--give-up-after", "30"], capture_output=True, text=True)
+        assert out.returncode == 0, out
+        d.request_stop()
+        loop.join(30)
+    finally:
+        d.close()
+    both = hung.stats.frames_captured + fresh.stats.frames_captured
+    for folder in (tmp_path / "store", tmp_path / "out"):
+        [flight] = _ls_json(folder)["flights"]
+        books = flight["cameras"]["down"]["ledger"]
+        assert books["balanced"] is True, (folder, books)
+        assert books["captured"] >= both > hung.stats.frames_captured, (folder, books, both)

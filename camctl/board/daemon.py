@@ -170,7 +170,7 @@ class Daemon:
         # cap while another camera's ARMED frames wait
         capacity = cfg.encode.max_inflight * max(1, len(cfg.cameras))
         self.pool = EncoderPool(cfg.encode.threads, capacity=capacity, nice=ENCODER_NICE)
-        per_camera = capacity + cfg.encode.threads
+        self._per_camera = capacity + cfg.encode.threads
         self.runners: dict[str, CameraRunner] = {}
         self.lines: EventLines | None = None
         self.publisher: Any = None
@@ -178,15 +178,18 @@ class Daemon:
             for cam_cfg in cfg.cameras:
                 camera = cameras[cam_cfg.name] if cameras and cam_cfg.name in cameras \
                     else make_camera(cam_cfg, seed=self._seeds[cam_cfg.name])
-                self.runners[cam_cfg.name] = CameraRunner(
-                    camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
-                    max_inflight=per_camera, ledger=self.ledger)
+                self.runners[cam_cfg.name] = self._make_runner(camera, cam_cfg)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None)
             self.publisher = Publisher(self, cfg.publish)
         except BaseException:
             self.close()
             raise
+
+    def _make_runner(self, camera: Any, cam_cfg: Any) -> CameraRunner:
+        """Every runner, the first and each replacement: the flight's ledger, the per-camera limit."""
+        return CameraRunner(camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
+                            max_inflight=self._per_camera, ledger=self.ledger)
 
     # -- the Board interface the publisher serves --------------------------------------------------------
     @property
@@ -805,8 +808,7 @@ class Daemon:
                 continue
             runner.abandon()
             self._replacements[name] = n + 1
-            fresh = CameraRunner(camera, runner.cfg, self.pool, self._sink, on_fault=self._on_fault,
-                                 max_inflight=self.cfg.encode.max_inflight)
+            fresh = self._make_runner(camera, runner.cfg)
             fresh.stats.faults, fresh.stats.restarts = runner.stats.faults + 1, runner.stats.restarts + 1
             fresh.stats.last_error = msg
             fresh.set_phase(self.phase)
