@@ -960,7 +960,7 @@ def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
     camera.loan_wait_s = 0.05
     d = Daemon(cfg, notifier=Notifier(environ={}), cameras={"down": camera})
     try:
-        d._check_cameras()
+        d.fleet.check(d.recorder.log_record)
         assert d.unavailable == {} and camera.frames_lent == 1 and camera.deferred_closes == 0
         assert not rig.instances[0].is_open and rig.outstanding == 0
     finally:

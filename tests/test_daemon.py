@@ -355,7 +355,7 @@ def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(bo
 def test_the_boards_encoder_threads_run_below_its_capture_and_event_threads(board) -> None:
     import os
 
-    from camctl.board.daemon import ENCODER_NICE
+    from camctl.board.cameras_fleet import ENCODER_NICE
 
     def niceness() -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())

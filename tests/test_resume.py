@@ -264,7 +264,7 @@ def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path:
 # --- the capture watchdog ---------------------------------------------------------------------------------
 def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restarted(tmp_path: Path,
                                                                                    monkeypatch) -> None:
-    monkeypatch.setattr("camctl.board.daemon.MAX_REPLACEMENTS", 2)  # 3 in service; 2 keeps this test short
+    monkeypatch.setattr("camctl.board.cameras_fleet.MAX_REPLACEMENTS", 2)  # 3 in service; 2 keeps this test short
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 600}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:

@@ -26,9 +26,9 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
     """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by reason in the
     window (the store's over the run), share of the frames encoded straight from the camera's buffer rather
     than copied out)."""
+    from camctl.board.cameras_fleet import ENCODER_NICE
     from camctl.board.capture import CameraRunner
     from camctl.board.config import CameraConfig, StoreConfig
-    from camctl.board.daemon import ENCODER_NICE
     from camctl.board.encode import EncoderPool
     from camctl.store import FlightStore
 

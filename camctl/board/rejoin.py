@@ -1,0 +1,148 @@
+"""Rejoining a flight after a restart: the acting side of :mod:`camctl.board.resume`.
+
+The last flight's persisted phase and the lines' current levels decide where the board resumes: a
+flight still being recorded goes on into the same folder (the gap is logged with its length, and the
+books of the run that died are closed); a landed one is served again; a landed, then disarmed one
+leaves the board SAFE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from camctl.board.cameras_fleet import CameraFleet
+from camctl.board.config import ARMED, LANDED, SAFE
+from camctl.board.events import PhaseMachine
+from camctl.board.flight import FlightRecorder
+from camctl.board.resume import FlightState
+from camctl.exc import ResumeError, StoreError
+
+__all__ = ["apply_levels", "resume_last_flight"]
+
+log = logging.getLogger("camctl.board.daemon")
+
+
+def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: CameraFleet, *,
+                       levels: Callable[[], dict[str, bool]],
+                       publish: Callable[[str, dict], None]) -> dict | None:
+    """Re-enter the phase the last flight's event log ended in; the resume record, or None (SAFE).
+    """
+    from camctl.board.resume import last_flight_state
+
+    root = recorder.root
+    try:
+        state = last_flight_state(root, recorder.cfg.phases)
+    except Exception as exc:  # an unreadable log must not keep the board down: it starts SAFE
+        log.error("cannot read the last flight's state in %s: %s; starting SAFE", root, exc)
+        return None
+    if state is None or state.phase == SAFE:
+        return None
+    if state.phase == LANDED and recorder.disarmed_flight() == state.flight:
+        return None  # landed, then disarmed: the board was SAFE when it stopped
+    now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+    rec = _resume_record(state, now_wall, now_mono, levels(), recorder.boot_id)
+    entered, descent = rec["entered_mono_ns"], rec["descent_mono_ns"]
+    if state.phase == LANDED:  # landed stays landed: serve it, record nothing, wait for a disarm
+        try:
+            machine.resume(LANDED, entered_ns=entered)
+        except ResumeError as exc:
+            log.error("not resuming flight %s: %s", state.flight, exc)
+            return None
+        recorder.landed(state.flight)
+        close_landed_books(recorder, state.flight, now_mono, now_wall)
+        log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
+        return rec
+    try:
+        store = recorder.open_store(state.flight, resume=True)
+    except (OSError, StoreError) as exc:
+        log.error("cannot resume flight %s in %s: %s; starting SAFE", state.flight, root, exc)
+        return None
+    try:
+        machine.resume(state.phase, entered_ns=entered, descent_started_ns=descent)
+    except ResumeError as exc:  # an edge during start-up moved the machine first: that flight wins
+        log.error("not resuming flight %s: %s", state.flight, exc)
+        store.close()
+        return None
+    fleet.set_ledger(recorder.adopt(store, state.flight))
+    fleet.set_phase(state.phase)
+    store.log_event(rec)
+    # what the dead process left in RAM, or stored without counting it, closes the books of the
+    # flight
+    # so far
+    from camctl.board.resume import restart_books
+
+    for books in restart_books(root / state.flight, recorder.cameras, mono_ns=now_mono,
+                               wall_ns=now_wall):
+        store.log_event(books)
+    store.commit()
+    publish("phase", {"board": recorder.board, "flight": state.flight, **rec})
+    log.warning("resumed flight %s in %s after a gap of %.3f s (restart %d of this flight)",
+                state.flight, state.phase, rec["gap_s"], rec["resumes"])
+    return rec
+
+
+def _resume_record(state: FlightState, now_wall: int, now_mono: int, levels: dict[str, bool],
+                   boot_id: str) -> dict[str, Any]:
+    def mono(mono_ns: int | None, wall_ns: int | None) -> int | None:
+        """A persisted time on this boot's monotonic clock: as stamped when it is this boot (the
+        daemon alone restarted), else from the wall clock (a reboot restarted the monotonic clock).
+        """
+        if state.same_boot:
+            return None if mono_ns is None else min(mono_ns, now_mono)
+        return None if wall_ns is None else now_mono - max(0, now_wall - wall_ns)
+
+    entered = mono(state.entered_mono_ns, state.entered_wall_ns) or now_mono
+    descent = mono(state.descent_mono_ns, state.descent_wall_ns)
+    gap_s = state.gap_s(now_wall, now_mono)
+    return {"kind": "resume", "name": state.phase, "flight": state.flight, "phase": state.phase,
+            "gap_s": round(gap_s, 3),
+            "clock": "monotonic" if state.same_boot else "wall (rebooted)",
+            "last_seen_wall_ns": state.last_seen_wall_ns,
+            "entered_wall_ns": state.entered_wall_ns, "entered_mono_ns": entered,
+            "descent_mono_ns": descent, "resumes": state.resumes + 1, "pid": os.getpid(),
+            "levels": levels, "mono_ns": now_mono, "wall_ns": now_wall, "boot_id": boot_id}
+
+
+def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall_ns: int) -> None:
+    """A flight killed between LANDED and its finish lost its last ledger interval: write the
+    records that close its books (:func:`camctl.board.resume.restart_books`) and finish it again.
+    Nothing when they close."""
+    from camctl.board.resume import restart_books
+
+    books = restart_books(recorder.root / flight, recorder.cameras, mono_ns=mono_ns,
+                          wall_ns=wall_ns)
+    if not books:
+        return
+    try:
+        store = recorder.open_store(flight, resume=True, drops=False)
+        try:
+            for rec in books:
+                store.log_event(rec)
+            store.finish()
+        finally:
+            store.close()
+    # the books stay open (ls says so); the flight is still served
+    except (OSError, StoreError) as exc:
+        log.warning("cannot close the books of landed flight %s: %s", flight, exc)
+
+
+def apply_levels(machine: PhaseMachine, levels: dict[str, bool], *, resumed: bool) -> None:
+    """What the lines say now, after a resume: an edge that came while the daemon was down still
+    counts (gpiozero calls nobody for a level that already holds)."""
+    if not resumed:
+        if levels.get("arm"):
+            log.warning("the arm line is active at start: not arming (turn it off and on to arm)")
+        return
+    phase = machine.phase
+    if phase == ARMED and "arm" in levels and not levels["arm"]:
+        machine.handle("disarm", source="resume")  # the arm key was turned off while we were down
+        return
+    if phase in (SAFE, LANDED):
+        return
+    for event, active in levels.items():
+        if active and event not in ("arm", "disarm"):
+            machine.handle(event, source="resume")

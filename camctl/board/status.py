@@ -1,0 +1,127 @@
+"""What a board says about itself: the ``status`` dict (STATUS replies, the PUB status topic) and
+the one-line sd_notify STATUS. Field names are part of the interface (``docs/protocol.md``): scripts
+and the mission page depend on them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from camctl import __version__
+from camctl.board.capture import CameraRunner
+from camctl.common.ledger import store_reason
+
+if TYPE_CHECKING:
+    from camctl.board.daemon import Daemon
+
+__all__ = ["board_status", "camera_status", "status_line"]
+
+_NO_BOOKS = {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0}
+
+
+def board_status(d: Daemon) -> dict[str, Any]:
+    """The board's status now: phase, flight, disk, serving, lines and every camera."""
+    store = d.store
+    store_stats = store.stats() if store is not None else {}
+    totals = d.ledger.totals()
+    cams = {name: camera_status(runner, store_stats.get(name, {}), totals.get(name),
+                                unavailable=d.fleet.unavailable.get(name))
+            for name, runner in d.runners.items()}
+    return {
+        "board": d.board,
+        "phase": d.phase,
+        "flight": d.flight,
+        "resumed": d.resumed,
+        "disk_free_mb": round(d.disk_free_mb(), 1),
+        "serving": d.serving(),
+        "checking": d.checking,  # the older flight the check after boot is on (held back), or None
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round((time.monotonic_ns() - d.started_ns) / 1e9, 3),
+        "mono_ns": time.monotonic_ns(),
+        "wall_ns": time.time_ns(),
+        "events_port": _events_port(d.publisher),
+        "lines": _line_levels(d.lines),
+        "flights": d.recorder.flights(),
+        "cameras": cams,
+    }
+
+
+def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
+                  unavailable: str | None = None) -> dict[str, Any]:
+    """One camera: the runner's snapshot, the store's counts ``st`` and the flight's ``books``."""
+    snap = runner.snapshot()
+    led = books or _NO_BOOKS
+    dropped = dict(led["dropped"])  # this flight's losses by reason: the runner's and the store's
+    for reason, n in (st.get("dropped") or {}).items():
+        key = store_reason(reason)
+        dropped[key] = dropped.get(key, 0) + n
+    stored = int(st.get("frames_stored", 0))
+    pending = runner.in_pipeline + int(st.get("queued", 0))
+    state, last_error = snap["state"], snap["last_error"]
+    if runner.isolated:
+        state = "isolated"
+    elif unavailable is not None and snap["frames_captured"] == 0:
+        state, last_error = "unavailable", unavailable
+    return {
+        "state": state,
+        "fps": snap["fps"],
+        "frames_captured": snap["frames_captured"],
+        "frames_stored": int(st.get("frames_stored", 0)),
+        "durable_frames": int(st.get("durable_frames", 0)),
+        "dropped": sum(dropped.values()),
+        "faults": snap["faults"],
+        "role": runner.cfg.role,
+        "target_fps": snap["target_fps"],
+        "schedule": dict(runner.cfg.fps),  # rate by phase: the mission page sizes the disk by it
+        "frames_encoded": snap["frames_encoded"],
+        "sensor_gaps": snap["sensor_gaps"],
+        "pretrigger_flushed": snap["pretrigger_flushed"],
+        "ring_frames": snap["ring_frames"],
+        # with ring_frames: the frame size before anything is stored
+        "ring_bytes": snap["ring_bytes"],
+        "stills": snap["stills"],
+        "restarts": snap["restarts"],
+        "bytes_stored": int(st.get("bytes", 0)),
+        "dropped_by_reason": dropped,
+        "last_error": last_error,
+        "activity": runner.activity,
+        # captured = stored + dropped + aged_out (+ pending while frames are on their way)
+        "ledger": {"captured": led["captured"], "stored": stored, "dropped": sum(dropped.values()),
+                   "aged_out": led["aged_out"], "pending": pending,
+                   "stills_missed": led["stills_missed"]},
+    }
+
+
+def status_line(st: dict[str, Any]) -> str:
+    """The sd_notify STATUS line of a status dict: phase, flight, stored/durable frames, free disk.
+    """
+    cams = st["cameras"]
+    frames = " ".join(f"{n}={c['frames_stored']}/{c['durable_frames']}" for n, c in cams.items())
+    line = (f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} "
+            f"free={st['disk_free_mb']}MB")
+    down = ("unavailable", "isolated")
+    bad = [f"{n}={c['state']}" for n, c in cams.items() if c["state"] in down]
+    return line + (f" cameras down: {' '.join(bad)}" if bad else "")
+
+
+def _line_levels(lines: Any) -> dict[str, int]:
+    """Each event line's level as the board reads it now (1 = active), for the mission page's
+    checks."""
+    if lines is None:
+        return {}
+    levels = {}
+    for event in lines.events:
+        try:
+            levels[event] = int(lines.is_active(event))
+        except Exception:  # a line that cannot be read is left out, never a failed STATUS
+            continue
+    return levels
+
+
+def _events_port(publisher: Any) -> int | None:
+    endpoint = getattr(publisher, "pub_endpoint", "") or ""
+    tail = endpoint.rsplit(":", 1)[-1]
+    return int(tail) if endpoint.startswith("tcp://") and tail.isdigit() else None
