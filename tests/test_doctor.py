@@ -270,7 +270,7 @@ def _lines_config(tmp_path: Path, *, gpio: str = "mock", extra_store: str = "") 
 def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -> None:
     import json
 
-    from camctl.board.daemon import MOCK_LINES
+    from camctl.board.commands import MOCK_LINES
 
     path = _lines_config(tmp_path)
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]

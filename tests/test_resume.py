@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from test_daemon import make_config, wait_for
 
+from camctl.board.commands import MOCK_LINES
 from camctl.board.config import Config
-from camctl.board.daemon import MOCK_LINES, Daemon
+from camctl.board.daemon import Daemon
 from camctl.board.sdnotify import Notifier
 from camctl.demo import start_board, write_board_config
 from camctl.ground import Client

@@ -4,11 +4,8 @@ It owns the process: build, start (store recovery, the resume, the camera check,
 loop (timers, capture watchdog, STATUS), signals, close, and a ``daemon.json`` beside the store that
 names the bound endpoints (so tools and tests can use ``tcp://127.0.0.1:*``). Its parts: the cameras
 (:mod:`camctl.board.cameras_fleet`), the flight (:mod:`camctl.board.flight`), the resume into a
-flight after a restart (:mod:`camctl.board.rejoin`), what it reports (:mod:`camctl.board.status`).
-
-With the mock GPIO backend the lines' levels live in ``mock-lines.json`` beside the store, as the
-wiring would hold them across a restart: ``camctl arm --hold`` / ``camctl event NAME --release``
-(command arg ``line``: ``hold`` | ``release``) move a line and leave it there.
+flight after a restart (:mod:`camctl.board.rejoin`), what it reports (:mod:`camctl.board.status`)
+and the operator's commands (:mod:`camctl.board.commands`).
 
 Example (what ``camctl run`` does)::
 
@@ -32,6 +29,7 @@ from typing import Any
 from camctl import __version__
 from camctl.board.cameras_fleet import CameraFleet
 from camctl.board.capture import CameraRunner
+from camctl.board.commands import OperatorCommands, read_mock_levels
 from camctl.board.config import ARMED, LANDED, SAFE, Config
 from camctl.board.events import EventRecord, PhaseMachine, Transition
 from camctl.board.flight import FlightRecorder
@@ -42,11 +40,10 @@ from camctl.board.status import board_status, status_line
 from camctl.common.ledger import Ledger
 from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
 
-__all__ = ["Daemon", "read_daemon_info", "read_mock_levels", "running_daemon", "tune_malloc"]
+__all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]
 
 log = logging.getLogger("camctl.board.daemon")
 DAEMON_INFO = "daemon.json"
-MOCK_LINES = "mock-lines.json"  # the mock board's line levels (True: active), kept across restarts
 # A GPIO edge reaches Python on lgpio's alert thread, which must take the GIL from whatever thread
 # holds
 # it; CPython makes a holder let go only every switch interval (default 5 ms), so with capture,
@@ -83,6 +80,13 @@ def tune_malloc(*, mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
         return False
 
 
+def write_daemon_info(store_dir: Path, info: dict[str, Any]) -> None:
+    """Say, beside the store, which process serves it on which endpoints (atomically)."""
+    tmp = store_dir / f".{DAEMON_INFO}.tmp"
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, store_dir / DAEMON_INFO)
+
+
 def read_daemon_info(store_dir: str | Path) -> dict[str, Any]:
     """What a running daemon wrote about itself (pid, endpoints) beside its store."""
     return json.loads((Path(store_dir) / DAEMON_INFO).read_text())
@@ -103,21 +107,6 @@ def running_daemon(store_dir: str | Path) -> dict[str, Any] | None:
     except PermissionError:
         pass  # alive, another user's (the service user)
     return info
-
-
-def read_mock_levels(store_dir: str | Path) -> dict[str, bool]:
-    """The mock board's held line levels (``mock-lines.json`` beside the store); {} when none are
-    held."""
-    path = Path(store_dir) / MOCK_LINES
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring %s: %s (mock lines start at rest)", path, exc)
-        return {}
-    return {str(k): bool(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
 
 
 class Daemon:
@@ -145,6 +134,7 @@ class Daemon:
         self.fleet: CameraFleet | None = None
         self.lines: EventLines | None = None
         self.publisher: Any = None
+        self.operator: OperatorCommands | None = None
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
                                     on_transition=self._on_transition, on_record=self._on_record)
         self.recorder = FlightRecorder(cfg, boot_id=self.boot_id, phase=lambda: self.machine.phase,
@@ -157,13 +147,14 @@ class Daemon:
             initial = read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=initial)
+            self.operator = OperatorCommands(cfg, self.machine, self.lines,
+                                             wait_open=self.recorder.wait_open)
             self.publisher = Publisher(self, cfg.publish)
         except BaseException:
             self.close()
             raise
 
-    # -- the parts, as tests and the bench see them
-    # -------------------------------------------------
+    # -- the parts, as tests and the bench see them ------------------------------------------------
     @property
     def runners(self) -> dict[str, CameraRunner]:
         return self.fleet.runners if self.fleet is not None else {}
@@ -193,10 +184,9 @@ class Daemon:
     @property
     def checking(self) -> str | None:
         """The older flight the check after boot is on (its files are held back), or None."""
-        return self._checking[0]
+        return self.recorder.checking
 
-    # -- the Board interface the publisher serves
-    # ----------------------------------------------------
+    # -- the Board interface the publisher serves --------------------------------------------------
     @property
     def phase(self) -> str:
         return self.machine.phase
@@ -218,20 +208,7 @@ class Daemon:
         """Files not to serve now: the open flight's segments, and the files of the flight the
         background check is on (a repair rewrites them in place: a download then would mix old and
         new bytes)."""
-        store, checking = self.store, self._checking[1]
-        if store is None or store.finished:
-            return set(checking)
-        return set(store.open_segments()) | checking
-
-    def _checking_flight(self, flight: str | None) -> None:
-        """The background check starts on ``flight`` (its files are held back) or is done with it.
-        """
-        files: frozenset[Path] = frozenset()
-        if flight is not None:
-            with contextlib.suppress(OSError):
-                files = frozenset(f for f in (self.store_root / flight).rglob("*") if f.is_file())
-        # one tuple, replaced whole: the server thread reads it unlocked
-        self._checking = (flight, files)
+        return self.recorder.held_back()
 
     def flights(self) -> list[str]:
         from camctl.store import list_flights
@@ -249,81 +226,12 @@ class Daemon:
         return board_status(self)
 
     def command(self, name: str, args: dict) -> dict:
-        """Operator commands from ``camctl arm|disarm|event``. Mock lines are toggled like wiring
-        would."""
-        if name in ("arm", "disarm"):
-            event = name
-        elif name == "event":
-            event = args.get("name")
-            if not isinstance(event, str) or not event:
-                raise CommandRefused("event needs a name (e.g. release, touchdown)")
-        else:
-            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event)")
-        if event not in self.machine.events:
-            known = ", ".join(self.machine.events)
-            raise CommandRefused(f"unknown event {event!r} (known: {known})")
-        before = len(self.machine.history)
-        lines = self.lines
-        hold = args.get("line")
-        if hold is not None:
-            return self._hold_line(event, hold, before)
-        if lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
-            lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
-            self._wait_for_record(event)
-            if (self.store_root / MOCK_LINES).exists():  # a pulse on a held line leaves it at rest
-                self._save_mock_levels()
-        else:
-            self.machine.handle(event, source="operator")
-        # an operator's arm returns with the flight open (GPIO edges never wait)
-        self.recorder.wait_open(30)
-        rec = self.machine.records[-1] if self.machine.records else None
-        return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
-                "outcome": rec.outcome if rec is not None else ""}
+        """Operator commands from ``camctl arm|disarm|event`` (:mod:`camctl.board.commands`)."""
+        if self.operator is None:
+            raise CommandRefused("the board is not built")
+        return self.operator.command(name, args)
 
-    def _hold_line(self, event: str, hold: object, before: int) -> dict:
-        """Mock lines only: move the line and leave it there (an arm key turned on, a break-wire
-        broken); the level is saved beside the store, where a restarted daemon finds it as wiring
-        would hold it."""
-        lines = self.lines
-        if hold not in ("hold", "release"):
-            raise CommandRefused(f"line must be 'hold' or 'release', not {hold!r}")
-        if lines is None or self.cfg.gpio.backend != "mock":
-            raise CommandRefused("holding a line needs [gpio] backend = \"mock\"; a real line is "
-                                 "moved by its wiring")
-        if event not in lines.events:
-            names = ", ".join(lines.events)
-            raise CommandRefused(f"no GPIO line for event {event!r} (lines: {names})")
-        n = len(self.machine.records)
-        lines.drive(event, hold == "hold")
-        self._save_mock_levels()
-        if hold == "hold":
-            self._wait_for_record(event)
-        rec = self.machine.records[-1] if len(self.machine.records) > n else None
-        return {"phase": self.phase, "event": event, "changed": len(self.machine.history) > before,
-                "outcome": rec.outcome if rec is not None else "", "line": hold}
-
-    def _save_mock_levels(self) -> None:
-        from camctl.store.index import write_json_atomic
-
-        if self.lines is None:
-            return
-        try:
-            self.store_root.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.store_root / MOCK_LINES, self.lines.levels())
-        except OSError as exc:
-            log.warning("cannot save the mock line levels: %s", exc)
-
-    def _wait_for_record(self, event: str) -> None:
-        # with min_pulse_ms the edge is confirmed on a timer thread; wait for it (bounded)
-        deadline = time.monotonic() + 1.0 + self.cfg.gpio.min_pulse_ms / 1000
-        while time.monotonic() < deadline:
-            recs = self.machine.records
-            if recs and recs[-1].name == event:
-                return
-            time.sleep(0.001)
-
-    # -- event path
-    # ----------------------------------------------------------------------------------
+    # -- event path --------------------------------------------------------------------------------
     def _on_edge(self, event: str, t_ns: int, line: str) -> None:
         self.machine.handle(event, source="gpio", mono_ns=t_ns, line=line)
 
@@ -386,8 +294,7 @@ class Daemon:
                  extra={"board": self.board, "flight": self.flight, "frames_stored": stored})
         self._publish("status", st)
 
-    # -- lifecycle
-    # -----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Recover the store, start cameras (idle in SAFE) and the publisher; write daemon.json;
         READY."""
@@ -431,8 +338,8 @@ class Daemon:
         # recording into: its open segments are being written (the torn ones were repaired before)
         writing = self.flight if self.recorder.recording() else None
         verify_later(self.store_root, [f for f in flights_at_boot if f != writing],
-                     on_start=self._checking_flight,
-                     on_end=lambda _name: self._checking_flight(None))
+                     on_start=self.recorder.check_started,
+                     on_end=lambda _name: self.recorder.check_started(None))
         log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
                  len(self.runners), self.cfg.gpio.backend, self.store_root,
                  self.publisher.router_endpoint)
@@ -450,15 +357,11 @@ class Daemon:
                               f"{exc} (is another camctl running?)", key="publish") from None
 
     def _write_info(self) -> None:
-        info = {"pid": os.getpid(), "board": self.board, "router": self.publisher.router_endpoint,
-                "pub": self.publisher.pub_endpoint, "config": self.cfg.source,
-                "version": __version__}
-        tmp = self.store_root / f".{DAEMON_INFO}.tmp"
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, self.store_root / DAEMON_INFO)
+        write_daemon_info(self.store_root, {
+            "pid": os.getpid(), "board": self.board, "router": self.publisher.router_endpoint,
+            "pub": self.publisher.pub_endpoint, "config": self.cfg.source, "version": __version__})
 
-    # -- the capture watchdog
-    # ------------------------------------------------------------------------
+    # -- the capture watchdog ----------------------------------------------------------------------
     def capture_ok(self, now_ns: int | None = None) -> bool:
         """True when every capture thread is making progress or is isolated (the watchdog's
         condition)."""

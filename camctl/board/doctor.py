@@ -151,7 +151,7 @@ def _write_probe(directory: Path) -> None:
 
 def _line_levels(cfg: Config) -> dict[str, bool]:
     """The configured event lines' levels now (True: active); raises CamctlError when they cannot be read."""
-    from camctl.board.daemon import read_mock_levels
+    from camctl.board.commands import read_mock_levels
     from camctl.board.gpio import EventLines
 
     if cfg.gpio.backend == "mock":  # the mock board's lines: what `camctl arm --hold` left held

@@ -10,6 +10,7 @@ store names the landed flight that was then disarmed (its own log is finished: i
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import threading
@@ -63,6 +64,9 @@ class FlightRecorder:
         self._finish_started: Any = None  # the store a finishing thread was started for
         self._finished_store: Any = None  # the last store the finish is done with (serving gate)
         self._disarming: threading.Thread | None = None  # writing the disarm marker
+        # the older flight the check after boot is on and its files (held back): one tuple,
+        # replaced whole, read unlocked by the publisher's thread
+        self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())
 
     # -- the store ------------------------------------------------------------------------------
     def open_store(self, flight: str, *, resume: bool = False, drops: bool = True) -> Any:
@@ -100,6 +104,27 @@ class FlightRecorder:
     def flights(self) -> list[str]:
         """Flights of this run: the finished ones and the one being recorded."""
         return self.done + ([self.flight] if self.flight and self.recording() else [])
+
+    def held_back(self) -> set[Path]:
+        """Files not to serve now: the open flight's segments, and the files of the flight the
+        background check is on (a repair rewrites them in place: a download then would mix old and
+        new bytes)."""
+        store, checking = self.store, self._checking[1]
+        if store is None or store.finished:
+            return set(checking)
+        return set(store.open_segments()) | checking
+
+    @property
+    def checking(self) -> str | None:
+        return self._checking[0]
+
+    def check_started(self, flight: str | None) -> None:
+        """The background check starts on ``flight`` (its files held back), or is done (None)."""
+        files: frozenset[Path] = frozenset()
+        if flight is not None:
+            with contextlib.suppress(OSError):
+                files = frozenset(f for f in (self.root / flight).rglob("*") if f.is_file())
+        self._checking = (flight, files)
 
     # -- the event log and the books ------------------------------------------------------------
     def log_record(self, rec: dict) -> None:

@@ -1,0 +1,129 @@
+"""Operator commands (``camctl arm|disarm|event``) and the mock board's held line levels.
+
+With the mock GPIO backend the lines' levels live in ``mock-lines.json`` beside the store, as the
+wiring would hold them across a restart of the daemon: ``camctl arm --hold`` / ``camctl event NAME
+--release`` (command arg ``line``: ``hold`` | ``release``) move a line and leave it there. A pulse
+goes through the real gpiozero edge path, as if the line had toggled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from camctl.board.config import Config
+from camctl.board.events import PhaseMachine
+from camctl.board.gpio import EventLines
+from camctl.exc import CommandRefused
+
+__all__ = ["MOCK_LINES", "OperatorCommands", "read_mock_levels"]
+
+log = logging.getLogger("camctl.board.daemon")
+MOCK_LINES = "mock-lines.json"  # the mock board's line levels (True: active), kept across restarts
+
+
+def read_mock_levels(store_dir: str | Path) -> dict[str, bool]:
+    """The mock board's held line levels (``mock-lines.json`` beside the store); {} when none are
+    held."""
+    path = Path(store_dir) / MOCK_LINES
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s (mock lines start at rest)", path, exc)
+        return {}
+    return {str(k): bool(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+class OperatorCommands:
+    """What an operator may do to a board: move the phase machine, or (mock lines) a line.
+
+    ``wait_open`` waits for a flight being opened: an operator's arm returns with the flight open
+    (GPIO edges never wait)."""
+
+    def __init__(self, cfg: Config, machine: PhaseMachine, lines: EventLines | None, *,
+                 wait_open: Callable[[float], None]) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.store.dir)
+        self.machine = machine
+        self.lines = lines
+        self._wait_open = wait_open
+
+    def command(self, name: str, args: dict) -> dict:
+        """``arm``, ``disarm`` or ``event`` (``args``: ``name``, ``line``); the phase after it."""
+        if name in ("arm", "disarm"):
+            event = name
+        elif name == "event":
+            event = args.get("name")
+            if not isinstance(event, str) or not event:
+                raise CommandRefused("event needs a name (e.g. release, touchdown)")
+        else:
+            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event)")
+        if event not in self.machine.events:
+            known = ", ".join(self.machine.events)
+            raise CommandRefused(f"unknown event {event!r} (known: {known})")
+        before = len(self.machine.history)
+        lines = self.lines
+        hold = args.get("line")
+        if hold is not None:
+            return self._hold_line(event, hold, before)
+        if lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
+            lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
+            self._wait_for_record(event)
+            if (self.root / MOCK_LINES).exists():  # a pulse on a held line leaves it at rest
+                self._save_mock_levels()
+        else:
+            self.machine.handle(event, source="operator")
+        # an operator's arm returns with the flight open (GPIO edges never wait)
+        self._wait_open(30)
+        rec = self.machine.records[-1] if self.machine.records else None
+        changed = len(self.machine.history) > before
+        return {"phase": self.machine.phase, "event": event, "changed": changed,
+                "outcome": rec.outcome if rec is not None else ""}
+
+    def _hold_line(self, event: str, hold: object, before: int) -> dict:
+        """Mock lines only: move the line and leave it there (an arm key turned on, a break-wire
+        broken); the level is saved beside the store, where a restarted daemon finds it as wiring
+        would hold it."""
+        lines = self.lines
+        if hold not in ("hold", "release"):
+            raise CommandRefused(f"line must be 'hold' or 'release', not {hold!r}")
+        if lines is None or self.cfg.gpio.backend != "mock":
+            raise CommandRefused("holding a line needs [gpio] backend = \"mock\"; a real line is "
+                                 "moved by its wiring")
+        if event not in lines.events:
+            names = ", ".join(lines.events)
+            raise CommandRefused(f"no GPIO line for event {event!r} (lines: {names})")
+        n = len(self.machine.records)
+        lines.drive(event, hold == "hold")
+        self._save_mock_levels()
+        if hold == "hold":
+            self._wait_for_record(event)
+        rec = self.machine.records[-1] if len(self.machine.records) > n else None
+        changed = len(self.machine.history) > before
+        return {"phase": self.machine.phase, "event": event, "changed": changed,
+                "outcome": rec.outcome if rec is not None else "", "line": hold}
+
+    def _save_mock_levels(self) -> None:
+        from camctl.store.index import write_json_atomic
+
+        if self.lines is None:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.root / MOCK_LINES, self.lines.levels())
+        except OSError as exc:
+            log.warning("cannot save the mock line levels: %s", exc)
+
+    def _wait_for_record(self, event: str) -> None:
+        # with min_pulse_ms the edge is confirmed on a timer thread; wait for it (bounded)
+        deadline = time.monotonic() + 1.0 + self.cfg.gpio.min_pulse_ms / 1000
+        while time.monotonic() < deadline:
+            recs = self.machine.records
+            if recs and recs[-1].name == event:
+                return
+            time.sleep(0.001)
