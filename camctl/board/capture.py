@@ -25,13 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from camctl.board.cameras.base import Camera
 from camctl.board.config import ARMED, LANDED, SAFE, CameraConfig
 from camctl.board.encode import EncoderPool
+from camctl.board.ring import PreTriggerRing, RunnerStats
 from camctl.board.schedule import frame_phase, value_of
 from camctl.common.frames import EncodedFrame, Frame, FrameValue
 from camctl.common.ledger import (
@@ -54,90 +54,6 @@ Sink = Callable[[EncodedFrame], bool]
 # a backoff, or an open/close/drain.
 PROGRESS_MARGIN_S = 2.0
 SLOW_STEP_S = 10.0  # open, close, a full-resolution still, the last encoder drain: slow, but bounded
-
-
-class PreTriggerRing:
-    """The last ``seconds`` of encoded frames (by sensor time), at most ``max_bytes`` of JPEG."""
-
-    def __init__(self, seconds: float, max_bytes: int,
-                 on_loss: Callable[[str, int], None] | None = None) -> None:
-        self.seconds = seconds
-        self.max_bytes = max_bytes
-        self._on_loss = on_loss  # ("aged_out" | "ring_overflow", n): the ledger's hook
-        self._frames: collections.deque[EncodedFrame] = collections.deque()
-        self.bytes = 0
-        self.expired = 0  # aged out (normal while waiting armed)
-        self.overflow = 0  # pushed out by the byte cap before their time (a drop)
-
-    def push(self, frame: EncodedFrame) -> None:
-        if self.seconds <= 0 or self.max_bytes <= 0:
-            self._lose("aged_out", 1)
-            return
-        frames = self._frames
-        frames.append(frame)
-        self.bytes += frame.size
-        horizon = frame.timestamp_ns - int(self.seconds * 1e9)
-        aged = over = 0
-        while frames and frames[0].timestamp_ns < horizon:
-            self.bytes -= frames.popleft().size
-            aged += 1
-        while self.bytes > self.max_bytes and len(frames) > 1:
-            self.bytes -= frames.popleft().size
-            over += 1
-        if aged:
-            self._lose("aged_out", aged)
-        if over:
-            self._lose(RING_OVERFLOW, over)
-
-    def _lose(self, why: str, n: int) -> None:
-        if why == RING_OVERFLOW:
-            self.overflow += n
-        else:
-            self.expired += n
-        if self._on_loss is not None:
-            self._on_loss(why, n)
-
-    def drain(self) -> list[EncodedFrame]:
-        out = list(self._frames)
-        self._frames.clear()
-        self.bytes = 0
-        return out
-
-    def clear(self) -> int:
-        n = len(self._frames)
-        self.drain()
-        if n:
-            self._lose("aged_out", n)
-        return n
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-
-@dataclass
-class RunnerStats:
-    """Frame accounting of one camera. ``dropped`` maps reason -> count."""
-
-    state: str = "idle"
-    frames_captured: int = 0  # sensor frames delivered to us
-    sensor_gaps: int = 0  # frames the sensor skipped (sequence gaps)
-    encoded: int = 0
-    sent_to_store: int = 0
-    pretrigger_flushed: int = 0
-    stills: int = 0
-    stills_missed: int = 0  # still requests not served before LANDED/SAFE
-    faults: int = 0
-    restarts: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    last_error: str = ""
-    fps: float = 0.0
-    target_fps: float = 0.0
-    ring_frames: int = 0
-    ring_bytes: int = 0
-    ring_expired: int = 0
-
-    def drop(self, reason: str, n: int = 1) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + n
 
 
 def lores(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
