@@ -8,7 +8,7 @@ from pathlib import Path
 
 from camctl.board.config import StoreConfig
 from camctl.ground.export import _load_flight, align_set, export_all
-from camctl.ground.views import find_flights, summarize_flight
+from camctl.ground.flights import find_flights, summarize_flight
 from camctl.store import FlightStore
 
 NS = 1_000_000_000

@@ -65,7 +65,7 @@ from camctl.ground.export.sheet import (
     sheet_from_previews,
 )
 from camctl.ground.export.timeline import Lane, draw_timeline
-from camctl.ground.views import FlightRef, TimeBase, find_flights, load_events
+from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = [
     "BG",

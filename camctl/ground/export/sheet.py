@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.exc import ConfigError
-from camctl.ground.views import FlightRef, TimeBase, find_flights, load_events
+from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = ["BG", "OFFSETS_S", "Block", "Pick", "Picker", "Tile", "caption", "contact_sheet_from_thumbs",
            "draw_sheet", "event_columns", "event_ns", "event_title", "flight_header", "has_previews",
