@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.exc import CamctlError
+from camctl.ground.status import events_endpoint  # the board's PUB endpoint: one rule, status's
 
 __all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_boards", "listing_total",
            "release_mono_ns"]
@@ -33,13 +34,6 @@ class StatusLink:
 
     def close(self) -> None:
         self._client.close()
-
-
-def events_endpoint(url: str, status: dict) -> str | None:
-    """The board's PUB endpoint: its ``events_port`` (from STATUS) on the host of its ROUTER URL."""
-    from camctl.ground.status import events_endpoint as rule  # the one copy of it (status --watch)
-
-    return rule(url, status)
 
 
 def command(url: str, name: str, *, curve: Any = None, timeout_s: float = 5.0) -> dict:
