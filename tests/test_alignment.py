@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from camctl.board.config import StoreConfig
-from camctl.ground.export import _load_flight, align_set, export_all
-from camctl.ground.views import find_flights, summarize_flight
+from camctl.ground.export import align_set, export_all
+from camctl.ground.export.flightset import load_flight
+from camctl.ground.flights import find_flights, summarize_flight
 from camctl.store import FlightStore
 
 NS = 1_000_000_000
@@ -33,7 +34,7 @@ A = [("ARMED", "arm", "gpio", -5.0), ("DESCENT", "release", "gpio", 0.0), ("SEPA
 
 
 def flights(root: Path):
-    return [_load_flight(r) for r in find_flights(root)]
+    return [load_flight(r) for r in find_flights(root)]
 
 
 def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from camctl.exc import ConfigError
 from camctl.ground.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
 from camctl.ground.export.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
 from camctl.ground.export.timeline import BIN_S, Lane, draw_timeline, rate_bins
-from camctl.ground.views import find_flights
+from camctl.ground.flights import find_flights
 
 SET = FLIGHT  # a set is named after its earliest flight id
 

@@ -22,7 +22,8 @@ from camctl.board.publish import Publisher
 from camctl.cli import _JsonFormatter, main
 from camctl.demo import write_board_config
 from camctl.ground import Client
-from camctl.ground.views import find_flights, status_many
+from camctl.ground.flights import find_flights
+from camctl.ground.views import status_many
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")

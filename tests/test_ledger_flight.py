@@ -20,7 +20,7 @@ from camctl.board.config import parse_config
 from camctl.board.daemon import Daemon
 from camctl.board.sdnotify import Notifier
 from camctl.ground import fetch
-from camctl.ground.views import find_flights, summarize_flight
+from camctl.ground.flights import find_flights, summarize_flight
 from camctl.store import iter_events
 
 

@@ -20,7 +20,7 @@ from test_store_helpers import frame
 
 import camctl.store.writer as store_writer
 from camctl.board.config import StoreConfig
-from camctl.ground.views import TimeBase, load_events
+from camctl.ground.flights import TimeBase, load_events
 from camctl.store import FlightStore, iter_events, iter_frames
 
 JS = Path(__file__).resolve().parent / "js"

@@ -90,7 +90,7 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     assert phases == ["ARMED", "DESCENT", "TOUCHDOWN", "LANDED"], phases
     # every frame accounted for across the kill: what the dead process held or never counted is closed by
     # the resume's "restart" ledger records (ls said NOT BALANCED after every kill -9 before them)
-    from camctl.ground.views import find_flights, summarize_flight
+    from camctl.ground.flights import find_flights, summarize_flight
 
     cams = summarize_flight(find_flights(fdir)[0])["cameras"]
     for cam in durable_before:
@@ -477,7 +477,7 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp
     records only what closes the books."""
     from test_store_helpers import frame
 
-    from camctl.ground.views import find_flights, summarize_flight
+    from camctl.ground.flights import find_flights, summarize_flight
 
     cfg = make_config(tmp_path)
     root, flight, now = Path(cfg.store.dir), "20261130T030000Z", time.time_ns()

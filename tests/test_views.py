@@ -19,7 +19,8 @@ from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
 from camctl.cli import main
 from camctl.ground import views
-from camctl.ground.views import STATUS_CAMERA_FIELDS, STATUS_FIELDS, normalize_status, render_status, status_many
+from camctl.ground.status import STATUS_CAMERA_FIELDS, STATUS_FIELDS, normalize_status
+from camctl.ground.views import render_status, status_many
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 

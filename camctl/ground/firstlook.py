@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camctl.ground.views import FlightRef, TimeBase, find_flights, load_events
+from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = ["FirstLook", "first_look", "first_look_main", "since_touchdown_s"]
 

@@ -22,13 +22,17 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camctl.exc import ConfigError
-from camctl.ground.views import FlightRef, TimeBase, find_flights, load_events
+from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
 
-__all__ = ["BG", "OFFSETS_S", "Block", "Pick", "Picker", "Tile", "caption", "contact_sheet_from_thumbs",
-           "draw_sheet", "event_columns", "event_ns", "event_title", "flight_header", "has_previews",
+if TYPE_CHECKING:
+    from camctl.ground.export.flightset import CamData, Flight
+
+__all__ = ["BG", "OFFSETS_S", "SHEET_TOL_NS", "Block", "Pick", "Picker", "Tile", "caption",
+           "contact_sheet_from_thumbs", "draw_sheet", "event_columns", "event_ns", "event_title",
+           "flight_header", "has_previews", "set_events", "set_sheet", "set_targets",
            "sheet_from_previews"]
 
 BG = (18, 18, 22)  # background of the sheet
@@ -36,6 +40,7 @@ OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # columns around each event, seconds fr
 TILE_W, TILE_H = 240, 180
 _LABEL_H, _PAD, _HEAD_H, _ROW_LABEL_W = 32, 8, 24, 120
 _NOT_DESCENT = {"SAFE", "ARMED", "LANDED"}  # phases whose entering events are not contact-sheet moments
+SHEET_TOL_NS = 250_000_000  # a tile takes a frame within 0.25 s of its time (columns: 0.5 s apart)
 
 
 # --- choosing frames ----------------------------------------------------------------------------------
@@ -308,3 +313,82 @@ def event_ns(ev: str, tb: TimeBase, ref_tb: TimeBase | None) -> int | None:
             and ev in ref_tb.event_ns:  # only a board on the shared zero may borrow another board's offsets
         t = tb.t0_ns + ref_tb.event_ns[ev] - ref_tb.t0_ns
     return t
+
+
+# --- from a flight set's frames (camctl export) -------------------------------------------------
+def set_events(fset: list[Flight]) -> tuple[Flight | None, list[str]]:
+    """The set's reference flight (the first with a release edge) and the events that get a
+    block."""
+    ref = next((f for f in fset if f.tb.aligned), None)
+    return ref, (event_columns(ref.tb) if ref is not None else [])
+
+
+def set_targets(fl: Flight, ref: Flight | None, events: list[str]) -> list[tuple[int, bool]]:
+    """(target ns, offset is 0) for every event x offset; an event this board did not log is never
+    met."""
+    out = []
+    for ev in events:
+        t = event_ns(ev, fl.tb, ref.tb) if ref is not None else None
+        out += [((t + int(o * 1e9)) if t is not None else -(1 << 62), o == 0) for o in OFFSETS_S]
+    return out
+
+
+def set_sheet(fset: list[Flight], cams: list[CamData],
+              out_png: Path) -> list[tuple[int, int, int, int]]:
+    """The contact sheet of a flight set from what its read pass picked (:class:`CamData`): a block
+    per event, a spread of each recording when no release was logged, and the stills. Returns the
+    boxes of the tiles that got a frame."""
+    ref, events = set_events(fset)
+    blocks: list[Block] = []
+    for e, ev in enumerate(events):
+        ref_tb: TimeBase = ref.tb  # type: ignore[union-attr]  # events come from ref
+        block = Block(event_title(ev, ref_tb), [f"{o:+g} s" for o in OFFSETS_S])
+        for cam in cams:
+            t_ev = event_ns(ev, cam.fl.tb, ref_tb)
+            n = len(OFFSETS_S)
+            picks = cam.picker.picks(group=n)[e * n:(e + 1) * n] if cam.picker else []
+            block.rows.append((f"{cam.board}\n{cam.camera}", [
+                None if p is None or t_ev is None
+                else Tile(p.image, caption((p.ts - t_ev) / 1e9, p.phase, p.seq))
+                for p in picks] or [None] * len(OFFSETS_S)))
+        blocks.append(block)
+    if not events:  # no release logged: columns spread over each camera's recording
+        quantiles = (0.0, 0.25, 0.5, 0.75, 1.0)
+        block = Block("no release logged: frames spread over each camera's recording",
+                      [f"{q:.0%} of recording" for q in quantiles])
+        for cam in cams:
+            block.rows.append((f"{cam.board}\n{cam.camera}", _spread_tiles(cam, quantiles)))
+        blocks.append(block)
+    width = max([len(c.stills) for c in cams] + [0])
+    if width:
+        block = Block("stills (full resolution), time from release",
+                      [f"still {i + 1}" for i in range(width)])
+        for cam in cams:
+            if cam.stills:
+                block.rows.append((f"{cam.board}\n{cam.camera}", [
+                    Tile(p.image, caption(cam.fl.rel(p.ts), p.phase, p.seq)) for p in cam.stills]
+                    + [None] * (width - len(cam.stills))))
+        blocks.append(block)
+    offsets = ", ".join(f"{o:+g}" for o in OFFSETS_S)
+    header = flight_header(((f.board, f.ref.flight) for f in fset),
+                           f"frames at {offsets} s around each event")
+    return draw_sheet(header, blocks, out_png)
+
+
+def _spread_tiles(cam: CamData, quantiles: tuple[float, ...]) -> list[Tile | None]:
+    """Frames at fractions of a camera's recording (a second read of its segments: only without
+    events)."""
+    from camctl.store import iter_frames
+
+    if not cam.times:
+        return [None] * len(quantiles)
+    want = [cam.times[min(len(cam.times) - 1, int(q * (len(cam.times) - 1)))] for q in quantiles]
+    picker = Picker([(t, False) for t in want], 0)
+    for seg in cam.fl.cameras[cam.camera]:
+        for fr in iter_frames(seg):
+            if not fr.still and fr.jpeg_ok:
+                picker.offer(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg)
+    t0 = cam.times[0]
+    return [None if p is None
+            else Tile(p.image, caption((p.ts - t0) / 1e9, p.phase, p.seq, since="from first"))
+            for p in picker.picks()]

@@ -17,10 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "rate_bins"]
+from camctl.common.ledger import ledger_marks
+
+if TYPE_CHECKING:
+    from camctl.ground.export.flightset import CamData
+
+__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "lane_of", "rate_bins"]
 
 BIN_S = 0.25
 PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784", "SEPARATION": "#ffd54f",
@@ -67,20 +73,16 @@ def _phase_color(name: str) -> str:
     return PHASE_COLORS.get(name, _OTHER_COLORS[sum(name.encode()) % len(_OTHER_COLORS)])
 
 
-def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *, zero: str = "release") -> list[Path]:
-    """Draw the lanes; write ``out_png`` and the same figure as SVG beside it. Returns both paths."""
+def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *,
+                  zero: str = "release") -> list[Path]:
+    """Draw the lanes; write ``out_png`` and the same figure as SVG beside it; returns both."""
     import matplotlib
 
-    matplotlib.use("Agg")  # files only, no display (https://matplotlib.org/stable/users/explain/figure/backends.html)
+    # files only, no display (https://matplotlib.org/stable/users/explain/figure/backends.html)
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
-    spans = [x for ln in lanes for x in (ln.frames_s[:1].tolist() + ln.frames_s[-1:].tolist())]
-    spans += [t for ln in lanes for t, _ in ln.phases if ln.frames_s.size and
-              ln.frames_s[0] <= t <= ln.frames_s[-1]]
-    lo, hi = (min(spans), max(spans)) if spans else (-1.0, 1.0)
-    lo, hi = lo - 0.3, max(hi, lo + 1.0) + 0.3
+    lo, hi = _x_range(lanes)
     reasons = sorted({r for ln in lanes for _t, r, _n in ln.drops})
     marker = {r: _DROP_STYLES[i % len(_DROP_STYLES)] for i, r in enumerate(reasons)}
     fig, axes = plt.subplots(max(1, len(lanes)), 1, sharex=True, squeeze=False,
@@ -88,43 +90,13 @@ def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *, zero: str = "
     fig.suptitle(title, fontsize=12)
     phases_seen: list[str] = []
     for ax, ln in zip(axes[:, 0], lanes, strict=False):
-        edges, rate = rate_bins(ln.frames_s, lo, hi)
-        for i, (t, name) in enumerate(ln.phases):
-            end = ln.phases[i + 1][0] if i + 1 < len(ln.phases) else hi
-            ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
-            if name not in phases_seen:
-                phases_seen.append(name)
-        ax.stairs(rate, edges, color="#1565c0", lw=1.6)
-        top = max(1.0, float(rate.max()) if rate.size else 1.0) * 1.25
-        ax.set_ylim(0, top)
-        for t, what in ln.faults:
-            ax.axvline(t, color="#d32f2f", lw=1.5)
-            ax.annotate(what, (t, top * 0.92), xytext=(3, 0), textcoords="offset points", fontsize=7,
-                        color="#d32f2f", va="top")
-        for t, reason, count in ln.drops:
-            ax.plot([t], [top * 0.06], marker=marker[reason], color="#ef6c00", ms=7, ls="none")
-            ax.annotate(str(count), (t, top * 0.06), xytext=(5, 2), textcoords="offset points", fontsize=7,
-                        color="#ef6c00")
-        for t, g0, g1 in ln.stills:
-            ax.axvspan(g0, g1, color="#424242", alpha=0.35, lw=0)
-            ax.axvline(t, color="#424242", lw=0.8, ls=":")
-        if any(t == 0.0 for t, _ in ln.phases) or zero == "release":
-            ax.axvline(0.0, color="black", lw=0.8)
-        ax.set_ylabel(f"{ln.board}\n{ln.camera}\nframes/s", fontsize=9)
-        ax.grid(axis="x", color="#dddddd", lw=0.6)
-        ax.text(0.995, 0.95, f"{ln.frames_s.size} frames", transform=ax.transAxes, ha="right", va="top",
-                fontsize=8, color="#555555")
+        _draw_lane(ax, ln, lo, hi, marker, zero, phases_seen)
     axes[-1, 0].set_xlim(lo, hi)
-    axes[-1, 0].set_xlabel(f"seconds from {zero} (frame rate averaged over {BIN_S:g} s bins from the {zero} edge)")
-    handles = [Patch(color=_phase_color(p), alpha=0.4, label=p) for p in phases_seen]
-    handles.append(Line2D([], [], color="#1565c0", lw=1.6, label="frames/s"))
-    if any(ln.faults for ln in lanes):  # the legend names only what the figure shows
-        handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
-    handles += [Line2D([], [], marker=marker[r], color="#ef6c00", ls="none", label=f"dropped: {r}")
-                for r in reasons]
-    if any(ln.stills for ln in lanes):
-        handles.append(Patch(color="#424242", alpha=0.35, label="still (gap in video)"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel(f"seconds from {zero} (frame rate averaged over {BIN_S:g} s bins from "
+                           f"the {zero} edge)")
+    handles = _legend(lanes, phases_seen, marker, reasons)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8,
+               frameon=False)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     out_svg = out_png.with_suffix(".svg")
@@ -132,3 +104,84 @@ def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *, zero: str = "
     fig.savefig(out_svg)
     plt.close(fig)
     return [out_png, out_svg]
+
+
+def _x_range(lanes: list[Lane]) -> tuple[float, float]:
+    """The axis: every lane's frames and the phase changes among them, with a margin."""
+    spans = [x for ln in lanes for x in (ln.frames_s[:1].tolist() + ln.frames_s[-1:].tolist())]
+    spans += [t for ln in lanes for t, _ in ln.phases if ln.frames_s.size and
+              ln.frames_s[0] <= t <= ln.frames_s[-1]]
+    lo, hi = (min(spans), max(spans)) if spans else (-1.0, 1.0)
+    return lo - 0.3, max(hi, lo + 1.0) + 0.3
+
+
+def _draw_lane(ax: Any, ln: Lane, lo: float, hi: float, marker: dict[str, str], zero: str,
+               phases_seen: list[str]) -> None:
+    """One panel: phases shaded, the frame rate, faults, drops, stills; adds to ``phases_seen``."""
+    edges, rate = rate_bins(ln.frames_s, lo, hi)
+    for i, (t, name) in enumerate(ln.phases):
+        end = ln.phases[i + 1][0] if i + 1 < len(ln.phases) else hi
+        ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
+        if name not in phases_seen:
+            phases_seen.append(name)
+    ax.stairs(rate, edges, color="#1565c0", lw=1.6)
+    top = max(1.0, float(rate.max()) if rate.size else 1.0) * 1.25
+    ax.set_ylim(0, top)
+    for t, what in ln.faults:
+        ax.axvline(t, color="#d32f2f", lw=1.5)
+        ax.annotate(what, (t, top * 0.92), xytext=(3, 0), textcoords="offset points", fontsize=7,
+                    color="#d32f2f", va="top")
+    for t, reason, count in ln.drops:
+        ax.plot([t], [top * 0.06], marker=marker[reason], color="#ef6c00", ms=7, ls="none")
+        ax.annotate(str(count), (t, top * 0.06), xytext=(5, 2), textcoords="offset points",
+                    fontsize=7, color="#ef6c00")
+    for t, g0, g1 in ln.stills:
+        ax.axvspan(g0, g1, color="#424242", alpha=0.35, lw=0)
+        ax.axvline(t, color="#424242", lw=0.8, ls=":")
+    if any(t == 0.0 for t, _ in ln.phases) or zero == "release":
+        ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_ylabel(f"{ln.board}\n{ln.camera}\nframes/s", fontsize=9)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.text(0.995, 0.95, f"{ln.frames_s.size} frames", transform=ax.transAxes, ha="right",
+            va="top", fontsize=8, color="#555555")
+
+
+def _legend(lanes: list[Lane], phases_seen: list[str], marker: dict[str, str],
+            reasons: list[str]) -> list[Any]:
+    """The legend's handles: it names only what the figure shows."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = [Patch(color=_phase_color(p), alpha=0.4, label=p) for p in phases_seen]
+    handles.append(Line2D([], [], color="#1565c0", lw=1.6, label="frames/s"))
+    if any(ln.faults for ln in lanes):
+        handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
+    handles += [Line2D([], [], marker=marker[r], color="#ef6c00", ls="none", label=f"dropped: {r}")
+                for r in reasons]
+    if any(ln.stills for ln in lanes):
+        handles.append(Patch(color="#424242", alpha=0.35, label="still (gap in video)"))
+    return handles
+
+
+def lane_of(cam: CamData) -> Lane:
+    """A camera's lane from its read pass: frame times, phases, its faults (and the board's that
+    name no camera), its drops by reason (camctl.common.ledger) and the gaps its stills left."""
+    fl = cam.fl
+    times = np.array(cam.times, dtype=np.int64)
+    frames_s = ((times - (fl.t0_ns or 0)) / 1e9 if fl.t0_ns is not None
+                else np.zeros(len(times)))
+    lane = Lane(cam.board, cam.camera, frames_s, phases=[(fl.rel(t), ph) for t, ph in fl.tb.phases])
+    for rec in fl.events:
+        if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
+            continue
+        if rec.get("camera") in (None, cam.camera):
+            what = str(rec.get("error") or rec.get("name") or "fault")
+            lane.faults.append((fl.rel(rec["mono_ns"]), what))
+    lane.drops += [(fl.rel(mono), reason, n) for mono, c, reason, n in ledger_marks(fl.events)
+                   if c == cam.camera]
+    for p in cam.stills:
+        i = int(np.searchsorted(times, p.ts))
+        g0 = times[i - 1] if i > 0 else p.ts
+        g1 = times[i] if i < len(times) else p.ts
+        lane.stills.append((fl.rel(p.ts), fl.rel(int(g0)), fl.rel(int(g1))))
+    return lane

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.exc import CamctlError
+from camctl.ground.status import events_endpoint  # the board's PUB endpoint: one rule, status's
 
 __all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_boards", "listing_total",
            "release_mono_ns"]
@@ -33,13 +34,6 @@ class StatusLink:
 
     def close(self) -> None:
         self._client.close()
-
-
-def events_endpoint(url: str, status: dict) -> str | None:
-    """The board's PUB endpoint: its ``events_port`` (from STATUS) on the host of its ROUTER URL."""
-    from camctl.ground.views import _events_url  # the one copy of this rule (``camctl status --watch`` uses it)
-
-    return _events_url(url, status)
 
 
 def command(url: str, name: str, *, curve: Any = None, timeout_s: float = 5.0) -> dict:
@@ -79,7 +73,7 @@ def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
 
 def release_mono_ns(flight_dir: Path) -> int | None:
     """The release edge (board monotonic ns) from a downloaded flight's event log; None when not logged."""
-    from camctl.ground.views import TimeBase, load_events
+    from camctl.ground.flights import TimeBase, load_events
 
     tb = TimeBase.from_events(load_events(Path(flight_dir)))
     return tb.t0_ns if tb.aligned else None

@@ -1,0 +1,147 @@
+"""Flight sets for export: the flights of different boards flown together, on one zero.
+
+Owns :class:`Flight` (a downloaded flight with its event log, time base and camera segments),
+the grouping of flights into sets (one flight per board, reference times within
+:data:`SET_WINDOW_S`), the alignment of a set on a GPIO trigger edge every board saw
+(:func:`align_set`), and :class:`CamData`, what the one read pass over a camera's segments keeps
+for the contact sheet and the timeline.
+
+Example::
+
+    >>> sets = flight_sets([load_flight(r) for r in find_flights(Path("drop-3"))])  # doctest: +SKIP
+    >>> align_set(sets[0])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from camctl.ground.flights import FlightRef, TimeBase, camera_segments, load_events
+
+if TYPE_CHECKING:
+    from camctl.ground.export.sheet import Pick, Picker
+
+__all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "load_flight"]
+
+SET_WINDOW_S = 300.0
+_NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared edge
+
+
+@dataclass
+class Flight:
+    """A flight to export: its folder, event log, time base and each camera's segments."""
+
+    ref: FlightRef
+    events: list[dict]
+    tb: TimeBase
+    t0_ns: int | None  # release edge, else the first event: the zero of every relative time
+    cameras: dict[str, list[Path]]
+
+    @property
+    def board(self) -> str:
+        return self.ref.board
+
+    def rel(self, mono_ns: int) -> float:
+        return (mono_ns - self.t0_ns) / 1e9 if self.t0_ns is not None else 0.0
+
+    def ref_wall_s(self) -> float:
+        if self.t0_ns is not None and self.tb.wall_offset_ns is not None:
+            return (self.t0_ns + self.tb.wall_offset_ns) / 1e9
+        try:
+            info = json.loads((self.ref.path / "flight.json").read_text("utf-8"))
+            return info["created_wall_ns"] / 1e9
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+
+@dataclass
+class CamData:
+    """What the read pass over one camera's segments keeps: every video frame's sensor time, the
+    contact sheet's frames around the events and the stills."""
+
+    board: str
+    camera: str
+    fl: Flight
+    times: list[int] = field(default_factory=list)  # sensor ns of every video frame
+    picker: Picker | None = None  # the contact sheet's frames around the events
+    stills: list[Pick] = field(default_factory=list)
+
+
+def _first_event_ns(events: list[dict]) -> int | None:
+    return next((int(r["mono_ns"]) for r in events if isinstance(r.get("mono_ns"), int)), None)
+
+
+def load_flight(ref: FlightRef) -> Flight:
+    """A flight folder read for export: its zero is the release edge, else its first event."""
+    events = load_events(ref.path)
+    tb = TimeBase.from_events(events)
+    t0 = tb.t0_ns if tb.t0_ns is not None else _first_event_ns(events)
+    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path))
+
+
+def _edges(fl: Flight) -> dict[str, int]:
+    """Event name -> monotonic ns of the first phase change that a GPIO trigger edge caused on this
+    board."""
+    out: dict[str, int] = {}
+    for r in fl.events:
+        ev, mono = r.get("event"), r.get("mono_ns")
+        if (r.get("kind") == "phase" and r.get("source") == "gpio" and isinstance(ev, str)
+                and ev not in _NOT_EDGES and isinstance(mono, int)):
+            out.setdefault(ev, mono)
+    return out
+
+
+def _choose_edge(edges: list[dict[str, int]], prefer: str) -> str | None:
+    common = set.intersection(*(set(e) for e in edges)) if edges else set()
+    if common:
+        return prefer if prefer in common else min(common, key=lambda ev: edges[0][ev])
+    counts: dict[str, int] = {}
+    for e in edges:
+        for ev in e:
+            counts[ev] = counts.get(ev, 0) + 1
+    return min(counts, key=lambda ev: (-counts[ev], ev != prefer, ev)) if counts else None
+
+
+def align_set(fset: list[Flight], *, prefer: str = "release") -> dict[str, dict]:
+    """Put the boards of a flight set on one zero: a GPIO trigger edge every board saw (``prefer``
+    if they all saw it, else the earliest such edge on the first board). With no edge common to all,
+    the edge most boards saw is the zero of those boards; any board without the chosen edge is
+    marked unaligned, with the reason, and keeps its own first event as zero: it is never shifted
+    onto the others silently.
+
+    Sets each flight's ``t0_ns`` and ``tb.aligned``; returns
+    ``{board: {"aligned", "edge", "reason"}}``."""
+    edges = [_edges(fl) for fl in fset]
+    edge = _choose_edge(edges, prefer)
+    report: dict[str, dict] = {}
+    for fl, e in zip(fset, edges, strict=True):
+        if edge is not None and edge in e:
+            fl.t0_ns = fl.tb.t0_ns = e[edge]
+            fl.tb.aligned, reason = True, ""
+        else:
+            theirs = ", ".join(sorted(e)) or "none"
+            reason = (f"no {edge!r} edge in its event log (its GPIO edges: {theirs})"
+                      if edge is not None else "no GPIO trigger edge in its event log")
+            fl.t0_ns = _first_event_ns(fl.events)
+            fl.tb.t0_ns, fl.tb.aligned = fl.t0_ns, False
+        fl.tb.unaligned_reason = reason
+        report[fl.board] = {"aligned": not reason, "edge": edge if not reason else None,
+                            "reason": reason}
+    return report
+
+
+def flight_sets(flights: list[Flight]) -> list[list[Flight]]:
+    """Group flights of different boards flown together (one per board, reference times close)."""
+    sets: list[list[Flight]] = []
+    for fl in sorted(flights, key=lambda f: (f.ref_wall_s(), f.board)):
+        for s in sets:
+            if (fl.board not in {f.board for f in s}
+                    and abs(fl.ref_wall_s() - s[0].ref_wall_s()) <= SET_WINDOW_S):
+                s.append(fl)
+                break
+        else:
+            sets.append([fl])
+    return [sorted(s, key=lambda f: f.board) for s in sets]

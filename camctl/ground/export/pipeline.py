@@ -1,0 +1,269 @@
+"""The export run: flights found, grouped into sets and aligned, each camera's segments read once.
+
+Owns ``camctl export`` (:func:`export_main`), the library call :func:`export_all` and what it
+reports (:class:`ExportResult`), and the single read pass over a camera's segments
+(:func:`scan_camera`) that feeds every kind of export: :mod:`.mp4`, :mod:`.frames`, :mod:`.sheet`,
+:mod:`.timeline`; :mod:`.foxglove` copies the set's segments as they are.
+
+Example::
+
+    >>> res = export_all(Path("drop-3"), Path("drop-3/export"), frames=True)     # doctest: +SKIP
+    >>> res.paths()["mp4"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camctl.exc import ConfigError
+from camctl.ground.export.flightset import CamData, Flight, align_set, flight_sets, load_flight
+from camctl.ground.export.frames import write_frame
+from camctl.ground.export.mp4 import Mp4Writer, video_size
+from camctl.ground.export.sheet import (
+    SHEET_TOL_NS,
+    Pick,
+    Picker,
+    flight_header,
+    has_previews,
+    set_events,
+    set_sheet,
+    set_targets,
+    sheet_from_previews,
+)
+from camctl.ground.export.timeline import draw_timeline, lane_of
+from camctl.ground.flights import FlightRef, find_flights
+
+__all__ = ["ExportResult", "export_all", "export_main", "scan_camera"]
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_all` wrote. ``tiles`` holds, per contact sheet, the boxes (x0, y0, x1, y1)
+    of the tiles that got a frame; ``notes`` what a user should know (skipped frames, sidecar
+    subtitles...)."""
+
+    out: Path
+    mp4: list[Path] = field(default_factory=list)
+    contact_sheets: list[Path] = field(default_factory=list)
+    timelines: list[Path] = field(default_factory=list)
+    frames: list[Path] = field(default_factory=list)
+    subtitles: list[Path] = field(default_factory=list)  # sidecar .srt files (muxing failed)
+    timeline_svgs: list[Path] = field(default_factory=list)  # the timelines as SVG, beside the PNGs
+    foxglove: list[Path] = field(default_factory=list)  # the set's MCAP and its Foxglove layout
+    tiles: dict[Path, list[tuple[int, int, int, int]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def paths(self) -> dict[str, list[Path]]:
+        return {"mp4": self.mp4, "contact_sheet": self.contact_sheets, "timeline": self.timelines,
+                "frames": self.frames, "srt": self.subtitles, "timeline_svg": self.timeline_svgs,
+                "foxglove": self.foxglove}
+
+
+# --- the pass over one camera -------------------------------------------------------------------
+def scan_camera(fl: Flight, camera: str, *, mp4: Path | None, frames_dir: Path | None,
+                targets: list[tuple[int, bool]], res: ExportResult,
+                advance: Callable[[], Any]) -> CamData:
+    """Read ``camera``'s segments once: write its MP4 (``mp4``) and plain JPEGs (``frames_dir``) as
+    it goes and keep what the contact sheet (frames near ``targets``) and the timeline need."""
+    from camctl.store import iter_frames
+
+    data = CamData(fl.board, camera, fl,
+                   picker=Picker(targets, SHEET_TOL_NS) if targets else None)
+    writer = Mp4Writer(mp4, fl, camera, video_size(fl.cameras[camera])) if mp4 is not None else None
+    try:
+        for seg in fl.cameras[camera]:
+            for fr in iter_frames(seg):
+                if frames_dir is not None:
+                    res.frames.append(write_frame(frames_dir, fl, camera, fr))
+                if not fr.jpeg_ok:
+                    continue
+                if fr.still:
+                    data.stills.append(Pick(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg))
+                    continue
+                data.times.append(fr.timestamp_ns)
+                if writer is not None:
+                    writer.add(fr.timestamp_ns, fr.jpeg)
+                if data.picker is not None:
+                    data.picker.offer(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg)
+            advance()
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None and writer.frames:
+        _mp4_written(writer, res)
+    data.times.sort()
+    return data
+
+
+def _mp4_written(writer: Mp4Writer, res: ExportResult) -> None:
+    mp4 = writer.path
+    res.mp4.append(mp4)
+    if writer.srt is not None:
+        res.subtitles.append(writer.srt)
+        res.notes.append(f"{mp4}: phases written to {writer.srt.name} (subtitle muxing failed)")
+    if writer.skipped:
+        res.notes.append(f"{mp4}: {writer.skipped} frames skipped (out of order or undecodable)")
+    if writer.scaled:
+        res.notes.append(f"{mp4}: {writer.scaled} smaller frames scaled up to "
+                         f"{writer.width}x{writer.height} "
+                         f"(the camera changed size during the flight)")
+
+
+# --- driver -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Any]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("export"), BarColumn(), MofNCompleteColumn(), TextColumn("segments"),
+                  TimeElapsedColumn(), transient=True) as prog:
+        task = prog.add_task("export", total=total)
+        yield lambda: prog.update(task, advance=1)
+
+
+@dataclass(frozen=True)
+class _Kinds:
+    """Which exports :func:`export_all` writes."""
+
+    mp4: bool
+    contact_sheet: bool
+    timeline: bool
+    frames: bool
+    foxglove: bool
+
+
+def _unique(refs: list[FlightRef], res: ExportResult) -> list[FlightRef]:
+    """One ref per (board, flight): the demo's output holds each flight twice (its download and the
+    board's store); the first is exported, the others named in a note."""
+    seen: dict[tuple[str, str], FlightRef] = {}
+    for r in refs:
+        if (r.board, r.flight) in seen:
+            res.notes.append(f"{r.board} {r.flight}: exported from "
+                             f"{seen[(r.board, r.flight)].path}, also at {r.path}")
+        else:
+            seen[(r.board, r.flight)] = r
+    return list(seen.values())
+
+
+def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool = True,
+               timeline: bool = True, frames: bool = False, foxglove: bool = False,
+               progress: bool = False) -> ExportResult:
+    """Export every flight under ``root`` (fetch output, board store or one flight folder) into
+    ``out``.
+
+    Raises ConfigError when ``root`` holds no flight."""
+    root, out = Path(root), Path(out)
+    refs = find_flights(root)
+    if not refs:
+        raise ConfigError(f"no flights under {root} (expected <board>/<flight>/flight.json, "
+                          f"<flight>/flight.json or a flight folder)")
+    res = ExportResult(out=out)
+    flights = [load_flight(r) for r in _unique(refs, res)]
+    kinds = _Kinds(mp4, contact_sheet, timeline, frames, foxglove)
+    total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
+    used_names: set[str] = set()
+    with _progress(progress, total) as advance:
+        for fset in flight_sets(flights):
+            name = min(f.ref.flight for f in fset)
+            while name in used_names:
+                name += "_"
+            used_names.add(name)
+            _export_set(fset, name, out / name, kinds, res, advance)
+    return res
+
+
+def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res: ExportResult,
+                advance: Callable[[], Any]) -> None:
+    """One flight set into ``set_dir``: aligned, every camera read once, then sheet, timeline and
+    the Foxglove copy."""
+    alignment = align_set(fset)
+    for board, a in alignment.items():
+        if not a["aligned"]:
+            res.notes.append(f"{name}: {board} is UNALIGNED: {a['reason']}; its times are its own")
+    set_dir.mkdir(parents=True, exist_ok=True)
+    (set_dir / "alignment.json").write_text(json.dumps(alignment, indent=1, sort_keys=True))
+    ref, events = set_events(fset) if kinds.contact_sheet else (None, [])
+    cams: list[CamData] = []
+    frames_dir = set_dir / "frames" if kinds.frames else None
+    if frames_dir is not None:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    for fl in fset:
+        targets = set_targets(fl, ref, events)
+        for camera in fl.cameras:
+            mp4_path = set_dir / "mp4" / f"{fl.board}_{camera}.mp4" if kinds.mp4 else None
+            cams.append(scan_camera(fl, camera, mp4=mp4_path, frames_dir=frames_dir,
+                                    targets=targets, res=res, advance=advance))
+    aligned = any(f.tb.aligned for f in fset)
+    if kinds.contact_sheet:
+        _sheet(fset, name, cams, set_dir / "contact_sheet.png", res)
+    if kinds.timeline and any(c.times for c in cams):
+        title = flight_header(((f.board, f.ref.flight) for f in fset), "frame rate per camera")
+        zero = "release" if aligned else "first event"
+        png, svg = draw_timeline(title, [lane_of(c) for c in cams], set_dir / "timeline.png",
+                                 zero=zero)
+        res.timelines.append(png)
+        res.timeline_svgs.append(svg)
+    if kinds.foxglove:
+        _foxglove(fset, name, set_dir / "foxglove", res)
+    if not aligned and (cams or kinds.contact_sheet):
+        res.notes.append(f"{name}: no release event logged; times are from the first event")
+
+
+def _sheet(fset: list[Flight], name: str, cams: list[CamData], png: Path,
+           res: ExportResult) -> None:
+    """The set's contact sheet from its frames, else from its previews (a thumbs-only download)."""
+    if any(c.times or c.stills for c in cams):
+        res.tiles[png] = set_sheet(fset, cams, png)
+        res.contact_sheets.append(png)
+    elif any(has_previews(f.ref.path) for f in fset):
+        res.tiles[png] = sheet_from_previews([f.ref for f in fset], png)
+        res.contact_sheets.append(png)
+        res.notes.append(f"{name}: contact sheet made from the previews "
+                         f"(no segment downloaded yet)")
+
+
+def _foxglove(fset: list[Flight], name: str, out_dir: Path, res: ExportResult) -> None:
+    from camctl.ground.export.foxglove import write_foxglove
+
+    fx = write_foxglove([(f.board, f.ref.flight, f.cameras,
+                          sorted((f.ref.path / "events").glob("*.mcap"))) for f in fset],
+                        out_dir, name)
+    res.foxglove += [fx.mcap, fx.layout]
+    res.notes += [f"{fx.mcap}: left out {u}" for u in fx.unreadable]
+
+
+def export_main(args: argparse.Namespace) -> int:
+    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--out OUTDIR]
+    [--quiet]``.
+
+    0 when something was written, 1 when the flights hold nothing to export, 2 (ConfigError) for no
+    flight."""
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise ConfigError(f"no such folder: {root}")
+    kinds = {k: bool(getattr(args, k, False))
+             for k in ("mp4", "contact_sheet", "timeline", "frames", "foxglove")}
+    if not any(kinds.values()):  # nothing asked: everything but the Foxglove copy (it duplicates)
+        kinds = {k: k != "foxglove" for k in kinds}
+    out = Path(args.out) if getattr(args, "out", None) else root / "export"
+    quiet = bool(getattr(args, "quiet", False))
+    res = export_all(root, out, progress=not quiet, **kinds)
+    for kind, paths in res.paths().items():
+        if paths and (kind != "frames" or not quiet):
+            shown = (f"{len(paths)} files in {paths[0].parent}" if kind == "frames"
+                     else ", ".join(str(p) for p in paths))
+            print(f"{kind}: {shown}")
+    for note in res.notes:
+        print(f"note: {note}")
+    if not any(res.paths().values()):
+        print(f"export: nothing written (no frames under {root})")
+        return 1  # flights without a frame: a problem in the data (camctl.cli's exit-code rule)
+    return 0

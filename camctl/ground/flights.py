@@ -1,0 +1,332 @@
+"""The ground's flight model: flights on disk, their event logs, time bases and ``ls`` records.
+
+Owns the discovery of flights in a folder (a fetch output ``<out>/<board>/<flight>``, one board's
+store ``<store>/<flight>`` or a single flight folder), each flight's index and segments, and the
+flight time base: each board's release edge (``mono_ns`` of its release phase record) is its t=0, so
+boards wired to the same release line line up. :mod:`camctl.ground.views` prints what this module
+computes; :mod:`camctl.ground.export` builds on it.
+
+Example::
+
+    >>> for ref in find_flights(Path("drop-3")):                    # doctest: +SKIP
+    ...     print(ref.board, ref.flight, summarize_flight(ref)["cameras"].keys())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FlightRef",
+    "TimeBase",
+    "camera_segments",
+    "find_flights",
+    "list_board",
+    "load_events",
+    "read_index",
+    "remote_flights",
+    "remote_time_bases",
+    "summarize_flight",
+]
+
+_FLIGHT_JSON = "flight.json"
+_NOT_CAMERAS = {"events", "thumbs", "export"}  # folders of a flight that hold no camera's segments
+
+
+# --- discovery ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FlightRef:
+    """One flight folder on disk and the board that flew it."""
+
+    board: str
+    flight: str
+    path: Path
+
+
+def _is_flight(p: Path) -> bool:
+    return p.is_dir() and ((p / _FLIGHT_JSON).is_file() or (p / "events").is_dir())
+
+
+def _ref(path: Path, default_board: str) -> FlightRef:
+    board, flight = default_board, path.name
+    try:
+        data = json.loads((path / _FLIGHT_JSON).read_text("utf-8"))
+        if isinstance(data, dict):
+            board = str(data.get("board") or board)
+            flight = str(data.get("flight") or flight)
+    except (OSError, ValueError):
+        pass
+    return FlightRef(board=board, flight=flight, path=path)
+
+
+_NOT_FLIGHTS = {"export", "thumbs", "frames", "mp4", "events"}  # folders that never hold a flight
+
+
+def find_flights(root: Path) -> list[FlightRef]:
+    """Every flight at or beneath ``root``, however deep: a flight folder itself, a board's store
+    (``<store>/<flight>``), a fetch output (``<out>/<board>/<flight>``), the demo's output folder
+    (its download and its boards' stores) or any folder holding those. A flight folder is not
+    searched further; export output and hidden folders are skipped. Sorted by board, flight id,
+    then path."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    if _is_flight(root):
+        return [_ref(root, root.parent.name or "board")]
+    out = []
+    for dirpath, dirnames, _files in os.walk(root):
+        here, deeper = Path(dirpath), []
+        for name in sorted(dirnames):
+            if name.startswith(".") or name in _NOT_FLIGHTS:
+                continue
+            if _is_flight(here / name):
+                out.append(_ref(here / name, here.name))
+            else:
+                deeper.append(name)
+        dirnames[:] = deeper
+    return sorted(out, key=lambda r: (r.board, r.flight, str(r.path)))
+
+
+def camera_segments(flight_dir: Path) -> dict[str, list[Path]]:
+    """Each camera folder of a flight (event log, previews and export output left out) and its
+    ``*.mcap`` segments in order; a folder without a segment is left out."""
+    cams: dict[str, list[Path]] = {}
+    folders = (p for p in Path(flight_dir).iterdir() if p.is_dir() and p.name not in _NOT_CAMERAS)
+    for sub in sorted(folders):
+        segs = sorted(sub.glob("*.mcap"))
+        if segs:
+            cams[sub.name] = segs
+    return cams
+
+
+# --- events and the time base ---------------------------------------------------------------------
+def load_events(flight_dir: Path) -> list[dict]:
+    """Every event record of a flight (all ``events/*.mcap`` segments), sorted by ``mono_ns``."""
+    from camctl.store import iter_events
+
+    recs: list[dict] = []
+    for seg in sorted((Path(flight_dir) / "events").glob("*.mcap")):
+        recs.extend(iter_events(seg))
+    return sorted(recs, key=lambda r: int(r.get("mono_ns") or 0))
+
+
+@dataclass
+class TimeBase:
+    """A board's flight clock: ``t0_ns`` (monotonic ns of its release edge, or of the first frame
+    when no release was logged) and a monotonic -> wall-clock offset from any record that carries
+    both."""
+
+    t0_ns: int | None
+    aligned: bool  # True when t0 is the release edge (boards can be compared)
+    wall_offset_ns: int | None
+    phases: list[tuple[int, str]]  # (mono_ns, phase entered), in order
+    event_ns: dict[str, int]  # event name -> mono_ns of the first transition it caused
+    event_phase: dict[str, str]  # event name -> the phase that transition entered
+    unaligned_reason: str = ""  # why t0 is not a release edge (its times cannot be compared)
+
+    @classmethod
+    def from_events(cls, events: Iterable[dict], *, release: str = "release") -> TimeBase:
+        phases: list[tuple[int, str]] = []
+        event_ns: dict[str, int] = {}
+        event_phase: dict[str, str] = {}
+        wall_offset = None
+        first_descent = None
+        for r in events:
+            mono, wall = r.get("mono_ns"), r.get("wall_ns")
+            if (wall_offset is None and isinstance(mono, int) and isinstance(wall, int)
+                    and mono and wall):
+                wall_offset = wall - mono
+            if r.get("kind") != "phase" or not isinstance(mono, int):
+                continue
+            phases.append((mono, str(r.get("phase_to", r.get("name", "")))))
+            ev = str(r.get("event", ""))
+            event_ns.setdefault(ev, mono)
+            event_phase.setdefault(ev, phases[-1][1])
+            if first_descent is None and r.get("phase_from") == "ARMED":
+                first_descent = mono
+        t0 = event_ns.get(release)
+        reason = ""
+        if t0 is None:  # its own first descent edge: a zero for this board alone, never aligned
+            t0 = first_descent
+            reason = f"no {release!r} edge in its event log" + (
+                "; times are from its first descent phase" if t0 is not None else "")
+        return cls(t0_ns=t0, aligned=not reason, wall_offset_ns=wall_offset, phases=phases,
+                   event_ns=event_ns, event_phase=event_phase, unaligned_reason=reason)
+
+    def rel_s(self, mono_ns: int) -> float:
+        """Seconds from t0 (0.0 when there is no t0)."""
+        return (mono_ns - self.t0_ns) / 1e9 if self.t0_ns is not None else 0.0
+
+    def wall_iso(self, mono_ns: int | None) -> str:
+        if mono_ns is None or self.wall_offset_ns is None:
+            return ""
+        wall = (mono_ns + self.wall_offset_ns) / 1e9
+        return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall))
+                + f".{int(wall * 1000) % 1000:03d}Z")
+
+    def phase_at(self, mono_ns: int) -> str:
+        cur = ""
+        for t, ph in self.phases:
+            if t > mono_ns:
+                break
+            cur = ph
+        return cur
+
+
+# --- the index ------------------------------------------------------------------------------------
+def read_index(flight_dir: Path) -> tuple[dict, str, int | None]:
+    """(index, how, segments the board listed): ``how`` is current | rebuilt | missing."""
+    from camctl.store.index import INDEX_NAME, build_index, index_is_stale
+
+    listed = None
+    try:
+        raw = json.loads((flight_dir / INDEX_NAME).read_text("utf-8"))
+    except (OSError, ValueError):
+        raw = None
+    if isinstance(raw, dict):
+        try:
+            listed = sum(len(c.get("segments", [])) for c in raw.get("cameras", {}).values())
+        except (AttributeError, TypeError):
+            listed = None
+        if not index_is_stale(flight_dir, raw) or _same_files(flight_dir, raw):
+            return raw, "current", listed
+    return build_index(flight_dir), "rebuilt" if raw is not None else "missing", listed
+
+
+def _same_files(flight_dir: Path, index: dict) -> bool:
+    """A download's files have new mtimes: the index still describes them when every path and size
+    match (``camctl fetch`` checked each sha256 already)."""
+    from camctl.store.index import segment_paths
+
+    try:
+        entries = {e["path"]: e["size"] for c in index["cameras"].values() for e in c["segments"]}
+        entries.update({e["path"]: e["size"] for e in index["events"]["segments"]})
+        on_disk = {p.relative_to(flight_dir).as_posix(): p.stat().st_size
+                   for paths in segment_paths(flight_dir).values() for p in paths}
+    except (KeyError, TypeError, AttributeError, OSError):
+        return False
+    return entries == on_disk
+
+
+# --- the ls record --------------------------------------------------------------------------------
+def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: dict) -> dict:
+    from camctl.common.ledger import balance
+
+    segs = cam.get("segments", [])
+    first, last = cam.get("first_ns"), cam.get("last_ns")
+    stills = int(cam.get("stills", 0))
+    folder = ref.path / name
+    partial = sorted(p.name for p in folder.glob("*.part")) if folder.is_dir() else []
+    both = first is not None and last is not None
+    return {
+        "frames": int(cam.get("frames", 0)) - stills,
+        "stills": stills,
+        "first_s": round(tb.rel_s(first), 3) if first is not None and tb.aligned else None,
+        "last_s": round(tb.rel_s(last), 3) if last is not None and tb.aligned else None,
+        "start_wall": tb.wall_iso(first),
+        "duration_s": round((last - first) / 1e9, 3) if both else 0.0,
+        "bytes": sum(int(s.get("size", 0)) for s in segs),
+        "segments": len(segs),
+        "partial_files": partial,
+        "phases": dict(cam.get("phases", {})),
+        "ledger": balance(ledger.get(name), int(cam.get("frames", 0))),  # stills are frames too
+    }
+
+
+def summarize_flight(ref: FlightRef) -> dict[str, Any]:
+    """The ``ls`` record of one flight: per camera frames, stills, times from release, sizes."""
+    from camctl.common.ledger import read_ledger
+
+    index, how, listed = read_index(ref.path)
+    events = load_events(ref.path)
+    tb = TimeBase.from_events(events)
+    ledger = read_ledger(events)
+    cams: dict[str, dict] = {}
+    for name, cam in sorted(index.get("cameras", {}).items()):
+        if name in ("thumbs", "export") and not cam.get("segments", []):
+            continue
+        cams[name] = _camera_summary(ref, name, cam, tb, ledger)
+    kinds: dict[str, int] = {}
+    for r in events:
+        kinds[str(r.get("kind", "event"))] = kinds.get(str(r.get("kind", "event")), 0) + 1
+    return {
+        "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
+        "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
+        "aligned": tb.aligned, "unaligned_reason": tb.unaligned_reason,
+        "events": len(events), "faults": kinds.get("fault", 0),
+        "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),  # ledger + store drops
+        # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
+        "losses": [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
+                   for r in events if r.get("kind") == "loss"],
+        "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph} for t, ph in tb.phases],
+        "cameras": cams,
+    }
+
+
+# --- a board's listing (ls --connect) -------------------------------------------------------------
+def remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
+    """Each listed flight's time base, from its event log fetched into a temporary folder."""
+    import tempfile
+
+    from camctl.store import iter_events
+
+    events: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="camctl-ls-") as tmp:
+        for i, s in enumerate(x for x in segs if x.kind == "events"):
+            dest = Path(tmp) / f"{i}.mcap"
+            client.fetch_file(s, dest)
+            events.setdefault(s.flight, []).extend(iter_events(dest))
+    return {f: TimeBase.from_events(sorted(r, key=lambda e: int(e.get("mono_ns") or 0)))
+            for f, r in events.items()}
+
+
+def remote_flights(segs: list[Any], bases: dict[str, TimeBase]) -> dict[str, dict[str, dict]]:
+    """``{flight: {camera: record}}`` from a board's LIST: frames, bytes, segments, first/last
+    seconds from the board's release edge (None when its flight is not aligned) and duration."""
+    flights: dict[str, dict[str, dict]] = {}
+    for s in segs:
+        if s.kind != "segment":
+            continue  # the event log and flight.json/index.json are not cameras
+        cam = flights.setdefault(s.flight, {}).setdefault(s.camera, {
+            "frames": 0, "bytes": 0, "segments": 0, "first_ns": None, "last_ns": None})
+        cam["frames"] += s.frames
+        cam["bytes"] += s.size
+        cam["segments"] += 1
+        if s.frames:
+            f, la = cam["first_ns"], cam["last_ns"]
+            cam["first_ns"] = s.first_ns if f is None else min(f, s.first_ns)
+            cam["last_ns"] = s.last_ns if la is None else max(la, s.last_ns)
+    for flight, cams in flights.items():
+        tb = bases.get(flight)
+        for cam in cams.values():
+            f, la = cam.pop("first_ns"), cam.pop("last_ns")
+            rel = tb.rel_s if tb is not None and tb.aligned else None
+            cam["first_s"] = round(rel(f), 3) if rel is not None and f is not None else None
+            cam["last_s"] = round(rel(la), 3) if rel is not None and la is not None else None
+            both = f is not None and la is not None
+            cam["duration_s"] = round((la - f) / 1e9, 3) if both else 0.0
+    return flights
+
+
+def list_board(url: str, *, timeout_s: float = 5.0, curve: Any = None) -> dict:
+    """One board's ``ls --connect`` record: ``{"url", "board", "serving", "flights"}`` (see
+    :func:`remote_flights`; the event logs are fetched for the time bases, they are small), or
+    ``{"url", "error"}`` when the board cannot be reached or refuses."""
+    from camctl.exc import FetchError, RemoteError
+    from camctl.ground import Client
+
+    with Client(url, timeout_s=timeout_s, curve=curve) as c:
+        try:
+            w = c.hello()
+            segs = c.list()
+            bases = remote_time_bases(c, segs)
+        except (FetchError, RemoteError) as exc:
+            return {"url": url, "error": str(exc)}
+    return {"url": url, "board": w.board, "serving": w.serving,
+            "flights": remote_flights(segs, bases)}
