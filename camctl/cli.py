@@ -386,8 +386,8 @@ def _add_fetch(sub: _SubParsers) -> None:
     s.add_argument("--thumbs-only", action="store_true",
                    help="fetch the previews and event logs only")
     s.add_argument("--first-look", action="store_true",
-                   help="fetch the previews of every board, draw DIR/first-look.png and say how long "
-                        "after touchdown it is ready")
+                   help="fetch the previews of every board, draw DIR/first-look.png and say how "
+                        "long after touchdown it is ready")
     s.add_argument("--give-up-after", type=float, default=30.0, metavar="S",
                    help="seconds a board may stay unreachable before it is reported and skipped")
     s.add_argument("--flight", default="latest", metavar="latest|all|ID",
@@ -464,8 +464,8 @@ def _add_export(sub: _SubParsers) -> None:
                    help="frame rates of all boards on one axis (PNG, SVG)")
     s.add_argument("--frames", action="store_true", help="every stored JPEG as a file")
     s.add_argument("--foxglove", action="store_true",
-                   help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to open "
-                        "it with (not part of the default: it copies the data)")
+                   help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to "
+                        "open it with (not part of the default: it copies the data)")
     s.add_argument("--out", metavar="DIR", help="output folder (none: DIR/export)")
     s.add_argument("--quiet", action="store_true",
                    help="no progress bar, no list of frame files")
