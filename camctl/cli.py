@@ -316,34 +316,55 @@ def _add_net(p: argparse.ArgumentParser, *, many: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``camctl`` parser: global flags, then one ``_add_*`` function per subcommand group."""
     p = _Parser(prog="camctl", description="Best-effort EDL cameras for Raspberry Pi rigs.",
                 epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
     p.add_argument("--version", action="version", version=f"camctl {__version__}")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="lowest level of log lines written to stderr")
-    p.add_argument("--log-json", action="store_true", help="structured logs: one JSON object per line")
+    p.add_argument("--log-json", action="store_true",
+                   help="structured logs: one JSON object per line")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_demo, _add_run, _add_status, _add_operator_commands, _add_fetch, _add_mission,
+                _add_ls, _add_verify, _add_export, _add_keys, _add_bench, _add_tool_groups,
+                _add_board_tools):
+        add(sub)
+    return p
 
+
+# --- the subcommands' arguments, in the order --help lists them ---------------------------------
+def _add_demo(sub: _SubParsers) -> None:
     s = sub.add_parser("demo", help="full simulated drop test on loopback, with report")
     s.add_argument("--boards", type=int, default=2, metavar="N", help="simulated boards to fly")
     s.add_argument("--seconds", type=float, default=6.0, metavar="S", help="length of the descent")
-    s.add_argument("--out", metavar="DIR", help="output folder (none: a new folder under ./demo-out)")
+    s.add_argument("--out", metavar="DIR",
+                   help="output folder (none: a new folder under ./demo-out)")
     s.add_argument("--keep", action="store_true", help="keep the boards' store folders")
-    s.add_argument("--mission", action="store_true", help="watch it on the mission page (its URL is printed)")
+    s.add_argument("--mission", action="store_true",
+                   help="watch it on the mission page (its URL is printed)")
     s.add_argument("--mission-port", type=int, default=8080, metavar="P", help="the page's port")
     s.add_argument("--quiet", action="store_true", help="print only the final report")
     s.set_defaults(func=cmd_demo)
 
+
+def _add_run(sub: _SubParsers) -> None:
     s = sub.add_parser("run", help="the board daemon (what systemd starts)")
     s.add_argument("--config", required=True, metavar="FILE", help="the board's TOML config")
     s.set_defaults(func=cmd_run)
 
+
+def _add_status(sub: _SubParsers) -> None:
     s = sub.add_parser("status", help="phase, cameras, frames, disk, per board")
     _add_net(s, many=True)
-    s.add_argument("--json", action="store_true", help="JSON instead of tables (with --watch: one line per update)")
-    s.add_argument("--watch", action="store_true", help="refresh live from the boards' PUB sockets")
+    s.add_argument("--json", action="store_true",
+                   help="JSON instead of tables (with --watch: one line per update)")
+    s.add_argument("--watch", action="store_true",
+                   help="refresh live from the boards' PUB sockets")
     s.set_defaults(func=cmd_status)
 
+
+def _add_operator_commands(sub: _SubParsers) -> None:
+    """arm, disarm, event: COMMANDs to one board."""
     for name, helptext in (("arm", "arm a board"), ("disarm", "disarm a board")):
         s = sub.add_parser(name, help=helptext)
         _add_net(s, many=False)
@@ -356,13 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_line_hold(s)
     s.set_defaults(func=cmd_command, cmd="event")
 
+
+def _add_fetch(sub: _SubParsers) -> None:
     s = sub.add_parser("fetch", help="download every frame from one or many boards, resumably")
     _add_net(s, many=True)
-    s.add_argument("--out", required=True, metavar="DIR", help="download folder (<DIR>/<board>/<flight>/...)")
-    s.add_argument("--thumbs-only", action="store_true", help="fetch the previews and event logs only")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="download folder (<DIR>/<board>/<flight>/...)")
+    s.add_argument("--thumbs-only", action="store_true",
+                   help="fetch the previews and event logs only")
     s.add_argument("--first-look", action="store_true",
-                   help="fetch the previews of every board, draw DIR/first-look.png and say how long after "
-                        "touchdown it is ready")
+                   help="fetch the previews of every board, draw DIR/first-look.png and say how "
+                        "long after touchdown it is ready")
     s.add_argument("--give-up-after", type=float, default=30.0, metavar="S",
                    help="seconds a board may stay unreachable before it is reported and skipped")
     s.add_argument("--flight", default="latest", metavar="latest|all|ID",
@@ -370,21 +395,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_fetch)
 
-    s = sub.add_parser("mission", help="the conductor's page: go/no-go, live phases, previews, videos")
+
+def _add_mission(sub: _SubParsers) -> None:
+    s = sub.add_parser("mission",
+                       help="the conductor's page: go/no-go, live phases, previews, videos")
     _add_net(s, many=True)
-    s.add_argument("--out", metavar="DIR", help="downloads and exports (none: a new folder under ./mission-out)")
-    s.add_argument("--host", default="127.0.0.1", help="address to serve on (any but loopback needs "
-                                                       "the access token printed at start)")
+    s.add_argument("--out", metavar="DIR",
+                   help="downloads and exports (none: a new folder under ./mission-out)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (any but loopback needs the access token printed at "
+                        "start)")
     s.add_argument("--port", type=int, default=8080, help="HTTP port (0 = any free port)")
     s.add_argument("--operator-key", metavar="FILE",
-                   help="the operator's CURVE secret key (e.g. DIR/client.key_secret; the boards list its public "
-                        "key in operators/): arm/disarm buttons, with a confirmation, never a descent event")
+                   help="the operator's CURVE secret key (e.g. DIR/client.key_secret; the boards "
+                        "list its public key in operators/): arm/disarm buttons, with a "
+                        "confirmation, never a descent event")
     s.add_argument("--operator", action="store_true",
-                   help="arm/disarm buttons on boards WITHOUT CURVE (sim, bench: they take COMMAND from anyone); "
-                        "with CURVE use --operator-key")
+                   help="arm/disarm buttons on boards WITHOUT CURVE (sim, bench: they take COMMAND "
+                        "from anyone); with CURVE use --operator-key")
     s.add_argument("--previews-per-board", type=int, default=None, metavar="N",
-                   help="previews shown per board (default 24: the first of each phase, the last, evenly "
-                        "between; the page says how many are hidden)")
+                   help="previews shown per board (default 24: the first of each phase, the last, "
+                        "evenly between; the page says how many are hidden)")
     s.add_argument("--min-record-min", type=float, default=10.0, metavar="MIN",
                    help="go needs disk room for this many minutes at the flight's schedule")
     s.add_argument("--max-clock-ms", type=float, default=50.0, metavar="MS",
@@ -393,53 +424,81 @@ def build_parser() -> argparse.ArgumentParser:
                    help="go needs each camera within this fraction of its scheduled rate")
     s.set_defaults(func=cmd_mission)
 
+
+def _add_ls(sub: _SubParsers) -> None:
     s = sub.add_parser("ls", help="what is stored (DIR) or on a board (--connect)")
-    s.add_argument("dir", nargs="?", help="a board's store, a download, the demo's output: any folder")
-    s.add_argument("--connect", action="append", metavar="URL", help="a board's ROUTER endpoint (repeatable)")
-    s.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for a reply")
+    s.add_argument("dir", nargs="?",
+                   help="a board's store, a download, the demo's output: any folder")
+    s.add_argument("--connect", action="append", metavar="URL",
+                   help="a board's ROUTER endpoint (repeatable)")
+    s.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait for a reply")
     s.add_argument("--curve-server-key", metavar="FILE", action="append",
-                   help="the board's CURVE public key, once per --connect in order (none: DIR/servers/<host>.key)")
-    s.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys'")
+                   help="the board's CURVE public key, once per --connect in order (none: "
+                        "DIR/servers/<host>.key)")
+    s.add_argument("--curve-keys", metavar="DIR",
+                   help="the ground key folder made by 'camctl keys'")
     s.add_argument("--json", action="store_true", help="JSON instead of tables")
     s.set_defaults(func=cmd_ls)
 
+
+def _add_verify(sub: _SubParsers) -> None:
     s = sub.add_parser("verify", help="integrity check (and repair) of stored segments")
     s.add_argument("path", help="a segment, a flight, a board's store or a download")
-    s.add_argument("--repair", action="store_true", help="rewrite torn segments, keeping every complete chunk")
+    s.add_argument("--repair", action="store_true",
+                   help="rewrite torn segments, keeping every complete chunk")
     s.add_argument("--json", action="store_true", help="the report as JSON")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files from a download; "
-                                      "without a kind flag: all but --foxglove")
+
+def _add_export(sub: _SubParsers) -> None:
+    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files "
+                                      "from a download; without a kind flag: all but --foxglove")
     s.add_argument("dir", help="a download, a board's store or a flight folder")
-    s.add_argument("--mp4", action="store_true", help="one H.264 MP4 per board and camera, true timing")
-    s.add_argument("--contact-sheet", action="store_true", help="frames around every event, every camera")
-    s.add_argument("--timeline", action="store_true", help="frame rates of all boards on one axis (PNG, SVG)")
+    s.add_argument("--mp4", action="store_true",
+                   help="one H.264 MP4 per board and camera, true timing")
+    s.add_argument("--contact-sheet", action="store_true",
+                   help="frames around every event, every camera")
+    s.add_argument("--timeline", action="store_true",
+                   help="frame rates of all boards on one axis (PNG, SVG)")
     s.add_argument("--frames", action="store_true", help="every stored JPEG as a file")
     s.add_argument("--foxglove", action="store_true",
-                   help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to open it with "
-                        "(not part of the default: it copies the data)")
+                   help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to "
+                        "open it with (not part of the default: it copies the data)")
     s.add_argument("--out", metavar="DIR", help="output folder (none: DIR/export)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar, no list of frame files")
+    s.add_argument("--quiet", action="store_true",
+                   help="no progress bar, no list of frame files")
     s.set_defaults(func=cmd_export)
 
+
+def _add_keys(sub: _SubParsers) -> None:
     s = sub.add_parser("keys", help="generate CURVE key pairs")
     s.add_argument("dir", help="folder for the key files")
     s.add_argument("--board", action="append", metavar="NAME",
-                   help="make a key folder for this board (repeat for many; none: one folder 'board')")
+                   help="make a key folder for this board (repeat for many; none: one folder "
+                        "'board')")
     s.add_argument("--clients", type=int, default=1, metavar="N",
-                   help="ground machines to make a key folder for: ground (an operator), then ground-2... (readers)")
+                   help="ground machines to make a key folder for: ground (an operator), then "
+                        "ground-2... (readers)")
     s.set_defaults(func=cmd_keys)
 
+
+def _add_bench(sub: _SubParsers) -> None:
     s = sub.add_parser("bench", help="the performance ratios")
     out = s.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    out.add_argument("--markdown", action="store_true", help="print the README's performance table")
-    s.add_argument("--quick", action="store_true", help="smaller sizes, one repetition: a smoke run")
-    s.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
+    out.add_argument("--markdown", action="store_true",
+                     help="print the README's performance table")
+    s.add_argument("--quick", action="store_true",
+                   help="smaller sizes, one repetition: a smoke run")
+    s.add_argument("--only", action="append", metavar="NAME",
+                   help="run only this benchmark (repeatable)")
     s.set_defaults(func=cmd_bench)
 
+
+def _add_tool_groups(sub: _SubParsers) -> None:
+    """``config check`` and ``gpio watch``: subcommands with actions of their own."""
     s = sub.add_parser("config", help="config tools")
     csub = s.add_subparsers(dest="config_command", metavar="ACTION")
     c = csub.add_parser("check", help="validate a config file")
@@ -452,8 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", required=True, metavar="FILE", help="the board's TOML config")
     g.set_defaults(func=cmd_gpio_watch)
 
-    for modname, name, helptext in (("camctl.board.doctor", "doctor", "check a board: cameras, GPIO, store, clock"),
-                                    ("camctl.board.service", "install-service", "install the systemd unit")):
+
+def _add_board_tools(sub: _SubParsers) -> None:
+    """doctor and install-service: their modules add their own arguments."""
+    for modname, name, helptext in (
+            ("camctl.board.doctor", "doctor", "check a board: cameras, GPIO, store, clock"),
+            ("camctl.board.service", "install-service", "install the systemd unit")):
         s = sub.add_parser(name, help=helptext)
         try:
             mod = __import__(modname, fromlist=["add_arguments"])
@@ -461,7 +524,6 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         mod.add_arguments(s)
         s.set_defaults(func=mod.main)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

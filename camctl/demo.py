@@ -344,84 +344,126 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
 
 def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
          keep: bool = False, size: tuple[int, int] = (960, 540), hook: Any = None) -> DemoResult:
-    """The demo itself; ``hook`` (optional) gets ``started(boards, out)`` once every board serves and
-    ``finished()`` before the boards stop."""
-    from camctl.exc import ConfigError
-    from camctl.ground import fetch
-    from camctl.ground.export import export_all
-    from camctl.ground.firstlook import first_look
-    from camctl.store import verify
-
-    if not 1 <= boards <= 26:
-        raise ConfigError(f"--boards must be from 1 to 26, got {boards}")
-    if not 1.0 <= seconds <= 600:
-        raise ConfigError(f"--seconds must be from 1 to 600, got {seconds:g}")
+    """The demo itself; ``hook`` (optional) gets ``started(boards, out)`` once every board serves
+    and ``finished()`` before the boards stop."""
+    _check_demo_args(boards, seconds)
     t0 = time.monotonic()
     out = out or Path("demo-out") / time.strftime("%Y%m%d-%H%M%S")
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     procs: list[BoardProcess] = []
     try:
-        for i in range(boards):
-            name = f"demo-{chr(ord('a') + i)}"
-            # the sim's ground comes up over the whole flight (arm, ring, descent), so the approach shows
-            cfg = write_board_config(out / "boards" / name, name, i, size=size, descent_s=seconds + 4.0)
-            procs.append(start_board(cfg, out / "boards" / name / "store", name))
-            _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
+        _start_boards(procs, out, boards, size=size, seconds=seconds, quiet=quiet)
         if hook is not None:
             hook.started(procs, out)
         marks = fly(procs, seconds=seconds, quiet=quiet)
         states = _wait_landed(procs, timeout_s=60)
         ground = out / "ground"
         urls = [b.router for b in procs]
-        # First look: previews from every board and a contact sheet of them, before the full download.
-        first_look_png = out / "first-look.png"
         problems: list[str] = []
-        try:  # the same path as `camctl fetch --first-look`, the sheet kept beside the demo's other outputs
-            look = first_look(urls, ground, give_up_after_s=30, sheet=first_look_png)
-            first = look.report
-            if look.sheet is None:
-                problems.append(f"first-look contact sheet: no previews under {ground}")
-        except Exception as exc:  # reported, and the full download still runs; the previews' report
-            # comes from fetching them again (what arrived is not sent twice)
-            first = fetch(urls, ground, give_up_after_s=30, thumbs_only=True, progress=False)
-            problems.append(f"first-look contact sheet: {exc}")
-        first_look_s = time.monotonic() - marks["touchdown"]
-        previews = sum(b.thumbs for b in first.boards)
-        _say(quiet, f"first look {first_look_s:.2f} s after the touchdown edge: {previews} previews from "
-                    f"{sum(b.ok for b in first.boards)}/{len(first.boards)} boards -> {first_look_png}")
-        if not first.ok:
-            problems.append(f"previews: {first.summary()}")
+        first_look_png = out / "first-look.png"
+        first_look_s = _first_look(urls, ground, first_look_png, problems,
+                                   touchdown=marks["touchdown"], quiet=quiet)
         _say(quiet, "all boards LANDED; fetching every segment")
-        report = fetch(urls, ground, give_up_after_s=30, progress=not quiet)
-        vr = verify(ground)
-        rows, more = summarize(ground, states, report)
-        problems += more
-        if vr.exit_code != 0:
-            problems.append(f"verify of the download: exit {vr.exit_code}: {'; '.join(vr.errors[:3])}")
-        if not report.ok:
-            problems.append(f"fetch: {report.summary()}")
-        exports: dict[str, list[str]] = {}
-        if not problems:
-            _say(quiet, "exporting MP4s, contact sheet and timeline")
-            result = export_all(ground, out / "export", mp4=True, contact_sheet=True, timeline=True,
-                                progress=not quiet)
-            exports = {"mp4": [str(p) for p in result.mp4],
-                       "contact sheet": [str(p) for p in result.contact_sheets],
-                       "timeline": [str(p) for p in result.timelines]}
+        rows = _fetch_and_verify(urls, ground, states, problems, quiet=quiet)
+        exports = {} if problems else _export(ground, out / "export", quiet=quiet)
         with contextlib.suppress(OSError):
             (out / "report.json").write_text(json.dumps(
-                {"rows": rows, "problems": problems, "first_look_s": first_look_s, "exports": exports,
-                 "first_look_png": str(first_look_png)}, indent=2))
-        return DemoResult(ok=not problems, out=out, rows=rows, problems=problems, first_look_s=first_look_s,
-                          elapsed_s=time.monotonic() - t0, exports=exports)
+                {"rows": rows, "problems": problems, "first_look_s": first_look_s,
+                 "exports": exports, "first_look_png": str(first_look_png)}, indent=2))
+        return DemoResult(ok=not problems, out=out, rows=rows, problems=problems,
+                          first_look_s=first_look_s, elapsed_s=time.monotonic() - t0,
+                          exports=exports)
     finally:
         if hook is not None:
             hook.finished()
-        for b in procs:
-            b.stop()
-        if not keep:
-            import shutil
+        _stop_boards(procs, keep=keep)
 
-            for b in procs:
-                shutil.rmtree(b.store, ignore_errors=True)
+
+def _check_demo_args(boards: int, seconds: float) -> None:
+    from camctl.exc import ConfigError
+
+    if not 1 <= boards <= 26:
+        raise ConfigError(f"--boards must be from 1 to 26, got {boards}")
+    if not 1.0 <= seconds <= 600:
+        raise ConfigError(f"--seconds must be from 1 to 600, got {seconds:g}")
+
+
+def _start_boards(procs: list[BoardProcess], out: Path, boards: int, *, size: tuple[int, int],
+                  seconds: float, quiet: bool) -> None:
+    """Start ``boards`` demo boards under ``out/boards``, each appended to ``procs`` as it serves
+    (so the caller stops those that started when a later one fails)."""
+    for i in range(boards):
+        name = f"demo-{chr(ord('a') + i)}"
+        # the sim's ground comes up over the whole flight (arm, ring, descent): the approach shows
+        cfg = write_board_config(out / "boards" / name, name, i, size=size, descent_s=seconds + 4.0)
+        procs.append(start_board(cfg, out / "boards" / name / "store", name))
+        _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
+
+
+def _first_look(urls: list[str], ground: Path, png: Path, problems: list[str], *,
+                touchdown: float, quiet: bool) -> float:
+    """Previews from every board and a contact sheet of them (``png``), before the full download:
+    the same path as ``camctl fetch --first-look``. What goes wrong is added to ``problems``.
+    Returns the seconds from ``touchdown`` (the edge, monotonic) to the sheet."""
+    from camctl.ground import fetch
+    from camctl.ground.firstlook import first_look
+
+    try:
+        look = first_look(urls, ground, give_up_after_s=30, sheet=png)
+        first = look.report
+        if look.sheet is None:
+            problems.append(f"first-look contact sheet: no previews under {ground}")
+    except Exception as exc:  # reported, and the full download still runs; the previews' report
+        # comes from fetching them again (what arrived is not sent twice)
+        first = fetch(urls, ground, give_up_after_s=30, thumbs_only=True, progress=False)
+        problems.append(f"first-look contact sheet: {exc}")
+    first_look_s = time.monotonic() - touchdown
+    previews = sum(b.thumbs for b in first.boards)
+    _say(quiet, f"first look {first_look_s:.2f} s after the touchdown edge: {previews} previews "
+                f"from {sum(b.ok for b in first.boards)}/{len(first.boards)} boards -> {png}")
+    if not first.ok:
+        problems.append(f"previews: {first.summary()}")
+    return first_look_s
+
+
+def _fetch_and_verify(urls: list[str], ground: Path, states: list[dict], problems: list[str], *,
+                      quiet: bool) -> list[dict]:
+    """Fetch every segment of every board into ``ground`` and verify the download: the table's
+    rows; what is wrong is added to ``problems``."""
+    from camctl.ground import fetch
+    from camctl.store import verify
+
+    report = fetch(urls, ground, give_up_after_s=30, progress=not quiet)
+    vr = verify(ground)
+    rows, more = summarize(ground, states, report)
+    problems += more
+    if vr.exit_code != 0:
+        errors = "; ".join(vr.errors[:3])
+        problems.append(f"verify of the download: exit {vr.exit_code}: {errors}")
+    if not report.ok:
+        problems.append(f"fetch: {report.summary()}")
+    return rows
+
+
+def _export(ground: Path, out: Path, *, quiet: bool) -> dict[str, list[str]]:
+    """MP4s, contact sheet and timeline of the download, by kind."""
+    from camctl.ground.export import export_all
+
+    _say(quiet, "exporting MP4s, contact sheet and timeline")
+    result = export_all(ground, out, mp4=True, contact_sheet=True, timeline=True,
+                        progress=not quiet)
+    return {"mp4": [str(p) for p in result.mp4],
+            "contact sheet": [str(p) for p in result.contact_sheets],
+            "timeline": [str(p) for p in result.timelines]}
+
+
+def _stop_boards(procs: list[BoardProcess], *, keep: bool) -> None:
+    """Stop every board; remove their store folders unless ``keep``."""
+    for b in procs:
+        b.stop()
+    if not keep:
+        import shutil
+
+        for b in procs:
+            shutil.rmtree(b.store, ignore_errors=True)

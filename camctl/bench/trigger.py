@@ -34,80 +34,108 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
 
 
 def _phase_walks(ctx: Ctx, cycles: int) -> dict[str, list[float]]:
-    """Ms from each edge to the cameras' phase change, by event, over ``cycles`` arm-to-disarm walks."""
+    """Ms from each edge to the cameras' phase change, by event, over ``cycles`` arm-to-disarm
+    walks."""
     from gpiozero.pins.mock import MockFactory
 
-    from camctl.board.config import parse_config
     from camctl.board.daemon import Daemon
 
-    fps = {"ARMED": 30, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 30}
-    cfg = parse_config({
-        "board": "bench-trigger",
-        "store": {"dir": str(ctx.tmp / "trigger-store"), "reserve_mb": 0},
-        "gpio": {"backend": "mock", "bounce_ms": 5,
-                 "events": {"arm": 17, "release": 27, "separation": 22, "touchdown": 23, "disarm": 24}},
-        "phases": {"post_touchdown_s": 0},
-        "encode": {"threads": 2},
-        # replayed frames: a frame costs what a Pi camera's does, not the simulator's renderer (whose numpy
-        # calls hold the GIL for milliseconds: an artefact no Pi has)
-        "cameras": [{"name": n, "role": n, "backend": "sim", "size": list(SIZE), "fps": fps, "sim_prerender": 16}
-                    for n in ("down", "up")],
-        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"},
-    })
     lat: dict[str, list[float]] = {}
     factory = MockFactory()
-    daemon = Daemon(cfg, pin_factory=factory)
-    alerts: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
-    delivered = threading.Event()
-
-    def callback_thread() -> None:  # lgpio's alert thread: it, not the edge's thread, runs the callbacks
-        while (item := alerts.get()) is not None:
-            lines.drive(*item)
-            delivered.set()
-
-    hop = threading.Thread(target=callback_thread, name="bench-lgpio-callbacks", daemon=True)
+    daemon = Daemon(_trigger_config(ctx), pin_factory=factory)
+    hop = _CallbackHop()
     try:
         daemon.start()
-        lines = daemon.lines
-        assert lines is not None
-        hop.start()
+        assert daemon.lines is not None
+        hop.start(daemon.lines)
         runners = list(daemon.runners.values())
-
-        def drive(event: str, active: bool) -> None:
-            delivered.clear()
-            alerts.put((event, active))
-            if not delivered.wait(10):
-                raise RuntimeError(f"the callback thread did not deliver {event!r}")
 
         def edge(event: str, phase: str) -> None:
             t0 = time.monotonic_ns()  # the edge, as the kernel stamps it
-            drive(event, True)
+            hop.drive(event, True)
             if any(r.phase != phase for r in runners):
                 raise RuntimeError(f"edge {event!r} did not move the cameras to {phase} "
                                    f"(phase {daemon.phase})")
             lat.setdefault(event, []).append((max(r.phase_changed_ns for r in runners) - t0) / 1e6)
-            drive(event, False)
+            hop.drive(event, False)
 
         for _ in range(cycles):
             edge("arm", "ARMED")
             time.sleep(0.05)  # cameras running armed, as on a real pad
-            for ev, ph in (("release", "DESCENT"), ("separation", "SEPARATION"), ("touchdown", "TOUCHDOWN")):
+            for ev, ph in (("release", "DESCENT"), ("separation", "SEPARATION"),
+                           ("touchdown", "TOUCHDOWN")):
                 edge(ev, ph)
                 time.sleep(0.02)
-            deadline = time.monotonic() + 30
-            while not (daemon.phase == "LANDED" and daemon.serving()):  # polling a condition, bounded
-                daemon.machine.tick()
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"board did not land and finish (phase {daemon.phase})")
-                time.sleep(0.005)
+            _wait_landed(daemon)
             edge("disarm", "SAFE")
     finally:
-        alerts.put(None)
-        hop.join(10)
+        hop.close()
         daemon.close()
         with contextlib.suppress(Exception):
             factory.close()
     return lat
+
+
+def _trigger_config(ctx: Ctx) -> Any:
+    """A mock-GPIO board with two 1080p cameras replaying frames at 30 fps in every phase."""
+    from camctl.board.config import parse_config
+
+    fps = {"ARMED": 30, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 30}
+    return parse_config({
+        "board": "bench-trigger",
+        "store": {"dir": str(ctx.tmp / "trigger-store"), "reserve_mb": 0},
+        "gpio": {"backend": "mock", "bounce_ms": 5,
+                 "events": {"arm": 17, "release": 27, "separation": 22, "touchdown": 23,
+                            "disarm": 24}},
+        "phases": {"post_touchdown_s": 0},
+        "encode": {"threads": 2},
+        # replayed frames: a frame costs what a Pi camera's does, not the simulator's renderer
+        # (whose numpy calls hold the GIL for milliseconds: an artefact no Pi has)
+        "cameras": [{"name": n, "role": n, "backend": "sim", "size": list(SIZE), "fps": fps,
+                     "sim_prerender": 16} for n in ("down", "up")],
+        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"},
+    })
+
+
+def _wait_landed(daemon: Any) -> None:
+    """Tick the phase machine until the board has landed and serves (its files finished)."""
+    deadline = time.monotonic() + 30
+    while not (daemon.phase == "LANDED" and daemon.serving()):  # polling a condition, bounded
+        daemon.machine.tick()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"board did not land and finish (phase {daemon.phase})")
+        time.sleep(0.005)
+
+
+class _CallbackHop:
+    """lgpio's alert thread: it, not the edge's thread, runs the callbacks."""
+
+    def __init__(self) -> None:
+        self._alerts: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
+        self._delivered = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, lines: Any) -> None:
+        self._thread = threading.Thread(target=self._run, args=(lines,),
+                                        name="bench-lgpio-callbacks", daemon=True)
+        self._thread.start()
+
+    def _run(self, lines: Any) -> None:
+        while (item := self._alerts.get()) is not None:
+            lines.drive(*item)
+            self._delivered.set()
+
+    def drive(self, event: str, active: bool) -> None:
+        """Hand the edge to the callback thread and wait until it has run the callbacks."""
+        self._delivered.clear()
+        self._alerts.put((event, active))
+        if not self._delivered.wait(10):
+            raise RuntimeError(f"the callback thread did not deliver {event!r}")
+
+    def close(self) -> None:
+        self._alerts.put(None)
+        if self._thread is not None:
+            self._thread.join(10)
 
 
 FIGURE = Figure("trigger_latency", bench_trigger, (

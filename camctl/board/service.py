@@ -218,83 +218,111 @@ def install_service(*, unit_dir: Path = DEFAULT_UNIT_DIR, config_src: Path | Non
                     dry_run: bool = False, force: bool = False, enable: bool = True,
                     run: Callable[..., Any] = subprocess.run,
                     user_exists: Callable[[str], bool] = _user_exists) -> list[str]:
-    """Install the unit for ``venv``'s camctl and return the actions taken (or, with ``dry_run``, planned).
+    """Install the unit for ``venv``'s camctl and return the actions taken (or, with ``dry_run``,
+    planned).
 
     Order: validate the config (any error raises before anything is touched), write
-    ``unit_dir/camctl.service``, copy the config to ``config_dest`` (refused when it exists and differs,
-    unless ``force``), ``useradd --system --groups video,gpio`` if ``user`` is missing,
+    ``unit_dir/camctl.service``, copy the config to ``config_dest`` (refused when it exists and
+    differs, unless ``force``), ``useradd --system --groups video,gpio`` if ``user`` is missing,
     ``systemctl daemon-reload`` and (if ``enable``) ``systemctl enable camctl.service``.
     """
-    venv, config_dest = Path(venv), Path(config_dest)
+    venv, config_dest, unit_dir = Path(venv), Path(config_dest), Path(unit_dir)
     exec_path = venv / "bin" / "camctl"
     if not dry_run and not os.access(exec_path, os.X_OK):
-        raise InstallError(f"no executable camctl at {exec_path} (is --venv {venv} the right virtualenv?)")
+        raise InstallError(f"no executable camctl at {exec_path} (is --venv {venv} the right "
+                           f"virtualenv?)")
     actions: list[_Action] = []
-
     new_config: bytes | None = None
     store_dir: Path | None = None
     if config_src is not None:
         config_src = Path(config_src)
-        store_dir = load_config(config_src).store.dir  # raises ConfigError naming the file and key
-        new_config = config_src.read_bytes()
-        if config_dest.exists() and config_dest.read_bytes() != new_config and not force:
-            raise InstallError(f"{config_dest} exists and differs from {config_src}; "
-                               "pass --force to overwrite it (the old file is kept as .bak)")
+        store_dir, new_config = _read_config(config_src, config_dest, force=force)
     elif not config_dest.exists():
-        actions.append(_Action(f"warning: no config at {config_dest}; the service will not start until "
-                               "one is installed (camctl install-service --config FILE)", lambda: None))
-
-    unit_path = Path(unit_dir) / UNIT_NAME
+        actions.append(_Action(f"warning: no config at {config_dest}; the service will not start "
+                               "until one is installed (camctl install-service --config FILE)",
+                               lambda: None))
+    unit_path = unit_dir / UNIT_NAME
     unit_text = render_unit(exec_path=exec_path, config=config_dest, user=user)
     actions.append(_Action(f"write {unit_path} (ExecStart={exec_path} run --config {config_dest})",
                            lambda: _write_atomic(unit_path, unit_text.encode())))
-
     if new_config is not None:
-        if config_dest.exists() and config_dest.read_bytes() == new_config:
-            actions.append(_Action(f"keep {config_dest} (identical to {config_src})", lambda: None))
-        else:
-            if config_dest.exists():
-                backup = config_dest.with_name(config_dest.name + ".bak")
-                actions.append(_Action(f"back up {config_dest} to {backup}",
-                                       lambda: shutil.copy2(config_dest, backup)))
-            data = new_config
-            actions.append(_Action(f"copy {config_src} to {config_dest}",
-                                   lambda: _write_atomic(config_dest, data)))
-
-    dropin = Path(unit_dir) / f"{UNIT_NAME}.d" / "10-store.conf"
-    outside = store_dir if store_dir is not None and not store_dir.is_relative_to(STATE_DIR) else None
-    if outside is not None:
-        store_dir = outside
-        if any(c.isspace() for c in str(store_dir)):
-            raise InstallError(f"store.dir {str(store_dir)!r} contains whitespace; systemd's ReadWritePaths "
-                               "cannot name it: choose a path without spaces")
-        text = render_store_dropin(store_dir)
-        actions.append(_Action(f"write {dropin} (ReadWritePaths={store_dir}, RequiresMountsFor={store_dir})",
-                               lambda: _write_atomic(dropin, text.encode())))
-    elif store_dir is not None and dropin.exists():
-        actions.append(_Action(f"remove {dropin} (store.dir is under {STATE_DIR} again)",
-                               lambda: dropin.unlink(missing_ok=True)))
-
-    if user_exists(user):
-        actions.append(_Action(f"keep existing user {user}", lambda: None))
-    else:
-        argv = ["useradd", "--system", "--user-group", "--groups", "video,gpio", "--home-dir", str(STATE_DIR),
-                "--no-create-home", "--shell", "/usr/sbin/nologin", user]
-        actions.append(_Action(shlex.join(argv), lambda: _run_checked(run, argv)))
-    if outside is not None:
-        mk_argv = ["install", "-d", "-o", user, "-g", user, "-m", "0750", str(store_dir)]
-        actions.append(_Action(shlex.join(mk_argv), lambda: _run_checked(run, mk_argv)))
-
-    reload_argv = ["systemctl", "daemon-reload"]
-    actions.append(_Action(shlex.join(reload_argv), lambda: _run_checked(run, reload_argv)))
-    if enable:
-        enable_argv = ["systemctl", "enable", UNIT_NAME]
-        actions.append(_Action(shlex.join(enable_argv), lambda: _run_checked(run, enable_argv)))
-
+        assert config_src is not None
+        actions += _config_actions(config_src, config_dest, new_config)
+    dropin_actions, outside = _store_actions(unit_dir, store_dir)
+    actions += dropin_actions
+    actions += _user_actions(user, outside, run=run, user_exists=user_exists)
+    actions += _systemctl_actions(enable, run=run)
     if not dry_run:
         for action in actions:
             action.do()
     return [a.text for a in actions]
+
+
+def _read_config(config_src: Path, config_dest: Path, *, force: bool) -> tuple[Path, bytes]:
+    """The store folder and bytes of the config to install, validated; InstallError when it would
+    overwrite a different config without ``force``."""
+    store_dir = load_config(config_src).store.dir  # raises ConfigError naming the file and key
+    new_config = config_src.read_bytes()
+    if config_dest.exists() and config_dest.read_bytes() != new_config and not force:
+        raise InstallError(f"{config_dest} exists and differs from {config_src}; "
+                           "pass --force to overwrite it (the old file is kept as .bak)")
+    return store_dir, new_config
+
+
+def _config_actions(config_src: Path, config_dest: Path, new_config: bytes) -> list[_Action]:
+    """Keep an identical config; else back up the old one (if any) and copy the new one."""
+    if config_dest.exists() and config_dest.read_bytes() == new_config:
+        return [_Action(f"keep {config_dest} (identical to {config_src})", lambda: None)]
+    actions: list[_Action] = []
+    if config_dest.exists():
+        backup = config_dest.with_name(config_dest.name + ".bak")
+        actions.append(_Action(f"back up {config_dest} to {backup}",
+                               lambda: shutil.copy2(config_dest, backup)))
+    actions.append(_Action(f"copy {config_src} to {config_dest}",
+                           lambda: _write_atomic(config_dest, new_config)))
+    return actions
+
+
+def _store_actions(unit_dir: Path, store_dir: Path | None) -> tuple[list[_Action], Path | None]:
+    """The drop-in that lets the unit write a store outside :data:`STATE_DIR` (or its removal
+    when the store moved back), and that outside folder (None when there is none)."""
+    dropin = unit_dir / f"{UNIT_NAME}.d" / "10-store.conf"
+    outside = None
+    if store_dir is not None and not store_dir.is_relative_to(STATE_DIR):
+        outside = store_dir
+    if outside is not None:
+        if any(c.isspace() for c in str(outside)):
+            raise InstallError(f"store.dir {str(outside)!r} contains whitespace; systemd's "
+                               "ReadWritePaths cannot name it: choose a path without spaces")
+        text = render_store_dropin(outside)
+        return [_Action(f"write {dropin} (ReadWritePaths={outside}, RequiresMountsFor={outside})",
+                        lambda: _write_atomic(dropin, text.encode()))], outside
+    if store_dir is not None and dropin.exists():
+        return [_Action(f"remove {dropin} (store.dir is under {STATE_DIR} again)",
+                        lambda: dropin.unlink(missing_ok=True))], None
+    return [], None
+
+
+def _user_actions(user: str, outside: Path | None, *, run: Callable[..., Any],
+                  user_exists: Callable[[str], bool]) -> list[_Action]:
+    """The system user (created when missing) and the store folder outside STATE_DIR it owns."""
+    if user_exists(user):
+        actions = [_Action(f"keep existing user {user}", lambda: None)]
+    else:
+        argv = ["useradd", "--system", "--user-group", "--groups", "video,gpio", "--home-dir",
+                str(STATE_DIR), "--no-create-home", "--shell", "/usr/sbin/nologin", user]
+        actions = [_Action(shlex.join(argv), lambda: _run_checked(run, argv))]
+    if outside is not None:
+        mk_argv = ["install", "-d", "-o", user, "-g", user, "-m", "0750", str(outside)]
+        actions.append(_Action(shlex.join(mk_argv), lambda: _run_checked(run, mk_argv)))
+    return actions
+
+
+def _systemctl_actions(enable: bool, *, run: Callable[..., Any]) -> list[_Action]:
+    argvs = [["systemctl", "daemon-reload"]]
+    if enable:
+        argvs.append(["systemctl", "enable", UNIT_NAME])
+    return [_Action(shlex.join(argv), lambda argv=argv: _run_checked(run, argv)) for argv in argvs]
 
 
 # --- CLI ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from camctl.exc import ProtocolError
 
@@ -275,6 +275,21 @@ class Message:
             raise ProtocolError(E_BAD_FIELD, f"{verb.decode()} takes no payload frames, got {len(payload)}")
 
 
+@dataclass
+class _IdOnly(Message):
+    """A message that carries nothing but its id (STATUS, PING)."""
+
+    id: int
+
+    def encode(self) -> list[bytes]:
+        return _frames(self.VERB, {"id": self.id})
+
+    @classmethod
+    def _from(cls, h: dict, payload: list[bytes]) -> Self:
+        cls._no_payload(payload, cls.VERB)
+        return cls(id=cls._id(h))
+
+
 # --- requests -----------------------------------------------------------------------------------------
 @dataclass
 class Hello(Message):
@@ -371,19 +386,10 @@ class Thumbs(Message):
 
 
 @dataclass
-class Status(Message):
+class Status(_IdOnly):
     """Client -> board: the board's status JSON."""
 
     VERB: ClassVar[bytes] = b"STATUS"
-    id: int
-
-    def encode(self) -> list[bytes]:
-        return _frames(self.VERB, {"id": self.id})
-
-    @classmethod
-    def _from(cls, h: dict, payload: list[bytes]) -> Status:
-        cls._no_payload(payload, cls.VERB)
-        return cls(id=cls._id(h))
 
 
 @dataclass
@@ -419,19 +425,10 @@ class Command(Message):
 
 
 @dataclass
-class Ping(Message):
+class Ping(_IdOnly):
     """Client -> board: liveness check."""
 
     VERB: ClassVar[bytes] = b"PING"
-    id: int
-
-    def encode(self) -> list[bytes]:
-        return _frames(self.VERB, {"id": self.id})
-
-    @classmethod
-    def _from(cls, h: dict, payload: list[bytes]) -> Ping:
-        cls._no_payload(payload, cls.VERB)
-        return cls(id=cls._id(h))
 
 
 # --- replies ------------------------------------------------------------------------------------------

@@ -141,48 +141,12 @@ def receive(client: Client, seg: p.SegmentInfo, part: Path, *, window: int, chun
     part fsync'd) before the error propagates.
     """
     chunk = max(1, min(chunk_kb * 1024, client.chunk_max))
-    window = max(1, min(window, client.window))  # more outstanding than the board allows would be dropped
+    # more outstanding than the board allows would be dropped
+    window = max(1, min(window, client.window))
     h = hashlib.sha256()
-    f = part.open("ab", buffering=0)
+    sink, offset = _open_part(part, h, seg.size)
     try:
-        offset = f.tell()
-        if offset:
-            with part.open("rb") as old:
-                while block := old.read(1 << 20):
-                    h.update(block)
-        sink = Sink(f, h, threads=seg.size - offset >= _SINK_THREADED)
-    except BaseException:
-        f.close()
-        raise
-    next_req = offset
-    inflight: dict[int, tuple[int, int]] = {}
-    pending: dict[int, Any] = {}
-    board = client.board
-    try:
-        while offset < seg.size:
-            while len(inflight) < window and next_req < seg.size:
-                length = min(chunk, seg.size - next_req)
-                rid = client.next_id()
-                client.send(p.Fetch(id=rid, path=seg.path, offset=next_req, length=length))
-                inflight[rid] = (next_req, length)
-                next_req += length
-            reply = client.recv(inflight, f"FETCH {seg.path}")
-            if isinstance(reply, p.Error):
-                raise RemoteError(board, reply.code, f"{seg.path}: {reply.message}")
-            at, length = inflight.pop(reply.id)
-            if not isinstance(reply, p.Chunk) or reply.offset != at or reply.path != seg.path:
-                raise RemoteError(board, "BAD_REPLY", f"{seg.path}: unexpected reply to FETCH at {at}")
-            client.bytes_received += len(reply.data)
-            if len(reply.data) != length:
-                raise FetchError(f"{board}: {seg.path}: {len(reply.data)} bytes at offset {at}, "
-                                 f"asked {length}: the file is shorter than listed ({seg.size})")
-            pending[at] = reply.data
-            while offset in pending:
-                data = pending.pop(offset)
-                sink.put(data)
-                offset += len(data)
-                if on_bytes:
-                    on_bytes(len(data))
+        _fetch_rest(client, seg, sink, offset, chunk=chunk, window=window, on_bytes=on_bytes)
     except BaseException:
         with contextlib.suppress(FetchError):  # the error in flight says more
             sink.close()
@@ -192,6 +156,56 @@ def receive(client: Client, seg: p.SegmentInfo, part: Path, *, window: int, chun
         sink.close()
         return h.hexdigest()
     return digest
+
+
+def _open_part(part: Path, h: Any, size: int) -> tuple[Sink, int]:
+    """``part`` opened to append, its prefix (read once) in ``h``: the sink and the offset it
+    goes on from (threaded when much is left of ``size``)."""
+    f = part.open("ab", buffering=0)
+    try:
+        offset = f.tell()
+        if offset:
+            with part.open("rb") as old:
+                while block := old.read(1 << 20):
+                    h.update(block)
+        return Sink(f, h, threads=size - offset >= _SINK_THREADED), offset
+    except BaseException:
+        f.close()
+        raise
+
+
+def _fetch_rest(client: Client, seg: p.SegmentInfo, sink: Sink, offset: int, *, chunk: int,
+                window: int, on_bytes: Callable[[int], None] | None) -> None:
+    """FETCH ``seg`` from ``offset`` on, ``window`` requests in flight, and put the chunks into
+    ``sink`` in offset order."""
+    next_req = offset
+    inflight: dict[int, tuple[int, int]] = {}
+    pending: dict[int, Any] = {}
+    board = client.board
+    while offset < seg.size:
+        while len(inflight) < window and next_req < seg.size:
+            length = min(chunk, seg.size - next_req)
+            rid = client.next_id()
+            client.send(p.Fetch(id=rid, path=seg.path, offset=next_req, length=length))
+            inflight[rid] = (next_req, length)
+            next_req += length
+        reply = client.recv(inflight, f"FETCH {seg.path}")
+        if isinstance(reply, p.Error):
+            raise RemoteError(board, reply.code, f"{seg.path}: {reply.message}")
+        at, length = inflight.pop(reply.id)
+        if not isinstance(reply, p.Chunk) or reply.offset != at or reply.path != seg.path:
+            raise RemoteError(board, "BAD_REPLY", f"{seg.path}: unexpected reply to FETCH at {at}")
+        client.bytes_received += len(reply.data)
+        if len(reply.data) != length:
+            raise FetchError(f"{board}: {seg.path}: {len(reply.data)} bytes at offset {at}, "
+                             f"asked {length}: the file is shorter than listed ({seg.size})")
+        pending[at] = reply.data
+        while offset in pending:
+            data = pending.pop(offset)
+            sink.put(data)
+            offset += len(data)
+            if on_bytes:
+                on_bytes(len(data))
 
 
 class Sink:

@@ -1,8 +1,11 @@
 """Board side of the retrieval protocol (``docs/protocol.md``).
 
-- :mod:`camctl.board.publish.catalog`: what the board offers (LISTING facts, path checks, FETCH fds);
+- :mod:`camctl.board.publish.catalog`: what the board offers (LISTING facts, path checks, fds);
 - :mod:`camctl.board.publish.previews`: THUMBS previews made on a worker thread, cached;
-- :mod:`camctl.board.publish.server`: :class:`Publisher`, the ROUTER/PUB sockets and the request handlers.
+- :mod:`camctl.board.publish.handlers`: the answer to each request verb;
+- :mod:`camctl.board.publish.backlog`: per-peer credit, replies owed to a peer that is not reading;
+- :mod:`camctl.board.publish.sockets`: socket options, CURVE, reading one request;
+- :mod:`camctl.board.publish.server`: :class:`Publisher`, the ROUTER/PUB sockets and their thread.
 
 Segments are read only through :mod:`camctl.store.reader`.
 """
