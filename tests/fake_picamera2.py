@@ -14,6 +14,5 @@ from camctl.testing.picamera2_double import (  # noqa: F401
     Output,
     Quality,
     fake_modules,
-    installed,
     video_yuv,
 )

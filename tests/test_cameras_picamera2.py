@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import inspect
 import itertools
 import logging
 import os
@@ -12,12 +13,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 import simplejpeg
 
 import camctl.board.cameras.picamera2 as backend
+from camctl.board.cameras import make_camera
 from camctl.board.cameras.picamera2 import (
     CONTROLS_USED,
     HW_FORMAT,
@@ -35,7 +38,7 @@ from camctl.common.frames import Frame
 from camctl.exc import CameraError, CameraTimeout
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig, fake_modules
+from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig
 from fake_picamera2 import CompletedRequest as FakeCompletedRequest
 from fake_picamera2 import MappedArray as FakeMappedArray
 from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
@@ -259,13 +262,24 @@ def test_controls_and_metadata_names_exist_in_picamera2_source():
 
 
 # Names the backend gives picamera2 objects, and the API class each stands for.
-RECEIVERS = {"mod": "module", "_mod": "module", "Picamera2": "Picamera2", "_picam2": "Picamera2", "picam2": "Picamera2",
-             "request": "CompletedRequest", "job": "Job", "encoder": "Encoder", "_hw_encoder": "Encoder",
-             "Quality": "Quality", "mapped": "MappedArray"}
+RECEIVERS = {"mod": "module", "_mod": "module", "Picamera2": "Picamera2", "_picam2": "Picamera2",
+             "picam2": "Picamera2", "request": "CompletedRequest", "job": "Job",
+             "encoder": "Encoder", "_hw_encoder": "Encoder", "Quality": "Quality",
+             "mapped": "MappedArray",
+             "encoders": "module:encoders", "mjpeg_encoder": "module:encoders.mjpeg_encoder",
+             "outputs": "module:outputs"}
+
+
+def _backend_tree() -> ast.Module:
+    """The picamera2 backend's modules (``picamera2.py``, its ``picamera2_*.py`` parts) as one."""
+    files = sorted(Path(backend.__file__).parent.glob("picamera2*.py"))
+    assert Path(backend.__file__) in files
+    body = [node for f in files for node in ast.parse(f.read_text()).body]
+    return ast.Module(body=body, type_ignores=[])
 
 
 def test_backend_uses_only_what_the_table_declares():
-    tree = ast.parse(Path(backend.__file__).read_text())
+    tree = _backend_tree()
     seen: set[tuple[str, str]] = set()
     calls = {id(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
@@ -291,18 +305,17 @@ def test_backend_uses_only_what_the_table_declares():
             if ctor:
                 seen.add((node.attr, "__init__"))
         seen.add((cls, node.attr))
-    # Names imported from picamera2 submodules are declared under "module:<sub>"; calling one is its
-    # constructor (keywords checked against its __init__); subclassing Output overrides outputframe exactly.
-    imported: dict[str, str] = {}
+    # picamera2 is passed in: nothing is imported from it by name; its submodules are read from
+    # the module given (``_submodule(mod, "<sub>")``, declared as "module:<sub>"), the names read
+    # from them are declared there (checked above). Calling one is its constructor (keywords
+    # checked against its __init__); subclassing Output overrides outputframe exactly.
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("picamera2."):
-            key = "module:" + node.module.removeprefix("picamera2.")
-            assert key in PICAMERA2_API_USED, f"import from {node.module} undeclared"
-            for alias in node.names:
-                assert alias.name in PICAMERA2_API_USED[key], f"{node.module}.{alias.name} undeclared"
-                imported[alias.asname or alias.name] = alias.name
-                seen.add((key, alias.name))
-    assert set(imported) == {"MJPEGEncoder", "Quality", "Output"}
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("picamera2"), f"import from {node.module}"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_submodule":
+            assert "module:" + node.args[1].value in PICAMERA2_API_USED, ast.unparse(node)
+    imported = {name for key, name in seen if key.startswith("module:")}
+    assert imported == {"MJPEGEncoder", "Quality", "Output"}
     subclasses = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
                   and any(isinstance(b, ast.Name) and b.id == "Output" for b in n.bases)}
     assert list(subclasses) == ["_JpegHandOff"]
@@ -329,7 +342,7 @@ def test_backend_uses_only_what_the_table_declares():
 
 
 def test_output_override_matches_the_real_signature_exactly(real_api):
-    tree = ast.parse(Path(backend.__file__).read_text())
+    tree = _backend_tree()
     ours = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "_JpegHandOff")
     real = _methods(real_api["Output"])["outputframe"]
     assert _signature(_methods(ours)["outputframe"]) == _signature(real)
@@ -361,25 +374,22 @@ def test_fake_follows_the_real_signatures(real_api):
 
 
 # --- b) behaviour with a fake picamera2 -------------------------------------------------------------
-def install(monkeypatch, rig: FakeRig) -> FakeRig:
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return rig
-
-
 @pytest.fixture
-def rig(monkeypatch) -> FakeRig:
+def rig(picamera2_rig: FakeRig) -> FakeRig:
     """A board without the hardware JPEG encoder (Pi 5-like)."""
-    return install(monkeypatch, FakeRig())
+    return picamera2_rig
 
 
 @pytest.fixture
-def hw_rig(monkeypatch) -> FakeRig:
+def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
     """A VC4 board (Pi 4-like): picamera2's V4L2 MJPEGEncoder constructs."""
-    return install(monkeypatch, FakeRig(hardware_jpeg=True))
+    picamera2_rig.hardware_jpeg = True
+    return picamera2_rig
 
 
-def cam(**kw) -> Picamera2Camera:
+def cam(rig: FakeRig, **kw) -> Picamera2Camera:
+    """A camera of ``rig``'s simulated picamera2."""
+    kw.setdefault("picamera2", rig.module)
     kw.setdefault("size", (64, 48))
     kw.setdefault("fps", 10.0)
     return Picamera2Camera("pi", **kw)
@@ -399,9 +409,15 @@ def take(c: Picamera2Camera, still: bool = False, **kw) -> Frame:
     return frame
 
 
-def test_import_works_without_picamera2_and_open_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
-    c = cam()
+def _no_picamera2() -> ModuleType:
+    raise ModuleNotFoundError("No module named 'picamera2'", name="picamera2")
+
+
+def test_import_works_without_picamera2_and_open_says_how_to_install():
+    # by default the installed picamera2 is imported at open, not at import or construction
+    default = inspect.signature(Picamera2Camera).parameters["picamera2"].default
+    assert default is backend.import_picamera2
+    c = Picamera2Camera("pi", size=(64, 48), fps=10.0, picamera2=_no_picamera2)
     with pytest.raises(CameraError) as err:
         c.open()
     assert INSTALL_HINT in str(err.value)
@@ -411,7 +427,7 @@ def test_import_works_without_picamera2_and_open_says_how_to_install(monkeypatch
 
 
 def test_open_capture_set_fps_close(rig):
-    c = cam(fps=10.0, sensor_fps=50.0)
+    c = cam(rig, fps=10.0, sensor_fps=50.0)
     with c:
         picam2 = rig.instances[0]
         assert picam2.camera_config["main"]["format"] == "BGR888" and picam2.camera_config["main"]["size"] == (64, 48)
@@ -431,7 +447,7 @@ def test_open_capture_set_fps_close(rig):
     c.close()
 def test_red_stays_red_through_jpeg(rig):
     rig.colour = (255, 0, 0)
-    with cam() as c:
+    with cam(rig) as c:
         frame = c.capture()
         jpeg = simplejpeg.encode_jpeg(frame.image, quality=90, colorspace="RGB")
         give_back(frame)
@@ -449,7 +465,7 @@ def test_to_rgb_handles_each_memory_order(fmt):
 
 
 def test_seq_counts_lost_frames_not_thinned_ones_and_never_goes_back(rig):
-    c = cam(fps=100.0)
+    c = cam(rig, fps=100.0)
     with c:
         a = take(c)
         rig.drop_next = 3  # the sensor drops three frames
@@ -470,7 +486,7 @@ def test_seq_counts_lost_frames_not_thinned_ones_and_never_goes_back(rig):
         assert take(c).seq == after.seq + 1
     assert rig.outstanding == 0 and rig.mode_switches == 0
 def test_stall_times_out_and_leaks_no_request(rig):
-    with cam() as c:
+    with cam(rig) as c:
         take(c)
         rig.stalled = True
         with pytest.raises(CameraTimeout, match=r"no frame within 0\.05 s"):
@@ -488,7 +504,7 @@ def test_stall_times_out_and_leaks_no_request(rig):
 
 
 def test_libcamera_error_maps_to_camera_error_and_a_dead_sensor_times_out(rig):
-    c = cam()
+    c = cam(rig)
     with c:
         rig.fail_with = RuntimeError("libcamera: dequeue failed")
         with pytest.raises(CameraError, match="dequeue failed") as err:
@@ -504,7 +520,7 @@ def test_libcamera_error_maps_to_camera_error_and_a_dead_sensor_times_out(rig):
     c.close()
     assert rig.outstanding == 0
 def test_missing_index_is_a_clear_error(rig):
-    c = cam(index=3)
+    c = cam(rig, index=3)
     with pytest.raises(CameraError, match=r"no camera at index 3 \(found 0: imx708\)"):
         c.open()
     assert c.closed and rig.instances == []
@@ -512,7 +528,7 @@ def test_missing_index_is_a_clear_error(rig):
 
 def test_failed_start_closes_the_device(rig):
     rig.fail_start = RuntimeError("Failed to start camera")
-    c = cam()
+    c = cam(rig)
     with pytest.raises(CameraError, match="Failed to start camera"):
         c.open()
     assert c.closed and not rig.instances[0].is_open
@@ -526,13 +542,13 @@ def pi_model_file(tmp_path: Path, model: str) -> Path:
 
 def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path, caplog):
     pi5 = pi_model_file(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
-    c = cam(encoder="hardware", model_path=pi5)
+    c = cam(rig, encoder="hardware", model_path=pi5)
     with pytest.raises(CameraError, match=r"this board \(Raspberry Pi 5 Model B Rev 1\.0\) has no hardware JPEG "
                                           r"encoder \(Hardware MJPEG not available on this platform\); use encoder"):
         c.open()
     assert c.closed and rig.recordings_started == 0 and not rig.instances
     caplog.set_level(logging.INFO, logger=backend.__name__)
-    c = cam(encoder="auto", model_path=pi5)
+    c = cam(rig, encoder="auto", model_path=pi5)
     for _ in range(2):  # the choice is logged once, not at every reopen
         with c:
             frame = take(c, timeout_s=5.0)
@@ -543,18 +559,18 @@ def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path
                       "Model B Rev 1.0) has no hardware JPEG encoder (Hardware MJPEG not available on this platform)"]
     assert caplog.records[0].levelno == logging.INFO
     with pytest.raises(CameraError, match="'jpeg'"):
-        cam(encoder="jpeg")
+        cam(rig, encoder="jpeg")
 
 
 def test_hardware_error_names_the_failure_off_a_pi5(rig, tmp_path):
     pi4 = pi_model_file(tmp_path, "Raspberry Pi 4 Model B Rev 1.5")
     with pytest.raises(CameraError, match=r"V4L2 MJPEGEncoder is unavailable: RuntimeError\('Hardware MJPEG not"):
-        cam(encoder="hardware", model_path=pi4).open()
+        cam(rig, encoder="hardware", model_path=pi4).open()
 
 
 def test_auto_picks_hardware_when_it_constructs(hw_rig, caplog):
     caplog.set_level(logging.INFO, logger=backend.__name__)
-    with cam(encoder="auto") as c:
+    with cam(hw_rig, encoder="auto") as c:
         frame = c.capture(timeout_s=5.0)
         assert frame.jpeg is not None and frame.image is None
     assert c.encoder_in_use == "hardware"
@@ -563,7 +579,7 @@ def test_auto_picks_hardware_when_it_constructs(hw_rig, caplog):
 
 
 def test_auto_does_not_switch_encoder_between_opens(hw_rig):
-    c = cam(encoder="auto")
+    c = cam(hw_rig, encoder="auto")
     with c:
         assert c.capture(timeout_s=5.0).jpeg is not None
     hw_rig.hardware_jpeg = False  # the codec went away (driver unloaded): refuse rather than change silently
@@ -574,20 +590,20 @@ def test_auto_does_not_switch_encoder_between_opens(hw_rig):
 
 def test_hardware_frame_size_is_what_the_codec_encoded(hw_rig):
     hw_rig.adjust_size = (96, 48)  # libcamera adjusted the requested 64x48
-    with cam(encoder="hardware") as c:
+    with cam(hw_rig, encoder="hardware") as c:
         frame = c.capture(timeout_s=5.0)
     assert (frame.width, frame.height) == (96, 48)
 
 
 def test_software_stays_software_on_a_hardware_board(hw_rig):
-    with cam(encoder="software") as c:
+    with cam(hw_rig, encoder="software") as c:
         assert take(c, timeout_s=5.0).image is not None
     assert hw_rig.recordings_started == 0 and hw_rig.instances[0].camera_config["main"]["format"] == "BGR888"
 
 
 def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_rig):
     hw_rig.colour = (255, 0, 0)
-    c = cam(encoder="hardware", fps=100.0, jpeg_quality=85)
+    c = cam(hw_rig, encoder="hardware", fps=100.0, jpeg_quality=85)
     before = time.monotonic_ns()
     with c:
         picam2 = hw_rig.instances[0]
@@ -632,7 +648,7 @@ def test_full_queue_drops_the_oldest_and_leaves_a_seq_gap():
 
 
 def test_hardware_slow_consumer_counts_drops_as_gaps(hw_rig):
-    c = cam(encoder="hardware", fps=500.0)
+    c = cam(hw_rig, encoder="hardware", fps=500.0)
     with c:
         first = c.capture(timeout_s=5.0)
         assert hw_rig.wait_fed(hw_rig.frames_fed + QUEUE_FRAMES + 3)  # the queue overflows meanwhile
@@ -641,7 +657,7 @@ def test_hardware_slow_consumer_counts_drops_as_gaps(hw_rig):
 
 
 def test_hardware_stall_times_out_and_a_dead_sensor_too(hw_rig):
-    c = cam(encoder="hardware", fps=100.0)
+    c = cam(hw_rig, encoder="hardware", fps=100.0)
     with c:
         c.capture(timeout_s=5.0)
         hw_rig.stalled = True
@@ -660,7 +676,7 @@ def test_hardware_stall_times_out_and_a_dead_sensor_too(hw_rig):
     assert c.closed and hw_rig.recordings_stopped == hw_rig.recordings_started == 1
     assert not hw_rig.instances[0].is_open
 def test_close_stops_recording_then_closes(hw_rig):
-    c = cam(encoder="hardware")
+    c = cam(hw_rig, encoder="hardware")
     c.open()
     picam2 = hw_rig.instances[0]
     assert picam2._encoders and picam2.started
@@ -673,7 +689,7 @@ def test_close_stops_recording_then_closes(hw_rig):
 
 def test_failed_hardware_start_is_cleaned_up(hw_rig):
     hw_rig.fail_start = RuntimeError("Failed to start camera")
-    c = cam(encoder="hardware")
+    c = cam(hw_rig, encoder="hardware")
     with pytest.raises(CameraError, match="Failed to start camera"):
         c.open()
     assert c.closed and not hw_rig.instances[0].is_open
@@ -681,7 +697,7 @@ def test_failed_hardware_start_is_cleaned_up(hw_rig):
 
 
 def test_hardware_still_comes_from_the_running_stream_and_recording_goes_on(hw_rig):
-    c = cam(encoder="hardware", fps=100.0)
+    c = cam(hw_rig, encoder="hardware", fps=100.0)
     with c:
         before = c.capture(timeout_s=5.0)
         fed = hw_rig.frames_fed
@@ -699,7 +715,7 @@ def test_hardware_still_comes_from_the_running_stream_and_recording_goes_on(hw_r
         assert max(b - a for a, b in itertools.pairwise(stamps[-3:])) < 2 * 10e6 + 1e6  # no hole in the video
     assert hw_rig.recordings_stopped == 1 and hw_rig.outstanding == 0
 def test_hardware_still_timeout_leaks_nothing(hw_rig):
-    with cam(encoder="hardware", fps=100.0) as c:
+    with cam(hw_rig, encoder="hardware", fps=100.0) as c:
         c.capture(timeout_s=5.0)
         hw_rig.stalled = True
         with pytest.raises(CameraTimeout):
@@ -727,7 +743,8 @@ def test_runner_stores_hardware_jpegs_without_the_encoder_pool(hw_rig):
     cfg = CameraConfig(name="pi", role="down", index=0, size=(64, 48), encoder="hardware",
                        fps=(("ARMED", 200.0), ("DESCENT", 200.0)), pretrigger_s=0.0,
                        lores_size=(32, 24), lores_phases=("DESCENT",))
-    runner = CameraRunner(Picamera2Camera.from_config(cfg), cfg, NoPool(), sink)  # type: ignore[arg-type]
+    camera = Picamera2Camera.from_config(cfg, picamera2=hw_rig.module)
+    runner = CameraRunner(camera, cfg, NoPool(), sink)  # type: ignore[arg-type]
     runner.start()
     try:
         runner.set_phase("DESCENT")
@@ -745,7 +762,7 @@ def test_runner_stores_hardware_jpegs_without_the_encoder_pool(hw_rig):
 
 def test_from_config_and_repr(rig):
     cfg = CameraConfig(name="side", role="side", index=0, size=(64, 48), fps=(("ARMED", 2.0),), encoder="software")
-    c = Picamera2Camera.from_config(cfg)
+    c = Picamera2Camera.from_config(cfg, picamera2=rig.module)
     assert c.fps == 2.0 and c.index == 0 and c.encoder == "software"
     assert "closed" in repr(c) and "index=0" in repr(c)
     with c:
@@ -753,13 +770,31 @@ def test_from_config_and_repr(rig):
         assert rig.instances[0].camera_config["controls"]["FrameRate"] == 2.0
 
 
+def test_make_camera_drives_the_picamera2_module_passed_in(rig):
+    cfg = CameraConfig(name="pi", backend="picamera2", size=(64, 48), encoder="software")
+    with make_camera(cfg, picamera2=rig.module) as c:
+        take(c)
+    assert len(rig.instances) == 1 and not rig.instances[0].is_open
+    opened: list[ModuleType] = []
+
+    def factory() -> ModuleType:
+        opened.append(rig.module)
+        return rig.module
+
+    c = make_camera(cfg, picamera2=factory)
+    assert opened == []  # a function is called at open, not when the camera is built
+    with c:
+        take(c)
+    assert opened == [rig.module] and len(rig.instances) == 2
+
+
 # --- contract over both backends --------------------------------------------------------------------
 @pytest.fixture(params=["sim", "fake-picamera2"])
-def any_camera(request, monkeypatch):
+def any_camera(request):
     if request.param == "sim":
         return SimCamera("c", size=(64, 48), fps=200.0, seed=1)
-    install(monkeypatch, FakeRig())
-    return Picamera2Camera("c", size=(64, 48), fps=200.0)
+    rig = request.getfixturevalue("picamera2_rig")
+    return Picamera2Camera("c", size=(64, 48), fps=200.0, picamera2=rig.module)
 
 
 def test_contract(any_camera):
@@ -790,7 +825,7 @@ def test_contract(any_camera):
 
 # --- c) lent frames: the request buffer itself, given back by Frame.release ---------------------------
 def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
-    c = cam(fps=100.0)
+    c = cam(rig, fps=100.0)
     with c:
         frames = [c.capture() for _ in range(backend.BUFFER_COUNT)]  # a consumer that gives nothing back
         lent = [f for f in frames if f.release is not None]
@@ -812,7 +847,7 @@ def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
 
 def test_a_consumer_holding_frames_costs_copies_not_sensor_frames(rig):
     held: list[Frame] = []
-    with cam(fps=100.0) as c:
+    with cam(rig, fps=100.0) as c:
         for _ in range(30):  # keeps the last 8 frames (more than the camera has buffers), reads each once
             held.append(c.capture())
             if len(held) > 8:
@@ -824,7 +859,7 @@ def test_a_consumer_holding_frames_costs_copies_not_sensor_frames(rig):
 
 def test_a_lent_frame_is_a_read_only_view_of_the_request_buffer(rig):
     rig.colour = (10, 200, 30)
-    with cam() as c:
+    with cam(rig) as c:
         frame = c.capture()
         assert frame.image.shape == (48, 64, 3) and frame.image[5, 7].tolist() == [10, 200, 30]
         with pytest.raises(ValueError, match="read-only"):
@@ -836,7 +871,7 @@ def test_a_lent_frame_is_a_read_only_view_of_the_request_buffer(rig):
 
 
 def test_still_and_its_video_twin_each_release_their_own_reference(rig):
-    with cam(fps=100.0) as c:
+    with cam(rig, fps=100.0) as c:
         still = c.capture_still()
         twin = c.capture()  # the still's frame was due for the video: the same buffer, another reference
         assert still.still and not twin.still and twin.seq == still.seq
@@ -852,7 +887,7 @@ def test_still_and_its_video_twin_each_release_their_own_reference(rig):
 
 
 def test_a_copied_still_shares_its_copy_with_the_twin(rig):
-    c = cam(fps=100.0)
+    c = cam(rig, fps=100.0)
     c.lend_limit = 0  # no buffer to spare: every frame is a copy
     with c:
         still = c.capture_still()
@@ -864,14 +899,14 @@ def test_a_copied_still_shares_its_copy_with_the_twin(rig):
 def test_formats_that_need_a_conversion_give_the_request_back_at_once(rig, monkeypatch):
     monkeypatch.setattr(backend, "MAIN_FORMAT", "RGB888")  # B, G, R in memory: _to_rgb must copy
     rig.colour = (10, 200, 30)
-    with cam() as c:
+    with cam(rig) as c:
         frame = c.capture()
         assert frame.release is None and rig.outstanding == 0 and rig.arrays_mapped == 1
         assert frame.image[0, 0].tolist() == [10, 200, 30] and c.frames_copied == 1 and c.frames_lent == 0
 
 
 def test_close_waits_for_lent_frames_before_freeing_their_buffers(rig):
-    c = cam(fps=100.0)
+    c = cam(rig, fps=100.0)
     c.open()
     picam2 = rig.instances[0]
     frame = c.capture()
@@ -883,7 +918,7 @@ def test_close_waits_for_lent_frames_before_freeing_their_buffers(rig):
 
 
 def test_close_leaves_the_camera_open_while_lent_frames_are_out(rig, caplog):
-    c = cam(fps=100.0)
+    c = cam(rig, fps=100.0)
     c.loan_wait_s = 0.05
     c.open()
     picam2 = rig.instances[0]
@@ -921,7 +956,7 @@ def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_ba
     rig.colour = (0, 0, 255)
     cfg = CameraConfig(name="pi", size=(64, 48), encoder="software", pretrigger_s=0.0,
                        fps=(("ARMED", 100.0), ("DESCENT", 100.0)), stills=("separation",))
-    camera = Picamera2Camera.from_config(cfg)
+    camera = Picamera2Camera.from_config(cfg, picamera2=rig.module)
     pool, stored = SlowPool(0.03), []
     runner = CameraRunner(camera, cfg, pool, lambda f: stored.append(f) or True)
     runner.start()
@@ -956,7 +991,7 @@ def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
         "cameras": [{"name": "down", "role": "down", "backend": "picamera2", "size": [64, 48], "encoder": "software",
                      "fps": {"ARMED": 10, "DESCENT": 30}}],
         "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"}})
-    camera = Picamera2Camera.from_config(cfg.cameras[0])
+    camera = Picamera2Camera.from_config(cfg.cameras[0], picamera2=rig.module)
     camera.loan_wait_s = 0.05
     d = Daemon(cfg, notifier=Notifier(environ={}), cameras={"down": camera})
     try:
@@ -968,18 +1003,17 @@ def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
 
 
 def test_a_failed_mapping_is_a_camera_error_and_lends_nothing(rig, monkeypatch):
-    import picamera2  # the fake
+    picamera2 = rig.module
 
     class Unmappable(picamera2.MappedArray):
         def __enter__(self):
             raise RuntimeError("failed to find buffer in DmaSync")
 
-    with cam() as c:
+    with cam(rig) as c:
         monkeypatch.setattr(picamera2, "MappedArray", Unmappable)
         with pytest.raises(CameraError, match="failed to find buffer"):
             c.capture()
         assert c.lent == 0 and rig.outstanding == 0
         monkeypatch.undo()
-        install(monkeypatch, rig)  # (undo took the fake modules out of sys.modules too)
         take(c)
     assert rig.outstanding == 0

@@ -331,7 +331,7 @@ def test_buffered_sensor_delivers_late_frames_in_order_until_its_buffers_overflo
 
 
 def test_descent_s_sets_how_fast_the_ground_comes_up():
-    from camctl.board.cameras.sim import _altitude
+    from camctl.board.cameras.sim_scene import _altitude
 
     assert _altitude(5.0, 10.0) < _altitude(5.0, 90.0) < 1.0
     assert _altitude(10.0, 10.0) == _altitude(60.0, 10.0) == 0.25  # on the ground, the view holds

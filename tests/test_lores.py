@@ -19,7 +19,7 @@ from camctl.board.encode import EncoderPool, encode_jpeg_yuv420
 from camctl.common.frames import EncodedFrame, Frame
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import FakeRig, fake_modules, video_yuv
+from fake_picamera2 import FakeRig, video_yuv
 
 
 def yuv_to_rgb(y: float, u: float, v: float) -> np.ndarray:
@@ -183,23 +183,23 @@ def test_runner_sim_armed_lores_then_descent_main_with_a_clean_seam(pool):
 
 # --- picamera2 (fake) -------------------------------------------------------------------------------
 @pytest.fixture
-def rig(monkeypatch) -> FakeRig:
-    rig = FakeRig()
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return rig
+def rig(picamera2_rig: FakeRig) -> FakeRig:
+    return picamera2_rig
 
 
 @pytest.fixture
-def hw_rig(monkeypatch) -> FakeRig:
-    rig = FakeRig(hardware_jpeg=True)
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return rig
+def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
+    picamera2_rig.hardware_jpeg = True
+    return picamera2_rig
+
+
+def _cam(rig: FakeRig, **kw) -> Picamera2Camera:
+    """A camera named "pi" of ``rig``'s simulated picamera2."""
+    return Picamera2Camera("pi", picamera2=rig.module, **kw)
 
 
 def test_picamera2_configures_lores_and_reads_it_only_when_asked(rig):
-    c = Picamera2Camera("pi", size=(128, 96), fps=10.0, encoder="software", lores_size=(41, 31))
+    c = _cam(rig, size=(128, 96), fps=10.0, encoder="software", lores_size=(41, 31))
     assert c.supports_lores
     with c:
         lores = rig.instances[0].camera_config["lores"]
@@ -236,7 +236,7 @@ def test_picamera2_lores_pattern_survives_split_encode_decode(rig):
         return y, np.full((ph // 2, pw // 2), 100, np.uint8), np.full((ph // 2, pw // 2), 150, np.uint8)
 
     rig.lores_planes = planes
-    with Picamera2Camera("pi", size=(96, 64), fps=10.0, encoder="software", lores_size=(w, h)) as c:
+    with _cam(rig, size=(96, 64), fps=10.0, encoder="software", lores_size=(w, h)) as c:
         c.set_lores(True)
         frame = c.capture()
     rgb = simplejpeg.decode_jpeg(encode_jpeg_yuv420(*frame.yuv420, 95)).astype(np.float64)
@@ -251,7 +251,7 @@ def test_picamera2_lores_pattern_survives_split_encode_decode(rig):
 def test_picamera2_lores_colour_is_the_scene_colour(rig):
     rig.colour = (200, 60, 30)
     assert video_yuv((0, 0, 0)) == (16, 128, 128)
-    with Picamera2Camera("pi", size=(64, 48), fps=10.0, encoder="software", lores_size=(32, 24)) as c:
+    with _cam(rig, size=(64, 48), fps=10.0, encoder="software", lores_size=(32, 24)) as c:
         c.set_lores(True)
         frame = c.capture()
     rgb = simplejpeg.decode_jpeg(encode_jpeg_yuv420(*frame.yuv420, 95)).reshape(-1, 3).mean(axis=0)
@@ -259,7 +259,7 @@ def test_picamera2_lores_colour_is_the_scene_colour(rig):
 
 
 def test_picamera2_hardware_path_ignores_lores(hw_rig):
-    c = Picamera2Camera("pi", size=(64, 48), fps=100.0, encoder="hardware", lores_size=(32, 24))
+    c = _cam(hw_rig, size=(64, 48), fps=100.0, encoder="hardware", lores_size=(32, 24))
     assert not c.supports_lores
     with c:
         assert hw_rig.instances[0].camera_config["lores"] is None
@@ -270,7 +270,7 @@ def test_picamera2_hardware_path_ignores_lores(hw_rig):
 
 
 def test_picamera2_without_lores_size_configures_none(rig):
-    c = Picamera2Camera("pi", size=(64, 48), fps=10.0, encoder="software")
+    c = _cam(rig, size=(64, 48), fps=10.0, encoder="software")
     with c:
         assert rig.instances[0].camera_config["lores"] is None
         assert not c.set_lores(True)
@@ -284,7 +284,8 @@ def test_runner_picamera2_lores_phase_uses_the_lores_stream(rig, pool):
     c = CameraConfig(name="pi", backend="picamera2", size=(96, 64), encoder="software",
                      fps=(("ARMED", 200.0), ("DESCENT", 200.0)), pretrigger_s=5.0,
                      lores_size=(48, 32), lores_phases=("ARMED",))
-    frames, lost = run_flight(Picamera2Camera.from_config(c), c, pool, armed=4, descent=4)
+    camera = Picamera2Camera.from_config(c, picamera2=rig.module)
+    frames, lost = run_flight(camera, c, pool, armed=4, descent=4)
     armed = [f for f in frames if f.phase == "ARMED"]
     live = [f for f in frames if f.phase == "DESCENT"]
     assert all((f.width, f.height) == (48, 32) for f in armed) and len(armed) >= 4

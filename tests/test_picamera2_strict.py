@@ -17,7 +17,6 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig, fake_modules, installed
+from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig
 from test_lores import Sink as LoresSink
 
 
@@ -190,28 +189,30 @@ def test_pin_close_frees_the_buffers_stop_does_not(pc):
 
 # --- b) the double ------------------------------------------------------------------------------------
 @pytest.fixture
-def rig() -> Iterator[FakeRig]:
-    """A board without the hardware JPEG encoder (Pi 5-like), in sys.modules for the test."""
-    with installed(FakeRig()) as r:
-        yield r
+def rig(picamera2_rig: FakeRig) -> FakeRig:
+    """A board without the hardware JPEG encoder (Pi 5-like)."""
+    return picamera2_rig
 
 
 @pytest.fixture
-def hw_rig() -> Iterator[FakeRig]:
+def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
     """A VC4 board (Pi 4-like): the V4L2 MJPEGEncoder constructs."""
-    with installed(FakeRig(hardware_jpeg=True)) as r:
-        yield r
+    picamera2_rig.hardware_jpeg = True
+    return picamera2_rig
 
 
 def _picam2(rig: FakeRig, fps: float, **kw):
-    import picamera2  # the fake, from sys.modules
-
-    p = picamera2.Picamera2(0)
+    p = rig.module.Picamera2(0)
     kw.setdefault("queue", False)
     p.configure(p.create_video_configuration(main={"format": "BGR888", "size": (64, 48)}, buffer_count=4,
                                              controls={"FrameRate": fps}, **kw))
     p.start()
     return p
+
+
+def _cam(rig: FakeRig, **kw) -> Picamera2Camera:
+    """A camera named "pi" of ``rig``'s simulated picamera2."""
+    return Picamera2Camera("pi", picamera2=rig.module, **kw)
 
 
 def _frame(c: Picamera2Camera, **kw):
@@ -279,20 +280,17 @@ def test_double_capture_blocks_a_frame_and_a_late_consumer_loses_frames(rig):
 
 
 def test_double_dead_camera_stays_listed_and_times_out(rig):
-    import picamera2
-
     p = _picam2(rig, 50.0)
     rig.unplug()
-    assert len(picamera2.Picamera2.global_camera_info()) == 1
+    assert len(rig.module.Picamera2.global_camera_info()) == 1
     with pytest.raises(concurrent.futures.TimeoutError):
         p.capture_request(wait=0.1)
     p.close()
 
 
-def test_double_refuses_controls_the_camera_does_not_advertise(monkeypatch):
-    rig = FakeRig(lens=False)  # e.g. an HQ camera: no focus lens, no AF controls
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
+@pytest.mark.parametrize("picamera2_rig", [{"lens": False}], indirect=True)  # e.g. an HQ camera
+def test_double_refuses_controls_the_camera_does_not_advertise(picamera2_rig):
+    rig = picamera2_rig  # no focus lens, no AF controls
     p = _picam2(rig, 30.0)
     with pytest.raises(RuntimeError, match="Control AfMode is not advertised by libcamera"):
         p.set_controls({"AfMode": 0})
@@ -304,7 +302,7 @@ def test_double_refuses_controls_the_camera_does_not_advertise(monkeypatch):
 @pytest.fixture(scope="module")
 def raised() -> dict[str, list[str]]:
     """The messages of the errors CompletedRequest's methods raise in picamera2's request.py (module scope: read
-    before a test puts the fake in sys.modules)."""
+    once)."""
     return {name: [n.exc.args[0].value for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Raise)
                    and isinstance(n.exc.args[0], ast.Constant)]
             for name, src in _methods(_root() / "request.py", "CompletedRequest").items()}
@@ -336,8 +334,7 @@ def test_double_counts_references_with_the_real_errors(raised, rig):
 
 
 def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
-    from picamera2 import MappedArray  # the fake, exported as picamera2 does
-
+    MappedArray = rig.module.MappedArray  # exported by the module, as picamera2 does
     rig.colour = (1, 2, 3)
     p = _picam2(rig, 100.0, lores={"size": (40, 30)})
     r = p.capture_request()
@@ -401,10 +398,10 @@ def _cfg(armed: float, descent: float, **kw) -> CameraConfig:
                         fps=(("ARMED", armed), ("DESCENT", descent), ("TOUCHDOWN", descent)), **kw)
 
 
-def _fly(cfg: CameraConfig, pool=None) -> tuple[CameraRunner, Sink, EncoderPool]:
+def _fly(rig: FakeRig, cfg: CameraConfig, pool=None) -> tuple[CameraRunner, Sink, EncoderPool]:
     pool = pool or EncoderPool(1)
     sink = Sink()
-    runner = CameraRunner(Picamera2Camera.from_config(cfg), cfg, pool, sink)
+    runner = CameraRunner(Picamera2Camera.from_config(cfg, picamera2=rig.module), cfg, pool, sink)
     runner.start()
     return runner, sink, pool
 
@@ -423,7 +420,7 @@ def _assert_at_rate(frames: list[EncodedFrame], period_ms: float) -> None:
 
 
 def test_release_edge_reaches_the_descent_interval_within_100_ms_at_half_an_fps_armed(rig):
-    runner, sink, pool = _fly(_cfg(0.5, 30.0))
+    runner, sink, pool = _fly(rig, _cfg(0.5, 30.0))
     try:
         runner.set_phase("ARMED")
         deadline = time.monotonic() + 20
@@ -444,7 +441,7 @@ def test_release_edge_reaches_the_descent_interval_within_100_ms_at_half_an_fps_
 
 def test_rate_after_a_still_is_the_phase_rate_and_the_still_costs_no_video(rig):
     cfg = _cfg(2.0, 25.0, stills=("separation",))
-    runner, sink, pool = _fly(cfg)
+    runner, sink, pool = _fly(rig, cfg)
     try:
         runner.set_phase("DESCENT")
         sink.wait_for(lambda fs: len(fs) >= 3)
@@ -489,7 +486,7 @@ class GatedPool(EncoderPool):
 
 def test_the_still_encode_never_blocks_the_capture_thread(rig):
     pool = GatedPool()
-    runner, sink, _ = _fly(_cfg(50.0, 50.0, stills=("separation",)), pool)
+    runner, sink, _ = _fly(rig, _cfg(50.0, 50.0, stills=("separation",)), pool)
     try:
         runner.set_phase("DESCENT")
         sink.wait_for(lambda fs: len(fs) >= 2)
@@ -512,12 +509,12 @@ def test_the_still_encode_never_blocks_the_capture_thread(rig):
 
 
 def test_auto_encoder_uses_hardware_only_where_the_size_fits_the_codec(hw_rig):
-    big = Picamera2Camera("pi", size=(2304, 1296), fps=10.0, encoder="auto")
+    big = _cam(hw_rig, size=(2304, 1296), fps=10.0, encoder="auto")
     with big:
         assert big.encoder_in_use == "software"
     with pytest.raises(Exception, match=r"2304x1296 is outside the bcm2835-codec encoder's 32\.\.1920"):
-        Picamera2Camera("pi", size=(2304, 1296), fps=10.0, encoder="hardware").open()
-    small = Picamera2Camera("pi", size=(1920, 1080), fps=10.0, encoder="auto")
+        _cam(hw_rig, size=(2304, 1296), fps=10.0, encoder="hardware").open()
+    small = _cam(hw_rig, size=(1920, 1080), fps=10.0, encoder="auto")
     with small:
         assert small.encoder_in_use == "hardware"
 
@@ -525,7 +522,7 @@ def test_auto_encoder_uses_hardware_only_where_the_size_fits_the_codec(hw_rig):
 def test_controls_are_applied_at_open(rig):
     controls = CameraControls(af_mode="manual", lens_position=0.0, exposure_max_us=4000, analogue_gain_max=2.0,
                               sensor_mode=(2304, 1296))
-    with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software", controls=controls) as c:
+    with _cam(rig, size=(64, 48), fps=30.0, encoder="software", controls=controls) as c:
         picam2 = rig.instances[0]
         assert picam2.camera_config["controls"]["AfMode"] == 0 and picam2.camera_config["controls"]["LensPosition"] == 0
         assert picam2.camera_config["sensor"]["output_size"] == (2304, 1296)
@@ -533,21 +530,20 @@ def test_controls_are_applied_at_open(rig):
         frame = _frame(c)
         assert frame.exposure_us <= 4000 and frame.analogue_gain <= 2.0
         assert c.unset_controls == [] and c.sensor_mode_in_use == (2304, 1296)
-    with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software",
+    with _cam(rig, size=(64, 48), fps=30.0, encoder="software",
                          controls=CameraControls(sensor_mode=(2028, 1520))) as c:  # an HQ camera's mode
         assert c.sensor_mode_in_use == (2304, 1296)
         assert c.unset_controls == ["sensor_mode: 2028x1520 asked, the sensor has no such mode and runs 2304x1296"]
-    with Picamera2Camera("pi", size=(1280, 720), fps=30.0, encoder="software") as c:
+    with _cam(rig, size=(1280, 720), fps=30.0, encoder="software") as c:
         assert c.sensor_mode_in_use == (1536, 864)  # what a 720p request alone gets on an IMX708: the crop
-    with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software") as c:
+    with _cam(rig, size=(64, 48), fps=30.0, encoder="software") as c:
         assert _frame(c).exposure_us == rig.scene_exposure_us  # uncapped: what the AGC chose
 
 
-def test_focus_controls_on_a_camera_without_a_lens_are_reported_not_fatal(monkeypatch):
-    rig = FakeRig(lens=False, model="imx477")
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    with Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software",
+@pytest.mark.parametrize("picamera2_rig", [{"lens": False, "model": "imx477"}], indirect=True)
+def test_focus_controls_on_a_camera_without_a_lens_are_reported_not_fatal(picamera2_rig):
+    rig = picamera2_rig
+    with _cam(rig, size=(64, 48), fps=30.0, encoder="software",
                          controls=CameraControls(af_mode="manual", lens_position=0.0)) as c:
         _frame(c)
         assert "AfMode" not in rig.instances[0].camera_config["controls"]
@@ -571,7 +567,7 @@ def test_thinner_keeps_the_rate_without_drift_and_counts_only_missed_slots():
 
 def test_from_config_runs_the_sensor_at_the_flight_maximum(rig):
     cfg = _cfg(1.0, 30.0)
-    c = Picamera2Camera.from_config(cfg)
+    c = Picamera2Camera.from_config(cfg, picamera2=rig.module)
     assert c.fps == 1.0 and c.sensor_fps == 30.0 == cfg.sensor_fps()
     with c:
         assert rig.instances[0].camera_config["controls"]["FrameRate"] == 30.0
@@ -581,7 +577,7 @@ def test_from_config_runs_the_sensor_at_the_flight_maximum(rig):
 def test_a_usb_camera_leaving_the_list_is_a_disconnect(rig):
     from camctl.exc import CameraDisconnected
 
-    c = Picamera2Camera("pi", size=(64, 48), fps=30.0, encoder="software")
+    c = _cam(rig, size=(64, 48), fps=30.0, encoder="software")
     with c:
         _frame(c)
         rig.cameras = []  # a USB camera does leave libcamera's list (a CSI one never does)
@@ -592,7 +588,7 @@ def test_a_usb_camera_leaving_the_list_is_a_disconnect(rig):
 
 
 def test_a_rate_above_the_sensor_rate_speeds_the_sensor_up_late(rig):
-    with Picamera2Camera("pi", size=(64, 48), fps=20.0, encoder="software") as c:
+    with _cam(rig, size=(64, 48), fps=20.0, encoder="software") as c:
         _frame(c)
         c.set_fps(40.0)  # beyond the 20 fps the sensor was opened at: set_controls, N frames late
         assert rig.controls == [{"FrameRate": 40.0}] and c.sensor_fps == 40.0
@@ -601,7 +597,7 @@ def test_a_rate_above_the_sensor_rate_speeds_the_sensor_up_late(rig):
 
 
 def test_hardware_frames_are_thinned_too(hw_rig):
-    with Picamera2Camera("pi", size=(64, 48), fps=25.0, sensor_fps=100.0, encoder="hardware") as c:
+    with _cam(hw_rig, size=(64, 48), fps=25.0, sensor_fps=100.0, encoder="hardware") as c:
         frames = [c.capture(timeout_s=5.0) for _ in range(5)]
     intervals = _intervals(frames)  # type: ignore[arg-type]
     assert all(i == pytest.approx(40, abs=1) for i in intervals), intervals
@@ -611,7 +607,7 @@ def test_hardware_frames_are_thinned_too(hw_rig):
 def test_rate_after_a_reopen_is_the_phase_rate(rig):
     """A fault closes and reopens the camera (a mode switch in all but name): the phase rate holds from the
     first frame after it. (Guard: this one passes on the code before issue 12 too.)"""
-    runner, sink, pool = _fly(_cfg(2.0, 25.0))
+    runner, sink, pool = _fly(rig, _cfg(2.0, 25.0))
     try:
         runner.set_phase("DESCENT")
         sink.wait_for(lambda fs: len(fs) >= 3)
@@ -645,7 +641,7 @@ def test_every_control_name_the_backend_writes_is_declared_and_advertised():
 
 
 def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
-    runner, sink, pool = _fly(_cfg(2.0, 25.0, stills=("separation", "touchdown")))
+    runner, sink, pool = _fly(rig, _cfg(2.0, 25.0, stills=("separation", "touchdown")))
     try:
         runner.set_phase("DESCENT")
         sink.wait_for(lambda fs: len(fs) >= 2)

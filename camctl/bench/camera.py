@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from types import ModuleType
 from typing import Any
 
 from camctl.bench.harness import Ctx, Figure, Metric
@@ -26,13 +27,14 @@ _ARMED, _DESCENT = 0.5, 30.0
 _SIZE = (640, 480)
 
 
-def _runner(cfg: Any, sink: Any) -> Any:
+def _runner(cfg: Any, sink: Any, picamera2: ModuleType) -> Any:
     from camctl.board.cameras.picamera2 import Picamera2Camera
     from camctl.board.capture import CameraRunner
     from camctl.board.encode import EncoderPool
 
     pool = EncoderPool(1)
-    runner = CameraRunner(Picamera2Camera.from_config(cfg), cfg, pool, sink)
+    camera = Picamera2Camera.from_config(cfg, picamera2=picamera2)
+    runner = CameraRunner(camera, cfg, pool, sink)
     runner.start()
     return runner, pool
 
@@ -45,14 +47,14 @@ def _wait(pred: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.005)
 
 
-def _rate_switch_ms() -> float:
+def _rate_switch_ms(picamera2: ModuleType) -> float:
     """One ARM -> release on a fresh runner: ms from the edge to the first frame of the DESCENT-rate run."""
     from camctl.board.config import CameraConfig
 
     cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0,
                        fps=(("ARMED", _ARMED), ("DESCENT", _DESCENT), ("TOUCHDOWN", _DESCENT)))
     frames: list[int] = []
-    runner, pool = _runner(cfg, lambda ef: frames.append(ef.timestamp_ns) or True)
+    runner, pool = _runner(cfg, lambda ef: frames.append(ef.timestamp_ns) or True, picamera2)
     try:
         runner.set_phase("ARMED")
         _wait(lambda: runner.stats.frames_captured >= 1, 10, "the first ARMED frame")
@@ -73,13 +75,14 @@ def _rate_switch_ms() -> float:
     raise RuntimeError(f"no run of frames at the DESCENT interval after the edge: {after}")
 
 
-def _still_gap_ms() -> float:
+def _still_gap_ms(picamera2: ModuleType) -> float:
     from camctl.board.config import CameraConfig
 
     cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0, stills=("separation",),
                        fps=(("ARMED", _ARMED), ("DESCENT", _DESCENT), ("TOUCHDOWN", _DESCENT)))
     stills: list[Any] = []
-    runner, pool = _runner(cfg, lambda ef: (stills.append(ef) if ef.still else None) or True)
+    runner, pool = _runner(cfg, lambda ef: (stills.append(ef) if ef.still else None) or True,
+                           picamera2)
     try:
         runner.set_phase("DESCENT")
         _wait(lambda: runner.stats.frames_captured >= 5, 10, "DESCENT frames")
@@ -95,12 +98,12 @@ def _still_gap_ms() -> float:
 
 
 def bench_camera(ctx: Ctx) -> dict[str, Any]:
-    from camctl.testing.picamera2_double import FakeRig, installed
+    from camctl.testing.picamera2_double import FakeRig
 
     trials = 3 if ctx.quick else 8
-    with installed(FakeRig()):
-        switch = [_rate_switch_ms() for _ in range(trials)]
-        gaps = [_still_gap_ms() for _ in range(trials)]
+    picamera2 = FakeRig().module
+    switch = [_rate_switch_ms(picamera2) for _ in range(trials)]
+    gaps = [_still_gap_ms(picamera2) for _ in range(trials)]
     return {
         "rate_switch_ms": max(switch), "still_video_gap_ms": max(gaps),
         "_note": (f"strict picamera2 double, {trials} trials each, worst reported; rate switch (ARMED {_ARMED:g} -> "

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.board.config_table import Table as _Table
+from camctl.board.config_table import check_name as _name
+from camctl.board.config_table import check_number as _number
+from camctl.board.config_table import missing as _missing
 from camctl.common.phases import (
     ARMED,
     DEFAULT_TRIGGERS,
@@ -56,7 +60,6 @@ ROLE_FPS: dict[str, dict[str, float]] = {
     "up": {"ARMED": 2, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 10},
     "side": {"ARMED": 2, "DESCENT": 15, "SEPARATION": 30, "TOUCHDOWN": 30},
 }
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -198,82 +201,6 @@ class Config:
         raise KeyError(name)
 
 
-# --- parsing helpers ----------------------------------------------------------------------------------
-class _Table:
-    """A view on one TOML table that remembers its key path and which keys were used."""
-
-    def __init__(self, data: Any, key: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"must be a table, got {_kind(data)}", key=key)
-        self.data = data
-        self.key = key
-        self.used: set[str] = set()
-
-    def path(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def get(self, name: str, default: Any = None) -> Any:
-        self.used.add(name)
-        return self.data.get(name, default)
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def str(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
-        value = self.get(name, default)
-        if value is None:
-            raise ConfigError("is required", key=self.path(name))
-        if not isinstance(value, str):
-            raise ConfigError(f"must be a string, got {_kind(value)}", key=self.path(name))
-        if choices and value not in choices:
-            raise ConfigError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}",
-                              key=self.path(name))
-        return value
-
-    def num(self, name: str, default: float, *, lo: float | None = None, lo_open: bool = False,
-            hi: float | None = None, integer: bool = False) -> Any:
-        value = self.get(name, default)
-        return _number(value, self.path(name), lo=lo, lo_open=lo_open, hi=hi, integer=integer)
-
-    def bool(self, name: str, default: bool) -> bool:
-        value = self.get(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(f"must be true or false, got {_kind(value)}", key=self.path(name))
-        return value
-
-    def table(self, name: str) -> _Table:
-        return _Table(self.get(name, {}), self.path(name))
-
-    def done(self) -> None:
-        extra = sorted(set(self.data) - self.used)
-        if extra:
-            raise ConfigError("unknown key", key=self.path(extra[0]))
-
-
-def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
-            dict: "a table"}.get(type(value), type(value).__name__)
-
-
-def _number(value: Any, key: str, *, lo: float | None = None, lo_open: bool = False,
-            hi: float | None = None, integer: bool = False) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"must be a number, got {_kind(value)}", key=key)
-    if integer and not (isinstance(value, int) or float(value).is_integer()):
-        raise ConfigError(f"must be a whole number, got {value}", key=key)
-    if lo is not None and (value <= lo if lo_open else value < lo):
-        raise ConfigError(f"must be {'>' if lo_open else '>='} {lo:g}, got {value}", key=key)
-    if hi is not None and value > hi:
-        raise ConfigError(f"must be <= {hi:g}, got {value}", key=key)
-    return int(value) if integer else float(value)
-
-
-def _name(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ConfigError(f"must be a name of letters, digits, '_', '.', '-' (got {value!r})", key=key)
-    return value
-
-
 # --- sections -----------------------------------------------------------------------------------------
 def _store(t: _Table) -> StoreConfig:
     out = StoreConfig(
@@ -325,10 +252,6 @@ def _gpio(t: _Table) -> GpioConfig:
     return GpioConfig(backend=backend, bounce_ms=bounce, min_pulse_ms=min_pulse, lines=tuple(lines))
 
 
-def _missing(key: str) -> Any:
-    raise ConfigError("is required", key=key)
-
-
 def _phases(t: _Table) -> PhasesConfig:
     triggers_t = t.table("triggers")
     if triggers_t.data:
@@ -373,49 +296,110 @@ def _phases(t: _Table) -> PhasesConfig:
 
 
 def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
+    """One ``[[cameras]]`` table; its parts are checked in this order (the first error wins)."""
     name = _name(t.get("name"), t.path("name")) if t.has("name") else _missing(t.path("name"))
     role = t.str("role", "down")
     backend = t.str("backend", CameraConfig.backend, choices=("picamera2", "sim"))
-    size_v = t.get("size", list(CameraConfig.size))
-    if (not isinstance(size_v, list) or len(size_v) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size_v)):
-        raise ConfigError(f"must be [width, height] in pixels, got {size_v!r}", key=t.path("size"))
-    w, h = size_v
+    size = _pixel_size(t, "size", list(CameraConfig.size))
+    w, h = size
     if not (16 <= w <= 8192 and 16 <= h <= 8192) or w % 2 or h % 2:
-        raise ConfigError(f"must be even sizes from 16 to 8192 pixels, got {w}x{h}", key=t.path("size"))
+        raise ConfigError(f"must be even sizes from 16 to 8192 pixels, got {w}x{h}",
+                          key=t.path("size"))
+    fps = _camera_fps(t, role, phases)
+    quality = _camera_quality(t, phases)
+    lores_size, lores_phases = _lores(t, phases, size)
+    stills = t.get("stills", [])
+    if not isinstance(stills, list) or not all(isinstance(s, str) for s in stills):
+        raise ConfigError("must be a list of event names", key=t.path("stills"))
+    faults = _faults(t, backend)
+    pre_s = t.num("pretrigger_s", CameraConfig.pretrigger_s, lo=0, hi=600)
+    pre_mb = t.num("pretrigger_mb", CameraConfig.pretrigger_mb, lo=0)
+    if pre_s > 0 and pre_mb == 0:
+        raise ConfigError(f"is 0 while pretrigger_s = {pre_s:g}: the ring would hold nothing "
+                          f"(set pretrigger_s = 0 to turn it off)", key=t.path("pretrigger_mb"))
+    controls = _controls(t.table("controls"))
+    if controls != CameraControls() and backend != "picamera2":
+        raise ConfigError("camera controls are only for the picamera2 backend",
+                          key=t.path("controls"))
+    out = CameraConfig(
+        name=name,
+        role=role,
+        backend=backend,
+        index=t.num("index", index, lo=0, hi=16, integer=True),
+        size=size,
+        jpeg_quality=t.num("jpeg_quality", CameraConfig.jpeg_quality, lo=1, hi=100, integer=True),
+        pretrigger_s=pre_s,
+        pretrigger_mb=pre_mb,
+        fps=fps,
+        encoder=t.str("encoder", CameraConfig.encoder, choices=("auto", "hardware", "software")),
+        stills=tuple(stills),
+        seed=t.num("seed", index, integer=True),
+        faults=faults,
+        quality=quality,
+        lores_size=lores_size,
+        lores_phases=lores_phases,
+        sim_descent_s=t.num("sim_descent_s", CameraConfig.sim_descent_s, lo=0, lo_open=True,
+                            hi=86_400),
+        sim_prerender=int(t.num("sim_prerender", CameraConfig.sim_prerender, lo=0, hi=256,
+                                integer=True)),
+        controls=controls,
+    )
+    t.done()
+    return out
+
+
+def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:
+    """``[width, height]``, two integers (not bools), at ``name``."""
+    value = t.get(name, default)
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(f"must be [width, height] in pixels, got {value!r}", key=t.path(name))
+    return value[0], value[1]
+
+
+def _camera_fps(t: _Table, role: str, phases: PhasesConfig) -> tuple[tuple[str, float], ...]:
+    """``[cameras.fps]`` over the role's schedule: a rate for every recording phase."""
     fps_t = t.table("fps")
     recording = phases.order[1:-1]
-    if role not in ROLE_FPS:  # a free name has no schedule to fall back on: it must give every phase's rate
+    if role not in ROLE_FPS:  # a free name has no schedule to fall back on: every rate is needed
         missing = [p for p in recording if p not in fps_t.data]
         if missing:
-            raise ConfigError(f"unknown role {role!r} (roles with a schedule: {', '.join(sorted(ROLE_FPS))}); "
-                              f"a role of your own needs [cameras.fps] for {', '.join(missing)}",
-                              key=t.path("role"))
+            raise ConfigError(f"unknown role {role!r} (roles with a schedule: "
+                              f"{', '.join(sorted(ROLE_FPS))}); a role of your own needs "
+                              f"[cameras.fps] for {', '.join(missing)}", key=t.path("role"))
     base = dict(ROLE_FPS.get(role, {}))
     for phase, value in fps_t.data.items():
         key = fps_t.path(phase)
         fps_t.used.add(phase)
         if phase not in phases.order or phase in ("SAFE", "LANDED"):
             raise ConfigError(
-                f"unknown phase {phase!r} (recording phases: {', '.join(phases.order[1:-1])})", key=key)
+                f"unknown phase {phase!r} (recording phases: {', '.join(recording)})", key=key)
         base[phase] = _number(value, key, lo=0, lo_open=True, hi=240)
-    fps = tuple((p, float(base.get(p, base.get("ARMED", 2.0)))) for p in phases.order[1:-1])
+    return tuple((p, float(base.get(p, base.get("ARMED", 2.0)))) for p in recording)
+
+
+def _camera_quality(t: _Table, phases: PhasesConfig) -> tuple[tuple[str, int], ...]:
+    """``[cameras.quality]``: a JPEG quality per recording phase that has one."""
     quality_t = t.table("quality")
+    recording = phases.order[1:-1]
     quality = []
     for phase, value in quality_t.data.items():
         key = quality_t.path(phase)
         quality_t.used.add(phase)
-        if phase not in phases.order[1:-1]:
-            raise ConfigError(f"unknown phase {phase!r} (recording phases: {', '.join(phases.order[1:-1])})",
+        if phase not in recording:
+            raise ConfigError(f"unknown phase {phase!r} (recording phases: {', '.join(recording)})",
                               key=key)
         quality.append((phase, _number(value, key, lo=1, hi=100, integer=True)))
-    lores_v = t.get("lores_size")
+    return tuple(quality)
+
+
+def _lores(t: _Table, phases: PhasesConfig,
+           size: tuple[int, int]) -> tuple[tuple[int, int] | None, tuple[str, ...]]:
+    """``lores_size`` (even, within the main ``size``) and the ``lores_phases`` that use it."""
+    w, h = size
     lores_size = None
-    if lores_v is not None:
-        if (not isinstance(lores_v, list) or len(lores_v) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in lores_v)):
-            raise ConfigError(f"must be [width, height] in pixels, got {lores_v!r}", key=t.path("lores_size"))
-        lw, lh = lores_v
+    if t.get("lores_size") is not None:
+        lw, lh = _pixel_size(t, "lores_size")
         if not (16 <= lw <= w and 16 <= lh <= h):
             raise ConfigError(f"must be from 16x16 up to the main size {w}x{h}, got {lw}x{lh}",
                               key=t.path("lores_size"))
@@ -431,9 +415,11 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
             raise ConfigError(f"unknown phase {phase!r}", key=t.path("lores_phases"))
     if lores_phases and lores_size is None:
         raise ConfigError("needs lores_size = [width, height]", key=t.path("lores_phases"))
-    stills = t.get("stills", [])
-    if not isinstance(stills, list) or not all(isinstance(s, str) for s in stills):
-        raise ConfigError("must be a list of event names", key=t.path("stills"))
+    return lores_size, tuple(lores_phases)
+
+
+def _faults(t: _Table, backend: str) -> tuple[tuple[str, float, float], ...]:
+    """``[[cameras.faults]]``: ``(kind, at_s, duration_s)`` each, for the sim backend only."""
     faults_v = t.get("faults", [])
     faults = []
     if not isinstance(faults_v, list):
@@ -445,37 +431,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         ft.done()
     if faults and backend != "sim":
         raise ConfigError("fault injection is only for the sim backend", key=t.path("faults"))
-    pre_s = t.num("pretrigger_s", CameraConfig.pretrigger_s, lo=0, hi=600)
-    pre_mb = t.num("pretrigger_mb", CameraConfig.pretrigger_mb, lo=0)
-    if pre_s > 0 and pre_mb == 0:
-        raise ConfigError(f"is 0 while pretrigger_s = {pre_s:g}: the ring would hold nothing "
-                          f"(set pretrigger_s = 0 to turn it off)", key=t.path("pretrigger_mb"))
-    controls = _controls(t.table("controls"))
-    if controls != CameraControls() and backend != "picamera2":
-        raise ConfigError("camera controls are only for the picamera2 backend", key=t.path("controls"))
-    out = CameraConfig(
-        name=name,
-        role=role,
-        backend=backend,
-        index=t.num("index", index, lo=0, hi=16, integer=True),
-        size=(w, h),
-        jpeg_quality=t.num("jpeg_quality", CameraConfig.jpeg_quality, lo=1, hi=100, integer=True),
-        pretrigger_s=pre_s,
-        pretrigger_mb=pre_mb,
-        fps=fps,
-        encoder=t.str("encoder", CameraConfig.encoder, choices=("auto", "hardware", "software")),
-        stills=tuple(stills),
-        seed=t.num("seed", index, integer=True),
-        faults=tuple(faults),
-        quality=tuple(quality),
-        lores_size=lores_size,
-        lores_phases=tuple(lores_phases),
-        sim_descent_s=t.num("sim_descent_s", CameraConfig.sim_descent_s, lo=0, lo_open=True, hi=86_400),
-        sim_prerender=int(t.num("sim_prerender", CameraConfig.sim_prerender, lo=0, hi=256, integer=True)),
-        controls=controls,
-    )
-    t.done()
-    return out
+    return tuple(faults)
 
 
 _CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max", "sensor_mode")

@@ -5,12 +5,13 @@ changes one fails a test.
 
 It lives in the package, not under tests/, because ``camctl bench`` measures the camera path on it
 (``rate_switch_ms``, ``still_video_gap_ms``) and must run from an installed camctl. It is never chosen by a
-config: only code that puts its modules in ``sys.modules`` on purpose (tests, the bench) uses it.
+config: code that wants it passes it in.
 
-Use: ``for name, mod in fake_modules(rig).items(): monkeypatch.setitem(sys.modules, name, mod)`` (registers
-``picamera2``, ``picamera2.encoders``, ``picamera2.encoders.mjpeg_encoder`` and ``picamera2.outputs``). A
-:class:`FakeRig` is the hardware the test controls (scene, stalls, libcamera errors, a dead sensor, dropped
-frames, whether the board has the V4L2 hardware JPEG encoder, the sensor's limits).
+Use: ``Picamera2Camera(..., picamera2=rig.module)``. ``rig.module`` is a ``picamera2`` module
+object bound to the rig (its ``encoders``, ``encoders.mjpeg_encoder`` and ``outputs`` submodules
+are attributes); it is never put in ``sys.modules``. A :class:`FakeRig` is the hardware the test
+controls (scene, stalls, libcamera errors, a dead sensor, dropped frames, whether the board has the
+V4L2 hardware JPEG encoder, the sensor's limits); its settings are read live.
 
 How the real stack behaves, and so the fake:
 
@@ -81,21 +82,20 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
-import contextlib
 import copy
 import enum
-import sys
+import functools
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import simplejpeg
 
 __all__ = ["CODEC_MAX", "CODEC_MIN", "RPI_IPA_AF_CONTROLS", "RPI_IPA_CONTROLS", "FakePicamera2", "FakeRig",
-           "MJPEGEncoder", "Output", "Quality", "fake_modules", "installed", "make_fake_picamera2", "video_yuv"]
+           "MJPEGEncoder", "Output", "Quality", "fake_modules", "make_fake_picamera2", "video_yuv"]
 
 # Controls the Raspberry Pi IPA advertises (raspberrypi/libcamera src/ipa/rpi/common/ipa_base.cpp), with their
 # (min, max, default) where the IPA states them (None where it gives an enum or a mode-dependent range).
@@ -184,6 +184,11 @@ class FakeRig:
     @property
     def outstanding(self) -> int:
         return self.created - self.released
+
+    @functools.cached_property
+    def module(self) -> types.ModuleType:
+        """The simulated ``picamera2`` module bound to this rig: pass it as ``picamera2=``."""
+        return fake_modules(self)["picamera2"]
 
 
 class _Sensor:
@@ -950,7 +955,8 @@ class LibavMjpegEncoder(Encoder):
 
 
 def fake_modules(rig: FakeRig) -> dict[str, types.ModuleType]:
-    """``sys.modules`` entries for picamera2 and the submodules camctl imports, bound to ``rig``."""
+    """picamera2 and the submodules camctl reads, bound to ``rig``, by module name
+    (``rig.module`` is the first; the others are its attributes)."""
     mod = make_fake_picamera2(rig)
     mjpeg_cls = type("MJPEGEncoder", (MJPEGEncoder,), {"rig": rig})
     mjpeg = types.ModuleType("picamera2.encoders.mjpeg_encoder")
@@ -959,8 +965,14 @@ def fake_modules(rig: FakeRig) -> dict[str, types.ModuleType]:
     encoders.Quality = Quality  # type: ignore[attr-defined]
     encoders.Encoder = Encoder  # type: ignore[attr-defined]
     encoders.LibavMjpegEncoder = LibavMjpegEncoder  # type: ignore[attr-defined]
-    # As in picamera2: the bare name is the hardware class only on VC4, else the software one.
-    encoders.MJPEGEncoder = mjpeg_cls if rig.hardware_jpeg else LibavMjpegEncoder  # type: ignore[attr-defined]
+
+    def bare_name(name: str) -> Any:
+        # As in picamera2: the bare name is the hardware class only on VC4, else the software one.
+        if name == "MJPEGEncoder":
+            return mjpeg_cls if rig.hardware_jpeg else LibavMjpegEncoder
+        raise AttributeError(f"module 'picamera2.encoders' has no attribute {name!r}")
+
+    encoders.__getattr__ = bare_name  # type: ignore[attr-defined]  # live, as every rig setting
     encoders.mjpeg_encoder = mjpeg  # type: ignore[attr-defined]
     outputs = types.ModuleType("picamera2.outputs")
     outputs.Output = Output  # type: ignore[attr-defined]
@@ -988,20 +1000,3 @@ def make_fake_picamera2(rig: FakeRig) -> types.ModuleType:
     mod.CancelledError = concurrent.futures.CancelledError  # type: ignore[attr-defined]
     return mod
 
-
-@contextlib.contextmanager
-def installed(rig: FakeRig) -> Iterator[FakeRig]:
-    """Put the simulated picamera2 modules in ``sys.modules`` for the ``with`` block, then restore them."""
-    saved = {name: sys.modules.get(name) for name in _MODULE_NAMES}
-    sys.modules.update(fake_modules(rig))
-    try:
-        yield rig
-    finally:
-        for name, mod in saved.items():
-            if mod is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = mod
-
-
-_MODULE_NAMES = ("picamera2", "picamera2.encoders", "picamera2.encoders.mjpeg_encoder", "picamera2.outputs")

@@ -1,9 +1,10 @@
 """Camera backends behind one abstract base (:class:`camctl.board.cameras.base.Camera`).
 
-``sim`` is the synthetic descent scene; ``picamera2`` drives real Raspberry Pi cameras and is imported
-lazily, so this package works where libcamera is absent. :func:`open_camera` picks the backend the config
-names and never falls back silently. ``picamera2_double`` is a simulated picamera2 (the strict test double,
-shipped because ``camctl bench`` measures the camera path on it); no config can select it.
+``sim`` is the synthetic descent scene; ``picamera2`` drives real Raspberry Pi cameras through the
+picamera2 module passed in (``picamera2=``; imported at open by default, so this package works
+where libcamera is absent). :func:`make_camera` builds the backend the config names, never falling
+back silently. ``camctl.testing.picamera2_double`` is a simulated picamera2 module (the strict test
+double) that tests and the bench pass in; no config can select it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from typing import TYPE_CHECKING
 from camctl.board.cameras.base import Camera
 
 if TYPE_CHECKING:
+    from camctl.board.cameras.picamera2 import Picamera2Source
     from camctl.board.config import CameraConfig
 
 __all__ = ["Camera", "make_camera"]
 
 
-def make_camera(cfg: CameraConfig, *, seed: int = 0) -> Camera:
-    """Build (not open) the backend ``cfg.backend`` names for one configured camera."""
+def make_camera(cfg: CameraConfig, *, seed: int = 0,
+                picamera2: Picamera2Source | None = None) -> Camera:
+    """Build (not open) the backend ``cfg.backend`` names for one configured camera.
+
+    ``seed`` seeds the sim's scene; ``picamera2`` is the module (or a function returning it) that
+    the picamera2 backend drives, default: the installed one, imported at open.
+    """
     if cfg.backend == "sim":
         from camctl.board.cameras.sim import SimCamera
 
@@ -27,7 +34,9 @@ def make_camera(cfg: CameraConfig, *, seed: int = 0) -> Camera:
     if cfg.backend == "picamera2":
         from camctl.board.cameras.picamera2 import Picamera2Camera
 
-        return Picamera2Camera.from_config(cfg)
+        if picamera2 is None:
+            return Picamera2Camera.from_config(cfg)
+        return Picamera2Camera.from_config(cfg, picamera2=picamera2)
     from camctl.exc import ConfigError
 
     raise ConfigError(f"unknown camera backend {cfg.backend!r} (expected 'sim' or 'picamera2')",

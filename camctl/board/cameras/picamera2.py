@@ -6,9 +6,11 @@ stream's buffer as the frame (or copies the pixels out when no buffer is to spar
 request back, and maps every failure to a camctl camera error (timeout, disconnect, anything else) so the
 capture thread can close and reopen it.
 
-picamera2 is imported lazily (in :func:`_load_picamera2`), so ``import camctl.board.cameras.picamera2`` works
-where libcamera is absent; opening a camera there raises a :class:`~camctl.exc.CameraError` that says how to
-install it.
+The picamera2 module is passed in (``picamera2=``: the module, or a function returning it), as
+gpiozero devices take ``pin_factory=``; by default it is imported at open
+(:func:`import_picamera2`), so ``import camctl.board.cameras.picamera2`` works where libcamera is
+absent, and opening a camera there raises a :class:`~camctl.exc.CameraError` saying how to install
+it.
 
 Facts this module relies on (checked against picamera2 0.3.x sources by tests/test_cameras_picamera2.py):
 
@@ -166,6 +168,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import logging
 import queue
 import threading
@@ -248,26 +251,48 @@ _MODEL_PATH = Path("/proc/device-tree/model")
 CODEC_SIZE = (32, 1920)  # bcm2835-v4l2-codec.c: MIN_W/MIN_H 32, MAX_W_CODEC/MAX_H_CODEC 1920 (encode role)
 
 
-def _load_picamera2(camera: str) -> ModuleType:
-    """Import picamera2, or raise CameraError with the install instructions."""
-    try:
-        import picamera2
-    except ImportError as exc:
-        raise CameraError(camera, INSTALL_HINT) from exc
+Picamera2Source = ModuleType | Callable[[], ModuleType]
+"""What ``picamera2=`` takes: the picamera2 module, or a function returning it (called at open)."""
+
+
+def import_picamera2() -> ModuleType:
+    """The installed picamera2 (the default ``picamera2=``); ImportError without it or libcamera."""
+    import picamera2
+
     return picamera2
 
 
-def _load_hardware() -> tuple[Any, Any, Any]:
+def _load_picamera2(camera: str, source: Picamera2Source) -> ModuleType:
+    """The picamera2 module ``source`` gives, or CameraError with the install instructions."""
+    if isinstance(source, ModuleType):
+        return source
+    try:
+        return source()
+    except ImportError as exc:
+        raise CameraError(camera, INSTALL_HINT) from exc
+
+
+def _submodule(package: ModuleType, dotted: str) -> ModuleType:
+    """``package.<dotted>``: an attribute where the package has it already, else imported (a real
+    package binds a submodule to its parent only once something imported it)."""
+    for part in dotted.split("."):
+        try:
+            package = getattr(package, part)
+        except AttributeError:
+            package = importlib.import_module(f"{package.__name__}.{part}")
+    return package
+
+
+def _load_hardware(mod: ModuleType) -> tuple[Any, Any, Any]:
     """``(MJPEGEncoder, Quality, Output)`` from picamera2 (ImportError where its encoders cannot load).
 
     ``MJPEGEncoder`` comes from its own module: ``picamera2.encoders.MJPEGEncoder`` is the software
     ``LibavMjpegEncoder`` on platforms without the V4L2 codec.
     """
-    from picamera2.encoders import Quality
-    from picamera2.encoders.mjpeg_encoder import MJPEGEncoder
-    from picamera2.outputs import Output
-
-    return MJPEGEncoder, Quality, Output
+    encoders = _submodule(mod, "encoders")
+    mjpeg_encoder = _submodule(mod, "encoders.mjpeg_encoder")
+    outputs = _submodule(mod, "outputs")
+    return mjpeg_encoder.MJPEGEncoder, encoders.Quality, outputs.Output
 
 
 def _quality(Quality: Any, jpeg_quality: int) -> Any:
@@ -538,7 +563,9 @@ class Picamera2Camera(Camera):
     ``encoder`` is ``"software"``, ``"hardware"`` or ``"auto"`` (see the module docstring);
     ``jpeg_quality`` only matters for the hardware encoder. ``sensor_fps`` is the rate the sensor runs at
     (default ``fps``; frames are thinned to :attr:`fps`). ``controls`` are the ``[cameras.controls]``.
-    ``model_path`` is the device-tree model file (tests point it elsewhere). After :meth:`open`,
+    ``model_path`` is the device-tree model file (tests point it elsewhere). ``picamera2`` is the
+    module to drive, or a function returning it (default: :func:`import_picamera2`, at open).
+    After :meth:`open`,
     ``encoder_in_use`` says which path runs and ``unset_controls`` lists what could not be set.
 
     Example (on a Pi)::
@@ -551,7 +578,8 @@ class Picamera2Camera(Camera):
     def __init__(self, name: str, *, index: int = 0, size: tuple[int, int] = (1920, 1080),
                  fps: float = 30.0, encoder: str = "auto", jpeg_quality: int = 85,
                  model_path: Path = _MODEL_PATH, lores_size: tuple[int, int] | None = None,
-                 sensor_fps: float | None = None, controls: CameraControls | None = None) -> None:
+                 sensor_fps: float | None = None, controls: CameraControls | None = None,
+                 picamera2: Picamera2Source = import_picamera2) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         if encoder not in ("auto", "hardware", "software"):
@@ -571,6 +599,7 @@ class Picamera2Camera(Camera):
         self.lores_size = None if lores_size is None else (int(lores_size[0]), int(lores_size[1]))
         self._lores = False  # deliver the lores stream (set by set_lores; a bool write is thread-safe)
         self._lores_stream: tuple[tuple[int, int], int] | None = None  # ((w, h), stride) once configured
+        self._source = picamera2
         self._mod: ModuleType | None = None
         self._picam2: Any = None
         self._format = MAIN_FORMAT
@@ -607,14 +636,14 @@ class Picamera2Camera(Camera):
                 f"encoder={enc} {state}>")
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def _hardware_encoder(self) -> tuple[Any, Any, Any] | str:
+    def _hardware_encoder(self, mod: ModuleType) -> tuple[Any, Any, Any] | str:
         """``(encoder, Quality, Output)`` for the hardware path, or why it is unavailable."""
         if not codec_fits(self.size):
             lo, hi = CODEC_SIZE
             return (f"{self.size[0]}x{self.size[1]} is outside the bcm2835-codec encoder's {lo}..{hi} pixels "
                     "per side")
         try:
-            MJPEGEncoder, Quality, Output = _load_hardware()
+            MJPEGEncoder, Quality, Output = _load_hardware(mod)
             return MJPEGEncoder(), Quality, Output
         except Exception as exc:  # RuntimeError off VC4; ImportError where picamera2's encoders cannot load
             model = pi_model(self._model_path)
@@ -622,12 +651,12 @@ class Picamera2Camera(Camera):
                 return f"this board ({model}) has no hardware JPEG encoder ({exc})"
             return f"picamera2's V4L2 MJPEGEncoder is unavailable: {exc!r}"
 
-    def _resolve_encoder(self) -> tuple[Any, Any, Any] | None:
+    def _resolve_encoder(self, mod: ModuleType) -> tuple[Any, Any, Any] | None:
         """The hardware encoder parts if this open uses the hardware path, else None (software)."""
         if self.encoder == "software" or self.encoder_in_use == "software":
             self.encoder_in_use = "software"
             return None
-        hw = self._hardware_encoder()
+        hw = self._hardware_encoder(mod)
         if isinstance(hw, str):
             if self.encoder == "hardware":
                 raise CameraError(self.name, f"encoder 'hardware' requested but {hw}; "
@@ -678,7 +707,7 @@ class Picamera2Camera(Camera):
         return controls
 
     def _open_backend(self) -> None:
-        mod = _load_picamera2(self.name)
+        mod = _load_picamera2(self.name, self._source)
         try:
             cameras = mod.Picamera2.global_camera_info()
         except Exception as exc:
@@ -687,7 +716,7 @@ class Picamera2Camera(Camera):
             found = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(cameras)) or "none"
             raise CameraDisconnected(self.name, f"no camera at index {self.index} (found {found}); check the "
                                                 "ribbon cable and 'rpicam-hello --list-cameras'")
-        hw = self._resolve_encoder()
+        hw = self._resolve_encoder(mod)
         self.unset_controls = []
         picam2 = None
         try:
