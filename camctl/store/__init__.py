@@ -23,21 +23,35 @@ Example::
 
 from camctl.store.index import build_index, load_index
 from camctl.store.quota import QuotaLevel, QuotaPolicy
-from camctl.store.reader import StoredFrame, iter_events, iter_frames, pick_frames
+from camctl.store.reader import StoredFrame, iter_events, iter_frames, iter_samples, pick_frames
 from camctl.store.recovery import recover_store, verify_later
-from camctl.store.verify import CameraReport, VerifyReport, render_report, repair_segment, verify
+from camctl.store.sources import KINDS, SampleBatch, Source, SourceKind
+from camctl.store.verify import (
+    CameraReport,
+    SourceReport,
+    VerifyReport,
+    render_report,
+    repair_segment,
+    verify,
+)
 from camctl.store.writer import FlightStore, list_flights, new_flight_id
 
 __all__ = [
+    "KINDS",
     "CameraReport",
     "FlightStore",
     "QuotaLevel",
     "QuotaPolicy",
+    "SampleBatch",
+    "Source",
+    "SourceKind",
+    "SourceReport",
     "StoredFrame",
     "VerifyReport",
     "build_index",
     "iter_events",
     "iter_frames",
+    "iter_samples",
     "list_flights",
     "load_index",
     "new_flight_id",
