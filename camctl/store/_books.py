@@ -1,7 +1,9 @@
-"""The running store's books: per source, what was stored, what is durable, what was dropped and why.
+"""The running store's books: per source, what was stored, what is durable, what was dropped and
+why.
 
 Every method runs with the store's lock held (the caller side reads them in ``stats()``; the writer
-thread writes them). Records stored but not yet committed are tracked apart, so a commit makes exactly
+thread writes them). Records stored but not yet committed are tracked apart, so a commit makes
+exactly
 those durable and an abandoned segment takes exactly those back.
 """
 
@@ -30,12 +32,15 @@ class Books:
         return name in self.books
 
     def drop(self, name: str, reason: str, n: int = 1) -> None:
-        """Count ``n`` records of ``name`` dropped for ``reason`` (reported to the event log later)."""
+        """Count ``n`` records of ``name`` dropped for ``reason`` (reported to the event log
+        later)."""
         if n <= 0:
             return
         d = self.books[name].dropped
         d[reason] = d.get(reason, 0) + n
-        if reason == "finished":  # frames arriving after LANDED: counted, not logged into a finished flight
+        if (
+            reason == "finished"
+        ):  # frames arriving after LANDED: counted, not logged into a finished flight
             return
         key = (name, reason)
         self._unreported[key] = self._unreported.get(key, 0) + n
@@ -53,7 +58,8 @@ class Books:
             self.books[name].segments += 1
 
     def stored(self, name: str, record: Any) -> None:
-        """A record went into the open chunk of its source's segment (durable at the next commit)."""
+        """A record went into the open chunk of its source's segment (durable at the next
+        commit)."""
         kind = self.kinds[name]
         self._pending[name] = self._pending.get(name, 0) + 1
         self._pending_seq[name] = max(self._pending_seq.get(name, -1), kind.seq(record))
@@ -65,7 +71,8 @@ class Books:
             extra[key] = extra.get(key, 0) + n
 
     def synced(self, name: str, seg: SegmentWriter) -> None:
-        """The segment of ``name`` was committed: what was stored since the last commit is durable."""
+        """The segment of ``name`` was committed: what was stored since the last commit is
+        durable."""
         b = self.books[name]
         b.durable += self._pending.pop(name, 0)
         b.durable_seq = max(b.durable_seq, self._pending_seq.pop(name, -1))

@@ -1,7 +1,8 @@
 """The event log's records in MCAP: one JSON record on ``/events``, mirrored as a ``foxglove.Log``.
 
 :func:`add_event` writes one record into an open events segment (the writer thread's path);
-:func:`append_events` logs records into a finished flight as a new, finished segment (recovery's path).
+:func:`append_events` logs records into a finished flight as a new, finished segment (recovery's
+path).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ def add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
 
 
 def append_events(flight_dir: Path, records: Sequence[dict]) -> Path:
-    """Log ``records`` into a finished flight: a new, finished segment in its ``events/`` dir (a finished
-    flight's files are immutable, so what is logged later goes to a new file). Used by recovery to put
+    """Log ``records`` into a finished flight: a new, finished segment in its ``events/`` dir (a
+    finished
+    flight's files are immutable, so what is logged later goes to a new file). Used by recovery to
+    put
     what it cut into the flight's own event log; kilobytes, fsync'd with its directory."""
     d = Path(flight_dir) / EVENTS
     d.mkdir(exist_ok=True)

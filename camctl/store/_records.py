@@ -74,7 +74,7 @@ _EVENT_SCHEMA = {
 
 @dataclass(frozen=True)
 class Layout:
-    """The fixed schemas and channels of one kind of segment (``camera``, ``events`` or a source kind's)."""
+    """The fixed schemas and channels of one kind of segment (``camera``, ``events``, ...)."""
 
     kind: str
     name: str

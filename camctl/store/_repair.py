@@ -64,7 +64,7 @@ def _cut_at(scan: Scan) -> int:
 
 
 def _frame_channels(layout: Layout) -> set[int]:
-    """The channels of a source's records (a camera's frames: image and still); none for the events."""
+    """The channels of a source's records (a camera's: image and still); none for the events."""
     kind = KINDS.get(layout.kind)
     return kind.record_channels(layout) if kind is not None else set()
 

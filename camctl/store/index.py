@@ -1,10 +1,10 @@
 """The per-flight index (``index.json``) and the flight description (``flight.json``).
 
 Sections: ``cameras`` (per camera source), ``sources`` (per source of any other kind, with its
-``kind``; only in flights that have one), ``events``, ``losses``. The index is a cache: everything in
-it can be rebuilt from the segments alone, and :func:`load_index` does so when it is missing or stale
-(a segment's size or mtime differs, or a segment is missing or new). ``sha256`` per segment is what
-``camctl fetch`` checks after a transfer.
+``kind``; only in flights that have one), ``events``, ``losses``. The index is a cache: everything
+in it can be rebuilt from the segments alone, and :func:`load_index` does so when it is missing or
+stale (a segment's size or mtime differs, or a segment is missing or new). ``sha256`` per segment
+is what ``camctl fetch`` checks after a transfer.
 
 Example::
 
@@ -100,7 +100,8 @@ def _events_section(flight_dir: Path, paths: list[Path]) -> tuple[dict, list[dic
         losses += [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
                    for r in records if r.get("kind") == "loss"]
         n = len(records)
-        entry.update({"frames": 0, "first_ns": None, "last_ns": None, "max_value": None, "events": n})
+        entry.update({"frames": 0, "first_ns": None, "last_ns": None, "max_value": None,
+                      "events": n})
         events["count"] += n
         events["segments"].append(entry)
     return events, losses
@@ -108,7 +109,7 @@ def _events_section(flight_dir: Path, paths: list[Path]) -> tuple[dict, list[dic
 
 def _source_section(flight_dir: Path, name: str, paths: list[Path],
                     kinds: dict[str, str]) -> tuple[SourceKind, dict]:
-    """One source's kind and index entry (its kind: flight.json's word, else its segments' layout)."""
+    """One source's kind and index entry (the kind flight.json gives, else its segments' layout)."""
     kind = KINDS[kinds[name]] if name in kinds else None
     totals: dict = {}
     for path in paths:

@@ -93,7 +93,7 @@ class QuotaPolicy:
         return self.admit_value(frame.camera, frame.value)
 
     def admit_value(self, source: str, value: int) -> bool:
-        """True if a record of ``source`` worth ``value`` may be queued now (counts the source's rate)."""
+        """True if a record of ``source`` worth ``value`` may be queued now (counts its rate)."""
         cam = source
         self._counts[cam] = self._counts.get(cam, 0) + 1
         level = self.level

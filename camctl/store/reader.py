@@ -38,8 +38,9 @@ from camctl.store._records import (
 from camctl.store._salvage import Scan, _chunk_at, _chunk_messages, _read_record, scan_segment
 from camctl.store.sources import SAMPLES, SampleBatch, layout_for_path, layout_from_channels
 
-__all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_frames", "iter_samples",
-           "jpeg_ok", "layout_of", "pick_frames", "scan_events", "scan_frame_checks", "scan_frames"]
+__all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_frames",
+           "iter_samples", "jpeg_ok", "layout_of", "pick_frames", "scan_events",
+           "scan_frame_checks", "scan_frames"]
 
 
 @dataclass(slots=True)

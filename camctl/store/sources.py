@@ -1,9 +1,13 @@
 """Sources: the named streams of typed records a flight holds, and the kinds that know them.
 
-A flight holds sources (a camera; a sensor's batched samples), each in ``<flight>/<source>/`` with its own
-segments, books and index entry. A :class:`SourceKind` owns all that differs per kind: its channel layout,
-how one record becomes MCAP messages, its value for shedding, its stats keys, its index entry and what
-verify checks. A new kind is a new class here (and one line in :data:`KINDS`), not edits to the writer.
+A flight holds sources (a camera; a sensor's batched samples), each in ``<flight>/<source>/`` with
+its own
+segments, books and index entry. A :class:`SourceKind` owns all that differs per kind: its channel
+layout,
+how one record becomes MCAP messages, its value for shedding, its stats keys, its index entry and
+what
+verify checks. A new kind is a new class here (and one line in :data:`KINDS`), not edits to the
+writer.
 
 Example::
 
@@ -59,7 +63,8 @@ EVENTS = "events"  # the event log's dir: not a source name
 
 
 class Source(NamedTuple):
-    """A source of a flight: its name (the dir and topic prefix) and its kind (a key of :data:`KINDS`)."""
+    """A source of a flight: its name (the dir and topic prefix) and its kind (a key of
+    :data:`KINDS`)."""
 
     name: str
     kind: str = "camera"
@@ -76,7 +81,9 @@ class SourceBooks:
     segments: int = 0
     queued: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, int] = field(default_factory=dict)  # the kind's own counters (SourceKind.counts)
+    extra: dict[str, int] = field(
+        default_factory=dict
+    )  # the kind's own counters (SourceKind.counts)
 
 
 class RecordCheck(NamedTuple):
@@ -89,7 +96,8 @@ class RecordCheck(NamedTuple):
 
 
 class SourceKind(ABC):
-    """Everything kind-specific about a source. Stateless: one instance serves every source of its kind."""
+    """Everything kind-specific about a source. Stateless: one instance serves every source of its
+    kind."""
 
     kind: ClassVar[str]
     record_type: ClassVar[type]  # what put() takes for a source of this kind
@@ -119,7 +127,8 @@ class SourceKind(ABC):
 
     @abstractmethod
     def value(self, record: Any) -> int:
-        """Its worth when space runs out (a :class:`FrameValue`; the least valuable is shed first)."""
+        """Its worth when space runs out (a :class:`FrameValue`; the least valuable is shed
+        first)."""
 
     @abstractmethod
     def room(self, record: Any) -> int:
@@ -143,7 +152,8 @@ class SourceKind(ABC):
 
     @abstractmethod
     def index_segment(self, scan: Scan, entry: dict[str, Any], totals: dict[str, Any]) -> None:
-        """Fill one segment's index ``entry`` from its scan and add it to the source's ``totals``."""
+        """Fill one segment's index ``entry`` from its scan and add it to the source's
+        ``totals``."""
 
     @abstractmethod
     def check(self, scan: Scan) -> Iterator[RecordCheck]:
@@ -151,7 +161,8 @@ class SourceKind(ABC):
 
 
 def _wall_of(mono_ns: int) -> int:
-    """Wall-clock ns for a monotonic time now (MCAP log_time: Foxglove's convention, boards line up)."""
+    """Wall-clock ns for a monotonic time now (MCAP log_time: Foxglove's convention, boards line
+    up)."""
     return mono_ns + time.time_ns() - time.monotonic_ns()
 
 
@@ -161,7 +172,8 @@ def _span(entry: dict[str, Any], first: int, last: int) -> None:
 
 
 class CameraKind(SourceKind):
-    """JPEG frames (:class:`EncodedFrame`): ``/<camera>/image|still`` (``foxglove.CompressedImage``) and
+    """JPEG frames (:class:`EncodedFrame`): ``/<camera>/image|still``
+    (``foxglove.CompressedImage``) and
     ``/<camera>/meta`` (JSON); indexed under ``cameras``."""
 
     kind = "camera"
@@ -195,27 +207,63 @@ class CameraKind(SourceKind):
 
     def write(self, seg: SegmentWriter, source: str, record: EncodedFrame) -> None:
         fr = record
-        # MCAP log_time is the frame's wall-clock capture time (ns since the epoch, Foxglove's convention,
-        # so boards line up when opened together); publish_time and CompressedImage.timestamp keep the
+        # MCAP log_time is the frame's wall-clock capture time (ns since the epoch, Foxglove's
+        # convention,
+        # so boards line up when opened together); publish_time and CompressedImage.timestamp keep
+        # the
         # sensor's monotonic time, which the ground aligns on the shared release edge
         wall = _wall_of(fr.timestamp_ns)
-        meta = {"seq": fr.seq, "timestamp_ns": fr.timestamp_ns, "phase": fr.phase, "value": int(fr.value),
-                "width": fr.width, "height": fr.height, "exposure_us": fr.exposure_us,
-                "analogue_gain": fr.analogue_gain, "still": fr.still, "size": fr.size}
+        meta = {
+            "seq": fr.seq,
+            "timestamp_ns": fr.timestamp_ns,
+            "phase": fr.phase,
+            "value": int(fr.value),
+            "width": fr.width,
+            "height": fr.height,
+            "exposure_us": fr.exposure_us,
+            "analogue_gain": fr.analogue_gain,
+            "still": fr.still,
+            "size": fr.size,
+        }
         for k, v in fr.meta.items():
             meta.setdefault(k, v)
-        seg.add_image(CH_STILL if fr.still else CH_IMAGE, wall, fr.timestamp_ns, fr.seq, fr.jpeg,
-                      frame_id=source, timestamp_ns=fr.timestamp_ns)
-        seg.add_message(CH_META, wall, fr.timestamp_ns, fr.seq,
-                        json.dumps(meta, default=str, separators=(",", ":")).encode())
+        seg.add_image(
+            CH_STILL if fr.still else CH_IMAGE,
+            wall,
+            fr.timestamp_ns,
+            fr.seq,
+            fr.jpeg,
+            frame_id=source,
+            timestamp_ns=fr.timestamp_ns,
+        )
+        seg.add_message(
+            CH_META,
+            wall,
+            fr.timestamp_ns,
+            fr.seq,
+            json.dumps(meta, default=str, separators=(",", ":")).encode(),
+        )
 
     def stats_view(self, books: SourceBooks) -> dict[str, Any]:
-        return {"frames_stored": books.stored, "durable_frames": books.durable,
-                "durable_seq": books.durable_seq, "bytes": books.bytes, "segments": books.segments,
-                "dropped": dict(books.dropped), "queued": books.queued}
+        return {
+            "frames_stored": books.stored,
+            "durable_frames": books.durable,
+            "durable_seq": books.durable_seq,
+            "bytes": books.bytes,
+            "segments": books.segments,
+            "dropped": dict(books.dropped),
+            "queued": books.queued,
+        }
 
     def index_empty(self) -> dict[str, Any]:
-        return {"frames": 0, "stills": 0, "first_ns": None, "last_ns": None, "phases": {}, "segments": []}
+        return {
+            "frames": 0,
+            "stills": 0,
+            "first_ns": None,
+            "last_ns": None,
+            "phases": {},
+            "segments": [],
+        }
 
     def index_segment(self, scan: Scan, entry: dict[str, Any], totals: dict[str, Any]) -> None:
         from camctl.store.reader import scan_frames  # the reader imports this module for layouts
@@ -224,8 +272,9 @@ class CameraKind(SourceKind):
         for fr in scan_frames(scan, check_jpeg=False):
             entry["frames"] += 1
             _span(entry, fr.timestamp_ns, fr.timestamp_ns)
-            entry["max_value"] = fr.value if entry["max_value"] is None else max(entry["max_value"],
-                                                                                 fr.value)
+            entry["max_value"] = (
+                fr.value if entry["max_value"] is None else max(entry["max_value"], fr.value)
+            )
             totals["phases"][fr.phase] = totals["phases"].get(fr.phase, 0) + 1
             totals["stills"] += fr.still
         totals["frames"] += entry["frames"]
@@ -242,9 +291,11 @@ class CameraKind(SourceKind):
 
 @dataclass(frozen=True, slots=True)
 class SampleBatch:
-    """A batch of typed numeric samples of one sensor source (an IMU, a barometer): one MCAP message.
+    """A batch of typed numeric samples of one sensor source (an IMU, a barometer): one MCAP
+    message.
 
-    ``t_ns`` is each sample's time on ``CLOCK_MONOTONIC``; ``rows[i]`` holds sample ``i``'s numbers in the
+    ``t_ns`` is each sample's time on ``CLOCK_MONOTONIC``; ``rows[i]`` holds sample ``i``'s numbers
+    in the
     order of ``fields`` (units in the field names, e.g. ``accel_x_mps2``).
     """
 
@@ -258,7 +309,9 @@ class SampleBatch:
 
     def __post_init__(self) -> None:
         if not self.t_ns or len(self.rows) != len(self.t_ns):
-            raise ValueError(f"a batch needs one row per time: {len(self.rows)} rows, {len(self.t_ns)} times")
+            raise ValueError(
+                f"a batch needs one row per time: {len(self.rows)} rows, {len(self.t_ns)} times"
+            )
         for row in self.rows:
             if len(row) != len(self.fields):
                 raise ValueError(f"row {row!r} does not match fields {self.fields!r}")
@@ -267,18 +320,32 @@ class SampleBatch:
                     raise ValueError(f"sample value {v!r} is not a finite number")
 
     def to_json(self) -> bytes:
-        return json.dumps({"seq": self.seq, "phase": self.phase, "value": int(self.value),
-                           "fields": list(self.fields), "t_ns": list(self.t_ns),
-                           "rows": [list(r) for r in self.rows]}, separators=(",", ":")).encode()
+        return json.dumps(
+            {
+                "seq": self.seq,
+                "phase": self.phase,
+                "value": int(self.value),
+                "fields": list(self.fields),
+                "t_ns": list(self.t_ns),
+                "rows": [list(r) for r in self.rows],
+            },
+            separators=(",", ":"),
+        ).encode()
 
     @classmethod
     def from_json(cls, source: str, data: bytes | memoryview) -> SampleBatch:
         """The batch a ``/<source>/samples`` message holds; ValueError when it does not decode."""
         try:
             d = json.loads(bytes(data))
-            return cls(source=source, seq=int(d["seq"]), fields=tuple(str(f) for f in d["fields"]),
-                       t_ns=tuple(int(t) for t in d["t_ns"]), rows=tuple(tuple(r) for r in d["rows"]),
-                       phase=str(d.get("phase", "")), value=int(d.get("value", 0)))
+            return cls(
+                source=source,
+                seq=int(d["seq"]),
+                fields=tuple(str(f) for f in d["fields"]),
+                t_ns=tuple(int(t) for t in d["t_ns"]),
+                rows=tuple(tuple(r) for r in d["rows"]),
+                phase=str(d.get("phase", "")),
+                value=int(d.get("value", 0)),
+            )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a sample batch: {exc}") from None
 
@@ -288,7 +355,9 @@ _SAMPLES_SCHEMA = {
     "title": "camctl.SampleBatch",
     "type": "object",
     "properties": {
-        "seq": {"type": "integer"}, "phase": {"type": "string"}, "value": {"type": "integer"},
+        "seq": {"type": "integer"},
+        "phase": {"type": "string"},
+        "value": {"type": "integer"},
         "fields": {"type": "array", "items": {"type": "string"}},
         "t_ns": {"type": "array", "items": {"type": "integer"}},
         "rows": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
@@ -299,9 +368,20 @@ _SAMPLES_SCHEMA = {
 
 @lru_cache(maxsize=64)
 def _samples_layout(source: str) -> Layout:
-    return Layout("samples", source, (json_schema(1, _SAMPLES_SCHEMA),), (
-        Channel(id=CH_SAMPLES, topic=f"/{source}/samples", message_encoding="json", metadata={},
-                schema_id=1),))
+    return Layout(
+        "samples",
+        source,
+        (json_schema(1, _SAMPLES_SCHEMA),),
+        (
+            Channel(
+                id=CH_SAMPLES,
+                topic=f"/{source}/samples",
+                message_encoding="json",
+                metadata={},
+                schema_id=1,
+            ),
+        ),
+    )
 
 
 class SamplesKind(SourceKind):
@@ -341,10 +421,16 @@ class SamplesKind(SourceKind):
         return {"samples": len(record.rows)}
 
     def stats_view(self, books: SourceBooks) -> dict[str, Any]:
-        return {"records_stored": books.stored, "durable_records": books.durable,
-                "durable_seq": books.durable_seq, "samples_stored": books.extra.get("samples", 0),
-                "bytes": books.bytes, "segments": books.segments, "dropped": dict(books.dropped),
-                "queued": books.queued}
+        return {
+            "records_stored": books.stored,
+            "durable_records": books.durable,
+            "durable_seq": books.durable_seq,
+            "samples_stored": books.extra.get("samples", 0),
+            "bytes": books.bytes,
+            "segments": books.segments,
+            "dropped": dict(books.dropped),
+            "queued": books.queued,
+        }
 
     def read(self, scan: Scan) -> Iterator[SampleBatch]:
         """The batches of a scanned segment of this kind (undecodable ones skipped)."""
@@ -366,8 +452,15 @@ class SamplesKind(SourceKind):
                     yield None, chunk.start
 
     def index_empty(self) -> dict[str, Any]:
-        return {"kind": self.kind, "records": 0, "samples": 0, "first_ns": None, "last_ns": None,
-                "fields": [], "segments": []}
+        return {
+            "kind": self.kind,
+            "records": 0,
+            "samples": 0,
+            "first_ns": None,
+            "last_ns": None,
+            "fields": [],
+            "segments": [],
+        }
 
     def index_segment(self, scan: Scan, entry: dict[str, Any], totals: dict[str, Any]) -> None:
         entry.update({"records": 0, "samples": 0, "first_ns": None, "last_ns": None})
@@ -384,7 +477,9 @@ class SamplesKind(SourceKind):
 
     def check(self, scan: Scan) -> Iterator[RecordCheck]:
         for batch, chunk_offset in self._batches(scan):
-            yield RecordCheck(-1 if batch is None else batch.seq, False, batch is not None, chunk_offset)
+            yield RecordCheck(
+                -1 if batch is None else batch.seq, False, batch is not None, chunk_offset
+            )
 
 
 CAMERA = CameraKind()
@@ -393,14 +488,16 @@ KINDS: Mapping[str, SourceKind] = {k.kind: k for k in (CAMERA, SAMPLES)}
 
 
 def _agree(channels: list[Channel], layout: Layout) -> bool:
-    """Every surviving Channel record is the layout's channel of that id (bit rot in a topic string is not
+    """Every surviving Channel record is the layout's channel of that id (bit rot in a topic string
+    is not
     covered by any CRC: a record that parses but disagrees is not trusted)."""
     want = {c.id: c.topic for c in layout.channels}
     return all(want.get(c.id) == c.topic for c in channels)
 
 
 def layout_from_channels(channels: Iterable[Channel]) -> Layout | None:
-    """The layout the first recognised Channel record names, if every surviving one agrees; else None."""
+    """The layout the first recognised Channel record names, if every surviving one agrees; else
+    None."""
     channels = list(channels)
     for ch in channels:
         found = events_layout() if ch.topic == "/events" else None
@@ -414,17 +511,23 @@ def layout_from_channels(channels: Iterable[Channel]) -> Layout | None:
 
 
 def source_kinds(flight_dir: Path) -> dict[str, str]:
-    """Source name -> kind for the non-camera sources ``flight.json`` lists (``{}`` when it lists none)."""
+    """Source name -> kind for the non-camera sources ``flight.json`` lists (``{}`` when it lists
+    none)."""
     try:
         data = json.loads((Path(flight_dir) / "flight.json").read_text(encoding="utf-8"))
         kinds = data.get("sources", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in kinds.items() if v in KINDS} if isinstance(kinds, dict) else {}
+        return (
+            {str(k): str(v) for k, v in kinds.items() if v in KINDS}
+            if isinstance(kinds, dict)
+            else {}
+        )
     except (OSError, ValueError):
         return {}
 
 
 def layout_for_path(path: Path) -> Layout:
-    """The layout a segment at ``<flight>/<source-or-events>/<seq>.mcap`` was written with (by its dir, and
+    """The layout a segment at ``<flight>/<source-or-events>/<seq>.mcap`` was written with (by its
+    dir, and
     the kind ``flight.json`` gives that source; a camera when it gives none)."""
     parent = Path(path).parent
     if parent.name == EVENTS:

@@ -48,8 +48,8 @@ from camctl.store.index import (
 from camctl.store.reader import layout_of, scan_events
 from camctl.store.sources import CAMERA, KINDS, SourceKind
 
-__all__ = ["CameraReport", "SourceReport", "VerifyReport", "log_losses", "render_report", "repair_segment", "verify",
-           "verify_segments"]
+__all__ = ["CameraReport", "SourceReport", "VerifyReport", "log_losses", "render_report",
+           "repair_segment", "verify", "verify_segments"]
 
 _TMP_SUFFIX = ".repair.tmp"
 _MAP_MIN = 1 << 20  # smaller segments are read whole
@@ -235,7 +235,8 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     if name == "events" or (layout is not None and layout.kind == "events"):
         report.events += sum(1 for _ in scan_events(scan))
     else:
-        _count_records(report, path, scan, name, KINDS.get(layout.kind if layout else "", CAMERA), lost)
+        kind = KINDS.get(layout.kind if layout else "", CAMERA)
+        _count_records(report, path, scan, name, kind, lost)
     if dead:
         report.unrecoverable.append(str(path))
         if not scan.salvageable:
@@ -259,12 +260,13 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     report.repaired.append(str(path))
     report.losses.extend(losses)
     if name != "events":
-        report._source(name, KINDS.get(layout.kind if layout else "", CAMERA)).repaired_segments += 1
+        kind = KINDS.get(layout.kind if layout else "", CAMERA)
+        report._source(name, kind).repaired_segments += 1
 
 
 def _count_records(report: VerifyReport, path: Path, scan: Scan, name: str, kind: SourceKind,
                    lost: list[tuple[int, int]]) -> None:
-    """A source segment's counts: its records, checked by its kind (a camera's: every JPEG header)."""
+    """A source segment's counts: its records, checked by its kind (a camera's: JPEG headers)."""
     counts = report._source(name, kind)
     counts.segments += 1
     counts.bytes += scan.size
@@ -280,8 +282,8 @@ def _count_records(report: VerifyReport, path: Path, scan: Scan, name: str, kind
                 counts.bad_frames += 1
             else:
                 counts.bad_records += 1
-            report.errors.append(f"{path}: {kind.noun} seq {rec.seq} (chunk at byte {rec.chunk_offset}) "
-                                 f"{kind.bad}")
+            report.errors.append(f"{path}: {kind.noun} seq {rec.seq} "
+                                 f"(chunk at byte {rec.chunk_offset}) {kind.bad}")
 
 
 class _ReadAhead:
@@ -372,7 +374,8 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
     if repair:
         log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
-        others = {n[len(prefix):]: r.kind for n, r in report.sources.items() if n.startswith(prefix)}
+        others = {n[len(prefix):]: r.kind for n, r in report.sources.items()
+                  if n.startswith(prefix)}
         info["cameras"] = sorted(p.name for p in flight.iterdir()
                                  if p.is_dir() and p.name != "events" and p.name not in others)
         if others:
@@ -477,8 +480,9 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
         table.add_row(name, str(c.frames), str(c.stills), str(c.segments), str(c.repaired_segments),
                       str(c.lost_bytes), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
     for name, r in sorted(report.sources.items()):
-        table.add_row(f"{name} ({r.kind})", str(r.records), "-", str(r.segments), str(r.repaired_segments),
-                      str(r.lost_bytes), str(r.bad_records), f"{r.bytes / 1e6:.1f}")
+        table.add_row(f"{name} ({r.kind})", str(r.records), "-", str(r.segments),
+                      str(r.repaired_segments), str(r.lost_bytes), str(r.bad_records),
+                      f"{r.bytes / 1e6:.1f}")
     buf = io.StringIO()
     console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain, highlight=False)
     console.print(table)

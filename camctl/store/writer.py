@@ -1,8 +1,11 @@
 """One flight's files on flash: the caller side of the store (the writer thread is ``_committer``).
 
-:class:`FlightStore` lays out ``<root>/<flight>/`` (``flight.json``, one dir per source, ``events/``,
-``index.json`` at the end), takes records through a bounded, value-aware queue (``put()`` never blocks
-and never raises) and hands them to its writer thread, which group-commits: it closes the open chunk of
+:class:`FlightStore` lays out ``<root>/<flight>/`` (``flight.json``, one dir per source,
+``events/``,
+``index.json`` at the end), takes records through a bounded, value-aware queue (``put()`` never
+blocks
+and never raises) and hands them to its writer thread, which group-commits: it closes the open
+chunk of
 every dirty segment, flushes and ``fsync``s at most every ``commit_interval_ms`` and at once on
 :meth:`FlightStore.commit`. Only then do those records count as durable -- so a power cut loses only
 records after the last reported count. Sources are cameras (``cameras=``) or any kind of
@@ -10,7 +13,8 @@ records after the last reported count. Sources are cameras (``cameras=``) or any
 
 Example::
 
-    >>> with FlightStore(root, "rig-a", new_flight_id(), StoreConfig(), cameras=["down"]) as st:  # doctest: +SKIP
+    >>> cfg = StoreConfig()                                            # doctest: +SKIP
+    >>> with FlightStore(root, "rig-a", "F1", cfg, cameras=["down"]) as st:  # doctest: +SKIP
     ...     st.put(frame); st.commit(wait=True); print(st.stats()["down"]["durable_frames"])
 """
 
@@ -41,7 +45,8 @@ _MB = 1 << 20
 
 
 def new_flight_id(now: float | None = None, *, root: Path | None = None) -> str:
-    """A UTC flight id like ``20261127T073736Z``; with ``root``, suffixed ``-2``, ``-3``... to be unique."""
+    """A UTC flight id like ``20261127T073736Z``; with ``root``, suffixed ``-2``, ``-3``... to be
+    unique."""
     base = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
     if root is None:
         return base
@@ -62,7 +67,8 @@ def list_flights(root: Path) -> list[str]:
 
 def _source_kinds(flight: str, cameras: Sequence[str],
                   sources: Sequence[Source | tuple[str, str]]) -> dict[str, SourceKind]:
-    """Source name -> kind, cameras first; StoreError on a bad or repeated name or an unknown kind."""
+    """Source name -> kind, cameras first; StoreError on a bad or repeated name or an unknown
+    kind."""
     named = [Source(c, "camera") for c in cameras] + [Source(*s) for s in sources]
     for name in (*(s.name for s in named), flight):
         if not name or "/" in name or name in (".", "..", EVENTS):
@@ -79,8 +85,10 @@ def _source_kinds(flight: str, cameras: Sequence[str],
 class FlightStore:
     """One flight's files under ``<root>/<flight>/``. Owns a writer thread; ``put()`` never blocks.
 
-    Sources: ``cameras`` (names) and ``sources`` (:class:`~camctl.store.sources.Source` name and kind).
-    Seams for tests (keyword-only): ``free_bytes()`` replaces ``statvfs``; ``opener(path)`` opens segment
+    Sources: ``cameras`` (names) and ``sources`` (:class:`~camctl.store.sources.Source` name and
+    kind).
+    Seams for tests (keyword-only): ``free_bytes()`` replaces ``statvfs``; ``opener(path)`` opens
+    segment
     files (wrap it to inject ``ENOSPC``); ``fsync(fd)`` replaces ``os.fsync`` for segment commits;
     ``clock()`` is the monotonic clock used for commit intervals and segment ages.
     """
@@ -93,7 +101,7 @@ class FlightStore:
                  fsync: Callable[[int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, resume: bool = False) -> None:
         self.root = Path(root)
-        self.resumed = resume  # a restarted daemon records on into this existing flight (new segments)
+        self.resumed = resume  # a restarted daemon records on into this flight (in new segments)
         self.board = board
         self.flight = flight
         self.config = config
@@ -114,16 +122,19 @@ class FlightStore:
                                     interval_s=config.commit_interval_ms / 1000.0, clock=clock,
                                     flight=self._flight_info(), on_drop=on_drop)
         self._create_dirs()
-        self._thread = threading.Thread(target=self._committer.run, name=f"store-{flight}", daemon=True)
+        self._thread = threading.Thread(target=self._committer.run, name=f"store-{flight}",
+                                        daemon=True)
         self._thread.start()
 
     def _layout(self, name: str) -> Layout:
         return events_layout() if name == EVENTS else self._kinds[name].layout(name)
 
     def _flight_info(self) -> dict[str, Any]:
-        """What flight.json and index.json say of the flight; ``sources`` only when there are others than
+        """What flight.json and index.json say of the flight; ``sources`` only when there are
+        others than
         cameras (a camera-only flight's files are as they always were)."""
-        info: dict[str, Any] = {"board": self.board, "flight": self.flight, "cameras": list(self.cameras)}
+        info: dict[str, Any] = {"board": self.board, "flight": self.flight,
+                                "cameras": list(self.cameras)}
         others = {s.name: s.kind for s in self.sources if s.kind != CAMERA.kind}
         if others:
             info["sources"] = others
@@ -131,7 +142,7 @@ class FlightStore:
 
     def _create_dirs(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        if self.resumed:  # the flight's dirs and flight.json exist; segments get the next free numbers
+        if self.resumed:  # the flight's dirs and flight.json exist; segments get the next numbers
             if not (self.dir / FLIGHT_NAME).is_file():
                 raise StoreError(f"cannot resume flight {self.flight}: no {self.dir / FLIGHT_NAME}")
             try:
@@ -144,7 +155,8 @@ class FlightStore:
         try:
             self.dir.mkdir()
         except FileExistsError:
-            raise StoreError(f"flight dir {self.dir} already exists: a flight is never reused") from None
+            raise StoreError(f"flight dir {self.dir} already exists: a flight is never reused") \
+                from None
         try:
             for name in (*self._kinds, EVENTS):
                 (self.dir / name).mkdir()
@@ -168,7 +180,8 @@ class FlightStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- caller side ----------------------------------------------------------------------------------
+    # --- caller side
+    # ----------------------------------------------------------------------------------
     def put(self, record: Any) -> bool:
         """Queue a record (an :class:`EncodedFrame`, or a record of a source's kind) for the writer;
         never blocks, never raises. False when the record was dropped."""
@@ -202,7 +215,8 @@ class FlightStore:
             return False
 
     def _route(self, record: Any) -> tuple[str, SourceKind | None]:
-        """The source a record goes to and its kind (None: not a source of this store, or not its kind)."""
+        """The source a record goes to and its kind (None: not a source of this store, or not its
+        kind)."""
         for name, kind in self._kinds.items():
             if isinstance(record, kind.record_type) and kind.source_of(record) == name:
                 return name, kind
@@ -223,7 +237,8 @@ class FlightStore:
             pass
 
     def commit(self, wait: bool = False) -> None:
-        """Ask for a group commit now (everything put before this call); with ``wait``, block until done."""
+        """Ask for a group commit now (everything put before this call); with ``wait``, block until
+        done."""
         ib = self._inbox
         with self._lock:
             ib.commit_req += 1
@@ -234,7 +249,8 @@ class FlightStore:
                     ib.cond.wait(1.0)
 
     def finish(self) -> None:
-        """Drain the queue, commit, finish every segment and write index.json: the flight is immutable."""
+        """Drain the queue, commit, finish every segment and write index.json: the flight is
+        immutable."""
         with self._lock:
             if self._inbox.finished:
                 return
@@ -245,7 +261,8 @@ class FlightStore:
                 break
 
     def close(self) -> None:
-        """finish() if needed, then stop the writer (finishing any events logged after finish). Safe twice."""
+        """finish() if needed, then stop the writer (finishing any events logged after finish).
+        Safe twice."""
         if self._closed:
             return
         self.finish()
@@ -284,20 +301,25 @@ class FlightStore:
 
     @property
     def commit_log(self) -> deque[tuple[float, float]]:
-        """(start, end) on ``time.monotonic()`` of recent group commits: closing chunks to the last fsync."""
+        """(start, end) on ``time.monotonic()`` of recent group commits: closing chunks to the last
+        fsync."""
         return self._committer.commit_log
 
     def finish_need(self) -> int:
-        """Bytes finishing the flight needs now: every open (and abandoned) segment's summary and footer,
-        a block of slack per file, and ``index.json``. Records stop before free space gets below this
+        """Bytes finishing the flight needs now: every open (and abandoned) segment's summary and
+        footer,
+        a block of slack per file, and ``index.json``. Records stop before free space gets below
+        this
         plus the event log's room; the event log stops (holding records in RAM) only below this."""
         return self._files.finish_need()
 
     def stats(self) -> dict[str, dict]:
-        """Per source, its kind's counts. A camera: frames_stored, durable_frames, durable_seq, bytes,
+        """Per source, its kind's counts. A camera: frames_stored, durable_frames, durable_seq,
+        bytes,
         segments, dropped {reason: n}, queued (see :mod:`camctl.store.sources` for other kinds).
 
-        ``durable_seq`` is the highest seq whose group commit (file and directory fsync) has returned:
+        ``durable_seq`` is the highest seq whose group commit (file and directory fsync) has
+        returned:
         a power cut now keeps every record of the source with that seq or lower that was stored.
         """
         with self._lock:
