@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_store_helpers import frame
 
-import camctl.store.writer as store_writer
+import camctl.store.sources as store_sources  # where a record's wall offset is taken
 from camctl.board.config import StoreConfig
 from camctl.ground.flights import TimeBase, load_events
 from camctl.store import FlightStore, iter_events, iter_frames
@@ -60,7 +60,7 @@ def _fly(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         for i in range(20):
             now = time.monotonic_ns()
             for b, st in stores.items():
-                monkeypatch.setattr(store_writer, "time", _skewed_time(skews[b]))
+                monkeypatch.setattr(store_sources, "time", _skewed_time(skews[b]))
                 if i == 5:
                     st.log_event({"kind": "phase", "event": "release", "phase_from": "ARMED",
                                   "phase_to": "DESCENT", "mono_ns": now + skews[b], "wall_ns": time.time_ns()})

@@ -12,7 +12,6 @@ import json
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
@@ -41,9 +40,10 @@ __all__ = [
     "camera_layout",
     "compressed_image_parts",
     "events_layout",
-    "layout_for_path",
+    "json_schema",
     "lost_marker",
     "parse_lost_marker",
+    "proto_schema",
 ]
 
 MAGIC = b"\x89MCAP0\r\n"
@@ -74,7 +74,7 @@ _EVENT_SCHEMA = {
 
 @dataclass(frozen=True)
 class Layout:
-    """The fixed schemas and channels of one kind of segment (``camera`` or ``events``)."""
+    """The fixed schemas and channels of one kind of segment (``camera``, ``events``, ...)."""
 
     kind: str
     name: str
@@ -82,13 +82,13 @@ class Layout:
     channels: tuple[Channel, ...]
 
 
-def _proto_schema(schema_id: int, cls: Any) -> Schema:
+def proto_schema(schema_id: int, cls: Any) -> Schema:
     fds = build_file_descriptor_set(cls)
     return Schema(id=schema_id, name=cls.DESCRIPTOR.full_name, encoding="protobuf",
                   data=fds.SerializeToString())
 
 
-def _json_schema(schema_id: int, body: dict) -> Schema:
+def json_schema(schema_id: int, body: dict) -> Schema:
     return Schema(id=schema_id, name=body["title"], encoding="jsonschema",
                   data=json.dumps(body, sort_keys=True).encode())
 
@@ -96,8 +96,8 @@ def _json_schema(schema_id: int, body: dict) -> Schema:
 @lru_cache(maxsize=64)
 def camera_layout(camera: str) -> Layout:
     """Schemas and channels of a camera segment: ``/<camera>/image``, ``/<camera>/meta``, ``/<camera>/still``."""
-    image = _proto_schema(1, CompressedImage)
-    meta = _json_schema(2, _META_SCHEMA)
+    image = proto_schema(1, CompressedImage)
+    meta = json_schema(2, _META_SCHEMA)
     return Layout("camera", camera, (image, meta), (
         Channel(id=CH_IMAGE, topic=f"/{camera}/image", message_encoding="protobuf", metadata={}, schema_id=1),
         Channel(id=CH_META, topic=f"/{camera}/meta", message_encoding="json", metadata={}, schema_id=2),
@@ -108,16 +108,10 @@ def camera_layout(camera: str) -> Layout:
 @lru_cache(maxsize=1)
 def events_layout() -> Layout:
     """Schemas and channels of an event-log segment: ``/events`` (JSON) and ``/log`` (``foxglove.Log``)."""
-    return Layout("events", "events", (_json_schema(1, _EVENT_SCHEMA), _proto_schema(2, Log)), (
+    return Layout("events", "events", (json_schema(1, _EVENT_SCHEMA), proto_schema(2, Log)), (
         Channel(id=CH_EVENTS, topic="/events", message_encoding="json", metadata={}, schema_id=1),
         Channel(id=CH_LOG, topic="/log", message_encoding="protobuf", metadata={}, schema_id=2),
     ))
-
-
-def layout_for_path(path: Path) -> Layout:
-    """The layout a segment at ``<flight>/<camera-or-events>/<seq>.mcap`` was written with."""
-    parent = path.parent.name
-    return events_layout() if parent == "events" else camera_layout(parent)
 
 
 # --- hand-built records for the hot path ------------------------------------------------------------------

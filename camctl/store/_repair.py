@@ -36,6 +36,7 @@ from camctl.store._records import (
 )
 from camctl.store._salvage import Scan, ScannedChunk
 from camctl.store._segment import finish_tail
+from camctl.store.sources import KINDS
 
 __all__ = ["describe_losses", "plan_in_place", "repair_in_place"]
 
@@ -63,7 +64,9 @@ def _cut_at(scan: Scan) -> int:
 
 
 def _frame_channels(layout: Layout) -> set[int]:
-    return {c.id for c in layout.channels if c.topic.endswith(("/image", "/still"))}
+    """The channels of a source's records (a camera's: image and still); none for the events."""
+    kind = KINDS.get(layout.kind)
+    return kind.record_channels(layout) if kind is not None else set()
 
 
 def _tail_seqs(path: Path, start: int, end: int, channels: set[int]) -> list[int]:

@@ -241,92 +241,117 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
     return ""
 
 
-def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
-    """Salvage-read one segment file (or ``data``, its bytes or a map of it). Never raises on bad content.
+def _take_chunk(scan: Scan, pos: int, op: int, chunk: Chunk, end: int) -> None:
+    """Keep a CRC-valid chunk found at ``pos`` (its opcode byte ``op`` may have been hit)."""
+    offsets: list[int] = []
+    msgs = _chunk_messages(chunk, offsets)
+    if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
+        scan.lost.append((pos, end))
+        scan.errors.append(f"chunk at byte {pos}: {msgs}")
+        return
+    scan.chunks.append(ScannedChunk(pos, end, msgs, chunk.message_start_time,
+                                    chunk.message_end_time, len(chunk.data), op == Opcode.CHUNK,
+                                    offsets=offsets))
+    if op != Opcode.CHUNK:
+        scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
 
-    Messages in the result are views into ``data``: a map stays open as long as they are referenced.
-    """
-    path = Path(path)
-    buf = path.read_bytes() if data is None else data
-    n = len(buf)
-    scan = Scan(path=path, size=n)
+
+def _open_chunk(scan: Scan, buf: bytes | mmap.mmap, pos: int, n: int) -> int | None:
+    """A chunk still open at the cut (never committed): where scanning goes on, or None (torn tail)."""
+    found = _resync(buf, pos + 1, n)
+    if found is None:
+        scan.torn_at, scan.torn_reason = pos, "chunk still open at the cut (never committed)"
+        return None
+    scan.lost.append((pos, found[0]))
+    scan.errors.append(f"byte {pos}: uncommitted chunk before a committed one; "
+                       f"resynchronised at byte {found[0]}")
+    return found[0]
+
+
+def _footer(scan: Scan, buf: bytes | mmap.mmap, pos: int, end: int, n: int) -> bool:
+    """Check a Footer record at ``pos``: True when it ends the file (the scan is done)."""
+    if end + 8 != n or buf[end:] != MAGIC:
+        return False
+    footer = _read_record(Footer, buf[pos + 9:end])
+    if footer.summary_crc and footer.summary_start and footer.summary_start < pos:
+        crc = zlib.crc32(buf[footer.summary_start:pos])
+        crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, footer.summary_start,
+                                     footer.summary_offset_start), crc)
+        if crc != footer.summary_crc:
+            scan.errors.append("summary CRC mismatch")
+    scan.finished = scan.data_end
+    return True
+
+
+def _garbage(scan: Scan, buf: bytes | mmap.mmap, pos: int, end: int, n: int,
+             reason: str) -> int | None:
+    """Garbage at ``pos``: skip to the next CRC-valid chunk (its offset), or call the rest a torn
+    tail (None)."""
+    found = _resync(buf, pos + 1, n)
+    if found is None:
+        scan.torn_at = pos
+        scan.torn_reason = reason
+        scan.tail_damaged = end <= n  # a whole record that does not check: damage, not a cut
+        scan.tail_records = _whole_records(buf, pos, n)
+        return None
+    scan.lost.append((pos, found[0]))
+    scan.errors.append(f"byte {pos}: {reason}; resynchronised at byte {found[0]}")
+    return found[0]
+
+
+def _start(scan: Scan, buf: bytes | mmap.mmap, n: int) -> bool:
+    """Check the magic; False when the file is too short to hold one (the scan is done)."""
     if n < len(MAGIC):
         scan.empty = MAGIC.startswith(buf)
         if not scan.empty:
             scan.errors.append("not an MCAP file (bad magic)")
-        return scan
+        return False
     scan.magic_ok = buf[:8] == MAGIC
     scan.zero_magic = buf[:8] == bytes(8)
     if not scan.magic_ok:  # bit rot in the magic: scan on, the chunks after it may all be intact
         scan.errors.append(f"bad magic {bytes(buf[:8])!r}")
         scan.lost.append((0, 8))
     scan.tail_magic = n >= 16 and buf[-8:] == MAGIC
-    pos = 8
-    while pos < n:
+    return True
+
+
+def scan_segment(path: Path, data: bytes | mmap.mmap | None = None) -> Scan:
+    """Salvage-read one segment file (or ``data``, its bytes or a map of it). Never raises on bad
+    content. Messages in the result are views into ``data``: a map stays open as long as they are
+    referenced.
+    """
+    path = Path(path)
+    buf = path.read_bytes() if data is None else data
+    n = len(buf)
+    scan = Scan(path=path, size=n)
+    pos: int | None = 8 if _start(scan, buf, n) else None
+    while pos is not None and pos < n:
         if pos + 9 > n:
             scan.torn_at, scan.torn_reason = pos, "file ends inside a record header"
             break
         op, length = struct.unpack_from("<BQ", buf, pos)
         end = pos + 9 + length
-        got = _chunk_at(buf, pos, n)  # tried at any opcode: a CRC-valid chunk whose opcode byte was hit
+        # tried at any opcode: a CRC-valid chunk whose opcode byte was hit is still a chunk
+        got = _chunk_at(buf, pos, n)
         if not isinstance(got, str):
-            chunk, end = got
-            offsets: list[int] = []
-            msgs = _chunk_messages(chunk, offsets)
-            if isinstance(msgs, str):  # CRC-valid but malformed inside: not ours to trust
-                scan.lost.append((pos, end))
-                scan.errors.append(f"chunk at byte {pos}: {msgs}")
-            else:
-                scan.chunks.append(ScannedChunk(pos, end, msgs, chunk.message_start_time, chunk.message_end_time,
-                                                len(chunk.data), op == Opcode.CHUNK, offsets=offsets))
-                if op != Opcode.CHUNK:
-                    scan.errors.append(f"chunk at byte {pos} has a damaged opcode {op:#04x}; data kept")
-            pos = end
+            _take_chunk(scan, pos, op, *got)
+            pos = got[1]
             continue
         if op == Opcode.CHUNK and length == 0 and pos + CHUNK_HEADER_LEN <= n \
                 and buf[pos:pos + CHUNK_HEADER_LEN] == OPEN_CHUNK:
-            # a chunk that was still open at the cut: its records never committed (a torn tail, not damage)
-            found = _resync(buf, pos + 1, n)
-            if found is None:
-                scan.torn_at, scan.torn_reason = pos, "chunk still open at the cut (never committed)"
-                break
-            scan.lost.append((pos, found[0]))
-            scan.errors.append(f"byte {pos}: uncommitted chunk before a committed one; "
-                               f"resynchronised at byte {found[0]}")
-            pos = found[0]
+            pos = _open_chunk(scan, buf, pos, n)
             continue
         if op == Opcode.CHUNK:
             reason = got
         elif end > n:
             reason = f"record length {length} runs past the end of the file"
         elif op == Opcode.FOOTER:
-            if length == 20 and end + 8 == n and buf[end:] == MAGIC:
-                footer = _read_record(Footer, buf[pos + 9:end])
-                if footer.summary_crc and footer.summary_start and footer.summary_start < pos:
-                    crc = zlib.crc32(buf[footer.summary_start:pos])
-                    crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, footer.summary_start,
-                                                 footer.summary_offset_start), crc)
-                    if crc != footer.summary_crc:
-                        scan.errors.append("summary CRC mismatch")
-                scan.finished = scan.data_end
+            if length == 20 and _footer(scan, buf, pos, end, n):
                 return scan
             reason = "footer not at the end of the file"
         else:
             reason = _other_record(scan, op, pos, buf[pos + 9:end])
-        if not reason:
-            pos = end
-            continue
-        # garbage at pos: skip to the next CRC-valid chunk, or call the rest a torn tail
-        found = _resync(buf, pos + 1, n)
-        if found is None:
-            scan.torn_at = pos
-            scan.torn_reason = reason
-            scan.tail_damaged = end <= n  # a whole record that does not check: damage, not a cut
-            scan.tail_records = _whole_records(buf, pos, n)
-            break
-        scan.lost.append((pos, found[0]))
-        scan.errors.append(f"byte {pos}: {reason}; resynchronised at byte {found[0]}")
-        pos = found[0]
+        pos = end if not reason else _garbage(scan, buf, pos, end, n, reason)
     if scan.torn_at is not None and scan.torn_at < n:
         scan.lost.append((scan.torn_at, n))
     return scan

@@ -1,8 +1,10 @@
 """The per-flight index (``index.json``) and the flight description (``flight.json``).
 
-The index is a cache: everything in it can be rebuilt from the segments alone, and :func:`load_index`
-does so when it is missing or stale (a segment's size or mtime differs, or a segment is missing or new).
-``sha256`` per segment is what ``camctl fetch`` checks after a transfer.
+Sections: ``cameras`` (per camera source), ``sources`` (per source of any other kind, with its
+``kind``; only in flights that have one), ``events``, ``losses``. The index is a cache: everything
+in it can be rebuilt from the segments alone, and :func:`load_index` does so when it is missing or
+stale (a segment's size or mtime differs, or a segment is missing or new). ``sha256`` per segment
+is what ``camctl fetch`` checks after a transfer.
 
 Example::
 
@@ -20,8 +22,9 @@ from typing import Any
 
 from camctl.common.fsutil import fsync_dir, sha256_file
 from camctl.exc import StoreCorruptError
-from camctl.store._salvage import scan_segment
-from camctl.store.reader import scan_events, scan_frames
+from camctl.store._salvage import Scan, scan_segment
+from camctl.store.reader import layout_of, scan_events
+from camctl.store.sources import CAMERA, KINDS, SourceKind, source_kinds
 
 __all__ = [
     "INDEX_NAME",
@@ -73,7 +76,7 @@ def segment_paths(flight_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
-def _segment_entry(flight_dir: Path, path: Path) -> tuple[dict, Any]:
+def _segment_entry(flight_dir: Path, path: Path) -> tuple[dict, Scan]:
     data = path.read_bytes()
     st = path.stat()
     scan = scan_segment(path, data)
@@ -82,13 +85,41 @@ def _segment_entry(flight_dir: Path, path: Path) -> tuple[dict, Any]:
         "size": len(data),
         "mtime_ns": st.st_mtime_ns,
         "sha256": hashlib.sha256(data).hexdigest(),
-        "frames": 0,
-        "first_ns": None,
-        "last_ns": None,
-        "max_value": None,
         "finished": scan.clean,
     }
     return entry, scan
+
+
+def _events_section(flight_dir: Path, paths: list[Path]) -> tuple[dict, list[dict]]:
+    """The index's ``events`` section, and the losses recovery recorded in the event log."""
+    events: dict[str, Any] = {"count": 0, "segments": []}
+    losses: list[dict] = []
+    for path in paths:
+        entry, scan = _segment_entry(flight_dir, path)
+        records = list(scan_events(scan))
+        losses += [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
+                   for r in records if r.get("kind") == "loss"]
+        n = len(records)
+        entry.update({"frames": 0, "first_ns": None, "last_ns": None, "max_value": None,
+                      "events": n})
+        events["count"] += n
+        events["segments"].append(entry)
+    return events, losses
+
+
+def _source_section(flight_dir: Path, name: str, paths: list[Path],
+                    kinds: dict[str, str]) -> tuple[SourceKind, dict]:
+    """One source's kind and index entry (the kind flight.json gives, else its segments' layout)."""
+    kind = KINDS[kinds[name]] if name in kinds else None
+    totals: dict = {}
+    for path in paths:
+        entry, scan = _segment_entry(flight_dir, path)
+        if kind is None:
+            kind = KINDS.get(layout_of(scan).kind, CAMERA)
+        totals = totals or kind.index_empty()
+        kind.index_segment(scan, entry, totals)
+    kind = kind or CAMERA
+    return kind, totals or kind.index_empty()
 
 
 def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
@@ -99,55 +130,38 @@ def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
             flight = read_flight_json(flight_dir)
         except StoreCorruptError:
             flight = {}
-    cameras: dict[str, dict] = {}
+    declared = flight.get("sources")
+    kinds = {**source_kinds(flight_dir), **(declared if isinstance(declared, dict) else {})}
+    kinds = {k: v for k, v in kinds.items() if v in KINDS}
+    sections: dict[str, dict[str, dict]] = {"cameras": {}, "sources": {}}
     events: dict[str, Any] = {"count": 0, "segments": []}
     losses: list[dict] = []
     for name, paths in segment_paths(flight_dir).items():
         if name == "events":
-            for path in paths:
-                entry, scan = _segment_entry(flight_dir, path)
-                records = list(scan_events(scan))
-                losses += [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
-                           for r in records if r.get("kind") == "loss"]
-                n = len(records)
-                entry["frames"] = 0
-                entry["events"] = n
-                events["count"] += n
-                events["segments"].append(entry)
+            events, losses = _events_section(flight_dir, paths)
             continue
-        cam = {"frames": 0, "stills": 0, "first_ns": None, "last_ns": None, "phases": {}, "segments": []}
-        for path in paths:
-            entry, scan = _segment_entry(flight_dir, path)
-            for fr in scan_frames(scan, check_jpeg=False):
-                entry["frames"] += 1
-                ts = fr.timestamp_ns
-                entry["first_ns"] = ts if entry["first_ns"] is None else min(entry["first_ns"], ts)
-                entry["last_ns"] = ts if entry["last_ns"] is None else max(entry["last_ns"], ts)
-                entry["max_value"] = fr.value if entry["max_value"] is None else max(entry["max_value"],
-                                                                                     fr.value)
-                cam["phases"][fr.phase] = cam["phases"].get(fr.phase, 0) + 1
-                cam["stills"] += fr.still
-            cam["frames"] += entry["frames"]
-            for key, pick in (("first_ns", min), ("last_ns", max)):
-                if entry[key] is not None:
-                    cam[key] = entry[key] if cam[key] is None else pick(cam[key], entry[key])
-            cam["segments"].append(entry)
-        cameras[name] = cam
+        kind, totals = _source_section(flight_dir, name, paths, kinds)
+        sections[kind.section][name] = totals
     for name in flight.get("cameras", []):
-        cameras.setdefault(name, {"frames": 0, "stills": 0, "first_ns": None, "last_ns": None,
-                                  "phases": {}, "segments": []})
-    return {
+        sections["cameras"].setdefault(name, CAMERA.index_empty())
+    for name, kind_name in kinds.items():
+        sections[KINDS[kind_name].section].setdefault(name, KINDS[kind_name].index_empty())
+    index = {
         "version": INDEX_VERSION,
         "board": flight.get("board", ""),
         "flight": flight.get("flight", flight_dir.name),
-        "cameras": cameras,
+        "cameras": sections["cameras"],
         "events": events,
         "losses": losses,  # what recovery cut or skipped, from the event log (byte ranges, seqs, camera)
     }
+    if sections["sources"]:  # only flights with non-camera sources have the section
+        index["sources"] = sections["sources"]
+    return index
 
 
 def _all_entries(index: dict) -> list[dict]:
-    out = [s for cam in index.get("cameras", {}).values() for s in cam.get("segments", [])]
+    out = [s for section in ("cameras", "sources") for src in index.get(section, {}).values()
+           for s in src.get("segments", [])]
     return out + list(index.get("events", {}).get("segments", []))
 
 

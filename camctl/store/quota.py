@@ -90,7 +90,11 @@ class QuotaPolicy:
 
     def admit(self, frame: EncodedFrame) -> bool:
         """True if the frame may be queued at the current level (counts the camera's rate either way)."""
-        cam = frame.camera
+        return self.admit_value(frame.camera, frame.value)
+
+    def admit_value(self, source: str, value: int) -> bool:
+        """True if a record of ``source`` worth ``value`` may be queued now (counts its rate)."""
+        cam = source
         self._counts[cam] = self._counts.get(cam, 0) + 1
         level = self.level
         if level == QuotaLevel.OK:
@@ -98,10 +102,10 @@ class QuotaPolicy:
         if level == QuotaLevel.FLOOR:
             return False
         if level >= QuotaLevel.CRITICAL:
-            return frame.value >= FrameValue.DESCENT
-        if frame.value <= FrameValue.IDLE:
+            return value >= FrameValue.DESCENT
+        if value <= FrameValue.IDLE:
             return False
-        if level == QuotaLevel.THIN and cam == self.thin_camera and frame.value < FrameValue.STILL:
+        if level == QuotaLevel.THIN and cam == self.thin_camera and value < FrameValue.STILL:
             keep = self._toggle[cam] = not self._toggle.get(cam, False)
             return keep
         return True

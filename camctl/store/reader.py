@@ -34,14 +34,13 @@ from camctl.store._records import (
     MAGIC,
     MSG_HEAD,
     Layout,
-    camera_layout,
-    events_layout,
-    layout_for_path,
 )
 from camctl.store._salvage import Scan, _chunk_at, _chunk_messages, _read_record, scan_segment
+from camctl.store.sources import SAMPLES, SampleBatch, layout_for_path, layout_from_channels
 
-__all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_frames", "jpeg_ok", "layout_of",
-           "pick_frames", "scan_events", "scan_frame_checks", "scan_frames"]
+__all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_frames",
+           "iter_samples", "jpeg_ok", "layout_of", "pick_frames", "scan_events",
+           "scan_frame_checks", "scan_frames"]
 
 
 @dataclass(slots=True)
@@ -82,26 +81,9 @@ def jpeg_ok(data: bytes | memoryview) -> bool:
     return tail.endswith(b"\xff\xd9")
 
 
-def _agree(scan: Scan, layout: Layout) -> bool:
-    """Every surviving Channel record is the layout's channel of that id (bit rot in a topic string is not
-    covered by any CRC: a record that parses but disagrees is not trusted)."""
-    want = {c.id: c.topic for c in layout.channels}
-    return all(want.get(c.id) == c.topic for c in scan.channels.values())
-
-
 def layout_of(scan: Scan) -> Layout:
     """The layout of a scanned segment: from its Channel records if they survived and agree, else its path."""
-    for ch in scan.channels.values():
-        if ch.topic == "/events":
-            found = events_layout()
-        elif ch.topic.endswith("/image") and ch.topic.count("/") == 2:
-            found = camera_layout(ch.topic.split("/")[1])
-        else:
-            continue
-        if _agree(scan, found):
-            return found
-        break
-    return layout_for_path(scan.path)
+    return layout_from_channels(scan.channels.values()) or layout_for_path(scan.path)
 
 
 def _topics(scan: Scan, layout: Layout) -> dict[int, str]:
@@ -486,6 +468,11 @@ def scan_events(scan: Scan) -> Iterator[dict]:
 def iter_events(path: Path) -> Iterator[dict]:
     """Read back the event records of one events segment."""
     yield from scan_events(scan_segment(Path(path)))
+
+
+def iter_samples(path: Path) -> Iterator[SampleBatch]:
+    """Read back the sample batches of one segment of a ``samples`` source (torn or not)."""
+    yield from SAMPLES.read(scan_segment(Path(path)))
 
 
 def count_frames(path: Path) -> int:

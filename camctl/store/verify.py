@@ -45,10 +45,11 @@ from camctl.store.index import (
     read_flight_json,
     write_json_atomic,
 )
-from camctl.store.reader import layout_of, scan_events, scan_frame_checks
+from camctl.store.reader import layout_of, scan_events
+from camctl.store.sources import CAMERA, KINDS, SourceKind
 
-__all__ = ["CameraReport", "VerifyReport", "log_losses", "render_report", "repair_segment", "verify",
-           "verify_segments"]
+__all__ = ["CameraReport", "SourceReport", "VerifyReport", "log_losses", "render_report",
+           "repair_segment", "verify", "verify_segments"]
 
 _TMP_SUFFIX = ".repair.tmp"
 _MAP_MIN = 1 << 20  # smaller segments are read whole
@@ -68,11 +69,25 @@ class CameraReport:
 
 
 @dataclass
+class SourceReport:
+    """Counts for one source of a kind other than camera (``records`` in its kind's unit)."""
+
+    kind: str
+    records: int = 0
+    bytes: int = 0
+    segments: int = 0
+    repaired_segments: int = 0
+    bad_records: int = 0
+    lost_bytes: int = 0
+
+
+@dataclass
 class VerifyReport:
     """What :func:`verify` found (and did). ``lost_chunks`` are ``(path, start, end)`` byte ranges."""
 
     path: str
     cameras: dict[str, CameraReport] = field(default_factory=dict)
+    sources: dict[str, SourceReport] = field(default_factory=dict)  # non-camera sources
     events: int = 0
     lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
     # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new damage
@@ -95,7 +110,8 @@ class VerifyReport:
     def exit_code(self) -> int:
         if self.unrecoverable:
             return 2
-        if self.repairable or self.repaired or self.lost_chunks or self.bad_frames:
+        bad_records = any(s.bad_records for s in self.sources.values())
+        if self.repairable or self.repaired or self.lost_chunks or self.bad_frames or bad_records:
             return 1
         return 0
 
@@ -110,6 +126,11 @@ class VerifyReport:
 
     def _cam(self, name: str) -> CameraReport:
         return self.cameras.setdefault(name, CameraReport())
+
+    def _source(self, name: str, kind: SourceKind) -> CameraReport | SourceReport:
+        if kind is CAMERA:
+            return self._cam(name)
+        return self.sources.setdefault(name, SourceReport(kind.kind))
 
 
 def _fsync_file(path: Path) -> None:
@@ -214,17 +235,8 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     if name == "events" or (layout is not None and layout.kind == "events"):
         report.events += sum(1 for _ in scan_events(scan))
     else:
-        cam = report._cam(name)
-        cam.segments += 1
-        cam.bytes += scan.size
-        cam.lost_bytes += sum(e - s for s, e in lost) + sum(e - s for s, e, _ in scan.marked)
-        for fr in scan_frame_checks(scan):
-            cam.frames += 1
-            cam.stills += fr.still
-            if not fr.jpeg_ok:
-                cam.bad_frames += 1
-                report.errors.append(f"{path}: frame seq {fr.seq} (chunk at byte {fr.chunk_offset}) "
-                                     "is not a decodable JPEG")
+        kind = KINDS.get(layout.kind if layout else "", CAMERA)
+        _count_records(report, path, scan, name, kind, lost)
     if dead:
         report.unrecoverable.append(str(path))
         if not scan.salvageable:
@@ -248,7 +260,30 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     report.repaired.append(str(path))
     report.losses.extend(losses)
     if name != "events":
-        report._cam(name).repaired_segments += 1
+        kind = KINDS.get(layout.kind if layout else "", CAMERA)
+        report._source(name, kind).repaired_segments += 1
+
+
+def _count_records(report: VerifyReport, path: Path, scan: Scan, name: str, kind: SourceKind,
+                   lost: list[tuple[int, int]]) -> None:
+    """A source segment's counts: its records, checked by its kind (a camera's: JPEG headers)."""
+    counts = report._source(name, kind)
+    counts.segments += 1
+    counts.bytes += scan.size
+    counts.lost_bytes += sum(e - s for s, e in lost) + sum(e - s for s, e, _ in scan.marked)
+    for rec in kind.check(scan):
+        if isinstance(counts, CameraReport):
+            counts.frames += 1
+            counts.stills += rec.still
+        else:
+            counts.records += 1
+        if not rec.ok:
+            if isinstance(counts, CameraReport):
+                counts.bad_frames += 1
+            else:
+                counts.bad_records += 1
+            report.errors.append(f"{path}: {kind.noun} seq {rec.seq} "
+                                 f"(chunk at byte {rec.chunk_offset}) {kind.bad}")
 
 
 class _ReadAhead:
@@ -339,7 +374,12 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
     if repair:
         log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
-        info["cameras"] = sorted(p.name for p in flight.iterdir() if p.is_dir() and p.name != "events")
+        others = {n[len(prefix):]: r.kind for n, r in report.sources.items()
+                  if n.startswith(prefix)}
+        info["cameras"] = sorted(p.name for p in flight.iterdir()
+                                 if p.is_dir() and p.name != "events" and p.name not in others)
+        if others:
+            info["sources"] = others
         if repair:
             try:
                 write_json_atomic(flight / FLIGHT_NAME, info)
@@ -439,6 +479,10 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
     for name, c in sorted(report.cameras.items()):
         table.add_row(name, str(c.frames), str(c.stills), str(c.segments), str(c.repaired_segments),
                       str(c.lost_bytes), str(c.bad_frames), f"{c.bytes / 1e6:.1f}")
+    for name, r in sorted(report.sources.items()):
+        table.add_row(f"{name} ({r.kind})", str(r.records), "-", str(r.segments),
+                      str(r.repaired_segments), str(r.lost_bytes), str(r.bad_records),
+                      f"{r.bytes / 1e6:.1f}")
     buf = io.StringIO()
     console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain, highlight=False)
     console.print(table)

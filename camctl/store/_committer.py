@@ -1,0 +1,378 @@
+"""The store's writer thread: it owns the files, writes queued records and events, group-commits.
+
+:class:`Inbox` is what the caller side (:class:`~camctl.store.writer.FlightStore`) hands over under
+one
+lock; :class:`Committer` drains it. It closes the open chunk of every dirty segment, flushes and
+fsyncs
+(file, then directory) at most every ``commit_interval_ms`` and at once on request; only then do
+records
+count as durable. I/O errors never escape: the segment is cut back to its last commit, its
+uncommitted
+records are dropped and counted, events are held in RAM, and writing resumes when the disk recovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from camctl.store._books import Books
+from camctl.store._eventlog import add_event
+from camctl.store._files import SegmentFiles
+from camctl.store._segment import SegmentWriter
+from camctl.store._space import SpaceBudget
+from camctl.store.index import INDEX_NAME, build_index, write_json_atomic
+from camctl.store.sources import EVENTS, SourceKind
+
+__all__ = ["Committer", "Inbox", "Queued"]
+
+_DROP_REPORT_S = 1.0
+
+
+class Queued(NamedTuple):
+    """A record waiting for the writer: its source, the source's kind, the record, its value."""
+
+    name: str
+    kind: SourceKind
+    record: Any
+    value: int
+
+
+@dataclass
+class Inbox:
+    """What the caller side and the writer thread share, all under ``lock`` (``cond`` wakes
+    either)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    queue: deque[Queued] = field(default_factory=deque)
+    events: deque[dict] = field(default_factory=deque)
+    commit_req: int = 0
+    commit_done: int = 0
+    finish_req: bool = False
+    stop_req: bool = False
+    finished: bool = False
+    finished_evt: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.cond = threading.Condition(self.lock)
+
+
+class Committer:
+    """Drains an :class:`Inbox` into the files of one flight (see the module doc). Run :meth:`run`
+    in
+    its own thread; everything else here is that thread's."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        books: Books,
+        files: SegmentFiles,
+        space: SpaceBudget,
+        *,
+        interval_s: float,
+        clock: Callable[[], float],
+        flight: dict,
+        on_drop: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self.books = books
+        self.files = files
+        self.space = space
+        self.interval_s = interval_s
+        self._clock = clock
+        self._flight = (
+            flight  # what index.json says of the flight (board, flight id, cameras, sources)
+        )
+        self._on_drop = on_drop
+        self._pending_events: list[dict] = []  # written since the last commit of the events segment
+        self._held_events: list[
+            dict
+        ] = []  # not written yet (disk full, I/O error): retried, never dropped
+        self._written_after_finish = False
+        self._last_commit = clock()
+        self._last_drop_report = clock()
+        self.commits = 0  # group commits done (each fsyncs every dirty segment)
+        # (start, end) on time.monotonic() of recent group commits: closing chunks to the last
+        # fsync returning
+        self.commit_log: deque[tuple[float, float]] = deque(maxlen=100_000)
+
+    # --- the loop
+    # ------------------------------------------------------------------------------------
+    def _wanted(self) -> bool:
+        ib = self.inbox
+        return bool(
+            ib.queue
+            or ib.events
+            or ib.commit_req > ib.commit_done
+            or (ib.finish_req and not ib.finished)
+            or ib.stop_req
+        )
+
+    def run(self) -> None:
+        ib = self.inbox
+        while True:
+            with ib.cond:
+                while not self._wanted():
+                    dirty = self.files.dirty()
+                    timeout = (
+                        max(0.0, self._last_commit + self.interval_s - self._clock())
+                        if dirty
+                        else 0.5
+                    )
+                    if not ib.cond.wait(timeout if timeout > 0 else 0.001) and dirty:
+                        break
+                records = list(ib.queue)
+                ib.queue.clear()
+                self.books.clear_queued()
+                events = list(ib.events)
+                ib.events.clear()
+                target = ib.commit_req
+                finish = ib.finish_req and not ib.finished
+                stop = ib.stop_req
+            try:
+                self._work(records, events, target, finish, stop)
+            except Exception as exc:  # the writer thread must never die
+                self._fault("store_writer_error", exc)
+            with ib.cond:
+                if target > ib.commit_done:
+                    ib.commit_done = target
+                ib.cond.notify_all()
+                if stop and not ib.queue and not ib.events:
+                    break
+        ib.finished_evt.set()
+
+    def _work(
+        self, records: list[Queued], events: list[dict], target: int, finish: bool, stop: bool
+    ) -> None:
+        self.space.tick(self._event, self._fault)
+        if self._held_events and not self.space.blocked(self._clock()):
+            held, self._held_events = self._held_events, []
+            events = held + events
+        if self.inbox.finished and (events or records):
+            self._written_after_finish = True
+        for rec in events:
+            self._write_event(rec)
+        for item in records:
+            self._write_record(item)
+            if (
+                self._clock() - self._last_commit >= self.interval_s
+            ):  # a long backlog commits on time
+                self._commit_all()
+        now = self._clock()
+        if finish or stop or now - self._last_drop_report >= _DROP_REPORT_S:
+            self._report_drops()
+        if self.files.dirty() and (
+            target > self.inbox.commit_done or now - self._last_commit >= self.interval_s
+        ):
+            self._commit_all()
+        elif target > self.inbox.commit_done:
+            self._last_commit = now
+        if finish:
+            self._finish_all()
+            self._write_index()
+            with self.inbox.lock:
+                self.inbox.finished = True
+            self.inbox.finished_evt.set()
+        elif stop:
+            self._report_drops()
+            self._finish_all()
+            if self._written_after_finish:
+                self._write_index()
+
+    # --- writing
+    # ---------------------------------------------------------------------------------------
+    def _event(self, rec: dict) -> None:
+        rec.setdefault("mono_ns", time.monotonic_ns())
+        rec.setdefault("wall_ns", time.time_ns())
+        self._write_event(rec)
+
+    def _fault(self, name: str, exc: BaseException, **extra: Any) -> None:
+        with contextlib.suppress(Exception):
+            self._event(
+                {"kind": "fault", "name": name, "error": f"{type(exc).__name__}: {exc}", **extra}
+            )
+
+    def _segment(self, name: str) -> SegmentWriter:
+        """The open segment of ``name``: rotated when due, opened unless the disk is not
+        writable."""
+        now = self._clock()
+        seg = self.files.get(name)
+        if seg is not None and self.files.due(seg, now):
+            self._finish_segment(name)
+            seg = None
+        if seg is None:
+            blocked = self.space.blocked(now)
+            if blocked:
+                raise OSError(
+                    errno.ENOSPC if blocked == "disk_full" else errno.EIO,
+                    "store is waiting for the disk to recover",
+                    str(self.files.dir / name),
+                )
+            seg = self.files.open(name, now)
+        return seg
+
+    def _write_record(self, item: Queued) -> None:
+        name = item.name
+        blocked = self.space.blocked(self._clock())
+        if blocked or self.inbox.finished:
+            with self.inbox.lock:
+                self.books.drop(name, blocked or "finished")
+            return
+        if not self.space.has_room(item.kind.room(item.record)):  # what finishing needs stays free
+            with self.inbox.lock:
+                self.books.drop(name, "store_full")
+            return
+        try:
+            item.kind.write(self._segment(name), name, item.record)
+            with self.inbox.lock:
+                self.books.stored(name, item.record)
+        except OSError as exc:
+            with self.inbox.lock:
+                self.books.drop(name, _reason(exc))
+            self._io_failure(name, exc)
+
+    def _write_event(self, rec: dict) -> None:
+        if self.space.blocked(self._clock()) or not self.space.has_room(4096, events=True):
+            self._held_events.append(rec)
+            return
+        if (
+            self.inbox.finished
+        ):  # e.g. a quota change or a drop report while stopping: index.json follows
+            self._written_after_finish = True
+        try:
+            seg = self._segment(EVENTS)
+            add_event(seg, rec, len(self._pending_events))
+            self._pending_events.append(rec)
+        except OSError as exc:
+            self._held_events.append(rec)
+            self._io_failure(EVENTS, exc)
+
+    # --- commits and finishing
+    # -----------------------------------------------------------------------
+    def _synced(self, name: str, seg: SegmentWriter) -> None:
+        if name == EVENTS:
+            self._pending_events = []
+            return
+        with self.inbox.lock:
+            self.books.synced(name, seg)
+
+    def _commit_all(self) -> None:
+        t0 = time.monotonic()
+        for name, seg in list(self.files.segments.items()):
+            if not seg.dirty:
+                continue
+            try:
+                self.files.sync(seg)
+                self._synced(name, seg)
+            except OSError as exc:
+                self._io_failure(name, exc)
+        self.commits += 1
+        self.commit_log.append((t0, time.monotonic()))
+        self._last_commit = self._clock()
+
+    def _finish_segment(self, name: str) -> None:
+        seg = self.files.segments[name]
+        try:
+            self.files.sync(seg, finish=True)
+            self._synced(name, seg)
+        except OSError as exc:
+            self._io_failure(name, exc)
+            return
+        self.files.retire(name)
+
+    def _finish_abandoned(self) -> None:
+        """Finish, in place, the segments cut back after an I/O error: every file readable after
+        landing."""
+        from camctl.store.verify import repair_segment  # verify imports the reader side only
+
+        for path in self.files.take_abandoned():
+            try:
+                if path.exists():
+                    repair_segment(path)
+            except (OSError, ValueError) as exc:
+                self._fault("segment_finish_failed", exc, segment=str(path))
+
+    def _finish_all(self) -> None:
+        # events last, so faults found while finishing source segments are logged in this flight
+        self._finish_abandoned()
+        for name in sorted(self.files.segments, key=lambda n: n == EVENTS):
+            if name in self.files.segments:
+                self._finish_segment(name)
+        if (
+            EVENTS in self.files.segments
+        ):  # a fault logged while finishing the events segment itself
+            self._finish_segment(EVENTS)
+        self._last_commit = self._clock()
+
+    def _io_failure(self, name: str, exc: OSError) -> None:
+        seg = self.files.abandon(name)
+        reason = _reason(exc)
+        if name == EVENTS:
+            self._held_events[:0] = (
+                self._pending_events
+            )  # events are never dropped: retry them later
+            self._pending_events = []
+        else:
+            with self.inbox.lock:
+                self.books.lost(name, reason)
+        if reason == "disk_full":
+            if self.space.failed(reason):
+                self._held_events.append(
+                    {
+                        "kind": "fault",
+                        "name": "disk_full",
+                        "segment": str(seg.path if seg else name),
+                        "error": str(exc),
+                        "mono_ns": time.monotonic_ns(),
+                        "wall_ns": time.time_ns(),
+                    }
+                )
+        else:
+            self.space.failed(reason)
+            self._held_events.append(
+                {
+                    "kind": "fault",
+                    "name": "store_io_error",
+                    "error": str(exc),
+                    "segment": str(seg.path if seg else name),
+                    "mono_ns": time.monotonic_ns(),
+                    "wall_ns": time.time_ns(),
+                }
+            )
+
+    def _report_drops(self) -> None:
+        with self.inbox.lock:
+            pending, totals = self.books.take_unreported()
+        self._last_drop_report = self._clock()
+        for (cam, reason), n in sorted(pending.items()):
+            rec = {
+                "kind": "drop",
+                "name": reason,
+                "camera": cam,
+                "count": n,
+                "total": totals[(cam, reason)],
+                "mono_ns": time.monotonic_ns(),
+                "wall_ns": time.time_ns(),
+            }
+            if self._on_drop is not None:
+                with contextlib.suppress(Exception):
+                    self._on_drop(dict(rec))
+            self._write_event(rec)
+
+    def _write_index(self) -> None:
+        try:
+            write_json_atomic(
+                self.files.dir / INDEX_NAME, build_index(self.files.dir, flight=self._flight)
+            )
+        except OSError as exc:
+            self._fault("index_write_failed", exc)
+
+
+def _reason(exc: OSError) -> str:
+    return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "io_error"
