@@ -12,8 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from flights import BOARDS, FLIGHT, Built, build_download
 from PIL import Image
-from test_export_data import BOARDS, FLIGHT, Built, build_download
 
 from camctl.cli import main
 from camctl.common.frames import EncodedFrame

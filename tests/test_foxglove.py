@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_export_data import BOARDS, FLIGHT, Built, build_download
+from flights import BOARDS, FLIGHT, Built, build_download
 from test_mcap_times import _read_with_mcap_core, mcap_core  # noqa: F401  (the fixture)
 
 from camctl.cli import main

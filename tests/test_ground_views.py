@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from flights import BOARDS, FLIGHT, Built, build_download
 from netfixtures import FakeBoard
-from test_export_data import BOARDS, FLIGHT, Built, build_download
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher

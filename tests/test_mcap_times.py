@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 
 import pytest
-from test_store_helpers import frame
+from store_helpers import frame
 
 import camctl.store.writer as store_writer
 from camctl.board.config import StoreConfig

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from forgetfs import Mounted, fuse_unavailable, mounted
 from mcap.reader import make_reader
-from test_store_helpers import frame, indexed_read, jpeg, js_reader_missing
+from store_helpers import frame, indexed_read, jpeg, js_reader_missing
 
 from camctl.board.config import StoreConfig
 from camctl.common.fsutil import fsync_dir

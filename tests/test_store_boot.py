@@ -7,7 +7,7 @@ import importlib
 from pathlib import Path
 
 import pytest
-from test_store_helpers import frame
+from store_helpers import frame
 
 from camctl.board.config import StoreConfig
 from camctl.store import FlightStore, iter_events, recover_store, verify, verify_later

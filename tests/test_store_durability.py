@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mcap.reader import make_reader
-from test_store_helpers import frame, indexed_read, jpeg, tmpfs
+from store_helpers import frame, indexed_read, jpeg, tmpfs
 
 from camctl.board.config import StoreConfig
 from camctl.common.frames import FrameValue

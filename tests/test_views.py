@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flights import BOARDS, FLIGHT, Built, build_download
 from netfixtures import FakeBoard, make_store
 from rich.console import Console
-from test_export_data import BOARDS, FLIGHT, Built, build_download
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
