@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from flights import BOARDS, FLIGHT, Built, build_download
+from flights import BOARDS, FLIGHT, Built
 from netfixtures import FakeBoard
 
 from camctl.board.config import PublishConfig
@@ -26,11 +26,6 @@ from camctl.ground.views import find_flights, status_many
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_download(tmp_path_factory.mktemp("dl"))
 
 
 @pytest.fixture(scope="module")

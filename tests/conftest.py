@@ -1,0 +1,37 @@
+"""Shared fixtures of the test suite; shared helpers live in modules beside it.
+
+pytest puts this directory on ``sys.path`` (rootdir conftest, no ``__init__.py``), so tests import
+helpers by module name: ``waiting`` (the one ``wait_for``), ``flights`` (a built two-board
+download), ``store_helpers`` (frames, tmpfs, Foxglove's JS reader), ``netfixtures`` (fake boards,
+cut links), ``forgetfs`` (the filesystem that forgets un-fsync'd data).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from flights import Built, build_download
+
+JS = Path(__file__).resolve().parent / "js"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """A two-board download (fetch layout) built without network, one per test module: modules
+    write into it (an export under ``built.root``), so they do not share it."""
+    return build_download(tmp_path_factory.mktemp("dl"))
+
+
+@pytest.fixture(scope="module")
+def mcap_core() -> Path:
+    """The node script that reads segments with Foxglove's @mcap/core (installs it if missing)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed (.ci/run installs them): "
+                    "cannot run Foxglove's @mcap/core")
+    if not (JS / "node_modules" / "@mcap" / "core").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=JS, check=True,
+                       timeout=300)
+    return JS / "mcap_times.mjs"
