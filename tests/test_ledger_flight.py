@@ -6,11 +6,11 @@ that cannot open) and under load (two cameras at 60 fps on one encoder thread)."
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from camctl.board.config import parse_config
 from camctl.board.daemon import Daemon
@@ -39,15 +39,6 @@ def config(tmp: Path, **store: Any):
         "cameras": cams,
         "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*", "serve_during_flight": False},
     })
-
-
-def wait_for(cond, what: str, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while not (got := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return got
 
 
 def fly(d: Daemon) -> dict:

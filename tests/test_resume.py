@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon import make_config, wait_for
+from boards import make_config
+from waiting import wait_for
 
 from camctl.board.config import Config
 from camctl.board.daemon import MOCK_LINES, Daemon
