@@ -353,7 +353,7 @@ def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
     assert sink.frames[3].value == FrameValue.PRETRIGGER
 
 
-# --- progress, as the daemon's watchdog sees it (issue 13) ------------------------------------------------
+# --- progress, as the daemon's watchdog sees it ---------------------------------------------------
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread killed on purpose
 def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool) -> None:
     from camctl.board.capture import PROGRESS_MARGIN_S

@@ -1,5 +1,6 @@
-"""Ground views of issue 17: flights found beneath any folder (ls, verify, export), ``ls --connect`` with cameras
-only and times from release, ``status --watch --json`` one line per update, ``--log-json`` fields."""
+"""Ground views: flights found beneath any folder (ls, verify, export), ``ls --connect`` with
+cameras only and times from release, ``status --watch --json`` one line per update, ``--log-json``
+fields."""
 
 from __future__ import annotations
 

@@ -292,7 +292,7 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
     torn = sorted((store / killed_flight).glob("*/*.mcap"))  # what the kill left, before the restart
     board = start_board(cfg, store, "restart")  # Daemon.start runs recover_store before READY
     try:
-        # the restarted daemon repaired what the kill tore, then resumed the killed flight (issue 13): it
+        # the restarted daemon repaired what the kill tore, then resumed the killed flight: it
         # records on into new segments of the same flight, so only the pre-kill segments are checked here
         for seg in torn:
             assert verify(seg).exit_code == 0, f"the restarted daemon did not recover {seg}"

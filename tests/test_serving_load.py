@@ -1,4 +1,4 @@
-"""Issue 5: a board forced to serve during flight keeps its capture rate while 8 clients fetch at full speed.
+"""A board forced to serve during flight keeps its capture rate while 8 clients fetch at full speed.
 
 A real ``camctl run`` (2 sim cameras, 640x360 at 15 fps in every phase, ``publish.serve_during_flight``) has
 a finished earlier flight in its store (written here with FlightStore: noisy JPEGs, so the files are big).
