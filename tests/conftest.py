@@ -1,19 +1,26 @@
 """Shared fixtures of the test suite; shared helpers live in modules beside it.
 
-pytest puts this directory on ``sys.path`` (rootdir conftest, no ``__init__.py``), so tests import
-helpers by module name: ``waiting`` (the one ``wait_for``), ``flights`` (a built two-board
-download), ``store_helpers`` (frames, tmpfs, Foxglove's JS reader), ``netfixtures`` (fake boards,
-cut links), ``forgetfs`` (the filesystem that forgets un-fsync'd data).
+pytest puts this directory on ``sys.path`` (a rootdir conftest, no ``__init__.py``), so tests
+import helpers by module name:
+  waiting        the one ``wait_for``
+  flights        a two-board download built without network (the ``built`` fixture)
+  boards         configs for in-process boards (``Daemon``)
+  scripted       a scripted camera backend and a frame sink (capture threads)
+  store_helpers  frames, a real tmpfs, Foxglove's JS readers
+  netfixtures    fake boards, stores on disk, a link that cuts
+  forgetfs       the filesystem that forgets what was not fsync'd (power cuts)
 """
-
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flights import Built, build_download
+
+from camctl.board.encode import EncoderPool
 
 JS = Path(__file__).resolve().parent / "js"
 
@@ -23,6 +30,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """A two-board download (fetch layout) built without network, one per test module: modules
     write into it (an export under ``built.root``), so they do not share it."""
     return build_download(tmp_path_factory.mktemp("dl"))
+
+
+@pytest.fixture
+def pool() -> Iterator[EncoderPool]:
+    """A two-thread JPEG encoder pool, closed after the test."""
+    with EncoderPool(2) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

@@ -5,85 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 import simplejpeg
+from scripted import ScriptedCamera, Sink, cfg
 
-from camctl.board.cameras.base import Camera
 from camctl.board.capture import CameraRunner, PreTriggerRing
 from camctl.board.config import CameraConfig
 from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame, Frame, FrameValue
-from camctl.exc import CameraError, CameraTimeout
-
-
-class ScriptedCamera(Camera):
-    """A test backend: frames as fast as asked (timestamps advance by 1/fps), faults on demand."""
-
-    def __init__(self, name="cam", fps=30.0, size=(64, 48), paced=False):
-        super().__init__(name, size=size, fps=fps)
-        self.paced = paced
-        self.seq = 0
-        self.t = 0
-        self.fail_next = 0
-        self.fail_open = 0
-        self.opens = 0
-        self.gate = threading.Semaphore(0)  # each capture waits for a permit when gated
-        self.gated = False
-        self.skip_next = 0
-
-    def _open_backend(self):
-        if self.fail_open:
-            self.fail_open -= 1
-            raise CameraError(self.name, "open failed")
-        self.opens += 1
-
-    def _close_backend(self):
-        pass
-
-    def capture(self, timeout_s=1.0):
-        if self.gated and not self.gate.acquire(timeout=timeout_s):
-            raise CameraTimeout(self.name, f"no frame in {timeout_s} s")
-        if self.fail_next:
-            self.fail_next -= 1
-            raise CameraError(self.name, "sensor exploded")
-        if self.paced:
-            time.sleep(1 / self.fps)
-        self.seq += 1 + self.skip_next
-        self.skip_next = 0
-        self.t += int(1e9 / self.fps)
-        img = np.full((self.size[1], self.size[0], 3), self.seq % 256, np.uint8)
-        return Frame(self.name, self.seq, self.t, image=img)
-
-
-class Sink:
-    def __init__(self):
-        self.frames: list[EncodedFrame] = []
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-
-    def __call__(self, f: EncodedFrame) -> bool:
-        with self.cond:
-            self.frames.append(f)
-            self.cond.notify_all()
-        return True
-
-    def wait_for(self, pred, timeout=20.0):
-        with self.cond:
-            assert self.cond.wait_for(lambda: pred(self.frames), timeout), f"timed out; have {len(self.frames)}"
-
-
-@pytest.fixture
-def pool():
-    with EncoderPool(2) as p:
-        yield p
-
-
-def cfg(name="cam", **kw):
-    base = {"fps": (("ARMED", 10.0), ("DESCENT", 30.0), ("SEPARATION", 60.0), ("TOUCHDOWN", 30.0)),
-            "pretrigger_s": 0.5, "backend": "sim", "size": (64, 48)}
-    base.update(kw)
-    return CameraConfig(name=name, **base)
+from camctl.exc import CameraError
 
 
 def test_ring_keeps_seconds_and_bytes():

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from test_capture import ScriptedCamera, Sink, cfg
+from scripted import ScriptedCamera, Sink, cfg
 from waiting import wait_for
 
 from camctl.board.capture import CameraRunner

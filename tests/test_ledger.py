@@ -8,18 +8,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from test_capture import ScriptedCamera, Sink, cfg
+from scripted import ScriptedCamera, Sink, cfg
 from waiting import wait_for
 
 from camctl.board.capture import CameraRunner
-from camctl.board.encode import EncoderPool
 from camctl.common.ledger import Ledger, balance, describe, read_ledger, store_reason
-
-
-@pytest.fixture
-def pool():
-    with EncoderPool(2) as p:
-        yield p
 
 
 def test_intervals_sum_to_totals_and_store_drops_fold_in():
