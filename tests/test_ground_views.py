@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from flights import BOARDS, FLIGHT, Built
 from netfixtures import FakeBoard
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -132,19 +133,15 @@ def test_log_json_of_a_real_board(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "camctl", "--log-json", "run", "--config", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        deadline = time.monotonic() + 30
-        while not (store / "daemon.json").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "board.log").read_text()
-            time.sleep(0.05)
-        time.sleep(0.1)
+        wait_for(lambda: (store / "daemon.json").exists() or proc.poll() is not None,
+                 "the board's daemon.json")
+        assert proc.poll() is None, (tmp_path / "board.log").read_text()
         with Client(json.loads((store / "daemon.json").read_text())["router"], timeout_s=10) as c:
             c.command("arm")
             c.command("event", name="release")
             time.sleep(0.3)
             c.command("event", name="touchdown")
-            while not c.status()["serving"]:
-                assert time.monotonic() < deadline + 30, "the board did not finish its flight"
-                time.sleep(0.05)
+            wait_for(lambda: c.status()["serving"], "the board to finish its flight")
     finally:
         proc.terminate()
         proc.wait(30)
