@@ -8,6 +8,7 @@ import time
 import pytest
 import simplejpeg
 from scripted import ScriptedCamera, Sink, cfg
+from waiting import wait_for
 
 from camctl.board.capture import CameraRunner, PreTriggerRing
 from camctl.board.config import CameraConfig
@@ -44,9 +45,7 @@ def test_pretrigger_seam_has_no_gap_and_no_duplicate(pool):
     r.start()
     try:
         r.set_phase("ARMED")
-        deadline = time.monotonic() + 20
-        while r.stats.frames_captured < 40 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 40, "40 frames captured")
         assert sink.frames == []  # ARMED frames stay in RAM
         r.set_phase("DESCENT")
         sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 20)
@@ -146,9 +145,7 @@ def test_stall_times_out_and_recovers(pool):
     try:
         r.set_phase("ARMED")
         r.set_phase("DESCENT")
-        deadline = time.monotonic() + 20
-        while r.stats.faults == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.faults, "a fault")
         assert r.stats.faults >= 1  # CameraTimeout after capture's own timeout
         cam.gated = False
         sink.wait_for(lambda fs: len(fs) >= 3)
@@ -195,9 +192,8 @@ def test_encoder_behind_drops_instead_of_blocking():
     try:
         r.set_phase("ARMED")
         r.set_phase("DESCENT")
-        deadline = time.monotonic() + 20
-        while r.stats.dropped.get("encoder_behind", 0) < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.dropped.get("encoder_behind", 0) >= 10,
+                 "10 frames dropped behind the encoder")
         assert r.stats.dropped["encoder_behind"] >= 10
     finally:
         pool.release.set()
@@ -298,9 +294,7 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
     r = CameraRunner(cam, CameraConfig(name="stuck", backend="sim", fps=(("DESCENT", 10.0),)), pool, Sink())
     r.start()
     r.set_phase("DESCENT")
-    deadline = time.monotonic() + 20
-    while r.activity != "capturing" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: r.activity == "capturing", "the runner to capture")
     now = time.monotonic_ns()
     assert r.overdue_s(now) == 0.0  # within its budget: a capture may take its timeout plus the margin
     later = now + int((1.0 + PROGRESS_MARGIN_S + 1.0) * 1e9)
@@ -413,9 +407,7 @@ def test_a_still_lost_to_a_camera_fault_is_counted(pool):
         r.set_phase("TOUCHDOWN")
         sink.wait_for(lambda fs: len(fs) >= 1)
         r.request_still("touchdown")
-        deadline = time.monotonic() + 20
-        while r.stats.faults < 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for(lambda: r.stats.faults >= 1, "a fault")
         n = len(sink.frames)
         sink.wait_for(lambda fs: len(fs) >= n + 3)  # restarted and recording
     finally:
