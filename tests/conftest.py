@@ -1,9 +1,66 @@
-# --- the strict picamera2 double (camera backend tests; section owned by the cameras work) ---------
+"""Shared fixtures of the test suite; shared helpers live in modules beside it.
+
+pytest puts this directory on ``sys.path`` (a rootdir conftest, no ``__init__.py``), so tests
+import helpers by module name:
+  waiting        the one ``wait_for``
+  flights        a two-board download built without network (the ``built`` fixture)
+  boards         configs for in-process boards (``Daemon``)
+  scripted       a scripted camera backend and a frame sink (capture threads)
+  store_helpers  frames, a real tmpfs, Foxglove's JS readers
+  netfixtures    fake boards, stores on disk, a link that cuts
+  forgetfs       the filesystem that forgets what was not fsync'd (power cuts)
+
+The picamera2 double comes from one fixture, ``picamera2_rig``, at the end.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
+from flights import Built, build_download
+
+from camctl.board.encode import EncoderPool
+
+if TYPE_CHECKING:
+    from camctl.testing.picamera2_double import FakeRig
+
+JS = Path(__file__).resolve().parent / "js"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """A two-board download (fetch layout) built without network, one per test module: modules
+    write into it (an export under ``built.root``), so they do not share it."""
+    return build_download(tmp_path_factory.mktemp("dl"))
 
 
 @pytest.fixture
-def picamera2_rig(request: pytest.FixtureRequest) -> "FakeRig":  # noqa: F821 (imported when used)
+def pool() -> Iterator[EncoderPool]:
+    """A two-thread JPEG encoder pool, closed after the test."""
+    with EncoderPool(2) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def mcap_core() -> Path:
+    """The node script that reads segments with Foxglove's @mcap/core (installs it if missing)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node/npm are not installed (.ci/run installs them): "
+                    "cannot run Foxglove's @mcap/core")
+    if not (JS / "node_modules" / "@mcap" / "core").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=JS, check=True,
+                       timeout=300)
+    return JS / "mcap_times.mjs"
+
+
+# --- the strict picamera2 double (camera backend tests; section owned by the cameras work) ---------
+
+@pytest.fixture
+def picamera2_rig(request: pytest.FixtureRequest) -> FakeRig:
     """The strict picamera2 double: a :class:`~camctl.testing.picamera2_double.FakeRig` (one IMX708 on a
     board without the hardware JPEG encoder), its simulated module ``picamera2_rig.module`` to pass as
     ``picamera2=``. Another board: parametrize indirectly with FakeRig's keyword arguments, e.g.

@@ -5,85 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 import simplejpeg
+from scripted import ScriptedCamera, Sink, cfg
+from waiting import wait_for
 
-from camctl.board.cameras.base import Camera
 from camctl.board.capture import CameraRunner, PreTriggerRing
 from camctl.board.config import CameraConfig
 from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame, Frame, FrameValue
-from camctl.exc import CameraError, CameraTimeout
-
-
-class ScriptedCamera(Camera):
-    """A test backend: frames as fast as asked (timestamps advance by 1/fps), faults on demand."""
-
-    def __init__(self, name="cam", fps=30.0, size=(64, 48), paced=False):
-        super().__init__(name, size=size, fps=fps)
-        self.paced = paced
-        self.seq = 0
-        self.t = 0
-        self.fail_next = 0
-        self.fail_open = 0
-        self.opens = 0
-        self.gate = threading.Semaphore(0)  # each capture waits for a permit when gated
-        self.gated = False
-        self.skip_next = 0
-
-    def _open_backend(self):
-        if self.fail_open:
-            self.fail_open -= 1
-            raise CameraError(self.name, "open failed")
-        self.opens += 1
-
-    def _close_backend(self):
-        pass
-
-    def capture(self, timeout_s=1.0):
-        if self.gated and not self.gate.acquire(timeout=timeout_s):
-            raise CameraTimeout(self.name, f"no frame in {timeout_s} s")
-        if self.fail_next:
-            self.fail_next -= 1
-            raise CameraError(self.name, "sensor exploded")
-        if self.paced:
-            time.sleep(1 / self.fps)
-        self.seq += 1 + self.skip_next
-        self.skip_next = 0
-        self.t += int(1e9 / self.fps)
-        img = np.full((self.size[1], self.size[0], 3), self.seq % 256, np.uint8)
-        return Frame(self.name, self.seq, self.t, image=img)
-
-
-class Sink:
-    def __init__(self):
-        self.frames: list[EncodedFrame] = []
-        self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-
-    def __call__(self, f: EncodedFrame) -> bool:
-        with self.cond:
-            self.frames.append(f)
-            self.cond.notify_all()
-        return True
-
-    def wait_for(self, pred, timeout=20.0):
-        with self.cond:
-            assert self.cond.wait_for(lambda: pred(self.frames), timeout), f"timed out; have {len(self.frames)}"
-
-
-@pytest.fixture
-def pool():
-    with EncoderPool(2) as p:
-        yield p
-
-
-def cfg(name="cam", **kw):
-    base = {"fps": (("ARMED", 10.0), ("DESCENT", 30.0), ("SEPARATION", 60.0), ("TOUCHDOWN", 30.0)),
-            "pretrigger_s": 0.5, "backend": "sim", "size": (64, 48)}
-    base.update(kw)
-    return CameraConfig(name=name, **base)
+from camctl.exc import CameraError
 
 
 def test_ring_keeps_seconds_and_bytes():
@@ -114,9 +45,7 @@ def test_pretrigger_seam_has_no_gap_and_no_duplicate(pool):
     r.start()
     try:
         r.set_phase("ARMED")
-        deadline = time.monotonic() + 20
-        while r.stats.frames_captured < 40 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 40, "40 frames captured")
         assert sink.frames == []  # ARMED frames stay in RAM
         r.set_phase("DESCENT")
         sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 20)
@@ -216,9 +145,7 @@ def test_stall_times_out_and_recovers(pool):
     try:
         r.set_phase("ARMED")
         r.set_phase("DESCENT")
-        deadline = time.monotonic() + 20
-        while r.stats.faults == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.faults, "a fault")
         assert r.stats.faults >= 1  # CameraTimeout after capture's own timeout
         cam.gated = False
         sink.wait_for(lambda fs: len(fs) >= 3)
@@ -265,9 +192,8 @@ def test_encoder_behind_drops_instead_of_blocking():
     try:
         r.set_phase("ARMED")
         r.set_phase("DESCENT")
-        deadline = time.monotonic() + 20
-        while r.stats.dropped.get("encoder_behind", 0) < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.dropped.get("encoder_behind", 0) >= 10,
+                 "10 frames dropped behind the encoder")
         assert r.stats.dropped["encoder_behind"] >= 10
     finally:
         pool.release.set()
@@ -353,7 +279,7 @@ def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
     assert sink.frames[3].value == FrameValue.PRETRIGGER
 
 
-# --- progress, as the daemon's watchdog sees it (issue 13) ------------------------------------------------
+# --- progress, as the daemon's watchdog sees it ---------------------------------------------------
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread killed on purpose
 def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool) -> None:
     from camctl.board.capture import PROGRESS_MARGIN_S
@@ -368,9 +294,7 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
     r = CameraRunner(cam, CameraConfig(name="stuck", backend="sim", fps=(("DESCENT", 10.0),)), pool, Sink())
     r.start()
     r.set_phase("DESCENT")
-    deadline = time.monotonic() + 20
-    while r.activity != "capturing" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: r.activity == "capturing", "the runner to capture")
     now = time.monotonic_ns()
     assert r.overdue_s(now) == 0.0  # within its budget: a capture may take its timeout plus the margin
     later = now + int((1.0 + PROGRESS_MARGIN_S + 1.0) * 1e9)
@@ -483,9 +407,7 @@ def test_a_still_lost_to_a_camera_fault_is_counted(pool):
         r.set_phase("TOUCHDOWN")
         sink.wait_for(lambda fs: len(fs) >= 1)
         r.request_still("touchdown")
-        deadline = time.monotonic() + 20
-        while r.stats.faults < 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for(lambda: r.stats.faults >= 1, "a fault")
         n = len(sink.frames)
         sink.wait_for(lambda fs: len(fs) >= n + 3)  # restarted and recording
     finally:

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_store_helpers import frame
+from store_helpers import frame
 
 from camctl.board.config import StoreConfig
 from camctl.cli import EXIT_CODES, build_parser, exit_code_for, main

@@ -87,7 +87,7 @@ def test_custom_descent_phases():
         ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [1280, 720]}]},
          "cameras[0].lores_size: must be from 16x16 up to the main size 640x480"),
         ({"extra": 1}, "extra: unknown key"),
-        # issue 16: what used to change a flight silently
+        # mistakes that used to change a flight silently
         ({"cameras": [{"name": "a", "role": "dwn"}]}, "cameras[0].role: unknown role 'dwn' (roles with a schedule"),
         ({"cameras": [{"name": "a", "role": "belly", "fps": {"ARMED": 2, "DESCENT": 30}}]},
          "cameras[0].role: unknown role 'belly' (roles with a schedule: down, side, up); a role of your own needs "
@@ -180,7 +180,7 @@ def test_what_is_still_allowed_around_the_new_checks():
     assert cfg.cameras[1].fps_for("SEPARATION") == 40.0 and cfg.cameras[0].pretrigger_mb == 0
 
 
-# --- [cameras.controls] (issue 12) --------------------------------------------------------------------
+# --- [cameras.controls]: focus, exposure, gain, sensor mode ---------------------------------------
 def _controls(**controls):
     return parse_config({"board": "b", "cameras": [{"name": "c", "controls": controls}]}).cameras[0].controls
 

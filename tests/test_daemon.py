@@ -15,56 +15,23 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+from boards import CAMERAS, make_config
+from waiting import wait_for
 
-from camctl.board.config import Config, parse_config
+from camctl.board.config import Config
 from camctl.board.daemon import Daemon, read_daemon_info
 from camctl.board.sdnotify import Notifier
 from camctl.demo import start_board, write_board_config
 from camctl.exc import CommandRefused
 from camctl.store import iter_events, iter_frames, list_flights, verify
 
-CAMERAS = ("down", "up")
 STATUS_KEYS = {"board", "phase", "flight", "disk_free_mb", "serving", "cameras"}
 CAMERA_KEYS = {"state", "fps", "frames_captured", "frames_stored", "durable_frames", "dropped", "faults"}
-
-
-def make_config(tmp: Path, *, faults: list[dict] | None = None, descent_timeout_s: float = 60.0,
-                post_touchdown_s: float = 0.2) -> Config:
-    cams = []
-    for i, name in enumerate(CAMERAS):
-        cam: dict[str, Any] = {"name": name, "role": name, "backend": "sim", "size": [160, 120], "seed": 7 + i,
-                               "pretrigger_s": 2.0,
-                               "fps": {"ARMED": 10, "DESCENT": 20, "SEPARATION": 20, "TOUCHDOWN": 10}}
-        if faults and name == "down":
-            cam["faults"] = faults
-        cams.append(cam)
-    return parse_config({
-        "board": "rig-t",
-        "store": {"dir": str(tmp / "store"), "segment_mb": 4, "reserve_mb": 1},
-        "gpio": {"backend": "mock", "bounce_ms": 5,
-                 "events": {"arm": 17, "release": 27, "separation": 22, "touchdown": 23}},
-        "phases": {"post_touchdown_s": post_touchdown_s, "descent_timeout_s": descent_timeout_s},
-        "encode": {"threads": 1},
-        "cameras": cams,
-        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"},
-    })
-
-
-def wait_for(cond: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Board:

@@ -15,6 +15,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from waiting import wait_for
+
 from camctl.demo import start_board, write_board_config
 from camctl.ground import Client, fetch
 
@@ -80,10 +82,8 @@ def test_a_board_flight_with_previews_needs_no_ground_library(tmp_path: Path) ->
             c.command("event", name="release")
             time.sleep(0.5)
             c.command("event", name="touchdown")
-            deadline = time.monotonic() + 30
-            while not (c.status()["phase"] == "LANDED" and c.status()["serving"]):
-                assert time.monotonic() < deadline, "the board did not land"
-                time.sleep(0.05)
+            wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
+                     "the board to land")
         res = fetch([board.router], tmp_path / "ground", give_up_after_s=20, thumbs_only=True, progress=False)
         assert res.ok and sum(b.thumbs for b in res.boards) > 0, res.summary()  # previews made on the board
     finally:

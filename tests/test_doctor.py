@@ -256,7 +256,7 @@ def test_main_exit_codes(config, capsys: pytest.CaptureFixture[str]) -> None:
     assert "FAIL  picamera2" in out and "fix: sudo apt install python3-picamera2" in out
 
 
-# --- event lines, power, the store's mount (issue 13) -------------------------------------------------------
+# --- event lines, power, the store's mount --------------------------------------------------------
 def _lines_config(tmp_path: Path, *, gpio: str = "mock", extra_store: str = "") -> Path:
     store = tmp_path / "store"
     store.mkdir(exist_ok=True)
@@ -347,7 +347,7 @@ def test_store_mount_must_contain_store_dir(tmp_path: Path) -> None:
         Path("/mnt/ssd")
 
 
-# --- the camera probe (issue 12): each configured camera opened on the strict double ----------------------
+# --- the camera probe: each configured camera opened on the strict double -------------------------
 def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -> Path:
     path = tmp_path / "cams.toml"
     store = tmp_path / "store"

@@ -7,7 +7,8 @@ import threading
 
 import numpy as np
 import pytest
-from test_capture import ScriptedCamera, Sink, cfg
+from scripted import ScriptedCamera, Sink, cfg
+from waiting import wait_for
 
 from camctl.board.capture import CameraRunner
 from camctl.board.encode import EncoderPool
@@ -78,10 +79,11 @@ def test_across_cameras_the_touchdown_camera_keeps_its_frames(blocked):
         rt.set_phase("TOUCHDOWN")
         for _ in range(3):
             armed_cam.gate.release()
-        wait(lambda: pool.waiting == 3, "three ARMED frames waiting")
+        wait_for(lambda: pool.waiting == 3, "three ARMED frames waiting")
         for _ in range(3):
             td_cam.gate.release()
-        wait(lambda: ra.stats.dropped.get("encoder_behind", 0) == 3, "the ARMED frames pushed out")
+        wait_for(lambda: ra.stats.dropped.get("encoder_behind", 0) == 3,
+                 "the ARMED frames pushed out")
         assert rt.stats.dropped == {}
         gate.set()
         st.wait_for(lambda fs: len(fs) == 3)
@@ -95,16 +97,6 @@ def test_across_cameras_the_touchdown_camera_keeps_its_frames(blocked):
     books = ra.ledger.totals()["armed"]
     assert books["dropped"].get("encoder_behind", 0) >= 3
     assert balance(books, len(sa.frames), pending=0)["balanced"], books
-
-
-def wait(cond, what: str, timeout_s: float = 20.0) -> None:
-    ev = threading.Event()
-    deadline = 0.0
-    while not cond():
-        deadline += 0.005
-        if deadline > timeout_s:
-            raise AssertionError(f"timed out waiting for {what}")
-        ev.wait(0.005)
 
 
 def test_encoder_threads_run_below_the_callers_priority() -> None:

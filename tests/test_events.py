@@ -235,7 +235,7 @@ def test_close_twice_and_unknown_line():
     assert lines.closed
 
 
-# --- timers and line filter facts a mutant could break (issue 16) -----------------------------------------
+# --- timers that end a phase, pulses the line filter must keep or drop ----------------------------
 def test_touchdown_timeout_lands_before_post_touchdown():
     clock = FakeClock()
     m = machine("TOUCHDOWN", clock, post_touchdown_s=3.0, timeouts_s=(("TOUCHDOWN", 1.0),))
@@ -305,7 +305,7 @@ def test_a_glitch_then_a_held_press_fires_once_stamped_at_the_press():
         lines.close()
 
 
-# --- what mutation testing asked for (README: "Mutation testing") -----------------------------------------
+# --- records tell the whole story; bounce windows, exact timers, pin factories --------------------
 class Wall:
     def __init__(self) -> None:
         self.t = 1_700_000_000_000_000_000
@@ -583,7 +583,7 @@ def test_gpio_watch_makes_its_own_factory_from_the_config(monkeypatch):
     assert made == [cfg] and CountingFactory.closes == 1
 
 
-# --- resume (issue 13) --------------------------------------------------------------------------------------
+# --- resume: a persisted phase re-entered with its timers -----------------------------------------
 def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entry() -> None:
     from camctl.exc import ResumeError
 

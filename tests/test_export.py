@@ -12,8 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from flights import BOARDS, FLIGHT, Built
 from PIL import Image
-from test_export_data import BOARDS, FLIGHT, Built, build_download
 
 from camctl.cli import main
 from camctl.common.frames import EncodedFrame
@@ -25,11 +25,6 @@ from camctl.ground.export.timeline import BIN_S, Lane, draw_timeline, rate_bins
 from camctl.ground.flights import find_flights
 
 SET = FLIGHT  # a set is named after its earliest flight id
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_download(tmp_path_factory.mktemp("dl"))
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 from netfixtures import CutProxy, FakeBoard, free_port, make_store
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -145,10 +146,10 @@ def test_kill_fetch_process_and_rerun(tmp_path: Path) -> None:
                                                        os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:
-        deadline = time.monotonic() + 60
-        while not any(f.stat().st_size > 0 for f in out.rglob("*.part")):  # poll a condition
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: proc.poll() is not None or any(f.stat().st_size > 0
+                                                         for f in out.rglob("*.part")),
+                 "the fetch process to write into a .part")
+        assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         parts = {f: f.stat().st_size for f in out.rglob("*.part")}

@@ -8,12 +8,12 @@ import hashlib
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import zmq
 from netfixtures import FakeBoard, free_port, make_store
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -83,6 +83,19 @@ class HostileBoard:
         self._stop.set()
         self._thread.join()
         self.sock.close()
+
+
+class HelloCounting(Publisher):
+    """A Publisher that counts the HELLOs it answers (a waiting fetch asks again and again)."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.hellos = 0
+
+    def _handle(self, req: p.Message, ident: zmq.Frame) -> p.Message:
+        if isinstance(req, p.Hello):
+            self.hellos += 1
+        return super()._handle(req, ident)
 
 
 def _files(root: Path) -> set[Path]:
@@ -165,14 +178,15 @@ def test_fetch_waits_for_serving_and_names_the_phase(tmp_path: Path) -> None:
     make_store(tmp_path / "s", cameras=("down",), segments=1, frames=2)
     board = FakeBoard("rig-t", tmp_path / "s", serving=False)
     board.phase = "TOUCHDOWN"
-    with Publisher(board, CFG) as pub:
+    with HelloCounting(board, CFG) as pub:
         never = fetch([pub.router_endpoint], tmp_path / "o1", progress=False, give_up_after_s=1)
         assert not never.ok and "NOT_SERVING" in never.summary() and "phase TOUCHDOWN" in never.summary()
         result: list = []
+        asked = pub.hellos
         t = threading.Thread(target=lambda: result.append(
             fetch([pub.router_endpoint], tmp_path / "o2", progress=False, give_up_after_s=30)))
         t.start()
-        time.sleep(0.5)
+        wait_for(lambda: pub.hellos > asked, "the fetch to be told the board is not serving")
         board.phase, board.is_serving = "LANDED", True  # the store finished: the board serves
         t.join(60)
     assert result and result[0].ok, result[0].summary()
@@ -189,8 +203,8 @@ def test_dead_board_holds_no_live_board_back(tmp_path: Path) -> None:
             done.set()
         threading.Thread(target=run, daemon=True).start()
         segs = [tmp_path / "out" / "rig-live" / "f1" / "down" / f"00000{i}.mcap" for i in range(2)]
-        while not done.is_set() and not all(s.exists() for s in segs):
-            time.sleep(0.05)
+        wait_for(lambda: done.is_set() or all(s.exists() for s in segs),
+                 "the live board's segments (or the fetch's end)")
         assert not done.is_set(), "the live board's segments came only when the dead board gave up"
         assert done.wait(60)
     report = result[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from waiting import wait_for
 
 from camctl.cli import main
 from camctl.demo import start_board, write_board_config
@@ -35,10 +36,8 @@ def _fly(tmp: Path) -> tuple[list, float]:
         time.sleep(pause)
     for b in boards:
         with Client(b.router, timeout_s=10) as c:
-            deadline = time.monotonic() + 30
-            while (s := c.status())["phase"] != "LANDED" or not s["serving"]:
-                assert time.monotonic() < deadline, f"{b.name} did not land"
-                time.sleep(0.05)
+            wait_for(lambda c=c: (s := c.status())["phase"] == "LANDED" and s["serving"],
+                     f"{b.name} to land")
     return boards, touchdown
 
 

@@ -2,8 +2,9 @@
 FETCHes it never reads, messages of 400 frames of 1 MiB, or THUMBS jobs of every size, keeps the board's RSS
 within +50 MB and its capture rate (board clock, same run) at >= 0.8 of the quiet rate.
 
-The board is the one of ``test_serving_load`` (2 sim cameras, 15 fps in every phase, an earlier flight of
-big JPEGs in its store). RSS is the board process's VmRSS, sampled while each flood runs.
+The board is the one of ``test_serving_load`` (tests/serving_board.py: 2 sim cameras, 15 fps in
+every phase, an earlier flight of big JPEGs in its store). RSS is the board process's VmRSS,
+sampled while each flood runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 import zmq
-from test_serving_load import board_config, rates, write_old_flight
+from serving_board import board_config, rates, write_old_flight
 
 from camctl.common import protocol as p
 from camctl.demo import start_board

@@ -8,15 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_export_data import BOARDS, FLIGHT, Built, build_download
-from test_mcap_times import _read_with_mcap_core, mcap_core  # noqa: F401  (the fixture)
+from flights import BOARDS, FLIGHT, Built
+from store_helpers import read_with_mcap_core
 
 from camctl.cli import main
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_download(tmp_path_factory.mktemp("dl"))
 
 
 def _topics(value: object) -> list[str]:
@@ -34,14 +29,14 @@ def _leaves(tree: object) -> list[str]:
     return _leaves(tree["first"]) + _leaves(tree["second"]) if isinstance(tree, dict) else [tree]  # type: ignore[index]
 
 
-def test_export_foxglove(built: Built, tmp_path: Path, mcap_core: Path,  # noqa: F811
+def test_export_foxglove(built: Built, tmp_path: Path, mcap_core: Path,
                          capsys: pytest.CaptureFixture) -> None:
     assert main(["export", str(built.root), "--foxglove", "--out", str(tmp_path), "--quiet"]) == 0
     assert "foxglove:" in capsys.readouterr().out
     fdir = tmp_path / FLIGHT / "foxglove"
     mcap, layout_path = fdir / f"{FLIGHT}.mcap", fdir / f"{FLIGHT}.layout.json"
     assert not (tmp_path / FLIGHT / "mp4").exists()  # only the kind asked for
-    seen = _read_with_mcap_core(mcap_core, [mcap])[str(mcap)]
+    seen = read_with_mcap_core(mcap_core, [mcap])[str(mcap)]
     counts = Counter(topic for topic, *_ in seen["messages"])
     for (board, cam), frames in built.frames.items():
         video = sum(not f.still for f in frames)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
+from waiting import wait_for
 
 from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
 from camctl.board.events import PhaseMachine
@@ -142,9 +143,7 @@ def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
     t = threading.Thread(target=watch, args=(cfg,), kwargs={"out": lines.append, "stop": stop,
                                                            "pin_factory": factory}, daemon=True)
     t.start()
-    deadline = time.monotonic() + 20
-    while len(lines) < len(LINES) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(lines) >= len(LINES), "a line per event at start")
     try:
         assert all(line.endswith("(at start)") for line in lines), lines
         pin = factory.pin(27)  # release: pulled up, active low
@@ -237,9 +236,7 @@ def test_gpio_watch_lines_are_exact_and_untrusted_ticks_say_callback_time() -> N
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    deadline = time.monotonic() + 20
-    while len(out) < len(LINES) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(out) >= len(LINES), "a line per event at start")
     try:
         pin = factory.pin(27)  # release: pulled up, active low
         edge = time.monotonic() - 3.0

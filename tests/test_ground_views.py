@@ -1,5 +1,6 @@
-"""Ground views of issue 17: flights found beneath any folder (ls, verify, export), ``ls --connect`` with cameras
-only and times from release, ``status --watch --json`` one line per update, ``--log-json`` fields."""
+"""Ground views: flights found beneath any folder (ls, verify, export), ``ls --connect`` with
+cameras only and times from release, ``status --watch --json`` one line per update, ``--log-json``
+fields."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from flights import BOARDS, FLIGHT, Built
 from netfixtures import FakeBoard
-from test_export_data import BOARDS, FLIGHT, Built, build_download
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -27,11 +29,6 @@ from camctl.ground.views import status_many
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_download(tmp_path_factory.mktemp("dl"))
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +134,15 @@ def test_log_json_of_a_real_board(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "camctl", "--log-json", "run", "--config", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        deadline = time.monotonic() + 30
-        while not (store / "daemon.json").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "board.log").read_text()
-            time.sleep(0.05)
-        time.sleep(0.1)
+        wait_for(lambda: (store / "daemon.json").exists() or proc.poll() is not None,
+                 "the board's daemon.json")
+        assert proc.poll() is None, (tmp_path / "board.log").read_text()
         with Client(json.loads((store / "daemon.json").read_text())["router"], timeout_s=10) as c:
             c.command("arm")
             c.command("event", name="release")
             time.sleep(0.3)
             c.command("event", name="touchdown")
-            while not c.status()["serving"]:
-                assert time.monotonic() < deadline + 30, "the board did not finish its flight"
-                time.sleep(0.05)
+            wait_for(lambda: c.status()["serving"], "the board to finish its flight")
     finally:
         proc.terminate()
         proc.wait(30)

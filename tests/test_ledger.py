@@ -6,20 +6,13 @@ Daemon-level books (status, ls, a ground download, under load and faults) are in
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from test_capture import ScriptedCamera, Sink, cfg
+from scripted import ScriptedCamera, Sink, cfg
+from waiting import wait_for
 
 from camctl.board.capture import CameraRunner
-from camctl.board.encode import EncoderPool
 from camctl.common.ledger import Ledger, balance, describe, read_ledger, store_reason
-
-
-@pytest.fixture
-def pool():
-    with EncoderPool(2) as p:
-        yield p
 
 
 def test_intervals_sum_to_totals_and_store_drops_fold_in():
@@ -48,14 +41,6 @@ def test_intervals_sum_to_totals_and_store_drops_fold_in():
     assert off["balanced"] is False and "NOT BALANCED" in describe("down", off)
     assert balance(None, 3)["balanced"] is None
     assert (store_reason("disk_full"), store_reason("queue_full")) == ("store_full", "store_queue_full")
-
-
-def _run_until(r: CameraRunner, cond, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 class StillCamera(ScriptedCamera):
@@ -110,16 +95,16 @@ def test_pending_stills_are_dropped_and_counted_at_the_end(pool, end):
         r.set_phase("ARMED")
         r.set_phase("TOUCHDOWN")
         r.request_still("touchdown")
-        _run_until(r, lambda: r.stats.faults >= 1, "the open to fail")
+        wait_for(lambda: r.stats.faults >= 1, "the open to fail")
         r.set_phase("ARMED" if end == "SAFE" else end)
         if end == "SAFE":
             r.set_phase("SAFE")
         assert r.wait_idle(10)
-        _run_until(r, lambda: r.stats.stills_missed == 1, "the pending still to be counted")
+        wait_for(lambda: r.stats.stills_missed == 1, "the pending still to be counted")
         cam.fail_open = 0
         r.set_ledger(led := Ledger())
         r.set_phase("ARMED")
-        _run_until(r, lambda: r.stats.frames_captured >= 3, "frames of the next flight")
+        wait_for(lambda: r.stats.frames_captured >= 3, "frames of the next flight")
         r.set_phase("SAFE")
         assert r.wait_idle(10)
     finally:
@@ -135,7 +120,7 @@ def test_a_phase_change_cuts_a_fault_backoff_short(pool):
     r.start()
     try:
         r.set_phase("ARMED")
-        _run_until(r, lambda: r.stats.faults == 1, "the first open to fail")
+        wait_for(lambda: r.stats.faults == 1, "the first open to fail")
         r.set_phase("DESCENT")
         sink.wait_for(lambda fs: len(fs) >= 1, timeout=30)
     finally:

@@ -10,11 +10,11 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 from camctl.board.config import parse_config
 from camctl.board.daemon import Daemon
@@ -43,15 +43,6 @@ def config(tmp: Path, **store: Any):
         "cameras": cams,
         "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*", "serve_during_flight": False},
     })
-
-
-def wait_for(cond, what: str, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while not (got := cond()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return got
 
 
 def fly(d: Daemon) -> dict:

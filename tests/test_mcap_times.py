@@ -8,39 +8,20 @@ and checked against camctl's reader, which must keep giving the sensor time to e
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import subprocess
 import time
 import types
 from pathlib import Path
 
 import pytest
-from test_store_helpers import frame
+from store_helpers import frame, read_with_mcap_core
 
 import camctl.store.sources as store_sources  # where a record's wall offset is taken
 from camctl.board.config import StoreConfig
 from camctl.ground.flights import TimeBase, load_events
 from camctl.store import FlightStore, iter_events, iter_frames
 
-JS = Path(__file__).resolve().parent / "js"
 YEAR_2020_NS = 1_577_836_800 * 10**9
 BOOT_SKEW_NS = 1_000 * 10**9  # board b's monotonic clock started 1000 s before board a's
-
-
-@pytest.fixture(scope="module")
-def mcap_core() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm are not installed (.ci/run installs them): cannot run Foxglove's @mcap/core")
-    if not (JS / "node_modules" / "@mcap" / "core").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=JS, check=True, timeout=300)
-    return JS / "mcap_times.mjs"
-
-
-def _read_with_mcap_core(script: Path, files: list[Path]) -> dict[str, dict]:
-    proc = subprocess.run(["node", str(script), *map(str, files)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 def _skewed_time(skew_ns: int) -> types.SimpleNamespace:
@@ -83,7 +64,7 @@ def test_foxglove_reads_wall_clock_log_time_and_sensor_publish_time(tmp_path: Pa
     t_after = time.time_ns()
     segs = {b: sorted((f / "down").glob("*.mcap")) + sorted((f / "events").glob("*.mcap"))
             for b, f in flights.items()}
-    seen = _read_with_mcap_core(mcap_core, [p for ps in segs.values() for p in ps])
+    seen = read_with_mcap_core(mcap_core, [p for ps in segs.values() for p in ps])
     images: dict[str, list[tuple[int, int]]] = {}
     for b, paths in segs.items():
         for p in paths:

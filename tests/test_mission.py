@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from netfixtures import FakeBoard
+from waiting import wait_for
 
 from camctl.ground.mission.checks import Limits, evaluate, recording_minutes, stage
 from camctl.ground.mission.server import MissionServer, is_loopback
@@ -352,13 +353,6 @@ def curve_boards(tmp_path: Path):
             pub.close()
 
 
-def _wait(cond, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout  # a liveness bound, not a speed claim
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _hello(srv: MissionServer) -> dict:
     """The first message the page gets over its WebSocket (it draws arm/disarm only when operator is true)."""
     import asyncio
@@ -386,14 +380,14 @@ def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_
     srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client.key_secret")
     try:
         views = lambda: srv.mission.watcher.snapshot()  # noqa: E731
-        _wait(lambda: all(v["reachable"] for v in views()), "both boards reachable over CURVE")
+        wait_for(lambda: all(v["reachable"] for v in views()), "both boards reachable over CURVE")
         assert {v["name"] for v in views()} == {"rig-a", "rig-b"}
 
         def pub_seen() -> bool:  # the SUB is a CURVE client of each board's PUB, each with its own server key
             for board, pub in zip(boards, pubs, strict=True):
                 pub.publish("status", board.status())
             return all(v["via"] == "pub:status" for v in views())
-        _wait(pub_seen, "a status over each board's CURVE PUB")
+        wait_for(pub_seen, "a status over each board's CURVE PUB")
         assert _hello(srv)["operator"] is True
         status, body = _post(srv, {"url": urls[0], "name": "arm"})
         assert (status, body["ok"]) == (200, True), body
@@ -410,7 +404,8 @@ def test_with_a_reader_key_no_buttons_and_a_forged_post_is_refused_by_the_page(t
     boards, _pubs, urls, _k, reader = curve_boards
     srv = _serve_curve(tmp_path, urls, reader)
     try:
-        _wait(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()), "both boards reachable")
+        wait_for(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()),
+                 "both boards reachable")
         assert _hello(srv)["operator"] is False  # the page draws no arm/disarm buttons
         status, body = _post(srv, {"url": urls[0], "name": "arm"})
         assert status == 403 and "operator actions are off" in body["error"]
@@ -424,7 +419,8 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
     boards, _pubs, urls, k, reader = curve_boards
     srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground-2" / "client.key_secret")
     try:
-        _wait(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()), "both boards reachable")
+        wait_for(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()),
+                 "both boards reachable")
         status, body = _post(srv, {"url": urls[1], "name": "arm"})
         assert status == 502 and body["code"] == "FORBIDDEN" and "operator key" in body["error"], body
         assert boards[1].commands == [] and boards[1].phase == "SAFE"

@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 from forgetfs import Mounted, fuse_unavailable, mounted
 from mcap.reader import make_reader
-from test_store_helpers import frame, indexed_read, jpeg, js_reader_missing
+from store_helpers import frame, indexed_read, jpeg, js_reader_missing
+from waiting import wait_for
 
 from camctl.board.config import StoreConfig
 from camctl.common.fsutil import fsync_dir
@@ -292,7 +293,7 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
     torn = sorted((store / killed_flight).glob("*/*.mcap"))  # what the kill left, before the restart
     board = start_board(cfg, store, "restart")  # Daemon.start runs recover_store before READY
     try:
-        # the restarted daemon repaired what the kill tore, then resumed the killed flight (issue 13): it
+        # the restarted daemon repaired what the kill tore, then resumed the killed flight: it
         # records on into new segments of the same flight, so only the pre-kill segments are checked here
         for seg in torn:
             assert verify(seg).exit_code == 0, f"the restarted daemon did not recover {seg}"
@@ -302,13 +303,8 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
             assert (client.status()["phase"], client.status()["flight"]) == ("DESCENT", killed_flight)
 
             def land() -> dict:
-                deadline = time.monotonic() + 30
-                st = client.status()
-                while not (st["phase"] == "LANDED" and st["serving"]) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    st = client.status()
-                assert st["phase"] == "LANDED" and st["serving"], st
-                return st
+                return wait_for(lambda: (st := client.status())["phase"] == "LANDED"
+                                and st["serving"] and st, "LANDED and serving")
 
             client.command("event", name="touchdown")
             assert land()["flight"] == killed_flight  # the killed flight, finished after its restart

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon import make_config, wait_for
+from boards import make_config
+from waiting import wait_for
 
 from camctl.board.commands import MOCK_LINES
 from camctl.board.config import Config
@@ -444,7 +445,7 @@ def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, dae
 def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
     """Counted but never stored (in RAM at the kill): lost as ``restart``; stored but never counted (the last
     ledger interval died with the process): counted as captured. A camera whose books close needs nothing."""
-    from test_store_helpers import frame
+    from store_helpers import frame
 
     from camctl.board.config import StoreConfig
     from camctl.board.resume import restart_books
@@ -475,7 +476,7 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
 def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp_path: Path, daemon_on) -> None:
     """Landed, then killed before the finish flushed the last ledger interval: the restart stays LANDED and
     records only what closes the books."""
-    from test_store_helpers import frame
+    from store_helpers import frame
 
     from camctl.ground.flights import find_flights, summarize_flight
 

@@ -7,7 +7,8 @@ import importlib
 from pathlib import Path
 
 import pytest
-from test_store_helpers import frame
+from store_helpers import frame
+from waiting import wait_for
 
 from camctl.board.config import StoreConfig
 from camctl.store import FlightStore, iter_events, recover_store, verify, verify_later
@@ -118,7 +119,6 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
     """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong sha256).
     The flight is held back while it is repaired, and only then."""
     import threading
-    import time
 
     from camctl.board.config import parse_config
     from camctl.board.daemon import Daemon
@@ -146,10 +146,7 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
-        deadline = time.monotonic() + 30
-        while d.status()["checking"] != "F1":
-            assert time.monotonic() < deadline, "the check after READY did not start on F1"
-            time.sleep(0.01)
+        wait_for(lambda: d.status()["checking"] == "F1", "the check after READY to start on F1")
         with Client(d.publisher.router_endpoint, timeout_s=10) as c:
             listed = {s.flight for s in c.list()}
             assert "F2" in listed and "F1" not in listed
@@ -159,16 +156,12 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
                                            flight="F1", camera="a"), store.parent / "dl")
             assert err.value.code == p.E_OPEN_SEGMENT
             gate.set()
-            while d.status()["checking"] is not None:
-                assert time.monotonic() < deadline + 60, "the check did not finish"
-                time.sleep(0.01)
+            wait_for(lambda: d.status()["checking"] is None, "the check to finish")
             segs = {s.path: s for s in c.list("F1")}
             assert segs[f"F1/a/{f1_seg.name}"].sha256 == sha256_file(f1_seg)  # served as repaired
         assert verify(store / "F1").exit_code == 0
         # read once each; only the damaged flight was repaired (and held back): a sound one never is
-        while ("F2", False) not in checked:  # F2 comes after F1
-            assert time.monotonic() < deadline + 60, "F2 was never checked"
-            time.sleep(0.01)
+        wait_for(lambda: ("F2", False) in checked, "F2 to be checked")  # F2 comes after F1
         assert ("F1", True) in checked and ("F2", True) not in checked
     finally:
         gate.set()

@@ -12,20 +12,14 @@ import time
 from pathlib import Path
 
 from mcap.reader import make_reader
-from test_store_helpers import frame, indexed_read, jpeg, tmpfs
+from store_helpers import frame, indexed_read, jpeg, tmpfs
+from waiting import wait_for
 
 from camctl.board.config import StoreConfig
 from camctl.common.frames import FrameValue
 from camctl.store import FlightStore, QuotaLevel, iter_events, iter_frames, recover_store, verify
 
 MB = 1 << 20
-
-
-def _wait(cond, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
 
 
 def _frames_on_disk(fdir: Path, cam: str) -> list[int]:
@@ -41,7 +35,7 @@ def test_durable_lags_until_commit(tmp_path: Path) -> None:
     with FlightStore(tmp_path, "b", "F", cfg, cameras=["c"]) as st:
         for i in range(10):
             assert st.put(frame("c", i))
-        _wait(lambda: st.stats()["c"]["frames_stored"] == 10)
+        wait_for(lambda: st.stats()["c"]["frames_stored"] == 10, "10 frames stored")
         assert st.stats()["c"]["durable_frames"] == 0
         assert st.open_segments()
         st.commit(wait=True)
@@ -118,7 +112,7 @@ def test_enospc_injected_never_raises_and_keeps_committed_frames(tmp_path: Path)
     assert st.stats()["c"]["durable_frames"] == 5
     for i in range(5, 8):
         st.put(frame("c", i))
-    _wait(lambda: st.stats()["c"]["frames_stored"] == 8)
+    wait_for(lambda: st.stats()["c"]["frames_stored"] == 8, "8 frames stored")
     full.set()  # the disk fills: the next commit fails
     st.commit(wait=True)
     for i in range(8, 12):  # queued (put never blocks, never raises), then dropped by the writer: disk full
@@ -136,7 +130,8 @@ def test_enospc_injected_never_raises_and_keeps_committed_frames(tmp_path: Path)
     # space returns: writing resumes in a new segment
     full.clear()
     free[0] += 10 * MB
-    _wait(lambda: (st.put(frame("c", 100)), st.commit(wait=True), st.stats()["c"]["durable_frames"])[2] > 5)
+    wait_for(lambda: (st.put(frame("c", 100)), st.commit(wait=True),
+                      st.stats()["c"]["durable_frames"])[2] > 5, "writing to resume")
     st.close()
     assert st.stats()["c"]["segments"] >= 2
     assert verify(tmp_path / "F", repair=True).exit_code in (0, 1)
@@ -171,8 +166,8 @@ def test_enospc_real_tmpfs(tmp_path: Path) -> None:
         st.commit(wait=True)
         durable = st.stats()["c"]["durable_frames"]
         filler.unlink()  # space returns
-        _wait(lambda: (st.put(frame("c", 10_000, data=big[0])), st.commit(wait=True),
-                       st.stats()["c"]["durable_frames"])[2] > durable)
+        wait_for(lambda: (st.put(frame("c", 10_000, data=big[0])), st.commit(wait=True),
+                          st.stats()["c"]["durable_frames"])[2] > durable, "writing to resume")
         st.close()
         stats = st.stats()["c"]
         rep = verify(mnt)  # the segment abandoned at ENOSPC was finished at landing: nothing left to repair
@@ -246,7 +241,7 @@ def test_quota_levels_drop_idle_then_thin_then_all_but_descent(tmp_path: Path) -
 
     def level(mb: float, want: QuotaLevel) -> None:
         free[0] = int(mb * MB)
-        _wait(lambda: (st.commit(wait=True), st.quota_level)[1] == want)
+        wait_for(lambda: (st.commit(wait=True), st.quota_level)[1] == want, f"quota {want}")
 
     assert st.put(frame("fast", 0, value=FrameValue.IDLE))
     level(80, QuotaLevel.LOW)

@@ -10,7 +10,7 @@ from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
-from test_store_helpers import jpeg
+from store_helpers import jpeg
 
 from camctl.store import verify
 from camctl.store._records import CH_IMAGE, CH_META, CH_STILL, CHUNK_HEADER_LEN, camera_layout, compressed_image_parts

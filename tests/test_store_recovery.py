@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
-from test_store_helpers import frame, indexed_read, tmpfs
+from store_helpers import frame, indexed_read, tmpfs
 
 from camctl.board.config import StoreConfig
 from camctl.store import FlightStore, iter_events, iter_frames, render_report, repair_segment, verify

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from mcap.reader import make_reader
-from test_store_helpers import frame
+from store_helpers import frame
 
 from camctl.board.config import StoreConfig
 from camctl.exc import StoreError

@@ -12,7 +12,7 @@ from pathlib import Path
 from camctl.store import verify
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_export_data import FLIGHT, build_download
+from flights import FLIGHT, build_download
 
 
 def _as_downloaded(src: Path, dst: Path) -> Path:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flights import BOARDS, FLIGHT, Built
 from netfixtures import FakeBoard, make_store
 from rich.console import Console
-from test_export_data import BOARDS, FLIGHT, Built, build_download
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -23,11 +23,6 @@ from camctl.ground.status import STATUS_CAMERA_FIELDS, STATUS_FIELDS, normalize_
 from camctl.ground.views import render_status, status_many
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_download(tmp_path_factory.mktemp("dl"))
 
 
 def _ls_json(path: Path, capsys: pytest.CaptureFixture) -> dict:

@@ -69,3 +69,11 @@ def indexed_read(paths: list[Path]) -> dict[str, dict]:
         rec = json.loads(line)
         out[rec["path"]] = {"error": rec["error"]} if "error" in rec else rec["topics"]
     return out
+
+
+def read_with_mcap_core(script: Path, files: list[Path]) -> dict[str, dict]:
+    """Run a node ``script`` (the ``mcap_core`` fixture's) over ``files``: its JSON output."""
+    proc = subprocess.run(["node", str(script), *map(str, files)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

@@ -1,4 +1,4 @@
-"""A small two-board download built without network, shared by tests/test_export.py and tests/test_views.py.
+"""A small two-board download built without network (the `built` fixture of conftest.py).
 
 Each board flies through a real FlightStore with SimCamera(paced=False) frames (320x240) on a fake monotonic
 clock, logs phase records like the daemon does, and lands under ``<out>/<board>/<flight>/`` (fetch layout).
