@@ -1,17 +1,18 @@
-"""The records of a flight's event log (JSON objects in ``events/*.mcap``), one typed class per kind.
+"""The records of a flight's event log (JSON in ``events/*.mcap``), one typed class per kind.
 
-Each class pairs ``encode()`` (-> the JSON dict written to flash) with ``decode(dict)`` beside it, as
-:mod:`camctl.common.protocol` does for wire messages; :func:`decode` dispatches on ``"kind"``. A bad field
-raises :class:`~camctl.exc.RecordError` naming it (a bool is never an int). Forward compatible: an
-unknown kind decodes as an :class:`OpaqueRecord`, fields a class does not know are kept in ``extra`` and
-written back. ``mono_ns``/``wall_ns`` of None are left out (the store stamps them when it logs the record).
-:func:`read` is the lenient reader: a malformed record becomes an ``OpaqueRecord`` saying why.
+Each class pairs ``encode()`` (-> the JSON dict written to flash) with ``decode(dict)`` beside
+it, as :mod:`camctl.common.protocol` does for wire messages; :func:`decode` dispatches on
+``"kind"``. A bad field raises :class:`~camctl.exc.RecordError` naming it (a bool is never an
+int). Forward compatible: an unknown kind decodes as an :class:`OpaqueRecord`, fields a class
+does not know are kept in ``extra`` and written back. ``mono_ns``/``wall_ns`` of None are left
+out (the store stamps them when it logs the record). :func:`read` is the lenient reader: a
+malformed record becomes an ``OpaqueRecord`` saying why.
 
-One meaning per field. A fault's ``error`` is the error's kind (its type name, ``CameraCheck``) and
-``message`` the human text. The store wrote faults before that rule with ``error`` holding the text and
-no ``message`` (``"OSError: [Errno 28] ..."`` or just ``"[Errno 28] ..."``): such a record decodes with
-``message`` the text after ``Type: `` (all of it without that prefix) and ``error`` the ``Type`` (or "").
-It encodes in today's form; the old form is only read.
+One meaning per field. A fault's ``error`` is the error's kind (its type name, ``CameraCheck``)
+and ``message`` the human text. The store wrote faults before that rule with ``error`` holding
+the text and no ``message`` (``"OSError: [Errno 28] ..."`` or just ``"[Errno 28] ..."``): such a
+record decodes with ``message`` the text after ``Type: `` (all of it without that prefix) and
+``error`` the ``Type`` (or ""). It encodes in today's form; the old form is only read.
 
 Example::
 
@@ -47,10 +48,11 @@ __all__ = [
 ]
 
 _MISSING: Any = object()
-_LEGACY_ERROR = re.compile(r"([A-Z][A-Za-z0-9_]*): (.*)", re.DOTALL)  # f"{type(exc).__name__}: {exc}"
+# the store's old fault text: f"{type(exc).__name__}: {exc}"
+_LEGACY_ERROR = re.compile(r"([A-Z][A-Za-z0-9_]*): (.*)", re.DOTALL)
 
 
-# --- field helpers ------------------------------------------------------------------------------------
+# --- field helpers --------------------------------------------------------------------------------
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -58,7 +60,7 @@ def _short(value: Any) -> str:
 
 def _get(d: Mapping[str, Any], kind: str, name: str, types: tuple[type, ...], what: str,
          default: Any = _MISSING, *, null: bool = False) -> Any:
-    """One field of a record of ``kind``; RecordError naming it when missing or of the wrong type."""
+    """One field of a ``kind`` record; RecordError naming it when missing or of the wrong type."""
     if name not in d:
         if default is _MISSING:
             raise RecordError(kind, name, "is missing")
@@ -73,7 +75,8 @@ def _get(d: Mapping[str, Any], kind: str, name: str, types: tuple[type, ...], wh
 
 def _int(d: Mapping[str, Any], kind: str, name: str, default: Any = _MISSING, *,
          null: bool = False) -> Any:
-    return _get(d, kind, name, (int,), "an integer" + (" or null" if null else ""), default, null=null)
+    what = "an integer" + (" or null" if null else "")
+    return _get(d, kind, name, (int,), what, default, null=null)
 
 
 def _num(d: Mapping[str, Any], kind: str, name: str, default: Any = _MISSING) -> Any:
@@ -128,13 +131,14 @@ def _put(out: dict[str, Any], name: str, value: Any) -> None:
 
 
 def _done(out: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    for k, v in extra.items():  # fields of a newer writer go back as they came, never over a known one
+    for k, v in extra.items():  # a newer writer's fields go back as they came, never over ours
         out.setdefault(k, v)
     return out
 
 
 class Record:
-    """Base of every event-log record: ``KIND`` is its ``"kind"``; ``extra`` the fields it does not know."""
+    """Base of every event-log record: ``KIND`` is its ``"kind"``; ``extra`` holds the fields it
+    does not know."""
 
     __slots__ = ()
     KIND: ClassVar[str] = ""
@@ -147,11 +151,12 @@ class Record:
 
     @classmethod
     def decode(cls, d: Mapping[str, Any]) -> Record:
-        """A record of this kind from its JSON dict; RecordError naming the field when it is malformed."""
+        """A record of this kind from its JSON dict; RecordError naming a malformed field."""
         if not isinstance(d, Mapping):
             raise RecordError(cls.KIND, "kind", f"a record must be an object, got {_short(d)}")
         if d.get("kind") != cls.KIND:
-            raise RecordError(cls.KIND, "kind", f"must be {cls.KIND!r}, got {_short(d.get('kind'))}")
+            got = _short(d.get("kind"))
+            raise RecordError(cls.KIND, "kind", f"must be {cls.KIND!r}, got {got}")
         return cls._from(d)
 
     @classmethod
@@ -159,16 +164,17 @@ class Record:
         raise NotImplementedError
 
 
-# --- the board's records: phases, events, flights, resumes, faults, frame books -----------------------
+# --- the board's records: phases, events, flights, resumes, faults, frame books -------------------
 @dataclass(frozen=True, slots=True)
 class PhaseRecord(Record):
-    """The phase machine entered ``phase_to`` (``name`` on flash, the same) on ``event`` from ``source``
-    (gpio | operator | timer); ``skipped`` phases were passed over; ``boot_id`` dates ``mono_ns``."""
+    """The phase machine entered ``phase_to`` (``name`` on flash, the same) on ``event`` from
+    ``source`` (gpio | operator | timer); ``skipped`` phases were passed over; ``boot_id`` dates
+    ``mono_ns``."""
 
     KIND: ClassVar[str] = "phase"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "phase_from", "phase_to", "event", "source", "mono_ns", "wall_ns", "skipped",
-         "boot_id"))
+        ("kind", "name", "phase_from", "phase_to", "event", "source", "mono_ns", "wall_ns",
+         "skipped", "boot_id"))
     phase_from: str
     phase_to: str
     event: str
@@ -202,9 +208,9 @@ class PhaseRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class EventRecord(Record):
-    """Everything the phase machine saw: an accepted event (``outcome="transition"``, to ``phase_to``) or
-    an ignored one and why (duplicate | out_of_order | not_armed | in_flight | unknown_event | bounce);
-    ``phase`` is the phase when it arrived."""
+    """Everything the phase machine saw: an accepted event (``outcome="transition"``, to
+    ``phase_to``) or an ignored one and why (duplicate | out_of_order | not_armed | in_flight |
+    unknown_event | bounce); ``phase`` is the phase when it arrived."""
 
     KIND: ClassVar[str] = "event"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -237,8 +243,8 @@ class EventRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class FlightRecord(Record):
-    """A flight opened (``name`` ``open``) on ``board``; ``cameras`` maps each camera to its ``role``,
-    ``size`` and ``fps`` by phase, as configured."""
+    """A flight opened (``name`` ``open``) on ``board``; ``cameras`` maps each camera to its
+    ``role``, ``size`` and ``fps`` by phase, as configured."""
 
     KIND: ClassVar[str] = "flight"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -271,15 +277,16 @@ class FlightRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class ResumeRecord(Record):
-    """A restarted daemon re-entered ``phase`` of ``flight`` after ``gap_s`` (``name`` on flash: the
-    phase). ``clock`` says which clock related the boots; ``entered_mono_ns``/``descent_mono_ns`` are the
-    phase's and the descent's start on this boot's monotonic clock; ``levels`` the lines read at start."""
+    """A restarted daemon re-entered ``phase`` of ``flight`` after ``gap_s`` (``name`` on flash:
+    the phase). ``clock`` says which clock related the boots; ``entered_mono_ns`` and
+    ``descent_mono_ns`` are the phase's and the descent's start on this boot's monotonic clock;
+    ``levels`` the lines read at start."""
 
     KIND: ClassVar[str] = "resume"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "flight", "phase", "gap_s", "clock", "last_seen_wall_ns", "entered_wall_ns",
-         "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels", "mono_ns", "wall_ns",
-         "boot_id"))
+        ("kind", "name", "flight", "phase", "gap_s", "clock", "last_seen_wall_ns",
+         "entered_wall_ns", "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels",
+         "mono_ns", "wall_ns", "boot_id"))
     flight: str
     phase: str
     gap_s: float
@@ -298,7 +305,8 @@ class ResumeRecord(Record):
 
     def encode(self) -> dict[str, Any]:
         out = {"kind": self.KIND, "name": self.phase, "flight": self.flight, "phase": self.phase,
-               "gap_s": self.gap_s, "clock": self.clock, "last_seen_wall_ns": self.last_seen_wall_ns,
+               "gap_s": self.gap_s, "clock": self.clock,
+               "last_seen_wall_ns": self.last_seen_wall_ns,
                "entered_wall_ns": self.entered_wall_ns, "entered_mono_ns": self.entered_mono_ns,
                "descent_mono_ns": self.descent_mono_ns, "resumes": self.resumes, "pid": self.pid,
                "levels": self.levels}
@@ -325,10 +333,11 @@ class ResumeRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class FaultRecord(Record):
-    """Something failed. ``error`` is the error's kind (its type name: ``CameraCheck``, ``OSError``),
-    ``message`` the human text; ``camera`` names a camera's fault, ``name`` what the store was doing
-    (``disk_full``, ``index_write_failed``); ``activity`` and ``segment`` where known. The old store
-    form (``error`` the text, no ``message``) decodes as the module docstring says."""
+    """Something failed. ``error`` is the error's kind (its type name: ``CameraCheck``,
+    ``OSError``), ``message`` the human text; ``camera`` names a camera's fault, ``name`` what the
+    store was doing (``disk_full``, ``index_write_failed``); ``activity`` and ``segment`` where
+    known. The old store form (``error`` the text, no ``message``) decodes as the module docstring
+    says."""
 
     KIND: ClassVar[str] = "fault"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -371,13 +380,14 @@ class FaultRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class LedgerRecord(Record):
-    """A camera's frame books for ``since_ns`` .. ``mono_ns`` (see :mod:`camctl.common.ledger`): ``name``
-    ``interval`` (a flush) or ``restart`` (the books a restart closed); ``dropped`` is {reason: n}."""
+    """A camera's frame books for ``since_ns`` .. ``mono_ns`` (see :mod:`camctl.common.ledger`):
+    ``name`` ``interval`` (a flush) or ``restart`` (the books a restart closed); ``dropped`` is
+    {reason: n}."""
 
     KIND: ClassVar[str] = "ledger"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "camera", "since_ns", "mono_ns", "wall_ns", "captured", "aged_out", "dropped",
-         "stills_missed"))
+        ("kind", "name", "camera", "since_ns", "mono_ns", "wall_ns", "captured", "aged_out",
+         "dropped", "stills_missed"))
     camera: str
     captured: int = 0
     aged_out: int = 0
@@ -403,12 +413,13 @@ class LedgerRecord(Record):
         k = cls.KIND
         return cls(camera=_str(d, k, "camera"), captured=_int(d, k, "captured", 0),
                    aged_out=_int(d, k, "aged_out", 0), dropped=_counts(d, k, "dropped"),
-                   stills_missed=_int(d, k, "stills_missed", 0), name=_str(d, k, "name", "interval"),
+                   stills_missed=_int(d, k, "stills_missed", 0),
+                   name=_str(d, k, "name", "interval"),
                    since_ns=_time(d, k, "since_ns"), mono_ns=_time(d, k, "mono_ns"),
                    wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
 
 
-# --- the store's records: drops, space, what recovery cut ---------------------------------------------
+# --- the store's records: drops, space, what recovery cut -----------------------------------------
 @dataclass(frozen=True, slots=True)
 class DropRecord(Record):
     """The store dropped ``count`` frames of ``camera`` for reason ``name`` (``total`` so far)."""
@@ -442,8 +453,8 @@ class DropRecord(Record):
 
 @dataclass(frozen=True, slots=True)
 class QuotaRecord(Record):
-    """The store's space level changed to ``name`` (a ``QuotaLevel`` name) ``from_level`` (``from`` on
-    flash), or ``name`` ``disk_space_returned``; sizes in MB."""
+    """The store's space level changed to ``name`` (a ``QuotaLevel`` name) from ``from_level``
+    (``from`` on flash), or ``name`` ``disk_space_returned``; sizes in MB."""
 
     KIND: ClassVar[str] = "quota"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -480,8 +491,9 @@ class QuotaRecord(Record):
 @dataclass(frozen=True, slots=True)
 class LossRecord(Record):
     """What a repair cut or skipped (``name`` ``recovery``): bytes ``range`` of ``segment``
-    (``camera/000001.mcap``) and why; the last frame seq kept before it and the first after it (None:
-    none), and for a torn tail the ``seqs`` whose records began in it (None: not a tail)."""
+    (``camera/000001.mcap``) and why; the last frame seq kept before it and the first after it
+    (None: none), and for a torn tail the ``seqs`` whose records began in it (None: not a
+    tail)."""
 
     KIND: ClassVar[str] = "loss"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -517,11 +529,12 @@ class LossRecord(Record):
         k = cls.KIND
         span = _list_of(d, k, "range", int, "integers")
         if len(span) != 2 or span[1] < span[0]:
-            raise RecordError(k, "range", f"must be [start, end] with start <= end, got {list(span)}")
+            raise RecordError(k, "range", f"must be [start, end], start <= end, got {list(span)}")
         if "bytes" in d and _int(d, k, "bytes") != span[1] - span[0]:
             raise RecordError(k, "bytes", f"must be the range's length {span[1] - span[0]}, "
                                           f"got {d['bytes']}")
-        return cls(camera=_str(d, k, "camera"), segment=_str(d, k, "segment"), range=(span[0], span[1]),
+        return cls(camera=_str(d, k, "camera"), segment=_str(d, k, "segment"),
+                   range=(span[0], span[1]),
                    reason=_str(d, k, "reason"), seq_after=_int(d, k, "seq_after", None, null=True),
                    seq_before=_int(d, k, "seq_before", None, null=True),
                    seqs=_list_of(d, k, "seqs", int, "integers", None, null=True),
@@ -529,11 +542,11 @@ class LossRecord(Record):
                    wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
 
 
-# --- anything else ------------------------------------------------------------------------------------
+# --- anything else --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class OpaqueRecord(Record):
-    """A record of a kind this code does not know (a newer board's), or, from :func:`read`, one that did
-    not decode (``problem`` says why): kept as it came, written back unchanged."""
+    """A record of a kind this code does not know (a newer board's), or, from :func:`read`, one
+    that did not decode (``problem`` says why): kept as it came, written back unchanged."""
 
     kind: str
     fields: dict[str, Any] = field(default_factory=dict)
@@ -584,8 +597,8 @@ def decode(d: Mapping[str, Any]) -> Record:
 
 
 def read(records: Iterable[Any]) -> Iterator[Record]:
-    """Every record of an event log, typed; never raises: one that does not decode is yielded as an
-    :class:`OpaqueRecord` whose ``problem`` says why (readers skip it, as they skip unknown kinds)."""
+    """Every record of an event log, typed; never raises: one that does not decode is yielded as
+    an :class:`OpaqueRecord` whose ``problem`` says why (readers skip it, as unknown kinds)."""
     for d in records:
         try:
             yield decode(d)
