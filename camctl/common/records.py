@@ -493,16 +493,16 @@ class LossRecord(Record):
     """What a repair cut or skipped (``name`` ``recovery``): bytes ``range`` of ``segment``
     (``camera/000001.mcap``) and why; the last frame seq kept before it and the first after it
     (None: none), and for a torn tail the ``seqs`` whose records began in it (None: not a
-    tail)."""
+    tail). Only ``camera`` is required: readers count the ``seqs`` of any loss record."""
 
     KIND: ClassVar[str] = "loss"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
         ("kind", "name", "camera", "segment", "range", "bytes", "reason", "seq_after", "seq_before",
          "seqs", "mono_ns", "wall_ns"))
     camera: str
-    segment: str
-    range: tuple[int, int]
-    reason: str
+    segment: str | None = None
+    range: tuple[int, int] | None = None
+    reason: str | None = None
     seq_after: int | None = None
     seq_before: int | None = None
     seqs: tuple[int, ...] | None = None
@@ -512,13 +512,16 @@ class LossRecord(Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def bytes(self) -> int:
-        return self.range[1] - self.range[0]
+    def bytes(self) -> int | None:
+        return None if self.range is None else self.range[1] - self.range[0]
 
     def encode(self) -> dict[str, Any]:
-        out = {"kind": self.KIND, "name": self.name, "camera": self.camera, "segment": self.segment,
-               "range": list(self.range), "bytes": self.bytes, "reason": self.reason,
-               "seq_after": self.seq_after, "seq_before": self.seq_before}
+        out = {"kind": self.KIND, "name": self.name, "camera": self.camera}
+        _put(out, "segment", self.segment)
+        if self.range is not None:
+            out["range"], out["bytes"] = list(self.range), self.bytes
+        _put(out, "reason", self.reason)
+        out["seq_after"], out["seq_before"] = self.seq_after, self.seq_before
         _put(out, "seqs", None if self.seqs is None else list(self.seqs))
         _put(out, "mono_ns", self.mono_ns)
         _put(out, "wall_ns", self.wall_ns)
@@ -527,15 +530,14 @@ class LossRecord(Record):
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> LossRecord:
         k = cls.KIND
-        span = _list_of(d, k, "range", int, "integers")
-        if len(span) != 2 or span[1] < span[0]:
+        span = _list_of(d, k, "range", int, "integers", None)
+        if span is not None and (len(span) != 2 or span[1] < span[0]):
             raise RecordError(k, "range", f"must be [start, end], start <= end, got {list(span)}")
-        if "bytes" in d and _int(d, k, "bytes") != span[1] - span[0]:
-            raise RecordError(k, "bytes", f"must be the range's length {span[1] - span[0]}, "
-                                          f"got {d['bytes']}")
-        return cls(camera=_str(d, k, "camera"), segment=_str(d, k, "segment"),
-                   range=(span[0], span[1]),
-                   reason=_str(d, k, "reason"), seq_after=_int(d, k, "seq_after", None, null=True),
+        if "bytes" in d and (span is None or _int(d, k, "bytes") != span[1] - span[0]):
+            raise RecordError(k, "bytes", f"must be the range's length, got {_short(d['bytes'])}")
+        return cls(camera=_str(d, k, "camera"), segment=_str(d, k, "segment", None),
+                   range=None if span is None else (span[0], span[1]),
+                   reason=_str(d, k, "reason", None), seq_after=_int(d, k, "seq_after", None, null=True),
                    seq_before=_int(d, k, "seq_before", None, null=True),
                    seqs=_list_of(d, k, "seqs", int, "integers", None, null=True),
                    name=_str(d, k, "name", "recovery"), mono_ns=_time(d, k, "mono_ns"),
