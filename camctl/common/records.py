@@ -537,7 +537,8 @@ class LossRecord(Record):
             raise RecordError(k, "bytes", f"must be the range's length, got {_short(d['bytes'])}")
         return cls(camera=_str(d, k, "camera"), segment=_str(d, k, "segment", None),
                    range=None if span is None else (span[0], span[1]),
-                   reason=_str(d, k, "reason", None), seq_after=_int(d, k, "seq_after", None, null=True),
+                   reason=_str(d, k, "reason", None),
+                   seq_after=_int(d, k, "seq_after", None, null=True),
                    seq_before=_int(d, k, "seq_before", None, null=True),
                    seqs=_list_of(d, k, "seqs", int, "integers", None, null=True),
                    name=_str(d, k, "name", "recovery"), mono_ns=_time(d, k, "mono_ns"),
