@@ -235,6 +235,13 @@ def test_fields_a_newer_board_added_are_kept_and_written_back() -> None:
     assert made.encode()["error"] == "X" and made.encode()["z"] == 1
 
 
+def test_a_phase_record_with_only_its_name_or_only_its_phase_to_has_both() -> None:
+    # what tests and older tools log by hand: the phase entered under one of its two names
+    assert decode({"kind": "phase", "name": "DESCENT"}).phase_to == "DESCENT"
+    rec = decode({"kind": "phase", "phase_to": "DESCENT", "event": "release"})
+    assert rec.encode()["name"] == "DESCENT" and rec.event == "release"
+
+
 def test_a_class_decodes_only_its_own_kind() -> None:
     with pytest.raises(RecordError) as info:
         PhaseRecord.decode(WRITTEN_TODAY[0])

@@ -167,9 +167,9 @@ class Record:
 # --- the board's records: phases, events, flights, resumes, faults, frame books -------------------
 @dataclass(frozen=True, slots=True)
 class PhaseRecord(Record):
-    """The phase machine entered ``phase_to`` (``name`` on flash, the same) on ``event`` from
-    ``source`` (gpio | operator | timer); ``skipped`` phases were passed over; ``boot_id`` dates
-    ``mono_ns``."""
+    """The phase machine entered ``phase_to`` (``name`` on flash, the same: a record with only one
+    of the two decodes with both) on ``event`` from ``source`` (gpio | operator | timer);
+    ``skipped`` phases were passed over; ``boot_id`` dates ``mono_ns``."""
 
     KIND: ClassVar[str] = "phase"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -177,10 +177,10 @@ class PhaseRecord(Record):
          "skipped", "boot_id"))
     phase_from: str
     phase_to: str
-    event: str
-    source: str
-    mono_ns: int | None
-    wall_ns: int | None
+    event: str = ""
+    source: str = ""
+    mono_ns: int | None = None
+    wall_ns: int | None = None
     skipped: tuple[str, ...] = ()
     boot_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -197,11 +197,15 @@ class PhaseRecord(Record):
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> PhaseRecord:
         k = cls.KIND
-        to = _str(d, k, "phase_to")
+        to = _str(d, k, "phase_to", None)
+        if to is None:
+            to = _str(d, k, "name", None)
+        if to is None:
+            raise RecordError(k, "phase_to", "is missing (and so is 'name')")
         _same(d, k, "name", to)
-        return cls(phase_from=_str(d, k, "phase_from"), phase_to=to, event=_str(d, k, "event"),
-                   source=_str(d, k, "source"), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"),
+        return cls(phase_from=_str(d, k, "phase_from", ""), phase_to=to,
+                   event=_str(d, k, "event", ""), source=_str(d, k, "source", ""),
+                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
                    skipped=_list_of(d, k, "skipped", str, "strings", ()),
                    boot_id=_str(d, k, "boot_id", None), extra=_extra(d, cls.FIELDS))
 
@@ -249,10 +253,10 @@ class FlightRecord(Record):
     KIND: ClassVar[str] = "flight"
     FIELDS: ClassVar[frozenset[str]] = frozenset(
         ("kind", "name", "board", "flight", "mono_ns", "wall_ns", "boot_id", "cameras"))
-    board: str
-    flight: str
-    mono_ns: int | None
-    wall_ns: int | None
+    board: str = ""
+    flight: str = ""
+    mono_ns: int | None = None
+    wall_ns: int | None = None
     boot_id: str | None = None
     cameras: dict[str, Any] = field(default_factory=dict)
     name: str = "open"
@@ -269,7 +273,7 @@ class FlightRecord(Record):
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> FlightRecord:
         k = cls.KIND
-        return cls(board=_str(d, k, "board"), flight=_str(d, k, "flight"),
+        return cls(board=_str(d, k, "board", ""), flight=_str(d, k, "flight", ""),
                    mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
                    boot_id=_str(d, k, "boot_id", None), cameras=_obj(d, k, "cameras", {}),
                    name=_str(d, k, "name", "open"), extra=_extra(d, cls.FIELDS))
