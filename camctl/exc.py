@@ -20,6 +20,7 @@ __all__ = [
     "GpioError",
     "InstallError",
     "ProtocolError",
+    "RecordError",
     "RemoteError",
     "ResumeError",
     "StoreCorruptError",
@@ -104,6 +105,19 @@ class StoreCorruptError(StoreError):
     def __str__(self) -> str:
         at = f" at byte {self.offset}" if self.offset is not None else ""
         return f"{self.path}{at}: {self.message}"
+
+
+class RecordError(CamctlError, ValueError):
+    """An event-log record is malformed: ``kind`` is the record's kind, ``field`` the bad field."""
+
+    def __init__(self, kind: str, field: str, message: str) -> None:
+        self.kind = kind
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.kind or 'event-log'} record: field {self.field!r} {self.message}"
 
 
 # --- protocol / network -------------------------------------------------------------------------------

@@ -335,7 +335,7 @@ def test_every_record_and_callback_carries_the_whole_story():
     assert (tr.phase_from, tr.phase_to, tr.event, tr.source, tr.mono_ns, tr.skipped) == (
         "ARMED", "SEPARATION", "separation", "gpio", clock.t - 5, ("DESCENT",))
     assert m.history[0].skipped == ()  # SAFE -> ARMED skips nothing (and from SAFE nothing is "skipped")
-    assert r0.to_dict()["kind"] == "event" and r0.to_dict()["outcome"] == "not_armed"
+    assert r0.encode()["kind"] == "event" and r0.encode()["outcome"] == "not_armed"
 
 
 def test_a_bounce_record_names_its_source_and_time():

@@ -236,7 +236,7 @@ class Daemon:
         self.machine.handle(event, source="gpio", mono_ns=t_ns, line=line)
 
     def _on_record(self, rec: EventRecord) -> None:
-        d = rec.to_dict()
+        d = rec.encode()
         self.recorder.log_record(d)
         if rec.outcome != "transition":
             log.info("event=%s source=%s phase=%s outcome=%s", rec.name, rec.source, rec.phase,

@@ -46,11 +46,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from camctl.board.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
+from camctl.common.records import EventRecord, PhaseRecord
 from camctl.exc import ResumeError
 
+# EventRecord is the event log's own record (camctl.common.records), re-exported: what the machine
+# reports is what the store writes
 __all__ = ["EventRecord", "PhaseMachine", "Transition"]
 
 
@@ -66,21 +69,10 @@ class Transition:
     wall_ns: int
     skipped: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """Everything the machine saw: an accepted event (``outcome="transition"``) or an ignored one and why."""
-
-    name: str
-    source: str
-    phase: str  # the phase when the event arrived
-    outcome: str  # transition | duplicate | out_of_order | not_armed | in_flight | unknown_event | bounce
-    mono_ns: int
-    wall_ns: int
-    phase_to: str = ""
-
-    def to_dict(self) -> dict:
-        return {"kind": "event", **asdict(self)}
+    def record(self, boot_id: str | None = None) -> PhaseRecord:
+        """The event log's record of this change (``boot_id`` dates ``mono_ns``)."""
+        return PhaseRecord(self.phase_from, self.phase_to, self.event, self.source, self.mono_ns,
+                           self.wall_ns, self.skipped, boot_id)
 
 
 class PhaseMachine:

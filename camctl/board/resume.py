@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camctl.board.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
+from camctl.common.records import FlightRecord, LedgerRecord, PhaseRecord, ResumeRecord, read
 from camctl.store import iter_events, iter_frames, list_flights
 from camctl.store.reader import count_frames
 
@@ -127,27 +128,26 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
     entered_mono: int | None = None
     descent_mono: int | None = None
     seen_mono: int | None = None  # None until a record of this boot; None again after one of another boot
-    for rec in _log_records(flight_dir):
-        wall = int(rec.get("wall_ns") or 0)
+    for rec in read(_log_records(flight_dir)):
+        wall = rec.wall_ns or 0
         last_seen = max(last_seen, wall)
-        kind = rec.get("kind")
-        if kind not in ("flight", "phase", "resume"):
+        if not isinstance(rec, FlightRecord | PhaseRecord | ResumeRecord):
             continue  # drops, ledger, losses: written by the store's own thread, not stamped with a boot
-        mono = _int(rec.get("mono_ns")) if this_boot and rec.get("boot_id") == this_boot else None
+        mono = _int(rec.mono_ns) if this_boot and rec.boot_id == this_boot else None
         seen_mono = mono if mono is None else max(mono, seen_mono or 0)
-        if kind == "flight" and rec.get("name") == "open" and not phase:
+        if isinstance(rec, FlightRecord) and rec.name == "open" and not phase:
             phase, entered, entered_mono = ARMED, wall, mono
-        elif kind == "phase" and isinstance(rec.get("phase_to"), str):
-            phase, entered, entered_mono = rec["phase_to"], wall, mono
+        elif isinstance(rec, PhaseRecord):
+            phase, entered, entered_mono = rec.phase_to, wall, mono
             if phase in descent and descent_at is None:
                 descent_at, descent_mono = wall, mono
             if phase in (SAFE, ARMED):
                 descent_at = descent_mono = None
-        elif kind == "resume":
+        elif isinstance(rec, ResumeRecord):
             resumes += 1
             # the phase goes on from the times the resume used, on its boot's clock when it is this one
-            entered_mono = _int(rec.get("entered_mono_ns")) if mono is not None else None
-            descent_mono = _int(rec.get("descent_mono_ns")) if mono is not None else None
+            entered_mono = _int(rec.entered_mono_ns) if mono is not None else None
+            descent_mono = _int(rec.descent_mono_ns) if mono is not None else None
     if not phase:
         return None
     if phase not in order:
@@ -193,7 +193,7 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns
         b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}})
         diff = b["captured"] - (_stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"])
         if diff:
-            out.append({"kind": "ledger", "name": "restart", "camera": cam, "since_ns": mono_ns, "mono_ns": mono_ns,
-                        "wall_ns": wall_ns, "captured": max(0, -diff), "aged_out": 0,
-                        "dropped": {RESTART: diff} if diff > 0 else {}, "stills_missed": 0})
+            out.append(LedgerRecord(camera=cam, captured=max(0, -diff),
+                                    dropped={RESTART: diff} if diff > 0 else {}, name="restart",
+                                    since_ns=mono_ns, mono_ns=mono_ns, wall_ns=wall_ns).encode())
     return out

@@ -51,6 +51,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from camctl.common.records import DropRecord, LedgerRecord, LossRecord, Record, read
+
 __all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_ledger", "store_reason"]
 
 ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
@@ -146,8 +148,10 @@ class Ledger:
             since, now = self._since_ns, self._clock_ns()
             self._since_ns = now
         wall = self._wall_ns()
-        return [{"kind": "ledger", "name": "interval", "camera": cam, "since_ns": since, "mono_ns": now,
-                 "wall_ns": wall, **c.as_dict()} for cam, c in sorted(interval.items()) if not c.empty()]
+        return [LedgerRecord(camera=cam, captured=c.captured, aged_out=c.aged_out,
+                             dropped=dict(c.dropped), stills_missed=c.stills_missed,
+                             since_ns=since, mono_ns=now, wall_ns=wall).encode()
+                for cam, c in sorted(interval.items()) if not c.empty()]
 
     def __repr__(self) -> str:
         return f"<Ledger {len(self._total)} cameras>"
@@ -158,23 +162,22 @@ def read_ledger(events: Iterable[dict]) -> dict[str, dict]:
     ``drop`` records (under :func:`store_reason`). A camera with no ledger record has no ``captured``
     to compare with: callers say "not accounted" rather than guess."""
     out: dict[str, dict] = {}
-    for r in events:
-        kind, cam = r.get("kind"), r.get("camera")
-        if kind not in ("ledger", "drop", "loss") or not isinstance(cam, str):
+    for r in read(events):
+        if not isinstance(r, LedgerRecord | DropRecord | LossRecord):
             continue
-        c = out.setdefault(cam, {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0})
-        if kind in ("drop", "loss"):
+        c = out.setdefault(r.camera, {"captured": 0, "aged_out": 0, "dropped": {},
+                                      "stills_missed": 0})
+        if not isinstance(r, LedgerRecord):
             reason, n = _store_loss(r)
             if n:
                 c["dropped"][reason] = c["dropped"].get(reason, 0) + n
             continue
-        for key in ("captured", "aged_out", "stills_missed"):
-            c[key] += _int(r.get(key, 0))
-        dropped = r.get("dropped")
-        if isinstance(dropped, dict):
-            for reason, n in dropped.items():
-                if _int(n):
-                    c["dropped"][str(reason)] = c["dropped"].get(str(reason), 0) + _int(n)
+        c["captured"] += r.captured
+        c["aged_out"] += r.aged_out
+        c["stills_missed"] += r.stills_missed
+        for reason, n in r.dropped.items():
+            if n:
+                c["dropped"][reason] = c["dropped"].get(reason, 0) + n
     return out
 
 
@@ -183,30 +186,27 @@ def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
     per reason of each ledger interval (at its end) and per store ``drop`` record. Aged-out frames are not
     marks (the ring working as meant)."""
     out: list[tuple[int, str, str, int]] = []
-    for r in events:
-        kind, cam, mono = r.get("kind"), r.get("camera"), r.get("mono_ns")
-        if not isinstance(cam, str) or not isinstance(mono, int):
+    for r in read(events):
+        mono = r.mono_ns
+        if mono is None:
             continue
-        if kind in ("drop", "loss"):
+        if isinstance(r, DropRecord | LossRecord):
             reason, n = _store_loss(r)
             if n:
-                out.append((mono, cam, reason, n))
-        elif kind == "ledger" and isinstance(r.get("dropped"), dict):
-            out += [(mono, cam, str(reason), _int(n)) for reason, n in sorted(r["dropped"].items()) if _int(n)]
+                out.append((mono, r.camera, reason, n))
+        elif isinstance(r, LedgerRecord):
+            out += [(mono, r.camera, reason, n) for reason, n in sorted(r.dropped.items()) if n]
     return sorted(out)
 
 
-def _store_loss(r: dict) -> tuple[str, int]:
-    """A store ``drop`` record (``count`` frames under the store's reason) or a recovery ``loss`` record (the
-    ``seqs`` a torn tail cost: frames the store had counted stored, gone after a power cut) as (reason, n)."""
-    if r.get("kind") == "loss":
-        seqs = r.get("seqs")
-        return RECOVERY_CUT, len(seqs) if isinstance(seqs, list) else 0
-    return store_reason(str(r.get("name", ""))), _int(r.get("count", 1))
-
-
-def _int(v: object) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+def _store_loss(r: Record) -> tuple[str, int]:
+    """A store ``drop`` record (``count`` frames under the store's reason) or a recovery ``loss``
+    record (the ``seqs`` a torn tail cost: frames the store had counted stored, gone after a power
+    cut) as (reason, n)."""
+    if isinstance(r, LossRecord):
+        return RECOVERY_CUT, len(r.seqs or ())
+    assert isinstance(r, DropRecord)
+    return store_reason(r.name), r.count
 
 
 def balance(totals: dict | None, stored: int, *, pending: int = 0) -> dict:

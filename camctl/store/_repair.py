@@ -24,6 +24,7 @@ from mcap.data_stream import RecordBuilder
 from mcap.opcode import Opcode
 from mcap.records import ChunkIndex, Header
 
+from camctl.common.records import LossRecord
 from camctl.store._records import (
     CHUNK_HEADER_LEN,
     LIBRARY,
@@ -90,7 +91,7 @@ def _tail_seqs(path: Path, start: int, end: int, channels: set[int]) -> list[int
     return sorted(seqs)
 
 
-def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[dict]:
+def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[LossRecord]:
     """What repairing ``scan`` cuts or skips, one event-log record per byte range: the segment (``camera/
     000001.mcap``), the range, why, and the frames it cost -- the seqs whose records begin in a torn tail,
     and for any range the last seq kept before it and the first after it (the frames between are gone)."""
@@ -107,13 +108,19 @@ def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[dict]:
                   and s >= scan.data_end_at else
                   "torn tail: written after the last commit, never durable" if tail and not scan.tail_damaged
                   else "damaged: fails its check")
-        rec = {"kind": "loss", "name": "recovery", "camera": layout.name,
-               "segment": f"{path.parent.name}/{path.name}", "range": [s, e], "bytes": e - s, "reason": reason,
-               "seq_after": max(before) if before else None, "seq_before": min(after) if after else None}
-        if tail:
-            rec["seqs"] = _tail_seqs(path, s, e, chans)
-        out.append(rec)
+        out.append(LossRecord(
+            camera=layout.name, segment=f"{path.parent.name}/{path.name}", range=(s, e),
+            reason=reason, seq_after=max(before) if before else None,
+            seq_before=min(after) if after else None,
+            seqs=tuple(_tail_seqs(path, s, e, chans)) if tail else None))
     return out
+
+
+def _lost_info(loss: LossRecord | None, start: int, end: int) -> dict:
+    """What a LOST record says about its range: the loss record without its kind and name."""
+    if loss is None:
+        return {"range": [start, end]}
+    return {k: v for k, v in loss.encode().items() if k not in ("kind", "name")}
 
 
 def _lost_record(info: dict) -> bytes:
@@ -121,7 +128,8 @@ def _lost_record(info: dict) -> bytes:
     return lost_marker(LOST_MARKER_MIN + 4 + len(json.dumps(info, sort_keys=True, separators=(",", ":"))), info)
 
 
-def plan_in_place(scan: Scan, losses: list[dict] | None = None) -> list[tuple[int, bytes]] | None:
+def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
+                  ) -> list[tuple[int, bytes]] | None:
     """The in-place writes (offset, bytes) that make the data section readable, or None when impossible
     (a damaged range too short to hold a LOST record, or a damaged header with no room for a new one).
     ``losses`` (from :func:`describe_losses`) is what each LOST record says about its range."""
@@ -130,9 +138,9 @@ def plan_in_place(scan: Scan, losses: list[dict] | None = None) -> list[tuple[in
         plan.append((0, MAGIC))
     cut = _cut_at(scan)
     need_header = scan.header is None
-    said = {tuple(rec["range"]): rec for rec in losses or []}
+    said = {loss.range: loss for loss in losses or []}
     for s, e in sorted((s, e) for s, e in scan.lost if s >= len(MAGIC) and e <= cut):
-        info = {k: v for k, v in said.get((s, e), {"range": [s, e]}).items() if k not in ("kind", "name")}
+        info = _lost_info(said.get((s, e)), s, e)
         if need_header and s == len(MAGIC):
             need_header = False
             base = len(_header_bytes(LIBRARY))
@@ -187,7 +195,8 @@ def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
     return out, bytes(rebuilt)
 
 
-def repair_in_place(path: Path, scan: Scan, layout: Layout, *, losses: list[dict] | None = None,
+def repair_in_place(path: Path, scan: Scan, layout: Layout, *,
+                    losses: list[LossRecord] | None = None,
                     after_fix: Callable[[], None] | None = None) -> int | None:
     """Repair ``path`` in place (see the module doc); return the messages kept, or None when the damage
     does not allow it (then nothing was written). A torn tail cut off is described by a LOST record where it
@@ -211,10 +220,8 @@ def repair_in_place(path: Path, scan: Scan, layout: Layout, *, losses: list[dict
     cut = _cut_at(scan)
     marker = b""
     if scan.torn_at is not None and scan.torn_at == cut and cut < scan.size:
-        said = [r for r in losses or [] if r["range"][0] == cut]
-        info = {k: v for k, v in (said[0] if said else {"range": [cut, scan.size]}).items()
-                if k not in ("kind", "name")}
-        marker = _lost_record(info)
+        said = [r for r in losses or [] if r.range is not None and r.range[0] == cut]
+        marker = _lost_record(_lost_info(said[0] if said else None, cut, scan.size))
     indexes, rebuilt = _chunk_indexes(scan, cut + len(marker))
     at = cut + len(marker) + len(rebuilt)
     tail = marker + rebuilt + finish_tail(layout, at, indexes, counts, n, start_ns, end_ns)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from camctl.common.records import LossRecord
 from camctl.exc import StoreCorruptError
 from camctl.store._records import MAGIC
 from camctl.store._repair import describe_losses, repair_in_place
@@ -92,7 +93,8 @@ class VerifyReport:
     lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
     # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new damage
     recorded_losses: list[tuple[str, int, int, dict]] = field(default_factory=list)
-    # what this run's repairs cut or skipped (event-log records, see camctl.store._repair.describe_losses);
+    # what this run's repairs cut or skipped: LossRecord.encode() dicts, as the event log holds them
+    # (see camctl.store._repair.describe_losses);
     # with repair=True they are also appended to each flight's event log
     losses: list[dict] = field(default_factory=list)
     repairable: list[str] = field(default_factory=list)
@@ -143,7 +145,8 @@ def _fsync_file(path: Path) -> None:
 
 def repair_segment(path: Path, scan: Scan | None = None, *,
                    before_rename: Callable[[Path], None] | None = None,
-                   after_fix: Callable[[], None] | None = None, losses: list[dict] | None = None) -> int:
+                   after_fix: Callable[[], None] | None = None,
+                   losses: list[LossRecord] | None = None) -> int:
     """Make ``path`` a finished MCAP keeping every CRC-valid chunk; return the messages kept.
 
     In place when it can be (see :mod:`camctl.store._repair`; ``after_fix()`` is its test seam). Otherwise
@@ -258,7 +261,7 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
         report.errors.append(f"{path}: repair failed: {exc}")
         return
     report.repaired.append(str(path))
-    report.losses.extend(losses)
+    report.losses.extend(loss.encode() for loss in losses)
     if name != "events":
         kind = KINDS.get(layout.kind if layout else "", CAMERA)
         report._source(name, kind).repaired_segments += 1
@@ -491,10 +494,12 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
                   f"result: {status[report.exit_code]} (exit {report.exit_code})")
     for p, start, end in report.lost_chunks:
         console.print(f"  lost {p} bytes {start}..{end}")
-    for rec in report.losses:
-        console.print(f"  cut by this repair: {rec['segment']} bytes {rec['range'][0]}..{rec['range'][1]} "
-                      f"({rec['reason']}; frames after seq {rec['seq_after']}"
-                      + (f", seqs {rec['seqs'][:10]}" if rec.get("seqs") else "") + ")", markup=False)
+    for loss in (LossRecord.decode(rec) for rec in report.losses):
+        start, end = loss.range or ("?", "?")
+        console.print(f"  cut by this repair: {loss.segment} bytes {start}..{end} "
+                      f"({loss.reason}; frames after seq {loss.seq_after}"
+                      + (f", seqs {list(loss.seqs[:10])}" if loss.seqs else "") + ")",
+                      markup=False)
     for p, start, end, info in report.recorded_losses:
         console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} {info.get('reason', '')}",
                       markup=False)

@@ -1,0 +1,615 @@
+"""The records of a flight's event log (JSON in ``events/*.mcap``), one typed class per kind.
+
+Each class pairs ``encode()`` (-> the JSON dict written to flash) with ``decode(dict)`` beside
+it, as :mod:`camctl.common.protocol` does for wire messages; :func:`decode` dispatches on
+``"kind"``. A bad field raises :class:`~camctl.exc.RecordError` naming it (a bool is never an
+int). Forward compatible: an unknown kind decodes as an :class:`OpaqueRecord`, fields a class
+does not know are kept in ``extra`` and written back. ``mono_ns``/``wall_ns`` of None are left
+out (the store stamps them when it logs the record). :func:`read` is the lenient reader: a
+malformed record becomes an ``OpaqueRecord`` saying why.
+
+One meaning per field. A fault's ``error`` is the error's kind (its type name, ``CameraCheck``)
+and ``message`` the human text. The store wrote faults before that rule with ``error`` holding
+the text and no ``message`` (``"OSError: [Errno 28] ..."`` or just ``"[Errno 28] ..."``): such a
+record decodes with ``message`` the text after ``Type: `` (all of it without that prefix) and
+``error`` the ``Type`` (or ""). It encodes in today's form; the old form is only read.
+
+Example::
+
+    >>> rec = DropRecord(name="quota", camera="down", count=2, total=5, mono_ns=1, wall_ns=2)
+    >>> decode(rec.encode()) == rec, rec.encode()["kind"]
+    (True, 'drop')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from camctl.exc import RecordError
+
+__all__ = [
+    "KINDS",
+    "DropRecord",
+    "EventRecord",
+    "FaultRecord",
+    "FlightRecord",
+    "LedgerRecord",
+    "LossRecord",
+    "OpaqueRecord",
+    "PhaseRecord",
+    "QuotaRecord",
+    "Record",
+    "ResumeRecord",
+    "decode",
+    "read",
+]
+
+_MISSING: Any = object()
+# the store's old fault text: f"{type(exc).__name__}: {exc}"
+_LEGACY_ERROR = re.compile(r"([A-Z][A-Za-z0-9_]*): (.*)", re.DOTALL)
+
+
+# --- field helpers --------------------------------------------------------------------------------
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _get(d: Mapping[str, Any], kind: str, name: str, types: tuple[type, ...], what: str,
+         default: Any = _MISSING, *, null: bool = False) -> Any:
+    """One field of a ``kind`` record; RecordError naming it when missing or of the wrong type."""
+    if name not in d:
+        if default is _MISSING:
+            raise RecordError(kind, name, "is missing")
+        return default
+    value = d[name]
+    if value is None and null:
+        return None
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        raise RecordError(kind, name, f"must be {what}, got {_short(value)}")
+    return value
+
+
+def _int(d: Mapping[str, Any], kind: str, name: str, default: Any = _MISSING, *,
+         null: bool = False) -> Any:
+    what = "an integer" + (" or null" if null else "")
+    return _get(d, kind, name, (int,), what, default, null=null)
+
+
+def _num(d: Mapping[str, Any], kind: str, name: str, default: Any = _MISSING) -> Any:
+    return _get(d, kind, name, (int, float), "a number", default)
+
+
+def _str(d: Mapping[str, Any], kind: str, name: str, default: Any = _MISSING) -> Any:
+    return _get(d, kind, name, (str,), "a string", default)
+
+
+def _obj(d: Mapping[str, Any], kind: str, name: str, default: Any = _MISSING) -> Any:
+    value = _get(d, kind, name, (dict,), "an object", default)
+    return dict(value) if isinstance(value, dict) else value
+
+
+def _time(d: Mapping[str, Any], kind: str, name: str) -> int | None:
+    return _int(d, kind, name, None, null=True)
+
+
+def _list_of(d: Mapping[str, Any], kind: str, name: str, item: type, what: str,
+             default: Any = _MISSING, *, null: bool = False) -> Any:
+    value = _get(d, kind, name, (list, tuple), f"a list of {what}", default, null=null)
+    if not isinstance(value, list | tuple):
+        return value
+    for x in value:
+        if isinstance(x, bool) or not isinstance(x, item):
+            raise RecordError(kind, name, f"must be a list of {what}, has {_short(x)}")
+    return tuple(value)
+
+
+def _counts(d: Mapping[str, Any], kind: str, name: str) -> dict[str, int]:
+    value = _obj(d, kind, name, {})
+    for k, n in value.items():
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise RecordError(kind, name, f"must map names to integers, has {k!r}: {_short(n)}")
+    return value
+
+
+def _same(d: Mapping[str, Any], kind: str, name: str, value: str) -> None:
+    """``name`` is derived from another field (a phase record's ``name`` is its ``phase_to``)."""
+    if name in d and d[name] != value:
+        raise RecordError(kind, name, f"must equal {value!r}, got {_short(d[name])}")
+
+
+def _extra(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in known}
+
+
+def _put(out: dict[str, Any], name: str, value: Any) -> None:
+    if value is not None:
+        out[name] = value
+
+
+def _done(out: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for k, v in extra.items():  # a newer writer's fields go back as they came, never over ours
+        out.setdefault(k, v)
+    return out
+
+
+class Record:
+    """Base of every event-log record: ``KIND`` is its ``"kind"``; ``extra`` holds the fields it
+    does not know."""
+
+    __slots__ = ()
+    KIND: ClassVar[str] = ""
+    FIELDS: ClassVar[frozenset[str]] = frozenset()
+    mono_ns: int | None
+    wall_ns: int | None
+
+    def encode(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    @classmethod
+    def decode(cls, d: Mapping[str, Any]) -> Record:
+        """A record of this kind from its JSON dict; RecordError naming a malformed field."""
+        if not isinstance(d, Mapping):
+            raise RecordError(cls.KIND, "kind", f"a record must be an object, got {_short(d)}")
+        if d.get("kind") != cls.KIND:
+            got = _short(d.get("kind"))
+            raise RecordError(cls.KIND, "kind", f"must be {cls.KIND!r}, got {got}")
+        return cls._from(d)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> Record:  # pragma: no cover
+        raise NotImplementedError
+
+
+# --- the board's records: phases, events, flights, resumes, faults, frame books -------------------
+@dataclass(frozen=True, slots=True)
+class PhaseRecord(Record):
+    """The phase machine entered ``phase_to`` (``name`` on flash, the same: a record with only one
+    of the two decodes with both) on ``event`` from ``source`` (gpio | operator | timer);
+    ``skipped`` phases were passed over; ``boot_id`` dates ``mono_ns``."""
+
+    KIND: ClassVar[str] = "phase"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "phase_from", "phase_to", "event", "source", "mono_ns", "wall_ns",
+         "skipped", "boot_id"))
+    phase_from: str
+    phase_to: str
+    event: str = ""
+    source: str = ""
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    skipped: tuple[str, ...] = ()
+    boot_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.phase_to, "phase_from": self.phase_from,
+               "phase_to": self.phase_to, "event": self.event, "source": self.source}
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        out["skipped"] = list(self.skipped)
+        _put(out, "boot_id", self.boot_id)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> PhaseRecord:
+        k = cls.KIND
+        to = _str(d, k, "phase_to", None)
+        if to is None:
+            to = _str(d, k, "name", None)
+        if to is None:
+            raise RecordError(k, "phase_to", "is missing (and so is 'name')")
+        _same(d, k, "name", to)
+        return cls(phase_from=_str(d, k, "phase_from", ""), phase_to=to,
+                   event=_str(d, k, "event", ""), source=_str(d, k, "source", ""),
+                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
+                   skipped=_list_of(d, k, "skipped", str, "strings", ()),
+                   boot_id=_str(d, k, "boot_id", None), extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord(Record):
+    """Everything the phase machine saw: an accepted event (``outcome="transition"``, to
+    ``phase_to``) or an ignored one and why (duplicate | out_of_order | not_armed | in_flight |
+    unknown_event | bounce); ``phase`` is the phase when it arrived."""
+
+    KIND: ClassVar[str] = "event"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "source", "phase", "outcome", "mono_ns", "wall_ns", "phase_to"))
+    name: str
+    source: str
+    phase: str
+    outcome: str
+    mono_ns: int | None
+    wall_ns: int | None
+    phase_to: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "source": self.source, "phase": self.phase,
+               "outcome": self.outcome}
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        out["phase_to"] = self.phase_to
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> EventRecord:
+        k = cls.KIND
+        return cls(name=_str(d, k, "name"), source=_str(d, k, "source"), phase=_str(d, k, "phase"),
+                   outcome=_str(d, k, "outcome"), mono_ns=_time(d, k, "mono_ns"),
+                   wall_ns=_time(d, k, "wall_ns"), phase_to=_str(d, k, "phase_to", ""),
+                   extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class FlightRecord(Record):
+    """A flight opened (``name`` ``open``) on ``board``; ``cameras`` maps each camera to its
+    ``role``, ``size`` and ``fps`` by phase, as configured."""
+
+    KIND: ClassVar[str] = "flight"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "board", "flight", "mono_ns", "wall_ns", "boot_id", "cameras"))
+    board: str = ""
+    flight: str = ""
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    boot_id: str | None = None
+    cameras: dict[str, Any] = field(default_factory=dict)
+    name: str = "open"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "board": self.board, "flight": self.flight}
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        _put(out, "boot_id", self.boot_id)
+        out["cameras"] = self.cameras
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> FlightRecord:
+        k = cls.KIND
+        return cls(board=_str(d, k, "board", ""), flight=_str(d, k, "flight", ""),
+                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
+                   boot_id=_str(d, k, "boot_id", None), cameras=_obj(d, k, "cameras", {}),
+                   name=_str(d, k, "name", "open"), extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecord(Record):
+    """A restarted daemon re-entered ``phase`` of ``flight`` after ``gap_s`` (``name`` on flash:
+    the phase). ``clock`` says which clock related the boots; ``entered_mono_ns`` and
+    ``descent_mono_ns`` are the phase's and the descent's start on this boot's monotonic clock;
+    ``levels`` the lines read at start."""
+
+    KIND: ClassVar[str] = "resume"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "flight", "phase", "gap_s", "clock", "last_seen_wall_ns",
+         "entered_wall_ns", "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels",
+         "mono_ns", "wall_ns", "boot_id"))
+    flight: str
+    phase: str
+    gap_s: float
+    clock: str
+    last_seen_wall_ns: int
+    entered_wall_ns: int
+    entered_mono_ns: int
+    descent_mono_ns: int | None
+    resumes: int
+    pid: int
+    levels: dict[str, Any]
+    mono_ns: int | None
+    wall_ns: int | None
+    boot_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.phase, "flight": self.flight, "phase": self.phase,
+               "gap_s": self.gap_s, "clock": self.clock,
+               "last_seen_wall_ns": self.last_seen_wall_ns,
+               "entered_wall_ns": self.entered_wall_ns, "entered_mono_ns": self.entered_mono_ns,
+               "descent_mono_ns": self.descent_mono_ns, "resumes": self.resumes, "pid": self.pid,
+               "levels": self.levels}
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        _put(out, "boot_id", self.boot_id)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> ResumeRecord:
+        k = cls.KIND
+        phase = _str(d, k, "phase")
+        _same(d, k, "name", phase)
+        return cls(flight=_str(d, k, "flight"), phase=phase, gap_s=_num(d, k, "gap_s"),
+                   clock=_str(d, k, "clock"), last_seen_wall_ns=_int(d, k, "last_seen_wall_ns"),
+                   entered_wall_ns=_int(d, k, "entered_wall_ns"),
+                   entered_mono_ns=_int(d, k, "entered_mono_ns"),
+                   descent_mono_ns=_int(d, k, "descent_mono_ns", None, null=True),
+                   resumes=_int(d, k, "resumes"), pid=_int(d, k, "pid"),
+                   levels=_obj(d, k, "levels", {}), mono_ns=_time(d, k, "mono_ns"),
+                   wall_ns=_time(d, k, "wall_ns"), boot_id=_str(d, k, "boot_id", None),
+                   extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRecord(Record):
+    """Something failed. ``error`` is the error's kind (its type name: ``CameraCheck``,
+    ``OSError``), ``message`` the human text; ``camera`` names a camera's fault, ``name`` what the
+    store was doing (``disk_full``, ``index_write_failed``); ``activity`` and ``segment`` where
+    known. The old store form (``error`` the text, no ``message``) decodes as the module docstring
+    says."""
+
+    KIND: ClassVar[str] = "fault"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "camera", "error", "message", "activity", "segment", "mono_ns", "wall_ns"))
+    error: str = ""
+    message: str = ""
+    camera: str = ""
+    name: str = ""
+    activity: str | None = None
+    segment: str | None = None
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.KIND}
+        _put(out, "name", self.name or None)
+        _put(out, "camera", self.camera or None)
+        out["error"], out["message"] = self.error, self.message
+        _put(out, "activity", self.activity)
+        _put(out, "segment", self.segment)
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> FaultRecord:
+        k = cls.KIND
+        error = _str(d, k, "error", "")
+        if "message" in d:
+            message = _str(d, k, "message")
+        else:  # the store's old form: the text in ``error``, maybe behind its type name
+            m = _LEGACY_ERROR.fullmatch(error)
+            error, message = (m.group(1), m.group(2)) if m else ("", error)
+        return cls(error=error, message=message, camera=_str(d, k, "camera", ""),
+                   name=_str(d, k, "name", ""), activity=_str(d, k, "activity", None),
+                   segment=_str(d, k, "segment", None), mono_ns=_time(d, k, "mono_ns"),
+                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord(Record):
+    """A camera's frame books for ``since_ns`` .. ``mono_ns`` (see :mod:`camctl.common.ledger`):
+    ``name`` ``interval`` (a flush) or ``restart`` (the books a restart closed); ``dropped`` is
+    {reason: n}."""
+
+    KIND: ClassVar[str] = "ledger"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "camera", "since_ns", "mono_ns", "wall_ns", "captured", "aged_out",
+         "dropped", "stills_missed"))
+    camera: str
+    captured: int = 0
+    aged_out: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    stills_missed: int = 0
+    name: str = "interval"
+    since_ns: int | None = None
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "camera": self.camera}
+        _put(out, "since_ns", self.since_ns)
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        out.update(captured=self.captured, aged_out=self.aged_out, dropped=dict(self.dropped),
+                   stills_missed=self.stills_missed)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> LedgerRecord:
+        k = cls.KIND
+        return cls(camera=_str(d, k, "camera"), captured=_int(d, k, "captured", 0),
+                   aged_out=_int(d, k, "aged_out", 0), dropped=_counts(d, k, "dropped"),
+                   stills_missed=_int(d, k, "stills_missed", 0),
+                   name=_str(d, k, "name", "interval"),
+                   since_ns=_time(d, k, "since_ns"), mono_ns=_time(d, k, "mono_ns"),
+                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+
+
+# --- the store's records: drops, space, what recovery cut -----------------------------------------
+@dataclass(frozen=True, slots=True)
+class DropRecord(Record):
+    """The store dropped ``count`` frames of ``camera`` for reason ``name`` (``total`` so far)."""
+
+    KIND: ClassVar[str] = "drop"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "camera", "count", "total", "mono_ns", "wall_ns"))
+    name: str
+    camera: str
+    count: int = 1
+    total: int | None = None
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "camera": self.camera, "count": self.count}
+        _put(out, "total", self.total)
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> DropRecord:
+        k = cls.KIND
+        return cls(name=_str(d, k, "name"), camera=_str(d, k, "camera"),
+                   count=_int(d, k, "count", 1), total=_int(d, k, "total", None),
+                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
+                   extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaRecord(Record):
+    """The store's space level changed to ``name`` (a ``QuotaLevel`` name) from ``from_level``
+    (``from`` on flash), or ``name`` ``disk_space_returned``; sizes in MB."""
+
+    KIND: ClassVar[str] = "quota"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "from", "free_mb", "finish_need_mb", "reserve_mb", "mono_ns", "wall_ns"))
+    name: str
+    free_mb: float
+    from_level: str | None = None
+    finish_need_mb: float | None = None
+    reserve_mb: float | None = None
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.KIND, "name": self.name}
+        _put(out, "from", self.from_level)
+        out["free_mb"] = self.free_mb
+        _put(out, "finish_need_mb", self.finish_need_mb)
+        _put(out, "reserve_mb", self.reserve_mb)
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> QuotaRecord:
+        k = cls.KIND
+        return cls(name=_str(d, k, "name"), free_mb=_num(d, k, "free_mb"),
+                   from_level=_str(d, k, "from", None),
+                   finish_need_mb=_num(d, k, "finish_need_mb", None),
+                   reserve_mb=_num(d, k, "reserve_mb", None), mono_ns=_time(d, k, "mono_ns"),
+                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class LossRecord(Record):
+    """What a repair cut or skipped (``name`` ``recovery``): bytes ``range`` of ``segment``
+    (``camera/000001.mcap``) and why; the last frame seq kept before it and the first after it
+    (None: none), and for a torn tail the ``seqs`` whose records began in it (None: not a
+    tail). Only ``camera`` is required: readers count the ``seqs`` of any loss record."""
+
+    KIND: ClassVar[str] = "loss"
+    FIELDS: ClassVar[frozenset[str]] = frozenset(
+        ("kind", "name", "camera", "segment", "range", "bytes", "reason", "seq_after", "seq_before",
+         "seqs", "mono_ns", "wall_ns"))
+    camera: str
+    segment: str | None = None
+    range: tuple[int, int] | None = None
+    reason: str | None = None
+    seq_after: int | None = None
+    seq_before: int | None = None
+    seqs: tuple[int, ...] | None = None
+    name: str = "recovery"
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int | None:
+        return None if self.range is None else self.range[1] - self.range[0]
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "camera": self.camera}
+        _put(out, "segment", self.segment)
+        if self.range is not None:
+            out["range"], out["bytes"] = list(self.range), self.bytes
+        _put(out, "reason", self.reason)
+        out["seq_after"], out["seq_before"] = self.seq_after, self.seq_before
+        _put(out, "seqs", None if self.seqs is None else list(self.seqs))
+        _put(out, "mono_ns", self.mono_ns)
+        _put(out, "wall_ns", self.wall_ns)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> LossRecord:
+        k = cls.KIND
+        span = _list_of(d, k, "range", int, "integers", None)
+        if span is not None and (len(span) != 2 or span[1] < span[0]):
+            raise RecordError(k, "range", f"must be [start, end], start <= end, got {list(span)}")
+        if "bytes" in d and (span is None or _int(d, k, "bytes") != span[1] - span[0]):
+            raise RecordError(k, "bytes", f"must be the range's length, got {_short(d['bytes'])}")
+        return cls(camera=_str(d, k, "camera"), segment=_str(d, k, "segment", None),
+                   range=None if span is None else (span[0], span[1]),
+                   reason=_str(d, k, "reason", None),
+                   seq_after=_int(d, k, "seq_after", None, null=True),
+                   seq_before=_int(d, k, "seq_before", None, null=True),
+                   seqs=_list_of(d, k, "seqs", int, "integers", None, null=True),
+                   name=_str(d, k, "name", "recovery"), mono_ns=_time(d, k, "mono_ns"),
+                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+
+
+# --- anything else --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OpaqueRecord(Record):
+    """A record of a kind this code does not know (a newer board's), or, from :func:`read`, one
+    that did not decode (``problem`` says why): kept as it came, written back unchanged."""
+
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    problem: str = field(default="", compare=False)
+
+    @property
+    def mono_ns(self) -> int | None:  # type: ignore[override]
+        return _plain_int(self.fields.get("mono_ns"))
+
+    @property
+    def wall_ns(self) -> int | None:  # type: ignore[override]
+        return _plain_int(self.fields.get("wall_ns"))
+
+    def encode(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: v for k, v in self.fields.items() if k != "kind"}}
+
+    @classmethod
+    def decode(cls, d: Mapping[str, Any]) -> OpaqueRecord:
+        """Any record, kept as it is (no field is checked but ``kind``)."""
+        kind = d.get("kind") if isinstance(d, Mapping) else None
+        if not isinstance(kind, str):
+            raise RecordError("", "kind", f"must be a string, got {_short(kind)}")
+        return cls(kind, {k: v for k, v in d.items() if k != "kind"})
+
+
+def _plain_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+KINDS: dict[str, type[Record]] = {c.KIND: c for c in (
+    PhaseRecord, EventRecord, FlightRecord, ResumeRecord, FaultRecord, LedgerRecord, DropRecord,
+    QuotaRecord, LossRecord)}
+
+
+def decode(d: Mapping[str, Any]) -> Record:
+    """The typed record of an event-log dict (an :class:`OpaqueRecord` for an unknown kind); raises
+    RecordError naming the bad field of a known kind, or ``kind`` when there is none."""
+    if not isinstance(d, Mapping):
+        raise RecordError("", "kind", f"a record must be an object, got {_short(d)}")
+    kind = d.get("kind")
+    if not isinstance(kind, str):
+        raise RecordError("", "kind", "is missing" if kind is None else f"must be a string, got "
+                                                                       f"{_short(kind)}")
+    cls = KINDS.get(kind)
+    if cls is None:
+        return OpaqueRecord(kind, {k: v for k, v in d.items() if k != "kind"})
+    return cls._from(d)
+
+
+def read(records: Iterable[Any]) -> Iterator[Record]:
+    """Every record of an event log, typed; never raises: one that does not decode is yielded as
+    an :class:`OpaqueRecord` whose ``problem`` says why (readers skip it, as unknown kinds)."""
+    for d in records:
+        try:
+            yield decode(d)
+        except RecordError as exc:
+            fields = dict(d) if isinstance(d, Mapping) else {"value": d}
+            kind = fields.pop("kind", "")
+            yield OpaqueRecord(kind if isinstance(kind, str) else "", fields, problem=str(exc))
