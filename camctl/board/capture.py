@@ -35,6 +35,7 @@ from camctl.board.ring import PreTriggerRing, RunnerStats
 from camctl.board.schedule import frame_phase, value_of
 from camctl.common.frames import EncodedFrame, Frame, FrameValue
 from camctl.common.ledger import (
+    ABANDONED,
     ENCODE_ERROR,
     ENCODER_BEHIND,
     RING_OVERFLOW,
@@ -195,10 +196,16 @@ class CameraRunner:
 
     def abandon(self) -> None:
         """Give up on a stuck thread (it cannot be killed): it stops when the backend lets go, and whatever
-        it still produces is dropped (``abandoned``), so it never interleaves with its replacement."""
+        it still produces is dropped (``abandoned``), so it never interleaves with its replacement.
+
+        Its frames in RAM are dropped in its ledger (the flight they belong to; the replacement
+        counts into the same one): the ring now, frames in the encoder as they come out, and a
+        frame the stuck call brings back. Never waits: whoever holds the drain lock re-checks the
+        kick."""
         self._abandoned = True
         self._stop.set()
         self._wake.set()
+        self._drain(block=False)
 
     def snapshot(self) -> dict:
         s = self.stats
@@ -246,10 +253,11 @@ class CameraRunner:
                 self._expect("closing", SLOW_STEP_S)
                 self._drop_pending_stills()
                 self._finish_pending()
-                if phase == SAFE and len(self.ring):
-                    self.ring.clear()  # disarmed: ARMED frames were never part of a flight
-                elif phase == LANDED and len(self.ring):
-                    self._flush_ring()  # landed before any later frame came: keep the pre-trigger anyway
+                with self._drain_lock:  # abandon() may drop the ring from the watchdog's thread
+                    if phase == SAFE and len(self.ring):
+                        self.ring.clear()  # disarmed: ARMED frames were never part of a flight
+                    elif phase == LANDED and len(self.ring):
+                        self._flush_ring()  # landed before any later frame: keep the pre-trigger
                 self._close_camera()
                 self.stats.state = "idle"
                 self._idle.set()
@@ -285,6 +293,12 @@ class CameraRunner:
                 delay = self._backoff[0] if self._wait_backoff(delay, gen) else min(delay * 2, self._backoff[1])
                 continue
             delay = self._backoff[0]
+            if self._abandoned:  # the stuck call came back after the replacement took over
+                self.stats.frames_captured += 1
+                self.ledger.captured(self.name)
+                self._lose(ABANDONED)
+                self._recycle(frame)
+                continue
             self._account(frame)
             self._submit(frame, self._phase_of(frame, phase))
             self._drain(block=False)
@@ -389,7 +403,8 @@ class CameraRunner:
         if block:  # only the runner thread blocks, and only it adds frames: this empties the queue
             with self._drain_lock:
                 self._drain_locked(True)
-            return
+            if not self._kick:
+                return
         # Encoder threads call this from done-callbacks: they must never wait for the lock (the runner may
         # hold it while it waits for a frame queued behind them). Whoever holds the lock re-checks the kick.
         self._kick = True
@@ -401,11 +416,14 @@ class CameraRunner:
                 self._drain_lock.release()
 
     def _drain_locked(self, block: bool) -> None:
+        if self._abandoned and len(self.ring):
+            self._lose(ABANDONED, len(self.ring.drain()))
         while self._pending:
             frame, phase, fut = self._pending[0]
             if fut is not None and not fut.done() and not block:
                 return
-            if frame.still and not block and "video_gap_ms" not in self._still_meta.get(id(frame), {}):
+            if frame.still and not block and not self._abandoned \
+                    and "video_gap_ms" not in self._still_meta.get(id(frame), {}):
                 return  # its video gap is known once the first video frame after it is captured
             self._pending.popleft()
             if fut is not None and fut.cancelled():  # pushed out of the pool by a frame of higher value
@@ -461,7 +479,7 @@ class CameraRunner:
         )
 
     def _route(self, ef: EncodedFrame) -> None:
-        if ef.phase == ARMED:
+        if ef.phase == ARMED and not self._abandoned:
             self.ring.push(ef)
             return
         if len(self.ring):
@@ -478,7 +496,7 @@ class CameraRunner:
 
     def _send(self, ef: EncodedFrame) -> None:
         if self._abandoned:
-            self.stats.drop("abandoned")
+            self._lose(ABANDONED)
             return
         try:
             ok = self._sink(ef)
