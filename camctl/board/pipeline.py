@@ -82,7 +82,8 @@ class FramePipeline:
 
     def submit(self, frame: Frame, phase: str) -> None:
         """A video frame filed under ``phase``: queued for its encode, or dropped if the encoder is
-        behind (its pixels given back at once)."""
+        behind (its pixels given back at once). A frame keeps the size it was captured at: the
+        first one after an edge out of a lores phase may still be lores (the store records it)."""
         if frame.jpeg is not None:
             self.pending.add(frame, phase, None)
             return
