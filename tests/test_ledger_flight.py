@@ -307,3 +307,43 @@ def test_frames_of_a_camera_abandoned_in_armed_are_dropped_in_the_flights_books(
     assert books["balanced"] is True, books
     # the ring held about 1 s of ARMED frames at 10 fps when the camera hung
     assert len(hung.ring) == 0 and books["dropped"].get("abandoned", 0) >= 10, books
+
+
+def test_frames_of_a_camera_isolated_in_armed_are_dropped_in_the_flights_books(
+        tmp_path: Path, monkeypatch) -> None:
+    """A hang in ARMED with no fresh camera to be had (the backend cannot build one): the camera is
+    isolated, and its pre-trigger ring is dropped as ``abandoned`` in the flight's ledger at once,
+    not left counted as captured when the flight's last books are written."""
+    from test_daemon import make_config
+
+    import camctl.board.cameras
+    from camctl.exc import CameraError
+
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600.0}])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+
+        def broken(*_a: Any, **_k: Any) -> Any:
+            raise CameraError("down", "no camera object (backend gone)")
+
+        monkeypatch.setattr(camctl.board.cameras, "make_camera", broken)
+        hung = d.runners["down"]
+        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
+                                daemon=True)
+        loop.start()
+        d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
+        wait_for(lambda: hung.isolated, "the isolation")
+        d.command("event", {"name": "release"})
+        wait_for(lambda: d.runners["up"].stats.sent_to_store >= 10, "DESCENT frames of 'up'")
+        d.command("event", {"name": "touchdown"})
+        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED, serving")
+        assert d.status()["cameras"]["down"]["state"] == "isolated"
+        d.request_stop()
+        loop.join(30)
+    finally:
+        d.close()
+    [flight] = _ls_json(tmp_path / "store")["flights"]
+    books = flight["cameras"]["down"]["ledger"]
+    assert books["balanced"] is True, books
+    assert len(hung.ring) == 0 and books["dropped"].get("abandoned", 0) >= 10, books
