@@ -311,6 +311,37 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
     assert dying.overdue_s(time.monotonic_ns() + int(60e9)) > 0  # dead without a stop: no progress
 
 
+def test_an_abandoned_runner_drops_its_ring_and_a_late_frame_into_its_ledger(pool) -> None:
+    """The watchdog gave up on a thread stuck in ARMED: its ring is dropped (``abandoned``) at once,
+    and the frame the stuck call brings back is counted captured and dropped (no sensor gap)."""
+    cam, sink = ScriptedCamera("stuck"), Sink()
+
+    def hang(timeout_s: float = 1.0) -> Frame:  # no timeout: stuck until a permit comes
+        cam.gate.acquire()
+        return ScriptedCamera.capture(cam, timeout_s)
+
+    cam.capture = hang
+    r = CameraRunner(cam, CameraConfig(name="stuck", backend="sim", fps=(("ARMED", 10.0),)), pool,
+                     sink)
+    r.start()
+    r.set_phase("ARMED")
+    cam.gate.release(5)
+    deadline = time.monotonic() + 20
+    while len(r.ring) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(r.ring) == 5 and r.activity == "capturing"  # the sixth capture is stuck
+    r.abandon()
+    assert len(r.ring) == 0
+    assert r.ledger.totals()["stuck"]["dropped"] == {"abandoned": 5}
+    cam.skip_next = 3  # the sensor ran on meanwhile: not this runner's frames to count
+    cam.gate.release()
+    while r.stats.state != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    books = r.ledger.totals()["stuck"]
+    assert (books["captured"], books["dropped"], books["aged_out"]) == (6, {"abandoned": 6}, 0)
+    assert sink.frames == [] and r.in_pipeline == 0
+
+
 class LendingCamera(ScriptedCamera):
     """Lends every frame (``Frame.release``) and checks the runner's side of the contract: each frame given
     back exactly once, never closed with a frame out (a real camera frees its buffers at close), and pixels

@@ -254,3 +254,87 @@ def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_gr
         books = flight["cameras"]["down"]["ledger"]
         assert books["balanced"] is True, (folder, books)
         assert books["captured"] >= both > hung.stats.frames_captured, (folder, books, both)
+
+
+@pytest.mark.parametrize("hang_s", [600.0, 5.0], ids=["stays-stuck", "comes-back-in-flight"])
+def test_frames_of_a_camera_abandoned_in_armed_are_dropped_in_the_flights_books(
+        tmp_path: Path, monkeypatch, hang_s: float) -> None:
+    """A hang in ARMED: the abandoned runner's pre-trigger ring (and whatever it still captures or
+    encodes, should its thread come back while the flight is open) is dropped as ``abandoned`` in
+    the flight's ledger, so ``ls`` of the board's store balances."""
+    from test_daemon import make_config
+
+    import camctl.board.cameras
+
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": hang_s}])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+        real = camctl.board.cameras.make_camera
+
+        def healthy(cam_cfg: Any, **kw: Any) -> Any:  # the fresh camera does not hang again
+            return real(dataclasses.replace(cam_cfg, faults=()), **kw)
+
+        monkeypatch.setattr(camctl.board.cameras, "make_camera", healthy)
+        hung = d.runners["down"]
+        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
+                                daemon=True)
+        loop.start()
+        d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
+        fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"], "the restart")
+        wait_for(lambda: fresh.stats.frames_captured >= 5, "frames from the restarted camera")
+        d.command("event", {"name": "release"})
+        wait_for(lambda: fresh.stats.sent_to_store >= 10, "DESCENT frames of the restarted camera")
+        if hang_s < 60:  # the stuck capture returns a frame while the flight is open
+            wait_for(lambda: hung.stats.state == "stopped", "the abandoned thread to end")
+        d.command("event", {"name": "touchdown"})
+        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED, serving")
+        d.request_stop()
+        loop.join(30)
+    finally:
+        d.close()
+    [flight] = _ls_json(tmp_path / "store")["flights"]
+    books = flight["cameras"]["down"]["ledger"]
+    assert books["balanced"] is True, books
+    # the ring held about 1 s of ARMED frames at 10 fps when the camera hung
+    assert len(hung.ring) == 0 and books["dropped"].get("abandoned", 0) >= 10, books
+
+
+def test_frames_of_a_camera_isolated_in_armed_are_dropped_in_the_flights_books(
+        tmp_path: Path, monkeypatch) -> None:
+    """A hang in ARMED with no fresh camera to be had (the backend cannot build one): the camera is
+    isolated, and its pre-trigger ring is dropped as ``abandoned`` in the flight's ledger at once,
+    not left counted as captured when the flight's last books are written."""
+    from test_daemon import make_config
+
+    import camctl.board.cameras
+    from camctl.exc import CameraError
+
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600.0}])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+
+        def broken(*_a: Any, **_k: Any) -> Any:
+            raise CameraError("down", "no camera object (backend gone)")
+
+        monkeypatch.setattr(camctl.board.cameras, "make_camera", broken)
+        hung = d.runners["down"]
+        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
+                                daemon=True)
+        loop.start()
+        d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
+        wait_for(lambda: hung.isolated, "the isolation")
+        d.command("event", {"name": "release"})
+        wait_for(lambda: d.runners["up"].stats.sent_to_store >= 10, "DESCENT frames of 'up'")
+        d.command("event", {"name": "touchdown"})
+        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED, serving")
+        assert d.status()["cameras"]["down"]["state"] == "isolated"
+        d.request_stop()
+        loop.join(30)
+    finally:
+        d.close()
+    [flight] = _ls_json(tmp_path / "store")["flights"]
+    books = flight["cameras"]["down"]["ledger"]
+    assert books["balanced"] is True, books
+    assert len(hung.ring) == 0 and books["dropped"].get("abandoned", 0) >= 10, books

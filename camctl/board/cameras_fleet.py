@@ -219,11 +219,11 @@ class CameraFleet:
         self._on_fault({"kind": "fault", "camera": name, "error": "CaptureHung", "message": msg,
                         "activity": runner.activity, "mono_ns": time.monotonic_ns(),
                         "wall_ns": time.time_ns()})
+        runner.abandon()  # its RAM frames go to the flight's books as dropped, restarted or not
         if camera is None:
             runner.isolated = True
             runner.stats.last_error = msg
             return
-        runner.abandon()
         self._replacements[name] = n + 1
         fresh = self.runner(camera, runner.cfg)
         fresh.stats.faults = runner.stats.faults + 1

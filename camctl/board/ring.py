@@ -1,5 +1,6 @@
 """A camera runner's state outside its thread's control flow: the pre-trigger ring of encoded frames
-(seconds and bytes capped, every loss reported to the ledger's hook) and the runner's stats.
+(seconds and bytes capped, every loss reported to the ledger's hook) and the runner's stats, with
+the snapshot ``status`` shows of them.
 """
 
 from __future__ import annotations
@@ -93,6 +94,39 @@ class RunnerStats:
     ring_frames: int = 0
     ring_bytes: int = 0
     ring_expired: int = 0
+    # sensor times of the last video frames: the measured rate
+    rate_window: collections.deque[int] = field(
+        default_factory=lambda: collections.deque(maxlen=64))
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def measured_fps(self) -> float:
+        w = list(self.rate_window)
+        if len(w) < 2 or self.state != "running":
+            return 0.0
+        span = w[-1] - w[0]
+        return (len(w) - 1) / (span / 1e9) if span > 0 else 0.0
+
+    def snapshot(self, ring: PreTriggerRing) -> dict:
+        """The runner's part of a camera's ``status`` (with ``ring``, the runner's pre-trigger)."""
+        self.ring_frames, self.ring_bytes, self.ring_expired = len(ring), ring.bytes, ring.expired
+        if ring.overflow:
+            self.dropped["ring_overflow"] = ring.overflow
+        return {
+            "state": self.state,
+            "fps": round(self.measured_fps(), 2),
+            "target_fps": self.target_fps,
+            "frames_captured": self.frames_captured,
+            "frames_encoded": self.encoded,
+            "sensor_gaps": self.sensor_gaps,
+            "pretrigger_flushed": self.pretrigger_flushed,
+            "stills": self.stills,
+            "stills_missed": self.stills_missed,
+            "ring_frames": self.ring_frames,
+            "ring_bytes": self.ring_bytes,
+            "faults": self.faults,
+            "restarts": self.restarts,
+            "dropped_by_reason": dict(self.dropped),
+            "last_error": self.last_error,
+        }

@@ -24,9 +24,12 @@ deliver while a still was taken), ``store_full`` (the store's full-disk policy),
 ``recovery_cut`` (frames a power cut tore off after the store wrote them: store recovery's ``loss`` records with
 their ``seqs``), ``restart`` (captured before the daemon restarted mid-flight and neither stored nor dropped:
 in RAM when the process died; the resume writes one ``name: "restart"`` record per camera from what is on
-disk, see :func:`camctl.board.resume.restart_books`, so the books of a resumed flight close); a store's own reasons
-arrive as ``store_<reason>``. A flight that was never resumed after a power cut may not close (the last ledger
-interval may be torn off too): ``ls`` then says NOT BALANCED rather than guess.
+disk, see :func:`camctl.board.resume.restart_books`, so the books of a resumed flight close),
+``abandoned`` (in the RAM of a capture runner the watchdog gave up on and replaced: its ring, its
+frames waiting for or in the encoder, any frame its stuck thread still brings back); a store's own
+reasons arrive as ``store_<reason>``. A flight that was never resumed after a power cut may not
+close (the last ledger interval may be torn off too): ``ls`` then says NOT BALANCED rather than
+guess.
 ``aged_out`` (ARMED frames that left the ring by age, or at disarm)
 is not a drop: it is the ring working. ``stills_missed`` counts still requests not served before LANDED/SAFE
 (no frame existed, so they are outside the equation).
@@ -59,8 +62,9 @@ ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "
 STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR = "store_refused", "still_gap", "store_full", "encode_error"
 RECOVERY_CUT = "recovery_cut"
 RESTART = "restart"  # captured before a daemon restart, neither stored nor dropped: in RAM when it died
+ABANDONED = "abandoned"  # in RAM in a runner the watchdog replaced (its thread stuck in a backend)
 REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR,
-           RECOVERY_CUT, RESTART)
+           RECOVERY_CUT, RESTART, ABANDONED)
 _STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made because space ran out
 
 
