@@ -44,6 +44,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waiting import wait_for
+
 CONTROL = ".forgetfs-cut"
 PAGE = 4096
 MODES = ("none", "prefix", "pages")
@@ -416,11 +418,11 @@ def mounted(mnt: Path, *, capacity: int = 1 << 30) -> Iterator[Mounted]:
         proc = subprocess.Popen([sys.executable, __file__, str(mnt), str(capacity)], stderr=err,
                                 stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"forgetfs did not mount at {mnt}: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.02)
+        wait_for(lambda: os.path.ismount(mnt) or proc.poll() is not None,
+                 f"forgetfs to mount at {mnt} (its log: {log})", timeout_s=30, interval_s=0.02)
+        if not os.path.ismount(mnt):
+            raise RuntimeError(f"forgetfs did not mount at {mnt}: "
+                               f"{log.read_text(errors='replace')[-2000:]}")
         yield Mounted(mnt, proc)
     finally:
         umount = shutil.which("fusermount3") or "umount"

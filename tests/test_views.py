@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from flights import BOARDS, FLIGHT, Built
 from netfixtures import FakeBoard, make_store
 from rich.console import Console
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -135,9 +135,11 @@ def _watch_sees_the_broadcast(pub: Publisher, board: str, **status_kw: Any) -> N
         interval_s=60.0, stop=stop, on_update=on_update, **status_kw)))
     t.start()
     try:
-        deadline = time.monotonic() + 20
-        while not stop.wait(0.05) and t.is_alive() and time.monotonic() < deadline:
-            pub.publish("status", {**FAKE_STATUS, "board": board})
+        def broadcast_seen() -> bool:
+            pub.publish("status", {**FAKE_STATUS, "board": board})  # again: a slow joiner misses some
+            return stop.wait(0.05) or not t.is_alive()
+
+        wait_for(broadcast_seen, "the watch to show the PUB status", timeout_s=20)
         assert stop.is_set(), f"no PUB status came through (seen {seen[-3:]})"
         t.join(30)
     finally:
