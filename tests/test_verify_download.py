@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from camctl.store import verify
-
-sys.path.insert(0, str(Path(__file__).parent))
 from flights import FLIGHT, build_download
+
+from camctl.store import verify
 
 
 def _as_downloaded(src: Path, dst: Path) -> Path:
