@@ -102,9 +102,9 @@ def test_one_client_flood_bounded(tmp_path: Path) -> None:
                 peak = [0]
 
                 def sample(stop: threading.Event = stop, peak: list[int] = peak) -> None:
-                    while not stop.is_set():
+                    peak[0] = _rss(pid)
+                    while not stop.wait(0.02):  # the sampling period, until the flood stops
                         peak[0] = max(peak[0], _rss(pid))
-                        time.sleep(0.02)
 
                 threads = [threading.Thread(target=run, args=(stop,), daemon=True),
                            threading.Thread(target=sample, daemon=True)]

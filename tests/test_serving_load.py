@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from serving_board import board_config, rates, write_old_flight
+from waiting import wait_for
 
 from camctl.demo import start_board
 from camctl.ground import Client, fetch
@@ -55,11 +56,10 @@ def test_capture_rate_holds_while_8_clients_fetch(tmp_path: Path) -> None:
             client.command("event", name="release")
             time.sleep(0.5)  # past the pre-trigger flush and the rate change (start of the window, no check)
             quiet, _ = rates(client, WINDOW_S)
-            t0 = time.monotonic()
             for t in threads:
                 t.start()
-            while sum(fetched) < CLIENTS and not errors and time.monotonic() - t0 < 60:
-                time.sleep(0.05)  # every client is into its loop (one full fetch each) before measuring
+            # the clients are into their loops (as many full fetches as clients) before measuring
+            wait_for(lambda: sum(fetched) >= CLIENTS or errors, "a full fetch per client")
             loaded, st = rates(client, WINDOW_S)
             stop.set()
             for t in threads:
