@@ -8,7 +8,7 @@ from pathlib import Path
 
 from camctl.board.config import StoreConfig
 from camctl.ground.export import align_set, export_all
-from camctl.ground.export.flightset import load_flight
+from camctl.ground.export.flightset import Flight, load_flight
 from camctl.ground.flights import find_flights, summarize_flight
 from camctl.store import FlightStore
 
@@ -33,17 +33,25 @@ A = [("ARMED", "arm", "gpio", -5.0), ("DESCENT", "release", "gpio", 0.0), ("SEPA
      ("TOUCHDOWN", "touchdown", "gpio", 8.0)]
 
 
-def flights(root: Path):
+def flights(root: Path) -> list[Flight]:
     return [load_flight(r) for r in find_flights(root)]
 
 
+def fly_pair(root: Path, b_edges: list[tuple[str, str, str, float]]
+             ) -> tuple[Flight, Flight, dict[str, dict]]:
+    """rig-a flies ``A`` (release at 1000 s on its clock); rig-b (its clock at 9000 s), armed like
+    it, goes on by ``b_edges``; both loaded and aligned."""
+    board(root, "rig-a", 1_000 * NS, A)
+    board(root, "rig-b", 9_000 * NS, [A[0], *b_edges])
+    fa, fb = flights(root)
+    return fa, fb, align_set([fa, fb])
+
+
 def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Path) -> None:
-    board(tmp_path, "rig-a", 1_000 * NS, A)
-    # rig-b's release line failed and so did its separation line: it went on by a timer and an operator
-    board(tmp_path, "rig-b", 9_000 * NS, [("ARMED", "arm", "gpio", -5.0), ("SEPARATION", "separation", "operator", 3.0),
-                                          ("TOUCHDOWN", "timeout", "timer", 9.0)])
-    fa, fb = flights(tmp_path)
-    report = align_set([fa, fb])
+    # rig-b's release line failed and so did its separation line: it went on by a timer and an
+    # operator
+    fa, fb, report = fly_pair(tmp_path, [("SEPARATION", "separation", "operator", 3.0),
+                                         ("TOUCHDOWN", "timeout", "timer", 9.0)])
     assert report["rig-a"] == {"aligned": True, "edge": "release", "reason": ""}
     assert report["rig-b"]["aligned"] is False and report["rig-b"]["edge"] is None
     assert "no 'release' edge" in report["rig-b"]["reason"]
@@ -60,12 +68,9 @@ def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Pat
 
 
 def test_boards_align_on_the_edge_every_board_saw(tmp_path: Path) -> None:
-    board(tmp_path, "rig-a", 1_000 * NS, A)
     # rig-b missed release but saw separation on its own line at the same moment
-    board(tmp_path, "rig-b", 9_000 * NS, [("ARMED", "arm", "gpio", -5.0), ("SEPARATION", "separation", "gpio", 3.0),
-                                          ("TOUCHDOWN", "touchdown", "gpio", 8.0)])
-    fa, fb = flights(tmp_path)
-    report = align_set([fa, fb])
+    fa, fb, report = fly_pair(tmp_path, [("SEPARATION", "separation", "gpio", 3.0),
+                                         ("TOUCHDOWN", "touchdown", "gpio", 8.0)])
     assert {b: (r["aligned"], r["edge"]) for b, r in report.items()} == {
         "rig-a": (True, "separation"), "rig-b": (True, "separation")}
     # on the common zero, the shared touchdown edge lands at the same relative time on both boards
