@@ -1,5 +1,6 @@
 """Test helpers for the network layer: a fake Board over a real store folder of real MCAP segments,
-a cutting TCP proxy, and free ports. Imported by tests/test_protocol*, test_publish*, test_fetch*."""
+a cutting TCP proxy, free ports, and a ``status --watch`` of a board that keeps broadcasting.
+Imported by tests/test_protocol*, test_publish*, test_fetch*, test_*views."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import json
 import random
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import simplejpeg
+from waiting import wait_for
 
 from camctl.exc import CamctlError
+from camctl.ground.views import status_many
 
-__all__ = ["CutProxy", "FakeBoard", "free_port", "make_store", "write_segment"]
+__all__ = ["CutProxy", "FakeBoard", "free_port", "make_store", "watch_while_publishing",
+           "write_segment"]
 
 
 def _jpeg(rng: np.random.Generator, w: int = 64, h: int = 48) -> bytes:
@@ -209,3 +215,36 @@ class CutProxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+
+def watch_while_publishing(pub: Any, status: dict, enough: Callable[[list[str]], bool],
+                           **status_kw: Any) -> list[str]:
+    """``status --watch --json`` of ``pub``'s board on a thread while ``pub`` broadcasts ``status``
+    again and again (a slow joiner misses the first), until ``enough(phases the watch showed)``.
+    Then the watch must stop cleanly; ``pub`` is closed. Returns the phases, one per update."""
+    stop = threading.Event()
+    seen: list[str] = []
+    rc: list[int] = []
+
+    def on_update(res: list[dict]) -> None:
+        seen.append(res[0].get("phase", "?"))
+        if enough(seen):
+            stop.set()
+
+    t = threading.Thread(target=lambda: rc.append(status_many(
+        [pub.router_endpoint], json_out=True, watch=True, timeout_s=10, events=[pub.pub_endpoint],
+        interval_s=60.0, stop=stop, on_update=on_update, **status_kw)))
+    t.start()
+    try:
+        def shown() -> bool:
+            pub.publish("status", status)
+            return stop.wait(0.02) or not t.is_alive()
+
+        wait_for(shown, "the watch to show enough PUB statuses")
+        assert stop.is_set(), f"the watch ended first (seen {seen[-3:]})"
+        t.join(30)
+    finally:
+        stop.set()
+        pub.close()
+    assert not t.is_alive() and rc == [0], rc
+    return seen
