@@ -33,7 +33,7 @@ def _fly(tmp: Path) -> tuple[list, float]:
         for b in boards:
             with Client(b.router, timeout_s=10) as c:
                 c.command(verb, **args)
-        time.sleep(pause)
+        time.sleep(pause)  # the phase's length (the scenario, not a wait)
     for b in boards:
         with Client(b.router, timeout_s=10) as c:
             wait_for(lambda c=c: (s := c.status())["phase"] == "LANDED" and s["serving"],

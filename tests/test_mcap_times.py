@@ -47,7 +47,7 @@ def _fly(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
                                   "phase_to": "DESCENT", "mono_ns": now + skews[b], "wall_ns": time.time_ns()})
                 st.put(dataclasses.replace(frame("down", i), timestamp_ns=now + skews[b]))
                 st.commit(wait=True)  # written at once: the wall offset is taken at the frame's own time
-            time.sleep(0.005)
+            time.sleep(0.005)  # the moments are 5 ms apart (the scenario, not a wait)
         for st in stores.values():
             st.finish()
     finally:
