@@ -34,14 +34,16 @@ def _writer(path: Path, layout, chunk_bytes: int):
     from camctl.store._segment import SegmentWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SegmentWriter(path, layout, opener=lambda p: open(p, "wb", buffering=0), max_chunk_bytes=chunk_bytes)
+    return SegmentWriter(path, layout, opener=lambda p: open(p, "wb", buffering=0),
+                         max_chunk_bytes=chunk_bytes)
 
 
 def write_segment(path: Path, camera: str, *, frames: int, seq0: int = 0, t0_ns: int = 10**9,
-                  phase: str = "DESCENT", value: int = 2, seed: int = 0, width: int = 64, torn: bool = False,
-                  pad_kb: int = 0) -> None:
-    """A camera segment written by the store's own segment writer: /<camera>/image (CompressedImage) and
-    /<camera>/meta (JSON). ``torn``: committed chunks but no summary or footer (a segment cut mid-flight)."""
+                  phase: str = "DESCENT", value: int = 2, seed: int = 0, width: int = 64,
+                  torn: bool = False, pad_kb: int = 0) -> None:
+    """A camera segment written by the store's own segment writer: /<camera>/image (CompressedImage)
+    and /<camera>/meta (JSON). ``torn``: committed chunks but no summary or footer (a segment cut
+    mid-flight)."""
     from camctl.store._records import CH_IMAGE, CH_META, camera_layout
 
     rng = np.random.default_rng(seed)
@@ -70,9 +72,11 @@ def write_events(path: Path, names: list[str]) -> None:
     w.finish(fsync=lambda fd: None)
 
 
-def make_store(root: Path, *, flights: tuple[str, ...] = ("f1",), cameras: tuple[str, ...] = ("down", "up"),
-               segments: int = 2, frames: int = 12, seed: int = 0, pad_kb: int = 0) -> list[Path]:
-    """Fill ``root`` with flights of camera segments, an event log, flight.json; return all files."""
+def make_store(root: Path, *, flights: tuple[str, ...] = ("f1",),
+               cameras: tuple[str, ...] = ("down", "up"), segments: int = 2, frames: int = 12,
+               seed: int = 0, pad_kb: int = 0) -> list[Path]:
+    """Fill ``root`` with flights of camera segments, an event log, flight.json; return all
+    files."""
     files: list[Path] = []
     for fi, fl in enumerate(flights):
         for ci, cam in enumerate(cameras):
@@ -128,8 +132,8 @@ def free_port() -> int:
 
 class CutProxy:
     """A userspace TCP proxy on loopback that drops each connection after a seeded random number of
-    server->client bytes (``cuts`` times), then forwards normally. ``hold`` instead stalls the downstream
-    forever after ``hold_after`` bytes until :meth:`release` (for kill tests)."""
+    server->client bytes (``cuts`` times), then forwards normally. ``hold`` instead stalls the
+    downstream forever after ``hold_after`` bytes until :meth:`release` (for kill tests)."""
 
     def __init__(self, target_port: int, *, cuts: int = 0, seed: int = 0, lo: int = 100_000,
                  hi: int = 600_000, hold_after: int | None = None) -> None:
@@ -176,7 +180,8 @@ class CutProxy:
                     budget = self.rng.randint(self.lo, self.hi)
                 self._socks += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, budget), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, budget),
+                             daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, budget: int | None) -> None:
         down = budget is not None or src.getpeername()[1] == self.target
@@ -186,7 +191,8 @@ class CutProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                held = self.hold_after is not None and self.downstream_bytes + len(data) > self.hold_after
+                held = (self.hold_after is not None
+                        and self.downstream_bytes + len(data) > self.hold_after)
                 if down and held:
                     self.released.wait(60)
                 if budget is not None and sent + len(data) > budget:

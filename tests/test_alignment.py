@@ -1,5 +1,6 @@
-"""Multi-board alignment says what it did: boards share a zero only on a GPIO edge every one of them saw; a
-board without it is marked unaligned (with the reason) in export and ls, never shifted silently."""
+"""Multi-board alignment says what it did: boards share a zero only on a GPIO edge every one of them
+saw; a board without it is marked unaligned (with the reason) in export and ls, never shifted
+silently."""
 
 from __future__ import annotations
 
@@ -18,19 +19,21 @@ FLIGHT = "20260101T000000Z"
 
 
 def board(root: Path, name: str, base_ns: int, edges: list[tuple[str, str, str, float]]) -> None:
-    """A flight whose event log holds these phase changes: (phase entered, event, source, seconds)."""
-    store = FlightStore(root / name, name, FLIGHT, StoreConfig(commit_interval_ms=50), cameras=["down"])
+    """A flight whose event log holds these phase changes: (phase entered, event, source, s)."""
+    store = FlightStore(root / name, name, FLIGHT, StoreConfig(commit_interval_ms=50),
+                        cameras=["down"])
     prev = "SAFE"
     for phase, event, source, t_s in edges:
         mono = base_ns + int(t_s * NS)
-        store.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase, "event": event,
-                         "source": source, "mono_ns": mono, "wall_ns": WALL0 + int(t_s * NS), "skipped": []})
+        store.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
+                         "event": event, "source": source, "mono_ns": mono,
+                         "wall_ns": WALL0 + int(t_s * NS), "skipped": []})
         prev = phase
     store.close()
 
 
-A = [("ARMED", "arm", "gpio", -5.0), ("DESCENT", "release", "gpio", 0.0), ("SEPARATION", "separation", "gpio", 3.0),
-     ("TOUCHDOWN", "touchdown", "gpio", 8.0)]
+A = [("ARMED", "arm", "gpio", -5.0), ("DESCENT", "release", "gpio", 0.0),
+     ("SEPARATION", "separation", "gpio", 3.0), ("TOUCHDOWN", "touchdown", "gpio", 8.0)]
 
 
 def flights(root: Path) -> list[Flight]:
@@ -56,7 +59,8 @@ def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Pat
     assert report["rig-b"]["aligned"] is False and report["rig-b"]["edge"] is None
     assert "no 'release' edge" in report["rig-b"]["reason"]
     assert fa.t0_ns == 1_000 * NS
-    assert fb.t0_ns == 9_000 * NS - 5 * NS and not fb.tb.aligned  # its own first event, not its separation
+    # its own first event, not its separation
+    assert fb.t0_ns == 9_000 * NS - 5 * NS and not fb.tb.aligned
     # ls says it too (a board alone: no release edge there either)
     ls_b = summarize_flight(find_flights(tmp_path / "rig-b")[0])
     assert ls_b["aligned"] is False and "no 'release' edge" in ls_b["unaligned_reason"]

@@ -1,10 +1,11 @@
 """A board forced to serve during flight keeps its capture rate while 8 clients fetch at full speed.
 
-A real ``camctl run`` (2 sim cameras, 640x360 at 15 fps in every phase, ``publish.serve_during_flight``) has
-a finished earlier flight in its store (written here with FlightStore: noisy JPEGs, so the files are big).
-It is armed and released; its per-camera captured-frame rate is measured from ``status()`` (board clock)
-over a window without load, then over a window while 8 threads run :func:`camctl.ground.fetch` in a loop.
-The assertion is a ratio measured in the same run (loaded >= 0.8 x unloaded), plus no dropped frame.
+A real ``camctl run`` (2 sim cameras, 640x360 at 15 fps in every phase,
+``publish.serve_during_flight``) has a finished earlier flight in its store (written here with
+FlightStore: noisy JPEGs, so the files are big). It is armed and released; its per-camera
+captured-frame rate is measured from ``status()`` (board clock) over a window without load, then
+over a window while 8 threads run :func:`camctl.ground.fetch` in a loop. The assertion is a ratio
+measured in the same run (loaded >= 0.8 x unloaded), plus no dropped frame.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ def test_capture_rate_holds_while_8_clients_fetch(tmp_path: Path) -> None:
     threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(CLIENTS)]
     try:
         with Client(board.router, timeout_s=30.0) as client:
-            assert client.status()["serving"] is True  # serve_during_flight: already in SAFE and ARMED
+            # serve_during_flight: already in SAFE and ARMED
+            assert client.status()["serving"] is True
             client.command("arm")
             client.command("event", name="release")
-            time.sleep(0.5)  # past the pre-trigger flush and the rate change (start of the window, no check)
+            # past the pre-trigger flush and the rate change (start of the window, no check)
+            time.sleep(0.5)
             quiet, _ = rates(client, WINDOW_S)
             for t in threads:
                 t.start()
@@ -74,8 +77,8 @@ def test_capture_rate_holds_while_8_clients_fetch(tmp_path: Path) -> None:
     mb = sum(bytes_) / 1e6
     fmt = lambda r: ", ".join(f"{c} {v:.1f}" for c, v in sorted(r.items()))  # noqa: E731
     print(f"\nserving load: quiet {fmt(quiet)} fps, with {CLIENTS} fetch clients {fmt(loaded)} fps "
-          f"(ratio {min(loaded[c] / quiet[c] for c in quiet):.2f}); {sum(fetched)} full fetches of flight {old} "
-          f"and more, {mb:.0f} MB served")
+          f"(ratio {min(loaded[c] / quiet[c] for c in quiet):.2f}); {sum(fetched)} full fetches "
+          f"of flight {old} and more, {mb:.0f} MB served")
     assert all(f >= 1 for f in fetched), fetched
     assert dropped == {"down": 0, "up": 0}, dropped
     for cam in quiet:
