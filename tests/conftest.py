@@ -57,14 +57,14 @@ def mcap_core() -> Path:
     return JS / "mcap_times.mjs"
 
 
-# --- the strict picamera2 double (camera backend tests; section owned by the cameras work) ---------
+# --- the strict picamera2 double (camera backend tests; section owned by the cameras work) --------
 
 @pytest.fixture
 def picamera2_rig(request: pytest.FixtureRequest) -> FakeRig:
-    """The strict picamera2 double: a :class:`~camctl.testing.picamera2_double.FakeRig` (one IMX708 on a
-    board without the hardware JPEG encoder), its simulated module ``picamera2_rig.module`` to pass as
-    ``picamera2=``. Another board: parametrize indirectly with FakeRig's keyword arguments, e.g.
-    ``@pytest.mark.parametrize("picamera2_rig", [{"lens": False}], indirect=True)``."""
+    """The strict picamera2 double: a :class:`~camctl.testing.picamera2_double.FakeRig` (one IMX708
+    on a board without the hardware JPEG encoder), its simulated module ``picamera2_rig.module`` to
+    pass as ``picamera2=``. Another board: parametrize indirectly with FakeRig's keyword arguments,
+    e.g. ``@pytest.mark.parametrize("picamera2_rig", [{"lens": False}], indirect=True)``."""
     from camctl.testing.picamera2_double import FakeRig
 
     return FakeRig(**getattr(request, "param", {}))

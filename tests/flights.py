@@ -1,8 +1,9 @@
 """A small two-board download built without network (the `built` fixture of conftest.py).
 
-Each board flies through a real FlightStore with SimCamera(paced=False) frames (320x240) on a fake monotonic
-clock, logs phase records like the daemon does, and lands under ``<out>/<board>/<flight>/`` (fetch layout).
-Board clocks differ (their monotonic zero is unrelated); only the release edge is shared.
+Each board flies through a real FlightStore with SimCamera(paced=False) frames (320x240) on a fake
+monotonic clock, logs phase records like the daemon does, and lands under
+``<out>/<board>/<flight>/`` (fetch layout). Board clocks differ (their monotonic zero is unrelated);
+only the release edge is shared.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ __all__ = ["BOARDS", "FLIGHT", "PLAN", "Built", "build_download"]
 NS = 1_000_000_000
 FLIGHT = "20260101T000000Z"
 # (phase, event that enters it, start s from release, fps of "down"); "up" runs at half of it
-PLAN = [("ARMED", "arm", -1.0, 4), ("DESCENT", "release", 0.0, 10), ("SEPARATION", "separation", 1.0, 10),
-        ("TOUCHDOWN", "touchdown", 2.0, 5), ("LANDED", "", 2.6, 0)]
-BOARDS = {"rig-a": 1_000 * NS, "rig-b": 7_777 * NS + 123_456}  # monotonic ns of each board's release edge
+PLAN = [("ARMED", "arm", -1.0, 4), ("DESCENT", "release", 0.0, 10),
+        ("SEPARATION", "separation", 1.0, 10), ("TOUCHDOWN", "touchdown", 2.0, 5),
+        ("LANDED", "", 2.6, 0)]
+# monotonic ns of each board's release edge
+BOARDS = {"rig-a": 1_000 * NS, "rig-b": 7_777 * NS + 123_456}
 WALL0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z, wall time of the release
 
 
 @dataclass
 class Built:
     root: Path
-    frames: dict[tuple[str, str], list[EncodedFrame]] = field(default_factory=dict)  # (board, camera)
+    # (board, camera)
+    frames: dict[tuple[str, str], list[EncodedFrame]] = field(default_factory=dict)
     release_ns: dict[str, int] = field(default_factory=dict)
 
 
@@ -54,8 +58,8 @@ def build_download(root: Path) -> Built:
         for phase, event, start_s, _fps in PLAN:
             # board b sees separation 20 ms later than board a: its own event times must be used
             skew = 20_000_000 if board == "rig-b" and event == "separation" else 0
-            store.log_event(_phase_rec(prev, phase, event or "post_touchdown", release + int(start_s * NS) + skew,
-                                       release))
+            at_ns = release + int(start_s * NS) + skew
+            store.log_event(_phase_rec(prev, phase, event or "post_touchdown", at_ns, release))
             prev = phase
         for cam_name, div in (("down", 1), ("up", 2)):
             clock = [0]
@@ -70,18 +74,21 @@ def build_download(root: Path) -> Built:
                     for _ in range(round((nxt[2] - start_s) * rate)):
                         fr = cam.capture()
                         value = FrameValue.PRETRIGGER if phase == "ARMED" else FrameValue.DESCENT
-                        frames.append(EncodedFrame(cam_name, fr.seq, fr.timestamp_ns, encode_jpeg(fr.image, 80),
-                                                   320, 240, phase, int(value)))
+                        frames.append(EncodedFrame(cam_name, fr.seq, fr.timestamp_ns,
+                                                   encode_jpeg(fr.image, 80), 320, 240, phase,
+                                                   int(value)))
             if board == "rig-a" and cam_name == "down":  # a full-resolution still at release
-                frames.append(EncodedFrame("down", 9_999, release + 1_000, frames[5].jpeg, 320, 240, "DESCENT",
-                                           int(FrameValue.STILL), still=True))
+                frames.append(EncodedFrame("down", 9_999, release + 1_000, frames[5].jpeg, 320, 240,
+                                           "DESCENT", int(FrameValue.STILL), still=True))
             for f in frames:
                 assert store.put(f)
             built.frames[(board, cam_name)] = frames
         if board == "rig-b":
-            store.log_event({"kind": "fault", "camera": "up", "error": "CameraTimeout", "message": "stall",
-                             "mono_ns": release + int(1.5 * NS), "wall_ns": WALL0 + int(1.5 * NS)})
-            store.log_event({"kind": "drop", "name": "queue_full", "camera": "down", "count": 3, "total": 3,
-                             "mono_ns": release + int(0.5 * NS), "wall_ns": WALL0 + int(0.5 * NS)})
+            store.log_event({"kind": "fault", "camera": "up", "error": "CameraTimeout",
+                             "message": "stall", "mono_ns": release + int(1.5 * NS),
+                             "wall_ns": WALL0 + int(1.5 * NS)})
+            store.log_event({"kind": "drop", "name": "queue_full", "camera": "down", "count": 3,
+                             "total": 3, "mono_ns": release + int(0.5 * NS),
+                             "wall_ns": WALL0 + int(0.5 * NS)})
         store.close()
     return built

@@ -1,20 +1,21 @@
 """A FUSE filesystem that forgets what was not fsync'd: the power cut that kill -9 cannot give.
 
-Every file keeps two contents: the *volatile* one that reads and writes see, and the *durable* one. A write
-or truncate changes only the volatile content (and is logged); ``fsync``/``fdatasync`` of the file makes its
-volatile content durable. Every directory keeps a volatile and a durable entry table: a created, renamed or
-unlinked entry changes the volatile table, and ``fsync`` of the directory makes it durable. This is the
-POSIX worst case (ext4 usually persists more, never less).
+Every file keeps two contents: the *volatile* one that reads and writes see, and the *durable* one.
+A write or truncate changes only the volatile content (and is logged); ``fsync``/``fdatasync`` of
+the file makes its volatile content durable. Every directory keeps a volatile and a durable entry
+table: a created, renamed or unlinked entry changes the volatile table, and ``fsync`` of the
+directory makes it durable. This is the POSIX worst case (ext4 usually persists more, never less).
 
-A **power cut** writes the durable tree out to a plain directory. With ``mode="prefix"`` every file also gets
-a random prefix of its unsynced writes (the last one cut at a random byte: torn writeback in order), with
-``mode="pages"`` a random subset of its dirty 4 KiB pages and a random one of its two sizes (writeback in any
-order), and every directory keeps its durable or its volatile table (a coin flip each).
+A **power cut** writes the durable tree out to a plain directory. With ``mode="prefix"`` every file
+also gets a random prefix of its unsynced writes (the last one cut at a random byte: torn writeback
+in order), with ``mode="pages"`` a random subset of its dirty 4 KiB pages and a random one of its
+two sizes (writeback in any order), and every directory keeps its durable or its volatile table (a
+coin flip each).
 
-The filesystem runs in its own process (``python tests/forgetfs.py MOUNT``, mfusepy over libfuse3), so a
-process writing through it can be killed -9 and its durable state still cut out afterwards. It is controlled
-through a file that does not exist in the tree: writing ``{"out": DIR, "seed": N, "mode": M}`` to
-``MOUNT/.forgetfs-cut`` writes the cut to ``DIR`` before the write returns.
+The filesystem runs in its own process (``python tests/forgetfs.py MOUNT``, mfusepy over libfuse3),
+so a process writing through it can be killed -9 and its durable state still cut out afterwards. It
+is controlled through a file that does not exist in the tree: writing ``{"out": DIR, "seed": N,
+"mode": M}`` to ``MOUNT/.forgetfs-cut`` writes the cut to ``DIR`` before the write returns.
 
 Uses mfusepy's high-level ``Operations`` API (``mfusepy.py`` 3.1.1: ``fsync(path, datasync, fh)``,
 ``fsyncdir(path, datasync, fh)``, ``create(path, mode, fi)``, ``FuseOSError``; ``hard_remove`` so an
@@ -23,8 +24,8 @@ unlinked open file keeps its handle instead of a ``.fuse_hidden`` rename).
 Example (tests use :func:`mounted`)::
 
     with mounted(tmp_path / "mnt") as fs:
-        (fs.mnt / "a").write_bytes(b"x")     # never fsync'd
-        fs.cut(tmp_path / "after")           # "after" is empty: the entry and its data are forgotten
+        (fs.mnt / "a").write_bytes(b"x")  # never fsync'd
+        fs.cut(tmp_path / "after")  # "after" is empty: the entry and its data are forgotten
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waiting import wait_for
+
 CONTROL = ".forgetfs-cut"
 PAGE = 4096
 MODES = ("none", "prefix", "pages")
@@ -51,21 +54,24 @@ MODES = ("none", "prefix", "pages")
 
 @dataclass
 class Node:
-    """A file or a directory; ``data``/``entries`` are volatile, ``durable*`` what survives a cut."""
+    """A file or a directory; ``data``/``entries`` are volatile, ``durable*`` what survives a
+    cut."""
 
     ino: int
     is_dir: bool
     mode: int
     data: bytearray = field(default_factory=bytearray)
     durable: bytes = b""
-    log: list[tuple[int, bytes | int]] = field(default_factory=list)  # (offset, bytes) write or (-1, n) trunc
+    # (offset, bytes) write or (-1, n) trunc
+    log: list[tuple[int, bytes | int]] = field(default_factory=list)
     entries: dict[str, Node] = field(default_factory=dict)
     durable_entries: dict[str, Node] = field(default_factory=dict)
     mtime_ns: int = field(default_factory=time.time_ns)
 
 
 class ForgetState:
-    """The two-content tree, independent of FUSE (unit-testable, and what the FUSE operations drive)."""
+    """The two-content tree, independent of FUSE (unit-testable, and what the FUSE operations
+    drive)."""
 
     def __init__(self, capacity: int = 1 << 30) -> None:
         self.capacity = capacity
@@ -157,9 +163,10 @@ class ForgetState:
             node.durable = bytes(node.data)
             node.log = []
 
-    # --- the cut --------------------------------------------------------------------------------------
+    # --- the cut ----------------------------------------------------------------------------------
     def cut(self, out: Path, *, seed: int = 0, mode: str = "none") -> dict[str, int]:
-        """Write what a power cut now would leave to ``out``; return counts (files, dirs, torn files)."""
+        """Write what a power cut now would leave to ``out``; return counts (files, dirs, torn
+        files)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         rng = random.Random(seed)
@@ -169,7 +176,8 @@ class ForgetState:
         self._cut_dir(self.root, out, rng, mode, counts)
         return counts
 
-    def _cut_dir(self, node: Node, out: Path, rng: random.Random, mode: str, counts: dict[str, int]) -> None:
+    def _cut_dir(self, node: Node, out: Path, rng: random.Random, mode: str,
+                 counts: dict[str, int]) -> None:
         entries = node.durable_entries
         if mode != "none" and entries != node.entries and rng.random() < 0.5:
             entries = node.entries
@@ -187,7 +195,8 @@ class ForgetState:
 
 
 def _torn(node: Node, rng: random.Random, mode: str) -> bytes:
-    """The file's content after a cut: durable, plus (per mode) some of what was written after the last sync."""
+    """The file's content after a cut: durable, plus (per mode) some of what was written after the
+    last sync."""
     if mode == "none" or not node.log:
         return node.durable
     if mode == "prefix":
@@ -208,7 +217,8 @@ def _torn(node: Node, rng: random.Random, mode: str) -> bytes:
     size = rng.choice((len(node.durable), len(node.data)))
     old = node.durable.ljust(size, b"\0")[:size]
     new = bytes(node.data).ljust(size, b"\0")[:size]
-    pages = [old[i:i + PAGE] if rng.random() < 0.5 else new[i:i + PAGE] for i in range(0, size, PAGE)]
+    pages = [old[i:i + PAGE] if rng.random() < 0.5 else new[i:i + PAGE]
+             for i in range(0, size, PAGE)]
     return b"".join(pages)
 
 
@@ -260,9 +270,10 @@ def _operations(state: ForgetState) -> object:
             node = self._node(path, fh)
             kind = stat.S_IFDIR if node.is_dir else stat.S_IFREG
             t = node.mtime_ns
-            return {"st_mode": kind | node.mode, "st_nlink": 2 if node.is_dir else 1, "st_ino": node.ino,
-                    "st_size": len(node.data), "st_blocks": (len(node.data) + 511) // 512,
-                    "st_uid": os.getuid(), "st_gid": os.getgid(), "st_atime": t, "st_mtime": t, "st_ctime": t}
+            return {"st_mode": kind | node.mode, "st_nlink": 2 if node.is_dir else 1,
+                    "st_ino": node.ino, "st_size": len(node.data),
+                    "st_blocks": (len(node.data) + 511) // 512, "st_uid": os.getuid(),
+                    "st_gid": os.getgid(), "st_atime": t, "st_mtime": t, "st_ctime": t}
 
         @guarded
         def readdir(self, path, fh):
@@ -325,7 +336,8 @@ def _operations(state: ForgetState) -> object:
         def write(self, path, data, offset, fh):
             if path == "/" + CONTROL:
                 req = json.loads(bytes(data))
-                state.cut(Path(req["out"]), seed=int(req.get("seed", 0)), mode=req.get("mode", "none"))
+                state.cut(Path(req["out"]), seed=int(req.get("seed", 0)),
+                          mode=req.get("mode", "none"))
                 return len(data)
             return state.write(self._node(path, fh), offset, bytes(data))
 
@@ -354,8 +366,9 @@ def _operations(state: ForgetState) -> object:
         def statfs(self, path):
             blocks = state.capacity // PAGE
             free = max(0, state.capacity - state.used) // PAGE
-            return {"f_bsize": PAGE, "f_frsize": PAGE, "f_blocks": blocks, "f_bfree": free, "f_bavail": free,
-                    "f_files": 1 << 20, "f_ffree": 1 << 20, "f_favail": 1 << 20, "f_namemax": 255}
+            return {"f_bsize": PAGE, "f_frsize": PAGE, "f_blocks": blocks, "f_bfree": free,
+                    "f_bavail": free, "f_files": 1 << 20, "f_ffree": 1 << 20, "f_favail": 1 << 20,
+                    "f_namemax": 255}
 
         @guarded
         def chmod(self, path, mode):
@@ -375,8 +388,8 @@ def serve(mountpoint: Path, capacity: int) -> None:
     """Mount the filesystem at ``mountpoint`` and serve it until unmounted (blocks)."""
     import mfusepy
 
-    mfusepy.FUSE(_operations(ForgetState(capacity)), str(mountpoint), foreground=True, nothreads=True,
-                 hard_remove=True, fsname="forgetfs")
+    mfusepy.FUSE(_operations(ForgetState(capacity)), str(mountpoint), foreground=True,
+                 nothreads=True, hard_remove=True, fsname="forgetfs")
 
 
 @dataclass
@@ -416,11 +429,11 @@ def mounted(mnt: Path, *, capacity: int = 1 << 30) -> Iterator[Mounted]:
         proc = subprocess.Popen([sys.executable, __file__, str(mnt), str(capacity)], stderr=err,
                                 stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"forgetfs did not mount at {mnt}: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.02)
+        wait_for(lambda: os.path.ismount(mnt) or proc.poll() is not None,
+                 f"forgetfs to mount at {mnt} (its log: {log})", timeout_s=30, interval_s=0.02)
+        if not os.path.ismount(mnt):
+            raise RuntimeError(f"forgetfs did not mount at {mnt}: "
+                               f"{log.read_text(errors='replace')[-2000:]}")
         yield Mounted(mnt, proc)
     finally:
         umount = shutil.which("fusermount3") or "umount"

@@ -1,5 +1,6 @@
 """Test helpers for the network layer: a fake Board over a real store folder of real MCAP segments,
-a cutting TCP proxy, and free ports. Imported by tests/test_protocol*, test_publish*, test_fetch*."""
+a cutting TCP proxy, free ports, and a ``status --watch`` of a board that keeps broadcasting.
+Imported by tests/test_protocol*, test_publish*, test_fetch*, test_*views."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import json
 import random
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import simplejpeg
+from waiting import wait_for
 
 from camctl.exc import CamctlError
+from camctl.ground.views import status_many
 
-__all__ = ["CutProxy", "FakeBoard", "free_port", "make_store", "write_segment"]
+__all__ = ["CutProxy", "FakeBoard", "free_port", "make_store", "watch_while_publishing",
+           "write_segment"]
 
 
 def _jpeg(rng: np.random.Generator, w: int = 64, h: int = 48) -> bytes:
@@ -28,14 +34,16 @@ def _writer(path: Path, layout, chunk_bytes: int):
     from camctl.store._segment import SegmentWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SegmentWriter(path, layout, opener=lambda p: open(p, "wb", buffering=0), max_chunk_bytes=chunk_bytes)
+    return SegmentWriter(path, layout, opener=lambda p: open(p, "wb", buffering=0),
+                         max_chunk_bytes=chunk_bytes)
 
 
 def write_segment(path: Path, camera: str, *, frames: int, seq0: int = 0, t0_ns: int = 10**9,
-                  phase: str = "DESCENT", value: int = 2, seed: int = 0, width: int = 64, torn: bool = False,
-                  pad_kb: int = 0) -> None:
-    """A camera segment written by the store's own segment writer: /<camera>/image (CompressedImage) and
-    /<camera>/meta (JSON). ``torn``: committed chunks but no summary or footer (a segment cut mid-flight)."""
+                  phase: str = "DESCENT", value: int = 2, seed: int = 0, width: int = 64,
+                  torn: bool = False, pad_kb: int = 0) -> None:
+    """A camera segment written by the store's own segment writer: /<camera>/image (CompressedImage)
+    and /<camera>/meta (JSON). ``torn``: committed chunks but no summary or footer (a segment cut
+    mid-flight)."""
     from camctl.store._records import CH_IMAGE, CH_META, camera_layout
 
     rng = np.random.default_rng(seed)
@@ -64,9 +72,11 @@ def write_events(path: Path, names: list[str]) -> None:
     w.finish(fsync=lambda fd: None)
 
 
-def make_store(root: Path, *, flights: tuple[str, ...] = ("f1",), cameras: tuple[str, ...] = ("down", "up"),
-               segments: int = 2, frames: int = 12, seed: int = 0, pad_kb: int = 0) -> list[Path]:
-    """Fill ``root`` with flights of camera segments, an event log, flight.json; return all files."""
+def make_store(root: Path, *, flights: tuple[str, ...] = ("f1",),
+               cameras: tuple[str, ...] = ("down", "up"), segments: int = 2, frames: int = 12,
+               seed: int = 0, pad_kb: int = 0) -> list[Path]:
+    """Fill ``root`` with flights of camera segments, an event log, flight.json; return all
+    files."""
     files: list[Path] = []
     for fi, fl in enumerate(flights):
         for ci, cam in enumerate(cameras):
@@ -122,8 +132,8 @@ def free_port() -> int:
 
 class CutProxy:
     """A userspace TCP proxy on loopback that drops each connection after a seeded random number of
-    server->client bytes (``cuts`` times), then forwards normally. ``hold`` instead stalls the downstream
-    forever after ``hold_after`` bytes until :meth:`release` (for kill tests)."""
+    server->client bytes (``cuts`` times), then forwards normally. ``hold`` instead stalls the
+    downstream forever after ``hold_after`` bytes until :meth:`release` (for kill tests)."""
 
     def __init__(self, target_port: int, *, cuts: int = 0, seed: int = 0, lo: int = 100_000,
                  hi: int = 600_000, hold_after: int | None = None) -> None:
@@ -170,7 +180,8 @@ class CutProxy:
                     budget = self.rng.randint(self.lo, self.hi)
                 self._socks += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, budget), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, budget),
+                             daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, budget: int | None) -> None:
         down = budget is not None or src.getpeername()[1] == self.target
@@ -180,7 +191,8 @@ class CutProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                held = self.hold_after is not None and self.downstream_bytes + len(data) > self.hold_after
+                held = (self.hold_after is not None
+                        and self.downstream_bytes + len(data) > self.hold_after)
                 if down and held:
                     self.released.wait(60)
                 if budget is not None and sent + len(data) > budget:
@@ -209,3 +221,36 @@ class CutProxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+
+def watch_while_publishing(pub: Any, status: dict, enough: Callable[[list[str]], bool],
+                           **status_kw: Any) -> list[str]:
+    """``status --watch --json`` of ``pub``'s board on a thread while ``pub`` broadcasts ``status``
+    again and again (a slow joiner misses the first), until ``enough(phases the watch showed)``.
+    Then the watch must stop cleanly; ``pub`` is closed. Returns the phases, one per update."""
+    stop = threading.Event()
+    seen: list[str] = []
+    rc: list[int] = []
+
+    def on_update(res: list[dict]) -> None:
+        seen.append(res[0].get("phase", "?"))
+        if enough(seen):
+            stop.set()
+
+    t = threading.Thread(target=lambda: rc.append(status_many(
+        [pub.router_endpoint], json_out=True, watch=True, timeout_s=10, events=[pub.pub_endpoint],
+        interval_s=60.0, stop=stop, on_update=on_update, **status_kw)))
+    t.start()
+    try:
+        def shown() -> bool:
+            pub.publish("status", status)
+            return stop.wait(0.02) or not t.is_alive()
+
+        wait_for(shown, "the watch to show enough PUB statuses")
+        assert stop.is_set(), f"the watch ended first (seen {seen[-3:]})"
+        t.join(30)
+    finally:
+        stop.set()
+        pub.close()
+    assert not t.is_alive() and rc == [0], rc
+    return seen

@@ -25,19 +25,20 @@ def jpeg(seed: int, w: int = 32, h: int = 24) -> bytes:
 def frame(camera: str, seq: int, *, value: int = FrameValue.DESCENT, phase: str = "DESCENT",
           still: bool = False, data: bytes | None = None) -> EncodedFrame:
     return EncodedFrame(camera=camera, seq=seq, timestamp_ns=1_000_000 * (seq + 1),
-                        jpeg=data if data is not None else jpeg(seq * 7 + len(camera)), width=32, height=24,
-                        phase=phase, value=int(value), still=still, meta={"note": f"n{seq}"})
+                        jpeg=data if data is not None else jpeg(seq * 7 + len(camera)),
+                        width=32, height=24, phase=phase, value=int(value), still=still,
+                        meta={"note": f"n{seq}"})
 
 
 @contextlib.contextmanager
 def tmpfs(mnt: Path, size: str) -> Iterator[Path]:
-    """A small real tmpfs at ``mnt`` (created) for full-disk tests; skips where mounting is not allowed
-    (it needs root: CI runs as root). Unmounted on exit."""
+    """A small real tmpfs at ``mnt`` (created) for full-disk tests; skips where mounting is not
+    allowed (it needs root: CI runs as root). Unmounted on exit."""
     mnt.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
     if proc.returncode:
         pytest.skip(f"mount -t tmpfs not permitted: {proc.stderr.strip()}")
     try:
@@ -57,8 +58,9 @@ def js_reader_missing() -> str:
 
 
 def indexed_read(paths: list[Path]) -> dict[str, dict]:
-    """Each file read by @mcap/core's McapIndexedReader (Foxglove's reader, through node): path -> {topic:
-    [sequence, ...]} or {"error": text}. Needs node and ``npm ci --prefix tests/js`` (.ci/run does both)."""
+    """Each file read by @mcap/core's McapIndexedReader (Foxglove's reader, through node): path ->
+    {topic: [sequence, ...]} or {"error": text}. Needs node and ``npm ci --prefix tests/js``
+    (.ci/run does both)."""
     why = js_reader_missing()
     if why:
         pytest.skip(why)

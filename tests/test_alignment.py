@@ -1,5 +1,6 @@
-"""Multi-board alignment says what it did: boards share a zero only on a GPIO edge every one of them saw; a
-board without it is marked unaligned (with the reason) in export and ls, never shifted silently."""
+"""Multi-board alignment says what it did: boards share a zero only on a GPIO edge every one of them
+saw; a board without it is marked unaligned (with the reason) in export and ls, never shifted
+silently."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from camctl.board.config import StoreConfig
 from camctl.ground.export import align_set, export_all
-from camctl.ground.export.flightset import load_flight
+from camctl.ground.export.flightset import Flight, load_flight
 from camctl.ground.flights import find_flights, summarize_flight
 from camctl.store import FlightStore
 
@@ -18,37 +19,48 @@ FLIGHT = "20260101T000000Z"
 
 
 def board(root: Path, name: str, base_ns: int, edges: list[tuple[str, str, str, float]]) -> None:
-    """A flight whose event log holds these phase changes: (phase entered, event, source, seconds)."""
-    store = FlightStore(root / name, name, FLIGHT, StoreConfig(commit_interval_ms=50), cameras=["down"])
+    """A flight whose event log holds these phase changes: (phase entered, event, source, s)."""
+    store = FlightStore(root / name, name, FLIGHT, StoreConfig(commit_interval_ms=50),
+                        cameras=["down"])
     prev = "SAFE"
     for phase, event, source, t_s in edges:
         mono = base_ns + int(t_s * NS)
-        store.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase, "event": event,
-                         "source": source, "mono_ns": mono, "wall_ns": WALL0 + int(t_s * NS), "skipped": []})
+        store.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
+                         "event": event, "source": source, "mono_ns": mono,
+                         "wall_ns": WALL0 + int(t_s * NS), "skipped": []})
         prev = phase
     store.close()
 
 
-A = [("ARMED", "arm", "gpio", -5.0), ("DESCENT", "release", "gpio", 0.0), ("SEPARATION", "separation", "gpio", 3.0),
-     ("TOUCHDOWN", "touchdown", "gpio", 8.0)]
+A = [("ARMED", "arm", "gpio", -5.0), ("DESCENT", "release", "gpio", 0.0),
+     ("SEPARATION", "separation", "gpio", 3.0), ("TOUCHDOWN", "touchdown", "gpio", 8.0)]
 
 
-def flights(root: Path):
+def flights(root: Path) -> list[Flight]:
     return [load_flight(r) for r in find_flights(root)]
 
 
+def fly_pair(root: Path, b_edges: list[tuple[str, str, str, float]]
+             ) -> tuple[Flight, Flight, dict[str, dict]]:
+    """rig-a flies ``A`` (release at 1000 s on its clock); rig-b (its clock at 9000 s), armed like
+    it, goes on by ``b_edges``; both loaded and aligned."""
+    board(root, "rig-a", 1_000 * NS, A)
+    board(root, "rig-b", 9_000 * NS, [A[0], *b_edges])
+    fa, fb = flights(root)
+    return fa, fb, align_set([fa, fb])
+
+
 def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Path) -> None:
-    board(tmp_path, "rig-a", 1_000 * NS, A)
-    # rig-b's release line failed and so did its separation line: it went on by a timer and an operator
-    board(tmp_path, "rig-b", 9_000 * NS, [("ARMED", "arm", "gpio", -5.0), ("SEPARATION", "separation", "operator", 3.0),
-                                          ("TOUCHDOWN", "timeout", "timer", 9.0)])
-    fa, fb = flights(tmp_path)
-    report = align_set([fa, fb])
+    # rig-b's release line failed and so did its separation line: it went on by a timer and an
+    # operator
+    fa, fb, report = fly_pair(tmp_path, [("SEPARATION", "separation", "operator", 3.0),
+                                         ("TOUCHDOWN", "timeout", "timer", 9.0)])
     assert report["rig-a"] == {"aligned": True, "edge": "release", "reason": ""}
     assert report["rig-b"]["aligned"] is False and report["rig-b"]["edge"] is None
     assert "no 'release' edge" in report["rig-b"]["reason"]
     assert fa.t0_ns == 1_000 * NS
-    assert fb.t0_ns == 9_000 * NS - 5 * NS and not fb.tb.aligned  # its own first event, not its separation
+    # its own first event, not its separation
+    assert fb.t0_ns == 9_000 * NS - 5 * NS and not fb.tb.aligned
     # ls says it too (a board alone: no release edge there either)
     ls_b = summarize_flight(find_flights(tmp_path / "rig-b")[0])
     assert ls_b["aligned"] is False and "no 'release' edge" in ls_b["unaligned_reason"]
@@ -60,12 +72,9 @@ def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Pat
 
 
 def test_boards_align_on_the_edge_every_board_saw(tmp_path: Path) -> None:
-    board(tmp_path, "rig-a", 1_000 * NS, A)
     # rig-b missed release but saw separation on its own line at the same moment
-    board(tmp_path, "rig-b", 9_000 * NS, [("ARMED", "arm", "gpio", -5.0), ("SEPARATION", "separation", "gpio", 3.0),
-                                          ("TOUCHDOWN", "touchdown", "gpio", 8.0)])
-    fa, fb = flights(tmp_path)
-    report = align_set([fa, fb])
+    fa, fb, report = fly_pair(tmp_path, [("SEPARATION", "separation", "gpio", 3.0),
+                                         ("TOUCHDOWN", "touchdown", "gpio", 8.0)])
     assert {b: (r["aligned"], r["edge"]) for b, r in report.items()} == {
         "rig-a": (True, "separation"), "rig-b": (True, "separation")}
     # on the common zero, the shared touchdown edge lands at the same relative time on both boards

@@ -1,4 +1,5 @@
-"""The README's performance table is ``camctl bench --markdown`` output with a row for every bench metric key."""
+"""The README's performance table is ``camctl bench --markdown`` output with a row for every bench
+metric key."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def readme_table_keys(text: str) -> list[str]:
-    """The metric keys of the README table that starts with the --markdown header (empty when there is none)."""
+    """The metric keys of the README table that starts with the --markdown header (empty when there
+    is none)."""
     lines = text.splitlines()
     if MARKDOWN_HEADER not in lines:
         return []
@@ -25,9 +27,11 @@ def readme_table_keys(text: str) -> list[str]:
 
 def test_readme_table_has_every_bench_key() -> None:
     keys = readme_table_keys(README.read_text())
-    assert keys, f"README.md has no table with the `camctl bench --markdown` header {MARKDOWN_HEADER!r}"
+    assert keys, ("README.md has no table with the `camctl bench --markdown` header "
+                  f"{MARKDOWN_HEADER!r}")
     missing = [m.key for m in METRICS if m.key not in keys]
-    assert not missing, f"README.md performance table lacks {missing}: paste a full `camctl bench --markdown` run"
+    assert not missing, (f"README.md performance table lacks {missing}: "
+                         "paste a full `camctl bench --markdown` run")
     stale = [k for k in keys if k not in {m.key for m in METRICS}]
     assert not stale, f"README.md performance table has rows no benchmark reports: {stale}"
 

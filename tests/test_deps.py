@@ -78,7 +78,7 @@ def test_a_board_flight_with_previews_needs_no_ground_library(tmp_path: Path) ->
     try:
         with Client(board.router, timeout_s=10) as c:
             c.command("arm")
-            time.sleep(0.5)
+            time.sleep(0.5)  # the phases' lengths: frames in each (the scenario, not a wait)
             c.command("event", name="release")
             time.sleep(0.5)
             c.command("event", name="touchdown")

@@ -1,8 +1,10 @@
-"""camctl export: a camera whose frame size changes mid-flight gets one MP4 at its largest size, never cropped.
+"""camctl export: a camera whose frame size changes mid-flight gets one MP4 at its largest size,
+never cropped.
 
-ARMED frames are 320x240 (4:3: red top half, green bottom half), DESCENT frames 960x540 (16:9: blue with a
-white square in the bottom-right corner). The video must be 960x540, hold every frame at its time, show the
-corner square of the large frames and the small frames whole, scaled up with their aspect (black side bars).
+ARMED frames are 320x240 (4:3: red top half, green bottom half), DESCENT frames 960x540 (16:9: blue
+with a white square in the bottom-right corner). The video must be 960x540, hold every frame at its
+time, show the corner square of the large frames and the small frames whole, scaled up with their
+aspect (black side bars).
 """
 
 from __future__ import annotations
@@ -38,15 +40,16 @@ def _large() -> np.ndarray:
 
 def _build(root: Path) -> None:
     with FlightStore(root, "rig", "F1", StoreConfig(reserve_mb=0), cameras=["cam"]) as st:
-        st.log_event({"kind": "phase", "name": "DESCENT", "phase_from": "ARMED", "phase_to": "DESCENT",
-                      "event": "release", "mono_ns": RELEASE, "wall_ns": 1_767_225_600 * NS})
+        st.log_event({"kind": "phase", "name": "DESCENT", "phase_from": "ARMED",
+                      "phase_to": "DESCENT", "event": "release", "mono_ns": RELEASE,
+                      "wall_ns": 1_767_225_600 * NS})
         small, large = encode_jpeg(_small(), 90), encode_jpeg(_large(), 90)
         for i in range(4):
-            assert st.put(EncodedFrame("cam", i, RELEASE - (4 - i) * NS // 4, small, 320, 240, "ARMED",
-                                       int(FrameValue.PRETRIGGER)))
+            assert st.put(EncodedFrame("cam", i, RELEASE - (4 - i) * NS // 4, small, 320, 240,
+                                       "ARMED", int(FrameValue.PRETRIGGER)))
         for i in range(4, 10):
-            assert st.put(EncodedFrame("cam", i, RELEASE + (i - 4) * NS // 10, large, 960, 540, "DESCENT",
-                                       int(FrameValue.DESCENT)))
+            assert st.put(EncodedFrame("cam", i, RELEASE + (i - 4) * NS // 10, large, 960, 540,
+                                       "DESCENT", int(FrameValue.DESCENT)))
 
 
 def test_two_sizes_one_video_scaled_not_cropped(tmp_path: Path) -> None:
@@ -60,11 +63,14 @@ def test_two_sizes_one_video_scaled_not_cropped(tmp_path: Path) -> None:
         frames = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
     assert len(frames) == 10
     for big in frames[4:]:
-        assert big[-60, -80].min() > 200  # the white corner square of the large frames is in the video
+        # the white corner square of the large frames is in the video
+        assert big[-60, -80].min() > 200
         assert big[100, 100][2] > 150 and big[100, 100][:2].max() < 90  # blue elsewhere
     for small in frames[:4]:
-        # 320x240 scaled by 540/240 = 2.25 -> 720x540, centred: black bars 120 px wide at either side
+        # 320x240 scaled by 540/240 = 2.25 -> 720x540, centred: black bars 120 px wide at either
+        # side
         assert small[270, 40].max() < 40 and small[270, 920].max() < 40
         assert small[100, 480][0] > 150 and small[100, 480][1] < 90  # red top half, whole
         assert small[440, 480][1] > 150 and small[440, 480][0] < 90  # green bottom half, whole
-        assert small[100, 140][0] > 150 and small[440, 820][1] > 150  # left and right edges of the frame kept
+        # left and right edges of the frame kept
+        assert small[100, 140][0] > 150 and small[440, 820][1] > 150

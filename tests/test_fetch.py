@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -195,16 +194,18 @@ def test_board_restarts_mid_fetch(tmp_path: Path) -> None:
     orig = download.receive
     calls = {"n": 0}
 
+    def restart() -> bool:
+        try:
+            restarted.append(_serve("rig-r", root, cfg))
+        except zmq.ZMQError:  # the closed board's socket still holds the port
+            return False
+        return True
+
     def crash_once(client, seg, part, **kw):
         calls["n"] += 1
         if calls["n"] == 3:  # a segment: the board process dies and a new one comes up on the same port
             pub.close()
-            for _ in range(100):
-                try:
-                    restarted.append(_serve("rig-r", root, cfg))
-                    break
-                except zmq.ZMQError:
-                    time.sleep(0.05)
+            wait_for(restart, "the port to come free for the restarted board", interval_s=0.05)
         return orig(client, seg, part, **kw)
 
     try:

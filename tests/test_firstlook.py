@@ -1,5 +1,6 @@
-"""``camctl fetch --first-look``: two real boards land; one command fetches their previews, draws the sheet from
-them and says how long after touchdown it is ready; an unreachable board is exit 2."""
+"""``camctl fetch --first-look``: two real boards land; one command fetches their previews, draws
+the sheet from them and says how long after touchdown it is ready; an unreachable board is exit
+2."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from camctl.ground import Client
 
 def _fly(tmp: Path) -> tuple[list, float]:
     def start(i: int, name: str):
-        cfg = write_board_config(tmp / name, name, i, size=(320, 240), post_touchdown_s=0.2, reserve_mb=0)
+        cfg = write_board_config(tmp / name, name, i, size=(320, 240), post_touchdown_s=0.2,
+                                 reserve_mb=0)
         return start_board(cfg, tmp / name / "store", name)
 
     with ThreadPoolExecutor(2) as ex:
@@ -33,7 +35,7 @@ def _fly(tmp: Path) -> tuple[list, float]:
         for b in boards:
             with Client(b.router, timeout_s=10) as c:
                 c.command(verb, **args)
-        time.sleep(pause)
+        time.sleep(pause)  # the phase's length (the scenario, not a wait)
     for b in boards:
         with Client(b.router, timeout_s=10) as c:
             wait_for(lambda c=c: (s := c.status())["phase"] == "LANDED" and s["serving"],
@@ -54,18 +56,23 @@ def test_first_look_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
             b.stop()
     out = capsys.readouterr().out
     assert rc == 0, out
-    m = re.search(r"first look: (\S+) \((\d+) previews from 2/2 boards\), ([\d.]+) s after touchdown", out)
+    m = re.search(r"first look: (\S+) \((\d+) previews from 2/2 boards\), ([\d.]+) s "
+                  r"after touchdown", out)
     assert m, out
     sheet = Path(m.group(1))
     assert sheet == tmp_path / "ground" / "first-look.png"
-    assert 0 < float(m.group(3)) <= elapsed + 0.005  # from the boards' own touchdown edge (printed to 0.01 s)
+    # from the boards' own touchdown edge (printed to 0.01 s)
+    assert 0 < float(m.group(3)) <= elapsed + 0.005
     assert int(m.group(2)) > 4
     img = np.asarray(Image.open(sheet).convert("RGB")).astype(int)
-    assert img.shape[0] > 4 * 180 and img.std() > 20  # release and touchdown blocks, 2 boards x 2 cameras
-    assert not list((tmp_path / "ground").glob("*/*/down/*.mcap"))  # previews only: no segment fetched yet
+    # release and touchdown blocks, 2 boards x 2 cameras
+    assert img.shape[0] > 4 * 180 and img.std() > 20
+    # previews only: no segment fetched yet
+    assert not list((tmp_path / "ground").glob("*/*/down/*.mcap"))
 
 
-def test_first_look_of_an_unreachable_board_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_first_look_of_an_unreachable_board_exits_2(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"tcp://127.0.0.1:{s.getsockname()[1]}"

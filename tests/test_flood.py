@@ -1,6 +1,7 @@
-"""Bounded per peer: one client flooding a real ``camctl run`` board (capturing, serving during flight) with
-FETCHes it never reads, messages of 400 frames of 1 MiB, or THUMBS jobs of every size, keeps the board's RSS
-within +50 MB and its capture rate (board clock, same run) at >= 0.8 of the quiet rate.
+"""Bounded per peer: one client flooding a real ``camctl run`` board (capturing, serving during
+flight) with FETCHes it never reads, messages of 400 frames of 1 MiB, or THUMBS jobs of every size,
+keeps the board's RSS within +50 MB and its capture rate (board clock, same run) at >= 0.8 of the
+quiet rate.
 
 The board is the one of ``test_serving_load`` (tests/serving_board.py: 2 sim cameras, 15 fps in
 every phase, an earlier flight of big JPEGs in its store). RSS is the board process's VmRSS,
@@ -35,7 +36,8 @@ def _dealer(url: str) -> zmq.Socket:
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.SNDHWM, 0)
-    s.setsockopt(zmq.RCVHWM, 1)  # replies stay in the board's queue and the kernel, not in this process
+    # replies stay in the board's queue and the kernel, not in this process
+    s.setsockopt(zmq.RCVHWM, 1)
     s.connect(url)
     return s
 
@@ -53,7 +55,8 @@ def _flood_fetch(url: str, seg: p.SegmentInfo, stop: threading.Event) -> None:
 
 
 def _flood_frames(url: str, stop: threading.Event) -> None:
-    """Messages of 400 frames of the largest size a board takes, and of 1 MiB (the board drops that peer)."""
+    """Messages of 400 frames of the largest size a board takes, and of 1 MiB (the board drops that
+    peer)."""
     big = b"\x00" * p.MAX_MESSAGE  # one buffer, sent 396 times per message (zero-copy on this side)
     huge = b"\x00" * (1 << 20)
     s = _dealer(url)
@@ -70,8 +73,8 @@ def _flood_thumbs(url: str, segs: list[p.SegmentInfo], stop: threading.Event) ->
     while not stop.is_set():
         for seg in segs:
             for width in range(16, 641, 8):  # every size a new preview job
-                s.send_multipart(p.Thumbs(id=i, flight=seg.flight, segment=seg.path, every=1 + i % 7,
-                                          width=width).encode())
+                s.send_multipart(p.Thumbs(id=i, flight=seg.flight, segment=seg.path,
+                                          every=1 + i % 7, width=width).encode())
                 i += 1
         time.sleep(0.01)
     s.close()
@@ -94,7 +97,8 @@ def test_one_client_flood_bounded(tmp_path: Path) -> None:
             time.sleep(0.5)  # past the pre-trigger flush and the rate change (no check)
             quiet, _ = rates(client, FLOOD_S)
             base = _rss(pid)
-            floods = {"fetch": lambda st: _flood_fetch(board.router, max(segs, key=lambda x: x.size), st),
+            biggest = max(segs, key=lambda x: x.size)
+            floods = {"fetch": lambda st: _flood_fetch(board.router, biggest, st),
                       "frames": lambda st: _flood_frames(board.router, st),
                       "thumbs": lambda st: _flood_thumbs(board.router, segs, st)}
             for kind, run in floods.items():
@@ -102,9 +106,9 @@ def test_one_client_flood_bounded(tmp_path: Path) -> None:
                 peak = [0]
 
                 def sample(stop: threading.Event = stop, peak: list[int] = peak) -> None:
-                    while not stop.is_set():
+                    peak[0] = _rss(pid)
+                    while not stop.wait(0.02):  # the sampling period, until the flood stops
                         peak[0] = max(peak[0], _rss(pid))
-                        time.sleep(0.02)
 
                 threads = [threading.Thread(target=run, args=(stop,), daemon=True),
                            threading.Thread(target=sample, daemon=True)]

@@ -1,5 +1,6 @@
-"""The forgetting filesystem itself: what it keeps at a power cut is exactly what was fsync'd, through real
-syscalls over FUSE; its torn-writeback modes only ever add bytes that were really written."""
+"""The forgetting filesystem itself: what it keeps at a power cut is exactly what was fsync'd,
+through real syscalls over FUSE; its torn-writeback modes only ever add bytes that were really
+written."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from forgetfs import ForgetState, fuse_unavailable, mounted
 
 from camctl.common.fsutil import fsync_dir
 
-pytestmark = pytest.mark.skipif(bool(fuse_unavailable()), reason=fuse_unavailable() or "fuse available")
+pytestmark = pytest.mark.skipif(bool(fuse_unavailable()),
+                                reason=fuse_unavailable() or "fuse available")
 
 
 def _write(path: Path, data: bytes, *, sync: str = "") -> None:
@@ -61,7 +63,8 @@ def test_rename_and_unlink_are_durable_only_after_the_dir_fsync(tmp_path: Path) 
         before = fs.cut(tmp_path / "before")
         fsync_dir(m)
         after = fs.cut(tmp_path / "after")
-    assert {p.name: p.read_bytes() for p in before.iterdir()} == {"old": b"old", "gone": b"gone", "tmp": b"new"}
+    assert {p.name: p.read_bytes() for p in before.iterdir()} == {"old": b"old", "gone": b"gone",
+                                                                  "tmp": b"new"}
     assert {p.name: p.read_bytes() for p in after.iterdir()} == {"old": b"new"}
 
 
@@ -94,7 +97,8 @@ WRITES = ((5000, b"b" * 3000), (100, b"c" * 50), (8000, b"d" * 9000))
 
 
 def _state_with_history() -> tuple[ForgetState, list[bytes]]:
-    """A file synced as ``durable``, then written at several offsets; returns every intermediate content."""
+    """A file synced as ``durable``, then written at several offsets; returns every intermediate
+    content."""
     s = ForgetState()
     node = s.create("/f", 0o644)
     s.write(node, 0, b"a" * 5000)

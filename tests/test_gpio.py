@@ -9,10 +9,12 @@ edge.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from waiting import wait_for
 
 from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
 from camctl.board.events import PhaseMachine
-from camctl.board.gpio import MONOTONIC_TICKS, EventLines, edge_time_ns
+from camctl.board.gpio import MONOTONIC_TICKS, EventLines, edge_time_ns, watch
 
 PINS = Path(importlib.util.find_spec("gpiozero").origin).parent / "pins"
 
@@ -133,26 +135,40 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(caplog:
         lines.close()
 
 
-def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
-    from camctl.board.gpio import watch
-
-    factory = MockFactory()
-    lines: list[str] = []
+@contextlib.contextmanager
+def _watching(factory: MockFactory) -> Iterator[tuple[list[str], list[BaseException]]]:
+    """``gpio watch`` of LINES on its own thread: the lines it prints and what it raised. It has
+    printed a line per event at start when this yields; it is stopped on exit."""
+    out: list[str] = []
+    errors: list[BaseException] = []
     stop = threading.Event()
-    cfg = GpioConfig(backend="mock", lines=LINES)
-    t = threading.Thread(target=watch, args=(cfg,), kwargs={"out": lines.append, "stop": stop,
-                                                           "pin_factory": factory}, daemon=True)
+
+    def run() -> None:
+        try:
+            watch(GpioConfig(backend="mock", lines=LINES), out=out.append, stop=stop,
+                  pin_factory=factory)
+        except BaseException as exc:  # reported by the test's assertions
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
-    wait_for(lambda: len(lines) >= len(LINES), "a line per event at start")
     try:
-        assert all(line.endswith("(at start)") for line in lines), lines
+        wait_for(lambda: len(out) >= len(LINES) or errors, "a line per event at start")
+        yield out, errors
+    finally:
+        stop.set()
+        t.join(10)
+
+
+def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
+    factory = MockFactory()
+    with _watching(factory) as (lines, errors):
+        assert all(line.endswith("(at start)") for line in lines), (lines, errors)
         pin = factory.pin(27)  # release: pulled up, active low
         edge = time.monotonic() - 0.01  # stamped 10 ms ago, delivered now as lgpio's thread would
         pin.when_changed(edge, False)
         pin.when_changed(edge + 0.0015, True)  # a bounce 1.5 ms later
-    finally:
-        stop.set()
-        t.join(10)
+    assert errors == []
     first, bounce = lines[len(LINES):]
     assert "gpio27  release      low  ACTIVE" in first and "ms" not in first, first
     assert "high inactive  +1.500 ms" in bounce, bounce
@@ -221,31 +237,13 @@ def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_
 def test_gpio_watch_lines_are_exact_and_untrusted_ticks_say_callback_time() -> None:
     import re
 
-    from camctl.board.gpio import watch
-
     factory = MockFactory()
-    out: list[str] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            watch(GpioConfig(backend="mock", lines=LINES), out=out.append, stop=stop, pin_factory=factory)
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    wait_for(lambda: len(out) >= len(LINES), "a line per event at start")
-    try:
+    with _watching(factory) as (out, errors):
         pin = factory.pin(27)  # release: pulled up, active low
         edge = time.monotonic() - 3.0
         pin.when_changed(edge, False)
         pin.when_changed(edge + 2.0, True)  # 2 s later: the gap's millisecond decimals are exact
         pin.when_changed(1e12, False)  # ticks not on the monotonic clock
-    finally:
-        stop.set()
-        t.join(10)
     head = r"^ *-?\d+\.\d{4}s  \d\d:\d\d:\d\d  "
     expected = [r"gpio17  arm          high inactive  \(at start\)$",
                 r"gpio27  release      high inactive  \(at start\)$",

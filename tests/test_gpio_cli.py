@@ -1,9 +1,11 @@
-"""`camctl gpio watch` against a running daemon: a real `camctl run` holds the lines, the watch exits 2.
+"""`camctl gpio watch` against a running daemon: a real `camctl run` holds the lines, the watch
+exits 2.
 
-Kept out of tests/test_gpio.py on purpose: that module is in mutmut's scoped run (`[tool.mutmut]` tests_dir),
-and a `camctl` subprocess started during mutmut's stats pass inherits ``MUTANT_UNDER_TEST=stats``, whose
-trampoline needs the mutmut runner's in-process config and dies with an AttributeError ("failed to collect
-stats"). This test checks the CLI and daemon, not the line filter.
+Kept out of tests/test_gpio.py on purpose: that module is in mutmut's scoped run (`[tool.mutmut]`
+tests_dir), and a `camctl` subprocess started during mutmut's stats pass inherits
+``MUTANT_UNDER_TEST=stats``, whose trampoline needs the mutmut runner's in-process config and dies
+with an AttributeError ("failed to collect stats"). This test checks the CLI and daemon, not the
+line filter.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ def test_gpio_watch_on_lines_a_running_daemon_holds_is_a_one_line_error(tmp_path
     cfg = write_board_config(tmp_path / "b", "watch-b", 0, size=(160, 120), stills=())
     board = start_board(cfg, tmp_path / "b" / "store", "watch-b")
     try:
-        out = subprocess.run([sys.executable, "-m", "camctl", "gpio", "watch", "--config", str(cfg)],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-m", "camctl", "gpio", "watch", "--config",
+                              str(cfg)], capture_output=True, text=True, timeout=60)
     finally:
         board.stop()
     assert out.returncode == 2, out

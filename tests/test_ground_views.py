@@ -10,13 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from flights import BOARDS, FLIGHT, Built
-from netfixtures import FakeBoard
+from netfixtures import FakeBoard, watch_while_publishing
 from waiting import wait_for
 
 from camctl.board.config import PublishConfig
@@ -25,7 +24,6 @@ from camctl.cli import _JsonFormatter, main
 from camctl.demo import write_board_config
 from camctl.ground import Client
 from camctl.ground.flights import find_flights
-from camctl.ground.views import status_many
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
@@ -94,25 +92,9 @@ def test_status_watch_json_prints_one_line_per_update(tmp_path: Path, capsys: py
     board = FakeBoard("rig-w", tmp_path)
     pub = Publisher(board, LOOP)
     pub.start()
-    stop = threading.Event()
-    seen: list[str] = []
-
-    def on_update(res: list[dict]) -> None:
-        seen.append(res[0].get("phase", "?"))
-        if seen.count("DESCENT") >= 5:
-            stop.set()
-
-    t = threading.Thread(target=status_many, args=([pub.router_endpoint],), kwargs=dict(
-        json_out=True, watch=True, timeout_s=10, events=[pub.pub_endpoint], interval_s=60.0, stop=stop,
-        on_update=on_update))
-    t.start()
-    try:
-        while not stop.wait(0.02) and t.is_alive():
-            pub.publish("status", {**board.status(), "phase": "DESCENT"})  # the same status, again and again
-        t.join(30)
-    finally:
-        stop.set()
-        pub.close()
+    # the same status, again and again
+    seen = watch_while_publishing(pub, {**board.status(), "phase": "DESCENT"},
+                                  lambda phases: phases.count("DESCENT") >= 5)
     lines = capsys.readouterr().out.splitlines()
     assert seen.count("DESCENT") >= 5  # five updates arrived...
     assert [json.loads(ln)["phase"] for ln in lines] == ["LANDED", "DESCENT"]  # ...two of them were news
@@ -140,7 +122,7 @@ def test_log_json_of_a_real_board(tmp_path: Path) -> None:
         with Client(json.loads((store / "daemon.json").read_text())["router"], timeout_s=10) as c:
             c.command("arm")
             c.command("event", name="release")
-            time.sleep(0.3)
+            time.sleep(0.3)  # the descent's length (the scenario, not a wait)
             c.command("event", name="touchdown")
             wait_for(lambda: c.status()["serving"], "the board to finish its flight")
     finally:

@@ -1,8 +1,10 @@
-"""MCAP times as Foxglove reads them: log_time is wall-clock ns since the epoch, publish_time the sensor's
-monotonic time, so flights of boards with different monotonic clocks line up when opened together.
+"""MCAP times as Foxglove reads them: log_time is wall-clock ns since the epoch, publish_time the
+sensor's monotonic time, so flights of boards with different monotonic clocks line up when opened
+together.
 
-Read with Foxglove's own reader, @mcap/core (tests/js, installed by .ci/run or on first use here with npm),
-and checked against camctl's reader, which must keep giving the sensor time to export and alignment.
+Read with Foxglove's own reader, @mcap/core (tests/js, installed by .ci/run or on first use here
+with npm), and checked against camctl's reader, which must keep giving the sensor time to export and
+alignment.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ BOOT_SKEW_NS = 1_000 * 10**9  # board b's monotonic clock started 1000 s before 
 
 
 def _skewed_time(skew_ns: int) -> types.SimpleNamespace:
-    """The ``time`` module as a board booted ``skew_ns`` earlier sees it (monotonic clocks differ, wall agrees)."""
+    """The ``time`` module as a board booted ``skew_ns`` earlier sees it (monotonic clocks differ,
+    wall agrees)."""
     names = {n: getattr(time, n) for n in dir(time) if not n.startswith("_")}
     return types.SimpleNamespace(**{**names, "monotonic_ns": lambda: time.monotonic_ns() + skew_ns})
 
@@ -44,10 +47,12 @@ def _fly(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
                 monkeypatch.setattr(store_sources, "time", _skewed_time(skews[b]))
                 if i == 5:
                     st.log_event({"kind": "phase", "event": "release", "phase_from": "ARMED",
-                                  "phase_to": "DESCENT", "mono_ns": now + skews[b], "wall_ns": time.time_ns()})
+                                  "phase_to": "DESCENT", "mono_ns": now + skews[b],
+                                  "wall_ns": time.time_ns()})
                 st.put(dataclasses.replace(frame("down", i), timestamp_ns=now + skews[b]))
-                st.commit(wait=True)  # written at once: the wall offset is taken at the frame's own time
-            time.sleep(0.005)
+                # written at once: the wall offset is taken at the frame's own time
+                st.commit(wait=True)
+            time.sleep(0.005)  # the moments are 5 ms apart (the scenario, not a wait)
         for st in stores.values():
             st.finish()
     finally:
@@ -57,8 +62,8 @@ def _fly(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {b: tmp / b / f"F{b}" for b in skews}
 
 
-def test_foxglove_reads_wall_clock_log_time_and_sensor_publish_time(tmp_path: Path, mcap_core: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_foxglove_reads_wall_clock_log_time_and_sensor_publish_time(
+        tmp_path: Path, mcap_core: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t_before = time.time_ns()
     flights = _fly(tmp_path, monkeypatch)
     t_after = time.time_ns()
@@ -69,9 +74,11 @@ def test_foxglove_reads_wall_clock_log_time_and_sensor_publish_time(tmp_path: Pa
     for b, paths in segs.items():
         for p in paths:
             rec = seen[str(p)]
-            assert t_before <= int(rec["start"]) <= int(rec["end"]) <= t_after  # the file's time range: wall
+            # the file's time range: wall
+            assert t_before <= int(rec["start"]) <= int(rec["end"]) <= t_after
             for topic, log_time, publish_time, _seq in rec["messages"]:
-                assert t_before <= int(log_time) <= t_after, (b, topic)  # ns since the epoch, not since boot
+                # ns since the epoch, not since boot
+                assert t_before <= int(log_time) <= t_after, (b, topic)
                 assert int(log_time) > YEAR_2020_NS
                 if topic == "/down/image":
                     images.setdefault(b, []).append((int(log_time), int(publish_time)))
@@ -81,8 +88,8 @@ def test_foxglove_reads_wall_clock_log_time_and_sensor_publish_time(tmp_path: Pa
         assert abs(log_b - log_a) < 50_000_000  # log_time: the same moment lines up across boards
 
 
-def test_camctl_reader_keeps_sensor_time_and_release_alignment(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_camctl_reader_keeps_sensor_time_and_release_alignment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     flights = _fly(tmp_path, monkeypatch)
     rel = {}
     for b, f in flights.items():
@@ -94,4 +101,5 @@ def test_camctl_reader_keeps_sensor_time_and_release_alignment(tmp_path: Path,
         rel[b] = [round(tb.rel_s(fr.timestamp_ns), 6) for fr in frames]
         events = [e for seg in sorted((f / "events").glob("*.mcap")) for e in iter_events(seg)]
         assert [e.get("event") for e in events if e.get("kind") == "phase"] == ["release"]
-    assert rel["a"] == rel["b"] and rel["a"][5] == 0.0  # export's time base: the shared release edge
+    # export's time base: the shared release edge
+    assert rel["a"] == rel["b"] and rel["a"][5] == 0.0

@@ -248,8 +248,10 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
         mission.listen(got.put)
         mission.start()
         previews, export, failed, picked = [], None, [], {}
-        deadline = time.monotonic() + 120  # a liveness bound (board messages keep coming), not a speed claim
-        while export is None and time.monotonic() < deadline:
+
+        def take_one() -> dict | None:
+            """The next message of the mission, noted; the export's end when it comes."""
+            nonlocal previews, export, picked
             msg = got.get(timeout=60)
             if msg["type"] == "download" and msg["state"] == "failed":
                 failed.append(msg["detail"])
@@ -259,6 +261,9 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
                 previews = msg["shown"]
             elif msg["type"] == "export" and msg["state"] in ("done", "failed"):
                 export = msg
+            return export
+
+        wait_for(take_one, "the flight's export to end", timeout_s=120, interval_s=0)
     finally:
         if mission is not None:
             mission.close()

@@ -80,9 +80,15 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
 
             # arm mb-a from the page: cancelling the confirmation sends nothing
             page.click(f"{_card('mb-a')} button.op-arm")
+            statuses = page.evaluate("window.camctlLatency.length")
             page.click("#confirm-no")
-            time.sleep(0.5)
+            # a negative check: the dialog closed (the page has decided), then two more PUB statuses
+            # came (a second of both boards), by which an arm sent would show its answer
+            page.wait_for_function("() => !document.getElementById('confirm').open", timeout=5_000)
+            page.wait_for_function("n => window.camctlLatency.length >= n + 2", arg=statuses,
+                                   timeout=10_000)
             assert page.inner_text(f"{_card('mb-a')} .phase-name") == "SAFE"
+            assert page.get_attribute(f"{_card('mb-a')} .op-result", "class") == "op-result"
             for b in BOARDS:
                 page.click(f"{_card(b)} button.op-arm")
                 page.click("#confirm-yes")
@@ -110,7 +116,7 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                 if event == "release":
                     assert page.inner_text("#verdict") == "IN FLIGHT"
                     page.screenshot(path=tmp_path / "3-descent.png", full_page=True)
-                time.sleep(0.8)
+                time.sleep(0.8)  # the flight's length in each phase (the scenario, not a wait)
             for b in BOARDS:
                 _wait_phase(page, b, "LANDED", 20_000)
                 phases = page.inner_text(f"{_card(b)} .phases")

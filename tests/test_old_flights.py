@@ -1,5 +1,6 @@
-"""A flight written by an older camctl (tests/fixtures/old-store, see its README) still lists, verifies,
-exports and serves with today's code: the format on a board's flash is a promise kept across upgrades."""
+"""A flight written by an older camctl (tests/fixtures/old-store, see its README) still lists,
+verifies, exports and serves with today's code: the format on a board's flash is a promise kept
+across upgrades."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_an_old_flight_verifies_clean(store: Path, capsys: pytest.CaptureFixture
     assert before == {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
 
 
-def test_an_old_flight_lists_with_balanced_books(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_old_flight_lists_with_balanced_books(store: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls", "--json", str(store)]) == 0
     (flight,) = json.loads(capsys.readouterr().out)["flights"]
     assert (flight["board"], flight["flight"], flight["index"]) == ("rig-old", FLIGHT, "current")
@@ -46,8 +48,8 @@ def test_an_old_flight_lists_with_balanced_books(store: Path, capsys: pytest.Cap
 
 def test_an_old_flight_exports(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    assert main(["export", str(store), "--mp4", "--contact-sheet", "--timeline", "--frames", "--foxglove",
-                 "--out", str(out), "--quiet"]) == 0
+    assert main(["export", str(store), "--mp4", "--contact-sheet", "--timeline", "--frames",
+                 "--foxglove", "--out", str(out), "--quiet"]) == 0
     mp4s = sorted(out.rglob("*.mp4"))
     assert [p.name for p in mp4s] == ["rig-old_down.mp4", "rig-old_up.mp4"]
     for p in mp4s:

@@ -15,6 +15,7 @@ import pytest
 import zmq
 import zmq.auth
 from netfixtures import FakeBoard, make_store
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher, previews
@@ -259,7 +260,6 @@ def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:
     """A real ``camctl run`` with CURVE: SIGHUP re-reads readers/ and operators/ (logged), the board serves on."""
     import os
     import signal
-    import time
 
     from camctl.demo import start_board, write_board_config
 
@@ -274,11 +274,8 @@ def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:
 
         assert loads() == 1
         os.kill(board.proc.pid, signal.SIGHUP)
-        for _ in range(200):  # the handler runs between two ticks of the daemon's main loop
-            if loads() == 2:
-                break
-            time.sleep(0.05)
-        assert loads() == 2
+        # the handler runs between two ticks of the daemon's main loop
+        wait_for(lambda: loads() == 2, "the SIGHUP reload in the board's log")
         with Client(board.router, timeout_s=10, curve=load_client_curve(k / "ground")) as c:
             assert c.hello().board == "rig-h"
             assert c.command("arm")["phase"] == "ARMED"  # the ground key is an operator

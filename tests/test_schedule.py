@@ -1,5 +1,6 @@
-"""The capture schedule's pure rules (camctl.board.schedule): frame phase by sensor time, frame value, rates by phase.
-Fast and thread-free, so mutation testing (see README) can run them for every mutant."""
+"""The capture schedule's pure rules (camctl.board.schedule): frame phase by sensor time, frame
+value, rates by phase. Fast and thread-free, so mutation testing (see README) can run them for every
+mutant."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ EDGE = 5_000_000_000
     (("DESCENT", "ARMED", EDGE), EDGE - 1, "DESCENT", "ARMED"),  # exposed just before the edge
     (("DESCENT", "ARMED", EDGE), EDGE, "DESCENT", "DESCENT"),  # at the edge: the new phase
     (("DESCENT", "ARMED", EDGE), EDGE + 1, "DESCENT", "DESCENT"),
-    (("DESCENT", "ARMED", EDGE), EDGE - RECLASSIFY_NS + 1, "DESCENT", "ARMED"),  # just inside the window
-    (("DESCENT", "ARMED", EDGE), EDGE - RECLASSIFY_NS, "DESCENT", "DESCENT"),  # another clock: not moved
+    # just inside the window
+    (("DESCENT", "ARMED", EDGE), EDGE - RECLASSIFY_NS + 1, "DESCENT", "ARMED"),
+    # another clock: not moved
+    (("DESCENT", "ARMED", EDGE), EDGE - RECLASSIFY_NS, "DESCENT", "DESCENT"),
     (("TOUCHDOWN", "SEPARATION", EDGE), EDGE - 10, "TOUCHDOWN", "SEPARATION"),
     (("ARMED", "SAFE", EDGE), EDGE - 10, "ARMED", "ARMED"),  # nothing before ARMED to file it under
     (("DESCENT", "LANDED", EDGE), EDGE - 10, "DESCENT", "DESCENT"),
-    (("LANDED", "TOUCHDOWN", EDGE), EDGE - 10, "TOUCHDOWN", "TOUCHDOWN"),  # stopping: the phase it was asked in
+    # stopping: the phase it was asked in
+    (("LANDED", "TOUCHDOWN", EDGE), EDGE - 10, "TOUCHDOWN", "TOUCHDOWN"),
     (("SAFE", "ARMED", EDGE), EDGE + 10, "ARMED", "ARMED"),
     (("SAFE", "ARMED", EDGE), EDGE - 10, "ARMED", "ARMED"),
 ])
@@ -42,10 +46,12 @@ def test_value_of(phase, value):
 
 
 def test_rates_quality_and_lores_by_phase():
-    cam = CameraConfig("c", fps=(("ARMED", 3.0), ("DESCENT", 30.0)), quality=(("ARMED", 40),), jpeg_quality=85,
-                       lores_size=(320, 240), lores_phases=("ARMED",))
-    assert (cam.fps_for("DESCENT"), cam.fps_for("ARMED"), cam.fps_for("SEPARATION")) == (30.0, 3.0, 3.0)
+    cam = CameraConfig("c", fps=(("ARMED", 3.0), ("DESCENT", 30.0)), quality=(("ARMED", 40),),
+                       jpeg_quality=85, lores_size=(320, 240), lores_phases=("ARMED",))
+    fps = (cam.fps_for("DESCENT"), cam.fps_for("ARMED"), cam.fps_for("SEPARATION"))
+    assert fps == (30.0, 3.0, 3.0)
     assert CameraConfig("d").fps_for("DESCENT") == 2.0  # an empty table: the ARMED default
     assert (cam.quality_for("ARMED"), cam.quality_for("DESCENT")) == (40, 85)
     assert (cam.lores_in("ARMED"), cam.lores_in("DESCENT")) == (True, False)
-    assert CameraConfig("e", lores_phases=("ARMED",)).lores_in("ARMED") is False  # no lores size: never
+    # no lores size: never
+    assert CameraConfig("e", lores_phases=("ARMED",)).lores_in("ARMED") is False

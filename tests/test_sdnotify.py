@@ -76,7 +76,8 @@ def test_relative_path_is_ignored() -> None:
     assert not Notifier(environ={"NOTIFY_SOCKET": "relative/sock"}).enabled
 
 
-def test_broken_socket_never_raises_and_logs_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_broken_socket_never_raises_and_logs_once(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG", logger="camctl.board.sdnotify")
     n = Notifier(environ={"NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")})
     assert n.enabled
@@ -103,10 +104,12 @@ def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
 def test_a_full_notify_queue_drops_messages_instead_of_blocking(path_socket) -> None:
     import threading
 
-    path, sock = path_socket  # nobody reads it: the kernel queue fills after max_dgram_qlen datagrams
+    # nobody reads it: the kernel queue fills after max_dgram_qlen datagrams
+    path, sock = path_socket
     n = Notifier(environ={"NOTIFY_SOCKET": path})
     results: list[bool] = []
-    t = threading.Thread(target=lambda: results.extend(n.watchdog() for _ in range(2000)), daemon=True)
+    t = threading.Thread(target=lambda: results.extend(n.watchdog() for _ in range(2000)),
+                         daemon=True)
     t.start()
     t.join(60)  # a blocking sendto never returns here; this is a hang check, not a speed limit
     assert not t.is_alive(), "watchdog() blocked on a full notify socket"

@@ -1,5 +1,5 @@
-"""Durability: group commit and fsync accounting, ENOSPC (injected and on a real tmpfs), the quota policy,
-queue overflow with a stalled writer."""
+"""Durability: group commit and fsync accounting, ENOSPC (injected and on a real tmpfs), the quota
+policy, queue overflow with a stalled writer."""
 
 from __future__ import annotations
 
@@ -115,7 +115,8 @@ def test_enospc_injected_never_raises_and_keeps_committed_frames(tmp_path: Path)
     wait_for(lambda: st.stats()["c"]["frames_stored"] == 8, "8 frames stored")
     full.set()  # the disk fills: the next commit fails
     st.commit(wait=True)
-    for i in range(8, 12):  # queued (put never blocks, never raises), then dropped by the writer: disk full
+    # queued (put never blocks, never raises), then dropped by the writer: disk full
+    for i in range(8, 12):
         assert st.put(frame("c", i)) is True
     st.commit(wait=True)
     s = st.stats()["c"]
@@ -149,7 +150,8 @@ def test_enospc_real_tmpfs(tmp_path: Path) -> None:
         filler.write_bytes(b"\0" * (2 * MB))
         big = [jpeg(i, 320, 240) for i in range(8)]  # noise JPEGs, ~60-70 kB each
         cfg = StoreConfig(reserve_mb=0, commit_interval_ms=20, segment_mb=1)
-        # statvfs reads 64 MB more than there is (as if another writer raced us): the real tmpfs answers ENOSPC
+        # statvfs reads 64 MB more than there is (as if another writer raced us): the real tmpfs
+        # answers ENOSPC
 
         def free() -> int:
             s = os.statvfs(mnt)
@@ -170,7 +172,8 @@ def test_enospc_real_tmpfs(tmp_path: Path) -> None:
                           st.stats()["c"]["durable_frames"])[2] > durable, "writing to resume")
         st.close()
         stats = st.stats()["c"]
-        rep = verify(mnt)  # the segment abandoned at ENOSPC was finished at landing: nothing left to repair
+        # the segment abandoned at ENOSPC was finished at landing: nothing left to repair
+        rep = verify(mnt)
         assert rep.exit_code == 0, rep.errors
         assert rep.cameras["c"].frames >= stats["durable_frames"] > durable > 0
         assert stats["dropped"]["disk_full"] > 0
@@ -179,7 +182,8 @@ def test_enospc_real_tmpfs(tmp_path: Path) -> None:
 
 
 def _plain_read_all(seg: Path) -> int:
-    """Messages the plain mcap reader reads through the summary (raises if the file is not finished)."""
+    """Messages the plain mcap reader reads through the summary (raises if the file is not
+    finished)."""
     with seg.open("rb") as fh:
         reader = make_reader(fh)
         assert reader.get_summary() is not None, f"{seg}: no summary"
@@ -187,9 +191,9 @@ def _plain_read_all(seg: Path) -> int:
 
 
 def test_landing_on_a_full_tmpfs_finishes_every_file(tmp_path: Path) -> None:
-    """A small real tmpfs fills at two cameras of big frames: the store stops taking frames while what
-    finishing needs is still free, then lands with every segment finished, index.json written and the
-    drops in the event log on disk."""
+    """A small real tmpfs fills at two cameras of big frames: the store stops taking frames while
+    what finishing needs is still free, then lands with every segment finished, index.json written
+    and the drops in the event log on disk."""
     with tmpfs(tmp_path / "mnt", "6m") as mnt:
         big = [jpeg(i, 320, 240) for i in range(8)]  # noise JPEGs, ~60-70 kB each
         cfg = StoreConfig(reserve_mb=1, commit_interval_ms=20, segment_mb=0.5)

@@ -1,4 +1,5 @@
-"""`camctl verify` on what the ground holds: a multi-board download, copied files, and nothing at all."""
+"""`camctl verify` on what the ground holds: a multi-board download, copied files, and nothing at
+all."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from camctl.store import verify
-
-sys.path.insert(0, str(Path(__file__).parent))
 from flights import FLIGHT, build_download
+
+from camctl.store import verify
 
 
 def _as_downloaded(src: Path, dst: Path) -> Path:
@@ -51,6 +51,7 @@ def test_a_copied_flight_with_changed_bytes_is_not_clean(tmp_path):
 
 
 def test_cli_verify_of_a_folder_without_flights_is_a_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "camctl", "verify", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "camctl", "verify", str(tmp_path)],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "no flight found" in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0

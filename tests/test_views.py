@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flights import BOARDS, FLIGHT, Built
-from netfixtures import FakeBoard, make_store
+from netfixtures import FakeBoard, make_store, watch_while_publishing
 from rich.console import Console
 
 from camctl.board.config import PublishConfig
@@ -20,7 +18,7 @@ from camctl.board.publish import Publisher
 from camctl.cli import main
 from camctl.ground import views
 from camctl.ground.status import STATUS_CAMERA_FIELDS, STATUS_FIELDS, normalize_status
-from camctl.ground.views import render_status, status_many
+from camctl.ground.views import render_status
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
@@ -119,31 +117,10 @@ def test_status_and_ls_over_a_real_board(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def _watch_sees_the_broadcast(pub: Publisher, board: str, **status_kw: Any) -> None:
-    """``status --watch --json`` of ``pub``'s board: the board's own STATUS says LANDED, only the PUB broadcast
-    (repeated: slow joiner) says DESCENT; the watch must show the broadcast, then stop cleanly."""
-    stop = threading.Event()
-    seen: list[str] = []
-
-    def on_update(res: list[dict]) -> None:
-        seen.append(res[0].get("phase", "?"))
-        if "DESCENT" in seen:
-            stop.set()
-
-    rc: list[int] = []
-    t = threading.Thread(target=lambda: rc.append(status_many(
-        [pub.router_endpoint], json_out=True, watch=True, timeout_s=10, events=[pub.pub_endpoint],
-        interval_s=60.0, stop=stop, on_update=on_update, **status_kw)))
-    t.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not stop.wait(0.05) and t.is_alive() and time.monotonic() < deadline:
-            pub.publish("status", {**FAKE_STATUS, "board": board})
-        assert stop.is_set(), f"no PUB status came through (seen {seen[-3:]})"
-        t.join(30)
-    finally:
-        stop.set()
-        pub.close()
-    assert not t.is_alive() and rc == [0]
+    """``status --watch --json`` of ``pub``'s board: the board's own STATUS says LANDED, only the
+    PUB broadcast says DESCENT; the watch must show the broadcast, then stop cleanly."""
+    seen = watch_while_publishing(pub, {**FAKE_STATUS, "board": board},
+                                  lambda phases: "DESCENT" in phases, **status_kw)
     assert seen[0] == "LANDED" and seen[-1] == "DESCENT"
 
 
