@@ -22,6 +22,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from camctl.common import protocol as p
 from camctl.common.keys import ClientCurve, curve_for, use_curve
+from camctl.common.lifecycle import Closeable
 from camctl.exc import FetchError, ProtocolError, RemoteError
 from camctl.ground import download
 
@@ -59,7 +60,7 @@ class LinkDropped(BoardTimeout):
 
 
 
-class Client:
+class Client(Closeable):
     """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in time)."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0,
@@ -82,16 +83,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r} board={self.board!r}{' closed' if self._closed else ''}>"
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         """Close the socket (linger 0). Safe twice."""
