@@ -40,11 +40,12 @@ def test_every_public_exception_class_is_defined_in_exc():
     (exc.CameraTimeout("cam0", "no frame"), "camera 'cam0': no frame"),
     (exc.StoreCorruptError("/s.mcap", "torn", 12), "/s.mcap at byte 12: torn"),
     (exc.StoreCorruptError("/s.mcap", "torn"), "/s.mcap: torn"),
-    (exc.RecordError("phase", "t_ns", "must be an int"), "phase record: field 't_ns' must be an int"),
+    (exc.RecordError("phase", "t_ns", "is not an int"), "phase record: field 't_ns' is not an int"),
     (exc.ProtocolError("BAD_VERB", "x"), "BAD_VERB: x"),
     (exc.RemoteError("rig-a", "REFUSED", "armed"), "board rig-a: REFUSED: armed"),
     (exc.BoardTimeout("tcp://a:5555", "LIST", 5.0), "tcp://a:5555: no answer to LIST within 5 s"),
-    (exc.LinkDropped("tcp://a:5555", "LIST", 5.0), "tcp://a:5555: link dropped while waiting for LIST"),
+    (exc.LinkDropped("tcp://a:5555", "LIST", 5.0),
+     "tcp://a:5555: link dropped while waiting for LIST"),
 ])
 def test_an_error_with_fields_is_its_own_one_line_message(error: exc.CamctlError, line: str):
     assert (str(error), error.args) == (line, (line,))
@@ -54,7 +55,8 @@ def test_an_error_with_fields_is_its_own_one_line_message(error: exc.CamctlError
 
 def test_a_store_error_is_an_oserror_without_an_errno():
     err = exc.StoreCorruptError("/s.mcap", "torn", 3)
-    assert isinstance(err, OSError) and (err.errno, err.strerror, err.filename) == (None, None, None)
+    assert isinstance(err, OSError)
+    assert (err.errno, err.strerror, err.filename) == (None, None, None)
 
 
 def test_a_config_error_survives_pickling_with_its_fields():

@@ -1,5 +1,5 @@
-"""The segment writer's time ranges: each chunk index and the statistics span exactly the log times
-written, in whatever order they came (a late frame from a second sensor is earlier than the last)."""
+"""The segment writer's time ranges: each chunk index and the statistics span exactly the log
+times written, in whatever order they came (a late frame can be earlier than the last one)."""
 
 from __future__ import annotations
 
