@@ -7,7 +7,10 @@ caller would naturally catch. Each exception formats its own message from its fi
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 __all__ = [
+    "BoardTimeout",
     "CamctlError",
     "CamctlWarning",
     "CameraDisconnected",
@@ -19,6 +22,8 @@ __all__ = [
     "FetchError",
     "GpioError",
     "InstallError",
+    "KeyRejected",
+    "LinkDropped",
     "ProtocolError",
     "RecordError",
     "RemoteError",
@@ -30,18 +35,25 @@ __all__ = [
 
 
 class CamctlError(Exception):
-    """Root of every camctl error."""
+    """Root of every camctl error.
+
+    An error that carries fields is a ``@dataclass(eq=False, repr=False)`` below this root with its
+    own ``__str__``; :meth:`__post_init__` makes that line its message (``args``).
+    """
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
 
 
 # --- config -------------------------------------------------------------------------------------------
+@dataclass(eq=False, repr=False)
 class ConfigError(CamctlError, ValueError):
     """A config file cannot be used. ``path`` is the file, ``key`` the dotted key path."""
 
-    def __init__(self, message: str, *, key: str = "", path: str = "") -> None:
-        self.message = message
-        self.key = key
-        self.path = path
-        super().__init__(str(self))
+    message: str
+    _: KW_ONLY
+    key: str = ""
+    path: str = ""
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
@@ -54,13 +66,12 @@ class ConfigValueError(ConfigError):
 
 
 # --- cameras ------------------------------------------------------------------------------------------
+@dataclass(eq=False, repr=False)
 class CameraError(CamctlError, RuntimeError):
     """A camera backend failed; the capture thread restarts the camera with backoff."""
 
-    def __init__(self, camera: str, message: str) -> None:
-        self.camera = camera
-        self.message = message
-        super().__init__(str(self))
+    camera: str
+    message: str
 
     def __str__(self) -> str:
         return f"camera {self.camera!r}: {self.message}"
@@ -93,54 +104,50 @@ class StoreFullError(StoreError):
     """The store has no room left above its reserve."""
 
 
+@dataclass(eq=False, repr=False)
 class StoreCorruptError(StoreError):
     """A segment cannot be read back; ``path`` names it and ``offset`` the first bad byte."""
 
-    def __init__(self, path: str, message: str, offset: int | None = None) -> None:
-        self.path = path
-        self.offset = offset
-        self.message = message
-        super().__init__(str(self))
+    path: str
+    message: str
+    offset: int | None = None
 
     def __str__(self) -> str:
         at = f" at byte {self.offset}" if self.offset is not None else ""
         return f"{self.path}{at}: {self.message}"
 
 
+@dataclass(eq=False, repr=False)
 class RecordError(CamctlError, ValueError):
     """An event-log record is malformed: ``kind`` is the record's kind, ``field`` the bad field."""
 
-    def __init__(self, kind: str, field: str, message: str) -> None:
-        self.kind = kind
-        self.field = field
-        self.message = message
-        super().__init__(str(self))
+    kind: str
+    field: str
+    message: str
 
     def __str__(self) -> str:
         return f"{self.kind or 'event-log'} record: field {self.field!r} {self.message}"
 
 
 # --- protocol / network -------------------------------------------------------------------------------
+@dataclass(eq=False, repr=False)
 class ProtocolError(CamctlError, ValueError):
     """A wire message is malformed, unknown or out of range."""
 
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(str(self))
+    code: str
+    message: str
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
 
 
+@dataclass(eq=False, repr=False)
 class RemoteError(CamctlError, RuntimeError):
     """A board answered a request with an error reply."""
 
-    def __init__(self, board: str, code: str, message: str) -> None:
-        self.board = board
-        self.code = code
-        self.message = message
-        super().__init__(str(self))
+    board: str
+    code: str
+    message: str
 
     def __str__(self) -> str:
         return f"board {self.board}: {self.code}: {self.message}"
@@ -152,6 +159,31 @@ class CommandRefused(CamctlError, ValueError):
 
 class FetchError(CamctlError, RuntimeError):
     """A fetch could not complete (unreachable board, checksum mismatch after retries)."""
+
+
+class KeyRejected(FetchError):
+    """The board's authenticator refused our CURVE key: retrying cannot help."""
+
+
+@dataclass(eq=False, repr=False)
+class BoardTimeout(FetchError, TimeoutError):
+    """A board did not answer a request within the client's timeout (the DEALER has been
+    recreated)."""
+
+    url: str
+    what: str
+    timeout_s: float
+
+    def __str__(self) -> str:
+        return f"{self.url}: no answer to {self.what} within {self.timeout_s:g} s"
+
+
+class LinkDropped(BoardTimeout):
+    """The TCP link to a board dropped while a request was in flight (the DEALER has been
+    recreated)."""
+
+    def __str__(self) -> str:
+        return f"{self.url}: link dropped while waiting for {self.what}"
 
 
 # --- deployment ---------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from camctl.board.config import GpioConfig, GpioLine
+from camctl.common.lifecycle import Closeable
 from camctl.exc import GpioError
 
 __all__ = ["EventLines", "edge_time_ns", "make_pin_factory"]
@@ -85,7 +86,7 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
         raise GpioError(f"cannot open the GPIO chip: {exc} (is the user in group 'gpio'?)") from None
 
 
-class EventLines:
+class EventLines(Closeable):
     """Watches the configured lines and calls ``on_edge(event, t_ns, line)`` when one becomes active."""
 
     def __init__(self, gpio: GpioConfig, on_edge: OnEdge, *, pin_factory: Any = None,
@@ -227,10 +228,6 @@ class EventLines:
         self.drive(event, False)
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
         if self._closed:
             return
@@ -247,12 +244,6 @@ class EventLines:
         if self._own_factory and self.factory is not None:
             with contextlib.suppress(Exception):
                 self.factory.close()
-
-    def __enter__(self) -> EventLines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ", ".join(f"{e}=gpio{ln.pin}" for e, ln in self._lines.items())

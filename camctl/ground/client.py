@@ -22,7 +22,15 @@ from zmq.utils.monitor import recv_monitor_message
 
 from camctl.common import protocol as p
 from camctl.common.keys import ClientCurve, curve_for, use_curve
-from camctl.exc import FetchError, ProtocolError, RemoteError
+from camctl.common.lifecycle import Closeable
+from camctl.exc import (  # the board errors a caller of Client catches, importable from here too
+    BoardTimeout,
+    FetchError,
+    KeyRejected,
+    LinkDropped,
+    ProtocolError,
+    RemoteError,
+)
 from camctl.ground import download
 
 __all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
@@ -33,33 +41,7 @@ _MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zm
 _MON_IDS = itertools.count()
 
 
-class KeyRejected(FetchError):
-    """The board's authenticator refused our CURVE key: retrying cannot help."""
-
-
-class BoardTimeout(FetchError, TimeoutError):
-    """A board did not answer a request within the client's timeout (the DEALER has been recreated)."""
-
-    def __init__(self, url: str, what: str, timeout_s: float) -> None:
-        self.url = url
-        self.what = what
-        self.timeout_s = timeout_s
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return f"{self.url}: no answer to {self.what} within {self.timeout_s:g} s"
-
-
-class LinkDropped(BoardTimeout):
-    """The TCP link to a board dropped while a request was in flight (the DEALER has been recreated)."""
-
-    def __str__(self) -> str:
-        return f"{self.url}: link dropped while waiting for {self.what}"
-
-
-
-
-class Client:
+class Client(Closeable):
     """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in time)."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0,
@@ -82,16 +64,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r} board={self.board!r}{' closed' if self._closed else ''}>"
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         """Close the socket (linger 0). Safe twice."""

@@ -91,6 +91,13 @@ def summary_room(layout: Layout, chunks: int) -> int:
     return fixed + 26 + chunks * (CHUNK_INDEX_BYTES + 10 * len(layout.channels))  # 26: the chunk-index offset
 
 
+def _widen(first: bool, start_ns: int, end_ns: int, t_ns: int) -> tuple[int, int]:
+    """The range ``start_ns..end_ns`` grown to hold ``t_ns``; only ``t_ns`` for a first message."""
+    if first:
+        return t_ns, t_ns
+    return min(start_ns, t_ns), max(end_ns, t_ns)
+
+
 def _open_exclusive(path: Path) -> IO[bytes]:
     return open(path, "xb", buffering=0)
 
@@ -202,23 +209,13 @@ class SegmentWriter:
             self._write(data)
 
     def _begin(self, channel_id: int, log_time: int) -> None:
-        if self._chunk_msgs == 0:
-            if self._chunk_start < 0:
-                self._chunk_start = self.size + len(self._buf)
-                self._buf += OPEN_CHUNK
-            self._chunk_start_ns = self._chunk_end_ns = log_time
-        else:
-            if log_time < self._chunk_start_ns:
-                self._chunk_start_ns = log_time
-            if log_time > self._chunk_end_ns:
-                self._chunk_end_ns = log_time
-        if self._message_count == 0:
-            self._start_ns = self._end_ns = log_time
-        else:
-            if log_time < self._start_ns:
-                self._start_ns = log_time
-            if log_time > self._end_ns:
-                self._end_ns = log_time
+        if self._chunk_msgs == 0 and self._chunk_start < 0:
+            self._chunk_start = self.size + len(self._buf)
+            self._buf += OPEN_CHUNK
+        self._chunk_start_ns, self._chunk_end_ns = _widen(
+            self._chunk_msgs == 0, self._chunk_start_ns, self._chunk_end_ns, log_time)
+        self._start_ns, self._end_ns = _widen(
+            self._message_count == 0, self._start_ns, self._end_ns, log_time)
         entries = self._msg_index.get(channel_id)
         if entries is None:
             entries = self._msg_index[channel_id] = []

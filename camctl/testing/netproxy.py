@@ -23,12 +23,14 @@ import sys
 import threading
 import time
 
+from camctl.common.lifecycle import Startable
+
 __all__ = ["DelayProxy", "main"]
 
 _BLOCK = 256 * 1024
 
 
-class DelayProxy:
+class DelayProxy(Startable):
     """Listen on ``listen`` (port 0: any free port) and forward each connection to ``target`` with a delay."""
 
     def __init__(self, target: tuple[str, int], *, delay_s: float, listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
@@ -51,16 +53,6 @@ class DelayProxy:
             self._thread = threading.Thread(target=self._accept, name="netproxy-accept", daemon=True)
             self._thread.start()
         return self
-
-    def __enter__(self) -> DelayProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def close(self) -> None:
         """Stop accepting and drop every connection. Safe twice."""

@@ -9,13 +9,15 @@ owns restarts: on an error it calls :meth:`close`, waits, and calls :meth:`open`
 from __future__ import annotations
 
 import abc
+from typing import Self
 
 from camctl.common.frames import Frame
+from camctl.common.lifecycle import Closeable
 
 __all__ = ["Camera"]
 
 
-class Camera(abc.ABC):
+class Camera(Closeable):
     """Abstract camera. Subclasses must override :meth:`_open_backend`, :meth:`_close_backend` and :meth:`capture`.
 
     ``close()`` is safe to call twice; a camera is a context manager.
@@ -46,14 +48,11 @@ class Camera(abc.ABC):
 
     @property
     def closed(self) -> bool:
-        return not self._open
+        return not self._open  # built closed, and reopened by the capture thread after a failure
 
-    def __enter__(self) -> Camera:
+    def __enter__(self) -> Self:
         self.open()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"open, {self._fps:g} fps"

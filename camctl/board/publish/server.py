@@ -44,6 +44,7 @@ from camctl.board.publish.sockets import (
     verb_of,
 )
 from camctl.common import protocol as p
+from camctl.common.lifecycle import Startable
 from camctl.exc import CamctlError, ProtocolError
 
 __all__ = ["Board", "Publisher"]
@@ -70,7 +71,7 @@ class Board(Protocol):
     def command(self, name: str, args: dict) -> dict: ...
 
 
-class Publisher:
+class Publisher(Startable):
     """ROUTER request server + PUB event socket for one board, on its own thread.
 
     Every client is bounded: a window of outstanding requests (replies that do not fit its queue
@@ -113,10 +114,6 @@ class Publisher:
         return f"<Publisher board={self.board.board!r} {state} router={self.router_endpoint!r}>"
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def allow(self) -> Any:
         """The CURVE allow-list (:class:`camctl.common.keys.AllowList`) when CURVE is on, else
         None."""
@@ -126,13 +123,6 @@ class Publisher:
     def window(self) -> int:
         """Requests a client may have outstanding: ``p.MAX_WINDOW``, fewer when chunks are big."""
         return self._handlers.window
-
-    def __enter__(self) -> Publisher:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def start(self) -> None:
         """Bind both sockets and start the server thread (CURVE when ``config.curve_keys`` is

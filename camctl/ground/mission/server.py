@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from camctl.common.lifecycle import Startable
 from camctl.exc import CamctlError, ConfigError, RemoteError
 from camctl.ground.mission.session import Mission
 
@@ -56,7 +57,7 @@ def _asset(name: str) -> bytes:
     return resources.files("camctl.ground.mission").joinpath("static", name).read_bytes()
 
 
-class MissionServer:
+class MissionServer(Startable):
     """Serves ``mission`` on its own thread and event loop. ``start()`` returns once it listens.
 
     ``token`` is required for any non-loopback ``host`` (made here when not given) and printed in
@@ -77,17 +78,6 @@ class MissionServer:
 
     def __repr__(self) -> str:
         return f"<MissionServer {self.url if self._started.is_set() else self.host}>"
-
-    def __enter__(self) -> MissionServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def url(self) -> str:

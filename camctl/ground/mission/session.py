@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camctl.common.lifecycle import Startable
 from camctl.exc import ConfigError, RemoteError
 from camctl.ground.mission import ground_link
 from camctl.ground.mission.checks import Limits, evaluate
@@ -31,7 +32,7 @@ __all__ = ["OPERATOR_COMMANDS", "Mission"]
 OPERATOR_COMMANDS = ("arm", "disarm")
 
 
-class Mission:
+class Mission(Startable):
     """See the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, urls: list[str], out: Path, *, operator: bool = False, limits: Limits | None = None,
@@ -58,10 +59,6 @@ class Mission:
 
     def __repr__(self) -> str:
         return f"<Mission {len(self.urls)} boards out={str(self.out)!r}{' closed' if self._closed else ''}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

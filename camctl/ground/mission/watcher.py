@@ -32,6 +32,7 @@ from typing import Any
 import zmq
 
 from camctl.common.keys import curve_for, use_curve
+from camctl.common.lifecycle import Startable
 from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint
 
 __all__ = ["BoardView", "Watcher"]
@@ -63,7 +64,7 @@ class BoardView:
         return copy.deepcopy(asdict(self))
 
 
-class Watcher:
+class Watcher(Startable):
     """Keeps a :class:`BoardView` per board URL up to date; see the module docstring. ``close()`` is safe twice."""
 
     def __init__(self, urls: list[str], *, on_change: Callable[[dict], None], poll_s: float = 0.5,
@@ -83,17 +84,6 @@ class Watcher:
 
     def __repr__(self) -> str:
         return f"<Watcher {len(self.urls)} boards{' closed' if self._closed else ''}>"
-
-    def __enter__(self) -> Watcher:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def start(self) -> None:
         self._threads = [threading.Thread(target=self._poll_loop, args=(u,), name=f"camctl-mission-poll-{i}",
