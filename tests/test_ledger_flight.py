@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from boards import make_config
 from waiting import wait_for
 
 from camctl.board.config import parse_config
@@ -217,8 +218,6 @@ def _ls_json(folder: Path) -> dict:
 def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_ground(
         tmp_path: Path, monkeypatch) -> None:
     """The watchdog's replacement runner counts into the flight's ledger: ``ls`` balances on both sides."""
-    from test_daemon import make_config
-
     import camctl.board.cameras
 
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600}])
@@ -262,8 +261,6 @@ def test_frames_of_a_camera_abandoned_in_armed_are_dropped_in_the_flights_books(
     """A hang in ARMED: the abandoned runner's pre-trigger ring (and whatever it still captures or
     encodes, should its thread come back while the flight is open) is dropped as ``abandoned`` in
     the flight's ledger, so ``ls`` of the board's store balances."""
-    from test_daemon import make_config
-
     import camctl.board.cameras
 
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": hang_s}])
@@ -305,8 +302,6 @@ def test_frames_of_a_camera_isolated_in_armed_are_dropped_in_the_flights_books(
     """A hang in ARMED with no fresh camera to be had (the backend cannot build one): the camera is
     isolated, and its pre-trigger ring is dropped as ``abandoned`` in the flight's ledger at once,
     not left counted as captured when the flight's last books are written."""
-    from test_daemon import make_config
-
     import camctl.board.cameras
     from camctl.exc import CameraError
 
