@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from mcap.reader import make_reader
-from test_store_helpers import frame
+from store_helpers import frame
 
 from camctl.board.config import StoreConfig
 from camctl.store import (
