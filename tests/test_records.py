@@ -123,8 +123,8 @@ def test_the_old_flight_decodes_and_encodes_back_as_written() -> None:
     assert kinds == {"phase", "event", "flight", "ledger"}
 
 
-# What each writer puts in the event log today, copied from its dict literal (the writers not yet
-# converted build these by hand; the record classes must reproduce them exactly).
+# What each writer puts in the event log today (the writers build them with the record classes,
+# but what is on flash must stay as it was written before them, faults of the store aside).
 WRITTEN_TODAY = [
     # board/capture.py CameraRunner._fault
     {"kind": "fault", "camera": "down", "error": "CameraTimeout", "message": "no frame in 2 s",
@@ -144,6 +144,9 @@ WRITTEN_TODAY = [
     {"kind": "quota", "name": "LOW", "from": "OK", "free_mb": 300.5, "finish_need_mb": 1.25,
      "reserve_mb": 512.0, "mono_ns": 1, "wall_ns": 2},
     {"kind": "quota", "name": "disk_space_returned", "free_mb": 900.0, "mono_ns": 1, "wall_ns": 2},
+    # store/_committer.py _io_failure (the store's faults since error became the type name)
+    {"kind": "fault", "name": "disk_full", "error": "OSError", "message": "[Errno 28] No space",
+     "segment": "/f/down/000002.mcap", "mono_ns": 1, "wall_ns": 2},
     # store/writer.py _report_drops
     {"kind": "drop", "name": "quota", "camera": "down", "count": 2, "total": 5, "mono_ns": 1,
      "wall_ns": 2},
