@@ -239,6 +239,7 @@ def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0
 
 def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list[dict], list[str]]:
     """Per board and camera: captured, stored, fetched, bytes, checksum, frame times vs the release edge."""
+    from camctl.common.records import PhaseRecord, read
     from camctl.store import iter_events, iter_frames
 
     rows: list[dict] = []
@@ -248,9 +249,9 @@ def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list
         fdir = ground / board / flight
         release_ns = None
         for seg in sorted((fdir / "events").glob("*.mcap")):
-            for ev in iter_events(seg):
-                if ev.get("kind") == "phase" and ev.get("event") == "release":
-                    release_ns = ev["mono_ns"]
+            for ev in read(iter_events(seg)):
+                if isinstance(ev, PhaseRecord) and ev.event == "release":
+                    release_ns = ev.mono_ns
         if release_ns is None:
             problems.append(f"{board}: no release event in the downloaded event log")
         try:

@@ -123,16 +123,16 @@ def test_the_old_flight_decodes_and_encodes_back_as_written() -> None:
     assert kinds == {"phase", "event", "flight", "ledger"}
 
 
-# What each writer puts in the event log today, copied from its dict literal (the writers not yet
-# converted build these by hand; the record classes must reproduce them exactly).
+# What each writer puts in the event log today (the writers build them with the record classes,
+# but what is on flash must stay as it was written before them, faults of the store aside).
 WRITTEN_TODAY = [
     # board/capture.py CameraRunner._fault
     {"kind": "fault", "camera": "down", "error": "CameraTimeout", "message": "no frame in 2 s",
      "mono_ns": 5, "wall_ns": 6},
-    # board/daemon.py watch_capture
+    # board/cameras_fleet.py, the hung-capture fault (daemon.py watch_capture)
     {"kind": "fault", "camera": "down", "error": "CaptureHung", "message": "stuck", "activity":
      "capture_request", "mono_ns": 5, "wall_ns": 6},
-    # board/daemon.py _resume
+    # board/rejoin.py _resume_record
     {"kind": "resume", "name": "DESCENT", "flight": "F1", "phase": "DESCENT", "gap_s": 1.25,
      "clock": "wall (rebooted)", "last_seen_wall_ns": 10, "entered_wall_ns": 9,
      "entered_mono_ns": 3, "descent_mono_ns": None, "resumes": 1, "pid": 42,
@@ -140,11 +140,14 @@ WRITTEN_TODAY = [
     # board/resume.py restart_books
     {"kind": "ledger", "name": "restart", "camera": "up", "since_ns": 7, "mono_ns": 7, "wall_ns": 8,
      "captured": 0, "aged_out": 0, "dropped": {"restart": 3}, "stills_missed": 0},
-    # store/writer.py _check_quota
+    # store/_space.py SpaceBudget.tick
     {"kind": "quota", "name": "LOW", "from": "OK", "free_mb": 300.5, "finish_need_mb": 1.25,
      "reserve_mb": 512.0, "mono_ns": 1, "wall_ns": 2},
     {"kind": "quota", "name": "disk_space_returned", "free_mb": 900.0, "mono_ns": 1, "wall_ns": 2},
-    # store/writer.py _report_drops
+    # store/_committer.py _io_failure (the store's faults since error became the type name)
+    {"kind": "fault", "name": "disk_full", "error": "OSError", "message": "[Errno 28] No space",
+     "segment": "/f/down/000002.mcap", "mono_ns": 1, "wall_ns": 2},
+    # store/_committer.py _report_drops
     {"kind": "drop", "name": "quota", "camera": "down", "count": 2, "total": 5, "mono_ns": 1,
      "wall_ns": 2},
     # store/_repair.py describe_losses (times are stamped by append_events)
@@ -166,12 +169,12 @@ def test_records_written_today_encode_back_unchanged(raw: dict) -> None:
 
 
 def test_a_fault_in_the_stores_old_form_reads_error_as_its_type_and_message_as_its_text() -> None:
-    # store/writer.py _fault: error = f"{type(exc).__name__}: {exc}", no message
+    # the old store/writer.py _fault: error = f"{type(exc).__name__}: {exc}", no message
     rec = decode({"kind": "fault", "name": "index_write_failed",
                   "error": "OSError: [Errno 28] No space left on device", "mono_ns": 1})
     assert (rec.error, rec.message) == ("OSError", "[Errno 28] No space left on device")
     assert rec.name == "index_write_failed" and rec.camera == ""
-    # store/writer.py disk_full / store_io_error: error = str(exc), the text alone
+    # the old store/writer.py disk_full / store_io_error: error = str(exc), the text alone
     rec = decode({"kind": "fault", "name": "disk_full", "segment": "down/000002.mcap",
                   "error": "[Errno 28] No space left on device"})
     assert (rec.error, rec.message, rec.segment) == ("", "[Errno 28] No space left on device",

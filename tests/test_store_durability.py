@@ -139,7 +139,10 @@ def test_enospc_injected_never_raises_and_keeps_committed_frames(tmp_path: Path)
     seqs = _frames_on_disk(tmp_path / "F", "c")
     assert seqs[:5] == list(range(5)) and 100 in seqs
     ev = _events(tmp_path / "F")
-    assert any(e["kind"] == "fault" and e["name"] == "disk_full" for e in ev)
+    faults = [e for e in ev if e["kind"] == "fault" and e["name"] == "disk_full"]
+    # one meaning per field: the error's type, then its text
+    assert faults and {(f["error"], f["message"]) for f in faults} == {
+        ("OSError", "[Errno 28] No space left on device (injected)")}
     assert any(e["kind"] == "drop" and e["name"] == "disk_full" for e in ev)
     assert drops and drops[0]["camera"] == "c"
 

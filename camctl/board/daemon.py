@@ -262,10 +262,7 @@ class Daemon:
                         "source": tr.source, "board": self.board, "flight": self.flight})
         if tr.phase_to == ARMED:
             recorder.open_async(fleet.describe())
-        rec = {"kind": "phase", "name": tr.phase_to, "phase_from": tr.phase_from,
-               "phase_to": tr.phase_to, "event": tr.event, "source": tr.source,
-               "mono_ns": tr.mono_ns, "wall_ns": tr.wall_ns,
-               "skipped": list(tr.skipped), "boot_id": self.boot_id}
+        rec = tr.record(self.boot_id).encode()
         recorder.log_record(rec)
         recorder.commit()
         self._publish("phase", {"board": self.board, "flight": self.flight, **rec})

@@ -22,6 +22,7 @@ from typing import Any
 from camctl.board.config import LANDED, SAFE, Config
 from camctl.common.frames import EncodedFrame
 from camctl.common.ledger import Ledger
+from camctl.common.records import FaultRecord, FlightRecord
 from camctl.exc import StoreError
 
 __all__ = ["DISARMED", "FlightRecorder"]
@@ -189,16 +190,18 @@ class FlightRecorder:
                 # best effort: the flight goes on (cameras still count), nothing is stored; say it
                 # loudly
                 log.error("cannot open flight %s in %s: %s", flight, self.root, exc)
-                self._publish("fault", {"board": self.board, "kind": "store", "message": str(exc)})
+                fault = FaultRecord.from_exception(exc, name="store_open_failed",
+                                                   mono_ns=time.monotonic_ns(),
+                                                   wall_ns=time.time_ns())
+                self._publish("fault", {"board": self.board, **fault.encode()})
                 return
             with self._log_lock:
                 self.store, self.flight, self._store_ledger = store, flight, ledger
                 while self._unlogged:
                     store.log_event(self._unlogged.popleft())
-            store.log_event({"kind": "flight", "name": "open", "board": self.board,
-                             "flight": flight,
-                             "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns(),
-                             "boot_id": self.boot_id, "cameras": cameras})
+            store.log_event(FlightRecord(board=self.board, flight=flight,
+                                         mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(),
+                                         boot_id=self.boot_id, cameras=cameras))
             store.commit()
         # disarmed (or landed) while the files were being opened
         if self._phase() in (SAFE, LANDED):

@@ -12,13 +12,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 from camctl.board.cameras_fleet import CameraFleet
 from camctl.board.config import ARMED, LANDED, SAFE
 from camctl.board.events import PhaseMachine
 from camctl.board.flight import FlightRecorder
 from camctl.board.resume import FlightState
+from camctl.common.records import ResumeRecord
 from camctl.exc import ResumeError, StoreError
 
 __all__ = ["apply_levels", "resume_last_flight"]
@@ -45,7 +45,7 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
         return None  # landed, then disarmed: the board was SAFE when it stopped
     now_wall, now_mono = time.time_ns(), time.monotonic_ns()
     rec = _resume_record(state, now_wall, now_mono, levels(), recorder.boot_id)
-    entered, descent = rec["entered_mono_ns"], rec["descent_mono_ns"]
+    entered, descent = rec.entered_mono_ns, rec.descent_mono_ns
     if state.phase == LANDED:  # landed stays landed: serve it, record nothing, wait for a disarm
         try:
             machine.resume(LANDED, entered_ns=entered)
@@ -55,7 +55,7 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
         recorder.landed(state.flight)
         close_landed_books(recorder, state.flight, now_mono, now_wall)
         log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
-        return rec
+        return rec.encode()
     try:
         store = recorder.open_store(state.flight, resume=True)
     except (OSError, StoreError) as exc:
@@ -79,14 +79,14 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
                                wall_ns=now_wall):
         store.log_event(books)
     store.commit()
-    publish("phase", {"board": recorder.board, "flight": state.flight, **rec})
+    publish("phase", {"board": recorder.board, "flight": state.flight, **rec.encode()})
     log.warning("resumed flight %s in %s after a gap of %.3f s (restart %d of this flight)",
-                state.flight, state.phase, rec["gap_s"], rec["resumes"])
-    return rec
+                state.flight, state.phase, rec.gap_s, rec.resumes)
+    return rec.encode()
 
 
 def _resume_record(state: FlightState, now_wall: int, now_mono: int, levels: dict[str, bool],
-                   boot_id: str) -> dict[str, Any]:
+                   boot_id: str) -> ResumeRecord:
     def mono(mono_ns: int | None, wall_ns: int | None) -> int | None:
         """A persisted time on this boot's monotonic clock: as stamped when it is this boot (the
         daemon alone restarted), else from the wall clock (a reboot restarted the monotonic clock).
@@ -98,13 +98,12 @@ def _resume_record(state: FlightState, now_wall: int, now_mono: int, levels: dic
     entered = mono(state.entered_mono_ns, state.entered_wall_ns) or now_mono
     descent = mono(state.descent_mono_ns, state.descent_wall_ns)
     gap_s = state.gap_s(now_wall, now_mono)
-    return {"kind": "resume", "name": state.phase, "flight": state.flight, "phase": state.phase,
-            "gap_s": round(gap_s, 3),
-            "clock": "monotonic" if state.same_boot else "wall (rebooted)",
-            "last_seen_wall_ns": state.last_seen_wall_ns,
-            "entered_wall_ns": state.entered_wall_ns, "entered_mono_ns": entered,
-            "descent_mono_ns": descent, "resumes": state.resumes + 1, "pid": os.getpid(),
-            "levels": levels, "mono_ns": now_mono, "wall_ns": now_wall, "boot_id": boot_id}
+    return ResumeRecord(flight=state.flight, phase=state.phase, gap_s=round(gap_s, 3),
+                        clock="monotonic" if state.same_boot else "wall (rebooted)",
+                        last_seen_wall_ns=state.last_seen_wall_ns,
+                        entered_wall_ns=state.entered_wall_ns, entered_mono_ns=entered,
+                        descent_mono_ns=descent, resumes=state.resumes + 1, pid=os.getpid(),
+                        levels=levels, mono_ns=now_mono, wall_ns=now_wall, boot_id=boot_id)
 
 
 def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall_ns: int) -> None:

@@ -8,11 +8,8 @@ does not know are kept in ``extra`` and written back. ``mono_ns``/``wall_ns`` of
 out (the store stamps them when it logs the record). :func:`read` is the lenient reader: a
 malformed record becomes an ``OpaqueRecord`` saying why.
 
-One meaning per field. A fault's ``error`` is the error's kind (its type name, ``CameraCheck``)
-and ``message`` the human text. The store wrote faults before that rule with ``error`` holding
-the text and no ``message`` (``"OSError: [Errno 28] ..."`` or just ``"[Errno 28] ..."``): such a
-record decodes with ``message`` the text after ``Type: `` (all of it without that prefix) and
-``error`` the ``Type`` (or ""). It encodes in today's form; the old form is only read.
+One meaning per field: an old form a writer used before that rule is read, never written
+(:class:`FaultRecord` says how).
 
 Example::
 
@@ -121,13 +118,32 @@ def _same(d: Mapping[str, Any], kind: str, name: str, value: str) -> None:
         raise RecordError(kind, name, f"must equal {value!r}, got {_short(d[name])}")
 
 
-def _extra(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k not in known}
+def _kind_of(d: Any, kind: str = "") -> Any:
+    """The ``"kind"`` of ``d`` (None: it has none); RecordError when ``d`` is no object."""
+    if not isinstance(d, Mapping):
+        raise RecordError(kind, "kind", f"a record must be an object, got {_short(d)}")
+    return d.get("kind")
+
+
+def _known(*names: str) -> frozenset[str]:
+    """A kind's fields on flash: its own and the four every record has."""
+    return frozenset(("kind", "name", "mono_ns", "wall_ns", *names))
+
+
+def _rest(d: Mapping[str, Any], cls: type[Record]) -> dict[str, Any]:
+    """What every kind decodes alike: its times, and the fields it does not know (``extra``)."""
+    return {"mono_ns": _time(d, cls.KIND, "mono_ns"), "wall_ns": _time(d, cls.KIND, "wall_ns"),
+            "extra": {k: v for k, v in d.items() if k not in cls.FIELDS}}
 
 
 def _put(out: dict[str, Any], name: str, value: Any) -> None:
     if value is not None:
         out[name] = value
+
+
+def _stamp(out: dict[str, Any], rec: Record) -> None:
+    _put(out, "mono_ns", rec.mono_ns)
+    _put(out, "wall_ns", rec.wall_ns)
 
 
 def _done(out: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,11 +168,8 @@ class Record:
     @classmethod
     def decode(cls, d: Mapping[str, Any]) -> Record:
         """A record of this kind from its JSON dict; RecordError naming a malformed field."""
-        if not isinstance(d, Mapping):
-            raise RecordError(cls.KIND, "kind", f"a record must be an object, got {_short(d)}")
-        if d.get("kind") != cls.KIND:
-            got = _short(d.get("kind"))
-            raise RecordError(cls.KIND, "kind", f"must be {cls.KIND!r}, got {got}")
+        if (got := _kind_of(d, cls.KIND)) != cls.KIND:
+            raise RecordError(cls.KIND, "kind", f"must be {cls.KIND!r}, got {_short(got)}")
         return cls._from(d)
 
     @classmethod
@@ -171,10 +184,8 @@ class PhaseRecord(Record):
     of the two decodes with both) on ``event`` from ``source`` (gpio | operator | timer);
     ``skipped`` phases were passed over; ``boot_id`` dates ``mono_ns``."""
 
-    KIND: ClassVar[str] = "phase"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "phase_from", "phase_to", "event", "source", "mono_ns", "wall_ns",
-         "skipped", "boot_id"))
+    KIND = "phase"
+    FIELDS = _known("phase_from", "phase_to", "event", "source", "skipped", "boot_id")
     phase_from: str
     phase_to: str
     event: str = ""
@@ -188,8 +199,7 @@ class PhaseRecord(Record):
     def encode(self) -> dict[str, Any]:
         out = {"kind": self.KIND, "name": self.phase_to, "phase_from": self.phase_from,
                "phase_to": self.phase_to, "event": self.event, "source": self.source}
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         out["skipped"] = list(self.skipped)
         _put(out, "boot_id", self.boot_id)
         return _done(out, self.extra)
@@ -205,9 +215,8 @@ class PhaseRecord(Record):
         _same(d, k, "name", to)
         return cls(phase_from=_str(d, k, "phase_from", ""), phase_to=to,
                    event=_str(d, k, "event", ""), source=_str(d, k, "source", ""),
-                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
                    skipped=_list_of(d, k, "skipped", str, "strings", ()),
-                   boot_id=_str(d, k, "boot_id", None), extra=_extra(d, cls.FIELDS))
+                   boot_id=_str(d, k, "boot_id", None), **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +225,8 @@ class EventRecord(Record):
     ``phase_to``) or an ignored one and why (duplicate | out_of_order | not_armed | in_flight |
     unknown_event | bounce); ``phase`` is the phase when it arrived."""
 
-    KIND: ClassVar[str] = "event"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "source", "phase", "outcome", "mono_ns", "wall_ns", "phase_to"))
+    KIND = "event"
+    FIELDS = _known("source", "phase", "outcome", "phase_to")
     name: str
     source: str
     phase: str
@@ -231,8 +239,7 @@ class EventRecord(Record):
     def encode(self) -> dict[str, Any]:
         out = {"kind": self.KIND, "name": self.name, "source": self.source, "phase": self.phase,
                "outcome": self.outcome}
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         out["phase_to"] = self.phase_to
         return _done(out, self.extra)
 
@@ -240,9 +247,8 @@ class EventRecord(Record):
     def _from(cls, d: Mapping[str, Any]) -> EventRecord:
         k = cls.KIND
         return cls(name=_str(d, k, "name"), source=_str(d, k, "source"), phase=_str(d, k, "phase"),
-                   outcome=_str(d, k, "outcome"), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"), phase_to=_str(d, k, "phase_to", ""),
-                   extra=_extra(d, cls.FIELDS))
+                   outcome=_str(d, k, "outcome"), phase_to=_str(d, k, "phase_to", ""),
+                   **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,9 +256,8 @@ class FlightRecord(Record):
     """A flight opened (``name`` ``open``) on ``board``; ``cameras`` maps each camera to its
     ``role``, ``size`` and ``fps`` by phase, as configured."""
 
-    KIND: ClassVar[str] = "flight"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "board", "flight", "mono_ns", "wall_ns", "boot_id", "cameras"))
+    KIND = "flight"
+    FIELDS = _known("board", "flight", "boot_id", "cameras")
     board: str = ""
     flight: str = ""
     mono_ns: int | None = None
@@ -264,8 +269,7 @@ class FlightRecord(Record):
 
     def encode(self) -> dict[str, Any]:
         out = {"kind": self.KIND, "name": self.name, "board": self.board, "flight": self.flight}
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         _put(out, "boot_id", self.boot_id)
         out["cameras"] = self.cameras
         return _done(out, self.extra)
@@ -274,9 +278,8 @@ class FlightRecord(Record):
     def _from(cls, d: Mapping[str, Any]) -> FlightRecord:
         k = cls.KIND
         return cls(board=_str(d, k, "board", ""), flight=_str(d, k, "flight", ""),
-                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
                    boot_id=_str(d, k, "boot_id", None), cameras=_obj(d, k, "cameras", {}),
-                   name=_str(d, k, "name", "open"), extra=_extra(d, cls.FIELDS))
+                   name=_str(d, k, "name", "open"), **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,11 +289,9 @@ class ResumeRecord(Record):
     ``descent_mono_ns`` are the phase's and the descent's start on this boot's monotonic clock;
     ``levels`` the lines read at start."""
 
-    KIND: ClassVar[str] = "resume"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "flight", "phase", "gap_s", "clock", "last_seen_wall_ns",
-         "entered_wall_ns", "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels",
-         "mono_ns", "wall_ns", "boot_id"))
+    KIND = "resume"
+    FIELDS = _known("flight", "phase", "gap_s", "clock", "last_seen_wall_ns", "entered_wall_ns",
+                    "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels", "boot_id")
     flight: str
     phase: str
     gap_s: float
@@ -314,8 +315,7 @@ class ResumeRecord(Record):
                "entered_wall_ns": self.entered_wall_ns, "entered_mono_ns": self.entered_mono_ns,
                "descent_mono_ns": self.descent_mono_ns, "resumes": self.resumes, "pid": self.pid,
                "levels": self.levels}
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         _put(out, "boot_id", self.boot_id)
         return _done(out, self.extra)
 
@@ -330,9 +330,8 @@ class ResumeRecord(Record):
                    entered_mono_ns=_int(d, k, "entered_mono_ns"),
                    descent_mono_ns=_int(d, k, "descent_mono_ns", None, null=True),
                    resumes=_int(d, k, "resumes"), pid=_int(d, k, "pid"),
-                   levels=_obj(d, k, "levels", {}), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"), boot_id=_str(d, k, "boot_id", None),
-                   extra=_extra(d, cls.FIELDS))
+                   levels=_obj(d, k, "levels", {}), boot_id=_str(d, k, "boot_id", None),
+                   **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,12 +339,12 @@ class FaultRecord(Record):
     """Something failed. ``error`` is the error's kind (its type name: ``CameraCheck``,
     ``OSError``), ``message`` the human text; ``camera`` names a camera's fault, ``name`` what the
     store was doing (``disk_full``, ``index_write_failed``); ``activity`` and ``segment`` where
-    known. The old store form (``error`` the text, no ``message``) decodes as the module docstring
-    says."""
+    known. The store's old form had the text in ``error`` and no ``message`` (``"OSError: [Errno
+    28] ..."`` or just ``"[Errno 28] ..."``): it decodes with ``message`` the text after ``Type: ``
+    (all of it without that prefix) and ``error`` the ``Type`` (or "")."""
 
-    KIND: ClassVar[str] = "fault"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "camera", "error", "message", "activity", "segment", "mono_ns", "wall_ns"))
+    KIND = "fault"
+    FIELDS = _known("camera", "error", "message", "activity", "segment")
     error: str = ""
     message: str = ""
     camera: str = ""
@@ -356,6 +355,11 @@ class FaultRecord(Record):
     wall_ns: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_exception(cls, exc: BaseException, **fields: Any) -> FaultRecord:
+        """The fault ``exc`` is: ``error`` its type name, ``message`` its text."""
+        return cls(error=type(exc).__name__, message=str(exc), **fields)
+
     def encode(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.KIND}
         _put(out, "name", self.name or None)
@@ -363,8 +367,7 @@ class FaultRecord(Record):
         out["error"], out["message"] = self.error, self.message
         _put(out, "activity", self.activity)
         _put(out, "segment", self.segment)
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         return _done(out, self.extra)
 
     @classmethod
@@ -378,8 +381,7 @@ class FaultRecord(Record):
             error, message = (m.group(1), m.group(2)) if m else ("", error)
         return cls(error=error, message=message, camera=_str(d, k, "camera", ""),
                    name=_str(d, k, "name", ""), activity=_str(d, k, "activity", None),
-                   segment=_str(d, k, "segment", None), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+                   segment=_str(d, k, "segment", None), **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,10 +390,8 @@ class LedgerRecord(Record):
     ``name`` ``interval`` (a flush) or ``restart`` (the books a restart closed); ``dropped`` is
     {reason: n}."""
 
-    KIND: ClassVar[str] = "ledger"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "camera", "since_ns", "mono_ns", "wall_ns", "captured", "aged_out",
-         "dropped", "stills_missed"))
+    KIND = "ledger"
+    FIELDS = _known("camera", "since_ns", "captured", "aged_out", "dropped", "stills_missed")
     camera: str
     captured: int = 0
     aged_out: int = 0
@@ -406,8 +406,7 @@ class LedgerRecord(Record):
     def encode(self) -> dict[str, Any]:
         out = {"kind": self.KIND, "name": self.name, "camera": self.camera}
         _put(out, "since_ns", self.since_ns)
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         out.update(captured=self.captured, aged_out=self.aged_out, dropped=dict(self.dropped),
                    stills_missed=self.stills_missed)
         return _done(out, self.extra)
@@ -418,9 +417,8 @@ class LedgerRecord(Record):
         return cls(camera=_str(d, k, "camera"), captured=_int(d, k, "captured", 0),
                    aged_out=_int(d, k, "aged_out", 0), dropped=_counts(d, k, "dropped"),
                    stills_missed=_int(d, k, "stills_missed", 0),
-                   name=_str(d, k, "name", "interval"),
-                   since_ns=_time(d, k, "since_ns"), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+                   name=_str(d, k, "name", "interval"), since_ns=_time(d, k, "since_ns"),
+                   **_rest(d, cls))
 
 
 # --- the store's records: drops, space, what recovery cut -----------------------------------------
@@ -428,9 +426,8 @@ class LedgerRecord(Record):
 class DropRecord(Record):
     """The store dropped ``count`` frames of ``camera`` for reason ``name`` (``total`` so far)."""
 
-    KIND: ClassVar[str] = "drop"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "camera", "count", "total", "mono_ns", "wall_ns"))
+    KIND = "drop"
+    FIELDS = _known("camera", "count", "total")
     name: str
     camera: str
     count: int = 1
@@ -442,8 +439,7 @@ class DropRecord(Record):
     def encode(self) -> dict[str, Any]:
         out = {"kind": self.KIND, "name": self.name, "camera": self.camera, "count": self.count}
         _put(out, "total", self.total)
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         return _done(out, self.extra)
 
     @classmethod
@@ -451,8 +447,7 @@ class DropRecord(Record):
         k = cls.KIND
         return cls(name=_str(d, k, "name"), camera=_str(d, k, "camera"),
                    count=_int(d, k, "count", 1), total=_int(d, k, "total", None),
-                   mono_ns=_time(d, k, "mono_ns"), wall_ns=_time(d, k, "wall_ns"),
-                   extra=_extra(d, cls.FIELDS))
+                   **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,9 +455,8 @@ class QuotaRecord(Record):
     """The store's space level changed to ``name`` (a ``QuotaLevel`` name) from ``from_level``
     (``from`` on flash), or ``name`` ``disk_space_returned``; sizes in MB."""
 
-    KIND: ClassVar[str] = "quota"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "from", "free_mb", "finish_need_mb", "reserve_mb", "mono_ns", "wall_ns"))
+    KIND = "quota"
+    FIELDS = _known("from", "free_mb", "finish_need_mb", "reserve_mb")
     name: str
     free_mb: float
     from_level: str | None = None
@@ -478,8 +472,7 @@ class QuotaRecord(Record):
         out["free_mb"] = self.free_mb
         _put(out, "finish_need_mb", self.finish_need_mb)
         _put(out, "reserve_mb", self.reserve_mb)
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         return _done(out, self.extra)
 
     @classmethod
@@ -488,8 +481,7 @@ class QuotaRecord(Record):
         return cls(name=_str(d, k, "name"), free_mb=_num(d, k, "free_mb"),
                    from_level=_str(d, k, "from", None),
                    finish_need_mb=_num(d, k, "finish_need_mb", None),
-                   reserve_mb=_num(d, k, "reserve_mb", None), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+                   reserve_mb=_num(d, k, "reserve_mb", None), **_rest(d, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,10 +491,9 @@ class LossRecord(Record):
     (None: none), and for a torn tail the ``seqs`` whose records began in it (None: not a
     tail). Only ``camera`` is required: readers count the ``seqs`` of any loss record."""
 
-    KIND: ClassVar[str] = "loss"
-    FIELDS: ClassVar[frozenset[str]] = frozenset(
-        ("kind", "name", "camera", "segment", "range", "bytes", "reason", "seq_after", "seq_before",
-         "seqs", "mono_ns", "wall_ns"))
+    KIND = "loss"
+    FIELDS = _known("camera", "segment", "range", "bytes", "reason", "seq_after", "seq_before",
+                    "seqs")
     camera: str
     segment: str | None = None
     range: tuple[int, int] | None = None
@@ -527,8 +518,7 @@ class LossRecord(Record):
         _put(out, "reason", self.reason)
         out["seq_after"], out["seq_before"] = self.seq_after, self.seq_before
         _put(out, "seqs", None if self.seqs is None else list(self.seqs))
-        _put(out, "mono_ns", self.mono_ns)
-        _put(out, "wall_ns", self.wall_ns)
+        _stamp(out, self)
         return _done(out, self.extra)
 
     @classmethod
@@ -545,8 +535,7 @@ class LossRecord(Record):
                    seq_after=_int(d, k, "seq_after", None, null=True),
                    seq_before=_int(d, k, "seq_before", None, null=True),
                    seqs=_list_of(d, k, "seqs", int, "integers", None, null=True),
-                   name=_str(d, k, "name", "recovery"), mono_ns=_time(d, k, "mono_ns"),
-                   wall_ns=_time(d, k, "wall_ns"), extra=_extra(d, cls.FIELDS))
+                   name=_str(d, k, "name", "recovery"), **_rest(d, cls))
 
 
 # --- anything else --------------------------------------------------------------------------------
@@ -573,9 +562,10 @@ class OpaqueRecord(Record):
     @classmethod
     def decode(cls, d: Mapping[str, Any]) -> OpaqueRecord:
         """Any record, kept as it is (no field is checked but ``kind``)."""
-        kind = d.get("kind") if isinstance(d, Mapping) else None
+        kind = _kind_of(d)
         if not isinstance(kind, str):
-            raise RecordError("", "kind", f"must be a string, got {_short(kind)}")
+            raise RecordError("", "kind", "is missing" if kind is None else f"must be a string, "
+                                                                           f"got {_short(kind)}")
         return cls(kind, {k: v for k, v in d.items() if k != "kind"})
 
 
@@ -591,16 +581,9 @@ KINDS: dict[str, type[Record]] = {c.KIND: c for c in (
 def decode(d: Mapping[str, Any]) -> Record:
     """The typed record of an event-log dict (an :class:`OpaqueRecord` for an unknown kind); raises
     RecordError naming the bad field of a known kind, or ``kind`` when there is none."""
-    if not isinstance(d, Mapping):
-        raise RecordError("", "kind", f"a record must be an object, got {_short(d)}")
-    kind = d.get("kind")
-    if not isinstance(kind, str):
-        raise RecordError("", "kind", "is missing" if kind is None else f"must be a string, got "
-                                                                       f"{_short(kind)}")
-    cls = KINDS.get(kind)
-    if cls is None:
-        return OpaqueRecord(kind, {k: v for k, v in d.items() if k != "kind"})
-    return cls._from(d)
+    kind = _kind_of(d)
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    return OpaqueRecord.decode(d) if cls is None else cls._from(d)
 
 
 def read(records: Iterable[Any]) -> Iterator[Record]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from camctl.common.records import FaultRecord, LossRecord, PhaseRecord, read
+
 __all__ = [
     "FlightRef",
     "TimeBase",
@@ -137,18 +139,16 @@ class TimeBase:
         event_phase: dict[str, str] = {}
         wall_offset = None
         first_descent = None
-        for r in events:
-            mono, wall = r.get("mono_ns"), r.get("wall_ns")
-            if (wall_offset is None and isinstance(mono, int) and isinstance(wall, int)
-                    and mono and wall):
+        for r in read(events):
+            mono, wall = r.mono_ns, r.wall_ns
+            if wall_offset is None and mono and wall:
                 wall_offset = wall - mono
-            if r.get("kind") != "phase" or not isinstance(mono, int):
+            if not isinstance(r, PhaseRecord) or mono is None:
                 continue
-            phases.append((mono, str(r.get("phase_to", r.get("name", "")))))
-            ev = str(r.get("event", ""))
-            event_ns.setdefault(ev, mono)
-            event_phase.setdefault(ev, phases[-1][1])
-            if first_descent is None and r.get("phase_from") == "ARMED":
+            phases.append((mono, r.phase_to))
+            event_ns.setdefault(r.event, mono)
+            event_phase.setdefault(r.event, r.phase_to)
+            if first_descent is None and r.phase_from == "ARMED":
                 first_descent = mono
         t0 = event_ns.get(release)
         reason = ""
@@ -252,18 +252,16 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         if name in ("thumbs", "export") and not cam.get("segments", []):
             continue
         cams[name] = _camera_summary(ref, name, cam, tb, ledger)
-    kinds: dict[str, int] = {}
-    for r in events:
-        kinds[str(r.get("kind", "event"))] = kinds.get(str(r.get("kind", "event")), 0) + 1
+    typed = list(read(events))
     return {
         "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
         "aligned": tb.aligned, "unaligned_reason": tb.unaligned_reason,
-        "events": len(events), "faults": kinds.get("fault", 0),
+        "events": len(events), "faults": sum(isinstance(r, FaultRecord) for r in typed),
         "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),  # ledger + store drops
         # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
-        "losses": [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
-                   for r in events if r.get("kind") == "loss"],
+        "losses": [{k: v for k, v in r.encode().items() if k not in ("mono_ns", "wall_ns")}
+                   for r in typed if isinstance(r, LossRecord)],
         "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph} for t, ph in tb.phases],
         "cameras": cams,
     }

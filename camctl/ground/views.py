@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camctl.common.records import LossRecord, read
 from camctl.exc import ConfigError
 from camctl.ground.flights import find_flights, list_board, summarize_flight
 from camctl.ground.status import StatusSubscriber, events_endpoint, normalize_status, poll_status
@@ -70,10 +71,11 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
     console = console or _console()
     for fl in flights:
         console.print(_flight_line(fl), soft_wrap=True)
-        for loss in fl.get("losses", []):
-            console.print(f"  lost at recovery: {loss.get('segment')} bytes {loss.get('range')} "
-                          f"({loss.get('reason')}), frames after seq {loss.get('seq_after')}",
-                          markup=False)
+        for loss in read(fl.get("losses", [])):  # the flight's loss records, without times
+            if isinstance(loss, LossRecord):
+                span = None if loss.range is None else list(loss.range)
+                console.print(f"  lost at recovery: {loss.segment} bytes {span} ({loss.reason}),"
+                              f" frames after seq {loss.seq_after}", markup=False)
         table = Table()
         for col in ("camera", "frames", "stills", "first", "last", "start (UTC)", "duration",
                     "size", "segments"):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from camctl.common.records import DropRecord, FaultRecord, Record
 from camctl.store._books import Books
 from camctl.store._eventlog import add_event
 from camctl.store._files import SegmentFiles
@@ -187,16 +188,16 @@ class Committer:
 
     # --- writing
     # ---------------------------------------------------------------------------------------
-    def _event(self, rec: dict) -> None:
+    def _event(self, record: Record) -> None:
+        rec = record.encode()
         rec.setdefault("mono_ns", time.monotonic_ns())
         rec.setdefault("wall_ns", time.time_ns())
         self._write_event(rec)
 
-    def _fault(self, name: str, exc: BaseException, **extra: Any) -> None:
+    def _fault(self, name: str, exc: BaseException, **where: Any) -> None:
+        """A fault record of ``exc``: ``error`` its type name, ``message`` its text."""
         with contextlib.suppress(Exception):
-            self._event(
-                {"kind": "fault", "name": name, "error": f"{type(exc).__name__}: {exc}", **extra}
-            )
+            self._event(FaultRecord.from_exception(exc, name=name, **where))
 
     def _segment(self, name: str) -> SegmentWriter:
         """The open segment of ``name``: rotated when due, opened unless the disk is not
@@ -321,45 +322,22 @@ class Committer:
         else:
             with self.inbox.lock:
                 self.books.lost(name, reason)
-        if reason == "disk_full":
-            if self.space.failed(reason):
-                self._held_events.append(
-                    {
-                        "kind": "fault",
-                        "name": "disk_full",
-                        "segment": str(seg.path if seg else name),
-                        "error": str(exc),
-                        "mono_ns": time.monotonic_ns(),
-                        "wall_ns": time.time_ns(),
-                    }
-                )
-        else:
-            self.space.failed(reason)
-            self._held_events.append(
-                {
-                    "kind": "fault",
-                    "name": "store_io_error",
-                    "error": str(exc),
-                    "segment": str(seg.path if seg else name),
-                    "mono_ns": time.monotonic_ns(),
-                    "wall_ns": time.time_ns(),
-                }
-            )
+        newly_full = self.space.failed(reason)  # a disk already known full is not reported again
+        if reason == "disk_full" and not newly_full:
+            return
+        fault = FaultRecord.from_exception(
+            exc, name="disk_full" if newly_full else "store_io_error",
+            segment=str(seg.path if seg else name), mono_ns=time.monotonic_ns(),
+            wall_ns=time.time_ns())
+        self._held_events.append(fault.encode())
 
     def _report_drops(self) -> None:
         with self.inbox.lock:
             pending, totals = self.books.take_unreported()
         self._last_drop_report = self._clock()
         for (cam, reason), n in sorted(pending.items()):
-            rec = {
-                "kind": "drop",
-                "name": reason,
-                "camera": cam,
-                "count": n,
-                "total": totals[(cam, reason)],
-                "mono_ns": time.monotonic_ns(),
-                "wall_ns": time.time_ns(),
-            }
+            rec = DropRecord(name=reason, camera=cam, count=n, total=totals[(cam, reason)],
+                             mono_ns=time.monotonic_ns(), wall_ns=time.time_ns()).encode()
             if self._on_drop is not None:
                 with contextlib.suppress(Exception):
                     self._on_drop(dict(rec))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from foxglove_schemas_protobuf.Log_pb2 import Log
 
+from camctl.common.records import DropRecord, FaultRecord, LossRecord, QuotaRecord
 from camctl.store._records import CH_EVENTS, CH_LOG, events_layout
 from camctl.store._segment import SegmentWriter
 from camctl.store.index import fsync_dir
@@ -21,7 +22,9 @@ from camctl.store.sources import EVENTS
 
 __all__ = ["add_event", "append_events"]
 
-_LEVELS = {"fault": Log.ERROR, "drop": Log.WARNING, "quota": Log.WARNING, "loss": Log.WARNING}
+# the foxglove.Log level of a record by its kind (a record of any other kind is INFO)
+_LEVELS = {FaultRecord.KIND: Log.ERROR, DropRecord.KIND: Log.WARNING,
+           QuotaRecord.KIND: Log.WARNING, LossRecord.KIND: Log.WARNING}
 
 
 def add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
@@ -30,8 +33,7 @@ def add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
     wall = int(rec.get("wall_ns") or time.time_ns())
     # log_time wall clock (Foxglove's convention), publish_time the monotonic time, as for frames
     seg.add_message(CH_EVENTS, wall, mono, n, json.dumps(rec, default=str).encode())
-    kind = str(rec.get("kind", "event"))
-    level = _LEVELS.get(kind, Log.INFO)
+    level = _LEVELS.get(str(rec.get("kind")), Log.INFO)
     text = " ".join(f"{k}={v}" for k, v in rec.items() if k not in ("mono_ns", "wall_ns"))
     log = Log(level=level, message=text, name="camctl")
     log.timestamp.FromNanoseconds(wall)

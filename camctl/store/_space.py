@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from camctl.common.records import QuotaRecord
 from camctl.store.config import StoreConfig
 from camctl.store.quota import QuotaPolicy
 
@@ -101,7 +102,7 @@ class SpaceBudget:
         return True
 
     def tick(
-        self, event: Callable[[dict], None], fault: Callable[[str, BaseException], None]
+        self, event: Callable[[QuotaRecord], None], fault: Callable[[str, BaseException], None]
     ) -> None:
         """At most every 0.1 s: read statvfs, update the quota level, notice space returning; what
         changed goes to ``event(record)``, a failed reading to ``fault(name, exc)``."""
@@ -119,16 +120,9 @@ class SpaceBudget:
         with self._lock:
             change = self.quota.update(free, now=now, need=need)
         if change:
-            event(
-                {
-                    "kind": "quota",
-                    "name": change[1].name,
-                    "from": change[0].name,
-                    "free_mb": round(free / _MB, 1),
-                    "finish_need_mb": round(need / _MB, 2),
-                    "reserve_mb": self.config.reserve_mb,
-                }
-            )
+            event(QuotaRecord(name=change[1].name, from_level=change[0].name,
+                              free_mb=round(free / _MB, 1), finish_need_mb=round(need / _MB, 2),
+                              reserve_mb=self.config.reserve_mb))
         if self.full_free is not None and free >= self.full_free + _RESUME_MARGIN:
             self.full_free = None
-            event({"kind": "quota", "name": "disk_space_returned", "free_mb": round(free / _MB, 1)})
+            event(QuotaRecord(name="disk_space_returned", free_mb=round(free / _MB, 1)))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.common.fsutil import fsync_dir, sha256_file
+from camctl.common.records import LossRecord, read
 from camctl.exc import StoreCorruptError
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store.reader import layout_of, scan_events
@@ -97,8 +98,8 @@ def _events_section(flight_dir: Path, paths: list[Path]) -> tuple[dict, list[dic
     for path in paths:
         entry, scan = _segment_entry(flight_dir, path)
         records = list(scan_events(scan))
-        losses += [{k: v for k, v in r.items() if k not in ("mono_ns", "wall_ns")}
-                   for r in records if r.get("kind") == "loss"]
+        losses += [{k: v for k, v in r.encode().items() if k not in ("mono_ns", "wall_ns")}
+                   for r in read(records) if isinstance(r, LossRecord)]
         n = len(records)
         entry.update({"frames": 0, "first_ns": None, "last_ns": None, "max_value": None,
                       "events": n})

@@ -23,10 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from camctl.common.records import Record
 from camctl.exc import StoreError
 from camctl.store._books import Books
 from camctl.store._committer import Committer, Inbox, Queued
@@ -222,10 +223,11 @@ class FlightStore:
                 return name, kind
         return "", None
 
-    def log_event(self, record: dict) -> None:
-        """Append a record to the event log (never dropped; written by the writer thread)."""
+    def log_event(self, record: Record | Mapping[str, Any]) -> None:
+        """Append a record to the event log (never dropped; written by the writer thread): a
+        :class:`~camctl.common.records.Record` (encoded here) or its JSON dict as it is."""
         try:
-            rec = dict(record)
+            rec = record.encode() if isinstance(record, Record) else dict(record)
             rec.setdefault("mono_ns", time.monotonic_ns())
             rec.setdefault("wall_ns", time.time_ns())
             with self._lock:

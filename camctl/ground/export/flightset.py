@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from camctl.common.records import PhaseRecord, read
 from camctl.ground.flights import FlightRef, TimeBase, camera_segments, load_events
 
 if TYPE_CHECKING:
@@ -86,11 +87,10 @@ def _edges(fl: Flight) -> dict[str, int]:
     """Event name -> monotonic ns of the first phase change that a GPIO trigger edge caused on this
     board."""
     out: dict[str, int] = {}
-    for r in fl.events:
-        ev, mono = r.get("event"), r.get("mono_ns")
-        if (r.get("kind") == "phase" and r.get("source") == "gpio" and isinstance(ev, str)
-                and ev not in _NOT_EDGES and isinstance(mono, int)):
-            out.setdefault(ev, mono)
+    for r in read(fl.events):
+        if (isinstance(r, PhaseRecord) and r.source == "gpio" and r.event
+                and r.event not in _NOT_EDGES and r.mono_ns is not None):
+            out.setdefault(r.event, r.mono_ns)
     return out
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from camctl.common.ledger import ledger_marks
+from camctl.common.records import FaultRecord, read
 
 if TYPE_CHECKING:
     from camctl.ground.export.flightset import CamData
@@ -33,6 +34,7 @@ PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784", "SE
                 "TOUCHDOWN": "#ff8a65", "LANDED": "#ba68c8"}
 _OTHER_COLORS = ["#4dd0e1", "#f06292", "#aed581", "#ffb74d"]
 _DROP_STYLES = ["v", "s", "D", "^", "P", "X", "o", "*"]
+_LABEL_CHARS = 48  # a fault's mark on the plot: longer messages are cut
 
 
 @dataclass
@@ -163,6 +165,13 @@ def _legend(lanes: list[Lane], phases_seen: list[str], marker: dict[str, str],
     return handles
 
 
+def _fault_label(rec: FaultRecord) -> str:
+    """A fault's mark: what the store was doing, the error's type and its message (cut short)."""
+    what = " ".join(x for x in (rec.name, rec.error) if x) or "fault"
+    text = f"{what}: {rec.message}" if rec.message else what
+    return text if len(text) <= _LABEL_CHARS else text[:_LABEL_CHARS - 3] + "..."
+
+
 def lane_of(cam: CamData) -> Lane:
     """A camera's lane from its read pass: frame times, phases, its faults (and the board's that
     name no camera), its drops by reason (camctl.common.ledger) and the gaps its stills left."""
@@ -171,12 +180,11 @@ def lane_of(cam: CamData) -> Lane:
     frames_s = ((times - (fl.t0_ns or 0)) / 1e9 if fl.t0_ns is not None
                 else np.zeros(len(times)))
     lane = Lane(cam.board, cam.camera, frames_s, phases=[(fl.rel(t), ph) for t, ph in fl.tb.phases])
-    for rec in fl.events:
-        if rec.get("kind") != "fault" or not isinstance(rec.get("mono_ns"), int):
-            continue
-        if rec.get("camera") in (None, cam.camera):
-            what = str(rec.get("error") or rec.get("name") or "fault")
-            lane.faults.append((fl.rel(rec["mono_ns"]), what))
+    for rec in read(fl.events):
+        # a camera's own faults, and the board's that name no camera
+        if (isinstance(rec, FaultRecord) and rec.mono_ns is not None
+                and rec.camera in ("", cam.camera)):
+            lane.faults.append((fl.rel(rec.mono_ns), _fault_label(rec)))
     lane.drops += [(fl.rel(mono), reason, n) for mono, c, reason, n in ledger_marks(fl.events)
                    if c == cam.camera]
     for p in cam.stills:

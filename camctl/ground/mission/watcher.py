@@ -33,6 +33,7 @@ import zmq
 
 from camctl.common.keys import curve_for, use_curve
 from camctl.common.lifecycle import Startable
+from camctl.common.records import FaultRecord, read
 from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint
 
 __all__ = ["BoardView", "Watcher"]
@@ -62,6 +63,17 @@ class BoardView:
 
     def to_json(self) -> dict:
         return copy.deepcopy(asdict(self))
+
+
+def _fault_entry(body: dict) -> dict:
+    """What a view keeps of a published fault: its ``camera`` or ``name``, ``error`` (the type) and
+    ``message``, those that are set. An older board sent ``kind`` = ``store`` for a flight it
+    could not open: kept as a fault named ``store``."""
+    (rec,) = read([body])
+    if not isinstance(rec, FaultRecord):
+        rec = FaultRecord(name=str(body.get("kind", "")), message=str(body.get("message", "")))
+    return {k: v for k, v in (("camera", rec.camera), ("name", rec.name), ("error", rec.error),
+                              ("message", rec.message)) if v}
 
 
 class Watcher(Startable):
@@ -227,8 +239,7 @@ class Watcher(Startable):
                 self._add_phase(v, {"phase": phase, "event": str(body.get("event", "")), "source": "pub",
                                     "mono_ns": body.get("mono_ns"), "wall_ns": body.get("wall_ns")})
             elif topic == b"fault":
-                v.faults = [*v.faults, {k: body[k] for k in ("camera", "kind", "message") if k in body}][
-                    -_MAX_FAULTS:]
+                v.faults = [*v.faults, _fault_entry(body)][-_MAX_FAULTS:]
             else:
                 return
             out = v.to_json()
