@@ -30,7 +30,7 @@ from camctl.common.frames import EncodedFrame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig
-from test_lores import Sink as LoresSink
+from scripted import Sink as ScriptedSink
 
 
 # --- a) pins ------------------------------------------------------------------------------------------
@@ -385,8 +385,8 @@ def test_double_app_holding_every_buffer_starves_the_sensor(rig):
 
 
 # --- c) the fixes -------------------------------------------------------------------------------------
-class Sink(LoresSink):
-    """test_lores's sink, and the video frames of a phase."""
+class Sink(ScriptedSink):
+    """The shared sink (tests/scripted.py), and the video frames of a phase."""
 
     def video(self, phase: str | None = None) -> list[EncodedFrame]:
         with self.cond:
