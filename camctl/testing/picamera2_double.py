@@ -268,7 +268,8 @@ class FakePicamera2(LibcameraCamera):
             lores["stride"] = -(-lw // align) * align
         self.controls = self._check_controls(camera_config.get("controls", {}))
         wanted = (camera_config.get("sensor") or {}).get("output_size") or camera_config["main"]["size"]
-        camera_config["sensor"] = {"bit_depth": 10, "output_size": best_mode(self.rig.sensor_modes, wanted)}
+        mode = best_mode(self.rig.sensor_modes, wanted)
+        camera_config["sensor"] = {"bit_depth": 10, "output_size": mode}
         self.camera_config = camera_config
 
     def camera_configuration(self) -> dict[str, Any]:
@@ -407,7 +408,8 @@ class FakePicamera2(LibcameraCamera):
         self.start()
         self._stop_feeder()
         stop = threading.Event()
-        thread = threading.Thread(target=feed, args=(self, encoder, stop), daemon=True, name="fake-encoder")
+        thread = threading.Thread(target=feed, args=(self, encoder, stop), daemon=True,
+                                  name="fake-encoder")
         self._feeder = (thread, stop)
         thread.start()
 

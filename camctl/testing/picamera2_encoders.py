@@ -58,7 +58,8 @@ class Output:
 class Encoder:
     """picamera2.encoders.Encoder: output list, start/stop, first-timestamp bookkeeping."""
 
-    FORMATS = ("RGB888", "BGR888", "XBGR8888", "XRGB8888", "YUV420", "NV12")  # V4L2Encoder._v4l2_format
+    # V4L2Encoder._v4l2_format
+    FORMATS = ("RGB888", "BGR888", "XBGR8888", "XRGB8888", "YUV420", "NV12")
 
     def __init__(self) -> None:
         self._output: list[Output] = []
@@ -103,7 +104,8 @@ class Encoder:
             out.outputframe(frame, keyframe, timestamp, packet, audio)
 
     def _timestamp(self, sensor_timestamp_ns: int) -> int:
-        """As picamera2's: microseconds since this encoder's first frame (``firsttimestamp`` in µs)."""
+        """As picamera2's: microseconds since this encoder's first frame (``firsttimestamp`` in
+        µs)."""
         ts = int(sensor_timestamp_ns / 1000)
         if self.firsttimestamp is None:
             self.firsttimestamp = ts
@@ -132,7 +134,8 @@ class LibavMjpegEncoder(Encoder):
 
 
 def feed(picam2: FakePicamera2, encoder: Encoder, stop: threading.Event) -> None:
-    """The camera + V4L2 encoder threads: every sensor frame is encoded, at the time it completes."""
+    """The camera + V4L2 encoder threads of ``picam2``: every sensor frame is encoded, at the time
+    it completes."""
     rig = picam2.rig
     sensor, index = None, 0
     while not stop.is_set():
@@ -153,7 +156,8 @@ def feed(picam2: FakePicamera2, encoder: Encoder, stop: threading.Event) -> None
         timestamp_us = encoder._timestamp(int(due * 1e9))
         rgb = np.empty((encoder.height, encoder.width, 3), dtype=np.uint8)
         rgb[...] = rig.colour
-        encoder.outputframe(simplejpeg.encode_jpeg(rgb, quality=85, colorspace="RGB"), True, timestamp_us)
+        jpeg = simplejpeg.encode_jpeg(rgb, quality=85, colorspace="RGB")
+        encoder.outputframe(jpeg, True, timestamp_us)
         with rig.fed:
             rig.frames_fed += 1
             rig.fed.notify_all()

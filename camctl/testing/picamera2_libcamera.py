@@ -61,34 +61,42 @@ __all__ = ["DEFAULT_VIDEO_DURATION_US", "RPI_IPA_AF_CONTROLS", "RPI_IPA_COLOUR_C
            "RPI_IPA_CONTROLS", "VIRTUAL_CONTROLS", "CompletedRequest", "Job", "LibcameraCamera",
            "MappedArray", "Sensor", "best_mode", "libcamera_controls", "video_yuv"]
 
-# Controls the Raspberry Pi IPA advertises (raspberrypi/libcamera src/ipa/rpi/common/ipa_base.cpp), with their
-# (min, max, default) where the IPA states them (None where it gives an enum or a mode-dependent range).
+# Controls the Raspberry Pi IPA advertises (raspberrypi/libcamera src/ipa/rpi/common/ipa_base.cpp),
+# with their (min, max, default) where the IPA states them (None where it gives an enum or a
+# mode-dependent range).
 RPI_IPA_CONTROLS: dict[str, tuple[Any, Any, Any]] = {
-    "AeEnable": (False, True, None), "ExposureTime": (0, 66666, None), "AnalogueGain": (1.0, 16.0, None),
+    "AeEnable": (False, True, None), "ExposureTime": (0, 66666, None),
+    "AnalogueGain": (1.0, 16.0, None),
     "AeMeteringMode": (0, 3, 0), "AeConstraintMode": (0, 3, 0), "AeExposureMode": (0, 3, 0),
-    "ExposureValue": (-8.0, 8.0, 0.0), "AeFlickerMode": (0, 1, 0), "AeFlickerPeriod": (100, 1000000, None),
+    "ExposureValue": (-8.0, 8.0, 0.0), "AeFlickerMode": (0, 1, 0),
+    "AeFlickerPeriod": (100, 1000000, None),
     "Brightness": (-1.0, 1.0, 0.0), "Contrast": (0.0, 32.0, 1.0), "Sharpness": (0.0, 16.0, 1.0),
     "ScalerCrop": (None, None, None), "FrameDurationLimits": (33333, 120000, None),
     "NoiseReductionMode": (0, 4, 0), "StatsOutputEnable": (False, True, None),
 }
-RPI_IPA_COLOUR_CONTROLS = {"AwbEnable": (False, True, None), "AwbMode": (0, 7, 0), "ColourGains": (0.0, 32.0, None),
+RPI_IPA_COLOUR_CONTROLS = {"AwbEnable": (False, True, None), "AwbMode": (0, 7, 0),
+                           "ColourGains": (0.0, 32.0, None),
                            "Saturation": (0.0, 32.0, 1.0)}
-RPI_IPA_AF_CONTROLS = {"AfMode": (0, 2, 0), "AfRange": (0, 2, 0), "AfSpeed": (0, 1, 0), "AfMetering": (0, 1, 0),
-                       "AfWindows": (None, None, None), "AfTrigger": (0, 1, 0), "AfPause": (0, 2, 0),
+RPI_IPA_AF_CONTROLS = {"AfMode": (0, 2, 0), "AfRange": (0, 2, 0), "AfSpeed": (0, 1, 0),
+                       "AfMetering": (0, 1, 0), "AfWindows": (None, None, None),
+                       "AfTrigger": (0, 1, 0), "AfPause": (0, 2, 0),
                        "LensPosition": (0.0, 32.0, 1.0)}
-VIRTUAL_CONTROLS = {"FrameRate": "FrameDurationLimits"}  # picamera2 controls.py _VIRTUAL_FIELDS_MAP_
+VIRTUAL_CONTROLS = {"FrameRate": "FrameDurationLimits"}  # controls.py _VIRTUAL_FIELDS_MAP_
 DEFAULT_VIDEO_DURATION_US = 33333  # create_video_configuration's FrameDurationLimits (33333, 33333)
 
 
 class Sensor:
-    """Frame completion times of one started sensor: segments ``(first_index, its time, controls)``."""
+    """Frame completion times of one started sensor: segments ``(first_index, its time,
+    controls)``."""
 
     def __init__(self, t0: float, controls: dict[str, Any], max_fps: float) -> None:
         self.max_fps = max_fps
-        self.segs: list[tuple[int, float, dict[str, Any]]] = [(0, t0 + self._duration(controls), controls)]
+        first = (0, t0 + self._duration(controls), controls)
+        self.segs: list[tuple[int, float, dict[str, Any]]] = [first]
 
     def _duration(self, controls: dict[str, Any]) -> float:
-        lo, _hi = controls.get("FrameDurationLimits", (DEFAULT_VIDEO_DURATION_US, DEFAULT_VIDEO_DURATION_US))
+        default = (DEFAULT_VIDEO_DURATION_US, DEFAULT_VIDEO_DURATION_US)
+        lo, _hi = controls.get("FrameDurationLimits", default)
         return max(lo / 1e6, 1.0 / self.max_fps)
 
     def _seg(self, i: int) -> tuple[int, float, dict[str, Any]]:
@@ -119,20 +127,23 @@ class Sensor:
 
 
 def best_mode(modes: list[tuple[int, int]], wanted: tuple[int, int]) -> tuple[int, int]:
-    """The sensor mode picamera2's ``_make_libcamera_config`` scores best for ``wanted`` (one bit depth here)."""
+    """The sensor mode picamera2's ``_make_libcamera_config`` scores best for ``wanted`` (one bit
+    depth here)."""
     def score_format(desired: float, actual: float) -> float:
         score = desired - actual
         return -score / 4 if score < 0 else score * 2
 
     def score(mode: tuple[int, int]) -> float:
         ar, mode_ar = wanted[0] / wanted[1], mode[0] / mode[1]
-        return score_format(wanted[0], mode[0]) + score_format(wanted[1], mode[1]) + 1500 * score_format(ar, mode_ar)
+        return (score_format(wanted[0], mode[0]) + score_format(wanted[1], mode[1])
+                + 1500 * score_format(ar, mode_ar))
 
     return min(modes, key=score)
 
 
 def libcamera_controls(controls: dict[str, Any]) -> dict[str, Any]:
-    """Virtual controls mapped as picamera2's Controls does (FrameRate -> FrameDurationLimits in µs)."""
+    """Virtual controls mapped as picamera2's Controls does (FrameRate -> FrameDurationLimits in
+    µs)."""
     out = {}
     for name, value in controls.items():
         if name == "FrameRate":
@@ -159,10 +170,12 @@ class _LibcameraRequest:
 
 
 class CompletedRequest:
-    """picamera2's CompletedRequest (``request.py``): one buffer per stream, a reference count, recycled to the
-    camera when the count reaches 0 unless the camera stopped since (``stop_count``)."""
+    """picamera2's CompletedRequest (``request.py``): one buffer per stream, a reference count,
+    recycled to the camera when the count reaches 0 unless the camera stopped since
+    (``stop_count``)."""
 
-    def __init__(self, picam2: FakePicamera2, config: dict[str, Any], sensor: Sensor, index: int) -> None:
+    def __init__(self, picam2: FakePicamera2, config: dict[str, Any], sensor: Sensor,
+                 index: int) -> None:
         rig = picam2.rig
         self.rig = rig
         self.request: _LibcameraRequest | None = _LibcameraRequest(index)
@@ -182,16 +195,19 @@ class CompletedRequest:
             exposure = min(int(applied["ExposureTime"]), duration_us)
         if applied.get("AnalogueGain"):
             gain = float(applied["AnalogueGain"])
-        self._metadata = {"SensorTimestamp": int(sensor.time_of(index) * 1e9), "ExposureTime": int(exposure),
+        self._metadata = {"SensorTimestamp": int(sensor.time_of(index) * 1e9),
+                          "ExposureTime": int(exposure),
                           "AnalogueGain": float(gain), "FrameDuration": duration_us}
         if "LensPosition" in rig.ctrl_info:
-            self._metadata["LensPosition"] = float(applied.get("LensPosition", 1.0))  # tuning default 1 dioptre
+            # the tuning's default: 1 dioptre
+            self._metadata["LensPosition"] = float(applied.get("LensPosition", 1.0))
             self._metadata["AfState"] = 0
         rig.created += 1
         picam2._hold(self)
 
     def _buffer(self, name: str) -> np.ndarray:
-        """The stream's capture buffer (1-D, ``stride`` bytes a row), filled with the scene on first use."""
+        """The stream's capture buffer (1-D, ``stride`` bytes a row), filled with the scene on first
+        use."""
         buf = self._buffers.get(name)
         if buf is None:
             stream = self.config[name]
@@ -200,7 +216,8 @@ class CompletedRequest:
             if fmt in ("YUV420", "YVU420"):
                 buf = _i420_buffer(self.rig, w, h, stream.get("stride", w)).reshape(-1)
             else:
-                order = {"BGR888": (0, 1, 2), "RGB888": (2, 1, 0), "XBGR8888": (0, 1, 2), "XRGB8888": (2, 1, 0)}
+                order = {"BGR888": (0, 1, 2), "RGB888": (2, 1, 0), "XBGR8888": (0, 1, 2),
+                         "XRGB8888": (2, 1, 0)}
                 if fmt not in order:
                     raise RuntimeError(f"Format {fmt} not supported")
                 bpp = 4 if fmt.startswith("X") else 3
@@ -243,18 +260,21 @@ class CompletedRequest:
         if self.config.get(name) is None:  # (also after release: the config is emptied)
             raise RuntimeError(f"Stream {name!r} is not defined")
         self.rig.arrays_made.append(name)
-        with MappedArray(self, name, _count=False) as m:  # a copy, so safe after the request goes back
+        # a copy, so safe after the request goes back
+        with MappedArray(self, name, _count=False) as m:
             array = m.array
             return np.copy(array) if array.data.c_contiguous else np.ascontiguousarray(array)
 
     def get_metadata(self) -> dict[str, Any]:
         if self.request is None:
-            raise AssertionError("get_metadata on a released request")  # real: assert self.request is not None
+            # real: assert self.request is not None
+            raise AssertionError("get_metadata on a released request")
         return dict(self._metadata)
 
 
 def _make_array_shared(buffer: np.ndarray, config: dict[str, Any]) -> np.ndarray:
-    """picamera2 ``Helpers._make_array_shared`` for the formats the double supports: never a copy."""
+    """picamera2 ``Helpers._make_array_shared`` for the formats the double supports: never a
+    copy."""
     fmt = config["format"]
     w, h = config["size"]
     stride = config["stride"]
@@ -270,16 +290,19 @@ def _make_array_shared(buffer: np.ndarray, config: dict[str, Any]) -> np.ndarray
 
 
 class MappedArray:
-    """picamera2's MappedArray (``request.py``): ``.array`` is the request's buffer itself, shaped, no copy.
+    """picamera2's MappedArray (``request.py``): ``.array`` is the request's buffer itself, shaped,
+    no copy.
 
-    Entering it after the camera was closed fails as the real one does (``close`` gives the Picamera2 a new
-    ``DmaAllocator`` whose ``mapped_buffers`` do not have the buffer); after ``__exit__`` there is no ``array``
+    Entering it after the camera was closed fails as the real one does (``close`` gives the
+    Picamera2 a new ``DmaAllocator`` whose ``mapped_buffers`` do not have the buffer); after
+    ``__exit__`` there is no ``array``
     any more (``del self.__array``)."""
 
-    def __init__(self, request: CompletedRequest, stream: str, reshape: bool = True, write: bool = True,
+    def __init__(self, request: CompletedRequest, stream: str, reshape: bool = True,
+                 write: bool = True,
                  *, _count: bool = True) -> None:
         if isinstance(stream, str):
-            request.stream_map[stream]  # KeyError for a stream not configured (or a released request)
+            request.stream_map[stream]  # KeyError: a stream not configured (or a released request)
         assert request.request is not None
         self.__request = request
         self.__stream = stream
@@ -335,7 +358,8 @@ def _i420_buffer(rig: FakeRig, w: int, h: int, stride: int) -> np.ndarray:
 
 
 class Job:
-    """picamera2's Job: a future the event loop completes when its frame arrives (here: at ``due``)."""
+    """picamera2's Job: a future the event loop completes when its frame arrives (here: at
+    ``due``)."""
 
     def __init__(self, make: Callable[[], Any], due: float | None, rig: FakeRig) -> None:
         self._make = make
@@ -358,7 +382,8 @@ class Job:
         if not self._future.done():
             due = self._due
             if due is None or self._rig.stalled:
-                return self._future.result(timeout=timeout)  # only a cancel (or the late race) ends it
+                # only a cancel (or the late race) ends it
+                return self._future.result(timeout=timeout)
             wait = due - time.monotonic()
             if timeout is not None and wait > timeout:
                 time.sleep(max(0.0, timeout))
@@ -388,9 +413,9 @@ class LibcameraCamera:
         self._next_frame = 0  # frames before this were handed out or lost
         self._lock = threading.RLock()
         self.request_lock = threading.Lock()  # picamera2: guards every CompletedRequest's ref_count
-        self.stop_count = 0  # picamera2: +1 per stop_ of a started camera (older requests: not recycled)
+        self.stop_count = 0  # picamera2: +1 per stop_ of a started camera (older requests stay out)
         self._allocation = 0  # +1 when close() replaces the allocator (its buffers are freed)
-        self._held: set[CompletedRequest] = set()  # handed to the app, ref_count > 0, this allocation
+        self._held: set[CompletedRequest] = set()  # with the app, ref_count > 0, this allocation
         self._starved_since: float | None = None  # when the app came to hold every buffer
         self._starved_jobs: list[Job] = []  # capture jobs waiting for a buffer to come back
 
@@ -403,7 +428,7 @@ class LibcameraCamera:
                 return 0.0
             return 1.0 / s.duration_of(s.next_after(time.monotonic()))
 
-    # -- the buffers the app holds (CompletedRequest reference counts) ----------------------------------
+    # -- the buffers the app holds (CompletedRequest reference counts) ----------------------------
     def _hold(self, request: CompletedRequest) -> None:
         """A completed request handed to the app: one buffer less for the sensor."""
         with self._lock:
@@ -411,12 +436,14 @@ class LibcameraCamera:
                 return
             self._held.add(request)
             cfg = self.camera_config or {}
-            if self.started and len(self._held) >= cfg.get("buffer_count", 1) and self._starved_since is None:
+            every = len(self._held) >= cfg.get("buffer_count", 1)
+            if self.started and every and self._starved_since is None:
                 self._starved_since = time.monotonic()
 
     def _unhold(self, request: CompletedRequest, recycled: bool) -> None:
-        """The app gave a request back. Recycled, its buffer is queued again: frames that completed while the
-        app held every buffer were lost (``rig.starved``), and a capture waiting for a buffer gets the next."""
+        """The app gave a request back. Recycled, its buffer is queued again: frames that completed
+        while the app held every buffer were lost (``rig.starved``), and a capture waiting for a
+        buffer gets the next."""
         with self._lock:
             self._held.discard(request)
             since, s = self._starved_since, self._sensor
@@ -443,7 +470,8 @@ class LibcameraCamera:
         return self._starved_since is not None
 
     def _claim(self) -> tuple[Sensor, int]:
-        """The frame a capture job submitted now gets (see the module docstring: queue semantics)."""
+        """The frame a capture job submitted now gets (see the module docstring: queue
+        semantics)."""
         s = self._sensor
         assert s is not None
         nxt = s.next_after(time.monotonic())
