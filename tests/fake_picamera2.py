@@ -13,6 +13,5 @@ from camctl.testing.picamera2_double import (  # noqa: F401
     MJPEGEncoder,
     Output,
     Quality,
-    fake_modules,
     video_yuv,
 )

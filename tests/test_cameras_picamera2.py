@@ -30,6 +30,8 @@ from camctl.board.cameras.picamera2 import (
     QUEUE_FRAMES,
     Picamera2Camera,
 )
+from camctl.board.cameras.picamera2_formats import to_rgb
+from camctl.board.cameras.picamera2_hardware import JpegQueue, quality_bucket
 from camctl.board.cameras.sim import SimCamera
 from camctl.board.capture import CameraRunner
 from camctl.board.config import CameraConfig
@@ -306,13 +308,13 @@ def test_backend_uses_only_what_the_table_declares():
                 seen.add((node.attr, "__init__"))
         seen.add((cls, node.attr))
     # picamera2 is passed in: nothing is imported from it by name; its submodules are read from
-    # the module given (``_submodule(mod, "<sub>")``, declared as "module:<sub>"), the names read
+    # the module given (``submodule(mod, "<sub>")``, declared as "module:<sub>"), the names read
     # from them are declared there (checked above). Calling one is its constructor (keywords
     # checked against its __init__); subclassing Output overrides outputframe exactly.
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             assert not (node.module or "").startswith("picamera2"), f"import from {node.module}"
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_submodule":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "submodule":
             assert "module:" + node.args[1].value in PICAMERA2_API_USED, ast.unparse(node)
     imported = {name for key, name in seen if key.startswith("module:")}
     assert imported == {"MJPEGEncoder", "Quality", "Output"}
@@ -461,7 +463,7 @@ def test_to_rgb_handles_each_memory_order(fmt):
     rgb = np.array([[[10, 20, 30]]], dtype=np.uint8)
     mem = {"BGR888": rgb, "RGB888": rgb[..., ::-1], "XBGR8888": np.dstack([rgb, [[255]]]),
            "XRGB8888": np.dstack([rgb[..., ::-1], [[255]]])}[fmt]
-    assert backend._to_rgb(np.ascontiguousarray(mem), fmt).tolist() == [[[10, 20, 30]]]
+    assert to_rgb(np.ascontiguousarray(mem), fmt).tolist() == [[[10, 20, 30]]]
 
 
 def test_seq_counts_lost_frames_not_thinned_ones_and_never_goes_back(rig):
@@ -636,11 +638,11 @@ def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_
 @pytest.mark.parametrize(("quality", "bucket"), [(1, "VERY_LOW"), (40, "VERY_LOW"), (41, "LOW"), (60, "LOW"),
                                                  (80, "MEDIUM"), (90, "HIGH"), (91, "VERY_HIGH"), (100, "VERY_HIGH")])
 def test_jpeg_quality_maps_onto_a_quality_bucket(quality, bucket):
-    assert backend._quality(FakeQuality, quality) is FakeQuality[bucket]
+    assert quality_bucket(FakeQuality, quality) is FakeQuality[bucket]
 
 
 def test_full_queue_drops_the_oldest_and_leaves_a_seq_gap():
-    q = backend._JpegQueue(3, first_seq=10)
+    q = JpegQueue(3, first_seq=10)
     for i in range(5):
         q.put(b"j%d" % i, 1000 + i)
     assert q.dropped == 2
@@ -897,7 +899,7 @@ def test_a_copied_still_shares_its_copy_with_the_twin(rig):
 
 
 def test_formats_that_need_a_conversion_give_the_request_back_at_once(rig, monkeypatch):
-    monkeypatch.setattr(backend, "MAIN_FORMAT", "RGB888")  # B, G, R in memory: _to_rgb must copy
+    monkeypatch.setattr(backend, "MAIN_FORMAT", "RGB888")  # B, G, R in memory: to_rgb must copy
     rig.colour = (10, 200, 30)
     with cam(rig) as c:
         frame = c.capture()

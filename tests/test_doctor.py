@@ -7,29 +7,26 @@ ZeroMQ sockets on loopback.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import stat
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import ClassVar
 
 import pytest
 
+from camctl.board.cameras import make_camera
 from camctl.board.doctor import FAIL, OK, WARN, Check, Probes, add_arguments, main, run_checks
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import FakeRig, fake_modules
+from camctl.testing.picamera2_double import FakeRig
 
 
-@pytest.fixture(autouse=True)
-def strict_rig(monkeypatch) -> FakeRig:
-    """The cameras doctor opens: the strict picamera2 double (two IMX708s), via the make_camera probe."""
-    rig = FakeRig(cameras=2)
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return rig
+@pytest.fixture
+def strict_rig() -> FakeRig:
+    """Cameras for the doctor to open: the strict picamera2 double (two IMX708s); pass it to
+    :func:`healthy` as ``rig=``."""
+    return FakeRig(cameras=2)
 
 
 class FakePicamera2:
@@ -65,7 +62,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def healthy(**overrides) -> Probes:
+def healthy(*, rig: FakeRig | None = None, **overrides) -> Probes:
+    """A healthy Pi 5 whose cameras are ``rig``'s (a fresh two-camera double unless given): the
+    camera probe opens them through ``make_camera(..., picamera2=rig.module)``."""
+    rig = FakeRig(cameras=2) if rig is None else rig
     files = dict(PI5)
     globs = {"/sys/bus/gpio/devices/gpiochip*": ["/sys/bus/gpio/devices/gpiochip0",
                                                  "/sys/bus/gpio/devices/gpiochip10"],
@@ -80,6 +80,7 @@ def healthy(**overrides) -> Probes:
         adjtimex_state=lambda: 0,
         user_groups=lambda: ("camctl", {"camctl", "video", "gpio"}),
         disk_free_mb=lambda path: 100_000.0,
+        make_camera=functools.partial(make_camera, picamera2=rig.module),
         camera_seconds=0.2,
     )
     for key, value in overrides.items():
@@ -360,7 +361,8 @@ def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -
 
 
 def test_camera_probe_reports_the_achieved_rate(tmp_path, strict_rig) -> None:
-    check = _by_name(run_checks(_camera_config(tmp_path), probes=healthy()))["camera down"]
+    checks = run_checks(_camera_config(tmp_path), probes=healthy(rig=strict_rig))
+    check = _by_name(checks)["camera down"]
     assert check.level == OK, check
     assert check.detail.startswith("320x240 at 30 fps, encoder software, sensor mode 1536x864: ")
     achieved = float(check.detail.split(": sensor ")[1].split(" fps")[0])
@@ -368,13 +370,12 @@ def test_camera_probe_reports_the_achieved_rate(tmp_path, strict_rig) -> None:
     assert strict_rig.instances[-1].camera_config["controls"]["FrameRate"] == 30.0
 
 
-def test_camera_probe_warns_about_what_it_could_not_set(tmp_path, monkeypatch) -> None:
+def test_camera_probe_warns_about_what_it_could_not_set(tmp_path) -> None:
     rig = FakeRig(cameras=2, lens=False, model="imx477")  # an HQ camera: no focus lens
     rig.max_fps = 20.0  # and a sensor mode slower than the flight
-    for name, mod in fake_modules(rig).items():
-        monkeypatch.setitem(sys.modules, name, mod)
     extra = '[cameras.controls]\nAfMode = "manual"\nLensPosition = 0.0\n'
-    check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
+    checks = run_checks(_camera_config(tmp_path, extra), probes=healthy(rig=rig))
+    check = _by_name(checks)["camera down"]
     assert check.level == WARN
     assert "could not set AfMode: not advertised by camera 0 (no focus lens)" in check.detail
     assert "could not set LensPosition" in check.detail
@@ -383,19 +384,24 @@ def test_camera_probe_warns_about_what_it_could_not_set(tmp_path, monkeypatch) -
 
 def test_camera_probe_fails_a_dead_camera_and_an_impossible_encoder(tmp_path, strict_rig) -> None:
     strict_rig.unplug()
-    check = _by_name(run_checks(_camera_config(tmp_path), probes=healthy()))["camera down"]
+    checks = run_checks(_camera_config(tmp_path), probes=healthy(rig=strict_rig))
+    check = _by_name(checks)["camera down"]
     assert check.level == FAIL and "no frame within 1 s" in check.detail
     strict_rig.stalled = False
-    check = _by_name(run_checks(_camera_config(tmp_path, encoder="hardware"), probes=healthy()))["camera down"]
+    checks = run_checks(_camera_config(tmp_path, encoder="hardware"), probes=healthy(rig=strict_rig))
+    check = _by_name(checks)["camera down"]
     assert check.level == FAIL and "encoder 'hardware' requested but" in check.detail
 
 
-def test_camera_probe_checks_the_exposure_and_gain_caps_against_the_frames(tmp_path, strict_rig) -> None:
+def test_camera_probe_checks_the_exposure_and_gain_caps_against_the_frames(tmp_path,
+                                                                           strict_rig) -> None:
     extra = '[cameras.controls]\nexposure_max_us = 4000\nanalogue_gain_max = 2.0\n'
-    check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
+    checks = run_checks(_camera_config(tmp_path, extra), probes=healthy(rig=strict_rig))
+    check = _by_name(checks)["camera down"]
     assert check.level == OK, check  # the capped tuning held: the frames say so
     strict_rig.has_tuning = False  # no tuning file for this sensor: the caps cannot be applied
-    check = _by_name(run_checks(_camera_config(tmp_path, extra), probes=healthy()))["camera down"]
+    checks = run_checks(_camera_config(tmp_path, extra), probes=healthy(rig=strict_rig))
+    check = _by_name(checks)["camera down"]
     assert check.level == WARN
     assert "could not set exposure_max_us/analogue_gain_max: no tuning for 'imx708'" in check.detail
     assert "exposures up to 30000 us, over exposure_max_us = 4000" in check.detail

@@ -20,28 +20,13 @@ from camctl.common.frames import EncodedFrame, Frame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import FakeRig, video_yuv
+from scripted import Sink
 
 
 def yuv_to_rgb(y: float, u: float, v: float) -> np.ndarray:
     """Full-range BT.601 (JFIF) -> RGB, the inverse a JPEG decoder applies."""
     return np.array([y + 1.402 * (v - 128), y - 0.344136 * (u - 128) - 0.714136 * (v - 128),
                      y + 1.772 * (u - 128)])
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[EncodedFrame] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, f: EncodedFrame) -> bool:
-        with self.cond:
-            self.frames.append(f)
-            self.cond.notify_all()
-        return True
-
-    def wait_for(self, pred, timeout: float = 30.0) -> None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: pred(self.frames), timeout), f"timed out; have {len(self.frames)}"
 
 
 class CountingPool(EncoderPool):

@@ -30,7 +30,7 @@ from camctl.common.frames import EncodedFrame
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig
-from test_lores import Sink as LoresSink
+from scripted import Sink as ScriptedSink
 
 
 # --- a) pins ------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_pin_mapped_array_is_the_capture_buffer_itself():
     copying = {c for c in calls if c.startswith(("np.", "numpy.")) or ".copy(" in c or "ascontiguous" in c}
     assert copying == {"np.array(Image.open(io.BytesIO(array)))"}  # only MJPEG (decoded): the rest are views
     assert "image = array.reshape((h, w, 3))" in shared and "array = array[:, :w * 3]" in shared  # BGR888
-    # the lent format: what _to_rgb returns as is, with no conversion (the module docstring's colour order)
+    # the lent format: what to_rgb returns as is, with no conversion (picamera2_formats' colour order)
     assert "'BGR888': 'RGB'" in ast.unparse(ast.parse((_root() / "encoders/jpeg_encoder.py").read_text()))
 
 
@@ -172,7 +172,8 @@ def test_pin_picamera2s_own_encoder_lends_requests_the_same_way():
 
 
 def test_pin_close_frees_the_buffers_stop_does_not(pc):
-    """Why close() waits for lent frames and stop() need not (camctl/board/cameras/picamera2.py _close_after_loans)."""
+    """Why close() waits for lent frames and stop() need not (close_after_loans in
+    camctl/board/cameras/picamera2_requests.py)."""
     close = pc["close"]
     assert close.index("self.stop()") < close.index("self.camera.release()") < close.index("del self.allocator")
     assert "self.allocator = DmaAllocator()" in close  # a new allocator: the old one's buffers are unknown to it
@@ -385,8 +386,8 @@ def test_double_app_holding_every_buffer_starves_the_sensor(rig):
 
 
 # --- c) the fixes -------------------------------------------------------------------------------------
-class Sink(LoresSink):
-    """test_lores's sink, and the video frames of a phase."""
+class Sink(ScriptedSink):
+    """The shared sink (tests/scripted.py), and the video frames of a phase."""
 
     def video(self, phase: str | None = None) -> list[EncodedFrame]:
         with self.cond:
@@ -633,8 +634,10 @@ def test_every_control_name_the_backend_writes_is_declared_and_advertised():
     from camctl.testing.picamera2_double import RPI_IPA_AF_CONTROLS, RPI_IPA_COLOUR_CONTROLS, RPI_IPA_CONTROLS
 
     advertised = {"FrameRate"} | set(RPI_IPA_CONTROLS) | set(RPI_IPA_AF_CONTROLS) | set(RPI_IPA_COLOUR_CONTROLS)
-    tree = ast.parse(Path(backend.__file__).read_text())
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    files = sorted(Path(backend.__file__).parent.glob("picamera2*.py"))  # the backend and its parts
+    assert len(files) > 1
+    strings = {n.value for f in files for n in ast.walk(ast.parse(f.read_text()))
+               if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     written = (strings & advertised) - set(backend.METADATA_USED)  # metadata keys are read, not set
     assert written == set(backend.CONTROLS_USED) == {"FrameRate", "AfMode", "LensPosition"}
     assert set(backend.CONTROLS_USED) <= advertised

@@ -1,0 +1,320 @@
+"""Requests of the picamera2 backend: waiting for one, lending its buffer as a frame, giving it
+back, and the close that waits for what was lent.
+
+Requests (checked against picamera2 0.3.x sources by tests/test_cameras_picamera2.py):
+
+- ``capture_request(wait=False)`` returns a ``Job``; ``job.get_result(timeout=...)`` bounds the
+  wait. On a timeout the job stays queued inside picamera2 and would later swallow (leak) a request,
+  so we call ``cancel_all_and_flush()`` and release any request the job still produced
+  (:func:`cancel_timed_out`).
+- ``capture_request`` on a ``queue=False`` configuration waits for the *next* frame to complete
+  (picamera2 keeps no completed request: ``_max_queue_len = 0``), so a consumer that comes back late
+  has lost the frames in between; the buffers do not ride it out.
+
+Lent frames (software path, main stream; :attr:`~camctl.common.frames.Frame.release`; the picamera2
+facts below are pinned to its source by tests/test_picamera2_strict.py, the behaviour tested in
+tests/test_cameras_picamera2.py):
+
+- A frame's ``image`` is the request's own buffer, not a 6 MB copy per 1080p frame: picamera2's
+  ``MappedArray(request, "main", write=False)`` (exported by ``picamera2/__init__.py``;
+  ``request.py``: ``__enter__`` wraps the mmap with ``np.array(b, copy=False)`` and
+  ``Helpers._make_array_shared``, which "never makes a copy": for ``BGR888`` a reshape of the
+  buffer), held with ``request.acquire()``. That is how picamera2's own software JPEG encoder works
+  (``encoders/multi_encoder.py``: ``_encode`` acquires, ``do_encode`` releases after
+  ``encode_func``; ``encoders/jpeg_encoder.py``: ``encode_func`` reads
+  ``with MappedArray(request, name)``). The view is read-only; ``Frame.release`` (one-shot,
+  thread-safe: a second call does nothing) exits the mapping and releases the request, which goes
+  back to libcamera.
+- ``CompletedRequest`` counts references (``request.py``: ``acquire`` raises at ``ref_count`` 0,
+  ``release`` below 0) and recycles the request at 0 only if
+  ``self.stop_count == self.picam2.stop_count`` and the camera is started: a frame given back after
+  a stop or close is not queued to a stopped camera.
+- A held request is a buffer the sensor cannot fill: with all ``buffer_count`` held the sensor drops
+  frames. So at most :data:`LEND_LIMIT` (``BUFFER_COUNT - 2``) requests are lent at once; beyond
+  that the frame is a copy (``make_array``) and the request goes back at once. A slow encoder costs
+  copies, never sensor frames.
+- A still and its video twin are two frames of one request: each holds its own reference and its
+  own ``release`` (one loan: one buffer). A twin nobody took is given back by close.
+- A format :func:`~camctl.board.cameras.picamera2_formats.to_rgb` must convert (anything but
+  ``BGR888``) is copied by the conversion: the request goes back at once and the frame is not lent.
+- ``close`` frees what lent frames read: ``picamera2.py`` ``close`` calls ``self.camera.release()``
+  and replaces the allocator (``del self.allocator``; ``self.allocator = DmaAllocator()``), so a
+  mapping made after it fails (``DmaSync``: "failed to find buffer"), a reconfigure's
+  ``DmaAllocator.cleanup`` unmaps every buffer not marked in use, and ``release`` then runs against
+  the new allocator and a released camera's libcamera objects. (In 0.3.38 the old allocator stays
+  alive through the requests' ``DmaSync`` objects and keeps in-use buffers mapped, but nothing in
+  picamera2 promises that.) ``stop_`` leaves the allocator alone. So close stops the camera, waits
+  up to :data:`LOAN_WAIT_S` for every loan, and if some are still out it logs a warning and leaves
+  ``Picamera2.close`` to the last loan's return (``deferred_closes``): a leak, not a read of freed
+  memory; a reopen meanwhile fails and the runner retries it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from camctl.board.cameras.picamera2_formats import to_rgb
+from camctl.exc import CameraDisconnected, CameraError, CameraTimeout
+
+__all__ = ["BUFFER_COUNT", "LEND_LIMIT", "LOAN_WAIT_S", "Loans", "Requests", "cancel_timed_out",
+           "close_after_loans", "close_quietly", "lend", "quietly"]
+
+_log = logging.getLogger("camctl.board.cameras.picamera2")  # the backend's one logger
+
+BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; with queue=False they hold
+# nothing for a late consumer (it loses the frames completed meanwhile), and each is a frame of
+# set_controls latency.
+LEND_LIMIT = BUFFER_COUNT - 2  # requests lent out as frames at once: libcamera keeps >= 2 queued,
+# so the sensor always has a buffer to fill and the ISP one to write while the app reads (beyond: a
+# copy, as before)
+LOAN_WAIT_S = 3.0  # how long close() waits for lent frames before it leaves the camera open
+
+
+def cancel_timed_out(picam2: Any, job: Any) -> None:
+    """A ``job`` that timed out is still queued and would take (and leak) the next request: cancel
+    it; if it completed in the meantime, give its request back."""
+    try:
+        picam2.cancel_all_and_flush()
+        late = job.get_result(timeout=1.0)
+    except Exception:  # cancelled (the usual case), or never finished
+        late = None
+    if late is not None:
+        late.release()
+
+
+class Requests:
+    """One open's completed requests: ``capture_request`` with a bounded wait, each read inside
+    :meth:`reading` (the request always given back), failures mapped to camctl camera errors that
+    name ``camera`` and its ``index``."""
+
+    def __init__(self, camera: str, index: int, mod: ModuleType, picam2: Any) -> None:
+        self.camera = camera
+        self.index = index
+        self._mod = mod
+        self._picam2 = picam2
+
+    def listed(self) -> bool:
+        """Whether libcamera still lists the camera."""
+        try:
+            return self.index < len(self._mod.Picamera2.global_camera_info())
+        except Exception:
+            return False
+
+    def failure(self, exc: BaseException, what: str) -> CameraError:
+        """Map a libcamera/picamera2 failure: CameraDisconnected if the camera is no longer listed
+        (a USB camera can leave the CameraManager's list; a CSI one never does)."""
+        if not self.listed():
+            return CameraDisconnected(self.camera, f"camera {self.index} disappeared during "
+                                                   f"{what}: {exc!r}")
+        return CameraError(self.camera, f"{what} failed: {exc!r}")
+
+    def next(self, deadline: float, timeout_s: float, what: str) -> Any:
+        """The next completed request (the next frame to complete: ``queue=False``), before
+        ``deadline`` (``time.monotonic``); ``timeout_s`` is the caller's whole timeout."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CameraTimeout(self.camera, f"no frame due within {timeout_s:g} s ({what}) from "
+                                             f"camera {self.index}")
+        try:
+            job = self._picam2.capture_request(wait=False)
+        except Exception as exc:
+            raise self.failure(exc, "capture_request") from exc
+        return self._wait(job, remaining, what, timeout_s)
+
+    def _wait(self, job: Any, timeout_s: float, what: str, asked_s: float) -> Any:
+        """The request a Job produced within ``timeout_s``, or CameraTimeout (leaving nothing
+        queued); the message names ``asked_s``, the caller's whole timeout."""
+        mod = self._mod
+        try:
+            return job.get_result(timeout=timeout_s)
+        except mod.TimeoutError:
+            pass
+        except mod.CancelledError as exc:
+            raise CameraError(self.camera, f"{what} was cancelled") from exc
+        except Exception as exc:
+            raise self.failure(exc, what) from exc
+        cancel_timed_out(self._picam2, job)
+        raise CameraTimeout(self.camera, f"no frame within {asked_s:g} s ({what}) from camera "
+                                         f"{self.index}; a CSI camera that stops delivering stays "
+                                         "listed: check its cable")
+
+    @contextlib.contextmanager
+    def reading(self, request: Any, what: str) -> Iterator[None]:
+        """Read a completed request inside the block: failures mapped to camera errors, the request
+        always given back."""
+        try:
+            yield
+        except CameraError:
+            raise
+        except Exception as exc:
+            raise self.failure(exc, f"reading the {what} request") from exc
+        finally:
+            request.release()
+
+
+class Loans:
+    """The requests of one ``Picamera2`` object lent out as frames (``Frame.release``), and its
+    close.
+
+    At most ``limit`` requests are lent at once; a request already lent lends again without counting
+    (a still and its video twin share one buffer). :meth:`wait` blocks until every loan is back; a
+    close that cannot wait any longer is :meth:`defer`-red to the last loan's return. Thread-safe:
+    loans come back on encoder threads.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._held: dict[int, int] = {}  # id(request) -> frames lent from it
+        self._deferred: Callable[[], None] | None = None
+
+    @property
+    def requests(self) -> int:
+        """Requests (buffers) lent out now."""
+        with self._cond:
+            return len(self._held)
+
+    def take(self, key: int) -> bool:
+        with self._cond:
+            if key in self._held:
+                self._held[key] += 1
+                return True
+            if len(self._held) >= self.limit or self._deferred is not None:
+                return False
+            self._held[key] = 1
+            return True
+
+    def give(self, key: int) -> None:
+        with self._cond:
+            self._held[key] -= 1
+            if self._held[key]:
+                return
+            del self._held[key]
+            self._cond.notify_all()
+            run = None
+            if not self._held:
+                run, self._deferred = self._deferred, None
+        if run is not None:
+            run()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until no request is lent; False if some still are after ``timeout_s``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._held, timeout_s)
+
+    def defer(self, close: Callable[[], None]) -> bool:
+        """Run ``close`` when the last loan comes back (now if none is out); True if it was
+        deferred."""
+        with self._cond:
+            if self._held:
+                self._deferred = close
+                return True
+        close()
+        return False
+
+
+def lend(mod: ModuleType, request: Any, fmt: str,
+         loans: Loans) -> tuple[np.ndarray, Callable[[], None] | None] | None:
+    """The main stream of ``request`` as RGB: a read-only view of its buffer and the view's one-shot
+    ``release``; None when no loan is to spare. A format :func:`to_rgb` must convert comes back as a
+    copy with the request given back at once (``release`` None).
+
+    The buffer is mapped as picamera2's own JpegEncoder does (``encoders/jpeg_encoder.py``
+    ``encode_func``: ``with MappedArray(request, name)``, the request held with
+    ``request.acquire()`` in ``encoders/multi_encoder.py`` ``_encode`` and released after the encode
+    in ``do_encode``). ``MappedArray.array`` is the buffer itself (``request.py``:
+    ``_make_array_shared`` "never makes a copy").
+    """
+    key = id(request)
+    if not loans.take(key):
+        return None
+    try:
+        mapped, image, view = _map(mod, request, fmt)
+    except BaseException:
+        loans.give(key)
+        raise
+    given = threading.Lock()
+
+    def release() -> None:
+        if not given.acquire(blocking=False):
+            return  # given back already: never a second request.release()
+        try:
+            mapped.__exit__(None, None, None)
+        finally:
+            try:
+                request.release()
+            finally:
+                loans.give(key)
+
+    if not np.may_share_memory(image, view):  # converted: a copy already, nothing to lend
+        del view
+        release()
+        return image, None
+    del view
+    image = image.view()
+    image.flags.writeable = False  # the camera's buffer: read it, never write it
+    return image, release
+
+
+def _map(mod: ModuleType, request: Any, fmt: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``(mapped, image, view)``: the entered ``MappedArray`` of the main stream, its pixels as
+    RGB and the buffer's own view, the request holding one more reference; on failure nothing is
+    held."""
+    request.acquire()  # this frame's own reference: the capture path releases its one as always
+    try:
+        mapped = mod.MappedArray(request, "main", write=False)
+        mapped.__enter__()
+    except BaseException:
+        request.release()
+        raise
+    try:
+        view = mapped.array
+        return mapped, to_rgb(view, fmt), view
+    except BaseException:
+        mapped.__exit__(None, None, None)
+        request.release()
+        raise
+
+
+def quietly(step: Callable[[], Any]) -> None:
+    """Run one closing step; a failure is logged, never raised (closing must always complete)."""
+    try:
+        step()
+    except Exception as exc:  # closing must always complete
+        _log.warning("picamera2 %s failed while closing: %r", step.__name__, exc)
+
+
+def close_quietly(picam2: Any, recording: bool) -> None:
+    """Stop (``stop_recording`` when ``recording``) and close ``picam2``, whatever fails."""
+    steps = (picam2.stop_recording, picam2.close) if recording else (picam2.stop, picam2.close)
+    for step in steps:
+        quietly(step)
+
+
+def close_after_loans(picam2: Any, loans: Loans, wait_s: float, recording: bool) -> bool:
+    """Close ``picam2`` once no lent frame reads its buffers any more; True if the close was left
+    to the last loan's return.
+
+    ``Picamera2.close`` releases the libcamera camera and drops the allocator that holds the buffers
+    (``picamera2.py`` ``close``: ``self.camera.release()``, ``del self.allocator``), which an
+    encoder thread may still be reading through a lent frame. ``stop`` first is safe (``stop_``
+    stops libcamera and releases only requests picamera2 itself holds; the allocator keeps every
+    buffer mapped), then wait up to ``wait_s``; if frames are still out, leave the camera open (a
+    leak, not a crash) and close it when the last one comes back (a reopen meanwhile fails and is
+    retried).
+    """
+    if loans.requests:
+        if not recording:
+            quietly(picam2.stop)
+        if not loans.wait(wait_s):
+            return loans.defer(lambda: close_quietly(picam2, recording))
+    close_quietly(picam2, recording)
+    return False

@@ -1,0 +1,484 @@
+"""The libcamera side of the picamera2 double: the sensor's timing, completed requests, their
+buffers and the camera's request queue (:class:`LibcameraCamera`, the base of the ``Picamera2``
+facade in :mod:`~camctl.testing.picamera2_double`). Each fact is pinned to the installed picamera2
+source by tests/test_picamera2_strict.py.
+
+- **A sensor runs in real time.** After ``start`` frames complete one frame duration apart on
+  ``time.monotonic`` (libcamera's ``SensorTimestamp`` is ``CLOCK_MONOTONIC``). ``capture_request``
+  waits for a frame: with ``queue=False`` (``_max_queue_len = 0``: the event loop releases every
+  completed request no job is waiting for) it gets the *next* frame to complete after the call, so
+  it blocks up to a frame period, and frames that completed while nobody asked are lost (a sequence
+  gap). With ``queue=True`` the newest completed frame not yet handed out is returned at once.
+- **Controls arrive late.** ``set_controls`` only updates ``picam2.controls``; they ride on the next
+  request that is recycled to libcamera (``CompletedRequest.release``), which the sensor fills
+  ``buffer_count`` frames later, and the sensor applies a frame-length change
+  ``sensor_delay_frames`` after that (libcamera's ``camera_sensor_properties.cpp``: imx708
+  ``vblankDelay = 3``). So a control set while frame ``k`` is the next to complete first shows on
+  frame ``k + buffer_count + sensor_delay_frames``. Frame durations are clamped to the sensor mode's
+  limits (``rig.max_fps``).
+- **Control names** are the Raspberry Pi IPA's (raspberrypi/libcamera
+  ``src/ipa/rpi/common/ipa_base.cpp``: ``ipaControls``, ``ipaColourControls``, and
+  ``ipaAfControls`` only when the module has a focus lens). ``FrameRate`` is picamera2's virtual
+  control for ``FrameDurationLimits``.
+- **Requests are reference counted** as picamera2's ``CompletedRequest`` (``request.py``):
+  ``acquire`` raises ``"CompletedRequest: acquiring lock with ref_count 0"``, ``release`` below zero
+  ``"... negative ref_count"``; at 0 the request is recycled to the camera only if it is open,
+  started and not stopped since the request completed (``stop_count``), and its config is emptied
+  (``make_array`` then says the stream is not defined). ``rig.created``/``rig.released`` count
+  requests made and requests whose count reached 0 (``outstanding``), ``rig.recycled`` those queued
+  back. A recycled buffer is overwritten with ``rig.pad_value`` at once (the sensor fills it again:
+  on a Pi ``buffer_count`` frames later; the double is stricter), so a frame read after its release
+  shows it.
+- **MappedArray** (exported by ``picamera2``) is the request's buffer itself, shaped as
+  ``Helpers._make_array_shared`` does (``(h, w, 3)`` for ``BGR888``/``RGB888``, ``(h, w, 4)`` for
+  the ``X`` formats, ``(h * 3 // 2, stride)`` for YUV420), never a copy (``rig.arrays_mapped``
+  counts them); ``.array`` is gone after ``__exit__``; ``make_array`` copies through it.
+- **Held requests are buffers the sensor cannot fill.** When the app holds every one of
+  ``buffer_count`` requests, frames that complete meanwhile are lost (a sequence gap, counted in
+  ``rig.starved``) and a capture waits until a request comes back, then gets the next frame to
+  complete.
+- **A YUV420 buffer** holds the Y, U, V planes one after another (``stride`` bytes a luma row,
+  ``stride // 2`` a chroma row), padding bytes set to ``rig.pad_value``; the planes are
+  limited-range video YUV of ``rig.colour`` (BT.601), or whatever ``rig.lores_planes(w, h)``
+  returns.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from camctl.testing.picamera2_double import FakePicamera2, FakeRig
+
+__all__ = ["DEFAULT_VIDEO_DURATION_US", "RPI_IPA_AF_CONTROLS", "RPI_IPA_COLOUR_CONTROLS",
+           "RPI_IPA_CONTROLS", "VIRTUAL_CONTROLS", "CompletedRequest", "Job", "LibcameraCamera",
+           "MappedArray", "Sensor", "best_mode", "libcamera_controls", "video_yuv"]
+
+# Controls the Raspberry Pi IPA advertises (raspberrypi/libcamera src/ipa/rpi/common/ipa_base.cpp),
+# with their (min, max, default) where the IPA states them (None where it gives an enum or a
+# mode-dependent range).
+RPI_IPA_CONTROLS: dict[str, tuple[Any, Any, Any]] = {
+    "AeEnable": (False, True, None), "ExposureTime": (0, 66666, None),
+    "AnalogueGain": (1.0, 16.0, None),
+    "AeMeteringMode": (0, 3, 0), "AeConstraintMode": (0, 3, 0), "AeExposureMode": (0, 3, 0),
+    "ExposureValue": (-8.0, 8.0, 0.0), "AeFlickerMode": (0, 1, 0),
+    "AeFlickerPeriod": (100, 1000000, None),
+    "Brightness": (-1.0, 1.0, 0.0), "Contrast": (0.0, 32.0, 1.0), "Sharpness": (0.0, 16.0, 1.0),
+    "ScalerCrop": (None, None, None), "FrameDurationLimits": (33333, 120000, None),
+    "NoiseReductionMode": (0, 4, 0), "StatsOutputEnable": (False, True, None),
+}
+RPI_IPA_COLOUR_CONTROLS = {"AwbEnable": (False, True, None), "AwbMode": (0, 7, 0),
+                           "ColourGains": (0.0, 32.0, None),
+                           "Saturation": (0.0, 32.0, 1.0)}
+RPI_IPA_AF_CONTROLS = {"AfMode": (0, 2, 0), "AfRange": (0, 2, 0), "AfSpeed": (0, 1, 0),
+                       "AfMetering": (0, 1, 0), "AfWindows": (None, None, None),
+                       "AfTrigger": (0, 1, 0), "AfPause": (0, 2, 0),
+                       "LensPosition": (0.0, 32.0, 1.0)}
+VIRTUAL_CONTROLS = {"FrameRate": "FrameDurationLimits"}  # controls.py _VIRTUAL_FIELDS_MAP_
+DEFAULT_VIDEO_DURATION_US = 33333  # create_video_configuration's FrameDurationLimits (33333, 33333)
+
+
+class Sensor:
+    """Frame completion times of one started sensor: segments ``(first_index, its time,
+    controls)``."""
+
+    def __init__(self, t0: float, controls: dict[str, Any], max_fps: float) -> None:
+        self.max_fps = max_fps
+        first = (0, t0 + self._duration(controls), controls)
+        self.segs: list[tuple[int, float, dict[str, Any]]] = [first]
+
+    def _duration(self, controls: dict[str, Any]) -> float:
+        default = (DEFAULT_VIDEO_DURATION_US, DEFAULT_VIDEO_DURATION_US)
+        lo, _hi = controls.get("FrameDurationLimits", default)
+        return max(lo / 1e6, 1.0 / self.max_fps)
+
+    def _seg(self, i: int) -> tuple[int, float, dict[str, Any]]:
+        return self.segs[bisect.bisect_right([s[0] for s in self.segs], i) - 1]
+
+    def time_of(self, i: int) -> float:
+        first, t, controls = self._seg(i)
+        return t + (i - first) * self._duration(controls)
+
+    def controls_of(self, i: int) -> dict[str, Any]:
+        return self._seg(i)[2]
+
+    def duration_of(self, i: int) -> float:
+        return self._duration(self.controls_of(i))
+
+    def next_after(self, t: float) -> int:
+        """The first frame completing after ``t``."""
+        for first, t0, controls in reversed(self.segs):
+            if t0 <= t or first == 0:
+                return first if t0 > t else first + int((t - t0) // self._duration(controls)) + 1
+        raise AssertionError("unreachable")
+
+    def change(self, first: int, controls: dict[str, Any]) -> None:
+        """From frame ``first`` on, ``controls`` (merged over what is in effect) apply."""
+        merged = self.controls_of(first) | controls
+        t = self.time_of(first)
+        self.segs = [s for s in self.segs if s[0] < first] + [(first, t, merged)]
+
+
+def best_mode(modes: list[tuple[int, int]], wanted: tuple[int, int]) -> tuple[int, int]:
+    """The sensor mode picamera2's ``_make_libcamera_config`` scores best for ``wanted`` (one bit
+    depth here)."""
+    def score_format(desired: float, actual: float) -> float:
+        score = desired - actual
+        return -score / 4 if score < 0 else score * 2
+
+    def score(mode: tuple[int, int]) -> float:
+        ar, mode_ar = wanted[0] / wanted[1], mode[0] / mode[1]
+        return (score_format(wanted[0], mode[0]) + score_format(wanted[1], mode[1])
+                + 1500 * score_format(ar, mode_ar))
+
+    return min(modes, key=score)
+
+
+def libcamera_controls(controls: dict[str, Any]) -> dict[str, Any]:
+    """Virtual controls mapped as picamera2's Controls does (FrameRate -> FrameDurationLimits in
+    µs)."""
+    out = {}
+    for name, value in controls.items():
+        if name == "FrameRate":
+            rates = value if isinstance(value, tuple | list) else (value, value)
+            out["FrameDurationLimits"] = (int(1000000 / rates[1]), int(1000000 / rates[0]))
+        else:
+            out[name] = value
+    return out
+
+
+class _Meta:
+    def __init__(self, sequence: int) -> None:
+        self.sequence = sequence
+
+
+class _Buffer:
+    def __init__(self, sequence: int) -> None:
+        self.metadata = _Meta(sequence)
+
+
+class _LibcameraRequest:
+    def __init__(self, sequence: int) -> None:
+        self.buffers = {"main-stream": _Buffer(sequence)}
+
+
+class CompletedRequest:
+    """picamera2's CompletedRequest (``request.py``): one buffer per stream, a reference count,
+    recycled to the camera when the count reaches 0 unless the camera stopped since
+    (``stop_count``)."""
+
+    def __init__(self, picam2: FakePicamera2, config: dict[str, Any], sensor: Sensor,
+                 index: int) -> None:
+        rig = picam2.rig
+        self.rig = rig
+        self.request: _LibcameraRequest | None = _LibcameraRequest(index)
+        self.ref_count = 1
+        self.lock = picam2.request_lock
+        self.picam2 = picam2
+        self.stop_count = picam2.stop_count
+        self.config = config
+        self.stream_map = {name: name for name in ("main", "lores") if config.get(name) is not None}
+        self._allocation = picam2._allocation  # the allocator whose buffers this request holds
+        self._buffers: dict[str, np.ndarray] = {}
+        applied = sensor.controls_of(index)
+        duration_us = int(sensor.duration_of(index) * 1e6)
+        exposure = min(rig.scene_exposure_us, picam2.agc_limits[0], duration_us)
+        gain = min(rig.scene_gain, picam2.agc_limits[1])
+        if applied.get("ExposureTime"):
+            exposure = min(int(applied["ExposureTime"]), duration_us)
+        if applied.get("AnalogueGain"):
+            gain = float(applied["AnalogueGain"])
+        self._metadata = {"SensorTimestamp": int(sensor.time_of(index) * 1e9),
+                          "ExposureTime": int(exposure),
+                          "AnalogueGain": float(gain), "FrameDuration": duration_us}
+        if "LensPosition" in rig.ctrl_info:
+            # the tuning's default: 1 dioptre
+            self._metadata["LensPosition"] = float(applied.get("LensPosition", 1.0))
+            self._metadata["AfState"] = 0
+        rig.created += 1
+        picam2._hold(self)
+
+    def _buffer(self, name: str) -> np.ndarray:
+        """The stream's capture buffer (1-D, ``stride`` bytes a row), filled with the scene on first
+        use."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            stream = self.config[name]
+            w, h = stream["size"]
+            fmt = stream["format"]
+            if fmt in ("YUV420", "YVU420"):
+                buf = _i420_buffer(self.rig, w, h, stream.get("stride", w)).reshape(-1)
+            else:
+                order = {"BGR888": (0, 1, 2), "RGB888": (2, 1, 0), "XBGR8888": (0, 1, 2),
+                         "XRGB8888": (2, 1, 0)}
+                if fmt not in order:
+                    raise RuntimeError(f"Format {fmt} not supported")
+                bpp = 4 if fmt.startswith("X") else 3
+                stride = int(stream.get("stride") or w * bpp)
+                rows = np.full((h, stride), self.rig.pad_value, np.uint8)
+                pixels = rows[:, : w * bpp].reshape(h, w, bpp)
+                pixels[..., :3] = [self.rig.colour[i] for i in order[fmt]]
+                if bpp == 4:
+                    pixels[..., 3] = 255
+                buf = rows.reshape(-1)
+            self._buffers[name] = buf
+        return buf
+
+    def acquire(self) -> None:
+        with self.lock:
+            if self.ref_count == 0:
+                raise RuntimeError("CompletedRequest: acquiring lock with ref_count 0")
+            self.ref_count += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.ref_count -= 1
+            if self.ref_count < 0:
+                raise RuntimeError("CompletedRequest: lock now has negative ref_count")
+            if self.ref_count > 0:
+                return
+            picam2 = self.picam2
+            recycled = picam2.is_open and self.stop_count == picam2.stop_count and picam2.started
+            self.request = None
+            self.config = {}
+            self.stream_map = {}
+            self.rig.released += 1
+        picam2._unhold(self, recycled)
+        if recycled:  # back in libcamera's queue: the sensor writes the next frames into it
+            self.rig.recycled += 1
+            for buf in self._buffers.values():
+                buf[...] = self.rig.pad_value
+
+    def make_array(self, name: str) -> np.ndarray:
+        if self.config.get(name) is None:  # (also after release: the config is emptied)
+            raise RuntimeError(f"Stream {name!r} is not defined")
+        self.rig.arrays_made.append(name)
+        # a copy, so safe after the request goes back
+        with MappedArray(self, name, _count=False) as m:
+            array = m.array
+            return np.copy(array) if array.data.c_contiguous else np.ascontiguousarray(array)
+
+    def get_metadata(self) -> dict[str, Any]:
+        if self.request is None:
+            # real: assert self.request is not None
+            raise AssertionError("get_metadata on a released request")
+        return dict(self._metadata)
+
+
+def _make_array_shared(buffer: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """picamera2 ``Helpers._make_array_shared`` for the formats the double supports: never a
+    copy."""
+    fmt = config["format"]
+    w, h = config["size"]
+    stride = config["stride"]
+    if fmt in ("BGR888", "RGB888", "XBGR8888", "XRGB8888"):
+        bpp = 4 if fmt.startswith("X") else 3
+        array = buffer
+        if stride != w * bpp:
+            array = array.reshape((h, stride))[:, : w * bpp]
+        return array.reshape((h, w, bpp))
+    if fmt in ("YUV420", "YVU420"):
+        return buffer.reshape((h * 3 // 2, stride))
+    raise RuntimeError("Format " + fmt + " not supported")
+
+
+class MappedArray:
+    """picamera2's MappedArray (``request.py``): ``.array`` is the request's buffer itself, shaped,
+    no copy.
+
+    Entering it after the camera was closed fails as the real one does (``close`` gives the
+    Picamera2 a new ``DmaAllocator`` whose ``mapped_buffers`` do not have the buffer); after
+    ``__exit__`` there is no ``array``
+    any more (``del self.__array``)."""
+
+    def __init__(self, request: CompletedRequest, stream: str, reshape: bool = True,
+                 write: bool = True,
+                 *, _count: bool = True) -> None:
+        if isinstance(stream, str):
+            request.stream_map[stream]  # KeyError: a stream not configured (or a released request)
+        assert request.request is not None
+        self.__request = request
+        self.__stream = stream
+        self.__reshape = reshape
+        self.__array: np.ndarray | None = None
+        self.__count = _count
+
+    def __enter__(self) -> MappedArray:
+        request = self.__request
+        if request._allocation != request.picam2._allocation:
+            raise RuntimeError("failed to find buffer in DmaSync")
+        if self.__count:
+            request.rig.arrays_made.append(self.__stream)
+            request.rig.arrays_mapped += 1
+        array = request._buffer(self.__stream)
+        if self.__reshape:
+            array = _make_array_shared(array, request.config[self.__stream])
+        self.__array = array
+        return self
+
+    def __exit__(self, exc_type: Any, exc_value: Any, exc_traceback: Any) -> None:
+        if self.__array is not None:
+            del self.__array
+
+    @property
+    def array(self) -> np.ndarray | None:
+        return self.__array
+
+
+def video_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Limited-range BT.601 (what the ISP gives in the video colour spaces) of an RGB colour."""
+    r, g, b = rgb
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    return round(y), round(u), round(v)
+
+
+def _i420_buffer(rig: FakeRig, w: int, h: int, stride: int) -> np.ndarray:
+    if rig.lores_planes is not None:
+        y, u, v = rig.lores_planes(w, h)
+    else:
+        yv, uv, vv = video_yuv(rig.colour)
+        y = np.full((h, w), yv, np.uint8)
+        u, v = np.full((h // 2, w // 2), uv, np.uint8), np.full((h // 2, w // 2), vv, np.uint8)
+    flat = np.full(h * stride * 3 // 2, rig.pad_value, np.uint8)
+    cs = stride // 2
+    flat[: h * stride].reshape(h, stride)[:, :w] = y
+    chroma = flat[h * stride:].reshape(2, h // 2, cs)
+    chroma[0, :, : w // 2] = u
+    chroma[1, :, : w // 2] = v
+    return flat.reshape(h * 3 // 2, stride)
+
+
+class Job:
+    """picamera2's Job: a future the event loop completes when its frame arrives (here: at
+    ``due``)."""
+
+    def __init__(self, make: Callable[[], Any], due: float | None, rig: FakeRig) -> None:
+        self._make = make
+        self._due = due  # monotonic time the frame completes; None: never (a stalled sensor)
+        self._rig = rig
+        self._future: concurrent.futures.Future = concurrent.futures.Future()
+        self._future.set_running_or_notify_cancel()
+        self._lock = threading.Lock()
+
+    def _run(self) -> None:
+        with self._lock:
+            if self._future.done():
+                return
+            try:
+                self._future.set_result(self._make())
+            except BaseException as exc:
+                self._future.set_exception(exc)
+
+    def get_result(self, timeout: float | None = None) -> Any:
+        if not self._future.done():
+            due = self._due
+            if due is None or self._rig.stalled:
+                # only a cancel (or the late race) ends it
+                return self._future.result(timeout=timeout)
+            wait = due - time.monotonic()
+            if timeout is not None and wait > timeout:
+                time.sleep(max(0.0, timeout))
+                raise concurrent.futures.TimeoutError()
+            if wait > 0:
+                time.sleep(wait)
+            self._run()
+        return self._future.result(timeout=0)
+
+    def cancel(self) -> None:
+        with self._lock:
+            if not self._future.done():
+                self._future.set_exception(concurrent.futures.CancelledError())
+
+
+class LibcameraCamera:
+    """libcamera's side of one ``Picamera2``: the running sensor, the frame each capture job gets,
+    and the buffers the app holds (``CompletedRequest`` reference counts). The facade sets
+    ``rig``, ``camera_config`` and ``started``."""
+
+    rig: FakeRig
+    camera_config: dict[str, Any] | None
+    started: bool
+
+    def __init__(self) -> None:
+        self._sensor: Sensor | None = None
+        self._next_frame = 0  # frames before this were handed out or lost
+        self._lock = threading.RLock()
+        self.request_lock = threading.Lock()  # picamera2: guards every CompletedRequest's ref_count
+        self.stop_count = 0  # picamera2: +1 per stop_ of a started camera (older requests stay out)
+        self._allocation = 0  # +1 when close() replaces the allocator (its buffers are freed)
+        self._held: set[CompletedRequest] = set()  # with the app, ref_count > 0, this allocation
+        self._starved_since: float | None = None  # when the app came to hold every buffer
+        self._starved_jobs: list[Job] = []  # capture jobs waiting for a buffer to come back
+
+    @property
+    def frame_rate(self) -> float:
+        """The rate of the frame that completes next (tests read it)."""
+        with self._lock:
+            s = self._sensor
+            if s is None:
+                return 0.0
+            return 1.0 / s.duration_of(s.next_after(time.monotonic()))
+
+    # -- the buffers the app holds (CompletedRequest reference counts) ----------------------------
+    def _hold(self, request: CompletedRequest) -> None:
+        """A completed request handed to the app: one buffer less for the sensor."""
+        with self._lock:
+            if request._allocation != self._allocation or request.stop_count != self.stop_count:
+                return
+            self._held.add(request)
+            cfg = self.camera_config or {}
+            every = len(self._held) >= cfg.get("buffer_count", 1)
+            if self.started and every and self._starved_since is None:
+                self._starved_since = time.monotonic()
+
+    def _unhold(self, request: CompletedRequest, recycled: bool) -> None:
+        """The app gave a request back. Recycled, its buffer is queued again: frames that completed
+        while the app held every buffer were lost (``rig.starved``), and a capture waiting for a
+        buffer gets the next."""
+        with self._lock:
+            self._held.discard(request)
+            since, s = self._starved_since, self._sensor
+            if since is None or not recycled or s is None:
+                return
+            self._starved_since = None
+            now = time.monotonic()
+            first = s.next_after(now)
+            lost = max(0, first - max(s.next_after(since), self._next_frame))
+            self.rig.starved += lost
+            self._next_frame = max(self._next_frame, first)
+            jobs, self._starved_jobs = self._starved_jobs, []
+            config = self.camera_config
+            for job in (j for j in jobs if not j._future.done()):
+                sensor, index = self._claim()
+                job._make = (lambda sensor=sensor, index=index:
+                             CompletedRequest(self, config, sensor, index))
+                job._due = due = sensor.time_of(index)
+                timer = threading.Timer(max(0.0, due - now), job._run)
+                timer.daemon = True
+                timer.start()
+
+    def _starved(self) -> bool:
+        return self._starved_since is not None
+
+    def _claim(self) -> tuple[Sensor, int]:
+        """The frame a capture job submitted now gets (see the module docstring: queue
+        semantics)."""
+        s = self._sensor
+        assert s is not None
+        nxt = s.next_after(time.monotonic())
+        cfg = self.camera_config
+        if cfg.get("queue") and cfg.get("buffer_count", 1) > 1 and nxt - 1 >= self._next_frame:
+            nxt -= 1  # the newest completed request is kept (_max_queue_len = 1)
+        index = max(nxt, self._next_frame) + self.rig.drop_next
+        self.rig.drop_next = 0
+        self._next_frame = index + 1
+        return s, index
