@@ -22,6 +22,7 @@ from camctl.board.config import CameraConfig, Config
 from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame
 from camctl.common.ledger import Ledger
+from camctl.common.records import FaultRecord
 
 __all__ = ["CHECK_TIMEOUT_S", "ENCODER_NICE", "MAX_REPLACEMENTS", "CameraFleet"]
 
@@ -169,8 +170,8 @@ class CameraFleet:
             if why:
                 self.unavailable[name] = why
                 log.error("camera %s unavailable at boot: %s (retried at ARM)", name, why)
-                log_record({"kind": "fault", "camera": name, "error": "CameraCheck", "message": why,
-                            "mono_ns": time.monotonic_ns(), "wall_ns": time.time_ns()})
+                log_record(FaultRecord(camera=name, error="CameraCheck", message=why,
+                                       mono_ns=time.monotonic_ns(), wall_ns=time.time_ns()).encode())
 
     def wait_first_frames(self) -> None:
         """Resumed mid-flight: the runners' own first frames are the check."""
@@ -216,9 +217,9 @@ class CameraFleet:
         msg = (f"capture thread stuck in {runner.activity!r} for {overdue:.1f} s past its budget; "
                f"camera {action}")
         log.error("camera %s: %s", name, msg)
-        self._on_fault({"kind": "fault", "camera": name, "error": "CaptureHung", "message": msg,
-                        "activity": runner.activity, "mono_ns": time.monotonic_ns(),
-                        "wall_ns": time.time_ns()})
+        self._on_fault(FaultRecord(camera=name, error="CaptureHung", message=msg,
+                                   activity=runner.activity, mono_ns=time.monotonic_ns(),
+                                   wall_ns=time.time_ns()).encode())
         runner.abandon()  # its RAM frames go to the flight's books as dropped, restarted or not
         if camera is None:
             runner.isolated = True

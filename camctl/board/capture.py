@@ -27,6 +27,7 @@ from camctl.board.schedule import frame_phase
 from camctl.board.stills import StillBook
 from camctl.common.frames import EncodedFrame, Frame
 from camctl.common.ledger import ABANDONED, RING_OVERFLOW, SENSOR_GAP, STILL_GAP, Ledger
+from camctl.common.records import FaultRecord
 from camctl.exc import CameraError
 
 __all__ = ["CameraRunner", "PreTriggerRing", "RunnerStats"]
@@ -327,9 +328,9 @@ class CameraRunner:
         self.stats.restarts += 1
         if self._on_fault is not None:
             try:
-                self._on_fault({"kind": "fault", "camera": self.name, "error": kind,
-                                "message": self.stats.last_error, "mono_ns": self._clock_ns(),
-                                "wall_ns": time.time_ns()})
+                self._on_fault(FaultRecord(camera=self.name, error=kind,
+                                           message=self.stats.last_error, mono_ns=self._clock_ns(),
+                                           wall_ns=time.time_ns()).encode())
             except Exception:  # a fault report must never take the camera thread down
                 log.exception("fault callback failed")
 
