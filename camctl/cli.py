@@ -1,17 +1,22 @@
-"""The ``camctl`` console script: argument parsing, help with defaults, the one-line error and exit-code rule.
+"""The ``camctl`` console script: argument parsing, help with defaults, the one-line error and
+exit-code rule.
 
-Each subcommand is a small function that imports what it needs (so ``camctl --help`` and
-``camctl config check`` stay fast and work without a camera stack). Every subcommand and flag has a help
-text; ``--help`` shows each default. An error is one line on stderr, never a traceback for a user mistake.
+Each subcommand is a small function that imports what it needs (so ``camctl --help`` and ``camctl
+config check`` stay fast and work without a camera stack). Every subcommand and flag has a help
+text; ``--help`` shows each default. An error is one line on stderr, never a traceback for a user
+mistake.
 
 Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_for`):
 
 - **0** ok: the command did its job and found nothing wrong.
-- **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames; ``fetch`` got a
+- **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames; ``fetch``
+  got a
   file whose checksum failed or a download that is incomplete; ``export`` found no frame to export;
   ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be read.
-- **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot be
-  used, a board that cannot be reached or refuses (connection, timeout, protocol error), a missing tool.
+- **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot
+  be
+  used, a board that cannot be reached or refuses (connection, timeout, protocol error), a missing
+  tool.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ EXIT_CODES = {EXIT_OK: "ok", EXIT_DATA: "a problem found in the data",
 log = logging.getLogger("camctl")
 
 
-# --- logging ------------------------------------------------------------------------------------------
+# --- logging --------------------------------------------------------------------------------------
 class _KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
@@ -50,8 +55,9 @@ _KV = re.compile(r"\b([a-z_]+)=([^\s,;()]+)")
 
 
 class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, and the facts as fields of their own: whatever the
-    call passed in ``extra=`` (event, phase, camera, flight, counts...) and every ``key=value`` in the text."""
+    """One JSON object per line: ts, level, logger, msg, and the facts as fields of their own:
+    whatever the call passed in ``extra=`` (event, phase, camera, flight, counts...) and every
+    ``key=value`` in the text."""
 
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
@@ -75,7 +81,7 @@ def setup_logging(level: str = "info", *, json_lines: bool = False, quiet: bool 
     root.setLevel(logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO))
 
 
-# --- subcommands --------------------------------------------------------------------------------------
+# --- subcommands ----------------------------------------------------------------------------------
 def cmd_config_check(args: argparse.Namespace) -> int:
     from camctl.board.config import load_config
 
@@ -118,7 +124,8 @@ def _client(url: str, args: argparse.Namespace):
 
 
 def _curve(args: argparse.Namespace):
-    """None (CURVE off), or one ClientCurve per --connect URL (each board has its own server key)."""
+    """None (CURVE off), or one ClientCurve per --connect URL (each board has its own server
+    key)."""
     keys = getattr(args, "curve_keys", None)
     server_keys = getattr(args, "curve_server_key", None) or []
     if isinstance(server_keys, str):
@@ -210,7 +217,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(render_report(report, plain=not sys.stdout.isatty()), end="")
-    return EXIT_OK if report.exit_code == 0 else EXIT_DATA  # repairable, repaired or unrecoverable: all data
+    # repairable, repaired or unrecoverable: all data
+    return EXIT_OK if report.exit_code == 0 else EXIT_DATA
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -274,10 +282,10 @@ def cmd_gpio_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- parser -------------------------------------------------------------------------------------------
+# --- parser ---------------------------------------------------------------------------------------
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``(default: X)`` after every option that has a value by default; not after on/off flags (off unless
-    given), required options or options whose help says what happens without them."""
+    """``(default: X)`` after every option that has a value by default; not after on/off flags (off
+    unless given), required options or options whose help says what happens without them."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None or action.nargs == 0 or action.required:
@@ -286,8 +294,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Every camctl parser (and so every subcommand's: subparsers inherit the class) shows defaults in --help,
-    and takes its description from its help line."""
+    """Every camctl parser (and so every subcommand's: subparsers inherit the class) shows defaults
+    in --help, and takes its description from its help line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
@@ -551,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The exit code of a command that raised ``exc`` (the rule in this module's docstring): 1 for a stored
-    segment that cannot be read (a problem in the data), 2 for everything else (usage, config, a path that
-    cannot be used, a board unreachable, refusing or speaking nonsense)."""
+    """The exit code of a command that raised ``exc`` (the rule in this module's docstring): 1 for a
+    stored segment that cannot be read (a problem in the data), 2 for everything else (usage,
+    config, a path that cannot be used, a board unreachable, refusing or speaking nonsense)."""
     from camctl.exc import StoreCorruptError
 
     return EXIT_DATA if isinstance(exc, StoreCorruptError) else EXIT_USAGE

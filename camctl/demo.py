@@ -1,10 +1,11 @@
 """``camctl demo``: the whole simulated drop test, end to end, on loopback.
 
-N boards run as separate ``camctl run`` processes (sim cameras ``up`` and ``down``, mock GPIO lines). A
-scripted flight toggles their lines through the operator port, exactly as wiring would (arm, then release on
-every board at once as a shared release line does, separation, touchdown); the boards record, land, finish
-their files and serve them; the ground fetches everything, verifies it, and prints a table per board and
-camera. The exit status is 0 only when every stored frame arrived intact.
+N boards run as separate ``camctl run`` processes (sim cameras ``up`` and ``down``, mock GPIO
+lines). A scripted flight toggles their lines through the operator port, exactly as wiring would
+(arm, then release on every board at once as a shared release line does, separation, touchdown); the
+boards record, land, finish their files and serve them; the ground fetches everything, verifies it,
+and prints a table per board and camera. The exit status is 0 only when every stored frame arrived
+intact.
 """
 
 from __future__ import annotations
@@ -82,10 +83,12 @@ def write_board_config(directory: Path, board: str, index: int, *, size: tuple[i
                        post_touchdown_s: float = 1.5, extra: str = "", descent_s: float = 12.0,
                        fps: dict[str, dict[str, float]] | None = None, segment_mb: float = 16,
                        reserve_mb: float = 64, threads: int = 1, stills: tuple[str, ...] = ("touchdown",)) -> Path:
-    """Write a sim board's config (``directory/rig.toml``, cameras ``down`` and ``up``) and return its path.
+    """Write a sim board's config (``directory/rig.toml``, cameras ``down`` and ``up``) and return
+    its path.
 
-    ``fps`` maps camera -> phase -> rate (default :data:`DEMO_FPS`); ``stills`` are the events at which the
-    ``down`` camera takes a full-resolution still. ``extra`` is appended (it lands in ``[publish]``)."""
+    ``fps`` maps camera -> phase -> rate (default :data:`DEMO_FPS`); ``stills`` are the events at
+    which the ``down`` camera takes a full-resolution still. ``extra`` is appended (it lands in
+    ``[publish]``)."""
     directory.mkdir(parents=True, exist_ok=True)
     rates = fps or DEMO_FPS
     cameras = "".join(
@@ -238,7 +241,8 @@ def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0
 
 
 def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list[dict], list[str]]:
-    """Per board and camera: captured, stored, fetched, bytes, checksum, frame times vs the release edge."""
+    """Per board and camera: captured, stored, fetched, bytes, checksum, frame times vs the release
+    edge."""
     from camctl.common.records import PhaseRecord, read
     from camctl.store import iter_events, iter_frames
 
@@ -315,10 +319,11 @@ def print_table(rows: list[dict]) -> None:
 
 def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
              keep: bool = False, size: tuple[int, int] = (960, 540), mission_port: int | None = None) -> int:
-    """Run the simulated drop test; return the process exit status (0 = every stored frame arrived intact).
+    """Run the simulated drop test; return the process exit status (0 = every stored frame arrived
+    intact).
 
-    With ``mission_port`` the mission page (``camctl mission``) watches the boards from the start; its URL
-    is printed (see :class:`camctl.ground.mission.demo_hook.DemoMission`)."""
+    With ``mission_port`` the mission page (``camctl mission``) watches the boards from the start;
+    its URL is printed (see :class:`camctl.ground.mission.demo_hook.DemoMission`)."""
     hook = None
     if mission_port is not None:
         from camctl.ground.mission.demo_hook import DemoMission

@@ -1,8 +1,8 @@
 """Every camctl exception and warning, in one place.
 
-One root (:class:`CamctlError`), one root per area, and specific errors that also inherit the builtin a
-caller would naturally catch. Each exception formats its own message from its fields, so the CLI can print
-``str(exc)`` as the single line a user sees.
+One root (:class:`CamctlError`), one root per area, and specific errors that also inherit the
+builtin a caller would naturally catch. Each exception formats its own message from its fields, so
+the CLI can print ``str(exc)`` as the single line a user sees.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class CamctlError(Exception):
         super().__init__(str(self))
 
 
-# --- config -------------------------------------------------------------------------------------------
+# --- config ---------------------------------------------------------------------------------------
 @dataclass(eq=False, repr=False)
 class ConfigError(CamctlError, ValueError):
     """A config file cannot be used. ``path`` is the file, ``key`` the dotted key path."""
@@ -65,7 +65,7 @@ class ConfigValueError(ConfigError):
     """A key has a value of the wrong type or out of range."""
 
 
-# --- cameras ------------------------------------------------------------------------------------------
+# --- cameras --------------------------------------------------------------------------------------
 @dataclass(eq=False, repr=False)
 class CameraError(CamctlError, RuntimeError):
     """A camera backend failed; the capture thread restarts the camera with backoff."""
@@ -85,17 +85,17 @@ class CameraDisconnected(CameraError, ConnectionError):
     """The camera vanished (unplugged ribbon, libcamera lost the device)."""
 
 
-# --- gpio ---------------------------------------------------------------------------------------------
+# --- gpio -----------------------------------------------------------------------------------------
 class GpioError(CamctlError, RuntimeError):
     """The GPIO backend cannot be opened or a line cannot be claimed."""
 
 
 class ResumeError(CamctlError, RuntimeError):
-    """A restarted daemon cannot re-enter the persisted phase (the machine already moved, or the phase is not
-    one of this config's)."""
+    """A restarted daemon cannot re-enter the persisted phase (the machine already moved, or the
+    phase is not one of this config's)."""
 
 
-# --- store --------------------------------------------------------------------------------------------
+# --- store ----------------------------------------------------------------------------------------
 class StoreError(CamctlError, OSError):
     """The flash store cannot do what was asked."""
 
@@ -129,7 +129,7 @@ class RecordError(CamctlError, ValueError):
         return f"{self.kind or 'event-log'} record: field {self.field!r} {self.message}"
 
 
-# --- protocol / network -------------------------------------------------------------------------------
+# --- protocol / network ---------------------------------------------------------------------------
 @dataclass(eq=False, repr=False)
 class ProtocolError(CamctlError, ValueError):
     """A wire message is malformed, unknown or out of range."""
@@ -186,11 +186,11 @@ class LinkDropped(BoardTimeout):
         return f"{self.url}: link dropped while waiting for {self.what}"
 
 
-# --- deployment ---------------------------------------------------------------------------------------
+# --- deployment -----------------------------------------------------------------------------------
 class InstallError(CamctlError, RuntimeError):
     """`camctl install-service` cannot proceed (a config would be overwritten, a command failed)."""
 
 
-# --- warnings -----------------------------------------------------------------------------------------
+# --- warnings -------------------------------------------------------------------------------------
 class CamctlWarning(Warning):
     """Root of camctl warnings (fallbacks that a user should know about)."""

@@ -1,5 +1,5 @@
-"""The strict picamera2 double for tests: it lives in :mod:`camctl.testing.picamera2_double` (the bench uses it
-too); this module keeps the tests' imports short."""
+"""The strict picamera2 double for tests: it lives in :mod:`camctl.testing.picamera2_double` (the
+bench uses it too); this module keeps the tests' imports short."""
 
 from camctl.testing.picamera2_double import (  # noqa: F401
     CODEC_MAX,

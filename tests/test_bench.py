@@ -1,7 +1,8 @@
-"""``camctl bench``: the quick run reports every metric as a positive number; --only runs one; the proxy is honest;
-every figure module is registered; --markdown prints one row per metric.
+"""``camctl bench``: the quick run reports every metric as a positive number; --only runs one; the
+proxy is honest; every figure module is registered; --markdown prints one row per metric.
 
-The quick bench runs ONCE as a real subprocess (module-scoped fixture). No test asserts a performance target.
+The quick bench runs ONCE as a real subprocess (module-scoped fixture). No test asserts a
+performance target.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def test_delay_proxy_forwards_every_byte_both_ways() -> None:
 
 
 def test_every_figure_module_is_registered() -> None:
-    """A module of camctl/bench/ that defines FIGURE but is missing from FIGURE_MODULES would never run."""
+    """A module of camctl/bench/ that defines FIGURE but is missing from FIGURE_MODULES would never
+    run."""
     names = sorted(p.stem for p in (ROOT / "camctl" / "bench").glob("*.py") if p.stem != "__main__")
     with_figure = [n for n in names if hasattr(importlib.import_module(f"camctl.bench.{n}"), "FIGURE")]
     assert sorted(FIGURE_MODULES) == with_figure

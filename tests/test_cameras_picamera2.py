@@ -1,5 +1,6 @@
-"""The picamera2 backend: API conformance against the real picamera2 source (read with ast, never imported:
-it needs libcamera), behaviour against tests/fake_picamera2.py, and one contract run over sim + fake."""
+"""The picamera2 backend: API conformance against the real picamera2 source (read with ast, never
+imported: it needs libcamera), behaviour against tests/fake_picamera2.py, and one contract run over
+sim + fake."""
 
 from __future__ import annotations
 
@@ -47,12 +48,12 @@ from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
 from fake_picamera2 import Output as FakeOutput
 from fake_picamera2 import Quality as FakeQuality
 
-# --- a) conformance with the installed picamera2 source ---------------------------------------------
+# --- a) conformance with the installed picamera2 source -------------------------------------------
 
 
 def _picamera2_dir() -> Path:
-    # find_spec on a top-level package locates it without executing it (checked below: the module is not
-    # in sys.modules afterwards), which matters because importing picamera2 needs libcamera.
+    # find_spec on a top-level package locates it without executing it (checked below: the module is
+    # not in sys.modules afterwards), which matters because importing picamera2 needs libcamera.
     spec = importlib.util.find_spec("picamera2")
     if spec is None or not spec.submodule_search_locations:
         reason = "picamera2 is not installed (pip install --no-deps picamera2)"
@@ -121,7 +122,8 @@ def real_api() -> dict[str, ast.ClassDef]:
 
 
 def _module_names(path: Path) -> set[str]:
-    """What ``from <module> import X`` can give: names imported, classes and functions defined, assigned."""
+    """What ``from <module> import X`` can give: names imported, classes and functions defined,
+    assigned."""
     tree = ast.parse(path.read_text())
     names = set()
     for node in ast.walk(tree):
@@ -160,7 +162,8 @@ def test_api_table_matches_picamera2_source(real_api):
             params = _params(methods[method])
             for kw in kwargs:
                 assert kw in params, f"{cls_name}.{method} has no parameter {kw!r} (has {params})"
-    # Positional use: configure(config), set_controls(dict), make_array(name), switch_mode...(config).
+    # Positional use: configure(config), set_controls(dict), make_array(name),
+    # switch_mode...(config).
     pc = _methods(real_api["Picamera2"])
     assert _params(pc["configure"])[1] == "camera_config"
     assert _params(pc["set_controls"])[1] == "controls"
@@ -198,7 +201,8 @@ def test_hardware_encoder_facts_in_picamera2_source(real_api):
     setup_src = ast.unparse(_methods(real_api["MJPEGEncoder"])["_setup"])
     for member in PICAMERA2_API_USED["Quality"]:
         assert f"Quality.{member.removeprefix('attr:')}" in setup_src
-    # A still needs recording stopped: process_requests hands every request to each registered encoder.
+    # A still needs recording stopped: process_requests hands every request to each registered
+    # encoder.
     pr_src = ast.unparse(_methods(real_api["Picamera2"])["process_requests"])
     assert "encoder.encode(encoder.name, req)" in pr_src
 
@@ -217,15 +221,18 @@ def test_lores_facts_in_picamera2_source(real_api):
     # Pi 4: the lores stream must be YUV, and never larger than main.
     check = ast.unparse(pc["check_camera_config"])
     assert "lores stream must be YUV" in check and "lores stream dimensions may not exceed main stream" in check
-    # The real stride comes back into the stream config at configure; stream_configuration returns it.
+    # The real stride comes back into the stream config at configure; stream_configuration returns
+    # it.
     assert "stream_config['stride'] = libcamera_stream_config.stride" in ast.unparse(pc["_update_stream_config"])
     assert ast.unparse(pc["stream_configuration"]).endswith("return self.camera_config[name]")
-    # make_array of a YUV420 stream: (h * 3 // 2, stride), padding kept, and a copy (safe after release).
+    # make_array of a YUV420 stream: (h * 3 // 2, stride), padding kept, and a copy (safe after
+    # release).
     helpers = _classes(root / "request.py")["Helpers"]
     shared = ast.unparse(_methods(helpers)["_make_array_shared"])
     assert "image = array.reshape((h * 3 // 2, stride))" in shared
     assert "np.copy(array)" in ast.unparse(_methods(helpers)["make_array"])
-    # picamera2's own YUV420 -> JPEG path splits the planes the way split_i420 does (chroma stride / 2).
+    # picamera2's own YUV420 -> JPEG path splits the planes the way split_i420 does (chroma stride /
+    # 2).
     save = ast.unparse(_methods(real_api["CompletedRequest"])["save"])
     assert "reshaped = m.array.reshape((m.array.shape[0] * 2, m.array.strides[0] // 2))" in save
     assert "U = reshaped[2 * height:2 * height + height // 2, :width // 2]" in save
@@ -233,7 +240,8 @@ def test_lores_facts_in_picamera2_source(real_api):
 
 def test_controls_and_metadata_names_exist_in_picamera2_source():
     root = _picamera2_dir()
-    # "FrameRate" is not a libcamera control: picamera2 maps it onto FrameDurationLimits in controls.py.
+    # "FrameRate" is not a libcamera control: picamera2 maps it onto FrameDurationLimits in
+    # controls.py.
     controls = ast.parse((root / "controls.py").read_text())
     virtual = set()
     for node in ast.walk(controls):
@@ -241,14 +249,16 @@ def test_controls_and_metadata_names_exist_in_picamera2_source():
                                                  for t in node.targets):
             virtual = {k.value for k in node.value.keys}
     assert "FrameRate" in virtual
-    # The other controls are libcamera's, advertised by the Raspberry Pi IPA (cited in the fake, which refuses
-    # any name it does not advertise, as picamera2's Controls does); picamera2 itself sets AfMode by name.
+    # The other controls are libcamera's, advertised by the Raspberry Pi IPA (cited in the fake,
+    # which refuses any name it does not advertise, as picamera2's Controls does); picamera2 itself
+    # sets AfMode by name.
     for name in CONTROLS_USED:
         assert name in virtual or name in RPI_IPA_CONTROLS | RPI_IPA_AF_CONTROLS, name
     assert '"AfMode"' in (root / "picamera2.py").read_text()
-    # Metadata keys are libcamera control names; libcamera is not installed here, so the honest check is
-    # that picamera2 itself reads them (as strings or libcamera.controls attributes). FrameDuration is not
-    # read by picamera2: it is libcamera core metadata, and the backend treats every key as optional.
+    # Metadata keys are libcamera control names; libcamera is not installed here, so the honest
+    # check is that picamera2 itself reads them (as strings or libcamera.controls attributes).
+    # FrameDuration is not read by picamera2: it is libcamera core metadata, and the backend treats
+    # every key as optional.
     names = set()
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -364,18 +374,20 @@ def test_fake_follows_the_real_signatures(real_api):
         real = _methods(real_api[cls_name])
         for name in PICAMERA2_API_USED[cls_name]:
             if name in ("global_camera_info", "camera_controls", "array"):
-                continue  # staticmethod in picamera2, classmethod on the fake (it needs the rig); properties
+                # staticmethod in picamera2, classmethod on the fake (it needs the rig); properties
+                continue
             fake_params, fake_defaults = _fake_signature(getattr(fake_cls, name))
             real_params, real_defaults = _signature(real[name])
             assert fake_params == real_params, (cls_name, name, fake_params, real_params)
-            if cls_name != "Picamera2":  # (the Picamera2 fake predates defaults checks; names suffice there)
+            # (the Picamera2 fake predates defaults checks; names suffice there)
+            if cls_name != "Picamera2":
                 assert fake_defaults == real_defaults, (cls_name, name, fake_defaults, real_defaults)
     real_quality = {t.id: node.value.value for node in real_api["Quality"].body if isinstance(node, ast.Assign)
                     for t in node.targets}
     assert {m.name: m.value for m in FakeQuality} == real_quality
 
 
-# --- b) behaviour with a fake picamera2 -------------------------------------------------------------
+# --- b) behaviour with a fake picamera2 -----------------------------------------------------------
 @pytest.fixture
 def rig(picamera2_rig: FakeRig) -> FakeRig:
     """A board without the hardware JPEG encoder (Pi 5-like)."""
@@ -398,14 +410,16 @@ def cam(rig: FakeRig, **kw) -> Picamera2Camera:
 
 
 def give_back(*frames: Frame) -> None:
-    """What the capture runner does when it is done with a frame's pixels: release a lent frame, once."""
+    """What the capture runner does when it is done with a frame's pixels: release a lent frame,
+    once."""
     for frame in frames:
         if frame.release is not None:
             frame.release()
 
 
 def take(c: Picamera2Camera, still: bool = False, **kw) -> Frame:
-    """The next frame (or still), given back at once: for tests that look at its fields, not its pixels."""
+    """The next frame (or still), given back at once: for tests that look at its fields, not its
+    pixels."""
     frame = c.capture_still(**kw) if still else c.capture(**kw)
     give_back(frame)
     return frame
@@ -433,7 +447,8 @@ def test_open_capture_set_fps_close(rig):
     with c:
         picam2 = rig.instances[0]
         assert picam2.camera_config["main"]["format"] == "BGR888" and picam2.camera_config["main"]["size"] == (64, 48)
-        assert picam2.camera_config["controls"]["FrameRate"] == 50.0  # the sensor runs at the flight's highest
+        # the sensor runs at the flight's highest
+        assert picam2.camera_config["controls"]["FrameRate"] == 50.0
         assert picam2.camera_config["queue"] is False
         frame = c.capture()
         assert frame.image.shape == (48, 64, 3) and (frame.width, frame.height) == (64, 48)
@@ -482,7 +497,8 @@ def test_seq_counts_lost_frames_not_thinned_ones_and_never_goes_back(rig):
         d = take(c)
         assert d.seq == seqs[-1] + 1
         still = take(c, still=True)
-        assert still.still and still.image.shape == (48, 64, 3)  # the video's main stream, no mode switch
+        # the video's main stream, no mode switch
+        assert still.still and still.image.shape == (48, 64, 3)
         after = take(c)  # the still's frame was due for the video: it comes again, as video
         assert not after.still and after.seq == still.seq == d.seq + 1 and after.timestamp_ns == still.timestamp_ns
         assert take(c).seq == after.seq + 1
@@ -493,7 +509,8 @@ def test_stall_times_out_and_leaks_no_request(rig):
         rig.stalled = True
         with pytest.raises(CameraTimeout, match=r"no frame within 0\.05 s"):
             c.capture(timeout_s=0.05)
-        rig.complete_late = True  # the job finishes just as it is cancelled: its request must be released
+        # the job finishes just as it is cancelled: its request must be released
+        rig.complete_late = True
         with pytest.raises(CameraTimeout):
             c.capture(timeout_s=0.05)
         assert rig.outstanding == 0
@@ -584,7 +601,8 @@ def test_auto_does_not_switch_encoder_between_opens(hw_rig):
     c = cam(hw_rig, encoder="auto")
     with c:
         assert c.capture(timeout_s=5.0).jpeg is not None
-    hw_rig.hardware_jpeg = False  # the codec went away (driver unloaded): refuse rather than change silently
+    # the codec went away (driver unloaded): refuse rather than change silently
+    hw_rig.hardware_jpeg = False
     with pytest.raises(CameraError, match="'auto' chose hardware at the first open but now"):
         c.open()
     assert c.closed
@@ -617,12 +635,14 @@ def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_
         after = time.monotonic_ns()
     assert hw_rig.recordings_started == hw_rig.recordings_stopped == 1
     stamps = [f.timestamp_ns for f in frames]
-    # firsttimestamp + relative µs, back in ns: on the monotonic clock, µs resolution, never going back.
+    # firsttimestamp + relative µs, back in ns: on the monotonic clock, µs resolution, never going
+    # back.
     assert before - 1000 <= stamps[0] and stamps[-1] <= after
     assert all(b > a for a, b in itertools.pairwise(stamps)) and all(t % 1000 == 0 for t in stamps)
     seqs = [f.seq for f in frames]
     assert all(b > a for a, b in itertools.pairwise(seqs))
-    assert seqs[-1] - seqs[0] - 4 <= c.hw_dropped  # consecutive unless the queue overflowed (a slow machine)
+    # consecutive unless the queue overflowed (a slow machine)
+    assert seqs[-1] - seqs[0] - 4 <= c.hw_dropped
     assert c.thinned == 0
     for f in frames:
         assert f.image is None and (f.width, f.height) == (64, 48) and not f.still
@@ -653,7 +673,8 @@ def test_hardware_slow_consumer_counts_drops_as_gaps(hw_rig):
     c = cam(hw_rig, encoder="hardware", fps=500.0)
     with c:
         first = c.capture(timeout_s=5.0)
-        assert hw_rig.wait_fed(hw_rig.frames_fed + QUEUE_FRAMES + 3)  # the queue overflows meanwhile
+        # the queue overflows meanwhile
+        assert hw_rig.wait_fed(hw_rig.frames_fed + QUEUE_FRAMES + 3)
         nxt = c.capture(timeout_s=5.0)
     assert nxt.seq - first.seq - 1 >= 3 and c.hw_dropped >= 3
 
@@ -695,7 +716,8 @@ def test_failed_hardware_start_is_cleaned_up(hw_rig):
     with pytest.raises(CameraError, match="Failed to start camera"):
         c.open()
     assert c.closed and not hw_rig.instances[0].is_open
-    assert hw_rig.recordings_stopped == hw_rig.recordings_started == 1  # stop_recording ran on the way out
+    # stop_recording ran on the way out
+    assert hw_rig.recordings_stopped == hw_rig.recordings_started == 1
 
 
 def test_hardware_still_comes_from_the_running_stream_and_recording_goes_on(hw_rig):
@@ -714,7 +736,8 @@ def test_hardware_still_comes_from_the_running_stream_and_recording_goes_on(hw_r
             frames.append(c.capture(timeout_s=5.0))
         assert frames[-1].jpeg is not None and frames[-1].timestamp_ns > before.timestamp_ns
         stamps = [before.timestamp_ns] + [f.timestamp_ns for f in frames]
-        assert max(b - a for a, b in itertools.pairwise(stamps[-3:])) < 2 * 10e6 + 1e6  # no hole in the video
+        # no hole in the video
+        assert max(b - a for a, b in itertools.pairwise(stamps[-3:])) < 2 * 10e6 + 1e6
     assert hw_rig.recordings_stopped == 1 and hw_rig.outstanding == 0
 def test_hardware_still_timeout_leaks_nothing(hw_rig):
     with cam(hw_rig, encoder="hardware", fps=100.0) as c:
@@ -755,7 +778,8 @@ def test_runner_stores_hardware_jpegs_without_the_encoder_pool(hw_rig):
         runner.stop()
     assert NoPool.submitted == 0
     for ef in stored[:5]:
-        assert ef.phase == "DESCENT" and (ef.width, ef.height) == (64, 48)  # no lores decimation of a JPEG
+        # no lores decimation of a JPEG
+        assert ef.phase == "DESCENT" and (ef.width, ef.height) == (64, 48)
         assert simplejpeg.decode_jpeg_header(ef.jpeg)[:2] == (48, 64)
     seqs = [ef.seq for ef in stored]
     assert seqs == sorted(seqs)
@@ -790,7 +814,7 @@ def test_make_camera_drives_the_picamera2_module_passed_in(rig):
     assert opened == [rig.module] and len(rig.instances) == 2
 
 
-# --- contract over both backends --------------------------------------------------------------------
+# --- contract over both backends ------------------------------------------------------------------
 @pytest.fixture(params=["sim", "fake-picamera2"])
 def any_camera(request):
     if request.param == "sim":
@@ -825,11 +849,12 @@ def test_contract(any_camera):
     assert c.closed
 
 
-# --- c) lent frames: the request buffer itself, given back by Frame.release ---------------------------
+# --- c) lent frames: the request buffer itself, given back by Frame.release -----------------------
 def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
     c = cam(rig, fps=100.0)
     with c:
-        frames = [c.capture() for _ in range(backend.BUFFER_COUNT)]  # a consumer that gives nothing back
+        # a consumer that gives nothing back
+        frames = [c.capture() for _ in range(backend.BUFFER_COUNT)]
         lent = [f for f in frames if f.release is not None]
         assert len(lent) == c.lend_limit == backend.BUFFER_COUNT - 2 and frames[:len(lent)] == lent
         assert c.lent == c.lend_limit and rig.arrays_mapped == c.lend_limit
@@ -850,7 +875,8 @@ def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
 def test_a_consumer_holding_frames_costs_copies_not_sensor_frames(rig):
     held: list[Frame] = []
     with cam(rig, fps=100.0) as c:
-        for _ in range(30):  # keeps the last 8 frames (more than the camera has buffers), reads each once
+        # keeps the last 8 frames (more than the camera has buffers), reads each once
+        for _ in range(30):
             held.append(c.capture())
             if len(held) > 8:
                 give_back(held.pop(0))
@@ -868,19 +894,22 @@ def test_a_lent_frame_is_a_read_only_view_of_the_request_buffer(rig):
             frame.image[0, 0] = 0
         assert not frame.image.flags.owndata and frame.release is not None
         frame.release()
-        # the request went back to libcamera, which fills its buffer again: a view, not a copy, saw that
+        # the request went back to libcamera, which fills its buffer again: a view, not a copy, saw
+        # that
         assert rig.recycled == rig.created and frame.image[5, 7].tolist() == [rig.pad_value] * 3
 
 
 def test_still_and_its_video_twin_each_release_their_own_reference(rig):
     with cam(rig, fps=100.0) as c:
         still = c.capture_still()
-        twin = c.capture()  # the still's frame was due for the video: the same buffer, another reference
+        # the still's frame was due for the video: the same buffer, another reference
+        twin = c.capture()
         assert still.still and not twin.still and twin.seq == still.seq
         assert still.release is not None and twin.release is not None and still.release is not twin.release
         assert c.lent == 1 and np.shares_memory(still.image, twin.image)  # one buffer, one loan
         still.release()
-        assert rig.outstanding == 1 and twin.image[0, 0].tolist() == list(rig.colour)  # still the twin's
+        # still the twin's
+        assert rig.outstanding == 1 and twin.image[0, 0].tolist() == list(rig.colour)
         twin.release()
         assert rig.outstanding == 0 and c.lent == 0
         pending = c.capture_still()  # a twin nobody takes before close is given back by close
@@ -930,7 +959,8 @@ def test_close_leaves_the_camera_open_while_lent_frames_are_out(rig, caplog):
     assert c.closed and picam2.is_open and not picam2.started  # stopped, not freed under the reader
     assert c.deferred_closes == 1 and "1 lent frame(s) not given back within 0.05 s" in caplog.text
     assert frame.image[0, 0].tolist() == list(rig.colour)  # still its frame
-    with pytest.raises(CameraError, match="in use"):  # still acquired: a reopen fails (the runner retries)
+    # still acquired: a reopen fails (the runner retries)
+    with pytest.raises(CameraError, match="in use"):
         c.open()
     frame.release()  # the last loan back: now the camera is closed
     assert not picam2.is_open and rig.closed_while_held == 0 and rig.outstanding == 0
@@ -975,15 +1005,17 @@ def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_ba
         pool.close()
     assert camera.frames_lent >= camera.lend_limit and camera.frames_copied >= 3 and any(f.still for f in stored)
     assert rig.starved == 0  # the sensor always had buffers: a slow encoder cost copies, not frames
-    assert rig.outstanding == 0 and camera.lent == 0 and rig.closed_while_held == 0  # every loan given back once
-    for f in stored:  # lent pixels were encoded before their buffer went back (a recycled one reads 0xEE grey)
+    # every loan given back once
+    assert rig.outstanding == 0 and camera.lent == 0 and rig.closed_while_held == 0
+    # lent pixels were encoded before their buffer went back (a recycled one reads 0xEE grey)
+    for f in stored:
         r, g, b = simplejpeg.decode_jpeg(f.jpeg).reshape(-1, 3).mean(axis=0)
         assert b > 200 and r < 40 and g < 40, (f.seq, r, g, b)
 
 
 def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
-    """The daemon's boot check takes one frame and closes the camera: a frame it kept would leave the camera
-    acquired (close defers), and the runner could not open it at ARM."""
+    """The daemon's boot check takes one frame and closes the camera: a frame it kept would leave
+    the camera acquired (close defers), and the runner could not open it at ARM."""
     from camctl.board.config import parse_config
     from camctl.board.daemon import Daemon
     from camctl.board.sdnotify import Notifier

@@ -1,4 +1,5 @@
-"""The sim camera backend: scene determinism and weight, pacing on a fake clock, every fault kind."""
+"""The sim camera backend: scene determinism and weight, pacing on a fake clock, every fault
+kind."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def sim(t: FakeTime, **kw) -> SimCamera:
     return SimCamera("cam", clock=t.clock, sleep=t.sleep, **kw)
 
 
-# --- scene ------------------------------------------------------------------------------------------
+# --- scene ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("role", ["down", "up", "side"])
 def test_same_seed_same_seq_same_pixels(role):
     a = SimCamera("a", size=(320, 240), fps=30, role=role, seed=7, paced=False)
@@ -84,7 +85,7 @@ def test_smaller_frames_weigh_less():
     assert small < big / 3
 
 
-# --- pacing -----------------------------------------------------------------------------------------
+# --- pacing ---------------------------------------------------------------------------------------
 def test_paced_absolute_schedule_and_seq_gaps_when_late():
     t = FakeTime()
     cam = sim(t, fps=10.0, buffers=1)
@@ -142,7 +143,7 @@ def test_timeout_below_the_period_is_honoured():
     assert t.slept[-1] == pytest.approx(0.25)
 
 
-# --- faults -----------------------------------------------------------------------------------------
+# --- faults ---------------------------------------------------------------------------------------
 def test_stall_raises_timeout_after_timeout_s_then_recovers():
     t = FakeTime()
     cam = sim(t, fps=10.0)
@@ -152,7 +153,8 @@ def test_stall_raises_timeout_after_timeout_s_then_recovers():
         start = t.now_ns
         with pytest.raises(CameraTimeout) as err:
             cam.capture(timeout_s=0.3)
-        assert (t.now_ns - start) / NS == pytest.approx(0.3)  # blocked exactly the timeout, not the stall
+        # blocked exactly the timeout, not the stall
+        assert (t.now_ns - start) / NS == pytest.approx(0.3)
         assert "cam" in str(err.value)
         with pytest.raises(CameraTimeout):
             cam.capture(timeout_s=0.3)
@@ -298,9 +300,11 @@ def test_lent_buffers_leave_fewer_for_a_late_consumer():
     cam = sim(t, size=(64, 48), fps=10.0, prerender=2, buffers=4)
     cam.prepare()
     cam.open()
-    held = [cam.capture() for _ in range(2)]  # both lendable buffers kept (an encoder still reading them)
+    # both lendable buffers kept (an encoder still reading them)
+    held = [cam.capture() for _ in range(2)]
     assert all(f.release is not None for f in held)
-    t.advance(0.35)  # 2.5 periods late: with 2 of 4 buffers lent the 2 free ones overflowed, a frame is lost
+    # 2.5 periods late: with 2 of 4 buffers lent the 2 free ones overflowed, a frame is lost
+    t.advance(0.35)
     late = cam.capture()
     assert late.seq == 3 and late.release is None  # nothing to spare: copied
     for h in held:
@@ -337,7 +341,8 @@ def test_descent_s_sets_how_fast_the_ground_comes_up():
     assert _altitude(10.0, 10.0) == _altitude(60.0, 10.0) == 0.25  # on the ground, the view holds
     fast = render_scene(1, "down", (160, 120), 3, 5.0, 10.0)
     assert not np.array_equal(fast, render_scene(1, "down", (160, 120), 3, 5.0))
-    assert np.array_equal(fast, render_scene(1, "down", (160, 120), 3, 5.0, 10.0))  # still deterministic
+    # still deterministic
+    assert np.array_equal(fast, render_scene(1, "down", (160, 120), 3, 5.0, 10.0))
     from camctl.board.config import parse_config
 
     cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_descent_s": 8}]})

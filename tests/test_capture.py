@@ -1,4 +1,5 @@
-"""Capture threads: the pre-trigger seam, per-phase rates, stills, accounting and fault isolation."""
+"""Capture threads: the pre-trigger seam, per-phase rates, stills, accounting and fault
+isolation."""
 
 from __future__ import annotations
 
@@ -244,7 +245,8 @@ def test_quality_and_lores_follow_the_phase(pool):
 
 
 def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
-    """A queued sensor buffer delivered just after the edge was exposed before it: it is a pre-edge frame."""
+    """A queued sensor buffer delivered just after the edge was exposed before it: it is a pre-edge
+    frame."""
 
     class LaggingCamera(ScriptedCamera):
         lag_ns = 0
@@ -280,13 +282,15 @@ def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
 
 
 # --- progress, as the daemon's watchdog sees it ---------------------------------------------------
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread killed on purpose
+# the thread killed on purpose
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool) -> None:
     from camctl.board.capture import PROGRESS_MARGIN_S
 
     cam = ScriptedCamera("stuck")
 
-    def hang(timeout_s: float = 1.0) -> Frame:  # waits for a permit with no timeout, like picamera2's stop()
+    # waits for a permit with no timeout, like picamera2's stop()
+    def hang(timeout_s: float = 1.0) -> Frame:
         cam.gate.acquire()
         return ScriptedCamera.capture(cam, timeout_s)
 
@@ -296,7 +300,8 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
     r.set_phase("DESCENT")
     wait_for(lambda: r.activity == "capturing", "the runner to capture")
     now = time.monotonic_ns()
-    assert r.overdue_s(now) == 0.0  # within its budget: a capture may take its timeout plus the margin
+    # within its budget: a capture may take its timeout plus the margin
+    assert r.overdue_s(now) == 0.0
     later = now + int((1.0 + PROGRESS_MARGIN_S + 1.0) * 1e9)
     assert r.overdue_s(later) >= 0.9 and r.activity == "capturing"
     cam.gate.release()
@@ -343,9 +348,10 @@ def test_an_abandoned_runner_drops_its_ring_and_a_late_frame_into_its_ledger(poo
 
 
 class LendingCamera(ScriptedCamera):
-    """Lends every frame (``Frame.release``) and checks the runner's side of the contract: each frame given
-    back exactly once, never closed with a frame out (a real camera frees its buffers at close), and pixels
-    scribbled over once given back (an encode still reading them would make a wrong JPEG)."""
+    """Lends every frame (``Frame.release``) and checks the runner's side of the contract: each
+    frame given back exactly once, never closed with a frame out (a real camera frees its buffers at
+    close), and pixels scribbled over once given back (an encode still reading them would make a
+    wrong JPEG)."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -389,7 +395,8 @@ class LendingCamera(ScriptedCamera):
 
 def test_every_lent_frame_is_given_back_once_after_its_encode_through_drops_stills_and_faults():
     cam, sink = LendingCamera(fps=60.0), Sink()
-    with EncoderPool(1) as pool:  # one encoder for a camera running flat out: the runner drops frames
+    # one encoder for a camera running flat out: the runner drops frames
+    with EncoderPool(1) as pool:
         r = CameraRunner(cam, cfg(), pool, sink, max_inflight=2, backoff_s=(0.001, 0.01))
         r.start()
         try:
@@ -400,14 +407,16 @@ def test_every_lent_frame_is_given_back_once_after_its_encode_through_drops_stil
             sink.wait_for(lambda fs: any(f.still for f in fs))
             n = len(sink.frames)
             gate = threading.Event()
-            pool.run(gate.wait, 10)  # the encoder is busy: the next frames wait, lent, in the pipeline
+            # the encoder is busy: the next frames wait, lent, in the pipeline
+            pool.run(gate.wait, 10)
             deadline = time.monotonic() + 20
             while r.in_pipeline < 2 and time.monotonic() < deadline:
                 time.sleep(0.001)
             cam.fail_next = 1  # a fault while lent frames wait for the encoder
             while r.stats.faults < 1 and time.monotonic() < deadline:
                 time.sleep(0.001)
-            settle = time.monotonic() + 0.5  # time for a wrong runner to close the camera and back off
+            # time for a wrong runner to close the camera and back off
+            settle = time.monotonic() + 0.5
             while r.activity != "backoff" and time.monotonic() < settle:
                 time.sleep(0.001)
             gate.set()
@@ -419,7 +428,8 @@ def test_every_lent_frame_is_given_back_once_after_its_encode_through_drops_stil
     assert r.stats.faults == 1 and r.stats.dropped.get("encoder_behind", 0) > 0
     assert cam.double == 0 and cam.lent == 0 and set(cam.out.values()) == {1}
     assert cam.closed_while_lent == 0
-    # every stored JPEG shows the pixels its frame was captured with (none read after it was given back)
+    # every stored JPEG shows the pixels its frame was captured with (none read after it was given
+    # back)
     for f in sink.frames:
         level = float(simplejpeg.decode_jpeg(f.jpeg, colorspace="GRAY").mean())
         assert abs(level - f.seq % 256) < 3, (f.seq, level)

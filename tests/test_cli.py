@@ -1,7 +1,7 @@
 """The CLI explains itself and keeps one exit-code rule.
 
-Every subcommand and flag has a help text and ``--help`` shows each default. Exit codes everywhere: 0 ok,
-1 a problem found in the data, 2 usage, config or connection error (camctl.cli's docstring).
+Every subcommand and flag has a help text and ``--help`` shows each default. Exit codes everywhere:
+0 ok, 1 a problem found in the data, 2 usage, config or connection error (camctl.cli's docstring).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def test_help_shows_every_default() -> None:
             assert f"(default: {a.default})" in text, f"{name} {a.option_strings}: default {a.default!r} not shown"
     fetch = dict(_parsers())["camctl fetch"].format_help()
     assert "(default: 30.0)" in " ".join(fetch.split())
-    assert "(default: False)" not in fetch and "(default: None)" not in fetch  # flags and unset options: no noise
+    # flags and unset options: no noise
+    assert "(default: False)" not in fetch and "(default: None)" not in fetch
 
 
 @pytest.mark.parametrize(("exc", "code"), [

@@ -1,4 +1,5 @@
-"""Config validation: every error names its key path, in one line, and the CLI exits 2 without a traceback."""
+"""Config validation: every error names its key path, in one line, and the CLI exits 2 without a
+traceback."""
 
 from __future__ import annotations
 
@@ -171,7 +172,8 @@ def test_cli_user_mistakes_are_one_line(tmp_path, args, message):
 
 
 def test_what_is_still_allowed_around_the_new_checks():
-    """Sims may share an index; a ring turned off whole is fine; a free role with every rate is fine."""
+    """Sims may share an index; a ring turned off whole is fine; a free role with every rate is
+    fine."""
     cfg = parse_config({"board": "b", "cameras": [
         {"name": "a", "backend": "sim", "index": 0, "pretrigger_s": 0, "pretrigger_mb": 0},
         {"name": "b", "backend": "sim", "index": 0, "role": "belly",

@@ -1,9 +1,9 @@
-"""camctl.board.daemon.Daemon in-process (sim cameras 160x120, mock GPIO lines, loopback ZMQ), plus sd_notify over a
-real ``camctl run`` process.
+"""camctl.board.daemon.Daemon in-process (sim cameras 160x120, mock GPIO lines, loopback ZMQ), plus
+sd_notify over a real ``camctl run`` process.
 
-Flights are driven through ``daemon.command`` and through real gpiozero MockPin edges (``daemon.lines.pulse``);
-timers run in ``run_forever`` on a thread, as in ``camctl run``. Waits poll a condition with a generous
-deadline; nothing asserts on wall-clock time.
+Flights are driven through ``daemon.command`` and through real gpiozero MockPin edges
+(``daemon.lines.pulse``); timers run in ``run_forever`` on a thread, as in ``camctl run``. Waits
+poll a condition with a generous deadline; nothing asserts on wall-clock time.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ CAMERA_KEYS = {"state", "fps", "frames_captured", "frames_stored", "durable_fram
 
 
 class Board:
-    """A started Daemon with its main loop (timers, status) on a thread, as ``camctl run`` has it."""
+    """A started Daemon with its main loop (timers, status) on a thread, as ``camctl run`` has
+    it."""
 
     def __init__(self, cfg: Config) -> None:
         self.d = Daemon(cfg, notifier=Notifier(environ={}))
@@ -148,7 +149,8 @@ def test_full_flight_via_commands_then_files_are_immutable(board, tmp_path: Path
     time.sleep(0.3)  # a few commit intervals in which nothing may be written (a negative check)
     assert flight_files(fdir) == before
     assert verify(fdir).exit_code == 0
-    # ... what the code does with them: held in RAM and written at the head of the next flight's event log
+    # ... what the code does with them: held in RAM and written at the head of the next flight's
+    # event log
     b.d.command("arm", {})
     st2 = wait_for(lambda: (s := b.status())["flight"] not in ("", flight) and s, "a second flight")
     b.d.command("disarm", {})
@@ -193,7 +195,8 @@ def test_disarm_in_armed_leaves_only_events(board, tmp_path: Path) -> None:
 
 
 def test_descent_timeout_lands_without_touchdown(board, tmp_path: Path) -> None:
-    b = board(descent_timeout_s=0.5, post_touchdown_s=0.1)  # (commands toggle the mock lines: source gpio)
+    # (commands toggle the mock lines: source gpio)
+    b = board(descent_timeout_s=0.5, post_touchdown_s=0.1)
     b.d.command("arm", {})
     b.d.command("event", {"name": "release"})
     st = b.wait_phase("LANDED", serving=True)
@@ -242,8 +245,8 @@ def test_camera_faults_restart_and_the_other_camera_goes_on(board, tmp_path: Pat
     assert {"CameraError", "CameraTimeout", "CameraDisconnected"} <= kinds, kinds
     assert {"CameraError", "CameraTimeout", "CameraDisconnected"} <= {f["error"] for f in pub_faults}, pub_faults
     assert all(f["board"] == "rig-t" and f["camera"] == "down" for f in pub_faults)
-    # isolation, as a ratio inside this run: the faulty camera was out for over a second; the other one
-    # never paused for anything near that
+    # isolation, as a ratio inside this run: the faulty camera was out for over a second; the other
+    # one never paused for anything near that
     down_gap, up_gap = _max_gap_s(frames_of(fdir, "down")), _max_gap_s(frames_of(fdir, "up"))
     assert down_gap >= 1.0, down_gap
     assert up_gap < down_gap / 3, (up_gap, down_gap)
@@ -304,7 +307,8 @@ def test_sd_notify_from_a_real_camctl_run(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(board) -> None:
-    """The GPIO callback thread must get the GIL within ~SWITCH_INTERVAL_S of an edge, not CPython's 5 ms."""
+    """The GPIO callback thread must get the GIL within ~SWITCH_INTERVAL_S of an edge, not CPython's
+    5 ms."""
     import sys
 
     from camctl.board.daemon import SWITCH_INTERVAL_S

@@ -1,4 +1,5 @@
-"""``camctl demo`` end to end as a subprocess (2 boards, 3 s descent), and ``camctl run`` on a broken config."""
+"""``camctl demo`` end to end as a subprocess (2 boards, 3 s descent), and ``camctl run`` on a
+broken config."""
 
 from __future__ import annotations
 
@@ -22,16 +23,20 @@ def test_demo_two_boards(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["problems"] == []
     assert report["first_look_png"] == str(out / "first-look.png") and (out / "first-look.png").stat().st_size
-    assert not (out / "ground" / "first-look.png").exists()  # the sheet stays beside the demo's outputs
+    # the sheet stays beside the demo's outputs
+    assert not (out / "ground" / "first-look.png").exists()
     rows = report["rows"]
     assert {(r["board"], r["camera"]) for r in rows} == {(b, c) for b in ("demo-a", "demo-b") for c in ("down", "up")}
     for r in rows:
         assert set(r) >= ROW_KEYS, ROW_KEYS - set(r)
         assert r["stored"] == r["fetched"] == r["durable"] > 0, r
-        assert r["pretrigger"] > 0 and r["first_s"] < 0 < r["last_s"], r  # frames exist before the release edge
+        # frames exist before the release edge
+        assert r["pretrigger"] > 0 and r["first_s"] < 0 < r["last_s"], r
         assert r["safe_frames"] == 0 and r["bad_jpeg"] == 0 and r["checksum_ok"] is True, r
-        assert r["stills"] == (1 if r["camera"] == "down" else 0), r  # stills = ["touchdown"] on down only
-    for b in ("demo-a", "demo-b"):  # the downloads are on the ground; the boards' stores were cleaned up
+        # stills = ["touchdown"] on down only
+        assert r["stills"] == (1 if r["camera"] == "down" else 0), r
+    # the downloads are on the ground; the boards' stores were cleaned up
+    for b in ("demo-a", "demo-b"):
         assert list((out / "ground" / b).glob("*/down/*.mcap"))
         assert not (out / "boards" / b / "store").exists()
 

@@ -1,7 +1,9 @@
-"""The board side needs nothing from the ``ground`` extra (PyAV, Pillow, matplotlib): pyproject's split holds.
+"""The board side needs nothing from the ``ground`` extra (PyAV, Pillow, matplotlib): pyproject's
+split holds.
 
 1. Importing every module of the ``camctl run`` path in a fresh interpreter loads none of them.
-2. A real ``camctl run`` board flies a flight and serves previews to a ground fetch while an import hook in
+2. A real ``camctl run`` board flies a flight and serves previews to a ground fetch while an import
+   hook in
    the board process refuses those packages; at exit it reports every attempt and what got loaded.
 """
 
@@ -21,7 +23,8 @@ from camctl.demo import start_board, write_board_config
 from camctl.ground import Client, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUND = ("av", "PIL", "matplotlib")  # the ground extra's import names (pyproject: av, pillow, matplotlib)
+# the ground extra's import names (pyproject: av, pillow, matplotlib)
+GROUND = ("av", "PIL", "matplotlib")
 BOARD_MODULES = (
     "camctl.cli", "camctl.board.daemon", "camctl.board.capture", "camctl.store", "camctl.board.publish",
     "camctl.board.cameras", "camctl.board.cameras.sim", "camctl.board.gpio", "camctl.board.config",
@@ -85,7 +88,8 @@ def test_a_board_flight_with_previews_needs_no_ground_library(tmp_path: Path) ->
             wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
                      "the board to land")
         res = fetch([board.router], tmp_path / "ground", give_up_after_s=20, thumbs_only=True, progress=False)
-        assert res.ok and sum(b.thumbs for b in res.boards) > 0, res.summary()  # previews made on the board
+        # previews made on the board
+        assert res.ok and sum(b.thumbs for b in res.boards) > 0, res.summary()
     finally:
         rc = board.stop()
     assert rc == 0, board.log_path.read_text()[-2000:]

@@ -1,7 +1,7 @@
 """camctl doctor with injected probes: a healthy fake Pi 5, then one thing broken at a time.
 
-The store checks use real directories in tmp (real create + fsync + delete); the port check binds real
-ZeroMQ sockets on loopback.
+The store checks use real directories in tmp (real create + fsync + delete); the port check binds
+real ZeroMQ sockets on loopback.
 """
 
 from __future__ import annotations
@@ -151,8 +151,8 @@ def test_writable_tmp_store_is_ok_and_leaves_nothing_behind(config) -> None:
 
 
 def test_unwritable_store_fails_for_real(config) -> None:
-    # A real directory that refuses the real probe: a read-only-mode dir for a normal user; for root (CI),
-    # which ignores mode bits, /proc, where nobody can create a file.
+    # A real directory that refuses the real probe: a read-only-mode dir for a normal user; for root
+    # (CI), which ignores mode bits, /proc, where nobody can create a file.
     if os.geteuid() != 0:
         config.store.chmod(stat.S_IRUSR | stat.S_IXUSR)
         target = config.store
@@ -166,8 +166,9 @@ def test_unwritable_store_fails_for_real(config) -> None:
 
 
 def test_unwritable_store_fails(config, tmp_path: Path) -> None:
-    # Root (as in CI) may write anywhere, so a "directory" that is really a regular file makes the real
-    # create+fsync+delete probe fail for everyone: os.open(<file>/probe) raises NotADirectoryError.
+    # Root (as in CI) may write anywhere, so a "directory" that is really a regular file makes the
+    # real create+fsync+delete probe fail for everyone: os.open(<file>/probe) raises
+    # NotADirectoryError.
     not_a_dir = tmp_path / "file-not-dir"
     not_a_dir.write_text("x")
     probes = healthy(is_dir=lambda p: True)
@@ -194,8 +195,8 @@ def test_gpio_problems(config) -> None:
     assert no_chip["gpiochip"].level == FAIL
     denied = _by_name(run_checks(config(), probes=healthy(access=lambda path, mode: False)))
     assert denied["gpiochip access"].level == FAIL and "usermod -aG gpio" in denied["gpiochip access"].fix
-    # old-kernel Pi 5: gpiochip4 is the real rp1 chip and gpiozero opens it: OK; if it were a different
-    # chip than the header, doctor must say so
+    # old-kernel Pi 5: gpiochip4 is the real rp1 chip and gpiozero opens it: OK; if it were a
+    # different chip than the header, doctor must say so
     wrong = healthy(realpath=lambda p: p)  # /dev/gpiochip4 is not a symlink to the header chip
     assert _by_name(run_checks(config(), probes=wrong))["gpiochip"].level == FAIL
     mock = _by_name(run_checks(config(gpio="mock"), probes=healthy(import_module=_importer({"lgpio": "x"}))))
@@ -276,7 +277,8 @@ def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -
     path = _lines_config(tmp_path)
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
     assert [c.level for c in lines] == [OK] and "at rest" in lines[0].detail
-    # the mock board's held levels, as `camctl arm --hold` / `camctl event release --hold` leave them
+    # the mock board's held levels, as `camctl arm --hold` / `camctl event release --hold` leave
+    # them
     (tmp_path / "store" / MOCK_LINES).write_text(json.dumps({"arm": True, "release": True}))
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
     assert [c.level for c in lines] == [WARN, WARN], lines

@@ -1,5 +1,5 @@
-"""Value-ordered overload in the encoder pool: across cameras a lower-value frame goes before a higher-value one,
-and a TOUCHDOWN frame is never dropped while an ARMED frame waits."""
+"""Value-ordered overload in the encoder pool: across cameras a lower-value frame goes before a
+higher-value one, and a TOUCHDOWN frame is never dropped while an ARMED frame waits."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def test_a_full_pool_pushes_out_the_oldest_lowest_value_frame(blocked):
     descent = pool.run(lambda: "descent", value=DESCENT)
     assert pool.waiting == 3 and not any(f.cancelled() for f in (*idle, descent))
     td = [pool.run(lambda: ("td", 0), value=TOUCHDOWN)]
-    assert [f.cancelled() for f in (*idle, descent)] == [True, False, False]  # the oldest of the lowest value
+    # the oldest of the lowest value
+    assert [f.cancelled() for f in (*idle, descent)] == [True, False, False]
     td += [pool.run(lambda i=i: ("td", i), value=TOUCHDOWN) for i in (1, 2)]
     # the two ARMED frames went first (oldest first), then the DESCENT one: never a TOUCHDOWN frame
     assert [f.cancelled() for f in idle] == [True, True] and descent.cancelled()
@@ -63,8 +64,9 @@ def test_an_unbounded_pool_never_drops():
 
 
 def test_across_cameras_the_touchdown_camera_keeps_its_frames(blocked):
-    """Two runners on one blocked pool: the ARMED camera's waiting frames are pushed out (and counted as its
-    encoder_behind), the TOUCHDOWN camera loses nothing while any ARMED frame waits."""
+    """Two runners on one blocked pool: the ARMED camera's waiting frames are pushed out (and
+    counted as its encoder_behind), the TOUCHDOWN camera loses nothing while any ARMED frame
+    waits."""
     pool, gate = blocked
     armed_cam, td_cam = ScriptedCamera("armed"), ScriptedCamera("td")
     armed_cam.gated = td_cam.gated = True

@@ -1,4 +1,5 @@
-"""The phase machine: every row of the rule table, timers, debounce, and the GPIO edge path (MockFactory)."""
+"""The phase machine: every row of the rule table, timers, debounce, and the GPIO edge path
+(MockFactory)."""
 
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def test_debounce_ignores_bounces_on_a_line():
     assert m.records[-1].outcome == "duplicate"
 
 
-# --- the real gpiozero edge path, MockFactory pins --------------------------------------------------------
+# --- the real gpiozero edge path, MockFactory pins ------------------------------------------------
 LINES = (GpioLine("arm", 17), GpioLine("release", 27), GpioLine("separation", 22),
          GpioLine("touchdown", 23, pull_up=True, active_high=True))
 
@@ -219,7 +220,8 @@ def test_break_wire_line_active_high_with_pull_up():
         assert lines.is_active("touchdown") is False
         lines.drive("touchdown", True)
         assert m.phase == "TOUCHDOWN"
-        assert lines.factory.pin(23).state is True  # the wire broke: the pull-up holds the line high
+        # the wire broke: the pull-up holds the line high
+        assert lines.factory.pin(23).state is True
     finally:
         lines.close()
 
@@ -274,7 +276,8 @@ def _driven(lines: EventLines, event: str, active: bool) -> tuple[int, int]:
     """Drive a mock line; the monotonic window (ns) the pin's edge time must fall in."""
     before = time.monotonic_ns()
     lines.drive(event, active)
-    return before - 1_000, time.monotonic_ns() + 1_000  # MockPin ticks are float seconds: allow rounding
+    # MockPin ticks are float seconds: allow rounding
+    return before - 1_000, time.monotonic_ns() + 1_000
 
 
 def test_min_pulse_edge_is_stamped_at_the_edge_not_at_confirmation():
@@ -288,14 +291,16 @@ def test_min_pulse_edge_is_stamped_at_the_edge_not_at_confirmation():
 
 
 def test_a_glitch_then_a_held_press_fires_once_stamped_at_the_press():
-    """The release of a glitch must cancel its confirmation: else the glitch's timer, finding the line held
-    again by a later press, fires an edge stamped at the glitch (and the press fires a second one)."""
+    """The release of a glitch must cancel its confirmation: else the glitch's timer, finding the
+    line held again by a later press, fires an edge stamped at the glitch (and the press fires a
+    second one)."""
     clock = FakeClock()
     lines, got, fired = _edges_with_min_pulse(clock)
     try:
         lines.drive("release", True)
         lines.drive("release", False)  # a glitch
-        time.sleep(0.005)  # the stimulus: the real press comes 5 ms later, within the glitch's 40 ms window
+        # the stimulus: the real press comes 5 ms later, within the glitch's 40 ms window
+        time.sleep(0.005)
         lo, hi = _driven(lines, "release", True)  # ... and is held
         assert fired.wait(5)
         fired.clear()
@@ -323,7 +328,8 @@ def test_every_record_and_callback_carries_the_whole_story():
     m.handle("release")  # ignored: not armed
     m.handle("arm")  # default source: the operator
     clock.advance(1)
-    m.handle("separation", source="gpio", mono_ns=clock.t - 5)  # the edge's own time, not the clock's
+    # the edge's own time, not the clock's
+    m.handle("separation", source="gpio", mono_ns=clock.t - 5)
     assert seen_rec == m.records and seen_tr == m.history
     r0, r1, r2 = m.records
     assert (r0.name, r0.source, r0.phase, r0.outcome, r0.mono_ns, r0.phase_to) == (
@@ -334,7 +340,8 @@ def test_every_record_and_callback_carries_the_whole_story():
     tr = m.history[-1]
     assert (tr.phase_from, tr.phase_to, tr.event, tr.source, tr.mono_ns, tr.skipped) == (
         "ARMED", "SEPARATION", "separation", "gpio", clock.t - 5, ("DESCENT",))
-    assert m.history[0].skipped == ()  # SAFE -> ARMED skips nothing (and from SAFE nothing is "skipped")
+    # SAFE -> ARMED skips nothing (and from SAFE nothing is "skipped")
+    assert m.history[0].skipped == ()
     assert r0.encode()["kind"] == "event" and r0.encode()["outcome"] == "not_armed"
 
 
@@ -410,7 +417,8 @@ def test_an_edge_without_min_pulse_comes_at_once_on_the_callers_thread():
     try:
         lo, hi = _driven(lines, "release", True)
         assert len(got) == 1 and lo <= got[0][1] <= hi  # at the edge's own time ...
-        assert got[0][::2] == ("release", "gpio27") and got[0][3] == threading.get_ident()  # ... no timer
+        # ... no timer
+        assert got[0][::2] == ("release", "gpio27") and got[0][3] == threading.get_ident()
     finally:
         lines.close()
 
@@ -448,7 +456,8 @@ class CountingFactory(MockFactory):
 
 
 def test_no_bounce_time_and_an_injected_factory_is_not_closed():
-    """gpiozero's bounce_time is never used (lgpio's debounce stamps edges late: see camctl/board/gpio.py)."""
+    """gpiozero's bounce_time is never used (lgpio's debounce stamps edges late: see
+    camctl/board/gpio.py)."""
     for backend, want in (("lgpio", None), ("mock", None)):
         CountingFactory.closes = 0
         factory = CountingFactory()
@@ -462,7 +471,8 @@ def test_no_bounce_time_and_an_injected_factory_is_not_closed():
         factory.close()
     lines = EventLines(GpioConfig(backend="lgpio", bounce_ms=0, lines=LINES), lambda *a: None,
                        pin_factory=MockFactory())
-    assert all(dev.pin.bounce is None for dev in lines._devices.values())  # 0 ms: no bounce_time at all
+    # 0 ms: no bounce_time at all
+    assert all(dev.pin.bounce is None for dev in lines._devices.values())
     lines.close()
 
 
@@ -601,7 +611,8 @@ def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entr
         PhaseMachine(PhasesConfig(), clock_ns=clock).resume("HOVER", entered_ns=clock.t)
     d = PhaseMachine(PhasesConfig(descent_timeout_s=10.0), clock_ns=clock)
     d.resume("DESCENT", entered_ns=clock.t - 1, descent_started_ns=clock.t - 9_000_000_000)
-    assert d.deadline_ns() == (clock.t + 1_000_000_000, "TOUCHDOWN")  # the backup timer keeps its start
+    # the backup timer keeps its start
+    assert d.deadline_ns() == (clock.t + 1_000_000_000, "TOUCHDOWN")
 
 
 def test_resume_returns_and_keeps_a_full_transition_and_refuses_after_a_disarmed_flight() -> None:

@@ -1,4 +1,5 @@
-"""camctl export: MP4 frame count/timestamps/subtitles, contact sheet tiles, timeline, plain frames, CLI errors."""
+"""camctl export: MP4 frame count/timestamps/subtitles, contact sheet tiles, timeline, plain frames,
+CLI errors."""
 
 from __future__ import annotations
 
@@ -58,23 +59,27 @@ def test_mp4_frames_at_sensor_timestamps(built: Built, exported) -> None:
             assert len(pts) == len(frames)
             ts0 = frames[0].timestamp_ns
             assert pts == [pts_of(f.timestamp_ns, ts0) for f in frames]
-            # durations are true: the last frame sits at its real time from the first (variable rate kept)
+            # durations are true: the last frame sits at its real time from the first (variable rate
+            # kept)
             assert abs(float(pts[-1] * MP4_TIME_BASE) - (frames[-1].timestamp_ns - ts0) / 1e9) < 1e-4
             gaps = {round(float((b - a) * MP4_TIME_BASE), 3) for a, b in itertools.pairwise(pts)}
-            assert len(gaps) > 1  # ARMED at 4 fps (2 for "up") and DESCENT faster: not a constant rate
+            # ARMED at 4 fps (2 for "up") and DESCENT faster: not a constant rate
+            assert len(gaps) > 1
 
 
 def test_mp4_carries_phases_as_subtitles(built: Built, exported) -> None:
     with av.open(str(built.root / "export" / SET / "mp4" / "rig-b_down.mp4")) as c:
         assert c.streams.subtitles[0].codec_context.name == "mov_text"
         subs = [(p.pts, bytes(p)[2:].decode()) for p in c.demux(c.streams.subtitles[0]) if p.size > 2]
-    # first frame at -1.0 s (ARMED); release at +1.0 s into the video; separation 20 ms late on rig-b
+    # first frame at -1.0 s (ARMED); release at +1.0 s into the video; separation 20 ms late on
+    # rig-b
     assert subs == [(0, "ARMED"), (1000, "DESCENT"), (2020, "SEPARATION"), (3000, "TOUCHDOWN")]
 
 
 def _expected_tiles(built: Built) -> list[tuple[str, str, EncodedFrame | None]]:
-    """Per event block, camera row and offset column, the frame the sheet must show: within 0.25 s of the
-    target on the board's own event time; at the edge (offset 0) the first frame at or after it."""
+    """Per event block, camera row and offset column, the frame the sheet must show: within 0.25 s
+    of the target on the board's own event time; at the edge (offset 0) the first frame at or after
+    it."""
     out = []
     for ev, after_s in (("release", 0.0), ("separation", 1.0), ("touchdown", 2.0)):
         for board, cam in [(b, c) for b in sorted(BOARDS) for c in ("down", "up")]:
@@ -97,8 +102,10 @@ def test_contact_sheet_frames_around_every_event_and_the_stills(built: Built, ex
     boxes = exported.tiles[png]
     want = [(b, c, f) for b, c, f in _expected_tiles(built) if f is not None]
     stills = [f for f in built.frames[("rig-a", "down")] if f.still]
-    assert len(boxes) == len(want) + len(stills)  # 3 events x 5 offsets x 4 cameras, less the empty cells
-    assert len(want) == 3 * 5 * 4 - 6  # touchdown +1 s has no frame; "up" (2 fps) none at +0.5 s either
+    # 3 events x 5 offsets x 4 cameras, less the empty cells
+    assert len(boxes) == len(want) + len(stills)
+    # touchdown +1 s has no frame; "up" (2 fps) none at +0.5 s either
+    assert len(want) == 3 * 5 * 4 - 6
     img = Image.open(png).convert("RGB")
     thumbs: dict[tuple[str, str], list[tuple[EncodedFrame, np.ndarray]]] = {}
     for (board, cam), frames in built.frames.items():
@@ -116,7 +123,8 @@ def test_contact_sheet_frames_around_every_event_and_the_stills(built: Built, ex
 
 def test_contact_sheet_picks_the_first_frame_of_the_new_phase_at_an_edge() -> None:
     picker = Picker([(1_000, True), (1_000, False)], tol_ns=100)
-    picker.offer(990, "SEPARATION", 1, b"before")  # 10 ns before the edge: nearest, but of the old phase
+    # 10 ns before the edge: nearest, but of the old phase
+    picker.offer(990, "SEPARATION", 1, b"before")
     picker.offer(1_040, "TOUCHDOWN", 2, b"after")
     picker.offer(1_020, "TOUCHDOWN", 3, b"first-after")
     at_edge, near = picker.picks()
@@ -125,7 +133,8 @@ def test_contact_sheet_picks_the_first_frame_of_the_new_phase_at_an_edge() -> No
     assert Picker([(1_000, True)], tol_ns=10).picks() == [None]
     sparse = Picker([(0, False), (500, False), (1_000, False), (0, False)], tol_ns=1_000)
     sparse.offer(600, "DESCENT", 7, b"only")
-    assert [p and p.seq for p in sparse.picks(group=3)] == [None, 7, None, 7]  # once per row, at the nearest
+    # once per row, at the nearest
+    assert [p and p.seq for p in sparse.picks(group=3)] == [None, 7, None, 7]
 
 
 def test_sheet_header_names_the_flight_once() -> None:
@@ -161,7 +170,8 @@ def test_timeline_rate_bins_start_at_release() -> None:
     assert np.allclose(rate[1:k], 4) and rate[0] == 0  # before the first frame: no rate
     assert np.allclose(rate[k:], 10)  # a steady 10 fps reads 10 in every bin, not 8 and 12
     _, slow = rate_bins(np.arange(0.0, 3.0, 0.5), 0.0, 2.5)
-    assert np.allclose(slow, 2)  # 2 fps in 0.25 s bins: bins without a frame of their own still read 2
+    # 2 fps in 0.25 s bins: bins without a frame of their own still read 2
+    assert np.allclose(slow, 2)
 
 
 def test_frames_named_and_byte_identical(built: Built, exported) -> None:
@@ -175,7 +185,8 @@ def test_frames_named_and_byte_identical(built: Built, exported) -> None:
             t = (f.timestamp_ns - BOARDS[board]) / 1e9
             path = frames_dir / frame_file_name(board, cam, f.seq, t, still=f.still)
             assert path.read_bytes() == f.jpeg, path.name
-    assert (frames_dir / "rig-a_down_000004_+0.000s.jpg").exists()  # the release frame: t=0 on every board
+    # the release frame: t=0 on every board
+    assert (frames_dir / "rig-a_down_000004_+0.000s.jpg").exists()
     assert (frames_dir / "rig-b_down_000004_+0.000s.jpg").exists()
 
 
@@ -197,8 +208,8 @@ def test_cli_export_no_flight_is_one_line_exit_2(tmp_path: Path, capsys: pytest.
 
 
 def _download_of_previews(built: Built, root: Path, *, index: bool) -> dict[tuple[str, str], list[EncodedFrame]]:
-    """What a thumbs-only fetch leaves: flight.json, the event log, every 3rd frame as a 160x120 preview and,
-    with ``index``, thumbs/index.json with each preview's sensor time and phase."""
+    """What a thumbs-only fetch leaves: flight.json, the event log, every 3rd frame as a 160x120
+    preview and, with ``index``, thumbs/index.json with each preview's sensor time and phase."""
     shown = {}
     for board in BOARDS:
         src, dst = built.root / board / FLIGHT, root / board / FLIGHT

@@ -1,5 +1,5 @@
-"""Multi-board fetch over real TCP on loopback: bit-exact, resume after cut links, kill and rerun, a dead
-board, a board restart, NOT_SERVING, checksum mismatch, skipping complete files."""
+"""Multi-board fetch over real TCP on loopback: bit-exact, resume after cut links, kill and rerun, a
+dead board, a board restart, NOT_SERVING, checksum mismatch, skipping complete files."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
     try:
         out = tmp_path / "out"
         urls = [x.router_endpoint for x in pubs]
-        latest = fetch(urls, out, progress=False, give_up_after_s=20)  # default: each board's newest flight
+        # default: each board's newest flight
+        latest = fetch(urls, out, progress=False, give_up_after_s=20)
         assert latest.ok and latest.board("rig-a").fetched == 6, latest.summary()
         assert (out / "rig-a" / "f2").is_dir() and not (out / "rig-a" / "f1").exists()
         assert latest.board("rig-b").fetched == 5
@@ -203,7 +204,8 @@ def test_board_restarts_mid_fetch(tmp_path: Path) -> None:
 
     def crash_once(client, seg, part, **kw):
         calls["n"] += 1
-        if calls["n"] == 3:  # a segment: the board process dies and a new one comes up on the same port
+        # a segment: the board process dies and a new one comes up on the same port
+        if calls["n"] == 3:
             pub.close()
             wait_for(restart, "the port to come free for the restarted board", interval_s=0.05)
         return orig(client, seg, part, **kw)

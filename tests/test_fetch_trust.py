@@ -1,6 +1,6 @@
-"""The ground trusts no name and shares no file: a hostile board cannot write outside --out, one fetch per
-folder, one writer per .part, two boards with one name refused, fetch waits for serving, a dead board holds
-nobody back."""
+"""The ground trusts no name and shares no file: a hostile board cannot write outside --out, one
+fetch per folder, one writer per .part, two boards with one name refused, fetch waits for serving, a
+dead board holds nobody back."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
 
 class HostileBoard:
-    """A board written to attack the ground: valid framing, hostile names in LISTING and THUMBNAILS."""
+    """A board written to attack the ground: valid framing, hostile names in LISTING and
+    THUMBNAILS."""
 
     def __init__(self, name: str = "evil") -> None:
         self.name = name
@@ -34,7 +35,8 @@ class HostileBoard:
         sha = hashlib.sha256(self.data).hexdigest()
         seg = dict(size=len(self.data), sha256=sha, frames=1)
         self.segments = [
-            p.SegmentInfo(path="f1/down/000000.mcap", flight="f1", camera="down", **seg),  # the honest one
+            # the honest one
+            p.SegmentInfo(path="f1/down/000000.mcap", flight="f1", camera="down", **seg),
             p.SegmentInfo(path="f1/x/y/z/deep.mcap", flight="f1", camera="x", **seg),
             p.SegmentInfo(path="f1/up/000001.mcap", flight="f1", camera="../../../../up", **seg),
             p.SegmentInfo(path="f2/down/000002.mcap", flight="f1", camera="down", **seg),

@@ -1,6 +1,7 @@
-"""The fast retrieval path: previews read through the MCAP index (same result as a full parse), made off the
-server thread (THUMBS says "retry" meanwhile and the server keeps answering), zero-copy CHUNK decoding, fds
-reused across FETCHes and re-opened when a file is replaced, resume hashing a kept prefix."""
+"""The fast retrieval path: previews read through the MCAP index (same result as a full parse), made
+off the server thread (THUMBS says "retry" meanwhile and the server keeps answering), zero-copy
+CHUNK decoding, fds reused across FETCHes and re-opened when a file is replaced, resume hashing a
+kept prefix."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_previews_are_every_nth_image_read_through_the_store_reader(tmp_path: Pa
 
 
 def _read_syscall_bytes() -> int:
-    """Bytes this process has read through read(2) and friends so far (``rchar`` in /proc/self/io)."""
+    """Bytes this process has read through read(2) and friends so far (``rchar`` in
+    /proc/self/io)."""
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("rchar:"):
             return int(line.split()[1])
@@ -70,7 +72,8 @@ def test_previews_of_a_large_segment_read_a_fraction_of_it(tmp_path: Path) -> No
     print(f"previews of every 10th image read {read} of {size} bytes")
     assert [t.seq for t, _ in got] == list(range(0, 300, 10)) and all(t.width == 32 for t, _ in got)
     assert [t.phase for t, _ in got] == ["DESCENT"] * 30  # each preview's metadata was found
-    assert read < size * 0.15  # the chosen images, their metadata records and the indexes; not the segment
+    # the chosen images, their metadata records and the indexes; not the segment
+    assert read < size * 0.15
 
 
 def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
@@ -85,8 +88,9 @@ def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
         return real(*args)
 
     monkeypatch.setattr(previews, "make_previews", slow)
-    # No warm-up: THUMBS is the first ask. (Patched out rather than timed: a warm-up firing between the two
-    # THUMBS calls below made previews of other keys, so 'made' moved - a flake seen under load.)
+    # No warm-up: THUMBS is the first ask. (Patched out rather than timed: a warm-up firing between
+    # the two THUMBS calls below made previews of other keys, so 'made' moved - a flake seen under
+    # load.)
     monkeypatch.setattr(Publisher, "_maybe_warm", lambda self: None)
     board = FakeBoard("rig-a", tmp_path)
     with Publisher(board, CFG) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
@@ -102,7 +106,8 @@ def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
             ("000001.mcap", 7), ("000001.mcap", 10), ("000001.mcap", 13)]
         assert all(j[:2] == b"\xff\xd8" for _, j in thumbs)
         made = pub.previews.made
-        assert c.thumbs("f1", camera="down") == thumbs and pub.previews.made == made  # cached, not remade
+        # cached, not remade
+        assert c.thumbs("f1", camera="down") == thumbs and pub.previews.made == made
 
 
 def test_previews_cache_is_bounded(tmp_path: Path) -> None:
@@ -166,8 +171,9 @@ def test_resume_hashes_kept_prefix(tmp_path: Path) -> None:
 
 def test_previews_still_being_made_do_not_hold_the_download_back(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fetch started right after landing: the board's preview worker is busy, so THUMBS says "retry"; the
-    segments come down meanwhile and the previews are picked up between files, all of them in the end."""
+    """A fetch started right after landing: the board's preview worker is busy, so THUMBS says
+    "retry"; the segments come down meanwhile and the previews are picked up between files, all of
+    them in the end."""
     from camctl.ground import fetch
 
     make_store(tmp_path / "board", cameras=("down",), segments=3, frames=9)
@@ -176,8 +182,8 @@ def test_previews_still_being_made_do_not_hold_the_download_back(tmp_path: Path,
     real = previews.make_previews
 
     def after_a_segment_is_down(*args):
-        # hold previews back until the fetch has a segment on disk (give up after 10 s: the old fetch
-        # waited for every preview before the first segment, so it never had one)
+        # hold previews back until the fetch has a segment on disk (give up after 10 s: the old
+        # fetch waited for every preview before the first segment, so it never had one)
         for _ in range(200):
             if list(out.rglob("down/*.mcap")):
                 break
@@ -192,7 +198,8 @@ def test_previews_still_being_made_do_not_hold_the_download_back(tmp_path: Path,
     assert report.ok, report.summary()
     assert seen and seen[0], "the first preview was made before any segment came down"
     thumbs = sorted(x.relative_to(out).as_posix() for x in out.rglob("*.jpg"))
-    assert len(thumbs) == report.board("rig-a").thumbs == 9  # every 3rd of 9 frames in each of 3 segments
+    # every 3rd of 9 frames in each of 3 segments
+    assert len(thumbs) == report.board("rig-a").thumbs == 9
     assert report.board("rig-a").fetched == 5  # 3 segments, flight.json and the events log
 
 
@@ -225,8 +232,9 @@ def _resident_fraction(path: Path) -> float:
 
 
 def test_downloaded_pages_leave_the_page_cache(tmp_path: Path) -> None:
-    """A download fsyncs what it wrote and lets the kernel drop those pages: a flight of gigabytes does not
-    evict the ground station's page cache (and writes stay cheap: see download._drop_behind)."""
+    """A download fsyncs what it wrote and lets the kernel drop those pages: a flight of gigabytes
+    does not evict the ground station's page cache (and writes stay cheap: see
+    download._drop_behind)."""
     import subprocess
 
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True).stdout.strip()
@@ -241,14 +249,16 @@ def test_downloaded_pages_leave_the_page_cache(tmp_path: Path) -> None:
         dest = tmp_path / "out" / "000001.mcap"
         assert c.fetch_file(info, dest, window=8, chunk_kb=64) == "fetched"
     dropped = _resident_fraction(dest)  # before anything reads it back
-    assert _resident_fraction(seg) > 0.9  # the board's copy, just written and read: cached (mincore works)
+    # the board's copy, just written and read: cached (mincore works)
+    assert _resident_fraction(seg) > 0.9
     assert dropped < 0.1, f"{dropped:.0%} of the downloaded file is still in the page cache"
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == info.sha256
 
 
 def test_sink_reports_a_write_error_and_hashes_what_it_wrote(tmp_path: Path) -> None:
-    """The sink's one thread writes then hashes each chunk: a full disk reaches the receiving thread as a
-    FetchError naming the file (never a hang on the bounded queue), and a good run hashes exactly the file."""
+    """The sink's one thread writes then hashes each chunk: a full disk reaches the receiving thread
+    as a FetchError naming the file (never a hang on the bounded queue), and a good run hashes
+    exactly the file."""
     import errno
     import io
 
@@ -279,21 +289,24 @@ def test_sink_reports_a_write_error_and_hashes_what_it_wrote(tmp_path: Path) -> 
 
 
 def test_no_preview_work_while_the_board_records_a_flight(tmp_path: Path) -> None:
-    """Previews queued at a landing are held while the next flight is recorded (their CPU belongs to the
-    cameras, encoders and GPIO callbacks then) and made once the board serves again."""
+    """Previews queued at a landing are held while the next flight is recorded (their CPU belongs to
+    the cameras, encoders and GPIO callbacks then) and made once the board serves again."""
     make_store(tmp_path, cameras=("down",), segments=3, frames=4)
-    board = FakeBoard("rig-a", tmp_path)  # landed: serving, so the publisher warms previews of every segment
+    # landed: serving, so the publisher warms previews of every segment
+    board = FakeBoard("rig-a", tmp_path)
     with Publisher(board, CFG) as pub:
         pv = pub.previews
         with pv._cond:
             assert pv._cond.wait_for(lambda: pv.made >= 1, timeout=30)
-        # the next flight arms before the previews are all made: they are held from the next check on
+        # the next flight arms before the previews are all made: they are held from the next check
+        # on
         board.is_serving, board.phase = False, "ARMED"
         with pv._cond:
             assert pv._cond.wait_for(lambda: pv.held, timeout=30)
         segs = sorted((tmp_path / "f1" / "down").glob("*.mcap"))
         made = pv.made
-        pv.warm([(s, f"f1/down/{s.name}", "down", 1, 48) for s in segs])  # new jobs queued while held
+        # new jobs queued while held
+        pv.warm([(s, f"f1/down/{s.name}", "down", 1, 48) for s in segs])
         with pv._cond:
             assert not pv._cond.wait_for(lambda: pv.made > made + 1, timeout=1.0), "previews made during a flight"
         board.is_serving, board.phase = True, "LANDED"  # landed again: the held work goes on

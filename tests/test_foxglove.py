@@ -1,5 +1,5 @@
-"""``camctl export --foxglove``: one MCAP of all boards with board-prefixed topics, read back by Foxglove's own
-@mcap/core, and a layout whose every panel points at a topic that is in it."""
+"""``camctl export --foxglove``: one MCAP of all boards with board-prefixed topics, read back by
+Foxglove's own @mcap/core, and a layout whose every panel points at a topic that is in it."""
 
 from __future__ import annotations
 

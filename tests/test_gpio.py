@@ -1,9 +1,9 @@
 """Edge times are the pin's own ticks (lgpio: the kernel's stamp), debounce is measured from them.
 
-The facts camctl relies on are pinned to the installed gpiozero's source (read as text, not imported), so an
-upgrade that changes how ticks reach a callback fails here. The behaviour is exercised through MockFactory
-pins, with the edge delivered late by another thread, as lgpio's callback thread delivers a kernel-stamped
-edge.
+The facts camctl relies on are pinned to the installed gpiozero's source (read as text, not
+imported), so an upgrade that changes how ticks reach a callback fails here. The behaviour is
+exercised through MockFactory pins, with the edge delivered late by another thread, as lgpio's
+callback thread delivers a kernel-stamped edge.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def test_installed_gpiozero_hands_lgpio_kernel_ticks_to_when_changed_in_seconds(
     assert [a.arg for a in fn.args.args] == ["self", "chip", "gpio", "level", "ticks"]
     assert ast.unparse(fn.body[-1]) == "super()._call_when_changed(ticks / 1000000000, level)"
     enable = ast.unparse(_method(PINS / "lgpio.py", "LGPIOPin", "_enable_event_detect"))
-    assert "lgpio.callback(" in enable and "self._call_when_changed" in enable  # lgpio's thread calls it
+    # lgpio's thread calls it
+    assert "lgpio.callback(" in enable and "self._call_when_changed" in enable
 
 
 def test_installed_gpiozero_mock_ticks_are_monotonic_seconds_of_the_change() -> None:
@@ -61,7 +62,8 @@ LINES = (GpioLine("arm", 17), GpioLine("release", 27),
 
 
 def _late(lines: EventLines, event: str, level_high: bool, ticks: float, delay_s: float) -> None:
-    """Deliver an edge stamped ``ticks`` from another thread ``delay_s`` later, as lgpio's callback thread."""
+    """Deliver an edge stamped ``ticks`` from another thread ``delay_s`` later, as lgpio's callback
+    thread."""
     pin = lines._devices[event].pin
 
     def deliver() -> None:
@@ -96,7 +98,8 @@ def test_debounce_is_measured_between_edge_times() -> None:
         t0 = time.monotonic()
         _late(lines, "arm", False, t0, 0.0)
         _late(lines, "arm", True, t0 + 0.001, 0.0)
-        _late(lines, "arm", False, t0 + 0.002, 0.02)  # 2 ms after the first edge, delivered 20 ms later
+        # 2 ms after the first edge, delivered 20 ms later
+        _late(lines, "arm", False, t0 + 0.002, 0.02)
         assert [r.outcome for r in m.records] == ["transition", "bounce"]
         _late(lines, "release", False, t0 + 0.003, 0.0)
         assert m.phase == "DESCENT" and m.history[-1].mono_ns == round((t0 + 0.003) * 1e9)
@@ -178,9 +181,11 @@ def test_edge_ticks_are_trusted_from_now_back_to_just_under_a_minute() -> None:
     f, t = MockFactory(), 5_000_000_000
     assert edge_time_ns(f, 5.0, now_ns=t) == t  # stamped this very nanosecond
     assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000 - 1) == t
-    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000) is None  # a minute old: an epoch-stamping kernel
+    # a minute old: an epoch-stamping kernel
+    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000) is None
     assert edge_time_ns(f, 5.0, now_ns=t - 1) is None  # from the future
-    assert edge_time_ns(f, None) is None and edge_time_ns(f, "5.0") is None  # not a number of seconds
+    # not a number of seconds
+    assert edge_time_ns(f, None) is None and edge_time_ns(f, "5.0") is None
 
 
 def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factory(
@@ -225,7 +230,8 @@ def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_
     try:
         lines.drive("release", True)
         second = time.monotonic()
-        lines._devices["release"].pin.when_changed(second, False)  # active again, no inactive edge between
+        # active again, no inactive edge between
+        lines._devices["release"].pin.when_changed(second, False)
         assert fired.wait(10)
         for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
             timer.join(10)  # every min_pulse wait has run or been cancelled

@@ -31,8 +31,8 @@ LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
 @pytest.fixture(scope="module")
 def demo_out(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder shaped like ``camctl demo --keep``'s: the download under ground/, each board's store under
-    boards/<board>/store/, an export with frame files beside them."""
+    """A folder shaped like ``camctl demo --keep``'s: the download under ground/, each board's store
+    under boards/<board>/store/, an export with frame files beside them."""
     out = tmp_path_factory.mktemp("demo-out") / "run-1"
     for board in BOARDS:
         shutil.copytree(built.root / board, out / "ground" / board)
@@ -62,7 +62,8 @@ def test_export_of_the_demo_output_takes_each_flight_once(demo_out: Path, tmp_pa
                                                            capsys: pytest.CaptureFixture) -> None:
     assert main(["export", str(demo_out), "--timeline", "--out", str(tmp_path / "x"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [FLIGHT]  # one set: the copies are one flight
+    # one set: the copies are one flight
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [FLIGHT]
     assert "also at" in out
 
 
@@ -97,7 +98,8 @@ def test_status_watch_json_prints_one_line_per_update(tmp_path: Path, capsys: py
                                   lambda phases: phases.count("DESCENT") >= 5)
     lines = capsys.readouterr().out.splitlines()
     assert seen.count("DESCENT") >= 5  # five updates arrived...
-    assert [json.loads(ln)["phase"] for ln in lines] == ["LANDED", "DESCENT"]  # ...two of them were news
+    # ...two of them were news
+    assert [json.loads(ln)["phase"] for ln in lines] == ["LANDED", "DESCENT"]
 
 
 def test_log_json_fields_from_extra_and_key_values() -> None:

@@ -1,4 +1,5 @@
-"""Every example rig in hardware/rigs/ is a valid camctl config, wired to pins that exist on the header."""
+"""Every example rig in hardware/rigs/ is a valid camctl config, wired to pins that exist on the
+header."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def test_flight_cameras_set_focus_exposure_gain_and_a_full_field_mode(path: Path
         where = f"{path.name} camera {cam.name}"
         assert c.af_mode == "manual" and c.lens_position is not None and c.lens_position <= 0.2, where
         assert c.exposure_max_us is not None and c.exposure_max_us <= 1e6 / cam.sensor_fps(), where
-        assert c.analogue_gain_max is not None and c.analogue_gain_max <= 16.0, where  # the IPA's range
+        # the IPA's range
+        assert c.analogue_gain_max is not None and c.analogue_gain_max <= 16.0, where
         assert c.sensor_mode is not None and c.sensor_mode[0] >= cam.size[0] and c.sensor_mode[1] >= cam.size[1]
         assert cam.sensor_fps() <= 56, f"{where}: the IMX708 full-field mode tops out at 56 fps"
         if cam.encoder == "hardware":

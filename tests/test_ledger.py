@@ -1,6 +1,8 @@
-"""The loss ledger: unit books, then a camera runner's accounting of stills, gaps, backoff and pending stills.
+"""The loss ledger: unit books, then a camera runner's accounting of stills, gaps, backoff and
+pending stills.
 
-Daemon-level books (status, ls, a ground download, under load and faults) are in test_ledger_flight.py.
+Daemon-level books (status, ls, a ground download, under load and faults) are in
+test_ledger_flight.py.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def test_intervals_sum_to_totals_and_store_drops_fold_in():
 
 
 class StillCamera(ScriptedCamera):
-    """A still takes the next sensor number, as the sim's does; ``still_pause`` more numbers go by unseen
-    while the still is taken (picamera2's mode switch)."""
+    """A still takes the next sensor number, as the sim's does; ``still_pause`` more numbers go by
+    unseen while the still is taken (picamera2's mode switch)."""
 
     def __init__(self, *a, still_pause: int = 0, **kw):
         super().__init__(*a, **kw)
@@ -69,7 +71,8 @@ def test_a_still_is_no_sensor_gap_and_a_video_pause_is_a_still_gap(pool, pause):
         cam.gate.release()
         sink.wait_for(lambda fs: len(fs) >= 1)
         r.request_still("release")
-        for _ in range(3):  # the still and two video frames (the runner may be waiting in capture already)
+        # the still and two video frames (the runner may be waiting in capture already)
+        for _ in range(3):
             cam.gate.release()
         sink.wait_for(lambda fs: len(fs) >= 4)
     finally:
@@ -90,7 +93,8 @@ def test_pending_stills_are_dropped_and_counted_at_the_end(pool, end):
     r = CameraRunner(cam, cfg(), pool, sink)
     r.start()
     try:
-        # a touchdown still asked for while the camera is down: it must not survive into the next flight
+        # a touchdown still asked for while the camera is down: it must not survive into the next
+        # flight
         cam.fail_open = 1000
         r.set_phase("ARMED")
         r.set_phase("TOUCHDOWN")
@@ -116,7 +120,8 @@ def test_pending_stills_are_dropped_and_counted_at_the_end(pool, end):
 def test_a_phase_change_cuts_a_fault_backoff_short(pool):
     cam, sink = ScriptedCamera(paced=True), Sink()
     cam.fail_open = 1
-    r = CameraRunner(cam, cfg(), pool, sink, backoff_s=(60.0, 60.0))  # a minute: only the edge can end it
+    # a minute: only the edge can end it
+    r = CameraRunner(cam, cfg(), pool, sink, backoff_s=(60.0, 60.0))
     r.start()
     try:
         r.set_phase("ARMED")
@@ -129,8 +134,9 @@ def test_a_phase_change_cuts_a_fault_backoff_short(pool):
 
 
 def test_phase_state_is_one_tuple_read_whole():
-    """``_phase_of`` must read phase, previous phase and edge time from one snapshot: a torn read (new phase,
-    old edge time) would file a frame exposed before the edge under the phase after it."""
+    """``_phase_of`` must read phase, previous phase and edge time from one snapshot: a torn read
+    (new phase, old edge time) would file a frame exposed before the edge under the phase after
+    it."""
     from camctl.common.frames import Frame
 
     cam = ScriptedCamera()
@@ -168,7 +174,8 @@ def test_timeline_marks_name_every_reason():
               {"kind": "drop", "name": "disk_full", "camera": "up", "count": 3, "mono_ns": 10},
               {"kind": "fault", "camera": "down", "mono_ns": 15},
               {"kind": "loss", "name": "recovery", "camera": "down", "seqs": [7, 8, 9], "mono_ns": 30},
-              {"kind": "loss", "name": "recovery", "camera": "down", "seq_after": 3, "mono_ns": 31}]  # no seqs
+              # no seqs
+              {"kind": "loss", "name": "recovery", "camera": "down", "seq_after": 3, "mono_ns": 31}]
     assert ledger_marks(events) == [(10, "up", "store_full", 3), (20, "down", "ring_overflow", 1),
                                     (20, "down", "sensor_gap", 2), (30, "down", "recovery_cut", 3)]
     assert read_ledger(events)["down"]["dropped"] == {"sensor_gap": 2, "ring_overflow": 1, "recovery_cut": 3}

@@ -1,7 +1,8 @@
-"""The closed ledger over a whole board: ``captured = stored + dropped (by reason) + aged out`` for every camera
-in ``status``, in ``ls`` of the board's store and in ``ls`` of a ground download, with losses forced by faults
-(a camera that throws and stalls, a pre-trigger ring too small for its frames, a store with no room, a store
-that cannot open) and under load (two cameras at 60 fps on one encoder thread)."""
+"""The closed ledger over a whole board: ``captured = stored + dropped (by reason) + aged out`` for
+every camera in ``status``, in ``ls`` of the board's store and in ``ls`` of a ground download, with
+losses forced by faults (a camera that throws and stalls, a pre-trigger ring too small for its
+frames, a store with no room, a store that cannot open) and under load (two cameras at 60 fps on one
+encoder thread)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def config(tmp: Path, **store: Any):
         cam: dict[str, Any] = {"name": name, "role": name, "backend": "sim", "size": [320, 240], "seed": 3 + i,
                                "pretrigger_s": 0.5, "stills": ["release"],
                                "fps": {"ARMED": 30, "DESCENT": 60, "SEPARATION": 60, "TOUCHDOWN": 60}}
-        if name == "down":  # throws, then stalls (the sensor runs on: a sequence gap); its ring holds ~2 frames
+        # throws, then stalls (the sensor runs on: a sequence gap); its ring holds ~2 frames
+        if name == "down":
             cam.update(faults=[{"kind": "exception", "at_s": 0.2}, {"kind": "stall", "at_s": 0.5, "duration_s": 0.5}],
                        pretrigger_mb=0.01)
         cams.append(cam)
@@ -83,7 +85,8 @@ def test_books_close_in_status_ls_and_a_ground_download(tmp_path: Path) -> None:
             assert led["captured"] == led["stored"] + dropped + led["aged_out"], (name, led, c["dropped_by_reason"])
             assert c["dropped"] == led["dropped"] == dropped
         down = cams["down"]["dropped_by_reason"]
-        assert down.get("ring_overflow", 0) > 0 and down.get("sensor_gap", 0) > 0, down  # forced by faults
+        # forced by faults
+        assert down.get("ring_overflow", 0) > 0 and down.get("sensor_gap", 0) > 0, down
         assert cams["up"]["ledger"]["aged_out"] > 0  # 0.5 s ring at 30 fps, armed for over a second
         fdir = tmp_path / "store" / st["flight"]
         on_board = summarize_flight(find_flights(fdir)[0])
@@ -108,7 +111,8 @@ def test_books_close_in_status_ls_and_a_ground_download(tmp_path: Path) -> None:
 
 
 def test_a_full_store_drops_are_in_the_books(tmp_path: Path) -> None:
-    with Daemon(config(tmp_path, reserve_mb=10**9), notifier=Notifier(environ={})) as d:  # never room enough
+    # never room enough
+    with Daemon(config(tmp_path, reserve_mb=10**9), notifier=Notifier(environ={})) as d:
         st = fly_short(d)
     for name, c in st["cameras"].items():
         led = c["ledger"]
@@ -152,8 +156,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_arming_does_no_disk_io_under_the_phase_machine_lock(tmp_path: Path, monkeypatch) -> None:
-    """Opening a flight (mkdir, fsync) must not hold the GPIO thread: while the store's open is stuck, the
-    edge returns and the next edge (release) still goes through the machine."""
+    """Opening a flight (mkdir, fsync) must not hold the GPIO thread: while the store's open is
+    stuck, the edge returns and the next edge (release) still goes through the machine."""
     import camctl.store
 
     real, gate, entered = camctl.store.FlightStore, threading.Event(), threading.Event()
@@ -186,8 +190,8 @@ def test_arming_does_no_disk_io_under_the_phase_machine_lock(tmp_path: Path, mon
 
 
 def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monkeypatch) -> None:
-    """The open runs on its own thread: an arm and a disarm edge that both come before it ends must still
-    leave a finished flight (not one open until the daemon stops)."""
+    """The open runs on its own thread: an arm and a disarm edge that both come before it ends must
+    still leave a finished flight (not one open until the daemon stops)."""
     import camctl.store
 
     real, gate = camctl.store.FlightStore, threading.Event()
@@ -202,7 +206,8 @@ def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monke
         d.machine.handle("disarm", source="gpio")
         gate.set()
         flight = wait_for(lambda: d.flight, "the flight to open")
-        # the store writes index.json, then marks itself finished: wait for both (a CI run caught the gap)
+        # the store writes index.json, then marks itself finished: wait for both (a CI run caught
+        # the gap)
         wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists() and d.store.finished,
                  "the flight to be finished")
         assert d.serving()
@@ -217,7 +222,8 @@ def _ls_json(folder: Path) -> dict:
 
 def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_ground(
         tmp_path: Path, monkeypatch) -> None:
-    """The watchdog's replacement runner counts into the flight's ledger: ``ls`` balances on both sides."""
+    """The watchdog's replacement runner counts into the flight's ledger: ``ls`` balances on both
+    sides."""
     import camctl.board.cameras
 
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600}])

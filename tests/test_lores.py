@@ -1,4 +1,5 @@
-"""The lores stream end to end (issue 6): I420 encode, the sim's and picamera2's lores streams, the runner."""
+"""The lores stream end to end (issue 6): I420 encode, the sim's and picamera2's lores streams, the
+runner."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def pool():
         yield p
 
 
-# --- encoding -----------------------------------------------------------------------------------------
+# --- encoding -------------------------------------------------------------------------------------
 def test_encode_jpeg_yuv420_round_trip_keeps_each_plane():
     h, w = 48, 64
     y = np.tile(np.linspace(40, 220, w).astype(np.uint8), (h, 1))  # a horizontal gradient
@@ -92,10 +93,11 @@ def test_split_i420_crops_the_stride_padding():
         split_i420(flat.reshape(h * 3 // 2, stride), (w, h), 4)
 
 
-# --- the sim ----------------------------------------------------------------------------------------
+# --- the sim --------------------------------------------------------------------------------------
 def test_sim_lores_frames_are_i420_at_the_lores_size_and_stills_stay_main():
     cam = SimCamera("s", size=(128, 96), fps=30, seed=3, paced=False, lores_size=(65, 49))
-    assert cam.supports_lores and cam.lores_size == (64, 48)  # rounded down to even, as picamera2 does
+    # rounded down to even, as picamera2 does
+    assert cam.supports_lores and cam.lores_size == (64, 48)
     assert not SimCamera("t", size=(64, 48), paced=False).set_lores(True)
     with cam:
         main = cam.capture()
@@ -117,14 +119,15 @@ def test_sim_lores_frames_are_i420_at_the_lores_size_and_stills_stay_main():
 
 
 def run_flight(camera, c: CameraConfig, pool, *, armed: int, descent: int) -> tuple[list[EncodedFrame], int]:
-    """ARMED until ``armed`` frames are encoded, then DESCENT until ``descent`` are stored: (frames stored,
-    frames the runner or the sensor accounted as lost)."""
+    """ARMED until ``armed`` frames are encoded, then DESCENT until ``descent`` are stored: (frames
+    stored, frames the runner or the sensor accounted as lost)."""
     sink = Sink()
     r = CameraRunner(camera, c, pool, sink)
     r.start()
     try:
         r.set_phase("ARMED")
-        ready = threading.Event()  # ARMED frames go to the ring, not the sink: poll the runner's count
+        # ARMED frames go to the ring, not the sink: poll the runner's count
+        ready = threading.Event()
         while not ready.wait(0.01):
             if r.stats.encoded >= armed:
                 ready.set()
@@ -139,7 +142,8 @@ def assert_clean_seam(frames: list[EncodedFrame], lost: int) -> None:
     seqs = [f.seq for f in frames]
     assert seqs == sorted(set(seqs))  # in order, no duplicate
     gaps = sum(b - a - 1 for a, b in itertools.pairwise(seqs))
-    assert gaps <= lost  # a gap only where the sensor (or the encoder queue) is known to have lost frames
+    # a gap only where the sensor (or the encoder queue) is known to have lost frames
+    assert gaps <= lost
     last_armed = max(i for i, f in enumerate(frames) if f.phase == "ARMED")
     assert frames[last_armed + 1].phase == "DESCENT"
     if not lost:
@@ -156,7 +160,8 @@ def test_runner_sim_armed_lores_then_descent_main_with_a_clean_seam(pool):
     for f in armed:
         assert (f.width, f.height) == (64, 48) and f.meta.get("pretrigger")
         assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (48, 64)
-    # The frame being captured when the edge came may still be a lores one; every later one is main size.
+    # The frame being captured when the edge came may still be a lores one; every later one is main
+    # size.
     for f in live[1:]:
         assert (f.width, f.height) == (128, 96)
         assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (96, 128)
@@ -166,7 +171,7 @@ def test_runner_sim_armed_lores_then_descent_main_with_a_clean_seam(pool):
     assert pool.yuv >= len(armed) and pool.rgb >= len(live) - 1
 
 
-# --- picamera2 (fake) -------------------------------------------------------------------------------
+# --- picamera2 (fake) -----------------------------------------------------------------------------
 @pytest.fixture
 def rig(picamera2_rig: FakeRig) -> FakeRig:
     return picamera2_rig
@@ -188,7 +193,8 @@ def test_picamera2_configures_lores_and_reads_it_only_when_asked(rig):
     assert c.supports_lores
     with c:
         lores = rig.instances[0].camera_config["lores"]
-        assert lores["format"] == LORES_FORMAT == "YUV420" and lores["size"] == (40, 30)  # even, as picamera2
+        # even, as picamera2
+        assert lores["format"] == LORES_FORMAT == "YUV420" and lores["size"] == (40, 30)
         assert lores["stride"] == 64  # padded: the split must crop
         main = c.capture()
         assert c.set_lores(True)
@@ -198,14 +204,16 @@ def test_picamera2_configures_lores_and_reads_it_only_when_asked(rig):
         c.set_lores(False)
         back = c.capture()
         assert [f.release is not None for f in (main, small, still, after, back)] == [True, False, True, False, True]
-        for f in (main, still, back):  # lent: a view of the request's main buffer, given back by the runner
+        # lent: a view of the request's main buffer, given back by the runner
+        for f in (main, still, back):
             f.release()
     assert rig.arrays_made == ["main", "lores", "main", "lores", "main"]
     assert main.image.shape == (96, 128, 3) and back.image.shape == (96, 128, 3) and main.yuv420 is None
     assert small.image is None and (small.width, small.height) == (40, 30)
     assert [p.shape for p in small.yuv420] == [(30, 40), (15, 20), (15, 20)]
     assert all(p.max() != rig.pad_value for p in small.yuv420)  # no padding bytes leaked in
-    # the still is the running stream's main image; its frame comes again as the video's (lores) frame
+    # the still is the running stream's main image; its frame comes again as the video's (lores)
+    # frame
     assert still.still and still.image.shape == (96, 128, 3) and after.yuv420 is not None
     assert after.seq == still.seq and after.timestamp_ns == still.timestamp_ns and not after.still
     assert small.exposure_us == 30000 and small.seq == main.seq + 1

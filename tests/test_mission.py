@@ -1,6 +1,8 @@
-"""``camctl mission`` without a browser: the go/no-go checks, and the server's access rules over real HTTP.
+"""``camctl mission`` without a browser: the go/no-go checks, and the server's access rules over
+real HTTP.
 
-The browser test (tests/test_mission_browser.py) flies real boards; here each rule is pinned on its own.
+The browser test (tests/test_mission_browser.py) flies real boards; here each rule is pinned on its
+own.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def test_stage_follows_the_boards() -> None:
     assert stage([_view("a", phase="LANDED"), _view("b")]) == "pre-drop"
 
 
-# --- the server's rules, over real HTTP ----------------------------------------------------------------
+# --- the server's rules, over real HTTP -----------------------------------------------------------
 @pytest.fixture
 def server(tmp_path: Path, request: pytest.FixtureRequest):
     kw = getattr(request, "param", {})
@@ -205,7 +207,8 @@ def test_demo_mission_prints_a_live_page_that_exports_the_flight(tmp_path: Path)
         proc.wait()
     assert "mission page export: done" in rest and "demo OK" in rest, rest
     assert [p.name for p in sorted(out.glob("mission/export/*/mp4/*.mp4"))] == ["demo-a_down.mp4", "demo-a_up.mp4"]
-    assert list(out.glob("mission/ground/demo-a/*/thumbs/down/*.jpg"))  # the page's own download, previews first
+    # the page's own download, previews first
+    assert list(out.glob("mission/ground/demo-a/*/thumbs/down/*.jpg"))
 
 
 def test_mission_cli_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -236,12 +239,14 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
     mission = None
     try:
         _command(board, "arm")
-        time.sleep(1.0)  # a second of pre-trigger ring, then a second of descent: frames on both sides
+        # a second of pre-trigger ring, then a second of descent: frames on both sides
+        time.sleep(1.0)
         _command(board, "event", name="release")
         time.sleep(1.0)
         _command(board, "event", name="touchdown")
         got: queue.Queue[dict] = queue.Queue()
-        blocker = tmp_path / "out" / "ground" / "late"  # a file where the board's folder goes: the fetch fails
+        # a file where the board's folder goes: the fetch fails
+        blocker = tmp_path / "out" / "ground" / "late"
         blocker.parent.mkdir(parents=True)
         blocker.write_text("in the way")
         mission = Mission([board.router], tmp_path / "out", retry_s=0.5, previews_per_board=3)
@@ -255,9 +260,11 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
             msg = got.get(timeout=60)
             if msg["type"] == "download" and msg["state"] == "failed":
                 failed.append(msg["detail"])
-                blocker.unlink()  # the way is clear: the next try (after retry_s) must get everything
+                # the way is clear: the next try (after retry_s) must get everything
+                blocker.unlink()
             elif msg["type"] == "previews":
-                picked = msg  # the board's latest pick (at most previews_per_board), and how many are hidden
+                # the board's latest pick (at most previews_per_board), and how many are hidden
+                picked = msg
                 previews = msg["shown"]
             elif msg["type"] == "export" and msg["state"] in ("done", "failed"):
                 export = msg
@@ -271,7 +278,8 @@ def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels
     assert export is not None and export["state"] == "done", (export, failed)
     assert sorted(v["name"] for v in export["mp4"]) == ["late_down", "late_up"]
     assert previews and all(p["t_rel_s"] is not None for p in previews), previews[:3]
-    assert any(p["t_rel_s"] < 0 for p in previews) and any(p["t_rel_s"] > 0 for p in previews)  # ring, descent
+    # ring, descent
+    assert any(p["t_rel_s"] < 0 for p in previews) and any(p["t_rel_s"] > 0 for p in previews)
     assert {p["board"] for p in previews} == {"late"}
     # capped: 3 of them, both sides of the release among them, the others counted as hidden
     assert len(previews) == 3 and picked["hidden"] == picked["total"] - 3 > 0, picked
@@ -307,7 +315,8 @@ def test_the_live_feed_refuses_a_foreign_origin_and_opens_for_the_page(server: M
                                             "Sec-WebSocket-Version": "13",
                                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
         r = conn.getresponse()
-        first = r.fp.read(2) if r.status == 101 else r.read()  # a 101 leaves the socket open: the snapshot follows
+        # a 101 leaves the socket open: the snapshot follows
+        first = r.fp.read(2) if r.status == 101 else r.read()
         conn.close()
         return r.status, first
 
@@ -316,7 +325,7 @@ def test_the_live_feed_refuses_a_foreign_origin_and_opens_for_the_page(server: M
     assert status == 101 and first[:1] == b"\x81"  # a text frame: the snapshot's first message
 
 
-# --- keys: the page reads with the ground key, arms only with the operator's key ------------------------
+# --- keys: the page reads with the ground key, arms only with the operator's key ------------------
 class _KeyedBoard(FakeBoard):
     """A board that is SAFE (not serving) and says where its PUB is, as the daemon's STATUS does."""
 
@@ -331,8 +340,9 @@ class _KeyedBoard(FakeBoard):
 
 @pytest.fixture
 def curve_boards(tmp_path: Path):
-    """Two boards with CURVE on, each with its own server key; an operator folder (ground/) and a reader
-    laptop's folder (ground-2/). Yields (boards, publishers, urls, keys folder, reader curves)."""
+    """Two boards with CURVE on, each with its own server key; an operator folder (ground/) and a
+    reader laptop's folder (ground-2/). Yields (boards, publishers, urls, keys folder, reader
+    curves)."""
     from camctl.board.config import PublishConfig
     from camctl.board.publish import Publisher
     from camctl.common.keys import client_curves, create_keys
@@ -359,7 +369,8 @@ def curve_boards(tmp_path: Path):
 
 
 def _hello(srv: MissionServer) -> dict:
-    """The first message the page gets over its WebSocket (it draws arm/disarm only when operator is true)."""
+    """The first message the page gets over its WebSocket (it draws arm/disarm only when operator is
+    true)."""
     import asyncio
 
     import aiohttp
@@ -381,14 +392,16 @@ def _serve_curve(tmp_path: Path, urls: list[str], curve: object, **kw: object) -
 def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_key(
         tmp_path: Path, curve_boards) -> None:
     boards, pubs, urls, k, reader = curve_boards
-    # reads (STATUS, PUB) with the reader key; commands with the operator key: the board tells them apart
+    # reads (STATUS, PUB) with the reader key; commands with the operator key: the board tells them
+    # apart
     srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client.key_secret")
     try:
         views = lambda: srv.mission.watcher.snapshot()  # noqa: E731
         wait_for(lambda: all(v["reachable"] for v in views()), "both boards reachable over CURVE")
         assert {v["name"] for v in views()} == {"rig-a", "rig-b"}
 
-        def pub_seen() -> bool:  # the SUB is a CURVE client of each board's PUB, each with its own server key
+        # the SUB is a CURVE client of each board's PUB, each with its own server key
+        def pub_seen() -> bool:
             for board, pub in zip(boards, pubs, strict=True):
                 pub.publish("status", board.status())
             return all(v["via"] == "pub:status" for v in views())
@@ -436,7 +449,8 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
 
 
 def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    # a subprocess with a timeout: a rule that stopped refusing would serve forever, not hang the suite
+    # a subprocess with a timeout: a rule that stopped refusing would serve forever, not hang the
+    # suite
     return subprocess.run([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://rig-a:5555", "--port", "0",
                            "--out", str(tmp_path / "m"), *argv], capture_output=True, text=True, timeout=60)
 
@@ -460,7 +474,7 @@ def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: 
     assert not (tmp_path / "m").exists()  # refused before anything started
 
 
-# --- previews: capped per board ------------------------------------------------------------------------
+# --- previews: capped per board -------------------------------------------------------------------
 def test_a_long_flight_shows_at_most_n_previews_per_board_the_most_useful_ones() -> None:
     from camctl.ground.mission.previews import pick
 
@@ -473,7 +487,8 @@ def test_a_long_flight_shows_at_most_n_previews_per_board_the_most_useful_ones()
                        for _ in range(n)]
     shown = pick(flight, 24)
     assert len(shown) == 24
-    for cam in ("down", "up"):  # the budget is shared; each camera keeps its phase starts and its last
+    # the budget is shared; each camera keeps its phase starts and its last
+    for cam in ("down", "up"):
         mine = [p for p in shown if p["camera"] == cam]
         assert len(mine) == 12
         starts = [next(p["seq"] for p in flight if p["camera"] == cam and p["phase"] == ph) for ph, _ in phases]

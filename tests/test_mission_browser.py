@@ -1,9 +1,10 @@
-"""``camctl mission`` in a real browser: Debian's chromium (Playwright) against two ``camctl run`` sim boards.
+"""``camctl mission`` in a real browser: Debian's chromium (Playwright) against two ``camctl run``
+sim boards.
 
-One test walks the whole drop as the conductor sees it: no-go until both boards are armed (from the page,
-with its confirmation), go after; the phases change live with their time from release; previews from
-both boards arrive; every MP4 loads in its video element; a board killed with SIGKILL shows unreachable
-within 2 s. Screenshots go to ``tmp_path`` (their paths are printed).
+One test walks the whole drop as the conductor sees it: no-go until both boards are armed (from the
+page, with its confirmation), go after; the phases change live with their time from release;
+previews from both boards arrive; every MP4 loads in its video element; a board killed with SIGKILL
+shows unreachable within 2 s. Screenshots go to ``tmp_path`` (their paths are printed).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _card(board: str) -> str:
 
 
 def _wait_phase(page: object, board: str, phases: str | tuple[str, ...], timeout_ms: int) -> None:
-    """Wait until the board's card shows one of ``phases`` (a function, not a string: the page's CSP has no eval)."""
+    """Wait until the board's card shows one of ``phases`` (a function, not a string: the page's CSP
+    has no eval)."""
     page.wait_for_function("([sel, want]) => want.includes(document.querySelector(sel).textContent)",
                            arg=[f"{_card(board)} .phase-name", list((phases,) if isinstance(phases, str) else phases)],
                            timeout=timeout_ms)
@@ -93,7 +95,8 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                 page.click(f"{_card(b)} button.op-arm")
                 page.click("#confirm-yes")
                 _wait_phase(page, b, "ARMED", 10_000)
-                page.wait_for_selector(f"{_card(b)} .op-result.ok", timeout=5_000)  # the board's answer, shown
+                # the board's answer, shown
+                page.wait_for_selector(f"{_card(b)} .op-result.ok", timeout=5_000)
                 assert page.inner_text(f"{_card(b)} .op-result").startswith("arm: done, phase ARMED")
                 if b == "mb-a":  # one armed, one not: still no-go, naming the other board only
                     failing = page.inner_text("#failing")
@@ -101,7 +104,8 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                     assert page.inner_text("#verdict") == "NO-GO"
             page.wait_for_function("() => document.getElementById('verdict').textContent === 'GO'", timeout=20_000)
             assert page.get_attribute("#banner", "class") == "banner go"
-            for b in BOARDS:  # the event line levels the boards read, and the disk in minutes at the schedule
+            # the event line levels the boards read, and the disk in minutes at the schedule
+            for b in BOARDS:
                 assert "release=0" in page.inner_text(f"{_card(b)} .lines")
                 disk = page.inner_text(f"{_card(b)} .disk")
                 assert re.search(r"MB free = \d+\.\d min at the flight's schedule", disk), disk

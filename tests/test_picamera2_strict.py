@@ -1,11 +1,14 @@
 """The strict picamera2 double and the camera fixes it forces (issue 12).
 
-a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source (read as text
+a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source (read
+   as text
    or ast, never imported), so an upgrade that changes one fails here.
 b) The double really behaves that way.
-c) The fixes, each failing on the code before issue 12: the delivered rate after a still, the rate after a
-   release edge at a slow ARMED rate, the still's cost to the video and its reported gap, the still encode
-   off the capture thread, ``encoder = "auto"`` and the codec size, and ``[cameras.controls]`` applied.
+c) The fixes, each failing on the code before issue 12: the delivered rate after a still, the rate
+   after a
+   release edge at a slow ARMED rate, the still's cost to the video and its reported gap, the still
+   encode off the capture thread, ``encoder = "auto"`` and the codec size, and
+   ``[cameras.controls]`` applied.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig
 from scripted import Sink as ScriptedSink
 
 
-# --- a) pins ------------------------------------------------------------------------------------------
+# --- a) pins --------------------------------------------------------------------------------------
 def _root() -> Path:
     spec = importlib.util.find_spec("picamera2")
     if spec is None or not spec.submodule_search_locations:
@@ -54,18 +57,21 @@ def pc() -> dict[str, str]:
 
 
 def test_pin_controls_ride_on_the_next_recycled_request(pc):
-    """Fake: a control set while frame k is next shows on frame k + buffer_count + sensor_delay_frames."""
+    """Fake: a control set while frame k is next shows on frame k + buffer_count +
+    sensor_delay_frames."""
     assert "These will be delivered with the next request that gets submitted." in pc["set_controls"]
     assert pc["set_controls"].rstrip().endswith("self.controls.set_controls(controls)")
     release = _methods(_root() / "request.py", "CompletedRequest")["release"]
     assert "self.request.set_control(id, value)" in release
     assert "self.picam2.camera.queue_request(self.request)" in release
     assert "self.picam2.controls = Controls(self.picam2)" in release  # delivered once, then emptied
-    # every buffer has a request queued from the start: a recycled request is buffer_count frames away
+    # every buffer has a request queued from the start: a recycled request is buffer_count frames
+    # away
     assert "num_requests = min([len(self.allocator.buffers(stream)) for stream in self.streams])" in \
         pc["_make_requests"]
     assert "for request in self._make_requests():" in pc["start_"]
-    assert FakeRig().sensor_delay_frames == 3  # libcamera (not installed here): imx708 vblankDelay = 3
+    # libcamera (not installed here): imx708 vblankDelay = 3
+    assert FakeRig().sensor_delay_frames == 3
 
 
 def test_pin_configure_rebuilds_controls_and_a_still_switches_back(pc):
@@ -77,7 +83,8 @@ def test_pin_configure_rebuilds_controls_and_a_still_switches_back(pc):
     start = pc["start_"]
     assert "controls = self.controls.get_libcamera_controls()" in start and "self.camera.start(controls)" in start
     assert "self.controls = Controls(self)" in start
-    assert "'FrameDurationLimits': (33333, 33333)" in pc["create_video_configuration"]  # the fake's default
+    # the fake's default
+    assert "'FrameDurationLimits': (33333, 33333)" in pc["create_video_configuration"]
 
 
 def _flat(text: str) -> str:
@@ -98,7 +105,8 @@ def test_pin_a_mode_switch_restarts_and_reallocates(pc):
 
 
 def test_pin_cameras_are_listed_from_the_camera_manager(pc):
-    """Fake: a dead CSI camera stays listed (the list is libcamera's CameraManager's, enumerated once)."""
+    """Fake: a dead CSI camera stays listed (the list is libcamera's CameraManager's, enumerated
+    once)."""
     assert "enumerate(Picamera2._cm.cms.cameras)" in pc["global_camera_info"]
 
 
@@ -115,7 +123,8 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
     assert "json.dump(tuning, tuning_file)" in pc["__init__"]
     assert "return next((algo for algo in tuning['algorithms'] if name in algo))[name]" in pc["find_tuning_algo"]
     assert "camera_config['sensor'].get('output_size')" in pc["_make_libcamera_config"]
-    # the mode libcamera chose is written back (the double picks it with picamera2's score_mode formula)
+    # the mode libcamera chose is written back (the double picks it with picamera2's score_mode
+    # formula)
     update = pc["_update_camera_config"]
     assert "sensor_config['output_size'] = utils.convert_from_libcamera_type(" in update
     assert "camera_config['sensor'] = sensor_config" in update
@@ -123,7 +132,8 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
 
 
 def test_pin_mapped_array_is_the_capture_buffer_itself():
-    """The backend lends ``MappedArray(request, "main", write=False).array``: the request's buffer, no copy."""
+    """The backend lends ``MappedArray(request, "main", write=False).array``: the request's buffer,
+    no copy."""
     from camctl.testing.picamera2_double import MappedArray as FakeMappedArray
 
     assert "from .request import CompletedRequest, MappedArray" in (_root() / "__init__.py").read_text()
@@ -141,14 +151,18 @@ def test_pin_mapped_array_is_the_capture_buffer_itself():
     shared = _methods(_root() / "request.py", "Helpers")["_make_array_shared"]
     calls = {ast.unparse(c) for c in ast.walk(ast.parse(shared)) if isinstance(c, ast.Call)}
     copying = {c for c in calls if c.startswith(("np.", "numpy.")) or ".copy(" in c or "ascontiguous" in c}
-    assert copying == {"np.array(Image.open(io.BytesIO(array)))"}  # only MJPEG (decoded): the rest are views
-    assert "image = array.reshape((h, w, 3))" in shared and "array = array[:, :w * 3]" in shared  # BGR888
-    # the lent format: what to_rgb returns as is, with no conversion (picamera2_formats' colour order)
+    # only MJPEG (decoded): the rest are views
+    assert copying == {"np.array(Image.open(io.BytesIO(array)))"}
+    # BGR888
+    assert "image = array.reshape((h, w, 3))" in shared and "array = array[:, :w * 3]" in shared
+    # the lent format: what to_rgb returns as is, with no conversion (picamera2_formats' colour
+    # order)
     assert "'BGR888': 'RGB'" in ast.unparse(ast.parse((_root() / "encoders/jpeg_encoder.py").read_text()))
 
 
 def test_pin_request_reference_counting_and_no_recycling_after_stop(pc):
-    """A lent frame holds its own reference (acquire); the last release recycles only a running camera's."""
+    """A lent frame holds its own reference (acquire); the last release recycles only a running
+    camera's."""
     cr = _methods(_root() / "request.py", "CompletedRequest")
     assert "self.ref_count: int = 1" in cr["__init__"] and "self.stop_count: int = picam2.stop_count" in cr["__init__"]
     assert "raise RuntimeError('CompletedRequest: acquiring lock with ref_count 0')" in cr["acquire"]
@@ -176,7 +190,8 @@ def test_pin_close_frees_the_buffers_stop_does_not(pc):
     camctl/board/cameras/picamera2_requests.py)."""
     close = pc["close"]
     assert close.index("self.stop()") < close.index("self.camera.release()") < close.index("del self.allocator")
-    assert "self.allocator = DmaAllocator()" in close  # a new allocator: the old one's buffers are unknown to it
+    # a new allocator: the old one's buffers are unknown to it
+    assert "self.allocator = DmaAllocator()" in close
     assert "allocator" not in pc["stop_"]  # stop leaves every buffer mapped
     dma = _methods(_root() / "allocators/dmaallocator.py", "DmaAllocator")
     assert _flat("if not self.mapped_buffers_used[fd] and fd not in self.libcamera_fds: v.close()") in \
@@ -185,10 +200,11 @@ def test_pin_close_frees_the_buffers_stop_does_not(pc):
     # until close the camera stays acquired (the double refuses a second Picamera2 of it)
     assert "self.camera.acquire()" in pc["_open_camera"] and "self.camera.release()" in close
     sync = _methods(_root() / "allocators/dmaallocator.py", "DmaSync")
-    assert "raise RuntimeError('failed to find buffer in DmaSync')" in sync["__enter__"]  # mapping after close
+    # mapping after close
+    assert "raise RuntimeError('failed to find buffer in DmaSync')" in sync["__enter__"]
 
 
-# --- b) the double ------------------------------------------------------------------------------------
+# --- b) the double --------------------------------------------------------------------------------
 @pytest.fixture
 def rig(picamera2_rig: FakeRig) -> FakeRig:
     """A board without the hardware JPEG encoder (Pi 5-like)."""
@@ -255,7 +271,8 @@ def test_double_mode_switch_costs_time_and_restores_the_configured_rate(rig):
     still.release()
     _, meta = _take(p)
     assert time.monotonic() - t0 >= 2 * rig.mode_switch_s
-    assert meta["FrameDuration"] == 100000  # the FrameRate of the configuration, not the one set since
+    # the FrameRate of the configuration, not the one set since
+    assert meta["FrameDuration"] == 100000
     p.close()
 
 
@@ -267,10 +284,12 @@ def test_double_capture_blocks_a_frame_and_a_late_consumer_loses_frames(rig):
     time.sleep(0.2)  # a consumer busy for four frame periods
     called_ns = time.monotonic_ns()
     c, mc = _take(p)
-    assert mc["SensorTimestamp"] > called_ns  # the next frame to complete, not one kept from before the call
+    # the next frame to complete, not one kept from before the call
+    assert mc["SensorTimestamp"] > called_ns
     assert c >= b + 5  # the four that completed meanwhile are lost
     p.close()
-    q = _picam2(rig, 20.0, queue=True)  # queue=True: the newest completed frame is handed over at once
+    # queue=True: the newest completed frame is handed over at once
+    q = _picam2(rig, 20.0, queue=True)
     _take(q)
     time.sleep(0.12)
     t0 = time.monotonic()
@@ -302,8 +321,8 @@ def test_double_refuses_controls_the_camera_does_not_advertise(picamera2_rig):
 
 @pytest.fixture(scope="module")
 def raised() -> dict[str, list[str]]:
-    """The messages of the errors CompletedRequest's methods raise in picamera2's request.py (module scope: read
-    once)."""
+    """The messages of the errors CompletedRequest's methods raise in picamera2's request.py (module
+    scope: read once)."""
     return {name: [n.exc.args[0].value for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Raise)
                    and isinstance(n.exc.args[0], ast.Constant)]
             for name, src in _methods(_root() / "request.py", "CompletedRequest").items()}
@@ -325,7 +344,8 @@ def test_double_counts_references_with_the_real_errors(raised, rig):
     [zero] = raised["acquire"]
     with pytest.raises(RuntimeError, match=zero):
         r.acquire()
-    with pytest.raises(RuntimeError, match="Stream 'main' is not defined"):  # config emptied at release
+    # config emptied at release
+    with pytest.raises(RuntimeError, match="Stream 'main' is not defined"):
         r.make_array("main")
     held = p.capture_request()
     p.stop()
@@ -350,11 +370,13 @@ def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
         m.array  # noqa: B018  (picamera2: del self.__array)
     with MappedArray(r, "lores") as m:
         stride = p.stream_configuration("lores")["stride"]
-        assert m.array.shape == (30 * 3 // 2, stride)  # _make_array_shared: YUV420 keeps its padding
+        # _make_array_shared: YUV420 keeps its padding
+        assert m.array.shape == (30 * 3 // 2, stride)
     with pytest.raises(KeyError):
         MappedArray(r, "raw")
     r.release()
-    assert view[0, 0].tolist() == [rig.pad_value] * 3  # recycled: the sensor writes the buffer again
+    # recycled: the sensor writes the buffer again
+    assert view[0, 0].tolist() == [rig.pad_value] * 3
     held = p.capture_request()
     p.close()
     assert rig.closed_while_held == 1  # freed under the app
@@ -385,7 +407,7 @@ def test_double_app_holding_every_buffer_starves_the_sensor(rig):
     p.close()
 
 
-# --- c) the fixes -------------------------------------------------------------------------------------
+# --- c) the fixes ---------------------------------------------------------------------------------
 class Sink(ScriptedSink):
     """The shared sink (tests/scripted.py), and the video frames of a phase."""
 
@@ -412,8 +434,9 @@ def _intervals(frames: list[EncodedFrame]) -> list[float]:
 
 
 def _assert_at_rate(frames: list[EncodedFrame], period_ms: float) -> None:
-    """Consecutive frames are one period apart; a frame a busy test machine lost (queue=False: a late consumer
-    loses frames, as on a Pi) leaves a whole number of periods and exactly that gap in ``seq``."""
+    """Consecutive frames are one period apart; a frame a busy test machine lost (queue=False: a
+    late consumer loses frames, as on a Pi) leaves a whole number of periods and exactly that gap in
+    ``seq``."""
     assert len(frames) >= 3
     for a, b in itertools.pairwise(frames):
         gap_ms, slots = (b.timestamp_ns - a.timestamp_ns) / 1e6, b.seq - a.seq
@@ -425,7 +448,8 @@ def test_release_edge_reaches_the_descent_interval_within_100_ms_at_half_an_fps_
     try:
         runner.set_phase("ARMED")
         deadline = time.monotonic() + 20
-        while runner.stats.frames_captured < 2 and time.monotonic() < deadline:  # ARMED frames: counted, not kept
+        # ARMED frames: counted, not kept
+        while runner.stats.frames_captured < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert runner.stats.frames_captured >= 2
         edge_ns = time.monotonic_ns()
@@ -435,7 +459,8 @@ def test_release_edge_reaches_the_descent_interval_within_100_ms_at_half_an_fps_
         runner.stop()
         pool.close()
     after = [f for f in sink.video() if f.timestamp_ns > edge_ns]
-    # the first frame after the edge is at most a sensor period (33 ms) late, and the rate holds from it
+    # the first frame after the edge is at most a sensor period (33 ms) late, and the rate holds
+    # from it
     assert (after[0].timestamp_ns - edge_ns) / 1e6 < 100
     _assert_at_rate(after[:4], 1000 / 30)
 
@@ -473,7 +498,8 @@ class GatedPool(EncoderPool):
         self.gate = threading.Event()
         self.still_started = threading.Event()
 
-    def submit(self, image, quality=85, *, colorspace="RGB", **kw):  # kw: value (issue 16's ordered pool)
+    # kw: value (issue 16's ordered pool)
+    def submit(self, image, quality=85, *, colorspace="RGB", **kw):
         if quality != 95:
             return super().submit(image, quality, colorspace=colorspace, **kw)
 
@@ -532,11 +558,13 @@ def test_controls_are_applied_at_open(rig):
         assert frame.exposure_us <= 4000 and frame.analogue_gain <= 2.0
         assert c.unset_controls == [] and c.sensor_mode_in_use == (2304, 1296)
     with _cam(rig, size=(64, 48), fps=30.0, encoder="software",
-                         controls=CameraControls(sensor_mode=(2028, 1520))) as c:  # an HQ camera's mode
+                         # an HQ camera's mode
+                         controls=CameraControls(sensor_mode=(2028, 1520))) as c:
         assert c.sensor_mode_in_use == (2304, 1296)
         assert c.unset_controls == ["sensor_mode: 2028x1520 asked, the sensor has no such mode and runs 2304x1296"]
     with _cam(rig, size=(1280, 720), fps=30.0, encoder="software") as c:
-        assert c.sensor_mode_in_use == (1536, 864)  # what a 720p request alone gets on an IMX708: the crop
+        # what a 720p request alone gets on an IMX708: the crop
+        assert c.sensor_mode_in_use == (1536, 864)
     with _cam(rig, size=(64, 48), fps=30.0, encoder="software") as c:
         assert _frame(c).exposure_us == rig.scene_exposure_us  # uncapped: what the AGC chose
 
@@ -559,7 +587,8 @@ def test_thinner_keeps_the_rate_without_drift_and_counts_only_missed_slots():
     assert len(kept) == pytest.approx(120, abs=1)  # 12 of 30 fps, no drift over 10 s
     assert t.next_seq == len(kept)
     t = Thinner(30.0, 30.0)
-    assert [t.keep(i * period) for i in (0, 1, 2, 5, 6)] == [0, 1, 2, 5, 6]  # two lost frames: a gap of 2
+    # two lost frames: a gap of 2
+    assert [t.keep(i * period) for i in (0, 1, 2, 5, 6)] == [0, 1, 2, 5, 6]
     t.set_fps(2.0, 30.0)  # slower: the frame already due is kept, then every 15th
     assert t.keep(7 * period) == 7 and t.keep(21 * period) is None and t.keep(22 * period) == 8
     t.set_fps(30.0, 30.0)
@@ -606,8 +635,8 @@ def test_hardware_frames_are_thinned_too(hw_rig):
 
 
 def test_rate_after_a_reopen_is_the_phase_rate(rig):
-    """A fault closes and reopens the camera (a mode switch in all but name): the phase rate holds from the
-    first frame after it. (Guard: this one passes on the code before issue 12 too.)"""
+    """A fault closes and reopens the camera (a mode switch in all but name): the phase rate holds
+    from the first frame after it. (Guard: this one passes on the code before issue 12 too.)"""
     runner, sink, pool = _fly(rig, _cfg(2.0, 25.0))
     try:
         runner.set_phase("DESCENT")
@@ -616,7 +645,8 @@ def test_rate_after_a_reopen_is_the_phase_rate(rig):
         deadline = time.monotonic() + 10
         while runner.stats.restarts < 1 and time.monotonic() < deadline:
             time.sleep(0.005)
-        faulted_ns = time.monotonic_ns()  # every frame of the old camera is older; the reopen comes after backoff
+        # every frame of the old camera is older; the reopen comes after backoff
+        faulted_ns = time.monotonic_ns()
         sink.wait_for(lambda fs: len([f for f in fs if f.timestamp_ns > faulted_ns]) >= 4)
     finally:
         runner.stop()
@@ -628,8 +658,9 @@ def test_rate_after_a_reopen_is_the_phase_rate(rig):
 
 
 def test_every_control_name_the_backend_writes_is_declared_and_advertised():
-    """CONTROLS_USED is what the backend sets, and each is one the Raspberry Pi IPA advertises (or picamera2's
-    virtual FrameRate): a misspelt name in the table would be refused on the Pi, so it fails here."""
+    """CONTROLS_USED is what the backend sets, and each is one the Raspberry Pi IPA advertises (or
+    picamera2's virtual FrameRate): a misspelt name in the table would be refused on the Pi, so it
+    fails here."""
     import camctl.board.cameras.picamera2 as backend
     from camctl.testing.picamera2_double import RPI_IPA_AF_CONTROLS, RPI_IPA_COLOUR_CONTROLS, RPI_IPA_CONTROLS
 
@@ -649,7 +680,8 @@ def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
         runner.set_phase("DESCENT")
         sink.wait_for(lambda fs: len(fs) >= 2)
         runner.request_still("separation")
-        runner.request_still("touchdown")  # taken on the next loop: before a video frame followed the first
+        # taken on the next loop: before a video frame followed the first
+        runner.request_still("touchdown")
         sink.wait_for(lambda fs: len([f for f in fs if f.still]) == 2)
         n = len(sink.video())
         sink.wait_for(lambda fs: len([f for f in fs if not f.still]) >= n + 3)
@@ -663,8 +695,8 @@ def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
 
 
 def test_every_public_method_of_the_double_has_the_real_parameters():
-    """Not only what the backend uses (tests/test_cameras_picamera2.py checks those): the double's tests use
-    create_still_configuration and switch_mode_and_capture_request too."""
+    """Not only what the backend uses (tests/test_cameras_picamera2.py checks those): the double's
+    tests use create_still_configuration and switch_mode_and_capture_request too."""
     from camctl.testing.picamera2_double import FakePicamera2
 
     tree = ast.parse((_root() / "picamera2.py").read_text())
@@ -679,7 +711,8 @@ def test_every_public_method_of_the_double_has_the_real_parameters():
         code = fn.__code__
         params = list(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
         if isinstance(member, classmethod):
-            continue  # global_camera_info: a staticmethod in picamera2, a classmethod here (it needs the rig)
+            # global_camera_info: a staticmethod in picamera2, a classmethod here (it needs the rig)
+            continue
         assert params == real[name], (name, params, real[name])
         checked += 1
     assert checked >= 15

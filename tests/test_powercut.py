@@ -1,21 +1,25 @@
-"""Power cuts, for real: the store writes through forgetfs (a FUSE filesystem that forgets what was not fsync'd)
-and the power is cut at a random moment; then every frame the store had called durable must be there.
+"""Power cuts, for real: the store writes through forgetfs (a FUSE filesystem that forgets what was
+not fsync'd) and the power is cut at a random moment; then every frame the store had called durable
+must be there.
 
-Each trial runs a :class:`FlightStore` (two cameras, frames paced by a clock, random segment sizes and commit
-intervals so segments rotate and chunks vary) on the forgetfs mount, in this process: its writer thread uses
-the same write path as ``camctl run`` (the cut is instant at the filesystem, so the writer need not be
-killed). At a random moment the test reads each camera's ``durable_seq`` (the store's claim), then cuts the
-power: forgetfs writes the durable state out to a plain directory, cleanly or torn (an in-order prefix of the
-unsynced writes, or any subset of the dirty pages). Then ``verify(repair=True)`` repairs the cut-out copy and
-the plain ``mcap`` reader must read, for every camera, every frame seq up to its claimed watermark.
+Each trial runs a :class:`FlightStore` (two cameras, frames paced by a clock, random segment sizes
+and commit intervals so segments rotate and chunks vary) on the forgetfs mount, in this process: its
+writer thread uses the same write path as ``camctl run`` (the cut is instant at the filesystem, so
+the writer need not be killed). At a random moment the test reads each camera's ``durable_seq`` (the
+store's claim), then cuts the power: forgetfs writes the durable state out to a plain directory,
+cleanly or torn (an in-order prefix of the unsynced writes, or any subset of the dirty pages). Then
+``verify(repair=True)`` repairs the cut-out copy and the plain ``mcap`` reader must read, for every
+camera, every frame seq up to its claimed watermark.
 
-``CAMCTL_TORTURE_TRIALS`` raises the number of trials (default 30), ``CAMCTL_TORTURE_SEED`` changes the seed,
-``CAMCTL_TORTURE_BOARDS`` the real ``camctl run`` boards killed and cut on forgetfs (default 1).
-``CAMCTL_POWERCUT_BREAK_FSYNC=1`` runs the suite against a store whose ``os.fsync``/``os.fdatasync`` do
-nothing: it must fail (and :func:`test_a_store_without_fsync_fails_this_suite` checks that it does).
-One summary line per run is printed at the end of the module (and kept in ``powercut-summary.txt``).
+``CAMCTL_TORTURE_TRIALS`` raises the number of trials (default 30), ``CAMCTL_TORTURE_SEED`` changes
+the seed, ``CAMCTL_TORTURE_BOARDS`` the real ``camctl run`` boards killed and cut on forgetfs
+(default 1). ``CAMCTL_POWERCUT_BREAK_FSYNC=1`` runs the suite against a store whose
+``os.fsync``/``os.fdatasync`` do nothing: it must fail (and
+:func:`test_a_store_without_fsync_fails_this_suite` checks that it does). One summary line per run
+is printed at the end of the module (and kept in ``powercut-summary.txt``).
 
-The last test kills a real ``camctl run`` with SIGKILL on an ordinary disk and restarts it: boot recovery.
+The last test kills a real ``camctl run`` with SIGKILL on an ordinary disk and restarts it: boot
+recovery.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ SEED = int(os.environ.get("CAMCTL_TORTURE_SEED", "20240604"))
 BREAK_FSYNC = os.environ.get("CAMCTL_POWERCUT_BREAK_FSYNC") == "1"
 CAMERAS = ("down", "up")
 MODES = ("none", "prefix", "pages")
-FPS = 120  # frames per camera per second of the paced feed (the writer sees bursts and gaps like capture)
+# frames per camera per second of the paced feed (the writer sees bursts and gaps like capture)
+FPS = 120
 JPEGS = [jpeg(i, 96, 72) for i in range(16)]
 
 pytestmark = pytest.mark.timeout(600)
@@ -66,12 +71,14 @@ class Trial:
     verify_rc: int = -1
     torn_files: int = 0
     segments: int = 0
-    readable: list[Path] = field(default_factory=list)  # segments the plain reader read after repair
+    # segments the plain reader read after repair
+    readable: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
 def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> None:
-    """Feed a store on the mount at a paced rate; at ``cut_after_s`` read the claims, then cut the power."""
+    """Feed a store on the mount at a paced rate; at ``cut_after_s`` read the claims, then cut the
+    power."""
     root = fs.mnt / f"trial-{trial.index:03d}"
     root.mkdir()
     fsync_dir(fs.mnt)  # the store dir exists before a flight (as /var/lib/camctl does on a board)
@@ -94,7 +101,8 @@ def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> Non
                 store.log_event({"kind": "phase", "name": f"p{seq}"})
                 store.commit()
             time.sleep(0.5 / FPS)
-        stats = store.stats()  # the claims, read before the cut: backed by fsyncs that returned before it
+        # the claims, read before the cut: backed by fsyncs that returned before it
+        stats = store.stats()
         trial.watermark = {c: stats[c]["durable_seq"] for c in CAMERAS}
         trial.put = {c: seq for c in CAMERAS}
         for c in CAMERAS:
@@ -107,7 +115,8 @@ def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> Non
 
 
 def read_plain(seg: Path) -> list[tuple[str, int]]:
-    """(topic, sequence) of every message, by the plain mcap reader (raises if it cannot read the file)."""
+    """(topic, sequence) of every message, by the plain mcap reader (raises if it cannot read the
+    file)."""
     with seg.open("rb") as fh:
         return [(ch.topic, msg.sequence) for _, ch, msg in make_reader(fh).iter_messages()]
 
@@ -151,7 +160,8 @@ def run_trials(fs: Mounted, base: Path, n: int, seed: int) -> list[Trial]:
                       segment_mb=rng.choice((0.02, 0.05, 0.2, 4.0)), commit_ms=rng.choice((5, 20, 60)))
         out = base / f"cut-{i:03d}"
         fly_and_cut(fs, out, trial, rng)
-        check_cut(out / f"trial-{i:03d}", trial)  # the cut holds the whole mount: this trial's store root
+        # the cut holds the whole mount: this trial's store root
+        check_cut(out / f"trial-{i:03d}", trial)
         trials.append(trial)
     return trials
 
@@ -198,7 +208,8 @@ def test_power_cut_at_random_moments_keeps_every_durable_frame(fs: Mounted, tmp_
     problems = [f"trial {t.index} ({t.mode}, cut after {t.cut_after_s:.2f}s, segment {t.segment_mb} MB, "
                 f"commit {t.commit_ms} ms): {p}" for t in trials for p in t.problems]
     assert not problems, "\n".join(problems)
-    if not js_reader_missing():  # Foxglove's reader reads them all too (not a reason to skip the cuts)
+    # Foxglove's reader reads them all too (not a reason to skip the cuts)
+    if not js_reader_missing():
         js = indexed_read([seg for t in trials for seg in t.readable])
         assert not {p: v for p, v in js.items() if "error" in v}, js
     assert durable > 10 * len(trials), "the stores claimed almost nothing durable: the harness cut too early"
@@ -215,9 +226,10 @@ def test_a_store_without_fsync_fails_this_suite(fs: Mounted, tmp_path: Path,
     assert all(any("below the durable watermark" in p for p in t.problems) for t in trials)
 
 
-# --- a real `camctl run`, killed -9 on an ordinary disk, then restarted ------------------------------
+# --- a real `camctl run`, killed -9 on an ordinary disk, then restarted ---------------------------
 def board_config(directory: Path, name: str, index: int, *, post_touchdown_s: float = 1.0) -> Path:
-    """The demo board config, made heavier: 640x360, ARMED 10 / DESCENT 30 fps, 0.5 MB segments (they rotate)."""
+    """The demo board config, made heavier: 640x360, ARMED 10 / DESCENT 30 fps, 0.5 MB segments
+    (they rotate)."""
     rates = {"ARMED": 10, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 20}
     return write_board_config(directory, name, index, size=(640, 360), post_touchdown_s=post_touchdown_s,
                               fps={"down": rates, "up": rates}, segment_mb=0.5, reserve_mb=16, stills=())
@@ -236,7 +248,8 @@ class KillTrial:
 
 
 def _poll_until(client: Client, trial: KillTrial, deadline: float) -> None:
-    """Poll status until ``deadline``, keeping the last durable count per camera (never lowering it)."""
+    """Poll status until ``deadline``, keeping the last durable count per camera (never lowering
+    it)."""
     while True:
         st = client.status()
         trial.polls += 1
@@ -290,11 +303,13 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
         board.kill9()
     assert run_verify(store, repair=False).returncode == 1, "the kill left nothing to repair"
     (killed_flight,) = list_flights(store)
-    torn = sorted((store / killed_flight).glob("*/*.mcap"))  # what the kill left, before the restart
+    # what the kill left, before the restart
+    torn = sorted((store / killed_flight).glob("*/*.mcap"))
     board = start_board(cfg, store, "restart")  # Daemon.start runs recover_store before READY
     try:
         # the restarted daemon repaired what the kill tore, then resumed the killed flight: it
-        # records on into new segments of the same flight, so only the pre-kill segments are checked here
+        # records on into new segments of the same flight, so only the pre-kill segments are checked
+        # here
         for seg in torn:
             assert verify(seg).exit_code == 0, f"the restarted daemon did not recover {seg}"
         got = {c: sum(1 for s in torn if s.parent.name == c for _ in iter_frames(s)) for c in CAMERAS}
@@ -307,12 +322,14 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
                                 and st["serving"] and st, "LANDED and serving")
 
             client.command("event", name="touchdown")
-            assert land()["flight"] == killed_flight  # the killed flight, finished after its restart
+            # the killed flight, finished after its restart
+            assert land()["flight"] == killed_flight
             client.command("disarm")
             for command, args in (("arm", {}), ("event", {"name": "release"}), ("event", {"name": "touchdown"})):
                 client.command(command, **args)
                 if command == "arm" or args.get("name") == "release":
-                    time.sleep(0.3)  # a few frames in each phase (the flight's length, not a wait for a result)
+                    # a few frames in each phase (the flight's length, not a wait for a result)
+                    time.sleep(0.3)
             st = land()
             new_flight = st["flight"]
             assert new_flight != killed_flight
@@ -327,9 +344,10 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
                    f"({got} frames, durable before kill {trial.durable}); new flight {new_flight} landed clean")
 
 
-# --- a power cut during repair ----------------------------------------------------------------------------
+# --- a power cut during repair --------------------------------------------------------------------
 def _damaged_segment(tmp: Path) -> tuple[bytes, set[int]]:
-    """A torn camera segment with a flipped magic and one chunk hit mid-file; the seqs repair must keep."""
+    """A torn camera segment with a flipped magic and one chunk hit mid-file; the seqs repair must
+    keep."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(tmp, "b", "F", cfg, cameras=["cam"])
     for k in range(6):
@@ -343,7 +361,8 @@ def _damaged_segment(tmp: Path) -> tuple[bytes, set[int]]:
 
     chunks = scan_segment(seg, bytes(data)).chunks
     hit = chunks[2]
-    data[(hit.start + hit.end) // 2] ^= 0x10  # bit rot inside chunk 3: its frames are lost, the rest kept
+    # bit rot inside chunk 3: its frames are lost, the rest kept
+    data[(hit.start + hit.end) // 2] ^= 0x10
     data[1] ^= 0x01  # and in the magic
     data += data[chunks[-1].start:chunks[-1].start + 300]  # and an uncommitted chunk at the tail
     keep = {m.sequence for c in chunks if c is not hit for m in c.messages if m.channel_id == 1}
@@ -396,8 +415,9 @@ def test_power_cut_during_repair_keeps_every_chunk(fs: Mounted, tmp_path: Path, 
 
 @needs_fuse
 def test_a_real_board_killed_then_cut_keeps_what_it_called_durable(fs: Mounted, tmp_path: Path) -> None:
-    """A real ``camctl run`` writing to forgetfs, SIGKILLed mid-descent, then the power cut: every camera
-    keeps at least the ``durable_frames`` its last status reported (the daemon's own write path)."""
+    """A real ``camctl run`` writing to forgetfs, SIGKILLed mid-descent, then the power cut: every
+    camera keeps at least the ``durable_frames`` its last status reported (the daemon's own write
+    path)."""
     for i in range(int(os.environ.get("CAMCTL_TORTURE_BOARDS", "1"))):  # a board costs ~8 s
         store = fs.mnt / f"board-{i}"
         store.mkdir()

@@ -1,4 +1,5 @@
-"""Wire messages: encode/decode round trips, validation errors, and a hostile-input fuzz of a live board."""
+"""Wire messages: encode/decode round trips, validation errors, and a hostile-input fuzz of a live
+board."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_peek_id_never_raises() -> None:
     assert p.peek_id([p.MAGIC, b"\x01", b"PING", b"\xff\xfe"]) == 0
 
 
-# --- a live board under hostile input -----------------------------------------------------------------
+# --- a live board under hostile input -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("store")
@@ -136,7 +137,7 @@ def test_fuzz_random_multipart(board, frames: list[bytes]) -> None:
                       | p.Pong), frames
 
 
-# --- structure-aware fuzz: valid framing, mutated verbs, fields and JSON bodies --------------------------
+# --- structure-aware fuzz: valid framing, mutated verbs, fields and JSON bodies -------------------
 _PATHS = ["f1/down/000000.mcap", "f1/up/000000.mcap", "f1/events/000000.mcap", "f1/flight.json", "f1/index.json",
           "f1/down/999999.mcap", "f1/escape/secret.mcap", "f1/down/link.mcap", "../../etc/passwd", "/etc/passwd",
           "f1//down", "f1/./x", "f1", "a" * 1100, "f1/down/000000.mcap\x00", "f1\\down"]
@@ -163,10 +164,12 @@ _GOOD: dict[bytes, dict[str, st.SearchStrategy]] = {
 
 @st.composite
 def _structured(draw: st.DrawFn) -> list[bytes]:
-    """One message with valid framing (a few percent of broken magic, version or JSON), a request verb (mostly)
-    and a header of that verb's fields, each kept, mutated to hostile values, or left out."""
+    """One message with valid framing (a few percent of broken magic, version or JSON), a request
+    verb (mostly) and a header of that verb's fields, each kept, mutated to hostile values, or left
+    out."""
     roll = draw(st.integers(0, 99))
-    # the rare cases sit mid-range: hypothesis draws the ends of an integer range more often than the rest
+    # the rare cases sit mid-range: hypothesis draws the ends of an integer range more often than
+    # the rest
     verb = draw(st.sampled_from(list(_GOOD))) if not 40 <= roll < 46 else draw(st.sampled_from(
         [*p.REPLIES, b"FETCH ", b"fetch", b"", b"\xff", b"THUMB"]))
     header: dict = {"id": draw(st.integers(0, p.MAX_REQUEST_ID)) if draw(st.integers(0, 9)) else draw(_junk)}
@@ -220,7 +223,8 @@ def test_fuzz_structured_reaches_handlers(board, frames: list[bytes]) -> None:
 
 
 def test_fuzz_structured_report(board) -> None:
-    """Runs after the fuzz above (file order): prints the share reaching each handler, checks the aim."""
+    """Runs after the fuzz above (file order): prints the share reaching each handler, checks the
+    aim."""
     sent, framed, handler, answered = (_FUZZ[k] for k in ("sent", "framed", "handler", "answered"))
     total = sum(sent.values())
     if not total:

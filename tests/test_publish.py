@@ -1,4 +1,5 @@
-"""Publisher lifecycle, PUB events from many threads, heartbeats, CURVE accept/reject, open-mode warning."""
+"""Publisher lifecycle, PUB events from many threads, heartbeats, CURVE accept/reject, open-mode
+warning."""
 
 from __future__ import annotations
 
@@ -169,6 +170,7 @@ def test_index_json_values_used_when_current(tmp_path: Path) -> None:
     first, second = listed["f1/down/000000.mcap"], listed["f1/down/000001.mcap"]
     assert (first.sha256, first.value, first.first_ns) == ("a" * 64, 4, 5)  # current record: used
     import hashlib
-    assert second.sha256 == hashlib.sha256(segs[1].read_bytes()).hexdigest()  # stale record: computed
+    # stale record: computed
+    assert second.sha256 == hashlib.sha256(segs[1].read_bytes()).hexdigest()
     assert second.frames == 3
     assert "f1/index.json" in listed

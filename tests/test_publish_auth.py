@@ -1,6 +1,7 @@
-"""Operator commands are authorised: with CURVE on only operator keys may COMMAND, a remote ``event`` on a board
-with real GPIO needs ``publish.remote_events``, every refusal is answered with its code and logged with the
-peer, allow-lists reload on change; one key folder per machine and one server key per board."""
+"""Operator commands are authorised: with CURVE on only operator keys may COMMAND, a remote
+``event`` on a board with real GPIO needs ``publish.remote_events``, every refusal is answered with
+its code and logged with the peer, allow-lists reload on change; one key folder per machine and one
+server key per board."""
 
 from __future__ import annotations
 
@@ -154,8 +155,9 @@ def test_message_with_too_many_frames_is_refused_not_held(tmp_path: Path) -> Non
 
 
 def test_fetch_flood_every_request_answered_or_counted(tmp_path: Path) -> None:
-    """4000 FETCHes from one client that reads nothing until it has sent them all: the replies that fit its
-    window come back, the rest are counted in one BUSY error, none vanish (the ROUTER dropped 3000 before)."""
+    """4000 FETCHes from one client that reads nothing until it has sent them all: the replies that
+    fit its window come back, the rest are counted in one BUSY error, none vanish (the ROUTER
+    dropped 3000 before)."""
     make_store(tmp_path, cameras=("down",), segments=1, frames=4, pad_kb=64)
     seg = "f1/down/000000.mcap"
     n = 4000
@@ -186,7 +188,8 @@ def test_fetch_flood_every_request_answered_or_counted(tmp_path: Path) -> None:
     assert busy, "more than a window outstanding and nothing dropped: the test did not flood"
     dropped = sum(int(b.message.split()[0]) for b in busy)
     print(f"\nflood: {n} FETCH, {len(chunks)} CHUNK, {dropped} counted in {len(busy)} BUSY")
-    assert len(chunks) + dropped == n and len(chunks) >= p.MAX_WINDOW  # every request: a reply or counted
+    # every request: a reply or counted
+    assert len(chunks) + dropped == n and len(chunks) >= p.MAX_WINDOW
     assert min(b.id for b in busy) not in chunks
 
 
@@ -220,13 +223,15 @@ def test_thumbs_jobs_bounded_per_peer(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
-    """The hang seen in 2 of ~70 'camctl fetch --give-up-after 4 --timeout 2' runs with wrong CURVE keys:
-    repeated 50 times per kind of wrong key (scaled-down timings), each fetch must come back and say why."""
+    """The hang seen in 2 of ~70 'camctl fetch --give-up-after 4 --timeout 2' runs with wrong CURVE
+    keys: repeated 50 times per kind of wrong key (scaled-down timings), each fetch must come back
+    and say why."""
     k, w = tmp_path / "k", tmp_path / "w"
     create_keys(k)
     create_keys(w)
     ours = load_client_curve(k / "ground")
-    stranger = load_client_curve(w / "ground", server_key=k / "board" / "server.key")  # key not allowed
+    # key not allowed
+    stranger = load_client_curve(w / "ground", server_key=k / "board" / "server.key")
     wrong_server = ClientCurve(public=ours.public, secret=ours.secret,
                                server_public=load_client_curve(w / "ground").server_public)
     with Publisher(FakeBoard("rig-k", tmp_path), _cfg(k / "board")) as pub:
@@ -257,7 +262,8 @@ def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
 
 
 def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:
-    """A real ``camctl run`` with CURVE: SIGHUP re-reads readers/ and operators/ (logged), the board serves on."""
+    """A real ``camctl run`` with CURVE: SIGHUP re-reads readers/ and operators/ (logged), the board
+    serves on."""
     import os
     import signal
 

@@ -1,9 +1,10 @@
 """A board that restarts mid-flight goes on with the same flight.
 
-The kill -9 test runs real ``camctl run`` processes (sim cameras, mock GPIO lines held over the operator port,
-``camctl arm --hold``): the held levels live in ``mock-lines.json`` beside the store, as wiring would hold
-them across the restart. The other tests write a flight's event log with the real :class:`FlightStore` (the
-persisted state is just files) and start an in-process :class:`Daemon` on it.
+The kill -9 test runs real ``camctl run`` processes (sim cameras, mock GPIO lines held over the
+operator port, ``camctl arm --hold``): the held levels live in ``mock-lines.json`` beside the store,
+as wiring would hold them across the restart. The other tests write a flight's event log with the
+real :class:`FlightStore` (the persisted state is just files) and start an in-process
+:class:`Daemon` on it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
         frames = _frames(fdir, cam)
         before = [f for f in frames if f.log_ns < killed_wall]
         after = [f for f in frames if f.log_ns > killed_wall]
-        assert len(before) >= n, (cam, len(before), n)  # every frame durable at the kill is still there
+        # every frame durable at the kill is still there
+        assert len(before) >= n, (cam, len(before), n)
         assert len(after) >= 3, (cam, len(after))
         assert {f.phase for f in after} >= {"DESCENT"}
     events = _events(fdir)
@@ -89,8 +91,9 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     assert resumes[0]["clock"] == "monotonic"  # the same boot: a daemon restart, not a reboot
     phases = [e["phase_to"] for e in events if e.get("kind") == "phase"]
     assert phases == ["ARMED", "DESCENT", "TOUCHDOWN", "LANDED"], phases
-    # every frame accounted for across the kill: what the dead process held or never counted is closed by
-    # the resume's "restart" ledger records (ls said NOT BALANCED after every kill -9 before them)
+    # every frame accounted for across the kill: what the dead process held or never counted is
+    # closed by the resume's "restart" ledger records (ls said NOT BALANCED after every kill -9
+    # before them)
     from camctl.ground.flights import find_flights, summarize_flight
 
     cams = summarize_flight(find_flights(fdir)[0])["cameras"]
@@ -99,10 +102,11 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     assert {e["camera"] for e in events if e.get("kind") == "ledger" and e.get("name") == "restart"} <= set(cams)
 
 
-# --- in-process: a persisted flight, then a Daemon started on it ------------------------------------------
+# --- in-process: a persisted flight, then a Daemon started on it ----------------------------------
 def persist_flight(cfg: Config, phases: list[tuple[str, float]], *, levels: dict[str, bool] | None = None
                    ) -> str:
-    """Write a flight whose log entered ``phases`` (phase, seconds ago), as a daemon killed then left it."""
+    """Write a flight whose log entered ``phases`` (phase, seconds ago), as a daemon killed then
+    left it."""
     root = Path(cfg.store.dir)
     flight = "20261130T010000Z"
     now = time.time_ns()
@@ -142,8 +146,8 @@ def test_touchdown_resumes_with_only_its_remaining_time(tmp_path: Path, daemon_o
     assert (d.phase, d.flight) == ("TOUCHDOWN", flight)
     due, target = d.machine.deadline_ns()
     assert target == "LANDED"
-    # measured from the resume itself (not from the end of start-up, which may be slow under load): 3 s of
-    # post-touchdown time less the 1 s already spent in TOUCHDOWN before the restart
+    # measured from the resume itself (not from the end of start-up, which may be slow under load):
+    # 3 s of post-touchdown time less the 1 s already spent in TOUCHDOWN before the restart
     assert 0 < due - d.resumed["mono_ns"] <= 2.0e9
     d.machine.tick(due)
     assert d.phase == "LANDED"
@@ -193,7 +197,8 @@ def test_armed_with_the_arm_line_held_stays_armed_and_an_edge_in_the_gap_counts(
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 5)], levels={"arm": True, "release": True})
     d = daemon_on(cfg=cfg)
-    assert (d.phase, d.flight) == ("DESCENT", flight)  # the break-wire broke while the daemon was down
+    # the break-wire broke while the daemon was down
+    assert (d.phase, d.flight) == ("DESCENT", flight)
     wait_for(lambda: d.status()["cameras"]["down"]["frames_stored"] >= 2, "frames into the same flight")
 
 
@@ -211,7 +216,7 @@ def test_no_flight_or_a_disarmed_one_starts_safe_even_with_the_arm_key_on(tmp_pa
     assert (d.phase, d.flight, d.resumed) == ("SAFE", "", None)
 
 
-# --- READY after the cameras ------------------------------------------------------------------------------
+# --- READY after the cameras ----------------------------------------------------------------------
 def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(tmp_path: Path,
                                                                                  monkeypatch) -> None:
     import socket
@@ -232,7 +237,8 @@ def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
         st = d.status()["cameras"]
         assert st["down"]["state"] == "unavailable" and "disconnected" in st["down"]["last_error"], st["down"]
         assert st["up"]["state"] == "idle" and st["up"]["last_error"] == "", st["up"]
-        # retried at ARM: the runner opens its camera again (still unplugged here), the other one records
+        # retried at ARM: the runner opens its camera again (still unplugged here), the other one
+        # records
         d.command("arm", {})
         wait_for(lambda: d.status()["cameras"]["down"]["faults"] >= 1, "the retry at ARM")
         wait_for(lambda: d.status()["cameras"]["up"]["frames_captured"] >= 3, "the other camera at ARM")
@@ -263,14 +269,16 @@ def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path:
     assert all(c["state"] == "idle" for c in d.status()["cameras"].values())
 
 
-# --- the capture watchdog ---------------------------------------------------------------------------------
+# --- the capture watchdog -------------------------------------------------------------------------
 def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restarted(tmp_path: Path,
                                                                                    monkeypatch) -> None:
-    monkeypatch.setattr("camctl.board.cameras_fleet.MAX_REPLACEMENTS", 2)  # 3 in service; 2 keeps this test short
+    # 3 in service; 2 keeps this test short
+    monkeypatch.setattr("camctl.board.cameras_fleet.MAX_REPLACEMENTS", 2)
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 600}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
-        d.start()  # no main loop: this test plays it, to see the watchdog's condition before the handling
+        # no main loop: this test plays it, to see the watchdog's condition before the handling
+        d.start()
         d.command("arm", {})
         d.command("event", {"name": "release"})
         hung = d.runners["down"]
@@ -385,7 +393,8 @@ def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, m
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)])
     d = daemon_on(cfg=cfg)
-    assert d.flight == flight and checked == [[]]  # its open segments are being written: no repair under it
+    # its open segments are being written: no repair under it
+    assert d.flight == flight and checked == [[]]
     d.close()
     landed = make_config(tmp_path / "b")
     other = persist_flight(landed, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10), ("LANDED", 9)])
@@ -394,8 +403,9 @@ def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, m
 
 
 def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot: str, wall_shift_s: float) -> str:
-    """A flight as a daemon of boot ``boot`` wrote it (monotonic times stamped), ``phases`` entered that many
-    seconds ago; then the wall clock stepped forward ``wall_shift_s`` (NTP setting a Pi without an RTC)."""
+    """A flight as a daemon of boot ``boot`` wrote it (monotonic times stamped), ``phases`` entered
+    that many seconds ago; then the wall clock stepped forward ``wall_shift_s`` (NTP setting a Pi
+    without an RTC)."""
     root = Path(cfg.store.dir)
     flight = "20261130T020000Z"
     now_wall, now_mono = time.time_ns(), time.monotonic_ns()  # after the step
@@ -420,8 +430,8 @@ def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_r
 
     assert boot_id(), "Linux gives every boot an id in /proc/sys/kernel/random/boot_id"
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
-    # an hour's step: by the wall clock, TOUCHDOWN began an hour ago and the board would land at once,
-    # losing the post-touchdown recording; by the (unbroken) monotonic clock it began 1 s ago
+    # an hour's step: by the wall clock, TOUCHDOWN began an hour ago and the board would land at
+    # once, losing the post-touchdown recording; by the (unbroken) monotonic clock it began 1 s ago
     persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)], boot=boot_id(),
                            wall_shift_s=3600)
     d = daemon_on(cfg=cfg)
@@ -443,8 +453,9 @@ def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, dae
 
 
 def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
-    """Counted but never stored (in RAM at the kill): lost as ``restart``; stored but never counted (the last
-    ledger interval died with the process): counted as captured. A camera whose books close needs nothing."""
+    """Counted but never stored (in RAM at the kill): lost as ``restart``; stored but never counted
+    (the last ledger interval died with the process): counted as captured. A camera whose books
+    close needs nothing."""
     from store_helpers import frame
 
     from camctl.board.config import StoreConfig
@@ -456,8 +467,8 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
         for i in range(10):
             for cam in ("a", "b", "c"):
                 st.put(frame(cam, i))
-        # the last ledger intervals written before the kill: "a" counted 14 (4 still in RAM), "b" only 7
-        # (3 stored after its last flush), "c" exactly what it stored and dropped
+        # the last ledger intervals written before the kill: "a" counted 14 (4 still in RAM), "b"
+        # only 7 (3 stored after its last flush), "c" exactly what it stored and dropped
         for cam, captured, dropped in (("a", 14, {}), ("b", 7, {}), ("c", 12, {"encoder_behind": 2})):
             st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0, "mono_ns": 1,
                           "wall_ns": 1, "captured": captured, "aged_out": 0, "dropped": dropped,
@@ -474,8 +485,8 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
 
 
 def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp_path: Path, daemon_on) -> None:
-    """Landed, then killed before the finish flushed the last ledger interval: the restart stays LANDED and
-    records only what closes the books."""
+    """Landed, then killed before the finish flushed the last ledger interval: the restart stays
+    LANDED and records only what closes the books."""
     from store_helpers import frame
 
     from camctl.ground.flights import find_flights, summarize_flight
@@ -492,7 +503,8 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp
             st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
                           "wall_ns": now - 10**8, "mono_ns": 1})
             prev = phase
-        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one still in RAM
+        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one still in
+        # RAM
         for cam, captured in (("down", 4), ("up", 7)):
             st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0, "mono_ns": 1,
                           "wall_ns": now, "captured": captured, "aged_out": 0, "dropped": {}, "stills_missed": 0})

@@ -1,4 +1,5 @@
-"""install-service: dry run, a real run into tmp dirs with a fake `run`, refusals, and the CLI hooks."""
+"""install-service: dry run, a real run into tmp dirs with a fake `run`, refusals, and the CLI
+hooks."""
 
 from __future__ import annotations
 

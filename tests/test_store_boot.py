@@ -1,5 +1,6 @@
-"""Boot recovery: before READY only the last flight's unfinished segments are read and repaired; every flight
-that existed at start is checked afterwards in the background; systemd is asked for time when needed."""
+"""Boot recovery: before READY only the last flight's unfinished segments are read and repaired;
+every flight that existed at start is checked afterwards in the background; systemd is asked for
+time when needed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from camctl.store import FlightStore, iter_events, recover_store, verify, verify
 from camctl.store import recovery as recovery_mod
 from camctl.store._salvage import scan_segment
 
-verify_mod = importlib.import_module("camctl.store.verify")  # the module (the package exports the function)
+# the module (the package exports the function)
+verify_mod = importlib.import_module("camctl.store.verify")
 
 
 def _flight(root: Path, name: str, *, land: bool) -> Path:
@@ -51,7 +53,8 @@ def store(tmp_path: Path) -> Path:
     seg = sorted((landed / "a").glob("*.mcap"))[1]
     data = bytearray(seg.read_bytes())
     chunk = scan_segment(seg, bytes(data)).chunks[0]
-    data[(chunk.start + chunk.end) // 2] ^= 4  # bit rot in a landed flight: for the check after READY
+    # bit rot in a landed flight: for the check after READY
+    data[(chunk.start + chunk.end) // 2] ^= 4
     seg.write_bytes(bytes(data))
     _flight(root, "F2", land=True)
     _flight(root, "F3", land=False)
@@ -116,8 +119,8 @@ def test_a_landed_last_flight_needs_nothing_before_ready(tmp_path: Path, monkeyp
 
 
 def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(store: Path, monkeypatch) -> None:
-    """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong sha256).
-    The flight is held back while it is repaired, and only then."""
+    """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong
+    sha256). The flight is held back while it is repaired, and only then."""
     import threading
 
     from camctl.board.config import parse_config

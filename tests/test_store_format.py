@@ -1,5 +1,6 @@
-"""The segment writer's hand-built bytes: CompressedImage protobuf equals protobuf's own, streamed chunks
-carry the CRC the plain mcap reader checks, and a chunk still open at a kill is a torn tail, not damage."""
+"""The segment writer's hand-built bytes: CompressedImage protobuf equals protobuf's own, streamed
+chunks carry the CRC the plain mcap reader checks, and a chunk still open at a kill is a torn tail,
+not damage."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_zero_timestamp_is_present_and_empty() -> None:
 
 
 def _write(path: Path, n_chunks: int, per_chunk: int, *, big: bytes) -> list[int]:
-    """A segment of image+meta messages in ``n_chunks`` commits; one message in four carries ``big``."""
+    """A segment of image+meta messages in ``n_chunks`` commits; one message in four carries
+    ``big``."""
     w = SegmentWriter(path, camera_layout("cam"), writeback_bytes=64 << 10)
     seqs = []
     for k in range(n_chunks):
@@ -146,6 +148,8 @@ def test_jpeg_ok_needs_a_header_and_an_end_of_image_marker():
     from camctl.store.reader import jpeg_ok
 
     whole = encode_jpeg(np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    assert jpeg_ok(whole) and jpeg_ok(memoryview(whole)) and jpeg_ok(whole + b"\0" * 16)  # V4L2 padding
-    assert not jpeg_ok(whole[: len(whole) // 2])  # a truncated frame: the header decodes, the EOI is gone
+    # V4L2 padding
+    assert jpeg_ok(whole) and jpeg_ok(memoryview(whole)) and jpeg_ok(whole + b"\0" * 16)
+    # a truncated frame: the header decodes, the EOI is gone
+    assert not jpeg_ok(whole[: len(whole) // 2])
     assert not jpeg_ok(b"\xff\xd8not a jpeg")

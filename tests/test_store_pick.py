@@ -1,5 +1,6 @@
-"""store.reader.pick_frames: chosen frames of a finished segment read through its summary and message indexes
-(same frames as a full scan, a fraction of the bytes read), and the fallbacks for torn and damaged segments."""
+"""store.reader.pick_frames: chosen frames of a finished segment read through its summary and
+message indexes (same frames as a full scan, a fraction of the bytes read), and the fallbacks for
+torn and damaged segments."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from camctl.store.reader import iter_frames, pick_frames
 
 
 class Counting:
-    """A read-only file that counts the bytes read through it (no ``fileno``: nothing bypasses the count,
-    not even the memory map of the scan fallback)."""
+    """A read-only file that counts the bytes read through it (no ``fileno``: nothing bypasses the
+    count, not even the memory map of the scan fallback)."""
 
     def __init__(self, path: Path) -> None:
         self._f = open(path, "rb", buffering=0)  # noqa: SIM115
@@ -46,14 +47,16 @@ def _key(frames) -> list[tuple]:
 @pytest.mark.parametrize("every", [1, 3, 10])
 def test_same_frames_as_a_scan_reading_a_fraction(tmp_path: Path, every: int) -> None:
     seg = tmp_path / "F1" / "down" / "000001.mcap"
-    write_segment(seg, "down", frames=120, pad_kb=30, phase="ASCENT", value=7)  # 64 KiB chunks: ~60 of them
+    # 64 KiB chunks: ~60 of them
+    write_segment(seg, "down", frames=120, pad_kb=30, phase="ASCENT", value=7)
     opened.clear()
     got = _key(pick_frames(seg, every=every, opener=Counting))
     assert got == _key(iter_frames(seg, every=every)) and len(got) == -(-120 // every)
     size = seg.stat().st_size
     read = opened[0].read_bytes
     print(f"every {every}: read {read} of {size} bytes")
-    assert read <= size / every + 64 * 1024  # the chosen images (each ~31 KiB), their metas, the indexes
+    # the chosen images (each ~31 KiB), their metas, the indexes
+    assert read <= size / every + 64 * 1024
     if every == 10:
         assert read < size * 0.15
 
@@ -64,14 +67,16 @@ def test_torn_segment_is_scanned(tmp_path: Path) -> None:
     opened.clear()
     got = _key(pick_frames(seg, every=4, opener=Counting))
     assert got == _key(iter_frames(seg, every=4)) and len(got) == 10
-    assert opened[0].read_bytes >= seg.stat().st_size  # no summary to seek with: the whole file is read
+    # no summary to seek with: the whole file is read
+    assert opened[0].read_bytes >= seg.stat().st_size
 
 
 def test_a_flipped_bit_in_a_chunk_costs_that_chunk_only(tmp_path: Path) -> None:
     seg = tmp_path / "F1" / "down" / "000001.mcap"
     write_segment(seg, "down", frames=60, pad_kb=20)
     frames = list(iter_frames(seg))
-    hit = frames[30]  # bit rot in the record head of frame 30: the index points at a record that is not it
+    # bit rot in the record head of frame 30: the index points at a record that is not it
+    hit = frames[30]
     data = bytearray(seg.read_bytes())
     prefix, _ = compressed_image_parts(hit.timestamp_ns, "down", len(hit.jpeg))
     at = data.index(hit.jpeg) - len(prefix) - MSG_HEAD.size

@@ -27,7 +27,8 @@ PER_CHUNK = 3
 
 
 def _build(root: Path) -> tuple[bytes, bytes, list[int]]:
-    """(torn bytes of an unfinished segment, the same segment finished, file size after each commit)."""
+    """(torn bytes of an unfinished segment, the same segment finished, file size after each
+    commit)."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(root, "b", "F", cfg, cameras=["cam"])
     seg = root / "F" / "cam" / "000001.mcap"
@@ -117,8 +118,9 @@ def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, b
     chunks = _chunk_ends(data)
     start, end, lost_seqs = chunks[which]
     off = start + int(where * (end - start))
-    # the opcode byte (a CRC-valid chunk is kept whatever its opcode) and the chunk's start/end times
-    # (not covered by the CRC; the reader does not use them) are the only bytes a flip may leave harmless
+    # the opcode byte (a CRC-valid chunk is kept whatever its opcode) and the chunk's start/end
+    # times (not covered by the CRC; the reader does not use them) are the only bytes a flip may
+    # leave harmless
     harmless = off == start or start + 9 <= off < start + 25
     originals = {f.seq: f.jpeg for f in iter_frames_bytes(data)}
     with tempfile.TemporaryDirectory() as d:
@@ -135,7 +137,8 @@ def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, b
             assert kept == set(originals)
         else:
             assert not kept & set(lost_seqs)
-            # a flipped length bit in the last chunk of an unfinished file can look exactly like a cut
+            # a flipped length bit in the last chunk of an unfinished file can look exactly like a
+            # cut
             looks_cut = not finished and which == CHUNKS - 1 and off < start + 9
             assert looks_cut or any(s <= off < e for _, s, e in rep.lost_chunks), (off, rep.lost_chunks)
             assert rep.exit_code == 1
@@ -157,7 +160,8 @@ def test_bit_flip_anywhere_never_crashes(segments, where, bit, finished) -> None
         got = {f.seq: f.jpeg for f in iter_frames(path)}
         assert all(originals[s] == j for s, j in got.items())
         rep = verify(path, repair=True)
-        assert rep.exit_code in (0, 1), rep.errors  # a flip anywhere, the magic included, is repairable
+        # a flip anywhere, the magic included, is repairable
+        assert rep.exit_code in (0, 1), rep.errors
         assert sorted(_seqs_via_plain_reader(path)) == sorted(got)
         # every chunk the flip did not hit is still there
         hit = [s for s, e, _ in _chunk_ends(data) if s < off < e]
@@ -171,19 +175,22 @@ def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_pat
                                                               finished: bool) -> None:
     torn, done, _ = segments
     data = done if finished else torn
-    # "channel": '/cam/image' rots into '/bam/image', a Channel record that still parses (no CRC covers it)
+    # "channel": '/cam/image' rots into '/bam/image', a Channel record that still parses (no CRC
+    # covers it)
     off = {"magic": 3, "header": 8 + 9 + 2, "schema": 40, "channel": data.index(b"/cam/image") + 1}[region]
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
     path.write_bytes(_flip(data, off, 0 if region == "channel" else 5))
     assert [f.seq for f in iter_frames(path)] == list(range(CHUNKS * PER_CHUNK))
     rep = verify(path, repair=True)
-    if region == "channel" and finished:  # the summary's Channel records are intact: readers use those
+    # the summary's Channel records are intact: readers use those
+    if region == "channel" and finished:
         assert rep.exit_code == 0, rep.errors
     else:
         assert rep.exit_code == 1 and rep.repaired == [str(path)], rep.errors
     assert _seqs_via_plain_reader(path) == list(range(CHUNKS * PER_CHUNK))
-    assert indexed_read([path])[str(path)]["/cam/image"] == list(range(CHUNKS * PER_CHUNK))  # Foxglove's reader
+    # Foxglove's reader
+    assert indexed_read([path])[str(path)]["/cam/image"] == list(range(CHUNKS * PER_CHUNK))
     after = verify(path)
     assert after.exit_code == 0, after.to_dict()
     assert after.recorded_losses or region in ("magic", "channel"), after.to_dict()
@@ -218,7 +225,8 @@ def test_kill_9_during_repair_in_place_keeps_every_chunk(segments, tmp_path: Pat
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(path)], capture_output=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-    assert path.read_bytes() == torn  # killed after the cut, before the summary: torn, every chunk kept
+    # killed after the cut, before the summary: torn, every chunk kept
+    assert path.read_bytes() == torn
     assert verify(path.parent, repair=True).exit_code == 1
     assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
     assert verify(path.parent).exit_code == 0
@@ -254,7 +262,8 @@ def _fill(path: Path) -> None:
 
 
 def test_repair_works_on_a_full_filesystem(segments, tmp_path: Path) -> None:
-    """On a 100%-full tmpfs the old copy-and-rename repair failed with ENOSPC; in place needs no new file."""
+    """On a 100%-full tmpfs the old copy-and-rename repair failed with ENOSPC; in place needs no new
+    file."""
     torn, _, _ = segments
     with tmpfs(tmp_path / "tmpfs", "1m") as mnt:
         path = mnt / "cam" / "000001.mcap"
@@ -292,11 +301,12 @@ def test_unrecoverable_files(segments, tmp_path: Path) -> None:
 @pytest.mark.parametrize("with_indexes", [False, True], ids=["chunk", "chunk+indexes"])
 def test_torn_writeback_of_the_first_commit_is_repaired_not_unrecoverable(segments, tmp_path: Path,
                                                                           with_indexes: bool) -> None:
-    """A cut during the first commit with torn writeback: the header and the chunk's real head reached the disk,
-    some of its data did not (and, later in the commit, the message index records written with the chunk did).
-    Nothing was durable in it, so the file is finished with the range marked lost (exit 1), not reported
-    unrecoverable (exit 2): a chunk and its indexes are one commit, not several damaged records. Both seen in
-    the power-cut suite's 'pages' mode (trial 26; the second in a clean-clone CI run)."""
+    """A cut during the first commit with torn writeback: the header and the chunk's real head
+    reached the disk, some of its data did not (and, later in the commit, the message index records
+    written with the chunk did). Nothing was durable in it, so the file is finished with the range
+    marked lost (exit 1), not reported unrecoverable (exit 2): a chunk and its indexes are one
+    commit, not several damaged records. Both seen in the power-cut suite's 'pages' mode (trial 26;
+    the second in a clean-clone CI run)."""
     import struct
 
     from mcap.opcode import Opcode
@@ -316,7 +326,8 @@ def test_torn_writeback_of_the_first_commit_is_repaired_not_unrecoverable(segmen
     assert _seqs_via_plain_reader(path) == []
     again = verify(path)
     assert again.exit_code == 0, again.errors
-    (_, _, _, info), = again.recorded_losses  # the loss stays on record: its byte range and its frames
+    # the loss stays on record: its byte range and its frames
+    (_, _, _, info), = again.recorded_losses
     assert info["range"] == [start, stop] and info["seqs"] == seqs, info
 
 
@@ -331,11 +342,13 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     seg_a, seg_b = fdir / "a" / "000001.mcap", fdir / "b" / "000001.mcap"
     torn_a, torn_b = seg_a.read_bytes(), seg_b.read_bytes()
     st.close()
-    # camera a: bit rot in its third chunk (seqs 6-8); camera b: a torn tail holding the start of frame 12
+    # camera a: bit rot in its third chunk (seqs 6-8); camera b: a torn tail holding the start of
+    # frame 12
     chunks = scan_segment(seg_a, torn_a).chunks
     hit = chunks[2]
     seg_a.write_bytes(_flip(torn_a, (hit.start + hit.end) // 2, 2))
-    st2 = FlightStore(tmp_path / "more", "b", "G", cfg, cameras=["b"])  # frame 12, committed elsewhere ...
+    # frame 12, committed elsewhere ...
+    st2 = FlightStore(tmp_path / "more", "b", "G", cfg, cameras=["b"])
     st2.put(frame("b", 12))
     st2.commit(wait=True)
     extra = (tmp_path / "more" / "G" / "b" / "000001.mcap").read_bytes()
@@ -351,8 +364,8 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     assert by_cam["a"]["segment"] == "a/000001.mcap" and by_cam["a"]["reason"].startswith("damaged")
     assert (by_cam["a"]["seq_after"], by_cam["a"]["seq_before"]) == (5, 9)
     assert by_cam["b"]["seqs"] == [12] and by_cam["b"]["seq_after"] == 11 and "torn tail" in by_cam["b"]["reason"]
-    # Foxglove's indexed reader reads both repaired files (a chunk index without message indexes for the
-    # chunk after the damage would make it skip messages)
+    # Foxglove's indexed reader reads both repaired files (a chunk index without message indexes for
+    # the chunk after the damage would make it skip messages)
     js = indexed_read([seg_a, seg_b])
     assert js[str(seg_a)]["/a/image"] == [*range(6), *range(9, 12)], js
     assert js[str(seg_b)]["/b/image"] == list(range(12)), js
@@ -383,7 +396,8 @@ def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(se
     chunk = scan_segment(Path("cam/x.mcap"), data).chunks[2]
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
-    path.write_bytes(_flip(data, chunk.end + 12, 1))  # the records-length field of its first MessageIndex
+    # the records-length field of its first MessageIndex
+    path.write_bytes(_flip(data, chunk.end + 12, 1))
     assert verify(path, repair=True).exit_code == 1
     want = list(range(CHUNKS * PER_CHUNK))  # the chunk itself is intact: nothing is lost
     assert _seqs_via_plain_reader(path) == want
@@ -392,8 +406,8 @@ def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(se
 
 
 def test_the_loss_record_is_offered_to_the_ground(tmp_path: Path) -> None:
-    """What recovery cut travels with the flight: the board's catalog offers the new events segment holding
-    the loss records, and the rebuilt index.json listing them."""
+    """What recovery cut travels with the flight: the board's catalog offers the new events segment
+    holding the loss records, and the rebuilt index.json listing them."""
     from camctl.board.publish.catalog import Catalog
 
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)

@@ -1,4 +1,5 @@
-"""Store round trip: FlightStore -> segments -> iter_frames and plain mcap readers; index; flight ids."""
+"""Store round trip: FlightStore -> segments -> iter_frames and plain mcap readers; index; flight
+ids."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def test_plain_mcap_reader_with_embedded_schema(flight) -> None:
                         assert schema.name == "foxglove.CompressedImage" and schema.encoding == "protobuf"
                         img = _message_class(schema).FromString(msg.data)
                         assert img.format == "jpeg" and img.frame_id == cam
-                        assert img.timestamp.ToNanoseconds() == msg.publish_time  # sensor time; log_time is wall
+                        # sensor time; log_time is wall
+                        assert img.timestamp.ToNanoseconds() == msg.publish_time
                         seen[cam].append((msg.sequence, bytes(img.data), channel.topic.endswith("still")))
                     else:
                         assert channel.topic == f"/{cam}/meta" and channel.message_encoding == "json"

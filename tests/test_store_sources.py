@@ -44,8 +44,8 @@ def batch(seq: int, n: int = 5) -> SampleBatch:
 
 def _fly(root: Path, *, finish: bool = True) -> tuple[FlightStore, bytes]:
     """A flight of camera ``down`` and samples source ``baro``, committed in COMMITS groups; the
-    baro
-    segment's bytes after the last commit (fsync'd, never finished: what a power cut leaves)."""
+    baro segment's bytes after the last commit (fsync'd, never finished: what a power cut
+    leaves)."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(root, "rig", "F", cfg, cameras=["down"], sources=[Source("baro", "samples")])
     for k in range(COMMITS):

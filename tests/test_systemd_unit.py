@@ -1,9 +1,9 @@
 """systemd/camctl.service: `systemd-analyze verify` accepts it, and would reject a broken copy.
 
 `systemd-analyze verify` exits 0 on unknown keys and unparsable values (it logs "Unknown key ..." /
-"Failed to parse ..., ignoring" and goes on), so a clean result here means: exit 0 AND nothing logged about
-the unit file. It does fail on a missing ExecStart binary, so the copy under test points ExecStart at a
-binary that exists here (this Python), keeping every other line as shipped.
+"Failed to parse ..., ignoring" and goes on), so a clean result here means: exit 0 AND nothing
+logged about the unit file. It does fail on a missing ExecStart binary, so the copy under test
+points ExecStart at a binary that exists here (this Python), keeping every other line as shipped.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
 
 @needs_analyze
 @pytest.mark.parametrize("breakage", [
-    ("ExecStart", lambda t: t),  # shipped ExecStart: /opt/camctl/venv/bin/camctl does not exist here
+    # shipped ExecStart: /opt/camctl/venv/bin/camctl does not exist here
+    ("ExecStart", lambda t: t),
     ("unknown key", lambda t: _testable(t).replace("PrivateTmp=yes", "PrivateTemp=yes")),
     ("bad value", lambda t: _testable(t).replace("ProtectSystem=strict", "ProtectSystem=stricter")),
     ("bad type", lambda t: _testable(t).replace("Type=notify", "Type=notfy")),

@@ -1,4 +1,5 @@
-"""camctl ls (local, remote) and status (JSON fields, rich rendering, --watch over a real PUB socket)."""
+"""camctl ls (local, remote) and status (JSON fields, rich rendering, --watch over a real PUB
+socket)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def test_ls_stale_index_rebuilt_without_writing(built: Built, tmp_path: Path, ca
     flight = tmp_path / "rig-a" / FLIGHT
     shutil.copytree(built.root / "rig-a" / FLIGHT, flight)
     before = (flight / "index.json").read_bytes()
-    for p in flight.glob("*/*.mcap"):  # downloaded files get new mtimes: same paths and sizes stay current
+    # downloaded files get new mtimes: same paths and sizes stay current
+    for p in flight.glob("*/*.mcap"):
         os.utime(p, ns=(1, 1))
     assert _ls_json(flight, capsys)["flights"][0]["index"] == "current"
     seg = sorted((flight / "up").glob("*.mcap"))[-1]

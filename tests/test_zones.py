@@ -1,10 +1,11 @@
 """The package's three zones, read from every module's imports (module level and inside functions).
 
-The board (``camctl.board``) never imports the ground (``camctl.ground``) and the ground never imports the
-board; what both speak (``camctl.common``) imports neither, nor the store; the store imports neither zone;
-only ``camctl.store`` imports ``mcap``, and nothing outside it reaches into its private modules; the
-doubles in ``camctl.testing`` are for the benchmarks and the tests, never for a zone. ``cli``, ``demo`` and
-``bench`` sit on top and may use everything. docs/architecture.md says why.
+The board (``camctl.board``) never imports the ground (``camctl.ground``) and the ground never
+imports the board; what both speak (``camctl.common``) imports neither, nor the store; the store
+imports neither zone; only ``camctl.store`` imports ``mcap``, and nothing outside it reaches into
+its private modules; the doubles in ``camctl.testing`` are for the benchmarks and the tests, never
+for a zone. ``cli``, ``demo`` and ``bench`` sit on top and may use everything. docs/architecture.md
+says why.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import camctl
 
 PKG = Path(camctl.__file__).parent
 ZONES = ("board", "ground", "common", "store", "testing")
-# zone -> the zones it must not import (the top of the package is not a zone: it may import anything)
+# zone -> the zones it must not import (the top of the package is not a zone: it may import
+# anything)
 FORBIDDEN = {
     "board": {"ground", "testing"},
     "ground": {"board", "testing"},
@@ -42,7 +44,8 @@ def zone_of(module: str) -> str | None:
 
 
 def imports_of(source: str, module: str, *, is_package: bool = False) -> list[tuple[int, str]]:
-    """Every module ``source`` imports, anywhere in it (functions too), relative imports resolved."""
+    """Every module ``source`` imports, anywhere in it (functions too), relative imports
+    resolved."""
     out: list[tuple[int, str]] = []
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(source)):
@@ -117,7 +120,8 @@ def test_the_rules_allow_what_each_zone_may_use() -> None:
 
 
 def test_loading_the_ground_loads_no_board_module() -> None:
-    """The same rule at run time: what ``camctl fetch`` imports on a laptop never pulls the board in."""
+    """The same rule at run time: what ``camctl fetch`` imports on a laptop never pulls the board
+    in."""
     code = ("import sys, camctl.ground, camctl.ground.views, camctl.ground.export, camctl.ground.firstlook; "
             "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('camctl'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,12 +1,14 @@
-"""``camctl bench``: the performance ratios, each against a baseline measured in the same run on the same machine.
+"""``camctl bench``: the performance ratios, each against a baseline measured in the same run on the
+same machine.
 
 The package is a shared harness (:mod:`camctl.bench.harness`: :class:`Metric`, :class:`Figure`,
-:class:`BenchResult`, the per-run context :class:`~camctl.bench.harness.Ctx`, :func:`run_benchmarks`, the rich
-and Markdown tables, :func:`bench_main`) and one module per figure (``store``, ``fetch``, ``imagezmq``,
-``encode``, ``capture``, ``trigger``, ``rss``, ``first_look``, ``verify``). Every benchmark is independent: one
-that fails reports ``null`` and an error string and the others still run; every child process is killed at the
-end. Helper child processes are this package run as a program: ``python -m camctl.bench publisher ROOT`` and
-friends (private, :mod:`camctl.bench.children`).
+:class:`BenchResult`, the per-run context :class:`~camctl.bench.harness.Ctx`,
+:func:`run_benchmarks`, the rich and Markdown tables, :func:`bench_main`) and one module per figure
+(``store``, ``fetch``, ``imagezmq``, ``encode``, ``capture``, ``trigger``, ``rss``, ``first_look``,
+``verify``). Every benchmark is independent: one that fails reports ``null`` and an error string and
+the others still run; every child process is killed at the end. Helper child processes are this
+package run as a program: ``python -m camctl.bench publisher ROOT`` and friends (private,
+:mod:`camctl.bench.children`).
 
 Example::
 
@@ -16,9 +18,11 @@ Example::
 
 Adding a figure (one new module and one line)
 ---------------------------------------------
-1. Write ``camctl/bench/<name>.py``. Import heavy things inside the function, not at module level. It
-   defines a function taking the run's context and returning the values by metric key, plus an optional
-   ``"_note"`` saying what was measured (every key needs one: the JSON report and the README show it)::
+1. Write ``camctl/bench/<name>.py``. Import heavy things inside the function, not at module level.
+   It
+   defines a function taking the run's context and returning the values by metric key, plus an
+   optional ``"_note"`` saying what was measured (every key needs one: the JSON report and the
+   README show it)::
 
        \"\"\"Bench figure: <what it measures, against which baseline>.\"\"\"
        from camctl.bench.harness import Ctx, Figure, Metric
@@ -31,13 +35,15 @@ Adding a figure (one new module and one line)
            Metric("thing_vs_baseline", "what / against what, same run", ">=", 1.0),
        ))
 
-   ``Figure(name, run, metrics)``: ``name`` is what ``--only`` accepts (each metric key is accepted too);
-   ``Metric(key, compares, op, threshold, unit)`` with ``op`` ``">="`` or ``"<"``, or no op for an
-   informative number. Raise an exception (a clear message) when the measurement cannot be made.
-2. Add ``"<name>"`` to ``FIGURE_MODULES`` in :mod:`camctl.bench.registry` (its position is the row order of
+   ``Figure(name, run, metrics)``: ``name`` is what ``--only`` accepts (each metric key is accepted
+   too); ``Metric(key, compares, op, threshold, unit)`` with ``op`` ``">="`` or ``"<"``, or no op
+   for an informative number. Raise an exception (a clear message) when the measurement cannot be
+   made.
+2. Add ``"<name>"`` to ``FIGURE_MODULES`` in :mod:`camctl.bench.registry` (its position is the row
+   order of
    the tables). ``tests/test_bench.py`` fails when a module of this package is not registered, and
-   ``tests/test_bench_readme.py`` fails until the README table has a row for each new metric key (the
-   integrator regenerates the table with ``camctl bench --markdown``).
+   ``tests/test_bench_readme.py`` fails until the README table has a row for each new metric key
+   (the integrator regenerates the table with ``camctl bench --markdown``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``python -m camctl.bench KIND ...``: the bench's helper child processes (see :mod:`camctl.bench.children`)."""
+"""``python -m camctl.bench KIND ...``: the bench's helper child processes (see
+:mod:`camctl.bench.children`)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""Real ``camctl run`` boards for the bench figures that need them (rss, first_look), and their helpers."""
+"""Real ``camctl run`` boards for the bench figures that need them (rss, first_look), and their
+helpers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from camctl.bench.harness import MB, Ctx, child_env
 
 
 def start_board(ctx: Ctx, name: str, *, armed: float, fps: float, seed: int) -> Any:
-    """A ``camctl run`` board with two 1080p sim cameras (``armed`` fps in ARMED, ``fps`` after), owned by ctx."""
+    """A ``camctl run`` board with two 1080p sim cameras (``armed`` fps in ARMED, ``fps`` after),
+    owned by ctx."""
     from camctl.demo import start_board as start_demo_board
     from camctl.demo import write_board_config
 
@@ -41,6 +43,7 @@ def vm_mb(pid: int, field: str = "VmHWM") -> float:
 
 
 def run_all(fns: list[Callable[[], Any]]) -> list[Any]:
-    """Call every function on its own thread; their results in order (the first exception propagates)."""
+    """Call every function on its own thread; their results in order (the first exception
+    propagates)."""
     with ThreadPoolExecutor(len(fns)) as ex:
         return [f.result() for f in [ex.submit(fn) for fn in fns]]

@@ -1,9 +1,10 @@
-"""Bench figure ``boot_ready_s``: seconds from starting ``camctl run`` to its ``READY=1``, with a store of
-finished flights (2 GB; 256 MB with --quick), beside the same for an empty store (in the note).
+"""Bench figure ``boot_ready_s``: seconds from starting ``camctl run`` to its ``READY=1``, with a
+store of finished flights (2 GB; 256 MB with --quick), beside the same for an empty store (in the
+note).
 
-READY is read where systemd reads it: the board gets ``NOTIFY_SOCKET`` pointing at a datagram socket of ours.
-The flights are hard links of one finished 1080p flight under new flight ids, so making 2 GB costs one
-flight's writing; what boot would read of them is the same bytes either way.
+READY is read where systemd reads it: the board gets ``NOTIFY_SOCKET`` pointing at a datagram socket
+of ours. The flights are hard links of one finished 1080p flight under new flight ids, so making 2
+GB costs one flight's writing; what boot would read of them is the same bytes either way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ _FLIGHT_MB = 64
 
 
 def _store_of_finished_flights(ctx: Ctx, root: Path, total_mb: float) -> int:
-    """Fill ``root`` with finished flights (hard links of one) until ``total_mb``; return the bytes."""
+    """Fill ``root`` with finished flights (hard links of one) until ``total_mb``; return the
+    bytes."""
     src_root = ctx.flight(ctx.frames_for_mb(_FLIGHT_MB))
     (src,) = [p for p in src_root.iterdir() if p.is_dir()]
     size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
@@ -41,7 +43,8 @@ def _store_of_finished_flights(ctx: Ctx, root: Path, total_mb: float) -> int:
 
 
 def _time_to_ready(ctx: Ctx, store: Path, name: str) -> float:
-    """Start a board on ``store``; seconds until it sends READY=1 on NOTIFY_SOCKET. The board is stopped."""
+    """Start a board on ``store``; seconds until it sends READY=1 on NOTIFY_SOCKET. The board is
+    stopped."""
     from camctl.demo import write_board_config
 
     d = ctx.tmp / ctx.name(name)

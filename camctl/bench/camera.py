@@ -1,15 +1,20 @@
-"""Bench figure ``camera_rates``: the picamera2 backend's rate switch and still cost, on the strict double.
+"""Bench figure ``camera_rates``: the picamera2 backend's rate switch and still cost, on the strict
+double.
 
-The double (:mod:`camctl.testing.picamera2_double`) behaves as the real stack does at run time: a control set
-while streaming lands ``buffer_count`` + 3 frames late, a mode switch rebuilds the controls and costs time,
-``capture_request`` waits for the next frame. Both figures are sensor time (the double's timestamps), so a
-busy machine shows up only as frames a late consumer lost, as on a Pi.
+The double (:mod:`camctl.testing.picamera2_double`) behaves as the real stack does at run time: a
+control set while streaming lands ``buffer_count`` + 3 frames late, a mode switch rebuilds the
+controls and costs time, ``capture_request`` waits for the next frame. Both figures are sensor time
+(the double's timestamps), so a busy machine shows up only as frames a late consumer lost, as on a
+Pi.
 
-- ``rate_switch_ms``: release edge (``CameraRunner.set_phase("DESCENT")``) to the first frame that the next
-  one follows at the DESCENT interval, ARMED at 0.5 fps (the slowest rate the issue allows; a slow ARMED rate is
-  what made a ``set_controls`` rate change take seconds) and DESCENT at 30 fps. The sensor runs at 30 fps
-  from ARM and the backend thins frames, so the first frame after the edge is at most one sensor period late.
-- ``still_video_gap_ms``: the ``video_gap_ms`` a still reports (the longest interval of the video across it,
+- ``rate_switch_ms``: release edge (``CameraRunner.set_phase("DESCENT")``) to the first frame that
+  the next
+  one follows at the DESCENT interval, ARMED at 0.5 fps (the slowest rate the issue allows; a slow
+  ARMED rate is what made a ``set_controls`` rate change take seconds) and DESCENT at 30 fps. The
+  sensor runs at 30 fps from ARM and the backend thins frames, so the first frame after the edge is
+  at most one sensor period late.
+- ``still_video_gap_ms``: the ``video_gap_ms`` a still reports (the longest interval of the video
+  across it,
   measured from the stored frames) at DESCENT 30 fps; two frame periods are 66.7 ms.
 """
 
@@ -48,7 +53,8 @@ def _wait(pred: Any, timeout_s: float, what: str) -> None:
 
 
 def _rate_switch_ms(picamera2: ModuleType) -> float:
-    """One ARM -> release on a fresh runner: ms from the edge to the first frame of the DESCENT-rate run."""
+    """One ARM -> release on a fresh runner: ms from the edge to the first frame of the DESCENT-rate
+    run."""
     from camctl.board.config import CameraConfig
 
     cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0,
@@ -67,8 +73,8 @@ def _rate_switch_ms(picamera2: ModuleType) -> float:
         pool.close()
     after = [t for t in frames if t > edge_ns]
     period_ns = 1e9 / _DESCENT
-    # The first frame followed at the DESCENT period (a consumer the machine delayed may lose a frame: the real
-    # stack drops it too, and the run starts at the next pair).
+    # The first frame followed at the DESCENT period (a consumer the machine delayed may lose a
+    # frame: the real stack drops it too, and the run starts at the next pair).
     for a, b in itertools.pairwise(after):
         if abs((b - a) - period_ns) < 2e6:
             return (a - edge_ns) / 1e6

@@ -1,4 +1,5 @@
-"""Bench figure ``capture_fps_1080p_2cams``: highest drop-free rate of two 1080p sim cameras; ratio to pure encoding."""
+"""Bench figure ``capture_fps_1080p_2cams``: highest drop-free rate of two 1080p sim cameras; ratio
+to pure encoding."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from camctl.bench.harness import SIZE, Ctx, Figure, Metric, board_interpreter
 
 
 def _sim_camera(seed: int, role: str, fps: float) -> Any:
-    """A bench camera: 1080p, replaying 16 pre-rendered frames (a frame costs what a Pi camera's does: the ISP
-    fills its buffers off-CPU, and camctl encodes from them), with picamera2's buffer count."""
+    """A bench camera: 1080p, replaying 16 pre-rendered frames (a frame costs what a Pi camera's
+    does: the ISP fills its buffers off-CPU, and camctl encodes from them), with picamera2's buffer
+    count."""
     from camctl.board.cameras.sim import SimCamera
 
     return SimCamera(role, size=SIZE, fps=fps, role=role, seed=seed, prerender=16)
@@ -23,9 +25,9 @@ CAMERAS = ((1, "down"), (2, "up"))  # (seed, role)
 
 
 def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str, int], float]:
-    """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by reason in the
-    window (the store's over the run), share of the frames encoded straight from the camera's buffer rather
-    than copied out)."""
+    """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by
+    reason in the window (the store's over the run), share of the frames encoded straight from the
+    camera's buffer rather than copied out)."""
     from camctl.board.cameras_fleet import ENCODER_NICE
     from camctl.board.capture import CameraRunner
     from camctl.board.config import CameraConfig, StoreConfig
@@ -86,7 +88,8 @@ def bench_capture(ctx: Ctx) -> dict[str, Any]:
     seconds = 0.6 if ctx.quick else 1.5
     # from 60 fps: doubling to the first rate with drops, then halving the bracket down to 2 fps
     steps = 3 if ctx.quick else 11
-    ok_fps, bad_fps, best, lent = 0.0, 0.0, 0.0, 0.0  # highest drop-free target, lowest target with drops
+    # highest drop-free target, lowest target with drops
+    ok_fps, bad_fps, best, lent = 0.0, 0.0, 0.0, 0.0
     tried = []
     target = 60.0
     for _ in range(steps):
@@ -108,7 +111,8 @@ def bench_capture(ctx: Ctx) -> dict[str, Any]:
                 break
     if best <= 0:
         raise RuntimeError(f"no drop-free rate found (tried {', '.join(tried)})")
-    # the baseline encodes the very frames the cameras replay (both cameras', interleaved), from memory
+    # the baseline encodes the very frames the cameras replay (both cameras', interleaved), from
+    # memory
     down, up = (_sim_camera(seed, role, 30.0).replayed for seed, role in CAMERAS)
     images = [img for pair in zip(down, up, strict=True) for img in pair]
     enc = encode_rate(images, 2, 60 if ctx.quick else 200)

@@ -1,7 +1,8 @@
 """The bench's helper child processes, run as ``python -m camctl.bench KIND ARGS`` (private).
 
-``publisher ROOT`` (a real Publisher over a store folder), ``raw-server ROOT`` (the ZeroMQ Guide's fileio3 ROUTER),
-``imagezmq-sender URL N DIR``. Each prints one JSON line when ready and exits when its stdin closes.
+``publisher ROOT`` (a real Publisher over a store folder), ``raw-server ROOT`` (the ZeroMQ Guide's
+fileio3 ROUTER), ``imagezmq-sender URL N DIR``. Each prints one JSON line when ready and exits when
+its stdin closes.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def child_main(argv: list[str]) -> int:
         print(json.dumps({"url": pub.router_endpoint}), flush=True)
         _exit_on_stdin_eof()
         threading.Event().wait()
-    if kind == "raw-server":  # the ZeroMQ Guide's fileio3 server: ROUTER, [path, offset, size] -> chunk
+    # the ZeroMQ Guide's fileio3 server: ROUTER, [path, offset, size] -> chunk
+    if kind == "raw-server":
         import zmq
 
         root = Path(rest[0])

@@ -1,4 +1,5 @@
-"""Bench figure ``fetch_vs_raw_zmq``: ``camctl fetch`` against the ZeroMQ Guide's bare fileio3 credit loop."""
+"""Bench figure ``fetch_vs_raw_zmq``: ``camctl fetch`` against the ZeroMQ Guide's bare fileio3
+credit loop."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def _files_of(root: Path) -> list[tuple[str, int]]:
 
 
 def _raw_fetch(url: str, files: list[tuple[str, int]], out: Path, *, chunk: int, window: int) -> int:
-    """The ZeroMQ Guide's fileio3 client: credit-based chunk requests over one DEALER; returns bytes."""
+    """The ZeroMQ Guide's fileio3 client: credit-based chunk requests over one DEALER; returns
+    bytes."""
     import zmq
 
     ctx = zmq.Context()
@@ -62,7 +64,8 @@ def timed_fetch(url: str, out: Path) -> tuple[float, Any]:
 
 
 def bench_fetch_raw(ctx: Ctx) -> dict[str, Any]:
-    """camctl fetch from a real Publisher (child process) vs a bare fileio3 loop from a bare ROUTER child."""
+    """camctl fetch from a real Publisher (child process) vs a bare fileio3 loop from a bare ROUTER
+    child."""
     mb = 40 if ctx.quick else 200
     root = ctx.flight(ctx.frames_for_mb(mb))
     files = _files_of(root)

@@ -1,5 +1,5 @@
-"""Bench figure ``first_look_s``: touchdown edge to the first-look sheet of every board's previews on the ground
-(the path of ``camctl fetch --first-look``)."""
+"""Bench figure ``first_look_s``: touchdown edge to the first-look sheet of every board's previews
+on the ground (the path of ``camctl fetch --first-look``)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def bench_first_look(ctx: Ctx) -> dict[str, Any]:
             raise RuntimeError("boards did not land: " + ", ".join(f"{s['board']}={s['phase']}" for s in states))
         time.sleep(0.02)
     t_landed = time.perf_counter()
-    look = first_look(urls, ctx.tmp / "first-look", give_up_after_s=30)  # what `camctl fetch --first-look` does
+    # what `camctl fetch --first-look` does
+    look = first_look(urls, ctx.tmp / "first-look", give_up_after_s=30)
     t1 = time.perf_counter()
     if not look.report.ok or look.sheet is None:
         raise RuntimeError(f"first look failed: {look.report.summary()}")

@@ -1,10 +1,11 @@
-"""The bench harness: metrics and figures, the run context (corpus, flights, children), running and reporting.
+"""The bench harness: metrics and figures, the run context (corpus, flights, children), running and
+reporting.
 
-:class:`Ctx` holds what one ``camctl bench`` run shares between figures: a temp dir, a frame corpus (1080p sim
-scenes, JPEG-encoded the way the board does), stored flights made with the real
-:class:`~camctl.store.FlightStore`, helper child processes and ``camctl run`` boards. :func:`run_benchmarks`
-runs the figures registered in :mod:`camctl.bench.registry`; :func:`print_table` and :func:`markdown_table`
-report them; :func:`bench_main` is ``camctl bench``.
+:class:`Ctx` holds what one ``camctl bench`` run shares between figures: a temp dir, a frame corpus
+(1080p sim scenes, JPEG-encoded the way the board does), stored flights made with the real
+:class:`~camctl.store.FlightStore`, helper child processes and ``camctl run`` boards.
+:func:`run_benchmarks` runs the figures registered in :mod:`camctl.bench.registry`;
+:func:`print_table` and :func:`markdown_table` report them; :func:`bench_main` is ``camctl bench``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ MB = 1e6
 
 @dataclass(frozen=True)
 class Metric:
-    """One reported number: its key, target (``op`` and ``threshold``; none for informative ones), meaning."""
+    """One reported number: its key, target (``op`` and ``threshold``; none for informative ones),
+    meaning."""
 
     key: str
     compares: str
@@ -61,7 +63,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class Figure:
-    """One benchmark: its ``--only`` name, the function measuring it, the metrics it reports (table order)."""
+    """One benchmark: its ``--only`` name, the function measuring it, the metrics it reports (table
+    order)."""
 
     name: str
     run: Callable[[Ctx], dict[str, Any]]
@@ -79,7 +82,8 @@ def _by_key() -> dict[str, Metric]:
 
 @dataclass
 class BenchResult:
-    """Values by metric key (None when it failed), errors and notes by key, the machine, elapsed time."""
+    """Values by metric key (None when it failed), errors and notes by key, the machine, elapsed
+    time."""
 
     values: dict[str, float | None] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -97,7 +101,7 @@ class BenchResult:
         return out
 
 
-# --- the shared context -------------------------------------------------------------------------------
+# --- the shared context ---------------------------------------------------------------------------
 class Ctx:
     """Temp dir, frame corpus, stored flights and child processes of one bench run."""
 
@@ -144,7 +148,8 @@ class Ctx:
         return out
 
     def flight(self, n_frames: int) -> Path:
-        """A store root holding one finished flight of ``n_frames`` (cached by size). Written without fsync."""
+        """A store root holding one finished flight of ``n_frames`` (cached by size). Written
+        without fsync."""
         if n_frames not in self._flights:
             from camctl.board.config import StoreConfig
             from camctl.store import FlightStore
@@ -207,8 +212,9 @@ class Ctx:
 
 @contextlib.contextmanager
 def board_interpreter() -> Any:
-    """Run board code in-process under the interpreter settings ``camctl run`` gives a board (the GIL switch
-    interval, see :data:`camctl.board.daemon.SWITCH_INTERVAL_S`), and restore the bench's own after."""
+    """Run board code in-process under the interpreter settings ``camctl run`` gives a board (the
+    GIL switch interval, see :data:`camctl.board.daemon.SWITCH_INTERVAL_S`), and restore the bench's
+    own after."""
     from camctl.board.daemon import SWITCH_INTERVAL_S
 
     saved = sys.getswitchinterval()
@@ -220,12 +226,13 @@ def board_interpreter() -> Any:
 
 
 def child_env() -> dict[str, str]:
-    """Children import the same camctl as this process (not whatever ``-m`` would find from their cwd)."""
+    """Children import the same camctl as this process (not whatever ``-m`` would find from their
+    cwd)."""
     here = str(Path(__file__).resolve().parents[2])
     return {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH")) if x)}
 
 
-# --- harness ------------------------------------------------------------------------------------------
+# --- harness --------------------------------------------------------------------------------------
 def _selected(only: list[str] | None) -> list[str]:
     if not only:
         return [f.name for f in registry.figures()]
@@ -257,14 +264,16 @@ def machine_info() -> dict[str, Any]:
 
 def run_benchmarks(*, quick: bool = False, only: list[str] | None = None,
                    on_done: Callable[[str, dict[str, Any]], None] | None = None) -> BenchResult:
-    """Run the selected benchmarks (all by default); a failing one yields None values and an error string."""
+    """Run the selected benchmarks (all by default); a failing one yields None values and an error
+    string."""
     names = _selected(only)
     result = BenchResult(quick=quick, machine=machine_info())
     t0 = time.perf_counter()
     ctx = Ctx(quick)
     camlog = logging.getLogger("camctl")
     level = camlog.level
-    camlog.setLevel(logging.ERROR)  # in-process daemons would log every phase change onto the report
+    # in-process daemons would log every phase change onto the report
+    camlog.setLevel(logging.ERROR)
     figs = {f.name: f for f in registry.figures()}
     try:
         for name in names:
@@ -304,7 +313,8 @@ def _machine_line(result: BenchResult) -> str:
 
 
 def _commit() -> str:
-    """``git describe --always --dirty`` of the camctl source tree, or ``unknown`` outside a checkout."""
+    """``git describe --always --dirty`` of the camctl source tree, or ``unknown`` outside a
+    checkout."""
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=10)
@@ -317,7 +327,8 @@ MARKDOWN_HEADER = "| metric | value | target | met | what it compares |"
 
 
 def markdown_table(result: BenchResult, *, commit: str | None = None, date: str | None = None) -> str:
-    """The README's performance table: one line naming run, commit and machine, then one row per metric."""
+    """The README's performance table: one line naming run, commit and machine, then one row per
+    metric."""
     by = _by_key()
     when = date or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     lines = [f"`camctl bench{' --quick' if result.quick else ''} --markdown` at commit `{commit or _commit()}`, "
@@ -362,7 +373,8 @@ def print_table(result: BenchResult) -> None:
 def bench_main(args: argparse.Namespace) -> int:
     """``camctl bench [--json | --markdown] [--quick] [--only NAME]``: 0 when every benchmark ran.
 
-    Targets do not count in the exit code: 2 when a benchmark could not measure or a name is unknown.
+    Targets do not count in the exit code: 2 when a benchmark could not measure or a name is
+    unknown.
     """
     only = getattr(args, "only", None)
     try:

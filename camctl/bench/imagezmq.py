@@ -1,4 +1,5 @@
-"""Bench figure ``fetch_vs_imagezmq``: fetch frames/s against imagezmq REQ-REP, through a delaying proxy and not."""
+"""Bench figure ``fetch_vs_imagezmq``: fetch frames/s against imagezmq REQ-REP, through a delaying
+proxy and not."""
 
 from __future__ import annotations
 

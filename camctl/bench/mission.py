@@ -1,12 +1,15 @@
 """Bench figures of the mission page (``camctl mission``) in the real browser, on loopback.
 
-- ``mission_status_latency_ms``: p99 of a board's PUB ``status`` (stamped with the board's wall clock when it
-  made it) to the page's DOM showing it (the page's clock right after the update; one machine, one clock).
+- ``mission_status_latency_ms``: p99 of a board's PUB ``status`` (stamped with the board's wall
+  clock when it
+  made it) to the page's DOM showing it (the page's clock right after the update; one machine, one
+  clock).
 - ``mission_first_paint_ms``: navigation start to the first board card drawn with live data
   (``performance.mark('camctl-first-board')`` in the page), median of fresh page loads.
 
-Two ``camctl run`` boards with two 640x360 sim cameras each (the demo's), armed (cameras running, one status broadcast a
-second each), the mission server in this process, Debian's headless chromium through Playwright.
+Two ``camctl run`` boards with two 640x360 sim cameras each (the demo's), armed (cameras running,
+one status broadcast a second each), the mission server in this process, Debian's headless chromium
+through Playwright.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from camctl.bench.harness import Ctx, Figure, Metric, child_env
 
 
 def _board(ctx: Ctx, name: str, index: int) -> Any:
-    """A ``camctl run`` board as the demo runs it (two 640x360 sim cameras), owned by ctx. Not 1080p: this
-    figure is the page's path; at 1080p on 2 shared cores the board's own GIL contention delays its PUB
-    status by up to ~400 ms before it leaves the board (measured with a bare SUB)."""
+    """A ``camctl run`` board as the demo runs it (two 640x360 sim cameras), owned by ctx. Not
+    1080p: this figure is the page's path; at 1080p on 2 shared cores the board's own GIL contention
+    delays its PUB status by up to ~400 ms before it leaves the board (measured with a bare SUB)."""
     from camctl.demo import start_board, write_board_config
 
     cfg = write_board_config(ctx.tmp / name, name, index, size=(640, 360), descent_s=90)

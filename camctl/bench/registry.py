@@ -1,4 +1,5 @@
-"""The list of bench figure modules: adding a figure is adding its module name here (see :mod:`camctl.bench`).
+"""The list of bench figure modules: adding a figure is adding its module name here (see
+:mod:`camctl.bench`).
 
 Modules are imported on first use, so importing the harness stays cheap and free of cycles.
 """

@@ -1,13 +1,14 @@
-"""Bench figures ``store_vs_fdatasync`` and ``commit_p99_ms``: FlightStore ingest at the real pace of two
-1080p cameras at 30 fps, against plain ``write()`` of the same bytes with ``fsync`` at the same cadence.
+"""Bench figures ``store_vs_fdatasync`` and ``commit_p99_ms``: FlightStore ingest at the real pace
+of two 1080p cameras at 30 fps, against plain ``write()`` of the same bytes with ``fsync`` at the
+same cadence.
 
-Frames arrive on a schedule (each camera every 1/30 s, 11 s, 3 s with --quick), not all at once: that is
-what a board sees, and it is where a group commit either keeps frame latency low or does not. Both sides get
-the same frames at the same moments. For each frame the time from its arrival to the return of the fsync
-that made it durable is taken; the figure is the baseline's mean latency over the store's (>= 0.9: the
-store's machinery costs at most ~10% more time-to-durable than bare writes). ``commit_p99_ms`` is the 99th
-percentile of the store's group commits, from closing the chunks to the last fsync returning
-(:attr:`FlightStore.commit_log`).
+Frames arrive on a schedule (each camera every 1/30 s, 11 s, 3 s with --quick), not all at once:
+that is what a board sees, and it is where a group commit either keeps frame latency low or does
+not. Both sides get the same frames at the same moments. For each frame the time from its arrival to
+the return of the fsync that made it durable is taken; the figure is the baseline's mean latency
+over the store's (>= 0.9: the store's machinery costs at most ~10% more time-to-durable than bare
+writes). ``commit_p99_ms`` is the 99th percentile of the store's group commits, from closing the
+chunks to the last fsync returning (:attr:`FlightStore.commit_log`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def _paced_store(root: Path, schedule: list[tuple[float, Any]]) -> tuple[list[fl
 
 
 def _paced_plain(d: Path, schedule: list[tuple[float, Any]]) -> tuple[list[float], list[float]]:
-    """The same frames written to one file per camera as they arrive, both fsync'd every INTERVAL_MS."""
+    """The same frames written to one file per camera as they arrive, both fsync'd every
+    INTERVAL_MS."""
     d.mkdir(parents=True)
     files = {cam: (d / f"{cam}.bin").open("wb", buffering=0) for cam in ("down", "up")}
     lat, fsyncs, pending = [], [], []
@@ -77,7 +79,8 @@ def _paced_plain(d: Path, schedule: list[tuple[float, Any]]) -> tuple[list[float
         next_sync = t0 + INTERVAL_MS / 1000
         for at, fr in [*schedule, (None, None)]:
             due = None if at is None else t0 + at
-            while due is None or next_sync <= due:  # commits due before the next frame (and a last one)
+            # commits due before the next frame (and a last one)
+            while due is None or next_sync <= due:
                 _wait_until(next_sync) if due is not None else None
                 s = time.monotonic()
                 for f in files.values():

@@ -1,9 +1,11 @@
-"""Bench figure ``trigger_latency``: mock GPIO edge to the cameras' phase change, through the Daemon's wiring.
+"""Bench figure ``trigger_latency``: mock GPIO edge to the cameras' phase change, through the
+Daemon's wiring.
 
-The edge is timed where the kernel would stamp it (before anything runs) and then handed to a separate callback
-thread, as lgpio delivers it: lgpio's Python module reads alerts on its own thread and calls gpiozero's
-``LGPIOPin._call_when_changed`` from there (gpiozero/pins/lgpio.py), so the figure includes a real thread hop
-(wake-up and GIL hand-over), not a synchronous call from the driving thread.
+The edge is timed where the kernel would stamp it (before anything runs) and then handed to a
+separate callback thread, as lgpio delivers it: lgpio's Python module reads alerts on its own thread
+and calls gpiozero's ``LGPIOPin._call_when_changed`` from there (gpiozero/pins/lgpio.py), so the
+figure includes a real thread hop (wake-up and GIL hand-over), not a synchronous call from the
+driving thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from camctl.bench.harness import SIZE, Ctx, Figure, Metric, board_interpreter
 
 
 def bench_trigger(ctx: Ctx) -> dict[str, Any]:
-    """GPIO edge (MockPin) -> EventLines -> PhaseMachine -> Daemon -> CameraRunner.set_phase, many phase walks."""
+    """GPIO edge (MockPin) -> EventLines -> PhaseMachine -> Daemon -> CameraRunner.set_phase, many
+    phase walks."""
     cycles = 6 if ctx.quick else 30
     with board_interpreter():  # what Daemon.start sets, undone when the figure is done
         lat = _phase_walks(ctx, cycles)

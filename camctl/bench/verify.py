@@ -1,4 +1,5 @@
-"""Bench figure ``verify``: ``camctl verify`` scan rate against a plain read() of the same files, cold and warm."""
+"""Bench figure ``verify``: ``camctl verify`` scan rate against a plain read() of the same files,
+cold and warm."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _plain_read(files: list[Path]) -> int:
 
 
 def _evict(files: list[Path]) -> None:
-    """Drop the files from the page cache (fsync first: only clean pages go), so the next read is cold."""
+    """Drop the files from the page cache (fsync first: only clean pages go), so the next read is
+    cold."""
     for p in files:
         fd = os.open(p, os.O_RDONLY)
         try:
@@ -31,7 +33,8 @@ def _evict(files: list[Path]) -> None:
 
 
 def bench_verify(ctx: Ctx) -> dict[str, Any]:
-    """verify vs plain read() of the same flight, both cold (evicted before each run) and both warm."""
+    """verify vs plain read() of the same flight, both cold (evicted before each run) and both
+    warm."""
     from camctl.store import verify
 
     mb = 40 if ctx.quick else 200

@@ -30,9 +30,8 @@ log = logging.getLogger("camctl.board.daemon")
 CHECK_TIMEOUT_S = 15.0  # the boot check of every camera (in parallel): open, one frame, close
 MAX_REPLACEMENTS = 3  # a camera whose capture thread hangs is restarted this often, then isolated
 # The encoder threads' nice value above the daemon's (camctl.board.encode): the edge's callback
-# thread
-# then waited for a core 1.8 ms at p99 instead of 4.2 ms (trigger bench, separation edges, 2 cores),
-# capture unchanged.
+# thread then waited for a core 1.8 ms at p99 instead of 4.2 ms (trigger bench, separation edges, 2
+# cores), capture unchanged.
 ENCODER_NICE = 10
 
 

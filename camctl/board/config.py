@@ -1,8 +1,9 @@
 """The TOML config -> validated, frozen dataclasses.
 
 Every problem is reported as a :class:`~camctl.exc.ConfigError` whose message names the key path
-(``cameras[1].fps.DESCENT: must be > 0``), so ``camctl config check`` and ``camctl run`` print one line
-and exit 2. Unknown keys are errors too: a typo in a flight config must not be silently ignored.
+(``cameras[1].fps.DESCENT: must be > 0``), so ``camctl config check`` and ``camctl run`` print one
+line and exit 2. Unknown keys are errors too: a typo in a flight config must not be silently
+ignored.
 
 Example::
 
@@ -86,7 +87,8 @@ class GpioConfig:
 
 @dataclass(frozen=True)
 class PhasesConfig:
-    triggers: tuple[tuple[str, str], ...] = tuple(DEFAULT_TRIGGERS.items())  # (event, phase) in order
+    # (event, phase) in order
+    triggers: tuple[tuple[str, str], ...] = tuple(DEFAULT_TRIGGERS.items())
     post_touchdown_s: float = 3.0
     descent_timeout_s: float = 120.0
     armed_timeout_s: float = 0.0  # 0: wait armed for ever
@@ -101,19 +103,21 @@ class PhasesConfig:
         return (SAFE, ARMED, *self.descent, TOUCHDOWN, LANDED)
 
 
-AF_MODES = ("manual", "auto", "continuous")  # libcamera AfModeEnum: Manual = 0, Auto = 1, Continuous = 2
+# libcamera AfModeEnum: Manual = 0, Auto = 1, Continuous = 2
+AF_MODES = ("manual", "auto", "continuous")
 
 
 @dataclass(frozen=True)
 class CameraControls:
     """``[cameras.controls]``: what the sensor and lens are told at every open (picamera2 backend).
 
-    TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they are
-    (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera looking at the
-    ground from height). The others are camctl's own names, because libcamera has no such control:
-    ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against motion blur, and noise)
-    through the tuning, ``sensor_mode`` is the sensor output size picamera2 picks the mode by (a full-field
-    binned mode keeps the whole view at video sizes). ``None`` leaves the camera's own default.
+    TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they
+    are (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera
+    looking at the ground from height). The others are camctl's own names, because libcamera has no
+    such control: ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against
+    motion blur, and noise) through the tuning, ``sensor_mode`` is the sensor output size picamera2
+    picks the mode by (a full-field binned mode keeps the whole view at video sizes). ``None``
+    leaves the camera's own default.
     """
 
     af_mode: str | None = None
@@ -139,17 +143,21 @@ class CameraConfig:
     seed: int = 0
     faults: tuple[tuple[str, float, float], ...] = ()  # sim only: (kind, at_s, duration_s)
     quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
-    lores_size: tuple[int, int] | None = None  # the smaller stream, for phases that need less resolution
+    # the smaller stream, for phases that need less resolution
+    lores_size: tuple[int, int] | None = None
     lores_phases: tuple[str, ...] = ()
-    sim_descent_s: float = 90.0  # sim only: scene seconds for the ground to come up (a demo sets it short)
-    # sim only: replay this many frames rendered at open instead of rendering each one (0: render each), so a
-    # frame costs what a Pi camera's does (its ISP fills the buffers off-CPU); for benchmarks of board code
+    # sim only: scene seconds for the ground to come up (a demo sets it short)
+    sim_descent_s: float = 90.0
+    # sim only: replay this many frames rendered at open instead of rendering each one (0: render
+    # each), so a frame costs what a Pi camera's does (its ISP fills the buffers off-CPU); for
+    # benchmarks of board code
     sim_prerender: int = 0
     controls: CameraControls = field(default_factory=CameraControls)
 
     def sensor_fps(self) -> float:
-        """The rate the sensor runs at from ARM to landing: the highest any phase needs (frames are thinned to
-        each phase's rate before encoding, so a phase change never waits for the sensor)."""
+        """The rate the sensor runs at from ARM to landing: the highest any phase needs (frames are
+        thinned to each phase's rate before encoding, so a phase change never waits for the
+        sensor)."""
         return max((fps for _, fps in self.fps), default=self.fps_for("ARMED"))
 
     def quality_for(self, phase: str) -> int:
@@ -201,7 +209,7 @@ class Config:
         raise KeyError(name)
 
 
-# --- sections -----------------------------------------------------------------------------------------
+# --- sections -------------------------------------------------------------------------------------
 def _store(t: _Table) -> StoreConfig:
     out = StoreConfig(
         dir=Path(t.str("dir", str(StoreConfig.dir))).expanduser(),
@@ -438,13 +446,15 @@ _CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max
 
 
 def _controls(t: _Table) -> CameraControls:
-    """``[cameras.controls]``; every key is checked (a misspelt control is an error, never ignored)."""
+    """``[cameras.controls]``; every key is checked (a misspelt control is an error, never
+    ignored)."""
     known = list(_CONTROL_KEYS)
     for key in sorted(t.data):
         if key not in known:
             raise ConfigError(f"unknown control (known: {', '.join(known)})", key=t.path(key))
     af_mode = t.str("AfMode", choices=AF_MODES) if t.has("AfMode") else None
-    lens = t.num("LensPosition", 0.0, lo=0, hi=32) if t.has("LensPosition") else None  # IPA: 0..32 dioptres
+    # IPA: 0..32 dioptres
+    lens = t.num("LensPosition", 0.0, lo=0, hi=32) if t.has("LensPosition") else None
     if lens is not None and af_mode not in (None, "manual"):
         raise ConfigError(f"needs AfMode = 'manual' (AfMode is {af_mode!r}: the lens would move)",
                           key=t.path("LensPosition"))
@@ -495,7 +505,8 @@ def _publish(t: _Table) -> PublishConfig:
 
 
 def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
-    """Validate a parsed TOML document and build a :class:`Config`; raise ConfigError on any problem."""
+    """Validate a parsed TOML document and build a :class:`Config`; raise ConfigError on any
+    problem."""
     try:
         top = _Table(data, "")
         board = _name(top.get("board"), "board") if top.has("board") else _missing("board")

@@ -45,14 +45,11 @@ __all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write
 log = logging.getLogger("camctl.board.daemon")
 DAEMON_INFO = "daemon.json"
 # A GPIO edge reaches Python on lgpio's alert thread, which must take the GIL from whatever thread
-# holds
-# it; CPython makes a holder let go only every switch interval (default 5 ms), so with capture,
-# encoder
-# callbacks and the store's writer all running Python, an edge waited up to one interval (the pre-
-# trigger
-# ring flushed at release kept the store thread busy as the separation edge came: 4 ms p99 measured,
-# 1.1 ms at 0.5 ms). Frames are filed by the kernel's edge time either way; this bounds how late the
-# rate changes.
+# holds it; CPython makes a holder let go only every switch interval (default 5 ms), so with
+# capture, encoder callbacks and the store's writer all running Python, an edge waited up to one
+# interval (the pre-trigger ring flushed at release kept the store thread busy as the separation
+# edge came: 4 ms p99 measured, 1.1 ms at 0.5 ms). Frames are filed by the kernel's edge time either
+# way; this bounds how late the rate changes.
 SWITCH_INTERVAL_S = 0.0005
 
 
@@ -247,11 +244,9 @@ class Daemon:
 
     def _on_transition(self, tr: Transition) -> None:
         # Runs under the phase machine's lock, on the GPIO (or timer, or operator) thread: no disk
-        # I/O
-        # here. The capture schedule first: this is the trigger latency. Opening a flight
-        # (directories,
-        # fsyncs) happens on its own thread, which is safe because ARMED frames only go to the RAM
-        # ring.
+        # I/O here. The capture schedule first: this is the trigger latency. Opening a flight
+        # (directories, fsyncs) happens on its own thread, which is safe because ARMED frames only
+        # go to the RAM ring.
         fleet, recorder = self.fleet, self.recorder
         assert fleet is not None  # built in __init__, before the lines that move the machine
         if tr.phase_to == ARMED:  # runners are idle in SAFE: nothing is counted between these lines

@@ -1,13 +1,15 @@
-"""`camctl doctor`: is this board ready to fly? One line per check, OK / WARN / FAIL, and what to fix.
+"""`camctl doctor`: is this board ready to fly? One line per check, OK / WARN / FAIL, and what to
+fix.
 
-Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it sees
-(each configured camera is opened for a second at its size, flight rate, encoder and controls: the achieved
-rate and whatever could not be set are reported), the GPIO stack (lgpio, the header's gpiochip, group
-membership), the event lines' current levels (an arm key left on, a break-wire already broken), power
-(``vcgencmd get_throttled``: under-voltage, throttling), the flash store (exists, on the mount it is meant to
-be on, a real create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's expected
-size), the clock, and the ZeroMQ ports. Every contact with the machine goes through :class:`Probes`, so tests
-(and a laptop without a Pi) run the same code with fakes.
+Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it
+sees (each configured camera is opened for a second at its size, flight rate, encoder and controls:
+the achieved rate and whatever could not be set are reported), the GPIO stack (lgpio, the header's
+gpiochip, group membership), the event lines' current levels (an arm key left on, a break-wire
+already broken), power (``vcgencmd get_throttled``: under-voltage, throttling), the flash store
+(exists, on the mount it is meant to be on, a real create+fsync+delete probe, free space against
+``store.reserve_mb`` and the flight's expected size), the clock, and the ZeroMQ ports. Every contact
+with the machine goes through :class:`Probes`, so tests (and a laptop without a Pi) run the same
+code with fakes.
 
 Exit status of :func:`main`: 0 when every check is OK or WARN, 1 when any check FAILs.
 
@@ -63,14 +65,16 @@ __all__ = [
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 HEADER_LABELS = ("pinctrl-rp1", "pinctrl-bcm2712", "pinctrl-bcm2711", "pinctrl-bcm2835")
-# Bytes per pixel of a JPEG frame at quality ~85 of an outdoor scene (1080p ~ 250 kB). Used for sizing only.
+# Bytes per pixel of a JPEG frame at quality ~85 of an outdoor scene (1080p ~ 250 kB). Used for
+# sizing only.
 _JPEG_BYTES_PER_PIXEL = 0.12
 
 
 
 @dataclass(frozen=True)
 class Check:
-    """One result line: ``name`` of the check, ``level`` OK/WARN/FAIL, what was found, and how to fix it."""
+    """One result line: ``name`` of the check, ``level`` OK/WARN/FAIL, what was found, and how to
+    fix it."""
 
     name: str
     level: str
@@ -86,7 +90,7 @@ def format_check(check: Check) -> str:
     return line
 
 
-# --- probes: everything that touches the machine ------------------------------------------------------
+# --- probes: everything that touches the machine --------------------------------------------------
 def _read_text(path: str) -> str | None:
     try:
         return Path(path).read_text(errors="replace")
@@ -105,7 +109,8 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
 
 
 def _adjtimex_state() -> int | None:
-    """adjtimex(2) with modes=0 (read only): the clock state, 5 (TIME_ERROR) when not synchronised."""
+    """adjtimex(2) with modes=0 (read only): the clock state, 5 (TIME_ERROR) when not
+    synchronised."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex is ~208 bytes; modes=0 at offset 0
@@ -130,7 +135,8 @@ def _disk_free_mb(path: Path) -> float:
 
 
 def _write_probe(directory: Path) -> None:
-    """Create, write, fsync, close and delete a probe file (and fsync the directory): raises OSError."""
+    """Create, write, fsync, close and delete a probe file (and fsync the directory): raises
+    OSError."""
     probe = directory / f".camctl-doctor-{uuid.uuid4().hex}"
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -149,7 +155,8 @@ def _write_probe(directory: Path) -> None:
 
 
 def _line_levels(cfg: Config) -> dict[str, bool]:
-    """The configured event lines' levels now (True: active); raises CamctlError when they cannot be read."""
+    """The configured event lines' levels now (True: active); raises CamctlError when they cannot be
+    read."""
     from camctl.board.commands import read_mock_levels
     from camctl.board.gpio import EventLines
 
@@ -161,7 +168,8 @@ def _line_levels(cfg: Config) -> dict[str, bool]:
 
 
 def _mounts() -> list[tuple[str, str, str]]:
-    """(device, mount point, fs type) of every mount, from /proc/self/mounts (octal escapes decoded)."""
+    """(device, mount point, fs type) of every mount, from /proc/self/mounts (octal escapes
+    decoded)."""
     out = []
     text = _read_text("/proc/self/mounts") or ""
     for row in text.splitlines():
@@ -203,7 +211,8 @@ def _make_camera(cfg: CameraConfig) -> Camera:
 
 @dataclass
 class Probes:
-    """The machine, as doctor sees it. Replace any field in tests; defaults touch the real system."""
+    """The machine, as doctor sees it. Replace any field in tests; defaults touch the real
+    system."""
 
     import_module: Callable[[str], ModuleType] = importlib.import_module
     read_text: Callable[[str], str | None] = _read_text
@@ -220,18 +229,20 @@ class Probes:
     line_levels: Callable[[Config], dict[str, bool]] = _line_levels
     mounts: Callable[[], list[tuple[str, str, str]]] = _mounts
     running_daemon: Callable[[Path], dict | None] = _running_daemon
-    make_camera: Callable[[CameraConfig], Camera] = _make_camera  # built closed, as the daemon builds it
+    # built closed, as the daemon builds it
+    make_camera: Callable[[CameraConfig], Camera] = _make_camera
     camera_seconds: float = 1.0  # how long each camera is run for its rate
 
 
-# --- checks -------------------------------------------------------------------------------------------
+# --- checks ---------------------------------------------------------------------------------------
 def _check_python() -> Check:
     version = platform.python_version()
     return Check("python", OK, f"Python {version} ({sys.executable}), camctl {camctl.__version__}")
 
 
 def _chip_labels(probes: Probes) -> dict[str, str]:
-    """gpiochipN -> label, from /sys/bus/gpio/devices/*/label, else /sys/class/gpio/gpiochip*/label."""
+    """gpiochipN -> label, from /sys/bus/gpio/devices/*/label, else
+    /sys/class/gpio/gpiochip*/label."""
     labels: dict[str, str] = {}
     for path in probes.glob("/sys/bus/gpio/devices/gpiochip*"):
         text = probes.read_text(f"{path}/label")
@@ -239,7 +250,8 @@ def _chip_labels(probes: Probes) -> dict[str, str]:
             labels[Path(path).name] = text.strip("\0\n ")
     if labels:
         return labels
-    for path in probes.glob("/sys/class/gpio/gpiochip*"):  # named by base; 'device' points at gpiochipN
+    # named by base; 'device' points at gpiochipN
+    for path in probes.glob("/sys/class/gpio/gpiochip*"):
         text = probes.read_text(f"{path}/label")
         chip = Path(probes.realpath(f"{path}/device")).name
         if text and chip.startswith("gpiochip"):
@@ -266,7 +278,8 @@ def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
         return checks
     labels = _chip_labels(probes)
     header = next((chip for chip, label in sorted(labels.items()) if label in HEADER_LABELS), None)
-    # gpiozero's LGPIOFactory opens gpiochip4 on a Pi 5 when it exists (older kernels), else gpiochip0.
+    # gpiozero's LGPIOFactory opens gpiochip4 on a Pi 5 when it exists (older kernels), else
+    # gpiochip0.
     opened = "gpiochip4" if "Raspberry Pi 5" in model and "gpiochip4" in chips else "gpiochip0"
     opened_real = Path(probes.realpath(f"/dev/{opened}")).name
     if header is None:
@@ -291,8 +304,8 @@ def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
 
 
 def _check_lines(cfg: Config, probes: Probes) -> list[Check]:
-    """An arm key left on arms nothing (a level is not an edge) and a broken break-wire fires nothing: both
-    mean the board will not do what the operator expects on the pad."""
+    """An arm key left on arms nothing (a level is not an edge) and a broken break-wire fires
+    nothing: both mean the board will not do what the operator expects on the pad."""
     if not cfg.gpio.lines:
         return [Check("lines", OK, "no event lines configured: the board arms and triggers by command only")]
     held = probes.running_daemon(cfg.store.dir) if cfg.gpio.backend != "mock" else None
@@ -362,8 +375,9 @@ def _mount_of(path: str, points: list[str]) -> str:
 
 
 def _check_mount(cfg: Config, probes: Probes) -> list[Check]:
-    """store.dir must be on the mount the config means (store.mount, else its /etc/fstab entry): with the
-    SSD missing, the bare mount point is a folder on the SD card that would silently fill up."""
+    """store.dir must be on the mount the config means (store.mount, else its /etc/fstab entry):
+    with the SSD missing, the bare mount point is a folder on the SD card that would silently fill
+    up."""
     directory = probes.realpath(str(cfg.store.dir))
     mounts = probes.mounts()
     actual = _mount_of(directory, [m[1] for m in mounts])
@@ -398,7 +412,8 @@ def _check_groups(probes: Probes) -> Check:
 
 
 def _flight_mb(cfg: Config) -> float:
-    """Megabytes one flight may write: every camera at its fastest descent rate for descent_timeout_s."""
+    """Megabytes one flight may write: every camera at its fastest descent rate for
+    descent_timeout_s."""
     total = 0.0
     for cam in cfg.cameras:
         rate = max((fps for phase, fps in cam.fps if phase != "ARMED"), default=0.0)
@@ -484,7 +499,8 @@ def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
 
 
 def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> list[Check]:
-    """Every check in order. Without a config (or with a broken one) the defaults of camctl.board.config apply."""
+    """Every check in order. Without a config (or with a broken one) the defaults of
+    camctl.board.config apply."""
     probes = probes or Probes()
     checks = [_check_python()]
     cfg: Config | None = None
@@ -512,7 +528,7 @@ def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> lis
     return checks
 
 
-# --- CLI ----------------------------------------------------------------------------------------------
+# --- CLI ------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add doctor's options to ``parser`` (the CLI owner calls this for the subcommand)."""
     parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="the board's config")

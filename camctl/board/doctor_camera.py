@@ -77,7 +77,8 @@ def check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
 
 
 def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[str]:
-    """The exposure and gain caps, checked against the frames' metadata (MJPEG frames carry none: 0 µs)."""
+    """The exposure and gain caps, checked against the frames' metadata (MJPEG frames carry none: 0
+    µs)."""
     out = []
     cap_us, cap_gain = cfg.controls.exposure_max_us, cfg.controls.analogue_gain_max
     seen_us = max((e for e, _ in exposures), default=0)
@@ -122,9 +123,8 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     if mode is not None:
         encoder += f", sensor mode {mode[0]}x{mode[1]}"
     # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the
-    # nominal one, so
-    # there the delivered rate is all there is. A delivered rate below the sensor's is this process
-    # being late.
+    # nominal one, so there the delivered rate is all there is. A delivered rate below the sensor's
+    # is this process being late.
     median = sorted(durations)[len(durations) // 2]
     achieved = delivered if encoder == "hardware" or median <= 0 else 1e6 / median
     detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, {delivered:.1f} fps delivered "

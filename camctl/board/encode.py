@@ -1,21 +1,23 @@
 """The JPEG encoder pool: simplejpeg on a few threads (it releases the GIL while it encodes).
 
-Capture threads submit raw RGB frames (or planar I420 from a camera's lores stream) and get futures back;
-each capture thread keeps its own futures in order, so the pool can run frames of several cameras side by side
-without reordering any camera's stream.
+Capture threads submit raw RGB frames (or planar I420 from a camera's lores stream) and get futures
+back; each capture thread keeps its own futures in order, so the pool can run frames of several
+cameras side by side without reordering any camera's stream.
 
-Value-ordered overload: a pool built with ``capacity`` holds at most that many frames waiting for an encoder
-thread. A frame submitted to a full pool pushes out the oldest waiting frame of the lowest value below its
-own (that frame's future is cancelled: its camera counts it ``encoder_behind``); when no waiting frame is worth
-less, the new frame is refused the same way (its future comes back cancelled). So across cameras a lower-value
-frame is always dropped before a higher-value one, and a TOUCHDOWN frame is never dropped while an ARMED frame
-waits. Without ``capacity`` (benchmarks, tools) nothing is ever dropped.
+Value-ordered overload: a pool built with ``capacity`` holds at most that many frames waiting for an
+encoder thread. A frame submitted to a full pool pushes out the oldest waiting frame of the lowest
+value below its own (that frame's future is cancelled: its camera counts it ``encoder_behind``);
+when no waiting frame is worth less, the new frame is refused the same way (its future comes back
+cancelled). So across cameras a lower-value frame is always dropped before a higher-value one, and a
+TOUCHDOWN frame is never dropped while an ARMED frame waits. Without ``capacity`` (benchmarks,
+tools) nothing is ever dropped.
 
-Priority: ``nice`` puts the encoder threads below the board's latency work (``os.setpriority`` on each worker
-thread: Linux schedules threads as tasks, and raising a nice value needs no privilege). Encoding is throughput
-work that keeps both cores busy; a GPIO edge's callback thread, the capture threads and the store's writer
-each need a core for a fraction of a millisecond at the moment they wake, and at equal priority they queued
-behind an encode for a whole scheduler slice (4 ms measured on the separation edge).
+Priority: ``nice`` puts the encoder threads below the board's latency work (``os.setpriority`` on
+each worker thread: Linux schedules threads as tasks, and raising a nice value needs no privilege).
+Encoding is throughput work that keeps both cores busy; a GPIO edge's callback thread, the capture
+threads and the store's writer each need a core for a fraction of a millisecond at the moment they
+wake, and at equal priority they queued behind an encode for a whole scheduler slice (4 ms measured
+on the separation edge).
 
 Example::
 
@@ -45,7 +47,8 @@ log = logging.getLogger("camctl.board.encode")
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB") -> bytes:
-    """Encode one ``HxWx3`` uint8 frame the way the board does (4:2:0, like camera hardware encoders)."""
+    """Encode one ``HxWx3`` uint8 frame the way the board does (4:2:0, like camera hardware
+    encoders)."""
     if not image.flags.c_contiguous:
         image = np.ascontiguousarray(image)
     return simplejpeg.encode_jpeg(image, quality=quality, colorspace=colorspace, colorsubsampling="420",
@@ -53,9 +56,9 @@ def encode_jpeg(image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB"
 
 
 def encode_jpeg_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int = 85) -> bytes:
-    """Encode planar I420 (``y`` HxW, ``u``/``v`` H/2 x W/2, full-range BT.601) straight to a 4:2:0 JPEG:
-    no colour conversion and no chroma subsampling to do, so it costs less CPU than :func:`encode_jpeg`.
-    Strided views (a camera buffer's padding cropped off) are fine."""
+    """Encode planar I420 (``y`` HxW, ``u``/``v`` H/2 x W/2, full-range BT.601) straight to a 4:2:0
+    JPEG: no colour conversion and no chroma subsampling to do, so it costs less CPU than
+    :func:`encode_jpeg`. Strided views (a camera buffer's padding cropped off) are fine."""
     h, w = y.shape[:2]
     if y.ndim != 2 or u.shape != ((h + 1) // 2, (w + 1) // 2) or v.shape != u.shape:
         raise ValueError(f"not I420 planes: Y {y.shape}, U {u.shape}, V {v.shape}")
@@ -63,7 +66,8 @@ def encode_jpeg_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int
 
 
 def _lower_priority(nice: int) -> None:
-    """Run on each encoder thread as it starts: raise its nice value by ``nice`` (see the module docstring)."""
+    """Run on each encoder thread as it starts: raise its nice value by ``nice`` (see the module
+    docstring)."""
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
@@ -83,7 +87,8 @@ class _Waiting:
 
 
 class EncoderPool:
-    """A fixed pool of encoder threads shared by all cameras of a board (value-ordered with ``capacity``)."""
+    """A fixed pool of encoder threads shared by all cameras of a board (value-ordered with
+    ``capacity``)."""
 
     def __init__(self, threads: int = 2, *, capacity: int | None = None, nice: int = 0) -> None:
         if threads < 1:
@@ -98,7 +103,8 @@ class EncoderPool:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="camctl-encode",
                                         initializer=_lower_priority if nice else None, initargs=(nice,))
         self._closed = False
-        self._lock = threading.RLock()  # RLock: cancel() runs done-callbacks on the cancelling thread
+        # RLock: cancel() runs done-callbacks on the cancelling thread
+        self._lock = threading.RLock()
         self._waiting: dict[int, _Waiting] = {}  # by order
         self._order = itertools.count()
         self.evicted = 0  # waiting frames pushed out by a frame of higher value
@@ -106,7 +112,8 @@ class EncoderPool:
 
     def submit(self, image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB",
                value: int = 2) -> Future[bytes]:
-        """Encode an RGB frame; ``value`` is its :class:`~camctl.common.frames.FrameValue` (see the overload rule)."""
+        """Encode an RGB frame; ``value`` is its :class:`~camctl.common.frames.FrameValue` (see the
+        overload rule)."""
         return self.run(encode_jpeg, image, quality, colorspace=colorspace, value=value)
 
     def submit_yuv(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], quality: int = 85, *,
@@ -141,7 +148,8 @@ class EncoderPool:
             self._waiting.pop(order, None)
 
     def _evict_below(self, value: int) -> bool:
-        """Cancel the oldest waiting job of the lowest value below ``value``; False when there is none."""
+        """Cancel the oldest waiting job of the lowest value below ``value``; False when there is
+        none."""
         while True:
             low = min(self._waiting.values(), key=lambda j: (j.value, j.order), default=None)
             if low is None or low.value >= value:

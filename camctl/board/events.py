@@ -1,9 +1,11 @@
-"""The phase machine: SAFE -> ARMED -> descent phases -> TOUCHDOWN -> LANDED, driven by named events.
+"""The phase machine: SAFE -> ARMED -> descent phases -> TOUCHDOWN -> LANDED, driven by named
+events.
 
-It owns the rules, not the wiring: GPIO lines, operator commands and timers all call :meth:`PhaseMachine.handle`
-(or :meth:`PhaseMachine.tick` for timers), and every decision (a transition, or an event that changed nothing
-and why) is reported to ``on_record`` with monotonic and wall-clock times, so the store's event log holds the
-whole story and the ground can align boards on shared trigger edges.
+It owns the rules, not the wiring: GPIO lines, operator commands and timers all call
+:meth:`PhaseMachine.handle` (or :meth:`PhaseMachine.tick` for timers), and every decision (a
+transition, or an event that changed nothing and why) is reported to ``on_record`` with monotonic
+and wall-clock times, so the store's event log holds the whole story and the ground can align boards
+on shared trigger edges.
 
 Rule table (``RULES`` below is the code; tests cover every row):
 
@@ -30,8 +32,9 @@ timer                 phase P with timeouts_s[P]      -> next phase (ARMED -> SA
 timer                 ARMED, armed_timeout_s          -> SAFE (auto-disarm)
 ====================  ==============================  ===========================================
 
-The same event on the same line within ``bounce_ms`` of its previous edge is a bounce, ignored before the rules
-(gpiozero's ``MockPin`` ignores ``bounce_time``, and real contacts bounce, so camctl debounces itself).
+The same event on the same line within ``bounce_ms`` of its previous edge is a bounce, ignored
+before the rules (gpiozero's ``MockPin`` ignores ``bounce_time``, and real contacts bounce, so
+camctl debounces itself).
 
 Example::
 
@@ -76,8 +79,8 @@ class Transition:
 
 
 class PhaseMachine:
-    """Thread-safe phase machine. ``handle`` is O(1) and never blocks on I/O (callbacks must not either:
-    they run under the machine's lock, so that transitions reach them in order)."""
+    """Thread-safe phase machine. ``handle`` is O(1) and never blocks on I/O (callbacks must not
+    either: they run under the machine's lock, so that transitions reach them in order)."""
 
     def __init__(
         self,
@@ -119,7 +122,7 @@ class PhaseMachine:
         """True from the first descent phase until LANDED (no disarm, no serving by default)."""
         return self.phase not in (SAFE, ARMED, LANDED)
 
-    # -- events -----------------------------------------------------------------------------------------
+    # -- events ------------------------------------------------------------------------------------
     def handle(self, event: str, *, source: str = "operator", mono_ns: int | None = None,
                line: str | None = None) -> Transition | None:
         """Apply one event. Returns the transition it caused, or None (the record says why)."""
@@ -128,7 +131,8 @@ class PhaseMachine:
             if self._bounce_ns and line is not None:
                 key = (line, event)
                 last = self._last_seen.get(key)
-                self._last_seen[key] = now  # the window restarts on every edge: chatter is one event
+                # the window restarts on every edge: chatter is one event
+                self._last_seen[key] = now
                 if last is not None and 0 <= now - last < self._bounce_ns:
                     self._record(event, source, "bounce", now)
                     return None
@@ -165,12 +169,13 @@ class PhaseMachine:
             return None, "out_of_order"
         return target, ""
 
-    # -- resume ---------------------------------------------------------------------------------------
+    # -- resume ------------------------------------------------------------------------------------
     def resume(self, phase: str, *, entered_ns: int, descent_started_ns: int | None = None,
                source: str = "resume") -> Transition:
-        """Re-enter ``phase`` after a restart, as persisted: no callbacks (the caller wires the capture and
-        the log itself), timers run from ``entered_ns`` / ``descent_started_ns`` (this clock, possibly in the
-        past), so TOUCHDOWN keeps only its remaining post-touchdown time. Only from SAFE, before any event."""
+        """Re-enter ``phase`` after a restart, as persisted: no callbacks (the caller wires the
+        capture and the log itself), timers run from ``entered_ns`` / ``descent_started_ns`` (this
+        clock, possibly in the past), so TOUCHDOWN keeps only its remaining post-touchdown time.
+        Only from SAFE, before any event."""
         if phase not in self.order:
             raise ResumeError(f"cannot resume into unknown phase {phase!r} (phases: {', '.join(self.order)})")
         with self._lock:
@@ -186,7 +191,7 @@ class PhaseMachine:
             self.history.append(tr)
             return tr
 
-    # -- timers -----------------------------------------------------------------------------------------
+    # -- timers ------------------------------------------------------------------------------------
     def deadline_ns(self) -> tuple[int, str] | None:
         """The next timer (monotonic ns, target phase), or None."""
         with self._lock:
@@ -215,7 +220,7 @@ class PhaseMachine:
                 return None
             return self._go(due[1], "timeout", "timer", now)
 
-    # -- internals --------------------------------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------------
     def _go(self, target: str, event: str, source: str, now: int) -> Transition:
         prev = self._phase
         lo, hi = self.order.index(prev), self.order.index(target)

@@ -1,27 +1,30 @@
 """GPIO event lines: one gpiozero ``DigitalInputDevice`` per configured line, feeding named events.
 
-The pin factory is injected (gpiozero's seam): ``LGPIOFactory`` on a Pi (Pi 5 included; lgpio talks to
-``/dev/gpiochip*``), ``MockFactory`` in the simulator and the tests, where :meth:`EventLines.drive` moves a
-``MockPin`` so the real gpiozero edge path runs. Glitch rejection (``min_pulse_ms``: a line must hold
-active that long) lives here; debounce lives in the phase machine, because ``MockPin`` ignores gpiozero's
-``bounce_time`` and real contacts bounce.
+The pin factory is injected (gpiozero's seam): ``LGPIOFactory`` on a Pi (Pi 5 included; lgpio talks
+to ``/dev/gpiochip*``), ``MockFactory`` in the simulator and the tests, where
+:meth:`EventLines.drive` moves a ``MockPin`` so the real gpiozero edge path runs. Glitch rejection
+(``min_pulse_ms``: a line must hold active that long) lives here; debounce lives in the phase
+machine, because ``MockPin`` ignores gpiozero's ``bounce_time`` and real contacts bounce.
 
-Edge times are the pin's own ``ticks``, not the time the Python callback ran. Each line's handler is the
-pin's ``when_changed(ticks, state)`` (the documented Pin interface, gpiozero/pins/__init__.py, the
-``when_changed`` property: "the first will report the ticks ... when the pin's state changed"):
+Edge times are the pin's own ``ticks``, not the time the Python callback ran. Each line's handler is
+the pin's ``when_changed(ticks, state)`` (the documented Pin interface, gpiozero/pins/__init__.py,
+the ``when_changed`` property: "the first will report the ticks ... when the pin's state changed"):
 
-- lgpio: the kernel's line-event timestamp. gpiozero/pins/lgpio.py ``LGPIOPin._call_when_changed(chip, gpio,
-  level, ticks)`` passes ``ticks / 1000000000`` on from lgpio's callback thread. The kernel stamps events
-  with ``ktime_get_ns()`` (CLOCK_MONOTONIC, the clock of ``time.monotonic_ns`` and of libcamera's sensor
-  timestamps) unless the line asked for the realtime clock, which lgpio does not (joan2937/lg lgGpio.c: the
-  ``GPIO_V2_LINE_FLAG_EVENT_CLOCK_REALTIME`` line is commented out). lgpio.h warns old kernels used the
-  epoch, so a stamp more than a minute away from ``time.monotonic_ns()`` is not trusted (callback time, logged
-  once).
-- MockFactory: ``MockPin._call_when_changed()`` passes ``self._last_change``, the ``monotonic()`` of the
+- lgpio: the kernel's line-event timestamp. gpiozero/pins/lgpio.py
+  ``LGPIOPin._call_when_changed(chip, gpio,
+  level, ticks)`` passes ``ticks / 1000000000`` on from lgpio's callback thread. The kernel stamps
+  events with ``ktime_get_ns()`` (CLOCK_MONOTONIC, the clock of ``time.monotonic_ns`` and of
+  libcamera's sensor timestamps) unless the line asked for the realtime clock, which lgpio does not
+  (joan2937/lg lgGpio.c: the ``GPIO_V2_LINE_FLAG_EVENT_CLOCK_REALTIME`` line is commented out).
+  lgpio.h warns old kernels used the epoch, so a stamp more than a minute away from
+  ``time.monotonic_ns()`` is not trusted (callback time, logged once).
+- MockFactory: ``MockPin._call_when_changed()`` passes ``self._last_change``, the ``monotonic()`` of
+  the
   change (gpiozero/pins/mock.py), on the same clock.
 
-gpiozero's ``bounce_time`` is not used: lgpio's debounce stamps a level change "debounce microseconds after
-the actual level change" (lgpio.h, lgGpioSetDebounce), exactly the lateness camctl avoids.
+gpiozero's ``bounce_time`` is not used: lgpio's debounce stamps a level change "debounce
+microseconds after the actual level change" (lgpio.h, lgGpioSetDebounce), exactly the lateness
+camctl avoids.
 
 Example::
 
@@ -50,8 +53,8 @@ from camctl.exc import GpioError
 __all__ = ["EventLines", "edge_time_ns", "make_pin_factory"]
 
 log = logging.getLogger("camctl.board.gpio")
-# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (see the module docstring); tests/test_gpio.py
-# pins these facts to the installed gpiozero's source.
+# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (see the module docstring);
+# tests/test_gpio.py pins these facts to the installed gpiozero's source.
 MONOTONIC_TICKS = ("LGPIOFactory", "MockFactory")
 _TRUST_WINDOW_NS = 60_000_000_000
 
@@ -59,8 +62,9 @@ OnEdge = Callable[[str, int, str], None]  # (event name, edge monotonic ns, line
 
 
 def edge_time_ns(factory: Any, ticks: Any, now_ns: int | None = None) -> int | None:
-    """The edge time (``time.monotonic_ns`` clock) of a pin's ``ticks``, or None when they cannot be trusted:
-    an unknown factory, or a stamp not within a minute before now (an epoch-stamping kernel)."""
+    """The edge time (``time.monotonic_ns`` clock) of a pin's ``ticks``, or None when they cannot be
+    trusted: an unknown factory, or a stamp not within a minute before now (an epoch-stamping
+    kernel)."""
     if type(factory).__name__ not in MONOTONIC_TICKS or not isinstance(ticks, int | float):
         return None
     t = round(ticks * 1e9)
@@ -87,7 +91,8 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
 
 
 class EventLines(Closeable):
-    """Watches the configured lines and calls ``on_edge(event, t_ns, line)`` when one becomes active."""
+    """Watches the configured lines and calls ``on_edge(event, t_ns, line)`` when one becomes
+    active."""
 
     def __init__(self, gpio: GpioConfig, on_edge: OnEdge, *, pin_factory: Any = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
@@ -109,18 +114,20 @@ class EventLines(Closeable):
             from gpiozero import DigitalInputDevice
 
             for line in gpio.lines:
-                # the device claims the pin and sets its pull; no bounce_time (see the module docstring)
+                # the device claims the pin and sets its pull; no bounce_time (see the module
+                # docstring)
                 dev = DigitalInputDevice(line.pin, pull_up=line.pull_up, bounce_time=None,
                                          pin_factory=self.factory)
                 self._devices[line.event] = dev
                 self._lines[line.event] = line
                 if hasattr(dev.pin, "drive_high"):
-                    # a mock line starts where the wiring holds it: at rest, or as ``initial`` says (a held
-                    # arm key across a daemon restart); set before the handlers, so it is a level, not an edge
+                    # a mock line starts where the wiring holds it: at rest, or as ``initial`` says
+                    # (a held arm key across a daemon restart); set before the handlers, so it is a
+                    # level, not an edge
                     self.drive(line.event, bool((initial or {}).get(line.event, False)))
-                # the pin's own edge callback (ticks, state), in place of the device's (which drops ticks).
-                # The pin keeps only a weak reference (gpiozero/pins/pi.py PiPin._set_when_changed): we keep
-                # the strong one.
+                # the pin's own edge callback (ticks, state), in place of the device's (which drops
+                # ticks). The pin keeps only a weak reference (gpiozero/pins/pi.py
+                # PiPin._set_when_changed): we keep the strong one.
                 self._callbacks[line.event] = self._make_changed(line)
                 dev.pin.when_changed = self._callbacks[line.event]
         except GpioError:
@@ -134,8 +141,8 @@ class EventLines(Closeable):
         on_active, on_inactive = self._make_handler(line), self._make_release(line)
 
         def on_changed(ticks: Any, state: Any) -> None:
-            # the line is active when its level is the configured active level (a break-wire pulled up
-            # reads high when it breaks: active_high)
+            # the line is active when its level is the configured active level (a break-wire pulled
+            # up reads high when it breaks: active_high)
             if bool(state) == line.active_high:
                 on_active(ticks)
             else:
@@ -187,13 +194,14 @@ class EventLines(Closeable):
         if not self._closed and self.is_active(line.event):
             self._on_edge(line.event, t_ns, f"gpio{line.pin}")
 
-    # -- state --------------------------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------------------
     @property
     def events(self) -> tuple[str, ...]:
         return tuple(self._lines)
 
     def levels(self) -> dict[str, bool]:
-        """Every line's current level (True: active), read now: what a restarted daemon resumes from."""
+        """Every line's current level (True: active), read now: what a restarted daemon resumes
+        from."""
         return {event: self.is_active(event) for event in self._lines}
 
     def is_active(self, event: str) -> bool:
@@ -227,7 +235,7 @@ class EventLines(Closeable):
                 time.sleep(left)
         self.drive(event, False)
 
-    # -- lifecycle ----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
             return
@@ -252,9 +260,10 @@ class EventLines(Closeable):
 
 def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threading.Event | None = None,
           pin_factory: Any = None) -> None:
-    """``camctl gpio watch``: print every edge of every configured line until ``stop``, at its kernel time (the
-    pin's ticks, as :class:`EventLines` records them) with the gap since that line's previous edge, so contact
-    bounce shows as edges closer than ``bounce_ms``. The first line per pin is its level at start."""
+    """``camctl gpio watch``: print every edge of every configured line until ``stop``, at its
+    kernel time (the pin's ticks, as :class:`EventLines` records them) with the gap since that
+    line's previous edge, so contact bounce shows as edges closer than ``bounce_ms``. The first line
+    per pin is its level at start."""
     from gpiozero import DigitalInputDevice
 
     stop = stop or threading.Event()

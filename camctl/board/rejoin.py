@@ -71,8 +71,7 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
     fleet.set_phase(state.phase)
     store.log_event(rec)
     # what the dead process left in RAM, or stored without counting it, closes the books of the
-    # flight
-    # so far
+    # flight so far
     from camctl.board.resume import restart_books
 
     for books in restart_books(root / state.flight, recorder.cameras, mono_ns=now_mono,

@@ -1,7 +1,7 @@
 """The capture schedule's pure rules: which phase a frame belongs to and what it is worth.
 
-Kept apart from the capture threads (``capture.py``) so the rules are tested, and mutation-tested, without
-threads or cameras. Rates by phase are :meth:`camctl.board.config.CameraConfig.fps_for`.
+Kept apart from the capture threads (``capture.py``) so the rules are tested, and mutation-tested,
+without threads or cameras. Rates by phase are :meth:`camctl.board.config.CameraConfig.fps_for`.
 
 Example::
 
@@ -19,15 +19,17 @@ from camctl.common.frames import FrameValue
 
 __all__ = ["RECLASSIFY_NS", "frame_phase", "value_of"]
 
-RECLASSIFY_NS = 1_000_000_000  # only this close to an edge is a frame filed under the phase before it
+# only this close to an edge is a frame filed under the phase before it
+RECLASSIFY_NS = 1_000_000_000
 
 
 def frame_phase(state: tuple, timestamp_ns: int, asked_in: str) -> str:
     """The phase a frame belongs to, by its sensor time (monotonic, like the edge's).
 
-    ``state`` starts ``(phase now, phase before, edge ns)``. A frame exposed before the edge but delivered after
-    it (a queued sensor buffer) belongs to the phase before; in SAFE/LANDED, to the phase it was asked in.
-    Only within :data:`RECLASSIFY_NS` of the edge: a backend on another clock is not reclassified wholesale.
+    ``state`` starts ``(phase now, phase before, edge ns)``. A frame exposed before the edge but
+    delivered after it (a queued sensor buffer) belongs to the phase before; in SAFE/LANDED, to the
+    phase it was asked in. Only within :data:`RECLASSIFY_NS` of the edge: a backend on another clock
+    is not reclassified wholesale.
     """
     current, previous, changed_ns = state[0], state[1], state[2]
     if current in (SAFE, LANDED):

@@ -1,9 +1,9 @@
 """systemd's sd_notify protocol, in a few lines of socket code (no libsystemd, no dependency).
 
-Owns: reading ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` / ``WATCHDOG_PID`` once, at construction, and sending
-``KEY=value`` datagrams to the service manager. Outside systemd (no ``NOTIFY_SOCKET``) every call is a
-no-op, so the daemon calls it unconditionally. It never raises: a broken socket is logged once, at debug,
-because a status line must never take down a flight.
+Owns: reading ``NOTIFY_SOCKET`` / ``WATCHDOG_USEC`` / ``WATCHDOG_PID`` once, at construction, and
+sending ``KEY=value`` datagrams to the service manager. Outside systemd (no ``NOTIFY_SOCKET``) every
+call is a no-op, so the daemon calls it unconditionally. It never raises: a broken socket is logged
+once, at debug, because a status line must never take down a flight.
 
 Example::
 
@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Sends sd_notify messages to the socket named by ``NOTIFY_SOCKET`` (a path or an abstract ``@name``).
+    """Sends sd_notify messages to the socket named by ``NOTIFY_SOCKET`` (a path or an abstract
+    ``@name``).
 
-    ``watchdog_interval_s`` is half of ``WATCHDOG_USEC`` (the interval sd_watchdog_enabled(3) recommends),
-    or None when no watchdog is set or ``WATCHDOG_PID`` names another process.
+    ``watchdog_interval_s`` is half of ``WATCHDOG_USEC`` (the interval sd_watchdog_enabled(3)
+    recommends), or None when no watchdog is set or ``WATCHDOG_PID`` names another process.
     """
 
     def __init__(self, *, environ: Mapping[str, str] | None = None, pid: int | None = None) -> None:
@@ -52,7 +53,7 @@ class Notifier:
         where = self._address if self._address is not None else "disabled"
         return f"<Notifier {where!r} watchdog_interval_s={self.watchdog_interval_s}>"
 
-    # -- the messages ----------------------------------------------------------------------------------
+    # -- the messages ------------------------------------------------------------------------------
     def ready(self, status: str | None = None) -> bool:
         """Tell systemd start-up is complete (``READY=1``), optionally with a status line."""
         return self.notify(READY=1, STATUS=status) if status is not None else self.notify(READY=1)
@@ -70,7 +71,8 @@ class Notifier:
         return self.notify(STOPPING=1, STATUS=status) if status is not None else self.notify(STOPPING=1)
 
     def notify(self, **fields: object) -> bool:
-        """Send ``KEY=value`` lines in one datagram. Returns True if sent, False if disabled or failed."""
+        """Send ``KEY=value`` lines in one datagram. Returns True if sent, False if disabled or
+        failed."""
         if self._address is None or not fields:
             return False
         lines = []
@@ -82,8 +84,9 @@ class Notifier:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-                # never wait: a service manager slow to read (or a full queue: net.unix.max_dgram_qlen is
-                # 10 by default) must not stall the daemon's main loop; the message is dropped instead
+                # never wait: a service manager slow to read (or a full queue:
+                # net.unix.max_dgram_qlen is 10 by default) must not stall the daemon's main loop;
+                # the message is dropped instead
                 self._sock.sendto(payload, socket.MSG_DONTWAIT, self._address)
             except OSError as exc:
                 if not self._failed:

@@ -1,9 +1,10 @@
 """`camctl install-service`: the systemd unit and how it gets onto a board.
 
 Owns the unit text (:data:`UNIT_TEMPLATE`; ``systemd/camctl.service`` in the repository is
-:func:`render_unit` with the defaults, and a test keeps the two identical) and :func:`install_service`,
-which writes the unit, validates and copies the config, creates the system user and enables the service.
-Every side effect goes through one list of actions, so ``--dry-run`` prints exactly what a real run does.
+:func:`render_unit` with the defaults, and a test keeps the two identical) and
+:func:`install_service`, which writes the unit, validates and copies the config, creates the system
+user and enables the service. Every side effect goes through one list of actions, so ``--dry-run``
+prints exactly what a real run does.
 
 Example::
 
@@ -46,8 +47,8 @@ DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_USER = "camctl"
 STATE_DIR = Path("/var/lib/camctl")
 
-# The one source of the unit. {exec_start}, {user}, {config} are filled by render_unit(); braces that
-# systemd needs literally would have to be doubled (there are none).
+# The one source of the unit. {exec_start}, {user}, {config} are filled by render_unit(); braces
+# that systemd needs literally would have to be doubled (there are none).
 UNIT_TEMPLATE = """\
 # camctl: one EDL camera daemon per Raspberry Pi board.
 # Installed by `camctl install-service`; local changes go in `systemctl edit camctl` (a drop-in), so a
@@ -158,7 +159,8 @@ WantedBy=multi-user.target
 
 
 def render_store_dropin(store_dir: Path) -> str:
-    """A drop-in that lets the sandboxed daemon write a store outside /var/lib/camctl (e.g. a USB SSD).
+    """A drop-in that lets the sandboxed daemon write a store outside /var/lib/camctl (e.g. a USB
+    SSD).
 
     RequiresMountsFor= orders the service after the mount and keeps it from starting on the bare
     mount point (which would silently fill the SD card instead of the SSD).
@@ -172,7 +174,8 @@ def render_store_dropin(store_dir: Path) -> str:
 
 def render_unit(*, exec_path: Path | str = DEFAULT_VENV / "bin" / "camctl",
                 config: Path | str = DEFAULT_CONFIG, user: str = DEFAULT_USER) -> str:
-    """The unit text with ExecStart = ``exec_path run --config config`` and User/Group = ``user``."""
+    """The unit text with ExecStart = ``exec_path run --config config`` and User/Group =
+    ``user``."""
     exec_start = shlex.join([str(exec_path), "run", "--config", str(config)])
     return UNIT_TEMPLATE.format(exec_start=exec_start, user=user, config=config)
 
@@ -325,7 +328,7 @@ def _systemctl_actions(enable: bool, *, run: Callable[..., Any]) -> list[_Action
     return [_Action(shlex.join(argv), lambda argv=argv: _run_checked(run, argv)) for argv in argvs]
 
 
-# --- CLI ----------------------------------------------------------------------------------------------
+# --- CLI ------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add install-service's options to ``parser`` (the CLI owner calls this for the subcommand)."""
     parser.add_argument("--config", type=Path, default=None, metavar="FILE",
@@ -342,8 +345,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run install-service from parsed arguments; print each action. 0 ok, 2 when it cannot be done (a bad
-    config, a config that would be overwritten, a failing command or path): camctl.cli's exit-code rule."""
+    """Run install-service from parsed arguments; print each action. 0 ok, 2 when it cannot be done
+    (a bad config, a config that would be overwritten, a failing command or path): camctl.cli's
+    exit-code rule."""
     venv = args.venv if args.venv is not None else Path(sys.prefix)
     try:
         actions = install_service(unit_dir=args.unit_dir, config_src=args.config,

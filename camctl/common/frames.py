@@ -1,8 +1,8 @@
 """The frame records that flow through the pipeline: camera -> encoder -> store.
 
 :class:`Frame` is what a camera backend yields (raw pixels or an already-encoded JPEG);
-:class:`EncodedFrame` is what the store takes (always a JPEG, tagged with the phase it was taken in and
-its value for the full-disk policy).
+:class:`EncodedFrame` is what the store takes (always a JPEG, tagged with the phase it was taken in
+and its value for the full-disk policy).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ __all__ = ["EncodedFrame", "Frame", "FrameValue"]
 class FrameValue(IntEnum):
     """How much a frame is worth when space or bandwidth runs out (higher is kept longer).
 
-    Idle ARMED frames go first, then thinned frames of fast cameras, descent and touchdown frames last.
+    Idle ARMED frames go first, then thinned frames of fast cameras, descent and touchdown frames
+    last.
     """
 
     IDLE = 0  # ARMED ring frames that were never promoted, post-LANDED leftovers
@@ -33,18 +34,20 @@ class FrameValue(IntEnum):
 class Frame:
     """One frame from a camera backend.
 
-    ``image`` is an ``HxWx3`` ``uint8`` RGB array, or ``None`` when the backend already produced ``jpeg`` or
-    ``yuv420``. ``yuv420`` is a lores frame as planar I420 ``(Y, U, V)``: ``Y`` is ``HxW``, ``U`` and ``V`` are
-    ``H/2 x W/2`` (even ``W``/``H``), ``uint8``, full-range BT.601 as JPEG (JFIF) expects; views are fine.
-    ``timestamp_ns`` is the sensor timestamp on ``CLOCK_MONOTONIC``; ``seq`` the sensor's own sequence
-    number (gaps mean the sensor dropped frames).
+    ``image`` is an ``HxWx3`` ``uint8`` RGB array, or ``None`` when the backend already produced
+    ``jpeg`` or ``yuv420``. ``yuv420`` is a lores frame as planar I420 ``(Y, U, V)``: ``Y`` is
+    ``HxW``, ``U`` and ``V`` are ``H/2 x W/2`` (even ``W``/``H``), ``uint8``, full-range BT.601 as
+    JPEG (JFIF) expects; views are fine. ``timestamp_ns`` is the sensor timestamp on
+    ``CLOCK_MONOTONIC``; ``seq`` the sensor's own sequence number (gaps mean the sensor dropped
+    frames).
 
-    ``release`` set means the pixels are *lent*: ``image`` (or ``yuv420``) is a view of the backend's own
-    capture buffer (a libcamera request, a sensor buffer), not a copy, so no 6 MB copy per 1080p frame. The
-    buffer is the camera's until ``release()`` is called, exactly once, when nothing reads the pixels any more
-    (the capture runner does it after encoding or dropping the frame); until then the camera has one buffer
-    less to capture into. A backend lends only while it has buffers to spare and copies otherwise, so a slow
-    encoder costs copies, never sensor frames. ``release`` is ``None`` for frames the caller owns.
+    ``release`` set means the pixels are *lent*: ``image`` (or ``yuv420``) is a view of the
+    backend's own capture buffer (a libcamera request, a sensor buffer), not a copy, so no 6 MB copy
+    per 1080p frame. The buffer is the camera's until ``release()`` is called, exactly once, when
+    nothing reads the pixels any more (the capture runner does it after encoding or dropping the
+    frame); until then the camera has one buffer less to capture into. A backend lends only while it
+    has buffers to spare and copies otherwise, so a slow encoder costs copies, never sensor frames.
+    ``release`` is ``None`` for frames the caller owns.
     """
 
     camera: str

@@ -1,5 +1,6 @@
 """Durable-file helpers shared by the board's store and the ground's fetch: directory fsync, early
-writeback, file checksums. One place, so both sides make the same durability promises the same way."""
+writeback, file checksums. One place, so both sides make the same durability promises the same
+way."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ def sha256_file(path: Path) -> str:
 
 
 def _find_sync_file_range() -> Callable[[int, int, int], None] | None:
-    """``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` from libc (Linux), or None where missing.
+    """``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` from libc (Linux), or None where
+    missing.
 
-    It starts writeback of a byte range without waiting for it, so the disk works while the writer goes on
-    and the fsync that follows has little left to do. Python's ``os`` module does not wrap it.
+    It starts writeback of a byte range without waiting for it, so the disk works while the writer
+    goes on and the fsync that follows has little left to do. Python's ``os`` module does not wrap
+    it.
     """
     try:
         import ctypes
@@ -49,5 +52,6 @@ def _find_sync_file_range() -> Callable[[int, int, int], None] | None:
     return kick
 
 
-# start_writeback(fd, offset, n), or None on systems without sync_file_range (then only fsync writes back)
+# start_writeback(fd, offset, n), or None on systems without sync_file_range (then only fsync writes
+# back)
 start_writeback = _find_sync_file_range()

@@ -1,7 +1,7 @@
 """CURVE key folders for the retrieval protocol (``camctl keys DIR``) and the board's allow-lists.
 
-:func:`create_keys` makes one folder per machine, so no secret has to travel to a machine that does not use
-it::
+:func:`create_keys` makes one folder per machine, so no secret has to travel to a machine that does
+not use it::
 
     DIR/<board>/server.key_secret    the board's key pair: copy DIR/<board> to that board only and point
     DIR/<board>/server.key           publish.curve_keys at it
@@ -15,10 +15,10 @@ it::
                                      COMMAND, laid out as DIR/ground (its pair is ``client-2.key`` in the
                                      boards' readers/), so each laptop gets its folder as it is
 
-Files are pyzmq certificates (``zmq.auth.create_certificates``: ZPL text with Z85 ``public-key`` and, in
-``*.key_secret``, ``secret-key``). :class:`AllowList` re-reads ``readers/`` and ``operators/`` when a file
-in them changes (checked on every new connection and every COMMAND) or on :meth:`AllowList.reload`
-(the daemon calls it on SIGHUP).
+Files are pyzmq certificates (``zmq.auth.create_certificates``: ZPL text with Z85 ``public-key``
+and, in ``*.key_secret``, ``secret-key``). :class:`AllowList` re-reads ``readers/`` and
+``operators/`` when a file in them changes (checked on every new connection and every COMMAND) or on
+:meth:`AllowList.reload` (the daemon calls it on SIGHUP).
 
 Example::
 
@@ -60,14 +60,15 @@ class ClientCurve:
 
 
 def curve_for(curve: ClientCurve | Mapping[str, ClientCurve] | None, url: str) -> ClientCurve | None:
-    """The keys to reach the board at ``url``: ``curve`` is one set for every board, one per board URL (each
-    board has its own server key, see :func:`client_curves`), or None (CURVE off)."""
+    """The keys to reach the board at ``url``: ``curve`` is one set for every board, one per board
+    URL (each board has its own server key, see :func:`client_curves`), or None (CURVE off)."""
     return curve.get(url) if isinstance(curve, Mapping) else curve
 
 
 def use_curve(sock: zmq.Socket, curve: ClientCurve | None) -> None:
-    """Give ``sock`` the client keys for its next ``connect`` (libzmq takes the options in force at each
-    connect, so a socket connecting to several boards sets each board's keys before its connect)."""
+    """Give ``sock`` the client keys for its next ``connect`` (libzmq takes the options in force at
+    each connect, so a socket connecting to several boards sets each board's keys before its
+    connect)."""
     if curve is not None:
         sock.curve_publickey = curve.public
         sock.curve_secretkey = curve.secret
@@ -85,7 +86,8 @@ class ServerCurve:
 
 
 def ground_folder(i: int) -> str:
-    """The key folder of ground machine ``i`` (1: the operator station ``ground``, then ``ground-2``...)."""
+    """The key folder of ground machine ``i`` (1: the operator station ``ground``, then
+    ``ground-2``...)."""
     return GROUND if i == 1 else f"{GROUND}-{i}"
 
 
@@ -94,10 +96,11 @@ def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = 
     """Make one key folder per board and one per ground machine under ``directory`` (layout above).
 
     Ground machine 1 (``ground``) is a reader and an operator of every board; ``clients - 1`` more
-    (``ground-2``...) are readers only (a second laptop that may watch and download but not arm). Each ground
-    folder holds its own pair as ``client.key``/``client.key_secret`` and every board's public key, so it is
-    used as it is (``--curve-keys DIR/ground-2``); the boards know pair ``i`` as ``client-i.key``. Refuses
-    (ConfigError) to overwrite existing keys unless ``overwrite``. Returns the files made.
+    (``ground-2``...) are readers only (a second laptop that may watch and download but not arm).
+    Each ground folder holds its own pair as ``client.key``/``client.key_secret`` and every board's
+    public key, so it is used as it is (``--curve-keys DIR/ground-2``); the boards know pair ``i``
+    as ``client-i.key``. Refuses (ConfigError) to overwrite existing keys unless ``overwrite``.
+    Returns the files made.
     """
     if clients < 1:
         raise ConfigError(f"need at least one client key pair, got {clients}")
@@ -154,7 +157,8 @@ def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
 def load_server_curve(directory: str | Path) -> ServerCurve:
     """Read a board's key folder (ConfigError naming the file when something is missing).
 
-    A folder from before the readers/operators split (``clients/``) is read as readers with no operators.
+    A folder from before the readers/operators split (``clients/``) is read as readers with no
+    operators.
     """
     d = Path(directory)
     public, secret = _load(d / "server.key_secret", secret=True)
@@ -166,8 +170,8 @@ def load_server_curve(directory: str | Path) -> ServerCurve:
 
 
 def load_client_curve(directory: str | Path, *, server_key: str | Path | None = None) -> ClientCurve:
-    """Read the ground station's keys (``client.key_secret``) and one board's public key (``server_key``,
-    else the only ``servers/*.key``, else ``server.key``)."""
+    """Read the ground station's keys (``client.key_secret``) and one board's public key
+    (``server_key``, else the only ``servers/*.key``, else ``server.key``)."""
     d = Path(directory)
     public, secret = _load(d / "client.key_secret", secret=True)
     if server_key is None:
@@ -179,7 +183,8 @@ def load_client_curve(directory: str | Path, *, server_key: str | Path | None = 
 
 
 def client_curve(keys_dir: str | Path | None = None, server_key: str | Path | None = None) -> ClientCurve:
-    """The CLI's view: ``--curve-keys DIR`` (client.key_secret, server key) and/or ``--curve-server-key F``."""
+    """The CLI's view: ``--curve-keys DIR`` (client.key_secret, server key) and/or
+    ``--curve-server-key F``."""
     if keys_dir is None:
         if server_key is None:
             raise ConfigError("CURVE needs a key folder (--curve-keys DIR)")
@@ -188,7 +193,8 @@ def client_curve(keys_dir: str | Path | None = None, server_key: str | Path | No
 
 
 def url_host(url: str) -> str:
-    """The host of a ``tcp://HOST:PORT`` endpoint (IPv6 without brackets), "" for other endpoints."""
+    """The host of a ``tcp://HOST:PORT`` endpoint (IPv6 without brackets), "" for other
+    endpoints."""
     m = re.match(r"^tcp://\[?([^\]]+?)\]?:\d+$", url)
     return m.group(1) if m else ""
 
@@ -198,9 +204,9 @@ def client_curves(keys_dir: str | Path | None, urls: list[str],
     """One :class:`ClientCurve` per board URL: each board has its own server key.
 
     ``server_keys`` (``--curve-server-key``, repeatable): one for all URLs, or one per URL in order.
-    Without them the key of ``tcp://HOST:PORT`` is ``servers/HOST.key``, else ``servers/<first label of
-    HOST>.key`` (``rig-a.local`` -> ``rig-a``), else the folder's only server key. ConfigError names the
-    URL and the files looked for.
+    Without them the key of ``tcp://HOST:PORT`` is ``servers/HOST.key``, else ``servers/<first label
+    of HOST>.key`` (``rig-a.local`` -> ``rig-a``), else the folder's only server key. ConfigError
+    names the URL and the files looked for.
     """
     keys = list(server_keys or [])
     if keys and len(keys) not in (1, len(urls)):
@@ -232,9 +238,9 @@ def client_curves(keys_dir: str | Path | None, urls: list[str],
 class AllowList:
     """The public keys a board accepts (readers and operators), re-read when their folders change.
 
-    ``allowed(z85)`` is the ZAP credentials callback (pyzmq ``configure_curve_callback``); ``is_operator``
-    gates COMMAND. Both first call :meth:`refresh`, which re-reads the folders when a file in them was
-    added, removed or modified. Thread-safe.
+    ``allowed(z85)`` is the ZAP credentials callback (pyzmq ``configure_curve_callback``);
+    ``is_operator`` gates COMMAND. Both first call :meth:`refresh`, which re-reads the folders when
+    a file in them was added, removed or modified. Thread-safe.
     """
 
     def __init__(self, readers_dir: Path, operators_dir: Path) -> None:
@@ -298,5 +304,6 @@ class AllowList:
         return bytes(z85_key) in self.operators
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """pyzmq ``configure_curve_callback`` credentials provider: called with the z85 client key."""
+        """pyzmq ``configure_curve_callback`` credentials provider: called with the z85 client
+        key."""
         return self.allowed(key)

@@ -1,7 +1,9 @@
-"""The phases every flight goes through and the events that are always there, as both sides name them.
+"""The phases every flight goes through and the events that are always there, as both sides name
+them.
 
-The board's phase machine (:mod:`camctl.board.events`) and its config own the rules; the ground reads the
-same names back from event logs, so they live here, where neither side has to import the other.
+The board's phase machine (:mod:`camctl.board.events`) and its config own the rules; the ground
+reads the same names back from event logs, so they live here, where neither side has to import the
+other.
 """
 
 from __future__ import annotations
@@ -10,5 +12,6 @@ __all__ = ["ARMED", "DEFAULT_TRIGGERS", "FIXED_PHASES", "LANDED", "RESERVED_EVEN
 
 SAFE, ARMED, TOUCHDOWN, LANDED = "SAFE", "ARMED", "TOUCHDOWN", "LANDED"
 FIXED_PHASES = (SAFE, ARMED, TOUCHDOWN, LANDED)
-DEFAULT_TRIGGERS = {"release": "DESCENT", "separation": "SEPARATION"}  # event -> descent phase it starts
+# event -> descent phase it starts
+DEFAULT_TRIGGERS = {"release": "DESCENT", "separation": "SEPARATION"}
 RESERVED_EVENTS = ("arm", "disarm", "touchdown")

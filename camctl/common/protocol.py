@@ -7,7 +7,8 @@ python-mcap's records. It never touches a socket or a file. Every frame list loo
     [b"CAMCTL", b"\\x01", VERB, header-JSON (utf-8 object), *payload]
 
 The header always carries ``"id"`` (the request id, echoed in the reply). Decoding raises
-:class:`~camctl.exc.ProtocolError` whose ``code`` is one of the ``E_*`` codes below, never anything else.
+:class:`~camctl.exc.ProtocolError` whose ``code`` is one of the ``E_*`` codes below, never anything
+else.
 
 Example::
 
@@ -81,16 +82,18 @@ __all__ = [
 
 MAGIC = b"CAMCTL"
 PROTOCOL_VERSION = 1
-# ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound frame drops the peer. Requests are a few KiB at most;
-# libzmq holds a whole multipart message before handing it over, so with MAX_FRAMES this bounds what one
-# hostile message costs the board before it is refused (frames x 16 KiB).
+# ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound frame drops the peer. Requests are a few
+# KiB at most; libzmq holds a whole multipart message before handing it over, so with MAX_FRAMES
+# this bounds what one hostile message costs the board before it is refused (frames x 16 KiB).
 MAX_MESSAGE = 16 << 10
 MAX_CHUNK = 4 << 20  # the largest FETCH length any board accepts (its own limit is chunk_kb * 1024)
 MAX_REQUEST_ID = (1 << 53) - 1  # ids are JSON integers: keep them exact in every JSON library
 MAX_PATH = 1024
-MAX_FRAMES = 8  # frames in one inbound message (requests have 4); more is answered TOO_LARGE, never held
+# frames in one inbound message (requests have 4); more is answered TOO_LARGE, never held
+MAX_FRAMES = 8
 MAX_WINDOW = 64  # requests one client may have outstanding (WELCOME.window may say fewer)
-MAX_WINDOW_BYTES = 16 << 20  # FETCH bytes one client may have outstanding: window <= this // chunk_max
+# FETCH bytes one client may have outstanding: window <= this // chunk_max
+MAX_WINDOW_BYTES = 16 << 20
 MAX_THUMB_JOBS = 4  # segments one client may have waiting for previews; more is answered BUSY
 TOPICS = ("phase", "fault", "status", "disk", "event")
 # ZMTP heartbeats on both ends (set_heartbeats): a peer silent for HEARTBEAT_TIMEOUT_MS is dropped
@@ -119,7 +122,7 @@ _MISSING: Any = object()
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-# --- field helpers ------------------------------------------------------------------------------------
+# --- field helpers --------------------------------------------------------------------------------
 def _get(h: dict, name: str, kind: type | tuple[type, ...], default: Any = _MISSING, *,
          lo: int | None = None, hi: int | None = None, max_len: int | None = None) -> Any:
     """One validated header field; raise ProtocolError(BAD_FIELD) naming the field and value."""
@@ -161,7 +164,8 @@ def _name_field(h: dict, name: str, default: Any = _MISSING) -> Any:
 
 
 def is_name(value: Any) -> bool:
-    """True for a board, flight or camera name: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`` (safe as a folder name)."""
+    """True for a board, flight or camera name: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`` (safe as a
+    folder name)."""
     return isinstance(value, str) and _NAME_RE.match(value) is not None
 
 
@@ -186,8 +190,8 @@ def check_relpath(path: str) -> str:
 
 
 def set_heartbeats(sock: Any) -> None:
-    """ZMTP heartbeats on a ZeroMQ socket so a dead peer is noticed (both sides of the protocol call this;
-    the only socket this module touches, and only its options)."""
+    """ZMTP heartbeats on a ZeroMQ socket so a dead peer is noticed (both sides of the protocol call
+    this; the only socket this module touches, and only its options)."""
     import zmq
 
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
@@ -216,11 +220,13 @@ def _split(frames: list[bytes]) -> tuple[bytes, dict, list[bytes]]:
         raise ProtocolError(E_BAD_HEADER, f"header is not UTF-8 JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_HEADER, f"header must be a JSON object, got {_short(header)}")
-    return verb, header, list(frames[4:])  # payloads as given: each message converts (or keeps) its own
+    # payloads as given: each message converts (or keeps) its own
+    return verb, header, list(frames[4:])
 
 
 def _view(frame: Any) -> bytes | memoryview:
-    """bytes as they are; anything else with the buffer protocol (a zmq.Frame) as a memoryview, no copy."""
+    """bytes as they are; anything else with the buffer protocol (a zmq.Frame) as a memoryview, no
+    copy."""
     if isinstance(frame, bytes | memoryview):
         return frame
     try:
@@ -234,7 +240,8 @@ def _bytes(payload: list[Any]) -> list[bytes]:
 
 
 def peek_id(frames: list[bytes]) -> int:
-    """Best-effort request id of a (possibly malformed) message, 0 when there is none; never raises."""
+    """Best-effort request id of a (possibly malformed) message, 0 when there is none; never
+    raises."""
     try:
         header = json.loads(bytes(frames[3]).decode("utf-8"))
         rid = header.get("id") if isinstance(header, dict) else None
@@ -290,7 +297,7 @@ class _IdOnly(Message):
         return cls(id=cls._id(h))
 
 
-# --- requests -----------------------------------------------------------------------------------------
+# --- requests -------------------------------------------------------------------------------------
 @dataclass
 class Hello(Message):
     """Client -> board: first message; ``version`` is the client's protocol version."""
@@ -312,7 +319,8 @@ class Hello(Message):
 
 @dataclass
 class List(Message):
-    """Client -> board: list finished segments of one flight, or of every flight when ``flight`` is None."""
+    """Client -> board: list finished segments of one flight, or of every flight when ``flight`` is
+    None."""
 
     VERB: ClassVar[bytes] = b"LIST"
     id: int
@@ -329,7 +337,8 @@ class List(Message):
 
 @dataclass
 class Fetch(Message):
-    """Client -> board: ask for ``length`` bytes of ``path`` from ``offset``; answered by one CHUNK."""
+    """Client -> board: ask for ``length`` bytes of ``path`` from ``offset``; answered by one
+    CHUNK."""
 
     VERB: ClassVar[bytes] = b"FETCH"
     id: int
@@ -352,9 +361,11 @@ class Fetch(Message):
 
 @dataclass
 class Thumbs(Message):
-    """Client -> board: previews of every ``every``-th frame of a flight (or one camera / one segment).
+    """Client -> board: previews of every ``every``-th frame of a flight (or one camera / one
+    segment).
 
-    Paged: at most ``limit`` thumbnails from the ``skip``-th on; the reply says whether ``more`` follow.
+    Paged: at most ``limit`` thumbnails from the ``skip``-th on; the reply says whether ``more``
+    follow.
     """
 
     VERB: ClassVar[bytes] = b"THUMBS"
@@ -431,7 +442,7 @@ class Ping(_IdOnly):
     VERB: ClassVar[bytes] = b"PING"
 
 
-# --- replies ------------------------------------------------------------------------------------------
+# --- replies --------------------------------------------------------------------------------------
 @dataclass
 class Welcome(Message):
     """Board -> client: HELLO reply."""
@@ -445,7 +456,8 @@ class Welcome(Message):
     mono_ns: int
     wall_ns: int
     chunk_max: int
-    window: int = MAX_WINDOW  # requests this client may have outstanding (absent in old boards: MAX_WINDOW)
+    # requests this client may have outstanding (absent in old boards: MAX_WINDOW)
+    window: int = MAX_WINDOW
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "version": self.version, "board": self.board,
@@ -466,8 +478,9 @@ class Welcome(Message):
 
 @dataclass
 class SegmentInfo:
-    """One servable file in a LISTING. ``kind``: ``segment`` (camera), ``events`` (event log) or ``meta``
-    (flight.json / index.json). Times are the frames' monotonic ns; ``value`` the highest FrameValue."""
+    """One servable file in a LISTING. ``kind``: ``segment`` (camera), ``events`` (event log) or
+    ``meta`` (flight.json / index.json). Times are the frames' monotonic ns; ``value`` the highest
+    FrameValue."""
 
     path: str
     size: int
@@ -521,10 +534,11 @@ class Listing(Message):
 
 @dataclass
 class Chunk(Message):
-    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of file.
+    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of
+    file.
 
-    Decoded ``data`` is bytes, or a memoryview when the frames were received with ``copy=False`` (zero-copy:
-    CHUNK payloads are the bulk of the traffic and are only written and hashed).
+    Decoded ``data`` is bytes, or a memoryview when the frames were received with ``copy=False``
+    (zero-copy: CHUNK payloads are the bulk of the traffic and are only written and hashed).
     """
 
     VERB: ClassVar[bytes] = b"CHUNK"
@@ -551,7 +565,8 @@ class Chunk(Message):
 
 @dataclass
 class ThumbInfo:
-    """One preview in THUMBNAILS: which frame (camera, segment, seq, timestamp_ns, phase) and its size."""
+    """One preview in THUMBNAILS: which frame (camera, segment, seq, timestamp_ns, phase) and its
+    size."""
 
     camera: str
     segment: str
@@ -581,7 +596,8 @@ class Thumbnails(Message):
     thumbs: list[ThumbInfo]
     jpegs: list[bytes]
     more: bool = False
-    retry_ms: int = 0  # > 0: previews further on are still being made; ask again (skip += got) after this
+    # > 0: previews further on are still being made; ask again (skip += got) after this
+    retry_ms: int = 0
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "flight": self.flight, "more": self.more,
@@ -651,7 +667,8 @@ class Pong(Message):
 
 @dataclass
 class Error(Message):
-    """Board -> client: the request ``id`` failed with ``code`` (an ``E_*`` constant) and a message."""
+    """Board -> client: the request ``id`` failed with ``code`` (an ``E_*`` constant) and a
+    message."""
 
     VERB: ClassVar[bytes] = b"ERROR"
     id: int
@@ -675,7 +692,8 @@ _ALL = {**REQUESTS, **REPLIES}
 
 
 def decode(frames: list[bytes], *, allowed: dict[bytes, type[Message]] | None = None) -> Message:
-    """Decode any message (or only the verbs in ``allowed``); raise ProtocolError on anything wrong."""
+    """Decode any message (or only the verbs in ``allowed``); raise ProtocolError on anything
+    wrong."""
     verb, header, payload = _split(frames)
     cls = (allowed if allowed is not None else _ALL).get(verb)
     if cls is None:

@@ -1,6 +1,6 @@
-"""One board over one DEALER: :class:`Client` sends requests of :mod:`camctl.common.protocol` with per-request
-timeouts. A timeout closes and recreates the DEALER (never REQ-style lockstep), so a link that comes back is
-used again. Downloading a file is :mod:`camctl.ground.download`.
+"""One board over one DEALER: :class:`Client` sends requests of :mod:`camctl.common.protocol` with
+per-request timeouts. A timeout closes and recreates the DEALER (never REQ-style lockstep), so a
+link that comes back is used again. Downloading a file is :mod:`camctl.ground.download`.
 
 Example::
 
@@ -42,7 +42,8 @@ _MON_IDS = itertools.count()
 
 
 class Client(Closeable):
-    """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in time)."""
+    """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in
+    time)."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0,
                  curve: ClientCurve | Mapping[str, ClientCurve] | None = None,
@@ -71,7 +72,8 @@ class Client(Closeable):
         self.reset()
 
     def reset(self) -> None:
-        """Drop the DEALER; the next request connects a fresh one (stale replies die with the old one)."""
+        """Drop the DEALER; the next request connects a fresh one (stale replies die with the old
+        one)."""
         if self._sock is not None:
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.disable_monitor()
@@ -91,10 +93,11 @@ class Client(Closeable):
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             p.set_heartbeats(sock)
             use_curve(sock, self.curve)
-            # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting out
-            # the request timeout (the caller then resumes over a fresh DEALER); a failed CURVE handshake
-            # says why. The monitor endpoint is named here: pyzmq's default names it after the socket's fd,
-            # which the next DEALER may reuse while the old monitor is still being torn down.
+            # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting
+            # out the request timeout (the caller then resumes over a fresh DEALER); a failed CURVE
+            # handshake says why. The monitor endpoint is named here: pyzmq's default names it after
+            # the socket's fd, which the next DEALER may reuse while the old monitor is still being
+            # torn down.
             self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS, addr=f"inproc://camctl-mon-{next(_MON_IDS)}")
             sock.connect(self.url)
             self.reconnects += 1  # sockets made, the first included
@@ -102,7 +105,8 @@ class Client(Closeable):
         return self._sock
 
     def send(self, msg: p.Message) -> None:
-        """Queue ``msg``; never blocks longer than the timeout (BoardTimeout when the DEALER cannot take it)."""
+        """Queue ``msg``; never blocks longer than the timeout (BoardTimeout when the DEALER cannot
+        take it)."""
         sock = self._socket()
         try:
             sock.send_multipart(msg.encode(), zmq.NOBLOCK)
@@ -118,10 +122,12 @@ class Client(Closeable):
         return next(self._ids)
 
     def recv(self, ids: set[int] | dict, what: str, timeout_s: float | None = None) -> p.Message:
-        """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on silence."""
+        """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on
+        silence."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         sock = self._socket()
-        while True:  # replies already queued (a FETCH window in flight): no poller to build per chunk
+        # replies already queued (a FETCH window in flight): no poller to build per chunk
+        while True:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -166,7 +172,7 @@ class Client(Closeable):
                               f"expected {expect.__name__}, got {type(reply).__name__}")
         return reply
 
-    # -- requests ---------------------------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------------------------
     def hello(self) -> p.Welcome:
         w = self.request(p.Hello(id=self.next_id(), client="camctl-ground"), p.Welcome)
         self.board = w.board
@@ -190,8 +196,8 @@ class Client(Closeable):
                width: int = 160, wait: bool = True) -> list[tuple[p.ThumbInfo, bytes]] | None:
         """Every preview the board makes for this flight / camera / segment (all pages).
 
-        ``wait=False``: None when the board answers that it is still making them (it goes on making them;
-        ask again later) instead of waiting here."""
+        ``wait=False``: None when the board answers that it is still making them (it goes on making
+        them; ask again later) instead of waiting here."""
         out: list[tuple[p.ThumbInfo, bytes]] = []
         waited = 0.0
         while True:
@@ -211,7 +217,8 @@ class Client(Closeable):
                     raise BoardTimeout(self.url, f"THUMBS of {segment or flight} (previews not ready)",
                                        self.timeout_s)
                 waited += page.retry_ms / 1000
-                time.sleep(page.retry_ms / 1000)  # the board asked to come back: its worker is on it
+                # the board asked to come back: its worker is on it
+                time.sleep(page.retry_ms / 1000)
 
     def fetch_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
                    on_bytes: Callable[[int], None] | None = None, attempts: int = 2) -> str:
@@ -226,8 +233,8 @@ class Client(Closeable):
 
 
 def _reply(frames: list[zmq.Frame]) -> p.Message | None:
-    """A reply decoded (CHUNK payloads stay zero-copy, see protocol.Chunk); None for garbage from a confused
-    board (ignored: the real reply is waited for)."""
+    """A reply decoded (CHUNK payloads stay zero-copy, see protocol.Chunk); None for garbage from a
+    confused board (ignored: the real reply is waited for)."""
     try:
         return p.decode(frames, allowed=p.REPLIES)
     except ProtocolError:

@@ -1,5 +1,5 @@
-"""Downloading one file from one board: the window of FETCHes, the sink that writes and hashes what arrives,
-resume from ``<file>.part`` (its size is the offset), the sha256 check and the rename.
+"""Downloading one file from one board: the window of FETCHes, the sink that writes and hashes what
+arrives, resume from ``<file>.part`` (its size is the offset), the sha256 check and the rename.
 
 Example::
 
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["LOCK_NAME", "Sink", "fetch_file", "lock_folder", "receive", "start_file"]
 
 _FSYNC_EVERY = 4 << 20
-_SINK_THREADED = 1 << 20  # bytes still to come from which a download gets its writer and hasher threads
+# bytes still to come from which a download gets its writer and hasher threads
+_SINK_THREADED = 1 << 20
 _SINK_QUEUE = 64  # chunks queued for the writer thread (16 MiB at 256 KiB): then the receiver waits
 
 
@@ -38,8 +39,9 @@ LOCK_NAME = ".camctl-fetch.lock"  # in the download folder (a board name cannot 
 
 @contextlib.contextmanager
 def lock_folder(out: Path) -> Iterator[None]:
-    """Hold the download folder ``out`` for one fetch (``flock`` on ``out/.camctl-fetch.lock``, released
-    when the process ends however it ends); ConfigError at once when another fetch holds it."""
+    """Hold the download folder ``out`` for one fetch (``flock`` on ``out/.camctl-fetch.lock``,
+    released when the process ends however it ends); ConfigError at once when another fetch holds
+    it."""
     path = Path(out) / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
@@ -57,8 +59,8 @@ def lock_folder(out: Path) -> Iterator[None]:
 
 
 def _lock_part(part: Path) -> int:
-    """An fd holding an exclusive ``flock`` on ``part`` (created if missing) for as long as it is open:
-    one writer per ``.part``, and the rename happens before it is let go."""
+    """An fd holding an exclusive ``flock`` on ``part`` (created if missing) for as long as it is
+    open: one writer per ``.part``, and the rename happens before it is let go."""
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,9 +74,9 @@ def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
                on_bytes: Callable[[int], None] | None = None, attempts: int = 2) -> str:
     """Download ``seg`` to ``dest`` resuming ``dest.part``; returns ``"fetched"`` or ``"skipped"``.
 
-    A complete ``dest`` with the listed sha256 is skipped. A mismatch deletes the part and fetches once
-    more (``attempts`` in all), then raises FetchError. BoardTimeout leaves the part (fsync'd) for the
-    next call to resume.
+    A complete ``dest`` with the listed sha256 is skipped. A mismatch deletes the part and fetches
+    once more (``attempts`` in all), then raises FetchError. BoardTimeout leaves the part (fsync'd)
+    for the next call to resume.
     """
     for attempt in range(1, max(1, attempts) + 1):
         finish = client.start_file(seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
@@ -90,7 +92,8 @@ def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
 
 def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
                on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
-    """Receive the rest of ``seg`` into ``dest.part``; None when a complete ``dest`` is there already.
+    """Receive the rest of ``seg`` into ``dest.part``; None when a complete ``dest`` is there
+    already.
 
     Returns ``finish()``, to call on any thread: it waits for the writes and the hash, then either
     fsyncs and renames the part to ``dest`` (True) or deletes it on a sha256 mismatch (False). So
@@ -116,8 +119,8 @@ def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
 
     def finish() -> bool:
         try:
-            # the hash covers the bytes on disk: the prefix re-read, then every buffer as written to this
-            # locked file; a size other than the listed one means bytes came from elsewhere
+            # the hash covers the bytes on disk: the prefix re-read, then every buffer as written to
+            # this locked file; a size other than the listed one means bytes came from elsewhere
             ok = digest() == seg.sha256 and os.fstat(lock).st_size == seg.size
             if ok:
                 os.replace(part, dest)
@@ -133,12 +136,12 @@ def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
 
 def receive(client: Client, seg: p.SegmentInfo, part: Path, *, window: int, chunk_kb: int,
             on_bytes: Callable[[int], None] | None) -> Callable[[], str]:
-    """Append the rest of ``seg`` to ``part`` (window of FETCHes in flight); return ``digest()``, which
-    waits for the writes (fsync'd) and returns the sha256 of the whole part.
+    """Append the rest of ``seg`` to ``part`` (window of FETCHes in flight); return ``digest()``,
+    which waits for the writes (fsync'd) and returns the sha256 of the whole part.
 
-    Chunks go in offset order to :class:`Sink` (a writer and a hasher thread), so this thread only keeps
-    the window full. An existing prefix is hashed first (read once). On an error the sink is closed (the
-    part fsync'd) before the error propagates.
+    Chunks go in offset order to :class:`Sink` (a writer and a hasher thread), so this thread only
+    keeps the window full. An existing prefix is hashed first (read once). On an error the sink is
+    closed (the part fsync'd) before the error propagates.
     """
     chunk = max(1, min(chunk_kb * 1024, client.chunk_max))
     # more outstanding than the board allows would be dropped
@@ -209,14 +212,14 @@ def _fetch_rest(client: Client, seg: p.SegmentInfo, sink: Sink, offset: int, *, 
 
 
 class Sink:
-    """Writer of one download: chunks in the order given are written, then hashed, by one thread (both
-    release the GIL, so the receiving thread keeps the window full meanwhile; one thread rather than a writer
-    and a hasher: half the wake-ups per chunk, and measured interleaved on the bench's 200 MB flight, median
-    0.471 s against 0.493 s). The hash is of each buffer as written to the locked part. Every
-    ``_FSYNC_EVERY`` bytes the kernel is asked to start writing back (``sync_file_range``; fsync where that
-    is missing), so the fsync at :meth:`close` has little left to do, and the pages written back are dropped
-    from the page cache (:func:`_drop_behind`). :meth:`close` re-raises a write error. The queue is
-    bounded."""
+    """Writer of one download: chunks in the order given are written, then hashed, by one thread
+    (both release the GIL, so the receiving thread keeps the window full meanwhile; one thread
+    rather than a writer and a hasher: half the wake-ups per chunk, and measured interleaved on the
+    bench's 200 MB flight, median 0.471 s against 0.493 s). The hash is of each buffer as written to
+    the locked part. Every ``_FSYNC_EVERY`` bytes the kernel is asked to start writing back
+    (``sync_file_range``; fsync where that is missing), so the fsync at :meth:`close` has little
+    left to do, and the pages written back are dropped from the page cache (:func:`_drop_behind`).
+    :meth:`close` re-raises a write error. The queue is bounded."""
 
     def __init__(self, f: Any, h: Any, *, threads: bool = True) -> None:
         self._f = f
@@ -225,7 +228,8 @@ class Sink:
         self._error: BaseException | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
-        if threads:  # a small file is written and hashed on the caller's thread (no thread start per file)
+        # a small file is written and hashed on the caller's thread (no thread start per file)
+        if threads:
             self._thread = threading.Thread(target=self._work, name="camctl-fetch-sink", daemon=True)
             self._thread.start()
 
@@ -248,7 +252,8 @@ class Sink:
         update = self._h.update
         start = f.tell()
         pos = start
-        kicked = start  # writeback of [kicked, start) was started one step ago: by now it is (mostly) done
+        # writeback of [kicked, start) was started one step ago: by now it is (mostly) done
+        kicked = start
         try:
             while (data := self._q.get()) is not None:
                 _write_all(f, data)
@@ -268,8 +273,8 @@ class Sink:
                 pass
 
     def close(self) -> None:
-        """Finish the queued writes and hashing, fsync and close the file, stop the thread; raise FetchError
-        if a write failed. Safe twice."""
+        """Finish the queued writes and hashing, fsync and close the file, stop the thread; raise
+        FetchError if a write failed. Safe twice."""
         if not self._closed:
             self._closed = True
             if self._thread is not None:
@@ -294,11 +299,12 @@ def _write_all(f: Any, data: Any) -> None:
 
 
 def _drop_behind(fd: int, offset: int, length: int) -> None:
-    """Let the kernel drop the cached pages of ``[offset, offset+length)`` (0, 0: the whole file) once they
-    are written: a download of gigabytes never reads them back (its hash is of the buffers as written), so it
-    need not evict everything else from the page cache. Pages still dirty or under writeback are left alone
-    (``posix_fadvise(2)``: POSIX_FADV_DONTNEED "attempts to free cached pages ... dirty pages which are not
-    yet written back are not freed"). Measured here: without it, once ~600 MB of a fetch sat in the page
-    cache each 200 MB written cost 0.5 s of system time instead of 0.05 s."""
+    """Let the kernel drop the cached pages of ``[offset, offset+length)`` (0, 0: the whole file)
+    once they are written: a download of gigabytes never reads them back (its hash is of the buffers
+    as written), so it need not evict everything else from the page cache. Pages still dirty or
+    under writeback are left alone (``posix_fadvise(2)``: POSIX_FADV_DONTNEED "attempts to free
+    cached pages ... dirty pages which are not yet written back are not freed"). Measured here:
+    without it, once ~600 MB of a fetch sat in the page cache each 200 MB written cost 0.5 s of
+    system time instead of 0.05 s."""
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no posix_fadvise (macOS)
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

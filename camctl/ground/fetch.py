@@ -1,7 +1,7 @@
-"""Many boards at once: :func:`fetch` pulls every board (a thread each) into ``out/<board>/...``, previews and
-event logs first (previews the board is still making come between files), then segments by value, resuming
-partial files and checking every sha256 (one file's download is :mod:`camctl.ground.download`, one board's
-requests :mod:`camctl.ground.client`).
+"""Many boards at once: :func:`fetch` pulls every board (a thread each) into ``out/<board>/...``,
+previews and event logs first (previews the board is still making come between files), then segments
+by value, resuming partial files and checking every sha256 (one file's download is
+:mod:`camctl.ground.download`, one board's requests :mod:`camctl.ground.client`).
 
 Example::
 
@@ -34,7 +34,7 @@ __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
 T = TypeVar("T")
 
 
-# --- multi-board fetch --------------------------------------------------------------------------------
+# --- multi-board fetch ----------------------------------------------------------------------------
 @dataclass
 class BoardReport:
     """What happened with one board during :func:`fetch`."""
@@ -90,8 +90,8 @@ class _GiveUp(Exception):
 
 
 class _Gate:
-    """Previews and event logs from every live board come before any board's segments. Only boards that
-    answered HELLO are waited for, so a dead board never holds the others' files back."""
+    """Previews and event logs from every live board come before any board's segments. Only boards
+    that answered HELLO are waited for, so a dead board never holds the others' files back."""
 
     def __init__(self) -> None:
         self._waiting: set[int] = set()
@@ -112,8 +112,8 @@ class _Gate:
 
 
 class _Names:
-    """Board names claimed in one fetch: a second URL reporting a name already taken is refused (both would
-    write into one folder)."""
+    """Board names claimed in one fetch: a second URL reporting a name already taken is refused
+    (both would write into one folder)."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, str] = {}
@@ -149,7 +149,8 @@ class _BoardFetch:
         self.last_ok = time.monotonic()
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying over timeouts (each recreated the DEALER) until give_up_after_s of silence."""
+        """Run ``fn``, retrying over timeouts (each recreated the DEALER) until give_up_after_s of
+        silence."""
         while True:
             try:
                 result = fn()
@@ -188,7 +189,8 @@ class _BoardFetch:
         self.names.claim(hello.board, r.url)
         r.board = hello.board
         self.gate.join(self.idx)
-        while not hello.serving:  # e.g. started during TOUCHDOWN: the board serves once its store is done
+        # e.g. started during TOUCHDOWN: the board serves once its store is done
+        while not hello.serving:
             if time.monotonic() - self.started >= self.give_up:
                 phase = self.call(c.status).get("phase", "?")
                 raise RemoteError(hello.board, p.E_NOT_SERVING, f"not serving after {self.give_up:g} s (phase "
@@ -213,9 +215,10 @@ class _BoardFetch:
         try:
             for seg, dest in first:  # tiny: done and renamed one by one, before any preview
                 self._file(seg, dest)
-            # previews the board has made come first; a segment whose previews it is still making (a fetch
-            # started right after landing) does not hold the download back: they are asked again between files
-            pending = [x for x in rest if not x[1].exists()]  # downloaded already: previews written then
+            # previews the board has made come first; a segment whose previews it is still making (a
+            # fetch started right after landing) does not hold the download back: they are asked
+            # again between files downloaded already: previews written then
+            pending = [x for x in rest if not x[1].exists()]
             self._previews_pass(pending, root, writer, wait=self.thumbs_only)
             if self.thumbs_only:
                 writer.close()  # every preview is on disk before a thumbs-only fetch reports
@@ -230,9 +233,10 @@ class _BoardFetch:
 
     def _previews_pass(self, pending: list[tuple[p.SegmentInfo, Path]], root: Path, writer: _PreviewWriter, *,
                        wait: bool) -> None:
-        """Ask for the previews of the ``pending`` segments in order and queue them for writing; keep in
-        ``pending`` those the board is still making (``wait=False``). At most ``p.MAX_THUMB_JOBS`` are asked
-        and not ready at a time: the board answers BUSY beyond that."""
+        """Ask for the previews of the ``pending`` segments in order and queue them for writing;
+        keep in ``pending`` those the board is still making (``wait=False``). At most
+        ``p.MAX_THUMB_JOBS`` are asked and not ready at a time: the board answers BUSY beyond
+        that."""
         still: list[tuple[p.SegmentInfo, Path]] = []
         for seg, dest in pending:
             if len(still) >= p.MAX_THUMB_JOBS:
@@ -250,21 +254,24 @@ class _BoardFetch:
         pending[:] = still
 
     def _pick_flight(self, hello: p.Welcome) -> str | None:
-        """The LIST argument for ``--flight``: None for all, "" when the board has no flight at all."""
+        """The LIST argument for ``--flight``: None for all, "" when the board has no flight at
+        all."""
         flights = [f for f in hello.flights if is_name(f)]
         if self.flight == "all":
             return None
         if self.flight == "latest":
-            return max(flights) if flights else ""  # flight ids are UTC timestamps: the largest is the newest
+            # flight ids are UTC timestamps: the largest is the newest
+            return max(flights) if flights else ""
         if self.flight not in flights:
             raise FetchError(f"board {hello.board} has no flight {self.flight!r} (it has: "
                              f"{', '.join(flights) or 'none'})")
         return self.flight
 
     def _dest(self, seg: p.SegmentInfo, flight: str | None, root: Path) -> Path | None:
-        """Where a listed file goes under ``root``, or None (recorded as an error) when its names are not
-        safe: every component a plain name, ``<flight>/flight.json|index.json`` or
-        ``<flight>/<camera>/<name>.mcap`` of the flight asked for, and the result inside ``--out``."""
+        """Where a listed file goes under ``root``, or None (recorded as an error) when its names
+        are not safe: every component a plain name, ``<flight>/flight.json|index.json`` or
+        ``<flight>/<camera>/<name>.mcap`` of the flight asked for, and the result inside
+        ``--out``."""
         parts = seg.path.split("/")
         ok = all(is_name(x) for x in parts) and parts[0] == seg.flight \
             and (flight is None or seg.flight == flight) and (
@@ -280,8 +287,8 @@ class _BoardFetch:
 
     def _previews(self, seg: p.SegmentInfo, root: Path,
                   thumbs: list[tuple[p.ThumbInfo, bytes]]) -> list[tuple[Path, bytes, dict]]:
-        """Preview files to write for ``seg``; a preview naming another segment, a camera that is not a plain
-        name or a negative seq is dropped (recorded as an error)."""
+        """Preview files to write for ``seg``; a preview naming another segment, a camera that is
+        not a plain name or a negative seq is dropped (recorded as an error)."""
         files = []
         for info, data in thumbs:
             if not is_name(info.camera) or info.camera != seg.camera or info.segment != seg.path \
@@ -296,9 +303,9 @@ class _BoardFetch:
         return files
 
     def _files(self, segs: list[tuple[p.SegmentInfo, Path]], *, between: Callable[[], None] = lambda: None) -> None:
-        """Fetch ``segs`` in order; each file's tail is written, hashed and renamed on a finisher thread
-        while the next file is already on the wire (``between()`` is called after each file is received).
-        A checksum mismatch is fetched once more in line."""
+        """Fetch ``segs`` in order; each file's tail is written, hashed and renamed on a finisher
+        thread while the next file is already on the wire (``between()`` is called after each file
+        is received). A checksum mismatch is fetched once more in line."""
         finishing: queue.Queue[Any] = queue.Queue()
         done: list[tuple[tuple[p.SegmentInfo, Path], Any]] = []
 
@@ -336,7 +343,8 @@ class _BoardFetch:
             self.progress.update(self.task, advance=part.stat().st_size)
 
     def _start(self, seg: p.SegmentInfo, dest: Path) -> Callable[[], bool] | None:
-        """Receive ``seg`` (resuming); its ``finish``, or None when skipped or failed (both recorded)."""
+        """Receive ``seg`` (resuming); its ``finish``, or None when skipped or failed (both
+        recorded)."""
         r = self.report
         self._resumed(dest)
         try:
@@ -371,8 +379,8 @@ class _BoardFetch:
 
 
 class _PreviewWriter:
-    """Writes previews (atomically) on its own thread, so the fetch goes on meanwhile; counts them in the
-    report. :meth:`close` waits for every queued write. Safe twice."""
+    """Writes previews (atomically) on its own thread, so the fetch goes on meanwhile; counts them
+    in the report. :meth:`close` waits for every queued write. Safe twice."""
 
     def __init__(self, report: BoardReport) -> None:
         self._report = report
@@ -401,7 +409,8 @@ class _PreviewWriter:
                     index[tdir] = _read_json(tdir / THUMBS_INDEX)
                 index[tdir][f"{path.parent.name}/{path.stem}"] = info
                 touched.add(tdir)
-            for tdir in touched:  # the sensor time and phase of each preview, for labels before the download
+            # the sensor time and phase of each preview, for labels before the download
+            for tdir in touched:
                 try:
                     _write_atomic(tdir / THUMBS_INDEX, json.dumps(index[tdir], sort_keys=True).encode())
                 except OSError as exc:
@@ -414,7 +423,8 @@ class _PreviewWriter:
             self._thread = None
 
 
-THUMBS_INDEX = "index.json"  # in <flight>/thumbs/: "camera/seq" -> {seq, timestamp_ns, phase, segment}
+# in <flight>/thumbs/: "camera/seq" -> {seq, timestamp_ns, phase, segment}
+THUMBS_INDEX = "index.json"
 
 
 def _read_json(path: Path) -> dict:
@@ -438,8 +448,9 @@ def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_o
           timeout_s: float | None = None) -> FetchReport:
     """Pull every board at once into ``out/<board>/...``; resumable; see the module docstring.
 
-    ``flight``: ``latest`` (each board's newest flight), ``all``, or a flight id. ``out`` is locked for the
-    whole fetch: a second fetch into it raises ConfigError at once (one line, naming the holder).
+    ``flight``: ``latest`` (each board's newest flight), ``all``, or a flight id. ``out`` is locked
+    for the whole fetch: a second fetch into it raises ConfigError at once (one line, naming the
+    holder).
     """
     if flight not in ("latest", "all") and not is_name(flight):
         raise ConfigError(f"--flight {flight!r}: want latest, all or a flight id (letters, digits, '_.-')")
@@ -483,7 +494,7 @@ def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: b
     return FetchReport(boards=[j.report for j in jobs], out=out)
 
 
-# --- CLI helpers --------------------------------------------------------------------------------------
+# --- CLI helpers ----------------------------------------------------------------------------------
 def print_report(report: FetchReport) -> None:
     """The fetch report as plain lines on stdout."""
     print(report.summary())

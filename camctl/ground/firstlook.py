@@ -1,9 +1,10 @@
 """The first look after a flight: ``camctl fetch --first-look``.
 
-Fetches the previews and event logs of every board (a thumbs-only :func:`camctl.ground.fetch`), draws the
-contact sheet from them (:func:`camctl.ground.export.sheet.sheet_from_previews`: frames around every
-event, every camera of every board) and says how long after touchdown it is ready, from each board's
-own logged touchdown edge (wall clock). The full download can follow with a plain ``camctl fetch`` into the same folder.
+Fetches the previews and event logs of every board (a thumbs-only :func:`camctl.ground.fetch`),
+draws the contact sheet from them (:func:`camctl.ground.export.sheet.sheet_from_previews`: frames
+around every event, every camera of every board) and says how long after touchdown it is ready, from
+each board's own logged touchdown edge (wall clock). The full download can follow with a plain
+``camctl fetch`` into the same folder.
 
 Example::
 
@@ -28,8 +29,9 @@ SHEET_NAME = "first-look.png"
 
 @dataclass
 class FirstLook:
-    """What :func:`first_look` did: the fetch report, the sheet (None when there were no previews) and the
-    seconds from each board's touchdown edge to the sheet (None for a board that logged no touchdown)."""
+    """What :func:`first_look` did: the fetch report, the sheet (None when there were no previews)
+    and the seconds from each board's touchdown edge to the sheet (None for a board that logged no
+    touchdown)."""
 
     report: Any
     sheet: Path | None
@@ -37,9 +39,9 @@ class FirstLook:
 
 
 def since_touchdown_s(ref: FlightRef, now_ns: int) -> float | None:
-    """Seconds from the flight's touchdown edge (its logged mono time mapped to the board's wall clock) to
-    ``now_ns`` on this machine's wall clock: as right as the clocks agree (chrony on the boards and the laptop,
-    see hardware/)."""
+    """Seconds from the flight's touchdown edge (its logged mono time mapped to the board's wall
+    clock) to ``now_ns`` on this machine's wall clock: as right as the clocks agree (chrony on the
+    boards and the laptop, see hardware/)."""
     tb = TimeBase.from_events(load_events(ref.path))
     t = tb.event_ns.get("touchdown")
     if t is None or tb.wall_offset_ns is None:
@@ -59,8 +61,9 @@ def _latest(refs: list[FlightRef], boards: set[str]) -> list[FlightRef]:
 def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, curve: Any = None,
                progress: bool = False, flight: str = "latest", timeout_s: float | None = None,
                sheet: Path | None = None) -> FirstLook:
-    """Fetch every board's previews into ``out`` and draw the sheet (``sheet``, default ``out/first-look.png``)
-    from the newest flight of each (``flight`` and ``timeout_s`` as for :func:`camctl.ground.fetch`)."""
+    """Fetch every board's previews into ``out`` and draw the sheet (``sheet``, default
+    ``out/first-look.png``) from the newest flight of each (``flight`` and ``timeout_s`` as for
+    :func:`camctl.ground.fetch`)."""
     from camctl.ground import fetch
     from camctl.ground.export.sheet import has_previews, sheet_from_previews
 
@@ -79,8 +82,8 @@ def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, cur
 def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
     """``camctl fetch --first-look``: one line with the sheet's path and the time since touchdown.
 
-    0 when every board answered and the sheet was drawn, 1 when a board's previews are missing or incomplete,
-    2 when a board could not be reached (camctl.cli's exit-code rule)."""
+    0 when every board answered and the sheet was drawn, 1 when a board's previews are missing or
+    incomplete, 2 when a board could not be reached (camctl.cli's exit-code rule)."""
     look = first_look(args.connect, Path(args.out), give_up_after_s=args.give_up_after, curve=curve,
                       progress=not getattr(args, "quiet", False), flight=getattr(args, "flight", "latest"),
                       timeout_s=max(0.1, min(args.timeout, args.give_up_after)))

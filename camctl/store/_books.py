@@ -3,8 +3,7 @@ why.
 
 Every method runs with the store's lock held (the caller side reads them in ``stats()``; the writer
 thread writes them). Records stored but not yet committed are tracked apart, so a commit makes
-exactly
-those durable and an abandoned segment takes exactly those back.
+exactly those durable and an abandoned segment takes exactly those back.
 """
 
 from __future__ import annotations

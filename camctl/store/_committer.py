@@ -1,14 +1,11 @@
 """The store's writer thread: it owns the files, writes queued records and events, group-commits.
 
 :class:`Inbox` is what the caller side (:class:`~camctl.store.writer.FlightStore`) hands over under
-one
-lock; :class:`Committer` drains it. It closes the open chunk of every dirty segment, flushes and
-fsyncs
-(file, then directory) at most every ``commit_interval_ms`` and at once on request; only then do
-records
-count as durable. I/O errors never escape: the segment is cut back to its last commit, its
-uncommitted
-records are dropped and counted, events are held in RAM, and writing resumes when the disk recovers.
+one lock; :class:`Committer` drains it. It closes the open chunk of every dirty segment, flushes and
+fsyncs (file, then directory) at most every ``commit_interval_ms`` and at once on request; only then
+do records count as durable. I/O errors never escape: the segment is cut back to its last commit,
+its uncommitted records are dropped and counted, events are held in RAM, and writing resumes when
+the disk recovers.
 """
 
 from __future__ import annotations
@@ -66,8 +63,7 @@ class Inbox:
 
 class Committer:
     """Drains an :class:`Inbox` into the files of one flight (see the module doc). Run :meth:`run`
-    in
-    its own thread; everything else here is that thread's."""
+    in its own thread; everything else here is that thread's."""
 
     def __init__(
         self,

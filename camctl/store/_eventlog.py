@@ -42,10 +42,9 @@ def add_event(seg: SegmentWriter, rec: dict, n: int) -> None:
 
 def append_events(flight_dir: Path, records: Sequence[dict]) -> Path:
     """Log ``records`` into a finished flight: a new, finished segment in its ``events/`` dir (a
-    finished
-    flight's files are immutable, so what is logged later goes to a new file). Used by recovery to
-    put
-    what it cut into the flight's own event log; kilobytes, fsync'd with its directory."""
+    finished flight's files are immutable, so what is logged later goes to a new file). Used by
+    recovery to put what it cut into the flight's own event log; kilobytes, fsync'd with its
+    directory."""
     d = Path(flight_dir) / EVENTS
     d.mkdir(exist_ok=True)
     seq = max((int(p.stem) for p in d.glob("*.mcap") if p.stem.isdigit()), default=0) + 1

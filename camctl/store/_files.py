@@ -1,13 +1,10 @@
 """The open segment files of one flight: one per source (and the event log), numbered, rotated,
 synced.
 
-:class:`SegmentFiles` opens ``<flight>/<source>/<seq:06d>.mcap`` (never over an existing file),
-says when
-one is due for rotation (``segment_mb``/``segment_s``), commits a segment (file fsync, then the
-directory
-the first time) and keeps the byte counts the full-disk reserve is computed from. Errors are the
-caller's
-to handle: nothing here catches an ``OSError``.
+:class:`SegmentFiles` opens ``<flight>/<source>/<seq:06d>.mcap`` (never over an existing file), says
+when one is due for rotation (``segment_mb``/``segment_s``), commits a segment (file fsync, then the
+directory the first time) and keeps the byte counts the full-disk reserve is computed from. Errors
+are the caller's to handle: nothing here catches an ``OSError``.
 """
 
 from __future__ import annotations
@@ -38,8 +35,7 @@ _INDEX_BASE = 16 << 10
 
 def finish_room(open_segments: list[SegmentWriter], abandoned: int, segments: int) -> int:
     """Bytes finishing needs: each open segment's summary and footer and a block of slack, the
-    repair of
-    each abandoned one, and ``index.json`` for ``segments`` segments (and one more)."""
+    repair of each abandoned one, and ``index.json`` for ``segments`` segments (and one more)."""
     return (
         sum(s.summary_room + _FILE_SLACK for s in open_segments)
         + abandoned * _ABANDONED_ROOM
@@ -50,8 +46,7 @@ def finish_room(open_segments: list[SegmentWriter], abandoned: int, segments: in
 
 class SegmentFiles:
     """The open segments of a flight, by stream name (a source, or ``events``). Writer thread only,
-    except
-    :meth:`paths` (under ``lock``, which also guards the dict the writer changes)."""
+    except :meth:`paths` (under ``lock``, which also guards the dict the writer changes)."""
 
     def __init__(
         self,

@@ -1,9 +1,9 @@
-"""The record layouts of a segment: magic, fixed schemas and channels per segment kind, and the hand-built
-record heads (Message, Chunk) the writer streams and the salvager parses.
+"""The record layouts of a segment: magic, fixed schemas and channels per segment kind, and the
+hand-built record heads (Message, Chunk) the writer streams and the salvager parses.
 
-A segment is a standard, Foxglove-readable MCAP file; its Schema and Channel records go into the data section
-before the first chunk (the MCAP spec allows both places), and channel ids are fixed per segment kind so a
-segment whose Channel records are damaged can still be read.
+A segment is a standard, Foxglove-readable MCAP file; its Schema and Channel records go into the
+data section before the first chunk (the MCAP spec allows both places), and channel ids are fixed
+per segment kind so a segment whose Channel records are damaged can still be read.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ __all__ = [
 MAGIC = b"\x89MCAP0\r\n"
 LIBRARY = f"camctl/{__version__}"
 PROFILE = ""
-# channel ids, fixed per segment kind so a segment whose Channel records are damaged can still be read
+# channel ids, fixed per segment kind so a segment whose Channel records are damaged can still be
+# read
 CH_IMAGE, CH_META, CH_STILL = 1, 2, 3
 CH_EVENTS, CH_LOG = 1, 2
 
@@ -95,7 +96,8 @@ def json_schema(schema_id: int, body: dict) -> Schema:
 
 @lru_cache(maxsize=64)
 def camera_layout(camera: str) -> Layout:
-    """Schemas and channels of a camera segment: ``/<camera>/image``, ``/<camera>/meta``, ``/<camera>/still``."""
+    """Schemas and channels of a camera segment: ``/<camera>/image``, ``/<camera>/meta``,
+    ``/<camera>/still``."""
     image = proto_schema(1, CompressedImage)
     meta = json_schema(2, _META_SCHEMA)
     return Layout("camera", camera, (image, meta), (
@@ -107,20 +109,23 @@ def camera_layout(camera: str) -> Layout:
 
 @lru_cache(maxsize=1)
 def events_layout() -> Layout:
-    """Schemas and channels of an event-log segment: ``/events`` (JSON) and ``/log`` (``foxglove.Log``)."""
+    """Schemas and channels of an event-log segment: ``/events`` (JSON) and ``/log``
+    (``foxglove.Log``)."""
     return Layout("events", "events", (json_schema(1, _EVENT_SCHEMA), proto_schema(2, Log)), (
         Channel(id=CH_EVENTS, topic="/events", message_encoding="json", metadata={}, schema_id=1),
         Channel(id=CH_LOG, topic="/log", message_encoding="protobuf", metadata={}, schema_id=2),
     ))
 
 
-# --- hand-built records for the hot path ------------------------------------------------------------------
+# --- hand-built records for the hot path ----------------------------------------------------------
 _U64 = (1 << 64) - 1
-MSG_HEAD = struct.Struct("<BQHIQQ")  # opcode, record length, channel, sequence, log_time, publish_time
-CHUNK_HEAD = struct.Struct("<BQQQQIIQ")  # opcode, length, start, end, usize, crc, compression len (0), data len
+# opcode, record length, channel, sequence, log_time, publish_time
+MSG_HEAD = struct.Struct("<BQHIQQ")
+# opcode, length, start, end, usize, crc, compression len (0), data len
+CHUNK_HEAD = struct.Struct("<BQQQQIIQ")
 CHUNK_HEADER_LEN = CHUNK_HEAD.size
-# an open chunk's header as written before its records: a record length of 0 (a real chunk is >= 40) marks
-# records that were never committed; the real header is written over it when the chunk closes
+# an open chunk's header as written before its records: a record length of 0 (a real chunk is >= 40)
+# marks records that were never committed; the real header is written over it when the chunk closes
 OPEN_CHUNK = CHUNK_HEAD.pack(Opcode.CHUNK, 0, 0, 0, 0, 0, 0, 0)
 
 
@@ -136,11 +141,12 @@ def _varint(v: int) -> bytes:
 
 def compressed_image_parts(timestamp_ns: int, frame_id: str, data_len: int,
                            fmt: str = "jpeg") -> tuple[bytes, bytes]:
-    """``(prefix, suffix)`` such that ``prefix + data + suffix`` is ``foxglove.CompressedImage`` protobuf.
+    """``(prefix, suffix)`` such that ``prefix + data + suffix`` is ``foxglove.CompressedImage``
+    protobuf.
 
     The bytes are what ``CompressedImage(timestamp=..., frame_id=..., data=data, format=fmt)
-    .SerializeToString()`` gives (fields in number order: timestamp 1, data 2, format 3, frame_id 4; proto3
-    leaves out empty strings and zero numbers; the timestamp is always present, as
+    .SerializeToString()`` gives (fields in number order: timestamp 1, data 2, format 3, frame_id 4;
+    proto3 leaves out empty strings and zero numbers; the timestamp is always present, as
     ``timestamp.FromNanoseconds`` marks it set). Building it by hand saves copying the JPEG twice.
     """
     seconds, nanos = divmod(int(timestamp_ns), 1_000_000_000)
@@ -153,16 +159,18 @@ def compressed_image_parts(timestamp_ns: int, frame_id: str, data_len: int,
 
 
 
-# A private record (MCAP reserves opcodes 0x80-0xFF for applications; readers skip records they do not know,
-# see mcap/stream_reader.py ``_read_record``: "Skip unknown record types") that repair writes over a damaged
-# byte range in place: ``opcode, length`` covering the range, then ``u32 n`` and ``n`` bytes of JSON saying
-# what was lost. Only the head is written; the rest of the range keeps its damaged bytes, skipped by length.
+# A private record (MCAP reserves opcodes 0x80-0xFF for applications; readers skip records they do
+# not know, see mcap/stream_reader.py ``_read_record``: "Skip unknown record types") that repair
+# writes over a damaged byte range in place: ``opcode, length`` covering the range, then ``u32 n``
+# and ``n`` bytes of JSON saying what was lost. Only the head is written; the rest of the range
+# keeps its damaged bytes, skipped by length.
 LOST_OPCODE = 0x8C
 LOST_MARKER_MIN = 9
 
 
 def lost_marker(length: int, info: dict) -> bytes:
-    """The head of a LOST record covering ``length`` bytes (>= 9): record header plus what fits of ``info``."""
+    """The head of a LOST record covering ``length`` bytes (>= 9): record header plus what fits of
+    ``info``."""
     if length < LOST_MARKER_MIN:
         raise ValueError(f"a lost-range record needs {LOST_MARKER_MIN} bytes, the range has {length}")
     body = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()

@@ -1,15 +1,16 @@
 """Repair in place: a torn or damaged segment becomes a finished MCAP without copying it.
 
-Every CRC-valid chunk stays where it is. Damaged bytes in the data section are covered, in place, by a LOST
-record (:data:`camctl.store._records.LOST_OPCODE`, skipped by every MCAP reader) that says what was lost; a
-damaged magic or header is rewritten; a chunk whose opcode byte was hit gets it back; the file is cut at the
-end of its data section and the summary and footer are appended. That needs the summary's few kilobytes,
-not a free segment, so it works on a full card (the cut tail usually frees more than the summary takes).
+Every CRC-valid chunk stays where it is. Damaged bytes in the data section are covered, in place, by
+a LOST record (:data:`camctl.store._records.LOST_OPCODE`, skipped by every MCAP reader) that says
+what was lost; a damaged magic or header is rewritten; a chunk whose opcode byte was hit gets it
+back; the file is cut at the end of its data section and the summary and footer are appended. That
+needs the summary's few kilobytes, not a free segment, so it works on a full card (the cut tail
+usually frees more than the summary takes).
 
-Atomic against a power cut without a second file: each step writes only bytes that the salvage scanner
-already ignores (damage, a torn tail) or that it reads as the same chunks (the magic, a chunk's opcode), so
-a file cut at any point of the repair -- in any order of its pages -- scans to the same chunks as before,
-and the next repair finishes the job.
+Atomic against a power cut without a second file: each step writes only bytes that the salvage
+scanner already ignores (damage, a torn tail) or that it reads as the same chunks (the magic, a
+chunk's opcode), so a file cut at any point of the repair -- in any order of its pages -- scans to
+the same chunks as before, and the next repair finishes the job.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ _TAIL_READ_MAX = 64 << 20
 
 
 def _header(length: int) -> bytes | None:
-    """A Header record of exactly ``length`` bytes (the library name padded), or None if it cannot fit."""
+    """A Header record of exactly ``length`` bytes (the library name padded), or None if it cannot
+    fit."""
     base = len(_header_bytes(LIBRARY))
     if length < base:
         return None
@@ -80,7 +82,8 @@ def _tail_seqs(path: Path, start: int, end: int, channels: set[int]) -> list[int
         return []
     if len(buf) < CHUNK_HEADER_LEN or buf[0] != Opcode.CHUNK:
         return []
-    p, seqs = CHUNK_HEADER_LEN, set()  # records start after the chunk header (empty compression field)
+    # records start after the chunk header (empty compression field)
+    p, seqs = CHUNK_HEADER_LEN, set()
     while p + MSG_HEAD.size <= len(buf):
         op, length, channel, seq, _, _ = MSG_HEAD.unpack_from(buf, p)
         if op != Opcode.MESSAGE or length < 22:
@@ -92,9 +95,10 @@ def _tail_seqs(path: Path, start: int, end: int, channels: set[int]) -> list[int
 
 
 def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[LossRecord]:
-    """What repairing ``scan`` cuts or skips, one event-log record per byte range: the segment (``camera/
-    000001.mcap``), the range, why, and the frames it cost -- the seqs whose records begin in a torn tail,
-    and for any range the last seq kept before it and the first after it (the frames between are gone)."""
+    """What repairing ``scan`` cuts or skips, one event-log record per byte range: the segment
+    (``camera/ 000001.mcap``), the range, why, and the frames it cost -- the seqs whose records
+    begin in a torn tail, and for any range the last seq kept before it and the first after it (the
+    frames between are gone)."""
     path = Path(path)
     chans = _frame_channels(layout)
     kept = [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id in chans]) for c in scan.chunks]
@@ -124,15 +128,17 @@ def _lost_info(loss: LossRecord | None, start: int, end: int) -> dict:
 
 
 def _lost_record(info: dict) -> bytes:
-    """A whole LOST record holding ``info`` (for a cut tail: the record is all that is left of it)."""
+    """A whole LOST record holding ``info`` (for a cut tail: the record is all that is left of
+    it)."""
     return lost_marker(LOST_MARKER_MIN + 4 + len(json.dumps(info, sort_keys=True, separators=(",", ":"))), info)
 
 
 def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
                   ) -> list[tuple[int, bytes]] | None:
-    """The in-place writes (offset, bytes) that make the data section readable, or None when impossible
-    (a damaged range too short to hold a LOST record, or a damaged header with no room for a new one).
-    ``losses`` (from :func:`describe_losses`) is what each LOST record says about its range."""
+    """The in-place writes (offset, bytes) that make the data section readable, or None when
+    impossible (a damaged range too short to hold a LOST record, or a damaged header with no room
+    for a new one). ``losses`` (from :func:`describe_losses`) is what each LOST record says about
+    its range."""
     plan: list[tuple[int, bytes]] = []
     if not scan.magic_ok:
         plan.append((0, MAGIC))
@@ -164,8 +170,9 @@ def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
 
 def _message_indexes(chunk: ScannedChunk, at: int) -> tuple[dict[int, int], bytes]:
     """MessageIndex records for ``chunk`` rebuilt from its messages, to be written at offset ``at``:
-    (channel -> record offset, the records). Foxglove's indexed reader reads no message of a chunk whose
-    index lists no MessageIndex records (seen with @mcap/core 2.2.2), so a damaged index is rebuilt."""
+    (channel -> record offset, the records). Foxglove's indexed reader reads no message of a chunk
+    whose index lists no MessageIndex records (seen with @mcap/core 2.2.2), so a damaged index is
+    rebuilt."""
     entries: dict[int, list[int]] = {}
     for msg, off in zip(chunk.messages, chunk.offsets, strict=True):
         entries.setdefault(msg.channel_id, []).extend((msg.log_time, off))
@@ -178,8 +185,8 @@ def _message_indexes(chunk: ScannedChunk, at: int) -> tuple[dict[int, int], byte
 
 
 def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
-    """Chunk indexes for the summary, and the MessageIndex records rebuilt (to be written at ``at``) for the
-    chunks whose own are damaged or missing."""
+    """Chunk indexes for the summary, and the MessageIndex records rebuilt (to be written at ``at``)
+    for the chunks whose own are damaged or missing."""
     out, rebuilt = [], bytearray()
     for c in scan.chunks:
         channels = {m.channel_id for m in c.messages}
@@ -198,10 +205,10 @@ def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
 def repair_in_place(path: Path, scan: Scan, layout: Layout, *,
                     losses: list[LossRecord] | None = None,
                     after_fix: Callable[[], None] | None = None) -> int | None:
-    """Repair ``path`` in place (see the module doc); return the messages kept, or None when the damage
-    does not allow it (then nothing was written). A torn tail cut off is described by a LOST record where it
-    was, so the finished file itself says what it lost. ``after_fix()`` is a test seam called after the
-    in-place fixes and the cut, before the summary is appended.
+    """Repair ``path`` in place (see the module doc); return the messages kept, or None when the
+    damage does not allow it (then nothing was written). A torn tail cut off is described by a LOST
+    record where it was, so the finished file itself says what it lost. ``after_fix()`` is a test
+    seam called after the in-place fixes and the cut, before the summary is appended.
     """
     plan = plan_in_place(scan, losses)
     if plan is None:
@@ -229,7 +236,8 @@ def repair_in_place(path: Path, scan: Scan, layout: Layout, *,
     try:
         for off, data in plan:
             _pwrite_all(fd, data, off)
-        os.ftruncate(fd, cut)  # frees the torn tail first: the summary may need its room on a full disk
+        # frees the torn tail first: the summary may need its room on a full disk
+        os.ftruncate(fd, cut)
         if after_fix is not None:
             after_fix()
         _pwrite_all(fd, tail, cut)

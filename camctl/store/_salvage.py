@@ -1,10 +1,11 @@
 """The salvage scanner: reads a possibly torn or bit-flipped segment record by record.
 
-:func:`scan_segment` walks the record framing (opcode u8 + length u64 LE), keeps every chunk whose CRC32
-checks, reports the byte ranges it could not use, and resynchronises on the next CRC-valid chunk after
-garbage. Damage anywhere -- the magic and the header included -- costs only the bytes it hits: a file whose
-magic is flipped is still scanned from byte 8. A range an earlier repair marked as lost (a ``LOST_OPCODE``
-record, see :mod:`camctl.store._repair`) is reported in :attr:`Scan.marked`, not as new damage.
+:func:`scan_segment` walks the record framing (opcode u8 + length u64 LE), keeps every chunk whose
+CRC32 checks, reports the byte ranges it could not use, and resynchronises on the next CRC-valid
+chunk after garbage. Damage anywhere -- the magic and the header included -- costs only the bytes it
+hits: a file whose magic is flipped is still scanned from byte 8. A range an earlier repair marked
+as lost (a ``LOST_OPCODE`` record, see :mod:`camctl.store._repair`) is reported in
+:attr:`Scan.marked`, not as new damage.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ class ScannedChunk:
     start_ns: int = 0
     end_ns: int = 0
     data_len: int = 0
-    opcode_ok: bool = True  # False: a CRC-valid chunk whose opcode byte was hit (repair rewrites it)
-    index_offsets: dict[int, int] = field(default_factory=dict)  # channel -> its MessageIndex record offset
+    # False: a CRC-valid chunk whose opcode byte was hit (repair rewrites it)
+    opcode_ok: bool = True
+    # channel -> its MessageIndex record offset
+    index_offsets: dict[int, int] = field(default_factory=dict)
     index_len: int = 0  # bytes of the MessageIndex records right after the chunk
     offsets: list[int] = field(default_factory=list)  # each message's offset in the chunk's records
 
@@ -48,7 +51,8 @@ class Scan:
     path: Path
     size: int
     magic_ok: bool = False
-    zero_magic: bool = False  # the magic's page never reached the disk (zeros): a cut before the first commit
+    # the magic's page never reached the disk (zeros): a cut before the first commit
+    zero_magic: bool = False
     empty: bool = False  # 0 bytes or a prefix of the magic: a segment torn before its first commit
     header: Header | None = None
     schemas: dict[int, Schema] = field(default_factory=dict)
@@ -57,13 +61,17 @@ class Scan:
     lost: list[tuple[int, int]] = field(default_factory=list)
     torn_at: int | None = None
     torn_reason: str = ""
-    tail_damaged: bool = False  # the tail holds a complete but invalid record (e.g. a chunk CRC mismatch)
-    tail_records: int = 0  # whole (complete-length) records from the torn point on, none of them valid
-    tail_magic: bool = False  # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
+    # the tail holds a complete but invalid record (e.g. a chunk CRC mismatch)
+    tail_damaged: bool = False
+    # whole (complete-length) records from the torn point on, none of them valid
+    tail_records: int = 0
+    # the file ends with the MCAP magic: a "torn" tail is damage, not a cut
+    tail_magic: bool = False
     data_end: bool = False
     data_end_at: int | None = None  # offset of the DataEnd record: where the summary starts
     finished: bool = False
-    marked: list[tuple[int, int, dict]] = field(default_factory=list)  # ranges an earlier repair marked lost
+    # ranges an earlier repair marked lost
+    marked: list[tuple[int, int, dict]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -73,21 +81,24 @@ class Scan:
 
     @property
     def salvageable(self) -> bool:
-        """Something to keep: the magic checks, or the file is empty, or a CRC-valid chunk was found."""
+        """Something to keep: the magic checks, or the file is empty, or a CRC-valid chunk was
+        found."""
         return self.magic_ok or self.empty or self.zero_magic or bool(self.chunks)
 
     @property
     def never_committed(self) -> bool:
-        """No chunk, and the file is empty or starts with zeros: cut before its first commit, not destroyed."""
+        """No chunk, and the file is empty or starts with zeros: cut before its first commit, not
+        destroyed."""
         return not self.chunks and (self.empty or self.zero_magic)
 
 
 
 
 def _whole_records(buf: bytes | memoryview, pos: int, n: int) -> int:
-    """How many records of complete length follow one another from ``pos`` (an open chunk's placeholder and
-    zeros end the walk), a chunk and the message indexes after it counting as one (a commit writes them
-    together): one is what a cut mid-commit with torn writeback can leave, more is damage."""
+    """How many records of complete length follow one another from ``pos`` (an open chunk's
+    placeholder and zeros end the walk), a chunk and the message indexes after it counting as one (a
+    commit writes them together): one is what a cut mid-commit with torn writeback can leave, more
+    is damage."""
     count = 0
     prev = 0
     while pos + CHUNK_HEADER_LEN <= n and buf[pos:pos + CHUNK_HEADER_LEN] != OPEN_CHUNK:
@@ -102,7 +113,8 @@ def _whole_records(buf: bytes | memoryview, pos: int, n: int) -> int:
 
 
 def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | str:
-    """Parse a Chunk record at ``pos`` (opcode already checked); return (chunk, end) or an error text."""
+    """Parse a Chunk record at ``pos`` (opcode already checked); return (chunk, end) or an error
+    text."""
     if pos + 9 > n:
         return "truncated record header"
     (length,) = struct.unpack_from("<Q", buf, pos + 1)
@@ -132,8 +144,8 @@ def _chunk_at(buf: bytes | memoryview, pos: int, n: int) -> tuple[Chunk, int] | 
 
 
 def _chunk_messages(chunk: Chunk, offsets: list[int]) -> list[Message] | str:
-    """The messages of a chunk (their offsets in its records appended to ``offsets``); their ``data`` are
-    memoryviews into the chunk (``bytes()`` them to keep)."""
+    """The messages of a chunk (their offsets in its records appended to ``offsets``); their
+    ``data`` are memoryviews into the chunk (``bytes()`` them to keep)."""
     data, n, p = chunk.data, len(chunk.data), 0
     out: list[Message] = []
     head = MSG_HEAD.unpack_from
@@ -186,7 +198,8 @@ def _read_record(cls: Any, body: bytes) -> Any:
 
 
 class _Bytes:
-    """The minimal stream ReadDataStream needs, raising on short reads instead of returning short data."""
+    """The minimal stream ReadDataStream needs, raising on short reads instead of returning short
+    data."""
 
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
@@ -206,8 +219,8 @@ _SUMMARY_OPS = {Opcode.SCHEMA, Opcode.CHANNEL, Opcode.STATISTICS, Opcode.CHUNK_I
 def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
     """Check (and take in) a non-chunk record; return why it is garbage, or "" when it is fine.
 
-    Only what our writer puts in each section is accepted, with its length checked, so a flipped opcode or
-    length can never make the scanner silently step over a chunk.
+    Only what our writer puts in each section is accepted, with its length checked, so a flipped
+    opcode or length can never make the scanner silently step over a chunk.
     """
     try:
         if scan.data_end:
@@ -224,7 +237,8 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
             if len(body) < 6 or struct.unpack_from("<I", body, 2)[0] != len(body) - 6 or (len(body) - 6) % 16:
                 return "bad message index record"
             last = scan.chunks[-1] if scan.chunks else None
-            if last is not None and pos == last.end + last.index_len:  # the index of the chunk just before
+            # the index of the chunk just before
+            if last is not None and pos == last.end + last.index_len:
                 last.index_offsets[struct.unpack_from("<H", body)[0]] = pos
                 last.index_len += 9 + len(body)
         elif op == Opcode.DATA_END:
@@ -257,7 +271,8 @@ def _take_chunk(scan: Scan, pos: int, op: int, chunk: Chunk, end: int) -> None:
 
 
 def _open_chunk(scan: Scan, buf: bytes | mmap.mmap, pos: int, n: int) -> int | None:
-    """A chunk still open at the cut (never committed): where scanning goes on, or None (torn tail)."""
+    """A chunk still open at the cut (never committed): where scanning goes on, or None (torn
+    tail)."""
     found = _resync(buf, pos + 1, n)
     if found is None:
         scan.torn_at, scan.torn_reason = pos, "chunk still open at the cut (never committed)"

@@ -1,9 +1,11 @@
-"""The streaming segment writer: frames go to the file as they come, commits end on chunk boundaries.
+"""The streaming segment writer: frames go to the file as they come, commits end on chunk
+boundaries.
 
-:class:`SegmentWriter` writes a standard MCAP file with one difference from ``mcap.writer.Writer``: the Schema
-and Channel records go into the data section *before* the first chunk instead of inside the first chunk, so
-a lost first chunk never orphans the messages of the chunks after it. Chunks are closed only at a commit or
-at rotation (``max_chunk_bytes`` is a safety cap), so every fsync'd commit ends on a chunk boundary.
+:class:`SegmentWriter` writes a standard MCAP file with one difference from ``mcap.writer.Writer``:
+the Schema and Channel records go into the data section *before* the first chunk instead of inside
+the first chunk, so a lost first chunk never orphans the messages of the chunks after it. Chunks are
+closed only at a commit or at rotation (``max_chunk_bytes`` is a safety cap), so every fsync'd
+commit ends on a chunk boundary.
 
 Example::
 
@@ -40,13 +42,15 @@ from camctl.store._records import (
 
 __all__ = ["SegmentWriter", "finish_tail", "summary_room"]
 
-_SMALL = 16 << 10  # pieces below this are gathered in a buffer, larger ones (JPEGs) go to the file as they are
+# pieces below this are gathered in a buffer, larger ones (JPEGs) go to the file as they are
+_SMALL = 16 << 10
 
 
 def finish_tail(layout: Layout, at: int, chunk_indexes: list[ChunkIndex], counts: dict[int, int],
                 message_count: int, start_ns: int, end_ns: int) -> bytes:
-    """DataEnd, summary (schemas, channels, statistics, chunk indexes, offsets), footer and magic, to be
-    written at offset ``at``: what turns a data section into a finished MCAP (the writer and repair share it).
+    """DataEnd, summary (schemas, channels, statistics, chunk indexes, offsets), footer and magic,
+    to be written at offset ``at``: what turns a data section into a finished MCAP (the writer and
+    repair share it).
     """
     rec = RecordBuilder()
     DataEnd(0).write(rec)
@@ -80,15 +84,19 @@ def finish_tail(layout: Layout, at: int, chunk_indexes: list[ChunkIndex], counts
     return rec.end() + summary_data + tail.end() + MAGIC
 
 
-# Bytes a chunk index takes in the summary: 9 (record head) + 8*4 (times, offset, length) + 4 (map length)
-# + 8 (index length) + 4 ("" compression) + 16 (sizes) = 73, plus 10 per channel in its message index map.
+# Bytes a chunk index takes in the summary: 9 (record head) + 8*4 (times, offset, length) + 4 (map
+# length)
+# + 8 (index length) + 4 ("" compression) + 16 (sizes) = 73, plus 10 per channel in its message
+#   index map.
 CHUNK_INDEX_BYTES = 73
 
 
 def summary_room(layout: Layout, chunks: int) -> int:
-    """An upper bound of :func:`finish_tail`'s size for a segment of ``chunks`` chunks (the full-disk reserve)."""
+    """An upper bound of :func:`finish_tail`'s size for a segment of ``chunks`` chunks (the
+    full-disk reserve)."""
     fixed = len(finish_tail(layout, 0, [], dict.fromkeys((c.id for c in layout.channels), 0), 0, 0, 0))
-    return fixed + 26 + chunks * (CHUNK_INDEX_BYTES + 10 * len(layout.channels))  # 26: the chunk-index offset
+    # 26: the chunk-index offset
+    return fixed + 26 + chunks * (CHUNK_INDEX_BYTES + 10 * len(layout.channels))
 
 
 def _widen(first: bool, start_ns: int, end_ns: int, t_ns: int) -> tuple[int, int]:
@@ -103,18 +111,19 @@ def _open_exclusive(path: Path) -> IO[bytes]:
 
 
 class SegmentWriter:
-    """Writes one MCAP segment; the caller decides when to :meth:`commit` (flush + fsync) and :meth:`finish`.
+    """Writes one MCAP segment; the caller decides when to :meth:`commit` (flush + fsync) and
+    :meth:`finish`.
 
-    ``opener(path)`` returns a binary file (``open(path, 'xb', buffering=0)`` by default); tests wrap it
-    to inject ``ENOSPC``/``EIO``. ``size`` counts bytes handed to the file, ``committed_size`` the bytes known
-    to be on stable storage.
+    ``opener(path)`` returns a binary file (``open(path, 'xb', buffering=0)`` by default); tests
+    wrap it to inject ``ENOSPC``/``EIO``. ``size`` counts bytes handed to the file,
+    ``committed_size`` the bytes known to be on stable storage.
 
-    Records stream to the file as they come (small ones gathered, a JPEG written straight from its buffer,
-    never copied), behind a placeholder chunk header; the chunk CRC runs over the records as they pass. A
-    commit writes the message indexes, puts the real chunk header over the placeholder (``os.pwrite``) and
-    fsyncs. Every ``writeback_bytes`` the kernel is asked to start writing back (``sync_file_range``), so the
-    commit's fsync finds little left to do. A cut file ends in a placeholder-headed chunk, which the
-    salvage scanner treats as a torn tail.
+    Records stream to the file as they come (small ones gathered, a JPEG written straight from its
+    buffer, never copied), behind a placeholder chunk header; the chunk CRC runs over the records as
+    they pass. A commit writes the message indexes, puts the real chunk header over the placeholder
+    (``os.pwrite``) and fsyncs. Every ``writeback_bytes`` the kernel is asked to start writing back
+    (``sync_file_range``), so the commit's fsync finds little left to do. A cut file ends in a
+    placeholder-headed chunk, which the salvage scanner treats as a torn tail.
     """
 
     def __init__(self, path: Path, layout: Layout, *,
@@ -140,7 +149,8 @@ class SegmentWriter:
         self._chunk_start_ns = 0
         self._chunk_end_ns = 0
         self._kicked = 0  # file offset up to which writeback was started
-        self._msg_index: dict[int, list[int]] = {}  # channel -> [log_time, offset, log_time, offset, ...]
+        # channel -> [log_time, offset, log_time, offset, ...]
+        self._msg_index: dict[int, list[int]] = {}
         self._chunk_indexes: list[ChunkIndex] = []
         self._counts: dict[int, int] = {}
         self._message_count = 0
@@ -199,7 +209,8 @@ class SegmentWriter:
             self._write(buf)
 
     def _piece(self, data: bytes | bytearray | memoryview) -> None:
-        """One piece of the open chunk's records: CRC'd, then gathered (small) or written as is (large)."""
+        """One piece of the open chunk's records: CRC'd, then gathered (small) or written as is
+        (large)."""
         self._chunk_crc = zlib.crc32(data, self._chunk_crc)
         self._chunk_len += len(data)
         if len(data) < _SMALL:
@@ -237,7 +248,8 @@ class SegmentWriter:
 
     def add_image(self, channel_id: int, log_time: int, publish_time: int, sequence: int, data: bytes, *,
                   frame_id: str, timestamp_ns: int, fmt: str = "jpeg") -> None:
-        """Append a ``foxglove.CompressedImage`` message built around ``data`` without copying it."""
+        """Append a ``foxglove.CompressedImage`` message built around ``data`` without copying
+        it."""
         prefix, suffix = compressed_image_parts(timestamp_ns, frame_id, len(data), fmt)
         self._begin(channel_id, log_time)
         n = len(prefix) + len(data) + len(suffix)
@@ -251,7 +263,8 @@ class SegmentWriter:
             self.close_chunk()
 
     def close_chunk(self) -> None:
-        """Finish the open chunk in the file: message indexes, then its real header (no flush, no fsync)."""
+        """Finish the open chunk in the file: message indexes, then its real header (no flush, no
+        fsync)."""
         if self._chunk_msgs == 0:
             return
         start, n, crc = self._chunk_start, self._chunk_len, self._chunk_crc
@@ -283,7 +296,8 @@ class SegmentWriter:
         self._msg_index = {}
 
     def commit(self, *, fsync: Callable[[int], None] | None = None) -> None:
-        """Close the open chunk, flush and fsync: after this returns, every message so far is durable."""
+        """Close the open chunk, flush and fsync: after this returns, every message so far is
+        durable."""
         self.close_chunk()
         self._flush_buf()
         flush = getattr(self._file, "flush", None)
@@ -295,7 +309,8 @@ class SegmentWriter:
         self.commits += 1
 
     def finish(self, *, fsync: Callable[[int], None] | None = None) -> None:
-        """Write DataEnd, the summary and the footer, fsync and close: the segment is a finished MCAP."""
+        """Write DataEnd, the summary and the footer, fsync and close: the segment is a finished
+        MCAP."""
         self.close_chunk()
         self._flush_buf()
         self._write(finish_tail(self.layout, self.size, self._chunk_indexes, self._counts,
@@ -305,7 +320,8 @@ class SegmentWriter:
         self.close()
 
     def close(self) -> None:
-        """Close the file without finishing it (safe twice; ignores errors: used when abandoning)."""
+        """Close the file without finishing it (safe twice; ignores errors: used when
+        abandoning)."""
         if self.closed:
             return
         self.closed = True
@@ -316,7 +332,8 @@ class SegmentWriter:
     def abandon(self) -> None:
         """Give up on this segment after an I/O error: cut it back to its last commit and close it.
 
-        A segment with no commit is removed. Errors are swallowed: recovery cuts whatever tail remains.
+        A segment with no commit is removed. Errors are swallowed: recovery cuts whatever tail
+        remains.
         """
         try:
             if self.committed_size == 0:

@@ -1,10 +1,9 @@
 """The store's space accounting: free space, the room finishing needs, and the disk's error state.
 
 :class:`SpaceBudget` reads ``statvfs`` at most every 0.1 s, estimates free space between readings
-from
-what the store wrote since, feeds the :class:`~camctl.store.quota.QuotaPolicy` that sheds records
-by value
-at ``put()``, and remembers a full disk (until space returns) or an I/O error (retried after 1 s).
+from what the store wrote since, feeds the :class:`~camctl.store.quota.QuotaPolicy` that sheds
+records by value at ``put()``, and remembers a full disk (until space returns) or an I/O error
+(retried after 1 s).
 """
 
 from __future__ import annotations

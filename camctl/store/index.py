@@ -153,7 +153,8 @@ def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
         "flight": flight.get("flight", flight_dir.name),
         "cameras": sections["cameras"],
         "events": events,
-        "losses": losses,  # what recovery cut or skipped, from the event log (byte ranges, seqs, camera)
+        # what recovery cut or skipped, from the event log (byte ranges, seqs, camera)
+        "losses": losses,
     }
     if sections["sources"]:  # only flights with non-camera sources have the section
         index["sources"] = sections["sources"]
@@ -169,9 +170,9 @@ def _all_entries(index: dict) -> list[dict]:
 def index_is_stale(flight_dir: Path, index: dict, *, checksums: bool = False) -> bool:
     """True when the segments on disk differ from those the index describes (set, size or mtime).
 
-    With ``checksums``, a segment whose mtime alone differs (a copy or a download: same bytes, new file) is
-    checked against the index's sha256 instead, so a fetched flight's index counts as current when, and
-    only when, every byte is what the board indexed."""
+    With ``checksums``, a segment whose mtime alone differs (a copy or a download: same bytes, new
+    file) is checked against the index's sha256 instead, so a fetched flight's index counts as
+    current when, and only when, every byte is what the board indexed."""
     flight_dir = Path(flight_dir)
     try:
         entries = {e["path"]: e for e in _all_entries(index)}
@@ -194,7 +195,8 @@ def index_is_stale(flight_dir: Path, index: dict, *, checksums: bool = False) ->
 
 
 def load_index(flight_dir: Path, *, write: bool = True) -> dict:
-    """The flight's index; rebuilt from the segments (and rewritten if ``write``) when missing or stale."""
+    """The flight's index; rebuilt from the segments (and rewritten if ``write``) when missing or
+    stale."""
     flight_dir = Path(flight_dir)
     path = flight_dir / INDEX_NAME
     try:

@@ -1,9 +1,9 @@
 """Copy the messages of many boards' segments into one MCAP file under board-prefixed topics.
 
-Owns the MCAP side of ``camctl export --foxglove`` (the ground's :mod:`camctl.ground.export.foxglove`
-writes the layout): every message keeps its schema, ``log_time`` (wall clock, so boards line up) and
-``publish_time`` (the board's sensor time); a torn or damaged segment is named in ``unreadable`` and the
-rest still goes in.
+Owns the MCAP side of ``camctl export --foxglove`` (the ground's
+:mod:`camctl.ground.export.foxglove` writes the layout): every message keeps its schema,
+``log_time`` (wall clock, so boards line up) and ``publish_time`` (the board's sensor time); a torn
+or damaged segment is named in ``unreadable`` and the rest still goes in.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ __all__ = ["MergeResult", "merge_segments"]
 
 @dataclass
 class MergeResult:
-    """Topics written (in first-seen order), messages copied, and segments that could not be read."""
+    """Topics written (in first-seen order), messages copied, and segments that could not be
+    read."""
 
     topics: list[str] = field(default_factory=list)
     messages: int = 0
@@ -26,7 +27,8 @@ class MergeResult:
 
 def merge_segments(sources: Iterable[tuple[str, list[Path]]], out: Path, *,
                    library: str = "camctl") -> MergeResult:
-    """Write every message of every ``(prefix, segments)`` source into ``out`` as ``/<prefix><topic>``."""
+    """Write every message of every ``(prefix, segments)`` source into ``out`` as
+    ``/<prefix><topic>``."""
     from mcap.reader import make_reader
     from mcap.writer import CompressionType, Writer
 
@@ -34,7 +36,8 @@ def merge_segments(sources: Iterable[tuple[str, list[Path]]], out: Path, *,
     schemas: dict[tuple[str, str, bytes], int] = {}
     channels: dict[str, int] = {}
     with out.open("wb") as f:
-        writer = Writer(f, compression=CompressionType.NONE)  # JPEGs do not compress; readers need no codec
+        # JPEGs do not compress; readers need no codec
+        writer = Writer(f, compression=CompressionType.NONE)
         writer.start(profile="", library=library)
         for prefix, segments in sources:
             for seg in segments:

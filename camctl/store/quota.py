@@ -1,10 +1,11 @@
 """The full-disk policy: which frames to drop as free space runs out.
 
-``store.reserve_mb`` (``R``) is the free space, *above what finishing the flight needs*, below which the
-store starts shedding its least valuable frames. What finishing needs (``F``: the summary and footer of every
-open segment, the event log's room, ``index.json``) is computed by the store as it writes and passed to
-:meth:`QuotaPolicy.update` as ``need``; frames stop entirely before the free space reaches it, so a flight
-always lands with every file finished. Levels (free space ``free``, ``room = free - F``):
+``store.reserve_mb`` (``R``) is the free space, *above what finishing the flight needs*, below which
+the store starts shedding its least valuable frames. What finishing needs (``F``: the summary and
+footer of every open segment, the event log's room, ``index.json``) is computed by the store as it
+writes and passed to :meth:`QuotaPolicy.update` as ``need``; frames stop entirely before the free
+space reaches it, so a flight always lands with every file finished. Levels (free space ``free``,
+``room = free - F``):
 
 =========  =====================  ==========================================================
 level      when                   dropped at put()
@@ -17,8 +18,8 @@ FLOOR      room < 0               everything (with R = 0: as soon as room < 0)
 =========  =====================  ==========================================================
 
 The writer thread calls :meth:`QuotaPolicy.update` with a fresh ``statvfs`` reading (at most every
-``check_interval_s``); :meth:`QuotaPolicy.admit` runs on the caller's thread in ``put()`` and makes no
-system call. Stills (value 4) are never thinned.
+``check_interval_s``); :meth:`QuotaPolicy.admit` runs on the caller's thread in ``put()`` and makes
+no system call. Stills (value 4) are never thinned.
 
 Example::
 
@@ -49,7 +50,8 @@ class QuotaLevel(IntEnum):
 
 
 class QuotaPolicy:
-    """Decides per frame whether the store still has room for it. Not thread-safe: call under a lock."""
+    """Decides per frame whether the store still has room for it. Not thread-safe: call under a
+    lock."""
 
     def __init__(self, reserve_mb: float) -> None:
         self.reserve_bytes = int(reserve_mb * _MB)
@@ -78,7 +80,8 @@ class QuotaPolicy:
         return QuotaLevel.OK
 
     def update(self, free: int, *, now: float, need: int = 0) -> tuple[QuotaLevel, QuotaLevel] | None:
-        """Take a new free-space reading (and what finishing needs); return (old, new) on a change, else None."""
+        """Take a new free-space reading (and what finishing needs); return (old, new) on a change,
+        else None."""
         self.free_bytes = free
         self.need_bytes = need
         if self._counts:
@@ -89,7 +92,8 @@ class QuotaPolicy:
         return (old, self.level) if old != self.level else None
 
     def admit(self, frame: EncodedFrame) -> bool:
-        """True if the frame may be queued at the current level (counts the camera's rate either way)."""
+        """True if the frame may be queued at the current level (counts the camera's rate either
+        way)."""
         return self.admit_value(frame.camera, frame.value)
 
     def admit_value(self, source: str, value: int) -> bool:

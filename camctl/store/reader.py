@@ -1,7 +1,7 @@
 """Reading frames and events back out of segments, torn or not.
 
-Owns :class:`StoredFrame` and the decoding of the records :mod:`camctl.store.writer` writes. Readers here go
-through the salvage scanner, so a torn tail or a flipped bit costs only the chunks it hit.
+Owns :class:`StoredFrame` and the decoding of the records :mod:`camctl.store.writer` writes. Readers
+here go through the salvage scanner, so a torn tail or a flipped bit costs only the chunks it hit.
 
 Example::
 
@@ -45,10 +45,12 @@ __all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_fra
 
 @dataclass(slots=True)
 class StoredFrame:
-    """One frame as read back from a segment. ``jpeg_ok`` is False when the JPEG header does not decode.
+    """One frame as read back from a segment. ``jpeg_ok`` is False when the JPEG header does not
+    decode.
 
-    ``timestamp_ns`` is the sensor's monotonic time; ``log_ns`` the MCAP log_time (wall-clock ns since the
-    epoch, from the board's clock at capture); ``publish_ns`` the MCAP publish_time (the sensor time again)."""
+    ``timestamp_ns`` is the sensor's monotonic time; ``log_ns`` the MCAP log_time (wall-clock ns
+    since the epoch, from the board's clock at capture); ``publish_ns`` the MCAP publish_time (the
+    sensor time again)."""
 
     camera: str
     seq: int
@@ -70,9 +72,10 @@ class StoredFrame:
 
 
 def jpeg_ok(data: bytes | memoryview) -> bool:
-    """True when ``data`` is a whole JPEG: a header that decodes and an end-of-image marker (a truncated
-    frame from a camera or an encoder has none). Trailing zero padding, which some V4L2 encoders add, is
-    allowed. A full decode would cost milliseconds per 1080p frame; the chunk CRC covers the bytes between."""
+    """True when ``data`` is a whole JPEG: a header that decodes and an end-of-image marker (a
+    truncated frame from a camera or an encoder has none). Trailing zero padding, which some V4L2
+    encoders add, is allowed. A full decode would cost milliseconds per 1080p frame; the chunk CRC
+    covers the bytes between."""
     try:
         simplejpeg.decode_jpeg_header(data)
     except Exception:  # simplejpeg raises ValueError, or others on truncated data
@@ -82,12 +85,14 @@ def jpeg_ok(data: bytes | memoryview) -> bool:
 
 
 def layout_of(scan: Scan) -> Layout:
-    """The layout of a scanned segment: from its Channel records if they survived and agree, else its path."""
+    """The layout of a scanned segment: from its Channel records if they survived and agree, else
+    its path."""
     return layout_from_channels(scan.channels.values()) or layout_for_path(scan.path)
 
 
 def _topics(scan: Scan, layout: Layout) -> dict[int, str]:
-    """Channel id -> topic: the layout's (surviving Channel records count only when they agree with it)."""
+    """Channel id -> topic: the layout's (surviving Channel records count only when they agree with
+    it)."""
     return {c.id: c.topic for c in layout.channels}
 
 
@@ -99,8 +104,9 @@ def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1,
                 stills: bool = True) -> Iterator[StoredFrame]:
     """Frames of an already scanned segment, in file order. Undecodable image records are skipped.
 
-    ``every`` > 1: of the ``/image`` records only the 0th, ``every``-th, 2*``every``-th... (counted in file
-    order before decoding) are decoded and yielded; stills are always yielded (``stills=False``: never).
+    ``every`` > 1: of the ``/image`` records only the 0th, ``every``-th, 2*``every``-th... (counted
+    in file order before decoding) are decoded and yielded; stills are always yielded
+    (``stills=False``: never).
     """
     layout = layout_of(scan)
     if layout.kind != "camera":
@@ -115,7 +121,8 @@ def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1,
 def _chunk_frames(messages: list[Message], topics: dict[int, str], layout: Layout, path: Path | None,
                   chunk_offset: int, images: list[int], *, every: int, check_jpeg: bool,
                   stills: bool = True) -> Iterator[StoredFrame]:
-    """The frames of one chunk's messages; ``images[0]`` counts the ``/image`` records seen so far."""
+    """The frames of one chunk's messages; ``images[0]`` counts the ``/image`` records seen so
+    far."""
     metas: dict[int, dict] = {}
     for msg in messages:
         if topics.get(msg.channel_id, "").endswith("/meta"):
@@ -146,7 +153,8 @@ def _meta(data: bytes | memoryview) -> dict | None:
 
 def _frame(msg: Message, m: dict, layout: Layout, still: bool, path: Path | None, chunk_offset: int,
            check_jpeg: bool) -> StoredFrame | None:
-    """A :class:`StoredFrame` of one image or still message and its metadata; None if it does not parse."""
+    """A :class:`StoredFrame` of one image or still message and its metadata; None if it does not
+    parse."""
     try:
         img = CompressedImage.FromString(msg.data)
     except DecodeError:
@@ -175,7 +183,8 @@ def _frame(msg: Message, m: dict, layout: Layout, still: bool, path: Path | None
 
 
 class FrameCheck(NamedTuple):
-    """What :func:`scan_frame_checks` says of one stored frame (no copy of its JPEG, no metadata parse)."""
+    """What :func:`scan_frame_checks` says of one stored frame (no copy of its JPEG, no metadata
+    parse)."""
 
     seq: int
     still: bool
@@ -186,8 +195,9 @@ class FrameCheck(NamedTuple):
 def _image_data(data: memoryview) -> memoryview | None:
     """The ``data`` field (2) of a serialized ``foxglove.CompressedImage``, by walking its fields.
 
-    None when the walk meets anything but the plain varint and length-delimited fields our writer emits, or
-    a repeated ``data`` field (protobuf's last-one-wins): the caller then parses with protobuf itself.
+    None when the walk meets anything but the plain varint and length-delimited fields our writer
+    emits, or a repeated ``data`` field (protobuf's last-one-wins): the caller then parses with
+    protobuf itself.
     """
     n, p = len(data), 0
     found = None
@@ -221,7 +231,8 @@ def _image_data(data: memoryview) -> memoryview | None:
 
 
 def scan_frame_checks(scan: Scan) -> Iterator[FrameCheck]:
-    """The frames of a scanned segment as :class:`FrameCheck`: what ``verify`` needs, at memory speed.
+    """The frames of a scanned segment as :class:`FrameCheck`: what ``verify`` needs, at memory
+    speed.
 
     Counts exactly the frames :func:`scan_frames` yields (image and still records that parse as
     ``CompressedImage``); the JPEG header is decoded in place from the file's bytes.
@@ -246,25 +257,28 @@ def scan_frame_checks(scan: Scan) -> Iterator[FrameCheck]:
 
 
 def iter_frames(path: Path, *, check_jpeg: bool = True, every: int = 1) -> Iterator[StoredFrame]:
-    """Read back the frames of one segment (tolerates torn tails and damaged chunks); see :func:`scan_frames`."""
+    """Read back the frames of one segment (tolerates torn tails and damaged chunks); see
+    :func:`scan_frames`."""
     yield from scan_frames(scan_segment(Path(path)), check_jpeg=check_jpeg, every=every)
 
 
 def pick_frames(path: Path, *, every: int = 1, stills: bool = True, check_jpeg: bool = True,
                 opener: Callable[[Path], BinaryIO] | None = None) -> Iterator[StoredFrame]:
-    """The frames :func:`iter_frames` yields (``stills=False``: without the stills), reading only their records.
+    """The frames :func:`iter_frames` yields (``stills=False``: without the stills), reading only
+    their records.
 
-    A finished segment is read through its summary: the footer, the chunk indexes, each chunk's message
-    indexes, then a seek to each chosen image and its metadata record; nothing else of the file is read, and
-    at most one chunk's message index and chosen records are held at a time (a chunk is capped by the
-    writer's ``max_chunk_bytes``). A chunk whose indexed records do not
-    check (bit rot the chunk CRC would catch) is read whole and CRC-checked, and dropped if it fails. An
-    unfinished segment, or one whose footer or summary does not check, is salvage-scanned from a memory map
-    (bounded by the page cache, not the heap). ``opener(path)`` returns the binary file to read (tests count
-    its bytes); ``open(path, "rb", buffering=0)`` by default.
+    A finished segment is read through its summary: the footer, the chunk indexes, each chunk's
+    message indexes, then a seek to each chosen image and its metadata record; nothing else of the
+    file is read, and at most one chunk's message index and chosen records are held at a time (a
+    chunk is capped by the writer's ``max_chunk_bytes``). A chunk whose indexed records do not check
+    (bit rot the chunk CRC would catch) is read whole and CRC-checked, and dropped if it fails. An
+    unfinished segment, or one whose footer or summary does not check, is salvage-scanned from a
+    memory map (bounded by the page cache, not the heap). ``opener(path)`` returns the binary file
+    to read (tests count its bytes); ``open(path, "rb", buffering=0)`` by default.
 
-    Records are found as the MCAP spec lays them out (https://mcap.dev/spec: Footer, Summary Offset, Chunk
-    Index and Message Index records); ``mcap.records.ChunkIndex.read`` parses the chunk indexes.
+    Records are found as the MCAP spec lays them out (https://mcap.dev/spec: Footer, Summary Offset,
+    Chunk Index and Message Index records); ``mcap.records.ChunkIndex.read`` parses the chunk
+    indexes.
     """
     path = Path(path)
     every = max(1, every)
@@ -285,7 +299,8 @@ def pick_frames(path: Path, *, every: int = 1, stills: bool = True, check_jpeg: 
             try:
                 yield from _indexed_chunk(f, ci, layout, topics, path, images, every=every, stills=stills,
                                           check_jpeg=check_jpeg)
-            except _Unindexed:  # the index and the records disagree: read the chunk whole, CRC-checked
+            # the index and the records disagree: read the chunk whole, CRC-checked
+            except _Unindexed:
                 yield from _whole_chunk(f, ci, layout, topics, path, images, every=every, stills=stills,
                                         check_jpeg=check_jpeg)
 
@@ -294,7 +309,8 @@ class _Unindexed(Exception):
     """The summary or a chunk's message index cannot be trusted."""
 
 
-_FOOTER = struct.Struct("<BQQQI")  # opcode, length (20), summary start, summary offset start, summary CRC
+# opcode, length (20), summary start, summary offset start, summary CRC
+_FOOTER = struct.Struct("<BQQQI")
 _MSG_INDEX_HEAD = struct.Struct("<BQHI")  # opcode, length, channel, entries' byte length
 
 
@@ -314,7 +330,8 @@ def _read_at(f: BinaryIO, at: int, n: int) -> bytes:
 
 
 def _summary(f: BinaryIO, path: Path) -> tuple[Layout, list[ChunkIndex]]:
-    """The layout and the chunk indexes (in file order) of a finished segment, from its footer and summary."""
+    """The layout and the chunk indexes (in file order) of a finished segment, from its footer and
+    summary."""
     size = f.seek(0, 2)
     tail_len = _FOOTER.size + len(MAGIC)
     if size < len(MAGIC) + tail_len:
@@ -349,7 +366,8 @@ def _summary(f: BinaryIO, path: Path) -> tuple[Layout, list[ChunkIndex]]:
 
 
 def _message_index(f: BinaryIO, ci: ChunkIndex) -> dict[int, list[tuple[int, int]]]:
-    """Channel -> [(log_time, offset in the chunk's records)] from the MessageIndex records after a chunk."""
+    """Channel -> [(log_time, offset in the chunk's records)] from the MessageIndex records after a
+    chunk."""
     if ci.compression != "" or ci.message_index_length > ci.chunk_length:
         raise _Unindexed("not an index this reader can use")
     raw = _read_at(f, ci.chunk_start_offset + ci.chunk_length, ci.message_index_length)
@@ -405,10 +423,12 @@ def _indexed_chunk(f: BinaryIO, ci: ChunkIndex, layout: Layout, topics: dict[int
                 if every == 1 or not (count - 1) % every:
                     chosen.append((off, cid, False))
     picked: list[tuple[Message, dict, bool]] = []
-    for off, cid, still in sorted(chosen):  # all read before any is yielded: a bad record reads the chunk
+    # all read before any is yielded: a bad record reads the chunk
+    for off, cid, still in sorted(chosen):
         msg = _record(f, base, off, ends.get(off, -1), cid)
         m: dict = {}
-        for moff in metas.get(msg.log_time, []):  # the writer gives a frame's meta its image's log time
+        # the writer gives a frame's meta its image's log time
+        for moff in metas.get(msg.log_time, []):
             meta = _record(f, base, moff, ends.get(moff, -1), meta_id)
             got = _meta(meta.data) if meta.sequence == msg.sequence else None
             if got is not None:
@@ -423,7 +443,8 @@ def _indexed_chunk(f: BinaryIO, ci: ChunkIndex, layout: Layout, topics: dict[int
 
 def _whole_chunk(f: BinaryIO, ci: ChunkIndex, layout: Layout, topics: dict[int, str], path: Path,
                  images: list[int], *, every: int, stills: bool, check_jpeg: bool) -> Iterator[StoredFrame]:
-    """The chosen frames of one chunk read whole and CRC-checked (nothing if it fails, as in a scan)."""
+    """The chosen frames of one chunk read whole and CRC-checked (nothing if it fails, as in a
+    scan)."""
     try:
         raw = _read_at(f, ci.chunk_start_offset, ci.chunk_length)
     except _Unindexed:
@@ -443,7 +464,8 @@ def _scan_picked(f: BinaryIO, path: Path, *, every: int, stills: bool,
     """The salvage scan of an unfinished or damaged segment, from a read-only memory map of it."""
     try:
         data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # empty, or not a real file
+    # empty, or not a real file
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         data = _read_at(f, 0, f.seek(0, 2)) if f.seek(0, 2) else b""
     yield from scan_frames(scan_segment(path, data), every=every, check_jpeg=check_jpeg, stills=stills)
 
@@ -476,8 +498,8 @@ def iter_samples(path: Path) -> Iterator[SampleBatch]:
 
 
 def count_frames(path: Path) -> int:
-    """Frames (video and stills) in one segment: from its MCAP statistics when it has a summary (a finished
-    or repaired segment), else by reading its frames through the salvage scanner."""
+    """Frames (video and stills) in one segment: from its MCAP statistics when it has a summary (a
+    finished or repaired segment), else by reading its frames through the salvage scanner."""
     from mcap.reader import make_reader
 
     try:

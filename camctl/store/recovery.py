@@ -1,12 +1,13 @@
 """Store recovery at daemon start: seconds before READY, the full check after it.
 
-Only the last flight can hold torn files (a landed flight was finished and indexed, and the daemon starts a
-new flight only after start-up), and in it only the segments that were still open: a finished segment ends
-in the footer and the MCAP magic. :func:`recover_store` repairs just those (in place, kilobytes each; what it
-cuts goes to the flight's event log) -- reading at most the open segments, never the whole store -- and
-tells systemd to extend its start timeout (``EXTEND_TIMEOUT_USEC``) when even that is a lot of bytes.
-:func:`verify_later` then checks and repairs every flight that existed at start in a background thread
-(CRCs, bit rot, stale indexes), after READY.
+Only the last flight can hold torn files (a landed flight was finished and indexed, and the daemon
+starts a new flight only after start-up), and in it only the segments that were still open: a
+finished segment ends in the footer and the MCAP magic. :func:`recover_store` repairs just those (in
+place, kilobytes each; what it cuts goes to the flight's event log) -- reading at most the open
+segments, never the whole store -- and tells systemd to extend its start timeout
+(``EXTEND_TIMEOUT_USEC``) when even that is a lot of bytes. :func:`verify_later` then checks and
+repairs every flight that existed at start in a background thread (CRCs, bit rot, stale indexes),
+after READY.
 
 Example::
 
@@ -33,9 +34,10 @@ __all__ = ["ends_finished", "recover_store", "unfinished_segments", "verify_late
 
 log = logging.getLogger(__name__)
 
-_FOOTER_TAIL = 1 + 8 + 20 + len(MAGIC)  # Footer record (opcode, length, 20-byte body) and the closing magic
-# what boot repair is assumed to read per second on a slow SD card; above _EXTEND_AFTER_S of it, systemd is
-# asked for more time before the scan starts (sd_notify(3): EXTEND_TIMEOUT_USEC)
+# Footer record (opcode, length, 20-byte body) and the closing magic
+_FOOTER_TAIL = 1 + 8 + 20 + len(MAGIC)
+# what boot repair is assumed to read per second on a slow SD card; above _EXTEND_AFTER_S of it,
+# systemd is asked for more time before the scan starts (sd_notify(3): EXTEND_TIMEOUT_USEC)
 _SLOW_READ_BPS = 10 << 20
 _EXTEND_AFTER_S = 5.0
 
@@ -55,7 +57,8 @@ def ends_finished(path: Path) -> bool:
 
 
 def unfinished_segments(flight_dir: Path) -> list[Path]:
-    """The segments of a flight that do not end finished (torn or damaged at the tail), and repair leftovers."""
+    """The segments of a flight that do not end finished (torn or damaged at the tail), and repair
+    leftovers."""
     flight_dir = Path(flight_dir)
     segs = sorted(p for p in flight_dir.glob("*/*.mcap") if p.is_file() and not ends_finished(p))
     return segs + sorted(flight_dir.glob("*/*.repair.tmp"))
@@ -68,10 +71,12 @@ def _flights(root: Path) -> list[Path]:
 
 
 def recover_store(root: Path, *, notify: Callable[..., object] | None = None) -> VerifyReport:
-    """Before READY: repair the unfinished segments of the last flight if it never landed (no index.json).
+    """Before READY: repair the unfinished segments of the last flight if it never landed (no
+    index.json).
 
-    ``notify(**fields)`` (an ``sdnotify.Notifier.notify``) gets ``EXTEND_TIMEOUT_USEC`` when the segments
-    to repair are large enough that reading them could take more than a few seconds on a slow card.
+    ``notify(**fields)`` (an ``sdnotify.Notifier.notify``) gets ``EXTEND_TIMEOUT_USEC`` when the
+    segments to repair are large enough that reading them could take more than a few seconds on a
+    slow card.
     """
     root = Path(root)
     report = VerifyReport(path=str(root))
@@ -97,12 +102,13 @@ def verify_later(root: Path, flights: Sequence[str] | None = None, *,
                  on_done: Callable[[VerifyReport], None] | None = None,
                  on_start: Callable[[str], None] | None = None,
                  on_end: Callable[[str], None] | None = None) -> threading.Thread:
-    """Start a background thread that verifies (and repairs) ``flights`` (default: every flight now in the
-    store) -- flights created later are never touched, so the one being written is safe.
+    """Start a background thread that verifies (and repairs) ``flights`` (default: every flight now
+    in the store) -- flights created later are never touched, so the one being written is safe.
 
     Each flight is read once; only a flight with something to repair is repaired, bracketed by
-    ``on_start(flight)`` / ``on_end(flight)`` (``on_end`` even when the repair failed): a repair rewrites files
-    in place, so the board must not serve that flight meanwhile. A sound flight is never held back."""
+    ``on_start(flight)`` / ``on_end(flight)`` (``on_end`` even when the repair failed): a repair
+    rewrites files in place, so the board must not serve that flight meanwhile. A sound flight is
+    never held back."""
     root = Path(root)
     names = list(flights) if flights is not None else [p.name for p in _flights(root)]
 

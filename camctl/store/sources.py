@@ -1,13 +1,10 @@
 """Sources: the named streams of typed records a flight holds, and the kinds that know them.
 
 A flight holds sources (a camera; a sensor's batched samples), each in ``<flight>/<source>/`` with
-its own
-segments, books and index entry. A :class:`SourceKind` owns all that differs per kind: its channel
-layout,
-how one record becomes MCAP messages, its value for shedding, its stats keys, its index entry and
-what
-verify checks. A new kind is a new class here (and one line in :data:`KINDS`), not edits to the
-writer.
+its own segments, books and index entry. A :class:`SourceKind` owns all that differs per kind: its
+channel layout, how one record becomes MCAP messages, its value for shedding, its stats keys, its
+index entry and what verify checks. A new kind is a new class here (and one line in :data:`KINDS`),
+not edits to the writer.
 
 Example::
 
@@ -172,9 +169,8 @@ def _span(entry: dict[str, Any], first: int, last: int) -> None:
 
 
 class CameraKind(SourceKind):
-    """JPEG frames (:class:`EncodedFrame`): ``/<camera>/image|still``
-    (``foxglove.CompressedImage``) and
-    ``/<camera>/meta`` (JSON); indexed under ``cameras``."""
+    """JPEG frames (:class:`EncodedFrame`): ``/<camera>/image|still`` (``foxglove.CompressedImage``)
+    and ``/<camera>/meta`` (JSON); indexed under ``cameras``."""
 
     kind = "camera"
     record_type = EncodedFrame
@@ -208,10 +204,9 @@ class CameraKind(SourceKind):
     def write(self, seg: SegmentWriter, source: str, record: EncodedFrame) -> None:
         fr = record
         # MCAP log_time is the frame's wall-clock capture time (ns since the epoch, Foxglove's
-        # convention,
-        # so boards line up when opened together); publish_time and CompressedImage.timestamp keep
-        # the
-        # sensor's monotonic time, which the ground aligns on the shared release edge
+        # convention, so boards line up when opened together); publish_time and
+        # CompressedImage.timestamp keep the sensor's monotonic time, which the ground aligns on the
+        # shared release edge
         wall = _wall_of(fr.timestamp_ns)
         meta = {
             "seq": fr.seq,
@@ -295,8 +290,7 @@ class SampleBatch:
     message.
 
     ``t_ns`` is each sample's time on ``CLOCK_MONOTONIC``; ``rows[i]`` holds sample ``i``'s numbers
-    in the
-    order of ``fields`` (units in the field names, e.g. ``accel_x_mps2``).
+    in the order of ``fields`` (units in the field names, e.g. ``accel_x_mps2``).
     """
 
     source: str
@@ -489,8 +483,7 @@ KINDS: Mapping[str, SourceKind] = {k.kind: k for k in (CAMERA, SAMPLES)}
 
 def _agree(channels: list[Channel], layout: Layout) -> bool:
     """Every surviving Channel record is the layout's channel of that id (bit rot in a topic string
-    is not
-    covered by any CRC: a record that parses but disagrees is not trusted)."""
+    is not covered by any CRC: a record that parses but disagrees is not trusted)."""
     want = {c.id: c.topic for c in layout.channels}
     return all(want.get(c.id) == c.topic for c in channels)
 
@@ -527,8 +520,7 @@ def source_kinds(flight_dir: Path) -> dict[str, str]:
 
 def layout_for_path(path: Path) -> Layout:
     """The layout a segment at ``<flight>/<source-or-events>/<seq>.mcap`` was written with (by its
-    dir, and
-    the kind ``flight.json`` gives that source; a camera when it gives none)."""
+    dir, and the kind ``flight.json`` gives that source; a camera when it gives none)."""
     parent = Path(path).parent
     if parent.name == EVENTS:
         return events_layout()

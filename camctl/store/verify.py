@@ -1,17 +1,17 @@
 """``camctl verify``: integrity check and repair of segments, camera dirs, flights or a whole store.
 
-Every ``.mcap`` is salvage-scanned (:func:`camctl.store._salvage.scan_segment`): chunk CRCs checked, torn
-tails and damaged byte ranges reported, every JPEG header decoded. With ``repair=True`` a segment that is
-not a clean finished MCAP is repaired in place (:mod:`camctl.store._repair`: damaged ranges covered by LOST
-records, torn tail cut, summary and footer appended; kilobytes, atomic against a power cut) into a finished
-one that keeps every CRC-valid chunk. Only where damage leaves no room for in-place records is the file
-rewritten beside itself and renamed over. Ranges an earlier repair marked lost are reported as
-``recorded_losses`` (they do not make a file unclean). Stale or missing ``index.json`` files are rebuilt;
-leftover repair temp files are removed.
+Every ``.mcap`` is salvage-scanned (:func:`camctl.store._salvage.scan_segment`): chunk CRCs checked,
+torn tails and damaged byte ranges reported, every JPEG header decoded. With ``repair=True`` a
+segment that is not a clean finished MCAP is repaired in place (:mod:`camctl.store._repair`: damaged
+ranges covered by LOST records, torn tail cut, summary and footer appended; kilobytes, atomic
+against a power cut) into a finished one that keeps every CRC-valid chunk. Only where damage leaves
+no room for in-place records is the file rewritten beside itself and renamed over. Ranges an earlier
+repair marked lost are reported as ``recorded_losses`` (they do not make a file unclean). Stale or
+missing ``index.json`` files are rebuilt; leftover repair temp files are removed.
 
-Exit codes (:attr:`VerifyReport.exit_code`): 0 clean, 1 repaired or repairable (or data was lost or bad
-JPEGs were found), 2 unrecoverable (a file with bad magic, a file whose every chunk is damaged, or a
-flight whose index/flight.json cannot be rebuilt).
+Exit codes (:attr:`VerifyReport.exit_code`): 0 clean, 1 repaired or repairable (or data was lost or
+bad JPEGs were found), 2 unrecoverable (a file with bad magic, a file whose every chunk is damaged,
+or a flight whose index/flight.json cannot be rebuilt).
 
 Example::
 
@@ -84,14 +84,16 @@ class SourceReport:
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify` found (and did). ``lost_chunks`` are ``(path, start, end)`` byte ranges."""
+    """What :func:`verify` found (and did). ``lost_chunks`` are ``(path, start, end)`` byte
+    ranges."""
 
     path: str
     cameras: dict[str, CameraReport] = field(default_factory=dict)
     sources: dict[str, SourceReport] = field(default_factory=dict)  # non-camera sources
     events: int = 0
     lost_chunks: list[tuple[str, int, int]] = field(default_factory=list)
-    # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new damage
+    # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new
+    # damage
     recorded_losses: list[tuple[str, int, int, dict]] = field(default_factory=list)
     # what this run's repairs cut or skipped: LossRecord.encode() dicts, as the event log holds them
     # (see camctl.store._repair.describe_losses);
@@ -149,10 +151,11 @@ def repair_segment(path: Path, scan: Scan | None = None, *,
                    losses: list[LossRecord] | None = None) -> int:
     """Make ``path`` a finished MCAP keeping every CRC-valid chunk; return the messages kept.
 
-    In place when it can be (see :mod:`camctl.store._repair`; ``after_fix()`` is its test seam). Otherwise
-    (an empty file, or damage too small to hold a LOST record) a new file is written beside the old one,
-    fsync'd, renamed over it and the directory fsync'd; ``before_rename(tmp_path)`` is that path's seam.
-    ``losses`` (from :func:`camctl.store._repair.describe_losses`) is written into the LOST records.
+    In place when it can be (see :mod:`camctl.store._repair`; ``after_fix()`` is its test seam).
+    Otherwise (an empty file, or damage too small to hold a LOST record) a new file is written
+    beside the old one, fsync'd, renamed over it and the directory fsync'd;
+    ``before_rename(tmp_path)`` is that path's seam. ``losses`` (from
+    :func:`camctl.store._repair.describe_losses`) is written into the LOST records.
     """
     path = Path(path)
     scan = scan or scan_segment(path)
@@ -191,10 +194,12 @@ def repair_segment(path: Path, scan: Scan | None = None, *,
 
 
 def _map_if_finished(path: Path) -> mmap.mmap | None:
-    """A read-only map of a finished segment (ends in the MCAP magic), else None (then it is read whole).
+    """A read-only map of a finished segment (ends in the MCAP magic), else None (then it is read
+    whole).
 
-    A finished segment is immutable, so mapping it is safe (a file truncated under a map would fault); the
-    map saves copying the file, and the kernel reads it ahead while its CRCs are checked.
+    A finished segment is immutable, so mapping it is safe (a file truncated under a map would
+    fault); the map saves copying the file, and the kernel reads it ahead while its CRCs are
+    checked.
     """
     try:
         with open(path, "rb", buffering=0) as f:
@@ -223,16 +228,17 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     scan = scan_segment(path, _map_if_finished(path))
     layout = layout_of(scan) if scan.salvageable else None
     name = camera or (layout.name if layout else path.parent.name)
-    # a torn tail is the uncommitted end of a cut file, not lost data -- unless it is a whole record that
-    # fails its check, or the file ends in the magic of a finished segment: then it is damage
+    # a torn tail is the uncommitted end of a cut file, not lost data -- unless it is a whole record
+    # that fails its check, or the file ends in the magic of a finished segment: then it is damage
     lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
     report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
-    # No CRC-valid chunk at all: beyond repair unless exactly one whole record fails and the layout is
-    # unknown. A single whole record failing its check with nothing committed before it is also what a power
-    # cut leaves when a commit's header page reached the disk and some of its data pages did not (torn
-    # writeback, tests/test_powercut.py 'pages' mode): repair marks the range as lost and finishes the file.
+    # No CRC-valid chunk at all: beyond repair unless exactly one whole record fails and the layout
+    # is unknown. A single whole record failing its check with nothing committed before it is also
+    # what a power cut leaves when a commit's header page reached the disk and some of its data
+    # pages did not (torn writeback, tests/test_powercut.py 'pages' mode): repair marks the range as
+    # lost and finishes the file.
     dead = not scan.salvageable or (not scan.chunks and bool(lost) and not scan.never_committed
                                     and (layout is None or scan.tail_records != 1))
     if name == "events" or (layout is not None and layout.kind == "events"):
@@ -290,9 +296,10 @@ def _count_records(report: VerifyReport, path: Path, scan: Scan, name: str, kind
 
 
 class _ReadAhead:
-    """A thread that reads segments through the page cache just ahead of the checker, so the disk and the
-    CRC/JPEG checks overlap (as a plain sequential ``read()`` would stream). It stays at most one segment
-    ahead of :meth:`reached`, so the page cache it fills is bounded by two segments.
+    """A thread that reads segments through the page cache just ahead of the checker, so the disk
+    and the CRC/JPEG checks overlap (as a plain sequential ``read()`` would stream). It stays at
+    most one segment ahead of :meth:`reached`, so the page cache it fills is bounded by two
+    segments.
     """
 
     def __init__(self, paths: list[Path]) -> None:
@@ -339,7 +346,8 @@ def _segments(d: Path) -> list[Path]:
 
 def _verify_dir(report: VerifyReport, d: Path, repair: bool, camera: str | None, *,
                 ahead: _ReadAhead | None = None) -> None:
-    for tmp in sorted(d.glob("*" + _TMP_SUFFIX)):  # a repair killed before its rename: old file is intact
+    # a repair killed before its rename: old file is intact
+    for tmp in sorted(d.glob("*" + _TMP_SUFFIX)):
         if repair:
             tmp.unlink(missing_ok=True)
             report.repaired.append(str(tmp))
@@ -411,10 +419,12 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
 
 
 def log_losses(report: VerifyReport, flight: Path, losses: list[dict]) -> None:
-    """A loss is never silent: what repair cut goes into the flight's own event log (and so its index)."""
+    """A loss is never silent: what repair cut goes into the flight's own event log (and so its
+    index)."""
     if not losses:
         return
-    from camctl.store.writer import append_events  # the writer side, imported only when there is a loss
+    # the writer side, imported only when there is a loss
+    from camctl.store.writer import append_events
 
     try:
         append_events(flight, losses)
@@ -423,7 +433,8 @@ def log_losses(report: VerifyReport, flight: Path, losses: list[dict]) -> None:
 
 
 def verify_segments(report: VerifyReport, paths: list[Path], *, repair: bool) -> None:
-    """Check (and repair) just these segment files (and remove ``.repair.tmp`` leftovers among them)."""
+    """Check (and repair) just these segment files (and remove ``.repair.tmp`` leftovers among
+    them)."""
     for path in paths:
         if path.name.endswith(_TMP_SUFFIX):
             if repair:
@@ -459,8 +470,10 @@ def verify(path: Path, *, repair: bool = False,
         flights = sorted(p for p in path.iterdir() if p.is_dir() and _is_flight(p))
         for flight in flights:
             _verify_flight(report, flight, repair)
-        if not flights:  # a download (<root>/<board>/<flight>), the demo's output folder, any folder above:
-            # every flight beneath, its cameras reported as <path to its parent>/camera (board/camera)
+        # a download (<root>/<board>/<flight>), the demo's output folder, any folder above:
+        if not flights:
+            # every flight beneath, its cameras reported as <path to its parent>/camera
+            # (board/camera)
             for here, dirs, _files in os.walk(path):
                 for name in sorted(dirs):
                     if _is_flight(Path(here) / name):

@@ -1,15 +1,12 @@
 """One flight's files on flash: the caller side of the store (the writer thread is ``_committer``).
 
 :class:`FlightStore` lays out ``<root>/<flight>/`` (``flight.json``, one dir per source,
-``events/``,
-``index.json`` at the end), takes records through a bounded, value-aware queue (``put()`` never
-blocks
-and never raises) and hands them to its writer thread, which group-commits: it closes the open
-chunk of
-every dirty segment, flushes and ``fsync``s at most every ``commit_interval_ms`` and at once on
-:meth:`FlightStore.commit`. Only then do those records count as durable -- so a power cut loses only
-records after the last reported count. Sources are cameras (``cameras=``) or any kind of
-:mod:`camctl.store.sources` (``sources=``).
+``events/``, ``index.json`` at the end), takes records through a bounded, value-aware queue
+(``put()`` never blocks and never raises) and hands them to its writer thread, which group-commits:
+it closes the open chunk of every dirty segment, flushes and ``fsync``s at most every
+``commit_interval_ms`` and at once on :meth:`FlightStore.commit`. Only then do those records count
+as durable -- so a power cut loses only records after the last reported count. Sources are cameras
+(``cameras=``) or any kind of :mod:`camctl.store.sources` (``sources=``).
 
 Example::
 
@@ -87,11 +84,9 @@ class FlightStore:
     """One flight's files under ``<root>/<flight>/``. Owns a writer thread; ``put()`` never blocks.
 
     Sources: ``cameras`` (names) and ``sources`` (:class:`~camctl.store.sources.Source` name and
-    kind).
-    Seams for tests (keyword-only): ``free_bytes()`` replaces ``statvfs``; ``opener(path)`` opens
-    segment
-    files (wrap it to inject ``ENOSPC``); ``fsync(fd)`` replaces ``os.fsync`` for segment commits;
-    ``clock()`` is the monotonic clock used for commit intervals and segment ages.
+    kind). Seams for tests (keyword-only): ``free_bytes()`` replaces ``statvfs``; ``opener(path)``
+    opens segment files (wrap it to inject ``ENOSPC``); ``fsync(fd)`` replaces ``os.fsync`` for
+    segment commits; ``clock()`` is the monotonic clock used for commit intervals and segment ages.
     """
 
     def __init__(self, root: Path, board: str, flight: str, config: StoreConfig, *,
@@ -131,9 +126,8 @@ class FlightStore:
         return events_layout() if name == EVENTS else self._kinds[name].layout(name)
 
     def _flight_info(self) -> dict[str, Any]:
-        """What flight.json and index.json say of the flight; ``sources`` only when there are
-        others than
-        cameras (a camera-only flight's files are as they always were)."""
+        """What flight.json and index.json say of the flight; ``sources`` only when there are others
+        than cameras (a camera-only flight's files are as they always were)."""
         info: dict[str, Any] = {"board": self.board, "flight": self.flight,
                                 "cameras": list(self.cameras)}
         others = {s.name: s.kind for s in self.sources if s.kind != CAMERA.kind}
@@ -309,16 +303,15 @@ class FlightStore:
 
     def finish_need(self) -> int:
         """Bytes finishing the flight needs now: every open (and abandoned) segment's summary and
-        footer,
-        a block of slack per file, and ``index.json``. Records stop before free space gets below
-        this
-        plus the event log's room; the event log stops (holding records in RAM) only below this."""
+        footer, a block of slack per file, and ``index.json``. Records stop before free space gets
+        below this plus the event log's room; the event log stops (holding records in RAM) only
+        below this."""
         return self._files.finish_need()
 
     def stats(self) -> dict[str, dict]:
         """Per source, its kind's counts. A camera: frames_stored, durable_frames, durable_seq,
-        bytes,
-        segments, dropped {reason: n}, queued (see :mod:`camctl.store.sources` for other kinds).
+        bytes, segments, dropped {reason: n}, queued (see :mod:`camctl.store.sources` for other
+        kinds).
 
         ``durable_seq`` is the highest seq whose group commit (file and directory fsync) has
         returned:

@@ -1,16 +1,18 @@
-"""A small userspace TCP proxy that delays every byte by a fixed time in each direction (for ``camctl bench``).
+"""A small userspace TCP proxy that delays every byte by a fixed time in each direction (for
+``camctl bench``).
 
-It models a link with latency but ample bandwidth and buffering: a reader thread per direction takes bytes as
-soon as they arrive and stamps them; a writer thread sends each piece once ``delay_s`` has passed since it was
-read. So a 5 ms proxy adds 10 ms to every round trip without limiting throughput the way a small window would.
+It models a link with latency but ample bandwidth and buffering: a reader thread per direction takes
+bytes as soon as they arrive and stamps them; a writer thread sends each piece once ``delay_s`` has
+passed since it was read. So a 5 ms proxy adds 10 ms to every round trip without limiting throughput
+the way a small window would.
 
 Example::
 
     >>> with DelayProxy(("127.0.0.1", 5555), delay_s=0.005) as proxy:   # doctest: +SKIP
     ...     url = f"tcp://127.0.0.1:{proxy.port}"
 
-Run as a process: ``python -m camctl.testing.netproxy HOST:PORT DELAY_MS`` prints ``{"port": N}`` and serves until
-its stdin closes.
+Run as a process: ``python -m camctl.testing.netproxy HOST:PORT DELAY_MS`` prints ``{"port": N}``
+and serves until its stdin closes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ _BLOCK = 256 * 1024
 
 
 class DelayProxy(Startable):
-    """Listen on ``listen`` (port 0: any free port) and forward each connection to ``target`` with a delay."""
+    """Listen on ``listen`` (port 0: any free port) and forward each connection to ``target`` with a
+    delay."""
 
     def __init__(self, target: tuple[str, int], *, delay_s: float, listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         if delay_s < 0:
@@ -104,7 +107,8 @@ class DelayProxy(Startable):
                     due, data = item
                     left = due - time.monotonic()
                     if left > 0:
-                        time.sleep(left)  # the link's latency: this piece may not leave before its time
+                        # the link's latency: this piece may not leave before its time
+                        time.sleep(left)
                     dst.sendall(data)
                 dst.shutdown(socket.SHUT_WR)
             except OSError:
@@ -116,7 +120,8 @@ class DelayProxy(Startable):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m camctl.testing.netproxy HOST:PORT DELAY_MS``: print ``{"port": N}``, serve until stdin closes."""
+    """``python -m camctl.testing.netproxy HOST:PORT DELAY_MS``: print ``{"port": N}``, serve until
+    stdin closes."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m camctl.testing.netproxy HOST:PORT DELAY_MS", file=sys.stderr)

@@ -90,7 +90,8 @@ __all__ = ["CODEC_MAX", "CODEC_MIN", "RPI_IPA_AF_CONTROLS", "RPI_IPA_COLOUR_CONT
            "MappedArray", "Output", "Quality", "video_yuv"]
 
 class FakeRig:
-    """What the fake camera hardware does. Counters let tests check that every request is released."""
+    """What the fake camera hardware does. Counters let tests check that every request is
+    released."""
 
     def __init__(self, cameras: int = 1, sensor_resolution: tuple[int, int] = (640, 480),
                  hardware_jpeg: bool = False, *, lens: bool = True, model: str = "imx708") -> None:
@@ -107,11 +108,13 @@ class FakeRig:
         self.created = self.released = 0  # CompletedRequests made / whose ref_count reached 0
         self.recycled = 0  # released requests queued back to the camera (not after a stop or close)
         self.arrays_mapped = 0  # MappedArray reads (views of a capture buffer, no copy)
-        self.starved = 0  # frames lost because the app held every buffer (the sensor had none to fill)
+        # frames lost because the app held every buffer (the sensor had none to fill)
+        self.starved = 0
         self.closed_while_held = 0  # buffers a close freed while the app still held their request
         self.controls: list[dict[str, Any]] = []  # every set_controls call
         self.instances: list[FakePicamera2] = []
-        self.adjust_size: tuple[int, int] | None = None  # libcamera "adjusts" the main stream to this size
+        # libcamera "adjusts" the main stream to this size
+        self.adjust_size: tuple[int, int] | None = None
         self.hardware_jpeg = hardware_jpeg  # a VC4 board (Pi 4): the V4L2 MJPEGEncoder constructs
         self.recordings_started = self.recordings_stopped = 0
         self.recording_quality: Any = None
@@ -123,8 +126,10 @@ class FakeRig:
         self.arrays_made: list[str] = []  # every stream read: make_array(name) or a MappedArray
         # timing (see the module docstring)
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
-        self.mode_switch_s = 0.15  # stop + configure (buffer allocation) + start; not measured on a Pi
-        self.max_fps = 120.0  # the sensor mode's shortest frame duration (imx708 1536x864 mode: 120 fps)
+        # stop + configure (buffer allocation) + start; not measured on a Pi
+        self.mode_switch_s = 0.15
+        # the sensor mode's shortest frame duration (imx708 1536x864 mode: 120 fps)
+        self.max_fps = 120.0
         self.still_fps = 14.0  # full-resolution still mode rate (imx708 4608x2592: 14 fps)
         self.mode_switches = 0
         # what the module advertises and what AGC meters
@@ -132,8 +137,10 @@ class FakeRig:
         self.scene_exposure_us = 30000  # what AGC would choose uncapped (a dull day)
         self.scene_gain = 6.0
         self.tunings_loaded: list[str] = []
-        self.has_tuning = True  # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
-        self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]  # imx708 modes (rpicam-hello --list-cameras)
+        # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
+        self.has_tuning = True
+        # imx708 modes (rpicam-hello --list-cameras)
+        self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]
 
     def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` frames have been fed to outputs in total."""
@@ -145,7 +152,8 @@ class FakeRig:
         self.stalled = True
 
     def tuning(self) -> dict[str, Any]:
-        """A version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera 0.2+ ships it)."""
+        """A version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera 0.2+
+        ships it)."""
         modes = {"normal": {"shutter": [100, 15000, 30000, 60000, 120000], "gain": [1.0, 2.0, 4.0, 6.0, 6.0]},
                  "short": {"shutter": [100, 5000, 10000, 20000, 120000], "gain": [1.0, 2.0, 4.0, 6.0, 6.0]}}
         return {"version": 2.0, "target": "bcm2835",
@@ -186,8 +194,9 @@ class FakePicamera2(LibcameraCamera):
         if camera_num >= len(self.rig.cameras):
             raise RuntimeError(f"No camera number {camera_num} found")
         if any(other.is_open and other.camera_num == camera_num for other in self.rig.instances):
-            # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open the camera"
-            # (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it; message not pinned)
+            # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open the
+            # camera" (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it; message
+            # not pinned)
             raise RuntimeError(f"Failed to acquire camera {camera_num}: in use")
         super().__init__()
         self.camera_num = camera_num
@@ -196,7 +205,8 @@ class FakePicamera2(LibcameraCamera):
         self.is_open = True
         self.tuning = copy.deepcopy(tuning)
         self.agc_limits = self._agc_limits(tuning)
-        self.controls: dict[str, Any] = {}  # picamera2's Controls: what the next recycled request carries
+        # picamera2's Controls: what the next recycled request carries
+        self.controls: dict[str, Any] = {}
         self.camera_ctrl_info = dict(self.rig.ctrl_info)
         self._jobs: list[Job] = []
         self._encoders: set[Encoder] = set()
@@ -225,7 +235,8 @@ class FakePicamera2(LibcameraCamera):
                                    buffer_count=6, controls=None, display="main", encode="main", queue=True,
                                    sensor=None, use_case="video") -> dict[str, Any]:
         main = {"format": "XBGR8888", "size": (1280, 720)} | dict(main or {})
-        if lores is not None:  # picamera2: YUV420 at the main size unless given, aligned to even (optimal=False)
+        # picamera2: YUV420 at the main size unless given, aligned to even (optimal=False)
+        if lores is not None:
             lores = {"format": "YUV420", "size": main["size"], "preserve_ar": False} | dict(lores)
             lw, lh = lores["size"]
             lores["size"] = (lw - lw % 2, lh - lh % 2)
@@ -253,7 +264,8 @@ class FakePicamera2(LibcameraCamera):
         if self.rig.adjust_size is not None and camera_config.get("use_case") == "video":
             camera_config["main"] = dict(camera_config["main"], size=self.rig.adjust_size)
         main = camera_config["main"] = dict(camera_config["main"])
-        mw = main["size"][0]  # libcamera's stride comes back into the stream config (_update_stream_config)
+        # libcamera's stride comes back into the stream config (_update_stream_config)
+        mw = main["size"][0]
         main["stride"] = -(-mw // self.rig.lores_align) * self.rig.lores_align if main["format"] == "YUV420" \
             else mw * (4 if main["format"].startswith("X") else 3)
         lores = camera_config.get("lores")
@@ -279,7 +291,8 @@ class FakePicamera2(LibcameraCamera):
         return self.camera_config[name]
 
     def _start(self, at: float | None = None) -> None:
-        """picamera2's start_: the pending controls go with camera.start, then Controls are emptied."""
+        """picamera2's start_: the pending controls go with camera.start, then Controls are
+        emptied."""
         with self._lock:
             if self.started:
                 return
@@ -311,19 +324,24 @@ class FakePicamera2(LibcameraCamera):
 
     def close(self) -> None:
         self.stop()
-        self._stop_feeder()  # real picamera2 leaves encoders registered; the fake just ends its thread
+        # real picamera2 leaves encoders registered; the fake just ends its thread
+        self._stop_feeder()
         self.is_open = False
         with self._lock:
             held, self._held = self._held, set()
-            self._allocation += 1  # picamera2's close: del self.allocator; self.allocator = DmaAllocator()
-        if held:  # freed under the app: what it reads now is not its frame any more (see the module docstring)
+            # picamera2's close: del self.allocator; self.allocator = DmaAllocator()
+            self._allocation += 1
+        # freed under the app: what it reads now is not its frame any more (see the module
+        # docstring)
+        if held:
             self.rig.closed_while_held += len(held)
             for request in held:
                 for buf in request._buffers.values():
                     buf[...] = self.rig.pad_value
 
     def set_controls(self, controls) -> None:
-        """Delivered with the next request recycled: on frame next + buffer_count + the sensor's delay."""
+        """Delivered with the next request recycled: on frame next + buffer_count + the sensor's
+        delay."""
         self.rig.controls.append(dict(controls))
         mapped = self._check_controls(controls)
         with self._lock:
@@ -343,7 +361,8 @@ class FakePicamera2(LibcameraCamera):
                 raise exc
 
             job = Job(boom, time.monotonic(), self.rig)
-        self._jobs = [j for j in self._jobs if not j._future.done()] + [job]  # picamera2's _job_list
+        # picamera2's _job_list
+        self._jobs = [j for j in self._jobs if not j._future.done()] + [job]
         return job if wait is False else job.get_result(timeout=None if wait in (None, True) else wait)
 
     def capture_request(self, wait=None, signal_function=None, flush=None) -> Any:
@@ -362,11 +381,12 @@ class FakePicamera2(LibcameraCamera):
         return self._submit(lambda: CompletedRequest(self, config, sensor, index), sensor.time_of(index), wait)
 
     def switch_mode_and_capture_request(self, camera_config, wait=None, signal_function=None, delay=0) -> Any:
-        """Switch to ``camera_config``, capture a request, switch back to the saved ``camera_config``: two
-        mode switches, the first frame of the still mode, and the video controls rebuilt from its config."""
+        """Switch to ``camera_config``, capture a request, switch back to the saved
+        ``camera_config``: two mode switches, the first frame of the still mode, and the video
+        controls rebuilt from its config."""
         if self._encoders:
-            # Real picamera2 would go on encoding every request, still-sized ones too, with an encoder set up
-            # for the video size: the backend must stop recording first.
+            # Real picamera2 would go on encoding every request, still-sized ones too, with an
+            # encoder set up for the video size: the backend must stop recording first.
             raise RuntimeError("fake picamera2: mode switch while an encoder records")
         with self._lock:
             video = self.camera_config
@@ -384,7 +404,7 @@ class FakePicamera2(LibcameraCamera):
             self.rig.mode_switches += 2
         return self._submit(lambda: CompletedRequest(self, still_config, sensor, index), due, wait)
 
-    # -- recording (picamera2.start_recording / stop_recording) ------------------------------------------
+    # -- recording (picamera2.start_recording / stop_recording) ------------------------------------
     def start_recording(self, encoder, output, pts=None, config=None, quality=None, name=None) -> None:
         if config is not None:
             self.configure(config)

@@ -2,8 +2,8 @@
 
 A backend is built closed, opened with :meth:`Camera.open`, then yields frames from
 :meth:`Camera.capture`, which blocks until the next frame at the current rate or raises a
-:class:`~camctl.exc.CameraError` subclass (timeout, disconnect, any backend failure). The capture thread
-owns restarts: on an error it calls :meth:`close`, waits, and calls :meth:`open` again.
+:class:`~camctl.exc.CameraError` subclass (timeout, disconnect, any backend failure). The capture
+thread owns restarts: on an error it calls :meth:`close`, waits, and calls :meth:`open` again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ __all__ = ["Camera"]
 
 
 class Camera(Closeable):
-    """Abstract camera. Subclasses must override :meth:`_open_backend`, :meth:`_close_backend` and :meth:`capture`.
+    """Abstract camera. Subclasses must override :meth:`_open_backend`, :meth:`_close_backend` and
+    :meth:`capture`.
 
     ``close()`` is safe to call twice; a camera is a context manager.
     """
@@ -29,9 +30,10 @@ class Camera(Closeable):
         self._fps = float(fps)
         self._open = False
 
-    # -- lifecycle -----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """One-time work before the first open (called at daemon start, not at arm). Default: nothing."""
+        """One-time work before the first open (called at daemon start, not at arm). Default:
+        nothing."""
         return None
 
     def open(self) -> None:
@@ -58,39 +60,42 @@ class Camera(Closeable):
         state = "closed" if self.closed else f"open, {self._fps:g} fps"
         return f"<{type(self).__name__} {self.name!r} {self.size[0]}x{self.size[1]} {state}>"
 
-    # -- rate ----------------------------------------------------------------------------------------
+    # -- rate --------------------------------------------------------------------------------------
     @property
     def fps(self) -> float:
         return self._fps
 
     def set_fps(self, fps: float) -> None:
-        """Change the frame rate; takes effect from the next frame. Backends may override to reconfigure."""
+        """Change the frame rate; takes effect from the next frame. Backends may override to
+        reconfigure."""
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self._fps = float(fps)
 
-    # -- frames --------------------------------------------------------------------------------------
+    # -- frames ------------------------------------------------------------------------------------
     @abc.abstractmethod
     def capture(self, timeout_s: float = 1.0) -> Frame:
         """Block until the next frame and return it, or raise a CameraError subclass."""
 
-    # -- lores stream ----------------------------------------------------------------------------------
+    # -- lores stream ------------------------------------------------------------------------------
     @property
     def supports_lores(self) -> bool:
         """Whether this camera can deliver its own lores stream (``Frame.yuv420``). Default: no."""
         return False
 
     def set_lores(self, enabled: bool) -> bool:
-        """Deliver frames from the lores stream (``enabled``) or the main one, from the next frame on.
+        """Deliver frames from the lores stream (``enabled``) or the main one, from the next frame
+        on.
 
-        Thread-safe. Returns ``False`` when the camera has no lores stream (the capture runner then decimates
-        the main frames itself), ``True`` when the request is honoured. Default: ``False``.
+        Thread-safe. Returns ``False`` when the camera has no lores stream (the capture runner then
+        decimates the main frames itself), ``True`` when the request is honoured. Default:
+        ``False``.
         """
         return False
 
     def recycle(self, image: object) -> None:
-        """Take back a frame's pixels once they are encoded; backends with a buffer pool reuse them (fresh
-        multi-MB buffers cost page faults on every frame). Default: let it go."""
+        """Take back a frame's pixels once they are encoded; backends with a buffer pool reuse them
+        (fresh multi-MB buffers cost page faults on every frame). Default: let it go."""
         return None
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:

@@ -1,19 +1,22 @@
 """The ``sim`` camera backend: a synthetic, deterministic EDL descent scene with fault injection.
 
-:class:`SimCamera` stands beside the picamera2 backend on the same :class:`~camctl.board.cameras.base.Camera`
-base and is chosen by the config (``backend = "sim"``), never as a silent fallback. It owns:
+:class:`SimCamera` stands beside the picamera2 backend on the same
+:class:`~camctl.board.cameras.base.Camera` base and is chosen by the config (``backend = "sim"``),
+never as a silent fallback. It owns:
 
 - the scene (rendered by :mod:`camctl.board.cameras.sim_scene`): ground approaching as the vehicle
   descends, sky and horizon, a canopy, the frame number; reproducible (same seed, same pixels);
-- pacing: frames come on an absolute schedule at the current rate; a caller late by more than one period
+- pacing: frames come on an absolute schedule at the current rate; a caller late by more than one
+  period
   gets the newest slot and a sequence gap, as from a real sensor that kept running;
-- a lores stream (``lores_size``): with :meth:`SimCamera.set_lores` on, frames are rendered at the lores size
+- a lores stream (``lores_size``): with :meth:`SimCamera.set_lores` on, frames are rendered at the
+  lores size
   and come back as I420 planes (``Frame.yuv420``, converted with numpy, :func:`rgb_to_i420`), so the
   capture runner takes the same path as with picamera2's lores stream; stills stay at the main size;
 - faults: ``stall`` (capture times out), ``exception`` (CameraError), ``disconnect``
-  (CameraDisconnected on capture, and ``open()`` refused for the duration) and ``hang`` (capture blocks for
-  the duration whatever its timeout, as picamera2's ``stop()``/``close()`` wait on the event loop without
-  one), from the config's schedule or injected by hand. Faults are per instance.
+  (CameraDisconnected on capture, and ``open()`` refused for the duration) and ``hang`` (capture
+  blocks for the duration whatever its timeout, as picamera2's ``stop()``/``close()`` wait on the
+  event loop without one), from the config's schedule or injected by hand. Faults are per instance.
 
 Example::
 
@@ -51,16 +54,16 @@ __all__ = ["DESCENT_S", "FAULT_KINDS", "SimCamera", "render_scene", "rgb_to_i420
 
 FAULT_KINDS = ("stall", "exception", "disconnect", "hang")
 _NS = 1_000_000_000
-# --- the backend --------------------------------------------------------------------------------------
+# --- the backend ----------------------------------------------------------------------------------
 class SimCamera(Camera):
     """A simulated camera on the real :class:`Camera` base.
 
-    ``paced=False`` returns frames as fast as asked (benchmarks), with timestamps still advancing by one
-    period per frame. ``clock`` (ns) and ``sleep`` (s) are injectable so tests run on a fake time line.
-    ``faults`` is a list of ``(kind, at_s, duration_s)`` measured from the first :meth:`open`.
-    ``seq`` counts frames for the life of the object (it does not restart when the camera is reopened).
-    ``lores_size`` (width, height; rounded down to even, as picamera2 aligns a YUV420 stream) enables the
-    lores stream; :meth:`set_lores` switches to it from the next frame.
+    ``paced=False`` returns frames as fast as asked (benchmarks), with timestamps still advancing by
+    one period per frame. ``clock`` (ns) and ``sleep`` (s) are injectable so tests run on a fake
+    time line. ``faults`` is a list of ``(kind, at_s, duration_s)`` measured from the first
+    :meth:`open`. ``seq`` counts frames for the life of the object (it does not restart when the
+    camera is reopened). ``lores_size`` (width, height; rounded down to even, as picamera2 aligns a
+    YUV420 stream) enables the lores stream; :meth:`set_lores` switches to it from the next frame.
     """
 
     def __init__(self, name: str, *, size: tuple[int, int] = (1920, 1080), fps: float = 30.0,
@@ -84,7 +87,8 @@ class SimCamera(Camera):
             if kind not in FAULT_KINDS:
                 raise CameraError(name, f"unknown fault kind {kind!r} (expected one of {', '.join(FAULT_KINDS)})")
             self._faults.append((kind, float(at_s), float(duration_s)))
-        self._scheduled: list[tuple[str, int, float]] = []  # (kind, at_ns, duration_s), set at first open
+        # (kind, at_ns, duration_s), set at first open
+        self._scheduled: list[tuple[str, int, float]] = []
         self._first_open_ns: int | None = None
         self._seq = 0  # seq of the next frame
         self._scene_s = 0.0  # scene time of the next frame
@@ -96,23 +100,26 @@ class SimCamera(Camera):
         self._disconnected_until_ns = 0
         self._hang_until_ns = 0
         self._rate_changed = threading.Event()
-        # prerender > 0: render that many frames once and replay them, so a frame costs the CPU what a real
-        # camera's does, not a scene render: the replayed frames stand for the ISP's output buffers (filled
-        # off-CPU), lent to the caller (Frame.release) while buffers are to spare and copied out otherwise,
-        # as the picamera2 backend does with its requests. For benchmarks.
+        # prerender > 0: render that many frames once and replay them, so a frame costs the CPU what
+        # a real camera's does, not a scene render: the replayed frames stand for the ISP's output
+        # buffers (filled off-CPU), lent to the caller (Frame.release) while buffers are to spare
+        # and copied out otherwise, as the picamera2 backend does with its requests. For benchmarks.
         self.prerender = int(prerender)
-        # Like a libcamera stream with ``buffers`` buffers (picamera2's video default is 6): a consumer that
-        # is late gets the queued frames, in order, with their exposure times; the sensor drops frames only
-        # when every buffer is full (late by ``buffers`` periods or more). A lent buffer is not free: with
-        # ``k`` lent, the sensor drops frames once the consumer is ``buffers - k`` periods late.
+        # Like a libcamera stream with ``buffers`` buffers (picamera2's video default is 6): a
+        # consumer that is late gets the queued frames, in order, with their exposure times; the
+        # sensor drops frames only when every buffer is full (late by ``buffers`` periods or more).
+        # A lent buffer is not free: with ``k`` lent, the sensor drops frames once the consumer is
+        # ``buffers - k`` periods late.
         self.buffers = max(1, int(buffers))
         self.lend_limit = max(0, self.buffers - 2)  # two buffers always stay with the sensor
         self._replay: list[np.ndarray] = []
         self._free: list[np.ndarray] = []  # recycled frame buffers (prerender mode)
         self._loan_lock = threading.Lock()
         self._loans = 0  # lent buffers not given back yet
-        self.frames_lent = self.frames_copied = 0  # prerender frames handed out as views / as copies
-        self.closed_while_lent = 0  # closes with buffers still lent (a real camera would free them under a reader)
+        # prerender frames handed out as views / as copies
+        self.frames_lent = self.frames_copied = 0
+        # closes with buffers still lent (a real camera would free them under a reader)
+        self.closed_while_lent = 0
         self.lores_size = None if lores_size is None else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1)
         if self.lores_size is not None and min(self.lores_size) < 2:
             raise CameraError(name, f"lores_size must be at least 2x2, got {lores_size!r}")
@@ -120,7 +127,8 @@ class SimCamera(Camera):
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
-        """Build (closed) from a camera config, at the ARMED rate; ``seed`` is mixed with ``cfg.seed``."""
+        """Build (closed) from a camera config, at the ARMED rate; ``seed`` is mixed with
+        ``cfg.seed``."""
         mixed = int(np.random.SeedSequence([int(cfg.seed), int(seed)]).generate_state(1)[0])
         kwargs.setdefault("lores_size", cfg.lores_size)
         kwargs.setdefault("descent_s", cfg.sim_descent_s)
@@ -134,23 +142,25 @@ class SimCamera(Camera):
                 f"{state}>")
 
     def set_fps(self, fps: float) -> None:
-        """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new one."""
+        """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new
+        one."""
         super().set_fps(fps)
         self._rate_changed.set()
 
-    # -- lores stream --------------------------------------------------------------------------------
+    # -- lores stream ------------------------------------------------------------------------------
     @property
     def supports_lores(self) -> bool:
         return self.lores_size is not None
 
     def set_lores(self, enabled: bool) -> bool:
-        """Render the next frames at ``lores_size`` as I420 (``enabled``) or at the main size as RGB."""
+        """Render the next frames at ``lores_size`` as I420 (``enabled``) or at the main size as
+        RGB."""
         if self.lores_size is None:
             return False
         self._lores = bool(enabled)
         return True
 
-    # -- faults --------------------------------------------------------------------------------------
+    # -- faults ------------------------------------------------------------------------------------
     def inject_stall(self, duration_s: float) -> None:
         """Make the sensor stall for ``duration_s`` from the next capture on."""
         self._pending_stall_s = float(duration_s)
@@ -160,7 +170,8 @@ class SimCamera(Camera):
         self._pending_exception = True
 
     def inject_disconnect(self, duration_s: float) -> None:
-        """Unplug the camera at the next capture: it raises, and ``open()`` fails for ``duration_s``."""
+        """Unplug the camera at the next capture: it raises, and ``open()`` fails for
+        ``duration_s``."""
         self._pending_disconnect_s = float(duration_s)
 
     def _fire_due_faults(self, now: int) -> None:
@@ -203,7 +214,7 @@ class SimCamera(Camera):
                 raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s (sim: stalled sensor)")
             self._sleep(left_s)  # the stall ends inside the timeout: the frame comes late
 
-    # -- lifecycle -----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def _open_backend(self) -> None:
         now = self._clock()
         if self._first_open_ns is None:
@@ -223,8 +234,8 @@ class SimCamera(Camera):
             self._free.append(image)
 
     def prepare(self) -> None:
-        """Build the scene's textures now (about a second), so arming does not wait for them; one camera at
-        a time, so two cameras preparing together do not double the memory peak."""
+        """Build the scene's textures now (about a second), so arming does not wait for them; one
+        camera at a time, so two cameras preparing together do not double the memory peak."""
         prepare_scene(self.seed, self.role, self.size)
         if self.prerender and not self._replay:
             step = self.descent_s / self.prerender
@@ -232,16 +243,19 @@ class SimCamera(Camera):
                             for i in range(self.prerender)]
 
     def _close_backend(self) -> None:
-        if self._loans:  # the replayed buffers outlive this, but a real camera's would be freed here
+        # the replayed buffers outlive this, but a real camera's would be freed here
+        if self._loans:
             self.closed_while_lent += 1
 
-    # -- frames --------------------------------------------------------------------------------------
+    # -- frames ------------------------------------------------------------------------------------
     def capture(self, timeout_s: float = 1.0) -> Frame:
-        """The next frame at the current rate; raises CameraTimeout/CameraError/CameraDisconnected on faults."""
+        """The next frame at the current rate; raises CameraTimeout/CameraError/CameraDisconnected
+        on faults."""
         return self._capture(timeout_s, lores=self._lores)
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """The next frame at the main size (also while the lores stream is on), marked as a still."""
+        """The next frame at the main size (also while the lores stream is on), marked as a
+        still."""
         frame = self._capture(timeout_s, lores=False)
         frame.still = True
         return frame
@@ -334,8 +348,8 @@ class SimCamera(Camera):
 
     @property
     def replayed(self) -> list[np.ndarray]:
-        """The pre-rendered frames a ``prerender`` camera replays (rendered now if not yet), read-only views:
-        what a benchmark encodes alone to compare with the whole capture path."""
+        """The pre-rendered frames a ``prerender`` camera replays (rendered now if not yet),
+        read-only views: what a benchmark encodes alone to compare with the whole capture path."""
         if self.prerender and not self._replay:
             self.prepare()
         out = []
@@ -351,7 +365,8 @@ class SimCamera(Camera):
         return self._loans
 
     def _lend(self) -> Callable[[], None] | None:
-        """Take a buffer for a lent frame: its one-shot ``release``, or None when none is to spare."""
+        """Take a buffer for a lent frame: its one-shot ``release``, or None when none is to
+        spare."""
         with self._loan_lock:
             if self._loans >= self.lend_limit:
                 return None

@@ -3,7 +3,8 @@
 Owns the pixels :class:`~camctl.board.cameras.sim.SimCamera` delivers: a procedural ground texture
 (fields, crop rows, roads, craters), built once per seed and cached, that approaches as the vehicle
 descends; a sky and horizon for roles ``up``/``side``, a parachute canopy for ``up``; the frame
-number as 7-segment digits; per-frame sensor noise. Pixels depend only on (seed, role, size, seq, scene time).
+number as 7-segment digits; per-frame sensor noise. Pixels depend only on (seed, role, size, seq,
+scene time).
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def _field_labels(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _field_looks(rng: np.random.Generator, cells: int) -> tuple[np.ndarray, ...]:
-    """Per field: ``(colour, cos, sin, freq)`` of its crop and rows (half the fields are meadows)."""
+    """Per field: ``(colour, cos, sin, freq)`` of its crop and rows (half the fields are
+    meadows)."""
     palette = np.array([[78, 110, 52], [104, 132, 60], [150, 140, 84], [122, 96, 66],
                         [176, 160, 102], [90, 100, 70], [140, 120, 80], [60, 90, 50]],
                        dtype=np.float32)
@@ -217,7 +219,8 @@ def _sensor_noise(width: int, height: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _canopy(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """A parachute seen from below: (mask ``(h, w)`` bool, colours ``(h, w, 3)`` uint8), gores in two colours."""
+    """A parachute seen from below: (mask ``(h, w)`` bool, colours ``(h, w, 3)`` uint8), gores in
+    two colours."""
     r = max(8, int(min(width, height) * 0.28))
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float32)
     rr = np.sqrt(xx * xx + yy * yy) / r
@@ -236,7 +239,8 @@ _SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", 
 
 
 def _draw_number(img: np.ndarray, number: int, height: int) -> None:
-    """Draw ``number`` in large 7-segment digits, white on a dark box, at the top-left of ``img`` (in place)."""
+    """Draw ``number`` in large 7-segment digits, white on a dark box, at the top-left of ``img``
+    (in place)."""
     text = str(number)
     h = max(7, height)
     w = h // 2
@@ -258,14 +262,16 @@ def _draw_number(img: np.ndarray, number: int, height: int) -> None:
 
 
 def _altitude(scene_s: float, descent_s: float = DESCENT_S) -> float:
-    """Fraction of the starting altitude left after ``scene_s`` seconds of descent (1 -> 0.25, then holds)."""
+    """Fraction of the starting altitude left after ``scene_s`` seconds of descent (1 -> 0.25, then
+    holds)."""
     p = min(max(scene_s / descent_s, 0.0), 1.0)
     return 1.0 - 0.75 * (1 - (1 - p) ** 2)  # slows down near the ground, like a canopy flare
 
 
 def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndarray | None = None,
             descent_s: float = DESCENT_S) -> np.ndarray:
-    """The ground under the camera at ``scene_s``: ``(len(rows), width*3)`` uint8, nearest-neighbour sampled."""
+    """The ground under the camera at ``scene_s``: ``(len(rows), width*3)`` uint8, nearest-neighbour
+    sampled."""
     tex = ground_texture(seed)
     alt = _altitude(scene_s, descent_s)
     footprint = _TEX * 0.6 * alt  # texture pixels across the frame width
@@ -290,10 +296,12 @@ def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndar
 
 def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s: float,
                  descent_s: float = DESCENT_S) -> np.ndarray:
-    """Render one frame: ``(height, width, 3)`` uint8 RGB. Pure: the same arguments give the same pixels.
+    """Render one frame: ``(height, width, 3)`` uint8 RGB. Pure: the same arguments give the same
+    pixels.
 
-    ``role`` ``down`` looks at the ground, ``up`` at the sky and the canopy, ``side`` at the horizon; the ground
-    comes closer over ``descent_s`` scene seconds (a short demo flight sets it short so the approach shows).
+    ``role`` ``down`` looks at the ground, ``up`` at the sky and the canopy, ``side`` at the
+    horizon; the ground comes closer over ``descent_s`` scene seconds (a short demo flight sets it
+    short so the approach shows).
     """
     width, height = size
     if role == "up":
@@ -314,9 +322,11 @@ def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s:
         horizon = min(max(horizon, 1), height - 1)
         img = np.empty((height, width * 3), dtype=np.uint8)
         img[:horizon] = _sky(seed, width, height)[height - horizon:]
-        # Ground plane in perspective: rows further below the horizon are nearer (distance ~ 1/angle).
+        # Ground plane in perspective: rows further below the horizon are nearer (distance ~
+        # 1/angle).
         below = np.arange(1, height - horizon + 1, dtype=np.float64)
-        rows_of = np.minimum((height * 0.5) * (height * 0.5) / below * 0.6, height * 1.5)  # far haze
+        # far haze
+        rows_of = np.minimum((height * 0.5) * (height * 0.5) / below * 0.6, height * 1.5)
         img[horizon:] = _ground(seed, width, height, scene_s, rows_of=-rows_of, descent_s=descent_s)
     else:
         img = _ground(seed, width, height, scene_s, descent_s=descent_s)
@@ -331,15 +341,17 @@ def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s:
 
 
 def rgb_to_i420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``HxWx3`` uint8 RGB (even ``H``, ``W``) -> full-range BT.601 (JFIF) I420 planes ``(Y, U, V)``, with
-    chroma averaged over 2x2 blocks. Float32 numpy: fine at lores sizes (measured ~3 ms at 320x240)."""
+    """``HxWx3`` uint8 RGB (even ``H``, ``W``) -> full-range BT.601 (JFIF) I420 planes ``(Y, U,
+    V)``, with chroma averaged over 2x2 blocks. Float32 numpy: fine at lores sizes (measured ~3 ms
+    at 320x240)."""
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
         raise ValueError(f"I420 needs an even size, got {w}x{h}")
     f = rgb.astype(np.float32)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
     y = 0.299 * r + 0.587 * g + 0.114 * b
-    # 2x2 means of R, G, B first: chroma is linear, so this equals subsampling full-resolution chroma.
+    # 2x2 means of R, G, B first: chroma is linear, so this equals subsampling full-resolution
+    # chroma.
     q = f.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
     qr, qg, qb = q[..., 0], q[..., 1], q[..., 2]
     u = 128.0 - 0.168736 * qr - 0.331264 * qg + 0.5 * qb

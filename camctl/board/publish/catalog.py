@@ -1,5 +1,5 @@
-"""What a board offers: the finished files under its store root, with sha256 and frame facts (LISTING),
-and the path checks and cached fds FETCH reads through."""
+"""What a board offers: the finished files under its store root, with sha256 and frame facts
+(LISTING), and the path checks and cached fds FETCH reads through."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def file_key(path: Path) -> tuple[str, int, int]:
 
 
 def _index_records(flight_dir: Path) -> dict[str, dict]:
-    """Records of ``index.json`` by path relative to the flight folder (tolerant of its exact shape)."""
+    """Records of ``index.json`` by path relative to the flight folder (tolerant of its exact
+    shape)."""
     try:
         data = json.loads((flight_dir / "index.json").read_text("utf-8"))
     except (OSError, ValueError):
@@ -73,8 +74,8 @@ def _index_records(flight_dir: Path) -> dict[str, dict]:
 class Catalog:
     """What the board can serve: finished files under ``store_root`` with sha256 and frame facts.
 
-    sha256 and facts are cached by (path, size, mtime_ns); index.json values are used when the size they
-    record matches the file. FETCH reads through :meth:`open_fd` (fds kept open, ``os.pread``).
+    sha256 and facts are cached by (path, size, mtime_ns); index.json values are used when the size
+    they record matches the file. FETCH reads through :meth:`open_fd` (fds kept open, ``os.pread``).
     """
 
     def __init__(self, store_root: Path) -> None:
@@ -137,7 +138,8 @@ class Catalog:
         return facts, key[1]
 
     def _compute(self, seg: Path, camera: str) -> _Facts:
-        """Facts of a segment read through the store's salvage reader (the project's one MCAP reader)."""
+        """Facts of a segment read through the store's salvage reader (the project's one MCAP
+        reader)."""
         sha = sha256_file(seg)
         if camera == "events":
             return _Facts(sha, sum(1 for _ in iter_events(seg)), 0, 0, 0)
@@ -150,7 +152,8 @@ class Catalog:
         return _Facts(sha, len(times), min(times, default=0), max(times, default=0), value)
 
     def resolve(self, rel: str, open_segments: set[Path]) -> Path:
-        """The servable file for a store-relative path; ProtocolError BAD_PATH, NOT_FOUND, OPEN_SEGMENT."""
+        """The servable file for a store-relative path; ProtocolError BAD_PATH, NOT_FOUND,
+        OPEN_SEGMENT."""
         p.check_relpath(rel)
         parts = rel.split("/")
         shape_ok = (len(parts) == 2 and parts[1] in ("flight.json", "index.json")) or \
@@ -172,10 +175,11 @@ class Catalog:
         return target
 
     def open_fd(self, rel: str, open_segments: set[Path]) -> int:
-        """A read-only fd of the servable file ``rel`` (validated as :meth:`resolve`), kept open across requests.
+        """A read-only fd of the servable file ``rel`` (validated as :meth:`resolve`), kept open
+        across requests.
 
-        Cached fds are re-checked with one ``lstat`` (inode, size, mtime) per call; with no open segments the
-        path is not re-resolved. Only the server thread calls this.
+        Cached fds are re-checked with one ``lstat`` (inode, size, mtime) per call; with no open
+        segments the path is not re-resolved. Only the server thread calls this.
         """
         hit = self._fds.get(rel)
         if hit is not None:

@@ -1,5 +1,5 @@
-"""Previews (THUMBS): small JPEGs of every n-th frame of a segment, made once on a worker thread and kept
-in a bounded in-memory cache, so the server thread never decodes an image."""
+"""Previews (THUMBS): small JPEGs of every n-th frame of a segment, made once on a worker thread and
+kept in a bounded in-memory cache, so the server thread never decodes an image."""
 
 from __future__ import annotations
 
@@ -25,13 +25,14 @@ _THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still
 
 
 class Previews:
-    """Previews made once per segment on one worker thread, cached in memory (LRU, bounded in JPEG bytes).
+    """Previews made once per segment on one worker thread, cached in memory (LRU, bounded in JPEG
+    bytes).
 
-    The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first in line)
-    and :meth:`warm` (queue at the back). The worker is started on first use and stopped by :meth:`close`.
-    :meth:`hold` stops it between jobs while the board records a flight: decoding and re-encoding previews is
-    CPU the cameras, their encoders and the GPIO callbacks need then (a held worker is what a previous
-    landing's previews met when the next flight armed on the same boot).
+    The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first
+    in line) and :meth:`warm` (queue at the back). The worker is started on first use and stopped by
+    :meth:`close`. :meth:`hold` stops it between jobs while the board records a flight: decoding and
+    re-encoding previews is CPU the cameras, their encoders and the GPIO callbacks need then (a held
+    worker is what a previous landing's previews met when the next flight armed on the same boot).
     """
 
     def __init__(self, max_bytes: int = _THUMB_CACHE_BYTES) -> None:
@@ -52,10 +53,11 @@ class Previews:
 
     def get(self, seg: Path, rel: str, camera: str, every: int, width: int,
             owner: bytes = b"") -> list[tuple[p.ThumbInfo, bytes]] | None:
-        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's queue).
+        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's
+        queue).
 
-        A requester (``owner``, the peer) has at most ``p.MAX_THUMB_JOBS`` segments waiting in the queue;
-        one more raises ProtocolError BUSY.
+        A requester (``owner``, the peer) has at most ``p.MAX_THUMB_JOBS`` segments waiting in the
+        queue; one more raises ProtocolError BUSY.
         """
         key = self._key(seg, every, width)
         with self._cond:
@@ -144,8 +146,9 @@ class Previews:
 
 
 def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> list[tuple[p.ThumbInfo, bytes]]:
-    """Previews of every ``every``-th image (stills not counted) of one camera segment, in file order (runs on
-    the worker). A finished segment is read through its index: only the chosen images and their metadata."""
+    """Previews of every ``every``-th image (stills not counted) of one camera segment, in file
+    order (runs on the worker). A finished segment is read through its index: only the chosen images
+    and their metadata."""
     out: list[tuple[p.ThumbInfo, bytes]] = []
     for fr in pick_frames(seg, every=max(1, every), stills=False, check_jpeg=False):
         small = _shrink(fr.jpeg, width)
@@ -158,8 +161,8 @@ def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> l
 
 
 def _shrink(jpeg: bytes, width: int) -> tuple[bytes, int, int] | None:
-    """A ``width``-pixel-wide q70 JPEG of ``jpeg`` (DCT-scaled decode, then a box-filter resize in numpy: the
-    board needs no imaging library); None if broken."""
+    """A ``width``-pixel-wide q70 JPEG of ``jpeg`` (DCT-scaled decode, then a box-filter resize in
+    numpy: the board needs no imaging library); None if broken."""
     import simplejpeg
 
     try:
@@ -173,8 +176,9 @@ def _shrink(jpeg: bytes, width: int) -> tuple[bytes, int, int] | None:
 
 
 def _box_resize(img: Any, width: int, height: int) -> Any:
-    """``img`` (H x W x C uint8) resized down to ``width`` x ``height``: each output pixel is the mean of the
-    source pixels it covers (an area filter, like Pillow's BOX; the DCT-scaled decode left at most 2x)."""
+    """``img`` (H x W x C uint8) resized down to ``width`` x ``height``: each output pixel is the
+    mean of the source pixels it covers (an area filter, like Pillow's BOX; the DCT-scaled decode
+    left at most 2x)."""
     import numpy as np
 
     h, w = img.shape[:2]

@@ -1,21 +1,22 @@
 """``camctl export --foxglove``: a flight set as one MCAP file and a Foxglove layout that shows it.
 
-Every board writes the same topics (``/down/image``, ``/events``...), so segments of several boards opened
-together in Foxglove would merge into one stream per camera. The export copies every message of every
-board's segments into ``<set>/foxglove/<set>.mcap`` under board-prefixed topics (``/rig-a/down/image``,
-``/rig-a/log``...), keeping schemas, log_time (wall clock: boards line up) and publish_time (each board's
-sensor time), and writes ``<set>/foxglove/<set>.layout.json`` beside it (import it with Foxglove's
-"Import layout"):
+Every board writes the same topics (``/down/image``, ``/events``...), so segments of several boards
+opened together in Foxglove would merge into one stream per camera. The export copies every message
+of every board's segments into ``<set>/foxglove/<set>.mcap`` under board-prefixed topics
+(``/rig-a/down/image``, ``/rig-a/log``...), keeping schemas, log_time (wall clock: boards line up)
+and publish_time (each board's sensor time), and writes ``<set>/foxglove/<set>.layout.json`` beside
+it (import it with Foxglove's "Import layout"):
 
 - an Image panel per board and camera;
 - a Log panel per board (its event log, ``/<board>/log``);
-- a Plot of each camera's frame rate (``meta.seq.@derivative``: the frame counter's rate) and a State
+- a Plot of each camera's frame rate (``meta.seq.@derivative``: the frame counter's rate) and a
+  State
   Transitions panel of each camera's phase (``meta.phase``), so the rates read by phase.
 
-Layout format: Foxglove's ``configById`` / ``layout`` (a react-mosaic tree) / ``playbackConfig`` JSON, as
-exported by Foxglove (https://docs.foxglove.dev/docs/visualization/layouts); panel configs use the keys
-of the Image (``imageMode.imageTopic``), Log (``topicToRender``), Plot (``paths``) and State Transitions
-(``paths``) panels, titles in ``foxglovePanelTitle``.
+Layout format: Foxglove's ``configById`` / ``layout`` (a react-mosaic tree) / ``playbackConfig``
+JSON, as exported by Foxglove (https://docs.foxglove.dev/docs/visualization/layouts); panel configs
+use the keys of the Image (``imageMode.imageTopic``), Log (``topicToRender``), Plot (``paths``) and
+State Transitions (``paths``) panels, titles in ``foxglovePanelTitle``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ __all__ = ["FoxgloveExport", "layout_for", "write_foxglove"]
 
 @dataclass
 class FoxgloveExport:
-    """The files written, the topics in the MCAP and the messages copied (and segments that could not be read)."""
+    """The files written, the topics in the MCAP and the messages copied (and segments that could
+    not be read)."""
 
     mcap: Path
     layout: Path
@@ -55,7 +57,8 @@ def _mosaic(ids: list[str], direction: str) -> Any:
 
 
 def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
-    """The layout of a flight set: images of every (board, camera) on top; rates, phases and logs below."""
+    """The layout of a flight set: images of every (board, camera) on top; rates, phases and logs
+    below."""
     config: dict[str, dict] = {}
     images = []
     for board, cam in cameras:
@@ -97,8 +100,8 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
 
 def write_foxglove(flights: list[tuple[str, str, dict[str, list[Path]], list[Path]]], out_dir: Path,
                    name: str) -> FoxgloveExport:
-    """Copy ``flights`` ((board, flight id, camera -> segments, event segments) each) into ``out_dir/name.mcap``
-    with board-prefixed topics, and write ``out_dir/name.layout.json``."""
+    """Copy ``flights`` ((board, flight id, camera -> segments, event segments) each) into
+    ``out_dir/name.mcap`` with board-prefixed topics, and write ``out_dir/name.layout.json``."""
     from camctl.store.merge import merge_segments
 
     out_dir.mkdir(parents=True, exist_ok=True)

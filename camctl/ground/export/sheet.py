@@ -1,11 +1,13 @@
-"""Contact sheets: frames around every event of a flight set, for every camera of every board, plus the stills.
+"""Contact sheets: frames around every event of a flight set, for every camera of every board, plus
+the stills.
 
-One layout for both sources: the full frames (``camctl export``) and the previews a ``camctl fetch`` writes
-first (``thumbs/``: the first look, and export of a thumbs-only download). A block per event (release,
-separation, touchdown...), columns at :data:`OFFSETS_S` from the event's edge *on each board's own clock*,
-a row per board and camera; a last block holds the stills. Each tile is labelled with the true time of the
-frame shown relative to the event (not the column's target) and the phase the frame was filed under, so a
-frame from just before the edge says so. The flight id is in the header, once.
+One layout for both sources: the full frames (``camctl export``) and the previews a ``camctl fetch``
+writes first (``thumbs/``: the first look, and export of a thumbs-only download). A block per event
+(release, separation, touchdown...), columns at :data:`OFFSETS_S` from the event's edge *on each
+board's own clock*, a row per board and camera; a last block holds the stills. Each tile is labelled
+with the true time of the frame shown relative to the event (not the column's target) and the phase
+the frame was filed under, so a frame from just before the edge says so. The flight id is in the
+header, once.
 
 :class:`Picker` chooses the frames while a camera is read once (only the chosen JPEGs are kept);
 :func:`draw_sheet` draws the blocks with Pillow.
@@ -39,15 +41,16 @@ BG = (18, 18, 22)  # background of the sheet
 OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # columns around each event, seconds from its edge
 TILE_W, TILE_H = 240, 180
 _LABEL_H, _PAD, _HEAD_H, _ROW_LABEL_W = 32, 8, 24, 120
-_NOT_DESCENT = {"SAFE", "ARMED", "LANDED"}  # phases whose entering events are not contact-sheet moments
+# phases whose entering events are not contact-sheet moments
+_NOT_DESCENT = {"SAFE", "ARMED", "LANDED"}
 SHEET_TOL_NS = 250_000_000  # a tile takes a frame within 0.25 s of its time (columns: 0.5 s apart)
 
 
-# --- choosing frames ----------------------------------------------------------------------------------
+# --- choosing frames ------------------------------------------------------------------------------
 @dataclass
 class Pick:
-    """The frame chosen for one tile: its sensor time, phase, sequence number and image (JPEG bytes or a
-    file)."""
+    """The frame chosen for one tile: its sensor time, phase, sequence number and image (JPEG bytes
+    or a file)."""
 
     ts: int
     phase: str
@@ -58,8 +61,9 @@ class Pick:
 class Picker:
     """Chooses, from frames offered one by one in any order, the frame for each target time.
 
-    A target at an event's edge (offset 0) takes the first frame at or after the edge (the first of the new
-    phase) when there is one within ``tol_ns``; every other target takes the nearest frame within ``tol_ns``.
+    A target at an event's edge (offset 0) takes the first frame at or after the edge (the first of
+    the new phase) when there is one within ``tol_ns``; every other target takes the nearest frame
+    within ``tol_ns``.
     """
 
     def __init__(self, targets: list[tuple[int, bool]], tol_ns: int) -> None:
@@ -80,9 +84,9 @@ class Picker:
                 self._near[i] = (abs(d), Pick(ts, phase, seq, image))
 
     def picks(self, group: int = 0) -> list[Pick | None]:
-        """The frame of each target. Within each run of ``group`` targets (a row of the sheet; all targets
-        when 0), a frame chosen for several targets (sparse previews) is kept only at the one nearest to it,
-        so no frame is shown twice in a row."""
+        """The frame of each target. Within each run of ``group`` targets (a row of the sheet; all
+        targets when 0), a frame chosen for several targets (sparse previews) is kept only at the
+        one nearest to it, so no frame is shown twice in a row."""
         out = [self._after[i] or (n[1] if (n := self._near[i]) else None) for i in range(len(self.targets))]
         size = group or len(out) or 1
         for start in range(0, len(out), size):
@@ -97,8 +101,8 @@ class Picker:
 
 
 def event_columns(tb: TimeBase) -> list[str]:
-    """The events of a board's flight that get a block, in flight order (release and every later descent
-    event; SAFE/ARMED/LANDED entries are not moments)."""
+    """The events of a board's flight that get a block, in flight order (release and every later
+    descent event; SAFE/ARMED/LANDED entries are not moments)."""
     if not tb.aligned:
         return []
     return [ev for ev, t in sorted(tb.event_ns.items(), key=lambda kv: kv[1])
@@ -114,7 +118,7 @@ def flight_header(flights: Iterable[tuple[str, str]], what: str) -> str:
     return f"flights {', '.join(f'{b} {f}' for b, f in flights)} · {what}"
 
 
-# --- drawing ------------------------------------------------------------------------------------------
+# --- drawing --------------------------------------------------------------------------------------
 @dataclass
 class Tile:
     """A tile's image and its caption (time from the event, phase, frame number)."""
@@ -125,7 +129,8 @@ class Tile:
 
 @dataclass
 class Block:
-    """One event (or the stills): its title, column labels and rows of (row label, tiles; None = no frame)."""
+    """One event (or the stills): its title, column labels and rows of (row label, tiles; None = no
+    frame)."""
 
     title: str
     columns: list[str]
@@ -142,8 +147,8 @@ def _font(size: int = 12) -> Any:
 
 
 def _image(src: bytes | Path) -> Any:
-    """A tile image fitted into TILE_W x TILE_H: JPEG bytes decoded at the smallest DCT scale covering the
-    tile, or a preview file."""
+    """A tile image fitted into TILE_W x TILE_H: JPEG bytes decoded at the smallest DCT scale
+    covering the tile, or a preview file."""
     import simplejpeg
     from PIL import Image
 
@@ -161,7 +166,8 @@ def _image(src: bytes | Path) -> Any:
 
 
 def draw_sheet(header: str, blocks: list[Block], out_png: Path) -> list[tuple[int, int, int, int]]:
-    """Draw ``blocks`` under ``header`` into ``out_png``; the boxes (x0, y0, x1, y1) of the tiles drawn."""
+    """Draw ``blocks`` under ``header`` into ``out_png``; the boxes (x0, y0, x1, y1) of the tiles
+    drawn."""
     from PIL import Image, ImageDraw
 
     cell_w, cell_h = TILE_W + _PAD, TILE_H + _LABEL_H + _PAD
@@ -210,9 +216,10 @@ def caption(dt_s: float, phase: str, seq: int, *, since: str = "") -> str:
     return f"{dt_s:+.3f} s{' ' + since if since else ''} {phase or '?'} #{seq}"
 
 
-# --- from previews ------------------------------------------------------------------------------------
+# --- from previews --------------------------------------------------------------------------------
 def _previews(tdir: Path, tb: TimeBase | None) -> dict[str, list[tuple[int, str, int, Path]]]:
-    """Per camera, (sensor ns, phase, seq, file) of every preview that thumbs/index.json describes."""
+    """Per camera, (sensor ns, phase, seq, file) of every preview that thumbs/index.json
+    describes."""
     try:
         infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -232,8 +239,9 @@ def _previews(tdir: Path, tb: TimeBase | None) -> dict[str, list[tuple[int, str,
 
 
 def contact_sheet_from_thumbs(root: Path, out_png: Path, *, tol_s: float = 1.0) -> Path:
-    """The contact sheet of every flight under ``root`` made from its previews alone (``camctl fetch`` writes
-    ``thumbs/`` and the event log before any segment). ConfigError when there are none."""
+    """The contact sheet of every flight under ``root`` made from its previews alone (``camctl
+    fetch`` writes ``thumbs/`` and the event log before any segment). ConfigError when there are
+    none."""
     root = Path(root)
     refs = [r for r in find_flights(root) if has_previews(r.path)]
     if not refs:
@@ -249,9 +257,10 @@ def has_previews(flight_dir: Path) -> bool:
 
 def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                         tol_s: float = 1.0) -> list[tuple[int, int, int, int]]:
-    """The contact sheet of ``refs`` from their previews: the same event blocks as the full-frame sheet, each
-    tile the preview nearest its time within ``tol_s`` (previews are sparse). Without an event log or
-    preview times, one row per camera of previews spread over the flight. Returns the tiles' boxes."""
+    """The contact sheet of ``refs`` from their previews: the same event blocks as the full-frame
+    sheet, each tile the preview nearest its time within ``tol_s`` (previews are sparse). Without an
+    event log or preview times, one row per camera of previews spread over the flight. Returns the
+    tiles' boxes."""
     refs = [r for r in refs if has_previews(r.path)]
     per: list[tuple[str, str, TimeBase, dict[str, list[tuple[int, str, int, Path]]]]] = []
     for ref in refs:
@@ -280,7 +289,8 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                     None if p is None else Tile(p.image, caption((p.ts - t_ev) / 1e9, p.phase, p.seq))
                     for p in picker.picks()]))
         blocks.append(block)
-    if not blocks:  # no event log yet: previews spread over the flight, labelled as well as they can be
+    # no event log yet: previews spread over the flight, labelled as well as they can be
+    if not blocks:
         n = 8
         why = "no release logged" if ref_tb is None else "no preview times (thumbs/index.json)"
         block = Block(f"previews spread over the flight ({why})", [f"{i + 1}" for i in range(n)])
@@ -306,8 +316,8 @@ def event_title(ev: str, ref_tb: TimeBase) -> str:
 
 
 def event_ns(ev: str, tb: TimeBase, ref_tb: TimeBase | None) -> int | None:
-    """The event's edge on this board's clock: its own record, else the reference board's offset from its
-    release applied to this board's release."""
+    """The event's edge on this board's clock: its own record, else the reference board's offset
+    from its release applied to this board's release."""
     t = tb.event_ns.get(ev)
     if t is None and ref_tb is not None and tb.aligned and tb.t0_ns is not None and ref_tb.t0_ns is not None \
             and ev in ref_tb.event_ns:  # only a board on the shared zero may borrow another board's offsets

@@ -1,11 +1,11 @@
-"""The flight timeline: frame rate per board and camera on one time axis (seconds from release), drawn by
-matplotlib, written as PNG and SVG.
+"""The flight timeline: frame rate per board and camera on one time axis (seconds from release),
+drawn by matplotlib, written as PNG and SVG.
 
-One panel per camera, sharing the x axis. Frame rates are averaged over bins of :data:`BIN_S` whose edges
-fall on the release edge (t = 0), so a rate change at the release shows exactly there, never a bin early
-(:func:`rate_bins`).
-Phases are shaded; faults are red lines; every drop record of the flight's event log is a marker, one shape
-and colour per drop reason, with its count; every still is a span over the gap it left in the video stream.
+One panel per camera, sharing the x axis. Frame rates are averaged over bins of :data:`BIN_S` whose
+edges fall on the release edge (t = 0), so a rate change at the release shows exactly there, never a
+bin early (:func:`rate_bins`). Phases are shaded; faults are red lines; every drop record of the
+flight's event log is a marker, one shape and colour per drop reason, with its count; every still is
+a span over the gap it left in the video stream.
 
 Example::
 
@@ -44,19 +44,23 @@ class Lane:
     board: str
     camera: str
     frames_s: np.ndarray  # sensor time of every video frame
-    phases: list[tuple[float, str]] = field(default_factory=list)  # (start, phase entered), in order
+    # (start, phase entered), in order
+    phases: list[tuple[float, str]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)  # (time, what)
     drops: list[tuple[float, str, int]] = field(default_factory=list)  # (time, reason, count)
-    stills: list[tuple[float, float, float]] = field(default_factory=list)  # (still, gap start, gap end)
+    # (still, gap start, gap end)
+    stills: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 def rate_bins(frames_s: np.ndarray, lo: float, hi: float, bin_s: float = BIN_S) -> tuple[np.ndarray, np.ndarray]:
-    """(bin edges, frames/s per bin) over [lo, hi]; edges are whole multiples of ``bin_s`` from t = 0.
+    """(bin edges, frames/s per bin) over [lo, hi]; edges are whole multiples of ``bin_s`` from t =
+    0.
 
-    A bin's rate is the frame rate averaged over the part of it that lies between two frames: each interval
-    between consecutive frames runs at 1/its length, so a steady 10 fps reads 10 in every bin (counting
-    frames per bin would alias to 8 and 12) and a rate change at an event starts exactly at its bin edge.
-    Computed with the piecewise-linear frame counter through the frames (``np.interp``)."""
+    A bin's rate is the frame rate averaged over the part of it that lies between two frames: each
+    interval between consecutive frames runs at 1/its length, so a steady 10 fps reads 10 in every
+    bin (counting frames per bin would alias to 8 and 12) and a rate change at an event starts
+    exactly at its bin edge. Computed with the piecewise-linear frame counter through the frames
+    (``np.interp``)."""
     start = np.floor(lo / bin_s) * bin_s
     n = max(1, int(np.ceil((hi - start) / bin_s - 1e-9)))
     edges = start + np.arange(n + 1) * bin_s

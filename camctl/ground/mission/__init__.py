@@ -1,16 +1,17 @@
-"""``camctl mission``: the test conductor's page in the browser, from go/no-go to the flight's videos.
+"""``camctl mission``: the test conductor's page in the browser, from go/no-go to the flight's
+videos.
 
-Modules: :mod:`~camctl.ground.mission.watcher` (the boards' PUB feeds and STATUS polls), :mod:`~.checks`
-(go/no-go), :mod:`~.recovery` (downloads, previews, exports after touchdown), :mod:`~.session` (one
-mission: messages for the page, operator commands), :mod:`~.server` (aiohttp: page, WebSocket, files),
-:mod:`~.ground_link` (the only door into the ground and export code), :mod:`~.access` (the reading and
-operator keys), :mod:`~.previews` (which previews the page shows) and ``static/`` (the page). Needs the
-``ground`` extra (aiohttp).
+Modules: :mod:`~camctl.ground.mission.watcher` (the boards' PUB feeds and STATUS polls),
+:mod:`~.checks` (go/no-go), :mod:`~.recovery` (downloads, previews, exports after touchdown),
+:mod:`~.session` (one mission: messages for the page, operator commands), :mod:`~.server` (aiohttp:
+page, WebSocket, files), :mod:`~.ground_link` (the only door into the ground and export code),
+:mod:`~.access` (the reading and operator keys), :mod:`~.previews` (which previews the page shows)
+and ``static/`` (the page). Needs the ``ground`` extra (aiohttp).
 
-Keys are the other ground commands' (``--curve-keys DIR``, ``--curve-server-key FILE``): STATUS polls, the PUB
-feed and the download all use them. Arm/disarm buttons appear only with the operator's secret key
-(``--operator-key FILE``) on CURVE boards, or with an explicit ``--operator`` on boards without CURVE (sim,
-bench); see :mod:`camctl.ground.mission.access`.
+Keys are the other ground commands' (``--curve-keys DIR``, ``--curve-server-key FILE``): STATUS
+polls, the PUB feed and the download all use them. Arm/disarm buttons appear only with the
+operator's secret key (``--operator-key FILE``) on CURVE boards, or with an explicit ``--operator``
+on boards without CURVE (sim, bench); see :mod:`camctl.ground.mission.access`.
 
 Example::
 
@@ -32,10 +33,12 @@ __all__ = ["serve"]
 def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", port: int = 8080,
           operator: bool = False, operator_key: str | Path | None = None, limits: Any = None, curve: Any = None,
           token: str | None = None, command_timeout_s: float = 5.0, previews_per_board: int | None = None) -> Any:
-    """Start a mission and its page; returns the running :class:`~camctl.ground.mission.server.MissionServer`.
+    """Start a mission and its page; returns the running
+    :class:`~camctl.ground.mission.server.MissionServer`.
 
-    ``curve``: None (CURVE off) or the reading keys (a ClientCurve, or one per URL); ``operator_key``: the
-    operator's secret key file (CURVE only); ``operator``: arm/disarm on boards without CURVE."""
+    ``curve``: None (CURVE off) or the reading keys (a ClientCurve, or one per URL);
+    ``operator_key``: the operator's secret key file (CURVE only); ``operator``: arm/disarm on
+    boards without CURVE."""
     from camctl.exc import ConfigError
     from camctl.ground.mission.access import operator_curves, operator_mode
     from camctl.ground.mission.previews import DEFAULT_LIMIT

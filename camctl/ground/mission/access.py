@@ -1,16 +1,20 @@
-"""Who the mission page is to the boards: the key it reads with and, for arm/disarm, the operator's key.
+"""Who the mission page is to the boards: the key it reads with and, for arm/disarm, the operator's
+key.
 
 Two ways to turn operator actions on, one per kind of board:
 
-* **CURVE on** (``--curve-keys DIR`` and/or ``--curve-server-key``): the page reads (STATUS, the PUB feed,
+* **CURVE on** (``--curve-keys DIR`` and/or ``--curve-server-key``): the page reads (STATUS, the PUB
+  feed,
   the fetch) with the ground key ``DIR/client.key_secret``; arm/disarm appear only with
-  ``--operator-key FILE``, the operator's secret key (``camctl keys`` makes ``ground/client.key_secret``,
-  which every board lists in ``operators/``). COMMANDs are sent with that key, so the board decides: a key
-  that is not in its ``operators/`` gets ``ERROR FORBIDDEN``, shown on the page. A bare ``--operator`` is
-  refused here: with CURVE there is always a key to name.
-* **CURVE off** (sim and bench boards, ``camctl demo``): there is no key; the board takes COMMAND from anyone
-  who reaches it. ``--operator`` (an explicit switch) shows the buttons; ``--operator-key`` is refused here,
-  since a key the board cannot check would only look like protection.
+  ``--operator-key FILE``, the operator's secret key (``camctl keys`` makes
+  ``ground/client.key_secret``, which every board lists in ``operators/``). COMMANDs are sent with
+  that key, so the board decides: a key that is not in its ``operators/`` gets ``ERROR FORBIDDEN``,
+  shown on the page. A bare ``--operator`` is refused here: with CURVE there is always a key to
+  name.
+* **CURVE off** (sim and bench boards, ``camctl demo``): there is no key; the board takes COMMAND
+  from anyone
+  who reaches it. ``--operator`` (an explicit switch) shows the buttons; ``--operator-key`` is
+  refused here, since a key the board cannot check would only look like protection.
 
 Example::
 
@@ -58,8 +62,8 @@ def _load_secret(path: Path) -> tuple[bytes, bytes]:
 
 def operator_curves(key_file: str | Path, curve: ClientCurve | Mapping[str, ClientCurve],
                     urls: list[str]) -> dict[str, ClientCurve]:
-    """One :class:`ClientCurve` per board URL for COMMAND: the operator's key pair from ``key_file``, each
-    board's server key from ``curve`` (the reading keys)."""
+    """One :class:`ClientCurve` per board URL for COMMAND: the operator's key pair from
+    ``key_file``, each board's server key from ``curve`` (the reading keys)."""
     public, secret = _load_secret(Path(key_file))
     out = {}
     for url in urls:

@@ -1,9 +1,10 @@
-"""Headless Debian chromium driven by Playwright, for the mission page's browser test and bench figures.
+"""Headless Debian chromium driven by Playwright, for the mission page's browser test and bench
+figures.
 
-Only the system browser is used (``/usr/bin/chromium``, from Debian's ``chromium`` package; ``.ci/run``
-installs it): Playwright's own browser download is never needed. The flags keep it from reaching out
-(no component updates, sync or background networking) and a fresh profile folder is used every time.
-Playwright is a ``dev`` dependency, imported only here.
+Only the system browser is used (``/usr/bin/chromium``, from Debian's ``chromium`` package;
+``.ci/run`` installs it): Playwright's own browser download is never needed. The flags keep it from
+reaching out (no component updates, sync or background networking) and a fresh profile folder is
+used every time. Playwright is a ``dev`` dependency, imported only here.
 
 Example::
 
@@ -33,7 +34,8 @@ def find_chromium() -> str | None:
 
 @contextlib.contextmanager
 def chromium(profile_dir: Path, *, viewport: tuple[int, int] = (1400, 1000)) -> Iterator[Any]:
-    """A Playwright browser context on the system chromium with a fresh profile in ``profile_dir``."""
+    """A Playwright browser context on the system chromium with a fresh profile in
+    ``profile_dir``."""
     from playwright.sync_api import sync_playwright
 
     exe = find_chromium()

@@ -1,9 +1,10 @@
 """Go/no-go: the pre-drop checks of every board, as pure functions of the boards' latest status.
 
-A board's view (what :mod:`camctl.ground.mission.watcher` keeps) is a dict: ``name``, ``url``, ``reachable``,
-``error``, ``status`` (the board's STATUS object) and ``offset_ms`` (its wall clock minus the ground's,
-measured on a STATUS round trip). :func:`evaluate` returns every check of every board, each with a
-one-line ``detail``; the banner is green only when every check passes, else it names each failing one.
+A board's view (what :mod:`camctl.ground.mission.watcher` keeps) is a dict: ``name``, ``url``,
+``reachable``, ``error``, ``status`` (the board's STATUS object) and ``offset_ms`` (its wall clock
+minus the ground's, measured on a STATUS round trip). :func:`evaluate` returns every check of every
+board, each with a one-line ``detail``; the banner is green only when every check passes, else it
+names each failing one.
 
 Example::
 
@@ -20,20 +21,24 @@ from typing import Any
 __all__ = ["Limits", "camera_rate_ok", "evaluate", "frame_bytes", "recording_minutes", "stage"]
 
 _NOT_FLIGHT = {"SAFE", "ARMED", "LANDED"}
-_ARM_LINES = {"arm", "disarm"}  # may be held by a switch; a descent line active before the drop is a fault
+# may be held by a switch; a descent line active before the drop is a fault
+_ARM_LINES = {"arm", "disarm"}
 
 
 @dataclass(frozen=True)
 class Limits:
     """Thresholds of the checks (``camctl mission`` flags)."""
 
-    rate_tolerance: float = 0.2  # a camera's measured rate within 20 % of its schedule for the phase
-    min_record_min: float = 10.0  # disk room for at least this many minutes at the flight's schedule
+    # a camera's measured rate within 20 % of its schedule for the phase
+    rate_tolerance: float = 0.2
+    # disk room for at least this many minutes at the flight's schedule
+    min_record_min: float = 10.0
     max_clock_ms: float = 50.0  # each board's clock within this of the boards' median
 
 
 def frame_bytes(cam: dict) -> float | None:
-    """Mean encoded frame size: stored frames when there are, else the pre-trigger ring; None when unknown."""
+    """Mean encoded frame size: stored frames when there are, else the pre-trigger ring; None when
+    unknown."""
     stored, nbytes = cam.get("frames_stored") or 0, cam.get("bytes_stored") or 0
     if stored > 0 and nbytes > 0:
         return nbytes / stored
@@ -44,7 +49,8 @@ def frame_bytes(cam: dict) -> float | None:
 
 
 def flight_rate(cam: dict) -> float:
-    """The highest rate the camera's schedule asks in flight (DESCENT and after): the worst case for disk."""
+    """The highest rate the camera's schedule asks in flight (DESCENT and after): the worst case for
+    disk."""
     sched = cam.get("schedule")
     if isinstance(sched, dict):
         rates = [float(v) for k, v in sched.items() if k not in _NOT_FLIGHT and isinstance(v, int | float)]
@@ -54,7 +60,8 @@ def flight_rate(cam: dict) -> float:
 
 
 def recording_minutes(status: dict) -> float | None:
-    """Minutes of recording the free disk allows at the flight's schedule (every camera); None: unknown."""
+    """Minutes of recording the free disk allows at the flight's schedule (every camera); None:
+    unknown."""
     cams = status.get("cameras") or {}
     rate_bytes = 0.0
     for cam in cams.values():
@@ -124,8 +131,8 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> li
 
 
 def stage(views: list[dict[str, Any]]) -> str:
-    """``"pre-drop"``, ``"in flight"`` (a reachable board in a descent phase) or ``"landed"`` (every reachable
-    board LANDED): the banner says GO/NO-GO only before the drop."""
+    """``"pre-drop"``, ``"in flight"`` (a reachable board in a descent phase) or ``"landed"`` (every
+    reachable board LANDED): the banner says GO/NO-GO only before the drop."""
     phases = [(v.get("status") or {}).get("phase") for v in views if v.get("reachable")]
     if any(p in ("DESCENT", "SEPARATION", "TOUCHDOWN") for p in phases):
         return "in flight"
@@ -135,7 +142,8 @@ def stage(views: list[dict[str, Any]]) -> str:
 
 
 def evaluate(views: list[dict[str, Any]], limits: Limits | None = None) -> dict:
-    """``{"go": bool, "failing": [one line per failing check], "checks": [every check], "stage": ...}``."""
+    """``{"go": bool, "failing": [one line per failing check], "checks": [every check], "stage":
+    ...}``."""
     limits = limits or Limits()
     offsets = [v["offset_ms"] for v in views if v.get("reachable") and v.get("offset_ms") is not None]
     ref = median(offsets) if len(offsets) >= 2 else None

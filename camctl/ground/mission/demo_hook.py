@@ -1,8 +1,8 @@
 """``camctl demo --mission``: the mission page watching the demo's boards, on a printed URL.
 
-:class:`DemoMission` is the demo's hook: when the boards serve it starts the page (downloads and exports in
-``<demo out>/mission``), prints the URL and gives a viewer a moment to open it; before the boards stop it
-waits for the page's export, then, on a terminal, keeps the page up until Enter.
+:class:`DemoMission` is the demo's hook: when the boards serve it starts the page (downloads and
+exports in ``<demo out>/mission``), prints the URL and gives a viewer a moment to open it; before
+the boards stop it waits for the page's export, then, on a terminal, keeps the page up until Enter.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The mission page's only door into the ground code: status polls, commands, the resumable fetch, exports.
+"""The mission page's only door into the ground code: status polls, commands, the resumable fetch,
+exports.
 
-``camctl.ground`` is being split into client/download/fetch modules and ``camctl.ground.export`` reworked; every
-name the mission package uses from them is imported here and nowhere else, so a rename touches one file.
-The functions take plain values and return plain values (dicts, paths), never the ground's classes.
+``camctl.ground`` is being split into client/download/fetch modules and ``camctl.ground.export``
+reworked; every name the mission package uses from them is imported here and nowhere else, so a
+rename touches one file. The functions take plain values and return plain values (dicts, paths),
+never the ground's classes.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from camctl.ground.status import events_endpoint  # the board's PUB endpoint: on
 __all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_boards", "listing_total",
            "release_mono_ns"]
 
-# A board that does not answer, drops the link or answers with ERROR: the mission shows it, never crashes.
+# A board that does not answer, drops the link or answers with ERROR: the mission shows it, never
+# crashes.
 LINK_ERRORS: tuple[type[BaseException], ...] = (CamctlError,)
 
 
 class StatusLink:
-    """One board's request socket for STATUS polls (a DEALER; a timeout or a dropped link recreates it)."""
+    """One board's request socket for STATUS polls (a DEALER; a timeout or a dropped link recreates
+    it)."""
 
     def __init__(self, url: str, *, timeout_s: float = 1.0, curve: Any = None) -> None:
         from camctl.ground import Client
@@ -54,8 +58,8 @@ def listing_total(url: str, *, curve: Any = None, timeout_s: float = 5.0) -> tup
 
 
 def fetch_boards(urls: list[str], out: Path, *, curve: Any = None, give_up_after_s: float = 30.0) -> dict[str, dict]:
-    """``camctl fetch`` of these boards into ``out/<board>/...`` (resumable, previews first, sha256 checked; it
-    holds ``out`` for the whole call). Returns ``{url: {"ok", "board", "errors"}}``."""
+    """``camctl fetch`` of these boards into ``out/<board>/...`` (resumable, previews first, sha256
+    checked; it holds ``out`` for the whole call). Returns ``{url: {"ok", "board", "errors"}}``."""
     from camctl.ground import fetch
 
     report = fetch(list(urls), Path(out), give_up_after_s=give_up_after_s, progress=False, curve=curve)
@@ -63,7 +67,8 @@ def fetch_boards(urls: list[str], out: Path, *, curve: Any = None, give_up_after
 
 
 def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
-    """The CLI's ``camctl export`` (MP4 per camera, contact sheet, timeline) of every flight under ``root``."""
+    """The CLI's ``camctl export`` (MP4 per camera, contact sheet, timeline) of every flight under
+    ``root``."""
     from camctl.ground.export import export_all
 
     res = export_all(Path(root), Path(out), mp4=True, contact_sheet=True, timeline=True, frames=False,
@@ -72,7 +77,8 @@ def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
 
 
 def release_mono_ns(flight_dir: Path) -> int | None:
-    """The release edge (board monotonic ns) from a downloaded flight's event log; None when not logged."""
+    """The release edge (board monotonic ns) from a downloaded flight's event log; None when not
+    logged."""
     from camctl.ground.flights import TimeBase, load_events
 
     tb = TimeBase.from_events(load_events(Path(flight_dir)))

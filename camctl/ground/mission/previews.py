@@ -1,9 +1,11 @@
-"""Which previews of a board the page shows: at most N, the most useful ones, and how many are hidden.
+"""Which previews of a board the page shows: at most N, the most useful ones, and how many are
+hidden.
 
-A long flight brings thousands of previews; the page keeps a board's strip to ``limit`` images so it stays
-light. The budget is shared between the board's cameras (a camera with few previews leaves its share to the
-others); within a camera the first preview of each phase (the moment of release, separation, touchdown...)
-and the last one are kept first, and the rest of the share is spread evenly over the flight between them.
+A long flight brings thousands of previews; the page keeps a board's strip to ``limit`` images so it
+stays light. The budget is shared between the board's cameras (a camera with few previews leaves its
+share to the others); within a camera the first preview of each phase (the moment of release,
+separation, touchdown...) and the last one are kept first, and the rest of the share is spread
+evenly over the flight between them.
 
 Example::
 
@@ -52,8 +54,8 @@ def _pick_camera(items: list[dict], k: int) -> list[dict]:
 
 
 def pick(previews: list[dict], limit: int = DEFAULT_LIMIT) -> list[dict]:
-    """At most ``limit`` of one board's preview messages (``camera``, ``seq``, ``phase``), in camera and
-    sequence order; see the module docstring."""
+    """At most ``limit`` of one board's preview messages (``camera``, ``seq``, ``phase``), in camera
+    and sequence order; see the module docstring."""
     by_cam: dict[str, list[dict]] = {}
     for p in sorted(previews, key=_key):
         by_cam.setdefault(p.get("camera") or "", []).append(p)

@@ -1,13 +1,15 @@
-"""After touchdown: the landed boards' download (previews first), its progress per board, then the exports.
+"""After touchdown: the landed boards' download (previews first), its progress per board, then the
+exports.
 
-Landed boards that serve are fetched with ``camctl fetch``'s code (through :mod:`camctl.ground.mission.ground_link`:
-resumable, previews and event logs first, sha256 checked) into ``<out>/ground``: one fetch at a time (it
-holds its folder), of every board ready then (see :meth:`Recovery.update`). A scanner reports what is on
-disk: each board's previews (with their phase and time from the release edge, from the fetch's
-``thumbs/index.json``; the page gets at most ``previews_per_board`` of them per board, chosen by
-:func:`camctl.ground.mission.previews.pick`, and the count of the others) and each board's bytes against its
-listing. When every reachable board has been downloaded, the flight is exported (MP4 per camera, contact
-sheet, timeline) into ``<out>/export`` with the CLI's export code. Every report goes to ``emit(message)``.
+Landed boards that serve are fetched with ``camctl fetch``'s code (through
+:mod:`camctl.ground.mission.ground_link`: resumable, previews and event logs first, sha256 checked)
+into ``<out>/ground``: one fetch at a time (it holds its folder), of every board ready then (see
+:meth:`Recovery.update`). A scanner reports what is on disk: each board's previews (with their phase
+and time from the release edge, from the fetch's ``thumbs/index.json``; the page gets at most
+``previews_per_board`` of them per board, chosen by :func:`camctl.ground.mission.previews.pick`, and
+the count of the others) and each board's bytes against its listing. When every reachable board has
+been downloaded, the flight is exported (MP4 per camera, contact sheet, timeline) into
+``<out>/export`` with the CLI's export code. Every report goes to ``emit(message)``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ _SCAN_S = 0.25
 
 
 class Recovery:
-    """Downloads and exports for one mission; see the module docstring. ``close()`` is safe twice."""
+    """Downloads and exports for one mission; see the module docstring. ``close()`` is safe
+    twice."""
 
     def __init__(self, out: Path, *, emit: Callable[[dict], None], curve: Any = None,
                  give_up_after_s: float = 30.0, retry_s: float = 10.0, settle_s: float = 5.0,
@@ -39,7 +42,8 @@ class Recovery:
         self._emit = emit
         self.curve = curve
         self.give_up_after_s = give_up_after_s
-        self.retry_s = retry_s  # a failed download is tried again (resuming) this long after it failed
+        # a failed download is tried again (resuming) this long after it failed
+        self.retry_s = retry_s
         self.settle_s = settle_s  # after the first board lands, how long the others get to land too
         self._fetching = False
         self._first_ready: float | None = None
@@ -47,9 +51,11 @@ class Recovery:
         self._scan_lock = threading.Lock()  # the scanner and a finishing fetch both scan
         self._stop = threading.Event()
         self.downloads: dict[str, dict] = {}  # board -> {url, flight, state, done, total, detail}
-        self.previews: dict[str, dict] = {}  # url path -> preview (every one on disk; metadata only)
+        # url path -> preview (every one on disk; metadata only)
+        self.previews: dict[str, dict] = {}
         self.previews_per_board = previews_per_board
-        self.shown: dict[str, dict] = {}  # board -> its ``previews`` message (the ones the page shows)
+        # board -> its ``previews`` message (the ones the page shows)
+        self.shown: dict[str, dict] = {}
         self.export: dict = {"type": "export", "state": "waiting"}
         self._threads: list[threading.Thread] = []
         self._scanner: threading.Thread | None = None
@@ -71,12 +77,13 @@ class Recovery:
         return out
 
     def update(self, views: list[dict]) -> None:
-        """Called on every board change: start a download of the newly landed boards, maybe the export.
+        """Called on every board change: start a download of the newly landed boards, maybe the
+        export.
 
-        ``camctl fetch`` holds its output folder for the whole call, so one fetch runs at a time, of every
-        board that is ready: once the first board lands, the others get ``settle_s`` to land too (they
-        come down together), so their previews arrive together. A board that lands later, or whose
-        download failed ``retry_s`` ago, goes in the next fetch."""
+        ``camctl fetch`` holds its output folder for the whole call, so one fetch runs at a time, of
+        every board that is ready: once the first board lands, the others get ``settle_s`` to land
+        too (they come down together), so their previews arrive together. A board that lands later,
+        or whose download failed ``retry_s`` ago, goes in the next fetch."""
         now = time.monotonic()
         ready: list[tuple[str, str, str, int | None]] = []  # (name, url, flight, release_mono_ns)
         landing = False
@@ -119,7 +126,7 @@ class Recovery:
                 scanner.start()
         self._maybe_export(views)
 
-    # -- download ------------------------------------------------------------------------------------
+    # -- download ----------------------------------------------------------------------------------
     def _fetch(self, boards: list[tuple[str, str]]) -> None:
         """One ``camctl fetch`` of ``boards`` ([(name, url)]) into the ground folder."""
         results: dict[str, tuple[str, str]] = {}
@@ -169,10 +176,12 @@ class Recovery:
                         done += f.stat().st_size
             release_ns = d.get("release_mono_ns")
             if release_ns is None and any((root / "events").glob("*.mcap")):
-                # the page came up after the release: the downloaded event log (fetched first) has the edge
+                # the page came up after the release: the downloaded event log (fetched first) has
+                # the edge
                 try:
                     release_ns = ground_link.release_mono_ns(root)
-                except Exception:  # a torn or odd event log: previews go unlabelled, the download goes on
+                # a torn or odd event log: previews go unlabelled, the download goes on
+                except Exception:
                     release_ns = None
                 if release_ns is not None:
                     with self._lock:
@@ -224,7 +233,7 @@ class Recovery:
             self.shown[board] = msg
         return msg
 
-    # -- export --------------------------------------------------------------------------------------
+    # -- export ------------------------------------------------------------------------------------
     def _maybe_export(self, views: list[dict]) -> None:
         with self._lock:
             if not self.downloads or any(d["state"] == "fetching" for d in self.downloads.values()):

@@ -1,14 +1,16 @@
-"""The mission page's web server (aiohttp): the page, its live WebSocket feed, downloaded files, commands.
+"""The mission page's web server (aiohttp): the page, its live WebSocket feed, downloaded files,
+commands.
 
-Routes: ``/`` the page and ``/static/*`` its hand-written assets (shipped in this package, nothing from the
-internet); ``/ws`` a WebSocket that first sends a snapshot of the mission and then every message as it
-happens; ``/files/<path>`` previews, pictures and MP4s under the mission's output folder (aiohttp's
-FileResponse answers Range requests, which a ``<video>`` element uses); ``POST /api/command`` arm or disarm
-one board, only in operator mode (the board's refusal comes back with its ``code``).
+Routes: ``/`` the page and ``/static/*`` its hand-written assets (shipped in this package, nothing
+from the internet); ``/ws`` a WebSocket that first sends a snapshot of the mission and then every
+message as it happens; ``/files/<path>`` previews, pictures and MP4s under the mission's output
+folder (aiohttp's FileResponse answers Range requests, which a ``<video>`` element uses); ``POST
+/api/command`` arm or disarm one board, only in operator mode (the board's refusal comes back with
+its ``code``).
 
-Bound to 127.0.0.1 by default. Any other address needs the access token printed at start: given once as
-``?token=...``, it is kept in a cookie. A command must come as JSON from the page's own origin (a foreign
-page cannot send that without a CORS preflight, which this server never grants).
+Bound to 127.0.0.1 by default. Any other address needs the access token printed at start: given once
+as ``?token=...``, it is kept in a cookie. A command must come as JSON from the page's own origin (a
+foreign page cannot send that without a CORS preflight, which this server never grants).
 
 Example::
 
@@ -39,7 +41,8 @@ __all__ = ["MissionServer", "is_loopback"]
 
 _COOKIE = "camctl_mission"
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
-_MAX_QUEUE = 5000  # messages a page may lag behind before its socket is closed (it reconnects and resyncs)
+# messages a page may lag behind before its socket is closed (it reconnects and resyncs)
+_MAX_QUEUE = 5000
 _CSP = ("default-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; style-src 'self'; "
         "script-src 'self'; frame-ancestors 'none'")
 
@@ -86,7 +89,7 @@ class MissionServer(Startable):
             host = "127.0.0.1"
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
-    # -- lifecycle -----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="camctl-mission-http", daemon=True)
         self._thread.start()
@@ -148,7 +151,7 @@ class MissionServer(Startable):
         if self._thread is not None:
             self._thread.join(10)
 
-    # -- handlers ------------------------------------------------------------------------------------
+    # -- handlers ----------------------------------------------------------------------------------
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         set_cookie = False
@@ -244,9 +247,11 @@ class MissionServer(Startable):
             return web.json_response({"ok": False, "error": f"bad command request: {exc}"}, status=400)
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, self.mission.command, url, name)
-        except ConfigError as exc:  # this server's own refusal: operator actions off, not arm/disarm...
+        # this server's own refusal: operator actions off, not arm/disarm...
+        except ConfigError as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=403)
-        except RemoteError as exc:  # the board's refusal, with its code (FORBIDDEN: not an operator key)
+        # the board's refusal, with its code (FORBIDDEN: not an operator key)
+        except RemoteError as exc:
             return web.json_response({"ok": False, "code": exc.code, "error": str(exc)}, status=502)
         except CamctlError as exc:
             return web.json_response({"ok": False, "code": "NO_ANSWER", "error": str(exc)}, status=502)

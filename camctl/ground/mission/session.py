@@ -1,11 +1,12 @@
-"""One mission: the boards' watcher, the go/no-go, the downloads and exports, and who listens to them.
+"""One mission: the boards' watcher, the go/no-go, the downloads and exports, and who listens to
+them.
 
-:class:`Mission` turns every board change into messages for the page (``board``, ``go``, ``download``,
-``previews``, ``export``, ``command``; see ``static/app.js``) and hands them to each listener. Operator
-commands are limited to arm and disarm, and only when the mission was started with ``operator=True``: a
-descent event never comes from the page. They go with ``command_curve`` (the operator's key, one per board;
-see :mod:`camctl.ground.mission.access`) when CURVE is on; the board's answer, a refusal with its code included,
-is sent to every page as a ``command`` message.
+:class:`Mission` turns every board change into messages for the page (``board``, ``go``,
+``download``, ``previews``, ``export``, ``command``; see ``static/app.js``) and hands them to each
+listener. Operator commands are limited to arm and disarm, and only when the mission was started
+with ``operator=True``: a descent event never comes from the page. They go with ``command_curve``
+(the operator's key, one per board; see :mod:`camctl.ground.mission.access`) when CURVE is on; the
+board's answer, a refusal with its code included, is sent to every page as a ``command`` message.
 
 Example::
 
@@ -46,7 +47,8 @@ class Mission(Startable):
         self.limits = limits or Limits()
         self.curve = curve
         self.command_curve = command_curve if command_curve is not None else curve
-        self.commands: dict[str, dict] = {}  # url -> the last command message (for a page that connects later)
+        # url -> the last command message (for a page that connects later)
+        self.commands: dict[str, dict] = {}
         self.command_timeout_s = command_timeout_s
         self._listeners: list[Callable[[dict], None]] = []
         self._lock = threading.Lock()
@@ -71,8 +73,8 @@ class Mission(Startable):
             self.recovery.close()
 
     def listen(self, fn: Callable[[dict], None]) -> Callable[[], None]:
-        """Call ``fn(message)`` for every message from now on (from the mission's threads); returns an
-        unsubscribe function."""
+        """Call ``fn(message)`` for every message from now on (from the mission's threads); returns
+        an unsubscribe function."""
         with self._lock:
             self._listeners.append(fn)
 
@@ -89,10 +91,11 @@ class Mission(Startable):
                 {"type": "go", **self.go}, *self.recovery.messages(), *self.commands.values()]
 
     def command(self, url: str, name: str) -> dict:
-        """An operator command to one board: only arm/disarm, only in operator mode (ConfigError otherwise).
+        """An operator command to one board: only arm/disarm, only in operator mode (ConfigError
+        otherwise).
 
-        The board's DONE result, or its refusal (RemoteError with the board's code), is also sent to every
-        page as ``{"type": "command", "url", "name", "ok", "code", "detail"}``."""
+        The board's DONE result, or its refusal (RemoteError with the board's code), is also sent to
+        every page as ``{"type": "command", "url", "name", "ok", "code", "detail"}``."""
         if not self.operator:
             raise ConfigError("operator actions are off (start camctl mission with --operator-key FILE, or "
                               "--operator for boards without CURVE)")
@@ -103,7 +106,8 @@ class Mission(Startable):
         msg = {"type": "command", "url": url, "name": name, "ok": False, "code": "", "detail": ""}
         try:
             result = ground_link.command(url, name, curve=self.command_curve, timeout_s=self.command_timeout_s)
-        except RemoteError as exc:  # the board's own refusal: FORBIDDEN (not an operator key), REFUSED...
+        # the board's own refusal: FORBIDDEN (not an operator key), REFUSED...
+        except RemoteError as exc:
             msg.update(code=exc.code, detail=exc.message)
             raise
         except ground_link.LINK_ERRORS as exc:

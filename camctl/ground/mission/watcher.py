@@ -1,16 +1,18 @@
-"""Watches the boards for the mission page: a STATUS poll per board and one SUB to every board's PUB.
+"""Watches the boards for the mission page: a STATUS poll per board and one SUB to every board's
+PUB.
 
-Each board gets a poll thread (STATUS every ``poll_s`` over :class:`~camctl.ground.mission.ground_link.StatusLink`;
-the round trip also measures the board's clock offset against the ground). One SUB thread receives the
-boards' PUB topics (``status``, ``phase``, ``fault``; docs/protocol.md "PUB events") the moment they are sent,
-so a phase change reaches the page without waiting for a poll. With CURVE (``curve``: one
-:class:`~camctl.common.keys.ClientCurve`, or one per board URL) the SUB is a CURVE client of each board's PUB with
-that board's server key: libzmq copies a socket's options at each ``connect``, so one SUB serves boards with
-different keys (zmq_setsockopt(3): "security options take effect for subsequent bind/connect calls, and
-can be changed at any time to affect subsequent binds and/or connects",
-https://zeromq.github.io/libzmq/zmq_setsockopt.html). A failed poll marks the board unreachable at
-once (a killed board drops its TCP link: the DEALER notices at the next request). Every change is handed to
-``on_change(view)`` as a JSON-ready copy, from the watcher's threads.
+Each board gets a poll thread (STATUS every ``poll_s`` over
+:class:`~camctl.ground.mission.ground_link.StatusLink`; the round trip also measures the board's
+clock offset against the ground). One SUB thread receives the boards' PUB topics (``status``,
+``phase``, ``fault``; docs/protocol.md "PUB events") the moment they are sent, so a phase change
+reaches the page without waiting for a poll. With CURVE (``curve``: one
+:class:`~camctl.common.keys.ClientCurve`, or one per board URL) the SUB is a CURVE client of each
+board's PUB with that board's server key: libzmq copies a socket's options at each ``connect``, so
+one SUB serves boards with different keys (zmq_setsockopt(3): "security options take effect for
+subsequent bind/connect calls, and can be changed at any time to affect subsequent binds and/or
+connects", https://zeromq.github.io/libzmq/zmq_setsockopt.html). A failed poll marks the board
+unreachable at once (a killed board drops its TCP link: the DEALER notices at the next request).
+Every change is handed to ``on_change(view)`` as a JSON-ready copy, from the watcher's threads.
 
 Example::
 
@@ -50,12 +52,14 @@ class BoardView:
     reachable: bool = False
     error: str = "not polled yet"
     status: dict = field(default_factory=dict)
-    offset_ms: float | None = None  # board wall clock minus ground wall clock, at the poll's midpoint
+    # board wall clock minus ground wall clock, at the poll's midpoint
+    offset_ms: float | None = None
     rtt_ms: float | None = None
     flight: str = ""
     phases: list[dict] = field(default_factory=list)  # {phase, event, source, mono_ns, t_rel_s}
     release_mono_ns: int | None = None
-    release_ground_ms: float | None = None  # the release edge on the ground's wall clock (ms since epoch)
+    # the release edge on the ground's wall clock (ms since epoch)
+    release_ground_ms: float | None = None
     faults: list[dict] = field(default_factory=list)
     via: str = ""  # what brought the last change: "poll", "pub:<topic>" or "" (nothing yet)
     pub_wall_ns: int = 0  # the board's wall clock when it made the status that came over PUB last
@@ -77,7 +81,8 @@ def _fault_entry(body: dict) -> dict:
 
 
 class Watcher(Startable):
-    """Keeps a :class:`BoardView` per board URL up to date; see the module docstring. ``close()`` is safe twice."""
+    """Keeps a :class:`BoardView` per board URL up to date; see the module docstring. ``close()`` is
+    safe twice."""
 
     def __init__(self, urls: list[str], *, on_change: Callable[[dict], None], poll_s: float = 0.5,
                  timeout_s: float = 1.0, curve: Any = None, context: zmq.Context | None = None) -> None:
@@ -115,7 +120,7 @@ class Watcher(Startable):
         with self._lock:
             return [self.views[u].to_json() for u in self.urls]
 
-    # -- polling -------------------------------------------------------------------------------------
+    # -- polling -----------------------------------------------------------------------------------
     def _poll_loop(self, url: str) -> None:
         link = StatusLink(url, timeout_s=self.timeout_s, curve=self.curve)
         try:
@@ -187,7 +192,7 @@ class Watcher(Startable):
         entry.pop("wall_ns", None)
         v.phases.append(entry)
 
-    # -- PUB -----------------------------------------------------------------------------------------
+    # -- PUB ---------------------------------------------------------------------------------------
     def _sub_loop(self) -> None:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
