@@ -1,5 +1,4 @@
-"""The ``camctl`` console script: argument parsing, help with defaults, the one-line error and
-exit-code rule.
+"""The ``camctl`` console script: argument parsing, help with defaults, one-line errors, exit codes.
 
 Each subcommand is a small function that imports what it needs (so ``camctl --help`` and ``camctl
 config check`` stay fast and work without a camera stack). Every subcommand and flag has a help
@@ -10,13 +9,12 @@ Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_
 
 - **0** ok: the command did its job and found nothing wrong.
 - **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames; ``fetch``
-  got a
-  file whose checksum failed or a download that is incomplete; ``export`` found no frame to export;
-  ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be read.
+  got a file whose checksum failed or a download that is incomplete; ``export`` found no frame to
+  export; ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be
+  read.
 - **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot
-  be
-  used, a board that cannot be reached or refuses (connection, timeout, protocol error), a missing
-  tool.
+  be used, a board that cannot be reached or refuses (connection, timeout, protocol error), a
+  missing tool.
 """
 
 from __future__ import annotations
@@ -128,8 +126,7 @@ def _client(url: str, args: argparse.Namespace):
 
 
 def _curve(args: argparse.Namespace):
-    """None (CURVE off), or one ClientCurve per --connect URL (each board has its own server
-    key)."""
+    """None (CURVE off), or a ClientCurve per --connect URL (each board has its own server key)."""
     keys = getattr(args, "curve_keys", None)
     server_keys = getattr(args, "curve_server_key", None) or []
     if isinstance(server_keys, str):

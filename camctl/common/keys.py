@@ -292,6 +292,5 @@ class AllowList:
         return bytes(z85_key) in self.operators
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """pyzmq ``configure_curve_callback`` credentials provider: called with the z85 client
-        key."""
+        """The ``configure_curve_callback`` credentials provider: called with the z85 client key."""
         return self.allowed(key)

@@ -39,8 +39,7 @@ _STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made becaus
 
 
 def store_reason(name: str) -> str:
-    """The ledger reason of a drop the store counted under its own name (``quota`` ->
-    ``store_full``)."""
+    """The ledger reason of a drop the store named its own way (``quota`` -> ``store_full``)."""
     if name in _STORE_FULL or name == STORE_FULL:
         return STORE_FULL
     return name if name.startswith("store_") else f"store_{name}"
@@ -64,8 +63,7 @@ class _Counts:
 
 
 class Ledger:
-    """Frame accounting of one flight, per camera: totals for ``status`` and intervals for the event
-    log."""
+    """Frame accounting of a flight, per camera: totals for ``status``, intervals for the log."""
 
     def __init__(self, *, clock_ns: Callable[[], int] = time.monotonic_ns,
                  wall_ns: Callable[[], int] = time.time_ns) -> None:
@@ -86,13 +84,11 @@ class Ledger:
         return total, interval
 
     def captured(self, camera: str, n: int = 1) -> None:
-        """``n`` frames entered the pipeline (or were numbered by the sensor and skipped: see
-        ``lost``)."""
+        """``n`` frames entered the pipeline (or were skipped by the sensor: see ``lost``)."""
         self._add(camera, "captured", n)
 
     def lost(self, camera: str, reason: str, n: int = 1) -> None:
-        """``n`` captured frames were dropped for ``reason`` (one of :data:`REASONS`, or
-        ``store_<why>``)."""
+        """``n`` captured frames were dropped for ``reason`` (:data:`REASONS`, or ``store_*``)."""
         if n <= 0:
             return
         with self._lock:
@@ -100,8 +96,7 @@ class Ledger:
                 c.dropped[reason] = c.dropped.get(reason, 0) + n
 
     def aged_out(self, camera: str, n: int = 1) -> None:
-        """``n`` ARMED frames left the pre-trigger ring by age (or at disarm): not a loss, but
-        accounted."""
+        """``n`` ARMED frames left the ring by age (or at disarm): not a loss, but accounted."""
         self._add(camera, "aged_out", n)
 
     def still_missed(self, camera: str, n: int = 1) -> None:
@@ -116,14 +111,12 @@ class Ledger:
                 setattr(c, counter, getattr(c, counter) + n)
 
     def totals(self) -> dict[str, dict]:
-        """Per camera, since this ledger began: ``captured``, ``aged_out``, ``dropped`` {reason:
-        n}."""
+        """Per camera, since the start: ``captured``, ``aged_out``, ``dropped`` {reason: n}."""
         with self._lock:
             return {cam: c.as_dict() for cam, c in self._total.items()}
 
     def flush(self) -> list[dict]:
-        """The records of what was counted since the last flush (none for a camera with nothing
-        new)."""
+        """Records of what was counted since the last flush (none for a camera with nothing new)."""
         with self._lock:
             interval, self._interval = self._interval, {}
             since, now = self._since_ns, self._clock_ns()

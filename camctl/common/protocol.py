@@ -165,8 +165,9 @@ def _name_field(h: dict, name: str, default: Any = _MISSING) -> Any:
 
 
 def is_name(value: Any) -> bool:
-    """True for a board, flight or camera name: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`` (safe as a
-    folder name)."""
+    """True for a board, flight or camera name, one safe as a folder name.
+
+    The pattern: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}``."""
     return isinstance(value, str) and _NAME_RE.match(value) is not None
 
 
@@ -228,8 +229,7 @@ def _split(frames: list[bytes]) -> tuple[bytes, dict, list[bytes]]:
 
 
 def _view(frame: Any) -> bytes | memoryview:
-    """bytes as they are; anything else with the buffer protocol (a zmq.Frame) as a memoryview, no
-    copy."""
+    """bytes as they are; anything else with the buffer protocol as a memoryview, no copy."""
     if isinstance(frame, bytes | memoryview):
         return frame
     try:
@@ -243,8 +243,7 @@ def _bytes(payload: list[Any]) -> list[bytes]:
 
 
 def peek_id(frames: list[bytes]) -> int:
-    """Best-effort request id of a (possibly malformed) message, 0 when there is none; never
-    raises."""
+    """Best-effort request id of a (maybe malformed) message, 0 if none; never raises."""
     try:
         header = json.loads(bytes(frames[3]).decode("utf-8"))
         rid = header.get("id") if isinstance(header, dict) else None
@@ -323,8 +322,7 @@ class Hello(Message):
 
 @dataclass
 class List(Message):
-    """Client -> board: list finished segments of one flight, or of every flight when ``flight`` is
-    None."""
+    """Client -> board: list finished segments of one flight, or of all (``flight`` None)."""
 
     VERB: ClassVar[bytes] = b"LIST"
     id: int
@@ -341,8 +339,7 @@ class List(Message):
 
 @dataclass
 class Fetch(Message):
-    """Client -> board: ask for ``length`` bytes of ``path`` from ``offset``; answered by one
-    CHUNK."""
+    """Client -> board: ``length`` bytes of ``path`` from ``offset``; answered by one CHUNK."""
 
     VERB: ClassVar[bytes] = b"FETCH"
     id: int
@@ -365,8 +362,7 @@ class Fetch(Message):
 
 @dataclass
 class Thumbs(Message):
-    """Client -> board: previews of every ``every``-th frame of a flight (or one camera / one
-    segment).
+    """Client -> board: previews of every ``every``-th frame of a flight, camera or segment.
 
     Paged: at most ``limit`` thumbnails from the ``skip``-th on; the reply says whether ``more``
     follow.
@@ -543,8 +539,7 @@ class Listing(Message):
 
 @dataclass
 class Chunk(Message):
-    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of
-    file.
+    """Board -> client: FETCH reply, ``data`` the payload; shorter than asked is end of file.
 
     Decoded ``data`` is bytes, or a memoryview when the frames were received with ``copy=False``
     (zero-copy: CHUNK payloads are the bulk of the traffic and are only written and hashed).
@@ -575,8 +570,7 @@ class Chunk(Message):
 
 @dataclass
 class ThumbInfo:
-    """One preview in THUMBNAILS: which frame (camera, segment, seq, timestamp_ns, phase) and its
-    size."""
+    """One preview in THUMBNAILS: its frame (camera, segment, seq, timestamp_ns, phase), size."""
 
     camera: str
     segment: str
@@ -680,8 +674,7 @@ class Pong(Message):
 
 @dataclass
 class Error(Message):
-    """Board -> client: the request ``id`` failed with ``code`` (an ``E_*`` constant) and a
-    message."""
+    """Board -> client: request ``id`` failed with ``code`` (an ``E_*`` constant), a message."""
 
     VERB: ClassVar[bytes] = b"ERROR"
     id: int
@@ -705,8 +698,7 @@ _ALL = {**REQUESTS, **REPLIES}
 
 
 def decode(frames: list[bytes], *, allowed: dict[bytes, type[Message]] | None = None) -> Message:
-    """Decode any message (or only the verbs in ``allowed``); raise ProtocolError on anything
-    wrong."""
+    """Decode any message (or only the verbs in ``allowed``); ProtocolError on anything wrong."""
     verb, header, payload = _split(frames)
     cls = (allowed if allowed is not None else _ALL).get(verb)
     if cls is None:
