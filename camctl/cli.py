@@ -1,5 +1,4 @@
-"""The ``camctl`` console script: argument parsing, help with defaults, the one-line error and
-exit-code rule.
+"""The ``camctl`` console script: argument parsing, help with defaults, one-line errors, exit codes.
 
 Each subcommand is a small function that imports what it needs (so ``camctl --help`` and ``camctl
 config check`` stay fast and work without a camera stack). Every subcommand and flag has a help
@@ -10,13 +9,12 @@ Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_
 
 - **0** ok: the command did its job and found nothing wrong.
 - **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames; ``fetch``
-  got a
-  file whose checksum failed or a download that is incomplete; ``export`` found no frame to export;
-  ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be read.
+  got a file whose checksum failed or a download that is incomplete; ``export`` found no frame to
+  export; ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be
+  read.
 - **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot
-  be
-  used, a board that cannot be reached or refuses (connection, timeout, protocol error), a missing
-  tool.
+  be used, a board that cannot be reached or refuses (connection, timeout, protocol error), a
+  missing tool.
 """
 
 from __future__ import annotations
@@ -61,12 +59,14 @@ class _JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
-        out: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name}
+        out: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(),
+                               "logger": record.name}
         for key, value in _KV.findall(msg):
             out.setdefault(key, int(value) if value.isdigit() else value)
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and not key.startswith("_"):
-                out[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+                plain = isinstance(value, str | int | float | bool | None)
+                out[key] = value if plain else str(value)
         out["msg"] = msg
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
@@ -86,7 +86,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from camctl.board.config import load_config
 
     cfg = load_config(args.file)
-    cams = ", ".join(f"{c.name} ({c.role}, {c.backend}, {c.size[0]}x{c.size[1]})" for c in cfg.cameras)
+    cams = ", ".join(f"{c.name} ({c.role}, {c.backend}, {c.size[0]}x{c.size[1]})"
+                     for c in cfg.cameras)
     print(f"{args.file}: ok: board {cfg.board}; phases {' -> '.join(cfg.phases.order)}; "
           f"cameras: {cams or 'none'}; gpio {cfg.gpio.backend} "
           f"({', '.join(f'{ln.event}=BCM{ln.pin}' for ln in cfg.gpio.lines) or 'no lines'})")
@@ -107,14 +108,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-_ENDPOINT = re.compile(r"^(tcp://([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}|ipc://\S+|inproc://\S+)$")
+_ENDPOINT = re.compile(r"^(tcp://([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}"
+                       r"|ipc://\S+|inproc://\S+)$")
 
 
 def _endpoints(urls: list[str] | None) -> None:
     for url in urls or []:
         if not _ENDPOINT.match(url):
-            raise ConfigError(f"--connect {url!r}: not a ZeroMQ endpoint (expected tcp://HOST:PORT, e.g. "
-                              f"tcp://rig-a.local:5555)")
+            raise ConfigError(f"--connect {url!r}: not a ZeroMQ endpoint "
+                              "(expected tcp://HOST:PORT, e.g. tcp://rig-a.local:5555)")
 
 
 def _client(url: str, args: argparse.Namespace):
@@ -124,8 +126,7 @@ def _client(url: str, args: argparse.Namespace):
 
 
 def _curve(args: argparse.Namespace):
-    """None (CURVE off), or one ClientCurve per --connect URL (each board has its own server
-    key)."""
+    """None (CURVE off), or a ClientCurve per --connect URL (each board has its own server key)."""
     keys = getattr(args, "curve_keys", None)
     server_keys = getattr(args, "curve_server_key", None) or []
     if isinstance(server_keys, str):
@@ -148,7 +149,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _add_line_hold(s: argparse.ArgumentParser) -> None:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--hold", dest="line", action="store_const", const="hold",
-                   help="mock GPIO: move the line to active and leave it there (kept across a daemon restart)")
+                   help="mock GPIO: move the line to active and leave it there "
+                        "(kept across a daemon restart)")
     g.add_argument("--release", dest="line", action="store_const", const="release",
                    help="mock GPIO: move a held line back to rest")
 
@@ -174,7 +176,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from camctl.ground import fetch, print_report
 
     report = fetch(args.connect, Path(args.out), give_up_after_s=args.give_up_after,
-                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args), flight=args.flight,
+                   thumbs_only=args.thumbs_only, progress=not args.quiet, curve=_curve(args),
+                   flight=args.flight,
                    timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     print_report(report)
     if report.ok:
@@ -186,7 +189,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from camctl.ground.views import ls_local, ls_remote
 
     if args.connect:
-        return ls_remote(args.connect, json_out=args.json, timeout_s=args.timeout, curve=_curve(args))
+        return ls_remote(args.connect, json_out=args.json, timeout_s=args.timeout,
+                         curve=_curve(args))
     if not args.dir:
         raise ConfigError("camctl ls needs a DIR or --connect URL")
     return ls_local(Path(args.dir), json_out=args.json)
@@ -201,7 +205,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.quiet or args.json or not sys.stderr.isatty():
         report = verify(path, repair=args.repair)
     else:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         segments = [path] if path.is_file() else sorted(path.rglob("*.mcap"))
         sizes = {p: p.stat().st_size for p in segments}
@@ -211,8 +221,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             report = verify(path, repair=args.repair,
                             on_segment=lambda p: bar.advance(task, sizes.get(p, 0)))
     if not report.cameras and not report.events and not report.errors and not path.is_file():
-        raise ConfigError(f"{path}: no flight found (expected <flight>/<camera>/*.mcap in a board's store, "
-                          f"or <board>/<flight>/... in a download)")
+        raise ConfigError(f"{path}: no flight found (expected <flight>/<camera>/*.mcap "
+                          "in a board's store, or <board>/<flight>/... in a download)")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -229,17 +239,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(line)
     for board in args.board or ["board"]:
         print(f"copy {Path(args.dir) / board} to board {board} only (publish.curve_keys)")
-    print(f"copy {Path(args.dir) / ground_folder(1)} to the ground station only (--curve-keys): reads and commands")
+    print(f"copy {Path(args.dir) / ground_folder(1)} to the ground station only (--curve-keys): "
+          "reads and commands")
     for i in range(2, args.clients + 1):
-        print(f"copy {Path(args.dir) / ground_folder(i)} to ground machine {i} only (--curve-keys): reads")
+        print(f"copy {Path(args.dir) / ground_folder(i)} to ground machine {i} only "
+              "(--curve-keys): reads")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from camctl.demo import run_demo
 
-    return run_demo(boards=args.boards, seconds=args.seconds, out=Path(args.out) if args.out else None,
-                    quiet=args.quiet, keep=args.keep, mission_port=args.mission_port if args.mission else None)
+    return run_demo(boards=args.boards, seconds=args.seconds,
+                    out=Path(args.out) if args.out else None, quiet=args.quiet, keep=args.keep,
+                    mission_port=args.mission_port if args.mission else None)
 
 
 def cmd_mission(args: argparse.Namespace) -> int:
@@ -269,8 +282,9 @@ def cmd_gpio_watch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     held = running_daemon(cfg.store.dir)
     if held is not None:
-        print(f"camctl: error: gpio watch: the lines of {args.config} are held by camctl run (pid {held.get('pid')}, "
-              f"board {held.get('board')}); stop it first (sudo systemctl stop camctl) or follow its events with "
+        print(f"camctl: error: gpio watch: the lines of {args.config} are held by camctl run "
+              f"(pid {held.get('pid')}, board {held.get('board')}); "
+              "stop it first (sudo systemctl stop camctl) or follow its events with "
               f"camctl status --watch --connect {held.get('router')}", file=sys.stderr)
         return 2
     print(f"watching {len(cfg.gpio.lines)} lines on {cfg.gpio.backend}; Ctrl-C to stop", flush=True)
@@ -312,15 +326,18 @@ class _SubParsers(argparse._SubParsersAction):
 def _add_net(p: argparse.ArgumentParser, *, many: bool) -> None:
     if many:
         p.add_argument("--connect", action="append", required=True, metavar="URL",
-                       help="a board's ROUTER endpoint, e.g. tcp://rig-a.local:5555 (repeat for many boards)")
+                       help="a board's ROUTER endpoint, e.g. tcp://rig-a.local:5555 "
+                            "(repeat for many boards)")
     else:
-        p.add_argument("--connect", required=True, metavar="URL", help="the board's ROUTER endpoint")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for a reply")
+        p.add_argument("--connect", required=True, metavar="URL",
+                       help="the board's ROUTER endpoint")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait for a reply")
     p.add_argument("--curve-server-key", metavar="FILE", action="append" if many else "store",
-                   help="the board's CURVE public key; with several --connect give it once per board, in "
-                        "order (none: DIR/servers/<host>.key)")
-    p.add_argument("--curve-keys", metavar="DIR", help="the ground key folder made by 'camctl keys' "
-                                                       "(client.key_secret, servers/)")
+                   help="the board's CURVE public key; with several --connect give it once per "
+                        "board, in order (none: DIR/servers/<host>.key)")
+    p.add_argument("--curve-keys", metavar="DIR",
+                   help="the ground key folder made by 'camctl keys' (client.key_secret, servers/)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,12 +79,13 @@ DEMO_FPS = {"down": {"ARMED": 4, "DESCENT": 12, "SEPARATION": 20, "TOUCHDOWN": 1
             "up": {"ARMED": 4, "DESCENT": 12, "SEPARATION": 12, "TOUCHDOWN": 6}}
 
 
-def write_board_config(directory: Path, board: str, index: int, *, size: tuple[int, int] = (960, 540),
+def write_board_config(directory: Path, board: str, index: int, *,
+                       size: tuple[int, int] = (960, 540),
                        post_touchdown_s: float = 1.5, extra: str = "", descent_s: float = 12.0,
                        fps: dict[str, dict[str, float]] | None = None, segment_mb: float = 16,
-                       reserve_mb: float = 64, threads: int = 1, stills: tuple[str, ...] = ("touchdown",)) -> Path:
-    """Write a sim board's config (``directory/rig.toml``, cameras ``down`` and ``up``) and return
-    its path.
+                       reserve_mb: float = 64, threads: int = 1,
+                       stills: tuple[str, ...] = ("touchdown",)) -> Path:
+    """Write a sim board's ``directory/rig.toml`` (cameras ``down``, ``up``); return its path.
 
     ``fps`` maps camera -> phase -> rate (default :data:`DEMO_FPS`); ``stills`` are the events at
     which the ``down`` camera takes a full-resolution still. ``extra`` is appended (it lands in
@@ -93,12 +94,14 @@ def write_board_config(directory: Path, board: str, index: int, *, size: tuple[i
     rates = fps or DEMO_FPS
     cameras = "".join(
         CAMERA_TEMPLATE.format(name=name, width=size[0], height=size[1], seed=100 + 2 * index + i,
-                               stills=", ".join(f'"{e}"' for e in (stills if name == "down" else ())),
+                               stills=", ".join(f'"{e}"'
+                                                for e in (stills if name == "down" else ())),
                                descent_s=descent_s,
                                fps="\n".join(f"{ph} = {v:g}" for ph, v in rates[name].items()))
         for i, name in enumerate(("down", "up")))
-    text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(), segment_mb=f"{segment_mb:g}",
-                                 reserve_mb=f"{reserve_mb:g}", post_touchdown_s=post_touchdown_s, threads=threads,
+    text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(),
+                                 segment_mb=f"{segment_mb:g}", reserve_mb=f"{reserve_mb:g}",
+                                 post_touchdown_s=post_touchdown_s, threads=threads,
                                  cameras=cameras)
     path = directory / "rig.toml"
     path.write_text(text + extra)
@@ -216,7 +219,8 @@ def _wait_landed(boards: list[BoardProcess], timeout_s: float) -> list[dict]:
         if all(s["phase"] == "LANDED" and s["serving"] for s in states):
             return states
         if time.monotonic() > deadline:
-            raise RuntimeError("boards did not land: " + ", ".join(f"{s['board']}={s['phase']}" for s in states))
+            phases = ", ".join(f"{s['board']}={s['phase']}" for s in states)
+            raise RuntimeError("boards did not land: " + phases)
         time.sleep(0.1)
 
 
@@ -225,24 +229,26 @@ def _say(quiet: bool, text: str) -> None:
         print(text, flush=True)
 
 
-def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0, quiet: bool = False) -> dict:
+def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0,
+        quiet: bool = False) -> dict:
     """The scripted flight. Returns wall-clock marks (time.monotonic) of each event."""
     marks: dict[str, float] = {}
     _say(quiet, f"arming {len(boards)} boards")
     _all(boards, lambda b: _command(b, "arm"))
     time.sleep(pretrigger_s + 0.5)  # let the pre-trigger ring fill
-    for event, dwell in (("release", seconds * 0.45), ("separation", seconds * 0.55), ("touchdown", 0.0)):
+    script = (("release", seconds * 0.45), ("separation", seconds * 0.55), ("touchdown", 0.0))
+    for event, dwell in script:
         marks[event] = time.monotonic()
         replies = _all(boards, lambda b, e=event: _command(b, "event", name=e))
-        _say(quiet, f"t={marks[event] - marks['release']:5.2f}s  {event:<10s} -> "
-                    + ", ".join(f"{b.name}: {r['phase']}" for b, r in zip(boards, replies, strict=True)))
+        phases = ", ".join(f"{b.name}: {r['phase']}"
+                           for b, r in zip(boards, replies, strict=True))
+        _say(quiet, f"t={marks[event] - marks['release']:5.2f}s  {event:<10s} -> " + phases)
         time.sleep(dwell)
     return marks
 
 
 def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list[dict], list[str]]:
-    """Per board and camera: captured, stored, fetched, bytes, checksum, frame times vs the release
-    edge."""
+    """Per board and camera: captured, stored, fetched, bytes, checksum, times vs release edge."""
     from camctl.common.records import PhaseRecord, read
     from camctl.store import iter_events, iter_frames
 
@@ -274,9 +280,12 @@ def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list
                 return (t - release_ns) / 1e9 if release_ns is not None else float("nan")
 
             row = {
-                "board": board, "camera": cam, "captured": cs["frames_captured"], "stored": cs["frames_stored"],
-                "durable": cs["durable_frames"], "fetched": len(frames), "stills": len(frames) - len(video),
-                "bytes": nbytes, "checksum_ok": checksum_ok, "bad_jpeg": sum(not f.jpeg_ok for f in frames),
+                "board": board, "camera": cam,
+                "captured": cs["frames_captured"], "stored": cs["frames_stored"],
+                "durable": cs["durable_frames"], "fetched": len(frames),
+                "stills": len(frames) - len(video),
+                "bytes": nbytes, "checksum_ok": checksum_ok,
+                "bad_jpeg": sum(not f.jpeg_ok for f in frames),
                 "first_s": rel(min(ts)) if ts else None, "last_s": rel(max(ts)) if ts else None,
                 "pretrigger": sum(1 for f in video if f.phase == "ARMED"),
                 "safe_frames": sum(1 for f in frames if f.phase == "SAFE"),
@@ -284,7 +293,8 @@ def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list
             }
             rows.append(row)
             if row["stored"] != row["fetched"]:
-                problems.append(f"{board}/{cam}: stored {row['stored']} but fetched {row['fetched']}")
+                problems.append(f"{board}/{cam}: stored {row['stored']} "
+                                f"but fetched {row['fetched']}")
             if row["bad_jpeg"]:
                 problems.append(f"{board}/{cam}: {row['bad_jpeg']} frames do not decode")
             if not row["pretrigger"] or (row["first_s"] is not None and row["first_s"] >= 0):
@@ -301,26 +311,30 @@ def print_table(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="camctl demo: every frame from every board")
-    for col in ("board", "camera", "captured", "stored", "durable", "fetched", "pre-trig", "stills", "MB",
-                "sha256", "first", "last", "dropped"):
-        table.add_column(col, justify="left" if col in ("board", "camera") else "right", no_wrap=True)
+    for col in ("board", "camera", "captured", "stored", "durable", "fetched", "pre-trig", "stills",
+                "MB", "sha256", "first", "last", "dropped"):
+        justify = "left" if col in ("board", "camera") else "right"
+        table.add_column(col, justify=justify, no_wrap=True)
     for r in rows:
         def t(v: float | None) -> str:
             return "-" if v is None else f"{v:+.2f}s"
 
-        table.add_row(r["board"], r["camera"], str(r["captured"]), str(r["stored"]), str(r["durable"]),
-                      str(r["fetched"]), str(r["pretrigger"]), str(r["stills"]), f"{r['bytes'] / 1e6:.1f}",
-                      "OK" if r["checksum_ok"] else "FAIL", t(r["first_s"]), t(r["last_s"]), str(r["dropped"]))
+        table.add_row(r["board"], r["camera"], str(r["captured"]), str(r["stored"]),
+                      str(r["durable"]), str(r["fetched"]), str(r["pretrigger"]), str(r["stills"]),
+                      f"{r['bytes'] / 1e6:.1f}", "OK" if r["checksum_ok"] else "FAIL",
+                      t(r["first_s"]), t(r["last_s"]), str(r["dropped"]))
     console = Console()
     Console(width=max(140, console.width) if not console.is_terminal else None).print(table)
-    print("first/last: frame times relative to each board's release edge (pre-trig: frames from the RAM ring);\n"
-          "captured: sensor frames, including ARMED frames that aged out of the ring; stored includes stills")
+    print("first/last: frame times relative to each board's release edge "
+          "(pre-trig: frames from the RAM ring);\n"
+          "captured: sensor frames, including ARMED frames that aged out of the ring; "
+          "stored includes stills")
 
 
 def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quiet: bool = False,
-             keep: bool = False, size: tuple[int, int] = (960, 540), mission_port: int | None = None) -> int:
-    """Run the simulated drop test; return the process exit status (0 = every stored frame arrived
-    intact).
+             keep: bool = False, size: tuple[int, int] = (960, 540),
+             mission_port: int | None = None) -> int:
+    """Run the simulated drop test; return the exit status (0 = every stored frame arrived intact).
 
     With ``mission_port`` the mission page (``camctl mission``) watches the boards from the start;
     its URL is printed (see :class:`camctl.ground.mission.demo_hook.DemoMission`)."""
@@ -330,21 +344,24 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
 
         hook = DemoMission(port=mission_port)
     try:
-        result = demo(boards=boards, seconds=seconds, out=out, quiet=quiet, keep=keep, size=size, hook=hook)
+        result = demo(boards=boards, seconds=seconds, out=out, quiet=quiet, keep=keep, size=size,
+                      hook=hook)
     finally:
         if hook is not None:
             hook.close()
     if not quiet:
         print_table(result.rows)
         if result.first_look_s is not None:
-            print(f"time to first look: {result.first_look_s:.2f} s from the touchdown edge to a contact sheet "
-                  f"of every board's previews ({result.out / 'first-look.png'})")
+            print(f"time to first look: {result.first_look_s:.2f} s from the touchdown edge "
+                  "to a contact sheet of every board's previews "
+                  f"({result.out / 'first-look.png'})")
         for kind, paths in result.exports.items():
             for path in paths:
                 print(f"{kind:>14s}: {path}")
     for p in result.problems:
         print(f"PROBLEM: {p}", file=sys.stderr)
-    print(f"demo {'OK' if result.ok else 'FAILED'} in {result.elapsed_s:.1f} s; output in {result.out}")
+    verdict = "OK" if result.ok else "FAILED"
+    print(f"demo {verdict} in {result.elapsed_s:.1f} s; output in {result.out}")
     return 0 if result.ok else 1
 
 

@@ -19,8 +19,9 @@ def start_board(ctx: Ctx, name: str, *, armed: float, fps: float, seed: int) -> 
 
     d = ctx.tmp / name
     rates = {"ARMED": armed, "DESCENT": fps, "SEPARATION": fps, "TOUCHDOWN": fps}
-    cfg = write_board_config(d, name, seed, size=(1920, 1080), post_touchdown_s=1.0, reserve_mb=0, threads=2,
-                             fps={"down": rates, "up": rates}, stills=(), segment_mb=64, descent_s=90)
+    cfg = write_board_config(d, name, seed, size=(1920, 1080), post_touchdown_s=1.0, reserve_mb=0,
+                             threads=2, fps={"down": rates, "up": rates}, stills=(), segment_mb=64,
+                             descent_s=90)
     board = start_demo_board(cfg, d / "store", name, env={"PYTHONPATH": child_env()["PYTHONPATH"]})
     ctx.boards.append(board)
     return board

@@ -57,8 +57,9 @@ def _time_to_ready(ctx: Ctx, store: Path, name: str) -> float:
         sock.settimeout(120)
         env = {**child_env(), "NOTIFY_SOCKET": str(sock_path)}
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "camctl", "run", "--config", str(cfg)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "camctl", "run", "--config", str(cfg)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL)
         ctx.children.append(proc)
         try:
             while True:
@@ -90,13 +91,14 @@ def bench_boot(ctx: Ctx) -> dict[str, Any]:
     flights = sum(1 for p in full.iterdir() if p.is_dir())
     shutil.rmtree(full, ignore_errors=True)
     return {"boot_ready_s": with_flights,
-            "_note": f"`camctl run` start to READY=1 (NOTIFY_SOCKET), best of {runs}: {with_flights:.2f} s with "
-                     f"{flights} finished flights ({nbytes / MB:.0f} MB, hard links of one 1080p flight), "
-                     f"{without:.2f} s with an empty store; before READY only the last flight's unfinished "
-                     f"segments are read, the rest is verified after READY"}
+            "_note": f"`camctl run` start to READY=1 (NOTIFY_SOCKET), best of {runs}: "
+                     f"{with_flights:.2f} s with {flights} finished flights "
+                     f"({nbytes / MB:.0f} MB, hard links of one 1080p flight), "
+                     f"{without:.2f} s with an empty store; before READY only the last flight's "
+                     "unfinished segments are read, the rest is verified after READY"}
 
 
 FIGURE = Figure("boot_ready_s", bench_boot, (
-    Metric("boot_ready_s", "`camctl run` start to READY=1 with 2 GB of finished flights (empty store in the note)",
-           "<", 10.0, "s"),
+    Metric("boot_ready_s", "`camctl run` start to READY=1 with 2 GB of finished flights "
+           "(empty store in the note)", "<", 10.0, "s"),
 ))

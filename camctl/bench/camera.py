@@ -8,14 +8,12 @@ controls and costs time, ``capture_request`` waits for the next frame. Both figu
 Pi.
 
 - ``rate_switch_ms``: release edge (``CameraRunner.set_phase("DESCENT")``) to the first frame that
-  the next
-  one follows at the DESCENT interval, ARMED at 0.5 fps (the slowest rate the issue allows; a slow
-  ARMED rate is what made a ``set_controls`` rate change take seconds) and DESCENT at 30 fps. The
-  sensor runs at 30 fps from ARM and the backend thins frames, so the first frame after the edge is
-  at most one sensor period late.
+  the next one follows at the DESCENT interval, ARMED at 0.5 fps (the slowest rate the issue allows;
+  a slow ARMED rate is what made a ``set_controls`` rate change take seconds) and DESCENT at 30 fps.
+  The sensor runs at 30 fps from ARM and the backend thins frames, so the first frame after the edge
+  is at most one sensor period late.
 - ``still_video_gap_ms``: the ``video_gap_ms`` a still reports (the longest interval of the video
-  across it,
-  measured from the stored frames) at DESCENT 30 fps; two frame periods are 66.7 ms.
+  across it, measured from the stored frames) at DESCENT 30 fps; two frame periods are 66.7 ms.
 """
 
 from __future__ import annotations
@@ -84,7 +82,8 @@ def _rate_switch_ms(picamera2: ModuleType) -> float:
 def _still_gap_ms(picamera2: ModuleType) -> float:
     from camctl.board.config import CameraConfig
 
-    cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0, stills=("separation",),
+    cfg = CameraConfig(name="down", size=_SIZE, encoder="software", pretrigger_s=0.0,
+                       stills=("separation",),
                        fps=(("ARMED", _ARMED), ("DESCENT", _DESCENT), ("TOUCHDOWN", _DESCENT)))
     stills: list[Any] = []
     runner, pool = _runner(cfg, lambda ef: (stills.append(ef) if ef.still else None) or True,
@@ -112,16 +111,19 @@ def bench_camera(ctx: Ctx) -> dict[str, Any]:
     gaps = [_still_gap_ms(picamera2) for _ in range(trials)]
     return {
         "rate_switch_ms": max(switch), "still_video_gap_ms": max(gaps),
-        "_note": (f"strict picamera2 double, {trials} trials each, worst reported; rate switch (ARMED {_ARMED:g} -> "
-                  f"DESCENT {_DESCENT:g} fps, sensor at {_DESCENT:g} from ARM, frames thinned) median "
-                  f"{statistics.median(switch):.1f} ms; still gap median {statistics.median(gaps):.1f} ms "
-                  f"(one DESCENT period is {1000 / _DESCENT:.1f} ms, two {2000 / _DESCENT:.1f} ms)"),
+        "_note": (f"strict picamera2 double, {trials} trials each, worst reported; "
+                  f"rate switch (ARMED {_ARMED:g} -> DESCENT {_DESCENT:g} fps, "
+                  f"sensor at {_DESCENT:g} from ARM, frames thinned) median "
+                  f"{statistics.median(switch):.1f} ms; "
+                  f"still gap median {statistics.median(gaps):.1f} ms "
+                  f"(one DESCENT period is {1000 / _DESCENT:.1f} ms, "
+                  f"two {2000 / _DESCENT:.1f} ms)"),
     }
 
 
 FIGURE = Figure("camera_rates", bench_camera, (
-    Metric("rate_switch_ms", "release edge -> first frame at the DESCENT interval (ARMED 0.5 fps), strict double",
-           "<", 100, "ms"),
-    Metric("still_video_gap_ms", "video interruption across a still at 30 fps (2 periods = 66.7 ms), strict double",
-           "<", 66.7, "ms"),
+    Metric("rate_switch_ms", "release edge -> first frame at the DESCENT interval "
+           "(ARMED 0.5 fps), strict double", "<", 100, "ms"),
+    Metric("still_video_gap_ms", "video interruption across a still at 30 fps "
+           "(2 periods = 66.7 ms), strict double", "<", 66.7, "ms"),
 ))

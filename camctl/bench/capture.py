@@ -41,7 +41,8 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
     try:
         for seed, role in CAMERAS:
             cfg = CameraConfig(name=role, role=role, backend="sim", size=SIZE, pretrigger_s=0,
-                               fps=tuple((ph, fps) for ph in ("ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN")))
+                               fps=tuple((ph, fps) for ph in ("ARMED", "DESCENT", "SEPARATION",
+                                                              "TOUCHDOWN")))
             # prerender: the ratio measures camctl's pipeline, not the simulator's scene renderer
             cam = _sim_camera(seed, role, fps)
             cam.prepare()
@@ -57,7 +58,8 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
             time.sleep(0.01)
 
         def counts() -> list[tuple[int, collections.Counter[str]]]:
-            return [(r.stats.frames_captured, collections.Counter(r.stats.dropped, sensor_gap=r.stats.sensor_gaps))
+            return [(r.stats.frames_captured,
+                     collections.Counter(r.stats.dropped, sensor_gap=r.stats.sensor_gaps))
                     for r in runners]
 
         c0, t0 = counts(), time.monotonic()
@@ -117,16 +119,17 @@ def bench_capture(ctx: Ctx) -> dict[str, Any]:
     images = [img for pair in zip(down, up, strict=True) for img in pair]
     enc = encode_rate(images, 2, 60 if ctx.quick else 200)
     return {"capture_fps_1080p_2cams": best, "capture_vs_encode_only": 2 * best / enc,
-            "_note": f"paced sim cameras, {seconds:g} s windows, target fps tried {', '.join(tried)}; pure "
-                     f"simplejpeg of the same 32 frames on 2 threads {enc:.0f} fps; each sim camera replays 16 "
-                     f"pre-rendered frames as its ISP buffers (6, picamera2's video default), lent to camctl "
-                     f"while 2 stay free: at the best rate {lent:.0%} of the frames were encoded in place, the "
-                     f"rest copied out; camctl encodes, routes and stores every frame"}
+            "_note": f"paced sim cameras, {seconds:g} s windows, target fps tried "
+                     f"{', '.join(tried)}; pure simplejpeg of the same 32 frames on 2 threads "
+                     f"{enc:.0f} fps; each sim camera replays 16 pre-rendered frames as its ISP "
+                     "buffers (6, picamera2's video default), lent to camctl while 2 stay free: "
+                     f"at the best rate {lent:.0%} of the frames were encoded in place, the rest "
+                     "copied out; camctl encodes, routes and stores every frame"}
 
 
 FIGURE = Figure("capture_fps_1080p_2cams", bench_capture, (
-    Metric("capture_fps_1080p_2cams", "highest per-camera rate with zero drops, 2 sim cameras through "
-           "CameraRunner+EncoderPool(2)+FlightStore", unit="fps"),
-    Metric("capture_vs_encode_only", "2 x capture_fps / pure simplejpeg frames/s of the same frames on 2 "
-           "threads", ">=", 0.85),
+    Metric("capture_fps_1080p_2cams", "highest per-camera rate with zero drops, "
+           "2 sim cameras through CameraRunner+EncoderPool(2)+FlightStore", unit="fps"),
+    Metric("capture_vs_encode_only", "2 x capture_fps / pure simplejpeg frames/s "
+           "of the same frames on 2 threads", ">=", 0.85),
 ))

@@ -24,7 +24,8 @@ class _ServedBoard:
         self.store_root = root
 
     def status(self) -> dict:
-        return {"board": self.board, "phase": "LANDED", "flight": "", "serving": True, "cameras": {}}
+        return {"board": self.board, "phase": "LANDED", "flight": "", "serving": True,
+                "cameras": {}}
 
     def serving(self) -> bool:
         return True

@@ -30,8 +30,8 @@ def bench_encode(ctx: Ctx) -> dict[str, Any]:
         r1.append(encode_rate(images, 1, n))
         r2.append(encode_rate(images, 2, n))
     return {"encode_scaling": max(r2) / max(r1),
-            "_note": f"{n} frames each, best of {len(r1)}: 1 thread {max(r1):.0f} fps, 2 threads {max(r2):.0f} fps "
-                     f"({os.cpu_count()} CPUs)"}
+            "_note": f"{n} frames each, best of {len(r1)}: 1 thread {max(r1):.0f} fps, "
+                     f"2 threads {max(r2):.0f} fps ({os.cpu_count()} CPUs)"}
 
 
 FIGURE = Figure("encode_scaling", bench_encode, (

@@ -31,8 +31,9 @@ import numpy as np
 
 from camctl.bench import registry
 
-__all__ = ["MARKDOWN_HEADER", "MB", "QUALITY", "SIZE", "BenchResult", "Ctx", "Figure", "Metric", "bench_main",
-           "child_env", "machine_info", "markdown_table", "print_table", "run_benchmarks"]
+__all__ = ["MARKDOWN_HEADER", "MB", "QUALITY", "SIZE", "BenchResult", "Ctx", "Figure", "Metric",
+           "bench_main", "child_env", "machine_info", "markdown_table", "print_table",
+           "run_benchmarks"]
 
 SIZE = (1920, 1080)
 QUALITY = 85
@@ -144,7 +145,8 @@ class Ctx:
             cam = "down" if i % 2 == 0 else "up"
             seq = i // 2
             out.append(EncodedFrame(camera=cam, seq=seq, timestamp_ns=10**9 + seq * 33_333_333,
-                                    jpeg=jpegs[i % len(jpegs)], width=SIZE[0], height=SIZE[1], phase="DESCENT"))
+                                    jpeg=jpegs[i % len(jpegs)], width=SIZE[0], height=SIZE[1],
+                                    phase="DESCENT"))
         return out
 
     def flight(self, n_frames: int) -> Path:
@@ -155,11 +157,13 @@ class Ctx:
             from camctl.store import FlightStore
 
             root = self.tmp / f"store-{n_frames}"
-            with FlightStore(root, "bench", f"F{n_frames}", StoreConfig(queue_frames=n_frames + 16, reserve_mb=0),
+            with FlightStore(root, "bench", f"F{n_frames}",
+                             StoreConfig(queue_frames=n_frames + 16, reserve_mb=0),
                              cameras=["down", "up"], fsync=lambda fd: None) as st:
                 for fr in self.frames(n_frames):
                     if not st.put(fr):
-                        raise RuntimeError("the store dropped a frame while making the bench flight")
+                        raise RuntimeError("the store dropped a frame "
+                                           "while making the bench flight")
             self._flights[n_frames] = root
         return self._flights[n_frames]
 
@@ -168,7 +172,8 @@ class Ctx:
         return max(4, int(mb * MB / (sum(map(len, jpegs)) / len(jpegs))))
 
     # children
-    def spawn(self, *args: str, module: str = "camctl.bench", timeout_s: float = 30.0) -> tuple[subprocess.Popen, dict]:
+    def spawn(self, *args: str, module: str = "camctl.bench",
+              timeout_s: float = 30.0) -> tuple[subprocess.Popen, dict]:
         """Start ``python -m module args``; return it and the JSON object it prints first."""
         log_path = self.tmp / f"{self.name('child')}.log"
         with log_path.open("wb") as log:
@@ -229,7 +234,8 @@ def child_env() -> dict[str, str]:
     """Children import the same camctl as this process (not whatever ``-m`` would find from their
     cwd)."""
     here = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH")) if x)}
+    pythonpath = os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH")) if x)
+    return {**os.environ, "PYTHONPATH": pythonpath}
 
 
 # --- harness --------------------------------------------------------------------------------------
@@ -240,7 +246,8 @@ def _selected(only: list[str] | None) -> list[str]:
     for want in only:
         hits = [f.name for f in registry.figures() if want == f.name or want in f.keys]
         if not hits:
-            known = sorted({*(f.name for f in registry.figures()), *(m.key for m in registry.metrics())})
+            known = sorted({*(f.name for f in registry.figures()),
+                            *(m.key for m in registry.metrics())})
             raise ValueError(f"unknown benchmark {want!r} (known: {', '.join(known)})")
         names.extend(h for h in hits if h not in names)
     return names
@@ -258,7 +265,8 @@ def machine_info() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "numpy": np.__version__, "simplejpeg": simplejpeg.__version__,
+            "platform": platform.platform(), "numpy": np.__version__,
+            "simplejpeg": simplejpeg.__version__,
             "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version()}
 
 
@@ -308,15 +316,17 @@ def _value(m: Metric, v: float | None) -> str:
 
 def _machine_line(result: BenchResult) -> str:
     mach = result.machine
-    return (f"{mach.get('cpu')}, {mach.get('cores')} cores, Python {mach.get('python')}, numpy {mach.get('numpy')}, "
-            f"simplejpeg {mach.get('simplejpeg')}, libzmq {mach.get('libzmq')}")
+    return (f"{mach.get('cpu')}, {mach.get('cores')} cores, Python {mach.get('python')}, "
+            f"numpy {mach.get('numpy')}, simplejpeg {mach.get('simplejpeg')}, "
+            f"libzmq {mach.get('libzmq')}")
 
 
 def _commit() -> str:
     """``git describe --always --dirty`` of the camctl source tree, or ``unknown`` outside a
     checkout."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+        out = subprocess.run(["git", "describe", "--always", "--dirty"],
+                             cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -326,12 +336,13 @@ def _commit() -> str:
 MARKDOWN_HEADER = "| metric | value | target | met | what it compares |"
 
 
-def markdown_table(result: BenchResult, *, commit: str | None = None, date: str | None = None) -> str:
-    """The README's performance table: one line naming run, commit and machine, then one row per
-    metric."""
+def markdown_table(result: BenchResult, *, commit: str | None = None,
+                   date: str | None = None) -> str:
+    """The README's performance table: a line naming run, commit and machine, a row per metric."""
     by = _by_key()
     when = date or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    lines = [f"`camctl bench{' --quick' if result.quick else ''} --markdown` at commit `{commit or _commit()}`, "
+    quick = " --quick" if result.quick else ""
+    lines = [f"`camctl bench{quick} --markdown` at commit `{commit or _commit()}`, "
              f"{when}, on {_machine_line(result)}; {result.elapsed_s:.0f} s.", "",
              MARKDOWN_HEADER, "|---|---|---|---|---|"]
     for key, v in result.values.items():
@@ -349,7 +360,8 @@ def print_table(result: BenchResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"camctl bench{' --quick' if result.quick else ''}: ratios against same-run baselines")
+    quick = " --quick" if result.quick else ""
+    table = Table(title=f"camctl bench{quick}: ratios against same-run baselines")
     for col in ("metric", "value", "target", "", "compares"):
         table.add_column(col, justify="right" if col in ("value", "target") else "left",
                          no_wrap=col != "compares")
@@ -387,7 +399,8 @@ def bench_main(args: argparse.Namespace) -> int:
 
     def progress(name: str, out: dict[str, Any]) -> None:
         if not (as_json or as_markdown):
-            print(f"  {name}: {'error' if out.get('_error') else 'done'}", file=sys.stderr, flush=True)
+            state = "error" if out.get("_error") else "done"
+            print(f"  {name}: {state}", file=sys.stderr, flush=True)
 
     result = run_benchmarks(quick=bool(getattr(args, "quick", False)), only=only, on_done=progress)
     if as_json:

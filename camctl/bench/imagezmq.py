@@ -108,7 +108,7 @@ def _free_port() -> int:
 
 
 FIGURE = Figure("fetch_vs_imagezmq", bench_imagezmq, (
-    Metric("fetch_vs_imagezmq", "fetch frames/s / imagezmq send_jpg REQ-REP frames/s, via a 5 ms/direction "
-           "proxy", ">=", 3),
+    Metric("fetch_vs_imagezmq", "fetch frames/s / imagezmq send_jpg REQ-REP frames/s, "
+           "via a 5 ms/direction proxy", ">=", 3),
     Metric("fetch_vs_imagezmq_loopback", "the same on plain loopback (no proxy)", ">=", 1),
 ))

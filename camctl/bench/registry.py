@@ -45,7 +45,8 @@ def figures() -> tuple[Figure, ...]:
         out.append(fig)
     keys = [m.key for f in out for m in f.metrics]
     if len(set(keys)) != len(keys):
-        raise ImportError(f"bench metric keys registered twice: {sorted({k for k in keys if keys.count(k) > 1})}")
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise ImportError(f"bench metric keys registered twice: {twice}")
     return tuple(out)
 
 

@@ -20,12 +20,13 @@ def bench_rss(ctx: Ctx) -> dict[str, Any]:
     command(board.router, "event", name="touchdown")
     board.stop()
     ctx.boards.remove(board)
-    return {"rss_mb": hwm, "_note": f"armed 2.3 s then {descent:g} s of DESCENT at 30 fps on 2 cameras; VmHWM "
-                                    f"of the `camctl run` process (MB = 10^6 bytes); VmRSS at that moment "
-                                    f"{rss:.0f} MB (the peak is the sim's ground-texture build at start)"}
+    return {"rss_mb": hwm,
+            "_note": f"armed 2.3 s then {descent:g} s of DESCENT at 30 fps on 2 cameras; "
+                     "VmHWM of the `camctl run` process (MB = 10^6 bytes); VmRSS at that moment "
+                     f"{rss:.0f} MB (the peak is the sim's ground-texture build at start)"}
 
 
 FIGURE = Figure("rss_mb", bench_rss, (
-    Metric("rss_mb", "VmHWM of a `camctl run` board, 2x1080p sim @30 fps, 2 s pre-trigger, armed+descent",
-           "<", 200, "MB"),
+    Metric("rss_mb", "VmHWM of a `camctl run` board, 2x1080p sim @30 fps, 2 s pre-trigger, "
+           "armed+descent", "<", 200, "MB"),
 ))

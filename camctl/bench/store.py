@@ -37,7 +37,8 @@ def _wait_until(t: float) -> None:
         time.sleep(min(dt, 0.01))
 
 
-def _paced_store(root: Path, schedule: list[tuple[float, Any]]) -> tuple[list[float], list[float], int]:
+def _paced_store(root: Path,
+                 schedule: list[tuple[float, Any]]) -> tuple[list[float], list[float], int]:
     """Feed a FlightStore on the schedule; (frame latencies s, commit durations s, commits)."""
     from camctl.board.config import StoreConfig
     from camctl.store import FlightStore
@@ -121,18 +122,20 @@ def bench_store(ctx: Ctx) -> dict[str, Any]:
     return {
         "store_vs_fdatasync": mean_plain / mean_store,
         "commit_p99_ms": _pct(commits_s, 0.99) * 1e3,
-        "_note": f"paced: 2 cameras x {FPS:g} fps of 1080p JPEG for {seconds:g} s ({len(schedule)} frames, "
-                 f"{payload / MB / seconds:.1f} MB/s); arrival to durable, mean: store {mean_store * 1e3:.0f} ms, "
+        "_note": f"paced: 2 cameras x {FPS:g} fps of 1080p JPEG for {seconds:g} s "
+                 f"({len(schedule)} frames, {payload / MB / seconds:.1f} MB/s); "
+                 f"arrival to durable, mean: store {mean_store * 1e3:.0f} ms, "
                  f"plain write()+fsync every {INTERVAL_MS} ms {mean_plain * 1e3:.0f} ms; p99 store "
-                 f"{_pct(store_lat, 0.99) * 1e3:.0f} ms, plain {_pct(plain_lat, 0.99) * 1e3:.0f} ms; {commits} "
-                 f"group commits, p50/p99 {_pct(commits_s, 0.5) * 1e3:.1f}/{_pct(commits_s, 0.99) * 1e3:.1f} ms "
+                 f"{_pct(store_lat, 0.99) * 1e3:.0f} ms, "
+                 f"plain {_pct(plain_lat, 0.99) * 1e3:.0f} ms; {commits} group commits, "
+                 f"p50/p99 {_pct(commits_s, 0.5) * 1e3:.1f}/{_pct(commits_s, 0.99) * 1e3:.1f} ms "
                  f"(plain fsync pair p99 {_pct(fsyncs_s, 0.99) * 1e3:.1f} ms)",
     }
 
 
 FIGURE = Figure("store_vs_fdatasync", bench_store, (
-    Metric("store_vs_fdatasync", "paced 2x1080p@30 fps: plain write()+fsync mean arrival-to-durable / "
-           "FlightStore's, same bytes, same 200 ms cadence", ">=", 0.9),
-    Metric("commit_p99_ms", "99th percentile FlightStore group commit, chunk close to last fsync return, "
-           "paced 2x1080p@30 fps", "<", 100.0, "ms"),
+    Metric("store_vs_fdatasync", "paced 2x1080p@30 fps: plain write()+fsync mean "
+           "arrival-to-durable / FlightStore's, same bytes, same 200 ms cadence", ">=", 0.9),
+    Metric("commit_p99_ms", "99th percentile FlightStore group commit, "
+           "chunk close to last fsync return, paced 2x1080p@30 fps", "<", 100.0, "ms"),
 ))

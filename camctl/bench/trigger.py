@@ -30,10 +30,11 @@ def bench_trigger(ctx: Ctx) -> dict[str, Any]:
         lat = _phase_walks(ctx, cycles)
     allv = sorted(v for vs in lat.values() for v in vs)
     p99 = float(np.percentile(allv, 99))
-    per = ", ".join(f"{ev} p50 {statistics.median(v):.2f}/max {max(v):.2f}" for ev, v in lat.items())
+    per = ", ".join(f"{ev} p50 {statistics.median(v):.2f}/max {max(v):.2f}"
+                    for ev, v in lat.items())
     return {"trigger_latency_p50_ms": float(np.percentile(allv, 50)), "trigger_latency_p99_ms": p99,
-            "_note": f"{len(allv)} edges in {cycles} phase walks, 2x1080p sim cameras running, each edge "
-                     f"delivered by a callback thread (as lgpio's); ms by event: {per}"}
+            "_note": f"{len(allv)} edges in {cycles} phase walks, 2x1080p sim cameras running, "
+                     f"each edge delivered by a callback thread (as lgpio's); ms by event: {per}"}
 
 
 def _phase_walks(ctx: Ctx, cycles: int) -> dict[str, list[float]]:
@@ -142,8 +143,7 @@ class _CallbackHop:
 
 
 FIGURE = Figure("trigger_latency", bench_trigger, (
-    Metric("trigger_latency_p50_ms", "mock GPIO edge -> callback thread hop -> CameraRunner.phase_changed_ns",
-           "<", 2,
-           "ms"),
+    Metric("trigger_latency_p50_ms",
+           "mock GPIO edge -> callback thread hop -> CameraRunner.phase_changed_ns", "<", 2, "ms"),
     Metric("trigger_latency_p99_ms", "the same, 99th percentile", "<", 2, "ms"),
 ))

@@ -68,15 +68,18 @@ def bench_verify(ctx: Ctx) -> dict[str, Any]:
     v, r = nbytes / min(cold_v) / MB, nbytes / min(cold_r) / MB
     vw, rw = nbytes / min(warm_v) / MB, nbytes / min(warm_r) / MB
     return {"verify_mb_s": v, "verify_vs_read": v / r, "verify_mb_s_warm": vw, "read_mb_s_warm": rw,
-            "_note": f"{nbytes / MB:.0f} MB in {len(files)} files, best of {len(cold_v)}; cold (fsync + "
-                     f"posix_fadvise DONTNEED before each run): verify {v:.0f} MB/s, plain read {r:.0f} MB/s; "
+            "_note": f"{nbytes / MB:.0f} MB in {len(files)} files, best of {len(cold_v)}; "
+                     "cold (fsync + posix_fadvise DONTNEED before each run): "
+                     f"verify {v:.0f} MB/s, plain read {r:.0f} MB/s; "
                      f"warm (page cache): verify {vw:.0f} MB/s, plain read {rw:.0f} MB/s"}
 
 
 FIGURE = Figure("verify", bench_verify, (
-    Metric("verify_mb_s", "camctl.store.verify scan rate of a stored flight, cold (evicted from the page "
-           "cache)", unit="MB/s"),
-    Metric("verify_vs_read", "verify MB/s / plain read() MB/s of the same files, both cold", ">=", 0.5),
+    Metric("verify_mb_s", "camctl.store.verify scan rate of a stored flight, "
+           "cold (evicted from the page cache)", unit="MB/s"),
+    Metric("verify_vs_read", "verify MB/s / plain read() MB/s of the same files, both cold",
+           ">=", 0.5),
     Metric("verify_mb_s_warm", "verify scan rate with the files in the page cache", unit="MB/s"),
-    Metric("read_mb_s_warm", "plain read() of the same files from the page cache (memory speed)", unit="MB/s"),
+    Metric("read_mb_s_warm", "plain read() of the same files from the page cache (memory speed)",
+           unit="MB/s"),
 ))

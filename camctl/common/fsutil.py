@@ -31,8 +31,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _find_sync_file_range() -> Callable[[int, int, int], None] | None:
-    """``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` from libc (Linux), or None where
-    missing.
+    """libc's ``sync_file_range(fd, offset, n, SYNC_FILE_RANGE_WRITE)`` (Linux), or None.
 
     It starts writeback of a byte range without waiting for it, so the disk works while the writer
     goes on and the fsync that follows has little left to do. Python's ``os`` module does not wrap

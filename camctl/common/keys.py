@@ -1,29 +1,11 @@
 """CURVE key folders for the retrieval protocol (``camctl keys DIR``) and the board's allow-lists.
 
-:func:`create_keys` makes one folder per machine, so no secret has to travel to a machine that does
-not use it::
-
-    DIR/<board>/server.key_secret    the board's key pair: copy DIR/<board> to that board only and point
-    DIR/<board>/server.key           publish.curve_keys at it
-    DIR/<board>/readers/*.key        public keys allowed to connect and read (HELLO, LIST, FETCH, THUMBS,
-                                     STATUS, PING)
-    DIR/<board>/operators/*.key      public keys also allowed to COMMAND (arm, disarm, event)
-    DIR/ground/client.key_secret     the ground station's key pair (an operator of every board): copy
-    DIR/ground/client.key            DIR/ground to the ground station
-    DIR/ground/servers/<board>.key   each board's public key; a fetch from many boards picks one per board
-    DIR/ground-2/...                 with ``clients=N``: one more folder per laptop that may read but not
-                                     COMMAND, laid out as DIR/ground (its pair is ``client-2.key`` in the
-                                     boards' readers/), so each laptop gets its folder as it is
-
-Files are pyzmq certificates (``zmq.auth.create_certificates``: ZPL text with Z85 ``public-key``
-and, in ``*.key_secret``, ``secret-key``). :class:`AllowList` re-reads ``readers/`` and
-``operators/`` when a file in them changes (checked on every new connection and every COMMAND) or on
-:meth:`AllowList.reload` (the daemon calls it on SIGHUP).
-
-Example::
-
-    >>> create_keys(tmp_dir, boards=["rig-a", "rig-b"])     # doctest: +SKIP
-    >>> curves = client_curves(tmp_dir / "ground", ["tcp://rig-a:5555", "tcp://rig-b:5555"])  # doctest: +SKIP
+:func:`create_keys` makes one folder per machine, so no secret travels to a machine that does not
+use it: ``DIR/<board>`` (the board's pair, ``readers/`` and ``operators/`` public keys),
+``DIR/ground`` (the operator station's pair and ``servers/<board>.key``) and, with ``clients=N``,
+read-only ``DIR/ground-2``... Files are pyzmq certificates. :class:`AllowList` re-reads
+``readers/`` and ``operators/`` when a file in them changes or on :meth:`AllowList.reload`
+(SIGHUP). The layout file by file, and an example: docs/keys.md.
 """
 
 from __future__ import annotations
@@ -43,8 +25,9 @@ import zmq.auth
 from camctl.common.protocol import is_name
 from camctl.exc import ConfigError
 
-__all__ = ["AllowList", "ClientCurve", "ServerCurve", "client_curve", "client_curves", "create_keys",
-           "curve_for", "ground_folder", "load_client_curve", "load_server_curve", "url_host", "use_curve"]
+__all__ = ["AllowList", "ClientCurve", "ServerCurve", "client_curve", "client_curves",
+           "create_keys", "curve_for", "ground_folder", "load_client_curve", "load_server_curve",
+           "url_host", "use_curve"]
 
 log = logging.getLogger("camctl.common.keys")
 GROUND = "ground"
@@ -59,16 +42,18 @@ class ClientCurve:
     server_public: bytes
 
 
-def curve_for(curve: ClientCurve | Mapping[str, ClientCurve] | None, url: str) -> ClientCurve | None:
+def curve_for(curve: ClientCurve | Mapping[str, ClientCurve] | None,
+              url: str) -> ClientCurve | None:
     """The keys to reach the board at ``url``: ``curve`` is one set for every board, one per board
     URL (each board has its own server key, see :func:`client_curves`), or None (CURVE off)."""
     return curve.get(url) if isinstance(curve, Mapping) else curve
 
 
 def use_curve(sock: zmq.Socket, curve: ClientCurve | None) -> None:
-    """Give ``sock`` the client keys for its next ``connect`` (libzmq takes the options in force at
-    each connect, so a socket connecting to several boards sets each board's keys before its
-    connect)."""
+    """Give ``sock`` the client keys for its next ``connect``.
+
+    libzmq takes the options in force at each connect, so a socket connecting to several boards
+    sets each board's keys before its connect."""
     if curve is not None:
         sock.curve_publickey = curve.public
         sock.curve_secretkey = curve.secret
@@ -86,14 +71,13 @@ class ServerCurve:
 
 
 def ground_folder(i: int) -> str:
-    """The key folder of ground machine ``i`` (1: the operator station ``ground``, then
-    ``ground-2``...)."""
+    """Ground machine ``i``'s key folder: ``ground`` (the operator station), then ``ground-2``..."""
     return GROUND if i == 1 else f"{GROUND}-{i}"
 
 
-def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = ("board",), clients: int = 1,
-                overwrite: bool = False) -> list[Path]:
-    """Make one key folder per board and one per ground machine under ``directory`` (layout above).
+def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = ("board",),
+                clients: int = 1, overwrite: bool = False) -> list[Path]:
+    """Make one key folder per board and one per ground machine under ``directory`` (docs/keys.md).
 
     Ground machine 1 (``ground``) is a reader and an operator of every board; ``clients - 1`` more
     (``ground-2``...) are readers only (a second laptop that may watch and download but not arm).
@@ -108,15 +92,16 @@ def create_keys(directory: str | Path, *, boards: list[str] | tuple[str, ...] = 
     grounds = [ground_folder(i) for i in range(1, clients + 1)]
     for name in names:
         if not is_name(name) or re.fullmatch(rf"{GROUND}(-\d+)?", name):
-            raise ConfigError(f"board name {name!r} cannot be a key folder name (letters, digits, '_.-'; "
-                              f"not {GROUND} or {GROUND}-N)")
+            raise ConfigError(f"board name {name!r} cannot be a key folder name "
+                              f"(letters, digits, '_.-'; not {GROUND} or {GROUND}-N)")
     if len(set(names)) != len(names) or not names:
         raise ConfigError(f"board names must be distinct and at least one, got {names}")
     d = Path(directory)
     if not overwrite:
         for sub in [*names, *grounds]:
             if (d / sub).exists():
-                raise ConfigError(f"keys already exist in {str(d / sub)!r} (move that folder away first)")
+                raise ConfigError(f"keys already exist in {str(d / sub)!r} "
+                                  "(move that folder away first)")
     made: list[Path] = []
     pairs = []  # (name the boards know it by, public key file)
     for i, folder in enumerate(grounds, 1):
@@ -162,14 +147,17 @@ def load_server_curve(directory: str | Path) -> ServerCurve:
     """
     d = Path(directory)
     public, secret = _load(d / "server.key_secret", secret=True)
-    readers = d / "readers" if (d / "readers").is_dir() or not (d / "clients").is_dir() else d / "clients"
+    split = (d / "readers").is_dir() or not (d / "clients").is_dir()
+    readers = d / "readers" if split else d / "clients"
     if not readers.is_dir():
         raise ConfigError(f"no allowed reader keys: {str(readers)!r} is not a folder")
     assert secret is not None
-    return ServerCurve(public=public, secret=secret, readers_dir=readers, operators_dir=d / "operators")
+    return ServerCurve(public=public, secret=secret, readers_dir=readers,
+                       operators_dir=d / "operators")
 
 
-def load_client_curve(directory: str | Path, *, server_key: str | Path | None = None) -> ClientCurve:
+def load_client_curve(directory: str | Path, *,
+                      server_key: str | Path | None = None) -> ClientCurve:
     """Read the ground station's keys (``client.key_secret``) and one board's public key
     (``server_key``, else the only ``servers/*.key``, else ``server.key``)."""
     d = Path(directory)
@@ -182,9 +170,9 @@ def load_client_curve(directory: str | Path, *, server_key: str | Path | None = 
     return ClientCurve(public=public, secret=secret, server_public=server_public)
 
 
-def client_curve(keys_dir: str | Path | None = None, server_key: str | Path | None = None) -> ClientCurve:
-    """The CLI's view: ``--curve-keys DIR`` (client.key_secret, server key) and/or
-    ``--curve-server-key F``."""
+def client_curve(keys_dir: str | Path | None = None,
+                 server_key: str | Path | None = None) -> ClientCurve:
+    """The CLI's view: ``--curve-keys DIR`` (client pair, server key), ``--curve-server-key F``."""
     if keys_dir is None:
         if server_key is None:
             raise ConfigError("CURVE needs a key folder (--curve-keys DIR)")
@@ -193,8 +181,7 @@ def client_curve(keys_dir: str | Path | None = None, server_key: str | Path | No
 
 
 def url_host(url: str) -> str:
-    """The host of a ``tcp://HOST:PORT`` endpoint (IPv6 without brackets), "" for other
-    endpoints."""
+    """The host of a ``tcp://HOST:PORT`` endpoint (IPv6 without brackets), "" for any other."""
     m = re.match(r"^tcp://\[?([^\]]+?)\]?:\d+$", url)
     return m.group(1) if m else ""
 
@@ -210,10 +197,11 @@ def client_curves(keys_dir: str | Path | None, urls: list[str],
     """
     keys = list(server_keys or [])
     if keys and len(keys) not in (1, len(urls)):
-        raise ConfigError(f"--curve-server-key given {len(keys)} times for {len(urls)} boards: give it once, "
-                          f"or once per --connect in the same order")
+        raise ConfigError(f"--curve-server-key given {len(keys)} times for {len(urls)} boards: "
+                          "give it once, or once per --connect in the same order")
     if keys:
-        return {url: client_curve(keys_dir, keys[0] if len(keys) == 1 else keys[i]) for i, url in enumerate(urls)}
+        return {url: client_curve(keys_dir, keys[0] if len(keys) == 1 else keys[i])
+                for i, url in enumerate(urls)}
     if keys_dir is None:
         raise ConfigError("CURVE needs a key folder (--curve-keys DIR)")
     d = Path(keys_dir)
@@ -304,6 +292,5 @@ class AllowList:
         return bytes(z85_key) in self.operators
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """pyzmq ``configure_curve_callback`` credentials provider: called with the z85 client
-        key."""
+        """The ``configure_curve_callback`` credentials provider: called with the z85 client key."""
         return self.allowed(key)

@@ -1,45 +1,11 @@
-"""The loss ledger: every frame a camera captured is stored, dropped with a reason, or aged out of
-the ring.
+"""The loss ledger: every frame a camera captured is stored, dropped with a reason, or aged out.
 
-It owns the per-flight frame accounting of a board and its records in the flight's event log, so the
-record after the flight tells the whole truth::
-
-    captured = stored + sum(dropped by reason) + aged_out            (for every camera, once the flight landed)
-
-``captured`` counts every frame the sensor numbered (the ones it skipped are lost as ``sensor_gap``)
-plus every still taken. ``stored`` is not the ledger's to count: the store knows it (its stats live,
-its index after the flight). Anything may write a loss through :meth:`Ledger.lost` (thread-safe,
-O(1), no I/O): capture threads, the encoder, the store's full-disk policy, store recovery.
-:meth:`Ledger.flush` turns what was counted since the last flush into one record per camera (counts
-per interval, not one record per frame); the daemon writes them to the flight's event log every
-second and before it finishes the flight.
-
-Record (``kind == "ledger"`` in the event log; counts are for the interval ``since_ns`` ..
-``mono_ns``)::
-
-    {"kind": "ledger", "name": "interval", "camera": "down", "since_ns": 1, "mono_ns": 2, "wall_ns": 3,
-     "captured": 30, "aged_out": 0, "dropped": {"encoder_behind": 2}, "stills_missed": 0}
-
-Reasons (:data:`REASONS`): ``encoder_behind`` (the encoder pool was full), ``ring_overflow`` (the
-pre-trigger ring's byte cap pushed a frame out before its time), ``sensor_gap`` (the sensor skipped
-sequence numbers), ``store_refused`` (no flight store was open to take the frame), ``still_gap``
-(video frames the sensor did not deliver while a still was taken), ``store_full`` (the store's
-full-disk policy), ``encode_error``, ``recovery_cut`` (frames a power cut tore off after the store
-wrote them: store recovery's ``loss`` records with their ``seqs``), ``restart`` (captured before the
-daemon restarted mid-flight and neither stored nor dropped: in RAM when the process died; the resume
-writes one ``name: "restart"`` record per camera from what is on disk, see
-:func:`camctl.board.resume.restart_books`, so the books of a resumed flight close), ``abandoned``
-(in the RAM of a capture runner the watchdog gave up on and replaced: its ring, its frames waiting
-for or in the encoder, any frame its stuck thread still brings back); a store's own reasons arrive
-as ``store_<reason>``. A flight that was never resumed after a power cut may not close (the last
-ledger interval may be torn off too): ``ls`` then says NOT BALANCED rather than guess. ``aged_out``
-(ARMED frames that left the ring by age, or at disarm) is not a drop: it is the ring working.
-``stills_missed`` counts still requests not served before LANDED/SAFE (no frame existed, so they are
-outside the equation).
-
-:func:`read_ledger` sums a flight's records (and the store's own ``kind == "drop"`` records, written
-before the store wrote through this API) back into per-camera totals: ``camctl ls`` and ``export``
-use it on a board's store and on a ground download alike.
+It owns a board's per-flight frame accounting and its ``kind == "ledger"`` records in the flight's
+event log, so that for every camera, once the flight landed,
+``captured = stored + sum(dropped by reason) + aged_out``. Anything may write a loss through
+:meth:`Ledger.lost` (thread-safe, O(1), no I/O); :meth:`Ledger.flush` turns what was counted since
+the last flush into one record per camera; :func:`read_ledger` sums a flight's records back into
+per-camera totals. The equation, every drop reason (:data:`REASONS`), the record: docs/ledger.md.
 
 Example::
 
@@ -47,8 +13,6 @@ Example::
     >>> led.captured("down", 3); led.lost("down", "encoder_behind"); led.aged_out("down")
     >>> [r["dropped"] for r in led.flush()], led.flush()
     ([{'encoder_behind': 1}], [])
-    >>> read_ledger([{"kind": "ledger", "camera": "down", "captured": 3, "aged_out": 1, "dropped": {"x": 1}}])
-    {'down': {'captured': 3, 'aged_out': 1, 'dropped': {'x': 1}, 'stills_missed': 0}}
 """
 
 from __future__ import annotations
@@ -59,22 +23,23 @@ from collections.abc import Callable, Iterable
 
 from camctl.common.records import DropRecord, LedgerRecord, LossRecord, Record, read
 
-__all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_ledger", "store_reason"]
+__all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_ledger",
+           "store_reason"]
 
 ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
-STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR = "store_refused", "still_gap", "store_full", "encode_error"
+STORE_REFUSED, STILL_GAP = "store_refused", "still_gap"
+STORE_FULL, ENCODE_ERROR = "store_full", "encode_error"
 RECOVERY_CUT = "recovery_cut"
 # captured before a daemon restart, neither stored nor dropped: in RAM when it died
 RESTART = "restart"
 ABANDONED = "abandoned"  # in RAM in a runner the watchdog replaced (its thread stuck in a backend)
-REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL, ENCODE_ERROR,
-           RECOVERY_CUT, RESTART, ABANDONED)
+REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL,
+           ENCODE_ERROR, RECOVERY_CUT, RESTART, ABANDONED)
 _STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made because space ran out
 
 
 def store_reason(name: str) -> str:
-    """The ledger reason of a drop the store counted under its own name (``quota`` ->
-    ``store_full``)."""
+    """The ledger reason of a drop the store named its own way (``quota`` -> ``store_full``)."""
     if name in _STORE_FULL or name == STORE_FULL:
         return STORE_FULL
     return name if name.startswith("store_") else f"store_{name}"
@@ -98,8 +63,7 @@ class _Counts:
 
 
 class Ledger:
-    """Frame accounting of one flight, per camera: totals for ``status`` and intervals for the event
-    log."""
+    """Frame accounting of a flight, per camera: totals for ``status``, intervals for the log."""
 
     def __init__(self, *, clock_ns: Callable[[], int] = time.monotonic_ns,
                  wall_ns: Callable[[], int] = time.time_ns) -> None:
@@ -120,13 +84,11 @@ class Ledger:
         return total, interval
 
     def captured(self, camera: str, n: int = 1) -> None:
-        """``n`` frames entered the pipeline (or were numbered by the sensor and skipped: see
-        ``lost``)."""
+        """``n`` frames entered the pipeline (or were skipped by the sensor: see ``lost``)."""
         self._add(camera, "captured", n)
 
     def lost(self, camera: str, reason: str, n: int = 1) -> None:
-        """``n`` captured frames were dropped for ``reason`` (one of :data:`REASONS`, or
-        ``store_<why>``)."""
+        """``n`` captured frames were dropped for ``reason`` (:data:`REASONS`, or ``store_*``)."""
         if n <= 0:
             return
         with self._lock:
@@ -134,8 +96,7 @@ class Ledger:
                 c.dropped[reason] = c.dropped.get(reason, 0) + n
 
     def aged_out(self, camera: str, n: int = 1) -> None:
-        """``n`` ARMED frames left the pre-trigger ring by age (or at disarm): not a loss, but
-        accounted."""
+        """``n`` ARMED frames left the ring by age (or at disarm): not a loss, but accounted."""
         self._add(camera, "aged_out", n)
 
     def still_missed(self, camera: str, n: int = 1) -> None:
@@ -150,14 +111,12 @@ class Ledger:
                 setattr(c, counter, getattr(c, counter) + n)
 
     def totals(self) -> dict[str, dict]:
-        """Per camera, since this ledger began: ``captured``, ``aged_out``, ``dropped`` {reason:
-        n}."""
+        """Per camera, since the start: ``captured``, ``aged_out``, ``dropped`` {reason: n}."""
         with self._lock:
             return {cam: c.as_dict() for cam, c in self._total.items()}
 
     def flush(self) -> list[dict]:
-        """The records of what was counted since the last flush (none for a camera with nothing
-        new)."""
+        """Records of what was counted since the last flush (none for a camera with nothing new)."""
         with self._lock:
             interval, self._interval = self._interval, {}
             since, now = self._since_ns, self._clock_ns()
@@ -234,18 +193,20 @@ def balance(totals: dict | None, stored: int, *, pending: int = 0) -> dict:
     aged = int(t.get("aged_out", 0))
     captured = t.get("captured") if totals is not None and "captured" in t else None
     ok = None if captured is None else captured == stored + sum(dropped.values()) + aged + pending
-    return {"captured": captured, "stored": stored, "dropped": dropped, "aged_out": aged, "pending": pending,
-            "stills_missed": int(t.get("stills_missed", 0)), "balanced": ok}
+    return {"captured": captured, "stored": stored, "dropped": dropped, "aged_out": aged,
+            "pending": pending, "stills_missed": int(t.get("stills_missed", 0)), "balanced": ok}
 
 
 def describe(name: str, books: dict) -> str:
-    """One line for ``ls``: ``down: captured 120 = stored 100 + dropped 15 (encoder_behind 10) +
-    aged out 5``."""
+    """One line for ``ls``: the equation with one camera's numbers.
+
+    ``down: captured 120 = stored 100 + dropped 15 (encoder_behind 10) + aged out 5``"""
     if books["captured"] is None:
         return f"{name}: no ledger records (losses not accounted)"
     why = ", ".join(f"{r} {n}" for r, n in sorted(books["dropped"].items()) if n)
+    because = f" ({why})" if why else ""
     line = (f"{name}: captured {books['captured']} = stored {books['stored']} + dropped "
-            f"{sum(books['dropped'].values())}{f' ({why})' if why else ''} + aged out {books['aged_out']}")
+            f"{sum(books['dropped'].values())}{because} + aged out {books['aged_out']}")
     if books["stills_missed"]:
         line += f"; {books['stills_missed']} stills not taken"
     return line if books["balanced"] else line.replace(" = ", " != ", 1) + "  NOT BALANCED"

@@ -135,7 +135,8 @@ def _get(h: dict, name: str, kind: type | tuple[type, ...], default: Any = _MISS
     if isinstance(value, bool) and bool not in kinds:
         raise ProtocolError(E_BAD_FIELD, f"field {name!r} must be {_kname(kinds)}, got {value!r}")
     if not isinstance(value, kinds):
-        raise ProtocolError(E_BAD_FIELD, f"field {name!r} must be {_kname(kinds)}, got {_short(value)}")
+        raise ProtocolError(E_BAD_FIELD,
+                            f"field {name!r} must be {_kname(kinds)}, got {_short(value)}")
     if isinstance(value, int) and not isinstance(value, bool):
         if lo is not None and value < lo:
             raise ProtocolError(E_BAD_FIELD, f"field {name!r} must be >= {lo}, got {value}")
@@ -164,8 +165,9 @@ def _name_field(h: dict, name: str, default: Any = _MISSING) -> Any:
 
 
 def is_name(value: Any) -> bool:
-    """True for a board, flight or camera name: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`` (safe as a
-    folder name)."""
+    """True for a board, flight or camera name, one safe as a folder name.
+
+    The pattern: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}``."""
     return isinstance(value, str) and _NAME_RE.match(value) is not None
 
 
@@ -185,7 +187,8 @@ def check_relpath(path: str) -> str:
         raise ProtocolError(E_BAD_PATH, f"path must be relative to the store root: {_short(path)}")
     for part in path.split("/"):
         if part in ("", ".", ".."):
-            raise ProtocolError(E_BAD_PATH, f"path has an empty, '.' or '..' component: {_short(path)}")
+            raise ProtocolError(E_BAD_PATH,
+                                f"path has an empty, '.' or '..' component: {_short(path)}")
     return path
 
 
@@ -212,8 +215,9 @@ def _split(frames: list[bytes]) -> tuple[bytes, dict, list[bytes]]:
     if magic != MAGIC:
         raise ProtocolError(E_BAD_MAGIC, f"first frame must be {MAGIC!r}, got {_short(magic)}")
     if version != _VERSION_FRAME:
-        raise ProtocolError(E_BAD_VERSION, f"protocol version {version.hex() or 'empty'} is not supported "
-                                           f"(this side speaks {PROTOCOL_VERSION})")
+        raise ProtocolError(E_BAD_VERSION,
+                            f"protocol version {version.hex() or 'empty'} is not supported "
+                            f"(this side speaks {PROTOCOL_VERSION})")
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -225,8 +229,7 @@ def _split(frames: list[bytes]) -> tuple[bytes, dict, list[bytes]]:
 
 
 def _view(frame: Any) -> bytes | memoryview:
-    """bytes as they are; anything else with the buffer protocol (a zmq.Frame) as a memoryview, no
-    copy."""
+    """bytes as they are; anything else with the buffer protocol as a memoryview, no copy."""
     if isinstance(frame, bytes | memoryview):
         return frame
     try:
@@ -240,8 +243,7 @@ def _bytes(payload: list[Any]) -> list[bytes]:
 
 
 def peek_id(frames: list[bytes]) -> int:
-    """Best-effort request id of a (possibly malformed) message, 0 when there is none; never
-    raises."""
+    """Best-effort request id of a (maybe malformed) message, 0 if none; never raises."""
     try:
         header = json.loads(bytes(frames[3]).decode("utf-8"))
         rid = header.get("id") if isinstance(header, dict) else None
@@ -279,7 +281,8 @@ class Message:
     @staticmethod
     def _no_payload(payload: list[Any], verb: bytes) -> None:
         if payload:
-            raise ProtocolError(E_BAD_FIELD, f"{verb.decode()} takes no payload frames, got {len(payload)}")
+            raise ProtocolError(E_BAD_FIELD,
+                                f"{verb.decode()} takes no payload frames, got {len(payload)}")
 
 
 @dataclass
@@ -319,8 +322,7 @@ class Hello(Message):
 
 @dataclass
 class List(Message):
-    """Client -> board: list finished segments of one flight, or of every flight when ``flight`` is
-    None."""
+    """Client -> board: list finished segments of one flight, or of all (``flight`` None)."""
 
     VERB: ClassVar[bytes] = b"LIST"
     id: int
@@ -337,8 +339,7 @@ class List(Message):
 
 @dataclass
 class Fetch(Message):
-    """Client -> board: ask for ``length`` bytes of ``path`` from ``offset``; answered by one
-    CHUNK."""
+    """Client -> board: ``length`` bytes of ``path`` from ``offset``; answered by one CHUNK."""
 
     VERB: ClassVar[bytes] = b"FETCH"
     id: int
@@ -361,8 +362,7 @@ class Fetch(Message):
 
 @dataclass
 class Thumbs(Message):
-    """Client -> board: previews of every ``every``-th frame of a flight (or one camera / one
-    segment).
+    """Client -> board: previews of every ``every``-th frame of a flight, camera or segment.
 
     Paged: at most ``limit`` thumbnails from the ``skip``-th on; the reply says whether ``more``
     follow.
@@ -380,8 +380,8 @@ class Thumbs(Message):
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "flight": self.flight, "camera": self.camera,
-                                   "segment": self.segment, "every": self.every, "width": self.width,
-                                   "skip": self.skip, "limit": self.limit})
+                                   "segment": self.segment, "every": self.every,
+                                   "width": self.width, "skip": self.skip, "limit": self.limit})
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Thumbs:
@@ -427,7 +427,8 @@ class Command(Message):
         args = _get(h, "args", dict, {}, max_len=16)
         for key, value in args.items():
             if len(key) > 64:
-                raise ProtocolError(E_BAD_FIELD, f"command argument name longer than 64: {_short(key)}")
+                raise ProtocolError(E_BAD_FIELD,
+                                    f"command argument name longer than 64: {_short(key)}")
             if not isinstance(value, str | int | float | bool) or (
                     isinstance(value, str) and len(value) > 200):
                 raise ProtocolError(E_BAD_FIELD, f"command argument {_short(key)} has a bad value "
@@ -461,8 +462,9 @@ class Welcome(Message):
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "version": self.version, "board": self.board,
-                                   "flights": self.flights, "serving": self.serving, "mono_ns": self.mono_ns,
-                                   "wall_ns": self.wall_ns, "chunk_max": self.chunk_max, "window": self.window})
+                                   "flights": self.flights, "serving": self.serving,
+                                   "mono_ns": self.mono_ns, "wall_ns": self.wall_ns,
+                                   "chunk_max": self.chunk_max, "window": self.window})
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Welcome:
@@ -471,7 +473,8 @@ class Welcome(Message):
         if not all(isinstance(f, str) for f in flights):
             raise ProtocolError(E_BAD_FIELD, "field 'flights' must be a list of strings")
         return cls(id=cls._id(h), version=_get(h, "version", int), board=_get(h, "board", str),
-                   flights=flights, serving=_get(h, "serving", bool), mono_ns=_get(h, "mono_ns", int),
+                   flights=flights, serving=_get(h, "serving", bool),
+                   mono_ns=_get(h, "mono_ns", int),
                    wall_ns=_get(h, "wall_ns", int), chunk_max=_get(h, "chunk_max", int, lo=1),
                    window=_get(h, "window", int, MAX_WINDOW, lo=1, hi=MAX_WINDOW))
 
@@ -502,11 +505,13 @@ class SegmentInfo:
             raise ProtocolError(E_BAD_FIELD, f"segment entry must be an object, got {_short(d)}")
         sha = _get(d, "sha256", str)
         if not re.fullmatch(r"[0-9a-f]{64}", sha):
-            raise ProtocolError(E_BAD_FIELD, f"sha256 must be 64 lowercase hex digits, got {_short(sha)}")
+            raise ProtocolError(E_BAD_FIELD,
+                                f"sha256 must be 64 lowercase hex digits, got {_short(sha)}")
         kind = _get(d, "kind", str, "segment")
         if kind not in ("segment", "events", "meta"):
             raise ProtocolError(E_BAD_FIELD, f"unknown segment kind {_short(kind)}")
-        return cls(path=check_relpath(_get(d, "path", str)), size=_get(d, "size", int, lo=0), sha256=sha,
+        return cls(path=check_relpath(_get(d, "path", str)), size=_get(d, "size", int, lo=0),
+                   sha256=sha,
                    flight=_name_field(d, "flight"), camera=_get(d, "camera", str, ""), kind=kind,
                    frames=_get(d, "frames", int, 0, lo=0), first_ns=_get(d, "first_ns", int, 0),
                    last_ns=_get(d, "last_ns", int, 0), value=_get(d, "value", int, 0))
@@ -534,8 +539,7 @@ class Listing(Message):
 
 @dataclass
 class Chunk(Message):
-    """Board -> client: FETCH reply; ``data`` is the payload frame. Shorter than asked means end of
-    file.
+    """Board -> client: FETCH reply, ``data`` the payload; shorter than asked is end of file.
 
     Decoded ``data`` is bytes, or a memoryview when the frames were received with ``copy=False``
     (zero-copy: CHUNK payloads are the bulk of the traffic and are only written and hashed).
@@ -558,15 +562,15 @@ class Chunk(Message):
         size = _get(h, "size", int, lo=0)
         payload = [_view(payload[0])]
         if size != len(payload[0]):
-            raise ProtocolError(E_BAD_FIELD, f"CHUNK size {size} but payload has {len(payload[0])} bytes")
+            raise ProtocolError(E_BAD_FIELD,
+                                f"CHUNK size {size} but payload has {len(payload[0])} bytes")
         return cls(id=cls._id(h), path=_get(h, "path", str), offset=_get(h, "offset", int, lo=0),
                    data=payload[0])
 
 
 @dataclass
 class ThumbInfo:
-    """One preview in THUMBNAILS: which frame (camera, segment, seq, timestamp_ns, phase) and its
-    size."""
+    """One preview in THUMBNAILS: its frame (camera, segment, seq, timestamp_ns, phase), size."""
 
     camera: str
     segment: str
@@ -601,17 +605,20 @@ class Thumbnails(Message):
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "flight": self.flight, "more": self.more,
-                                   "retry_ms": self.retry_ms, "thumbs": [asdict(t) for t in self.thumbs]},
+                                   "retry_ms": self.retry_ms,
+                                   "thumbs": [asdict(t) for t in self.thumbs]},
                        tuple(self.jpegs))
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Thumbnails:
         thumbs = [ThumbInfo.from_json(d) for d in _get(h, "thumbs", list)]
         if len(thumbs) != len(payload):
-            raise ProtocolError(E_BAD_FIELD, f"THUMBNAILS lists {len(thumbs)} thumbs but has {len(payload)} "
-                                             "payload frames")
-        return cls(id=cls._id(h), flight=_get(h, "flight", str), thumbs=thumbs, jpegs=_bytes(payload),
-                   more=_get(h, "more", bool, False), retry_ms=_get(h, "retry_ms", int, 0, lo=0, hi=60_000))
+            raise ProtocolError(E_BAD_FIELD,
+                                f"THUMBNAILS lists {len(thumbs)} thumbs but has {len(payload)} "
+                                "payload frames")
+        return cls(id=cls._id(h), flight=_get(h, "flight", str), thumbs=thumbs,
+                   jpegs=_bytes(payload), more=_get(h, "more", bool, False),
+                   retry_ms=_get(h, "retry_ms", int, 0, lo=0, hi=60_000))
 
 
 @dataclass
@@ -667,8 +674,7 @@ class Pong(Message):
 
 @dataclass
 class Error(Message):
-    """Board -> client: the request ``id`` failed with ``code`` (an ``E_*`` constant) and a
-    message."""
+    """Board -> client: request ``id`` failed with ``code`` (an ``E_*`` constant), a message."""
 
     VERB: ClassVar[bytes] = b"ERROR"
     id: int
@@ -686,14 +692,13 @@ class Error(Message):
 
 REQUESTS: dict[bytes, type[Message]] = {
     c.VERB: c for c in (Hello, List, Fetch, Thumbs, Status, Command, Ping)}
-REPLIES: dict[bytes, type[Message]] = {c.VERB: c for c in (Welcome, Listing, Chunk, Thumbnails, State, Done,
-                                                            Pong, Error)}
+REPLIES: dict[bytes, type[Message]] = {
+    c.VERB: c for c in (Welcome, Listing, Chunk, Thumbnails, State, Done, Pong, Error)}
 _ALL = {**REQUESTS, **REPLIES}
 
 
 def decode(frames: list[bytes], *, allowed: dict[bytes, type[Message]] | None = None) -> Message:
-    """Decode any message (or only the verbs in ``allowed``); raise ProtocolError on anything
-    wrong."""
+    """Decode any message (or only the verbs in ``allowed``); ProtocolError on anything wrong."""
     verb, header, payload = _split(frames)
     cls = (allowed if allowed is not None else _ALL).get(verb)
     if cls is None:

@@ -1,30 +1,10 @@
 """The flash store: MCAP segments per source, an event log, group commits, recovery, index, quota.
 
-A flight holds named sources (:mod:`camctl.store.sources`: cameras, and sensors' batched samples).
-Layout of one flight::
-
-    <flight>/flight.json          board, flight id, created wall time, camera names, and
-                                  ``sources`` {name: kind} when there are sources of other kinds
-    <flight>/<camera>/000001.mcap /<camera>/image|still (foxglove.CompressedImage), /<camera>/meta
-    <flight>/<source>/000001.mcap a samples source: /<source>/samples (JSON sample batches)
-    <flight>/events/000001.mcap   /events (JSON) mirrored as /log (foxglove.Log)
-    <flight>/index.json           ``cameras`` per camera, ``sources`` per source of another kind
-                                  (only when the flight has one), ``events``, per-segment size and
-                                  sha256 (written by finish()), and the losses recovery recorded
-
-Modules: ``sources`` (source kinds), ``_records`` (record layouts), ``_segment`` (streaming segment
-writer), ``_salvage`` (scanner), ``_repair`` (in-place repair), ``writer`` (FlightStore, the caller
-side), ``_committer`` (its writer thread), ``_files`` (open segments), ``_space`` (free space and
-quota), ``_books`` (per-source ledger), ``_eventlog``, ``reader`` (``pick_frames`` seeks chosen
-frames through a finished segment's index), ``verify``, ``recovery`` (boot), ``index``, ``quota``.
-
-Example::
-
-    >>> store = FlightStore(root, "rig-a", "F1", StoreConfig(), cameras=["down"],  # doctest: +SKIP
-    ...                     sources=[Source("baro", "samples")])
-    >>> store.put(frame); store.commit(wait=True); store.close()                   # doctest: +SKIP
-    >>> verify(root / store.flight).exit_code                                      # doctest: +SKIP
-    0
+A flight is a folder of named sources (:mod:`camctl.store.sources`: cameras, and sensors' batched
+samples), each with its own MCAP segments, plus ``events/`` (the event log), ``flight.json`` and,
+once finished, ``index.json``. :class:`FlightStore` (``writer``) is the caller side; ``reader``,
+``verify``, ``recovery`` (boot), ``index`` and ``quota`` (the full-disk policy) are the rest of the
+public API. The layout of a flight, the modules one by one and an example: docs/store.md.
 """
 
 from camctl.store.index import build_index, load_index

@@ -58,7 +58,8 @@ _META_SCHEMA = {
     "title": "camctl.FrameMeta",
     "type": "object",
     "properties": {
-        "seq": {"type": "integer"}, "timestamp_ns": {"type": "integer"}, "phase": {"type": "string"},
+        "seq": {"type": "integer"}, "timestamp_ns": {"type": "integer"},
+        "phase": {"type": "string"},
         "value": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
         "exposure_us": {"type": "integer"}, "analogue_gain": {"type": "number"},
         "still": {"type": "boolean"}, "size": {"type": "integer"},
@@ -101,9 +102,12 @@ def camera_layout(camera: str) -> Layout:
     image = proto_schema(1, CompressedImage)
     meta = json_schema(2, _META_SCHEMA)
     return Layout("camera", camera, (image, meta), (
-        Channel(id=CH_IMAGE, topic=f"/{camera}/image", message_encoding="protobuf", metadata={}, schema_id=1),
-        Channel(id=CH_META, topic=f"/{camera}/meta", message_encoding="json", metadata={}, schema_id=2),
-        Channel(id=CH_STILL, topic=f"/{camera}/still", message_encoding="protobuf", metadata={}, schema_id=1),
+        Channel(id=CH_IMAGE, topic=f"/{camera}/image", message_encoding="protobuf", metadata={},
+                schema_id=1),
+        Channel(id=CH_META, topic=f"/{camera}/meta", message_encoding="json", metadata={},
+                schema_id=2),
+        Channel(id=CH_STILL, topic=f"/{camera}/still", message_encoding="protobuf", metadata={},
+                schema_id=1),
     ))
 
 
@@ -150,11 +154,13 @@ def compressed_image_parts(timestamp_ns: int, frame_id: str, data_len: int,
     ``timestamp.FromNanoseconds`` marks it set). Building it by hand saves copying the JPEG twice.
     """
     seconds, nanos = divmod(int(timestamp_ns), 1_000_000_000)
-    ts = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+    ts = ((b"\x08" + _varint(seconds) if seconds else b"")
+          + (b"\x10" + _varint(nanos) if nanos else b""))
     prefix = b"\x0a" + _varint(len(ts)) + ts + (b"\x12" + _varint(data_len) if data_len else b"")
     f = fmt.encode()
     fid = frame_id.encode()
-    suffix = (b"\x1a" + _varint(len(f)) + f if f else b"") + (b"\x22" + _varint(len(fid)) + fid if fid else b"")
+    suffix = ((b"\x1a" + _varint(len(f)) + f if f else b"")
+              + (b"\x22" + _varint(len(fid)) + fid if fid else b""))
     return prefix, suffix
 
 
@@ -172,7 +178,8 @@ def lost_marker(length: int, info: dict) -> bytes:
     """The head of a LOST record covering ``length`` bytes (>= 9): record header plus what fits of
     ``info``."""
     if length < LOST_MARKER_MIN:
-        raise ValueError(f"a lost-range record needs {LOST_MARKER_MIN} bytes, the range has {length}")
+        raise ValueError(f"a lost-range record needs {LOST_MARKER_MIN} bytes, "
+                         f"the range has {length}")
     body = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
     head = struct.pack("<BQ", LOST_OPCODE, length - 9)
     return head + (struct.pack("<I", len(body)) + body if 4 + len(body) <= length - 9 else b"")

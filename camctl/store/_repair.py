@@ -101,16 +101,18 @@ def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[LossRecord]:
     frames between are gone)."""
     path = Path(path)
     chans = _frame_channels(layout)
-    kept = [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id in chans]) for c in scan.chunks]
+    kept = [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id in chans])
+            for c in scan.chunks]
     out = []
     for s, e in scan.lost:
         before = [q for _, ce, seqs in kept if ce <= s for q in seqs]
         after = [q for cs, _, seqs in kept if cs >= e for q in seqs]
         tail = s == scan.torn_at
+        torn = tail and not scan.tail_damaged
         reason = ("bad magic, rewritten" if e <= len(MAGIC) else
                   "summary damaged, rewritten (no frame in it)" if scan.data_end_at is not None
                   and s >= scan.data_end_at else
-                  "torn tail: written after the last commit, never durable" if tail and not scan.tail_damaged
+                  "torn tail: written after the last commit, never durable" if torn
                   else "damaged: fails its check")
         out.append(LossRecord(
             camera=layout.name, segment=f"{path.parent.name}/{path.name}", range=(s, e),
@@ -130,7 +132,8 @@ def _lost_info(loss: LossRecord | None, start: int, end: int) -> dict:
 def _lost_record(info: dict) -> bytes:
     """A whole LOST record holding ``info`` (for a cut tail: the record is all that is left of
     it)."""
-    return lost_marker(LOST_MARKER_MIN + 4 + len(json.dumps(info, sort_keys=True, separators=(",", ":"))), info)
+    body = json.dumps(info, sort_keys=True, separators=(",", ":"))
+    return lost_marker(LOST_MARKER_MIN + 4 + len(body), info)
 
 
 def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
@@ -179,8 +182,8 @@ def _message_indexes(chunk: ScannedChunk, at: int) -> tuple[dict[int, int], byte
     out, where = bytearray(), {}
     for channel_id, flat in sorted(entries.items()):
         where[channel_id] = at + len(out)
-        out += struct.pack(f"<BQHI{len(flat)}Q", Opcode.MESSAGE_INDEX, 6 + 8 * len(flat), channel_id,
-                           8 * len(flat), *flat)
+        out += struct.pack(f"<BQHI{len(flat)}Q", Opcode.MESSAGE_INDEX, 6 + 8 * len(flat),
+                           channel_id, 8 * len(flat), *flat)
     return where, bytes(out)
 
 
@@ -197,7 +200,8 @@ def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
             length = len(records)
         out.append(ChunkIndex(
             message_start_time=c.start_ns, message_end_time=c.end_ns, chunk_start_offset=c.start,
-            chunk_length=c.end - c.start, message_index_offsets=offsets, message_index_length=length,
+            chunk_length=c.end - c.start, message_index_offsets=offsets,
+            message_index_length=length,
             compression="", compressed_size=c.data_len, uncompressed_size=c.data_len))
     return out, bytes(rebuilt)
 

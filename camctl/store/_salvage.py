@@ -21,7 +21,14 @@ from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, Chunk, Footer, Header, Message, Schema
 
-from camctl.store._records import CHUNK_HEADER_LEN, LOST_OPCODE, MAGIC, MSG_HEAD, OPEN_CHUNK, parse_lost_marker
+from camctl.store._records import (
+    CHUNK_HEADER_LEN,
+    LOST_OPCODE,
+    MAGIC,
+    MSG_HEAD,
+    OPEN_CHUNK,
+    parse_lost_marker,
+)
 
 __all__ = ["Scan", "ScannedChunk", "scan_segment"]
 
@@ -174,7 +181,8 @@ def _chunk_messages(chunk: Chunk, offsets: list[int]) -> list[Message] | str:
     return out
 
 
-def _resync(buf: bytes | memoryview | mmap.mmap, start: int, n: int) -> tuple[int, Chunk, int] | None:
+def _resync(buf: bytes | memoryview | mmap.mmap, start: int,
+            n: int) -> tuple[int, Chunk, int] | None:
     """The next CRC-valid chunk record at or after ``start``: (offset, chunk, end), or None."""
     p = start
     op = bytes([Opcode.CHUNK])
@@ -212,8 +220,8 @@ class _Bytes:
         return out
 
 
-_SUMMARY_OPS = {Opcode.SCHEMA, Opcode.CHANNEL, Opcode.STATISTICS, Opcode.CHUNK_INDEX, Opcode.SUMMARY_OFFSET,
-                Opcode.ATTACHMENT_INDEX, Opcode.METADATA_INDEX}
+_SUMMARY_OPS = {Opcode.SCHEMA, Opcode.CHANNEL, Opcode.STATISTICS, Opcode.CHUNK_INDEX,
+                Opcode.SUMMARY_OFFSET, Opcode.ATTACHMENT_INDEX, Opcode.METADATA_INDEX}
 
 
 def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
@@ -224,7 +232,9 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
     """
     try:
         if scan.data_end:
-            return "" if op in _SUMMARY_OPS else f"unexpected record opcode {op:#04x} in the summary"
+            if op in _SUMMARY_OPS:
+                return ""
+            return f"unexpected record opcode {op:#04x} in the summary"
         if op == Opcode.HEADER and pos == 8:
             scan.header = _read_record(Header, body)
         elif op == Opcode.SCHEMA:
@@ -234,7 +244,8 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
             c = _read_record(Channel, body)
             scan.channels.setdefault(c.id, c)
         elif op == Opcode.MESSAGE_INDEX:
-            if len(body) < 6 or struct.unpack_from("<I", body, 2)[0] != len(body) - 6 or (len(body) - 6) % 16:
+            if (len(body) < 6 or struct.unpack_from("<I", body, 2)[0] != len(body) - 6
+                    or (len(body) - 6) % 16):
                 return "bad message index record"
             last = scan.chunks[-1] if scan.chunks else None
             # the index of the chunk just before

@@ -78,9 +78,11 @@ def finish_tail(layout: Layout, at: int, chunk_indexes: list[ChunkIndex], counts
         off.write(summary)
     summary_data = summary.end()
     crc = zlib.crc32(summary_data)
-    crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, summary_start, summary_offset_start), crc)
+    crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, summary_start, summary_offset_start),
+                     crc)
     tail = RecordBuilder()
-    Footer(summary_start=summary_start, summary_offset_start=summary_offset_start, summary_crc=crc).write(tail)
+    Footer(summary_start=summary_start, summary_offset_start=summary_offset_start,
+           summary_crc=crc).write(tail)
     return rec.end() + summary_data + tail.end() + MAGIC
 
 
@@ -94,7 +96,8 @@ CHUNK_INDEX_BYTES = 73
 def summary_room(layout: Layout, chunks: int) -> int:
     """An upper bound of :func:`finish_tail`'s size for a segment of ``chunks`` chunks (the
     full-disk reserve)."""
-    fixed = len(finish_tail(layout, 0, [], dict.fromkeys((c.id for c in layout.channels), 0), 0, 0, 0))
+    no_indexes = dict.fromkeys((c.id for c in layout.channels), 0)
+    fixed = len(finish_tail(layout, 0, [], no_indexes, 0, 0, 0))
     # 26: the chunk-index offset
     return fixed + 26 + chunks * (CHUNK_INDEX_BYTES + 10 * len(layout.channels))
 
@@ -175,7 +178,8 @@ class SegmentWriter:
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "closed" if self.closed else "open"
-        return f"<SegmentWriter {self.path} {state} size={self.size} committed={self.committed_size}>"
+        return (f"<SegmentWriter {self.path} {state} size={self.size} "
+                f"committed={self.committed_size}>")
 
     @property
     def summary_room(self) -> int:
@@ -199,7 +203,8 @@ class SegmentWriter:
                 n = len(view) if n is None else n
                 self.size += n
                 view = view[n:]
-        if self.writeback_bytes and self.size - self._kicked >= self.writeback_bytes and start_writeback:
+        if (self.writeback_bytes and self.size - self._kicked >= self.writeback_bytes
+                and start_writeback):
             start_writeback(self._fd, self._kicked, self.size - self._kicked)
             self._kicked = self.size
 
@@ -240,21 +245,20 @@ class SegmentWriter:
         """Append a message to the open chunk (durable at the next commit)."""
         self._begin(channel_id, log_time)
         n = len(data)
-        self._piece(MSG_HEAD.pack(Opcode.MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF, log_time,
-                                   publish_time))
+        self._piece(MSG_HEAD.pack(Opcode.MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF,
+                                  log_time, publish_time))
         self._piece(data)
         if self._chunk_len > self.max_chunk_bytes:
             self.close_chunk()
 
-    def add_image(self, channel_id: int, log_time: int, publish_time: int, sequence: int, data: bytes, *,
-                  frame_id: str, timestamp_ns: int, fmt: str = "jpeg") -> None:
-        """Append a ``foxglove.CompressedImage`` message built around ``data`` without copying
-        it."""
+    def add_image(self, channel_id: int, log_time: int, publish_time: int, sequence: int,
+                  data: bytes, *, frame_id: str, timestamp_ns: int, fmt: str = "jpeg") -> None:
+        """Append a ``foxglove.CompressedImage`` message built around ``data``, not copying it."""
         prefix, suffix = compressed_image_parts(timestamp_ns, frame_id, len(data), fmt)
         self._begin(channel_id, log_time)
         n = len(prefix) + len(data) + len(suffix)
-        self._piece(MSG_HEAD.pack(Opcode.MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF, log_time,
-                                   publish_time) + prefix)
+        self._piece(MSG_HEAD.pack(Opcode.MESSAGE, 22 + n, channel_id, sequence & 0xFFFFFFFF,
+                                  log_time, publish_time) + prefix)
         if data:
             self._piece(data)
         if suffix:
@@ -274,12 +278,12 @@ class SegmentWriter:
         base = start + chunk_len
         for channel_id, entries in sorted(self._msg_index.items()):
             offsets[channel_id] = base + len(index)
-            index += struct.pack(f"<BQHI{len(entries)}Q", Opcode.MESSAGE_INDEX, 6 + 8 * len(entries),
-                                 channel_id, 8 * len(entries), *entries)
+            index += struct.pack(f"<BQHI{len(entries)}Q", Opcode.MESSAGE_INDEX,
+                                 6 + 8 * len(entries), channel_id, 8 * len(entries), *entries)
         self._buf += index
         self._flush_buf()
-        header = CHUNK_HEAD.pack(Opcode.CHUNK, chunk_len - 9, self._chunk_start_ns, self._chunk_end_ns, n,
-                                  crc, 0, n)
+        header = CHUNK_HEAD.pack(Opcode.CHUNK, chunk_len - 9, self._chunk_start_ns,
+                                 self._chunk_end_ns, n, crc, 0, n)
         view = memoryview(header)
         at = start
         while view:
@@ -288,7 +292,8 @@ class SegmentWriter:
         self._chunk_indexes.append(ChunkIndex(
             message_start_time=self._chunk_start_ns, message_end_time=self._chunk_end_ns,
             chunk_start_offset=start, chunk_length=chunk_len, message_index_offsets=offsets,
-            message_index_length=len(index), compression="", compressed_size=n, uncompressed_size=n))
+            message_index_length=len(index), compression="", compressed_size=n,
+            uncompressed_size=n))
         self._chunk_start = -1
         self._chunk_len = 0
         self._chunk_crc = 0

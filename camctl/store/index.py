@@ -65,7 +65,8 @@ def read_flight_json(flight_dir: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise StoreCorruptError(str(path), f"cannot read flight description: {exc}") from None
     if not isinstance(data, dict):
-        raise StoreCorruptError(str(path), f"flight description is a {type(data).__name__}, not an object")
+        raise StoreCorruptError(str(path),
+                                f"flight description is a {type(data).__name__}, not an object")
     return data
 
 

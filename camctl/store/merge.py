@@ -43,17 +43,19 @@ def merge_segments(sources: Iterable[tuple[str, list[Path]]], out: Path, *,
             for seg in segments:
                 try:
                     with seg.open("rb") as src:
-                        for schema, channel, msg in make_reader(src).iter_messages(log_time_order=False):
+                        messages = make_reader(src).iter_messages(log_time_order=False)
+                        for schema, channel, msg in messages:
                             topic = f"/{prefix}{channel.topic}"
                             if topic not in channels:
-                                key = (schema.name, schema.encoding, schema.data) if schema else ("", "", b"")
+                                key = ((schema.name, schema.encoding, schema.data) if schema
+                                       else ("", "", b""))
                                 if key not in schemas:
                                     schemas[key] = writer.register_schema(*key) if schema else 0
-                                channels[topic] = writer.register_channel(topic, channel.message_encoding,
-                                                                          schemas[key])
+                                channels[topic] = writer.register_channel(
+                                    topic, channel.message_encoding, schemas[key])
                                 res.topics.append(topic)
-                            writer.add_message(channels[topic], msg.log_time, msg.data, msg.publish_time,
-                                               msg.sequence)
+                            writer.add_message(channels[topic], msg.log_time, msg.data,
+                                               msg.publish_time, msg.sequence)
                             res.messages += 1
                 except Exception as exc:  # a torn or damaged segment: the rest still goes in
                     res.unreadable.append(f"{seg}: {type(exc).__name__}: {exc}")

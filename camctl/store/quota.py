@@ -1,33 +1,17 @@
 """The full-disk policy: which frames to drop as free space runs out.
 
-``store.reserve_mb`` (``R``) is the free space, *above what finishing the flight needs*, below which
-the store starts shedding its least valuable frames. What finishing needs (``F``: the summary and
-footer of every open segment, the event log's room, ``index.json``) is computed by the store as it
-writes and passed to :meth:`QuotaPolicy.update` as ``need``; frames stop entirely before the free
-space reaches it, so a flight always lands with every file finished. Levels (free space ``free``,
-``room = free - F``):
-
-=========  =====================  ==========================================================
-level      when                   dropped at put()
-=========  =====================  ==========================================================
-OK         room >= R              nothing
-LOW        room < R               IDLE frames (value 0)
-THIN       room < R/2             also every other frame of the camera with the highest rate
-CRITICAL   room < R/4             everything below DESCENT (keep values >= 2)
-FLOOR      room < 0               everything (with R = 0: as soon as room < 0)
-=========  =====================  ==========================================================
-
-The writer thread calls :meth:`QuotaPolicy.update` with a fresh ``statvfs`` reading (at most every
-``check_interval_s``); :meth:`QuotaPolicy.admit` runs on the caller's thread in ``put()`` and makes
-no system call. Stills (value 4) are never thinned.
+``store.reserve_mb`` (``R``) is the free space, above what finishing the flight needs (``F``, passed
+to :meth:`QuotaPolicy.update` as ``need``), below which the store sheds its least valuable frames,
+level by level (:class:`QuotaLevel`: OK, LOW, THIN, CRITICAL, FLOOR); frames stop entirely before
+the free space reaches ``F``, so a flight always lands with every file finished. The writer thread
+calls :meth:`QuotaPolicy.update` with fresh ``statvfs`` readings; :meth:`QuotaPolicy.admit` runs in
+``put()`` and makes no system call. Stills are never thinned. The levels' table: docs/store.md.
 
 Example::
 
     >>> q = QuotaPolicy(reserve_mb=512)
-    >>> q.update(100 << 20, now=1.0, need=2 << 20)        # 100 MB free, 2 MB to finish: below R/4
+    >>> q.update(100 << 20, now=1.0, need=2 << 20)   # 100 MB free, 2 MB to finish: below R/4
     (<QuotaLevel.OK: 0>, <QuotaLevel.CRITICAL: 3>)
-    >>> q.update(1 << 20, now=2.0, need=2 << 20)          # less than finishing needs: no more frames
-    (<QuotaLevel.CRITICAL: 3>, <QuotaLevel.FLOOR: 4>)
 """
 
 from __future__ import annotations
@@ -64,7 +48,8 @@ class QuotaPolicy:
         self._toggle: dict[str, bool] = {}
 
     def __repr__(self) -> str:
-        return f"<QuotaPolicy level={self.level.name} free={self.free_bytes} thin={self.thin_camera}>"
+        return (f"<QuotaPolicy level={self.level.name} free={self.free_bytes} "
+                f"thin={self.thin_camera}>")
 
     def level_for(self, free: int, need: int = 0) -> QuotaLevel:
         """The level for ``free`` bytes free when finishing needs ``need`` bytes."""
@@ -79,9 +64,9 @@ class QuotaPolicy:
             return QuotaLevel.LOW
         return QuotaLevel.OK
 
-    def update(self, free: int, *, now: float, need: int = 0) -> tuple[QuotaLevel, QuotaLevel] | None:
-        """Take a new free-space reading (and what finishing needs); return (old, new) on a change,
-        else None."""
+    def update(self, free: int, *, now: float,
+               need: int = 0) -> tuple[QuotaLevel, QuotaLevel] | None:
+        """Take a free-space reading (and what finishing needs): (old, new) on a change or None."""
         self.free_bytes = free
         self.need_bytes = need
         if self._counts:
@@ -92,8 +77,7 @@ class QuotaPolicy:
         return (old, self.level) if old != self.level else None
 
     def admit(self, frame: EncodedFrame) -> bool:
-        """True if the frame may be queued at the current level (counts the camera's rate either
-        way)."""
+        """True if the frame may be queued at this level (counts the camera's rate either way)."""
         return self.admit_value(frame.camera, frame.value)
 
     def admit_value(self, source: str, value: int) -> bool:

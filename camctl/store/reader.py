@@ -96,8 +96,8 @@ def _topics(scan: Scan, layout: Layout) -> dict[int, str]:
     return {c.id: c.topic for c in layout.channels}
 
 
-_META_KEYS = ("seq", "timestamp_ns", "phase", "value", "width", "height", "exposure_us", "analogue_gain",
-              "still", "size")
+_META_KEYS = ("seq", "timestamp_ns", "phase", "value", "width", "height", "exposure_us",
+              "analogue_gain", "still", "size")
 
 
 def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1,
@@ -118,9 +118,9 @@ def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1,
                                  every=every, check_jpeg=check_jpeg, stills=stills)
 
 
-def _chunk_frames(messages: list[Message], topics: dict[int, str], layout: Layout, path: Path | None,
-                  chunk_offset: int, images: list[int], *, every: int, check_jpeg: bool,
-                  stills: bool = True) -> Iterator[StoredFrame]:
+def _chunk_frames(messages: list[Message], topics: dict[int, str], layout: Layout,
+                  path: Path | None, chunk_offset: int, images: list[int], *, every: int,
+                  check_jpeg: bool, stills: bool = True) -> Iterator[StoredFrame]:
     """The frames of one chunk's messages; ``images[0]`` counts the ``/image`` records seen so
     far."""
     metas: dict[int, dict] = {}
@@ -137,8 +137,8 @@ def _chunk_frames(messages: list[Message], topics: dict[int, str], layout: Layou
             images[0] += 1
             if (images[0] - 1) % every:
                 continue
-        fr = _frame(msg, metas.get(msg.sequence, {}), layout, topic.endswith("/still"), path, chunk_offset,
-                    check_jpeg)
+        fr = _frame(msg, metas.get(msg.sequence, {}), layout, topic.endswith("/still"), path,
+                    chunk_offset, check_jpeg)
         if fr is not None:
             yield fr
 
@@ -164,7 +164,8 @@ def _frame(msg: Message, m: dict, layout: Layout, still: bool, path: Path | None
         camera=img.frame_id or layout.name,
         seq=int(m.get("seq", msg.sequence)),
         # the sensor's monotonic time: CompressedImage.timestamp (MCAP log_time is wall-clock)
-        timestamp_ns=img.timestamp.ToNanoseconds() if img.HasField("timestamp") else msg.publish_time,
+        timestamp_ns=(img.timestamp.ToNanoseconds() if img.HasField("timestamp")
+                      else msg.publish_time),
         publish_ns=msg.publish_time,
         jpeg=jpeg,
         width=int(m.get("width", 0)),
@@ -297,12 +298,12 @@ def pick_frames(path: Path, *, every: int = 1, stills: bool = True, check_jpeg: 
         images = [0]
         for ci in indexes:
             try:
-                yield from _indexed_chunk(f, ci, layout, topics, path, images, every=every, stills=stills,
-                                          check_jpeg=check_jpeg)
+                yield from _indexed_chunk(f, ci, layout, topics, path, images, every=every,
+                                          stills=stills, check_jpeg=check_jpeg)
             # the index and the records disagree: read the chunk whole, CRC-checked
             except _Unindexed:
-                yield from _whole_chunk(f, ci, layout, topics, path, images, every=every, stills=stills,
-                                        check_jpeg=check_jpeg)
+                yield from _whole_chunk(f, ci, layout, topics, path, images, every=every,
+                                        stills=stills, check_jpeg=check_jpeg)
 
 
 class _Unindexed(Exception):
@@ -339,7 +340,8 @@ def _summary(f: BinaryIO, path: Path) -> tuple[Layout, list[ChunkIndex]]:
     tail = _read_at(f, size - tail_len, tail_len)
     op, length, start, _, crc = _FOOTER.unpack_from(tail)
     footer_at = size - tail_len
-    if tail[-8:] != MAGIC or op != Opcode.FOOTER or length != 20 or not len(MAGIC) < start <= footer_at:
+    if (tail[-8:] != MAGIC or op != Opcode.FOOTER or length != 20
+            or not len(MAGIC) < start <= footer_at):
         raise _Unindexed("no footer")
     body = _read_at(f, start, footer_at - start)
     if crc and zlib.crc32(tail[:-8 - 4], zlib.crc32(body)) != crc:
@@ -398,7 +400,8 @@ def _record(f: BinaryIO, base: int, off: int, end: int, channel: int) -> Message
 
 
 def _indexed_chunk(f: BinaryIO, ci: ChunkIndex, layout: Layout, topics: dict[int, str], path: Path,
-                   images: list[int], *, every: int, stills: bool, check_jpeg: bool) -> Iterator[StoredFrame]:
+                   images: list[int], *, every: int, stills: bool,
+                   check_jpeg: bool) -> Iterator[StoredFrame]:
     """The chosen frames of one chunk, each read by itself where the message index puts it."""
     index = _message_index(f, ci)
     base = ci.chunk_start_offset + CHUNK_HEADER_LEN
@@ -442,9 +445,9 @@ def _indexed_chunk(f: BinaryIO, ci: ChunkIndex, layout: Layout, topics: dict[int
 
 
 def _whole_chunk(f: BinaryIO, ci: ChunkIndex, layout: Layout, topics: dict[int, str], path: Path,
-                 images: list[int], *, every: int, stills: bool, check_jpeg: bool) -> Iterator[StoredFrame]:
-    """The chosen frames of one chunk read whole and CRC-checked (nothing if it fails, as in a
-    scan)."""
+                 images: list[int], *, every: int, stills: bool,
+                 check_jpeg: bool) -> Iterator[StoredFrame]:
+    """The chosen frames of one chunk, read whole and CRC-checked (none if it fails, as a scan)."""
     try:
         raw = _read_at(f, ci.chunk_start_offset, ci.chunk_length)
     except _Unindexed:
@@ -467,7 +470,8 @@ def _scan_picked(f: BinaryIO, path: Path, *, every: int, stills: bool,
     # empty, or not a real file
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         data = _read_at(f, 0, f.seek(0, 2)) if f.seek(0, 2) else b""
-    yield from scan_frames(scan_segment(path, data), every=every, check_jpeg=check_jpeg, stills=stills)
+    yield from scan_frames(scan_segment(path, data), every=every, check_jpeg=check_jpeg,
+                           stills=stills)
 
 
 def scan_events(scan: Scan) -> Iterator[dict]:

@@ -89,11 +89,13 @@ def recover_store(root: Path, *, notify: Callable[..., object] | None = None) ->
     expect_s = nbytes / _SLOW_READ_BPS
     if notify is not None and expect_s > _EXTEND_AFTER_S:
         notify(EXTEND_TIMEOUT_USEC=int((expect_s * 2 + 30) * 1e6),
-               STATUS=f"repairing {len(todo)} unfinished segments ({nbytes >> 20} MB) of flight {last.name}")
+               STATUS=f"repairing {len(todo)} unfinished segments ({nbytes >> 20} MB) "
+                      f"of flight {last.name}")
     verify_segments(report, todo, repair=True)
     log_losses(report, last, report.losses)
     if report.exit_code:
-        log.warning("store recovery before READY: flight %s, %d segments repaired, %d losses recorded, exit %d",
+        log.warning("store recovery before READY: flight %s, %d segments repaired, "
+                    "%d losses recorded, exit %d",
                     last.name, len(report.repaired), len(report.losses), report.exit_code)
     return report
 
@@ -128,8 +130,8 @@ def verify_later(root: Path, flights: Sequence[str] | None = None, *,
                 log.error("background verify of flight %s failed: %s", name, exc)
                 continue
             if report.exit_code:
-                log.warning("background verify: flight %s exit %d (%d repaired, %d unrecoverable)", name,
-                            report.exit_code, len(report.repaired), len(report.unrecoverable))
+                log.warning("background verify: flight %s exit %d (%d repaired, %d unrecoverable)",
+                            name, report.exit_code, len(report.repaired), len(report.unrecoverable))
             if on_done is not None:
                 on_done(report)
 

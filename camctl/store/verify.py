@@ -230,7 +230,8 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     name = camera or (layout.name if layout else path.parent.name)
     # a torn tail is the uncommitted end of a cut file, not lost data -- unless it is a whole record
     # that fails its check, or the file ends in the magic of a finished segment: then it is damage
-    lost = [(s, e) for s, e in scan.lost if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
+    lost = [(s, e) for s, e in scan.lost
+            if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
     report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
@@ -490,7 +491,8 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
     from rich.table import Table
 
     table = Table(title=f"verify {report.path}")
-    for col in ("camera", "frames", "stills", "segments", "repaired", "lost bytes", "bad JPEG", "MB"):
+    for col in ("camera", "frames", "stills", "segments", "repaired", "lost bytes", "bad JPEG",
+                "MB"):
         table.add_column(col, justify="left" if col == "camera" else "right")
     for name, c in sorted(report.cameras.items()):
         table.add_row(name, str(c.frames), str(c.stills), str(c.segments), str(c.repaired_segments),
@@ -500,7 +502,8 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
                       str(r.repaired_segments), str(r.lost_bytes), str(r.bad_records),
                       f"{r.bytes / 1e6:.1f}")
     buf = io.StringIO()
-    console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain, highlight=False)
+    console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain,
+                      highlight=False)
     console.print(table)
     status = {0: "clean", 1: "repaired" if report.repaired else "repairable", 2: "UNRECOVERABLE"}
     console.print(f"events: {report.events}   lost ranges: {len(report.lost_chunks)}   "
@@ -514,8 +517,8 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
                       + (f", seqs {list(loss.seqs[:10])}" if loss.seqs else "") + ")",
                       markup=False)
     for p, start, end, info in report.recorded_losses:
-        console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} {info.get('reason', '')}",
-                      markup=False)
+        console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} "
+                      f"{info.get('reason', '')}", markup=False)
     for e in report.errors[:50]:
         console.print(f"  {e}", markup=False)
     return buf.getvalue()

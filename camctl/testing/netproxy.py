@@ -36,7 +36,8 @@ class DelayProxy(Startable):
     """Listen on ``listen`` (port 0: any free port) and forward each connection to ``target`` with a
     delay."""
 
-    def __init__(self, target: tuple[str, int], *, delay_s: float, listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(self, target: tuple[str, int], *, delay_s: float,
+                 listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         if delay_s < 0:
             raise ValueError(f"delay_s must be >= 0, got {delay_s}")
         self.target = target
@@ -49,11 +50,13 @@ class DelayProxy(Startable):
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"<DelayProxy :{self.port} -> {self.target[0]}:{self.target[1]} +{self.delay_s * 1000:g} ms>"
+        return (f"<DelayProxy :{self.port} -> {self.target[0]}:{self.target[1]} "
+                f"+{self.delay_s * 1000:g} ms>")
 
     def start(self) -> DelayProxy:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._accept, name="netproxy-accept", daemon=True)
+            self._thread = threading.Thread(target=self._accept, name="netproxy-accept",
+                                            daemon=True)
             self._thread.start()
         return self
 

@@ -1,49 +1,16 @@
-"""A simulated ``picamera2`` (a strict double): the subset of picamera2 0.3.x's API that camctl
-uses, same names and signatures, and the run-time behaviour of the real stack. Each fact is pinned
-to the installed picamera2 source by tests/test_picamera2_strict.py and
-tests/test_cameras_picamera2.py, so an upgrade that changes one fails a test.
+"""A simulated ``picamera2`` (a strict double): the ``Picamera2`` facade and the rig.
 
-It lives in the package, not under tests/, because ``camctl bench`` measures the camera path on it
-(``rate_switch_ms``, ``still_video_gap_ms``) and must run from an installed camctl. It is never
-chosen by a config: code that wants it passes it in.
+The subset of picamera2 0.3.x's API that camctl uses, same names and signatures, and the run-time
+behaviour of the real stack, each fact pinned to the installed picamera2 source by
+tests/test_picamera2_strict.py and tests/test_cameras_picamera2.py. In the package (not tests/)
+because ``camctl bench`` measures the camera path on it; never chosen by a config.
 
-Use: ``Picamera2Camera(..., picamera2=rig.module)``. ``rig.module`` is a ``picamera2`` module
-object bound to the rig (its ``encoders``, ``encoders.mjpeg_encoder`` and ``outputs`` submodules
-are attributes); it is never put in ``sys.modules``. A :class:`FakeRig` is the hardware the test
-controls (scene, stalls, libcamera errors, a dead sensor, dropped frames, whether the board has the
-V4L2 hardware JPEG encoder, the sensor's limits); its settings are read live.
-
-This module is the ``Picamera2`` facade (:class:`FakePicamera2`: configurations, start, stop,
-close, captures, recording); the libcamera side (sensor timing, requests, buffers, the request
-queue) is :mod:`~camctl.testing.picamera2_libcamera`, the encoders
-:mod:`~camctl.testing.picamera2_encoders`. Facade facts:
-
-- **configure_ and mode switches rebuild the controls from the config they apply**
-  (``self.controls = Controls(self, controls=self.camera_config['controls'])``), and ``start_``
-  hands those to the first frame. ``switch_mode_and_capture_request`` saves ``camera_config`` and
-  switches back to it, so what ``set_controls`` set since the video configure is gone after a
-  still: the FrameRate given at configure wins.
-- **A mode switch costs time** (``switch_mode_`` = ``stop_`` + ``configure_`` + ``start_``; buffers
-  are re-allocated): ``rig.mode_switch_s`` per switch, then a frame period in the new mode.
-- **A dead camera times out, it does not vanish.** ``global_camera_info`` lists libcamera's
-  CameraManager cameras, enumerated once per process: a CSI sensor whose cable came loose stays
-  listed and its requests just never complete (``rig.unplug()``).
-- **Control names are checked** as picamera2's ``Controls.__setattr__`` does against
-  ``camera_ctrl_info`` (``RuntimeError("Control X is not advertised by libcamera")``).
-- **The tuning's AGC exposure profile caps exposure and gain.** ``Picamera2(tuning=dict)`` takes a
-  tuning (from ``load_tuning_file``); the fake AGC meters ``rig.scene_exposure_us``/
-  ``rig.scene_gain`` and clips them to the largest ``shutter``/``gain`` of the ``normal`` exposure
-  mode and to the frame duration.
-- **close frees the buffers** (picamera2's ``close`` releases the camera and replaces the
-  allocator): a ``MappedArray`` entered after it raises ``"failed to find buffer in DmaSync"``, and
-  requests the app still holds are counted in ``rig.closed_while_held`` and their buffers
-  overwritten (on a Pi, what is read after the free is not the frame any more, or not mapped at
-  all). ``stop`` frees nothing. Until ``close`` the camera is acquired: another ``Picamera2`` of the
-  same camera fails to construct (libcamera ``Camera::acquire``).
-- **A lores stream** follows picamera2's rules: YUV420 by default, size rounded down to even, never
-  larger than main; ``configure`` gives it a ``stride`` (the width rounded up to
-  ``rig.lores_align`` bytes, so there is padding to crop) and ``make_array("lores")`` returns
-  ``(h * 3 // 2, stride)`` uint8 (see the libcamera side for the layout).
+Use: ``Picamera2Camera(..., picamera2=rig.module)``: a :class:`FakeRig` is the hardware the test
+controls, ``rig.module`` a ``picamera2`` module bound to it (never put in ``sys.modules``). This
+module is the facade (:class:`FakePicamera2`: configurations, start, stop, close, captures,
+recording); the libcamera side is :mod:`~camctl.testing.picamera2_libcamera`, the encoders
+:mod:`~camctl.testing.picamera2_encoders`. What the double models and which real source pins each
+fact: docs/picamera2-double.md.
 """
 
 from __future__ import annotations
@@ -95,7 +62,8 @@ class FakeRig:
 
     def __init__(self, cameras: int = 1, sensor_resolution: tuple[int, int] = (640, 480),
                  hardware_jpeg: bool = False, *, lens: bool = True, model: str = "imx708") -> None:
-        self.cameras = [{"Model": model, "Location": 2, "Rotation": 180, "Id": f"/base/cam{i}", "Num": i}
+        self.cameras = [{"Model": model, "Location": 2, "Rotation": 180, "Id": f"/base/cam{i}",
+                         "Num": i}
                         for i in range(cameras)]
         self.model = model
         self.sensor_resolution = sensor_resolution
@@ -122,7 +90,8 @@ class FakeRig:
         self.fed = threading.Condition()  # notified after each fed frame (tests wait on it)
         self.lores_align = 64  # lores stride alignment (bytes), like the Pi 5 ISP
         self.pad_value = 0xEE  # what padding bytes hold (a split that does not crop them shows it)
-        self.lores_planes: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self.lores_planes: (Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+                            | None) = None
         self.arrays_made: list[str] = []  # every stream read: make_array(name) or a MappedArray
         # timing (see the module docstring)
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
@@ -133,7 +102,8 @@ class FakeRig:
         self.still_fps = 14.0  # full-resolution still mode rate (imx708 4608x2592: 14 fps)
         self.mode_switches = 0
         # what the module advertises and what AGC meters
-        self.ctrl_info = dict(RPI_IPA_CONTROLS) | RPI_IPA_COLOUR_CONTROLS | (RPI_IPA_AF_CONTROLS if lens else {})
+        self.ctrl_info = (dict(RPI_IPA_CONTROLS) | RPI_IPA_COLOUR_CONTROLS
+                          | (RPI_IPA_AF_CONTROLS if lens else {}))
         self.scene_exposure_us = 30000  # what AGC would choose uncapped (a dull day)
         self.scene_gain = 6.0
         self.tunings_loaded: list[str] = []
@@ -154,8 +124,10 @@ class FakeRig:
     def tuning(self) -> dict[str, Any]:
         """A version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera 0.2+
         ships it)."""
-        modes = {"normal": {"shutter": [100, 15000, 30000, 60000, 120000], "gain": [1.0, 2.0, 4.0, 6.0, 6.0]},
-                 "short": {"shutter": [100, 5000, 10000, 20000, 120000], "gain": [1.0, 2.0, 4.0, 6.0, 6.0]}}
+        modes = {"normal": {"shutter": [100, 15000, 30000, 60000, 120000],
+                            "gain": [1.0, 2.0, 4.0, 6.0, 6.0]},
+                 "short": {"shutter": [100, 5000, 10000, 20000, 120000],
+                           "gain": [1.0, 2.0, 4.0, 6.0, 6.0]}}
         return {"version": 2.0, "target": "bcm2835",
                 "algorithms": [{"rpi.black_level": {"black_level": 4096}},
                                {"rpi.agc": {"channels": [{"exposure_modes": modes}]}}]}
@@ -231,9 +203,10 @@ class FakePicamera2(LibcameraCamera):
                 raise RuntimeError(f"Control {real} is not advertised by libcamera")
         return libcamera_controls(controls)
 
-    def create_video_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
-                                   buffer_count=6, controls=None, display="main", encode="main", queue=True,
-                                   sensor=None, use_case="video") -> dict[str, Any]:
+    def create_video_configuration(self, main=None, lores=None, raw=None, transform=None,
+                                   colour_space=None, buffer_count=6, controls=None, display="main",
+                                   encode="main", queue=True, sensor=None,
+                                   use_case="video") -> dict[str, Any]:
         main = {"format": "XBGR8888", "size": (1280, 720)} | dict(main or {})
         # picamera2: YUV420 at the main size unless given, aligned to even (optimal=False)
         if lores is not None:
@@ -242,12 +215,13 @@ class FakePicamera2(LibcameraCamera):
             lores["size"] = (lw - lw % 2, lh - lh % 2)
         default = DEFAULT_VIDEO_DURATION_US
         controls = {"FrameDurationLimits": (default, default)} | dict(controls or {})
-        return {"use_case": use_case, "main": main, "lores": lores, "buffer_count": buffer_count, "queue": queue,
-                "controls": controls, "sensor": dict(sensor or {})}
+        return {"use_case": use_case, "main": main, "lores": lores, "buffer_count": buffer_count,
+                "queue": queue, "controls": controls, "sensor": dict(sensor or {})}
 
-    def create_still_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,
-                                   buffer_count=1, controls=None, display=None, encode=None, queue=True,
-                                   sensor=None, use_case="still") -> dict[str, Any]:
+    def create_still_configuration(self, main=None, lores=None, raw=None, transform=None,
+                                   colour_space=None, buffer_count=1, controls=None, display=None,
+                                   encode=None, queue=True, sensor=None,
+                                   use_case="still") -> dict[str, Any]:
         main = {"format": "BGR888", "size": self.rig.sensor_resolution} | dict(main or {})
         controls = {"FrameDurationLimits": (100, 1000000 * 1000)} | dict(controls or {})
         return {"use_case": use_case, "main": main, "buffer_count": buffer_count, "queue": queue,
@@ -266,8 +240,9 @@ class FakePicamera2(LibcameraCamera):
         main = camera_config["main"] = dict(camera_config["main"])
         # libcamera's stride comes back into the stream config (_update_stream_config)
         mw = main["size"][0]
-        main["stride"] = -(-mw // self.rig.lores_align) * self.rig.lores_align if main["format"] == "YUV420" \
-            else mw * (4 if main["format"].startswith("X") else 3)
+        main["stride"] = (-(-mw // self.rig.lores_align) * self.rig.lores_align
+                          if main["format"] == "YUV420"
+                          else mw * (4 if main["format"].startswith("X") else 3))
         lores = camera_config.get("lores")
         if lores is not None:  # picamera2's check_stream_config / VC4 rule, then libcamera's stride
             lw, lh = lores["size"]
@@ -279,7 +254,8 @@ class FakePicamera2(LibcameraCamera):
             align = self.rig.lores_align
             lores["stride"] = -(-lw // align) * align
         self.controls = self._check_controls(camera_config.get("controls", {}))
-        wanted = (camera_config.get("sensor") or {}).get("output_size") or camera_config["main"]["size"]
+        wanted = ((camera_config.get("sensor") or {}).get("output_size")
+                  or camera_config["main"]["size"])
         mode = best_mode(self.rig.sensor_modes, wanted)
         camera_config["sensor"] = {"bit_depth": 10, "output_size": mode}
         self.camera_config = camera_config
@@ -349,7 +325,8 @@ class FakePicamera2(LibcameraCamera):
             if s is None or not self.started:
                 self.controls |= mapped
                 return
-            first = s.next_after(time.monotonic()) + self.camera_config["buffer_count"] + self.rig.sensor_delay_frames
+            first = (s.next_after(time.monotonic()) + self.camera_config["buffer_count"]
+                     + self.rig.sensor_delay_frames)
             s.change(first, mapped)
 
     def _submit(self, make: Callable[[], Any], due: float | None, wait: Any) -> Any:
@@ -363,7 +340,8 @@ class FakePicamera2(LibcameraCamera):
             job = Job(boom, time.monotonic(), self.rig)
         # picamera2's _job_list
         self._jobs = [j for j in self._jobs if not j._future.done()] + [job]
-        return job if wait is False else job.get_result(timeout=None if wait in (None, True) else wait)
+        timeout = None if wait in (None, True) else wait
+        return job if wait is False else job.get_result(timeout=timeout)
 
     def capture_request(self, wait=None, signal_function=None, flush=None) -> Any:
         with self._lock:
@@ -377,10 +355,13 @@ class FakePicamera2(LibcameraCamera):
             else:
                 sensor, index = self._claim()
         if starved:
-            return job if wait is False else job.get_result(timeout=None if wait in (None, True) else wait)
-        return self._submit(lambda: CompletedRequest(self, config, sensor, index), sensor.time_of(index), wait)
+            timeout = None if wait in (None, True) else wait
+            return job if wait is False else job.get_result(timeout=timeout)
+        return self._submit(lambda: CompletedRequest(self, config, sensor, index),
+                            sensor.time_of(index), wait)
 
-    def switch_mode_and_capture_request(self, camera_config, wait=None, signal_function=None, delay=0) -> Any:
+    def switch_mode_and_capture_request(self, camera_config, wait=None, signal_function=None,
+                                        delay=0) -> Any:
         """Switch to ``camera_config``, capture a request, switch back to the saved
         ``camera_config``: two mode switches, the first frame of the still mode, and the video
         controls rebuilt from its config."""
@@ -405,7 +386,8 @@ class FakePicamera2(LibcameraCamera):
         return self._submit(lambda: CompletedRequest(self, still_config, sensor, index), due, wait)
 
     # -- recording (picamera2.start_recording / stop_recording) ------------------------------------
-    def start_recording(self, encoder, output, pts=None, config=None, quality=None, name=None) -> None:
+    def start_recording(self, encoder, output, pts=None, config=None, quality=None,
+                        name=None) -> None:
         if config is not None:
             self.configure(config)
         if not isinstance(encoder, Encoder):
@@ -416,9 +398,10 @@ class FakePicamera2(LibcameraCamera):
         if main["format"] not in encoder.FORMATS:  # V4L2Encoder._v4l2_format
             raise RuntimeError("Unrecognised format", main["format"], "for V4L2")
         w, h = main["size"]
-        if isinstance(encoder, MJPEGEncoder) and not (CODEC_MIN <= w <= CODEC_MAX and CODEC_MIN <= h <= CODEC_MAX):
-            raise OSError(22, f"Invalid argument: bcm2835-codec encode takes {CODEC_MIN}..{CODEC_MAX} per side, "
-                              f"not {w}x{h}")
+        in_range = CODEC_MIN <= w <= CODEC_MAX and CODEC_MIN <= h <= CODEC_MAX
+        if isinstance(encoder, MJPEGEncoder) and not in_range:
+            raise OSError(22, "Invalid argument: bcm2835-codec encode takes "
+                              f"{CODEC_MIN}..{CODEC_MAX} per side, not {w}x{h}")
         encoder.output = output
         encoder.width, encoder.height = w, h
         encoder.start(quality=quality)

@@ -1,46 +1,11 @@
-"""The libcamera side of the picamera2 double: the sensor's timing, completed requests, their
-buffers and the camera's request queue (:class:`LibcameraCamera`, the base of the ``Picamera2``
-facade in :mod:`~camctl.testing.picamera2_double`). Each fact is pinned to the installed picamera2
-source by tests/test_picamera2_strict.py.
+"""The libcamera side of the picamera2 double: sensor timing, requests, buffers, request queue.
 
-- **A sensor runs in real time.** After ``start`` frames complete one frame duration apart on
-  ``time.monotonic`` (libcamera's ``SensorTimestamp`` is ``CLOCK_MONOTONIC``). ``capture_request``
-  waits for a frame: with ``queue=False`` (``_max_queue_len = 0``: the event loop releases every
-  completed request no job is waiting for) it gets the *next* frame to complete after the call, so
-  it blocks up to a frame period, and frames that completed while nobody asked are lost (a sequence
-  gap). With ``queue=True`` the newest completed frame not yet handed out is returned at once.
-- **Controls arrive late.** ``set_controls`` only updates ``picam2.controls``; they ride on the next
-  request that is recycled to libcamera (``CompletedRequest.release``), which the sensor fills
-  ``buffer_count`` frames later, and the sensor applies a frame-length change
-  ``sensor_delay_frames`` after that (libcamera's ``camera_sensor_properties.cpp``: imx708
-  ``vblankDelay = 3``). So a control set while frame ``k`` is the next to complete first shows on
-  frame ``k + buffer_count + sensor_delay_frames``. Frame durations are clamped to the sensor mode's
-  limits (``rig.max_fps``).
-- **Control names** are the Raspberry Pi IPA's (raspberrypi/libcamera
-  ``src/ipa/rpi/common/ipa_base.cpp``: ``ipaControls``, ``ipaColourControls``, and
-  ``ipaAfControls`` only when the module has a focus lens). ``FrameRate`` is picamera2's virtual
-  control for ``FrameDurationLimits``.
-- **Requests are reference counted** as picamera2's ``CompletedRequest`` (``request.py``):
-  ``acquire`` raises ``"CompletedRequest: acquiring lock with ref_count 0"``, ``release`` below zero
-  ``"... negative ref_count"``; at 0 the request is recycled to the camera only if it is open,
-  started and not stopped since the request completed (``stop_count``), and its config is emptied
-  (``make_array`` then says the stream is not defined). ``rig.created``/``rig.released`` count
-  requests made and requests whose count reached 0 (``outstanding``), ``rig.recycled`` those queued
-  back. A recycled buffer is overwritten with ``rig.pad_value`` at once (the sensor fills it again:
-  on a Pi ``buffer_count`` frames later; the double is stricter), so a frame read after its release
-  shows it.
-- **MappedArray** (exported by ``picamera2``) is the request's buffer itself, shaped as
-  ``Helpers._make_array_shared`` does (``(h, w, 3)`` for ``BGR888``/``RGB888``, ``(h, w, 4)`` for
-  the ``X`` formats, ``(h * 3 // 2, stride)`` for YUV420), never a copy (``rig.arrays_mapped``
-  counts them); ``.array`` is gone after ``__exit__``; ``make_array`` copies through it.
-- **Held requests are buffers the sensor cannot fill.** When the app holds every one of
-  ``buffer_count`` requests, frames that complete meanwhile are lost (a sequence gap, counted in
-  ``rig.starved``) and a capture waits until a request comes back, then gets the next frame to
-  complete.
-- **A YUV420 buffer** holds the Y, U, V planes one after another (``stride`` bytes a luma row,
-  ``stride // 2`` a chroma row), padding bytes set to ``rig.pad_value``; the planes are
-  limited-range video YUV of ``rig.colour`` (BT.601), or whatever ``rig.lores_planes(w, h)``
-  returns.
+:class:`LibcameraCamera` is the base of the ``Picamera2`` facade in
+:mod:`~camctl.testing.picamera2_double`: a sensor that runs in real time, controls that arrive
+``buffer_count + sensor_delay_frames`` frames late, the Raspberry Pi IPA's control names,
+reference-counted requests whose buffers are overwritten once recycled, ``MappedArray`` views and
+YUV420 layouts. Each fact is pinned to the installed picamera2 source by
+tests/test_picamera2_strict.py; the facts one by one: docs/picamera2-double.md.
 """
 
 from __future__ import annotations
