@@ -8,11 +8,11 @@
 - :mod:`camctl.ground.status`: board STATUS polls and broadcasts;
 - :mod:`camctl.ground.views`: ``ls`` and ``status`` printed as tables or JSON;
 - :mod:`camctl.ground.firstlook`, :mod:`camctl.ground.export`, :mod:`camctl.ground.mission`: the
-  first
-  look, the exports, the test conductor's page.
+  first look, the exports, the test conductor's page.
 """
 
 from camctl.ground.client import BoardTimeout, Client, LinkDropped
 from camctl.ground.fetch import BoardReport, FetchReport, fetch, print_report
 
-__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch", "print_report"]
+__all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch",
+           "print_report"]

@@ -36,14 +36,13 @@ from camctl.ground import download
 __all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
 
 T = TypeVar("T")
-_MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 _MON_IDS = itertools.count()
 
 
 class Client(Closeable):
-    """One board, one DEALER. Methods raise RemoteError (ERROR reply) or BoardTimeout (no reply in
-    time)."""
+    """One board, one DEALER; methods raise RemoteError (ERROR reply) or BoardTimeout (no reply)."""
 
     def __init__(self, url: str, *, timeout_s: float = 5.0,
                  curve: ClientCurve | Mapping[str, ClientCurve] | None = None,
@@ -72,8 +71,7 @@ class Client(Closeable):
         self.reset()
 
     def reset(self) -> None:
-        """Drop the DEALER; the next request connects a fresh one (stale replies die with the old
-        one)."""
+        """Drop the DEALER; the next request connects a fresh one (stale replies die with it)."""
         if self._sock is not None:
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.disable_monitor()
@@ -98,15 +96,15 @@ class Client(Closeable):
             # handshake says why. The monitor endpoint is named here: pyzmq's default names it after
             # the socket's fd, which the next DEALER may reuse while the old monitor is still being
             # torn down.
-            self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS, addr=f"inproc://camctl-mon-{next(_MON_IDS)}")
+            monitor_addr = f"inproc://camctl-mon-{next(_MON_IDS)}"
+            self._monitor = sock.get_monitor_socket(_MONITOR_EVENTS, addr=monitor_addr)
             sock.connect(self.url)
             self.reconnects += 1  # sockets made, the first included
             self._sock = sock
         return self._sock
 
     def send(self, msg: p.Message) -> None:
-        """Queue ``msg``; never blocks longer than the timeout (BoardTimeout when the DEALER cannot
-        take it)."""
+        """Queue ``msg``, blocking at most the timeout (BoardTimeout: the DEALER cannot take it)."""
         sock = self._socket()
         try:
             sock.send_multipart(msg.encode(), zmq.NOBLOCK)
@@ -122,8 +120,7 @@ class Client(Closeable):
         return next(self._ids)
 
     def recv(self, ids: set[int] | dict, what: str, timeout_s: float | None = None) -> p.Message:
-        """The next reply whose id is in ``ids`` (others are stale and dropped); BoardTimeout on
-        silence."""
+        """The next reply with an id in ``ids`` (others are stale); BoardTimeout on silence."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         sock = self._socket()
         # replies already queued (a FETCH window in flight): no poller to build per chunk
@@ -147,11 +144,12 @@ class Client(Closeable):
                 event = recv_monitor_message(self._monitor)["event"]
                 self.reset()
                 if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                    raise KeyRejected(f"{self.url}: the board refused this ground station's CURVE key (add "
-                                      "its public key to the board's readers/ folder)")
+                    raise KeyRejected(f"{self.url}: the board refused this ground station's CURVE "
+                                      "key (add its public key to the board's readers/ folder)")
                 if event != zmq.EVENT_DISCONNECTED:
                     self.last_failure = ("the CURVE handshake failed: check the board's server key"
-                                         if self.curve is not None else "the handshake failed (is CURVE on?)")
+                                         if self.curve is not None
+                                         else "the handshake failed (is CURVE on?)")
                 raise LinkDropped(self.url, what, timeout)
             if sock not in ready:
                 if time.monotonic() >= deadline:
@@ -192,8 +190,9 @@ class Client(Closeable):
     def list(self, flight: str | None = None) -> list[p.SegmentInfo]:
         return self.request(p.List(id=self.next_id(), flight=flight), p.Listing).segments
 
-    def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None, every: int = 0,
-               width: int = 160, wait: bool = True) -> list[tuple[p.ThumbInfo, bytes]] | None:
+    def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None,
+               every: int = 0, width: int = 160,
+               wait: bool = True) -> list[tuple[p.ThumbInfo, bytes]] | None:
         """Every preview the board makes for this flight / camera / segment (all pages).
 
         ``wait=False``: None when the board answers that it is still making them (it goes on making
@@ -201,8 +200,9 @@ class Client(Closeable):
         out: list[tuple[p.ThumbInfo, bytes]] = []
         waited = 0.0
         while True:
-            page = self.request(p.Thumbs(id=self.next_id(), flight=flight, camera=camera, segment=segment,
-                                         every=every, width=width, skip=len(out)), p.Thumbnails)
+            page = self.request(p.Thumbs(id=self.next_id(), flight=flight, camera=camera,
+                                         segment=segment, every=every, width=width, skip=len(out)),
+                                p.Thumbnails)
             out.extend(zip(page.thumbs, page.jpegs, strict=True))
             if page.thumbs:
                 waited = 0.0
@@ -210,11 +210,13 @@ class Client(Closeable):
                 return out
             if not page.thumbs:
                 if not page.retry_ms:
-                    return out  # an empty page that is not "still making them": nothing more to get
+                    # an empty page that is not "still making them": nothing more to get
+                    return out
                 if not wait and not out:
                     return None
                 if waited >= self.timeout_s:
-                    raise BoardTimeout(self.url, f"THUMBS of {segment or flight} (previews not ready)",
+                    raise BoardTimeout(self.url,
+                                       f"THUMBS of {segment or flight} (previews not ready)",
                                        self.timeout_s)
                 waited += page.retry_ms / 1000
                 # the board asked to come back: its worker is on it
@@ -223,13 +225,14 @@ class Client(Closeable):
     def fetch_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
                    on_bytes: Callable[[int], None] | None = None, attempts: int = 2) -> str:
         """Download ``seg`` to ``dest``: see :func:`camctl.ground.download.fetch_file`."""
-        return download.fetch_file(self, seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes,
-                                   attempts=attempts)
+        return download.fetch_file(self, seg, dest, window=window, chunk_kb=chunk_kb,
+                                   on_bytes=on_bytes, attempts=attempts)
 
     def start_file(self, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
                    on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
         """Receive ``seg`` into ``dest.part``: see :func:`camctl.ground.download.start_file`."""
-        return download.start_file(self, seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+        return download.start_file(self, seg, dest, window=window, chunk_kb=chunk_kb,
+                                   on_bytes=on_bytes)
 
 
 def _reply(frames: list[zmq.Frame]) -> p.Message | None:

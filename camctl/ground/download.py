@@ -49,8 +49,8 @@ def lock_folder(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
-            raise ConfigError(f"{out}: another camctl fetch (pid {holder}) is writing into this folder; wait "
-                              f"for it to finish or use another --out") from None
+            raise ConfigError(f"{out}: another camctl fetch (pid {holder}) is writing into this "
+                              f"folder; wait for it to finish or use another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -70,8 +70,9 @@ def _lock_part(part: Path) -> int:
     return fd
 
 
-def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
-               on_bytes: Callable[[int], None] | None = None, attempts: int = 2) -> str:
+def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 8,
+               chunk_kb: int = 256, on_bytes: Callable[[int], None] | None = None,
+               attempts: int = 2) -> str:
     """Download ``seg`` to ``dest`` resuming ``dest.part``; returns ``"fetched"`` or ``"skipped"``.
 
     A complete ``dest`` with the listed sha256 is skipped. A mismatch deletes the part and fetches
@@ -79,21 +80,22 @@ def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
     for the next call to resume.
     """
     for attempt in range(1, max(1, attempts) + 1):
-        finish = client.start_file(seg, dest, window=window, chunk_kb=chunk_kb, on_bytes=on_bytes)
+        finish = client.start_file(seg, dest, window=window, chunk_kb=chunk_kb,
+                                   on_bytes=on_bytes)
         if finish is None:
             return "skipped"
         if finish():
             return "fetched"
         if attempt >= attempts:
             break
-    raise FetchError(f"{client.board}: {seg.path}: sha256 does not match the listed {seg.sha256} after "
-                     f"{max(1, attempts)} fetches")
+    raise FetchError(f"{client.board}: {seg.path}: sha256 does not match the listed "
+                     f"{seg.sha256} after {max(1, attempts)} fetches")
 
 
-def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 8, chunk_kb: int = 256,
+def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 8,
+               chunk_kb: int = 256,
                on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
-    """Receive the rest of ``seg`` into ``dest.part``; None when a complete ``dest`` is there
-    already.
+    """Receive the rest of ``seg`` into ``dest.part``; None when a complete ``dest`` is there.
 
     Returns ``finish()``, to call on any thread: it waits for the writes and the hash, then either
     fsyncs and renames the part to ``dest`` (True) or deletes it on a sha256 mismatch (False). So
@@ -230,7 +232,8 @@ class Sink:
         self._thread: threading.Thread | None = None
         # a small file is written and hashed on the caller's thread (no thread start per file)
         if threads:
-            self._thread = threading.Thread(target=self._work, name="camctl-fetch-sink", daemon=True)
+            self._thread = threading.Thread(target=self._work, name="camctl-fetch-sink",
+                                            daemon=True)
             self._thread.start()
 
     def put(self, data: Any) -> None:

@@ -54,7 +54,8 @@ class BoardReport:
     @property
     def ok(self) -> bool:
         complete = self.thumbs_only or self.fetched + self.skipped == self.segments_total
-        return complete and not self.unreachable and not self.errors and self.checksum_ok and bool(self.board)
+        return (complete and not self.unreachable and not self.errors and self.checksum_ok
+                and bool(self.board))
 
 
 @dataclass
@@ -123,14 +124,16 @@ class _Names:
         with self._lock:
             other = self._by_name.setdefault(name, url)
         if other != url:
-            raise FetchError(f"{url} reports board name {name!r}, which {other} reported first: refused (two "
-                             f"boards with one name would write into one folder; give each board its own name)")
+            raise FetchError(f"{url} reports board name {name!r}, which {other} reported first: "
+                             "refused (two boards with one name would write into one folder; give "
+                             "each board its own name)")
 
 
 class _BoardFetch:
     def __init__(self, idx: int, url: str, out: Path, *, give_up_after_s: float, thumbs_only: bool,
-                 window: int, chunk_kb: int, curve: ClientCurve | Mapping[str, ClientCurve] | None, gate: _Gate,
-                 names: _Names, flight: str, progress: Any, timeout_s: float | None = None) -> None:
+                 window: int, chunk_kb: int, curve: ClientCurve | Mapping[str, ClientCurve] | None,
+                 gate: _Gate, names: _Names, flight: str, progress: Any,
+                 timeout_s: float | None = None) -> None:
         self.idx = idx
         self.names = names
         self.flight = flight
@@ -149,8 +152,7 @@ class _BoardFetch:
         self.last_ok = time.monotonic()
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying over timeouts (each recreated the DEALER) until give_up_after_s of
-        silence."""
+        """Run ``fn``, retrying timeouts (each on a new DEALER) until give_up_after_s of silence."""
         while True:
             try:
                 result = fn()
@@ -185,7 +187,8 @@ class _BoardFetch:
         r, c = self.report, self.client
         hello = self.call(c.hello)
         if not is_name(hello.board):
-            raise FetchError(f"{r.url}: board name {hello.board!r} cannot be a folder name: refused")
+            raise FetchError(f"{r.url}: board name {hello.board!r} "
+                             "cannot be a folder name: refused")
         self.names.claim(hello.board, r.url)
         r.board = hello.board
         self.gate.join(self.idx)
@@ -193,8 +196,9 @@ class _BoardFetch:
         while not hello.serving:
             if time.monotonic() - self.started >= self.give_up:
                 phase = self.call(c.status).get("phase", "?")
-                raise RemoteError(hello.board, p.E_NOT_SERVING, f"not serving after {self.give_up:g} s (phase "
-                                                                f"{phase}): fetch after landing")
+                raise RemoteError(hello.board, p.E_NOT_SERVING,
+                                  f"not serving after {self.give_up:g} s (phase {phase}): "
+                                  "fetch after landing")
             time.sleep(min(0.25, self.give_up / 8))
             hello = self.call(c.hello)
         flight = self._pick_flight(hello)
@@ -217,7 +221,8 @@ class _BoardFetch:
                 self._file(seg, dest)
             # previews the board has made come first; a segment whose previews it is still making (a
             # fetch started right after landing) does not hold the download back: they are asked
-            # again between files downloaded already: previews written then
+            # again between files. A segment downloaded already is left out: its previews were
+            # written then.
             pending = [x for x in rest if not x[1].exists()]
             self._previews_pass(pending, root, writer, wait=self.thumbs_only)
             if self.thumbs_only:
@@ -225,14 +230,15 @@ class _BoardFetch:
             self.gate.arrive(self.idx)
             self.gate.wait(self.give_up)
             if not self.thumbs_only:
-                self._files(rest, between=lambda: self._previews_pass(pending, root, writer, wait=False))
+                self._files(rest,
+                            between=lambda: self._previews_pass(pending, root, writer, wait=False))
                 while pending:
                     self._previews_pass(pending, root, writer, wait=True)
         finally:
             writer.close()
 
-    def _previews_pass(self, pending: list[tuple[p.SegmentInfo, Path]], root: Path, writer: _PreviewWriter, *,
-                       wait: bool) -> None:
+    def _previews_pass(self, pending: list[tuple[p.SegmentInfo, Path]], root: Path,
+                       writer: _PreviewWriter, *, wait: bool) -> None:
         """Ask for the previews of the ``pending`` segments in order and queue them for writing;
         keep in ``pending`` those the board is still making (``wait=False``). At most
         ``p.MAX_THUMB_JOBS`` are asked and not ready at a time: the board answers BUSY beyond
@@ -243,7 +249,8 @@ class _BoardFetch:
                 still.append((seg, dest))  # not asked this time
                 continue
             try:
-                thumbs = self.call(lambda s=seg: self.client.thumbs(s.flight, segment=s.path, wait=wait))
+                thumbs = self.call(
+                    lambda s=seg: self.client.thumbs(s.flight, segment=s.path, wait=wait))
             except RemoteError as exc:
                 self.report.errors.append(f"previews of {seg.path}: {exc}")
                 continue
@@ -254,8 +261,7 @@ class _BoardFetch:
         pending[:] = still
 
     def _pick_flight(self, hello: p.Welcome) -> str | None:
-        """The LIST argument for ``--flight``: None for all, "" when the board has no flight at
-        all."""
+        """The LIST argument for ``--flight``: None for all, "" when the board has no flight."""
         flights = [f for f in hello.flights if is_name(f)]
         if self.flight == "all":
             return None
@@ -275,14 +281,16 @@ class _BoardFetch:
         parts = seg.path.split("/")
         ok = all(is_name(x) for x in parts) and parts[0] == seg.flight \
             and (flight is None or seg.flight == flight) and (
-                (len(parts) == 2 and parts[1] in ("flight.json", "index.json") and seg.kind == "meta")
+                (len(parts) == 2 and parts[1] in ("flight.json", "index.json")
+                 and seg.kind == "meta")
                 or (len(parts) == 3 and parts[2].endswith(".mcap") and parts[1] != "thumbs"
-                    and seg.kind in ("segment", "events") and (seg.kind == "events" or parts[1] == seg.camera)))
+                    and seg.kind in ("segment", "events")
+                    and (seg.kind == "events" or parts[1] == seg.camera)))
         dest = root.joinpath(*parts)
         if ok and dest.resolve().is_relative_to(self.out.resolve()):
             return dest
-        self.report.errors.append(f"board {self.report.board} listed an unsafe file {seg.path!r} (flight "
-                                  f"{seg.flight!r}, camera {seg.camera!r}): not written")
+        self.report.errors.append(f"board {self.report.board} listed an unsafe file {seg.path!r} "
+                                  f"(flight {seg.flight!r}, camera {seg.camera!r}): not written")
         return None
 
     def _previews(self, seg: p.SegmentInfo, root: Path,
@@ -293,16 +301,17 @@ class _BoardFetch:
         for info, data in thumbs:
             if not is_name(info.camera) or info.camera != seg.camera or info.segment != seg.path \
                     or info.seq < 0:
-                self.report.errors.append(f"board {self.report.board} sent an unsafe preview (camera "
-                                          f"{info.camera!r}, segment {info.segment!r}, seq {info.seq}): "
-                                          "not written")
+                self.report.errors.append(f"board {self.report.board} sent an unsafe preview "
+                                          f"(camera {info.camera!r}, segment {info.segment!r}, "
+                                          f"seq {info.seq}): not written")
                 continue
             files.append((root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data,
                           {"seq": info.seq, "timestamp_ns": info.timestamp_ns, "phase": info.phase,
                            "segment": info.segment}))
         return files
 
-    def _files(self, segs: list[tuple[p.SegmentInfo, Path]], *, between: Callable[[], None] = lambda: None) -> None:
+    def _files(self, segs: list[tuple[p.SegmentInfo, Path]], *,
+               between: Callable[[], None] = lambda: None) -> None:
         """Fetch ``segs`` in order; each file's tail is written, hashed and renamed on a finisher
         thread while the next file is already on the wire (``between()`` is called after each file
         is received). A checksum mismatch is fetched once more in line."""
@@ -343,13 +352,13 @@ class _BoardFetch:
             self.progress.update(self.task, advance=part.stat().st_size)
 
     def _start(self, seg: p.SegmentInfo, dest: Path) -> Callable[[], bool] | None:
-        """Receive ``seg`` (resuming); its ``finish``, or None when skipped or failed (both
-        recorded)."""
+        """Receive ``seg`` (resuming); its ``finish``, or None if skipped or failed (recorded)."""
         r = self.report
         self._resumed(dest)
         try:
             finish = self.call(lambda: self.client.start_file(seg, dest, window=self.window,
-                                                              chunk_kb=self.chunk_kb, on_bytes=self._advance))
+                                                              chunk_kb=self.chunk_kb,
+                                                              on_bytes=self._advance))
         except (RemoteError, FetchError) as exc:
             r.errors.append(str(exc))
             return None
@@ -362,7 +371,8 @@ class _BoardFetch:
         self._resumed(dest)
         try:
             how = self.call(lambda: self.client.fetch_file(seg, dest, window=self.window,
-                                                           chunk_kb=self.chunk_kb, on_bytes=self._advance,
+                                                           chunk_kb=self.chunk_kb,
+                                                           on_bytes=self._advance,
                                                            attempts=attempts))
         except RemoteError as exc:
             r.errors.append(str(exc))
@@ -389,7 +399,8 @@ class _PreviewWriter:
 
     def put(self, files: list[tuple[Path, bytes, dict]]) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="camctl-fetch-previews", daemon=True)
+            self._thread = threading.Thread(target=self._run, name="camctl-fetch-previews",
+                                            daemon=True)
             self._thread.start()
         self._q.put(files)
 
@@ -412,7 +423,8 @@ class _PreviewWriter:
             # the sensor time and phase of each preview, for labels before the download
             for tdir in touched:
                 try:
-                    _write_atomic(tdir / THUMBS_INDEX, json.dumps(index[tdir], sort_keys=True).encode())
+                    index_json = json.dumps(index[tdir], sort_keys=True).encode()
+                    _write_atomic(tdir / THUMBS_INDEX, index_json)
                 except OSError as exc:
                     self._report.errors.append(f"writing {tdir / THUMBS_INDEX}: {exc}")
 
@@ -453,20 +465,22 @@ def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_o
     holder).
     """
     if flight not in ("latest", "all") and not is_name(flight):
-        raise ConfigError(f"--flight {flight!r}: want latest, all or a flight id (letters, digits, '_.-')")
+        raise ConfigError(f"--flight {flight!r}: want latest, all or a flight id "
+                          "(letters, digits, '_.-')")
     dupes = sorted({u for u in urls if urls.count(u) > 1})
     if dupes:
         raise ConfigError(f"--connect {dupes[0]} given twice")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with lock_folder(out):
-        return _fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only, window=window,
-                      chunk_kb=chunk_kb, progress=progress, curve=curve, flight=flight, timeout_s=timeout_s)
+        return _fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
+                      window=window, chunk_kb=chunk_kb, progress=progress, curve=curve,
+                      flight=flight, timeout_s=timeout_s)
 
 
-def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: bool, window: int, chunk_kb: int,
-           progress: bool, curve: ClientCurve | Mapping[str, ClientCurve] | None, flight: str,
-           timeout_s: float | None) -> FetchReport:
+def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: bool, window: int,
+           chunk_kb: int, progress: bool, curve: ClientCurve | Mapping[str, ClientCurve] | None,
+           flight: str, timeout_s: float | None) -> FetchReport:
     gate = _Gate()
     names = _Names()
     prog: Any = None
@@ -482,10 +496,11 @@ def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: b
         prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                         TransferSpeedColumn(), TimeRemainingColumn())
     jobs = [_BoardFetch(i, url, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
-                        window=window, chunk_kb=chunk_kb, curve=curve, gate=gate, names=names, flight=flight,
-                        progress=prog, timeout_s=timeout_s)
+                        window=window, chunk_kb=chunk_kb, curve=curve, gate=gate, names=names,
+                        flight=flight, progress=prog, timeout_s=timeout_s)
             for i, url in enumerate(urls)]
-    threads = [threading.Thread(target=j.run, name=f"camctl-fetch-{j.report.url}", daemon=True) for j in jobs]
+    threads = [threading.Thread(target=j.run, name=f"camctl-fetch-{j.report.url}", daemon=True)
+               for j in jobs]
     with prog if prog is not None else contextlib.nullcontext():
         for t in threads:
             t.start()

@@ -68,8 +68,8 @@ def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, cur
     from camctl.ground.export.sheet import has_previews, sheet_from_previews
 
     out = Path(out)
-    report = fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=True, progress=progress, curve=curve,
-                   flight=flight, timeout_s=timeout_s)
+    report = fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=True, progress=progress,
+                   curve=curve, flight=flight, timeout_s=timeout_s)
     refs = _latest(find_flights(out), {b.board for b in report.boards if b.board})
     drawn = None
     if any(has_previews(r.path) for r in refs):
@@ -85,7 +85,8 @@ def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
     0 when every board answered and the sheet was drawn, 1 when a board's previews are missing or
     incomplete, 2 when a board could not be reached (camctl.cli's exit-code rule)."""
     look = first_look(args.connect, Path(args.out), give_up_after_s=args.give_up_after, curve=curve,
-                      progress=not getattr(args, "quiet", False), flight=getattr(args, "flight", "latest"),
+                      progress=not getattr(args, "quiet", False),
+                      flight=getattr(args, "flight", "latest"),
                       timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     rep = look.report
     ok_boards = sum(b.ok for b in rep.boards)
@@ -93,13 +94,15 @@ def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
     when = (f"{max(since):.2f} s after touchdown" if since else "no touchdown logged")
     previews = sum(b.thumbs for b in rep.boards)
     if look.sheet is not None:
-        print(f"first look: {look.sheet} ({previews} previews from {ok_boards}/{len(rep.boards)} boards), {when}")
+        print(f"first look: {look.sheet} ({previews} previews from "
+              f"{ok_boards}/{len(rep.boards)} boards), {when}")
     else:
         print(f"first look: no previews from {len(rep.boards)} boards ({when})")
     for b in rep.boards:
         if not b.ok:
             state = "unreachable" if b.unreachable else "incomplete"
-            print(f"  {b.board or '?'} ({b.url}): {state}{': ' + '; '.join(b.errors) if b.errors else ''}")
+            detail = ": " + "; ".join(b.errors) if b.errors else ""
+            print(f"  {b.board or '?'} ({b.url}): {state}{detail}")
     if any(b.unreachable for b in rep.boards):
         return 2
     return 0 if rep.ok and look.sheet is not None else 1

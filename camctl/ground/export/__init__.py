@@ -1,25 +1,13 @@
 """Ground-station exports of downloaded flights: MP4 per camera, contact sheet, timeline, JPEGs.
 
-The package's public API; one module per kind of export, the run in :mod:`.pipeline`
-(``camctl export``, :func:`export_all`). Boards are aligned on a shared trigger edge
-(:mod:`.flightset`); flights of different boards flown together (release within
-:data:`SET_WINDOW_S`, one flight per board) form a *flight set*, written to ``<out>/<set>/``::
+The package's public API: one module per kind of export, the run in :mod:`.pipeline`
+(``camctl export``, :func:`export_all`; each camera's segments are read once). Flights of
+different boards flown together (release within :data:`SET_WINDOW_S`, one flight per board) form
+a *flight set*, aligned on a shared trigger edge and written to ``<out>/<set>/``: ``mp4/``,
+``contact_sheet.png``, ``timeline.png`` and ``.svg``, ``frames/`` and (``--foxglove``)
+``foxglove/``. :func:`contact_sheet_from_thumbs` is the first look from the previews alone.
 
-    <set>/mp4/<board>_<camera>.mp4     H.264, frames at their sensor times (VFR), phases as
-                                       subtitles; a camera that changes frame size gets one video
-                                       at its largest size, smaller frames scaled up, never
-                                       cropped (.mp4)
-    <set>/contact_sheet.png            frames at -1 .. +1 s around each event, every camera of every
-                                       board, and the stills; from the previews when no segment was
-                                       downloaded (.sheet)
-    <set>/timeline.png, .svg           frame rate per camera from release, phases, faults, drops by
-                                       reason, still gaps (.timeline, matplotlib)
-    <set>/frames/<board>_<camera>_<seq:06d>_<+t.ttt>s.jpg   the stored JPEG bytes (.frames)
-    <set>/foxglove/<set>.mcap, .layout.json   every board in one MCAP, and a Foxglove layout
-                                       (.foxglove; only with --foxglove)
-
-Every camera's segments are read once, in order; each export kind takes what it needs from that
-pass. :func:`contact_sheet_from_thumbs` is the first look from the previews alone.
+The output layout in full and what each module owns: ``docs/export.md``.
 
 Example::
 

@@ -10,8 +10,7 @@ it (import it with Foxglove's "Import layout"):
 - an Image panel per board and camera;
 - a Log panel per board (its event log, ``/<board>/log``);
 - a Plot of each camera's frame rate (``meta.seq.@derivative``: the frame counter's rate) and a
-  State
-  Transitions panel of each camera's phase (``meta.phase``), so the rates read by phase.
+  State Transitions panel of each camera's phase (``meta.phase``), so the rates read by phase.
 
 Layout format: Foxglove's ``configById`` / ``layout`` (a react-mosaic tree) / ``playbackConfig``
 JSON, as exported by Foxglove (https://docs.foxglove.dev/docs/visualization/layouts); panel configs
@@ -32,8 +31,7 @@ __all__ = ["FoxgloveExport", "layout_for", "write_foxglove"]
 
 @dataclass
 class FoxgloveExport:
-    """The files written, the topics in the MCAP and the messages copied (and segments that could
-    not be read)."""
+    """The files written, the MCAP's topics and the messages copied (and segments not readable)."""
 
     mcap: Path
     layout: Path
@@ -57,20 +55,21 @@ def _mosaic(ids: list[str], direction: str) -> Any:
 
 
 def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
-    """The layout of a flight set: images of every (board, camera) on top; rates, phases and logs
-    below."""
+    """A flight set's layout: images of every (board, camera) on top; rates, phases, logs below."""
     config: dict[str, dict] = {}
     images = []
     for board, cam in cameras:
         pid = _pid("Image", f"{board}/{cam}")
-        config[pid] = {"foxglovePanelTitle": f"{board} {cam}", "imageMode": {"imageTopic": f"/{board}/{cam}/image",
-                                                              "imageSchemaName": "foxglove.CompressedImage"}}
+        config[pid] = {"foxglovePanelTitle": f"{board} {cam}",
+                       "imageMode": {"imageTopic": f"/{board}/{cam}/image",
+                                     "imageSchemaName": "foxglove.CompressedImage"}}
         images.append(pid)
     plot = _pid("Plot", "rates")
     config[plot] = {
         "foxglovePanelTitle": "frames/s per camera",
         "paths": [{"value": f"/{board}/{cam}/meta.seq.@derivative", "enabled": True,
-                   "timestampMethod": "receiveTime", "label": f"{board} {cam}"} for board, cam in cameras],
+                   "timestampMethod": "receiveTime", "label": f"{board} {cam}"}
+                  for board, cam in cameras],
         "showLegend": True, "showXAxisLabels": True, "showYAxisLabels": True, "isSynced": True,
         "xAxisVal": "timestamp",
     }
@@ -84,8 +83,8 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
     logs = []
     for board in boards:
         pid = _pid("RosOut", f"{board}/log")
-        config[pid] = {"foxglovePanelTitle": f"{board} event log", "topicToRender": f"/{board}/log", "minLogLevel": 1,
-                       "searchTerms": []}
+        config[pid] = {"foxglovePanelTitle": f"{board} event log", "topicToRender": f"/{board}/log",
+                       "minLogLevel": 1, "searchTerms": []}
         logs.append(pid)
     bottom = _mosaic([plot, phases, *logs], "row")
     return {

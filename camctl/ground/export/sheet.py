@@ -1,5 +1,4 @@
-"""Contact sheets: frames around every event of a flight set, for every camera of every board, plus
-the stills.
+"""Contact sheets: each camera of each board around every event of a flight set, plus the stills.
 
 One layout for both sources: the full frames (``camctl export``) and the previews a ``camctl fetch``
 writes first (``thumbs/``: the first look, and export of a thumbs-only download). A block per event
@@ -14,7 +13,8 @@ header, once.
 
 Example::
 
-    >>> png = contact_sheet_from_thumbs(Path("first-look"), Path("first-look/first-look.png"))  # doctest: +SKIP
+    >>> png = contact_sheet_from_thumbs(Path("first-look"),
+    ...                                 Path("first-look/first-look.png"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class Picker:
             d = ts - target
             if abs(d) > self.tol_ns:
                 continue
-            if after and d >= 0 and (self._after[i] is None or ts < self._after[i].ts):  # type: ignore[union-attr]
+            first = self._after[i]
+            if after and d >= 0 and (first is None or ts < first.ts):
                 self._after[i] = Pick(ts, phase, seq, image)
             near = self._near[i]
             if near is None or abs(d) < near[0]:
@@ -87,7 +88,8 @@ class Picker:
         """The frame of each target. Within each run of ``group`` targets (a row of the sheet; all
         targets when 0), a frame chosen for several targets (sparse previews) is kept only at the
         one nearest to it, so no frame is shown twice in a row."""
-        out = [self._after[i] or (n[1] if (n := self._near[i]) else None) for i in range(len(self.targets))]
+        out = [self._after[i] or (n[1] if (n := self._near[i]) else None)
+               for i in range(len(self.targets))]
         size = group or len(out) or 1
         for start in range(0, len(out), size):
             row = range(start, min(start + size, len(out)))
@@ -106,7 +108,8 @@ def event_columns(tb: TimeBase) -> list[str]:
     if not tb.aligned:
         return []
     return [ev for ev, t in sorted(tb.event_ns.items(), key=lambda kv: kv[1])
-            if t >= tb.t0_ns and tb.event_phase.get(ev) not in _NOT_DESCENT]  # type: ignore[operator]
+            if t >= tb.t0_ns  # type: ignore[operator]
+            and tb.event_phase.get(ev) not in _NOT_DESCENT]
 
 
 def flight_header(flights: Iterable[tuple[str, str]], what: str) -> str:
@@ -129,8 +132,7 @@ class Tile:
 
 @dataclass
 class Block:
-    """One event (or the stills): its title, column labels and rows of (row label, tiles; None = no
-    frame)."""
+    """One event (or the stills): title, column labels, rows (row label, tiles; None = no frame)."""
 
     title: str
     columns: list[str]
@@ -166,8 +168,7 @@ def _image(src: bytes | Path) -> Any:
 
 
 def draw_sheet(header: str, blocks: list[Block], out_png: Path) -> list[tuple[int, int, int, int]]:
-    """Draw ``blocks`` under ``header`` into ``out_png``; the boxes (x0, y0, x1, y1) of the tiles
-    drawn."""
+    """Draw ``blocks`` under ``header`` into ``out_png``; the tiles' boxes (x0, y0, x1, y1)."""
     from PIL import Image, ImageDraw
 
     cell_w, cell_h = TILE_W + _PAD, TILE_H + _LABEL_H + _PAD
@@ -183,7 +184,8 @@ def draw_sheet(header: str, blocks: list[Block], out_png: Path) -> list[tuple[in
     for block in blocks:
         draw.text((_PAD, y + 4), block.title, fill=(255, 210, 120), font=big)
         for c, label in enumerate(block.columns):
-            draw.text((_PAD + _ROW_LABEL_W + c * cell_w, y + _HEAD_H + 4), label, fill=(200, 200, 120), font=font)
+            draw.text((_PAD + _ROW_LABEL_W + c * cell_w, y + _HEAD_H + 4), label,
+                      fill=(200, 200, 120), font=font)
         y += _HEAD_H * 2
         for label, tiles in block.rows:
             draw.text((_PAD, y + TILE_H // 2 - 7), label, fill=(230, 230, 230), font=font)
@@ -191,12 +193,14 @@ def draw_sheet(header: str, blocks: list[Block], out_png: Path) -> list[tuple[in
                 x = _PAD + _ROW_LABEL_W + c * cell_w
                 draw.rectangle((x, y, x + TILE_W - 1, y + TILE_H - 1), outline=(60, 60, 66))
                 if tile is None:
-                    draw.text((x + 8, y + TILE_H // 2 - 6), "no frame", fill=(120, 120, 120), font=font)
+                    draw.text((x + 8, y + TILE_H // 2 - 6), "no frame", fill=(120, 120, 120),
+                              font=font)
                     continue
                 try:
                     im = _image(tile.image)
                 except (OSError, ValueError):
-                    draw.text((x + 8, y + TILE_H // 2 - 6), "undecodable", fill=(200, 80, 80), font=font)
+                    draw.text((x + 8, y + TILE_H // 2 - 6), "undecodable", fill=(200, 80, 80),
+                              font=font)
                 else:
                     ox, oy = x + (TILE_W - im.width) // 2, y + (TILE_H - im.height) // 2
                     sheet.paste(im, (ox, oy))
@@ -218,8 +222,7 @@ def caption(dt_s: float, phase: str, seq: int, *, since: str = "") -> str:
 
 # --- from previews --------------------------------------------------------------------------------
 def _previews(tdir: Path, tb: TimeBase | None) -> dict[str, list[tuple[int, str, int, Path]]]:
-    """Per camera, (sensor ns, phase, seq, file) of every preview that thumbs/index.json
-    describes."""
+    """Per camera, (sensor ns, phase, seq, file) of every preview thumbs/index.json describes."""
     try:
         infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -245,7 +248,8 @@ def contact_sheet_from_thumbs(root: Path, out_png: Path, *, tol_s: float = 1.0) 
     root = Path(root)
     refs = [r for r in find_flights(root) if has_previews(r.path)]
     if not refs:
-        raise ConfigError(f"no previews under {root} (expected <board>/<flight>/thumbs/<camera>/*.jpg)")
+        raise ConfigError(f"no previews under {root} "
+                          "(expected <board>/<flight>/thumbs/<camera>/*.jpg)")
     sheet_from_previews(refs, out_png, tol_s=tol_s)
     return Path(out_png)
 
@@ -275,7 +279,8 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
     blocks: list[Block] = []
     tol = int(tol_s * 1e9)
     for ev in events:
-        block = Block(event_title(ev, ref_tb), [f"{o:+g} s" for o in OFFSETS_S])  # type: ignore[arg-type]
+        columns = [f"{o:+g} s" for o in OFFSETS_S]
+        block = Block(event_title(ev, ref_tb), columns)  # type: ignore[arg-type]
         for board, _flight, tb, cams in per:
             t_ev = event_ns(ev, tb, ref_tb)  # type: ignore[arg-type]
             for cam, previews in cams.items():
@@ -286,7 +291,8 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                 for ts, phase, seq, f in previews:
                     picker.offer(ts, phase, seq, f)
                 block.rows.append((f"{board}\n{cam}", [
-                    None if p is None else Tile(p.image, caption((p.ts - t_ev) / 1e9, p.phase, p.seq))
+                    None if p is None
+                    else Tile(p.image, caption((p.ts - t_ev) / 1e9, p.phase, p.seq))
                     for p in picker.picks()]))
         blocks.append(block)
     # no event log yet: previews spread over the flight, labelled as well as they can be
@@ -301,11 +307,11 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                     continue
                 k = min(n, len(files))
                 pick = [files[round(i * (len(files) - 1) / max(1, k - 1))] for i in range(k)]
-                block.rows.append((f"{ref.board}\n{cam_dir.name}", [Tile(f, f"#{f.stem}") for f in pick]
-                                   + [None] * (n - k)))
+                tiles = [Tile(f, f"#{f.stem}") for f in pick]
+                block.rows.append((f"{ref.board}\n{cam_dir.name}", tiles + [None] * (n - k)))
         blocks.append(block)
-    return draw_sheet(flight_header(((b, f) for b, f, _t, _p in per), "previews around each event"), blocks,
-                      out_png)
+    header = flight_header(((b, f) for b, f, _t, _p in per), "previews around each event")
+    return draw_sheet(header, blocks, out_png)
 
 
 def event_title(ev: str, ref_tb: TimeBase) -> str:
@@ -319,8 +325,9 @@ def event_ns(ev: str, tb: TimeBase, ref_tb: TimeBase | None) -> int | None:
     """The event's edge on this board's clock: its own record, else the reference board's offset
     from its release applied to this board's release."""
     t = tb.event_ns.get(ev)
-    if t is None and ref_tb is not None and tb.aligned and tb.t0_ns is not None and ref_tb.t0_ns is not None \
-            and ev in ref_tb.event_ns:  # only a board on the shared zero may borrow another board's offsets
+    # only a board on the shared zero may borrow another board's offsets
+    if (t is None and ref_tb is not None and tb.aligned and tb.t0_ns is not None
+            and ref_tb.t0_ns is not None and ev in ref_tb.event_ns):
         t = tb.t0_ns + ref_tb.event_ns[ev] - ref_tb.t0_ns
     return t
 

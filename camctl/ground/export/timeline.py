@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "lane_of", "rate_bins"]
 
 BIN_S = 0.25
-PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784", "SEPARATION": "#ffd54f",
-                "TOUCHDOWN": "#ff8a65", "LANDED": "#ba68c8"}
+PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784",
+                "SEPARATION": "#ffd54f", "TOUCHDOWN": "#ff8a65", "LANDED": "#ba68c8"}
 _OTHER_COLORS = ["#4dd0e1", "#f06292", "#aed581", "#ffb74d"]
 _DROP_STYLES = ["v", "s", "D", "^", "P", "X", "o", "*"]
 _LABEL_CHARS = 48  # a fault's mark on the plot: longer messages are cut
@@ -52,9 +52,9 @@ class Lane:
     stills: list[tuple[float, float, float]] = field(default_factory=list)
 
 
-def rate_bins(frames_s: np.ndarray, lo: float, hi: float, bin_s: float = BIN_S) -> tuple[np.ndarray, np.ndarray]:
-    """(bin edges, frames/s per bin) over [lo, hi]; edges are whole multiples of ``bin_s`` from t =
-    0.
+def rate_bins(frames_s: np.ndarray, lo: float, hi: float,
+              bin_s: float = BIN_S) -> tuple[np.ndarray, np.ndarray]:
+    """(bin edges, frames/s per bin) over [lo, hi]; edges: whole multiples of ``bin_s`` from t = 0.
 
     A bin's rate is the frame rate averaged over the part of it that lies between two frames: each
     interval between consecutive frames runs at 1/its length, so a steady 10 fps reads 10 in every

@@ -1,5 +1,4 @@
-"""``camctl mission``: the test conductor's page in the browser, from go/no-go to the flight's
-videos.
+"""``camctl mission``: the test conductor's browser page, from go/no-go to the flight's videos.
 
 Modules: :mod:`~camctl.ground.mission.watcher` (the boards' PUB feeds and STATUS polls),
 :mod:`~.checks` (go/no-go), :mod:`~.recovery` (downloads, previews, exports after touchdown),
@@ -31,10 +30,10 @@ __all__ = ["serve"]
 
 
 def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", port: int = 8080,
-          operator: bool = False, operator_key: str | Path | None = None, limits: Any = None, curve: Any = None,
-          token: str | None = None, command_timeout_s: float = 5.0, previews_per_board: int | None = None) -> Any:
-    """Start a mission and its page; returns the running
-    :class:`~camctl.ground.mission.server.MissionServer`.
+          operator: bool = False, operator_key: str | Path | None = None, limits: Any = None,
+          curve: Any = None, token: str | None = None, command_timeout_s: float = 5.0,
+          previews_per_board: int | None = None) -> Any:
+    """Start a mission and its page; returns the running :class:`~.server.MissionServer`.
 
     ``curve``: None (CURVE off) or the reading keys (a ClientCurve, or one per URL);
     ``operator_key``: the operator's secret key file (CURVE only); ``operator``: arm/disarm on
@@ -44,7 +43,8 @@ def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", 
     from camctl.ground.mission.previews import DEFAULT_LIMIT
 
     operator = operator_mode(operator=operator, operator_key=operator_key, curve=curve)
-    command_curve = operator_curves(operator_key, curve, list(urls)) if operator_key is not None else None
+    command_curve = (operator_curves(operator_key, curve, list(urls))
+                     if operator_key is not None else None)
     if previews_per_board is None:
         previews_per_board = DEFAULT_LIMIT
     if previews_per_board < 1:
@@ -53,12 +53,14 @@ def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", 
     try:
         from camctl.ground.mission.server import MissionServer
     except ImportError as exc:  # the server library is in the optional 'ground' extra
-        raise ConfigError(f"camctl mission needs the ground extra (pip install 'camctl[ground]'): {exc}") from None
+        raise ConfigError(f"camctl mission needs the ground extra (pip install 'camctl[ground]'): "
+                          f"{exc}") from None
     from camctl.ground.mission.session import Mission
 
     out = Path(out) if out is not None else Path("mission-out") / time.strftime("%Y%m%d-%H%M%S")
-    mission = Mission(urls, out, operator=operator, limits=limits, curve=curve, command_curve=command_curve,
-                      command_timeout_s=command_timeout_s, previews_per_board=previews_per_board)
+    mission = Mission(urls, out, operator=operator, limits=limits, curve=curve,
+                      command_curve=command_curve, command_timeout_s=command_timeout_s,
+                      previews_per_board=previews_per_board)
     server = MissionServer(mission, host=host, port=port, token=token)
     try:
         server.start()
@@ -74,9 +76,10 @@ def mission_main(args: Any) -> int:
 
     limits = Limits(rate_tolerance=args.rate_tolerance, min_record_min=args.min_record_min,
                     max_clock_ms=args.max_clock_ms)
-    server = serve(args.connect, Path(args.out) if args.out else None, host=args.host, port=args.port,
-                   operator=args.operator, operator_key=args.operator_key, limits=limits, curve=args.curve,
-                   command_timeout_s=args.timeout, previews_per_board=args.previews_per_board)
+    server = serve(args.connect, Path(args.out) if args.out else None, host=args.host,
+                   port=args.port, operator=args.operator, operator_key=args.operator_key,
+                   limits=limits, curve=args.curve, command_timeout_s=args.timeout,
+                   previews_per_board=args.previews_per_board)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -88,7 +91,8 @@ def mission_main(args: Any) -> int:
         ops = f"ON (arm/disarm with the key {args.operator_key}; the boards check it)"
     elif args.operator:
         ops = "ON (arm/disarm; CURVE is off: the boards take COMMAND from anyone)"
-    print(f"downloads and exports in {server.mission.out}; operator actions {ops}; Ctrl-C to stop", flush=True)
+    print(f"downloads and exports in {server.mission.out}; operator actions {ops}; Ctrl-C to stop",
+          flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -1,5 +1,4 @@
-"""Headless Debian chromium driven by Playwright, for the mission page's browser test and bench
-figures.
+"""Headless Debian chromium via Playwright, for the mission page's browser test and bench figures.
 
 Only the system browser is used (``/usr/bin/chromium``, from Debian's ``chromium`` package;
 ``.ci/run`` installs it): Playwright's own browser download is never needed. The flags keep it from
@@ -34,8 +33,7 @@ def find_chromium() -> str | None:
 
 @contextlib.contextmanager
 def chromium(profile_dir: Path, *, viewport: tuple[int, int] = (1400, 1000)) -> Iterator[Any]:
-    """A Playwright browser context on the system chromium with a fresh profile in
-    ``profile_dir``."""
+    """A Playwright browser context on the system chromium, a fresh profile in ``profile_dir``."""
     from playwright.sync_api import sync_playwright
 
     exe = find_chromium()

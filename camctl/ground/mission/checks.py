@@ -37,8 +37,7 @@ class Limits:
 
 
 def frame_bytes(cam: dict) -> float | None:
-    """Mean encoded frame size: stored frames when there are, else the pre-trigger ring; None when
-    unknown."""
+    """Mean encoded frame size (stored frames, else the pre-trigger ring); None when unknown."""
     stored, nbytes = cam.get("frames_stored") or 0, cam.get("bytes_stored") or 0
     if stored > 0 and nbytes > 0:
         return nbytes / stored
@@ -49,19 +48,18 @@ def frame_bytes(cam: dict) -> float | None:
 
 
 def flight_rate(cam: dict) -> float:
-    """The highest rate the camera's schedule asks in flight (DESCENT and after): the worst case for
-    disk."""
+    """The camera schedule's highest in-flight rate (DESCENT and after): the worst case for disk."""
     sched = cam.get("schedule")
     if isinstance(sched, dict):
-        rates = [float(v) for k, v in sched.items() if k not in _NOT_FLIGHT and isinstance(v, int | float)]
+        rates = [float(v) for k, v in sched.items()
+                 if k not in _NOT_FLIGHT and isinstance(v, int | float)]
         if rates:
             return max(rates)
     return float(cam.get("target_fps") or 0.0)
 
 
 def recording_minutes(status: dict) -> float | None:
-    """Minutes of recording the free disk allows at the flight's schedule (every camera); None:
-    unknown."""
+    """Minutes of recording left on disk at the flight's schedule (every camera); None: unknown."""
     cams = status.get("cameras") or {}
     rate_bytes = 0.0
     for cam in cams.values():
@@ -87,22 +85,25 @@ def _check(board: str, name: str, ok: bool, detail: str) -> dict:
 def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> list[dict]:
     name = view.get("name") or view.get("url", "?")
     if not view.get("reachable"):
-        return [_check(name, "reachable", False, f"unreachable: {view.get('error') or 'no answer'}")]
+        return [_check(name, "reachable", False,
+                       f"unreachable: {view.get('error') or 'no answer'}")]
     st = view.get("status") or {}
     out = [_check(name, "reachable", True, "answers STATUS")]
     phase = st.get("phase", "?")
-    out.append(_check(name, "armed", phase == "ARMED", f"phase {phase}" + ("" if phase == "ARMED" else
-                                                                            " (needs ARMED)")))
+    out.append(_check(name, "armed", phase == "ARMED",
+                      f"phase {phase}" + ("" if phase == "ARMED" else " (needs ARMED)")))
     cams = st.get("cameras") or {}
     if not cams:
         out.append(_check(name, "cameras", False, "no cameras in status"))
     for cam_name, cam in cams.items():
         fps, target = float(cam.get("fps") or 0.0), float(cam.get("target_fps") or 0.0)
         out.append(_check(name, f"{cam_name} rate", camera_rate_ok(cam, limits.rate_tolerance),
-                          f"{cam_name} {cam.get('state', '?')} at {fps:.1f} fps, schedule {target:g} fps"))
+                          f"{cam_name} {cam.get('state', '?')} at {fps:.1f} fps, "
+                          f"schedule {target:g} fps"))
         out.append(_check(name, f"{cam_name} faults", not cam.get("faults"),
                           f"{cam_name} {cam.get('faults', 0)} faults"
-                          + (f" ({cam['last_error']})" if cam.get("faults") and cam.get("last_error") else "")))
+                          + (f" ({cam['last_error']})"
+                             if cam.get("faults") and cam.get("last_error") else "")))
         out.append(_check(name, f"{cam_name} drops", not cam.get("dropped"),
                           f"{cam_name} {cam.get('dropped', 0)} frames dropped"))
     lines = st.get("lines")
@@ -114,7 +115,8 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> li
     minutes = recording_minutes(st)
     free = float(st.get("disk_free_mb") or 0.0)
     if minutes is None:
-        out.append(_check(name, "disk", False, f"{free:.0f} MB free; frame size unknown until armed"))
+        out.append(_check(name, "disk", False,
+                          f"{free:.0f} MB free; frame size unknown until armed"))
     else:
         out.append(_check(name, "disk", minutes >= limits.min_record_min,
                           f"{free:.0f} MB free = {minutes:.1f} min at the flight's schedule "
@@ -126,7 +128,8 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> li
     else:
         d = off - ref_offset_ms
         out.append(_check(name, "clock", abs(d) <= limits.max_clock_ms,
-                          f"clock {d:+.1f} ms against the other boards (limit {limits.max_clock_ms:g})"))
+                          f"clock {d:+.1f} ms against the other boards "
+                          f"(limit {limits.max_clock_ms:g})"))
     return out
 
 
@@ -142,10 +145,12 @@ def stage(views: list[dict[str, Any]]) -> str:
 
 
 def evaluate(views: list[dict[str, Any]], limits: Limits | None = None) -> dict:
-    """``{"go": bool, "failing": [one line per failing check], "checks": [every check], "stage":
-    ...}``."""
+    """``{"go": bool, "failing": [...], "checks": [every check], "stage": ...}``.
+
+    ``failing`` holds one line per failing check."""
     limits = limits or Limits()
-    offsets = [v["offset_ms"] for v in views if v.get("reachable") and v.get("offset_ms") is not None]
+    offsets = [v["offset_ms"] for v in views
+               if v.get("reachable") and v.get("offset_ms") is not None]
     ref = median(offsets) if len(offsets) >= 2 else None
     checks = [c for v in views for c in _board_checks(v, limits, ref)]
     failing = [f"{c['board']}: {c['detail']}" for c in checks if not c["ok"]]

@@ -19,7 +19,8 @@ __all__ = ["DemoMission"]
 class DemoMission:
     """See the module docstring. ``close()`` is safe twice."""
 
-    def __init__(self, *, port: int = 8080, open_wait_s: float = 2.0, export_wait_s: float = 120.0) -> None:
+    def __init__(self, *, port: int = 8080, open_wait_s: float = 2.0,
+                 export_wait_s: float = 120.0) -> None:
         self.port = port
         self.open_wait_s = open_wait_s
         self.export_wait_s = export_wait_s
@@ -36,13 +37,15 @@ class DemoMission:
         if self.server is None:
             return
         deadline = time.monotonic() + self.export_wait_s
-        while time.monotonic() < deadline and self.server.mission.recovery.export.get("state") not in (
-                "done", "failed"):
+        recovery = self.server.mission.recovery
+        while (time.monotonic() < deadline
+               and recovery.export.get("state") not in ("done", "failed")):
             time.sleep(0.2)
-        print(f"mission page export: {self.server.mission.recovery.export.get('state')}", flush=True)
+        print(f"mission page export: {recovery.export.get('state')}", flush=True)
         if sys.stdin is not None and sys.stdin.isatty():
             with contextlib.suppress(EOFError, KeyboardInterrupt):
-                input(f"the mission page stays up at {self.server.url}; press Enter to stop the boards and it ")
+                input(f"the mission page stays up at {self.server.url}; "
+                      "press Enter to stop the boards and it ")
 
     def close(self) -> None:
         if self.server is not None:

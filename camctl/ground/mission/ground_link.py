@@ -1,5 +1,4 @@
-"""The mission page's only door into the ground code: status polls, commands, the resumable fetch,
-exports.
+"""The mission page's only door into the ground code: status, commands, resumable fetch, exports.
 
 ``camctl.ground`` is being split into client/download/fetch modules and ``camctl.ground.export``
 reworked; every name the mission package uses from them is imported here and nowhere else, so a
@@ -15,8 +14,8 @@ from typing import Any
 from camctl.exc import CamctlError
 from camctl.ground.status import events_endpoint  # the board's PUB endpoint: one rule, status's
 
-__all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights", "fetch_boards", "listing_total",
-           "release_mono_ns"]
+__all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights",
+           "fetch_boards", "listing_total", "release_mono_ns"]
 
 # A board that does not answer, drops the link or answers with ERROR: the mission shows it, never
 # crashes.
@@ -24,8 +23,7 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (CamctlError,)
 
 
 class StatusLink:
-    """One board's request socket for STATUS polls (a DEALER; a timeout or a dropped link recreates
-    it)."""
+    """One board's STATUS poll socket (a DEALER; a timeout or a dropped link recreates it)."""
 
     def __init__(self, url: str, *, timeout_s: float = 1.0, curve: Any = None) -> None:
         from camctl.ground import Client
@@ -57,28 +55,29 @@ def listing_total(url: str, *, curve: Any = None, timeout_s: float = 5.0) -> tup
         return board, sum(s.size for s in client.list())
 
 
-def fetch_boards(urls: list[str], out: Path, *, curve: Any = None, give_up_after_s: float = 30.0) -> dict[str, dict]:
+def fetch_boards(urls: list[str], out: Path, *, curve: Any = None,
+                 give_up_after_s: float = 30.0) -> dict[str, dict]:
     """``camctl fetch`` of these boards into ``out/<board>/...`` (resumable, previews first, sha256
     checked; it holds ``out`` for the whole call). Returns ``{url: {"ok", "board", "errors"}}``."""
     from camctl.ground import fetch
 
-    report = fetch(list(urls), Path(out), give_up_after_s=give_up_after_s, progress=False, curve=curve)
+    report = fetch(list(urls), Path(out), give_up_after_s=give_up_after_s, progress=False,
+                   curve=curve)
     return {b.url: {"ok": b.ok, "board": b.board, "errors": list(b.errors)} for b in report.boards}
 
 
 def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
-    """The CLI's ``camctl export`` (MP4 per camera, contact sheet, timeline) of every flight under
-    ``root``."""
+    """The CLI's ``camctl export`` (MP4s, contact sheet, timeline) of every flight in ``root``."""
     from camctl.ground.export import export_all
 
-    res = export_all(Path(root), Path(out), mp4=True, contact_sheet=True, timeline=True, frames=False,
-                     progress=False)
-    return {"mp4": list(res.mp4), "contact_sheet": list(res.contact_sheets), "timeline": list(res.timelines)}
+    res = export_all(Path(root), Path(out), mp4=True, contact_sheet=True, timeline=True,
+                     frames=False, progress=False)
+    return {"mp4": list(res.mp4), "contact_sheet": list(res.contact_sheets),
+            "timeline": list(res.timelines)}
 
 
 def release_mono_ns(flight_dir: Path) -> int | None:
-    """The release edge (board monotonic ns) from a downloaded flight's event log; None when not
-    logged."""
+    """The release edge (board monotonic ns) from a downloaded flight's events; None: not logged."""
     from camctl.ground.flights import TimeBase, load_events
 
     tb = TimeBase.from_events(load_events(Path(flight_dir)))

@@ -1,5 +1,4 @@
-"""Which previews of a board the page shows: at most N, the most useful ones, and how many are
-hidden.
+"""Which previews of a board the page shows: at most N, the most useful, and how many are hidden.
 
 A long flight brings thousands of previews; the page keeps a board's strip to ``limit`` images so it
 stays light. The budget is shared between the board's cameras (a camera with few previews leaves its
@@ -9,7 +8,8 @@ evenly over the flight between them.
 
 Example::
 
-    >>> ps = [{"camera": "down", "seq": i, "phase": "DESCENT" if i > 5 else "ARMED"} for i in range(100)]
+    >>> ps = [{"camera": "down", "seq": i, "phase": "DESCENT" if i > 5 else "ARMED"}
+    ...       for i in range(100)]
     >>> shown = pick(ps, 4)
     >>> [p["seq"] for p in shown]
     [0, 6, 50, 99]
@@ -49,7 +49,8 @@ def _pick_camera(items: list[dict], k: int) -> list[dict]:
     else:
         rest = [i for i in range(len(items)) if i not in set(must)]
         gaps = k - len(must)  # evenly between, away from the ends the must-list already holds
-        chosen = set(must) | {rest[min(len(rest) - 1, int((j + 0.5) * len(rest) / gaps))] for j in range(gaps)}
+        chosen = set(must) | {rest[min(len(rest) - 1, int((j + 0.5) * len(rest) / gaps))]
+                              for j in range(gaps)}
     return [items[i] for i in sorted(chosen)]
 
 

@@ -1,5 +1,4 @@
-"""After touchdown: the landed boards' download (previews first), its progress per board, then the
-exports.
+"""After touchdown: the landed boards' download (previews first), its progress, then the exports.
 
 Landed boards that serve are fetched with ``camctl fetch``'s code (through
 :mod:`camctl.ground.mission.ground_link`: resumable, previews and event logs first, sha256 checked)
@@ -30,8 +29,7 @@ _SCAN_S = 0.25
 
 
 class Recovery:
-    """Downloads and exports for one mission; see the module docstring. ``close()`` is safe
-    twice."""
+    """Downloads and exports for one mission (module docstring); ``close()`` is safe twice."""
 
     def __init__(self, out: Path, *, emit: Callable[[dict], None], curve: Any = None,
                  give_up_after_s: float = 30.0, retry_s: float = 10.0, settle_s: float = 5.0,
@@ -77,8 +75,7 @@ class Recovery:
         return out
 
     def update(self, views: list[dict]) -> None:
-        """Called on every board change: start a download of the newly landed boards, maybe the
-        export.
+        """On every board change: start a download of the newly landed boards, maybe the export.
 
         ``camctl fetch`` holds its output folder for the whole call, so one fetch runs at a time, of
         every board that is ready: once the first board lands, the others get ``settle_s`` to land
@@ -93,14 +90,16 @@ class Recovery:
             if not v.get("reachable"):
                 continue
             if not (st.get("phase") == "LANDED" and st.get("serving") and name and flight):
-                landing = landing or st.get("phase") in ("DESCENT", "SEPARATION", "TOUCHDOWN", "LANDED")
+                landing = landing or st.get("phase") in ("DESCENT", "SEPARATION", "TOUCHDOWN",
+                                                         "LANDED")
                 continue
             with self._lock:
                 d = self.downloads.get(name)
                 if d is not None and d["flight"] == flight and (
                         d["state"] != "failed" or now - d["ended"] < self.retry_s):
                     continue
-            ready.append((name, v["url"], flight, v.get("release_mono_ns") or (d or {}).get("release_mono_ns")))
+            release = v.get("release_mono_ns") or (d or {}).get("release_mono_ns")
+            ready.append((name, v["url"], flight, release))
         with self._lock:
             if ready and self._first_ready is None:
                 self._first_ready = now
@@ -110,15 +109,17 @@ class Recovery:
                 self._fetching = True
                 self._first_ready = None
                 for name, url, flight, release in ready:
-                    self.downloads[name] = {"url": url, "flight": flight, "state": "fetching", "done": 0,
-                                            "total": 0, "detail": "", "release_mono_ns": release, "ended": 0.0}
+                    self.downloads[name] = {"url": url, "flight": flight, "state": "fetching",
+                                            "done": 0, "total": 0, "detail": "",
+                                            "release_mono_ns": release, "ended": 0.0}
                 self.export = {"type": "export", "state": "waiting"}
                 t = threading.Thread(target=self._fetch, args=([(n, u) for n, u, _f, _r in ready],),
                                      name="camctl-mission-fetch", daemon=True)
                 self._threads.append(t)
                 scanner = None
                 if self._scanner is None:
-                    scanner = self._scanner = threading.Thread(target=self._scan_loop, name="camctl-mission-scan",
+                    scanner = self._scanner = threading.Thread(target=self._scan_loop,
+                                                               name="camctl-mission-scan",
                                                                daemon=True)
         if start:
             t.start()
@@ -172,16 +173,16 @@ class Recovery:
             done = 0
             if root.is_dir():
                 for f in root.rglob("*"):
-                    if f.is_file() and f.parent.name != "thumbs" and "thumbs" not in f.relative_to(root).parts:
+                    if (f.is_file() and f.parent.name != "thumbs"
+                            and "thumbs" not in f.relative_to(root).parts):
                         done += f.stat().st_size
             release_ns = d.get("release_mono_ns")
             if release_ns is None and any((root / "events").glob("*.mcap")):
-                # the page came up after the release: the downloaded event log (fetched first) has
-                # the edge
+                # the page came up after the release: the event log, downloaded first, has the edge
                 try:
                     release_ns = ground_link.release_mono_ns(root)
-                # a torn or odd event log: previews go unlabelled, the download goes on
                 except Exception:
+                    # a torn or odd event log: previews go unlabelled, the download goes on
                     release_ns = None
                 if release_ns is not None:
                     with self._lock:
@@ -215,7 +216,8 @@ class Recovery:
             if not isinstance(info, dict):
                 continue  # its label is written right after the file: next scan
             ts = info.get("timestamp_ns")
-            t_rel = round((ts - release_ns) / 1e9, 3) if isinstance(ts, int) and release_ns is not None else None
+            t_rel = (round((ts - release_ns) / 1e9, 3)
+                     if isinstance(ts, int) and release_ns is not None else None)
             msg = {"board": board, "camera": jpg.parent.name, "seq": info.get("seq"),
                    "phase": info.get("phase", ""), "t_rel_s": t_rel, "url": "/files/" + rel}
             with self._lock:
@@ -236,11 +238,14 @@ class Recovery:
     # -- export ------------------------------------------------------------------------------------
     def _maybe_export(self, views: list[dict]) -> None:
         with self._lock:
-            if not self.downloads or any(d["state"] == "fetching" for d in self.downloads.values()):
+            if (not self.downloads
+                    or any(d["state"] == "fetching" for d in self.downloads.values())):
                 return
-            waiting = [v for v in views if v.get("reachable") and v.get("name") not in self.downloads]
+            waiting = [v for v in views
+                       if v.get("reachable") and v.get("name") not in self.downloads]
             key = tuple(sorted((b, d["flight"], d["state"]) for b, d in self.downloads.items()))
-            if waiting or key == self._exported_for or not any(d["state"] == "ok" for d in self.downloads.values()):
+            if (waiting or key == self._exported_for
+                    or not any(d["state"] == "ok" for d in self.downloads.values())):
                 return
             self._exported_for = key
             self.export = {"type": "export", "state": "running"}

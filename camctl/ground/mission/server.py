@@ -1,5 +1,4 @@
-"""The mission page's web server (aiohttp): the page, its live WebSocket feed, downloaded files,
-commands.
+"""The mission page's aiohttp server: the page, its live WebSocket feed, downloaded files, commands.
 
 Routes: ``/`` the page and ``/static/*`` its hand-written assets (shipped in this package, nothing
 from the internet); ``/ws`` a WebSocket that first sends a snapshot of the mission and then every
@@ -43,8 +42,8 @@ _COOKIE = "camctl_mission"
 _STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 # messages a page may lag behind before its socket is closed (it reconnects and resyncs)
 _MAX_QUEUE = 5000
-_CSP = ("default-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; style-src 'self'; "
-        "script-src 'self'; frame-ancestors 'none'")
+_CSP = ("default-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; "
+        "style-src 'self'; script-src 'self'; frame-ancestors 'none'")
 
 
 def is_loopback(host: str) -> bool:
@@ -71,7 +70,8 @@ class MissionServer(Startable):
         self.mission = mission
         self.host = host
         self.port = port
-        self.token = token if token is not None else (None if is_loopback(host) else secrets.token_urlsafe(18))
+        self.token = token if token is not None else (None if is_loopback(host)
+                                                      else secrets.token_urlsafe(18))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -158,8 +158,8 @@ class MissionServer(Startable):
         if self.token:
             given = request.query.get("token") or request.cookies.get(_COOKIE) or ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return web.Response(status=401, text="camctl mission: this page needs the access token printed "
-                                                     "at start (?token=...)\n")
+                return web.Response(status=401, text="camctl mission: this page needs the access "
+                                                     "token printed at start (?token=...)\n")
             set_cookie = "token" in request.query
         resp = await handler(request)
         if set_cookie and not resp.prepared:
@@ -183,7 +183,8 @@ class MissionServer(Startable):
         root = self.mission.out.resolve()
         tail = request.match_info["tail"]
         path = (root / tail).resolve()
-        if not path.is_relative_to(root) or path != root.joinpath(*Path(tail).parts) or not path.is_file():
+        if (not path.is_relative_to(root) or path != root.joinpath(*Path(tail).parts)
+                or not path.is_file()):
             raise web.HTTPNotFound()  # outside the output folder, through a symlink, or missing
         return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
@@ -235,24 +236,28 @@ class MissionServer(Startable):
 
     async def _command(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin")
-        if origin != f"{request.scheme}://{request.host}" or request.content_type != "application/json":
-            return web.json_response({"ok": False, "error": "commands come only from the mission page"},
-                                     status=403)
+        if (origin != f"{request.scheme}://{request.host}"
+                or request.content_type != "application/json"):
+            return web.json_response(
+                {"ok": False, "error": "commands come only from the mission page"}, status=403)
         try:
             body = await request.json()
             url, name = body["url"], body["name"]
             if not isinstance(url, str) or not isinstance(name, str):
                 raise ValueError("url and name must be strings")
         except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"ok": False, "error": f"bad command request: {exc}"}, status=400)
+            return web.json_response({"ok": False, "error": f"bad command request: {exc}"},
+                                     status=400)
+        loop = asyncio.get_running_loop()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(None, self.mission.command, url, name)
-        # this server's own refusal: operator actions off, not arm/disarm...
+            result = await loop.run_in_executor(None, self.mission.command, url, name)
         except ConfigError as exc:
+            # this server's own refusal: operator actions off, not arm/disarm...
             return web.json_response({"ok": False, "error": str(exc)}, status=403)
-        # the board's refusal, with its code (FORBIDDEN: not an operator key)
         except RemoteError as exc:
+            # the board's refusal, with its code (FORBIDDEN: not an operator key)
             return web.json_response({"ok": False, "code": exc.code, "error": str(exc)}, status=502)
         except CamctlError as exc:
-            return web.json_response({"ok": False, "code": "NO_ANSWER", "error": str(exc)}, status=502)
+            return web.json_response({"ok": False, "code": "NO_ANSWER", "error": str(exc)},
+                                     status=502)
         return web.json_response({"ok": True, "result": result})

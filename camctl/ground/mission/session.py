@@ -1,5 +1,4 @@
-"""One mission: the boards' watcher, the go/no-go, the downloads and exports, and who listens to
-them.
+"""One mission: the boards' watcher, go/no-go, downloads and exports, and who listens to them.
 
 :class:`Mission` turns every board change into messages for the page (``board``, ``go``,
 ``download``, ``previews``, ``export``, ``command``; see ``static/app.js``) and hands them to each
@@ -36,9 +35,10 @@ OPERATOR_COMMANDS = ("arm", "disarm")
 class Mission(Startable):
     """See the module docstring. ``close()`` is safe twice."""
 
-    def __init__(self, urls: list[str], out: Path, *, operator: bool = False, limits: Limits | None = None,
-                 curve: Any = None, command_curve: Any = None, poll_s: float = 0.5, timeout_s: float = 1.0,
-                 command_timeout_s: float = 5.0, retry_s: float = 10.0, previews_per_board: int = 24) -> None:
+    def __init__(self, urls: list[str], out: Path, *, operator: bool = False,
+                 limits: Limits | None = None, curve: Any = None, command_curve: Any = None,
+                 poll_s: float = 0.5, timeout_s: float = 1.0, command_timeout_s: float = 5.0,
+                 retry_s: float = 10.0, previews_per_board: int = 24) -> None:
         if not urls:
             raise ConfigError("camctl mission needs at least one --connect URL")
         self.urls = list(urls)
@@ -54,13 +54,14 @@ class Mission(Startable):
         self._lock = threading.Lock()
         self.recovery = Recovery(self.out, emit=self._emit, curve=curve, retry_s=retry_s,
                                  previews_per_board=previews_per_board)
-        self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s, timeout_s=timeout_s,
-                               curve=curve)
+        self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s,
+                               timeout_s=timeout_s, curve=curve)
         self.go: dict = evaluate(self.watcher.snapshot(), self.limits)
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Mission {len(self.urls)} boards out={str(self.out)!r}{' closed' if self._closed else ''}>"
+        closed = " closed" if self._closed else ""
+        return f"<Mission {len(self.urls)} boards out={str(self.out)!r}{closed}>"
 
     def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -91,23 +92,24 @@ class Mission(Startable):
                 {"type": "go", **self.go}, *self.recovery.messages(), *self.commands.values()]
 
     def command(self, url: str, name: str) -> dict:
-        """An operator command to one board: only arm/disarm, only in operator mode (ConfigError
-        otherwise).
+        """An operator command to one board: arm/disarm, in operator mode only (else ConfigError).
 
         The board's DONE result, or its refusal (RemoteError with the board's code), is also sent to
         every page as ``{"type": "command", "url", "name", "ok", "code", "detail"}``."""
         if not self.operator:
-            raise ConfigError("operator actions are off (start camctl mission with --operator-key FILE, or "
-                              "--operator for boards without CURVE)")
+            raise ConfigError("operator actions are off (start camctl mission with --operator-key "
+                              "FILE, or --operator for boards without CURVE)")
         if name not in OPERATOR_COMMANDS:
-            raise ConfigError(f"command {name!r} is not allowed from the page (only {', '.join(OPERATOR_COMMANDS)})")
+            raise ConfigError(f"command {name!r} is not allowed from the page "
+                              f"(only {', '.join(OPERATOR_COMMANDS)})")
         if url not in self.urls:
             raise ConfigError(f"no such board URL in this mission: {url!r}")
         msg = {"type": "command", "url": url, "name": name, "ok": False, "code": "", "detail": ""}
         try:
-            result = ground_link.command(url, name, curve=self.command_curve, timeout_s=self.command_timeout_s)
-        # the board's own refusal: FORBIDDEN (not an operator key), REFUSED...
+            result = ground_link.command(url, name, curve=self.command_curve,
+                                         timeout_s=self.command_timeout_s)
         except RemoteError as exc:
+            # the board's own refusal: FORBIDDEN (not an operator key), REFUSED...
             msg.update(code=exc.code, detail=exc.message)
             raise
         except ground_link.LINK_ERRORS as exc:

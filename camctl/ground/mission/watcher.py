@@ -1,5 +1,4 @@
-"""Watches the boards for the mission page: a STATUS poll per board and one SUB to every board's
-PUB.
+"""Watches the boards for the mission page: a STATUS poll per board, one SUB to every board's PUB.
 
 Each board gets a poll thread (STATUS every ``poll_s`` over
 :class:`~camctl.ground.mission.ground_link.StatusLink`; the round trip also measures the board's
@@ -81,11 +80,13 @@ def _fault_entry(body: dict) -> dict:
 
 
 class Watcher(Startable):
-    """Keeps a :class:`BoardView` per board URL up to date; see the module docstring. ``close()`` is
-    safe twice."""
+    """Keeps a :class:`BoardView` per board URL up to date; see the module docstring.
+
+    ``close()`` is safe twice."""
 
     def __init__(self, urls: list[str], *, on_change: Callable[[dict], None], poll_s: float = 0.5,
-                 timeout_s: float = 1.0, curve: Any = None, context: zmq.Context | None = None) -> None:
+                 timeout_s: float = 1.0, curve: Any = None,
+                 context: zmq.Context | None = None) -> None:
         self.urls = list(urls)
         self.poll_s = poll_s
         self.timeout_s = timeout_s
@@ -103,9 +104,11 @@ class Watcher(Startable):
         return f"<Watcher {len(self.urls)} boards{' closed' if self._closed else ''}>"
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._poll_loop, args=(u,), name=f"camctl-mission-poll-{i}",
-                                          daemon=True) for i, u in enumerate(self.urls)]
-        self._threads.append(threading.Thread(target=self._sub_loop, name="camctl-mission-sub", daemon=True))
+        self._threads = [threading.Thread(target=self._poll_loop, args=(u,),
+                                          name=f"camctl-mission-poll-{i}", daemon=True)
+                         for i, u in enumerate(self.urls)]
+        self._threads.append(threading.Thread(target=self._sub_loop, name="camctl-mission-sub",
+                                              daemon=True))
         for t in self._threads:
             t.start()
 
@@ -182,13 +185,12 @@ class Watcher(Startable):
             wall = entry.get("wall_ns")
             if isinstance(wall, int):
                 v.release_ground_ms = wall / 1e6 - (v.offset_ms or 0.0)
-        if v.phases and v.phases[-1]["phase"] == entry["phase"] and v.phases[-1]["source"] == "poll" \
-                and entry["source"] == "pub":
+        if (v.phases and v.phases[-1]["phase"] == entry["phase"]
+                and v.phases[-1]["source"] == "poll" and entry["source"] == "pub"):
             v.phases.pop()  # the poll saw it first; the PUB record has the edge's own time
         mono = entry.get("mono_ns")
-        entry["t_rel_s"] = (round((mono - v.release_mono_ns) / 1e9, 3)
-                            if isinstance(mono, int) and v.release_mono_ns is not None and entry["source"] == "pub"
-                            else None)
+        timed = isinstance(mono, int) and v.release_mono_ns is not None and entry["source"] == "pub"
+        entry["t_rel_s"] = round((mono - v.release_mono_ns) / 1e9, 3) if timed else None
         entry.pop("wall_ns", None)
         v.phases.append(entry)
 
@@ -241,8 +243,9 @@ class Watcher(Startable):
                 if isinstance(flight, str) and flight:
                     self._set_status(v, {**v.status, "flight": flight})
                 v.status = {**v.status, "phase": phase}
-                self._add_phase(v, {"phase": phase, "event": str(body.get("event", "")), "source": "pub",
-                                    "mono_ns": body.get("mono_ns"), "wall_ns": body.get("wall_ns")})
+                self._add_phase(v, {"phase": phase, "event": str(body.get("event", "")),
+                                    "source": "pub", "mono_ns": body.get("mono_ns"),
+                                    "wall_ns": body.get("wall_ns")})
             elif topic == b"fault":
                 v.faults = [*v.faults, _fault_entry(body)][-_MAX_FAULTS:]
             else:
