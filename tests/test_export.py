@@ -87,8 +87,7 @@ def test_mp4_carries_phases_as_subtitles(built: Built, exported) -> None:
 
 def _expected_tiles(built: Built) -> list[tuple[str, str, EncodedFrame | None]]:
     """Per event block, camera row and offset column, the frame the sheet must show: within 0.25 s
-    of the target on the board's own event time; at the edge (offset 0) the first frame at or after
-    it."""
+    of the target on the board's own event time; at the edge (offset 0) the first not before it."""
     out = []
     for ev, after_s in (("release", 0.0), ("separation", 1.0), ("touchdown", 2.0)):
         for board, cam in [(b, c) for b in sorted(BOARDS) for c in ("down", "up")]:

@@ -93,8 +93,7 @@ def test_thumbs_retry_while_worker_busy_server_keeps_answering(
 
     monkeypatch.setattr(previews, "make_previews", slow)
     # No warm-up: THUMBS is the first ask. (Patched out rather than timed: a warm-up firing between
-    # the two THUMBS calls below made previews of other keys, so 'made' moved - a flake seen under
-    # load.)
+    # the two THUMBS calls below made previews of other keys, so 'made' moved: a flake under load.)
     monkeypatch.setattr(Publisher, "_maybe_warm", lambda self: None)
     board = FakeBoard("rig-a", tmp_path)
     with Publisher(board, CFG) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
@@ -238,8 +237,7 @@ def _resident_fraction(path: Path) -> float:
 
 def test_downloaded_pages_leave_the_page_cache(tmp_path: Path) -> None:
     """A download fsyncs what it wrote and lets the kernel drop those pages: a flight of gigabytes
-    does not evict the ground station's page cache (and writes stay cheap: see
-    download._drop_behind)."""
+    does not evict the ground station's page cache (writes stay cheap: download._drop_behind)."""
     import subprocess
 
     fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,

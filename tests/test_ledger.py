@@ -134,8 +134,7 @@ def test_a_phase_change_cuts_a_fault_backoff_short(pool):
 
 def test_phase_state_is_one_tuple_read_whole():
     """``_phase_of`` must read phase, previous phase and edge time from one snapshot: a torn read
-    (new phase, old edge time) would file a frame exposed before the edge under the phase after
-    it."""
+    (new phase, old edge time) would file a frame exposed before the edge under the next phase."""
     from camctl.common.frames import Frame
 
     cam = ScriptedCamera()
