@@ -54,8 +54,7 @@ MODES = ("none", "prefix", "pages")
 
 @dataclass
 class Node:
-    """A file or a directory; ``data``/``entries`` are volatile, ``durable*`` what survives a
-    cut."""
+    """A file or a directory; ``data``/``entries`` are volatile, ``durable*`` survives a cut."""
 
     ino: int
     is_dir: bool
@@ -70,8 +69,7 @@ class Node:
 
 
 class ForgetState:
-    """The two-content tree, independent of FUSE (unit-testable, and what the FUSE operations
-    drive)."""
+    """The two-content tree, independent of FUSE (unit-testable; the FUSE operations drive it)."""
 
     def __init__(self, capacity: int = 1 << 30) -> None:
         self.capacity = capacity
@@ -165,8 +163,7 @@ class ForgetState:
 
     # --- the cut ----------------------------------------------------------------------------------
     def cut(self, out: Path, *, seed: int = 0, mode: str = "none") -> dict[str, int]:
-        """Write what a power cut now would leave to ``out``; return counts (files, dirs, torn
-        files)."""
+        """Write what a power cut now would leave to ``out``; count files, dirs, torn files."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         rng = random.Random(seed)

@@ -51,8 +51,7 @@ def fly_pair(root: Path, b_edges: list[tuple[str, str, str, float]]
 
 
 def test_a_board_without_the_release_edge_is_unaligned_not_shifted(tmp_path: Path) -> None:
-    # rig-b's release line failed and so did its separation line: it went on by a timer and an
-    # operator
+    # rig-b's release and separation lines both failed: it went on by a timer and an operator
     fa, fb, report = fly_pair(tmp_path, [("SEPARATION", "separation", "operator", 3.0),
                                          ("TOUCHDOWN", "timeout", "timer", 9.0)])
     assert report["rig-a"] == {"aligned": True, "edge": "release", "reason": ""}

@@ -49,7 +49,8 @@ def test_every_metric_is_a_positive_number(quick: dict) -> None:
         if v is None and m.key in IMAGEZMQ_KEYS and not have_imagezmq:
             assert "imagezmq" in quick["errors"][m.key]
             continue
-        assert isinstance(v, int | float) and not isinstance(v, bool), f"{m.key}: {v!r} ({quick['errors']})"
+        assert isinstance(v, int | float) and not isinstance(v, bool), (
+            f"{m.key}: {v!r} ({quick['errors']})")
         assert v > 0, f"{m.key}: {v}"
     assert quick["errors"] == {} or set(quick["errors"]) <= IMAGEZMQ_KEYS
 
@@ -106,10 +107,10 @@ def test_delay_proxy_forwards_every_byte_both_ways() -> None:
 
 
 def test_every_figure_module_is_registered() -> None:
-    """A module of camctl/bench/ that defines FIGURE but is missing from FIGURE_MODULES would never
-    run."""
+    """A camctl/bench/ module that defines FIGURE but is not in FIGURE_MODULES would never run."""
     names = sorted(p.stem for p in (ROOT / "camctl" / "bench").glob("*.py") if p.stem != "__main__")
-    with_figure = [n for n in names if hasattr(importlib.import_module(f"camctl.bench.{n}"), "FIGURE")]
+    with_figure = [n for n in names
+                   if hasattr(importlib.import_module(f"camctl.bench.{n}"), "FIGURE")]
     assert sorted(FIGURE_MODULES) == with_figure
     assert len(METRICS) == len({m.key for m in METRICS})
 
@@ -123,7 +124,8 @@ def test_markdown_table_has_a_row_per_metric_and_marks_misses() -> None:
     lines = md.splitlines()
     assert "abc1234" in lines[0] and "2026-11-30" in lines[0] and "Test CPU" in lines[0]
     assert lines[2] == MARKDOWN_HEADER
-    rows = {ln.split("`")[1]: [c.strip() for c in ln.split("|")[1:-1]] for ln in lines if ln.startswith("| `")}
+    rows = {ln.split("`")[1]: [c.strip() for c in ln.split("|")[1:-1]]
+            for ln in lines if ln.startswith("| `")}
     assert list(rows) == [m.key for m in METRICS]
     assert rows["store_vs_fdatasync"][1:4] == ["1", ">= 0.9", "yes"]
     assert rows["fetch_vs_imagezmq"][1:4] == ["1", ">= 3", "**no**"]

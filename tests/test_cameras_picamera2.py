@@ -80,8 +80,8 @@ def _methods(cls: ast.ClassDef) -> dict[str, ast.FunctionDef]:
 def _self_attrs(cls: ast.ClassDef) -> set[str]:
     found = set()
     for node in ast.walk(cls):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" \
-                and isinstance(node.ctx, ast.Store):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id == "self" and isinstance(node.ctx, ast.Store)):
             found.add(node.attr)
     return found
 
@@ -104,10 +104,11 @@ def _signature(fn: ast.FunctionDef) -> tuple[list[str], list[str]]:
 
 
 # The picamera2 files whose classes the backend touches, and the module files its imports name.
-API_FILES = ("picamera2.py", "request.py", "job.py", "encoders/encoder.py", "encoders/mjpeg_encoder.py",
-             "outputs/output.py")
+API_FILES = ("picamera2.py", "request.py", "job.py", "encoders/encoder.py",
+             "encoders/mjpeg_encoder.py", "outputs/output.py")
 MODULE_FILES = {"module": "__init__.py", "module:encoders": "encoders/__init__.py",
-                "module:encoders.mjpeg_encoder": "encoders/mjpeg_encoder.py", "module:outputs": "outputs/__init__.py"}
+                "module:encoders.mjpeg_encoder": "encoders/mjpeg_encoder.py",
+                "module:outputs": "outputs/__init__.py"}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +123,7 @@ def real_api() -> dict[str, ast.ClassDef]:
 
 
 def _module_names(path: Path) -> set[str]:
-    """What ``from <module> import X`` can give: names imported, classes and functions defined,
-    assigned."""
+    """What ``from <module> import X`` can give: names imported, defined (class, def), assigned."""
     tree = ast.parse(path.read_text())
     names = set()
     for node in ast.walk(tree):
@@ -147,7 +147,8 @@ def test_api_table_matches_picamera2_source(real_api):
         if key.startswith("module"):
             exported = _module_names(root / MODULE_FILES[key])
             for name in used:
-                assert name.removeprefix("attr:") in exported, f"picamera2 {key} does not provide {name}"
+                assert name.removeprefix("attr:") in exported, (
+                    f"picamera2 {key} does not provide {name}")
     for cls_name, used in PICAMERA2_API_USED.items():
         if cls_name.startswith("module"):
             continue
@@ -162,8 +163,7 @@ def test_api_table_matches_picamera2_source(real_api):
             params = _params(methods[method])
             for kw in kwargs:
                 assert kw in params, f"{cls_name}.{method} has no parameter {kw!r} (has {params})"
-    # Positional use: configure(config), set_controls(dict), make_array(name),
-    # switch_mode...(config).
+    # Positional: configure(config), set_controls(dict), make_array(name), switch_mode...(config).
     pc = _methods(real_api["Picamera2"])
     assert _params(pc["configure"])[1] == "camera_config"
     assert _params(pc["set_controls"])[1] == "controls"
@@ -187,7 +187,8 @@ def test_hardware_encoder_facts_in_picamera2_source(real_api):
     assert [b.id for b in real_api["MJPEGEncoder"].bases] == ["V4L2Encoder"]
     # The main-stream format we give the hardware encoder is one V4L2Encoder maps.
     v4l2 = _classes(root / "encoders/v4l2_encoder.py")["V4L2Encoder"]
-    fmt_fn = next(n for n in ast.walk(v4l2) if isinstance(n, ast.FunctionDef) and n.name == "_v4l2_format")
+    fmt_fn = next(n for n in ast.walk(v4l2)
+                  if isinstance(n, ast.FunctionDef) and n.name == "_v4l2_format")
     table = next(n.value for n in ast.walk(fmt_fn) if isinstance(n, ast.Assign))
     assert HW_FORMAT in {k.value for k in table.keys}
     # Output timestamps are µs relative to the first frame: ts(µs) - firsttimestamp.
@@ -201,8 +202,7 @@ def test_hardware_encoder_facts_in_picamera2_source(real_api):
     setup_src = ast.unparse(_methods(real_api["MJPEGEncoder"])["_setup"])
     for member in PICAMERA2_API_USED["Quality"]:
         assert f"Quality.{member.removeprefix('attr:')}" in setup_src
-    # A still needs recording stopped: process_requests hands every request to each registered
-    # encoder.
+    # A still needs recording stopped: process_requests hands each request to every encoder.
     pr_src = ast.unparse(_methods(real_api["Picamera2"])["process_requests"])
     assert "encoder.encode(encoder.name, req)" in pr_src
 
@@ -220,19 +220,18 @@ def test_lores_facts_in_picamera2_source(real_api):
     assert "Smpte170m()" in video and "Rec709()" in video
     # Pi 4: the lores stream must be YUV, and never larger than main.
     check = ast.unparse(pc["check_camera_config"])
-    assert "lores stream must be YUV" in check and "lores stream dimensions may not exceed main stream" in check
-    # The real stride comes back into the stream config at configure; stream_configuration returns
-    # it.
-    assert "stream_config['stride'] = libcamera_stream_config.stride" in ast.unparse(pc["_update_stream_config"])
+    assert ("lores stream must be YUV" in check
+            and "lores stream dimensions may not exceed main stream" in check)
+    # configure puts the real stride back into the stream config; stream_configuration returns it.
+    assert ("stream_config['stride'] = libcamera_stream_config.stride"
+            in ast.unparse(pc["_update_stream_config"]))
     assert ast.unparse(pc["stream_configuration"]).endswith("return self.camera_config[name]")
-    # make_array of a YUV420 stream: (h * 3 // 2, stride), padding kept, and a copy (safe after
-    # release).
+    # make_array of a YUV420 stream: (h * 3 // 2, stride), padding kept, a copy (safe after release)
     helpers = _classes(root / "request.py")["Helpers"]
     shared = ast.unparse(_methods(helpers)["_make_array_shared"])
     assert "image = array.reshape((h * 3 // 2, stride))" in shared
     assert "np.copy(array)" in ast.unparse(_methods(helpers)["make_array"])
-    # picamera2's own YUV420 -> JPEG path splits the planes the way split_i420 does (chroma stride /
-    # 2).
+    # picamera2's own YUV420 -> JPEG path splits the planes as split_i420 does (chroma stride / 2).
     save = ast.unparse(_methods(real_api["CompletedRequest"])["save"])
     assert "reshaped = m.array.reshape((m.array.shape[0] * 2, m.array.strides[0] // 2))" in save
     assert "U = reshaped[2 * height:2 * height + height // 2, :width // 2]" in save
@@ -240,8 +239,7 @@ def test_lores_facts_in_picamera2_source(real_api):
 
 def test_controls_and_metadata_names_exist_in_picamera2_source():
     root = _picamera2_dir()
-    # "FrameRate" is not a libcamera control: picamera2 maps it onto FrameDurationLimits in
-    # controls.py.
+    # "FrameRate" is not a libcamera control: picamera2 (controls.py) maps it to FrameDurationLimits
     controls = ast.parse((root / "controls.py").read_text())
     virtual = set()
     for node in ast.walk(controls):
@@ -298,17 +296,19 @@ def test_backend_uses_only_what_the_table_declares():
         if not isinstance(node, ast.Attribute):
             continue
         recv = node.value
-        recv_name = recv.id if isinstance(recv, ast.Name) else recv.attr if isinstance(recv, ast.Attribute) \
-            else None
+        recv_name = (recv.id if isinstance(recv, ast.Name)
+                     else recv.attr if isinstance(recv, ast.Attribute) else None)
         if recv_name not in RECEIVERS:
             continue
         cls = RECEIVERS[recv_name]
         table = PICAMERA2_API_USED[cls]
         call = calls.get(id(node))
         if call is None:  # plain attribute (or a method passed around, e.g. picam2.stop in a tuple)
-            assert node.attr in table or f"attr:{node.attr}" in table, f"{recv_name}.{node.attr} undeclared"
+            assert node.attr in table or f"attr:{node.attr}" in table, (
+                f"{recv_name}.{node.attr} undeclared")
         else:
-            assert node.attr in table, f"{recv_name}.{node.attr}() is not in PICAMERA2_API_USED[{cls!r}]"
+            assert node.attr in table, (
+                f"{recv_name}.{node.attr}() is not in PICAMERA2_API_USED[{cls!r}]")
             # a class called through the module is its constructor: the keywords are its __init__'s
             ctor = cls == "module" and node.attr in PICAMERA2_API_USED
             allowed = PICAMERA2_API_USED[node.attr]["__init__"] if ctor else table[node.attr]
@@ -333,10 +333,12 @@ def test_backend_uses_only_what_the_table_declares():
     assert list(subclasses) == ["_JpegHandOff"]
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            cls = {"MJPEGEncoder": "MJPEGEncoder", **{k: "Output" for k in subclasses}}.get(node.func.id)
+            ctors = {"MJPEGEncoder": "MJPEGEncoder", **{k: "Output" for k in subclasses}}
+            cls = ctors.get(node.func.id)
             if cls is not None:
                 for kw in node.keywords:
-                    assert kw.arg in PICAMERA2_API_USED[cls]["__init__"], f"{node.func.id}({kw.arg}=) undeclared"
+                    assert kw.arg in PICAMERA2_API_USED[cls]["__init__"], (
+                        f"{node.func.id}({kw.arg}=) undeclared")
                 seen.add((cls, "__init__"))
     for sub in subclasses.values():
         for name in _methods(sub):
@@ -349,13 +351,15 @@ def test_backend_uses_only_what_the_table_declares():
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
             for key in node.keys:
-                if isinstance(key, ast.Constant) and key.value in ("FrameRate", "FrameDurationLimits"):
+                if (isinstance(key, ast.Constant)
+                        and key.value in ("FrameRate", "FrameDurationLimits")):
                     assert key.value in CONTROLS_USED
 
 
 def test_output_override_matches_the_real_signature_exactly(real_api):
     tree = _backend_tree()
-    ours = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "_JpegHandOff")
+    ours = next(n for n in ast.walk(tree)
+                if isinstance(n, ast.ClassDef) and n.name == "_JpegHandOff")
     real = _methods(real_api["Output"])["outputframe"]
     assert _signature(_methods(ours)["outputframe"]) == _signature(real)
     assert _signature(real) == (["self", "frame", "keyframe", "timestamp", "packet", "audio"],
@@ -381,9 +385,10 @@ def test_fake_follows_the_real_signatures(real_api):
             assert fake_params == real_params, (cls_name, name, fake_params, real_params)
             # (the Picamera2 fake predates defaults checks; names suffice there)
             if cls_name != "Picamera2":
-                assert fake_defaults == real_defaults, (cls_name, name, fake_defaults, real_defaults)
-    real_quality = {t.id: node.value.value for node in real_api["Quality"].body if isinstance(node, ast.Assign)
-                    for t in node.targets}
+                assert fake_defaults == real_defaults, (
+                    cls_name, name, fake_defaults, real_defaults)
+    real_quality = {t.id: node.value.value for node in real_api["Quality"].body
+                    if isinstance(node, ast.Assign) for t in node.targets}
     assert {m.name: m.value for m in FakeQuality} == real_quality
 
 
@@ -410,16 +415,14 @@ def cam(rig: FakeRig, **kw) -> Picamera2Camera:
 
 
 def give_back(*frames: Frame) -> None:
-    """What the capture runner does when it is done with a frame's pixels: release a lent frame,
-    once."""
+    """What the capture runner does when done with a frame's pixels: release a lent frame, once."""
     for frame in frames:
         if frame.release is not None:
             frame.release()
 
 
 def take(c: Picamera2Camera, still: bool = False, **kw) -> Frame:
-    """The next frame (or still), given back at once: for tests that look at its fields, not its
-    pixels."""
+    """The next frame (or still), given back at once: for tests of its fields, not its pixels."""
     frame = c.capture_still(**kw) if still else c.capture(**kw)
     give_back(frame)
     return frame
@@ -437,7 +440,8 @@ def test_import_works_without_picamera2_and_open_says_how_to_install():
     with pytest.raises(CameraError) as err:
         c.open()
     assert INSTALL_HINT in str(err.value)
-    assert "sudo apt install python3-picamera2" in str(err.value) and "--system-site-packages" in str(err.value)
+    assert ("sudo apt install python3-picamera2" in str(err.value)
+            and "--system-site-packages" in str(err.value))
     assert c.closed
     c.close()
 
@@ -446,13 +450,15 @@ def test_open_capture_set_fps_close(rig):
     c = cam(rig, fps=10.0, sensor_fps=50.0)
     with c:
         picam2 = rig.instances[0]
-        assert picam2.camera_config["main"]["format"] == "BGR888" and picam2.camera_config["main"]["size"] == (64, 48)
+        main = picam2.camera_config["main"]
+        assert main["format"] == "BGR888" and main["size"] == (64, 48)
         # the sensor runs at the flight's highest
         assert picam2.camera_config["controls"]["FrameRate"] == 50.0
         assert picam2.camera_config["queue"] is False
         frame = c.capture()
         assert frame.image.shape == (48, 64, 3) and (frame.width, frame.height) == (64, 48)
-        assert frame.exposure_us == 20000 and frame.analogue_gain == 6.0 and frame.frame_duration_us == 20_000
+        assert (frame.exposure_us == 20000 and frame.analogue_gain == 6.0
+                and frame.frame_duration_us == 20_000)
         c.set_fps(25.0)  # thinning only: nothing is sent to the sensor
         assert rig.controls == []
         a, b = c.capture(), c.capture()
@@ -500,7 +506,8 @@ def test_seq_counts_lost_frames_not_thinned_ones_and_never_goes_back(rig):
         # the video's main stream, no mode switch
         assert still.still and still.image.shape == (48, 64, 3)
         after = take(c)  # the still's frame was due for the video: it comes again, as video
-        assert not after.still and after.seq == still.seq == d.seq + 1 and after.timestamp_ns == still.timestamp_ns
+        assert (not after.still and after.seq == still.seq == d.seq + 1
+                and after.timestamp_ns == still.timestamp_ns)
         assert take(c).seq == after.seq + 1
     assert rig.outstanding == 0 and rig.mode_switches == 0
 def test_stall_times_out_and_leaks_no_request(rig):
@@ -562,8 +569,9 @@ def pi_model_file(tmp_path: Path, model: str) -> Path:
 def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path, caplog):
     pi5 = pi_model_file(tmp_path, "Raspberry Pi 5 Model B Rev 1.0")
     c = cam(rig, encoder="hardware", model_path=pi5)
-    with pytest.raises(CameraError, match=r"this board \(Raspberry Pi 5 Model B Rev 1\.0\) has no hardware JPEG "
-                                          r"encoder \(Hardware MJPEG not available on this platform\); use encoder"):
+    with pytest.raises(CameraError, match=r"this board \(Raspberry Pi 5 Model B Rev 1\.0\) has no "
+                                          r"hardware JPEG encoder \(Hardware MJPEG not available "
+                                          r"on this platform\); use encoder"):
         c.open()
     assert c.closed and rig.recordings_started == 0 and not rig.instances
     caplog.set_level(logging.INFO, logger=backend.__name__)
@@ -574,8 +582,9 @@ def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path
             assert frame.image is not None and frame.jpeg is None
     assert c.encoder_in_use == "software" and rig.recordings_started == 0
     chosen = [r.getMessage() for r in caplog.records if "encoder 'auto'" in r.getMessage()]
-    assert chosen == ["camera 'pi': encoder 'auto' uses software JPEG (simplejpeg): this board (Raspberry Pi 5 "
-                      "Model B Rev 1.0) has no hardware JPEG encoder (Hardware MJPEG not available on this platform)"]
+    assert chosen == ["camera 'pi': encoder 'auto' uses software JPEG (simplejpeg): this board "
+                      "(Raspberry Pi 5 Model B Rev 1.0) has no hardware JPEG encoder "
+                      "(Hardware MJPEG not available on this platform)"]
     assert caplog.records[0].levelno == logging.INFO
     with pytest.raises(CameraError, match="'jpeg'"):
         cam(rig, encoder="jpeg")
@@ -583,7 +592,8 @@ def test_hardware_on_a_pi5_is_a_clear_error_and_auto_uses_software(rig, tmp_path
 
 def test_hardware_error_names_the_failure_off_a_pi5(rig, tmp_path):
     pi4 = pi_model_file(tmp_path, "Raspberry Pi 4 Model B Rev 1.5")
-    with pytest.raises(CameraError, match=r"V4L2 MJPEGEncoder is unavailable: RuntimeError\('Hardware MJPEG not"):
+    with pytest.raises(CameraError, match=r"V4L2 MJPEGEncoder is unavailable: "
+                                          r"RuntimeError\('Hardware MJPEG not"):
         cam(rig, encoder="hardware", model_path=pi4).open()
 
 
@@ -618,7 +628,8 @@ def test_hardware_frame_size_is_what_the_codec_encoded(hw_rig):
 def test_software_stays_software_on_a_hardware_board(hw_rig):
     with cam(hw_rig, encoder="software") as c:
         assert take(c, timeout_s=5.0).image is not None
-    assert hw_rig.recordings_started == 0 and hw_rig.instances[0].camera_config["main"]["format"] == "BGR888"
+    assert (hw_rig.recordings_started == 0
+            and hw_rig.instances[0].camera_config["main"]["format"] == "BGR888")
 
 
 def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_rig):
@@ -627,7 +638,8 @@ def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_
     before = time.monotonic_ns()
     with c:
         picam2 = hw_rig.instances[0]
-        assert picam2.camera_config["main"]["format"] == "YUV420" and picam2.camera_config["main"]["size"] == (64, 48)
+        main = picam2.camera_config["main"]
+        assert main["format"] == "YUV420" and main["size"] == (64, 48)
         assert picam2.camera_config["controls"]["FrameRate"] == 100.0
         assert picam2.camera_config["buffer_count"] == backend.BUFFER_COUNT
         assert hw_rig.recording_quality is FakeQuality.HIGH  # 85 -> HIGH
@@ -635,8 +647,7 @@ def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_
         after = time.monotonic_ns()
     assert hw_rig.recordings_started == hw_rig.recordings_stopped == 1
     stamps = [f.timestamp_ns for f in frames]
-    # firsttimestamp + relative µs, back in ns: on the monotonic clock, µs resolution, never going
-    # back.
+    # firsttimestamp + relative µs, back in ns: monotonic clock, µs resolution, never going back.
     assert before - 1000 <= stamps[0] and stamps[-1] <= after
     assert all(b > a for a, b in itertools.pairwise(stamps)) and all(t % 1000 == 0 for t in stamps)
     seqs = [f.seq for f in frames]
@@ -655,8 +666,9 @@ def test_hardware_delivers_jpegs_with_absolute_monotonic_time_and_rising_seq(hw_
         assert c.capture(timeout_s=5.0).seq > frames[-1].seq
 
 
-@pytest.mark.parametrize(("quality", "bucket"), [(1, "VERY_LOW"), (40, "VERY_LOW"), (41, "LOW"), (60, "LOW"),
-                                                 (80, "MEDIUM"), (90, "HIGH"), (91, "VERY_HIGH"), (100, "VERY_HIGH")])
+@pytest.mark.parametrize(("quality", "bucket"), [(1, "VERY_LOW"), (40, "VERY_LOW"), (41, "LOW"),
+                                                 (60, "LOW"), (80, "MEDIUM"), (90, "HIGH"),
+                                                 (91, "VERY_HIGH"), (100, "VERY_HIGH")])
 def test_jpeg_quality_maps_onto_a_quality_bucket(quality, bucket):
     assert quality_bucket(FakeQuality, quality) is FakeQuality[bucket]
 
@@ -666,7 +678,8 @@ def test_full_queue_drops_the_oldest_and_leaves_a_seq_gap():
     for i in range(5):
         q.put(b"j%d" % i, 1000 + i)
     assert q.dropped == 2
-    assert [q.get(1.0) for _ in range(3)] == [(12, 1002, b"j2"), (13, 1003, b"j3"), (14, 1004, b"j4")]
+    assert [q.get(1.0) for _ in range(3)] == [(12, 1002, b"j2"), (13, 1003, b"j3"),
+                                              (14, 1004, b"j4")]
 
 
 def test_hardware_slow_consumer_counts_drops_as_gaps(hw_rig):
@@ -729,7 +742,8 @@ def test_hardware_still_comes_from_the_running_stream_and_recording_goes_on(hw_r
         assert still.still and still.jpeg is None and still.image is None
         y, u, v = still.yuv420
         assert y.shape == (48, 64) and u.shape == v.shape == (24, 32)
-        assert hw_rig.recordings_started == 1 and hw_rig.recordings_stopped == 0 and hw_rig.mode_switches == 0
+        assert (hw_rig.recordings_started == 1 and hw_rig.recordings_stopped == 0
+                and hw_rig.mode_switches == 0)
         assert hw_rig.wait_fed(fed + 3)  # the encoder never stopped
         frames = []
         while not frames or frames[-1].timestamp_ns <= still.timestamp_ns:
@@ -787,7 +801,8 @@ def test_runner_stores_hardware_jpegs_without_the_encoder_pool(hw_rig):
 
 
 def test_from_config_and_repr(rig):
-    cfg = CameraConfig(name="side", role="side", index=0, size=(64, 48), fps=(("ARMED", 2.0),), encoder="software")
+    cfg = CameraConfig(name="side", role="side", index=0, size=(64, 48), fps=(("ARMED", 2.0),),
+                       encoder="software")
     c = Picamera2Camera.from_config(cfg, picamera2=rig.module)
     assert c.fps == 2.0 and c.index == 0 and c.encoder == "software"
     assert "closed" in repr(c) and "index=0" in repr(c)
@@ -894,8 +909,7 @@ def test_a_lent_frame_is_a_read_only_view_of_the_request_buffer(rig):
             frame.image[0, 0] = 0
         assert not frame.image.flags.owndata and frame.release is not None
         frame.release()
-        # the request went back to libcamera, which fills its buffer again: a view, not a copy, saw
-        # that
+        # the request went back to libcamera, which refills its buffer: a view, not a copy, saw that
         assert rig.recycled == rig.created and frame.image[5, 7].tolist() == [rig.pad_value] * 3
 
 
@@ -905,7 +919,8 @@ def test_still_and_its_video_twin_each_release_their_own_reference(rig):
         # the still's frame was due for the video: the same buffer, another reference
         twin = c.capture()
         assert still.still and not twin.still and twin.seq == still.seq
-        assert still.release is not None and twin.release is not None and still.release is not twin.release
+        assert (still.release is not None and twin.release is not None
+                and still.release is not twin.release)
         assert c.lent == 1 and np.shares_memory(still.image, twin.image)  # one buffer, one loan
         still.release()
         # still the twin's
@@ -933,7 +948,8 @@ def test_formats_that_need_a_conversion_give_the_request_back_at_once(rig, monke
     with cam(rig) as c:
         frame = c.capture()
         assert frame.release is None and rig.outstanding == 0 and rig.arrays_mapped == 1
-        assert frame.image[0, 0].tolist() == [10, 200, 30] and c.frames_copied == 1 and c.frames_lent == 0
+        assert (frame.image[0, 0].tolist() == [10, 200, 30] and c.frames_copied == 1
+                and c.frames_lent == 0)
 
 
 def test_close_waits_for_lent_frames_before_freeing_their_buffers(rig):
@@ -945,7 +961,8 @@ def test_close_waits_for_lent_frames_before_freeing_their_buffers(rig):
     t0 = time.monotonic()
     c.close()
     assert time.monotonic() - t0 >= 0.15  # it waited for the frame
-    assert not picam2.is_open and rig.closed_while_held == 0 and rig.outstanding == 0 and c.deferred_closes == 0
+    assert (not picam2.is_open and rig.closed_while_held == 0 and rig.outstanding == 0
+            and c.deferred_closes == 0)
 
 
 def test_close_leaves_the_camera_open_while_lent_frames_are_out(rig, caplog):
@@ -1003,7 +1020,8 @@ def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_ba
     finally:
         runner.stop()
         pool.close()
-    assert camera.frames_lent >= camera.lend_limit and camera.frames_copied >= 3 and any(f.still for f in stored)
+    assert (camera.frames_lent >= camera.lend_limit and camera.frames_copied >= 3
+            and any(f.still for f in stored))
     assert rig.starved == 0  # the sensor always had buffers: a slow encoder cost copies, not frames
     # every loan given back once
     assert rig.outstanding == 0 and camera.lent == 0 and rig.closed_while_held == 0
@@ -1022,8 +1040,8 @@ def test_boot_camera_check_gives_its_lent_frame_back(rig, tmp_path):
 
     cfg = parse_config({
         "board": "rig-p", "store": {"dir": str(tmp_path / "store")}, "gpio": {"backend": "mock"},
-        "cameras": [{"name": "down", "role": "down", "backend": "picamera2", "size": [64, 48], "encoder": "software",
-                     "fps": {"ARMED": 10, "DESCENT": 30}}],
+        "cameras": [{"name": "down", "role": "down", "backend": "picamera2", "size": [64, 48],
+                     "encoder": "software", "fps": {"ARMED": 10, "DESCENT": 30}}],
         "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"}})
     camera = Picamera2Camera.from_config(cfg.cameras[0], picamera2=rig.module)
     camera.loan_wait_s = 0.05

@@ -1,5 +1,4 @@
-"""The sim camera backend: scene determinism and weight, pacing on a fake clock, every fault
-kind."""
+"""The sim camera backend: scene determinism and weight, pacing on a fake clock, each fault kind."""
 
 from __future__ import annotations
 
@@ -345,7 +344,8 @@ def test_descent_s_sets_how_fast_the_ground_comes_up():
     assert np.array_equal(fast, render_scene(1, "down", (160, 120), 3, 5.0, 10.0))
     from camctl.board.config import parse_config
 
-    cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_descent_s": 8}]})
+    cfg = parse_config({"board": "b",
+                        "cameras": [{"name": "d", "backend": "sim", "sim_descent_s": 8}]})
     assert SimCamera.from_config(cfg.cameras[0]).descent_s == 8.0
 
 
@@ -353,8 +353,11 @@ def test_sim_prerender_comes_from_the_config_and_is_checked():
     from camctl.board.config import parse_config
     from camctl.exc import ConfigError
 
-    cfg = parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_prerender": 4}]})
+    cfg = parse_config({"board": "b",
+                        "cameras": [{"name": "d", "backend": "sim", "sim_prerender": 4}]})
     assert SimCamera.from_config(cfg.cameras[0]).prerender == 4
-    assert SimCamera.from_config(parse_config({"board": "b", "cameras": [{"name": "d"}]}).cameras[0]).prerender == 0
+    default = parse_config({"board": "b", "cameras": [{"name": "d"}]}).cameras[0]
+    assert SimCamera.from_config(default).prerender == 0
     with pytest.raises(ConfigError, match="sim_prerender"):
-        parse_config({"board": "b", "cameras": [{"name": "d", "backend": "sim", "sim_prerender": -1}]})
+        parse_config({"board": "b",
+                      "cameras": [{"name": "d", "backend": "sim", "sim_prerender": -1}]})

@@ -1,5 +1,4 @@
-"""Capture threads: the pre-trigger seam, per-phase rates, stills, accounting and fault
-isolation."""
+"""Capture threads: the pre-trigger seam, per-phase rates, stills, accounting, fault isolation."""
 
 from __future__ import annotations
 
@@ -141,7 +140,8 @@ def test_faulty_camera_restarts_and_others_are_unaffected(pool):
 def test_stall_times_out_and_recovers(pool):
     cam, sink = ScriptedCamera(), Sink()
     cam.gated = True
-    r = CameraRunner(cam, cfg(fps=(("ARMED", 30.0), ("DESCENT", 30.0))), pool, sink, backoff_s=(0.001, 0.01))
+    r = CameraRunner(cam, cfg(fps=(("ARMED", 30.0), ("DESCENT", 30.0))), pool, sink,
+                     backoff_s=(0.001, 0.01))
     r.start()
     try:
         r.set_phase("ARMED")
@@ -214,7 +214,8 @@ def test_still_on_event(pool):
     finally:
         r.stop()
     still = next(f for f in sink.frames if f.still)
-    assert still.value == FrameValue.STILL and still.meta["event"] == "touchdown" and "video_gap_ms" in still.meta
+    assert (still.value == FrameValue.STILL and still.meta["event"] == "touchdown"
+            and "video_gap_ms" in still.meta)
 
 
 def test_quality_and_lores_follow_the_phase(pool):
@@ -245,8 +246,7 @@ def test_quality_and_lores_follow_the_phase(pool):
 
 
 def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
-    """A queued sensor buffer delivered just after the edge was exposed before it: it is a pre-edge
-    frame."""
+    """A sensor buffer delivered just after the edge was exposed before it: a pre-edge frame."""
 
     class LaggingCamera(ScriptedCamera):
         lag_ns = 0
@@ -295,7 +295,8 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
         return ScriptedCamera.capture(cam, timeout_s)
 
     cam.capture = hang
-    r = CameraRunner(cam, CameraConfig(name="stuck", backend="sim", fps=(("DESCENT", 10.0),)), pool, Sink())
+    r = CameraRunner(cam, CameraConfig(name="stuck", backend="sim", fps=(("DESCENT", 10.0),)),
+                     pool, Sink())
     r.start()
     r.set_phase("DESCENT")
     wait_for(lambda: r.activity == "capturing", "the runner to capture")
@@ -308,7 +309,8 @@ def test_a_runner_is_overdue_when_stuck_in_capture_and_when_its_thread_died(pool
     r.stop(timeout=5)
     assert r.overdue_s(later) == 0.0  # stopped on purpose: not a fault
 
-    dying = CameraRunner(ScriptedCamera("dies"), CameraConfig(name="dies", backend="sim"), pool, Sink())
+    dying = CameraRunner(ScriptedCamera("dies"), CameraConfig(name="dies", backend="sim"),
+                         pool, Sink())
     dying._close_camera = lambda: 1 / 0  # a bug that kills the thread in its SAFE loop
     dying.start()
     dying._thread.join(10)
@@ -428,8 +430,7 @@ def test_every_lent_frame_is_given_back_once_after_its_encode_through_drops_stil
     assert r.stats.faults == 1 and r.stats.dropped.get("encoder_behind", 0) > 0
     assert cam.double == 0 and cam.lent == 0 and set(cam.out.values()) == {1}
     assert cam.closed_while_lent == 0
-    # every stored JPEG shows the pixels its frame was captured with (none read after it was given
-    # back)
+    # every stored JPEG shows the pixels its frame was captured with (none read once given back)
     for f in sink.frames:
         level = float(simplejpeg.decode_jpeg(f.jpeg, colorspace="GRAY").mean())
         assert abs(level - f.seq % 256) < 3, (f.seq, level)

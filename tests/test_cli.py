@@ -65,9 +65,11 @@ def test_help_shows_every_default() -> None:
     for name, p in _parsers():
         text = " ".join(p.format_help().split())
         for a in p._actions:
-            if a.help == argparse.SUPPRESS or a.nargs == 0 or a.required or a.default in (None, argparse.SUPPRESS):
+            if (a.help == argparse.SUPPRESS or a.nargs == 0 or a.required
+                    or a.default in (None, argparse.SUPPRESS)):
                 continue
-            assert f"(default: {a.default})" in text, f"{name} {a.option_strings}: default {a.default!r} not shown"
+            assert f"(default: {a.default})" in text, (
+                f"{name} {a.option_strings}: default {a.default!r} not shown")
     fetch = dict(_parsers())["camctl fetch"].format_help()
     assert "(default: 30.0)" in " ".join(fetch.split())
     # flags and unset options: no noise
@@ -75,8 +77,9 @@ def test_help_shows_every_default() -> None:
 
 
 @pytest.mark.parametrize(("exc", "code"), [
-    (ConfigError("bad key"), 2), (ProtocolError("bad_frame", "x"), 2), (RemoteError("rig", "busy", "x"), 2),
-    (FetchError("unreachable"), 2), (CommandRefused("disarm in DESCENT"), 2), (CameraError("down", "gone"), 2),
+    (ConfigError("bad key"), 2), (ProtocolError("bad_frame", "x"), 2),
+    (RemoteError("rig", "busy", "x"), 2), (FetchError("unreachable"), 2),
+    (CommandRefused("disarm in DESCENT"), 2), (CameraError("down", "gone"), 2),
     (GpioError("no chip"), 2), (InstallError("exists"), 2), (StoreError("cannot create"), 2),
     (FileNotFoundError(2, "No such file", "x"), 2), (StoreCorruptError("a.mcap", "bad crc", 10), 1),
 ])
@@ -86,7 +89,8 @@ def test_exit_code_rule(exc: BaseException, code: int) -> None:
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
-    for argv in (["warp"], ["fetch"], ["verify"], ["bench", "--json", "--markdown"], ["status", "--connect", "x"]):
+    for argv in (["warp"], ["fetch"], ["verify"], ["bench", "--json", "--markdown"],
+                 ["status", "--connect", "x"]):
         with pytest.raises(SystemExit) as e:
             rc = main(argv)
             raise SystemExit(rc)
@@ -117,7 +121,8 @@ def _flight(root: Path) -> Path:
     return root / "F1"
 
 
-def test_data_problems_exit_1_and_clean_data_0(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_data_problems_exit_1_and_clean_data_0(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
     fdir = _flight(tmp_path / "store")
     assert main(["verify", str(tmp_path / "store"), "--quiet"]) == 0
     seg = sorted((fdir / "down").glob("*.mcap"))[0]
@@ -142,7 +147,8 @@ def test_bad_paths_and_configs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Traceback" not in err and all(line.startswith("camctl") for line in err.splitlines())
 
 
-def test_install_service_that_cannot_proceed_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_install_service_that_cannot_proceed_exits_2(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
     cfg = tmp_path / "rig.toml"
     cfg.write_text('board = "rig"\n')
     dest = tmp_path / "etc" / "camctl.toml"
@@ -153,8 +159,11 @@ def test_install_service_that_cannot_proceed_exits_2(tmp_path: Path, capsys: pyt
     assert "--force" in capsys.readouterr().err
 
 
-def test_export_of_flights_without_frames_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with FlightStore(tmp_path / "store", "rig", "F1", StoreConfig(reserve_mb=0), cameras=["down"]) as st:
-        st.log_event({"kind": "phase", "event": "release", "phase_from": "ARMED", "phase_to": "DESCENT"})
+def test_export_of_flights_without_frames_exits_1(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    with FlightStore(tmp_path / "store", "rig", "F1", StoreConfig(reserve_mb=0),
+                     cameras=["down"]) as st:
+        st.log_event({"kind": "phase", "event": "release", "phase_from": "ARMED",
+                      "phase_to": "DESCENT"})
     assert main(["export", str(tmp_path / "store"), "--quiet"]) == 1
     assert "nothing written" in capsys.readouterr().out

@@ -31,17 +31,18 @@ from camctl.exc import CommandRefused
 from camctl.store import iter_events, iter_frames, list_flights, verify
 
 STATUS_KEYS = {"board", "phase", "flight", "disk_free_mb", "serving", "cameras"}
-CAMERA_KEYS = {"state", "fps", "frames_captured", "frames_stored", "durable_frames", "dropped", "faults"}
+CAMERA_KEYS = {"state", "fps", "frames_captured", "frames_stored", "durable_frames", "dropped",
+               "faults"}
 
 
 class Board:
-    """A started Daemon with its main loop (timers, status) on a thread, as ``camctl run`` has
-    it."""
+    """A started Daemon with its main loop (timers, status) on a thread, as in ``camctl run``."""
 
     def __init__(self, cfg: Config) -> None:
         self.d = Daemon(cfg, notifier=Notifier(environ={}))
         self.d.start()
-        self.thread = threading.Thread(target=self.d.run_forever, kwargs={"install_signals": False}, daemon=True)
+        self.thread = threading.Thread(target=self.d.run_forever,
+                                       kwargs={"install_signals": False}, daemon=True)
         self.thread.start()
 
     def status(self) -> dict:
@@ -53,11 +54,13 @@ class Board:
     def wait_phase(self, phase: str, *, serving: bool | None = None) -> dict:
         def ok() -> dict | None:
             st = self.d.status()
-            return st if st["phase"] == phase and (serving is None or st["serving"] == serving) else None
+            ready = st["phase"] == phase and (serving is None or st["serving"] == serving)
+            return st if ready else None
         return wait_for(ok, f"phase {phase} serving={serving}")
 
     def wait_frames(self, key: str, n: int) -> None:
-        wait_for(lambda: all(c[key] >= n for c in self.cams().values()), f"{key} >= {n} on every camera")
+        wait_for(lambda: all(c[key] >= n for c in self.cams().values()),
+                 f"{key} >= {n} on every camera")
 
     def close(self) -> None:
         self.d.request_stop()
@@ -94,7 +97,8 @@ def frames_of(flight_dir: Path, cam: str) -> list:
 
 def check_status_shape(st: dict) -> None:
     assert set(st) >= STATUS_KEYS, STATUS_KEYS - set(st)
-    assert isinstance(st["board"], str) and isinstance(st["phase"], str) and isinstance(st["flight"], str)
+    assert (isinstance(st["board"], str) and isinstance(st["phase"], str)
+            and isinstance(st["flight"], str))
     assert isinstance(st["disk_free_mb"], int | float) and isinstance(st["serving"], bool)
     assert set(st["cameras"]) == set(CAMERAS)
     for cam in st["cameras"].values():
@@ -112,11 +116,13 @@ def test_full_flight_via_commands_then_files_are_immutable(board, tmp_path: Path
     assert (st["phase"], st["flight"], st["serving"]) == ("SAFE", "", True)
     assert read_daemon_info(tmp_path / "store")["router"] == b.d.publisher.router_endpoint
 
-    assert b.d.command("arm", {}) == {"phase": "ARMED", "event": "arm", "changed": True, "outcome": "transition"}
+    assert b.d.command("arm", {}) == {"phase": "ARMED", "event": "arm", "changed": True,
+                                      "outcome": "transition"}
     b.wait_frames("frames_captured", 5)  # the pre-trigger ring has frames
     st = b.status()
     assert st["phase"] == "ARMED" and st["flight"] and st["serving"] is False
-    assert all(c["frames_stored"] == 0 for c in st["cameras"].values()), "ARMED frames belong in the RAM ring"
+    assert all(c["frames_stored"] == 0 for c in st["cameras"].values()), (
+        "ARMED frames belong in the RAM ring")
     assert b.d.command("event", {"name": "release"})["phase"] == "DESCENT"
     b.wait_frames("durable_frames", 10)
     st = b.status()
@@ -132,7 +138,8 @@ def test_full_flight_via_commands_then_files_are_immutable(board, tmp_path: Path
     assert verify(fdir).exit_code == 0
     for cam, cs in st["cameras"].items():
         frames = frames_of(fdir, cam)
-        assert cs["durable_frames"] == cs["frames_stored"] == len(frames) > 15, (cam, cs, len(frames))
+        assert cs["durable_frames"] == cs["frames_stored"] == len(frames) > 15, (
+            cam, cs, len(frames))
         assert cs["dropped"] == 0 and cs["faults"] == 0 and cs["state"] == "idle"
         assert sum(f.phase == "ARMED" for f in frames) > 0, "no pre-trigger frames"
         assert {f.phase for f in frames} <= {"ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN"}
@@ -188,7 +195,8 @@ def test_disarm_in_armed_leaves_only_events(board, tmp_path: Path) -> None:
     st = b.wait_phase("SAFE", serving=True)
     fdir = tmp_path / "store" / flight
     wait_for(lambda: (fdir / "index.json").exists(), "the disarmed flight to be finished")
-    assert all(c["frames_stored"] == 0 and c["frames_captured"] >= 5 for c in st["cameras"].values())
+    assert all(c["frames_stored"] == 0 and c["frames_captured"] >= 5
+               for c in st["cameras"].values())
     assert all(not frames_of(fdir, cam) for cam in CAMERAS)
     assert [e["phase_to"] for e in events_of(fdir) if e.get("kind") == "phase"] == ["ARMED", "SAFE"]
     assert verify(fdir).exit_code == 0
@@ -241,9 +249,11 @@ def test_camera_faults_restart_and_the_other_camera_goes_on(board, tmp_path: Pat
     assert down["faults"] >= 3 and st["cameras"]["down"]["restarts"] >= 3
     assert up["faults"] == 0 and up["restarts"] == 0 and up["dropped"] == 0, up
     fdir = tmp_path / "store" / st["flight"]
-    kinds = {e["error"] for e in events_of(fdir) if e.get("kind") == "fault" and e.get("camera") == "down"}
+    kinds = {e["error"] for e in events_of(fdir)
+             if e.get("kind") == "fault" and e.get("camera") == "down"}
     assert {"CameraError", "CameraTimeout", "CameraDisconnected"} <= kinds, kinds
-    assert {"CameraError", "CameraTimeout", "CameraDisconnected"} <= {f["error"] for f in pub_faults}, pub_faults
+    published = {f["error"] for f in pub_faults}
+    assert {"CameraError", "CameraTimeout", "CameraDisconnected"} <= published, pub_faults
     assert all(f["board"] == "rig-t" and f["camera"] == "down" for f in pub_faults)
     # isolation, as a ratio inside this run: the faulty camera was out for over a second; the other
     # one never paused for anything near that
@@ -293,7 +303,8 @@ def test_sd_notify_from_a_real_camctl_run(tmp_path: Path, monkeypatch: pytest.Mo
         assert any(m.get("READY") == "1" for m in got), got
         assert any(m.get("STATUS", "").startswith("SAFE") for m in got), got
         first_ready = next(i for i, m in enumerate(got) if "READY" in m)
-        assert first_ready < next(i for i, m in enumerate(got) if "WATCHDOG" in m), "watchdog before READY"
+        first_watchdog = next(i for i, m in enumerate(got) if "WATCHDOG" in m)
+        assert first_ready < first_watchdog, "watchdog before READY"
         proc.proc.send_signal(signal.SIGTERM)
         while "STOPPING" not in recv():
             pass
@@ -307,8 +318,7 @@ def test_sd_notify_from_a_real_camctl_run(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_a_started_daemon_makes_the_gil_change_hands_often_enough_for_an_edge(board) -> None:
-    """The GPIO callback thread must get the GIL within ~SWITCH_INTERVAL_S of an edge, not CPython's
-    5 ms."""
+    """The GPIO thread must get the GIL within ~SWITCH_INTERVAL_S of an edge, not CPython's 5 ms."""
     import sys
 
     from camctl.board.daemon import SWITCH_INTERVAL_S

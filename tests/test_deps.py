@@ -1,10 +1,9 @@
-"""The board side needs nothing from the ``ground`` extra (PyAV, Pillow, matplotlib): pyproject's
-split holds.
+"""The board needs nothing from the ``ground`` extra (PyAV, Pillow, matplotlib): the split holds.
 
 1. Importing every module of the ``camctl run`` path in a fresh interpreter loads none of them.
 2. A real ``camctl run`` board flies a flight and serves previews to a ground fetch while an import
-   hook in
-   the board process refuses those packages; at exit it reports every attempt and what got loaded.
+   hook in the board process refuses those packages; at exit it reports every attempt and what got
+   loaded.
 """
 
 from __future__ import annotations
@@ -26,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # the ground extra's import names (pyproject: av, pillow, matplotlib)
 GROUND = ("av", "PIL", "matplotlib")
 BOARD_MODULES = (
-    "camctl.cli", "camctl.board.daemon", "camctl.board.capture", "camctl.store", "camctl.board.publish",
-    "camctl.board.cameras", "camctl.board.cameras.sim", "camctl.board.gpio", "camctl.board.config",
+    "camctl.cli", "camctl.board.daemon", "camctl.board.capture", "camctl.store",
+    "camctl.board.publish", "camctl.board.cameras", "camctl.board.cameras.sim", "camctl.board.gpio",
+    "camctl.board.config",
     "camctl.board.events", "camctl.board.encode", "camctl.board.sdnotify", "camctl.board.doctor",
 )
 
@@ -52,7 +52,8 @@ atexit.register(_report)
 
 def test_pyproject_puts_ground_libraries_in_the_ground_extra() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in meta["dependencies"]}
+    names = {d.split(">")[0].split("=")[0].split("[")[0].strip().lower()
+             for d in meta["dependencies"]}
     assert not names & {"av", "pillow", "matplotlib"}, names
     ground = {d.split(">")[0].strip().lower() for d in meta["optional-dependencies"]["ground"]}
     assert {"av", "pillow", "matplotlib"} <= ground
@@ -73,10 +74,10 @@ def test_a_board_flight_with_previews_needs_no_ground_library(tmp_path: Path) ->
     hook_dir.mkdir()
     (hook_dir / "sitecustomize.py").write_text(_HOOK)
     report = tmp_path / "imports.json"
-    cfg = write_board_config(tmp_path / "board", "deps-board", 0, size=(320, 240), post_touchdown_s=0.2,
-                             reserve_mb=0, stills=("touchdown",))
-    env = {"PYTHONPATH": os.pathsep.join([str(hook_dir), str(ROOT)]), "CAMCTL_BLOCKED": ",".join(GROUND),
-           "CAMCTL_IMPORT_REPORT": str(report)}
+    cfg = write_board_config(tmp_path / "board", "deps-board", 0, size=(320, 240),
+                             post_touchdown_s=0.2, reserve_mb=0, stills=("touchdown",))
+    env = {"PYTHONPATH": os.pathsep.join([str(hook_dir), str(ROOT)]),
+           "CAMCTL_BLOCKED": ",".join(GROUND), "CAMCTL_IMPORT_REPORT": str(report)}
     board = start_board(cfg, tmp_path / "board" / "store", "deps-board", env=env)
     try:
         with Client(board.router, timeout_s=10) as c:
@@ -87,7 +88,8 @@ def test_a_board_flight_with_previews_needs_no_ground_library(tmp_path: Path) ->
             c.command("event", name="touchdown")
             wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
                      "the board to land")
-        res = fetch([board.router], tmp_path / "ground", give_up_after_s=20, thumbs_only=True, progress=False)
+        res = fetch([board.router], tmp_path / "ground", give_up_after_s=20, thumbs_only=True,
+                    progress=False)
         # previews made on the board
         assert res.ok and sum(b.thumbs for b in res.boards) > 0, res.summary()
     finally:

@@ -76,7 +76,8 @@ def healthy(*, rig: FakeRig | None = None, **overrides) -> Probes:
         glob=lambda pattern: globs.get(pattern, []),
         realpath=lambda p: "/dev/gpiochip0" if p == "/dev/gpiochip4" else p,
         access=lambda path, mode: True,
-        run=lambda argv: SimpleNamespace(returncode=0, stdout="yes\n") if argv[0] == "timedatectl" else None,
+        run=lambda argv: (SimpleNamespace(returncode=0, stdout="yes\n")
+                          if argv[0] == "timedatectl" else None),
         adjtimex_state=lambda: 0,
         user_groups=lambda: ("camctl", {"camctl", "video", "gpio"}),
         disk_free_mb=lambda path: 100_000.0,
@@ -94,11 +95,13 @@ def config(tmp_path: Path):
     store.mkdir()
     path = tmp_path / "rig.toml"
 
-    def write(*, store_dir: Path = store, backend: str = "picamera2", indexes=(0, 1), gpio: str = "lgpio",
-              reserve_mb: int = 512) -> Path:
-        cams = "".join(f'[[cameras]]\nname = "cam{i}"\nbackend = "{backend}"\nindex = {i}\n' for i in indexes)
-        path.write_text(f'board = "rig-a"\n[store]\ndir = "{store_dir}"\nreserve_mb = {reserve_mb}\n'
-                        f'[gpio]\nbackend = "{gpio}"\n[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
+    def write(*, store_dir: Path = store, backend: str = "picamera2", indexes=(0, 1),
+              gpio: str = "lgpio", reserve_mb: int = 512) -> Path:
+        cams = "".join(f'[[cameras]]\nname = "cam{i}"\nbackend = "{backend}"\nindex = {i}\n'
+                       for i in indexes)
+        path.write_text(f'board = "rig-a"\n[store]\ndir = "{store_dir}"\n'
+                        f'reserve_mb = {reserve_mb}\n[gpio]\nbackend = "{gpio}"\n'
+                        f'[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
                         f'events = "tcp://127.0.0.1:{_free_port()}"\n{cams}')
         return path
     write.store = store
@@ -125,13 +128,15 @@ def test_missing_picamera2_fails_with_the_apt_hint(config) -> None:
     probes = healthy(import_module=_importer({"picamera2": "picamera2"}))
     check = _by_name(run_checks(config(), probes=probes))["picamera2"]
     assert check.level == FAIL
-    assert "sudo apt install python3-picamera2" in check.fix and "--system-site-packages" in check.fix
+    assert ("sudo apt install python3-picamera2" in check.fix
+            and "--system-site-packages" in check.fix)
 
 
 def test_pip_picamera2_without_libcamera_says_so(config) -> None:
     probes = healthy(import_module=_importer({"picamera2": "libcamera"}))
     check = _by_name(run_checks(config(), probes=probes))["picamera2"]
-    assert check.level == FAIL and "libcamera" in check.detail and "pip uninstall picamera2" in check.fix
+    assert (check.level == FAIL and "libcamera" in check.detail
+            and "pip uninstall picamera2" in check.fix)
 
 
 def test_missing_picamera2_is_fine_for_sim_cameras(config) -> None:
@@ -184,37 +189,46 @@ def test_missing_store_fails(config, tmp_path: Path) -> None:
 def test_disk_below_reserve_fails_and_tight_disk_warns(config) -> None:
     low = _by_name(run_checks(config(reserve_mb=512), probes=healthy(disk_free_mb=lambda p: 100.0)))
     assert low["disk"].level == FAIL
-    tight = _by_name(run_checks(config(reserve_mb=512), probes=healthy(disk_free_mb=lambda p: 600.0)))
+    tight = _by_name(run_checks(config(reserve_mb=512),
+                                probes=healthy(disk_free_mb=lambda p: 600.0)))
     assert tight["disk"].level == WARN and "writes up to" in tight["disk"].detail
 
 
 def test_gpio_problems(config) -> None:
-    no_lgpio = _by_name(run_checks(config(), probes=healthy(import_module=_importer({"lgpio": "lgpio"}))))
+    no_lgpio = _by_name(run_checks(config(),
+                                   probes=healthy(import_module=_importer({"lgpio": "lgpio"}))))
     assert no_lgpio["lgpio"].level == FAIL and "python3-lgpio" in no_lgpio["lgpio"].fix
     no_chip = _by_name(run_checks(config(), probes=healthy(glob=lambda pattern: [])))
     assert no_chip["gpiochip"].level == FAIL
     denied = _by_name(run_checks(config(), probes=healthy(access=lambda path, mode: False)))
-    assert denied["gpiochip access"].level == FAIL and "usermod -aG gpio" in denied["gpiochip access"].fix
+    access = denied["gpiochip access"]
+    assert access.level == FAIL and "usermod -aG gpio" in access.fix
     # old-kernel Pi 5: gpiochip4 is the real rp1 chip and gpiozero opens it: OK; if it were a
     # different chip than the header, doctor must say so
     wrong = healthy(realpath=lambda p: p)  # /dev/gpiochip4 is not a symlink to the header chip
     assert _by_name(run_checks(config(), probes=wrong))["gpiochip"].level == FAIL
-    mock = _by_name(run_checks(config(gpio="mock"), probes=healthy(import_module=_importer({"lgpio": "x"}))))
+    mock = _by_name(run_checks(config(gpio="mock"),
+                               probes=healthy(import_module=_importer({"lgpio": "x"}))))
     assert mock["gpio"].level == OK and "lgpio" not in mock
 
 
 def test_groups(config) -> None:
-    check = _by_name(run_checks(config(), probes=healthy(user_groups=lambda: ("pi", {"pi", "video"}))))["groups"]
+    probes = healthy(user_groups=lambda: ("pi", {"pi", "video"}))
+    check = _by_name(run_checks(config(), probes=probes))["groups"]
     assert check.level == FAIL and "gpio" in check.detail and "usermod -aG gpio pi" in check.fix
 
 
 def test_clock_fallbacks(config) -> None:
     no_td = {"run": lambda argv: None}
-    assert _by_name(run_checks(config(), probes=healthy(**no_td)))["clock"].detail.startswith("synchronised")
-    unsynced = _by_name(run_checks(config(), probes=healthy(**no_td, adjtimex_state=lambda: 5)))["clock"]
+    clock = _by_name(run_checks(config(), probes=healthy(**no_td)))["clock"]
+    assert clock.detail.startswith("synchronised")
+    unsynced = _by_name(run_checks(config(),
+                                   probes=healthy(**no_td, adjtimex_state=lambda: 5)))["clock"]
     assert unsynced.level == WARN
-    chrony = SimpleNamespace(returncode=0, stdout="Reference ID : 0A000001\nLeap status     : Normal\n")
-    probes = healthy(run=lambda argv: chrony if argv[0] == "chronyc" else None, adjtimex_state=lambda: None)
+    chrony = SimpleNamespace(returncode=0,
+                             stdout="Reference ID : 0A000001\nLeap status     : Normal\n")
+    probes = healthy(run=lambda argv: chrony if argv[0] == "chronyc" else None,
+                     adjtimex_state=lambda: None)
     assert _by_name(run_checks(config(), probes=probes))["clock"].level == OK
 
 
@@ -228,7 +242,8 @@ def test_port_in_use_fails(config) -> None:
     holder.setsockopt(zmq.LINGER, 0)
     port = holder.bind_to_random_port("tcp://127.0.0.1")
     try:
-        path.write_text(text.replace(text.split('bind = "')[1].split('"')[0], f"tcp://127.0.0.1:{port}"))
+        bind = text.split('bind = "')[1].split('"')[0]
+        path.write_text(text.replace(bind, f"tcp://127.0.0.1:{port}"))
         checks = [c for c in run_checks(path, probes=healthy()) if c.name == "port"]
         assert [c.level for c in checks] == [FAIL, OK]
         assert str(port) in checks[0].detail
@@ -263,9 +278,11 @@ def _lines_config(tmp_path: Path, *, gpio: str = "mock", extra_store: str = "") 
     store = tmp_path / "store"
     store.mkdir(exist_ok=True)
     path = tmp_path / "lines.toml"
-    path.write_text(f'board = "rig-a"\n[store]\ndir = "{store}"\n{extra_store}[gpio]\nbackend = "{gpio}"\n'
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{store}"\n{extra_store}'
+                    f'[gpio]\nbackend = "{gpio}"\n'
                     f'[gpio.events]\narm = 17\nrelease = 27\ntouchdown = 23\n[publish]\n'
-                    f'bind = "tcp://127.0.0.1:{_free_port()}"\nevents = "tcp://127.0.0.1:{_free_port()}"\n')
+                    f'bind = "tcp://127.0.0.1:{_free_port()}"\n'
+                    f'events = "tcp://127.0.0.1:{_free_port()}"\n')
     return path
 
 
@@ -277,8 +294,8 @@ def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -
     path = _lines_config(tmp_path)
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
     assert [c.level for c in lines] == [OK] and "at rest" in lines[0].detail
-    # the mock board's held levels, as `camctl arm --hold` / `camctl event release --hold` leave
-    # them
+    # the mock board's held levels, as `camctl arm --hold` and `camctl event release --hold`
+    # leave them
     (tmp_path / "store" / MOCK_LINES).write_text(json.dumps({"arm": True, "release": True}))
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
     assert [c.level for c in lines] == [WARN, WARN], lines
@@ -288,7 +305,8 @@ def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -
 
 def test_real_lines_that_cannot_be_read_are_a_warning_not_a_crash(tmp_path: Path) -> None:
     path = _lines_config(tmp_path, gpio="lgpio")  # no lgpio on this machine: the real probe fails
-    lines = [c for c in run_checks(path, probes=healthy(running_daemon=lambda d: None)) if c.name == "lines"]
+    lines = [c for c in run_checks(path, probes=healthy(running_daemon=lambda d: None))
+             if c.name == "lines"]
     assert [c.level for c in lines] == [WARN] and "cannot read the event lines" in lines[0].detail
     touch = healthy(line_levels=lambda cfg: {"arm": False, "release": False, "touchdown": True},
                     running_daemon=lambda d: None)
@@ -323,20 +341,25 @@ def test_the_store_on_the_bare_mount_point_fails(tmp_path: Path) -> None:
     ssd = tmp_path / "ssd"
     (ssd / "camctl").mkdir(parents=True)
     path = tmp_path / "rig.toml"
-    path.write_text(f'board = "rig-a"\n[store]\ndir = "{ssd / "camctl"}"\n[gpio]\nbackend = "mock"\n')
-    fstab = {"/etc/fstab": f"# comment\nUUID=abc  {ssd}  ext4  defaults,nofail  0 2\nproc /proc proc defaults 0 0\n"}
-    bare = healthy(read_text=lambda p: fstab.get(p, PI5.get(p)), mounts=lambda: [("/dev/mmcblk0p2", "/", "ext4")])
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{ssd / "camctl"}"\n'
+                    '[gpio]\nbackend = "mock"\n')
+    fstab = {"/etc/fstab": f"# comment\nUUID=abc  {ssd}  ext4  defaults,nofail  0 2\n"
+                           "proc /proc proc defaults 0 0\n"}
+    bare = healthy(read_text=lambda p: fstab.get(p, PI5.get(p)),
+                   mounts=lambda: [("/dev/mmcblk0p2", "/", "ext4")])
     mount = next(c for c in run_checks(path, probes=bare) if c.name == "mount")
     assert mount.level == FAIL and f"not on {ssd} as /etc/fstab says" in mount.detail, mount
     assert "/dev/mmcblk0p2" in mount.detail
     mounted = healthy(read_text=lambda p: fstab.get(p, PI5.get(p)),
-                      mounts=lambda: [("/dev/mmcblk0p2", "/", "ext4"), ("/dev/sda1", str(ssd), "ext4")])
+                      mounts=lambda: [("/dev/mmcblk0p2", "/", "ext4"),
+                                      ("/dev/sda1", str(ssd), "ext4")])
     mount = next(c for c in run_checks(path, probes=mounted) if c.name == "mount")
     assert mount.level == OK and "/dev/sda1" in mount.detail
     # store.mount in the config says the same without fstab
-    path.write_text(f'board = "rig-a"\n[store]\ndir = "{ssd / "camctl"}"\nmount = "{ssd}"\n[gpio]\nbackend = "mock"\n')
-    mount = next(c for c in run_checks(path, probes=healthy(mounts=lambda: [("/dev/root", "/", "ext4")]))
-                 if c.name == "mount")
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{ssd / "camctl"}"\nmount = "{ssd}"\n'
+                    '[gpio]\nbackend = "mock"\n')
+    root_only = healthy(mounts=lambda: [("/dev/root", "/", "ext4")])
+    mount = next(c for c in run_checks(path, probes=root_only) if c.name == "mount")
     assert mount.level == FAIL and "as store.mount says" in mount.detail
 
 
@@ -346,8 +369,8 @@ def test_store_mount_must_contain_store_dir(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"store\.mount"):
         parse_config({"board": "b", "store": {"dir": "/srv/camctl", "mount": "/mnt/ssd"}})
-    assert parse_config({"board": "b", "store": {"dir": "/mnt/ssd/c", "mount": "/mnt/ssd"}}).store.mount == \
-        Path("/mnt/ssd")
+    cfg = parse_config({"board": "b", "store": {"dir": "/mnt/ssd/c", "mount": "/mnt/ssd"}})
+    assert cfg.store.mount == Path("/mnt/ssd")
 
 
 # --- the camera probe: each configured camera opened on the strict double -------------------------
@@ -355,10 +378,14 @@ def _camera_config(tmp_path: Path, extra: str = "", encoder: str = "software") -
     path = tmp_path / "cams.toml"
     store = tmp_path / "store"
     store.mkdir(exist_ok=True)
-    path.write_text(f'board = "rig-a"\n[store]\ndir = "{store}"\nreserve_mb = 1\n[gpio]\nbackend = "lgpio"\n'
-                    f'[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\nevents = "tcp://127.0.0.1:{_free_port()}"\n'
-                    f'[[cameras]]\nname = "down"\nindex = 0\nsize = [320, 240]\nencoder = "{encoder}"\n'
-                    f'[cameras.fps]\nARMED = 1\nDESCENT = 30\nSEPARATION = 30\nTOUCHDOWN = 30\n{extra}')
+    path.write_text(f'board = "rig-a"\n[store]\ndir = "{store}"\nreserve_mb = 1\n'
+                    '[gpio]\nbackend = "lgpio"\n'
+                    f'[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
+                    f'events = "tcp://127.0.0.1:{_free_port()}"\n'
+                    '[[cameras]]\nname = "down"\nindex = 0\nsize = [320, 240]\n'
+                    f'encoder = "{encoder}"\n'
+                    '[cameras.fps]\nARMED = 1\nDESCENT = 30\nSEPARATION = 30\n'
+                    f'TOUCHDOWN = 30\n{extra}')
     return path
 
 
@@ -390,7 +417,8 @@ def test_camera_probe_fails_a_dead_camera_and_an_impossible_encoder(tmp_path, st
     check = _by_name(checks)["camera down"]
     assert check.level == FAIL and "no frame within 1 s" in check.detail
     strict_rig.stalled = False
-    checks = run_checks(_camera_config(tmp_path, encoder="hardware"), probes=healthy(rig=strict_rig))
+    checks = run_checks(_camera_config(tmp_path, encoder="hardware"),
+                        probes=healthy(rig=strict_rig))
     check = _by_name(checks)["camera down"]
     assert check.level == FAIL and "encoder 'hardware' requested but" in check.detail
 

@@ -64,9 +64,8 @@ def test_an_unbounded_pool_never_drops():
 
 
 def test_across_cameras_the_touchdown_camera_keeps_its_frames(blocked):
-    """Two runners on one blocked pool: the ARMED camera's waiting frames are pushed out (and
-    counted as its encoder_behind), the TOUCHDOWN camera loses nothing while any ARMED frame
-    waits."""
+    """Two runners on one blocked pool: the ARMED camera's waiting frames are pushed out (counted
+    as its encoder_behind), the TOUCHDOWN camera loses nothing while any ARMED frame waits."""
     pool, gate = blocked
     armed_cam, td_cam = ScriptedCamera("armed"), ScriptedCamera("td")
     armed_cam.gated = td_cam.gated = True

@@ -1,5 +1,4 @@
-"""The phase machine: every row of the rule table, timers, debounce, and the GPIO edge path
-(MockFactory)."""
+"""The phase machine: every rule-table row, timers, debounce, the GPIO edge path (MockFactory)."""
 
 from __future__ import annotations
 
@@ -30,7 +29,8 @@ class FakeClock:
 def machine(phase: str = "SAFE", clock: FakeClock | None = None, **kw) -> PhaseMachine:
     clock = clock or FakeClock()
     m = PhaseMachine(PhasesConfig(**kw), clock_ns=clock)
-    path = {"ARMED": ["arm"], "DESCENT": ["arm", "release"], "SEPARATION": ["arm", "release", "separation"],
+    path = {"ARMED": ["arm"], "DESCENT": ["arm", "release"],
+            "SEPARATION": ["arm", "release", "separation"],
             "TOUCHDOWN": ["arm", "touchdown"], "LANDED": ["arm", "touchdown"]}.get(phase, [])
     for ev in path:
         m.handle(ev)
@@ -161,7 +161,8 @@ LINES = (GpioLine("arm", 17), GpioLine("release", 27), GpioLine("separation", 22
 def wired(bounce_ms=5.0, min_pulse_ms=0.0):
     clock = FakeClock()
     m = PhaseMachine(PhasesConfig(), bounce_ms=bounce_ms, clock_ns=clock)
-    lines = EventLines(GpioConfig(backend="mock", bounce_ms=bounce_ms, min_pulse_ms=min_pulse_ms, lines=LINES),
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=bounce_ms, min_pulse_ms=min_pulse_ms,
+                                  lines=LINES),
                        lambda ev, t, line: m.handle(ev, source="gpio", line=line),
                        pin_factory=MockFactory(), clock_ns=clock)
     return m, lines, clock
@@ -201,7 +202,8 @@ def test_glitch_shorter_than_min_pulse_is_ignored():
         names.append(ev)
         fired.set()
 
-    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=50, lines=LINES), on_edge, pin_factory=MockFactory())
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=50, lines=LINES), on_edge,
+                       pin_factory=MockFactory())
     try:
         lines.drive("release", True)
         lines.drive("release", False)  # released long before 50 ms
@@ -334,8 +336,10 @@ def test_every_record_and_callback_carries_the_whole_story():
     r0, r1, r2 = m.records
     assert (r0.name, r0.source, r0.phase, r0.outcome, r0.mono_ns, r0.phase_to) == (
         "release", "operator", "SAFE", "not_armed", 1_000_000_000, "")
-    assert (r1.source, r1.phase, r1.outcome, r1.phase_to) == ("operator", "SAFE", "transition", "ARMED")
-    assert (r2.source, r2.phase, r2.phase_to, r2.mono_ns) == ("gpio", "ARMED", "SEPARATION", clock.t - 5)
+    assert (r1.source, r1.phase, r1.outcome, r1.phase_to) == (
+        "operator", "SAFE", "transition", "ARMED")
+    assert (r2.source, r2.phase, r2.phase_to, r2.mono_ns) == (
+        "gpio", "ARMED", "SEPARATION", clock.t - 5)
     assert all(isinstance(r.wall_ns, int) and r.wall_ns > wall.t - 10 for r in m.records)
     tr = m.history[-1]
     assert (tr.phase_from, tr.phase_to, tr.event, tr.source, tr.mono_ns, tr.skipped) == (
@@ -389,7 +393,8 @@ def test_timers_fire_at_their_exact_nanosecond():
     assert a.tick(clock2.t + 2_499_999_999) is None and a.phase == "ARMED"
     assert machine("ARMED", FakeClock(), armed_timeout_s=0.0).deadline_ns() is None
     clock3 = FakeClock()
-    assert machine("ARMED", clock3, armed_timeout_s=0.5).deadline_ns() == (clock3.t + 500_000_000, "SAFE")
+    assert machine("ARMED", clock3, armed_timeout_s=0.5).deadline_ns() == (
+        clock3.t + 500_000_000, "SAFE")
 
 
 def test_the_descent_timer_starts_at_the_first_descent_phase_only():
@@ -426,7 +431,8 @@ def test_an_edge_without_min_pulse_comes_at_once_on_the_callers_thread():
 def test_a_min_pulse_edge_names_its_line():
     labels, fired = [], threading.Event()
     lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=20, lines=LINES),
-                       lambda ev, t, line: (labels.append(line), fired.set()), pin_factory=MockFactory())
+                       lambda ev, t, line: (labels.append(line), fired.set()),
+                       pin_factory=MockFactory())
     try:
         lines.drive("touchdown", True)
         assert fired.wait(5) and labels == ["gpio23"]
@@ -456,8 +462,7 @@ class CountingFactory(MockFactory):
 
 
 def test_no_bounce_time_and_an_injected_factory_is_not_closed():
-    """gpiozero's bounce_time is never used (lgpio's debounce stamps edges late: see
-    camctl/board/gpio.py)."""
+    """gpiozero's bounce_time is never used: lgpio's debounce stamps edges late (board/gpio.py)."""
     for backend, want in (("lgpio", None), ("mock", None)):
         CountingFactory.closes = 0
         factory = CountingFactory()
@@ -520,8 +525,10 @@ def test_make_pin_factory_never_falls_back_to_the_mock():
     try:
         import lgpio  # noqa: F401
     except ImportError:
-        with pytest.raises(GpioError, match=r"needs lgpio: on Raspberry Pi OS run 'sudo apt install python3-lgpio'.*"
-                                            r"or set \[gpio\] backend = \"mock\" for a bench without wiring$"):
+        with pytest.raises(GpioError, match=r"needs lgpio: on Raspberry Pi OS run "
+                                            r"'sudo apt install python3-lgpio'.*"
+                                            r"or set \[gpio\] backend = \"mock\" "
+                                            r"for a bench without wiring$"):
             make_pin_factory(GpioConfig(backend="lgpio"))
     else:  # on a Pi: a chip or a one-line error, never the mock
         try:
@@ -539,7 +546,8 @@ def test_in_flight_and_repr():
     m.handle("release")
     assert m.in_flight()
     _, lines, _ = wired()
-    assert repr(lines) == "<EventLines mock: arm=gpio17, release=gpio27, separation=gpio22, touchdown=gpio23>"
+    assert repr(lines) == ("<EventLines mock: arm=gpio17, release=gpio27, separation=gpio22, "
+                           "touchdown=gpio23>")
     lines.close()
     assert repr(lines) == "<EventLines mock: closed>"
 
@@ -551,7 +559,8 @@ def test_gpio_watch_prints_every_edge_with_its_level():
 
     CountingFactory.closes = 0
     out, stop, factory = [], threading.Event(), CountingFactory()
-    cfg = GpioConfig(backend="mock", lines=(GpioLine("arm", 17), GpioLine("touchdown", 23, active_high=True)))
+    cfg = GpioConfig(backend="mock",
+                     lines=(GpioLine("arm", 17), GpioLine("touchdown", 23, active_high=True)))
     t = threading.Thread(target=watch, args=(cfg,), kwargs={"out": out.append, "stop": stop,
                                                             "pin_factory": factory})
     t.start()
@@ -569,7 +578,8 @@ def test_gpio_watch_prints_every_edge_with_its_level():
         t.join(10)
     assert not t.is_alive()  # the caller's stop ends it
     fields = [line.split()[2:6] for line in out]
-    assert fields == [["gpio17", "arm", "high", "inactive"], ["gpio23", "touchdown", "high", "ACTIVE"],
+    assert fields == [["gpio17", "arm", "high", "inactive"],
+                      ["gpio23", "touchdown", "high", "ACTIVE"],
                       ["gpio17", "arm", "low", "ACTIVE"], ["gpio17", "arm", "high", "inactive"]]
     for line in out:
         secs, hms = line.split()[:2]
@@ -585,7 +595,8 @@ def test_gpio_watch_makes_its_own_factory_from_the_config(monkeypatch):
     import camctl.board.gpio
 
     made, stop = [], threading.Event()
-    monkeypatch.setattr(camctl.board.gpio, "make_pin_factory", lambda gpio: made.append(gpio) or CountingFactory())
+    monkeypatch.setattr(camctl.board.gpio, "make_pin_factory",
+                        lambda gpio: made.append(gpio) or CountingFactory())
     CountingFactory.closes = 0
     cfg = GpioConfig(backend="mock", lines=(GpioLine("arm", 17),))
     stop.set()
@@ -600,7 +611,8 @@ def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entr
     clock = FakeClock()
     m = PhaseMachine(PhasesConfig(post_touchdown_s=3.0), clock_ns=clock)
     tr = m.resume("TOUCHDOWN", entered_ns=clock.t - 1_000_000_000)
-    assert (tr.phase_from, tr.phase_to, tr.event, m.phase) == ("SAFE", "TOUCHDOWN", "resume", "TOUCHDOWN")
+    assert (tr.phase_from, tr.phase_to, tr.event, m.phase) == (
+        "SAFE", "TOUCHDOWN", "resume", "TOUCHDOWN")
     assert m.deadline_ns() == (clock.t + 2_000_000_000, "LANDED")  # only the remaining 2 s
     assert m.records == []  # no callbacks, no records: the daemon logs the resume itself
     with pytest.raises(ResumeError, match="before any event"):
@@ -623,8 +635,11 @@ def test_resume_returns_and_keeps_a_full_transition_and_refuses_after_a_disarmed
     m = PhaseMachine(PhasesConfig(), clock_ns=clock, wall_ns=lambda: 7)
     tr = m.resume("ARMED", entered_ns=clock.t - 5)
     assert tr == Transition("SAFE", "ARMED", "resume", "resume", clock.t, 7) and m.history == [tr]
-    assert PhaseMachine(PhasesConfig(), clock_ns=clock).resume("LANDED", entered_ns=0, source="boot").source == "boot"
-    with pytest.raises(ResumeError, match=r"\(phases: SAFE, ARMED, DESCENT, SEPARATION, TOUCHDOWN, LANDED\)"):
+    booted = PhaseMachine(PhasesConfig(), clock_ns=clock).resume("LANDED", entered_ns=0,
+                                                                 source="boot")
+    assert booted.source == "boot"
+    with pytest.raises(ResumeError,
+                       match=r"\(phases: SAFE, ARMED, DESCENT, SEPARATION, TOUCHDOWN, LANDED\)"):
         PhaseMachine(PhasesConfig(), clock_ns=clock).resume("HOVER", entered_ns=clock.t)
     disarmed = machine("ARMED", clock)
     disarmed.handle("disarm")  # back in SAFE, but not at start: its history is not empty

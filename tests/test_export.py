@@ -1,5 +1,4 @@
-"""camctl export: MP4 frame count/timestamps/subtitles, contact sheet tiles, timeline, plain frames,
-CLI errors."""
+"""camctl export: MP4 frames/times/subtitles, sheet tiles, timeline, plain frames, CLI errors."""
 
 from __future__ import annotations
 
@@ -20,7 +19,14 @@ from camctl.cli import main
 from camctl.common.frames import EncodedFrame
 from camctl.common.ledger import store_reason
 from camctl.exc import ConfigError
-from camctl.ground.export import BG, MP4_TIME_BASE, contact_sheet_from_thumbs, export_all, frame_file_name, pts_of
+from camctl.ground.export import (
+    BG,
+    MP4_TIME_BASE,
+    contact_sheet_from_thumbs,
+    export_all,
+    frame_file_name,
+    pts_of,
+)
 from camctl.ground.export.sheet import OFFSETS_S, Picker, flight_header, sheet_from_previews
 from camctl.ground.export.timeline import BIN_S, Lane, draw_timeline, rate_bins
 from camctl.ground.flights import find_flights
@@ -34,19 +40,22 @@ def exported(built: Built):
 
 
 def _video(built: Built, board: str, cam: str) -> list:
-    return sorted((f for f in built.frames[(board, cam)] if not f.still), key=lambda f: f.timestamp_ns)
+    return sorted((f for f in built.frames[(board, cam)] if not f.still),
+                  key=lambda f: f.timestamp_ns)
 
 
 def test_find_flights_in_every_layout(built: Built) -> None:
     both = find_flights(built.root)
     assert [(r.board, r.flight) for r in both] == [(b, FLIGHT) for b in sorted(BOARDS)]
     assert [r.board for r in find_flights(built.root / "rig-b")] == ["rig-b"]  # a board's store
-    assert [r.path for r in find_flights(built.root / "rig-a" / FLIGHT)] == [built.root / "rig-a" / FLIGHT]
+    one = built.root / "rig-a" / FLIGHT
+    assert [r.path for r in find_flights(one)] == [one]
     assert find_flights(built.root / "rig-a" / FLIGHT / "down") == []
 
 
 def test_mp4_frames_at_sensor_timestamps(built: Built, exported) -> None:
-    assert sorted(p.name for p in exported.mp4) == sorted(f"{b}_{c}.mp4" for b in BOARDS for c in ("down", "up"))
+    assert sorted(p.name for p in exported.mp4) == sorted(f"{b}_{c}.mp4" for b in BOARDS
+                                                          for c in ("down", "up"))
     assert exported.subtitles == []  # muxed, no sidecar
     for board in BOARDS:
         for cam in ("down", "up"):
@@ -59,9 +68,9 @@ def test_mp4_frames_at_sensor_timestamps(built: Built, exported) -> None:
             assert len(pts) == len(frames)
             ts0 = frames[0].timestamp_ns
             assert pts == [pts_of(f.timestamp_ns, ts0) for f in frames]
-            # durations are true: the last frame sits at its real time from the first (variable rate
-            # kept)
-            assert abs(float(pts[-1] * MP4_TIME_BASE) - (frames[-1].timestamp_ns - ts0) / 1e9) < 1e-4
+            # durations are true: the last frame is at its real time from the first (variable rate)
+            last_s = (frames[-1].timestamp_ns - ts0) / 1e9
+            assert abs(float(pts[-1] * MP4_TIME_BASE) - last_s) < 1e-4
             gaps = {round(float((b - a) * MP4_TIME_BASE), 3) for a, b in itertools.pairwise(pts)}
             # ARMED at 4 fps (2 for "up") and DESCENT faster: not a constant rate
             assert len(gaps) > 1
@@ -70,16 +79,15 @@ def test_mp4_frames_at_sensor_timestamps(built: Built, exported) -> None:
 def test_mp4_carries_phases_as_subtitles(built: Built, exported) -> None:
     with av.open(str(built.root / "export" / SET / "mp4" / "rig-b_down.mp4")) as c:
         assert c.streams.subtitles[0].codec_context.name == "mov_text"
-        subs = [(p.pts, bytes(p)[2:].decode()) for p in c.demux(c.streams.subtitles[0]) if p.size > 2]
-    # first frame at -1.0 s (ARMED); release at +1.0 s into the video; separation 20 ms late on
-    # rig-b
+        subs = [(p.pts, bytes(p)[2:].decode()) for p in c.demux(c.streams.subtitles[0])
+                if p.size > 2]
+    # first frame at -1.0 s (ARMED); release at +1.0 s in the video; separation 20 ms late on rig-b
     assert subs == [(0, "ARMED"), (1000, "DESCENT"), (2020, "SEPARATION"), (3000, "TOUCHDOWN")]
 
 
 def _expected_tiles(built: Built) -> list[tuple[str, str, EncodedFrame | None]]:
     """Per event block, camera row and offset column, the frame the sheet must show: within 0.25 s
-    of the target on the board's own event time; at the edge (offset 0) the first frame at or after
-    it."""
+    of the target on the board's own event time; at the edge (offset 0) the first not before it."""
     out = []
     for ev, after_s in (("release", 0.0), ("separation", 1.0), ("touchdown", 2.0)):
         for board, cam in [(b, c) for b in sorted(BOARDS) for c in ("down", "up")]:
@@ -113,11 +121,13 @@ def test_contact_sheet_frames_around_every_event_and_the_stills(built: Built, ex
             im = Image.open(io.BytesIO(f.jpeg)).convert("RGB")
             im.thumbnail((240, 180))
             thumbs.setdefault((board, cam), []).append((f, np.asarray(im).astype(int)))
-    for (board, cam, frame), box in zip([*want, *(("rig-a", "down", s) for s in stills)], boxes, strict=True):
+    tiles = [*want, *(("rig-a", "down", s) for s in stills)]
+    for (board, cam, frame), box in zip(tiles, boxes, strict=True):
         tile = np.asarray(img.crop(box)).astype(int)
         assert tile.std() > 10 and np.abs(tile.mean(axis=(0, 1)) - BG).max() > 20, box
         # the tile is the expected frame: closer to it than to any other frame of that camera
-        diffs = [(np.abs(a - tile).mean() if a.shape == tile.shape else 1e9, f) for f, a in thumbs[(board, cam)]]
+        diffs = [(np.abs(a - tile).mean() if a.shape == tile.shape else 1e9, f)
+                 for f, a in thumbs[(board, cam)]]
         assert min(diffs, key=lambda d: d[0])[1].jpeg == frame.jpeg, (board, cam, frame.seq, box)
 
 
@@ -138,8 +148,10 @@ def test_contact_sheet_picks_the_first_frame_of_the_new_phase_at_an_edge() -> No
 
 
 def test_sheet_header_names_the_flight_once() -> None:
-    assert flight_header([("rig-a", "F1"), ("rig-b", "F1")], "x") == "flight F1 · boards rig-a, rig-b · x"
-    assert flight_header([("rig-a", "F1"), ("rig-b", "F2")], "x") == "flights rig-a F1, rig-b F2 · x"
+    assert flight_header([("rig-a", "F1"), ("rig-b", "F1")], "x") == (
+        "flight F1 · boards rig-a, rig-b · x")
+    assert flight_header([("rig-a", "F1"), ("rig-b", "F2")], "x") == (
+        "flights rig-a F1, rig-b F2 · x")
 
 
 def test_timeline_png_and_svg(built: Built, exported) -> None:
@@ -154,7 +166,8 @@ def test_timeline_png_and_svg(built: Built, exported) -> None:
 
 
 def test_timeline_legend_names_only_what_is_drawn(tmp_path: Path) -> None:
-    lane = Lane("rig", "down", np.arange(-1.0, 2.0, 0.1), phases=[(-1.0, "ARMED"), (0.0, "DESCENT")])
+    lane = Lane("rig", "down", np.arange(-1.0, 2.0, 0.1),
+                phases=[(-1.0, "ARMED"), (0.0, "DESCENT")])
     png, svg = draw_timeline("t", [lane], tmp_path / "t.png")
     text = svg.read_text()
     assert png.exists() and "DESCENT" in text and "frames/s" in text
@@ -190,7 +203,8 @@ def test_frames_named_and_byte_identical(built: Built, exported) -> None:
     assert (frames_dir / "rig-b_down_000004_+0.000s.jpg").exists()
 
 
-def test_cli_export_one_flight_folder(built: Built, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_export_one_flight_folder(built: Built, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
     flight = tmp_path / FLIGHT
     shutil.copytree(built.root / "rig-a" / FLIGHT, flight)
     assert main(["export", str(flight), "--frames", "--quiet", "--out", str(tmp_path / "x")]) == 0
@@ -199,7 +213,8 @@ def test_cli_export_one_flight_folder(built: Built, tmp_path: Path, capsys: pyte
     assert not (tmp_path / "x" / SET / "mp4").exists()  # only the kind asked for
 
 
-def test_cli_export_no_flight_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_export_no_flight_is_one_line_exit_2(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "empty" / "junk").mkdir(parents=True)
     assert main(["export", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
@@ -207,7 +222,8 @@ def test_cli_export_no_flight_is_one_line_exit_2(tmp_path: Path, capsys: pytest.
     assert main(["export", str(tmp_path / "missing")]) == 2
 
 
-def _download_of_previews(built: Built, root: Path, *, index: bool) -> dict[tuple[str, str], list[EncodedFrame]]:
+def _download_of_previews(built: Built, root: Path, *,
+                          index: bool) -> dict[tuple[str, str], list[EncodedFrame]]:
     """What a thumbs-only fetch leaves: flight.json, the event log, every 3rd frame as a 160x120
     preview and, with ``index``, thumbs/index.json with each preview's sensor time and phase."""
     shown = {}
@@ -223,7 +239,8 @@ def _download_of_previews(built: Built, root: Path, *, index: bool) -> dict[tupl
                 im = Image.open(io.BytesIO(f.jpeg))
                 im.thumbnail((160, 120))
                 im.save(dst / "thumbs" / cam / f"{f.seq:06d}.jpg")
-                infos[f"{cam}/{f.seq:06d}"] = {"seq": f.seq, "timestamp_ns": f.timestamp_ns, "phase": f.phase}
+                infos[f"{cam}/{f.seq:06d}"] = {"seq": f.seq, "timestamp_ns": f.timestamp_ns,
+                                               "phase": f.phase}
         if index:
             (dst / "thumbs" / "index.json").write_text(json.dumps(infos))
     return shown
@@ -238,16 +255,20 @@ def test_contact_sheet_from_previews_around_every_event(built: Built, tmp_path: 
     row: list[tuple[int, EncodedFrame | None]] = []
     for ev, after_s in (("release", 0.0), ("separation", 1.0), ("touchdown", 2.0)):
         for board, cam in [(b, c) for b in sorted(BOARDS) for c in ("down", "up")]:
-            t_ev = BOARDS[board] + int(after_s * 1e9) + (20_000_000 if board == "rig-b" and ev == "separation" else 0)
+            skew = 20_000_000 if board == "rig-b" and ev == "separation" else 0
+            t_ev = BOARDS[board] + int(after_s * 1e9) + skew
             for off in OFFSETS_S:
                 target = t_ev + int(off * 1e9)
-                near = [f for f in shown[(board, cam)] if abs(f.timestamp_ns - target) <= 1_000_000_000]
+                near = [f for f in shown[(board, cam)]
+                        if abs(f.timestamp_ns - target) <= 1_000_000_000]
                 later = [f for f in near if f.timestamp_ns >= target]
-                row.append((target, min(later, key=lambda f: f.timestamp_ns) if off == 0 and later else
-                            min(near, key=lambda f: abs(f.timestamp_ns - target)) if near else None))
+                pick = (min(later, key=lambda f: f.timestamp_ns) if off == 0 and later else
+                        min(near, key=lambda f: abs(f.timestamp_ns - target)) if near else None)
+                row.append((target, pick))
             # a preview chosen for several columns of a row stays only in the nearest one
             for t, f in row:
-                if f is not None and t == min((u for u, g in row if g is f), key=lambda u: abs(f.timestamp_ns - u)):
+                if f is not None and t == min((u for u, g in row if g is f),
+                                              key=lambda u: abs(f.timestamp_ns - u)):
                     want.append(f)
             row.clear()
     assert len(boxes) == len(want) > 30
@@ -260,17 +281,20 @@ def test_contact_sheet_from_previews_around_every_event(built: Built, tmp_path: 
             cands.append((g, np.asarray(im).astype(int)))
     for f, box in zip(want, boxes, strict=True):
         tile = np.asarray(img.crop(box)).astype(int)
-        best = min(cands, key=lambda c: np.abs(c[1] - tile).mean() if c[1].shape == tile.shape else 1e9)
+        best = min(cands, key=lambda c: (np.abs(c[1] - tile).mean() if c[1].shape == tile.shape
+                                         else 1e9))
         assert best[0].jpeg == f.jpeg, (f.camera, f.seq, box)
 
 
-def test_contact_sheet_from_previews_without_times_spreads_them(built: Built, tmp_path: Path) -> None:
+def test_contact_sheet_from_previews_without_times_spreads_them(built: Built,
+                                                                tmp_path: Path) -> None:
     shown = _download_of_previews(built, tmp_path / "dl", index=False)
     boxes = sheet_from_previews(find_flights(tmp_path / "dl"), tmp_path / "sheet.png")
     assert len(boxes) == sum(min(8, len(v)) for v in shown.values())  # up to 8 per camera, spread
 
 
-def test_export_of_a_thumbs_only_download(built: Built, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_export_of_a_thumbs_only_download(built: Built, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
     _download_of_previews(built, tmp_path / "dl", index=True)
     assert main(["export", str(tmp_path / "dl"), "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -67,8 +67,7 @@ def test_two_sizes_one_video_scaled_not_cropped(tmp_path: Path) -> None:
         assert big[-60, -80].min() > 200
         assert big[100, 100][2] > 150 and big[100, 100][:2].max() < 90  # blue elsewhere
     for small in frames[:4]:
-        # 320x240 scaled by 540/240 = 2.25 -> 720x540, centred: black bars 120 px wide at either
-        # side
+        # 320x240 scaled by 540/240 = 2.25 -> 720x540, centred: black bars 120 px wide each side
         assert small[270, 40].max() < 40 and small[270, 920].max() < 40
         assert small[100, 480][0] > 150 and small[100, 480][1] < 90  # red top half, whole
         assert small[440, 480][1] > 150 and small[440, 480][0] < 90  # green bottom half, whole

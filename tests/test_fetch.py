@@ -22,7 +22,8 @@ from camctl.common import protocol as p
 from camctl.exc import FetchError, RemoteError
 from camctl.ground import Client, download, fetch
 
-CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", chunk_kb=64, thumbs_every=4)
+CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", chunk_kb=64,
+                    thumbs_every=4)
 
 
 def _serve(name: str, root: Path, cfg: PublishConfig = CFG, **kw) -> Publisher:
@@ -69,7 +70,8 @@ def test_two_boards_two_flights_bit_exact_then_skip(tmp_path: Path) -> None:
         assert thumbs[0].read_bytes()[:2] == b"\xff\xd8"
         # what each preview was (sensor time, phase, segment), for labels before the full download
         infos = json.loads((out / "rig-a" / "f1" / "thumbs" / "index.json").read_text())
-        assert sorted(k for k in infos if k.startswith("down/")) == [f"down/{t.stem}" for t in thumbs]
+        assert sorted(k for k in infos if k.startswith("down/")) == [
+            f"down/{t.stem}" for t in thumbs]
         first = infos["down/000000"]
         assert first["seq"] == 0 and isinstance(first["timestamp_ns"], int) and first["phase"]
         assert first["segment"].startswith("f1/down/")
@@ -121,8 +123,8 @@ def test_resume_after_cut_links(tmp_path: Path, seed: int) -> None:
     proxy = CutProxy(port, cuts=6, seed=seed, lo=50_000, hi=900_000)
     try:
         window, chunk_kb = 4, 64
-        report = fetch([proxy.url], tmp_path / "out", progress=False, give_up_after_s=20, window=window,
-                       chunk_kb=chunk_kb)
+        report = fetch([proxy.url], tmp_path / "out", progress=False, give_up_after_s=20,
+                       window=window, chunk_kb=chunk_kb)
         assert report.ok, report.summary()
         assert proxy.cuts_done >= 3
         _same_tree(root, tmp_path / "out" / "rig-c")
@@ -141,7 +143,8 @@ def test_kill_fetch_process_and_rerun(tmp_path: Path) -> None:
     proxy = CutProxy(port, hold_after=1_200_000)  # the link stalls after ~1.2 MB until released
     out = tmp_path / "out"
     code = (f"from pathlib import Path; from camctl.ground import fetch; "
-            f"fetch([{proxy.url!r}], Path({str(out)!r}), progress=False, give_up_after_s=60, chunk_kb=64)")
+            f"fetch([{proxy.url!r}], Path({str(out)!r}), progress=False, "
+            "give_up_after_s=60, chunk_kb=64)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
                                                        os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -174,7 +177,8 @@ def test_dead_board_named_live_board_complete(tmp_path: Path) -> None:
     pub = _serve("rig-live", root)
     dead = f"tcp://127.0.0.1:{free_port()}"
     try:
-        report = fetch([pub.router_endpoint, dead], tmp_path / "out", progress=False, give_up_after_s=2)
+        report = fetch([pub.router_endpoint, dead], tmp_path / "out", progress=False,
+                       give_up_after_s=2)
     finally:
         pub.close()
     assert not report.ok
@@ -212,7 +216,8 @@ def test_board_restarts_mid_fetch(tmp_path: Path) -> None:
 
     try:
         download.receive = crash_once
-        report = fetch([f"tcp://127.0.0.1:{port}"], tmp_path / "out", progress=False, give_up_after_s=20)
+        report = fetch([f"tcp://127.0.0.1:{port}"], tmp_path / "out", progress=False,
+                       give_up_after_s=20)
     finally:
         download.receive = orig
         pub.close()
@@ -255,7 +260,8 @@ def test_checksum_mismatch_refetched_once_then_reported(tmp_path: Path) -> None:
             c.hello()
             with pytest.raises(Exception, match="sha256") as info:
                 c.fetch_file(bad, tmp_path / "seg.mcap")
-            assert not (tmp_path / "seg.mcap").exists() and not (tmp_path / "seg.mcap.part").exists()
+            assert (not (tmp_path / "seg.mcap").exists()
+                    and not (tmp_path / "seg.mcap.part").exists())
             assert c.bytes_received == 2 * seg.size  # fetched, deleted, fetched once more
             assert isinstance(info.value, FetchError)
             # a stale .part that is corrupt is caught by the checksum and replaced

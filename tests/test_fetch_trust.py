@@ -26,8 +26,7 @@ CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
 
 class HostileBoard:
-    """A board written to attack the ground: valid framing, hostile names in LISTING and
-    THUMBNAILS."""
+    """A board that attacks the ground: valid framing, hostile names in LISTING and THUMBNAILS."""
 
     def __init__(self, name: str = "evil") -> None:
         self.name = name
@@ -54,8 +53,8 @@ class HostileBoard:
 
     def _reply(self, req: p.Message) -> p.Message:
         if isinstance(req, p.Hello):
-            return p.Welcome(id=req.id, version=1, board=self.name, flights=["f1", "../..", "f0"], serving=True,
-                             mono_ns=1, wall_ns=1, chunk_max=1 << 20)
+            return p.Welcome(id=req.id, version=1, board=self.name, flights=["f1", "../..", "f0"],
+                             serving=True, mono_ns=1, wall_ns=1, chunk_max=1 << 20)
         if isinstance(req, p.List):
             return p.Listing(id=req.id, board=self.name, segments=self.segments)
         if isinstance(req, p.Fetch):
@@ -65,13 +64,14 @@ class HostileBoard:
             jpeg = b"\xff\xd8evil\xff\xd9"
             infos = [p.ThumbInfo(camera="../../../../../escaped", segment=req.segment or "", seq=1,
                                  timestamp_ns=1, phase="", width=1, height=1),
-                     p.ThumbInfo(camera="down", segment=req.segment or "", seq=-5, timestamp_ns=1, phase="",
-                                 width=1, height=1),
-                     p.ThumbInfo(camera="down", segment="f1/up/000001.mcap", seq=7, timestamp_ns=1, phase="",
-                                 width=1, height=1),
-                     p.ThumbInfo(camera="down", segment=req.segment or "", seq=2, timestamp_ns=1, phase="",
-                                 width=1, height=1)]
-            return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos, jpegs=[jpeg] * len(infos))
+                     p.ThumbInfo(camera="down", segment=req.segment or "", seq=-5, timestamp_ns=1,
+                                 phase="", width=1, height=1),
+                     p.ThumbInfo(camera="down", segment="f1/up/000001.mcap", seq=7, timestamp_ns=1,
+                                 phase="", width=1, height=1),
+                     p.ThumbInfo(camera="down", segment=req.segment or "", seq=2, timestamp_ns=1,
+                                 phase="", width=1, height=1)]
+            return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos,
+                                jpegs=[jpeg] * len(infos))
         return p.Error(id=req.id, code=p.E_REFUSED, message="no")
 
     def _run(self) -> None:
@@ -79,7 +79,8 @@ class HostileBoard:
             if not self.sock.poll(50):
                 continue
             ident, *msg = self.sock.recv_multipart()
-            self.sock.send_multipart([ident, *self._reply(p.decode(msg, allowed=p.REQUESTS)).encode()])
+            reply = self._reply(p.decode(msg, allowed=p.REQUESTS))
+            self.sock.send_multipart([ident, *reply.encode()])
 
     def close(self) -> None:
         self._stop.set()
@@ -119,10 +120,12 @@ def test_hostile_board_writes_nothing_outside_out(tmp_path: Path) -> None:
     assert not report.ok and b.fetched == 1  # only the honest segment
     assert (out / "evil" / "f1" / "down" / "000000.mcap").read_bytes() == board.data
     text = "\n".join(b.errors)
-    for bad in ("f1/x/y/z/deep.mcap", "f1/up/000001.mcap", "f2/down/000002.mcap", "f1/thumbs/000003.mcap",
-                "f1/escape.json", "../../../../../escaped", "seq -5", "segment 'f1/up/000001.mcap'"):
+    for bad in ("f1/x/y/z/deep.mcap", "f1/up/000001.mcap", "f2/down/000002.mcap",
+                "f1/thumbs/000003.mcap", "f1/escape.json", "../../../../../escaped", "seq -5",
+                "segment 'f1/up/000001.mcap'"):
         assert bad in text, bad
-    assert sorted(f.name for f in (out / "evil" / "f1" / "thumbs" / "down").iterdir()) == ["000002.jpg"]
+    thumbs = out / "evil" / "f1" / "thumbs" / "down"
+    assert sorted(f.name for f in thumbs.iterdir()) == ["000002.jpg"]
 
 
 def test_one_fetch_per_folder(tmp_path: Path) -> None:
@@ -131,10 +134,12 @@ def test_one_fetch_per_folder(tmp_path: Path) -> None:
     make_store(tmp_path / "s", cameras=("down",), segments=1, frames=2)
     with Publisher(FakeBoard("rig-a", tmp_path / "s"), CFG) as pub:
         with lock_folder(out):  # a first fetch, stalled
-            with pytest.raises(ConfigError, match=r"another camctl fetch \(pid \d+\) is writing into this folder"):
+            with pytest.raises(ConfigError, match=r"another camctl fetch \(pid \d+\) is writing "
+                                                  r"into this folder"):
                 fetch([pub.router_endpoint], out, progress=False, give_up_after_s=5)
-            r = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", pub.router_endpoint,
-                                "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=60)
+            r = subprocess.run([sys.executable, "-m", "camctl", "fetch",
+                                "--connect", pub.router_endpoint, "--out", str(out), "--quiet"],
+                               capture_output=True, text=True, timeout=60)
             assert r.returncode == 2 and r.stdout == ""
             assert len(r.stderr.strip().splitlines()) == 1 and "another camctl fetch" in r.stderr
             assert not (out / "rig-a").exists()
@@ -143,7 +148,8 @@ def test_one_fetch_per_folder(tmp_path: Path) -> None:
 
 def test_part_has_one_writer(tmp_path: Path) -> None:
     make_store(tmp_path / "s", cameras=("down",), segments=1, frames=2)
-    with Publisher(FakeBoard("rig-a", tmp_path / "s"), CFG) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
+    with Publisher(FakeBoard("rig-a", tmp_path / "s"), CFG) as pub, \
+            Client(pub.router_endpoint, timeout_s=10) as c:
         c.hello()
         seg = next(s for s in c.list() if s.kind == "segment")
         dest = tmp_path / "g" / "seg.mcap"
@@ -169,7 +175,8 @@ def test_two_boards_one_name_refused(tmp_path: Path) -> None:
                        give_up_after_s=10)
     assert not report.ok
     errors = [e for b in report.boards for e in b.errors]
-    assert len(errors) == 1 and "reports board name 'twin', which" in errors[0] and "refused" in errors[0]
+    assert (len(errors) == 1 and "reports board name 'twin', which" in errors[0]
+            and "refused" in errors[0])
     winner = tmp_path / ("a" if report.boards[0].ok else "b")
     got = tmp_path / "out" / "twin"
     for f in winner.rglob("*.mcap"):  # one board's files, each whole: nothing joined
@@ -182,7 +189,8 @@ def test_fetch_waits_for_serving_and_names_the_phase(tmp_path: Path) -> None:
     board.phase = "TOUCHDOWN"
     with HelloCounting(board, CFG) as pub:
         never = fetch([pub.router_endpoint], tmp_path / "o1", progress=False, give_up_after_s=1)
-        assert not never.ok and "NOT_SERVING" in never.summary() and "phase TOUCHDOWN" in never.summary()
+        assert (not never.ok and "NOT_SERVING" in never.summary()
+                and "phase TOUCHDOWN" in never.summary())
         result: list = []
         asked = pub.hellos
         t = threading.Thread(target=lambda: result.append(
@@ -201,7 +209,8 @@ def test_dead_board_holds_no_live_board_back(tmp_path: Path) -> None:
     result: list = []
     with Publisher(FakeBoard("rig-live", tmp_path / "s"), CFG) as pub:
         def run() -> None:
-            result.append(fetch([dead, pub.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=3))
+            result.append(fetch([dead, pub.router_endpoint], tmp_path / "out", progress=False,
+                                give_up_after_s=3))
             done.set()
         threading.Thread(target=run, daemon=True).start()
         segs = [tmp_path / "out" / "rig-live" / "f1" / "down" / f"00000{i}.mcap" for i in range(2)]

@@ -23,7 +23,8 @@ from camctl.ground import Client
 from camctl.store import FlightStore
 from camctl.store.reader import iter_frames
 
-CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", chunk_kb=64, thumbs_every=3)
+CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", chunk_kb=64,
+                    thumbs_every=3)
 
 
 def _store_flight(root: Path, n: int = 40) -> list[Path]:
@@ -32,13 +33,14 @@ def _store_flight(root: Path, n: int = 40) -> list[Path]:
     import simplejpeg
 
     rng = np.random.default_rng(1)
-    jpegs = [simplejpeg.encode_jpeg(rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8), quality=80)
-             for _ in range(4)]
-    with FlightStore(root, "rig", "F1", StoreConfig(queue_frames=n + 8, reserve_mb=0), cameras=["down"],
-                     fsync=lambda fd: None) as st:
+    jpegs = [simplejpeg.encode_jpeg(rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8),
+                                    quality=80) for _ in range(4)]
+    with FlightStore(root, "rig", "F1", StoreConfig(queue_frames=n + 8, reserve_mb=0),
+                     cameras=["down"], fsync=lambda fd: None) as st:
         for i in range(n):
-            assert st.put(EncodedFrame(camera="down", seq=100 + i, timestamp_ns=10**9 + i * 33_000_000,
-                                       jpeg=jpegs[i % 4], width=64, height=48, phase="DESCENT"))
+            assert st.put(EncodedFrame(camera="down", seq=100 + i,
+                                       timestamp_ns=10**9 + i * 33_000_000, jpeg=jpegs[i % 4],
+                                       width=64, height=48, phase="DESCENT"))
     return sorted((root / "F1" / "down").glob("*.mcap"))
 
 
@@ -46,16 +48,18 @@ def test_previews_are_every_nth_image_read_through_the_store_reader(tmp_path: Pa
     segs = _store_flight(tmp_path)
     assert segs
     images = [fr for seg in segs for fr in iter_frames(seg) if not fr.still]
-    got = [t for seg in segs for t, _ in previews.make_previews(seg, f"F1/down/{seg.name}", "down", 3, 32)]
-    per_seg = [fr for seg in segs for i, fr in enumerate(x for x in iter_frames(seg) if not x.still) if i % 3 == 0]
-    assert [(t.seq, t.timestamp_ns, t.phase) for t in got] == [(f.seq, f.timestamp_ns, f.phase) for f in per_seg]
+    got = [t for seg in segs
+           for t, _ in previews.make_previews(seg, f"F1/down/{seg.name}", "down", 3, 32)]
+    per_seg = [fr for seg in segs
+               for i, fr in enumerate(x for x in iter_frames(seg) if not x.still) if i % 3 == 0]
+    assert [(t.seq, t.timestamp_ns, t.phase) for t in got] == [
+        (f.seq, f.timestamp_ns, f.phase) for f in per_seg]
     assert [t.seq for t in got][:2] == [100, 103] and len(images) == 40
     assert all(t.width == 32 for t in got)
 
 
 def _read_syscall_bytes() -> int:
-    """Bytes this process has read through read(2) and friends so far (``rchar`` in
-    /proc/self/io)."""
+    """Bytes this process has read through read(2) and friends so far (/proc/self/io ``rchar``)."""
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("rchar:"):
             return int(line.split()[1])
@@ -76,8 +80,8 @@ def test_previews_of_a_large_segment_read_a_fraction_of_it(tmp_path: Path) -> No
     assert read < size * 0.15
 
 
-def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_thumbs_retry_while_worker_busy_server_keeps_answering(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_store(tmp_path, cameras=("down",), segments=2, frames=7)
     gate, started = threading.Event(), threading.Event()
     real = previews.make_previews
@@ -89,8 +93,7 @@ def test_thumbs_retry_while_worker_busy_server_keeps_answering(tmp_path: Path,
 
     monkeypatch.setattr(previews, "make_previews", slow)
     # No warm-up: THUMBS is the first ask. (Patched out rather than timed: a warm-up firing between
-    # the two THUMBS calls below made previews of other keys, so 'made' moved - a flake seen under
-    # load.)
+    # the two THUMBS calls below made previews of other keys, so 'made' moved: a flake under load.)
     monkeypatch.setattr(Publisher, "_maybe_warm", lambda self: None)
     board = FakeBoard("rig-a", tmp_path)
     with Publisher(board, CFG) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
@@ -169,8 +172,8 @@ def test_resume_hashes_kept_prefix(tmp_path: Path) -> None:
         assert c.bytes_received == len(src) - 100_001  # nothing re-sent
 
 
-def test_previews_still_being_made_do_not_hold_the_download_back(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_previews_still_being_made_do_not_hold_the_download_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fetch started right after landing: the board's preview worker is busy, so THUMBS says
     "retry"; the segments come down meanwhile and the previews are picked up between files, all of
     them in the end."""
@@ -212,8 +215,8 @@ def _resident_fraction(path: Path) -> float:
     page = mmap.PAGESIZE
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_long]
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
     fd = os.open(path, os.O_RDONLY)
@@ -223,7 +226,8 @@ def _resident_fraction(path: Path) -> float:
         pages = (size + page - 1) // page
         vec = ctypes.create_string_buffer(pages)
         try:
-            assert libc.mincore(ctypes.c_void_p(addr), size, vec) == 0, os.strerror(ctypes.get_errno())
+            assert libc.mincore(ctypes.c_void_p(addr), size, vec) == 0, (
+                os.strerror(ctypes.get_errno()))
         finally:
             libc.munmap(ctypes.c_void_p(addr), size)
     finally:
@@ -233,13 +237,14 @@ def _resident_fraction(path: Path) -> float:
 
 def test_downloaded_pages_leave_the_page_cache(tmp_path: Path) -> None:
     """A download fsyncs what it wrote and lets the kernel drop those pages: a flight of gigabytes
-    does not evict the ground station's page cache (and writes stay cheap: see
-    download._drop_behind)."""
+    does not evict the ground station's page cache (writes stay cheap: download._drop_behind)."""
     import subprocess
 
-    fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True).stdout.strip()
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
+                        text=True).stdout.strip()
     if fs in ("tmpfs", "ramfs"):
-        pytest.skip(f"{tmp_path} is on {fs}: its pages are the file itself and can never be dropped")
+        pytest.skip(f"{tmp_path} is on {fs}: "
+                    "its pages are the file itself and can never be dropped")
     seg = tmp_path / "board" / "F1" / "down" / "000001.mcap"
     write_segment(seg, "down", frames=120, pad_kb=64)  # ~8 MB: two writeback steps and the tail
     board = FakeBoard("rig-a", tmp_path / "board")
@@ -298,8 +303,7 @@ def test_no_preview_work_while_the_board_records_a_flight(tmp_path: Path) -> Non
         pv = pub.previews
         with pv._cond:
             assert pv._cond.wait_for(lambda: pv.made >= 1, timeout=30)
-        # the next flight arms before the previews are all made: they are held from the next check
-        # on
+        # the next flight arms before all previews are made: they are held from the next check on
         board.is_serving, board.phase = False, "ARMED"
         with pv._cond:
             assert pv._cond.wait_for(lambda: pv.held, timeout=30)
@@ -308,7 +312,9 @@ def test_no_preview_work_while_the_board_records_a_flight(tmp_path: Path) -> Non
         # new jobs queued while held
         pv.warm([(s, f"f1/down/{s.name}", "down", 1, 48) for s in segs])
         with pv._cond:
-            assert not pv._cond.wait_for(lambda: pv.made > made + 1, timeout=1.0), "previews made during a flight"
+            assert not pv._cond.wait_for(lambda: pv.made > made + 1, timeout=1.0), (
+                "previews made during a flight")
         board.is_serving, board.phase = True, "LANDED"  # landed again: the held work goes on
         with pv._cond:
-            assert pv._cond.wait_for(lambda: not pv.held and pv.made >= made + len(segs), timeout=30)
+            assert pv._cond.wait_for(lambda: not pv.held and pv.made >= made + len(segs),
+                                     timeout=30)

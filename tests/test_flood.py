@@ -55,8 +55,7 @@ def _flood_fetch(url: str, seg: p.SegmentInfo, stop: threading.Event) -> None:
 
 
 def _flood_frames(url: str, stop: threading.Event) -> None:
-    """Messages of 400 frames of the largest size a board takes, and of 1 MiB (the board drops that
-    peer)."""
+    """Messages of 400 frames of the largest size a board takes, and of 1 MiB (peer dropped)."""
     big = b"\x00" * p.MAX_MESSAGE  # one buffer, sent 396 times per message (zero-copy on this side)
     huge = b"\x00" * (1 << 20)
     s = _dealer(url)

@@ -97,8 +97,7 @@ WRITES = ((5000, b"b" * 3000), (100, b"c" * 50), (8000, b"d" * 9000))
 
 
 def _state_with_history() -> tuple[ForgetState, list[bytes]]:
-    """A file synced as ``durable``, then written at several offsets; returns every intermediate
-    content."""
+    """A file synced as ``durable``, then written at several offsets; returns each step's bytes."""
     s = ForgetState()
     node = s.create("/f", 0o644)
     s.write(node, 0, b"a" * 5000)

@@ -17,7 +17,8 @@ from camctl.cli import main
 def _topics(value: object) -> list[str]:
     """Every topic a layout config names (imageTopic, topicToRender, message paths)."""
     if isinstance(value, dict):
-        return [t for k, v in value.items() for t in ([v] if k in ("imageTopic", "topicToRender") else _topics(v))]
+        return [t for k, v in value.items()
+                for t in ([v] if k in ("imageTopic", "topicToRender") else _topics(v))]
     if isinstance(value, list):
         return [t for v in value for t in _topics(v)]
     if isinstance(value, str) and value.startswith("/") and "." in value:
@@ -26,7 +27,8 @@ def _topics(value: object) -> list[str]:
 
 
 def _leaves(tree: object) -> list[str]:
-    return _leaves(tree["first"]) + _leaves(tree["second"]) if isinstance(tree, dict) else [tree]  # type: ignore[index]
+    return (_leaves(tree["first"]) + _leaves(tree["second"])  # type: ignore[index]
+            if isinstance(tree, dict) else [tree])
 
 
 def test_export_foxglove(built: Built, tmp_path: Path, mcap_core: Path,
@@ -43,11 +45,13 @@ def test_export_foxglove(built: Built, tmp_path: Path, mcap_core: Path,
         assert counts[f"/{board}/{cam}/image"] == video, (board, cam)
         assert counts[f"/{board}/{cam}/meta"] == len(frames)
         assert counts[f"/{board}/{cam}/still"] == len(frames) - video
-    assert all(counts[f"/{b}/log"] > 0 and counts[f"/{b}/events"] == counts[f"/{b}/log"] for b in BOARDS)
+    assert all(counts[f"/{b}/log"] > 0 and counts[f"/{b}/events"] == counts[f"/{b}/log"]
+               for b in BOARDS)
     layout = json.loads(layout_path.read_text())
     panels = layout["configById"]
     assert sorted(_leaves(layout["layout"])) == sorted(panels)  # every panel placed, none dangling
-    images = sorted(c["imageMode"]["imageTopic"] for k, c in panels.items() if k.startswith("Image!"))
+    images = sorted(c["imageMode"]["imageTopic"] for k, c in panels.items()
+                    if k.startswith("Image!"))
     assert images == sorted(f"/{b}/{c}/image" for b in BOARDS for c in ("down", "up"))
     logs = sorted(c["topicToRender"] for k, c in panels.items() if k.startswith("RosOut!"))
     assert logs == sorted(f"/{b}/log" for b in BOARDS)

@@ -45,11 +45,15 @@ def test_installed_gpiozero_hands_lgpio_kernel_ticks_to_when_changed_in_seconds(
 
 
 def test_installed_gpiozero_mock_ticks_are_monotonic_seconds_of_the_change() -> None:
-    assert ast.unparse(_method(PINS / "mock.py", "MockFactory", "ticks").body[-1]) == "return monotonic()"
+    ticks = _method(PINS / "mock.py", "MockFactory", "ticks")
+    assert ast.unparse(ticks.body[-1]) == "return monotonic()"
     call = _method(PINS / "mock.py", "MockPin", "_call_when_changed")
-    assert ast.unparse(call.body[-1]) == "super()._call_when_changed(self._last_change, self._state)"
-    assert "self._last_change = t" in ast.unparse(_method(PINS / "mock.py", "MockPin", "_change_state"))
-    imports = [n for n in ast.parse((PINS / "mock.py").read_text()).body if isinstance(n, ast.ImportFrom)]
+    assert ast.unparse(call.body[-1]) == (
+        "super()._call_when_changed(self._last_change, self._state)")
+    change = _method(PINS / "mock.py", "MockPin", "_change_state")
+    assert "self._last_change = t" in ast.unparse(change)
+    imports = [n for n in ast.parse((PINS / "mock.py").read_text()).body
+               if isinstance(n, ast.ImportFrom)]
     assert any(n.module == "time" and "monotonic" in {a.name for a in n.names} for n in imports)
     # the documented callback signature, and the weak reference the pin keeps to it
     assert "the first will report the ticks" in (PINS / "__init__.py").read_text()
@@ -62,8 +66,7 @@ LINES = (GpioLine("arm", 17), GpioLine("release", 27),
 
 
 def _late(lines: EventLines, event: str, level_high: bool, ticks: float, delay_s: float) -> None:
-    """Deliver an edge stamped ``ticks`` from another thread ``delay_s`` later, as lgpio's callback
-    thread."""
+    """Deliver an edge stamped ``ticks`` on a thread ``delay_s`` later, as lgpio's callback does."""
     pin = lines._devices[event].pin
 
     def deliver() -> None:
@@ -77,14 +80,15 @@ def _late(lines: EventLines, event: str, level_high: bool, ticks: float, delay_s
 
 def test_the_edge_time_is_the_pin_tick_not_the_callback_time() -> None:
     seen: list[tuple[str, int]] = []
-    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append((ev, t)),
-                       pin_factory=MockFactory())
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES),
+                       lambda ev, t, _: seen.append((ev, t)), pin_factory=MockFactory())
     try:
         edge = time.monotonic()
         _late(lines, "release", False, edge, 0.05)  # pulled up, active low: low is the edge
         assert seen == [("release", round(edge * 1e9))]
         lines.drive("touchdown", True)  # the MockPin path: its tick is the change's monotonic time
-        assert seen[-1][0] == "touchdown" and seen[-1][1] == round(lines.factory.pin(23)._last_change * 1e9)
+        assert (seen[-1][0] == "touchdown"
+                and seen[-1][1] == round(lines.factory.pin(23)._last_change * 1e9))
     finally:
         lines.close()
 
@@ -119,7 +123,8 @@ def test_min_pulse_is_confirmed_from_the_edge_time() -> None:
         lines.close()
 
 
-def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(caplog: pytest.LogCaptureFixture) -> None:
+def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(
+        caplog: pytest.LogCaptureFixture) -> None:
     assert edge_time_ns(MockFactory(), time.time()) is None  # an epoch-stamping kernel
     assert edge_time_ns(object(), time.monotonic()) is None  # a factory whose ticks we do not know
     now = time.monotonic_ns()
@@ -197,8 +202,8 @@ def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factor
         with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
             assert [r.getMessage() for r in caplog.records] == [
-                "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; using callback "
-                "times (late by the callback's scheduling delay)"]
+                "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; "
+                "using callback times (late by the callback's scheduling delay)"]
             for level in (True, False, True, False):
                 _late(lines, "release", level, 1e12, 0.0)
         assert seen == [42, 42, 42] and len(caplog.records) == 1
@@ -208,10 +213,13 @@ def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factor
 
 def test_initial_levels_are_set_without_an_edge_and_levels_reads_them_back() -> None:
     seen: list[str] = []
-    cfg = GpioConfig(backend="mock", lines=(*LINES, GpioLine("separation", 24, pull_up=False, active_high=True)))
-    lines = EventLines(cfg, lambda ev, t, _: seen.append(ev), pin_factory=MockFactory(), initial={"arm": True})
+    cfg = GpioConfig(backend="mock",
+                     lines=(*LINES, GpioLine("separation", 24, pull_up=False, active_high=True)))
+    lines = EventLines(cfg, lambda ev, t, _: seen.append(ev), pin_factory=MockFactory(),
+                       initial={"arm": True})
     try:
-        assert lines.levels() == {"arm": True, "release": False, "touchdown": False, "separation": False}
+        assert lines.levels() == {"arm": True, "release": False, "touchdown": False,
+                                  "separation": False}
         assert seen == []  # a level held across a restart is not an edge
         assert {e: lines._devices[e].pin.pull for e in lines.events} == {
             "arm": "up", "release": "up", "touchdown": "up", "separation": "down"}
@@ -221,7 +229,8 @@ def test_initial_levels_are_set_without_an_edge_and_levels_reads_them_back() -> 
         lines.close()
 
 
-def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_fires_once() -> None:
+def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_fires_once(
+) -> None:
     # e.g. lgpio's event buffer dropped the release between two presses: the older wait is cancelled
     got: list[int] = []
     fired = threading.Event()
@@ -271,8 +280,8 @@ def test_gpio_watch_names_the_line_it_cannot_claim_and_releases_the_others() -> 
     factory = MockFactory()
     held = DigitalInputDevice(23, pin_factory=factory)
     try:
-        with pytest.raises(GpioError, match=r"^cannot claim gpio23 \(touchdown\): .+ \(is camctl run holding "
-                                            r"it\?\)$"):
+        with pytest.raises(GpioError, match=r"^cannot claim gpio23 \(touchdown\): .+ "
+                                            r"\(is camctl run holding it\?\)$"):
             watch(GpioConfig(backend="mock", lines=LINES), out=lambda _: None, pin_factory=factory)
     finally:
         held.close()
@@ -281,8 +290,8 @@ def test_gpio_watch_names_the_line_it_cannot_claim_and_releases_the_others() -> 
 
 
 def test_the_min_pulse_wait_is_shortened_by_the_edge_delivery_delay() -> None:
-    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=60_000, lines=LINES), lambda *_: None,
-                       pin_factory=MockFactory())
+    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=60_000, lines=LINES),
+                       lambda *_: None, pin_factory=MockFactory())
     try:
         # an edge stamped 1 s ago (a late lgpio callback) waits out only the rest of the minute
         lines._devices["release"].pin.when_changed(time.monotonic() - 1.0, False)

@@ -60,14 +60,16 @@ def test_ls_and_verify_of_the_demo_output(demo_out: Path, capsys: pytest.Capture
 
 def test_export_of_the_demo_output_takes_each_flight_once(demo_out: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture) -> None:
-    assert main(["export", str(demo_out), "--timeline", "--out", str(tmp_path / "x"), "--quiet"]) == 0
+    assert main(["export", str(demo_out), "--timeline", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 0
     out = capsys.readouterr().out
     # one set: the copies are one flight
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [FLIGHT]
     assert "also at" in out
 
 
-def test_ls_connect_lists_cameras_with_times_from_release(built: Built, capsys: pytest.CaptureFixture) -> None:
+def test_ls_connect_lists_cameras_with_times_from_release(built: Built,
+                                                          capsys: pytest.CaptureFixture) -> None:
     pub = Publisher(FakeBoard("rig-a", built.root / "rig-a"), LOOP)
     pub.start()
     try:
@@ -84,12 +86,14 @@ def test_ls_connect_lists_cameras_with_times_from_release(built: Built, capsys: 
         assert main(["ls", "--connect", pub.router_endpoint]) == 0
         text = capsys.readouterr().out
         assert "seconds from the board's release edge" in text and "best value" not in text
-        assert "-1.000s" in text and "events" not in text.split("release edge")[0].split("segments", 1)[1]
+        listing = text.split("release edge")[0].split("segments", 1)[1]
+        assert "-1.000s" in text and "events" not in listing
     finally:
         pub.close()
 
 
-def test_status_watch_json_prints_one_line_per_update(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_status_watch_json_prints_one_line_per_update(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
     board = FakeBoard("rig-w", tmp_path)
     pub = Publisher(board, LOOP)
     pub.start()
@@ -103,8 +107,8 @@ def test_status_watch_json_prints_one_line_per_update(tmp_path: Path, capsys: py
 
 
 def test_log_json_fields_from_extra_and_key_values() -> None:
-    rec = logging.LogRecord("camctl.board.daemon", logging.INFO, __file__, 1, "phase %s -> %s frames=%d",
-                            ("A", "B", 12), None)
+    rec = logging.LogRecord("camctl.board.daemon", logging.INFO, __file__, 1,
+                            "phase %s -> %s frames=%d", ("A", "B", 12), None)
     rec.phase, rec.event, rec.flight = "DESCENT", "release", "F1"
     out = json.loads(_JsonFormatter().format(rec))
     assert out["phase"] == "DESCENT" and out["event"] == "release" and out["flight"] == "F1"
@@ -112,11 +116,14 @@ def test_log_json_fields_from_extra_and_key_values() -> None:
 
 
 def test_log_json_of_a_real_board(tmp_path: Path) -> None:
-    cfg = write_board_config(tmp_path / "b", "log-board", 0, size=(160, 120), post_touchdown_s=0.2, reserve_mb=0)
+    cfg = write_board_config(tmp_path / "b", "log-board", 0, size=(160, 120), post_touchdown_s=0.2,
+                             reserve_mb=0)
     store = tmp_path / "b" / "store"
     log = (tmp_path / "board.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "camctl", "--log-json", "run", "--config", str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "--log-json", "run",
+                             "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         wait_for(lambda: (store / "daemon.json").exists() or proc.poll() is not None,
                  "the board's daemon.json")
@@ -131,9 +138,12 @@ def test_log_json_of_a_real_board(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(30)
         log.close()
-    lines = [json.loads(ln) for ln in (tmp_path / "board.log").read_text().splitlines() if ln.startswith("{")]
+    lines = [json.loads(ln) for ln in (tmp_path / "board.log").read_text().splitlines()
+             if ln.startswith("{")]
     release = [r for r in lines if r.get("event") == "release" and r.get("phase") == "DESCENT"]
     assert release, lines
-    assert release[0]["phase_from"] == "ARMED" and release[0]["board"] == "log-board" and release[0]["flight"]
+    assert (release[0]["phase_from"] == "ARMED" and release[0]["board"] == "log-board"
+            and release[0]["flight"])
     done = [r for r in lines if "frames_stored" in r]
-    assert done and done[0]["flight"] == release[0]["flight"] and done[0]["frames_stored"] > 0, lines
+    assert (done and done[0]["flight"] == release[0]["flight"]
+            and done[0]["frames_stored"] > 0), lines

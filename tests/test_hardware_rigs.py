@@ -1,5 +1,4 @@
-"""Every example rig in hardware/rigs/ is a valid camctl config, wired to pins that exist on the
-header."""
+"""Every example rig in hardware/rigs/ is a valid camctl config, wired to pins on the header."""
 
 from __future__ import annotations
 
@@ -22,9 +21,11 @@ def test_rig_loads(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.cameras, f"{path.name}: a rig without cameras"
     for line in cfg.gpio.lines:
-        assert line.pin in HEADER_GPIOS, f"{path.name}: {line.event} on BCM {line.pin} is not a header GPIO"
+        assert line.pin in HEADER_GPIOS, (
+            f"{path.name}: {line.event} on BCM {line.pin} is not a header GPIO")
     if cfg.gpio.backend == "lgpio":
-        assert all(c.backend == "picamera2" for c in cfg.cameras), f"{path.name}: a flight rig with sim cameras"
+        assert all(c.backend == "picamera2" for c in cfg.cameras), (
+            f"{path.name}: a flight rig with sim cameras")
 
 
 def test_board_names_are_unique() -> None:
@@ -41,11 +42,13 @@ def test_flight_cameras_set_focus_exposure_gain_and_a_full_field_mode(path: Path
             continue
         c = cam.controls
         where = f"{path.name} camera {cam.name}"
-        assert c.af_mode == "manual" and c.lens_position is not None and c.lens_position <= 0.2, where
+        assert (c.af_mode == "manual" and c.lens_position is not None
+                and c.lens_position <= 0.2), where
         assert c.exposure_max_us is not None and c.exposure_max_us <= 1e6 / cam.sensor_fps(), where
         # the IPA's range
         assert c.analogue_gain_max is not None and c.analogue_gain_max <= 16.0, where
-        assert c.sensor_mode is not None and c.sensor_mode[0] >= cam.size[0] and c.sensor_mode[1] >= cam.size[1]
+        assert (c.sensor_mode is not None and c.sensor_mode[0] >= cam.size[0]
+                and c.sensor_mode[1] >= cam.size[1])
         assert cam.sensor_fps() <= 56, f"{where}: the IMX708 full-field mode tops out at 56 fps"
         if cam.encoder == "hardware":
             assert codec_fits(cam.size), f"{where}: {cam.size} is beyond the bcm2835-codec encoder"

@@ -1,5 +1,4 @@
-"""The loss ledger: unit books, then a camera runner's accounting of stills, gaps, backoff and
-pending stills.
+"""The loss ledger: unit books, then a runner's accounting of stills, gaps, backoff, pending stills.
 
 Daemon-level books (status, ls, a ground download, under load and faults) are in
 test_ledger_flight.py.
@@ -24,8 +23,8 @@ def test_intervals_sum_to_totals_and_store_drops_fold_in():
     led.lost("down", "encoder_behind", 2)
     t[0] = 200
     first = led.flush()
-    assert [(r["camera"], r["since_ns"], r["mono_ns"], r["captured"], r["dropped"]) for r in first] == [
-        ("down", 100, 200, 10, {"encoder_behind": 2})]
+    assert [(r["camera"], r["since_ns"], r["mono_ns"], r["captured"], r["dropped"])
+            for r in first] == [("down", 100, 200, 10, {"encoder_behind": 2})]
     assert led.flush() == []  # nothing new: no record (counts per interval, not per tick)
     led.captured("down", 5)
     led.aged_out("down", 3)
@@ -42,7 +41,8 @@ def test_intervals_sum_to_totals_and_store_drops_fold_in():
     off = balance(books["down"], 7)
     assert off["balanced"] is False and "NOT BALANCED" in describe("down", off)
     assert balance(None, 3)["balanced"] is None
-    assert (store_reason("disk_full"), store_reason("queue_full")) == ("store_full", "store_queue_full")
+    assert (store_reason("disk_full"), store_reason("queue_full")) == (
+        "store_full", "store_queue_full")
 
 
 class StillCamera(ScriptedCamera):
@@ -93,8 +93,7 @@ def test_pending_stills_are_dropped_and_counted_at_the_end(pool, end):
     r = CameraRunner(cam, cfg(), pool, sink)
     r.start()
     try:
-        # a touchdown still asked for while the camera is down: it must not survive into the next
-        # flight
+        # a touchdown still asked for while the camera is down must not survive into the next flight
         cam.fail_open = 1000
         r.set_phase("ARMED")
         r.set_phase("TOUCHDOWN")
@@ -135,8 +134,7 @@ def test_a_phase_change_cuts_a_fault_backoff_short(pool):
 
 def test_phase_state_is_one_tuple_read_whole():
     """``_phase_of`` must read phase, previous phase and edge time from one snapshot: a torn read
-    (new phase, old edge time) would file a frame exposed before the edge under the phase after
-    it."""
+    (new phase, old edge time) would file a frame exposed before the edge under the next phase."""
     from camctl.common.frames import Frame
 
     cam = ScriptedCamera()
@@ -159,7 +157,8 @@ def test_phase_state_is_one_tuple_read_whole():
     try:
         for _ in range(2000):
             phase, prev, changed, _gen = r._state
-            assert (phase, prev) in {("SEPARATION", "DESCENT"), ("DESCENT", "SEPARATION"), ("DESCENT", "ARMED")}
+            assert (phase, prev) in {("SEPARATION", "DESCENT"), ("DESCENT", "SEPARATION"),
+                                     ("DESCENT", "ARMED")}
             assert changed >= t_edge
     finally:
         stop.set()
@@ -173,9 +172,11 @@ def test_timeline_marks_name_every_reason():
                "dropped": {"sensor_gap": 2, "ring_overflow": 1, "still_gap": 0}},
               {"kind": "drop", "name": "disk_full", "camera": "up", "count": 3, "mono_ns": 10},
               {"kind": "fault", "camera": "down", "mono_ns": 15},
-              {"kind": "loss", "name": "recovery", "camera": "down", "seqs": [7, 8, 9], "mono_ns": 30},
+              {"kind": "loss", "name": "recovery", "camera": "down", "seqs": [7, 8, 9],
+               "mono_ns": 30},
               # no seqs
               {"kind": "loss", "name": "recovery", "camera": "down", "seq_after": 3, "mono_ns": 31}]
     assert ledger_marks(events) == [(10, "up", "store_full", 3), (20, "down", "ring_overflow", 1),
                                     (20, "down", "sensor_gap", 2), (30, "down", "recovery_cut", 3)]
-    assert read_ledger(events)["down"]["dropped"] == {"sensor_gap": 2, "ring_overflow": 1, "recovery_cut": 3}
+    assert read_ledger(events)["down"]["dropped"] == {"sensor_gap": 2, "ring_overflow": 1,
+                                                      "recovery_cut": 3}

@@ -29,22 +29,26 @@ from camctl.store import iter_events
 def config(tmp: Path, **store: Any):
     cams = []
     for i, name in enumerate(("down", "up")):
-        cam: dict[str, Any] = {"name": name, "role": name, "backend": "sim", "size": [320, 240], "seed": 3 + i,
-                               "pretrigger_s": 0.5, "stills": ["release"],
-                               "fps": {"ARMED": 30, "DESCENT": 60, "SEPARATION": 60, "TOUCHDOWN": 60}}
+        cam: dict[str, Any] = {"name": name, "role": name, "backend": "sim", "size": [320, 240],
+                               "seed": 3 + i, "pretrigger_s": 0.5, "stills": ["release"],
+                               "fps": {"ARMED": 30, "DESCENT": 60, "SEPARATION": 60,
+                                       "TOUCHDOWN": 60}}
         # throws, then stalls (the sensor runs on: a sequence gap); its ring holds ~2 frames
         if name == "down":
-            cam.update(faults=[{"kind": "exception", "at_s": 0.2}, {"kind": "stall", "at_s": 0.5, "duration_s": 0.5}],
+            cam.update(faults=[{"kind": "exception", "at_s": 0.2},
+                               {"kind": "stall", "at_s": 0.5, "duration_s": 0.5}],
                        pretrigger_mb=0.01)
         cams.append(cam)
     return parse_config({
         "board": "rig-l",
         "store": {"dir": str(tmp / "store"), "segment_mb": 4, "reserve_mb": 1, **store},
-        "gpio": {"backend": "mock", "bounce_ms": 5, "events": {"arm": 17, "release": 27, "touchdown": 23}},
+        "gpio": {"backend": "mock", "bounce_ms": 5,
+                 "events": {"arm": 17, "release": 27, "touchdown": 23}},
         "phases": {"post_touchdown_s": 0.2},
         "encode": {"threads": 1, "max_inflight": 1},
         "cameras": cams,
-        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*", "serve_during_flight": False},
+        "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*",
+                    "serve_during_flight": False},
     })
 
 
@@ -52,18 +56,22 @@ def fly(d: Daemon) -> dict:
     loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
     loop.start()
     d.command("arm", {})
-    wait_for(lambda: all(c["frames_captured"] >= 40 for c in d.status()["cameras"].values()), "ARMED frames")
+    wait_for(lambda: all(c["frames_captured"] >= 40 for c in d.status()["cameras"].values()),
+             "ARMED frames")
     d.command("event", {"name": "release"})
-    wait_for(lambda: all(c["ledger"]["stored"] >= 60 for c in d.status()["cameras"].values()), "DESCENT frames")
+    wait_for(lambda: all(c["ledger"]["stored"] >= 60 for c in d.status()["cameras"].values()),
+             "DESCENT frames")
     d.command("event", {"name": "touchdown"})
-    st = wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"] and s, "LANDED and serving")
+    st = wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"] and s,
+                  "LANDED and serving")
     d.request_stop()
     loop.join(10)
     return st
 
 
 def books_of(cams: dict) -> dict:
-    return {n: (c["ledger"]["captured"], c["ledger"]["stored"], c["ledger"]["dropped"], c["ledger"]["aged_out"])
+    return {n: (c["ledger"]["captured"], c["ledger"]["stored"], c["ledger"]["dropped"],
+                c["ledger"]["aged_out"])
             for n, c in cams.items() if n in ("down", "up")}
 
 
@@ -82,7 +90,8 @@ def test_books_close_in_status_ls_and_a_ground_download(tmp_path: Path) -> None:
             led = c["ledger"]
             dropped = sum(c["dropped_by_reason"].values())
             assert led["pending"] == 0 and led["captured"] > 60, (name, led)
-            assert led["captured"] == led["stored"] + dropped + led["aged_out"], (name, led, c["dropped_by_reason"])
+            assert led["captured"] == led["stored"] + dropped + led["aged_out"], (
+                name, led, c["dropped_by_reason"])
             assert c["dropped"] == led["dropped"] == dropped
         down = cams["down"]["dropped_by_reason"]
         # forced by faults
@@ -93,8 +102,9 @@ def test_books_close_in_status_ls_and_a_ground_download(tmp_path: Path) -> None:
         check(on_board["cameras"])
         status_books = {n: (c["ledger"]["captured"], c["ledger"]["stored"], c["ledger"]["dropped"],
                             c["ledger"]["aged_out"]) for n, c in cams.items()}
-        ls_books = {n: (c["ledger"]["captured"], c["ledger"]["stored"], sum(c["ledger"]["dropped"].values()),
-                        c["ledger"]["aged_out"]) for n, c in on_board["cameras"].items() if n in cams}
+        ls_books = {n: (c["ledger"]["captured"], c["ledger"]["stored"],
+                        sum(c["ledger"]["dropped"].values()), c["ledger"]["aged_out"])
+                    for n, c in on_board["cameras"].items() if n in cams}
         assert ls_books == status_books
         assert on_board["drops"] == sum(c["dropped"] for c in cams.values())
         # per interval, not one total: a flight of a few seconds has several records per camera
@@ -102,7 +112,8 @@ def test_books_close_in_status_ls_and_a_ground_download(tmp_path: Path) -> None:
                 if e.get("kind") == "ledger"]
         assert len([r for r in recs if r["camera"] == "down"]) >= 2
         # the ground's download tells the same story (ls reads the downloaded event log)
-        report = fetch([d.publisher.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=30)
+        report = fetch([d.publisher.router_endpoint], tmp_path / "out", progress=False,
+                       give_up_after_s=30)
         assert report.ok, report.summary()
     got = summarize_flight(find_flights(tmp_path / "out" / "rig-l" / st["flight"])[0])
     check(got["cameras"])
@@ -121,7 +132,8 @@ def test_a_full_store_drops_are_in_the_books(tmp_path: Path) -> None:
     check(summarize_flight(find_flights(tmp_path / "store" / st["flight"])[0])["cameras"])
 
 
-def test_frames_refused_when_the_flight_cannot_open_are_counted(tmp_path: Path, monkeypatch) -> None:
+def test_frames_refused_when_the_flight_cannot_open_are_counted(tmp_path: Path,
+                                                                monkeypatch) -> None:
     import camctl.store
 
     def cannot_open(*_a, **_k):
@@ -134,14 +146,17 @@ def test_frames_refused_when_the_flight_cannot_open_are_counted(tmp_path: Path, 
     for name, c in st["cameras"].items():
         led = c["ledger"]
         assert c["dropped_by_reason"].get("store_refused", 0) > 0, (name, c)
-        assert led["stored"] == 0 and led["captured"] == led["dropped"] + led["aged_out"], (name, led)
+        assert led["stored"] == 0 and led["captured"] == led["dropped"] + led["aged_out"], (
+            name, led)
 
 
 def fly_short(d: Daemon) -> dict:
     d.command("arm", {})
-    wait_for(lambda: all(c["frames_captured"] >= 10 for c in d.status()["cameras"].values()), "ARMED frames")
+    wait_for(lambda: all(c["frames_captured"] >= 10 for c in d.status()["cameras"].values()),
+             "ARMED frames")
     d.command("event", {"name": "release"})
-    wait_for(lambda: all(c["ledger"]["captured"] >= 40 for c in d.status()["cameras"].values()), "DESCENT")
+    wait_for(lambda: all(c["ledger"]["captured"] >= 40 for c in d.status()["cameras"].values()),
+             "DESCENT")
     d.command("event", {"name": "touchdown"})
     loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
     loop.start()
@@ -184,7 +199,8 @@ def test_arming_does_no_disk_io_under_the_phase_machine_lock(tmp_path: Path, mon
         finally:
             gate.set()
         flight = wait_for(lambda: d.flight, "the flight to open")
-    phases = [e["phase_to"] for seg in sorted((tmp_path / "store" / flight / "events").glob("*.mcap"))
+    events = tmp_path / "store" / flight / "events"
+    phases = [e["phase_to"] for seg in sorted(events.glob("*.mcap"))
               for e in iter_events(seg) if e.get("kind") == "phase"]
     assert phases[:2] == ["ARMED", "DESCENT"]  # records made before the store opened are in its log
 
@@ -206,24 +222,22 @@ def test_a_disarm_while_the_flight_opens_still_finishes_it(tmp_path: Path, monke
         d.machine.handle("disarm", source="gpio")
         gate.set()
         flight = wait_for(lambda: d.flight, "the flight to open")
-        # the store writes index.json, then marks itself finished: wait for both (a CI run caught
-        # the gap)
+        # the store writes index.json, then marks itself finished: wait for both (CI caught the gap)
         wait_for(lambda: (tmp_path / "store" / flight / "index.json").exists() and d.store.finished,
                  "the flight to be finished")
         assert d.serving()
 
 
 def _ls_json(folder: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(folder), "--json"], capture_output=True,
-                         text=True)
+    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(folder), "--json"],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out
     return json.loads(out.stdout)
 
 
 def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_ground(
         tmp_path: Path, monkeypatch) -> None:
-    """The watchdog's replacement runner counts into the flight's ledger: ``ls`` balances on both
-    sides."""
+    """The watchdog's replacement runner counts into the ledger: ``ls`` balances on both sides."""
     import camctl.board.cameras
 
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600}])
@@ -237,17 +251,21 @@ def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_gr
 
         monkeypatch.setattr(camctl.board.cameras, "make_camera", healthy)
         hung = d.runners["down"]
-        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
+        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
+                                daemon=True)
         loop.start()  # its watchdog restarts the hung camera
         d.command("arm", {})
         d.command("event", {"name": "release"})  # before the hang: the ring is flushed by then
-        fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"], "the camera restarted")
+        fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"],
+                         "the camera restarted")
         wait_for(lambda: fresh.stats.frames_captured >= 10, "frames from the restarted camera")
         d.command("event", {"name": "touchdown"})
-        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED and serving")
+        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"],
+                 "LANDED and serving")
         router = d.publisher.router_endpoint
         out = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", router, "--out",
-                              str(tmp_path / "out"), "--give-up-after", "30"], capture_output=True, text=True)
+                              str(tmp_path / "out"), "--give-up-after", "30"],
+                             capture_output=True, text=True)
         assert out.returncode == 0, out
         d.request_stop()
         loop.join(30)

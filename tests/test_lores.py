@@ -1,5 +1,4 @@
-"""The lores stream end to end (issue 6): I420 encode, the sim's and picamera2's lores streams, the
-runner."""
+"""The lores stream end to end (issue 6): I420 encode, sim and picamera2 lores, the runner."""
 
 from __future__ import annotations
 
@@ -74,7 +73,8 @@ def test_rgb_to_i420_matches_jfif():
     rgb[...] = (200, 40, 90)
     y, u, v = rgb_to_i420(rgb)
     assert y.shape == (4, 6) and u.shape == v.shape == (2, 3)
-    assert np.abs(yuv_to_rgb(float(y[0, 0]), float(u[0, 0]), float(v[0, 0])) - (200, 40, 90)).max() < 2
+    rgb00 = yuv_to_rgb(float(y[0, 0]), float(u[0, 0]), float(v[0, 0]))
+    assert np.abs(rgb00 - (200, 40, 90)).max() < 2
     with pytest.raises(ValueError, match="5x4"):
         rgb_to_i420(rgb[:, :5])
 
@@ -118,7 +118,8 @@ def test_sim_lores_frames_are_i420_at_the_lores_size_and_stills_stay_main():
     assert np.abs(lo - hi).max() < 12, (lo, hi)
 
 
-def run_flight(camera, c: CameraConfig, pool, *, armed: int, descent: int) -> tuple[list[EncodedFrame], int]:
+def run_flight(camera, c: CameraConfig, pool, *, armed: int,
+               descent: int) -> tuple[list[EncodedFrame], int]:
     """ARMED until ``armed`` frames are encoded, then DESCENT until ``descent`` are stored: (frames
     stored, frames the runner or the sensor accounted as lost)."""
     sink = Sink()
@@ -151,7 +152,8 @@ def assert_clean_seam(frames: list[EncodedFrame], lost: int) -> None:
 
 
 def test_runner_sim_armed_lores_then_descent_main_with_a_clean_seam(pool):
-    c = CameraConfig(name="down", backend="sim", size=(128, 96), fps=(("ARMED", 50.0), ("DESCENT", 50.0)),
+    c = CameraConfig(name="down", backend="sim", size=(128, 96),
+                     fps=(("ARMED", 50.0), ("DESCENT", 50.0)),
                      pretrigger_s=5.0, lores_size=(64, 48), lores_phases=("ARMED",))
     frames, lost = run_flight(SimCamera.from_config(c), c, pool, armed=6, descent=5)
     armed = [f for f in frames if f.phase == "ARMED"]
@@ -160,8 +162,7 @@ def test_runner_sim_armed_lores_then_descent_main_with_a_clean_seam(pool):
     for f in armed:
         assert (f.width, f.height) == (64, 48) and f.meta.get("pretrigger")
         assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (48, 64)
-    # The frame being captured when the edge came may still be a lores one; every later one is main
-    # size.
+    # The frame being captured when the edge came may still be lores; every later one is main size.
     for f in live[1:]:
         assert (f.width, f.height) == (128, 96)
         assert simplejpeg.decode_jpeg_header(f.jpeg)[:2] == (96, 128)
@@ -203,17 +204,18 @@ def test_picamera2_configures_lores_and_reads_it_only_when_asked(rig):
         after = c.capture()
         c.set_lores(False)
         back = c.capture()
-        assert [f.release is not None for f in (main, small, still, after, back)] == [True, False, True, False, True]
+        assert [f.release is not None for f in (main, small, still, after, back)] == [
+            True, False, True, False, True]
         # lent: a view of the request's main buffer, given back by the runner
         for f in (main, still, back):
             f.release()
     assert rig.arrays_made == ["main", "lores", "main", "lores", "main"]
-    assert main.image.shape == (96, 128, 3) and back.image.shape == (96, 128, 3) and main.yuv420 is None
+    assert (main.image.shape == (96, 128, 3) and back.image.shape == (96, 128, 3)
+            and main.yuv420 is None)
     assert small.image is None and (small.width, small.height) == (40, 30)
     assert [p.shape for p in small.yuv420] == [(30, 40), (15, 20), (15, 20)]
     assert all(p.max() != rig.pad_value for p in small.yuv420)  # no padding bytes leaked in
-    # the still is the running stream's main image; its frame comes again as the video's (lores)
-    # frame
+    # the still is the running stream's main image; its frame comes again as the video's lores one
     assert still.still and still.image.shape == (96, 128, 3) and after.yuv420 is not None
     assert after.seq == still.seq and after.timestamp_ns == still.timestamp_ns and not after.still
     assert small.exposure_us == 30000 and small.seq == main.seq + 1
@@ -226,7 +228,8 @@ def test_picamera2_lores_pattern_survives_split_encode_decode(rig):
 
     def planes(pw, ph):  # limited-range video YUV: Y a horizontal gradient, U and V constant
         y = np.tile(np.rint(16 + (ramp - 0) * 219 / 255), (ph, 1)).astype(np.uint8)
-        return y, np.full((ph // 2, pw // 2), 100, np.uint8), np.full((ph // 2, pw // 2), 150, np.uint8)
+        return (y, np.full((ph // 2, pw // 2), 100, np.uint8),
+                np.full((ph // 2, pw // 2), 150, np.uint8))
 
     rig.lores_planes = planes
     with _cam(rig, size=(96, 64), fps=10.0, encoder="software", lores_size=(w, h)) as c:
@@ -258,7 +261,8 @@ def test_picamera2_hardware_path_ignores_lores(hw_rig):
         assert hw_rig.instances[0].camera_config["lores"] is None
         assert not c.set_lores(True)
         frame = c.capture(timeout_s=5.0)
-    assert frame.jpeg is not None and frame.yuv420 is None and (frame.width, frame.height) == (64, 48)
+    assert (frame.jpeg is not None and frame.yuv420 is None
+            and (frame.width, frame.height) == (64, 48))
     assert "lores" not in hw_rig.arrays_made
 
 
@@ -290,7 +294,8 @@ def test_runner_picamera2_lores_phase_uses_the_lores_stream(rig, pool):
 
 def test_runner_still_in_a_lores_phase_is_full_size(pool):
     cam = SimCamera("s", size=(128, 96), fps=50, seed=1, paced=False, lores_size=(64, 48))
-    c = CameraConfig(name="s", backend="sim", size=(128, 96), fps=(("ARMED", 50.0), ("DESCENT", 50.0)),
+    c = CameraConfig(name="s", backend="sim", size=(128, 96),
+                     fps=(("ARMED", 50.0), ("DESCENT", 50.0)),
                      pretrigger_s=0.0, lores_size=(64, 48), lores_phases=("ARMED", "DESCENT"))
     sink = Sink()
     r = CameraRunner(cam, c, pool, sink)
