@@ -1,5 +1,4 @@
-"""``camctl mission`` without a browser: the go/no-go checks, and the server's access rules over
-real HTTP.
+"""``camctl mission`` without a browser: the go/no-go checks, the server's rules over real HTTP.
 
 The browser test (tests/test_mission_browser.py) flies real boards; here each rule is pinned on its
 own.
@@ -393,8 +392,7 @@ def curve_boards(tmp_path: Path):
 
 
 def _hello(srv: MissionServer) -> dict:
-    """The first message the page gets over its WebSocket (it draws arm/disarm only when operator is
-    true)."""
+    """The page's first WebSocket message (it draws arm/disarm only when operator is true)."""
     import asyncio
 
     import aiohttp

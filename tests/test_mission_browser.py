@@ -1,5 +1,4 @@
-"""``camctl mission`` in a real browser: Debian's chromium (Playwright) against two ``camctl run``
-sim boards.
+"""``camctl mission`` in Debian's chromium (Playwright) against two ``camctl run`` sim boards.
 
 One test walks the whole drop as the conductor sees it: no-go until both boards are armed (from the
 page, with its confirmation), go after; the phases change live with their time from release;
@@ -55,8 +54,7 @@ def _card(board: str) -> str:
 
 
 def _wait_phase(page: object, board: str, phases: str | tuple[str, ...], timeout_ms: int) -> None:
-    """Wait until the board's card shows one of ``phases`` (a function, not a string: the page's CSP
-    has no eval)."""
+    """Wait for the card to show one of ``phases`` (a function, not a string: CSP forbids eval)."""
     want = list((phases,) if isinstance(phases, str) else phases)
     page.wait_for_function("([sel, want]) => "
                            "want.includes(document.querySelector(sel).textContent)",

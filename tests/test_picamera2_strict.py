@@ -57,8 +57,7 @@ def pc() -> dict[str, str]:
 
 
 def test_pin_controls_ride_on_the_next_recycled_request(pc):
-    """Fake: a control set while frame k is next shows on frame k + buffer_count +
-    sensor_delay_frames."""
+    """Fake: a control set before frame k shows on frame k + buffer_count + sensor_delay_frames."""
     assert ("These will be delivered with the next request that gets submitted."
             in pc["set_controls"])
     assert pc["set_controls"].rstrip().endswith("self.controls.set_controls(controls)")
@@ -112,8 +111,7 @@ def test_pin_a_mode_switch_restarts_and_reallocates(pc):
 
 
 def test_pin_cameras_are_listed_from_the_camera_manager(pc):
-    """Fake: a dead CSI camera stays listed (the list is libcamera's CameraManager's, enumerated
-    once)."""
+    """Fake: a dead CSI camera stays listed (libcamera's CameraManager enumerates them once)."""
     assert "enumerate(Picamera2._cm.cms.cameras)" in pc["global_camera_info"]
 
 
@@ -140,8 +138,7 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
 
 
 def test_pin_mapped_array_is_the_capture_buffer_itself():
-    """The backend lends ``MappedArray(request, "main", write=False).array``: the request's buffer,
-    no copy."""
+    """Lent: ``MappedArray(request, "main", write=False).array``, the request's buffer, no copy."""
     from camctl.testing.picamera2_double import MappedArray as FakeMappedArray
 
     init = (_root() / "__init__.py").read_text()
@@ -173,8 +170,7 @@ def test_pin_mapped_array_is_the_capture_buffer_itself():
 
 
 def test_pin_request_reference_counting_and_no_recycling_after_stop(pc):
-    """A lent frame holds its own reference (acquire); the last release recycles only a running
-    camera's."""
+    """A lent frame acquires a reference; the last release recycles only a running camera's."""
     cr = _methods(_root() / "request.py", "CompletedRequest")
     assert ("self.ref_count: int = 1" in cr["__init__"]
             and "self.stop_count: int = picam2.stop_count" in cr["__init__"])

@@ -78,8 +78,7 @@ class Trial:
 
 
 def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> None:
-    """Feed a store on the mount at a paced rate; at ``cut_after_s`` read the claims, then cut the
-    power."""
+    """Feed a store on the mount, paced; at ``cut_after_s`` read the claims, then cut the power."""
     root = fs.mnt / f"trial-{trial.index:03d}"
     root.mkdir()
     fsync_dir(fs.mnt)  # the store dir exists before a flight (as /var/lib/camctl does on a board)
@@ -117,8 +116,7 @@ def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> Non
 
 
 def read_plain(seg: Path) -> list[tuple[str, int]]:
-    """(topic, sequence) of every message, by the plain mcap reader (raises if it cannot read the
-    file)."""
+    """(topic, sequence) of every message by the plain mcap reader (raises if it cannot read it)."""
     with seg.open("rb") as fh:
         return [(ch.topic, msg.sequence) for _, ch, msg in make_reader(fh).iter_messages()]
 
@@ -238,8 +236,7 @@ def test_a_store_without_fsync_fails_this_suite(fs: Mounted, tmp_path: Path,
 
 # --- a real `camctl run`, killed -9 on an ordinary disk, then restarted ---------------------------
 def board_config(directory: Path, name: str, index: int, *, post_touchdown_s: float = 1.0) -> Path:
-    """The demo board config, made heavier: 640x360, ARMED 10 / DESCENT 30 fps, 0.5 MB segments
-    (they rotate)."""
+    """Demo board config, heavier: 640x360, ARMED 10 / DESCENT 30 fps, rotating 0.5 MB segments."""
     rates = {"ARMED": 10, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 20}
     return write_board_config(directory, name, index, size=(640, 360),
                               post_touchdown_s=post_touchdown_s,
@@ -260,8 +257,7 @@ class KillTrial:
 
 
 def _poll_until(client: Client, trial: KillTrial, deadline: float) -> None:
-    """Poll status until ``deadline``, keeping the last durable count per camera (never lowering
-    it)."""
+    """Poll status until ``deadline``, keeping the last durable count per camera, never lowered."""
     while True:
         st = client.status()
         trial.polls += 1
@@ -363,8 +359,7 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path,
 
 # --- a power cut during repair --------------------------------------------------------------------
 def _damaged_segment(tmp: Path) -> tuple[bytes, set[int]]:
-    """A torn camera segment with a flipped magic and one chunk hit mid-file; the seqs repair must
-    keep."""
+    """A torn segment with a flipped magic and a chunk hit mid-file; the seqs repair must keep."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(tmp, "b", "F", cfg, cameras=["cam"])
     for k in range(6):

@@ -1,5 +1,4 @@
-"""Wire messages: encode/decode round trips, validation errors, and a hostile-input fuzz of a live
-board."""
+"""Wire messages: round trips, validation errors, and a hostile-input fuzz of a live board."""
 
 from __future__ import annotations
 
@@ -237,8 +236,7 @@ def test_fuzz_structured_reaches_handlers(board, frames: list[bytes]) -> None:
 
 
 def test_fuzz_structured_report(board) -> None:
-    """Runs after the fuzz above (file order): prints the share reaching each handler, checks the
-    aim."""
+    """After the fuzz above (file order): prints the share reaching each handler, checks the aim."""
     sent, framed, handler, answered = (_FUZZ[k] for k in ("sent", "framed", "handler", "answered"))
     total = sum(sent.values())
     if not total:

@@ -1,5 +1,4 @@
-"""Publisher lifecycle, PUB events from many threads, heartbeats, CURVE accept/reject, open-mode
-warning."""
+"""Publisher lifecycle, threaded PUB events, heartbeats, CURVE accept/reject, open-mode warning."""
 
 from __future__ import annotations
 

@@ -274,8 +274,7 @@ def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
 
 
 def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:
-    """A real ``camctl run`` with CURVE: SIGHUP re-reads readers/ and operators/ (logged), the board
-    serves on."""
+    """A real ``camctl run``, CURVE on: SIGHUP reloads readers/, operators/ (logged), serves on."""
     import os
     import signal
 

@@ -115,8 +115,7 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
 # --- in-process: a persisted flight, then a Daemon started on it ----------------------------------
 def persist_flight(cfg: Config, phases: list[tuple[str, float]], *,
                    levels: dict[str, bool] | None = None) -> str:
-    """Write a flight whose log entered ``phases`` (phase, seconds ago), as a daemon killed then
-    left it."""
+    """Write a flight that entered ``phases`` (phase, seconds ago), as a killed daemon left it."""
     root = Path(cfg.store.dir)
     flight = "20261130T010000Z"
     now = time.time_ns()

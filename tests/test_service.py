@@ -1,5 +1,4 @@
-"""install-service: dry run, a real run into tmp dirs with a fake `run`, refusals, and the CLI
-hooks."""
+"""install-service: dry run, a real run into tmp dirs with a fake `run`, refusals, the CLI hooks."""
 
 from __future__ import annotations
 

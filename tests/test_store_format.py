@@ -66,8 +66,7 @@ def test_zero_timestamp_is_present_and_empty() -> None:
 
 
 def _write(path: Path, n_chunks: int, per_chunk: int, *, big: bytes) -> list[int]:
-    """A segment of image+meta messages in ``n_chunks`` commits; one message in four carries
-    ``big``."""
+    """A segment of image+meta messages in ``n_chunks`` commits; one in four carries ``big``."""
     w = SegmentWriter(path, camera_layout("cam"), writeback_bytes=64 << 10)
     seqs = []
     for k in range(n_chunks):

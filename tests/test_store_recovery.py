@@ -34,8 +34,7 @@ PER_CHUNK = 3
 
 
 def _build(root: Path) -> tuple[bytes, bytes, list[int]]:
-    """(torn bytes of an unfinished segment, the same segment finished, file size after each
-    commit)."""
+    """(torn bytes of an unfinished segment, the same finished, file size after each commit)."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(root, "b", "F", cfg, cameras=["cam"])
     seg = root / "F" / "cam" / "000001.mcap"
@@ -276,8 +275,7 @@ def _fill(path: Path) -> None:
 
 
 def test_repair_works_on_a_full_filesystem(segments, tmp_path: Path) -> None:
-    """On a 100%-full tmpfs the old copy-and-rename repair failed with ENOSPC; in place needs no new
-    file."""
+    """On a full tmpfs the old copy-and-rename repair hit ENOSPC; in place needs no new file."""
     torn, _, _ = segments
     with tmpfs(tmp_path / "tmpfs", "1m") as mnt:
         path = mnt / "cam" / "000001.mcap"

@@ -1,5 +1,4 @@
-"""Store round trip: FlightStore -> segments -> iter_frames and plain mcap readers; index; flight
-ids."""
+"""Round trip: FlightStore -> segments -> iter_frames and plain mcap readers; index; flight ids."""
 
 from __future__ import annotations
 

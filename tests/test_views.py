@@ -1,5 +1,4 @@
-"""camctl ls (local, remote) and status (JSON fields, rich rendering, --watch over a real PUB
-socket)."""
+"""camctl ls (local, remote); status (JSON, rich rendering, --watch over a real PUB socket)."""
 
 from __future__ import annotations
 

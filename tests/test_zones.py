@@ -44,8 +44,7 @@ def zone_of(module: str) -> str | None:
 
 
 def imports_of(source: str, module: str, *, is_package: bool = False) -> list[tuple[int, str]]:
-    """Every module ``source`` imports, anywhere in it (functions too), relative imports
-    resolved."""
+    """Every module ``source`` imports, anywhere (functions too), relative imports resolved."""
     out: list[tuple[int, str]] = []
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(source)):
@@ -123,8 +122,7 @@ def test_the_rules_allow_what_each_zone_may_use() -> None:
 
 
 def test_loading_the_ground_loads_no_board_module() -> None:
-    """The same rule at run time: what ``camctl fetch`` imports on a laptop never pulls the board
-    in."""
+    """The rule at run time: what ``camctl fetch`` imports on a laptop never pulls the board in."""
     code = ("import sys, camctl.ground, camctl.ground.views, camctl.ground.export, "
             "camctl.ground.firstlook; "
             "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('camctl'))))")
