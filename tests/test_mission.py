@@ -414,8 +414,7 @@ def _serve_curve(tmp_path: Path, urls: list[str], curve: object, **kw: object) -
 def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_key(
         tmp_path: Path, curve_boards) -> None:
     boards, pubs, urls, k, reader = curve_boards
-    # reads (STATUS, PUB) with the reader key; commands with the operator key: the board tells them
-    # apart
+    # reads (STATUS, PUB) use the reader key, commands the operator key: the board tells them apart
     srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client.key_secret")
     try:
         views = lambda: srv.mission.watcher.snapshot()  # noqa: E731
@@ -473,8 +472,7 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
 
 
 def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    # a subprocess with a timeout: a rule that stopped refusing would serve forever, not hang the
-    # suite
+    # a subprocess with a timeout: a rule that stopped refusing would serve on, not hang the suite
     return subprocess.run([sys.executable, "-m", "camctl", "mission",
                            "--connect", "tcp://rig-a:5555",
                            "--port", "0", "--out", str(tmp_path / "m"), *argv],

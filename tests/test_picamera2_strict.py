@@ -1,13 +1,11 @@
 """The strict picamera2 double and the camera fixes it forces (issue 12).
 
-a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source (read
-   as text
-   or ast, never imported), so an upgrade that changes one fails here.
+a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source
+   (read as text or ast, never imported), so an upgrade that changes one fails here.
 b) The double really behaves that way.
 c) The fixes, each failing on the code before issue 12: the delivered rate after a still, the rate
-   after a
-   release edge at a slow ARMED rate, the still's cost to the video and its reported gap, the still
-   encode off the capture thread, ``encoder = "auto"`` and the codec size, and
+   after a release edge at a slow ARMED rate, the still's cost to the video and its reported gap,
+   the still encode off the capture thread, ``encoder = "auto"`` and the codec size, and
    ``[cameras.controls]`` applied.
 """
 
@@ -65,8 +63,7 @@ def test_pin_controls_ride_on_the_next_recycled_request(pc):
     assert "self.request.set_control(id, value)" in release
     assert "self.picam2.camera.queue_request(self.request)" in release
     assert "self.picam2.controls = Controls(self.picam2)" in release  # delivered once, then emptied
-    # every buffer has a request queued from the start: a recycled request is buffer_count frames
-    # away
+    # every buffer has a request queued from the start: a recycled one is buffer_count frames away
     assert ("num_requests = min([len(self.allocator.buffers(stream)) "
             "for stream in self.streams])" in pc["_make_requests"])
     assert "for request in self._make_requests():" in pc["start_"]
@@ -129,8 +126,7 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
     assert ("return next((algo for algo in tuning['algorithms'] if name in algo))[name]"
             in pc["find_tuning_algo"])
     assert "camera_config['sensor'].get('output_size')" in pc["_make_libcamera_config"]
-    # the mode libcamera chose is written back (the double picks it with picamera2's score_mode
-    # formula)
+    # the mode libcamera chose is written back (the double picks it by picamera2's score_mode)
     update = pc["_update_camera_config"]
     assert "sensor_config['output_size'] = utils.convert_from_libcamera_type(" in update
     assert "camera_config['sensor'] = sensor_config" in update
@@ -163,8 +159,7 @@ def test_pin_mapped_array_is_the_capture_buffer_itself():
     assert copying == {"np.array(Image.open(io.BytesIO(array)))"}
     # BGR888
     assert "image = array.reshape((h, w, 3))" in shared and "array = array[:, :w * 3]" in shared
-    # the lent format: what to_rgb returns as is, with no conversion (picamera2_formats' colour
-    # order)
+    # the lent format: what to_rgb returns as is, unconverted (picamera2_formats' colour order)
     jpeg_encoder = (_root() / "encoders/jpeg_encoder.py").read_text()
     assert "'BGR888': 'RGB'" in ast.unparse(ast.parse(jpeg_encoder))
 

@@ -317,8 +317,8 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path,
     board = start_board(cfg, store, "restart")  # Daemon.start runs recover_store before READY
     try:
         # the restarted daemon repaired what the kill tore, then resumed the killed flight: it
-        # records on into new segments of the same flight, so only the pre-kill segments are checked
-        # here
+        # records on into new segments of the same flight, so only its pre-kill segments are
+        # checked here
         for seg in torn:
             assert verify(seg).exit_code == 0, f"the restarted daemon did not recover {seg}"
         got = {c: sum(1 for s in torn if s.parent.name == c for _ in iter_frames(s))

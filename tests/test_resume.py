@@ -252,8 +252,7 @@ def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
         assert (st["down"]["state"] == "unavailable"
                 and "disconnected" in st["down"]["last_error"]), st["down"]
         assert st["up"]["state"] == "idle" and st["up"]["last_error"] == "", st["up"]
-        # retried at ARM: the runner opens its camera again (still unplugged here), the other one
-        # records
+        # retried at ARM: the runner opens its camera again (still unplugged), the other one records
         d.command("arm", {})
         wait_for(lambda: d.status()["cameras"]["down"]["faults"] >= 1, "the retry at ARM")
         wait_for(lambda: d.status()["cameras"]["up"]["frames_captured"] >= 3,
@@ -536,8 +535,7 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(
             st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
                           "wall_ns": now - 10**8, "mono_ns": 1})
             prev = phase
-        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one still in
-        # RAM
+        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one in RAM
         for cam, captured in (("down", 4), ("up", 7)):
             st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0,
                           "mono_ns": 1, "wall_ns": now, "captured": captured, "aged_out": 0,

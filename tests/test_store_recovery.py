@@ -147,8 +147,7 @@ def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, b
             assert kept == set(originals)
         else:
             assert not kept & set(lost_seqs)
-            # a flipped length bit in the last chunk of an unfinished file can look exactly like a
-            # cut
+            # a flipped length bit in the last chunk of an unfinished file can look just like a cut
             looks_cut = not finished and which == CHUNKS - 1 and off < start + 9
             assert looks_cut or any(s <= off < e for _, s, e in rep.lost_chunks), \
                 (off, rep.lost_chunks)
@@ -187,8 +186,7 @@ def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_pat
                                                               region: str, finished: bool) -> None:
     torn, done, _ = segments
     data = done if finished else torn
-    # "channel": '/cam/image' rots into '/bam/image', a Channel record that still parses (no CRC
-    # covers it)
+    # "channel": '/cam/image' rots into '/bam/image', a Channel record that parses (no CRC on it)
     off = {"magic": 3, "header": 8 + 9 + 2, "schema": 40,
            "channel": data.index(b"/cam/image") + 1}[region]
     path = tmp_path / "cam" / "000001.mcap"

@@ -21,8 +21,7 @@ import camctl
 
 PKG = Path(camctl.__file__).parent
 ZONES = ("board", "ground", "common", "store", "testing")
-# zone -> the zones it must not import (the top of the package is not a zone: it may import
-# anything)
+# zone -> the zones it must not import (the top of the package is no zone: it may import anything)
 FORBIDDEN = {
     "board": {"ground", "testing"},
     "ground": {"board", "testing"},
