@@ -1,5 +1,4 @@
-"""``camctl mission`` without a browser: the go/no-go checks, and the server's access rules over
-real HTTP.
+"""``camctl mission`` without a browser: the go/no-go checks, the server's rules over real HTTP.
 
 The browser test (tests/test_mission_browser.py) flies real boards; here each rule is pinned on its
 own.
@@ -45,21 +44,26 @@ def test_go_only_when_every_check_of_every_board_passes() -> None:
     res = evaluate([_view("a"), _view("b", offset_ms=3.0)])
     assert res["go"] is True and res["failing"] == [] and res["stage"] == "pre-drop"
     assert {c["check"] for c in res["checks"] if c["board"] == "a"} == {
-        "reachable", "armed", "down rate", "down faults", "down drops", "up rate", "up faults", "up drops",
-        "lines", "disk", "clock"}
+        "reachable", "armed", "down rate", "down faults", "down drops",
+        "up rate", "up faults", "up drops", "lines", "disk", "clock"}
 
 
 @pytest.mark.parametrize(("views", "needle"), [
     ([_view("a", phase="SAFE"), _view("b")], "a: phase SAFE (needs ARMED)"),
-    ([_view("a"), {"name": "b", "url": "tcp://b:5555", "reachable": False, "error": "no answer in 1 s"}],
+    ([_view("a"),
+      {"name": "b", "url": "tcp://b:5555", "reachable": False, "error": "no answer in 1 s"}],
      "b: unreachable: no answer in 1 s"),
     ([_view("a", down=_cam(fps=2.5)), _view("b")], "a: down running at 2.5 fps, schedule 4 fps"),
     ([_view("a", down=_cam(state="failed", fps=0.0)), _view("b")], "a: down failed at 0.0 fps"),
-    ([_view("a", up=_cam(faults=2, last_error="sensor timeout")), _view("b")], "a: up 2 faults (sensor timeout)"),
+    ([_view("a", up=_cam(faults=2, last_error="sensor timeout")), _view("b")],
+     "a: up 2 faults (sensor timeout)"),
     ([_view("a", up=_cam(dropped=5)), _view("b")], "a: up 5 frames dropped"),
-    ([_view("a"), _view("b"), _view("c", offset_ms=80.0)], "c: clock +80.0 ms against the other boards"),
-    ([_view("a", disk_mb=500), _view("b")], "a: 500 MB free = 4.2 min at the flight's schedule (need 10)"),
-    ([_view("a", down=_cam(ring_frames=0, ring_bytes=0)), _view("b")], "a: 100000 MB free; frame size unknown"),
+    ([_view("a"), _view("b"), _view("c", offset_ms=80.0)],
+     "c: clock +80.0 ms against the other boards"),
+    ([_view("a", disk_mb=500), _view("b")],
+     "a: 500 MB free = 4.2 min at the flight's schedule (need 10)"),
+    ([_view("a", down=_cam(ring_frames=0, ring_bytes=0)), _view("b")],
+     "a: 100000 MB free; frame size unknown"),
     ([_view("a", lines={"arm": 1, "release": 1, "touchdown": 0}), _view("b")],
      "a: event lines arm=1 release=1 touchdown=0 (release already active)"),
 ])
@@ -72,7 +76,8 @@ def test_no_go_names_each_failing_check(views: list[dict], needle: str) -> None:
 
 def test_every_failing_check_is_named_and_no_boards_is_no_go() -> None:
     res = evaluate([_view("a", phase="SAFE", up=_cam(dropped=1)), _view("b", phase="SAFE")])
-    assert res["failing"] == ["a: phase SAFE (needs ARMED)", "a: up 1 frames dropped", "b: phase SAFE (needs ARMED)"]
+    assert res["failing"] == ["a: phase SAFE (needs ARMED)", "a: up 1 frames dropped",
+                              "b: phase SAFE (needs ARMED)"]
     assert evaluate([])["failing"] == ["no boards"]
 
 
@@ -117,7 +122,8 @@ def _get(url: str) -> tuple[int, bytes, dict]:
         return exc.code, exc.read(), dict(exc.headers)
 
 
-def _post(srv: MissionServer, body: dict, *, origin: str | None = "self", ctype: str = "application/json") -> tuple:
+def _post(srv: MissionServer, body: dict, *, origin: str | None = "self",
+          ctype: str = "application/json") -> tuple:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
     headers = {"Content-Type": ctype}
     if origin is not None:
@@ -127,7 +133,8 @@ def _post(srv: MissionServer, body: dict, *, origin: str | None = "self", ctype:
     return r.status, json.loads(r.read() or b"{}")
 
 
-def test_page_and_assets_are_served_from_the_package_with_a_strict_csp(server: MissionServer) -> None:
+def test_page_and_assets_are_served_from_the_package_with_a_strict_csp(
+        server: MissionServer) -> None:
     status, body, headers = _get(server.url)
     assert status == 200 and b'<script src="/static/app.js"' in body
     assert "default-src 'self'" in headers["Content-Security-Policy"]
@@ -152,12 +159,14 @@ def test_commands_refused_without_operator_keys(server: MissionServer) -> None:
 
 
 @pytest.mark.parametrize("server", [{"operator": True}], indirect=True)
-def test_operator_mode_never_sends_a_descent_event_nor_takes_foreign_requests(server: MissionServer) -> None:
+def test_operator_mode_never_sends_a_descent_event_nor_takes_foreign_requests(
+        server: MissionServer) -> None:
     status, body = _post(server, {"url": "tcp://127.0.0.1:9", "name": "event"})
     assert status == 403 and "not allowed from the page" in body["error"]
     status, body = _post(server, {"url": "tcp://other:5555", "name": "arm"})
     assert status == 403 and "no such board" in body["error"]
-    assert _post(server, {"url": "tcp://127.0.0.1:9", "name": "arm"}, origin="http://evil.example")[0] == 403
+    evil = "http://evil.example"
+    assert _post(server, {"url": "tcp://127.0.0.1:9", "name": "arm"}, origin=evil)[0] == 403
     assert _post(server, {"url": "tcp://127.0.0.1:9", "name": "arm"}, origin=None)[0] == 403
     assert _post(server, {"url": "tcp://127.0.0.1:9", "name": "arm"}, ctype="text/plain")[0] == 403
     assert _post(server, {"name": "arm"})[0] == 400
@@ -172,7 +181,8 @@ def test_a_token_guards_every_route_and_is_kept_in_a_cookie(server: MissionServe
     assert _get(base + "/?token=wrong")[0] == 401
     status, _body, headers = _get(server.url)
     assert status == 200 and "camctl_mission=s3cret-token" in headers["Set-Cookie"]
-    req = urllib.request.Request(base + "/files/ok.txt", headers={"Cookie": "camctl_mission=s3cret-token"})
+    req = urllib.request.Request(base + "/files/ok.txt",
+                                 headers={"Cookie": "camctl_mission=s3cret-token"})
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.read() == b"fine"
 
@@ -190,9 +200,11 @@ def test_demo_mission_prints_a_live_page_that_exports_the_flight(tmp_path: Path)
     import sys
 
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "camctl", "demo", "--boards", "1", "--seconds", "1.5", "--quiet",
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "demo", "--boards", "1",
+                             "--seconds", "1.5", "--quiet",
                              "--out", str(out), "--mission", "--mission-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -206,7 +218,8 @@ def test_demo_mission_prints_a_live_page_that_exports_the_flight(tmp_path: Path)
         proc.kill()
         proc.wait()
     assert "mission page export: done" in rest and "demo OK" in rest, rest
-    assert [p.name for p in sorted(out.glob("mission/export/*/mp4/*.mp4"))] == ["demo-a_down.mp4", "demo-a_up.mp4"]
+    mp4s = sorted(out.glob("mission/export/*/mp4/*.mp4"))
+    assert [p.name for p in mp4s] == ["demo-a_down.mp4", "demo-a_up.mp4"]
     # the page's own download, previews first
     assert list(out.glob("mission/ground/demo-a/*/thumbs/down/*.jpg"))
 
@@ -220,21 +233,25 @@ def test_mission_cli_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://127.0.0.1:9",
+        proc = subprocess.run([sys.executable, "-m", "camctl", "mission",
+                               "--connect", "tcp://127.0.0.1:9",
                                "--port", str(port), "--out", str(tmp_path / "m")],
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("camctl: error: camctl mission cannot listen on 127.0.0.1:"), lines
+    refused = "camctl: error: camctl mission cannot listen on 127.0.0.1:"
+    assert len(lines) == 1 and lines[0].startswith(refused), lines
     assert str(port) in lines[0]
 
 
-def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels_previews(tmp_path: Path) -> None:
+def test_a_mission_started_after_the_flight_retries_a_failed_download_and_labels_previews(
+        tmp_path: Path) -> None:
     import queue
 
     from camctl.demo import _command, start_board, write_board_config
 
-    cfg = write_board_config(tmp_path / "late", "late", 0, size=(320, 240), descent_s=3, post_touchdown_s=0.5)
+    cfg = write_board_config(tmp_path / "late", "late", 0, size=(320, 240), descent_s=3,
+                             post_touchdown_s=0.5)
     board = start_board(cfg, tmp_path / "late" / "store", "late")
     mission = None
     try:
@@ -291,15 +308,18 @@ def test_mission_cli_off_loopback_prints_the_url_with_its_token(tmp_path: Path) 
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://127.0.0.1:9",
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "mission",
+                             "--connect", "tcp://127.0.0.1:9",
                              "--host", "0.0.0.0", "--port", "0", "--out", str(tmp_path / "m")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         url, token_line = proc.stdout.readline().strip(), proc.stdout.readline().strip()
         token = token_line.rsplit(" ", 1)[-1]
-        assert token_line.startswith("access token (needed off this machine): ") and len(token) >= 20
-        assert url.startswith("mission page: http://127.0.0.1:") and url.endswith(f"/?token={token}")
+        assert (token_line.startswith("access token (needed off this machine): ")
+                and len(token) >= 20)
+        assert (url.startswith("mission page: http://127.0.0.1:")
+                and url.endswith(f"/?token={token}"))
         page = url.split(": ", 1)[1]
         assert _get(page.split("?")[0])[0] == 401
         assert _get(page)[0] == 200
@@ -308,10 +328,12 @@ def test_mission_cli_off_loopback_prints_the_url_with_its_token(tmp_path: Path) 
         assert proc.wait(20) == 0
 
 
-def test_the_live_feed_refuses_a_foreign_origin_and_opens_for_the_page(server: MissionServer) -> None:
+def test_the_live_feed_refuses_a_foreign_origin_and_opens_for_the_page(
+        server: MissionServer) -> None:
     def handshake(origin: str) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        conn.request("GET", "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Origin": origin,
+        conn.request("GET", "/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                            "Origin": origin,
                                             "Sec-WebSocket-Version": "13",
                                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
         r = conn.getresponse()
@@ -353,7 +375,8 @@ def curve_boards(tmp_path: Path):
     try:
         for name in ("rig-a", "rig-b"):
             board = _KeyedBoard(name, tmp_path / name)
-            pub = Publisher(board, PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*",
+            pub = Publisher(board, PublishConfig(bind="tcp://127.0.0.1:*",
+                                                 events="tcp://127.0.0.1:*",
                                                  curve_keys=str(k / name)))
             pub.start()
             board.events_port = int(pub.pub_endpoint.rsplit(":", 1)[1])
@@ -369,15 +392,14 @@ def curve_boards(tmp_path: Path):
 
 
 def _hello(srv: MissionServer) -> dict:
-    """The first message the page gets over its WebSocket (it draws arm/disarm only when operator is
-    true)."""
+    """The page's first WebSocket message (it draws arm/disarm only when operator is true)."""
     import asyncio
 
     import aiohttp
 
     async def first() -> dict:
-        async with aiohttp.ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{srv.port}/ws",
-                                                              origin=f"http://127.0.0.1:{srv.port}") as ws:
+        page = f"http://127.0.0.1:{srv.port}"
+        async with aiohttp.ClientSession() as s, s.ws_connect(f"{page}/ws", origin=page) as ws:
             return json.loads((await ws.receive(timeout=10)).data)
 
     return asyncio.run(first())
@@ -392,8 +414,7 @@ def _serve_curve(tmp_path: Path, urls: list[str], curve: object, **kw: object) -
 def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_key(
         tmp_path: Path, curve_boards) -> None:
     boards, pubs, urls, k, reader = curve_boards
-    # reads (STATUS, PUB) with the reader key; commands with the operator key: the board tells them
-    # apart
+    # reads (STATUS, PUB) use the reader key, commands the operator key: the board tells them apart
     srv = _serve_curve(tmp_path, urls, reader, operator_key=k / "ground" / "client.key_secret")
     try:
         views = lambda: srv.mission.watcher.snapshot()  # noqa: E731
@@ -418,7 +439,8 @@ def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_
         srv.close()
 
 
-def test_with_a_reader_key_no_buttons_and_a_forged_post_is_refused_by_the_page(tmp_path: Path, curve_boards) -> None:
+def test_with_a_reader_key_no_buttons_and_a_forged_post_is_refused_by_the_page(
+        tmp_path: Path, curve_boards) -> None:
     boards, _pubs, urls, _k, reader = curve_boards
     srv = _serve_curve(tmp_path, urls, reader)
     try:
@@ -440,7 +462,8 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
         wait_for(lambda: all(v["reachable"] for v in srv.mission.watcher.snapshot()),
                  "both boards reachable")
         status, body = _post(srv, {"url": urls[1], "name": "arm"})
-        assert status == 502 and body["code"] == "FORBIDDEN" and "operator key" in body["error"], body
+        assert (status == 502 and body["code"] == "FORBIDDEN"
+                and "operator key" in body["error"]), body
         assert boards[1].commands == [] and boards[1].phase == "SAFE"
         shown = [m for m in srv.mission.snapshot() if m["type"] == "command"]
         assert len(shown) == 1 and shown[0]["code"] == "FORBIDDEN" and not shown[0]["ok"], shown
@@ -449,21 +472,26 @@ def test_a_reader_key_posing_as_operator_is_refused_by_the_board_and_the_page_sh
 
 
 def _cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    # a subprocess with a timeout: a rule that stopped refusing would serve forever, not hang the
-    # suite
-    return subprocess.run([sys.executable, "-m", "camctl", "mission", "--connect", "tcp://rig-a:5555", "--port", "0",
-                           "--out", str(tmp_path / "m"), *argv], capture_output=True, text=True, timeout=60)
+    # a subprocess with a timeout: a rule that stopped refusing would serve on, not hang the suite
+    return subprocess.run([sys.executable, "-m", "camctl", "mission",
+                           "--connect", "tcp://rig-a:5555",
+                           "--port", "0", "--out", str(tmp_path / "m"), *argv],
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
-    (["--operator", "--curve-keys", "KEYS"], "with CURVE on, operator actions need the operator's secret key"),
+    (["--operator", "--curve-keys", "KEYS"],
+     "with CURVE on, operator actions need the operator's secret key"),
     (["--operator-key", "KEYS/client.key_secret"], "is a CURVE key, but CURVE is off"),
-    (["--operator", "--operator-key", "KEYS/client.key_secret", "--curve-keys", "KEYS"], "not both"),
+    (["--operator", "--operator-key", "KEYS/client.key_secret", "--curve-keys", "KEYS"],
+     "not both"),
     (["--operator-key", "KEYS/client.key", "--curve-keys", "KEYS"], "holds no secret key"),
-    (["--operator-key", "KEYS/nope.key_secret", "--curve-keys", "KEYS"], "cannot read it as a CURVE key"),
+    (["--operator-key", "KEYS/nope.key_secret", "--curve-keys", "KEYS"],
+     "cannot read it as a CURVE key"),
     (["--previews-per-board", "0"], "--previews-per-board 0: must be at least 1"),
 ])
-def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: list[str], needle: str) -> None:
+def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: list[str],
+                                                          needle: str) -> None:
     from camctl.common.keys import create_keys
 
     create_keys(tmp_path / "k", boards=["rig-a"])
@@ -478,12 +506,14 @@ def test_mission_operator_options_are_checked_in_one_line(tmp_path: Path, argv: 
 def test_a_long_flight_shows_at_most_n_previews_per_board_the_most_useful_ones() -> None:
     from camctl.ground.mission.previews import pick
 
-    phases = [("ARMED", 300), ("DESCENT", 2000), ("SEPARATION", 40), ("TOUCHDOWN", 900), ("LANDED", 200)]
+    phases = [("ARMED", 300), ("DESCENT", 2000), ("SEPARATION", 40), ("TOUCHDOWN", 900),
+              ("LANDED", 200)]
     flight = []
     for cam in ("down", "up"):
         seq = 0
         for phase, n in phases:
-            flight += [{"camera": cam, "seq": (seq := seq + 1), "phase": phase, "url": f"/{cam}/{seq}"}
+            flight += [{"camera": cam, "seq": (seq := seq + 1), "phase": phase,
+                        "url": f"/{cam}/{seq}"}
                        for _ in range(n)]
     shown = pick(flight, 24)
     assert len(shown) == 24
@@ -491,10 +521,12 @@ def test_a_long_flight_shows_at_most_n_previews_per_board_the_most_useful_ones()
     for cam in ("down", "up"):
         mine = [p for p in shown if p["camera"] == cam]
         assert len(mine) == 12
-        starts = [next(p["seq"] for p in flight if p["camera"] == cam and p["phase"] == ph) for ph, _ in phases]
+        starts = [next(p["seq"] for p in flight if p["camera"] == cam and p["phase"] == ph)
+                  for ph, _ in phases]
         assert set(starts) | {3440} <= {p["seq"] for p in mine}
         assert [p["seq"] for p in mine] == sorted(p["seq"] for p in mine)
     # a camera with few previews leaves its share to the other; a short flight shows everything
-    few = [p for p in flight if p["camera"] == "down"] + [p for p in flight if p["camera"] == "up"][:3]
+    few = ([p for p in flight if p["camera"] == "down"]
+           + [p for p in flight if p["camera"] == "up"][:3])
     assert sum(p["camera"] == "up" for p in pick(few, 24)) == 3 and len(pick(few, 24)) == 24
     assert pick(flight[:10], 24) == flight[:10]

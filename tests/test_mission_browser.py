@@ -1,5 +1,4 @@
-"""``camctl mission`` in a real browser: Debian's chromium (Playwright) against two ``camctl run``
-sim boards.
+"""``camctl mission`` in Debian's chromium (Playwright) against two ``camctl run`` sim boards.
 
 One test walks the whole drop as the conductor sees it: no-go until both boards are armed (from the
 page, with its confirmation), go after; the phases change live with their time from release;
@@ -22,12 +21,14 @@ from camctl.demo import _command, start_board, write_board_config
 from camctl.ground.mission.browser import chromium, find_chromium
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
+                                reason="needs Debian's chromium "
+                                       "(.ci/run installs it: apt-get install chromium)")
 BOARDS = ("mb-a", "mb-b")
 
 
 def _start_mission(urls: list[str], out: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "camctl", "mission", *[a for u in urls for a in ("--connect", u)],
+    connects = [a for u in urls for a in ("--connect", u)]
+    proc = subprocess.Popen([sys.executable, "-m", "camctl", "mission", *connects,
                              "--out", str(out), "--port", "0", "--operator"],
                             stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
     found: list[str] = []
@@ -53,10 +54,11 @@ def _card(board: str) -> str:
 
 
 def _wait_phase(page: object, board: str, phases: str | tuple[str, ...], timeout_ms: int) -> None:
-    """Wait until the board's card shows one of ``phases`` (a function, not a string: the page's CSP
-    has no eval)."""
-    page.wait_for_function("([sel, want]) => want.includes(document.querySelector(sel).textContent)",
-                           arg=[f"{_card(board)} .phase-name", list((phases,) if isinstance(phases, str) else phases)],
+    """Wait for the card to show one of ``phases`` (a function, not a string: CSP forbids eval)."""
+    want = list((phases,) if isinstance(phases, str) else phases)
+    page.wait_for_function("([sel, want]) => "
+                           "want.includes(document.querySelector(sel).textContent)",
+                           arg=[f"{_card(board)} .phase-name", want],
                            timeout=timeout_ms)
 
 
@@ -65,9 +67,11 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
     mission = None
     try:
         for i, name in enumerate(BOARDS):
-            cfg = write_board_config(tmp_path / name, name, i, size=(320, 240), descent_s=4.0, post_touchdown_s=1.0)
+            cfg = write_board_config(tmp_path / name, name, i, size=(320, 240), descent_s=4.0,
+                                     post_touchdown_s=1.0)
             boards.append(start_board(cfg, tmp_path / name / "store", name))
-        mission, url = _start_mission([b.router for b in boards], tmp_path / "mission", tmp_path / "mission.log")
+        mission, url = _start_mission([b.router for b in boards], tmp_path / "mission",
+                                      tmp_path / "mission.log")
         with chromium(tmp_path / "chromium-profile") as ctx:
             page = ctx.new_page()
             page.goto(url)
@@ -75,7 +79,8 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                 page.wait_for_selector(f"{_card(b)} .reach.ok", timeout=15_000)
             assert page.inner_text("#verdict") == "NO-GO"
             failing = page.inner_text("#failing")
-            assert "mb-a: phase SAFE (needs ARMED)" in failing and "mb-b: phase SAFE (needs ARMED)" in failing
+            assert ("mb-a: phase SAFE (needs ARMED)" in failing
+                    and "mb-b: phase SAFE (needs ARMED)" in failing)
             page.screenshot(path=tmp_path / "1-safe.png", full_page=True)
             # the page offers arm and disarm, never an event
             assert set(page.locator("button[class^=op-]").all_inner_texts()) == {"arm", "disarm"}
@@ -97,12 +102,14 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                 _wait_phase(page, b, "ARMED", 10_000)
                 # the board's answer, shown
                 page.wait_for_selector(f"{_card(b)} .op-result.ok", timeout=5_000)
-                assert page.inner_text(f"{_card(b)} .op-result").startswith("arm: done, phase ARMED")
+                result = page.inner_text(f"{_card(b)} .op-result")
+                assert result.startswith("arm: done, phase ARMED")
                 if b == "mb-a":  # one armed, one not: still no-go, naming the other board only
                     failing = page.inner_text("#failing")
                     assert "mb-b: phase SAFE" in failing and "mb-a: phase" not in failing
                     assert page.inner_text("#verdict") == "NO-GO"
-            page.wait_for_function("() => document.getElementById('verdict').textContent === 'GO'", timeout=20_000)
+            page.wait_for_function("() => document.getElementById('verdict').textContent === 'GO'",
+                                   timeout=20_000)
             assert page.get_attribute("#banner", "class") == "banner go"
             # the event line levels the boards read, and the disk in minutes at the schedule
             for b in BOARDS:
@@ -112,7 +119,8 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
             page.screenshot(path=tmp_path / "2-go.png", full_page=True)
 
             # the drop: each phase shows on every board before the next event is sent
-            for event, phase in (("release", "DESCENT"), ("separation", "SEPARATION"), ("touchdown", "TOUCHDOWN")):
+            for event, phase in (("release", "DESCENT"), ("separation", "SEPARATION"),
+                                 ("touchdown", "TOUCHDOWN")):
                 for b in boards:
                     _command(b, "event", name=event)
                 for b in BOARDS:
@@ -125,8 +133,10 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
                 _wait_phase(page, b, "LANDED", 20_000)
                 phases = page.inner_text(f"{_card(b)} .phases")
                 assert re.search(r"DESCENT on release\s+T\+0\.00 s", phases), phases
-                t_sep = float(re.search(r"SEPARATION on separation\s+T\+(\d+\.\d+) s", phases).group(1))
-                t_td = float(re.search(r"TOUCHDOWN on touchdown\s+T\+(\d+\.\d+) s", phases).group(1))
+                t_sep = float(re.search(r"SEPARATION on separation\s+T\+(\d+\.\d+) s",
+                                        phases).group(1))
+                t_td = float(re.search(r"TOUCHDOWN on touchdown\s+T\+(\d+\.\d+) s",
+                                       phases).group(1))
                 assert 0.5 < t_sep < t_td, phases  # board times of the edges, from its release edge
 
             # first look: previews from both boards, labelled with time from release
@@ -142,7 +152,9 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
             names = page.eval_on_selector_all("#flight video", "vs => vs.map(v => v.dataset.name)")
             assert sorted(names) == [f"{b}_{c}" for b in BOARDS for c in ("down", "up")]
             page.wait_for_function(
-                "() => [...document.querySelectorAll('#flight video')].every(v => v.readyState >= 2)", timeout=20_000)
+                "() => [...document.querySelectorAll('#flight video')]"
+                ".every(v => v.readyState >= 2)",
+                timeout=20_000)
             assert page.locator("#flight img.contact-sheet").count() == 1
             assert page.locator("#flight img.timeline").count() == 1
             page.screenshot(path=tmp_path / "5-flight.png", full_page=True)

@@ -1,13 +1,11 @@
 """The strict picamera2 double and the camera fixes it forces (issue 12).
 
-a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source (read
-   as text
-   or ast, never imported), so an upgrade that changes one fails here.
+a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source
+   (read as text or ast, never imported), so an upgrade that changes one fails here.
 b) The double really behaves that way.
 c) The fixes, each failing on the code before issue 12: the delivered rate after a still, the rate
-   after a
-   release edge at a slow ARMED rate, the still's cost to the video and its reported gap, the still
-   encode off the capture thread, ``encoder = "auto"`` and the codec size, and
+   after a release edge at a slow ARMED rate, the still's cost to the video and its reported gap,
+   the still encode off the capture thread, ``encoder = "auto"`` and the codec size, and
    ``[cameras.controls]`` applied.
 """
 
@@ -40,8 +38,8 @@ from scripted import Sink as ScriptedSink
 def _root() -> Path:
     spec = importlib.util.find_spec("picamera2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.fail("picamera2 is not installed (pip install --no-deps picamera2==0.3.38): the double is pinned "
-                    "to its source")
+        pytest.fail("picamera2 is not installed (pip install --no-deps picamera2==0.3.38): "
+                    "the double is pinned to its source")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -57,31 +55,34 @@ def pc() -> dict[str, str]:
 
 
 def test_pin_controls_ride_on_the_next_recycled_request(pc):
-    """Fake: a control set while frame k is next shows on frame k + buffer_count +
-    sensor_delay_frames."""
-    assert "These will be delivered with the next request that gets submitted." in pc["set_controls"]
+    """Fake: a control set before frame k shows on frame k + buffer_count + sensor_delay_frames."""
+    assert ("These will be delivered with the next request that gets submitted."
+            in pc["set_controls"])
     assert pc["set_controls"].rstrip().endswith("self.controls.set_controls(controls)")
     release = _methods(_root() / "request.py", "CompletedRequest")["release"]
     assert "self.request.set_control(id, value)" in release
     assert "self.picam2.camera.queue_request(self.request)" in release
     assert "self.picam2.controls = Controls(self.picam2)" in release  # delivered once, then emptied
-    # every buffer has a request queued from the start: a recycled request is buffer_count frames
-    # away
-    assert "num_requests = min([len(self.allocator.buffers(stream)) for stream in self.streams])" in \
-        pc["_make_requests"]
+    # every buffer has a request queued from the start: a recycled one is buffer_count frames away
+    assert ("num_requests = min([len(self.allocator.buffers(stream)) "
+            "for stream in self.streams])" in pc["_make_requests"])
     assert "for request in self._make_requests():" in pc["start_"]
     # libcamera (not installed here): imx708 vblankDelay = 3
     assert FakeRig().sensor_delay_frames == 3
 
 
 def test_pin_configure_rebuilds_controls_and_a_still_switches_back(pc):
-    assert "self.controls = Controls(self, controls=self.camera_config['controls'])" in pc["configure_"]
+    assert ("self.controls = Controls(self, controls=self.camera_config['controls'])"
+            in pc["configure_"])
     body = pc["switch_mode_"]
-    assert body.index("self.stop_()") < body.index("self.configure_(camera_config)") < body.index("self.start_()")
+    assert (body.index("self.stop_()") < body.index("self.configure_(camera_config)")
+            < body.index("self.start_()"))
     still = pc["switch_mode_and_capture_request"]
-    assert "preview_config = self.camera_config" in still and "self.switch_mode_(preview_config)" in still
+    assert ("preview_config = self.camera_config" in still
+            and "self.switch_mode_(preview_config)" in still)
     start = pc["start_"]
-    assert "controls = self.controls.get_libcamera_controls()" in start and "self.camera.start(controls)" in start
+    assert ("controls = self.controls.get_libcamera_controls()" in start
+            and "self.camera.start(controls)" in start)
     assert "self.controls = Controls(self)" in start
     # the fake's default
     assert "'FrameDurationLimits': (33333, 33333)" in pc["create_video_configuration"]
@@ -92,11 +93,13 @@ def _flat(text: str) -> str:
 
 
 def test_pin_queue_false_waits_for_the_next_frame_and_releases_the_rest(pc):
-    assert _flat("if camera_config['queue'] and camera_config['buffer_count'] > 1: self._max_queue_len = 1 "
+    assert _flat("if camera_config['queue'] and camera_config['buffer_count'] > 1: "
+                 "self._max_queue_len = 1 "
                  "else: self._max_queue_len = 0") in _flat(pc["configure_"])
     assert _flat("while len(self.completed_requests) > self._max_queue_len: "
                  "self.completed_requests.pop(0).release()") in _flat(pc["process_requests"])
-    assert _flat("if not self.completed_requests: return (False, None)") in _flat(pc["capture_request_"])
+    assert (_flat("if not self.completed_requests: return (False, None)")
+            in _flat(pc["capture_request_"]))
 
 
 def test_pin_a_mode_switch_restarts_and_reallocates(pc):
@@ -105,8 +108,7 @@ def test_pin_a_mode_switch_restarts_and_reallocates(pc):
 
 
 def test_pin_cameras_are_listed_from_the_camera_manager(pc):
-    """Fake: a dead CSI camera stays listed (the list is libcamera's CameraManager's, enumerated
-    once)."""
+    """Fake: a dead CSI camera stays listed (libcamera's CameraManager enumerates them once)."""
     assert "enumerate(Picamera2._cm.cms.cameras)" in pc["global_camera_info"]
 
 
@@ -121,10 +123,10 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
     assert "open('/dev/video11'" in v4l2  # bcm2835-codec's ENCODE role: MAX_W_CODEC/MAX_H_CODEC
     assert (CODEC_MIN, CODEC_MAX) == CODEC_SIZE == (32, 1920)
     assert "json.dump(tuning, tuning_file)" in pc["__init__"]
-    assert "return next((algo for algo in tuning['algorithms'] if name in algo))[name]" in pc["find_tuning_algo"]
+    assert ("return next((algo for algo in tuning['algorithms'] if name in algo))[name]"
+            in pc["find_tuning_algo"])
     assert "camera_config['sensor'].get('output_size')" in pc["_make_libcamera_config"]
-    # the mode libcamera chose is written back (the double picks it with picamera2's score_mode
-    # formula)
+    # the mode libcamera chose is written back (the double picks it by picamera2's score_mode)
     update = pc["_update_camera_config"]
     assert "sensor_config['output_size'] = utils.convert_from_libcamera_type(" in update
     assert "camera_config['sensor'] = sensor_config" in update
@@ -132,17 +134,18 @@ def test_pin_hardware_encoder_node_and_tuning(pc):
 
 
 def test_pin_mapped_array_is_the_capture_buffer_itself():
-    """The backend lends ``MappedArray(request, "main", write=False).array``: the request's buffer,
-    no copy."""
+    """Lent: ``MappedArray(request, "main", write=False).array``, the request's buffer, no copy."""
     from camctl.testing.picamera2_double import MappedArray as FakeMappedArray
 
-    assert "from .request import CompletedRequest, MappedArray" in (_root() / "__init__.py").read_text()
+    init = (_root() / "__init__.py").read_text()
+    assert "from .request import CompletedRequest, MappedArray" in init
     mapped = _methods(_root() / "request.py", "MappedArray")
     sig = ast.parse(mapped["__init__"]).body[0].args
     assert [a.arg for a in sig.args] == ["self", "request", "stream", "reshape", "write"]
     assert [ast.unparse(d) for d in sig.defaults] == ["True", "True"]
     fake = FakeMappedArray.__init__.__code__
-    assert list(fake.co_varnames[:fake.co_argcount]) == ["self", "request", "stream", "reshape", "write"]
+    assert list(fake.co_varnames[:fake.co_argcount]) == ["self", "request", "stream", "reshape",
+                                                         "write"]
     assert FakeMappedArray.__init__.__defaults__ == (True, True)
     enter = mapped["__enter__"]
     assert "array = np.array(b, copy=False, dtype=np.uint8)" in enter  # the mmap itself
@@ -150,30 +153,34 @@ def test_pin_mapped_array_is_the_capture_buffer_itself():
     assert "del self.__array" in mapped["__exit__"]  # no .array after the block
     shared = _methods(_root() / "request.py", "Helpers")["_make_array_shared"]
     calls = {ast.unparse(c) for c in ast.walk(ast.parse(shared)) if isinstance(c, ast.Call)}
-    copying = {c for c in calls if c.startswith(("np.", "numpy.")) or ".copy(" in c or "ascontiguous" in c}
+    copying = {c for c in calls
+               if c.startswith(("np.", "numpy.")) or ".copy(" in c or "ascontiguous" in c}
     # only MJPEG (decoded): the rest are views
     assert copying == {"np.array(Image.open(io.BytesIO(array)))"}
     # BGR888
     assert "image = array.reshape((h, w, 3))" in shared and "array = array[:, :w * 3]" in shared
-    # the lent format: what to_rgb returns as is, with no conversion (picamera2_formats' colour
-    # order)
-    assert "'BGR888': 'RGB'" in ast.unparse(ast.parse((_root() / "encoders/jpeg_encoder.py").read_text()))
+    # the lent format: what to_rgb returns as is, unconverted (picamera2_formats' colour order)
+    jpeg_encoder = (_root() / "encoders/jpeg_encoder.py").read_text()
+    assert "'BGR888': 'RGB'" in ast.unparse(ast.parse(jpeg_encoder))
 
 
 def test_pin_request_reference_counting_and_no_recycling_after_stop(pc):
-    """A lent frame holds its own reference (acquire); the last release recycles only a running
-    camera's."""
+    """A lent frame acquires a reference; the last release recycles only a running camera's."""
     cr = _methods(_root() / "request.py", "CompletedRequest")
-    assert "self.ref_count: int = 1" in cr["__init__"] and "self.stop_count: int = picam2.stop_count" in cr["__init__"]
-    assert "raise RuntimeError('CompletedRequest: acquiring lock with ref_count 0')" in cr["acquire"]
+    assert ("self.ref_count: int = 1" in cr["__init__"]
+            and "self.stop_count: int = picam2.stop_count" in cr["__init__"])
+    assert ("raise RuntimeError('CompletedRequest: acquiring lock with ref_count 0')"
+            in cr["acquire"])
     release = cr["release"]
     assert "raise RuntimeError('CompletedRequest: lock now has negative ref_count')" in release
-    assert "if self.picam2.camera and self.stop_count == self.picam2.stop_count and self.picam2.started:" in release
+    assert ("if self.picam2.camera and self.stop_count == self.picam2.stop_count "
+            "and self.picam2.started:" in release)
     assert "self.picam2.allocator.release(self.request.buffers)" in release
     assert "self.config = {}" in release and "self.request = None" in release
     assert "self.stop_count += 1" in pc["stop_"]
     # make_array: a copy through the same mapping (what the backend does beyond the lend limit)
-    assert "with MappedArray(self, name) as m:" in cr["make_array"] and "np.copy(m.array)" in cr["make_array"]
+    assert ("with MappedArray(self, name) as m:" in cr["make_array"]
+            and "np.copy(m.array)" in cr["make_array"])
 
 
 def test_pin_picamera2s_own_encoder_lends_requests_the_same_way():
@@ -189,14 +196,17 @@ def test_pin_close_frees_the_buffers_stop_does_not(pc):
     """Why close() waits for lent frames and stop() need not (close_after_loans in
     camctl/board/cameras/picamera2_requests.py)."""
     close = pc["close"]
-    assert close.index("self.stop()") < close.index("self.camera.release()") < close.index("del self.allocator")
+    assert (close.index("self.stop()") < close.index("self.camera.release()")
+            < close.index("del self.allocator"))
     # a new allocator: the old one's buffers are unknown to it
     assert "self.allocator = DmaAllocator()" in close
     assert "allocator" not in pc["stop_"]  # stop leaves every buffer mapped
     dma = _methods(_root() / "allocators/dmaallocator.py", "DmaAllocator")
-    assert _flat("if not self.mapped_buffers_used[fd] and fd not in self.libcamera_fds: v.close()") in \
+    assert _flat("if not self.mapped_buffers_used[fd] and fd not in self.libcamera_fds: "
+                 "v.close()") in \
         _flat(dma["cleanup"])  # unmapped once not in use and not libcamera's any more
-    assert _flat("self.libcamera_fds = [] self.cleanup() for fd in self.open_fds: os.close(fd)") in _flat(dma["close"])
+    assert (_flat("self.libcamera_fds = [] self.cleanup() for fd in self.open_fds: os.close(fd)")
+            in _flat(dma["close"]))
     # until close the camera stays acquired (the double refuses a second Picamera2 of it)
     assert "self.camera.acquire()" in pc["_open_camera"] and "self.camera.release()" in close
     sync = _methods(_root() / "allocators/dmaallocator.py", "DmaSync")
@@ -221,7 +231,8 @@ def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
 def _picam2(rig: FakeRig, fps: float, **kw):
     p = rig.module.Picamera2(0)
     kw.setdefault("queue", False)
-    p.configure(p.create_video_configuration(main={"format": "BGR888", "size": (64, 48)}, buffer_count=4,
+    p.configure(p.create_video_configuration(main={"format": "BGR888", "size": (64, 48)},
+                                             buffer_count=4,
                                              controls={"FrameRate": fps}, **kw))
     p.start()
     return p
@@ -280,7 +291,8 @@ def test_double_capture_blocks_a_frame_and_a_late_consumer_loses_frames(rig):
     p = _picam2(rig, 20.0)
     a, ma = _take(p)
     b, mb = _take(p)
-    assert b == a + 1 and mb["SensorTimestamp"] - ma["SensorTimestamp"] == pytest.approx(50e6, abs=1e3)
+    assert (b == a + 1
+            and mb["SensorTimestamp"] - ma["SensorTimestamp"] == pytest.approx(50e6, abs=1e3))
     time.sleep(0.2)  # a consumer busy for four frame periods
     called_ns = time.monotonic_ns()
     c, mc = _take(p)
@@ -361,7 +373,8 @@ def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
     r = p.capture_request()
     with MappedArray(r, "main", write=False) as m:
         view = m.array
-        assert view.shape == (48, 64, 3) and view[0, 0].tolist() == [1, 2, 3] and not view.flags.owndata
+        assert (view.shape == (48, 64, 3) and view[0, 0].tolist() == [1, 2, 3]
+                and not view.flags.owndata)
         with MappedArray(r, "main") as again:  # the same buffer, mapped twice
             assert np.shares_memory(view, again.array)
         copy = r.make_array("main")
@@ -440,7 +453,8 @@ def _assert_at_rate(frames: list[EncodedFrame], period_ms: float) -> None:
     assert len(frames) >= 3
     for a, b in itertools.pairwise(frames):
         gap_ms, slots = (b.timestamp_ns - a.timestamp_ns) / 1e6, b.seq - a.seq
-        assert slots >= 1 and gap_ms == pytest.approx(slots * period_ms, abs=2), (a.seq, b.seq, gap_ms, period_ms)
+        assert slots >= 1 and gap_ms == pytest.approx(slots * period_ms, abs=2), \
+            (a.seq, b.seq, gap_ms, period_ms)
 
 
 def test_release_edge_reaches_the_descent_interval_within_100_ms_at_half_an_fps_armed(rig):
@@ -474,7 +488,8 @@ def test_rate_after_a_still_is_the_phase_rate_and_the_still_costs_no_video(rig):
         runner.request_still("separation")
         sink.wait_for(lambda fs: any(f.still for f in fs))
         still = next(f for f in sink.frames if f.still)
-        sink.wait_for(lambda fs: len([f for f in fs if not f.still and f.timestamp_ns > still.timestamp_ns]) >= 3)
+        sink.wait_for(lambda fs: len([f for f in fs
+                                      if not f.still and f.timestamp_ns > still.timestamp_ns]) >= 3)
     finally:
         runner.stop()
         pool.close()
@@ -506,7 +521,8 @@ class GatedPool(EncoderPool):
         def slow():
             self.still_started.set()
             self.gate.wait(20)
-            return super(GatedPool, self).submit(image, quality, colorspace=colorspace, **kw).result()
+            future = super(GatedPool, self).submit(image, quality, colorspace=colorspace, **kw)
+            return future.result()
 
         return self._pool.submit(slow)
 
@@ -539,7 +555,8 @@ def test_auto_encoder_uses_hardware_only_where_the_size_fits_the_codec(hw_rig):
     big = _cam(hw_rig, size=(2304, 1296), fps=10.0, encoder="auto")
     with big:
         assert big.encoder_in_use == "software"
-    with pytest.raises(Exception, match=r"2304x1296 is outside the bcm2835-codec encoder's 32\.\.1920"):
+    with pytest.raises(Exception,
+                       match=r"2304x1296 is outside the bcm2835-codec encoder's 32\.\.1920"):
         _cam(hw_rig, size=(2304, 1296), fps=10.0, encoder="hardware").open()
     small = _cam(hw_rig, size=(1920, 1080), fps=10.0, encoder="auto")
     with small:
@@ -547,11 +564,12 @@ def test_auto_encoder_uses_hardware_only_where_the_size_fits_the_codec(hw_rig):
 
 
 def test_controls_are_applied_at_open(rig):
-    controls = CameraControls(af_mode="manual", lens_position=0.0, exposure_max_us=4000, analogue_gain_max=2.0,
-                              sensor_mode=(2304, 1296))
+    controls = CameraControls(af_mode="manual", lens_position=0.0, exposure_max_us=4000,
+                              analogue_gain_max=2.0, sensor_mode=(2304, 1296))
     with _cam(rig, size=(64, 48), fps=30.0, encoder="software", controls=controls) as c:
         picam2 = rig.instances[0]
-        assert picam2.camera_config["controls"]["AfMode"] == 0 and picam2.camera_config["controls"]["LensPosition"] == 0
+        applied = picam2.camera_config["controls"]
+        assert applied["AfMode"] == 0 and applied["LensPosition"] == 0
         assert picam2.camera_config["sensor"]["output_size"] == (2304, 1296)
         assert rig.tunings_loaded == ["imx708.json"]
         frame = _frame(c)
@@ -561,7 +579,8 @@ def test_controls_are_applied_at_open(rig):
                          # an HQ camera's mode
                          controls=CameraControls(sensor_mode=(2028, 1520))) as c:
         assert c.sensor_mode_in_use == (2304, 1296)
-        assert c.unset_controls == ["sensor_mode: 2028x1520 asked, the sensor has no such mode and runs 2304x1296"]
+        assert c.unset_controls == ["sensor_mode: 2028x1520 asked, the sensor has no such mode "
+                                    "and runs 2304x1296"]
     with _cam(rig, size=(1280, 720), fps=30.0, encoder="software") as c:
         # what a 720p request alone gets on an IMX708: the crop
         assert c.sensor_mode_in_use == (1536, 864)
@@ -622,7 +641,8 @@ def test_a_rate_above_the_sensor_rate_speeds_the_sensor_up_late(rig):
         _frame(c)
         c.set_fps(40.0)  # beyond the 20 fps the sensor was opened at: set_controls, N frames late
         assert rig.controls == [{"FrameRate": 40.0}] and c.sensor_fps == 40.0
-        durations = [_frame(c).frame_duration_us for _ in range(BUFFER_COUNT + rig.sensor_delay_frames + 2)]
+        durations = [_frame(c).frame_duration_us
+                     for _ in range(BUFFER_COUNT + rig.sensor_delay_frames + 2)]
     assert durations[0] == 50000 and durations[-1] == 25000
 
 
@@ -631,7 +651,8 @@ def test_hardware_frames_are_thinned_too(hw_rig):
         frames = [c.capture(timeout_s=5.0) for _ in range(5)]
     intervals = _intervals(frames)  # type: ignore[arg-type]
     assert all(i == pytest.approx(40, abs=1) for i in intervals), intervals
-    assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + 5)) and c.thinned >= 12
+    assert ([f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + 5))
+            and c.thinned >= 12)
 
 
 def test_rate_after_a_reopen_is_the_phase_rate(rig):
@@ -662,9 +683,14 @@ def test_every_control_name_the_backend_writes_is_declared_and_advertised():
     picamera2's virtual FrameRate): a misspelt name in the table would be refused on the Pi, so it
     fails here."""
     import camctl.board.cameras.picamera2 as backend
-    from camctl.testing.picamera2_double import RPI_IPA_AF_CONTROLS, RPI_IPA_COLOUR_CONTROLS, RPI_IPA_CONTROLS
+    from camctl.testing.picamera2_double import (
+        RPI_IPA_AF_CONTROLS,
+        RPI_IPA_COLOUR_CONTROLS,
+        RPI_IPA_CONTROLS,
+    )
 
-    advertised = {"FrameRate"} | set(RPI_IPA_CONTROLS) | set(RPI_IPA_AF_CONTROLS) | set(RPI_IPA_COLOUR_CONTROLS)
+    advertised = ({"FrameRate"} | set(RPI_IPA_CONTROLS) | set(RPI_IPA_AF_CONTROLS)
+                  | set(RPI_IPA_COLOUR_CONTROLS))
     files = sorted(Path(backend.__file__).parent.glob("picamera2*.py"))  # the backend and its parts
     assert len(files) > 1
     strings = {n.value for f in files for n in ast.walk(ast.parse(f.read_text()))
@@ -690,7 +716,8 @@ def test_two_stills_in_a_row_both_report_their_gap_and_hold_nothing_up(rig):
         pool.close()
     stills = [f for f in sink.frames if f.still]
     assert [s.meta["event"] for s in stills] == ["separation", "touchdown"]
-    assert all(s.meta["video_gap_ms"] is not None and s.meta["video_gap_ms"] <= 2 * 40 + 1 for s in stills)
+    assert all(s.meta["video_gap_ms"] is not None and s.meta["video_gap_ms"] <= 2 * 40 + 1
+               for s in stills)
     assert runner.stats.dropped == {}
 
 

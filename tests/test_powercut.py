@@ -55,7 +55,8 @@ FPS = 120
 JPEGS = [jpeg(i, 96, 72) for i in range(16)]
 
 pytestmark = pytest.mark.timeout(600)
-needs_fuse = pytest.mark.skipif(bool(fuse_unavailable()), reason=fuse_unavailable() or "fuse available")
+needs_fuse = pytest.mark.skipif(bool(fuse_unavailable()),
+                                reason=fuse_unavailable() or "fuse available")
 
 
 @dataclass
@@ -77,8 +78,7 @@ class Trial:
 
 
 def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> None:
-    """Feed a store on the mount at a paced rate; at ``cut_after_s`` read the claims, then cut the
-    power."""
+    """Feed a store on the mount, paced; at ``cut_after_s`` read the claims, then cut the power."""
     root = fs.mnt / f"trial-{trial.index:03d}"
     root.mkdir()
     fsync_dir(fs.mnt)  # the store dir exists before a flight (as /var/lib/camctl does on a board)
@@ -106,7 +106,8 @@ def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> Non
         trial.watermark = {c: stats[c]["durable_seq"] for c in CAMERAS}
         trial.put = {c: seq for c in CAMERAS}
         for c in CAMERAS:
-            assert not stats[c]["dropped"], f"trial {trial.index}: the store dropped frames: {stats[c]}"
+            assert not stats[c]["dropped"], \
+                f"trial {trial.index}: the store dropped frames: {stats[c]}"
         counts = fs.cut(out, seed=rng.randrange(1 << 30), mode=trial.mode)
         del counts
     finally:
@@ -115,8 +116,7 @@ def fly_and_cut(fs: Mounted, out: Path, trial: Trial, rng: random.Random) -> Non
 
 
 def read_plain(seg: Path) -> list[tuple[str, int]]:
-    """(topic, sequence) of every message, by the plain mcap reader (raises if it cannot read the
-    file)."""
+    """(topic, sequence) of every message by the plain mcap reader (raises if it cannot read it)."""
     with seg.open("rb") as fh:
         return [(ch.topic, msg.sequence) for _, ch, msg in make_reader(fh).iter_messages()]
 
@@ -157,7 +157,8 @@ def run_trials(fs: Mounted, base: Path, n: int, seed: int) -> list[Trial]:
     for i in range(n):
         rng = random.Random(seed * 1000 + i)
         trial = Trial(index=i, mode=MODES[i % len(MODES)], cut_after_s=rng.uniform(0.05, 0.5),
-                      segment_mb=rng.choice((0.02, 0.05, 0.2, 4.0)), commit_ms=rng.choice((5, 20, 60)))
+                      segment_mb=rng.choice((0.02, 0.05, 0.2, 4.0)),
+                      commit_ms=rng.choice((5, 20, 60)))
         out = base / f"cut-{i:03d}"
         fly_and_cut(fs, out, trial, rng)
         # the cut holds the whole mount: this trial's store root
@@ -193,27 +194,34 @@ def _no_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_fuse
-def test_power_cut_at_random_moments_keeps_every_durable_frame(fs: Mounted, tmp_path: Path, summary: list[str],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_power_cut_at_random_moments_keeps_every_durable_frame(
+        fs: Mounted, tmp_path: Path, summary: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     if BREAK_FSYNC:
         _no_fsync(monkeypatch)
     trials = run_trials(fs, tmp_path, TRIALS, SEED)
     durable = sum(t.watermark[c] + 1 for t in trials for c in CAMERAS)
     summary.append(
-        f"powercut: seed={SEED} trials={len(trials)} modes={ {m: sum(t.mode == m for t in trials) for m in MODES} } "
-        f"repaired={sum(t.verify_rc == 1 for t in trials)} clean={sum(t.verify_rc == 0 for t in trials)} "
-        f"segments={sum(t.segments for t in trials)} frames put={sum(sum(t.put.values()) for t in trials)} "
-        f"durable-at-cut={durable} read-after-repair={sum(len(v) for t in trials for v in t.read.values())}"
+        f"powercut: seed={SEED} trials={len(trials)} "
+        f"modes={ {m: sum(t.mode == m for t in trials) for m in MODES} } "
+        f"repaired={sum(t.verify_rc == 1 for t in trials)} "
+        f"clean={sum(t.verify_rc == 0 for t in trials)} "
+        f"segments={sum(t.segments for t in trials)} "
+        f"frames put={sum(sum(t.put.values()) for t in trials)} "
+        f"durable-at-cut={durable} "
+        f"read-after-repair={sum(len(v) for t in trials for v in t.read.values())}"
         + (" [fsync REMOVED]" if BREAK_FSYNC else ""))
-    problems = [f"trial {t.index} ({t.mode}, cut after {t.cut_after_s:.2f}s, segment {t.segment_mb} MB, "
+    problems = [f"trial {t.index} ({t.mode}, cut after {t.cut_after_s:.2f}s, "
+                f"segment {t.segment_mb} MB, "
                 f"commit {t.commit_ms} ms): {p}" for t in trials for p in t.problems]
     assert not problems, "\n".join(problems)
     # Foxglove's reader reads them all too (not a reason to skip the cuts)
     if not js_reader_missing():
         js = indexed_read([seg for t in trials for seg in t.readable])
         assert not {p: v for p, v in js.items() if "error" in v}, js
-    assert durable > 10 * len(trials), "the stores claimed almost nothing durable: the harness cut too early"
-    assert sum(t.verify_rc == 1 for t in trials) > len(trials) // 2, "few cuts left a torn file to repair"
+    assert durable > 10 * len(trials), \
+        "the stores claimed almost nothing durable: the harness cut too early"
+    assert sum(t.verify_rc == 1 for t in trials) > len(trials) // 2, \
+        "few cuts left a torn file to repair"
     assert any(t.segments > 2 * len(CAMERAS) for t in trials), "no trial rotated a segment"
 
 
@@ -228,11 +236,12 @@ def test_a_store_without_fsync_fails_this_suite(fs: Mounted, tmp_path: Path,
 
 # --- a real `camctl run`, killed -9 on an ordinary disk, then restarted ---------------------------
 def board_config(directory: Path, name: str, index: int, *, post_touchdown_s: float = 1.0) -> Path:
-    """The demo board config, made heavier: 640x360, ARMED 10 / DESCENT 30 fps, 0.5 MB segments
-    (they rotate)."""
+    """Demo board config, heavier: 640x360, ARMED 10 / DESCENT 30 fps, rotating 0.5 MB segments."""
     rates = {"ARMED": 10, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 20}
-    return write_board_config(directory, name, index, size=(640, 360), post_touchdown_s=post_touchdown_s,
-                              fps={"down": rates, "up": rates}, segment_mb=0.5, reserve_mb=16, stills=())
+    return write_board_config(directory, name, index, size=(640, 360),
+                              post_touchdown_s=post_touchdown_s,
+                              fps={"down": rates, "up": rates}, segment_mb=0.5, reserve_mb=16,
+                              stills=())
 
 
 @dataclass
@@ -248,8 +257,7 @@ class KillTrial:
 
 
 def _poll_until(client: Client, trial: KillTrial, deadline: float) -> None:
-    """Poll status until ``deadline``, keeping the last durable count per camera (never lowering
-    it)."""
+    """Poll status until ``deadline``, keeping the last durable count per camera, never lowered."""
     while True:
         st = client.status()
         trial.polls += 1
@@ -292,7 +300,8 @@ def run_verify(path: Path, *, repair: bool) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, summary: list[str]) -> None:
+def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path,
+                                                               summary: list[str]) -> None:
     cfg = board_config(tmp_path / "board", "restart", 0, post_touchdown_s=0.3)
     store = tmp_path / "board" / "store"
     board = start_board(cfg, store, "restart")
@@ -308,14 +317,16 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
     board = start_board(cfg, store, "restart")  # Daemon.start runs recover_store before READY
     try:
         # the restarted daemon repaired what the kill tore, then resumed the killed flight: it
-        # records on into new segments of the same flight, so only the pre-kill segments are checked
-        # here
+        # records on into new segments of the same flight, so only its pre-kill segments are
+        # checked here
         for seg in torn:
             assert verify(seg).exit_code == 0, f"the restarted daemon did not recover {seg}"
-        got = {c: sum(1 for s in torn if s.parent.name == c for _ in iter_frames(s)) for c in CAMERAS}
+        got = {c: sum(1 for s in torn if s.parent.name == c for _ in iter_frames(s))
+               for c in CAMERAS}
         assert all(got[c] >= trial.durable.get(c, 0) for c in CAMERAS), (got, trial.durable)
         with Client(board.router, timeout_s=10.0) as client:
-            assert (client.status()["phase"], client.status()["flight"]) == ("DESCENT", killed_flight)
+            assert ((client.status()["phase"], client.status()["flight"])
+                    == ("DESCENT", killed_flight))
 
             def land() -> dict:
                 return wait_for(lambda: (st := client.status())["phase"] == "LANDED"
@@ -325,7 +336,8 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
             # the killed flight, finished after its restart
             assert land()["flight"] == killed_flight
             client.command("disarm")
-            for command, args in (("arm", {}), ("event", {"name": "release"}), ("event", {"name": "touchdown"})):
+            for command, args in (("arm", {}), ("event", {"name": "release"}),
+                                  ("event", {"name": "touchdown"})):
                 client.command(command, **args)
                 if command == "arm" or args.get("name") == "release":
                     # a few frames in each phase (the flight's length, not a wait for a result)
@@ -341,13 +353,13 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, s
     finally:
         assert board.stop() == 0
     summary.append(f"powercut restart: killed flight {killed_flight} recovered at start "
-                   f"({got} frames, durable before kill {trial.durable}); new flight {new_flight} landed clean")
+                   f"({got} frames, durable before kill {trial.durable}); "
+                   f"new flight {new_flight} landed clean")
 
 
 # --- a power cut during repair --------------------------------------------------------------------
 def _damaged_segment(tmp: Path) -> tuple[bytes, set[int]]:
-    """A torn camera segment with a flipped magic and one chunk hit mid-file; the seqs repair must
-    keep."""
+    """A torn segment with a flipped magic and a chunk hit mid-file; the seqs repair must keep."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(tmp, "b", "F", cfg, cameras=["cam"])
     for k in range(6):
@@ -405,7 +417,8 @@ def test_power_cut_during_repair_keeps_every_chunk(fs: Mounted, tmp_path: Path, 
             repair_segment(path)
             monkeypatch.setattr(_repair.os, "fsync", real_fsync)
         got = out / f"repair-{when}" / "cam" / "000001.mcap"
-        scanned = {m.sequence for c in scan_segment(got).chunks for m in c.messages if m.channel_id == 1}
+        scanned = {m.sequence for c in scan_segment(got).chunks for m in c.messages
+                   if m.channel_id == 1}
         assert scanned == keep, f"cut {i} ({mode}) {when}: the half-repaired file lost chunks"
         report = verify(got, repair=True)
         assert report.exit_code in (0, 1), report.errors
@@ -414,7 +427,8 @@ def test_power_cut_during_repair_keeps_every_chunk(fs: Mounted, tmp_path: Path, 
 
 
 @needs_fuse
-def test_a_real_board_killed_then_cut_keeps_what_it_called_durable(fs: Mounted, tmp_path: Path) -> None:
+def test_a_real_board_killed_then_cut_keeps_what_it_called_durable(fs: Mounted,
+                                                                   tmp_path: Path) -> None:
     """A real ``camctl run`` writing to forgetfs, SIGKILLed mid-descent, then the power cut: every
     camera keeps at least the ``durable_frames`` its last status reported (the daemon's own write
     path)."""
@@ -423,9 +437,11 @@ def test_a_real_board_killed_then_cut_keeps_what_it_called_durable(fs: Mounted, 
         store.mkdir()
         fsync_dir(fs.mnt)
         cfg = board_config(tmp_path / f"board-{i}", f"cut-{i}", i)
-        cfg.write_text(cfg.read_text().replace((tmp_path / f"board-{i}" / "store").as_posix(), store.as_posix()))
+        demo_store = (tmp_path / f"board-{i}" / "store").as_posix()
+        cfg.write_text(cfg.read_text().replace(demo_store, store.as_posix()))
         board = start_board(cfg, store, f"cut-{i}")
-        trial = KillTrial(index=i, phase="DESCENT", kill_after_s=random.Random(SEED + i).uniform(0.8, 2.0))
+        trial = KillTrial(index=i, phase="DESCENT",
+                          kill_after_s=random.Random(SEED + i).uniform(0.8, 2.0))
         try:
             fly_and_kill(board, trial, random.Random(SEED + i))
         finally:

@@ -1,5 +1,4 @@
-"""Wire messages: encode/decode round trips, validation errors, and a hostile-input fuzz of a live
-board."""
+"""Wire messages: round trips, validation errors, and a hostile-input fuzz of a live board."""
 
 from __future__ import annotations
 
@@ -21,25 +20,27 @@ from camctl.common import protocol as p
 from camctl.exc import ProtocolError
 from camctl.ground import Client, fetch
 
-SEG = p.SegmentInfo(path="f1/down/000001.mcap", size=123, sha256="ab" * 32, flight="f1", camera="down",
-                    frames=3, first_ns=5, last_ns=9, value=4)
+SEG = p.SegmentInfo(path="f1/down/000001.mcap", size=123, sha256="ab" * 32, flight="f1",
+                    camera="down", frames=3, first_ns=5, last_ns=9, value=4)
 MESSAGES = [
     p.Hello(id=1, version=1, client="g"),
     p.List(id=2), p.List(id=3, flight="f1"),
     p.Fetch(id=4, path="f1/down/000000.mcap", offset=10, length=4096),
-    p.Thumbs(id=5, flight="f1", camera="down", segment="f1/down/000000.mcap", every=3, width=80, skip=2,
-             limit=10),
+    p.Thumbs(id=5, flight="f1", camera="down", segment="f1/down/000000.mcap", every=3, width=80,
+             skip=2, limit=10),
     p.Status(id=6), p.Command(id=7, name="event", args={"name": "release"}), p.Ping(id=8),
-    p.Welcome(id=9, version=1, board="rig-a", flights=["f1", "f2"], serving=True, mono_ns=1, wall_ns=2,
-              chunk_max=262144),
+    p.Welcome(id=9, version=1, board="rig-a", flights=["f1", "f2"], serving=True, mono_ns=1,
+              wall_ns=2, chunk_max=262144),
     p.Listing(id=10, board="rig-a", segments=[SEG, p.SegmentInfo(path="f1/flight.json", size=1,
-                                                                 sha256="0" * 64, flight="f1", camera="",
-                                                                 kind="meta")]),
+                                                                 sha256="0" * 64, flight="f1",
+                                                                 camera="", kind="meta")]),
     p.Chunk(id=11, path="f1/down/000000.mcap", offset=0, data=bytes(range(256)) * 3),
     p.Chunk(id=12, path="f1/down/000000.mcap", offset=99, data=b""),
-    p.Thumbnails(id=13, flight="f1", thumbs=[p.ThumbInfo("down", "f1/down/000000.mcap", 3, 7, "DESCENT",
-                                                         160, 120)], jpegs=[b"\xff\xd8jpeg"], more=True),
-    p.State(id=14, status={"board": "rig-a", "phase": "LANDED"}), p.Done(id=15, result={"phase": "ARMED"}),
+    p.Thumbnails(id=13, flight="f1",
+                 thumbs=[p.ThumbInfo("down", "f1/down/000000.mcap", 3, 7, "DESCENT", 160, 120)],
+                 jpegs=[b"\xff\xd8jpeg"], more=True),
+    p.State(id=14, status={"board": "rig-a", "phase": "LANDED"}),
+    p.Done(id=15, result={"phase": "ARMED"}),
     p.Pong(id=16, mono_ns=77), p.Error(id=17, code=p.E_NOT_SERVING, message="not now"),
     p.Thumbnails(id=18, flight="f1", thumbs=[], jpegs=[], more=True, retry_ms=50),
 ]
@@ -48,7 +49,8 @@ MESSAGES = [
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
 def test_round_trip(msg: p.Message) -> None:
     frames = msg.encode()
-    assert frames[0] == p.MAGIC and frames[1] == bytes([p.PROTOCOL_VERSION]) and frames[2] == msg.VERB
+    assert (frames[0] == p.MAGIC and frames[1] == bytes([p.PROTOCOL_VERSION])
+            and frames[2] == msg.VERB)
     assert type(msg).decode(frames) == msg
     assert p.decode(frames) == msg
 
@@ -64,11 +66,16 @@ def test_round_trip(msg: p.Message) -> None:
     ([p.MAGIC, b"\x01", b"PING", b'{"id":-1}'], p.E_BAD_FIELD),
     ([p.MAGIC, b"\x01", b"PING", b'{"id":true}'], p.E_BAD_FIELD),
     ([p.MAGIC, b"\x01", b"PING", b'{"id":1}', b"extra"], p.E_BAD_FIELD),
-    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b/c.mcap","offset":0,"length":99999999}'], p.E_TOO_LARGE),
-    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/../c.mcap","offset":0,"length":1}'], p.E_BAD_PATH),
-    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"/etc/passwd","offset":0,"length":1}'], p.E_BAD_PATH),
-    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b\\u0000/c","offset":0,"length":1}'], p.E_BAD_PATH),
-    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b/c","offset":"0","length":1}'], p.E_BAD_FIELD),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b/c.mcap","offset":0,"length":99999999}'],
+     p.E_TOO_LARGE),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/../c.mcap","offset":0,"length":1}'],
+     p.E_BAD_PATH),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"/etc/passwd","offset":0,"length":1}'],
+     p.E_BAD_PATH),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b\\u0000/c","offset":0,"length":1}'],
+     p.E_BAD_PATH),
+    ([p.MAGIC, b"\x01", b"FETCH", b'{"id":1,"path":"a/b/c","offset":"0","length":1}'],
+     p.E_BAD_FIELD),
     ([p.MAGIC, b"\x01", b"COMMAND", b'{"id":1,"name":"self-destruct"}'], p.E_BAD_FIELD),
     ([p.MAGIC, b"\x01", b"THUMBS", b'{"id":1,"flight":"../x"}'], p.E_BAD_FIELD),
     ([p.MAGIC, b"\x01", b"LIST", b'{"id":1,"flight":"' + b"[" * 5000 + b'"}'], p.E_TOO_LARGE),
@@ -116,45 +123,48 @@ def _ask(sock: zmq.Socket, frames: list[bytes]) -> p.Message | None:
 
 
 _VERBS = [*p.REQUESTS, *p.REPLIES, b"", b"\x00"]
+_fields = st.sampled_from(["id", "path", "offset", "length", "flight", "segment", "every", "width",
+                           "limit", "skip", "name", "args", "version", "camera"])
+_values = st.one_of(st.integers(-2**70, 2**70), st.text(max_size=20), st.none(), st.booleans(),
+                    st.lists(st.integers(), max_size=3),
+                    st.sampled_from(["../../etc/passwd", "/etc/passwd", "f1", "f1/down/000000.mcap",
+                                     "f1/escape/secret.mcap", "f1/down/link.mcap"]))
+_headers = st.dictionaries(_fields, _values, max_size=6).map(lambda d: json.dumps(d).encode())
 _frame = st.one_of(st.binary(max_size=64), st.sampled_from([p.MAGIC, b"\x01", b"\x02", *_VERBS]),
-                   st.dictionaries(st.sampled_from(["id", "path", "offset", "length", "flight", "segment",
-                                                    "every", "width", "limit", "skip", "name", "args",
-                                                    "version", "camera"]),
-                                   st.one_of(st.integers(-2**70, 2**70), st.text(max_size=20), st.none(),
-                                             st.booleans(), st.lists(st.integers(), max_size=3),
-                                             st.sampled_from(["../../etc/passwd", "/etc/passwd", "f1",
-                                                              "f1/down/000000.mcap", "f1/escape/secret.mcap",
-                                                              "f1/down/link.mcap"])),
-                                   max_size=6).map(lambda d: json.dumps(d).encode()))
+                   _headers)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
 @given(st.lists(_frame, min_size=1, max_size=7))
 def test_fuzz_random_multipart(board, frames: list[bytes]) -> None:
     sock = board[1]
     reply = _ask(sock, frames)
-    assert isinstance(reply, p.Error | p.Welcome | p.Listing | p.Chunk | p.Thumbnails | p.State | p.Done
-                      | p.Pong), frames
+    assert isinstance(reply, p.Error | p.Welcome | p.Listing | p.Chunk | p.Thumbnails | p.State
+                      | p.Done | p.Pong), frames
 
 
 # --- structure-aware fuzz: valid framing, mutated verbs, fields and JSON bodies -------------------
-_PATHS = ["f1/down/000000.mcap", "f1/up/000000.mcap", "f1/events/000000.mcap", "f1/flight.json", "f1/index.json",
-          "f1/down/999999.mcap", "f1/escape/secret.mcap", "f1/down/link.mcap", "../../etc/passwd", "/etc/passwd",
+_PATHS = ["f1/down/000000.mcap", "f1/up/000000.mcap", "f1/events/000000.mcap", "f1/flight.json",
+          "f1/index.json", "f1/down/999999.mcap", "f1/escape/secret.mcap", "f1/down/link.mcap",
+          "../../etc/passwd", "/etc/passwd",
           "f1//down", "f1/./x", "f1", "a" * 1100, "f1/down/000000.mcap\x00", "f1\\down"]
-_ints = st.one_of(st.integers(-3, 300), st.sampled_from([0, 1, 16, 64, 160, 256, 640, 4096, 65536, 2**22,
-                                                         2**31, 2**53, 2**62, 2**63, -1]),
+_ints = st.one_of(st.integers(-3, 300), st.sampled_from([0, 1, 16, 64, 160, 256, 640, 4096, 65536,
+                                                         2**22, 2**31, 2**53, 2**62, 2**63, -1]),
                   st.integers(-2**70, 2**70))
 _junk = st.one_of(_ints, st.text(max_size=24), st.none(), st.booleans(), st.floats(),
-                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+                  st.lists(st.integers(), max_size=3),
+                  st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
                   st.sampled_from(_PATHS))
 _GOOD: dict[bytes, dict[str, st.SearchStrategy]] = {
     b"HELLO": {"version": st.just(1), "client": st.text(max_size=20)},
     b"LIST": {"flight": st.sampled_from(["f1", None, "f9"])},
-    b"FETCH": {"path": st.sampled_from(_PATHS[:5]), "offset": st.integers(0, 5000), "length": st.integers(0, 65536)},
+    b"FETCH": {"path": st.sampled_from(_PATHS[:5]), "offset": st.integers(0, 5000),
+               "length": st.integers(0, 65536)},
     b"THUMBS": {"flight": st.just("f1"), "camera": st.sampled_from(["down", "up", None, "nope"]),
                 "segment": st.sampled_from([None, "f1/down/000000.mcap", "f1/up/000000.mcap"]),
-                "every": st.integers(0, 5), "width": st.sampled_from([16, 80, 160]), "skip": st.integers(0, 5),
-                "limit": st.integers(1, 256)},
+                "every": st.integers(0, 5), "width": st.sampled_from([16, 80, 160]),
+                "skip": st.integers(0, 5), "limit": st.integers(1, 256)},
     b"STATUS": {},
     b"COMMAND": {"name": st.sampled_from(["arm", "disarm", "event"]),
                  "args": st.sampled_from([{}, {"name": "release"}, {"name": "touchdown"}])},
@@ -172,7 +182,8 @@ def _structured(draw: st.DrawFn) -> list[bytes]:
     # the rest
     verb = draw(st.sampled_from(list(_GOOD))) if not 40 <= roll < 46 else draw(st.sampled_from(
         [*p.REPLIES, b"FETCH ", b"fetch", b"", b"\xff", b"THUMB"]))
-    header: dict = {"id": draw(st.integers(0, p.MAX_REQUEST_ID)) if draw(st.integers(0, 9)) else draw(_junk)}
+    header: dict = {"id": draw(st.integers(0, p.MAX_REQUEST_ID)) if draw(st.integers(0, 9))
+                    else draw(_junk)}
     for name, good in _GOOD.get(verb, _GOOD[b"FETCH"]).items():
         how = draw(st.integers(0, 9))
         if how < 6:
@@ -196,10 +207,12 @@ def _structured(draw: st.DrawFn) -> list[bytes]:
 
 
 _FRAMING = (p.E_BAD_MAGIC, p.E_BAD_VERSION, p.E_BAD_HEADER)
-_FUZZ: dict[str, Counter] = {"sent": Counter(), "framed": Counter(), "handler": Counter(), "answered": Counter()}
+_FUZZ: dict[str, Counter] = {"sent": Counter(), "framed": Counter(), "handler": Counter(),
+                             "answered": Counter()}
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
 @given(_structured())
 def test_fuzz_structured_reaches_handlers(board, frames: list[bytes]) -> None:
     pub, sock, _ = board
@@ -223,17 +236,19 @@ def test_fuzz_structured_reaches_handlers(board, frames: list[bytes]) -> None:
 
 
 def test_fuzz_structured_report(board) -> None:
-    """Runs after the fuzz above (file order): prints the share reaching each handler, checks the
-    aim."""
+    """After the fuzz above (file order): prints the share reaching each handler, checks the aim."""
     sent, framed, handler, answered = (_FUZZ[k] for k in ("sent", "framed", "handler", "answered"))
     total = sum(sent.values())
     if not total:
-        pytest.skip("run with test_fuzz_structured_reaches_handlers (selected alone, it has nothing to report)")
-    lines = [f"structured fuzz: {total} messages, {sum(framed.values()) / total:.0%} passed framing, "
+        pytest.skip("run with test_fuzz_structured_reaches_handlers "
+                    "(selected alone, it has nothing to report)")
+    lines = [f"structured fuzz: {total} messages, "
+             f"{sum(framed.values()) / total:.0%} passed framing, "
              f"{sum(handler.values()) / total:.0%} reached a handler"]
     for verb in _GOOD:
         v = verb.decode()
-        lines.append(f"  {v:8s} sent {sent[v]:4d}  framed {framed[v]:4d}  reached handler {handler[v]:4d} "
+        lines.append(f"  {v:8s} sent {sent[v]:4d}  framed {framed[v]:4d}  "
+                     f"reached handler {handler[v]:4d} "
                      f"({handler[v] / max(1, sent[v]):.0%})  answered {answered[v]:4d}")
     print("\n" + "\n".join(lines))
     assert sum(framed.values()) >= 0.9 * total
@@ -315,7 +330,8 @@ def test_open_segment_not_listed_nor_served(board) -> None:
 
 def test_chunk_over_board_limit_rejected(board) -> None:
     _, sock, _ = board
-    reply = _ask(sock, p.Fetch(id=6, path="f1/down/000000.mcap", offset=0, length=256 * 1024 + 1).encode())
+    too_long = p.Fetch(id=6, path="f1/down/000000.mcap", offset=0, length=256 * 1024 + 1)
+    reply = _ask(sock, too_long.encode())
     assert isinstance(reply, p.Error) and reply.code == p.E_TOO_LARGE
 
 
@@ -323,7 +339,8 @@ def test_client_requests(board) -> None:
     pub, _, _ = board
     with Client(pub.router_endpoint, timeout_s=10) as c:
         w = c.hello()
-        assert w.board == "rig-h" and w.flights == ["f1"] and w.serving and w.version == p.PROTOCOL_VERSION
+        assert (w.board == "rig-h" and w.flights == ["f1"] and w.serving
+                and w.version == p.PROTOCOL_VERSION)
         assert c.status()["phase"] == "LANDED"
         assert c.command("event", name="release") == {"phase": "LANDED"}
         assert pub.board.commands[-1] == ("event", {"name": "release"})

@@ -1,5 +1,4 @@
-"""Publisher lifecycle, PUB events from many threads, heartbeats, CURVE accept/reject, open-mode
-warning."""
+"""Publisher lifecycle, threaded PUB events, heartbeats, CURVE accept/reject, open-mode warning."""
 
 from __future__ import annotations
 
@@ -29,7 +28,8 @@ def test_lifecycle_and_open_warning(tmp_path: Path, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING, logger="camctl.board.publish"):
         pub.start()
     assert any("CURVE is off" in r.getMessage() for r in caplog.records)
-    assert pub.router_endpoint.startswith("tcp://127.0.0.1:") and not pub.router_endpoint.endswith("*")
+    assert (pub.router_endpoint.startswith("tcp://127.0.0.1:")
+            and not pub.router_endpoint.endswith("*"))
     assert "running" in repr(pub)
     with Client(pub.router_endpoint, timeout_s=10) as c:
         assert c.hello().flights == []
@@ -56,7 +56,8 @@ def test_heartbeats_set() -> None:
         assert pub._router.getsockopt(zmq.MAXMSGSIZE) == p.MAX_MESSAGE
         c = Client(pub.router_endpoint, timeout_s=10)
         c.ping()
-        assert c._sock is not None and c._sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == HEARTBEAT_TIMEOUT_MS
+        assert (c._sock is not None
+                and c._sock.getsockopt(zmq.HEARTBEAT_TIMEOUT) == HEARTBEAT_TIMEOUT_MS)
         c.close()
     finally:
         pub.close()
@@ -132,14 +133,16 @@ def test_curve_accepts_known_client_rejects_unknown(tmp_path: Path) -> None:
     create_keys(stranger)
     root = tmp_path / "store"
     make_store(root, segments=1, frames=4)
-    cfg = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*", curve_keys=str(keys / "board"))
+    cfg = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*",
+                        curve_keys=str(keys / "board"))
     pub = Publisher(FakeBoard("rig-s", root), cfg)
     pub.start()
     try:
         good = load_client_curve(keys / "ground")
         with Client(pub.router_endpoint, timeout_s=10, curve=good) as c:
             assert c.hello().board == "rig-s"
-        report = fetch([pub.router_endpoint], tmp_path / "out", progress=False, curve=good, give_up_after_s=20)
+        report = fetch([pub.router_endpoint], tmp_path / "out", progress=False, curve=good,
+                       give_up_after_s=20)
         assert report.ok, report.summary()
         served = pub.requests
         # an unknown client key (with the right server key) gets nothing at all: the handshake fails
@@ -161,8 +164,8 @@ def test_index_json_values_used_when_current(tmp_path: Path) -> None:
     segs = sorted((tmp_path / "f1" / "down").glob("*.mcap"))
     st = [x.stat() for x in segs]
     index = {"version": 1, "cameras": {"down": {"segments": [
-        {"path": "down/000000.mcap", "size": st[0].st_size, "mtime_ns": st[0].st_mtime_ns, "sha256": "a" * 64,
-         "frames": 3, "first_ns": 5, "last_ns": 6, "max_value": 4},
+        {"path": "down/000000.mcap", "size": st[0].st_size, "mtime_ns": st[0].st_mtime_ns,
+         "sha256": "a" * 64, "frames": 3, "first_ns": 5, "last_ns": 6, "max_value": 4},
         {"path": "down/000001.mcap", "size": st[1].st_size + 1, "mtime_ns": st[1].st_mtime_ns,
          "sha256": "b" * 64, "frames": 9, "first_ns": None, "last_ns": None, "max_value": None}]}}}
     (tmp_path / "f1" / "index.json").write_text(json.dumps(index))

@@ -35,22 +35,27 @@ def test_keys_folders_keep_secrets_apart(tmp_path: Path) -> None:
     create_keys(tmp_path / "k", boards=["rig-a", "rig-b"], clients=2)
     k = tmp_path / "k"
     def files(folder: str) -> set[str]:
-        return {f.relative_to(k / folder).as_posix() for f in (k / folder).rglob("*") if f.is_file()}
+        return {f.relative_to(k / folder).as_posix() for f in (k / folder).rglob("*")
+                if f.is_file()}
 
-    assert files("rig-a") == {"server.key", "server.key_secret", "readers/client.key", "readers/client-2.key",
-                              "operators/client.key"}
+    assert files("rig-a") == {"server.key", "server.key_secret", "readers/client.key",
+                              "readers/client-2.key", "operators/client.key"}
     # one folder per ground machine, each used as it is: its own pair as client.*, every board's key
     laptop = {"client.key", "client.key_secret", "servers/rig-a.key", "servers/rig-b.key"}
     assert files("ground") == laptop and files("ground-2") == laptop
-    assert (k / "ground-2" / "client.key").read_bytes() == (k / "rig-a" / "readers" / "client-2.key").read_bytes()
-    assert (k / "ground" / "client.key").read_bytes() == (k / "rig-b" / "operators" / "client.key").read_bytes()
+    assert ((k / "ground-2" / "client.key").read_bytes()
+            == (k / "rig-a" / "readers" / "client-2.key").read_bytes())
+    assert ((k / "ground" / "client.key").read_bytes()
+            == (k / "rig-b" / "operators" / "client.key").read_bytes())
     assert ((k / "ground-2" / "client.key_secret").stat().st_mode & 0o777) == 0o600
     assert (k / "rig-a" / "server.key").read_text() != (k / "rig-b" / "server.key").read_text()
-    assert (k / "ground" / "servers" / "rig-b.key").read_bytes() == (k / "rig-b" / "server.key").read_bytes()
+    assert ((k / "ground" / "servers" / "rig-b.key").read_bytes()
+            == (k / "rig-b" / "server.key").read_bytes())
     assert ((k / "rig-a" / "server.key_secret").stat().st_mode & 0o777) == 0o600
     # one server key per board: by host name, by first label, or given per URL
     curves = client_curves(k / "ground", ["tcp://rig-a:5555", "tcp://rig-b.local:5555"])
-    assert curves["tcp://rig-a:5555"].server_public != curves["tcp://rig-b.local:5555"].server_public
+    assert (curves["tcp://rig-a:5555"].server_public
+            != curves["tcp://rig-b.local:5555"].server_public)
     with pytest.raises(ConfigError, match="no CURVE server key for tcp://rig-c:5555"):
         client_curves(k / "ground", ["tcp://rig-c:5555"])
     with pytest.raises(ConfigError, match="once per --connect"):
@@ -80,8 +85,8 @@ def test_multi_board_fetch_one_server_key_per_board(tmp_path: Path) -> None:
             x.close()
 
 
-def test_command_needs_an_operator_key_and_allow_list_reloads(tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_command_needs_an_operator_key_and_allow_list_reloads(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     k = tmp_path / "k"
     create_keys(k, clients=2)
     make_store(tmp_path / "s", segments=1, frames=2)
@@ -100,11 +105,12 @@ def test_command_needs_an_operator_key_and_allow_list_reloads(tmp_path: Path,
                 c.command("arm")
             assert err.value.code == p.E_FORBIDDEN and "operator" in str(err.value)
             assert board.commands == []
-            assert any("refused COMMAND" in r.getMessage() and "key=" in r.getMessage() and "127.0.0.1"
-                       in r.getMessage() for r in caplog.records)
+            assert any("refused COMMAND" in r.getMessage() and "key=" in r.getMessage()
+                       and "127.0.0.1" in r.getMessage() for r in caplog.records)
             # made an operator on the board: the next COMMAND works, no restart, same connection
             loads = pub.allow.loads
-            shutil.copyfile(k / "ground-2" / "client.key", k / "board" / "operators" / "client-2.key")
+            shutil.copyfile(k / "ground-2" / "client.key",
+                            k / "board" / "operators" / "client-2.key")
             assert c.command("arm")["phase"] == "ARMED"
             assert pub.allow.loads == loads + 1
             # and taken away again
@@ -127,7 +133,8 @@ def test_remote_event_refused_on_real_gpio_unless_allowed(tmp_path: Path) -> Non
             c.command("event", name="touchdown")
         assert err.value.code == p.E_FORBIDDEN and "remote_events" in str(err.value)
         assert board.commands == []
-    with Publisher(board, _cfg(remote_events=True)) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
+    with Publisher(board, _cfg(remote_events=True)) as pub, \
+            Client(pub.router_endpoint, timeout_s=10) as c:
         c.command("event", name="touchdown")
         assert board.commands == [("event", {"name": "touchdown"})]
     board.gpio_real = False  # type: ignore[attr-defined]
@@ -205,8 +212,10 @@ def test_thumbs_jobs_bounded_per_peer(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(previews, "make_previews", busy)
     monkeypatch.setattr(Publisher, "_maybe_warm", lambda self: None)
-    with Publisher(FakeBoard("rig-t", tmp_path), _cfg()) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
-        c.request(p.Thumbs(id=c.next_id(), flight="f1", segment="f1/down/000001.mcap"), p.Thumbnails)
+    with Publisher(FakeBoard("rig-t", tmp_path), _cfg()) as pub, \
+            Client(pub.router_endpoint, timeout_s=10) as c:
+        c.request(p.Thumbs(id=c.next_id(), flight="f1", segment="f1/down/000001.mcap"),
+                  p.Thumbnails)
         assert started.wait(30)  # the worker has that one: it is no longer waiting
         codes = []
         for width in range(16, 400, 4):  # 96 different preview jobs from one client
@@ -216,7 +225,8 @@ def test_thumbs_jobs_bounded_per_peer(tmp_path: Path, monkeypatch: pytest.Monkey
             codes.append(reply.code if isinstance(reply, p.Error) else "ok")
         with pub.previews._cond:
             mine = sum(1 for k in pub.previews._owner)
-        assert codes.count("ok") == p.MAX_THUMB_JOBS and codes.count(p.E_BUSY) == 96 - p.MAX_THUMB_JOBS
+        assert (codes.count("ok") == p.MAX_THUMB_JOBS
+                and codes.count(p.E_BUSY) == 96 - p.MAX_THUMB_JOBS)
         assert mine == p.MAX_THUMB_JOBS
         gate.set()
         assert c.thumbs("f1", segment="f1/down/000000.mcap", width=16)  # once made, served as ever
@@ -240,8 +250,8 @@ def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
 
         def runs() -> None:
             for i in range(50):
-                rep = fetch([url], tmp_path / "o" / f"a{i}", progress=False, curve=stranger, give_up_after_s=4,
-                            timeout_s=2)
+                rep = fetch([url], tmp_path / "o" / f"a{i}", progress=False, curve=stranger,
+                            give_up_after_s=4, timeout_s=2)
                 done.append(rep.summary())
                 rep = fetch([url], tmp_path / "o" / f"b{i}", progress=False, curve=wrong_server,
                             give_up_after_s=0.1, timeout_s=0.05)
@@ -254,16 +264,17 @@ def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
         assert len(done) == 100
         assert all("refused this ground station's CURVE key" in d for d in done[0::2])
         assert all("UNREACHABLE" in d and "check the board's server key" in d for d in done[1::2])
-        r = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", url, "--out", str(tmp_path / "c"),
-                            "--give-up-after", "4", "--timeout", "2", "--quiet", "--curve-keys", str(w / "ground"),
+        r = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", url,
+                            "--out", str(tmp_path / "c"),
+                            "--give-up-after", "4", "--timeout", "2", "--quiet",
+                            "--curve-keys", str(w / "ground"),
                             "--curve-server-key", str(k / "board" / "server.key")],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and "refused this ground station's CURVE key" in r.stdout, r
 
 
 def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:
-    """A real ``camctl run`` with CURVE: SIGHUP re-reads readers/ and operators/ (logged), the board
-    serves on."""
+    """A real ``camctl run``, CURVE on: SIGHUP reloads readers/, operators/ (logged), serves on."""
     import os
     import signal
 

@@ -41,36 +41,43 @@ def _frames(flight_dir: Path, cam: str) -> list:
 
 
 def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_path: Path) -> None:
-    cfg_path = write_board_config(tmp_path / "b", "resume-b", 0, size=(160, 120), post_touchdown_s=0.5,
-                                  stills=())
+    cfg_path = write_board_config(tmp_path / "b", "resume-b", 0, size=(160, 120),
+                                  post_touchdown_s=0.5, stills=())
     store = tmp_path / "b" / "store"
     board = start_board(cfg_path, store, "resume-b")
     try:
         # the arm key, turned on and left on, through the real CLI
-        out = subprocess.run([sys.executable, "-m", "camctl", "arm", "--hold", "--connect", board.router],
+        out = subprocess.run([sys.executable, "-m", "camctl", "arm", "--hold",
+                              "--connect", board.router],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "ARMED" in out.stdout, out
         with Client(board.router, timeout_s=10) as c:
             assert c.command("event", name="release")["phase"] == "DESCENT"
             flight = c.status()["flight"]
-            st = wait_for(lambda: (s := c.status()) and all(cam["durable_frames"] >= 5
-                                                             for cam in s["cameras"].values()) and s,
-                          "durable frames before the kill")
+
+            def durable_status() -> dict:
+                s = c.status()
+                return s and all(cam["durable_frames"] >= 5 for cam in s["cameras"].values()) and s
+
+            st = wait_for(durable_status, "durable frames before the kill")
         durable_before = {n: cam["durable_frames"] for n, cam in st["cameras"].items()}
         board.kill9()
         killed_wall = time.time_ns()
         assert json.loads((store / MOCK_LINES).read_text()) == {"arm": True, "release": False,
-                                                                "separation": False, "touchdown": False}
+                                                                "separation": False,
+                                                                "touchdown": False}
 
         board = start_board(cfg_path, store, "resume-b")
         with Client(board.router, timeout_s=10) as c:
             st = c.status()
             assert (st["phase"], st["flight"]) == ("DESCENT", flight), st
             assert st["resumed"]["gap_s"] > 0 and st["resumed"]["phase"] == "DESCENT"
-            wait_for(lambda: all(cam["frames_stored"] >= 3 for cam in c.status()["cameras"].values()),
+            wait_for(lambda: all(cam["frames_stored"] >= 3
+                                 for cam in c.status()["cameras"].values()),
                      "frames after the restart")
             assert c.command("event", name="touchdown")["phase"] == "TOUCHDOWN"
-            wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"], "LANDED and serving")
+            wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
+                     "LANDED and serving")
         assert board.stop() == 0
     finally:
         board.kill9()
@@ -87,7 +94,8 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
         assert {f.phase for f in after} >= {"DESCENT"}
     events = _events(fdir)
     resumes = [e for e in events if e.get("kind") == "resume"]
-    assert len(resumes) == 1 and resumes[0]["phase"] == "DESCENT" and resumes[0]["gap_s"] > 0, resumes
+    assert (len(resumes) == 1 and resumes[0]["phase"] == "DESCENT"
+            and resumes[0]["gap_s"] > 0), resumes
     assert resumes[0]["clock"] == "monotonic"  # the same boot: a daemon restart, not a reboot
     phases = [e["phase_to"] for e in events if e.get("kind") == "phase"]
     assert phases == ["ARMED", "DESCENT", "TOUCHDOWN", "LANDED"], phases
@@ -99,18 +107,20 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     cams = summarize_flight(find_flights(fdir)[0])["cameras"]
     for cam in durable_before:
         assert cams[cam]["ledger"]["balanced"], (cam, cams[cam]["ledger"])
-    assert {e["camera"] for e in events if e.get("kind") == "ledger" and e.get("name") == "restart"} <= set(cams)
+    restarted = {e["camera"] for e in events
+                 if e.get("kind") == "ledger" and e.get("name") == "restart"}
+    assert restarted <= set(cams)
 
 
 # --- in-process: a persisted flight, then a Daemon started on it ----------------------------------
-def persist_flight(cfg: Config, phases: list[tuple[str, float]], *, levels: dict[str, bool] | None = None
-                   ) -> str:
-    """Write a flight whose log entered ``phases`` (phase, seconds ago), as a daemon killed then
-    left it."""
+def persist_flight(cfg: Config, phases: list[tuple[str, float]], *,
+                   levels: dict[str, bool] | None = None) -> str:
+    """Write a flight that entered ``phases`` (phase, seconds ago), as a killed daemon left it."""
     root = Path(cfg.store.dir)
     flight = "20261130T010000Z"
     now = time.time_ns()
-    with FlightStore(root, cfg.board, flight, cfg.store, cameras=[c.name for c in cfg.cameras]) as st:
+    with FlightStore(root, cfg.board, flight, cfg.store,
+                     cameras=[c.name for c in cfg.cameras]) as st:
         st.log_event({"kind": "flight", "name": "open", "flight": flight,
                       "wall_ns": now - int(phases[0][1] * 1e9)})
         prev = "SAFE"
@@ -155,7 +165,8 @@ def test_touchdown_resumes_with_only_its_remaining_time(tmp_path: Path, daemon_o
     assert list_flights(tmp_path / "store") == [flight]
 
 
-def test_touchdown_older_than_post_touchdown_lands_at_the_first_tick(tmp_path: Path, daemon_on) -> None:
+def test_touchdown_older_than_post_touchdown_lands_at_the_first_tick(tmp_path: Path,
+                                                                     daemon_on) -> None:
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
     persist_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 5.0)])
     d = daemon_on(cfg=cfg)
@@ -188,7 +199,8 @@ def test_armed_with_the_arm_line_released_is_disarmed(tmp_path: Path, daemon_on)
     assert d.phase == "SAFE"
     wait_for(lambda: d.store is not None and d.store.finished, "the flight finished")
     ev = _events(tmp_path / "store" / flight)
-    assert next(e for e in ev if e.get("kind") == "event" and e["name"] == "disarm")["source"] == "resume"
+    disarm = next(e for e in ev if e.get("kind") == "event" and e["name"] == "disarm")
+    assert disarm["source"] == "resume"
     assert [e["phase_to"] for e in ev if e.get("kind") == "phase"] == ["ARMED", "SAFE"]
 
 
@@ -199,7 +211,8 @@ def test_armed_with_the_arm_line_held_stays_armed_and_an_edge_in_the_gap_counts(
     d = daemon_on(cfg=cfg)
     # the break-wire broke while the daemon was down
     assert (d.phase, d.flight) == ("DESCENT", flight)
-    wait_for(lambda: d.status()["cameras"]["down"]["frames_stored"] >= 2, "frames into the same flight")
+    wait_for(lambda: d.status()["cameras"]["down"]["frames_stored"] >= 2,
+             "frames into the same flight")
 
 
 def test_descent_with_touchdown_line_active_goes_to_touchdown(tmp_path: Path, daemon_on) -> None:
@@ -209,7 +222,8 @@ def test_descent_with_touchdown_line_active_goes_to_touchdown(tmp_path: Path, da
     assert d.phase == "TOUCHDOWN"
 
 
-def test_no_flight_or_a_disarmed_one_starts_safe_even_with_the_arm_key_on(tmp_path: Path, daemon_on) -> None:
+def test_no_flight_or_a_disarmed_one_starts_safe_even_with_the_arm_key_on(tmp_path: Path,
+                                                                          daemon_on) -> None:
     cfg = make_config(tmp_path)
     persist_flight(cfg, [("ARMED", 30), ("SAFE", 20)], levels={"arm": True})
     d = daemon_on(cfg=cfg)
@@ -217,8 +231,8 @@ def test_no_flight_or_a_disarmed_one_starts_safe_even_with_the_arm_key_on(tmp_pa
 
 
 # --- READY after the cameras ----------------------------------------------------------------------
-def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(tmp_path: Path,
-                                                                                 monkeypatch) -> None:
+def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
+        tmp_path: Path, monkeypatch) -> None:
     import socket
 
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
@@ -235,13 +249,14 @@ def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
         # the STATUS sent with READY already knows: the check ran before READY
         assert "cameras down: down=unavailable" in ready["STATUS"], ready
         st = d.status()["cameras"]
-        assert st["down"]["state"] == "unavailable" and "disconnected" in st["down"]["last_error"], st["down"]
+        assert (st["down"]["state"] == "unavailable"
+                and "disconnected" in st["down"]["last_error"]), st["down"]
         assert st["up"]["state"] == "idle" and st["up"]["last_error"] == "", st["up"]
-        # retried at ARM: the runner opens its camera again (still unplugged here), the other one
-        # records
+        # retried at ARM: the runner opens its camera again (still unplugged), the other one records
         d.command("arm", {})
         wait_for(lambda: d.status()["cameras"]["down"]["faults"] >= 1, "the retry at ARM")
-        wait_for(lambda: d.status()["cameras"]["up"]["frames_captured"] >= 3, "the other camera at ARM")
+        wait_for(lambda: d.status()["cameras"]["up"]["frames_captured"] >= 3,
+                 "the other camera at ARM")
     finally:
         d.close()
         sock.close()
@@ -250,7 +265,8 @@ def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
     assert any(e.get("error") == "CameraCheck" and e.get("camera") == "down" for e in ev)
 
 
-def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path: Path, daemon_on) -> None:
+def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path: Path,
+                                                                       daemon_on) -> None:
     from camctl.board.cameras.sim import SimCamera
 
     opened: list[str] = []
@@ -270,8 +286,8 @@ def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path:
 
 
 # --- the capture watchdog -------------------------------------------------------------------------
-def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restarted(tmp_path: Path,
-                                                                                   monkeypatch) -> None:
+def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restarted(
+        tmp_path: Path, monkeypatch) -> None:
     # 3 in service; 2 keeps this test short
     monkeypatch.setattr("camctl.board.cameras_fleet.MAX_REPLACEMENTS", 2)
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 600}])
@@ -290,10 +306,12 @@ def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restart
         assert fresh is not hung
         wait_for(lambda: fresh.stats.frames_captured >= 3, "frames from the restarted camera")
         up_before = d.runners["up"].stats.frames_captured
-        wait_for(lambda: d.runners["up"].stats.frames_captured >= up_before + 3, "the other camera going on")
+        wait_for(lambda: d.runners["up"].stats.frames_captured >= up_before + 3,
+                 "the other camera going on")
         # the fresh camera hangs too (same fault schedule): after MAX_REPLACEMENTS it is isolated
         for _ in range(10):
-            wait_for(lambda: not d.capture_ok() or d.runners["down"].isolated, "the next hang", timeout_s=60)
+            wait_for(lambda: not d.capture_ok() or d.runners["down"].isolated, "the next hang",
+                     timeout_s=60)
             if d.runners["down"].isolated:
                 break
             d.watch_capture()
@@ -307,8 +325,10 @@ def test_a_capture_thread_hung_in_the_backend_is_detected_and_its_camera_restart
         d.close()
     ev = _events(tmp_path / "store" / flight)
     hangs = [e for e in ev if e.get("error") == "CaptureHung"]
-    assert [e["message"].rsplit(" ", 1)[-1] for e in hangs] == ["restarted"] * 2 + ["isolated"], hangs
-    assert len(_frames(tmp_path / "store" / flight, "up")) > len(_frames(tmp_path / "store" / flight, "down"))
+    assert ([e["message"].rsplit(" ", 1)[-1] for e in hangs]
+            == ["restarted"] * 2 + ["isolated"]), hangs
+    assert (len(_frames(tmp_path / "store" / flight, "up"))
+            > len(_frames(tmp_path / "store" / flight, "down")))
 
 
 def test_sd_watchdog_keeps_coming_through_a_handled_hang(tmp_path: Path, monkeypatch) -> None:
@@ -331,15 +351,18 @@ def test_sd_watchdog_keeps_coming_through_a_handled_hang(tmp_path: Path, monkeyp
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.3, "duration_s": 600}])
-    d = Daemon(cfg, notifier=Notifier(environ={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"}))
+    d = Daemon(cfg, notifier=Notifier(environ={"NOTIFY_SOCKET": str(sock_path),
+                                               "WATCHDOG_USEC": "200000"}))
     t = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
     try:
         d.start()
         t.start()
         d.command("arm", {})
-        wait_for(lambda: d.status()["cameras"]["down"]["restarts"] >= 1, "the hang handled", timeout_s=60)
+        wait_for(lambda: d.status()["cameras"]["down"]["restarts"] >= 1, "the hang handled",
+                 timeout_s=60)
         handled = time.monotonic_ns()
-        wait_for(lambda: sum(m == "WATCHDOG=1" and at > handled for at, m in got) >= 3, "WATCHDOG after it")
+        wait_for(lambda: sum(m == "WATCHDOG=1" and at > handled for at, m in got) >= 3,
+                 "WATCHDOG after it")
     finally:
         d.request_stop()
         t.join(30)
@@ -363,7 +386,8 @@ def test_an_edge_before_the_resume_wins_and_start_does_not_fail(tmp_path: Path) 
     assert sorted(list_flights(tmp_path / "store")) == sorted([old, d.flight])
 
 
-def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path, monkeypatch) -> None:
+def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path,
+                                                                  monkeypatch) -> None:
     import camctl.board.cameras
     from camctl.exc import CameraError
 
@@ -385,11 +409,13 @@ def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path
         d.close()
 
 
-def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, monkeypatch, daemon_on) -> None:
+def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, monkeypatch,
+                                                               daemon_on) -> None:
     import camctl.store
 
     checked: list[list[str]] = []
-    monkeypatch.setattr(camctl.store, "verify_later", lambda root, flights=None, **_: checked.append(list(flights)))
+    monkeypatch.setattr(camctl.store, "verify_later",
+                        lambda root, flights=None, **_: checked.append(list(flights)))
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)])
     d = daemon_on(cfg=cfg)
@@ -397,12 +423,14 @@ def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, m
     assert d.flight == flight and checked == [[]]
     d.close()
     landed = make_config(tmp_path / "b")
-    other = persist_flight(landed, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10), ("LANDED", 9)])
+    other = persist_flight(landed, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10),
+                                    ("LANDED", 9)])
     daemon_on(cfg=landed)
     assert checked[-1] == [other]  # a landed flight is only read: it gets the full check
 
 
-def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot: str, wall_shift_s: float) -> str:
+def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot: str,
+                           wall_shift_s: float) -> str:
     """A flight as a daemon of boot ``boot`` wrote it (monotonic times stamped), ``phases`` entered
     that many seconds ago; then the wall clock stepped forward ``wall_shift_s`` (NTP setting a Pi
     without an RTC)."""
@@ -410,30 +438,32 @@ def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot
     flight = "20261130T020000Z"
     now_wall, now_mono = time.time_ns(), time.monotonic_ns()  # after the step
     shift = int(wall_shift_s * 1e9)
-    with FlightStore(root, cfg.board, flight, cfg.store, cameras=[c.name for c in cfg.cameras]) as st:
+    with FlightStore(root, cfg.board, flight, cfg.store,
+                     cameras=[c.name for c in cfg.cameras]) as st:
         ago = int(phases[0][1] * 1e9)
         st.log_event({"kind": "flight", "name": "open", "flight": flight, "boot_id": boot,
                       "wall_ns": now_wall - shift - ago, "mono_ns": now_mono - ago})
         prev = "SAFE"
         for phase, ago_s in phases:
             ago = int(ago_s * 1e9)
-            st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase, "boot_id": boot,
-                          "wall_ns": now_wall - shift - ago, "mono_ns": now_mono - ago})
+            st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
+                          "boot_id": boot, "wall_ns": now_wall - shift - ago,
+                          "mono_ns": now_mono - ago})
             prev = phase
         st.commit(wait=True)
     return flight
 
 
-def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_restarted(tmp_path: Path,
-                                                                                       daemon_on) -> None:
+def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_restarted(
+        tmp_path: Path, daemon_on) -> None:
     from camctl.board.resume import boot_id
 
     assert boot_id(), "Linux gives every boot an id in /proc/sys/kernel/random/boot_id"
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
     # an hour's step: by the wall clock, TOUCHDOWN began an hour ago and the board would land at
     # once, losing the post-touchdown recording; by the (unbroken) monotonic clock it began 1 s ago
-    persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)], boot=boot_id(),
-                           wall_shift_s=3600)
+    persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)],
+                           boot=boot_id(), wall_shift_s=3600)
     d = daemon_on(cfg=cfg)
     assert d.phase == "TOUCHDOWN" and d.resumed["clock"] == "monotonic"
     assert d.resumed["gap_s"] < 60
@@ -445,8 +475,8 @@ def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_r
 def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, daemon_on) -> None:
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
     # another boot's monotonic times mean nothing now: the same records, read by the wall clock
-    persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)], boot="an-earlier-boot",
-                           wall_shift_s=3600)
+    persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)],
+                           boot="an-earlier-boot", wall_shift_s=3600)
     d = daemon_on(cfg=cfg)
     assert d.resumed["clock"] == "wall (rebooted)" and d.resumed["gap_s"] > 3000
     assert d.machine.tick() is not None and d.phase == "LANDED"
@@ -469,10 +499,11 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
                 st.put(frame(cam, i))
         # the last ledger intervals written before the kill: "a" counted 14 (4 still in RAM), "b"
         # only 7 (3 stored after its last flush), "c" exactly what it stored and dropped
-        for cam, captured, dropped in (("a", 14, {}), ("b", 7, {}), ("c", 12, {"encoder_behind": 2})):
-            st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0, "mono_ns": 1,
-                          "wall_ns": 1, "captured": captured, "aged_out": 0, "dropped": dropped,
-                          "stills_missed": 0})
+        for cam, captured, dropped in (("a", 14, {}), ("b", 7, {}),
+                                       ("c", 12, {"encoder_behind": 2})):
+            st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0,
+                          "mono_ns": 1, "wall_ns": 1, "captured": captured, "aged_out": 0,
+                          "dropped": dropped, "stills_missed": 0})
         st.commit(wait=True)
     recs = restart_books(root / "F", ["a", "b", "c"], mono_ns=5, wall_ns=6)
     by = {r["camera"]: r for r in recs}
@@ -484,7 +515,8 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
     assert all(balance(books[cam], 10)["balanced"] for cam in ("a", "b", "c"))
 
 
-def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp_path: Path, daemon_on) -> None:
+def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(
+        tmp_path: Path, daemon_on) -> None:
     """Landed, then killed before the finish flushed the last ledger interval: the restart stays
     LANDED and records only what closes the books."""
     from store_helpers import frame
@@ -503,11 +535,11 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(tmp
             st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
                           "wall_ns": now - 10**8, "mono_ns": 1})
             prev = phase
-        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one still in
-        # RAM
+        # the last flushed interval: 'down' counted 4 of its 6 frames, 'up' all 6 plus one in RAM
         for cam, captured in (("down", 4), ("up", 7)):
-            st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0, "mono_ns": 1,
-                          "wall_ns": now, "captured": captured, "aged_out": 0, "dropped": {}, "stills_missed": 0})
+            st.log_event({"kind": "ledger", "name": "interval", "camera": cam, "since_ns": 0,
+                          "mono_ns": 1, "wall_ns": now, "captured": captured, "aged_out": 0,
+                          "dropped": {}, "stills_missed": 0})
         st.commit(wait=True)
     ref = find_flights(root / flight)[0]
     assert not any(c["ledger"]["balanced"] for c in summarize_flight(ref)["cameras"].values())

@@ -1,5 +1,4 @@
-"""install-service: dry run, a real run into tmp dirs with a fake `run`, refusals, and the CLI
-hooks."""
+"""install-service: dry run, a real run into tmp dirs with a fake `run`, refusals, the CLI hooks."""
 
 from __future__ import annotations
 
@@ -48,8 +47,8 @@ def env(tmp_path: Path) -> SimpleNamespace:
 
 
 def _install(env: SimpleNamespace, **kw) -> list[str]:
-    args = dict(unit_dir=env.units, config_src=env.config, config_dest=env.dest, venv=env.venv, run=env.run,
-                user_exists=lambda user: False)
+    args = dict(unit_dir=env.units, config_src=env.config, config_dest=env.dest, venv=env.venv,
+                run=env.run, user_exists=lambda user: False)
     args.update(kw)
     return install_service(**args)
 
@@ -77,18 +76,20 @@ def test_real_run_writes_unit_and_config_and_runs_commands_in_order(env: SimpleN
     assert f"ExecStart={env.venv / 'bin' / 'camctl'} run --config {env.dest}\n" in unit
     assert "User=camctl\n" in unit
     assert env.dest.read_text() == env.config.read_text()
-    assert [c[0:2] for c in env.run.calls] == [["useradd", "--system"], ["systemctl", "daemon-reload"],
+    assert [c[0:2] for c in env.run.calls] == [["useradd", "--system"],
+                                              ["systemctl", "daemon-reload"],
                                               ["systemctl", "enable"]]
     assert env.run.calls[0][-1] == "camctl"
     assert not (env.units / "camctl.service.d").exists()  # store is under /var/lib/camctl
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
 def test_installed_unit_passes_systemd_analyze_verify(env: SimpleNamespace) -> None:
     _install(env)  # ExecStart points at the fake venv's executable camctl, so verify can check it
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no",
-                           str(env.units / "camctl.service")], capture_output=True, text=True, timeout=120,
-                          check=False)
+                           str(env.units / "camctl.service")],
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and "camctl.service" not in proc.stderr, proc.stderr
 
 
@@ -145,8 +146,10 @@ def test_store_outside_state_directory_gets_a_dropin(env: SimpleNamespace) -> No
     env.config.write_text(CONFIG.format(store="/mnt/ssd/camctl"))
     _install(env, user_exists=lambda user: True)
     dropin = (env.units / "camctl.service.d" / "10-store.conf").read_text()
-    assert "ReadWritePaths=/mnt/ssd/camctl\n" in dropin and "RequiresMountsFor=/mnt/ssd/camctl\n" in dropin
-    assert ["install", "-d", "-o", "camctl", "-g", "camctl", "-m", "0750", "/mnt/ssd/camctl"] in env.run.calls
+    assert ("ReadWritePaths=/mnt/ssd/camctl\n" in dropin
+            and "RequiresMountsFor=/mnt/ssd/camctl\n" in dropin)
+    assert (["install", "-d", "-o", "camctl", "-g", "camctl", "-m", "0750", "/mnt/ssd/camctl"]
+            in env.run.calls)
 
     env.config.write_text(CONFIG.format(store="/mnt/my ssd"))
     with pytest.raises(InstallError, match="whitespace"):
@@ -164,7 +167,8 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_main_dry_run_prints_actions(env: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_dry_run_prints_actions(env: SimpleNamespace,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     args = _parse("--config", str(env.config), "--venv", str(env.venv), "--dry-run",
                   "--unit-dir", str(env.units), "--config-dest", str(env.dest))
     assert main(args) == 0

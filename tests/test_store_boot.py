@@ -61,7 +61,8 @@ def store(tmp_path: Path) -> Path:
     return root
 
 
-def test_before_ready_only_the_last_flights_unfinished_segments_are_read(store: Path, monkeypatch) -> None:
+def test_before_ready_only_the_last_flights_unfinished_segments_are_read(store: Path,
+                                                                         monkeypatch) -> None:
     scanned: list[Path] = []
     real = verify_mod.scan_segment
 
@@ -78,9 +79,11 @@ def test_before_ready_only_the_last_flights_unfinished_segments_are_read(store: 
     assert sorted(scanned) == sorted(unfinished)  # nothing else was read
     assert report.exit_code == 1 and sorted(map(Path, report.repaired)) == sorted(unfinished)
     assert not recovery_mod.unfinished_segments(f3)
-    losses = [e for s in sorted((f3 / "events").glob("*.mcap")) for e in iter_events(s) if e["kind"] == "loss"]
+    losses = [e for s in sorted((f3 / "events").glob("*.mcap")) for e in iter_events(s)
+              if e["kind"] == "loss"]
     assert len(losses) == len(unfinished)  # each torn tail cut is in the flight's event log
-    assert verify(store / "F1").exit_code == 1, "the landed flight's bit rot is left for after READY"
+    assert verify(store / "F1").exit_code == 1, \
+        "the landed flight's bit rot is left for after READY"
 
 
 def test_after_ready_every_flight_is_verified_in_the_background(store: Path) -> None:
@@ -114,11 +117,13 @@ def test_systemd_is_asked_for_more_time_when_the_repair_is_large(store: Path, mo
 def test_a_landed_last_flight_needs_nothing_before_ready(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "store"
     _flight(root, "F1", land=True)
-    monkeypatch.setattr(verify_mod, "scan_segment", lambda *a: pytest.fail("scanned a landed flight"))
+    monkeypatch.setattr(verify_mod, "scan_segment",
+                        lambda *a: pytest.fail("scanned a landed flight"))
     assert recover_store(root).exit_code == 0
 
 
-def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(store: Path, monkeypatch) -> None:
+def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(
+        store: Path, monkeypatch) -> None:
     """A repair rewrites a file in place: a download meanwhile would mix old and new bytes (wrong
     sha256). The flight is held back while it is repaired, and only then."""
     import threading
@@ -155,8 +160,9 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(s
             assert "F2" in listed and "F1" not in listed
             f1_seg = sorted((store / "F1" / "a").glob("*.mcap"))[1]
             with pytest.raises(RemoteError) as err:
-                c.fetch_file(p.SegmentInfo(path=f"F1/a/{f1_seg.name}", size=f1_seg.stat().st_size, sha256="0" * 64,
-                                           flight="F1", camera="a"), store.parent / "dl")
+                c.fetch_file(p.SegmentInfo(path=f"F1/a/{f1_seg.name}", size=f1_seg.stat().st_size,
+                                           sha256="0" * 64, flight="F1", camera="a"),
+                             store.parent / "dl")
             assert err.value.code == p.E_OPEN_SEGMENT
             gate.set()
             wait_for(lambda: d.status()["checking"] is None, "the check to finish")

@@ -14,7 +14,14 @@ from mcap.reader import make_reader
 from store_helpers import jpeg
 
 from camctl.store import verify
-from camctl.store._records import CH_IMAGE, CH_META, CH_STILL, CHUNK_HEADER_LEN, camera_layout, compressed_image_parts
+from camctl.store._records import (
+    CH_IMAGE,
+    CH_META,
+    CH_STILL,
+    CHUNK_HEADER_LEN,
+    camera_layout,
+    compressed_image_parts,
+)
 from camctl.store._salvage import scan_segment
 from camctl.store._segment import SegmentWriter
 
@@ -33,18 +40,23 @@ def _ours(ts: int, frame_id: str, data: bytes, fmt: str) -> bytes:
 def test_field_numbers_are_the_ones_we_encode() -> None:
     fields = {f.name: f.number for f in CompressedImage.DESCRIPTOR.fields}
     assert fields == {"timestamp": 1, "frame_id": 4, "data": 2, "format": 3}
-    ts = {f.name: f.number for f in CompressedImage.DESCRIPTOR.fields_by_name["timestamp"].message_type.fields}
+    timestamp = CompressedImage.DESCRIPTOR.fields_by_name["timestamp"].message_type
+    ts = {f.name: f.number for f in timestamp.fields}
     assert ts == {"seconds": 1, "nanos": 2}
 
 
 @settings(max_examples=300, deadline=None)
-@given(ts=st.one_of(st.integers(-(2**62), 2**63 - 1), st.sampled_from([0, 1, 999_999_999, 10**9, -1])),
-       frame_id=st.text(max_size=40), data=st.binary(max_size=600), fmt=st.sampled_from(["jpeg", "", "png", "ü"]))
-def test_compressed_image_bytes_equal_protobuf(ts: int, frame_id: str, data: bytes, fmt: str) -> None:
+@given(ts=st.one_of(st.integers(-(2**62), 2**63 - 1),
+                    st.sampled_from([0, 1, 999_999_999, 10**9, -1])),
+       frame_id=st.text(max_size=40), data=st.binary(max_size=600),
+       fmt=st.sampled_from(["jpeg", "", "png", "ü"]))
+def test_compressed_image_bytes_equal_protobuf(ts: int, frame_id: str, data: bytes,
+                                               fmt: str) -> None:
     ours = _ours(ts, frame_id, data, fmt)
     assert ours == _proto(ts, frame_id, data, fmt)
     back = CompressedImage.FromString(ours)
-    assert (back.frame_id, back.data, back.format, back.timestamp.ToNanoseconds()) == (frame_id, data, fmt, ts)
+    assert ((back.frame_id, back.data, back.format, back.timestamp.ToNanoseconds())
+            == (frame_id, data, fmt, ts))
 
 
 def test_zero_timestamp_is_present_and_empty() -> None:
@@ -54,15 +66,15 @@ def test_zero_timestamp_is_present_and_empty() -> None:
 
 
 def _write(path: Path, n_chunks: int, per_chunk: int, *, big: bytes) -> list[int]:
-    """A segment of image+meta messages in ``n_chunks`` commits; one message in four carries
-    ``big``."""
+    """A segment of image+meta messages in ``n_chunks`` commits; one in four carries ``big``."""
     w = SegmentWriter(path, camera_layout("cam"), writeback_bytes=64 << 10)
     seqs = []
     for k in range(n_chunks):
         for j in range(per_chunk):
             seq = k * per_chunk + j
             data = big if seq % 4 == 0 else jpeg(seq)
-            w.add_image(CH_IMAGE, 1000 + seq, 2000 + seq, seq, data, frame_id="cam", timestamp_ns=1000 + seq)
+            w.add_image(CH_IMAGE, 1000 + seq, 2000 + seq, seq, data, frame_id="cam",
+                        timestamp_ns=1000 + seq)
             w.add_message(CH_META, 1000 + seq, 2000 + seq, seq, b'{"seq":%d}' % seq)
             seqs.append(seq)
         w.commit()
@@ -80,15 +92,17 @@ def test_streamed_chunks_read_by_plain_mcap_with_crcs(tmp_path: Path) -> None:
         reader = make_reader(f, validate_crcs=True)
         summary = reader.get_summary()
         assert summary is not None and len(summary.chunk_indexes) == 5
-        got = [(m.sequence, CompressedImage.FromString(m.data)) for _, ch, m in reader.iter_messages()
-               if ch.topic == "/cam/image"]
+        got = [(m.sequence, CompressedImage.FromString(m.data))
+               for _, ch, m in reader.iter_messages() if ch.topic == "/cam/image"]
     assert [s for s, _ in got] == seqs
     for seq, img in got:
-        assert img.data == (big if seq % 4 == 0 else jpeg(seq)) and img.timestamp.ToNanoseconds() == 1000 + seq
+        assert (img.data == (big if seq % 4 == 0 else jpeg(seq))
+                and img.timestamp.ToNanoseconds() == 1000 + seq)
     data = path.read_bytes()
     for ci in summary.chunk_indexes:  # the CRC is over exactly the records bytes of each chunk
-        body = data[ci.chunk_start_offset + CHUNK_HEADER_LEN:ci.chunk_start_offset + ci.chunk_length]
-        chunk_crc = int.from_bytes(data[ci.chunk_start_offset + 33:ci.chunk_start_offset + 37], "little")
+        start = ci.chunk_start_offset
+        body = data[start + CHUNK_HEADER_LEN:start + ci.chunk_length]
+        chunk_crc = int.from_bytes(data[start + 33:start + 37], "little")
         assert chunk_crc == zlib.crc32(body) and len(body) == ci.uncompressed_size
     assert verify(path).exit_code == 0
 
@@ -117,7 +131,8 @@ def test_open_chunk_at_a_kill_is_a_torn_tail(tmp_path: Path) -> None:
     assert rep.repaired == [str(path)]
     assert verify(path).exit_code == 0
     with path.open("rb") as f:
-        assert [m.sequence for *_, m in make_reader(f, validate_crcs=True).iter_messages()] == [0, 1, 2]
+        messages = make_reader(f, validate_crcs=True).iter_messages()
+        assert [m.sequence for *_, m in messages] == [0, 1, 2]
 
 
 def test_frame_checks_agree_with_scan_frames(tmp_path: Path) -> None:
@@ -138,7 +153,8 @@ def test_frame_checks_agree_with_scan_frames(tmp_path: Path) -> None:
     scan = scan_segment(path)
     checks = [(c.seq, c.still, c.jpeg_ok) for c in scan_frame_checks(scan)]
     frames = [(f.seq, f.still, f.jpeg_ok) for f in scan_frames(scan)]
-    assert checks == frames == [(1, False, True), (2, True, True), (3, False, False), (5, False, True)]
+    assert checks == frames == [(1, False, True), (2, True, True), (3, False, False),
+                                (5, False, True)]
 
 
 def test_jpeg_ok_needs_a_header_and_an_end_of_image_marker():

@@ -41,7 +41,8 @@ opened: list[Counting] = []
 
 
 def _key(frames) -> list[tuple]:
-    return [(f.seq, f.timestamp_ns, f.phase, f.value, f.jpeg, f.chunk_offset, f.still, f.meta) for f in frames]
+    return [(f.seq, f.timestamp_ns, f.phase, f.value, f.jpeg, f.chunk_offset, f.still, f.meta)
+            for f in frames]
 
 
 @pytest.mark.parametrize("every", [1, 3, 10])
@@ -109,14 +110,14 @@ def test_stills_left_out_on_request(tmp_path: Path) -> None:
     from camctl.store import FlightStore
 
     jpeg = _jpeg(np.random.default_rng(0))
-    with FlightStore(tmp_path, "rig", "F1", StoreConfig(queue_frames=64, reserve_mb=0), cameras=["down"],
-                     fsync=lambda fd: None) as st:
+    with FlightStore(tmp_path, "rig", "F1", StoreConfig(queue_frames=64, reserve_mb=0),
+                     cameras=["down"], fsync=lambda fd: None) as st:
         for i in range(20):
-            assert st.put(EncodedFrame(camera="down", seq=i, timestamp_ns=10**9 + i, jpeg=jpeg, width=64,
-                                       height=48, phase="DESCENT", still=i % 7 == 0))
+            assert st.put(EncodedFrame(camera="down", seq=i, timestamp_ns=10**9 + i, jpeg=jpeg,
+                                       width=64, height=48, phase="DESCENT", still=i % 7 == 0))
     segs = sorted((tmp_path / "F1" / "down").glob("*.mcap"))
     for seg in segs:
         assert _key(pick_frames(seg, every=3)) == _key(iter_frames(seg, every=3))
-        assert _key(pick_frames(seg, every=3, stills=False)) == _key(f for f in iter_frames(seg, every=3)
-                                                                     if not f.still)
+        assert (_key(pick_frames(seg, every=3, stills=False))
+                == _key(f for f in iter_frames(seg, every=3) if not f.still))
     assert any(f.still for seg in segs for f in pick_frames(seg))

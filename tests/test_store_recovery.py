@@ -19,7 +19,14 @@ from mcap.reader import make_reader
 from store_helpers import frame, indexed_read, tmpfs
 
 from camctl.board.config import StoreConfig
-from camctl.store import FlightStore, iter_events, iter_frames, render_report, repair_segment, verify
+from camctl.store import (
+    FlightStore,
+    iter_events,
+    iter_frames,
+    render_report,
+    repair_segment,
+    verify,
+)
 from camctl.store._salvage import scan_segment
 
 CHUNKS = 6
@@ -27,8 +34,7 @@ PER_CHUNK = 3
 
 
 def _build(root: Path) -> tuple[bytes, bytes, list[int]]:
-    """(torn bytes of an unfinished segment, the same segment finished, file size after each
-    commit)."""
+    """(torn bytes of an unfinished segment, the same finished, file size after each commit)."""
     cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
     st = FlightStore(root, "b", "F", cfg, cameras=["cam"])
     seg = root / "F" / "cam" / "000001.mcap"
@@ -58,7 +64,8 @@ def _seqs_via_plain_reader(path: Path) -> list[int]:
 
 def _chunk_ends(data: bytes) -> list[tuple[int, int, list[int]]]:
     scan = scan_segment(Path("cam/x.mcap"), data)
-    return [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id == 1]) for c in scan.chunks]
+    return [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id == 1])
+            for c in scan.chunks]
 
 
 def _check_cut(data: bytes, cut: int, workdir: Path) -> None:
@@ -95,7 +102,8 @@ def test_truncate_at_every_chunk_boundary(segments, tmp_path: Path) -> None:
         _check_cut(torn, cut, tmp_path / str(i))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(frac=st.floats(0, 1))
 def test_truncate_at_random_offsets(segments, frac: float) -> None:
     torn, _, _ = segments
@@ -109,10 +117,12 @@ def _flip(data: bytes, offset: int, bit: int) -> bytes:
     return bytes(b)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.integers(0, CHUNKS - 1), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7),
-       finished=st.booleans())
-def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, bit, finished) -> None:
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.integers(0, CHUNKS - 1), where=st.floats(0, 1, exclude_max=True),
+       bit=st.integers(0, 7), finished=st.booleans())
+def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, bit,
+                                                       finished) -> None:
     torn, done, _ = segments
     data = done if finished else torn
     chunks = _chunk_ends(data)
@@ -137,16 +147,17 @@ def test_bit_flip_inside_a_chunk_loses_only_that_chunk(segments, which, where, b
             assert kept == set(originals)
         else:
             assert not kept & set(lost_seqs)
-            # a flipped length bit in the last chunk of an unfinished file can look exactly like a
-            # cut
+            # a flipped length bit in the last chunk of an unfinished file can look just like a cut
             looks_cut = not finished and which == CHUNKS - 1 and off < start + 9
-            assert looks_cut or any(s <= off < e for _, s, e in rep.lost_chunks), (off, rep.lost_chunks)
+            assert looks_cut or any(s <= off < e for _, s, e in rep.lost_chunks), \
+                (off, rep.lost_chunks)
             assert rep.exit_code == 1
         verify(path, repair=True)
         assert sorted(_seqs_via_plain_reader(path)) == sorted(kept)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7), finished=st.booleans())
 def test_bit_flip_anywhere_never_crashes(segments, where, bit, finished) -> None:
     torn, done, _ = segments
@@ -171,13 +182,13 @@ def test_bit_flip_anywhere_never_crashes(segments, where, bit, finished) -> None
 
 @pytest.mark.parametrize("finished", [False, True])
 @pytest.mark.parametrize("region", ["magic", "header", "schema", "channel"])
-def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_path: Path, region: str,
-                                                              finished: bool) -> None:
+def test_bit_rot_in_magic_header_and_schemas_keeps_every_chunk(segments, tmp_path: Path,
+                                                              region: str, finished: bool) -> None:
     torn, done, _ = segments
     data = done if finished else torn
-    # "channel": '/cam/image' rots into '/bam/image', a Channel record that still parses (no CRC
-    # covers it)
-    off = {"magic": 3, "header": 8 + 9 + 2, "schema": 40, "channel": data.index(b"/cam/image") + 1}[region]
+    # "channel": '/cam/image' rots into '/bam/image', a Channel record that parses (no CRC on it)
+    off = {"magic": 3, "header": 8 + 9 + 2, "schema": 40,
+           "channel": data.index(b"/cam/image") + 1}[region]
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
     path.write_bytes(_flip(data, off, 0 if region == "channel" else 5))
@@ -222,8 +233,8 @@ def test_kill_9_during_repair_in_place_keeps_every_chunk(segments, tmp_path: Pat
     path = tmp_path / "cam" / "000001.mcap"
     path.parent.mkdir()
     path.write_bytes(data)
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(path)], capture_output=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(path)], capture_output=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     # killed after the cut, before the summary: torn, every chunk kept
     assert path.read_bytes() == torn
@@ -262,8 +273,7 @@ def _fill(path: Path) -> None:
 
 
 def test_repair_works_on_a_full_filesystem(segments, tmp_path: Path) -> None:
-    """On a 100%-full tmpfs the old copy-and-rename repair failed with ENOSPC; in place needs no new
-    file."""
+    """On a full tmpfs the old copy-and-rename repair hit ENOSPC; in place needs no new file."""
     torn, _, _ = segments
     with tmpfs(tmp_path / "tmpfs", "1m") as mnt:
         path = mnt / "cam" / "000001.mcap"
@@ -272,7 +282,8 @@ def test_repair_works_on_a_full_filesystem(segments, tmp_path: Path) -> None:
         _fill(mnt / "filler")
         assert os.statvfs(mnt).f_bavail == 0
         rep = verify(path.parent, repair=True)
-        assert rep.exit_code == 1 and rep.repaired == [str(path)] and not rep.unrecoverable, rep.errors
+        assert (rep.exit_code == 1 and rep.repaired == [str(path)]
+                and not rep.unrecoverable), rep.errors
         assert len(_seqs_via_plain_reader(path)) == CHUNKS * PER_CHUNK
 
 
@@ -299,8 +310,8 @@ def test_unrecoverable_files(segments, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("with_indexes", [False, True], ids=["chunk", "chunk+indexes"])
-def test_torn_writeback_of_the_first_commit_is_repaired_not_unrecoverable(segments, tmp_path: Path,
-                                                                          with_indexes: bool) -> None:
+def test_torn_writeback_of_the_first_commit_is_repaired_not_unrecoverable(
+        segments, tmp_path: Path, with_indexes: bool) -> None:
     """A cut during the first commit with torn writeback: the header and the chunk's real head
     reached the disk, some of its data did not (and, later in the commit, the message index records
     written with the chunk did). Nothing was durable in it, so the file is finished with the range
@@ -363,14 +374,16 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     assert set(by_cam) == {"a", "b"}, rep.losses
     assert by_cam["a"]["segment"] == "a/000001.mcap" and by_cam["a"]["reason"].startswith("damaged")
     assert (by_cam["a"]["seq_after"], by_cam["a"]["seq_before"]) == (5, 9)
-    assert by_cam["b"]["seqs"] == [12] and by_cam["b"]["seq_after"] == 11 and "torn tail" in by_cam["b"]["reason"]
+    assert (by_cam["b"]["seqs"] == [12] and by_cam["b"]["seq_after"] == 11
+            and "torn tail" in by_cam["b"]["reason"])
     # Foxglove's indexed reader reads both repaired files (a chunk index without message indexes for
     # the chunk after the damage would make it skip messages)
     js = indexed_read([seg_a, seg_b])
     assert js[str(seg_a)]["/a/image"] == [*range(6), *range(9, 12)], js
     assert js[str(seg_b)]["/b/image"] == list(range(12)), js
     # in the flight's own event log, on disk
-    logged = [e for s in sorted((fdir / "events").glob("*.mcap")) for e in iter_events(s) if e["kind"] == "loss"]
+    logged = [e for s in sorted((fdir / "events").glob("*.mcap")) for e in iter_events(s)
+              if e["kind"] == "loss"]
     assert sorted((e["camera"], tuple(e["range"])) for e in logged) == sorted(
         (r["camera"], tuple(r["range"])) for r in rep.losses)
     # in the index
@@ -383,14 +396,15 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     assert recorded["a"]["range"] == by_cam["a"]["range"] and recorded["b"]["seqs"] == [12]
     assert "lost earlier" in render_report(again, plain=True)
     # and ls shows them
-    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(tmp_path)], capture_output=True, text=True,
-                         timeout=60, cwd=Path(__file__).resolve().parents[1])
-    assert "losses 2" in out.stdout and "lost at recovery: a/000001.mcap" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert "losses 2" in out.stdout and "lost at recovery: a/000001.mcap" in out.stdout, \
+        out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("finished", [False, True])
-def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(segments, tmp_path: Path,
-                                                                              finished: bool) -> None:
+def test_a_damaged_message_index_is_rebuilt_so_foxglove_still_reads_the_chunk(
+        segments, tmp_path: Path, finished: bool) -> None:
     torn, done, _ = segments
     data = done if finished else torn
     chunk = scan_segment(Path("cam/x.mcap"), data).chunks[2]

@@ -1,5 +1,4 @@
-"""Store round trip: FlightStore -> segments -> iter_frames and plain mcap readers; index; flight
-ids."""
+"""Round trip: FlightStore -> segments -> iter_frames and plain mcap readers; index; flight ids."""
 
 from __future__ import annotations
 
@@ -79,14 +78,17 @@ def test_plain_mcap_reader_with_embedded_schema(flight) -> None:
                 assert reader.get_summary() is not None
                 for schema, channel, msg in reader.iter_messages():
                     if channel.topic in (f"/{cam}/image", f"/{cam}/still"):
-                        assert schema.name == "foxglove.CompressedImage" and schema.encoding == "protobuf"
+                        assert (schema.name == "foxglove.CompressedImage"
+                                and schema.encoding == "protobuf")
                         img = _message_class(schema).FromString(msg.data)
                         assert img.format == "jpeg" and img.frame_id == cam
                         # sensor time; log_time is wall
                         assert img.timestamp.ToNanoseconds() == msg.publish_time
-                        seen[cam].append((msg.sequence, bytes(img.data), channel.topic.endswith("still")))
+                        seen[cam].append((msg.sequence, bytes(img.data),
+                                          channel.topic.endswith("still")))
                     else:
-                        assert channel.topic == f"/{cam}/meta" and channel.message_encoding == "json"
+                        assert (channel.topic == f"/{cam}/meta"
+                                and channel.message_encoding == "json")
                         assert schema.encoding == "jsonschema"
                         meta = json.loads(msg.data)
                         assert meta["seq"] == msg.sequence and meta["size"] > 0
@@ -124,7 +126,8 @@ def test_verify_clean_and_report(flight) -> None:
     fdir, _, _ = flight
     rep = verify(fdir.parent)
     assert rep.exit_code == 0, rep.errors
-    assert rep.cameras["down"].frames == 40 and rep.cameras["down"].lost_bytes == 0 and rep.events == 2
+    assert (rep.cameras["down"].frames == 40 and rep.cameras["down"].lost_bytes == 0
+            and rep.events == 2)
     json.dumps(rep.to_dict())
     text = render_report(rep, plain=True)
     assert "down" in text and "clean" in text

@@ -21,8 +21,10 @@ from camctl.board.service import render_unit
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "camctl.service"
 ANALYZE = shutil.which("systemd-analyze") or ("/usr/bin/systemd-analyze"
-                                              if Path("/usr/bin/systemd-analyze").exists() else None)
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed on this machine")
+                                              if Path("/usr/bin/systemd-analyze").exists()
+                                              else None)
+needs_analyze = pytest.mark.skipif(ANALYZE is None,
+                                   reason="systemd-analyze is not installed on this machine")
 
 
 def _verify(text: str, tmp_path: Path) -> tuple[int, str]:
@@ -44,7 +46,8 @@ def _testable(text: str) -> str:
 
 
 def test_repo_unit_is_render_unit_with_defaults() -> None:
-    assert UNIT.read_text() == render_unit(), "regenerate systemd/camctl.service from service.render_unit()"
+    assert UNIT.read_text() == render_unit(), \
+        "regenerate systemd/camctl.service from service.render_unit()"
 
 
 def test_unit_has_the_agreed_settings() -> None:
@@ -57,14 +60,16 @@ def test_unit_has_the_agreed_settings() -> None:
     one = {k: v[-1] for k, v in settings.items()}
     assert one["Type"] == "notify" and one["NotifyAccess"] == "main"
     assert one["ExecStart"] == "/opt/camctl/venv/bin/camctl run --config /etc/camctl/camctl.toml"
-    assert one["WatchdogSec"] == "10s" and one["Restart"] == "on-failure" and one["RestartSec"] == "2s"
+    assert (one["WatchdogSec"] == "10s" and one["Restart"] == "on-failure"
+            and one["RestartSec"] == "2s")
     assert one["User"] == "camctl" and one["SupplementaryGroups"] == "video gpio"
     assert one["WorkingDirectory"] == "/var/lib/camctl" and one["StateDirectory"] == "camctl"
     assert one["ProtectSystem"] == "strict" and one["ReadWritePaths"] == "/var/lib/camctl"
     for flag in ("NoNewPrivileges", "PrivateTmp", "ProtectHome", "ProtectKernelTunables",
                  "ProtectControlGroups", "LockPersonality"):
         assert one[flag] == "yes", flag
-    assert one["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]
+    assert one["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6",
+                                                      "AF_NETLINK"]
     assert one["KillSignal"] == "SIGTERM" and "TimeoutStopSec" in one
     assert one["DevicePolicy"] == "closed"
     assert sorted(settings["DeviceAllow"]) == sorted(
@@ -73,7 +78,8 @@ def test_unit_has_the_agreed_settings() -> None:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.startswith(("ProtectSystem=", "NoNewPrivileges=", "PrivateTmp=", "ProtectHome=",
-                            "RestrictAddressFamilies=", "MemoryDenyWriteExecute=", "DevicePolicy=")):
+                            "RestrictAddressFamilies=", "MemoryDenyWriteExecute=",
+                            "DevicePolicy=")):
             assert lines[i - 1].startswith("#"), f"no comment above {line!r}"
 
 

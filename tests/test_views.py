@@ -1,5 +1,4 @@
-"""camctl ls (local, remote) and status (JSON fields, rich rendering, --watch over a real PUB
-socket)."""
+"""camctl ls (local, remote); status (JSON, rich rendering, --watch over a real PUB socket)."""
 
 from __future__ import annotations
 
@@ -53,7 +52,8 @@ def test_ls_json_numbers(built: Built, capsys: pytest.CaptureFixture) -> None:
     assert phases == ["ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN", "LANDED"]
 
 
-def test_ls_stale_index_rebuilt_without_writing(built: Built, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_ls_stale_index_rebuilt_without_writing(built: Built, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
     flight = tmp_path / "rig-a" / FLIGHT
     shutil.copytree(built.root / "rig-a" / FLIGHT, flight)
     before = (flight / "index.json").read_bytes()
@@ -64,8 +64,8 @@ def test_ls_stale_index_rebuilt_without_writing(built: Built, tmp_path: Path, ca
     seg = sorted((flight / "up").glob("*.mcap"))[-1]
     seg.rename(seg.with_name(seg.name + ".part"))  # a download in progress
     fl = _ls_json(flight, capsys)["flights"][0]
-    assert fl["index"] == "rebuilt" and fl["segments_listed"] == fl["cameras"]["down"]["segments"] + 1 + \
-        fl["cameras"]["up"]["segments"]
+    listed = fl["cameras"]["down"]["segments"] + 1 + fl["cameras"]["up"]["segments"]
+    assert fl["index"] == "rebuilt" and fl["segments_listed"] == listed
     assert fl["cameras"]["up"]["partial_files"] == [seg.name + ".part"]
     assert (flight / "index.json").read_bytes() == before  # a download is never modified by ls
     assert main(["ls", str(flight)]) == 0
@@ -79,10 +79,11 @@ def test_ls_no_flight_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureF
     assert err.count("\n") == 1 and "no flights under" in err
 
 
-FAKE_STATUS = {"board": "rig-a", "phase": "DESCENT", "flight": "20260101T000000Z", "disk_free_mb": 1234.5,
-               "serving": False, "version": "x",
-               "cameras": {"down": {"state": "running", "fps": 30.0, "frames_captured": 100, "frames_stored": 98,
-                                    "durable_frames": 90, "dropped": 2, "faults": 0, "role": "down"},
+FAKE_STATUS = {"board": "rig-a", "phase": "DESCENT", "flight": "20260101T000000Z",
+               "disk_free_mb": 1234.5, "serving": False, "version": "x",
+               "cameras": {"down": {"state": "running", "fps": 30.0, "frames_captured": 100,
+                                    "frames_stored": 98, "durable_frames": 90, "dropped": 2,
+                                    "faults": 0, "role": "down"},
                            "up": {"state": "restarting", "frames_captured": 3}}}
 
 
@@ -91,7 +92,8 @@ def test_status_json_fields_and_rendering() -> None:
     assert set(STATUS_FIELDS) <= set(st) and st["version"] == "x"  # extra fields kept
     for cam in st["cameras"].values():
         assert set(STATUS_CAMERA_FIELDS) <= set(cam)
-    assert st["cameras"]["up"]["durable_frames"] == 0 and st["cameras"]["up"]["frames_captured"] == 3
+    assert (st["cameras"]["up"]["durable_frames"] == 0
+            and st["cameras"]["up"]["frames_captured"] == 3)
     assert st["cameras"]["down"] == FAKE_STATUS["cameras"]["down"]
     console = Console(record=True, width=140)
     console.print(render_status([FAKE_STATUS, {"url": "tcp://x:5555", "error": "no answer"}]))
@@ -111,7 +113,8 @@ def test_status_and_ls_over_a_real_board(tmp_path: Path, capsys: pytest.CaptureF
         assert main(["ls", "--connect", pub.router_endpoint, "--json"]) == 0
         ls = json.loads(capsys.readouterr().out)
         assert ls["board"] == "rig-s" and ls["serving"] is True
-        assert ls["flights"]["f1"]["down"]["frames"] == 10 and ls["flights"]["f1"]["down"]["segments"] == 2
+        down = ls["flights"]["f1"]["down"]
+        assert down["frames"] == 10 and down["segments"] == 2
         assert main(["status", "--connect", pub.router_endpoint]) == 0
         assert "rig-s" in capsys.readouterr().out
     finally:
@@ -151,5 +154,6 @@ def test_status_watch_takes_pub_updates_from_a_board_with_curve_on(tmp_path: Pat
                                                                  events="tcp://127.0.0.1:*",
                                                                  curve_keys=str(keys / "rig-c")))
     pub.start()
-    curve = client_curves(keys / "ground", [pub.router_endpoint], [str(keys / "ground" / "servers" / "rig-c.key")])
+    curve = client_curves(keys / "ground", [pub.router_endpoint],
+                          [str(keys / "ground" / "servers" / "rig-c.key")])
     _watch_sees_the_broadcast(pub, "rig-c", curve=curve)

@@ -21,8 +21,7 @@ import camctl
 
 PKG = Path(camctl.__file__).parent
 ZONES = ("board", "ground", "common", "store", "testing")
-# zone -> the zones it must not import (the top of the package is not a zone: it may import
-# anything)
+# zone -> the zones it must not import (the top of the package is no zone: it may import anything)
 FORBIDDEN = {
     "board": {"ground", "testing"},
     "ground": {"board", "testing"},
@@ -44,8 +43,7 @@ def zone_of(module: str) -> str | None:
 
 
 def imports_of(source: str, module: str, *, is_package: bool = False) -> list[tuple[int, str]]:
-    """Every module ``source`` imports, anywhere in it (functions too), relative imports
-    resolved."""
+    """Every module ``source`` imports, anywhere (functions too), relative imports resolved."""
     out: list[tuple[int, str]] = []
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(source)):
@@ -95,16 +93,19 @@ def test_no_module_crosses_a_zone_boundary() -> None:
 
 
 @pytest.mark.parametrize(("module", "source", "why"), [
-    ("camctl.ground.views", "def f():\n    from camctl.board.daemon import Daemon\n", "the ground imports"),
+    ("camctl.ground.views", "def f():\n    from camctl.board.daemon import Daemon\n",
+     "the ground imports"),
     ("camctl.board.capture", "import camctl.ground.fetch\n", "the board imports the ground"),
-    ("camctl.board.publish.server", "from ...ground import fetch\n", "the board imports the ground"),
+    ("camctl.board.publish.server", "from ...ground import fetch\n",
+     "the board imports the ground"),
     ("camctl.common.keys", "from camctl.store import verify\n", "the common imports the store"),
     ("camctl.common.frames", "from camctl import board\n", "the common imports the board"),
     ("camctl.store.writer", "from camctl.board.config import StoreConfig\n", "the store imports"),
     ("camctl.board.resume", "from mcap.reader import make_reader\n", "only camctl.store"),
     ("camctl.ground.export.foxglove", "import mcap.writer\n", "only camctl.store"),
     ("camctl.board.resume", "from camctl.store._records import X\n", "the store's own"),
-    ("camctl.board.cameras.picamera2", "from camctl.testing import picamera2_double\n", "imports the testing"),
+    ("camctl.board.cameras.picamera2", "from camctl.testing import picamera2_double\n",
+     "imports the testing"),
 ])
 def test_the_rules_catch_a_crossing(module: str, source: str, why: str) -> None:
     assert any(why in v for v in violations(source, module)), violations(source, module)
@@ -120,11 +121,12 @@ def test_the_rules_allow_what_each_zone_may_use() -> None:
 
 
 def test_loading_the_ground_loads_no_board_module() -> None:
-    """The same rule at run time: what ``camctl fetch`` imports on a laptop never pulls the board
-    in."""
-    code = ("import sys, camctl.ground, camctl.ground.views, camctl.ground.export, camctl.ground.firstlook; "
+    """The rule at run time: what ``camctl fetch`` imports on a laptop never pulls the board in."""
+    code = ("import sys, camctl.ground, camctl.ground.views, camctl.ground.export, "
+            "camctl.ground.firstlook; "
             "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('camctl'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
     loaded = out.split()
     assert "camctl.ground.download" in loaded
     assert not [m for m in loaded if m.startswith("camctl.board")]
