@@ -300,8 +300,8 @@ def pick_frames(path: Path, *, every: int = 1, stills: bool = True, check_jpeg: 
             try:
                 yield from _indexed_chunk(f, ci, layout, topics, path, images, every=every,
                                           stills=stills, check_jpeg=check_jpeg)
-            # the index and the records disagree: read the chunk whole, CRC-checked
             except _Unindexed:
+                # the index and the records disagree: read the chunk whole, CRC-checked
                 yield from _whole_chunk(f, ci, layout, topics, path, images, every=every,
                                         stills=stills, check_jpeg=check_jpeg)
 
@@ -467,8 +467,8 @@ def _scan_picked(f: BinaryIO, path: Path, *, every: int, stills: bool,
     """The salvage scan of an unfinished or damaged segment, from a read-only memory map of it."""
     try:
         data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    # empty, or not a real file
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        # empty, or not a real file
         data = _read_at(f, 0, f.seek(0, 2)) if f.seek(0, 2) else b""
     yield from scan_frames(scan_segment(path, data), every=every, check_jpeg=check_jpeg,
                            stills=stills)
