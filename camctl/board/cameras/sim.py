@@ -85,7 +85,8 @@ class SimCamera(Camera):
         self._faults: list[tuple[str, float, float]] = []
         for kind, at_s, duration_s in faults:
             if kind not in FAULT_KINDS:
-                raise CameraError(name, f"unknown fault kind {kind!r} (expected one of {', '.join(FAULT_KINDS)})")
+                raise CameraError(name, f"unknown fault kind {kind!r} "
+                                        f"(expected one of {', '.join(FAULT_KINDS)})")
             self._faults.append((kind, float(at_s), float(duration_s)))
         # (kind, at_ns, duration_s), set at first open
         self._scheduled: list[tuple[str, int, float]] = []
@@ -120,7 +121,8 @@ class SimCamera(Camera):
         self.frames_lent = self.frames_copied = 0
         # closes with buffers still lent (a real camera would free them under a reader)
         self.closed_while_lent = 0
-        self.lores_size = None if lores_size is None else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1)
+        self.lores_size = (None if lores_size is None
+                           else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1))
         if self.lores_size is not None and min(self.lores_size) < 2:
             raise CameraError(name, f"lores_size must be at least 2x2, got {lores_size!r}")
         self._lores = False  # deliver the lores stream (a bool write: thread-safe)
@@ -138,8 +140,8 @@ class SimCamera(Camera):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"open, {self._fps:g} fps, next seq {self._seq}"
-        return (f"<SimCamera {self.name!r} {self.role} seed={self.seed} {self.size[0]}x{self.size[1]} "
-                f"{state}>")
+        return (f"<SimCamera {self.name!r} {self.role} seed={self.seed} "
+                f"{self.size[0]}x{self.size[1]} {state}>")
 
     def set_fps(self, fps: float) -> None:
         """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new
@@ -187,7 +189,8 @@ class SimCamera(Camera):
             elif kind == "hang":
                 self._hang_until_ns = max(self._hang_until_ns, at_ns + int(duration_s * _NS))
             else:
-                self._disconnected_until_ns = max(self._disconnected_until_ns, at_ns + int(duration_s * _NS))
+                self._disconnected_until_ns = max(self._disconnected_until_ns,
+                                                  at_ns + int(duration_s * _NS))
 
     def _check_faults(self, timeout_s: float) -> None:
         """Raise or block as the active faults demand; return when a frame may be taken."""
@@ -211,7 +214,8 @@ class SimCamera(Camera):
             left_s = (self._stall_until_ns - now) / _NS
             if left_s >= timeout_s:
                 self._sleep(timeout_s)
-                raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s (sim: stalled sensor)")
+                raise CameraTimeout(self.name,
+                                    f"no frame within {timeout_s:g} s (sim: stalled sensor)")
             self._sleep(left_s)  # the stall ends inside the timeout: the frame comes late
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -223,14 +227,15 @@ class SimCamera(Camera):
         self._fire_due_faults(now)
         if now < self._disconnected_until_ns:
             left = (self._disconnected_until_ns - now) / _NS
-            raise CameraDisconnected(self.name, f"sim: camera not found (disconnected for {left:.3g} s more)")
+            raise CameraDisconnected(self.name, "sim: camera not found "
+                                                f"(disconnected for {left:.3g} s more)")
         self._prev_ns = None  # a reopened sensor starts a new schedule
         ground_texture(self.seed)  # build the scene before the first frame, not during it
 
     def recycle(self, image: object) -> None:
         """Reuse an encoded frame's buffer for a later replayed frame (prerender mode)."""
-        if (self.prerender and isinstance(image, np.ndarray) and image.base is None and len(self._free) < 8
-                and image.shape == (self.size[1], self.size[0], 3)):
+        if (self.prerender and isinstance(image, np.ndarray) and image.base is None
+                and len(self._free) < 8 and image.shape == (self.size[1], self.size[0], 3)):
             self._free.append(image)
 
     def prepare(self) -> None:
@@ -239,7 +244,8 @@ class SimCamera(Camera):
         prepare_scene(self.seed, self.role, self.size)
         if self.prerender and not self._replay:
             step = self.descent_s / self.prerender
-            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step, self.descent_s)
+            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step,
+                                         self.descent_s)
                             for i in range(self.prerender)]
 
     def _close_backend(self) -> None:
@@ -268,8 +274,8 @@ class SimCamera(Camera):
         seq = self._seq
         period_us = period_ns // 1000
         if lores and self.lores_size is not None:
-            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq, self._scene_s,
-                                              self.descent_s))
+            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq,
+                                              self._scene_s, self.descent_s))
             image, release, (width, height) = None, None, self.lores_size
         else:
             planes, (width, height) = None, self.size

@@ -234,8 +234,8 @@ def _canopy(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # 7-segment digits: segments a, b, c, d, e, f, g.
-_SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd", "6": "afgedc",
-             "7": "abc", "8": "abcdefg", "9": "abcdfg"}
+_SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd",
+             "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg"}
 
 
 def _draw_number(img: np.ndarray, number: int, height: int) -> None:
@@ -356,4 +356,5 @@ def rgb_to_i420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     qr, qg, qb = q[..., 0], q[..., 1], q[..., 2]
     u = 128.0 - 0.168736 * qr - 0.331264 * qg + 0.5 * qb
     v = 128.0 + 0.5 * qr - 0.418688 * qg - 0.081312 * qb
-    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v))  # type: ignore[return-value]
+    planes = tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v))
+    return planes  # type: ignore[return-value]
