@@ -51,8 +51,8 @@ def encode_jpeg(image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB"
     encoders)."""
     if not image.flags.c_contiguous:
         image = np.ascontiguousarray(image)
-    return simplejpeg.encode_jpeg(image, quality=quality, colorspace=colorspace, colorsubsampling="420",
-                                  fastdct=True)
+    return simplejpeg.encode_jpeg(image, quality=quality, colorspace=colorspace,
+                                  colorsubsampling="420", fastdct=True)
 
 
 def encode_jpeg_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int = 85) -> bytes:
@@ -101,7 +101,8 @@ class EncoderPool:
         self.capacity = capacity
         self.nice = nice
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="camctl-encode",
-                                        initializer=_lower_priority if nice else None, initargs=(nice,))
+                                        initializer=_lower_priority if nice else None,
+                                        initargs=(nice,))
         self._closed = False
         # RLock: cancel() runs done-callbacks on the cancelling thread
         self._lock = threading.RLock()

@@ -146,7 +146,9 @@ class PhaseMachine:
         phase = self._phase
         idx = self.order.index(phase)
         if event == "arm":
-            return (ARMED, "") if phase == SAFE else (None, "duplicate" if phase == ARMED else "in_flight")
+            if phase == SAFE:
+                return ARMED, ""
+            return None, "duplicate" if phase == ARMED else "in_flight"
         if event == "disarm":
             if phase in (ARMED, LANDED):
                 return SAFE, ""
@@ -177,10 +179,12 @@ class PhaseMachine:
         clock, possibly in the past), so TOUCHDOWN keeps only its remaining post-touchdown time.
         Only from SAFE, before any event."""
         if phase not in self.order:
-            raise ResumeError(f"cannot resume into unknown phase {phase!r} (phases: {', '.join(self.order)})")
+            raise ResumeError(f"cannot resume into unknown phase {phase!r} "
+                              f"(phases: {', '.join(self.order)})")
         with self._lock:
             if self._phase != SAFE or self.history:
-                raise ResumeError(f"resume only at start, before any event (phase is {self._phase})")
+                raise ResumeError("resume only at start, before any event "
+                                  f"(phase is {self._phase})")
             now = self._clock_ns()
             self._phase = phase
             self._entered_ns = min(entered_ns, now)
@@ -203,7 +207,8 @@ class PhaseMachine:
         if phase == TOUCHDOWN:
             candidates.append((self._entered_ns + int(cfg.post_touchdown_s * 1e9), LANDED))
         if self._descent_started_ns is not None and phase not in (TOUCHDOWN, LANDED, SAFE):
-            candidates.append((self._descent_started_ns + int(cfg.descent_timeout_s * 1e9), TOUCHDOWN))
+            deadline = self._descent_started_ns + int(cfg.descent_timeout_s * 1e9)
+            candidates.append((deadline, TOUCHDOWN))
         if phase == ARMED and cfg.armed_timeout_s > 0:
             candidates.append((self._entered_ns + int(cfg.armed_timeout_s * 1e9), SAFE))
         if phase in self._timeouts:
@@ -240,7 +245,8 @@ class PhaseMachine:
 
     def _record(self, event: str, source: str, outcome: str, now: int, phase_to: str = "",
                 phase: str | None = None) -> None:
-        rec = EventRecord(event, source, phase or self._phase, outcome, now, self._wall_ns(), phase_to)
+        rec = EventRecord(event, source, phase or self._phase, outcome, now, self._wall_ns(),
+                          phase_to)
         self.records.append(rec)
         if len(self.records) > 10_000:  # bounded: a chattering line must not eat the RAM
             del self.records[:5_000]

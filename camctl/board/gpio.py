@@ -87,7 +87,8 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
     try:
         return LGPIOFactory()
     except Exception as exc:  # lgpio.error, OSError: no /dev/gpiochip*, no permission
-        raise GpioError(f"cannot open the GPIO chip: {exc} (is the user in group 'gpio'?)") from None
+        raise GpioError(f"cannot open the GPIO chip: {exc} "
+                        "(is the user in group 'gpio'?)") from None
 
 
 class EventLines(Closeable):
@@ -156,8 +157,9 @@ class EventLines(Closeable):
             return t
         self._untrusted_ticks += 1
         if self._untrusted_ticks == 1:
-            log.warning("GPIO edge ticks %r from %s are not on the monotonic clock; using callback times "
-                        "(late by the callback's scheduling delay)", ticks, type(self.factory).__name__)
+            log.warning("GPIO edge ticks %r from %s are not on the monotonic clock; "
+                        "using callback times (late by the callback's scheduling delay)",
+                        ticks, type(self.factory).__name__)
         return self._clock_ns()
 
     def _make_handler(self, line: GpioLine) -> Callable[[Any], None]:
@@ -254,12 +256,13 @@ class EventLines(Closeable):
                 self.factory.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ", ".join(f"{e}=gpio{ln.pin}" for e, ln in self._lines.items())
+        state = ("closed" if self._closed
+                 else ", ".join(f"{e}=gpio{ln.pin}" for e, ln in self._lines.items()))
         return f"<EventLines {self.config.backend}: {state}>"
 
 
-def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threading.Event | None = None,
-          pin_factory: Any = None) -> None:
+def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print,
+          stop: threading.Event | None = None, pin_factory: Any = None) -> None:
     """``camctl gpio watch``: print every edge of every configured line until ``stop``, at its
     kernel time (the pin's ticks, as :class:`EventLines` records them) with the gap since that
     line's previous edge, so contact bounce shows as edges closer than ``bounce_ms``. The first line
@@ -278,7 +281,8 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threadi
         if note != "at start":
             last[line.event] = t_ns
         active = level_high == line.active_high
-        out(f"{(t_ns - t0) / 1e9:10.4f}s  {time.strftime('%H:%M:%S')}  gpio{line.pin:<3d} {line.event:<12s} "
+        out(f"{(t_ns - t0) / 1e9:10.4f}s  {time.strftime('%H:%M:%S')}  "
+            f"gpio{line.pin:<3d} {line.event:<12s} "
             f"{'high' if level_high else 'low':<4s} {'ACTIVE' if active else 'inactive'}{gap}"
             f"{f'  ({note})' if note else ''}")
 
@@ -287,8 +291,8 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threadi
             try:
                 dev = DigitalInputDevice(line.pin, pull_up=line.pull_up, pin_factory=factory)
             except Exception as exc:  # lgpio 'GPIO busy', PinInUse: one line, not a traceback
-                raise GpioError(f"cannot claim gpio{line.pin} ({line.event}): {exc} (is camctl run holding "
-                                f"it?)") from None
+                raise GpioError(f"cannot claim gpio{line.pin} ({line.event}): {exc} "
+                                "(is camctl run holding it?)") from None
             devices.append(dev)
 
             def changed(ticks: Any, state: Any, line: GpioLine = line) -> None:
