@@ -175,8 +175,8 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
     if descent_at is not None and descent_mono is None:
         # half a picture on the monotonic clock is worse than a whole one on the wall clock
         entered_mono = None
-    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, entered_mono, descent_mono,
-                       seen_mono if entered_mono is not None else None)
+    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, entered_mono,
+                       descent_mono, seen_mono if entered_mono is not None else None)
 
 
 def _int(value: object) -> int | None:
@@ -189,7 +189,8 @@ def _stored_frames(flight_dir: Path, camera: str) -> int:
     return sum(count_frames(seg) for seg in _segments(flight_dir / camera))
 
 
-def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns: int) -> list[dict]:
+def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int,
+                  wall_ns: int) -> list[dict]:
     """Ledger records that close each camera's books of the part of the flight before a restart.
 
     The ledger is flushed once a second and frames are written as they come, so what a dead process
@@ -206,7 +207,8 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns
     out = []
     for cam in cameras:
         b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}})
-        diff = b["captured"] - (_stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"])
+        accounted = _stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"]
+        diff = b["captured"] - accounted
         if diff:
             out.append(LedgerRecord(camera=cam, captured=max(0, -diff),
                                     dropped={RESTART: diff} if diff > 0 else {}, name="restart",

@@ -68,7 +68,9 @@ class Notifier:
 
     def stopping(self, status: str | None = None) -> bool:
         """Tell systemd we are shutting down (``STOPPING=1``)."""
-        return self.notify(STOPPING=1, STATUS=status) if status is not None else self.notify(STOPPING=1)
+        if status is not None:
+            return self.notify(STOPPING=1, STATUS=status)
+        return self.notify(STOPPING=1)
 
     def notify(self, **fields: object) -> bool:
         """Send ``KEY=value`` lines in one datagram. Returns True if sent, False if disabled or
@@ -83,7 +85,8 @@ class Notifier:
         with self._lock:
             try:
                 if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    self._sock = socket.socket(socket.AF_UNIX,
+                                               socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 # never wait: a service manager slow to read (or a full queue:
                 # net.unix.max_dgram_qlen is 10 by default) must not stall the daemon's main loop;
                 # the message is dropped instead
@@ -91,7 +94,8 @@ class Notifier:
             except OSError as exc:
                 if not self._failed:
                     self._failed = True
-                    log.debug("sd_notify to %r failed (further failures not logged): %s", self._address, exc)
+                    log.debug("sd_notify to %r failed (further failures not logged): %s",
+                              self._address, exc)
                 self._close_socket()
                 return False
         return True
@@ -123,7 +127,8 @@ def _address(value: str) -> str | bytes | None:
         return b"\0" + value[1:].encode()
     if value.startswith("/"):
         return value
-    log.debug("NOTIFY_SOCKET %r is neither a path nor an abstract '@name'; sd_notify disabled", value)
+    log.debug("NOTIFY_SOCKET %r is neither a path nor an abstract '@name'; sd_notify disabled",
+              value)
     return None
 
 

@@ -67,8 +67,9 @@ class Previews:
                 return hit[0]
             if key not in self._todo:
                 if self._queued[owner] >= p.MAX_THUMB_JOBS:
-                    raise ProtocolError(p.E_BUSY, f"{p.MAX_THUMB_JOBS} of your previews are being made; ask "
-                                                  "again when they are ready (THUMBNAILS.retry_ms)")
+                    raise ProtocolError(p.E_BUSY, f"{p.MAX_THUMB_JOBS} of your previews are "
+                                                  "being made; ask again when they are ready "
+                                                  "(THUMBNAILS.retry_ms)")
                 self._queued[owner] += 1
                 self._owner[key] = owner
             self._todo[key] = (seg, rel, camera, every, width)
@@ -145,7 +146,8 @@ class Previews:
             self._thread.join(timeout=10)
 
 
-def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> list[tuple[p.ThumbInfo, bytes]]:
+def make_previews(seg: Path, rel: str, camera: str, every: int,
+                  width: int) -> list[tuple[p.ThumbInfo, bytes]]:
     """Previews of every ``every``-th image (stills not counted) of one camera segment, in file
     order (runs on the worker). A finished segment is read through its index: only the chosen images
     and their metadata."""
@@ -155,8 +157,9 @@ def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> l
         if small is None:
             continue
         data, w, h = small
-        out.append((p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
-                                phase=fr.phase, width=w, height=h), data))
+        info = p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
+                           phase=fr.phase, width=w, height=h)
+        out.append((info, data))
     return out
 
 
