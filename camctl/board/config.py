@@ -449,8 +449,7 @@ _CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max
 
 
 def _controls(t: _Table) -> CameraControls:
-    """``[cameras.controls]``; every key is checked (a misspelt control is an error, never
-    ignored)."""
+    """``[cameras.controls]``, every key checked (a misspelt control is an error, never ignored)."""
     known = list(_CONTROL_KEYS)
     for key in sorted(t.data):
         if key not in known:
@@ -510,8 +509,7 @@ def _publish(t: _Table) -> PublishConfig:
 
 
 def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
-    """Validate a parsed TOML document and build a :class:`Config`; raise ConfigError on any
-    problem."""
+    """Validate a parsed TOML document into a :class:`Config`; raise ConfigError on any problem."""
     try:
         top = _Table(data, "")
         board = _name(top.get("board"), "board") if top.has("board") else _missing("board")

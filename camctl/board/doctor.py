@@ -1,5 +1,4 @@
-"""`camctl doctor`: is this board ready to fly? One line per check, OK / WARN / FAIL, and what to
-fix.
+"""`camctl doctor`: is this board ready to fly? One line per check, OK/WARN/FAIL, and the fix.
 
 Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it
 sees (each configured camera is opened for a second at its size, flight rate, encoder and controls:
@@ -73,8 +72,7 @@ _JPEG_BYTES_PER_PIXEL = 0.12
 
 @dataclass(frozen=True)
 class Check:
-    """One result line: ``name`` of the check, ``level`` OK/WARN/FAIL, what was found, and how to
-    fix it."""
+    """One line: the check's ``name``, its ``level`` OK/WARN/FAIL, what was found, how to fix it."""
 
     name: str
     level: str
@@ -109,8 +107,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
 
 
 def _adjtimex_state() -> int | None:
-    """adjtimex(2) with modes=0 (read only): the clock state, 5 (TIME_ERROR) when not
-    synchronised."""
+    """adjtimex(2), modes=0 (read only): the clock state, 5 (TIME_ERROR) when not synchronised."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex is ~208 bytes; modes=0 at offset 0
@@ -135,8 +132,7 @@ def _disk_free_mb(path: Path) -> float:
 
 
 def _write_probe(directory: Path) -> None:
-    """Create, write, fsync, close and delete a probe file (and fsync the directory): raises
-    OSError."""
+    """Create, write, fsync, close, delete a probe file and fsync the directory; raises OSError."""
     probe = directory / f".camctl-doctor-{uuid.uuid4().hex}"
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -155,8 +151,7 @@ def _write_probe(directory: Path) -> None:
 
 
 def _line_levels(cfg: Config) -> dict[str, bool]:
-    """The configured event lines' levels now (True: active); raises CamctlError when they cannot be
-    read."""
+    """The configured event lines' levels now (True: active); CamctlError if they cannot be read."""
     from camctl.board.commands import read_mock_levels
     from camctl.board.gpio import EventLines
 
@@ -168,8 +163,7 @@ def _line_levels(cfg: Config) -> dict[str, bool]:
 
 
 def _mounts() -> list[tuple[str, str, str]]:
-    """(device, mount point, fs type) of every mount, from /proc/self/mounts (octal escapes
-    decoded)."""
+    """(device, mount point, fs type) of each mount in /proc/self/mounts, octal escapes decoded."""
     out = []
     text = _read_text("/proc/self/mounts") or ""
     for row in text.splitlines():
@@ -211,8 +205,7 @@ def _make_camera(cfg: CameraConfig) -> Camera:
 
 @dataclass
 class Probes:
-    """The machine, as doctor sees it. Replace any field in tests; defaults touch the real
-    system."""
+    """The machine as doctor sees it. Replace any field in tests; defaults touch the real system."""
 
     import_module: Callable[[str], ModuleType] = importlib.import_module
     read_text: Callable[[str], str | None] = _read_text
@@ -241,8 +234,7 @@ def _check_python() -> Check:
 
 
 def _chip_labels(probes: Probes) -> dict[str, str]:
-    """gpiochipN -> label, from /sys/bus/gpio/devices/*/label, else
-    /sys/class/gpio/gpiochip*/label."""
+    """gpiochipN -> label from /sys/bus/gpio/devices/*/label, or /sys/class/gpio/gpiochip*/label."""
     labels: dict[str, str] = {}
     for path in probes.glob("/sys/bus/gpio/devices/gpiochip*"):
         text = probes.read_text(f"{path}/label")
@@ -421,8 +413,7 @@ def _check_groups(probes: Probes) -> Check:
 
 
 def _flight_mb(cfg: Config) -> float:
-    """Megabytes one flight may write: every camera at its fastest descent rate for
-    descent_timeout_s."""
+    """MB one flight may write: every camera at its fastest descent rate for descent_timeout_s."""
     total = 0.0
     for cam in cfg.cameras:
         rate = max((fps for phase, fps in cam.fps if phase != "ARMED"), default=0.0)
@@ -515,8 +506,7 @@ def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
 
 
 def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> list[Check]:
-    """Every check in order. Without a config (or with a broken one) the defaults of
-    camctl.board.config apply."""
+    """Every check in order; without a (valid) config, camctl.board.config's defaults apply."""
     probes = probes or Probes()
     checks = [_check_python()]
     cfg: Config | None = None

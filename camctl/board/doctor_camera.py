@@ -86,8 +86,7 @@ def check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
 
 
 def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[str]:
-    """The exposure and gain caps, checked against the frames' metadata (MJPEG frames carry none: 0
-    µs)."""
+    """Exposure and gain caps checked against frame metadata (MJPEG frames carry none: 0 µs)."""
     out = []
     cap_us, cap_gain = cfg.controls.exposure_max_us, cfg.controls.analogue_gain_max
     seen_us = max((e for e, _ in exposures), default=0)

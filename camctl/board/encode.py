@@ -47,8 +47,7 @@ log = logging.getLogger("camctl.board.encode")
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB") -> bytes:
-    """Encode one ``HxWx3`` uint8 frame the way the board does (4:2:0, like camera hardware
-    encoders)."""
+    """Encode one ``HxWx3`` uint8 frame as the board does (4:2:0, like camera hardware encoders)."""
     if not image.flags.c_contiguous:
         image = np.ascontiguousarray(image)
     return simplejpeg.encode_jpeg(image, quality=quality, colorspace=colorspace,
@@ -66,8 +65,7 @@ def encode_jpeg_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int
 
 
 def _lower_priority(nice: int) -> None:
-    """Run on each encoder thread as it starts: raise its nice value by ``nice`` (see the module
-    docstring)."""
+    """Run as each encoder thread starts: raise its nice value by ``nice`` (module docstring)."""
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
@@ -87,8 +85,7 @@ class _Waiting:
 
 
 class EncoderPool:
-    """A fixed pool of encoder threads shared by all cameras of a board (value-ordered with
-    ``capacity``)."""
+    """Encoder threads shared by all cameras of a board (value-ordered with ``capacity``)."""
 
     def __init__(self, threads: int = 2, *, capacity: int | None = None, nice: int = 0) -> None:
         if threads < 1:
@@ -113,8 +110,9 @@ class EncoderPool:
 
     def submit(self, image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB",
                value: int = 2) -> Future[bytes]:
-        """Encode an RGB frame; ``value`` is its :class:`~camctl.common.frames.FrameValue` (see the
-        overload rule)."""
+        """Encode an RGB frame; ``value`` is its :class:`~camctl.common.frames.FrameValue`.
+
+        See the overload rule in the module docstring."""
         return self.run(encode_jpeg, image, quality, colorspace=colorspace, value=value)
 
     def submit_yuv(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], quality: int = 85, *,
@@ -149,8 +147,7 @@ class EncoderPool:
             self._waiting.pop(order, None)
 
     def _evict_below(self, value: int) -> bool:
-        """Cancel the oldest waiting job of the lowest value below ``value``; False when there is
-        none."""
+        """Cancel the oldest waiting job of the lowest value under ``value``; False if none."""
         while True:
             low = min(self._waiting.values(), key=lambda j: (j.value, j.order), default=None)
             if low is None or low.value >= value:

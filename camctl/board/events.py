@@ -1,5 +1,4 @@
-"""The phase machine: SAFE -> ARMED -> descent phases -> TOUCHDOWN -> LANDED, driven by named
-events.
+"""The phase machine, driven by named events: SAFE -> ARMED -> descent -> TOUCHDOWN -> LANDED.
 
 It owns the rules, not the wiring: GPIO lines, operator commands and timers all call
 :meth:`PhaseMachine.handle` (or :meth:`PhaseMachine.tick` for timers), and every decision (a

@@ -92,8 +92,7 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
 
 
 class EventLines(Closeable):
-    """Watches the configured lines and calls ``on_edge(event, t_ns, line)`` when one becomes
-    active."""
+    """Watches the configured lines; calls ``on_edge(event, t_ns, line)`` as one becomes active."""
 
     def __init__(self, gpio: GpioConfig, on_edge: OnEdge, *, pin_factory: Any = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
@@ -202,8 +201,7 @@ class EventLines(Closeable):
         return tuple(self._lines)
 
     def levels(self) -> dict[str, bool]:
-        """Every line's current level (True: active), read now: what a restarted daemon resumes
-        from."""
+        """Every line's level now (True: active): what a restarted daemon resumes from."""
         return {event: self.is_active(event) for event in self._lines}
 
     def is_active(self, event: str) -> bool:

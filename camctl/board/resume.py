@@ -1,5 +1,4 @@
-"""Where the last flight stood when the daemon stopped: read back from the flight's own files at
-start.
+"""Where the last flight stood when the daemon stopped, read back from its own files at start.
 
 Owns the reading side of a mid-flight restart. :func:`last_flight_state` reads the newest flight's
 event log (every segment, torn tails tolerated: it runs after the store recovery) and returns the
@@ -76,8 +75,7 @@ class FlightState:
 
     @property
     def same_boot(self) -> bool:
-        """True when the monotonic times are usable: the flight was last written during this
-        boot."""
+        """True when the monotonic times are usable: the flight was last written this boot."""
         return self.entered_mono_ns is not None and self.last_seen_mono_ns is not None
 
     def gap_s(self, now_wall_ns: int, now_mono_ns: int | None = None) -> float:
@@ -123,8 +121,7 @@ def _last_frame_ns(flight_dir: Path, cameras: list[str]) -> tuple[int, int]:
 
 
 def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightState | None:
-    """The state of the newest flight under ``root``, or None when there is none or its log says
-    nothing."""
+    """The newest flight's state under ``root``; None if there is none or its log says nothing."""
     flights = list_flights(Path(root))
     if not flights:
         return None

@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Sends sd_notify messages to the socket named by ``NOTIFY_SOCKET`` (a path or an abstract
-    ``@name``).
+    """Sends sd_notify messages to the ``NOTIFY_SOCKET`` socket (a path or an abstract ``@name``).
 
     ``watchdog_interval_s`` is half of ``WATCHDOG_USEC`` (the interval sd_watchdog_enabled(3)
     recommends), or None when no watchdog is set or ``WATCHDOG_PID`` names another process.
@@ -73,8 +72,7 @@ class Notifier:
         return self.notify(STOPPING=1)
 
     def notify(self, **fields: object) -> bool:
-        """Send ``KEY=value`` lines in one datagram. Returns True if sent, False if disabled or
-        failed."""
+        """Send ``KEY=value`` lines in one datagram; True if sent, False if disabled or failed."""
         if self._address is None or not fields:
             return False
         lines = []

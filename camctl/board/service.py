@@ -159,8 +159,7 @@ WantedBy=multi-user.target
 
 
 def render_store_dropin(store_dir: Path) -> str:
-    """A drop-in that lets the sandboxed daemon write a store outside /var/lib/camctl (e.g. a USB
-    SSD).
+    """A drop-in letting the sandboxed daemon write a store outside /var/lib/camctl (a USB SSD).
 
     RequiresMountsFor= orders the service after the mount and keeps it from starting on the bare
     mount point (which would silently fill the SD card instead of the SSD).
@@ -175,8 +174,7 @@ def render_store_dropin(store_dir: Path) -> str:
 
 def render_unit(*, exec_path: Path | str = DEFAULT_VENV / "bin" / "camctl",
                 config: Path | str = DEFAULT_CONFIG, user: str = DEFAULT_USER) -> str:
-    """The unit text with ExecStart = ``exec_path run --config config`` and User/Group =
-    ``user``."""
+    """The unit text: ExecStart = ``exec_path run --config config``, User/Group = ``user``."""
     exec_start = shlex.join([str(exec_path), "run", "--config", str(config)])
     return UNIT_TEMPLATE.format(exec_start=exec_start, user=user, config=config)
 

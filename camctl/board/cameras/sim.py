@@ -129,8 +129,7 @@ class SimCamera(Camera):
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
-        """Build (closed) from a camera config, at the ARMED rate; ``seed`` is mixed with
-        ``cfg.seed``."""
+        """Build (closed) from ``cfg`` at the ARMED rate, mixing ``seed`` with ``cfg.seed``."""
         mixed = int(np.random.SeedSequence([int(cfg.seed), int(seed)]).generate_state(1)[0])
         kwargs.setdefault("lores_size", cfg.lores_size)
         kwargs.setdefault("descent_s", cfg.sim_descent_s)
@@ -144,8 +143,7 @@ class SimCamera(Camera):
                 f"{self.size[0]}x{self.size[1]} {state}>")
 
     def set_fps(self, fps: float) -> None:
-        """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new
-        one."""
+        """Change the rate (thread-safe), waking a capture that waits at the old rate."""
         super().set_fps(fps)
         self._rate_changed.set()
 
@@ -155,8 +153,7 @@ class SimCamera(Camera):
         return self.lores_size is not None
 
     def set_lores(self, enabled: bool) -> bool:
-        """Render the next frames at ``lores_size`` as I420 (``enabled``) or at the main size as
-        RGB."""
+        """Render the next frames as I420 at ``lores_size`` (``enabled``) or as RGB at main size."""
         if self.lores_size is None:
             return False
         self._lores = bool(enabled)
@@ -172,8 +169,7 @@ class SimCamera(Camera):
         self._pending_exception = True
 
     def inject_disconnect(self, duration_s: float) -> None:
-        """Unplug the camera at the next capture: it raises, and ``open()`` fails for
-        ``duration_s``."""
+        """Unplug at the next capture: it raises, and ``open()`` fails for ``duration_s``."""
         self._pending_disconnect_s = float(duration_s)
 
     def _fire_due_faults(self, now: int) -> None:
@@ -255,13 +251,11 @@ class SimCamera(Camera):
 
     # -- frames ------------------------------------------------------------------------------------
     def capture(self, timeout_s: float = 1.0) -> Frame:
-        """The next frame at the current rate; raises CameraTimeout/CameraError/CameraDisconnected
-        on faults."""
+        """The next frame at the current rate, or CameraTimeout/CameraError/CameraDisconnected."""
         return self._capture(timeout_s, lores=self._lores)
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """The next frame at the main size (also while the lores stream is on), marked as a
-        still."""
+        """The next frame at the main size (even with the lores stream on), marked as a still."""
         frame = self._capture(timeout_s, lores=False)
         frame.still = True
         return frame
@@ -371,8 +365,7 @@ class SimCamera(Camera):
         return self._loans
 
     def _lend(self) -> Callable[[], None] | None:
-        """Take a buffer for a lent frame: its one-shot ``release``, or None when none is to
-        spare."""
+        """Take a buffer for a lent frame: its one-shot ``release``, or None if none is spare."""
         with self._loan_lock:
             if self._loans >= self.lend_limit:
                 return None

@@ -37,8 +37,7 @@ def file_key(path: Path) -> tuple[str, int, int]:
 
 
 def _index_records(flight_dir: Path) -> dict[str, dict]:
-    """Records of ``index.json`` by path relative to the flight folder (tolerant of its exact
-    shape)."""
+    """``index.json``'s records by path relative to the flight folder (tolerant of its shape)."""
     try:
         data = json.loads((flight_dir / "index.json").read_text("utf-8"))
     except (OSError, ValueError):
@@ -141,8 +140,7 @@ class Catalog:
         return facts, key[1]
 
     def _compute(self, seg: Path, camera: str) -> _Facts:
-        """Facts of a segment read through the store's salvage reader (the project's one MCAP
-        reader)."""
+        """A segment's facts, read by the store's salvage reader (the project's one MCAP reader)."""
         sha = sha256_file(seg)
         if camera == "events":
             return _Facts(sha, sum(1 for _ in iter_events(seg)), 0, 0, 0)
@@ -155,8 +153,9 @@ class Catalog:
         return _Facts(sha, len(times), min(times, default=0), max(times, default=0), value)
 
     def resolve(self, rel: str, open_segments: set[Path]) -> Path:
-        """The servable file for a store-relative path; ProtocolError BAD_PATH, NOT_FOUND,
-        OPEN_SEGMENT."""
+        """The servable file for a store-relative path.
+
+        Raises ProtocolError BAD_PATH, NOT_FOUND or OPEN_SEGMENT."""
         p.check_relpath(rel)
         parts = rel.split("/")
         shape_ok = (len(parts) == 2 and parts[1] in ("flight.json", "index.json")) or \
@@ -181,8 +180,9 @@ class Catalog:
         return target
 
     def open_fd(self, rel: str, open_segments: set[Path]) -> int:
-        """A read-only fd of the servable file ``rel`` (validated as :meth:`resolve`), kept open
-        across requests.
+        """A read-only fd of the servable file ``rel``, kept open across requests.
+
+        ``rel`` is validated as by :meth:`resolve`.
 
         Cached fds are re-checked with one ``lstat`` (inode, size, mtime) per call; with no open
         segments the path is not re-resolved. Only the server thread calls this.

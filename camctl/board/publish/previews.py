@@ -25,8 +25,7 @@ _THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still
 
 
 class Previews:
-    """Previews made once per segment on one worker thread, cached in memory (LRU, bounded in JPEG
-    bytes).
+    """Previews made once per segment by one worker thread, kept in an LRU bounded in JPEG bytes.
 
     The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first
     in line) and :meth:`warm` (queue at the back). The worker is started on first use and stopped by
@@ -53,8 +52,7 @@ class Previews:
 
     def get(self, seg: Path, rel: str, camera: str, every: int, width: int,
             owner: bytes = b"") -> list[tuple[p.ThumbInfo, bytes]] | None:
-        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's
-        queue).
+        """``seg``'s previews if made, else None (and ``seg`` goes first in the worker's queue).
 
         A requester (``owner``, the peer) has at most ``p.MAX_THUMB_JOBS`` segments waiting in the
         queue; one more raises ProtocolError BUSY.
