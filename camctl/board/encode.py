@@ -1,23 +1,11 @@
 """The JPEG encoder pool: simplejpeg on a few threads (it releases the GIL while it encodes).
 
 Capture threads submit raw RGB frames (or planar I420 from a camera's lores stream) and get futures
-back; each capture thread keeps its own futures in order, so the pool can run frames of several
-cameras side by side without reordering any camera's stream.
-
-Value-ordered overload: a pool built with ``capacity`` holds at most that many frames waiting for an
-encoder thread. A frame submitted to a full pool pushes out the oldest waiting frame of the lowest
-value below its own (that frame's future is cancelled: its camera counts it ``encoder_behind``);
-when no waiting frame is worth less, the new frame is refused the same way (its future comes back
-cancelled). So across cameras a lower-value frame is always dropped before a higher-value one, and a
-TOUCHDOWN frame is never dropped while an ARMED frame waits. Without ``capacity`` (benchmarks,
-tools) nothing is ever dropped.
-
-Priority: ``nice`` puts the encoder threads below the board's latency work (``os.setpriority`` on
-each worker thread: Linux schedules threads as tasks, and raising a nice value needs no privilege).
-Encoding is throughput work that keeps both cores busy; a GPIO edge's callback thread, the capture
-threads and the store's writer each need a core for a fraction of a millisecond at the moment they
-wake, and at equal priority they queued behind an encode for a whole scheduler slice (4 ms measured
-on the separation edge).
+back, each keeping its own in order, so no camera's stream is reordered. Built with ``capacity``,
+the pool drops by value on overload: a lower-value frame always goes before a higher-value one (a
+cancelled future: ``encoder_behind``); without it nothing is dropped. ``nice`` puts the encoder
+threads below the board's latency work. docs/phases-and-gpio.md, section "Encoder pool", has the
+overload rule and the priority in full.
 
 Example::
 

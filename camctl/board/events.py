@@ -4,36 +4,8 @@ It owns the rules, not the wiring: GPIO lines, operator commands and timers all 
 :meth:`PhaseMachine.handle` (or :meth:`PhaseMachine.tick` for timers), and every decision (a
 transition, or an event that changed nothing and why) is reported to ``on_record`` with monotonic
 and wall-clock times, so the store's event log holds the whole story and the ground can align boards
-on shared trigger edges.
-
-Rule table (``RULES`` below is the code; tests cover every row):
-
-====================  ==============================  ===========================================
-event                 in phase                        outcome
-====================  ==============================  ===========================================
-arm                   SAFE                            -> ARMED (a new flight starts)
-arm                   any other                       ignored: ``duplicate`` / ``in_flight``
-disarm                ARMED                           -> SAFE (the flight ends; stored data kept)
-disarm                LANDED                          -> SAFE (ready for the next flight)
-disarm                a descent phase, TOUCHDOWN      refused: ``in_flight`` (never stop a descent)
-disarm                SAFE                            ignored: ``duplicate``
-<trigger> of phase P  SAFE                            ignored: ``not_armed`` (bench handling)
-<trigger> of phase P  ARMED or a phase before P       -> P (skipped phases are recorded)
-<trigger> of phase P  P                               ignored: ``duplicate``
-<trigger> of phase P  a phase after P, TOUCHDOWN      ignored: ``out_of_order``
-touchdown             ARMED or any descent phase      -> TOUCHDOWN (a touchdown without release lands)
-touchdown             TOUCHDOWN, LANDED               ignored: ``duplicate``
-touchdown             SAFE                            ignored: ``not_armed``
-unknown name          any                             ignored: ``unknown_event``
-timer                 TOUCHDOWN after post_touchdown  -> LANDED
-timer                 descent, descent_timeout_s      -> TOUCHDOWN (backup timer: no touchdown came)
-timer                 phase P with timeouts_s[P]      -> next phase (ARMED -> SAFE: auto-disarm)
-timer                 ARMED, armed_timeout_s          -> SAFE (auto-disarm)
-====================  ==============================  ===========================================
-
-The same event on the same line within ``bounce_ms`` of its previous edge is a bounce, ignored
-before the rules (gpiozero's ``MockPin`` ignores ``bounce_time``, and real contacts bounce, so
-camctl debounces itself).
+on shared trigger edges. It also debounces. The rule table and the debounce rule are in
+docs/phases-and-gpio.md, sections "Phase rules" and "Debounce".
 
 Example::
 

@@ -1,30 +1,10 @@
 """GPIO event lines: one gpiozero ``DigitalInputDevice`` per configured line, feeding named events.
 
-The pin factory is injected (gpiozero's seam): ``LGPIOFactory`` on a Pi (Pi 5 included; lgpio talks
-to ``/dev/gpiochip*``), ``MockFactory`` in the simulator and the tests, where
-:meth:`EventLines.drive` moves a ``MockPin`` so the real gpiozero edge path runs. Glitch rejection
-(``min_pulse_ms``: a line must hold active that long) lives here; debounce lives in the phase
-machine, because ``MockPin`` ignores gpiozero's ``bounce_time`` and real contacts bounce.
-
-Edge times are the pin's own ``ticks``, not the time the Python callback ran. Each line's handler is
-the pin's ``when_changed(ticks, state)`` (the documented Pin interface, gpiozero/pins/__init__.py,
-the ``when_changed`` property: "the first will report the ticks ... when the pin's state changed"):
-
-- lgpio: the kernel's line-event timestamp. gpiozero/pins/lgpio.py
-  ``LGPIOPin._call_when_changed(chip, gpio,
-  level, ticks)`` passes ``ticks / 1000000000`` on from lgpio's callback thread. The kernel stamps
-  events with ``ktime_get_ns()`` (CLOCK_MONOTONIC, the clock of ``time.monotonic_ns`` and of
-  libcamera's sensor timestamps) unless the line asked for the realtime clock, which lgpio does not
-  (joan2937/lg lgGpio.c: the ``GPIO_V2_LINE_FLAG_EVENT_CLOCK_REALTIME`` line is commented out).
-  lgpio.h warns old kernels used the epoch, so a stamp more than a minute away from
-  ``time.monotonic_ns()`` is not trusted (callback time, logged once).
-- MockFactory: ``MockPin._call_when_changed()`` passes ``self._last_change``, the ``monotonic()`` of
-  the
-  change (gpiozero/pins/mock.py), on the same clock.
-
-gpiozero's ``bounce_time`` is not used: lgpio's debounce stamps a level change "debounce
-microseconds after the actual level change" (lgpio.h, lgGpioSetDebounce), exactly the lateness
-camctl avoids.
+The pin factory is injected: ``LGPIOFactory`` on a Pi, ``MockFactory`` in the simulator and the
+tests, where :meth:`EventLines.drive` moves a ``MockPin``. Glitch rejection (``min_pulse_ms``)
+lives here, debounce in the phase machine. Edge times are the pins' own ``ticks`` (CLOCK_MONOTONIC),
+not the time the callback ran; gpiozero's ``bounce_time`` is not used. docs/phases-and-gpio.md,
+section "GPIO", has the gpiozero and lgpio facts behind this, with their sources.
 
 Example::
 

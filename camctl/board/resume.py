@@ -1,24 +1,18 @@
 """Where the last flight stood when the daemon stopped, read back from its own files at start.
 
 Owns the reading side of a mid-flight restart. :func:`last_flight_state` reads the newest flight's
-event log (every segment, torn tails tolerated: it runs after the store recovery) and returns the
-phase its last phase record entered, when the descent began, and when the board was last heard of
-(the newest record of the event log or the newest frame of each camera's last segment).
-
-Which clock: the daemon stamps its records with the kernel's boot id
-(``/proc/sys/kernel/random/boot_id``, a random UUID made once per boot: Linux ``random(4)``). When
-the daemon alone restarted (same boot id), the monotonic clock went on counting, so times come from
-it (``*_mono_ns``) and a wall-clock step in between (NTP or chrony setting the clock of a Pi without
-an RTC, minutes after boot) changes nothing. After a reboot the monotonic clock started again: only
-the wall clock relates the two boots (``*_wall_ns``).
-
-The daemon decides what to do with the state (:meth:`camctl.board.daemon.Daemon.start`); the phase
-machine takes it through :meth:`camctl.board.events.PhaseMachine.resume`.
+event log (every segment, torn tails tolerated) and returns the phase its last phase record
+entered, when the descent began, and when the board was last heard of. Times are monotonic
+(``*_mono_ns``) when the boot id is the same, else wall clock (``*_wall_ns``): see
+docs/phases-and-gpio.md, section "Resume clocks". The daemon decides what to do with the state
+(:meth:`camctl.board.daemon.Daemon.start`); the phase machine takes it through
+:meth:`camctl.board.events.PhaseMachine.resume`.
 
 Example::
 
     >>> state = last_flight_state(Path("/srv/camctl"))          # doctest: +SKIP
-    >>> state.flight, state.phase, state.gap_s(time.time_ns(), time.monotonic_ns())  # doctest: +SKIP
+    >>> now = time.time_ns(), time.monotonic_ns()                 # doctest: +SKIP
+    >>> state.flight, state.phase, state.gap_s(*now)              # doctest: +SKIP
     ('20261130T012233Z', 'DESCENT', 4.2)
 """
 

@@ -2,21 +2,9 @@
 
 :class:`SimCamera` stands beside the picamera2 backend on the same
 :class:`~camctl.board.cameras.base.Camera` base and is chosen by the config (``backend = "sim"``),
-never as a silent fallback. It owns:
-
-- the scene (rendered by :mod:`camctl.board.cameras.sim_scene`): ground approaching as the vehicle
-  descends, sky and horizon, a canopy, the frame number; reproducible (same seed, same pixels);
-- pacing: frames come on an absolute schedule at the current rate; a caller late by more than one
-  period
-  gets the newest slot and a sequence gap, as from a real sensor that kept running;
-- a lores stream (``lores_size``): with :meth:`SimCamera.set_lores` on, frames are rendered at the
-  lores size
-  and come back as I420 planes (``Frame.yuv420``, converted with numpy, :func:`rgb_to_i420`), so the
-  capture runner takes the same path as with picamera2's lores stream; stills stay at the main size;
-- faults: ``stall`` (capture times out), ``exception`` (CameraError), ``disconnect``
-  (CameraDisconnected on capture, and ``open()`` refused for the duration) and ``hang`` (capture
-  blocks for the duration whatever its timeout, as picamera2's ``stop()``/``close()`` wait on the
-  event loop without one), from the config's schedule or injected by hand. Faults are per instance.
+never as a silent fallback. It owns the scene (:mod:`camctl.board.cameras.sim_scene`), pacing on
+an absolute schedule, a lores stream of I420 planes, and the faults ``stall``, ``exception``,
+``disconnect`` and ``hang``: docs/cameras.md, section "sim", says how each behaves.
 
 Example::
 
