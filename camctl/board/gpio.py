@@ -33,7 +33,7 @@ from camctl.exc import GpioError
 __all__ = ["EventLines", "edge_time_ns", "make_pin_factory"]
 
 log = logging.getLogger("camctl.board.gpio")
-# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (see the module docstring);
+# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (docs/phases-and-gpio.md, "GPIO");
 # tests/test_gpio.py pins these facts to the installed gpiozero's source.
 MONOTONIC_TICKS = ("LGPIOFactory", "MockFactory")
 _TRUST_WINDOW_NS = 60_000_000_000

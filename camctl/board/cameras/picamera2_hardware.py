@@ -68,7 +68,7 @@ def _load_hardware(mod: ModuleType) -> tuple[Any, Any, Any]:
 
 
 def quality_bucket(Quality: Any, jpeg_quality: int) -> Any:
-    """The picamera2 ``Quality`` bucket for a JPEG quality 1..100 (see the module docstring)."""
+    """The picamera2 ``Quality`` bucket for a JPEG quality 1..100 (docs/cameras.md)."""
     if jpeg_quality <= 40:
         return Quality.VERY_LOW
     if jpeg_quality <= 60:
