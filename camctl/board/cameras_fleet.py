@@ -169,8 +169,9 @@ class CameraFleet:
             if why:
                 self.unavailable[name] = why
                 log.error("camera %s unavailable at boot: %s (retried at ARM)", name, why)
-                log_record(FaultRecord(camera=name, error="CameraCheck", message=why,
-                                       mono_ns=time.monotonic_ns(), wall_ns=time.time_ns()).encode())
+                record = FaultRecord(camera=name, error="CameraCheck", message=why,
+                                     mono_ns=time.monotonic_ns(), wall_ns=time.time_ns())
+                log_record(record.encode())
 
     def wait_first_frames(self) -> None:
         """Resumed mid-flight: the runners' own first frames are the check."""

@@ -215,15 +215,16 @@ def _store(t: _Table) -> StoreConfig:
         dir=Path(t.str("dir", str(StoreConfig.dir))).expanduser(),
         segment_mb=t.num("segment_mb", StoreConfig.segment_mb, lo=0, lo_open=True),
         segment_s=t.num("segment_s", StoreConfig.segment_s, lo=0, lo_open=True),
-        commit_interval_ms=t.num("commit_interval_ms", StoreConfig.commit_interval_ms, lo=1, hi=60_000,
-                                 integer=True),
+        commit_interval_ms=t.num("commit_interval_ms", StoreConfig.commit_interval_ms, lo=1,
+                                 hi=60_000, integer=True),
         reserve_mb=t.num("reserve_mb", StoreConfig.reserve_mb, lo=0),
         queue_frames=t.num("queue_frames", StoreConfig.queue_frames, lo=1, integer=True),
         mount=Path(t.str("mount", "")).expanduser() if t.str("mount", "") else None,
     )
-    if out.mount is not None and not (out.mount.is_absolute() and out.dir.is_relative_to(out.mount)):
-        raise ConfigError(f"store.dir {out.dir} is not inside store.mount {out.mount} (an absolute mount point)",
-                          key=t.path("mount"))
+    if out.mount is not None and not (out.mount.is_absolute()
+                                      and out.dir.is_relative_to(out.mount)):
+        raise ConfigError(f"store.dir {out.dir} is not inside store.mount {out.mount} "
+                          "(an absolute mount point)", key=t.path("mount"))
     t.done()
     return out
 
@@ -270,7 +271,8 @@ def _phases(t: _Table) -> PhasesConfig:
             triggers_t.used.add(event)
             _name(event, key)
             if event in RESERVED_EVENTS:
-                raise ConfigError(f"event {event!r} is built in and cannot start a descent phase", key=key)
+                raise ConfigError(f"event {event!r} is built in and cannot start a descent phase",
+                                  key=key)
             if not isinstance(phase, str) or not re.match(r"^[A-Z][A-Z0-9_]*$", phase):
                 raise ConfigError(f"must be a phase name in capitals, got {phase!r}", key=key)
             if phase in FIXED_PHASES:
@@ -289,13 +291,14 @@ def _phases(t: _Table) -> PhasesConfig:
         key = timeouts_t.path(phase)
         timeouts_t.used.add(phase)
         if phase not in order or phase in (SAFE, LANDED):
-            raise ConfigError(f"unknown phase {phase!r} (phases with a timer: {', '.join(order[1:-1])})",
-                              key=key)
+            raise ConfigError(f"unknown phase {phase!r} "
+                              f"(phases with a timer: {', '.join(order[1:-1])})", key=key)
         timeouts.append((phase, _number(seconds, key, lo=0, lo_open=True)))
     out = PhasesConfig(
         triggers=triggers_tuple,
         post_touchdown_s=t.num("post_touchdown_s", PhasesConfig.post_touchdown_s, lo=0, hi=3600),
-        descent_timeout_s=t.num("descent_timeout_s", PhasesConfig.descent_timeout_s, lo=0, lo_open=True),
+        descent_timeout_s=t.num("descent_timeout_s", PhasesConfig.descent_timeout_s, lo=0,
+                                lo_open=True),
         armed_timeout_s=t.num("armed_timeout_s", PhasesConfig.armed_timeout_s, lo=0),
         timeouts_s=tuple(timeouts),
     )
@@ -446,8 +449,7 @@ _CONTROL_KEYS = ("AfMode", "LensPosition", "exposure_max_us", "analogue_gain_max
 
 
 def _controls(t: _Table) -> CameraControls:
-    """``[cameras.controls]``; every key is checked (a misspelt control is an error, never
-    ignored)."""
+    """``[cameras.controls]``, every key checked (a misspelt control is an error, never ignored)."""
     known = list(_CONTROL_KEYS)
     for key in sorted(t.data):
         if key not in known:
@@ -458,14 +460,15 @@ def _controls(t: _Table) -> CameraControls:
     if lens is not None and af_mode not in (None, "manual"):
         raise ConfigError(f"needs AfMode = 'manual' (AfMode is {af_mode!r}: the lens would move)",
                           key=t.path("LensPosition"))
-    exposure = t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True) if t.has("exposure_max_us") \
-        else None
+    exposure = (t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True)
+                if t.has("exposure_max_us") else None)
     gain = t.num("analogue_gain_max", 1.0, lo=1.0, hi=64.0) if t.has("analogue_gain_max") else None
     mode = None
     if t.has("sensor_mode"):
         v = t.get("sensor_mode")
         if (not isinstance(v, list) or len(v) != 2
-                or not all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 16384 for x in v)):
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 16384
+                           for x in v)):
             raise ConfigError(f"must be [width, height] of a sensor mode in pixels, got {v!r}",
                               key=t.path("sensor_mode"))
         mode = (v[0], v[1])
@@ -488,7 +491,8 @@ def _publish(t: _Table) -> PublishConfig:
     events = t.str("events", PublishConfig.events)
     for key, url in (("bind", bind), ("events", events)):
         if not re.match(r"^(tcp|ipc|inproc)://\S+$", url):
-            raise ConfigError(f"must be a ZeroMQ endpoint like 'tcp://*:5555', got {url!r}", key=t.path(key))
+            raise ConfigError(f"must be a ZeroMQ endpoint like 'tcp://*:5555', got {url!r}",
+                              key=t.path(key))
     if bind == events and not bind.endswith((":*", ":0")):  # wildcard ports are two different ports
         raise ConfigError(f"must differ from publish.bind (both {bind!r})", key=t.path("events"))
     out = PublishConfig(
@@ -505,8 +509,7 @@ def _publish(t: _Table) -> PublishConfig:
 
 
 def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
-    """Validate a parsed TOML document and build a :class:`Config`; raise ConfigError on any
-    problem."""
+    """Validate a parsed TOML document into a :class:`Config`; raise ConfigError on any problem."""
     try:
         top = _Table(data, "")
         board = _name(top.get("board"), "board") if top.has("board") else _missing("board")
@@ -514,20 +517,22 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
         cams_v = top.get("cameras", [])
         if not isinstance(cams_v, list):
             raise ConfigError("must be an array of tables ([[cameras]])", key="cameras")
-        cameras = tuple(_camera(_Table(c, f"cameras[{i}]"), phases, i) for i, c in enumerate(cams_v))
+        cameras = tuple(_camera(_Table(c, f"cameras[{i}]"), phases, i)
+                        for i, c in enumerate(cams_v))
         names = [c.name for c in cameras]
         for i, n in enumerate(names):
             if n in names[:i]:
                 raise ConfigError(f"camera name {n!r} is used twice", key=f"cameras[{i}].name")
             if n == "events":
-                raise ConfigError("'events' is reserved for the event log", key=f"cameras[{i}].name")
+                raise ConfigError("'events' is reserved for the event log",
+                                  key=f"cameras[{i}].name")
         claimed: dict[int, str] = {}
         for i, cam in enumerate(cameras):
             if cam.backend != "picamera2":
                 continue
             if cam.index in claimed:  # two runners would fight over one sensor
-                raise ConfigError(f"camera index {cam.index} is already used by camera {claimed[cam.index]!r}",
-                                  key=f"cameras[{i}].index")
+                raise ConfigError(f"camera index {cam.index} is already used by camera "
+                                  f"{claimed[cam.index]!r}", key=f"cameras[{i}].index")
             claimed[cam.index] = cam.name
         gpio = _gpio(top.table("gpio"))
         known_events = {*RESERVED_EVENTS, *(e for e, _ in phases.triggers)}

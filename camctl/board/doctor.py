@@ -1,5 +1,4 @@
-"""`camctl doctor`: is this board ready to fly? One line per check, OK / WARN / FAIL, and what to
-fix.
+"""`camctl doctor`: is this board ready to fly? One line per check, OK/WARN/FAIL, and the fix.
 
 Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 and the cameras it
 sees (each configured camera is opened for a second at its size, flight rate, encoder and controls:
@@ -73,8 +72,7 @@ _JPEG_BYTES_PER_PIXEL = 0.12
 
 @dataclass(frozen=True)
 class Check:
-    """One result line: ``name`` of the check, ``level`` OK/WARN/FAIL, what was found, and how to
-    fix it."""
+    """One line: the check's ``name``, its ``level`` OK/WARN/FAIL, what was found, how to fix it."""
 
     name: str
     level: str
@@ -109,8 +107,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
 
 
 def _adjtimex_state() -> int | None:
-    """adjtimex(2) with modes=0 (read only): the clock state, 5 (TIME_ERROR) when not
-    synchronised."""
+    """adjtimex(2), modes=0 (read only): the clock state, 5 (TIME_ERROR) when not synchronised."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(512)  # struct timex is ~208 bytes; modes=0 at offset 0
@@ -135,8 +132,7 @@ def _disk_free_mb(path: Path) -> float:
 
 
 def _write_probe(directory: Path) -> None:
-    """Create, write, fsync, close and delete a probe file (and fsync the directory): raises
-    OSError."""
+    """Create, write, fsync, close, delete a probe file and fsync the directory; raises OSError."""
     probe = directory / f".camctl-doctor-{uuid.uuid4().hex}"
     fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -155,8 +151,7 @@ def _write_probe(directory: Path) -> None:
 
 
 def _line_levels(cfg: Config) -> dict[str, bool]:
-    """The configured event lines' levels now (True: active); raises CamctlError when they cannot be
-    read."""
+    """The configured event lines' levels now (True: active); CamctlError if they cannot be read."""
     from camctl.board.commands import read_mock_levels
     from camctl.board.gpio import EventLines
 
@@ -168,8 +163,7 @@ def _line_levels(cfg: Config) -> dict[str, bool]:
 
 
 def _mounts() -> list[tuple[str, str, str]]:
-    """(device, mount point, fs type) of every mount, from /proc/self/mounts (octal escapes
-    decoded)."""
+    """(device, mount point, fs type) of each mount in /proc/self/mounts, octal escapes decoded."""
     out = []
     text = _read_text("/proc/self/mounts") or ""
     for row in text.splitlines():
@@ -211,8 +205,7 @@ def _make_camera(cfg: CameraConfig) -> Camera:
 
 @dataclass
 class Probes:
-    """The machine, as doctor sees it. Replace any field in tests; defaults touch the real
-    system."""
+    """The machine as doctor sees it. Replace any field in tests; defaults touch the real system."""
 
     import_module: Callable[[str], ModuleType] = importlib.import_module
     read_text: Callable[[str], str | None] = _read_text
@@ -241,8 +234,7 @@ def _check_python() -> Check:
 
 
 def _chip_labels(probes: Probes) -> dict[str, str]:
-    """gpiochipN -> label, from /sys/bus/gpio/devices/*/label, else
-    /sys/class/gpio/gpiochip*/label."""
+    """gpiochipN -> label from /sys/bus/gpio/devices/*/label, or /sys/class/gpio/gpiochip*/label."""
     labels: dict[str, str] = {}
     for path in probes.glob("/sys/bus/gpio/devices/gpiochip*"):
         text = probes.read_text(f"{path}/label")
@@ -269,12 +261,13 @@ def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
     except ImportError as exc:
         checks.append(Check("lgpio", FAIL, f"cannot import lgpio ({exc})",
                             "sudo apt install python3-lgpio (venv with --system-site-packages)"))
-    model = (probes.read_text("/proc/device-tree/model") or "").strip("\0\n ") or "unknown (not a Pi?)"
+    model = ((probes.read_text("/proc/device-tree/model") or "").strip("\0\n ")
+             or "unknown (not a Pi?)")
     chips = [Path(p).name for p in probes.glob("/dev/gpiochip*")]
     if not chips:
         checks.append(Check("gpiochip", FAIL, f"no /dev/gpiochip* on {model}",
-                            "this is not a Pi, or the GPIO driver is missing: use [gpio] backend = \"mock\" "
-                            "off the rig"))
+                            "this is not a Pi, or the GPIO driver is missing: "
+                            "use [gpio] backend = \"mock\" off the rig"))
         return checks
     labels = _chip_labels(probes)
     header = next((chip for chip, label in sorted(labels.items()) if label in HEADER_LABELS), None)
@@ -284,21 +277,24 @@ def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
     opened_real = Path(probes.realpath(f"/dev/{opened}")).name
     if header is None:
         seen = ", ".join(f"{c}={labels[c]}" for c in sorted(labels)) or "no labels readable"
-        checks.append(Check("gpiochip", WARN, f"{model}: header controller not identified ({seen}); "
-                                              f"gpiozero will open /dev/{opened}",
-                            "check with `gpiodetect` that the header is on that chip (pinctrl-rp1 on a Pi 5, "
-                            "pinctrl-bcm2711 on a Pi 4)"))
+        checks.append(Check("gpiochip", WARN, f"{model}: header controller not identified "
+                                              f"({seen}); gpiozero will open /dev/{opened}",
+                            "check with `gpiodetect` that the header is on that chip "
+                            "(pinctrl-rp1 on a Pi 5, pinctrl-bcm2711 on a Pi 4)"))
     elif opened_real != header:
-        checks.append(Check("gpiochip", FAIL, f"{model}: the header is /dev/{header} ({labels[header]}) but "
-                                              f"gpiozero will open /dev/{opened}",
-                            "update gpiozero/lgpio and the kernel together (apt full-upgrade), or add the "
-                            f"udev symlink /dev/gpiochip4 -> {header} (raspberrypi-sys-mods)"))
+        checks.append(Check("gpiochip", FAIL, f"{model}: the header is /dev/{header} "
+                                              f"({labels[header]}) "
+                                              f"but gpiozero will open /dev/{opened}",
+                            "update gpiozero/lgpio and the kernel together (apt full-upgrade), "
+                            "or add the udev symlink "
+                            f"/dev/gpiochip4 -> {header} (raspberrypi-sys-mods)"))
     else:
         checks.append(Check("gpiochip", OK, f"{model}: header on /dev/{header} ({labels[header]})"))
     target = header or opened
     if not probes.access(f"/dev/{target}", os.R_OK | os.W_OK):
         user, _ = probes.user_groups()
-        checks.append(Check("gpiochip access", FAIL, f"/dev/{target} is not readable+writable by {user}",
+        checks.append(Check("gpiochip access", FAIL,
+                            f"/dev/{target} is not readable+writable by {user}",
                             f"sudo usermod -aG gpio {user} (then log in again)"))
     return checks
 
@@ -307,11 +303,12 @@ def _check_lines(cfg: Config, probes: Probes) -> list[Check]:
     """An arm key left on arms nothing (a level is not an edge) and a broken break-wire fires
     nothing: both mean the board will not do what the operator expects on the pad."""
     if not cfg.gpio.lines:
-        return [Check("lines", OK, "no event lines configured: the board arms and triggers by command only")]
+        return [Check("lines", OK,
+                      "no event lines configured: the board arms and triggers by command only")]
     held = probes.running_daemon(cfg.store.dir) if cfg.gpio.backend != "mock" else None
     if held is not None:
-        return [Check("lines", OK, f"held by the running camctl (pid {held.get('pid')}); its status shows the "
-                                   f"phase")]
+        return [Check("lines", OK, f"held by the running camctl (pid {held.get('pid')}); "
+                                   f"its status shows the phase")]
     try:
         levels = probes.line_levels(cfg)
     except Exception as exc:  # GpioError, lgpio.error: report, never crash the doctor
@@ -320,15 +317,16 @@ def _check_lines(cfg: Config, probes: Probes) -> list[Check]:
     pins = {line.event: line.pin for line in cfg.gpio.lines}
     checks = []
     if levels.get("arm"):
-        checks.append(Check("lines", WARN, f"the arm key is ON (arm, BCM{pins['arm']}, active): the daemon does "
-                                           f"not arm on a level, only on an edge",
+        checks.append(Check("lines", WARN, f"the arm key is ON (arm, BCM{pins['arm']}, active): "
+                                           f"the daemon does not arm on a level, only on an edge",
                             "turn the arm key off before power-up; arm on the pad"))
     for event, active in levels.items():
         if active and event not in ("arm", "disarm"):
             what = "switch already closed" if event == "touchdown" else "break-wire already broken"
-            checks.append(Check("lines", WARN, f"{event} (BCM{pins.get(event, '?')}) is active now: {what}",
-                                f"check the {event} wiring and its connector; the line must be at rest before "
-                                f"arming"))
+            checks.append(Check("lines", WARN,
+                                f"{event} (BCM{pins.get(event, '?')}) is active now: {what}",
+                                f"check the {event} wiring and its connector; "
+                                f"the line must be at rest before arming"))
     if not checks:
         at_rest = " ".join(f"{e}=BCM{pins.get(e, '?')}" for e in levels)
         checks.append(Check("lines", OK, f"every event line at rest ({at_rest})"))
@@ -350,13 +348,14 @@ def _check_power(probes: Probes) -> list[Check]:
         return []  # not a Pi (or no vcgencmd): nothing to report
     match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", getattr(result, "stdout", "") or "")
     if getattr(result, "returncode", 1) != 0 or match is None:
-        return [Check("power", WARN, f"vcgencmd get_throttled gave no answer ({(result.stderr or '').strip()})",
+        stderr = (result.stderr or "").strip()
+        return [Check("power", WARN, f"vcgencmd get_throttled gave no answer ({stderr})",
                       "sudo usermod -aG video USER (vcgencmd needs /dev/vcio)")]
     value = int(match.group(1), 0)
     now = [text for bit, text in THROTTLED_NOW.items() if value >> bit & 1]
     since = [text for bit, text in THROTTLED_SINCE_BOOT.items() if value >> bit & 1]
-    fix = ("use the specified supply and a short, thick cable (hardware/power.md); under-voltage during a flight "
-           "browns out cameras and the SSD")
+    fix = ("use the specified supply and a short, thick cable (hardware/power.md); "
+           "under-voltage during a flight browns out cameras and the SSD")
     if value & 1:
         return [Check("power", FAIL, f"throttled={match.group(1)}: {', '.join(now + since)}", fix)]
     if now or since:
@@ -393,16 +392,18 @@ def _check_mount(cfg: Config, probes: Probes) -> list[Check]:
             return [Check("mount", OK, f"{cfg.store.dir} is on {actual}: {device}")]
     if actual == intended:
         return [Check("mount", OK, f"{cfg.store.dir} is on {actual} as {source} says: {device}")]
-    return [Check("mount", FAIL, f"{cfg.store.dir} is on {actual} ({device}), not on {intended} as {source} "
-                                 f"says: the disk is not mounted, flights would fill {actual}",
-                  f"plug the disk in and `sudo mount {intended}` (lsblk shows it); camctl install-service makes "
-                  f"the service wait for it (RequiresMountsFor=)")]
+    return [Check("mount", FAIL, f"{cfg.store.dir} is on {actual} ({device}), "
+                                 f"not on {intended} as {source} says: "
+                                 f"the disk is not mounted, flights would fill {actual}",
+                  f"plug the disk in and `sudo mount {intended}` (lsblk shows it); "
+                  "camctl install-service makes the service wait for it (RequiresMountsFor=)")]
 
 
 def _check_groups(probes: Probes) -> Check:
     user, groups = probes.user_groups()
     if user == "root":
-        return Check("groups", WARN, "running as root: device access is not representative of the service",
+        return Check("groups", WARN,
+                     "running as root: device access is not representative of the service",
                      "run doctor as the service user: sudo -u camctl camctl doctor --config FILE")
     missing = [g for g in ("video", "gpio") if g not in groups]
     if missing:
@@ -412,8 +413,7 @@ def _check_groups(probes: Probes) -> Check:
 
 
 def _flight_mb(cfg: Config) -> float:
-    """Megabytes one flight may write: every camera at its fastest descent rate for
-    descent_timeout_s."""
+    """MB one flight may write: every camera at its fastest descent rate for descent_timeout_s."""
     total = 0.0
     for cam in cfg.cameras:
         rate = max((fps for phase, fps in cam.fps if phase != "ARMED"), default=0.0)
@@ -432,8 +432,10 @@ def _check_store(cfg: Config, probes: Probes) -> list[Check]:
         probes.write_probe(directory)
     except OSError as exc:
         user, _ = probes.user_groups()
-        return [Check("store", FAIL, f"{directory} is not writable by {user}: {exc.strerror or exc}",
-                      f"sudo chown -R camctl:camctl {directory} (and check it is not mounted read-only)")]
+        return [Check("store", FAIL,
+                      f"{directory} is not writable by {user}: {exc.strerror or exc}",
+                      f"sudo chown -R camctl:camctl {directory} "
+                      "(and check it is not mounted read-only)")]
     checks = [Check("store", OK, f"{directory} writable (create + fsync + delete)")]
     try:
         free = probes.disk_free_mb(directory)
@@ -444,19 +446,20 @@ def _check_store(cfg: Config, probes: Probes) -> list[Check]:
     detail = (f"{free:.0f} MB free; reserve {reserve:.0f} MB; a flight at the configured rates for "
               f"descent_timeout_s={cfg.phases.descent_timeout_s:g} writes up to ~{need:.0f} MB")
     if free < reserve:
-        checks.append(Check("disk", FAIL, detail, f"free space below store.reserve_mb: fetch and delete old "
-                                                  f"flights from {directory}"))
+        checks.append(Check("disk", FAIL, detail, "free space below store.reserve_mb: "
+                                                  f"fetch and delete old flights from {directory}"))
     elif free - reserve < need:
-        checks.append(Check("disk", WARN, detail, "the quota policy will drop idle-rate frames first; fetch "
-                                                  "and delete old flights or use a bigger disk"))
+        checks.append(Check("disk", WARN, detail,
+                            "the quota policy will drop idle-rate frames first; "
+                            "fetch and delete old flights or use a bigger disk"))
     else:
         checks.append(Check("disk", OK, detail))
     return checks
 
 
 def _check_clock(probes: Probes) -> Check:
-    fix = ("enable chrony (hardware/timesync.md); unsynchronised boards are still aligned on the shared "
-           "release edge")
+    fix = ("enable chrony (hardware/timesync.md); "
+           "unsynchronised boards are still aligned on the shared release edge")
     result = probes.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
     if result is not None and result.returncode == 0 and result.stdout.strip() in ("yes", "no"):
         if result.stdout.strip() == "yes":
@@ -474,13 +477,15 @@ def _check_clock(probes: Probes) -> Check:
             return Check("clock", OK, "synchronised (chronyc tracking: Leap status Normal)")
         status = leap.group(1).strip() if leap else "no leap status"
         return Check("clock", WARN, f"chronyc tracking: {status}", fix)
-    return Check("clock", WARN, "synchronisation unknown (no timedatectl, adjtimex or chronyc)", fix)
+    return Check("clock", WARN, "synchronisation unknown (no timedatectl, adjtimex or chronyc)",
+                 fix)
 
 
 def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
     checks = []
     service_active: bool | None = None
-    for key, endpoint in (("publish.bind", cfg.publish.bind), ("publish.events", cfg.publish.events)):
+    endpoints = (("publish.bind", cfg.publish.bind), ("publish.events", cfg.publish.events))
+    for key, endpoint in endpoints:
         try:
             probes.bind(endpoint)
         except Exception as exc:  # zmq.ZMQError and friends: report, never crash the doctor
@@ -488,27 +493,29 @@ def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
                 result = probes.run(["systemctl", "is-active", "--quiet", "camctl"])
                 service_active = result is not None and result.returncode == 0
             if service_active:
-                checks.append(Check("port", OK, f"{key} {endpoint} is held by the running camctl service"))
+                checks.append(Check("port", OK,
+                                    f"{key} {endpoint} is held by the running camctl service"))
             else:
                 port = endpoint.rsplit(":", 1)[-1]
                 checks.append(Check("port", FAIL, f"cannot bind {key} {endpoint}: {exc}",
-                                    f"another process holds it (ss -ltnp | grep {port}); stop it or change {key}"))
+                                    f"another process holds it (ss -ltnp | grep {port}); "
+                                    f"stop it or change {key}"))
         else:
             checks.append(Check("port", OK, f"{key} {endpoint} bindable"))
     return checks
 
 
 def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> list[Check]:
-    """Every check in order. Without a config (or with a broken one) the defaults of
-    camctl.board.config apply."""
+    """Every check in order; without a (valid) config, camctl.board.config's defaults apply."""
     probes = probes or Probes()
     checks = [_check_python()]
     cfg: Config | None = None
     if config_path is not None:
         try:
             cfg = load_config(config_path)
-            checks.append(Check("config", OK, f"{config_path}: board {cfg.board!r}, {len(cfg.cameras)} "
-                                              f"camera(s), gpio backend {cfg.gpio.backend!r}"))
+            checks.append(Check("config", OK, f"{config_path}: board {cfg.board!r}, "
+                                              f"{len(cfg.cameras)} camera(s), "
+                                              f"gpio backend {cfg.gpio.backend!r}"))
         except ConfigError as exc:
             checks.append(Check("config", FAIL, str(exc), f"camctl config check {config_path}"))
     else:
@@ -531,7 +538,8 @@ def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> lis
 # --- CLI ------------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add doctor's options to ``parser`` (the CLI owner calls this for the subcommand)."""
-    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="the board's config")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="the board's config")
 
 
 def main(args: argparse.Namespace, *, probes: Probes | None = None) -> int:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["check_picamera2"]
 
-_APT_PICAMERA2 = ("sudo apt install python3-picamera2, and make the venv with --system-site-packages "
+_APT_PICAMERA2 = ("sudo apt install python3-picamera2, "
+                  "and make the venv with --system-site-packages "
                   "(python3 -m venv --system-site-packages /opt/camctl/venv)")
 
 
@@ -45,40 +46,47 @@ def check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
     except ImportError as exc:
         fix = _APT_PICAMERA2
         if _in_isolated_venv():
-            fix += f"; this venv ({sys.prefix}) does not see system packages: recreate it with that flag"
+            fix += (f"; this venv ({sys.prefix}) does not see system packages: "
+                    "recreate it with that flag")
         missing = getattr(exc, "name", None) or "picamera2"
         if missing == "libcamera":
-            return [Check("picamera2", FAIL, f"picamera2 is installed but libcamera's Python bindings are not "
-                                             f"({exc}); a pip-installed picamera2 cannot provide them",
-                          f"{fix}; then `pip uninstall picamera2` inside the venv so the apt one is used")]
+            return [Check("picamera2", FAIL, "picamera2 is installed but libcamera's Python "
+                                             f"bindings are not ({exc}); "
+                                             "a pip-installed picamera2 cannot provide them",
+                          f"{fix}; then `pip uninstall picamera2` inside the venv "
+                          "so the apt one is used")]
         return [Check("picamera2", FAIL, f"cannot import picamera2 ({exc})", fix)]
     checks = [Check("picamera2", OK, f"importable from {getattr(module, '__file__', '?')}")]
     try:
         info = list(module.Picamera2.global_camera_info())
     except Exception as exc:  # libcamera errors are not a documented type
         checks.append(Check("cameras", FAIL, f"Picamera2.global_camera_info() failed: {exc}",
-                            "check `rpicam-hello --list-cameras` and the ribbon; see hardware/cameras.md"))
+                            "check `rpicam-hello --list-cameras` and the ribbon; "
+                            "see hardware/cameras.md"))
         return checks
     found = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(info)) or "none"
-    names = {c.index: c.name for c in cfg.cameras if c.backend == "picamera2"} if cfg else {0: "(default)"}
+    names = ({c.index: c.name for c in cfg.cameras if c.backend == "picamera2"} if cfg
+             else {0: "(default)"})
     missing_idx = [i for i in indexes if i >= len(info)]
     if missing_idx:
         want = ", ".join(f"{i} ({names[i]})" for i in missing_idx)
         checks.append(Check("cameras", FAIL, f"configured camera index {want} not detected; "
                                              f"detected: {found}",
-                            "re-seat the ribbon (contacts facing the right way), check camera_auto_detect=1 "
+                            "re-seat the ribbon (contacts facing the right way), "
+                            "check camera_auto_detect=1 "
                             "or the dtoverlay= line in /boot/firmware/config.txt, then "
                             "`rpicam-hello --list-cameras`"))
     else:
-        checks.append(Check("cameras", OK, f"detected {found}; configured indexes {indexes} present"))
+        checks.append(Check("cameras", OK,
+                            f"detected {found}; configured indexes {indexes} present"))
     if cfg is not None:
-        checks += [_probe_camera(c, probes) for c in cfg.cameras if c.backend == "picamera2" and c.index < len(info)]
+        checks += [_probe_camera(c, probes) for c in cfg.cameras
+                   if c.backend == "picamera2" and c.index < len(info)]
     return checks
 
 
 def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[str]:
-    """The exposure and gain caps, checked against the frames' metadata (MJPEG frames carry none: 0
-    µs)."""
+    """Exposure and gain caps checked against frame metadata (MJPEG frames carry none: 0 µs)."""
     out = []
     cap_us, cap_gain = cfg.controls.exposure_max_us, cfg.controls.analogue_gain_max
     seen_us = max((e for e, _ in exposures), default=0)
@@ -115,7 +123,8 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
                 durations.append(frame.frame_duration_us)
                 exposures.append((frame.exposure_us, frame.analogue_gain))
     except Exception as exc:  # CameraError or a backend bug: either way this camera cannot fly
-        return Check(name, FAIL, f"{what}: {exc}", "see hardware/cameras.md; `rpicam-hello --list-cameras`")
+        return Check(name, FAIL, f"{what}: {exc}",
+                     "see hardware/cameras.md; `rpicam-hello --list-cameras`")
     span_s = (stamps[-1] - stamps[0]) / 1e9
     delivered = (len(stamps) - 1) / span_s if span_s > 0 else 0.0
     encoder = getattr(camera, "encoder_in_use", "") or cfg.encoder
@@ -127,14 +136,15 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     # is this process being late.
     median = sorted(durations)[len(durations) // 2]
     achieved = delivered if encoder == "hardware" or median <= 0 else 1e6 / median
-    detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, {delivered:.1f} fps delivered "
-              f"over {len(stamps)} frames")
+    detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, "
+              f"{delivered:.1f} fps delivered over {len(stamps)} frames")
     problems = [f"could not set {line}" for line in getattr(camera, "unset_controls", [])]
     problems += _caps_broken(cfg, exposures)
     if achieved < 0.9 * target:
-        problems.append(f"only {achieved:.1f} of {target:g} fps (the sensor mode's limit or a busy CPU)")
+        problems.append(f"only {achieved:.1f} of {target:g} fps "
+                        "(the sensor mode's limit or a busy CPU)")
     if not problems:
         return Check(name, OK, detail)
     return Check(name, WARN, f"{detail}; {'; '.join(problems)}",
-                 "lower [cameras.fps] or pick a faster [cameras.controls] sensor_mode; drop controls this camera "
-                 "does not have")
+                 "lower [cameras.fps] or pick a faster [cameras.controls] sensor_mode; "
+                 "drop controls this camera does not have")

@@ -1,23 +1,11 @@
 """The JPEG encoder pool: simplejpeg on a few threads (it releases the GIL while it encodes).
 
 Capture threads submit raw RGB frames (or planar I420 from a camera's lores stream) and get futures
-back; each capture thread keeps its own futures in order, so the pool can run frames of several
-cameras side by side without reordering any camera's stream.
-
-Value-ordered overload: a pool built with ``capacity`` holds at most that many frames waiting for an
-encoder thread. A frame submitted to a full pool pushes out the oldest waiting frame of the lowest
-value below its own (that frame's future is cancelled: its camera counts it ``encoder_behind``);
-when no waiting frame is worth less, the new frame is refused the same way (its future comes back
-cancelled). So across cameras a lower-value frame is always dropped before a higher-value one, and a
-TOUCHDOWN frame is never dropped while an ARMED frame waits. Without ``capacity`` (benchmarks,
-tools) nothing is ever dropped.
-
-Priority: ``nice`` puts the encoder threads below the board's latency work (``os.setpriority`` on
-each worker thread: Linux schedules threads as tasks, and raising a nice value needs no privilege).
-Encoding is throughput work that keeps both cores busy; a GPIO edge's callback thread, the capture
-threads and the store's writer each need a core for a fraction of a millisecond at the moment they
-wake, and at equal priority they queued behind an encode for a whole scheduler slice (4 ms measured
-on the separation edge).
+back, each keeping its own in order, so no camera's stream is reordered. Built with ``capacity``,
+the pool drops by value on overload: a lower-value frame always goes before a higher-value one (a
+cancelled future: ``encoder_behind``); without it nothing is dropped. ``nice`` puts the encoder
+threads below the board's latency work. docs/phases-and-gpio.md, section "Encoder pool", has the
+overload rule and the priority in full.
 
 Example::
 
@@ -47,12 +35,11 @@ log = logging.getLogger("camctl.board.encode")
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB") -> bytes:
-    """Encode one ``HxWx3`` uint8 frame the way the board does (4:2:0, like camera hardware
-    encoders)."""
+    """Encode one ``HxWx3`` uint8 frame as the board does (4:2:0, like camera hardware encoders)."""
     if not image.flags.c_contiguous:
         image = np.ascontiguousarray(image)
-    return simplejpeg.encode_jpeg(image, quality=quality, colorspace=colorspace, colorsubsampling="420",
-                                  fastdct=True)
+    return simplejpeg.encode_jpeg(image, quality=quality, colorspace=colorspace,
+                                  colorsubsampling="420", fastdct=True)
 
 
 def encode_jpeg_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int = 85) -> bytes:
@@ -66,8 +53,7 @@ def encode_jpeg_yuv420(y: np.ndarray, u: np.ndarray, v: np.ndarray, quality: int
 
 
 def _lower_priority(nice: int) -> None:
-    """Run on each encoder thread as it starts: raise its nice value by ``nice`` (see the module
-    docstring)."""
+    """Run as each encoder thread starts: raise its nice value by ``nice`` (module docstring)."""
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
@@ -87,8 +73,7 @@ class _Waiting:
 
 
 class EncoderPool:
-    """A fixed pool of encoder threads shared by all cameras of a board (value-ordered with
-    ``capacity``)."""
+    """Encoder threads shared by all cameras of a board (value-ordered with ``capacity``)."""
 
     def __init__(self, threads: int = 2, *, capacity: int | None = None, nice: int = 0) -> None:
         if threads < 1:
@@ -101,7 +86,8 @@ class EncoderPool:
         self.capacity = capacity
         self.nice = nice
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="camctl-encode",
-                                        initializer=_lower_priority if nice else None, initargs=(nice,))
+                                        initializer=_lower_priority if nice else None,
+                                        initargs=(nice,))
         self._closed = False
         # RLock: cancel() runs done-callbacks on the cancelling thread
         self._lock = threading.RLock()
@@ -112,8 +98,9 @@ class EncoderPool:
 
     def submit(self, image: np.ndarray, quality: int = 85, *, colorspace: str = "RGB",
                value: int = 2) -> Future[bytes]:
-        """Encode an RGB frame; ``value`` is its :class:`~camctl.common.frames.FrameValue` (see the
-        overload rule)."""
+        """Encode an RGB frame; ``value`` is its :class:`~camctl.common.frames.FrameValue`.
+
+        See the overload rule in the module docstring."""
         return self.run(encode_jpeg, image, quality, colorspace=colorspace, value=value)
 
     def submit_yuv(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray], quality: int = 85, *,
@@ -148,8 +135,7 @@ class EncoderPool:
             self._waiting.pop(order, None)
 
     def _evict_below(self, value: int) -> bool:
-        """Cancel the oldest waiting job of the lowest value below ``value``; False when there is
-        none."""
+        """Cancel the oldest waiting job of the lowest value under ``value``; False if none."""
         while True:
             low = min(self._waiting.values(), key=lambda j: (j.value, j.order), default=None)
             if low is None or low.value >= value:

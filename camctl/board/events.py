@@ -1,40 +1,11 @@
-"""The phase machine: SAFE -> ARMED -> descent phases -> TOUCHDOWN -> LANDED, driven by named
-events.
+"""The phase machine, driven by named events: SAFE -> ARMED -> descent -> TOUCHDOWN -> LANDED.
 
 It owns the rules, not the wiring: GPIO lines, operator commands and timers all call
 :meth:`PhaseMachine.handle` (or :meth:`PhaseMachine.tick` for timers), and every decision (a
 transition, or an event that changed nothing and why) is reported to ``on_record`` with monotonic
 and wall-clock times, so the store's event log holds the whole story and the ground can align boards
-on shared trigger edges.
-
-Rule table (``RULES`` below is the code; tests cover every row):
-
-====================  ==============================  ===========================================
-event                 in phase                        outcome
-====================  ==============================  ===========================================
-arm                   SAFE                            -> ARMED (a new flight starts)
-arm                   any other                       ignored: ``duplicate`` / ``in_flight``
-disarm                ARMED                           -> SAFE (the flight ends; stored data kept)
-disarm                LANDED                          -> SAFE (ready for the next flight)
-disarm                a descent phase, TOUCHDOWN      refused: ``in_flight`` (never stop a descent)
-disarm                SAFE                            ignored: ``duplicate``
-<trigger> of phase P  SAFE                            ignored: ``not_armed`` (bench handling)
-<trigger> of phase P  ARMED or a phase before P       -> P (skipped phases are recorded)
-<trigger> of phase P  P                               ignored: ``duplicate``
-<trigger> of phase P  a phase after P, TOUCHDOWN      ignored: ``out_of_order``
-touchdown             ARMED or any descent phase      -> TOUCHDOWN (a touchdown without release lands)
-touchdown             TOUCHDOWN, LANDED               ignored: ``duplicate``
-touchdown             SAFE                            ignored: ``not_armed``
-unknown name          any                             ignored: ``unknown_event``
-timer                 TOUCHDOWN after post_touchdown  -> LANDED
-timer                 descent, descent_timeout_s      -> TOUCHDOWN (backup timer: no touchdown came)
-timer                 phase P with timeouts_s[P]      -> next phase (ARMED -> SAFE: auto-disarm)
-timer                 ARMED, armed_timeout_s          -> SAFE (auto-disarm)
-====================  ==============================  ===========================================
-
-The same event on the same line within ``bounce_ms`` of its previous edge is a bounce, ignored
-before the rules (gpiozero's ``MockPin`` ignores ``bounce_time``, and real contacts bounce, so
-camctl debounces itself).
+on shared trigger edges. It also debounces. The rule table and the debounce rule are in
+docs/phases-and-gpio.md, sections "Phase rules" and "Debounce".
 
 Example::
 
@@ -146,7 +117,9 @@ class PhaseMachine:
         phase = self._phase
         idx = self.order.index(phase)
         if event == "arm":
-            return (ARMED, "") if phase == SAFE else (None, "duplicate" if phase == ARMED else "in_flight")
+            if phase == SAFE:
+                return ARMED, ""
+            return None, "duplicate" if phase == ARMED else "in_flight"
         if event == "disarm":
             if phase in (ARMED, LANDED):
                 return SAFE, ""
@@ -177,10 +150,12 @@ class PhaseMachine:
         clock, possibly in the past), so TOUCHDOWN keeps only its remaining post-touchdown time.
         Only from SAFE, before any event."""
         if phase not in self.order:
-            raise ResumeError(f"cannot resume into unknown phase {phase!r} (phases: {', '.join(self.order)})")
+            raise ResumeError(f"cannot resume into unknown phase {phase!r} "
+                              f"(phases: {', '.join(self.order)})")
         with self._lock:
             if self._phase != SAFE or self.history:
-                raise ResumeError(f"resume only at start, before any event (phase is {self._phase})")
+                raise ResumeError("resume only at start, before any event "
+                                  f"(phase is {self._phase})")
             now = self._clock_ns()
             self._phase = phase
             self._entered_ns = min(entered_ns, now)
@@ -203,7 +178,8 @@ class PhaseMachine:
         if phase == TOUCHDOWN:
             candidates.append((self._entered_ns + int(cfg.post_touchdown_s * 1e9), LANDED))
         if self._descent_started_ns is not None and phase not in (TOUCHDOWN, LANDED, SAFE):
-            candidates.append((self._descent_started_ns + int(cfg.descent_timeout_s * 1e9), TOUCHDOWN))
+            deadline = self._descent_started_ns + int(cfg.descent_timeout_s * 1e9)
+            candidates.append((deadline, TOUCHDOWN))
         if phase == ARMED and cfg.armed_timeout_s > 0:
             candidates.append((self._entered_ns + int(cfg.armed_timeout_s * 1e9), SAFE))
         if phase in self._timeouts:
@@ -240,7 +216,8 @@ class PhaseMachine:
 
     def _record(self, event: str, source: str, outcome: str, now: int, phase_to: str = "",
                 phase: str | None = None) -> None:
-        rec = EventRecord(event, source, phase or self._phase, outcome, now, self._wall_ns(), phase_to)
+        rec = EventRecord(event, source, phase or self._phase, outcome, now, self._wall_ns(),
+                          phase_to)
         self.records.append(rec)
         if len(self.records) > 10_000:  # bounded: a chattering line must not eat the RAM
             del self.records[:5_000]

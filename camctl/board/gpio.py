@@ -1,30 +1,10 @@
 """GPIO event lines: one gpiozero ``DigitalInputDevice`` per configured line, feeding named events.
 
-The pin factory is injected (gpiozero's seam): ``LGPIOFactory`` on a Pi (Pi 5 included; lgpio talks
-to ``/dev/gpiochip*``), ``MockFactory`` in the simulator and the tests, where
-:meth:`EventLines.drive` moves a ``MockPin`` so the real gpiozero edge path runs. Glitch rejection
-(``min_pulse_ms``: a line must hold active that long) lives here; debounce lives in the phase
-machine, because ``MockPin`` ignores gpiozero's ``bounce_time`` and real contacts bounce.
-
-Edge times are the pin's own ``ticks``, not the time the Python callback ran. Each line's handler is
-the pin's ``when_changed(ticks, state)`` (the documented Pin interface, gpiozero/pins/__init__.py,
-the ``when_changed`` property: "the first will report the ticks ... when the pin's state changed"):
-
-- lgpio: the kernel's line-event timestamp. gpiozero/pins/lgpio.py
-  ``LGPIOPin._call_when_changed(chip, gpio,
-  level, ticks)`` passes ``ticks / 1000000000`` on from lgpio's callback thread. The kernel stamps
-  events with ``ktime_get_ns()`` (CLOCK_MONOTONIC, the clock of ``time.monotonic_ns`` and of
-  libcamera's sensor timestamps) unless the line asked for the realtime clock, which lgpio does not
-  (joan2937/lg lgGpio.c: the ``GPIO_V2_LINE_FLAG_EVENT_CLOCK_REALTIME`` line is commented out).
-  lgpio.h warns old kernels used the epoch, so a stamp more than a minute away from
-  ``time.monotonic_ns()`` is not trusted (callback time, logged once).
-- MockFactory: ``MockPin._call_when_changed()`` passes ``self._last_change``, the ``monotonic()`` of
-  the
-  change (gpiozero/pins/mock.py), on the same clock.
-
-gpiozero's ``bounce_time`` is not used: lgpio's debounce stamps a level change "debounce
-microseconds after the actual level change" (lgpio.h, lgGpioSetDebounce), exactly the lateness
-camctl avoids.
+The pin factory is injected: ``LGPIOFactory`` on a Pi, ``MockFactory`` in the simulator and the
+tests, where :meth:`EventLines.drive` moves a ``MockPin``. Glitch rejection (``min_pulse_ms``)
+lives here, debounce in the phase machine. Edge times are the pins' own ``ticks`` (CLOCK_MONOTONIC),
+not the time the callback ran; gpiozero's ``bounce_time`` is not used. docs/phases-and-gpio.md,
+section "GPIO", has the gpiozero and lgpio facts behind this, with their sources.
 
 Example::
 
@@ -53,7 +33,7 @@ from camctl.exc import GpioError
 __all__ = ["EventLines", "edge_time_ns", "make_pin_factory"]
 
 log = logging.getLogger("camctl.board.gpio")
-# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (see the module docstring);
+# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (docs/phases-and-gpio.md, "GPIO");
 # tests/test_gpio.py pins these facts to the installed gpiozero's source.
 MONOTONIC_TICKS = ("LGPIOFactory", "MockFactory")
 _TRUST_WINDOW_NS = 60_000_000_000
@@ -87,12 +67,12 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
     try:
         return LGPIOFactory()
     except Exception as exc:  # lgpio.error, OSError: no /dev/gpiochip*, no permission
-        raise GpioError(f"cannot open the GPIO chip: {exc} (is the user in group 'gpio'?)") from None
+        raise GpioError(f"cannot open the GPIO chip: {exc} "
+                        "(is the user in group 'gpio'?)") from None
 
 
 class EventLines(Closeable):
-    """Watches the configured lines and calls ``on_edge(event, t_ns, line)`` when one becomes
-    active."""
+    """Watches the configured lines; calls ``on_edge(event, t_ns, line)`` as one becomes active."""
 
     def __init__(self, gpio: GpioConfig, on_edge: OnEdge, *, pin_factory: Any = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
@@ -156,8 +136,9 @@ class EventLines(Closeable):
             return t
         self._untrusted_ticks += 1
         if self._untrusted_ticks == 1:
-            log.warning("GPIO edge ticks %r from %s are not on the monotonic clock; using callback times "
-                        "(late by the callback's scheduling delay)", ticks, type(self.factory).__name__)
+            log.warning("GPIO edge ticks %r from %s are not on the monotonic clock; "
+                        "using callback times (late by the callback's scheduling delay)",
+                        ticks, type(self.factory).__name__)
         return self._clock_ns()
 
     def _make_handler(self, line: GpioLine) -> Callable[[Any], None]:
@@ -200,8 +181,7 @@ class EventLines(Closeable):
         return tuple(self._lines)
 
     def levels(self) -> dict[str, bool]:
-        """Every line's current level (True: active), read now: what a restarted daemon resumes
-        from."""
+        """Every line's level now (True: active): what a restarted daemon resumes from."""
         return {event: self.is_active(event) for event in self._lines}
 
     def is_active(self, event: str) -> bool:
@@ -254,12 +234,13 @@ class EventLines(Closeable):
                 self.factory.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ", ".join(f"{e}=gpio{ln.pin}" for e, ln in self._lines.items())
+        state = ("closed" if self._closed
+                 else ", ".join(f"{e}=gpio{ln.pin}" for e, ln in self._lines.items()))
         return f"<EventLines {self.config.backend}: {state}>"
 
 
-def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threading.Event | None = None,
-          pin_factory: Any = None) -> None:
+def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print,
+          stop: threading.Event | None = None, pin_factory: Any = None) -> None:
     """``camctl gpio watch``: print every edge of every configured line until ``stop``, at its
     kernel time (the pin's ticks, as :class:`EventLines` records them) with the gap since that
     line's previous edge, so contact bounce shows as edges closer than ``bounce_ms``. The first line
@@ -278,7 +259,8 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threadi
         if note != "at start":
             last[line.event] = t_ns
         active = level_high == line.active_high
-        out(f"{(t_ns - t0) / 1e9:10.4f}s  {time.strftime('%H:%M:%S')}  gpio{line.pin:<3d} {line.event:<12s} "
+        out(f"{(t_ns - t0) / 1e9:10.4f}s  {time.strftime('%H:%M:%S')}  "
+            f"gpio{line.pin:<3d} {line.event:<12s} "
             f"{'high' if level_high else 'low':<4s} {'ACTIVE' if active else 'inactive'}{gap}"
             f"{f'  ({note})' if note else ''}")
 
@@ -287,8 +269,8 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print, stop: threadi
             try:
                 dev = DigitalInputDevice(line.pin, pull_up=line.pull_up, pin_factory=factory)
             except Exception as exc:  # lgpio 'GPIO busy', PinInUse: one line, not a traceback
-                raise GpioError(f"cannot claim gpio{line.pin} ({line.event}): {exc} (is camctl run holding "
-                                f"it?)") from None
+                raise GpioError(f"cannot claim gpio{line.pin} ({line.event}): {exc} "
+                                "(is camctl run holding it?)") from None
             devices.append(dev)
 
             def changed(ticks: Any, state: Any, line: GpioLine = line) -> None:

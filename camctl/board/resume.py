@@ -1,25 +1,18 @@
-"""Where the last flight stood when the daemon stopped: read back from the flight's own files at
-start.
+"""Where the last flight stood when the daemon stopped, read back from its own files at start.
 
 Owns the reading side of a mid-flight restart. :func:`last_flight_state` reads the newest flight's
-event log (every segment, torn tails tolerated: it runs after the store recovery) and returns the
-phase its last phase record entered, when the descent began, and when the board was last heard of
-(the newest record of the event log or the newest frame of each camera's last segment).
-
-Which clock: the daemon stamps its records with the kernel's boot id
-(``/proc/sys/kernel/random/boot_id``, a random UUID made once per boot: Linux ``random(4)``). When
-the daemon alone restarted (same boot id), the monotonic clock went on counting, so times come from
-it (``*_mono_ns``) and a wall-clock step in between (NTP or chrony setting the clock of a Pi without
-an RTC, minutes after boot) changes nothing. After a reboot the monotonic clock started again: only
-the wall clock relates the two boots (``*_wall_ns``).
-
-The daemon decides what to do with the state (:meth:`camctl.board.daemon.Daemon.start`); the phase
-machine takes it through :meth:`camctl.board.events.PhaseMachine.resume`.
+event log (every segment, torn tails tolerated) and returns the phase its last phase record
+entered, when the descent began, and when the board was last heard of. Times are monotonic
+(``*_mono_ns``) when the boot id is the same, else wall clock (``*_wall_ns``): see
+docs/phases-and-gpio.md, section "Resume clocks". The daemon decides what to do with the state
+(:meth:`camctl.board.daemon.Daemon.start`); the phase machine takes it through
+:meth:`camctl.board.events.PhaseMachine.resume`.
 
 Example::
 
     >>> state = last_flight_state(Path("/srv/camctl"))          # doctest: +SKIP
-    >>> state.flight, state.phase, state.gap_s(time.time_ns(), time.monotonic_ns())  # doctest: +SKIP
+    >>> now = time.time_ns(), time.monotonic_ns()                 # doctest: +SKIP
+    >>> state.flight, state.phase, state.gap_s(*now)              # doctest: +SKIP
     ('20261130T012233Z', 'DESCENT', 4.2)
 """
 
@@ -76,8 +69,7 @@ class FlightState:
 
     @property
     def same_boot(self) -> bool:
-        """True when the monotonic times are usable: the flight was last written during this
-        boot."""
+        """True when the monotonic times are usable: the flight was last written this boot."""
         return self.entered_mono_ns is not None and self.last_seen_mono_ns is not None
 
     def gap_s(self, now_wall_ns: int, now_mono_ns: int | None = None) -> float:
@@ -123,8 +115,7 @@ def _last_frame_ns(flight_dir: Path, cameras: list[str]) -> tuple[int, int]:
 
 
 def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightState | None:
-    """The state of the newest flight under ``root``, or None when there is none or its log says
-    nothing."""
+    """The newest flight's state under ``root``; None if there is none or its log says nothing."""
     flights = list_flights(Path(root))
     if not flights:
         return None
@@ -175,8 +166,8 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
     if descent_at is not None and descent_mono is None:
         # half a picture on the monotonic clock is worse than a whole one on the wall clock
         entered_mono = None
-    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, entered_mono, descent_mono,
-                       seen_mono if entered_mono is not None else None)
+    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, entered_mono,
+                       descent_mono, seen_mono if entered_mono is not None else None)
 
 
 def _int(value: object) -> int | None:
@@ -189,7 +180,8 @@ def _stored_frames(flight_dir: Path, camera: str) -> int:
     return sum(count_frames(seg) for seg in _segments(flight_dir / camera))
 
 
-def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns: int) -> list[dict]:
+def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int,
+                  wall_ns: int) -> list[dict]:
     """Ledger records that close each camera's books of the part of the flight before a restart.
 
     The ledger is flushed once a second and frames are written as they come, so what a dead process
@@ -206,7 +198,8 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns
     out = []
     for cam in cameras:
         b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}})
-        diff = b["captured"] - (_stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"])
+        accounted = _stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"]
+        diff = b["captured"] - accounted
         if diff:
             out.append(LedgerRecord(camera=cam, captured=max(0, -diff),
                                     dropped={RESTART: diff} if diff > 0 else {}, name="restart",

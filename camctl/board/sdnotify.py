@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """Sends sd_notify messages to the socket named by ``NOTIFY_SOCKET`` (a path or an abstract
-    ``@name``).
+    """Sends sd_notify messages to the ``NOTIFY_SOCKET`` socket (a path or an abstract ``@name``).
 
     ``watchdog_interval_s`` is half of ``WATCHDOG_USEC`` (the interval sd_watchdog_enabled(3)
     recommends), or None when no watchdog is set or ``WATCHDOG_PID`` names another process.
@@ -68,11 +67,12 @@ class Notifier:
 
     def stopping(self, status: str | None = None) -> bool:
         """Tell systemd we are shutting down (``STOPPING=1``)."""
-        return self.notify(STOPPING=1, STATUS=status) if status is not None else self.notify(STOPPING=1)
+        if status is not None:
+            return self.notify(STOPPING=1, STATUS=status)
+        return self.notify(STOPPING=1)
 
     def notify(self, **fields: object) -> bool:
-        """Send ``KEY=value`` lines in one datagram. Returns True if sent, False if disabled or
-        failed."""
+        """Send ``KEY=value`` lines in one datagram; True if sent, False if disabled or failed."""
         if self._address is None or not fields:
             return False
         lines = []
@@ -83,7 +83,8 @@ class Notifier:
         with self._lock:
             try:
                 if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    self._sock = socket.socket(socket.AF_UNIX,
+                                               socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 # never wait: a service manager slow to read (or a full queue:
                 # net.unix.max_dgram_qlen is 10 by default) must not stall the daemon's main loop;
                 # the message is dropped instead
@@ -91,7 +92,8 @@ class Notifier:
             except OSError as exc:
                 if not self._failed:
                     self._failed = True
-                    log.debug("sd_notify to %r failed (further failures not logged): %s", self._address, exc)
+                    log.debug("sd_notify to %r failed (further failures not logged): %s",
+                              self._address, exc)
                 self._close_socket()
                 return False
         return True
@@ -123,7 +125,8 @@ def _address(value: str) -> str | bytes | None:
         return b"\0" + value[1:].encode()
     if value.startswith("/"):
         return value
-    log.debug("NOTIFY_SOCKET %r is neither a path nor an abstract '@name'; sd_notify disabled", value)
+    log.debug("NOTIFY_SOCKET %r is neither a path nor an abstract '@name'; sd_notify disabled",
+              value)
     return None
 
 

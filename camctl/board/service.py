@@ -159,13 +159,13 @@ WantedBy=multi-user.target
 
 
 def render_store_dropin(store_dir: Path) -> str:
-    """A drop-in that lets the sandboxed daemon write a store outside /var/lib/camctl (e.g. a USB
-    SSD).
+    """A drop-in letting the sandboxed daemon write a store outside /var/lib/camctl (a USB SSD).
 
     RequiresMountsFor= orders the service after the mount and keeps it from starting on the bare
     mount point (which would silently fill the SD card instead of the SSD).
     """
-    return ("# Written by camctl install-service: the store (store.dir) is outside the StateDirectory.\n"
+    return ("# Written by camctl install-service: "
+            "the store (store.dir) is outside the StateDirectory.\n"
             "[Unit]\n"
             f"RequiresMountsFor={store_dir}\n\n"
             "[Service]\n"
@@ -174,8 +174,7 @@ def render_store_dropin(store_dir: Path) -> str:
 
 def render_unit(*, exec_path: Path | str = DEFAULT_VENV / "bin" / "camctl",
                 config: Path | str = DEFAULT_CONFIG, user: str = DEFAULT_USER) -> str:
-    """The unit text with ExecStart = ``exec_path run --config config`` and User/Group =
-    ``user``."""
+    """The unit text: ExecStart = ``exec_path run --config config``, User/Group = ``user``."""
     exec_start = shlex.join([str(exec_path), "run", "--config", str(config)])
     return UNIT_TEMPLATE.format(exec_start=exec_start, user=user, config=config)
 
@@ -338,10 +337,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", default=DEFAULT_USER, help="service user (created if missing)")
     parser.add_argument("--unit-dir", type=Path, default=DEFAULT_UNIT_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--config-dest", type=Path, default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
-    parser.add_argument("--force", action="store_true", help="overwrite an existing, different config")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing, different config")
     parser.add_argument("--no-enable", dest="enable", action="store_false",
                         help="write and reload but do not enable the service")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be done, do nothing")
 
 
 def main(args: argparse.Namespace) -> int:

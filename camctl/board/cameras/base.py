@@ -18,8 +18,9 @@ __all__ = ["Camera"]
 
 
 class Camera(Closeable):
-    """Abstract camera. Subclasses must override :meth:`_open_backend`, :meth:`_close_backend` and
-    :meth:`capture`.
+    """Abstract camera: a subclass supplies the backend and :meth:`capture`.
+
+    Subclasses must override :meth:`_open_backend`, :meth:`_close_backend` and :meth:`capture`.
 
     ``close()`` is safe to call twice; a camera is a context manager.
     """
@@ -32,8 +33,7 @@ class Camera(Closeable):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """One-time work before the first open (called at daemon start, not at arm). Default:
-        nothing."""
+        """One-time work before the first open (at daemon start, not at arm). Default: nothing."""
         return None
 
     def open(self) -> None:
@@ -66,8 +66,7 @@ class Camera(Closeable):
         return self._fps
 
     def set_fps(self, fps: float) -> None:
-        """Change the frame rate; takes effect from the next frame. Backends may override to
-        reconfigure."""
+        """Change the frame rate from the next frame on; backends may override it to reconfigure."""
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self._fps = float(fps)
@@ -84,8 +83,7 @@ class Camera(Closeable):
         return False
 
     def set_lores(self, enabled: bool) -> bool:
-        """Deliver frames from the lores stream (``enabled``) or the main one, from the next frame
-        on.
+        """Switch to the lores stream (``enabled``) or back to the main one, from the next frame on.
 
         Thread-safe. Returns ``False`` when the camera has no lores stream (the capture runner then
         decimates the main frames itself), ``True`` when the request is honoured. Default:

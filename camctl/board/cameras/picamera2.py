@@ -4,40 +4,12 @@
 configures a video stream at the configured size and rate, pulls completed requests with a bounded
 wait, lends the main stream's buffer as the frame (or copies the pixels out when no buffer is to
 spare) and always gives the request back, and maps every failure to a camctl camera error
-(timeout, disconnect, anything else) so the capture thread can close and reopen it.
+(timeout, disconnect, anything else) so the capture thread can close and reopen it. The picamera2
+module is passed in (``picamera2=``) or imported at open (:func:`import_picamera2`), so this module
+imports where libcamera is absent. Its parts are the ``picamera2_*`` modules beside it.
 
-The picamera2 module is passed in (``picamera2=``: the module, or a function returning it), as
-gpiozero devices take ``pin_factory=``; by default it is imported at open
-(:func:`import_picamera2`), so ``import camctl.board.cameras.picamera2`` works where libcamera is
-absent, and opening a camera there raises a :class:`~camctl.exc.CameraError` saying how to install
-it.
-
-Its parts, each a module beside this one (``picamera2_*.py``) with the facts it relies on:
-``picamera2_requests`` (waiting for requests, lending their buffers, the close that waits for
-loans), ``picamera2_formats`` (RGB and I420 pixels), ``picamera2_thinner`` (delivered rate and
-``seq``), ``picamera2_controls`` (``[cameras.controls]``, tuning, sensor mode) and
-``picamera2_hardware`` (the V4L2 MJPEG encoder path and the choice of encoder).
-
-- ``SensorTimestamp`` (ns) is the V4L2 buffer timestamp, on ``CLOCK_MONOTONIC`` (picamera2's own
-  ``capture_request(flush=True)`` compares it with ``time.monotonic_ns()``), so it lines up with
-  camctl's monotonic clock on the same board.
-- Stills come from the running video stream: the next sensor frame's main stream at the configured
-  size (the sensor mode in ``[cameras.controls]`` keeps the full field of view), marked ``still``.
-  No mode switch, so the video is never stopped: a mode switch would cost two reconfigurations
-  (hundreds of milliseconds and, on a Pi 4, an encoder restart) at the moment the drop test exists
-  for. If that frame is also due for the video, the next :meth:`~Picamera2Camera.capture` returns it
-  again as a video frame (same pixels), so the video loses nothing. On the hardware path the encoder
-  sees every request anyway; the still is read from the YUV420 main stream of a ``capture_request``
-  made while recording.
-- Lores stream (``lores_size`` in the camera config; software path only): at open the video
-  configuration gets a second ISP output, ``lores={"format": "YUV420", "size": ...}`` (on a Pi 4 the
-  lores stream must be YUV; picamera2 rounds its size to even). After ``configure`` the real size
-  and ``stride`` come from ``stream_configuration("lores")`` (libcamera may adjust both). With
-  :meth:`~Picamera2Camera.set_lores` on, capture reads ``make_array("lores")`` (a copy) instead of
-  ``"main"``, as full-range I420 planes (see ``picamera2_formats``). The main stream is still
-  produced by the ISP (it cannot be switched off without a reconfigure); the saving is the copy
-  out, the RGB->YUV conversion and the subsampling in the encoder. Stills are always from the main
-  stream. The hardware path configures no lores stream and ignores ``set_lores`` (returns False).
+docs/cameras.md, section "picamera2", has the facts it relies on (sensor timestamps, stills from
+the running video stream, the lores stream) and what each part owns.
 """
 
 from __future__ import annotations

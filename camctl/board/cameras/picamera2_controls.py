@@ -1,31 +1,12 @@
 """Controls and tuning of the picamera2 backend: ``[cameras.controls]`` mapped onto picamera2.
 
-The :class:`~camctl.board.config.CameraControls` are applied at every open:
+The :class:`~camctl.board.config.CameraControls` are applied at every open: ``AfMode`` and
+``LensPosition`` in the video configuration's controls, ``exposure_max_us``/``analogue_gain_max``
+as a clipped tuning file (libcamera has no maximum-exposure control), ``sensor_mode`` as the output
+size picamera2 picks the sensor mode by. Whatever could not be set is named in ``unset_controls``.
 
-- ``AfMode``/``LensPosition`` go into the video configuration's ``controls`` as ``AfMode``
-  (libcamera enum: manual 0, auto 1, continuous 2) and ``LensPosition`` (dioptres), so ``start_``
-  sends them with the first frame. The Raspberry Pi IPA advertises them only for a module with a
-  focus lens (Camera Module 3); on another module they are skipped and named in ``unset_controls``
-  (``camctl doctor`` reports them).
-- ``exposure_max_us``/``analogue_gain_max`` cap the AGC's exposure profile: libcamera has no
-  "maximum exposure" control, so the sensor's tuning file (``load_tuning_file("<model>.json")``) is
-  loaded and the ``shutter``/``gain`` lists of every ``rpi.agc`` exposure mode are clipped, then
-  passed as ``Picamera2(tuning=...)`` (picamera2's own documented way to change the exposure
-  profile).
-- ``sensor_mode`` is passed as ``sensor={"output_size": ...}``: picamera2 scores the sensor's modes
-  against it (``_make_libcamera_config``), so a full-field binned mode is chosen instead of a crop
-  at video sizes. ``configure`` writes the mode chosen back into
-  ``camera_configuration()["sensor"]``; it is ``sensor_mode_in_use``, and a mode other than the
-  one asked for is named in ``unset_controls``.
-
-Facts (checked against picamera2 0.3.x sources by tests/test_cameras_picamera2.py):
-
-- ``"FrameRate"`` is a picamera2 virtual control that maps onto libcamera's
-  ``FrameDurationLimits``. A ``set_controls`` while streaming rides on the next request recycled to
-  libcamera, which the sensor fills ``buffer_count`` frames later, plus the sensor's own delay (3
-  frames for a frame-length change on an IMX708): at 1-2 fps that is seconds. And ``configure_`` (so
-  every mode switch, so every ``switch_mode_and_capture_request``) rebuilds the controls from the
-  configuration it applies, dropping what ``set_controls`` set since.
+docs/cameras.md, section "picamera2_controls", says how each maps onto picamera2 and libcamera,
+and what ``FrameRate`` does while streaming.
 """
 
 from __future__ import annotations

@@ -1,47 +1,15 @@
 """The hardware (MJPEG) encoder path of the picamera2 backend, and the choice of encoder.
 
 - ``"software"``: frames come back as RGB arrays and the encoder pool makes the JPEGs (simplejpeg).
-- ``"hardware"``: picamera2's V4L2 ``MJPEGEncoder`` (the ``bcm2835-codec`` on VC4 boards: Pi 4, CM4
-  and older) encodes a ``YUV420`` main stream while ``start_recording`` runs; each encoded frame is
-  one complete JPEG and arrives through an ``Output`` subclass on picamera2's encoder thread, which
-  puts ``(jpeg, timestamp_ns)`` on a bounded queue (:class:`JpegQueue`) that ``capture`` reads.
-  Frames come back with ``jpeg`` set and ``image=None`` (the capture runner skips the encoder
-  pool). If the encoder cannot be built (a Pi 5 has no hardware JPEG encoder) opening raises a
-  CameraError.
-- ``"auto"``: hardware where ``MJPEGEncoder()`` constructs *and* the size fits the codec (32 to 1920
-  pixels on each side: raspberrypi/linux
-  ``drivers/staging/vc04_services/bcm2835-codec/bcm2835-v4l2-codec.c``, ``MAX_W_CODEC``/
-  ``MAX_H_CODEC`` for the encode node ``/dev/video11`` that picamera2 opens), else software; the
-  choice and its reason are logged once per camera at INFO (a documented choice, not a silent
-  fallback). The choice holds for the camera's life: if the hardware encoder later fails to
-  construct, open raises instead of switching.
+- ``"hardware"``: picamera2's V4L2 ``MJPEGEncoder`` (VC4 boards: Pi 4, CM4 and older) encodes the
+  main stream while recording; each JPEG reaches ``capture`` through a bounded queue
+  (:class:`JpegQueue`) and comes back with ``jpeg`` set and ``image=None``. Without that encoder
+  (a Pi 5) opening raises a CameraError.
+- ``"auto"``: hardware where ``MJPEGEncoder()`` constructs *and* the size fits the codec, else
+  software; the choice is logged once per camera at INFO and holds for the camera's life.
 
-Hardware-path facts (picamera2 0.3.x, checked by tests/test_cameras_picamera2.py):
-
-- The class is imported from ``picamera2.encoders.mjpeg_encoder`` explicitly: on non-VC4 platforms
-  ``picamera2.encoders.MJPEGEncoder`` is an alias of the *software* ``LibavMjpegEncoder``, while the
-  V4L2 class's ``__init__`` raises
-  ``RuntimeError("Hardware MJPEG not available on this platform")``.
-- The ``timestamp`` an Output receives is in microseconds *relative* to the encoder's first frame
-  (``Encoder._timestamp``: ``SensorTimestamp / 1000 - firsttimestamp``), so the absolute sensor time
-  is ``(encoder.firsttimestamp + timestamp) * 1000`` ns, on ``CLOCK_MONOTONIC`` like the request
-  path (with microsecond resolution).
-- There is no JPEG quality setting: ``jpeg_quality`` maps onto a ``Quality`` bucket that picamera2
-  turns into a bitrate (``<= 40`` VERY_LOW, ``<= 60`` LOW, ``<= 80`` MEDIUM, ``<= 90`` HIGH, else
-  VERY_HIGH; the default 85 is HIGH). It is fixed while recording, so per-phase ``quality`` settings
-  do not apply.
-- Encoded frames are thinned like requests (by their sensor time); ``seq`` keeps increasing across
-  reopen. A frame the queue had to drop (the consumer fell ``QUEUE_FRAMES`` behind) or the sensor
-  dropped leaves its slot empty, so a gap when it was due. ``hw_dropped`` counts queue drops over
-  all opens.
-- A frame's width and height come from its JPEG header (libcamera may adjust the requested size).
-- Exposure, gain and frame duration are not available per MJPEG frame through an Output: frames
-  carry the defaults (``exposure_us=0``, ``analogue_gain=1.0``) and the nominal frame duration.
-- A mode switch while the encoder records would feed full-resolution still buffers to an encoder set
-  up for the video size (``process_requests`` encodes every request whose stream it names): one more
-  reason stills never switch mode.
-- The hardware path configures no lores stream: the V4L2 encoder encodes the main stream only, and
-  its frames are JPEGs the runner cannot decimate.
+docs/cameras.md, section "picamera2_hardware", has the codec's limits, the timestamps, the quality
+buckets and what MJPEG frames carry, with their sources.
 """
 
 from __future__ import annotations
@@ -100,7 +68,7 @@ def _load_hardware(mod: ModuleType) -> tuple[Any, Any, Any]:
 
 
 def quality_bucket(Quality: Any, jpeg_quality: int) -> Any:
-    """The picamera2 ``Quality`` bucket for a JPEG quality 1..100 (see the module docstring)."""
+    """The picamera2 ``Quality`` bucket for a JPEG quality 1..100 (docs/cameras.md)."""
     if jpeg_quality <= 40:
         return Quality.VERY_LOW
     if jpeg_quality <= 60:

@@ -1,52 +1,13 @@
-"""Requests of the picamera2 backend: waiting for one, lending its buffer as a frame, giving it
-back, and the close that waits for what was lent.
+"""The picamera2 backend's requests: wait for one, lend its buffer as a frame, give it back.
 
-Requests (checked against picamera2 0.3.x sources by tests/test_cameras_picamera2.py):
+A timed-out wait cancels and flushes (:func:`cancel_timed_out`), so no request leaks. At most
+:data:`LEND_LIMIT` requests are lent at once (beyond that a frame is a copy and the request goes
+back at once), so a slow encoder costs copies, never sensor frames. Close stops the camera, waits
+up to :data:`LOAN_WAIT_S` for every loan and leaves ``Picamera2.close`` to the last loan still
+out (``deferred_closes``): a leak, never a read of freed memory.
 
-- ``capture_request(wait=False)`` returns a ``Job``; ``job.get_result(timeout=...)`` bounds the
-  wait. On a timeout the job stays queued inside picamera2 and would later swallow (leak) a request,
-  so we call ``cancel_all_and_flush()`` and release any request the job still produced
-  (:func:`cancel_timed_out`).
-- ``capture_request`` on a ``queue=False`` configuration waits for the *next* frame to complete
-  (picamera2 keeps no completed request: ``_max_queue_len = 0``), so a consumer that comes back late
-  has lost the frames in between; the buffers do not ride it out.
-
-Lent frames (software path, main stream; :attr:`~camctl.common.frames.Frame.release`; the picamera2
-facts below are pinned to its source by tests/test_picamera2_strict.py, the behaviour tested in
-tests/test_cameras_picamera2.py):
-
-- A frame's ``image`` is the request's own buffer, not a 6 MB copy per 1080p frame: picamera2's
-  ``MappedArray(request, "main", write=False)`` (exported by ``picamera2/__init__.py``;
-  ``request.py``: ``__enter__`` wraps the mmap with ``np.array(b, copy=False)`` and
-  ``Helpers._make_array_shared``, which "never makes a copy": for ``BGR888`` a reshape of the
-  buffer), held with ``request.acquire()``. That is how picamera2's own software JPEG encoder works
-  (``encoders/multi_encoder.py``: ``_encode`` acquires, ``do_encode`` releases after
-  ``encode_func``; ``encoders/jpeg_encoder.py``: ``encode_func`` reads
-  ``with MappedArray(request, name)``). The view is read-only; ``Frame.release`` (one-shot,
-  thread-safe: a second call does nothing) exits the mapping and releases the request, which goes
-  back to libcamera.
-- ``CompletedRequest`` counts references (``request.py``: ``acquire`` raises at ``ref_count`` 0,
-  ``release`` below 0) and recycles the request at 0 only if
-  ``self.stop_count == self.picam2.stop_count`` and the camera is started: a frame given back after
-  a stop or close is not queued to a stopped camera.
-- A held request is a buffer the sensor cannot fill: with all ``buffer_count`` held the sensor drops
-  frames. So at most :data:`LEND_LIMIT` (``BUFFER_COUNT - 2``) requests are lent at once; beyond
-  that the frame is a copy (``make_array``) and the request goes back at once. A slow encoder costs
-  copies, never sensor frames.
-- A still and its video twin are two frames of one request: each holds its own reference and its
-  own ``release`` (one loan: one buffer). A twin nobody took is given back by close.
-- A format :func:`~camctl.board.cameras.picamera2_formats.to_rgb` must convert (anything but
-  ``BGR888``) is copied by the conversion: the request goes back at once and the frame is not lent.
-- ``close`` frees what lent frames read: ``picamera2.py`` ``close`` calls ``self.camera.release()``
-  and replaces the allocator (``del self.allocator``; ``self.allocator = DmaAllocator()``), so a
-  mapping made after it fails (``DmaSync``: "failed to find buffer"), a reconfigure's
-  ``DmaAllocator.cleanup`` unmaps every buffer not marked in use, and ``release`` then runs against
-  the new allocator and a released camera's libcamera objects. (In 0.3.38 the old allocator stays
-  alive through the requests' ``DmaSync`` objects and keeps in-use buffers mapped, but nothing in
-  picamera2 promises that.) ``stop_`` leaves the allocator alone. So close stops the camera, waits
-  up to :data:`LOAN_WAIT_S` for every loan, and if some are still out it logs a warning and leaves
-  ``Picamera2.close`` to the last loan's return (``deferred_closes``): a leak, not a read of freed
-  memory; a reopen meanwhile fails and the runner retries it.
+docs/cameras.md, section "picamera2_requests", has the picamera2 facts this relies on, with their
+sources (pinned by tests/test_picamera2_strict.py and tests/test_cameras_picamera2.py).
 """
 
 from __future__ import annotations

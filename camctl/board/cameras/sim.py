@@ -2,21 +2,9 @@
 
 :class:`SimCamera` stands beside the picamera2 backend on the same
 :class:`~camctl.board.cameras.base.Camera` base and is chosen by the config (``backend = "sim"``),
-never as a silent fallback. It owns:
-
-- the scene (rendered by :mod:`camctl.board.cameras.sim_scene`): ground approaching as the vehicle
-  descends, sky and horizon, a canopy, the frame number; reproducible (same seed, same pixels);
-- pacing: frames come on an absolute schedule at the current rate; a caller late by more than one
-  period
-  gets the newest slot and a sequence gap, as from a real sensor that kept running;
-- a lores stream (``lores_size``): with :meth:`SimCamera.set_lores` on, frames are rendered at the
-  lores size
-  and come back as I420 planes (``Frame.yuv420``, converted with numpy, :func:`rgb_to_i420`), so the
-  capture runner takes the same path as with picamera2's lores stream; stills stay at the main size;
-- faults: ``stall`` (capture times out), ``exception`` (CameraError), ``disconnect``
-  (CameraDisconnected on capture, and ``open()`` refused for the duration) and ``hang`` (capture
-  blocks for the duration whatever its timeout, as picamera2's ``stop()``/``close()`` wait on the
-  event loop without one), from the config's schedule or injected by hand. Faults are per instance.
+never as a silent fallback. It owns the scene (:mod:`camctl.board.cameras.sim_scene`), pacing on
+an absolute schedule, a lores stream of I420 planes, and the faults ``stall``, ``exception``,
+``disconnect`` and ``hang``: docs/cameras.md, section "sim", says how each behaves.
 
 Example::
 
@@ -85,7 +73,8 @@ class SimCamera(Camera):
         self._faults: list[tuple[str, float, float]] = []
         for kind, at_s, duration_s in faults:
             if kind not in FAULT_KINDS:
-                raise CameraError(name, f"unknown fault kind {kind!r} (expected one of {', '.join(FAULT_KINDS)})")
+                raise CameraError(name, f"unknown fault kind {kind!r} "
+                                        f"(expected one of {', '.join(FAULT_KINDS)})")
             self._faults.append((kind, float(at_s), float(duration_s)))
         # (kind, at_ns, duration_s), set at first open
         self._scheduled: list[tuple[str, int, float]] = []
@@ -120,15 +109,15 @@ class SimCamera(Camera):
         self.frames_lent = self.frames_copied = 0
         # closes with buffers still lent (a real camera would free them under a reader)
         self.closed_while_lent = 0
-        self.lores_size = None if lores_size is None else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1)
+        self.lores_size = (None if lores_size is None
+                           else (int(lores_size[0]) & ~1, int(lores_size[1]) & ~1))
         if self.lores_size is not None and min(self.lores_size) < 2:
             raise CameraError(name, f"lores_size must be at least 2x2, got {lores_size!r}")
         self._lores = False  # deliver the lores stream (a bool write: thread-safe)
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, *, seed: int = 0, **kwargs: object) -> SimCamera:
-        """Build (closed) from a camera config, at the ARMED rate; ``seed`` is mixed with
-        ``cfg.seed``."""
+        """Build (closed) from ``cfg`` at the ARMED rate, mixing ``seed`` with ``cfg.seed``."""
         mixed = int(np.random.SeedSequence([int(cfg.seed), int(seed)]).generate_state(1)[0])
         kwargs.setdefault("lores_size", cfg.lores_size)
         kwargs.setdefault("descent_s", cfg.sim_descent_s)
@@ -138,12 +127,11 @@ class SimCamera(Camera):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"open, {self._fps:g} fps, next seq {self._seq}"
-        return (f"<SimCamera {self.name!r} {self.role} seed={self.seed} {self.size[0]}x{self.size[1]} "
-                f"{state}>")
+        return (f"<SimCamera {self.name!r} {self.role} seed={self.seed} "
+                f"{self.size[0]}x{self.size[1]} {state}>")
 
     def set_fps(self, fps: float) -> None:
-        """Change the rate; thread-safe, and a capture waiting at the old rate wakes up for the new
-        one."""
+        """Change the rate (thread-safe), waking a capture that waits at the old rate."""
         super().set_fps(fps)
         self._rate_changed.set()
 
@@ -153,8 +141,7 @@ class SimCamera(Camera):
         return self.lores_size is not None
 
     def set_lores(self, enabled: bool) -> bool:
-        """Render the next frames at ``lores_size`` as I420 (``enabled``) or at the main size as
-        RGB."""
+        """Render the next frames as I420 at ``lores_size`` (``enabled``) or as RGB at main size."""
         if self.lores_size is None:
             return False
         self._lores = bool(enabled)
@@ -170,8 +157,7 @@ class SimCamera(Camera):
         self._pending_exception = True
 
     def inject_disconnect(self, duration_s: float) -> None:
-        """Unplug the camera at the next capture: it raises, and ``open()`` fails for
-        ``duration_s``."""
+        """Unplug at the next capture: it raises, and ``open()`` fails for ``duration_s``."""
         self._pending_disconnect_s = float(duration_s)
 
     def _fire_due_faults(self, now: int) -> None:
@@ -187,7 +173,8 @@ class SimCamera(Camera):
             elif kind == "hang":
                 self._hang_until_ns = max(self._hang_until_ns, at_ns + int(duration_s * _NS))
             else:
-                self._disconnected_until_ns = max(self._disconnected_until_ns, at_ns + int(duration_s * _NS))
+                self._disconnected_until_ns = max(self._disconnected_until_ns,
+                                                  at_ns + int(duration_s * _NS))
 
     def _check_faults(self, timeout_s: float) -> None:
         """Raise or block as the active faults demand; return when a frame may be taken."""
@@ -211,7 +198,8 @@ class SimCamera(Camera):
             left_s = (self._stall_until_ns - now) / _NS
             if left_s >= timeout_s:
                 self._sleep(timeout_s)
-                raise CameraTimeout(self.name, f"no frame within {timeout_s:g} s (sim: stalled sensor)")
+                raise CameraTimeout(self.name,
+                                    f"no frame within {timeout_s:g} s (sim: stalled sensor)")
             self._sleep(left_s)  # the stall ends inside the timeout: the frame comes late
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -223,14 +211,15 @@ class SimCamera(Camera):
         self._fire_due_faults(now)
         if now < self._disconnected_until_ns:
             left = (self._disconnected_until_ns - now) / _NS
-            raise CameraDisconnected(self.name, f"sim: camera not found (disconnected for {left:.3g} s more)")
+            raise CameraDisconnected(self.name, "sim: camera not found "
+                                                f"(disconnected for {left:.3g} s more)")
         self._prev_ns = None  # a reopened sensor starts a new schedule
         ground_texture(self.seed)  # build the scene before the first frame, not during it
 
     def recycle(self, image: object) -> None:
         """Reuse an encoded frame's buffer for a later replayed frame (prerender mode)."""
-        if (self.prerender and isinstance(image, np.ndarray) and image.base is None and len(self._free) < 8
-                and image.shape == (self.size[1], self.size[0], 3)):
+        if (self.prerender and isinstance(image, np.ndarray) and image.base is None
+                and len(self._free) < 8 and image.shape == (self.size[1], self.size[0], 3)):
             self._free.append(image)
 
     def prepare(self) -> None:
@@ -239,7 +228,8 @@ class SimCamera(Camera):
         prepare_scene(self.seed, self.role, self.size)
         if self.prerender and not self._replay:
             step = self.descent_s / self.prerender
-            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step, self.descent_s)
+            self._replay = [render_scene(self.seed, self.role, self.size, i, i * step,
+                                         self.descent_s)
                             for i in range(self.prerender)]
 
     def _close_backend(self) -> None:
@@ -249,13 +239,11 @@ class SimCamera(Camera):
 
     # -- frames ------------------------------------------------------------------------------------
     def capture(self, timeout_s: float = 1.0) -> Frame:
-        """The next frame at the current rate; raises CameraTimeout/CameraError/CameraDisconnected
-        on faults."""
+        """The next frame at the current rate, or CameraTimeout/CameraError/CameraDisconnected."""
         return self._capture(timeout_s, lores=self._lores)
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """The next frame at the main size (also while the lores stream is on), marked as a
-        still."""
+        """The next frame at the main size (even with the lores stream on), marked as a still."""
         frame = self._capture(timeout_s, lores=False)
         frame.still = True
         return frame
@@ -268,8 +256,8 @@ class SimCamera(Camera):
         seq = self._seq
         period_us = period_ns // 1000
         if lores and self.lores_size is not None:
-            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq, self._scene_s,
-                                              self.descent_s))
+            planes = rgb_to_i420(render_scene(self.seed, self.role, self.lores_size, seq,
+                                              self._scene_s, self.descent_s))
             image, release, (width, height) = None, None, self.lores_size
         else:
             planes, (width, height) = None, self.size
@@ -365,8 +353,7 @@ class SimCamera(Camera):
         return self._loans
 
     def _lend(self) -> Callable[[], None] | None:
-        """Take a buffer for a lent frame: its one-shot ``release``, or None when none is to
-        spare."""
+        """Take a buffer for a lent frame: its one-shot ``release``, or None if none is spare."""
         with self._loan_lock:
             if self._loans >= self.lend_limit:
                 return None

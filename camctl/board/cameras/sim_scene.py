@@ -110,8 +110,7 @@ def _field_labels(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _field_looks(rng: np.random.Generator, cells: int) -> tuple[np.ndarray, ...]:
-    """Per field: ``(colour, cos, sin, freq)`` of its crop and rows (half the fields are
-    meadows)."""
+    """Per field: ``(colour, cos, sin, freq)`` of its crop and rows (half are meadows)."""
     palette = np.array([[78, 110, 52], [104, 132, 60], [150, 140, 84], [122, 96, 66],
                         [176, 160, 102], [90, 100, 70], [140, 120, 80], [60, 90, 50]],
                        dtype=np.float32)
@@ -219,8 +218,9 @@ def _sensor_noise(width: int, height: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _canopy(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """A parachute seen from below: (mask ``(h, w)`` bool, colours ``(h, w, 3)`` uint8), gores in
-    two colours."""
+    """A parachute seen from below, its gores in two colours.
+
+    Returns (mask ``(h, w)`` bool, colours ``(h, w, 3)`` uint8)."""
     r = max(8, int(min(width, height) * 0.28))
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float32)
     rr = np.sqrt(xx * xx + yy * yy) / r
@@ -234,13 +234,12 @@ def _canopy(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # 7-segment digits: segments a, b, c, d, e, f, g.
-_SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd", "6": "afgedc",
-             "7": "abc", "8": "abcdefg", "9": "abcdfg"}
+_SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc", "5": "afgcd",
+             "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg"}
 
 
 def _draw_number(img: np.ndarray, number: int, height: int) -> None:
-    """Draw ``number`` in large 7-segment digits, white on a dark box, at the top-left of ``img``
-    (in place)."""
+    """Draw ``number`` in large white 7-segment digits on a dark box, top-left of ``img``."""
     text = str(number)
     h = max(7, height)
     w = h // 2
@@ -262,16 +261,16 @@ def _draw_number(img: np.ndarray, number: int, height: int) -> None:
 
 
 def _altitude(scene_s: float, descent_s: float = DESCENT_S) -> float:
-    """Fraction of the starting altitude left after ``scene_s`` seconds of descent (1 -> 0.25, then
-    holds)."""
+    """Fraction of the start altitude left after ``scene_s`` s of descent: 1 -> 0.25, then holds."""
     p = min(max(scene_s / descent_s, 0.0), 1.0)
     return 1.0 - 0.75 * (1 - (1 - p) ** 2)  # slows down near the ground, like a canopy flare
 
 
 def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndarray | None = None,
             descent_s: float = DESCENT_S) -> np.ndarray:
-    """The ground under the camera at ``scene_s``: ``(len(rows), width*3)`` uint8, nearest-neighbour
-    sampled."""
+    """The ground under the camera at ``scene_s``, nearest-neighbour sampled.
+
+    Returns ``(len(rows), width*3)`` uint8."""
     tex = ground_texture(seed)
     alt = _altitude(scene_s, descent_s)
     footprint = _TEX * 0.6 * alt  # texture pixels across the frame width
@@ -296,8 +295,7 @@ def _ground(seed: int, width: int, height: int, scene_s: float, rows_of: np.ndar
 
 def render_scene(seed: int, role: str, size: tuple[int, int], seq: int, scene_s: float,
                  descent_s: float = DESCENT_S) -> np.ndarray:
-    """Render one frame: ``(height, width, 3)`` uint8 RGB. Pure: the same arguments give the same
-    pixels.
+    """Render one frame, ``(height, width, 3)`` uint8 RGB; pure: same arguments, same pixels.
 
     ``role`` ``down`` looks at the ground, ``up`` at the sky and the canopy, ``side`` at the
     horizon; the ground comes closer over ``descent_s`` scene seconds (a short demo flight sets it
@@ -356,4 +354,5 @@ def rgb_to_i420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     qr, qg, qb = q[..., 0], q[..., 1], q[..., 2]
     u = 128.0 - 0.168736 * qr - 0.331264 * qg + 0.5 * qb
     v = 128.0 + 0.5 * qr - 0.418688 * qg - 0.081312 * qb
-    return tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v))  # type: ignore[return-value]
+    planes = tuple(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v))
+    return planes  # type: ignore[return-value]

@@ -37,8 +37,7 @@ def file_key(path: Path) -> tuple[str, int, int]:
 
 
 def _index_records(flight_dir: Path) -> dict[str, dict]:
-    """Records of ``index.json`` by path relative to the flight folder (tolerant of its exact
-    shape)."""
+    """``index.json``'s records by path relative to the flight folder (tolerant of its shape)."""
     try:
         data = json.loads((flight_dir / "index.json").read_text("utf-8"))
     except (OSError, ValueError):
@@ -53,7 +52,8 @@ def _index_records(flight_dir: Path) -> dict[str, dict]:
                     v = node.get(key)
                     if isinstance(v, str):
                         prefix = f"{flight_dir.name}/"
-                        rel = v[len(prefix):] if v.startswith(prefix) else v if "/" in v else f"{cam}/{v}"
+                        rel = (v[len(prefix):] if v.startswith(prefix)
+                               else v if "/" in v else f"{cam}/{v}")
                         found[rel] = node
                         break
                 else:
@@ -62,7 +62,8 @@ def _index_records(flight_dir: Path) -> dict[str, dict]:
                         found[f"{cam}/{seq:06d}.mcap"] = node
                 return
             for k, v in node.items():
-                walk(v, k if isinstance(v, dict | list) and k not in ("segments", "cameras") else camera)
+                nested = isinstance(v, dict | list) and k not in ("segments", "cameras")
+                walk(v, k if nested else camera)
         elif isinstance(node, list):
             for v in node:
                 walk(v, camera)
@@ -113,8 +114,9 @@ class Catalog:
                     rel = f"{cdir.name}/{seg.name}"
                     facts, size = self._segment_facts(seg, cdir.name, index.get(rel))
                     out.append(p.SegmentInfo(
-                        path=f"{fl}/{rel}", size=size, sha256=facts.sha256, flight=fl, camera=cdir.name,
-                        kind="events" if cdir.name == "events" else "segment", frames=facts.frames,
+                        path=f"{fl}/{rel}", size=size, sha256=facts.sha256, flight=fl,
+                        camera=cdir.name, kind="events" if cdir.name == "events" else "segment",
+                        frames=facts.frames,
                         first_ns=facts.first_ns, last_ns=facts.last_ns, value=facts.value))
         return out
 
@@ -130,16 +132,15 @@ class Catalog:
                         if isinstance(v, int) and not isinstance(v, bool):
                             return v
                     return 0
-                facts = _Facts(rec["sha256"].lower(), num("frames"), num("first_ns"), num("last_ns"),
-                               num("max_value", "value"))
+                facts = _Facts(rec["sha256"].lower(), num("frames"), num("first_ns"),
+                               num("last_ns"), num("max_value", "value"))
             else:
                 facts = self._compute(seg, camera)
             self._facts[key] = facts
         return facts, key[1]
 
     def _compute(self, seg: Path, camera: str) -> _Facts:
-        """Facts of a segment read through the store's salvage reader (the project's one MCAP
-        reader)."""
+        """A segment's facts, read by the store's salvage reader (the project's one MCAP reader)."""
         sha = sha256_file(seg)
         if camera == "events":
             return _Facts(sha, sum(1 for _ in iter_events(seg)), 0, 0, 0)
@@ -152,31 +153,36 @@ class Catalog:
         return _Facts(sha, len(times), min(times, default=0), max(times, default=0), value)
 
     def resolve(self, rel: str, open_segments: set[Path]) -> Path:
-        """The servable file for a store-relative path; ProtocolError BAD_PATH, NOT_FOUND,
-        OPEN_SEGMENT."""
+        """The servable file for a store-relative path.
+
+        Raises ProtocolError BAD_PATH, NOT_FOUND or OPEN_SEGMENT."""
         p.check_relpath(rel)
         parts = rel.split("/")
         shape_ok = (len(parts) == 2 and parts[1] in ("flight.json", "index.json")) or \
                    (len(parts) == 3 and parts[2].endswith(".mcap"))
         if not shape_ok:
-            raise ProtocolError(p.E_BAD_PATH, f"not a servable path: {rel!r} (want <flight>/<camera>/"
-                                              "<seq>.mcap, <flight>/flight.json or <flight>/index.json)")
+            raise ProtocolError(p.E_BAD_PATH, f"not a servable path: {rel!r} "
+                                              "(want <flight>/<camera>/<seq>.mcap, "
+                                              "<flight>/flight.json or <flight>/index.json)")
         root = resolve_path(self.root)
         try:
             target = (self.root / rel).resolve(strict=True)
         except (OSError, RuntimeError):
             raise ProtocolError(p.E_NOT_FOUND, f"no such file: {rel!r}") from None
         if not target.is_relative_to(root) or target != root.joinpath(*parts):
-            raise ProtocolError(p.E_BAD_PATH, f"path leaves the store or goes through a link: {rel!r}")
+            raise ProtocolError(p.E_BAD_PATH,
+                                f"path leaves the store or goes through a link: {rel!r}")
         if not target.is_file():
             raise ProtocolError(p.E_NOT_FOUND, f"not a regular file: {rel!r}")
         if target in {resolve_path(x) for x in open_segments}:
-            raise ProtocolError(p.E_OPEN_SEGMENT, f"file is still being written or checked: {rel!r}")
+            raise ProtocolError(p.E_OPEN_SEGMENT,
+                                f"file is still being written or checked: {rel!r}")
         return target
 
     def open_fd(self, rel: str, open_segments: set[Path]) -> int:
-        """A read-only fd of the servable file ``rel`` (validated as :meth:`resolve`), kept open
-        across requests.
+        """A read-only fd of the servable file ``rel``, kept open across requests.
+
+        ``rel`` is validated as by :meth:`resolve`.
 
         Cached fds are re-checked with one ``lstat`` (inode, size, mtime) per call; with no open
         segments the path is not re-resolved. Only the server thread calls this.

@@ -25,8 +25,7 @@ _THUMB_RETRY_MS = 50  # THUMBNAILS.retry_ms while a segment's previews are still
 
 
 class Previews:
-    """Previews made once per segment on one worker thread, cached in memory (LRU, bounded in JPEG
-    bytes).
+    """Previews made once per segment by one worker thread, kept in an LRU bounded in JPEG bytes.
 
     The server thread only asks :meth:`get` (a dict lookup; on a miss the segment is queued, first
     in line) and :meth:`warm` (queue at the back). The worker is started on first use and stopped by
@@ -53,8 +52,7 @@ class Previews:
 
     def get(self, seg: Path, rel: str, camera: str, every: int, width: int,
             owner: bytes = b"") -> list[tuple[p.ThumbInfo, bytes]] | None:
-        """The previews of ``seg`` if made, else None (and the segment goes first in the worker's
-        queue).
+        """``seg``'s previews if made, else None (and ``seg`` goes first in the worker's queue).
 
         A requester (``owner``, the peer) has at most ``p.MAX_THUMB_JOBS`` segments waiting in the
         queue; one more raises ProtocolError BUSY.
@@ -67,8 +65,9 @@ class Previews:
                 return hit[0]
             if key not in self._todo:
                 if self._queued[owner] >= p.MAX_THUMB_JOBS:
-                    raise ProtocolError(p.E_BUSY, f"{p.MAX_THUMB_JOBS} of your previews are being made; ask "
-                                                  "again when they are ready (THUMBNAILS.retry_ms)")
+                    raise ProtocolError(p.E_BUSY, f"{p.MAX_THUMB_JOBS} of your previews are "
+                                                  "being made; ask again when they are ready "
+                                                  "(THUMBNAILS.retry_ms)")
                 self._queued[owner] += 1
                 self._owner[key] = owner
             self._todo[key] = (seg, rel, camera, every, width)
@@ -145,7 +144,8 @@ class Previews:
             self._thread.join(timeout=10)
 
 
-def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> list[tuple[p.ThumbInfo, bytes]]:
+def make_previews(seg: Path, rel: str, camera: str, every: int,
+                  width: int) -> list[tuple[p.ThumbInfo, bytes]]:
     """Previews of every ``every``-th image (stills not counted) of one camera segment, in file
     order (runs on the worker). A finished segment is read through its index: only the chosen images
     and their metadata."""
@@ -155,8 +155,9 @@ def make_previews(seg: Path, rel: str, camera: str, every: int, width: int) -> l
         if small is None:
             continue
         data, w, h = small
-        out.append((p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
-                                phase=fr.phase, width=w, height=h), data))
+        info = p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
+                           phase=fr.phase, width=w, height=h)
+        out.append((info, data))
     return out
 
 
