@@ -50,26 +50,28 @@ STATE_DIR = Path("/var/lib/camctl")
 # The one source of the unit. {exec_start}, {user}, {config} are filled by render_unit(); braces
 # that systemd needs literally would have to be doubled (there are none).
 UNIT_TEMPLATE = """\
-# camctl: one EDL camera daemon per Raspberry Pi board.
-# Installed by `camctl install-service`; local changes go in `systemctl edit camctl` (a drop-in), so a
-# re-install does not lose them. Check a change with `systemd-analyze verify` and `systemd-analyze security`.
+# camctl: one EDL camera daemon per Raspberry Pi board. Installed by `camctl install-service`; local
+# changes go in `systemctl edit camctl` (a drop-in), so a re-install does not lose them. Check a
+# change with `systemd-analyze verify` and `systemd-analyze security`.
 
 [Unit]
 Description=camctl EDL camera daemon (arm, buffer, record to flash, serve after touchdown)
-# No After=network-online.target / time-sync.target on purpose: a rig in a field may have no network and
-# no time source, and must still record. Events carry monotonic and wall-clock times; the ground aligns
-# boards on the shared release edge (hardware/timesync.md).
+# No After=network-online.target / time-sync.target on purpose: a rig in a field may have no network
+# and no time source, and must still record. Events carry monotonic and wall-clock times; the ground
+# aligns boards on the shared release edge (hardware/timesync.md).
 After=local-fs.target
-# DeviceAllow=char-<group> only resolves groups whose driver is loaded when the unit starts: load the V4L2
-# core (video4linux) and media controller (media) first. Harmless if they are built in.
+# DeviceAllow=char-<group> only resolves groups whose driver is loaded when the unit starts: load
+# the V4L2 core (video4linux) and media controller (media) first. Harmless if they are built in.
 Wants=modprobe@videodev.service modprobe@mc.service
 After=modprobe@videodev.service modprobe@mc.service
-# Never give up restarting during a flight: RestartSec bounds the loop rate instead of a start limit.
+# Never give up restarting during a flight: RestartSec bounds the loop rate instead of a start
+# limit.
 StartLimitIntervalSec=0
 
 [Service]
-# Type=notify: "started" means cameras open, GPIO lines claimed, store writable (the daemon sends READY=1),
-# not merely "process forked". Only the main process may notify (libcamera IPA helpers may not).
+# Type=notify: "started" means cameras open, GPIO lines claimed, store writable (the daemon sends
+# READY=1), not merely "process forked". Only the main process may notify (libcamera IPA helpers may
+# not).
 Type=notify
 NotifyAccess=main
 ExecStart={exec_start}
@@ -78,9 +80,9 @@ ExecStart={exec_start}
 WatchdogSec=10s
 Restart=on-failure
 RestartSec=2s
-# SIGTERM to the main process only (KillMode=mixed): the daemon finishes its open segments, fsyncs and
-# stops its own helpers; whatever is left after TimeoutStopSec gets SIGKILL. 20 s covers a final group
-# commit on a slow microSD with margin; segments are recoverable even if it is exceeded.
+# SIGTERM to the main process only (KillMode=mixed): the daemon finishes its open segments, fsyncs
+# and stops its own helpers; whatever is left after TimeoutStopSec gets SIGKILL. 20 s covers a final
+# group commit on a slow microSD with margin; segments are recoverable even if it is exceeded.
 KillSignal=SIGTERM
 KillMode=mixed
 TimeoutStopSec=20s
@@ -88,7 +90,8 @@ TimeoutStopSec=20s
 OOMScoreAdjust=-500
 Environment=PYTHONUNBUFFERED=1
 
-# A dedicated unprivileged user; video (cameras, dma heaps) and gpio (/dev/gpiochip*) give device access.
+# A dedicated unprivileged user; video (cameras, dma heaps) and gpio (/dev/gpiochip*) give device
+# access.
 User={user}
 Group={user}
 SupplementaryGroups=video gpio
@@ -101,7 +104,7 @@ WorkingDirectory=/var/lib/camctl
 StateDirectory=camctl
 UMask=0027
 
-# --- hardening: each line is a thing the daemon never needs ---------------------------------------------
+# --- hardening: each line is a thing the daemon never needs ---------------------------------------
 # The whole file system is read-only for the daemon...
 ProtectSystem=strict
 # ...except the flight store. A store on a USB SSD elsewhere needs its own line in a drop-in, e.g.
@@ -130,19 +133,21 @@ RestrictSUIDSGID=yes
 SystemCallArchitectures=native
 # personality(2) is locked (no switching to a legacy execution domain).
 LockPersonality=yes
-# MemoryDenyWriteExecute is OFF on purpose. numpy and simplejpeg do not JIT and would tolerate it, but the
-# rest of the process is not proven: ctypes/libffi closures (used by GPIO and camera helpers) may need
-# W+X trampolines on some libffi builds, and libcamera loads IPA modules whose builds we do not control.
-# A seccomp kill in flight is worse than the protection. Turn it on in a drop-in after a bench drop with it.
+# MemoryDenyWriteExecute is OFF on purpose. numpy and simplejpeg do not JIT and would tolerate it,
+# but the rest of the process is not proven: ctypes/libffi closures (used by GPIO and camera
+# helpers) may need W+X trampolines on some libffi builds, and libcamera loads IPA modules whose
+# builds we do not control. A seccomp kill in flight is worse than the protection. Turn it on in a
+# drop-in after a bench drop with it.
 MemoryDenyWriteExecute=no
 
-# --- devices ---------------------------------------------------------------------------------------------
-# DevicePolicy=closed: only the pseudo devices (/dev/null, /dev/zero, /dev/urandom...) plus the groups
-# below. libcamera fails ("Permission denied" / no cameras) unless ALL of them are allowed: it opens the
-# sensor subdevices, the CSI receiver and ISP video nodes, the media controller graph and allocates buffers
-# from dma heaps. Globs are not allowed in DeviceAllow paths, so these are /proc/devices group names, which
-# also cover devices that appear after start (a re-seated ribbon):
-#   char-video4linux  /dev/video* (unicam/CFE, ISP, Pi 4 JPEG encoder) and /dev/v4l-subdev* (sensors)
+# --- devices --------------------------------------------------------------------------------------
+# DevicePolicy=closed: only the pseudo devices (/dev/null, /dev/zero, /dev/urandom...) plus the
+# groups below. libcamera fails ("Permission denied" / no cameras) unless ALL of them are allowed:
+# it opens the sensor subdevices, the CSI receiver and ISP video nodes, the media controller graph
+# and allocates buffers from dma heaps. Globs are not allowed in DeviceAllow paths, so these are
+# /proc/devices group names, which also cover devices that appear after start (a re-seated ribbon):
+#   char-video4linux  /dev/video* (unicam/CFE, ISP, Pi 4 JPEG encoder),
+#                     /dev/v4l-subdev* (sensors)
 #   char-media        /dev/media* (the media controller graphs libcamera walks)
 #   char-dma_heap     /dev/dma_heap/* (frame buffers)
 #   char-gpiochip     /dev/gpiochip* (lgpio: the arm/release/separation/touchdown lines)
