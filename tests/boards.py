@@ -3,12 +3,19 @@ ZMQ, small enough that a flight takes seconds (tests/test_daemon.py, tests/test_
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from camctl.board.config import Config, parse_config
+import pytest
 
-__all__ = ["CAMERAS", "make_config"]
+from camctl.board.config import Config, parse_config
+from camctl.board.daemon import Daemon
+
+__all__ = ["CAMERAS", "main_loop", "make_config", "replacements_fail", "replacements_heal"]
 
 CAMERAS = ("down", "up")
 
@@ -35,3 +42,40 @@ def make_config(tmp: Path, *, faults: list[dict] | None = None, descent_timeout_
         "cameras": cams,
         "publish": {"bind": "tcp://127.0.0.1:*", "events": "tcp://127.0.0.1:*"},
     })
+
+
+def replacements_heal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every camera built from now on (a watchdog's replacement, once the boot check is done) is the
+    configured one without its faults: the fresh camera does not hang again."""
+    import camctl.board.cameras
+
+    real = camctl.board.cameras.make_camera
+
+    def healthy(cam_cfg: Any, **kw: Any) -> Any:
+        return real(dataclasses.replace(cam_cfg, faults=()), **kw)
+
+    monkeypatch.setattr(camctl.board.cameras, "make_camera", healthy)
+
+
+def replacements_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No camera can be built from now on (the backend is gone): a hung camera is isolated."""
+    import camctl.board.cameras
+    from camctl.exc import CameraError
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise CameraError("down", "no camera object (backend gone)")
+
+    monkeypatch.setattr(camctl.board.cameras, "make_camera", broken)
+
+
+@contextlib.contextmanager
+def main_loop(d: Daemon) -> Iterator[threading.Thread]:
+    """``d.run_forever`` (timers, the capture watchdog, status) on a thread, as ``camctl run`` has
+    it; stopped and joined when the block ends."""
+    t = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    try:
+        yield t
+    finally:
+        d.request_stop()
+        t.join(30)

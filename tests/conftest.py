@@ -68,3 +68,16 @@ def picamera2_rig(request: pytest.FixtureRequest) -> FakeRig:
     from camctl.testing.picamera2_double import FakeRig
 
     return FakeRig(**getattr(request, "param", {}))
+
+
+@pytest.fixture
+def rig(picamera2_rig: FakeRig) -> FakeRig:
+    """The strict double of a board without the hardware JPEG encoder (Pi 5-like)."""
+    return picamera2_rig
+
+
+@pytest.fixture
+def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
+    """The strict double of a VC4 board (Pi 4-like): picamera2's V4L2 MJPEGEncoder constructs."""
+    picamera2_rig.hardware_jpeg = True
+    return picamera2_rig

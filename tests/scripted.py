@@ -3,19 +3,21 @@ test_encode_overload): frames as fast as asked, faults and stalls on demand."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from camctl.board.cameras.base import Camera
+from camctl.board.capture import CameraRunner
 from camctl.board.config import CameraConfig
 from camctl.common.frames import EncodedFrame, Frame
 from camctl.exc import CameraError, CameraTimeout
 
-__all__ = ["ScriptedCamera", "Sink", "cfg"]
+__all__ = ["ScriptedCamera", "Sink", "cfg", "first_frame_in_descent"]
 
 
 class ScriptedCamera(Camera):
@@ -85,3 +87,23 @@ def cfg(name: str = "cam", **kw: Any) -> CameraConfig:
             "pretrigger_s": 0.5, "backend": "sim", "size": (64, 48)}
     base.update(kw)
     return CameraConfig(name=name, **base)
+
+
+@contextlib.contextmanager
+def first_frame_in_descent(cam: ScriptedCamera, pool: Any, sink: Sink) -> Iterator[CameraRunner]:
+    """A runner on ``cam`` (gated: one frame per ``cam.gate.release()``), started, in DESCENT, its
+    first frame in ``sink``; on exit the gate opens and the runner lands, goes idle and stops."""
+    r = CameraRunner(cam, cfg(), pool, sink)
+    cam.gated = True
+    r.start()
+    try:
+        r.set_phase("ARMED")
+        r.set_phase("DESCENT")
+        cam.gate.release()
+        sink.wait_for(lambda fs: len(fs) >= 1)
+        yield r
+    finally:
+        cam.gated = False
+        r.set_phase("LANDED")
+        r.wait_idle(10)
+        r.stop()

@@ -19,6 +19,12 @@ from types import ModuleType
 import numpy as np
 import pytest
 import simplejpeg
+from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig
+from fake_picamera2 import CompletedRequest as FakeCompletedRequest
+from fake_picamera2 import MappedArray as FakeMappedArray
+from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
+from fake_picamera2 import Output as FakeOutput
+from fake_picamera2 import Quality as FakeQuality
 
 import camctl.board.cameras.picamera2 as backend
 from camctl.board.cameras import make_camera
@@ -39,14 +45,6 @@ from camctl.board.config import CameraConfig
 from camctl.board.encode import EncoderPool, encode_jpeg
 from camctl.common.frames import Frame
 from camctl.exc import CameraError, CameraTimeout
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig
-from fake_picamera2 import CompletedRequest as FakeCompletedRequest
-from fake_picamera2 import MappedArray as FakeMappedArray
-from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
-from fake_picamera2 import Output as FakeOutput
-from fake_picamera2 import Quality as FakeQuality
 
 # --- a) conformance with the installed picamera2 source -------------------------------------------
 
@@ -393,18 +391,6 @@ def test_fake_follows_the_real_signatures(real_api):
 
 
 # --- b) behaviour with a fake picamera2 -----------------------------------------------------------
-@pytest.fixture
-def rig(picamera2_rig: FakeRig) -> FakeRig:
-    """A board without the hardware JPEG encoder (Pi 5-like)."""
-    return picamera2_rig
-
-
-@pytest.fixture
-def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
-    """A VC4 board (Pi 4-like): picamera2's V4L2 MJPEGEncoder constructs."""
-    picamera2_rig.hardware_jpeg = True
-    return picamera2_rig
-
 
 def cam(rig: FakeRig, **kw) -> Picamera2Camera:
     """A camera of ``rig``'s simulated picamera2."""

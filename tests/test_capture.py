@@ -7,7 +7,7 @@ import time
 
 import pytest
 import simplejpeg
-from scripted import ScriptedCamera, Sink, cfg
+from scripted import ScriptedCamera, Sink, cfg, first_frame_in_descent
 from waiting import wait_for
 
 from camctl.board.capture import CameraRunner, PreTriggerRing
@@ -87,8 +87,7 @@ def test_disarm_discards_ring_and_closes(pool):
     r.start()
     try:
         r.set_phase("ARMED")
-        while r.stats.frames_captured < 5:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 5, "5 ARMED frames")
         r.set_phase("SAFE")
         assert r.wait_idle(10)
         assert cam.closed and sink.frames == [] and len(r.ring) == 0
@@ -105,8 +104,7 @@ def test_landed_before_any_live_frame_still_keeps_the_ring(pool):
         r.set_phase("ARMED")
         for _ in range(5):
             cam.gate.release()
-        while r.stats.frames_captured < 5:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 5, "5 ARMED frames")
         r.set_phase("LANDED")
         assert r.wait_idle(10)
         assert [f.phase for f in sink.frames] == ["ARMED"] * 5
@@ -156,21 +154,11 @@ def test_stall_times_out_and_recovers(pool):
 
 def test_sensor_gaps_are_counted(pool):
     cam, sink = ScriptedCamera(), Sink()
-    r = CameraRunner(cam, cfg(), pool, sink)
-    cam.gated = True
-    r.start()
-    try:
-        r.set_phase("ARMED")
-        r.set_phase("DESCENT")
-        cam.gate.release()
-        sink.wait_for(lambda fs: len(fs) >= 1)
+    with first_frame_in_descent(cam, pool, sink) as r:
         cam.skip_next = 3
         cam.gate.release()
         sink.wait_for(lambda fs: len(fs) >= 2)
         assert r.stats.sensor_gaps == 3
-    finally:
-        cam.gated = False
-        r.stop()
 
 
 def test_encoder_behind_drops_instead_of_blocking():
@@ -228,8 +216,7 @@ def test_quality_and_lores_follow_the_phase(pool):
     r.start()
     try:
         r.set_phase("ARMED")
-        while r.stats.frames_captured < 5:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 5, "5 ARMED frames")
         r.set_phase("DESCENT")
         sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 3)
     finally:
@@ -264,13 +251,11 @@ def test_a_frame_exposed_before_the_edge_keeps_the_phase_before(pool):
         r.set_phase("ARMED")
         for _ in range(3):
             cam.gate.release()
-        while r.stats.frames_captured < 3:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 3, "3 ARMED frames")
         r.set_phase("DESCENT")
         cam.lag_ns = 200_000_000  # exposed 200 ms before it arrives: before the edge
         cam.gate.release()
-        while r.stats.frames_captured < 4:
-            time.sleep(0.01)
+        wait_for(lambda: r.stats.frames_captured >= 4, "the lagging frame")
         cam.lag_ns = 0
         cam.gated = False
         sink.wait_for(lambda fs: sum(f.phase == "DESCENT" for f in fs) >= 2)

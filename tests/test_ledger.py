@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from scripted import ScriptedCamera, Sink, cfg
+from scripted import ScriptedCamera, Sink, cfg, first_frame_in_descent
 from waiting import wait_for
 
 from camctl.board.capture import CameraRunner
@@ -62,24 +62,12 @@ class StillCamera(ScriptedCamera):
 @pytest.mark.parametrize("pause", [0, 2])
 def test_a_still_is_no_sensor_gap_and_a_video_pause_is_a_still_gap(pool, pause):
     cam, sink = StillCamera(still_pause=pause), Sink()
-    r = CameraRunner(cam, cfg(), pool, sink)
-    cam.gated = True
-    r.start()
-    try:
-        r.set_phase("ARMED")
-        r.set_phase("DESCENT")
-        cam.gate.release()
-        sink.wait_for(lambda fs: len(fs) >= 1)
+    with first_frame_in_descent(cam, pool, sink) as r:
         r.request_still("release")
         # the still and two video frames (the runner may be waiting in capture already)
         for _ in range(3):
             cam.gate.release()
         sink.wait_for(lambda fs: len(fs) >= 4)
-    finally:
-        cam.gated = False
-        r.set_phase("LANDED")
-        r.wait_idle(10)
-        r.stop()
     assert sum(f.still for f in sink.frames) == 1
     assert r.stats.sensor_gaps == 0
     books = r.ledger.totals()["cam"]

@@ -6,16 +6,16 @@ encoder thread)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from boards import make_config
+from boards import main_loop, make_config, replacements_fail, replacements_heal
 from waiting import wait_for
 
 from camctl.board.config import parse_config
@@ -52,21 +52,19 @@ def config(tmp: Path, **store: Any):
     })
 
 
+def _all_cameras(d: Daemon, ok: Callable[[dict], bool]) -> bool:
+    return all(ok(c) for c in d.status()["cameras"].values())
+
+
 def fly(d: Daemon) -> dict:
-    loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
-    loop.start()
-    d.command("arm", {})
-    wait_for(lambda: all(c["frames_captured"] >= 40 for c in d.status()["cameras"].values()),
-             "ARMED frames")
-    d.command("event", {"name": "release"})
-    wait_for(lambda: all(c["ledger"]["stored"] >= 60 for c in d.status()["cameras"].values()),
-             "DESCENT frames")
-    d.command("event", {"name": "touchdown"})
-    st = wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"] and s,
-                  "LANDED and serving")
-    d.request_stop()
-    loop.join(10)
-    return st
+    with main_loop(d):
+        d.command("arm", {})
+        wait_for(lambda: _all_cameras(d, lambda c: c["frames_captured"] >= 40), "ARMED frames")
+        d.command("event", {"name": "release"})
+        wait_for(lambda: _all_cameras(d, lambda c: c["ledger"]["stored"] >= 60), "DESCENT frames")
+        d.command("event", {"name": "touchdown"})
+        return wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"] and s,
+                        "LANDED and serving")
 
 
 def books_of(cams: dict) -> dict:
@@ -152,19 +150,13 @@ def test_frames_refused_when_the_flight_cannot_open_are_counted(tmp_path: Path,
 
 def fly_short(d: Daemon) -> dict:
     d.command("arm", {})
-    wait_for(lambda: all(c["frames_captured"] >= 10 for c in d.status()["cameras"].values()),
-             "ARMED frames")
+    wait_for(lambda: _all_cameras(d, lambda c: c["frames_captured"] >= 10), "ARMED frames")
     d.command("event", {"name": "release"})
-    wait_for(lambda: all(c["ledger"]["captured"] >= 40 for c in d.status()["cameras"].values()),
-             "DESCENT")
+    wait_for(lambda: _all_cameras(d, lambda c: c["ledger"]["captured"] >= 40), "DESCENT")
     d.command("event", {"name": "touchdown"})
-    loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False}, daemon=True)
-    loop.start()
-    st = wait_for(lambda: (s := d.status())["phase"] == "LANDED" and all(
-        c["state"] == "idle" for c in s["cameras"].values()) and s["serving"] and s, "LANDED")
-    d.request_stop()
-    loop.join(10)
-    return st
+    with main_loop(d):
+        return wait_for(lambda: (s := d.status())["phase"] == "LANDED" and all(
+            c["state"] == "idle" for c in s["cameras"].values()) and s["serving"] and s, "LANDED")
 
 
 pytestmark = pytest.mark.slow
@@ -238,37 +230,26 @@ def _ls_json(folder: Path) -> dict:
 def test_a_camera_restarted_after_a_hang_is_in_the_books_on_the_board_and_the_ground(
         tmp_path: Path, monkeypatch) -> None:
     """The watchdog's replacement runner counts into the ledger: ``ls`` balances on both sides."""
-    import camctl.board.cameras
-
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()  # the boot check is done: every camera built from now on is a replacement
-        real = camctl.board.cameras.make_camera
-
-        def healthy(cam_cfg: Any, **kw: Any) -> Any:  # the fresh camera does not hang again
-            return real(dataclasses.replace(cam_cfg, faults=()), **kw)
-
-        monkeypatch.setattr(camctl.board.cameras, "make_camera", healthy)
+        replacements_heal(monkeypatch)
         hung = d.runners["down"]
-        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
-                                daemon=True)
-        loop.start()  # its watchdog restarts the hung camera
-        d.command("arm", {})
-        d.command("event", {"name": "release"})  # before the hang: the ring is flushed by then
-        fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"],
-                         "the camera restarted")
-        wait_for(lambda: fresh.stats.frames_captured >= 10, "frames from the restarted camera")
-        d.command("event", {"name": "touchdown"})
-        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"],
-                 "LANDED and serving")
-        router = d.publisher.router_endpoint
-        out = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", router, "--out",
-                              str(tmp_path / "out"), "--give-up-after", "30"],
-                             capture_output=True, text=True)
-        assert out.returncode == 0, out
-        d.request_stop()
-        loop.join(30)
+        with main_loop(d):  # its watchdog restarts the hung camera
+            d.command("arm", {})
+            d.command("event", {"name": "release"})  # before the hang: the ring is flushed by then
+            fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"],
+                             "the camera restarted")
+            wait_for(lambda: fresh.stats.frames_captured >= 10, "frames from the restarted camera")
+            d.command("event", {"name": "touchdown"})
+            wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"],
+                     "LANDED and serving")
+            router = d.publisher.router_endpoint
+            out = subprocess.run([sys.executable, "-m", "camctl", "fetch", "--connect", router,
+                                  "--out", str(tmp_path / "out"), "--give-up-after", "30"],
+                                 capture_output=True, text=True)
+            assert out.returncode == 0, out
     finally:
         d.close()
     both = hung.stats.frames_captured + fresh.stats.frames_captured
@@ -285,33 +266,25 @@ def test_frames_of_a_camera_abandoned_in_armed_are_dropped_in_the_flights_books(
     """A hang in ARMED: the abandoned runner's pre-trigger ring (and whatever it still captures or
     encodes, should its thread come back while the flight is open) is dropped as ``abandoned`` in
     the flight's ledger, so ``ls`` of the board's store balances."""
-    import camctl.board.cameras
-
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": hang_s}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
-        real = camctl.board.cameras.make_camera
-
-        def healthy(cam_cfg: Any, **kw: Any) -> Any:  # the fresh camera does not hang again
-            return real(dataclasses.replace(cam_cfg, faults=()), **kw)
-
-        monkeypatch.setattr(camctl.board.cameras, "make_camera", healthy)
+        replacements_heal(monkeypatch)
         hung = d.runners["down"]
-        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
-                                daemon=True)
-        loop.start()
-        d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
-        fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"], "the restart")
-        wait_for(lambda: fresh.stats.frames_captured >= 5, "frames from the restarted camera")
-        d.command("event", {"name": "release"})
-        wait_for(lambda: fresh.stats.sent_to_store >= 10, "DESCENT frames of the restarted camera")
-        if hang_s < 60:  # the stuck capture returns a frame while the flight is open
-            wait_for(lambda: hung.stats.state == "stopped", "the abandoned thread to end")
-        d.command("event", {"name": "touchdown"})
-        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED, serving")
-        d.request_stop()
-        loop.join(30)
+        with main_loop(d):
+            d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
+            fresh = wait_for(lambda: d.runners["down"] is not hung and d.runners["down"],
+                             "the restart")
+            wait_for(lambda: fresh.stats.frames_captured >= 5, "frames from the restarted camera")
+            d.command("event", {"name": "release"})
+            wait_for(lambda: fresh.stats.sent_to_store >= 10,
+                     "DESCENT frames of the restarted camera")
+            if hang_s < 60:  # the stuck capture returns a frame while the flight is open
+                wait_for(lambda: hung.stats.state == "stopped", "the abandoned thread to end")
+            d.command("event", {"name": "touchdown"})
+            wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"],
+                     "LANDED, serving")
     finally:
         d.close()
     [flight] = _ls_json(tmp_path / "store")["flights"]
@@ -326,31 +299,21 @@ def test_frames_of_a_camera_isolated_in_armed_are_dropped_in_the_flights_books(
     """A hang in ARMED with no fresh camera to be had (the backend cannot build one): the camera is
     isolated, and its pre-trigger ring is dropped as ``abandoned`` in the flight's ledger at once,
     not left counted as captured when the flight's last books are written."""
-    import camctl.board.cameras
-    from camctl.exc import CameraError
-
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 600.0}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
-
-        def broken(*_a: Any, **_k: Any) -> Any:
-            raise CameraError("down", "no camera object (backend gone)")
-
-        monkeypatch.setattr(camctl.board.cameras, "make_camera", broken)
+        replacements_fail(monkeypatch)
         hung = d.runners["down"]
-        loop = threading.Thread(target=d.run_forever, kwargs={"install_signals": False},
-                                daemon=True)
-        loop.start()
-        d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
-        wait_for(lambda: hung.isolated, "the isolation")
-        d.command("event", {"name": "release"})
-        wait_for(lambda: d.runners["up"].stats.sent_to_store >= 10, "DESCENT frames of 'up'")
-        d.command("event", {"name": "touchdown"})
-        wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"], "LANDED, serving")
-        assert d.status()["cameras"]["down"]["state"] == "isolated"
-        d.request_stop()
-        loop.join(30)
+        with main_loop(d):
+            d.command("arm", {})  # the hang comes 1 s after the open: the ring holds ARMED frames
+            wait_for(lambda: hung.isolated, "the isolation")
+            d.command("event", {"name": "release"})
+            wait_for(lambda: d.runners["up"].stats.sent_to_store >= 10, "DESCENT frames of 'up'")
+            d.command("event", {"name": "touchdown"})
+            wait_for(lambda: (s := d.status())["phase"] == "LANDED" and s["serving"],
+                     "LANDED, serving")
+            assert d.status()["cameras"]["down"]["state"] == "isolated"
     finally:
         d.close()
     [flight] = _ls_json(tmp_path / "store")["flights"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 import simplejpeg
+from fake_picamera2 import FakeRig, video_yuv
+from scripted import Sink
 
 from camctl.board.cameras.picamera2 import LORES_FORMAT, Picamera2Camera, split_i420
 from camctl.board.cameras.sim import SimCamera, rgb_to_i420
@@ -17,10 +17,6 @@ from camctl.board.capture import CameraRunner
 from camctl.board.config import CameraConfig
 from camctl.board.encode import EncoderPool, encode_jpeg_yuv420
 from camctl.common.frames import EncodedFrame, Frame
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import FakeRig, video_yuv
-from scripted import Sink
 
 
 def yuv_to_rgb(y: float, u: float, v: float) -> np.ndarray:
@@ -173,16 +169,6 @@ def test_runner_sim_armed_lores_then_descent_main_with_a_clean_seam(pool):
 
 
 # --- picamera2 (fake) -----------------------------------------------------------------------------
-@pytest.fixture
-def rig(picamera2_rig: FakeRig) -> FakeRig:
-    return picamera2_rig
-
-
-@pytest.fixture
-def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
-    picamera2_rig.hardware_jpeg = True
-    return picamera2_rig
-
 
 def _cam(rig: FakeRig, **kw) -> Picamera2Camera:
     """A camera named "pi" of ``rig``'s simulated picamera2."""

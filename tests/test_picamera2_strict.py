@@ -15,23 +15,20 @@ import ast
 import concurrent.futures
 import importlib.util
 import itertools
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig
+from scripted import Sink as ScriptedSink
 
 from camctl.board.cameras.picamera2 import BUFFER_COUNT, CODEC_SIZE, Picamera2Camera, Thinner
 from camctl.board.capture import CameraRunner
 from camctl.board.config import CameraConfig, CameraControls
 from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_picamera2 import CODEC_MAX, CODEC_MIN, FakeRig
-from scripted import Sink as ScriptedSink
 
 
 # --- a) pins --------------------------------------------------------------------------------------
@@ -215,18 +212,6 @@ def test_pin_close_frees_the_buffers_stop_does_not(pc):
 
 
 # --- b) the double --------------------------------------------------------------------------------
-@pytest.fixture
-def rig(picamera2_rig: FakeRig) -> FakeRig:
-    """A board without the hardware JPEG encoder (Pi 5-like)."""
-    return picamera2_rig
-
-
-@pytest.fixture
-def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
-    """A VC4 board (Pi 4-like): the V4L2 MJPEGEncoder constructs."""
-    picamera2_rig.hardware_jpeg = True
-    return picamera2_rig
-
 
 def _picam2(rig: FakeRig, fps: float, **kw):
     p = rig.module.Picamera2(0)

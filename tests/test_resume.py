@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from boards import make_config
+from boards import make_config, replacements_fail
 from waiting import wait_for
 
 from camctl.board.commands import MOCK_LINES
@@ -388,18 +388,11 @@ def test_an_edge_before_the_resume_wins_and_start_does_not_fail(tmp_path: Path) 
 
 def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path,
                                                                   monkeypatch) -> None:
-    import camctl.board.cameras
-    from camctl.exc import CameraError
-
     cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.3, "duration_s": 600}])
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
-
-        def broken(*_a: Any, **_k: Any) -> Any:
-            raise CameraError("down", "no camera object (backend gone)")
-
-        monkeypatch.setattr(camctl.board.cameras, "make_camera", broken)
+        replacements_fail(monkeypatch)
         d.command("arm", {})
         wait_for(lambda: not d.capture_ok(), "the hang", timeout_s=60)
         assert d.watch_capture() == ["down"]

@@ -101,14 +101,17 @@ class SourceKind(ABC):
     section: ClassVar[str] = "sources"  # index.json's section for sources of this kind
     noun: ClassVar[str] = "record"  # what verify calls one record
     bad: ClassVar[str] = "does not decode"  # what verify says of a record that fails its check
+    main_topic: ClassVar[str]  # the last part of this kind's main channel: /<source>/<main_topic>
 
     @abstractmethod
     def layout(self, source: str) -> Layout:
         """The fixed schemas and channels of a segment of ``source``."""
 
-    @abstractmethod
     def source_of_topic(self, topic: str) -> str | None:
         """The source a channel topic names, if it is this kind's main topic (layout detection)."""
+        if topic.endswith(f"/{self.main_topic}") and topic.count("/") == 2:
+            return topic.split("/")[1]
+        return None
 
     def record_channels(self, layout: Layout) -> set[int]:
         """The channels whose messages are the records (their sequence is the record's seq)."""
@@ -174,17 +177,13 @@ class CameraKind(SourceKind):
 
     kind = "camera"
     record_type = EncodedFrame
+    main_topic = "image"
     section = "cameras"
     noun = "frame"
     bad = "is not a decodable JPEG"
 
     def layout(self, source: str) -> Layout:
         return camera_layout(source)
-
-    def source_of_topic(self, topic: str) -> str | None:
-        if topic.endswith("/image") and topic.count("/") == 2:
-            return topic.split("/")[1]
-        return None
 
     def record_channels(self, layout: Layout) -> set[int]:
         return {c.id for c in layout.channels if c.topic.endswith(("/image", "/still"))}
@@ -384,16 +383,12 @@ class SamplesKind(SourceKind):
 
     kind = "samples"
     record_type = SampleBatch
+    main_topic = "samples"
     noun = "sample batch"
     bad = "does not decode as a sample batch"
 
     def layout(self, source: str) -> Layout:
         return _samples_layout(source)
-
-    def source_of_topic(self, topic: str) -> str | None:
-        if topic.endswith("/samples") and topic.count("/") == 2:
-            return topic.split("/")[1]
-        return None
 
     def source_of(self, record: SampleBatch) -> str:
         return record.source
