@@ -1,4 +1,4 @@
-"""The lores stream end to end (issue 6): I420 encode, sim and picamera2 lores, the runner."""
+"""The lores stream end to end: I420 encode, sim and picamera2 lores, the runner."""
 
 from __future__ import annotations
 

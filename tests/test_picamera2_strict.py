@@ -1,9 +1,9 @@
-"""The strict picamera2 double and the camera fixes it forces (issue 12).
+"""The strict picamera2 double and the camera fixes it forces.
 
 a) Each run-time behaviour of tests/fake_picamera2.py pinned to the installed picamera2 source
    (read as text or ast, never imported), so an upgrade that changes one fails here.
 b) The double really behaves that way.
-c) The fixes, each failing on the code before issue 12: the delivered rate after a still, the rate
+c) The fixes, each failing on the code before them: the delivered rate after a still, the rate
    after a release edge at a slow ARMED rate, the still's cost to the video and its reported gap,
    the still encode off the capture thread, ``encoder = "auto"`` and the codec size, and
    ``[cameras.controls]`` applied.
@@ -498,7 +498,7 @@ class GatedPool(EncoderPool):
         self.gate = threading.Event()
         self.still_started = threading.Event()
 
-    # kw: value (issue 16's ordered pool)
+    # kw: value (the encoder pool's value order)
     def submit(self, image, quality=85, *, colorspace="RGB", **kw):
         if quality != 95:
             return super().submit(image, quality, colorspace=colorspace, **kw)
@@ -642,7 +642,7 @@ def test_hardware_frames_are_thinned_too(hw_rig):
 
 def test_rate_after_a_reopen_is_the_phase_rate(rig):
     """A fault closes and reopens the camera (a mode switch in all but name): the phase rate holds
-    from the first frame after it. (Guard: this one passes on the code before issue 12 too.)"""
+    from the first frame after it. (Guard: this one passed on the code before the fixes too.)"""
     runner, sink, pool = _fly(rig, _cfg(2.0, 25.0))
     try:
         runner.set_phase("DESCENT")
