@@ -38,6 +38,7 @@ from camctl.board.rejoin import apply_levels, resume_last_flight
 from camctl.board.sdnotify import Notifier
 from camctl.board.status import board_status, status_line
 from camctl.common.ledger import Ledger
+from camctl.common.lifecycle import Startable
 from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
 
 __all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]
@@ -106,7 +107,7 @@ def running_daemon(store_dir: str | Path) -> dict[str, Any] | None:
     return info
 
 
-class Daemon:
+class Daemon(Startable):
     """A board. Build it, :meth:`start` it (or use it as a context manager), :meth:`close` it."""
 
     def __init__(self, cfg: Config, *, pin_factory: Any = None, notifier: Notifier | None = None,
@@ -420,17 +421,6 @@ class Daemon:
             self.fleet.close()
         with contextlib.suppress(OSError):
             (self.store_root / DAEMON_INFO).unlink(missing_ok=True)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> Daemon:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Daemon {self.board} {self.phase}{' closed' if self._closed else ''}>"
