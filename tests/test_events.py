@@ -9,7 +9,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
-from camctl.board.events import PhaseMachine
+from camctl.board.events import PhaseMachine, Transition
 from camctl.board.gpio import EventLines
 
 ORDER = ("SAFE", "ARMED", "DESCENT", "SEPARATION", "TOUCHDOWN", "LANDED")
@@ -615,7 +615,8 @@ def test_resume_reenters_a_phase_with_its_timers_running_from_the_persisted_entr
         "SAFE", "TOUCHDOWN", "resume", "TOUCHDOWN")
     assert m.deadline_ns() == (clock.t + 2_000_000_000, "LANDED")  # only the remaining 2 s
     assert m.records == []  # no callbacks, no records: the daemon logs the resume itself
-    with pytest.raises(ResumeError, match="before any event"):
+    with pytest.raises(ResumeError,
+                       match=r"^resume only at start, before any event \(phase is TOUCHDOWN\)$"):
         m.resume("DESCENT", entered_ns=clock.t)
     clock.advance(2.0)
     assert m.tick().phase_to == "LANDED"
@@ -645,3 +646,11 @@ def test_resume_returns_and_keeps_a_full_transition_and_refuses_after_a_disarmed
     disarmed.handle("disarm")  # back in SAFE, but not at start: its history is not empty
     with pytest.raises(ResumeError, match="before any event"):
         disarmed.resume("ARMED", entered_ns=clock.t)
+
+
+def test_a_transition_records_what_the_daemon_writes_for_a_phase_change() -> None:
+    tr = Transition("ARMED", "TOUCHDOWN", "touchdown", "gpio", 5, 7, ("DESCENT", "SEPARATION"))
+    written = {"kind": "phase", "name": "TOUCHDOWN", "phase_from": "ARMED", "phase_to": "TOUCHDOWN",
+               "event": "touchdown", "source": "gpio", "mono_ns": 5, "wall_ns": 7,
+               "skipped": ["DESCENT", "SEPARATION"], "boot_id": "b"}  # board/daemon.py, today
+    assert list(tr.record("b").encode().items()) == list(written.items())

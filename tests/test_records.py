@@ -277,13 +277,3 @@ def test_the_phase_machine_emits_event_log_records() -> None:
                                 "phase": "SAFE", "outcome": "not_armed", "mono_ns": 5,
                                 "wall_ns": 7, "phase_to": ""}
     assert decode(seen[1].encode()) == seen[1]
-
-
-def test_a_transition_records_what_the_daemon_writes_for_a_phase_change() -> None:
-    from camctl.board.events import Transition
-
-    tr = Transition("ARMED", "TOUCHDOWN", "touchdown", "gpio", 5, 7, ("DESCENT", "SEPARATION"))
-    written = {"kind": "phase", "name": "TOUCHDOWN", "phase_from": "ARMED", "phase_to": "TOUCHDOWN",
-               "event": "touchdown", "source": "gpio", "mono_ns": 5, "wall_ns": 7,
-               "skipped": ["DESCENT", "SEPARATION"], "boot_id": "b"}  # board/daemon.py, today
-    assert list(tr.record("b").encode().items()) == list(written.items())
