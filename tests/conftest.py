@@ -9,6 +9,7 @@ import helpers by module name:
   store_helpers  frames, a real tmpfs, Foxglove's JS readers
   netfixtures    fake boards, stores on disk, a link that cuts
   forgetfs       the filesystem that forgets what was not fsync'd (power cuts)
+  ci_skips       the hook that fails a skipped test under CI (imported here)
 
 The picamera2 double comes from one fixture, ``picamera2_rig``, at the end.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from ci_skips import pytest_runtest_makereport  # noqa: F401 (a hook: pytest finds it here)
 from flights import Built, build_download
 
 from camctl.board.encode import EncoderPool
