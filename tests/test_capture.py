@@ -10,9 +10,10 @@ import simplejpeg
 from scripted import ScriptedCamera, Sink, cfg, first_frame_in_descent
 from waiting import wait_for
 
-from camctl.board.capture import CameraRunner, PreTriggerRing
+from camctl.board.capture import CameraRunner
 from camctl.board.config import CameraConfig
 from camctl.board.encode import EncoderPool
+from camctl.board.ring import PreTriggerRing
 from camctl.common.frames import EncodedFrame, Frame, FrameValue
 from camctl.exc import CameraError
 

@@ -16,9 +16,8 @@ from camctl.board.publish import Publisher
 from camctl.common import protocol as p
 from camctl.common.keys import create_keys, load_client_curve
 from camctl.common.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
-from camctl.exc import ConfigError
-from camctl.ground import BoardTimeout, Client, fetch
-from camctl.ground.client import KeyRejected
+from camctl.exc import BoardTimeout, ConfigError, KeyRejected
+from camctl.ground import Client, fetch
 
 LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 

@@ -30,7 +30,7 @@ from camctl.common.ledger import ABANDONED, RING_OVERFLOW, SENSOR_GAP, STILL_GAP
 from camctl.common.records import FaultRecord
 from camctl.exc import CameraError
 
-__all__ = ["CameraRunner", "PreTriggerRing", "RunnerStats"]
+__all__ = ["CameraRunner"]
 
 log = logging.getLogger("camctl.board.capture")
 Sink = Callable[[EncodedFrame], bool]

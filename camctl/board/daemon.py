@@ -31,7 +31,7 @@ from camctl.board.cameras_fleet import CameraFleet
 from camctl.board.capture import CameraRunner
 from camctl.board.commands import OperatorCommands, read_mock_levels
 from camctl.board.config import ARMED, LANDED, SAFE, Config
-from camctl.board.events import EventRecord, PhaseMachine, Transition
+from camctl.board.events import PhaseMachine, Transition
 from camctl.board.flight import FlightRecorder
 from camctl.board.gpio import EventLines
 from camctl.board.rejoin import apply_levels, resume_last_flight
@@ -39,6 +39,7 @@ from camctl.board.sdnotify import Notifier
 from camctl.board.status import board_status, status_line
 from camctl.common.ledger import Ledger
 from camctl.common.lifecycle import Startable
+from camctl.common.records import EventRecord
 from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
 
 __all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]

@@ -26,9 +26,8 @@ from camctl.board.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
 from camctl.common.records import EventRecord, PhaseRecord
 from camctl.exc import ResumeError
 
-# EventRecord is the event log's own record (camctl.common.records), re-exported: what the machine
-# reports is what the store writes
-__all__ = ["EventRecord", "PhaseMachine", "Transition"]
+# what the machine reports (camctl.common.records.EventRecord) is what the store writes
+__all__ = ["PhaseMachine", "Transition"]
 
 
 @dataclass(frozen=True, slots=True)

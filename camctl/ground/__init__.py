@@ -11,7 +11,8 @@
   first look, the exports, the test conductor's page.
 """
 
-from camctl.ground.client import BoardTimeout, Client, LinkDropped
+from camctl.exc import BoardTimeout, LinkDropped  # what a caller of Client and fetch catches
+from camctl.ground.client import Client
 from camctl.ground.fetch import BoardReport, FetchReport, fetch, print_report
 
 __all__ = ["BoardReport", "BoardTimeout", "Client", "FetchReport", "LinkDropped", "fetch",

@@ -23,7 +23,7 @@ from zmq.utils.monitor import recv_monitor_message
 from camctl.common import protocol as p
 from camctl.common.keys import ClientCurve, curve_for, use_curve
 from camctl.common.lifecycle import Closeable
-from camctl.exc import (  # the board errors a caller of Client catches, importable from here too
+from camctl.exc import (
     BoardTimeout,
     FetchError,
     KeyRejected,
@@ -33,7 +33,7 @@ from camctl.exc import (  # the board errors a caller of Client catches, importa
 )
 from camctl.ground import download
 
-__all__ = ["BoardTimeout", "Client", "KeyRejected", "LinkDropped"]
+__all__ = ["Client"]
 
 T = TypeVar("T")
 _MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH

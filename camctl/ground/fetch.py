@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 from camctl.common import protocol as p
 from camctl.common.keys import ClientCurve, url_host
 from camctl.common.protocol import is_name
-from camctl.exc import ConfigError, FetchError, RemoteError
-from camctl.ground.client import BoardTimeout, Client
+from camctl.exc import BoardTimeout, ConfigError, FetchError, RemoteError
+from camctl.ground.client import Client
 from camctl.ground.download import lock_folder
 
 __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
