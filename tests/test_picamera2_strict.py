@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
-import importlib.util
 import itertools
 import threading
 import time
@@ -29,15 +28,13 @@ from camctl.board.capture import CameraRunner
 from camctl.board.config import CameraConfig, CameraControls
 from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame
+from camctl.testing import realstack
 
 
 # --- a) pins --------------------------------------------------------------------------------------
 def _root() -> Path:
-    spec = importlib.util.find_spec("picamera2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("picamera2 is not installed (pip install --no-deps picamera2==0.3.38): "
-                    "the double is pinned to its source")
-    return Path(next(iter(spec.submodule_search_locations)))
+    """picamera2's source at the pinned release (fetched once into the cache; read, not run)."""
+    return realstack.picamera2_source()
 
 
 def _methods(path: Path, cls: str) -> dict[str, str]:
