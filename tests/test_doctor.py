@@ -436,3 +436,30 @@ def test_camera_probe_checks_the_exposure_and_gain_caps_against_the_frames(tmp_p
     assert "could not set exposure_max_us/analogue_gain_max: no tuning for 'imx708'" in check.detail
     assert "exposures up to 30000 us, over exposure_max_us = 4000" in check.detail
     assert "analogue gain up to 6, over analogue_gain_max = 2" in check.detail
+
+
+@pytest.mark.parametrize("encoder", ["software", "hardware"])
+def test_camera_probe_measures_the_sensor_rate_on_either_encoder_path(tmp_path, encoder) -> None:
+    rig = FakeRig(cameras=2, hardware_jpeg=True)
+    rig.max_fps = 20.0  # the sensor mode cannot reach the flight's 30 fps
+    checks = run_checks(_camera_config(tmp_path, encoder=encoder), probes=healthy(rig=rig))
+    check = _by_name(checks)["camera down"]
+    assert check.detail.startswith(f"320x240 at 30 fps, encoder {encoder}, sensor mode ")
+    achieved = float(check.detail.split(": sensor ")[1].split(" fps")[0])
+    assert achieved == pytest.approx(20, abs=1)  # MJPEG frames carry only the nominal duration
+    assert check.level == WARN and "only 20.0 of 30 fps" in check.detail, check
+
+
+@pytest.mark.parametrize("encoder", ["software", "hardware"])
+def test_camera_probe_checks_the_caps_on_either_encoder_path(tmp_path, encoder) -> None:
+    rig = FakeRig(cameras=2, hardware_jpeg=True)
+    extra = '[cameras.controls]\nexposure_max_us = 4000\nanalogue_gain_max = 2.0\n'
+    checks = run_checks(_camera_config(tmp_path, extra, encoder), probes=healthy(rig=rig))
+    check = _by_name(checks)["camera down"]
+    assert check.level == OK, check
+    rig.has_tuning = False  # the caps cannot be applied: the exposure metadata must say so
+    checks = run_checks(_camera_config(tmp_path, extra, encoder), probes=healthy(rig=rig))
+    check = _by_name(checks)["camera down"]
+    assert f"encoder {encoder}" in check.detail
+    assert "exposures up to 30000 us, over exposure_max_us = 4000" in check.detail, check
+    assert "analogue gain up to 6, over analogue_gain_max = 2" in check.detail

@@ -6,6 +6,7 @@ every contact with the machine goes through :class:`camctl.board.doctor.Probes`.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import time
@@ -15,8 +16,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from camctl.board.config import CameraConfig, Config
     from camctl.board.doctor import Check, Probes
+    from camctl.common.frames import Frame
 
 __all__ = ["check_picamera2"]
+
+_STILLS_FOR_METADATA = 3  # requests read for exposure and gain on the hardware (MJPEG) path
 
 _APT_PICAMERA2 = ("sudo apt install python3-picamera2, "
                   "and make the venv with --system-site-packages "
@@ -86,7 +90,7 @@ def check_picamera2(cfg: Config | None, probes: Probes) -> list[Check]:
 
 
 def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[str]:
-    """Exposure and gain caps checked against frame metadata (MJPEG frames carry none: 0 µs)."""
+    """Exposure and gain caps checked against request metadata ``(exposure_us, gain)``."""
     out = []
     cap_us, cap_gain = cfg.controls.exposure_max_us, cfg.controls.analogue_gain_max
     seen_us = max((e for e, _ in exposures), default=0)
@@ -96,6 +100,13 @@ def _caps_broken(cfg: CameraConfig, exposures: list[tuple[int, float]]) -> list[
     if cap_gain is not None and seen_gain > cap_gain * 1.05:
         out.append(f"analogue gain up to {seen_gain:g}, over analogue_gain_max = {cap_gain:g}")
     return out
+
+
+def _exposure(frame: Frame) -> tuple[int, float]:
+    """A frame's exposure (µs) and gain; its lent pixels are given back (only metadata is read)."""
+    if frame.release is not None:
+        frame.release()
+    return frame.exposure_us, frame.analogue_gain
 
 
 def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
@@ -113,15 +124,20 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
         camera = probes.make_camera(cfg)
         camera.set_fps(target)  # every sensor frame: the sensor's own rate is what is measured
         with camera:
+            hardware = getattr(camera, "encoder_in_use", "") == "hardware"
+            wait_s = max(1.0, 3.0 / target)
             deadline = time.monotonic() + probes.camera_seconds
             while time.monotonic() < deadline or len(stamps) < 2:
-                frame = camera.capture(timeout_s=max(1.0, 3.0 / target))
-                # lent pixels (Frame.release): only the metadata is read here
-                if frame.release is not None:
-                    frame.release()
+                frame = camera.capture(timeout_s=wait_s)
                 stamps.append(frame.timestamp_ns)
                 durations.append(frame.frame_duration_us)
-                exposures.append((frame.exposure_us, frame.analogue_gain))
+                exposure = _exposure(frame)
+                if not hardware:
+                    exposures.append(exposure)
+            # An MJPEG frame carries no exposure or gain (the encoder output has timestamps only):
+            # read them from requests (stills of the running stream), after the AGC settled.
+            for _ in range(_STILLS_FOR_METADATA if hardware else 0):
+                exposures.append(_exposure(camera.capture_still(timeout_s=max(2.0, wait_s))))
     except Exception as exc:  # CameraError or a backend bug: either way this camera cannot fly
         return Check(name, FAIL, f"{what}: {exc}",
                      "see hardware/cameras.md; `rpicam-hello --list-cameras`")
@@ -131,11 +147,16 @@ def _probe_camera(cfg: CameraConfig, probes: Probes) -> Check:
     mode = getattr(camera, "sensor_mode_in_use", None)
     if mode is not None:
         encoder += f", sensor mode {mode[0]}x{mode[1]}"
-    # The sensor's rate is its frame duration (libcamera metadata); MJPEG frames only carry the
-    # nominal one, so there the delivered rate is all there is. A delivered rate below the sensor's
-    # is this process being late.
+    # The sensor's rate is its frame duration (libcamera metadata). MJPEG frames carry only the
+    # nominal one: there it is the median step between their sensor timestamps (every sensor frame
+    # is encoded). A delivered rate below the sensor's is this process being late.
     median = sorted(durations)[len(durations) // 2]
-    achieved = delivered if encoder == "hardware" or median <= 0 else 1e6 / median
+    steps = sorted(b - a for a, b in itertools.pairwise(stamps))
+    step = steps[len(steps) // 2]
+    if hardware:
+        achieved = 1e9 / step if step > 0 else 0.0
+    else:
+        achieved = delivered if median <= 0 else 1e6 / median
     detail = (f"{what}, encoder {encoder}: sensor {achieved:.1f} fps achieved, "
               f"{delivered:.1f} fps delivered over {len(stamps)} frames")
     problems = [f"could not set {line}" for line in getattr(camera, "unset_controls", [])]

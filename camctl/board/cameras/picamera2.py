@@ -402,7 +402,7 @@ class Picamera2Camera(Camera):
             request = requests.next(deadline, timeout_s, "capture_request")
             with requests.reading(request, "capture_request"):
                 meta = request.get_metadata()
-                seq = self._thin.keep(self._timestamp(meta))
+                seq = self._thin.keep(self._timestamp(meta), meta.get("FrameDuration"))
                 if seq is not None:
                     return self._frame_from(request, seq, meta, still=False)
 
@@ -442,7 +442,8 @@ class Picamera2Camera(Camera):
         request = requests.next(time.monotonic() + timeout_s, timeout_s, "still capture")
         with requests.reading(request, "still capture"):
             meta = request.get_metadata()
-            video_seq = None if self._hw is not None else self._thin.keep(self._timestamp(meta))
+            video_seq = None if self._hw is not None else \
+                self._thin.keep(self._timestamp(meta), meta.get("FrameDuration"))
             lores, self._lores = self._lores, False
             try:
                 seq = self._thin.next_seq if video_seq is None else video_seq
