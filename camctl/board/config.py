@@ -356,7 +356,24 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         controls=controls,
     )
     t.done()
+    _cross_check(out)
     return out
+
+
+def _cross_check(cam: CameraConfig) -> None:
+    """The camera's parts against each other: what each one allows alone, together, cannot fly.
+
+    The errors name the camera (``cameras 'down': controls.exposure_max_us ...``): the mistake is in
+    how its keys fit together, not in one key's value.
+    """
+    where = f"cameras {cam.name!r}"
+    c = cam.controls
+    # The sensor runs at the flight's highest rate from ARM to landing (sensor_fps), so its frame
+    # period bounds every exposure: a longer cap caps nothing.
+    phase, fps = max(cam.fps, key=lambda pf: pf[1])
+    if c.exposure_max_us is not None and c.exposure_max_us > 1e6 / fps:
+        raise ConfigError(f"controls.exposure_max_us {c.exposure_max_us} is longer than the frame "
+                          f"period at {phase}'s {fps:g} fps ({1e6 / fps:.0f} us)", key=where)
 
 
 def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:

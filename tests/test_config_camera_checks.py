@@ -1,0 +1,41 @@
+"""Cross-checks of a camera's config against its rates, its sensor and the encoder (issue 23).
+
+Each mistake here used to load without a word and fly: an exposure cap the frame period already
+enforces, a sensor mode the sensor lacks, a gain the sensor cannot give, a hardware encoder at a
+size the codec refuses. Each is now one line naming the file, the camera and the key.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from camctl.board.config import parse_config
+from camctl.exc import ConfigError
+
+
+def _camera(**camera) -> dict:
+    return {"board": "b", "cameras": [{"name": "down", **camera}]}
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, source="rig.toml")
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_exposure_cap_longer_than_the_frame_period_is_refused():
+    data = _camera(fps={"ARMED": 2, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 30},
+                   controls={"exposure_max_us": 50000})
+    assert _error(data) == ("rig.toml: cameras 'down': controls.exposure_max_us 50000 is longer "
+                            "than the frame period at DESCENT's 30 fps (33333 us)")
+
+
+def test_exposure_cap_is_checked_at_the_highest_rate_of_the_flight():
+    # the role's SEPARATION default (60 fps) sets the sensor's rate from ARM to landing
+    message = _error(_camera(controls={"exposure_max_us": 20000}))
+    assert "controls.exposure_max_us 20000" in message
+    assert "at SEPARATION's 60 fps (16667 us)" in message
+    cfg = parse_config(_camera(controls={"exposure_max_us": 16666}))
+    assert cfg.cameras[0].controls.exposure_max_us == 16666
