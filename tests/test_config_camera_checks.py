@@ -39,3 +39,14 @@ def test_exposure_cap_is_checked_at_the_highest_rate_of_the_flight():
     assert "at SEPARATION's 60 fps (16667 us)" in message
     cfg = parse_config(_camera(controls={"exposure_max_us": 16666}))
     assert cfg.cameras[0].controls.exposure_max_us == 16666
+
+
+def test_hardware_encoder_beyond_the_codec_size_is_refused():
+    message = _error(_camera(size=[2304, 1296], encoder="hardware"))
+    assert message == ("rig.toml: cameras 'down': encoder 'hardware' cannot take size 2304x1296: "
+                       "the bcm2835-codec encoder takes 32 to 1920 pixels per side (use encoder = "
+                       "'auto' or 'software', or a smaller size)")
+    # at the codec's limit it is fine, and 'auto' picks software by itself at any size
+    assert parse_config(_camera(size=[1920, 1080], encoder="hardware")).cameras[0].size == (1920,
+                                                                                            1080)
+    assert parse_config(_camera(size=[2304, 1296], encoder="auto")).cameras[0].encoder == "auto"

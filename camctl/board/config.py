@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.board.cameras.picamera2_hardware import CODEC_SIZE, codec_fits
 from camctl.board.config_table import Table as _Table
 from camctl.board.config_table import check_name as _name
 from camctl.board.config_table import check_number as _number
@@ -374,6 +375,11 @@ def _cross_check(cam: CameraConfig) -> None:
     if c.exposure_max_us is not None and c.exposure_max_us > 1e6 / fps:
         raise ConfigError(f"controls.exposure_max_us {c.exposure_max_us} is longer than the frame "
                           f"period at {phase}'s {fps:g} fps ({1e6 / fps:.0f} us)", key=where)
+    if cam.encoder == "hardware" and not codec_fits(cam.size):
+        lo, hi = CODEC_SIZE
+        raise ConfigError(f"encoder 'hardware' cannot take size {cam.size[0]}x{cam.size[1]}: the "
+                          f"bcm2835-codec encoder takes {lo} to {hi} pixels per side (use encoder "
+                          "= 'auto' or 'software', or a smaller size)", key=where)
 
 
 def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:
