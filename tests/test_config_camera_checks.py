@@ -50,3 +50,11 @@ def test_hardware_encoder_beyond_the_codec_size_is_refused():
     assert parse_config(_camera(size=[1920, 1080], encoder="hardware")).cameras[0].size == (1920,
                                                                                             1080)
     assert parse_config(_camera(size=[2304, 1296], encoder="auto")).cameras[0].encoder == "auto"
+
+
+@pytest.mark.parametrize("gain", [30, 100])
+def test_gain_cap_above_every_known_sensor_is_refused(gain):
+    message = _error(_camera(controls={"analogue_gain_max": gain}))
+    assert message == (f"rig.toml: cameras 'down': controls.analogue_gain_max {gain} is above the "
+                       "analogue gain of every known sensor (the imx477 tops at 22.26)")
+    assert parse_config(_camera(controls={"analogue_gain_max": 22})).cameras[0].controls

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.board.cameras.picamera2_hardware import CODEC_SIZE, codec_fits
+from camctl.board.cameras.sensor_modes import GAIN_MAX_ANY, SENSORS
 from camctl.board.config_table import Table as _Table
 from camctl.board.config_table import check_name as _name
 from camctl.board.config_table import check_number as _number
@@ -375,6 +376,11 @@ def _cross_check(cam: CameraConfig) -> None:
     if c.exposure_max_us is not None and c.exposure_max_us > 1e6 / fps:
         raise ConfigError(f"controls.exposure_max_us {c.exposure_max_us} is longer than the frame "
                           f"period at {phase}'s {fps:g} fps ({1e6 / fps:.0f} us)", key=where)
+    if c.analogue_gain_max is not None and c.analogue_gain_max > GAIN_MAX_ANY:
+        top = max(SENSORS.values(), key=lambda s: s.gain_max)
+        raise ConfigError(f"controls.analogue_gain_max {c.analogue_gain_max:g} is above the "
+                          f"analogue gain of every known sensor (the {top.model} tops at "
+                          f"{top.gain_max:.2f})", key=where)
     if cam.encoder == "hardware" and not codec_fits(cam.size):
         lo, hi = CODEC_SIZE
         raise ConfigError(f"encoder 'hardware' cannot take size {cam.size[0]}x{cam.size[1]}: the "
@@ -485,7 +491,8 @@ def _controls(t: _Table) -> CameraControls:
                           key=t.path("LensPosition"))
     exposure = (t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True)
                 if t.has("exposure_max_us") else None)
-    gain = t.num("analogue_gain_max", 1.0, lo=1.0, hi=64.0) if t.has("analogue_gain_max") else None
+    # the top is the sensor's (checked with the camera: _cross_check)
+    gain = t.num("analogue_gain_max", 1.0, lo=1.0) if t.has("analogue_gain_max") else None
     mode = None
     if t.has("sensor_mode"):
         v = t.get("sensor_mode")
