@@ -58,3 +58,51 @@ def test_gain_cap_above_every_known_sensor_is_refused(gain):
     assert message == (f"rig.toml: cameras 'down': controls.analogue_gain_max {gain} is above the "
                        "analogue gain of every known sensor (the imx477 tops at 22.26)")
     assert parse_config(_camera(controls={"analogue_gain_max": 22})).cameras[0].controls
+
+
+# --- checks that need the sensor: sensor = "imx708" in [[cameras]] --------------------------------
+FLIGHT_30 = {"ARMED": 2, "DESCENT": 30, "SEPARATION": 30, "TOUCHDOWN": 30}
+
+
+def test_the_sensor_is_named_by_its_libcamera_model():
+    cfg = parse_config(_camera(sensor="imx708_wide", fps=FLIGHT_30))
+    assert cfg.cameras[0].sensor == "imx708_wide"
+    assert parse_config(_camera()).cameras[0].sensor == ""  # unknown: the model checks skip
+    assert _error(_camera(sensor="imx999")).startswith(
+        "rig.toml: cameras[0].sensor: must be one of 'imx708', 'imx708_wide', ")
+    assert _error(_camera(sensor="imx708", backend="sim")) == (
+        "rig.toml: cameras[0].sensor: a sensor is only for the picamera2 backend")
+
+
+def test_sensor_mode_the_sensor_does_not_have_is_refused():
+    message = _error(_camera(sensor="imx708", fps=FLIGHT_30,
+                             controls={"sensor_mode": [2028, 1520]}))
+    assert message == ("rig.toml: cameras 'down': controls.sensor_mode 2028x1520 is not a mode of "
+                       "the imx708 (Camera Module 3: 1536x864, 2304x1296, 4608x2592)")
+    # without a sensor named, any size is left to picamera2 (the doctor reports what it chose)
+    assert parse_config(_camera(fps=FLIGHT_30, controls={"sensor_mode": [2028, 1520]}))
+
+
+def test_a_flight_rate_above_the_sensor_modes_is_refused():
+    # the role's SEPARATION default is 60 fps: more than the full-field mode gives
+    message = _error(_camera(sensor="imx708", controls={"sensor_mode": [2304, 1296]}))
+    assert message == ("rig.toml: cameras 'down': fps.SEPARATION 60 is faster than the imx708's "
+                       "2304x1296 mode runs (56.03 fps)")
+    assert parse_config(_camera(sensor="imx708", fps=FLIGHT_30,
+                                controls={"sensor_mode": [2304, 1296]}))
+
+
+def test_gain_cap_above_the_sensors_range_is_refused():
+    message = _error(_camera(sensor="imx708", fps=FLIGHT_30, controls={"analogue_gain_max": 20}))
+    assert message == ("rig.toml: cameras 'down': controls.analogue_gain_max 20 is above the "
+                       "imx708's analogue gain range (1.0 to 16.0)")
+    assert parse_config(_camera(sensor="imx477", fps=FLIGHT_30,
+                                controls={"analogue_gain_max": 20}))
+
+
+@pytest.mark.parametrize("controls", [{"LensPosition": 0.5}, {"AfMode": "manual"}])
+def test_focus_controls_on_a_sensor_without_a_focus_lens_are_refused(controls):
+    message = _error(_camera(sensor="imx477", fps=FLIGHT_30, controls=controls))
+    key = next(iter(controls))
+    assert message == (f"rig.toml: cameras 'down': controls.{key} is set but the imx477 (HQ "
+                       "Camera) has no focus lens")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.board.cameras.picamera2_hardware import CODEC_SIZE, codec_fits
-from camctl.board.cameras.sensor_modes import GAIN_MAX_ANY, SENSORS
+from camctl.board.cameras.sensor_modes import GAIN_MAX_ANY, SENSORS, Sensor, sensor_named
 from camctl.board.config_table import Table as _Table
 from camctl.board.config_table import check_name as _name
 from camctl.board.config_table import check_number as _number
@@ -155,6 +155,9 @@ class CameraConfig:
     # benchmarks of board code
     sim_prerender: int = 0
     controls: CameraControls = field(default_factory=CameraControls)
+    # the sensor's libcamera model ("imx708"; camctl.board.cameras.sensor_modes); "": not said,
+    # and the checks that need it are skipped
+    sensor: str = ""
 
     def sensor_fps(self) -> float:
         """The rate the sensor runs at from ARM to landing: the highest any phase needs (frames are
@@ -334,6 +337,9 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
     if controls != CameraControls() and backend != "picamera2":
         raise ConfigError("camera controls are only for the picamera2 backend",
                           key=t.path("controls"))
+    sensor = t.str("sensor", choices=tuple(SENSORS)) if t.has("sensor") else ""
+    if sensor and backend != "picamera2":
+        raise ConfigError("a sensor is only for the picamera2 backend", key=t.path("sensor"))
     out = CameraConfig(
         name=name,
         role=role,
@@ -356,6 +362,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         sim_prerender=int(t.num("sim_prerender", CameraConfig.sim_prerender, lo=0, hi=256,
                                 integer=True)),
         controls=controls,
+        sensor=sensor,
     )
     t.done()
     _cross_check(out)
@@ -376,6 +383,9 @@ def _cross_check(cam: CameraConfig) -> None:
     if c.exposure_max_us is not None and c.exposure_max_us > 1e6 / fps:
         raise ConfigError(f"controls.exposure_max_us {c.exposure_max_us} is longer than the frame "
                           f"period at {phase}'s {fps:g} fps ({1e6 / fps:.0f} us)", key=where)
+    sensor = sensor_named(cam.sensor)
+    if sensor is not None:
+        _sensor_check(cam, sensor, where)
     if c.analogue_gain_max is not None and c.analogue_gain_max > GAIN_MAX_ANY:
         top = max(SENSORS.values(), key=lambda s: s.gain_max)
         raise ConfigError(f"controls.analogue_gain_max {c.analogue_gain_max:g} is above the "
@@ -386,6 +396,31 @@ def _cross_check(cam: CameraConfig) -> None:
         raise ConfigError(f"encoder 'hardware' cannot take size {cam.size[0]}x{cam.size[1]}: the "
                           f"bcm2835-codec encoder takes {lo} to {hi} pixels per side (use encoder "
                           "= 'auto' or 'software', or a smaller size)", key=where)
+
+
+def _sensor_check(cam: CameraConfig, sensor: Sensor, where: str) -> None:
+    """The checks that need the camera's sensor (``sensor = "imx708"``)."""
+    c = cam.controls
+    for key, value in (("AfMode", c.af_mode), ("LensPosition", c.lens_position)):
+        if value is not None and not sensor.autofocus:
+            raise ConfigError(f"controls.{key} is set but the {sensor.model} ({sensor.module}) has "
+                              "no focus lens", key=where)
+    if c.analogue_gain_max is not None and c.analogue_gain_max > sensor.gain_max:
+        raise ConfigError(f"controls.analogue_gain_max {c.analogue_gain_max:g} is above the "
+                          f"{sensor.model}'s analogue gain range (1.0 to {sensor.gain_max:.1f})",
+                          key=where)
+    if c.sensor_mode is None:
+        return
+    w, h = c.sensor_mode
+    mode = sensor.mode(c.sensor_mode)
+    if mode is None:
+        modes = ", ".join(f"{m.size[0]}x{m.size[1]}" for m in sensor.modes)
+        raise ConfigError(f"controls.sensor_mode {w}x{h} is not a mode of the {sensor.model} "
+                          f"({sensor.module}: {modes})", key=where)
+    phase, fps = max(cam.fps, key=lambda pf: pf[1])
+    if fps > mode.fps:
+        raise ConfigError(f"fps.{phase} {fps:g} is faster than the {sensor.model}'s {w}x{h} mode "
+                          f"runs ({mode.fps:g} fps)", key=where)
 
 
 def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:
