@@ -106,3 +106,65 @@ def test_focus_controls_on_a_sensor_without_a_focus_lens_are_refused(controls):
     key = next(iter(controls))
     assert message == (f"rig.toml: cameras 'down': controls.{key} is set but the imx477 (HQ "
                        "Camera) has no focus lens")
+
+
+# --- autofocus: a warning, not an error (the flight still works, the ground is soft) --------------
+REST = ("the imx708 (Camera Module 3) lens rests at the tuning's default, 1 dioptre (~1 m), so the "
+        "ground is soft until the last metres; set controls.AfMode = 'manual' and "
+        "controls.LensPosition = 0.5 (dioptres: sharp from ~1 m to infinity)")
+
+
+@pytest.mark.parametrize(("controls", "why"), [
+    ({}, "no focus set: "),
+    ({"AfMode": "manual"}, "controls.AfMode 'manual' without controls.LensPosition: "),
+    ({"AfMode": "auto"},
+     "controls.AfMode 'auto' moves the lens only on an AfTrigger, which camctl never sends: "),
+])
+def test_an_autofocus_camera_without_focus_warns(controls, why):
+    cfg = parse_config(_camera(sensor="imx708", fps=FLIGHT_30, controls=controls),
+                       source="rig.toml")
+    assert cfg.warnings == (f"rig.toml: cameras 'down': {why}{REST}",)
+
+
+@pytest.mark.parametrize(("camera", "controls"), [
+    ({"sensor": "imx708"}, {"LensPosition": 0.5}),
+    ({"sensor": "imx708"}, {"AfMode": "manual", "LensPosition": 0.0}),
+    ({"sensor": "imx708"}, {"AfMode": "continuous"}),  # chosen: the lens follows the scene
+    ({"sensor": "imx477"}, {}),  # no focus lens
+    ({}, {}),  # sensor not named: nothing known to warn about
+])
+def test_no_focus_warning_where_focus_is_set_or_there_is_no_lens(camera, controls):
+    cfg = parse_config(_camera(**camera, fps=FLIGHT_30, controls=controls))
+    assert cfg.warnings == ()
+    sim = parse_config({"board": "b", "cameras": [{"name": "s", "backend": "sim"}]})
+    assert sim.warnings == ()
+
+
+def _rig_without_focus(tmp_path):
+    path = tmp_path / "rig.toml"
+    path.write_text(f'board = "b"\n[store]\ndir = "{tmp_path / "store"}"\n'
+                    '[[cameras]]\nname = "down"\nsensor = "imx708"\n'
+                    '[cameras.fps]\nARMED = 2\nDESCENT = 30\nSEPARATION = 30\nTOUCHDOWN = 30\n')
+    return path
+
+
+def test_config_check_prints_the_warnings_and_still_passes(tmp_path):
+    import subprocess
+    import sys
+
+    path = _rig_without_focus(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "camctl", "config", "check", str(path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+    assert r.stderr == f"camctl: warning: {path}: cameras 'down': no focus set: {REST}\n"
+
+
+def test_doctor_reports_the_config_warnings(tmp_path):
+    from camctl.board.doctor import WARN, config_checks
+
+    path = _rig_without_focus(tmp_path)
+    cfg, checks = config_checks(path)
+    assert cfg is not None and cfg.warnings
+    assert [(c.name, c.level) for c in checks] == [("config", "OK"), ("config", WARN)]
+    assert checks[1].detail == f"{path}: cameras 'down': no focus set: {REST}"

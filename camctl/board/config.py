@@ -206,6 +206,9 @@ class Config:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     source: str = ""
+    # what loads and flies but probably not as meant, one line each ("<file>: cameras 'down': ..."):
+    # `camctl config check`, `camctl run` and `camctl doctor` print them
+    warnings: tuple[str, ...] = ()
 
     def camera(self, name: str) -> CameraConfig:
         for cam in self.cameras:
@@ -423,6 +426,27 @@ def _sensor_check(cam: CameraConfig, sensor: Sensor, where: str) -> None:
                           f"runs ({mode.fps:g} fps)", key=where)
 
 
+def _camera_warnings(cam: CameraConfig) -> list[str]:
+    """What the camera's config leaves to chance: an autofocus lens left where it rests."""
+    sensor = sensor_named(cam.sensor)
+    c = cam.controls
+    if sensor is None or not sensor.autofocus or c.lens_position is not None:
+        return []
+    if c.af_mode == "continuous":  # chosen: the lens follows the scene
+        return []
+    # libcamera's default AfMode is manual, and AfModeAuto "will never move the lens ... unless the
+    # AfTrigger control is used" (control_ids_core.yaml); either way the lens stays at the
+    # tuning's rpi.af default, 1.0 dioptre for the IMX708 (raspberrypi/libcamera
+    # src/ipa/rpi/{vc4,pisp}/data/imx708.json).
+    why = {None: "no focus set",
+           "manual": "controls.AfMode 'manual' without controls.LensPosition",
+           "auto": "controls.AfMode 'auto' moves the lens only on an AfTrigger, which camctl never "
+                   "sends"}[c.af_mode]
+    return [f"{why}: the {sensor.model} ({sensor.module}) lens rests at the tuning's default, "
+            "1 dioptre (~1 m), so the ground is soft until the last metres; set controls.AfMode = "
+            "'manual' and controls.LensPosition = 0.5 (dioptres: sharp from ~1 m to infinity)"]
+
+
 def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:
     """``[width, height]``, two integers (not bools), at ``name``."""
     value = t.get(name, default)
@@ -619,6 +643,8 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
             encode=_encode(top.table("encode")),
             publish=_publish(top.table("publish")),
             source=source,
+            warnings=tuple(f"{source + ': ' if source else ''}cameras {cam.name!r}: {w}"
+                           for cam in cameras for w in _camera_warnings(cam)),
         )
         top.done()
     except ConfigError as exc:
