@@ -5,6 +5,12 @@ Every problem is reported as a :class:`~camctl.exc.ConfigError` whose message na
 line and exit 2. Unknown keys are errors too: a typo in a flight config must not be silently
 ignored.
 
+A camera's keys are then checked against each other, its sensor (``sensor = "imx708"``, see
+:mod:`camctl.board.cameras.sensor_modes`) and the hardware encoder; those errors name the camera
+(``cameras 'down': controls.exposure_max_us 50000 is longer than the frame period at DESCENT's 30
+fps (33333 us)``). What loads and flies but probably not as meant (an autofocus lens left at rest)
+is a line in :attr:`Config.warnings`, which ``config check``, ``run`` and ``doctor`` print.
+
 Example::
 
     >>> cfg = parse_config({"board": "rig-a", "cameras": [{"name": "down", "backend": "sim"}]})
@@ -114,12 +120,12 @@ class CameraControls:
     """``[cameras.controls]``: what the sensor and lens are told at every open (picamera2 backend).
 
     TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they
-    are (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera
-    looking at the ground from height). The others are camctl's own names, because libcamera has no
-    such control: ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against
-    motion blur, and noise) through the tuning, ``sensor_mode`` is the sensor output size picamera2
-    picks the mode by (a full-field binned mode keeps the whole view at video sizes). ``None``
-    leaves the camera's own default.
+    are (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, 0.5 is sharp from ~1 m to
+    infinity on a Camera Module 3, the last metre of a drop included). The others are camctl's own
+    names, because libcamera has no such control: ``exposure_max_us`` and ``analogue_gain_max``
+    cap the auto-exposure (against motion blur, and noise) through the tuning, ``sensor_mode`` is
+    the sensor output size picamera2 picks the mode by (a full-field binned mode keeps the whole
+    view at video sizes). ``None`` leaves the camera's own default.
     """
 
     af_mode: str | None = None
@@ -141,7 +147,9 @@ class CameraConfig:
     pretrigger_mb: float = 64.0
     fps: tuple[tuple[str, float], ...] = ()
     encoder: str = "auto"
-    stills: tuple[str, ...] = ()  # events at which a full-resolution still is taken
+    # events at which a still is taken: the next frame of the running video stream, at the video
+    # size (no mode switch, so no full-resolution still)
+    stills: tuple[str, ...] = ()
     seed: int = 0
     faults: tuple[tuple[str, float, float], ...] = ()  # sim only: (kind, at_s, duration_s)
     quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
