@@ -86,6 +86,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from camctl.board.config import load_config
 
     cfg = load_config(args.file)
+    for warning in cfg.warnings:
+        print(f"camctl: warning: {warning}", file=sys.stderr)
     cams = ", ".join(f"{c.name} ({c.role}, {c.backend}, {c.size[0]}x{c.size[1]})"
                      for c in cfg.cameras)
     print(f"{args.file}: ok: board {cfg.board}; phases {' -> '.join(cfg.phases.order)}; "
@@ -99,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from camctl.board.daemon import Daemon, tune_malloc
 
     cfg = load_config(args.config)
+    for warning in cfg.warnings:
+        log.warning("config: %s", warning)
     tune_malloc()
     daemon = Daemon(cfg)
     try:

@@ -5,6 +5,12 @@ Every problem is reported as a :class:`~camctl.exc.ConfigError` whose message na
 line and exit 2. Unknown keys are errors too: a typo in a flight config must not be silently
 ignored.
 
+A camera's keys are then checked against each other, its sensor (``sensor = "imx708"``, see
+:mod:`camctl.board.cameras.sensor_modes`) and the hardware encoder; those errors name the camera
+(``cameras 'down': controls.exposure_max_us 50000 is longer than the frame period at DESCENT's 30
+fps (33333 us)``). What loads and flies but probably not as meant (an autofocus lens left at rest)
+is a line in :attr:`Config.warnings`, which ``config check``, ``run`` and ``doctor`` print.
+
 Example::
 
     >>> cfg = parse_config({"board": "rig-a", "cameras": [{"name": "down", "backend": "sim"}]})
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.board.cameras.picamera2_hardware import CODEC_SIZE, codec_fits
+from camctl.board.cameras.sensor_modes import GAIN_MAX_ANY, SENSORS, Sensor, sensor_named
 from camctl.board.config_table import Table as _Table
 from camctl.board.config_table import check_name as _name
 from camctl.board.config_table import check_number as _number
@@ -112,12 +120,12 @@ class CameraControls:
     """``[cameras.controls]``: what the sensor and lens are told at every open (picamera2 backend).
 
     TOML keys: ``AfMode`` and ``LensPosition`` are picamera2/libcamera control names, passed as they
-    are (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, the right focus for a camera
-    looking at the ground from height). The others are camctl's own names, because libcamera has no
-    such control: ``exposure_max_us`` and ``analogue_gain_max`` cap the auto-exposure (against
-    motion blur, and noise) through the tuning, ``sensor_mode`` is the sensor output size picamera2
-    picks the mode by (a full-field binned mode keeps the whole view at video sizes). ``None``
-    leaves the camera's own default.
+    are (``af_mode``/``lens_position`` here; dioptres: 0 is infinity, 0.5 is sharp from ~1 m to
+    infinity on a Camera Module 3, the last metre of a drop included). The others are camctl's own
+    names, because libcamera has no such control: ``exposure_max_us`` and ``analogue_gain_max``
+    cap the auto-exposure (against motion blur, and noise) through the tuning, ``sensor_mode`` is
+    the sensor output size picamera2 picks the mode by (a full-field binned mode keeps the whole
+    view at video sizes). ``None`` leaves the camera's own default.
     """
 
     af_mode: str | None = None
@@ -139,7 +147,9 @@ class CameraConfig:
     pretrigger_mb: float = 64.0
     fps: tuple[tuple[str, float], ...] = ()
     encoder: str = "auto"
-    stills: tuple[str, ...] = ()  # events at which a full-resolution still is taken
+    # events at which a still is taken: the next frame of the running video stream, at the video
+    # size (no mode switch, so no full-resolution still)
+    stills: tuple[str, ...] = ()
     seed: int = 0
     faults: tuple[tuple[str, float, float], ...] = ()  # sim only: (kind, at_s, duration_s)
     quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
@@ -153,6 +163,9 @@ class CameraConfig:
     # benchmarks of board code
     sim_prerender: int = 0
     controls: CameraControls = field(default_factory=CameraControls)
+    # the sensor's libcamera model ("imx708"; camctl.board.cameras.sensor_modes); "": not said,
+    # and the checks that need it are skipped
+    sensor: str = ""
 
     def sensor_fps(self) -> float:
         """The rate the sensor runs at from ARM to landing: the highest any phase needs (frames are
@@ -201,6 +214,9 @@ class Config:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     source: str = ""
+    # what loads and flies but probably not as meant, one line each ("<file>: cameras 'down': ..."):
+    # `camctl config check`, `camctl run` and `camctl doctor` print them
+    warnings: tuple[str, ...] = ()
 
     def camera(self, name: str) -> CameraConfig:
         for cam in self.cameras:
@@ -332,6 +348,9 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
     if controls != CameraControls() and backend != "picamera2":
         raise ConfigError("camera controls are only for the picamera2 backend",
                           key=t.path("controls"))
+    sensor = t.str("sensor", choices=tuple(SENSORS)) if t.has("sensor") else ""
+    if sensor and backend != "picamera2":
+        raise ConfigError("a sensor is only for the picamera2 backend", key=t.path("sensor"))
     out = CameraConfig(
         name=name,
         role=role,
@@ -354,9 +373,86 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         sim_prerender=int(t.num("sim_prerender", CameraConfig.sim_prerender, lo=0, hi=256,
                                 integer=True)),
         controls=controls,
+        sensor=sensor,
     )
     t.done()
+    _cross_check(out)
     return out
+
+
+def _cross_check(cam: CameraConfig) -> None:
+    """The camera's parts against each other: what each one allows alone, together, cannot fly.
+
+    The errors name the camera (``cameras 'down': controls.exposure_max_us ...``): the mistake is in
+    how its keys fit together, not in one key's value.
+    """
+    where = f"cameras {cam.name!r}"
+    c = cam.controls
+    # The sensor runs at the flight's highest rate from ARM to landing (sensor_fps), so its frame
+    # period bounds every exposure: a longer cap caps nothing.
+    phase, fps = max(cam.fps, key=lambda pf: pf[1])
+    if c.exposure_max_us is not None and c.exposure_max_us > 1e6 / fps:
+        raise ConfigError(f"controls.exposure_max_us {c.exposure_max_us} is longer than the frame "
+                          f"period at {phase}'s {fps:g} fps ({1e6 / fps:.0f} us)", key=where)
+    sensor = sensor_named(cam.sensor)
+    if sensor is not None:
+        _sensor_check(cam, sensor, where)
+    if c.analogue_gain_max is not None and c.analogue_gain_max > GAIN_MAX_ANY:
+        top = max(SENSORS.values(), key=lambda s: s.gain_max)
+        raise ConfigError(f"controls.analogue_gain_max {c.analogue_gain_max:g} is above the "
+                          f"analogue gain of every known sensor (the {top.model} tops at "
+                          f"{top.gain_max:.2f})", key=where)
+    if cam.encoder == "hardware" and not codec_fits(cam.size):
+        lo, hi = CODEC_SIZE
+        raise ConfigError(f"encoder 'hardware' cannot take size {cam.size[0]}x{cam.size[1]}: the "
+                          f"bcm2835-codec encoder takes {lo} to {hi} pixels per side (use encoder "
+                          "= 'auto' or 'software', or a smaller size)", key=where)
+
+
+def _sensor_check(cam: CameraConfig, sensor: Sensor, where: str) -> None:
+    """The checks that need the camera's sensor (``sensor = "imx708"``)."""
+    c = cam.controls
+    for key, value in (("AfMode", c.af_mode), ("LensPosition", c.lens_position)):
+        if value is not None and not sensor.autofocus:
+            raise ConfigError(f"controls.{key} is set but the {sensor.model} ({sensor.module}) has "
+                              "no focus lens", key=where)
+    if c.analogue_gain_max is not None and c.analogue_gain_max > sensor.gain_max:
+        raise ConfigError(f"controls.analogue_gain_max {c.analogue_gain_max:g} is above the "
+                          f"{sensor.model}'s analogue gain range (1.0 to {sensor.gain_max:.1f})",
+                          key=where)
+    if c.sensor_mode is None:
+        return
+    w, h = c.sensor_mode
+    mode = sensor.mode(c.sensor_mode)
+    if mode is None:
+        modes = ", ".join(f"{m.size[0]}x{m.size[1]}" for m in sensor.modes)
+        raise ConfigError(f"controls.sensor_mode {w}x{h} is not a mode of the {sensor.model} "
+                          f"({sensor.module}: {modes})", key=where)
+    phase, fps = max(cam.fps, key=lambda pf: pf[1])
+    if fps > mode.fps:
+        raise ConfigError(f"fps.{phase} {fps:g} is faster than the {sensor.model}'s {w}x{h} mode "
+                          f"runs ({mode.fps:g} fps)", key=where)
+
+
+def _camera_warnings(cam: CameraConfig) -> list[str]:
+    """What the camera's config leaves to chance: an autofocus lens left where it rests."""
+    sensor = sensor_named(cam.sensor)
+    c = cam.controls
+    if sensor is None or not sensor.autofocus or c.lens_position is not None:
+        return []
+    if c.af_mode == "continuous":  # chosen: the lens follows the scene
+        return []
+    # libcamera's default AfMode is manual, and AfModeAuto "will never move the lens ... unless the
+    # AfTrigger control is used" (control_ids_core.yaml); either way the lens stays at the
+    # tuning's rpi.af default, 1.0 dioptre for the IMX708 (raspberrypi/libcamera
+    # src/ipa/rpi/{vc4,pisp}/data/imx708.json).
+    why = {None: "no focus set",
+           "manual": "controls.AfMode 'manual' without controls.LensPosition",
+           "auto": "controls.AfMode 'auto' moves the lens only on an AfTrigger, which camctl never "
+                   "sends"}[c.af_mode]
+    return [f"{why}: the {sensor.model} ({sensor.module}) lens rests at the tuning's default, "
+            "1 dioptre (~1 m), so the ground is soft until the last metres; set controls.AfMode = "
+            "'manual' and controls.LensPosition = 0.5 (dioptres: sharp from ~1 m to infinity)"]
 
 
 def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:
@@ -462,7 +558,8 @@ def _controls(t: _Table) -> CameraControls:
                           key=t.path("LensPosition"))
     exposure = (t.num("exposure_max_us", 0, lo=100, hi=1_000_000, integer=True)
                 if t.has("exposure_max_us") else None)
-    gain = t.num("analogue_gain_max", 1.0, lo=1.0, hi=64.0) if t.has("analogue_gain_max") else None
+    # the top is the sensor's (checked with the camera: _cross_check)
+    gain = t.num("analogue_gain_max", 1.0, lo=1.0) if t.has("analogue_gain_max") else None
     mode = None
     if t.has("sensor_mode"):
         v = t.get("sensor_mode")
@@ -554,6 +651,8 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
             encode=_encode(top.table("encode")),
             publish=_publish(top.table("publish")),
             source=source,
+            warnings=tuple(f"{source + ': ' if source else ''}cameras {cam.name!r}: {w}"
+                           for cam in cameras for w in _camera_warnings(cam)),
         )
         top.done()
     except ConfigError as exc:

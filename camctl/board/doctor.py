@@ -57,6 +57,7 @@ __all__ = [
     "Check",
     "Probes",
     "add_arguments",
+    "config_checks",
     "format_check",
     "main",
     "run_checks",
@@ -505,22 +506,28 @@ def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
     return checks
 
 
+def config_checks(config_path: Path | None) -> tuple[Config | None, list[Check]]:
+    """The config (None without a valid one) and its checks: loaded, and each of its warnings."""
+    if config_path is None:
+        return None, [Check("config", WARN, "no --config given: checking the defaults",
+                            "camctl doctor --config /etc/camctl/camctl.toml")]
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        return None, [Check("config", FAIL, str(exc), f"camctl config check {config_path}")]
+    checks = [Check("config", OK, f"{config_path}: board {cfg.board!r}, "
+                                  f"{len(cfg.cameras)} camera(s), "
+                                  f"gpio backend {cfg.gpio.backend!r}")]
+    checks += [Check("config", WARN, warning) for warning in cfg.warnings]
+    return cfg, checks
+
+
 def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> list[Check]:
     """Every check in order; without a (valid) config, camctl.board.config's defaults apply."""
     probes = probes or Probes()
     checks = [_check_python()]
-    cfg: Config | None = None
-    if config_path is not None:
-        try:
-            cfg = load_config(config_path)
-            checks.append(Check("config", OK, f"{config_path}: board {cfg.board!r}, "
-                                              f"{len(cfg.cameras)} camera(s), "
-                                              f"gpio backend {cfg.gpio.backend!r}"))
-        except ConfigError as exc:
-            checks.append(Check("config", FAIL, str(exc), f"camctl config check {config_path}"))
-    else:
-        checks.append(Check("config", WARN, "no --config given: checking the defaults",
-                            "camctl doctor --config /etc/camctl/camctl.toml"))
+    cfg, found = config_checks(config_path)
+    checks += found
     effective = cfg if cfg is not None else Config(board="default")
     checks += check_picamera2(cfg, probes)
     checks += _check_gpio(cfg, probes)
