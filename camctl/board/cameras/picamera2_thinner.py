@@ -51,6 +51,8 @@ class Thinner:
         self._last: tuple[int, int, int | None] | None = None
         self._kept: int | None = None  # place of the last delivered frame (this stream)
         self._due = 0.0  # the place of the next delivered frame
+        # a rate change not yet applied to a frame: (due, step) of the rate before it
+        self._switch: tuple[float, float] | None = None
         self._nominal_ns = self._step = 1.0
         self._rates(fps, sensor_fps)
 
@@ -59,16 +61,20 @@ class Thinner:
         self._step = max(1.0, sensor_fps / fps)
 
     def set_fps(self, fps: float, sensor_fps: float) -> None:
-        """Deliver ``fps`` of a ``sensor_fps`` sensor from the next due frame on."""
+        """Deliver ``fps`` of a ``sensor_fps`` sensor from the next frame seen on.
+
+        Frames not seen between the change and that frame (the capture thread was not reading:
+        picamera2 drops them with ``queue=False``) came under the old rate: they are gaps only
+        where the old rate had one due."""
         with self._lock:
+            if self._switch is None:
+                self._switch = (self._due, self._step)
             self._rates(fps, sensor_fps)
-            if self._kept is not None and self._last is not None:
-                self._due = min(self._due, max(self._kept + self._step, self._last[0] + 1))
 
     def restart(self) -> None:
         """A new stream (reopen): the next frame is delivered, with no gap counted before it."""
         with self._lock:
-            self._last = self._kept = None
+            self._last = self._kept = self._switch = None
             self._due = 0.0
 
     def _period_ns(self, step_ns: int) -> float:
@@ -99,15 +105,22 @@ class Thinner:
                 place = last_place + max(1, round(step_ns / period_ns))
                 if step_ns > 0 and not peek:
                     self._steps.append(step_ns)
-                if place - 1 >= due - 0.5:  # frames lost where one was due: a gap each
-                    lost = int((place - 1 - due + 0.5) // self._step) + 1
-                    due += lost * self._step
+                switch = self._switch
+                # frames lost where one was due: a gap each, at the rate they were due under
+                due, step = (due, self._step) if switch is None else switch
+                if place - 1 >= due - 0.5:
+                    lost = int((place - 1 - due + 0.5) // step) + 1
+                    due += lost * step
+                if switch is not None and self._kept is not None:
+                    # the new rate: its first frame is this one at the latest
+                    due = max(min(due, self._kept + self._step), float(place))
             delivered = place >= due - 0.5
             if peek:
                 return self.next_seq + lost if delivered else None
             duration_ns = None if not frame_duration_us else round(frame_duration_us * 1000)
             self._last = (place, timestamp_ns, duration_ns)
             self._due = due
+            self._switch = None
             if not delivered:
                 self.thinned += 1
                 return None
