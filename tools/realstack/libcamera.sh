@@ -40,8 +40,9 @@ fi
 log() { echo "libcamera.sh: $*" >&2; }
 
 # -- build dependencies (Debian 12) -------------------------------------------------------------
+# (libcap-dev: picamera2's python-prctl compiles against it when the tests install picamera2)
 deps=(g++ meson ninja-build pkg-config python3-dev python3-yaml python3-ply python3-jinja2
-      pybind11-dev libyaml-dev libyuv-dev libjpeg-dev libgnutls28-dev libudev-dev)
+      pybind11-dev libyaml-dev libyuv-dev libjpeg-dev libgnutls28-dev libudev-dev libcap-dev)
 missing=()
 for d in "${deps[@]}"; do
     dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
