@@ -312,7 +312,7 @@ def bench_realstack(ctx: Ctx) -> dict[str, Any]:
 
     try:
         mod = load_picamera2()
-    except Unavailable as exc:
+    except (Unavailable, ImportError, OSError) as exc:  # not built, or a build that does not load
         raise RuntimeError(f"real camera stack unavailable: {exc}") from exc
     pilog = logging.getLogger("picamera2")
     level = pilog.level
