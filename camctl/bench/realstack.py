@@ -209,7 +209,7 @@ def measure(mod: ModuleType, cfg: Any, fps: float, seconds: float) -> Run:
 
 def _roles(run: Run) -> str:
     per = max(1, run.delivered + run.thinned)
-    return ", ".join(f"{k} {v / 1e6 / per:.3f}" for k, v in sorted(run.by_role.items()))
+    return ", ".join(f"{k} {v / 1e6 / per:.3f}" for k, v in sorted(run.by_role.items()) if v)
 
 
 # --- the quota child ------------------------------------------------------------------------------
