@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from ci_skips import in_ci
 
 from camctl.bench import METRICS, BenchResult, markdown_table
 from camctl.bench.harness import MARKDOWN_HEADER
@@ -26,6 +27,16 @@ from camctl.testing.netproxy import DelayProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGEZMQ_KEYS = {"fetch_vs_imagezmq", "fetch_vs_imagezmq_loopback"}
+REALSTACK_KEYS = {m.key for m in METRICS if m.key.startswith("real_")}
+REALSTACK_MISSING = "real camera stack unavailable"
+
+
+def _realstack_missing(quick: dict) -> bool:
+    """Outside CI the real stack may not be built (its contract tests skip then); under CI it must
+    be, as for them (tests/ci_skips.py)."""
+    errors = quick["errors"]
+    return (not in_ci() and bool(errors) and set(errors) <= REALSTACK_KEYS | IMAGEZMQ_KEYS
+            and any(REALSTACK_MISSING in errors.get(k, "") for k in REALSTACK_KEYS))
 
 
 def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -37,22 +48,27 @@ def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quick() -> dict:
     proc = _bench("--quick", "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    out = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    assert proc.returncode == 0 or (out and _realstack_missing(out)), proc.stderr[-3000:]
+    return out
 
 
 def test_every_metric_is_a_positive_number(quick: dict) -> None:
     have_imagezmq = importlib.util.find_spec("imagezmq") is not None
+    no_realstack = _realstack_missing(quick)
     for m in METRICS:
         assert m.key in quick, f"{m.key} missing from {sorted(quick)}"
         v = quick[m.key]
         if v is None and m.key in IMAGEZMQ_KEYS and not have_imagezmq:
             assert "imagezmq" in quick["errors"][m.key]
             continue
+        if v is None and m.key in REALSTACK_KEYS and no_realstack:
+            continue
         assert isinstance(v, int | float) and not isinstance(v, bool), (
             f"{m.key}: {v!r} ({quick['errors']})")
         assert v > 0, f"{m.key}: {v}"
-    assert quick["errors"] == {} or set(quick["errors"]) <= IMAGEZMQ_KEYS
+    assert quick["errors"] == {} or set(quick["errors"]) <= IMAGEZMQ_KEYS | (
+        REALSTACK_KEYS if no_realstack else set())
 
 
 def test_report_names_the_machine_and_targets(quick: dict) -> None:
@@ -62,7 +78,9 @@ def test_report_names_the_machine_and_targets(quick: dict) -> None:
     assert quick["quick"] is True
     assert quick["targets"]["store_vs_fdatasync"] == ">= 0.9"
     assert quick["targets"]["trigger_latency_p99_ms"] == "< 2"
-    assert all(quick["notes"].get(m.key) for m in METRICS)  # every number says what it measured
+    # every number says what it measured
+    assert all(quick["notes"].get(m.key) for m in METRICS
+               if not (m.key in REALSTACK_KEYS and _realstack_missing(quick)))
 
 
 def test_only_runs_just_that_benchmark() -> None:

@@ -291,13 +291,15 @@ def run_benchmarks(*, quick: bool = False, only: list[str] | None = None,
             except Exception as exc:
                 out = {k: None for k in keys}
                 out["_error"] = f"{type(exc).__name__}: {exc}"
+            # "_error"/"_note" speak for every key of the figure, "_errors"/"_notes" for one each
+            errors, notes = out.get("_errors") or {}, out.get("_notes") or {}
             for k in keys:
                 v = out.get(k)
                 result.values[k] = None if v is None else float(v)
-                if out.get("_error"):
-                    result.errors[k] = out["_error"]
-                if out.get("_note"):
-                    result.notes[k] = out["_note"]
+                if errors.get(k) or out.get("_error"):
+                    result.errors[k] = errors.get(k) or out["_error"]
+                if notes.get(k) or out.get("_note"):
+                    result.notes[k] = notes.get(k) or out["_note"]
             if on_done is not None:
                 on_done(name, out)
     finally:
@@ -399,7 +401,7 @@ def bench_main(args: argparse.Namespace) -> int:
 
     def progress(name: str, out: dict[str, Any]) -> None:
         if not (as_json or as_markdown):
-            state = "error" if out.get("_error") else "done"
+            state = "error" if out.get("_error") or out.get("_errors") else "done"
             print(f"  {name}: {state}", file=sys.stderr, flush=True)
 
     result = run_benchmarks(quick=bool(getattr(args, "quick", False)), only=only, on_done=progress)

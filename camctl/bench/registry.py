@@ -25,6 +25,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "capture",
     "trigger",
     "camera",
+    "realstack",
     "rss",
     "first_look",
     "verify",
