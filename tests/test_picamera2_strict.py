@@ -15,6 +15,7 @@ import ast
 import concurrent.futures
 import importlib.util
 import itertools
+import json
 import threading
 import time
 from pathlib import Path
@@ -107,6 +108,62 @@ def test_pin_a_mode_switch_restarts_and_reallocates(pc):
 def test_pin_cameras_are_listed_from_the_camera_manager(pc):
     """Fake: a dead CSI camera stays listed (libcamera's CameraManager enumerates them once)."""
     assert "enumerate(Picamera2._cm.cms.cameras)" in pc["global_camera_info"]
+
+
+@pytest.fixture(scope="module")
+def manager() -> dict[str, str]:
+    return _methods(_root() / "picamera2.py", "CameraManager")
+
+
+def test_pin_one_camera_manager_per_process_made_lazily_and_kept(pc, manager):
+    """Fake ``CameraManager``: ``Picamera2._cm`` is a class attribute (one per process), ``cms``
+    makes libcamera's manager when first read and keeps it, ``reset`` makes a new one at once."""
+    tree = ast.parse((_root() / "picamera2.py").read_text())
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Picamera2")
+    assigned = {ast.unparse(n) for n in cls.body if isinstance(n, ast.Assign)}
+    assert "_cm = CameraManager()" in assigned
+    assert _flat("if self._cms is None: self._cms = libcamera.CameraManager.singleton() "
+                 "return self._cms") in _flat(manager["cms"])
+    assert _flat("self._cms = None self._cms = libcamera.CameraManager.singleton()") in \
+        _flat(manager["reset"])
+    from camctl.testing.picamera2_double import CameraManager as Fake
+
+    assert {"cms", "reset", "add", "cleanup"} <= set(vars(Fake))
+    assert "self.cameras = {}" in manager["__init__"]
+
+
+def test_pin_the_manager_is_dropped_when_the_last_open_camera_closes_not_by_listing(pc, manager):
+    cleanup = _flat(manager["cleanup"])
+    assert _flat("del self.cameras[index] if self.cameras == {}:") in cleanup
+    assert cleanup.endswith(_flat("if flag: self.thread.join() self._cms = None"))
+    assert "self._cm.cleanup(self.camera_idx)" in pc["close"]
+    # listing reads (so makes) the manager and adds no camera: nothing will ever clean it up
+    listing = pc["global_camera_info"]
+    assert "Picamera2._cm.cms.cameras" in listing and ".add(" not in listing
+    # a camera is added to it only once its __init__ completed
+    init = pc["__init__"]
+    assert init.index("finally:") < init.index("self._cm.add(camera_num, self)")
+
+
+def test_pin_picamera2_init_hands_the_tuning_to_libcamera_through_the_environment(pc):
+    """Fake ``Picamera2.__init__``: a dict tuning is a temporary file the variable names, deleted at
+    the end of ``__init__``; a string is the file name; None removes the variable. All before the
+    first ``global_camera_info()`` (which makes the manager if there is none)."""
+    from camctl.testing.picamera2_double import TUNING_FILE_ENV
+
+    init = pc["__init__"]
+    assert TUNING_FILE_ENV == "LIBCAMERA_RPI_TUNING_FILE"
+    assert "os.environ['LIBCAMERA_RPI_TUNING_FILE'] = tuning" in init
+    assert "tuning_file = tempfile.NamedTemporaryFile('w')" in init
+    assert "os.environ['LIBCAMERA_RPI_TUNING_FILE'] = tuning_file.name" in init
+    assert "os.environ.pop('LIBCAMERA_RPI_TUNING_FILE', None)" in init
+    assert _flat("finally: if tuning_file is not None: tuning_file.close()") in _flat(init)
+    first_listing = init.index("self.global_camera_info()")
+    assert init.index("os.environ.pop('LIBCAMERA_RPI_TUNING_FILE', None)") < first_listing
+    assert init.index("self._open_camera()") < init.index("tuning_file.close()")
+    # load_tuning_file reads picamera2's install directories, never LIBCAMERA_IPA_CONFIG_PATH
+    load = _methods(_root() / "picamera2.py", "Picamera2")["load_tuning_file"]
+    assert "/usr/share/libcamera/ipa/rpi/" in load and "LIBCAMERA" not in load
 
 
 def test_pin_control_names_are_checked():
@@ -302,6 +359,76 @@ def test_double_dead_camera_stays_listed_and_times_out(rig):
     assert len(rig.module.Picamera2.global_camera_info()) == 1
     with pytest.raises(concurrent.futures.TimeoutError):
         p.capture_request(wait=0.1)
+    p.close()
+
+
+def _capped(rig: FakeRig, shutter_max: int) -> dict:
+    tuning = rig.tuning()
+    for mode in tuning["algorithms"][1]["rpi.agc"]["channels"][0]["exposure_modes"].values():
+        mode["shutter"] = [min(v, shutter_max) for v in mode["shutter"]]
+    return tuning
+
+
+def test_double_one_manager_made_when_first_needed_and_dropped_with_the_last_camera(rig):
+    Picamera2 = rig.module.Picamera2
+    assert rig.managers_created == 0
+    Picamera2.global_camera_info()
+    Picamera2.global_camera_info()
+    assert rig.managers_created == 1  # listing makes it once and keeps it (no camera to clean up)
+    p = Picamera2(0)
+    assert rig.managers_created == 1  # the camera opens on the manager the listing made
+    p.close()
+    assert Picamera2._cm._cms is None  # the last camera closed: picamera2's cleanup dropped it
+    Picamera2(0).close()
+    assert rig.managers_created == 2
+
+
+def test_double_tuning_is_read_once_when_the_manager_is_made(rig, monkeypatch):
+    """Issue 23: a tuning given after the manager exists is ignored; the variable then names a
+    deleted file, and the next manager fails to register the camera."""
+    Picamera2 = rig.module.Picamera2
+    p = Picamera2(0, tuning=_capped(rig, 4000))  # no manager yet: this one reads the tuning
+    assert p.agc_limits == (4000, 6.0)
+    p.close()
+    Picamera2.global_camera_info()  # a new manager, the variable naming the deleted temporary file
+    assert Picamera2.global_camera_info() == []
+    assert rig.libcamera_log[0].startswith("Failed to open tuning file /")
+    assert rig.libcamera_log[1] == "Failed to register camera imx708: -22"
+    with pytest.raises(RuntimeError, match="No camera number 0 found"):
+        Picamera2(0, tuning=_capped(rig, 4000))  # too late: the manager exists
+    monkeypatch.delenv("LIBCAMERA_RPI_TUNING_FILE")
+    rig2 = FakeRig()  # a fresh process
+    rig2.module.Picamera2.global_camera_info()  # listed first, as camctl's open did
+    q = rig2.module.Picamera2(0, tuning=_capped(rig2, 4000))
+    assert q.agc_limits == (120000, 6.0)  # the caps never reached libcamera
+    q.close()
+
+
+def test_double_resolves_tunings_as_libcamera_does(rig, tmp_path, monkeypatch):
+    from camctl.testing.picamera2_double import CONFIG_PATH_ENV, TUNING_FILE_ENV
+
+    for platform, cap in (("pisp", 5000), ("vc4", 7000)):
+        path = tmp_path / "rpi" / platform / "imx708.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_capped(rig, cap)))
+    monkeypatch.setenv(CONFIG_PATH_ENV, f"{tmp_path / 'none'}:{tmp_path}")
+    monkeypatch.setenv(TUNING_FILE_ENV, "")  # empty: as unset
+    Picamera2 = rig.module.Picamera2
+    p = Picamera2(0, tuning=None)
+    assert p.agc_limits == (5000, 6.0)  # the Pi 5's directory of the config path
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_capped(rig, 3000)))
+    p.close()
+    p = Picamera2(0, tuning=str(other))  # the variable wins over the config path
+    assert p.agc_limits == (3000, 6.0)
+    Picamera2._cm.reset()  # a camera is open: libcamera's singleton is still alive
+    assert rig.managers_created == 2
+    p.close()
+    monkeypatch.delenv(TUNING_FILE_ENV)
+    Picamera2._cm.reset()  # none open: a new manager, reading the environment now
+    assert rig.managers_created == 3
+    p = Picamera2(0)
+    assert p.agc_limits == (5000, 6.0)
     p.close()
 
 

@@ -16,8 +16,10 @@ fact: docs/picamera2-double.md.
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import functools
+import json
+import os
+import tempfile
 import threading
 import time
 import types
@@ -37,14 +39,17 @@ from camctl.testing.picamera2_encoders import (
     feed,
 )
 from camctl.testing.picamera2_libcamera import (
+    CONFIG_PATH_ENV,
     DEFAULT_VIDEO_DURATION_US,
     RPI_IPA_AF_CONTROLS,
     RPI_IPA_COLOUR_CONTROLS,
     RPI_IPA_CONTROLS,
+    TUNING_FILE_ENV,
     VIRTUAL_CONTROLS,
     CompletedRequest,
     Job,
     LibcameraCamera,
+    LibcameraManager,
     MappedArray,
     Sensor,
     best_mode,
@@ -52,9 +57,10 @@ from camctl.testing.picamera2_libcamera import (
     video_yuv,
 )
 
-__all__ = ["CODEC_MAX", "CODEC_MIN", "RPI_IPA_AF_CONTROLS", "RPI_IPA_COLOUR_CONTROLS",
-           "RPI_IPA_CONTROLS", "CompletedRequest", "FakePicamera2", "FakeRig", "MJPEGEncoder",
-           "MappedArray", "Output", "Quality", "video_yuv"]
+__all__ = ["CODEC_MAX", "CODEC_MIN", "CONFIG_PATH_ENV", "RPI_IPA_AF_CONTROLS",
+           "RPI_IPA_COLOUR_CONTROLS", "RPI_IPA_CONTROLS", "TUNING_FILE_ENV", "CameraManager",
+           "CompletedRequest", "FakePicamera2", "FakeRig", "MJPEGEncoder", "MappedArray", "Output",
+           "Quality", "video_yuv"]
 
 class FakeRig:
     """What the fake camera hardware does. Counters let tests check that every request is
@@ -106,7 +112,9 @@ class FakeRig:
                           | (RPI_IPA_AF_CONTROLS if lens else {}))
         self.scene_exposure_us = 30000  # what AGC would choose uncapped (a dull day)
         self.scene_gain = 6.0
-        self.tunings_loaded: list[str] = []
+        self.tunings_loaded: list[str] = []  # every load_tuning_file call
+        self.managers_created = 0  # libcamera CameraManagers made (each reads the tunings anew)
+        self.libcamera_log: list[str] = []  # what libcamera logged: tuning files it failed to open
         # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
         self.has_tuning = True
         # imx708 modes (rpicam-hello --list-cameras)
@@ -121,14 +129,22 @@ class FakeRig:
         """The sensor dies (a loose ribbon cable): it stays listed, nothing completes any more."""
         self.stalled = True
 
+    @property
+    def platform(self) -> str:
+        """The Raspberry Pi IPA's platform directory: ``vc4`` (Pi 4, which has the hardware JPEG
+        encoder) or ``pisp`` (Pi 5)."""
+        return "vc4" if self.hardware_jpeg else "pisp"
+
     def tuning(self) -> dict[str, Any]:
-        """A version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera 0.2+
-        ships it)."""
+        """The system tuning (what ``load_tuning_file("<model>.json")`` and libcamera read by
+        default): a version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera
+        0.2+ ships it)."""
         modes = {"normal": {"shutter": [100, 15000, 30000, 60000, 120000],
                             "gain": [1.0, 2.0, 4.0, 6.0, 6.0]},
                  "short": {"shutter": [100, 5000, 10000, 20000, 120000],
                            "gain": [1.0, 2.0, 4.0, 6.0, 6.0]}}
-        return {"version": 2.0, "target": "bcm2835",
+        target = "bcm2835" if self.platform == "vc4" else "pisp"
+        return {"version": 2.0, "target": target,
                 "algorithms": [{"rpi.black_level": {"black_level": 4096}},
                                {"rpi.agc": {"channels": [{"exposure_modes": modes}]}}]}
 
@@ -142,10 +158,56 @@ class FakeRig:
         return _fake_module(self)
 
 
+class CameraManager:
+    """picamera2's ``CameraManager`` (``picamera2.py``): ``Picamera2._cm``, one per process (here:
+    per rig, the rig being the process's hardware).
+
+    ``cms`` makes libcamera's manager when first needed (``global_camera_info`` or a
+    ``Picamera2()``) and keeps it; ``cleanup`` drops it when the last open camera closes;
+    ``global_camera_info`` alone never drops it (no camera was added). ``reset`` drops it and makes
+    a new one at once. libcamera's ``CameraManager.singleton()`` hands back the manager still alive
+    if anything holds it (an open camera does): only when none is open does a new one come, and
+    only a new one reads the tuning environment again.
+    """
+
+    def __init__(self, rig: FakeRig) -> None:
+        self.rig = rig
+        self.cameras: dict[int, FakePicamera2] = {}  # camera_idx -> the open Picamera2
+        self._lock = threading.Lock()
+        self._cms: LibcameraManager | None = None
+
+    def _singleton(self) -> LibcameraManager:
+        alive = [p._manager for p in self.rig.instances if p.is_open]
+        return alive[0] if alive else LibcameraManager(self.rig)
+
+    @property
+    def cms(self) -> LibcameraManager:
+        if self._cms is None:
+            self._cms = self._singleton()
+        return self._cms
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cms = None
+            self._cms = self._singleton()
+
+    def add(self, index: int, camera: FakePicamera2) -> None:
+        with self._lock:
+            self.cameras[index] = camera
+
+    def cleanup(self, index: int) -> None:
+        with self._lock:
+            del self.cameras[index]
+            last = not self.cameras
+        if last:
+            self._cms = None
+
+
 class FakePicamera2(LibcameraCamera):
     """picamera2's ``Picamera2`` (``picamera2.py``), on the libcamera side of the double."""
 
     rig: FakeRig  # set per fake module
+    _cm: CameraManager  # set per fake module (picamera2: a class attribute, one per process)
 
     @staticmethod
     def load_tuning_file(tuning_file, dir=None) -> dict[str, Any]:
@@ -160,23 +222,48 @@ class FakePicamera2(LibcameraCamera):
 
     @classmethod
     def global_camera_info(cls) -> list[dict[str, Any]]:
-        return [dict(c) for c in cls.rig.cameras]
+        """The cameras of picamera2's manager (``Picamera2._cm.cms``: made if there is none, and
+        kept), ``Num`` their place in its list."""
+        return [dict(c, Num=i) for i, c in enumerate(cls._cm.cms.cameras)]
 
     def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None) -> None:
-        if camera_num >= len(self.rig.cameras):
-            raise RuntimeError(f"No camera number {camera_num} found")
-        if any(other.is_open and other.camera_num == camera_num for other in self.rig.instances):
-            # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open the
-            # camera" (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it; message
-            # not pinned)
-            raise RuntimeError(f"Failed to acquire camera {camera_num}: in use")
+        # as picamera2's: a dict goes to a temporary file named by the variable, deleted at the end
+        # of __init__; a string is the file name; None removes the variable (the default tuning)
+        tuning_file = None
+        if tuning is not None:
+            if isinstance(tuning, str):
+                os.environ[TUNING_FILE_ENV] = tuning
+            else:
+                tuning_file = tempfile.NamedTemporaryFile("w")  # noqa: SIM115 (closed below)
+                json.dump(tuning, tuning_file)
+                tuning_file.flush()
+                os.environ[TUNING_FILE_ENV] = tuning_file.name
+        else:
+            os.environ.pop(TUNING_FILE_ENV, None)
+        self.is_open = False
+        if camera_num >= len(self.global_camera_info()):
+            raise RuntimeError(f'No camera number {camera_num} found - use "rpicam-hello '
+                               '--list-cameras" to check connected cameras')
+        info = self.global_camera_info()[camera_num]
+        try:
+            if any(other.is_open and other.camera_id == info["Id"]
+                   for other in self.rig.instances):
+                # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open
+                # the camera" (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it;
+                # message not pinned)
+                raise RuntimeError(f"Failed to acquire camera {camera_num}: in use")
+            self._manager = self._cm.cms  # the camera object keeps its manager alive
+            # the limits the camera's IPA loaded when the manager registered it
+            self.agc_limits = self._agc_limits(self._manager.tuning_of(info["Id"]))
+        finally:
+            if tuning_file is not None:
+                tuning_file.close()  # delete the temporary file
         super().__init__()
-        self.camera_num = camera_num
+        self.camera_num = self.camera_idx = info["Num"]
+        self.camera_id = info["Id"]
         self.camera_config: dict[str, Any] | None = None
         self.started = False
         self.is_open = True
-        self.tuning = copy.deepcopy(tuning)
-        self.agc_limits = self._agc_limits(tuning)
         # picamera2's Controls: what the next recycled request carries
         self.controls: dict[str, Any] = {}
         self.camera_ctrl_info = dict(self.rig.ctrl_info)
@@ -184,10 +271,9 @@ class FakePicamera2(LibcameraCamera):
         self._encoders: set[Encoder] = set()
         self._feeder: tuple[threading.Thread, threading.Event] | None = None
         self.rig.instances.append(self)
+        self._cm.add(self.camera_idx, self)
 
-    def _agc_limits(self, tuning: Any) -> tuple[float, float]:
-        if tuning is None:
-            tuning = self.rig.tuning()
+    def _agc_limits(self, tuning: dict[str, Any]) -> tuple[float, float]:
         agc = self.find_tuning_algo(tuning, "rpi.agc")
         normal = (agc.get("channels") or [agc])[0]["exposure_modes"]["normal"]
         return max(normal["shutter"]), max(normal["gain"])
@@ -299,9 +385,12 @@ class FakePicamera2(LibcameraCamera):
             job.cancel()
 
     def close(self) -> None:
+        if not self.is_open:
+            return
         self.stop()
         # real picamera2 leaves encoders registered; the fake just ends its thread
         self._stop_feeder()
+        self._cm.cleanup(self.camera_idx)
         self.is_open = False
         with self._lock:
             held, self._held = self._held, set()
@@ -447,13 +536,17 @@ def _fake_module(rig: FakeRig) -> types.ModuleType:
     mod = types.ModuleType("picamera2")
 
     def load_tuning_file(tuning_file, dir=None) -> dict[str, Any]:
+        # the system files only: picamera2 searches its install directories, not libcamera's
+        # LIBCAMERA_IPA_CONFIG_PATH
         rig.tunings_loaded.append(tuning_file)
-        if tuning_file != f"{rig.model}.json" or not rig.has_tuning:
+        models = {c["Model"] for c in rig.cameras} | {rig.model}
+        if tuning_file.removesuffix(".json") not in models or not rig.has_tuning:
             raise RuntimeError("Tuning file not found")
         return rig.tuning()
 
     cls = type("Picamera2", (FakePicamera2,),
-               {"rig": rig, "load_tuning_file": staticmethod(load_tuning_file)})
+               {"rig": rig, "load_tuning_file": staticmethod(load_tuning_file),
+                "_cm": CameraManager(rig)})
     mod.Picamera2 = cls  # type: ignore[attr-defined]
     mod.CompletedRequest = CompletedRequest  # type: ignore[attr-defined]
     mod.MappedArray = MappedArray  # type: ignore[attr-defined]

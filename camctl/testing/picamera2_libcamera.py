@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures
+import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +24,10 @@ import numpy as np
 if TYPE_CHECKING:
     from camctl.testing.picamera2_double import FakePicamera2, FakeRig
 
-__all__ = ["DEFAULT_VIDEO_DURATION_US", "RPI_IPA_AF_CONTROLS", "RPI_IPA_COLOUR_CONTROLS",
-           "RPI_IPA_CONTROLS", "VIRTUAL_CONTROLS", "CompletedRequest", "Job", "LibcameraCamera",
-           "MappedArray", "Sensor", "best_mode", "libcamera_controls", "video_yuv"]
+__all__ = ["CONFIG_PATH_ENV", "DEFAULT_VIDEO_DURATION_US", "RPI_IPA_AF_CONTROLS",
+           "RPI_IPA_COLOUR_CONTROLS", "RPI_IPA_CONTROLS", "TUNING_FILE_ENV", "VIRTUAL_CONTROLS",
+           "CompletedRequest", "Job", "LibcameraCamera", "LibcameraManager", "MappedArray",
+           "Sensor", "best_mode", "libcamera_controls", "video_yuv"]
 
 # Controls the Raspberry Pi IPA advertises (raspberrypi/libcamera src/ipa/rpi/common/ipa_base.cpp),
 # with their (min, max, default) where the IPA states them (None where it gives an enum or a
@@ -48,6 +51,70 @@ RPI_IPA_AF_CONTROLS = {"AfMode": (0, 2, 0), "AfRange": (0, 2, 0), "AfSpeed": (0,
                        "LensPosition": (0.0, 32.0, 1.0)}
 VIRTUAL_CONTROLS = {"FrameRate": "FrameDurationLimits"}  # controls.py _VIRTUAL_FIELDS_MAP_
 DEFAULT_VIDEO_DURATION_US = 33333  # create_video_configuration's FrameDurationLimits (33333, 33333)
+# libcamera ipa_proxy.cpp ipaConfigurationFile: "LIBCAMERA_" + the IPA name up to its first '/'
+# ("rpi/vc4", "rpi/pisp") + "_TUNING_FILE"; global_configuration.cpp: the IPA config path variable
+TUNING_FILE_ENV = "LIBCAMERA_RPI_TUNING_FILE"
+CONFIG_PATH_ENV = "LIBCAMERA_IPA_CONFIG_PATH"
+
+
+class LibcameraManager:
+    """libcamera's CameraManager (what ``libcamera.CameraManager.singleton()`` gives picamera2).
+
+    Its cameras are registered when it is created (pipeline_base.cpp ``registerCamera`` ->
+    ``CameraData::loadIPA``), and that is when each camera's tuning file is resolved, as
+    ipa_proxy.cpp ``ipaConfigurationFile`` does: ``LIBCAMERA_RPI_TUNING_FILE`` if set and not empty
+    (a file that cannot be read then makes the camera fail to register: "Failed to register camera
+    <model>: -22", and it is not listed); else the first ``<dir>/rpi/<vc4|pisp>/<model>.json`` of
+    the ``LIBCAMERA_IPA_CONFIG_PATH`` dirs (read at creation, global_configuration.cpp); else the
+    system tuning (``rig.tuning()``). The tunings then hold for the manager's life, whatever the
+    environment does after. A camera that appears later (hotplug) registers when first seen.
+    """
+
+    def __init__(self, rig: FakeRig) -> None:
+        self.rig = rig
+        rig.managers_created += 1
+        self._tunings: dict[str, dict[str, Any] | None] = {}
+        for camera in rig.cameras:
+            self._register(camera)
+
+    def _register(self, camera: dict[str, Any]) -> None:
+        model = camera["Model"]
+        path = os.environ.get(TUNING_FILE_ENV) or None
+        if path is None:
+            for d in os.environ.get(CONFIG_PATH_ENV, "").split(":"):
+                candidate = os.path.join(d, "rpi", self.rig.platform, f"{model}.json")
+                if d and os.path.isfile(candidate):
+                    path = candidate
+                    break
+        tuning: dict[str, Any] | None
+        if path is None:
+            tuning = self.rig.tuning()
+        else:
+            try:
+                with open(path) as f:
+                    tuning = json.load(f)
+            except (OSError, ValueError):
+                self.rig.libcamera_log.append(f"Failed to open tuning file {path}")
+                self.rig.libcamera_log.append(f"Failed to register camera {model}: -22")
+                tuning = None
+        self._tunings[camera["Id"]] = tuning
+
+    @property
+    def cameras(self) -> list[dict[str, Any]]:
+        """The registered cameras, live (a USB camera that leaves ``rig.cameras`` leaves this)."""
+        out = []
+        for camera in self.rig.cameras:
+            if camera["Id"] not in self._tunings:
+                self._register(camera)
+            if self._tunings[camera["Id"]] is not None:
+                out.append(camera)
+        return out
+
+    def tuning_of(self, camera_id: str) -> dict[str, Any]:
+        """The tuning the camera's IPA loaded at registration."""
+        tuning = self._tunings[camera_id]
+        assert tuning is not None
+        return tuning
 
 
 class Sensor:
