@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import simplejpeg
 from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig
+from fake_picamera2 import CameraManager as FakeCameraManager
 from fake_picamera2 import CompletedRequest as FakeCompletedRequest
 from fake_picamera2 import MappedArray as FakeMappedArray
 from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
@@ -270,7 +271,7 @@ def test_controls_and_metadata_names_exist_in_picamera2_source():
 RECEIVERS = {"mod": "module", "_mod": "module", "Picamera2": "Picamera2", "_picam2": "Picamera2",
              "picam2": "Picamera2", "request": "CompletedRequest", "job": "Job",
              "encoder": "Encoder", "_hw_encoder": "Encoder", "Quality": "Quality",
-             "mapped": "MappedArray",
+             "mapped": "MappedArray", "_cm": "CameraManager",
              "encoders": "module:encoders", "mjpeg_encoder": "module:encoders.mjpeg_encoder",
              "outputs": "module:outputs"}
 
@@ -368,11 +369,13 @@ def _fake_signature(fn) -> tuple[list[str], list[str]]:
 
 def test_fake_follows_the_real_signatures(real_api):
     fakes = {"Picamera2": FakePicamera2, "MJPEGEncoder": FakeMJPEGEncoder, "Output": FakeOutput,
-             "CompletedRequest": FakeCompletedRequest, "MappedArray": FakeMappedArray}
+             "CompletedRequest": FakeCompletedRequest, "MappedArray": FakeMappedArray,
+             "CameraManager": FakeCameraManager}
     for cls_name, fake_cls in fakes.items():
         real = _methods(real_api[cls_name])
         for name in PICAMERA2_API_USED[cls_name]:
-            if name in ("global_camera_info", "camera_controls", "array"):
+            if (name in ("global_camera_info", "camera_controls", "array")
+                    or name.startswith("attr:")):
                 # staticmethod in picamera2, classmethod on the fake (it needs the rig); properties
                 continue
             fake_params, fake_defaults = _fake_signature(getattr(fake_cls, name))
