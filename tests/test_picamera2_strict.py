@@ -313,6 +313,19 @@ def test_double_controls_land_buffer_count_plus_delay_frames_late(rig):
     p.close()
 
 
+@pytest.mark.parametrize(("mode", "duration_us"),
+                         [((1536, 864), 8324), ((2304, 1296), 17847), ((4608, 2592), 69686)])
+def test_double_the_sensor_mode_caps_the_frame_rate(rig, mode, duration_us):
+    """IMX708: 120.13, 56.03 and 14.35 fps at most (rpicam-hello --list-cameras); a faster
+    FrameRate gets the mode's shortest frame."""
+    p = _picam2(rig, 200.0, sensor={"output_size": mode})
+    assert p.camera_configuration()["sensor"]["output_size"] == mode
+    _, meta = _take(p)
+    assert meta["FrameDuration"] == duration_us
+    assert duration_us == int(1e6 / rig.mode_fps[mode])
+    p.close()
+
+
 def test_double_mode_switch_costs_time_and_restores_the_configured_rate(rig):
     p = _picam2(rig, 10.0)
     p.set_controls({"FrameRate": 50.0})

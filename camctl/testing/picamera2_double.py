@@ -103,9 +103,8 @@ class FakeRig:
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
         # stop + configure (buffer allocation) + start; not measured on a Pi
         self.mode_switch_s = 0.15
-        # the sensor mode's shortest frame duration (imx708 1536x864 mode: 120 fps)
-        self.max_fps = 120.0
-        self.still_fps = 14.0  # full-resolution still mode rate (imx708 4608x2592: 14 fps)
+        # a rate cap over every mode (None: the modes' own); e.g. a slower sensor
+        self.max_fps: float | None = None
         self.mode_switches = 0
         # what the module advertises and what AGC meters
         self.ctrl_info = (dict(RPI_IPA_CONTROLS) | RPI_IPA_COLOUR_CONTROLS
@@ -117,8 +116,19 @@ class FakeRig:
         self.libcamera_log: list[str] = []  # what libcamera logged: tuning files it failed to open
         # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
         self.has_tuning = True
-        # imx708 modes (rpicam-hello --list-cameras)
-        self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]
+        # imx708 modes and their top rates (rpicam-hello --list-cameras): the mode the configuration
+        # chooses caps FrameRate/FrameDurationLimits (libcamera clamps to its minimum frame length)
+        self.mode_fps: dict[tuple[int, int], float] = {(1536, 864): 120.13, (2304, 1296): 56.03,
+                                                       (4608, 2592): 14.35}
+
+    @property
+    def sensor_modes(self) -> list[tuple[int, int]]:
+        return list(self.mode_fps)
+
+    def fps_of(self, mode: tuple[int, int]) -> float:
+        """The top rate of sensor ``mode`` (and of ``max_fps`` where set)."""
+        fps = self.mode_fps[tuple(mode)]  # type: ignore[index]
+        return fps if self.max_fps is None else min(fps, self.max_fps)
 
     def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` frames have been fed to outputs in total."""
@@ -359,7 +369,8 @@ class FakePicamera2(LibcameraCamera):
             if self.started:
                 return
             t0 = time.monotonic() if at is None else at
-            self._sensor = Sensor(t0, dict(self.controls), self.rig.max_fps)
+            mode = self.camera_config["sensor"]["output_size"]
+            self._sensor = Sensor(t0, dict(self.controls), self.rig.fps_of(mode))
             self.controls = {}
             self._next_frame = 0
             self.started = True
