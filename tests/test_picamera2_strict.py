@@ -326,6 +326,37 @@ def test_double_the_sensor_mode_caps_the_frame_rate(rig, mode, duration_us):
     p.close()
 
 
+def test_pin_create_video_configuration_adds_a_raw_stream(pc):
+    video = pc["create_video_configuration"]
+    assert "raw={}" in video.split(")", 1)[0]  # the default: a raw stream unless raw=None
+    assert ("raw = self._make_initial_stream_config({'format': self.sensor_format, 'size': "
+            "main['size']}, raw, self._raw_stream_ignore_list)" in video)
+    assert "self.sensor_format = self._native_mode['format']" in pc["_initialize_camera"]
+    assert "self._update_stream_config(camera_config['raw'], libcamera_config.at(self.raw_index))" \
+        in pc["_update_camera_config"]
+    assert "elif camera_config.get('raw') is not None and 'size' in camera_config['raw']:" in \
+        pc["_make_libcamera_config"]
+
+
+def test_double_video_configuration_allocates_a_raw_stream_at_the_mode_size(rig):
+    """camctl's video configuration (raw not given) on an IMX708: 2304x1296 CSI-2 packed 10-bit
+    buffers, 2880 bytes a line, ~3.7 MB each, buffer_count of them."""
+    p = _picam2(rig, 30.0, sensor={"output_size": (2304, 1296)})
+    raw = p.stream_configuration("raw")
+    assert (raw["format"], raw["size"], raw["stride"]) == ("SRGGB10_CSI2P", (2304, 1296), 2880)
+    r = p.capture_request()
+    with rig.module.MappedArray(r, "raw") as m:
+        assert m.array.shape == (1296, 2880) and m.array.nbytes == 2304 * 5 // 4 * 1296
+    r.release()
+    main = 64 * 3 * 48
+    assert p.allocated_bytes == 4 * (main + 2304 * 5 // 4 * 1296)  # buffer_count=4
+    p.close()
+    assert p.allocated_bytes == 0
+    q = _picam2(rig, 30.0, raw=None)
+    assert q.camera_configuration()["raw"] is None and q.allocated_bytes == 4 * main
+    q.close()
+
+
 def test_double_mode_switch_costs_time_and_restores_the_configured_rate(rig):
     p = _picam2(rig, 10.0)
     p.set_controls({"FrameRate": 50.0})
@@ -494,7 +525,7 @@ def test_double_counts_references_with_the_real_errors(raised, rig):
 def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
     MappedArray = rig.module.MappedArray  # exported by the module, as picamera2 does
     rig.colour = (1, 2, 3)
-    p = _picam2(rig, 100.0, lores={"size": (40, 30)})
+    p = _picam2(rig, 100.0, lores={"size": (40, 30)}, raw=None)
     r = p.capture_request()
     with MappedArray(r, "main", write=False) as m:
         view = m.array

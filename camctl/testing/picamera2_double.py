@@ -120,6 +120,8 @@ class FakeRig:
         # chooses caps FrameRate/FrameDurationLimits (libcamera clamps to its minimum frame length)
         self.mode_fps: dict[tuple[int, int], float] = {(1536, 864): 120.13, (2304, 1296): 56.03,
                                                        (4608, 2592): 14.35}
+        # the raw format of every mode (picamera2's sensor_format: the native mode's), 10-bit packed
+        self.sensor_format = "SRGGB10_CSI2P"
 
     @property
     def sensor_modes(self) -> list[tuple[int, int]]:
@@ -272,6 +274,8 @@ class FakePicamera2(LibcameraCamera):
         self.camera_num = self.camera_idx = info["Num"]
         self.camera_id = info["Id"]
         self.camera_config: dict[str, Any] | None = None
+        self._dma: dict[str, list[np.ndarray]] = {}  # stream -> its buffer_count buffers
+        self.allocated_bytes = 0  # what the allocator holds for this camera now
         self.started = False
         self.is_open = True
         # picamera2's Controls: what the next recycled request carries
@@ -299,11 +303,15 @@ class FakePicamera2(LibcameraCamera):
                 raise RuntimeError(f"Control {real} is not advertised by libcamera")
         return libcamera_controls(controls)
 
-    def create_video_configuration(self, main=None, lores=None, raw=None, transform=None,
-                                   colour_space=None, buffer_count=6, controls=None, display="main",
-                                   encode="main", queue=True, sensor=None,
+    def create_video_configuration(self, main=None, lores=None, raw={},  # noqa: B006 (picamera2's)
+                                   transform=None, colour_space=None, buffer_count=6, controls=None,
+                                   display="main", encode="main", queue=True, sensor=None,
                                    use_case="video") -> dict[str, Any]:
         main = {"format": "XBGR8888", "size": (1280, 720)} | dict(main or {})
+        # picamera2: a raw stream unless raw=None, the sensor's format at the main size (configure
+        # gives it the sensor mode's size)
+        raw = None if raw is None else {"format": self.rig.sensor_format,
+                                        "size": main["size"]} | dict(raw)
         # picamera2: YUV420 at the main size unless given, aligned to even (optimal=False)
         if lores is not None:
             lores = {"format": "YUV420", "size": main["size"], "preserve_ar": False} | dict(lores)
@@ -311,17 +319,20 @@ class FakePicamera2(LibcameraCamera):
             lores["size"] = (lw - lw % 2, lh - lh % 2)
         default = DEFAULT_VIDEO_DURATION_US
         controls = {"FrameDurationLimits": (default, default)} | dict(controls or {})
-        return {"use_case": use_case, "main": main, "lores": lores, "buffer_count": buffer_count,
-                "queue": queue, "controls": controls, "sensor": dict(sensor or {})}
+        return {"use_case": use_case, "main": main, "lores": lores, "raw": raw,
+                "buffer_count": buffer_count, "queue": queue, "controls": controls,
+                "sensor": dict(sensor or {})}
 
-    def create_still_configuration(self, main=None, lores=None, raw=None, transform=None,
-                                   colour_space=None, buffer_count=1, controls=None, display=None,
-                                   encode=None, queue=True, sensor=None,
+    def create_still_configuration(self, main=None, lores=None, raw={},  # noqa: B006 (picamera2's)
+                                   transform=None, colour_space=None, buffer_count=1, controls=None,
+                                   display=None, encode=None, queue=True, sensor=None,
                                    use_case="still") -> dict[str, Any]:
         main = {"format": "BGR888", "size": self.rig.sensor_resolution} | dict(main or {})
+        raw = None if raw is None else {"format": self.rig.sensor_format,
+                                        "size": main["size"]} | dict(raw)
         controls = {"FrameDurationLimits": (100, 1000000 * 1000)} | dict(controls or {})
-        return {"use_case": use_case, "main": main, "buffer_count": buffer_count, "queue": queue,
-                "controls": controls, "sensor": dict(sensor or {})}
+        return {"use_case": use_case, "main": main, "raw": raw, "buffer_count": buffer_count,
+                "queue": queue, "controls": controls, "sensor": dict(sensor or {})}
 
     def configure(self, camera_config=None) -> None:
         self._configure(camera_config)
@@ -350,11 +361,32 @@ class FakePicamera2(LibcameraCamera):
             align = self.rig.lores_align
             lores["stride"] = -(-lw // align) * align
         self.controls = self._check_controls(camera_config.get("controls", {}))
+        raw = camera_config.get("raw")
+        # picamera2 _make_libcamera_config: the sensor's output_size, else raw's size, else main's
         wanted = ((camera_config.get("sensor") or {}).get("output_size")
-                  or camera_config["main"]["size"])
+                  or (raw or {}).get("size") or camera_config["main"]["size"])
         mode = best_mode(self.rig.sensor_modes, wanted)
         camera_config["sensor"] = {"bit_depth": 10, "output_size": mode}
+        if raw is not None:  # the mode's size (libcamera's choice, written back by picamera2)
+            w = mode[0]
+            # CSI-2 packed 10-bit: 5 bytes per 4 pixels, lines aligned to 32 bytes
+            raw = camera_config["raw"] = dict(raw, size=mode, stride=-(-(w * 5 // 4) // 32) * 32)
         self.camera_config = camera_config
+        self._allocate(camera_config)
+
+    def _allocate(self, config: dict[str, Any]) -> None:
+        """picamera2's configure_: ``allocator.allocate`` gives every stream ``buffer_count``
+        buffers (dmabufs, mapped; here zeroed memory, paged in once touched)."""
+        self._dma = {}
+        for name in ("main", "lores", "raw"):
+            stream = config.get(name)
+            if stream is None:
+                continue
+            h = stream["size"][1]
+            rows = h * 3 // 2 if stream["format"] in ("YUV420", "YVU420", "NV12", "NV21") else h
+            self._dma[name] = [np.zeros(int(stream["stride"]) * rows, np.uint8)
+                               for _ in range(config["buffer_count"])]
+        self.allocated_bytes = sum(b.nbytes for bufs in self._dma.values() for b in bufs)
 
     def camera_configuration(self) -> dict[str, Any]:
         return self.camera_config
@@ -407,6 +439,7 @@ class FakePicamera2(LibcameraCamera):
             held, self._held = self._held, set()
             # picamera2's close: del self.allocator; self.allocator = DmaAllocator()
             self._allocation += 1
+            self._dma, self.allocated_bytes = {}, 0
         # freed under the app: what it reads now is not its frame any more (see the module
         # docstring)
         if held:

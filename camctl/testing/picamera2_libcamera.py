@@ -216,7 +216,9 @@ class CompletedRequest:
         self.picam2 = picam2
         self.stop_count = picam2.stop_count
         self.config = config
-        self.stream_map = {name: name for name in ("main", "lores") if config.get(name) is not None}
+        self.stream_map = {name: name for name in ("main", "lores", "raw")
+                           if config.get(name) is not None}
+        self._slot = index % config["buffer_count"]  # the allocated buffers this request carries
         self._allocation = picam2._allocation  # the allocator whose buffers this request holds
         self._buffers: dict[str, np.ndarray] = {}
         applied = sensor.controls_of(index)
@@ -241,6 +243,8 @@ class CompletedRequest:
         """The stream's capture buffer (1-D, ``stride`` bytes a row), filled with the scene on first
         use."""
         buf = self._buffers.get(name)
+        if buf is None and name == "raw":  # the sensor's bytes, as allocated (never checked)
+            buf = self._buffers[name] = self.picam2._dma[name][self._slot]
         if buf is None:
             stream = self.config[name]
             w, h = stream["size"]
@@ -318,6 +322,8 @@ def _make_array_shared(buffer: np.ndarray, config: dict[str, Any]) -> np.ndarray
         return array.reshape((h, w, bpp))
     if fmt in ("YUV420", "YVU420"):
         return buffer.reshape((h * 3 // 2, stride))
+    if fmt.startswith(("SRGGB", "SGRBG", "SBGGR", "SGBRG")):  # formats.is_raw
+        return buffer.reshape((h, stride))
     raise RuntimeError("Format " + fmt + " not supported")
 
 
