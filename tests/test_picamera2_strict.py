@@ -357,6 +357,37 @@ def test_double_video_configuration_allocates_a_raw_stream_at_the_mode_size(rig)
     q.close()
 
 
+def test_pin_every_completed_request_costs_syncs_metadata_and_a_thread_hop(manager):
+    cr = _methods(_root() / "request.py", "CompletedRequest")
+    init = cr["__init__"]
+    assert ("picam2.allocator.sync(self.picam2.allocator, buffer, False) for buffer in "
+            "self.request.buffers.values()" in init)
+    assert "[sync.__enter__() for sync in self.syncs]" in init
+    assert "[sync.__exit__() for sync in self.syncs]" in cr["release"]
+    sync = _methods(_root() / "allocators/dmaallocator.py", "DmaSync")
+    assert "fcntl.ioctl(self.__fb.planes[0].fd, DMA_BUF_IOCTL_SYNC, dma_sync)" in sync["__enter__"]
+    assert "fcntl.ioctl(self.__fb.planes[0].fd, DMA_BUF_IOCTL_SYNC, dma_sync)" in sync["__exit__"]
+    # made on the camera manager's thread, which wakes the camera's event loop through a pipe
+    handle = manager["handle_request"]
+    assert "._requests += [CompletedRequest(req, self.cameras[req.cookie])]" in handle
+    assert "os.write(self.cameras[c].notifyme_w, b'\\x00')" in handle
+    assert "metadata[k.name] = convert_from_libcamera_type(v)" in cr["get_metadata"]
+
+
+def test_double_every_request_costs_a_sync_per_buffer_and_a_thread_hop(rig):
+    p = _picam2(rig, 100.0)  # main 64x48 BGR888 and the raw stream at 1536x864
+    for _ in range(5):
+        r = p.capture_request()
+        assert r.completed_on != threading.current_thread().name  # another thread made it
+        assert r.get_metadata()["ScalerCrop"] == (0, 0, 4608, 2592)  # converted, as picamera2's
+        r.release()
+    per_request = 64 * 3 * 48 + 1536 * 5 // 4 * 864
+    assert rig.syncs == 5 * 2 * 2  # two buffers, each synced at completion and at release
+    assert rig.synced_bytes == 5 * 2 * per_request
+    assert rig.request_cpu_ns > 0  # real work, on the thread that completes requests
+    p.close()
+
+
 def test_double_mode_switch_costs_time_and_restores_the_configured_rate(rig):
     p = _picam2(rig, 10.0)
     p.set_controls({"FrameRate": 50.0})

@@ -82,6 +82,9 @@ class FakeRig:
         self.created = self.released = 0  # CompletedRequests made / whose ref_count reached 0
         self.recycled = 0  # released requests queued back to the camera (not after a stop or close)
         self.arrays_mapped = 0  # MappedArray reads (views of a capture buffer, no copy)
+        # the per-request cost: DMA syncs of request buffers (two per buffer: at completion and
+        # at the last release), their bytes, and the CPU time spent completing requests
+        self.syncs = self.synced_bytes = self.request_cpu_ns = 0
         # frames lost because the app held every buffer (the sensor had none to fill)
         self.starved = 0
         self.closed_while_held = 0  # buffers a close freed while the app still held their request

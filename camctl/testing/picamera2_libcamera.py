@@ -221,6 +221,15 @@ class CompletedRequest:
         self._slot = index % config["buffer_count"]  # the allocated buffers this request carries
         self._allocation = picam2._allocation  # the allocator whose buffers this request holds
         self._buffers: dict[str, np.ndarray] = {}
+        # picamera2 CompletedRequest.__init__: a DmaSync entered for every buffer of the request
+        # (DMA_BUF_IOCTL_SYNC: the CPU's cache made coherent over the whole buffer); exited at the
+        # last release. Here: a read of every cache line of the allocated buffer.
+        with self.lock:
+            self._syncs = [picam2._dma[name][self._slot] for name in self.stream_map
+                           if name in picam2._dma]
+            for buf in self._syncs:
+                _sync(rig, buf)
+        self.completed_on = threading.current_thread().name  # picamera2's camera-manager thread
         applied = sensor.controls_of(index)
         duration_us = int(sensor.duration_of(index) * 1e6)
         exposure = min(rig.scene_exposure_us, picam2.agc_limits[0], duration_us)
@@ -229,9 +238,19 @@ class CompletedRequest:
             exposure = min(int(applied["ExposureTime"]), duration_us)
         if applied.get("AnalogueGain"):
             gain = float(applied["AnalogueGain"])
+        # libcamera's metadata of a Raspberry Pi camera: ~20 controls, converted by get_metadata
         self._metadata = {"SensorTimestamp": int(sensor.time_of(index) * 1e9),
                           "ExposureTime": int(exposure),
-                          "AnalogueGain": float(gain), "FrameDuration": duration_us}
+                          "AnalogueGain": float(gain), "FrameDuration": duration_us,
+                          "DigitalGain": 1.0, "ColourGains": (1.9, 1.6), "ColourTemperature": 4800,
+                          "ColourCorrectionMatrix": (1.7, -0.5, -0.2, -0.3, 1.6, -0.3, -0.1, -0.6,
+                                                     1.7),
+                          "SensorBlackLevels": (4096, 4096, 4096, 4096), "Lux": 400.0,
+                          "AeLocked": False, "FocusFoM": 1000,
+                          "ScalerCrop": _Rect(0, 0, 4608, 2592),
+                          "ScalerCrops": [_Rect(0, 0, 4608, 2592)],
+                          "FrameWallClock": time.time_ns() // 1000,
+                          "SensorTemperature": 40.0}
         if "LensPosition" in rig.ctrl_info:
             # the tuning's default: 1 dioptre
             self._metadata["LensPosition"] = float(applied.get("LensPosition", 1.0))
@@ -282,6 +301,8 @@ class CompletedRequest:
                 return
             picam2 = self.picam2
             recycled = picam2.is_open and self.stop_count == picam2.stop_count and picam2.started
+            for buf in self._syncs:  # [sync.__exit__() for sync in self.syncs]
+                _sync(self.rig, buf)
             self.request = None
             self.config = {}
             self.stream_map = {}
@@ -305,7 +326,37 @@ class CompletedRequest:
         if self.request is None:
             # real: assert self.request is not None
             raise AssertionError("get_metadata on a released request")
-        return dict(self._metadata)
+        # picamera2: each libcamera control converted (convert_from_libcamera_type), every call
+        return {name: _convert(value) for name, value in self._metadata.items()}
+
+
+class _Rect:
+    """libcamera's Rectangle (picamera2 converts it with ``to_tuple``)."""
+
+    def __init__(self, x: int, y: int, w: int, h: int) -> None:
+        self.x, self.y, self.width, self.height = x, y, w, h
+
+    def to_tuple(self) -> tuple[int, int, int, int]:
+        return self.x, self.y, self.width, self.height
+
+
+def _convert(value: Any) -> Any:
+    """picamera2's ``utils.convert_from_libcamera_type``."""
+    if isinstance(value, _Rect):
+        return value.to_tuple()
+    if isinstance(value, list | tuple) and value and all(isinstance(v, _Rect) for v in value):
+        return [v.to_tuple() for v in value]
+    return value
+
+
+CACHE_LINE = 64
+
+
+def _sync(rig: FakeRig, buf: np.ndarray) -> None:
+    """One DMA_BUF sync of ``buf``: every cache line of it read (its cost grows with its size)."""
+    int(buf[::CACHE_LINE].max())
+    rig.syncs += 1
+    rig.synced_bytes += buf.nbytes
 
 
 def _make_array_shared(buffer: np.ndarray, config: dict[str, Any]) -> np.ndarray:
@@ -395,6 +446,11 @@ def _i420_buffer(rig: FakeRig, w: int, h: int, stride: int) -> np.ndarray:
     return flat.reshape(h * 3 // 2, stride)
 
 
+# picamera2's CameraManager.listen thread, one per process: it makes every CompletedRequest
+# (handle_request) and wakes the camera's event loop, which completes the job the app waits on
+_EVENTS = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="picamera2-double-events")
+
+
 class Job:
     """picamera2's Job: a future the event loop completes when its frame arrives (here: at
     ``due``)."""
@@ -411,10 +467,12 @@ class Job:
         with self._lock:
             if self._future.done():
                 return
+            cpu = time.thread_time_ns()
             try:
                 self._future.set_result(self._make())
             except BaseException as exc:
                 self._future.set_exception(exc)
+            self._rig.request_cpu_ns += time.thread_time_ns() - cpu
 
     def get_result(self, timeout: float | None = None) -> Any:
         if not self._future.done():
@@ -428,7 +486,8 @@ class Job:
                 raise concurrent.futures.TimeoutError()
             if wait > 0:
                 time.sleep(wait)
-            self._run()
+            # completed on picamera2's camera-manager thread, handed to the app's: a thread hop
+            _EVENTS.submit(self._run).result()
         return self._future.result(timeout=0)
 
     def cancel(self) -> None:
