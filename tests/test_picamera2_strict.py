@@ -586,21 +586,50 @@ def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
     assert rig.outstanding == 0
 
 
+def _video(rig: FakeRig, fps: float, **kw):
+    """picamera2's video configuration as camctl makes it (buffer_count 6, queue=False)."""
+    p = rig.module.Picamera2(0)
+    p.configure(p.create_video_configuration(main={"format": "BGR888", "size": (64, 48)},
+                                             queue=False, controls={"FrameRate": fps}, **kw))
+    p.start()
+    return p
+
+
+@pytest.mark.parametrize(("fps", "can_hold"), [(30.0, 4), (200.0, 3)])
+def test_double_a_frame_is_lost_whenever_no_request_is_queued_for_it(rig, fps, can_hold):
+    """buffer_count=6, queue=False (picamera2 re-queues a request at its last release): at each
+    frame start the sensor needs a request queued for the next frame, while it writes the current
+    one and the one before is in the ISP unless the vertical blanking outlasted that. So in the
+    1536x864 mode (120.13 fps) the app can hold 4 at 30 fps, 3 at the mode's top rate; one more and
+    frames are lost, though captures go on."""
+    p = _video(rig, fps)
+    held = [p.capture_request() for _ in range(can_hold)]
+    time.sleep(0.2)
+    assert rig.starved == 0
+    held.append(p.capture_request())  # one more
+    time.sleep(0.2)
+    r = p.capture_request()  # not every buffer is held: frames still come
+    r.release()
+    p.stop()
+    assert rig.starved >= 2
+    for h in held:
+        h.release()
+    p.close()
+    assert rig.outstanding == 0
+
+
 def test_double_app_holding_every_buffer_starves_the_sensor(rig):
-    p = _picam2(rig, 100.0)  # buffer_count=4
-    held = [p.capture_request() for _ in range(3)]  # one buffer left to the sensor: frames go on
-    seqs = [_take(p)[0] for _ in range(3)]
-    assert rig.starved == 0 and seqs == list(range(seqs[0], seqs[0] + 3))
-    held.append(p.capture_request())  # now the app has every buffer
+    p = _video(rig, 30.0, buffer_count=4)
+    held = [p.capture_request() for _ in range(4)]  # the app has every buffer
     last = held[-1].request.buffers["main-stream"].metadata.sequence
     job = p.capture_request(wait=False)
-    time.sleep(0.1)  # ten frame periods with nowhere to write them
+    time.sleep(0.2)  # six frame periods with nowhere to write them
     assert not job._future.done()
     held.pop(0).release()  # one buffer back
     r = job.get_result(timeout=1.0)
     seq = r.request.buffers["main-stream"].metadata.sequence
     r.release()
-    assert rig.starved >= 8 and seq >= last + 1 + rig.starved  # the lost frames are a sequence gap
+    assert rig.starved >= 5 and seq >= last + 1 + rig.starved  # the lost frames are a sequence gap
     for h in held:
         h.release()
     assert rig.outstanding == 0

@@ -219,6 +219,7 @@ class CompletedRequest:
         self.stream_map = {name: name for name in ("main", "lores", "raw")
                            if config.get(name) is not None}
         self._slot = index % config["buffer_count"]  # the allocated buffers this request carries
+        self._time = sensor.time_of(index)  # when it completed: the app holds it from then
         self._allocation = picam2._allocation  # the allocator whose buffers this request holds
         self._buffers: dict[str, np.ndarray] = {}
         # picamera2 CompletedRequest.__init__: a DmaSync entered for every buffer of the request
@@ -513,8 +514,16 @@ class LibcameraCamera:
         self.stop_count = 0  # picamera2: +1 per stop_ of a started camera (older requests stay out)
         self._allocation = 0  # +1 when close() replaces the allocator (its buffers are freed)
         self._held: set[CompletedRequest] = set()  # with the app, ref_count > 0, this allocation
-        self._starved_since: float | None = None  # when the app came to hold every buffer
         self._starved_jobs: list[Job] = []  # capture jobs waiting for a buffer to come back
+        self._reset_queue()
+
+    def _reset_queue(self) -> None:
+        """A new stream (start): every request queued to libcamera, no history."""
+        self._log: list[tuple[float, int]] = []  # (time, +1 held by the app / -1 queued back)
+        self._base = 0  # the held count of the entries folded out of the log
+        self._fates: dict[int, bool] = {}  # frame -> captured (False: lost, no buffer queued)
+        self._decided = 0  # frames before this have their fate
+        self._claimed: set[int] = set()  # frames a capture job was given
 
     @property
     def frame_rate(self) -> float:
@@ -525,37 +534,34 @@ class LibcameraCamera:
                 return 0.0
             return 1.0 / s.duration_of(s.next_after(time.monotonic()))
 
-    # -- the buffers the app holds (CompletedRequest reference counts) ----------------------------
+    # -- the buffers the app holds, and the frames the sensor loses for want of one ---------------
     def _hold(self, request: CompletedRequest) -> None:
-        """A completed request handed to the app: one buffer less for the sensor."""
+        """A completed request handed to the app: its buffer is not queued back."""
         with self._lock:
             if request._allocation != self._allocation or request.stop_count != self.stop_count:
                 return
             self._held.add(request)
-            cfg = self.camera_config or {}
-            every = len(self._held) >= cfg.get("buffer_count", 1)
-            if self.started and every and self._starved_since is None:
-                self._starved_since = time.monotonic()
+            bisect.insort(self._log, (request._time, 1))
 
     def _unhold(self, request: CompletedRequest, recycled: bool) -> None:
-        """The app gave a request back. Recycled, its buffer is queued again: frames that completed
-        while the app held every buffer were lost (``rig.starved``), and a capture waiting for a
-        buffer gets the next."""
+        """The app gave a request back; recycled, its buffer is queued again, and a capture waiting
+        for one gets the next frame captured."""
         with self._lock:
+            counted = request in self._held
             self._held.discard(request)
-            since, s = self._starved_since, self._sensor
-            if since is None or not recycled or s is None:
+            s = self._sensor
+            if not (counted and recycled and s is not None):
                 return
-            self._starved_since = None
             now = time.monotonic()
-            first = s.next_after(now)
-            lost = max(0, first - max(s.next_after(since), self._next_frame))
-            self.rig.starved += lost
-            self._next_frame = max(self._next_frame, first)
+            bisect.insort(self._log, (now, -1))
             jobs, self._starved_jobs = self._starved_jobs, []
             config = self.camera_config
             for job in (j for j in jobs if not j._future.done()):
-                sensor, index = self._claim()
+                claim = self._claim()
+                if claim is None:
+                    self._starved_jobs.append(job)
+                    continue
+                sensor, index = claim
                 job._make = (lambda sensor=sensor, index=index:
                              CompletedRequest(self, config, sensor, index))
                 job._due = due = sensor.time_of(index)
@@ -563,19 +569,83 @@ class LibcameraCamera:
                 timer.daemon = True
                 timer.start()
 
-    def _starved(self) -> bool:
-        return self._starved_since is not None
+    def _held_at(self, t: float) -> int:
+        return self._base + sum(d for when, d in self._log if when <= t)
 
-    def _claim(self) -> tuple[Sensor, int]:
+    def _latch(self, s: Sensor, k: int) -> float:
+        """When frame ``k`` needs a queued request: at the start of frame ``k - 1`` (the CSI-2
+        receiver takes the buffer for the next frame at each frame start; with none queued that
+        frame goes to a dummy buffer). A request completes ``rig.isp_latency_s`` after its frame
+        was read out, which takes the mode's shortest frame duration."""
+        return s.time_of(k) - s.duration_of(k) - 1.0 / s.max_fps - self.rig.isp_latency_s
+
+    def _fate_of(self, k: int, ahead: dict[int, bool]) -> bool:
+        return k >= 0 and (self._fates[k] if k < self._decided else ahead[k])
+
+    def _captured(self, s: Sensor, k: int, held: int, ahead: dict[int, bool]) -> bool:
+        """Whether a request is queued for frame ``k`` with the app holding ``held`` (each from its
+        completion): of the ``buffer_count``, the sensor is writing frame ``k - 1``'s, frame
+        ``k - 2``'s is still in the ISP unless it completed within the vertical blanking (shorter
+        than ``rig.isp_latency_s``: it is not), and with ``queue=True`` picamera2 keeps the newest
+        completed one."""
+        cfg = self.camera_config or {}
+        count = cfg.get("buffer_count", 1)
+        keep = 1 if cfg.get("queue") and count > 1 else 0
+        latch = self._latch(s, k)
+        busy = int(self._fate_of(k - 1, ahead))
+        if self._fate_of(k - 2, ahead) and s.time_of(k - 2) > latch:
+            busy += 1
+        return k in self._claimed or held + busy + keep < count
+
+    def _finalize(self, now: float) -> None:
+        """Fix the fate of every frame whose request was due by ``now``; the lost ones count in
+        ``rig.starved``."""
+        s = self._sensor
+        if s is None:
+            return
+        while self._latch(s, self._decided) <= now:
+            k = self._decided
+            captured = self._captured(s, k, self._held_at(self._latch(s, k)), {})
+            self._fates[k] = captured
+            self.rig.starved += not captured
+            self._decided += 1
+        horizon = self._latch(s, self._decided)
+        old = [e for e in self._log if e[0] <= horizon - 1.0]
+        if old:
+            self._base += sum(d for _, d in old)
+            self._log = self._log[len(old):]
+        for k in [k for k in self._fates if k < self._decided - 2]:
+            del self._fates[k]
+        self._claimed = {k for k in self._claimed if k >= self._decided - 2}
+
+    def _claim(self) -> tuple[Sensor, int] | None:
         """The frame a capture job submitted now gets (see the module docstring: queue
-        semantics)."""
+        semantics), or None while the app holds every buffer (nothing is captured until one comes
+        back)."""
         s = self._sensor
         assert s is not None
-        nxt = s.next_after(time.monotonic())
+        now = time.monotonic()
+        self._finalize(now)
+        nxt = s.next_after(now)
         cfg = self.camera_config
         if cfg.get("queue") and cfg.get("buffer_count", 1) > 1 and nxt - 1 >= self._next_frame:
             nxt -= 1  # the newest completed request is kept (_max_queue_len = 1)
-        index = max(nxt, self._next_frame) + self.rig.drop_next
+        first = max(nxt, self._next_frame)
+        k = first
+        while k < self._decided and not self._fates.get(k, False):
+            k += 1
+        if k >= self._decided:  # not due yet: as the app holds now, unless it gives one back
+            held = self._held_at(now)
+            if held >= cfg.get("buffer_count", 1):
+                return None
+            ahead: dict[int, bool] = {}
+            for j in range(self._decided, k):
+                ahead[j] = self._captured(s, j, held, ahead)
+            while not self._captured(s, k, held, ahead):
+                ahead[k] = False
+                k += 1
+        index = k + self.rig.drop_next
         self.rig.drop_next = 0
+        self._claimed.add(index)
         self._next_frame = index + 1
         return s, index
