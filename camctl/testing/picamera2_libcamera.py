@@ -3,9 +3,11 @@
 :class:`LibcameraCamera` is the base of the ``Picamera2`` facade in
 :mod:`~camctl.testing.picamera2_double`: a sensor that runs in real time, controls that arrive
 ``buffer_count + sensor_delay_frames`` frames late, the Raspberry Pi IPA's control names,
-reference-counted requests whose buffers are overwritten once recycled, ``MappedArray`` views and
-YUV420 layouts. Each fact is pinned to the installed picamera2 source by
-tests/test_picamera2_strict.py; the facts one by one: docs/picamera2-double.md.
+reference-counted requests whose buffers are overwritten once recycled and whose completion costs
+DMA syncs and a thread hop, frames lost whenever no request is queued for them, ``MappedArray``
+views and YUV420 layouts; and :class:`LibcameraManager`, libcamera's camera manager, which reads
+each camera's tuning once, when it is made. Each fact is pinned to the installed picamera2 source
+by tests/test_picamera2_strict.py; the facts one by one: docs/picamera2-double.md.
 """
 
 from __future__ import annotations
