@@ -61,6 +61,15 @@ def mcap_core() -> Path:
 
 # --- the strict picamera2 double (camera backend tests; section owned by the cameras work) --------
 
+@pytest.fixture(autouse=True)
+def _libcamera_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with libcamera's tuning variables unset and has them restored after: the
+    double's managers read them as libcamera does, and picamera2 and the backend set them process
+    wide (one test's tuning file must not be the next one's)."""
+    monkeypatch.delenv("LIBCAMERA_RPI_TUNING_FILE", raising=False)
+    monkeypatch.delenv("LIBCAMERA_IPA_CONFIG_PATH", raising=False)
+
+
 @pytest.fixture
 def picamera2_rig(request: pytest.FixtureRequest) -> FakeRig:
     """The strict picamera2 double: a :class:`~camctl.testing.picamera2_double.FakeRig` (one IMX708

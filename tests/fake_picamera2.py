@@ -6,6 +6,7 @@ from camctl.testing.picamera2_double import (  # noqa: F401
     CODEC_MIN,
     RPI_IPA_AF_CONTROLS,
     RPI_IPA_CONTROLS,
+    CameraManager,
     CompletedRequest,
     FakePicamera2,
     FakeRig,

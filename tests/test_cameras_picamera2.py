@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import simplejpeg
 from fake_picamera2 import RPI_IPA_AF_CONTROLS, RPI_IPA_CONTROLS, FakePicamera2, FakeRig
+from fake_picamera2 import CameraManager as FakeCameraManager
 from fake_picamera2 import CompletedRequest as FakeCompletedRequest
 from fake_picamera2 import MappedArray as FakeMappedArray
 from fake_picamera2 import MJPEGEncoder as FakeMJPEGEncoder
@@ -259,7 +260,7 @@ def test_controls_and_metadata_names_exist_in_picamera2_source():
 RECEIVERS = {"mod": "module", "_mod": "module", "Picamera2": "Picamera2", "_picam2": "Picamera2",
              "picam2": "Picamera2", "request": "CompletedRequest", "job": "Job",
              "encoder": "Encoder", "_hw_encoder": "Encoder", "Quality": "Quality",
-             "mapped": "MappedArray",
+             "mapped": "MappedArray", "_cm": "CameraManager",
              "encoders": "module:encoders", "mjpeg_encoder": "module:encoders.mjpeg_encoder",
              "outputs": "module:outputs"}
 
@@ -357,11 +358,13 @@ def _fake_signature(fn) -> tuple[list[str], list[str]]:
 
 def test_fake_follows_the_real_signatures(real_api):
     fakes = {"Picamera2": FakePicamera2, "MJPEGEncoder": FakeMJPEGEncoder, "Output": FakeOutput,
-             "CompletedRequest": FakeCompletedRequest, "MappedArray": FakeMappedArray}
+             "CompletedRequest": FakeCompletedRequest, "MappedArray": FakeMappedArray,
+             "CameraManager": FakeCameraManager}
     for cls_name, fake_cls in fakes.items():
         real = _methods(real_api[cls_name])
         for name in PICAMERA2_API_USED[cls_name]:
-            if name in ("global_camera_info", "camera_controls", "array"):
+            if (name in ("global_camera_info", "camera_controls", "array")
+                    or name.startswith("attr:")):
                 # staticmethod in picamera2, classmethod on the fake (it needs the rig); properties
                 continue
             fake_params, fake_defaults = _fake_signature(getattr(fake_cls, name))
@@ -837,15 +840,21 @@ def test_contract(any_camera):
 
 
 # --- c) lent frames: the request buffer itself, given back by Frame.release -----------------------
-def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
-    c = cam(rig, fps=100.0)
+# The lending tests run at 50 fps in the 120 fps sensor mode: the vertical blanking outlasts the
+# ISP, so the one request capture() itself holds for a moment never costs a frame. (At the mode's
+# top rate a capture thread late by more than a few ms would: tests/test_picamera2_strict.py.)
+LEND_FPS = 50.0
+
+
+def test_lends_at_most_buffer_count_minus_three_and_copies_beyond(rig):
+    c = cam(rig, fps=LEND_FPS)
     with c:
         # a consumer that gives nothing back
         frames = [c.capture() for _ in range(backend.BUFFER_COUNT)]
         lent = [f for f in frames if f.release is not None]
-        assert len(lent) == c.lend_limit == backend.BUFFER_COUNT - 2 and frames[:len(lent)] == lent
+        assert len(lent) == c.lend_limit == backend.BUFFER_COUNT - 3 and frames[:len(lent)] == lent
         assert c.lent == c.lend_limit and rig.arrays_mapped == c.lend_limit
-        assert (c.frames_lent, c.frames_copied) == (c.lend_limit, 2)
+        assert (c.frames_lent, c.frames_copied) == (c.lend_limit, 3)
         assert rig.outstanding == c.lend_limit  # the copies gave their requests back at once
         assert rig.starved == 0 and [f.seq for f in frames] == sorted({f.seq for f in frames})
         lent[0].release()
@@ -861,7 +870,7 @@ def test_lends_at_most_buffer_count_minus_two_and_copies_beyond(rig):
 
 def test_a_consumer_holding_frames_costs_copies_not_sensor_frames(rig):
     held: list[Frame] = []
-    with cam(rig, fps=100.0) as c:
+    with cam(rig, fps=LEND_FPS) as c:
         # keeps the last 8 frames (more than the camera has buffers), reads each once
         for _ in range(30):
             held.append(c.capture())
@@ -976,7 +985,7 @@ class SlowPool(EncoderPool):
 def test_a_slow_encoder_costs_copies_never_sensor_frames_and_every_loan_comes_back(rig):
     rig.colour = (0, 0, 255)
     cfg = CameraConfig(name="pi", size=(64, 48), encoder="software", pretrigger_s=0.0,
-                       fps=(("ARMED", 100.0), ("DESCENT", 100.0)), stills=("separation",))
+                       fps=(("ARMED", LEND_FPS), ("DESCENT", LEND_FPS)), stills=("separation",))
     camera = Picamera2Camera.from_config(cfg, picamera2=rig.module)
     pool, stored = SlowPool(0.03), []
     runner = CameraRunner(camera, cfg, pool, lambda f: stored.append(f) or True)

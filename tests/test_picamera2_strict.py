@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import itertools
+import json
 import threading
 import time
 from pathlib import Path
@@ -104,6 +105,62 @@ def test_pin_a_mode_switch_restarts_and_reallocates(pc):
 def test_pin_cameras_are_listed_from_the_camera_manager(pc):
     """Fake: a dead CSI camera stays listed (libcamera's CameraManager enumerates them once)."""
     assert "enumerate(Picamera2._cm.cms.cameras)" in pc["global_camera_info"]
+
+
+@pytest.fixture(scope="module")
+def manager() -> dict[str, str]:
+    return _methods(_root() / "picamera2.py", "CameraManager")
+
+
+def test_pin_one_camera_manager_per_process_made_lazily_and_kept(pc, manager):
+    """Fake ``CameraManager``: ``Picamera2._cm`` is a class attribute (one per process), ``cms``
+    makes libcamera's manager when first read and keeps it, ``reset`` makes a new one at once."""
+    tree = ast.parse((_root() / "picamera2.py").read_text())
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "Picamera2")
+    assigned = {ast.unparse(n) for n in cls.body if isinstance(n, ast.Assign)}
+    assert "_cm = CameraManager()" in assigned
+    assert _flat("if self._cms is None: self._cms = libcamera.CameraManager.singleton() "
+                 "return self._cms") in _flat(manager["cms"])
+    assert _flat("self._cms = None self._cms = libcamera.CameraManager.singleton()") in \
+        _flat(manager["reset"])
+    from camctl.testing.picamera2_double import CameraManager as Fake
+
+    assert {"cms", "reset", "add", "cleanup"} <= set(vars(Fake))
+    assert "self.cameras = {}" in manager["__init__"]
+
+
+def test_pin_the_manager_is_dropped_when_the_last_open_camera_closes_not_by_listing(pc, manager):
+    cleanup = _flat(manager["cleanup"])
+    assert _flat("del self.cameras[index] if self.cameras == {}:") in cleanup
+    assert cleanup.endswith(_flat("if flag: self.thread.join() self._cms = None"))
+    assert "self._cm.cleanup(self.camera_idx)" in pc["close"]
+    # listing reads (so makes) the manager and adds no camera: nothing will ever clean it up
+    listing = pc["global_camera_info"]
+    assert "Picamera2._cm.cms.cameras" in listing and ".add(" not in listing
+    # a camera is added to it only once its __init__ completed
+    init = pc["__init__"]
+    assert init.index("finally:") < init.index("self._cm.add(camera_num, self)")
+
+
+def test_pin_picamera2_init_hands_the_tuning_to_libcamera_through_the_environment(pc):
+    """Fake ``Picamera2.__init__``: a dict tuning is a temporary file the variable names, deleted at
+    the end of ``__init__``; a string is the file name; None removes the variable. All before the
+    first ``global_camera_info()`` (which makes the manager if there is none)."""
+    from camctl.testing.picamera2_double import TUNING_FILE_ENV
+
+    init = pc["__init__"]
+    assert TUNING_FILE_ENV == "LIBCAMERA_RPI_TUNING_FILE"
+    assert "os.environ['LIBCAMERA_RPI_TUNING_FILE'] = tuning" in init
+    assert "tuning_file = tempfile.NamedTemporaryFile('w')" in init
+    assert "os.environ['LIBCAMERA_RPI_TUNING_FILE'] = tuning_file.name" in init
+    assert "os.environ.pop('LIBCAMERA_RPI_TUNING_FILE', None)" in init
+    assert _flat("finally: if tuning_file is not None: tuning_file.close()") in _flat(init)
+    first_listing = init.index("self.global_camera_info()")
+    assert init.index("os.environ.pop('LIBCAMERA_RPI_TUNING_FILE', None)") < first_listing
+    assert init.index("self._open_camera()") < init.index("tuning_file.close()")
+    # load_tuning_file reads picamera2's install directories, never LIBCAMERA_IPA_CONFIG_PATH
+    load = _methods(_root() / "picamera2.py", "Picamera2")["load_tuning_file"]
+    assert "/usr/share/libcamera/ipa/rpi/" in load and "LIBCAMERA" not in load
 
 
 def test_pin_control_names_are_checked():
@@ -253,6 +310,81 @@ def test_double_controls_land_buffer_count_plus_delay_frames_late(rig):
     p.close()
 
 
+@pytest.mark.parametrize(("mode", "duration_us"),
+                         [((1536, 864), 8324), ((2304, 1296), 17847), ((4608, 2592), 69686)])
+def test_double_the_sensor_mode_caps_the_frame_rate(rig, mode, duration_us):
+    """IMX708: 120.13, 56.03 and 14.35 fps at most (rpicam-hello --list-cameras); a faster
+    FrameRate gets the mode's shortest frame."""
+    p = _picam2(rig, 200.0, sensor={"output_size": mode})
+    assert p.camera_configuration()["sensor"]["output_size"] == mode
+    _, meta = _take(p)
+    assert meta["FrameDuration"] == duration_us
+    assert duration_us == int(1e6 / rig.mode_fps[mode])
+    p.close()
+
+
+def test_pin_create_video_configuration_adds_a_raw_stream(pc):
+    video = pc["create_video_configuration"]
+    assert "raw={}" in video.split(")", 1)[0]  # the default: a raw stream unless raw=None
+    assert ("raw = self._make_initial_stream_config({'format': self.sensor_format, 'size': "
+            "main['size']}, raw, self._raw_stream_ignore_list)" in video)
+    assert "self.sensor_format = self._native_mode['format']" in pc["_initialize_camera"]
+    assert "self._update_stream_config(camera_config['raw'], libcamera_config.at(self.raw_index))" \
+        in pc["_update_camera_config"]
+    assert "elif camera_config.get('raw') is not None and 'size' in camera_config['raw']:" in \
+        pc["_make_libcamera_config"]
+
+
+def test_double_video_configuration_allocates_a_raw_stream_at_the_mode_size(rig):
+    """camctl's video configuration (raw not given) on an IMX708: 2304x1296 CSI-2 packed 10-bit
+    buffers, 2880 bytes a line, ~3.7 MB each, buffer_count of them."""
+    p = _picam2(rig, 30.0, sensor={"output_size": (2304, 1296)})
+    raw = p.stream_configuration("raw")
+    assert (raw["format"], raw["size"], raw["stride"]) == ("SRGGB10_CSI2P", (2304, 1296), 2880)
+    r = p.capture_request()
+    with rig.module.MappedArray(r, "raw") as m:
+        assert m.array.shape == (1296, 2880) and m.array.nbytes == 2304 * 5 // 4 * 1296
+    r.release()
+    main = 64 * 3 * 48
+    assert p.allocated_bytes == 4 * (main + 2304 * 5 // 4 * 1296)  # buffer_count=4
+    p.close()
+    assert p.allocated_bytes == 0
+    q = _picam2(rig, 30.0, raw=None)
+    assert q.camera_configuration()["raw"] is None and q.allocated_bytes == 4 * main
+    q.close()
+
+
+def test_pin_every_completed_request_costs_syncs_metadata_and_a_thread_hop(manager):
+    cr = _methods(_root() / "request.py", "CompletedRequest")
+    init = cr["__init__"]
+    assert ("picam2.allocator.sync(self.picam2.allocator, buffer, False) for buffer in "
+            "self.request.buffers.values()" in init)
+    assert "[sync.__enter__() for sync in self.syncs]" in init
+    assert "[sync.__exit__() for sync in self.syncs]" in cr["release"]
+    sync = _methods(_root() / "allocators/dmaallocator.py", "DmaSync")
+    assert "fcntl.ioctl(self.__fb.planes[0].fd, DMA_BUF_IOCTL_SYNC, dma_sync)" in sync["__enter__"]
+    assert "fcntl.ioctl(self.__fb.planes[0].fd, DMA_BUF_IOCTL_SYNC, dma_sync)" in sync["__exit__"]
+    # made on the camera manager's thread, which wakes the camera's event loop through a pipe
+    handle = manager["handle_request"]
+    assert "._requests += [CompletedRequest(req, self.cameras[req.cookie])]" in handle
+    assert "os.write(self.cameras[c].notifyme_w, b'\\x00')" in handle
+    assert "metadata[k.name] = convert_from_libcamera_type(v)" in cr["get_metadata"]
+
+
+def test_double_every_request_costs_a_sync_per_buffer_and_a_thread_hop(rig):
+    p = _picam2(rig, 100.0)  # main 64x48 BGR888 and the raw stream at 1536x864
+    for _ in range(5):
+        r = p.capture_request()
+        assert r.completed_on != threading.current_thread().name  # another thread made it
+        assert r.get_metadata()["ScalerCrop"] == (0, 0, 4608, 2592)  # converted, as picamera2's
+        r.release()
+    per_request = 64 * 3 * 48 + 1536 * 5 // 4 * 864
+    assert rig.syncs == 5 * 2 * 2  # two buffers, each synced at completion and at release
+    assert rig.synced_bytes == 5 * 2 * per_request
+    assert rig.request_cpu_ns > 0  # real work, on the thread that completes requests
+    p.close()
+
+
 def test_double_mode_switch_costs_time_and_restores_the_configured_rate(rig):
     p = _picam2(rig, 10.0)
     p.set_controls({"FrameRate": 50.0})
@@ -299,6 +431,76 @@ def test_double_dead_camera_stays_listed_and_times_out(rig):
     assert len(rig.module.Picamera2.global_camera_info()) == 1
     with pytest.raises(concurrent.futures.TimeoutError):
         p.capture_request(wait=0.1)
+    p.close()
+
+
+def _capped(rig: FakeRig, shutter_max: int) -> dict:
+    tuning = rig.tuning()
+    for mode in tuning["algorithms"][1]["rpi.agc"]["channels"][0]["exposure_modes"].values():
+        mode["shutter"] = [min(v, shutter_max) for v in mode["shutter"]]
+    return tuning
+
+
+def test_double_one_manager_made_when_first_needed_and_dropped_with_the_last_camera(rig):
+    Picamera2 = rig.module.Picamera2
+    assert rig.managers_created == 0
+    Picamera2.global_camera_info()
+    Picamera2.global_camera_info()
+    assert rig.managers_created == 1  # listing makes it once and keeps it (no camera to clean up)
+    p = Picamera2(0)
+    assert rig.managers_created == 1  # the camera opens on the manager the listing made
+    p.close()
+    assert Picamera2._cm._cms is None  # the last camera closed: picamera2's cleanup dropped it
+    Picamera2(0).close()
+    assert rig.managers_created == 2
+
+
+def test_double_tuning_is_read_once_when_the_manager_is_made(rig, monkeypatch):
+    """Issue 23: a tuning given after the manager exists is ignored; the variable then names a
+    deleted file, and the next manager fails to register the camera."""
+    Picamera2 = rig.module.Picamera2
+    p = Picamera2(0, tuning=_capped(rig, 4000))  # no manager yet: this one reads the tuning
+    assert p.agc_limits == (4000, 6.0)
+    p.close()
+    Picamera2.global_camera_info()  # a new manager, the variable naming the deleted temporary file
+    assert Picamera2.global_camera_info() == []
+    assert rig.libcamera_log[0].startswith("Failed to open tuning file /")
+    assert rig.libcamera_log[1] == "Failed to register camera imx708: -22"
+    with pytest.raises(RuntimeError, match="No camera number 0 found"):
+        Picamera2(0, tuning=_capped(rig, 4000))  # too late: the manager exists
+    monkeypatch.delenv("LIBCAMERA_RPI_TUNING_FILE")
+    rig2 = FakeRig()  # a fresh process
+    rig2.module.Picamera2.global_camera_info()  # listed first, as camctl's open did
+    q = rig2.module.Picamera2(0, tuning=_capped(rig2, 4000))
+    assert q.agc_limits == (120000, 6.0)  # the caps never reached libcamera
+    q.close()
+
+
+def test_double_resolves_tunings_as_libcamera_does(rig, tmp_path, monkeypatch):
+    from camctl.testing.picamera2_double import CONFIG_PATH_ENV, TUNING_FILE_ENV
+
+    for platform, cap in (("pisp", 5000), ("vc4", 7000)):
+        path = tmp_path / "rpi" / platform / "imx708.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(_capped(rig, cap)))
+    monkeypatch.setenv(CONFIG_PATH_ENV, f"{tmp_path / 'none'}:{tmp_path}")
+    monkeypatch.setenv(TUNING_FILE_ENV, "")  # empty: as unset
+    Picamera2 = rig.module.Picamera2
+    p = Picamera2(0, tuning=None)
+    assert p.agc_limits == (5000, 6.0)  # the Pi 5's directory of the config path
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_capped(rig, 3000)))
+    p.close()
+    p = Picamera2(0, tuning=str(other))  # the variable wins over the config path
+    assert p.agc_limits == (3000, 6.0)
+    Picamera2._cm.reset()  # a camera is open: libcamera's singleton is still alive
+    assert rig.managers_created == 2
+    p.close()
+    monkeypatch.delenv(TUNING_FILE_ENV)
+    Picamera2._cm.reset()  # none open: a new manager, reading the environment now
+    assert rig.managers_created == 3
+    p = Picamera2(0)
+    assert p.agc_limits == (5000, 6.0)
     p.close()
 
 
@@ -351,7 +553,7 @@ def test_double_counts_references_with_the_real_errors(raised, rig):
 def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
     MappedArray = rig.module.MappedArray  # exported by the module, as picamera2 does
     rig.colour = (1, 2, 3)
-    p = _picam2(rig, 100.0, lores={"size": (40, 30)})
+    p = _picam2(rig, 100.0, lores={"size": (40, 30)}, raw=None)
     r = p.capture_request()
     with MappedArray(r, "main", write=False) as m:
         view = m.array
@@ -381,21 +583,50 @@ def test_double_mapped_array_is_a_view_with_picamera2s_shapes(rig):
     assert rig.outstanding == 0
 
 
+def _video(rig: FakeRig, fps: float, **kw):
+    """picamera2's video configuration as camctl makes it (buffer_count 6, queue=False)."""
+    p = rig.module.Picamera2(0)
+    p.configure(p.create_video_configuration(main={"format": "BGR888", "size": (64, 48)},
+                                             queue=False, controls={"FrameRate": fps}, **kw))
+    p.start()
+    return p
+
+
+@pytest.mark.parametrize(("fps", "can_hold"), [(30.0, 4), (200.0, 3)])
+def test_double_a_frame_is_lost_whenever_no_request_is_queued_for_it(rig, fps, can_hold):
+    """buffer_count=6, queue=False (picamera2 re-queues a request at its last release): at each
+    frame start the sensor needs a request queued for the next frame, while it writes the current
+    one and the one before is in the ISP unless the vertical blanking outlasted that. So in the
+    1536x864 mode (120.13 fps) the app can hold 4 at 30 fps, 3 at the mode's top rate; one more and
+    frames are lost, though captures go on."""
+    p = _video(rig, fps)
+    held = [p.capture_request() for _ in range(can_hold)]
+    time.sleep(0.2)
+    assert rig.starved == 0
+    held.append(p.capture_request())  # one more
+    time.sleep(0.2)
+    r = p.capture_request()  # not every buffer is held: frames still come
+    r.release()
+    p.stop()
+    assert rig.starved >= 2
+    for h in held:
+        h.release()
+    p.close()
+    assert rig.outstanding == 0
+
+
 def test_double_app_holding_every_buffer_starves_the_sensor(rig):
-    p = _picam2(rig, 100.0)  # buffer_count=4
-    held = [p.capture_request() for _ in range(3)]  # one buffer left to the sensor: frames go on
-    seqs = [_take(p)[0] for _ in range(3)]
-    assert rig.starved == 0 and seqs == list(range(seqs[0], seqs[0] + 3))
-    held.append(p.capture_request())  # now the app has every buffer
+    p = _video(rig, 30.0, buffer_count=4)
+    held = [p.capture_request() for _ in range(4)]  # the app has every buffer
     last = held[-1].request.buffers["main-stream"].metadata.sequence
     job = p.capture_request(wait=False)
-    time.sleep(0.1)  # ten frame periods with nowhere to write them
+    time.sleep(0.2)  # six frame periods with nowhere to write them
     assert not job._future.done()
     held.pop(0).release()  # one buffer back
     r = job.get_result(timeout=1.0)
     seq = r.request.buffers["main-stream"].metadata.sequence
     r.release()
-    assert rig.starved >= 8 and seq >= last + 1 + rig.starved  # the lost frames are a sequence gap
+    assert rig.starved >= 5 and seq >= last + 1 + rig.starved  # the lost frames are a sequence gap
     for h in held:
         h.release()
     assert rig.outstanding == 0

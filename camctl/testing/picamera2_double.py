@@ -16,8 +16,10 @@ fact: docs/picamera2-double.md.
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import functools
+import json
+import os
+import tempfile
 import threading
 import time
 import types
@@ -37,14 +39,17 @@ from camctl.testing.picamera2_encoders import (
     feed,
 )
 from camctl.testing.picamera2_libcamera import (
+    CONFIG_PATH_ENV,
     DEFAULT_VIDEO_DURATION_US,
     RPI_IPA_AF_CONTROLS,
     RPI_IPA_COLOUR_CONTROLS,
     RPI_IPA_CONTROLS,
+    TUNING_FILE_ENV,
     VIRTUAL_CONTROLS,
     CompletedRequest,
     Job,
     LibcameraCamera,
+    LibcameraManager,
     MappedArray,
     Sensor,
     best_mode,
@@ -52,9 +57,10 @@ from camctl.testing.picamera2_libcamera import (
     video_yuv,
 )
 
-__all__ = ["CODEC_MAX", "CODEC_MIN", "RPI_IPA_AF_CONTROLS", "RPI_IPA_COLOUR_CONTROLS",
-           "RPI_IPA_CONTROLS", "CompletedRequest", "FakePicamera2", "FakeRig", "MJPEGEncoder",
-           "MappedArray", "Output", "Quality", "video_yuv"]
+__all__ = ["CODEC_MAX", "CODEC_MIN", "CONFIG_PATH_ENV", "RPI_IPA_AF_CONTROLS",
+           "RPI_IPA_COLOUR_CONTROLS", "RPI_IPA_CONTROLS", "TUNING_FILE_ENV", "CameraManager",
+           "CompletedRequest", "FakePicamera2", "FakeRig", "MJPEGEncoder", "MappedArray", "Output",
+           "Quality", "video_yuv"]
 
 class FakeRig:
     """What the fake camera hardware does. Counters let tests check that every request is
@@ -76,8 +82,15 @@ class FakeRig:
         self.created = self.released = 0  # CompletedRequests made / whose ref_count reached 0
         self.recycled = 0  # released requests queued back to the camera (not after a stop or close)
         self.arrays_mapped = 0  # MappedArray reads (views of a capture buffer, no copy)
-        # frames lost because the app held every buffer (the sensor had none to fill)
+        # the per-request cost: DMA syncs of request buffers (two per buffer: at completion and
+        # at the last release), their bytes, and the CPU time spent completing requests
+        self.syncs = self.synced_bytes = self.request_cpu_ns = 0
+        # frames lost because no request was queued when the sensor needed one (the app held too
+        # many buffers)
         self.starved = 0
+        # completion to re-queue of a request not held by the app (ISP, IPA, picamera2's threads);
+        # not measured on a Pi. Longer than the vertical blanking, it keeps one more buffer busy.
+        self.isp_latency_s = 0.005
         self.closed_while_held = 0  # buffers a close freed while the app still held their request
         self.controls: list[dict[str, Any]] = []  # every set_controls call
         self.instances: list[FakePicamera2] = []
@@ -97,20 +110,34 @@ class FakeRig:
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
         # stop + configure (buffer allocation) + start; not measured on a Pi
         self.mode_switch_s = 0.15
-        # the sensor mode's shortest frame duration (imx708 1536x864 mode: 120 fps)
-        self.max_fps = 120.0
-        self.still_fps = 14.0  # full-resolution still mode rate (imx708 4608x2592: 14 fps)
+        # a rate cap over every mode (None: the modes' own); e.g. a slower sensor
+        self.max_fps: float | None = None
         self.mode_switches = 0
         # what the module advertises and what AGC meters
         self.ctrl_info = (dict(RPI_IPA_CONTROLS) | RPI_IPA_COLOUR_CONTROLS
                           | (RPI_IPA_AF_CONTROLS if lens else {}))
         self.scene_exposure_us = 30000  # what AGC would choose uncapped (a dull day)
         self.scene_gain = 6.0
-        self.tunings_loaded: list[str] = []
+        self.tunings_loaded: list[str] = []  # every load_tuning_file call
+        self.managers_created = 0  # libcamera CameraManagers made (each reads the tunings anew)
+        self.libcamera_log: list[str] = []  # what libcamera logged: tuning files it failed to open
         # False: load_tuning_file finds no file (a sensor without a Raspberry Pi tuning)
         self.has_tuning = True
-        # imx708 modes (rpicam-hello --list-cameras)
-        self.sensor_modes = [(1536, 864), (2304, 1296), (4608, 2592)]
+        # imx708 modes and their top rates (rpicam-hello --list-cameras): the mode the configuration
+        # chooses caps FrameRate/FrameDurationLimits (libcamera clamps to its minimum frame length)
+        self.mode_fps: dict[tuple[int, int], float] = {(1536, 864): 120.13, (2304, 1296): 56.03,
+                                                       (4608, 2592): 14.35}
+        # the raw format of every mode (picamera2's sensor_format: the native mode's), 10-bit packed
+        self.sensor_format = "SRGGB10_CSI2P"
+
+    @property
+    def sensor_modes(self) -> list[tuple[int, int]]:
+        return list(self.mode_fps)
+
+    def fps_of(self, mode: tuple[int, int]) -> float:
+        """The top rate of sensor ``mode`` (and of ``max_fps`` where set)."""
+        fps = self.mode_fps[tuple(mode)]  # type: ignore[index]
+        return fps if self.max_fps is None else min(fps, self.max_fps)
 
     def wait_fed(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until at least ``count`` frames have been fed to outputs in total."""
@@ -121,14 +148,22 @@ class FakeRig:
         """The sensor dies (a loose ribbon cable): it stays listed, nothing completes any more."""
         self.stalled = True
 
+    @property
+    def platform(self) -> str:
+        """The Raspberry Pi IPA's platform directory: ``vc4`` (Pi 4, which has the hardware JPEG
+        encoder) or ``pisp`` (Pi 5)."""
+        return "vc4" if self.hardware_jpeg else "pisp"
+
     def tuning(self) -> dict[str, Any]:
-        """A version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera 0.2+
-        ships it)."""
+        """The system tuning (what ``load_tuning_file("<model>.json")`` and libcamera read by
+        default): a version-2 tuning like the Pi's imx708.json, AGC with one channel (as libcamera
+        0.2+ ships it)."""
         modes = {"normal": {"shutter": [100, 15000, 30000, 60000, 120000],
                             "gain": [1.0, 2.0, 4.0, 6.0, 6.0]},
                  "short": {"shutter": [100, 5000, 10000, 20000, 120000],
                            "gain": [1.0, 2.0, 4.0, 6.0, 6.0]}}
-        return {"version": 2.0, "target": "bcm2835",
+        target = "bcm2835" if self.platform == "vc4" else "pisp"
+        return {"version": 2.0, "target": target,
                 "algorithms": [{"rpi.black_level": {"black_level": 4096}},
                                {"rpi.agc": {"channels": [{"exposure_modes": modes}]}}]}
 
@@ -142,10 +177,56 @@ class FakeRig:
         return _fake_module(self)
 
 
+class CameraManager:
+    """picamera2's ``CameraManager`` (``picamera2.py``): ``Picamera2._cm``, one per process (here:
+    per rig, the rig being the process's hardware).
+
+    ``cms`` makes libcamera's manager when first needed (``global_camera_info`` or a
+    ``Picamera2()``) and keeps it; ``cleanup`` drops it when the last open camera closes;
+    ``global_camera_info`` alone never drops it (no camera was added). ``reset`` drops it and makes
+    a new one at once. libcamera's ``CameraManager.singleton()`` hands back the manager still alive
+    if anything holds it (an open camera does): only when none is open does a new one come, and
+    only a new one reads the tuning environment again.
+    """
+
+    def __init__(self, rig: FakeRig) -> None:
+        self.rig = rig
+        self.cameras: dict[int, FakePicamera2] = {}  # camera_idx -> the open Picamera2
+        self._lock = threading.Lock()
+        self._cms: LibcameraManager | None = None
+
+    def _singleton(self) -> LibcameraManager:
+        alive = [p._manager for p in self.rig.instances if p.is_open]
+        return alive[0] if alive else LibcameraManager(self.rig)
+
+    @property
+    def cms(self) -> LibcameraManager:
+        if self._cms is None:
+            self._cms = self._singleton()
+        return self._cms
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cms = None
+            self._cms = self._singleton()
+
+    def add(self, index: int, camera: FakePicamera2) -> None:
+        with self._lock:
+            self.cameras[index] = camera
+
+    def cleanup(self, index: int) -> None:
+        with self._lock:
+            del self.cameras[index]
+            last = not self.cameras
+        if last:
+            self._cms = None
+
+
 class FakePicamera2(LibcameraCamera):
     """picamera2's ``Picamera2`` (``picamera2.py``), on the libcamera side of the double."""
 
     rig: FakeRig  # set per fake module
+    _cm: CameraManager  # set per fake module (picamera2: a class attribute, one per process)
 
     @staticmethod
     def load_tuning_file(tuning_file, dir=None) -> dict[str, Any]:
@@ -160,23 +241,50 @@ class FakePicamera2(LibcameraCamera):
 
     @classmethod
     def global_camera_info(cls) -> list[dict[str, Any]]:
-        return [dict(c) for c in cls.rig.cameras]
+        """The cameras of picamera2's manager (``Picamera2._cm.cms``: made if there is none, and
+        kept), ``Num`` their place in its list."""
+        return [dict(c, Num=i) for i, c in enumerate(cls._cm.cms.cameras)]
 
     def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None) -> None:
-        if camera_num >= len(self.rig.cameras):
-            raise RuntimeError(f"No camera number {camera_num} found")
-        if any(other.is_open and other.camera_num == camera_num for other in self.rig.instances):
-            # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open the
-            # camera" (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it; message
-            # not pinned)
-            raise RuntimeError(f"Failed to acquire camera {camera_num}: in use")
+        # as picamera2's: a dict goes to a temporary file named by the variable, deleted at the end
+        # of __init__; a string is the file name; None removes the variable (the default tuning)
+        tuning_file = None
+        if tuning is not None:
+            if isinstance(tuning, str):
+                os.environ[TUNING_FILE_ENV] = tuning
+            else:
+                tuning_file = tempfile.NamedTemporaryFile("w")  # noqa: SIM115 (closed below)
+                json.dump(tuning, tuning_file)
+                tuning_file.flush()
+                os.environ[TUNING_FILE_ENV] = tuning_file.name
+        else:
+            os.environ.pop(TUNING_FILE_ENV, None)
+        self.is_open = False
+        if camera_num >= len(self.global_camera_info()):
+            raise RuntimeError(f'No camera number {camera_num} found - use "rpicam-hello '
+                               '--list-cameras" to check connected cameras')
+        info = self.global_camera_info()[camera_num]
+        try:
+            if any(other.is_open and other.camera_id == info["Id"]
+                   for other in self.rig.instances):
+                # picamera2 _open_camera: self.camera.acquire() "throws an error if it can't open
+                # the camera" (libcamera's Camera::acquire: -EBUSY while another Picamera2 has it;
+                # message not pinned)
+                raise RuntimeError(f"Failed to acquire camera {camera_num}: in use")
+            self._manager = self._cm.cms  # the camera object keeps its manager alive
+            # the limits the camera's IPA loaded when the manager registered it
+            self.agc_limits = self._agc_limits(self._manager.tuning_of(info["Id"]))
+        finally:
+            if tuning_file is not None:
+                tuning_file.close()  # delete the temporary file
         super().__init__()
-        self.camera_num = camera_num
+        self.camera_num = self.camera_idx = info["Num"]
+        self.camera_id = info["Id"]
         self.camera_config: dict[str, Any] | None = None
+        self._dma: dict[str, list[np.ndarray]] = {}  # stream -> its buffer_count buffers
+        self.allocated_bytes = 0  # what the allocator holds for this camera now
         self.started = False
         self.is_open = True
-        self.tuning = copy.deepcopy(tuning)
-        self.agc_limits = self._agc_limits(tuning)
         # picamera2's Controls: what the next recycled request carries
         self.controls: dict[str, Any] = {}
         self.camera_ctrl_info = dict(self.rig.ctrl_info)
@@ -184,10 +292,9 @@ class FakePicamera2(LibcameraCamera):
         self._encoders: set[Encoder] = set()
         self._feeder: tuple[threading.Thread, threading.Event] | None = None
         self.rig.instances.append(self)
+        self._cm.add(self.camera_idx, self)
 
-    def _agc_limits(self, tuning: Any) -> tuple[float, float]:
-        if tuning is None:
-            tuning = self.rig.tuning()
+    def _agc_limits(self, tuning: dict[str, Any]) -> tuple[float, float]:
         agc = self.find_tuning_algo(tuning, "rpi.agc")
         normal = (agc.get("channels") or [agc])[0]["exposure_modes"]["normal"]
         return max(normal["shutter"]), max(normal["gain"])
@@ -203,11 +310,15 @@ class FakePicamera2(LibcameraCamera):
                 raise RuntimeError(f"Control {real} is not advertised by libcamera")
         return libcamera_controls(controls)
 
-    def create_video_configuration(self, main=None, lores=None, raw=None, transform=None,
-                                   colour_space=None, buffer_count=6, controls=None, display="main",
-                                   encode="main", queue=True, sensor=None,
+    def create_video_configuration(self, main=None, lores=None, raw={},  # noqa: B006 (picamera2's)
+                                   transform=None, colour_space=None, buffer_count=6, controls=None,
+                                   display="main", encode="main", queue=True, sensor=None,
                                    use_case="video") -> dict[str, Any]:
         main = {"format": "XBGR8888", "size": (1280, 720)} | dict(main or {})
+        # picamera2: a raw stream unless raw=None, the sensor's format at the main size (configure
+        # gives it the sensor mode's size)
+        raw = None if raw is None else {"format": self.rig.sensor_format,
+                                        "size": main["size"]} | dict(raw)
         # picamera2: YUV420 at the main size unless given, aligned to even (optimal=False)
         if lores is not None:
             lores = {"format": "YUV420", "size": main["size"], "preserve_ar": False} | dict(lores)
@@ -215,17 +326,20 @@ class FakePicamera2(LibcameraCamera):
             lores["size"] = (lw - lw % 2, lh - lh % 2)
         default = DEFAULT_VIDEO_DURATION_US
         controls = {"FrameDurationLimits": (default, default)} | dict(controls or {})
-        return {"use_case": use_case, "main": main, "lores": lores, "buffer_count": buffer_count,
-                "queue": queue, "controls": controls, "sensor": dict(sensor or {})}
+        return {"use_case": use_case, "main": main, "lores": lores, "raw": raw,
+                "buffer_count": buffer_count, "queue": queue, "controls": controls,
+                "sensor": dict(sensor or {})}
 
-    def create_still_configuration(self, main=None, lores=None, raw=None, transform=None,
-                                   colour_space=None, buffer_count=1, controls=None, display=None,
-                                   encode=None, queue=True, sensor=None,
+    def create_still_configuration(self, main=None, lores=None, raw={},  # noqa: B006 (picamera2's)
+                                   transform=None, colour_space=None, buffer_count=1, controls=None,
+                                   display=None, encode=None, queue=True, sensor=None,
                                    use_case="still") -> dict[str, Any]:
         main = {"format": "BGR888", "size": self.rig.sensor_resolution} | dict(main or {})
+        raw = None if raw is None else {"format": self.rig.sensor_format,
+                                        "size": main["size"]} | dict(raw)
         controls = {"FrameDurationLimits": (100, 1000000 * 1000)} | dict(controls or {})
-        return {"use_case": use_case, "main": main, "buffer_count": buffer_count, "queue": queue,
-                "controls": controls, "sensor": dict(sensor or {})}
+        return {"use_case": use_case, "main": main, "raw": raw, "buffer_count": buffer_count,
+                "queue": queue, "controls": controls, "sensor": dict(sensor or {})}
 
     def configure(self, camera_config=None) -> None:
         self._configure(camera_config)
@@ -254,11 +368,32 @@ class FakePicamera2(LibcameraCamera):
             align = self.rig.lores_align
             lores["stride"] = -(-lw // align) * align
         self.controls = self._check_controls(camera_config.get("controls", {}))
+        raw = camera_config.get("raw")
+        # picamera2 _make_libcamera_config: the sensor's output_size, else raw's size, else main's
         wanted = ((camera_config.get("sensor") or {}).get("output_size")
-                  or camera_config["main"]["size"])
+                  or (raw or {}).get("size") or camera_config["main"]["size"])
         mode = best_mode(self.rig.sensor_modes, wanted)
         camera_config["sensor"] = {"bit_depth": 10, "output_size": mode}
+        if raw is not None:  # the mode's size (libcamera's choice, written back by picamera2)
+            w = mode[0]
+            # CSI-2 packed 10-bit: 5 bytes per 4 pixels, lines aligned to 32 bytes
+            raw = camera_config["raw"] = dict(raw, size=mode, stride=-(-(w * 5 // 4) // 32) * 32)
         self.camera_config = camera_config
+        self._allocate(camera_config)
+
+    def _allocate(self, config: dict[str, Any]) -> None:
+        """picamera2's configure_: ``allocator.allocate`` gives every stream ``buffer_count``
+        buffers (dmabufs, mapped; here zeroed memory, paged in once touched)."""
+        self._dma = {}
+        for name in ("main", "lores", "raw"):
+            stream = config.get(name)
+            if stream is None:
+                continue
+            h = stream["size"][1]
+            rows = h * 3 // 2 if stream["format"] in ("YUV420", "YVU420", "NV12", "NV21") else h
+            self._dma[name] = [np.zeros(int(stream["stride"]) * rows, np.uint8)
+                               for _ in range(config["buffer_count"])]
+        self.allocated_bytes = sum(b.nbytes for bufs in self._dma.values() for b in bufs)
 
     def camera_configuration(self) -> dict[str, Any]:
         return self.camera_config
@@ -273,9 +408,11 @@ class FakePicamera2(LibcameraCamera):
             if self.started:
                 return
             t0 = time.monotonic() if at is None else at
-            self._sensor = Sensor(t0, dict(self.controls), self.rig.max_fps)
+            mode = self.camera_config["sensor"]["output_size"]
+            self._sensor = Sensor(t0, dict(self.controls), self.rig.fps_of(mode))
             self.controls = {}
             self._next_frame = 0
+            self._reset_queue()
             self.started = True
 
     def start(self, config=None, show_preview=False) -> None:
@@ -291,22 +428,26 @@ class FakePicamera2(LibcameraCamera):
         with self._lock:
             if self.started:
                 self.stop_count += 1
+                self._finalize(time.monotonic())  # the frames lost so far count
             self.started = False
             self._sensor = None
-            self._starved_since = None
             jobs, self._starved_jobs = self._starved_jobs, []
         for job in jobs:
             job.cancel()
 
     def close(self) -> None:
+        if not self.is_open:
+            return
         self.stop()
         # real picamera2 leaves encoders registered; the fake just ends its thread
         self._stop_feeder()
+        self._cm.cleanup(self.camera_idx)
         self.is_open = False
         with self._lock:
             held, self._held = self._held, set()
             # picamera2's close: del self.allocator; self.allocator = DmaAllocator()
             self._allocation += 1
+            self._dma, self.allocated_bytes = {}, 0
         # freed under the app: what it reads now is not its frame any more (see the module
         # docstring)
         if held:
@@ -348,12 +489,13 @@ class FakePicamera2(LibcameraCamera):
             if not self.started:
                 raise RuntimeError("camera not started")
             config = self.camera_config
-            starved = self._starved()
+            claim = self._claim()
+            starved = claim is None
             if starved:  # every buffer is with the app: nothing completes until one comes back
                 job = self._submit(lambda: None, None, False)
                 self._starved_jobs.append(job)
             else:
-                sensor, index = self._claim()
+                sensor, index = claim
         if starved:
             timeout = None if wait in (None, True) else wait
             return job if wait is False else job.get_result(timeout=timeout)
@@ -375,7 +517,9 @@ class FakePicamera2(LibcameraCamera):
             self.stop()
             self._configure(camera_config)
             self._start(at=now + self.rig.mode_switch_s)
-            sensor, index = self._claim()
+            claim = self._claim()
+            assert claim is not None  # a new stream: every buffer queued
+            sensor, index = claim
             index += delay
             due = sensor.time_of(index)
             still_config = self.camera_config
@@ -447,13 +591,17 @@ def _fake_module(rig: FakeRig) -> types.ModuleType:
     mod = types.ModuleType("picamera2")
 
     def load_tuning_file(tuning_file, dir=None) -> dict[str, Any]:
+        # the system files only: picamera2 searches its install directories, not libcamera's
+        # LIBCAMERA_IPA_CONFIG_PATH
         rig.tunings_loaded.append(tuning_file)
-        if tuning_file != f"{rig.model}.json" or not rig.has_tuning:
+        models = {c["Model"] for c in rig.cameras} | {rig.model}
+        if tuning_file.removesuffix(".json") not in models or not rig.has_tuning:
             raise RuntimeError("Tuning file not found")
         return rig.tuning()
 
     cls = type("Picamera2", (FakePicamera2,),
-               {"rig": rig, "load_tuning_file": staticmethod(load_tuning_file)})
+               {"rig": rig, "load_tuning_file": staticmethod(load_tuning_file),
+                "_cm": CameraManager(rig)})
     mod.Picamera2 = cls  # type: ignore[attr-defined]
     mod.CompletedRequest = CompletedRequest  # type: ignore[attr-defined]
     mod.MappedArray = MappedArray  # type: ignore[attr-defined]

@@ -30,7 +30,7 @@ from camctl.board.cameras.picamera2_controls import (
     AF_MODE_VALUES,
     CONTROLS_USED,
     METADATA_USED,
-    capped_tuning,
+    TUNINGS,
     clip_tuning,
     sensor_mode,
     video_controls,
@@ -94,6 +94,7 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
     "module:encoders.mjpeg_encoder": {"MJPEGEncoder": []},
     "module:outputs": {"Output": []},
     "Picamera2": {
+        "attr:_cm": [],
         "global_camera_info": [],
         "load_tuning_file": [],
         "find_tuning_algo": [],
@@ -113,6 +114,7 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "start_recording": ["quality"],
         "stop_recording": [],
     },
+    "CameraManager": {"attr:cameras": [], "reset": []},
     "CompletedRequest": {"make_array": [], "get_metadata": [], "acquire": [], "release": []},
     "MappedArray": {"__init__": ["write"], "__enter__": [], "__exit__": [], "array": []},
     "Job": {"get_result": ["timeout"]},
@@ -217,6 +219,7 @@ class Picamera2Camera(Camera):
         self._loans = Loans(self.lend_limit)
         self.frames_lent = self.frames_copied = 0  # main-stream frames lent / copied (all opens)
         self.deferred_closes = 0  # closes left to the last lent frame's return (it came back late)
+        TUNINGS.register(self)  # its caps are in the process's tuning files from the next open on
 
     @classmethod
     def from_config(cls, cfg: CameraConfig, **kwargs: Any) -> Picamera2Camera:
@@ -244,9 +247,9 @@ class Picamera2Camera(Camera):
         self.unset_controls = []
         picam2 = None
         try:
-            model = str(cameras[self.index].get("Model", ""))
-            tuning = capped_tuning(mod, model, self.controls, self.unset_controls)
-            picam2 = mod.Picamera2(camera_num=self.index, tuning=tuning)
+            with TUNINGS.lock:  # the caps as files libcamera reads, then the manager made anew
+                self.unset_controls += TUNINGS.prepare(self, mod, cameras)
+                picam2 = mod.Picamera2(camera_num=self.index, tuning=None)
             self._configure(picam2, hardware=hw is not None)
             if hw is None:
                 picam2.start()

@@ -33,9 +33,12 @@ _log = logging.getLogger("camctl.board.cameras.picamera2")  # the backend's one 
 BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; with queue=False they hold
 # nothing for a late consumer (it loses the frames completed meanwhile), and each is a frame of
 # set_controls latency.
-LEND_LIMIT = BUFFER_COUNT - 2  # requests lent out as frames at once: libcamera keeps >= 2 queued,
-# so the sensor always has a buffer to fill and the ISP one to write while the app reads (beyond: a
-# copy, as before)
+LEND_LIMIT = BUFFER_COUNT - 3  # requests lent out as frames at once (beyond: a copy). With a raw
+# stream in the request (picamera2's default) the CSI-2 receiver writes each frame into a request's
+# buffer and takes the next one at every frame start: one being written, one queued for the next
+# frame, and near the mode's top rate the one before still in the ISP (its request completes after
+# the next frame has started). Two lent fewer than that and no frame is ever lost for a buffer;
+# with one buffer fewer, every other frame at the top rate (the double models this).
 LOAN_WAIT_S = 3.0  # how long close() waits for lent frames before it leaves the camera open
 
 
