@@ -192,5 +192,10 @@ class InstallError(CamctlError, RuntimeError):
 
 
 # --- warnings -------------------------------------------------------------------------------------
+class StackUnavailable(CamctlError, RuntimeError):
+    """A real-stack test tier (real picamera2 on libcamera, a kernel in a VM) cannot run on this
+    machine; the message says why and which setup command would enable it."""
+
+
 class CamctlWarning(Warning):
     """Root of camctl warnings (fallbacks that a user should know about)."""

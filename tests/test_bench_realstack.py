@@ -84,7 +84,6 @@ def test_thread_cpu_sees_a_busy_thread_by_its_name() -> None:
     finally:
         done.set()
         worker.join()
-    assert tid not in thread_cpu()
     assert "VirtualCamera" in FRAME_THREADS
 
 

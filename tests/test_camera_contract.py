@@ -23,6 +23,7 @@ from types import ModuleType
 import pytest
 
 from camctl.board.cameras.picamera2 import BUFFER_COUNT, LEND_LIMIT, Picamera2Camera
+from camctl.exc import StackUnavailable
 from camctl.testing import realstack
 
 # the first run here may build libcamera (minutes): the tier's own budget, not a unit test's
@@ -39,7 +40,7 @@ def real_picamera2() -> ModuleType:
     """Real picamera2 on the patched virtual camera, built first where this machine can."""
     try:
         return realstack.load_picamera2(build=_can_build())
-    except realstack.Unavailable as exc:
+    except StackUnavailable as exc:
         # under CI this skip is a failure (tests/ci_skips.py)
         pytest.skip(f"real camera stack unavailable: {exc}")
 
@@ -104,13 +105,38 @@ def test_the_configuration_keeps_the_buffers_asked_for(stack):
         cam.capture(timeout_s=2.0).release()
 
 
-def test_a_video_configuration_has_a_raw_stream_at_the_sensor_mode(stack):
-    with _camera(stack, size=(1280, 720)) as cam:
-        raw = cam._picam2.camera_configuration()["raw"]
+def test_picamera2s_video_configuration_has_a_raw_stream_at_the_sensor_mode(stack):
+    """picamera2's default (raw={}): a raw stream at the mode the main size needs, allocated."""
+    picam2 = stack.Picamera2(0)
+    try:
+        picam2.configure(picam2.create_video_configuration(main={"size": (1280, 720)}))
+        raw = picam2.camera_configuration()["raw"]
         assert raw is not None and str(raw["format"]).startswith("SRGGB10")
         assert tuple(raw["size"]) == SENSOR
+    finally:
+        picam2.close()
+
+
+def test_the_backend_allocates_no_raw_stream_and_still_gets_the_sensor_mode(stack):
+    """raw=None: no 6 x 3.7 MB of raw buffers nobody reads; the sensor mode is the same."""
+    with _camera(stack, size=(1280, 720)) as cam:
+        assert cam._picam2.camera_configuration()["raw"] is None
         assert cam.sensor_mode_in_use == SENSOR
         cam.capture(timeout_s=2.0).release()
+
+
+def test_auto_encoder_falls_back_to_software_where_the_hardware_one_cannot_start(stack):
+    """Real picamera2 here takes the machine for a VC4 (a Pi 4): MJPEGEncoder constructs, and its
+    start opens /dev/video11, which is not there. 'auto' must then fly software JPEG."""
+    cam = Picamera2Camera("c", index=0, size=(640, 360), fps=10.0, encoder="auto",
+                          picamera2=stack)
+    with cam:
+        frame = cam.capture(timeout_s=2.0)
+        _release([frame])
+    if Path("/dev/video11").exists():
+        pytest.skip("this machine has a V4L2 codec node: the fallback is not needed")
+    assert cam.encoder_in_use == "software"
+    assert frame.image is not None
 
 
 def test_frames_lent_up_to_the_limit_do_not_stop_the_camera(stack):

@@ -308,11 +308,12 @@ def _keepup_under_quota(ctx: Ctx, seconds: float) -> tuple[float, str]:
 
 # --- the figure -----------------------------------------------------------------------------------
 def bench_realstack(ctx: Ctx) -> dict[str, Any]:
-    from camctl.testing.realstack import Unavailable, load_picamera2
+    from camctl.exc import StackUnavailable
+    from camctl.testing.realstack import load_picamera2
 
     try:
         mod = load_picamera2()
-    except (Unavailable, ImportError, OSError) as exc:  # not built, or a build that does not load
+    except (StackUnavailable, ImportError, OSError) as exc:  # not built, or does not load
         raise RuntimeError(f"real camera stack unavailable: {exc}") from exc
     pilog = logging.getLogger("picamera2")
     level = pilog.level

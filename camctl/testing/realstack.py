@@ -27,7 +27,9 @@ import sys
 import types
 from pathlib import Path
 
-__all__ = ["PICAMERA2_VERSION", "Unavailable", "cache_dir", "libcamera_prefix", "load_picamera2",
+from camctl.exc import StackUnavailable
+
+__all__ = ["PICAMERA2_VERSION", "cache_dir", "libcamera_prefix", "load_picamera2",
            "picamera2_site", "picamera2_source", "setup_hint"]
 
 PICAMERA2_VERSION = "0.3.38"
@@ -39,10 +41,6 @@ _PICAMERA2_EXTRAS = ["PiDNG==4.0.9", "piexif==1.1.3", "videodev2==0.0.4", "pytho
 
 _REPO = Path(__file__).resolve().parents[2]
 _SCRIPT = _REPO / "tools" / "realstack" / "libcamera.sh"
-
-
-class Unavailable(RuntimeError):
-    """The real stack cannot run here; the message says why and what would enable it."""
 
 
 def setup_hint() -> str:
@@ -60,7 +58,7 @@ def _pip_target(target: Path, packages: list[str]) -> None:
            "--no-deps", "--target", str(tmp), *packages]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
-        raise Unavailable(f"pip could not install {' '.join(packages)} into {tmp}: "
+        raise StackUnavailable(f"pip could not install {' '.join(packages)} into {tmp}: "
                           f"{done.stderr.strip().splitlines()[-1:]}")
     (tmp / ".complete").touch()
     try:
@@ -89,7 +87,7 @@ def picamera2_site() -> Path:
 
 
 def libcamera_prefix(*, build: bool = False) -> Path:
-    """The patched libcamera's install prefix; built first when ``build`` (else Unavailable).
+    """The patched libcamera's install prefix; built first when ``build`` (else StackUnavailable).
 
     ``$CAMCTL_LIBCAMERA_PREFIX`` names another build of the same patch (e.g. an incremental one
     while working on the patch) and is used as it is."""
@@ -97,17 +95,18 @@ def libcamera_prefix(*, build: bool = False) -> Path:
     if override:
         return Path(override)
     if not _SCRIPT.exists():
-        raise Unavailable(f"{_SCRIPT} is missing (camctl is not run from its checkout)")
+        raise StackUnavailable(f"{_SCRIPT} is missing (camctl is not run from its checkout)")
     if not build:
         stamps = sorted((cache_dir() / "libcamera").glob("*/.complete"))
         current = _current_prefix()
         if current is None or not (current / ".complete").exists():
             older = " (an older build exists)" if stamps else ""
-            raise Unavailable(f"libcamera's virtual camera is not built{older}: {setup_hint()}")
+            raise StackUnavailable(
+                f"libcamera's virtual camera is not built{older}: {setup_hint()}")
         return current
     done = subprocess.run(["bash", str(_SCRIPT)], capture_output=True, text=True, check=False)
     if done.returncode:
-        raise Unavailable(f"{_SCRIPT.name} failed: {done.stderr.strip()[-400:]}")
+        raise StackUnavailable(f"{_SCRIPT.name} failed: {done.stderr.strip()[-400:]}")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -132,12 +131,12 @@ def load_picamera2(*, build: bool = False) -> types.ModuleType:
     """Real picamera2 on the patched libcamera, importable in this process (once per process).
 
     ``build`` builds what is missing first (minutes); otherwise a missing piece raises
-    :class:`Unavailable` naming the setup command."""
+    :class:`~camctl.exc.StackUnavailable` naming the setup command."""
     global _loaded
     if _loaded is not None:
         return _loaded
     if sys.platform != "linux":
-        raise Unavailable("libcamera's virtual camera runs on Linux only")
+        raise StackUnavailable("libcamera's virtual camera runs on Linux only")
     prefix = libcamera_prefix(build=build)
     site = picamera2_site()
     # libcamera's own allocator finds no dma-buf heap here and says so at every manager start;
@@ -159,7 +158,7 @@ def load_picamera2(*, build: bool = False) -> types.ModuleType:
     import picamera2.picamera2 as core
 
     if not str(Path(picamera2.__file__)).startswith(str(site)):
-        raise Unavailable(f"picamera2 was imported from {picamera2.__file__}, not {site}")
+        raise StackUnavailable(f"picamera2 was imported from {picamera2.__file__}, not {site}")
     core.DmaAllocator = _memfd_allocator(core.DmaAllocator)  # type: ignore[attr-defined]
     _loaded = picamera2
     return picamera2

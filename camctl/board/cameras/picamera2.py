@@ -47,6 +47,7 @@ from camctl.board.cameras.picamera2_hardware import (
     HW_FORMAT,
     MODEL_PATH,
     QUEUE_FRAMES,
+    HardwareParts,
     Recording,
     codec_fits,
     jpeg_size,
@@ -99,8 +100,8 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "load_tuning_file": [],
         "find_tuning_algo": [],
         "__init__": ["camera_num", "tuning"],
-        "create_video_configuration": ["main", "lores", "buffer_count", "queue", "controls",
-                                       "sensor"],
+        "create_video_configuration": ["main", "lores", "raw", "buffer_count", "queue",
+                                       "controls", "sensor"],
         "camera_controls": [],
         "configure": [],
         "camera_configuration": [],
@@ -124,6 +125,10 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
                 "attr:VERY_HIGH": []},
     "Output": {"__init__": ["pts"], "outputframe": []},
 }
+
+class _EncoderDidNotStart(Exception):
+    """Only the hardware encoder's start failed (its cause is the error); the camera is closed."""
+
 
 Picamera2Source = ModuleType | Callable[[], ModuleType]
 """What ``picamera2=`` takes: the picamera2 module, or a function returning it (called at open)."""
@@ -242,10 +247,38 @@ class Picamera2Camera(Camera):
     def _open_backend(self) -> None:
         mod = _load_picamera2(self.name, self._source)
         cameras = _cameras(self.name, self.index, mod)
+        first_auto = self.encoder == "auto" and not self.encoder_in_use
         self.encoder_in_use, hw = resolve_encoder(self.name, self.encoder, self.encoder_in_use, mod,
                                                   self.size, self._model_path)
+        try:
+            picam2 = self._start(mod, cameras, hw)
+        except _EncoderDidNotStart as exc:
+            if not first_auto:
+                raise CameraError(self.name, f"cannot start camera {self.index}: "
+                                             f"{exc.__cause__!r}") from exc.__cause__
+            # picamera2 takes any board it cannot identify for a VC4 (a Pi 4) and constructs the
+            # V4L2 encoder, whose start then opens a codec node that is not there
+            # (picamera2/platform.py, encoders/v4l2_encoder.py): seen with real picamera2 here
+            _log.warning("camera %r: encoder 'auto': the hardware JPEG encoder did not start "
+                         "(%r); software JPEG for this camera's life", self.name, exc.__cause__)
+            self.encoder_in_use, hw = "software", None
+            picam2 = self._start(mod, cameras, None)
+        for line in self.unset_controls:
+            _log.warning("camera %r: %s", self.name, line)
+        self._requests = Requests(self.name, self.index, mod, picam2)
+        self._mod = mod
+        self._picam2 = picam2
+        self._loans = Loans(self.lend_limit)
+        self._twin = None
+        self._thin.restart()
+
+    def _start(self, mod: ModuleType, cameras: list[dict[str, Any]],
+               hw: HardwareParts | None) -> Any:
+        """A started ``Picamera2`` on the software path (``hw`` None) or recording to the hardware
+        encoder; CameraError, or _EncoderDidNotStart when only the encoder's start failed."""
         self.unset_controls = []
         picam2 = None
+        encoder_stage = False
         try:
             with TUNINGS.lock:  # the caps as files libcamera reads, then the manager made anew
                 self.unset_controls += TUNINGS.prepare(self, mod, cameras)
@@ -256,6 +289,7 @@ class Picamera2Camera(Camera):
             else:
                 self._hw = Recording(hw, self.jpeg_quality)
                 self._recording = True  # set first: a failed start must still be stopped on close
+                encoder_stage = True
                 self._hw.start(picam2)
         except Exception as exc:
             if picam2 is not None:
@@ -263,15 +297,10 @@ class Picamera2Camera(Camera):
             self._recording = False
             self._hw = None
             self._lores_stream = None
+            if encoder_stage:
+                raise _EncoderDidNotStart() from exc
             raise CameraError(self.name, f"cannot start camera {self.index}: {exc!r}") from exc
-        for line in self.unset_controls:
-            _log.warning("camera %r: %s", self.name, line)
-        self._requests = Requests(self.name, self.index, mod, picam2)
-        self._mod = mod
-        self._picam2 = picam2
-        self._loans = Loans(self.lend_limit)
-        self._twin = None
-        self._thin.restart()
+        return picam2
 
     def _configure(self, picam2: Any, *, hardware: bool) -> None:
         """The video configuration: the main stream (YUV420 for the hardware encoder), the lores
@@ -282,9 +311,13 @@ class Picamera2Camera(Camera):
         mode = None if self.controls is None else self.controls.sensor_mode
         controls = video_controls(picam2, self.sensor_fps, self.controls, self.index,
                                   self.unset_controls)
+        # raw=None: picamera2 picks the sensor mode from ``sensor`` or the main size either way
+        # (Picamera2._make_libcamera_config "always going to set up the sensor config fully"),
+        # and no raw buffers are allocated: 6 x 3.7 MB per camera at 2304x1296, never read
         config = picam2.create_video_configuration(
-            main={"format": fmt, "size": self.size}, lores=lores, buffer_count=BUFFER_COUNT,
-            queue=False, controls=controls, sensor=None if mode is None else {"output_size": mode})
+            main={"format": fmt, "size": self.size}, lores=lores, raw=None,
+            buffer_count=BUFFER_COUNT, queue=False, controls=controls,
+            sensor=None if mode is None else {"output_size": mode})
         picam2.configure(config)
         self.sensor_mode_in_use = sensor_mode(picam2, mode, self.unset_controls)
         if lores is not None:
