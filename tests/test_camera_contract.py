@@ -154,12 +154,27 @@ def test_a_late_consumer_loses_the_frames_it_missed_and_sees_the_gap_in_seq(stac
     with _camera(stack, fps=30.0, sensor_fps=30.0) as cam:
         first = cam.capture(timeout_s=2.0)
         first.release()
-        time.sleep(0.5)  # busy elsewhere: about 15 sensor frames go by (queue=False keeps none)
+        time.sleep(0.5)  # busy elsewhere: about 15 sensor frames go by (the queue keeps one)
         late = cam.capture(timeout_s=2.0)
         late.release()
     missed = round((late.timestamp_ns - first.timestamp_ns) / 33_333_333) - 1
     assert missed >= 10
     assert late.seq - first.seq - 1 == missed  # a gap in seq, frame for frame
+
+
+def test_a_late_capture_gets_the_frame_that_completed_while_it_was_away(stack):
+    """picamera2 keeps the newest completed request (QUEUE): a capture thread that comes back late
+    (a GC pause, an encoder hand-off) gets the frame that completed meanwhile, stamped before it
+    asked, instead of losing it and waiting for the next. With queue=False it waits for the next.
+    (Sensor timestamps are on CLOCK_MONOTONIC in both implementations.)"""
+    with _camera(stack, fps=30.0, sensor_fps=30.0) as cam:
+        assert cam.queue
+        _release([cam.capture(timeout_s=2.0) for _ in range(3)])
+        time.sleep(1.5 / 30)
+        asked_ns = time.monotonic_ns()
+        frame = cam.capture(timeout_s=2.0)
+        _release([frame])
+    assert frame.timestamp_ns < asked_ns
 
 
 def test_a_camera_whose_buffers_are_all_held_loses_frames_until_one_comes_back(stack):

@@ -429,7 +429,7 @@ def test_open_capture_set_fps_close(rig):
         assert main["format"] == "BGR888" and main["size"] == (64, 48)
         # the sensor runs at the flight's highest
         assert picam2.camera_config["controls"]["FrameRate"] == 50.0
-        assert picam2.camera_config["queue"] is False
+        assert picam2.camera_config["queue"] is True  # picamera2_requests.QUEUE, measured
         frame = c.capture()
         assert frame.image.shape == (48, 64, 3) and (frame.width, frame.height) == (64, 48)
         assert (frame.exposure_us == 20000 and frame.analogue_gain == 6.0

@@ -32,6 +32,7 @@ single-thread benchmark rating.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -207,6 +208,28 @@ def measure(mod: ModuleType, cfg: Any, fps: float, seconds: float) -> Run:
     return run
 
 
+def late_losses(mod: ModuleType, cfg: Any, *, queue: bool, frames: int) -> float:
+    """Frames lost per 100 delivered at the rig's DESCENT rate when the capture thread works 0.3 of
+    a frame period per frame and comes back 1.5 periods late every 10th (a GC pause, an encoder
+    hand-off), with picamera2's ``queue`` on or off (picamera2_requests.QUEUE)."""
+    cam = _camera(cfg, mod)
+    cam.queue = queue
+    period = 1.0 / cfg.fps_for("DESCENT")
+    seqs = []
+    with cam:
+        cam.set_fps(cfg.fps_for("DESCENT"))
+        for i in range(frames):
+            frame = cam.capture(timeout_s=5.0)
+            if frame.release is not None:
+                frame.release()
+            seqs.append(frame.seq)
+            until = time.perf_counter() + period * (1.5 if i % 10 == 5 else 0.3)
+            while time.perf_counter() < until:  # busy, as a capture thread at work is
+                pass
+    lost = sum(b - a - 1 for a, b in itertools.pairwise(seqs))
+    return 100.0 * lost / len(seqs)
+
+
 def _roles(run: Run) -> str:
     per = max(1, run.delivered + run.thinned)
     return ", ".join(f"{k} {v / 1e6 / per:.3f}" for k, v in sorted(run.by_role.items()) if v)
@@ -367,6 +390,13 @@ def _bench(ctx: Ctx, mod: ModuleType) -> dict[str, Any]:
                            "real_armed_core_share": armed_share,
                            "real_descent_core_share": descent_share, "_notes": notes,
                            "_errors": {}}
+    late = 100 if ctx.quick else 300
+    for key, queue in (("real_late_lost_queue_off", False), ("real_late_lost_queue_on", True)):
+        out[key] = late_losses(mod, cfg, queue=queue, frames=late)
+        notes[key] = (f"frames lost per 100 delivered at DESCENT {descent:g} fps over {late} "
+                      f"frames, the capture thread busy 0.3 of a period per frame and 1.5 periods "
+                      f"late every 10th, picamera2 queue={queue} (the backend flies "
+                      f"picamera2_requests.QUEUE)")
     try:
         out["real_descent_keepup_quota"], notes["real_descent_keepup_quota"] = \
             _keepup_under_quota(ctx, seconds[2])
@@ -384,6 +414,10 @@ FIGURE = Figure("realstack", bench_realstack, (
     Metric("real_armed_core_share", "share of one core of this machine for the capture path at "
            "the rig's ARMED rate (0.01 = 1 %), from the two per-frame costs"),
     Metric("real_descent_core_share", "the same at the rig's DESCENT rate"),
+    Metric("real_late_lost_queue_off", "frames lost per 100 at DESCENT when the capture thread is "
+           "1.5 periods late every 10th frame, picamera2 queue=False", unit="%"),
+    Metric("real_late_lost_queue_on", "the same with queue=True (what the backend flies)",
+           unit="%"),
     Metric("real_descent_keepup_quota", "frames delivered / due at DESCENT rate, child held by a "
            "cgroup CPU quota to one Pi 5 core's worth of this machine"),
 ))

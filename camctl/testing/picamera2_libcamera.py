@@ -584,15 +584,17 @@ class LibcameraCamera:
     def _fate_of(self, k: int, ahead: dict[int, bool]) -> bool:
         return k >= 0 and (self._fates[k] if k < self._decided else ahead[k])
 
-    def _captured(self, s: Sensor, k: int, held: int, ahead: dict[int, bool]) -> bool:
+    def _captured(self, s: Sensor, k: int, held: int, ahead: dict[int, bool], *,
+                  claimed: bool = False) -> bool:
         """Whether a request is queued for frame ``k`` with the app holding ``held`` (each from its
         completion): of the ``buffer_count``, the sensor is writing frame ``k - 1``'s, frame
         ``k - 2``'s is still in the ISP unless it completed within the vertical blanking (shorter
         than ``rig.isp_latency_s``: it is not), and with ``queue=True`` picamera2 keeps the newest
-        completed one."""
+        completed one (not when a capture is waiting for frame ``k``, ``claimed``: picamera2
+        hands that request over instead of keeping it)."""
         cfg = self.camera_config or {}
         count = cfg.get("buffer_count", 1)
-        keep = 1 if cfg.get("queue") and count > 1 else 0
+        keep = 1 if cfg.get("queue") and count > 1 and not claimed else 0
         latch = self._latch(s, k)
         busy = int(self._fate_of(k - 1, ahead))
         if self._fate_of(k - 2, ahead) and s.time_of(k - 2) > latch:
@@ -643,7 +645,7 @@ class LibcameraCamera:
             ahead: dict[int, bool] = {}
             for j in range(self._decided, k):
                 ahead[j] = self._captured(s, j, held, ahead)
-            while not self._captured(s, k, held, ahead):
+            while not self._captured(s, k, held, ahead, claimed=True):
                 ahead[k] = False
                 k += 1
         index = k + self.rig.drop_next

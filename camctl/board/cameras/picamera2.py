@@ -58,6 +58,7 @@ from camctl.board.cameras.picamera2_requests import (
     BUFFER_COUNT,
     LEND_LIMIT,
     LOAN_WAIT_S,
+    QUEUE,
     Loans,
     Requests,
     close_after_loans,
@@ -220,6 +221,7 @@ class Picamera2Camera(Camera):
         self.hw_dropped = 0  # encoded frames dropped because capture() fell behind (all opens)
         # lent frames (software path, main stream): see "Lent frames" in picamera2_requests
         self.lend_limit = LEND_LIMIT
+        self.queue = QUEUE  # picamera2 keeps the newest completed request for a late capture
         self.loan_wait_s = LOAN_WAIT_S
         self._loans = Loans(self.lend_limit)
         self.frames_lent = self.frames_copied = 0  # main-stream frames lent / copied (all opens)
@@ -316,7 +318,7 @@ class Picamera2Camera(Camera):
         # and no raw buffers are allocated: 6 x 3.7 MB per camera at 2304x1296, never read
         config = picam2.create_video_configuration(
             main={"format": fmt, "size": self.size}, lores=lores, raw=None,
-            buffer_count=BUFFER_COUNT, queue=False, controls=controls,
+            buffer_count=BUFFER_COUNT, queue=self.queue, controls=controls,
             sensor=None if mode is None else {"output_size": mode})
         picam2.configure(config)
         self.sensor_mode_in_use = sensor_mode(picam2, mode, self.unset_controls)

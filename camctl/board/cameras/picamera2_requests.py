@@ -25,20 +25,24 @@ import numpy as np
 from camctl.board.cameras.picamera2_formats import to_rgb
 from camctl.exc import CameraDisconnected, CameraError, CameraTimeout
 
-__all__ = ["BUFFER_COUNT", "LEND_LIMIT", "LOAN_WAIT_S", "Loans", "Requests", "cancel_timed_out",
+__all__ = ["BUFFER_COUNT", "LEND_LIMIT", "LOAN_WAIT_S", "QUEUE", "Loans", "Requests",
+           "cancel_timed_out",
            "close_after_loans", "close_quietly", "lend", "quietly"]
 
 _log = logging.getLogger("camctl.board.cameras.picamera2")  # the backend's one logger
 
-BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; with queue=False they hold
-# nothing for a late consumer (it loses the frames completed meanwhile), and each is a frame of
+BUFFER_COUNT = 6  # picamera2's video default. They keep the ISP fed; each is a frame of
 # set_controls latency.
-LEND_LIMIT = BUFFER_COUNT - 3  # requests lent out as frames at once (beyond: a copy). With a raw
-# stream in the request (picamera2's default) the CSI-2 receiver writes each frame into a request's
-# buffer and takes the next one at every frame start: one being written, one queued for the next
-# frame, and near the mode's top rate the one before still in the ISP (its request completes after
-# the next frame has started). Two lent fewer than that and no frame is ever lost for a buffer;
-# with one buffer fewer, every other frame at the top rate (the double models this).
+LEND_LIMIT = BUFFER_COUNT - 3  # requests lent out as frames at once (beyond: a copy). One being
+# written, one queued for the next frame, one kept by picamera2's queue (QUEUE) or still in the
+# ISP near the mode's top rate: a conservative margin, now that the backend's requests carry no raw
+# stream (raw=None); the contract suite checks no frame is lost at the limit on both stacks.
+QUEUE = True  # picamera2 keeps the newest completed request (_max_queue_len = 1), so a capture
+# thread that is late by up to a frame period (a GC pause, an encoder hand-off) takes that frame
+# instead of losing it. Chosen by measurement on the real stack (real picamera2 on libcamera's
+# virtual camera, 1536x864 at 50 fps, the consumer 1.5 periods late every 10th frame, 200
+# frames): 23 frames lost with queue=False, 2 with queue=True; `camctl bench --only realstack`
+# measures it again (real_late_lost_queue_off / _on).
 LOAN_WAIT_S = 3.0  # how long close() waits for lent frames before it leaves the camera open
 
 
