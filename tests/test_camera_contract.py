@@ -46,6 +46,7 @@ def real_picamera2() -> ModuleType:
 
 
 SENSOR = (1536, 864)  # the IMX708's fastest mode, listed first by both implementations
+FULL = (4608, 2592)  # its largest: the full sensor
 
 
 @pytest.fixture(params=["double", "real"])
@@ -54,7 +55,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
     if request.param == "double":
         from camctl.testing.picamera2_double import FakeRig
 
-        yield FakeRig(sensor_resolution=SENSOR).module
+        yield FakeRig().module
     else:
         yield request.getfixturevalue("real_picamera2")
 
@@ -113,6 +114,17 @@ def test_picamera2s_video_configuration_has_a_raw_stream_at_the_sensor_mode(stac
         raw = picam2.camera_configuration()["raw"]
         assert raw is not None and str(raw["format"]).startswith("SRGGB10")
         assert tuple(raw["size"]) == SENSOR
+    finally:
+        picam2.close()
+
+
+def test_the_sensor_resolution_is_the_largest_mode_and_a_still_configuration_takes_it(stack):
+    """picamera2's ``sensor_resolution`` is its native mode, the largest raw mode
+    (``_select_native_mode``), and ``create_still_configuration``'s main stream defaults to it."""
+    picam2 = stack.Picamera2(0)
+    try:
+        assert tuple(picam2.sensor_resolution) == FULL
+        assert tuple(picam2.create_still_configuration()["main"]["size"]) == FULL
     finally:
         picam2.close()
 
