@@ -82,6 +82,11 @@ class FullStillCamera(StillCamera):
     def full_stills(self) -> bool:
         return True
 
+    def capture_still(self, timeout_s=2.0):
+        frame = super().capture_still(timeout_s)
+        frame.mode_switch = True
+        return frame
+
 
 def test_a_mode_switch_still_books_its_pause_under_its_own_reason(pool):
     """The frames a full-resolution still costs are its chosen price, not a sensor fault nor a

@@ -310,7 +310,7 @@ class CameraRunner:
             self.stats.stills_missed += 1
             self.ledger.still_missed(self.name, 1)
             raise
-        self._stills.taken(frame, event, mode_switch=self.camera.full_stills)
+        self._stills.taken(frame, event, mode_switch=frame.mode_switch)
         self.ledger.captured(self.name)
         self._frames.add_still(frame, phase)
 

@@ -105,7 +105,8 @@ class Camera(Closeable):
 
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
         """Take one still: at the video size from the running stream, or the whole sensor by a
-        mode switch where :attr:`full_stills`. Default: the next video frame marked as a still."""
+        mode switch where :attr:`full_stills` (that frame has ``mode_switch`` set). Default: the
+        next video frame marked as a still."""
         frame = self.capture(timeout_s)
         frame.still = True
         return frame
