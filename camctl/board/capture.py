@@ -38,7 +38,8 @@ Sink = Callable[[EncodedFrame], bool]
 # time the step it is in should have taken: a capture's own timeout (at least three frame
 # intervals), an idle wait, a backoff, or an open/close/drain.
 PROGRESS_MARGIN_S = 2.0
-# open, close, a full-resolution still, the last encoder drain: slow, but bounded
+# open, close, a still (a full-resolution one is two mode switches), the last encoder drain: slow,
+# but bounded
 SLOW_STEP_S = 10.0
 
 

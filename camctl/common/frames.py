@@ -27,7 +27,7 @@ class FrameValue(IntEnum):
     PRETRIGGER = 1  # ring frames flushed at the first descent event
     DESCENT = 2  # live descent frames
     TOUCHDOWN = 3  # the phase the whole test exists for
-    STILL = 4  # full-resolution stills at chosen events
+    STILL = 4  # stills at chosen events (video size, or the full sensor: config still_size)
 
 
 @dataclass(slots=True)

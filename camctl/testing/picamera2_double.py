@@ -107,7 +107,9 @@ class FakeRig:
         self.arrays_made: list[str] = []  # every stream read: make_array(name) or a MappedArray
         # timing (see the module docstring)
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
-        # stop + configure (buffer allocation) + start; not measured on a Pi
+        # stop + configure (buffer allocation) + start, each way; not measured on a Pi. On the real
+        # stack here a whole full still (both switches, the still's frame, the copy) pauses a 30 fps
+        # video 333-692 ms, median 499 (docs/cameras.md, "Full-resolution stills"); this gives ~420
         self.mode_switch_s = 0.15
         # a rate cap over every mode (None: the modes' own); e.g. a slower sensor
         self.max_fps: float | None = None

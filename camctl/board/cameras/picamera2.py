@@ -9,7 +9,7 @@ module is passed in (``picamera2=``) or imported at open (:func:`import_picamera
 imports where libcamera is absent. Its parts are the ``picamera2_*`` modules beside it.
 
 docs/cameras.md, section "picamera2", has the facts it relies on (sensor timestamps, stills from
-the running video stream, the lores stream) and what each part owns.
+the running video stream or by a mode switch, the lores stream) and what each part owns.
 """
 
 from __future__ import annotations
