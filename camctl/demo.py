@@ -67,6 +67,7 @@ jpeg_quality = 85
 pretrigger_s = 2.0
 seed = {seed}
 stills = [{stills}]
+still_size = "{still_size}"
 sim_descent_s = {descent_s}
 
 [cameras.fps]
@@ -84,11 +85,14 @@ def write_board_config(directory: Path, board: str, index: int, *,
                        post_touchdown_s: float = 1.5, extra: str = "", descent_s: float = 12.0,
                        fps: dict[str, dict[str, float]] | None = None, segment_mb: float = 16,
                        reserve_mb: float = 64, threads: int = 1,
-                       stills: tuple[str, ...] = ("touchdown",)) -> Path:
+                       stills: tuple[str, ...] = ("touchdown",),
+                       still_size: str = "video") -> Path:
     """Write a sim board's ``directory/rig.toml`` (cameras ``down``, ``up``); return its path.
 
     ``fps`` maps camera -> phase -> rate (default :data:`DEMO_FPS`); ``stills`` are the events at
-    which the ``down`` camera takes a full-resolution still. ``extra`` is appended (it lands in
+    which the ``down`` camera takes a still, ``still_size`` what it is: ``"video"`` (the next frame
+    at ``size``, no gap) or ``"full"`` (the sim's 4608x2592 sensor by a mode switch: the video
+    pauses, its lost frames booked as ``still_mode_switch``). ``extra`` is appended (it lands in
     ``[publish]``)."""
     directory.mkdir(parents=True, exist_ok=True)
     rates = fps or DEMO_FPS
@@ -96,6 +100,7 @@ def write_board_config(directory: Path, board: str, index: int, *,
         CAMERA_TEMPLATE.format(name=name, width=size[0], height=size[1], seed=100 + 2 * index + i,
                                stills=", ".join(f'"{e}"'
                                                 for e in (stills if name == "down" else ())),
+                               still_size=still_size if name == "down" else "video",
                                descent_s=descent_s,
                                fps="\n".join(f"{ph} = {v:g}" for ph, v in rates[name].items()))
         for i, name in enumerate(("down", "up")))

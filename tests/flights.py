@@ -77,7 +77,7 @@ def build_download(root: Path) -> Built:
                         frames.append(EncodedFrame(cam_name, fr.seq, fr.timestamp_ns,
                                                    encode_jpeg(fr.image, 80), 320, 240, phase,
                                                    int(value)))
-            if board == "rig-a" and cam_name == "down":  # a full-resolution still at release
+            if board == "rig-a" and cam_name == "down":  # a still at release (video-size)
                 frames.append(EncodedFrame("down", 9_999, release + 1_000, frames[5].jpeg, 320, 240,
                                            "DESCENT", int(FrameValue.STILL), still=True))
             for f in frames:

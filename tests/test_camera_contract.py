@@ -15,6 +15,7 @@ import itertools
 import os
 import shutil
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,7 @@ def real_picamera2() -> ModuleType:
 
 
 SENSOR = (1536, 864)  # the IMX708's fastest mode, listed first by both implementations
+FULL = (4608, 2592)  # its largest: the full sensor
 
 
 @pytest.fixture(params=["double", "real"])
@@ -54,7 +56,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
     if request.param == "double":
         from camctl.testing.picamera2_double import FakeRig
 
-        yield FakeRig(sensor_resolution=SENSOR).module
+        yield FakeRig().module
     else:
         yield request.getfixturevalue("real_picamera2")
 
@@ -113,6 +115,17 @@ def test_picamera2s_video_configuration_has_a_raw_stream_at_the_sensor_mode(stac
         raw = picam2.camera_configuration()["raw"]
         assert raw is not None and str(raw["format"]).startswith("SRGGB10")
         assert tuple(raw["size"]) == SENSOR
+    finally:
+        picam2.close()
+
+
+def test_the_sensor_resolution_is_the_largest_mode_and_a_still_configuration_takes_it(stack):
+    """picamera2's ``sensor_resolution`` is its native mode, the largest raw mode
+    (``_select_native_mode``), and ``create_still_configuration``'s main stream defaults to it."""
+    picam2 = stack.Picamera2(0)
+    try:
+        assert tuple(picam2.sensor_resolution) == FULL
+        assert tuple(picam2.create_still_configuration()["main"]["size"]) == FULL
     finally:
         picam2.close()
 
@@ -248,3 +261,97 @@ def test_a_release_speeds_up_delivery_with_no_gap_in_seq(stack):
     seqs = [f.seq for f in armed + descent]
     assert seqs == list(range(len(seqs)))
     assert statistics.median(_periods_ms(descent)) == pytest.approx(1000 / 30, rel=0.05)
+
+
+def test_a_full_still_is_the_whole_sensor_and_the_video_resumes_with_its_gap_in_seq(stack):
+    """still_size 'full': picamera2's switch_mode_and_capture_request to the largest mode and back.
+    The still is 4608x2592; the video comes back at its size, mode and rate; the frames the sensor
+    never exposed meanwhile are a gap in seq beside the still's own number."""
+    period_ns = 1e9 / 30
+    with _camera(stack, fps=30.0, sensor_fps=30.0, still_size="full") as cam:
+        assert cam.full_stills
+        frames = [cam.capture(timeout_s=2.0) for _ in range(3)]
+        _release(frames)
+        last = frames[-1]
+        last.image = None  # a frame given back: nothing views the buffer the switch unmaps
+        del frames
+        still = cam.capture_still(timeout_s=2.0)
+        after = [cam.capture(timeout_s=2.0) for _ in range(6)]
+        _release(after)
+        assert cam._picam2.camera_configuration()["sensor"]["output_size"] == SENSOR
+    assert still.still and still.mode_switch and (still.width, still.height) == FULL
+    assert still.image.shape == (FULL[1], FULL[0], 3)
+    assert last.timestamp_ns < still.timestamp_ns < after[0].timestamp_ns
+    assert {(f.width, f.height) for f in after} == {(640, 360)}
+    assert statistics.median(_periods_ms(after)) == pytest.approx(1000 / 30, rel=0.05)
+    lost = round((after[0].timestamp_ns - last.timestamp_ns) / period_ns) - 1
+    assert lost >= 3  # two reconfigurations and a frame of the 14 fps mode: never free
+    assert still.seq == last.seq + 1
+    assert after[0].seq == still.seq + 1 + lost
+    assert [f.seq for f in after] == list(range(after[0].seq, after[0].seq + len(after)))
+
+
+def test_a_full_still_in_flight_is_stored_its_pause_booked_and_the_books_balance(stack):
+    """The runner across a full still: captured = stored + dropped by reason (+ aged out), the
+    video frames the switch cost under still_mode_switch, and the still's video_gap_ms the
+    measured pause, which those frames account for."""
+    from scripted import Sink
+
+    from camctl.board.capture import CameraRunner
+    from camctl.board.config import CameraConfig
+    from camctl.board.encode import EncoderPool
+    from camctl.common.ledger import balance
+
+    cfg = CameraConfig(name="c", size=(640, 360), encoder="software", pretrigger_s=0.0,
+                       stills=("touchdown",), still_size="full",
+                       fps=(("ARMED", 30.0), ("DESCENT", 30.0), ("TOUCHDOWN", 30.0)))
+    pool, sink = EncoderPool(1), Sink()
+    runner = CameraRunner(Picamera2Camera.from_config(cfg, picamera2=stack), cfg, pool, sink)
+    runner.start()
+    try:
+        runner.set_phase("ARMED")
+        runner.set_phase("DESCENT")
+        sink.wait_for(lambda fs: len(fs) >= 5)
+        runner.request_still("touchdown")
+        sink.wait_for(lambda fs: any(f.still for f in fs))
+        stored = len(sink.frames)
+        sink.wait_for(lambda fs: len(fs) >= stored + 5)
+    finally:
+        runner.set_phase("LANDED")
+        runner.wait_idle(10)
+        runner.stop()
+        pool.close()
+    still = next(f for f in sink.frames if f.still)
+    assert (still.width, still.height) == FULL and still.meta["still_size"] == "full"
+    books = runner.ledger.totals()["c"]
+    lost = books["dropped"].get("still_mode_switch", 0)
+    assert lost >= 3, books
+    assert balance(books, len(sink.frames))["balanced"], books
+    gap_ms = still.meta["video_gap_ms"]
+    # the pause is the frames it cost and one period more (the last frame before to the first after)
+    assert abs(gap_ms - (lost + 1) * 1000 / 30) < 1000 / 30, (gap_ms, lost)
+    kind = "real" if hasattr(stack, "__file__") else "double"
+    print(f"\n{kind}: full still video_gap_ms {gap_ms}, still_mode_switch {lost}")
+
+
+def test_a_full_still_waits_until_no_array_views_a_lent_buffer(stack):
+    """The switch unmaps the video's buffers (``DmaAllocator.cleanup``: ``mmap.close``), which on
+    the real stack raises ``BufferError: cannot close exported pointers exist`` while an array
+    still views one: a frame given back whose pixels an encoder thread has not let go yet."""
+    with _camera(stack, still_size="full") as cam:
+        frame = cam.capture(timeout_s=2.0)
+        assert frame.release is not None  # lent
+        pixels = [frame.image]
+        frame.image = None
+        frame.release()
+
+        def let_go() -> None:
+            time.sleep(0.3)  # still encoding: the scenario, not a limit
+            pixels.clear()
+
+        reader = threading.Thread(target=let_go)
+        reader.start()
+        still = cam.capture_still(timeout_s=2.0)
+        reader.join()
+        cam.capture(timeout_s=2.0).release()
+    assert still.mode_switch and (still.width, still.height) == FULL

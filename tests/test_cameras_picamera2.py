@@ -582,6 +582,31 @@ def test_auto_picks_hardware_when_it_constructs(hw_rig, caplog):
         "camera 'pi': encoder 'auto' uses the hardware JPEG encoder (picamera2 V4L2 MJPEGEncoder)"]
 
 
+def test_full_stills_on_auto_resolved_to_hardware_are_video_size_and_said_once(hw_rig, caplog):
+    """A mode switch would feed full-resolution buffers to the recording V4L2 encoder: 'auto' that
+    chose it takes stills from the running stream, with one warning for the camera's life."""
+    caplog.set_level(logging.WARNING, logger=backend.__name__)
+    c = cam(hw_rig, encoder="auto", still_size="full")
+    assert c.full_stills  # not resolved yet: the software path may run
+    for _ in range(2):
+        with c:
+            still = c.capture_still(timeout_s=5.0)
+            assert not c.full_stills
+    assert not still.mode_switch and (still.width, still.height) == (64, 48)
+    assert hw_rig.mode_switches == 0 and hw_rig.recordings_stopped == hw_rig.recordings_started
+    assert [r.getMessage() for r in caplog.records] == [
+        "camera 'pi': encoder 'auto' chose the hardware encoder, which cannot take a mode switch "
+        "while it records: stills are video-size (64x48), not still_size 'full'"]
+
+
+def test_full_stills_on_the_hardware_encoder_or_of_no_known_size_are_refused(rig):
+    with pytest.raises(CameraError, match="still_size 'full' needs a mode switch, which the "
+                                          "hardware encoder's recording cannot take"):
+        cam(rig, encoder="hardware", still_size="full")
+    with pytest.raises(CameraError, match="still_size must be 'video' or 'full', got 'max'"):
+        cam(rig, still_size="max")
+
+
 def test_auto_does_not_switch_encoder_between_opens(hw_rig):
     c = cam(hw_rig, encoder="auto")
     with c:

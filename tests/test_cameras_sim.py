@@ -361,3 +361,50 @@ def test_sim_prerender_comes_from_the_config_and_is_checked():
     with pytest.raises(ConfigError, match="sim_prerender"):
         parse_config({"board": "b",
                       "cameras": [{"name": "d", "backend": "sim", "sim_prerender": -1}]})
+
+
+# --- stills ---------------------------------------------------------------------------------------
+def test_a_video_still_is_the_next_frame_at_the_video_size():
+    t = FakeTime()
+    cam = sim(t, fps=10.0)
+    with cam:
+        f0 = cam.capture()
+        still = cam.capture_still()
+        f1 = cam.capture()
+    assert not cam.full_stills and not still.mode_switch
+    assert (still.width, still.height) == (160, 120) and still.seq == f0.seq + 1
+    assert f1.seq == still.seq + 1 and f1.timestamp_ns - f0.timestamp_ns == 2 * NS // 10
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_a_full_still_is_the_whole_sensor_after_a_mode_switch_and_the_video_loses_the_pause(paced):
+    """still_size 'full', like the picamera2 backend on an IMX708: a switch to the 4608x2592 mode,
+    its first frame, a switch back; the video comes back one period after that, the frames it
+    never exposed meanwhile a gap in seq beside the still's own number."""
+    t = FakeTime()
+    cam = sim(t, fps=10.0, still_size="full", paced=paced)
+    switch_ns, full_ns = round(0.15 * NS), round(NS / 14.35)
+    with cam:
+        f0 = cam.capture()
+        asked_ns = t.now_ns
+        still = cam.capture_still()
+        f1 = cam.capture()
+        f2 = cam.capture()
+    assert cam.full_stills and still.still and still.mode_switch
+    assert (still.width, still.height) == (4608, 2592) and still.image.shape == (2592, 4608, 3)
+    start_ns = asked_ns if paced else f0.timestamp_ns + NS // 10
+    assert still.timestamp_ns == start_ns + switch_ns + full_ns
+    assert f1.timestamp_ns == still.timestamp_ns + switch_ns + NS // 10
+    lost = round((f1.timestamp_ns - f0.timestamp_ns) / (NS // 10)) - 1
+    assert lost >= 3
+    assert still.seq == f0.seq + 1 and f1.seq == still.seq + 1 + lost and f2.seq == f1.seq + 1
+    assert (f1.width, f1.height) == (160, 120) and f2.timestamp_ns - f1.timestamp_ns == NS // 10
+    if paced:
+        assert t.now_ns >= f1.timestamp_ns  # the video frames came in sensor time
+
+
+def test_still_size_comes_from_the_config_and_is_checked():
+    cfg = CameraConfig(name="down", backend="sim", size=(64, 48), still_size="full")
+    assert make_camera(cfg).full_stills
+    with pytest.raises(CameraError, match="still_size must be 'video' or 'full', got 'max'"):
+        SimCamera("cam", still_size="max")

@@ -168,3 +168,28 @@ def test_doctor_reports_the_config_warnings(tmp_path):
     assert cfg is not None and cfg.warnings
     assert [(c.name, c.level) for c in checks] == [("config", "OK"), ("config", WARN)]
     assert checks[1].detail == f"{path}: cameras 'down': no focus set: {REST}"
+
+
+def test_still_size_is_video_by_default_and_full_on_request():
+    assert parse_config(_camera()).cameras[0].still_size == "video"
+    for backend in ("picamera2", "sim"):
+        cfg = parse_config(_camera(backend=backend, still_size="full"))
+        assert cfg.cameras[0].still_size == "full"
+    # 'auto' may resolve to the hardware encoder at open: the camera then takes video-size stills
+    # and says so (tests/test_cameras_picamera2.py)
+    assert parse_config(_camera(still_size="full", encoder="auto")).cameras[0].still_size == "full"
+
+
+def test_still_size_must_be_video_or_full():
+    assert _error(_camera(still_size="max")) == ("rig.toml: cameras[0].still_size: must be one of "
+                                                 "'video', 'full', got 'max'")
+    assert _error(_camera(still_size=1)).endswith("still_size: must be a string, got an integer")
+
+
+def test_full_stills_are_refused_on_the_hardware_encoder():
+    """A mode switch while the V4L2 encoder records would feed it full-resolution buffers."""
+    assert _error(_camera(still_size="full", encoder="hardware", size=[1536, 864])) == (
+        "rig.toml: cameras 'down': still_size 'full' needs a mode switch, which the hardware "
+        "encoder's recording cannot take (use still_size = 'video', or encoder = 'software' or "
+        "'auto')")
+    assert parse_config(_camera(still_size="video", encoder="hardware", size=[1536, 864]))

@@ -68,11 +68,42 @@ def test_a_still_is_no_sensor_gap_and_a_video_pause_is_a_still_gap(pool, pause):
         for _ in range(3):
             cam.gate.release()
         sink.wait_for(lambda fs: len(fs) >= 4)
-    assert sum(f.still for f in sink.frames) == 1
+    assert [f.meta["still_size"] for f in sink.frames if f.still] == ["video"]
     assert r.stats.sensor_gaps == 0
     books = r.ledger.totals()["cam"]
     assert books["dropped"] == ({"still_gap": pause} if pause else {})
     assert balance(books, len(sink.frames))["balanced"], books
+
+
+class FullStillCamera(StillCamera):
+    """Stills by a mode switch (``still_size = "full"``): the video pauses for each."""
+
+    @property
+    def full_stills(self) -> bool:
+        return True
+
+    def capture_still(self, timeout_s=2.0):
+        frame = super().capture_still(timeout_s)
+        frame.mode_switch = True
+        return frame
+
+
+def test_a_mode_switch_still_books_its_pause_under_its_own_reason(pool):
+    """The frames a full-resolution still costs are its chosen price, not a sensor fault nor a
+    still that made the capture thread late: ``still_mode_switch``, and the books balance."""
+    cam, sink = FullStillCamera(still_pause=5), Sink()
+    with first_frame_in_descent(cam, pool, sink) as r:
+        r.request_still("touchdown")
+        for _ in range(3):
+            cam.gate.release()
+        sink.wait_for(lambda fs: len(fs) >= 4)
+    assert r.stats.sensor_gaps == 0
+    books = r.ledger.totals()["cam"]
+    assert books["dropped"] == {"still_mode_switch": 5}
+    assert books["captured"] == len(sink.frames) + 5
+    assert balance(books, len(sink.frames))["balanced"], books
+    still = next(f for f in sink.frames if f.still)
+    assert still.meta["still_size"] == "full" and still.meta["event"] == "touchdown"
 
 
 @pytest.mark.parametrize("end", ["LANDED", "SAFE"])

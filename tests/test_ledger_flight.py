@@ -26,13 +26,15 @@ from camctl.ground.flights import find_flights, summarize_flight
 from camctl.store import iter_events
 
 
-def config(tmp: Path, **store: Any):
+def config(tmp: Path, *, up_stills: str = "video", **store: Any):
     cams = []
     for i, name in enumerate(("down", "up")):
         cam: dict[str, Any] = {"name": name, "role": name, "backend": "sim", "size": [320, 240],
                                "seed": 3 + i, "pretrigger_s": 0.5, "stills": ["release"],
                                "fps": {"ARMED": 30, "DESCENT": 60, "SEPARATION": 60,
                                        "TOUCHDOWN": 60}}
+        if name == "up":
+            cam["still_size"] = up_stills
         # throws, then stalls (the sensor runs on: a sequence gap); its ring holds ~2 frames
         if name == "down":
             cam.update(faults=[{"kind": "exception", "at_s": 0.2},
@@ -146,6 +148,26 @@ def test_frames_refused_when_the_flight_cannot_open_are_counted(tmp_path: Path,
         assert c["dropped_by_reason"].get("store_refused", 0) > 0, (name, c)
         assert led["stored"] == 0 and led["captured"] == led["dropped"] + led["aged_out"], (
             name, led)
+
+
+def test_a_full_resolution_still_is_stored_its_pause_booked_and_the_books_close(
+        tmp_path: Path) -> None:
+    """The sim's still_size 'full': the whole sensor after a mode switch, the video frames the
+    switch cost under still_mode_switch, and every book still closes."""
+    from camctl.store import iter_frames
+
+    with Daemon(config(tmp_path, up_stills="full"), notifier=Notifier(environ={})) as d:
+        st = fly_short(d)
+    up = st["cameras"]["up"]
+    assert up["dropped_by_reason"].get("still_mode_switch", 0) >= 3, up["dropped_by_reason"]
+    assert "still_mode_switch" not in st["cameras"]["down"]["dropped_by_reason"]
+    led = up["ledger"]
+    assert led["captured"] == led["stored"] + led["dropped"] + led["aged_out"], led
+    flight = find_flights(tmp_path / "store" / st["flight"])[0]
+    check(summarize_flight(flight)["cameras"])
+    stills = [(fr.width, fr.height) for seg in sorted((flight.path / "up").glob("*.mcap"))
+              for fr in iter_frames(seg) if fr.still]
+    assert stills == [(4608, 2592)]
 
 
 def fly_short(d: Daemon) -> dict:

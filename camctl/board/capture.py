@@ -26,7 +26,7 @@ from camctl.board.ring import PreTriggerRing, RunnerStats
 from camctl.board.schedule import frame_phase
 from camctl.board.stills import StillBook
 from camctl.common.frames import EncodedFrame, Frame
-from camctl.common.ledger import ABANDONED, RING_OVERFLOW, SENSOR_GAP, STILL_GAP, Ledger
+from camctl.common.ledger import ABANDONED, RING_OVERFLOW, SENSOR_GAP, Ledger
 from camctl.common.records import FaultRecord
 from camctl.exc import CameraError
 
@@ -38,7 +38,8 @@ Sink = Callable[[EncodedFrame], bool]
 # time the step it is in should have taken: a capture's own timeout (at least three frame
 # intervals), an idle wait, a backoff, or an open/close/drain.
 PROGRESS_MARGIN_S = 2.0
-# open, close, a full-resolution still, the last encoder drain: slow, but bounded
+# open, close, a still (a full-resolution one is two mode switches), the last encoder drain: slow,
+# but bounded
 SLOW_STEP_S = 10.0
 
 
@@ -288,14 +289,14 @@ class CameraRunner:
         """Count a video frame (and the numbers the sensor skipped before it) into the ledger."""
         self.stats.frames_captured += 1
         self.stats.rate_window.append(frame.timestamp_ns)
-        gap, after_still = self._stills.video_frame(frame.timestamp_ns, self._last_seq, frame.seq)
+        gap, still = self._stills.video_frame(frame.timestamp_ns, self._last_seq, frame.seq)
         self._last_seq = frame.seq
         if gap <= 0:
             self.ledger.captured(self.name)
             return
         self.ledger.captured(self.name, 1 + gap)
-        if after_still:
-            self._lose(STILL_GAP, gap)
+        if still is not None:  # still_gap, or still_mode_switch (the cost of a full still)
+            self._lose(still, gap)
         else:
             self.stats.sensor_gaps += gap
             self.ledger.lost(self.name, SENSOR_GAP, gap)
@@ -310,7 +311,7 @@ class CameraRunner:
             self.stats.stills_missed += 1
             self.ledger.still_missed(self.name, 1)
             raise
-        self._stills.taken(frame, event)
+        self._stills.taken(frame, event, mode_switch=frame.mode_switch)
         self.ledger.captured(self.name)
         self._frames.add_still(frame, phase)
 

@@ -111,6 +111,9 @@ class PhasesConfig:
         return (SAFE, ARMED, *self.descent, TOUCHDOWN, LANDED)
 
 
+# [[cameras]] still_size: "video" (from the running stream, no gap) or "full" (a mode switch)
+STILL_SIZES = ("video", "full")
+
 # libcamera AfModeEnum: Manual = 0, Auto = 1, Continuous = 2
 AF_MODES = ("manual", "auto", "continuous")
 
@@ -147,9 +150,13 @@ class CameraConfig:
     pretrigger_mb: float = 64.0
     fps: tuple[tuple[str, float], ...] = ()
     encoder: str = "auto"
-    # events at which a still is taken: the next frame of the running video stream, at the video
-    # size (no mode switch, so no full-resolution still)
+    # events at which a still is taken
     stills: tuple[str, ...] = ()
+    # what a still is (STILL_SIZES): "video", the next frame of the running video stream at the
+    # video size (the video never pauses), or "full", the whole sensor by a mode switch and back
+    # (the video pauses for it: its frames lost are booked as still_mode_switch, its measured gap is
+    # the still's video_gap_ms; docs/cameras.md). "full" is refused with encoder = "hardware"
+    still_size: str = "video"
     seed: int = 0
     faults: tuple[tuple[str, float, float], ...] = ()  # sim only: (kind, at_s, duration_s)
     quality: tuple[tuple[str, int], ...] = ()  # JPEG quality by phase (jpeg_quality elsewhere)
@@ -363,6 +370,7 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
         fps=fps,
         encoder=t.str("encoder", CameraConfig.encoder, choices=("auto", "hardware", "software")),
         stills=tuple(stills),
+        still_size=t.str("still_size", CameraConfig.still_size, choices=STILL_SIZES),
         seed=t.num("seed", index, integer=True),
         faults=faults,
         quality=quality,
@@ -402,6 +410,12 @@ def _cross_check(cam: CameraConfig) -> None:
         raise ConfigError(f"controls.analogue_gain_max {c.analogue_gain_max:g} is above the "
                           f"analogue gain of every known sensor (the {top.model} tops at "
                           f"{top.gain_max:.2f})", key=where)
+    if cam.still_size == "full" and cam.encoder == "hardware":
+        # a mode switch while the V4L2 encoder records would feed it full-resolution buffers
+        # (docs/cameras.md, picamera2_hardware)
+        raise ConfigError("still_size 'full' needs a mode switch, which the hardware encoder's "
+                          "recording cannot take (use still_size = 'video', or encoder = "
+                          "'software' or 'auto')", key=where)
     if cam.encoder == "hardware" and not codec_fits(cam.size):
         lo, hi = CODEC_SIZE
         raise ConfigError(f"encoder 'hardware' cannot take size {cam.size[0]}x{cam.size[1]}: the "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 
 from camctl.common.frames import Frame
+from camctl.common.ledger import STILL_GAP, STILL_MODE_SWITCH
 
 __all__ = ["StillBook"]
 
@@ -18,7 +19,9 @@ class StillBook:
     """Still requests (at most four waiting) and the stills taken but not yet sent to the store.
 
     A still's ``video_gap_ms`` is measured, not assumed: the longest interval (sensor time) between
-    consecutive video frames from the last one before the still to the first one after it.
+    consecutive video frames from the last one before the still to the first one after it. Its
+    ``still_size`` says what it is: ``"full"`` (the camera switched mode for it, so the video
+    paused) or ``"video"`` (a frame of the running stream).
     """
 
     def __init__(self) -> None:
@@ -27,7 +30,9 @@ class StillBook:
         self._watches: list[dict] = []  # the video-gap measurement of each still
         self._last_video_ns: int | None = None
         self._seqs: list[int] = []  # seqs of stills taken since the last video frame
-        self._since = False  # a still interrupted the video since the last video frame
+        # a still interrupted the video since the last video frame: None, STILL_GAP, or
+        # STILL_MODE_SWITCH when one of them switched the sensor's mode
+        self._since: str | None = None
 
     def request(self, event: str) -> None:
         """The event path: a still is owed for ``event`` (never blocks)."""
@@ -44,21 +49,26 @@ class StillBook:
             n += 1
         return n
 
-    def taken(self, frame: Frame, event: str) -> None:
-        """``frame`` is the still taken for ``event``: it lives outside the video sequence (it makes
-        no sensor gap), and its video gap is watched from now on."""
+    def taken(self, frame: Frame, event: str, *, mode_switch: bool = False) -> None:
+        """``frame`` is the still taken for ``event`` (by a mode switch: ``mode_switch``): it lives
+        outside the video sequence (it makes no sensor gap), and its video gap is watched from now
+        on."""
         frame.still = True
         self._seqs.append(frame.seq)
-        self._since = True
-        meta: dict = {"event": event}
+        if mode_switch or self._since is None:
+            self._since = STILL_MODE_SWITCH if mode_switch else STILL_GAP
+        meta: dict = {"event": event, "still_size": "full" if mode_switch else "video"}
         self._meta[id(frame)] = meta
         self._watches.append({"meta": meta, "still_ns": frame.timestamp_ns,
                               "prev_ns": self._last_video_ns, "worst_ns": 0})
 
-    def video_frame(self, timestamp_ns: int, last_seq: int | None, seq: int) -> tuple[int, bool]:
+    def video_frame(self, timestamp_ns: int, last_seq: int | None,
+                    seq: int) -> tuple[int, str | None]:
         """Every video frame: close the video-gap measurement of each still before it. Returns the
-        sequence numbers skipped since ``last_seq`` that no still took, and whether a still
-        interrupted the video meanwhile (then the skip is a still gap, not a sensor gap)."""
+        sequence numbers skipped since ``last_seq`` that no still took, and the ledger reason to
+        book them under when a still interrupted the video meanwhile (``still_mode_switch`` if
+        the still switched the sensor's mode, else ``still_gap``), None when none did (then the
+        skip is a sensor gap)."""
         self._last_video_ns = timestamp_ns
         for watch in list(self._watches):
             if watch["prev_ns"] is not None:
@@ -74,7 +84,7 @@ class StillBook:
             if interrupted:
                 gap -= sum(1 for s in self._seqs if last_seq < s < seq)
         if interrupted:
-            self._since = False
+            self._since = None
             self._seqs.clear()
         return gap, interrupted
 

@@ -27,7 +27,7 @@ class FrameValue(IntEnum):
     PRETRIGGER = 1  # ring frames flushed at the first descent event
     DESCENT = 2  # live descent frames
     TOUCHDOWN = 3  # the phase the whole test exists for
-    STILL = 4  # full-resolution stills at chosen events
+    STILL = 4  # stills at chosen events (video size, or the full sensor: config still_size)
 
 
 @dataclass(slots=True)
@@ -48,6 +48,9 @@ class Frame:
     frame); until then the camera has one buffer less to capture into. A backend lends only while it
     has buffers to spare and copies otherwise, so a slow encoder costs copies, never sensor frames.
     ``release`` is ``None`` for frames the caller owns.
+
+    ``mode_switch`` marks a still the camera took by switching the sensor to another mode and back
+    (``still_size = "full"``): the video paused for it.
     """
 
     camera: str
@@ -63,6 +66,7 @@ class Frame:
     still: bool = False
     yuv420: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     release: Callable[[], None] | None = None
+    mode_switch: bool = False
 
     def __post_init__(self) -> None:
         if self.image is not None and not self.width:

@@ -33,8 +33,11 @@ RECOVERY_CUT = "recovery_cut"
 # captured before a daemon restart, neither stored nor dropped: in RAM when it died
 RESTART = "restart"
 ABANDONED = "abandoned"  # in RAM in a runner the watchdog replaced (its thread stuck in a backend)
+# video frames the sensor never exposed while it switched mode for a full-resolution still (the
+# cost of still_size = "full", chosen in the config: not a sensor fault)
+STILL_MODE_SWITCH = "still_mode_switch"
 REASONS = (ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP, STORE_REFUSED, STILL_GAP, STORE_FULL,
-           ENCODE_ERROR, RECOVERY_CUT, RESTART, ABANDONED)
+           ENCODE_ERROR, RECOVERY_CUT, RESTART, ABANDONED, STILL_MODE_SWITCH)
 _STORE_FULL = ("quota", "disk_full")  # the store's names for a drop made because space ran out
 
 

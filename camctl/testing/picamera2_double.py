@@ -66,13 +66,12 @@ class FakeRig:
     """What the fake camera hardware does. Counters let tests check that every request is
     released."""
 
-    def __init__(self, cameras: int = 1, sensor_resolution: tuple[int, int] = (640, 480),
-                 hardware_jpeg: bool = False, *, lens: bool = True, model: str = "imx708") -> None:
+    def __init__(self, cameras: int = 1, hardware_jpeg: bool = False, *, lens: bool = True,
+                 model: str = "imx708") -> None:
         self.cameras = [{"Model": model, "Location": 2, "Rotation": 180, "Id": f"/base/cam{i}",
                          "Num": i}
                         for i in range(cameras)]
         self.model = model
-        self.sensor_resolution = sensor_resolution
         self.colour = (255, 0, 0)  # RGB of the scene
         self.stalled = False  # the sensor delivers nothing (jobs never complete)
         self.fail_with: BaseException | None = None  # raised by the next job
@@ -108,7 +107,9 @@ class FakeRig:
         self.arrays_made: list[str] = []  # every stream read: make_array(name) or a MappedArray
         # timing (see the module docstring)
         self.sensor_delay_frames = 3  # libcamera camera_sensor_properties.cpp: imx708 vblankDelay
-        # stop + configure (buffer allocation) + start; not measured on a Pi
+        # stop + configure (buffer allocation) + start, each way; not measured on a Pi. On the real
+        # stack here a whole full still (both switches, the still's frame, the copy) pauses a 30 fps
+        # video 333-692 ms, median 499 (docs/cameras.md, "Full-resolution stills"); this gives ~420
         self.mode_switch_s = 0.15
         # a rate cap over every mode (None: the modes' own); e.g. a slower sensor
         self.max_fps: float | None = None
@@ -133,6 +134,12 @@ class FakeRig:
     @property
     def sensor_modes(self) -> list[tuple[int, int]]:
         return list(self.mode_fps)
+
+    @property
+    def sensor_resolution(self) -> tuple[int, int]:
+        """The largest mode: picamera2's native mode (``_select_native_mode``, by area), which
+        ``Picamera2.sensor_resolution`` is and ``create_still_configuration`` defaults to."""
+        return max(self.mode_fps, key=lambda size: size[0] * size[1])
 
     def fps_of(self, mode: tuple[int, int]) -> float:
         """The top rate of sensor ``mode`` (and of ``max_fps`` where set)."""
@@ -280,6 +287,7 @@ class FakePicamera2(LibcameraCamera):
         super().__init__()
         self.camera_num = self.camera_idx = info["Num"]
         self.camera_id = info["Id"]
+        self.sensor_resolution = self.rig.sensor_resolution  # _initialize_camera: the native mode
         self.camera_config: dict[str, Any] | None = None
         self._dma: dict[str, list[np.ndarray]] = {}  # stream -> its buffer_count buffers
         self.allocated_bytes = 0  # what the allocator holds for this camera now
@@ -334,7 +342,7 @@ class FakePicamera2(LibcameraCamera):
                                    transform=None, colour_space=None, buffer_count=1, controls=None,
                                    display=None, encode=None, queue=True, sensor=None,
                                    use_case="still") -> dict[str, Any]:
-        main = {"format": "BGR888", "size": self.rig.sensor_resolution} | dict(main or {})
+        main = {"format": "BGR888", "size": self.sensor_resolution} | dict(main or {})
         raw = None if raw is None else {"format": self.rig.sensor_format,
                                         "size": main["size"]} | dict(raw)
         controls = {"FrameDurationLimits": (100, 1000000 * 1000)} | dict(controls or {})

@@ -96,8 +96,17 @@ class Camera(Closeable):
         (fresh multi-MB buffers cost page faults on every frame). Default: let it go."""
         return None
 
+    @property
+    def full_stills(self) -> bool:
+        """Whether :meth:`capture_still` takes the whole sensor by a mode switch now (the video
+        pauses for it: config ``still_size = "full"``), not a frame of the running stream at the
+        video size. Default: no."""
+        return False
+
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """Take one full-resolution still. Default: the next video frame marked as a still."""
+        """Take one still: at the video size from the running stream, or the whole sensor by a
+        mode switch where :attr:`full_stills` (that frame has ``mode_switch`` set). Default: the
+        next video frame marked as a still."""
         frame = self.capture(timeout_s)
         frame.still = True
         return frame

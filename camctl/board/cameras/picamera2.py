@@ -9,7 +9,7 @@ module is passed in (``picamera2=``) or imported at open (:func:`import_picamera
 imports where libcamera is absent. Its parts are the ``picamera2_*`` modules beside it.
 
 docs/cameras.md, section "picamera2", has the facts it relies on (sensor timestamps, stills from
-the running video stream, the lores stream) and what each part owns.
+the running video stream or by a mode switch, the lores stream) and what each part owns.
 """
 
 from __future__ import annotations
@@ -101,8 +101,11 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
         "load_tuning_file": [],
         "find_tuning_algo": [],
         "__init__": ["camera_num", "tuning"],
+        "attr:sensor_resolution": [],
         "create_video_configuration": ["main", "lores", "raw", "buffer_count", "queue",
                                        "controls", "sensor"],
+        "create_still_configuration": ["main", "raw", "buffer_count", "controls"],
+        "switch_mode_and_capture_request": ["wait"],
         "camera_controls": [],
         "configure": [],
         "camera_configuration": [],
@@ -126,6 +129,12 @@ PICAMERA2_API_USED: dict[str, dict[str, list[str]]] = {
                 "attr:VERY_HIGH": []},
     "Output": {"__init__": ["pts"], "outputframe": []},
 }
+
+# How long a full-resolution still may take, at least (two mode switches, buffers of the full
+# size allocated, a frame of the full mode): the runner's capture_still timeout is for a frame
+FULL_STILL_TIMEOUT_S = 5.0
+STILL_SIZES = ("video", "full")
+
 
 class _EncoderDidNotStart(Exception):
     """Only the hardware encoder's start failed (its cause is the error); the camera is closed."""
@@ -174,8 +183,11 @@ class Picamera2Camera(Camera):
     runs at (default ``fps``; frames are thinned to :attr:`fps`). ``controls`` are the
     ``[cameras.controls]``. ``model_path`` is the device-tree model file (tests point it elsewhere).
     ``picamera2`` is the module to drive, or a function returning it (default:
-    :func:`import_picamera2`, at open). After :meth:`open`, ``encoder_in_use`` says which path runs
-    and ``unset_controls`` lists what could not be set.
+    :func:`import_picamera2`, at open). ``still_size`` is ``"video"`` (a still is the next frame of
+    the running stream) or ``"full"`` (the whole sensor by a mode switch and back: the software path
+    only; ``"auto"`` resolved to the hardware encoder takes video-size stills and says so once).
+    After :meth:`open`, ``encoder_in_use`` says which path runs and ``unset_controls`` lists what
+    could not be set.
 
     Example (on a Pi)::
 
@@ -188,12 +200,18 @@ class Picamera2Camera(Camera):
                  fps: float = 30.0, encoder: str = "auto", jpeg_quality: int = 85,
                  model_path: Path = MODEL_PATH, lores_size: tuple[int, int] | None = None,
                  sensor_fps: float | None = None, controls: CameraControls | None = None,
+                 still_size: str = "video",
                  picamera2: Picamera2Source = import_picamera2) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         if encoder not in ("auto", "hardware", "software"):
             raise CameraError(name, "encoder must be 'auto', 'hardware' or 'software', "
                                     f"got {encoder!r}")
+        if still_size not in STILL_SIZES:
+            raise CameraError(name, f"still_size must be 'video' or 'full', got {still_size!r}")
+        if still_size == "full" and encoder == "hardware":
+            raise CameraError(name, "still_size 'full' needs a mode switch, which the hardware "
+                                    "encoder's recording cannot take")
         if not 1 <= int(jpeg_quality) <= 100:
             raise CameraError(name, f"jpeg_quality must be 1..100, got {jpeg_quality!r}")
         super().__init__(name, size=size, fps=fps)
@@ -202,6 +220,8 @@ class Picamera2Camera(Camera):
         self.jpeg_quality = int(jpeg_quality)
         self.encoder_in_use = ""  # "hardware" or "software" once resolved ("auto": at first open)
         self.sensor_fps = max(float(sensor_fps or fps), float(fps))
+        self._configured_fps = self.sensor_fps  # the FrameRate in the video configuration
+        self.still_size = still_size
         self.controls = controls
         self.unset_controls: list[str] = []  # what the last open could not set, one line each
         self.sensor_mode_in_use: tuple[int, int] | None = None  # sensor output size, last open
@@ -235,6 +255,7 @@ class Picamera2Camera(Camera):
         kwargs.setdefault("lores_size", cfg.lores_size)
         kwargs.setdefault("sensor_fps", cfg.sensor_fps())
         kwargs.setdefault("controls", cfg.controls)
+        kwargs.setdefault("still_size", cfg.still_size)
         return cls(cfg.name, index=cfg.index, size=cfg.size, fps=cfg.fps_for("ARMED"),
                    encoder=cfg.encoder, jpeg_quality=cfg.jpeg_quality, **kwargs)
 
@@ -252,6 +273,7 @@ class Picamera2Camera(Camera):
         first_auto = self.encoder == "auto" and not self.encoder_in_use
         self.encoder_in_use, hw = resolve_encoder(self.name, self.encoder, self.encoder_in_use, mod,
                                                   self.size, self._model_path)
+
         try:
             picam2 = self._start(mod, cameras, hw)
         except _EncoderDidNotStart as exc:
@@ -265,6 +287,10 @@ class Picamera2Camera(Camera):
                          "(%r); software JPEG for this camera's life", self.name, exc.__cause__)
             self.encoder_in_use, hw = "software", None
             picam2 = self._start(mod, cameras, None)
+        if first_auto and self.encoder_in_use == "hardware" and self.still_size == "full":
+            _log.warning("camera %r: encoder 'auto' chose the hardware encoder, which cannot take "
+                         "a mode switch while it records: stills are video-size (%dx%d), not "
+                         "still_size 'full'", self.name, *self.size)
         for line in self.unset_controls:
             _log.warning("camera %r: %s", self.name, line)
         self._requests = Requests(self.name, self.index, mod, picam2)
@@ -313,6 +339,7 @@ class Picamera2Camera(Camera):
         mode = None if self.controls is None else self.controls.sensor_mode
         controls = video_controls(picam2, self.sensor_fps, self.controls, self.index,
                                   self.unset_controls)
+        self._configured_fps = self.sensor_fps
         # raw=None: picamera2 picks the sensor mode from ``sensor`` or the main size either way
         # (Picamera2._make_libcamera_config "always going to set up the sensor config fully"),
         # and no raw buffers are allocated: 6 x 3.7 MB per camera at 2304x1296, never read
@@ -466,17 +493,31 @@ class Picamera2Camera(Camera):
         return Frame(camera=self.name, seq=seq, timestamp_ns=timestamp_ns, jpeg=jpeg, width=width,
                      height=height, frame_duration_us=round(1e6 / self.sensor_fps))
 
-    def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """The next sensor frame's main stream, marked ``still``, from the running video (no mode
-        switch).
+    @property
+    def full_stills(self) -> bool:
+        """``still_size`` is ``"full"`` and the software path runs (or may run: before an 'auto'
+        open): stills switch mode."""
+        return self.still_size == "full" and self.encoder_in_use != "hardware"
 
-        If that frame is due for the video too, the next :meth:`capture` returns it as a video frame
-        (software path; the hardware encoder has it anyway). The still comes back as RGB (software
-        path) or full-range I420 planes (hardware path) for the encoder pool.
+    def capture_still(self, timeout_s: float = 2.0) -> Frame:
+        """One still, marked ``still``: with :attr:`full_stills` the whole sensor by a mode switch
+        (:meth:`_full_still`), else the next sensor frame's main stream from the running video (no
+        mode switch).
+
+        A video-size still's frame, if due for the video too, comes back from the next
+        :meth:`capture` as a video frame (software path; the hardware encoder has it anyway). The
+        still comes back as RGB (software path) or full-range I420 planes (hardware path) for the
+        encoder pool.
         """
         requests = self._requests
         if requests is None:
             raise CameraError(self.name, "capture_still() on a closed camera")
+        if self.full_stills:
+            if self._loans.wait_views(self.loan_wait_s):
+                return self._full_still(requests, max(timeout_s, FULL_STILL_TIMEOUT_S))
+            _log.warning("camera %r: lent frames still read after %g s: this still is from the "
+                         "running stream (%dx%d), not a mode switch", self.name, self.loan_wait_s,
+                         *self.size)
         request = requests.next(time.monotonic() + timeout_s, timeout_s, "still capture")
         with requests.reading(request, "still capture"):
             meta = request.get_metadata()
@@ -491,6 +532,45 @@ class Picamera2Camera(Camera):
             if video_seq is not None:
                 self._twin = self._video_twin(request, video_seq, meta, still, lores)
         return still
+
+    def _full_still(self, requests: Requests, timeout_s: float) -> Frame:
+        """The whole sensor (``sensor_resolution``: the largest mode) by picamera2's
+        ``switch_mode_and_capture_request``: stop, configure the still, start, the first frame,
+        stop, configure the video again, start (docs/cameras.md, "Full-resolution stills").
+
+        The video pauses meanwhile: its next frame after the switch shows the frames lost as a gap
+        in ``seq`` (the still takes a number of its own, :meth:`Thinner.take`). The still is a copy
+        (its buffer belongs to the still configuration), RGB, with ``mode_switch`` set. It is
+        taken once every lent frame is back and no array views their buffers any more
+        (:meth:`Loans.wait_views`: the reconfigure unmaps them)."""
+        picam2 = self._picam2
+        what = "full-resolution still"
+        try:
+            size = tuple(int(v) for v in picam2.sensor_resolution)
+            # the video's rate and lens: the still mode clamps the rate to its own top, so the
+            # frame (and the exposure) is the shortest it allows, and the lens does not move
+            controls = video_controls(picam2, self.sensor_fps, self.controls, self.index, [])
+            config = picam2.create_still_configuration(
+                main={"format": MAIN_FORMAT, "size": size}, raw=None, buffer_count=1,
+                controls=controls)
+            job = picam2.switch_mode_and_capture_request(config, wait=False)
+        except Exception as exc:
+            raise requests.failure(exc, "switch_mode_and_capture_request") from exc
+        request = requests.wait(job, timeout_s, what)
+        with requests.reading(request, what):
+            meta = request.get_metadata()
+            image = to_rgb(request.make_array("main"), MAIN_FORMAT)
+        if self.sensor_fps != self._configured_fps:  # set_controls since configure: gone now
+            try:
+                picam2.set_controls({"FrameRate": self.sensor_fps})
+            except Exception as exc:
+                raise CameraError(self.name, f"cannot set FrameRate to {self.sensor_fps:g} after "
+                                             f"a still: {exc!r}") from exc
+        return Frame(camera=self.name, seq=self._thin.take(), timestamp_ns=self._timestamp(meta),
+                     image=image, exposure_us=int(meta.get("ExposureTime", 0)),
+                     analogue_gain=float(meta.get("AnalogueGain", 1.0)),
+                     frame_duration_us=int(meta.get("FrameDuration", 0)), still=True,
+                     mode_switch=True)
 
     def _video_twin(self, request: Any, seq: int, meta: dict[str, Any], still: Frame,
                     lores: bool) -> Frame:

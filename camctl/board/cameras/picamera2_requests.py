@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -97,6 +98,11 @@ class Requests:
             raise self.failure(exc, "capture_request") from exc
         return self._wait(job, remaining, what, timeout_s)
 
+    def wait(self, job: Any, timeout_s: float, what: str) -> Any:
+        """The request ``job`` produces within ``timeout_s`` (a ``switch_mode_and_capture_request``
+        made with ``wait=False``), or CameraTimeout leaving nothing queued."""
+        return self._wait(job, timeout_s, what, timeout_s)
+
     def _wait(self, job: Any, timeout_s: float, what: str, asked_s: float) -> Any:
         """The request a Job produced within ``timeout_s``, or CameraTimeout (leaving nothing
         queued); the message names ``asked_s``, the caller's whole timeout."""
@@ -140,9 +146,34 @@ class Loans:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # an RLock: a view may die on a thread holding it
         self._held: dict[int, int] = {}  # id(request) -> frames lent from it
         self._deferred: Callable[[], None] | None = None
+        # arrays made on a mapped buffer (``np.array(mmap)``) that a lent frame's pixels view:
+        # alive, they keep the mapping exported, so picamera2 cannot unmap it (see wait_views)
+        self._views: dict[int, weakref.ref] = {}  # id(the weak reference) -> it
+
+    def watch(self, root: np.ndarray) -> None:
+        """Watch the array a lent frame's pixels view (and every view of it keeps alive)."""
+        def gone(ref: weakref.ref) -> None:
+            with self._cond:
+                self._views.pop(id(ref), None)
+                self._cond.notify_all()
+
+        with self._cond:
+            ref = weakref.ref(root, gone)  # an array is unhashable, and so is a reference to one
+            self._views[id(ref)] = ref
+
+    def wait_views(self, timeout_s: float) -> bool:
+        """Wait until no request is lent and no array views a lent buffer any more; False if some
+        still do after ``timeout_s``.
+
+        A reconfigure (a mode switch) unmaps every buffer not in use (``DmaAllocator.allocate`` ->
+        ``cleanup``: ``mmap.close``), which raises ``BufferError: cannot close exported pointers
+        exist`` while an array still views it: a frame given back but still referenced (the
+        encoder thread drops it only after its done-callbacks ran)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._held and not self._views, timeout_s)
 
     @property
     def requests(self) -> int:
@@ -209,6 +240,12 @@ def lend(mod: ModuleType, request: Any, fmt: str,
     except BaseException:
         loans.give(key)
         raise
+    root = view
+    while isinstance(root.base, np.ndarray):  # numpy collapses views onto this array
+        root = root.base
+    if root.base is not None:  # made on a mapped buffer (not an array that owns its memory)
+        loans.watch(root)
+    del root
     given = threading.Lock()
 
     def release() -> None:

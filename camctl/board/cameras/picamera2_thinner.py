@@ -16,7 +16,8 @@
   next frame due at the earlier of the old due place and the last delivered one plus the new step,
   never before the next sensor frame: a faster rate (the release edge) starts with it.
 - ``seq`` counts delivered frames plus due places whose frame was lost: only a lost frame leaves a
-  gap, never a thinned one, a rate change or a reopen. It keeps increasing across reopen.
+  gap, never a thinned one, a rate change or a reopen. It keeps increasing across reopen. A
+  full-resolution still takes a number of its own (:meth:`Thinner.take`), as the sim's stills do.
 - A rate above ``sensor_fps`` (a caller outside the config) raises the sensor rate with
   ``set_controls``, which lands late (see :mod:`~camctl.board.cameras.picamera2_controls`).
 """
@@ -70,6 +71,14 @@ class Thinner:
             if self._switch is None:
                 self._switch = (self._due, self._step)
             self._rates(fps, sensor_fps)
+
+    def take(self) -> int:
+        """A number for a frame outside the video (a full-resolution still): the video's next
+        frame takes the one after it, so the frames lost meanwhile show as a gap beside it."""
+        with self._lock:
+            seq = self.next_seq
+            self.next_seq = seq + 1
+            return seq
 
     def restart(self) -> None:
         """A new stream (reopen): the next frame is delivered, with no gap counted before it."""

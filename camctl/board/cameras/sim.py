@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from camctl.board.cameras.base import Camera
+from camctl.board.cameras.sensor_modes import SENSORS
 from camctl.board.cameras.sim_scene import (
     DESCENT_S,
     ground_texture,
@@ -42,6 +43,13 @@ __all__ = ["DESCENT_S", "FAULT_KINDS", "SimCamera", "render_scene", "rgb_to_i420
 
 FAULT_KINDS = ("stall", "exception", "disconnect", "hang")
 _NS = 1_000_000_000
+# A full-resolution still (still_size = "full") is the Camera Module 3's: its largest mode
+# (4608x2592, 14.35 fps at most), after a mode switch and before one back, each MODE_SWITCH_S, what
+# the picamera2 double assumes too (its rig.mode_switch_s; docs/cameras.md has the real stack's)
+FULL_MODE = SENSORS["imx708"].modes[-1]
+MODE_SWITCH_S = 0.15
+# the longest a full still may take, at least (the runner's still timeout is for a frame)
+FULL_STILL_TIMEOUT_S = 5.0
 # --- the backend ----------------------------------------------------------------------------------
 class SimCamera(Camera):
     """A simulated camera on the real :class:`Camera` base.
@@ -52,15 +60,23 @@ class SimCamera(Camera):
     :meth:`open`. ``seq`` counts frames for the life of the object (it does not restart when the
     camera is reopened). ``lores_size`` (width, height; rounded down to even, as picamera2 aligns a
     YUV420 stream) enables the lores stream; :meth:`set_lores` switches to it from the next frame.
+    ``still_size`` is ``"video"`` (a still is the next frame, at ``size``) or ``"full"`` (the
+    sensor's :data:`FULL_MODE` by a mode switch and back, ``mode_switch_s`` each: the video pauses,
+    as on the picamera2 backend).
     """
 
     def __init__(self, name: str, *, size: tuple[int, int] = (1920, 1080), fps: float = 30.0,
                  role: str = "down", seed: int = 0, faults: Iterable[tuple[str, float, float]] = (),
                  paced: bool = True, clock: Callable[[], int] = time.monotonic_ns,
                  sleep: Callable[[float], None] = time.sleep, prerender: int = 0, buffers: int = 6,
-                 lores_size: tuple[int, int] | None = None, descent_s: float = DESCENT_S) -> None:
+                 lores_size: tuple[int, int] | None = None, descent_s: float = DESCENT_S,
+                 still_size: str = "video", mode_switch_s: float = MODE_SWITCH_S) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
+        if still_size not in ("video", "full"):
+            raise CameraError(name, f"still_size must be 'video' or 'full', got {still_size!r}")
+        self.still_size = still_size
+        self.mode_switch_s = float(mode_switch_s)
         if descent_s <= 0:
             raise ValueError(f"descent_s must be > 0, got {descent_s}")
         self.descent_s = float(descent_s)
@@ -122,6 +138,7 @@ class SimCamera(Camera):
         kwargs.setdefault("lores_size", cfg.lores_size)
         kwargs.setdefault("descent_s", cfg.sim_descent_s)
         kwargs.setdefault("prerender", cfg.sim_prerender)
+        kwargs.setdefault("still_size", cfg.still_size)
         return cls(cfg.name, size=cfg.size, fps=cfg.fps_for("ARMED"), role=cfg.role, seed=mixed,
                    faults=cfg.faults, **kwargs)  # type: ignore[arg-type]
 
@@ -226,6 +243,8 @@ class SimCamera(Camera):
         """Build the scene's textures now (about a second), so arming does not wait for them; one
         camera at a time, so two cameras preparing together do not double the memory peak."""
         prepare_scene(self.seed, self.role, self.size)
+        if self.still_size == "full":
+            prepare_scene(self.seed, self.role, FULL_MODE.size)
         if self.prerender and not self._replay:
             step = self.descent_s / self.prerender
             self._replay = [render_scene(self.seed, self.role, self.size, i, i * step,
@@ -242,11 +261,54 @@ class SimCamera(Camera):
         """The next frame at the current rate, or CameraTimeout/CameraError/CameraDisconnected."""
         return self._capture(timeout_s, lores=self._lores)
 
+    @property
+    def full_stills(self) -> bool:
+        return self.still_size == "full"
+
     def capture_still(self, timeout_s: float = 2.0) -> Frame:
-        """The next frame at the main size (even with the lores stream on), marked as a still."""
+        """A still: the next frame at the main size (even with the lores stream on), or with
+        ``still_size = "full"`` the whole sensor after a mode switch (:meth:`_full_still`)."""
+        if self.still_size == "full":
+            return self._full_still(max(timeout_s, FULL_STILL_TIMEOUT_S))
         frame = self._capture(timeout_s, lores=False)
         frame.still = True
         return frame
+
+    def _full_still(self, timeout_s: float) -> Frame:
+        """The sensor stops now (the next slot, unpaced), switches to :data:`FULL_MODE`
+        (``mode_switch_s``), exposes one frame of it (the still), switches back (``mode_switch_s``)
+        and starts the video again: its next frame comes a period after that. The still takes a
+        number; the video's slots the sensor never exposed are a gap in ``seq`` after it."""
+        if self.closed:
+            raise CameraError(self.name, "capture_still() on a closed camera")
+        self._check_faults(timeout_s)
+        period_ns = round(_NS / self._fps)
+        switch_ns = round(self.mode_switch_s * _NS)
+        full_ns = round(_NS / FULL_MODE.fps)
+        prev = self._prev_ns
+        start = self._clock() if self.paced or prev is None else prev + period_ns
+        still_ns = start + switch_ns + full_ns
+        resume_ns = still_ns + switch_ns
+        if self.paced:
+            wait_s = (still_ns - self._clock()) / _NS
+            if wait_s > timeout_s:
+                self._sleep(timeout_s)
+                raise CameraTimeout(self.name, f"no still within {timeout_s:g} s (sim: mode "
+                                               "switch)")
+            self._sleep(max(0.0, wait_s))
+        seq = self._seq
+        # scene time of a sensor time: the next video slot's, moved on by the time since it
+        base_ns = start if prev is None else prev + period_ns
+        image = render_scene(self.seed, self.role, FULL_MODE.size, seq,
+                             self._scene_s + (still_ns - base_ns) / _NS, self.descent_s)
+        lost = 0 if prev is None else round((resume_ns + period_ns - prev) / period_ns) - 1
+        self._seq = seq + 1 + lost
+        self._scene_s += (resume_ns + period_ns - base_ns) / _NS
+        self._prev_ns = resume_ns  # the video's next frame: a period after the switch back
+        width, height = FULL_MODE.size
+        return Frame(camera=self.name, seq=seq, timestamp_ns=still_ns, image=image, width=width,
+                     height=height, exposure_us=min(full_ns // 1000, 8000), analogue_gain=1.0,
+                     frame_duration_us=full_ns // 1000, still=True, mode_switch=True)
 
     def _capture(self, timeout_s: float, *, lores: bool) -> Frame:
         if self.closed:

@@ -84,7 +84,8 @@ def scan_camera(fl: Flight, camera: str, *, mp4: Path | None, frames_dir: Path |
                 if not fr.jpeg_ok:
                     continue
                 if fr.still:
-                    data.stills.append(Pick(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg))
+                    data.stills.append(Pick(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg,
+                                            (fr.width, fr.height) if fr.width else None))
                     continue
                 data.times.append(fr.timestamp_ns)
                 if writer is not None:

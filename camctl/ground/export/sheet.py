@@ -56,6 +56,7 @@ class Pick:
     phase: str
     seq: int
     image: bytes | Path
+    size: tuple[int, int] | None = None  # (width, height) as recorded, where the caption says it
 
 
 class Picker:
@@ -378,12 +379,14 @@ def set_sheet(fset: list[Flight], cams: list[CamData],
         blocks.append(block)
     width = max([len(c.stills) for c in cams] + [0])
     if width:
-        block = Block("stills (full resolution), time from release",
+        # a still is video-size or the full sensor (the camera's still_size): say which it was
+        block = Block("stills (size as recorded), time from release",
                       [f"still {i + 1}" for i in range(width)])
         for cam in cams:
             if cam.stills:
                 block.rows.append((f"{cam.board}\n{cam.camera}", [
-                    Tile(p.image, caption(cam.fl.rel(p.ts), p.phase, p.seq)) for p in cam.stills]
+                    Tile(p.image, caption(cam.fl.rel(p.ts), p.phase, p.seq)
+                         + (f" {p.size[0]}x{p.size[1]}" if p.size else "")) for p in cam.stills]
                     + [None] * (width - len(cam.stills))))
         blocks.append(block)
     offsets = ", ".join(f"{o:+g}" for o in OFFSETS_S)
