@@ -26,11 +26,16 @@ from ci_skips import pytest_runtest_makereport  # noqa: F401 (a hook: pytest fin
 from flights import Built, build_download
 
 from camctl.board.encode import EncoderPool
+from camctl.testing import kernelvm
 
 if TYPE_CHECKING:
     from camctl.testing.picamera2_double import FakeRig
 
 JS = Path(__file__).resolve().parent / "js"
+
+# tests/kernelvm/ runs inside the kernel tier's VM only (tests/test_kernel_gpio.py boots it once):
+# a host run does not collect it, so it is neither run twice nor reported as skipped
+collect_ignore = [] if kernelvm.in_vm() else ["kernelvm"]
 
 
 @pytest.fixture(scope="module")

@@ -304,7 +304,7 @@ def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -
 
 
 def test_real_lines_that_cannot_be_read_are_a_warning_not_a_crash(tmp_path: Path) -> None:
-    path = _lines_config(tmp_path, gpio="lgpio")  # no lgpio on this machine: the real probe fails
+    path = _lines_config(tmp_path, gpio="lgpio")  # not a Pi: the real probe fails
     lines = [c for c in run_checks(path, probes=healthy(running_daemon=lambda d: None))
              if c.name == "lines"]
     assert [c.level for c in lines] == [WARN] and "cannot read the event lines" in lines[0].detail

@@ -1,0 +1,124 @@
+"""camctl's GPIO lines on a real kernel: gpio-sim lines read through lgpio and gpiozero's
+LGPIOFactory, the stack a Pi runs (camctl.testing.kernel_gpio).
+
+Runs only inside the kernel tier's VM (tests/test_kernel_gpio.py boots it; or
+``python -m camctl.testing.kernelvm``); tests/conftest.py keeps it out of a host run. Times are the
+kernel's (CLOCK_MONOTONIC, the VM's clock), compared with each other and with the clock read around
+them, never with how long something took.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+from waiting import wait_for
+
+from camctl.board.config import ARMED, SAFE, GpioConfig, GpioLine, PhasesConfig
+from camctl.board.events import PhaseMachine
+from camctl.board.gpio import EventLines
+from camctl.testing import kernelvm
+
+pytestmark = pytest.mark.skipif(not kernelvm.in_vm(), reason="runs in the kernel tier's VM only "
+                                "(python -m camctl.testing.kernelvm)")
+
+PIN = 17  # BCM17, the arm key's pin in the example rigs: line 17 of the sim chip
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from camctl.testing.kernel_gpio import GpioSim
+
+    return GpioSim.from_env()
+
+
+@pytest.fixture
+def factory(sim) -> Iterator:
+    """A fresh LGPIOFactory on the sim chip per test, left as the next test needs it."""
+    import lgpio
+
+    f = sim.factory()
+    yield f
+    # Closing camctl's lines leaves each pin's lgpio alert callback registered (gpiozero 2.0.1's
+    # LGPIOPin.close does not cancel it). Once the factory is closed, the next edge on the same
+    # handle and line reaches that stale callback, which raises in lgpio's one alert thread and
+    # ends it: no later test would hear an edge. Cancel them while the chip is still open.
+    for pin in list(f.pins.values()):
+        pin.when_changed = None
+    f.close()
+    sim.pull(PIN, high=True)  # at rest for the next test
+    assert lgpio._notify_thread.is_alive(), "lgpio's alert thread ended"
+
+
+def _edges(factory, level: int) -> list[int]:
+    """The kernel's times of the edges to ``level`` on PIN, oldest first."""
+    return [t for line, lvl, t in factory.kernel_edges if line == PIN and lvl == level]
+
+
+def test_each_edge_reaches_camctl_with_the_kernels_time(sim, factory):
+    seen: list[tuple[str, int, str, int]] = []
+    cfg = GpioConfig(backend="lgpio", bounce_ms=0, min_pulse_ms=0,
+                     lines=(GpioLine("release", PIN, pull_up=True),))
+    lines = EventLines(cfg, lambda ev, t, line: seen.append((ev, t, line, time.monotonic_ns())),
+                       pin_factory=factory)
+    try:
+        # camctl's pull-up request is the sim line's pull: at rest, high, inactive
+        assert sim.value(PIN) and not lines.is_active("release")
+        written = []
+        for n in range(1, 4):
+            before = time.monotonic_ns()
+            sim.pull(PIN, high=False)  # the break-wire breaks: active low
+            written.append(before)
+            wait_for(lambda n=n: len(seen) == n, f"camctl's edge {n}")
+            sim.pull(PIN, high=True)
+            wait_for(lambda n=n: len(_edges(factory, 1)) == n, f"the kernel's rising edge {n}")
+        kernel = _edges(factory, 0)
+        assert len(kernel) == 3, factory.kernel_edges
+        for before, kernel_ns, (event, t_ns, label, called_ns) in zip(written, kernel, seen,
+                                                                      strict=True):
+            assert (event, label) == ("release", f"gpio{PIN}")
+            # camctl's time is the kernel's stamp (ns through gpiozero's float seconds)...
+            assert abs(t_ns - kernel_ns) <= 1, (t_ns, kernel_ns)
+            # ...which the kernel took on the VM's monotonic clock: after the pull was written,
+            # before camctl's callback ran
+            assert before <= kernel_ns < called_ns, (before, kernel_ns, called_ns)
+    finally:
+        lines.close()
+
+
+BOUNCE_MS = 200.0  # the whole burst is well inside it, even with the VM's slow writes
+BURST_GAPS_S = (0.0002, 0.0006, 0.001, 0.0003, 0.0008, 0.0004)  # contact chatter, 0.2-1 ms
+
+
+def test_a_burst_of_bounces_is_one_event_stamped_at_its_first_edge(sim, factory):
+    machine = PhaseMachine(PhasesConfig(), bounce_ms=BOUNCE_MS)
+    cfg = GpioConfig(backend="lgpio", bounce_ms=BOUNCE_MS, min_pulse_ms=0,
+                     lines=(GpioLine("arm", PIN, pull_up=True),))
+    lines = EventLines(cfg, lambda ev, t, line: machine.handle(ev, source="gpio", mono_ns=t,
+                                                              line=line),
+                       pin_factory=factory)
+    try:
+        # the key turns: low, then chatter, then held low
+        levels = [i % 2 == 1 for i in range(len(BURST_GAPS_S) + 1)]  # low, high, low, ... low
+        for high, gap in itertools.zip_longest(levels, BURST_GAPS_S):
+            sim.pull(PIN, high=high)
+            if gap:
+                time.sleep(gap)
+        wait_for(lambda: len(factory.kernel_edges) == len(levels), "every edge of the burst")
+        presses = _edges(factory, 0)
+        assert len(presses) == 4, factory.kernel_edges
+        gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(presses)]
+        assert max(gaps_ms) < BOUNCE_MS, f"the burst was not one burst: {gaps_ms} ms"
+        wait_for(lambda: len(machine.records) == len(presses), "camctl's record of every press")
+        assert lines.is_active("arm") and machine.phase == ARMED
+        [tr] = machine.history
+        assert (tr.phase_from, tr.phase_to, tr.event, tr.source) == (SAFE, ARMED, "arm", "gpio")
+        assert abs(tr.mono_ns - presses[0]) <= 1  # the first edge, as the kernel stamped it
+        # every later press arrived and was rejected as a bounce, at its own kernel time
+        later = [(r.outcome, r.mono_ns) for r in machine.records[1:]]
+        assert [o for o, _ in later] == ["bounce"] * 3
+        assert all(abs(t - k) <= 1 for (_, t), k in zip(later, presses[1:], strict=True))
+    finally:
+        lines.close()
