@@ -197,5 +197,10 @@ class StackUnavailable(CamctlError, RuntimeError):
     machine; the message says why and which setup command would enable it."""
 
 
+class VMError(CamctlError, RuntimeError):
+    """The kernel tier's VM booted but did not run its command to the end (its output is in the
+    message)."""
+
+
 class CamctlWarning(Warning):
     """Root of camctl warnings (fallbacks that a user should know about)."""

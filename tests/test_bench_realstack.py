@@ -23,7 +23,8 @@ from camctl.bench.realstack import (
 )
 
 KEYS = {"real_frame_cpu_ms", "real_thinned_cpu_ms", "real_armed_core_share",
-        "real_descent_core_share", "real_descent_keepup_quota"}
+        "real_descent_core_share", "real_descent_keepup_quota", "real_late_lost_queue_off",
+        "real_late_lost_queue_on"}
 
 
 def test_the_figure_is_registered_with_informative_metrics() -> None:

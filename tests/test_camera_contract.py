@@ -183,7 +183,7 @@ def test_a_late_capture_gets_the_frame_that_completed_while_it_was_away(stack):
     with _camera(stack, fps=30.0, sensor_fps=30.0) as cam:
         assert cam.queue
         _release([cam.capture(timeout_s=2.0) for _ in range(3)])
-        time.sleep(1.5 / 30)
+        time.sleep(2.5 / 30)  # two frames start meanwhile: the newer has completed
         asked_ns = time.monotonic_ns()
         frame = cam.capture(timeout_s=2.0)
         _release([frame])

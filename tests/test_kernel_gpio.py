@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from camctl.exc import StackUnavailable
 from camctl.testing import kernelvm
 
 # the first run here prepares the tier (~1 min, ~220 MB download) and every run boots a VM under
@@ -30,7 +31,7 @@ def vm_run() -> subprocess.CompletedProcess[str]:
     cannot = kernelvm.can_build()
     try:
         kernelvm.tier_dir(build=cannot is None)
-    except kernelvm.Unavailable as exc:
+    except StackUnavailable as exc:
         # under CI this skip is a failure (tests/ci_skips.py)
         pytest.skip(f"kernel tier unavailable: {exc}" + (f"; here: {cannot}" if cannot else ""))
     return kernelvm.run_in_vm([str(IN_VM.relative_to(IN_VM.parent.parent)), "-q", "-rA"])

@@ -26,7 +26,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["BLACKLIST", "IN_VM_ENV", "Unavailable", "VMError", "cache_dir", "can_build", "in_vm",
+from camctl.exc import StackUnavailable, VMError
+
+__all__ = ["BLACKLIST", "IN_VM_ENV", "cache_dir", "can_build", "in_vm",
            "run_in_vm", "setup_hint", "tier_dir", "vm_command"]
 
 IN_VM_ENV = "CAMCTL_IN_KERNELVM"
@@ -50,14 +52,6 @@ _PASS_ENV = ("CI", "CAMCTL_CACHE", "CAMCTL_KERNELVM_LINES", "CAMCTL_KERNELVM_I2C
 # pytest plugins the in-VM tests do not use: loading hypothesis's and pytest-benchmark's costs
 # ~20 s under emulation (every file read crosses 9p). The cache would vanish with the VM anyway.
 _GUEST_PYTEST = ("-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:cacheprovider")
-
-
-class Unavailable(RuntimeError):
-    """The kernel tier cannot run here; the message says why and what would enable it."""
-
-
-class VMError(RuntimeError):
-    """The VM booted but did not run the command to its end (its output is in the message)."""
 
 
 def setup_hint() -> str:
@@ -89,23 +83,23 @@ def can_build() -> str | None:
 def _recipe() -> str:
     found = re.search(r"(?m)^RECIPE=(\d+)$", _SETUP.read_text())
     if found is None:
-        raise Unavailable(f"{_SETUP} names no RECIPE")
+        raise StackUnavailable(f"{_SETUP} names no RECIPE")
     return found.group(1)
 
 
 def tier_dir(*, build: bool = False) -> Path:
     """The prepared directory (``root/`` with the kernel and modules, ``vng/``); prepared first
-    when ``build`` (a minute or so), else :class:`Unavailable` when missing."""
+    when ``build`` (a minute or so), else :class:`~camctl.exc.StackUnavailable` when missing."""
     if not _SETUP.exists():
-        raise Unavailable(f"{_SETUP} is missing (camctl is not run from its checkout)")
+        raise StackUnavailable(f"{_SETUP} is missing (camctl is not run from its checkout)")
     if not build:
         done = sorted((cache_dir() / "kernelvm").glob(f"*-r{_recipe()}/.complete"))
         if not done:
-            raise Unavailable(f"the kernel VM is not prepared: {setup_hint()}")
+            raise StackUnavailable(f"the kernel VM is not prepared: {setup_hint()}")
         return done[-1].parent
     done = subprocess.run(["bash", str(_SETUP)], capture_output=True, text=True, check=False)
     if done.returncode:
-        raise Unavailable(f"{_SETUP.name} failed: {done.stderr.strip()[-600:]}")
+        raise StackUnavailable(f"{_SETUP.name} failed: {done.stderr.strip()[-600:]}")
     return Path(done.stdout.strip().splitlines()[-1])
 
 
@@ -138,7 +132,7 @@ def vm_command(tier: Path, guest_cmd: Sequence[str], *, env: dict[str, str] | No
     """The host command that boots the VM and runs ``guest.sh guest_cmd`` in the checkout."""
     kernel = next(iter(sorted((tier / "root" / "boot").glob("vmlinuz-*"))), None)
     if kernel is None:
-        raise Unavailable(f"no kernel image under {tier}/root/boot: {setup_hint()}")
+        raise StackUnavailable(f"no kernel image under {tier}/root/boot: {setup_hint()}")
     passed = {k: os.environ[k] for k in _PASS_ENV if k in os.environ} | (env or {})
     inner = " ".join(["env", *(shlex.quote(f"{k}={v}") for k, v in passed.items()),
                       "sh", shlex.quote(str(_GUEST)), *map(shlex.quote, guest_cmd)])
@@ -158,9 +152,9 @@ def run_in_vm(pytest_args: Sequence[str], *, build: bool = False, timeout_s: flo
     this interpreter (the guest shares the host's root filesystem). Returns pytest's exit status
     and the VM's whole output (stdout; stderr is merged into it).
 
-    Raises :class:`Unavailable` when the tier is not prepared (and not ``build``), and
-    :class:`VMError` when the VM did not finish the command (no exit line, or ``timeout_s``, a
-    liveness bound and no speed claim, passed)."""
+    Raises :class:`~camctl.exc.StackUnavailable` when the tier is not prepared (and not
+    ``build``), and :class:`~camctl.exc.VMError` when the VM did not finish the command (no exit
+    line, or ``timeout_s``, a liveness bound and no speed claim, passed)."""
     tier = tier_dir(build=build)
     guest = [sys.executable, "-m", "pytest", *_GUEST_PYTEST, *pytest_args]
     cmd = vm_command(tier, guest, env=env)
@@ -193,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = [a for a in args if a != "--setup"] or ["tests/kernelvm"]
     try:
         done = run_in_vm(args, build=build)
-    except (Unavailable, VMError) as exc:
+    except (StackUnavailable, VMError) as exc:
         print(f"kernelvm: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(done.stdout)

@@ -30,6 +30,8 @@ RECIPE=1
 VIRTME_NG="virtme-ng==1.42"
 
 log() { echo "setup.sh: $*" >&2; }
+# shellcheck source=../debian-packages.sh
+source "$(dirname "$0")/../debian-packages.sh"
 
 # -- already prepared? (one setup at a time: test runs in other checkouts share the cache) -------
 mkdir -p "$base"
@@ -44,21 +46,7 @@ fi
 
 # -- host packages (Debian 12) -------------------------------------------------------------------
 deps=(qemu-system-x86 busybox-static kmod gcc-12 make libc6-dev file)
-missing=()
-for d in "${deps[@]}"; do
-    dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" ||
-        missing+=("$d")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        log "missing host packages: ${missing[*]} (run as root, or apt-get install them)"
-        exit 1
-    fi
-    log "installing ${missing[*]}"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >&2
-fi
+ensure_debian_packages "host packages" "${deps[@]}" || exit 1
 
 # -- which kernel: the ABI the archive's metapackage depends on now -------------------------------
 abi_of() {

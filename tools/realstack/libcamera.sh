@@ -38,25 +38,14 @@ if [[ -f "$prefix/.complete" ]]; then
 fi
 
 log() { echo "libcamera.sh: $*" >&2; }
+# shellcheck source=../debian-packages.sh
+source "$(dirname "$0")/../debian-packages.sh"
 
 # -- build dependencies (Debian 12) -------------------------------------------------------------
 # (libcap-dev: picamera2's python-prctl compiles against it when the tests install picamera2)
 deps=(g++ meson ninja-build pkg-config python3-dev python3-yaml python3-ply python3-jinja2
       pybind11-dev libyaml-dev libyuv-dev libjpeg-dev libgnutls28-dev libudev-dev libcap-dev)
-missing=()
-for d in "${deps[@]}"; do
-    dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        log "missing build dependencies: ${missing[*]} (run as root, or apt-get install them)"
-        exit 1
-    fi
-    log "installing ${missing[*]}"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >&2
-fi
+ensure_debian_packages "build dependencies" "${deps[@]}" || exit 1
 
 # -- source, from Debian's registry with a private apt state ------------------------------------
 src="$cache/libcamera/src"
