@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from gpiozero import DigitalInputDevice
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockPin
 from waiting import wait_for
 
 from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
@@ -298,3 +298,29 @@ def test_the_min_pulse_wait_is_shortened_by_the_edge_delivery_delay() -> None:
         assert 0 < lines._pending["release"].interval <= 59.0
     finally:
         lines.close()
+
+
+class _LGPIOClosePin(MockPin):
+    """A MockPin that closes as gpiozero 2.0.1's ``LGPIOPin`` does: it resets the line's function
+    and keeps its edge callback (lgpio's stays registered on the chip's handle)."""
+
+    def close(self) -> None:
+        self.function = "input"
+
+
+def test_installed_gpiozero_lgpio_pin_close_keeps_its_callback() -> None:
+    close = ast.unparse(_method(PINS / "lgpio.py", "LGPIOPin", "close"))
+    assert "when_changed" not in close and "_callback" not in close, close
+
+
+def test_closing_the_lines_cancels_each_pins_edge_callback() -> None:
+    """lgpio's callback outlives a closed pin unless ``when_changed`` is cleared: the next edge on
+    the same handle and line reaches it (in lgpio it raises and ends the alert thread)."""
+    seen: list[str] = []
+    factory = MockFactory(pin_class=_LGPIOClosePin)
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(ev),
+                       pin_factory=factory)
+    lines.close()
+    factory.pin(27).drive_low()  # release's active level, after the close
+    assert seen == []
+    assert [factory.pin(p).when_changed for p in (17, 27, 23)] == [None, None, None]

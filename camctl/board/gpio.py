@@ -226,7 +226,12 @@ class EventLines(Closeable):
         for t in timers:
             t.cancel()
         for dev in self._devices.values():
+            # first the edge callback: only clearing ``when_changed`` cancels lgpio's (gpiozero
+            # 2.0.1's LGPIOPin.close keeps it registered on the handle, where the next edge on the
+            # line reaches it, raises, and ends lgpio's one alert thread)
             with contextlib.suppress(Exception):  # closing must never raise during shutdown
+                dev.pin.when_changed = None
+            with contextlib.suppress(Exception):
                 dev.close()
         self._devices.clear()
         if self._own_factory and self.factory is not None:
