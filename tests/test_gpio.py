@@ -24,7 +24,7 @@ from waiting import wait_for
 
 from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
 from camctl.board.events import PhaseMachine
-from camctl.board.gpio import MONOTONIC_TICKS, EventLines, edge_time_ns, watch
+from camctl.board.gpio import EventLines, edge_time_ns, watch
 
 PINS = Path(importlib.util.find_spec("gpiozero").origin).parent / "pins"
 
@@ -58,7 +58,6 @@ def test_installed_gpiozero_mock_ticks_are_monotonic_seconds_of_the_change() -> 
     # the documented callback signature, and the weak reference the pin keeps to it
     assert "the first will report the ticks" in (PINS / "__init__.py").read_text()
     assert "ref(value)" in ast.unparse(_method(PINS / "pi.py", "PiPin", "_set_when_changed"))
-    assert set(MONOTONIC_TICKS) == {"LGPIOFactory", "MockFactory"}
 
 
 LINES = (GpioLine("arm", 17), GpioLine("release", 27),
@@ -125,10 +124,9 @@ def test_min_pulse_is_confirmed_from_the_edge_time() -> None:
 
 def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(
         caplog: pytest.LogCaptureFixture) -> None:
-    assert edge_time_ns(MockFactory(), time.time()) is None  # an epoch-stamping kernel
-    assert edge_time_ns(object(), time.monotonic()) is None  # a factory whose ticks we do not know
+    assert edge_time_ns(time.time()) is None  # an epoch-stamping kernel
     now = time.monotonic_ns()
-    assert edge_time_ns(MockFactory(), now / 1e9, now_ns=now + 10) == round(now / 1e9 * 1e9)
+    assert edge_time_ns(now / 1e9, now_ns=now + 10) == round(now / 1e9 * 1e9)
     seen: list[int] = []
     lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
                        pin_factory=MockFactory(), clock_ns=lambda: 42)
@@ -138,7 +136,7 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(
             _late(lines, "release", True, time.time(), 0.0)
             _late(lines, "release", False, time.time(), 0.0)
         assert seen == [42, 42]
-        assert sum("not on the monotonic clock" in r.message for r in caplog.records) == 1
+        assert sum("not a monotonic clock time" in r.message for r in caplog.records) == 1
     finally:
         lines.close()
 
@@ -183,14 +181,18 @@ def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
 
 
 def test_edge_ticks_are_trusted_from_now_back_to_just_under_a_minute() -> None:
-    f, t = MockFactory(), 5_000_000_000
-    assert edge_time_ns(f, 5.0, now_ns=t) == t  # stamped this very nanosecond
-    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000 - 1) == t
-    # a minute old: an epoch-stamping kernel
-    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000) is None
-    assert edge_time_ns(f, 5.0, now_ns=t - 1) is None  # from the future
+    t = 5_000_000_000
+    assert edge_time_ns(5.0, now_ns=t) == t  # stamped this very nanosecond
+    assert edge_time_ns(5, now_ns=t + 60_000_000_000 - 1) == t
+    # a minute old: an epoch-stamping kernel, or a factory's own tick counter
+    assert edge_time_ns(5.0, now_ns=t + 60_000_000_000) is None
+    assert edge_time_ns(5.0, now_ns=t - 1) is None  # from the future
     # not a number of seconds
-    assert edge_time_ns(f, None) is None and edge_time_ns(f, "5.0") is None
+    assert all(edge_time_ns(x, now_ns=t) is None
+               for x in (None, "5.0", True, float("nan"), float("inf"), -float("inf")))
+    # not before the line's previous trusted edge (the same nanosecond is not before it)
+    assert edge_time_ns(5.0, now_ns=t, after_ns=t) == t
+    assert edge_time_ns(5.0, now_ns=t, after_ns=t + 1) is None
 
 
 def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factory(
@@ -202,8 +204,8 @@ def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factor
         with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
             assert [r.getMessage() for r in caplog.records] == [
-                "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; "
-                "using callback times (late by the callback's scheduling delay)"]
+                "GPIO edge ticks 1000000000000.0 from MockFactory are not a monotonic clock time "
+                "of this edge; using callback times (late by the callback's scheduling delay)"]
             for level in (True, False, True, False):
                 _late(lines, "release", level, 1e12, 0.0)
         assert seen == [42, 42, 42] and len(caplog.records) == 1
@@ -324,3 +326,44 @@ def test_closing_the_lines_cancels_each_pins_edge_callback() -> None:
     factory.pin(27).drive_low()  # release's active level, after the close
     assert seen == []
     assert [factory.pin(p).when_changed for p in (17, 27, 23)] == [None, None, None]
+
+
+class _RigFactory(MockFactory):
+    """A pin factory of another name on the same clock: a subclass or a wrapper of gpiozero's
+    (as camctl.testing.kernel_gpio's for a gpio-sim chip)."""
+
+
+def test_ticks_on_the_monotonic_clock_are_trusted_whatever_the_factory_is_called() -> None:
+    seen: list[int] = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                       pin_factory=_RigFactory(), clock_ns=lambda: 42)
+    try:
+        edge = time.monotonic()
+        _late(lines, "release", False, edge, 0.01)  # stamped, then delivered 10 ms later
+        lines.drive("touchdown", True)  # the MockPin path: its tick is the change's monotonic time
+        assert seen == [round(edge * 1e9), round(lines.factory.pin(23)._last_change * 1e9)]
+    finally:
+        lines.close()
+
+
+def test_a_tick_before_the_lines_previous_edge_is_not_trusted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[int] = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    try:
+        with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
+            t0 = time.monotonic() - 1.0
+            _late(lines, "release", False, t0, 0.0)
+            _late(lines, "release", True, t0 + 0.5, 0.0)
+            _late(lines, "release", False, t0 + 0.5, 0.0)  # the same stamp: not before
+            _late(lines, "release", True, t0 + 0.6, 0.0)
+            _late(lines, "release", False, t0 + 0.2, 0.0)  # before the line's previous edge
+            _late(lines, "release", True, t0 + 0.7, 0.0)
+            _late(lines, "arm", False, t0 + 0.1, 0.0)  # another line keeps its own order
+            _late(lines, "release", False, t0 + 0.8, 0.0)
+        assert seen == [round(t0 * 1e9), round((t0 + 0.5) * 1e9), 42, round((t0 + 0.1) * 1e9),
+                        round((t0 + 0.8) * 1e9)]
+        assert len(caplog.records) == 1
+    finally:
+        lines.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,23 +34,28 @@ from camctl.exc import GpioError
 __all__ = ["EventLines", "edge_time_ns", "make_pin_factory"]
 
 log = logging.getLogger("camctl.board.gpio")
-# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (docs/phases-and-gpio.md, "GPIO");
-# tests/test_gpio.py pins these facts to the installed gpiozero's source.
-MONOTONIC_TICKS = ("LGPIOFactory", "MockFactory")
+# A pin's ticks are trusted as the edge's CLOCK_MONOTONIC time when they are plausible for it: up to
+# this long before the callback ran (docs/phases-and-gpio.md, "Edge times")
 _TRUST_WINDOW_NS = 60_000_000_000
 
 OnEdge = Callable[[str, int, str], None]  # (event name, edge monotonic ns, line label)
 
 
-def edge_time_ns(factory: Any, ticks: Any, now_ns: int | None = None) -> int | None:
-    """The edge time (``time.monotonic_ns`` clock) of a pin's ``ticks``, or None when they cannot be
-    trusted: an unknown factory, or a stamp not within a minute before now (an epoch-stamping
-    kernel)."""
-    if type(factory).__name__ not in MONOTONIC_TICKS or not isinstance(ticks, int | float):
+def edge_time_ns(ticks: Any, *, now_ns: int | None = None,
+                 after_ns: int | None = None) -> int | None:
+    """The edge time (``time.monotonic_ns`` clock) of a pin's ``ticks`` (seconds), or None when
+    they are not a plausible CLOCK_MONOTONIC time of an edge delivered ``now_ns``: not a number,
+    after now or a minute or more before it (an epoch-stamping kernel, a factory's own tick
+    counter), or before ``after_ns`` (the line's previous trusted edge). Whatever the pin factory
+    is called: its ticks are checked against the clock, not trusted by its name."""
+    if (isinstance(ticks, bool) or not isinstance(ticks, int | float)
+            or not math.isfinite(ticks)):
         return None
     t = round(ticks * 1e9)
     now = time.monotonic_ns() if now_ns is None else now_ns
-    return t if 0 <= now - t < _TRUST_WINDOW_NS else None
+    if not 0 <= now - t < _TRUST_WINDOW_NS:
+        return None
+    return None if after_ns is not None and t < after_ns else t
 
 
 def make_pin_factory(gpio: GpioConfig) -> Any:
@@ -88,6 +94,7 @@ class EventLines(Closeable):
         self._lock = threading.Lock()
         self._closed = False
         self._untrusted_ticks = 0  # edges stamped with the callback time instead (see edge_time_ns)
+        self._trusted_ns: dict[str, int] = {}  # each line's last edge stamped with its ticks
         self._own_factory = pin_factory is None
         self.factory = make_pin_factory(gpio) if pin_factory is None else pin_factory
         try:
@@ -130,20 +137,21 @@ class EventLines(Closeable):
 
         return on_changed
 
-    def _edge_ns(self, ticks: Any) -> int:
-        t = edge_time_ns(self.factory, ticks)
+    def _edge_ns(self, line: GpioLine, ticks: Any) -> int:
+        t = edge_time_ns(ticks, after_ns=self._trusted_ns.get(line.event))
         if t is not None:
+            self._trusted_ns[line.event] = t
             return t
         self._untrusted_ticks += 1
         if self._untrusted_ticks == 1:
-            log.warning("GPIO edge ticks %r from %s are not on the monotonic clock; "
+            log.warning("GPIO edge ticks %r from %s are not a monotonic clock time of this edge; "
                         "using callback times (late by the callback's scheduling delay)",
                         ticks, type(self.factory).__name__)
         return self._clock_ns()
 
     def _make_handler(self, line: GpioLine) -> Callable[[Any], None]:
         def on_active(ticks: Any) -> None:
-            t = self._edge_ns(ticks)
+            t = self._edge_ns(line, ticks)
             if self._min_pulse_s <= 0:
                 self._on_edge(line.event, t, f"gpio{line.pin}")
                 return
@@ -279,7 +287,7 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print,
             devices.append(dev)
 
             def changed(ticks: Any, state: Any, line: GpioLine = line) -> None:
-                t = edge_time_ns(factory, ticks)
+                t = edge_time_ns(ticks)
                 report(line, bool(state), time.monotonic_ns() if t is None else t,
                        "callback time" if t is None else "")
 
