@@ -12,6 +12,7 @@ import ast
 import contextlib
 import importlib.util
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -233,10 +234,12 @@ def test_initial_levels_are_set_without_an_edge_and_levels_reads_them_back() -> 
 
 def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_fires_once(
 ) -> None:
-    # e.g. lgpio's event buffer dropped the release between two presses: the older wait is cancelled
+    # e.g. lgpio's event buffer dropped the release between two presses: the older wait is
+    # cancelled. No bounce window: the second press is a burst of its own (within bounce_ms it
+    # would be the first's, stamped at the first: the test above)
     got: list[int] = []
     fired = threading.Event()
-    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=20, lines=LINES),
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=0, min_pulse_ms=20, lines=LINES),
                        lambda ev, t, _: (got.append(t), fired.set()), pin_factory=MockFactory())
     try:
         lines.drive("release", True)
@@ -365,5 +368,75 @@ def test_a_tick_before_the_lines_previous_edge_is_not_trusted(
         assert seen == [round(t0 * 1e9), round((t0 + 0.5) * 1e9), 42, round((t0 + 0.1) * 1e9),
                         round((t0 + 0.8) * 1e9)]
         assert len(caplog.records) == 1
+    finally:
+        lines.close()
+
+
+def _set_level(lines: EventLines, event: str, active: bool) -> None:
+    """Move a mock line without running its callback: the level an edge still on its way to
+    camctl (on lgpio's thread) has already set."""
+    pin = lines._devices[event].pin
+    callback = pin.when_changed
+    pin.when_changed = None
+    try:
+        lines.drive(event, active)
+    finally:
+        pin.when_changed = callback
+
+
+def _settled() -> None:
+    """Every min_pulse wait started so far has fired or been cancelled."""
+    for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        timer.join(60)
+
+
+def test_with_min_pulse_a_bouncing_contact_is_stamped_at_its_first_edge() -> None:
+    got: list[int] = []
+    cfg = GpioConfig(backend="mock", bounce_ms=5, min_pulse_ms=20, lines=LINES)
+    lines = EventLines(cfg, lambda ev, t, _: got.append(t), pin_factory=MockFactory())
+    pin = lines._devices["release"].pin  # pulled up, active low
+    t0 = float(math.floor(time.monotonic()) - 2)  # whole seconds: the offsets below are exact ns
+
+    def ns(ms: float) -> int:
+        return round((t0 + ms / 1000) * 1e9)
+
+    def edge(ms: float, active: bool, level: bool | None = None) -> None:
+        _set_level(lines, "release", active if level is None else level)
+        pin.when_changed(t0 + ms / 1000, not active)  # stamped ms after t0, delivered now
+
+    try:
+        assert ns(10.8) - ns(5.8) == 5_000_000 and ns(4.999) - ns(0) == 4_999_000
+        edge(0, True, level=False)  # the contact touches, and bounces off (not held: no confirm)
+        edge(1, False)
+        edge(4.999, True)  # 4.999 ms after the first touch: the same burst; held
+        _settled()
+        assert got == [ns(0)]  # confirmed min_pulse after the last bounce, stamped at the first
+        edge(5.5, False)  # chatter of the held contact, within bounce_ms: the same burst
+        edge(5.8, True)
+        _settled()
+        assert got == [ns(0)]
+        edge(6, False)
+        edge(10.8, True)  # bounce_ms after the previous touch: a new burst, stamped at its edge
+        _settled()
+        assert got == [ns(0), ns(10.8)]
+        edge(11, False)
+        edge(100, True, level=False)  # a glitch shorter than min_pulse: rejected
+        edge(100.5, False)
+        _settled()
+        assert got == [ns(0), ns(10.8)]
+    finally:
+        lines.close()
+
+
+def test_with_min_pulse_the_wait_runs_from_the_bursts_last_touch() -> None:
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=60_000, min_pulse_ms=60_000,
+                                  lines=LINES), lambda *_: None, pin_factory=MockFactory())
+    try:
+        pin = lines._devices["release"].pin
+        now = time.monotonic()
+        pin.when_changed(now - 30, False)  # the first touch, 30 s ago
+        pin.when_changed(now - 29, True)
+        pin.when_changed(now - 1, False)  # the last touch: the line must hold a minute from here
+        assert 45 < lines._pending["release"].interval <= 59.0
     finally:
         lines.close()

@@ -1,10 +1,11 @@
 """GPIO event lines: one gpiozero ``DigitalInputDevice`` per configured line, feeding named events.
 
 The pin factory is injected: ``LGPIOFactory`` on a Pi, ``MockFactory`` in the simulator and the
-tests, where :meth:`EventLines.drive` moves a ``MockPin``. Glitch rejection (``min_pulse_ms``)
-lives here, debounce in the phase machine. Edge times are the pins' own ``ticks`` (CLOCK_MONOTONIC),
-not the time the callback ran; gpiozero's ``bounce_time`` is not used. docs/phases-and-gpio.md,
-section "GPIO", has the gpiozero and lgpio facts behind this, with their sources.
+tests, where :meth:`EventLines.drive` moves a ``MockPin``. Glitch rejection (``min_pulse_ms``: a
+burst of bounces is one event, stamped at its first edge) lives here, debounce in the phase
+machine. Edge times are the pins' own ``ticks`` (CLOCK_MONOTONIC), not the time the callback ran;
+gpiozero's ``bounce_time`` is not used. docs/phases-and-gpio.md, section "GPIO", has the gpiozero
+and lgpio facts behind this, with their sources.
 
 Example::
 
@@ -25,6 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from camctl.board.config import GpioConfig, GpioLine
@@ -77,6 +79,15 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
                         "(is the user in group 'gpio'?)") from None
 
 
+@dataclass(slots=True)
+class _Burst:
+    """A line's touches, each within bounce_ms of the one before: one event, at the first."""
+
+    first_ns: int
+    last_ns: int
+    confirmed: bool = False
+
+
 class EventLines(Closeable):
     """Watches the configured lines; calls ``on_edge(event, t_ns, line)`` as one becomes active."""
 
@@ -90,7 +101,9 @@ class EventLines(Closeable):
         self._devices: dict[str, Any] = {}
         self._callbacks: dict[str, Callable[[Any, Any], None]] = {}
         self._lines: dict[str, GpioLine] = {}
-        self._pending: dict[str, threading.Timer] = {}
+        self._pending: dict[str, threading.Timer] = {}  # min_pulse waits
+        self._bursts: dict[str, _Burst] = {}  # each line's latest burst of touches (min_pulse)
+        self._bounce_ns = int(gpio.bounce_ms * 1e6)
         self._lock = threading.Lock()
         self._closed = False
         self._untrusted_ticks = 0  # edges stamped with the callback time instead (see edge_time_ns)
@@ -155,11 +168,19 @@ class EventLines(Closeable):
             if self._min_pulse_s <= 0:
                 self._on_edge(line.event, t, f"gpio{line.pin}")
                 return
-            # confirmed min_pulse after the edge itself, not after this callback ran
-            left = max(0.0, self._min_pulse_s - (time.monotonic_ns() - t) / 1e9)
-            timer = threading.Timer(left, self._confirm, args=(line, t))
-            timer.daemon = True
             with self._lock:
+                burst = self._bursts.get(line.event)
+                if burst is None or not t - burst.last_ns < self._bounce_ns:
+                    # bounce_ms or more after the line's previous touch: a new burst
+                    burst = self._bursts[line.event] = _Burst(t, t)
+                burst.last_ns = t
+                if burst.confirmed:
+                    return  # chatter of a contact already reported: one event
+                # held min_pulse after this touch (the edge, not this callback), reported at the
+                # burst's first
+                left = max(0.0, self._min_pulse_s - (time.monotonic_ns() - t) / 1e9)
+                timer = threading.Timer(left, lambda: self._confirm(line, burst, timer))
+                timer.daemon = True
                 old = self._pending.pop(line.event, None)
                 self._pending[line.event] = timer
             if old is not None:
@@ -173,15 +194,20 @@ class EventLines(Closeable):
             with self._lock:
                 timer = self._pending.pop(line.event, None)
             if timer is not None:
-                timer.cancel()  # a glitch shorter than min_pulse_ms
+                timer.cancel()  # not held min_pulse_ms: a glitch, or a bounce of a burst
 
         return on_inactive
 
-    def _confirm(self, line: GpioLine, t_ns: int) -> None:
+    def _confirm(self, line: GpioLine, burst: _Burst, timer: threading.Timer) -> None:
         with self._lock:
-            self._pending.pop(line.event, None)
-        if not self._closed and self.is_active(line.event):
-            self._on_edge(line.event, t_ns, f"gpio{line.pin}")
+            if self._pending.get(line.event) is not timer:
+                return  # released (or touched again) since: cancelled too late
+            del self._pending[line.event]
+            # the level now, should a release still be on its way (lgpio's own thread)
+            if not self.is_active(line.event):
+                return
+            burst.confirmed = True
+        self._on_edge(line.event, burst.first_ns, f"gpio{line.pin}")
 
     # -- state -------------------------------------------------------------------------------------
     @property
