@@ -440,3 +440,27 @@ def test_with_min_pulse_the_wait_runs_from_the_bursts_last_touch() -> None:
         assert 45 < lines._pending["release"].interval <= 59.0
     finally:
         lines.close()
+
+
+def test_a_glitch_then_a_press_whose_edge_is_on_its_way_reports_the_press_once() -> None:
+    """lgpio delivers edges on its own thread: when a glitch's min_pulse wait is due, a later press
+    may have set the line active before its edge reached camctl. The glitch's release must have
+    ended that wait, else it reports the press early (at the glitch) and the press then reports
+    again."""
+    got: list[int] = []
+    # no bounce window: the press is a burst of its own, not a bounce after the glitch
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=0, min_pulse_ms=20, lines=LINES),
+                       lambda ev, t, _: got.append(t), pin_factory=MockFactory())
+    try:
+        pin = lines._devices["release"].pin
+        lines.drive("release", True)  # the glitch: a touch...
+        lines.drive("release", False)  # ...released well within min_pulse
+        _set_level(lines, "release", True)  # the press: the line is active, its edge on its way
+        press = pin._last_change
+        _settled()  # the glitch's wait is over
+        pin.when_changed(press, False)  # the press's edge reaches camctl
+        wait_for(lambda: got, "the press")
+        _settled()
+        assert got == [round(press * 1e9)]
+    finally:
+        lines.close()
