@@ -166,7 +166,7 @@ class EventLines(Closeable):
         def on_active(ticks: Any) -> None:
             t = self._edge_ns(line, ticks)
             if self._min_pulse_s <= 0:
-                self._on_edge(line.event, t, f"gpio{line.pin}")
+                self._on_edge(line.event, t, self.label(line.event))
                 return
             with self._lock:
                 burst = self._bursts.get(line.event)
@@ -207,7 +207,18 @@ class EventLines(Closeable):
             if not self.is_active(line.event):
                 return
             burst.confirmed = True
-        self._on_edge(line.event, burst.first_ns, f"gpio{line.pin}")
+        self._on_edge(line.event, burst.first_ns, self.label(line.event))
+
+    def forget_touches(self, event: str) -> None:
+        """Forget the line's earlier touches (``min_pulse_ms`` bursts): its next active edge
+        starts a burst of its own. For an operator's command that moves a mock line
+        (camctl.board.commands): a command is no bounce of the edges before it."""
+        with self._lock:
+            self._bursts.pop(event, None)
+
+    def label(self, event: str) -> str:
+        """The line's name in the records and the phase machine's debounce: ``gpio<pin>``."""
+        return f"gpio{self._lines[event].pin}"
 
     # -- state -------------------------------------------------------------------------------------
     @property
