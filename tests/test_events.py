@@ -698,3 +698,30 @@ def test_commands_that_pulse_mock_lines_are_never_debounced(tmp_path, min_pulse_
         assert m.phase == "SAFE" and {r.outcome for r in m.records[n:]} <= {"bounce"}
     finally:
         lines.close()
+
+
+def test_make_pin_factory_errors_say_what_to_do(monkeypatch):
+    import sys
+    import types
+
+    from camctl.board.gpio import make_pin_factory
+    from camctl.exc import GpioError
+
+    monkeypatch.setitem(sys.modules, "gpiozero.pins.lgpio", None)  # lgpio is not installed
+    with pytest.raises(GpioError) as no_lgpio:
+        make_pin_factory(GpioConfig(backend="lgpio"))
+    assert str(no_lgpio.value) == (
+        "the lgpio pin factory needs lgpio: on Raspberry Pi OS run 'sudo apt install "
+        "python3-lgpio' (venv with --system-site-packages), or set [gpio] backend = \"mock\" for "
+        "a bench without wiring")
+
+    def no_chip():
+        raise OSError("[Errno 2] No such file or directory: '/dev/gpiochip0'")
+
+    monkeypatch.setitem(sys.modules, "gpiozero.pins.lgpio",
+                        types.SimpleNamespace(LGPIOFactory=no_chip))
+    with pytest.raises(GpioError) as cannot_open:
+        make_pin_factory(GpioConfig(backend="lgpio"))
+    assert str(cannot_open.value) == (
+        "cannot open the GPIO chip: [Errno 2] No such file or directory: '/dev/gpiochip0' "
+        "(is the user in group 'gpio'?)")
