@@ -10,6 +10,7 @@ them, never with how long something took.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 
@@ -146,3 +147,51 @@ def test_a_second_event_lines_on_the_chip_hears_edges_after_the_first_closed(sim
         assert len(seen) == 1 and abs(seen[0] - kernel_ns) <= 1
         assert lgpio._notify_thread.is_alive(), f"lgpio's alert thread ended after {n}"
     assert handles[0] == handles[1]  # the second factory had the first's handle back from lgpio
+
+
+MIN_PULSE_MS = 300.0  # far longer than the glitch below: two writes to the sim chip
+
+
+def test_min_pulse_a_burst_of_bounces_is_one_event_at_its_first_edge_and_a_glitch_none(
+        sim, factory):
+    machine = PhaseMachine(PhasesConfig(), bounce_ms=BOUNCE_MS)
+    cfg = GpioConfig(backend="lgpio", bounce_ms=BOUNCE_MS, min_pulse_ms=MIN_PULSE_MS,
+                     lines=(GpioLine("arm", PIN, pull_up=True),))
+    lines = EventLines(cfg, lambda ev, t, line: machine.handle(ev, source="gpio", mono_ns=t,
+                                                              line=line),
+                       pin_factory=factory)
+    try:
+        # a glitch: low and straight back high
+        sim.pull(PIN, high=False)
+        sim.pull(PIN, high=True)
+        wait_for(lambda: len(factory.kernel_edges) == 2, "the glitch's two edges")
+        (_, _, down), (_, _, up) = factory.kernel_edges
+        assert (up - down) / 1e6 < MIN_PULSE_MS, "the stimulus: the glitch was no glitch"
+        _settled()
+        assert machine.records == [] and machine.phase == SAFE
+        # the key turns, bounce_ms after the glitch: low, chatter, held low
+        time.sleep(BOUNCE_MS * 1.5 / 1000)
+        levels = [i % 2 == 1 for i in range(len(BURST_GAPS_S) + 1)]
+        for high, gap in itertools.zip_longest(levels, BURST_GAPS_S):
+            sim.pull(PIN, high=high)
+            if gap:
+                time.sleep(gap)
+        wait_for(lambda: len(factory.kernel_edges) == 2 + len(levels), "the burst's edges")
+        presses = _edges(factory, 0)[1:]
+        assert (presses[0] - up) / 1e6 >= BOUNCE_MS, "the stimulus: the burst was no new burst"
+        gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(presses)]
+        assert max(gaps_ms) < BOUNCE_MS, f"the stimulus: the burst was not one burst: {gaps_ms}"
+        wait_for(lambda: machine.records, "camctl's one event for the burst")
+        _settled()
+        [rec] = machine.records
+        [tr] = machine.history
+        assert (tr.phase_from, tr.phase_to, rec.outcome) == (SAFE, ARMED, "transition")
+        assert abs(tr.mono_ns - presses[0]) <= 1  # the first touch, as the kernel stamped it
+    finally:
+        lines.close()
+
+
+def _settled() -> None:
+    """Every min_pulse wait started so far has fired or been cancelled."""
+    for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        timer.join(60)
