@@ -4,16 +4,21 @@ LGPIOFactory (as camctl.testing.kernel_gpio's GpioSimFactory), the stack a Pi ru
 Runs only inside the kernel tier's VM (tests/test_kernel_gpio.py boots it; or
 ``python -m camctl.testing.kernelvm``); tests/conftest.py keeps it out of a host run. Times are the
 kernel's (CLOCK_MONOTONIC, the VM's clock), compared with each other and with the clock read around
-them, never with how long something took.
+them, never with how long something took. The one measurement (trigger latency against a bare lgpio
+callback) is printed and saved, not asserted.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 from waiting import wait_for
 
@@ -195,3 +200,103 @@ def _settled() -> None:
     """Every min_pulse wait started so far has fired or been cancelled."""
     for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
         timer.join(60)
+
+
+# -- trigger latency: the kernel's edge time to camctl's phase change, against a bare lgpio callback
+LATENCY_JSON_ENV = "CAMCTL_KERNELVM_LATENCY_JSON"
+ROUNDS, EDGES = 3, 20  # alternating rounds of each path, so load changes hit both alike
+
+
+def _bare_lgpio_latencies(sim, n: int) -> list[int]:
+    """ns from each falling edge's kernel time to the moment a bare lgpio callback ran."""
+    import lgpio
+
+    got: list[int] = []
+    fell, rose = threading.Event(), threading.Event()
+
+    def on_edge(chip: int, gpio: int, level: int, tick: int) -> None:
+        if level == 0:
+            got.append(time.monotonic_ns() - tick)
+            fell.set()
+        else:
+            rose.set()
+
+    h = lgpio.gpiochip_open(sim.chip)
+    try:
+        lgpio.gpio_claim_alert(h, PIN, lgpio.BOTH_EDGES, lgpio.SET_PULL_UP)
+        cb = lgpio.callback(h, PIN, lgpio.BOTH_EDGES, on_edge)
+        try:
+            for _ in range(n):
+                fell.clear()
+                rose.clear()
+                sim.pull(PIN, high=False)
+                assert fell.wait(60), "the bare callback's falling edge"
+                sim.pull(PIN, high=True)
+                assert rose.wait(60), "the bare callback's rising edge"
+        finally:
+            cb.cancel()
+    finally:
+        lgpio.gpiochip_close(h)
+    return got
+
+
+def _camctl_latencies(sim, n: int) -> list[int]:
+    """ns from each arm edge's kernel time to camctl's phase change (the phase machine's
+    transition callback, where the cameras' capture schedule changes on a board)."""
+    got: list[int] = []
+    armed = threading.Event()
+
+    def on_transition(tr) -> None:
+        if tr.phase_to == ARMED:
+            got.append(time.monotonic_ns() - tr.mono_ns)
+            armed.set()
+
+    machine = PhaseMachine(PhasesConfig(), on_transition=on_transition)
+    cfg = GpioConfig(backend="lgpio", bounce_ms=0, min_pulse_ms=0,
+                     lines=(GpioLine("arm", PIN, pull_up=True),))
+    f = sim.factory()
+    lines = EventLines(cfg, lambda ev, t, line: machine.handle(ev, source="gpio", mono_ns=t,
+                                                              line=line), pin_factory=f)
+    try:
+        for i in range(n):
+            armed.clear()
+            sim.pull(PIN, high=False)
+            assert armed.wait(60), "camctl's phase change"
+            sim.pull(PIN, high=True)
+            wait_for(lambda i=i: len(_edges(f, 1)) == i + 1, "camctl's rising edge")
+            machine.handle("disarm")
+    finally:
+        lines.close()
+        f.close()
+    return got
+
+
+def _ms(ns: list[int], q: float) -> float:
+    return float(np.percentile(ns, q)) / 1e6
+
+
+def test_trigger_latency_against_a_bare_lgpio_callback(sim):
+    """Measured, not asserted: printed (pytest -rA shows it) and saved as JSON to
+    $CAMCTL_KERNELVM_LATENCY_JSON when set (camctl.bench.trigger_vm reads it)."""
+    import lgpio
+
+    bare: list[int] = []
+    camctl: list[int] = []
+    for _ in range(ROUNDS):
+        bare += _bare_lgpio_latencies(sim, EDGES)
+        camctl += _camctl_latencies(sim, EDGES)
+    assert lgpio._notify_thread.is_alive()
+    assert len(bare) == len(camctl) == ROUNDS * EDGES and min(bare + camctl) > 0
+    out = {"edges": len(camctl),
+           "camctl_p50_ms": _ms(camctl, 50), "camctl_p99_ms": _ms(camctl, 99),
+           "bare_p50_ms": _ms(bare, 50), "bare_p99_ms": _ms(bare, 99)}
+    out["ratio_p50"] = out["camctl_p50_ms"] / out["bare_p50_ms"]
+    out["ratio_p99"] = out["camctl_p99_ms"] / out["bare_p99_ms"]
+    print(f"trigger_latency in the VM ({out['edges']} edges each, kernel edge time -> callback): "
+          f"camctl phase change p50 {out['camctl_p50_ms']:.3f} ms p99 "
+          f"{out['camctl_p99_ms']:.3f} ms; bare lgpio callback p50 {out['bare_p50_ms']:.3f} ms "
+          f"p99 {out['bare_p99_ms']:.3f} ms; ratio p50 {out['ratio_p50']:.2f} p99 "
+          f"{out['ratio_p99']:.2f}")
+    path = os.environ.get(LATENCY_JSON_ENV)
+    if path:
+        Path(path).write_text(json.dumps(out, indent=1) + "\n")
