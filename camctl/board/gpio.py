@@ -173,7 +173,8 @@ class EventLines(Closeable):
                 if burst is None or not t - burst.last_ns < self._bounce_ns:
                     # bounce_ms or more after the line's previous touch: a new burst
                     burst = self._bursts[line.event] = _Burst(t, t)
-                burst.last_ns = t
+                else:
+                    burst.last_ns = t
                 if burst.confirmed:
                     return  # chatter of a contact already reported: one event
                 # held min_pulse after this touch (the edge, not this callback), reported at the
