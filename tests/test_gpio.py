@@ -464,3 +464,30 @@ def test_a_glitch_then_a_press_whose_edge_is_on_its_way_reports_the_press_once()
         assert got == [round(press * 1e9)]
     finally:
         lines.close()
+
+
+class _WiredPin(MockPin):
+    """A pin wiring moves and camctl cannot (as an lgpio pin): no ``drive_high``; its pull sets
+    its level directly."""
+
+    @property
+    def drive_high(self) -> None:
+        raise AttributeError("drive_high")
+
+    def _set_pull(self, value: str) -> None:
+        self._pull = value
+        self._change_state(value == "up")
+
+
+def test_only_mock_lines_can_be_driven() -> None:
+    from camctl.exc import GpioError
+
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda *_: None,
+                       pin_factory=MockFactory(pin_class=_WiredPin))
+    try:
+        with pytest.raises(GpioError) as refused:
+            lines.drive("release", True)
+        assert str(refused.value) == (
+            "line 'release' is a real GPIO pin; only mock lines can be driven")
+    finally:
+        lines.close()
