@@ -67,12 +67,15 @@ def test_every_metric_is_a_positive_number(quick: dict) -> None:
             continue
         if v is None and m.key in REALSTACK_KEYS and no_realstack:
             continue
+        if v is None and m.key in quick["unavailable"]:  # e.g. the kernel VM's, with --quick
+            assert quick["errors"][m.key]
+            continue
         assert isinstance(v, int | float) and not isinstance(v, bool), (
             f"{m.key}: {v!r} ({quick['errors']})")
         # a count of lost frames may honestly be zero; every other figure is a positive number
         assert v > 0 or (m.key in ZERO_OK and v == 0), f"{m.key}: {v}"
     assert quick["errors"] == {} or set(quick["errors"]) <= IMAGEZMQ_KEYS | (
-        REALSTACK_KEYS if no_realstack else set())
+        REALSTACK_KEYS if no_realstack else set()) | set(quick["unavailable"])
 
 
 def test_report_names_the_machine_and_targets(quick: dict) -> None:
@@ -94,6 +97,33 @@ def test_only_runs_just_that_benchmark() -> None:
     ran = {m.key for m in METRICS if m.key in out}
     assert ran == {"encode_scaling"}
     assert out["encode_scaling"] > 0
+
+
+def test_the_vm_trigger_ratio_is_null_with_its_reason_where_it_cannot_run(tmp_path) -> None:
+    """A key this machine cannot measure (the kernel VM's: not with --quick, not without the tier)
+    is null with the reason, and the run does not fail for it."""
+    proc = _bench("--quick", "--json", "--only", "trigger_latency_vm")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["trigger_latency_vm_ratio"] is None
+    assert out["unavailable"] == ["trigger_latency_vm_ratio"]
+    assert out["errors"] == {"trigger_latency_vm_ratio": "not measured with --quick: it boots "
+                                                         "the kernel tier's VM (~45 s)"}
+
+
+def test_the_vm_trigger_ratio_without_the_kernel_tier(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from camctl.bench.trigger_vm import bench_trigger_vm
+    from camctl.testing import kernelvm
+
+    def unprepared(*_a, **_k):
+        raise kernelvm.Unavailable("the kernel VM is not prepared: prepare it once with ...")
+
+    monkeypatch.setattr(kernelvm, "run_in_vm", unprepared)
+    assert bench_trigger_vm(SimpleNamespace(quick=False, tmp=tmp_path)) == {
+        "trigger_latency_vm_ratio": None, "_unavailable": {"trigger_latency_vm_ratio": (
+            "kernel tier unavailable: the kernel VM is not prepared: prepare it once with ...")}}
 
 
 def test_unknown_benchmark_is_refused_by_name() -> None:

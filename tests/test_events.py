@@ -654,3 +654,74 @@ def test_a_transition_records_what_the_daemon_writes_for_a_phase_change() -> Non
                "event": "touchdown", "source": "gpio", "mono_ns": 5, "wall_ns": 7,
                "skipped": ["DESCENT", "SEPARATION"], "boot_id": "b"}  # board/daemon.py, today
     assert list(tr.record("b").encode().items()) == list(written.items())
+
+
+# --- operator commands are never contact bounces -------------------------------------------------
+def test_operator_events_are_never_debounced():
+    m = PhaseMachine(PhasesConfig(), bounce_ms=5, clock_ns=FakeClock())
+    for ev in ("arm", "arm", "disarm", "arm"):  # the same nanosecond: no line, no bounce
+        m.handle(ev, source="operator")
+    assert [r.outcome for r in m.records] == ["transition", "duplicate", "transition",
+                                              "transition"]
+    assert m.phase == "ARMED"
+
+
+@pytest.mark.parametrize("min_pulse_ms", [0, 20])
+def test_commands_that_pulse_mock_lines_are_never_debounced(tmp_path, min_pulse_ms):
+    """On a mock board an operator's command moves the line (the real gpiozero edge path); it is
+    still a command, not a contact that bounces."""
+    from camctl.board.commands import OperatorCommands
+    from camctl.board.config import parse_config
+
+    cfg = parse_config({"board": "b", "store": {"dir": str(tmp_path / "store")},
+                        "gpio": {"backend": "mock", "bounce_ms": 10_000,
+                                 "min_pulse_ms": min_pulse_ms,
+                                 "events": {"arm": 17, "disarm": 24, "release": 27}}})
+    m = PhaseMachine(PhasesConfig(), bounce_ms=cfg.gpio.bounce_ms)
+    lines = EventLines(cfg.gpio, lambda ev, t, line: m.handle(ev, source="gpio", mono_ns=t,
+                                                              line=line),
+                       pin_factory=MockFactory())
+    ops = OperatorCommands(cfg, m, lines, wait_open=lambda _: None)
+    try:
+        # within 10 s, the lines' bounce window
+        outcomes = [ops.command(name, {})["outcome"] for name in ("arm", "arm", "disarm", "arm")]
+        assert outcomes == ["transition", "duplicate", "transition", "transition"]
+        assert m.phase == "ARMED"
+        held = ops.command("disarm", {"line": "hold"})  # a held line moved by a command, too
+        assert (held["outcome"], m.phase) == ("transition", "SAFE")
+        ops.command("disarm", {"line": "release"})
+        n = len(m.records)
+        # an edge that is no command is still debounced: the arm line chattering within the bounce
+        # window of the last command's edge is no arm
+        for active in (True, False, True):
+            lines.drive("arm", active)
+        assert m.phase == "SAFE" and {r.outcome for r in m.records[n:]} <= {"bounce"}
+    finally:
+        lines.close()
+
+
+def test_make_pin_factory_errors_say_what_to_do(monkeypatch):
+    import sys
+    import types
+
+    from camctl.board.gpio import make_pin_factory
+    from camctl.exc import GpioError
+
+    monkeypatch.setitem(sys.modules, "gpiozero.pins.lgpio", None)  # lgpio is not installed
+    with pytest.raises(GpioError) as no_lgpio:
+        make_pin_factory(GpioConfig(backend="lgpio"))
+    assert str(no_lgpio.value) == (
+        "the lgpio pin factory needs lgpio: on Raspberry Pi OS run 'sudo apt install "
+        "python3-lgpio' (venv with --system-site-packages), or set [gpio] backend = \"mock\" for "
+        "a bench without wiring")
+
+    def no_chip():
+        raise OSError("[Errno 2] No such file or directory: '/dev/gpiochip0'")
+
+    monkeypatch.setitem(sys.modules, "gpiozero.pins.lgpio",
+                        types.SimpleNamespace(LGPIOFactory=no_chip))
+    with pytest.raises(GpioError) as cannot_open:
+        make_pin_factory(GpioConfig(backend="lgpio"))
+    assert str(cannot_open.value) == (
+        "cannot open the GPIO chip: [Errno 2] No such file or directory: '/dev/gpiochip0' "
+        "(is the user in group 'gpio'?)")

@@ -12,6 +12,7 @@ import ast
 import contextlib
 import importlib.util
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -19,12 +20,12 @@ from pathlib import Path
 
 import pytest
 from gpiozero import DigitalInputDevice
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockPin
 from waiting import wait_for
 
 from camctl.board.config import GpioConfig, GpioLine, PhasesConfig
 from camctl.board.events import PhaseMachine
-from camctl.board.gpio import MONOTONIC_TICKS, EventLines, edge_time_ns, watch
+from camctl.board.gpio import EventLines, edge_time_ns, watch
 
 PINS = Path(importlib.util.find_spec("gpiozero").origin).parent / "pins"
 
@@ -58,7 +59,6 @@ def test_installed_gpiozero_mock_ticks_are_monotonic_seconds_of_the_change() -> 
     # the documented callback signature, and the weak reference the pin keeps to it
     assert "the first will report the ticks" in (PINS / "__init__.py").read_text()
     assert "ref(value)" in ast.unparse(_method(PINS / "pi.py", "PiPin", "_set_when_changed"))
-    assert set(MONOTONIC_TICKS) == {"LGPIOFactory", "MockFactory"}
 
 
 LINES = (GpioLine("arm", 17), GpioLine("release", 27),
@@ -125,10 +125,9 @@ def test_min_pulse_is_confirmed_from_the_edge_time() -> None:
 
 def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(
         caplog: pytest.LogCaptureFixture) -> None:
-    assert edge_time_ns(MockFactory(), time.time()) is None  # an epoch-stamping kernel
-    assert edge_time_ns(object(), time.monotonic()) is None  # a factory whose ticks we do not know
+    assert edge_time_ns(time.time()) is None  # an epoch-stamping kernel
     now = time.monotonic_ns()
-    assert edge_time_ns(MockFactory(), now / 1e9, now_ns=now + 10) == round(now / 1e9 * 1e9)
+    assert edge_time_ns(now / 1e9, now_ns=now + 10) == round(now / 1e9 * 1e9)
     seen: list[int] = []
     lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
                        pin_factory=MockFactory(), clock_ns=lambda: 42)
@@ -138,7 +137,7 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(
             _late(lines, "release", True, time.time(), 0.0)
             _late(lines, "release", False, time.time(), 0.0)
         assert seen == [42, 42]
-        assert sum("not on the monotonic clock" in r.message for r in caplog.records) == 1
+        assert sum("not a monotonic clock time" in r.message for r in caplog.records) == 1
     finally:
         lines.close()
 
@@ -183,14 +182,18 @@ def test_gpio_watch_prints_levels_then_edges_with_their_gaps() -> None:
 
 
 def test_edge_ticks_are_trusted_from_now_back_to_just_under_a_minute() -> None:
-    f, t = MockFactory(), 5_000_000_000
-    assert edge_time_ns(f, 5.0, now_ns=t) == t  # stamped this very nanosecond
-    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000 - 1) == t
-    # a minute old: an epoch-stamping kernel
-    assert edge_time_ns(f, 5.0, now_ns=t + 60_000_000_000) is None
-    assert edge_time_ns(f, 5.0, now_ns=t - 1) is None  # from the future
+    t = 5_000_000_000
+    assert edge_time_ns(5.0, now_ns=t) == t  # stamped this very nanosecond
+    assert edge_time_ns(5, now_ns=t + 60_000_000_000 - 1) == t
+    # a minute old: an epoch-stamping kernel, or a factory's own tick counter
+    assert edge_time_ns(5.0, now_ns=t + 60_000_000_000) is None
+    assert edge_time_ns(5.0, now_ns=t - 1) is None  # from the future
     # not a number of seconds
-    assert edge_time_ns(f, None) is None and edge_time_ns(f, "5.0") is None
+    assert all(edge_time_ns(x, now_ns=t) is None
+               for x in (None, "5.0", True, float("nan"), float("inf"), -float("inf")))
+    # not before the line's previous trusted edge (the same nanosecond is not before it)
+    assert edge_time_ns(5.0, now_ns=t, after_ns=t) == t
+    assert edge_time_ns(5.0, now_ns=t, after_ns=t + 1) is None
 
 
 def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factory(
@@ -202,8 +205,8 @@ def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factor
         with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
             assert [r.getMessage() for r in caplog.records] == [
-                "GPIO edge ticks 1000000000000.0 from MockFactory are not on the monotonic clock; "
-                "using callback times (late by the callback's scheduling delay)"]
+                "GPIO edge ticks 1000000000000.0 from MockFactory are not a monotonic clock time "
+                "of this edge; using callback times (late by the callback's scheduling delay)"]
             for level in (True, False, True, False):
                 _late(lines, "release", level, 1e12, 0.0)
         assert seen == [42, 42, 42] and len(caplog.records) == 1
@@ -231,10 +234,12 @@ def test_initial_levels_are_set_without_an_edge_and_levels_reads_them_back() -> 
 
 def test_a_second_active_edge_without_a_release_restarts_the_min_pulse_wait_and_fires_once(
 ) -> None:
-    # e.g. lgpio's event buffer dropped the release between two presses: the older wait is cancelled
+    # e.g. lgpio's event buffer dropped the release between two presses: the older wait is
+    # cancelled. No bounce window: the second press is a burst of its own (within bounce_ms it
+    # would be the first's, stamped at the first: the test above)
     got: list[int] = []
     fired = threading.Event()
-    lines = EventLines(GpioConfig(backend="mock", min_pulse_ms=20, lines=LINES),
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=0, min_pulse_ms=20, lines=LINES),
                        lambda ev, t, _: (got.append(t), fired.set()), pin_factory=MockFactory())
     try:
         lines.drive("release", True)
@@ -296,5 +301,193 @@ def test_the_min_pulse_wait_is_shortened_by_the_edge_delivery_delay() -> None:
         # an edge stamped 1 s ago (a late lgpio callback) waits out only the rest of the minute
         lines._devices["release"].pin.when_changed(time.monotonic() - 1.0, False)
         assert 0 < lines._pending["release"].interval <= 59.0
+    finally:
+        lines.close()
+
+
+class _LGPIOClosePin(MockPin):
+    """A MockPin that closes as gpiozero 2.0.1's ``LGPIOPin`` does: it resets the line's function
+    and keeps its edge callback (lgpio's stays registered on the chip's handle)."""
+
+    def close(self) -> None:
+        self.function = "input"
+
+
+def test_installed_gpiozero_lgpio_pin_close_keeps_its_callback() -> None:
+    close = ast.unparse(_method(PINS / "lgpio.py", "LGPIOPin", "close"))
+    assert "when_changed" not in close and "_callback" not in close, close
+
+
+def test_closing_the_lines_cancels_each_pins_edge_callback() -> None:
+    """lgpio's callback outlives a closed pin unless ``when_changed`` is cleared: the next edge on
+    the same handle and line reaches it (in lgpio it raises and ends the alert thread)."""
+    seen: list[str] = []
+    factory = MockFactory(pin_class=_LGPIOClosePin)
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(ev),
+                       pin_factory=factory)
+    lines.close()
+    factory.pin(27).drive_low()  # release's active level, after the close
+    assert seen == []
+    assert [factory.pin(p).when_changed for p in (17, 27, 23)] == [None, None, None]
+
+
+class _RigFactory(MockFactory):
+    """A pin factory of another name on the same clock: a subclass or a wrapper of gpiozero's
+    (as camctl.testing.kernel_gpio's for a gpio-sim chip)."""
+
+
+def test_ticks_on_the_monotonic_clock_are_trusted_whatever_the_factory_is_called() -> None:
+    seen: list[int] = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                       pin_factory=_RigFactory(), clock_ns=lambda: 42)
+    try:
+        edge = time.monotonic()
+        _late(lines, "release", False, edge, 0.01)  # stamped, then delivered 10 ms later
+        lines.drive("touchdown", True)  # the MockPin path: its tick is the change's monotonic time
+        assert seen == [round(edge * 1e9), round(lines.factory.pin(23)._last_change * 1e9)]
+    finally:
+        lines.close()
+
+
+def test_a_tick_before_the_lines_previous_edge_is_not_trusted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[int] = []
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    try:
+        with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
+            t0 = time.monotonic() - 1.0
+            _late(lines, "release", False, t0, 0.0)
+            _late(lines, "release", True, t0 + 0.5, 0.0)
+            _late(lines, "release", False, t0 + 0.5, 0.0)  # the same stamp: not before
+            _late(lines, "release", True, t0 + 0.6, 0.0)
+            _late(lines, "release", False, t0 + 0.2, 0.0)  # before the line's previous edge
+            _late(lines, "release", True, t0 + 0.7, 0.0)
+            _late(lines, "arm", False, t0 + 0.1, 0.0)  # another line keeps its own order
+            _late(lines, "release", False, t0 + 0.8, 0.0)
+        assert seen == [round(t0 * 1e9), round((t0 + 0.5) * 1e9), 42, round((t0 + 0.1) * 1e9),
+                        round((t0 + 0.8) * 1e9)]
+        assert len(caplog.records) == 1
+    finally:
+        lines.close()
+
+
+def _set_level(lines: EventLines, event: str, active: bool) -> None:
+    """Move a mock line without running its callback: the level an edge still on its way to
+    camctl (on lgpio's thread) has already set."""
+    pin = lines._devices[event].pin
+    callback = pin.when_changed
+    pin.when_changed = None
+    try:
+        lines.drive(event, active)
+    finally:
+        pin.when_changed = callback
+
+
+def _settled() -> None:
+    """Every min_pulse wait started so far has fired or been cancelled."""
+    for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        timer.join(60)
+
+
+def test_with_min_pulse_a_bouncing_contact_is_stamped_at_its_first_edge() -> None:
+    got: list[int] = []
+    cfg = GpioConfig(backend="mock", bounce_ms=5, min_pulse_ms=20, lines=LINES)
+    lines = EventLines(cfg, lambda ev, t, _: got.append(t), pin_factory=MockFactory())
+    pin = lines._devices["release"].pin  # pulled up, active low
+    t0 = float(math.floor(time.monotonic()) - 2)  # whole seconds: the offsets below are exact ns
+
+    def ns(ms: float) -> int:
+        return round((t0 + ms / 1000) * 1e9)
+
+    def edge(ms: float, active: bool, level: bool | None = None) -> None:
+        _set_level(lines, "release", active if level is None else level)
+        pin.when_changed(t0 + ms / 1000, not active)  # stamped ms after t0, delivered now
+
+    try:
+        assert ns(10.8) - ns(5.8) == 5_000_000 and ns(4.999) - ns(0) == 4_999_000
+        edge(0, True, level=False)  # the contact touches, and bounces off (not held: no confirm)
+        edge(1, False)
+        edge(4.999, True)  # 4.999 ms after the first touch: the same burst; held
+        _settled()
+        assert got == [ns(0)]  # confirmed min_pulse after the last bounce, stamped at the first
+        edge(5.5, False)  # chatter of the held contact, within bounce_ms: the same burst
+        edge(5.8, True)
+        _settled()
+        assert got == [ns(0)]
+        edge(6, False)
+        edge(10.8, True)  # bounce_ms after the previous touch: a new burst, stamped at its edge
+        _settled()
+        assert got == [ns(0), ns(10.8)]
+        edge(11, False)
+        edge(100, True, level=False)  # a glitch shorter than min_pulse: rejected
+        edge(100.5, False)
+        _settled()
+        assert got == [ns(0), ns(10.8)]
+    finally:
+        lines.close()
+
+
+def test_with_min_pulse_the_wait_runs_from_the_bursts_last_touch() -> None:
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=60_000, min_pulse_ms=60_000,
+                                  lines=LINES), lambda *_: None, pin_factory=MockFactory())
+    try:
+        pin = lines._devices["release"].pin
+        now = time.monotonic()
+        pin.when_changed(now - 30, False)  # the first touch, 30 s ago
+        pin.when_changed(now - 29, True)
+        pin.when_changed(now - 1, False)  # the last touch: the line must hold a minute from here
+        assert 45 < lines._pending["release"].interval <= 59.0
+    finally:
+        lines.close()
+
+
+def test_a_glitch_then_a_press_whose_edge_is_on_its_way_reports_the_press_once() -> None:
+    """lgpio delivers edges on its own thread: when a glitch's min_pulse wait is due, a later press
+    may have set the line active before its edge reached camctl. The glitch's release must have
+    ended that wait, else it reports the press early (at the glitch) and the press then reports
+    again."""
+    got: list[int] = []
+    # no bounce window: the press is a burst of its own, not a bounce after the glitch
+    lines = EventLines(GpioConfig(backend="mock", bounce_ms=0, min_pulse_ms=20, lines=LINES),
+                       lambda ev, t, _: got.append(t), pin_factory=MockFactory())
+    try:
+        pin = lines._devices["release"].pin
+        lines.drive("release", True)  # the glitch: a touch...
+        lines.drive("release", False)  # ...released well within min_pulse
+        _set_level(lines, "release", True)  # the press: the line is active, its edge on its way
+        press = pin._last_change
+        _settled()  # the glitch's wait is over
+        pin.when_changed(press, False)  # the press's edge reaches camctl
+        wait_for(lambda: got, "the press")
+        _settled()
+        assert got == [round(press * 1e9)]
+    finally:
+        lines.close()
+
+
+class _WiredPin(MockPin):
+    """A pin wiring moves and camctl cannot (as an lgpio pin): no ``drive_high``; its pull sets
+    its level directly."""
+
+    @property
+    def drive_high(self) -> None:
+        raise AttributeError("drive_high")
+
+    def _set_pull(self, value: str) -> None:
+        self._pull = value
+        self._change_state(value == "up")
+
+
+def test_only_mock_lines_can_be_driven() -> None:
+    from camctl.exc import GpioError
+
+    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda *_: None,
+                       pin_factory=MockFactory(pin_class=_WiredPin))
+    try:
+        with pytest.raises(GpioError) as refused:
+            lines.drive("release", True)
+        assert str(refused.value) == (
+            "line 'release' is a real GPIO pin; only mock lines can be driven")
     finally:
         lines.close()

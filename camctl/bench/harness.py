@@ -88,6 +88,8 @@ class BenchResult:
 
     values: dict[str, float | None] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # keys this machine cannot measure (their reason is in ``errors``): null, not a failed run
+    unavailable: set[str] = field(default_factory=set)
     notes: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     quick: bool = False
@@ -97,7 +99,7 @@ class BenchResult:
         by = _by_key()
         out: dict[str, Any] = dict(self.values)
         out.update(machine=self.machine, quick=self.quick, elapsed_s=round(self.elapsed_s, 1),
-                   errors=self.errors, notes=self.notes,
+                   errors=self.errors, unavailable=sorted(self.unavailable), notes=self.notes,
                    targets={k: by[k].target for k in self.values if by[k].target})
         return out
 
@@ -291,12 +293,17 @@ def run_benchmarks(*, quick: bool = False, only: list[str] | None = None,
             except Exception as exc:
                 out = {k: None for k in keys}
                 out["_error"] = f"{type(exc).__name__}: {exc}"
-            # "_error"/"_note" speak for every key of the figure, "_errors"/"_notes" for one each
+            # "_error"/"_note" speak for every key of the figure, "_errors"/"_notes" for one each;
+            # "_unavailable" names keys this machine cannot measure, with the reason
             errors, notes = out.get("_errors") or {}, out.get("_notes") or {}
+            unavailable = out.get("_unavailable") or {}
             for k in keys:
                 v = out.get(k)
                 result.values[k] = None if v is None else float(v)
-                if errors.get(k) or out.get("_error"):
+                if unavailable.get(k):
+                    result.errors[k] = unavailable[k]
+                    result.unavailable.add(k)
+                elif errors.get(k) or out.get("_error"):
                     result.errors[k] = errors.get(k) or out["_error"]
                 if notes.get(k) or out.get("_note"):
                     result.notes[k] = notes.get(k) or out["_note"]
@@ -354,7 +361,8 @@ def markdown_table(result: BenchResult, *, commit: str | None = None,
         compares = m.compares.replace("|", "\\|")
         lines.append(f"| `{key}` | {_value(m, v)} | {m.target} | {met} | {compares} |")
     for key, err in result.errors.items():
-        lines.append(f"\n`{key}` failed: {err}")
+        lines.append(f"\n`{key}` {'not measured' if key in result.unavailable else 'failed'}: "
+                     f"{err}")
     return "\n".join(lines) + "\n"
 
 
@@ -411,6 +419,8 @@ def bench_main(args: argparse.Namespace) -> int:
         print(markdown_table(result), end="")
     else:
         print_table(result)
-    # a benchmark that could not measure is the command failing at its job, not a finding in data: 2
-    return 2 if result.errors and any(v is None for v in result.values.values()) else 0
+    # a benchmark that could not measure is the command failing at its job, not a finding in data:
+    # 2 (a key this machine cannot measure, with its reason, is not)
+    failed = [k for k, v in result.values.items() if v is None and k not in result.unavailable]
+    return 2 if result.errors and failed else 0
 

@@ -24,6 +24,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "encode",
     "capture",
     "trigger",
+    "trigger_vm",
     "camera",
     "realstack",
     "rss",

@@ -72,6 +72,7 @@ class OperatorCommands:
         if hold is not None:
             return self._hold_line(event, hold, before)
         if lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
+            self._forget_bounces(lines, event)
             lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
             self._wait_for_record(event)
             if (self.root / MOCK_LINES).exists():  # a pulse on a held line leaves it at rest
@@ -99,6 +100,7 @@ class OperatorCommands:
             names = ", ".join(lines.events)
             raise CommandRefused(f"no GPIO line for event {event!r} (lines: {names})")
         n = len(self.machine.records)
+        self._forget_bounces(lines, event)
         lines.drive(event, hold == "hold")
         self._save_mock_levels()
         if hold == "hold":
@@ -107,6 +109,13 @@ class OperatorCommands:
         changed = len(self.machine.history) > before
         return {"phase": self.machine.phase, "event": event, "changed": changed,
                 "outcome": rec.outcome if rec is not None else "", "line": hold}
+
+    def _forget_bounces(self, lines: EventLines, event: str) -> None:
+        """A command that moves a mock line is a command, not a contact: neither debounce (the
+        lines' min_pulse bursts, the phase machine's bounce window) takes its edge for a bounce of
+        the line's earlier edges."""
+        lines.forget_touches(event)
+        self.machine.forget_edges(lines.label(event))
 
     def _save_mock_levels(self) -> None:
         from camctl.store.index import write_json_atomic

@@ -112,6 +112,14 @@ class PhaseMachine:
                 return None
             return self._go(target, event, source, now)
 
+    def forget_edges(self, line: str) -> None:
+        """Forget ``line``'s earlier edges: its next is no bounce of them. An operator's command
+        that moves a mock board's line calls this first (camctl.board.commands): a command is
+        never debounced, however soon after another it comes."""
+        with self._lock:
+            for key in [k for k in self._last_seen if k[0] == line]:
+                del self._last_seen[key]
+
     def _rule(self, event: str) -> tuple[str | None, str]:
         phase = self._phase
         idx = self.order.index(phase)

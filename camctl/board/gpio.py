@@ -1,10 +1,11 @@
 """GPIO event lines: one gpiozero ``DigitalInputDevice`` per configured line, feeding named events.
 
 The pin factory is injected: ``LGPIOFactory`` on a Pi, ``MockFactory`` in the simulator and the
-tests, where :meth:`EventLines.drive` moves a ``MockPin``. Glitch rejection (``min_pulse_ms``)
-lives here, debounce in the phase machine. Edge times are the pins' own ``ticks`` (CLOCK_MONOTONIC),
-not the time the callback ran; gpiozero's ``bounce_time`` is not used. docs/phases-and-gpio.md,
-section "GPIO", has the gpiozero and lgpio facts behind this, with their sources.
+tests, where :meth:`EventLines.drive` moves a ``MockPin``. Glitch rejection (``min_pulse_ms``: a
+burst of bounces is one event, stamped at its first edge) lives here, debounce in the phase
+machine. Edge times are the pins' own ``ticks`` (CLOCK_MONOTONIC), not the time the callback ran;
+gpiozero's ``bounce_time`` is not used. docs/phases-and-gpio.md, section "GPIO", has the gpiozero
+and lgpio facts behind this, with their sources.
 
 Example::
 
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from camctl.board.config import GpioConfig, GpioLine
@@ -33,23 +36,28 @@ from camctl.exc import GpioError
 __all__ = ["EventLines", "edge_time_ns", "make_pin_factory"]
 
 log = logging.getLogger("camctl.board.gpio")
-# Pin factories whose ticks are seconds on CLOCK_MONOTONIC (docs/phases-and-gpio.md, "GPIO");
-# tests/test_gpio.py pins these facts to the installed gpiozero's source.
-MONOTONIC_TICKS = ("LGPIOFactory", "MockFactory")
+# A pin's ticks are trusted as the edge's CLOCK_MONOTONIC time when they are plausible for it: up to
+# this long before the callback ran (docs/phases-and-gpio.md, "Edge times")
 _TRUST_WINDOW_NS = 60_000_000_000
 
 OnEdge = Callable[[str, int, str], None]  # (event name, edge monotonic ns, line label)
 
 
-def edge_time_ns(factory: Any, ticks: Any, now_ns: int | None = None) -> int | None:
-    """The edge time (``time.monotonic_ns`` clock) of a pin's ``ticks``, or None when they cannot be
-    trusted: an unknown factory, or a stamp not within a minute before now (an epoch-stamping
-    kernel)."""
-    if type(factory).__name__ not in MONOTONIC_TICKS or not isinstance(ticks, int | float):
+def edge_time_ns(ticks: Any, *, now_ns: int | None = None,
+                 after_ns: int | None = None) -> int | None:
+    """The edge time (``time.monotonic_ns`` clock) of a pin's ``ticks`` (seconds), or None when
+    they are not a plausible CLOCK_MONOTONIC time of an edge delivered ``now_ns``: not a number,
+    after now or a minute or more before it (an epoch-stamping kernel, a factory's own tick
+    counter), or before ``after_ns`` (the line's previous trusted edge). Whatever the pin factory
+    is called: its ticks are checked against the clock, not trusted by its name."""
+    if (isinstance(ticks, bool) or not isinstance(ticks, int | float)
+            or not math.isfinite(ticks)):
         return None
     t = round(ticks * 1e9)
     now = time.monotonic_ns() if now_ns is None else now_ns
-    return t if 0 <= now - t < _TRUST_WINDOW_NS else None
+    if not 0 <= now - t < _TRUST_WINDOW_NS:
+        return None
+    return None if after_ns is not None and t < after_ns else t
 
 
 def make_pin_factory(gpio: GpioConfig) -> Any:
@@ -71,6 +79,15 @@ def make_pin_factory(gpio: GpioConfig) -> Any:
                         "(is the user in group 'gpio'?)") from None
 
 
+@dataclass(slots=True)
+class _Burst:
+    """A line's touches, each within bounce_ms of the one before: one event, at the first."""
+
+    first_ns: int
+    last_ns: int
+    confirmed: bool = False
+
+
 class EventLines(Closeable):
     """Watches the configured lines; calls ``on_edge(event, t_ns, line)`` as one becomes active."""
 
@@ -84,10 +101,13 @@ class EventLines(Closeable):
         self._devices: dict[str, Any] = {}
         self._callbacks: dict[str, Callable[[Any, Any], None]] = {}
         self._lines: dict[str, GpioLine] = {}
-        self._pending: dict[str, threading.Timer] = {}
+        self._pending: dict[str, threading.Timer] = {}  # min_pulse waits
+        self._bursts: dict[str, _Burst] = {}  # each line's latest burst of touches (min_pulse)
+        self._bounce_ns = int(gpio.bounce_ms * 1e6)
         self._lock = threading.Lock()
         self._closed = False
         self._untrusted_ticks = 0  # edges stamped with the callback time instead (see edge_time_ns)
+        self._trusted_ns: dict[str, int] = {}  # each line's last edge stamped with its ticks
         self._own_factory = pin_factory is None
         self.factory = make_pin_factory(gpio) if pin_factory is None else pin_factory
         try:
@@ -130,28 +150,38 @@ class EventLines(Closeable):
 
         return on_changed
 
-    def _edge_ns(self, ticks: Any) -> int:
-        t = edge_time_ns(self.factory, ticks)
+    def _edge_ns(self, line: GpioLine, ticks: Any) -> int:
+        t = edge_time_ns(ticks, after_ns=self._trusted_ns.get(line.event))
         if t is not None:
+            self._trusted_ns[line.event] = t
             return t
         self._untrusted_ticks += 1
         if self._untrusted_ticks == 1:
-            log.warning("GPIO edge ticks %r from %s are not on the monotonic clock; "
+            log.warning("GPIO edge ticks %r from %s are not a monotonic clock time of this edge; "
                         "using callback times (late by the callback's scheduling delay)",
                         ticks, type(self.factory).__name__)
         return self._clock_ns()
 
     def _make_handler(self, line: GpioLine) -> Callable[[Any], None]:
         def on_active(ticks: Any) -> None:
-            t = self._edge_ns(ticks)
+            t = self._edge_ns(line, ticks)
             if self._min_pulse_s <= 0:
-                self._on_edge(line.event, t, f"gpio{line.pin}")
+                self._on_edge(line.event, t, self.label(line.event))
                 return
-            # confirmed min_pulse after the edge itself, not after this callback ran
-            left = max(0.0, self._min_pulse_s - (time.monotonic_ns() - t) / 1e9)
-            timer = threading.Timer(left, self._confirm, args=(line, t))
-            timer.daemon = True
             with self._lock:
+                burst = self._bursts.get(line.event)
+                if burst is None or not t - burst.last_ns < self._bounce_ns:
+                    # bounce_ms or more after the line's previous touch: a new burst
+                    burst = self._bursts[line.event] = _Burst(t, t)
+                else:
+                    burst.last_ns = t
+                if burst.confirmed:
+                    return  # chatter of a contact already reported: one event
+                # held min_pulse after this touch (the edge, not this callback), reported at the
+                # burst's first
+                left = max(0.0, self._min_pulse_s - (time.monotonic_ns() - t) / 1e9)
+                timer = threading.Timer(left, lambda: self._confirm(line, burst, timer))
+                timer.daemon = True
                 old = self._pending.pop(line.event, None)
                 self._pending[line.event] = timer
             if old is not None:
@@ -165,15 +195,31 @@ class EventLines(Closeable):
             with self._lock:
                 timer = self._pending.pop(line.event, None)
             if timer is not None:
-                timer.cancel()  # a glitch shorter than min_pulse_ms
+                timer.cancel()  # not held min_pulse_ms: a glitch, or a bounce of a burst
 
         return on_inactive
 
-    def _confirm(self, line: GpioLine, t_ns: int) -> None:
+    def _confirm(self, line: GpioLine, burst: _Burst, timer: threading.Timer) -> None:
         with self._lock:
-            self._pending.pop(line.event, None)
-        if not self._closed and self.is_active(line.event):
-            self._on_edge(line.event, t_ns, f"gpio{line.pin}")
+            if self._pending.get(line.event) is not timer:
+                return  # released (or touched again) since: cancelled too late
+            del self._pending[line.event]
+            # the level now, should a release still be on its way (lgpio's own thread)
+            if not self.is_active(line.event):
+                return
+            burst.confirmed = True
+        self._on_edge(line.event, burst.first_ns, self.label(line.event))
+
+    def forget_touches(self, event: str) -> None:
+        """Forget the line's earlier touches (``min_pulse_ms`` bursts): its next active edge
+        starts a burst of its own. For an operator's command that moves a mock line
+        (camctl.board.commands): a command is no bounce of the edges before it."""
+        with self._lock:
+            self._bursts.pop(event, None)
+
+    def label(self, event: str) -> str:
+        """The line's name in the records and the phase machine's debounce: ``gpio<pin>``."""
+        return f"gpio{self._lines[event].pin}"
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -226,7 +272,12 @@ class EventLines(Closeable):
         for t in timers:
             t.cancel()
         for dev in self._devices.values():
+            # first the edge callback: only clearing ``when_changed`` cancels lgpio's (gpiozero
+            # 2.0.1's LGPIOPin.close keeps it registered on the handle, where the next edge on the
+            # line reaches it, raises, and ends lgpio's one alert thread)
             with contextlib.suppress(Exception):  # closing must never raise during shutdown
+                dev.pin.when_changed = None
+            with contextlib.suppress(Exception):
                 dev.close()
         self._devices.clear()
         if self._own_factory and self.factory is not None:
@@ -274,7 +325,7 @@ def watch(gpio: GpioConfig, *, out: Callable[[str], None] = print,
             devices.append(dev)
 
             def changed(ticks: Any, state: Any, line: GpioLine = line) -> None:
-                t = edge_time_ns(factory, ticks)
+                t = edge_time_ns(ticks)
                 report(line, bool(state), time.monotonic_ns() if t is None else t,
                        "callback time" if t is None else "")
 

@@ -4,12 +4,13 @@ For the kernel tier (``camctl.testing.kernelvm``): inside its VM a gpio-sim chip
 Pi's header chip would, and camctl reads it through the same stack as on a Pi (the GPIO character
 device, lgpio's alert thread with the kernel's edge time, gpiozero's ``LGPIOFactory``).
 
-- :class:`LGPIOFactory`: gpiozero's own, but on a board that says it is a Pi 4B. gpiozero 2.0.1's
-  factory opens any chip, then refuses a non-Pi when the first pin is made (it reads the board
-  revision for the header's pin table: ``PinUnknownPi``). It keeps gpiozero's class name because
-  ``camctl.board.gpio.edge_time_ns`` trusts ticks by that name, as it does on a Pi. It also keeps
-  every edge as lgpio delivered it (:attr:`LGPIOFactory.kernel_edges`), so a test can compare
-  camctl's edge time with the kernel's.
+- :class:`GpioSimFactory`: gpiozero's ``LGPIOFactory``, but on a board that says it is a Pi 4B.
+  gpiozero 2.0.1's factory opens any chip, then refuses a non-Pi when the first pin is made (it
+  reads the board revision for the header's pin table: ``PinUnknownPi``). camctl trusts its ticks
+  as on a Pi, by checking them against the clock (``camctl.board.gpio.edge_time_ns``), whatever
+  the factory is called. It also keeps every edge as lgpio delivered it
+  (:attr:`GpioSimFactory.kernel_edges`), so a test can compare camctl's edge time with the
+  kernel's.
 - :class:`GpioSim`: the chip ``tools/kernelvm/guest.sh`` made; :meth:`GpioSim.pull` moves a line
   as wiring would (gpio-sim's sysfs ``pull``). A consumer's bias request sets the same pull, so a
   line claimed with a pull-up reads high until it is pulled down here.
@@ -24,10 +25,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpiozero.pins.lgpio import LGPIOFactory as _GpiozeroLGPIOFactory
-from gpiozero.pins.lgpio import LGPIOPin
+from gpiozero.pins.lgpio import LGPIOFactory, LGPIOPin
 
-__all__ = ["PI4B_REVISION", "GpioSim", "LGPIOFactory"]
+__all__ = ["PI4B_REVISION", "GpioSim", "GpioSimFactory"]
 
 PI4B_REVISION = 0xC03111  # Raspberry Pi 4 Model B 4GB, rev 1.1 (new-style revision code)
 
@@ -40,7 +40,7 @@ class _KernelEdgePin(LGPIOPin):
         super()._call_when_changed(chip, gpio, level, ticks)
 
 
-class LGPIOFactory(_GpiozeroLGPIOFactory):
+class GpioSimFactory(LGPIOFactory):
     """gpiozero's ``LGPIOFactory(chip)`` on a chip that is not a Pi's (see the module docstring).
 
     ``kernel_edges``: every edge delivered, oldest first, as ``(line, level, kernel_time_ns)``
@@ -82,6 +82,6 @@ class GpioSim:
         """The line's level as the chip sees it."""
         return (self.sysfs / f"sim_gpio{line}" / "value").read_text().strip() == "1"
 
-    def factory(self) -> LGPIOFactory:
+    def factory(self) -> GpioSimFactory:
         """A pin factory on this chip (close it when done)."""
-        return LGPIOFactory(self.chip)
+        return GpioSimFactory(self.chip)

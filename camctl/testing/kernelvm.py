@@ -127,9 +127,11 @@ def _one_vm_at_a_time() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def vm_command(tier: Path, guest_cmd: Sequence[str], *, env: dict[str, str] | None = None
-               ) -> list[str]:
-    """The host command that boots the VM and runs ``guest.sh guest_cmd`` in the checkout."""
+def vm_command(tier: Path, guest_cmd: Sequence[str], *, env: dict[str, str] | None = None,
+               rwdirs: Sequence[Path] = ()) -> list[str]:
+    """The host command that boots the VM and runs ``guest.sh guest_cmd`` in the checkout;
+    ``rwdirs`` are host directories the guest writes through to (the only writes the host
+    sees)."""
     kernel = next(iter(sorted((tier / "root" / "boot").glob("vmlinuz-*"))), None)
     if kernel is None:
         raise StackUnavailable(f"no kernel image under {tier}/root/boot: {setup_hint()}")
@@ -141,23 +143,27 @@ def vm_command(tier: Path, guest_cmd: Sequence[str], *, env: dict[str, str] | No
            # the checkout is writable inside (an overlay the host never sees): pytest's cache,
            # and lgpio's notification pipe, which it makes in its working directory at import
            "--overlay-rwdir", str(_REPO), "--cwd", str(_REPO)]
+    for d in rwdirs:
+        cmd += ["--rwdir", str(d)]
     if not _use_kvm():
         cmd.append("--disable-kvm")
     return [*cmd, "--exec", inner]
 
 
 def run_in_vm(pytest_args: Sequence[str], *, build: bool = False, timeout_s: float = 1200,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+              env: dict[str, str] | None = None, rwdirs: Sequence[Path] = ()
+              ) -> subprocess.CompletedProcess[str]:
     """Boot the VM once and run ``python -m pytest pytest_args`` in it, from the checkout, with
     this interpreter (the guest shares the host's root filesystem). Returns pytest's exit status
-    and the VM's whole output (stdout; stderr is merged into it).
+    and the VM's whole output (stdout; stderr is merged into it). ``env`` is added to the guest's
+    environment; what the guest writes under ``rwdirs`` (host directories) reaches the host.
 
     Raises :class:`~camctl.exc.StackUnavailable` when the tier is not prepared (and not
     ``build``), and :class:`~camctl.exc.VMError` when the VM did not finish the command (no exit
     line, or ``timeout_s``, a liveness bound and no speed claim, passed)."""
     tier = tier_dir(build=build)
     guest = [sys.executable, "-m", "pytest", *_GUEST_PYTEST, *pytest_args]
-    cmd = vm_command(tier, guest, env=env)
+    cmd = vm_command(tier, guest, env=env, rwdirs=rwdirs)
     host_env = dict(os.environ, PATH=f"{tier / 'vng' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     with _one_vm_at_a_time():
         # QEMU reopens /proc/self/fd/1 and 2 when they are files: a pipe keeps the output whole
