@@ -190,11 +190,18 @@ def _local_endpoint(endpoint: str) -> str:
 
 
 def _daemon_status(info: dict, cfg: Config) -> dict:
-    """The running daemon's STATUS (``info``: its ``daemon.json``), asked on its ROUTER port.
-    Raises what the request raised."""
+    """The running daemon's STATUS (``info``: its ``daemon.json``), asked on its ROUTER port; with
+    CURVE on (``publish.curve_keys``), as the board itself: its own key pair, which the board lets
+    read (``camctl.common.keys.AllowList``). Raises what the request raised."""
     from camctl.ground import Client
 
-    with Client(_local_endpoint(str(info["router"])), timeout_s=5.0) as client:
+    curve = None
+    if cfg.publish.curve_keys:
+        from camctl.common.keys import ClientCurve, load_server_curve
+
+        own = load_server_curve(cfg.publish.curve_keys)
+        curve = ClientCurve(public=own.public, secret=own.secret, server_public=own.public)
+    with Client(_local_endpoint(str(info["router"])), timeout_s=5.0, curve=curve) as client:
         return client.status()
 
 
