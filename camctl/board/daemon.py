@@ -35,6 +35,7 @@ from camctl.board.config import ARMED, LANDED, SAFE, Config
 from camctl.board.events import PhaseMachine, Transition
 from camctl.board.flight import FlightRecorder
 from camctl.board.gpio import EventLines
+from camctl.board.pin_env import env_pin_factory
 from camctl.board.rejoin import apply_levels, resume_last_flight
 from camctl.board.sdnotify import Notifier
 from camctl.board.status import board_status, status_line
@@ -133,6 +134,7 @@ class Daemon(Startable):
         self.resumed: dict[str, Any] | None = None
         self.fleet: CameraFleet | None = None
         self.lines: EventLines | None = None
+        self._env_factory: Any = None  # $CAMCTL_PIN_FACTORY's, ours to close (camctl.board.pin_env)
         self.publisher: Any = None
         self.operator: OperatorCommands | None = None
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
@@ -149,6 +151,8 @@ class Daemon(Startable):
                                      ledger=lambda: self.recorder.ledger,
                                      on_fault=self._on_fault, cameras=cameras)
             initial = read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None
+            if pin_factory is None:
+                pin_factory = self._env_factory = env_pin_factory(cfg.gpio)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=initial)
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
@@ -433,6 +437,9 @@ class Daemon(Startable):
         self.recorder.close()
         if self.lines is not None:
             self.lines.close()
+        if self._env_factory is not None:
+            with contextlib.suppress(Exception):  # closing must never raise during shutdown
+                self._env_factory.close()
         if self.publisher is not None:
             self.publisher.close()
         if self.fleet is not None:

@@ -156,12 +156,18 @@ def _line_levels(cfg: Config) -> dict[str, bool]:
     """The configured event lines' levels now (True: active); CamctlError if they cannot be read."""
     from camctl.board.commands import read_mock_levels
     from camctl.board.gpio import EventLines
+    from camctl.board.pin_env import env_pin_factory
 
     if cfg.gpio.backend == "mock":  # the mock board's lines: what `camctl arm --hold` left held
         held = read_mock_levels(cfg.store.dir)
         return {line.event: held.get(line.event, False) for line in cfg.gpio.lines}
-    with EventLines(cfg.gpio, lambda *_: None) as lines:
-        return lines.levels()
+    factory = env_pin_factory(cfg.gpio)  # a test rig's (camctl.board.pin_env), else the config's
+    try:
+        with EventLines(cfg.gpio, lambda *_: None, pin_factory=factory) as lines:
+            return lines.levels()
+    finally:
+        if factory is not None:
+            factory.close()
 
 
 def _mounts() -> list[tuple[str, str, str]]:
