@@ -282,6 +282,7 @@ def cmd_gpio_watch(args: argparse.Namespace) -> int:
     from camctl.board.config import load_config
     from camctl.board.daemon import running_daemon
     from camctl.board.gpio import watch
+    from camctl.board.pin_env import env_pin_factory
 
     cfg = load_config(args.config)
     held = running_daemon(cfg.store.dir)
@@ -293,10 +294,14 @@ def cmd_gpio_watch(args: argparse.Namespace) -> int:
         return 2
     print(f"watching {len(cfg.gpio.lines)} lines on {cfg.gpio.backend}; Ctrl-C to stop", flush=True)
     stop = threading.Event()
+    factory = env_pin_factory(cfg.gpio)  # None: watch makes the config's own
     try:
-        watch(cfg.gpio, stop=stop, out=lambda s: print(s, flush=True))
+        watch(cfg.gpio, stop=stop, out=lambda s: print(s, flush=True), pin_factory=factory)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        if factory is not None:
+            factory.close()
     return 0
 
 

@@ -172,7 +172,7 @@ def test_flight_via_gpio_edges(board, tmp_path: Path) -> None:
     b = board()
     lines = b.d.lines
     assert lines is not None
-    lines.pulse("arm")
+    lines.drive("arm", True)  # the arm key turned on and left on (turned off, it disarms)
     b.wait_phase("ARMED")
     b.wait_frames("frames_captured", 3)
     lines.pulse("release")

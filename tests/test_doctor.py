@@ -298,9 +298,10 @@ def test_an_arm_key_left_on_and_a_broken_break_wire_are_warned(tmp_path: Path) -
     # leave them
     (tmp_path / "store" / MOCK_LINES).write_text(json.dumps({"arm": True, "release": True}))
     lines = [c for c in run_checks(path, probes=healthy()) if c.name == "lines"]
-    assert [c.level for c in lines] == [WARN, WARN], lines
-    assert "arm key is ON" in lines[0].detail and "BCM17" in lines[0].detail
-    assert "release (BCM27)" in lines[1].detail and "break-wire already broken" in lines[1].detail
+    assert [c.level for c in lines] == [OK, WARN, WARN], lines
+    assert "arm=BCM17 on release=BCM27 ACTIVE touchdown=BCM23 at rest" in lines[0].detail
+    assert "arm key is ON" in lines[1].detail and "BCM17" in lines[1].detail
+    assert "release (BCM27)" in lines[2].detail and "break-wire already broken" in lines[2].detail
 
 
 def test_real_lines_that_cannot_be_read_are_a_warning_not_a_crash(tmp_path: Path) -> None:
@@ -311,10 +312,61 @@ def test_real_lines_that_cannot_be_read_are_a_warning_not_a_crash(tmp_path: Path
     touch = healthy(line_levels=lambda cfg: {"arm": False, "release": False, "touchdown": True},
                     running_daemon=lambda d: None)
     lines = [c for c in run_checks(path, probes=touch) if c.name == "lines"]
-    assert [c.level for c in lines] == [WARN] and "switch already closed" in lines[0].detail
-    held = healthy(running_daemon=lambda d: {"pid": 4242})
-    lines = [c for c in run_checks(path, probes=held) if c.name == "lines"]
-    assert [c.level for c in lines] == [OK] and "pid 4242" in lines[0].detail
+    assert [c.level for c in lines] == [OK, WARN] and "switch already closed" in lines[1].detail
+
+
+
+@pytest.mark.parametrize(("bound", "asked"), [
+    ("tcp://0.0.0.0:5555", "tcp://127.0.0.1:5555"), ("tcp://[::]:5555", "tcp://[::1]:5555"),
+    ("tcp://127.0.0.1:40001", "tcp://127.0.0.1:40001"), ("tcp://rig-a:5555", "tcp://rig-a:5555"),
+    ("ipc:///run/camctl/router", "ipc:///run/camctl/router")])
+def test_doctor_asks_a_wildcard_bound_daemon_on_loopback(bound: str, asked: str) -> None:
+    from camctl.board.doctor import _local_endpoint
+
+    assert _local_endpoint(bound) == asked
+
+
+def test_lines_held_by_a_running_daemon_are_read_from_its_status(tmp_path: Path) -> None:
+    path = _lines_config(tmp_path, gpio="lgpio")
+    daemon = {"pid": 4242, "router": "tcp://0.0.0.0:5555"}
+    asked: list[str] = []
+
+    def status(phase: str, **levels: int):
+        def ask(info: dict, cfg) -> dict:
+            asked.append(info["router"])
+            return {"phase": phase, "lines": levels}
+        return ask
+
+    def lines_of(probes: Probes) -> list[Check]:
+        return [c for c in run_checks(path, probes=probes) if c.name == "lines"]
+
+    def never(cfg):
+        raise AssertionError("the daemon holds the lines: doctor must not open them")
+
+    on_in_safe = healthy(running_daemon=lambda d: daemon, line_levels=never,
+                         daemon_status=status("SAFE", arm=1, release=0, touchdown=0))
+    lines = lines_of(on_in_safe)
+    assert [c.level for c in lines] == [OK, WARN], lines
+    assert "from the running camctl (pid 4242, phase SAFE)" in lines[0].detail
+    assert "arm=BCM17 on release=BCM27 at rest touchdown=BCM23 at rest" in lines[0].detail
+    assert "arm key is ON" in lines[1].detail and "SAFE" in lines[1].detail
+    assert asked == ["tcp://0.0.0.0:5555"]
+    # in flight the key and the break-wire are where they should be
+    lines = lines_of(healthy(running_daemon=lambda d: daemon, line_levels=never,
+                             daemon_status=status("DESCENT", arm=1, release=1, touchdown=0)))
+    assert [c.level for c in lines] == [OK] and "release=BCM27 ACTIVE" in lines[0].detail
+    # a broken break-wire on a SAFE board is warned as without a daemon
+    lines = lines_of(healthy(running_daemon=lambda d: daemon, line_levels=never,
+                             daemon_status=status("SAFE", arm=0, release=1, touchdown=0)))
+    assert [c.level for c in lines] == [OK, WARN] and "break-wire" in lines[1].detail
+
+    def silent(info: dict, cfg) -> dict:
+        raise TimeoutError("no reply")
+
+    lines = lines_of(healthy(running_daemon=lambda d: daemon, line_levels=never,
+                             daemon_status=silent))
+    assert [c.level for c in lines] == [WARN], lines
+    assert "pid 4242" in lines[0].detail and "no reply" in lines[0].detail
 
 
 @pytest.mark.parametrize(("value", "level", "words"), [

@@ -81,6 +81,32 @@ def test_rule_table(start, event, after, outcome):
     assert (rec.name, rec.outcome, rec.phase) == (event, outcome, start)
 
 
+# the arm key turned off (or found off at a restart): phase -> phase after, outcome (None: nothing
+# recorded). docs/phases-and-gpio.md, "The arm key".
+KEY_OFF = [
+    ("SAFE", "SAFE", None),
+    ("ARMED", "SAFE", "transition"),
+    ("DESCENT", "DESCENT", "in_flight"),
+    ("SEPARATION", "SEPARATION", "in_flight"),
+    ("TOUCHDOWN", "TOUCHDOWN", "in_flight"),
+    ("LANDED", "LANDED", None),
+]
+
+
+@pytest.mark.parametrize(("start", "after", "outcome"), KEY_OFF)
+@pytest.mark.parametrize("source", ["gpio", "resume"])
+def test_arm_key_off_rule(start, after, outcome, source):
+    m = machine(start)
+    n = len(m.records)
+    tr = m.arm_key_off(source=source)
+    assert m.phase == after
+    assert (tr is not None) == (outcome == "transition")
+    new = [(r.name, r.source, r.phase, r.outcome) for r in m.records[n:]]
+    assert new == ([] if outcome is None else [("disarm", source, start, outcome)])
+    if tr is not None:
+        assert (tr.event, tr.source, tr.phase_to) == ("disarm", source, "SAFE")
+
+
 def test_skipped_phases_are_recorded():
     m = machine("ARMED")
     tr = m.handle("touchdown")

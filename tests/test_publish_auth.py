@@ -125,6 +125,34 @@ def test_command_needs_an_operator_key_and_allow_list_reloads(
         pub.close()
 
 
+def test_the_boards_own_key_reads_its_status_for_doctor_and_may_not_command(
+        tmp_path: Path) -> None:
+    from camctl.board.config import Config
+    from camctl.board.doctor import _daemon_status
+    from camctl.common.keys import load_server_curve
+
+    k = tmp_path / "k"
+    create_keys(k)
+    make_store(tmp_path / "s", segments=1, frames=2)
+    board = FakeBoard("rig-o", tmp_path / "s")
+    board.phase = "SAFE"
+    cfg = Config(board="rig-o", publish=_cfg(k / "board"))
+    pub = Publisher(board, cfg.publish)
+    pub.start()
+    try:
+        # camctl doctor on the board, with the board's key folder its config names
+        st = _daemon_status({"router": pub.router_endpoint}, cfg)
+        assert (st["board"], st["phase"]) == ("rig-o", "SAFE")
+        own = load_server_curve(k / "board")
+        as_board = ClientCurve(public=own.public, secret=own.secret, server_public=own.public)
+        with (Client(pub.router_endpoint, timeout_s=10, curve=as_board) as c,
+              pytest.raises(RemoteError, match="operator")):
+            c.command("arm")
+        assert board.commands == []
+    finally:
+        pub.close()
+
+
 def test_remote_event_refused_on_real_gpio_unless_allowed(tmp_path: Path) -> None:
     board = FakeBoard("rig-g", tmp_path)
     board.gpio_real = True  # type: ignore[attr-defined]

@@ -204,6 +204,18 @@ def test_armed_with_the_arm_line_released_is_disarmed(tmp_path: Path, daemon_on)
     assert [e["phase_to"] for e in ev if e.get("kind") == "phase"] == ["ARMED", "SAFE"]
 
 
+def test_descent_with_the_arm_key_off_goes_on_and_the_key_off_is_recorded(tmp_path: Path,
+                                                                         daemon_on) -> None:
+    # the same rule as while running (tests/test_daemon.py): a key-off never stops a descent
+    cfg = make_config(tmp_path)
+    flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)], levels={"arm": False})
+    d = daemon_on(cfg=cfg)
+    assert (d.phase, d.flight) == ("DESCENT", flight)
+    # what the flight's event log gets (on_record)
+    assert [(r.name, r.source, r.phase, r.outcome) for r in d.machine.records] == [
+        ("disarm", "resume", "DESCENT", "in_flight")]
+
+
 def test_armed_with_the_arm_line_held_stays_armed_and_an_edge_in_the_gap_counts(tmp_path: Path,
                                                                                  daemon_on) -> None:
     cfg = make_config(tmp_path)

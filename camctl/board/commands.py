@@ -4,6 +4,12 @@ With the mock GPIO backend the lines' levels live in ``mock-lines.json`` beside 
 wiring would hold them across a restart of the daemon: ``camctl arm --hold`` / ``camctl event NAME
 --release`` (command arg ``line``: ``hold`` | ``release``) move a line and leave it there. A pulse
 goes through the real gpiozero edge path, as if the line had toggled.
+
+The arm line is a key, not a pulse (docs/phases-and-gpio.md, "The arm key": turned off in ARMED it
+disarms). So on a board with an arm line an operator's ``arm`` needs the key on: with it on, the
+command arms; with a mock key off, the command turns the key on and leaves it on (its edge arms);
+with a real key off, it is refused (the board would disarm as soon as it armed). ``disarm`` moves
+the machine only, never the key.
 """
 
 from __future__ import annotations
@@ -71,7 +77,9 @@ class OperatorCommands:
         hold = args.get("line")
         if hold is not None:
             return self._hold_line(event, hold, before)
-        if lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
+        if event == "arm" and lines is not None and "arm" in lines.events:
+            self._arm_by_key(lines)
+        elif lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
             self._forget_bounces(lines, event)
             lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
             self._wait_for_record(event)
@@ -85,6 +93,22 @@ class OperatorCommands:
         changed = len(self.machine.history) > before
         return {"phase": self.machine.phase, "event": event, "changed": changed,
                 "outcome": rec.outcome if rec is not None else ""}
+
+    def _arm_by_key(self, lines: EventLines) -> None:
+        """``arm`` on a board with an arm line (the module docstring): arm with the key on, turn a
+        mock key on, refuse with a real key off."""
+        if lines.is_active("arm"):
+            self.machine.handle("arm", source="operator")
+            return
+        if self.cfg.gpio.backend != "mock":
+            pin = next(line.pin for line in self.cfg.gpio.lines if line.event == "arm")
+            raise CommandRefused(f"the arm key is off (arm, BCM{pin}): this board is ARMED only "
+                                 "while its arm key is on; turn the key on (that arms it)")
+        self._forget_bounces(lines, "arm")  # a command, not a contact: never debounced
+        lines.drive("arm", True)  # the key turned on, and left on: its edge arms
+        self._wait_for_record("arm")
+        if (self.root / MOCK_LINES).exists():  # held levels are kept: keep this one too
+            self._save_mock_levels()
 
     def _hold_line(self, event: str, hold: object, before: int) -> dict:
         """Mock lines only: move the line and leave it there (an arm key turned on, a break-wire

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl import __version__
+from camctl.board.armkey import KEY_OFF_HOLD_S, ArmKey
 from camctl.board.cameras_fleet import CameraFleet
 from camctl.board.capture import CameraRunner
 from camctl.board.commands import OperatorCommands, read_mock_levels
@@ -34,6 +35,7 @@ from camctl.board.config import ARMED, LANDED, SAFE, Config
 from camctl.board.events import PhaseMachine, Transition
 from camctl.board.flight import FlightRecorder
 from camctl.board.gpio import EventLines
+from camctl.board.pin_env import env_pin_factory
 from camctl.board.rejoin import apply_levels, resume_last_flight
 from camctl.board.sdnotify import Notifier
 from camctl.board.status import board_status, status_line
@@ -132,10 +134,15 @@ class Daemon(Startable):
         self.resumed: dict[str, Any] | None = None
         self.fleet: CameraFleet | None = None
         self.lines: EventLines | None = None
+        self._env_factory: Any = None  # $CAMCTL_PIN_FACTORY's, ours to close (camctl.board.pin_env)
         self.publisher: Any = None
         self.operator: OperatorCommands | None = None
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
                                     on_transition=self._on_transition, on_record=self._on_record)
+        # the arm key turned off while running: the main loop reads it (camctl.board.armkey)
+        self.arm_key = ArmKey(self.machine, self._arm_key_on,
+                              hold_s=max(KEY_OFF_HOLD_S, cfg.gpio.bounce_ms / 1000,
+                                         cfg.gpio.min_pulse_ms / 1000))
         self.recorder = FlightRecorder(cfg, boot_id=self.boot_id, phase=lambda: self.machine.phase,
                                        publish=self._publish, wait_cameras=self._wait_cameras,
                                        on_finished=self._on_finished)
@@ -144,6 +151,8 @@ class Daemon(Startable):
                                      ledger=lambda: self.recorder.ledger,
                                      on_fault=self._on_fault, cameras=cameras)
             initial = read_mock_levels(self.store_root) if cfg.gpio.backend == "mock" else None
+            if pin_factory is None:
+                pin_factory = self._env_factory = env_pin_factory(cfg.gpio)
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=initial)
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
@@ -232,7 +241,16 @@ class Daemon(Startable):
 
     # -- event path --------------------------------------------------------------------------------
     def _on_edge(self, event: str, t_ns: int, line: str) -> None:
+        if event == "arm":
+            self.arm_key.key_on()  # first: a key-off being applied now comes before this edge
         self.machine.handle(event, source="gpio", mono_ns=t_ns, line=line)
+
+    def _arm_key_on(self) -> bool | None:
+        """The arm line's level now (True: the key is on), or None without an arm line."""
+        lines = self.lines
+        if lines is None or "arm" not in lines.events:
+            return None
+        return lines.is_active("arm")
 
     def _on_record(self, rec: EventRecord) -> None:
         d = rec.encode()
@@ -324,7 +342,9 @@ class Daemon(Startable):
         if recording:
             # resumed mid-flight: the runners' own first frames are the check
             fleet.wait_first_frames()
-        apply_levels(self.machine, self._levels(), resumed=self.resumed is not None)
+        levels = self._levels()
+        apply_levels(self.machine, levels, resumed=self.resumed is not None)
+        self.arm_key.start(levels.get("arm"))  # from here on, a key-off is the main loop's
         self._start_publisher()
         self._write_info()
         self.notifier.ready(status_line(self.status()))
@@ -384,6 +404,7 @@ class Daemon(Startable):
         next_wd = next_status = time.monotonic()
         while not self._stop.is_set():
             self.machine.tick()
+            self.arm_key.poll()
             self.watch_capture()
             now = time.monotonic()
             # withheld while a capture thread is stuck
@@ -416,6 +437,9 @@ class Daemon(Startable):
         self.recorder.close()
         if self.lines is not None:
             self.lines.close()
+        if self._env_factory is not None:
+            with contextlib.suppress(Exception):  # closing must never raise during shutdown
+                self._env_factory.close()
         if self.publisher is not None:
             self.publisher.close()
         if self.fleet is not None:

@@ -4,11 +4,12 @@ Owns the pre-flight checks of a board: Python and camctl, the config, picamera2 
 sees (each configured camera is opened for a second at its size, flight rate, encoder and controls:
 the achieved rate and whatever could not be set are reported), the GPIO stack (lgpio, the header's
 gpiochip, group membership), the event lines' current levels (an arm key left on, a break-wire
-already broken), power (``vcgencmd get_throttled``: under-voltage, throttling), the flash store
-(exists, on the mount it is meant to be on, a real create+fsync+delete probe, free space against
-``store.reserve_mb`` and the flight's expected size), the clock, and the ZeroMQ ports. Every contact
-with the machine goes through :class:`Probes`, so tests (and a laptop without a Pi) run the same
-code with fakes.
+already broken: read from the lines, or, while a ``camctl run`` holds them, from that daemon's
+STATUS on its ROUTER port, as ``daemon.json`` beside the store names it), power (``vcgencmd
+get_throttled``: under-voltage, throttling), the flash store (exists, on the mount it is meant to be
+on, a real create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's
+expected size), the clock, and the ZeroMQ ports. Every contact with the machine goes through
+:class:`Probes`, so tests (and a laptop without a Pi) run the same code with fakes.
 
 Exit status of :func:`main`: 0 when every check is OK or WARN, 1 when any check FAILs.
 
@@ -43,7 +44,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import camctl
-from camctl.board.config import CameraConfig, Config, load_config
+from camctl.board.config import ARMED, SAFE, CameraConfig, Config, load_config
 from camctl.board.doctor_camera import check_picamera2
 from camctl.exc import ConfigError
 
@@ -155,12 +156,18 @@ def _line_levels(cfg: Config) -> dict[str, bool]:
     """The configured event lines' levels now (True: active); CamctlError if they cannot be read."""
     from camctl.board.commands import read_mock_levels
     from camctl.board.gpio import EventLines
+    from camctl.board.pin_env import env_pin_factory
 
     if cfg.gpio.backend == "mock":  # the mock board's lines: what `camctl arm --hold` left held
         held = read_mock_levels(cfg.store.dir)
         return {line.event: held.get(line.event, False) for line in cfg.gpio.lines}
-    with EventLines(cfg.gpio, lambda *_: None) as lines:
-        return lines.levels()
+    factory = env_pin_factory(cfg.gpio)  # a test rig's (camctl.board.pin_env), else the config's
+    try:
+        with EventLines(cfg.gpio, lambda *_: None, pin_factory=factory) as lines:
+            return lines.levels()
+    finally:
+        if factory is not None:
+            factory.close()
 
 
 def _mounts() -> list[tuple[str, str, str]]:
@@ -180,6 +187,28 @@ def _running_daemon(store_dir: Path) -> dict | None:
     from camctl.board.daemon import running_daemon
 
     return running_daemon(store_dir)
+
+
+def _local_endpoint(endpoint: str) -> str:
+    """A bound ROUTER endpoint as this machine connects to it (a wildcard bind is loopback)."""
+    return re.sub(r"^tcp://(0\.0\.0\.0|\*|\[::\]|\[\*\])(?=:\d+$)",
+                  lambda m: "tcp://[::1]" if "[" in m.group(1) else "tcp://127.0.0.1", endpoint)
+
+
+def _daemon_status(info: dict, cfg: Config) -> dict:
+    """The running daemon's STATUS (``info``: its ``daemon.json``), asked on its ROUTER port; with
+    CURVE on (``publish.curve_keys``), as the board itself: its own key pair, which the board lets
+    read (``camctl.common.keys.AllowList``). Raises what the request raised."""
+    from camctl.ground import Client
+
+    curve = None
+    if cfg.publish.curve_keys:
+        from camctl.common.keys import ClientCurve, load_server_curve
+
+        own = load_server_curve(cfg.publish.curve_keys)
+        curve = ClientCurve(public=own.public, secret=own.secret, server_public=own.public)
+    with Client(_local_endpoint(str(info["router"])), timeout_s=5.0, curve=curve) as client:
+        return client.status()
 
 
 def _bind_zmq(endpoint: str) -> None:
@@ -223,6 +252,7 @@ class Probes:
     line_levels: Callable[[Config], dict[str, bool]] = _line_levels
     mounts: Callable[[], list[tuple[str, str, str]]] = _mounts
     running_daemon: Callable[[Path], dict | None] = _running_daemon
+    daemon_status: Callable[[dict, Config], dict] = _daemon_status
     # built closed, as the daemon builds it
     make_camera: Callable[[CameraConfig], Camera] = _make_camera
     camera_seconds: float = 1.0  # how long each camera is run for its rate
@@ -301,37 +331,60 @@ def _check_gpio(cfg: Config | None, probes: Probes) -> list[Check]:
 
 
 def _check_lines(cfg: Config, probes: Probes) -> list[Check]:
-    """An arm key left on arms nothing (a level is not an edge) and a broken break-wire fires
-    nothing: both mean the board will not do what the operator expects on the pad."""
+    """An arm key left on in SAFE arms nothing (a level is not an edge) and a broken break-wire
+    fires nothing: both mean the board will not do what the operator expects on the pad. The levels
+    are the running daemon's when one holds the lines (its STATUS), else read from the lines."""
     if not cfg.gpio.lines:
         return [Check("lines", OK,
                       "no event lines configured: the board arms and triggers by command only")]
-    held = probes.running_daemon(cfg.store.dir) if cfg.gpio.backend != "mock" else None
+    held = probes.running_daemon(cfg.store.dir)
+    phase: str | None = None
     if held is not None:
-        return [Check("lines", OK, f"held by the running camctl (pid {held.get('pid')}); "
-                                   f"its status shows the phase")]
-    try:
-        levels = probes.line_levels(cfg)
-    except Exception as exc:  # GpioError, lgpio.error: report, never crash the doctor
-        return [Check("lines", WARN, f"cannot read the event lines: {exc}",
-                      "is another program holding them? (gpioinfo shows the consumer)")]
+        who = f"the running camctl (pid {held.get('pid')})"
+        try:
+            st = probes.daemon_status(held, cfg)
+            levels = {str(e): bool(v) for e, v in (st.get("lines") or {}).items()}
+            phase = str(st.get("phase") or "?")
+        except Exception as exc:  # BoardTimeout, KeyRejected, ...: report, never crash the doctor
+            return [Check("lines", WARN, f"{who} holds the event lines and did not answer STATUS "
+                                         f"on {held.get('router')}: {exc}",
+                          "is it stuck? journalctl -u camctl; "
+                          f"camctl status --connect {held.get('router')}")]
+        source = f"from the running camctl (pid {held.get('pid')}, phase {phase})"
+    else:
+        try:
+            levels = probes.line_levels(cfg)
+        except Exception as exc:  # GpioError, lgpio.error: report, never crash the doctor
+            return [Check("lines", WARN, f"cannot read the event lines: {exc}",
+                          "is another program holding them? (gpioinfo shows the consumer)")]
+        source = "read from the lines"
     pins = {line.event: line.pin for line in cfg.gpio.lines}
-    checks = []
-    if levels.get("arm"):
-        checks.append(Check("lines", WARN, f"the arm key is ON (arm, BCM{pins['arm']}, active): "
-                                           f"the daemon does not arm on a level, only on an edge",
-                            "turn the arm key off before power-up; arm on the pad"))
-    for event, active in levels.items():
-        if active and event not in ("arm", "disarm"):
-            what = "switch already closed" if event == "touchdown" else "break-wire already broken"
-            checks.append(Check("lines", WARN,
-                                f"{event} (BCM{pins.get(event, '?')}) is active now: {what}",
-                                f"check the {event} wiring and its connector; "
-                                f"the line must be at rest before arming"))
-    if not checks:
-        at_rest = " ".join(f"{e}=BCM{pins.get(e, '?')}" for e in levels)
-        checks.append(Check("lines", OK, f"every event line at rest ({at_rest})"))
-    return checks
+
+    def level(event: str, active: bool) -> str:
+        if event == "arm":
+            return "on" if active else "off"
+        return "ACTIVE" if active else "at rest"
+
+    shown = " ".join(f"{e}=BCM{pins.get(e, '?')} {level(e, a)}" for e, a in levels.items())
+    warnings = []
+    if levels.get("arm") and phase in (None, SAFE):
+        where = "" if phase is None else " while the board is SAFE"
+        warnings.append(Check("lines", WARN,
+                              f"the arm key is ON (arm, BCM{pins['arm']}, active){where}: "
+                              "the daemon does not arm on a level, only on an edge",
+                              "turn the arm key off (and on again on the pad to arm)"))
+    if phase in (None, SAFE, ARMED):  # in flight the trigger lines have fired: as they should
+        for event, active in levels.items():
+            if active and event not in ("arm", "disarm"):
+                what = ("switch already closed" if event == "touchdown"
+                        else "break-wire already broken")
+                warnings.append(Check("lines", WARN,
+                                      f"{event} (BCM{pins.get(event, '?')}) is active now: {what}",
+                                      f"check the {event} wiring and its connector; "
+                                      f"the line must be at rest before arming"))
+    if not warnings and phase is None:
+        return [Check("lines", OK, f"every event line at rest ({shown}), {source}")]
+    return [Check("lines", OK, f"{shown}, {source}"), *warnings]
 
 
 # vcgencmd get_throttled bits, from the Raspberry Pi documentation (raspberrypi/documentation,

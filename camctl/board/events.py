@@ -149,6 +149,21 @@ class PhaseMachine:
             return None, "out_of_order"
         return target, ""
 
+    def arm_key_off(self, *, source: str = "gpio", mono_ns: int | None = None
+                    ) -> Transition | None:
+        """The arm key turned off (``source`` gpio), or found off at a restart (``resume``): the
+        one rule for the key, live and at restart alike (docs/phases-and-gpio.md, "The arm key").
+        In ARMED it disarms (a ``disarm`` transition); in a descent phase or TOUCHDOWN it is
+        refused (``in_flight``: a key-off never stops a recording in flight); in SAFE and LANDED
+        it changes nothing and nothing is recorded (a key at rest is not an event there)."""
+        now = self._clock_ns() if mono_ns is None else mono_ns
+        with self._lock:
+            if self._phase == ARMED:
+                return self._go(SAFE, "disarm", source, now)
+            if self._phase not in (SAFE, LANDED):
+                self._record("disarm", source, "in_flight", now)
+            return None
+
     # -- resume ------------------------------------------------------------------------------------
     def resume(self, phase: str, *, entered_ns: int, descent_started_ns: int | None = None,
                source: str = "resume") -> Transition:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from camctl.board.cameras_fleet import CameraFleet
-from camctl.board.config import ARMED, LANDED, SAFE
+from camctl.board.config import LANDED, SAFE
 from camctl.board.events import PhaseMachine
 from camctl.board.flight import FlightRecorder
 from camctl.board.resume import FlightState
@@ -130,15 +130,16 @@ def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall
 
 def apply_levels(machine: PhaseMachine, levels: dict[str, bool], *, resumed: bool) -> None:
     """What the lines say now, after a resume: an edge that came while the daemon was down still
-    counts (gpiozero calls nobody for a level that already holds)."""
+    counts (gpiozero calls nobody for a level that already holds). The arm key found off is the
+    key turned off while the daemon was down: the same rule as a key-off while it runs
+    (:meth:`PhaseMachine.arm_key_off`: ARMED disarms, a descent goes on)."""
     if not resumed:
         if levels.get("arm"):
             log.warning("the arm line is active at start: not arming (turn it off and on to arm)")
         return
+    if "arm" in levels and not levels["arm"]:
+        machine.arm_key_off(source="resume")
     phase = machine.phase
-    if phase == ARMED and "arm" in levels and not levels["arm"]:
-        machine.handle("disarm", source="resume")  # the arm key was turned off while we were down
-        return
     if phase in (SAFE, LANDED):
         return
     for event, active in levels.items():

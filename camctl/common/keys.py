@@ -229,11 +229,16 @@ class AllowList:
     ``allowed(z85)`` is the ZAP credentials callback (pyzmq ``configure_curve_callback``);
     ``is_operator`` gates COMMAND. Both first call :meth:`refresh`, which re-reads the folders when
     a file in them was added, removed or modified. Thread-safe.
+
+    ``own``: the board's own public key, a reader (never an operator): whoever holds the board's
+    secret key is the board already, and ``camctl doctor`` on the board reads the running daemon's
+    STATUS with it.
     """
 
-    def __init__(self, readers_dir: Path, operators_dir: Path) -> None:
+    def __init__(self, readers_dir: Path, operators_dir: Path, *, own: bytes | None = None) -> None:
         self.readers_dir = Path(readers_dir)
         self.operators_dir = Path(operators_dir)
+        self.own = bytes(own) if own else None
         self._lock = threading.Lock()
         self._sig: tuple = ()
         self.readers: frozenset[bytes] = frozenset()
@@ -285,7 +290,8 @@ class AllowList:
 
     def allowed(self, z85_key: bytes) -> bool:
         self.refresh()
-        return bytes(z85_key) in self.readers or bytes(z85_key) in self.operators
+        key = bytes(z85_key)
+        return key in self.readers or key in self.operators or key == self.own
 
     def is_operator(self, z85_key: bytes) -> bool:
         self.refresh()

@@ -14,6 +14,9 @@ device, lgpio's alert thread with the kernel's edge time, gpiozero's ``LGPIOFact
 - :class:`GpioSim`: the chip ``tools/kernelvm/guest.sh`` made; :meth:`GpioSim.pull` moves a line
   as wiring would (gpio-sim's sysfs ``pull``). A consumer's bias request sets the same pull, so a
   line claimed with a pull-up reads high until it is pulled down here.
+- :func:`sim_factory`: that chip's factory for a ``camctl`` process
+  (``CAMCTL_PIN_FACTORY=camctl.testing.kernel_gpio:sim_factory``, :mod:`camctl.board.pin_env`), so
+  ``camctl run``, ``gpio watch`` and ``doctor`` with ``[gpio] backend = "lgpio"`` use it.
 
 Importing lgpio makes a named pipe (``.lgd-nfyN``) in ``$LG_WD`` and changes the process's
 working directory to it (default: the working directory, which then stays as it is).
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from gpiozero.pins.lgpio import LGPIOFactory, LGPIOPin
 
-__all__ = ["PI4B_REVISION", "GpioSim", "GpioSimFactory"]
+__all__ = ["PI4B_REVISION", "GpioSim", "GpioSimFactory", "sim_factory"]
 
 PI4B_REVISION = 0xC03111  # Raspberry Pi 4 Model B 4GB, rev 1.1 (new-style revision code)
 
@@ -85,3 +88,9 @@ class GpioSim:
     def factory(self) -> GpioSimFactory:
         """A pin factory on this chip (close it when done)."""
         return GpioSimFactory(self.chip)
+
+
+def sim_factory() -> GpioSimFactory:
+    """A pin factory on the chip ``guest.sh`` made, for ``$CAMCTL_PIN_FACTORY`` (no arguments: the
+    chip comes from the environment, as :meth:`GpioSim.from_env` reads it)."""
+    return GpioSim.from_env().factory()

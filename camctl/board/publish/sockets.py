@@ -47,7 +47,7 @@ def start_curve(ctx: zmq.Context, curve_keys: str,
     from camctl.common.keys import AllowList, load_server_curve
 
     keys = load_server_curve(curve_keys)
-    allow = AllowList(keys.readers_dir, keys.operators_dir)
+    allow = AllowList(keys.readers_dir, keys.operators_dir, own=keys.public)
     auth = ThreadAuthenticator(ctx, log=logging.getLogger("camctl.board.publish.auth"))
     auth.start()
     try:
