@@ -199,7 +199,11 @@ def _daemon_status(info: dict, cfg: Config) -> dict:
     """The running daemon's STATUS (``info``: its ``daemon.json``), asked on its ROUTER port; with
     CURVE on (``publish.curve_keys``), as the board itself: its own key pair, which the board lets
     read (``camctl.common.keys.AllowList``). Raises what the request raised."""
-    from camctl.ground import Client
+    import zmq
+
+    from camctl.common import protocol as p
+    from camctl.common.keys import use_curve
+    from camctl.exc import BoardTimeout, RemoteError
 
     curve = None
     if cfg.publish.curve_keys:
@@ -207,8 +211,26 @@ def _daemon_status(info: dict, cfg: Config) -> dict:
 
         own = load_server_curve(cfg.publish.curve_keys)
         curve = ClientCurve(public=own.public, secret=own.secret, server_public=own.public)
-    with Client(_local_endpoint(str(info["router"])), timeout_s=5.0, curve=curve) as client:
-        return client.status()
+    # one STATUS over a DEALER (the board never imports the ground's Client: tests/test_zones.py)
+    url, timeout_s = _local_endpoint(str(info["router"])), 5.0
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        use_curve(sock, curve)
+        sock.connect(url)
+        sock.send_multipart(p.Status(id=1).encode())
+        if not sock.poll(int(timeout_s * 1000)):
+            raise BoardTimeout(url, "STATUS", timeout_s)
+        reply = p.decode(sock.recv_multipart())
+    finally:
+        sock.close(0)
+        ctx.term()
+    if isinstance(reply, p.Error):
+        raise RemoteError(url, reply.code, reply.message)
+    if not isinstance(reply, p.State):
+        raise RemoteError(url, "BAD_REPLY", f"expected State, got {type(reply).__name__}")
+    return reply.status
 
 
 def _bind_zmq(endpoint: str) -> None:
