@@ -96,15 +96,27 @@ KEY_OFF = [
 @pytest.mark.parametrize(("start", "after", "outcome"), KEY_OFF)
 @pytest.mark.parametrize("source", ["gpio", "resume"])
 def test_arm_key_off_rule(start, after, outcome, source):
-    m = machine(start)
+    clock = FakeClock()
+    m = machine(start, clock)
     n = len(m.records)
+    clock.advance(1.0)
     tr = m.arm_key_off(source=source)
     assert m.phase == after
     assert (tr is not None) == (outcome == "transition")
-    new = [(r.name, r.source, r.phase, r.outcome) for r in m.records[n:]]
-    assert new == ([] if outcome is None else [("disarm", source, start, outcome)])
+    new = [(r.name, r.source, r.phase, r.outcome, r.mono_ns) for r in m.records[n:]]
+    assert new == ([] if outcome is None else [("disarm", source, start, outcome, clock.t)])
     if tr is not None:
-        assert (tr.event, tr.source, tr.phase_to) == ("disarm", source, "SAFE")
+        assert (tr.event, tr.source, tr.phase_to, tr.mono_ns) == ("disarm", source, "SAFE",
+                                                                  clock.t)
+
+
+def test_a_key_off_is_stamped_when_given_and_comes_from_gpio_by_default():
+    m = machine("DESCENT")
+    assert m.arm_key_off(mono_ns=123) is None
+    assert (m.records[-1].source, m.records[-1].mono_ns) == ("gpio", 123)
+    m = machine("ARMED")
+    tr = m.arm_key_off(mono_ns=456)
+    assert (tr.source, tr.mono_ns, m.records[-1].mono_ns) == ("gpio", 456, 456)
 
 
 def test_skipped_phases_are_recorded():

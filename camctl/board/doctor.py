@@ -195,41 +195,41 @@ def _local_endpoint(endpoint: str) -> str:
                   lambda m: "tcp://[::1]" if "[" in m.group(1) else "tcp://127.0.0.1", endpoint)
 
 
-def _daemon_status(info: dict, cfg: Config) -> dict:
-    """The running daemon's STATUS (``info``: its ``daemon.json``), asked on its ROUTER port; with
-    CURVE on (``publish.curve_keys``), as the board itself: its own key pair, which the board lets
-    read (``camctl.common.keys.AllowList``). Raises what the request raised."""
+def _daemon_status(info: dict, cfg: Config, *, timeout_s: float = 5.0) -> dict:
+    """The running daemon's STATUS (``info``: its ``daemon.json``), asked on its ROUTER port as the
+    protocol says (docs/protocol.md; the board does not import the ground's client); with CURVE on
+    (``publish.curve_keys``), as the board itself: its own key pair, which the board lets read
+    (``camctl.common.keys.AllowList``). RemoteError for an ERROR reply, TimeoutError for none
+    (a board that refused the key says nothing either)."""
     import zmq
 
     from camctl.common import protocol as p
-    from camctl.common.keys import use_curve
-    from camctl.exc import BoardTimeout, RemoteError
+    from camctl.common.keys import ClientCurve, load_server_curve, use_curve
+    from camctl.exc import RemoteError
 
-    curve = None
-    if cfg.publish.curve_keys:
-        from camctl.common.keys import ClientCurve, load_server_curve
-
-        own = load_server_curve(cfg.publish.curve_keys)
-        curve = ClientCurve(public=own.public, secret=own.secret, server_public=own.public)
-    # one STATUS over a DEALER (the board never imports the ground's Client: tests/test_zones.py)
-    url, timeout_s = _local_endpoint(str(info["router"])), 5.0
+    url = _local_endpoint(str(info["router"]))
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
     try:
+        sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        use_curve(sock, curve)
-        sock.connect(url)
-        sock.send_multipart(p.Status(id=1).encode())
-        if not sock.poll(int(timeout_s * 1000)):
-            raise BoardTimeout(url, "STATUS", timeout_s)
-        reply = p.decode(sock.recv_multipart())
+        if cfg.publish.curve_keys:
+            own = load_server_curve(cfg.publish.curve_keys)
+            use_curve(sock, ClientCurve(public=own.public, secret=own.secret,
+                                        server_public=own.public))
+        try:
+            sock.connect(url)
+            sock.send_multipart(p.Status(id=1).encode())
+            if not sock.poll(int(timeout_s * 1000)):
+                raise TimeoutError(f"no STATUS reply from {url} in {timeout_s:g} s")
+            reply = p.decode(sock.recv_multipart(), allowed=p.REPLIES)
+        finally:
+            sock.close(0)
     finally:
-        sock.close(0)
         ctx.term()
     if isinstance(reply, p.Error):
         raise RemoteError(url, reply.code, reply.message)
     if not isinstance(reply, p.State):
-        raise RemoteError(url, "BAD_REPLY", f"expected State, got {type(reply).__name__}")
+        raise RemoteError(url, "BAD_REPLY", f"expected STATE, got {type(reply).__name__}")
     return reply.status
 
 
