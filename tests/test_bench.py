@@ -116,10 +116,11 @@ def test_the_vm_trigger_ratio_without_the_kernel_tier(tmp_path, monkeypatch) -> 
     from types import SimpleNamespace
 
     from camctl.bench.trigger_vm import bench_trigger_vm
+    from camctl.exc import StackUnavailable
     from camctl.testing import kernelvm
 
     def unprepared(*_a, **_k):
-        raise kernelvm.Unavailable("the kernel VM is not prepared: prepare it once with ...")
+        raise StackUnavailable("the kernel VM is not prepared: prepare it once with ...")
 
     monkeypatch.setattr(kernelvm, "run_in_vm", unprepared)
     assert bench_trigger_vm(SimpleNamespace(quick=False, tmp=tmp_path)) == {

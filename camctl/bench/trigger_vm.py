@@ -24,6 +24,7 @@ LATENCY_JSON_ENV = "CAMCTL_KERNELVM_LATENCY_JSON"  # the in-VM test writes its f
 
 
 def bench_trigger_vm(ctx: Ctx) -> dict[str, Any]:
+    from camctl.exc import StackUnavailable
     from camctl.testing import kernelvm
 
     if ctx.quick:
@@ -35,7 +36,7 @@ def bench_trigger_vm(ctx: Ctx) -> dict[str, Any]:
     try:
         run = kernelvm.run_in_vm([TEST, "-q", "-rA"], env={LATENCY_JSON_ENV: str(out)},
                                  rwdirs=[out_dir])
-    except kernelvm.Unavailable as exc:
+    except StackUnavailable as exc:
         return {KEY: None, "_unavailable": {KEY: f"kernel tier unavailable: {exc}"}}
     if run.returncode != 0 or not out.exists():
         raise RuntimeError(f"the measurement in the VM failed (pytest exit {run.returncode}, "
