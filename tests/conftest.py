@@ -97,3 +97,29 @@ def hw_rig(picamera2_rig: FakeRig) -> FakeRig:
     """The strict double of a VC4 board (Pi 4-like): picamera2's V4L2 MJPEGEncoder constructs."""
     picamera2_rig.hardware_jpeg = True
     return picamera2_rig
+
+
+# --- daemons in this process ----------------------------------------------------------------------
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator:
+    """Start a :class:`~camctl.board.daemon.Daemon` in this process (``cfg``: default
+    ``make_config(tmp_path)``; other keywords go to Daemon); every one started is closed after
+    the test."""
+    from boards import make_config
+
+    from camctl.board.daemon import Daemon
+    from camctl.board.sdnotify import Notifier
+
+    made: list[Daemon] = []
+
+    def start(cfg=None, **kw):
+        d = Daemon(cfg or make_config(tmp_path), notifier=Notifier(environ={}), **kw)
+        made.append(d)
+        d.start()
+        return d
+
+    yield start
+    for d in made:
+        d.close()
+

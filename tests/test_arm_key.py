@@ -9,7 +9,6 @@ to the daemon (commands cannot move them) while the test moves them as wiring wo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,27 +20,11 @@ from camctl.board.armkey import ArmKey
 from camctl.board.config import Config, PhasesConfig
 from camctl.board.daemon import Daemon
 from camctl.board.events import PhaseMachine
-from camctl.board.sdnotify import Notifier
 from camctl.exc import CommandRefused
 
 
 def real_lines(cfg: Config) -> Config:
     return dataclasses.replace(cfg, gpio=dataclasses.replace(cfg.gpio, backend="lgpio"))
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator:
-    made: list[Daemon] = []
-
-    def start(cfg: Config | None = None, **kw) -> Daemon:
-        d = Daemon(cfg or make_config(tmp_path), notifier=Notifier(environ={}), **kw)
-        made.append(d)
-        d.start()
-        return d
-
-    yield start
-    for d in made:
-        d.close()
 
 
 # --- operator commands on a board with an arm line ------------------------------------------------

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from boards import make_config, replacements_fail
@@ -134,25 +133,10 @@ def persist_flight(cfg: Config, phases: list[tuple[str, float]], *,
     return flight
 
 
-@pytest.fixture
-def daemon_on(tmp_path: Path):
-    made: list[Daemon] = []
-
-    def start(**kw: Any) -> Daemon:
-        d = Daemon(kw.pop("cfg"), notifier=Notifier(environ={}))
-        made.append(d)
-        d.start()
-        return d
-
-    yield start
-    for d in made:
-        d.close()
-
-
-def test_touchdown_resumes_with_only_its_remaining_time(tmp_path: Path, daemon_on) -> None:
+def test_touchdown_resumes_with_only_its_remaining_time(tmp_path: Path, daemon) -> None:
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
     flight = persist_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)])
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert (d.phase, d.flight) == ("TOUCHDOWN", flight)
     due, target = d.machine.deadline_ns()
     assert target == "LANDED"
@@ -166,36 +150,36 @@ def test_touchdown_resumes_with_only_its_remaining_time(tmp_path: Path, daemon_o
 
 
 def test_touchdown_older_than_post_touchdown_lands_at_the_first_tick(tmp_path: Path,
-                                                                     daemon_on) -> None:
+                                                                     daemon) -> None:
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
     persist_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 5.0)])
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert d.machine.tick() is not None and d.phase == "LANDED"
 
 
-def test_landed_stays_landed_and_records_nothing(tmp_path: Path, daemon_on) -> None:
+def test_landed_stays_landed_and_records_nothing(tmp_path: Path, daemon) -> None:
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10), ("LANDED", 9)],
                             levels={"arm": True})
     fdir = tmp_path / "store" / flight
     before = sorted(p.name for p in fdir.rglob("*.mcap"))
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     st = d.status()
     assert (st["phase"], st["flight"], st["serving"]) == ("LANDED", flight, True)
     assert flight in st["flights"]
     assert sorted(p.name for p in fdir.rglob("*.mcap")) == before
     assert d.command("disarm", {})["phase"] == "SAFE"
     d.close()
-    again = daemon_on(cfg=cfg)  # disarmed after landing: a restart now comes up SAFE, ready to arm
+    again = daemon(cfg=cfg)  # disarmed after landing: a restart now comes up SAFE, ready to arm
     assert (again.phase, again.flight, again.resumed) == ("SAFE", "", None)
     again.command("arm", {"line": "release"})  # the key was left on: off, then on again arms
     assert again.command("arm", {"line": "hold"})["phase"] == "ARMED" and again.flight != flight
 
 
-def test_armed_with_the_arm_line_released_is_disarmed(tmp_path: Path, daemon_on) -> None:
+def test_armed_with_the_arm_line_released_is_disarmed(tmp_path: Path, daemon) -> None:
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 5)], levels={"arm": False})
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert d.phase == "SAFE"
     wait_for(lambda: d.store is not None and d.store.finished, "the flight finished")
     ev = _events(tmp_path / "store" / flight)
@@ -205,11 +189,11 @@ def test_armed_with_the_arm_line_released_is_disarmed(tmp_path: Path, daemon_on)
 
 
 def test_descent_with_the_arm_key_off_goes_on_and_the_key_off_is_recorded(tmp_path: Path,
-                                                                         daemon_on) -> None:
+                                                                         daemon) -> None:
     # the same rule as while running (tests/test_daemon.py): a key-off never stops a descent
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)], levels={"arm": False})
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert (d.phase, d.flight) == ("DESCENT", flight)
     # what the flight's event log gets (on_record)
     assert [(r.name, r.source, r.phase, r.outcome) for r in d.machine.records] == [
@@ -217,28 +201,28 @@ def test_descent_with_the_arm_key_off_goes_on_and_the_key_off_is_recorded(tmp_pa
 
 
 def test_armed_with_the_arm_line_held_stays_armed_and_an_edge_in_the_gap_counts(tmp_path: Path,
-                                                                                 daemon_on) -> None:
+                                                                                 daemon) -> None:
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 5)], levels={"arm": True, "release": True})
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     # the break-wire broke while the daemon was down
     assert (d.phase, d.flight) == ("DESCENT", flight)
     wait_for(lambda: d.status()["cameras"]["down"]["frames_stored"] >= 2,
              "frames into the same flight")
 
 
-def test_descent_with_touchdown_line_active_goes_to_touchdown(tmp_path: Path, daemon_on) -> None:
+def test_descent_with_touchdown_line_active_goes_to_touchdown(tmp_path: Path, daemon) -> None:
     cfg = make_config(tmp_path)
     persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)], levels={"arm": True, "touchdown": True})
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert d.phase == "TOUCHDOWN"
 
 
 def test_no_flight_or_a_disarmed_one_starts_safe_even_with_the_arm_key_on(tmp_path: Path,
-                                                                          daemon_on) -> None:
+                                                                          daemon) -> None:
     cfg = make_config(tmp_path)
     persist_flight(cfg, [("ARMED", 30), ("SAFE", 20)], levels={"arm": True})
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert (d.phase, d.flight, d.resumed) == ("SAFE", "", None)
 
 
@@ -278,7 +262,7 @@ def test_a_camera_that_cannot_open_is_reported_from_boot_and_the_board_comes_up(
 
 
 def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path: Path,
-                                                                       daemon_on) -> None:
+                                                                       daemon) -> None:
     from camctl.board.cameras.sim import SimCamera
 
     opened: list[str] = []
@@ -290,7 +274,7 @@ def test_the_boot_check_takes_one_frame_from_every_camera_before_ready(tmp_path:
 
     SimCamera.capture = counting  # type: ignore[method-assign]
     try:
-        d = daemon_on(cfg=make_config(tmp_path))
+        d = daemon(cfg=make_config(tmp_path))
     finally:
         SimCamera.capture = real_capture  # type: ignore[method-assign]
     assert sorted(opened) == ["down", "up"]
@@ -415,7 +399,7 @@ def test_a_hung_camera_that_cannot_be_rebuilt_is_isolated_at_once(tmp_path: Path
 
 
 def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, monkeypatch,
-                                                               daemon_on) -> None:
+                                                               daemon) -> None:
     import camctl.store
 
     checked: list[list[str]] = []
@@ -423,14 +407,14 @@ def test_the_check_after_ready_leaves_the_resumed_flight_alone(tmp_path: Path, m
                         lambda root, flights=None, **_: checked.append(list(flights)))
     cfg = make_config(tmp_path)
     flight = persist_flight(cfg, [("ARMED", 30), ("DESCENT", 4)])
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     # its open segments are being written: no repair under it
     assert d.flight == flight and checked == [[]]
     d.close()
     landed = make_config(tmp_path / "b")
     other = persist_flight(landed, [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10),
                                     ("LANDED", 9)])
-    daemon_on(cfg=landed)
+    daemon(cfg=landed)
     assert checked[-1] == [other]  # a landed flight is only read: it gets the full check
 
 
@@ -460,7 +444,7 @@ def persist_stepped_flight(cfg: Config, phases: list[tuple[str, float]], *, boot
 
 
 def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_restarted(
-        tmp_path: Path, daemon_on) -> None:
+        tmp_path: Path, daemon) -> None:
     from camctl.board.resume import boot_id
 
     assert boot_id(), "Linux gives every boot an id in /proc/sys/kernel/random/boot_id"
@@ -469,7 +453,7 @@ def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_r
     # once, losing the post-touchdown recording; by the (unbroken) monotonic clock it began 1 s ago
     persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)],
                            boot=boot_id(), wall_shift_s=3600)
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert d.phase == "TOUCHDOWN" and d.resumed["clock"] == "monotonic"
     assert d.resumed["gap_s"] < 60
     due, target = d.machine.deadline_ns()
@@ -477,12 +461,12 @@ def test_a_wall_clock_step_during_the_gap_changes_nothing_when_only_the_daemon_r
     assert d.machine.tick() is None  # not landed at the first tick
 
 
-def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, daemon_on) -> None:
+def test_after_a_reboot_the_wall_clock_relates_the_two_boots(tmp_path: Path, daemon) -> None:
     cfg = make_config(tmp_path, post_touchdown_s=3.0)
     # another boot's monotonic times mean nothing now: the same records, read by the wall clock
     persist_stepped_flight(cfg, [("ARMED", 20), ("DESCENT", 10), ("TOUCHDOWN", 1.0)],
                            boot="an-earlier-boot", wall_shift_s=3600)
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert d.resumed["clock"] == "wall (rebooted)" and d.resumed["gap_s"] > 3000
     assert d.machine.tick() is not None and d.phase == "LANDED"
 
@@ -521,7 +505,7 @@ def test_restart_books_close_the_ledger_both_ways(tmp_path: Path) -> None:
 
 
 def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(
-        tmp_path: Path, daemon_on) -> None:
+        tmp_path: Path, daemon) -> None:
     """Landed, then killed before the finish flushed the last ledger interval: the restart stays
     LANDED and records only what closes the books."""
     from store_helpers import frame
@@ -548,7 +532,7 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(
         st.commit(wait=True)
     ref = find_flights(root / flight)[0]
     assert not any(c["ledger"]["balanced"] for c in summarize_flight(ref)["cameras"].values())
-    d = daemon_on(cfg=cfg)
+    d = daemon(cfg=cfg)
     assert (d.phase, d.flight) == ("LANDED", flight)
     books = {name: c["ledger"] for name, c in summarize_flight(ref)["cameras"].items()}
     assert all(b["balanced"] for b in books.values()), books
