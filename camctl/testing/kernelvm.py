@@ -19,7 +19,6 @@ import fcntl
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,14 +26,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from camctl.exc import StackUnavailable, VMError
+from camctl.testing.tiers import REPO, cache_dir, debian_root_problem, recipe, run_setup
 
-__all__ = ["BLACKLIST", "IN_VM_ENV", "cache_dir", "can_build", "in_vm",
+__all__ = ["BLACKLIST", "IN_VM_ENV", "can_build", "in_vm",
            "run_in_vm", "setup_hint", "tier_dir", "vm_command"]
 
 IN_VM_ENV = "CAMCTL_IN_KERNELVM"
-_REPO = Path(__file__).resolve().parents[2]
-_SETUP = _REPO / "tools" / "kernelvm" / "setup.sh"
-_GUEST = _REPO / "tools" / "kernelvm" / "guest.sh"
+_SETUP = REPO / "tools" / "kernelvm" / "setup.sh"
+_GUEST = REPO / "tools" / "kernelvm" / "guest.sh"
 _EXIT = re.compile(r"^kernelvm: exit (\d+)\s*$", re.M)
 # What udev would load for QEMU's emulated devices and nothing here uses: without them a boot under
 # software emulation takes ~15 s instead of 80-100 s (REALSTACK.md). Module names, no wildcards.
@@ -55,13 +54,8 @@ _GUEST_PYTEST = ("-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:ca
 
 
 def setup_hint() -> str:
-    return (f"prepare it once with `bash {_SETUP.relative_to(_REPO)}` "
+    return (f"prepare it once with `bash {_SETUP.relative_to(REPO)}` "
             "(root, Debian 12, ~1 min, ~220 MB download)")
-
-
-def cache_dir() -> Path:
-    """``$CAMCTL_CACHE`` or ``~/.cache/camctl``: everything the real-stack tiers build or fetch."""
-    return Path(os.environ.get("CAMCTL_CACHE") or Path.home() / ".cache" / "camctl")
 
 
 def in_vm() -> bool:
@@ -71,20 +65,17 @@ def in_vm() -> bool:
 
 def can_build() -> str | None:
     """None when this machine can run ``setup.sh`` itself, else why not (one line)."""
-    if sys.platform != "linux" or os.uname().machine != "x86_64":
-        return "the kernel tier runs Debian's x86-64 kernel on Linux x86-64 only"
-    if not Path("/etc/debian_version").exists() or shutil.which("apt-get") is None:
-        return "setup.sh fetches Debian 12's kernel with apt-get: not a Debian machine"
-    if os.geteuid() != 0:
-        return "setup.sh installs QEMU with apt-get: needs root"
-    return None
+    return debian_root_problem(
+        platform="the kernel tier runs Debian's x86-64 kernel on Linux x86-64 only",
+        debian="setup.sh fetches Debian 12's kernel with apt-get: not a Debian machine",
+        root="setup.sh installs QEMU with apt-get: needs root")
 
 
 def _recipe() -> str:
-    found = re.search(r"(?m)^RECIPE=(\d+)$", _SETUP.read_text())
+    found = recipe(_SETUP)
     if found is None:
         raise StackUnavailable(f"{_SETUP} names no RECIPE")
-    return found.group(1)
+    return found
 
 
 def tier_dir(*, build: bool = False) -> Path:
@@ -97,10 +88,7 @@ def tier_dir(*, build: bool = False) -> Path:
         if not done:
             raise StackUnavailable(f"the kernel VM is not prepared: {setup_hint()}")
         return done[-1].parent
-    done = subprocess.run(["bash", str(_SETUP)], capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise StackUnavailable(f"{_SETUP.name} failed: {done.stderr.strip()[-600:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return run_setup(_SETUP, tail=600)
 
 
 def _use_kvm() -> bool:
@@ -142,7 +130,7 @@ def vm_command(tier: Path, guest_cmd: Sequence[str], *, env: dict[str, str] | No
            "--memory", "512M", "--append", "module_blacklist=" + ",".join(BLACKLIST),
            # the checkout is writable inside (an overlay the host never sees): pytest's cache,
            # and lgpio's notification pipe, which it makes in its working directory at import
-           "--overlay-rwdir", str(_REPO), "--cwd", str(_REPO)]
+           "--overlay-rwdir", str(REPO), "--cwd", str(REPO)]
     for d in rwdirs:
         cmd += ["--rwdir", str(d)]
     if not _use_kvm():

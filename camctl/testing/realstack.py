@@ -20,16 +20,17 @@ those tests read the pinned release whatever is installed.
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 from camctl.exc import StackUnavailable
+from camctl.testing.tiers import REPO, cache_dir, debian_root_problem, recipe, run_setup
 
-__all__ = ["PICAMERA2_VERSION", "cache_dir", "libcamera_prefix", "load_picamera2",
+__all__ = ["PICAMERA2_VERSION", "can_build", "libcamera_prefix", "load_picamera2",
            "picamera2_site", "picamera2_source", "setup_hint"]
 
 PICAMERA2_VERSION = "0.3.38"
@@ -39,17 +40,11 @@ PICAMERA2_VERSION = "0.3.38"
 _PICAMERA2_EXTRAS = ["PiDNG==4.0.9", "piexif==1.1.3", "videodev2==0.0.4", "python-prctl==1.8.1",
                      "libarchive-c==5.3", "tqdm"]
 
-_REPO = Path(__file__).resolve().parents[2]
-_SCRIPT = _REPO / "tools" / "realstack" / "libcamera.sh"
+_SCRIPT = REPO / "tools" / "realstack" / "libcamera.sh"
 
 
 def setup_hint() -> str:
-    return f"build it once with `bash {_SCRIPT.relative_to(_REPO)}` (root, Debian 12, ~7 min)"
-
-
-def cache_dir() -> Path:
-    """``$CAMCTL_CACHE`` or ``~/.cache/camctl``: everything the real-stack tiers build or fetch."""
-    return Path(os.environ.get("CAMCTL_CACHE") or Path.home() / ".cache" / "camctl")
+    return f"build it once with `bash {_SCRIPT.relative_to(REPO)}` (root, Debian 12, ~7 min)"
 
 
 def _pip_target(target: Path, packages: list[str]) -> None:
@@ -64,7 +59,15 @@ def _pip_target(target: Path, packages: list[str]) -> None:
     try:
         tmp.rename(target)
     except OSError:  # another process finished first
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def can_build() -> str | None:
+    """None when this machine can build the tier itself (``libcamera.sh``), else why not."""
+    return debian_root_problem(
+        platform="libcamera.sh builds Debian's libcamera on Linux x86-64 only",
+        debian="libcamera.sh fetches Debian's libcamera source with apt-get: not a Debian machine",
+        root="libcamera.sh installs its build dependencies with apt-get: needs root")
 
 
 def picamera2_source() -> Path:
@@ -104,22 +107,18 @@ def libcamera_prefix(*, build: bool = False) -> Path:
             raise StackUnavailable(
                 f"libcamera's virtual camera is not built{older}: {setup_hint()}")
         return current
-    done = subprocess.run(["bash", str(_SCRIPT)], capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise StackUnavailable(f"{_SCRIPT.name} failed: {done.stderr.strip()[-400:]}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return run_setup(_SCRIPT, tail=400)
 
 
 def _current_prefix() -> Path | None:
     """The prefix the script would build now (named by a hash of the patch and its RECIPE)."""
     import hashlib
-    import re
 
-    recipe = re.search(r"(?m)^RECIPE=(\d+)$", _SCRIPT.read_text())
-    if recipe is None:
+    found = recipe(_SCRIPT)
+    if found is None:
         return None
     patch = _SCRIPT.with_name("libcamera-virtual.patch").read_bytes()
-    key = hashlib.sha256(patch + f"recipe={recipe.group(1)}\n".encode()).hexdigest()[:12]
+    key = hashlib.sha256(patch + f"recipe={found}\n".encode()).hexdigest()[:12]
     version = os.environ.get("LIBCAMERA_VERSION", "0.7.2")
     return cache_dir() / "libcamera" / f"{version}-{key}"
 
@@ -224,5 +223,4 @@ def _memfd_allocator(dma_allocator: type) -> type:
             self.libcamera_fds = []
             self.sync = MemfdSync
 
-    assert fcntl  # the real DmaSync's ioctl is what MemfdSync leaves out
     return MemfdAllocator
