@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl import __version__
+from camctl.common.logsetup import setup_logging
 from camctl.exc import CamctlError, ConfigError
 
 __all__ = ["EXIT_CODES", "build_parser", "exit_code_for", "main"]
@@ -38,47 +39,6 @@ EXIT_CODES = {EXIT_OK: "ok", EXIT_DATA: "a problem found in the data",
               EXIT_USAGE: "usage, config or connection error"}
 
 log = logging.getLogger("camctl")
-
-
-# --- logging --------------------------------------------------------------------------------------
-class _KeyValueFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        return f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} " \
-               f"logger={record.name} msg={json.dumps(msg)}"
-
-
-_RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-_KV = re.compile(r"\b([a-z_]+)=([^\s,;()]+)")
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, and the facts as fields of their own:
-    whatever the call passed in ``extra=`` (event, phase, camera, flight, counts...) and every
-    ``key=value`` in the text."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        out: dict[str, Any] = {"ts": record.created, "level": record.levelname.lower(),
-                               "logger": record.name}
-        for key, value in _KV.findall(msg):
-            out.setdefault(key, int(value) if value.isdigit() else value)
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                plain = isinstance(value, str | int | float | bool | None)
-                out[key] = value if plain else str(value)
-        out["msg"] = msg
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def setup_logging(level: str = "info", *, json_lines: bool = False, quiet: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if json_lines else _KeyValueFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO))
 
 
 # --- subcommands ----------------------------------------------------------------------------------

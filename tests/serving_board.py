@@ -50,6 +50,8 @@ def rates(client: Client, window_s: float) -> tuple[dict[str, float], dict]:
     a = client.status()
     time.sleep(window_s)  # the measuring window itself: a ratio of two windows is asserted
     b = client.status()
-    dt = (b["mono_ns"] - a["mono_ns"]) / 1e9
+    # when the counters were read (the publisher answers from a snapshot; docs/protocol.md STATE)
+    t = "status_mono_ns" if "status_mono_ns" in a else "mono_ns"
+    dt = (b[t] - a[t]) / 1e9
     return {c: (b["cameras"][c]["frames_captured"] - a["cameras"][c]["frames_captured"]) / dt
             for c in a["cameras"]}, b

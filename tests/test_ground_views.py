@@ -20,7 +20,8 @@ from waiting import wait_for
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
-from camctl.cli import _JsonFormatter, main
+from camctl.cli import main
+from camctl.common.logsetup import JsonFormatter
 from camctl.demo import write_board_config
 from camctl.ground import Client
 from camctl.ground.flights import find_flights
@@ -110,7 +111,7 @@ def test_log_json_fields_from_extra_and_key_values() -> None:
     rec = logging.LogRecord("camctl.board.daemon", logging.INFO, __file__, 1,
                             "phase %s -> %s frames=%d", ("A", "B", 12), None)
     rec.phase, rec.event, rec.flight = "DESCENT", "release", "F1"
-    out = json.loads(_JsonFormatter().format(rec))
+    out = json.loads(JsonFormatter().format(rec))
     assert out["phase"] == "DESCENT" and out["event"] == "release" and out["flight"] == "F1"
     assert out["frames"] == 12 and out["msg"] == "phase A -> B frames=12" and out["level"] == "info"
 

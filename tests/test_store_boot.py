@@ -165,7 +165,9 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(
                              store.parent / "dl")
             assert err.value.code == p.E_OPEN_SEGMENT
             gate.set()
-            wait_for(lambda: d.status()["checking"] is None, "the check to finish")
+            # as a client sees it: the board's STATUS (its publisher is another process, told of
+            # what it may serve no later than of the status that says so)
+            wait_for(lambda: c.status()["checking"] is None, "the check to finish")
             segs = {s.path: s for s in c.list("F1")}
             assert segs[f"F1/a/{f1_seg.name}"].sha256 == sha256_file(f1_seg)  # served as repaired
         assert verify(store / "F1").exit_code == 0

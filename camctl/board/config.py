@@ -209,6 +209,9 @@ class PublishConfig:
     remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
+    # the publisher process's data-memory budget (RLIMIT_DATA, camctl.board.publish.child); its
+    # idle footprint is ~130 MB of it (thread stacks and malloc arenas count)
+    memory_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -614,6 +617,7 @@ def _publish(t: _Table) -> PublishConfig:
         remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
+        memory_mb=t.num("memory_mb", PublishConfig.memory_mb, lo=192, hi=65536, integer=True),
     )
     t.done()
     return out

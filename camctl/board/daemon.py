@@ -42,7 +42,7 @@ from camctl.board.status import board_status, status_line
 from camctl.common.ledger import Ledger
 from camctl.common.lifecycle import Startable
 from camctl.common.records import EventRecord
-from camctl.exc import CamctlError, CommandRefused, ConfigError, StoreError
+from camctl.exc import CommandRefused, ConfigError, StoreError
 
 __all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]
 
@@ -115,7 +115,7 @@ class Daemon(Startable):
 
     def __init__(self, cfg: Config, *, pin_factory: Any = None, notifier: Notifier | None = None,
                  cameras: dict[str, Any] | None = None) -> None:
-        from camctl.board.publish import Publisher  # here: publish pulls in zmq and the thumbnailer
+        from camctl.board.publish.process import PublisherProcess
         from camctl.board.resume import boot_id
 
         self.cfg = cfg
@@ -157,7 +157,8 @@ class Daemon(Startable):
                                     initial=initial)
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
                                              wait_open=self.recorder.wait_open)
-            self.publisher = Publisher(self, cfg.publish)
+            # the network side runs in its own process (camctl.board.publish.process)
+            self.publisher = PublisherProcess(self, cfg.publish, on_restart=self._write_info)
         except BaseException:
             self.close()
             raise
@@ -362,18 +363,22 @@ class Daemon(Startable):
         return self.lines.levels() if self.lines is not None else {}
 
     def _start_publisher(self) -> None:
+        from camctl.board.publish.process import PublisherStartError
+
         try:
             self.publisher.start()  # it says at start whether CURVE is on
-        except Exception as exc:  # zmq.ZMQError: address in use, bad interface, no permission
-            if isinstance(exc, CamctlError):
-                raise
-            raise ConfigError(f"cannot bind {self.cfg.publish.bind} and {self.cfg.publish.events}: "
-                              f"{exc} (is another camctl running?)", key="publish") from None
+        except PublisherStartError as exc:  # address in use, bad interface, no permission, keys
+            if exc.kind == "bind":
+                raise ConfigError(f"cannot bind {self.cfg.publish.bind} and "
+                                  f"{self.cfg.publish.events}: {exc} (is another camctl running?)",
+                                  key="publish") from None
+            raise ConfigError(f"the publisher cannot start: {exc}", key="publish") from None
 
     def _write_info(self) -> None:
         write_daemon_info(self.store_root, {
             "pid": os.getpid(), "board": self.board, "router": self.publisher.router_endpoint,
-            "pub": self.publisher.pub_endpoint, "config": self.cfg.source, "version": __version__})
+            "pub": self.publisher.pub_endpoint, "publisher_pid": self.publisher.pid,
+            "config": self.cfg.source, "version": __version__})
 
     # -- the capture watchdog ----------------------------------------------------------------------
     def capture_ok(self, now_ns: int | None = None) -> bool:

@@ -88,6 +88,13 @@ KillMode=mixed
 TimeoutStopSec=20s
 # Last to be chosen by the OOM killer: losing the camera daemon loses the flight.
 OOMScoreAdjust=-500
+# The network side (ZeroMQ sockets, previews, the catalog) runs in a child process
+# (camctl.board.publish.process) that lowers its own limits as it starts: 1024 open files,
+# publish.memory_mb of data memory (RLIMIT_DATA), nice 10 and oom_score_adj 1000, so under memory
+# pressure it goes first; the daemon restarts it on the same ports. One unit on purpose: the child
+# lives and dies with the daemon, and the sim and the tests run the very same code path. The
+# capture process's own open-file limit stays high: no connection can take the store's fds.
+LimitNOFILE=8192
 Environment=PYTHONUNBUFFERED=1
 
 # A dedicated unprivileged user; video (cameras, dma heaps) and gpio (/dev/gpiochip*) give device
@@ -133,6 +140,9 @@ RestrictSUIDSGID=yes
 SystemCallArchitectures=native
 # personality(2) is locked (no switching to a legacy execution domain).
 LockPersonality=yes
+# The daemon never sets the clock or the hostname (timesync is chrony's: hardware/timesync.md).
+ProtectClock=yes
+ProtectHostname=yes
 # MemoryDenyWriteExecute is OFF on purpose. numpy and simplejpeg do not JIT and would tolerate it,
 # but the rest of the process is not proven: ctypes/libffi closures (used by GPIO and camera
 # helpers) may need W+X trampolines on some libffi builds, and libcamera loads IPA modules whose

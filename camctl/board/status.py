@@ -43,6 +43,8 @@ def board_status(d: Daemon) -> dict[str, Any]:
         "mono_ns": time.monotonic_ns(),
         "wall_ns": time.time_ns(),
         "events_port": _events_port(d.publisher),
+        # the publisher process (camctl.board.publish.process): pid, rss_mb, restarts
+        "publisher": d.publisher.info() if hasattr(d.publisher, "info") else None,
         "lines": _line_levels(d.lines),
         "flights": d.recorder.flights(),
         "cameras": cams,
