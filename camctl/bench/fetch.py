@@ -80,7 +80,9 @@ def check_raw(out: Path, files: list[tuple[str, int]], digests: dict[str, str]) 
 
     for rel, size in files:
         path = out / _raw_name(rel)
-        have = path.stat().st_size if path.exists() else None
+        if not path.exists():
+            raise RuntimeError(f"raw fetch: {rel} is missing")
+        have = path.stat().st_size
         if have != size:
             raise RuntimeError(f"raw fetch: {rel} is {have} bytes, expected {size}")
         if sha256_file(path) != digests[rel]:
