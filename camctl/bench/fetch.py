@@ -229,5 +229,5 @@ def bench_fetch_raw(ctx: Ctx) -> dict[str, Any]:
 
 FIGURE = Figure("fetch_vs_raw_zmq", bench_fetch_raw, (
     Metric("fetch_vs_raw_zmq", "camctl fetch MB/s / bare DEALER-ROUTER credit loop (fileio3), "
-           "same files, chunk and window; median of interleaved rounds", ">=", 0.85),
+           "same files, chunk and window; median of interleaved rounds", ">=", 0.9),
 ))
