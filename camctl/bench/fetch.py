@@ -89,13 +89,15 @@ def check_raw(out: Path, files: list[tuple[str, int]], digests: dict[str, str]) 
             raise RuntimeError(f"raw fetch: {rel}: sha256 differs from the served file")
 
 
-def timed_fetch(url: str, out: Path) -> tuple[float, Any]:
-    """``camctl fetch`` of the board at ``url`` into ``out`` (no progress bar, the default chunk
-    and window): seconds and the report; RuntimeError unless it is ok."""
+def timed_fetch(url: str, out: Path, *, window: int | None = None,
+                chunk_kb: int | None = None) -> tuple[float, Any]:
+    """``camctl fetch`` of the board at ``url`` into ``out`` (no progress bar; fetch's own window
+    and chunk unless given): seconds and the report; RuntimeError unless it is ok."""
     from camctl.ground import fetch
 
+    sizes = {k: v for k, v in (("window", window), ("chunk_kb", chunk_kb)) if v is not None}
     t0 = time.perf_counter()
-    report = fetch([url], out, give_up_after_s=30, progress=False)
+    report = fetch([url], out, give_up_after_s=30, progress=False, **sizes)
     dt = time.perf_counter() - t0
     if not report.ok:
         raise RuntimeError(f"fetch failed: {report.summary()}")
@@ -177,7 +179,7 @@ def bench_fetch_raw(ctx: Ctx) -> dict[str, Any]:
         def fetch_side() -> tuple[float, float]:
             out = ctx.tmp / ctx.name("ground")
             c0, s0 = _cpu(), _child_cpu(pub.pid)
-            dt, report = timed_fetch(info["url"], out)
+            dt, report = timed_fetch(info["url"], out, window=WINDOW, chunk_kb=CHUNK // 1024)
             cpu = _cpu() - c0 + _child_cpu(pub.pid) - s0
             b = report.boards[0]
             if b.fetched != len(files) or b.bytes != nbytes:
