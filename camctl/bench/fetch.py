@@ -218,8 +218,13 @@ def bench_fetch_raw(ctx: Ctx) -> dict[str, Any]:
     med_f, med_r = statistics.median(fetch_s), statistics.median(raw_s)
     cpu_f = statistics.median(f[1] for f, _ in done)
     cpu_r = statistics.median(r[1] for _, r in done)
+    cores = os.cpu_count() or 1
+    # fetch is bound by CPU, the raw loop by the disk: a busy machine slows fetch alone
+    busy = (f"machine busy (load average above its {cores} cores: the ratio runs low and "
+            "unsteady, the CPU seconds at the end still compare); "
+            if max(load0, load1) > cores else "")
     return {"fetch_vs_raw_zmq": statistics.median(ratios),
-            "_note": f"median of {len(done)} interleaved rounds (AB, BA, ...), round ratios "
+            "_note": f"{busy}median of {len(done)} interleaved rounds (AB, BA, ...), round ratios "
                      f"{min(ratios):.2f}-{max(ratios):.2f}, {took:.0f} s, load average "
                      f"{load0:.1f}->{load1:.1f}; {nbytes / MB:.0f} MB in {len(files)} files a "
                      f"round, servers in child processes, chunk {CHUNK // 1024} KiB, window "
