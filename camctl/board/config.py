@@ -209,6 +209,12 @@ class PublishConfig:
     remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
+    # COMMAND arm/disarm/event from anyone on a real-GPIO board without operator keys (unsafe)
+    unsafe_remote_commands: bool = False
+    max_connections: int = 64  # TCP connections served at once (ROUTER + PUB); more are refused
+    # the publisher's memory budget (its watchdog; RLIMIT_DATA of its process); a quarter of it
+    # bounds the reply bytes handed to libzmq and not yet sent, across all peers
+    memory_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -614,6 +620,10 @@ def _publish(t: _Table) -> PublishConfig:
         remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
+        unsafe_remote_commands=t.bool("unsafe_remote_commands", False),
+        max_connections=t.num("max_connections", PublishConfig.max_connections, lo=1, hi=10_000,
+                              integer=True),
+        memory_mb=t.num("memory_mb", PublishConfig.memory_mb, lo=32, hi=65_536, integer=True),
     )
     t.done()
     return out

@@ -19,7 +19,10 @@ from camctl.exc import ProtocolError
 if TYPE_CHECKING:
     from camctl.board.publish.server import Board
 
-__all__ = ["Handlers", "decode_request"]
+__all__ = ["STATE_COMMANDS", "Handlers", "decode_request"]
+
+# COMMANDs that change a flight's state: refused on real GPIO lines unless someone is trusted
+STATE_COMMANDS = frozenset({"arm", "disarm", "event"})
 
 _Segs = list[tuple[str, Path]]  # (path in the store, resolved path) of the segments a THUMBS covers
 
@@ -92,8 +95,11 @@ class Handlers:
         return p.Done(id=req.id, result=result if isinstance(result, dict) else {"result": result})
 
     def authorise(self, req: p.Command, ident: zmq.Frame) -> None:
-        """COMMAND needs an operator key when CURVE is on; a remote ``event`` on real GPIO needs
-        ``publish.remote_events``. ProtocolError FORBIDDEN otherwise."""
+        """Who may COMMAND: with CURVE on, operator keys only. With CURVE off, a board on real GPIO
+        lines takes no ``arm``/``disarm``/``event`` unless ``publish.unsafe_remote_commands``
+        (mock-line boards, whose commands are their wiring, take them). A remote ``event`` on real
+        GPIO lines also needs ``publish.remote_events``. ProtocolError FORBIDDEN otherwise."""
+        gpio_real = bool(getattr(self.board, "gpio_real", False))
         if self.allow is not None:
             try:
                 key = str(ident.get("User-Id") or "").encode()
@@ -103,7 +109,11 @@ class Handlers:
                 raise ProtocolError(p.E_FORBIDDEN, f"COMMAND {req.name} needs an operator key "
                                                    f"(this key is not in "
                                                    f"{self.allow.operators_dir})")
-        gpio_real = getattr(self.board, "gpio_real", False)
+        elif gpio_real and req.name in STATE_COMMANDS and not self.config.unsafe_remote_commands:
+            raise ProtocolError(p.E_FORBIDDEN, f"COMMAND {req.name} is off on a board with real "
+                                               "GPIO lines and no operator keys (set "
+                                               "publish.curve_keys with a key in operators/, or "
+                                               "publish.unsafe_remote_commands = true)")
         if req.name == "event" and gpio_real and not self.config.remote_events:
             raise ProtocolError(p.E_FORBIDDEN, "remote events are off on a board with real GPIO "
                                                "lines (set publish.remote_events = true to allow "
