@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from netfixtures import FakeBoard
+from netfixtures import FakeBoard, make_store
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
@@ -15,6 +15,8 @@ from camctl.common import protocol as p
 from camctl.common.keys import create_keys, load_client_curve
 from camctl.exc import RemoteError
 from camctl.ground import Client
+from camctl.store.config import StoreConfig
+from camctl.store.writer import FlightStore, flight_seq, list_flights
 
 
 def _cfg(keys: Path | None = None, **kw: object) -> PublishConfig:
@@ -66,3 +68,19 @@ def test_real_gpio_with_operator_key_takes_commands(tmp_path: Path) -> None:
             Client(pub.router_endpoint, timeout_s=10, curve=curve) as c:
         c.command("arm")
     assert [n for n, _ in board.commands] == ["arm"]
+
+
+def test_flights_listed_in_recording_order_not_by_clock(tmp_path: Path) -> None:
+    """A Pi whose clock went back after a power cut gives its next flight a smaller id: WELCOME's
+    ``flights`` (and the store's list) still end with the flight recorded last."""
+    root = tmp_path / "store"
+    make_store(root, flights=("20200101T000000Z",), cameras=("down",), segments=1, frames=2)
+    # written before flights had a seq: comes first, whatever its id
+    for flight in ("20261201T120000Z", "20250101T000000Z", "20260101T000000Z"):  # clock jumps
+        FlightStore(root, "rig-o", flight, StoreConfig(dir=root), cameras=["down"]).close()
+    order = ["20200101T000000Z", "20261201T120000Z", "20250101T000000Z", "20260101T000000Z"]
+    assert [flight_seq(root / f) for f in order] == [None, 1, 2, 3]
+    assert list_flights(root) == order
+    with Publisher(FakeBoard("rig-o", root), _cfg()) as pub, \
+            Client(pub.router_endpoint, timeout_s=10) as c:
+        assert c.hello().flights == order
