@@ -19,7 +19,11 @@ from camctl.exc import ProtocolError
 if TYPE_CHECKING:
     from camctl.board.publish.server import Board
 
-__all__ = ["STATE_COMMANDS", "Handlers", "decode_request"]
+__all__ = ["STATE_COMMANDS", "THUMBS_PAGE_BYTES", "Handlers", "decode_request"]
+
+# JPEG bytes in one THUMBNAILS page: the page stops there (``more``: true). A page of 256 previews
+# 640 pixels wide was ~15 MB, queued per peer up to its window (issue 25: +244 MB for one peer).
+THUMBS_PAGE_BYTES = 1 << 20
 
 # COMMANDs that change a flight's state: refused on real GPIO lines unless someone is trusted
 STATE_COMMANDS = frozenset({"arm", "disarm", "event"})
@@ -142,13 +146,14 @@ class Handlers:
 
     def thumbs(self, req: p.Thumbs, owner: bytes) -> p.Thumbnails:
         """The previews of a flight (or one camera, or one segment) from ``req.skip`` on, at most
-        ``req.limit``; ``more`` (and ``retry_ms`` while the worker is still making them) when
-        there are more."""
+        ``req.limit`` and about :data:`THUMBS_PAGE_BYTES` of JPEG; ``more`` (and ``retry_ms``
+        while the worker is still making them) when there are more."""
         every = req.every or self.config.thumbs_every
         segs = self._thumb_segments(req)
         infos: list[p.ThumbInfo] = []
         jpegs: list[bytes] = []
         index = 0
+        size = 0  # JPEG bytes in the page
         more = False
         retry_ms = 0
         for n, (rel, path) in enumerate(segs):
@@ -164,11 +169,12 @@ class Handlers:
                 break
             for info, data in thumbs:
                 if index >= req.skip:
-                    if len(infos) >= req.limit:
+                    if len(infos) >= req.limit or size >= THUMBS_PAGE_BYTES:
                         more = True
                         break
                     infos.append(info)
                     jpegs.append(data)
+                    size += len(data)
                 index += 1
             if more:
                 break
