@@ -190,6 +190,12 @@ class Connections:
         """A request came over connection ``fd``: True when that connection is refused (answer
         ERROR BUSY; it is cut shortly after)."""
         conn = self._open.get(fd)
+        if conn is None and fd >= 0:
+            # its ACCEPTED event may still be on the way: the monitor is another pipe than the
+            # ROUTER's, and the server thread may see the request first
+            for mon in list(self._monitors):
+                self.on_monitor(mon)
+            conn = self._open.get(fd)
         if conn is None:
             return False
         now = self._clock()
