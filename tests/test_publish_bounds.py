@@ -170,6 +170,25 @@ def test_connections_over_the_cap_are_refused_with_busy_and_one_log_line(
             assert c.ping() > 0
 
 
+def test_at_the_cap_an_idle_connection_gives_its_place_to_a_new_one(tmp_path: Path) -> None:
+    with Publisher(FakeBoard("rig-i", tmp_path), _cfg(max_connections=2)) as pub:
+        quiet = _dealer(pub.router_endpoint, RECONNECT_IVL=-1)  # gone once cut
+        busy = _dealer(pub.router_endpoint)
+        try:
+            assert isinstance(_ask(quiet, p.Ping(id=1)), p.Pong)
+            assert isinstance(_ask(busy, p.Ping(id=2)), p.Pong)
+            wait_for(lambda: pub.connections.served == 2, "two clients served")
+            pub.connections.idle_s = 0.0  # every connection has been idle long enough (a seam)
+            assert isinstance(_ask(busy, p.Ping(id=3)), p.Pong)  # busy is the last to ask
+            with Client(pub.router_endpoint, timeout_s=10) as c:
+                assert c.ping() > 0  # not refused: the connection idle longest made room
+            assert pub.connections.idle_dropped == 1 and pub.connections.refused == 0
+            assert isinstance(_ask(busy, p.Ping(id=4)), p.Pong)  # the busy one kept its place
+        finally:
+            quiet.close()
+            busy.close()
+
+
 def test_srcfd_names_the_connection_a_request_came_over(tmp_path: Path) -> None:
     """ZMQ_SRCFD of a ROUTER's identity frame is the fd of the peer's TCP connection (libzmq 4.3):
     what the cap and the reply budget cut a connection by."""
