@@ -19,6 +19,7 @@ import pytest
 
 from camctl.board.cameras import make_camera
 from camctl.board.doctor import FAIL, OK, WARN, Check, Probes, add_arguments, main, run_checks
+from camctl.common.keys import create_keys
 from camctl.testing.picamera2_double import FakeRig
 
 
@@ -95,14 +96,20 @@ def config(tmp_path: Path):
     store.mkdir()
     path = tmp_path / "rig.toml"
 
+    keys = tmp_path / "keys"
+
     def write(*, store_dir: Path = store, backend: str = "picamera2", indexes=(0, 1),
-              gpio: str = "lgpio", reserve_mb: int = 512) -> Path:
+              gpio: str = "lgpio", reserve_mb: int = 512, curve: bool = True,
+              publish: str = "") -> Path:
         cams = "".join(f'[[cameras]]\nname = "cam{i}"\nbackend = "{backend}"\nindex = {i}\n'
                        for i in indexes)
+        if curve and not keys.exists():
+            create_keys(keys, boards=["rig-a"])
+        curve_keys = f'curve_keys = "{keys / "rig-a"}"\n' if curve else ""
         path.write_text(f'board = "rig-a"\n[store]\ndir = "{store_dir}"\n'
                         f'reserve_mb = {reserve_mb}\n[gpio]\nbackend = "{gpio}"\n'
                         f'[publish]\nbind = "tcp://127.0.0.1:{_free_port()}"\n'
-                        f'events = "tcp://127.0.0.1:{_free_port()}"\n{cams}')
+                        f'events = "tcp://127.0.0.1:{_free_port()}"\n{curve_keys}{publish}{cams}')
         return path
     write.store = store
     return write
@@ -515,3 +522,16 @@ def test_camera_probe_checks_the_caps_on_either_encoder_path(tmp_path, encoder) 
     assert f"encoder {encoder}" in check.detail
     assert "exposures up to 30000 us, over exposure_max_us = 4000" in check.detail, check
     assert "analogue gain up to 6, over analogue_gain_max = 2" in check.detail
+
+
+def test_real_gpio_without_curve_warns_who_can_reach_the_board(config) -> None:
+    open_board = _by_name(run_checks(config(curve=False), probes=healthy()))["remote"]
+    assert open_board.level == WARN and "CURVE is off" in open_board.detail
+    assert "refused" in open_board.detail and "publish.curve_keys" in open_board.fix
+    unsafe = _by_name(run_checks(config(curve=False, publish="unsafe_remote_commands = true\n"),
+                                 probes=healthy()))["remote"]
+    assert unsafe.level == WARN and "can arm, disarm or end a flight" in unsafe.detail
+    keyed = _by_name(run_checks(config(), probes=healthy()))["remote"]
+    assert keyed.level == OK and "1 operator key" in keyed.detail
+    mock = _by_name(run_checks(config(curve=False, gpio="mock"), probes=healthy()))["remote"]
+    assert mock.level == OK and "mock" in mock.detail

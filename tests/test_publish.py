@@ -13,6 +13,7 @@ from netfixtures import FakeBoard, make_store
 
 from camctl.board.config import PublishConfig
 from camctl.board.publish import Publisher
+from camctl.board.publish.sockets import PUB_HWM
 from camctl.common import protocol as p
 from camctl.common.keys import create_keys, load_client_curve
 from camctl.common.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS, set_heartbeats
@@ -80,7 +81,8 @@ def test_publish_from_many_threads(tmp_path: Path) -> None:
             pytest.fail("subscriber never joined")
         while sub.poll(200):
             sub.recv_multipart()
-        n_threads, per = 8, 100
+        n_threads, per = 8, 30  # a burst within the PUB high-water mark (sockets.PUB_HWM)
+        assert n_threads * per + 1 <= PUB_HWM
         go = threading.Event()
 
         def worker(k: int) -> None:

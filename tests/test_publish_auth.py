@@ -156,12 +156,13 @@ def test_the_boards_own_key_reads_its_status_for_doctor_and_may_not_command(
 def test_remote_event_refused_on_real_gpio_unless_allowed(tmp_path: Path) -> None:
     board = FakeBoard("rig-g", tmp_path)
     board.gpio_real = True  # type: ignore[attr-defined]
-    with Publisher(board, _cfg()) as pub, Client(pub.router_endpoint, timeout_s=10) as c:
+    with Publisher(board, _cfg(unsafe_remote_commands=True)) as pub, \
+            Client(pub.router_endpoint, timeout_s=10) as c:
         with pytest.raises(RemoteError) as err:
             c.command("event", name="touchdown")
         assert err.value.code == p.E_FORBIDDEN and "remote_events" in str(err.value)
         assert board.commands == []
-    with Publisher(board, _cfg(remote_events=True)) as pub, \
+    with Publisher(board, _cfg(remote_events=True, unsafe_remote_commands=True)) as pub, \
             Client(pub.router_endpoint, timeout_s=10) as c:
         c.command("event", name="touchdown")
         assert board.commands == [("event", {"name": "touchdown"})]

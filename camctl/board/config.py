@@ -209,8 +209,13 @@ class PublishConfig:
     remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
-    # the publisher process's data-memory budget (RLIMIT_DATA, camctl.board.publish.child); its
-    # idle footprint is ~130 MB of it (thread stacks and malloc arenas count)
+    # COMMAND arm/disarm/event from anyone on a real-GPIO board without operator keys (unsafe)
+    unsafe_remote_commands: bool = False
+    max_connections: int = 64  # TCP connections served at once (ROUTER + PUB); more are refused
+    # the memory the network may make the publisher process use beyond its idle footprint: its
+    # watchdog resets the sockets at 70% of it, its RLIMIT_DATA is the footprint plus all of it
+    # (camctl.board.publish.child); a quarter of it bounds the reply bytes handed to libzmq and not
+    # yet sent, across all peers
     memory_mb: int = 256
 
 
@@ -617,7 +622,10 @@ def _publish(t: _Table) -> PublishConfig:
         remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
-        memory_mb=t.num("memory_mb", PublishConfig.memory_mb, lo=192, hi=65536, integer=True),
+        unsafe_remote_commands=t.bool("unsafe_remote_commands", False),
+        max_connections=t.num("max_connections", PublishConfig.max_connections, lo=1, hi=10_000,
+                              integer=True),
+        memory_mb=t.num("memory_mb", PublishConfig.memory_mb, lo=32, hi=65_536, integer=True),
     )
     t.done()
     return out

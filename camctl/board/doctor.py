@@ -581,6 +581,37 @@ def _check_ports(cfg: Config, probes: Probes) -> list[Check]:
     return checks
 
 
+def _check_remote(cfg: Config) -> Check:
+    """Who may fetch from and COMMAND this board over the network: on real GPIO lines without
+    CURVE, anyone who reaches its ports (docs/protocol.md, Security)."""
+    pub = cfg.publish
+    fix = (f"camctl keys DIR --board {cfg.board}, copy DIR/{cfg.board} to this board and set "
+           "publish.curve_keys to it (docs/keys.md)")
+    if cfg.gpio.backend == "mock":
+        return Check("remote", OK, "mock GPIO lines: COMMAND arm/disarm/event accepted "
+                                   "(they are this rig's wiring)")
+    if not pub.curve_keys:
+        if pub.unsafe_remote_commands:
+            return Check("remote", WARN, "CURVE is off and publish.unsafe_remote_commands = true: "
+                                         f"anyone who reaches {pub.bind} can arm, disarm or end "
+                                         "a flight of this board", fix)
+        return Check("remote", WARN, f"CURVE is off on real GPIO lines: anyone who reaches "
+                                     f"{pub.bind} can fetch this board's flights (COMMAND arm, "
+                                     "disarm and event are refused)", fix)
+    from camctl.common.keys import load_server_curve
+
+    try:
+        keys = load_server_curve(pub.curve_keys)
+    except (ConfigError, OSError) as exc:
+        return Check("remote", FAIL, f"publish.curve_keys: {exc}", fix)
+    operators = sorted(keys.operators_dir.glob("*.key")) if keys.operators_dir.is_dir() else []
+    if not operators:
+        return Check("remote", WARN, f"CURVE on, but no operator key in {keys.operators_dir}: no "
+                                     "one can arm or disarm this board over the network",
+                     "camctl keys makes DIR/<board>/operators/client.key")
+    return Check("remote", OK, f"CURVE on, {len(operators)} operator key(s)")
+
+
 def config_checks(config_path: Path | None) -> tuple[Config | None, list[Check]]:
     """The config (None without a valid one) and its checks: loaded, and each of its warnings."""
     if config_path is None:
@@ -614,6 +645,7 @@ def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> lis
     checks += _check_store(effective, probes)
     checks.append(_check_clock(probes))
     checks += _check_ports(effective, probes)
+    checks.append(_check_remote(effective))
     return checks
 
 

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
@@ -37,7 +38,8 @@ from camctl.store.index import FLIGHT_NAME, fsync_dir, write_json_atomic
 from camctl.store.quota import QuotaLevel
 from camctl.store.sources import CAMERA, EVENTS, KINDS, Source, SourceKind
 
-__all__ = ["FlightStore", "append_events", "list_flights", "new_flight_id"]
+__all__ = ["FlightStore", "append_events", "flight_seq", "in_recording_order", "list_flights",
+           "new_flight_id", "next_flight_seq"]
 
 _MB = 1 << 20
 
@@ -56,11 +58,45 @@ def new_flight_id(now: float | None = None, *, root: Path | None = None) -> str:
 
 
 def list_flights(root: Path) -> list[str]:
-    """Flight ids under ``root`` (dirs holding a ``flight.json``), oldest first."""
+    """Flight ids under ``root`` (dirs holding a ``flight.json``), oldest first: in the board's
+    recording order (:func:`in_recording_order`), not by id, which a clock set back reorders."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / FLIGHT_NAME).is_file())
+    return in_recording_order(root, [p.name for p in root.iterdir()
+                                     if (p / FLIGHT_NAME).is_file()])
+
+
+def flight_seq(flight_dir: Path) -> int | None:
+    """The flight's place in its board's recording order: ``seq`` in its flight.json (1, 2, ...);
+    None for a flight written before there was one, or whose flight.json cannot be read."""
+    try:
+        data = json.loads((Path(flight_dir) / FLIGHT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
+
+
+def in_recording_order(root: Path, names: Sequence[str], *,
+                       seq: Callable[[Path], int | None] = flight_seq) -> list[str]:
+    """``names`` (flights under ``root``) oldest first: flights without a ``seq`` by id, then every
+    flight with one by ``seq`` (the id breaks ties), so the last is the flight recorded last even
+    when the clock went back between two flights (a Pi has no battery-backed clock)."""
+    def key(name: str) -> tuple[int, int, str]:
+        n = seq(Path(root) / name)
+        return (0, 0, name) if n is None else (1, n, name)
+
+    return sorted(names, key=key)
+
+
+def next_flight_seq(root: Path) -> int:
+    """One more than the highest ``seq`` of the flights under ``root`` (1 on an empty store)."""
+    root = Path(root)
+    if not root.is_dir():
+        return 1
+    seqs = [flight_seq(d) for d in root.iterdir() if d.is_dir() and not d.is_symlink()]
+    return 1 + max((n for n in seqs if n is not None), default=0)
 
 
 def _source_kinds(flight: str, cameras: Sequence[str],
@@ -158,7 +194,8 @@ class FlightStore:
             info = self._flight_info()
             del info["flight"], info["board"]
             write_json_atomic(self.dir / FLIGHT_NAME, {
-                "board": self.board, "flight": self.flight, "created_wall_ns": time.time_ns(),
+                "board": self.board, "flight": self.flight, "seq": next_flight_seq(self.root),
+                "created_wall_ns": time.time_ns(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info})
             fsync_dir(self.dir)
             fsync_dir(self.root)

@@ -1,6 +1,7 @@
-"""Per-peer credit accounting of the publisher: a peer whose reply queue is full has its requests
-wait here, in order, at most a window of them; more are dropped, counted and reported to the peer
-once its queue drains (never dropped unsaid)."""
+"""Per-peer credit accounting of the publisher: a peer whose reply queue is full, or whose next
+reply does not fit the reply memory budget, has its requests wait here, in order, at most a window
+of them; more are dropped, counted and reported to the peer once its queue drains (never dropped
+unsaid)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ log = logging.getLogger("camctl.board.publish")
 
 Answer = Callable[[p.Message, zmq.Frame], p.Message]
 Send = Callable[[zmq.Frame, p.Message], bool]
+Fits = Callable[[zmq.Frame, p.Message], bool]
 
 
 @dataclass
@@ -39,26 +41,41 @@ class Backlogs:
     """The peers whose reply queue is full, and what each is owed.
 
     ``answer(request, ident)`` makes a reply; ``send(ident, reply)`` is False when the peer's queue
-    is full. True (as a bool) while any peer waits: the server then polls often to :meth:`flush`.
+    is full; ``fits(ident, request)`` is False when the reply would go over the memory budget now
+    (then the reply is not even made yet). True (as a bool) while any peer waits: the server then
+    polls often to :meth:`flush`.
     """
 
     def __init__(self, board: str, window: int, answer: Answer, send: Send,
-                 peer: Callable[[zmq.Frame], str]) -> None:
+                 peer: Callable[[zmq.Frame], str], fits: Fits | None = None) -> None:
         self.board = board
         self.window = window
         self._answer = answer
         self._send = send
         self._peer = peer
+        self._fits: Fits = fits or (lambda ident, item: True)
         self._peers: dict[bytes, _Backlog] = {}
 
     def __bool__(self) -> bool:
         return bool(self._peers)
+
+    def clear(self) -> None:
+        """Forget every peer (their connections were all closed)."""
+        self._peers.clear()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting in all backlogs."""
+        return sum(len(b.items) for b in self._peers.values())
 
     def serve(self, ident: zmq.Frame, item: p.Message) -> None:
         """Answer ``item`` (a request, or the ERROR for a message that was not one) unless the
         peer's queue is full: then it waits in the peer's backlog, in order."""
         backlog = self._peers.get(ident.bytes)
         if backlog is None:
+            if not self._fits(ident, item):  # over the memory budget: wait, reply not made yet
+                self._peers[ident.bytes] = _Backlog(ident, deque([item]))
+                return
             reply = self._answer(item, ident)
             if self._send(ident, reply):
                 return
@@ -89,6 +106,8 @@ class Backlogs:
         for key, b in list(self._peers.items()):
             while b.items:
                 if b.head is None:
+                    if not self._fits(b.ident, b.items[0]):
+                        break
                     b.head = self._answer(b.items[0], b.ident)
                 if not self._send(b.ident, b.head):
                     break

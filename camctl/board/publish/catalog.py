@@ -14,7 +14,9 @@ from typing import Any
 from camctl.common import protocol as p
 from camctl.common.fsutil import sha256_file
 from camctl.exc import ProtocolError
+from camctl.store.index import FLIGHT_NAME
 from camctl.store.reader import iter_events, iter_frames
+from camctl.store.writer import flight_seq, in_recording_order
 
 __all__ = ["Catalog", "file_key", "resolve_path"]
 
@@ -82,13 +84,32 @@ class Catalog:
     def __init__(self, store_root: Path) -> None:
         self.root = Path(store_root)
         self._facts: dict[tuple[str, int, int], _Facts] = {}
+        self._seqs: dict[str, tuple[tuple[int, int] | None, int | None]] = {}
         self._fds: OrderedDict[str, tuple[Path, int, tuple[int, int, int]]] = OrderedDict()
 
     def flights(self) -> list[str]:
+        """The flights on the store in the board's recording order (last = newest): by ``seq`` in
+        flight.json, flights without one first, by id
+        (:func:`camctl.store.writer.in_recording_order`)."""
         if not self.root.is_dir():
             return []
-        return sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.is_symlink()
-                      and p._NAME_RE.match(d.name))
+        names = [d.name for d in self.root.iterdir() if d.is_dir() and not d.is_symlink()
+                 and p._NAME_RE.match(d.name)]
+        return in_recording_order(self.root, names, seq=self._seq)
+
+    def _seq(self, flight_dir: Path) -> int | None:
+        """flight_seq, cached by flight.json's (size, mtime_ns): HELLO asks for every flight."""
+        try:
+            st = (flight_dir / FLIGHT_NAME).stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        hit = self._seqs.get(flight_dir.name)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        seq = flight_seq(flight_dir) if stamp is not None else None
+        self._seqs[flight_dir.name] = (stamp, seq)
+        return seq
 
     def listing(self, flight: str | None, open_segments: set[Path]) -> list[p.SegmentInfo]:
         opened = {resolve_path(x) for x in open_segments}

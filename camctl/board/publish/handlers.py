@@ -19,7 +19,14 @@ from camctl.exc import ProtocolError
 if TYPE_CHECKING:
     from camctl.board.publish.server import Board
 
-__all__ = ["Handlers", "decode_request"]
+__all__ = ["STATE_COMMANDS", "THUMBS_PAGE_BYTES", "Handlers", "decode_request"]
+
+# JPEG bytes in one THUMBNAILS page: the page stops there (``more``: true). A page of 256 previews
+# 640 pixels wide was ~15 MB, queued per peer up to its window (issue 25: +244 MB for one peer).
+THUMBS_PAGE_BYTES = 1 << 20
+
+# COMMANDs that change a flight's state: refused on real GPIO lines unless someone is trusted
+STATE_COMMANDS = frozenset({"arm", "disarm", "event"})
 
 _Segs = list[tuple[str, Path]]  # (path in the store, resolved path) of the segments a THUMBS covers
 
@@ -92,8 +99,11 @@ class Handlers:
         return p.Done(id=req.id, result=result if isinstance(result, dict) else {"result": result})
 
     def authorise(self, req: p.Command, ident: zmq.Frame) -> None:
-        """COMMAND needs an operator key when CURVE is on; a remote ``event`` on real GPIO needs
-        ``publish.remote_events``. ProtocolError FORBIDDEN otherwise."""
+        """Who may COMMAND: with CURVE on, operator keys only. With CURVE off, a board on real GPIO
+        lines takes no ``arm``/``disarm``/``event`` unless ``publish.unsafe_remote_commands``
+        (mock-line boards, whose commands are their wiring, take them). A remote ``event`` on real
+        GPIO lines also needs ``publish.remote_events``. ProtocolError FORBIDDEN otherwise."""
+        gpio_real = bool(getattr(self.board, "gpio_real", False))
         if self.allow is not None:
             try:
                 key = str(ident.get("User-Id") or "").encode()
@@ -103,7 +113,11 @@ class Handlers:
                 raise ProtocolError(p.E_FORBIDDEN, f"COMMAND {req.name} needs an operator key "
                                                    f"(this key is not in "
                                                    f"{self.allow.operators_dir})")
-        gpio_real = getattr(self.board, "gpio_real", False)
+        elif gpio_real and req.name in STATE_COMMANDS and not self.config.unsafe_remote_commands:
+            raise ProtocolError(p.E_FORBIDDEN, f"COMMAND {req.name} is off on a board with real "
+                                               "GPIO lines and no operator keys (set "
+                                               "publish.curve_keys with a key in operators/, or "
+                                               "publish.unsafe_remote_commands = true)")
         if req.name == "event" and gpio_real and not self.config.remote_events:
             raise ProtocolError(p.E_FORBIDDEN, "remote events are off on a board with real GPIO "
                                                "lines (set publish.remote_events = true to allow "
@@ -132,13 +146,14 @@ class Handlers:
 
     def thumbs(self, req: p.Thumbs, owner: bytes) -> p.Thumbnails:
         """The previews of a flight (or one camera, or one segment) from ``req.skip`` on, at most
-        ``req.limit``; ``more`` (and ``retry_ms`` while the worker is still making them) when
-        there are more."""
+        ``req.limit`` and about :data:`THUMBS_PAGE_BYTES` of JPEG; ``more`` (and ``retry_ms``
+        while the worker is still making them) when there are more."""
         every = req.every or self.config.thumbs_every
         segs = self._thumb_segments(req)
         infos: list[p.ThumbInfo] = []
         jpegs: list[bytes] = []
         index = 0
+        size = 0  # JPEG bytes in the page
         more = False
         retry_ms = 0
         for n, (rel, path) in enumerate(segs):
@@ -154,11 +169,12 @@ class Handlers:
                 break
             for info, data in thumbs:
                 if index >= req.skip:
-                    if len(infos) >= req.limit:
+                    if len(infos) >= req.limit or size >= THUMBS_PAGE_BYTES:
                         more = True
                         break
                     infos.append(info)
                     jpegs.append(data)
+                    size += len(data)
                 index += 1
             if more:
                 break

@@ -12,16 +12,31 @@ import zmq
 from camctl.common import protocol as p
 
 __all__ = [
-    "configure_pub", "configure_router", "peer_name", "recv_frames", "start_curve", "verb_of",
+    "HANDSHAKE_IVL_MS", "PUB_HWM", "PUB_MAX_MESSAGE", "configure_pub", "configure_router",
+    "curve_server", "peer_fd", "peer_name", "recv_frames", "start_curve", "verb_of",
 ]
 
-_PUB_HWM = 1000  # events queued for slow subscribers before PUB drops them
+# events queued per slow subscriber before PUB drops them: minutes of the 1 Hz status, and at most
+# PUB_HWM * ~2 KB per subscriber (1000 was ~2 MB each, times every connection the cap allows)
+PUB_HWM = 256
+# a connection that has not finished the ZMTP greeting and handshake (CURVE included) in this time
+# is dropped (libzmq's default is 30 s). A handshake is three round trips plus a local ZAP call:
+# milliseconds on the field Wi-Fi, 5 s covers the worst link; a connection that only holds a slot
+# (and a file descriptor) is gone in seconds. zmq_setsockopt(3), ZMQ_HANDSHAKE_IVL.
+HANDSHAKE_IVL_MS = 5000
+# inbound message limit of the PUB socket: its only inbound messages are subscriptions (topics of
+# a few bytes) and the handshake's, whose largest, CURVE's INITIATE with its metadata, is a few
+# hundred bytes. libzmq applies ZMQ_MAXMSGSIZE to every frame it decodes, the handshake's too
+# (src/v2_decoder.cpp: a frame over it is an error and the connection is closed).
+PUB_MAX_MESSAGE = 1024
 
 
 def configure_router(sock: zmq.Socket, window: int) -> None:
-    """Options of the request socket: size limit, heartbeats, and per-peer queues of ``window``."""
+    """Options of the request socket: size limit, handshake time, heartbeats, and per-peer queues
+    of ``window``."""
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
     # replies queued per peer: a client within its window never reaches this; a full queue makes
     # send raise (ROUTER_MANDATORY) instead of dropping the reply, and the peer's requests wait
     sock.setsockopt(zmq.SNDHWM, window + 8)
@@ -31,9 +46,13 @@ def configure_router(sock: zmq.Socket, window: int) -> None:
 
 
 def configure_pub(sock: zmq.Socket) -> None:
-    """Options of the event socket."""
+    """Options of the event socket: subscriptions (inbound) are size-limited like requests, the
+    handshake time and heartbeats are the ROUTER's, a slow subscriber's queue is short."""
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, _PUB_HWM)
+    sock.setsockopt(zmq.SNDHWM, PUB_HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, PUB_MAX_MESSAGE)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
+    p.set_heartbeats(sock)
 
 
 def start_curve(ctx: zmq.Context, curve_keys: str,
@@ -56,14 +75,22 @@ def start_curve(ctx: zmq.Context, curve_keys: str,
         # public key
         auth.configure_curve_callback(domain="*", credentials_provider=allow)
         for sock in socks:
-            sock.curve_secretkey = keys.secret
-            sock.curve_publickey = keys.public
-            sock.curve_server = True
+            curve_server(sock, curve_keys)
     except BaseException:
         with contextlib.suppress(Exception):
             auth.stop()
         raise
     return auth, allow
+
+
+def curve_server(sock: zmq.Socket, curve_keys: str) -> None:
+    """Make ``sock`` a CURVE server with the board's keys from ``curve_keys`` (before it binds)."""
+    from camctl.common.keys import load_server_curve
+
+    keys = load_server_curve(curve_keys)
+    sock.curve_secretkey = keys.secret
+    sock.curve_publickey = keys.public
+    sock.curve_server = True
 
 
 def recv_frames(sock: zmq.Socket) -> tuple[zmq.Frame, list[bytes], int]:
@@ -82,6 +109,17 @@ def recv_frames(sock: zmq.Socket) -> tuple[zmq.Frame, list[bytes], int]:
         else:
             extra += 1
     return ident, msg, extra
+
+
+def peer_fd(ident: zmq.Frame) -> int:
+    """The file descriptor of the TCP connection a message came over (-1 when unknown):
+    zmq_msg_get(3) ZMQ_SRCFD, "the file descriptor of the socket the message was read from ...
+    might be closed already, reused even. Currently only implemented for TCP sockets"; libzmq 4.3
+    sets it on the identity frame a ROUTER makes too (checked in tests/test_publish_bounds.py)."""
+    try:
+        return int(ident.get(zmq.SRCFD))
+    except (zmq.ZMQError, TypeError, ValueError):
+        return -1
 
 
 def peer_name(ident: zmq.Frame) -> str:
