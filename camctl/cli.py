@@ -186,7 +186,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     print_report(report)
     if report.ok:
         return EXIT_OK
-    return EXIT_USAGE if any(b.unreachable for b in report.boards) else EXIT_DATA
+    # a board unreachable, refusing our key or refused (its name taken, no room): exit 2
+    return EXIT_USAGE if any(b.unreachable or b.refused for b in report.boards) else EXIT_DATA
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
