@@ -110,3 +110,162 @@ def test_board_id_not_an_id_is_set_aside(tmp_path: Path) -> None:
     (tmp_path / ID_FILE).write_text("hello\n")
     made = board_id(tmp_path)
     assert len(made) == 32 and (tmp_path / f"{ID_FILE}.bad").read_text() == "hello\n"
+
+
+# --- a hostile board ---------------------------------------------------------------------------
+class Rogue:
+    """A board in the test: a ROUTER answering from ``files`` (path -> bytes) honestly, unless a
+    hook in ``on`` (verb -> fn(req) -> a Message, a raw frame list, or None for no answer) says
+    otherwise. Counts the requests it got per verb."""
+
+    def __init__(self, name: str = "rogue", files: dict[str, bytes] | None = None, *,
+                 flights: list[str] | None = None, board_id: str = "", frames: int = 12) -> None:
+        import zmq
+
+        self.name = name
+        self.board_id = board_id
+        self.files = files if files is not None else {"f1/down/000000.mcap": b"honest " * 500}
+        self.flights = flights or sorted({k.split("/")[0] for k in self.files})
+        self.frames = frames
+        self.on: dict[bytes, object] = {}
+        self.asked: dict[bytes, int] = {}
+        self.listed: list[str | None] = []
+        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind("tcp://127.0.0.1:*")
+        self.url = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def segments(self) -> list[p.SegmentInfo]:
+        import hashlib
+
+        return [p.SegmentInfo(path=k, size=len(v), sha256=hashlib.sha256(v).hexdigest(),
+                              flight=k.split("/")[0], camera=k.split("/")[1], frames=self.frames)
+                for k, v in sorted(self.files.items())]
+
+    def honest(self, req: p.Message) -> p.Message | None:
+        if isinstance(req, p.Hello):
+            return p.Welcome(id=req.id, version=1, board=self.name, flights=self.flights,
+                             serving=True, mono_ns=1, wall_ns=1, chunk_max=1 << 20,
+                             **({"board_id": self.board_id} if self.board_id else {}))
+        if isinstance(req, p.List):
+            self.listed.append(req.flight)
+            return p.Listing(id=req.id, board=self.name, segments=[
+                s for s in self.segments() if req.flight in (None, s.flight)])
+        if isinstance(req, p.Fetch):
+            data = self.files[req.path]
+            return p.Chunk(id=req.id, path=req.path, offset=req.offset,
+                           data=data[req.offset:req.offset + req.length])
+        if isinstance(req, p.Thumbs):
+            return p.Thumbnails(id=req.id, flight=req.flight, thumbs=[], jpegs=[])
+        if isinstance(req, p.Status):
+            return p.State(id=req.id, status={"board": self.name, "phase": "LANDED"})
+        return p.Error(id=req.id, code=p.E_REFUSED, message="no")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.sock.poll(20):
+                continue
+            ident, *msg = self.sock.recv_multipart()
+            req = p.decode(msg, allowed=p.REQUESTS)
+            self.asked[req.VERB] = self.asked.get(req.VERB, 0) + 1
+            hook = self.on.get(req.VERB)
+            reply = hook(req) if hook is not None else self.honest(req)  # type: ignore[operator]
+            if reply is None:
+                continue
+            frames = reply.encode() if isinstance(reply, p.Message) else reply
+            self.sock.send_multipart([ident, *frames], copy=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def __enter__(self) -> Rogue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fetch(urls: list[str], out: Path, **kw: object):
+    from camctl.ground import fetch
+
+    kw.setdefault("give_up_after_s", 10)
+    return fetch(urls, out, progress=False, **kw)  # type: ignore[arg-type]
+
+
+def _thumbs(req: p.Thumbs, n: int, size: int, *, more: bool) -> p.Thumbnails:
+    infos = [p.ThumbInfo(camera="down", segment=req.segment or "", seq=req.skip + i,
+                         timestamp_ns=1, phase="", width=16, height=12) for i in range(n)]
+    return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos,
+                        jpegs=[b"\xff\xd8" + bytes(size)] * n, more=more)
+
+
+def test_endless_more_pages_stop_at_the_listed_frames(tmp_path: Path) -> None:
+    with Rogue(frames=12) as rogue:
+        rogue.on[b"THUMBS"] = lambda req: _thumbs(req, 1, 1000, more=True)  # forever
+        done: list = []
+        t = threading.Thread(target=lambda: done.append(
+            _fetch([rogue.url], tmp_path / "out", thumbs_only=True)), daemon=True)
+        t.start()
+        t.join(120)  # hang guard only
+        asked = rogue.asked.get(b"THUMBS", 0)
+    assert done, f"the fetch never ended ({asked} THUMBS pages asked)"
+    assert asked == 13  # 12 previews (one per listed frame), then the 13th is refused
+    report = done[0]
+    assert not report.ok and "go on past 13 previews" in report.summary()
+
+
+def test_thumbnails_page_over_the_byte_cap_is_refused(tmp_path: Path) -> None:
+    per = p.MAX_THUMBS_PAGE_BYTES // 2 + 1  # two previews: one byte over the cap (and each frame
+    with Rogue(frames=12) as rogue:         # well under ZMQ_MAXMSGSIZE)
+        rogue.on[b"THUMBS"] = lambda req: _thumbs(req, 2, per - 2, more=False)
+        report = _fetch([rogue.url], tmp_path / "out", thumbs_only=True)
+    assert not report.ok
+    assert f"has {2 * per} bytes of previews (limit {p.MAX_THUMBS_PAGE_BYTES})" in report.summary()
+    assert not (tmp_path / "out" / "rogue" / "f1" / "thumbs").exists()
+
+
+_RSS_CLIENT = """
+import json, sys
+from pathlib import Path
+from camctl.ground import fetch
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+base = hwm()
+rep = fetch([sys.argv[1]], Path(sys.argv[2]), progress=False, give_up_after_s=3, timeout_s=1)
+print(json.dumps({"grew": hwm() - base, "ok": rep.ok, "summary": rep.summary()}))
+"""
+
+
+def test_oversize_chunk_drops_the_link_not_the_ground_memory(tmp_path: Path) -> None:
+    """A board answering a 4 KiB FETCH with a 64 MiB CHUNK: the client (a subprocess, its peak RSS
+    read from /proc) refuses the frame from its length header and never holds it."""
+    import json
+    import subprocess
+    import sys
+
+    huge = bytes(64 << 20)
+    sent: list[int] = []
+
+    def chunk(req: p.Fetch) -> list | None:
+        if sent:
+            return None  # the first FETCH only: later ones are not answered
+        sent.append(req.id)
+        return p.Chunk(id=req.id, path=req.path, offset=req.offset, data=huge).encode()
+
+    with Rogue(files={"f1/down/000000.mcap": b"x" * 4096}) as rogue:
+        rogue.on[b"FETCH"] = chunk
+        r = subprocess.run([sys.executable, "-c", _RSS_CLIENT, rogue.url, str(tmp_path / "out")],
+                           capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert sent and not got["ok"]
+    assert got["grew"] < 24 << 20, f"the client's peak RSS grew {got['grew']} bytes"
+    assert "link dropped" in got["summary"] and str(p.MAX_REPLY_FRAME) in got["summary"]
+    assert not (tmp_path / "out" / "rogue" / "f1" / "down" / "000000.mcap").exists()
