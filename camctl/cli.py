@@ -580,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, OSError) and not isinstance(exc, CamctlError):
             where = f": {exc.filename}" if exc.filename else ""
             print(f"camctl: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        else:
-            print(f"camctl: error: {exc}", file=sys.stderr)
+        else:  # board text may be in it: no escape codes reach the terminal
+            from camctl.common.protocol import printable
+
+            print(f"camctl: error: {printable(exc, 2000)}", file=sys.stderr)
         return exit_code_for(exc)
 
 

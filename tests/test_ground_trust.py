@@ -269,3 +269,101 @@ def test_oversize_chunk_drops_the_link_not_the_ground_memory(tmp_path: Path) -> 
     assert got["grew"] < 24 << 20, f"the client's peak RSS grew {got['grew']} bytes"
     assert "link dropped" in got["summary"] and str(p.MAX_REPLY_FRAME) in got["summary"]
     assert not (tmp_path / "out" / "rogue" / "f1" / "down" / "000000.mcap").exists()
+
+
+# --- names, text, sizes, space -------------------------------------------------------------------
+def test_board_text_reaches_the_terminal_escaped(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from camctl.cli import main
+
+    evil = "\x1b[2J\x1b]0;pwned\x07 gotcha\r"
+    with Rogue() as rogue:
+        rogue.on[b"LIST"] = lambda req: p.Error(id=req.id, code=p.E_REFUSED, message=evil)
+        rogue.on[b"STATUS"] = lambda req: p.State(id=req.id, status={
+            "board": "rogue", "phase": "\x1b[31mLANDED[/b]", "flight": "f1", "disk_free_mb": 1,
+            "serving": True, "cameras": {"down\x1b[5m": {"state": "\x1b[Hrunning"}}})
+        rc = main(["fetch", "--connect", rogue.url, "--out", str(tmp_path / "o"), "--quiet",
+                   "--give-up-after", "5"])
+        out = capsys.readouterr()
+        assert rc == 1 and "\\x1b[2J\\x1b]0;pwned\\x07 gotcha\\x0d" in out.out
+        assert main(["status", "--connect", rogue.url, "--timeout", "5"]) == 0
+        status = capsys.readouterr()
+    for text in (out.out, out.err, status.out):
+        assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+    assert "\\x1b[31mLANDED[/b]" in status.out and "\\x1b[Hrunning" in status.out
+
+
+def test_board_name_with_a_newline_makes_no_folder(tmp_path: Path) -> None:
+    with Rogue(name="rig-a\n") as rogue:
+        report = _fetch([rogue.url], tmp_path / "out")
+    assert [x.name for x in (tmp_path / "out").iterdir()] == [".camctl-fetch.lock"]
+    assert not report.ok and "cannot be a folder name" in report.summary()
+    assert report.boards[0].refused  # the CLI exits 2
+
+
+def test_one_unsafe_entry_is_skipped_not_the_board(tmp_path: Path) -> None:
+    good = {"f1/down/000000.mcap": b"good " * 100, "f1/up/000001.mcap": b"up " * 100}
+    with Rogue(files=good) as rogue:
+        def listing(req: p.List) -> list:
+            entries = [s.to_json() for s in rogue.segments()]
+            entries.insert(1, {**entries[0], "path": "f1/down/000009.mcap",
+                               "size": p.MAX_FILE_SIZE * 4})
+            entries.insert(1, {**entries[0], "path": "f1\n/down/000008.mcap", "flight": "f1\n"})
+            return p._frames(b"LISTING", {"id": req.id, "board": "rogue", "segments": entries})
+        rogue.on[b"LIST"] = listing
+        report = _fetch([rogue.url], tmp_path / "out")
+    b = report.boards[0]
+    assert not b.unreachable and b.fetched == 2 and not report.ok
+    text = report.summary()
+    assert "unsafe entry 'f1/down/000009.mcap'" in text and "000008.mcap" in text
+    for path, data in good.items():
+        assert (tmp_path / "out" / "rogue" / path).read_bytes() == data
+
+
+def test_free_space_checked_before_the_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from camctl.cli import main
+
+    fetch_mod = sys.modules["camctl.ground.fetch"]  # the package's `fetch` is the function
+
+    files = {"f1/down/000000.mcap": b"a" * 3000, "f1/down/000001.mcap": b"b" * 2000}
+    monkeypatch.setattr(fetch_mod, "_free_bytes", lambda path: 4999, raising=False)
+    with Rogue(files=files) as rogue:
+        rc = main(["fetch", "--connect", rogue.url, "--out", str(tmp_path / "o"), "--quiet",
+                   "--give-up-after", "5"])
+        out = capsys.readouterr().out
+        assert rc == 2 and rogue.asked.get(b"FETCH", 0) == 0
+        assert f"board rogue: needs 5000 bytes on {tmp_path / 'o'}, 4999 bytes free" in out
+        monkeypatch.setattr(fetch_mod, "_free_bytes", lambda path: 5000)
+        assert _fetch([rogue.url], tmp_path / "o").ok
+
+
+def test_flight_latest_is_the_boards_last_flight(tmp_path: Path) -> None:
+    """A Pi whose clock went back after a power cut: its newest flight has the smaller id."""
+    files = {"20260501T120000Z/down/000000.mcap": b"old " * 10,
+             "19700101T000012Z/down/000000.mcap": b"new " * 10}
+    with Rogue(files=files, flights=["20260501T120000Z", "19700101T000012Z"]) as rogue:
+        report = _fetch([rogue.url], tmp_path / "out")
+        assert rogue.listed == ["19700101T000012Z"]
+    assert report.ok and report.boards[0].fetched == 1
+
+
+# --- BUSY and boards that never serve ----------------------------------------------------------
+def test_busy_is_asked_again_not_an_error(tmp_path: Path) -> None:
+    with Rogue(frames=3) as rogue:
+        busy = {b"THUMBS": 3, b"FETCH": 2}
+
+        def maybe_busy(verb: bytes, then: object):
+            def answer(req: p.Message) -> p.Message | None:
+                if busy[verb] > 0:
+                    busy[verb] -= 1
+                    return p.Error(id=req.id, code=p.E_BUSY, message="1 dropped", retry_ms=20)
+                return then(req)  # type: ignore[operator]
+            return answer
+        rogue.on[b"THUMBS"] = maybe_busy(b"THUMBS", lambda req: _thumbs(req, 3, 10, more=False))
+        rogue.on[b"FETCH"] = maybe_busy(b"FETCH", rogue.honest)
+        report = _fetch([rogue.url], tmp_path / "out")
+    assert report.ok, report.summary()
+    assert busy == {b"THUMBS": 0, b"FETCH": 0} and report.boards[0].thumbs == 3
