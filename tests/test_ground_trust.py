@@ -367,3 +367,37 @@ def test_busy_is_asked_again_not_an_error(tmp_path: Path) -> None:
         report = _fetch([rogue.url], tmp_path / "out")
     assert report.ok, report.summary()
     assert busy == {b"THUMBS": 0, b"FETCH": 0} and report.boards[0].thumbs == 3
+
+
+def _all_exist(paths: list[Path]) -> bool:
+    return all(x.exists() for x in paths)
+
+
+def test_a_board_that_never_answers_list_holds_nobody_back(tmp_path: Path) -> None:
+    """Board B says hello (serving) and then does not answer LIST until A's segments are all on
+    disk: A must not wait for B's previews at the gate (it did, for all of --give-up-after, and B
+    gave up meanwhile)."""
+    out = tmp_path / "out"
+    a_files = {f"f1/down/00000{i}.mcap": bytes([i]) * 5000 for i in range(3)}
+    a_dest = [out / "rig-a" / k for k in a_files]
+    with Rogue("rig-a", a_files) as a, Rogue("rig-b") as b:
+        b.on[b"LIST"] = lambda req: b.honest(req) if _all_exist(a_dest) else None
+        report = _fetch([a.url, b.url], out, give_up_after_s=20, timeout_s=1)
+    assert report.board("rig-a").ok and report.board("rig-b").ok, report.summary()
+    assert b.asked[b"LIST"] >= 2  # B's first LIST went unanswered: A came first
+
+
+def test_a_board_not_serving_holds_nobody_back(tmp_path: Path) -> None:
+    """Board B answers HELLO not serving until A's segments are all on disk."""
+    out = tmp_path / "out"
+    a_files = {f"f1/down/00000{i}.mcap": bytes([i]) * 5000 for i in range(3)}
+    a_dest = [out / "rig-a" / k for k in a_files]
+    with Rogue("rig-a", a_files) as a, Rogue("rig-b") as b:
+        def hello(req: p.Hello) -> p.Message | None:
+            w = b.honest(req)
+            w.serving = _all_exist(a_dest)  # type: ignore[union-attr]
+            return w
+        b.on[b"HELLO"] = hello
+        report = _fetch([a.url, b.url], out, give_up_after_s=20, timeout_s=1)
+    assert report.board("rig-a").ok and report.board("rig-b").ok, report.summary()
+    assert b.asked[b"HELLO"] >= 2
