@@ -401,3 +401,98 @@ def test_a_board_not_serving_holds_nobody_back(tmp_path: Path) -> None:
         report = _fetch([a.url, b.url], out, give_up_after_s=20, timeout_s=1)
     assert report.board("rig-a").ok and report.board("rig-b").ok, report.summary()
     assert b.asked[b"HELLO"] >= 2
+
+
+# --- identity, verified files, case ------------------------------------------------------------
+ID_A, ID_B = "a" * 32, "b" * 32
+TWIN_A = {"f1/down/000000.mcap": b"board A's frames " * 300}
+TWIN_B = {"f1/down/000000.mcap": b"board B's other frames " * 200}
+
+
+def _bytes_under(root: Path) -> dict[str, bytes]:
+    return {x.relative_to(root).as_posix(): x.read_bytes() for x in root.rglob("*.mcap")}
+
+
+def test_two_boards_one_name_across_runs_are_refused_naming_both(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from camctl.cli import main
+
+    out = tmp_path / "out"
+    with Rogue("twin", TWIN_A, board_id=ID_A) as a:
+        assert _fetch([a.url], out).ok
+    kept = _bytes_under(out / "twin")
+    with Rogue("twin", TWIN_B, board_id=ID_B) as b:
+        rc = main(["fetch", "--connect", b.url, "--out", str(out), "--quiet"])
+        text = capsys.readouterr().out
+        assert rc == 2 and b.asked.get(b"FETCH", 0) == 0
+    assert f"is board 'twin' (id {ID_B})" in text and f"board 'twin' (id {ID_A})" in text
+    assert _bytes_under(out / "twin") == kept  # A's verified files untouched
+    with Rogue("twin", TWIN_A, board_id=ID_A) as a:  # the same board again: all skipped
+        report = _fetch([a.url], out)
+    assert report.ok and report.boards[0].skipped == 1
+
+
+def test_a_verified_file_is_never_replaced_by_other_bytes(tmp_path: Path) -> None:
+    """Two older boards (no board id) with one name: the second's file of the same path is
+    refused, the first's kept."""
+    out = tmp_path / "out"
+    with Rogue("twin", TWIN_A) as a:
+        assert _fetch([a.url], out).ok
+    kept = _bytes_under(out / "twin")
+    with Rogue("twin", TWIN_B) as b:
+        report = _fetch([b.url], out)
+    assert not report.ok and "is already there with other bytes" in report.summary()
+    assert "kept, not replaced" in report.summary()
+    assert _bytes_under(out / "twin") == kept
+
+
+def test_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Rogue("Rig-A") as upper, Rogue("rig-a") as lower:  # in one run
+        report = _fetch([upper.url, lower.url], out)
+    assert len([d for d in out.iterdir() if d.is_dir()]) == 1
+    refused = [b for b in report.boards if b.refused]
+    assert len(refused) == 1 and "differs only in case from" in refused[0].errors[0]
+    winner = next(b.board for b in report.boards if b.ok)
+    other = "rig-a" if winner == "Rig-A" else "Rig-A"
+    with Rogue(other) as late:  # in a later run, against the folder on disk
+        report = _fetch([late.url], out)
+    assert report.boards[0].refused and f"has a folder {winner!r}" in report.summary()
+    # in one listing (first seen, in path order, wins): cameras, then flights
+    cams = {"f1/down/000000.mcap": b"d" * 100, "f1/Down/000001.mcap": b"D" * 100}
+    with Rogue("rig-c", cams) as board:
+        report = _fetch([board.url], out)
+    assert "'f1/down' differs only in case from 'f1/Down'" in report.summary()
+    assert _bytes_under(out / "rig-c") == {"f1/Down/000001.mcap": b"D" * 100}
+    flights = {"f1/down/000000.mcap": b"d" * 100, "F1/up/000000.mcap": b"u" * 100}
+    with Rogue("rig-d", flights, flights=["F1", "f1"]) as board:
+        report = _fetch([board.url], out, flight="all")
+    assert "'f1' differs only in case from 'F1'" in report.summary()
+    assert _bytes_under(out / "rig-d") == {"F1/up/000000.mcap": b"u" * 100}
+    with Rogue("rig-c", {"F1/down/000002.mcap": b"x" * 100}) as board:  # against the disk
+        report = _fetch([board.url], out)
+    assert "'F1' differs only in case from 'f1' (on disk)" in report.summary()
+    assert _bytes_under(out / "rig-c") == {"f1/Down/000001.mcap": b"D" * 100}
+
+
+def test_a_refused_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI's rule (camctl/cli.py docstring): a board that refuses is exit 2, not 1 (data)."""
+    from netfixtures import FakeBoard
+
+    from camctl.board.config import PublishConfig
+    from camctl.board.publish import Publisher
+    from camctl.cli import main
+    from camctl.common.keys import create_keys
+
+    create_keys(tmp_path / "k")
+    create_keys(tmp_path / "w")  # a stranger's ground keys
+    cfg = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*",
+                        curve_keys=str(tmp_path / "k" / "board"))
+    with Publisher(FakeBoard("rig-k", tmp_path), cfg) as pub:
+        rc = main(["fetch", "--connect", pub.router_endpoint, "--out", str(tmp_path / "o"),
+                   "--quiet", "--give-up-after", "4", "--timeout", "2",
+                   "--curve-keys", str(tmp_path / "w" / "ground"),
+                   "--curve-server-key", str(tmp_path / "k" / "board" / "server.key")])
+    out = capsys.readouterr().out
+    assert rc == 2
+    assert "refused this ground station's CURVE key" in out and "REFUSED" in out

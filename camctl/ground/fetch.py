@@ -467,14 +467,15 @@ class _BoardFetch:
                         ondisk[folder] = {}
                 there = ondisk[folder].get(parts[n - 1].casefold())
                 if there is not None and there != parts[n - 1]:
-                    clash = ("/".join((*parts[:n - 1], there)) + " (on disk)", rel)
+                    clash = (f"{'/'.join((*parts[:n - 1], there))!r} (on disk)", rel)
                     break
             if clash is None:
                 kept.append((seg, dest))
             else:
+                first = clash[0] if clash[0].endswith("(on disk)") else repr(clash[0])
                 self.report.errors.append(
-                    f"board {self.report.board}: {clash[1]!r} differs only in case from "
-                    f"{clash[0]!r} (one path on a case-insensitive disk): {seg.path!r} not written")
+                    f"board {self.report.board}: {clash[1]!r} differs only in case from {first} "
+                    f"(one path on a case-insensitive disk): {seg.path!r} not written")
         return kept
 
     def _previews(self, seg: p.SegmentInfo, root: Path,
