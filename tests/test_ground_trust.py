@@ -496,3 +496,52 @@ def test_a_refused_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert rc == 2
     assert "refused this ground station's CURVE key" in out and "REFUSED" in out
+
+
+def test_the_docs_state_the_client_limits_as_coded() -> None:
+    """docs/protocol.md's 'Limits of replies' says what protocol.py does."""
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    section = doc.split("## Limits of replies")[1].split("\n## ")[0]
+    assert p.MAX_REPLY_FRAME == p.MAX_CHUNK + 65536
+    for text in (f"`MAX_REPLY_FRAME` = {p.MAX_CHUNK} + 65536",
+                 f"`MAX_THUMBS_PAGE_BYTES` = {p.MAX_THUMBS_PAGE_BYTES}",
+                 f"`MAX_PREVIEWS` = {p.MAX_PREVIEWS}",
+                 f"`MAX_PREVIEW_BYTES` = {p.MAX_PREVIEW_BYTES}",
+                 f"`MAX_FILE_SIZE` = 2^{p.MAX_FILE_SIZE.bit_length() - 1}"):
+        assert text in section, text
+    assert 1 << (p.MAX_FILE_SIZE.bit_length() - 1) == p.MAX_FILE_SIZE
+
+
+def test_an_oversize_pub_event_never_reaches_the_ground() -> None:
+    """A board's PUB sending a 1 MiB status: the ground's SUB drops that link (ZMQ_MAXMSGSIZE);
+    a sane status over another PUB still arrives."""
+    import json
+
+    import zmq
+
+    from camctl.ground.status import StatusSubscriber
+
+    ctx = zmq.Context.instance()
+    pubs = []
+    for _ in range(2):
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind("tcp://127.0.0.1:*")
+        pubs.append(pub)
+    big, small = pubs
+    sub = StatusSubscriber([(s.getsockopt(zmq.LAST_ENDPOINT).decode(), None) for s in pubs])
+    try:
+        huge = json.dumps({"board": "big", "pad": "x" * (1 << 20)}).encode()
+        got: dict = {}
+        for _ in range(400):  # slow joiners: publish until the small one is seen (hang guard)
+            big.send_multipart([b"status", huge])
+            small.send_multipart([b"status", json.dumps({"board": "small"}).encode()])
+            for _ in range(3):
+                got.update(sub.drain(0.05)[0])
+            if "small" in got:
+                break
+        assert "small" in got and "big" not in got
+    finally:
+        sub.close()
+        for s in pubs:
+            s.close(linger=0)

@@ -46,6 +46,7 @@ __all__ = [
     "HEARTBEAT_TTL_MS",
     "MAGIC",
     "MAX_CHUNK",
+    "MAX_EVENT_FRAME",
     "MAX_FILE_SIZE",
     "MAX_FRAMES",
     "MAX_MESSAGE",
@@ -78,6 +79,7 @@ __all__ = [
     "Thumbnails",
     "Thumbs",
     "Welcome",
+    "bound_events",
     "check_relpath",
     "decode",
     "is_name",
@@ -116,6 +118,10 @@ MAX_PREVIEWS = 100_000
 MAX_PREVIEW_BYTES = 256 << 20
 # the largest file a LISTING may name (1 TiB): a bigger ``size`` is an unsafe entry, skipped
 MAX_FILE_SIZE = 1 << 40
+# a PUB event frame on a ground SUB (a status of a few KiB is the largest honest one), and the
+# events a SUB holds unread: so a board's PUB costs the ground at most about 64 MiB
+MAX_EVENT_FRAME = 256 << 10
+EVENT_RCVHWM = 256
 TOPICS = ("phase", "fault", "status", "disk", "event")
 # ZMTP heartbeats on both ends (set_heartbeats): a peer silent for HEARTBEAT_TIMEOUT_MS is dropped
 HEARTBEAT_IVL_MS = 1000
@@ -239,6 +245,16 @@ def set_heartbeats(sock: Any) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+
+
+def bound_events(sock: Any) -> None:
+    """A ground SUB's bounds (before it connects): frames over MAX_EVENT_FRAME drop the link
+    (ZMQ_MAXMSGSIZE, checked per frame by libzmq), at most EVENT_RCVHWM events held unread (a SUB
+    drops further ones: zmq_socket(3), ZMQ_SUB "Action in mute state: Drop")."""
+    import zmq
+
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_FRAME)
+    sock.setsockopt(zmq.RCVHWM, EVENT_RCVHWM)
 
 
 def _frames(verb: bytes, header: dict, payload: tuple[bytes, ...] = ()) -> list[bytes]:
