@@ -545,3 +545,15 @@ def test_an_oversize_pub_event_never_reaches_the_ground() -> None:
         sub.close()
         for s in pubs:
             s.close(linger=0)
+
+
+def test_two_boards_one_name_in_one_run_are_named_with_their_ids(tmp_path: Path) -> None:
+    with Rogue("twin", TWIN_A, board_id=ID_A) as a, Rogue("twin", TWIN_B, board_id=ID_B) as b:
+        report = _fetch([a.url, b.url], tmp_path / "out")
+    refused = [x for x in report.boards if x.refused]
+    assert len(refused) == 1 and not report.ok
+    text = refused[0].errors[0]
+    assert f"(id {ID_A})" in text and f"(id {ID_B})" in text and a.url in text and b.url in text
+    kept = next(x for x in report.boards if x.ok)
+    want = TWIN_A if kept.url == a.url else TWIN_B
+    assert _bytes_under(tmp_path / "out" / "twin") == want

@@ -130,17 +130,18 @@ class _Names:
     would write into one folder)."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, tuple[str, str]] = {}  # casefold -> (name, url)
+        self._by_name: dict[str, tuple[str, str, str]] = {}  # casefold -> (name, url, ident)
         self._lock = threading.Lock()
 
     def claim(self, name: str, url: str, ident: str) -> None:
         with self._lock:
-            other, other_url = self._by_name.setdefault(name.casefold(), (name, url))
+            other, other_url, other_ident = self._by_name.setdefault(name.casefold(),
+                                                                     (name, url, ident))
         if other_url != url:
             what = "which" if other == name else f"which differs only in case from {other!r}"
-            raise _Refused(f"{url} reports board name {name!r}{ident}, {what} {other_url} "
-                           "reported first: refused (two boards with one name would write into "
-                           "one folder; give each board its own name)")
+            raise _Refused(f"{url} reports board name {name!r}{ident}, {what} {other_url}"
+                           f"{other_ident} reported first: refused (two boards with one name "
+                           "would write into one folder; give each board its own name)")
 
 
 # beside a board's download, <out>/<board>/.board-id: who the files are from (a board name cannot
