@@ -507,7 +507,9 @@ def test_the_docs_state_the_client_limits_as_coded() -> None:
                  f"`MAX_THUMBS_PAGE_BYTES` = {p.MAX_THUMBS_PAGE_BYTES}",
                  f"`MAX_PREVIEWS` = {p.MAX_PREVIEWS}",
                  f"`MAX_PREVIEW_BYTES` = {p.MAX_PREVIEW_BYTES}",
-                 f"`MAX_FILE_SIZE` = 2^{p.MAX_FILE_SIZE.bit_length() - 1}"):
+                 f"`MAX_FILE_SIZE` = 2^{p.MAX_FILE_SIZE.bit_length() - 1}",
+                 f"`MAX_EVENT_FRAME` = {p.MAX_EVENT_FRAME} bytes",
+                 f"`EVENT_RCVHWM` = {p.EVENT_RCVHWM} events"):
         assert text in section, text
     assert 1 << (p.MAX_FILE_SIZE.bit_length() - 1) == p.MAX_FILE_SIZE
 
