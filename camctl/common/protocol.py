@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Self
 from camctl.exc import ProtocolError
 
 __all__ = [
+    "EVENT_RCVHWM",
     "E_BAD_FIELD",
     "E_BAD_HEADER",
     "E_BAD_MAGIC",
