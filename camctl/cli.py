@@ -146,7 +146,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     print_report(report)
     if report.ok:
         return EXIT_OK
-    return EXIT_USAGE if any(b.unreachable for b in report.boards) else EXIT_DATA
+    # a board unreachable, refusing our key or refused (its name taken, no room): exit 2
+    return EXIT_USAGE if any(b.unreachable or b.refused for b in report.boards) else EXIT_DATA
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -539,8 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, OSError) and not isinstance(exc, CamctlError):
             where = f": {exc.filename}" if exc.filename else ""
             print(f"camctl: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        else:
-            print(f"camctl: error: {exc}", file=sys.stderr)
+        else:  # board text may be in it: no escape codes reach the terminal
+            from camctl.common.protocol import printable
+
+            print(f"camctl: error: {printable(exc, 2000)}", file=sys.stderr)
         return exit_code_for(exc)
 
 

@@ -32,7 +32,7 @@ class HostileBoard:
         self.name = name
         self.data = b"MCAP-ish bytes " * 100
         sha = hashlib.sha256(self.data).hexdigest()
-        seg = dict(size=len(self.data), sha256=sha, frames=1)
+        seg = dict(size=len(self.data), sha256=sha, frames=4)
         self.segments = [
             # the honest one
             p.SegmentInfo(path="f1/down/000000.mcap", flight="f1", camera="down", **seg),

@@ -299,7 +299,7 @@ def test_wrong_curve_keys_never_hang(tmp_path: Path) -> None:
                             "--curve-keys", str(w / "ground"),
                             "--curve-server-key", str(k / "board" / "server.key")],
                            capture_output=True, text=True, timeout=120)
-        assert r.returncode == 1 and "refused this ground station's CURVE key" in r.stdout, r
+        assert r.returncode == 2 and "refused this ground station's CURVE key" in r.stdout, r
 
 
 def test_sighup_reloads_allow_lists_of_a_running_board(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Self
 from camctl.exc import ProtocolError
 
 __all__ = [
+    "EVENT_RCVHWM",
     "E_BAD_FIELD",
     "E_BAD_HEADER",
     "E_BAD_MAGIC",
@@ -46,9 +47,15 @@ __all__ = [
     "HEARTBEAT_TTL_MS",
     "MAGIC",
     "MAX_CHUNK",
+    "MAX_EVENT_FRAME",
+    "MAX_FILE_SIZE",
     "MAX_FRAMES",
     "MAX_MESSAGE",
+    "MAX_PREVIEWS",
+    "MAX_PREVIEW_BYTES",
+    "MAX_REPLY_FRAME",
     "MAX_REQUEST_ID",
+    "MAX_THUMBS_PAGE_BYTES",
     "MAX_THUMB_JOBS",
     "MAX_WINDOW",
     "MAX_WINDOW_BYTES",
@@ -73,10 +80,12 @@ __all__ = [
     "Thumbnails",
     "Thumbs",
     "Welcome",
+    "bound_events",
     "check_relpath",
     "decode",
     "is_name",
     "peek_id",
+    "printable",
     "set_heartbeats",
 ]
 
@@ -95,6 +104,25 @@ MAX_WINDOW = 64  # requests one client may have outstanding (WELCOME.window may 
 # FETCH bytes one client may have outstanding: window <= this // chunk_max
 MAX_WINDOW_BYTES = 16 << 20
 MAX_THUMB_JOBS = 4  # segments one client may have waiting for previews; more is answered BUSY
+# What the ground accepts from a board (docs/protocol.md, "Limits of replies"):
+# ZMQ_MAXMSGSIZE on the client's DEALER. libzmq checks it per frame, from the frame's length header
+# before the frame is allocated, and drops the connection past it (libzmq 4.3 src/v2_decoder.cpp
+# size_ready(): EMSGSIZE; zmq_setsockopt(3) ZMQ_MAXMSGSIZE). The largest honest frame is a CHUNK
+# payload (MAX_CHUNK); headers (a LISTING of every flight included) get 64 KiB more.
+MAX_REPLY_FRAME = MAX_CHUNK + (64 << 10)
+# JPEG payload bytes of one THUMBNAILS page: a board ends a page before the preview that would pass
+# it (``more`` true); the ground refuses a bigger page. A 640-wide preview is far below it.
+MAX_THUMBS_PAGE_BYTES = 4 << 20
+# previews (count / JPEG bytes) the ground takes in one THUMBS answer, all pages together; per
+# segment the count is also held to the frames its LISTING entry has (one preview per frame at most)
+MAX_PREVIEWS = 100_000
+MAX_PREVIEW_BYTES = 256 << 20
+# the largest file a LISTING may name (1 TiB): a bigger ``size`` is an unsafe entry, skipped
+MAX_FILE_SIZE = 1 << 40
+# a PUB event frame on a ground SUB (a status of a few KiB is the largest honest one), and the
+# events a SUB holds unread: so a board's PUB costs the ground at most about 64 MiB
+MAX_EVENT_FRAME = 256 << 10
+EVENT_RCVHWM = 256
 TOPICS = ("phase", "fault", "status", "disk", "event")
 # ZMTP heartbeats on both ends (set_heartbeats): a peer silent for HEARTBEAT_TIMEOUT_MS is dropped
 HEARTBEAT_IVL_MS = 1000
@@ -119,7 +147,13 @@ E_INTERNAL = "INTERNAL"
 
 _VERSION_FRAME = bytes([PROTOCOL_VERSION])
 _MISSING: Any = object()
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# always with fullmatch: ``$`` would also match before a final "\\n" (a name "f1\\n" passed)
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# a board id (WELCOME ``board_id``): what camctl.board.identity makes, a uuid4 in hex
+_BOARD_ID_RE = re.compile(r"[0-9a-f]{8,64}")
+# what printable() escapes: C0/C1 controls, DEL, and the format characters (bidi overrides...)
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e"
+                          r"\u2060-\u206f\ufeff\ufff9-\ufffb]")
 
 
 # --- field helpers --------------------------------------------------------------------------------
@@ -159,7 +193,7 @@ def _short(value: Any) -> str:
 
 def _name_field(h: dict, name: str, default: Any = _MISSING) -> Any:
     value = _get(h, name, str, default, max_len=63)
-    if value is not None and value is not default and not _NAME_RE.match(value):
+    if value is not None and value is not default and not _NAME_RE.fullmatch(value):
         raise ProtocolError(E_BAD_FIELD, f"field {name!r} is not a name: {_short(value)}")
     return value
 
@@ -168,7 +202,17 @@ def is_name(value: Any) -> bool:
     """True for a board, flight or camera name, one safe as a folder name.
 
     The pattern: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,62}``."""
-    return isinstance(value, str) and _NAME_RE.match(value) is not None
+    return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None
+
+
+def printable(text: Any, limit: int = 400) -> str:
+    """Board text made safe for a terminal: control and format characters (escape codes, carriage
+    returns, bidi overrides) shown as ``\\xNN`` / ``\\uNNNN``, cut to ``limit`` characters."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return _UNPRINTABLE.sub(lambda m: (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                                       else f"\\u{ord(m[0]):04x}"), text)
 
 
 def check_relpath(path: str) -> str:
@@ -183,6 +227,8 @@ def check_relpath(path: str) -> str:
         raise ProtocolError(E_BAD_PATH, f"path longer than {MAX_PATH} characters ({len(path)})")
     if "\x00" in path or "\\" in path:
         raise ProtocolError(E_BAD_PATH, f"path has a NUL or backslash: {_short(path)}")
+    if _UNPRINTABLE.search(path):
+        raise ProtocolError(E_BAD_PATH, f"path has a control character: {_short(path)}")
     if path.startswith("/"):
         raise ProtocolError(E_BAD_PATH, f"path must be relative to the store root: {_short(path)}")
     for part in path.split("/"):
@@ -200,6 +246,16 @@ def set_heartbeats(sock: Any) -> None:
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+
+
+def bound_events(sock: Any) -> None:
+    """A ground SUB's bounds (before it connects): frames over MAX_EVENT_FRAME drop the link
+    (ZMQ_MAXMSGSIZE, checked per frame by libzmq), at most EVENT_RCVHWM events held unread (a SUB
+    drops further ones: zmq_socket(3), ZMQ_SUB "Action in mute state: Drop")."""
+    import zmq
+
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_EVENT_FRAME)
+    sock.setsockopt(zmq.RCVHWM, EVENT_RCVHWM)
 
 
 def _frames(verb: bytes, header: dict, payload: tuple[bytes, ...] = ()) -> list[bytes]:
@@ -459,12 +515,16 @@ class Welcome(Message):
     chunk_max: int
     # requests this client may have outstanding (absent in old boards: MAX_WINDOW)
     window: int = MAX_WINDOW
+    # made once at the board's first boot (camctl.board.identity); "" from older boards
+    board_id: str = ""
 
     def encode(self) -> list[bytes]:
-        return _frames(self.VERB, {"id": self.id, "version": self.version, "board": self.board,
-                                   "flights": self.flights, "serving": self.serving,
-                                   "mono_ns": self.mono_ns, "wall_ns": self.wall_ns,
-                                   "chunk_max": self.chunk_max, "window": self.window})
+        h = {"id": self.id, "version": self.version, "board": self.board,
+             "flights": self.flights, "serving": self.serving, "mono_ns": self.mono_ns,
+             "wall_ns": self.wall_ns, "chunk_max": self.chunk_max, "window": self.window}
+        if self.board_id:
+            h["board_id"] = self.board_id
+        return _frames(self.VERB, h)
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Welcome:
@@ -476,7 +536,16 @@ class Welcome(Message):
                    flights=flights, serving=_get(h, "serving", bool),
                    mono_ns=_get(h, "mono_ns", int),
                    wall_ns=_get(h, "wall_ns", int), chunk_max=_get(h, "chunk_max", int, lo=1),
-                   window=_get(h, "window", int, MAX_WINDOW, lo=1, hi=MAX_WINDOW))
+                   window=_get(h, "window", int, MAX_WINDOW, lo=1, hi=MAX_WINDOW),
+                   board_id=_board_id(h))
+
+
+def _board_id(h: dict) -> str:
+    value = _get(h, "board_id", str, "", max_len=64)
+    if value and not _BOARD_ID_RE.fullmatch(value):
+        raise ProtocolError(E_BAD_FIELD, f"field 'board_id' is not 8..64 lowercase hex digits: "
+                                         f"{_short(value)}")
+    return value
 
 
 @dataclass
@@ -510,7 +579,8 @@ class SegmentInfo:
         kind = _get(d, "kind", str, "segment")
         if kind not in ("segment", "events", "meta"):
             raise ProtocolError(E_BAD_FIELD, f"unknown segment kind {_short(kind)}")
-        return cls(path=check_relpath(_get(d, "path", str)), size=_get(d, "size", int, lo=0),
+        return cls(path=check_relpath(_get(d, "path", str)),
+                   size=_get(d, "size", int, lo=0, hi=MAX_FILE_SIZE),
                    sha256=sha,
                    flight=_name_field(d, "flight"), camera=_get(d, "camera", str, ""), kind=kind,
                    frames=_get(d, "frames", int, 0, lo=0), first_ns=_get(d, "first_ns", int, 0),
@@ -519,12 +589,14 @@ class SegmentInfo:
 
 @dataclass
 class Listing(Message):
-    """Board -> client: LIST reply."""
+    """Board -> client: LIST reply. Decoding keeps every valid entry: one that is not (a bad name,
+    path, checksum or size) is left out and described in ``rejected``, never the whole listing."""
 
     VERB: ClassVar[bytes] = b"LISTING"
     id: int
     board: str
     segments: list[SegmentInfo]
+    rejected: list[str] = field(default_factory=list, compare=False)
 
     def encode(self) -> list[bytes]:
         return _frames(self.VERB, {"id": self.id, "board": self.board,
@@ -533,8 +605,16 @@ class Listing(Message):
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Listing:
         cls._no_payload(payload, cls.VERB)
-        return cls(id=cls._id(h), board=_get(h, "board", str),
-                   segments=[SegmentInfo.from_json(d) for d in _get(h, "segments", list)])
+        segments: list[SegmentInfo] = []
+        rejected: list[str] = []
+        for d in _get(h, "segments", list):
+            try:
+                segments.append(SegmentInfo.from_json(d))
+            except ProtocolError as exc:
+                path = d.get("path") if isinstance(d, dict) else None
+                rejected.append(f"{_short(path) if path is not None else _short(d)}: {exc}")
+        return cls(id=cls._id(h), board=_get(h, "board", str), segments=segments,
+                   rejected=rejected)
 
 
 @dataclass
@@ -680,14 +760,20 @@ class Error(Message):
     id: int
     code: str
     message: str
+    # BUSY: ask again after about this many ms (0 or absent: the client backs off on its own)
+    retry_ms: int = 0
 
     def encode(self) -> list[bytes]:
-        return _frames(self.VERB, {"id": self.id, "code": self.code, "message": self.message})
+        h = {"id": self.id, "code": self.code, "message": self.message}
+        if self.retry_ms:
+            h["retry_ms"] = self.retry_ms
+        return _frames(self.VERB, h)
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> Error:
         cls._no_payload(payload, cls.VERB)
-        return cls(id=cls._id(h), code=_get(h, "code", str), message=_get(h, "message", str, ""))
+        return cls(id=cls._id(h), code=_get(h, "code", str), message=_get(h, "message", str, ""),
+                   retry_ms=_get(h, "retry_ms", int, 0, lo=0, hi=60_000))
 
 
 REQUESTS: dict[bytes, type[Message]] = {

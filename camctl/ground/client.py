@@ -33,12 +33,17 @@ from camctl.exc import (
 )
 from camctl.ground import download
 
-__all__ = ["Client"]
+__all__ = ["Client", "UnsafeReply"]
 
 T = TypeVar("T")
 _MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 _MON_IDS = itertools.count()
+
+
+class UnsafeReply(FetchError):
+    """A board's reply passed a limit of the protocol (too many previews, a page too big): the
+    request is given up, the board named."""
 
 
 class Client(Closeable):
@@ -57,6 +62,8 @@ class Client(Closeable):
         self.board = url  # replaced by the board's name after hello()
         self.chunk_max = p.MAX_CHUNK
         self.window = p.MAX_WINDOW  # requests the board lets us have outstanding (WELCOME.window)
+        self.board_id = ""  # WELCOME.board_id ("" from older boards)
+        self.drops = 0  # links dropped under a request (a frame over MAX_REPLY_FRAME is one cause)
         self.bytes_received = 0  # CHUNK payload bytes, for resume accounting
         self.reconnects = 0
         self.last_failure = ""  # why the last link failed, when the board said nothing
@@ -90,6 +97,9 @@ class Client(Closeable):
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
             p.set_heartbeats(sock)
+            # no reply frame bigger than the protocol allows: libzmq checks each frame's length
+            # header before allocating it and drops the link past it (protocol.MAX_REPLY_FRAME)
+            sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_REPLY_FRAME)
             use_curve(sock, self.curve)
             # a dropped TCP link loses whatever was in flight: notice it at once instead of waiting
             # out the request timeout (the caller then resumes over a fresh DEALER); a failed CURVE
@@ -150,6 +160,10 @@ class Client(Closeable):
                     self.last_failure = ("the CURVE handshake failed: check the board's server key"
                                          if self.curve is not None
                                          else "the handshake failed (is CURVE on?)")
+                else:
+                    self.drops += 1
+                    self.last_failure = (f"the link dropped {self.drops} times (a reply frame over "
+                                         f"{p.MAX_REPLY_FRAME} bytes is refused that way)")
                 raise LinkDropped(self.url, what, timeout)
             if sock not in ready:
                 if time.monotonic() >= deadline:
@@ -164,7 +178,7 @@ class Client(Closeable):
         self.send(msg)
         reply = self.recv({msg.id}, msg.VERB.decode(), timeout_s)
         if isinstance(reply, p.Error):
-            raise RemoteError(self.board, reply.code, reply.message)
+            raise remote_error(self.board, reply)
         if not isinstance(reply, expect):
             raise RemoteError(self.board, "BAD_REPLY",
                               f"expected {expect.__name__}, got {type(reply).__name__}")
@@ -176,6 +190,7 @@ class Client(Closeable):
         self.board = w.board
         self.chunk_max = w.chunk_max
         self.window = w.window
+        self.board_id = w.board_id
         return w
 
     def status(self) -> dict:
@@ -188,21 +203,43 @@ class Client(Closeable):
         return self.request(p.Ping(id=self.next_id()), p.Pong).mono_ns
 
     def list(self, flight: str | None = None) -> list[p.SegmentInfo]:
-        return self.request(p.List(id=self.next_id(), flight=flight), p.Listing).segments
+        """The valid entries of the board's LISTING (see :meth:`listing` for those left out)."""
+        return self.listing(flight).segments
+
+    def listing(self, flight: str | None = None) -> p.Listing:
+        """The LISTING: ``segments`` valid, ``rejected`` the entries left out (one line each)."""
+        return self.request(p.List(id=self.next_id(), flight=flight), p.Listing)
 
     def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None,
-               every: int = 0, width: int = 160,
-               wait: bool = True) -> list[tuple[p.ThumbInfo, bytes]] | None:
+               every: int = 0, width: int = 160, wait: bool = True,
+               max_previews: int = p.MAX_PREVIEWS) -> list[tuple[p.ThumbInfo, bytes]] | None:
         """Every preview the board makes for this flight / camera / segment (all pages).
 
         ``wait=False``: None when the board answers that it is still making them (it goes on making
-        them; ask again later) instead of waiting here."""
+        them; ask again later) instead of waiting here. More than ``max_previews`` previews (e.g.
+        a segment's listed frames; never above ``p.MAX_PREVIEWS``), more than
+        ``p.MAX_PREVIEW_BYTES`` of JPEG, or a page over ``p.MAX_THUMBS_PAGE_BYTES``: UnsafeReply,
+        naming the board (a board saying ``more`` forever is stopped there)."""
         out: list[tuple[p.ThumbInfo, bytes]] = []
+        cap = max(0, min(max_previews, p.MAX_PREVIEWS))
+        got_bytes = 0
         waited = 0.0
+        what = segment or flight
         while True:
             page = self.request(p.Thumbs(id=self.next_id(), flight=flight, camera=camera,
                                          segment=segment, every=every, width=width, skip=len(out)),
                                 p.Thumbnails)
+            page_bytes = sum(len(j) for j in page.jpegs)
+            got_bytes += page_bytes
+            if page_bytes > p.MAX_THUMBS_PAGE_BYTES:
+                raise UnsafeReply(f"board {p.printable(self.board)}: a THUMBNAILS page of "
+                                  f"{what} has {page_bytes} bytes of previews (limit "
+                                  f"{p.MAX_THUMBS_PAGE_BYTES}): refused")
+            if len(out) + len(page.thumbs) > cap or got_bytes > p.MAX_PREVIEW_BYTES:
+                raise UnsafeReply(f"board {p.printable(self.board)}: previews of {what} go on "
+                                  f"past {len(out) + len(page.thumbs)} previews / {got_bytes} "
+                                  f"bytes (limit {cap} previews, {p.MAX_PREVIEW_BYTES} bytes): "
+                                  "the rest refused")
             out.extend(zip(page.thumbs, page.jpegs, strict=True))
             if page.thumbs:
                 waited = 0.0
@@ -233,6 +270,14 @@ class Client(Closeable):
         """Receive ``seg`` into ``dest.part``: see :func:`camctl.ground.download.start_file`."""
         return download.start_file(self, seg, dest, window=window, chunk_kb=chunk_kb,
                                    on_bytes=on_bytes)
+
+
+def remote_error(board: str, reply: p.Error) -> RemoteError:
+    """The RemoteError of an ERROR reply, its board text made printable (no escape codes)."""
+    err = RemoteError(p.printable(board, 80), p.printable(reply.code, 40),
+                      p.printable(reply.message))
+    err.retry_ms = reply.retry_ms  # type: ignore[attr-defined]  # BUSY: when to ask again
+    return err
 
 
 def _reply(frames: list[zmq.Frame]) -> p.Message | None:

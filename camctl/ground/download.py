@@ -26,12 +26,17 @@ from camctl.exc import ConfigError, FetchError, RemoteError
 if TYPE_CHECKING:
     from camctl.ground.client import Client
 
-__all__ = ["LOCK_NAME", "Sink", "fetch_file", "lock_folder", "receive", "start_file"]
+__all__ = ["LOCK_NAME", "FileConflict", "Sink", "fetch_file", "lock_folder", "receive",
+           "start_file"]
 
 _FSYNC_EVERY = 4 << 20
 # bytes still to come from which a download gets its writer and hasher threads
 _SINK_THREADED = 1 << 20
 _SINK_QUEUE = 64  # chunks queued for the writer thread (16 MiB at 256 KiB): then the receiver waits
+
+
+class FileConflict(FetchError):
+    """A verified file is already where a listed file goes, with other bytes: it is kept."""
 
 
 LOCK_NAME = ".camctl-fetch.lock"  # in the download folder (a board name cannot start with '.')
@@ -75,8 +80,9 @@ def fetch_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
                attempts: int = 2) -> str:
     """Download ``seg`` to ``dest`` resuming ``dest.part``; returns ``"fetched"`` or ``"skipped"``.
 
-    A complete ``dest`` with the listed sha256 is skipped. A mismatch deletes the part and fetches
-    once more (``attempts`` in all), then raises FetchError. BoardTimeout leaves the part (fsync'd)
+    A complete ``dest`` with the listed sha256 is skipped; one with other bytes is kept and
+    FileConflict raised. A mismatch deletes the part and fetches once more (``attempts`` in all),
+    then raises FetchError. BoardTimeout leaves the part (fsync'd)
     for the next call to resume.
     """
     for attempt in range(1, max(1, attempts) + 1):
@@ -96,6 +102,8 @@ def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
                chunk_kb: int = 256,
                on_bytes: Callable[[int], None] | None = None) -> Callable[[], bool] | None:
     """Receive the rest of ``seg`` into ``dest.part``; None when a complete ``dest`` is there.
+    A ``dest`` with other bytes (verified when it was renamed there: from another board with the
+    same name, or a file the board changed) is never replaced: FileConflict.
 
     Returns ``finish()``, to call on any thread: it waits for the writes and the hash, then either
     fsyncs and renames the part to ``dest`` (True) or deletes it on a sha256 mismatch (False). So
@@ -104,11 +112,17 @@ def start_file(client: Client, seg: p.SegmentInfo, dest: Path, *, window: int = 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if dest.stat().st_size == seg.size and sha256_file(dest) == seg.sha256:
+        size = dest.stat().st_size
+        have = sha256_file(dest) if size == seg.size else ""
+        if have == seg.sha256:
             if on_bytes:
                 on_bytes(seg.size)
             return None
-        dest.unlink()
+        got = f"sha256 {have[:16]}..." if have else f"{size} bytes"
+        raise FileConflict(f"{client.board}: {seg.path}: {dest} is already there with other bytes "
+                           f"({got}; listed {seg.size} bytes, sha256 {seg.sha256[:16]}...): kept, "
+                           "not replaced (another board with this name, or the board's file "
+                           "changed)")
     part = dest.with_name(dest.name + ".part")
     lock = _lock_part(part)
     try:
@@ -196,7 +210,8 @@ def _fetch_rest(client: Client, seg: p.SegmentInfo, sink: Sink, offset: int, *, 
             next_req += length
         reply = client.recv(inflight, f"FETCH {seg.path}")
         if isinstance(reply, p.Error):
-            raise RemoteError(board, reply.code, f"{seg.path}: {reply.message}")
+            raise RemoteError(p.printable(board, 80), p.printable(reply.code, 40),
+                              f"{seg.path}: {p.printable(reply.message)}")
         at, length = inflight.pop(reply.id)
         if not isinstance(reply, p.Chunk) or reply.offset != at or reply.path != seg.path:
             raise RemoteError(board, "BAD_REPLY", f"{seg.path}: unexpected reply to FETCH at {at}")

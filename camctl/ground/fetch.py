@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,9 +26,9 @@ from typing import Any, TypeVar
 from camctl.common import protocol as p
 from camctl.common.keys import ClientCurve, url_host
 from camctl.common.protocol import is_name
-from camctl.exc import BoardTimeout, ConfigError, FetchError, RemoteError
-from camctl.ground.client import Client
-from camctl.ground.download import lock_folder
+from camctl.exc import BoardTimeout, ConfigError, FetchError, KeyRejected, RemoteError
+from camctl.ground.client import Client, UnsafeReply
+from camctl.ground.download import FileConflict, lock_folder
 
 __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
 
@@ -48,14 +49,17 @@ class BoardReport:
     thumbs: int = 0
     checksum_ok: bool = True
     unreachable: bool = False
+    # the fetch could not be done (the CLI's exit 2): the board refused our key, or the ground
+    # refused the board (its name taken by another board, a case clash, no room on --out)
+    refused: bool = False
     thumbs_only: bool = False
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         complete = self.thumbs_only or self.fetched + self.skipped == self.segments_total
-        return (complete and not self.unreachable and not self.errors and self.checksum_ok
-                and bool(self.board))
+        return (complete and not self.unreachable and not self.refused and not self.errors
+                and self.checksum_ok and bool(self.board))
 
 
 @dataclass
@@ -78,12 +82,14 @@ class FetchReport:
     def summary(self) -> str:
         lines = []
         for b in self.boards:
-            state = "UNREACHABLE" if b.unreachable else ("ok" if b.ok else "INCOMPLETE")
+            state = ("UNREACHABLE" if b.unreachable else "REFUSED" if b.refused
+                     else "ok" if b.ok else "INCOMPLETE")
             name = b.board or url_host(b.url) or b.url  # a board never reached is named by its host
             lines.append(f"{name} ({b.url}): {state}: {b.fetched} fetched, {b.skipped} skipped of "
                          f"{b.segments_total} files, {b.bytes} bytes, {b.thumbs} previews")
             lines.extend(f"  error: {e}" for e in b.errors)
-        return "\n".join(lines)
+        # board text (names, ERROR messages) reaches the terminal: no escape codes
+        return "\n".join(p.printable(line, 2000) for line in lines)
 
 
 class _GiveUp(Exception):
@@ -92,7 +98,9 @@ class _GiveUp(Exception):
 
 class _Gate:
     """Previews and event logs from every live board come before any board's segments. Only boards
-    that answered HELLO are waited for, so a dead board never holds the others' files back."""
+    that answered HELLO serving are waited for, and a board leaves the gate at its first request
+    that goes unanswered: a dead, silent or never-serving board never holds the others' files
+    back."""
 
     def __init__(self) -> None:
         self._waiting: set[int] = set()
@@ -112,30 +120,101 @@ class _Gate:
             self._cond.wait_for(lambda: not self._waiting, timeout=timeout_s)
 
 
+class _Refused(FetchError):
+    """The ground will not fetch this board (exit 2): the message says why, naming both sides."""
+
+
 class _Names:
-    """Board names claimed in one fetch: a second URL reporting a name already taken is refused
-    (both would write into one folder)."""
+    """Board names claimed in one fetch: a second URL reporting a name already taken, or one that
+    differs only in case (one folder on a case-insensitive disk: exFAT, macOS), is refused (both
+    would write into one folder)."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, str] = {}
+        self._by_name: dict[str, tuple[str, str, str]] = {}  # casefold -> (name, url, ident)
         self._lock = threading.Lock()
 
-    def claim(self, name: str, url: str) -> None:
+    def claim(self, name: str, url: str, ident: str) -> None:
         with self._lock:
-            other = self._by_name.setdefault(name, url)
-        if other != url:
-            raise FetchError(f"{url} reports board name {name!r}, which {other} reported first: "
-                             "refused (two boards with one name would write into one folder; give "
-                             "each board its own name)")
+            other, other_url, other_ident = self._by_name.setdefault(name.casefold(),
+                                                                     (name, url, ident))
+        if other_url != url:
+            what = "which" if other == name else f"which differs only in case from {other!r}"
+            raise _Refused(f"{url} reports board name {name!r}{ident}, {what} {other_url}"
+                           f"{other_ident} reported first: refused (two boards with one name "
+                           "would write into one folder; give each board its own name)")
+
+
+# beside a board's download, <out>/<board>/.board-id: who the files are from (a board name cannot
+# start with '.', so this never meets a listed file)
+IDENTITY_FILE = ".board-id"
+
+
+def _identity(client: Client) -> dict:
+    """What tells this board from another with the same name: its board id (WELCOME), and the
+    server key when CURVE is on."""
+    key = client.curve.server_public.decode("ascii", "replace") if client.curve else ""
+    return {"board_id": client.board_id, "server_key": key}
+
+
+def _describe(ident: dict) -> str:
+    parts = [f"id {ident['board_id']}" if ident.get("board_id") else "",
+             f"server key {ident['server_key']}" if ident.get("server_key") else ""]
+    return f" ({', '.join(x for x in parts if x)})" if any(parts) else ""
+
+
+def _same_board(a: dict, b: dict) -> bool:
+    """False when the two identities are known to differ (an id or a server key both have)."""
+    return all(not (a.get(k) and b.get(k)) or a.get(k) == b.get(k)
+               for k in ("board_id", "server_key"))
+
+
+def _case_clash(names: list[str]) -> tuple[str, str] | None:
+    """Two of ``names`` that differ only in case (one path on a case-insensitive disk)."""
+    seen: dict[str, str] = {}
+    for n in names:
+        other = seen.setdefault(n.casefold(), n)
+        if other != n:
+            return other, n
+    return None
+
+
+def _free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+class _Space:
+    """Free space on ``--out`` shared by the boards of one fetch: a board starts downloading only if
+    what it still needs fits in what is free less what the other boards still have to write."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+        self._claims: dict[int, Callable[[], int]] = {}  # board -> bytes it still has to write
+
+    def claim(self, key: int, board: str, need: int, left: Callable[[], int]) -> None:
+        with self._lock:
+            others = sum(max(0, f()) for k, f in self._claims.items() if k != key)
+            free = _free_bytes(self.out)
+            if need > free - others:
+                kept = f", {others} of them still to be written by other boards" if others else ""
+                raise _Refused(f"board {board}: needs {need} bytes on {self.out}, {free} bytes "
+                               f"free{kept}: nothing fetched (free some space or use another "
+                               "--out)")
+            self._claims[key] = left
+
+    def release(self, key: int) -> None:
+        with self._lock:
+            self._claims.pop(key, None)
 
 
 class _BoardFetch:
     def __init__(self, idx: int, url: str, out: Path, *, give_up_after_s: float, thumbs_only: bool,
                  window: int, chunk_kb: int, curve: ClientCurve | Mapping[str, ClientCurve] | None,
                  gate: _Gate, names: _Names, flight: str, progress: Any,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, space: _Space | None = None) -> None:
         self.idx = idx
         self.names = names
+        self.space = space if space is not None else _Space(out)
         self.flight = flight
         self.out = out
         self.give_up = give_up_after_s
@@ -151,14 +230,33 @@ class _BoardFetch:
         self.started = time.monotonic()
         self.last_ok = time.monotonic()
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying timeouts (each on a new DEALER) until give_up_after_s of silence."""
+    def call(self, fn: Callable[[], T], *, busy_wait: bool = True) -> T:
+        """Run ``fn``, retrying timeouts (each on a new DEALER) until give_up_after_s of silence.
+
+        A timeout also lets the other boards past the gate: this one no longer holds them back.
+        ERROR BUSY (``busy_wait``) is asked again after the board's ``retry_ms`` (else a backoff
+        from 50 ms to 1 s), for at most give_up_after_s: it is an answer, never an error by
+        itself."""
+        busy_since: float | None = None
+        backoff = 0.05
         while True:
             try:
                 result = fn()
             except BoardTimeout:
+                self.gate.arrive(self.idx)
                 if time.monotonic() - self.last_ok >= self.give_up:
                     raise _GiveUp() from None
+                continue
+            except RemoteError as exc:
+                if exc.code != p.E_BUSY or not busy_wait:
+                    raise
+                now = time.monotonic()
+                busy_since = now if busy_since is None else busy_since
+                if now - busy_since >= self.give_up:
+                    raise
+                retry_ms = getattr(exc, "retry_ms", 0)
+                time.sleep(retry_ms / 1000 if retry_ms else backoff)
+                backoff = min(1.0, backoff * 2)
                 continue
             self.last_ok = time.monotonic()
             return result
@@ -176,22 +274,29 @@ class _BoardFetch:
             r.unreachable = True
             why = f" ({self.client.last_failure})" if self.client.last_failure else ""
             r.errors.append(f"no answer for {self.give_up:g} s: gave up{why}")
+        except (KeyRejected, _Refused) as exc:  # the fetch cannot be done: exit 2
+            r.refused = True
+            r.errors.append(str(exc))
         except Exception as exc:  # one board's failure never stops the others
             r.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
             r.bytes = self.client.bytes_received
             self.gate.arrive(self.idx)
+            self.space.release(self.idx)
             self.client.close()
 
     def _run(self) -> None:
         r, c = self.report, self.client
         hello = self.call(c.hello)
         if not is_name(hello.board):
-            raise FetchError(f"{r.url}: board name {hello.board!r} "
-                             "cannot be a folder name: refused")
-        self.names.claim(hello.board, r.url)
+            raise _Refused(f"{r.url}: board name {hello.board!r} "
+                           "cannot be a folder name: refused")
+        ident = _identity(c)
+        self.names.claim(hello.board, r.url, _describe(ident))
         r.board = hello.board
-        self.gate.join(self.idx)
+        self._check_identity(hello.board, ident)
+        if hello.serving:  # one that is not yet serving holds nobody back
+            self.gate.join(self.idx)
         # e.g. started during TOUCHDOWN: the board serves once its store is done
         while not hello.serving:
             if time.monotonic() - self.started >= self.give_up:
@@ -202,14 +307,22 @@ class _BoardFetch:
             time.sleep(min(0.25, self.give_up / 8))
             hello = self.call(c.hello)
         flight = self._pick_flight(hello)
-        listed = self.call(lambda: c.list(flight)) if flight != "" else []
+        listing = self.call(lambda: c.listing(flight)) if flight != "" else None
+        listed = listing.segments if listing is not None else []
+        for why in listing.rejected if listing is not None else []:
+            r.errors.append(f"board {hello.board} listed an unsafe entry {why}: skipped")
         root = self.out / hello.board
         segs: list[tuple[p.SegmentInfo, Path]] = []
         for seg in listed:
             dest = self._dest(seg, flight, root)
             if dest is not None:
                 segs.append((seg, dest))
+        segs = self._case_checked(segs, root)
         r.segments_total = len(listed)
+        if not self.thumbs_only:
+            need = sum(_still_to_write(seg, dest) for seg, dest in segs)
+            self.space.claim(self.idx, hello.board, need,
+                             lambda: need - self.client.bytes_received)
         if self.progress is not None:
             self.task = self.progress.add_task(hello.board, total=sum(s.size for s, _ in segs))
         first = [x for x in segs if x[0].kind in ("meta", "events")]
@@ -248,11 +361,20 @@ class _BoardFetch:
             if len(still) >= p.MAX_THUMB_JOBS:
                 still.append((seg, dest))  # not asked this time
                 continue
+            cap = seg.frames if seg.frames > 0 else p.MAX_PREVIEWS  # a preview per frame at most
             try:
                 thumbs = self.call(
-                    lambda s=seg: self.client.thumbs(s.flight, segment=s.path, wait=wait))
+                    lambda s=seg, n=cap: self.client.thumbs(s.flight, segment=s.path, wait=wait,
+                                                            max_previews=n),
+                    busy_wait=wait)
             except RemoteError as exc:
+                if exc.code == p.E_BUSY and not wait:  # its preview jobs are full: ask later
+                    still.append((seg, dest))
+                    continue
                 self.report.errors.append(f"previews of {seg.path}: {exc}")
+                continue
+            except UnsafeReply as exc:
+                self.report.errors.append(str(exc))
                 continue
             if thumbs is None:
                 still.append((seg, dest))
@@ -266,8 +388,9 @@ class _BoardFetch:
         if self.flight == "all":
             return None
         if self.flight == "latest":
-            # flight ids are UTC timestamps: the largest is the newest
-            return max(flights) if flights else ""
+            # the board lists its flights in recording order: the last is the newest (not the
+            # largest id: a Pi whose clock went back after a power cut makes a smaller one)
+            return flights[-1] if flights else ""
         if self.flight not in flights:
             raise FetchError(f"board {hello.board} has no flight {self.flight!r} (it has: "
                              f"{', '.join(flights) or 'none'})")
@@ -292,6 +415,69 @@ class _BoardFetch:
         self.report.errors.append(f"board {self.report.board} listed an unsafe file {seg.path!r} "
                                   f"(flight {seg.flight!r}, camera {seg.camera!r}): not written")
         return None
+
+    def _check_identity(self, board: str, ident: dict) -> None:
+        """The files in ``<out>/<board>`` are from this board, not another with its name: its
+        identity is remembered there (:data:`IDENTITY_FILE`) and must not differ; a folder whose
+        name differs only in case (one folder on a case-insensitive disk) is refused."""
+        with contextlib.suppress(OSError):
+            clash = next((d.name for d in self.out.iterdir()
+                          if d.name != board and d.name.casefold() == board.casefold()), None)
+            if clash is not None:
+                raise _Refused(f"{self.report.url} reports board name {board!r}, but {self.out} "
+                               f"has a folder {clash!r} (the same folder on a case-insensitive "
+                               "disk): refused (give each board its own name)")
+        path = self.out / board / IDENTITY_FILE
+        before = _read_json(path)
+        if before and not _same_board(before, ident):
+            raise _Refused(f"{self.report.url} is board {board!r}{_describe(ident)}, but "
+                           f"{self.out / board} holds the files of board {board!r}"
+                           f"{_describe(before)} (from {before.get('url', '?')}): refused (two "
+                           "boards with one name; give each its own name or use another --out)")
+        merged = {"board": board, "url": self.report.url,
+                  "board_id": ident["board_id"] or before.get("board_id", ""),
+                  "server_key": ident["server_key"] or before.get("server_key", "")}
+        if merged != before:
+            _write_atomic(path, json.dumps(merged, indent=1).encode())
+
+    def _case_checked(self, segs: list[tuple[p.SegmentInfo, Path]],
+                      root: Path) -> list[tuple[p.SegmentInfo, Path]]:
+        """``segs`` less those whose flight, camera or file name differs only in case from another
+        in the listing or from what is already on disk (one path on a case-insensitive disk: one
+        would replace the other's files); each left out is recorded naming both."""
+        seen: dict[str, str] = {}  # casefold of a path under root -> that path as first seen
+        ondisk: dict[Path, dict[str, str]] = {}  # folder -> casefold -> name, as listed
+        kept = []
+        for seg, dest in segs:
+            parts = dest.relative_to(root).parts
+            flight_parts = [(parts[0], "thumbs")] if len(parts) > 1 else []
+            clash = None
+            for n in range(1, len(parts) + 1):
+                rel = "/".join(parts[:n])
+                for extra in flight_parts if n == 2 else []:  # <flight>/thumbs is the ground's
+                    seen.setdefault("/".join(extra).casefold(), "/".join(extra))
+                first = seen.setdefault(rel.casefold(), rel)
+                if first != rel:
+                    clash = (first, rel)
+                    break
+                folder = root.joinpath(*parts[:n - 1])
+                if folder not in ondisk:
+                    try:
+                        ondisk[folder] = {x.casefold(): x for x in os.listdir(folder)}
+                    except OSError:
+                        ondisk[folder] = {}
+                there = ondisk[folder].get(parts[n - 1].casefold())
+                if there is not None and there != parts[n - 1]:
+                    clash = (f"{'/'.join((*parts[:n - 1], there))!r} (on disk)", rel)
+                    break
+            if clash is None:
+                kept.append((seg, dest))
+            else:
+                first = clash[0] if clash[0].endswith("(on disk)") else repr(clash[0])
+                self.report.errors.append(
+                    f"board {self.report.board}: {clash[1]!r} differs only in case from {first} "
+                    f"(one path on a case-insensitive disk): {seg.path!r} not written")
+        return kept
 
     def _previews(self, seg: p.SegmentInfo, root: Path,
                   thumbs: list[tuple[p.ThumbInfo, bytes]]) -> list[tuple[Path, bytes, dict]]:
@@ -360,6 +546,8 @@ class _BoardFetch:
                                                               chunk_kb=self.chunk_kb,
                                                               on_bytes=self._advance))
         except (RemoteError, FetchError) as exc:
+            if isinstance(exc, KeyRejected):
+                raise
             r.errors.append(str(exc))
             return None
         if finish is None:
@@ -377,7 +565,12 @@ class _BoardFetch:
         except RemoteError as exc:
             r.errors.append(str(exc))
             return
+        except FileConflict as exc:  # a verified file is kept, never replaced by other bytes
+            r.errors.append(str(exc))
+            return
         except FetchError as exc:
+            if isinstance(exc, KeyRejected):
+                raise
             r.errors.append(str(exc))
             if "sha256" in str(exc):
                 r.checksum_ok = False
@@ -447,6 +640,16 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _still_to_write(seg: p.SegmentInfo, dest: Path) -> int:
+    """Bytes ``seg`` still needs on disk: 0 when ``dest`` is there, less a ``.part``'s size."""
+    if dest.exists():
+        return 0
+    try:
+        return max(0, seg.size - dest.with_name(dest.name + ".part").stat().st_size)
+    except OSError:
+        return seg.size
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -483,6 +686,7 @@ def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: b
            flight: str, timeout_s: float | None) -> FetchReport:
     gate = _Gate()
     names = _Names()
+    space = _Space(out)
     prog: Any = None
     if progress:
         from rich.progress import (
@@ -497,7 +701,7 @@ def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: b
                         TransferSpeedColumn(), TimeRemainingColumn())
     jobs = [_BoardFetch(i, url, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
                         window=window, chunk_kb=chunk_kb, curve=curve, gate=gate, names=names,
-                        flight=flight, progress=prog, timeout_s=timeout_s)
+                        flight=flight, progress=prog, timeout_s=timeout_s, space=space)
             for i, url in enumerate(urls)]
     threads = [threading.Thread(target=j.run, name=f"camctl-fetch-{j.report.url}", daemon=True)
                for j in jobs]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.common.protocol import printable
 from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
 
 __all__ = ["FirstLook", "first_look", "first_look_main", "since_touchdown_s"]
@@ -100,9 +101,10 @@ def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
         print(f"first look: no previews from {len(rep.boards)} boards ({when})")
     for b in rep.boards:
         if not b.ok:
-            state = "unreachable" if b.unreachable else "incomplete"
+            state = ("unreachable" if b.unreachable else "refused" if b.refused
+                     else "incomplete")
             detail = ": " + "; ".join(b.errors) if b.errors else ""
-            print(f"  {b.board or '?'} ({b.url}): {state}{detail}")
-    if any(b.unreachable for b in rep.boards):
+            print(printable(f"  {b.board or '?'} ({b.url}): {state}{detail}", 2000))
+    if any(b.unreachable or b.refused for b in rep.boards):
         return 2
     return 0 if rep.ok and look.sheet is not None else 1

@@ -88,6 +88,9 @@ class StatusSubscriber:
         self._ctx = zmq.Context.instance()
         self.sock = self._ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        from camctl.common.protocol import bound_events
+
+        bound_events(self.sock)  # a board's PUB cannot grow the ground
         for topic in (b"status", b"phase", b"fault"):
             self.sock.setsockopt(zmq.SUBSCRIBE, topic)
         from camctl.common.keys import use_curve

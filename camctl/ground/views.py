@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camctl.common.protocol import printable
 from camctl.common.records import LossRecord, read
 from camctl.exc import ConfigError
 from camctl.ground.flights import find_flights, list_board, summarize_flight
@@ -39,6 +40,13 @@ def _console() -> Any:
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _safe(text: Any) -> str:
+    """Board text for a rich table: no control characters (escape codes), no rich markup."""
+    from rich.markup import escape
+
+    return escape(printable(text, 200))
 
 
 def _mb(n: int) -> str:
@@ -128,17 +136,19 @@ def render_ls_remote(boards: list[dict], *, console: Any = None) -> None:
     console = console or _console()
     for b in boards:
         if "error" in b:
-            console.print(f"[red]{b['url']}: {b['error']}[/red]")
+            console.print(f"[red]{_safe(b['url'])}: {_safe(b['error'])}[/red]")
             continue
         serving = "serving" if b["serving"] else "not serving yet"
-        table = Table(title=f"{b['board']} ({b['url']})  {serving}", title_justify="left",
+        table = Table(title=f"{_safe(b['board'])} ({_safe(b['url'])})  {serving}",
+                      title_justify="left",
                       caption="first/last: seconds from the board's release edge",
                       caption_justify="left")
         for col in ("flight", "camera", "frames", "first", "last", "duration", "size", "segments"):
             table.add_column(col, justify="left" if col in ("flight", "camera") else "right")
         for fl, cams in sorted(b["flights"].items()):
             for name, c in sorted(cams.items()):
-                table.add_row(fl, name, str(c["frames"]), _t(c["first_s"]), _t(c["last_s"]),
+                table.add_row(_safe(fl), _safe(name), str(c["frames"]), _t(c["first_s"]),
+                              _t(c["last_s"]),
                               f"{c['duration_s']:.3f}s", _mb(c["bytes"]), str(c["segments"]))
         console.print(table)
 
@@ -154,21 +164,22 @@ def render_status(statuses: list[dict]) -> Any:
     for st in statuses:
         if "error" in st:
             url, err = str(st.get("url", "?")), str(st["error"])
-            parts.append(Text(err if err.startswith(url) else f"{url}: {err}", style="red"))
+            parts.append(Text(printable(err if err.startswith(url) else f"{url}: {err}"),
+                              style="red"))
             continue
         st = normalize_status(st)
         serving = "[green]serving[/green]" if st["serving"] else "not serving"
-        table = Table(title=f"[b]{st['board']}[/b]  phase [b]{st['phase']}[/b]  "
-                            f"flight {st['flight'] or '-'}  "
+        table = Table(title=f"[b]{_safe(st['board'])}[/b]  phase [b]{_safe(st['phase'])}[/b]  "
+                            f"flight {_safe(st['flight'] or '-')}  "
                             f"disk free {float(st['disk_free_mb']):.0f} MB  {serving}",
                       title_justify="left")
         for col in ("camera", "state", "fps", "captured", "stored", "durable", "dropped", "faults"):
             table.add_column(col, justify="left" if col in ("camera", "state") else "right")
         for name, c in st["cameras"].items():
-            state = str(c["state"])
+            state = _safe(c["state"])
             style = ("green" if state == "running" else "yellow" if state in ("idle", "stopped")
                      else "red")
-            table.add_row(name, f"[{style}]{state}[/{style}]", f"{float(c['fps']):.1f}",
+            table.add_row(_safe(name), f"[{style}]{state}[/{style}]", f"{float(c['fps']):.1f}",
                           str(c["frames_captured"]), str(c["frames_stored"]),
                           str(c["durable_frames"]), str(c["dropped"]),
                           ("[red]" + str(c["faults"]) + "[/red]") if c["faults"] else "0")

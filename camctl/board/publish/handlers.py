@@ -91,7 +91,8 @@ class Handlers:
         return p.Welcome(id=req.id, version=p.PROTOCOL_VERSION, board=self.board.board,
                          flights=self.catalog.flights(), serving=bool(self.board.serving()),
                          mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(),
-                         chunk_max=self.chunk_max, window=self.window)
+                         chunk_max=self.chunk_max, window=self.window,
+                         board_id=getattr(self.board, "board_id", ""))
 
     def command(self, req: p.Command, ident: zmq.Frame) -> p.Done:
         self.authorise(req, ident)

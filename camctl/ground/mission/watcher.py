@@ -34,6 +34,7 @@ import zmq
 
 from camctl.common.keys import curve_for, use_curve
 from camctl.common.lifecycle import Startable
+from camctl.common.protocol import bound_events
 from camctl.common.records import FaultRecord, read
 from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint
 
@@ -198,6 +199,7 @@ class Watcher(Startable):
     def _sub_loop(self) -> None:
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
+        bound_events(sock)  # a board's PUB cannot grow the ground
         for topic in (b"status", b"phase", b"fault"):
             sock.setsockopt(zmq.SUBSCRIBE, topic)
         try:
