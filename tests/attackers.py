@@ -29,7 +29,9 @@ from camctl.common import protocol as p
 __all__ = ["ATTACKS", "FAKE_BOARD_MODES", "HOSTILE_NAMES", "hostile_requests"]
 
 FAKE_FLIGHT = "20200101T000000Z"
-FAKE_BOARD_MODES = ("huge_chunk", "endless_thumbs", "absurd_size")
+FAKE_BOARD_MODES = ("huge_chunk", "endless_thumbs", "absurd_size", "escape_text")
+# what the hostile board puts in an ERROR's text (escape_text): clear screen, red, bell
+ESCAPES = "\x1b[2J\x1b[31mboard says: all files verified\x07"
 HUGE_CHUNK = 500 << 20  # the CHUNK the hostile board sends for a 650-byte FETCH (issue 25, 5.)
 ABSURD_SIZE = 1 << 50  # a listed size no ground disk has (1 PiB)
 
@@ -285,7 +287,8 @@ def names(url: str, flight: str, seg: str) -> None:
 def fake_board(mode: str) -> None:
     """A ROUTER that answers like a board and then lies: ``huge_chunk`` (a 500 MiB CHUNK for
     every FETCH), ``endless_thumbs`` (THUMBS pages with ``more`` forever), ``absurd_size`` (a
-    1 PiB listed file, served with honest-looking chunks)."""
+    1 PiB listed file, served with honest-looking chunks), ``escape_text`` (THUMBS refused with
+    terminal escape codes in the ERROR's text; the file served honestly)."""
     ctx = zmq.Context()
     s = ctx.socket(zmq.ROUTER)
     s.setsockopt(zmq.LINGER, 0)
@@ -327,7 +330,9 @@ def fake_board(mode: str) -> None:
             reply = p.Pong(id=req.id, mono_ns=time.monotonic_ns()).encode()
         elif isinstance(req, p.Thumbs):
             counts["THUMBS"] += 1
-            if mode == "endless_thumbs":
+            if mode == "escape_text":
+                reply = p.Error(id=req.id, code=p.E_INTERNAL, message=ESCAPES).encode()
+            elif mode == "endless_thumbs":
                 seq = req.skip
                 info = p.ThumbInfo(camera="down", segment=seg.path, seq=seq,
                                    timestamp_ns=seq, phase="DESCENT", width=640, height=360)

@@ -17,6 +17,11 @@ for ``ATTACK_S`` while the capture process's and the publisher's RSS are sampled
 - an honest client is served (a verified file of the old flight during DESCENT; after landing a
   ``fetch`` of every flight, every file's sha256 checked).
 
+The ground's half: a hostile fake board (tests/attackers.py ``fake_board``) answers a real
+``camctl fetch`` with a 500 MiB CHUNK, THUMBS pages with ``more`` forever, a 1 PiB listed file, or
+an ERROR text full of escape codes; the fetch's peak RSS stays within ``GROUND_RSS_BUDGET``, it
+writes at most 2 MiB, exits 1 or 2 with an error line, no traceback and no raw control character.
+
 The publisher is the process named ``publisher_pid`` in the board's ``daemon.json``; a board that
 runs it in its own process (issue 25) writes it there. Where it is absent, the publisher is the
 daemon itself and both RSS checks are on one process.
@@ -371,7 +376,7 @@ def _written(out: Path) -> int:
     return total
 
 
-@pytest.mark.parametrize("mode", ("huge_chunk", "endless_thumbs", "absurd_size"))
+@pytest.mark.parametrize("mode", ("huge_chunk", "endless_thumbs", "absurd_size", "escape_text"))
 def test_the_ground_stays_bounded_against_a_hostile_board(mode: str, tmp_path: Path) -> None:
     out = tmp_path / "ground"
     with _attacker("fake_board", mode=mode) as board:
@@ -400,11 +405,13 @@ def test_the_ground_stays_bounded_against_a_hostile_board(mode: str, tmp_path: P
     text = (stdout + stderr).decode(errors="replace")
     written = _written(out)
     print(f"\n{mode}: ground exit {proc.returncode} {killed}, peak RSS {peak / 2**20:.1f} MiB, "
-          f"{written} bytes on disk, board {board.get('summary')}; output:\n{text[-1500:]}")
+          f"{written} bytes on disk, board {board.get('summary')}; output:\n"
+          + "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text[-1500:]))
     assert not killed, killed
     assert peak <= GROUND_RSS_BUDGET, f"ground RSS {peak / 2**20:.1f} MiB"
     assert proc.returncode in (1, 2), proc.returncode
     assert "Traceback" not in text
+    assert not set(text) & {"\x1b", "\x07"}, "board text reached the terminal raw"
     errors = [ln for ln in text.splitlines() if "error" in ln.lower()]
     assert errors, text
     assert written <= 2 << 20, f"{written} bytes written for a hostile board"
