@@ -343,13 +343,16 @@ def _land_and_fetch_everything(f: Flying, out: Path) -> None:
         assert c["ledger"]["dropped"] == 0, (cam, c["dropped_by_reason"])
 
 
-# what a hostile request may be answered with: refused as malformed when it is decoded; a COMMAND
-# event naming no line is REFUSED. NOT_FOUND means the board took a malformed name for a name and
-# looked it up (a newline-ended name passes ``re.match(r"...$")``: ``$`` matches before a final
-# "\n", https://docs.python.org/3/library/re.html#regular-expression-syntax).
-REFUSALS = {"LIST": {p.E_BAD_FIELD, p.E_TOO_LARGE}, "THUMBS": {p.E_BAD_FIELD, p.E_TOO_LARGE,
-                                                               p.E_BAD_PATH},
-            "FETCH": {p.E_BAD_PATH}, "COMMAND": {p.E_REFUSED, p.E_BAD_FIELD}}
+# what a hostile request may be answered with: a name in LIST or THUMBS is refused as malformed
+# when it is decoded; NOT_FOUND there means the board took a malformed name for a name and looked it
+# up (a newline-ended name passes ``re.match(r"...$")``: ``$`` matches before a final "\n",
+# https://docs.python.org/3/library/re.html#regular-expression-syntax). A FETCH path only has to
+# serve nothing (the board may refuse its form or find no such file); a COMMAND event naming no
+# line is REFUSED.
+REFUSALS = {"LIST": {p.E_BAD_FIELD, p.E_TOO_LARGE},
+            "THUMBS": {p.E_BAD_FIELD, p.E_TOO_LARGE, p.E_BAD_PATH},
+            "FETCH": {p.E_BAD_PATH, p.E_BAD_FIELD, p.E_NOT_FOUND},
+            "COMMAND": {p.E_REFUSED, p.E_BAD_FIELD}}
 
 
 def _check_hostile_answers(answers: list[dict]) -> None:
