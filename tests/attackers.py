@@ -18,6 +18,7 @@ import resource
 import select
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -168,8 +169,6 @@ def multipart(url: str, total_mb: int, frame_kb: int) -> None:
                 got[0] += len(chunk)
         except OSError:
             return
-
-    import threading
 
     threading.Thread(target=drain, daemon=True).start()
     head = b"".join(_zmtp_frame(f, more=True) for f in p.Ping(id=1).encode()[:3])
