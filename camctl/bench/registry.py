@@ -32,6 +32,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "verify",
     "boot",
     "mission",
+    "fleet",
 )
 
 
