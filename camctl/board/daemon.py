@@ -123,6 +123,9 @@ class Daemon(Startable):
         # stamped on flight, phase and resume records (camctl.board.resume)
         self.boot_id = boot_id()
         self.store_root = Path(cfg.store.dir)
+        # made once in the store root at first boot; the ground tells boards apart by it
+        # (camctl.board.identity), set by start()
+        self.board_id = ""
         self.started_ns = time.monotonic_ns()
         self.notifier = notifier if notifier is not None else Notifier()
         # see open_segments
@@ -311,6 +314,7 @@ class Daemon(Startable):
     def start(self) -> None:
         """Recover the store, start cameras (idle in SAFE) and the publisher; write daemon.json;
         READY."""
+        from camctl.board.identity import board_id
         from camctl.store import list_flights, recover_store, verify_later
 
         if self._started:
@@ -326,6 +330,7 @@ class Daemon(Startable):
         except OSError as exc:
             why = exc.strerror or exc
             raise StoreError(f"store.dir {self.store_root}: cannot create it: {why}") from None
+        self.board_id = board_id(self.store_root)
         # before READY only the last flight's unfinished segments (seconds); every flight after
         # READY
         flights_at_boot = list_flights(self.store_root)

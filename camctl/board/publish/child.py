@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.board.publish.link import Link, LinkClosed
+from camctl.board.publish.memory import rss_bytes
 from camctl.exc import CamctlError, CommandRefused, ProtocolError
 
 __all__ = ["RemoteBoard", "apply_limits", "main"]
@@ -41,34 +42,15 @@ _STATUS_TIMEOUT_S = 2.0
 _STATS_EVERY_S = 1.0
 
 
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of a process in MB (Linux /proc/PID/statm), 0.0 when unknown."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def apply_limits(*, nofile: int, data_mb: int, nice: int,
-                 oom_score_adj: int = 1000) -> dict[str, Any]:
-    """Lower this process's own limits: open files (RLIMIT_NOFILE, soft and hard), data memory
-    (RLIMIT_DATA: heap and private writable mappings, Linux >= 4.7, so thread stacks and libzmq's
-    buffers count and read-only file mappings do not), CPU priority and the OOM killer's
-    preference. Returns what was set."""
+def apply_limits(*, nofile: int, nice: int, oom_score_adj: int = 1000) -> dict[str, Any]:
+    """Lower this process's own limits: open files (RLIMIT_NOFILE, soft and hard), CPU priority
+    and the OOM killer's preference. Returns what was set. (The memory limit comes once the
+    publisher is up: :func:`limit_data`.)"""
     done: dict[str, Any] = {}
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
     done["nofile"] = want
-    if data_mb > 0:
-        limit = data_mb << 20
-        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-        done["data_mb"] = limit >> 20
     if nice:
         done["nice"] = os.nice(nice)
     # first to go when memory runs out, whatever the daemon's own score (the unit's
@@ -81,6 +63,29 @@ def apply_limits(*, nofile: int, data_mb: int, nice: int,
     except OSError:
         pass
     return done
+
+
+def data_bytes() -> int:
+    """This process's data size now (``/proc/self/statm``, sixth field: heap, private writable
+    mappings, thread stacks; what RLIMIT_DATA counts), bytes; 0 when unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[5]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def limit_data(budget_mb: int) -> int:
+    """Cap this process's data memory (RLIMIT_DATA: heap and private writable mappings, Linux >=
+    4.7) at what it uses now, idle and serving, plus ``publish.memory_mb``: the budget is what the
+    network may add (the publisher's watchdog resets its sockets at 70% of it; past all of it an
+    allocation fails and the process dies, to be restarted). Returns the limit in MB."""
+    limit = data_bytes() + (budget_mb << 20)
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    return limit >> 20
 
 
 class RemoteBoard:
@@ -189,7 +194,7 @@ class RemoteBoard:
 
 
 def _stats(pub: Any) -> dict[str, Any]:
-    return {"op": "stats", "pid": os.getpid(), "rss_mb": round(rss_mb(), 1),
+    return {"op": "stats", "pid": os.getpid(), "rss_mb": round(rss_bytes() / 1e6, 1),
             "requests": pub.requests, "errors": pub.errors, "dropped_events": pub.dropped_events}
 
 
@@ -208,7 +213,6 @@ def serve(link: Link) -> int:
     limits = init.get("limits") or {}
     try:
         applied = apply_limits(nofile=int(limits.get("nofile", 1024)),
-                               data_mb=int(limits.get("data_mb", 0)),
                                nice=int(limits.get("nice", 0)))
     except (OSError, ValueError) as exc:
         link.send({"op": "failed", "error": f"cannot set the publisher's limits: {exc}"})
@@ -222,6 +226,8 @@ def serve(link: Link) -> int:
         link.send({"op": "failed", "error": str(exc) or type(exc).__name__,
                    "kind": "config" if isinstance(exc, CamctlError) else "bind"})
         return 1
+    if int(limits.get("data_mb", 0)) > 0:
+        applied["data_mb"] = limit_data(int(limits["data_mb"]))
     link.send({"op": "ready", "router": pub.router_endpoint, "pub": pub.pub_endpoint,
                "pid": os.getpid(), "limits": applied})
     try:

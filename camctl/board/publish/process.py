@@ -121,7 +121,8 @@ class PublisherProcess(Startable):
 
     @property
     def limits(self) -> dict[str, int]:
-        """The child's own limits: open files, data memory (MB, ``publish.memory_mb``), nice."""
+        """The child's own limits: open files, the data memory the network may add (MB,
+        ``publish.memory_mb``: RLIMIT_DATA is its idle size plus this), nice."""
         return {"nofile": _NOFILE, "data_mb": int(getattr(self.config, "memory_mb", 256)),
                 "nice": _NICE}
 
