@@ -182,3 +182,16 @@ def test_events_reach_subscribers_through_the_child(daemon) -> None:
         assert got is not None and got["phase_to"] in ("ARMED", "SAFE")
     finally:
         sub.close()
+
+
+def test_a_terminated_publisher_exits_and_is_replaced(daemon) -> None:
+    """SIGTERM (a kill, systemd's control-group stop) ends the publisher cleanly; the daemon,
+    still running, starts another (broken on purpose: with SIGTERM ignored, as it first was, no
+    new process came)."""
+    d = daemon()
+    first = d.publisher.pid
+    os.kill(first, signal.SIGTERM)
+    wait_for(lambda: d.publisher.pid not in (None, first), "a new publisher process")
+    assert d.publisher.info()["last_exit"] == "exit code 0"
+    with Client(d.publisher.router_endpoint, timeout_s=10) as c:
+        assert c.ping() > 0

@@ -238,15 +238,18 @@ def serve(link: Link) -> int:
     return 0
 
 
+_TERM = threading.Event()  # SIGTERM: stop serving and exit (the daemon restarts it if it lives)
+
+
 def _loop(link: Link, board: RemoteBoard, pub: Any) -> None:
     next_stats = 0.0
-    while True:
+    while not _TERM.is_set():
         now = time.monotonic()
         if now >= next_stats:
             with contextlib.suppress(LinkClosed):
                 link.send(_stats(pub))
             next_stats = now + _STATS_EVERY_S
-        if not link.poll(_STATS_EVERY_S):
+        if not link.poll(min(_STATS_EVERY_S, max(0.0, next_stats - time.monotonic()))):
             continue
         try:
             msg = link.recv()
@@ -275,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     # The daemon owns shutdown: it says stop over the link, and its death closes the link. A ^C
-    # in a terminal reaches the whole process group; the daemon handles it for both.
+    # in a terminal reaches the whole process group; the daemon handles it for both. A SIGTERM
+    # (kill, or systemd's KillMode=control-group) ends this process within a second.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: _TERM.set())
     link = Link(int(argv[0]))
     try:
         return serve(link)
