@@ -211,7 +211,10 @@ class PublishConfig:
     thumbs_every: int = 10
     # COMMAND arm/disarm/event from anyone on a real-GPIO board without operator keys (unsafe)
     unsafe_remote_commands: bool = False
-    max_connections: int = 64  # TCP connections served at once (ROUTER + PUB); more are refused
+    # TCP connections served at once (ROUTER + PUB); more are refused. A ground station takes one
+    # or two (fetch, status --watch): 64 leaves room for several, and their fds and libzmq
+    # buffers stay far below the publisher's fd limit and memory budget
+    max_connections: int = 64
     # the memory the network may make the publisher process use beyond its idle footprint: its
     # watchdog resets the sockets at 70% of it, its RLIMIT_DATA is the footprint plus all of it
     # (camctl.board.publish.child); a quarter of it bounds the reply bytes handed to libzmq and not

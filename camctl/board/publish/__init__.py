@@ -4,6 +4,9 @@
 - :mod:`camctl.board.publish.previews`: THUMBS previews made on a worker thread, cached;
 - :mod:`camctl.board.publish.handlers`: the answer to each request verb;
 - :mod:`camctl.board.publish.backlog`: per-peer credit, replies owed to a peer that is not reading;
+- :mod:`camctl.board.publish.budget`: reply bytes handed to libzmq and not yet freed;
+- :mod:`camctl.board.publish.guard`: the connection cap (socket monitors), cutting a connection;
+- :mod:`camctl.board.publish.memory`: the memory watchdog (resident size against publish.memory_mb);
 - :mod:`camctl.board.publish.sockets`: socket options, CURVE, reading one request;
 - :mod:`camctl.board.publish.server`: :class:`Publisher`, the ROUTER/PUB sockets and their thread.
 

@@ -7,6 +7,9 @@ Bytes are counted from pyzmq message trackers: payload frames are sent zero-copy
 pyzmq copies frames under ``zmq.COPY_THRESHOLD`` (64 KiB) when sent plainly, and a copied frame's
 tracker is done at once although libzmq still holds the copy (pyzmq ``backend/cython/_zmq.py``,
 ``Socket.send``); :func:`tracked` therefore builds each payload frame zero-copy whatever its size.
+A tracked frame costs a ``threading.Event`` and the round trip through pyzmq's garbage-collector
+thread that every zero-copy frame makes (``zmq/utils/garbage.py``): about 4 µs per 256 KiB frame
+here (6.7 against 7.5 GB/s over loopback), 0.6% of a core at 400 MB/s of chunks.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class ReplyBudget:
         self._peers: dict[bytes, _Peer] = {}
         self.bytes = 0  # pending in all
         self.peak = 0  # the most ever pending at once
-        self.waits = 0  # replies held back by the budget
+        self.waits = 0  # checks that held a reply back (a waiting reply is checked again and again)
 
     def fits(self, peer: bytes, size: int) -> bool:
         """True when ``size`` more bytes for ``peer`` stay within both budgets."""

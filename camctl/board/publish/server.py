@@ -88,9 +88,14 @@ class Publisher(Startable):
     """ROUTER request server + PUB event socket for one board, on its own thread.
 
     Every client is bounded: a window of outstanding requests (replies that do not fit its queue
-    wait in a per-peer backlog, never dropped unsaid), at most ``p.MAX_FRAMES`` frames per request,
-    a few preview jobs. With CURVE on, COMMAND needs an operator key; on a board with real GPIO
-    lines a remote ``event`` needs ``publish.remote_events``.
+    or the reply memory budget wait in a per-peer backlog, never dropped unsaid), at most
+    ``p.MAX_FRAMES`` frames per request, a few preview jobs; at most ``publish.max_connections``
+    connections are served, and a watchdog re-creates the ROUTER when the publisher grows past
+    its share of ``publish.memory_mb`` (docs/protocol.md, Limits). With CURVE on, COMMAND needs
+    an operator key; on a board with real GPIO lines and CURVE off, ``arm``/``disarm``/``event``
+    need ``publish.unsafe_remote_commands``, and a remote ``event`` ``publish.remote_events``.
+
+    ``rss`` (keyword-only) replaces the watchdog's reading of this process's resident size.
     """
 
     def __init__(self, board: Board, config: PublishConfig, *,
