@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "ConfigValueError",
     "FetchError",
+    "FileConflict",
     "GpioError",
     "InstallError",
     "KeyRejected",
@@ -31,6 +32,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
+    "UnsafeReply",
 ]
 
 
@@ -163,6 +165,15 @@ class FetchError(CamctlError, RuntimeError):
 
 class KeyRejected(FetchError):
     """The board's authenticator refused our CURVE key: retrying cannot help."""
+
+
+class UnsafeReply(FetchError):
+    """A board's reply passed a limit of the protocol (too many previews, a page too big): the
+    request is given up, the board named."""
+
+
+class FileConflict(FetchError):
+    """A verified file is already where a listed file goes, with other bytes: it is kept."""
 
 
 @dataclass(eq=False, repr=False)

@@ -30,6 +30,7 @@ from camctl.exc import (
     LinkDropped,
     ProtocolError,
     RemoteError,
+    UnsafeReply,
 )
 from camctl.ground import download
 
@@ -39,11 +40,6 @@ T = TypeVar("T")
 _MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 _MON_IDS = itertools.count()
-
-
-class UnsafeReply(FetchError):
-    """A board's reply passed a limit of the protocol (too many previews, a page too big): the
-    request is given up, the board named."""
 
 
 class Client(Closeable):
@@ -162,7 +158,7 @@ class Client(Closeable):
                                          else "the handshake failed (is CURVE on?)")
                 else:
                     self.drops += 1
-                    self.last_failure = (f"the link dropped {self.drops} times (a reply frame over "
+                    self.last_failure = (f"the link dropped {self.drops}x (a reply frame over "
                                          f"{p.MAX_REPLY_FRAME} bytes is refused that way)")
                 raise LinkDropped(self.url, what, timeout)
             if sock not in ready:

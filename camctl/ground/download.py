@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from camctl.common import protocol as p
 from camctl.common.fsutil import fsync_dir, sha256_file, start_writeback
-from camctl.exc import ConfigError, FetchError, RemoteError
+from camctl.exc import ConfigError, FetchError, FileConflict, RemoteError
 
 if TYPE_CHECKING:
     from camctl.ground.client import Client
@@ -33,10 +33,6 @@ _FSYNC_EVERY = 4 << 20
 # bytes still to come from which a download gets its writer and hasher threads
 _SINK_THREADED = 1 << 20
 _SINK_QUEUE = 64  # chunks queued for the writer thread (16 MiB at 256 KiB): then the receiver waits
-
-
-class FileConflict(FetchError):
-    """A verified file is already where a listed file goes, with other bytes: it is kept."""
 
 
 LOCK_NAME = ".camctl-fetch.lock"  # in the download folder (a board name cannot start with '.')

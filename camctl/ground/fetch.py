@@ -26,9 +26,17 @@ from typing import Any, TypeVar
 from camctl.common import protocol as p
 from camctl.common.keys import ClientCurve, url_host
 from camctl.common.protocol import is_name
-from camctl.exc import BoardTimeout, ConfigError, FetchError, KeyRejected, RemoteError
-from camctl.ground.client import Client, UnsafeReply
-from camctl.ground.download import FileConflict, lock_folder
+from camctl.exc import (
+    BoardTimeout,
+    ConfigError,
+    FetchError,
+    FileConflict,
+    KeyRejected,
+    RemoteError,
+    UnsafeReply,
+)
+from camctl.ground.client import Client
+from camctl.ground.download import lock_folder
 
 __all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
 
