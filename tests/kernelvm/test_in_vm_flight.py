@@ -50,8 +50,10 @@ def sim():
 def _config(directory: Path) -> Path:
     from camctl.demo import write_board_config
 
+    # real lines and CURVE off: the test's network arm needs the explicit (unsafe) opt-in
     path = write_board_config(directory, "vm-a", 0, size=(160, 120), post_touchdown_s=1.0,
-                              stills=(), fps={"down": RATES, "up": RATES})
+                              stills=(), fps={"down": RATES, "up": RATES},
+                              extra="unsafe_remote_commands = true\n")
     text = path.read_text()
     assert 'backend = "mock"' in text
     path.write_text(text.replace('backend = "mock"', 'backend = "lgpio"'))
