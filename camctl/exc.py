@@ -198,6 +198,21 @@ class LinkDropped(BoardTimeout):
 
 
 # --- deployment -----------------------------------------------------------------------------------
+class PublisherStartError(CamctlError, RuntimeError):
+    """The board's publisher process could not start (the text says why: a bind error, bad
+    keys...). ``kind`` is ``"bind"`` (the endpoints), ``"config"`` (the publish config, e.g. its
+    keys) or ``"process"`` (the child itself failed)."""
+
+    def __init__(self, message: str, kind: str = "process") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class LinkClosed(CamctlError, ConnectionError):
+    """The other end of the daemon-publisher link is gone (EOF, reset, or it sent something that is
+    not a link message)."""
+
+
 class InstallError(CamctlError, RuntimeError):
     """`camctl install-service` cannot proceed (a config would be overwritten, a command failed)."""
 

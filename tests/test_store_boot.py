@@ -154,8 +154,10 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
-        wait_for(lambda: d.status()["checking"] == "F1", "the check after READY to start on F1")
         with Client(d.publisher.router_endpoint, timeout_s=10) as c:
+            # as a client sees it (the publisher is told what it may serve with the status)
+            wait_for(lambda: c.status()["checking"] == "F1",
+                     "the check after READY to start on F1")
             listed = {s.flight for s in c.list()}
             assert "F2" in listed and "F1" not in listed
             f1_seg = sorted((store / "F1" / "a").glob("*.mcap"))[1]

@@ -42,7 +42,7 @@ from camctl.board.status import board_status, status_line
 from camctl.common.ledger import Ledger
 from camctl.common.lifecycle import Startable
 from camctl.common.records import EventRecord
-from camctl.exc import CommandRefused, ConfigError, StoreError
+from camctl.exc import CommandRefused, ConfigError, PublisherStartError, StoreError
 
 __all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]
 
@@ -368,8 +368,6 @@ class Daemon(Startable):
         return self.lines.levels() if self.lines is not None else {}
 
     def _start_publisher(self) -> None:
-        from camctl.board.publish.process import PublisherStartError
-
         try:
             self.publisher.start()  # it says at start whether CURVE is on
         except PublisherStartError as exc:  # address in use, bad interface, no permission, keys

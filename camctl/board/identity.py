@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -59,6 +60,12 @@ def board_id(store_root: Path) -> str:
                 os.link(tmp, path)  # atomic, and never over an id another process made first
             except FileExistsError:
                 continue  # another process won: read its id
+            except OSError as exc:  # no hard links here (FUSE, some network filesystems)
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                if path.exists():
+                    continue
+                os.rename(tmp, path)  # one daemon per store: nobody races this rename
             with contextlib.suppress(OSError):
                 fsync_dir(root)
             return made

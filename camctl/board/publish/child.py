@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from camctl.board.publish.link import Link, LinkClosed
+from camctl.board.publish.link import Link
 from camctl.board.publish.memory import rss_bytes
-from camctl.exc import CamctlError, CommandRefused, ProtocolError
+from camctl.exc import CamctlError, CommandRefused, LinkClosed, ProtocolError
 
 __all__ = ["RemoteBoard", "apply_limits", "main"]
 

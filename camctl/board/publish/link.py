@@ -25,15 +25,13 @@ import threading
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from camctl.exc import LinkClosed
+
 __all__ = ["MAX_LINK_MESSAGE", "Link", "LinkClosed", "wait"]
 
 # A status snapshot of a board with a dozen cameras is ~10 KB; a LISTING never crosses the link
 # (the child reads the store's files itself). 4 MiB leaves room for a board's whole open set.
 MAX_LINK_MESSAGE = 4 << 20
-
-
-class LinkClosed(Exception):
-    """The other end is gone (EOF, reset, or it sent something that is not a link message)."""
 
 
 class Link:

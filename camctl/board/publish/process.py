@@ -35,10 +35,10 @@ from dataclasses import asdict
 from typing import Any
 
 from camctl.board.config import PublishConfig
-from camctl.board.publish.link import Link, LinkClosed, wait
+from camctl.board.publish.link import Link, wait
 from camctl.common.lifecycle import Startable
 from camctl.common.logsetup import JsonFormatter
-from camctl.exc import CamctlError, ProtocolError
+from camctl.exc import CamctlError, LinkClosed, ProtocolError, PublisherStartError
 
 __all__ = ["PublisherProcess", "PublisherStartError"]
 
@@ -51,21 +51,11 @@ _STATE_EVERY_S = 1.0  # a status snapshot at least this often (and after every c
 # told to the child within a tick, before the child can list a file the daemon has just opened
 _TICK_S = 0.02
 _STOP_TIMEOUT_S = 10.0
+_EXIT_GRACE_S = 3.0  # a child whose link closed, to exit by itself before it is killed
 _RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _STABLE_S = 60.0  # a child up this long resets the restart delay
 _NOFILE = 1024  # the publisher's own open-file limit; the capture process keeps its own
 _NICE = 10  # previews and hashing yield to capture and encoding
-
-
-class PublisherStartError(Exception):
-    """The publisher process could not start (the text says why: a bind error, bad keys...).
-
-    ``kind`` is ``"bind"`` (the endpoints), ``"config"`` (the publish config, e.g. its keys) or
-    ``"process"`` (the child itself failed)."""
-
-    def __init__(self, message: str, kind: str = "process") -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 class _Child:
@@ -356,11 +346,14 @@ class PublisherProcess(Startable):
         child.link.send({"op": "state", "status": status, "serving": serving, "open": opened})
 
     def _gone(self, child: _Child) -> None:
-        """The link broke: make sure the child is gone too (the loop restarts it)."""
-        if child.proc.poll() is None:
+        """The link broke: make sure the child is gone too (the loop restarts it). A child that
+        is stopping (SIGTERM) closes its link first: it gets a few seconds to exit on its own."""
+        try:
+            child.proc.wait(timeout=_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
             child.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.proc.wait(timeout=_STOP_TIMEOUT_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=_STOP_TIMEOUT_S)
 
     def _restart(self) -> bool:
         """Replace a dead child on the same endpoints, after a delay that grows while it keeps
