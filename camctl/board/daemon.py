@@ -331,6 +331,9 @@ class Daemon(Startable):
             why = exc.strerror or exc
             raise StoreError(f"store.dir {self.store_root}: cannot create it: {why}") from None
         self.board_id = board_id(self.store_root)
+        # the publisher process imports while the store recovers and the cameras are checked; it
+        # binds at the end (_start_publisher)
+        self.publisher.launch()
         # before READY only the last flight's unfinished segments (seconds); every flight after
         # READY
         flights_at_boot = list_flights(self.store_root)

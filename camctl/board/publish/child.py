@@ -220,6 +220,12 @@ def serve(link: Link) -> int:
     board = RemoteBoard(link, init)
     cfg = PublishConfig(**{**init["publish"], "bind": init["bind"], "events": init["events"]})
     pub = Publisher(board, cfg)
+    # the daemon starts this process early, while it recovers its store and checks its cameras,
+    # and says "bind" once it can answer for itself: no client is served before
+    go = link.recv()
+    if go.get("op") != "bind":
+        return 0 if go.get("op") == "stop" else 2
+    board.update(go.get("status") or {}, go)
     try:
         pub.start()
     except Exception as exc:  # bind failed (address in use, bad interface), bad CURVE keys

@@ -10,7 +10,8 @@ refuses a frame longer than ``maxlength`` before reading it.
 Messages (``op`` says which):
 
 - daemon -> child: ``init`` (who the board is, the publish config, the endpoints, the limits),
-  ``state`` (the status snapshot, whether the board serves and the files being written),
+  ``bind`` (serve now: the first status), ``state`` (the status snapshot, whether the board
+  serves and the files being written),
   ``event`` (a PUB topic and body), ``reply`` (to a ``call``),
   ``reload_keys``, ``stop``;
 - child -> daemon: ``ready`` (bound endpoints, pid) or ``failed`` (why not), ``call``

@@ -88,6 +88,7 @@ class PublisherProcess(Startable):
         self.stats: dict[str, Any] = {}
         self.last_exit = ""
         self._child: _Child | None = None
+        self._launched: tuple[subprocess.Popen, Link] | None = None  # launch()ed, not bound
         self._events: collections.deque[tuple[str, Any]] = collections.deque()
         self._events_lock = threading.Lock()
         self._fresh = threading.Event()  # a status snapshot is owed (phase changed, command done)
@@ -126,12 +127,20 @@ class PublisherProcess(Startable):
                 "last_exit": self.last_exit or None}
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def launch(self) -> None:
+        """Start the child process now (it imports and sets its limits while the daemon gets
+        ready) but serve nothing yet: :meth:`start` binds. Optional; :meth:`start` launches when
+        this was not called."""
+        if self._launched is None and self._thread is None and not self._closed:
+            self._launched = self._launch(self.config.bind, self.config.events)
+
     def start(self) -> None:
-        """Start the child on ``config.bind``/``config.events`` and wait until it serves.
+        """Bind the child's sockets on ``config.bind``/``config.events`` and wait until it serves.
         PublisherStartError when it cannot."""
         if self._thread is not None or self._closed:
             raise CamctlError(f"publisher for {self.board.board!r} already started or closed")
-        child = self._spawn(self.config.bind, self.config.events)
+        launched, self._launched = self._launched, None
+        child = self._bind(*(launched or self._launch(self.config.bind, self.config.events)))
         self._child = child
         self.router_endpoint = child.ready["router"]
         self.pub_endpoint = child.ready["pub"]
@@ -143,6 +152,9 @@ class PublisherProcess(Startable):
                  child.ready.get("limits"))
 
     def _spawn(self, bind: str, events: str) -> _Child:
+        return self._bind(*self._launch(bind, events))
+
+    def _launch(self, bind: str, events: str) -> tuple[subprocess.Popen, Link]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
         # two malloc arenas: per-thread arenas would count against RLIMIT_DATA for nothing
@@ -154,8 +166,18 @@ class PublisherProcess(Startable):
         finally:
             theirs.close()
         link = Link(ours.detach())
-        try:
+        with contextlib.suppress(LinkClosed):  # it died at once: _bind says how
             link.send(self._init_message(bind, events))
+        return proc, link
+
+    def _bind(self, proc: subprocess.Popen, link: Link) -> _Child:
+        try:
+            status = self.board.status()
+            serving, opened = self._serve_state()
+        except Exception:  # a snapshot follows within a second; never fail a start on a status
+            status, serving, opened = {}, False, []
+        try:
+            link.send({"op": "bind", "status": status, "serving": serving, "open": opened})
             if not link.poll(_START_TIMEOUT_S):
                 raise PublisherStartError(f"the publisher process did not start in "
                                           f"{_START_TIMEOUT_S:g} s")
@@ -178,17 +200,11 @@ class PublisherProcess(Startable):
         root = logging.getLogger()
         json_lines = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
         publish = {k: v for k, v in asdict(self.config).items() if k not in ("bind", "events")}
-        try:
-            status = self.board.status()
-            serving, opened = self._serve_state()
-        except Exception:  # a snapshot follows within a second; never fail a start on a status
-            status, serving, opened = {}, False, []
         return {"op": "init", "board": self.board.board,
                 "board_id": str(getattr(self.board, "board_id", "") or ""),
                 "store_root": str(self.board.store_root),
                 "gpio_real": bool(getattr(self.board, "gpio_real", False)),
                 "publish": publish, "bind": bind, "events": events, "limits": self.limits,
-                "status": status, "serving": serving, "open": opened,
                 "log": {"level": logging.getLevelName(root.getEffectiveLevel()).lower(),
                         "json": json_lines}}
 
@@ -228,6 +244,11 @@ class PublisherProcess(Startable):
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout=_STOP_TIMEOUT_S + 5)
+        launched, self._launched = self._launched, None
+        if launched is not None:
+            with contextlib.suppress(LinkClosed):
+                launched[1].send({"op": "stop"})
+            self._reap(*launched)
         child, self._child = self._child, None
         if child is not None:
             with contextlib.suppress(LinkClosed):
