@@ -126,7 +126,7 @@ def vm_command(tier: Path, guest_cmd: Sequence[str], *, env: dict[str, str] | No
     passed = {k: os.environ[k] for k in _PASS_ENV if k in os.environ} | (env or {})
     inner = " ".join(["env", *(shlex.quote(f"{k}={v}") for k, v in passed.items()),
                       "sh", shlex.quote(str(_GUEST)), *map(shlex.quote, guest_cmd)])
-    cmd = [str(tier / "vng" / "bin" / "vng"), "--run", str(kernel), "--cpus", "2",
+    cmd = [str(tier / "vng" / "bin" / "vng"), "--run", str(kernel), "--cpus", "1",
            "--memory", "512M", "--append", "module_blacklist=" + ",".join(BLACKLIST),
            # the checkout is writable inside (an overlay the host never sees): pytest's cache,
            # and lgpio's notification pipe, which it makes in its working directory at import

@@ -31,9 +31,26 @@ HANDSHAKE_IVL_MS = 5000
 PUB_MAX_MESSAGE = 1024
 
 
+def detect_dead_peers(sock: zmq.Socket) -> None:
+    """Dead peers found by the kernel's TCP keepalive (~16 s), not by the board's own ZMTP PINGs.
+
+    libzmq 4.3.5's heartbeat timer calls ``out_event()`` on an engine whose input is stopped (its
+    peer's queue is at RCVHWM: a flooding peer) after that peer has gone, and its
+    ``zmq_assert (!_io_error)`` aborts the process (src/stream_engine_base.cpp, ``timer_event`` ->
+    ``out_event``; ``in_event_internal`` sets ``_io_error`` when input is stopped). It aborted the
+    publisher twice in three FETCH floods of tests/test_attacks.py. Without the board's PINGs that
+    path never runs; a client's PINGs are still answered, and their TTL still drops a client that
+    goes silent."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 0)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 10)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 2)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+
+
 def configure_router(sock: zmq.Socket, window: int) -> None:
-    """Options of the request socket: size limit, handshake time, heartbeats, and per-peer queues
-    of ``window``."""
+    """Options of the request socket: size limit, handshake time, dead-peer detection, and
+    per-peer queues of ``window``."""
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, p.MAX_MESSAGE)
     sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
@@ -42,17 +59,17 @@ def configure_router(sock: zmq.Socket, window: int) -> None:
     sock.setsockopt(zmq.SNDHWM, window + 8)
     sock.setsockopt(zmq.RCVHWM, p.MAX_WINDOW)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    p.set_heartbeats(sock)
+    detect_dead_peers(sock)
 
 
 def configure_pub(sock: zmq.Socket) -> None:
     """Options of the event socket: subscriptions (inbound) are size-limited like requests, the
-    handshake time and heartbeats are the ROUTER's, a slow subscriber's queue is short."""
+    handshake time and dead-peer detection are the ROUTER's, a slow subscriber's queue is short."""
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, PUB_HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, PUB_MAX_MESSAGE)
     sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_IVL_MS)
-    p.set_heartbeats(sock)
+    detect_dead_peers(sock)
 
 
 def start_curve(ctx: zmq.Context, curve_keys: str,
