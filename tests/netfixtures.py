@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import simplejpeg
+import zmq
 from waiting import wait_for
 
 from camctl.exc import CamctlError
 from camctl.ground.views import status_many
 
-__all__ = ["CutProxy", "FakeBoard", "free_port", "make_store", "watch_while_publishing",
+__all__ = ["CutProxy", "FakeBoard", "dealer", "free_port", "make_store", "watch_while_publishing",
            "write_segment"]
 
 
@@ -254,3 +255,14 @@ def watch_while_publishing(pub: Any, status: dict, enough: Callable[[list[str]],
         pub.close()
     assert not t.is_alive() and rc == [0], rc
     return seen
+
+
+def dealer(url: str, **opts: int) -> zmq.Socket:
+    """A raw DEALER on the shared context connected to ``url``, LINGER 0, with ``opts`` as socket
+    options by name (``RECONNECT_IVL=-1``): a peer that does only what a test tells it."""
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    for k, v in opts.items():
+        s.setsockopt(getattr(zmq, k), v)
+    s.connect(url)
+    return s

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from netfixtures import FakeBoard, make_store, write_segment
+from netfixtures import FakeBoard, dealer, make_store, write_segment
 from test_publish_bounds import ATTACK_PAUSE_S, _zmtp_dealer
 from waiting import wait_for
 
@@ -39,15 +39,6 @@ def _rows() -> list[tuple[str, str, str]]:
 def _cfg(**kw: object) -> PublishConfig:
     return PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*",
                          **kw)  # type: ignore[arg-type]
-
-
-def _dealer(url: str, **opts: int) -> zmq.Socket:
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    for k, v in opts.items():
-        s.setsockopt(getattr(zmq, k), v)
-    s.connect(url)
-    return s
 
 
 def _raw(verb: str, header: dict, *payload: bytes) -> list[bytes]:
@@ -88,7 +79,7 @@ def board(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def s(board: Publisher):
-    sock = _dealer(board.router_endpoint)
+    sock = dealer(board.router_endpoint)
     yield sock
     sock.close()
 
@@ -244,7 +235,7 @@ def thumbs_jobs(board: Publisher, s: zmq.Socket, tmp: Path) -> None:
     mp.setattr(Publisher, "_maybe_warm", lambda self: None)
     try:
         with Publisher(FakeBoard("rig-j", root), _cfg()) as pub:
-            d = _dealer(pub.router_endpoint)
+            d = dealer(pub.router_endpoint)
             codes = [_code(_ask(d, _raw("THUMBS", {"id": i, "flight": "f1", "segment": SEG,
                                                    "width": 16 + i})))
                      for i in range(p.MAX_THUMB_JOBS + 2)]
@@ -284,7 +275,7 @@ def window(board: Publisher, s: zmq.Socket, tmp: Path) -> None:
     with Publisher(FakeBoard("rig-w", root), _cfg(chunk_kb=4096)) as pub:
         win = pub.window
         assert win == 4  # 16 MiB / 4 MiB chunks
-        d = _dealer(pub.router_endpoint, RCVHWM=1, RCVBUF=4096)
+        d = dealer(pub.router_endpoint, RCVHWM=1, RCVBUF=4096)
         n = 60
         try:
             for i in range(n):
@@ -312,7 +303,7 @@ def reply_bytes(board: Publisher, s: zmq.Socket, tmp: Path) -> None:
     make_store(root, cameras=("down",), segments=1, frames=4, pad_kb=300)
     with Publisher(FakeBoard("rig-rb", root), _cfg(memory_mb=64), rss=lambda: 0) as pub:
         assert (pub.budget.total, pub.budget.per_peer) == (16 << 20, 2 << 20)
-        d = _dealer(pub.router_endpoint, RCVHWM=1, RCVBUF=4096)
+        d = dealer(pub.router_endpoint, RCVHWM=1, RCVBUF=4096)
         try:
             for i in range(64):
                 d.send_multipart(_raw("FETCH", {"id": i, "path": SEG, "offset": 0,
@@ -333,12 +324,12 @@ def reply_bytes(board: Publisher, s: zmq.Socket, tmp: Path) -> None:
 def connections(board: Publisher, s: zmq.Socket, tmp: Path) -> None:
     assert PublishConfig().max_connections == 64
     with Publisher(FakeBoard("rig-cc", tmp), _cfg(max_connections=2)) as pub:
-        first = [_dealer(pub.router_endpoint) for _ in range(2)]
+        first = [dealer(pub.router_endpoint) for _ in range(2)]
         try:
             for d in first:
                 assert _code(_ask(d, _raw("PING", {"id": 1}))) == "PONG"
             wait_for(lambda: pub.connections.served == 2, "two clients served")
-            late = _dealer(pub.router_endpoint)
+            late = dealer(pub.router_endpoint)
             reply = _ask(late, _raw("PING", {"id": 7}))
             assert _code(reply) == p.E_BUSY and "connection cap" in reply.message
             late.close()

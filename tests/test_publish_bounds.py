@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from netfixtures import FakeBoard, make_store, write_segment
+from netfixtures import FakeBoard, dealer, make_store, write_segment
 from waiting import wait_for
 
 from camctl.board.config import PublishConfig
@@ -119,15 +119,6 @@ def test_every_board_socket_bounds_its_connections(tmp_path: Path) -> None:
             raw.close()
 
 
-def _dealer(url: str, **opts: int) -> zmq.Socket:
-    s = zmq.Context.instance().socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    for k, v in opts.items():
-        s.setsockopt(getattr(zmq, k), v)
-    s.connect(url)
-    return s
-
-
 def _ask(s: zmq.Socket, msg: p.Message) -> p.Message:
     s.send_multipart(msg.encode())
     assert s.poll(30_000), f"no reply to {msg.VERB!r}"
@@ -140,12 +131,12 @@ def test_connections_over_the_cap_are_refused_with_busy_and_one_log_line(
     monkeypatch.setattr("camctl.board.publish.sockets.HANDSHAKE_IVL_MS", 600_000)
     cap = 4
     with Publisher(FakeBoard("rig-c", tmp_path), _cfg(max_connections=cap)) as pub:
-        served = [_dealer(pub.router_endpoint) for _ in range(cap)]
+        served = [dealer(pub.router_endpoint) for _ in range(cap)]
         try:
             for i, s in enumerate(served):
                 assert isinstance(_ask(s, p.Ping(id=i)), p.Pong)
             wait_for(lambda: pub.connections.served == cap, "the board to count its clients")
-            late = _dealer(pub.router_endpoint)
+            late = dealer(pub.router_endpoint)
             reply = _ask(late, p.Ping(id=99))
             assert isinstance(reply, p.Error) and reply.code == p.E_BUSY and reply.id == 99
             assert f"connection cap ({cap} connections" in reply.message
@@ -178,8 +169,8 @@ def test_connections_over_the_cap_are_refused_with_busy_and_one_log_line(
 
 def test_at_the_cap_an_idle_connection_gives_its_place_to_a_new_one(tmp_path: Path) -> None:
     with Publisher(FakeBoard("rig-i", tmp_path), _cfg(max_connections=2)) as pub:
-        quiet = _dealer(pub.router_endpoint, RECONNECT_IVL=-1)  # gone once cut
-        busy = _dealer(pub.router_endpoint)
+        quiet = dealer(pub.router_endpoint, RECONNECT_IVL=-1)  # gone once cut
+        busy = dealer(pub.router_endpoint)
         try:
             assert isinstance(_ask(quiet, p.Ping(id=1)), p.Pong)
             assert isinstance(_ask(busy, p.Ping(id=2)), p.Pong)
@@ -203,7 +194,7 @@ def test_srcfd_names_the_connection_a_request_came_over(tmp_path: Path) -> None:
     router.setsockopt(zmq.LINGER, 0)
     router.bind("tcp://127.0.0.1:*")
     port = int(router.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
-    dealers = [_dealer(f"tcp://127.0.0.1:{port}") for _ in range(2)]
+    dealers = [dealer(f"tcp://127.0.0.1:{port}") for _ in range(2)]
     try:
         fds = set()
         for d in dealers:
@@ -236,7 +227,7 @@ def test_forty_peers_not_reading_stay_within_the_reply_budget(tmp_path: Path) ->
     with Publisher(FakeBoard("rig-b", tmp_path), cfg, rss=lambda: 0) as pub:
         pub.stall_s = 1.0
         base = rss_bytes()
-        peers = [_dealer(pub.router_endpoint, RCVHWM=1, RCVBUF=4096) for _ in range(40)]
+        peers = [dealer(pub.router_endpoint, RCVHWM=1, RCVBUF=4096) for _ in range(40)]
         try:
             for s in peers:
                 for i in range(64):
