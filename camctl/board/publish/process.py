@@ -172,12 +172,11 @@ class PublisherProcess(Startable):
 
     def _bind(self, proc: subprocess.Popen, link: Link) -> _Child:
         try:
-            status = self.board.status()
-            serving, opened = self._serve_state()
+            snapshot = self._snapshot()
         except Exception:  # a snapshot follows within a second; never fail a start on a status
-            status, serving, opened = {}, False, []
+            snapshot = {"status": {}, "serving": False, "open": []}
         try:
-            link.send({"op": "bind", "status": status, "serving": serving, "open": opened})
+            link.send({"op": "bind", **snapshot})
             if not link.poll(_START_TIMEOUT_S):
                 raise PublisherStartError(f"the publisher process did not start in "
                                           f"{_START_TIMEOUT_S:g} s")
@@ -322,10 +321,8 @@ class PublisherProcess(Startable):
     def _call(self, msg: dict[str, Any]) -> dict[str, Any]:
         rpc = msg.get("rpc")
         try:
-            if msg.get("call") == "status":  # what may be served read after: never behind it
-                status = self.board.status()
-                serving, opened = self._serve_state()
-                ok: Any = {"status": status, "serving": serving, "open": opened}
+            if msg.get("call") == "status":
+                ok: Any = self._snapshot()
             elif msg.get("call") == "command":
                 args = msg.get("args")
                 ok = self.board.command(str(msg.get("name", "")),
@@ -355,16 +352,21 @@ class PublisherProcess(Startable):
             else:
                 child.link.send({"op": "event", "topic": topic, "body": body})
 
+    def _snapshot(self) -> dict[str, Any]:
+        """The status and what may be served now, the latter read after the former: a STATUS the
+        child answers (``checking`` done, ``serving``) is never ahead of what it serves. What may
+        be served is remembered as what the child was last told."""
+        status = self.board.status()
+        serving, opened = self._served = self._serve_state()
+        return {"status": status, "serving": serving, "open": opened}
+
     def _push_state(self, child: _Child) -> None:
-        """Send the status and what may be served now, the latter read after the former: a STATUS
-        the child answers (``checking`` done, ``serving``) is never ahead of what it serves."""
         try:
-            status = self.board.status()
-            serving, opened = self._served = self._serve_state()
+            snapshot = self._snapshot()
         except Exception:
             log.exception("board %s: status for the publisher failed", self.board.board)
             return
-        child.link.send({"op": "state", "status": status, "serving": serving, "open": opened})
+        child.link.send({"op": "state", **snapshot})
 
     def _gone(self, child: _Child) -> None:
         """The link broke: make sure the child is gone too (the loop restarts it). A child that
