@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero import DigitalInputDevice
@@ -63,6 +64,14 @@ def test_installed_gpiozero_mock_ticks_are_monotonic_seconds_of_the_change() -> 
 
 LINES = (GpioLine("arm", 17), GpioLine("release", 27),
          GpioLine("touchdown", 23, pull_up=True, active_high=True))
+
+
+def _recording(seen: list[int], factory: Any = None) -> EventLines:
+    """Mock lines whose callback appends each edge's time to ``seen``, on a clock that always says
+    42 ns: a time taken from the callback's clock instead of the edge's tick shows as 42."""
+    return EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
+                      pin_factory=factory if factory is not None else MockFactory(),
+                      clock_ns=lambda: 42)
 
 
 def _late(lines: EventLines, event: str, level_high: bool, ticks: float, delay_s: float) -> None:
@@ -129,8 +138,7 @@ def test_ticks_not_on_the_monotonic_clock_fall_back_to_the_callback_time(
     now = time.monotonic_ns()
     assert edge_time_ns(now / 1e9, now_ns=now + 10) == round(now / 1e9 * 1e9)
     seen: list[int] = []
-    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
-                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    lines = _recording(seen)
     try:
         with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, time.time(), 0.0)
@@ -199,8 +207,7 @@ def test_edge_ticks_are_trusted_from_now_back_to_just_under_a_minute() -> None:
 def test_untrusted_ticks_warn_once_at_the_first_edge_naming_the_ticks_and_factory(
         caplog: pytest.LogCaptureFixture) -> None:
     seen: list[int] = []
-    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
-                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    lines = _recording(seen)
     try:
         with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             _late(lines, "release", False, 1e12, 0.0)  # far ahead of the monotonic clock
@@ -338,8 +345,7 @@ class _RigFactory(MockFactory):
 
 def test_ticks_on_the_monotonic_clock_are_trusted_whatever_the_factory_is_called() -> None:
     seen: list[int] = []
-    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
-                       pin_factory=_RigFactory(), clock_ns=lambda: 42)
+    lines = _recording(seen, _RigFactory())
     try:
         edge = time.monotonic()
         _late(lines, "release", False, edge, 0.01)  # stamped, then delivered 10 ms later
@@ -352,8 +358,7 @@ def test_ticks_on_the_monotonic_clock_are_trusted_whatever_the_factory_is_called
 def test_a_tick_before_the_lines_previous_edge_is_not_trusted(
         caplog: pytest.LogCaptureFixture) -> None:
     seen: list[int] = []
-    lines = EventLines(GpioConfig(backend="mock", lines=LINES), lambda ev, t, _: seen.append(t),
-                       pin_factory=MockFactory(), clock_ns=lambda: 42)
+    lines = _recording(seen)
     try:
         with caplog.at_level(logging.WARNING, logger="camctl.board.gpio"):
             t0 = time.monotonic() - 1.0
