@@ -21,8 +21,8 @@ from waiting import wait_for
 from camctl.exc import CamctlError
 from camctl.ground.views import status_many
 
-__all__ = ["CutProxy", "FakeBoard", "dealer", "free_port", "make_store", "watch_while_publishing",
-           "write_segment"]
+__all__ = ["CutProxy", "FakeBoard", "ScriptedRouter", "dealer", "free_port", "make_store",
+           "watch_while_publishing", "write_segment"]
 
 
 def _jpeg(rng: np.random.Generator, w: int = 64, h: int = 48) -> bytes:
@@ -266,3 +266,50 @@ def dealer(url: str, **opts: int) -> zmq.Socket:
         s.setsockopt(getattr(zmq, k), v)
     s.connect(url)
     return s
+
+
+class ScriptedRouter:
+    """A board in a test that says what the test wants: a ROUTER on loopback whose thread decodes
+    each request and sends what :meth:`reply` returns (a Message, a raw frame list, or None for no
+    answer). A subclass sets its state, then calls :meth:`serve`."""
+
+    def __init__(self) -> None:
+        from camctl.common import protocol as p
+
+        self._p = p
+        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind("tcp://127.0.0.1:*")
+        self.url = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def serve(self) -> None:
+        self._thread.start()
+
+    def reply(self, req: Any) -> Any:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        p = self._p
+        while not self._stop.is_set():
+            if not self.sock.poll(20):
+                continue
+            ident, *msg = self.sock.recv_multipart()
+            reply = self.reply(p.decode(msg, allowed=p.REQUESTS))
+            if reply is None:
+                continue
+            frames = reply.encode() if isinstance(reply, p.Message) else reply
+            self.sock.send_multipart([ident, *frames], copy=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.sock.close()
+
+    def __enter__(self) -> ScriptedRouter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from netfixtures import FakeBoard, free_port, make_store
+from netfixtures import FakeBoard, ScriptedRouter, free_port, make_store
 from waiting import wait_for
 
 from camctl.board.config import PublishConfig
@@ -25,10 +25,11 @@ from camctl.ground.download import _lock_part, lock_folder
 CFG = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
 
 
-class HostileBoard:
+class HostileBoard(ScriptedRouter):
     """A board that attacks the ground: valid framing, hostile names in LISTING and THUMBNAILS."""
 
     def __init__(self, name: str = "evil") -> None:
+        super().__init__()
         self.name = name
         self.data = b"MCAP-ish bytes " * 100
         sha = hashlib.sha256(self.data).hexdigest()
@@ -42,16 +43,9 @@ class HostileBoard:
             p.SegmentInfo(path="f1/thumbs/000003.mcap", flight="f1", camera="thumbs", **seg),
             p.SegmentInfo(path="f1/escape.json", flight="f1", camera="", kind="meta", **seg),
         ]
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind("tcp://127.0.0.1:*")
-        self.url = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.serve()
 
-    def _reply(self, req: p.Message) -> p.Message:
+    def reply(self, req: p.Message) -> p.Message:
         if isinstance(req, p.Hello):
             return p.Welcome(id=req.id, version=1, board=self.name, flights=["f1", "../..", "f0"],
                              serving=True, mono_ns=1, wall_ns=1, chunk_max=1 << 20)
@@ -73,19 +67,6 @@ class HostileBoard:
             return p.Thumbnails(id=req.id, flight=req.flight, thumbs=infos,
                                 jpegs=[jpeg] * len(infos))
         return p.Error(id=req.id, code=p.E_REFUSED, message="no")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            ident, *msg = self.sock.recv_multipart()
-            reply = self._reply(p.decode(msg, allowed=p.REQUESTS))
-            self.sock.send_multipart([ident, *reply.encode()])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 class HelloCounting(Publisher):

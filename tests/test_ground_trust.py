@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from netfixtures import ScriptedRouter
 
 from camctl.board.identity import ID_FILE, board_id
 from camctl.common import protocol as p
@@ -113,15 +114,14 @@ def test_board_id_not_an_id_is_set_aside(tmp_path: Path) -> None:
 
 
 # --- a hostile board ---------------------------------------------------------------------------
-class Rogue:
+class Rogue(ScriptedRouter):
     """A board in the test: a ROUTER answering from ``files`` (path -> bytes) honestly, unless a
     hook in ``on`` (verb -> fn(req) -> a Message, a raw frame list, or None for no answer) says
     otherwise. Counts the requests it got per verb."""
 
     def __init__(self, name: str = "rogue", files: dict[str, bytes] | None = None, *,
                  flights: list[str] | None = None, board_id: str = "", frames: int = 12) -> None:
-        import zmq
-
+        super().__init__()
         self.name = name
         self.board_id = board_id
         self.files = files if files is not None else {"f1/down/000000.mcap": b"honest " * 500}
@@ -130,13 +130,7 @@ class Rogue:
         self.on: dict[bytes, object] = {}
         self.asked: dict[bytes, int] = {}
         self.listed: list[str | None] = []
-        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind("tcp://127.0.0.1:*")
-        self.url = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.serve()
 
     def segments(self) -> list[p.SegmentInfo]:
         import hashlib
@@ -164,30 +158,10 @@ class Rogue:
             return p.State(id=req.id, status={"board": self.name, "phase": "LANDED"})
         return p.Error(id=req.id, code=p.E_REFUSED, message="no")
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sock.poll(20):
-                continue
-            ident, *msg = self.sock.recv_multipart()
-            req = p.decode(msg, allowed=p.REQUESTS)
-            self.asked[req.VERB] = self.asked.get(req.VERB, 0) + 1
-            hook = self.on.get(req.VERB)
-            reply = hook(req) if hook is not None else self.honest(req)  # type: ignore[operator]
-            if reply is None:
-                continue
-            frames = reply.encode() if isinstance(reply, p.Message) else reply
-            self.sock.send_multipart([ident, *frames], copy=False)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-    def __enter__(self) -> Rogue:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def reply(self, req: p.Message) -> object:
+        self.asked[req.VERB] = self.asked.get(req.VERB, 0) + 1
+        hook = self.on.get(req.VERB)
+        return hook(req) if hook is not None else self.honest(req)  # type: ignore[operator]
 
 
 def _fetch(urls: list[str], out: Path, **kw: object):
