@@ -41,6 +41,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
     max_leaves=6)
 objects = st.dictionaries(text, json_values, max_size=3)
+runs = st.none() | st.integers(min_value=0, max_value=2**31)
 
 
 def extras(cls: type[Record]) -> st.SearchStrategy[dict[str, Any]]:
@@ -52,40 +53,41 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
     PhaseRecord: st.builds(
         PhaseRecord, phase_from=text, phase_to=text, event=text, source=text, mono_ns=times,
         wall_ns=times, skipped=st.lists(text, max_size=3).map(tuple),
-        boot_id=st.none() | text, extra=extras(PhaseRecord)),
+        boot_id=st.none() | text, run=runs, extra=extras(PhaseRecord)),
     EventRecord: st.builds(
         EventRecord, name=text, source=text, phase=text, outcome=text, mono_ns=times,
-        wall_ns=times, phase_to=text, extra=extras(EventRecord)),
+        wall_ns=times, phase_to=text, run=runs, extra=extras(EventRecord)),
     FlightRecord: st.builds(
         FlightRecord, board=text, flight=text, mono_ns=times, wall_ns=times,
-        boot_id=st.none() | text, cameras=objects, name=text, extra=extras(FlightRecord)),
+        boot_id=st.none() | text, cameras=objects, name=text, run=runs, extra=extras(FlightRecord)),
     ResumeRecord: st.builds(
         ResumeRecord, flight=text, phase=text, gap_s=nums, clock=text, last_seen_wall_ns=ints,
         entered_wall_ns=ints, entered_mono_ns=ints, descent_mono_ns=st.none() | ints,
         resumes=ints, pid=ints, levels=objects, mono_ns=times, wall_ns=times,
-        boot_id=st.none() | text, extra=extras(ResumeRecord)),
+        boot_id=st.none() | text, clock_offset_ns=st.none() | ints, run=runs,
+        extra=extras(ResumeRecord)),
     FaultRecord: st.builds(
         FaultRecord, error=text, message=text, camera=text, name=text,
         activity=st.none() | text, segment=st.none() | text, mono_ns=times, wall_ns=times,
-        extra=extras(FaultRecord)),
+        run=runs, extra=extras(FaultRecord)),
     LedgerRecord: st.builds(
         LedgerRecord, camera=text, captured=ints, aged_out=ints,
         dropped=st.dictionaries(text, ints, max_size=3), stills_missed=ints, name=text,
-        since_ns=times, mono_ns=times, wall_ns=times, extra=extras(LedgerRecord)),
+        since_ns=times, mono_ns=times, wall_ns=times, run=runs, extra=extras(LedgerRecord)),
     DropRecord: st.builds(
         DropRecord, name=text, camera=text, count=ints, total=st.none() | ints, mono_ns=times,
-        wall_ns=times, extra=extras(DropRecord)),
+        wall_ns=times, run=runs, extra=extras(DropRecord)),
     QuotaRecord: st.builds(
         QuotaRecord, name=text, free_mb=nums, from_level=st.none() | text,
         finish_need_mb=st.none() | nums, reserve_mb=st.none() | nums, mono_ns=times,
-        wall_ns=times, extra=extras(QuotaRecord)),
+        wall_ns=times, run=runs, extra=extras(QuotaRecord)),
     LossRecord: st.builds(
         LossRecord, camera=text, segment=st.none() | text,
         range=st.none() | st.tuples(ints, ints).map(lambda t: (min(t), max(t))),
         reason=st.none() | text,
         seq_after=st.none() | ints, seq_before=st.none() | ints,
         seqs=st.none() | st.lists(ints, max_size=4).map(tuple), name=text, mono_ns=times,
-        wall_ns=times, extra=extras(LossRecord)),
+        wall_ns=times, run=runs, extra=extras(LossRecord)),
     OpaqueRecord: st.builds(
         OpaqueRecord, kind=text.filter(lambda k: k not in KINDS),
         fields=st.dictionaries(text.filter(lambda k: k != "kind"), json_values, max_size=4)),
@@ -209,6 +211,9 @@ def test_a_fault_in_the_stores_old_form_reads_error_as_its_type_and_message_as_i
     ({"kind": "resume", "name": "DESCENT", "flight": "F", "phase": "DESCENT", "gap_s": 1.0,
       "clock": "monotonic", "last_seen_wall_ns": 1, "entered_wall_ns": 1, "entered_mono_ns": 1,
       "descent_mono_ns": 1, "resumes": 1, "levels": {}}, "pid"),
+    ({"kind": "ledger", "camera": "a", "run": -1}, "run"),
+    ({"kind": "ledger", "camera": "a", "run": True}, "run"),
+    ({"kind": "drop", "name": "quota", "camera": "a", "run": "1"}, "run"),
     ({"name": "arm"}, "kind"),
     ({"kind": 7}, "kind"),
     (["kind", "phase"], "kind"),

@@ -8,6 +8,10 @@ does not know are kept in ``extra`` and written back. ``mono_ns``/``wall_ns`` of
 out (the store stamps them when it logs the record). :func:`read` is the lenient reader: a
 malformed record becomes an ``OpaqueRecord`` saying why.
 
+Every record may carry ``run``: which run of the daemon in the flight wrote it (0: the run that
+opened the flight; k: the k-th resume, whose :class:`ResumeRecord` maps its monotonic clock onto
+the flight's timeline). None on records written before runs existed (read as run 0).
+
 One meaning per field: an old form a writer used before that rule is read, never written
 (:class:`FaultRecord` says how).
 
@@ -126,14 +130,17 @@ def _kind_of(d: Any, kind: str = "") -> Any:
 
 
 def _known(*names: str) -> frozenset[str]:
-    """A kind's fields on flash: its own and the four every record has."""
-    return frozenset(("kind", "name", "mono_ns", "wall_ns", *names))
+    """A kind's fields on flash: its own and the five every record has."""
+    return frozenset(("kind", "name", "mono_ns", "wall_ns", "run", *names))
 
 
 def _rest(d: Mapping[str, Any], cls: type[Record]) -> dict[str, Any]:
     """What every kind decodes alike: its times, and the fields it does not know (``extra``)."""
+    run = _int(d, cls.KIND, "run", None, null=True)
+    if run is not None and run < 0:
+        raise RecordError(cls.KIND, "run", f"must be 0 or more, got {run}")
     return {"mono_ns": _time(d, cls.KIND, "mono_ns"), "wall_ns": _time(d, cls.KIND, "wall_ns"),
-            "extra": {k: v for k, v in d.items() if k not in cls.FIELDS}}
+            "run": run, "extra": {k: v for k, v in d.items() if k not in cls.FIELDS}}
 
 
 def _put(out: dict[str, Any], name: str, value: Any) -> None:
@@ -144,6 +151,7 @@ def _put(out: dict[str, Any], name: str, value: Any) -> None:
 def _stamp(out: dict[str, Any], rec: Record) -> None:
     _put(out, "mono_ns", rec.mono_ns)
     _put(out, "wall_ns", rec.wall_ns)
+    _put(out, "run", rec.run)
 
 
 def _done(out: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,6 +169,7 @@ class Record:
     FIELDS: ClassVar[frozenset[str]] = frozenset()
     mono_ns: int | None
     wall_ns: int | None
+    run: int | None
 
     def encode(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -194,6 +203,7 @@ class PhaseRecord(Record):
     wall_ns: int | None = None
     skipped: tuple[str, ...] = ()
     boot_id: str | None = None
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -234,6 +244,7 @@ class EventRecord(Record):
     mono_ns: int | None
     wall_ns: int | None
     phase_to: str = ""
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -265,6 +276,7 @@ class FlightRecord(Record):
     boot_id: str | None = None
     cameras: dict[str, Any] = field(default_factory=dict)
     name: str = "open"
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -287,11 +299,15 @@ class ResumeRecord(Record):
     """A restarted daemon re-entered ``phase`` of ``flight`` after ``gap_s`` (``name`` on flash:
     the phase). ``clock`` says which clock related the boots; ``entered_mono_ns`` and
     ``descent_mono_ns`` are the phase's and the descent's start on this boot's monotonic clock;
-    ``levels`` the lines read at start."""
+    ``levels`` the lines read at start. ``run`` is this run of the daemon in the flight (the
+    ``resumes``-th; the run that opened the flight is 0) and ``clock_offset_ns`` maps its
+    monotonic clock onto the flight's timeline: ``flight_ns = mono_ns + clock_offset_ns``, where
+    the timeline is run 0's monotonic clock (docs/phases-and-gpio.md, "Resume clocks")."""
 
     KIND = "resume"
     FIELDS = _known("flight", "phase", "gap_s", "clock", "last_seen_wall_ns", "entered_wall_ns",
-                    "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels", "boot_id")
+                    "entered_mono_ns", "descent_mono_ns", "resumes", "pid", "levels", "boot_id",
+                    "clock_offset_ns")
     flight: str
     phase: str
     gap_s: float
@@ -306,6 +322,9 @@ class ResumeRecord(Record):
     mono_ns: int | None
     wall_ns: int | None
     boot_id: str | None = None
+    run: int | None = None
+    # add to this run's monotonic ns to place them on the flight's timeline (run 0's clock)
+    clock_offset_ns: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -317,6 +336,7 @@ class ResumeRecord(Record):
                "levels": self.levels}
         _stamp(out, self)
         _put(out, "boot_id", self.boot_id)
+        _put(out, "clock_offset_ns", self.clock_offset_ns)
         return _done(out, self.extra)
 
     @classmethod
@@ -331,6 +351,7 @@ class ResumeRecord(Record):
                    descent_mono_ns=_int(d, k, "descent_mono_ns", None, null=True),
                    resumes=_int(d, k, "resumes"), pid=_int(d, k, "pid"),
                    levels=_obj(d, k, "levels", {}), boot_id=_str(d, k, "boot_id", None),
+                   clock_offset_ns=_int(d, k, "clock_offset_ns", None, null=True),
                    **_rest(d, cls))
 
 
@@ -353,6 +374,7 @@ class FaultRecord(Record):
     segment: str | None = None
     mono_ns: int | None = None
     wall_ns: int | None = None
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -401,6 +423,7 @@ class LedgerRecord(Record):
     since_ns: int | None = None
     mono_ns: int | None = None
     wall_ns: int | None = None
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -434,6 +457,7 @@ class DropRecord(Record):
     total: int | None = None
     mono_ns: int | None = None
     wall_ns: int | None = None
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -464,6 +488,7 @@ class QuotaRecord(Record):
     reserve_mb: float | None = None
     mono_ns: int | None = None
     wall_ns: int | None = None
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> dict[str, Any]:
@@ -504,6 +529,7 @@ class LossRecord(Record):
     name: str = "recovery"
     mono_ns: int | None = None
     wall_ns: int | None = None
+    run: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -555,6 +581,10 @@ class OpaqueRecord(Record):
     @property
     def wall_ns(self) -> int | None:  # type: ignore[override]
         return _plain_int(self.fields.get("wall_ns"))
+
+    @property
+    def run(self) -> int | None:  # type: ignore[override]
+        return _plain_int(self.fields.get("run"))
 
     def encode(self) -> dict[str, Any]:
         return {"kind": self.kind, **{k: v for k, v in self.fields.items() if k != "kind"}}

@@ -50,7 +50,9 @@ class StoredFrame:
 
     ``timestamp_ns`` is the sensor's monotonic time; ``log_ns`` the MCAP log_time (wall-clock ns
     since the epoch, from the board's clock at capture); ``publish_ns`` the MCAP publish_time (the
-    sensor time again)."""
+    sensor time again). ``run`` is the run of the daemon in the flight that captured it (0: the
+    run that opened the flight; meta ``run``), whose clock ``timestamp_ns`` is on: the flight's
+    resume records map it onto the flight's timeline (:mod:`camctl.common.flightclock`)."""
 
     camera: str
     seq: int
@@ -69,6 +71,7 @@ class StoredFrame:
     chunk_offset: int = 0
     jpeg_ok: bool = True
     log_ns: int = 0
+    run: int = 0
 
 
 def jpeg_ok(data: bytes | memoryview) -> bool:
@@ -97,7 +100,7 @@ def _topics(scan: Scan, layout: Layout) -> dict[int, str]:
 
 
 _META_KEYS = ("seq", "timestamp_ns", "phase", "value", "width", "height", "exposure_us",
-              "analogue_gain", "still", "size")
+              "analogue_gain", "still", "size", "run")
 
 
 def scan_frames(scan: Scan, *, check_jpeg: bool = True, every: int = 1,
@@ -180,7 +183,13 @@ def _frame(msg: Message, m: dict, layout: Layout, still: bool, path: Path | None
         chunk_offset=chunk_offset,
         jpeg_ok=jpeg_ok(jpeg) if check_jpeg else True,
         log_ns=msg.log_time,
+        run=_run(m.get("run")),
     )
+
+
+def _run(value: object) -> int:
+    """A frame's ``run`` from its metadata: 0 when absent (written before runs) or malformed."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 class FrameCheck(NamedTuple):
