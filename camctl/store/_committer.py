@@ -76,8 +76,10 @@ class Committer:
         clock: Callable[[], float],
         flight: dict,
         on_drop: Callable[[dict], None] | None = None,
+        run: int = 0,
     ) -> None:
         self.inbox = inbox
+        self.flight_run = run  # stamped on every event record written without one (its own too)
         self.books = books
         self.files = files
         self.space = space
@@ -235,6 +237,7 @@ class Committer:
             self._io_failure(name, exc)
 
     def _write_event(self, rec: dict) -> None:
+        rec.setdefault("run", self.flight_run)
         if self.space.blocked(self._clock()) or not self.space.has_room(4096, events=True):
             self._held_events.append(rec)
             return

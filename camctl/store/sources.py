@@ -265,6 +265,9 @@ class CameraKind(SourceKind):
         entry.update({"frames": 0, "first_ns": None, "last_ns": None, "max_value": None})
         for fr in scan_frames(scan, check_jpeg=False):
             entry["frames"] += 1
+            # the run whose clock first_ns/last_ns are on (one run writes a segment: a resumed
+            # run opens new ones); 0 for frames without a run (flights before runs)
+            entry["run"] = max(entry.get("run", 0), fr.run)
             _span(entry, fr.timestamp_ns, fr.timestamp_ns)
             entry["max_value"] = (
                 fr.value if entry["max_value"] is None else max(entry["max_value"], fr.value)

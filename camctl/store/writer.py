@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from camctl.common.frames import EncodedFrame
 from camctl.common.records import Record
 from camctl.exc import StoreError
 from camctl.store._books import Books
@@ -123,6 +124,11 @@ class FlightStore:
     kind). Seams for tests (keyword-only): ``free_bytes()`` replaces ``statvfs``; ``opener(path)``
     opens segment files (wrap it to inject ``ENOSPC``); ``fsync(fd)`` replaces ``os.fsync`` for
     segment commits; ``clock()`` is the monotonic clock used for commit intervals and segment ages.
+
+    ``run`` is the run of the daemon in the flight that records into this store (0: the run that
+    opened it; k: the k-th resume, :class:`~camctl.common.records.ResumeRecord`): every event record
+    logged without a ``run`` gets it, and so does every frame's metadata (``/meta`` ``run``), so the
+    ground can place both on the flight's timeline (:mod:`camctl.common.flightclock`).
     """
 
     def __init__(self, root: Path, board: str, flight: str, config: StoreConfig, *,
@@ -131,8 +137,12 @@ class FlightStore:
                  free_bytes: Callable[[], int] | None = None,
                  opener: Callable[[Path], IO[bytes]] | None = None,
                  fsync: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, resume: bool = False) -> None:
+                 clock: Callable[[], float] = time.monotonic, resume: bool = False,
+                 run: int = 0) -> None:
+        if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+            raise StoreError(f"flight {flight}: run must be an integer 0 or more, got {run!r}")
         self.root = Path(root)
+        self.run = run  # this run of the daemon in the flight: stamped on its records and frames
         self.resumed = resume  # a restarted daemon records on into this flight (in new segments)
         self.board = board
         self.flight = flight
@@ -152,7 +162,7 @@ class FlightStore:
                                   written=self._files.written, finish_need=self._files.finish_need)
         self._committer = Committer(self._inbox, self._books, self._files, self._space,
                                     interval_s=config.commit_interval_ms / 1000.0, clock=clock,
-                                    flight=self._flight_info(), on_drop=on_drop)
+                                    flight=self._flight_info(), on_drop=on_drop, run=run)
         self._create_dirs()
         self._thread = threading.Thread(target=self._committer.run, name=f"store-{flight}",
                                         daemon=True)
@@ -222,6 +232,8 @@ class FlightStore:
             if kind is None:
                 return False
             value = kind.value(record)
+            if isinstance(record, EncodedFrame):  # the clock its timestamp is on (stills too)
+                record.meta.setdefault("run", self.run)
             ib = self._inbox
             with self._lock:
                 if ib.finish_req:
