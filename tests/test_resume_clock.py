@@ -15,6 +15,8 @@ import pytest
 from store_helpers import frame
 
 from camctl.board.config import StoreConfig
+from camctl.board.rejoin import _resume_record
+from camctl.board.resume import FlightState, clock_offset
 from camctl.exc import StoreError
 from camctl.store import FlightStore, iter_events, iter_frames, load_index
 
@@ -67,3 +69,108 @@ def test_the_store_stamps_its_run_on_records_frames_stills_and_its_own_records(
 def test_a_store_refuses_a_run_that_is_no_count(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="run must be an integer 0 or more, got -1"):
         FlightStore(tmp_path, "b", "F", StoreConfig(), run=-1)
+
+
+# --- the resume maps the clock --------------------------------------------------------------------
+def _state(**kw) -> FlightState:
+    base = dict(flight="F", phase="DESCENT", entered_wall_ns=900 * S, descent_wall_ns=900 * S,
+                last_seen_wall_ns=1_000 * S, resumes=1, run=1, boot_id="A",
+                clock_offset_ns=5 * S, entered_flight_ns=80 * S, descent_flight_ns=80 * S,
+                last_seen_flight_ns=100 * S)
+    return FlightState(**{**base, **kw})
+
+
+def test_the_same_boot_keeps_the_last_runs_offset_and_the_gap_is_monotonic() -> None:
+    rc = clock_offset(_state(), now_wall_ns=5_000 * S, now_mono_ns=97 * S, boot="A")
+    assert (rc.offset_ns, rc.gap_ns, rc.how) == (5 * S, 2 * S, "monotonic")
+    rec = _resume_record(_state(), 5_000 * S, 97 * S, {}, "A")
+    # the descent began 20 s before the last-seen time, on the same (unbroken) clock
+    assert (rec.run, rec.resumes, rec.clock_offset_ns) == (2, 2, 5 * S)
+    assert rec.entered_mono_ns == rec.descent_mono_ns == 75 * S
+
+
+def test_after_a_reboot_the_wall_gap_maps_the_new_clock_after_the_last_seen_time() -> None:
+    # the wall clock says 30 s passed; this boot is 4 s old (the board was down 26 s, then booted)
+    rc = clock_offset(_state(), now_wall_ns=1_030 * S, now_mono_ns=4 * S, boot="B")
+    assert (rc.gap_ns, rc.how) == (30 * S, "wall (rebooted)")
+    assert rc.offset_ns == 100 * S + 30 * S - 4 * S  # now (4 s) is 30 s after the last-seen 100 s
+    rec = _resume_record(_state(), 1_030 * S, 4 * S, {}, "B")
+    assert rec.clock == "wall (rebooted)" and rec.gap_s == 30.0 and rec.run == 2
+    # the descent began 20 s before the last-seen time: 50 s before now, before this boot began
+    assert rec.entered_mono_ns == rec.descent_mono_ns == 4 * S - 50 * S
+
+
+def test_a_wall_clock_behind_the_uptime_is_not_believed() -> None:
+    # a Pi without an RTC boots with its clock 10 min behind: the wall gap is negative, but the old
+    # run ended before this boot began, 4 s ago
+    rc = clock_offset(_state(), now_wall_ns=400 * S, now_mono_ns=4 * S, boot="B")
+    assert rc.gap_ns == 4 * S and rc.offset_ns == 100 * S
+    assert rc.how == "uptime (wall clock behind by 604.0 s)"
+    rec = _resume_record(_state(), 400 * S, 4 * S, {}, "B")
+    assert rec.gap_s == 4.0 and rec.entered_mono_ns == 4 * S - 24 * S
+
+
+def test_records_without_a_boot_id_are_related_by_the_wall_clock_alone() -> None:
+    st = _state(boot_id="", entered_flight_ns=None, descent_flight_ns=None,
+                last_seen_flight_ns=None)
+    rc = clock_offset(st, now_wall_ns=1_003 * S, now_mono_ns=50_000 * S, boot="B")
+    assert (rc.offset_ns, rc.gap_ns, rc.how) == (None, 3 * S, "wall (boot unknown)")
+
+
+def _log_run(root: Path, run: int, records: list[dict], frames: list[tuple[int, int]]) -> None:
+    """Records and frames (seq, monotonic ns) of one run of the daemon into flight F."""
+    cfg = StoreConfig(reserve_mb=0)
+    with FlightStore(root, "b", "F", cfg, cameras=["down"], resume=run > 0, run=run) as st:
+        for rec in records:
+            st.log_event(rec)
+        for seq, mono in frames:
+            fr = frame("down", seq)
+            fr.timestamp_ns = mono
+            st.put(fr)
+        st.commit(wait=True)
+
+
+def _phase(to: str, frm: str, mono: int, wall: int, boot: str) -> dict:
+    return {"kind": "phase", "name": to, "phase_from": frm, "phase_to": to, "event": "x",
+            "source": "gpio", "mono_ns": mono, "wall_ns": wall, "boot_id": boot}
+
+
+def _resume(run: int, mono: int, wall: int, boot: str, offset: int, entered: int) -> dict:
+    return {"kind": "resume", "name": "DESCENT", "flight": "F", "phase": "DESCENT", "gap_s": 1.0,
+            "clock": "x", "last_seen_wall_ns": 0, "entered_wall_ns": 0, "entered_mono_ns": entered,
+            "descent_mono_ns": entered, "resumes": run, "pid": 1, "levels": {}, "mono_ns": mono,
+            "wall_ns": wall, "boot_id": boot, "run": run, "clock_offset_ns": offset}
+
+
+def test_the_last_state_of_a_flight_of_three_runs_on_three_boots(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Run 0 (boot A) released at 1000 s and was last seen at 1010 s; run 1 (boot B, offset
+    1008 s) resumed at its 5 s; then run 2 (boot C) is asked where the flight stood."""
+    import camctl.board.resume as resume
+
+    W = 1_800_000_000 * S
+    _log_run(tmp_path, 0, [
+        {"kind": "flight", "name": "open", "flight": "F", "boot_id": "A", "mono_ns": 990 * S,
+         "wall_ns": W},
+        _phase("ARMED", "SAFE", 990 * S, W, "A"),
+        _phase("DESCENT", "ARMED", 1_000 * S, W + 10 * S, "A")], [(0, 1_010 * S)])
+    _log_run(tmp_path, 1, [_resume(1, 5 * S, W + 23 * S, "B", 1_008 * S, -8 * S),
+                           {"kind": "ledger", "name": "interval", "camera": "down", "since_ns": 0,
+                            "captured": 1, "aged_out": 0, "dropped": {}, "stills_missed": 0,
+                            "mono_ns": 7 * S, "wall_ns": W + 25 * S}],
+             [(1, 6 * S), (2, 9 * S)])  # its newest frame: 9 s on its clock, 1017 s on the flight's
+    monkeypatch.setattr(resume, "boot_id", lambda: "C")
+    st = resume.last_flight_state(tmp_path)
+    assert st is not None
+    assert (st.phase, st.resumes, st.run, st.boot_id) == ("DESCENT", 1, 1, "B")
+    assert st.clock_offset_ns == 1_008 * S and st.last_seen_flight_ns == 1_017 * S
+    assert st.entered_flight_ns == st.descent_flight_ns == 1_000 * S  # the resume's, mapped
+    assert not st.same_boot and st.entered_mono_ns is None  # not this boot's clock
+    # run 2 boots 3 s ago, the wall clock says 40 s since run 1 was last seen (wall W+25 s)
+    rec = _resume_record(st, W + 65 * S, 3 * S, {}, "C")
+    assert (rec.run, rec.clock, rec.gap_s) == (2, "wall (rebooted)", 40.0)
+    assert rec.clock_offset_ns == 1_017 * S + 40 * S - 3 * S
+    assert rec.entered_mono_ns == 1_000 * S - rec.clock_offset_ns  # 57 s before now
+    monkeypatch.setattr(resume, "boot_id", lambda: "B")  # run 1's boot: only the daemon restarted
+    st = resume.last_flight_state(tmp_path)
+    assert st.same_boot and st.last_seen_mono_ns == 9 * S and st.entered_mono_ns == -8 * S

@@ -70,14 +70,15 @@ class FlightRecorder:
         self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())
 
     # -- the store ------------------------------------------------------------------------------
-    def open_store(self, flight: str, *, resume: bool = False, drops: bool = True) -> Any:
-        """Every FlightStore of this board is built here (a new flight, a resumed one, old books).
-        """
+    def open_store(self, flight: str, *, resume: bool = False, drops: bool = True,
+                   run: int = 0) -> Any:
+        """Every FlightStore of this board is built here (a new flight, a resumed one, old books);
+        ``run``: this run of the daemon in the flight (0 opens it; k: the k-th resume)."""
         from camctl.store import FlightStore
 
         return FlightStore(self.root, self.board, flight, self.cfg.store,
                            cameras=list(self.cameras), on_drop=self._on_drop if drops else None,
-                           resume=resume)
+                           resume=resume, run=run)
 
     def adopt(self, store: Any, flight: str) -> Ledger:
         """Record on into ``store`` (a resumed flight) with fresh books, which it returns."""

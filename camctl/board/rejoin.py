@@ -53,11 +53,11 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
             log.error("not resuming flight %s: %s", state.flight, exc)
             return None
         recorder.landed(state.flight)
-        close_landed_books(recorder, state.flight, now_mono, now_wall)
+        close_landed_books(recorder, state.flight, now_mono, now_wall, resume=rec)
         log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
         return rec.encode()
     try:
-        store = recorder.open_store(state.flight, resume=True)
+        store = recorder.open_store(state.flight, resume=True, run=rec.run or 0)
     except (OSError, StoreError) as exc:
         log.error("cannot resume flight %s in %s: %s; starting SAFE", state.flight, root, exc)
         return None
@@ -86,29 +86,46 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
 
 def _resume_record(state: FlightState, now_wall: int, now_mono: int, levels: dict[str, bool],
                    boot_id: str) -> ResumeRecord:
-    def mono(mono_ns: int | None, wall_ns: int | None) -> int | None:
-        """A persisted time on this boot's monotonic clock: as stamped when it is this boot (the
-        daemon alone restarted), else from the wall clock (a reboot restarted the monotonic clock).
-        """
-        if state.same_boot:
-            return None if mono_ns is None else min(mono_ns, now_mono)
-        return None if wall_ns is None else now_mono - max(0, now_wall - wall_ns)
+    """The record of this resume: this run (the ``resumes``-th), its clock's offset onto the
+    flight's timeline and the gap (:func:`camctl.board.resume.clock_offset`), and the phase's and
+    the descent's start on this boot's monotonic clock (before this boot began: negative)."""
+    from camctl.board.resume import clock_offset
 
-    entered = mono(state.entered_mono_ns, state.entered_wall_ns) or now_mono
-    descent = mono(state.descent_mono_ns, state.descent_wall_ns)
-    gap_s = state.gap_s(now_wall, now_mono)
-    return ResumeRecord(flight=state.flight, phase=state.phase, gap_s=round(gap_s, 3),
-                        clock="monotonic" if state.same_boot else "wall (rebooted)",
-                        last_seen_wall_ns=state.last_seen_wall_ns,
+    rc = clock_offset(state, now_wall_ns=now_wall, now_mono_ns=now_mono, boot=boot_id)
+
+    def mono(flight_ns: int | None, wall_ns: int | None) -> int | None:
+        """A persisted time on this boot's monotonic clock: from the flight's timeline when both
+        the time and this run's offset are known there, else from the wall clock (its span before
+        the last-seen time, then the gap)."""
+        if flight_ns is not None and rc.offset_ns is not None:
+            return min(flight_ns - rc.offset_ns, now_mono)
+        if wall_ns is None:
+            return None
+        return now_mono - rc.gap_ns - max(0, state.last_seen_wall_ns - wall_ns)
+
+    entered = mono(state.entered_flight_ns, state.entered_wall_ns)
+    descent = mono(state.descent_flight_ns, state.descent_wall_ns)
+    if state.descent_wall_ns is not None and descent is None:
+        entered = None  # never half a picture on one clock
+    if entered is None:
+        entered = mono(None, state.entered_wall_ns) or now_mono
+        descent = mono(None, state.descent_wall_ns)
+    # a run whose resume record was torn off the log still wrote records under its number
+    run = max(state.resumes, state.run) + 1
+    return ResumeRecord(flight=state.flight, phase=state.phase, gap_s=round(rc.gap_ns / 1e9, 3),
+                        clock=rc.how, last_seen_wall_ns=state.last_seen_wall_ns,
                         entered_wall_ns=state.entered_wall_ns, entered_mono_ns=entered,
                         descent_mono_ns=descent, resumes=state.resumes + 1, pid=os.getpid(),
-                        levels=levels, mono_ns=now_mono, wall_ns=now_wall, boot_id=boot_id)
+                        levels=levels, mono_ns=now_mono, wall_ns=now_wall, boot_id=boot_id,
+                        run=run, clock_offset_ns=rc.offset_ns)
 
 
-def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall_ns: int) -> None:
+def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall_ns: int, *,
+                       resume: ResumeRecord | None = None) -> None:
     """A flight killed between LANDED and its finish lost its last ledger interval: write the
     records that close its books (:func:`camctl.board.resume.restart_books`) and finish it again.
-    Nothing when they close."""
+    Nothing when they close. ``resume``: this run's resume record, logged first when anything is
+    (the books' times are on this run's clock, which only it maps onto the flight's timeline)."""
     from camctl.board.resume import restart_books
 
     books = restart_books(recorder.root / flight, recorder.cameras, mono_ns=mono_ns,
@@ -116,8 +133,11 @@ def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall
     if not books:
         return
     try:
-        store = recorder.open_store(flight, resume=True, drops=False)
+        run = (resume.run or 0) if resume is not None else 0
+        store = recorder.open_store(flight, resume=True, drops=False, run=run)
         try:
+            if resume is not None:
+                store.log_event(resume)
             for rec in books:
                 store.log_event(rec)
             store.finish()

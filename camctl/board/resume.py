@@ -2,11 +2,14 @@
 
 Owns the reading side of a mid-flight restart. :func:`last_flight_state` reads the newest flight's
 event log (every segment, torn tails tolerated) and returns the phase its last phase record
-entered, when the descent began, and when the board was last heard of. Times are monotonic
-(``*_mono_ns``) when the boot id is the same, else wall clock (``*_wall_ns``): see
-docs/phases-and-gpio.md, section "Resume clocks". The daemon decides what to do with the state
-(:meth:`camctl.board.daemon.Daemon.start`); the phase machine takes it through
-:meth:`camctl.board.events.PhaseMachine.resume`.
+entered, when the descent began, and when the board was last heard of: on the wall clock
+(``*_wall_ns``), on the flight's timeline (``*_flight_ns``: run 0's monotonic clock, each later
+run's mapped by its resume record, :mod:`camctl.common.flightclock`) and, when the flight was last
+written this boot, on this boot's monotonic clock (``*_mono_ns``). It also says which run of the
+daemon wrote last, on which boot, and that run's clock offset, from which
+:func:`clock_offset` maps the next run's clock (see docs/phases-and-gpio.md, "Resume clocks").
+The daemon decides what to do with the state (:func:`camctl.board.rejoin.resume_last_flight`);
+the phase machine takes it through :meth:`camctl.board.events.PhaseMachine.resume`.
 
 Example::
 
@@ -25,11 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camctl.board.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
-from camctl.common.records import FlightRecord, LedgerRecord, PhaseRecord, ResumeRecord, read
+from camctl.common.flightclock import FlightClock
+from camctl.common.records import (
+    FlightRecord,
+    LedgerRecord,
+    PhaseRecord,
+    ResumeRecord,
+    read,
+)
 from camctl.store import iter_events, iter_frames, list_flights
 from camctl.store.reader import count_frames
 
-__all__ = ["FlightState", "boot_id", "last_flight_state", "restart_books"]
+__all__ = ["FlightState", "ResumeClock", "boot_id", "clock_offset", "last_flight_state",
+           "restart_books"]
 
 log = logging.getLogger("camctl.board.resume")
 
@@ -61,6 +72,15 @@ class FlightState:
     entered_mono_ns: int | None = None
     descent_mono_ns: int | None = None
     last_seen_mono_ns: int | None = None
+    # the run of the daemon that wrote last (0: the one that opened the flight), its boot ("":
+    # unknown, no record of it says) and its clock's offset onto the flight's timeline
+    run: int = 0
+    boot_id: str = ""
+    clock_offset_ns: int = 0
+    # on the flight's timeline (None: not known there, e.g. records without a boot id)
+    entered_flight_ns: int | None = None
+    descent_flight_ns: int | None = None
+    last_seen_flight_ns: int | None = None
 
     @property
     def recording(self) -> bool:
@@ -81,6 +101,47 @@ class FlightState:
         return max(0.0, (now_wall_ns - self.last_seen_wall_ns) / 1e9)
 
 
+@dataclass(frozen=True)
+class ResumeClock:
+    """How a resuming run's monotonic clock maps onto the flight's timeline."""
+
+    offset_ns: int | None  # flight_ns = mono_ns + offset_ns (None: not known; see clock_offset)
+    gap_ns: int  # how long the board was down (the gap used)
+    how: str  # the resume record's ``clock``: monotonic | wall (rebooted) | uptime (...)
+
+
+def clock_offset(state: FlightState, *, now_wall_ns: int, now_mono_ns: int,
+                 boot: str) -> ResumeClock:
+    """The clock of the run that resumes ``state`` now, on boot ``boot``.
+
+    The same boot as the run that wrote last: the monotonic clock went on, so the offset is that
+    run's and the gap is on the monotonic clock. A new boot (a reboot restarted the monotonic clock
+    near 0): the new run's ``now`` on the flight's timeline is the last run's last-seen time plus
+    the gap, so ``offset = last_seen_flight + gap - now_mono``. The gap is the wall clock's
+    (``now_wall - last_seen_wall``) checked against the uptime (``now_mono``: time since this boot
+    began; the old run ended before it, so the real gap is at least that): a Pi without an RTC
+    boots with its clock behind (until NTP sets it), and then the uptime is used and the record
+    says so. When the last run's times are not known on the flight's timeline (records without a
+    boot id), the offset is None (readers fall back to the wall clock: FlightClock)."""
+    same = bool(boot) and state.boot_id == boot and state.last_seen_flight_ns is not None
+    if same:
+        assert state.last_seen_flight_ns is not None
+        gap = max(0, now_mono_ns + state.clock_offset_ns - state.last_seen_flight_ns)
+        return ResumeClock(state.clock_offset_ns, gap, "monotonic")
+    wall_gap = now_wall_ns - state.last_seen_wall_ns
+    if not (boot and state.boot_id):
+        # no record says which boot wrote last (an older writer's records): the wall clock alone
+        gap, how = max(0, wall_gap), "wall (boot unknown)"
+    elif wall_gap >= now_mono_ns:
+        gap, how = wall_gap, "wall (rebooted)"
+    else:
+        gap = now_mono_ns
+        how = f"uptime (wall clock behind by {(now_mono_ns - wall_gap) / 1e9:.1f} s)"
+    if state.last_seen_flight_ns is None:
+        return ResumeClock(None, gap, how)
+    return ResumeClock(state.last_seen_flight_ns + gap - now_mono_ns, gap, how)
+
+
 def _segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.mcap"))
 
@@ -99,19 +160,21 @@ def _log_records(flight_dir: Path) -> Iterator[dict]:
         yield from records
 
 
-def _last_frame_ns(flight_dir: Path, cameras: list[str]) -> tuple[int, int]:
-    """(wall, monotonic) ns of the newest durable frame of any camera (0, 0 without one)."""
-    wall = mono = 0
+def _last_frame_ns(flight_dir: Path, cameras: list[str]) -> dict[int, tuple[int, int]]:
+    """Per run, (wall, monotonic) ns of the newest durable frame of any camera, from each camera's
+    newest segment with a durable frame (the last run that wrote to it: runs write new segments)."""
+    out: dict[int, tuple[int, int]] = {}
     for cam in cameras:
         segs = _segments(flight_dir / cam)
         for seg in reversed(segs):  # the newest segment with a durable frame
             frames = list(iter_frames(seg))
             # MCAP log_time: the frame's wall-clock time; publish_time: its sensor (monotonic) time
+            for f in frames:
+                wall, mono = out.get(f.run, (0, 0))
+                out[f.run] = (max(wall, f.log_ns), max(mono, f.publish_ns))
             if frames:
-                wall = max(wall, max(f.log_ns for f in frames))
-                mono = max(mono, max(f.publish_ns for f in frames))
                 break
-    return wall, mono
+    return out
 
 
 def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightState | None:
@@ -124,33 +187,46 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
     order = (phases or PhasesConfig()).order
     descent = set(order[order.index(ARMED) + 1:order.index(LANDED)])  # descent phases and TOUCHDOWN
     phase, entered, descent_at, last_seen, resumes = "", 0, None, 0, 0
-    this_boot = boot_id()
-    entered_mono: int | None = None
-    descent_mono: int | None = None
-    # None until a record of this boot; None again after one of another boot
-    seen_mono: int | None = None
-    for rec in read(_log_records(flight_dir)):
+    records = list(read(_log_records(flight_dir)))
+    clock = FlightClock.from_events(records)
+    # the flight's timeline: a record's time there when its boot is known (its run's clock mapped)
+    entered_t: int | None = None
+    descent_t: int | None = None
+    boots: dict[int, str] = {}  # run -> its boot (the newest boot-stamped record of it says)
+    last_mono: dict[int, int] = {}  # run -> its newest monotonic time (records, then frames)
+    for rec in records:
         wall = rec.wall_ns or 0
         last_seen = max(last_seen, wall)
+        run = rec.run or 0
         if not isinstance(rec, FlightRecord | PhaseRecord | ResumeRecord):
-            # drops, ledger, losses: written by the store's own thread, not stamped with a boot
+            # drops, ledger, losses: written by the store's thread; their run says their clock
+            # (records written before runs have none and may be of any boot: left out)
+            if rec.run is not None and _int(rec.mono_ns):
+                last_mono[run] = max(last_mono.get(run, 0), rec.mono_ns or 0)
             continue
-        mono = _int(rec.mono_ns) if this_boot and rec.boot_id == this_boot else None
-        seen_mono = mono if mono is None else max(mono, seen_mono or 0)
+        if rec.boot_id:
+            if boots.get(run, rec.boot_id) != rec.boot_id:
+                last_mono.pop(run, None)  # an older flight's run 0 on two boots: the newer counts
+            boots[run] = rec.boot_id
+            if _int(rec.mono_ns):
+                last_mono[run] = max(last_mono.get(run, 0), rec.mono_ns or 0)
+        t = clock.place(rec) if rec.boot_id and _int(rec.mono_ns) else None
         if isinstance(rec, FlightRecord) and rec.name == "open" and not phase:
-            phase, entered, entered_mono = ARMED, wall, mono
+            phase, entered, entered_t = ARMED, wall, t
         elif isinstance(rec, PhaseRecord):
-            phase, entered, entered_mono = rec.phase_to, wall, mono
+            phase, entered, entered_t = rec.phase_to, wall, t
             if phase in descent and descent_at is None:
-                descent_at, descent_mono = wall, mono
+                descent_at, descent_t = wall, t
             if phase in (SAFE, ARMED):
-                descent_at = descent_mono = None
+                descent_at = descent_t = None
         elif isinstance(rec, ResumeRecord):
             resumes += 1
-            # the phase goes on from the times the resume used, on its boot's clock when it is this
-            # one
-            entered_mono = _int(rec.entered_mono_ns) if mono is not None else None
-            descent_mono = _int(rec.descent_mono_ns) if mono is not None else None
+            # the phase goes on from the times the resume used, on its run's clock
+            known = t is not None
+            off = clock.offset_ns(run)
+            entered_t = rec.entered_mono_ns + off if known and _time(rec.entered_mono_ns) else None
+            descent_t = (rec.descent_mono_ns + off
+                         if known and _time(rec.descent_mono_ns) else None)
     if not phase:
         return None
     if phase not in order:
@@ -158,20 +234,36 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
                     flight, phase, TOUCHDOWN)
         phase = TOUCHDOWN
     cameras = sorted(p.name for p in flight_dir.iterdir() if p.is_dir() and p.name != "events")
-    frame_wall, frame_mono = _last_frame_ns(flight_dir, cameras)
-    last_seen = max(last_seen, frame_wall) or time.time_ns()
-    # the log ends in this boot: frames after its last record are of this boot too
-    if seen_mono is not None:
-        seen_mono = max(seen_mono, frame_mono)
-    if descent_at is not None and descent_mono is None:
+    frames = _last_frame_ns(flight_dir, cameras)
+    last_seen = max([last_seen, *(w for w, _ in frames.values())]) or time.time_ns()
+    run = max([0, *boots, *last_mono, *frames])  # the run that wrote last
+    if run in frames:
+        last_mono[run] = max(last_mono.get(run, 0), frames[run][1])
+    offset = clock.offset_ns(run)
+    boot = boots.get(run, "")
+    seen_t = last_mono[run] + offset if boot and run in last_mono else None
+    if descent_at is not None and descent_t is None:
         # half a picture on the monotonic clock is worse than a whole one on the wall clock
-        entered_mono = None
-    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, entered_mono,
-                       descent_mono, seen_mono if entered_mono is not None else None)
+        entered_t = None
+    if entered_t is None:
+        descent_t = None
+    this_boot = boot_id()
+    # on this boot's monotonic clock: when the run that wrote last was of this boot
+    mono = (lambda t: None if t is None else t - offset) if this_boot and boot == this_boot \
+        else (lambda t: None)
+    return FlightState(flight, phase, entered, descent_at, last_seen, resumes, mono(entered_t),
+                       mono(descent_t), mono(seen_t), run=run, boot_id=boot,
+                       clock_offset_ns=offset, entered_flight_ns=entered_t,
+                       descent_flight_ns=descent_t, last_seen_flight_ns=seen_t)
 
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _time(value: object) -> bool:
+    """A persisted monotonic time (any integer: a time before this boot began is negative)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _stored_frames(flight_dir: Path, camera: str) -> int:
