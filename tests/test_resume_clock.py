@@ -9,10 +9,12 @@ killed -9 in DESCENT and restarted as after a reboot (a time namespace and a new
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
 from store_helpers import frame
+from waiting import wait_for
 
 from camctl.board.config import StoreConfig
 from camctl.board.rejoin import _resume_record
@@ -174,3 +176,30 @@ def test_the_last_state_of_a_flight_of_three_runs_on_three_boots(tmp_path: Path,
     monkeypatch.setattr(resume, "boot_id", lambda: "B")  # run 1's boot: only the daemon restarted
     st = resume.last_flight_state(tmp_path)
     assert st.same_boot and st.last_seen_mono_ns == 9 * S and st.entered_mono_ns == -8 * S
+
+
+def test_a_resumed_board_says_its_run_and_offset_and_records_under_its_run(tmp_path: Path,
+                                                                          daemon) -> None:
+    from boards import make_config
+
+    cfg = make_config(tmp_path)
+    now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+    _log_run(Path(cfg.store.dir), 0, [
+        {"kind": "flight", "name": "open", "flight": "F", "boot_id": "an-earlier-boot",
+         "mono_ns": 50 * S, "wall_ns": now_wall - 20 * S},
+        _phase("ARMED", "SAFE", 50 * S, now_wall - 20 * S, "an-earlier-boot"),
+        _phase("DESCENT", "ARMED", 60 * S, now_wall - 10 * S, "an-earlier-boot")], [])
+    d = daemon(cfg=cfg)
+    st = d.status()
+    assert (st["phase"], st["flight"], st["run"]) == ("DESCENT", "F", 1)
+    # the earlier boot was last seen at its 60 s; this one is older than the 10 s the wall clock
+    # says, so it began after that: now is 60 s + uptime on the flight's timeline
+    assert st["clock_offset_ns"] == d.resumed["clock_offset_ns"] is not None
+    if now_mono > 60 * S:  # (a machine up for a minute at least: every one but a fresh VM's)
+        assert st["clock_offset_ns"] == 60 * S and d.resumed["clock"].startswith("uptime")
+    wait_for(lambda: d.status()["cameras"]["down"]["durable_frames"] >= 2, "frames after resume")
+    d.close()
+    fdir = Path(cfg.store.dir) / "F"
+    assert {f.run for f in _frames(fdir, "down")} == {1}
+    after = [e for e in _events(fdir) if e.get("mono_ns", 0) >= now_mono]
+    assert after and {e["run"] for e in after} == {1}, after

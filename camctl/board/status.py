@@ -34,6 +34,9 @@ def board_status(d: Daemon) -> dict[str, Any]:
         "phase": d.phase,
         "flight": d.flight,
         "resumed": d.resumed,
+        # this run of the daemon in the current flight and its clock on the flight's timeline
+        # (flight_ns = mono_ns + clock_offset_ns; camctl.common.flightclock): 0, 0 unless resumed
+        **_run_clock(d.resumed, d.flight),
         "disk_free_mb": round(d.disk_free_mb(), 1),
         "serving": d.serving(),
         "checking": d.checking,  # the older flight the check after boot is on (held back), or None
@@ -49,6 +52,12 @@ def board_status(d: Daemon) -> dict[str, Any]:
         "flights": d.recorder.flights(),
         "cameras": cams,
     }
+
+
+def _run_clock(resumed: dict[str, Any] | None, flight: str) -> dict[str, Any]:
+    if not resumed or resumed.get("flight") != flight:
+        return {"run": 0, "clock_offset_ns": 0}
+    return {"run": resumed.get("run") or 0, "clock_offset_ns": resumed.get("clock_offset_ns")}
 
 
 def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
