@@ -203,3 +203,58 @@ def test_a_resumed_board_says_its_run_and_offset_and_records_under_its_run(tmp_p
     assert {f.run for f in _frames(fdir, "down")} == {1}
     after = [e for e in _events(fdir) if e.get("mono_ns", 0) >= now_mono]
     assert after and {e["run"] for e in after} == {1}, after
+
+
+# --- ls on the one timeline -----------------------------------------------------------------------
+def _rebooted_flight(root: Path, *, release_source: str = "gpio") -> Path:
+    """Run 0 (boot A) released at its 1000 s (frames 999-1010 s); the board was down 7 s, then
+    run 1 (boot B, up 2 s: its clock reads 1019 s less 1017 s) stored frames at its 3-9 s and
+    touched down at its 8 s."""
+    W = 1_700_000_000 * S
+    _log_run(root, 0, [
+        {"kind": "flight", "name": "open", "flight": "F", "boot_id": "A", "mono_ns": 990 * S,
+         "wall_ns": W},
+        _phase("ARMED", "SAFE", 990 * S, W, "A"),
+        {**_phase("DESCENT", "ARMED", 1_000 * S, W + 10 * S, "A"), "event": "release",
+         "source": release_source}],
+        [(i, (999 + i) * S) for i in range(12)])
+    _log_run(root, 1, [
+        {**_resume(1, 2 * S, W + 29 * S, "B", 1_017 * S, -17 * S), "gap_s": 7.0,
+         "clock": "wall (rebooted)"},
+        {**_phase("TOUCHDOWN", "DESCENT", 8 * S, W + 35 * S, "B"), "event": "touchdown"}],
+        [(i, (i - 9) * S) for i in range(12, 19)])
+    return root / "F"
+
+
+def test_ls_places_a_rebooted_runs_frames_and_records_after_the_earlier_ones(tmp_path: Path,
+                                                                            capsys) -> None:
+    from camctl.ground.flights import find_flights, load_events, summarize_flight
+    from camctl.ground.views import render_ls
+
+    fdir = _rebooted_flight(tmp_path)
+    ls = summarize_flight(find_flights(fdir)[0])
+    down = ls["cameras"]["down"]
+    # run 1's last frame (its 9 s) is 1026 s on the flight's timeline: 26 s after the release
+    assert (down["first_s"], down["last_s"], down["duration_s"]) == (-1.0, 26.0, 27.0)
+    assert ls["aligned"] and ls["release_source"] == "edge"
+    assert [(p["t_s"], p["phase"]) for p in ls["phases"]] == [
+        (-10.0, "ARMED"), (0.0, "DESCENT"), (25.0, "TOUCHDOWN")]
+    assert ls["runs"] == [{"run": 1, "boot_id": "B", "t_s": 19.0, "gap_s": 7.0, "rebooted": True,
+                           "clock": "wall (rebooted)", "mapped": True}]
+    assert [e.get("run", 0) for e in load_events(fdir) if e["kind"] != "ledger"] == [0, 0, 0, 1, 1]
+    render_ls([ls])
+    out = capsys.readouterr().out
+    assert "run 1: resumed after a reboot at T+19.000 s, down 7.0 s (clock: wall (rebooted))" in out
+
+
+def test_a_release_applied_from_the_line_level_at_a_resume_is_no_aligned_edge(
+        tmp_path: Path) -> None:
+    from camctl.ground.flights import TimeBase, find_flights, load_events, summarize_flight
+
+    fdir = _rebooted_flight(tmp_path, release_source="resume")
+    tb = TimeBase.from_events(load_events(fdir))
+    assert tb.t0_ns == 1_000 * S and not tb.aligned and "release" not in tb.event_ns
+    ls = summarize_flight(find_flights(fdir)[0])
+    assert ls["release_source"] == "resume" and not ls["aligned"]
+    assert "applied from the line level at a resume" in ls["unaligned_reason"]
+    assert ls["cameras"]["down"]["first_s"] is None  # not comparable with other boards

@@ -2,9 +2,14 @@
 
 Owns the discovery of flights in a folder (a fetch output ``<out>/<board>/<flight>``, one board's
 store ``<store>/<flight>`` or a single flight folder), each flight's index and segments, and the
-flight time base: each board's release edge (``mono_ns`` of its release phase record) is its t=0, so
-boards wired to the same release line line up. :mod:`camctl.ground.views` prints what this module
-computes; :mod:`camctl.ground.export` builds on it.
+flight time base: each board's release edge (its release phase record) is its t=0, so boards wired
+to the same release line line up. Every time is on the flight's one timeline
+(:class:`~camctl.common.flightclock.FlightClock`: run 0's monotonic clock, each later run of the
+daemon mapped by its resume record), so a reboot's records and frames sort after the earlier ones;
+:attr:`TimeBase.clock` places a frame (``clock.flight_ns(timestamp_ns, run)``). A release applied
+from the line level at a resume is not an edge (the edge came while the board was down): it is
+t=0 but never aligned. :mod:`camctl.ground.views` prints what this module computes;
+:mod:`camctl.ground.export` builds on it.
 
 Example::
 
@@ -18,10 +23,11 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.common.flightclock import FlightClock
 from camctl.common.records import FaultRecord, LossRecord, PhaseRecord, read
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "read_index",
     "remote_flights",
     "remote_time_bases",
+    "sort_events",
     "summarize_flight",
 ]
 
@@ -109,55 +116,87 @@ def camera_segments(flight_dir: Path) -> dict[str, list[Path]]:
 
 # --- events and the time base ---------------------------------------------------------------------
 def load_events(flight_dir: Path) -> list[dict]:
-    """Every event record of a flight (all ``events/*.mcap`` segments), sorted by ``mono_ns``."""
+    """Every event record of a flight (all ``events/*.mcap`` segments), in the order of their times
+    on the flight's timeline (:func:`sort_events`)."""
     from camctl.store import iter_events
 
     recs: list[dict] = []
     for seg in sorted((Path(flight_dir) / "events").glob("*.mcap")):
         recs.extend(iter_events(seg))
-    return sorted(recs, key=lambda r: int(r.get("mono_ns") or 0))
+    return sort_events(recs)
+
+
+def sort_events(recs: list[dict]) -> list[dict]:
+    """Event records in the order of their times on the flight's timeline (a reboot restarts the
+    monotonic clock: its run's records follow the earlier ones); a record without a time first."""
+    clock = FlightClock.from_events(recs)
+    return sorted(recs, key=lambda r: clock.place(r) or 0)
+
+
+RESUME_SOURCE = "resume"  # a phase record's source when a line level was applied at a resume
 
 
 @dataclass
 class TimeBase:
-    """A board's flight clock: ``t0_ns`` (monotonic ns of its release edge, or of the first frame
-    when no release was logged) and a monotonic -> wall-clock offset from any record that carries
-    both."""
+    """A board's flight clock: ``t0_ns`` (its release edge, or of the first frame when no release
+    was logged) and a flight-timeline -> wall-clock offset from a record that carries both. Every
+    ``*_ns`` here is on the flight's timeline (``clock``: run 0's monotonic clock; a resumed run's
+    times are mapped by its resume record)."""
 
     t0_ns: int | None
     aligned: bool  # True when t0 is the release edge (boards can be compared)
     wall_offset_ns: int | None
-    phases: list[tuple[int, str]]  # (mono_ns, phase entered), in order
-    event_ns: dict[str, int]  # event name -> mono_ns of the first transition it caused
+    phases: list[tuple[int, str]]  # (flight ns, phase entered), in order
+    event_ns: dict[str, int]  # event name -> flight ns of the first transition its edge caused
     event_phase: dict[str, str]  # event name -> the phase that transition entered
     unaligned_reason: str = ""  # why t0 is not a release edge (its times cannot be compared)
+    clock: FlightClock = field(default_factory=lambda: FlightClock({}))
+    # event name -> flight ns of a transition it caused from the line's level read at a resume
+    # (the edge itself came while the board was down: not in event_ns, never aligned)
+    resume_event_ns: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: Iterable[dict], *, release: str = "release") -> TimeBase:
+        recs = list(read(events))
+        clock = FlightClock.from_events(recs)
         phases: list[tuple[int, str]] = []
         event_ns: dict[str, int] = {}
         event_phase: dict[str, str] = {}
-        wall_offset = None
+        resumed: dict[str, int] = {}
+        wall_offset = wall_offset_any = None
         first_descent = None
-        for r in read(events):
-            mono, wall = r.mono_ns, r.wall_ns
-            if wall_offset is None and mono and wall:
-                wall_offset = wall - mono
-            if not isinstance(r, PhaseRecord) or mono is None:
+        for r in recs:
+            t, wall = clock.place(r), r.wall_ns
+            if t and wall:
+                if wall_offset is None and not r.run:  # run 0's clock is the timeline itself
+                    wall_offset = wall - t
+                if wall_offset_any is None:
+                    wall_offset_any = wall - t
+            if not isinstance(r, PhaseRecord) or t is None:
                 continue
-            phases.append((mono, r.phase_to))
-            event_ns.setdefault(r.event, mono)
-            event_phase.setdefault(r.event, r.phase_to)
+            phases.append((t, r.phase_to))
+            if r.source == RESUME_SOURCE:
+                resumed.setdefault(r.event, t)
+            else:
+                event_ns.setdefault(r.event, t)
+                event_phase.setdefault(r.event, r.phase_to)
             if first_descent is None and r.phase_from == "ARMED":
-                first_descent = mono
+                first_descent = t
+        phases.sort(key=lambda p: p[0])
         t0 = event_ns.get(release)
         reason = ""
-        if t0 is None:  # its own first descent edge: a zero for this board alone, never aligned
+        if t0 is None and release in resumed:
+            t0 = resumed[release]
+            reason = (f"its {release!r} was applied from the line level at a resume (the edge came "
+                      "while the board was down); times are from the resume")
+        elif t0 is None:  # its own first descent edge: a zero for this board alone, never aligned
             t0 = first_descent
             reason = f"no {release!r} edge in its event log" + (
                 "; times are from its first descent phase" if t0 is not None else "")
-        return cls(t0_ns=t0, aligned=not reason, wall_offset_ns=wall_offset, phases=phases,
-                   event_ns=event_ns, event_phase=event_phase, unaligned_reason=reason)
+        return cls(t0_ns=t0, aligned=not reason,
+                   wall_offset_ns=wall_offset if wall_offset is not None else wall_offset_any,
+                   phases=phases, event_ns=event_ns, event_phase=event_phase,
+                   unaligned_reason=reason, clock=clock, resume_event_ns=resumed)
 
     def rel_s(self, mono_ns: int) -> float:
         """Seconds from t0 (0.0 when there is no t0)."""
@@ -219,7 +258,7 @@ def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: 
     from camctl.common.ledger import balance
 
     segs = cam.get("segments", [])
-    first, last = cam.get("first_ns"), cam.get("last_ns")
+    first, last = _span(cam, tb.clock)
     stills = int(cam.get("stills", 0))
     folder = ref.path / name
     partial = sorted(p.name for p in folder.glob("*.part")) if folder.is_dir() else []
@@ -237,6 +276,33 @@ def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: 
         "phases": dict(cam.get("phases", {})),
         "ledger": balance(ledger.get(name), int(cam.get("frames", 0))),  # stills are frames too
     }
+
+
+def _span(cam: dict, clock: FlightClock) -> tuple[int | None, int | None]:
+    """A camera's first and last frame on the flight's timeline: each segment's span placed by its
+    run's clock (index.json says a segment's run; an older index does not: run 0)."""
+    spans = []
+    for seg in cam.get("segments", []):
+        first, last = seg.get("first_ns"), seg.get("last_ns")
+        if isinstance(first, int) and isinstance(last, int):
+            run = seg.get("run")
+            run = run if isinstance(run, int) and not isinstance(run, bool) and run >= 0 else 0
+            spans.append((clock.flight_ns(first, run), clock.flight_ns(last, run)))
+    if not spans:  # an index without segment spans: the camera's own (one clock, as before)
+        return cam.get("first_ns"), cam.get("last_ns")
+    return min(f for f, _ in spans), max(la for _, la in spans)
+
+
+def _runs(tb: TimeBase) -> list[dict]:
+    """Each resume of the flight (run 1 on): when on the flight's clock (seconds from t0), how long
+    the board was down, whether it rebooted and which clock related the boots."""
+    out = []
+    for r in tb.clock.resumes:
+        out.append({"run": r.run, "boot_id": r.boot_id,
+                    "t_s": None if r.start_ns is None else round(tb.rel_s(r.start_ns), 3),
+                    "gap_s": r.gap_s, "rebooted": r.rebooted, "clock": r.how,
+                    "mapped": r.mapped})
+    return out
 
 
 def summarize_flight(ref: FlightRef) -> dict[str, Any]:
@@ -262,9 +328,21 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
         "losses": [{k: v for k, v in r.encode().items() if k not in ("mono_ns", "wall_ns")}
                    for r in typed if isinstance(r, LossRecord)],
-        "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph} for t, ph in tb.phases],
+        "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph, "source": src}
+                   for t, ph, src in _placed_phases(typed, tb.clock)],
+        # where the release time came from: its edge, the line level read at a resume, or nowhere
+        "release_source": ("edge" if "release" in tb.event_ns else
+                           RESUME_SOURCE if "release" in tb.resume_event_ns else ""),
+        "runs": _runs(tb),  # each resume: where on the timeline, down how long, rebooted or not
         "cameras": cams,
     }
+
+
+def _placed_phases(typed: list, clock: FlightClock) -> list[tuple[int, str, str]]:
+    """(flight ns, phase entered, source) of each phase record, in the order of their times."""
+    out = [(t, r.phase_to, r.source) for r in typed
+           if isinstance(r, PhaseRecord) and (t := clock.place(r)) is not None]
+    return sorted(out, key=lambda p: p[0])
 
 
 # --- a board's listing (ls --connect) -------------------------------------------------------------
@@ -280,8 +358,7 @@ def remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
             dest = Path(tmp) / f"{i}.mcap"
             client.fetch_file(s, dest)
             events.setdefault(s.flight, []).extend(iter_events(dest))
-    return {f: TimeBase.from_events(sorted(r, key=lambda e: int(e.get("mono_ns") or 0)))
-            for f, r in events.items()}
+    return {f: TimeBase.from_events(sort_events(r)) for f, r in events.items()}
 
 
 def remote_flights(segs: list[Any], bases: dict[str, TimeBase]) -> dict[str, dict[str, dict]]:

@@ -70,6 +70,17 @@ def _flight_line(fl: dict) -> str:
             + (f"  UNALIGNED: {unaligned}" if unaligned else ""))
 
 
+def _run_line(r: dict) -> str:
+    """Where a resume was on the flight's timeline: "resumed after a reboot at T+12.300 s, down
+    8.1 s (clock: uptime (wall clock behind by 600.0 s))"."""
+    why = "after a reboot" if r.get("rebooted") else "after a daemon restart"
+    at = "T?" if r.get("t_s") is None else f"T{r['t_s']:+.3f} s"
+    down = "" if r.get("gap_s") is None else f", down {r['gap_s']:.1f} s"
+    how = f" (clock: {r['clock']})" if r.get("clock") else ""
+    unmapped = "" if r.get("mapped", True) else " [no resume record: its times are its own clock's]"
+    return f"  run {r['run']}: resumed {why} at {at}{down}{how}{unmapped}"
+
+
 def render_ls(flights: list[dict], *, console: Any = None) -> None:
     """Print ``ls`` records as one rich table per flight."""
     from rich.table import Table
@@ -79,6 +90,8 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
     console = console or _console()
     for fl in flights:
         console.print(_flight_line(fl), soft_wrap=True)
+        for r in fl.get("runs", []):  # each resume: a reboot's frames are on the same timeline
+            console.print(_safe(_run_line(r)), soft_wrap=True)
         for loss in read(fl.get("losses", [])):  # the flight's loss records, without times
             if isinstance(loss, LossRecord):
                 span = None if loss.range is None else list(loss.range)
