@@ -21,6 +21,7 @@ from camctl.board.rejoin import _resume_record
 from camctl.board.resume import FlightState, clock_offset
 from camctl.exc import StoreError
 from camctl.store import FlightStore, iter_events, iter_frames, load_index
+from camctl.testing.reboot import after_reboot, unavailable
 
 S = 1_000_000_000
 
@@ -258,3 +259,86 @@ def test_a_release_applied_from_the_line_level_at_a_resume_is_no_aligned_edge(
     assert ls["release_source"] == "resume" and not ls["aligned"]
     assert "applied from the line level at a resume" in ls["unaligned_reason"]
     assert ls["cameras"]["down"]["first_s"] is None  # not comparable with other boards
+
+
+# --- a real board, killed -9 in DESCENT and restarted as after a reboot ---------------------------
+@pytest.mark.slow
+@pytest.mark.skipif(bool(unavailable()), reason=f"after_reboot: {unavailable()}")
+def test_a_board_rebooted_mid_descent_puts_its_frames_on_the_flights_timeline(
+        tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from camctl.common.flightclock import FlightClock
+    from camctl.demo import BoardProcess, start_board, write_board_config
+    from camctl.ground import Client
+    from camctl.ground.flights import find_flights, summarize_flight
+    from camctl.store import list_flights
+
+    cfg_path = write_board_config(tmp_path / "b", "clock-b", 0, size=(160, 120),
+                                  post_touchdown_s=0.5, stills=())
+    store = tmp_path / "b" / "store"
+    board = start_board(cfg_path, store, "clock-b")
+    try:
+        with Client(board.router, timeout_s=10) as c:
+            assert c.command("arm", line="hold")["phase"] == "ARMED"
+            assert c.command("event", name="release")["phase"] == "DESCENT"
+            wait_for(lambda: all(cam["durable_frames"] >= 5
+                                 for cam in c.status()["cameras"].values()),
+                     "durable frames before the kill")
+        board.kill9()
+        killed_wall = time.time_ns()
+        time.sleep(3.0)  # the board is down (power), then boots: up 1 s when the daemon starts
+        (store / "daemon.json").unlink(missing_ok=True)
+        argv = after_reboot([sys.executable, "-m", "camctl", "run", "--config", str(cfg_path)],
+                            state_dir=tmp_path / "reboot", uptime_s=1.0, boot_id="boot-two")
+        with (tmp_path / "b" / "daemon.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        board = BoardProcess("clock-b", cfg_path, store, proc)
+        info = wait_for(lambda: proc.poll() is None and (store / "daemon.json").is_file()
+                        and json.loads((store / "daemon.json").read_text() or "{}"),
+                        "the rebooted board's sockets", timeout_s=60)
+        assert info["pid"] == proc.pid, (info, proc.poll())
+        board.router = info["router"]
+        with Client(board.router, timeout_s=10) as c:
+            st = c.status()
+            res = st["resumed"]
+            assert (st["phase"], st["run"], res["clock"]) == ("DESCENT", 1, "wall (rebooted)"), res
+            assert res["mono_ns"] < 60 * S and res["boot_id"] == "boot-two"  # a fresh clock
+            assert st["clock_offset_ns"] == res["clock_offset_ns"] > 0
+            wait_for(lambda: all(cam["durable_frames"] >= 3
+                                 for cam in c.status()["cameras"].values()),
+                     "frames after the reboot")
+            assert c.command("event", name="touchdown")["phase"] == "TOUCHDOWN"
+            wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
+                     "LANDED and serving")
+        assert board.stop() == 0
+    finally:
+        board.kill9()
+    [flight] = list_flights(store)
+    fdir = store / flight
+    events = _events(fdir)
+    clock = FlightClock.from_events(events)
+    assert [r.run for r in clock.reboots] == [1]
+    phases = [(e["phase_to"], e["run"], e["boot_id"] == "boot-two") for e in events
+              if e["kind"] == "phase"]
+    assert phases == [("ARMED", 0, False), ("DESCENT", 0, False), ("TOUCHDOWN", 1, True),
+                      ("LANDED", 1, True)], phases
+    assert {e["run"] for e in events if e.get("wall_ns", 0) > killed_wall} == {1}
+    for cam in ("down", "up"):
+        frames = _frames(fdir, cam)  # in file order: run 1 wrote new segments after run 0's
+        assert {f.run for f in frames if f.log_ns < killed_wall} == {0}
+        assert {f.run for f in frames if f.log_ns > killed_wall} == {1}
+        placed = [clock.flight_ns(f.timestamp_ns, f.run) for f in frames]
+        assert placed == sorted(placed), cam  # monotonic on the flight's timeline
+        last0 = max((f for f in frames if f.run == 0), key=lambda f: f.timestamp_ns)
+        first1 = min((f for f in frames if f.run == 1), key=lambda f: f.timestamp_ns)
+        mapped = clock.flight_ns(first1.timestamp_ns, 1) - clock.flight_ns(last0.timestamp_ns)
+        real = first1.log_ns - last0.log_ns  # the wall clock of both processes (the same one)
+        assert abs(mapped - real) < 2 * S, (cam, mapped / S, real / S)
+    ls = summarize_flight(find_flights(fdir)[0])
+    assert ls["aligned"] and ls["runs"][0]["rebooted"], ls["runs"]
+    for cam in ls["cameras"].values():  # the pre-trigger before the release, not -thousands of s
+        assert -10 < cam["first_s"] < 0 < cam["last_s"] < 120, cam
