@@ -342,3 +342,13 @@ def test_a_board_rebooted_mid_descent_puts_its_frames_on_the_flights_timeline(
     assert ls["aligned"] and ls["runs"][0]["rebooted"], ls["runs"]
     for cam in ls["cameras"].values():  # the pre-trigger before the release, not -thousands of s
         assert -10 < cam["first_s"] < 0 < cam["last_s"] < 120, cam
+
+
+def test_an_older_resume_record_is_placed_by_its_resumes_typed_or_not() -> None:
+    from camctl.common.flightclock import FlightClock
+    from camctl.common.records import decode
+
+    old = {**_resume(1, 3 * S, 0, "B", 500 * S, 0), "run": None}
+    del old["run"]
+    clock = FlightClock.from_events([old])
+    assert clock.place(old) == clock.place(decode(old)) == 503 * S

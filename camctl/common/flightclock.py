@@ -116,6 +116,8 @@ class FlightClock:
         """A record's ``mono_ns`` on the flight's timeline (None: it has none)."""
         if isinstance(rec, Record):
             mono, run = rec.mono_ns, rec.run
+            if isinstance(rec, ResumeRecord) and run is None:  # as from_events reads it
+                run = rec.resumes
         else:
             mono, run = rec.get("mono_ns"), rec.get("run")
             if isinstance(rec.get("kind"), str) and rec.get("kind") == "resume" and run is None:
