@@ -352,3 +352,31 @@ def test_an_older_resume_record_is_placed_by_its_resumes_typed_or_not() -> None:
     del old["run"]
     clock = FlightClock.from_events([old])
     assert clock.place(old) == clock.place(decode(old)) == 503 * S
+
+
+def test_ls_connect_places_a_rebooted_runs_segments_by_the_flights_index(tmp_path: Path) -> None:
+    import shutil
+
+    from camctl.common.protocol import SegmentInfo
+    from camctl.ground.flights import remote_flights, remote_segment_runs, remote_time_bases
+
+    fdir = _rebooted_flight(tmp_path)
+    index = load_index(fdir)
+
+    def info(path: str, kind: str, camera: str = "", **kw) -> SegmentInfo:
+        return SegmentInfo(path=f"F/{path}", size=1, sha256="0" * 64, flight="F", camera=camera,
+                           kind=kind, **kw)
+
+    segs = [info(e["path"], "segment", "down", frames=e["frames"], first_ns=e["first_ns"],
+                 last_ns=e["last_ns"]) for e in index["cameras"]["down"]["segments"]]
+    segs += [info(e["path"], "events", "events") for e in index["events"]["segments"]]
+    segs.append(info("index.json", "meta"))
+
+    class Board:  # a LIST's files, fetched from the flight folder
+        def fetch_file(self, s: SegmentInfo, dest: Path) -> None:
+            shutil.copyfile(tmp_path / s.path, dest)
+
+    bases = remote_time_bases(Board(), segs)
+    runs = remote_segment_runs(Board(), segs, bases)
+    down = remote_flights(segs, bases, runs)["F"]["down"]
+    assert (down["first_s"], down["last_s"], down["duration_s"]) == (-1.0, 26.0, 27.0)

@@ -39,6 +39,7 @@ __all__ = [
     "load_events",
     "read_index",
     "remote_flights",
+    "remote_segment_runs",
     "remote_time_bases",
     "sort_events",
     "summarize_flight",
@@ -361,9 +362,39 @@ def remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
     return {f: TimeBase.from_events(sort_events(r)) for f, r in events.items()}
 
 
-def remote_flights(segs: list[Any], bases: dict[str, TimeBase]) -> dict[str, dict[str, dict]]:
+def remote_segment_runs(client: Any, segs: list[Any], bases: dict[str, TimeBase]) -> dict[str, int]:
+    """``{segment path: run}`` of the flights whose runs are on different clocks (a LISTING does not
+    say a segment's run; the flight's ``index.json`` does): one small fetch per such flight, none
+    for a flight recorded by one run or on one boot."""
+    import tempfile
+
+    runs: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="camctl-ls-") as tmp:
+        for i, s in enumerate(segs):
+            tb = bases.get(s.flight)
+            if s.kind != "meta" or not s.path.endswith("/index.json") or tb is None \
+                    or tb.clock.trivial:
+                continue
+            dest = Path(tmp) / f"{i}.json"
+            try:
+                client.fetch_file(s, dest)
+                index = json.loads(dest.read_text("utf-8"))
+                for cam in index.get("cameras", {}).values():
+                    for seg in cam.get("segments", []):
+                        run = seg.get("run")
+                        if isinstance(run, int) and not isinstance(run, bool) and run >= 0:
+                            runs[f"{s.flight}/{seg['path']}"] = run
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                continue  # its segments stay on run 0's clock, as before runs
+    return runs
+
+
+def remote_flights(segs: list[Any], bases: dict[str, TimeBase],
+                   runs: dict[str, int] | None = None) -> dict[str, dict[str, dict]]:
     """``{flight: {camera: record}}`` from a board's LIST: frames, bytes, segments, first/last
-    seconds from the board's release edge (None when its flight is not aligned) and duration."""
+    seconds from the board's release edge (None when its flight is not aligned) and duration; each
+    segment's times placed on its flight's timeline by its run (``runs``: path -> run; 0 when
+    absent)."""
     flights: dict[str, dict[str, dict]] = {}
     for s in segs:
         if s.kind != "segment":
@@ -374,9 +405,13 @@ def remote_flights(segs: list[Any], bases: dict[str, TimeBase]) -> dict[str, dic
         cam["bytes"] += s.size
         cam["segments"] += 1
         if s.frames:
+            tb = bases.get(s.flight)
+            run = (runs or {}).get(s.path, 0)
+            first, last = ((tb.clock.flight_ns(s.first_ns, run), tb.clock.flight_ns(s.last_ns, run))
+                           if tb is not None else (s.first_ns, s.last_ns))
             f, la = cam["first_ns"], cam["last_ns"]
-            cam["first_ns"] = s.first_ns if f is None else min(f, s.first_ns)
-            cam["last_ns"] = s.last_ns if la is None else max(la, s.last_ns)
+            cam["first_ns"] = first if f is None else min(f, first)
+            cam["last_ns"] = last if la is None else max(la, last)
     for flight, cams in flights.items():
         tb = bases.get(flight)
         for cam in cams.values():
@@ -401,7 +436,8 @@ def list_board(url: str, *, timeout_s: float = 5.0, curve: Any = None) -> dict:
             w = c.hello()
             segs = c.list()
             bases = remote_time_bases(c, segs)
+            runs = remote_segment_runs(c, segs, bases)
         except (FetchError, RemoteError) as exc:
             return {"url": url, "error": str(exc)}
     return {"url": url, "board": w.board, "serving": w.serving,
-            "flights": remote_flights(segs, bases)}
+            "flights": remote_flights(segs, bases, runs)}
