@@ -380,3 +380,15 @@ def test_ls_connect_places_a_rebooted_runs_segments_by_the_flights_index(tmp_pat
     runs = remote_segment_runs(Board(), segs, bases)
     down = remote_flights(segs, bases, runs)["F"]["down"]
     assert (down["first_s"], down["last_s"], down["duration_s"]) == (-1.0, 26.0, 27.0)
+
+
+def test_a_loss_record_logged_at_a_later_boot_does_not_set_the_wall_clock(tmp_path: Path) -> None:
+    from camctl.ground.flights import TimeBase, load_events
+    from camctl.store._eventlog import append_events
+
+    fdir = _rebooted_flight(tmp_path)
+    # recovery at run 1's boot logged what it cut, stamped on that boot's clock (1 s) without a run
+    append_events(fdir, [{"kind": "loss", "camera": "down", "segment": "down/000001.mcap",
+                          "reason": "torn", "mono_ns": 1 * S, "wall_ns": 1_700_000_028 * S}])
+    tb = TimeBase.from_events(load_events(fdir))
+    assert tb.wall_offset_ns == 1_700_000_000 * S - 990 * S  # run 0's flight record's

@@ -169,7 +169,9 @@ class TimeBase:
         for r in recs:
             t, wall = clock.place(r), r.wall_ns
             if t and wall:
-                if wall_offset is None and not r.run:  # run 0's clock is the timeline itself
+                # run 0's clock is the timeline itself; a record the daemon stamped with its boot
+                # is surely of it (recovery's loss records at a later boot have no run)
+                if wall_offset is None and not r.run and getattr(r, "boot_id", None):
                     wall_offset = wall - t
                 if wall_offset_any is None:
                     wall_offset_any = wall - t
