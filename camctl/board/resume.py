@@ -29,13 +29,7 @@ from pathlib import Path
 
 from camctl.board.config import ARMED, LANDED, SAFE, TOUCHDOWN, PhasesConfig
 from camctl.common.flightclock import FlightClock
-from camctl.common.records import (
-    FlightRecord,
-    LedgerRecord,
-    PhaseRecord,
-    ResumeRecord,
-    read,
-)
+from camctl.common.records import FlightRecord, LedgerRecord, PhaseRecord, ResumeRecord, read
 from camctl.store import iter_events, iter_frames, list_flights
 from camctl.store.reader import count_frames
 
@@ -221,12 +215,13 @@ def last_flight_state(root: Path, phases: PhasesConfig | None = None) -> FlightS
                 descent_at = descent_t = None
         elif isinstance(rec, ResumeRecord):
             resumes += 1
-            # the phase goes on from the times the resume used, on its run's clock
-            known = t is not None
-            off = clock.offset_ns(run)
-            entered_t = rec.entered_mono_ns + off if known and _time(rec.entered_mono_ns) else None
+            # the phase goes on from the times the resume used, on its run's clock (mapped as
+            # the record itself is: an older record without run is its resumes-th run's)
+            off = None if t is None else t - (rec.mono_ns or 0)
+            entered_t = (rec.entered_mono_ns + off
+                         if off is not None and _time(rec.entered_mono_ns) else None)
             descent_t = (rec.descent_mono_ns + off
-                         if known and _time(rec.descent_mono_ns) else None)
+                         if off is not None and _time(rec.descent_mono_ns) else None)
     if not phase:
         return None
     if phase not in order:
