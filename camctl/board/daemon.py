@@ -159,7 +159,8 @@ class Daemon(Startable):
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=initial)
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
-                                             wait_open=self.recorder.wait_open)
+                                             wait_open=self.recorder.wait_open,
+                                             wait_saved=self.recorder.wait_disarm_saved)
             # the network side runs in its own process (camctl.board.publish.process)
             self.publisher = PublisherProcess(self, cfg.publish, on_restart=self._write_info)
         except BaseException:
