@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +204,92 @@ def test_touchdown_lands_on_time_when_the_restart_is_slow(tmp_path: Path, boards
     late_s = (landed["mono_ns"] - touchdown["mono_ns"]) / 1e9 - post_s
     assert 0 <= late_s < 0.25, late_s
     assert not d.unavailable  # landing before the first frames is no camera failure
+
+
+# --- a camera list changed between runs -----------------------------------------------------------
+def persist_with_cameras(cfg: Config, cameras: list[str], phases: list[tuple[str, float]],
+                         captured: dict[str, int]) -> str:
+    """A flight recorded by ``cameras`` (not the config's), killed in ``phases[-1]``; each camera
+    counted ``captured`` frames of which none was stored (they died in RAM with the process)."""
+    from camctl.board.resume import boot_id
+    from camctl.common.records import LedgerRecord
+
+    root, flight = Path(cfg.store.dir), "20261130T030000Z"
+    now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+    with FlightStore(root, cfg.board, flight, cfg.store, cameras=cameras) as st:
+        st.log_event({"kind": "flight", "name": "open", "flight": flight, "boot_id": boot_id(),
+                      "wall_ns": now_wall - 20 * 10**9, "mono_ns": now_mono - 20 * 10**9})
+        prev = "SAFE"
+        for phase, ago_s in phases:
+            ago = int(ago_s * 1e9)
+            st.log_event({"kind": "phase", "name": phase, "phase_from": prev, "phase_to": phase,
+                          "boot_id": boot_id(), "wall_ns": now_wall - ago,
+                          "mono_ns": now_mono - ago})
+            prev = phase
+        for cam, n in captured.items():
+            st.log_event(LedgerRecord(camera=cam, captured=n, since_ns=now_mono - 10**9,
+                                      mono_ns=now_mono, wall_ns=now_wall))
+        st.commit(wait=True)
+    return flight
+
+
+def test_a_camera_renamed_between_runs_is_recorded_and_both_books_close(tmp_path: Path,
+                                                                        boards) -> None:
+    """Killed in DESCENT with cameras down and gone; restarted with down and up: the change is in
+    the event log and flight.json (every camera, and when up joined and gone left), gone's books
+    close as they stood, up's start at the resume, and ls shows both balanced."""
+    from camctl.common.records import CamerasRecord, read
+    from camctl.ground.flights import find_flights, summarize_flight
+    from camctl.store.index import read_flight_json
+
+    cfg = make_config(tmp_path)
+    flight = persist_with_cameras(cfg, ["down", "gone"], [("ARMED", 20), ("DESCENT", 4)],
+                                  {"down": 5, "gone": 3})
+    d = boards(cfg)
+    assert (d.phase, d.flight) == ("DESCENT", flight)
+    wait_for(lambda: all(c["frames_stored"] >= 2 for c in d.status()["cameras"].values()),
+             "frames of both cameras after the resume")
+    d.command("event", {"name": "touchdown"})
+    d.machine.tick(d.machine.deadline_ns()[0])
+    assert d.phase == "LANDED"
+    wait_for(lambda: d.serving(), "the flight finished")
+    fdir = tmp_path / "store" / flight
+    changes = [r for r in read(events(fdir)) if isinstance(r, CamerasRecord)]
+    assert [(r.added, r.removed, r.run, sorted(r.cameras)) for r in changes] == [
+        (("up",), ("gone",), 1, ["down", "up"])]
+    info = read_flight_json(fdir)
+    assert info["cameras"] == ["down", "gone", "up"]
+    assert [{k: c[k] for k in ("run", "added", "removed", "cameras")}
+            for c in info["camera_changes"]] == [
+        {"run": 1, "added": ["up"], "removed": ["gone"], "cameras": ["down", "up"]}]
+    assert info["camera_changes"][0]["wall_ns"] == changes[0].wall_ns
+    cams = summarize_flight(find_flights(fdir)[0])["cameras"]
+    assert cams["gone"]["ledger"]["captured"] == 3 and cams["gone"]["ledger"]["balanced"]
+    assert cams["up"]["ledger"]["balanced"] and cams["up"]["frames"] >= 2
+    assert cams["down"]["ledger"]["balanced"]
+    assert (cams["up"].get("joined_run"), cams["gone"].get("left_run")) == (1, 1)
+    out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(fdir)], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "up: captured" in out and "; joined at resume 1" in out, out
+    assert "gone: captured 3 = stored 0 + dropped 3 (restart 3)" in out, out
+    assert "NOT BALANCED" not in out and "no ledger" not in out, out
+
+
+def test_a_landed_flight_keeps_its_own_cameras_when_the_config_renamed_one(tmp_path: Path,
+                                                                           boards) -> None:
+    """Killed between LANDED and its finish, restarted with a renamed camera: the books that close
+    are the flight's cameras' (gone's), and the new camera, which never recorded into it, is not
+    made part of it (ls said "up: no ledger records")."""
+    from camctl.ground.flights import find_flights, summarize_flight
+    from camctl.store.index import read_flight_json
+
+    cfg = make_config(tmp_path)
+    flight = persist_with_cameras(cfg, ["down", "gone"],
+                                  [("ARMED", 30), ("DESCENT", 20), ("TOUCHDOWN", 10),
+                                   ("LANDED", 9)], {"gone": 3})
+    d = boards(cfg)
+    assert (d.phase, d.flight) == ("LANDED", flight)
+    fdir = tmp_path / "store" / flight
+    assert not (fdir / "up").exists() and read_flight_json(fdir)["cameras"] == ["down", "gone"]
+    cams = summarize_flight(find_flights(fdir)[0])["cameras"]
+    assert sorted(cams) == ["down", "gone"] and cams["gone"]["ledger"]["balanced"]

@@ -71,14 +71,15 @@ class FlightRecorder:
         self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())
 
     # -- the store ------------------------------------------------------------------------------
-    def open_store(self, flight: str, *, resume: bool = False, drops: bool = True) -> Any:
-        """Every FlightStore of this board is built here (a new flight, a resumed one, old books).
-        """
+    def open_store(self, flight: str, *, resume: bool = False, drops: bool = True,
+                   cameras: list[str] | None = None) -> Any:
+        """Every FlightStore of this board is built here (a new flight, a resumed one, old books);
+        ``cameras``: the flight's, when they are not only this config's (a resumed flight)."""
         from camctl.store import FlightStore
 
         return FlightStore(self.root, self.board, flight, self.cfg.store,
-                           cameras=list(self.cameras), on_drop=self._on_drop if drops else None,
-                           resume=resume)
+                           cameras=list(self.cameras if cameras is None else cameras),
+                           on_drop=self._on_drop if drops else None, resume=resume)
 
     def adopt(self, store: Any, flight: str) -> Ledger:
         """Record on into ``store`` (a resumed flight) with fresh books, which it returns."""
