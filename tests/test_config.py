@@ -123,6 +123,9 @@ def test_custom_descent_phases():
                        "lores_phases": ["ARMED"], "pretrigger_mb": 0.001}]},
          "cameras[0].pretrigger_mb: 0.001 MB cannot hold one ARMED frame: the smallest JPEG of "
          "320x240"),
+        # a segment smaller than one frame: every frame a file (and an fsync) of its own
+        ({"store": {"segment_mb": 0.01}, "cameras": [{"name": "a"}]},
+         "store.segment_mb: 0.01 MB holds no frame of camera 'a': the smallest JPEG of 1920x1080"),
         # a disarm stops the cameras: a still owed to it is never taken (only counted as missed)
         ({"cameras": [{"name": "a", "stills": ["touchdown", "disarm"]}]},
          "cameras[0].stills: 'disarm' stops the cameras: its still can never be taken (stills "

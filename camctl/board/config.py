@@ -467,6 +467,21 @@ def _sensor_check(cam: CameraConfig, sensor: Sensor, where: str) -> None:
                           f"runs ({mode.fps:g} fps)", key=where)
 
 
+def _segments_hold_a_frame(store: StoreConfig, cameras: tuple[CameraConfig, ...]) -> StoreConfig:
+    """``store.segment_mb`` against the cameras: a segment smaller than the smallest JPEG of the
+    largest video frame holds one frame at most, so every frame would open (and fsync) a file of
+    its own."""
+    if cameras:
+        big = max(cameras, key=lambda c: c.size[0] * c.size[1])
+        need = smallest_jpeg_bytes(*big.size)
+        if store.segment_mb * 1024 * 1024 < need:
+            raise ConfigError(f"{store.segment_mb:g} MB holds no frame of camera {big.name!r}: the "
+                              f"smallest JPEG of {big.size[0]}x{big.size[1]} (a uniform frame) "
+                              f"takes {need / 2**20:.3f} MB, so every frame would be a file of "
+                              f"its own", key="store.segment_mb")
+    return store
+
+
 def smallest_jpeg_bytes(width: int, height: int) -> int:
     """The fewest bytes a baseline 4:2:0 JPEG of ``width`` x ``height`` takes: a uniform frame,
     whose every 8x8 block is a DC code and an end-of-block code (6 bits a luma block, 4 a chroma
@@ -697,7 +712,7 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
                                       key=f"cameras[{i}].stills")
         cfg = Config(
             board=board,
-            store=_store(top.table("store")),
+            store=_segments_hold_a_frame(_store(top.table("store")), cameras),
             gpio=gpio,
             phases=phases,
             cameras=cameras,
