@@ -289,7 +289,10 @@ class FlightRecorder:
         marking = self._disarming
         if marking is not None:
             marking.join(timeout)
-            if marking.is_alive() or not self._disarm_saved:
+            if marking.is_alive():
+                return False
+            self._disarming = None  # answered for: a later disarm in ARMED does not ask again
+            if not self._disarm_saved:
                 return False
         store = self.store
         if store is None or store.closed:
