@@ -110,6 +110,26 @@ def test_custom_descent_phases():
          "cameras[1].index: camera index 0 is already used by camera 'a'"),
         ({"cameras": [{"name": "a", "pretrigger_mb": 0}]},
          "cameras[0].pretrigger_mb: is 0 while pretrigger_s = 2: the ring would hold nothing"),
+        # a ring smaller than the smallest JPEG of one ARMED frame holds nothing: every ARMED frame
+        # was "aged out" (1e-7 MB is 0 bytes); the smallest 1920x1080 JPEG (a uniform frame) is
+        # 32400 bytes, 0.031 MB
+        ({"cameras": [{"name": "a", "pretrigger_mb": 1e-7}]},
+         "cameras[0].pretrigger_mb: 1e-07 MB cannot hold one ARMED frame: the smallest JPEG of "
+         "1920x1080 (a uniform frame) takes 0.031 MB"),
+        ({"cameras": [{"name": "a", "pretrigger_mb": 0.03}]},
+         "cameras[0].pretrigger_mb: 0.03 MB cannot hold one ARMED frame"),
+        # ARMED at the lores size: the lores frame is what the ring holds
+        ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [320, 240],
+                       "lores_phases": ["ARMED"], "pretrigger_mb": 0.001}]},
+         "cameras[0].pretrigger_mb: 0.001 MB cannot hold one ARMED frame: the smallest JPEG of "
+         "320x240"),
+        # a segment smaller than one frame: every frame a file (and an fsync) of its own
+        ({"store": {"segment_mb": 0.01}, "cameras": [{"name": "a"}]},
+         "store.segment_mb: 0.01 MB holds no frame of camera 'a': the smallest JPEG of 1920x1080"),
+        # a disarm stops the cameras: a still owed to it is never taken (only counted as missed)
+        ({"cameras": [{"name": "a", "stills": ["touchdown", "disarm"]}]},
+         "cameras[0].stills: 'disarm' stops the cameras: its still can never be taken (stills "
+         "are taken at arm, release, separation, touchdown)"),
         ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [321, 240]}]},
          "cameras[0].lores_size: must be even sizes"),
         ({"cameras": [{"name": "a", "size": [640, 480], "lores_size": [320, 241]}]},
@@ -195,6 +215,20 @@ def test_what_is_still_allowed_around_the_new_checks():
     assert cfg.cameras[1].fps_for("SEPARATION") == 40.0 and cfg.cameras[0].pretrigger_mb == 0
 
 
+def test_a_ring_that_holds_one_smallest_frame_and_stills_at_every_forward_event_load():
+    """The edges of the ring and stills checks: a ring of one uniform frame (it overflows, booked
+    as ring_overflow, but it holds one), the ring off with a tiny pretrigger_mb, and a still at
+    each event that starts a recording phase (an arm's still is stored: it bypasses the ring)."""
+    cfg = parse_config({"board": "b", "cameras": [
+        {"name": "a", "backend": "sim", "size": [320, 240], "pretrigger_mb": 1200 / 2**20},
+        {"name": "b", "backend": "sim", "pretrigger_s": 0, "pretrigger_mb": 1e-7},
+        {"name": "c", "backend": "sim", "stills": ["arm", "release", "separation", "touchdown"]}]})
+    assert cfg.cameras[2].stills == ("arm", "release", "separation", "touchdown")
+    with pytest.raises(ConfigError, match="cannot hold one ARMED frame"):
+        parse_config({"board": "b", "cameras": [
+            {"name": "a", "backend": "sim", "size": [320, 240], "pretrigger_mb": 1199 / 2**20}]})
+
+
 # --- [cameras.controls]: focus, exposure, gain, sensor mode ---------------------------------------
 def _controls(**controls):
     cfg = parse_config({"board": "b", "cameras": [{"name": "c", "controls": controls}]})
@@ -255,3 +289,19 @@ def test_sensor_fps_is_the_flight_maximum():
     cfg = parse_config({"board": "b",
                         "cameras": [{"name": "c", "fps": {"ARMED": 1, "DESCENT": 40}}]})
     assert cfg.cameras[0].sensor_fps() == 60.0  # the role's SEPARATION default is the highest
+
+
+def test_the_smallest_jpeg_is_what_the_encoder_makes_of_a_uniform_frame():
+    """The ring's floor is pinned to the real encoder: a uniform frame, at any quality, takes no
+    less than smallest_jpeg_bytes, and little more (the headers)."""
+    import numpy as np
+    import simplejpeg
+
+    from camctl.board.config import smallest_jpeg_bytes
+
+    for w, h in ((320, 240), (1920, 1080)):
+        for q in (1, 85, 100):
+            img = np.full((h, w, 3), 128, np.uint8)
+            n = len(simplejpeg.encode_jpeg(img, quality=q, colorspace="RGB",
+                                           colorsubsampling="420"))
+            assert smallest_jpeg_bytes(w, h) <= n <= smallest_jpeg_bytes(w, h) + 1500, (w, h, q, n)

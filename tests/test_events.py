@@ -763,3 +763,26 @@ def test_make_pin_factory_errors_say_what_to_do(monkeypatch):
     assert str(cannot_open.value) == (
         "cannot open the GPIO chip: [Errno 2] No such file or directory: '/dev/gpiochip0' "
         "(is the user in group 'gpio'?)")
+
+
+def test_tick_until_fires_a_resumed_timer_on_its_own_thread_until_stopped() -> None:
+    """The daemon's start ticks from the resume on (PhaseMachine.tick_until): a resumed
+    TOUCHDOWN lands at its time on the machine's clock, with nobody else calling tick."""
+    from waiting import wait_for
+
+    clock = FakeClock()
+    m = PhaseMachine(PhasesConfig(post_touchdown_s=6.0), clock_ns=clock)
+    m.resume("TOUCHDOWN", entered_ns=clock.t - 5 * 10**9)  # killed 5 s into a 6 s TOUCHDOWN
+    stop = threading.Event()
+    t = threading.Thread(target=m.tick_until, args=(stop,), kwargs={"max_wait_s": 0.001})
+    t.start()
+    try:
+        clock.advance(0.999)
+        assert m.phase == "TOUCHDOWN"
+        clock.advance(0.001)  # touchdown + 6 s
+        wait_for(lambda: m.phase == "LANDED", "the timer thread to land the board")
+        assert m.history[-1].mono_ns == clock.t and m.history[-1].event == "timeout"
+    finally:
+        stop.set()
+        t.join(10)
+    assert not t.is_alive()

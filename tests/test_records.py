@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from camctl.common.records import (
     KINDS,
+    CamerasRecord,
     DropRecord,
     EventRecord,
     FaultRecord,
@@ -66,6 +67,11 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
         resumes=ints, pid=ints, levels=objects, mono_ns=times, wall_ns=times,
         boot_id=st.none() | text, clock_offset_ns=st.none() | ints, run=runs,
         extra=extras(ResumeRecord)),
+    CamerasRecord: st.builds(
+        CamerasRecord, flight=text, added=st.lists(text, max_size=3).map(tuple),
+        removed=st.lists(text, max_size=3).map(tuple), cameras=objects, mono_ns=times,
+        wall_ns=times, boot_id=st.none() | text, name=text, run=runs,
+        extra=extras(CamerasRecord)),
     FaultRecord: st.builds(
         FaultRecord, error=text, message=text, camera=text, name=text,
         activity=st.none() | text, segment=st.none() | text, mono_ns=times, wall_ns=times,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from camctl.board.capture import CameraRunner
-from camctl.board.config import CameraConfig, Config
+from camctl.board.config import LANDED, SAFE, CameraConfig, Config
 from camctl.board.encode import EncoderPool
 from camctl.common.frames import EncodedFrame
 from camctl.common.ledger import Ledger
@@ -179,7 +179,9 @@ class CameraFleet:
         waiting = dict(self.runners)
         while waiting and time.monotonic() < deadline:
             for name, r in list(waiting.items()):
-                if r.stats.frames_captured or r.stats.faults:
+                if r.phase in (SAFE, LANDED) and not r.stats.frames_captured:
+                    del waiting[name]  # landed meanwhile (its timer ran out): no frame is due
+                elif r.stats.frames_captured or r.stats.faults:
                     if not r.stats.frames_captured:
                         self.unavailable[name] = r.stats.last_error or "fault at resume"
                     del waiting[name]

@@ -9,7 +9,8 @@ The arm line is a key, not a pulse (docs/phases-and-gpio.md, "The arm key": turn
 disarms). So on a board with an arm line an operator's ``arm`` needs the key on: with it on, the
 command arms; with a mock key off, the command turns the key on and leaves it on (its edge arms);
 with a real key off, it is refused (the board would disarm as soon as it armed). ``disarm`` moves
-the machine only, never the key.
+the machine only, never the key, and is answered once it is durable (``saved``: a restart after
+the reply comes up SAFE).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ class OperatorCommands:
     (GPIO edges never wait)."""
 
     def __init__(self, cfg: Config, machine: PhaseMachine, lines: EventLines | None, *,
-                 wait_open: Callable[[float], None]) -> None:
+                 wait_open: Callable[[float], None],
+                 wait_saved: Callable[[float], bool] | None = None) -> None:
         self.cfg = cfg
         self.root = Path(cfg.store.dir)
         self.machine = machine
         self.lines = lines
         self._wait_open = wait_open
+        self._wait_saved = wait_saved
 
     def command(self, name: str, args: dict) -> dict:
         """``arm``, ``disarm`` or ``event`` (``args``: ``name``, ``line``); the phase after it."""
@@ -91,8 +94,15 @@ class OperatorCommands:
         self._wait_open(30)
         rec = self.machine.records[-1] if self.machine.records else None
         changed = len(self.machine.history) > before
-        return {"phase": self.machine.phase, "event": event, "changed": changed,
-                "outcome": rec.outcome if rec is not None else ""}
+        return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
+                            "outcome": rec.outcome if rec is not None else ""})
+
+    def _saved(self, reply: dict) -> dict:
+        """A disarm is answered once it is durable (``saved``): a restart after the reply comes
+        up SAFE, never in the phase it left (LANDED, or ARMED with the key left on)."""
+        if reply["event"] == "disarm" and reply["changed"] and self._wait_saved is not None:
+            reply["saved"] = self._wait_saved(10)
+        return reply
 
     def _arm_by_key(self, lines: EventLines) -> None:
         """``arm`` on a board with an arm line (the module docstring): arm with the key on, turn a
@@ -131,8 +141,8 @@ class OperatorCommands:
             self._wait_for_record(event)
         rec = self.machine.records[-1] if len(self.machine.records) > n else None
         changed = len(self.machine.history) > before
-        return {"phase": self.machine.phase, "event": event, "changed": changed,
-                "outcome": rec.outcome if rec is not None else "", "line": hold}
+        return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
+                            "outcome": rec.outcome if rec is not None else "", "line": hold})
 
     def _forget_bounces(self, lines: EventLines, event: str) -> None:
         """A command that moves a mock line is a command, not a contact: neither debounce (the

@@ -60,6 +60,7 @@ __all__ = [
     "StoreConfig",
     "load_config",
     "parse_config",
+    "smallest_jpeg_bytes",
 ]
 
 
@@ -362,6 +363,13 @@ def _camera(t: _Table, phases: PhasesConfig, index: int) -> CameraConfig:
     if pre_s > 0 and pre_mb == 0:
         raise ConfigError(f"is 0 while pretrigger_s = {pre_s:g}: the ring would hold nothing "
                           f"(set pretrigger_s = 0 to turn it off)", key=t.path("pretrigger_mb"))
+    armed_w, armed_h = lores_size if lores_size and ARMED in lores_phases else size
+    need = smallest_jpeg_bytes(armed_w, armed_h)
+    if pre_s > 0 and int(pre_mb * 1024 * 1024) < need:  # the ring's cap, as the runner makes it
+        raise ConfigError(f"{pre_mb:g} MB cannot hold one ARMED frame: the smallest JPEG of "
+                          f"{armed_w}x{armed_h} (a uniform frame) takes {need / 2**20:.3f} MB, so "
+                          f"every ARMED frame would be lost (raise it, or set pretrigger_s = 0 to "
+                          f"turn the ring off)", key=t.path("pretrigger_mb"))
     controls = _controls(t.table("controls"))
     if controls != CameraControls() and backend != "picamera2":
         raise ConfigError("camera controls are only for the picamera2 backend",
@@ -457,6 +465,30 @@ def _sensor_check(cam: CameraConfig, sensor: Sensor, where: str) -> None:
     if fps > mode.fps:
         raise ConfigError(f"fps.{phase} {fps:g} is faster than the {sensor.model}'s {w}x{h} mode "
                           f"runs ({mode.fps:g} fps)", key=where)
+
+
+def _segments_hold_a_frame(store: StoreConfig, cameras: tuple[CameraConfig, ...]) -> StoreConfig:
+    """``store.segment_mb`` against the cameras: a segment smaller than the smallest JPEG of the
+    largest video frame holds one frame at most, so every frame would open (and fsync) a file of
+    its own."""
+    if cameras:
+        big = max(cameras, key=lambda c: c.size[0] * c.size[1])
+        need = smallest_jpeg_bytes(*big.size)
+        if store.segment_mb * 1024 * 1024 < need:
+            raise ConfigError(f"{store.segment_mb:g} MB holds no frame of camera {big.name!r}: the "
+                              f"smallest JPEG of {big.size[0]}x{big.size[1]} (a uniform frame) "
+                              f"takes {need / 2**20:.3f} MB, so every frame would be a file of "
+                              f"its own", key="store.segment_mb")
+    return store
+
+
+def smallest_jpeg_bytes(width: int, height: int) -> int:
+    """The fewest bytes a baseline 4:2:0 JPEG of ``width`` x ``height`` takes: a uniform frame,
+    whose every 8x8 block is a DC code and an end-of-block code (6 bits a luma block, 4 a chroma
+    one with the standard Huffman tables: 4 bytes a 16x16 macroblock), at any quality. Measured:
+    simplejpeg gives 33265 bytes for a uniform 1920x1080 frame at quality 1 to 100, headers
+    included; this is 32400."""
+    return width * height // 64
 
 
 def _camera_warnings(cam: CameraConfig) -> list[str]:
@@ -667,13 +699,20 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
                 raise ConfigError(
                     f"event {line.event!r} does nothing (known: {', '.join(sorted(known_events))})",
                     key=f"gpio.events.{line.event}")
+        # a still is served by the cameras running in the phase its event enters; a disarm enters
+        # SAFE, where they rest and drop what is owed (counted as stills missed)
+        forward = ("arm", *(e for e, _ in phases.triggers), "touchdown")
         for i, cam in enumerate(cameras):
             for ev in cam.stills:
                 if ev not in known_events:
                     raise ConfigError(f"unknown event {ev!r}", key=f"cameras[{i}].stills")
+                if ev not in forward:
+                    raise ConfigError(f"{ev!r} stops the cameras: its still can never be taken "
+                                      f"(stills are taken at {', '.join(forward)})",
+                                      key=f"cameras[{i}].stills")
         cfg = Config(
             board=board,
-            store=_store(top.table("store")),
+            store=_segments_hold_a_frame(_store(top.table("store")), cameras),
             gpio=gpio,
             phases=phases,
             cameras=cameras,

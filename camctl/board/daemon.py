@@ -131,6 +131,7 @@ class Daemon(Startable):
         # see open_segments
         self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())
         self._stop = threading.Event()
+        self._start_timers = threading.Event()  # set: the start's timer thread stops
         self._closed = False
         self._started = False
         # the resume record, when this start resumed a flight
@@ -159,7 +160,8 @@ class Daemon(Startable):
             self.lines = EventLines(cfg.gpio, self._on_edge, pin_factory=pin_factory,
                                     initial=initial)
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
-                                             wait_open=self.recorder.wait_open)
+                                             wait_open=self.recorder.wait_open,
+                                             wait_saved=self.recorder.wait_disarm_saved)
             # the network side runs in its own process (camctl.board.publish.process)
             self.publisher = PublisherProcess(self, cfg.publish, on_restart=self._write_info)
         except BaseException:
@@ -342,6 +344,10 @@ class Daemon(Startable):
             log.warning("store recovery: exit code %s (%s)", report.exit_code, self.store_root)
         self.resumed = resume_last_flight(self.recorder, self.machine, fleet, levels=self._levels,
                                           publish=self._publish)
+        # the timers run from the resume, not from READY: the rest of the start (cameras,
+        # publisher) takes seconds, and a resumed TOUCHDOWN may have less left than that
+        threading.Thread(target=self.machine.tick_until, args=(self._start_timers,),
+                         name="camctl-start-timers", daemon=True).start()
         fleet.prepare()
         recording = self.phase not in (SAFE, LANDED)
         if not recording:
@@ -356,6 +362,7 @@ class Daemon(Startable):
         self.arm_key.start(levels.get("arm"))  # from here on, a key-off is the main loop's
         self._start_publisher()
         self._write_info()
+        self._start_timers.set()  # the main loop ticks from here on
         self.notifier.ready(status_line(self.status()))
         # the full check of what existed at start, after READY; not the flight this start resumed
         # recording into: its open segments are being written (the torn ones were repaired before)
@@ -443,6 +450,7 @@ class Daemon(Startable):
             return
         self._closed = True
         self._stop.set()
+        self._start_timers.set()
         if self.fleet is not None:
             self.fleet.stop()
         self.recorder.close()

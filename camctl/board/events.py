@@ -218,6 +218,18 @@ class PhaseMachine:
                 return None
             return self._go(due[1], "timeout", "timer", now)
 
+    def tick_until(self, stop: threading.Event, *, max_wait_s: float = 0.05) -> None:
+        """Fire the timers as they fall due until ``stop`` is set (the daemon's start runs this on
+        a thread from the resume on, until its main loop ticks: a resumed phase's remaining time
+        never waits for READY)."""
+        while not stop.is_set():
+            self.tick()
+            due = self.deadline_ns()
+            wait = max_wait_s
+            if due is not None:
+                wait = max(0.0, min(wait, (due[0] - self._clock_ns()) / 1e9))
+            stop.wait(wait)
+
     # -- internals ---------------------------------------------------------------------------------
     def _go(self, target: str, event: str, source: str, now: int) -> Transition:
         prev = self._phase

@@ -65,20 +65,22 @@ class FlightRecorder:
         self._finish_started: Any = None  # the store a finishing thread was started for
         self._finished_store: Any = None  # the last store the finish is done with (serving gate)
         self._disarming: threading.Thread | None = None  # writing the disarm marker
+        self._disarm_saved = False  # the last disarm marker was written
         # the older flight the check after boot is on and its files (held back): one tuple,
         # replaced whole, read unlocked by the publisher's thread
         self._checking: tuple[str | None, frozenset[Path]] = (None, frozenset())
 
     # -- the store ------------------------------------------------------------------------------
     def open_store(self, flight: str, *, resume: bool = False, drops: bool = True,
-                   run: int = 0) -> Any:
+                   run: int = 0, cameras: list[str] | None = None) -> Any:
         """Every FlightStore of this board is built here (a new flight, a resumed one, old books);
-        ``run``: this run of the daemon in the flight (0 opens it; k: the k-th resume)."""
+        ``run``: this run of the daemon in the flight (0 opens it; k: the k-th resume);
+        ``cameras``: the flight's, when they are not only this config's (a resumed flight)."""
         from camctl.store import FlightStore
 
         return FlightStore(self.root, self.board, flight, self.cfg.store,
-                           cameras=list(self.cameras), on_drop=self._on_drop if drops else None,
-                           resume=resume, run=run)
+                           cameras=list(self.cameras if cameras is None else cameras),
+                           on_drop=self._on_drop if drops else None, resume=resume, run=run)
 
     def adopt(self, store: Any, flight: str) -> Ledger:
         """Record on into ``store`` (a resumed flight) with fresh books, which it returns."""
@@ -271,10 +273,41 @@ class FlightRecorder:
     def _save_disarmed(self, flight: str, wall_ns: int) -> None:
         from camctl.store.index import write_json_atomic
 
+        self._disarm_saved = False
         try:
             write_json_atomic(self.root / DISARMED, {"flight": flight, "wall_ns": wall_ns})
+            self._disarm_saved = True
         except OSError as exc:  # a restart would then come up LANDED again: a nuisance, not a loss
             log.warning("cannot record the disarm of flight %s: %s", flight, exc)
+
+    def wait_disarm_saved(self, timeout: float = 10.0) -> bool:
+        """Wait until the disarm just made is durable, so that a restart from now on comes up SAFE
+        (the operator's reply waits here, off the phase machine's lock): the marker of a landed
+        flight disarmed is written (file and directory fsync'd), and the event log of a flight
+        disarmed in ARMED has committed its SAFE record. False when either failed or took longer
+        than ``timeout`` (the log says which)."""
+        deadline = time.monotonic() + timeout
+        marking = self._disarming
+        if marking is not None:
+            marking.join(timeout)
+            if marking.is_alive():
+                return False
+            self._disarming = None  # answered for: a later disarm in ARMED does not ask again
+            if not self._disarm_saved:
+                return False
+        store = self.store
+        if store is None or store.closed:
+            return True
+        # commit(wait=True) blocks as long as the writer does: wait on its own thread, bounded
+        t = threading.Thread(target=store.commit, kwargs={"wait": True},
+                             name="camctl-disarm-commit", daemon=True)
+        t.start()
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            log.warning("the disarm of flight %s is not committed after %g s", self.flight,
+                        timeout)
+            return False
+        return True
 
     def disarmed_flight(self) -> str:
         try:

@@ -17,6 +17,7 @@ from camctl.board.cameras_fleet import CameraFleet
 from camctl.board.config import LANDED, SAFE
 from camctl.board.events import PhaseMachine
 from camctl.board.flight import FlightRecorder
+from camctl.board.flight_cameras import flight_cameras, record_camera_change
 from camctl.board.resume import FlightState
 from camctl.common.records import ResumeRecord
 from camctl.exc import ResumeError, StoreError
@@ -56,8 +57,11 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
         close_landed_books(recorder, state.flight, now_mono, now_wall, resume=rec)
         log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
         return rec.encode()
+    # every camera the flight had and this config's (a camera renamed between runs is both)
+    cameras = _with(flight_cameras(root / state.flight).every, recorder.cameras)
     try:
-        store = recorder.open_store(state.flight, resume=True, run=rec.run or 0)
+        store = recorder.open_store(state.flight, resume=True, run=rec.run or 0,
+                                   cameras=cameras)
     except (OSError, StoreError) as exc:
         log.error("cannot resume flight %s in %s: %s; starting SAFE", state.flight, root, exc)
         return None
@@ -70,11 +74,16 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
     fleet.set_ledger(recorder.adopt(store, state.flight))
     fleet.set_phase(state.phase)
     store.log_event(rec)
+    changed = record_camera_change(root / state.flight, fleet.describe(),
+                                   run=rec.run or rec.resumes, mono_ns=now_mono,
+                                   wall_ns=now_wall, boot_id=recorder.boot_id)
+    if changed is not None:  # the config's cameras are not the last run's
+        store.log_event(changed)
     # what the dead process left in RAM, or stored without counting it, closes the books of the
-    # flight so far
+    # flight so far (a camera removed since included: its books close as they stood)
     from camctl.board.resume import restart_books
 
-    for books in restart_books(root / state.flight, recorder.cameras, mono_ns=now_mono,
+    for books in restart_books(root / state.flight, cameras, mono_ns=now_mono,
                                wall_ns=now_wall):
         store.log_event(books)
     store.commit()
@@ -128,13 +137,15 @@ def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall
     (the books' times are on this run's clock, which only it maps onto the flight's timeline)."""
     from camctl.board.resume import restart_books
 
-    books = restart_books(recorder.root / flight, recorder.cameras, mono_ns=mono_ns,
-                          wall_ns=wall_ns)
+    # the flight's cameras, not this config's: a camera renamed since never recorded into it
+    cameras = flight_cameras(recorder.root / flight).every or recorder.cameras
+    books = restart_books(recorder.root / flight, cameras, mono_ns=mono_ns, wall_ns=wall_ns)
     if not books:
         return
     try:
         run = (resume.run or 0) if resume is not None else 0
-        store = recorder.open_store(flight, resume=True, drops=False, run=run)
+        store = recorder.open_store(flight, resume=True, drops=False, run=run,
+                                   cameras=cameras)
         try:
             if resume is not None:
                 store.log_event(resume)
@@ -146,6 +157,10 @@ def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall
     # the books stay open (ls says so); the flight is still served
     except (OSError, StoreError) as exc:
         log.warning("cannot close the books of landed flight %s: %s", flight, exc)
+
+
+def _with(cameras: list[str], more: list[str]) -> list[str]:
+    return cameras + [c for c in more if c not in cameras]
 
 
 def apply_levels(machine: PhaseMachine, levels: dict[str, bool], *, resumed: bool) -> None:

@@ -33,6 +33,7 @@ from camctl.exc import RecordError
 
 __all__ = [
     "KINDS",
+    "CamerasRecord",
     "DropRecord",
     "EventRecord",
     "FaultRecord",
@@ -356,6 +357,44 @@ class ResumeRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class CamerasRecord(Record):
+    """A resumed flight's cameras changed (the config did, between runs; ``name`` ``changed``):
+    ``added`` cameras record from this run on, their books starting here; ``removed`` ones record
+    no more, their books closed as they stood. ``cameras`` describes every camera of this run, as
+    the flight's open record does (role, size, fps by phase)."""
+
+    KIND = "cameras"
+    FIELDS = _known("flight", "added", "removed", "cameras", "boot_id")
+    flight: str = ""
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    cameras: dict[str, Any] = field(default_factory=dict)
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    boot_id: str | None = None
+    name: str = "changed"
+    run: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "flight": self.flight,
+               "added": list(self.added), "removed": list(self.removed)}
+        _stamp(out, self)
+        _put(out, "boot_id", self.boot_id)
+        out["cameras"] = self.cameras
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> CamerasRecord:
+        k = cls.KIND
+        return cls(flight=_str(d, k, "flight", ""),
+                   added=_list_of(d, k, "added", str, "camera names", ()),
+                   removed=_list_of(d, k, "removed", str, "camera names", ()),
+                   cameras=_obj(d, k, "cameras", {}), boot_id=_str(d, k, "boot_id", None),
+                   name=_str(d, k, "name", "changed"), **_rest(d, cls))
+
+
+@dataclass(frozen=True, slots=True)
 class FaultRecord(Record):
     """Something failed. ``error`` is the error's kind (its type name: ``CameraCheck``,
     ``OSError``), ``message`` the human text; ``camera`` names a camera's fault, ``name`` what the
@@ -604,8 +643,8 @@ def _plain_int(value: Any) -> int | None:
 
 
 KINDS: dict[str, type[Record]] = {c.KIND: c for c in (
-    PhaseRecord, EventRecord, FlightRecord, ResumeRecord, FaultRecord, LedgerRecord, DropRecord,
-    QuotaRecord, LossRecord)}
+    PhaseRecord, EventRecord, FlightRecord, ResumeRecord, CamerasRecord, FaultRecord, LedgerRecord,
+    DropRecord, QuotaRecord, LossRecord)}
 
 
 def decode(d: Mapping[str, Any]) -> Record:

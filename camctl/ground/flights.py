@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.common.flightclock import FlightClock
-from camctl.common.records import FaultRecord, LossRecord, PhaseRecord, read
+from camctl.common.records import CamerasRecord, FaultRecord, LossRecord, PhaseRecord, read
 
 __all__ = [
     "FlightRef",
@@ -322,6 +322,11 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
             continue
         cams[name] = _camera_summary(ref, name, cam, tb, ledger)
     typed = list(read(events))
+    for r in typed:  # a camera added or removed at a resume (camctl.board.flight_cameras)
+        if isinstance(r, CamerasRecord):
+            for key, names in (("joined_run", r.added), ("left_run", r.removed)):
+                for name in (n for n in names if n in cams):
+                    cams[name][key] = r.run
     return {
         "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",

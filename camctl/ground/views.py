@@ -109,7 +109,10 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
         console.print(table)
         for name, c in fl["cameras"].items():
             if "ledger" in c and name not in ("thumbs", "export"):
-                console.print("  " + describe(name, c["ledger"]), soft_wrap=True)
+                runs = "".join(f"; {how} at resume {c[key]}" for key, how in
+                               (("joined_run", "joined"), ("left_run", "left"))
+                               if c.get(key) is not None)
+                console.print("  " + describe(name, c["ledger"]) + runs, soft_wrap=True)
 
 
 def ls_local(directory: Path, *, json_out: bool = False) -> int:
