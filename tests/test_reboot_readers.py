@@ -189,3 +189,32 @@ def test_release_applied_at_resume_is_no_edge(tmp_path: Path) -> None:
     # the set's zero is a real GPIO edge (run 1's touchdown), never the release read at resume
     assert align_set([fl])[BOARD]["edge"] == "touchdown" and fl.t0_ns == _t(12.0)
 
+
+def test_foxglove_export_on_one_timeline_with_a_reboot_marker(rebooted: Path,
+                                                              tmp_path: Path) -> None:
+    from foxglove_schemas_protobuf.Log_pb2 import Log
+    from mcap.reader import make_reader
+
+    from camctl.ground.export import export_all
+
+    res = export_all(rebooted, tmp_path / "out", mp4=False, contact_sheet=False, timeline=False,
+                     foxglove=True)
+    mcap = next(p for p in res.foxglove if p.suffix == ".mcap")
+    images, logs = [], []
+    with mcap.open("rb") as f:
+        for _s, ch, msg in make_reader(f).iter_messages(log_time_order=True):
+            if ch.topic == f"/{BOARD}/down/image":
+                images.append((msg.log_time, msg.publish_time))
+            elif ch.topic == f"/{BOARD}/log":
+                log = Log()
+                log.ParseFromString(msg.data)
+                logs.append((msg.publish_time, log.timestamp.ToNanoseconds(), log.level,
+                             log.message))
+    # in Foxglove's order (log_time) the frames are in flight order, both times on one timeline
+    assert [round((p - RELEASE) / NS, 3) for _l, p in images] == ALL_S
+    assert [round((lt - WALL0) / NS, 3) for lt, _p in images] == pytest.approx(ALL_S, abs=0.01)
+    (reboot,) = [x for x in logs if x[3].startswith("REBOOT (down 8.1 s, run 1)")]
+    assert reboot[0] == _t(10.1) and reboot[1] == WALL0 + round(10.1 * NS)
+    assert reboot[2] == Log.WARNING
+    touchdown = next(x for x in logs if "phase_to=TOUCHDOWN" in x[3])
+    assert touchdown[0] == _t(12.0)
