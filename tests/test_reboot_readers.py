@@ -218,3 +218,65 @@ def test_foxglove_export_on_one_timeline_with_a_reboot_marker(rebooted: Path,
     assert reboot[2] == Log.WARNING
     touchdown = next(x for x in logs if "phase_to=TOUCHDOWN" in x[3])
     assert touchdown[0] == _t(12.0)
+
+
+def _previews(flight: Path, dest: Path) -> Path:
+    """A thumbs-only download of the flight (first look): its event log and flight.json, a
+    preview of every other frame; run-1 previews say their run (their seqs restarted at 0)."""
+    import json
+    import shutil
+
+    from camctl.store import iter_frames
+
+    out = dest / BOARD / FLIGHT
+    shutil.copytree(flight / "events", out / "events")
+    shutil.copy(flight / "flight.json", out / "flight.json")
+    (out / "thumbs" / "down").mkdir(parents=True)
+    index = {}
+    for seg in sorted((flight / "down").glob("*.mcap")):
+        for fr in iter_frames(seg):
+            if fr.seq % 2 == 0:
+                stem = f"r{fr.run}_{fr.seq:06d}"
+                (out / "thumbs" / "down" / f"{stem}.jpg").write_bytes(fr.jpeg)
+                index[f"down/{stem}"] = {"seq": fr.seq, "timestamp_ns": fr.timestamp_ns,
+                                         "phase": fr.phase, "segment": f"down/{seg.name}",
+                                         **({"run": fr.run} if fr.run else {})}
+    (out / "thumbs" / "index.json").write_text(json.dumps(index))
+    return out
+
+
+def test_first_look_sheet_across_a_reboot(rebooted: Path, tmp_path: Path, monkeypatch) -> None:
+    from camctl.ground.export import sheet
+    from camctl.ground.flights import find_flights
+
+    _previews(rebooted / BOARD / FLIGHT, tmp_path)
+    drawn = {}
+    monkeypatch.setattr(sheet, "draw_sheet",
+                        lambda header, blocks, out: drawn.update(header=header, blocks=blocks))
+    sheet.sheet_from_previews(find_flights(tmp_path), tmp_path / "first-look.png")
+    assert "rig-a rebooted at T+10.100 s from release (down 8.1 s" in drawn["header"]
+    touchdown = next(b for b in drawn["blocks"] if b.title.startswith("touchdown"))
+    assert "at +12.000 s from release" in touchdown.title
+    captions = [t.caption for t in touchdown.rows[0][1] if t is not None]
+    assert captions[:3] == ["-1.000 s DESCENT #4", "-0.600 s DESCENT #8", "+0.000 s TOUCHDOWN #14"]
+
+
+def test_first_look_time_since_a_touchdown_before_the_reboot(tmp_path: Path) -> None:
+    from camctl.ground.firstlook import since_touchdown_s
+    from camctl.ground.flights import find_flights
+
+    store = FlightStore(tmp_path / BOARD, BOARD, FLIGHT, StoreConfig(), cameras=["down"])
+    for rec in (_phase(0, _t(0.0), "ARMED", "DESCENT", "release"),
+                _phase(0, _t(2.0), "DESCENT", "TOUCHDOWN", "touchdown")):
+        store.log_event(rec)
+    store.close()
+    store = FlightStore(tmp_path / BOARD, BOARD, FLIGHT, StoreConfig(), cameras=["down"],
+                        resume=True)
+    store.log_event(_rec(1, RESUME_MONO, kind="resume", name="TOUCHDOWN", flight=FLIGHT,
+                         phase="TOUCHDOWN", gap_s=GAP_S, clock="wall (rebooted)",
+                         last_seen_wall_ns=0, entered_wall_ns=0, entered_mono_ns=0,
+                         descent_mono_ns=None, resumes=1, pid=2, levels={}, boot_id="B",
+                         clock_offset_ns=OFFSET))
+    store.close()
+    (ref,) = find_flights(tmp_path)
+    assert since_touchdown_s(ref, WALL0 + 15 * NS) == pytest.approx(13.0)
