@@ -280,3 +280,52 @@ def test_first_look_time_since_a_touchdown_before_the_reboot(tmp_path: Path) -> 
     store.close()
     (ref,) = find_flights(tmp_path)
     assert since_touchdown_s(ref, WALL0 + 15 * NS) == pytest.approx(13.0)
+
+
+def test_mission_page_times_across_a_reboot_and_no_release_from_resume() -> None:
+    from camctl.ground.mission.watcher import Watcher
+
+    url = "tcp://rig-a:5555"
+    changes: list[dict] = []
+    w = Watcher([url], on_change=changes.append)
+    st0 = {"board": BOARD, "flight": FLIGHT, "phase": "ARMED", "mono_ns": _t(-0.5),
+           "wall_ns": WALL0, "run": 0, "clock_offset_ns": 0}
+    w._polled(url, st0, WALL0, WALL0)
+
+    def pub(run: int, mono: int, prev: str, to: str, event: str, source: str = "gpio") -> None:
+        w._pub(b"phase", {"board": BOARD, "flight": FLIGHT,
+                          **_phase(run, mono, prev, to, event, source)})
+
+    pub(0, _t(0.0), "ARMED", "DESCENT", "release")
+    # the reboot: the resume record comes over PUB, then a release read from the line level
+    w._pub(b"phase", {"board": BOARD, "flight": FLIGHT,
+                      **_rec(1, RESUME_MONO, kind="resume", name="DESCENT", phase="DESCENT",
+                             gap_s=GAP_S, clock="wall (rebooted)", resumes=1, boot_id="B",
+                             clock_offset_ns=OFFSET)})
+    pub(1, RESUME_MONO + 1000, "DESCENT", "DESCENT", "release", source="resume")
+    pub(1, _raw1(12.0), "DESCENT", "TOUCHDOWN", "touchdown")
+    w._polled(url, {**st0, "phase": "TOUCHDOWN", "mono_ns": _raw1(12.5), "run": 1,
+                    "clock_offset_ns": OFFSET}, WALL0, WALL0)
+    (view,) = w.snapshot()
+    assert view["release_mono_ns"] == RELEASE  # the gpio edge, not the one read at resume
+    timed = [(p["phase"], p["event"], p["t_rel_s"]) for p in view["phases"] if p["source"] == "pub"]
+    assert timed == [("DESCENT", "release", 0.0), ("DESCENT", "reboot (down 8.1 s)", 10.1),
+                     ("DESCENT", "release", 10.1), ("TOUCHDOWN", "touchdown", 12.0)]
+    assert view["reboots"][0]["t_rel_s"] == 10.1
+
+
+def test_mission_phase_of_an_unknown_run_waits_for_its_offset() -> None:
+    from camctl.ground.mission.watcher import Watcher
+
+    url = "tcp://rig-a:5555"
+    w = Watcher([url], on_change=lambda _v: None)
+    w._polled(url, {"board": BOARD, "flight": FLIGHT, "phase": "ARMED", "mono_ns": _t(-0.5)},
+              WALL0, WALL0)  # an older board: no run, no offset
+    w._pub(b"phase", {"board": BOARD, "flight": FLIGHT,
+                      **_phase(0, _t(0.0), "ARMED", "DESCENT", "release")})
+    w._pub(b"phase", {"board": BOARD, "flight": FLIGHT,
+                      **_phase(1, _raw1(12.0), "DESCENT", "TOUCHDOWN", "touchdown")})
+    assert w.snapshot()[0]["phases"][-1]["t_rel_s"] is None  # run 1's clock not known yet
+    w._polled(url, {"board": BOARD, "flight": FLIGHT, "phase": "TOUCHDOWN", "mono_ns": 0,
+                    "run": 1, "clock_offset_ns": OFFSET}, WALL0, WALL0)
+    assert [p["t_rel_s"] for p in w.snapshot()[0]["phases"] if p["source"] == "pub"] == [0.0, 12.0]
