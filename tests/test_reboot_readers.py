@@ -329,3 +329,17 @@ def test_mission_phase_of_an_unknown_run_waits_for_its_offset() -> None:
     w._polled(url, {"board": BOARD, "flight": FLIGHT, "phase": "TOUCHDOWN", "mono_ns": 0,
                     "run": 1, "clock_offset_ns": OFFSET}, WALL0, WALL0)
     assert [p["t_rel_s"] for p in w.snapshot()[0]["phases"] if p["source"] == "pub"] == [0.0, 12.0]
+
+
+def test_mission_previews_timed_on_the_flight_timeline(rebooted: Path, tmp_path: Path) -> None:
+    from camctl.ground.mission.recovery import Recovery
+
+    _previews(rebooted / BOARD / FLIGHT, tmp_path / "ground")
+    rec = Recovery(tmp_path, emit=lambda _m: None)
+    rec.downloads[BOARD] = {"url": "tcp://rig-a:5555", "flight": FLIGHT, "state": "fetching",
+                            "done": 0, "total": 0, "detail": "", "release_mono_ns": None,
+                            "ended": 0.0}
+    rec._scan_once()
+    times = sorted(p["t_rel_s"] for p in rec.previews.values())
+    run0 = [s for i, s in enumerate(ALL_S[:30]) if i % 2 == 0]  # every other seq was previewed
+    assert times == run0 + [round(10.6 + 0.2 * i, 1) for i in range(8)]
