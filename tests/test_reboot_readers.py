@@ -343,3 +343,16 @@ def test_mission_previews_timed_on_the_flight_timeline(rebooted: Path, tmp_path:
     times = sorted(p["t_rel_s"] for p in rec.previews.values())
     run0 = [s for i, s in enumerate(ALL_S[:30]) if i % 2 == 0]  # every other seq was previewed
     assert times == run0 + [round(10.6 + 0.2 * i, 1) for i in range(8)]
+
+
+def test_mission_preview_strip_in_flight_order_across_a_reboot() -> None:
+    from camctl.ground.mission.previews import pick
+
+    run0 = [{"camera": "down", "seq": i, "run": 0, "phase": "ARMED" if i < 10 else "DESCENT"}
+            for i in range(30)]
+    run1 = [{"camera": "down", "seq": i, "run": 1, "phase": "DESCENT" if i < 14 else "TOUCHDOWN"}
+            for i in range(16)]
+    shown = pick(run1 + run0, 4)
+    # the first of each phase and the last, in flight order: seqs of run 1 restarted at 0
+    assert [(p["run"], p["seq"], p["phase"]) for p in shown] == [
+        (0, 0, "ARMED"), (0, 10, "DESCENT"), (1, 14, "TOUCHDOWN"), (1, 15, "TOUCHDOWN")]

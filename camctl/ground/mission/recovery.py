@@ -228,6 +228,7 @@ class Recovery:
                      if isinstance(ts, int) and release_ns is not None and offset is not None
                      else None)
             msg = {"board": board, "camera": jpg.parent.name, "seq": info.get("seq"),
+                   "run": frame_run(info),
                    "phase": info.get("phase", ""), "t_rel_s": t_rel, "url": "/files/" + rel}
             with self._lock:
                 self.previews[rel] = msg
