@@ -407,7 +407,7 @@ def set_sheet(fset: list[Flight], cams: list[CamData],
 
 
 def _with_reboots(header: str, notes: list[str]) -> str:
-    """The header, and where each board rebooted (a second line) when one did."""
+    """The header, then a line per reboot of a board of the sheet (none: the header alone)."""
     return "\n".join([header, *notes])
 
 
