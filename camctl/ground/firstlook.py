@@ -3,8 +3,10 @@
 Fetches the previews and event logs of every board (a thumbs-only :func:`camctl.ground.fetch`),
 draws the contact sheet from them (:func:`camctl.ground.export.sheet.sheet_from_previews`: frames
 around every event, every camera of every board) and says how long after touchdown it is ready, from
-each board's own logged touchdown edge (wall clock). The full download can follow with a plain
-``camctl fetch`` into the same folder.
+each board's own logged touchdown edge (wall clock). A flight recorded across a reboot is read on
+its one timeline (:func:`camctl.ground.export.flightset.load_flight`): its events, the previews
+that name their run, and the sheet's header says where the board rebooted. The full download can
+follow with a plain ``camctl fetch`` into the same folder.
 
 Example::
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.common.protocol import printable
-from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
+from camctl.ground.flights import FlightRef, find_flights
 
 __all__ = ["FirstLook", "first_look", "first_look_main", "since_touchdown_s"]
 
@@ -40,10 +42,13 @@ class FirstLook:
 
 
 def since_touchdown_s(ref: FlightRef, now_ns: int) -> float | None:
-    """Seconds from the flight's touchdown edge (its logged mono time mapped to the board's wall
-    clock) to ``now_ns`` on this machine's wall clock: as right as the clocks agree (chrony on the
-    boards and the laptop, see hardware/)."""
-    tb = TimeBase.from_events(load_events(ref.path))
+    """Seconds from the flight's touchdown edge (its logged mono time placed on the flight's
+    timeline, across a reboot too, and mapped to the board's wall clock) to ``now_ns`` on this
+    machine's wall clock: as right as the clocks agree (chrony on the boards and the laptop, see
+    hardware/)."""
+    from camctl.ground.export.flightset import load_flight
+
+    tb = load_flight(ref).tb
     t = tb.event_ns.get("touchdown")
     if t is None or tb.wall_offset_ns is None:
         return None

@@ -8,9 +8,10 @@ or damaged segment is named in ``unreadable`` and the rest still goes in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["MergeResult", "merge_segments"]
 
@@ -25,10 +26,15 @@ class MergeResult:
     unreadable: list[str] = field(default_factory=list)
 
 
+# (prefix, segment, topic, message) -> (log_time, publish_time, data) the message is written with
+Retime = Callable[[str, Path, str, Any], tuple[int, int, bytes]]
+
+
 def merge_segments(sources: Iterable[tuple[str, list[Path]]], out: Path, *,
-                   library: str = "camctl") -> MergeResult:
+                   library: str = "camctl", retime: Retime | None = None) -> MergeResult:
     """Write every message of every ``(prefix, segments)`` source into ``out`` as
-    ``/<prefix><topic>``."""
+    ``/<prefix><topic>``; ``retime`` (the export's: a flight recorded across a reboot) may give a
+    message other times and data, every other message is copied as it is."""
     from mcap.reader import make_reader
     from mcap.writer import CompressionType, Writer
 
@@ -54,8 +60,11 @@ def merge_segments(sources: Iterable[tuple[str, list[Path]]], out: Path, *,
                                 channels[topic] = writer.register_channel(
                                     topic, channel.message_encoding, schemas[key])
                                 res.topics.append(topic)
-                            writer.add_message(channels[topic], msg.log_time, msg.data,
-                                               msg.publish_time, msg.sequence)
+                            log_time, publish_time, data = (
+                                (msg.log_time, msg.publish_time, msg.data) if retime is None
+                                else retime(prefix, seg, channel.topic, msg))
+                            writer.add_message(channels[topic], log_time, data, publish_time,
+                                               msg.sequence)
                             res.messages += 1
                 except Exception as exc:  # a torn or damaged segment: the rest still goes in
                     res.unreadable.append(f"{seg}: {type(exc).__name__}: {exc}")

@@ -6,6 +6,13 @@ the grouping of flights into sets (one flight per board, reference times within
 (:func:`align_set`), and :class:`CamData`, what the one read pass over a camera's segments keeps
 for the contact sheet and the timeline.
 
+A flight recorded by several runs of the daemon (a restart, a reboot: its monotonic clock started
+again) is read on one timeline, run 0's clock (:class:`camctl.common.flightclock.FlightClock`):
+:func:`load_flight` places every event record on it (:func:`placed_events`), a frame's sensor time
+goes through :meth:`Flight.frame_ns` with its run, and :func:`reboot_notes` says where each reboot
+was. A phase change applied at a resume from the line level (``source`` ``resume``: its edge came
+while the board was down, at no known time) is a phase change but never an edge or a zero.
+
 Example::
 
     >>> sets = flight_sets([load_flight(r) for r in find_flights(Path("drop-3"))])  # doctest: +SKIP
@@ -19,13 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from camctl.common.flightclock import FlightClock
 from camctl.common.records import PhaseRecord, read
 from camctl.ground.flights import FlightRef, TimeBase, camera_segments, load_events
 
 if TYPE_CHECKING:
     from camctl.ground.export.sheet import Pick, Picker
 
-__all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "load_flight"]
+__all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "flight_time_base",
+           "load_flight", "placed_events", "reboot_notes"]
 
 SET_WINDOW_S = 300.0
 _NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared edge
@@ -33,20 +42,31 @@ _NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: neve
 
 @dataclass
 class Flight:
-    """A flight to export: its folder, event log, time base and each camera's segments."""
+    """A flight to export: its folder, event log (every ``mono_ns`` placed on the flight's
+    timeline), time base (on that timeline) and each camera's segments."""
 
     ref: FlightRef
     events: list[dict]
     tb: TimeBase
     t0_ns: int | None  # release edge, else the first event: the zero of every relative time
     cameras: dict[str, list[Path]]
+    # how each run's monotonic clock maps onto the flight's timeline (trivial for one run)
+    clock: FlightClock = field(default_factory=lambda: FlightClock({}))
 
     @property
     def board(self) -> str:
         return self.ref.board
 
-    def rel(self, mono_ns: int) -> float:
-        return (mono_ns - self.t0_ns) / 1e9 if self.t0_ns is not None else 0.0
+    def frame_ns(self, timestamp_ns: int, run: int | None = 0) -> int:
+        """A time of run ``run``'s clock (a frame's sensor time) on the flight's timeline."""
+        return self.clock.flight_ns(timestamp_ns, run)
+
+    def rel(self, t_ns: int, run: int | None = 0) -> float:
+        """Seconds from the flight's zero of ``t_ns``, a time of run ``run``'s clock (run 0's
+        clock is the flight's timeline)."""
+        if self.t0_ns is None:
+            return 0.0
+        return (self.frame_ns(t_ns, run) - self.t0_ns) / 1e9
 
     def ref_wall_s(self) -> float:
         if self.t0_ns is not None and self.tb.wall_offset_ns is not None:
@@ -75,12 +95,77 @@ def _first_event_ns(events: list[dict]) -> int | None:
     return next((int(r["mono_ns"]) for r in events if isinstance(r.get("mono_ns"), int)), None)
 
 
+def placed_events(events: list[dict], clock: FlightClock) -> list[dict]:
+    """Copies of ``events`` with ``mono_ns`` on the flight's timeline (``clock.place``), sorted by
+    it; ``raw_mono_ns`` keeps the run's own time where it differs. The records themselves are
+    untouched; a flight of one run reads exactly as before."""
+    if clock.trivial:
+        return list(events)
+    out = []
+    for r in events:
+        t = clock.place(r)
+        if t is None or t == r.get("mono_ns"):
+            out.append(r)
+        else:
+            out.append({**r, "mono_ns": t, "raw_mono_ns": r.get("mono_ns")})
+    return sorted(out, key=lambda r: int(r["mono_ns"]) if isinstance(r.get("mono_ns"), int) else 0)
+
+
+def _at_resume(r: dict) -> bool:
+    """A phase record that a resume wrote: re-entering the phase, or an edge read from the line
+    level at start (it came while the board was down): never an edge in time."""
+    return r.get("kind") == "phase" and r.get("source") == "resume"
+
+
+def flight_time_base(placed: list[dict]) -> TimeBase:
+    """The flight's time base from its placed events (:func:`placed_events`): phases as logged,
+    edges and the zero only from phase changes an edge caused when it came (a change applied at a
+    resume is none). A flight whose only release was applied at a resume keeps that as its own,
+    unaligned zero, and says why."""
+    tb = TimeBase.from_events(placed)
+    if not any(_at_resume(r) for r in placed):
+        return tb
+    edges = TimeBase.from_events([r for r in placed if not _at_resume(r)])
+    tb.event_ns, tb.event_phase = edges.event_ns, edges.event_phase
+    if edges.t0_ns is None and tb.t0_ns is not None:
+        tb.aligned = False
+        tb.unaligned_reason = ("its release was applied at a resume from the line level (the edge "
+                               "came while the board was down); times are from that resume")
+    else:
+        tb.t0_ns, tb.aligned, tb.unaligned_reason = (edges.t0_ns, edges.aligned,
+                                                     edges.unaligned_reason)
+    return tb
+
+
 def load_flight(ref: FlightRef) -> Flight:
-    """A flight folder read for export: its zero is the release edge, else its first event."""
-    events = load_events(ref.path)
-    tb = TimeBase.from_events(events)
+    """A flight folder read for export, on its one timeline: its zero is the release edge, else
+    its first event."""
+    raw = load_events(ref.path)
+    clock = FlightClock.from_events(raw)
+    events = placed_events(raw, clock)
+    tb = flight_time_base(events)
     t0 = tb.t0_ns if tb.t0_ns is not None else _first_event_ns(events)
-    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path))
+    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path),
+                  clock=clock)
+
+
+def reboot_notes(fl: Flight) -> list[str]:
+    """Where each reboot of the flight was, for a summary: ``rig-a rebooted at T+10.100 s (down
+    8.1 s; run 1 placed by its resume record)``; a run whose resume record is missing is named as
+    not placed."""
+    zero = "release" if fl.tb.aligned else "the first event"
+    out = []
+    for r in fl.clock.runs.values():
+        if not r.mapped:
+            out.append(f"{fl.board}: run {r.run} has no resume record; its times are left on its "
+                       f"own clock{' (after a reboot)' if r.rebooted else ''}")
+        elif r.rebooted:
+            at = (f" at T{fl.rel(r.start_ns):+.3f} s from {zero}"
+                  if r.start_ns is not None and fl.t0_ns is not None else "")
+            down = f"down {r.gap_s:.1f} s; " if r.gap_s is not None else ""
+            out.append(f"{fl.board} rebooted{at} ({down}run {r.run} placed on the flight's "
+                       f"timeline by its resume record)")
+    return out
 
 
 def _edges(fl: Flight) -> dict[str, int]:

@@ -16,6 +16,13 @@ Layout format: Foxglove's ``configById`` / ``layout`` (a react-mosaic tree) / ``
 JSON, as exported by Foxglove (https://docs.foxglove.dev/docs/visualization/layouts); panel configs
 use the keys of the Image (``imageMode.imageTopic``), Log (``topicToRender``), Plot (``paths``) and
 State Transitions (``paths``) panels, titles in ``foxglovePanelTitle``.
+
+A flight recorded across a reboot (its monotonic clock started again) is put on the flight's one
+timeline (:class:`camctl.common.flightclock.FlightClock`): each message gets its publish_time
+mapped by its run and its log_time from that and run 0's wall clock (every run's, run 0's too: the
+wall stamps of two boots need not agree), so Foxglove plays the runs in order with the gap between
+them; the resume record's log entry at the reboot reads ``REBOOT (down 8.1 s, run 1): ...`` at
+WARNING. Flights of one run are copied exactly as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FoxgloveExport", "layout_for", "write_foxglove"]
+from camctl.common.flightclock import FlightClock
+
+__all__ = ["FoxgloveExport", "Retimer", "layout_for", "write_foxglove"]
 
 
 @dataclass
@@ -97,17 +106,95 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
     }
 
 
+class Retimer:
+    """Maps a flight's messages onto its one timeline (see the module docstring): the
+    ``retime`` of :func:`camctl.store.merge.merge_segments` for the boards whose clock is not
+    trivial. ``clocks``: board -> (its FlightClock, run 0's wall - mono offset or None)."""
+
+    def __init__(self, clocks: dict[str, tuple[FlightClock, int | None]]) -> None:
+        self.clocks = {b: c for b, c in clocks.items() if not c[0].trivial}
+        self._frame_runs: dict[Path, dict[tuple[int, int], int]] = {}
+        self._events: dict[tuple[Path, int], dict] = {}  # (segment, sequence) -> its record
+
+    def __bool__(self) -> bool:
+        return bool(self.clocks)
+
+    def _frame_run(self, seg: Path, msg: Any) -> int:
+        runs = self._frame_runs.get(seg)
+        if runs is None:
+            from camctl.store.reader import scan_frames, scan_segment
+
+            runs = self._frame_runs[seg] = {(fr.seq, fr.publish_ns): fr.run for fr in
+                                            scan_frames(scan_segment(seg), check_jpeg=False)}
+        return runs.get((msg.sequence, msg.publish_time), 0)
+
+    def __call__(self, board: str, seg: Path, topic: str, msg: Any) -> tuple[int, int, bytes]:
+        same = (msg.log_time, msg.publish_time, msg.data)
+        entry = self.clocks.get(board)
+        if entry is None:
+            return same
+        clock, wall_offset = entry
+        rec = None
+        if topic == "/events":
+            try:
+                rec = json.loads(msg.data)
+            except ValueError:
+                return same
+            if not isinstance(rec, dict):
+                return same
+            self._events[(seg, msg.sequence)] = rec
+            placed = clock.place(rec)
+            pub = placed if placed is not None else msg.publish_time
+        elif topic == "/log":  # the mirror of the /events record of the same sequence number
+            rec = self._events.get((seg, msg.sequence))
+            placed = clock.place(rec) if rec is not None else None
+            pub = placed if placed is not None else msg.publish_time
+        else:  # a camera's /image, /still, /meta: its frame's run
+            pub = clock.flight_ns(msg.publish_time, self._frame_run(seg, msg))
+        # every run's log_time from the one timeline and run 0's wall clock: the boards' own wall
+        # stamps of two boots need not agree (a Pi without an RTC sets its clock after boot)
+        log_time = pub + wall_offset if wall_offset is not None else msg.log_time
+        if topic == "/log":
+            return log_time, pub, self._log(msg.data, rec, clock, log_time)
+        return log_time, pub, msg.data
+
+    @staticmethod
+    def _log(data: bytes, rec: dict | None, clock: FlightClock, log_time: int) -> bytes:
+        """A ``foxglove.Log`` message stamped ``log_time``; the resume record of a run that began
+        after a reboot is the reboot's marker."""
+        from foxglove_schemas_protobuf.Log_pb2 import Log
+
+        run = None
+        if rec is not None and rec.get("kind") == "resume":
+            run = rec.get("run") if isinstance(rec.get("run"), int) else rec.get("resumes")
+        info = clock.runs.get(run) if isinstance(run, int) else None
+        log = Log()
+        log.ParseFromString(data)
+        log.timestamp.FromNanoseconds(log_time)
+        if info is not None and info.rebooted:
+            down = f"down {info.gap_s:.1f} s, " if info.gap_s is not None else ""
+            log.message = f"REBOOT ({down}run {info.run}): {log.message}"
+            log.level = Log.WARNING
+        return log.SerializeToString()
+
+
 def write_foxglove(flights: list[tuple[str, str, dict[str, list[Path]], list[Path]]], out_dir: Path,
-                   name: str) -> FoxgloveExport:
+                   name: str, *,
+                   clocks: dict[str, tuple[FlightClock, int | None]] | None = None
+                   ) -> FoxgloveExport:
     """Copy ``flights`` ((board, flight id, camera -> segments, event segments) each) into
-    ``out_dir/name.mcap`` with board-prefixed topics, and write ``out_dir/name.layout.json``."""
+    ``out_dir/name.mcap`` with board-prefixed topics, and write ``out_dir/name.layout.json``.
+    ``clocks`` (board -> its flight clock and run 0's wall offset) puts a flight recorded across a
+    reboot on its one timeline (:class:`Retimer`)."""
     from camctl.store.merge import merge_segments
 
     out_dir.mkdir(parents=True, exist_ok=True)
     mcap_path, layout_path = out_dir / f"{name}.mcap", out_dir / f"{name}.layout.json"
     sources = [(board, [p for segs in cams.values() for p in segs] + list(events))
                for board, _flight, cams, events in flights]
-    merged = merge_segments(sources, mcap_path, library="camctl export --foxglove")
+    retimer = Retimer(clocks or {})
+    merged = merge_segments(sources, mcap_path, library="camctl export --foxglove",
+                            retime=retimer if retimer else None)
     channels = set(merged.topics)
     cameras = [(board, cam) for board, _f, cams, _e in flights for cam in cams
                if f"/{board}/{cam}/image" in channels]

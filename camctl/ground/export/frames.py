@@ -27,8 +27,9 @@ def frame_file_name(board: str, camera: str, seq: int, t_s: float, *, still: boo
 
 def write_frame(frames_dir: Path, fl: Flight, camera: str, fr: Any) -> Path:
     """Write one frame (a :func:`camctl.store.iter_frames` frame) of ``camera`` into ``frames_dir``,
-    named after its time from the flight's zero (0 when the flight has none); returns its path."""
-    t = fl.rel(fr.timestamp_ns) if fl.t0_ns is not None else 0.0
+    named after its time from the flight's zero on the flight's timeline (0 when the flight has
+    none); returns its path."""
+    t = fl.rel(fr.timestamp_ns, fr.run) if fl.t0_ns is not None else 0.0
     path = frames_dir / frame_file_name(fl.board, camera, fr.seq, t, still=fr.still)
     path.write_bytes(fr.jpeg)
     return path

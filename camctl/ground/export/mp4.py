@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simplejpeg
 
+from camctl.ground.export.flightset import reboot_notes
+
 if TYPE_CHECKING:
     from camctl.ground.export.flightset import Flight
 
@@ -58,7 +60,9 @@ def video_size(segments: list[Path]) -> tuple[int, int]:
 class Mp4Writer:
     """One camera's H.264 MP4 at ``size`` (even-rounded), opened at its first frame; a frame of
     another size is scaled to fit keeping its aspect and centred on black, never cropped; phases
-    muxed as mov_text (or .srt)."""
+    muxed as mov_text (or .srt). ``add`` takes times on the flight's timeline
+    (:meth:`Flight.frame_ns`), so a flight recorded across a reboot is one monotonic video whose
+    pts keep the time the board was down."""
 
     def __init__(self, path: Path, fl: Flight, camera: str,
                  size: tuple[int, int] | None = None) -> None:
@@ -135,7 +139,9 @@ class Mp4Writer:
         fl = self.fl
         self.container.metadata["title"] = f"{fl.board} {self.camera} flight {fl.ref.flight}"
         zero = "release" if fl.tb.aligned else "the first event"
-        self.container.metadata["comment"] = f"first frame at {fl.rel(ts):+.3f} s from {zero}"
+        comment = f"first frame at {fl.rel(ts):+.3f} s from {zero}"
+        # frames of every run are on the flight's timeline: a reboot is a gap in the video's time
+        self.container.metadata["comment"] = "; ".join([comment, *reboot_notes(fl)])
         self.stream = self.container.add_stream("libx264", rate=30,
                                                 options={"preset": "veryfast", "crf": "20"})
         self.stream.width, self.stream.height = self.width, self.height

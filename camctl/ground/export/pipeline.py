@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from camctl.exc import ConfigError
-from camctl.ground.export.flightset import CamData, Flight, align_set, flight_sets, load_flight
+from camctl.ground.export.flightset import (
+    CamData,
+    Flight,
+    align_set,
+    flight_sets,
+    load_flight,
+    reboot_notes,
+)
 from camctl.ground.export.frames import write_frame
 from camctl.ground.export.mp4 import Mp4Writer, video_size
 from camctl.ground.export.sheet import (
@@ -70,7 +77,8 @@ def scan_camera(fl: Flight, camera: str, *, mp4: Path | None, frames_dir: Path |
                 targets: list[tuple[int, bool]], res: ExportResult,
                 advance: Callable[[], Any]) -> CamData:
     """Read ``camera``'s segments once: write its MP4 (``mp4``) and plain JPEGs (``frames_dir``) as
-    it goes and keep what the contact sheet (frames near ``targets``) and the timeline need."""
+    it goes and keep what the contact sheet (frames near ``targets``) and the timeline need. Every
+    time kept or written is on the flight's timeline (a frame's sensor time mapped by its run)."""
     from camctl.store import iter_frames
 
     data = CamData(fl.board, camera, fl,
@@ -83,15 +91,16 @@ def scan_camera(fl: Flight, camera: str, *, mp4: Path | None, frames_dir: Path |
                     res.frames.append(write_frame(frames_dir, fl, camera, fr))
                 if not fr.jpeg_ok:
                     continue
+                ts = fl.frame_ns(fr.timestamp_ns, fr.run)  # on the flight's timeline
                 if fr.still:
-                    data.stills.append(Pick(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg,
+                    data.stills.append(Pick(ts, fr.phase, fr.seq, fr.jpeg,
                                             (fr.width, fr.height) if fr.width else None))
                     continue
-                data.times.append(fr.timestamp_ns)
+                data.times.append(ts)
                 if writer is not None:
-                    writer.add(fr.timestamp_ns, fr.jpeg)
+                    writer.add(ts, fr.jpeg)
                 if data.picker is not None:
-                    data.picker.offer(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg)
+                    data.picker.offer(ts, fr.phase, fr.seq, fr.jpeg)
             advance()
     finally:
         if writer is not None:
@@ -189,6 +198,7 @@ def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res
     for board, a in alignment.items():
         if not a["aligned"]:
             res.notes.append(f"{name}: {board} is UNALIGNED: {a['reason']}; its times are its own")
+    res.notes += [f"{name}: {note}" for fl in fset for note in reboot_notes(fl)]
     set_dir.mkdir(parents=True, exist_ok=True)
     (set_dir / "alignment.json").write_text(json.dumps(alignment, indent=1, sort_keys=True))
     ref, events = set_events(fset) if kinds.contact_sheet else (None, [])
@@ -236,7 +246,8 @@ def _foxglove(fset: list[Flight], name: str, out_dir: Path, res: ExportResult) -
 
     fx = write_foxglove([(f.board, f.ref.flight, f.cameras,
                           sorted((f.ref.path / "events").glob("*.mcap"))) for f in fset],
-                        out_dir, name)
+                        out_dir, name,
+                        clocks={f.board: (f.clock, f.tb.wall_offset_ns) for f in fset})
     res.foxglove += [fx.mcap, fx.layout]
     res.notes += [f"{fx.mcap}: left out {u}" for u in fx.unreadable]
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from camctl.common.flightclock import frame_run
 from camctl.exc import ConfigError
-from camctl.ground.flights import FlightRef, TimeBase, find_flights, load_events
+from camctl.ground.export.flightset import load_flight, reboot_notes
+from camctl.ground.flights import FlightRef, TimeBase, find_flights
 
 if TYPE_CHECKING:
     from camctl.ground.export.flightset import CamData, Flight
@@ -175,13 +177,14 @@ def draw_sheet(header: str, blocks: list[Block], out_png: Path) -> list[tuple[in
     cell_w, cell_h = TILE_W + _PAD, TILE_H + _LABEL_H + _PAD
     ncols = max([len(b.columns) for b in blocks] + [1])
     width = _PAD + _ROW_LABEL_W + cell_w * ncols
-    height = _HEAD_H + _PAD + sum(_HEAD_H * 2 + cell_h * max(1, len(b.rows)) for b in blocks)
+    head_h = _HEAD_H * (1 + header.count("\n"))  # a line more per reboot note
+    height = head_h + _PAD + sum(_HEAD_H * 2 + cell_h * max(1, len(b.rows)) for b in blocks)
     sheet = Image.new("RGB", (width, height), BG)
     draw = ImageDraw.Draw(sheet)
     font, big = _font(12), _font(15)
     draw.text((_PAD, 4), header, fill=(235, 235, 235), font=big)
     boxes: list[tuple[int, int, int, int]] = []
-    y = _HEAD_H + _PAD
+    y = head_h + _PAD
     for block in blocks:
         draw.text((_PAD, y + 4), block.title, fill=(255, 210, 120), font=big)
         for c, label in enumerate(block.columns):
@@ -222,8 +225,10 @@ def caption(dt_s: float, phase: str, seq: int, *, since: str = "") -> str:
 
 
 # --- from previews --------------------------------------------------------------------------------
-def _previews(tdir: Path, tb: TimeBase | None) -> dict[str, list[tuple[int, str, int, Path]]]:
-    """Per camera, (sensor ns, phase, seq, file) of every preview thumbs/index.json describes."""
+def _previews(tdir: Path, tb: TimeBase | None,
+              fl: Flight | None = None) -> dict[str, list[tuple[int, str, int, Path]]]:
+    """Per camera, (sensor ns, phase, seq, file) of every preview thumbs/index.json describes; the
+    time on the flight's timeline (``fl``: a preview's ``run``, 0 when not given, maps it)."""
     try:
         infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -234,6 +239,8 @@ def _previews(tdir: Path, tb: TimeBase | None) -> dict[str, list[tuple[int, str,
             info = infos.get(f"{cam_dir.name}/{f.stem}") if isinstance(infos, dict) else None
             if isinstance(info, dict) and isinstance(info.get("timestamp_ns"), int):
                 ts = info["timestamp_ns"]
+                if fl is not None:
+                    ts = fl.frame_ns(ts, frame_run(info))
                 phase = str(info.get("phase") or (tb.phase_at(ts) if tb else ""))
                 seq = int(info.get("seq", f.stem if f.stem.isdigit() else 0))
                 out.setdefault(cam_dir.name, []).append((ts, phase, seq, f))
@@ -268,12 +275,15 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
     tiles' boxes."""
     refs = [r for r in refs if has_previews(r.path)]
     per: list[tuple[str, str, TimeBase, dict[str, list[tuple[int, str, int, Path]]]]] = []
+    notes: list[str] = []
     for ref in refs:
         try:
-            tb = TimeBase.from_events(load_events(ref.path))
+            fl: Flight | None = load_flight(ref)  # its events on the flight's one timeline
         except (OSError, ValueError):
-            tb = TimeBase.from_events([])
-        per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb)))
+            fl = None
+        tb = fl.tb if fl is not None else TimeBase.from_events([])
+        notes += reboot_notes(fl) if fl is not None else []
+        per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb, fl)))
     ref_tb = next((tb for _b, _f, tb, _p in per if tb.aligned), None)
     timed = any(previews for _b, _f, _t, cams in per for previews in cams.values())
     events = event_columns(ref_tb) if ref_tb is not None and timed else []
@@ -312,7 +322,7 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                 block.rows.append((f"{ref.board}\n{cam_dir.name}", tiles + [None] * (n - k)))
         blocks.append(block)
     header = flight_header(((b, f) for b, f, _t, _p in per), "previews around each event")
-    return draw_sheet(header, blocks, out_png)
+    return draw_sheet(_with_reboots(header, notes), blocks, out_png)
 
 
 def event_title(ev: str, ref_tb: TimeBase) -> str:
@@ -392,7 +402,13 @@ def set_sheet(fset: list[Flight], cams: list[CamData],
     offsets = ", ".join(f"{o:+g}" for o in OFFSETS_S)
     header = flight_header(((f.board, f.ref.flight) for f in fset),
                            f"frames at {offsets} s around each event")
-    return draw_sheet(header, blocks, out_png)
+    return draw_sheet(_with_reboots(header, [n for f in fset for n in reboot_notes(f)]), blocks,
+                      out_png)
+
+
+def _with_reboots(header: str, notes: list[str]) -> str:
+    """The header, then a line per reboot of a board of the sheet (none: the header alone)."""
+    return "\n".join([header, *notes])
 
 
 def _spread_tiles(cam: CamData, quantiles: tuple[float, ...]) -> list[Tile | None]:
@@ -407,7 +423,7 @@ def _spread_tiles(cam: CamData, quantiles: tuple[float, ...]) -> list[Tile | Non
     for seg in cam.fl.cameras[cam.camera]:
         for fr in iter_frames(seg):
             if not fr.still and fr.jpeg_ok:
-                picker.offer(fr.timestamp_ns, fr.phase, fr.seq, fr.jpeg)
+                picker.offer(cam.fl.frame_ns(fr.timestamp_ns, fr.run), fr.phase, fr.seq, fr.jpeg)
     t0 = cam.times[0]
     return [None if p is None
             else Tile(p.image, caption((p.ts - t0) / 1e9, p.phase, p.seq, since="from first"))

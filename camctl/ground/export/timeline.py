@@ -5,7 +5,8 @@ One panel per camera, sharing the x axis. Frame rates are averaged over bins of 
 edges fall on the release edge (t = 0), so a rate change at the release shows exactly there, never a
 bin early (:func:`rate_bins`). Phases are shaded; faults are red lines; every drop record of the
 flight's event log is a marker, one shape and colour per drop reason, with its count; every still is
-a span over the gap it left in the video stream.
+a span over the gap it left in the video stream; a dashed line marks where the board came back from
+a reboot ("reboot: down 8.1 s"), its frames placed on the flight's timeline like the others.
 
 Example::
 
@@ -50,6 +51,8 @@ class Lane:
     drops: list[tuple[float, str, int]] = field(default_factory=list)  # (time, reason, count)
     # (still, gap start, gap end)
     stills: list[tuple[float, float, float]] = field(default_factory=list)
+    # (where the board came back, what: "reboot: down 8.1 s"): every frame is on one timeline
+    reboots: list[tuple[float, str]] = field(default_factory=list)
 
 
 def rate_bins(frames_s: np.ndarray, lo: float, hi: float,
@@ -141,6 +144,10 @@ def _draw_lane(ax: Any, ln: Lane, lo: float, hi: float, marker: dict[str, str], 
         ax.plot([t], [top * 0.06], marker=marker[reason], color="#ef6c00", ms=7, ls="none")
         ax.annotate(str(count), (t, top * 0.06), xytext=(5, 2), textcoords="offset points",
                     fontsize=7, color="#ef6c00")
+    for t, what in ln.reboots:
+        ax.axvline(t, color="#6a1b9a", lw=1.5, ls="--")
+        ax.annotate(what, (t, top * 0.75), xytext=(3, 0), textcoords="offset points", fontsize=7,
+                    color="#6a1b9a", va="top")
     for t, g0, g1 in ln.stills:
         ax.axvspan(g0, g1, color="#424242", alpha=0.35, lw=0)
         ax.axvline(t, color="#424242", lw=0.8, ls=":")
@@ -164,6 +171,8 @@ def _legend(lanes: list[Lane], phases_seen: list[str], marker: dict[str, str],
         handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
     handles += [Line2D([], [], marker=marker[r], color="#ef6c00", ls="none", label=f"dropped: {r}")
                 for r in reasons]
+    if any(ln.reboots for ln in lanes):
+        handles.append(Line2D([], [], color="#6a1b9a", lw=1.5, ls="--", label="reboot (resumed)"))
     if any(ln.stills for ln in lanes):
         handles.append(Patch(color="#424242", alpha=0.35, label="still (gap in video)"))
     return handles
@@ -178,7 +187,9 @@ def _fault_label(rec: FaultRecord) -> str:
 
 def lane_of(cam: CamData) -> Lane:
     """A camera's lane from its read pass: frame times, phases, its faults (and the board's that
-    name no camera), its drops by reason (camctl.common.ledger) and the gaps its stills left."""
+    name no camera), its drops by reason (camctl.common.ledger), the gaps its stills left and
+    where the board rebooted. Every time is on the flight's timeline (the read pass mapped the
+    frames, :func:`camctl.ground.export.flightset.load_flight` the event records)."""
     fl = cam.fl
     times = np.array(cam.times, dtype=np.int64)
     frames_s = ((times - (fl.t0_ns or 0)) / 1e9 if fl.t0_ns is not None
@@ -196,4 +207,8 @@ def lane_of(cam: CamData) -> Lane:
         g0 = times[i - 1] if i > 0 else p.ts
         g1 = times[i] if i < len(times) else p.ts
         lane.stills.append((fl.rel(p.ts), fl.rel(int(g0)), fl.rel(int(g1))))
+    for r in fl.clock.reboots:
+        if r.start_ns is not None and fl.t0_ns is not None:
+            down = f": down {r.gap_s:.1f} s" if r.gap_s is not None else ""
+            lane.reboots.append((fl.rel(r.start_ns), f"reboot{down}"))
     return lane

@@ -15,7 +15,7 @@ from camctl.exc import CamctlError
 from camctl.ground.status import events_endpoint  # the board's PUB endpoint: one rule, status's
 
 __all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights",
-           "fetch_boards", "listing_total", "release_mono_ns"]
+           "fetch_boards", "flight_time", "listing_total", "release_mono_ns"]
 
 # A board that does not answer, drops the link or answers with ERROR: the mission shows it, never
 # crashes.
@@ -76,9 +76,19 @@ def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
             "timeline": list(res.timelines)}
 
 
-def release_mono_ns(flight_dir: Path) -> int | None:
-    """The release edge (board monotonic ns) from a downloaded flight's events; None: not logged."""
-    from camctl.ground.flights import TimeBase, load_events
+def flight_time(flight_dir: Path) -> tuple[int | None, dict[int, int]]:
+    """(the release edge on the flight's timeline, or None: not logged; each run's clock offset
+    onto that timeline) from a downloaded flight's events. A release applied at a resume from the
+    line level is no edge (camctl.ground.export.flightset.flight_time_base)."""
+    from camctl.ground.export.flightset import load_flight
+    from camctl.ground.flights import FlightRef
 
-    tb = TimeBase.from_events(load_events(Path(flight_dir)))
-    return tb.t0_ns if tb.aligned else None
+    fl = load_flight(FlightRef(board="", flight=Path(flight_dir).name, path=Path(flight_dir)))
+    offsets = {k: r.offset_ns for k, r in fl.clock.runs.items() if r.mapped}
+    return (fl.tb.t0_ns if fl.tb.aligned else None), offsets
+
+
+def release_mono_ns(flight_dir: Path) -> int | None:
+    """The release edge (on the flight's timeline: run 0's monotonic ns) from a downloaded flight's
+    events; None: not logged."""
+    return flight_time(flight_dir)[0]

@@ -23,8 +23,11 @@ DEFAULT_LIMIT = 24
 
 
 def _key(p: dict) -> tuple:
-    seq = p.get("seq")
-    return (p.get("camera") or "", seq if isinstance(seq, int) else -1, p.get("url") or "")
+    """Flight order within a camera: by run of the board's daemon (a resumed flight's sensor seqs
+    start at 0 again; 0 when not given), then seq."""
+    seq, run = p.get("seq"), p.get("run")
+    return (p.get("camera") or "", run if isinstance(run, int) else 0,
+            seq if isinstance(seq, int) else -1, p.get("url") or "")
 
 
 def _spread(items: list, k: int) -> list:
@@ -55,8 +58,8 @@ def _pick_camera(items: list[dict], k: int) -> list[dict]:
 
 
 def pick(previews: list[dict], limit: int = DEFAULT_LIMIT) -> list[dict]:
-    """At most ``limit`` of one board's preview messages (``camera``, ``seq``, ``phase``), in camera
-    and sequence order; see the module docstring."""
+    """At most ``limit`` of one board's preview messages (``camera``, ``run``, ``seq``,
+    ``phase``), in camera and flight order (run, then sequence); see the module docstring."""
     by_cam: dict[str, list[dict]] = {}
     for p in sorted(previews, key=_key):
         by_cam.setdefault(p.get("camera") or "", []).append(p)

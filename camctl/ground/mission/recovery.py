@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camctl.common.flightclock import frame_run
 from camctl.ground.mission import ground_link
 from camctl.ground.mission.previews import DEFAULT_LIMIT, pick
 
@@ -177,17 +178,20 @@ class Recovery:
                             and "thumbs" not in f.relative_to(root).parts):
                         done += f.stat().st_size
             release_ns = d.get("release_mono_ns")
-            if release_ns is None and any((root / "events").glob("*.mcap")):
-                # the page came up after the release: the event log, downloaded first, has the edge
+            offsets = d.get("offsets")
+            if (release_ns is None or offsets is None) and any((root / "events").glob("*.mcap")):
+                # the event log, downloaded first, has the edge (the page came up after the
+                # release) and how each run's clock maps onto the flight's (a reboot)
                 try:
-                    release_ns = ground_link.release_mono_ns(root)
+                    logged, offsets = ground_link.flight_time(root)
                 except Exception:
                     # a torn or odd event log: previews go unlabelled, the download goes on
-                    release_ns = None
-                if release_ns is not None:
-                    with self._lock:
-                        self.downloads[board]["release_mono_ns"] = release_ns
-            if self._new_previews(board, root, release_ns):
+                    logged, offsets = None, None
+                release_ns = release_ns if release_ns is not None else logged
+                with self._lock:
+                    self.downloads[board]["release_mono_ns"] = release_ns
+                    self.downloads[board]["offsets"] = offsets
+            if self._new_previews(board, root, release_ns, offsets or {0: 0}):
                 self._emit(self._choose(board))
             with self._lock:
                 cur = self.downloads[board]
@@ -199,7 +203,10 @@ class Recovery:
             if msg is not None:
                 self._emit(msg)
 
-    def _new_previews(self, board: str, root: Path, release_ns: int | None) -> list[dict]:
+    def _new_previews(self, board: str, root: Path, release_ns: int | None,
+                      offsets: dict[int, int]) -> list[dict]:
+        """The previews new on disk, each timed from the release on the flight's timeline (a
+        preview's ``run`` in the index, 0 when absent, maps its time; an unknown run: no time)."""
         tdir = root / "thumbs"
         if not tdir.is_dir():
             return []
@@ -216,9 +223,12 @@ class Recovery:
             if not isinstance(info, dict):
                 continue  # its label is written right after the file: next scan
             ts = info.get("timestamp_ns")
-            t_rel = (round((ts - release_ns) / 1e9, 3)
-                     if isinstance(ts, int) and release_ns is not None else None)
+            offset = offsets.get(frame_run(info))
+            t_rel = (round((ts + offset - release_ns) / 1e9, 3)
+                     if isinstance(ts, int) and release_ns is not None and offset is not None
+                     else None)
             msg = {"board": board, "camera": jpg.parent.name, "seq": info.get("seq"),
+                   "run": frame_run(info),
                    "phase": info.get("phase", ""), "t_rel_s": t_rel, "url": "/files/" + rel}
             with self._lock:
                 self.previews[rel] = msg

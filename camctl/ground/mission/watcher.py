@@ -13,6 +13,15 @@ connects", https://zeromq.github.io/libzmq/zmq_setsockopt.html). A failed poll m
 unreachable at once (a killed board drops its TCP link: the DEALER notices at the next request).
 Every change is handed to ``on_change(view)`` as a JSON-ready copy, from the watcher's threads.
 
+Times of a board that rebooted mid-flight: each run of its daemon stamps its own monotonic clock
+(``run`` on a record, ``run`` and ``clock_offset_ns`` in STATUS and in the resume record it
+publishes; absent on older boards: run 0, offset 0). A view keeps each run's offset and places
+every phase time on the flight's timeline (run 0's clock, docs/phases-and-gpio.md "Resume clocks")
+before taking it from the release edge; a time of a run whose offset is not known yet waits
+(``t_rel_s`` None) until STATUS or the resume record says it. A release applied at the resume from
+the line level (``source`` ``resume``: its edge came while the board was down) is a phase change,
+never the release edge. The reboot is a phase entry of its own ("reboot (down 8.1 s)").
+
 Example::
 
     w = Watcher(["tcp://127.0.0.1:5555"], on_change=print)
@@ -56,7 +65,10 @@ class BoardView:
     offset_ms: float | None = None
     rtt_ms: float | None = None
     flight: str = ""
-    phases: list[dict] = field(default_factory=list)  # {phase, event, source, mono_ns, t_rel_s}
+    # {phase, event, source, by, mono_ns, run, t_rel_s}: source how it came (poll | pub), by what
+    # caused it on the board (gpio | operator | timer | resume), mono_ns on its run's clock
+    phases: list[dict] = field(default_factory=list)
+    # the release edge on the flight's timeline (run 0's monotonic clock)
     release_mono_ns: int | None = None
     # the release edge on the ground's wall clock (ms since epoch)
     release_ground_ms: float | None = None
@@ -64,9 +76,24 @@ class BoardView:
     via: str = ""  # what brought the last change: "poll", "pub:<topic>" or "" (nothing yet)
     pub_wall_ns: int = 0  # the board's wall clock when it made the status that came over PUB last
     events: str = ""  # the PUB endpoint the SUB connected to
+    run: int = 0  # the run of the board's daemon in this flight (STATUS ``run``; 0 when absent)
+    # run (as a string: JSON keys) -> its clock's offset onto the flight's timeline
+    offsets: dict[str, int] = field(default_factory=lambda: {"0": 0})
+    reboots: list[dict] = field(default_factory=list)  # {run, gap_s, t_rel_s}
 
     def to_json(self) -> dict:
         return copy.deepcopy(asdict(self))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _flight_ns(v: BoardView, mono: Any, run: Any) -> int | None:
+    """``mono`` of run ``run``'s clock on the flight's timeline; None when not known (yet)."""
+    mono, run = _int(mono), _int(run)
+    offset = v.offsets.get(str(run if run is not None else 0))
+    return mono + offset if mono is not None and offset is not None else None
 
 
 def _fault_entry(body: dict) -> dict:
@@ -163,7 +190,8 @@ class Watcher(Startable):
             phase = st.get("phase")
             if isinstance(phase, str) and (not v.phases or v.phases[-1]["phase"] != phase):
                 mono = st.get("mono_ns") if isinstance(st.get("mono_ns"), int) else None
-                self._add_phase(v, {"phase": phase, "event": "", "source": "poll", "mono_ns": mono})
+                self._add_phase(v, {"phase": phase, "event": "", "source": "poll", "mono_ns": mono,
+                                    "run": v.run})
             events = events_endpoint(url, st)
             if events and events != v.events:
                 v.events = events
@@ -171,29 +199,71 @@ class Watcher(Startable):
             out = v.to_json()
         self._on_change(out)
 
-    @staticmethod
-    def _set_status(v: BoardView, st: dict) -> None:
+    @classmethod
+    def _set_status(cls, v: BoardView, st: dict) -> None:
         flight = st.get("flight")
         if isinstance(flight, str) and flight and flight != v.flight:
-            if v.flight:  # a new flight: its phases start over
+            if v.flight:  # a new flight: its phases, runs and reboots start over
                 v.phases, v.release_mono_ns, v.release_ground_ms = [], None, None
+                v.offsets, v.reboots = {"0": 0}, []
             v.flight = flight
         v.status = st
+        run = _int(st.get("run"))
+        if run is not None and run >= 0:
+            v.run = run
+            cls._learn(v, run, _int(st.get("clock_offset_ns")) or 0)
+        elif "run" not in st:  # an older board: one run
+            v.run = 0
+
+    @classmethod
+    def _learn(cls, v: BoardView, run: int, offset: int) -> None:
+        """Run ``run``'s clock offset is known: times that waited for it are placed now."""
+        if v.offsets.get(str(run)) == offset:
+            return
+        v.offsets = {**v.offsets, str(run): offset}
+        cls._retime(v)
+
+    @staticmethod
+    def _retime(v: BoardView) -> None:
+        """Every PUB phase time (and reboot) from the release edge, on the flight's timeline."""
+        for e in [*v.phases, *v.reboots]:
+            t = _flight_ns(v, e.get("mono_ns"), e.get("run"))
+            timed = t is not None and v.release_mono_ns is not None and e.get("source") == "pub"
+            e["t_rel_s"] = round((t - v.release_mono_ns) / 1e9, 3) if timed else None
 
     def _add_phase(self, v: BoardView, entry: dict) -> None:
-        if entry.get("event") == "release" and isinstance(entry.get("mono_ns"), int):
-            v.release_mono_ns = entry["mono_ns"]
+        edge = entry.get("by") != "resume"  # a release read from the line level at resume: none
+        release = _flight_ns(v, entry.get("mono_ns"), entry.get("run"))
+        if entry.get("event") == "release" and edge and release is not None:
+            v.release_mono_ns = release
             wall = entry.get("wall_ns")
             if isinstance(wall, int):
                 v.release_ground_ms = wall / 1e6 - (v.offset_ms or 0.0)
         if (v.phases and v.phases[-1]["phase"] == entry["phase"]
                 and v.phases[-1]["source"] == "poll" and entry["source"] == "pub"):
             v.phases.pop()  # the poll saw it first; the PUB record has the edge's own time
-        mono = entry.get("mono_ns")
-        timed = isinstance(mono, int) and v.release_mono_ns is not None and entry["source"] == "pub"
-        entry["t_rel_s"] = round((mono - v.release_mono_ns) / 1e9, 3) if timed else None
         entry.pop("wall_ns", None)
         v.phases.append(entry)
+        self._retime(v)
+
+    def _resumed(self, v: BoardView, body: dict) -> None:
+        """The resume record a board publishes when it records on after a restart: its run's clock
+        offset, and after a reboot an entry that says so."""
+        run = _int(body.get("run"))
+        run = run if run is not None else _int(body.get("resumes"))
+        if run is None or run < 0:
+            return
+        self._learn(v, run, _int(body.get("clock_offset_ns")) or 0)
+        clock = body.get("clock")
+        if not (isinstance(clock, str) and "reboot" in clock):
+            return
+        gap = body.get("gap_s")
+        down = f" (down {gap:.1f} s)" if isinstance(gap, int | float) else ""
+        v.reboots = [*v.reboots, {"run": run, "gap_s": gap, "mono_ns": body.get("mono_ns"),
+                                  "source": "pub", "t_rel_s": None}]
+        phase = body.get("phase") if isinstance(body.get("phase"), str) else v.status.get("phase")
+        self._add_phase(v, {"phase": str(phase or "?"), "event": f"reboot{down}", "source": "pub",
+                            "by": "resume", "mono_ns": body.get("mono_ns"), "run": run})
 
     # -- PUB ---------------------------------------------------------------------------------------
     def _sub_loop(self) -> None:
@@ -237,6 +307,8 @@ class Watcher(Startable):
                 self._set_status(v, body)
                 wall = body.get("wall_ns")
                 v.pub_wall_ns = wall if isinstance(wall, int) else 0
+            elif topic == b"phase" and body.get("kind") == "resume":
+                self._resumed(v, body)
             elif topic == b"phase":
                 phase = body.get("phase_to")
                 if not isinstance(phase, str):
@@ -245,8 +317,11 @@ class Watcher(Startable):
                 if isinstance(flight, str) and flight:
                     self._set_status(v, {**v.status, "flight": flight})
                 v.status = {**v.status, "phase": phase}
+                run = _int(body.get("run"))
                 self._add_phase(v, {"phase": phase, "event": str(body.get("event", "")),
-                                    "source": "pub", "mono_ns": body.get("mono_ns"),
+                                    "source": "pub", "by": str(body.get("source", "")),
+                                    "mono_ns": body.get("mono_ns"),
+                                    "run": run if run is not None and run >= 0 else v.run,
                                     "wall_ns": body.get("wall_ns")})
             elif topic == b"fault":
                 v.faults = [*v.faults, _fault_entry(body)][-_MAX_FAULTS:]
