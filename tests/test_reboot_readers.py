@@ -184,7 +184,7 @@ def test_release_applied_at_resume_is_no_edge(tmp_path: Path) -> None:
 
     build_rebooted(tmp_path, release_at_resume=True)
     fl = load_flight(find_flights(tmp_path)[0])
-    assert not fl.tb.aligned and "applied at a resume" in fl.tb.unaligned_reason
+    assert not fl.tb.aligned and "at a resume" in fl.tb.unaligned_reason
     assert "release" not in fl.tb.event_ns
     # the set's zero is a real GPIO edge (run 1's touchdown), never the release read at resume
     assert align_set([fl])[BOARD]["edge"] == "touchdown" and fl.t0_ns == _t(12.0)

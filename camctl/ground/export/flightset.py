@@ -33,8 +33,8 @@ from camctl.ground.flights import FlightRef, TimeBase, camera_segments, load_eve
 if TYPE_CHECKING:
     from camctl.ground.export.sheet import Pick, Picker
 
-__all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "flight_time_base",
-           "load_flight", "placed_events", "reboot_notes"]
+__all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "load_flight",
+           "placed_events", "reboot_notes"]
 
 SET_WINDOW_S = 300.0
 _NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared edge
@@ -97,53 +97,31 @@ def _first_event_ns(events: list[dict]) -> int | None:
 
 def placed_events(events: list[dict], clock: FlightClock) -> list[dict]:
     """Copies of ``events`` with ``mono_ns`` on the flight's timeline (``clock.place``), sorted by
-    it; ``raw_mono_ns`` keeps the run's own time where it differs. The records themselves are
-    untouched; a flight of one run reads exactly as before."""
+    it; ``raw_mono_ns`` and ``raw_run`` keep the run's own time and number. A placed copy says
+    ``run`` 0 (its time is on run 0's clock now), so placing it again changes nothing. The records
+    themselves are untouched; a flight of one run reads exactly as before."""
     if clock.trivial:
         return list(events)
     out = []
     for r in events:
         t = clock.place(r)
-        if t is None or t == r.get("mono_ns"):
+        if t is None:
             out.append(r)
         else:
-            out.append({**r, "mono_ns": t, "raw_mono_ns": r.get("mono_ns")})
+            out.append({**r, "mono_ns": t, "raw_mono_ns": r.get("mono_ns"), "run": 0,
+                        "raw_run": r.get("run")})
     return sorted(out, key=lambda r: int(r["mono_ns"]) if isinstance(r.get("mono_ns"), int) else 0)
-
-
-def _at_resume(r: dict) -> bool:
-    """A phase record that a resume wrote: re-entering the phase, or an edge read from the line
-    level at start (it came while the board was down): never an edge in time."""
-    return r.get("kind") == "phase" and r.get("source") == "resume"
-
-
-def flight_time_base(placed: list[dict]) -> TimeBase:
-    """The flight's time base from its placed events (:func:`placed_events`): phases as logged,
-    edges and the zero only from phase changes an edge caused when it came (a change applied at a
-    resume is none). A flight whose only release was applied at a resume keeps that as its own,
-    unaligned zero, and says why."""
-    tb = TimeBase.from_events(placed)
-    if not any(_at_resume(r) for r in placed):
-        return tb
-    edges = TimeBase.from_events([r for r in placed if not _at_resume(r)])
-    tb.event_ns, tb.event_phase = edges.event_ns, edges.event_phase
-    if edges.t0_ns is None and tb.t0_ns is not None:
-        tb.aligned = False
-        tb.unaligned_reason = ("its release was applied at a resume from the line level (the edge "
-                               "came while the board was down); times are from that resume")
-    else:
-        tb.t0_ns, tb.aligned, tb.unaligned_reason = (edges.t0_ns, edges.aligned,
-                                                     edges.unaligned_reason)
-    return tb
 
 
 def load_flight(ref: FlightRef) -> Flight:
     """A flight folder read for export, on its one timeline: its zero is the release edge, else
     its first event."""
     raw = load_events(ref.path)
-    clock = FlightClock.from_events(raw)
+    # the time base places the raw records itself, and never takes a phase change applied at a
+    # resume from a line's level as an edge (camctl.ground.flights.TimeBase)
+    tb = TimeBase.from_events(raw)
+    clock = tb.clock
     events = placed_events(raw, clock)
-    tb = flight_time_base(events)
     t0 = tb.t0_ns if tb.t0_ns is not None else _first_event_ns(events)
     return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path),
                   clock=clock)

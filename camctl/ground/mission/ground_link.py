@@ -79,7 +79,7 @@ def export_flights(root: Path, out: Path) -> dict[str, list[Path]]:
 def flight_time(flight_dir: Path) -> tuple[int | None, dict[int, int]]:
     """(the release edge on the flight's timeline, or None: not logged; each run's clock offset
     onto that timeline) from a downloaded flight's events. A release applied at a resume from the
-    line level is no edge (camctl.ground.export.flightset.flight_time_base)."""
+    line level is no edge (camctl.ground.flights.TimeBase)."""
     from camctl.ground.export.flightset import load_flight
     from camctl.ground.flights import FlightRef
 
