@@ -650,7 +650,9 @@ class Chunk(Message):
 
 @dataclass
 class ThumbInfo:
-    """One preview in THUMBNAILS: its frame (camera, segment, seq, timestamp_ns, phase), size."""
+    """One preview in THUMBNAILS: its frame (camera, segment, seq, timestamp_ns, phase), size, and
+    the run of the daemon in the flight that captured it (``timestamp_ns`` is on that run's clock;
+    0, or absent from an older board: the run that opened the flight)."""
 
     camera: str
     segment: str
@@ -659,6 +661,7 @@ class ThumbInfo:
     phase: str
     width: int
     height: int
+    run: int = 0
 
     @classmethod
     def from_json(cls, d: Any) -> ThumbInfo:
@@ -667,7 +670,7 @@ class ThumbInfo:
         return cls(camera=_get(d, "camera", str), segment=check_relpath(_get(d, "segment", str)),
                    seq=_get(d, "seq", int), timestamp_ns=_get(d, "timestamp_ns", int),
                    phase=_get(d, "phase", str, ""), width=_get(d, "width", int, lo=0),
-                   height=_get(d, "height", int, lo=0))
+                   height=_get(d, "height", int, lo=0), run=_get(d, "run", int, 0, lo=0))
 
 
 @dataclass

@@ -499,9 +499,9 @@ class _BoardFetch:
                                           f"(camera {info.camera!r}, segment {info.segment!r}, "
                                           f"seq {info.seq}): not written")
                 continue
-            files.append((root / seg.flight / "thumbs" / info.camera / f"{info.seq:06d}.jpg", data,
-                          {"seq": info.seq, "timestamp_ns": info.timestamp_ns, "phase": info.phase,
-                           "segment": info.segment}))
+            files.append((root / seg.flight / "thumbs" / info.camera / f"{preview_stem(info)}.jpg",
+                          data, {"seq": info.seq, "timestamp_ns": info.timestamp_ns,
+                                 "phase": info.phase, "segment": info.segment, "run": info.run}))
         return files
 
     def _files(self, segs: list[tuple[p.SegmentInfo, Path]], *,
@@ -638,6 +638,13 @@ class _PreviewWriter:
 
 # in <flight>/thumbs/: "camera/seq" -> {seq, timestamp_ns, phase, segment}
 THUMBS_INDEX = "index.json"
+
+
+def preview_stem(info: p.ThumbInfo) -> str:
+    """A preview's file name without ``.jpg``: ``<seq:06d>``, or ``r<run>-<seq:06d>`` for a frame
+    of a later run of the daemon in the flight (an older board numbered each run's frames from 0
+    again: one name per frame either way)."""
+    return f"{info.seq:06d}" if not info.run else f"r{info.run}-{info.seq:06d}"
 
 
 def _read_json(path: Path) -> dict:

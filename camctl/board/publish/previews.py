@@ -156,7 +156,7 @@ def make_previews(seg: Path, rel: str, camera: str, every: int,
             continue
         data, w, h = small
         info = p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
-                           phase=fr.phase, width=w, height=h)
+                           phase=fr.phase, width=w, height=h, run=fr.run)
         out.append((info, data))
     return out
 
