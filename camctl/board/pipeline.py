@@ -87,13 +87,15 @@ class FramePipeline:
         if frame.jpeg is not None:
             self.pending.add(frame, phase, None)
             return
-        if len(self.pending) >= self._max_inflight:
+        value = value_of(phase)
+        if self.pending.live() >= self._max_inflight:
             self.pending.drain(block=False)
-            if len(self.pending) >= self._max_inflight:
+            # at its own limit a camera refuses a frame only when it is worth no more than
+            # everything waiting: else a cheaper waiting frame (its own or another camera's) goes
+            if self.pending.live() >= self._max_inflight and not self._pool.make_room(value):
                 self._lose(ENCODER_BEHIND, 1)
                 give_back(frame, self.camera, self.name)
                 return
-        value = value_of(phase)
         if frame.yuv420 is not None:  # the camera's own lores stream: encoded as it is
             fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase), value=value)
         else:
