@@ -286,14 +286,17 @@ class CameraRunner:
         return frame_phase(self._state, frame.timestamp_ns, asked_in)
 
     def _account(self, frame: Frame) -> None:
-        """Count a video frame (and the numbers the sensor skipped before it) into the ledger."""
-        self.stats.frames_captured += 1
+        """Count a video frame (and the numbers the sensor skipped before it) into the ledger.
+        ``stats.frames_captured`` counts as the ledger does (docs/ledger.md: every number the sensor
+        gave, skipped ones too, and every still), so status and ``ls`` say the same."""
         self.stats.rate_window.append(frame.timestamp_ns)
         gap, still = self._stills.video_frame(frame.timestamp_ns, self._last_seq, frame.seq)
         self._last_seq = frame.seq
         if gap <= 0:
+            self.stats.frames_captured += 1
             self.ledger.captured(self.name)
             return
+        self.stats.frames_captured += 1 + gap
         self.ledger.captured(self.name, 1 + gap)
         if still is not None:  # still_gap, or still_mode_switch (the cost of a full still)
             self._lose(still, gap)
@@ -312,6 +315,7 @@ class CameraRunner:
             self.ledger.still_missed(self.name, 1)
             raise
         self._stills.taken(frame, event, mode_switch=frame.mode_switch)
+        self.stats.frames_captured += 1
         self.ledger.captured(self.name)
         self._frames.add_still(frame, phase)
 
