@@ -128,3 +128,32 @@ def test_an_isolated_camera_whose_thread_comes_back_is_used_again(tmp_path: Path
             assert min(fresh.max_seq, fresh.seq_base) > hung.max_seq
     finally:
         d.close()
+
+
+def test_a_hang_at_the_release_hands_the_pre_trigger_ring_to_the_replacement(
+        tmp_path: Path, monkeypatch) -> None:
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.5, "duration_s": 5.0}])
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+        replacements_heal(monkeypatch)
+        with main_loop(d):
+            d.command("arm", {})
+            hung = d.runners["down"]
+            wait_for(lambda: hung.activity == "capturing" and hung.stuck_s() > 0.5,
+                     "the capture stuck in ARMED", timeout_s=60)
+            d.command("event", {"name": "release"})  # while it is stuck
+            wait_for(lambda: d.runners["down"] is not hung, "the hang handled", timeout_s=60)
+            fresh = d.runners["down"]
+            wait_for(lambda: fresh.stats.frames_captured >= 5, "frames after the release")
+            d.command("event", {"name": "touchdown"})
+            wait_for(lambda: d.phase == "LANDED" and d.serving(), "LANDED and served",
+                     timeout_s=60)
+            st = d.status()
+        flight = tmp_path / "store" / d.flight
+    finally:
+        d.close()
+    _balanced(st, flight)
+    # the seconds before the hang (31 ARMED frames were dropped 'abandoned'): the pre-trigger
+    before = [s for s in _seqs(flight, "down") if s < fresh.seq_base]
+    assert len(before) >= 5, before

@@ -246,8 +246,9 @@ class CameraFleet:
         self._start_fresh(name, runner, camera, phase, "recovered after isolation")
 
     def _start_fresh(self, name: str, runner: CameraRunner, camera: Any, phase: str,
-                     why: str) -> None:
+                     why: str, ring: list[EncodedFrame] | None = None) -> None:
         fresh = self.runner(camera, runner.cfg, seq_base=runner.next_seq)
+        fresh.adopt_ring(ring or [])
         fresh.stats.faults = runner.stats.faults + 1
         fresh.stats.restarts = runner.stats.restarts + 1
         fresh.stats.last_error = why
@@ -270,13 +271,15 @@ class CameraFleet:
         self._on_fault(FaultRecord(camera=name, error="CaptureHung", message=msg,
                                    activity=runner.activity, mono_ns=time.monotonic_ns(),
                                    wall_ns=time.time_ns()).encode())
-        runner.abandon()  # its RAM frames go to the flight's books as dropped, restarted or not
+        # its RAM frames go to the flight's books as dropped; its pre-trigger ring to the
+        # replacement, if there is one
+        ring = runner.abandon(keep_ring=camera is not None)
         if camera is None:
             runner.isolated = True
             runner.stats.last_error = msg
             return
         self._replacements[name] = n + 1
-        self._start_fresh(name, runner, camera, phase, msg)
+        self._start_fresh(name, runner, camera, phase, msg, ring)
 
     def __repr__(self) -> str:
         return f"<CameraFleet {', '.join(self.runners) or 'no cameras'}>"

@@ -186,15 +186,16 @@ class CameraRunner:
         now = self._clock_ns() if now_ns is None else now_ns
         return max(0.0, (now - due) / 1e9)
 
-    def abandon(self) -> None:
+    def abandon(self, *, keep_ring: bool = False) -> list[EncodedFrame]:
         """Give up on a stuck thread (it cannot be killed): it stops when the backend lets go, and
         whatever it still produces is dropped (``abandoned``), so it never interleaves with its
         replacement.
 
         Its frames in RAM are dropped in its ledger (the flight they belong to; the replacement
         counts into the same one): the ring now, frames in the encoder as they come out, and a
-        frame the stuck call brings back. Never waits: whoever holds the drain lock re-checks the
-        kick.
+        frame the stuck call brings back. Never waits (beyond ``RING_HANDOVER_S``): whoever holds
+        the drain lock re-checks the kick. ``keep_ring``: the pre-trigger ring is returned instead,
+        for the replacement to keep (:meth:`adopt_ring`).
 
         Its camera is closed, best effort, on a thread of its own (never joined: the close may be
         as stuck as the capture), and again by the thread when the backend lets go: a picamera2
@@ -203,9 +204,16 @@ class CameraRunner:
         it: libcamera src/libcamera/camera.cpp)."""
         self._stop.set()
         self._wake.set()
-        self._frames.abandon()
+        ring = self._frames.abandon(keep_ring=keep_ring)
         threading.Thread(target=self._close_camera, name=f"camctl-close-{self.name}",
                          daemon=True).start()
+        return ring
+
+    def adopt_ring(self, frames: list[EncodedFrame]) -> None:
+        """Before :meth:`start`: the ring of the runner this one replaces, older than any frame of
+        this one's (flushed ahead of them at the release, or aged out, in the same ledger)."""
+        for frame in frames:
+            self.ring.push(frame)
 
     def snapshot(self) -> dict:
         return self.stats.snapshot(self.ring)
