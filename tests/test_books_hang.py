@@ -16,6 +16,7 @@ from waiting import wait_for
 import camctl.board.cameras
 from camctl.board.daemon import Daemon
 from camctl.board.sdnotify import Notifier
+from camctl.common.ledger import balance, read_ledger
 from camctl.store import iter_events, iter_frames
 
 pytestmark = pytest.mark.slow
@@ -33,11 +34,16 @@ def _seqs(flight_dir: Path, cam: str) -> list[int]:
 
 
 def _balanced(st: dict, flight_dir: Path) -> None:
-    """Every camera's books close in status (with what is on its way) and in ``ls``."""
+    """Every camera's books close in status (with what is on its way), in the store (its ledger
+    records and its frames) and in ``ls``."""
     for name, cam in st["cameras"].items():
         b = cam["ledger"]
         assert b["captured"] == b["stored"] + b["dropped"] + b["aged_out"] + b["pending"], (name, b)
         assert cam["frames_captured"] == b["captured"], (name, cam)
+    events = [e for seg in sorted((flight_dir / "events").glob("*.mcap")) for e in iter_events(seg)]
+    ledger = read_ledger(events)  # the store's books: its ledger records and what it holds
+    for name in st["cameras"]:
+        assert balance(ledger.get(name), len(_seqs(flight_dir, name)))["balanced"], ledger
     for name, books in _ls_books(flight_dir).items():
         assert books["balanced"], (name, books)
 
@@ -75,8 +81,8 @@ def test_landing_does_not_wait_for_a_thread_stuck_at_touchdown(tmp_path: Path,
                                                                monkeypatch) -> None:
     # landing would wait this long for a camera's last frames: never for a stuck thread
     monkeypatch.setattr("camctl.board.cameras_fleet.IDLE_WAIT_S", 3600.0)
-    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 1.0, "duration_s": 3600.0}],
-                      post_touchdown_s=1.5)
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 3600.0}],
+                      post_touchdown_s=0.5)
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
@@ -84,11 +90,14 @@ def test_landing_does_not_wait_for_a_thread_stuck_at_touchdown(tmp_path: Path,
         with main_loop(d):
             d.command("arm", {})
             d.command("event", {"name": "release"})
-            d.command("event", {"name": "touchdown"})  # LANDED 1.5 s on, the thread stuck at 1 s
             hung = d.runners["down"]
+            wait_for(lambda: hung.activity == "capturing" and hung.stuck_s() > 0.3,
+                     "the capture stuck in DESCENT", timeout_s=60)
+            d.command("event", {"name": "touchdown"})  # LANDED 0.5 s on, the thread still stuck
             wait_for(lambda: d.phase == "LANDED" and d.serving(), "LANDED and served",
                      timeout_s=120)
-            assert hung.alive and d.runners["down"] is not hung  # still stuck, not waited for
+            assert hung.alive  # still stuck: not waited for
+            wait_for(lambda: d.runners["down"] is not hung, "the hang handled", timeout_s=60)
             st = d.status()
         flight = tmp_path / "store" / d.flight
     finally:
