@@ -348,3 +348,22 @@ def test_a_full_still_waits_until_no_array_views_a_lent_buffer(stack):
         reader.join()
         cam.capture(timeout_s=2.0).release()
     assert still.mode_switch and (still.width, still.height) == FULL
+
+
+def test_a_camera_another_object_holds_cannot_be_opened_until_that_one_closes(stack):
+    """A capture thread stuck in its backend keeps its Picamera2 object, so the camera stays
+    acquired (picamera2 ``_open_camera`` -> libcamera ``Camera::acquire``: -EBUSY while another
+    user has it, libcamera src/libcamera/camera.cpp): the watchdog's replacement opens only once the
+    abandoned object is closed (camctl.board.capture ``CameraRunner.abandon``)."""
+    from camctl.exc import CameraError
+
+    holder, second = _camera(stack), _camera(stack)
+    holder.open()
+    try:
+        with pytest.raises(CameraError):
+            second.open()
+        second.close()
+    finally:
+        holder.close()
+    with second:
+        _release([second.capture(timeout_s=2.0)])

@@ -175,6 +175,9 @@ def test_encoder_behind_drops_instead_of_blocking():
 
             return self.inner._pool.submit(job)
 
+        def make_room(self, value):  # an unbounded pool: nothing waiting is pushed out
+            return False
+
     pool = SlowPool()
     cam, sink = ScriptedCamera(), Sink()
     r = CameraRunner(cam, cfg(), pool, sink, max_inflight=4)

@@ -77,6 +77,14 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
             assert c.command("event", name="touchdown")["phase"] == "TOUCHDOWN"
             wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
                      "LANDED and serving")
+        from camctl.ground import fetch
+
+        got = fetch([board.router], tmp_path / "ground", give_up_after_s=20, thumbs_only=True,
+                    progress=False)
+        previews = sum(b.thumbs for b in got.boards)
+        # named by seq: a resumed flight whose seqs restarted at 0 gave 8 previews, 4 files
+        files = list((tmp_path / "ground").rglob("thumbs/*/*.jpg"))
+        assert got.ok and previews > 0 and len(files) == previews, (got.summary(), files)
         assert board.stop() == 0
     finally:
         board.kill9()
@@ -91,6 +99,9 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
         assert len(before) >= n, (cam, len(before), n)
         assert len(after) >= 3, (cam, len(after))
         assert {f.phase for f in after} >= {"DESCENT"}
+        seqs = [f.seq for f in frames]  # a frame's identity in the flight, across the restart
+        assert len(seqs) == len(set(seqs)) and min(f.seq for f in after) > max(
+            f.seq for f in before), (cam, seqs)
     events = _events(fdir)
     resumes = [e for e in events if e.get("kind") == "resume"]
     assert (len(resumes) == 1 and resumes[0]["phase"] == "DESCENT"

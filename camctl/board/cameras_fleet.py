@@ -5,7 +5,11 @@
 and share the same in-flight limit. Every camera is opened and checked (one frame) before READY=1;
 one that cannot open is reported from boot on and retried at ARM. A capture thread stuck in its
 backend is abandoned and its camera restarted on a fresh object, at most ``MAX_REPLACEMENTS``
-times, then isolated.
+times, then isolated; an isolated camera whose stuck thread came back is restarted (the label
+clears). A replacement numbers its frames after its predecessor's, a resumed flight after what it
+stored (:meth:`CameraFleet.continue_seqs`, :func:`stored_next_seqs`): a frame's seq is unique in a
+flight. Landing waits for the cameras' last frames, never for an abandoned thread, and not beyond
+``IDLE_WAIT_S``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from camctl.board.capture import CameraRunner
@@ -24,11 +29,13 @@ from camctl.common.frames import EncodedFrame
 from camctl.common.ledger import Ledger
 from camctl.common.records import FaultRecord
 
-__all__ = ["CHECK_TIMEOUT_S", "ENCODER_NICE", "MAX_REPLACEMENTS", "CameraFleet"]
+__all__ = ["CHECK_TIMEOUT_S", "ENCODER_NICE", "IDLE_WAIT_S", "MAX_REPLACEMENTS", "CameraFleet",
+           "stored_next_seqs"]
 
 log = logging.getLogger("camctl.board.daemon")
 CHECK_TIMEOUT_S = 15.0  # the boot check of every camera (in parallel): open, one frame, close
 MAX_REPLACEMENTS = 3  # a camera whose capture thread hangs is restarted this often, then isolated
+IDLE_WAIT_S = 30.0  # the longest landing waits for the cameras' last frames
 # The encoder threads' nice value above the daemon's (camctl.board.encode): the edge's callback
 # thread then waited for a core 1.8 ms at p99 instead of 4.2 ms (trigger bench, separation edges, 2
 # cores), capture unchanged.
@@ -56,8 +63,9 @@ class CameraFleet:
         # camera -> why its boot check failed (until it captures)
         self.unavailable: dict[str, str] = {}
         # one budget of waiting frames for the whole board, value-ordered across cameras (see
-        # encode.py); a camera's own limit (waiting + encoding) is above it, so a TOUCHDOWN camera
-        # never drops at its own cap while another camera's ARMED frames wait
+        # encode.py); a camera's own limit (waiting + encoding) bounds its RAM, and at it the
+        # camera pushes out a cheaper waiting frame before it refuses one (pipeline.py), so a
+        # TOUCHDOWN frame is never lost while an ARMED one waits, one camera or many
         capacity = cfg.encode.max_inflight * max(1, len(cfg.cameras))
         self.pool = EncoderPool(cfg.encode.threads, capacity=capacity, nice=ENCODER_NICE)
         self.max_inflight = capacity + cfg.encode.threads  # per camera
@@ -78,11 +86,21 @@ class CameraFleet:
 
         return cameras.make_camera(cam_cfg, seed=self._seeds[cam_cfg.name])
 
-    def runner(self, camera: Any, cam_cfg: CameraConfig) -> CameraRunner:
-        """Every runner, the first and each replacement: the flight's ledger, one in-flight limit.
-        """
-        return CameraRunner(camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
-                            max_inflight=self.max_inflight, ledger=self._ledger())
+    def runner(self, camera: Any, cam_cfg: CameraConfig, *, seq_base: int = 0) -> CameraRunner:
+        """Every runner, the first and each replacement: the flight's ledger, one in-flight limit,
+        its seqs from ``seq_base`` on."""
+        r = CameraRunner(camera, cam_cfg, self.pool, self._sink, on_fault=self._on_fault,
+                         max_inflight=self.max_inflight, ledger=self._ledger())
+        r.seq_base = seq_base
+        return r
+
+    def continue_seqs(self, next_seqs: dict[str, int]) -> None:
+        """A resumed flight: each camera numbers its frames from ``next_seqs[camera]`` on (above
+        every seq the flight already has for it), before the runners start."""
+        for name, n in next_seqs.items():
+            runner = self.runners.get(name)
+            if runner is not None:
+                runner.seq_base = max(runner.seq_base, int(n))
 
     # -- all of them ----------------------------------------------------------------------------
     def set_ledger(self, ledger: Ledger) -> None:
@@ -115,14 +133,22 @@ class CameraFleet:
         for runner in self.runners.values():
             runner.start()
 
-    def wait_idle(self) -> None:
-        """Wait for every camera to hand over its last frame (after LANDED/SAFE), bounded."""
-        for runner in self.runners.values():
-            if runner.isolated:  # stuck in its backend: its last frames are not coming
-                continue
-            if not runner.wait_idle(timeout=30):
-                log.warning("camera %s did not stop in time; finishing the flight without its last "
-                            "frames", runner.name)
+    def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Wait for every camera to hand over its last frame (after LANDED/SAFE), ``timeout_s`` at
+        most in all. A thread stuck in its backend is not waited for: the watchdog abandons it
+        (its frames are booked ``abandoned``) and its replacement is idle at once."""
+        deadline = time.monotonic() + (IDLE_WAIT_S if timeout_s is None else timeout_s)
+        for name in list(self.runners):
+            while True:
+                runner = self.runners[name]  # the watchdog may replace it meanwhile
+                if runner.isolated or runner.overdue_s():  # its last frames are not coming
+                    break
+                if runner.wait_idle(timeout=min(0.05, max(0.0, deadline - time.monotonic()))):
+                    break
+                if time.monotonic() >= deadline:
+                    log.warning("camera %s did not stop in time; finishing the flight without its "
+                                "last frames", name)
+                    break
 
     def stop(self) -> None:
         for runner in self.runners.values():
@@ -201,13 +227,38 @@ class CameraFleet:
         is stuck; never waits for the stuck thread. Returns the names handled."""
         handled = []
         for name, runner in list(self.runners.items()):
-            overdue = 0.0 if runner.isolated else runner.overdue_s()
-            if overdue:
+            if runner.isolated:
+                if not runner.alive:  # the stuck call came back: the camera may be used again
+                    self._recover(name, runner, phase)
+                continue
+            if runner.overdue_s():
                 handled.append(name)
-                self._replace(name, runner, overdue, phase)
+                self._replace(name, runner, phase)
         return handled
 
-    def _replace(self, name: str, runner: CameraRunner, overdue: float, phase: str) -> None:
+    def _recover(self, name: str, runner: CameraRunner, phase: str) -> None:
+        """An isolated camera whose thread let go: a fresh runner (on the injected object itself,
+        which its thread closed), the label cleared."""
+        try:
+            camera = self._injected.get(name) or self.new_camera(runner.cfg)
+        except Exception as exc:  # still no camera object: it stays isolated
+            log.debug("camera %s: still cannot build a camera object: %s", name, exc)
+            return
+        log.warning("camera %s: its stuck capture thread came back; camera restarted", name)
+        self._start_fresh(name, runner, camera, phase, "recovered after isolation")
+
+    def _start_fresh(self, name: str, runner: CameraRunner, camera: Any, phase: str,
+                     why: str, ring: list[EncodedFrame] | None = None) -> None:
+        fresh = self.runner(camera, runner.cfg, seq_base=runner.next_seq)
+        fresh.adopt_ring(ring or [])
+        fresh.stats.faults = runner.stats.faults + 1
+        fresh.stats.restarts = runner.stats.restarts + 1
+        fresh.stats.last_error = why
+        fresh.set_phase(phase)
+        self.runners[name] = fresh
+        fresh.start()
+
+    def _replace(self, name: str, runner: CameraRunner, phase: str) -> None:
         n = self._replacements.get(name, 0)
         camera = None
         if n < MAX_REPLACEMENTS and name not in self._injected:  # an injected camera has no twin
@@ -216,25 +267,51 @@ class CameraFleet:
             except Exception as exc:  # the backend cannot even build a camera object: isolate it
                 log.error("camera %s: cannot build a fresh camera object: %s", name, exc)
         action = "isolated" if camera is None else "restarted"
-        msg = (f"capture thread stuck in {runner.activity!r} for {overdue:.1f} s past its budget; "
-               f"camera {action}")
+        msg = (f"capture thread stuck in {runner.activity!r} for {runner.stuck_s():.1f} s (its "
+               f"budget {runner.budget_s:.1f} s); camera {action}")
         log.error("camera %s: %s", name, msg)
         self._on_fault(FaultRecord(camera=name, error="CaptureHung", message=msg,
                                    activity=runner.activity, mono_ns=time.monotonic_ns(),
                                    wall_ns=time.time_ns()).encode())
-        runner.abandon()  # its RAM frames go to the flight's books as dropped, restarted or not
+        # its RAM frames go to the flight's books as dropped; its pre-trigger ring to the
+        # replacement, if there is one
+        ring = runner.abandon(keep_ring=camera is not None)
         if camera is None:
             runner.isolated = True
             runner.stats.last_error = msg
             return
         self._replacements[name] = n + 1
-        fresh = self.runner(camera, runner.cfg)
-        fresh.stats.faults = runner.stats.faults + 1
-        fresh.stats.restarts = runner.stats.restarts + 1
-        fresh.stats.last_error = msg
-        fresh.set_phase(phase)
-        self.runners[name] = fresh
-        fresh.start()
+        self._start_fresh(name, runner, camera, phase, msg, ring)
 
     def __repr__(self) -> str:
         return f"<CameraFleet {', '.join(self.runners) or 'no cameras'}>"
+
+
+def stored_next_seqs(flight_dir: Path, cameras: list[str]) -> dict[str, int]:
+    """Per camera, the first seq above every one a flight already has: its newest segment that
+    holds frames (seqs only grow in a flight), and the ``seqs`` its recovery ``loss`` records name.
+    A resumed flight's runners number from there (:meth:`CameraFleet.continue_seqs`)."""
+    from camctl.common.records import LossRecord, read
+    from camctl.store import iter_events, iter_frames
+
+    out = dict.fromkeys(cameras, 0)
+    for cam in cameras:
+        for seg in sorted((flight_dir / cam).glob("*.mcap"), reverse=True):
+            try:
+                top = max((f.seq for f in iter_frames(seg, check_jpeg=False)), default=None)
+            except Exception as exc:  # never let a damaged segment stop a resume
+                log.warning("reading seqs of %s: %s", seg, exc)
+                continue
+            if top is not None:
+                out[cam] = top + 1
+                break
+    for seg in sorted((flight_dir / "events").glob("*.mcap")):
+        try:
+            records = list(read(iter_events(seg)))
+        except Exception as exc:
+            log.warning("reading loss records of %s: %s", seg, exc)
+            continue
+        for r in records:
+            if isinstance(r, LossRecord) and r.camera in out and r.seqs:
+                out[r.camera] = max(out[r.camera], max(r.seqs) + 1)
+    return out

@@ -84,11 +84,18 @@ class CameraRunner:
                                      stills=self._stills, lose=self._lose,
                                      max_inflight=max_inflight)
         self._last_seq: int | None = None  # the last *video* frame's seq (stills have their own)
+        # added to every frame's seq (video and stills) before any bookkeeping: a camera object
+        # numbers its frames from 0, so a replacement, or a resumed flight, continues after the
+        # seqs already taken in the flight (CameraFleet sets it before start)
+        self.seq_base = 0
+        self.max_seq = -1  # the highest seq (with the base) of any frame this runner took
         self._lores_applied: bool | None = None  # what set_lores was last told (None: unopened)
         self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
         # progress (the watchdog's view): what the thread is doing and by when it should be done
         self.activity = "not started"
         self._due_ns: int | None = None
+        self._step_ns = 0  # when the current step began
+        self.budget_s = 0.0  # what it should take (the margin not counted)
         self.isolated = False  # given up on (the daemon's decision); not counted by the watchdog
         self._thread = threading.Thread(target=self._run, name=f"camctl-cam-{self.name}",
                                         daemon=True)
@@ -151,7 +158,24 @@ class CameraRunner:
     # -- progress (read by the daemon's watchdog) --------------------------------------------------
     def _expect(self, activity: str, seconds: float) -> None:
         self.activity = activity
-        self._due_ns = self._clock_ns() + int((seconds + PROGRESS_MARGIN_S) * 1e9)
+        now = self._clock_ns()
+        self._step_ns, self.budget_s = now, seconds
+        self._due_ns = now + int((seconds + PROGRESS_MARGIN_S) * 1e9)
+
+    def stuck_s(self, now_ns: int | None = None) -> float:
+        """Seconds the thread has been in its current step (what a hang message says)."""
+        now = self._clock_ns() if now_ns is None else now_ns
+        return max(0.0, (now - self._step_ns) / 1e9)
+
+    @property
+    def next_seq(self) -> int:
+        """The first seq a runner taking over from this one may give (above every seq it took)."""
+        return max(self.seq_base, self.max_seq + 1)
+
+    @property
+    def alive(self) -> bool:
+        """The thread runs (an abandoned one: still stuck in its backend)."""
+        return self._thread.is_alive()
 
     def overdue_s(self, now_ns: int | None = None) -> float:
         """Seconds the thread is past the time its current step should have taken (0.0: making
@@ -162,18 +186,34 @@ class CameraRunner:
         now = self._clock_ns() if now_ns is None else now_ns
         return max(0.0, (now - due) / 1e9)
 
-    def abandon(self) -> None:
+    def abandon(self, *, keep_ring: bool = False) -> list[EncodedFrame]:
         """Give up on a stuck thread (it cannot be killed): it stops when the backend lets go, and
         whatever it still produces is dropped (``abandoned``), so it never interleaves with its
         replacement.
 
         Its frames in RAM are dropped in its ledger (the flight they belong to; the replacement
         counts into the same one): the ring now, frames in the encoder as they come out, and a
-        frame the stuck call brings back. Never waits: whoever holds the drain lock re-checks the
-        kick."""
+        frame the stuck call brings back. Never waits (beyond ``RING_HANDOVER_S``): whoever holds
+        the drain lock re-checks the kick. ``keep_ring``: the pre-trigger ring is returned instead,
+        for the replacement to keep (:meth:`adopt_ring`).
+
+        Its camera is closed, best effort, on a thread of its own (never joined: the close may be
+        as stuck as the capture), and again by the thread when the backend lets go: a picamera2
+        object keeps its camera acquired until closed, so the replacement's open fails until then
+        (picamera2 ``_open_camera`` -> libcamera ``Camera::acquire``, -EBUSY while another holds
+        it: libcamera src/libcamera/camera.cpp)."""
         self._stop.set()
         self._wake.set()
-        self._frames.abandon()
+        ring = self._frames.abandon(keep_ring=keep_ring)
+        threading.Thread(target=self._close_camera, name=f"camctl-close-{self.name}",
+                         daemon=True).start()
+        return ring
+
+    def adopt_ring(self, frames: list[EncodedFrame]) -> None:
+        """Before :meth:`start`: the ring of the runner this one replaces, older than any frame of
+        this one's (flushed ahead of them at the release, or aged out, in the same ledger)."""
+        for frame in frames:
+            self.ring.push(frame)
 
     def snapshot(self) -> dict:
         return self.stats.snapshot(self.ring)
@@ -196,6 +236,8 @@ class CameraRunner:
             try:
                 frame = self._next_frame(phase)
             except Exception as exc:  # CameraError, or any bug in a backend: isolate this camera
+                if self._frames.abandoned:  # the stuck call failed: nothing to restart
+                    break
                 self._expect("restarting", SLOW_STEP_S)
                 self._fault(exc)
                 self._expect("backoff", delay)
@@ -203,6 +245,7 @@ class CameraRunner:
                 delay = self._backoff[0] if retry_now else min(delay * 2, self._backoff[1])
                 continue
             delay = self._backoff[0]
+            self._renumber(frame)
             if self._frames.abandoned:  # the stuck call came back after the replacement took over
                 self.stats.frames_captured += 1
                 self.ledger.captured(self.name)
@@ -213,6 +256,8 @@ class CameraRunner:
             self._frames.submit(frame, self._phase_of(frame, phase))
             self._frames.drain(block=False)
         self._frames.drain(block=True)
+        if self._frames.abandoned:  # the backend let go: free the camera for the replacement
+            self._close_camera()
         self.stats.state = "stopped"
         self._idle.set()
 
@@ -271,6 +316,13 @@ class CameraRunner:
         return False
 
     # -- the books ---------------------------------------------------------------------------------
+    def _renumber(self, frame: Frame) -> None:
+        """The frame's seq in the flight: the camera's own plus :attr:`seq_base` (differences, so
+        sensor gaps, are unchanged)."""
+        frame.seq += self.seq_base
+        if frame.seq > self.max_seq:
+            self.max_seq = frame.seq
+
     def _lose(self, reason: str, n: int = 1) -> None:
         self.stats.drop(reason, n)
         self.ledger.lost(self.name, reason, n)
@@ -286,14 +338,17 @@ class CameraRunner:
         return frame_phase(self._state, frame.timestamp_ns, asked_in)
 
     def _account(self, frame: Frame) -> None:
-        """Count a video frame (and the numbers the sensor skipped before it) into the ledger."""
-        self.stats.frames_captured += 1
+        """Count a video frame (and the numbers the sensor skipped before it) into the ledger.
+        ``stats.frames_captured`` counts as the ledger does (docs/ledger.md: every number the sensor
+        gave, skipped ones too, and every still), so status and ``ls`` say the same."""
         self.stats.rate_window.append(frame.timestamp_ns)
         gap, still = self._stills.video_frame(frame.timestamp_ns, self._last_seq, frame.seq)
         self._last_seq = frame.seq
         if gap <= 0:
+            self.stats.frames_captured += 1
             self.ledger.captured(self.name)
             return
+        self.stats.frames_captured += 1 + gap
         self.ledger.captured(self.name, 1 + gap)
         if still is not None:  # still_gap, or still_mode_switch (the cost of a full still)
             self._lose(still, gap)
@@ -311,7 +366,9 @@ class CameraRunner:
             self.stats.stills_missed += 1
             self.ledger.still_missed(self.name, 1)
             raise
+        self._renumber(frame)
         self._stills.taken(frame, event, mode_switch=frame.mode_switch)
+        self.stats.frames_captured += 1
         self.ledger.captured(self.name)
         self._frames.add_still(frame, phase)
 

@@ -134,6 +134,15 @@ class EncoderPool:
         with self._lock:
             self._waiting.pop(order, None)
 
+    def make_room(self, value: int) -> bool:
+        """Push out the oldest waiting job of the lowest value under ``value`` (as a full pool does
+        for a newcomer); False when nothing waiting is worth less. A camera at its own in-flight
+        limit asks this before it refuses a frame (camctl.board.pipeline)."""
+        if self.capacity is None:
+            return False
+        with self._lock:
+            return self._evict_below(value)
+
     def _evict_below(self, value: int) -> bool:
         """Cancel the oldest waiting job of the lowest value under ``value``; False if none."""
         while True:

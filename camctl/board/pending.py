@@ -84,6 +84,11 @@ class PendingFrames:
     def __len__(self) -> int:
         return len(self._items)
 
+    def live(self) -> int:
+        """Entries still holding a frame's work: not pushed out of the encoder (a cancelled entry
+        waits only for its turn to be counted and given back)."""
+        return sum(1 for _f, _p, fut in list(self._items) if fut is None or not fut.cancelled())
+
 
 def give_back(frame: Frame, camera: Camera, name: str) -> None:
     """Done with a frame's pixels (encoded, dropped or cancelled): every frame comes here once.

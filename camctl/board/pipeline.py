@@ -27,6 +27,7 @@ from camctl.common.ledger import ABANDONED, ENCODE_ERROR, ENCODER_BEHIND, STORE_
 __all__ = ["FramePipeline", "lores"]
 
 Sink = Callable[[EncodedFrame], bool]
+RING_HANDOVER_S = 0.05  # the longest the watchdog waits to hand an abandoned ring over
 
 
 def lores(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -66,10 +67,21 @@ class FramePipeline:
     def drain(self, *, block: bool) -> None:
         self.pending.drain(block=block)
 
-    def abandon(self) -> None:
-        """Drop the ring now and every frame still coming (never waits for the drain lock)."""
+    def abandon(self, *, keep_ring: bool = False) -> list[EncodedFrame]:
+        """Drop every frame still coming, and the ring now; ``keep_ring``: the ring's frames are
+        returned instead, for the replacement (when the drain lock is free within
+        ``RING_HANDOVER_S``: an encoder callback holds it for a frame at most, else they are
+        dropped too)."""
+        kept: list[EncodedFrame] = []
+        if keep_ring and self.pending.lock.acquire(timeout=RING_HANDOVER_S):
+            try:
+                self.abandoned = True
+                kept = self.ring.drain()
+            finally:
+                self.pending.lock.release()
         self.abandoned = True
         self.pending.drain(block=False)
+        return kept
 
     def end_of_flight(self, phase: str) -> None:
         """SAFE or LANDED, every encode handed on: disarmed, the ring's frames were never part of a
@@ -87,13 +99,15 @@ class FramePipeline:
         if frame.jpeg is not None:
             self.pending.add(frame, phase, None)
             return
-        if len(self.pending) >= self._max_inflight:
+        value = value_of(phase)
+        if self.pending.live() >= self._max_inflight:
             self.pending.drain(block=False)
-            if len(self.pending) >= self._max_inflight:
+            # at its own limit a camera refuses a frame only when it is worth no more than
+            # everything waiting: else a cheaper waiting frame (its own or another camera's) goes
+            if self.pending.live() >= self._max_inflight and not self._pool.make_room(value):
                 self._lose(ENCODER_BEHIND, 1)
                 give_back(frame, self.camera, self.name)
                 return
-        value = value_of(phase)
         if frame.yuv420 is not None:  # the camera's own lores stream: encoded as it is
             fut = self._pool.submit_yuv(frame.yuv420, self.cfg.quality_for(phase), value=value)
         else:

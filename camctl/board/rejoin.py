@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from camctl.board.cameras_fleet import CameraFleet
+from camctl.board.cameras_fleet import CameraFleet, stored_next_seqs
 from camctl.board.config import LANDED, SAFE
 from camctl.board.events import PhaseMachine
 from camctl.board.flight import FlightRecorder
@@ -72,6 +72,7 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
         store.close()
         return None
     fleet.set_ledger(recorder.adopt(store, state.flight))
+    fleet.continue_seqs(stored_next_seqs(root / state.flight, recorder.cameras))  # seqs unique
     fleet.set_phase(state.phase)
     store.log_event(rec)
     changed = record_camera_change(root / state.flight, fleet.describe(),

@@ -79,7 +79,9 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
     return {
         "state": state,
         "fps": snap["fps"],
-        "frames_captured": snap["frames_captured"],
+        # the ledger's captured (docs/ledger.md), the number ls shows: the runner's own count
+        # (the same definition) only before the board's first flight
+        "frames_captured": led["captured"] if books is not None else snap["frames_captured"],
         "frames_stored": int(st.get("frames_stored", 0)),
         "durable_frames": int(st.get("durable_frames", 0)),
         "dropped": sum(dropped.values()),

@@ -91,6 +91,12 @@ class FakeRig:
         # not measured on a Pi. Longer than the vertical blanking, it keeps one more buffer busy.
         self.isp_latency_s = 0.005
         self.closed_while_held = 0  # buffers a close freed while the app still held their request
+        # a hang in the backend (a driver stuck in an ioctl): the next capture_request, of whichever
+        # object asks first, does not return, whatever its wait, until let_go is set; the object
+        # keeps its camera acquired meanwhile, until it is closed (from another thread)
+        self.hang_next = False
+        self.let_go = threading.Event()
+        self.stuck = 0  # capture calls stuck now
         self.controls: list[dict[str, Any]] = []  # every set_controls call
         self.instances: list[FakePicamera2] = []
         # libcamera "adjusts" the main stream to this size
@@ -493,6 +499,11 @@ class FakePicamera2(LibcameraCamera):
         return job if wait is False else job.get_result(timeout=timeout)
 
     def capture_request(self, wait=None, signal_function=None, flush=None) -> Any:
+        if self.rig.hang_next:  # stuck in the backend (see FakeRig.hang_next)
+            self.rig.hang_next = False
+            self.rig.stuck += 1
+            self.rig.let_go.wait()
+            self.rig.stuck -= 1
         with self._lock:
             if not self.started:
                 raise RuntimeError("camera not started")
