@@ -77,6 +77,7 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
             assert c.command("event", name="touchdown")["phase"] == "TOUCHDOWN"
             wait_for(lambda: (s := c.status())["phase"] == "LANDED" and s["serving"],
                      "LANDED and serving")
+            landed = c.status()["cameras"]
         from camctl.ground import fetch
 
         got = fetch([board.router], tmp_path / "ground", give_up_after_s=20, thumbs_only=True,
@@ -117,6 +118,12 @@ def test_kill9_in_descent_then_restart_goes_on_to_landed_in_the_same_flight(tmp_
     cams = summarize_flight(find_flights(fdir)[0])["cameras"]
     for cam in durable_before:
         assert cams[cam]["ledger"]["balanced"], (cam, cams[cam]["ledger"])
+        # one set of books for the whole flight: STATUS after the restart says what ls says, not
+        # the books of the run since the restart (issue 26, defect 10)
+        books, said = cams[cam]["ledger"], landed[cam]["ledger"]
+        assert (said["captured"], said["stored"], said["dropped"], said["aged_out"]) == (
+            books["captured"], books["stored"], sum(books["dropped"].values()),
+            books["aged_out"]), (cam, said, books)
     restarted = {e["camera"] for e in events
                  if e.get("kind") == "ledger" and e.get("name") == "restart"}
     assert restarted <= set(cams)
@@ -551,4 +558,8 @@ def test_a_flight_killed_between_landed_and_its_finish_gets_its_books_closed(
     assert (d.phase, d.flight) == ("LANDED", flight)
     books = {name: c["ledger"] for name, c in summarize_flight(ref)["cameras"].items()}
     assert all(b["balanced"] for b in books.values()), books
+    # STATUS of the landed flight gives its books from its files (it records nothing now)
+    said = {n: c["ledger"] for n, c in d.status()["cameras"].items()}
+    assert {n: (s["captured"], s["stored"], s["dropped"]) for n, s in said.items()} == {
+        n: (b["captured"], b["stored"], sum(b["dropped"].values())) for n, b in books.items()}
     assert books["up"]["dropped"] == {"restart": 1} and books["down"]["captured"] == 6

@@ -54,6 +54,9 @@ class FlightRecorder:
         self.flight = ""
         self.done: list[str] = []  # flights finished (or found landed) since start
         self.ledger = Ledger()  # the current flight's frame accounting (a new one at every arm)
+        # per camera, the current flight's books before this run of the daemon (a resumed flight:
+        # camctl.board.resume.flight_books, set by the resume); STATUS adds this run's to them
+        self.before: dict[str, dict] = {}
         self._store_ledger: Ledger | None = None  # the ledger whose records go to self.store's log
         self._lock = threading.RLock()
         # hands the event log over from "no store yet" (_unlogged) to the opened store; never held
@@ -167,6 +170,7 @@ class FlightRecorder:
     def new_ledger(self) -> Ledger:
         """The books of a new flight (at ARM, before the runners count into them)."""
         self.ledger = Ledger()
+        self.before = {}
         return self.ledger
 
     def open_async(self, cameras: Mapping[str, dict]) -> None:

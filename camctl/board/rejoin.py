@@ -55,6 +55,12 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
             return None
         recorder.landed(state.flight)
         close_landed_books(recorder, state.flight, now_mono, now_wall, resume=rec)
+        from camctl.board.resume import flight_books
+
+        # its files hold every book of it now: STATUS says them (not this run's, which are none)
+        recorder.before = flight_books(root / state.flight,
+                                       flight_cameras(root / state.flight).every
+                                       or recorder.cameras)
         log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
         return rec.encode()
     # every camera the flight had and this config's (a camera renamed between runs is both)
@@ -82,10 +88,12 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
         store.log_event(changed)
     # what the dead process left in RAM, or stored without counting it, closes the books of the
     # flight so far (a camera removed since included: its books close as they stood)
-    from camctl.board.resume import restart_books
+    from camctl.board.resume import flight_books, restart_books
 
-    for books in restart_books(root / state.flight, cameras, mono_ns=now_mono,
-                               wall_ns=now_wall):
+    closing = restart_books(root / state.flight, cameras, mono_ns=now_mono, wall_ns=now_wall)
+    # STATUS counts on from the flight's books so far (read before this run logs anything)
+    recorder.before = flight_books(root / state.flight, cameras, extra=closing)
+    for books in closing:
         store.log_event(books)
     store.commit()
     publish("phase", {"board": recorder.board, "flight": state.flight, **rec.encode()})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,8 @@ from camctl.common.records import FlightRecord, LedgerRecord, PhaseRecord, Resum
 from camctl.store import iter_events, iter_frames, list_flights
 from camctl.store.reader import count_frames
 
-__all__ = ["FlightState", "ResumeClock", "boot_id", "clock_offset", "last_flight_state",
+__all__ = ["FlightState", "ResumeClock", "boot_id", "clock_offset", "flight_books",
+           "last_flight_state",
            "restart_books"]
 
 log = logging.getLogger("camctl.board.resume")
@@ -291,4 +292,21 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int,
             out.append(LedgerRecord(camera=cam, captured=max(0, -diff),
                                     dropped={RESTART: diff} if diff > 0 else {}, name="restart",
                                     since_ns=mono_ns, mono_ns=mono_ns, wall_ns=wall_ns).encode())
+    return out
+
+
+def flight_books(flight_dir: Path, cameras: list[str],
+                 extra: Iterable[dict] = ()) -> dict[str, dict]:
+    """Each camera's books of the flight as its files hold them (and ``extra`` records not written
+    yet: a resume's restart books): the ledger's ``captured``, ``aged_out``, ``dropped`` {reason:
+    n} (the store's drop and loss records included) and ``stills_missed``, with ``stored`` frames.
+    A resumed board starts its STATUS from these, so STATUS, the store and ``ls`` give one set of
+    books for the whole flight (issue 26, defect 10), not the run's since the restart."""
+    from camctl.common.ledger import read_ledger
+
+    books = read_ledger([*_log_records(flight_dir), *extra])
+    out: dict[str, dict] = {}
+    for cam in sorted(set(cameras) | set(books)):
+        b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0})
+        out[cam] = {**b, "dropped": dict(b["dropped"]), "stored": _stored_frames(flight_dir, cam)}
     return out

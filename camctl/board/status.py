@@ -26,8 +26,10 @@ def board_status(d: Daemon) -> dict[str, Any]:
     store = d.store
     store_stats = store.stats() if store is not None else {}
     totals = d.ledger.totals()
+    before = d.recorder.before
     cams = {name: camera_status(runner, store_stats.get(name, {}), totals.get(name),
-                                unavailable=d.fleet.unavailable.get(name))
+                                unavailable=d.fleet.unavailable.get(name),
+                                before=before.get(name))
             for name, runner in d.runners.items()}
     return {
         "board": d.board,
@@ -61,15 +63,20 @@ def _run_clock(resumed: dict[str, Any] | None, flight: str) -> dict[str, Any]:
 
 
 def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
-                  unavailable: str | None = None) -> dict[str, Any]:
-    """One camera: the runner's snapshot, the store's counts ``st`` and the flight's ``books``."""
+                  unavailable: str | None = None, before: dict | None = None) -> dict[str, Any]:
+    """One camera: the runner's snapshot, the store's counts ``st`` and this run's ``books``, on
+    top of ``before``: the flight's books before this run of the daemon (a resumed flight; its
+    ``stored`` frames too), so STATUS gives the whole flight's books, as ``ls`` does."""
     snap = runner.snapshot()
-    led = books or _NO_BOOKS
+    led = _add(before, books) if before else (books or _NO_BOOKS)
+    if before and books is None:
+        books = led
     dropped = dict(led["dropped"])  # this flight's losses by reason: the runner's and the store's
     for reason, n in (st.get("dropped") or {}).items():
         key = store_reason(reason)
         dropped[key] = dropped.get(key, 0) + n
-    stored = int(st.get("frames_stored", 0))
+    earlier = int((before or {}).get("stored", 0))  # stored by the runs before this one
+    stored = earlier + int(st.get("frames_stored", 0))
     pending = runner.in_pipeline + int(st.get("queued", 0))
     state, last_error = snap["state"], snap["last_error"]
     if runner.isolated:
@@ -82,8 +89,8 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
         # the ledger's captured (docs/ledger.md), the number ls shows: the runner's own count
         # (the same definition) only before the board's first flight
         "frames_captured": led["captured"] if books is not None else snap["frames_captured"],
-        "frames_stored": int(st.get("frames_stored", 0)),
-        "durable_frames": int(st.get("durable_frames", 0)),
+        "frames_stored": stored,
+        "durable_frames": earlier + int(st.get("durable_frames", 0)),
         "dropped": sum(dropped.values()),
         "faults": snap["faults"],
         "role": runner.cfg.role,
@@ -106,6 +113,17 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
                    "aged_out": led["aged_out"], "pending": pending,
                    "stills_missed": led["stills_missed"]},
     }
+
+
+def _add(before: dict, books: dict | None) -> dict:
+    """The flight's books before this run plus this run's (``books``; None: none yet)."""
+    now = books or _NO_BOOKS
+    dropped = dict(before.get("dropped", {}))
+    for reason, n in now["dropped"].items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    return {k: int(before.get(k, 0)) + int(now[k]) for k in ("captured", "aged_out",
+                                                               "stills_missed")} | {
+        "dropped": dropped}
 
 
 def status_line(st: dict[str, Any]) -> str:
