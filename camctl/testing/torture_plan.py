@@ -102,7 +102,7 @@ class Plan:
 
 def _fault(rng: random.Random) -> Fault:
     kind = rng.choice(("hang", "exception", "stall", "disconnect"))
-    at_s = round(rng.uniform(0.5, 12.0), 2)
+    at_s = round(rng.uniform(0.5, 7.0), 2)  # from each camera object's first open
     duration = {"hang": rng.uniform(1.0, 7.0), "stall": rng.uniform(0.3, 3.0),
                 "disconnect": rng.uniform(0.3, 3.0), "exception": 0.0}[kind]
     return Fault(kind, at_s, round(duration, 2))
