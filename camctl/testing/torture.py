@@ -247,13 +247,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for res in pool.map(one, seeds):
+            for done in concurrent.futures.as_completed([pool.submit(one, s) for s in seeds]):
+                res = done.result()
                 results.append(res)
                 print(res.line(), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    failed = [r.seed for r in results if not r.ok]
+    failed = sorted(r.seed for r in results if not r.ok)
     print(f"{len(results) - len(failed)}/{len(results)} seeds passed in "
           f"{time.monotonic() - t0:.0f} s" + (f"; failed: {failed}" if failed else ""))
     if failed:
