@@ -160,7 +160,7 @@ def test_torture_checks_catch_frames_without_their_run(tmp_path: Path) -> None:
 def test_torture_checks_catch_books_that_do_not_close_or_agree(tmp_path: Path) -> None:
     durable = write_flight(tmp_path)
     fails = check_all(evidence(tmp_path, durable, status_captured=17))
-    assert {f.invariant for f in fails} == {"ledger_balanced", "ledger_agrees"}, fails
+    assert {f.invariant for f in fails} == {"ledger_balanced", "status_books"}, fails
     assert any("status: down captured 17 != stored 16" in f.message for f in fails)
 
 
@@ -170,3 +170,11 @@ def test_torture_checks_catch_a_second_flight_and_a_wrong_phase_after_a_restart(
     ev = evidence(tmp_path, durable)
     ev.restarts[0].phase = "SAFE"  # came up disarmed after a kill in DESCENT
     assert _invariants(ev) == {"one_flight", "phases"}
+
+
+def test_torture_checks_catch_a_download_whose_books_differ_from_the_store(tmp_path: Path) -> None:
+    durable = write_flight(tmp_path)
+    ev = evidence(tmp_path, durable)
+    books = {**_books(17, 16), "dropped": {"restart": 1}}  # balanced, but not the store's
+    ev.ls_ground = {"flights": [{"flight": FLIGHT, "cameras": {"down": {"ledger": books}}}]}
+    assert _invariants(ev) == {"ledger_agrees"}

@@ -16,7 +16,9 @@ The invariants (:data:`CHECKS`):
 - ``frame_identity``: no two different frames share (camera, run, seq); ``seq_unique``: a camera's
   seqs are unique in its flight (they go on across camera replacements and resumes);
 - ``ledger_balanced``: captured = stored + dropped + aged out per camera, in the board's STATUS, in
-  ``ls`` of the store and of the download; ``ledger_agrees``: the three say the same;
+  ``ls`` of the store and of the download; ``ledger_agrees``: ``ls`` of the store and of the
+  download say the same; ``status_books``: so does STATUS once landed (the flight's books, not only
+  those of the run since the last restart);
 - ``timeline``: per camera, frames in capture order (run, seq) strictly increase on the flight's
   timeline; phase records do too; every resume comes after all frames of the runs before it;
 - ``phases``: the log's phases are the script's; every restart came up in the phase it was killed
@@ -262,14 +264,15 @@ def check_ledger(ev: Evidence) -> list[Failure]:
             continue
         bad, views[view] = _books(view, cams, lambda c: c.get("ledger", {}))
         out += bad
-    names = sorted(views)
-    for a, b in itertools.pairwise(names):
+    store, ground = "ls of the store", "ls of the download"
+    for a, b, name in ((store, ground, "ledger_agrees"), (store, "status", "status_books")):
+        if a not in views or b not in views:
+            continue
         for cam in sorted(set(views[a]) | set(views[b])):
             # a camera that recorded nothing may be left out of a view
             if views[a].get(cam, (0, 0)) != views[b].get(cam, (0, 0)):
-                out.append(Failure("ledger_agrees", f"{cam}: (captured, stored) {a} "
-                                                    f"{views[a].get(cam)} != {b} "
-                                                    f"{views[b].get(cam)}"))
+                out.append(Failure(name, f"{cam}: (captured, stored) {a} {views[a].get(cam)} "
+                                         f"!= {b} {views[b].get(cam)}"))
     return out
 
 
