@@ -138,8 +138,8 @@ def plan_for(seed: int) -> Plan:
             continue
         if stage == "LANDED":
             after = rng.uniform(0.0, 0.2)
-        elif stage == "DISARM":
-            after = rng.uniform(0.0, 0.04)
+        elif stage == "DISARM":  # half of them at once: the reply must come after the save
+            after = max(0.0, rng.uniform(-0.02, 0.02))
         else:
             after = rng.uniform(0.15, 0.85) * dwell[stage]
         restart = "reboot" if rng.random() < 0.4 else "plain"
