@@ -27,6 +27,7 @@ import argparse
 import concurrent.futures
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -201,10 +202,14 @@ def run_seed(seed: int, workdir: Path, *, plan: Plan | None = None,
         result.failures += flight.fetch()
     except BoardError as exc:
         result.failures.append(Failure("board", str(exc)))
+    except subprocess.TimeoutExpired as exc:  # a CLI call the board never answered
+        result.failures.append(Failure("board", f"no answer: {exc}"))
+    except Exception as exc:  # the harness's own fault: said apart from the board's
+        result.failures.append(Failure("harness", f"{type(exc).__name__}: {exc}"))
     finally:
         board.stop()
     if ev.flight:
-        if result.failures and result.failures[0].invariant == "board":
+        if result.failures and result.failures[0].invariant in ("board", "harness"):
             ev.ground = None
             for name in _PARTIAL:
                 result.failures += CHECKS[name](ev)
