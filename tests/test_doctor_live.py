@@ -4,8 +4,10 @@ daemon's, so doctor reads their levels from its STATUS, not from the lines or fr
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,21 @@ pytestmark = pytest.mark.slow
 
 
 def _camctl(*args: str) -> subprocess.CompletedProcess[str]:
-    # a liveness bound for a hung child, never a speed claim
-    return subprocess.run([sys.executable, "-m", "camctl", *args], capture_output=True, text=True,
-                          timeout=300, check=False)
+    """``camctl ARGS`` as ``python -m camctl`` runs it (``camctl.cli.main``), in this process with
+    stdout/stderr captured: the board is the other process here, and a Python start per command
+    cost more than the command (``python -m camctl`` itself is tests/test_cli.py's)."""
+    from camctl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # main() sets up logging for a process
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(args))
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(["camctl", *args], rc, out.getvalue(), err.getvalue())
 
 
 def _lines(out: str) -> list[str]:
