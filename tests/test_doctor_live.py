@@ -4,10 +4,6 @@ daemon's, so doctor reads their levels from its STATUS, not from the lines or fr
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,24 +11,6 @@ import pytest
 from camctl.demo import start_board, write_board_config
 
 pytestmark = pytest.mark.slow
-
-
-def _camctl(*args: str) -> subprocess.CompletedProcess[str]:
-    """``camctl ARGS`` as ``python -m camctl`` runs it (``camctl.cli.main``), in this process with
-    stdout/stderr captured: the board is the other process here, and a Python start per command
-    cost more than the command (``python -m camctl`` itself is tests/test_cli.py's)."""
-    from camctl.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # main() sets up logging for a process
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(list(args))
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    return subprocess.CompletedProcess(["camctl", *args], rc, out.getvalue(), err.getvalue())
 
 
 def _lines(out: str) -> list[str]:
@@ -43,7 +21,9 @@ def _lines(out: str) -> list[str]:
             for i, row in enumerate(rows) if row[6:].startswith("lines:")]
 
 
-def test_doctor_reads_the_line_levels_from_the_running_daemon(tmp_path: Path) -> None:
+def test_doctor_reads_the_line_levels_from_the_running_daemon(tmp_path: Path, camctl_cli) -> None:
+    # the CLI in this process (conftest's camctl_cli); the board is the other process
+    _camctl = camctl_cli
     cfg = write_board_config(tmp_path / "b", "doc-a", 0, size=(160, 120), stills=())
     board = start_board(cfg, tmp_path / "b" / "store", "doc-a")
     try:
