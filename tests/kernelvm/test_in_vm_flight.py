@@ -113,6 +113,10 @@ def test_a_flight_from_line_edges_then_doctor_and_gpio_watch_on_the_chip(sim, tm
             # key")
             move("key on", "arm", True, "ARMED")
             move("key off", "arm", False, "SAFE")
+            # flight 1 closed before anything else (the board serves once its files are): the
+            # next arm is flight 2's, not one racing flight 1's close (no test here for that)
+            wait_for(lambda: c.status()["serving"], "flight 1 closed", timeout_s=SLOW,
+                     interval_s=POLL_S)
             # with the real key off, a network arm is refused
             refused = camctl_cli("arm", "--connect", board.router, env=ENV)
             assert refused.returncode == 2 and "the arm key is off" in refused.stderr, refused
