@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,3 +123,41 @@ def daemon(tmp_path: Path) -> Iterator:
     for d in made:
         d.close()
 
+
+
+# --- the CLI in this process ----------------------------------------------------------------------
+
+@pytest.fixture
+def camctl_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``camctl ARGS`` as ``python -m camctl`` runs it (``camctl.cli.main``), but in this process:
+    returns the exit status and the captured stdout/stderr as a CompletedProcess. For a short
+    command beside a board that is a process of its own (a Python start costs more than the
+    command; ``python -m camctl`` itself is tests/test_cli.py's). ``env`` is set for the call only;
+    the logging main() sets up for a process is undone after it."""
+    import contextlib
+    import io
+    import logging
+    import os
+
+    from camctl.cli import main
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        out, err = io.StringIO(), io.StringIO()
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        saved = {k: os.environ.get(k) for k in env or {}}
+        os.environ.update(env or {})
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                rc = main(list(args))
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return subprocess.CompletedProcess(["camctl", *args], rc, out.getvalue(), err.getvalue())
+
+    return run

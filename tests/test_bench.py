@@ -91,8 +91,10 @@ def test_report_names_the_machine_and_targets(quick: dict) -> None:
                and m.key not in quick["unavailable"])
 
 
-def test_only_runs_just_that_benchmark() -> None:
-    proc = _bench("--quick", "--json", "--only", "encode_scaling")
+def test_only_runs_just_that_benchmark(camctl_cli) -> None:
+    # the one-figure runs go through camctl.cli.main in this process (conftest's camctl_cli): the
+    # command is the same; the subprocess entry is the quick run's above
+    proc = camctl_cli("bench", "--quick", "--json", "--only", "encode_scaling")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     ran = {m.key for m in METRICS if m.key in out}
@@ -100,10 +102,11 @@ def test_only_runs_just_that_benchmark() -> None:
     assert out["encode_scaling"] > 0
 
 
-def test_the_vm_trigger_ratio_is_null_with_its_reason_where_it_cannot_run(tmp_path) -> None:
+def test_the_vm_trigger_ratio_is_null_with_its_reason_where_it_cannot_run(tmp_path,
+                                                                         camctl_cli) -> None:
     """A key this machine cannot measure (the kernel VM's: not with --quick, not without the tier)
     is null with the reason, and the run does not fail for it."""
-    proc = _bench("--quick", "--json", "--only", "trigger_latency_vm")
+    proc = camctl_cli("bench", "--quick", "--json", "--only", "trigger_latency_vm")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert out["trigger_latency_vm_ratio"] is None
@@ -128,8 +131,8 @@ def test_the_vm_trigger_ratio_without_the_kernel_tier(tmp_path, monkeypatch) -> 
             "kernel tier unavailable: the kernel VM is not prepared: prepare it once with ...")}}
 
 
-def test_unknown_benchmark_is_refused_by_name() -> None:
-    proc = _bench("--only", "warp_speed")
+def test_unknown_benchmark_is_refused_by_name(camctl_cli) -> None:
+    proc = camctl_cli("bench", "--only", "warp_speed")
     assert proc.returncode == 2
     assert "warp_speed" in proc.stderr
 
@@ -188,8 +191,8 @@ def test_markdown_table_has_a_row_per_metric_and_marks_misses() -> None:
     assert "`rss_mb` failed: RuntimeError: board did not start" in md
 
 
-def test_markdown_flag_prints_the_table() -> None:
-    proc = _bench("--quick", "--markdown", "--only", "encode_scaling")
+def test_markdown_flag_prints_the_table(camctl_cli) -> None:
+    proc = camctl_cli("bench", "--quick", "--markdown", "--only", "encode_scaling")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert MARKDOWN_HEADER in lines

@@ -16,7 +16,7 @@ ROW_KEYS = {"board", "camera", "captured", "stored", "durable", "fetched", "pret
 def test_demo_two_boards(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "camctl", "demo", "--boards", "2",
-                           "--seconds", "3", "--out", str(out), "--quiet"],
+                           "--seconds", "1.5", "--out", str(out), "--quiet"],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo OK" in proc.stdout

@@ -4,8 +4,6 @@ daemon's, so doctor reads their levels from its STATUS, not from the lines or fr
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +11,6 @@ import pytest
 from camctl.demo import start_board, write_board_config
 
 pytestmark = pytest.mark.slow
-
-
-def _camctl(*args: str) -> subprocess.CompletedProcess[str]:
-    # a liveness bound for a hung child, never a speed claim
-    return subprocess.run([sys.executable, "-m", "camctl", *args], capture_output=True, text=True,
-                          timeout=300, check=False)
 
 
 def _lines(out: str) -> list[str]:
@@ -29,7 +21,9 @@ def _lines(out: str) -> list[str]:
             for i, row in enumerate(rows) if row[6:].startswith("lines:")]
 
 
-def test_doctor_reads_the_line_levels_from_the_running_daemon(tmp_path: Path) -> None:
+def test_doctor_reads_the_line_levels_from_the_running_daemon(tmp_path: Path, camctl_cli) -> None:
+    # the CLI in this process (conftest's camctl_cli); the board is the other process
+    _camctl = camctl_cli
     cfg = write_board_config(tmp_path / "b", "doc-a", 0, size=(160, 120), stills=())
     board = start_board(cfg, tmp_path / "b" / "store", "doc-a")
     try:

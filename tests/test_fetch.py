@@ -243,7 +243,7 @@ def test_not_serving(tmp_path: Path) -> None:
             with pytest.raises(RemoteError) as info:
                 c.command("arm")
             assert info.value.code == p.E_REFUSED and "ARMED" in info.value.message
-        report = fetch([pub.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=5)
+        report = fetch([pub.router_endpoint], tmp_path / "out", progress=False, give_up_after_s=2)
         assert not report.ok and "NOT_SERVING" in report.summary()
     finally:
         pub.close()

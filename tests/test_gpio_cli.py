@@ -13,17 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def test_gpio_watch_on_lines_a_running_daemon_holds_is_a_one_line_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def test_gpio_watch_on_lines_a_running_daemon_holds_is_a_one_line_error(tmp_path: Path,
+                                                                        camctl_cli) -> None:
     from camctl.demo import start_board, write_board_config
 
     cfg = write_board_config(tmp_path / "b", "watch-b", 0, size=(160, 120), stills=())
     board = start_board(cfg, tmp_path / "b" / "store", "watch-b")
     try:
-        out = subprocess.run([sys.executable, "-m", "camctl", "gpio", "watch", "--config",
-                              str(cfg)], capture_output=True, text=True, timeout=60)
+        # the watch in this process (conftest's camctl_cli); the daemon is a process of its own
+        out = camctl_cli("gpio", "watch", "--config", str(cfg))
     finally:
         board.stop()
     assert out.returncode == 2, out

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,13 +294,14 @@ def fly_and_kill(board: BoardProcess, trial: KillTrial, rng: random.Random) -> N
     board.proc.wait(10)
 
 
-def run_verify(path: Path, *, repair: bool) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "camctl", "verify", str(path)] + (["--repair"] if repair else [])
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path,
-                                                               summary: list[str]) -> None:
+def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path, summary: list[str],
+                                                               camctl_cli) -> None:
+    def run_verify(path: Path) -> subprocess.CompletedProcess:
+        """``camctl verify PATH`` (conftest's camctl_cli: in this process, no Python start)."""
+        return camctl_cli("verify", str(path))
+
     cfg = board_config(tmp_path / "board", "restart", 0, post_touchdown_s=0.3)
     store = tmp_path / "board" / "store"
     board = start_board(cfg, store, "restart")
@@ -310,7 +310,7 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path,
         fly_and_kill(board, trial, random.Random(SEED))
     finally:
         board.kill9()
-    assert run_verify(store, repair=False).returncode == 1, "the kill left nothing to repair"
+    assert run_verify(store).returncode == 1, "the kill left nothing to repair"
     (killed_flight,) = list_flights(store)
     # what the kill left, before the restart
     torn = sorted((store / killed_flight).glob("*/*.mcap"))
@@ -347,7 +347,7 @@ def test_restart_after_kill_recovers_the_store_and_flies_again(tmp_path: Path,
             assert new_flight != killed_flight
             assert all(st["cameras"][c]["durable_frames"] == st["cameras"][c]["frames_stored"] > 0
                        for c in CAMERAS), st["cameras"]
-        final = run_verify(store, repair=False)
+        final = run_verify(store)
         assert final.returncode == 0, final.stdout
         assert sorted(list_flights(store)) == sorted([killed_flight, new_flight])
     finally:

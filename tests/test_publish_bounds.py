@@ -111,8 +111,10 @@ def test_every_board_socket_bounds_its_connections(tmp_path: Path) -> None:
             # no ZMTP PINGs of its own (libzmq 4.3.5 aborts on them: sockets.detect_dead_peers)
             assert sock.getsockopt(zmq.HEARTBEAT_IVL) == 0
             assert sock.getsockopt(zmq.TCP_KEEPALIVE) == 1
-        for endpoint in (pub.router_endpoint, pub.pub_endpoint):
-            raw = socket.create_connection(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])))
+        # both raw connections at once: each waits out the same handshake limit
+        raws = [socket.create_connection(("127.0.0.1", int(endpoint.rsplit(":", 1)[1])))
+                for endpoint in (pub.router_endpoint, pub.pub_endpoint)]
+        for raw in raws:
             raw.settimeout(60)  # hang guard only
             while raw.recv(4096):  # the board's greeting, then EOF
                 pass

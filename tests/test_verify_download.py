@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from flights import FLIGHT, build_download
@@ -50,8 +48,7 @@ def test_a_copied_flight_with_changed_bytes_is_not_clean(tmp_path):
     assert report.exit_code == 1 and str(index_path) in report.repairable
 
 
-def test_cli_verify_of_a_folder_without_flights_is_a_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "camctl", "verify", str(tmp_path)],
-                       capture_output=True, text=True)
+def test_cli_verify_of_a_folder_without_flights_is_a_one_line_error(tmp_path, camctl_cli):
+    r = camctl_cli("verify", str(tmp_path))  # main() in this process: no Python start
     assert r.returncode == 2 and "no flight found" in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0
