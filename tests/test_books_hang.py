@@ -168,3 +168,37 @@ def test_a_hang_at_the_release_hands_the_pre_trigger_ring_to_the_replacement(
     # the seconds before the hang (31 ARMED frames were dropped 'abandoned'): the pre-trigger
     before = [s for s in _seqs(flight, "down") if s < fresh.seq_base]
     assert len(before) >= 5, before
+
+
+def test_a_frame_a_stuck_thread_brings_back_after_the_landing_is_not_in_the_flights_books(
+        tmp_path: Path, monkeypatch) -> None:
+    """The torture run's seed 25: status said captured 61 where the store's books said 60. The
+    flight's books close with its last flush; a frame the abandoned thread brings back later is
+    dropped outside them (the ledger's ``late``), so status and the store agree."""
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 6.0}],
+                      post_touchdown_s=0.2)
+    d = Daemon(cfg, notifier=Notifier(environ={}))
+    try:
+        d.start()
+        replacements_heal(monkeypatch)
+        with main_loop(d):
+            d.command("arm", {})
+            d.command("event", {"name": "release"})
+            hung = d.runners["down"]
+            wait_for(lambda: hung.activity == "capturing" and hung.stuck_s() > 0.3,
+                     "the capture stuck in DESCENT", timeout_s=60)
+            d.command("event", {"name": "touchdown"})
+            wait_for(lambda: d.phase == "LANDED" and d.serving(), "LANDED and served",
+                     timeout_s=120)
+            ledger = d.ledger
+            wait_for(lambda: not hung.alive, "the hung thread back", timeout_s=60)
+            st = d.status()
+        flight = tmp_path / "store" / d.flight
+    finally:
+        d.close()
+    _balanced(st, flight)
+    stored = {name: b for name, b in _ls_books(flight).items()}
+    for name, cam in st["cameras"].items():
+        assert cam["ledger"]["captured"] == stored[name]["captured"], (name, cam, stored[name])
+    # (a loaded machine may finish the flight after the frame came back: then it is in the books)
+    assert ledger.closed

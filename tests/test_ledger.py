@@ -199,3 +199,14 @@ def test_timeline_marks_name_every_reason():
                                     (20, "down", "sensor_gap", 2), (30, "down", "recovery_cut", 3)]
     assert read_ledger(events)["down"]["dropped"] == {"sensor_gap": 2, "ring_overflow": 1,
                                                       "recovery_cut": 3}
+
+
+def test_the_last_flush_closes_the_books() -> None:
+    from camctl.common.ledger import Ledger
+
+    led = Ledger(clock_ns=lambda: 5, wall_ns=lambda: 7)
+    led.captured("down", 3)
+    assert [r["captured"] for r in led.flush(close=True)] == [3] and led.closed
+    led.captured("down")  # a stuck thread's frame coming back after the landing
+    led.lost("down", "abandoned")
+    assert led.totals()["down"]["captured"] == 3 and led.flush() == [] and led.late == 2

@@ -236,7 +236,8 @@ class FlightRecorder:
     def _finish(self, store: Any, ledger: Ledger | None) -> None:
         self._wait_cameras()
         if ledger is not None and not store.finished:  # the last interval, before the files close
-            for rec in ledger.flush():
+            # and the books close with it: what a stuck thread counts later is not on flash
+            for rec in ledger.flush(close=True):
                 store.log_event(rec)
         try:
             store.finish()

@@ -76,6 +76,9 @@ class Ledger:
         self._total: dict[str, _Counts] = {}
         self._interval: dict[str, _Counts] = {}
         self._since_ns = clock_ns()
+        # set by the flight's last flush (flush(close=True)): counts after it are not the flight's
+        self.closed = False
+        self.late = 0  # counts refused once closed (a stuck thread's frame coming back after)
 
     def _both(self, camera: str) -> tuple[_Counts, _Counts]:
         total = self._total.get(camera)
@@ -95,6 +98,9 @@ class Ledger:
         if n <= 0:
             return
         with self._lock:
+            if self.closed:
+                self.late += n
+                return
             for c in self._both(camera):
                 c.dropped[reason] = c.dropped.get(reason, 0) + n
 
@@ -110,6 +116,9 @@ class Ledger:
         if n <= 0:
             return
         with self._lock:
+            if self.closed:
+                self.late += n
+                return
             for c in self._both(camera):
                 setattr(c, counter, getattr(c, counter) + n)
 
@@ -118,9 +127,14 @@ class Ledger:
         with self._lock:
             return {cam: c.as_dict() for cam, c in self._total.items()}
 
-    def flush(self) -> list[dict]:
-        """Records of what was counted since the last flush (none for a camera with nothing new)."""
+    def flush(self, *, close: bool = False) -> list[dict]:
+        """Records of what was counted since the last flush (none for a camera with nothing new).
+
+        ``close``: the flight's last flush (its files close next): from then on nothing counts, so
+        the totals ``status`` shows stay the books on flash (a frame a stuck capture thread brings
+        back after the landing is no longer the flight's; :attr:`late` counts such)."""
         with self._lock:
+            self.closed = self.closed or close
             interval, self._interval = self._interval, {}
             since, now = self._since_ns, self._clock_ns()
             self._since_ns = now
