@@ -133,13 +133,17 @@ class CameraFleet:
         for runner in self.runners.values():
             runner.start()
 
-    def wait_idle(self, timeout_s: float | None = None) -> None:
+    def wait_idle(self, timeout_s: float | None = None, *,
+                  until: Callable[[], bool] | None = None) -> None:
         """Wait for every camera to hand over its last frame (after LANDED/SAFE), ``timeout_s`` at
         most in all. A thread stuck in its backend is not waited for: the watchdog abandons it
-        (its frames are booked ``abandoned``) and its replacement is idle at once."""
+        (its frames are booked ``abandoned``) and its replacement is idle at once. ``until``: stop
+        waiting once it is true (armed again: the cameras run for the next flight now)."""
         deadline = time.monotonic() + (IDLE_WAIT_S if timeout_s is None else timeout_s)
         for name in list(self.runners):
             while True:
+                if until is not None and until():
+                    return
                 runner = self.runners[name]  # the watchdog may replace it meanwhile
                 if runner.isolated or runner.overdue_s():  # its last frames are not coming
                     break

@@ -303,7 +303,8 @@ class Daemon(Startable):
 
     def _wait_cameras(self) -> None:
         if self.fleet is not None:
-            self.fleet.wait_idle()
+            # armed again while the last flight closes: its cameras run for the next one
+            self.fleet.wait_idle(until=lambda: self.phase not in (SAFE, LANDED))
 
     def _on_finished(self) -> None:
         st = self.status()

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,12 @@ class FlightRecorder:
         self._opening: threading.Thread | None = None
         self._finishing: threading.Thread | None = None
         self._finish_started: Any = None  # the store a finishing thread was started for
-        self._finished_store: Any = None  # the last store the finish is done with (serving gate)
+        # the stores the finish is done with (the serving gate): a set, as two finishes may end in
+        # either order (armed again while the last flight closed)
+        self._finished_stores: weakref.WeakSet[Any] = weakref.WeakSet()
+        # armed: the new flight's files are being opened; its records wait in _unlogged (not in
+        # the last flight's log, which may still be closing)
+        self._opening_new = False
         self._disarming: threading.Thread | None = None  # writing the disarm marker
         self._disarm_saved = False  # the last disarm marker was written
         # the older flight the check after boot is on and its files (held back): one tuple,
@@ -106,7 +112,7 @@ class FlightRecorder:
     def settled(self) -> bool:
         """No store, or the finish is done with the current one (the serving gate)."""
         store = self.store
-        return store is None or store is self._finished_store
+        return store is None or store in self._finished_stores
 
     def flights(self) -> list[str]:
         """Flights of this run: the finished ones and the one being recorded."""
@@ -137,7 +143,7 @@ class FlightRecorder:
     def log_record(self, rec: dict) -> None:
         with self._log_lock:  # log_event only queues: this lock is never held over I/O
             store = self.store
-            if store is not None and not store.finished:
+            if store is not None and not store.finished and not self._opening_new:
                 store.log_event(rec)
             else:
                 self._unlogged.append(rec)
@@ -178,6 +184,8 @@ class FlightRecorder:
         here: this runs under the phase machine's lock; ARMED frames only go to the RAM ring)."""
         t = threading.Thread(target=self._open, args=(self.ledger, dict(cameras)),
                              name="camctl-open-flight", daemon=True)
+        with self._log_lock:
+            self._opening_new = True
         self._opening = t
         t.start()
 
@@ -196,6 +204,7 @@ class FlightRecorder:
             except (OSError, StoreError) as exc:
                 # best effort: the flight goes on (cameras still count), nothing is stored; say it
                 # loudly
+                # its records stay unlogged (_opening_new stays set): the last flight is not theirs
                 log.error("cannot open flight %s in %s: %s", flight, self.root, exc)
                 fault = FaultRecord.from_exception(exc, name="store_open_failed",
                                                    mono_ns=time.monotonic_ns(),
@@ -204,6 +213,7 @@ class FlightRecorder:
                 return
             with self._log_lock:
                 self.store, self.flight, self._store_ledger = store, flight, ledger
+                self._opening_new = False
                 while self._unlogged:
                     store.log_event(self._unlogged.popleft())
             store.log_event(FlightRecord(board=self.board, flight=flight,
@@ -245,10 +255,13 @@ class FlightRecorder:
         except Exception as exc:
             log.error("finishing flight %s failed: %s", store, exc)
         with self._lock:
-            if self.flight and self.flight not in self.done:
-                self.done.append(self.flight)
-            self._finishing = None
-            self._finished_store = store
+            # the store's flight: armed again meanwhile, self.flight is the next one already
+            flight = getattr(store, "flight", "") or self.flight
+            if flight and flight not in self.done:
+                self.done.append(flight)
+            if self._finishing is threading.current_thread():
+                self._finishing = None
+            self._finished_stores.add(store)
         self._on_finished()
 
     def close(self) -> None:
