@@ -228,5 +228,11 @@ class VMError(CamctlError, RuntimeError):
     message)."""
 
 
+class TortureBoardError(CamctlError, RuntimeError):
+    """The torture run's board did something the run cannot go on from (did not start, refused a
+    command, never logged what the run waits for): the seed fails as the board's
+    (:mod:`camctl.testing.torture`)."""
+
+
 class CamctlWarning(Warning):
     """Root of camctl warnings (fallbacks that a user should know about)."""

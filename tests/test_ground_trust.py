@@ -107,6 +107,25 @@ def test_board_id_racing_processes_agree(tmp_path: Path) -> None:
     assert len(got) == 8 and len(set(got)) == 1
 
 
+def test_board_id_made_by_another_process_between_two_looks_is_kept(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The race the 8 racing processes hit under load: the id was absent at the read and linked
+    by another process before the next look, which then set a whole id aside as 'not an id'."""
+    theirs = "ab" * 16
+    (tmp_path / ID_FILE).write_text(theirs + "\n")
+    real, calls = Path.read_text, []
+
+    def absent_at_first(self: Path, *a, **kw) -> str:
+        calls.append(self)
+        if len(calls) == 1:
+            raise FileNotFoundError(self)  # not there yet when this process looked
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "read_text", absent_at_first)
+    assert board_id(tmp_path) == theirs
+    assert not (tmp_path / f"{ID_FILE}.bad").exists()
+
+
 def test_board_id_not_an_id_is_set_aside(tmp_path: Path) -> None:
     (tmp_path / ID_FILE).write_text("hello\n")
     made = board_id(tmp_path)

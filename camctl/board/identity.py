@@ -40,9 +40,11 @@ def board_id(store_root: Path) -> str:
     path = root / ID_FILE
     for _ in range(3):
         found = _read(path)
-        if found is not None:
+        if found:
             return found
-        if path.exists():
+        # one read says absent ("") or not an id (None): a second look could find the id another
+        # process linked in between and set a whole one aside as bad
+        if found is None:
             log.warning("board id: %s is not an id: kept as %s.bad, a new id is made", path,
                         ID_FILE)
             os.replace(path, root / f"{ID_FILE}.bad")
@@ -79,5 +81,5 @@ def _read(path: Path) -> str | None:
     try:
         text = path.read_text(encoding="ascii", errors="replace").strip()
     except FileNotFoundError:
-        return None
+        return ""
     return text if _ID.fullmatch(text) else None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import camctl
+from camctl.exc import TortureBoardError
 from camctl.testing.reboot import after_reboot
 
 __all__ = ["BoardError", "Boot", "TortureBoard", "camctl_env"]
@@ -35,8 +36,8 @@ _START_TIMEOUT_S = 120.0  # a liveness bound on a loaded machine, never a speed 
 _CLI_TIMEOUT_S = 180.0
 
 
-class BoardError(Exception):
-    """The board did something the run cannot go on from (did not start, refused a command)."""
+# the run's name for it (camctl.exc keeps every exception class of the package)
+BoardError = TortureBoardError
 
 
 @dataclass(frozen=True)
