@@ -77,12 +77,13 @@ def test_a_hang_in_descent_closes_the_books_and_keeps_seqs_unique(tmp_path: Path
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs), seqs
 
 
-def test_landing_does_not_wait_for_a_thread_stuck_at_touchdown(tmp_path: Path,
-                                                               monkeypatch) -> None:
-    # landing would wait this long for a camera's last frames: never for a stuck thread
-    monkeypatch.setattr("camctl.board.cameras_fleet.IDLE_WAIT_S", 3600.0)
-    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 3600.0}],
-                      post_touchdown_s=0.5)
+def _land_while_stuck(tmp_path: Path, monkeypatch, hang_s: float, post_touchdown_s: float,
+                      then: Any) -> tuple[dict, Path, Any]:
+    """Fly a board whose ``down`` capture sticks 0.5 s after the release for ``hang_s``; touch
+    down while it is stuck; once LANDED and served, run ``then(daemon, hung_runner)`` and read
+    the status. Returns (status, the flight's folder, the flight's ledger)."""
+    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": hang_s}],
+                      post_touchdown_s=post_touchdown_s)
     d = Daemon(cfg, notifier=Notifier(environ={}))
     try:
         d.start()
@@ -93,15 +94,28 @@ def test_landing_does_not_wait_for_a_thread_stuck_at_touchdown(tmp_path: Path,
             hung = d.runners["down"]
             wait_for(lambda: hung.activity == "capturing" and hung.stuck_s() > 0.3,
                      "the capture stuck in DESCENT", timeout_s=60)
-            d.command("event", {"name": "touchdown"})  # LANDED 0.5 s on, the thread still stuck
+            d.command("event", {"name": "touchdown"})  # LANDED soon after, the thread still stuck
             wait_for(lambda: d.phase == "LANDED" and d.serving(), "LANDED and served",
                      timeout_s=120)
-            assert hung.alive  # still stuck: not waited for
-            wait_for(lambda: d.runners["down"] is not hung, "the hang handled", timeout_s=60)
+            ledger = d.ledger
+            then(d, hung)
             st = d.status()
         flight = tmp_path / "store" / d.flight
     finally:
         d.close()
+    return st, flight, ledger
+
+
+def test_landing_does_not_wait_for_a_thread_stuck_at_touchdown(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    # landing would wait this long for a camera's last frames: never for a stuck thread
+    monkeypatch.setattr("camctl.board.cameras_fleet.IDLE_WAIT_S", 3600.0)
+
+    def handled(d: Daemon, hung: Any) -> None:
+        assert hung.alive  # still stuck: not waited for
+        wait_for(lambda: d.runners["down"] is not hung, "the hang handled", timeout_s=60)
+
+    st, flight, _ = _land_while_stuck(tmp_path, monkeypatch, 3600.0, 0.5, handled)
     _balanced(st, flight)
     # the watchdog may handle the hang after the flight's files closed (landing did not wait for
     # it): its fault record then goes to the next flight's log, so read what status says of it
@@ -175,27 +189,9 @@ def test_a_frame_a_stuck_thread_brings_back_after_the_landing_is_not_in_the_flig
     """The torture run's seed 25: status said captured 61 where the store's books said 60. The
     flight's books close with its last flush; a frame the abandoned thread brings back later is
     dropped outside them (the ledger's ``late``), so status and the store agree."""
-    cfg = make_config(tmp_path, faults=[{"kind": "hang", "at_s": 0.5, "duration_s": 6.0}],
-                      post_touchdown_s=0.2)
-    d = Daemon(cfg, notifier=Notifier(environ={}))
-    try:
-        d.start()
-        replacements_heal(monkeypatch)
-        with main_loop(d):
-            d.command("arm", {})
-            d.command("event", {"name": "release"})
-            hung = d.runners["down"]
-            wait_for(lambda: hung.activity == "capturing" and hung.stuck_s() > 0.3,
-                     "the capture stuck in DESCENT", timeout_s=60)
-            d.command("event", {"name": "touchdown"})
-            wait_for(lambda: d.phase == "LANDED" and d.serving(), "LANDED and served",
-                     timeout_s=120)
-            ledger = d.ledger
-            wait_for(lambda: not hung.alive, "the hung thread back", timeout_s=60)
-            st = d.status()
-        flight = tmp_path / "store" / d.flight
-    finally:
-        d.close()
+    st, flight, ledger = _land_while_stuck(
+        tmp_path, monkeypatch, 6.0, 0.2,
+        lambda _d, hung: wait_for(lambda: not hung.alive, "the hung thread back", timeout_s=60))
     _balanced(st, flight)
     stored = {name: b for name, b in _ls_books(flight).items()}
     for name, cam in st["cameras"].items():
