@@ -54,13 +54,9 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
             log.error("not resuming flight %s: %s", state.flight, exc)
             return None
         recorder.landed(state.flight)
-        close_landed_books(recorder, state.flight, now_mono, now_wall, resume=rec)
-        from camctl.board.resume import flight_books
-
-        # its files hold every book of it now: STATUS says them (not this run's, which are none)
-        recorder.before = flight_books(root / state.flight,
-                                       flight_cameras(root / state.flight).every
-                                       or recorder.cameras)
+        # its books as its files hold them, closed: STATUS says them (this run records nothing)
+        recorder.before = close_landed_books(recorder, state.flight, now_mono, now_wall,
+                                             resume=rec)
         log.info("flight %s had landed; resuming LANDED (disarm for the next flight)", state.flight)
         return rec.encode()
     # every camera the flight had and this config's (a camera renamed between runs is both)
@@ -88,11 +84,14 @@ def resume_last_flight(recorder: FlightRecorder, machine: PhaseMachine, fleet: C
         store.log_event(changed)
     # what the dead process left in RAM, or stored without counting it, closes the books of the
     # flight so far (a camera removed since included: its books close as they stood)
-    from camctl.board.resume import flight_books, restart_books
+    from camctl.board.resume import flight_books, restart_books, with_records
 
-    closing = restart_books(root / state.flight, cameras, mono_ns=now_mono, wall_ns=now_wall)
-    # STATUS counts on from the flight's books so far (read before this run logs anything)
-    recorder.before = flight_books(root / state.flight, cameras, extra=closing)
+    # the flight's books so far, read once (before this run logs anything): they give the
+    # records that close them, and STATUS counts on from both
+    prior = flight_books(root / state.flight, cameras)
+    closing = restart_books(root / state.flight, cameras, mono_ns=now_mono, wall_ns=now_wall,
+                            books=prior)
+    recorder.before = with_records(prior, closing)
     for books in closing:
         store.log_event(books)
     store.commit()
@@ -139,18 +138,21 @@ def _resume_record(state: FlightState, now_wall: int, now_mono: int, levels: dic
 
 
 def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall_ns: int, *,
-                       resume: ResumeRecord | None = None) -> None:
+                       resume: ResumeRecord | None = None) -> dict[str, dict]:
     """A flight killed between LANDED and its finish lost its last ledger interval: write the
     records that close its books (:func:`camctl.board.resume.restart_books`) and finish it again.
     Nothing when they close. ``resume``: this run's resume record, logged first when anything is
-    (the books' times are on this run's clock, which only it maps onto the flight's timeline)."""
-    from camctl.board.resume import restart_books
+    (the books' times are on this run's clock, which only it maps onto the flight's timeline).
+    Returns the flight's books (:func:`camctl.board.resume.flight_books`), closed when written."""
+    from camctl.board.resume import flight_books, restart_books, with_records
 
     # the flight's cameras, not this config's: a camera renamed since never recorded into it
     cameras = flight_cameras(recorder.root / flight).every or recorder.cameras
-    books = restart_books(recorder.root / flight, cameras, mono_ns=mono_ns, wall_ns=wall_ns)
+    prior = flight_books(recorder.root / flight, cameras)
+    books = restart_books(recorder.root / flight, cameras, mono_ns=mono_ns, wall_ns=wall_ns,
+                          books=prior)
     if not books:
-        return
+        return prior
     try:
         run = (resume.run or 0) if resume is not None else 0
         store = recorder.open_store(flight, resume=True, drops=False, run=run,
@@ -166,6 +168,8 @@ def close_landed_books(recorder: FlightRecorder, flight: str, mono_ns: int, wall
     # the books stay open (ls says so); the flight is still served
     except (OSError, StoreError) as exc:
         log.warning("cannot close the books of landed flight %s: %s", flight, exc)
+        return prior
+    return with_records(prior, books)
 
 
 def _with(cameras: list[str], more: list[str]) -> list[str]:

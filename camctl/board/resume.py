@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +34,7 @@ from camctl.store import iter_events, iter_frames, list_flights
 from camctl.store.reader import count_frames
 
 __all__ = ["FlightState", "ResumeClock", "boot_id", "clock_offset", "flight_books",
-           "last_flight_state",
-           "restart_books"]
+           "last_flight_state", "restart_books", "with_records"]
 
 log = logging.getLogger("camctl.board.resume")
 
@@ -268,8 +267,8 @@ def _stored_frames(flight_dir: Path, camera: str) -> int:
     return sum(count_frames(seg) for seg in _segments(flight_dir / camera))
 
 
-def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int,
-                  wall_ns: int) -> list[dict]:
+def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int, wall_ns: int,
+                  books: dict[str, dict] | None = None) -> list[dict]:
     """Ledger records that close each camera's books of the part of the flight before a restart.
 
     The ledger is flushed once a second and frames are written as they come, so what a dead process
@@ -279,15 +278,14 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int,
     dropped + aged_out)`` frames were lost in the restart (``dropped`` reason ``restart``) when it
     is positive, and when it is negative that many stored frames are counted as ``captured`` (their
     count died with the process). One record per camera that needs it (``name`` ``restart``), in the
-    ledger's own format."""
-    from camctl.common.ledger import RESTART, read_ledger
+    ledger's own format. ``books``: the flight's :func:`flight_books`, when already read."""
+    from camctl.common.ledger import RESTART
 
-    books = read_ledger(_log_records(flight_dir))
+    books = flight_books(flight_dir, cameras) if books is None else books
     out = []
     for cam in cameras:
-        b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}})
-        accounted = _stored_frames(flight_dir, cam) + sum(b["dropped"].values()) + b["aged_out"]
-        diff = b["captured"] - accounted
+        b = books.get(cam) or _no_books()
+        diff = b["captured"] - (b["stored"] + sum(b["dropped"].values()) + b["aged_out"])
         if diff:
             out.append(LedgerRecord(camera=cam, captured=max(0, -diff),
                                     dropped={RESTART: diff} if diff > 0 else {}, name="restart",
@@ -295,18 +293,29 @@ def restart_books(flight_dir: Path, cameras: list[str], *, mono_ns: int,
     return out
 
 
-def flight_books(flight_dir: Path, cameras: list[str],
-                 extra: Iterable[dict] = ()) -> dict[str, dict]:
-    """Each camera's books of the flight as its files hold them (and ``extra`` records not written
-    yet: a resume's restart books): the ledger's ``captured``, ``aged_out``, ``dropped`` {reason:
-    n} (the store's drop and loss records included) and ``stills_missed``, with ``stored`` frames.
-    A resumed board starts its STATUS from these, so STATUS, the store and ``ls`` give one set of
+def _no_books() -> dict:
+    return {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0, "stored": 0}
+
+
+def flight_books(flight_dir: Path, cameras: list[str]) -> dict[str, dict]:
+    """Each camera's books of the flight as its files hold them: the ledger's ``captured``,
+    ``aged_out``, ``dropped`` {reason: n} (the store's drop and loss records included) and
+    ``stills_missed``, with ``stored`` frames. A resumed board starts its STATUS from these (with
+    its restart books: :func:`with_records`), so STATUS, the store and ``ls`` give one set of
     books for the whole flight (issue 26, defect 10), not the run's since the restart."""
     from camctl.common.ledger import read_ledger
 
-    books = read_ledger([*_log_records(flight_dir), *extra])
-    out: dict[str, dict] = {}
-    for cam in sorted(set(cameras) | set(books)):
-        b = books.get(cam, {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0})
-        out[cam] = {**b, "dropped": dict(b["dropped"]), "stored": _stored_frames(flight_dir, cam)}
+    books = read_ledger(_log_records(flight_dir))
+    return {cam: {**(books.get(cam) or _no_books()), "stored": _stored_frames(flight_dir, cam)}
+            for cam in sorted(set(cameras) | set(books))}
+
+
+def with_records(books: dict[str, dict], records: list[dict]) -> dict[str, dict]:
+    """``books`` (:func:`flight_books`) with ledger ``records`` not on disk yet added (a resume's
+    restart books), read as the ledger reads them: no second pass over the flight's files."""
+    from camctl.common.ledger import add_books, read_ledger
+
+    out = dict(books)
+    for cam, more in read_ledger(records).items():
+        out[cam] = add_books(out.get(cam) or _no_books(), more)
     return out

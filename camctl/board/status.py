@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from camctl import __version__
 from camctl.board.capture import CameraRunner
-from camctl.common.ledger import store_reason
+from camctl.common.ledger import add_books, store_reason
 
 if TYPE_CHECKING:
     from camctl.board.daemon import Daemon
@@ -68,7 +68,7 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
     top of ``before``: the flight's books before this run of the daemon (a resumed flight; its
     ``stored`` frames too), so STATUS gives the whole flight's books, as ``ls`` does."""
     snap = runner.snapshot()
-    led = _add(before, books) if before else (books or _NO_BOOKS)
+    led = add_books(before, books) if before else (books or _NO_BOOKS)
     if before and books is None:
         books = led
     dropped = dict(led["dropped"])  # this flight's losses by reason: the runner's and the store's
@@ -113,17 +113,6 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
                    "aged_out": led["aged_out"], "pending": pending,
                    "stills_missed": led["stills_missed"]},
     }
-
-
-def _add(before: dict, books: dict | None) -> dict:
-    """The flight's books before this run plus this run's (``books``; None: none yet)."""
-    now = books or _NO_BOOKS
-    dropped = dict(before.get("dropped", {}))
-    for reason, n in now["dropped"].items():
-        dropped[reason] = dropped.get(reason, 0) + n
-    return {k: int(before.get(k, 0)) + int(now[k]) for k in ("captured", "aged_out",
-                                                               "stills_missed")} | {
-        "dropped": dropped}
 
 
 def status_line(st: dict[str, Any]) -> str:

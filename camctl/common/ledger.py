@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 
 from camctl.common.records import DropRecord, LedgerRecord, LossRecord, Record, read
 
-__all__ = ["REASONS", "Ledger", "balance", "describe", "ledger_marks", "read_ledger",
+__all__ = ["REASONS", "Ledger", "add_books", "balance", "describe", "ledger_marks", "read_ledger",
            "store_reason"]
 
 ENCODER_BEHIND, RING_OVERFLOW, SENSOR_GAP = "encoder_behind", "ring_overflow", "sensor_gap"
@@ -170,6 +170,19 @@ def read_ledger(events: Iterable[dict]) -> dict[str, dict]:
             if n:
                 c["dropped"][reason] = c["dropped"].get(reason, 0) + n
     return out
+
+
+def add_books(books: dict, more: dict | None) -> dict:
+    """One camera's ``books`` with ``more`` added (``captured``, ``aged_out``, ``stills_missed``
+    and ``dropped`` by reason, as :func:`read_ledger` and :meth:`Ledger.totals` give them); any
+    other key of ``books`` (``stored``) kept as it is."""
+    extra = more or {}
+    dropped = dict(books.get("dropped", {}))
+    for reason, n in extra.get("dropped", {}).items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    summed = {k: int(books.get(k, 0)) + int(extra.get(k, 0))
+              for k in ("captured", "aged_out", "stills_missed")}
+    return {**books, **summed, "dropped": dropped}
 
 
 def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
