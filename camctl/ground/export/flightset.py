@@ -50,12 +50,15 @@ class Flight:
     tb: TimeBase
     t0_ns: int | None  # release edge, else the first event: the zero of every relative time
     cameras: dict[str, list[Path]]
-    # how each run's monotonic clock maps onto the flight's timeline (trivial for one run)
-    clock: FlightClock = field(default_factory=lambda: FlightClock({}))
 
     @property
     def board(self) -> str:
         return self.ref.board
+
+    @property
+    def clock(self) -> FlightClock:
+        """How each run's monotonic clock maps onto the flight's timeline (the time base's)."""
+        return self.tb.clock
 
     def frame_ns(self, timestamp_ns: int, run: int | None = 0) -> int:
         """A time of run ``run``'s clock (a frame's sensor time) on the flight's timeline."""
@@ -120,11 +123,9 @@ def load_flight(ref: FlightRef) -> Flight:
     # the time base places the raw records itself, and never takes a phase change applied at a
     # resume from a line's level as an edge (camctl.ground.flights.TimeBase)
     tb = TimeBase.from_events(raw)
-    clock = tb.clock
-    events = placed_events(raw, clock)
+    events = placed_events(raw, tb.clock)
     t0 = tb.t0_ns if tb.t0_ns is not None else _first_event_ns(events)
-    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path),
-                  clock=clock)
+    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path))
 
 
 def reboot_notes(fl: Flight) -> list[str]:
