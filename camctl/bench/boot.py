@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.bench.harness import MB, Ctx, Figure, Metric, child_env
+from camctl.testing.procs import stop_process
 
 _FLIGHT_MB = 64
 
@@ -67,12 +68,7 @@ def _time_to_ready(ctx: Ctx, store: Path, name: str) -> float:
                 if "READY=1" in msg.splitlines():
                     return time.perf_counter() - t0
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc, grace_s=30, kill_wait_s=10)
 
 
 def bench_boot(ctx: Ctx) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.bench.harness import Ctx, Figure, Metric
+from camctl.testing.procs import stop_process
 
 __all__ = ["FIGURE", "Fleet", "FleetResult", "delay_line", "fleet_unavailable", "run_fleet"]
 
@@ -193,13 +194,7 @@ class Fleet:
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, grace_s=15)
         self.procs.clear()
         for ns in reversed(self.made):
             with contextlib.suppress(RuntimeError):
