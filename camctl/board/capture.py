@@ -344,12 +344,11 @@ class CameraRunner:
         self.stats.rate_window.append(frame.timestamp_ns)
         gap, still = self._stills.video_frame(frame.timestamp_ns, self._last_seq, frame.seq)
         self._last_seq = frame.seq
+        n = 1 + max(0, gap)  # this frame and the numbers skipped before it
+        self.stats.frames_captured += n
+        self.ledger.captured(self.name, n)
         if gap <= 0:
-            self.stats.frames_captured += 1
-            self.ledger.captured(self.name)
             return
-        self.stats.frames_captured += 1 + gap
-        self.ledger.captured(self.name, 1 + gap)
         if still is not None:  # still_gap, or still_mode_switch (the cost of a full still)
             self._lose(still, gap)
         else:
