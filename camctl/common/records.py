@@ -552,8 +552,9 @@ class QuotaRecord(Record):
 class LossRecord(Record):
     """What a repair cut or skipped (``name`` ``recovery``): bytes ``range`` of ``segment``
     (``camera/000001.mcap``) and why; the last frame seq kept before it and the first after it
-    (None: none), and for a torn tail the ``seqs`` whose records began in it (None: not a
-    tail). Only ``camera`` is required: readers count the ``seqs`` of any loss record."""
+    (None: none), and ``seqs``: the exact seqs of the frames the range cost, for every kind of
+    loss (``()``: none; None: a record from before seqs were exact). Only ``camera`` is required:
+    readers count the ``seqs`` of any loss record; :mod:`camctl.common.losses` says it in words."""
 
     KIND = "loss"
     FIELDS = _known("camera", "segment", "range", "bytes", "reason", "seq_after", "seq_before",
