@@ -58,7 +58,8 @@ class Metric:
     def passes(self, value: float | None) -> bool | None:
         if value is None or not self.op:
             return None
-        return {">=": value >= self.threshold, "<": value < self.threshold}[self.op]
+        return {">=": value >= self.threshold, "<": value < self.threshold,
+                "<=": value <= self.threshold}[self.op]
 
 
 
