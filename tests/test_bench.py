@@ -83,7 +83,7 @@ def test_report_names_the_machine_and_targets(quick: dict) -> None:
     assert mach["cores"] >= 1 and mach["cpu"] and mach["python"].count(".") == 2
     assert mach["numpy"] and mach["simplejpeg"]
     assert quick["quick"] is True
-    assert quick["targets"]["store_vs_fdatasync"] == ">= 0.9"
+    assert quick["targets"]["store_commit_p50_x"] == "<= 1.2"
     assert quick["targets"]["trigger_latency_p99_ms"] == "< 2"
     # every number says what it measured (a key this machine cannot measure says why, in errors)
     assert all(quick["notes"].get(m.key) for m in METRICS
@@ -175,6 +175,8 @@ def test_every_figure_module_is_registered() -> None:
 def test_markdown_table_has_a_row_per_metric_and_marks_misses() -> None:
     values: dict[str, float | None] = {m.key: 1.0 for m in METRICS}
     values["rss_mb"] = None
+    values["store_commit_p50_x"] = 1.2  # the goal itself meets "<= 1.2"
+    values["store_commit_p99_x"] = 1.25
     res = BenchResult(values=values, errors={"rss_mb": "RuntimeError: board did not start"},
                       machine={"cpu": "Test CPU", "cores": 2, "python": "3.11.7"}, elapsed_s=42)
     md = markdown_table(res, commit="abc1234", date="2026-11-30")
@@ -184,7 +186,8 @@ def test_markdown_table_has_a_row_per_metric_and_marks_misses() -> None:
     rows = {ln.split("`")[1]: [c.strip() for c in ln.split("|")[1:-1]]
             for ln in lines if ln.startswith("| `")}
     assert list(rows) == [m.key for m in METRICS]
-    assert rows["store_vs_fdatasync"][1:4] == ["1", ">= 0.9", "yes"]
+    assert rows["store_commit_p50_x"][1:4] == ["1.2", "<= 1.2", "yes"]
+    assert rows["store_commit_p99_x"][1:4] == ["1.25", "<= 1.2", "**no**"]
     assert rows["fetch_vs_imagezmq"][1:4] == ["1", ">= 3", "**no**"]
     assert rows["capture_fps_1080p_2cams"][1:4] == ["1 fps", "", ""]
     assert rows["rss_mb"][1:4] == ["null", "< 200", "error"]
