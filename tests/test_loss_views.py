@@ -1,0 +1,126 @@
+"""Lost frames are shown with their exact seqs wherever a loss is shown: ``camctl ls DIR`` (text
+and JSON) and ``camctl ls --connect`` (from the board's event logs).
+
+The flight is a real store flight: a power cut leaves its camera segment with a torn tail holding
+frames 12-14 and :func:`camctl.store.recover_store` cuts it (its loss record names the seqs); a
+damaged range (seqs 3-5) and a record from before seqs were exact (``seqs`` None) are appended
+through the store's event log API, as verify logs them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from netfixtures import FakeBoard
+from store_helpers import frame
+
+from camctl.board.config import PublishConfig, StoreConfig
+from camctl.board.publish import Publisher
+from camctl.cli import main
+from camctl.common.records import LossRecord
+from camctl.store import FlightStore, recover_store
+from camctl.store._salvage import scan_segment
+from camctl.store.writer import append_events
+
+LOOP = PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*")
+BOARD, FLIGHT = "rig-l", "F1"
+DAMAGED = "damaged: fails its check"
+
+
+class _Board(FakeBoard):
+    """The daemon as the publisher sees it, landed after the flight (its STATUS names it)."""
+
+    def status(self) -> dict:
+        return {**super().status(), "flight": FLIGHT}
+
+
+@pytest.fixture(scope="module")
+def lossy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A board's store with one flight that lost frames: ``{"root", "lines", "seqs"}``, ``lines``
+    the three loss lines ``ls`` must print (the recovery's own range and reason)."""
+    base = tmp_path_factory.mktemp("lossy")
+    root = base / "store"
+    cfg = StoreConfig(reserve_mb=0, commit_interval_ms=60_000)
+    st = FlightStore(root, BOARD, FLIGHT, cfg, cameras=["down"])
+    for k in range(4):  # frames 0-11 in four commits: four chunks
+        for j in range(3):
+            assert st.put(frame("down", k * 3 + j))
+        st.commit(wait=True)
+    fdir = root / FLIGHT
+    cut = {p: p.read_bytes() for p in fdir.glob("*/*.mcap")}  # committed, never finished
+    st.close()
+    # frames 12-14 committed by another store: the head of their chunk is the torn tail here
+    st2 = FlightStore(base / "more", BOARD, "G", cfg, cameras=["down"])
+    for s in (12, 13, 14):
+        assert st2.put(frame("down", s))
+    st2.commit(wait=True)
+    extra = (base / "more" / "G" / "down" / "000001.mcap").read_bytes()
+    st2.close()
+    chunk = scan_segment(Path("down/x.mcap"), extra).chunks[0]
+    for p in fdir.glob("*/*.mcap"):  # the power cut: the files as they were, no index
+        if p not in cut:
+            p.unlink()
+    seg = fdir / "down" / "000001.mcap"
+    for p, data in cut.items():
+        p.write_bytes(data + extra[chunk.start:chunk.end - 40] if p == seg else data)
+    (fdir / "index.json").unlink()
+    report = recover_store(root)
+    torn, = report.losses
+    assert torn["seqs"] == [12, 13, 14], torn  # the store's part: exact seqs of a torn tail
+    second = scan_segment(seg, seg.read_bytes()).chunks[1]  # frames 3-5
+    damaged = LossRecord(camera="down", segment="down/000001.mcap",
+                         range=(second.start, second.end), reason=DAMAGED, seq_after=2,
+                         seq_before=6, seqs=(5, 3, 4))
+    old = LossRecord(camera="down", segment="down/000001.mcap", reason=DAMAGED, seq_after=8)
+    append_events(fdir, [damaged.encode(), old.encode()])
+    lo, hi = torn["range"]
+    lines = [f"down: 3 frames lost (seqs 12-14) in down/000001.mcap bytes {lo}..{hi}: "
+             f"{torn['reason']}",
+             f"down: 3 frames lost (seqs 3-5) in down/000001.mcap bytes {second.start}.."
+             f"{second.end}: {DAMAGED}",
+             f"down: frames lost between seq 8 and end (seqs not recorded) in down/000001.mcap: "
+             f"{DAMAGED}"]
+    return {"root": root, "lines": lines, "seqs": [[12, 13, 14], [3, 4, 5], None]}
+
+
+COUNT = "losses 3 (6+ frames lost; 1 without seqs)"
+
+
+def _seqs(losses: list[dict]) -> list[list[int] | None]:
+    """Each JSON loss record's seqs, sorted (None: the record does not name them)."""
+    return [None if x.get("seqs") is None else sorted(x["seqs"]) for x in losses]
+
+
+def test_ls_dir_prints_each_loss_with_its_exact_seqs_and_counts_lost_frames(
+        lossy: dict, capsys: pytest.CaptureFixture) -> None:
+    assert main(["ls", str(lossy["root"])]) == 0
+    out = capsys.readouterr().out
+    assert COUNT in out, out
+    for line in lossy["lines"]:
+        assert f"  {line}\n" in out, (line, out)
+    assert "None" not in out
+    assert main(["ls", str(lossy["root"]), "--json"]) == 0
+    fl, = json.loads(capsys.readouterr().out)["flights"]
+    assert _seqs(fl["losses"]) == lossy["seqs"]
+    assert (fl["lost_frames"], fl["losses_without_seqs"]) == (6, 1)
+
+
+def test_ls_connect_shows_the_boards_losses_from_its_event_logs(
+        lossy: dict, capsys: pytest.CaptureFixture) -> None:
+    pub = Publisher(_Board(BOARD, lossy["root"]), LOOP)
+    pub.start()
+    try:
+        assert main(["ls", "--connect", pub.router_endpoint, "--json"]) == 0
+        ls = json.loads(capsys.readouterr().out)
+        assert sorted(ls["flights"][FLIGHT]) == ["down"]  # a loss is no camera
+        assert _seqs(ls["losses"][FLIGHT]) == lossy["seqs"]
+        assert main(["ls", "--connect", pub.router_endpoint]) == 0
+        out = capsys.readouterr().out
+    finally:
+        pub.close()
+    assert f"{FLIGHT}: {COUNT}\n" in out, out
+    for line in lossy["lines"]:
+        assert f"  {line}\n" in out, (line, out)
+    assert "None" not in out
