@@ -1,5 +1,6 @@
 """Lost frames are shown with their exact seqs wherever a loss is shown: ``camctl ls DIR`` (text
-and JSON) and ``camctl ls --connect`` (from the board's event logs).
+and JSON), ``camctl ls --connect`` (from the board's event logs) and the mission page (the download
+message it reads, and the board's card in chromium).
 
 The flight is a real store flight: a power cut leaves its camera segment with a torn tail holding
 frames 12-14 and :func:`camctl.store.recover_store` cuts it (its loss record names the seqs); a
@@ -15,11 +16,13 @@ from pathlib import Path
 import pytest
 from netfixtures import FakeBoard
 from store_helpers import frame
+from waiting import wait_for
 
 from camctl.board.config import PublishConfig, StoreConfig
 from camctl.board.publish import Publisher
 from camctl.cli import main
 from camctl.common.records import LossRecord
+from camctl.ground.mission.browser import find_chromium
 from camctl.store import FlightStore, recover_store
 from camctl.store._salvage import scan_segment
 from camctl.store.writer import append_events
@@ -124,3 +127,60 @@ def test_ls_connect_shows_the_boards_losses_from_its_event_logs(
     for line in lossy["lines"]:
         assert f"  {line}\n" in out, (line, out)
     assert "None" not in out
+
+
+def test_the_mission_download_message_carries_the_boards_losses(lossy: dict,
+                                                                 tmp_path: Path) -> None:
+    from camctl.ground.mission.recovery import Recovery
+
+    pub = Publisher(_Board(BOARD, lossy["root"]), LOOP)
+    pub.start()
+    got: list[dict] = []
+    rec = Recovery(tmp_path / "mission", emit=got.append, settle_s=0)
+    try:
+        view = {"name": BOARD, "url": pub.router_endpoint, "reachable": True,
+                "status": {"phase": "LANDED", "serving": True, "flight": FLIGHT}}
+        rec.update([view])
+        done = wait_for(lambda: next((m for m in got if m["type"] == "download"
+                                      and m["state"] != "fetching"), None),
+                        "the download to end", timeout_s=120)
+        snapshot = [m for m in rec.messages() if m["type"] == "download"]
+    finally:
+        rec.close()
+        pub.close()
+    assert done["state"] == "ok", done
+    assert done["losses"] == lossy["lines"]
+    assert (done["lost_frames"], done["losses_without_seqs"]) == (6, 1)
+    assert done["losses_total"] == COUNT
+    # a page that connects later reads the same (as JSON: the page's)
+    keys = ("losses", "lost_frames", "losses_without_seqs", "losses_total")
+    assert [{k: m[k] for k in keys} for m in json.loads(json.dumps(snapshot))] == [
+        {k: done[k] for k in keys}]
+
+
+@pytest.mark.skipif(find_chromium() is None,
+                    reason="needs Debian's chromium (.ci/run installs it: apt-get install "
+                           "chromium)")
+def test_the_mission_page_shows_the_lost_seqs_on_the_boards_card(lossy: dict,
+                                                                  tmp_path: Path) -> None:
+    from camctl.ground.mission.browser import chromium
+    from camctl.ground.mission.server import MissionServer
+    from camctl.ground.mission.session import Mission
+
+    pub = Publisher(_Board(BOARD, lossy["root"]), LOOP)
+    pub.start()
+    server = MissionServer(Mission([pub.router_endpoint], tmp_path / "mission"), port=0)
+    try:
+        server.start()
+        with chromium(tmp_path / "profile") as ctx:
+            page = ctx.new_page()
+            page.goto(server.url)
+            card = f'section.card[data-board="{BOARD}"]'
+            page.wait_for_selector(f"{card} .download[data-state=ok]", timeout=60_000)
+            items = page.locator(f"{card} ul.losses li").all_inner_texts()
+            lost = page.get_attribute(f"{card} ul.losses", "data-lost-frames")
+    finally:
+        server.close()
+        pub.close()
+    assert items == [COUNT, *lossy["lines"]]
+    assert lost == "6"
