@@ -1,6 +1,6 @@
 """Lost frames are shown with their exact seqs wherever a loss is shown: ``camctl ls DIR`` (text
-and JSON), ``camctl ls --connect`` (from the board's event logs) and the mission page (the download
-message it reads, and the board's card in chromium).
+and JSON), ``camctl ls --connect`` (from the board's event logs), the mission page (the download
+message it reads, and the board's card in chromium) and the export's notes and contact sheet.
 
 The flight is a real store flight: a power cut leaves its camera segment with a torn tail holding
 frames 12-14 and :func:`camctl.store.recover_store` cuts it (its loss record names the seqs); a
@@ -11,6 +11,7 @@ through the store's event log API, as verify logs them.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,29 @@ def test_the_mission_download_message_carries_the_boards_losses(lossy: dict,
     keys = ("losses", "lost_frames", "losses_without_seqs", "losses_total")
     assert [{k: m[k] for k in keys} for m in json.loads(json.dumps(snapshot))] == [
         {k: done[k] for k in keys}]
+
+
+def test_export_notes_and_contact_sheet_header_name_the_lost_seqs(
+        lossy: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from camctl.ground.export import export_all
+    from camctl.ground.export import sheet as sheet_mod
+
+    headers: list[str] = []
+    real = sheet_mod.draw_sheet
+
+    def spy(header: str, *args: object, **kw: object) -> object:
+        headers.append(header)
+        return real(header, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sheet_mod, "draw_sheet", spy)
+    flights = tmp_path / "in"
+    shutil.copytree(lossy["root"], flights)
+    res = export_all(flights, tmp_path / "out", mp4=False, contact_sheet=True, timeline=False)
+    assert res.contact_sheets
+    for line in lossy["lines"]:
+        assert f"{FLIGHT}: {BOARD}: {line}" in res.notes, res.notes
+    header, = headers
+    assert header.splitlines()[1:] == [f"{BOARD}: {line}" for line in lossy["lines"]]
 
 
 @pytest.mark.skipif(find_chromium() is None,
