@@ -180,6 +180,18 @@ def test_export_notes_and_contact_sheet_header_name_the_lost_seqs(
         assert f"{FLIGHT}: {BOARD}: {line}" in res.notes, res.notes
     header, = headers
     assert header.splitlines()[1:] == [f"{BOARD}: {line}" for line in lossy["lines"]]
+    # a download of previews and event log only (camctl fetch brings them first): the sheet from
+    # the previews says the same
+    early = tmp_path / "early" / BOARD / FLIGHT
+    shutil.copytree(lossy["root"] / FLIGHT, early, ignore=shutil.ignore_patterns("down"))
+    (early / "thumbs" / "down").mkdir(parents=True)
+    (early / "thumbs" / "down" / "000012.jpg").write_bytes(frame("down", 12).jpeg)
+    headers.clear()
+    res = export_all(early.parent.parent, tmp_path / "out2", mp4=False, contact_sheet=True,
+                     timeline=False)
+    assert res.contact_sheets and any("made from the previews" in n for n in res.notes), res.notes
+    header, = headers
+    assert header.splitlines()[1:] == [f"{BOARD}: {line}" for line in lossy["lines"]]
 
 
 @pytest.mark.skipif(find_chromium() is None,
