@@ -220,3 +220,19 @@ def test_the_mission_page_shows_the_lost_seqs_on_the_boards_card(lossy: dict,
         pub.close()
     assert items == [COUNT, *lossy["lines"]]
     assert lost == "6"
+
+
+def test_board_text_in_a_loss_reaches_no_terminal_as_escape_codes(
+        lossy: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(lossy["root"], root)
+    evil = LossRecord(camera="down", segment="down/000001.mcap", seqs=(20,),
+                      reason="\x1b[2J\x1b]0;pwned\x07 wiped")
+    append_events(root / FLIGHT, [evil.encode()])
+    assert main(["ls", str(root)]) == 0
+    assert main(["export", str(root), "--contact-sheet", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    shown = "down: 1 frame lost (seqs 20) in down/000001.mcap: \\x1b[2J\\x1b]0;pwned\\x07 wiped"
+    assert f"  {shown}\n" in out and f"note: {FLIGHT}: {BOARD}: {shown}\n" in out, out

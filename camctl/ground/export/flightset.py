@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from camctl.common.flightclock import FlightClock
 from camctl.common.losses import describe_loss
+from camctl.common.protocol import printable
 from camctl.common.records import PhaseRecord, read
 from camctl.ground.flights import FlightRef, TimeBase, camera_segments, flight_losses, load_events
 
@@ -152,7 +153,9 @@ def loss_notes(fl: Flight) -> list[str]:
     """What the flight's event log says was lost, for a summary: a line per loss record with the
     board's name (``rig-a: down: 3 frames lost (seqs 12-14) in down/000001.mcap bytes 25230..31097:
     torn tail: ...``, :func:`camctl.common.losses.describe_loss`)."""
-    return [f"{fl.board}: {describe_loss(loss)}" for loss in flight_losses(fl.events)]
+    # board text (its event log) reaches the terminal and the sheet: no escape codes
+    return [printable(f"{fl.board}: {describe_loss(loss)}", 2000)
+            for loss in flight_losses(fl.events)]
 
 
 def _edges(fl: Flight) -> dict[str, int]:
