@@ -148,6 +148,9 @@ def test_mission_page_from_no_go_to_videos(tmp_path: Path) -> None:
             # the download completes, then the flight's exports: every MP4 plays
             for b in BOARDS:
                 page.wait_for_selector(f"{_card(b)} .download[data-state=ok]", timeout=60_000)
+                # nothing lost: no losses list (tests/test_loss_views.py shows one with losses)
+                assert page.locator(f"{_card(b)} ul.losses").is_hidden()
+                assert page.locator(f"{_card(b)} ul.losses li").count() == 0
             page.wait_for_selector("#flight video", timeout=90_000)
             names = page.eval_on_selector_all("#flight video", "vs => vs.map(v => v.dataset.name)")
             assert sorted(names) == [f"{b}_{c}" for b in BOARDS for c in ("down", "up")]

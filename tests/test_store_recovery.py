@@ -398,7 +398,7 @@ def test_what_repair_cuts_goes_to_the_event_log_index_ls_and_verify(tmp_path: Pa
     # and ls shows them
     out = subprocess.run([sys.executable, "-m", "camctl", "ls", str(tmp_path)], capture_output=True,
                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
-    assert "losses 2" in out.stdout and "lost at recovery: a/000001.mcap" in out.stdout, \
+    assert "losses 2" in out.stdout and "in a/000001.mcap bytes" in out.stdout, \
         out.stdout + out.stderr
 
 

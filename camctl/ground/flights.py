@@ -35,9 +35,13 @@ __all__ = [
     "TimeBase",
     "camera_segments",
     "find_flights",
+    "flight_losses",
     "list_board",
     "load_events",
+    "loss_dicts",
+    "loss_totals",
     "read_index",
+    "remote_events",
     "remote_flights",
     "remote_segment_runs",
     "remote_time_bases",
@@ -256,6 +260,31 @@ def _same_files(flight_dir: Path, index: dict) -> bool:
     return entries == on_disk
 
 
+# --- losses -------------------------------------------------------------------------------------
+def flight_losses(events: Iterable[dict]) -> list[LossRecord]:
+    """The loss records of a flight's event log (what recovery or verify cut or skipped, each with
+    the exact seqs it cost: :mod:`camctl.common.losses`), in the log's order."""
+    return [r for r in read(events) if isinstance(r, LossRecord)]
+
+
+def loss_totals(losses: Iterable[LossRecord]) -> dict[str, int]:
+    """``{"records", "frames", "unknown"}``: loss records, frames they cost (distinct camera and
+    seq: a frame named twice is one frame lost) and records too old to name their seqs."""
+    from camctl.common.losses import lost_seqs
+
+    recs = list(losses)
+    seqs = {(r.camera, s) for r in recs for s in lost_seqs(r) or ()}
+    return {"records": len(recs), "frames": len(seqs),
+            "unknown": sum(lost_seqs(r) is None for r in recs)}
+
+
+def loss_dicts(losses: Iterable[LossRecord]) -> list[dict]:
+    """Loss records as the ``ls`` JSON carries them: the event log's record without its times
+    (``seqs`` included whenever the record names them)."""
+    return [{k: v for k, v in r.encode().items() if k not in ("mono_ns", "wall_ns")}
+            for r in losses]
+
+
 # --- the ls record --------------------------------------------------------------------------------
 def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: dict) -> dict:
     from camctl.common.ledger import balance
@@ -322,6 +351,8 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
             continue
         cams[name] = _camera_summary(ref, name, cam, tb, ledger)
     typed = list(read(events))
+    losses = flight_losses(events)
+    totals = loss_totals(losses)
     for r in typed:  # a camera added or removed at a resume (camctl.board.flight_cameras)
         if isinstance(r, CamerasRecord):
             for key, names in (("joined_run", r.added), ("left_run", r.removed)):
@@ -334,8 +365,9 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         "events": len(events), "faults": sum(isinstance(r, FaultRecord) for r in typed),
         "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),  # ledger + store drops
         # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
-        "losses": [{k: v for k, v in r.encode().items() if k not in ("mono_ns", "wall_ns")}
-                   for r in typed if isinstance(r, LossRecord)],
+        "losses": loss_dicts(losses),
+        # frames those records cost (distinct seqs), and records too old to name their seqs
+        "lost_frames": totals["frames"], "losses_without_seqs": totals["unknown"],
         "phases": [{"t_s": round(tb.rel_s(t), 3), "phase": ph, "source": src}
                    for t, ph, src in _placed_phases(typed, tb.clock)],
         # where the release time came from: its edge, the line level read at a resume, or nowhere
@@ -354,8 +386,9 @@ def _placed_phases(typed: list, clock: FlightClock) -> list[tuple[int, str, str]
 
 
 # --- a board's listing (ls --connect) -------------------------------------------------------------
-def remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
-    """Each listed flight's time base, from its event log fetched into a temporary folder."""
+def remote_events(client: Any, segs: list[Any]) -> dict[str, list[dict]]:
+    """Each listed flight's event log (every finished ``events`` segment the board lists, fetched
+    into a temporary folder: they are small), in the order of their times (:func:`sort_events`)."""
     import tempfile
 
     from camctl.store import iter_events
@@ -366,7 +399,12 @@ def remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
             dest = Path(tmp) / f"{i}.mcap"
             client.fetch_file(s, dest)
             events.setdefault(s.flight, []).extend(iter_events(dest))
-    return {f: TimeBase.from_events(sort_events(r)) for f, r in events.items()}
+    return {f: sort_events(r) for f, r in events.items()}
+
+
+def remote_time_bases(client: Any, segs: list[Any]) -> dict[str, TimeBase]:
+    """Each listed flight's time base, from its event log (:func:`remote_events`)."""
+    return {f: TimeBase.from_events(r) for f, r in remote_events(client, segs).items()}
 
 
 def remote_segment_runs(client: Any, segs: list[Any], bases: dict[str, TimeBase]) -> dict[str, int]:
@@ -432,9 +470,11 @@ def remote_flights(segs: list[Any], bases: dict[str, TimeBase],
 
 
 def list_board(url: str, *, timeout_s: float = 5.0, curve: Any = None) -> dict:
-    """One board's ``ls --connect`` record: ``{"url", "board", "serving", "flights"}`` (see
-    :func:`remote_flights`; the event logs are fetched for the time bases, they are small), or
-    ``{"url", "error"}`` when the board cannot be reached or refuses."""
+    """One board's ``ls --connect`` record: ``{"url", "board", "serving", "flights", "losses"}``
+    (see :func:`remote_flights`; the event logs are fetched for the time bases, they are small), or
+    ``{"url", "error"}`` when the board cannot be reached or refuses. ``losses`` is ``{flight:
+    [loss record]}`` for the flights whose event log holds loss records (as ``ls DIR``'s: exact
+    ``seqs``), read from the same event logs: no request of its own, and any board's logs say it."""
     from camctl.exc import FetchError, RemoteError
     from camctl.ground import Client
 
@@ -442,9 +482,12 @@ def list_board(url: str, *, timeout_s: float = 5.0, curve: Any = None) -> dict:
         try:
             w = c.hello()
             segs = c.list()
-            bases = remote_time_bases(c, segs)
+            events = remote_events(c, segs)
+            bases = {f: TimeBase.from_events(r) for f, r in events.items()}
             runs = remote_segment_runs(c, segs, bases)
         except (FetchError, RemoteError) as exc:
             return {"url": url, "error": str(exc)}
+    losses = {f: loss_dicts(found) for f, r in sorted(events.items())
+              if (found := flight_losses(r))}
     return {"url": url, "board": w.board, "serving": w.serving,
-            "flights": remote_flights(segs, bases, runs)}
+            "flights": remote_flights(segs, bases, runs), "losses": losses}

@@ -19,13 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from camctl.common.losses import describe_loss
 from camctl.common.protocol import printable
 from camctl.common.records import LossRecord, read
 from camctl.exc import ConfigError
-from camctl.ground.flights import find_flights, list_board, summarize_flight
+from camctl.ground.flights import find_flights, list_board, loss_totals, summarize_flight
 from camctl.ground.status import StatusSubscriber, events_endpoint, normalize_status, poll_status
 
 __all__ = [
+    "loss_lines",
+    "losses_count",
     "ls_local",
     "ls_remote",
     "render_ls",
@@ -57,6 +60,29 @@ def _t(v: float | None) -> str:
     return "?" if v is None else f"{v:+.3f}s"
 
 
+# --- losses (ls DIR and ls --connect) ----------------------------------------------------------
+def _losses(records: list[dict]) -> list[LossRecord]:
+    return [r for r in read(records) if isinstance(r, LossRecord)]
+
+
+def losses_count(records: list[dict]) -> str:
+    """``losses 2 (5 frames lost)``: the loss records and the frames they cost (``5+`` and how
+    many records do not name their seqs, for records from before seqs were exact)."""
+    t = loss_totals(_losses(records))
+    if not t["records"]:
+        return "losses 0"
+    more = "+" if t["unknown"] else ""
+    old = f"; {t['unknown']} without seqs" if t["unknown"] else ""
+    return (f"losses {t['records']} ({t['frames']}{more} frame{'s' if t['frames'] != 1 else ''}"
+            f" lost{old})")
+
+
+def loss_lines(records: list[dict], indent: str = "  ") -> list[str]:
+    """A line per loss record (:func:`camctl.common.losses.describe_loss`: exact seqs, where, why);
+    board text, so control characters are taken out."""
+    return [indent + printable(describe_loss(r), 2000) for r in _losses(records)]
+
+
 # --- ls DIR -------------------------------------------------------------------------------------
 def _flight_line(fl: dict) -> str:
     note = f"index {fl['index']}"
@@ -66,7 +92,7 @@ def _flight_line(fl: dict) -> str:
     unaligned = fl.get("unaligned_reason")
     return (f"[b]{fl['board']} / {fl['flight']}[/b]  release {fl['release_wall'] or '?'}  "
             f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  "
-            f"losses {len(fl.get('losses', []))}  ({note})"
+            f"{losses_count(fl.get('losses', []))}  ({note})"
             + (f"  UNALIGNED: {unaligned}" if unaligned else ""))
 
 
@@ -92,11 +118,8 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
         console.print(_flight_line(fl), soft_wrap=True)
         for r in fl.get("runs", []):  # each resume: a reboot's frames are on the same timeline
             console.print(_safe(_run_line(r)), soft_wrap=True)
-        for loss in read(fl.get("losses", [])):  # the flight's loss records, without times
-            if isinstance(loss, LossRecord):
-                span = None if loss.range is None else list(loss.range)
-                console.print(f"  lost at recovery: {loss.segment} bytes {span} ({loss.reason}),"
-                              f" frames after seq {loss.seq_after}", markup=False)
+        for line in loss_lines(fl.get("losses", [])):  # the flight's loss records: exact seqs
+            console.print(line, markup=False, soft_wrap=True)
         table = Table()
         for col in ("camera", "frames", "stills", "first", "last", "start (UTC)", "duration",
                     "size", "segments"):
@@ -167,6 +190,11 @@ def render_ls_remote(boards: list[dict], *, console: Any = None) -> None:
                               _t(c["last_s"]),
                               f"{c['duration_s']:.3f}s", _mb(c["bytes"]), str(c["segments"]))
         console.print(table)
+        for fl, records in sorted(b.get("losses", {}).items()):  # from the boards' event logs
+            console.print(f"{printable(fl, 200)}: {losses_count(records)}", markup=False,
+                          soft_wrap=True)
+            for line in loss_lines(records):
+                console.print(line, markup=False, soft_wrap=True)
 
 
 # --- status -------------------------------------------------------------------------------------

@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from camctl.common.flightclock import FlightClock
+from camctl.common.losses import describe_loss
+from camctl.common.protocol import printable
 from camctl.common.records import PhaseRecord, read
-from camctl.ground.flights import FlightRef, TimeBase, camera_segments, load_events
+from camctl.ground.flights import FlightRef, TimeBase, camera_segments, flight_losses, load_events
 
 if TYPE_CHECKING:
     from camctl.ground.export.sheet import Pick, Picker
 
 __all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "load_flight",
-           "placed_events", "reboot_notes"]
+           "loss_notes", "placed_events", "reboot_notes"]
 
 SET_WINDOW_S = 300.0
 _NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared edge
@@ -145,6 +147,15 @@ def reboot_notes(fl: Flight) -> list[str]:
             out.append(f"{fl.board} rebooted{at} ({down}run {r.run} placed on the flight's "
                        f"timeline by its resume record)")
     return out
+
+
+def loss_notes(fl: Flight) -> list[str]:
+    """What the flight's event log says was lost, for a summary: a line per loss record with the
+    board's name (``rig-a: down: 3 frames lost (seqs 12-14) in down/000001.mcap bytes 25230..31097:
+    torn tail: ...``, :func:`camctl.common.losses.describe_loss`)."""
+    # board text (its event log) reaches the terminal and the sheet: no escape codes
+    return [printable(f"{fl.board}: {describe_loss(loss)}", 2000)
+            for loss in flight_losses(fl.events)]
 
 
 def _edges(fl: Flight) -> dict[str, int]:

@@ -28,6 +28,7 @@ from camctl.ground.export.flightset import (
     align_set,
     flight_sets,
     load_flight,
+    loss_notes,
     reboot_notes,
 )
 from camctl.ground.export.frames import write_frame
@@ -199,6 +200,7 @@ def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res
         if not a["aligned"]:
             res.notes.append(f"{name}: {board} is UNALIGNED: {a['reason']}; its times are its own")
     res.notes += [f"{name}: {note}" for fl in fset for note in reboot_notes(fl)]
+    res.notes += [f"{name}: {note}" for fl in fset for note in loss_notes(fl)]
     set_dir.mkdir(parents=True, exist_ok=True)
     (set_dir / "alignment.json").write_text(json.dumps(alignment, indent=1, sort_keys=True))
     ref, events = set_events(fset) if kinds.contact_sheet else (None, [])

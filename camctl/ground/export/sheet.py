@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from camctl.common.flightclock import frame_run
 from camctl.exc import ConfigError
-from camctl.ground.export.flightset import load_flight, reboot_notes
+from camctl.ground.export.flightset import load_flight, loss_notes, reboot_notes
 from camctl.ground.flights import FlightRef, TimeBase, find_flights
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
         except (OSError, ValueError):
             fl = None
         tb = fl.tb if fl is not None else TimeBase.from_events([])
-        notes += reboot_notes(fl) if fl is not None else []
+        notes += [*reboot_notes(fl), *loss_notes(fl)] if fl is not None else []
         per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb, fl)))
     ref_tb = next((tb for _b, _f, tb, _p in per if tb.aligned), None)
     timed = any(previews for _b, _f, _t, cams in per for previews in cams.values())
@@ -402,12 +402,13 @@ def set_sheet(fset: list[Flight], cams: list[CamData],
     offsets = ", ".join(f"{o:+g}" for o in OFFSETS_S)
     header = flight_header(((f.board, f.ref.flight) for f in fset),
                            f"frames at {offsets} s around each event")
-    return draw_sheet(_with_reboots(header, [n for f in fset for n in reboot_notes(f)]), blocks,
-                      out_png)
+    notes = [n for f in fset for n in [*reboot_notes(f), *loss_notes(f)]]
+    return draw_sheet(_with_reboots(header, notes), blocks, out_png)
 
 
 def _with_reboots(header: str, notes: list[str]) -> str:
-    """The header, then a line per reboot of a board of the sheet (none: the header alone)."""
+    """The header, then a line per reboot of a board of the sheet and per loss of frames its event
+    log records, exact seqs (none: the header alone)."""
     return "\n".join([header, *notes])
 
 

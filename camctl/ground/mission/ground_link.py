@@ -15,7 +15,7 @@ from camctl.exc import CamctlError
 from camctl.ground.status import events_endpoint  # the board's PUB endpoint: one rule, status's
 
 __all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights",
-           "fetch_boards", "flight_time", "listing_total", "release_mono_ns"]
+           "fetch_boards", "flight_losses", "flight_time", "listing_total", "release_mono_ns"]
 
 # A board that does not answer, drops the link or answers with ERROR: the mission shows it, never
 # crashes.
@@ -92,3 +92,20 @@ def release_mono_ns(flight_dir: Path) -> int | None:
     """The release edge (on the flight's timeline: run 0's monotonic ns) from a downloaded flight's
     events; None: not logged."""
     return flight_time(flight_dir)[0]
+
+
+def flight_losses(flight_dir: Path) -> dict:
+    """What a downloaded flight's event log says was lost, for the board's card: ``{"lost_frames",
+    "losses_without_seqs", "losses_total", "losses"}`` -- the frames lost (distinct seqs), the
+    records too old to name their seqs, the ``ls`` count (``losses 2 (5 frames lost)``) and one
+    line per loss record (:func:`camctl.common.losses.describe_loss`: exact seqs, where, why);
+    ``losses`` empty when nothing was lost."""
+    from camctl.ground.flights import flight_losses as losses_of
+    from camctl.ground.flights import load_events, loss_dicts, loss_totals
+    from camctl.ground.views import loss_lines, losses_count
+
+    records = loss_dicts(losses_of(load_events(Path(flight_dir))))
+    totals = loss_totals(losses_of(records))
+    return {"lost_frames": totals["frames"], "losses_without_seqs": totals["unknown"],
+            "losses_total": losses_count(records) if records else "",
+            "losses": loss_lines(records, indent="")}

@@ -149,14 +149,30 @@ class Recovery:
         except ground_link.LINK_ERRORS as exc:
             results = {name: ("failed", str(exc)) for name, _u in boards}
         self._scan()
+        losses = {name: self._losses(name) for name in results}
         msgs = []
         with self._lock:
             for name, (state, detail) in results.items():
-                self.downloads[name].update(state=state, detail=detail, ended=time.monotonic())
+                self.downloads[name].update(state=state, detail=detail, ended=time.monotonic(),
+                                            **losses[name])
                 msgs.append({"type": "download", "board": name, **self.downloads[name]})
             self._fetching = False
         for msg in msgs:
             self._emit(msg)
+
+    def _losses(self, board: str) -> dict:
+        """What the board's downloaded event log says was lost (exact seqs, one line a loss; see
+        :func:`ground_link.flight_losses`); nothing when its event log did not arrive or cannot be
+        read (the download's state says why)."""
+        with self._lock:
+            flight = self.downloads[board]["flight"]
+        root = self.ground / board / flight
+        if not any((root / "events").glob("*.mcap")):
+            return {}
+        try:
+            return ground_link.flight_losses(root)
+        except Exception:  # a torn or odd event log: the download's report stands, without losses
+            return {}
 
     def _scan_loop(self) -> None:
         while not self._stop.wait(_SCAN_S):

@@ -33,12 +33,13 @@ function card(view) {
     cams: el("tbody"), checks: el("ul", { class: "checks" }), phases: el("ol", { class: "phases" }),
     ops: el("div", { class: "ops" }), dl: el("div", { class: "download", hidden: "" }),
     bar: el("progress", { max: "1", value: "0" }), dltext: el("span", { class: "dim" }),
+    losses: el("ul", { class: "losses", hidden: "" }),
     previews: el("div", { class: "previews" }), hidden: el("p", { class: "previews-hidden dim", hidden: "" }),
     figures: new Map(), opres: el("span", { class: "op-result" }), release: null, landed_t: null, view,
   };
   const table = el("table", {}, el("thead", {}, el("tr", {}, ...["camera", "state", "rate / schedule", "frames",
     "durable", "drops", "faults"].map(h => el("th", { text: h })))), c.cams);
-  c.dl.append(el("div", { class: "dim", text: "download" }), c.bar, c.dltext);
+  c.dl.append(el("div", { class: "dim", text: "download" }), c.bar, c.dltext, c.losses);
   root.append(el("div", { class: "head" }, c.name, c.reach, c.url),
     el("div", { class: "phase" }, c.phase, c.clock),
     el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines),
@@ -141,6 +142,11 @@ function renderDownload(m) {
   c.bar.value = m.state === "ok" ? c.bar.max : Math.min(m.done || 0, c.bar.max);
   c.dltext.textContent = m.state + ": " + fmt((m.done || 0) / 1e6, 1) + " / " + fmt((m.total || 0) / 1e6, 1) + " MB"
     + (m.detail ? " — " + m.detail : "");
+  // what the flight's event log says was lost: "losses 2 (5 frames lost)", then a line per loss
+  const lost = m.losses || [];
+  c.losses.hidden = !lost.length;
+  c.losses.dataset.lostFrames = String(m.lost_frames ?? 0);
+  c.losses.replaceChildren(...(lost.length ? [m.losses_total, ...lost] : []).map(t => el("li", { text: t })));
 }
 
 // at most m.limit previews per board (the server picks them); a figure already shown keeps its <img>
