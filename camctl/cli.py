@@ -536,6 +536,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except ImportError as exc:  # a ground library a command did not check for up front
+        from camctl.ground.extra import INSTALL_HINT, ground_module_of
+
+        module = ground_module_of(exc)
+        if module is None:
+            raise
+        print(f"camctl: error: camctl {args.command} needs the ground extra ({INSTALL_HINT}): "
+              f"cannot import {module}", file=sys.stderr)
+        return EXIT_USAGE
     except (CamctlError, OSError) as exc:  # one line, never a traceback
         if isinstance(exc, OSError) and not isinstance(exc, CamctlError):
             where = f": {exc.filename}" if exc.filename else ""

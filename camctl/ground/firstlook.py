@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.common.protocol import printable
+from camctl.ground.extra import require_ground
 from camctl.ground.flights import FlightRef, find_flights
 
 __all__ = ["FirstLook", "first_look", "first_look_main", "since_touchdown_s"]
@@ -69,10 +70,12 @@ def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, cur
                sheet: Path | None = None) -> FirstLook:
     """Fetch every board's previews into ``out`` and draw the sheet (``sheet``, default
     ``out/first-look.png``) from the newest flight of each (``flight`` and ``timeout_s`` as for
-    :func:`camctl.ground.fetch`)."""
+    :func:`camctl.ground.fetch`). ConfigError, before anything is fetched, when Pillow (the
+    ``ground`` extra) cannot be imported."""
     from camctl.ground import fetch
     from camctl.ground.export.sheet import has_previews, sheet_from_previews
 
+    require_ground("camctl fetch --first-look", ["PIL"])  # the sheet is drawn with Pillow
     out = Path(out)
     report = fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=True, progress=progress,
                    curve=curve, flight=flight, timeout_s=timeout_s)

@@ -45,9 +45,13 @@ from camctl.ground.export.sheet import (
     sheet_from_previews,
 )
 from camctl.ground.export.timeline import draw_timeline, lane_of
+from camctl.ground.extra import require_ground
 from camctl.ground.flights import FlightRef, find_flights
 
-__all__ = ["ExportResult", "export_all", "export_main", "scan_camera"]
+__all__ = ["KIND_NEEDS", "ExportResult", "export_all", "export_main", "scan_camera"]
+
+# the ground extra's library each kind draws with (frames and the Foxglove copy need none)
+KIND_NEEDS = {"mp4": "av", "contact_sheet": "PIL", "timeline": "matplotlib"}
 
 
 @dataclass
@@ -170,7 +174,10 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
     """Export every flight under ``root`` (fetch output, board store or one flight folder) into
     ``out``.
 
-    Raises ConfigError when ``root`` holds no flight."""
+    Raises ConfigError when ``root`` holds no flight, or when a kind asked for needs a library of
+    the ``ground`` extra that cannot be imported (before anything is written)."""
+    asked = {"mp4": mp4, "contact_sheet": contact_sheet, "timeline": timeline}
+    require_ground("camctl export", [m for kind, m in KIND_NEEDS.items() if asked[kind]])
     root, out = Path(root), Path(out)
     refs = find_flights(root)
     if not refs:

@@ -1,11 +1,11 @@
 """The mission page's aiohttp server: the page, its live WebSocket feed, downloaded files, commands.
 
 Routes: ``/`` the page and ``/static/*`` its hand-written assets (shipped in this package, nothing
-from the internet); ``/ws`` a WebSocket that first sends a snapshot of the mission and then every
-message as it happens; ``/files/<path>`` previews, pictures and MP4s under the mission's output
-folder (aiohttp's FileResponse answers Range requests, which a ``<video>`` element uses); ``POST
-/api/command`` arm or disarm one board, only in operator mode (the board's refusal comes back with
-its ``code``).
+from the internet), ``/favicon.ico`` its icon (an SVG); ``/ws`` a WebSocket that first sends a
+snapshot of the mission and then every message as it happens; ``/files/<path>`` previews,
+pictures and MP4s under the mission's output folder (aiohttp's FileResponse answers Range requests,
+which a ``<video>`` element uses); ``POST /api/command`` arm or disarm one board, only in operator
+mode (the board's refusal comes back with its ``code``).
 
 Bound to 127.0.0.1 by default. Any other address needs the access token printed at start: given once
 as ``?token=...``, it is kept in a cookie. A command must come as JSON from the page's own origin (a
@@ -122,6 +122,7 @@ class MissionServer(Startable):
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
         app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/favicon.ico", self._favicon)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/files/{tail:.+}", self._file)
         app.router.add_post("/api/command", self._command)
@@ -178,6 +179,12 @@ class MissionServer(Startable):
         if name not in _STATIC:
             raise web.HTTPNotFound()
         return web.Response(body=_asset(name), content_type=_STATIC[name], charset="utf-8")
+
+    async def _favicon(self, _request: web.Request) -> web.Response:
+        # the page's <link rel=icon> names this route with type image/svg+xml; a browser that asks
+        # for /favicon.ico on its own gets the same SVG, not a 404 on every load
+        return web.Response(body=_asset("favicon.svg"), content_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         root = self.mission.out.resolve()

@@ -16,6 +16,9 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
+// the camera table's columns; on a phone each row is a block of labelled cells (app.css)
+const CAM_COLUMNS = ["camera", "state", "rate / schedule", "frames", "durable", "drops", "faults"];
+
 function fmt(n, digits) { return (typeof n === "number" && isFinite(n)) ? n.toFixed(digits) : "–"; }
 function rel(t) { return (typeof t === "number") ? (t >= 0 ? "T+" : "T") + t.toFixed(2) + " s" : ""; }
 
@@ -37,8 +40,7 @@ function card(view) {
     previews: el("div", { class: "previews" }), hidden: el("p", { class: "previews-hidden dim", hidden: "" }),
     figures: new Map(), opres: el("span", { class: "op-result" }), release: null, landed_t: null, view,
   };
-  const table = el("table", {}, el("thead", {}, el("tr", {}, ...["camera", "state", "rate / schedule", "frames",
-    "durable", "drops", "faults"].map(h => el("th", { text: h })))), c.cams);
+  const table = el("table", {}, el("thead", {}, el("tr", {}, ...CAM_COLUMNS.map(h => el("th", { text: h })))), c.cams);
   c.dl.append(el("div", { class: "dim", text: "download" }), c.bar, c.dltext, c.losses);
   root.append(el("div", { class: "head" }, c.name, c.reach, c.url),
     el("div", { class: "phase" }, c.phase, c.clock),
@@ -81,6 +83,7 @@ function renderBoard(view) {
     el("td", { text: String(cam.frames_captured ?? "–") }), el("td", { text: String(cam.durable_frames ?? "–") }),
     el("td", { class: cam.dropped ? "bad" : "", text: String(cam.dropped ?? "–") }),
     el("td", { class: cam.faults ? "bad" : "", text: String(cam.faults ?? "–") }))));
+  for (const tr of c.cams.rows) [...tr.cells].forEach((td, i) => { td.dataset.label = CAM_COLUMNS[i] || ""; });
   c.phases.replaceChildren(...(view.phases || []).map(p => el("li", { class: "ph", text:
     p.phase + (p.event ? " on " + p.event : "") + (p.t_rel_s != null ? "  " + rel(p.t_rel_s) : "") })));
   c.release = view.release_ground_ms;
@@ -156,7 +159,7 @@ function renderPreviews(m) {
   const figures = new Map();
   for (const p of m.shown || []) {
     figures.set(p.url, c.figures.get(p.url) || el("figure", { class: "preview", "data-camera": p.camera },
-      el("img", { src: p.url, alt: m.board + " " + p.camera + " " + p.seq, loading: "lazy" }),
+      el("img", { src: p.url, alt: m.board + " " + p.camera + " " + p.seq, loading: "lazy", tabindex: "0" }),
       el("figcaption", { text: p.camera + " " + (p.phase || "") + " " + rel(p.t_rel_s) })));
   }
   c.figures = figures;
@@ -185,8 +188,8 @@ function renderExport(m) {
   document.getElementById("export-detail").textContent = m.detail || (m.state === "running" ? "exporting the flight…" : "");
   if (m.state !== "done") return;
   document.getElementById("sheets").replaceChildren(
-    ...(m.contact_sheet || []).map(u => el("img", { class: "contact-sheet", src: u, alt: "contact sheet" })),
-    ...(m.timeline || []).map(u => el("img", { class: "timeline", src: u, alt: "timeline" })));
+    ...(m.contact_sheet || []).map(u => el("img", { class: "contact-sheet", src: u, alt: "contact sheet", tabindex: "0" })),
+    ...(m.timeline || []).map(u => el("img", { class: "timeline", src: u, alt: "timeline", tabindex: "0" })));
   document.getElementById("videos").replaceChildren(...(m.mp4 || []).map(v => el("figure", { class: "video" },
     el("video", { src: v.url, controls: "", preload: "auto", muted: "", "data-name": v.name }),
     el("figcaption", { text: v.name }))));
@@ -228,6 +231,28 @@ function connect() {
     setTimeout(connect, 1000);
   };
 }
+
+// a preview, contact sheet or timeline opens larger on a click, tap or Enter; Escape, a click or the
+// close button shuts it (a modal <dialog>); "full size" is the file itself
+function openLarge(img) {
+  const box = document.getElementById("lightbox");
+  const caption = img.closest("figure")?.querySelector("figcaption")?.textContent || img.alt;
+  box.querySelector("img").src = img.src;
+  box.querySelector("img").alt = img.alt;
+  box.querySelector(".caption").textContent = caption;
+  box.querySelector("a.full").href = img.src;
+  box.showModal();
+}
+
+const LARGER = ".previews img, #sheets img";
+document.addEventListener("click", ev => {
+  const img = ev.target.closest && ev.target.closest(LARGER);
+  if (img) openLarge(img);
+  else if (ev.target.id === "lightbox" || ev.target.closest("#lightbox img")) document.getElementById("lightbox").close();
+});
+document.addEventListener("keydown", ev => {
+  if (ev.key === "Enter" && ev.target.matches && ev.target.matches(LARGER)) openLarge(ev.target);
+});
 
 setInterval(() => { for (const c of state.boards.values()) tick(c); }, 100);
 connect();
