@@ -10,7 +10,9 @@ before its ``t`` (claims only grow).
 
 ``VARIANT`` is ``correct`` or a mutant (:data:`MUTANTS`) applied to the store's classes in this
 process only: ``mutant_a`` marks a segment's records durable before the segment's file fsync,
-``mutant_b`` before the first fsync of a new segment's directory. The store's code is not edited.
+``mutant_b`` before the first fsync of a new segment's directory. The store's code is not edited
+(``tests/test_powercut.py`` applies them with ``monkeypatch.setattr`` through
+``CAMCTL_POWERCUT_MUTANT``).
 
 Frame ``seq`` of camera ``cam`` carries :func:`expected_jpeg` ``(cam, seq)``.
 """
@@ -55,52 +57,51 @@ def _segment_name(files: SegmentFiles, seg: object) -> str:
     return next(n for n, s in files.segments.items() if s is seg)
 
 
-def _committer_of(files: SegmentFiles) -> Committer:
-    return _COMMITTERS[id(files)]
+Patch = Callable[[object, str, object], None]  # setattr, or pytest's monkeypatch.setattr
 
 
-_COMMITTERS: dict[int, Committer] = {}
-
-
-def _track_committers() -> None:
+def _tracking_committers(patch: Patch) -> dict[int, Committer]:
+    """Committers made from now on, by ``id()`` of their SegmentFiles."""
+    made: dict[int, Committer] = {}
     init = Committer.__init__
 
     def tracked(self: Committer, *args: object, **kw: object) -> None:
         init(self, *args, **kw)  # type: ignore[arg-type]
-        _COMMITTERS[id(self.files)] = self
+        made[id(self.files)] = self
 
-    Committer.__init__ = tracked  # type: ignore[method-assign]
+    patch(Committer, "__init__", tracked)
+    return made
 
 
-def mutant_a() -> None:
+def mutant_a(patch: Patch = setattr) -> None:
     """The books say durable before the segment's file fsync (then the store goes on as usual)."""
-    _track_committers()
+    committers = _tracking_committers(patch)
     real_sync, real_synced = SegmentFiles.sync, Committer._synced
 
     def sync(self: SegmentFiles, seg, *, finish: bool = False) -> None:
-        real_synced(_committer_of(self), _segment_name(self, seg), seg)  # the claim first ...
+        real_synced(committers[id(self)], _segment_name(self, seg), seg)  # the claim first ...
         real_sync(self, seg, finish=finish)  # ... then the file fsync (and the dir's)
 
-    SegmentFiles.sync = sync  # type: ignore[method-assign]
+    patch(SegmentFiles, "sync", sync)
 
 
-def mutant_b() -> None:
+def mutant_b(patch: Patch = setattr) -> None:
     """The books say durable after the file fsync but before a new segment's directory fsync."""
-    _track_committers()
+    committers = _tracking_committers(patch)
     real_sync, real_synced = SegmentFiles.sync, Committer._synced
 
     def sync(self: SegmentFiles, seg, *, finish: bool = False) -> None:
         new = seg.needs_dir_sync
         seg.needs_dir_sync = False
         real_sync(self, seg, finish=finish)  # the file fsync only
-        real_synced(_committer_of(self), _segment_name(self, seg), seg)  # the claim ...
+        real_synced(committers[id(self)], _segment_name(self, seg), seg)  # the claim ...
         if new:
             fsync_dir(seg.path.parent)  # ... then the directory fsync
 
-    SegmentFiles.sync = sync  # type: ignore[method-assign]
+    patch(SegmentFiles, "sync", sync)
 
 
-MUTANTS: dict[str, Callable[[], None]] = {"mutant_a": mutant_a, "mutant_b": mutant_b}
+MUTANTS: dict[str, Callable[..., None]] = {"mutant_a": mutant_a, "mutant_b": mutant_b}
 VARIANTS = ("correct", *MUTANTS)
 
 
