@@ -323,7 +323,12 @@ def _parts(path: str) -> list[str]:
 
 
 def held(cut: Path, *, max_s: float = HOLD_MAX_S) -> str:
-    """Hold a trapped call until ``<cut>.go`` exists; how it ends: ``apply`` or ``eio``."""
+    """Hold a trapped call until ``<cut>.go`` exists; how it ends: ``apply`` or ``eio``.
+
+    The caller waits in the kernel all along, even when killed: once a request has been read by
+    the daemon a fatal signal does not end the wait (linux fs/fuse/dev.c, request_wait_answer():
+    "Either request is already in userspace, or it was forced. Wait it out."), so the writer can
+    neither return from the call nor die until it is released."""
     go = cut.with_suffix(".go")
     deadline = time.monotonic() + max_s
     while time.monotonic() < deadline:

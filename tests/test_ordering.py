@@ -157,7 +157,9 @@ def walk(fs: Mounted, tmp: Path, variant: str) -> Walk:
         result.writer_rc = proc.wait(60)
     finally:
         if proc.poll() is None:
-            proc.kill()  # it dies once its held call returns
+            # SIGKILL does not end a call the filesystem holds (forgetfs.held): it dies once that
+            # call is answered, so fail every held one until it is gone
+            proc.kill()
             wait_for(lambda: _release_held(out) or proc.poll() is not None, "the writer to die")
         fs.disarm()
     after = fs.status()
