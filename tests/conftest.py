@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from ci_skips import pytest_runtest_makereport  # noqa: F401 (a hook: pytest finds it here)
+from ci_skips import (  # noqa: F401 (hooks: pytest finds them here)
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 from flights import Built, build_download
 
 from camctl.board.encode import EncoderPool

@@ -17,6 +17,18 @@ so a process writing through it can be killed -9 and its durable state still cut
 is controlled through a file that does not exist in the tree: writing ``{"out": DIR, "seed": N,
 "mode": M}`` to ``MOUNT/.forgetfs-cut`` writes the cut to ``DIR`` before the write returns.
 
+**A cut inside a sync call** (:meth:`Mounted.arm`): writing ``{"out": DIR, "at": "fsync" |
+"fsyncdir" | "any", "nth": N, "every": false, "then": "hold" | "eio", "mode": M}`` arms a trap.
+Counting the matching calls from then on, the N-th (with ``every``, the N-th and each one after it)
+is stopped before it applies: the cut -- the durable tree as it is before that call -- is written to
+``DIR/NNNN`` (NNNN the call's number since arming), then ``DIR/NNNN.json`` names the call
+(``call``, ``path``, ``n``, the totals so far and ``t``, ``time.monotonic()`` once the cut is out).
+``then="eio"`` fails the call with EIO; ``then="hold"`` holds it until ``DIR/NNNN.go`` exists
+(outside the mount), whose text says how it ends: ``apply`` (it applies and returns 0) or ``eio``.
+Either way the caller cannot have learned that the call succeeded when the cut was taken, so every
+claim it made until then must hold in the cut. ``{"status": PATH}`` writes the counts of fsync and
+fsyncdir calls seen and their log (kind, path) to ``PATH``; ``{"disarm": true}`` disarms.
+
 Uses mfusepy's high-level ``Operations`` API (``mfusepy.py`` 3.1.1: ``fsync(path, datasync, fh)``,
 ``fsyncdir(path, datasync, fh)``, ``create(path, mode, fi)``, ``FuseOSError``; ``hard_remove`` so an
 unlinked open file keeps its handle instead of a ``.fuse_hidden`` rename).
@@ -50,6 +62,59 @@ from waiting import wait_for
 CONTROL = ".forgetfs-cut"
 PAGE = 4096
 MODES = ("none", "prefix", "pages")
+SYNCS = ("fsync", "fsyncdir")
+AT = (*SYNCS, "any")
+THEN = ("hold", "eio")
+# a held call that nobody releases fails with EIO after this long (a test that died mid-walk must
+# not leave the mount hung: umount waits for the held call)
+HOLD_MAX_S = 600.0
+# where forgetfs looks for the FUSE device; tests point it elsewhere to prove a missing FUSE fails
+# under CI (``FORGETFS_FUSE_DEVICE=/nonexistent``)
+FUSE_DEVICE_ENV = "FORGETFS_FUSE_DEVICE"
+
+
+@dataclass
+class Trap:
+    """An armed cut inside a sync call: see the module doc."""
+
+    out: Path
+    at: str = "any"
+    nth: int = 1
+    every: bool = False
+    then: str = "hold"
+    mode: str = "none"
+    seed: int = 0
+    seen: int = 0  # matching calls since arming
+
+    @classmethod
+    def from_request(cls, req: dict) -> Trap:
+        """The trap a control request asks for; OSError(EINVAL) naming the bad field."""
+        try:
+            trap = cls(out=Path(req["out"]), at=str(req.get("at", "any")),
+                       nth=int(req.get("nth", 1)), every=bool(req.get("every", False)),
+                       then=str(req.get("then", "hold")), mode=str(req.get("mode", "none")),
+                       seed=int(req.get("seed", 0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OSError(errno.EINVAL, f"bad forgetfs trap request {req!r}: {exc!r}") from None
+        for name, value, allowed in (("at", trap.at, AT), ("then", trap.then, THEN),
+                                     ("mode", trap.mode, MODES)):
+            if value not in allowed:
+                raise OSError(errno.EINVAL, f"forgetfs trap: {name} must be one of {allowed}, "
+                                            f"not {value!r}")
+        if trap.nth < 1:
+            raise OSError(errno.EINVAL, f"forgetfs trap: nth must be 1 or more, not {trap.nth}")
+        return trap
+
+
+def cut_dir(out: Path, n: int) -> Path:
+    """Where an armed trap writes the cut of the ``n``-th matching call (``.json``: which call)."""
+    return Path(out) / f"{n:04d}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @dataclass
@@ -76,6 +141,9 @@ class ForgetState:
         self._next = 1
         self.root = self._new(True, 0o755)
         self.used = 0
+        self.syncs = dict.fromkeys(SYNCS, 0)  # fsync / fsyncdir calls seen
+        self.sync_log: list[tuple[str, str]] = []  # (kind, path) of each, in order
+        self.trap: Trap | None = None
 
     def _new(self, is_dir: bool, mode: int) -> Node:
         node = Node(self._next, is_dir, mode)
@@ -161,6 +229,37 @@ class ForgetState:
             node.durable = bytes(node.data)
             node.log = []
 
+    # --- cuts inside sync calls ----------------------------------------------------------------
+    def arm(self, trap: Trap | None) -> None:
+        """Arm ``trap`` (None: disarm); its count starts now."""
+        self.trap = trap
+
+    def sync_call(self, kind: str, path: str) -> tuple[str, Path | None]:
+        """Count a sync call about to apply; when the armed trap fires, write its cut first.
+
+        Returns what to do with the call: ``("apply", None)``, or the trap's ``then`` and the cut's
+        directory (``hold``: the caller waits for ``<cut>.go``)."""
+        self.syncs[kind] += 1
+        self.sync_log.append((kind, path))
+        trap = self.trap
+        if trap is None or trap.at not in (kind, "any"):
+            return "apply", None
+        trap.seen += 1
+        if trap.seen < trap.nth:
+            return "apply", None
+        if not trap.every:
+            self.trap = None
+        out = cut_dir(trap.out, trap.seen)
+        self.cut(out, seed=trap.seed + trap.seen, mode=trap.mode)
+        _write_atomic(out.with_suffix(".json"), json.dumps({
+            "call": kind, "path": path, "n": trap.seen, "syncs": dict(self.syncs),
+            "t": time.monotonic()}))
+        return trap.then, out
+
+    def status(self) -> dict:
+        """The counts of sync calls seen, their log, and whether a trap is armed."""
+        return {**self.syncs, "log": self.sync_log, "armed": self.trap is not None}
+
     # --- the cut ----------------------------------------------------------------------------------
     def cut(self, out: Path, *, seed: int = 0, mode: str = "none") -> dict[str, int]:
         """Write what a power cut now would leave to ``out``; count files, dirs, torn files."""
@@ -221,6 +320,26 @@ def _torn(node: Node, rng: random.Random, mode: str) -> bytes:
 
 def _parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
+
+
+def held(cut: Path, *, max_s: float = HOLD_MAX_S) -> str:
+    """Hold a trapped call until ``<cut>.go`` exists; how it ends: ``apply`` or ``eio``.
+
+    The caller waits in the kernel all along, even when killed: once a request has been read by
+    the daemon a fatal signal does not end the wait (linux fs/fuse/dev.c, request_wait_answer():
+    "Either request is already in userspace, or it was forced. Wait it out."), so the writer can
+    neither return from the call nor die until it is released."""
+    go = cut.with_suffix(".go")
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        try:
+            how = go.read_text().strip()
+        except FileNotFoundError:
+            time.sleep(0.002)
+            continue
+        return how if how in ("apply", "eio") else "eio"
+    print(f"forgetfs: nobody released {cut} in {max_s:g} s: failing the call", file=sys.stderr)
+    return "eio"
 
 
 def _operations(state: ForgetState) -> object:
@@ -332,9 +451,7 @@ def _operations(state: ForgetState) -> object:
         @guarded
         def write(self, path, data, offset, fh):
             if path == "/" + CONTROL:
-                req = json.loads(bytes(data))
-                state.cut(Path(req["out"]), seed=int(req.get("seed", 0)),
-                          mode=req.get("mode", "none"))
+                _control(state, bytes(data))
                 return len(data)
             return state.write(self._node(path, fh), offset, bytes(data))
 
@@ -345,15 +462,24 @@ def _operations(state: ForgetState) -> object:
             state.truncate(self._node(path, fh), length)
             return 0
 
-        @guarded
-        def fsync(self, path, datasync, fh):
-            state.fsync(self._node(path, fh))
+        def _sync(self, kind: str, path: str | None, fh: int | None) -> int:
+            node = self._node(path, fh)
+            how, cut = state.sync_call(kind, path or "?")
+            if how == "hold" and cut is not None:
+                # single-threaded (nothreads): nothing else applies while the call is held
+                how = held(cut)
+            if how == "eio":
+                raise OSError(errno.EIO, "forgetfs: the power was cut inside this sync call")
+            state.fsync(node)
             return 0
 
         @guarded
+        def fsync(self, path, datasync, fh):
+            return self._sync("fsync", path, fh)
+
+        @guarded
         def fsyncdir(self, path, datasync, fh):
-            state.fsync(self._node(path, fh))
-            return 0
+            return self._sync("fsyncdir", path, fh)
 
         @guarded
         def flush(self, path, fh):
@@ -381,6 +507,25 @@ def _operations(state: ForgetState) -> object:
     return Ops()
 
 
+def _control(state: ForgetState, data: bytes) -> None:
+    """One request written to the control file (see the module doc)."""
+    try:
+        req = json.loads(data)
+        if not isinstance(req, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise OSError(errno.EINVAL, f"forgetfs control: bad request {data[:200]!r}: {exc}") \
+            from None
+    if "status" in req:
+        _write_atomic(Path(req["status"]), json.dumps(state.status()))
+    elif req.get("disarm"):
+        state.arm(None)
+    elif {"at", "nth", "every", "then"} & req.keys():
+        state.arm(Trap.from_request(req))
+    else:
+        state.cut(Path(req["out"]), seed=int(req.get("seed", 0)), mode=req.get("mode", "none"))
+
+
 def serve(mountpoint: Path, capacity: int) -> None:
     """Mount the filesystem at ``mountpoint`` and serve it until unmounted (blocks)."""
     import mfusepy
@@ -396,19 +541,57 @@ class Mounted:
     mnt: Path
     proc: subprocess.Popen
 
-    def cut(self, out: Path, *, seed: int = 0, mode: str = "none") -> Path:
+    def _request(self, req: dict) -> None:
         fd = os.open(self.mnt / CONTROL, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            os.write(fd, json.dumps({"out": str(out), "seed": seed, "mode": mode}).encode())
+            os.write(fd, json.dumps(req).encode())
         finally:
             os.close(fd)
+
+    def cut(self, out: Path, *, seed: int = 0, mode: str = "none") -> Path:
+        self._request({"out": str(out), "seed": seed, "mode": mode})
         return Path(out)
+
+    def arm(self, out: Path, *, at: str = "any", nth: int = 1, every: bool = False,
+            then: str = "hold", mode: str = "none", seed: int = 0) -> Path:
+        """Arm a cut inside a sync call (see the module doc); returns ``out`` (created)."""
+        Path(out).mkdir(parents=True, exist_ok=True)
+        self._request({"out": str(out), "at": at, "nth": nth, "every": every, "then": then,
+                       "mode": mode, "seed": seed})
+        return Path(out)
+
+    def disarm(self) -> None:
+        """No more cuts in sync calls (a call held now must be released first: the filesystem
+        answers nothing else while it holds one)."""
+        self._request({"disarm": True})
+
+    def status(self) -> dict:
+        """``{"fsync": n, "fsyncdir": m, "log": [[kind, path], ...], "armed": bool}``."""
+        path = self.mnt.with_name(self.mnt.name + ".status.json")
+        self._request({"status": str(path)})
+        return json.loads(path.read_text())
+
+
+def trapped(out: Path, n: int) -> dict | None:
+    """What the ``n``-th trapped call of a trap writing to ``out`` was, once its cut is out."""
+    try:
+        return json.loads(cut_dir(out, n).with_suffix(".json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def release(out: Path, n: int, how: str = "apply") -> None:
+    """End the held ``n``-th trapped call: ``apply`` it or fail it with ``eio``."""
+    if how not in ("apply", "eio"):
+        raise ValueError(f"how must be 'apply' or 'eio', not {how!r}")
+    _write_atomic(cut_dir(out, n).with_suffix(".go"), how)
 
 
 def fuse_unavailable() -> str:
     """Why forgetfs cannot mount here ("" when it can)."""
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse"
+    device = os.environ.get(FUSE_DEVICE_ENV, "/dev/fuse")
+    if not os.path.exists(device):
+        return f"no {device}"
     try:
         import mfusepy  # noqa: F401
     except (ImportError, OSError) as exc:  # OSError: mfusepy found no libfuse

@@ -7,10 +7,12 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
-from forgetfs import ForgetState, fuse_unavailable, mounted
+from forgetfs import ForgetState, Trap, cut_dir, fuse_unavailable, mounted, release, trapped
+from waiting import wait_for
 
 from camctl.common.fsutil import fsync_dir
 
@@ -154,3 +156,149 @@ def test_none_mode_is_exactly_the_durable_tree(tmp_path: Path) -> None:
     rng = random.Random(1)
     out = s.cut(tmp_path / "n", seed=rng.randint(0, 99), mode="none")
     assert out["torn"] == 0 and (tmp_path / "n" / "f").read_bytes() == states[0]
+
+
+# --- cuts inside a sync call, before it applies ---------------------------------------------------
+def _tree(d: Path) -> dict[str, bytes | dict]:
+    return {p.name: _tree(p) if p.is_dir() else p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_a_cut_before_an_fsync_loses_exactly_that_files_unsynced_writes(tmp_path: Path) -> None:
+    with mounted(tmp_path / "mnt") as fs:
+        m = fs.mnt
+        _write(m / "a", b"a1", sync="fsync")
+        _write(m / "b", b"b1", sync="fsync")
+        fsync_dir(m)
+        before = fs.status()
+        out = fs.arm(tmp_path / "trap", at="fsync", nth=2, then="eio")
+        fa, fb = os.open(m / "a", os.O_WRONLY), os.open(m / "b", os.O_WRONLY)
+        try:
+            os.pwrite(fa, b"+a2", 2)
+            os.pwrite(fb, b"+b2", 2)
+            fsync_dir(m)  # an fsyncdir: not counted by a trap at "fsync"
+            os.fsync(fb)  # the 1st fsync: applies
+            with pytest.raises(OSError) as exc:
+                os.fsync(fa)  # the 2nd: the cut, then EIO (the writer never hears it succeed)
+            assert exc.value.errno == errno.EIO
+            failed = fs.cut(tmp_path / "failed")
+            os.fsync(fa)  # the trap fired once (no "every"): this one applies
+            final = fs.cut(tmp_path / "final")
+        finally:
+            os.close(fa)
+            os.close(fb)
+        after = fs.status()
+    assert trapped(out, 2) is not None and trapped(out, 2)["call"] == "fsync"
+    assert trapped(out, 2)["path"] == "/a"
+    assert not cut_dir(out, 1).exists()  # the 1st fsync was counted, not cut
+    assert _tree(cut_dir(out, 2)) == {"a": b"a1", "b": b"b1+b2"}  # a's unsynced write, only it
+    assert _tree(failed) == {"a": b"a1", "b": b"b1+b2"}  # the failed call did not apply either
+    assert _tree(final) == {"a": b"a1+a2", "b": b"b1+b2"}
+    assert (after["fsync"] - before["fsync"], after["fsyncdir"] - before["fsyncdir"]) == (3, 1)
+    assert [k for k, _ in after["log"][-4:]] == ["fsyncdir", "fsync", "fsync", "fsync"]
+    assert not after["armed"]
+
+
+def test_a_cut_before_an_fsyncdir_loses_exactly_that_dirs_new_entries(tmp_path: Path) -> None:
+    with mounted(tmp_path / "mnt") as fs:
+        m = fs.mnt
+        for d in ("d1", "d2"):
+            os.mkdir(m / d)
+        fsync_dir(m)
+        _write(m / "d1" / "x", b"x", sync="fsync")  # the data is durable, the entries are not
+        _write(m / "d2" / "y", b"y", sync="fsync")
+        before = fs.status()
+        out = fs.arm(tmp_path / "trap", at="fsyncdir", every=True)  # then="hold"
+        failed: list[BaseException] = []
+
+        def sync_dirs() -> None:
+            fsync_dir(m / "d2")
+            try:
+                fsync_dir(m / "d1")
+            except OSError as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=sync_dirs)
+        t.start()
+        try:
+            first = wait_for(lambda: trapped(out, 1), "the cut before the 1st fsyncdir")
+            assert t.is_alive()  # held: the caller has not heard back
+            cut1 = _tree(cut_dir(out, 1))
+            release(out, 1, "apply")
+            second = wait_for(lambda: trapped(out, 2), "the cut before the 2nd fsyncdir")
+            cut2 = _tree(cut_dir(out, 2))
+        finally:
+            release(out, 2, "eio")
+            t.join()
+        fs.disarm()
+        final = _tree(fs.cut(tmp_path / "final"))
+        after = fs.status()
+    assert (first["call"], first["path"], second["call"], second["path"]) == \
+        ("fsyncdir", "/d2", "fsyncdir", "/d1")
+    assert cut1 == {"d1": {}, "d2": {}}  # before d2's fsyncdir: its new entry is not there yet
+    assert cut2 == {"d1": {}, "d2": {"y": b"y"}}  # d2's applied; d1's entry waits on its own
+    assert [e.errno for e in failed] == [errno.EIO]  # released with "eio": the call failed ...
+    assert final == {"d1": {}, "d2": {"y": b"y"}}  # ... and did not apply
+    assert (after["fsync"] - before["fsync"], after["fsyncdir"] - before["fsyncdir"]) == (0, 2)
+
+
+def _workload(d: Path) -> None:
+    """A small writer: two files (one rewritten atomically), a subdir, each synced in its order."""
+    os.mkdir(d / "sub")
+    fsync_dir(d)
+    _write(d / "sub" / "seg", b"chunk1", sync="fsync")
+    fsync_dir(d / "sub")
+    fd = os.open(d / "sub" / "seg", os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"chunk2", 6)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    _write(d / "index.tmp", b"{}", sync="fsync")
+    os.replace(d / "index.tmp", d / "index")
+    fsync_dir(d)
+
+
+def test_a_counted_workload_is_cut_before_each_of_its_sync_calls_in_turn(tmp_path: Path) -> None:
+    """Run once to count the sync calls, then once per call with the cut before it: every call is
+    cut, each the one the count saw there, and each cut keeps only what the calls before it made
+    durable (the workload stops at the failed call, as a writer that hears EIO)."""
+    with mounted(tmp_path / "mnt") as fs:
+        (fs.mnt / "count").mkdir()
+        fsync_dir(fs.mnt)
+        before = fs.status()
+        _workload(fs.mnt / "count")
+        log = [(k, p.removeprefix("/count")) for k, p in fs.status()["log"][len(before["log"]):]]
+        cuts = []
+        for n in range(1, len(log) + 1):
+            d = fs.mnt / f"run{n}"
+            d.mkdir()
+            fsync_dir(fs.mnt)
+            out = fs.arm(tmp_path / f"trap{n}", nth=n, then="eio")
+            with pytest.raises(OSError) as exc:
+                _workload(d)
+            assert exc.value.errno == errno.EIO
+            info = trapped(out, n)
+            assert info is not None, f"call {n} was not cut"
+            assert (info["call"], info["path"].removeprefix(f"/run{n}")) == log[n - 1]
+            cuts.append(_tree(cut_dir(out, n))[f"run{n}"])
+    assert [k for k, _ in log] == ["fsyncdir", "fsync", "fsyncdir", "fsync", "fsync", "fsyncdir"]
+    assert cuts == [
+        {},  # before d's fsyncdir: sub/ is not there
+        {"sub": {}},  # before seg's fsync
+        {"sub": {}},  # before sub's fsyncdir: seg's data is durable, its entry is not
+        {"sub": {"seg": b"chunk1"}},  # before the fdatasync: chunk2 is not durable
+        {"sub": {"seg": b"chunk1chunk2"}},  # before index.tmp's fsync: not even its entry
+        {"sub": {"seg": b"chunk1chunk2"}},  # before d's fsyncdir: neither the tmp nor the rename
+    ]
+
+
+def test_a_bad_trap_request_is_refused_with_einval(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="at must be one of"):
+        Trap.from_request({"out": "x", "at": "close"})
+    with mounted(tmp_path / "mnt") as fs:
+        for req in ({"out": str(tmp_path), "then": "later"}, {"at": "fsync"}, {"nth": 0,
+                                                                               "out": "x"}):
+            with pytest.raises(OSError) as exc:
+                fs._request(req)
+            assert exc.value.errno == errno.EINVAL, req
+        assert not fs.status()["armed"]
