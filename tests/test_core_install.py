@@ -113,7 +113,8 @@ def test_the_board_and_the_data_commands_work_without_the_ground_extra(core: Cor
     (["export", "{dl}", "--timeline"], "matplotlib"),
     (["export", "{dl}", "--timeline", "--out", "{root}/elsewhere"], "matplotlib"),
     (["fetch", "--connect", "{url}", "--out", "{root}/look", "--first-look"], "PIL"),
-], ids=["export", "mp4", "contact-sheet", "timeline", "timeline-out", "first-look"])
+    (["mission", "--connect", "{url}", "--out", "{root}/mission"], "aiohttp"),
+], ids=["export", "mp4", "contact-sheet", "timeline", "timeline-out", "first-look", "mission"])
 def test_a_drawing_command_names_the_ground_extra_in_one_line_and_touches_nothing(
         core: Core, argv: list[str], missing: str) -> None:
     argv = [a.format(dl=core.download, root=core.root, url=core.router) for a in argv]

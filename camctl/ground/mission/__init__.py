@@ -50,11 +50,10 @@ def serve(urls: list[str], out: Path | None = None, *, host: str = "127.0.0.1", 
     if previews_per_board < 1:
         raise ConfigError(f"--previews-per-board {previews_per_board}: must be at least 1")
 
-    try:
-        from camctl.ground.mission.server import MissionServer
-    except ImportError as exc:  # the server library is in the optional 'ground' extra
-        raise ConfigError(f"camctl mission needs the ground extra (pip install 'camctl[ground]'): "
-                          f"{exc}") from None
+    from camctl.ground.extra import require_ground
+
+    require_ground("camctl mission", ["aiohttp"])  # the server library is in the 'ground' extra
+    from camctl.ground.mission.server import MissionServer
     from camctl.ground.mission.session import Mission
 
     out = Path(out) if out is not None else Path("mission-out") / time.strftime("%Y%m%d-%H%M%S")
