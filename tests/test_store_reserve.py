@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from mcap.reader import make_reader
-from store_helpers import tmpfs
+from store_helpers import frame, tmpfs
 
-from camctl.store import verify
+from camctl.store import FlightStore, repair_segment, verify
 from camctl.store._salvage import scan_segment
+from camctl.store.config import StoreConfig
 from camctl.store.reserve import RESERVE_NAME, Reserve, find_reserve, free_bytes, with_reserve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,3 +162,66 @@ def test_repair_in_place_of_a_big_segment_on_a_full_tmpfs(tmp_path: Path, reserv
             (mnt / "filler").unlink()
             assert verify(seg, repair=True).exit_code == 1
             assert _plain_read(seg) == list(range(CHUNKS))
+
+
+def _small_torn(root: Path) -> tuple[Path, int]:
+    """A few-chunk segment killed mid-flight plus a torn tail; (path, the size before the tail)."""
+    proc = subprocess.run([sys.executable, "-c", _RECORDER, str(root), "6", "40"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    seg = root / "F" / "cam" / "000001.mcap"
+    size = seg.stat().st_size
+    last = scan_segment(seg).chunks[-1]
+    data = seg.read_bytes()
+    with open(seg, "ab") as f:
+        f.write(data[last.start:last.start + 200])
+    return seg, size
+
+
+def test_a_repair_cut_after_the_tail_is_allocated_scans_as_before(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """The tail's room is allocated (zeros) before a byte of the summary is written: a repair that
+    dies there leaves the same chunks and a torn tail, and the next repair finishes it."""
+    import camctl.store._repair as rep
+
+    seg, size = _small_torn(tmp_path)
+    real = rep._pwrite_all
+
+    def dies_at_the_tail(fd: int, data: bytes, offset: int) -> None:
+        if offset >= size:
+            raise OSError("power cut")
+        real(fd, data, offset)
+
+    monkeypatch.setattr(rep, "_pwrite_all", dies_at_the_tail)
+    with pytest.raises(OSError, match="power cut"):
+        repair_segment(seg)
+    monkeypatch.setattr(rep, "_pwrite_all", real)
+    data = seg.read_bytes()
+    assert len(data) > size and data[size:] == bytes(len(data) - size)  # allocated, all zeros
+    scan = scan_segment(seg)
+    assert len(scan.chunks) == 6 and scan.torn_at == size
+    assert verify(seg, repair=True).exit_code == 1
+    assert _plain_read(seg) == list(range(6))
+
+
+def test_the_reserve_is_grown_again_when_space_returns(tmp_path: Path) -> None:
+    """A store whose reserve was used (a landing on a full disk) grows it back, from its writer's
+    statvfs tick, once the disk has room."""
+    with tmpfs(tmp_path / "mnt", "8m") as mnt:
+        st = FlightStore(mnt, "b", "F", StoreConfig(reserve_mb=0, commit_interval_ms=20),
+                         cameras=["cam"])
+        try:
+            r = Reserve(mnt)
+            full = r.size()
+            assert full >= 512 << 10
+            r.release(full)
+            assert r.size() == 0
+            for i in range(50):
+                st.put(frame("cam", i))
+                st.commit(wait=True)
+                if r.size() >= full:
+                    break
+            assert r.size() >= full, r
+        finally:
+            st.close()

@@ -16,6 +16,7 @@ the same chunks as before, and the next repair finishes the job.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import struct
@@ -47,6 +48,9 @@ __all__ = ["describe_losses", "plan_in_place", "repair_in_place"]
 _TAIL_READ_MAX = 64 << 20
 # taken from the reserve with a repair's tail: the index.json and event-log segment that follow it
 _BOOKKEEPING = 64 << 10
+# posix_fallocate(3): EINVAL "the underlying filesystem does not support the operation" (glibc
+# emulates it where fallocate(2) says EOPNOTSUPP; a FUSE filesystem may answer ENOSYS)
+_CANNOT_PREALLOCATE = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 def _header(length: int) -> bytes | None:
@@ -276,6 +280,8 @@ def _allocate_tail(fd: int, path: Path, cut: int, n: int) -> None:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, cut)  # ext4 keeps a partial allocation, and the larger size
+            if exc.errno in _CANNOT_PREALLOCATE:
+                return  # a filesystem that cannot preallocate: written as before, unguarded
             if not is_full(exc):
                 raise
             if attempt == 2 or reserve is None or not reserve.release(n + _BOOKKEEPING):
