@@ -164,10 +164,10 @@ class Committer:
     def _work(
         self, records: list[Queued], events: list[dict], target: int, finish: bool, stop: bool
     ) -> None:
-        self.space.tick(self._event, self._fault)
         # an explicit commit (a phase record: LANDED), the landing, the stop: event records go to
         # the disk now, from the reserve if need be, and the events segment is committed first
         self._force = urgent = finish or stop or target > self.inbox.commit_done
+        self.space.tick(self._event, self._fault)
         if self._held_events and (urgent or not self.space.blocked(self._clock())):
             held, self._held_events = self._held_events, []
             events = held + events
