@@ -225,3 +225,41 @@ def test_the_reserve_is_grown_again_when_space_returns(tmp_path: Path) -> None:
             assert r.size() >= full, r
         finally:
             st.close()
+
+
+def test_boot_recovery_on_a_full_disk_repairs_and_logs_what_it_cut(tmp_path: Path) -> None:
+    """A board killed mid-flight, then the disk filled by another writer: the boot's repair of the
+    last flight finishes its 60-chunk segment and logs what it cut into the flight's event log
+    (a new events segment), both from the reserve."""
+    from camctl.store import iter_events, recover_store
+
+    with tmpfs(tmp_path / "mnt", "8m") as mnt:
+        seg = _record_torn(mnt)
+        _fill(mnt / "filler")
+        assert free_bytes(mnt) == 0
+        report = recover_store(mnt)
+        assert report.repaired == [str(seg)] and not report.unrecoverable, report.errors
+        assert not [e for e in report.errors if "cannot" in e], report.errors
+        assert _plain_read(seg) == list(range(CHUNKS))
+        logged = [e for p in sorted((mnt / "F" / "events").glob("*.mcap")) for e in iter_events(p)]
+        assert [e["kind"] for e in logged] == ["loss"], logged
+
+
+def test_append_events_takes_its_room_from_the_reserve(tmp_path: Path) -> None:
+    from camctl.store._eventlog import append_events
+
+    with tmpfs(tmp_path / "mnt", "4m") as mnt:
+        flight = mnt / "F"
+        flight.mkdir()
+        r = Reserve(mnt)
+        assert r.grow(256 << 10)
+        _fill(mnt / "filler")
+        recs = [{"kind": "fault", "name": "x", "message": "m" * 2000}] * 8
+        path = append_events(flight, recs)
+        assert path.is_file() and r.size() < 256 << 10
+        r.release(r.size())
+        _fill(mnt / "filler")  # the other writer takes what was left
+        with pytest.raises(OSError) as exc:  # nothing left to take: ENOSPC, no file left behind
+            append_events(flight, recs)
+        assert exc.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in (flight / "events").iterdir()) == [path.name]
