@@ -150,6 +150,7 @@ def test_board_lands_and_restarts_on_a_disk_another_writer_filled(tmp_path: Path
     with tmpfs(store, "24m"):
         board = start_board(cfg_path, store, "full-b")
         try:
+            assert (store / RESERVE_NAME).stat().st_size > 0  # made at start, before any flight
             out = subprocess.run([sys.executable, "-m", "camctl", "arm", "--hold",
                                   "--connect", board.router],
                                  capture_output=True, text=True, timeout=60)

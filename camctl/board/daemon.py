@@ -370,6 +370,7 @@ class Daemon(Startable):
         # READY
         flights_at_boot = list_flights(self.store_root)
         report = recover_store(self.store_root, notify=self.notifier.notify)
+        self._hold_reserve()
         if self.disk_full():
             log.warning("store.dir %s: the disk is full (%.1f MB free): the board starts and "
                         "serves, but records nothing until space is freed", self.store_root,
@@ -407,6 +408,17 @@ class Daemon(Startable):
         log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
                  len(self.runners), self.cfg.gpio.backend, self.store_root,
                  self.publisher.router_endpoint)
+
+    def _hold_reserve(self) -> None:
+        """Make sure the store has its full-disk reserve before the first flight (an old store, a
+        new card): room for daemon.json and a landing if the OS fills the card before any flight.
+        A full disk keeps what it has (a flight grows it later)."""
+        from camctl.store.reserve import BASE, Reserve
+
+        if not Reserve(self.store_root).grow(BASE):
+            log.warning("store.dir %s: cannot make the full-disk reserve (%d kB): a disk filled "
+                        "by another writer may keep a landing from finishing", self.store_root,
+                        BASE >> 10)
 
     def _levels(self) -> dict[str, bool]:
         return self.lines.levels() if self.lines is not None else {}
