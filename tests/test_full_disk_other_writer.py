@@ -9,7 +9,9 @@ sim cameras for the board test.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +26,7 @@ from camctl.board.resume import last_flight_state
 from camctl.common.records import PhaseRecord
 from camctl.demo import start_board, write_board_config
 from camctl.ground import Client
-from camctl.store import FlightStore, QuotaLevel, iter_events, verify
+from camctl.store import FlightStore, QuotaLevel, iter_events, recover_store, verify
 from camctl.store.config import StoreConfig
 from camctl.store.reserve import RESERVE_NAME, free_bytes
 
@@ -233,3 +235,55 @@ def test_a_landing_that_cannot_finish_says_what_it_left(tmp_path: Path) -> None:
         left = "\n".join(st.unfinished)
         assert "index.json not written" in left, left
         assert "event records held in RAM" in left, left
+
+
+# a board's store killed by SIGKILL right after the LANDED record's commit, before the finish
+_KILLED_AFTER_LANDED = """
+import os, signal, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from store_helpers import frame, jpeg
+from camctl.common.records import PhaseRecord
+from camctl.store import FlightStore
+from camctl.store.config import StoreConfig
+st = FlightStore(Path(sys.argv[1]), "b", "F", StoreConfig(reserve_mb=0, commit_interval_ms=60_000),
+                 cameras=["a"])
+for i in range(30):
+    st.put(frame("a", i, data=jpeg(i, 200, 150)))
+    st.commit(wait=True)
+st.put(frame("a", 30, data=jpeg(30, 200, 150)))  # never committed: a torn tail
+st.log_event(PhaseRecord(phase_from="TOUCHDOWN", phase_to="LANDED", event="timer",
+                         source="timer", mono_ns=time.monotonic_ns(), wall_ns=time.time_ns()))
+st.commit(wait=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_flight_killed_after_landing_finishes_on_a_full_disk_at_restart(tmp_path: Path) -> None:
+    """Killed between LANDED and the finish, then the disk filled by another writer: the restart's
+    boot repair finishes the torn segments and the landed flight is finished again (its books
+    closed, index.json written) -- what `close_landed_books` does -- all from the reserve."""
+    with tmpfs(tmp_path / "mnt", "8m") as mnt:
+        proc = subprocess.run([sys.executable, "-c", _KILLED_AFTER_LANDED, str(mnt),
+                               str(REPO / "tests")], capture_output=True, text=True, timeout=300,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        _fill_from_another_process(mnt / "os.log")
+        state = last_flight_state(mnt)
+        assert state is not None and state.phase == "LANDED"
+        report = recover_store(mnt)
+        assert not report.unrecoverable and report.repaired, report.errors
+        st = FlightStore(mnt, "b", "F", StoreConfig(reserve_mb=0), cameras=["a"], resume=True,
+                         run=1)
+        try:
+            st.log_event({"kind": "note", "name": "books closed at restart"})
+        finally:
+            st.close()
+        assert st.unfinished == [], st.unfinished
+        fdir = mnt / "F"
+        assert (fdir / "index.json").is_file()
+        for seg in sorted(fdir.glob("*/*.mcap")):
+            _plain_read_all(seg)
+        assert verify(fdir).exit_code == 0, verify(fdir).errors
+        names = [e.get("name") for e in _events(fdir)]
+        assert "LANDED" in names and "books closed at restart" in names, names
