@@ -105,7 +105,7 @@ class Reserve:
                 old = -1
             except OSError:
                 return False
-            if want <= old:
+            if want <= max(old, 0):
                 return True
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
