@@ -48,6 +48,8 @@ __all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write
 
 log = logging.getLogger("camctl.board.daemon")
 DAEMON_INFO = "daemon.json"
+# below this free on the store's filesystem, STATUS reports the disk full (a frame is ~0.1-1 MB)
+DISK_FULL_MB = 1.0
 # A GPIO edge reaches Python on lgpio's alert thread, which must take the GIL from whatever thread
 # holds it; CPython makes a holder let go only every switch interval (default 5 ms), so with
 # capture, encoder callbacks and the store's writer all running Python, an edge waited up to one
@@ -82,10 +84,22 @@ def tune_malloc(*, mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
 
 
 def write_daemon_info(store_dir: Path, info: dict[str, Any]) -> None:
-    """Say, beside the store, which process serves it on which endpoints (atomically)."""
+    """Say, beside the store, which process serves it on which endpoints (atomically). On a full
+    disk the few bytes come from the store's full-disk reserve (:mod:`camctl.store.reserve`);
+    OSError when even that fails."""
+    from camctl.store.reserve import DAEMON_INFO_ROOM, find_reserve, with_reserve
+
     tmp = store_dir / f".{DAEMON_INFO}.tmp"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, store_dir / DAEMON_INFO)
+
+    def write() -> None:
+        try:
+            tmp.write_text(json.dumps(info))
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no half-written file left holding the room
+            raise
+        os.replace(tmp, store_dir / DAEMON_INFO)
+
+    with_reserve(find_reserve(store_dir), DAEMON_INFO_ROOM, write)
 
 
 def read_daemon_info(store_dir: str | Path) -> dict[str, Any]:
@@ -236,6 +250,11 @@ class Daemon(Startable):
             return 0.0
         return st.f_bavail * st.f_frsize / 1e6
 
+    def disk_full(self) -> bool:
+        """True when the store's filesystem has less than :data:`DISK_FULL_MB` free (whoever filled
+        it): STATUS says so, the board serves on."""
+        return self.disk_free_mb() < DISK_FULL_MB
+
     def status(self) -> dict:
         return board_status(self)
 
@@ -307,10 +326,20 @@ class Daemon(Startable):
             self.fleet.wait_idle(until=lambda: self.phase not in (SAFE, LANDED))
 
     def _on_finished(self) -> None:
+        store = self.recorder.finished_store
         st = self.status()
         stored = sum(int(c.get("frames_stored", 0)) for c in st["cameras"].values())
-        log.info("flight %s finished: files closed, serving=%s", self.flight, self.serving(),
-                 extra={"board": self.board, "flight": self.flight, "frames_stored": stored})
+        flight = getattr(store, "flight", "") or self.flight
+        extra = {"board": self.board, "flight": flight, "frames_stored": stored}
+        # what the landing could not finish (a disk full beyond the reserve, an I/O error)
+        unfinished = list(getattr(store, "unfinished", None) or [])
+        if unfinished:
+            log.warning("flight %s finished, but NOT every file was closed: %s; serving=%s",
+                        flight, "; ".join(unfinished), self.serving(),
+                        extra={**extra, "unfinished": unfinished})
+        else:
+            log.info("flight %s finished: files closed, serving=%s", flight, self.serving(),
+                     extra=extra)
         self._publish("status", st)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -341,6 +370,11 @@ class Daemon(Startable):
         # READY
         flights_at_boot = list_flights(self.store_root)
         report = recover_store(self.store_root, notify=self.notifier.notify)
+        self._hold_reserve()
+        if self.disk_full():
+            log.warning("store.dir %s: the disk is full (%.1f MB free): the board starts and "
+                        "serves, but records nothing until space is freed", self.store_root,
+                        self.disk_free_mb())
         if getattr(report, "exit_code", 0):
             log.warning("store recovery: exit code %s (%s)", report.exit_code, self.store_root)
         self.resumed = resume_last_flight(self.recorder, self.machine, fleet, levels=self._levels,
@@ -375,6 +409,17 @@ class Daemon(Startable):
                  len(self.runners), self.cfg.gpio.backend, self.store_root,
                  self.publisher.router_endpoint)
 
+    def _hold_reserve(self) -> None:
+        """Make sure the store has its full-disk reserve before the first flight (an old store, a
+        new card): room for daemon.json and a landing if the OS fills the card before any flight.
+        A full disk keeps what it has (a flight grows it later)."""
+        from camctl.store.reserve import BASE, Reserve
+
+        if not Reserve(self.store_root).grow(BASE):
+            log.warning("store.dir %s: cannot make the full-disk reserve (%d kB): a disk filled "
+                        "by another writer may keep a landing from finishing", self.store_root,
+                        BASE >> 10)
+
     def _levels(self) -> dict[str, bool]:
         return self.lines.levels() if self.lines is not None else {}
 
@@ -389,10 +434,16 @@ class Daemon(Startable):
             raise ConfigError(f"the publisher cannot start: {exc}", key="publish") from None
 
     def _write_info(self) -> None:
-        write_daemon_info(self.store_root, {
-            "pid": os.getpid(), "board": self.board, "router": self.publisher.router_endpoint,
-            "pub": self.publisher.pub_endpoint, "publisher_pid": self.publisher.pid,
-            "config": self.cfg.source, "version": __version__})
+        try:
+            write_daemon_info(self.store_root, {
+                "pid": os.getpid(), "board": self.board,
+                "router": self.publisher.router_endpoint, "pub": self.publisher.pub_endpoint,
+                "publisher_pid": self.publisher.pid, "config": self.cfg.source,
+                "version": __version__})
+        except OSError as exc:  # a full disk must not keep the board from serving what it holds
+            log.error("cannot write %s in %s (%s): serving anyway; tools that read it (camctl "
+                      "status/arm without --connect) will not find this board", DAEMON_INFO,
+                      self.store_root, exc.strerror or exc)
 
     # -- the capture watchdog ----------------------------------------------------------------------
     def capture_ok(self, now_ns: int | None = None) -> bool:

@@ -36,7 +36,8 @@ class FlightRecorder:
     """The current flight: its store, its ledger, its event log; opened and finished on threads.
 
     ``phase`` reads the phase machine; ``publish`` sends to the PUB socket; ``wait_cameras`` waits
-    for every camera to hand over its last frame (before the finish); ``on_finished`` runs after it.
+    for every camera to hand over its last frame (before the finish); ``on_finished`` runs after
+    it (:attr:`finished_store`'s ``unfinished`` says what the finish could not close).
     """
 
     def __init__(self, cfg: Config, *, boot_id: str, phase: Callable[[], str],
@@ -70,6 +71,7 @@ class FlightRecorder:
         # the stores the finish is done with (the serving gate): a set, as two finishes may end in
         # either order (armed again while the last flight closed)
         self._finished_stores: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.finished_store: Any = None  # the store the last finish was for
         # armed: the new flight's files are being opened; its records wait in _unlogged (not in
         # the last flight's log, which may still be closing)
         self._opening_new = False
@@ -262,6 +264,7 @@ class FlightRecorder:
             if self._finishing is threading.current_thread():
                 self._finishing = None
             self._finished_stores.add(store)
+            self.finished_store = store
         self._on_finished()
 
     def close(self) -> None:

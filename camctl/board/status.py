@@ -40,6 +40,8 @@ def board_status(d: Daemon) -> dict[str, Any]:
         # (flight_ns = mono_ns + clock_offset_ns; camctl.common.flightclock): 0, 0 unless resumed
         **_run_clock(d.resumed, d.flight),
         "disk_free_mb": round(d.disk_free_mb(), 1),
+        # the store's filesystem is full (whoever filled it): the board serves, records nothing
+        "disk_full": bool(getattr(d, "disk_full", lambda: False)()),
         "serving": d.serving(),
         "checking": d.checking,  # the older flight the check after boot is on (held back), or None
         "version": __version__,
@@ -121,7 +123,7 @@ def status_line(st: dict[str, Any]) -> str:
     cams = st["cameras"]
     frames = " ".join(f"{n}={c['frames_stored']}/{c['durable_frames']}" for n, c in cams.items())
     line = (f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} "
-            f"free={st['disk_free_mb']}MB")
+            f"free={st['disk_free_mb']}MB{' DISK FULL' if st.get('disk_full') else ''}")
     down = ("unavailable", "isolated")
     bad = [f"{n}={c['state']}" for n, c in cams.items() if c["state"] in down]
     return line + (f" cameras down: {' '.join(bad)}" if bad else "")

@@ -6,12 +6,19 @@ fsyncs (file, then directory) at most every ``commit_interval_ms`` and at once o
 do records count as durable. I/O errors never escape: the segment is cut back to its last commit,
 its uncommitted records are dropped and counted, events are held in RAM, and writing resumes when
 the disk recovers.
+
+A disk filled by another writer (or by the store) does not stop what must reach it: an explicit
+commit (a phase record), the landing and the stop write the event records held in RAM and commit
+the events segment FIRST, then finish every segment, repair the abandoned ones and write
+``index.json``, taking the room each step needs from the store's full-disk reserve
+(:mod:`camctl.store.reserve`) when the disk has none. Records (frames) never take from it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import threading
 import time
 from collections import deque
@@ -26,11 +33,15 @@ from camctl.store._files import SegmentFiles
 from camctl.store._segment import SegmentWriter
 from camctl.store._space import SpaceBudget
 from camctl.store.index import INDEX_NAME, build_index, write_json_atomic
+from camctl.store.reserve import with_reserve
 from camctl.store.sources import EVENTS, SourceKind
 
 __all__ = ["Committer", "Inbox", "Queued"]
 
 _DROP_REPORT_S = 1.0
+_SEGMENT_ROOM = 16 << 10  # a new events segment's header and a finished one's summary, roughly
+_FILE_SLACK = 8 << 10  # a file's last partly used block
+_INDEX_ROOM = 64 << 10  # index.json (and its temporary file) of a flight
 
 
 class Queued(NamedTuple):
@@ -94,6 +105,10 @@ class Committer:
             dict
         ] = []  # not written yet (disk full, I/O error): retried, never dropped
         self._written_after_finish = False
+        self._force = False  # this round may write event records from the reserve (urgent)
+        # after the landing: what could not be finished (FlightStore.unfinished)
+        self.unfinished: list[str] = []
+        self._repair_failed: list[str] = []
         self._last_commit = clock()
         self._last_drop_report = clock()
         self.commits = 0  # group commits done (each fsyncs every dirty segment)
@@ -149,14 +164,21 @@ class Committer:
     def _work(
         self, records: list[Queued], events: list[dict], target: int, finish: bool, stop: bool
     ) -> None:
+        # an explicit commit (a phase record: LANDED), the landing, the stop: event records go to
+        # the disk now, from the reserve if need be, and the events segment is committed first
+        self._force = urgent = finish or stop or target > self.inbox.commit_done
         self.space.tick(self._event, self._fault)
-        if self._held_events and not self.space.blocked(self._clock()):
+        if self._held_events and (urgent or not self.space.blocked(self._clock())):
             held, self._held_events = self._held_events, []
             events = held + events
         if self.inbox.finished and (events or records):
             self._written_after_finish = True
-        for rec in events:
-            self._write_event(rec)
+        if urgent:
+            self._held_events.extend(events)
+            self._land_events()
+        else:
+            for rec in events:
+                self._write_event(rec)
         for item in records:
             self._write_record(item)
             if (
@@ -175,6 +197,7 @@ class Committer:
         if finish:
             self._finish_all()
             self._write_index()
+            self._take_stock()
             with self.inbox.lock:
                 self.inbox.finished = True
             self.inbox.finished_evt.set()
@@ -183,6 +206,9 @@ class Committer:
             self._finish_all()
             if self._written_after_finish:
                 self._write_index()
+            self._take_stock()
+        if finish or stop:
+            self.space.grow_reserve()  # given back for the landing: held again when space allows
 
     # --- writing
     # ---------------------------------------------------------------------------------------
@@ -199,14 +225,15 @@ class Committer:
 
     def _segment(self, name: str) -> SegmentWriter:
         """The open segment of ``name``: rotated when due, opened unless the disk is not
-        writable."""
+        writable (the events segment of an urgent round is opened anyway: the reserve is for it).
+        """
         now = self._clock()
         seg = self.files.get(name)
         if seg is not None and self.files.due(seg, now):
             self._finish_segment(name)
             seg = None
         if seg is None:
-            blocked = self.space.blocked(now)
+            blocked = "" if self._force and name == EVENTS else self.space.blocked(now)
             if blocked:
                 raise OSError(
                     errno.ENOSPC if blocked == "disk_full" else errno.EIO,
@@ -238,7 +265,8 @@ class Committer:
 
     def _write_event(self, rec: dict) -> None:
         rec.setdefault("run", self.flight_run)
-        if self.space.blocked(self._clock()) or not self.space.has_room(4096, events=True):
+        if not self._force and (self.space.blocked(self._clock())
+                                or not self.space.has_room(4096, events=True)):
             self._held_events.append(rec)
             return
         if (
@@ -264,7 +292,8 @@ class Committer:
 
     def _commit_all(self) -> None:
         t0 = time.monotonic()
-        for name, seg in list(self.files.segments.items()):
+        # the event log first: a phase record must not wait on a camera segment failing for space
+        for name, seg in sorted(self.files.segments.items(), key=lambda kv: kv[0] != EVENTS):
             if not seg.dirty:
                 continue
             try:
@@ -288,7 +317,7 @@ class Committer:
 
     def _finish_abandoned(self) -> None:
         """Finish, in place, the segments cut back after an I/O error: every file readable after
-        landing."""
+        landing (repair in place takes the summary's room from the reserve itself)."""
         from camctl.store.verify import repair_segment  # verify imports the reader side only
 
         for path in self.files.take_abandoned():
@@ -296,19 +325,90 @@ class Committer:
                 if path.exists():
                     repair_segment(path)
             except (OSError, ValueError) as exc:
+                self._repair_failed.append(str(path))
                 self._fault("segment_finish_failed", exc, segment=str(path))
+
+    def _finish_room(self, name: str) -> None:
+        """Free room for finishing the open segment of ``name`` (its summary), from the reserve."""
+        seg = self.files.get(name)
+        if seg is not None:
+            self._make_room(seg.summary_room + seg.pending_bytes + _FILE_SLACK)
 
     def _finish_all(self) -> None:
         # events last, so faults found while finishing source segments are logged in this flight
-        self._finish_abandoned()
-        for name in sorted(self.files.segments, key=lambda n: n == EVENTS):
+        for name in [n for n in self.files.segments if n != EVENTS]:
             if name in self.files.segments:
+                self._finish_room(name)
                 self._finish_segment(name)
-        if (
-            EVENTS in self.files.segments
-        ):  # a fault logged while finishing the events segment itself
-            self._finish_segment(EVENTS)
+        for _ in range(2):  # twice: a fault logged while finishing the events segment itself
+            self._finish_abandoned()
+            if self._held_events:
+                self._land_events()
+            if EVENTS in self.files.segments:
+                self._finish_room(EVENTS)
+                self._finish_segment(EVENTS)
+            if not (self._held_events or self.files.abandoned or EVENTS in self.files.segments):
+                break
         self._last_commit = self._clock()
+
+    # --- the reserve
+    # ----------------------------------------------------------------------------------
+    def _make_room(self, need: int) -> None:
+        """Free ``need`` bytes for a finishing step when the disk has less: from the reserve."""
+        reserve = self.space.reserve
+        if reserve is None:
+            return
+        est = self.space.free_estimate()  # no system call while the disk is known to have room
+        if not self.space.blocked(self._clock()) and est is not None and est >= 2 * need:
+            return
+        self.space.released(reserve.make_room(need, free=self.space.free_bytes))
+
+    def _events_room(self) -> int:
+        """Bytes the held and pending event records take in a segment (JSON and its log line), a
+        new segment's header and summary."""
+        recs = self._held_events + self._pending_events
+        return _SEGMENT_ROOM + sum(2 * len(json.dumps(r, default=str)) + 256 for r in recs)
+
+    def _land_events(self) -> bool:
+        """Write the held event records and commit the events segment now, taking the room from
+        the reserve when the disk has none (a second try releases all it needs); True when every
+        record is on the disk. Called for urgent rounds only (a commit asked for, the landing)."""
+        reserve = self.space.reserve
+        for attempt in (1, 2):
+            need = self._events_room()
+            if attempt == 1:
+                self._make_room(need)
+            elif reserve is None or not self._held_events:
+                break
+            else:
+                got = reserve.release(need)
+                self.space.released(got)
+                if not got:
+                    break
+            held, self._held_events = self._held_events, []
+            for rec in held:
+                self._write_event(rec)
+            seg = self.files.get(EVENTS)
+            if seg is not None and seg.dirty:
+                try:
+                    self.files.sync(seg)
+                    self._synced(EVENTS, seg)
+                except OSError as exc:
+                    self._io_failure(EVENTS, exc)
+            if not self._held_events:
+                return True
+        return not self._held_events
+
+    def _take_stock(self) -> None:
+        """What the landing (or stop) left unfinished: FlightStore.unfinished."""
+        out = [f"{p} left unfinished (its repair failed)" for p in self._repair_failed]
+        out += [f"{s.path} left open" for s in self.files.segments.values()]
+        out += [f"{p} left unfinished" for p in self.files.abandoned]
+        if not (self.files.dir / INDEX_NAME).exists():
+            out.append(f"{self.files.dir / INDEX_NAME} not written")
+        if self._held_events:
+            out.append(f"{len(self._held_events)} event records held in RAM, not on the disk")
+        self.unfinished = out
 
     def _io_failure(self, name: str, exc: OSError) -> None:
         seg = self.files.abandon(name)
@@ -344,9 +444,9 @@ class Committer:
 
     def _write_index(self) -> None:
         try:
-            write_json_atomic(
-                self.files.dir / INDEX_NAME, build_index(self.files.dir, flight=self._flight)
-            )
+            index = build_index(self.files.dir, flight=self._flight)
+            with_reserve(self.space.reserve, _INDEX_ROOM + len(json.dumps(index)) * 2,
+                         lambda: write_json_atomic(self.files.dir / INDEX_NAME, index))
         except OSError as exc:
             self._fault("index_write_failed", exc)
 

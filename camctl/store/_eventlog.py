@@ -18,9 +18,12 @@ from camctl.common.records import DropRecord, FaultRecord, LossRecord, QuotaReco
 from camctl.store._records import CH_EVENTS, CH_LOG, events_layout
 from camctl.store._segment import SegmentWriter
 from camctl.store.index import fsync_dir
+from camctl.store.reserve import find_reserve, with_reserve
 from camctl.store.sources import EVENTS
 
 __all__ = ["add_event", "append_events"]
+
+_SEGMENT_ROOM = 16 << 10  # a segment's header, summary and footer, roughly
 
 # the foxglove.Log level of a record by its kind (a record of any other kind is INFO)
 _LEVELS = {FaultRecord.KIND: Log.ERROR, DropRecord.KIND: Log.WARNING,
@@ -44,21 +47,38 @@ def append_events(flight_dir: Path, records: Sequence[dict]) -> Path:
     """Log ``records`` into a finished flight: a new, finished segment in its ``events/`` dir (a
     finished flight's files are immutable, so what is logged later goes to a new file). Used by
     recovery to put what it cut into the flight's own event log; kilobytes, fsync'd with its
-    directory."""
+    directory; on a full disk the room comes from the store's full-disk reserve."""
     d = Path(flight_dir) / EVENTS
     d.mkdir(exist_ok=True)
-    seq = max((int(p.stem) for p in d.glob("*.mcap") if p.stem.isdigit()), default=0) + 1
-    seg = SegmentWriter(d / f"{seq:06d}.mcap", events_layout())
-    try:
-        for n, rec in enumerate(records):
-            rec = dict(rec)
-            rec.setdefault("mono_ns", time.monotonic_ns())
-            rec.setdefault("wall_ns", time.time_ns())
-            add_event(seg, rec, n)
-        seg.finish()
-    except BaseException:
-        seg.close()
-        seg.path.unlink(missing_ok=True)
-        raise
+    stamped = []
+    for rec in records:
+        rec = dict(rec)
+        rec.setdefault("mono_ns", time.monotonic_ns())
+        rec.setdefault("wall_ns", time.time_ns())
+        stamped.append(rec)
+
+    def write() -> Path:  # retryable: a failed try leaves no file
+        seq = max((int(p.stem) for p in d.glob("*.mcap") if p.stem.isdigit()), default=0) + 1
+        path = d / f"{seq:06d}.mcap"
+        try:
+            seg = SegmentWriter(path, events_layout())
+        except FileExistsError:
+            raise
+        except BaseException:  # created, but its header did not fit: no empty file left behind
+            path.unlink(missing_ok=True)
+            raise
+        try:
+            for n, rec in enumerate(stamped):
+                add_event(seg, rec, n)
+            seg.finish()
+        except BaseException:
+            seg.close()
+            seg.path.unlink(missing_ok=True)
+            raise
+        return seg.path
+
+    # on a full disk (a boot repair's loss records) the room comes from the store's reserve
+    need = _SEGMENT_ROOM + sum(2 * len(json.dumps(r, default=str)) + 256 for r in stamped)
+    path = with_reserve(find_reserve(d), need, write)
     fsync_dir(d)
-    return seg.path
+    return path

@@ -15,6 +15,8 @@ the same chunks as before, and the next repair finishes the job.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import struct
@@ -38,11 +40,17 @@ from camctl.store._records import (
 )
 from camctl.store._salvage import Scan, ScannedChunk
 from camctl.store._segment import finish_tail
+from camctl.store.reserve import find_reserve, is_full
 from camctl.store.sources import KINDS
 
 __all__ = ["describe_losses", "plan_in_place", "repair_in_place"]
 
 _TAIL_READ_MAX = 64 << 20
+# taken from the reserve with a repair's tail: the index.json and event-log segment that follow it
+_BOOKKEEPING = 64 << 10
+# posix_fallocate(3): EINVAL "the underlying filesystem does not support the operation" (glibc
+# emulates it where fallocate(2) says EOPNOTSUPP; a FUSE filesystem may answer ENOSYS)
+_CANNOT_PREALLOCATE = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 def _header(length: int) -> bytes | None:
@@ -244,11 +252,43 @@ def repair_in_place(path: Path, scan: Scan, layout: Layout, *,
         os.ftruncate(fd, cut)
         if after_fix is not None:
             after_fix()
+        _allocate_tail(fd, path, cut, len(tail))
         _pwrite_all(fd, tail, cut)
         os.fsync(fd)
     finally:
         os.close(fd)
     return kept
+
+
+def _allocate_tail(fd: int, path: Path, cut: int, n: int) -> None:
+    """Make sure the ``n`` bytes after ``cut`` can be written before writing any of them: the cut
+    tail often frees less than a long segment's summary needs (60 chunks: ~6 kB), and a disk filled
+    by anyone has no byte to spare. ``posix_fallocate`` the range (see :mod:`camctl.store.reserve`
+    for why that guarantees the writes), taking the room from the store's reserve when the disk
+    has none; on failure the file is cut back to ``cut`` -- it scans as before (no half-written
+    summary the plain reader cannot open) -- and OSError(ENOSPC) says how much was missing.
+
+    The reserve gives a little more than the tail (:data:`_BOOKKEEPING`): the repair is followed by
+    the flight's ``index.json`` and the event-log segment that records what was cut."""
+    reserve = find_reserve(path)
+    if reserve is not None:
+        reserve.make_room(n + _BOOKKEEPING)
+    for attempt in (1, 2):
+        try:
+            os.posix_fallocate(fd, cut, n)
+            return
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, cut)  # ext4 keeps a partial allocation, and the larger size
+            if exc.errno in _CANNOT_PREALLOCATE:
+                return  # a filesystem that cannot preallocate: written as before, unguarded
+            if not is_full(exc):
+                raise
+            if attempt == 2 or reserve is None or not reserve.release(n + _BOOKKEEPING):
+                where = "its store's reserve is used up" if reserve is not None else \
+                    "the store has no reserve"
+                raise OSError(exc.errno, f"no room for the summary ({n} bytes) on a full disk: "
+                              f"{where}; free some space and repair again", str(path)) from None
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

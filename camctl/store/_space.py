@@ -15,6 +15,8 @@ from collections.abc import Callable
 from camctl.common.records import QuotaRecord
 from camctl.store.config import StoreConfig
 from camctl.store.quota import QuotaPolicy
+from camctl.store.reserve import BASE as RESERVE_BASE
+from camctl.store.reserve import Reserve
 
 __all__ = ["SpaceBudget", "statvfs_free"]
 
@@ -27,6 +29,7 @@ _QUOTA_CHECK_S = 0.1
 _EVENTS_ROOM = (
     1 * _MB
 )  # the event log may still grow this much after frames stop (drop reports, landing)
+_GROW_RETRY_S = 1.0  # a reserve that could not grow is tried again after this
 
 
 def statvfs_free(path: object) -> Callable[[], int]:
@@ -52,6 +55,7 @@ class SpaceBudget:
         clock: Callable[[], float],
         written: Callable[[], int],
         finish_need: Callable[[], int],
+        reserve: Reserve | None = None,
     ) -> None:
         self.config = config
         self.free_bytes = free_bytes
@@ -65,6 +69,10 @@ class SpaceBudget:
         self._last_quota = float("-inf")
         self._free_at_check: int | None = None  # statvfs at the last quota check ...
         self._written_at_check = 0  # ... and what the store had written by then
+        # the store's full-disk reserve (camctl.store.reserve) and its size at the last check
+        self.reserve = reserve
+        self.reserve_size = reserve.size() if reserve is not None else 0
+        self._grow_at = 0.0
 
     def blocked(self, now: float) -> str:
         """Why nothing may be written now (``disk_full``, ``io_error``), or "" when writing may go
@@ -80,11 +88,53 @@ class SpaceBudget:
             return None
         return self._free_at_check - (self._written() - self._written_at_check)
 
+    def reserve_target(self, finish_need: int | None = None) -> int:
+        """What the reserve should hold now: finishing every open segment and the flight's closing
+        records, index.json, daemon.json and a margin (0 without a reserve)."""
+        if self.reserve is None:
+            return 0
+        return (self.finish_need() if finish_need is None else finish_need) + RESERVE_BASE
+
     def has_room(self, nbytes: int, *, events: bool = False) -> bool:
         """True when ``nbytes`` more leave what finishing needs free (and, but for events, the
-        log's room)."""
+        log's room), and what the reserve still lacks: a record never takes the room the reserve
+        is about to grow into."""
         free = self.free_estimate()
-        return free is None or free - nbytes >= self.finish_need() + (0 if events else _EVENTS_ROOM)
+        if free is None:
+            return True
+        need = self.finish_need()
+        lack = max(0, self.reserve_target(need) - self.reserve_size) if self.reserve else 0
+        return free - nbytes >= need + lack + (0 if events else _EVENTS_ROOM)
+
+    def released(self, nbytes: int) -> None:
+        """``nbytes`` of the reserve were given back for a finishing step: they are not space
+        returned (a full disk stays full for records) and the estimate of free space grows."""
+        if nbytes <= 0:
+            return
+        self.reserve_size = max(0, self.reserve_size - nbytes)
+        if self.full_free is not None:
+            self.full_free += nbytes
+        if self._free_at_check is not None:
+            self._free_at_check += nbytes
+
+    def grow_reserve(self, free: int | None = None) -> int:
+        """Grow the reserve to its target when it lacks some and the disk has the room (writer
+        thread, at most every 0.1 s from :meth:`tick`; a failed attempt waits a second). The bytes
+        it grew by."""
+        if self.reserve is None:
+            return 0
+        self.reserve_size = old = self.reserve.size()  # a repair may have taken some meanwhile
+        target = self.reserve_target()
+        now = self._clock()
+        if target <= old or now < self._grow_at or self.full_free is not None:
+            return 0
+        if free is not None and free < target - old:
+            self._grow_at = now + _GROW_RETRY_S
+            return 0
+        if not self.reserve.grow(target):
+            self._grow_at = now + _GROW_RETRY_S
+        self.reserve_size = self.reserve.size()
+        return max(0, self.reserve_size - old)
 
     def failed(self, reason: str) -> bool:
         """Remember an I/O failure; True when it is the disk filling up now (not already known
@@ -114,6 +164,7 @@ class SpaceBudget:
         except OSError as exc:
             fault("statvfs_failed", exc)
             return
+        free -= self.grow_reserve(free)
         self._free_at_check, self._written_at_check = free, self._written()
         need = self.finish_need() + _EVENTS_ROOM
         with self._lock:

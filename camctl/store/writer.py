@@ -37,6 +37,7 @@ from camctl.store._space import SpaceBudget, statvfs_free
 from camctl.store.config import StoreConfig
 from camctl.store.index import FLIGHT_NAME, fsync_dir, write_json_atomic
 from camctl.store.quota import QuotaLevel
+from camctl.store.reserve import Reserve
 from camctl.store.sources import CAMERA, EVENTS, KINDS, Source, SourceKind
 
 __all__ = ["FlightStore", "append_events", "flight_seq", "in_recording_order", "list_flights",
@@ -125,6 +126,9 @@ class FlightStore:
     opens segment files (wrap it to inject ``ENOSPC``); ``fsync(fd)`` replaces ``os.fsync`` for
     segment commits; ``clock()`` is the monotonic clock used for commit intervals and segment ages.
 
+    ``reserve`` (default on): keep the store's full-disk reserve (:mod:`camctl.store.reserve`)
+    beside the flights, grown as segments open, taken from by the landing on a full disk.
+
     ``run`` is the run of the daemon in the flight that records into this store (0: the run that
     opened it; k: the k-th resume, :class:`~camctl.common.records.ResumeRecord`): every event record
     logged without a ``run`` gets it, and so does every frame's metadata (``/meta`` ``run``), so the
@@ -138,7 +142,7 @@ class FlightStore:
                  opener: Callable[[Path], IO[bytes]] | None = None,
                  fsync: Callable[[int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, resume: bool = False,
-                 run: int = 0) -> None:
+                 run: int = 0, reserve: bool = True) -> None:
         if isinstance(run, bool) or not isinstance(run, int) or run < 0:
             raise StoreError(f"flight {flight}: run must be an integer 0 or more, got {run!r}")
         self.root = Path(root)
@@ -158,12 +162,19 @@ class FlightStore:
         self._books = Books(self._kinds)
         self._files = SegmentFiles(self.dir, config, self._layout, lock=self._lock, opener=opener,
                                    fsync=fsync, on_opened=self._books.opened)
+        # the store's full-disk reserve (camctl.store.reserve): finishing and landing take from it
+        # when the disk is full, whoever filled it
+        self.reserve = Reserve(self.root) if reserve else None
         self._space = SpaceBudget(config, self._free_bytes, lock=self._lock, clock=clock,
-                                  written=self._files.written, finish_need=self._files.finish_need)
+                                  written=self._files.written, finish_need=self._files.finish_need,
+                                  reserve=self.reserve)
         self._committer = Committer(self._inbox, self._books, self._files, self._space,
                                     interval_s=config.commit_interval_ms / 1000.0, clock=clock,
                                     flight=self._flight_info(), on_drop=on_drop, run=run)
         self._create_dirs()
+        if self.reserve is not None:  # before any frame; on a full disk it keeps what it has
+            self.reserve.grow(self._space.reserve_target())
+            self._space.reserve_size = self.reserve.size()
         self._thread = threading.Thread(target=self._committer.run, name=f"store-{flight}",
                                         daemon=True)
         self._thread.start()
@@ -324,6 +335,13 @@ class FlightStore:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def unfinished(self) -> list[str]:
+        """After :meth:`finish`: what the landing could not finish (a segment left unreadable,
+        index.json not written, event records still held in RAM), one short phrase each; empty
+        when every file was closed."""
+        return list(self._committer.unfinished)
 
     def open_segments(self) -> set[Path]:
         """Segments still being written (not to be served)."""
