@@ -22,8 +22,10 @@ export is the way to see several boards in one Foxglove window.
 
 Layout format: Foxglove's ``configById`` / ``layout`` (a react-mosaic tree) / ``playbackConfig``
 JSON, as exported by Foxglove (https://docs.foxglove.dev/docs/visualization/layouts); panel configs
-use the keys of the Image (``imageMode.imageTopic``), Log (``topicToRender``), Plot (``paths``) and
-State Transitions (``paths``) panels, titles in ``foxglovePanelTitle``.
+use the keys of the Image (``imageMode.imageTopic``: foxglove/studio's
+``panels/ThreeDeeRender/renderables/ImageMode.ts`` sets ``draft.imageMode.imageTopic``), Log
+(``topicToRender``), Plot (``paths``) and State Transitions (``paths``) panels, titles in
+``foxglovePanelTitle``.
 
 A flight recorded across a reboot (its monotonic clock started again) is put on the flight's one
 timeline (:class:`camctl.common.flightclock.FlightClock`): each message gets its publish_time
