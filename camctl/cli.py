@@ -449,7 +449,8 @@ def _add_verify(sub: _SubParsers) -> None:
 
 def _add_export(sub: _SubParsers) -> None:
     s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files "
-                                      "from a download; without a kind flag: all but --foxglove")
+                                      "from a download; without a kind flag: --mp4 "
+                                      "--contact-sheet --timeline")
     s.add_argument("dir", help="a download, a board's store or a flight folder")
     s.add_argument("--mp4", action="store_true",
                    help="one H.264 MP4 per board and camera, true timing")
@@ -457,13 +458,15 @@ def _add_export(sub: _SubParsers) -> None:
                    help="frames around every event, every camera")
     s.add_argument("--timeline", action="store_true",
                    help="frame rates of all boards on one axis (PNG, SVG)")
-    s.add_argument("--frames", action="store_true", help="every stored JPEG as a file")
+    s.add_argument("--frames", action="store_true",
+                   help="every stored JPEG as a file (not part of the default: hundreds per "
+                        "flight)")
     s.add_argument("--foxglove", action="store_true",
                    help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to "
                         "open it with (not part of the default: it copies the data)")
     s.add_argument("--out", metavar="DIR", help="output folder (none: DIR/export)")
     s.add_argument("--quiet", action="store_true",
-                   help="no progress bar, no list of frame files")
+                   help="no progress bar (the summary lines, the frame count too, are printed)")
     s.set_defaults(func=cmd_export)
 
 

@@ -253,8 +253,13 @@ def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0
 
 
 def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list[dict], list[str]]:
-    """Per board and camera: captured, stored, fetched, bytes, checksum, times vs release edge."""
+    """Per board and camera: captured, stored, fetched, bytes, checksum, times vs release edge.
+
+    ``captured`` is the downloaded flight's books, read as ``camctl ls`` reads them
+    (:func:`camctl.ground.flights.summarize_flight`), so the table and ``ls`` of the download say
+    the same number; the board's own count at LANDED (``states``) is checked against it."""
     from camctl.common.records import PhaseRecord, read
+    from camctl.ground.flights import find_flights, summarize_flight
     from camctl.store import iter_events, iter_frames
 
     rows: list[dict] = []
@@ -269,6 +274,7 @@ def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list
                     release_ns = ev.mono_ns
         if release_ns is None:
             problems.append(f"{board}: no release event in the downloaded event log")
+        books = {r.flight: summarize_flight(r) for r in find_flights(fdir)}.get(flight)
         try:
             br = fetch_report.board(board)
             checksum_ok = br.checksum_ok and br.ok
@@ -284,9 +290,16 @@ def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list
             def rel(t: int, release_ns: int | None = release_ns) -> float:
                 return (t - release_ns) / 1e9 if release_ns is not None else float("nan")
 
+            ledger = (books or {}).get("cameras", {}).get(cam, {}).get("ledger", {})
+            captured = ledger.get("captured")
+            if captured is None:
+                problems.append(f"{board}/{cam}: no ledger records in the downloaded event log")
+            elif captured != cs["frames_captured"]:
+                problems.append(f"{board}/{cam}: the board said captured {cs['frames_captured']} "
+                                f"at LANDED, its flight's books say {captured}")
             row = {
                 "board": board, "camera": cam,
-                "captured": cs["frames_captured"], "stored": cs["frames_stored"],
+                "captured": captured, "stored": cs["frames_stored"],
                 "durable": cs["durable_frames"], "fetched": len(frames),
                 "stills": len(frames) - len(video),
                 "bytes": nbytes, "checksum_ok": checksum_ok,

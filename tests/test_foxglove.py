@@ -51,7 +51,7 @@ def test_export_foxglove(built: Built, tmp_path: Path, mcap_core: Path,
     panels = layout["configById"]
     assert sorted(_leaves(layout["layout"])) == sorted(panels)  # every panel placed, none dangling
     images = sorted(c["imageMode"]["imageTopic"] for k, c in panels.items()
-                    if k.startswith("Image!"))
+                    if k.startswith("Image!") and c["imageMode"]["imageTopic"].endswith("/image"))
     assert images == sorted(f"/{b}/{c}/image" for b in BOARDS for c in ("down", "up"))
     logs = sorted(c["topicToRender"] for k, c in panels.items() if k.startswith("RosOut!"))
     assert logs == sorted(f"/{b}/log" for b in BOARDS)

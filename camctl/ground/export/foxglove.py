@@ -7,15 +7,25 @@ of every board's segments into ``<set>/foxglove/<set>.mcap`` under board-prefixe
 and publish_time (each board's sensor time), and writes ``<set>/foxglove/<set>.layout.json`` beside
 it (import it with Foxglove's "Import layout"):
 
-- an Image panel per board and camera;
-- a Log panel per board (its event log, ``/<board>/log``);
-- a Plot of each camera's frame rate (``meta.seq.@derivative``: the frame counter's rate) and a
-  State Transitions panel of each camera's phase (``meta.phase``), so the rates read by phase.
+- a column per board (its name in every panel's title): an Image panel per camera
+  (``/<board>/<camera>/image``), an Image panel of each camera's stills when it took any
+  (``/<board>/<camera>/still``: a still is a message of its own topic, never on ``/image``, so the
+  video panel never shows it; the still panel holds the last still up to the playhead), and a Log
+  panel (its event log, ``/<board>/log``);
+- below, across boards: a Plot of each camera's frame rate (``meta.seq.@derivative``: the frame
+  counter's rate) and a State Transitions panel of each camera's phase (``meta.phase``), so the
+  rates read by phase.
+
+The stored segments themselves all use the same topics (``/down/image`` on every board: the store
+format, docs/store.md), so several boards' segments opened together in Foxglove collide; this
+export is the way to see several boards in one Foxglove window.
 
 Layout format: Foxglove's ``configById`` / ``layout`` (a react-mosaic tree) / ``playbackConfig``
 JSON, as exported by Foxglove (https://docs.foxglove.dev/docs/visualization/layouts); panel configs
-use the keys of the Image (``imageMode.imageTopic``), Log (``topicToRender``), Plot (``paths``) and
-State Transitions (``paths``) panels, titles in ``foxglovePanelTitle``.
+use the keys of the Image (``imageMode.imageTopic``: foxglove/studio's
+``panels/ThreeDeeRender/renderables/ImageMode.ts`` sets ``draft.imageMode.imageTopic``), Log
+(``topicToRender``), Plot (``paths``) and State Transitions (``paths``) panels, titles in
+``foxglovePanelTitle``.
 
 A flight recorded across a reboot (its monotonic clock started again) is put on the flight's one
 timeline (:class:`camctl.common.flightclock.FlightClock`): each message gets its publish_time
@@ -54,8 +64,9 @@ def _pid(kind: str, key: str) -> str:
     return f"{kind}!{hashlib.sha1(key.encode()).hexdigest()[:7]}"
 
 
-def _mosaic(ids: list[str], direction: str) -> Any:
-    """A balanced react-mosaic tree of ``ids`` split along ``direction`` ("row" or "column")."""
+def _mosaic(ids: list[Any], direction: str) -> Any:
+    """A balanced react-mosaic tree of ``ids`` (panel ids or trees) split along ``direction``
+    ("row" or "column")."""
     if len(ids) == 1:
         return ids[0]
     half = len(ids) // 2
@@ -63,16 +74,38 @@ def _mosaic(ids: list[str], direction: str) -> Any:
             "direction": direction, "splitPercentage": round(100 * half / len(ids), 2)}
 
 
-def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
-    """A flight set's layout: images of every (board, camera) on top; rates, phases, logs below."""
+def layout_for(cameras: list[tuple[str, str]], boards: list[str],
+               stills: list[tuple[str, str]] | None = None) -> dict:
+    """A flight set's layout: a column per board (its cameras' images, its cameras' ``stills``
+    (board, camera) and its event log, for each board in ``boards``) on top; every camera's rate
+    and phase below."""
     config: dict[str, dict] = {}
-    images = []
-    for board, cam in cameras:
-        pid = _pid("Image", f"{board}/{cam}")
-        config[pid] = {"foxglovePanelTitle": f"{board} {cam}",
-                       "imageMode": {"imageTopic": f"/{board}/{cam}/image",
-                                     "imageSchemaName": "foxglove.CompressedImage"}}
-        images.append(pid)
+    columns = []
+    for board in dict.fromkeys([b for b, _c in cameras] + list(boards)):
+        ids = []
+        for b, cam in cameras:
+            if b != board:
+                continue
+            pid = _pid("Image", f"{board}/{cam}")
+            config[pid] = {"foxglovePanelTitle": f"{board} {cam}",
+                           "imageMode": {"imageTopic": f"/{board}/{cam}/image",
+                                         "imageSchemaName": "foxglove.CompressedImage"}}
+            ids.append(pid)
+        for b, cam in stills or ():
+            if b != board:
+                continue
+            pid = _pid("Image", f"{board}/{cam}/still")
+            config[pid] = {"foxglovePanelTitle": f"{board} {cam} stills",
+                           "imageMode": {"imageTopic": f"/{board}/{cam}/still",
+                                         "imageSchemaName": "foxglove.CompressedImage"}}
+            ids.append(pid)
+        if board in boards:
+            pid = _pid("RosOut", f"{board}/log")
+            config[pid] = {"foxglovePanelTitle": f"{board} event log",
+                           "topicToRender": f"/{board}/log", "minLogLevel": 1, "searchTerms": []}
+            ids.append(pid)
+        if ids:
+            columns.append(_mosaic(ids, "column"))
     plot = _pid("Plot", "rates")
     config[plot] = {
         "foxglovePanelTitle": "frames/s per camera",
@@ -89,20 +122,14 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str]) -> dict:
                    "label": f"{board} {cam}"} for board, cam in cameras],
         "isSynced": True,
     }
-    logs = []
-    for board in boards:
-        pid = _pid("RosOut", f"{board}/log")
-        config[pid] = {"foxglovePanelTitle": f"{board} event log", "topicToRender": f"/{board}/log",
-                       "minLogLevel": 1, "searchTerms": []}
-        logs.append(pid)
-    bottom = _mosaic([plot, phases, *logs], "row")
+    bottom = _mosaic([plot, phases], "row")
     return {
         "configById": config,
         "globalVariables": {},
         "userNodes": {},
         "playbackConfig": {"speed": 1},
-        "layout": {"first": _mosaic(images, "row") if images else bottom, "second": bottom,
-                   "direction": "column", "splitPercentage": 60} if images else bottom,
+        "layout": {"first": _mosaic(columns, "row"), "second": bottom,
+                   "direction": "column", "splitPercentage": 70} if columns else bottom,
     }
 
 
@@ -198,6 +225,9 @@ def write_foxglove(flights: list[tuple[str, str, dict[str, list[Path]], list[Pat
     channels = set(merged.topics)
     cameras = [(board, cam) for board, _f, cams, _e in flights for cam in cams
                if f"/{board}/{cam}/image" in channels]
-    layout = layout_for(cameras, [b for b, _f, _c, _e in flights if f"/{b}/log" in channels])
+    stills = [(board, cam) for board, _f, cams, _e in flights for cam in cams
+              if f"/{board}/{cam}/still" in channels]
+    layout = layout_for(cameras, [b for b, _f, _c, _e in flights if f"/{b}/log" in channels],
+                        stills)
     layout_path.write_text(json.dumps(layout, indent=2), encoding="utf-8")
     return FoxgloveExport(mcap_path, layout_path, merged.topics, merged.messages, merged.unreadable)

@@ -48,8 +48,13 @@ from camctl.ground.export.timeline import draw_timeline, lane_of
 from camctl.ground.extra import require_ground
 from camctl.ground.flights import FlightRef, find_flights
 
-__all__ = ["KIND_NEEDS", "ExportResult", "export_all", "export_main", "scan_camera"]
+__all__ = ["DEFAULT_KINDS", "KIND_NEEDS", "ExportResult", "export_all", "export_main",
+           "scan_camera"]
 
+# ``camctl export DIR`` without a kind flag: the videos, the contact sheet and the timeline (the
+# README's "export writes per flight"); not every frame as a JPEG (--frames: hundreds of files
+# per flight) nor the Foxglove copy (--foxglove: a copy of the data)
+DEFAULT_KINDS = ("mp4", "contact_sheet", "timeline")
 # the ground extra's library each kind draws with (frames and the Foxglove copy need none)
 KIND_NEEDS = {"mp4": "av", "contact_sheet": "PIL", "timeline": "matplotlib"}
 
@@ -272,13 +277,13 @@ def export_main(args: argparse.Namespace) -> int:
         raise ConfigError(f"no such folder: {root}")
     kinds = {k: bool(getattr(args, k, False))
              for k in ("mp4", "contact_sheet", "timeline", "frames", "foxglove")}
-    if not any(kinds.values()):  # nothing asked: everything but the Foxglove copy (it duplicates)
-        kinds = {k: k != "foxglove" for k in kinds}
+    if not any(kinds.values()):  # nothing asked: DEFAULT_KINDS (what the README promises)
+        kinds = {k: k in DEFAULT_KINDS for k in kinds}
     out = Path(args.out) if getattr(args, "out", None) else root / "export"
     quiet = bool(getattr(args, "quiet", False))
     res = export_all(root, out, progress=not quiet, **kinds)
     for kind, paths in res.paths().items():
-        if paths and (kind != "frames" or not quiet):
+        if paths:  # --quiet too: the frames are one line with their count, never a list
             shown = (f"{len(paths)} files in {paths[0].parent}" if kind == "frames"
                      else ", ".join(str(p) for p in paths))
             print(f"{kind}: {shown}")
