@@ -24,7 +24,7 @@ from camctl.common.lifecycle import Startable
 from camctl.exc import ConfigError, RemoteError
 from camctl.ground.command_result import COMMANDS_BY_PHASE, judge
 from camctl.ground.mission import ground_link
-from camctl.ground.mission.checks import Limits, evaluate
+from camctl.ground.mission.checks import FrameSizes, Limits, evaluate
 from camctl.ground.mission.recovery import Recovery
 from camctl.ground.mission.watcher import Watcher
 
@@ -57,7 +57,10 @@ class Mission(Startable):
                                  previews_per_board=previews_per_board)
         self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s,
                                timeout_s=timeout_s, curve=curve)
-        self.go: dict = evaluate(self.watcher.snapshot(), self.limits)
+        # each camera's frame size by phase as recorded (the disk check's, where the board does
+        # not report it)
+        self.sizes = FrameSizes()
+        self.go: dict = evaluate(self.watcher.snapshot(), self.limits, self.sizes)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -143,8 +146,9 @@ class Mission(Startable):
 
     def _on_board(self, view: dict) -> None:
         self._emit({"type": "board", "view": view})
+        self.sizes.update(view)
         views = self.watcher.snapshot()
-        go = evaluate(views, self.limits)
+        go = evaluate(views, self.limits, self.sizes)
         if go != self.go:
             self.go = go
             self._emit({"type": "go", **go})
