@@ -85,3 +85,30 @@ def test_the_cli_warns_and_exits_2_for_a_command_a_real_board_ignored(
             in r.stderr, r
     finally:
         board.stop()
+
+
+def test_the_mission_sends_an_unsaved_disarm_as_not_durable_and_the_buttons_phase_map(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from camctl.ground.mission import ground_link
+    from camctl.ground.mission.session import Mission
+
+    replies = {"disarm": {"phase": "SAFE", "event": "disarm", "changed": True, "outcome": "",
+                          "saved": False},
+               "arm": {"phase": "DESCENT", "event": "arm", "changed": False,
+                       "outcome": "in_flight"}}
+    monkeypatch.setattr(ground_link, "command", lambda url, name, **kw: replies[name])
+    m = Mission(["tcp://127.0.0.1:9"], tmp_path / "out", operator=True)
+    seen: list[dict] = []
+    m.listen(seen.append)
+    try:
+        m.command("tcp://127.0.0.1:9", "disarm")
+        m.command("tcp://127.0.0.1:9", "arm")
+        hello = m.snapshot()[0]
+    finally:
+        m.close()
+    assert [(s["ok"], s["code"], s["text"]) for s in seen] == [
+        (False, "NOT_DURABLE", "disarm not durable: phase SAFE but not saved "
+                               "(a restart may come up in the phase it left)"),
+        (False, "IGNORED", "arm ignored: in flight (phase DESCENT)")]
+    assert hello["commands_by_phase"] == {"SAFE": ["arm"], "ARMED": ["disarm"],
+                                          "LANDED": ["disarm"]}
