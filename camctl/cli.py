@@ -14,7 +14,9 @@ Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_
   read.
 - **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot
   be used, a board that cannot be reached or refuses (connection, timeout, protocol error), a
-  missing tool.
+  missing tool; an ``arm``/``disarm``/``event`` the board ignored (``changed: false``: in flight,
+  already done, not armed...) or a disarm it could not save (``saved: false``), with a one-line
+  warning (:mod:`camctl.ground.command_result`).
 """
 
 from __future__ import annotations
@@ -126,10 +128,16 @@ def cmd_command(args: argparse.Namespace) -> int:
         extra["line"] = args.line
     with _client(args.connect, args) as client:
         reply = client.command(name, **extra)
-    phase = reply.get("phase", "?")
-    note = "" if reply.get("changed") else f" (unchanged: {reply.get('outcome') or 'no effect'})"
-    print(f"{args.connect}: {name}{' ' + args.name if name == 'event' else ''} -> {phase}{note}")
-    return 0
+    from camctl.common.protocol import printable
+    from camctl.ground.command_result import judge
+
+    what = f"{name} {args.name}" if name == "event" else name
+    verdict = judge(what, reply)
+    if verdict.level != "ok":  # ignored, or a disarm not saved: the command did not do its job
+        print(f"camctl: warning: {args.connect}: {printable(verdict.text, 500)}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.connect}: {what} -> {reply.get('phase', '?')}")
+    return EXIT_OK
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

@@ -120,9 +120,12 @@ class FakeBoard:
         if name == "arm" and self.phase != "SAFE":
             raise CamctlError(f"cannot arm in phase {self.phase}")
         self.commands.append((name, args))
+        before = self.phase
         if name == "arm":
             self.phase = "ARMED"
-        return {"phase": self.phase}
+        # the real board's reply (camctl.board.commands): a command that moved nothing says so
+        return {"phase": self.phase, "event": args.get("name", name),
+                "changed": self.phase != before, "outcome": ""}
 
 
 def free_port() -> int:

@@ -434,7 +434,8 @@ def test_over_curve_the_operator_key_arms_a_board_and_the_feeds_use_each_boards_
         assert boards[1].commands == []
         done = [m for m in srv.mission.snapshot() if m["type"] == "command"]
         assert done == [{"type": "command", "url": urls[0], "name": "arm", "ok": True, "code": "",
-                         "detail": "phase ARMED"}]
+                         "detail": "phase ARMED", "outcome": "",
+                         "text": "arm: done, phase ARMED"}]
     finally:
         srv.close()
 

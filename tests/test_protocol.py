@@ -342,7 +342,8 @@ def test_client_requests(board) -> None:
         assert (w.board == "rig-h" and w.flights == ["f1"] and w.serving
                 and w.version == p.PROTOCOL_VERSION)
         assert c.status()["phase"] == "LANDED"
-        assert c.command("event", name="release") == {"phase": "LANDED"}
+        assert c.command("event", name="release") == {"phase": "LANDED", "event": "release",
+                                                      "changed": False, "outcome": ""}
         assert pub.board.commands[-1] == ("event", {"name": "release"})
         assert c.ping() > 0
         thumbs = c.thumbs("f1", camera="down", every=2)

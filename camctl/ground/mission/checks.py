@@ -14,11 +14,13 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-__all__ = ["Limits", "camera_rate_ok", "evaluate", "frame_bytes", "recording_minutes", "stage"]
+__all__ = ["DiskEstimate", "FrameSizes", "Limits", "camera_rate_ok", "disk_estimate", "evaluate",
+           "frame_bytes", "phase_frame_bytes", "recording_minutes", "stage"]
 
 _NOT_FLIGHT = {"SAFE", "ARMED", "LANDED"}
 # may be held by a switch; a descent line active before the drop is a fault
@@ -37,7 +39,10 @@ class Limits:
 
 
 def frame_bytes(cam: dict) -> float | None:
-    """Mean encoded frame size (stored frames, else the pre-trigger ring); None when unknown."""
+    """Mean encoded frame size (stored frames, else the pre-trigger ring); None when unknown.
+
+    Before the drop both hold ARMED's frames only: a camera whose flight frames are bigger (a
+    ``lores_size`` or a lower quality while armed) needs :func:`phase_frame_bytes`."""
     stored, nbytes = cam.get("frames_stored") or 0, cam.get("bytes_stored") or 0
     if stored > 0 and nbytes > 0:
         return nbytes / stored
@@ -48,28 +53,163 @@ def frame_bytes(cam: dict) -> float | None:
 
 
 def flight_rate(cam: dict) -> float:
-    """The camera schedule's highest in-flight rate (DESCENT and after): the worst case for disk."""
+    """The camera schedule's highest in-flight rate (DESCENT and after)."""
+    rates = [_rate(cam, p) for p in _flight_phases(cam)]
+    return max(rates) if rates else float(cam.get("target_fps") or 0.0)
+
+
+def _flight_phases(cam: dict) -> list[str]:
     sched = cam.get("schedule")
-    if isinstance(sched, dict):
-        rates = [float(v) for k, v in sched.items()
-                 if k not in _NOT_FLIGHT and isinstance(v, int | float)]
-        if rates:
-            return max(rates)
+    if not isinstance(sched, dict):
+        return []
+    return [k for k, v in sched.items() if k not in _NOT_FLIGHT and isinstance(v, int | float)]
+
+
+def _rate(cam: dict, phase: str) -> float:
+    """The camera's rate in ``phase``: its schedule's, else ARMED's (as the board's
+    ``CameraConfig.fps_for``), else its target."""
+    sched = cam.get("schedule") if isinstance(cam.get("schedule"), dict) else {}
+    for key in (phase, "ARMED"):
+        if isinstance(sched.get(key), int | float):
+            return float(sched[key])
     return float(cam.get("target_fps") or 0.0)
 
 
-def recording_minutes(status: dict) -> float | None:
-    """Minutes of recording left on disk at the flight's schedule (every camera); None: unknown."""
+def phase_frame_bytes(cam: dict, learned: dict[str, float] | None = None) -> dict[str, float]:
+    """The camera's mean frame size by phase, where known: the board's own ``frame_bytes_by_phase``
+    (as recorded, or measured at ARM) over the sizes the ground saw recorded (``learned``,
+    :class:`FrameSizes`)."""
+    out = {k: float(v) for k, v in (learned or {}).items() if v and v > 0}
+    told = cam.get("frame_bytes_by_phase")
+    if isinstance(told, dict):
+        out.update({str(k): float(v) for k, v in told.items()
+                    if isinstance(v, int | float) and v > 0})
+    return out
+
+
+@dataclass(frozen=True)
+class DiskEstimate:
+    """``minutes`` of recording the free disk holds in the flight's heaviest ``phase`` (``bps``
+    bytes a second, every camera); ``assumed``: cameras none of whose flight frames are known, for
+    which their measured (armed) size stands in. A flight phase not measured of a camera with
+    others measured takes the biggest of those."""
+
+    minutes: float
+    phase: str
+    bps: float
+    assumed: tuple[str, ...] = ()
+
+
+def disk_estimate(status: dict, learned: dict[str, dict[str, float]] | None = None
+                  ) -> DiskEstimate | None:
+    """Minutes of recording left on disk at the flight's schedule: in each flight phase, every
+    camera's rate in it times its frame size in it; the heaviest phase decides. None: unknown.
+
+    ``learned``: camera -> phase -> mean frame size the ground saw recorded (:class:`FrameSizes`).
+    """
     cams = status.get("cameras") or {}
-    rate_bytes = 0.0
-    for cam in cams.values():
-        fb = frame_bytes(cam)
-        if fb is None:
-            return None
-        rate_bytes += fb * flight_rate(cam)
-    if rate_bytes <= 0:
+    sizes = {n: phase_frame_bytes(c, (learned or {}).get(n)) for n, c in cams.items()}
+    phases = sorted({p for c in cams.values() for p in _flight_phases(c)}) or ["flight"]
+    best: tuple[float, str] | None = None
+    assumed: set[str] = set()
+    for phase in phases:
+        bps = 0.0
+        for name, cam in cams.items():
+            size = sizes[name].get(phase)
+            if size is None:  # the biggest flight frames known of it, else its armed ones
+                flown = [v for p, v in sizes[name].items() if p not in _NOT_FLIGHT]
+                size = max(flown) if flown else frame_bytes(cam)
+                if size is None:
+                    return None
+                if not flown:
+                    assumed.add(name)
+            bps += size * (_rate(cam, phase) if phase != "flight" else flight_rate(cam))
+        if best is None or bps > best[0]:
+            best = (bps, phase)
+    if best is None or best[0] <= 0:
         return None
-    return float(status.get("disk_free_mb") or 0.0) * 1e6 / rate_bytes / 60.0
+    minutes = float(status.get("disk_free_mb") or 0.0) * 1e6 / best[0] / 60.0
+    return DiskEstimate(minutes, best[1], best[0], tuple(sorted(assumed)))
+
+
+def recording_minutes(status: dict, learned: dict[str, dict[str, float]] | None = None
+                      ) -> float | None:
+    """Minutes of recording left on disk at the flight's schedule (:func:`disk_estimate`)."""
+    est = disk_estimate(status, learned)
+    return None if est is None else est.minutes
+
+
+class FrameSizes:
+    """Each camera's mean frame size by phase as the board recorded it, learned from its successive
+    STATUS replies (``frames_stored`` / ``bytes_stored`` grow by the frames of the phase it is in).
+
+    The pre-trigger ring (ARMED's frames, ``ring_frames`` / ``ring_bytes`` in the last ARMED
+    status) is stored just after the release: those first frames are ARMED's, not the descent's.
+    An interval that spans a phase change is not used (its frames are of both). Sizes are kept
+    across flights, so the next drop's pre-drop check uses the last flight's."""
+
+    MIN_FRAMES = 3  # a phase's size once this many of its frames were seen stored
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple] = {}
+        self._owed: dict[tuple[str, str], list[float]] = {}
+        self._acc: dict[tuple[str, str], dict[str, list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def update(self, view: dict) -> None:
+        """Take one board view (the watcher's: ``name``, ``reachable``, ``status``); thread-safe
+        (the watcher's threads call it)."""
+        if not view.get("reachable"):
+            return
+        with self._lock:
+            self._update(view)
+
+    def _update(self, view: dict) -> None:
+        st = view.get("status") or {}
+        board, phase, flight = view.get("name") or view.get("url", "?"), st.get("phase"), \
+            st.get("flight")
+        for cam_name, cam in (st.get("cameras") or {}).items():
+            key = (board, cam_name)
+            now = (phase, flight, int(cam.get("frames_stored") or 0),
+                   int(cam.get("bytes_stored") or 0), int(cam.get("ring_frames") or 0),
+                   int(cam.get("ring_bytes") or 0))
+            prev = self._last.get(key)
+            if prev is not None and prev[1] == flight and (now[2] < prev[2] or now[3] < prev[3]):
+                continue  # an older status (the poll's and the PUB's cross): counts only grow
+            self._last[key] = now
+            if prev is None or prev[1] != flight:
+                self._owed.pop(key, None)  # a new flight: its counts start over
+                continue
+            if prev[0] == "ARMED" and phase != "ARMED" and prev[4] > 0:
+                owed = self._owed.setdefault(key, [0.0, 0.0])
+                owed[0] += prev[4]
+                owed[1] += prev[5]
+            frames, nbytes = float(now[2] - prev[2]), float(now[3] - prev[3])
+            owed = self._owed.get(key)
+            if owed and owed[0] > 0 and frames > 0:
+                take = min(frames, owed[0])
+                took = owed[1] * take / owed[0]
+                self._add(key, "ARMED", take, took)
+                owed[0] -= take
+                owed[1] -= took
+                frames, nbytes = frames - take, max(0.0, nbytes - took)
+            if frames > 0 and prev[0] == phase and phase not in ("SAFE", "LANDED"):
+                self._add(key, phase, frames, nbytes)
+
+    def _add(self, key: tuple[str, str], phase: str, frames: float, nbytes: float) -> None:
+        acc = self._acc.setdefault(key, {}).setdefault(phase, [0.0, 0.0])
+        acc[0] += frames
+        acc[1] += nbytes
+
+    def of(self, board: str) -> dict[str, dict[str, float]]:
+        """camera -> phase -> mean frame size seen recorded on ``board``."""
+        out: dict[str, dict[str, float]] = {}
+        with self._lock:
+            acc = [(k, {p: tuple(v) for p, v in ph.items()}) for k, ph in self._acc.items()]
+        for (b, cam), phases in acc:
+            if b == board:
+                out[cam] = {p: nb / n for p, (n, nb) in phases.items() if n >= self.MIN_FRAMES}
+        return out
 
 
 def camera_rate_ok(cam: dict, tolerance: float) -> bool:
@@ -82,7 +222,8 @@ def _check(board: str, name: str, ok: bool, detail: str) -> dict:
     return {"board": board, "check": name, "ok": bool(ok), "detail": detail}
 
 
-def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> list[dict]:
+def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None,
+                  learned: dict[str, dict[str, float]] | None = None) -> list[dict]:
     name = view.get("name") or view.get("url", "?")
     if not view.get("reachable"):
         return [_check(name, "reachable", False,
@@ -112,15 +253,20 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None) -> li
         out.append(_check(name, "lines", not held,
                           "event lines " + " ".join(f"{e}={lv}" for e, lv in sorted(lines.items()))
                           + (f" ({', '.join(held)} already active)" if held else "")))
-    minutes = recording_minutes(st)
+    est = disk_estimate(st, learned)
     free = float(st.get("disk_free_mb") or 0.0)
-    if minutes is None:
+    if est is None:
         out.append(_check(name, "disk", False,
                           f"{free:.0f} MB free; frame size unknown until armed"))
     else:
-        out.append(_check(name, "disk", minutes >= limits.min_record_min,
-                          f"{free:.0f} MB free = {minutes:.1f} min at the flight's schedule "
-                          f"(need {limits.min_record_min:g})"))
+        # the heaviest flight phase decides; a camera whose flight frames were never measured is
+        # named (its armed frames may be far smaller than its descent's)
+        guess = (f"; flight frames not measured ({', '.join(est.assumed)}): armed size assumed"
+                 if est.assumed else "")
+        out.append(_check(name, "disk", est.minutes >= limits.min_record_min,
+                          f"{free:.0f} MB free = {est.minutes:.1f} min at the flight's schedule "
+                          f"(need {limits.min_record_min:g}); {est.phase} "
+                          f"{est.bps / 1e6:.2f} MB/s{guess}"))
     off = view.get("offset_ms")
     if ref_offset_ms is None or off is None:
         out.append(_check(name, "clock", off is not None or ref_offset_ms is None,
@@ -144,15 +290,18 @@ def stage(views: list[dict[str, Any]]) -> str:
     return "pre-drop"
 
 
-def evaluate(views: list[dict[str, Any]], limits: Limits | None = None) -> dict:
+def evaluate(views: list[dict[str, Any]], limits: Limits | None = None,
+             sizes: FrameSizes | None = None) -> dict:
     """``{"go": bool, "failing": [...], "checks": [every check], "stage": ...}``.
 
-    ``failing`` holds one line per failing check."""
+    ``failing`` holds one line per failing check; ``sizes``: the frame sizes by phase the ground
+    saw recorded (the disk check's sizes where the board does not report them)."""
     limits = limits or Limits()
     offsets = [v["offset_ms"] for v in views
                if v.get("reachable") and v.get("offset_ms") is not None]
     ref = median(offsets) if len(offsets) >= 2 else None
-    checks = [c for v in views for c in _board_checks(v, limits, ref)]
+    checks = [c for v in views for c in _board_checks(
+        v, limits, ref, sizes.of(v.get("name") or v.get("url", "?")) if sizes else None)]
     failing = [f"{c['board']}: {c['detail']}" for c in checks if not c["ok"]]
     if not views:
         failing.append("no boards")

@@ -22,8 +22,9 @@ from typing import Any
 
 from camctl.common.lifecycle import Startable
 from camctl.exc import ConfigError, RemoteError
+from camctl.ground.command_result import COMMANDS_BY_PHASE, judge
 from camctl.ground.mission import ground_link
-from camctl.ground.mission.checks import Limits, evaluate
+from camctl.ground.mission.checks import FrameSizes, Limits, evaluate
 from camctl.ground.mission.recovery import Recovery
 from camctl.ground.mission.watcher import Watcher
 
@@ -56,7 +57,10 @@ class Mission(Startable):
                                  previews_per_board=previews_per_board)
         self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s,
                                timeout_s=timeout_s, curve=curve)
-        self.go: dict = evaluate(self.watcher.snapshot(), self.limits)
+        # each camera's frame size by phase as recorded (the disk check's, where the board does
+        # not report it)
+        self.sizes = FrameSizes()
+        self.go: dict = evaluate(self.watcher.snapshot(), self.limits, self.sizes)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -88,14 +92,19 @@ class Mission(Startable):
     def snapshot(self) -> list[dict]:
         """The messages that bring a new page up to date."""
         boards = [{"type": "board", "view": v} for v in self.watcher.snapshot()]
-        return [{"type": "hello", "operator": self.operator, "urls": self.urls}, *boards,
+        # which command can act in which phase: the page offers a button only there
+        hello = {"type": "hello", "operator": self.operator, "urls": self.urls,
+                 "commands_by_phase": {k: list(v) for k, v in COMMANDS_BY_PHASE.items()}}
+        return [hello, *boards,
                 {"type": "go", **self.go}, *self.recovery.messages(), *self.commands.values()]
 
     def command(self, url: str, name: str) -> dict:
         """An operator command to one board: arm/disarm, in operator mode only (else ConfigError).
 
         The board's DONE result, or its refusal (RemoteError with the board's code), is also sent to
-        every page as ``{"type": "command", "url", "name", "ok", "code", "detail"}``."""
+        every page as ``{"type": "command", "url", "name", "ok", "code", "detail"}``; a DONE that
+        changed nothing (``code`` IGNORED, with ``outcome``) or a disarm not saved (NOT_DURABLE) is
+        not ``ok``, and its ``text`` says so in one line."""
         if not self.operator:
             raise ConfigError("operator actions are off (start camctl mission with --operator-key "
                               "FILE, or --operator for boards without CURVE)")
@@ -116,9 +125,13 @@ class Mission(Startable):
             msg.update(code="NO_ANSWER", detail=str(exc))
             raise
         else:
-            unchanged = "" if result.get("changed", True) else \
-                f" (unchanged: {result.get('outcome') or 'no effect'})"
-            msg.update(ok=True, detail=f"phase {result.get('phase', '?')}{unchanged}")
+            # only a change is done: an ignored command (changed: false, its outcome) or a disarm
+            # the board could not save is shown as what it is (camctl.ground.command_result)
+            verdict = judge(name, result)
+            code = {"ok": "", "ignored": "IGNORED", "not_durable": "NOT_DURABLE"}[verdict.level]
+            msg.update(ok=verdict.level == "ok", code=code, text=verdict.text,
+                       outcome=str(result.get("outcome") or ""),
+                       detail=f"phase {result.get('phase', '?')}")
             return result
         finally:
             with self._lock:
@@ -133,8 +146,9 @@ class Mission(Startable):
 
     def _on_board(self, view: dict) -> None:
         self._emit({"type": "board", "view": view})
+        self.sizes.update(view)
         views = self.watcher.snapshot()
-        go = evaluate(views, self.limits)
+        go = evaluate(views, self.limits, self.sizes)
         if go != self.go:
             self.go = go
             self._emit({"type": "go", **go})

@@ -2,7 +2,8 @@
 // Hand-written, no libraries. Text from boards goes in with textContent only.
 "use strict";
 
-const state = { operator: false, boards: new Map(), go: null };
+// commandsByPhase: which operator command can act in which phase (the server's hello says it)
+const state = { operator: false, boards: new Map(), go: null, commandsByPhase: {} };
 // p99 of these is the bench figure mission_status_latency_ms: board wall clock at a PUB status -> DOM updated
 window.camctlLatency = [];
 window.camctlReady = false;
@@ -48,7 +49,7 @@ function card(view) {
     table, c.checks, c.phases, c.ops, c.dl, c.previews, c.hidden);
   if (state.operator) {
     for (const name of ["arm", "disarm"]) {
-      const b = el("button", { class: "op-" + name, text: name });
+      const b = el("button", { class: "op-" + name, text: name, hidden: "" });
       b.addEventListener("click", () => operate(view.url, c.name.textContent || view.url, name));
       c.ops.append(b);
     }
@@ -70,6 +71,10 @@ function renderBoard(view) {
   c.reach.className = "badge reach " + (view.reachable ? "ok" : "bad");
   c.reach.title = view.error || "";
   c.phase.textContent = st.phase || "?";
+  // a button only where its command can act: arm in SAFE, disarm in ARMED and LANDED; none while
+  // the board does not answer (its phase is stale)
+  const offered = view.reachable ? (state.commandsByPhase[st.phase] || []) : [];
+  for (const b of c.ops.querySelectorAll("button")) b.hidden = !offered.includes(b.textContent);
   c.flight.textContent = "flight " + (view.flight || "–");
   const free = st.disk_free_mb;
   c.disk.textContent = "disk free " + fmt(free, 0) + " MB" + (view.minutes != null ? " = " + fmt(view.minutes, 1) + " min" : "");
@@ -172,10 +177,12 @@ function renderPreviews(m) {
 function renderCommand(m) {
   const c = state.boards.get(m.url);
   if (!c) return;
-  c.opres.className = "op-result " + (m.ok ? "ok" : "bad");
+  // done (green); ignored by the board: changed nothing (amber); refused, not answered or a disarm
+  // not saved (red). The server's text says which, in one line
+  c.opres.className = "op-result " + (m.ok ? "ok" : m.code === "IGNORED" ? "warn" : "bad");
   c.opres.dataset.code = m.code || "";
-  c.opres.textContent = m.name + ": " + (m.ok ? "done, " + m.detail : "refused" + (m.code ? " " + m.code : "")
-    + (m.detail ? ": " + m.detail : ""));
+  c.opres.textContent = m.text ? m.text : m.name + ": " + (m.ok ? "done, " + m.detail
+    : "refused" + (m.code ? " " + m.code : "") + (m.detail ? ": " + m.detail : ""));
 }
 
 function renderExport(m) {
@@ -211,7 +218,9 @@ async function operate(url, name, command) {
 
 function handle(m) {
   switch (m.type) {
-    case "hello": state.operator = !!m.operator; document.body.classList.toggle("operator", state.operator); break;
+    case "hello":
+      state.operator = !!m.operator; state.commandsByPhase = m.commands_by_phase || {};
+      document.body.classList.toggle("operator", state.operator); break;
     case "board": renderBoard(m.view); break;
     case "go": renderGo(m); break;
     case "download": renderDownload(m); break;
