@@ -7,6 +7,9 @@ back; the file is cut at the end of its data section and the summary and footer 
 needs the summary's few kilobytes, not a free segment, so it works on a full card (the cut tail
 usually frees more than the summary takes).
 
+MessageIndex records that do not match their chunk (:attr:`ScannedChunk.index_bad`) are rewritten
+in place when the rebuilt ones have the same length (a flipped entry), else covered by a LOST record
+and rebuilt after the data; the summary's chunk indexes point at the rebuilt ones.
 :func:`describe_losses` says what each lost range cost, by exact seq (from the index's evidence and
 the record headers that still parse), and why.
 
@@ -301,6 +304,12 @@ def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
     if need_header:
         return None
     plan.extend((c.start, bytes([Opcode.CHUNK])) for c in scan.chunks if not c.opcode_ok)
+    for c in scan.chunks:
+        if c.index_bad:  # rewritten where it is, or covered and rebuilt after the data
+            fixed = _index_in_place(c)
+            plan.append((c.end, fixed[1]) if fixed is not None else (c.end, lost_marker(
+                c.index_len, {"range": [c.end, c.end + c.index_len], "seqs": [],
+                              "reason": "message index does not match its chunk, rebuilt"})))
     return plan
 
 
@@ -320,14 +329,29 @@ def _message_indexes(chunk: ScannedChunk, at: int) -> tuple[dict[int, int], byte
     return where, bytes(out)
 
 
+def _index_in_place(chunk: ScannedChunk) -> tuple[dict[int, int], bytes] | None:
+    """A chunk's MessageIndex records that do not match it (:attr:`ScannedChunk.index_bad`),
+    rebuilt to go where they are (same length: a flipped entry), or None when they must go after
+    the data instead."""
+    if not chunk.index_bad:
+        return None
+    where, records = _message_indexes(chunk, chunk.end)
+    return (where, records) if len(records) == chunk.index_len else None
+
+
 def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
     """Chunk indexes for the summary, and the MessageIndex records rebuilt (to be written at ``at``)
-    for the chunks whose own are damaged or missing."""
+    for the chunks whose own are damaged, wrong or missing (wrong ones of the same length are
+    rewritten in place by :func:`plan_in_place`)."""
     out, rebuilt = [], bytearray()
     for c in scan.chunks:
         channels = {m.channel_id for m in c.messages}
         offsets, length = dict(c.index_offsets), c.index_len
-        if set(offsets) != channels:  # a partly damaged message index is not trusted: rebuilt
+        fixed = _index_in_place(c)
+        if fixed is not None:
+            offsets, length = fixed[0], len(fixed[1])
+        elif c.index_bad or set(offsets) != channels:
+            # a partly damaged or wrong message index is not trusted: rebuilt
             offsets, records = _message_indexes(c, at + len(rebuilt))
             rebuilt += records
             length = len(records)
