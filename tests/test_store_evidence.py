@@ -20,6 +20,7 @@ from camctl.board.config import StoreConfig
 from camctl.common.losses import describe_loss
 from camctl.common.records import LossRecord
 from camctl.store import FlightStore, iter_events, load_index, render_report, verify
+from camctl.store._records import OPEN_CHUNK
 from camctl.store._salvage import scan_segment
 
 NEVER_DURABLE = "torn tail: written after the last commit, never durable"
@@ -36,13 +37,16 @@ def _landed(root: Path, *, keep_open: bool = False) -> Path:
     for k in range(CHUNKS):
         for j in range(PER_CHUNK):
             assert st.put(frame("down", k * PER_CHUNK + j))
+        st.log_event({"kind": "phase", "name": f"p{k}"})
         st.commit(wait=True)
     seg = root / "F1" / "down" / "000001.mcap"
-    torn = seg.read_bytes()
+    events = root / "F1" / "events" / "000001.mcap"
+    torn, torn_events = seg.read_bytes(), events.read_bytes()
     st.close()
     if keep_open:
         (root / "F1" / "index.json").unlink()
         seg.write_bytes(torn)
+        events.write_bytes(torn_events)
     return seg
 
 
@@ -157,9 +161,15 @@ def test_a_crash_mid_flight_still_cuts_a_tail_that_was_never_durable(tmp_path: P
     data = seg.read_bytes()
     extra = frame("down", 99).jpeg
     seg.write_bytes(data + data[_chunks(seg)[0][0]:][:200] + extra[:50])  # an uncommitted start
+    events = tmp_path / "F1" / "events" / "000001.mcap"
+    with open(events, "ab") as f:  # the event log's open segment, cut too
+        f.write(OPEN_CHUNK + bytes(30))  # a chunk's placeholder head, as a cut leaves it
     rep = verify(tmp_path / "F1", repair=True)
-    loss, = (LossRecord.decode(d) for d in rep.losses)
+    loss, = (LossRecord.decode(d) for d in rep.losses if d["camera"] == "down")
     assert loss.reason == NEVER_DURABLE and rep.status == "repaired", rep.to_dict()
+    # the event log's own cut is on record too (no frame in it)
+    ev, = (LossRecord.decode(d) for d in rep.losses if d["camera"] == "events")
+    assert ev.reason == NEVER_DURABLE and ev.seqs == ()
     assert verify(tmp_path / "F1").status == "clean"
 
 
@@ -223,7 +233,7 @@ def test_the_process_exits_with_the_code_it_prints(tmp_path: Path, case: str) ->
     args = [str(flight)]
     if case == "repaired":
         with open(seg, "ab") as f:
-            f.write(b"\x06" + bytes(60))  # an uncommitted tail
+            f.write(OPEN_CHUNK + bytes(60))  # an uncommitted tail
         args.append("--repair")
     elif case == "losses recorded":
         os.truncate(seg, _chunks(seg)[3][0])

@@ -338,7 +338,7 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
             if s != scan.torn_at or scan.tail_magic or scan.tail_damaged or indexed]
     is_events = name == "events" or (layout is not None and layout.kind == "events")
     losses = []
-    if layout is not None and not is_events and (not scan.clean or indexed):
+    if layout is not None and (not scan.clean or indexed):
         losses = describe_losses(path, scan, layout, indexed=entry,
                                  recorded=evidence.seqs(segment))
         lost += [loss.range for loss in losses
