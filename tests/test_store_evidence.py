@@ -146,6 +146,27 @@ def test_a_zeroed_finished_segment_is_a_recorded_loss_with_its_seqs(tmp_path: Pa
     assert again.status == "losses recorded" and again.exit_code == 1
 
 
+@pytest.mark.parametrize("first", ["verify", "ls"])
+def test_a_finished_segment_deleted_is_a_recorded_loss(tmp_path: Path, first: str) -> None:
+    seg = _landed(tmp_path)
+    flight = tmp_path / "F1"
+    seg.unlink()
+    if first == "ls":  # a reader rebuilds the stale index first: the loss goes into it
+        index = load_index(flight)
+        assert [(x["segment"], x["seqs"]) for x in index["losses"]] == [("down/000001.mcap", ALL)]
+        assert verify(flight).status == "losses recorded"
+        return
+    rep = verify(flight)
+    loss, = (LossRecord.decode(d) for d in rep.losses)
+    assert (loss.reason, list(loss.seqs)) == ("finished segment missing", ALL)
+    assert rep.status == "frames lost, repairable"
+    assert verify(flight, repair=True).status == "frames lost, recorded"
+    assert [x["seqs"] for x in _logged_losses(flight)] == [ALL]
+    assert verify(flight).status == "losses recorded"
+    assert verify(flight, repair=True).status == "losses recorded"
+    assert len(_logged_losses(flight)) == 1
+
+
 def test_a_segment_cut_to_nothing_is_repaired_and_its_loss_recorded(tmp_path: Path) -> None:
     seg = _landed(tmp_path)
     first = _chunks(seg)[0]

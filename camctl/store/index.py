@@ -41,6 +41,7 @@ __all__ = [
     "INDEX_VERSION",
     "build_index",
     "fsync_dir",
+    "gone_segment_loss",
     "index_is_stale",
     "load_index",
     "read_flight_json",
@@ -181,6 +182,26 @@ def _keep_evidence(index: dict, previous: dict) -> None:
         if isinstance(loss, dict) and key not in seen:
             seen.add(key)
             index["losses"].append(loss)
+    now = segment_entries(index)
+    for path, prev in before.items():
+        if path not in now and prev.get("seq_ranges"):  # a finished segment gone from the disk
+            named = {q for loss in index["losses"] if isinstance(loss, dict)
+                     and loss.get("segment") == path for q in loss.get("seqs") or ()}
+            loss = gone_segment_loss(path, prev, named)
+            if loss is not None:
+                index["losses"].append({k: v for k, v in loss.encode().items()
+                                        if k not in ("mono_ns", "wall_ns")})
+
+
+def gone_segment_loss(path: str, entry: dict, named: set[int]) -> LossRecord | None:
+    """The loss of a finished segment the index lists (``path``: ``down/000001.mcap``, ``entry``:
+    its index entry) and the disk no longer holds: the seqs it held less ``named`` (already on
+    record); None when none is left."""
+    seqs = seqs_of_ranges(entry.get("seq_ranges")) - named
+    if not seqs:
+        return None
+    return LossRecord(camera=path.split("/")[0], segment=path, reason="finished segment missing",
+                      seqs=tuple(sorted(seqs)))
 
 
 def build_index(flight_dir: Path, *, flight: dict | None = None,

@@ -53,6 +53,7 @@ from camctl.store.index import (
     INDEX_NAME,
     build_index,
     fsync_dir,
+    gone_segment_loss,
     index_is_stale,
     read_flight_json,
     read_index_json,
@@ -512,6 +513,13 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
             _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead, evidence=evidence)
     finally:
         ahead.close()
+    for rel, entry in evidence.entries.items():  # finished segments the index lists, now gone
+        gone = flight / rel
+        loss = None if gone.exists() else gone_segment_loss(rel, entry, evidence.seqs(rel))
+        if loss is not None:
+            report.losses.append(loss.encode())
+            if not repair:
+                report.repairable.append(str(gone))
     if repair:
         log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
