@@ -277,3 +277,26 @@ def test_a_repaired_cut_segment_reads_in_foxglove(tmp_path: Path) -> None:
     os.truncate(seg, chunks[4][0] + 10)
     verify(tmp_path / "F1", repair=True)
     assert indexed_read([seg])[str(seg)]["/down/image"] == [q for _, _, s in chunks[:4] for q in s]
+
+
+def test_the_index_keeps_a_loss_the_event_log_could_not_take(tmp_path: Path, monkeypatch) -> None:
+    """On a full disk the event log's new segment may fail; index.json (rewritten in place of the
+    old one) still records the loss, so it is never forgotten."""
+    import errno
+
+    import camctl.store.writer as writer
+
+    seg = _landed(tmp_path)
+    os.truncate(seg, _chunks(seg)[3][0])
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "append_events", full)
+    rep = verify(tmp_path / "F1", repair=True)
+    assert any("cannot log what repair cut" in e for e in rep.errors), rep.errors
+    monkeypatch.undo()
+    assert not _logged_losses(tmp_path / "F1")
+    index = json.loads((tmp_path / "F1" / "index.json").read_text())
+    assert [x["seqs"] for x in index["losses"]] == [list(range(3 * PER_CHUNK, len(ALL)))]
+    assert verify(tmp_path / "F1").status == "losses recorded"

@@ -520,6 +520,8 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
             report.losses.append(loss.encode())
             if not repair:
                 report.repairable.append(str(gone))
+    found = [{k: v for k, v in d.items() if k not in ("mono_ns", "wall_ns")}
+             for d in report.losses[losses_before:]]
     if repair:
         log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
@@ -547,7 +549,11 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
     if stale:
         if repair:
             try:
-                write_json_atomic(index_path, build_index(flight))
+                index = build_index(flight)
+                # this run's losses, even if the event log could not take them (a full disk)
+                have = {json.dumps(x, sort_keys=True) for x in index["losses"]}
+                index["losses"] += [x for x in found if json.dumps(x, sort_keys=True) not in have]
+                write_json_atomic(index_path, index)
                 report.repaired.append(str(index_path))
             except OSError as exc:
                 report.unrecoverable.append(str(index_path))
