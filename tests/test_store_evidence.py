@@ -167,6 +167,16 @@ def test_a_finished_segment_deleted_is_a_recorded_loss(tmp_path: Path, first: st
     assert len(_logged_losses(flight)) == 1
 
 
+def test_a_finished_segment_overwritten_beyond_salvage_still_records_its_loss(
+        tmp_path: Path) -> None:
+    seg = _landed(tmp_path)
+    seg.write_bytes(b"not an mcap file at all" * 100)
+    rep = verify(tmp_path / "F1", repair=True)
+    assert rep.status == "UNRECOVERABLE" and rep.exit_code == 2
+    assert {q for d in rep.losses for q in d["seqs"]} == set(ALL), rep.losses
+    assert {q for x in _logged_losses(tmp_path / "F1") for q in x["seqs"]} == set(ALL)
+
+
 def test_a_segment_cut_to_nothing_is_repaired_and_its_loss_recorded(tmp_path: Path) -> None:
     seg = _landed(tmp_path)
     first = _chunks(seg)[0]

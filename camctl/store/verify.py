@@ -323,15 +323,16 @@ def _verify_segment(report: VerifyReport, path: Path, repair: bool, camera: str 
 def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None,
                    evidence: _Evidence) -> None:
     scan = scan_segment(path, _map_if_finished(path))
-    layout = layout_of(scan) if scan.salvageable else None
+    entry = evidence.entry(path)
+    # a segment the index lists as finished held durable frames: whatever it lost since is a loss
+    indexed = bool(entry and (entry.get("finished") or entry.get("seq_ranges")))
+    # (overwritten beyond salvage, it still had its path's layout: its loss can be named)
+    layout = layout_of(scan) if scan.salvageable or indexed else None
     name = camera or (layout.name if layout else path.parent.name)
     segment = f"{path.parent.name}/{path.name}"
     for s, e, info in scan.marked:  # what an earlier repair wrote where it cut
         evidence.add({"camera": name, "segment": segment, "range": [s, e], **info,
                       "kind": LossRecord.KIND}, report)
-    entry = evidence.entry(path)
-    # a segment the index lists as finished held durable frames: whatever it lost since is a loss
-    indexed = bool(entry and (entry.get("finished") or entry.get("seq_ranges")))
     # a torn tail is the uncommitted end of a cut file, not lost data -- unless it is a whole record
     # that fails its check, or the file ends in the magic of a finished segment, or the index
     # recorded the segment finished: then it is damage
