@@ -8,15 +8,16 @@ mistake.
 Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_for`):
 
 - **0** ok: the command did its job and found nothing wrong.
-- **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames; ``fetch``
-  got a file whose checksum failed or a download that is incomplete; ``export`` found no frame to
-  export; ``doctor`` found a failing check; ``demo`` lost a frame; a stored segment that cannot be
-  read.
+- **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames (or frames
+  lost earlier, recorded); ``fetch`` got a file whose checksum failed or a download that is
+  incomplete; ``export`` found no frame to export; ``doctor`` found a failing check; ``demo`` lost a
+  frame; a stored segment that cannot be read.
 - **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot
   be used, a board that cannot be reached or refuses (connection, timeout, protocol error), a
-  missing tool; an ``arm``/``disarm``/``event`` the board ignored (``changed: false``: in flight,
-  already done, not armed...) or a disarm it could not save (``saved: false``), with a one-line
-  warning (:mod:`camctl.ground.command_result`).
+  missing tool; ``verify``: a file beyond repair (its result says UNRECOVERABLE); an
+  ``arm``/``disarm``/``event`` the board ignored (``changed: false``: in flight, already done, not
+  armed...) or a disarm it could not save (``saved: false``), with a one-line warning
+  (:mod:`camctl.ground.command_result`).
 """
 
 from __future__ import annotations
@@ -200,8 +201,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(render_report(report, plain=not sys.stdout.isatty()), end="")
-    # repairable, repaired or unrecoverable: all data
-    return EXIT_OK if report.exit_code == 0 else EXIT_DATA
+    # the exit code the report printed beside its result (one source: VerifyReport.status)
+    return report.exit_code
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

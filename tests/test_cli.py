@@ -130,8 +130,8 @@ def test_data_problems_exit_1_and_clean_data_0(tmp_path: Path,
     data[len(data) // 3] ^= 0xFF  # a flipped bit inside a chunk: its CRC fails
     seg.write_bytes(bytes(data))
     assert main(["verify", str(tmp_path / "store"), "--quiet"]) == 1
-    seg.write_bytes(b"not an mcap file at all" * 10)  # unrecoverable: still a problem in the data
-    assert main(["verify", str(tmp_path / "store"), "--quiet", "--json"]) == 1
+    seg.write_bytes(b"not an mcap file at all" * 10)  # unrecoverable: exit 2, as it prints
+    assert main(["verify", str(tmp_path / "store"), "--quiet", "--json"]) == 2
     capsys.readouterr()
 
 

@@ -92,7 +92,8 @@ def test_after_ready_every_flight_is_verified_in_the_background(store: Path) -> 
     verify_later(store, ["F1", "F2", "F3"], on_done=reports.append).join(120)
     assert [r.path for r in reports] == [str(store / f) for f in ("F1", "F2", "F3")]
     assert reports[0].exit_code == 1 and reports[0].lost_chunks  # F1's bit rot found and repaired
-    assert verify(store).exit_code == 0
+    after = verify(store)  # its frames stay lost: on record, never "clean" (issue 27)
+    assert after.status == "losses recorded" and after.exit_code == 1, after.to_dict()
 
 
 def test_a_flight_created_after_start_is_never_touched_by_the_background_check(store: Path) -> None:
@@ -172,7 +173,7 @@ def test_the_flight_under_the_check_after_ready_is_not_served_until_it_is_done(
             wait_for(lambda: c.status()["checking"] is None, "the check to finish")
             segs = {s.path: s for s in c.list("F1")}
             assert segs[f"F1/a/{f1_seg.name}"].sha256 == sha256_file(f1_seg)  # served as repaired
-        assert verify(store / "F1").exit_code == 0
+        assert verify(store / "F1").status == "losses recorded"  # repaired, its loss on record
         # read once each; only the damaged flight was repaired (and held back): a sound one never is
         wait_for(lambda: ("F2", False) in checked, "F2 to be checked")  # F2 comes after F1
         assert ("F1", True) in checked and ("F2", True) not in checked

@@ -7,6 +7,12 @@ back; the file is cut at the end of its data section and the summary and footer 
 needs the summary's few kilobytes, not a free segment, so it works on a full card (the cut tail
 usually frees more than the summary takes).
 
+MessageIndex records that do not match their chunk (:attr:`ScannedChunk.index_bad`) are rewritten
+in place when the rebuilt ones have the same length (a flipped entry), else covered by a LOST record
+and rebuilt after the data; the summary's chunk indexes point at the rebuilt ones.
+:func:`describe_losses` says what each lost range cost, by exact seq (from the index's evidence and
+the record headers that still parse), and why.
+
 Atomic against a power cut without a second file: each step writes only bytes that the salvage
 scanner already ignores (damage, a torn tail) or that it reads as the same chunks (the magic, a
 chunk's opcode), so a file cut at any point of the repair -- in any order of its pages -- scans to
@@ -20,7 +26,7 @@ import errno
 import json
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mcap.data_stream import RecordBuilder
@@ -43,7 +49,8 @@ from camctl.store._segment import finish_tail
 from camctl.store.reserve import find_reserve, is_full
 from camctl.store.sources import KINDS
 
-__all__ = ["describe_losses", "plan_in_place", "repair_in_place"]
+__all__ = ["NEVER_DURABLE", "TORN_COMMIT", "costs_frames", "describe_losses", "plan_in_place",
+           "ranges_of_seqs", "repair_in_place", "segment_seqs", "seqs_of_ranges"]
 
 _TAIL_READ_MAX = 64 << 20
 # taken from the reserve with a repair's tail: the index.json and event-log segment that follow it
@@ -51,6 +58,11 @@ _BOOKKEEPING = 64 << 10
 # posix_fallocate(3): EINVAL "the underlying filesystem does not support the operation" (glibc
 # emulates it where fallocate(2) says EOPNOTSUPP; a FUSE filesystem may answer ENOSYS)
 _CANNOT_PREALLOCATE = (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS)
+# the reasons of the losses that cost no durable frame, in a segment still open at a cut (no index
+# lists it): its torn tail, and its last commit when that is one whole chunk failing its check (a
+# cut during that commit's writeback, before its fsync returned: tests/test_powercut.py 'pages')
+NEVER_DURABLE = "torn tail: written after the last commit, never durable"
+TORN_COMMIT = "torn commit: cut before its fsync returned, never durable"
 
 
 def _header(length: int) -> bytes | None:
@@ -80,53 +92,165 @@ def _frame_channels(layout: Layout) -> set[int]:
     return kind.record_channels(layout) if kind is not None else set()
 
 
-def _tail_seqs(path: Path, start: int, end: int, channels: set[int]) -> list[int]:
-    """Seqs of the frames whose records begin in a torn tail (an uncommitted chunk): best effort."""
+def _range_seqs(path: Path, start: int, end: int, channels: set[int],
+                known: set[int]) -> set[int]:
+    """Seqs (on ``channels``) of the frames whose Message records begin in ``start..end`` and
+    whose headers still parse: a torn tail's uncommitted chunk, a chunk whose CRC or length fails.
+    Record after record from the chunk's first; where the walk breaks (the damage), on at the next
+    header that parses (a ``known`` channel, a length that lands on another record or the range's
+    end). Every frame has two messages (image and meta) with its seq, so one flipped header hides
+    none. Best effort; the index's evidence adds what it cannot see."""
     try:
         with open(path, "rb") as f:
             f.seek(start)
-            buf = f.read(min(end - start, _TAIL_READ_MAX))
+            buf = f.read(min(max(end - start, 0), _TAIL_READ_MAX))
     except OSError:
-        return []
-    if len(buf) < CHUNK_HEADER_LEN or buf[0] != Opcode.CHUNK:
-        return []
-    # records start after the chunk header (empty compression field)
-    p, seqs = CHUNK_HEADER_LEN, set()
-    while p + MSG_HEAD.size <= len(buf):
-        op, length, channel, seq, _, _ = MSG_HEAD.unpack_from(buf, p)
-        if op != Opcode.MESSAGE or length < 22:
-            break
+        return set()
+    n, seqs = len(buf), set()
+    heads = (Opcode.MESSAGE, Opcode.MESSAGE_INDEX, Opcode.CHUNK)
+
+    def header(q: int, *, strict: bool) -> int | None:
+        """The end of a plausible Message record at ``q`` (None: not one)."""
+        if q + MSG_HEAD.size > n:
+            return None
+        op, length, channel, seq, _, _ = MSG_HEAD.unpack_from(buf, q)
+        if op != Opcode.MESSAGE or length < 22 or channel not in known:
+            return None
+        nxt = q + 9 + length
+        if strict and (nxt > n or (nxt < n and buf[nxt] not in heads)):
+            return None
         if channel in channels:
             seqs.add(seq)
-        p += 9 + length
-    return sorted(seqs)
+        return nxt
+
+    q = CHUNK_HEADER_LEN if buf[:1] == bytes([Opcode.CHUNK]) else 0
+    while q < n:
+        nxt = header(q, strict=False)
+        while nxt is not None and nxt < n:  # the walk: record after record
+            q = nxt
+            nxt = header(q, strict=False)
+        if nxt == n:
+            break
+        # a record that does not parse, or one whose length runs past the range (cut there, or
+        # its length field hit): on at the next header that parses
+        q = buf.find(bytes([Opcode.MESSAGE]), q + 1)  # broken: the next header that parses
+        while q >= 0 and header(q, strict=True) is None:
+            q = buf.find(bytes([Opcode.MESSAGE]), q + 1)
+        if q < 0:
+            break
+        q = header(q, strict=True) or n
+    return seqs
 
 
-def describe_losses(path: Path, scan: Scan, layout: Layout) -> list[LossRecord]:
+def segment_seqs(scan: Scan, layout: Layout) -> set[int]:
+    """The seqs of the frames (records) ``scan`` can read: what the segment holds now."""
+    chans = _frame_channels(layout)
+    return {m.sequence for c in scan.chunks for m in c.messages if m.channel_id in chans}
+
+
+def seqs_of_ranges(ranges: object) -> set[int]:
+    """``[[a, b], ...]`` (an index entry's ``seq_ranges``, inclusive) -> the seqs; bad input ->
+    none."""
+    out: set[int] = set()
+    if isinstance(ranges, list):
+        for r in ranges:
+            if isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r):
+                out.update(range(r[0], r[1] + 1))
+    return out
+
+
+def ranges_of_seqs(seqs: Iterable[int]) -> list[list[int]]:
+    """Seqs -> compact inclusive ``[[a, b], ...]`` runs (an index entry's ``seq_ranges``)."""
+    runs: list[list[int]] = []
+    for q in sorted(set(seqs)):
+        if runs and q == runs[-1][1] + 1:
+            runs[-1][1] = q
+        else:
+            runs.append([q, q])
+    return runs
+
+
+def costs_frames(loss: LossRecord) -> bool:
+    """True for a loss of durable records: not a torn tail that was never durable, and it cost
+    frames (or it is an old record that does not say which)."""
+    return loss.reason not in (NEVER_DURABLE, TORN_COMMIT) and (loss.seqs is None
+                                                                 or bool(loss.seqs))
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
+
+
+def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | None = None,
+                    recorded: Iterable[int] = ()) -> list[LossRecord]:
     """What repairing ``scan`` cuts or skips, one event-log record per byte range: the segment
-    (``camera/ 000001.mcap``), the range, why, and the frames it cost -- the seqs whose records
-    begin in a torn tail, and for any range the last seq kept before it and the first after it (the
-    frames between are gone)."""
+    (``camera/ 000001.mcap``), the range, why, and the exact seqs of the frames it cost (``seqs``;
+    ``seq_after`` / ``seq_before``: the last seq kept before the range and the first after it).
+
+    ``indexed`` is the segment's entry in the flight's index.json, if it has one: a segment the
+    index lists as finished held durable frames (its ``seq_ranges``), so a cut there is a loss of
+    durable frames ("finished segment cut short", "finished segment zeroed"), never a torn tail,
+    and the seqs the index recorded that the scan no longer finds (less ``recorded``: those an
+    earlier loss record already names) are the range's. Without an index the seqs are those whose
+    record headers still parse in the range; a torn tail of a segment still open at the cut was
+    never durable."""
     path = Path(path)
     chans = _frame_channels(layout)
     kept = [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id in chans])
             for c in scan.chunks]
+    finished = bool(indexed and (indexed.get("finished") or indexed.get("seq_ranges")))
+    isize = indexed.get("finished_size", indexed.get("size")) if finished and indexed else None
+    isize = isize if isinstance(isize, int) else None
+    missing = (seqs_of_ranges(indexed.get("seq_ranges")) if finished and indexed else set())
+    missing -= {q for _, _, seqs in kept for q in seqs} | set(recorded)
+    zeroed = finished and scan.zero_magic and not scan.chunks
+    ranges = sorted(scan.lost)
+    if zeroed:
+        ranges = [(0, max(scan.size, isize or 0))]
+    elif finished and isize is not None and isize > scan.size and scan.torn_at is None:
+        ranges.append((scan.size, isize))  # cut on a record boundary: the bytes past the end
     out = []
-    for s, e in scan.lost:
+    for s, e in ranges:
         before = [q for _, ce, seqs in kept if ce <= s for q in seqs]
         after = [q for cs, _, seqs in kept if cs >= e for q in seqs]
-        tail = s == scan.torn_at
-        torn = tail and not scan.tail_damaged
-        reason = ("bad magic, rewritten" if e <= len(MAGIC) else
-                  "summary damaged, rewritten (no frame in it)" if scan.data_end_at is not None
-                  and s >= scan.data_end_at else
-                  "torn tail: written after the last commit, never durable" if torn
-                  else "damaged: fails its check")
+        tail = s == scan.torn_at or s >= scan.size
+        if e <= len(MAGIC):
+            seqs: set[int] = set()
+        else:
+            lo = max(before) if before else -1
+            hi = min(after) if after else None
+            # every channel of a source carries its record's seq (a camera's meta: its frame's),
+            # so a flipped seq in one header is outvoted by the bounds the kept chunks give
+            known = {c.id for c in layout.channels}
+            seqs = {q for q in _range_seqs(path, s, min(e, scan.size), known, known)
+                    if q > lo and (hi is None or q < hi)} - set(recorded) if chans else set()
+            seqs |= {q for q in missing if q > lo and (hi is None or q < hi)}
+        missing -= seqs
+        if e <= len(MAGIC):
+            reason = "bad magic, rewritten"
+        elif scan.data_end_at is not None and s >= scan.data_end_at:
+            reason = "summary damaged, rewritten (no frame in it)"
+        elif zeroed:
+            reason = "finished segment zeroed"
+        elif finished and tail and isize is not None and scan.size < isize:
+            reason = f"finished segment cut short (indexed {_size(isize)}, now {_size(scan.size)})"
+        elif finished and tail:
+            reason = "finished segment damaged at its end"
+        elif tail and not scan.tail_damaged:
+            reason = NEVER_DURABLE
+        elif tail and scan.tail_records == 1 and not scan.tail_magic:
+            reason = TORN_COMMIT
+        else:
+            reason = "damaged: fails its check"
         out.append(LossRecord(
             camera=layout.name, segment=f"{path.parent.name}/{path.name}", range=(s, e),
             reason=reason, seq_after=max(before) if before else None,
-            seq_before=min(after) if after else None,
-            seqs=tuple(_tail_seqs(path, s, e, chans)) if tail else None))
+            seq_before=min(after) if after else None, seqs=tuple(sorted(seqs))))
+    if missing:  # recorded as finished, gone, and no damaged range to blame: the file was replaced
+        out.append(LossRecord(
+            camera=layout.name, segment=f"{path.parent.name}/{path.name}",
+            reason="frames the index recorded are not in the finished segment",
+            seqs=tuple(sorted(missing))))
     return out
 
 
@@ -142,6 +266,17 @@ def _lost_record(info: dict) -> bytes:
     it)."""
     body = json.dumps(info, sort_keys=True, separators=(",", ":"))
     return lost_marker(LOST_MARKER_MIN + 4 + len(body), info)
+
+
+def _fitting(info: dict, length: int) -> dict:
+    """The most of ``info`` a LOST record of ``length`` bytes holds: all of it, else its reason
+    and seqs, else its seqs (a small damaged range still says which frames it cost, or none)."""
+    room = length - LOST_MARKER_MIN - 4
+    for keep in (None, ("reason", "seqs", "camera", "segment"), ("reason", "seqs"), ("seqs",)):
+        got = info if keep is None else {k: info[k] for k in keep if k in info}
+        if len(json.dumps(got, sort_keys=True, separators=(",", ":"))) <= room:
+            return got
+    return info
 
 
 def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
@@ -172,10 +307,16 @@ def plan_in_place(scan: Scan, losses: list[LossRecord] | None = None
             s += base
         if e - s < LOST_MARKER_MIN:
             return None
-        plan.append((s, lost_marker(e - s, info)))
+        plan.append((s, lost_marker(e - s, _fitting(info, e - s))))
     if need_header:
         return None
     plan.extend((c.start, bytes([Opcode.CHUNK])) for c in scan.chunks if not c.opcode_ok)
+    for c in scan.chunks:
+        if c.index_bad:  # rewritten where it is, or covered and rebuilt after the data
+            fixed = _index_in_place(c)
+            plan.append((c.end, fixed[1]) if fixed is not None else (c.end, lost_marker(
+                c.index_len, {"range": [c.end, c.end + c.index_len], "seqs": [],
+                              "reason": "message index does not match its chunk, rebuilt"})))
     return plan
 
 
@@ -195,14 +336,29 @@ def _message_indexes(chunk: ScannedChunk, at: int) -> tuple[dict[int, int], byte
     return where, bytes(out)
 
 
+def _index_in_place(chunk: ScannedChunk) -> tuple[dict[int, int], bytes] | None:
+    """A chunk's MessageIndex records that do not match it (:attr:`ScannedChunk.index_bad`),
+    rebuilt to go where they are (same length: a flipped entry), or None when they must go after
+    the data instead."""
+    if not chunk.index_bad:
+        return None
+    where, records = _message_indexes(chunk, chunk.end)
+    return (where, records) if len(records) == chunk.index_len else None
+
+
 def _chunk_indexes(scan: Scan, at: int) -> tuple[list[ChunkIndex], bytes]:
     """Chunk indexes for the summary, and the MessageIndex records rebuilt (to be written at ``at``)
-    for the chunks whose own are damaged or missing."""
+    for the chunks whose own are damaged, wrong or missing (wrong ones of the same length are
+    rewritten in place by :func:`plan_in_place`)."""
     out, rebuilt = [], bytearray()
     for c in scan.chunks:
         channels = {m.channel_id for m in c.messages}
         offsets, length = dict(c.index_offsets), c.index_len
-        if set(offsets) != channels:  # a partly damaged message index is not trusted: rebuilt
+        fixed = _index_in_place(c)
+        if fixed is not None:
+            offsets, length = fixed[0], len(fixed[1])
+        elif c.index_bad or set(offsets) != channels:
+            # a partly damaged or wrong message index is not trusted: rebuilt
             offsets, records = _message_indexes(c, at + len(rebuilt))
             rebuilt += records
             length = len(records)
@@ -241,6 +397,10 @@ def repair_in_place(path: Path, scan: Scan, layout: Layout, *,
     if scan.torn_at is not None and scan.torn_at == cut and cut < scan.size:
         said = [r for r in losses or [] if r.range is not None and r.range[0] == cut]
         marker = _lost_record(_lost_info(said[0] if said else None, cut, scan.size))
+    else:  # a finished segment cut on a record boundary: the file says what its index recorded
+        past = [r for r in losses or [] if r.range is not None and r.range[0] >= scan.size]
+        if past:
+            marker = _lost_record(_lost_info(past[0], *past[0].range))
     indexes, rebuilt = _chunk_indexes(scan, cut + len(marker))
     at = cut + len(marker) + len(rebuilt)
     tail = marker + rebuilt + finish_tail(layout, at, indexes, counts, n, start_ns, end_ns)

@@ -49,6 +49,9 @@ class ScannedChunk:
     index_offsets: dict[int, int] = field(default_factory=dict)
     index_len: int = 0  # bytes of the MessageIndex records right after the chunk
     offsets: list[int] = field(default_factory=list)  # each message's offset in the chunk's records
+    # a MessageIndex record after it does not match its messages (MCAP has no CRC over message
+    # indexes: a bit flip there misleads index-following readers such as Foxglove's)
+    index_bad: bool = False
 
 
 @dataclass
@@ -248,10 +251,17 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
                     or (len(body) - 6) % 16):
                 return "bad message index record"
             last = scan.chunks[-1] if scan.chunks else None
-            # the index of the chunk just before
-            if last is not None and pos == last.end + last.index_len:
-                last.index_offsets[struct.unpack_from("<H", body)[0]] = pos
+            channel = struct.unpack_from("<H", body)[0]
+            # the index of the chunk just before (one record per channel: a second record for a
+            # channel starts another chunk's, as a repair appends them after the last chunk's)
+            if (last is not None and pos == last.end + last.index_len
+                    and channel not in last.index_offsets):
+                last.index_offsets[channel] = pos
                 last.index_len += 9 + len(body)
+                if not last.index_bad and not _index_matches(last, channel, body):
+                    last.index_bad = True
+                    scan.errors.append(f"chunk at byte {last.start}: message index of channel "
+                                       f"{channel} at byte {pos} does not match the chunk")
         elif op == Opcode.DATA_END:
             if len(body) != 4:
                 return f"bad data end record (length {len(body)})"
@@ -264,6 +274,19 @@ def _other_record(scan: Scan, op: int, pos: int, body: bytes) -> str:
     except (ValueError, UnicodeDecodeError, struct.error) as exc:
         return f"bad {Opcode(op).name} record: {exc}"
     return ""
+
+
+def _index_matches(chunk: ScannedChunk, channel: int, body: bytes) -> bool:
+    """True when a MessageIndex record's entries (``body``: channel u16, entries length u32, then
+    (log_time u64, offset u64) pairs) point at exactly the chunk's messages of ``channel``: each
+    offset a Message record start inside the chunk's records with that channel and log time
+    (the MCAP spec: an entry's offset is "the message record's offset in the decompressed chunk
+    data"). Uses the messages the scan already parsed: nothing is read again."""
+    entries = struct.unpack_from(f"<{(len(body) - 6) // 8}Q", body, 6)
+    want = {off: m.log_time for m, off in zip(chunk.messages, chunk.offsets, strict=True)
+            if m.channel_id == channel}
+    got = dict(zip(entries[1::2], entries[0::2], strict=True))
+    return len(got) == len(entries) // 2 == len(want) and got == want
 
 
 def _take_chunk(scan: Scan, pos: int, op: int, chunk: Chunk, end: int) -> None:

@@ -1,10 +1,18 @@
 """The per-flight index (``index.json``) and the flight description (``flight.json``).
 
 Sections: ``cameras`` (per camera source), ``sources`` (per source of any other kind, with its
-``kind``; only in flights that have one), ``events``, ``losses``. The index is a cache: everything
-in it can be rebuilt from the segments alone, and :func:`load_index` does so when it is missing or
-stale (a segment's size or mtime differs, or a segment is missing or new). ``sha256`` per segment
-is what ``camctl fetch`` checks after a transfer.
+``kind``; only in flights that have one), ``events``, ``losses``. Everything in it but its evidence
+can be rebuilt from the segments alone, and :func:`load_index` does so when it is missing or stale
+(a segment's size or mtime differs, or a segment is missing or new). ``sha256`` per segment is what
+``camctl fetch`` checks after a transfer.
+
+The index is also evidence: each finished segment's entry holds ``seq_ranges`` (``[[first, last],
+...]``, inclusive), the seqs of the records it held when it was indexed (and, once it is no longer
+finished, ``finished_size``: its size when it was). A rebuild never drops
+them (it merges the index on disk into the new one), nor a loss in ``losses``, so a segment later
+cut short or zeroed is a named loss of durable frames
+(:func:`camctl.store._repair.describe_losses`), not a torn tail. An index without ``seq_ranges``
+(before they were written) still loads.
 
 Example::
 
@@ -23,6 +31,7 @@ from typing import Any
 from camctl.common.fsutil import fsync_dir, sha256_file
 from camctl.common.records import LossRecord, read
 from camctl.exc import StoreCorruptError
+from camctl.store._repair import ranges_of_seqs, segment_seqs, seqs_of_ranges
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store.reader import layout_of, scan_events
 from camctl.store.sources import CAMERA, KINDS, SourceKind, source_kinds
@@ -32,9 +41,12 @@ __all__ = [
     "INDEX_VERSION",
     "build_index",
     "fsync_dir",
+    "gone_segment_loss",
     "index_is_stale",
     "load_index",
     "read_flight_json",
+    "read_index_json",
+    "segment_entries",
     "segment_paths",
     "sha256_file",
     "write_json_atomic",
@@ -116,16 +128,86 @@ def _source_section(flight_dir: Path, name: str, paths: list[Path],
     totals: dict = {}
     for path in paths:
         entry, scan = _segment_entry(flight_dir, path)
+        layout = layout_of(scan)
         if kind is None:
-            kind = KINDS.get(layout_of(scan).kind, CAMERA)
+            kind = KINDS.get(layout.kind, CAMERA)
         totals = totals or kind.index_empty()
+        if scan.clean:  # the evidence: what a finished segment holds
+            entry["seq_ranges"] = ranges_of_seqs(segment_seqs(scan, layout))
         kind.index_segment(scan, entry, totals)
     kind = kind or CAMERA
     return kind, totals or kind.index_empty()
 
 
-def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
-    """Build the index of a flight from its segments alone (reads every segment once)."""
+def read_index_json(flight_dir: Path) -> dict:
+    """The flight's index.json as it is on disk (``{}`` when missing or unreadable), not
+    rebuilt."""
+    try:
+        index = json.loads((flight_dir / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def segment_entries(index: dict) -> dict[str, dict]:
+    """Path (``down/000001.mcap``) -> entry of every source segment an index lists (events
+    excluded)."""
+    out = {}
+    for section in ("cameras", "sources"):
+        sources = index.get(section)
+        for src in sources.values() if isinstance(sources, dict) else ():
+            for e in src.get("segments", []) if isinstance(src, dict) else ():
+                if isinstance(e, dict) and isinstance(e.get("path"), str):
+                    out[e["path"]] = e
+    return out
+
+
+def _keep_evidence(index: dict, previous: dict) -> None:
+    """What ``previous`` recorded goes on in ``index``: each segment's ``seq_ranges`` (merged with
+    what the segment holds now) and every loss."""
+    before = segment_entries(previous)
+    for path, entry in segment_entries(index).items():
+        prev = before.get(path, {})
+        old = prev.get("seq_ranges")
+        if old:
+            entry["seq_ranges"] = ranges_of_seqs(seqs_of_ranges(old)
+                                                 | seqs_of_ranges(entry.get("seq_ranges")))
+        if not entry.get("finished") and (prev.get("finished") or "finished_size" in prev):
+            # no longer finished: the size it had when it was stays on record
+            entry["finished_size"] = prev.get("finished_size", prev.get("size"))
+    seen = {json.dumps(loss, sort_keys=True) for loss in index["losses"]}
+    old_losses = previous.get("losses")
+    for loss in old_losses if isinstance(old_losses, list) else ():
+        key = json.dumps(loss, sort_keys=True)
+        if isinstance(loss, dict) and key not in seen:
+            seen.add(key)
+            index["losses"].append(loss)
+    now = segment_entries(index)
+    for path, prev in before.items():
+        if path not in now and prev.get("seq_ranges"):  # a finished segment gone from the disk
+            named = {q for loss in index["losses"] if isinstance(loss, dict)
+                     and loss.get("segment") == path for q in loss.get("seqs") or ()}
+            loss = gone_segment_loss(path, prev, named)
+            if loss is not None:
+                index["losses"].append({k: v for k, v in loss.encode().items()
+                                        if k not in ("mono_ns", "wall_ns")})
+
+
+def gone_segment_loss(path: str, entry: dict, named: set[int]) -> LossRecord | None:
+    """The loss of a finished segment the index lists (``path``: ``down/000001.mcap``, ``entry``:
+    its index entry) and the disk no longer holds: the seqs it held less ``named`` (already on
+    record); None when none is left."""
+    seqs = seqs_of_ranges(entry.get("seq_ranges")) - named
+    if not seqs:
+        return None
+    return LossRecord(camera=path.split("/")[0], segment=path, reason="finished segment missing",
+                      seqs=tuple(sorted(seqs)))
+
+
+def build_index(flight_dir: Path, *, flight: dict | None = None,
+                previous: dict | None = None) -> dict:
+    """Build the index of a flight from its segments (reads every segment once), keeping the
+    evidence of ``previous`` (default: the index.json on disk, if any): see the module doc."""
     flight_dir = Path(flight_dir)
     if flight is None:
         try:
@@ -159,6 +241,7 @@ def build_index(flight_dir: Path, *, flight: dict | None = None) -> dict:
     }
     if sections["sources"]:  # only flights with non-camera sources have the section
         index["sources"] = sections["sources"]
+    _keep_evidence(index, read_index_json(flight_dir) if previous is None else previous)
     return index
 
 

@@ -5,13 +5,23 @@ torn tails and damaged byte ranges reported, every JPEG header decoded. With ``r
 segment that is not a clean finished MCAP is repaired in place (:mod:`camctl.store._repair`: damaged
 ranges covered by LOST records, torn tail cut, summary and footer appended; kilobytes, atomic
 against a power cut) into a finished one that keeps every CRC-valid chunk. Only where damage leaves
-no room for in-place records is the file rewritten beside itself and renamed over. Ranges an earlier
-repair marked lost are reported as ``recorded_losses`` (they do not make a file unclean). Stale or
-missing ``index.json`` files are rebuilt; leftover repair temp files are removed.
+no room for in-place records is the file rewritten beside itself and renamed over. Each chunk's
+MessageIndex records are checked against the messages the scan parsed (MCAP has no CRC over them);
+wrong ones make the segment repairable and repair rebuilds them. Stale or missing ``index.json``
+files are rebuilt, keeping what the old one recorded; leftover repair temp files are removed.
 
-Exit codes (:attr:`VerifyReport.exit_code`): 0 clean, 1 repaired or repairable (or data was lost or
-bad JPEGs were found), 2 unrecoverable (a file with bad magic, a file whose every chunk is damaged,
-or a flight whose index/flight.json cannot be rebuilt).
+A segment the flight's index.json lists as finished held durable frames: whatever it lost since (cut
+short, zeroed, damaged) is a loss of durable frames, named by seq and reason, never a torn tail.
+Every loss found is a :class:`~camctl.common.records.LossRecord` with its exact ``seqs``
+(:func:`camctl.store._repair.describe_losses`); with ``repair=True`` it goes to the flight's event
+log before index.json changes. Losses recorded earlier (event log, index, LOST records) are listed
+and make the result "losses recorded", never "clean".
+
+Results (:attr:`VerifyReport.status`, :data:`RESULTS`), each with its exit code (the printed one
+and ``camctl verify``'s): ``clean`` 0; ``losses recorded``, ``damaged`` (bad JPEGs or records),
+``repairable``, ``repaired``, ``frames lost, repairable``, ``frames lost, recorded`` 1;
+``UNRECOVERABLE`` 2 (a file with nothing to salvage, a failed repair, a flight whose
+index/flight.json cannot be rebuilt).
 
 Example::
 
@@ -31,10 +41,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from camctl.common.records import LossRecord
+from camctl.common.losses import describe_loss
+from camctl.common.records import LossRecord, read
 from camctl.exc import StoreCorruptError
 from camctl.store._records import MAGIC
-from camctl.store._repair import describe_losses, repair_in_place
+from camctl.store._repair import costs_frames, describe_losses, repair_in_place
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store._segment import SegmentWriter
 from camctl.store.index import (
@@ -42,17 +53,24 @@ from camctl.store.index import (
     INDEX_NAME,
     build_index,
     fsync_dir,
+    gone_segment_loss,
     index_is_stale,
     read_flight_json,
+    read_index_json,
+    segment_entries,
     write_json_atomic,
 )
 from camctl.store.reader import layout_of, scan_events
 from camctl.store.sources import CAMERA, KINDS, SourceKind
 
-__all__ = ["CameraReport", "SourceReport", "VerifyReport", "log_losses", "render_report",
-           "repair_segment", "verify", "verify_segments"]
+__all__ = ["RESULTS", "CameraReport", "SourceReport", "VerifyReport", "log_losses",
+           "render_report", "repair_segment", "verify", "verify_segments"]
 
 _TMP_SUFFIX = ".repair.tmp"
+# every result verify can say, and its exit code: 0 nothing wrong, 2 a file beyond repair, 1 the
+# rest (something repaired, to repair, damaged, or frames lost now or earlier)
+RESULTS = {"clean": 0, "losses recorded": 1, "damaged": 1, "repairable": 1, "repaired": 1,
+           "frames lost, repairable": 1, "frames lost, recorded": 1, "UNRECOVERABLE": 2}
 _MAP_MIN = 1 << 20  # smaller segments are read whole
 
 
@@ -95,10 +113,14 @@ class VerifyReport:
     # (path, start, end, what the LOST record says) for ranges an earlier repair cut: known, not new
     # damage
     recorded_losses: list[tuple[str, int, int, dict]] = field(default_factory=list)
-    # what this run's repairs cut or skipped: LossRecord.encode() dicts, as the event log holds them
-    # (see camctl.store._repair.describe_losses);
-    # with repair=True they are also appended to each flight's event log
+    # the losses this run found, not recorded before: LossRecord.encode() dicts, as the event log
+    # holds them (see camctl.store._repair.describe_losses), each with its exact seqs; with
+    # repair=True what the repairs cut or skipped (and any loss of durable frames), also appended
+    # to each flight's event log
     losses: list[dict] = field(default_factory=list)
+    # losses recorded earlier (the event log, index.json's losses, LOST records in the segments):
+    # LossRecord.encode() dicts; one that cost durable frames makes the result "losses recorded"
+    losses_recorded: list[dict] = field(default_factory=list)
     repairable: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)
@@ -111,13 +133,28 @@ class VerifyReport:
         return sum(c.bad_frames for c in self.cameras.values())
 
     @property
-    def exit_code(self) -> int:
+    def status(self) -> str:
+        """The result in words (a key of :data:`RESULTS`): the one source of both the printed
+        result and the exit code."""
         if self.unrecoverable:
-            return 2
-        bad_records = any(s.bad_records for s in self.sources.values())
-        if self.repairable or self.repaired or self.lost_chunks or self.bad_frames or bad_records:
-            return 1
-        return 0
+            return "UNRECOVERABLE"
+        if any(costs_frames(LossRecord.decode(d)) for d in self.losses):
+            return "frames lost, recorded" if self.repaired or not self.repairable \
+                else "frames lost, repairable"
+        if self.repaired:
+            return "repaired"
+        if self.repairable:
+            return "repairable"
+        if self.lost_chunks or self.bad_frames or any(s.bad_records for s in self.sources.values()):
+            return "damaged"
+        if any(costs_frames(LossRecord.decode(d)) for d in self.losses_recorded):
+            return "losses recorded"
+        return "clean"
+
+    @property
+    def exit_code(self) -> int:
+        """The exit code of :attr:`status` (``camctl verify`` exits with it)."""
+        return RESULTS[self.status]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,6 +162,7 @@ class VerifyReport:
         d["lost_chunks"] = [list(t) for t in self.lost_chunks]
         d["recorded_losses"] = [list(t) for t in self.recorded_losses]
         d["bad_frames"] = self.bad_frames
+        d["status"] = self.status
         d["exit_code"] = self.exit_code
         return d
 
@@ -135,6 +173,63 @@ class VerifyReport:
         if kind is CAMERA:
             return self._cam(name)
         return self.sources.setdefault(name, SourceReport(kind.kind))
+
+
+@dataclass
+class _Evidence:
+    """What a flight recorded: its index.json's entry per segment (a finished one's
+    ``seq_ranges``) and the losses recorded so far (the index's, the event log's, LOST records'),
+    so verify tells a loss of durable frames from a torn tail and records no loss twice."""
+
+    flight: Path | None = None
+    entries: dict[str, dict] = field(default_factory=dict)
+    recorded: dict[tuple, LossRecord] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, flight: Path | None, report: VerifyReport) -> _Evidence:
+        if flight is None:
+            return cls()
+        index = read_index_json(flight)
+        ev = cls(flight, segment_entries(index))
+        losses = index.get("losses")
+        for d in losses if isinstance(losses, list) else ():
+            if isinstance(d, dict):
+                ev.add({**d, "kind": LossRecord.KIND}, report)
+        return ev
+
+    def add(self, d: dict, report: VerifyReport) -> None:
+        """One loss recorded earlier (a dict as the event log holds it), once."""
+        try:
+            loss = LossRecord.decode(d)
+        except (ValueError, TypeError):
+            return
+        key = (loss.segment, loss.range, loss.reason, loss.seqs)
+        if key not in self.recorded:
+            self.recorded[key] = loss
+            report.losses_recorded.append(
+                {k: v for k, v in loss.encode().items() if k not in ("mono_ns", "wall_ns")})
+
+    def entry(self, path: Path) -> dict | None:
+        """The segment's index entry, if the flight's index lists it."""
+        if self.flight is None:
+            return None
+        try:
+            return self.entries.get(path.relative_to(self.flight).as_posix())
+        except ValueError:
+            return None
+
+    def seqs(self, segment: str) -> set[int]:
+        """The seqs of ``segment`` (``down/000001.mcap``) a recorded loss already names."""
+        return {q for loss in self.recorded.values() if loss.segment == segment
+                for q in loss.seqs or ()}
+
+
+def _enclosing_flight(path: Path) -> Path | None:
+    """The flight a segment or a source dir is in (its index holds their evidence), if any."""
+    for d in (path.parent, path.parent.parent) if path.is_file() else (path.parent,):
+        if (d / INDEX_NAME).is_file():
+            return d
+    return None
 
 
 def _fsync_file(path: Path) -> None:
@@ -216,22 +311,40 @@ def _map_if_finished(path: Path) -> mmap.mmap | None:
     return mm
 
 
-def _verify_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None) -> None:
+def _verify_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None,
+                    evidence: _Evidence | None = None) -> None:
     try:
-        _check_segment(report, path, repair, camera)
+        _check_segment(report, path, repair, camera, evidence or _Evidence())
     finally:
         if report.on_segment is not None:
             report.on_segment(path)
 
 
-def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None) -> None:
+def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str | None,
+                   evidence: _Evidence) -> None:
     scan = scan_segment(path, _map_if_finished(path))
-    layout = layout_of(scan) if scan.salvageable else None
+    entry = evidence.entry(path)
+    # a segment the index lists as finished held durable frames: whatever it lost since is a loss
+    indexed = bool(entry and (entry.get("finished") or entry.get("seq_ranges")))
+    # (overwritten beyond salvage, it still had its path's layout: its loss can be named)
+    layout = layout_of(scan) if scan.salvageable or indexed else None
     name = camera or (layout.name if layout else path.parent.name)
+    segment = f"{path.parent.name}/{path.name}"
+    for s, e, info in scan.marked:  # what an earlier repair wrote where it cut
+        evidence.add({"camera": name, "segment": segment, "range": [s, e], **info,
+                      "kind": LossRecord.KIND}, report)
     # a torn tail is the uncommitted end of a cut file, not lost data -- unless it is a whole record
-    # that fails its check, or the file ends in the magic of a finished segment: then it is damage
+    # that fails its check, or the file ends in the magic of a finished segment, or the index
+    # recorded the segment finished: then it is damage
     lost = [(s, e) for s, e in scan.lost
-            if s != scan.torn_at or scan.tail_magic or scan.tail_damaged]
+            if s != scan.torn_at or scan.tail_magic or scan.tail_damaged or indexed]
+    is_events = name == "events" or (layout is not None and layout.kind == "events")
+    losses = []
+    if layout is not None and (not scan.clean or indexed):
+        losses = describe_losses(path, scan, layout, indexed=entry,
+                                 recorded=evidence.seqs(segment))
+        lost += [loss.range for loss in losses
+                 if loss.range is not None and loss.range[0] >= scan.size]
     report.lost_chunks.extend((str(path), s, e) for s, e in lost)
     report.recorded_losses.extend((str(path), s, e, info) for s, e, info in scan.marked)
     report.errors.extend(f"{path}: {e}" for e in scan.errors)
@@ -240,31 +353,46 @@ def _check_segment(report: VerifyReport, path: Path, repair: bool, camera: str |
     # what a power cut leaves when a commit's header page reached the disk and some of its data
     # pages did not (torn writeback, tests/test_powercut.py 'pages' mode): repair marks the range as
     # lost and finishes the file.
+    # A segment the index recorded finished that lost every chunk is repaired into an empty one
+    # whose LOST record, like the event log, names what it held.
     dead = not scan.salvageable or (not scan.chunks and bool(lost) and not scan.never_committed
+                                    and not indexed
                                     and (layout is None or scan.tail_records != 1))
-    if name == "events" or (layout is not None and layout.kind == "events"):
-        report.events += sum(1 for _ in scan_events(scan))
+    if is_events:
+        records = list(scan_events(scan))
+        report.events += len(records)
+        for rec in read(records):
+            if isinstance(rec, LossRecord):
+                evidence.add(rec.encode(), report)
     else:
         kind = KINDS.get(layout.kind if layout else "", CAMERA)
         _count_records(report, path, scan, name, kind, lost)
+    # a loss of durable frames is recorded even when the file cannot be (or need not be) repaired
+    durable = [loss.encode() for loss in losses if costs_frames(loss)]
     if dead:
         report.unrecoverable.append(str(path))
+        report.losses.extend(durable)
         if not scan.salvageable:
             report.errors.append(f"{path}: not an MCAP file (bad magic), nothing to salvage")
         return
     if scan.clean:
+        if durable:  # finished and readable, but without frames its index recorded
+            report.losses.extend(durable)
+            if not repair:
+                report.repairable.append(str(path))
         return
     if scan.torn_at is not None:
         report.errors.append(f"{path}: torn at byte {scan.torn_at} ({scan.torn_reason}); "
                              f"{scan.size - scan.torn_at} bytes after the last complete record cut")
     if not repair:
+        report.losses.extend(loss.encode() for loss in losses)
         report.repairable.append(str(path))
         return
-    losses = describe_losses(path, scan, layout) if layout is not None else []
     try:
         repair_segment(path, scan, losses=losses)
     except OSError as exc:
         report.unrecoverable.append(str(path))
+        report.losses.extend(durable)
         report.errors.append(f"{path}: repair failed: {exc}")
         return
     report.repaired.append(str(path))
@@ -346,7 +474,7 @@ def _segments(d: Path) -> list[Path]:
 
 
 def _verify_dir(report: VerifyReport, d: Path, repair: bool, camera: str | None, *,
-                ahead: _ReadAhead | None = None) -> None:
+                ahead: _ReadAhead | None = None, evidence: _Evidence | None = None) -> None:
     # a repair killed before its rename: old file is intact
     for tmp in sorted(d.glob("*" + _TMP_SUFFIX)):
         if repair:
@@ -361,7 +489,7 @@ def _verify_dir(report: VerifyReport, d: Path, repair: bool, camera: str | None,
     try:
         for seg in segs:
             ahead.reached(seg)
-            _verify_segment(report, seg, repair, camera)
+            _verify_segment(report, seg, repair, camera, evidence)
     finally:
         if own:
             ahead.close()
@@ -375,14 +503,26 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
         flight_ok = False
         info = {"flight": flight.name, "board": "", "rebuilt": True}
         report.errors.append(str(exc))
-    subs = sorted(p for p in flight.iterdir() if p.is_dir())
+    # the event log first: the losses it recorded are known before the segments they name
+    subs = sorted((p for p in flight.iterdir() if p.is_dir()), key=lambda p: (p.name != "events",
+                                                                               p.name))
+    evidence = _Evidence.of(flight, report)
     ahead = _ReadAhead([seg for sub in subs for seg in _segments(sub)])
     losses_before = len(report.losses)
     try:
         for sub in subs:
-            _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead)
+            _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead, evidence=evidence)
     finally:
         ahead.close()
+    for rel, entry in evidence.entries.items():  # finished segments the index lists, now gone
+        gone = flight / rel
+        loss = None if gone.exists() else gone_segment_loss(rel, entry, evidence.seqs(rel))
+        if loss is not None:
+            report.losses.append(loss.encode())
+            if not repair:
+                report.repairable.append(str(gone))
+    found = [{k: v for k, v in d.items() if k not in ("mono_ns", "wall_ns")}
+             for d in report.losses[losses_before:]]
     if repair:
         log_losses(report, flight, report.losses[losses_before:])
     if not flight_ok:
@@ -410,7 +550,11 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
     if stale:
         if repair:
             try:
-                write_json_atomic(index_path, build_index(flight))
+                index = build_index(flight)
+                # this run's losses, even if the event log could not take them (a full disk)
+                have = {json.dumps(x, sort_keys=True) for x in index["losses"]}
+                index["losses"] += [x for x in found if json.dumps(x, sort_keys=True) not in have]
+                write_json_atomic(index_path, index)
                 report.repaired.append(str(index_path))
             except OSError as exc:
                 report.unrecoverable.append(str(index_path))
@@ -459,14 +603,16 @@ def verify(path: Path, *, repair: bool = False,
     path = Path(path)
     report = VerifyReport(path=str(path), on_segment=on_segment)
     if path.is_file():
-        _verify_segment(report, path, repair, None)
+        _verify_segment(report, path, repair, None,
+                        _Evidence.of(_enclosing_flight(path), report))
     elif not path.is_dir():
         report.unrecoverable.append(str(path))
         report.errors.append(f"{path}: no such file or directory")
     elif _is_flight(path):
         _verify_flight(report, path, repair)
     elif any(path.glob("*.mcap")) or any(path.glob("*" + _TMP_SUFFIX)):
-        _verify_dir(report, path, repair, path.name)
+        _verify_dir(report, path, repair, path.name,
+                    evidence=_Evidence.of(_enclosing_flight(path), report))
     else:
         flights = sorted(p for p in path.iterdir() if p.is_dir() and _is_flight(p))
         for flight in flights:
@@ -505,20 +651,19 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
     console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain,
                       highlight=False)
     console.print(table)
-    status = {0: "clean", 1: "repaired" if report.repaired else "repairable", 2: "UNRECOVERABLE"}
     console.print(f"events: {report.events}   lost ranges: {len(report.lost_chunks)}   "
-                  f"result: {status[report.exit_code]} (exit {report.exit_code})")
+                  f"result: {report.status} (exit {report.exit_code})")
+    found = [LossRecord.decode(rec) for rec in report.losses]
+    said = {(Path(p).parent.name + "/" + Path(p).name, (s, e)) for p, s, e in report.lost_chunks}
+    said -= {(loss.segment, loss.range) for loss in found}
     for p, start, end in report.lost_chunks:
-        console.print(f"  lost {p} bytes {start}..{end}")
-    for loss in (LossRecord.decode(rec) for rec in report.losses):
-        start, end = loss.range or ("?", "?")
-        console.print(f"  cut by this repair: {loss.segment} bytes {start}..{end} "
-                      f"({loss.reason}; frames after seq {loss.seq_after}"
-                      + (f", seqs {list(loss.seqs[:10])}" if loss.seqs else "") + ")",
-                      markup=False)
-    for p, start, end, info in report.recorded_losses:
-        console.print(f"  lost earlier (recorded by repair) {p} bytes {start}..{end} "
-                      f"{info.get('reason', '')}", markup=False)
+        if (Path(p).parent.name + "/" + Path(p).name, (start, end)) in said:
+            console.print(f"  lost {p} bytes {start}..{end}", markup=False)
+    for loss in found:
+        what = "LOST" if costs_frames(loss) else "cut" if report.repaired else "to cut"
+        console.print(f"  {what}: {describe_loss(loss)}", markup=False)
+    for loss in (LossRecord.decode(rec) for rec in report.losses_recorded):
+        console.print(f"  recorded earlier: {describe_loss(loss)}", markup=False)
     for e in report.errors[:50]:
         console.print(f"  {e}", markup=False)
     return buf.getvalue()
