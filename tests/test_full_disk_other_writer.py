@@ -184,7 +184,12 @@ def test_board_lands_and_restarts_on_a_disk_another_writer_filled(tmp_path: Path
         for seg in sorted(fdir.glob("*/*.mcap")):
             _plain_read_all(seg)
         kinds = {(e["kind"], e.get("name")) for e in _events(fdir)}
-        assert ("phase", "LANDED") in kinds and ("fault", "disk_full") in kinds, kinds
+        assert ("phase", "LANDED") in kinds, sorted(kinds, key=str)
+        # the full disk on record: a write that met ENOSPC (fault disk_full), or, when the store's
+        # statvfs check saw the other writer's fill first and stopped writing before any ENOSPC,
+        # the quota's change of level (which one comes first is a race the test does not fix)
+        assert ("fault", "disk_full") in kinds or any(k == "quota" for k, _ in kinds), \
+            sorted(kinds, key=str)
         assert any(k == "drop" for k, _ in kinds), kinds
         # the restart, the disk still full: the other writer took what the landing left (and the
         # page of the dead daemon's daemon.json, which start_board would remove)
