@@ -263,3 +263,30 @@ def test_append_events_takes_its_room_from_the_reserve(tmp_path: Path) -> None:
             append_events(flight, recs)
         assert exc.value.errno == errno.ENOSPC
         assert sorted(p.name for p in (flight / "events").iterdir()) == [path.name]
+
+
+def test_verify_rebuilds_a_flights_index_on_a_full_disk_from_the_reserve(tmp_path: Path) -> None:
+    """A landed flight whose index.json is gone (a crash between the last segment and the index),
+    on a disk another writer filled: `verify --repair` rebuilds the index with room from the
+    store's reserve, where without one it can only say "cannot rebuild"."""
+    with tmpfs(tmp_path / "mnt", "6m") as mnt:
+        with FlightStore(mnt, "b", "F", StoreConfig(reserve_mb=0), cameras=["cam"]) as st:
+            for seq in range(40):
+                st.put(frame("cam", seq))
+        index = mnt / "F" / "index.json"
+        assert index.is_file()
+        index.unlink()
+        r = Reserve(mnt)  # the store made it (FlightStore keeps one); grown to be sure
+        assert r.grow(256 << 10)
+        held = r.size()
+        _fill(mnt / "filler")
+        assert free_bytes(mnt) == 0
+        report = verify(mnt / "F", repair=True)
+        assert str(index) in report.repaired and not report.unrecoverable, report.errors
+        assert index.is_file() and r.size() < held
+        # the same without the reserve's room: the rebuild cannot be written
+        index.unlink()
+        r.release(r.size())
+        _fill(mnt / "filler")
+        report = verify(mnt / "F", repair=True)
+        assert str(index) in report.unrecoverable, report.errors

@@ -156,12 +156,14 @@ class Reserve:
 
 
 def find_reserve(path: Path, *, levels: int = 4) -> Reserve | None:
-    """The reserve of the store holding ``path`` (a segment, a flight dir, the store itself): the
-    nearest ``.camctl-reserve`` in ``path``'s directory or up to ``levels`` above, on the same
-    filesystem; None when there is none."""
+    """The reserve of the store holding ``path`` (a segment, a flight dir, the store itself, or a
+    file not yet there): the nearest ``.camctl-reserve`` in ``path``'s directory or up to
+    ``levels`` above, on the same filesystem; None when there is none."""
     path = Path(path)
     try:
         dev = os.stat(path).st_dev
+    except FileNotFoundError:  # a file about to be written (index.json rebuilt): its directory's
+        return find_reserve(path.parent, levels=levels) if path.parent != path else None
     except OSError:
         return None
     d = path if path.is_dir() else path.parent

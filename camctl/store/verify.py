@@ -61,6 +61,7 @@ from camctl.store.index import (
     write_json_atomic,
 )
 from camctl.store.reader import layout_of, scan_events
+from camctl.store.reserve import find_reserve, with_reserve
 from camctl.store.sources import CAMERA, KINDS, SourceKind
 
 __all__ = ["RESULTS", "CameraReport", "SourceReport", "VerifyReport", "log_losses",
@@ -534,7 +535,7 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
             info["sources"] = others
         if repair:
             try:
-                write_json_atomic(flight / FLIGHT_NAME, info)
+                _write_json(flight / FLIGHT_NAME, info)
                 report.repaired.append(str(flight / FLIGHT_NAME))
             except OSError as exc:
                 report.unrecoverable.append(str(flight / FLIGHT_NAME))
@@ -554,13 +555,21 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
                 # this run's losses, even if the event log could not take them (a full disk)
                 have = {json.dumps(x, sort_keys=True) for x in index["losses"]}
                 index["losses"] += [x for x in found if json.dumps(x, sort_keys=True) not in have]
-                write_json_atomic(index_path, index)
+                _write_json(index_path, index)
                 report.repaired.append(str(index_path))
             except OSError as exc:
                 report.unrecoverable.append(str(index_path))
                 report.errors.append(f"{index_path}: cannot rebuild: {exc}")
         else:
             report.repairable.append(str(index_path))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """``write_json_atomic``, with room from the store's reserve on a full disk (a flight repaired
+    on the board; a download on a laptop has no reserve and writes as before): a rewritten
+    ``index.json`` is larger than the one it replaces once it records losses."""
+    need = len(json.dumps(data, indent=1)) + (16 << 10)  # the file, and a block of slack each
+    with_reserve(find_reserve(path), need, lambda: write_json_atomic(path, data))
 
 
 def log_losses(report: VerifyReport, flight: Path, losses: list[dict]) -> None:
