@@ -62,6 +62,7 @@ class BoardReport:
     refused: bool = False
     thumbs_only: bool = False
     errors: list[str] = field(default_factory=list)
+    flights: list[str] = field(default_factory=list)  # the flights asked of the board
 
     @property
     def ok(self) -> bool:
@@ -98,6 +99,33 @@ class FetchReport:
             lines.extend(f"  error: {e}" for e in b.errors)
         # board text (names, ERROR messages) reaches the terminal: no escape codes
         return "\n".join(p.printable(line, 2000) for line in lines)
+
+    def verdicts(self) -> list[str]:
+        """One line per board's flight: ``rig-a 20261207T1219Z: RECORDED: landed, ...``, from
+        what arrived in ``out`` and how the board's download ended (:mod:`camctl.ground.verdict`).
+        A board that gave nothing: ``LOST: lost contact; nothing downloaded (why)``."""
+        from camctl.ground.flights import find_flights, summarize_flight
+        from camctl.ground.verdict import BoardFlight, from_summary, verdict
+
+        lines = []
+        for b in self.boards:
+            name = b.board or url_host(b.url) or b.url
+            contact = not b.unreachable
+            why = b.errors[0] if b.errors else ""
+            refs = [r for f in b.flights if b.board and (self.out / b.board / f).is_dir()
+                    for r in find_flights(self.out / b.board / f)]
+            if not refs:  # nothing of a flight on the ground
+                flew = bool(b.flights) or not b.board  # a board never reached may have flown
+                v = verdict(BoardFlight(name, flew=flew, contact=contact, final=True,
+                                        download_error=why))
+                lines.append(f"{name}: {v}")
+                continue
+            for r in refs:
+                fl = summarize_flight(r)
+                v = verdict(from_summary(fl, contact=contact,
+                                         download_error="" if b.ok else why))
+                lines.append(f"{name} {r.flight}: {v}")
+        return [p.printable(line, 2000) for line in lines]
 
 
 class _GiveUp(Exception):
@@ -315,6 +343,8 @@ class _BoardFetch:
             time.sleep(min(0.25, self.give_up / 8))
             hello = self.call(c.hello)
         flight = self._pick_flight(hello)
+        r.flights = [f for f in hello.flights if is_name(f)] if flight is None else \
+            [flight] if flight else []
         listing = self.call(lambda: c.listing(flight)) if flight != "" else None
         listed = listing.segments if listing is not None else []
         for why in listing.rejected if listing is not None else []:
@@ -732,4 +762,6 @@ def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: b
 def print_report(report: FetchReport) -> None:
     """The fetch report as plain lines on stdout."""
     print(report.summary())
+    for line in report.verdicts():
+        print(f"verdict: {line}")
     print("fetch: OK" if report.ok else "fetch: INCOMPLETE (run the same command again to resume)")
