@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import queue
 import time
 from pathlib import Path
@@ -162,7 +163,12 @@ def test_a_board_killed_in_descent_is_lost_everywhere(tmp_path: Path) -> None:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             ls_local(tmp_path / "f", json_out=True)
-        assert '"kind": "RECORDED"' in out.getvalue()
+        (fl,) = json.loads(out.getvalue())["flights"]
+        assert fl["verdict"]["kind"] == RECORDED, fl.get("verdict")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            ls_local(tmp_path / "f")
+        assert "  verdict RECORDED: landed, 2 segments, books balanced" in out.getvalue()
         res = export_all(tmp_path / "f", tmp_path / "x", mp4=False, contact_sheet=False,
                          timeline=False)
         assert len(res.verdicts) == 1 and res.verdicts[0].startswith("vd-a ")
