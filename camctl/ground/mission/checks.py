@@ -146,7 +146,8 @@ def stage(views: list[dict[str, Any]]) -> str:
         return "in flight"
     if views and len(phases) == len(views) and all(p == "LANDED" for p in phases):
         return "landed"
-    if any(v.get("lost_contact") for v in views) or any(p == "LANDED" for p in phases):
+    if any(v.get("lost_contact") for v in views) or (
+            any(p == "LANDED" for p in phases) and len(phases) < len(views)):
         return "lost contact"
     return "pre-drop"
 
