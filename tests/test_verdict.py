@@ -34,7 +34,11 @@ LANDED = {"landed": True, "phase": "LANDED", "downloaded": 4, "listed": 4}
     ({"flew": False}, LOST, "no flight"),
     ({"contact": False, "lost_at": "in DESCENT at T+4.2 s"}, LOST,
      "lost contact in DESCENT at T+4.2 s; nothing downloaded"),
-    ({"final": True, "download_error": "refused"}, LOST, "nothing downloaded (refused)"),
+    # in contact, nothing downloaded: PARTIAL (LOST is for a silent board, or no flight)
+    ({"final": True, "landed": True, "download_error": "refused"}, PARTIAL,
+     "nothing downloaded (refused)"),
+    ({**LANDED, "downloaded": 0, "final": True, "download_error": "previews only"}, PARTIAL,
+     "download unfinished: 0 of 4 segments (previews only)"),
     ({**LANDED}, RECORDED, "landed, 4 segments, books balanced"),
     ({**LANDED, "lost_frames": 3}, PARTIAL, "3 frames lost"),
     ({**LANDED, "downloaded": 2, "download_error": "no answer"}, PARTIAL,
@@ -89,6 +93,22 @@ def test_the_banner_names_the_silent_board_and_never_says_landed() -> None:
     go = evaluate(views, downloads={"rig-a": ok, "rig-c": ok, "rig-b": ok})
     assert go["stage"] == "landed" and go["flight"][0] == "rig-a: RECORDED: landed, 4 segments, " \
                                                          "books balanced"
+
+
+def test_a_downloads_facts_and_the_boards_status_make_its_verdict_on_the_page() -> None:
+    facts = {**LANDED, "board": "", "final": True, "lost_frames": 5}
+    view = _view("rig-a", "LANDED")
+    view["status"]["cameras"] = {"down": {"state": "running"}, "up": {"state": "failed"}}
+    go = evaluate([view], downloads={"rig-a": {"state": "ok", "facts": facts}})
+    assert go["verdicts"]["rig-a"] == {"kind": PARTIAL,
+                                       "reason": "5 frames lost; camera up failed"}
+    # a download cut when the board went silent: what arrived, and that contact was lost
+    cut = {"state": "failed", "facts": {**facts, "lost_frames": 0, "downloaded": 1}}
+    lost = _view("rig-a", "LANDED", reachable=False, lost=None)
+    go = evaluate([lost], downloads={"rig-a": cut})
+    assert go["verdicts"]["rig-a"] == {"kind": PARTIAL, "reason": "no contact; download "
+                                       "unfinished: 1 of 4 segments"}
+    assert go["done"]
 
 
 def test_a_board_killed_in_descent_is_lost_everywhere(tmp_path: Path) -> None:

@@ -116,14 +116,18 @@ class FetchReport:
                     for r in find_flights(self.out / b.board / f)]
             if not refs:  # nothing of a flight on the ground
                 flew = bool(b.flights) or not b.board  # a board never reached may have flown
-                v = verdict(BoardFlight(name, flew=flew, contact=contact, final=True,
-                                        download_error=why))
+                # it listed files: it served, so it had landed (the error says what went wrong)
+                v = verdict(BoardFlight(name, flew=flew, landed=b.segments_total > 0,
+                                        contact=contact, final=True, download_error=why))
                 lines.append(f"{name}: {v}")
                 continue
+            if b.thumbs_only and not why:
+                why = "previews only, --thumbs-only"
             for r in refs:
                 fl = summarize_flight(r)
                 v = verdict(from_summary(fl, contact=contact,
-                                         download_error="" if b.ok else why))
+                                         download_error="" if b.ok and not b.thumbs_only
+                                         else why))
                 lines.append(f"{name} {r.flight}: {v}")
         return [p.printable(line, 2000) for line in lines]
 

@@ -8,13 +8,13 @@ fetch``'s closing line all ask it, so they never disagree. The rules, first matc
 rule  when                                                   verdict   reason
 ====  =====================================================  ========  =============================
 1     no release (the board never flew)                      LOST      ``no flight``
-2     no contact, or final, and nothing downloaded           LOST      ``lost contact in DESCENT at
+2     no contact and nothing downloaded                      LOST      ``lost contact in DESCENT at
                                                                        T+4.2 s; nothing downloaded``
 3     live, in contact, and not landed / downloading /       (none)    the flight is not done yet
       nothing downloaded yet
 4     any of: lost contact, no landing, an unfinished        PARTIAL   each, joined by ``; `` (``3
-      download, frames lost, a camera failed or stored                 frames lost; camera up
-      nothing, books not balanced                                      failed``)
+      download or none at all, frames lost, a camera                   frames lost; camera up
+      failed or stored nothing, books not balanced                     failed``)
 5     otherwise: landed, every listed segment downloaded,    RECORDED  ``landed, 12 segments,
       no losses, the books balance                                     books balanced``
 ====  =====================================================  ========  =============================
@@ -76,10 +76,9 @@ def verdict(f: BoardFlight) -> Verdict | None:
     if not f.flew:
         return Verdict(LOST, "no flight")
     lost = f"lost contact {f.lost_at}".rstrip() if f.lost_at else "no contact"
-    if f.downloaded == 0 and (not f.contact or f.final):
-        why = f" ({f.download_error})" if f.download_error else ""
-        return Verdict(LOST, f"{lost}; nothing downloaded{why}" if not f.contact
-                       else f"nothing downloaded{why}")
+    why = f" ({f.download_error})" if f.download_error else ""
+    if f.downloaded == 0 and not f.contact:
+        return Verdict(LOST, f"{lost}; nothing downloaded{why}")
     if not f.final and f.contact and (not f.landed or f.fetching or f.downloaded == 0):
         return None
     problems = []
@@ -87,10 +86,10 @@ def verdict(f: BoardFlight) -> Verdict | None:
         problems.append(lost)
     if not f.landed:
         problems.append(f"no landing (last phase {f.phase})" if f.phase else "no landing")
-    complete = f.listed is None or f.downloaded >= f.listed
+    complete = f.downloaded > 0 and (f.listed is None or f.downloaded >= f.listed)
     if not complete:
-        why = f" ({f.download_error})" if f.download_error else ""
-        problems.append(f"download unfinished: {f.downloaded} of {f.listed} segments{why}")
+        problems.append(f"download unfinished: {f.downloaded} of {f.listed} segments{why}"
+                        if f.listed is not None else f"nothing downloaded{why}")
     if f.lost_frames:
         problems.append(f"{f.lost_frames} frame{'s' if f.lost_frames != 1 else ''} lost")
     problems += [f"camera {c} failed" for c in f.failed]

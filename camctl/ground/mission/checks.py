@@ -146,8 +146,9 @@ def stage(views: list[dict[str, Any]]) -> str:
         return "in flight"
     if views and len(phases) == len(views) and all(p == "LANDED" for p in phases):
         return "landed"
+    last = [(v.get("status") or {}).get("phase") for v in views]  # a silent board's: its last
     if any(v.get("lost_contact") for v in views) or (
-            any(p == "LANDED" for p in phases) and len(phases) < len(views)):
+            "LANDED" in last and len(phases) < len(views)):
         return "lost contact"
     return "pre-drop"
 
@@ -167,12 +168,17 @@ def board_verdict(view: dict[str, Any], download: dict | None) -> Verdict | None
     name = str(view.get("name") or view.get("url", "?"))
     phase = str(st.get("phase") or "")
     d = download or {}
+    # a camera the board reports failed (its last status) fails the flight's record too
+    dead = tuple(n for n, c in (st.get("cameras") or {}).items()
+                 if isinstance(c, dict) and c.get("state") == "failed")
     if d.get("facts") and d.get("state") in ("ok", "failed"):
         f = BoardFlight(**{**d["facts"], "board": name})
+        f = replace(f, failed=tuple(dict.fromkeys([*f.failed, *dead])))
         # a complete download does not need the board any more; a cut one says it lost it
         contact = bool(view.get("reachable")) or d.get("state") == "ok"
         return verdict(replace(f, final=False, contact=contact, fetching=False,
-                               lost_at="" if contact else lost_at(view)))
+                               lost_at=lost_at(view) if view.get("lost_contact") and not contact
+                               else ""))
     flew = bool(view.get("release_mono_ns") is not None or phase in (*_FLYING, "LANDED")
                 or view.get("lost_contact") or not view.get("reachable"))
     return verdict(BoardFlight(name, flew=flew, landed=phase == "LANDED", phase=phase,

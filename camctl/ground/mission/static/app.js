@@ -29,7 +29,7 @@ function card(view) {
   c = {
     root,
     name: el("span", { class: "name" }), url: el("span", { class: "url", text: view.url }),
-    reach: el("span", { class: "badge reach" }), verdict: el("span", { class: "badge verdict", hidden: "" }),
+    reach: el("span", { class: "badge reach" }), verdict: el("span", { class: "badge verdict" }),
     why: el("p", { class: "verdict-reason", hidden: "" }),
     phase: el("span", { class: "phase-name" }), clock: el("span", { class: "clock" }),
     flight: el("span", { class: "flight-id" }), lines: el("span", { class: "lines" }),
@@ -43,7 +43,8 @@ function card(view) {
   };
   const table = el("table", {}, el("thead", {}, el("tr", {}, ...CAM_COLUMNS.map(h => el("th", { text: h })))), c.cams);
   c.dl.append(el("div", { class: "dim", text: "download" }), c.bar, c.dltext, c.losses);
-  root.append(el("div", { class: "head" }, c.name, c.reach, c.verdict, c.url),
+  c.head = el("div", { class: "head" }, c.name, c.reach, c.url);  // the verdict badge joins it when there is one
+  root.append(c.head,
     el("div", { class: "phase" }, c.phase, c.clock), c.why,
     el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines),
     table, c.checks, c.phases, c.ops, c.dl, c.previews, c.hidden);
@@ -125,7 +126,8 @@ function renderChecks(c) {
   if (clock) c.offset.textContent = clock.detail;
   // the board's flight verdict (camctl/ground/verdict.py): RECORDED / PARTIAL / LOST and why
   const v = (go.verdicts || {})[name];
-  c.verdict.hidden = c.why.hidden = !v;
+  c.why.hidden = !v;
+  if (!v) c.verdict.remove(); else if (!c.verdict.isConnected) c.head.insertBefore(c.verdict, c.url);
   c.root.dataset.verdict = v ? v.kind : "";
   if (v) {
     c.verdict.textContent = v.kind;
