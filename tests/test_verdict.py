@@ -191,8 +191,11 @@ def test_a_board_killed_in_descent_is_lost_everywhere(tmp_path: Path) -> None:
         assert "  verdict RECORDED: landed, 2 segments, books balanced" in out.getvalue()
         res = export_all(tmp_path / "f", tmp_path / "x", mp4=False, contact_sheet=False,
                          timeline=False)
-        assert len(res.verdicts) == 1 and res.verdicts[0].startswith("vd-a ")
+        assert len(res.verdicts) == 2 and res.verdicts[0].startswith("vd-a ")
         assert ": RECORDED: landed" in res.verdicts[0]
+        # the killed board has no folder: the fetch's record of it names it in the export
+        assert res.verdicts[1] == "127.0.0.1: LOST: no contact; nothing downloaded (no answer " \
+                                  "for 2 s: gave up)", res.verdicts
     finally:
         if mission is not None:
             mission.close()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.common.protocol import printable
 from camctl.exc import ConfigError
 from camctl.ground.export.flightset import (
     CamData,
@@ -188,7 +189,7 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                           f"<flight>/flight.json or a flight folder)")
     res = ExportResult(out=out)
     unique = _unique(refs, res)
-    res.verdicts = [_verdict_line(r) for r in unique]
+    res.verdicts = [_verdict_line(r) for r in unique] + _unseen(root, unique)
     flights = [load_flight(r) for r in unique]
     kinds = _Kinds(mp4, contact_sheet, timeline, frames, foxglove)
     total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
@@ -207,6 +208,24 @@ def _verdict_line(ref: FlightRef) -> str:
     """The flight's verdict from what is on disk (:mod:`camctl.ground.verdict`)."""
     v = verdict(from_summary(summarize_flight(ref)))
     return f"{ref.board} {ref.flight}: {v}"
+
+
+def _unseen(root: Path, refs: list[FlightRef]) -> list[str]:
+    """The boards a fetch into ``root`` got no flight of (its ``fetch-verdicts.json``,
+    :func:`camctl.ground.fetch.record_verdicts`): a board killed in flight has no folder to show."""
+    from camctl.ground.fetch import VERDICTS
+
+    try:
+        recs = json.loads((root / VERDICTS).read_text("utf-8")).get("boards", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    boards = {r.board for r in refs}
+    out = []
+    for r in recs if isinstance(recs, list) else []:
+        if isinstance(r, dict) and not r.get("flight") and r.get("board") not in boards:
+            out.append(printable(f"{r.get('name', '?')}: {r.get('kind', '?')}: "
+                                 f"{r.get('reason', '')}", 2000))
+    return out
 
 
 def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res: ExportResult,
@@ -295,7 +314,10 @@ def export_main(args: argparse.Namespace) -> int:
             print(f"{kind}: {shown}")
     for note in res.notes:
         print(f"note: {note}")
-    for line in res.verdicts:  # every board's flight: RECORDED / PARTIAL / LOST and why
+    recorded = sum(": RECORDED: " in line for line in res.verdicts)
+    if res.verdicts:  # every board's flight: RECORDED / PARTIAL / LOST and why
+        print(f"verdict: {recorded} of {len(res.verdicts)} boards' flights RECORDED")
+    for line in res.verdicts:
         print(f"verdict: {line}")
     if not any(res.paths().values()):
         print(f"export: nothing written (no frames under {root})")
