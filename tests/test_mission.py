@@ -95,7 +95,8 @@ def test_recording_minutes_at_the_flight_schedule() -> None:
 
 def test_stage_follows_the_boards() -> None:
     assert stage([_view("a"), _view("b", phase="DESCENT")]) == "in flight"
-    assert stage([_view("a", phase="LANDED"), {"reachable": False}]) == "landed"
+    # a silent board is not down: never LANDED (issue 28 item 1; tests/test_verdict.py)
+    assert stage([_view("a", phase="LANDED"), {"reachable": False}]) == "lost contact"
     assert stage([_view("a", phase="LANDED"), _view("b")]) == "pre-drop"
 
 

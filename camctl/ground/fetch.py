@@ -38,7 +38,9 @@ from camctl.exc import (
 from camctl.ground.client import Client
 from camctl.ground.download import lock_folder
 
-__all__ = ["BoardReport", "FetchReport", "fetch", "print_report"]
+__all__ = ["VERDICTS", "BoardReport", "FetchReport", "fetch", "print_report", "record_verdicts"]
+
+VERDICTS = "fetch-verdicts.json"  # in a fetch's out folder: every board's verdict (record_verdicts)
 
 T = TypeVar("T")
 
@@ -62,6 +64,7 @@ class BoardReport:
     refused: bool = False
     thumbs_only: bool = False
     errors: list[str] = field(default_factory=list)
+    flights: list[str] = field(default_factory=list)  # the flights asked of the board
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,66 @@ class FetchReport:
             lines.extend(f"  error: {e}" for e in b.errors)
         # board text (names, ERROR messages) reaches the terminal: no escape codes
         return "\n".join(p.printable(line, 2000) for line in lines)
+
+    def verdicts(self) -> list[str]:
+        """One line per board's flight: ``rig-a 20261207T1219Z: RECORDED: landed, ...``, from
+        what arrived in ``out`` and how the board's download ended (:mod:`camctl.ground.verdict`).
+        A board that gave nothing: ``LOST: no contact; nothing downloaded (why)``."""
+        return [p.printable(f"{r['name']}{' ' + r['flight'] if r['flight'] else ''}: "
+                            f"{r['kind']}: {r['reason']}", 2000) for r in self.verdict_records()]
+
+    def verdict_records(self) -> list[dict[str, str]]:
+        """:meth:`verdicts` as records: ``{name, url, board, flight, kind, reason}`` (``board``
+        and ``flight`` empty for a board that gave nothing)."""
+        from camctl.ground.flights import find_flights
+        from camctl.ground.verdict import BoardFlight, verdict
+
+        out = []
+        for b in self.boards:
+            name = b.board or url_host(b.url) or b.url
+            contact = not b.unreachable
+            why = b.errors[0] if b.errors else ""
+            refs = [r for f in b.flights if b.board and (self.out / b.board / f).is_dir()
+                    for r in find_flights(self.out / b.board / f)]
+            if not refs:  # nothing of a flight on the ground
+                flew = bool(b.flights) or not b.board  # a board never reached may have flown
+                # it listed files: it served, so it had landed (the error says what went wrong)
+                v = verdict(BoardFlight(name, flew=flew, landed=b.segments_total > 0,
+                                        contact=contact, final=True, download_error=why))
+                found = [("", v)]
+            else:
+                if b.thumbs_only and not why:
+                    why = "previews only, --thumbs-only"
+                found = [(r.flight, _flight_verdict(r, contact,
+                                                    "" if b.ok and not b.thumbs_only else why))
+                         for r in refs]
+            out += [{"name": name, "url": b.url, "board": b.board, "flight": f,
+                     "kind": v.kind, "reason": v.reason} for f, v in found if v is not None]
+        return out
+
+
+def _flight_verdict(ref: Any, contact: bool, why: str) -> Any:
+    """The verdict of one downloaded flight folder; one whose files cannot be read is PARTIAL."""
+    from camctl.ground.flights import summarize_flight
+    from camctl.ground.verdict import PARTIAL, Verdict, from_summary, verdict
+
+    try:
+        fl = summarize_flight(ref)
+    except Exception as exc:  # a torn event log or index (any reader's error): said, not raised
+        return Verdict(PARTIAL, f"its files cannot be read ({type(exc).__name__}: {exc})")
+    return verdict(from_summary(fl, contact=contact, download_error=why))
+
+
+def record_verdicts(report: FetchReport) -> None:
+    """Keep every board's verdict of this fetch in ``out/`` :data:`VERDICTS` (a board's entry
+    replaces the one of an earlier fetch, by URL): ``camctl export`` names a board that gave
+    nothing, which no flight folder shows."""
+    path = report.out / VERDICTS
+    old = _read_json(path).get("boards", [])
+    new = report.verdict_records()
+    urls = {r["url"] for r in new}
+    keep = [r for r in old if isinstance(r, dict) and r.get("url") not in urls]
+    _write_atomic(path, json.dumps({"boards": keep + new}, indent=1).encode())
 
 
 class _GiveUp(Exception):
@@ -315,6 +378,8 @@ class _BoardFetch:
             time.sleep(min(0.25, self.give_up / 8))
             hello = self.call(c.hello)
         flight = self._pick_flight(hello)
+        r.flights = [f for f in hello.flights if is_name(f)] if flight is None else \
+            [flight] if flight else []
         listing = self.call(lambda: c.listing(flight)) if flight != "" else None
         listed = listing.segments if listing is not None else []
         for why in listing.rejected if listing is not None else []:
@@ -691,9 +756,12 @@ def fetch(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, thumbs_o
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with lock_folder(out):
-        return _fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
-                      window=window, chunk_kb=chunk_kb, progress=progress, curve=curve,
-                      flight=flight, timeout_s=timeout_s)
+        report = _fetch(urls, out, give_up_after_s=give_up_after_s, thumbs_only=thumbs_only,
+                        window=window, chunk_kb=chunk_kb, progress=progress, curve=curve,
+                        flight=flight, timeout_s=timeout_s)
+        with contextlib.suppress(OSError):  # the download stands without its verdicts' file
+            record_verdicts(report)
+        return report
 
 
 def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: bool, window: int,
@@ -732,4 +800,6 @@ def _fetch(urls: list[str], out: Path, *, give_up_after_s: float, thumbs_only: b
 def print_report(report: FetchReport) -> None:
     """The fetch report as plain lines on stdout."""
     print(report.summary())
+    for line in report.verdicts():
+        print(f"verdict: {line}")
     print("fetch: OK" if report.ok else "fetch: INCOMPLETE (run the same command again to resume)")

@@ -25,6 +25,7 @@ from camctl.common.records import LossRecord, read
 from camctl.exc import ConfigError
 from camctl.ground.flights import find_flights, list_board, loss_totals, summarize_flight
 from camctl.ground.status import StatusSubscriber, events_endpoint, normalize_status, poll_status
+from camctl.ground.verdict import from_summary, verdict
 
 __all__ = [
     "loss_lines",
@@ -116,6 +117,10 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
     console = console or _console()
     for fl in flights:
         console.print(_flight_line(fl), soft_wrap=True)
+        if fl.get("verdict"):  # RECORDED / PARTIAL / LOST with its reason (camctl.ground.verdict)
+            v = fl["verdict"]
+            console.print(f"  verdict {v['kind']}: {printable(v['reason'], 2000)}", markup=False,
+                          soft_wrap=True)
         for r in fl.get("runs", []):  # each resume: a reboot's frames are on the same timeline
             console.print(_safe(_run_line(r)), soft_wrap=True)
         for line in loss_lines(fl.get("losses", [])):  # the flight's loss records: exact seqs
@@ -145,6 +150,9 @@ def ls_local(directory: Path, *, json_out: bool = False) -> int:
         raise ConfigError(f"no flights under {directory} (expected <board>/<flight>/flight.json, "
                           f"<flight>/flight.json or a flight folder)")
     flights = [summarize_flight(r) for r in refs]
+    for fl in flights:  # what is on disk is all there is: a verdict for every flight
+        v = verdict(from_summary(fl))
+        fl["verdict"] = None if v is None else {"kind": v.kind, "reason": v.reason}
     if json_out:
         print(json.dumps({"root": str(directory), "flights": flights}, indent=1))
     else:

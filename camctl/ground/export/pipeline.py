@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camctl.common.protocol import printable
 from camctl.exc import ConfigError
 from camctl.ground.export.flightset import (
     CamData,
@@ -46,7 +47,8 @@ from camctl.ground.export.sheet import (
 )
 from camctl.ground.export.timeline import draw_timeline, lane_of
 from camctl.ground.extra import require_ground
-from camctl.ground.flights import FlightRef, find_flights
+from camctl.ground.flights import FlightRef, find_flights, summarize_flight
+from camctl.ground.verdict import from_summary, verdict
 
 __all__ = ["DEFAULT_KINDS", "KIND_NEEDS", "ExportResult", "export_all", "export_main",
            "scan_camera"]
@@ -75,6 +77,8 @@ class ExportResult:
     foxglove: list[Path] = field(default_factory=list)  # the set's MCAP and its Foxglove layout
     tiles: dict[Path, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # one line per board's flight: "rig-a 20261207T1219Z: RECORDED: landed, 2 segments, ..."
+    verdicts: list[str] = field(default_factory=list)
 
     def paths(self) -> dict[str, list[Path]]:
         return {"mp4": self.mp4, "contact_sheet": self.contact_sheets, "timeline": self.timelines,
@@ -189,7 +193,9 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
         raise ConfigError(f"no flights under {root} (expected <board>/<flight>/flight.json, "
                           f"<flight>/flight.json or a flight folder)")
     res = ExportResult(out=out)
-    flights = [load_flight(r) for r in _unique(refs, res)]
+    unique = _unique(refs, res)
+    res.verdicts = [_verdict_line(r) for r in unique] + _unseen(root, unique)
+    flights = [load_flight(r) for r in unique]
     kinds = _Kinds(mp4, contact_sheet, timeline, frames, foxglove)
     total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
     used_names: set[str] = set()
@@ -201,6 +207,30 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
             used_names.add(name)
             _export_set(fset, name, out / name, kinds, res, advance)
     return res
+
+
+def _verdict_line(ref: FlightRef) -> str:
+    """The flight's verdict from what is on disk (:mod:`camctl.ground.verdict`)."""
+    v = verdict(from_summary(summarize_flight(ref)))
+    return f"{ref.board} {ref.flight}: {v}"
+
+
+def _unseen(root: Path, refs: list[FlightRef]) -> list[str]:
+    """The boards a fetch into ``root`` got no flight of (its ``fetch-verdicts.json``,
+    :func:`camctl.ground.fetch.record_verdicts`): a board killed in flight has no folder to show."""
+    from camctl.ground.fetch import VERDICTS
+
+    try:
+        recs = json.loads((root / VERDICTS).read_text("utf-8")).get("boards", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    boards = {r.board for r in refs}
+    out = []
+    for r in recs if isinstance(recs, list) else []:
+        if isinstance(r, dict) and not r.get("flight") and r.get("board") not in boards:
+            out.append(printable(f"{r.get('name', '?')}: {r.get('kind', '?')}: "
+                                 f"{r.get('reason', '')}", 2000))
+    return out
 
 
 def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res: ExportResult,
@@ -289,6 +319,11 @@ def export_main(args: argparse.Namespace) -> int:
             print(f"{kind}: {shown}")
     for note in res.notes:
         print(f"note: {note}")
+    recorded = sum(": RECORDED: " in line for line in res.verdicts)
+    if res.verdicts:  # every board's flight: RECORDED / PARTIAL / LOST and why
+        print(f"verdict: {recorded} of {len(res.verdicts)} boards' flights RECORDED")
+    for line in res.verdicts:
+        print(f"verdict: {line}")
     if not any(res.paths().values()):
         print(f"export: nothing written (no frames under {root})")
         return 1  # flights without a frame: a problem in the data (camctl.cli's exit-code rule)

@@ -15,14 +15,18 @@ Example::
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any
 
-__all__ = ["DiskEstimate", "FrameSizes", "Limits", "camera_rate_ok", "disk_estimate", "evaluate",
-           "frame_bytes", "phase_frame_bytes", "recording_minutes", "stage"]
+from camctl.ground.verdict import BoardFlight, Verdict, flight_done, landed_line, verdict
+
+__all__ = ["DiskEstimate", "FrameSizes", "Limits", "board_verdict", "camera_rate_ok",
+           "disk_estimate", "evaluate", "flight_lines", "frame_bytes", "lost_at",
+           "phase_frame_bytes", "recording_minutes", "stage"]
 
 _NOT_FLIGHT = {"SAFE", "ARMED", "LANDED"}
+_FLYING = ("DESCENT", "SEPARATION", "TOUCHDOWN")
 # may be held by a switch; a descent line active before the drop is a fault
 _ARM_LINES = {"arm", "disarm"}
 
@@ -280,23 +284,92 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None,
 
 
 def stage(views: list[dict[str, Any]]) -> str:
-    """``"pre-drop"``, ``"in flight"`` (a reachable board in a descent phase) or ``"landed"`` (every
-    reachable board LANDED): the banner says GO/NO-GO only before the drop."""
+    """``"pre-drop"``, ``"in flight"`` (a reachable board in a descent phase), ``"landed"`` (every
+    board LANDED and answering) or ``"lost contact"`` (the others are down, a board is silent): the
+    banner says GO/NO-GO only before the drop, LANDED only when every board is down."""
     phases = [(v.get("status") or {}).get("phase") for v in views if v.get("reachable")]
-    if any(p in ("DESCENT", "SEPARATION", "TOUCHDOWN") for p in phases):
+    if any(p in _FLYING for p in phases):
         return "in flight"
-    if phases and all(p == "LANDED" for p in phases):
+    if views and len(phases) == len(views) and all(p == "LANDED" for p in phases):
         return "landed"
+    last = [(v.get("status") or {}).get("phase") for v in views]  # a silent board's: its last
+    if any(v.get("lost_contact") for v in views) or (
+            "LANDED" in last and len(phases) < len(views)):
+        return "lost contact"
     return "pre-drop"
 
 
+def lost_at(view: dict[str, Any]) -> str:
+    """``in DESCENT at T+4.2 s``: where a board that went silent in flight was last heard."""
+    lost = view.get("lost_contact") or {}
+    t = lost.get("t_rel_s")
+    return f"in {lost.get('phase', '?')}" + (f" at T{t:+.1f} s" if isinstance(t, int | float)
+                                             else "")
+
+
+def board_verdict(view: dict[str, Any], download: dict | None) -> Verdict | None:
+    """The board's verdict (:mod:`camctl.ground.verdict`) from its view and its download (the
+    mission's ``download`` message: ``facts`` from the downloaded flight once the fetch ended)."""
+    st = view.get("status") or {}
+    name = str(view.get("name") or view.get("url", "?"))
+    phase = str(st.get("phase") or "")
+    d = download or {}
+    # a camera the board reports failed (its last status) fails the flight's record too
+    dead = tuple(n for n, c in (st.get("cameras") or {}).items()
+                 if isinstance(c, dict) and c.get("state") == "failed")
+    if d.get("facts") and d.get("state") in ("ok", "failed"):
+        f = BoardFlight(**{**d["facts"], "board": name})
+        f = replace(f, failed=tuple(dict.fromkeys([*f.failed, *dead])))
+        # a complete download does not need the board any more; a cut one says it lost it
+        contact = bool(view.get("reachable")) or d.get("state") == "ok"
+        return verdict(replace(f, final=False, contact=contact, fetching=False,
+                               lost_at=lost_at(view) if view.get("lost_contact") and not contact
+                               else ""))
+    flew = bool(view.get("release_mono_ns") is not None or phase in (*_FLYING, "LANDED")
+                or view.get("lost_contact") or not view.get("reachable"))
+    return verdict(BoardFlight(name, flew=flew, landed=phase == "LANDED", phase=phase,
+                               contact=bool(view.get("reachable")),
+                               lost_at=lost_at(view) if view.get("lost_contact") else "",
+                               fetching=d.get("state") == "fetching"))
+
+
+def flight_lines(views: list[dict[str, Any]], verdicts: dict[str, Verdict | None],
+                 home: set[str] | None = None) -> list[str]:
+    """The banner after the drop: ``2 of 3 boards landed; rig-b: lost contact in DESCENT at
+    T+4.2 s`` when a board is not down, then each board's verdict (or why it has none yet).
+    ``home``: boards whose flight is downloaded whole (down, even if they stopped answering)."""
+    home = home or set()
+    names = [str(v.get("name") or v.get("url", "?")) for v in views]
+    landed, missing = [], {}
+    for name, v in zip(names, views, strict=True):
+        phase = (v.get("status") or {}).get("phase")
+        if (v.get("reachable") and phase == "LANDED") or name in home:
+            landed.append(name)
+        elif v.get("lost_contact"):
+            missing[name] = f"lost contact {lost_at(v)}"
+        elif not v.get("reachable"):
+            missing[name] = f"unreachable ({v.get('error') or 'no answer'})"
+        else:
+            missing[name] = f"in {phase}"
+    silent = any(not v.get("reachable") for v in views if v.get("name") not in home)
+    out = [landed_line(names, landed, missing)] if missing and (landed or silent) else []
+    for name in names:
+        vd = verdicts.get(name)
+        out.append(f"{name}: {vd}" if vd is not None else f"{name}: no verdict yet")
+    return out
+
+
 def evaluate(views: list[dict[str, Any]], limits: Limits | None = None,
-             sizes: FrameSizes | None = None) -> dict:
-    """``{"go": bool, "failing": [...], "checks": [every check], "stage": ...}``.
+             sizes: FrameSizes | None = None, downloads: dict[str, dict] | None = None) -> dict:
+    """``{"go": bool, "failing": [...], "checks": [every check], "stage": ..., "verdicts": {board:
+    {kind, reason} or None}, "flight": [banner lines after the drop], "done": bool}``.
 
     ``failing`` holds one line per failing check; ``sizes``: the frame sizes by phase the ground
-    saw recorded (the disk check's sizes where the board does not report them)."""
+    saw recorded (the disk check's sizes where the board does not report them); ``downloads``
+    maps a board to its download message. ``done``: every board has a verdict
+    (:func:`camctl.ground.verdict.flight_done`)."""
     limits = limits or Limits()
+    downloads = downloads or {}
     offsets = [v["offset_ms"] for v in views
                if v.get("reachable") and v.get("offset_ms") is not None]
     ref = median(offsets) if len(offsets) >= 2 else None
@@ -305,4 +378,17 @@ def evaluate(views: list[dict[str, Any]], limits: Limits | None = None,
     failing = [f"{c['board']}: {c['detail']}" for c in checks if not c["ok"]]
     if not views:
         failing.append("no boards")
-    return {"go": not failing, "failing": failing, "checks": checks, "stage": stage(views)}
+    where = stage(views)
+    verdicts = {} if where == "pre-drop" else {
+        str(v.get("name") or v.get("url", "?")): board_verdict(v, downloads.get(str(v.get("name"))))
+        for v in views}
+    # a board whose flight was downloaded whole is down, even if it stopped answering since
+    home = {b for b, d in downloads.items() if d.get("state") == "ok"}
+    if where == "lost contact" and all(
+            ((v.get("status") or {}).get("phase") == "LANDED" and v.get("reachable"))
+            or (v.get("name") in home and not v.get("lost_contact")) for v in views):
+        where = "landed"
+    return {"go": not failing, "failing": failing, "checks": checks, "stage": where,
+            "verdicts": {b: None if vd is None else vd._asdict() for b, vd in verdicts.items()},
+            "flight": [] if where == "pre-drop" else flight_lines(views, verdicts, home),
+            "done": where != "pre-drop" and flight_done(verdicts.values())}

@@ -67,6 +67,11 @@ class Recovery:
                 t.join(timeout=5)  # daemon threads; a cut download resumes from its .part next time
         self._threads, self._scanner = [], None
 
+    def download_states(self) -> dict[str, dict]:
+        """board -> a copy of its download (state, done, total, detail, facts...)."""
+        with self._lock:
+            return {b: dict(d) for b, d in self.downloads.items()}
+
     def messages(self) -> list[dict]:
         """Everything a page that connects now needs to catch up."""
         with self._lock:
@@ -149,7 +154,8 @@ class Recovery:
         except ground_link.LINK_ERRORS as exc:
             results = {name: ("failed", str(exc)) for name, _u in boards}
         self._scan()
-        losses = {name: self._losses(name) for name in results}
+        losses = {name: {**self._losses(name), "facts": self._facts(name, *results[name])}
+                  for name in results}
         msgs = []
         with self._lock:
             for name, (state, detail) in results.items():
@@ -173,6 +179,26 @@ class Recovery:
             return ground_link.flight_losses(root)
         except Exception:  # a torn or odd event log: the download's report stands, without losses
             return {}
+
+    def _facts(self, board: str, state: str, detail: str) -> dict | None:
+        """What the downloaded flight says for the board's verdict (:func:`camctl.ground.verdict.
+        from_summary`, as a dict); None when nothing of it is on the ground."""
+        from dataclasses import asdict
+
+        from camctl.ground.flights import find_flights, summarize_flight
+        from camctl.ground.verdict import from_summary
+
+        with self._lock:
+            flight = self.downloads[board]["flight"]
+        root = self.ground / board / flight
+        try:
+            refs = find_flights(root) if root.is_dir() else []
+            if not refs:
+                return None
+            fl = summarize_flight(refs[0])
+        except Exception:  # a torn download: the board's verdict waits for the next try
+            return None
+        return asdict(from_summary(fl, download_error="" if state == "ok" else detail))
 
     def _scan_loop(self) -> None:
         while not self._stop.wait(_SCAN_S):

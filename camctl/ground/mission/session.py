@@ -53,7 +53,7 @@ class Mission(Startable):
         self.command_timeout_s = command_timeout_s
         self._listeners: list[Callable[[dict], None]] = []
         self._lock = threading.Lock()
-        self.recovery = Recovery(self.out, emit=self._emit, curve=curve, retry_s=retry_s,
+        self.recovery = Recovery(self.out, emit=self._from_recovery, curve=curve, retry_s=retry_s,
                                  previews_per_board=previews_per_board)
         self.watcher = Watcher(self.urls, on_change=self._on_board, poll_s=poll_s,
                                timeout_s=timeout_s, curve=curve)
@@ -148,8 +148,19 @@ class Mission(Startable):
         self._emit({"type": "board", "view": view})
         self.sizes.update(view)
         views = self.watcher.snapshot()
-        go = evaluate(views, self.limits, self.sizes)
-        if go != self.go:
-            self.go = go
-            self._emit({"type": "go", **go})
+        self._evaluate(views)
         self.recovery.update(views)
+
+    def _from_recovery(self, msg: dict) -> None:
+        """A download's end changes its board's verdict: the banner is evaluated again."""
+        self._emit(msg)
+        if msg.get("type") == "download" and msg.get("state") != "fetching":
+            self._evaluate(self.watcher.snapshot())
+
+    def _evaluate(self, views: list[dict]) -> None:
+        go = evaluate(views, self.limits, self.sizes, self.recovery.download_states())
+        with self._lock:
+            changed = go != self.go
+            self.go = go
+        if changed:
+            self._emit({"type": "go", **go})

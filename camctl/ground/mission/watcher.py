@@ -50,6 +50,7 @@ from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_en
 __all__ = ["BoardView", "Watcher"]
 
 _MAX_FAULTS = 20
+_IN_FLIGHT = ("DESCENT", "SEPARATION", "TOUCHDOWN")  # a board silent in these lost contact
 
 
 @dataclass
@@ -80,6 +81,10 @@ class BoardView:
     # run (as a string: JSON keys) -> its clock's offset onto the flight's timeline
     offsets: dict[str, int] = field(default_factory=lambda: {"0": 0})
     reboots: list[dict] = field(default_factory=list)  # {run, gap_s, t_rel_s}
+    last_seen_ms: float | None = None  # the ground's wall clock when the board last answered
+    # a board that stopped answering in flight: {phase, t_rel_s (its last answer from release)};
+    # None while it answers, or when it went silent outside a flight phase
+    lost_contact: dict | None = None
 
     def to_json(self) -> dict:
         return copy.deepcopy(asdict(self))
@@ -173,6 +178,11 @@ class Watcher(Startable):
             v = self.views[url]
             changed = v.reachable or v.error != error
             v.reachable, v.error, v.via = False, error, "poll"
+            phase = v.status.get("phase")
+            if v.lost_contact is None and phase in _IN_FLIGHT:
+                seen, rel = v.last_seen_ms, v.release_ground_ms
+                v.lost_contact = {"phase": phase, "t_rel_s": round((seen - rel) / 1e3, 1)
+                                  if seen is not None and rel is not None else None}
             out = v.to_json()
         if changed:
             self._on_change(out)
@@ -182,6 +192,7 @@ class Watcher(Startable):
             v = self.views[url]
             v.name = str(st.get("board") or v.name or url)
             v.reachable, v.error, v.via = True, "", "poll"
+            v.last_seen_ms, v.lost_contact = time.time_ns() / 1e6, None
             wall = st.get("wall_ns")
             if isinstance(wall, int):
                 v.offset_ms = round((wall - (t0 + t1) / 2) / 1e6, 3)
@@ -303,6 +314,8 @@ class Watcher(Startable):
             if v is None:
                 return
             v.via = "pub:" + topic.decode("ascii", "replace")
+            if v.reachable:  # a PUB queued before a kill must not bring a silent board back
+                v.last_seen_ms = time.time_ns() / 1e6
             if topic == b"status":
                 self._set_status(v, body)
                 wall = body.get("wall_ns")

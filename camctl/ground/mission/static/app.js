@@ -3,7 +3,7 @@
 "use strict";
 
 // commandsByPhase: which operator command can act in which phase (the server's hello says it)
-const state = { operator: false, boards: new Map(), go: null, commandsByPhase: {} };
+const state = { operator: false, boards: new Map(), go: null, exported: null, commandsByPhase: {} };
 // p99 of these is the bench figure mission_status_latency_ms: board wall clock at a PUB status -> DOM updated
 window.camctlLatency = [];
 window.camctlReady = false;
@@ -30,7 +30,8 @@ function card(view) {
   c = {
     root,
     name: el("span", { class: "name" }), url: el("span", { class: "url", text: view.url }),
-    reach: el("span", { class: "badge reach" }),
+    reach: el("span", { class: "badge reach" }), verdict: el("span", { class: "badge verdict" }),
+    why: el("p", { class: "verdict-reason", hidden: "" }),
     phase: el("span", { class: "phase-name" }), clock: el("span", { class: "clock" }),
     flight: el("span", { class: "flight-id" }), lines: el("span", { class: "lines" }),
     disk: el("span", { class: "disk" }), offset: el("span", { class: "offset" }),
@@ -43,8 +44,9 @@ function card(view) {
   };
   const table = el("table", {}, el("thead", {}, el("tr", {}, ...CAM_COLUMNS.map(h => el("th", { text: h })))), c.cams);
   c.dl.append(el("div", { class: "dim", text: "download" }), c.bar, c.dltext, c.losses);
-  root.append(el("div", { class: "head" }, c.name, c.reach, c.url),
-    el("div", { class: "phase" }, c.phase, c.clock),
+  c.head = el("div", { class: "head" }, c.name, c.reach, c.url);  // the verdict badge joins it when there is one
+  root.append(c.head,
+    el("div", { class: "phase" }, c.phase, c.clock), c.why,
     el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines),
     table, c.checks, c.phases, c.ops, c.dl, c.previews, c.hidden);
   if (state.operator) {
@@ -70,7 +72,11 @@ function renderBoard(view) {
   c.reach.textContent = view.reachable ? "reachable" : "UNREACHABLE";
   c.reach.className = "badge reach " + (view.reachable ? "ok" : "bad");
   c.reach.title = view.error || "";
-  c.phase.textContent = st.phase || "?";
+  // a board silent in flight: where it was last heard, its clock stopped there (not a stale phase)
+  const lost = view.lost_contact;
+  c.root.classList.toggle("lost", !!lost);
+  c.phase.textContent = lost ? "LOST CONTACT in " + lost.phase + (lost.t_rel_s != null ? " at " + rel(lost.t_rel_s) : "")
+    : (st.phase || "?");
   // a button only where its command can act: arm in SAFE, disarm in ARMED and LANDED; none while
   // the board does not answer (its phase is stale)
   const offered = view.reachable ? (state.commandsByPhase[st.phase] || []) : [];
@@ -94,6 +100,7 @@ function renderBoard(view) {
   c.release = view.release_ground_ms;
   const last = (view.phases || []).at(-1);
   c.landed_t = (st.phase === "LANDED" || st.phase === "SAFE") && last && last.t_rel_s != null ? last.t_rel_s : null;
+  c.lost_t = lost ? lost.t_rel_s : undefined;
   tick(c);
   renderChecks(c);
   if (typeof view.via === "string" && view.via === "pub:status" && view.pub_wall_ns) {
@@ -106,7 +113,7 @@ function renderBoard(view) {
 }
 
 function tick(c) {
-  if (c.release == null) { c.clock.textContent = ""; return; }
+  if (c.release == null || c.lost_t !== undefined) { c.clock.textContent = ""; return; }
   const t = c.landed_t != null ? c.landed_t : (Date.now() - c.release) / 1000;
   c.clock.textContent = rel(t) + " from release";
 }
@@ -122,18 +129,31 @@ function renderChecks(c) {
   if (disk) c.disk.textContent = disk.detail;
   const clock = mine.find(k => k.check === "clock");
   if (clock) c.offset.textContent = clock.detail;
+  // the board's flight verdict (camctl/ground/verdict.py): RECORDED / PARTIAL / LOST and why
+  const v = (go.verdicts || {})[name];
+  c.why.hidden = !v;
+  if (!v) c.verdict.remove(); else if (!c.verdict.isConnected) c.head.insertBefore(c.verdict, c.url);
+  c.root.dataset.verdict = v ? v.kind : "";
+  if (v) {
+    c.verdict.textContent = v.kind;
+    c.verdict.className = "badge verdict " + (v.kind === "RECORDED" ? "ok" : v.kind === "LOST" ? "bad" : "warn");
+    c.why.textContent = v.kind + ": " + v.reason;
+  }
 }
 
 function renderGo(go) {
   state.go = go;
   const banner = document.getElementById("banner");
   const predrop = go.stage === "pre-drop";
-  banner.className = "banner " + (!predrop ? "flying" : go.go ? "go" : "nogo");
+  banner.className = "banner " + (go.stage === "lost contact" ? "nogo" : !predrop ? "flying" : go.go ? "go" : "nogo");
   banner.dataset.stage = go.stage;
+  banner.dataset.done = go.done ? "1" : "";
   document.getElementById("verdict").textContent = !predrop ? go.stage.toUpperCase() : go.go ? "GO" : "NO-GO";
-  document.getElementById("failing").replaceChildren(...(!predrop ? [] : go.go ? [el("li", { text: "every check passes" })]
-    : go.failing.map(f => el("li", { text: f }))));
+  // after the drop: "2 of 3 boards landed; rig-b: lost contact in DESCENT at T+4.2 s", then each board's verdict
+  document.getElementById("failing").replaceChildren(...(!predrop ? (go.flight || []).map(f => el("li", { text: f }))
+    : go.go ? [el("li", { text: "every check passes" })] : go.failing.map(f => el("li", { text: f }))));
   for (const c of state.boards.values()) renderChecks(c);
+  if (state.exported) renderExport(state.exported);
 }
 
 function boardByName(name) {
@@ -188,12 +208,20 @@ function renderCommand(m) {
 function renderExport(m) {
   const sec = document.getElementById("flight");
   const badge = document.getElementById("export-state");
+  state.exported = m;
   if (m.state === "waiting") { sec.hidden = true; return; }
   sec.hidden = false;
-  badge.textContent = m.state;
-  badge.className = "badge " + (m.state === "done" ? "ok" : m.state === "failed" ? "bad" : "warn");
-  document.getElementById("export-detail").textContent = m.detail || (m.state === "running" ? "exporting the flight…" : "");
+  // "done" only when every board has a verdict and each is RECORDED; else what the export lacks
+  const vs = Object.entries((state.go && state.go.verdicts) || {});
+  const short = vs.filter(([, v]) => !v || v.kind !== "RECORDED");
+  const whole = m.state === "done" && state.go && state.go.done && !short.length;
+  badge.textContent = m.state === "done" && !whole ? "done: " + (vs.length - short.length) + " of " + vs.length + " boards recorded" : m.state;
+  badge.className = "badge " + (whole ? "ok" : m.state === "failed" ? "bad" : "warn");
+  document.getElementById("export-detail").textContent = m.detail || (m.state === "running" ? "exporting the flight…"
+    : m.state === "done" && !whole ? short.map(([b, v]) => b + ": " + (v ? v.kind + ": " + v.reason : "no verdict yet")).join("; ") : "");
   if (m.state !== "done") return;
+  if (m === state.rendered) return;  // the media of this export are on the page already
+  state.rendered = m;
   document.getElementById("sheets").replaceChildren(
     ...(m.contact_sheet || []).map(u => el("img", { class: "contact-sheet", src: u, alt: "contact sheet", tabindex: "0" })),
     ...(m.timeline || []).map(u => el("img", { class: "timeline", src: u, alt: "timeline", tabindex: "0" })));

@@ -1,0 +1,138 @@
+"""The flight verdict: per board, RECORDED / PARTIAL / LOST with its reason, or none yet.
+
+:func:`verdict` is a pure function of what the ground knows of one board's flight
+(:class:`BoardFlight`); the mission page, ``camctl ls``, ``camctl export``'s summary and ``camctl
+fetch``'s closing line all ask it, so they never disagree. The rules, first match wins:
+
+====  =====================================================  ========  =============================
+rule  when                                                   verdict   reason
+====  =====================================================  ========  =============================
+1     no release (the board never flew)                      LOST      ``no flight``
+2     no contact and nothing downloaded                      LOST      ``lost contact in DESCENT at
+                                                                       T+4.2 s; nothing downloaded``
+3     live, in contact, and not landed / downloading /       (none)    the flight is not done yet
+      nothing downloaded yet
+4     any of: lost contact, no landing, an unfinished        PARTIAL   each, joined by ``; `` (``3
+      download or none at all, frames lost, a camera                   frames lost; camera up
+      failed or stored nothing, books not balanced                     failed``)
+5     otherwise: landed, every listed segment downloaded,    RECORDED  ``landed, 12 segments,
+      no losses, the books balance                                     books balanced``
+====  =====================================================  ========  =============================
+
+``final`` facts (``ls``, ``export``, the end of ``fetch``: nothing more will come) never leave a
+board without a verdict: rule 3 is for the live mission page only. A flight is done only when
+every board has a verdict (:func:`flight_done`).
+
+Example::
+
+    >>> verdict(BoardFlight("rig-b", contact=False, lost_at="in DESCENT at T+4.2 s"))
+    Verdict(kind='LOST', reason='lost contact in DESCENT at T+4.2 s; nothing downloaded')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = ["LOST", "PARTIAL", "RECORDED", "BoardFlight", "Verdict", "flight_done", "from_summary",
+           "landed_line", "verdict"]
+
+RECORDED, PARTIAL, LOST = "RECORDED", "PARTIAL", "LOST"
+# phases a board is in once its flight is over (SAFE: disarmed after landing)
+_DOWN = ("LANDED",)
+
+
+class Verdict(NamedTuple):
+    kind: str  # RECORDED | PARTIAL | LOST
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class BoardFlight:
+    """What the ground knows of one board's flight."""
+
+    board: str
+    flew: bool = True  # a release happened (its edge, or the flight has phases past ARMED)
+    landed: bool = False  # the board reached LANDED
+    phase: str = ""  # its last phase known (for "no landing (last phase DESCENT)")
+    contact: bool = True  # it answers (live), or answered to the end (fetch)
+    lost_at: str = ""  # where contact was lost: "in DESCENT at T+4.2 s"
+    final: bool = False  # nothing more will come: never "no verdict yet"
+    downloaded: int = 0  # segments of the flight on the ground
+    listed: int | None = None  # segments the board listed (None: not known)
+    fetching: bool = False  # a download is running
+    download_error: str = ""  # why the last download did not finish
+    lost_frames: int = 0  # frames the event log's loss records name
+    failed: tuple[str, ...] = ()  # cameras that failed or stored nothing
+    unbalanced: tuple[str, ...] = ()  # cameras whose books do not balance
+
+
+def verdict(f: BoardFlight) -> Verdict | None:
+    """The board's verdict by the rules of the module docstring; None: not done yet (rule 3)."""
+    if not f.flew:
+        return Verdict(LOST, "no flight")
+    lost = f"lost contact {f.lost_at}".rstrip() if f.lost_at else "no contact"
+    why = f" ({f.download_error})" if f.download_error else ""
+    if f.downloaded == 0 and not f.contact:
+        return Verdict(LOST, f"{lost}; nothing downloaded{why}")
+    if not f.final and f.contact and (not f.landed or f.fetching or f.downloaded == 0):
+        return None
+    problems = []
+    if not f.contact:
+        problems.append(lost)
+    if not f.landed:
+        problems.append(f"no landing (last phase {f.phase})" if f.phase else "no landing")
+    complete = f.downloaded > 0 and (f.listed is None or f.downloaded >= f.listed)
+    if not complete:
+        problems.append(f"download unfinished: {f.downloaded} of {f.listed} segments{why}"
+                        if f.listed is not None else f"nothing downloaded{why}")
+    if f.lost_frames:
+        problems.append(f"{f.lost_frames} frame{'s' if f.lost_frames != 1 else ''} lost")
+    problems += [f"camera {c} failed" for c in f.failed]
+    if f.unbalanced and complete:  # an unfinished download cannot balance: said above
+        problems.append(f"books not balanced: {', '.join(f.unbalanced)}")
+    if problems:
+        return Verdict(PARTIAL, "; ".join(problems))
+    return Verdict(RECORDED, f"landed, {f.downloaded} segment{'s' if f.downloaded != 1 else ''}"
+                             ", books balanced")
+
+
+def flight_done(verdicts: Iterable[Verdict | None]) -> bool:
+    """Done only when every board has a verdict (and there is a board)."""
+    vs = list(verdicts)
+    return bool(vs) and all(v is not None for v in vs)
+
+
+def landed_line(names: list[str], landed: list[str], lost: dict[str, str]) -> str:
+    """``2 of 3 boards landed; rig-b: lost contact in DESCENT at T+4.2 s``: ``lost`` maps each
+    board that did not land to why."""
+    head = f"{len(landed)} of {len(names)} boards landed"
+    return "; ".join([head, *(f"{b}: {why}" for b, why in lost.items())])
+
+
+def from_summary(fl: dict[str, Any], *, contact: bool = True, lost_at: str = "",
+                 listed: int | None = None, download_error: str = "") -> BoardFlight:
+    """Final facts from an ``ls`` record (:func:`camctl.ground.flights.summarize_flight`): what is
+    on the ground. ``listed`` overrides the record's count of listed segments."""
+    cams = {n: c for n, c in (fl.get("cameras") or {}).items() if n not in ("thumbs", "export")}
+    phases = [p.get("phase") for p in fl.get("phases") or []]
+    # as the index counts them (camctl.ground.flights.read_index): every folder's segments
+    downloaded = sum(int(c.get("segments", 0)) for c in (fl.get("cameras") or {}).values())
+    if listed is None:
+        listed = fl.get("segments_listed")  # camera segments the board's index lists
+    recorded = any(c.get("frames") or c.get("stills") for c in cams.values())
+    unbalanced = tuple(n for n, c in cams.items()
+                       if (c.get("ledger") or {}).get("balanced") is False)
+    return BoardFlight(
+        board=str(fl.get("board", "")),
+        flew=bool(fl.get("release_source")) or any(p not in ("SAFE", "ARMED") for p in phases),
+        landed=any(p in _DOWN for p in phases), phase=str(phases[-1]) if phases else "",
+        contact=contact, lost_at=lost_at, final=True, downloaded=downloaded, listed=listed,
+        download_error=download_error, lost_frames=int(fl.get("lost_frames") or 0),
+        failed=tuple(n for n, c in cams.items()
+                     if recorded and not (c.get("frames") or c.get("stills"))),
+        unbalanced=unbalanced)
