@@ -280,10 +280,12 @@ def caption(dt_s: float, phase: str, seq: int, *, since: str = "") -> str:
 
 
 # --- from previews --------------------------------------------------------------------------------
-def _previews(tdir: Path, tb: TimeBase | None,
-              fl: Flight | None = None) -> dict[str, list[tuple[int, str, int, Path]]]:
-    """Per camera, (sensor ns, phase, seq, file) of every preview thumbs/index.json describes; the
-    time on the flight's timeline (``fl``: a preview's ``run``, 0 when not given, maps it)."""
+def _previews(tdir: Path, tb: TimeBase | None, fl: Flight | None = None,
+              stills: dict[str, list[Pick]] | None = None
+              ) -> dict[str, list[tuple[int, str, int, Path]]]:
+    """Per camera, (sensor ns, phase, seq, file) of every video-frame preview thumbs/index.json
+    describes; the time on the flight's timeline (``fl``: a preview's ``run``, 0 when not given,
+    maps it). The previews of stills (``"still": true``) go to ``stills`` instead, per camera."""
     try:
         infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -298,6 +300,12 @@ def _previews(tdir: Path, tb: TimeBase | None,
                     ts = fl.frame_ns(ts, frame_run(info))
                 phase = str(info.get("phase") or (tb.phase_at(ts) if tb else ""))
                 seq = int(info.get("seq", f.stem if f.stem.isdigit() else 0))
+                if info.get("still") is True:
+                    if stills is not None:
+                        stills.setdefault(cam_dir.name, []).append(
+                            Pick(ts, phase, seq, f, event=str(info.get("event") or "")))
+                    out.setdefault(cam_dir.name, [])
+                    continue
                 out.setdefault(cam_dir.name, []).append((ts, phase, seq, f))
             else:
                 out.setdefault(cam_dir.name, [])
@@ -331,6 +339,7 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
     refs = [r for r in refs if has_previews(r.path)]
     per: list[tuple[str, str, TimeBase, dict[str, list[tuple[int, str, int, Path]]]]] = []
     notes: list[str] = []
+    still_rows: list[tuple[str, list[Tile]]] = []
     for ref in refs:
         try:
             fl: Flight | None = load_flight(ref)  # its events on the flight's one timeline
@@ -338,7 +347,11 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
             fl = None
         tb = fl.tb if fl is not None else TimeBase.from_events([])
         notes += [*reboot_notes(fl), *loss_notes(fl)] if fl is not None else []
-        per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb, fl)))
+        stills: dict[str, list[Pick]] = {}
+        per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb, fl, stills)))
+        still_rows += [(f"{ref.board}\n{cam}", [still_tile(x, tb, tb.t0_ns)
+                                                for x in sorted(picks, key=lambda x: x.ts)])
+                       for cam, picks in sorted(stills.items())]
     ref_tb = next((tb for _b, _f, tb, _p in per if tb.aligned), None)
     timed = any(previews for _b, _f, _t, cams in per for previews in cams.values())
     events = event_columns(ref_tb) if ref_tb is not None and timed else []
@@ -376,6 +389,9 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                 tiles = [Tile(f, f"#{f.stem}") for f in pick]
                 block.rows.append((f"{ref.board}\n{cam_dir.name}", tiles + [None] * (n - k)))
         blocks.append(block)
+    still_block = stills_block(still_rows)
+    if still_block is not None:
+        blocks.append(still_block)
     header = flight_header(((b, f) for b, f, _t, _p in per), "previews around each event")
     return draw_sheet(_with_reboots(header, notes), blocks, out_png)
 
