@@ -32,7 +32,8 @@ from camctl.common.records import FaultRecord, LedgerRecord, read
 if TYPE_CHECKING:
     from camctl.ground.export.flightset import CamData
 
-__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "drop_time", "lane_of", "rate_bins"]
+__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "drop_time", "lane_of", "lane_rates",
+           "rate_bins"]
 
 BIN_S = 0.25
 PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784",
@@ -121,6 +122,11 @@ def drop_time(frames_s: np.ndarray, since_s: float, until_s: float) -> float:
     return float((lo[k] + hi[k]) / 2)
 
 
+def lane_rates(ln: Lane, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """A lane's plotted frame rate (:func:`rate_bins`), split at each of its phase edges."""
+    return rate_bins(ln.frames_s, lo, hi, edges_s=[t for t, _ in ln.phases])
+
+
 def _phase_color(name: str) -> str:
     return PHASE_COLORS.get(name, _OTHER_COLORS[sum(name.encode()) % len(_OTHER_COLORS)])
 
@@ -170,7 +176,7 @@ def _x_range(lanes: list[Lane]) -> tuple[float, float]:
 def _draw_lane(ax: Any, ln: Lane, lo: float, hi: float, marker: dict[str, str], zero: str,
                phases_seen: list[str]) -> None:
     """One panel: phases shaded, the frame rate, faults, drops, stills; adds to ``phases_seen``."""
-    edges, rate = rate_bins(ln.frames_s, lo, hi, edges_s=[t for t, _ in ln.phases])
+    edges, rate = lane_rates(ln, lo, hi)
     for i, (t, name) in enumerate(ln.phases):
         end = ln.phases[i + 1][0] if i + 1 < len(ln.phases) else hi
         ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
