@@ -211,7 +211,8 @@ def make_previews(seg: Path, rel: str, camera: str, every: int, width: int, *,
         data, w, h = small
         info = p.ThumbInfo(camera=camera, segment=rel, seq=fr.seq, timestamp_ns=fr.timestamp_ns,
                            phase=fr.phase, width=w, height=h, run=fr.run, still=fr.still,
-                           event=str(fr.meta.get("event") or "") if fr.still else "")
+                           # THUMBNAILS takes at most 64 characters of it (ThumbInfo.from_json)
+                           event=str(fr.meta.get("event") or "")[:64] if fr.still else "")
         out.append((info, data))
     return out
 
