@@ -124,6 +124,14 @@ def test_first_look_of_a_real_flight_has_every_frame_around_each_edge_and_the_st
             assert stills == {v["seq"] for k, v in index.items()
                               if k.startswith(f"{cam}/") and v.get("still")}
         assert any(v.get("still") and v.get("event") == "touchdown" for v in index.values())
+    # the sheet's release block (its first 4 rows: 2 boards x 2 cameras) has a frame in every
+    # column, -1 s and -0.5 s included
+    from camctl.ground.export.sheet import OFFSETS_S, sheet_from_previews
+    from camctl.ground.flights import find_flights
+
+    boxes = sheet_from_previews(find_flights(tmp_path / "ground"), tmp_path / "again.png")
+    rows = sorted({b[1] for b in boxes})[:4]
+    assert [sum(b[1] == y for b in boxes) for y in rows] == [len(OFFSETS_S)] * 4, boxes
 
 
 def test_first_look_names_an_unreachable_board(tmp_path: Path,
