@@ -188,3 +188,30 @@ def test_thumbs_dense_s_is_checked(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as e:
             parse_config({"board": "rig-a", "publish": {"thumbs_dense_s": bad}}, source="c.toml")
         assert str(e.value) == f"c.toml: publish.thumbs_dense_s: {why}"
+
+
+def test_previews_made_before_a_later_edge_are_made_again(tmp_path: Path) -> None:
+    """A board serving during its flight made a segment's previews before the next edge was logged:
+    once the worker sees the new edge, that flight's previews are made again when asked for."""
+    from camctl.store._eventlog import append_events
+
+    segs, _edge = _store(tmp_path)
+    seg, rel = segs[0], f"F1/down/{segs[0].name}"
+    pv = previews.Previews(dense_s=0.5)
+    try:
+        wait_for(lambda: pv.get(seg, rel, "down", 10, 32) is not None, "previews")
+        first = {t.seq for t, _ in pv.get(seg, rel, "down", 10, 32)}
+        assert 5 not in first  # far from the release edge (frame 20), not a 10th frame
+        # separation at frame 5's time, logged afterwards
+        append_events(tmp_path / "F1", [{
+            "kind": "phase", "name": "SEPARATION", "phase_from": "DESCENT",
+            "phase_to": "SEPARATION", "event": "separation", "source": "gpio",
+            "mono_ns": NS + 5 * 100_000_000, "wall_ns": 1_767_225_600 * NS}])
+        # another job of the flight (another width) lets the worker see the new edge
+        wait_for(lambda: pv.get(seg, rel, "down", 10, 48) is not None, "previews at 48 px")
+        # (the worker dropped the 32 px previews before making the 48 px ones): made again
+        wait_for(lambda: pv.get(seg, rel, "down", 10, 32) is not None, "previews made again")
+        again = {t.seq for t, _ in pv.get(seg, rel, "down", 10, 32)}
+        assert {1, 5, 9} <= again and first <= again, sorted(again)
+    finally:
+        pv.close()

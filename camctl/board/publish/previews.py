@@ -44,6 +44,7 @@ class Previews:
         self.max_bytes = max_bytes
         self.dense_s = dense_s  # every frame this near a phase edge gets a preview (0: none)
         self._edges: OrderedDict[tuple, list[tuple[int, int]]] = OrderedDict()  # worker only
+        self._flight_seen: dict[str, list[tuple[int, int]]] = {}  # flight dir -> edges last used
         self._cache: OrderedDict[tuple, tuple[list[tuple[p.ThumbInfo, bytes]], int]] = OrderedDict()
         self._bytes = 0
         self._todo: OrderedDict[tuple, tuple[Path, str, str, int, int]] = OrderedDict()
@@ -150,13 +151,23 @@ class Previews:
     def _flight_edges(self, seg: Path) -> list[tuple[int, int]]:
         """:func:`flight_edges` of ``seg``'s flight, cached by its event log files (size, mtime):
         a flight's segments are made one after the other."""
-        logs = sorted((seg.parent.parent / "events").glob("*.mcap"))
+        flight = seg.parent.parent
+        logs = sorted((flight / "events").glob("*.mcap"))
         key = tuple(file_key(f) for f in logs)
         hit = self._edges.get(key)
         if hit is None:
             hit = self._edges[key] = flight_edges(logs)
             while len(self._edges) > _EDGES_CACHED:
                 self._edges.popitem(last=False)
+        seen = self._flight_seen.get(str(flight))
+        if seen is not None and seen != hit:
+            # an edge logged since (a board serving during its flight): the flight's previews made
+            # before it may lack the frames around it; they are made again when next asked for
+            prefix = f"{flight}/"
+            with self._cond:
+                for k in [k for k in self._cache if str(k[0]).startswith(prefix)]:
+                    self._bytes -= self._cache.pop(k)[1]
+        self._flight_seen[str(flight)] = hit
         return hit
 
     def close(self) -> None:
