@@ -210,6 +210,9 @@ class PublishConfig:
     remote_events: bool = False  # COMMAND event accepted on a board whose GPIO lines are real
     chunk_kb: int = 256
     thumbs_every: int = 10
+    # every frame within this many seconds of a phase edge (release, touchdown...) gets a preview
+    # too: the first look's -1 s .. +1 s columns (0: only every thumbs_every-th frame)
+    thumbs_dense_s: float = 1.0
     # COMMAND arm/disarm/event from anyone on a real-GPIO board without operator keys (unsafe)
     unsafe_remote_commands: bool = False
     # TCP connections served at once (ROUTER + PUB); more are refused. A ground station takes one
@@ -657,6 +660,7 @@ def _publish(t: _Table) -> PublishConfig:
         remote_events=t.bool("remote_events", False),
         chunk_kb=t.num("chunk_kb", PublishConfig.chunk_kb, lo=1, hi=4096, integer=True),
         thumbs_every=t.num("thumbs_every", PublishConfig.thumbs_every, lo=1, integer=True),
+        thumbs_dense_s=t.num("thumbs_dense_s", PublishConfig.thumbs_dense_s, lo=0, hi=60),
         unsafe_remote_commands=t.bool("unsafe_remote_commands", False),
         max_connections=t.num("max_connections", PublishConfig.max_connections, lo=1, hi=10_000,
                               integer=True),

@@ -652,7 +652,8 @@ class Chunk(Message):
 class ThumbInfo:
     """One preview in THUMBNAILS: its frame (camera, segment, seq, timestamp_ns, phase), size, and
     the run of the daemon in the flight that captured it (``timestamp_ns`` is on that run's clock;
-    0, or absent from an older board: the run that opened the flight)."""
+    0, or absent from an older board: the run that opened the flight); ``still`` for a still and
+    ``event``, the event it was taken for (both absent from an older board)."""
 
     camera: str
     segment: str
@@ -662,6 +663,8 @@ class ThumbInfo:
     width: int
     height: int
     run: int = 0
+    still: bool = False
+    event: str = ""
 
     @classmethod
     def from_json(cls, d: Any) -> ThumbInfo:
@@ -670,7 +673,9 @@ class ThumbInfo:
         return cls(camera=_get(d, "camera", str), segment=check_relpath(_get(d, "segment", str)),
                    seq=_get(d, "seq", int), timestamp_ns=_get(d, "timestamp_ns", int),
                    phase=_get(d, "phase", str, ""), width=_get(d, "width", int, lo=0),
-                   height=_get(d, "height", int, lo=0), run=_get(d, "run", int, 0, lo=0))
+                   height=_get(d, "height", int, lo=0), run=_get(d, "run", int, 0, lo=0),
+                   still=_get(d, "still", bool, False),
+                   event=_get(d, "event", str, "", max_len=64))
 
 
 @dataclass

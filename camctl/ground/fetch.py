@@ -566,7 +566,8 @@ class _BoardFetch:
                 continue
             files.append((root / seg.flight / "thumbs" / info.camera / f"{preview_stem(info)}.jpg",
                           data, {"seq": info.seq, "timestamp_ns": info.timestamp_ns,
-                                 "phase": info.phase, "segment": info.segment, "run": info.run}))
+                                 "phase": info.phase, "segment": info.segment, "run": info.run,
+                                 "still": info.still, "event": info.event}))
         return files
 
     def _files(self, segs: list[tuple[p.SegmentInfo, Path]], *,

@@ -26,7 +26,8 @@ from camctl.common.protocol import printable
 from camctl.ground.extra import require_ground
 from camctl.ground.flights import FlightRef, find_flights
 
-__all__ = ["FirstLook", "first_look", "first_look_main", "since_touchdown_s"]
+__all__ = ["FirstLook", "first_look", "first_look_main", "since_touchdown_s",
+           "touchdown_words"]
 
 SHEET_NAME = "first-look.png"
 
@@ -88,6 +89,22 @@ def first_look(urls: list[str], out: Path, *, give_up_after_s: float = 30.0, cur
     return FirstLook(report, drawn, {r.board: since_touchdown_s(r, now) for r in refs})
 
 
+def touchdown_words(look: FirstLook) -> str:
+    """How long after touchdown the sheet is ready (the latest board's), or why that is not known:
+    ``no touchdown logged by rig-a`` names the boards that answered without one; a board that was
+    not reached is ``rig-b unreachable`` (or ``refused``: its touchdown is unknown, not
+    missing)."""
+    since = [s for s in look.since_touchdown_s.values() if s is not None]
+    words = [f"{max(since):.2f} s after touchdown"] if since else []
+    silent = sorted(b for b, s in look.since_touchdown_s.items() if s is None)
+    if silent:
+        words.append(f"no touchdown logged by {', '.join(silent)}")
+    words += [f"{b.board or b.url} {'unreachable' if b.unreachable else 'refused'}"
+              for b in look.report.boards
+              if (b.unreachable or b.refused) and b.board not in look.since_touchdown_s]
+    return "; ".join(words) or "no touchdown logged"
+
+
 def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
     """``camctl fetch --first-look``: one line with the sheet's path and the time since touchdown.
 
@@ -99,8 +116,7 @@ def first_look_main(args: argparse.Namespace, curve: Any = None) -> int:
                       timeout_s=max(0.1, min(args.timeout, args.give_up_after)))
     rep = look.report
     ok_boards = sum(b.ok for b in rep.boards)
-    since = [s for s in look.since_touchdown_s.values() if s is not None]
-    when = (f"{max(since):.2f} s after touchdown" if since else "no touchdown logged")
+    when = touchdown_words(look)
     previews = sum(b.thumbs for b in rep.boards)
     if look.sheet is not None:
         print(f"first look: {look.sheet} ({previews} previews from "

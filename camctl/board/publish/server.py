@@ -116,7 +116,7 @@ class Publisher(Startable):
         self._pub: zmq.Socket | None = None
         self._closed = False
         self.catalog = Catalog(board.store_root)
-        self.previews = Previews()
+        self.previews = Previews(dense_s=config.thumbs_dense_s)
         self._handlers = Handlers(board, config, self.catalog, self.previews)
         # reply bytes handed to libzmq and not yet released: a quarter of the memory budget in all,
         # per peer what its window of chunks takes (at most an eighth of that)

@@ -108,7 +108,8 @@ def scan_camera(fl: Flight, camera: str, *, mp4: Path | None, frames_dir: Path |
                 ts = fl.frame_ns(fr.timestamp_ns, fr.run)  # on the flight's timeline
                 if fr.still:
                     data.stills.append(Pick(ts, fr.phase, fr.seq, fr.jpeg,
-                                            (fr.width, fr.height) if fr.width else None))
+                                            (fr.width, fr.height) if fr.width else None,
+                                            event=str(fr.meta.get("event") or "")))
                     continue
                 data.times.append(ts)
                 if writer is not None:

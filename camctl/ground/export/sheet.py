@@ -5,8 +5,10 @@ writes first (``thumbs/``: the first look, and export of a thumbs-only download)
 (release, separation, touchdown...), columns at :data:`OFFSETS_S` from the event's edge *on each
 board's own clock*, a row per board and camera; a last block holds the stills. Each tile is labelled
 with the true time of the frame shown relative to the event (not the column's target) and the phase
-the frame was filed under, so a frame from just before the edge says so. The flight id is in the
-header, once.
+the frame was filed under, so a frame from just before the edge says so. A still is labelled with
+its exposure time from the edge of the event it is filed against (:func:`still_event` documents the
+rules: the event it was taken for, else the nearest edge), ``BEFORE EDGE`` in red when exposed
+before it. The flight id is in the header, once.
 
 :class:`Picker` chooses the frames while a camera is read once (only the chosen JPEGs are kept);
 :func:`draw_sheet` draws the blocks with Pillow.
@@ -34,10 +36,10 @@ from camctl.ground.flights import FlightRef, TimeBase, find_flights
 if TYPE_CHECKING:
     from camctl.ground.export.flightset import CamData, Flight
 
-__all__ = ["BG", "OFFSETS_S", "SHEET_TOL_NS", "Block", "Pick", "Picker", "Tile", "caption",
-           "contact_sheet_from_thumbs", "draw_sheet", "event_columns", "event_ns", "event_title",
-           "flight_header", "has_previews", "set_events", "set_sheet", "set_targets",
-           "sheet_from_previews"]
+__all__ = ["BG", "OFFSETS_S", "SHEET_TOL_NS", "STILLS_TITLE", "Block", "Pick", "Picker", "Tile",
+           "caption", "contact_sheet_from_thumbs", "draw_sheet", "event_columns", "event_ns",
+           "event_title", "flight_header", "has_previews", "set_events", "set_sheet", "set_targets",
+           "sheet_from_previews", "still_event", "still_tile", "stills_block"]
 
 BG = (18, 18, 22)  # background of the sheet
 OFFSETS_S = (-1.0, -0.5, 0.0, 0.5, 1.0)  # columns around each event, seconds from its edge
@@ -59,6 +61,7 @@ class Pick:
     seq: int
     image: bytes | Path
     size: tuple[int, int] | None = None  # (width, height) as recorded, where the caption says it
+    event: str = ""  # a still's: the event it was taken for (its meta), "" when it does not say
 
 
 class Picker:
@@ -124,6 +127,56 @@ def flight_header(flights: Iterable[tuple[str, str]], what: str) -> str:
     return f"flights {', '.join(f'{b} {f}' for b, f in flights)} · {what}"
 
 
+# --- stills ---------------------------------------------------------------------------------------
+STILLS_TITLE = ("stills (size as recorded): time from the edge of the event each is filed "
+                "against; BEFORE EDGE = exposed before it")
+
+
+def still_event(ts: int, event: str, tb: TimeBase) -> tuple[str, int] | None:
+    """The event a still exposed at ``ts`` (flight ns) is filed against, and that event's edge.
+
+    The rules, in order: (1) the event the still was taken for (``event``, from its metadata) when
+    this board logged that event's edge; (2) else the logged event whose edge is nearest the
+    exposure (a tie goes to the later edge: the still is after it); (3) None when the board logged
+    no event edge (the still is then timed from the flight's zero). A still is never filed by the
+    phase it was stored under: a still exposed 125 ms before the touchdown edge is stored in
+    TOUCHDOWN yet belongs 0.125 s before that edge."""
+    if event and event in tb.event_ns:
+        return event, tb.event_ns[event]
+    if not tb.event_ns:
+        return None
+    ev, t = min(tb.event_ns.items(), key=lambda kv: (abs(ts - kv[1]), -kv[1]))
+    return ev, t
+
+
+def still_tile(pick: Pick, tb: TimeBase, zero_ns: int | None) -> Tile:
+    """A still's tile: ``touchdown -0.125 s BEFORE EDGE`` over ``TOUCHDOWN #412 320x240`` (red
+    when exposed before its event's edge); timed from the flight's zero (``zero_ns``) when no
+    event is logged."""
+    size = f" {pick.size[0]}x{pick.size[1]}" if pick.size else ""
+    filed = still_event(pick.ts, pick.event, tb)
+    if filed is None:
+        dt = (pick.ts - zero_ns) / 1e9 if zero_ns is not None else 0.0
+        return Tile(pick.image, f"{dt:+.3f} s from zero\n{pick.phase or '?'} #{pick.seq}{size}")
+    ev, t_ev = filed
+    dt = (pick.ts - t_ev) / 1e9
+    before = pick.ts < t_ev
+    return Tile(pick.image, f"{ev} {dt:+.3f} s{' BEFORE EDGE' if before else ''}\n"
+                            f"{pick.phase or '?'} #{pick.seq}{size}", warn=before)
+
+
+def stills_block(rows: list[tuple[str, list[Tile]]]) -> Block | None:
+    """The stills block: a row per camera with stills (None when no camera has one)."""
+    width = max([len(tiles) for _label, tiles in rows] + [0])
+    if not width:
+        return None
+    block = Block(STILLS_TITLE, [f"still {i + 1}" for i in range(width)])
+    for label, tiles in rows:
+        if tiles:
+            block.rows.append((label, [*tiles, *([None] * (width - len(tiles)))]))
+    return block
+
+
 # --- drawing --------------------------------------------------------------------------------------
 @dataclass
 class Tile:
@@ -131,6 +184,7 @@ class Tile:
 
     image: bytes | Path
     caption: str
+    warn: bool = False  # the caption is drawn in red (a still exposed before its event's edge)
 
 
 @dataclass
@@ -209,7 +263,8 @@ def draw_sheet(header: str, blocks: list[Block], out_png: Path) -> list[tuple[in
                     ox, oy = x + (TILE_W - im.width) // 2, y + (TILE_H - im.height) // 2
                     sheet.paste(im, (ox, oy))
                     boxes.append((ox, oy, ox + im.width, oy + im.height))
-                draw.text((x, y + TILE_H + 3), tile.caption, fill=(190, 190, 190), font=font)
+                draw.text((x, y + TILE_H + 3), tile.caption,
+                          fill=(255, 110, 90) if tile.warn else (190, 190, 190), font=font)
             y += cell_h
         if not block.rows:
             y += cell_h
@@ -225,10 +280,12 @@ def caption(dt_s: float, phase: str, seq: int, *, since: str = "") -> str:
 
 
 # --- from previews --------------------------------------------------------------------------------
-def _previews(tdir: Path, tb: TimeBase | None,
-              fl: Flight | None = None) -> dict[str, list[tuple[int, str, int, Path]]]:
-    """Per camera, (sensor ns, phase, seq, file) of every preview thumbs/index.json describes; the
-    time on the flight's timeline (``fl``: a preview's ``run``, 0 when not given, maps it)."""
+def _previews(tdir: Path, tb: TimeBase | None, fl: Flight | None = None,
+              stills: dict[str, list[Pick]] | None = None
+              ) -> dict[str, list[tuple[int, str, int, Path]]]:
+    """Per camera, (sensor ns, phase, seq, file) of every video-frame preview thumbs/index.json
+    describes; the time on the flight's timeline (``fl``: a preview's ``run``, 0 when not given,
+    maps it). The previews of stills (``"still": true``) go to ``stills`` instead, per camera."""
     try:
         infos = json.loads((tdir / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -243,6 +300,12 @@ def _previews(tdir: Path, tb: TimeBase | None,
                     ts = fl.frame_ns(ts, frame_run(info))
                 phase = str(info.get("phase") or (tb.phase_at(ts) if tb else ""))
                 seq = int(info.get("seq", f.stem if f.stem.isdigit() else 0))
+                if info.get("still") is True:
+                    if stills is not None:
+                        stills.setdefault(cam_dir.name, []).append(
+                            Pick(ts, phase, seq, f, event=str(info.get("event") or "")))
+                    out.setdefault(cam_dir.name, [])
+                    continue
                 out.setdefault(cam_dir.name, []).append((ts, phase, seq, f))
             else:
                 out.setdefault(cam_dir.name, [])
@@ -276,6 +339,7 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
     refs = [r for r in refs if has_previews(r.path)]
     per: list[tuple[str, str, TimeBase, dict[str, list[tuple[int, str, int, Path]]]]] = []
     notes: list[str] = []
+    still_rows: list[tuple[str, list[Tile]]] = []
     for ref in refs:
         try:
             fl: Flight | None = load_flight(ref)  # its events on the flight's one timeline
@@ -283,7 +347,11 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
             fl = None
         tb = fl.tb if fl is not None else TimeBase.from_events([])
         notes += [*reboot_notes(fl), *loss_notes(fl)] if fl is not None else []
-        per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb, fl)))
+        stills: dict[str, list[Pick]] = {}
+        per.append((ref.board, ref.flight, tb, _previews(ref.path / "thumbs", tb, fl, stills)))
+        still_rows += [(f"{ref.board}\n{cam}", [still_tile(x, tb, tb.t0_ns)
+                                                for x in sorted(picks, key=lambda x: x.ts)])
+                       for cam, picks in sorted(stills.items())]
     ref_tb = next((tb for _b, _f, tb, _p in per if tb.aligned), None)
     timed = any(previews for _b, _f, _t, cams in per for previews in cams.values())
     events = event_columns(ref_tb) if ref_tb is not None and timed else []
@@ -321,6 +389,9 @@ def sheet_from_previews(refs: list[FlightRef], out_png: Path, *,
                 tiles = [Tile(f, f"#{f.stem}") for f in pick]
                 block.rows.append((f"{ref.board}\n{cam_dir.name}", tiles + [None] * (n - k)))
         blocks.append(block)
+    still_block = stills_block(still_rows)
+    if still_block is not None:
+        blocks.append(still_block)
     header = flight_header(((b, f) for b, f, _t, _p in per), "previews around each event")
     return draw_sheet(_with_reboots(header, notes), blocks, out_png)
 
@@ -387,18 +458,11 @@ def set_sheet(fset: list[Flight], cams: list[CamData],
         for cam in cams:
             block.rows.append((f"{cam.board}\n{cam.camera}", _spread_tiles(cam, quantiles)))
         blocks.append(block)
-    width = max([len(c.stills) for c in cams] + [0])
-    if width:
-        # a still is video-size or the full sensor (the camera's still_size): say which it was
-        block = Block("stills (size as recorded), time from release",
-                      [f"still {i + 1}" for i in range(width)])
-        for cam in cams:
-            if cam.stills:
-                block.rows.append((f"{cam.board}\n{cam.camera}", [
-                    Tile(p.image, caption(cam.fl.rel(p.ts), p.phase, p.seq)
-                         + (f" {p.size[0]}x{p.size[1]}" if p.size else "")) for p in cam.stills]
-                    + [None] * (width - len(cam.stills))))
-        blocks.append(block)
+    stills = stills_block([(f"{cam.board}\n{cam.camera}",
+                            [still_tile(p, cam.fl.tb, cam.fl.t0_ns) for p in cam.stills])
+                           for cam in cams])
+    if stills is not None:
+        blocks.append(stills)
     offsets = ", ".join(f"{o:+g}" for o in OFFSETS_S)
     header = flight_header(((f.board, f.ref.flight) for f in fset),
                            f"frames at {offsets} s around each event")

@@ -3,8 +3,10 @@ drawn by matplotlib, written as PNG and SVG.
 
 One panel per camera, sharing the x axis. Frame rates are averaged over bins of :data:`BIN_S` whose
 edges fall on the release edge (t = 0), so a rate change at the release shows exactly there, never a
-bin early (:func:`rate_bins`). Phases are shaded; faults are red lines; every drop record of the
-flight's event log is a marker, one shape and colour per drop reason, with its count; every still is
+bin early, and the interval spanning a phase edge is split at it, never a speed-up before it
+(:func:`rate_bins`). Phases are shaded; faults are red lines; every drop record of the flight's
+event log is a marker at the gap its frames left (:func:`drop_time`), one shape and colour per drop
+reason, with its count; every still is
 a span over the gap it left in the video stream; a dashed line marks where the board came back from
 a reboot ("reboot: down 8.1 s"), its frames placed on the flight's timeline like the others.
 
@@ -16,6 +18,8 @@ Example::
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from camctl.common.ledger import ledger_marks
-from camctl.common.records import FaultRecord, read
+from camctl.common.records import FaultRecord, LedgerRecord, read
 
 if TYPE_CHECKING:
     from camctl.ground.export.flightset import CamData
 
-__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "lane_of", "rate_bins"]
+__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "drop_time", "lane_of", "lane_rates",
+           "rate_bins"]
 
 BIN_S = 0.25
 PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784",
@@ -55,27 +60,71 @@ class Lane:
     reboots: list[tuple[float, str]] = field(default_factory=list)
 
 
-def rate_bins(frames_s: np.ndarray, lo: float, hi: float,
-              bin_s: float = BIN_S) -> tuple[np.ndarray, np.ndarray]:
+def rate_bins(frames_s: np.ndarray, lo: float, hi: float, bin_s: float = BIN_S,
+              edges_s: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(bin edges, frames/s per bin) over [lo, hi]; edges: whole multiples of ``bin_s`` from t = 0.
 
     A bin's rate is the frame rate averaged over the part of it that lies between two frames: each
     interval between consecutive frames runs at 1/its length, so a steady 10 fps reads 10 in every
     bin (counting frames per bin would alias to 8 and 12) and a rate change at an event starts
-    exactly at its bin edge. Computed with the piecewise-linear frame counter through the frames
-    (``np.interp``)."""
+    exactly at its bin edge. An interval that spans an event edge (``edges_s``: the phase changes)
+    is split at it: the part before the edge runs at the rate of the interval before it, the part
+    after at the rate of the interval after it. The camera's schedule changes at the edge, so that
+    interval (the last frame of the old rate to the first of the new) measures neither rate, and
+    spread back over the bin before the edge it read as a speed-up there (issue 28 item 5)."""
     start = np.floor(lo / bin_s) * bin_s
     n = max(1, int(np.ceil((hi - start) / bin_s - 1e-9)))
     edges = start + np.arange(n + 1) * bin_s
     t = np.sort(np.asarray(frames_s, dtype=float))
     if t.size < 2:
         return edges, np.zeros(n)
+    # per-interval rates, then the intervals that hold an event edge split at it
+    lefts, rights = t[:-1], t[1:]
+    dt = rights - lefts
+    rates = np.where(dt > 0, 1.0 / np.where(dt > 0, dt, 1.0), 0.0)
+    seg_lo, seg_hi, seg_rate = lefts.tolist(), rights.tolist(), rates.tolist()
+    for e in sorted(set(float(x) for x in edges_s)):
+        i = int(np.searchsorted(t, e, side="right")) - 1  # the interval [t[i], t[i+1]) holds e
+        if i < 0 or i + 1 >= t.size or not t[i] < e < t[i + 1]:
+            continue
+        before = rates[i - 1] if i > 0 else rates[i + 1] if i + 1 < rates.size else rates[i]
+        after = rates[i + 1] if i + 1 < rates.size else before
+        j = bisect.bisect_right(seg_lo, e) - 1  # the piece holding e (a second edge: its tail)
+        if i > 0 and seg_rate[j] != rates[i]:
+            before = seg_rate[j]  # two edges in one interval: the rate stays as split
+        end = seg_hi[j]
+        seg_hi[j], seg_rate[j] = e, float(before)
+        seg_lo.insert(j + 1, e)
+        seg_hi.insert(j + 1, end)
+        seg_rate.insert(j + 1, float(after))
+    # the integral of the rate (a frame counter) at every piece's end: piecewise linear
+    knots = np.array([seg_lo[0], *seg_hi])
+    counter = np.concatenate([[0.0], np.cumsum(np.array(seg_rate) * np.diff(knots))])
     a, b = np.maximum(edges[:-1], t[0]), np.minimum(edges[1:], t[-1])
     covered = b - a
-    counter = np.arange(t.size, dtype=float)
-    frames = np.interp(b, t, counter) - np.interp(a, t, counter)
+    frames = np.interp(b, knots, counter) - np.interp(a, knots, counter)
     rate = np.where(covered > 0, frames / np.where(covered > 0, covered, 1.0), 0.0)
     return edges, rate
+
+
+def drop_time(frames_s: np.ndarray, since_s: float, until_s: float) -> float:
+    """Where the drops a ledger interval (``since_s`` .. ``until_s``) counted happened: the middle
+    of the widest gap between stored frames that overlaps the interval (the dropped frames' own
+    times lie in it); ``until_s`` (the record's time) when no stored frame is near it."""
+    t = np.sort(np.asarray(frames_s, dtype=float))
+    if t.size < 2:
+        return until_s
+    lo, hi = t[:-1], t[1:]
+    inside = (hi > since_s) & (lo < until_s)
+    if not inside.any():
+        return until_s
+    k = int(np.flatnonzero(inside)[np.argmax((hi - lo)[inside])])
+    return float((lo[k] + hi[k]) / 2)
+
+
+def lane_rates(ln: Lane, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """A lane's plotted frame rate (:func:`rate_bins`), split at each of its phase edges."""
+    return rate_bins(ln.frames_s, lo, hi, edges_s=[t for t, _ in ln.phases])
 
 
 def _phase_color(name: str) -> str:
@@ -127,7 +176,7 @@ def _x_range(lanes: list[Lane]) -> tuple[float, float]:
 def _draw_lane(ax: Any, ln: Lane, lo: float, hi: float, marker: dict[str, str], zero: str,
                phases_seen: list[str]) -> None:
     """One panel: phases shaded, the frame rate, faults, drops, stills; adds to ``phases_seen``."""
-    edges, rate = rate_bins(ln.frames_s, lo, hi)
+    edges, rate = lane_rates(ln, lo, hi)
     for i, (t, name) in enumerate(ln.phases):
         end = ln.phases[i + 1][0] if i + 1 < len(ln.phases) else hi
         ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
@@ -200,8 +249,17 @@ def lane_of(cam: CamData) -> Lane:
         if (isinstance(rec, FaultRecord) and rec.mono_ns is not None
                 and rec.camera in ("", cam.camera)):
             lane.faults.append((fl.rel(rec.mono_ns), _fault_label(rec)))
-    lane.drops += [(fl.rel(mono), reason, n) for mono, c, reason, n in ledger_marks(fl.events)
-                   if c == cam.camera]
+    # a ledger record counts the drops of its interval (since_ns .. its own time, written up to a
+    # second later): its marks go where the frames are missing, not at the record
+    since = {r.mono_ns: r.since_ns for r in read(fl.events) if isinstance(r, LedgerRecord)
+             and r.camera == cam.camera and r.mono_ns is not None and r.since_ns is not None}
+    for mono, c, reason, n in ledger_marks(fl.events):
+        if c != cam.camera:
+            continue
+        at = fl.rel(mono)
+        if mono in since:
+            at = drop_time(frames_s, at - (mono - since[mono]) / 1e9, at)
+        lane.drops.append((at, reason, n))
     for p in cam.stills:
         i = int(np.searchsorted(times, p.ts))
         g0 = times[i - 1] if i > 0 else p.ts
