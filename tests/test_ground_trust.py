@@ -289,7 +289,9 @@ def test_board_text_reaches_the_terminal_escaped(tmp_path: Path,
 def test_board_name_with_a_newline_makes_no_folder(tmp_path: Path) -> None:
     with Rogue(name="rig-a\n") as rogue:
         report = _fetch([rogue.url], tmp_path / "out")
-    assert [x.name for x in (tmp_path / "out").iterdir()] == [".camctl-fetch.lock"]
+    # no board folder: only the fetch's lock and its verdicts (the board, refused, is LOST)
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == [".camctl-fetch.lock",
+                                                                     "fetch-verdicts.json"]
     assert not report.ok and "cannot be a folder name" in report.summary()
     assert report.boards[0].refused  # the CLI exits 2
 

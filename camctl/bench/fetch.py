@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.bench.harness import MB, Ctx, Figure, Metric
+from camctl.store.reserve import RESERVE_NAME
 
 CHUNK = 256 * 1024  # bytes per request, both sides
 WINDOW = 8  # requests in flight, both sides
@@ -30,8 +31,9 @@ BUDGET_S = 14.0  # for the rounds: past it, no new pair of rounds is started
 
 
 def _files_of(root: Path) -> list[tuple[str, int]]:
+    # the board's own files are not served: daemon.json and the store's full-disk reserve
     return [(p.relative_to(root).as_posix(), p.stat().st_size) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "daemon.json"]
+            if p.is_file() and p.name not in ("daemon.json", RESERVE_NAME)]
 
 
 def _raw_name(rel: str) -> str:
