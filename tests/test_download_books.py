@@ -114,6 +114,49 @@ def test_verify_of_a_thumbs_only_download_says_previews_only(flown, tmp_path, ca
         assert _bytes(flight) == before, args
 
 
+def test_ls_of_a_thumbs_only_download_says_books_not_checked(flown, camctl_cli):
+    r = camctl_cli("ls", str(flown.thumbs))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "NOT BALANCED" not in r.stdout, r.stdout
+    for cam in ("down", "up"):
+        assert f"  {cam}: books not checked: previews only; captured " in r.stdout, r.stdout
+    assert "previews only" in r.stdout.splitlines()[0]
+    (fl,) = json.loads(camctl_cli("ls", "--json", str(flown.thumbs)).stdout)["flights"]
+    assert fl["previews_only"] and fl["verdict"]["kind"] == "PARTIAL"
+    assert all(c["ledger"]["balanced"] is None and c["ledger"]["not_checked"] == "previews only"
+               for c in fl["cameras"].values()), fl["cameras"]
+
+
+def test_ls_of_a_download_missing_a_segment_names_it_and_does_not_fail(flown, tmp_path,
+                                                                       camctl_cli):
+    out = _copy(flown.full, tmp_path / "out")
+    flight = out / BOARD / flown.flight
+    gone = _middle_segment(flight)
+    (flight / gone).unlink()
+    r = camctl_cli("ls", str(out))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "NOT BALANCED" not in r.stdout, r.stdout
+    assert "  down: books not checked: 1 of " in r.stdout, r.stdout
+    assert f"not downloaded ({gone})" in r.stdout
+    assert "  up: captured " in r.stdout  # the camera with all its segments is checked
+
+
+def test_ls_exits_1_when_the_books_do_not_balance(flown, tmp_path, camctl_cli):
+    assert camctl_cli("ls", str(flown.full)).returncode == 0  # every camera's books balance
+    # the board's own store (not a download) without a finished segment, no loss on record: the
+    # frames it held are neither stored nor dropped
+    store = _copy(flown.store, tmp_path / "store")
+    flight = store / flown.flight
+    (flight / _middle_segment(flight)).unlink()
+    r = camctl_cli("ls", str(store))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "  down: captured " in r.stdout and "NOT BALANCED" in r.stdout, r.stdout
+    assert "  up: captured " in r.stdout and r.stdout.count("NOT BALANCED") == 1
+    r = camctl_cli("ls", "--json", str(store))
+    assert r.returncode == 1 and json.loads(r.stdout)["flights"][0]["cameras"]["down"][
+        "ledger"]["balanced"] is False
+
+
 def test_a_board_store_missing_a_segment_is_still_a_loss(flown, tmp_path):
     from camctl.store import verify
 
@@ -148,3 +191,19 @@ def test_a_download_index_rebuilt_for_another_reason_keeps_the_segments_not_fetc
     again = verify(out)
     assert again.status == "incomplete download" and again.not_fetched == [f"{BOARD}/{gone}"]
     assert not again.repairable and not again.losses, again.to_dict()
+
+
+def test_ls_of_a_flight_without_ledger_records_says_not_accounted_and_exits_0(tmp_path,
+                                                                               camctl_cli):
+    from flights import build_download
+
+    # rig-b's down camera has a store drop record (3 frames) and, like every flight from before
+    # the ledger, no ledger record: no captured count to check the books against
+    built = build_download(tmp_path / "dl")
+    r = camctl_cli("ls", str(built.root))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "NOT BALANCED" not in r.stdout, r.stdout
+    assert "  down: no ledger records (losses not accounted)" in r.stdout
+    (fl,) = [f for f in json.loads(camctl_cli("ls", "--json", str(built.root)).stdout)["flights"]
+             if f["board"] == "rig-b"]
+    assert fl["drops"] == 3 and fl["cameras"]["down"]["ledger"]["balanced"] is None
