@@ -9,9 +9,13 @@ Exit codes, the same for every subcommand (:data:`EXIT_CODES`, :func:`exit_code_
 
 - **0** ok: the command did its job and found nothing wrong.
 - **1** a problem found in the data: ``verify`` found damaged, repaired or lost frames (or frames
-  lost earlier, recorded); ``fetch`` got a file whose checksum failed or a download that is
-  incomplete; ``export`` found no frame to export; ``doctor`` found a failing check; ``demo`` lost a
-  frame; a stored segment that cannot be read.
+  lost earlier, recorded), or a download without every segment (``incomplete download``: segments
+  not fetched, which the board still has; ``previews only``: a ``--thumbs-only`` download);
+  ``fetch`` got a file whose checksum failed or a download that is incomplete; ``ls`` found a
+  camera whose books do not balance (captured != stored + dropped + aged out, its segments all on
+  the ground; books a download cannot check say "books not checked" and are not this);
+  ``export`` found no frame to export; ``doctor`` found a failing check; ``demo`` lost a frame; a
+  stored segment that cannot be read.
 - **2** the command could not do its job: bad usage or arguments, a bad config, a path that cannot
   be used, a board that cannot be reached or refuses (connection, timeout, protocol error), a
   missing tool; ``verify``: a file beyond repair (its result says UNRECOVERABLE); an

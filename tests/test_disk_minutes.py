@@ -4,8 +4,9 @@ small card said GO).
 
 Pure tests of :func:`camctl.ground.mission.checks.disk_estimate` and
 :class:`~camctl.ground.mission.checks.FrameSizes` with the issue's numbers, then a real ``camctl
-run`` sim board whose down camera is armed at ``lores_size``: after one flight the mission knows its
-descent frames and the next drop's disk check is NO-GO where the armed size said GO.
+run`` sim board whose down camera is armed at ``lores_size``: the board measures its flight frames
+at ARM (``frame_bytes_by_phase``), so the first drop's disk check is already NO-GO where the armed
+size said GO, and the next drop's too.
 """
 
 from __future__ import annotations
@@ -115,8 +116,17 @@ def _lores_armed_config(directory: Path) -> Path:
     return cfg
 
 
-def test_a_real_board_armed_at_lores_is_no_go_once_its_descent_frames_are_known(
-        tmp_path: Path) -> None:
+def _armed_only(status: dict) -> dict:
+    """``status`` as a board without frame sizes by phase reported it (before issue 28's fix)."""
+    cams = {n: {k: v for k, v in c.items() if k not in ("frame_bytes_by_phase",
+                                                         "frame_bytes_source")}
+            for n, c in status["cameras"].items()}
+    return {**status, "cameras": cams}
+
+
+def test_a_real_board_armed_at_lores_is_no_go_on_its_first_drop(tmp_path: Path) -> None:
+    """The board measures its flight frames at ARM: the first drop's disk check is NO-GO where the
+    armed size said GO, within 25 % of the minutes the flight then records; the next drop too."""
     from camctl.ground.mission.session import Mission
 
     board = start_board(_lores_armed_config(tmp_path / "b"), tmp_path / "b" / "store", "dm-a")
@@ -125,39 +135,59 @@ def test_a_real_board_armed_at_lores_is_no_go_once_its_descent_frames_are_known(
         mission = Mission([board.router], tmp_path / "out", poll_s=0.2)
         mission.start()
 
-        def disk() -> dict:
-            return next(c for c in mission.go["checks"] if c["check"] == "disk")
-
-        def minutes() -> float:
-            return float(re.search(r"= (\d+\.\d) min", disk()["detail"]).group(1))
-
-        _command(board, "arm")
-        wait_for(lambda: mission.go["go"], "GO with the board armed", timeout_s=30)
-        first = disk()["detail"]
-        assert "flight frames not measured (down, up)" in first, first
-        armed_min = minutes()
-        _command(board, "event", name="release")
-        time.sleep(3.0)  # the flight's length in DESCENT (the scenario, not a wait)
-        _command(board, "event", name="touchdown")
-        wait_for(lambda: (mission.watcher.snapshot()[0].get("status") or {}).get("phase")
-                 == "LANDED", "the board to land", timeout_s=30)
-        learned = mission.sizes.of("dm-a")
-        # the descent's frames as recorded: 640x480 against the armed 64x48
-        assert learned["down"]["DESCENT"] > 4 * learned["down"]["ARMED"], learned
-        # the next drop: disarm, arm, and the same card is no longer enough
-        limit = armed_min / 2
-        mission.limits = Limits(min_record_min=limit)
-        _command(board, "disarm")
-        _command(board, "arm")
+        def status() -> dict:
+            return mission.watcher.snapshot()[0].get("status") or {}
 
         def check(name: str) -> dict:
             return next(c for c in mission.go["checks"] if c["check"] == name)
+
+        def minutes() -> float:
+            return float(re.search(r"= (\d+\.\d) min", check("disk")["detail"]).group(1))
+
+        def measured() -> bool:
+            cams = status().get("cameras") or {}
+            return status().get("phase") == "ARMED" and all(
+                (c.get("frame_bytes_source") or {}).get("DESCENT") == "measured_at_arm"
+                for c in cams.values()) and len(cams) == 2
+
+        _command(board, "arm")
+        wait_for(measured, "the flight's frame sizes measured at ARM", timeout_s=30)
+        at_arm = status()
+        est, armed_only = disk_estimate(at_arm), disk_estimate(_armed_only(at_arm))
+        assert est is not None and armed_only is not None and est.assumed == ()
+        # the down camera records 64x48 armed, 640x480 in flight: the armed size says far more
+        assert armed_only.minutes > 3 * est.minutes, (armed_only, est)
+        # a card between the two: GO by the armed size, NO-GO by the sizes measured at ARM
+        limit = 2 * est.minutes
+        mission.limits = Limits(min_record_min=limit)
+        wait_for(lambda: check("armed")["ok"] and check("down rate")["ok"]
+                 and not check("disk")["ok"], "NO-GO on the disk on the first drop", timeout_s=30)
+        first = check("disk")["detail"]
+        assert "not measured" not in first and minutes() < limit, first
+        assert mission.go["go"] is False
+        first_min = minutes()
+        _command(board, "event", name="release")
+        time.sleep(3.0)  # the flight's length in DESCENT (the scenario, not a wait)
+        _command(board, "event", name="touchdown")
+        wait_for(lambda: status().get("phase") == "LANDED", "the board to land", timeout_s=30)
+        # the minutes the flight's frames as recorded give (the ground's own sizes, from the
+        # bytes the store grew by in each phase), with the disk free at ARM: the descent's (the
+        # 0.3 s of TOUCHDOWN are a few frames in one poll, too few to size a phase by)
+        learned = mission.sizes.of("dm-a")
+        assert learned["down"]["DESCENT"] > 4 * learned["down"]["ARMED"], learned
+        flown = {n: {p: v for p, v in s.items() if p in ("ARMED", "DESCENT")}
+                 for n, s in learned.items()}
+        true = disk_estimate(_armed_only(at_arm), flown)
+        assert true is not None and true.assumed == ()
+        assert est.minutes == pytest.approx(true.minutes, rel=0.25), (est, true)
+        # the next drop: disarm, arm, and the same card is still not enough
+        _command(board, "disarm")
+        _command(board, "arm")
         wait_for(lambda: check("armed")["ok"] and check("down rate")["ok"]
                  and not check("disk")["ok"], "armed again, and NO-GO on the disk", timeout_s=30)
-        go = mission.go
-        assert minutes() < limit and "not measured" not in disk()["detail"], disk()
-        assert go["go"] is False and [f for f in go["failing"] if "disk" in f or "MB free" in f]
-        print(f"disk minutes: armed size {armed_min:.1f}, as recorded {minutes():.1f}")
+        assert minutes() < limit and "not measured" not in check("disk")["detail"]
+        print(f"disk minutes: armed size {armed_only.minutes:.1f}, measured at ARM "
+              f"{first_min:.1f} ({est.minutes:.1f}), as recorded {true.minutes:.1f}")
     finally:
         if mission is not None:
             mission.close()

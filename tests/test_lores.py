@@ -273,7 +273,9 @@ def test_runner_picamera2_lores_phase_uses_the_lores_stream(rig, pool):
     live = [f for f in frames if f.phase == "DESCENT"]
     assert all((f.width, f.height) == (48, 32) for f in armed) and len(armed) >= 4
     assert all((f.width, f.height) == (96, 64) for f in live[1:])
-    assert rig.arrays_made[: len(armed)] == ["lores"] * len(armed)
+    # the first ARMED frame is read from the main stream: the frame sizes measured at ARM
+    # (docs/protocol.md, frame_bytes_source), decimated to the lores size like the rest
+    assert rig.arrays_made[: len(armed)] == ["main"] + ["lores"] * (len(armed) - 1)
     assert_clean_seam(frames, lost)
     assert rig.outstanding == 0
 

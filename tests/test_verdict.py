@@ -40,6 +40,8 @@ LANDED = {"landed": True, "phase": "LANDED", "downloaded": 4, "listed": 4}
     ({**LANDED, "downloaded": 0, "final": True, "download_error": "previews only"}, PARTIAL,
      "download unfinished: 0 of 4 segments (previews only)"),
     ({**LANDED}, RECORDED, "landed, 4 segments, books balanced"),
+    # an older board's flight (no ledger records): recorded, its books never said to balance
+    ({**LANDED, "unchecked": ("up",)}, RECORDED, "landed, 4 segments, books not accounted: up"),
     ({**LANDED, "lost_frames": 3}, PARTIAL, "3 frames lost"),
     ({**LANDED, "downloaded": 2, "download_error": "no answer"}, PARTIAL,
      "download unfinished: 2 of 4 segments (no answer)"),
@@ -210,3 +212,10 @@ def test_from_summary_reads_an_ls_record() -> None:
                       "up": {"frames": 0, "segments": 0, "ledger": {"balanced": None}}}}
     assert verdict(from_summary(fl)) == (PARTIAL, "download unfinished: 2 of 3 segments; "
                                                   "2 frames lost; camera up failed")
+    # an older board's camera without ledger records: recorded, never "books balanced"
+    old = {"board": "r", "release_source": "edge", "segments_listed": 1,
+           "phases": [{"phase": "DESCENT"}, {"phase": "LANDED"}],
+           "cameras": {"down": {"frames": 5, "segments": 1,
+                                "ledger": {"captured": None, "balanced": None}}}}
+    assert verdict(from_summary(old)) == (RECORDED,
+                                          "landed, 1 segment, books not accounted: down")

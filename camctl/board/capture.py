@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from camctl.board.cameras.base import Camera
-from camctl.board.config import LANDED, SAFE, CameraConfig
+from camctl.board.config import ARMED, LANDED, SAFE, TOUCHDOWN, CameraConfig
 from camctl.board.encode import EncoderPool
 from camctl.board.pending import give_back
 from camctl.board.pipeline import FramePipeline
@@ -41,6 +41,9 @@ PROGRESS_MARGIN_S = 2.0
 # open, close, a still (a full-resolution one is two mode switches), the last encoder drain: slow,
 # but bounded
 SLOW_STEP_S = 10.0
+# ARMED frames that may be taken from the main stream for the frame sizes at ARM before giving up
+# (a camera that gives no RGB main frame, e.g. the hardware encoder's JPEGs: recorded sizes only)
+MEASURE_TRIES = 3
 
 
 class CameraRunner:
@@ -91,6 +94,10 @@ class CameraRunner:
         self.max_seq = -1  # the highest seq (with the base) of any frame this runner took
         self._lores_applied: bool | None = None  # what set_lores was last told (None: unopened)
         self.lores_native = False  # the camera honoured set_lores (else RGB frames are decimated)
+        # armed anew (set by the event path, taken by this thread): the frame sizes start again and
+        # one ARMED frame is taken from the main stream to measure each flight phase's size
+        self._armed_anew = False
+        self._measure_tries = 0
         # progress (the watchdog's view): what the thread is doing and by when it should be done
         self.activity = "not started"
         self._due_ns: int | None = None
@@ -109,6 +116,8 @@ class CameraRunner:
         if phase == current:
             return
         self._state = (phase, current, self._clock_ns(), gen + 1)
+        if phase == ARMED and current in (SAFE, LANDED):
+            self._armed_anew = True
         self._retry.set()
         if phase not in (SAFE, LANDED):
             self._idle.clear()
@@ -253,6 +262,8 @@ class CameraRunner:
                 give_back(frame, self.camera, self.name)
                 continue
             self._account(frame)
+            if self._measure_tries and phase == ARMED:
+                self._measure(frame)
             self._frames.submit(frame, self._phase_of(frame, phase))
             self._frames.drain(block=False)
         self._frames.drain(block=True)
@@ -287,6 +298,12 @@ class CameraRunner:
             self.camera.open()
             self.camera.set_fps(self.cfg.fps_for(phase))
         self.stats.state = "running"
+        if self._armed_anew:
+            self._armed_anew = False
+            self.stats.new_flight()
+            self._measure_tries = MEASURE_TRIES
+        if phase != ARMED:  # released before a frame was measured: the flight's are recorded
+            self._measure_tries = 0
         event = self._stills.next_request()
         if event is not None:
             self._expect("still", SLOW_STEP_S)
@@ -296,7 +313,9 @@ class CameraRunner:
         if self.camera.fps != fps:
             self.camera.set_fps(fps)
         self.stats.target_fps = fps
-        want_lores = self.cfg.lores_in(phase)
+        # the frame measured at ARM is a main-stream one: an ARMED frame like any other (the
+        # pipeline decimates it to the lores size, as for a camera without a lores stream)
+        want_lores = self.cfg.lores_in(phase) and not self._measure_tries
         if want_lores != self._lores_applied:
             self.lores_native = bool(self.camera.set_lores(want_lores))
             self._lores_applied = want_lores
@@ -314,6 +333,28 @@ class CameraRunner:
             self._retry.wait(left)
             self._retry.clear()  # the generation check above catches a change made before it
         return False
+
+    def flight_phases(self) -> list[str]:
+        """The phases of a drop this camera records (its schedule's, qualities', lores phases' and
+        TOUCHDOWN): the frame sizes measured at ARM."""
+        named = {p for p, _ in self.cfg.fps} | {p for p, _ in self.cfg.quality}
+        named |= set(self.cfg.lores_phases) | {TOUCHDOWN}
+        return sorted(named - {SAFE, ARMED, LANDED})
+
+    def _measure(self, frame: Frame) -> None:
+        """The frame sizes at ARM from ``frame`` if it is a main-stream RGB frame (else the next
+        ARMED frame is tried, :data:`MEASURE_TRIES` in all); never fails the frame."""
+        self._measure_tries -= 1
+        if frame.image is None or frame.yuv420 is not None:
+            if not self._measure_tries:
+                log.info("camera %s: no main-stream frame to measure frame sizes at ARM: the "
+                         "flight's are as recorded", self.name)
+            return
+        self._measure_tries = 0
+        try:
+            self._frames.measure(frame.image, self.flight_phases())
+        except Exception as exc:  # a measurement never costs a frame
+            log.warning("camera %s: frame sizes at ARM not measured: %s", self.name, exc)
 
     # -- the books ---------------------------------------------------------------------------------
     def _renumber(self, frame: Frame) -> None:

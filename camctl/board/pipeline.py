@@ -9,14 +9,15 @@ frame still in it is dropped (``abandoned``), the ring at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 import numpy as np
 
 from camctl.board.cameras.base import Camera
 from camctl.board.config import ARMED, LANDED, SAFE, CameraConfig
-from camctl.board.encode import EncoderPool
+from camctl.board.encode import EncoderPool, encode_jpeg
 from camctl.board.pending import PendingFrames, give_back
 from camctl.board.ring import PreTriggerRing, RunnerStats
 from camctl.board.schedule import value_of
@@ -26,7 +27,11 @@ from camctl.common.ledger import ABANDONED, ENCODE_ERROR, ENCODER_BEHIND, STORE_
 
 __all__ = ["FramePipeline", "lores"]
 
+log = logging.getLogger("camctl.board.pipeline")
 Sink = Callable[[EncodedFrame], bool]
+# the encoder value of a frame size measured at ARM: below every frame's (FrameValue.IDLE = 0), so
+# on a full pool any frame pushes it out and it never pushes out one (encode.py, _evict_below)
+MEASURE_VALUE = -1
 RING_HANDOVER_S = 0.05  # the longest the watchdog waits to hand an abandoned ring over
 
 
@@ -131,6 +136,39 @@ class FramePipeline:
                 else self._pool.submit(frame.image, 95, value=still)
         self.pending.add(frame, phase, fut)
 
+    def measure(self, image: np.ndarray, phases: Iterable[str]) -> int:
+        """Measure the JPEG size of a frame at each of ``phases``' settings (its stream, main or
+        lores, and quality) from ``image``, a main-stream RGB frame: one encode per distinct
+        setting, on the pool below every frame's value, into ``stats.measured_bytes`` when done. The
+        pixels are copied first (the frame's buffer goes back to the camera after its own encode).
+        A measurement that fails or is pushed out only logs. Returns the encodes queued."""
+        jobs: dict[tuple[bool, int], list[str]] = {}
+        for phase in phases:
+            key = (self.cfg.lores_in(phase), self.cfg.quality_for(phase))
+            jobs.setdefault(key, []).append(phase)
+        measured = self.stats.measured_bytes  # this flight's (new_flight replaces it whole)
+        for (use_lores, quality), named in jobs.items():
+            pixels = lores(image, self.cfg.lores_size) \
+                if use_lores and self.cfg.lores_size is not None else image
+            fut = self._pool.run(encode_jpeg, pixels.copy(), quality, value=MEASURE_VALUE)
+            fut.add_done_callback(lambda f, named=named: self._measured(f, named, measured))
+        return len(jobs)
+
+    def _measured(self, fut: Future[bytes], phases: list[str], into: dict[str, int]) -> None:
+        """An encode of :meth:`measure` done (on an encoder thread, or the cancelling one)."""
+        if fut.cancelled():
+            log.info("camera %s: frame size at ARM not measured for %s: the encoder was busy",
+                     self.name, ", ".join(phases))
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.warning("camera %s: frame size at ARM not measured for %s: %s", self.name,
+                        ", ".join(phases), exc)
+            return
+        size = len(fut.result())
+        for phase in phases:
+            into[phase] = size
+
     # -- the drain (under the pending frames' lock) ------------------------------------------------
     def _on_drain(self) -> None:
         if self.abandoned and len(self.ring):
@@ -167,6 +205,7 @@ class FramePipeline:
             self._send(ef)
             return
         self.stats.encoded += 1
+        self.stats.record_frame(phase, len(jpeg))
         self._route(self._encoded(frame, jpeg, phase, value_of(phase)))
 
     def _encoded(self, frame: Frame, jpeg: bytes, phase: str, value: int) -> EncodedFrame:

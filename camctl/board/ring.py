@@ -97,9 +97,40 @@ class RunnerStats:
     # sensor times of the last video frames: the measured rate
     rate_window: collections.deque[int] = field(
         default_factory=lambda: collections.deque(maxlen=64))
+    # this flight's video frames by phase, as encoded (an encoder callback adds each one; a dict
+    # update, no lock): JPEG bytes and frames, so the mean size a frame of each phase is recorded at
+    phase_bytes: dict[str, int] = field(default_factory=dict)
+    phase_frames: dict[str, int] = field(default_factory=dict)
+    # one frame's JPEG bytes at each flight phase's settings, measured when the board armed
+    # (CameraRunner: a main-stream frame encoded at each phase's stream and quality)
+    measured_bytes: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def record_frame(self, phase: str, size: int) -> None:
+        """A video frame of ``phase`` encoded to ``size`` bytes (the pipeline's drain)."""
+        self.phase_bytes[phase] = self.phase_bytes.get(phase, 0) + size
+        self.phase_frames[phase] = self.phase_frames.get(phase, 0) + 1
+
+    def new_flight(self) -> None:
+        """Armed anew: the sizes recorded and measured are of the flight before (replaced whole,
+        so a reader copying the old dicts never sees them change size)."""
+        self.phase_bytes, self.phase_frames, self.measured_bytes = {}, {}, {}
+
+    def frame_sizes(self) -> tuple[dict[str, int], dict[str, str]]:
+        """Mean JPEG bytes of a video frame by phase and where each number comes from:
+        ``"recorded"`` (this flight's frames of the phase, as encoded) or ``"measured_at_arm"`` (a
+        flight phase not recorded yet: one frame encoded at its settings when the board armed)."""
+        # dict(d) copies in one C call under the GIL: no encoder callback changes it mid-read
+        total, frames, measured = dict(self.phase_bytes), dict(self.phase_frames), \
+            dict(self.measured_bytes)
+        sizes = {p: round(total.get(p, 0) / n) for p, n in frames.items() if n > 0}
+        source = dict.fromkeys(sizes, "recorded")
+        for phase, size in measured.items():
+            if phase not in sizes and size > 0:
+                sizes[phase], source[phase] = size, "measured_at_arm"
+        return sizes, source
 
     def measured_fps(self) -> float:
         w = list(self.rate_window)
@@ -113,7 +144,10 @@ class RunnerStats:
         self.ring_frames, self.ring_bytes, self.ring_expired = len(ring), ring.bytes, ring.expired
         if ring.overflow:
             self.dropped["ring_overflow"] = ring.overflow
+        sizes, source = self.frame_sizes()
         return {
+            "frame_bytes_by_phase": sizes,
+            "frame_bytes_source": source,
             "state": self.state,
             "fps": round(self.measured_fps(), 2),
             "target_fps": self.target_fps,

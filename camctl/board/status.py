@@ -98,6 +98,10 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
         "role": runner.cfg.role,
         "target_fps": snap["target_fps"],
         "schedule": dict(runner.cfg.fps),  # rate by phase: the mission page sizes the disk by it
+        # mean JPEG bytes of a video frame by phase, this flight: as recorded, or for a flight
+        # phase not recorded yet measured at ARM (frame_bytes_source says which; docs/protocol.md)
+        "frame_bytes_by_phase": snap["frame_bytes_by_phase"],
+        "frame_bytes_source": snap["frame_bytes_source"],
         "frames_encoded": snap["frames_encoded"],
         "sensor_gaps": snap["sensor_gaps"],
         "pretrigger_flushed": snap["pretrigger_flushed"],

@@ -213,24 +213,38 @@ def _store_loss(r: Record) -> tuple[str, int]:
     return store_reason(r.name), r.count
 
 
-def balance(totals: dict | None, stored: int, *, pending: int = 0) -> dict:
+def balance(totals: dict | None, stored: int, *, pending: int = 0,
+            not_checked: str = "") -> dict:
     """One camera's books: ``captured``, ``stored``, ``dropped`` {reason: n}, ``aged_out``,
     ``pending`` and ``balanced`` (captured == stored + dropped + aged_out + pending); ``captured``
     and ``balanced`` are None when the flight has no ledger records for it (written before the
-    ledger existed)."""
+    ledger existed).
+
+    ``not_checked``: why ``stored`` is not all the camera stored (a download without some of its
+    segments: ``previews only``); then ``balanced`` is None (neither balanced nor not) and the
+    books carry ``not_checked``."""
     t = totals or {}
     dropped = dict(t.get("dropped", {}))
     aged = int(t.get("aged_out", 0))
     captured = t.get("captured") if totals is not None and "captured" in t else None
-    ok = None if captured is None else captured == stored + sum(dropped.values()) + aged + pending
-    return {"captured": captured, "stored": stored, "dropped": dropped, "aged_out": aged,
-            "pending": pending, "stills_missed": int(t.get("stills_missed", 0)), "balanced": ok}
+    ok = None if captured is None or not_checked else \
+        captured == stored + sum(dropped.values()) + aged + pending
+    books = {"captured": captured, "stored": stored, "dropped": dropped, "aged_out": aged,
+             "pending": pending, "stills_missed": int(t.get("stills_missed", 0)), "balanced": ok}
+    if not_checked:
+        books["not_checked"] = not_checked
+    return books
 
 
 def describe(name: str, books: dict) -> str:
     """One line for ``ls``: the equation with one camera's numbers.
 
-    ``down: captured 120 = stored 100 + dropped 15 (encoder_behind 10) + aged out 5``"""
+    ``down: captured 120 = stored 100 + dropped 15 (encoder_behind 10) + aged out 5``; books that
+    cannot be checked (:func:`balance`'s ``not_checked``: the segments are not all on the ground)
+    say so, never NOT BALANCED: ``down: books not checked: previews only; captured 120``"""
+    if books.get("not_checked"):
+        said = "" if books["captured"] is None else f"; captured {books['captured']}"
+        return f"{name}: books not checked: {books['not_checked']}{said}"
     if books["captured"] is None:
         return f"{name}: no ledger records (losses not accounted)"
     why = ", ".join(f"{r} {n}" for r, n in sorted(books["dropped"].items()) if n)

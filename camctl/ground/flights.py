@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from camctl.common.flightclock import FlightClock
-from camctl.common.records import CamerasRecord, FaultRecord, LossRecord, PhaseRecord, read
+from camctl.common.records import (
+    CamerasRecord,
+    FaultRecord,
+    LedgerRecord,
+    LossRecord,
+    PhaseRecord,
+    read,
+)
 
 __all__ = [
     "FlightRef",
@@ -286,7 +293,35 @@ def loss_dicts(losses: Iterable[LossRecord]) -> list[dict]:
 
 
 # --- the ls record --------------------------------------------------------------------------------
-def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: dict) -> dict:
+def _not_fetched(ref: FlightRef) -> tuple[dict[str, list[str]], bool]:
+    """A download's camera segments its board's index.json lists and the folder does not hold
+    (``{camera: ["down/000002.mcap"]}``), and whether it holds none of them (previews only). On a
+    board's store (not a download) a missing segment is a loss, not this: ``{}``."""
+    from camctl.store.index import read_index_json, segment_entries
+    from camctl.store.verify import is_download
+
+    if not is_download(ref.path):
+        return {}, False
+    listed = segment_entries(read_index_json(ref.path))
+    missing: dict[str, list[str]] = {}
+    for rel in sorted(listed):
+        if not (ref.path / rel).is_file():
+            missing.setdefault(rel.split("/")[0], []).append(rel)
+    gone = sum(len(v) for v in missing.values())
+    return missing, bool(listed) and gone == len(listed)
+
+
+def _not_checked(missing: list[str], listed: int, previews_only: bool) -> str:
+    """Why a camera's books cannot be checked on the ground ("" when they can)."""
+    if not missing:
+        return ""
+    if previews_only:
+        return "previews only"
+    return (f"{len(missing)} of {listed} segments not downloaded ({', '.join(missing)})")
+
+
+def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: dict,
+                    not_checked: str = "") -> dict:
     from camctl.common.ledger import balance
 
     segs = cam.get("segments", [])
@@ -306,7 +341,8 @@ def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: 
         "segments": len(segs),
         "partial_files": partial,
         "phases": dict(cam.get("phases", {})),
-        "ledger": balance(ledger.get(name), int(cam.get("frames", 0))),  # stills are frames too
+        # stills are frames too; books a download cannot check say why (never NOT BALANCED)
+        "ledger": balance(ledger.get(name), int(cam.get("frames", 0)), not_checked=not_checked),
     }
 
 
@@ -345,12 +381,21 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     events = load_events(ref.path)
     tb = TimeBase.from_events(events)
     ledger = read_ledger(events)
+    missing, previews_only = _not_fetched(ref)
+    typed = list(read(events))
+    # a camera without a ledger record has no ``captured`` to compare with (a flight from before
+    # the ledger, whose store drop or loss records alone would read as captured 0): not accounted,
+    # never NOT BALANCED (camctl.common.ledger.read_ledger)
+    accounted = {r.camera for r in typed if isinstance(r, LedgerRecord)}
+    books = {name: b for name, b in ledger.items() if name in accounted}
     cams: dict[str, dict] = {}
     for name, cam in sorted(index.get("cameras", {}).items()):
         if name in ("thumbs", "export") and not cam.get("segments", []):
             continue
-        cams[name] = _camera_summary(ref, name, cam, tb, ledger)
-    typed = list(read(events))
+        gone = missing.get(name, [])
+        why = _not_checked(gone, len(cam.get("segments", [])) + len(gone), previews_only)
+        cams[name] = _camera_summary(ref, name, cam, tb, books, why)
+        cams[name]["not_fetched"] = gone  # a download's segments the board has and it does not
     losses = flight_losses(events)
     totals = loss_totals(losses)
     for r in typed:  # a camera added or removed at a resume (camctl.board.flight_cameras)
@@ -361,6 +406,8 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     return {
         "board": ref.board, "flight": ref.flight, "path": str(ref.path), "index": how,
         "segments_listed": listed, "release_wall": tb.wall_iso(tb.t0_ns) if tb.aligned else "",
+        # a download of previews only (no segment): its books cannot be checked
+        "previews_only": previews_only,
         "aligned": tb.aligned, "unaligned_reason": tb.unaligned_reason,
         "events": len(events), "faults": sum(isinstance(r, FaultRecord) for r in typed),
         "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),  # ledger + store drops

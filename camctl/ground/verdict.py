@@ -16,7 +16,8 @@ rule  when                                                   verdict   reason
       download or none at all, frames lost, a camera                   frames lost; camera up
       failed or stored nothing, books not balanced                     failed``)
 5     otherwise: landed, every listed segment downloaded,    RECORDED  ``landed, 12 segments,
-      no losses, the books balance                                     books balanced``
+      no losses, the books balance (or, from a board                   books balanced`` (or
+      without ledger records, were not checked)                        ``books not accounted: up``)
 ====  =====================================================  ========  =============================
 
 ``final`` facts (``ls``, ``export``, the end of ``fetch``: nothing more will come) never leave a
@@ -69,6 +70,8 @@ class BoardFlight:
     lost_frames: int = 0  # frames the event log's loss records name
     failed: tuple[str, ...] = ()  # cameras that failed or stored nothing
     unbalanced: tuple[str, ...] = ()  # cameras whose books do not balance
+    # cameras whose books were not checked (no ledger records: an older board; previews only)
+    unchecked: tuple[str, ...] = ()
 
 
 def verdict(f: BoardFlight) -> Verdict | None:
@@ -97,8 +100,10 @@ def verdict(f: BoardFlight) -> Verdict | None:
         problems.append(f"books not balanced: {', '.join(f.unbalanced)}")
     if problems:
         return Verdict(PARTIAL, "; ".join(problems))
+    books = (f"books not accounted: {', '.join(f.unchecked)}" if f.unchecked
+             else "books balanced")
     return Verdict(RECORDED, f"landed, {f.downloaded} segment{'s' if f.downloaded != 1 else ''}"
-                             ", books balanced")
+                             f", {books}")
 
 
 def flight_done(verdicts: Iterable[Verdict | None]) -> bool:
@@ -127,6 +132,10 @@ def from_summary(fl: dict[str, Any], *, contact: bool = True, lost_at: str = "",
     recorded = any(c.get("frames") or c.get("stills") for c in cams.values())
     unbalanced = tuple(n for n, c in cams.items()
                        if (c.get("ledger") or {}).get("balanced") is False)
+    unchecked = tuple(n for n, c in cams.items()
+                      if not isinstance(c.get("ledger"), dict)
+                      or c["ledger"].get("balanced") is None
+                      or c["ledger"].get("captured", 0) is None)
     return BoardFlight(
         board=str(fl.get("board", "")),
         flew=bool(fl.get("release_source")) or any(p not in ("SAFE", "ARMED") for p in phases),
@@ -135,4 +144,4 @@ def from_summary(fl: dict[str, Any], *, contact: bool = True, lost_at: str = "",
         download_error=download_error, lost_frames=int(fl.get("lost_frames") or 0),
         failed=tuple(n for n, c in cams.items()
                      if recorded and not (c.get("frames") or c.get("stills"))),
-        unbalanced=unbalanced)
+        unbalanced=unbalanced, unchecked=unchecked)

@@ -36,6 +36,7 @@ __all__ = [
     "render_ls_remote",
     "render_status",
     "status_many",
+    "unbalanced",
 ]
 
 
@@ -90,6 +91,8 @@ def _flight_line(fl: dict) -> str:
     seg_total = sum(c["segments"] for c in fl["cameras"].values())
     if fl["segments_listed"] is not None and fl["segments_listed"] != seg_total:
         note += f", {seg_total} of {fl['segments_listed']} segments downloaded"
+    if fl.get("previews_only"):  # a --thumbs-only download: its books cannot be checked
+        note += ", previews only"
     unaligned = fl.get("unaligned_reason")
     return (f"[b]{fl['board']} / {fl['flight']}[/b]  release {fl['release_wall'] or '?'}  "
             f"events {fl['events']}  faults {fl['faults']}  drops {fl['drops']}  "
@@ -143,21 +146,34 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
                 console.print("  " + describe(name, c["ledger"]) + runs, soft_wrap=True)
 
 
+def unbalanced(flights: list[dict]) -> list[str]:
+    """``board/flight/camera`` of each camera whose books really do not balance (a camera whose
+    books cannot be checked, a download without its segments, is not one)."""
+    return [f"{fl['board']}/{fl['flight']}/{name}" for fl in flights
+            for name, c in fl["cameras"].items() if name not in ("thumbs", "export")
+            and (c.get("ledger") or {}).get("balanced") is False]
+
+
 def ls_local(directory: Path, *, json_out: bool = False) -> int:
-    """``camctl ls DIR``: flights under a fetch folder, a board store or one flight folder."""
+    """``camctl ls DIR``: flights under a fetch folder, a board store or one flight folder.
+
+    Returns 1 (a problem found in the data, camctl.cli's rule) when a camera's books do not
+    balance (:func:`unbalanced`), else 0; books a download cannot check (previews only, segments
+    not fetched) say so and are not that."""
     refs = find_flights(Path(directory))
     if not refs:
         raise ConfigError(f"no flights under {directory} (expected <board>/<flight>/flight.json, "
                           f"<flight>/flight.json or a flight folder)")
     flights = [summarize_flight(r) for r in refs]
     for fl in flights:  # what is on disk is all there is: a verdict for every flight
-        v = verdict(from_summary(fl))
+        v = verdict(from_summary(fl, download_error="previews only" if fl.get("previews_only")
+                                 else ""))
         fl["verdict"] = None if v is None else {"kind": v.kind, "reason": v.reason}
     if json_out:
         print(json.dumps({"root": str(directory), "flights": flights}, indent=1))
     else:
         render_ls(flights)
-    return 0
+    return 1 if unbalanced(flights) else 0
 
 
 # --- ls --connect -------------------------------------------------------------------------------

@@ -17,9 +17,19 @@ Every loss found is a :class:`~camctl.common.records.LossRecord` with its exact 
 log before index.json changes. Losses recorded earlier (event log, index, LOST records) are listed
 and make the result "losses recorded", never "clean".
 
+A download (:func:`is_download`: a flight ``camctl fetch`` wrote) is not the board's store: a
+segment its index.json lists and the folder does not hold was not fetched (the board still has it),
+which is no loss. Verify says "incomplete download: N segments not fetched (names)" and never
+"clean"; it records no loss for it, and ``repair=True`` leaves index.json as the board wrote it
+(rebuilt for another reason, it keeps the board's entries of the segments not fetched). A download
+of previews only (``camctl fetch --thumbs-only``: no segment at all) says "previews only".
+
 Results (:attr:`VerifyReport.status`, :data:`RESULTS`), each with its exit code (the printed one
 and ``camctl verify``'s): ``clean`` 0; ``losses recorded``, ``damaged`` (bad JPEGs or records),
-``repairable``, ``repaired``, ``frames lost, repairable``, ``frames lost, recorded`` 1;
+``repairable``, ``repaired``, ``frames lost, repairable``, ``frames lost, recorded``, ``incomplete
+download``, ``previews only`` 1 (a download without every segment cannot be said to hold every
+frame intact, which is what 0 says; a script checking a download before the board is wiped must not
+pass a previews-only one);
 ``UNRECOVERABLE`` 2 (a file with nothing to salvage, a failed repair, a flight whose
 index/flight.json cannot be rebuilt).
 
@@ -64,14 +74,15 @@ from camctl.store.reader import layout_of, scan_events
 from camctl.store.reserve import find_reserve, with_reserve
 from camctl.store.sources import CAMERA, KINDS, SourceKind
 
-__all__ = ["RESULTS", "CameraReport", "SourceReport", "VerifyReport", "log_losses",
-           "render_report", "repair_segment", "verify", "verify_segments"]
+__all__ = ["RESULTS", "CameraReport", "SourceReport", "VerifyReport", "is_download",
+           "log_losses", "render_report", "repair_segment", "verify", "verify_segments"]
 
 _TMP_SUFFIX = ".repair.tmp"
 # every result verify can say, and its exit code: 0 nothing wrong, 2 a file beyond repair, 1 the
 # rest (something repaired, to repair, damaged, or frames lost now or earlier)
 RESULTS = {"clean": 0, "losses recorded": 1, "damaged": 1, "repairable": 1, "repaired": 1,
-           "frames lost, repairable": 1, "frames lost, recorded": 1, "UNRECOVERABLE": 2}
+           "frames lost, repairable": 1, "frames lost, recorded": 1, "incomplete download": 1,
+           "previews only": 1, "UNRECOVERABLE": 2}
 _MAP_MIN = 1 << 20  # smaller segments are read whole
 
 
@@ -126,6 +137,11 @@ class VerifyReport:
     repaired: list[str] = field(default_factory=list)
     unrecoverable: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # a download's segments its index lists and the folder does not hold (the board still has
+    # them): "down/000002.mcap", behind the board's folder when verify started above it
+    not_fetched: list[str] = field(default_factory=list)
+    # downloads of previews only (no segment fetched): each flight's path
+    previews_only: list[str] = field(default_factory=list)
     # called with each segment's path once it is checked (progress bars); not part of the result
     on_segment: Callable[[Path], None] | None = field(default=None, repr=False, compare=False)
 
@@ -148,6 +164,10 @@ class VerifyReport:
             return "repairable"
         if self.lost_chunks or self.bad_frames or any(s.bad_records for s in self.sources.values()):
             return "damaged"
+        if self.not_fetched:
+            return "incomplete download"
+        if self.previews_only:
+            return "previews only"
         if any(costs_frames(LossRecord.decode(d)) for d in self.losses_recorded):
             return "losses recorded"
         return "clean"
@@ -496,7 +516,58 @@ def _verify_dir(report: VerifyReport, d: Path, repair: bool, camera: str | None,
             ahead.close()
 
 
+# what marks a download, <out>/<board>/<flight> (the store cannot import the ground's modules):
+# the flight's previews folder (camctl/ground/fetch.py _previews: <flight>/thumbs/), the board's
+# identity file beside its flights (camctl/ground/fetch.py IDENTITY_FILE) and the fetch's own
+# files in <out> (camctl/ground/fetch.py VERDICTS, camctl/ground/download.py LOCK_NAME); a board's
+# store has none
+_DOWNLOAD_FLIGHT = ("thumbs",)
+_DOWNLOAD_BOARD = (".board-id",)
+_DOWNLOAD_OUT = ("fetch-verdicts.json", ".camctl-fetch.lock")
+
+
+def is_download(flight: Path) -> bool:
+    """True when ``flight`` is a flight folder ``camctl fetch`` wrote (not a board's store): a
+    segment its index lists and the folder does not hold was then simply not fetched."""
+    flight = Path(flight)
+    return (any((flight / n).is_dir() for n in _DOWNLOAD_FLIGHT)
+            or any((flight.parent / n).is_file() for n in _DOWNLOAD_BOARD)
+            or any((flight.parent.parent / n).exists() for n in _DOWNLOAD_OUT))
+
+
+def _without(index: dict, paths: set[str]) -> dict:
+    """``index`` less the segment entries of ``paths`` (a download's segments not fetched)."""
+    out = dict(index)
+    for section in ("cameras", "sources"):
+        sources = index.get(section)
+        if not isinstance(sources, dict):
+            continue
+        out[section] = {name: {**src, "segments": [e for e in src.get("segments", [])
+                                                   if not (isinstance(e, dict)
+                                                           and e.get("path") in paths)]}
+                        if isinstance(src, dict) and isinstance(src.get("segments"), list)
+                        else src
+                        for name, src in sources.items()}
+    return out
+
+
+def _keep_listed(index: dict, board_index: dict, paths: set[str]) -> None:
+    """A download's index rebuilt from what it holds keeps the board's entries of the segments not
+    fetched (``paths``): index.json goes on saying what the board recorded."""
+    entries = segment_entries(board_index)
+    for section in ("cameras", "sources"):
+        sources = board_index.get(section)
+        for name, src in sources.items() if isinstance(sources, dict) else ():
+            missing = [entries[e["path"]] for e in src.get("segments", []) if isinstance(e, dict)
+                       and e.get("path") in paths] if isinstance(src, dict) else []
+            if missing:
+                into = index.setdefault(section, {}).setdefault(name, {"segments": []})
+                into["segments"] = sorted(into.get("segments", []) + missing,
+                                          key=lambda e: str(e.get("path")))
+
+
 def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str = "") -> None:
+    download = is_download(flight)
     flight_ok = True
     try:
         info = read_flight_json(flight)
@@ -515,9 +586,17 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
             _verify_dir(report, sub, repair, prefix + sub.name, ahead=ahead, evidence=evidence)
     finally:
         ahead.close()
+    # a download's segments the board listed and the fetch did not bring: no loss (the board has
+    # them)
+    unfetched = {rel for rel in evidence.entries if download and not (flight / rel).exists()}
+    if unfetched and len(unfetched) == len(evidence.entries):
+        report.previews_only.append(str(flight))
+    else:
+        report.not_fetched += [prefix + rel for rel in sorted(unfetched)]
     for rel, entry in evidence.entries.items():  # finished segments the index lists, now gone
         gone = flight / rel
-        loss = None if gone.exists() else gone_segment_loss(rel, entry, evidence.seqs(rel))
+        loss = None if gone.exists() or rel in unfetched else \
+            gone_segment_loss(rel, entry, evidence.seqs(rel))
         if loss is not None:
             report.losses.append(loss.encode())
             if not repair:
@@ -543,15 +622,20 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
         else:
             report.repairable.append(str(flight / FLIGHT_NAME))
     index_path = flight / INDEX_NAME
+    board_index: dict = {}
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
-        stale = not isinstance(index, dict) or index_is_stale(flight, index, checksums=True)
+        board_index = index if isinstance(index, dict) else {}
+        # a download's index is current when it describes what was fetched
+        stale = not isinstance(index, dict) or index_is_stale(flight, _without(index, unfetched),
+                                                              checksums=True)
     except (OSError, ValueError):
         stale = True
     if stale:
         if repair:
             try:
                 index = build_index(flight)
+                _keep_listed(index, board_index, unfetched)
                 # this run's losses, even if the event log could not take them (a full disk)
                 have = {json.dumps(x, sort_keys=True) for x in index["losses"]}
                 index["losses"] += [x for x in found if json.dumps(x, sort_keys=True) not in have]
@@ -662,6 +746,16 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
     console.print(table)
     console.print(f"events: {report.events}   lost ranges: {len(report.lost_chunks)}   "
                   f"result: {report.status} (exit {report.exit_code})")
+    if report.not_fetched:  # a download's, not a loss: the board still has them
+        n = len(report.not_fetched)
+        console.print(f"  incomplete download: {n} segment{'s' if n != 1 else ''} not fetched "
+                      f"({', '.join(report.not_fetched)}); the board still has "
+                      f"{'them' if n != 1 else 'it'}: camctl fetch again", markup=False,
+                      soft_wrap=True)
+    for flight in report.previews_only:
+        console.print(f"  previews only, no segments: {flight} (camctl fetch --thumbs-only): its "
+                      "event log checked, no frame to check", markup=False,
+                      soft_wrap=True)
     found = [LossRecord.decode(rec) for rec in report.losses]
     said = {(Path(p).parent.name + "/" + Path(p).name, (s, e)) for p, s, e in report.lost_chunks}
     said -= {(loss.segment, loss.range) for loss in found}
