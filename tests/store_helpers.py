@@ -79,3 +79,18 @@ def read_with_mcap_core(script: Path, files: list[Path]) -> dict[str, dict]:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def printed_summary(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    name: str) -> Iterator[list[str]]:
+    """A module fixture's body: the lines the tests append, written to ``<basetemp>/<name>`` and
+    printed past pytest's capture at the end (the power-cut and ordering suites' figures)."""
+    lines: list[str] = []
+    yield lines
+    path = tmp_path_factory.getbasetemp() / name
+    path.write_text("\n".join(lines) + "\n")
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        for line in lines:
+            print("\n" + line, end="")
+        print(f"\n({name.removesuffix('.txt').replace('-', ' ')} in {path})")

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from forgetfs import Mounted, cut_dir, fuse_unavailable, mounted, release, trapped
 from ordering_writer import CAMERAS, FLIGHT, VARIANTS, expected_jpeg
+from store_helpers import printed_summary
 from waiting import wait_for
 
 from camctl.common.fsutil import fsync_dir
@@ -180,15 +181,7 @@ def fs(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def summary(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    lines: list[str] = []
-    yield lines
-    path = tmp_path_factory.getbasetemp() / "ordering-summary.txt"
-    path.write_text("\n".join(lines) + "\n")
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        for line in lines:
-            print("\n" + line, end="")
-        print(f"\n(ordering summary in {path})")
+    yield from printed_summary(request, tmp_path_factory, "ordering-summary.txt")
 
 
 def _expected_calls(files: list[str]) -> set[tuple[str, str]]:

@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 from forgetfs import Mounted, fuse_unavailable, mounted
 from mcap.reader import make_reader
-from store_helpers import frame, indexed_read, jpeg
+from store_helpers import frame, indexed_read, jpeg, printed_summary
 from waiting import wait_for
 
 from camctl.board.config import StoreConfig
@@ -173,15 +173,7 @@ def run_trials(fs: Mounted, base: Path, n: int, seed: int) -> list[Trial]:
 
 @pytest.fixture(scope="module")
 def summary(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    lines: list[str] = []
-    yield lines
-    path = tmp_path_factory.getbasetemp() / "powercut-summary.txt"
-    path.write_text("\n".join(lines) + "\n")
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    with capman.global_and_fixture_disabled():
-        for line in lines:
-            print("\n" + line, end="")
-        print(f"\n(powercut summary in {path})")
+    yield from printed_summary(request, tmp_path_factory, "powercut-summary.txt")
 
 
 @pytest.fixture(scope="module")

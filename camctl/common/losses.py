@@ -22,17 +22,23 @@ from collections.abc import Iterable
 
 from camctl.common.records import LossRecord
 
-__all__ = ["describe_loss", "lost_seqs", "seq_ranges"]
+__all__ = ["describe_loss", "lost_seqs", "ranges_of_seqs", "seq_ranges"]
+
+
+def ranges_of_seqs(seqs: Iterable[int]) -> list[list[int]]:
+    """Seqs -> compact inclusive ``[[a, b], ...]`` runs (an index entry's ``seq_ranges``)."""
+    runs: list[list[int]] = []
+    for q in sorted(set(seqs)):
+        if runs and q == runs[-1][1] + 1:
+            runs[-1][1] = q
+        else:
+            runs.append([q, q])
+    return runs
 
 
 def seq_ranges(seqs: Iterable[int], *, limit: int = 12) -> str:
     """``[3, 4, 5, 9]`` -> ``"3-5, 9"``; after ``limit`` runs, ``", ... (+N more)"``."""
-    runs: list[list[int]] = []
-    for s in sorted(set(seqs)):
-        if runs and s == runs[-1][1] + 1:
-            runs[-1][1] = s
-        else:
-            runs.append([s, s])
+    runs = ranges_of_seqs(seqs)
     text = [f"{a}-{b}" if b > a else str(a) for a, b in runs[:limit]]
     if len(runs) > limit:
         text.append(f"... (+{sum(b - a + 1 for a, b in runs[limit:])} more)")

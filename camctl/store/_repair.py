@@ -50,7 +50,7 @@ from camctl.store.reserve import find_reserve, is_full
 from camctl.store.sources import KINDS
 
 __all__ = ["NEVER_DURABLE", "TORN_COMMIT", "costs_frames", "describe_losses", "plan_in_place",
-           "ranges_of_seqs", "repair_in_place", "segment_seqs", "seqs_of_ranges"]
+           "repair_in_place", "segment_seqs", "seqs_of_ranges"]
 
 _TAIL_READ_MAX = 64 << 20
 # taken from the reserve with a repair's tail: the index.json and event-log segment that follow it
@@ -157,17 +157,6 @@ def seqs_of_ranges(ranges: object) -> set[int]:
             if isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) for x in r):
                 out.update(range(r[0], r[1] + 1))
     return out
-
-
-def ranges_of_seqs(seqs: Iterable[int]) -> list[list[int]]:
-    """Seqs -> compact inclusive ``[[a, b], ...]`` runs (an index entry's ``seq_ranges``)."""
-    runs: list[list[int]] = []
-    for q in sorted(set(seqs)):
-        if runs and q == runs[-1][1] + 1:
-            runs[-1][1] = q
-        else:
-            runs.append([q, q])
-    return runs
 
 
 def costs_frames(loss: LossRecord) -> bool:

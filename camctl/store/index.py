@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from camctl.common.fsutil import fsync_dir, sha256_file
+from camctl.common.losses import ranges_of_seqs
 from camctl.common.records import LossRecord, read
 from camctl.exc import StoreCorruptError
-from camctl.store._repair import ranges_of_seqs, segment_seqs, seqs_of_ranges
+from camctl.store._repair import segment_seqs, seqs_of_ranges
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store.reader import layout_of, scan_events
 from camctl.store.sources import CAMERA, KINDS, SourceKind, source_kinds

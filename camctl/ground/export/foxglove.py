@@ -83,22 +83,16 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str],
     columns = []
     for board in dict.fromkeys([b for b, _c in cameras] + list(boards)):
         ids = []
-        for b, cam in cameras:
-            if b != board:
-                continue
-            pid = _pid("Image", f"{board}/{cam}")
-            config[pid] = {"foxglovePanelTitle": f"{board} {cam}",
-                           "imageMode": {"imageTopic": f"/{board}/{cam}/image",
-                                         "imageSchemaName": "foxglove.CompressedImage"}}
-            ids.append(pid)
-        for b, cam in stills or ():
-            if b != board:
-                continue
-            pid = _pid("Image", f"{board}/{cam}/still")
-            config[pid] = {"foxglovePanelTitle": f"{board} {cam} stills",
-                           "imageMode": {"imageTopic": f"/{board}/{cam}/still",
-                                         "imageSchemaName": "foxglove.CompressedImage"}}
-            ids.append(pid)
+        # an Image panel per camera's video, then per camera's stills (the topic's last part)
+        for kind, title, of in (("image", "", cameras), ("still", " stills", stills or ())):
+            for b, cam in of:
+                if b != board:
+                    continue
+                pid = _pid("Image", f"{board}/{cam}" + ("/still" if kind == "still" else ""))
+                config[pid] = {"foxglovePanelTitle": f"{board} {cam}{title}",
+                               "imageMode": {"imageTopic": f"/{board}/{cam}/{kind}",
+                                             "imageSchemaName": "foxglove.CompressedImage"}}
+                ids.append(pid)
         if board in boards:
             pid = _pid("RosOut", f"{board}/log")
             config[pid] = {"foxglovePanelTitle": f"{board} event log",
