@@ -93,21 +93,39 @@ def _frame_channels(layout: Layout) -> set[int]:
 
 
 def _range_seqs(path: Path, start: int, end: int, channels: set[int],
-                known: set[int]) -> set[int]:
+                known: set[int], meta: set[int] | None = None) -> set[int]:
     """Seqs (on ``channels``) of the frames whose Message records begin in ``start..end`` and
     whose headers still parse: a torn tail's uncommitted chunk, a chunk whose CRC or length fails.
     Record after record from the chunk's first; where the walk breaks (the damage), on at the next
     header that parses (a ``known`` channel, a length that lands on another record or the range's
     end). Every frame has two messages (image and meta) with its seq, so one flipped header hides
-    none. Best effort; the index's evidence adds what it cannot see."""
+    none. Best effort; the index's evidence adds what it cannot see.
+
+    The two records of a frame vote: a ``meta`` channel's record says its seq twice (its header and
+    its JSON body); where the two differ (a flipped bit in one), the one the frame's image record
+    also names wins; and a seq only one image header names is dropped when it is one bit away from
+    a seq a meta record confirms without its image (that image header was hit: 16 read as 18)."""
     try:
         with open(path, "rb") as f:
             f.seek(start)
             buf = f.read(min(max(end - start, 0), _TAIL_READ_MAX))
     except OSError:
         return set()
-    n, seqs = len(buf), set()
+    n = len(buf)
+    votes: dict[int, int] = {}  # seq -> records that name it (a frame's image and meta: 2)
+    confirmed: set[int] = set()  # seqs a meta record's header and JSON body agree on
+    disputed: list[tuple[int, int]] = []  # a meta record's (header seq, body seq) that differ
     heads = (Opcode.MESSAGE, Opcode.MESSAGE_INDEX, Opcode.CHUNK)
+
+    def vote(q: int, channel: int, seq: int, nxt: int) -> None:
+        if meta and channel in meta:
+            said = _json_seq(buf[q + MSG_HEAD.size:min(nxt, n)])
+            if said is not None and said != seq:
+                disputed.append((seq, said))  # one of the two was hit: the image decides
+                return
+            if said is not None:
+                confirmed.add(seq)
+        votes[seq] = votes.get(seq, 0) + 1
 
     def header(q: int, *, strict: bool) -> int | None:
         """The end of a plausible Message record at ``q`` (None: not one)."""
@@ -120,26 +138,44 @@ def _range_seqs(path: Path, start: int, end: int, channels: set[int],
         if strict and (nxt > n or (nxt < n and buf[nxt] not in heads)):
             return None
         if channel in channels:
-            seqs.add(seq)
+            vote(q, channel, seq, nxt)
         return nxt
 
     q = CHUNK_HEADER_LEN if buf[:1] == bytes([Opcode.CHUNK]) else 0
     while q < n:
+        last = q  # the start of the last record that parsed
         nxt = header(q, strict=False)
         while nxt is not None and nxt < n:  # the walk: record after record
-            q = nxt
+            last, q = q, nxt
             nxt = header(q, strict=False)
         if nxt == n:
             break
         # a record that does not parse, or one whose length runs past the range (cut there, or
-        # its length field hit): on at the next header that parses
-        q = buf.find(bytes([Opcode.MESSAGE]), q + 1)  # broken: the next header that parses
+        # its length field hit): on at the next header that parses after the last record that
+        # did -- a hit length sends the walk into the middle of later records, past frames whose
+        # headers are whole
+        q = buf.find(bytes([Opcode.MESSAGE]), (last if nxt is None else q) + 1)
         while q >= 0 and header(q, strict=True) is None:
             q = buf.find(bytes([Opcode.MESSAGE]), q + 1)
         if q < 0:
             break
         q = header(q, strict=True) or n
-    return seqs
+    for head, said in disputed:  # the one of the two an image record names, else the header
+        seq = said if said in votes and head not in votes else head
+        votes[seq] = votes.get(seq, 0) + 1
+    lone = {q for q, k in votes.items() if k == 1 and q not in confirmed}
+    alone = {q for q, k in votes.items() if k == 1 and q in confirmed}  # a meta without its image
+    flipped = {q for q in lone if any(bin(q ^ c).count("1") == 1 for c in alone)}
+    return set(votes) - flipped
+
+
+def _json_seq(body: bytes) -> int | None:
+    """The ``seq`` a meta record's JSON body says (None: the body does not parse or say one)."""
+    try:
+        seq = json.loads(body).get("seq")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 def segment_seqs(scan: Scan, layout: Layout) -> set[int]:
@@ -211,7 +247,8 @@ def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | N
             # every channel of a source carries its record's seq (a camera's meta: its frame's),
             # so a flipped seq in one header is outvoted by the bounds the kept chunks give
             known = {c.id for c in layout.channels}
-            seqs = {q for q in _range_seqs(path, s, min(e, scan.size), known, known)
+            metas = {c.id for c in layout.channels if c.topic.endswith("/meta")}
+            seqs = {q for q in _range_seqs(path, s, min(e, scan.size), known, known, metas)
                     if q > lo and (hi is None or q < hi)} - set(recorded) if chans else set()
             seqs |= {q for q in missing if q > lo and (hi is None or q < hi)}
         missing -= seqs
@@ -225,7 +262,8 @@ def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | N
             reason = f"finished segment cut short (indexed {_size(isize)}, now {_size(scan.size)})"
         elif finished and tail:
             reason = "finished segment damaged at its end"
-        elif tail and not scan.tail_damaged:
+        elif tail and not scan.tail_damaged and not scan.tail_magic:
+            # (a file ending in the MCAP magic was finished: nothing in it is a cut's tail)
             reason = NEVER_DURABLE
         elif tail and scan.tail_records == 1 and not scan.tail_magic:
             reason = TORN_COMMIT

@@ -322,12 +322,17 @@ def _footer(scan: Scan, buf: bytes | mmap.mmap, pos: int, end: int, n: int) -> b
     if end + 8 != n or buf[end:] != MAGIC:
         return False
     footer = _read_record(Footer, buf[pos + 9:end])
-    if footer.summary_crc and footer.summary_start and footer.summary_start < pos:
-        crc = zlib.crc32(buf[footer.summary_start:pos])
-        crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, footer.summary_start,
-                                     footer.summary_offset_start), crc)
-        if crc != footer.summary_crc:
-            scan.errors.append("summary CRC mismatch")
+    if footer.summary_crc:  # the CRC covers the summary and the footer's two offsets
+        start, offsets = footer.summary_start, footer.summary_offset_start
+        # a flipped offset can point anywhere: outside the file, a reader seeks there and fails
+        if not (0 < start <= offsets <= pos):
+            scan.errors.append(f"footer damaged: summary at {start}, its offsets at {offsets}, "
+                               f"the footer at {pos}")
+        else:
+            crc = zlib.crc32(buf[start:pos])
+            crc = zlib.crc32(struct.pack("<BQQQ", Opcode.FOOTER, 20, start, offsets), crc)
+            if crc != footer.summary_crc:
+                scan.errors.append("summary CRC mismatch")
     scan.finished = scan.data_end
     return True
 
