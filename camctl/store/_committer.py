@@ -32,8 +32,7 @@ from camctl.store._eventlog import add_event
 from camctl.store._files import SegmentFiles
 from camctl.store._segment import SegmentWriter
 from camctl.store._space import SpaceBudget
-from camctl.store.index import INDEX_NAME, build_index, write_json_atomic
-from camctl.store.reserve import with_reserve
+from camctl.store.index import INDEX_NAME, build_index, write_json_reserved
 from camctl.store.sources import EVENTS, SourceKind
 
 __all__ = ["Committer", "Inbox", "Queued"]
@@ -41,7 +40,6 @@ __all__ = ["Committer", "Inbox", "Queued"]
 _DROP_REPORT_S = 1.0
 _SEGMENT_ROOM = 16 << 10  # a new events segment's header and a finished one's summary, roughly
 _FILE_SLACK = 8 << 10  # a file's last partly used block
-_INDEX_ROOM = 64 << 10  # index.json (and its temporary file) of a flight
 
 
 class Queued(NamedTuple):
@@ -444,9 +442,8 @@ class Committer:
 
     def _write_index(self) -> None:
         try:
-            index = build_index(self.files.dir, flight=self._flight)
-            with_reserve(self.space.reserve, _INDEX_ROOM + len(json.dumps(index)) * 2,
-                         lambda: write_json_atomic(self.files.dir / INDEX_NAME, index))
+            write_json_reserved(self.space.reserve, self.files.dir / INDEX_NAME,
+                                build_index(self.files.dir, flight=self._flight))
         except OSError as exc:
             self._fault("index_write_failed", exc)
 

@@ -35,6 +35,7 @@ from camctl.exc import StoreCorruptError
 from camctl.store._repair import segment_seqs, seqs_of_ranges
 from camctl.store._salvage import Scan, scan_segment
 from camctl.store.reader import layout_of, scan_events
+from camctl.store.reserve import Reserve, with_reserve
 from camctl.store.sources import CAMERA, KINDS, SourceKind, source_kinds
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "segment_paths",
     "sha256_file",
     "write_json_atomic",
+    "write_json_reserved",
 ]
 
 INDEX_NAME = "index.json"
@@ -68,6 +70,19 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+# a JSON file written from the reserve (index.json, flight.json): beyond twice its text (the file
+# and its temporary copy), blocks of slack and the directory's entries
+_JSON_SLACK = 64 << 10
+
+
+def write_json_reserved(reserve: Reserve | None, path: Path, data: Any) -> None:
+    """:func:`write_json_atomic`, with the room from the store's full-disk ``reserve`` on a full
+    disk (an index rebuilt at landing or by verify, which grows once it records losses); without
+    a reserve it just writes."""
+    need = _JSON_SLACK + 2 * len(json.dumps(data, indent=1))
+    with_reserve(reserve, need, lambda: write_json_atomic(path, data))
 
 
 def read_flight_json(flight_dir: Path) -> dict:
@@ -284,13 +299,10 @@ def load_index(flight_dir: Path, *, write: bool = True) -> dict:
     stale."""
     flight_dir = Path(flight_dir)
     path = flight_dir / INDEX_NAME
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(index, dict) and not index_is_stale(flight_dir, index):
-            return index
-    except (OSError, ValueError):
-        pass
-    index = build_index(flight_dir)
+    on_disk = read_index_json(flight_dir)
+    if on_disk and not index_is_stale(flight_dir, on_disk):
+        return on_disk
+    index = build_index(flight_dir, previous=on_disk)
     if write:
         write_json_atomic(path, index)
     return index

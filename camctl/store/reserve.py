@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from camctl.store.index import fsync_dir
+from camctl.common.fsutil import fsync_dir
 
 __all__ = ["RESERVE_NAME", "Reserve", "find_reserve", "free_bytes", "is_full", "with_reserve"]
 

@@ -68,10 +68,10 @@ from camctl.store.index import (
     read_flight_json,
     read_index_json,
     segment_entries,
-    write_json_atomic,
+    write_json_reserved,
 )
 from camctl.store.reader import layout_of, scan_events
-from camctl.store.reserve import find_reserve, with_reserve
+from camctl.store.reserve import find_reserve
 from camctl.store.sources import CAMERA, KINDS, SourceKind
 
 __all__ = ["RESULTS", "CameraReport", "SourceReport", "VerifyReport", "is_download",
@@ -207,10 +207,13 @@ class _Evidence:
     recorded: dict[tuple, LossRecord] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, flight: Path | None, report: VerifyReport) -> _Evidence:
+    def of(cls, flight: Path | None, report: VerifyReport,
+           index: dict | None = None) -> _Evidence:
+        """The evidence of ``flight`` from its ``index`` (default: its index.json as on disk)."""
         if flight is None:
             return cls()
-        index = read_index_json(flight)
+        if index is None:
+            index = read_index_json(flight)
         ev = cls(flight, segment_entries(index))
         losses = index.get("losses")
         for d in losses if isinstance(losses, list) else ():
@@ -578,7 +581,9 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
     # the event log first: the losses it recorded are known before the segments they name
     subs = sorted((p for p in flight.iterdir() if p.is_dir()), key=lambda p: (p.name != "events",
                                                                                p.name))
-    evidence = _Evidence.of(flight, report)
+    # index.json as the flight's last writer left it: read once, before anything is repaired
+    board_index = read_index_json(flight)
+    evidence = _Evidence.of(flight, report, board_index)
     ahead = _ReadAhead([seg for sub in subs for seg in _segments(sub)])
     losses_before = len(report.losses)
     try:
@@ -622,19 +627,14 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
         else:
             report.repairable.append(str(flight / FLIGHT_NAME))
     index_path = flight / INDEX_NAME
-    board_index: dict = {}
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        board_index = index if isinstance(index, dict) else {}
-        # a download's index is current when it describes what was fetched
-        stale = not isinstance(index, dict) or index_is_stale(flight, _without(index, unfetched),
-                                                              checksums=True)
-    except (OSError, ValueError):
-        stale = True
+    # a download's index is current when it describes what was fetched; a missing or unreadable
+    # one is stale
+    stale = not board_index or index_is_stale(flight, _without(board_index, unfetched),
+                                              checksums=True)
     if stale:
         if repair:
             try:
-                index = build_index(flight)
+                index = build_index(flight, previous=board_index)
                 _keep_listed(index, board_index, unfetched)
                 # this run's losses, even if the event log could not take them (a full disk)
                 have = {json.dumps(x, sort_keys=True) for x in index["losses"]}
@@ -649,11 +649,9 @@ def _verify_flight(report: VerifyReport, flight: Path, repair: bool, prefix: str
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """``write_json_atomic``, with room from the store's reserve on a full disk (a flight repaired
-    on the board; a download on a laptop has no reserve and writes as before): a rewritten
-    ``index.json`` is larger than the one it replaces once it records losses."""
-    need = len(json.dumps(data, indent=1)) + (16 << 10)  # the file, and a block of slack each
-    with_reserve(find_reserve(path), need, lambda: write_json_atomic(path, data))
+    """A flight's JSON rewritten with room from its store's reserve on a full disk (a flight
+    repaired on the board; a download on a laptop has no reserve and writes as before)."""
+    write_json_reserved(find_reserve(path), path, data)
 
 
 def log_losses(report: VerifyReport, flight: Path, losses: list[dict]) -> None:
