@@ -28,6 +28,13 @@ from typing import Any
 
 from camctl.board.cameras.picamera2_hardware import CODEC_SIZE, codec_fits
 from camctl.board.cameras.sensor_modes import GAIN_MAX_ANY, SENSORS, Sensor, sensor_named
+from camctl.board.config_sensors import (
+    IMU_RATE_WARN_HZ,
+    MotionConfig,
+    SensorConfig,
+    parse_motion,
+    parse_sensors,
+)
 from camctl.board.config_table import Table as _Table
 from camctl.board.config_table import check_name as _name
 from camctl.board.config_table import check_number as _number
@@ -55,8 +62,10 @@ __all__ = [
     "EncodeConfig",
     "GpioConfig",
     "GpioLine",
+    "MotionConfig",
     "PhasesConfig",
     "PublishConfig",
+    "SensorConfig",
     "StoreConfig",
     "load_config",
     "parse_config",
@@ -235,6 +244,10 @@ class Config:
     cameras: tuple[CameraConfig, ...] = ()
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    # [[sensors]] (IMU, barometer: sources in the flight beside the cameras) and [motion.<event>]
+    # (descent events from the IMU): camctl.board.config_sensors
+    sensors: tuple[SensorConfig, ...] = ()
+    motion: MotionConfig = field(default_factory=MotionConfig)
     source: str = ""
     # what loads and flies but probably not as meant, one line each ("<file>: cameras 'down': ..."):
     # `camctl config check`, `camctl run` and `camctl doctor` print them
@@ -515,6 +528,16 @@ def _camera_warnings(cam: CameraConfig) -> list[str]:
             "'manual' and controls.LensPosition = 0.5 (dioptres: sharp from ~1 m to infinity)"]
 
 
+def _sensor_warnings(sensors: tuple[SensorConfig, ...], motion: MotionConfig,
+                     lines: set[str]) -> list[str]:
+    out = [f"sensors {s.name!r}: rate_hz {s.rate_hz:g} may miss an impact's peak (a few ms long; "
+           f"{IMU_RATE_WARN_HZ:g} Hz or more catches it)"
+           for s in sensors if s.kind == "imu" and s.rate_hz < IMU_RATE_WARN_HZ]
+    out += [f"motion.{r.event}: its GPIO line is wired but not a source (its edges change nothing)"
+            for r in motion.rules if r.event in lines and "gpio" not in r.sources]
+    return out
+
+
 def _pixel_size(t: _Table, name: str, default: Any = None) -> tuple[int, int]:
     """``[width, height]``, two integers (not bools), at ``name``."""
     value = t.get(name, default)
@@ -714,6 +737,10 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
                     raise ConfigError(f"{ev!r} stops the cameras: its still can never be taken "
                                       f"(stills are taken at {', '.join(forward)})",
                                       key=f"cameras[{i}].stills")
+        sensors = parse_sensors(top.get("sensors", []), taken={*names, "events"})
+        lines = {line.event for line in gpio.lines}
+        motion = parse_motion(top.table("motion"), sensors=sensors, lines=lines,
+                              events={*(e for e, _ in phases.triggers), "touchdown"})
         cfg = Config(
             board=board,
             store=_segments_hold_a_frame(_store(top.table("store")), cameras),
@@ -722,9 +749,13 @@ def parse_config(data: dict[str, Any], *, source: str = "") -> Config:
             cameras=cameras,
             encode=_encode(top.table("encode")),
             publish=_publish(top.table("publish")),
+            sensors=sensors,
+            motion=motion,
             source=source,
             warnings=tuple(f"{source + ': ' if source else ''}cameras {cam.name!r}: {w}"
-                           for cam in cameras for w in _camera_warnings(cam)),
+                           for cam in cameras for w in _camera_warnings(cam))
+            + tuple(f"{source + ': ' if source else ''}{w}"
+                    for w in _sensor_warnings(sensors, motion, lines)),
         )
         top.done()
     except ConfigError as exc:

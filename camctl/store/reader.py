@@ -36,7 +36,14 @@ from camctl.store._records import (
     Layout,
 )
 from camctl.store._salvage import Scan, _chunk_at, _chunk_messages, _read_record, scan_segment
-from camctl.store.sources import SAMPLES, SampleBatch, layout_for_path, layout_from_channels
+from camctl.store.sources import (
+    KINDS,
+    SAMPLES,
+    SampleBatch,
+    SamplesKind,
+    layout_for_path,
+    layout_from_channels,
+)
 
 __all__ = ["FrameCheck", "StoredFrame", "count_frames", "iter_events", "iter_frames",
            "iter_samples", "jpeg_ok", "layout_of", "pick_frames", "scan_events",
@@ -506,8 +513,12 @@ def iter_events(path: Path) -> Iterator[dict]:
 
 
 def iter_samples(path: Path) -> Iterator[SampleBatch]:
-    """Read back the sample batches of one segment of a ``samples`` source (torn or not)."""
-    yield from SAMPLES.read(scan_segment(Path(path)))
+    """Read back the sample batches of one segment of a ``samples``, ``imu`` or ``baro`` source
+    (torn or not; a batch that does not decode whole is skipped)."""
+    scan = scan_segment(Path(path))
+    layout = layout_from_channels(scan.channels.values()) or layout_for_path(scan.path)
+    kind = KINDS.get(layout.kind)
+    yield from (kind if isinstance(kind, SamplesKind) else SAMPLES).read(scan)
 
 
 def count_frames(path: Path) -> int:

@@ -40,14 +40,20 @@ from camctl.store._salvage import Scan
 from camctl.store._segment import SegmentWriter
 
 __all__ = [
+    "BARO",
+    "BARO_FIELDS",
     "CAMERA",
     "EVENTS",
+    "IMU",
+    "IMU_FIELDS",
     "KINDS",
     "SAMPLES",
+    "SENSOR_KINDS",
     "CameraKind",
     "RecordCheck",
     "SampleBatch",
     "SamplesKind",
+    "SensorKind",
     "Source",
     "SourceBooks",
     "SourceKind",
@@ -474,9 +480,159 @@ class SamplesKind(SourceKind):
             )
 
 
+# --- sensors: one MCAP message per sample, one schema per sensor kind ---------------------------
+# The fields of each sensor kind, in a SampleBatch's row order (units in the names). accel_g is
+# |a| in standard gravities (9.80665 m/s^2), kept beside the axes so a plot of the one number that
+# tells rest (1), free fall (0), a canopy shock and an impact needs no maths in the viewer.
+G = 9.80665
+IMU_FIELDS: tuple[str, ...] = (
+    "accel_x_mps2", "accel_y_mps2", "accel_z_mps2", "gyro_x_dps", "gyro_y_dps", "gyro_z_dps",
+    "accel_g",
+)
+BARO_FIELDS: tuple[str, ...] = ("pressure_pa", "temperature_c", "altitude_m")
+# decimals kept per field on flash: below each part's resolution (LSM6DSOX +-16 g: 0.488 mg/LSB =
+# 0.0048 m/s^2; gyro 2000 dps: 70 mdps/LSB; BMP390: 0.016 Pa, 0.005 C), so rounding loses nothing
+# the part measured and a sample is ~60 % of its full-repr size
+_DECIMALS = {"accel_x_mps2": 4, "accel_y_mps2": 4, "accel_z_mps2": 4, "gyro_x_dps": 3,
+             "gyro_y_dps": 3, "gyro_z_dps": 3, "accel_g": 4, "pressure_pa": 2,
+             "temperature_c": 3, "altitude_m": 3}
+CH_SENSOR = 1
+
+
+def _sensor_schema(title: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    props: dict[str, Any] = {"t_ns": {"type": "integer",
+                                      "description": "sample time, CLOCK_MONOTONIC ns"}}
+    props.update({f: {"type": "number"} for f in fields})
+    props["batch"] = {
+        "type": "object",
+        "description": "on a batch's first sample only: its sample count, phase and value",
+        "properties": {"n": {"type": "integer"}, "phase": {"type": "string"},
+                       "value": {"type": "integer"}},
+    }
+    return {"title": title, "type": "object", "properties": props,
+            "required": ["t_ns", *fields]}
+
+
+class SensorKind(SamplesKind):
+    """A sensor's samples (:class:`SampleBatch` with this kind's :attr:`fields`), written as one
+    JSON message per sample on ``/<source>/<kind>`` with a typed JSON schema per kind.
+
+    Why one message per sample and JSON: Foxglove's Plot panel plots a numeric field of a message
+    over its log time (``/imu/imu.accel_g``) with no user script, which a batch (arrays in one
+    message) would not give; Foxglove's own schemas have no IMU or pressure type, and a ROS
+    ``sensor_msgs/Imu`` would need CDR encoding and a covariance we do not have. A batch is still
+    the unit of durability, seq, value and shedding: its samples share the MCAP sequence (the
+    batch's seq), sit in one chunk, and the first carries ``batch.n`` so a reader knows the batch is
+    whole.
+    """
+
+    fields: ClassVar[tuple[str, ...]]
+    title: ClassVar[str]
+
+    def layout(self, source: str) -> Layout:
+        return _sensor_layout(source, self.kind)
+
+    def schema(self) -> dict[str, Any]:
+        return _sensor_schema(self.title, self.fields)
+
+    def room(self, record: SampleBatch) -> int:
+        return 64 + len(record.rows) * (48 + 24 * len(self.fields))
+
+    def write(self, seg: SegmentWriter, source: str, record: SampleBatch) -> None:
+        if record.fields != self.fields:
+            raise ValueError(f"{self.kind} source {source!r} takes fields {self.fields!r}, "
+                             f"got {record.fields!r}")
+        nd = [_DECIMALS.get(f, 6) for f in self.fields]
+        head = {"n": len(record.rows), "phase": record.phase, "value": int(record.value)}
+        offset = time.time_ns() - time.monotonic_ns()
+        for i, (t, row) in enumerate(zip(record.t_ns, record.rows, strict=True)):
+            msg: dict[str, Any] = {"t_ns": t}
+            for f, d, v in zip(self.fields, nd, row, strict=True):
+                msg[f] = round(float(v), d)
+            if i == 0:
+                msg["batch"] = head
+            seg.add_message(CH_SENSOR, t + offset, t, record.seq,
+                            json.dumps(msg, separators=(",", ":")).encode())
+
+    def _batches(self, scan: Scan) -> Iterator[tuple[SampleBatch | None, int]]:
+        layout = layout_from_channels(scan.channels.values()) or layout_for_path(scan.path)
+        if layout.kind != self.kind:
+            return
+        for chunk in scan.chunks:
+            group: list[tuple[int, bytes | memoryview]] = []
+            for msg in chunk.messages:
+                if msg.channel_id != CH_SENSOR:
+                    continue
+                if group and msg.sequence != group[0][0]:
+                    yield self._batch(layout.name, group), chunk.start
+                    group = []
+                group.append((msg.sequence, msg.data))
+            if group:
+                yield self._batch(layout.name, group), chunk.start
+
+    def _batch(self, source: str, group: list[tuple[int, bytes | memoryview]]) -> (
+            SampleBatch | None):
+        """The batch one run of same-sequence messages holds; None when any sample does not
+        decode or the run is not the whole batch its first sample announced."""
+        try:
+            msgs = [json.loads(bytes(data)) for _, data in group]
+            head = msgs[0]["batch"]
+            if int(head["n"]) != len(msgs):
+                return None
+            return SampleBatch(
+                source=source, seq=group[0][0], fields=self.fields,
+                t_ns=tuple(int(m["t_ns"]) for m in msgs),
+                rows=tuple(tuple(float(m[f]) for f in self.fields) for m in msgs),
+                phase=str(head.get("phase", "")), value=int(head.get("value", 0)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    def index_empty(self) -> dict[str, Any]:
+        return {**super().index_empty(), "fields": list(self.fields)}
+
+
+class ImuKind(SensorKind):
+    """An IMU's samples: ``/<source>/imu`` (``camctl.Imu``: accelerometer m/s^2, gyroscope deg/s,
+    |a| in g)."""
+
+    kind = "imu"
+    main_topic = "imu"
+    fields = IMU_FIELDS
+    title = "camctl.Imu"
+    noun = "IMU sample batch"
+    bad = "does not decode as a whole IMU sample batch"
+
+
+class BaroKind(SensorKind):
+    """A barometer's samples: ``/<source>/baro`` (``camctl.Barometer``: Pa, deg C, m)."""
+
+    kind = "baro"
+    main_topic = "baro"
+    fields = BARO_FIELDS
+    title = "camctl.Barometer"
+    noun = "barometer sample batch"
+    bad = "does not decode as a whole barometer sample batch"
+
+
+@lru_cache(maxsize=64)
+def _sensor_layout(source: str, kind: str) -> Layout:
+    k = KINDS[kind]
+    assert isinstance(k, SensorKind)
+    return Layout(
+        kind,
+        source,
+        (json_schema(1, k.schema()),),
+        (Channel(id=CH_SENSOR, topic=f"/{source}/{k.main_topic}", message_encoding="json",
+                 metadata={}, schema_id=1),),
+    )
+
+
 CAMERA = CameraKind()
 SAMPLES = SamplesKind()
-KINDS: Mapping[str, SourceKind] = {k.kind: k for k in (CAMERA, SAMPLES)}
+IMU = ImuKind()
+BARO = BaroKind()
+KINDS: Mapping[str, SourceKind] = {k.kind: k for k in (CAMERA, SAMPLES, IMU, BARO)}
+SENSOR_KINDS: Mapping[str, SensorKind] = {IMU.kind: IMU, BARO.kind: BARO}
 
 
 def _agree(channels: list[Channel], layout: Layout) -> bool:
