@@ -151,3 +151,29 @@ def test_baro_check_descending_after_release_and_stopped_after_touchdown() -> No
 
 def test_baro_check_quiet_at_rest() -> None:
     assert BaroCheck(1.5).feed(sampled(DropScene(), 120 * S, kind="baro", rate=50.0)) == []
+
+
+def test_peak_g_follows_the_fired_run_to_its_end() -> None:
+    impact = (MotionRule("touchdown", ("imu",), "impact", 6.0, 0.0),
+              MotionRule("release", ("imu",), "freefall", 0.3, 10.0))
+    det = MotionDetector(MotionConfig(impact))
+    assert det.peak_g("touchdown") is None
+    gs = [1.0] * 10 + [7.0, 9.0, 12.0, 3.0, 17.5, 4.0, 2.0, 25.0] + [1.0] * 200
+    ev = det.feed(rows_of(gs))
+    # decided on the 2nd sample (peak 9 then); one sample back inside is bridged, two end it
+    assert [(e.event, e.peak_g) for e in ev] == [("touchdown", 9.0)]
+    assert det.peak_g("touchdown") == 17.5  # kept after re-arming (1 s of rest)
+    det.feed(rows_of([0.2, 0.1, 0.05, 0.08, 0.5, 0.6] + [1.0] * 10, t0=2 * S))
+    assert det.peak_g("release") == 0.05
+    det.reset()
+    assert det.peak_g("touchdown") is None and det.peak_g("nothing") is None
+
+
+def test_rules_without_imu_and_time_going_back() -> None:
+    gpio_only = MotionRule("touchdown", ("gpio",), "impact", 6.0, 0.0)
+    det = MotionDetector(MotionConfig((gpio_only, RULES[0])))
+    assert det.events == ("release",)
+    assert det.feed(rows_of([1.0] * 5 + [20.0] * 5)) == []
+    free = rows_of([1.0] * 10 + [0.05] * 5, t0=S)
+    back = rows_of([0.05] * 30 + [1.0] * 10, t0=free[-1][0] - 100 * MS)  # a reopened part
+    assert [e.t_ns for e in detect(free + back, (RULES[0],))] == [back[0][0]]

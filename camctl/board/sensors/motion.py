@@ -13,7 +13,8 @@ can neither start a run nor break one, at the price of one sample of decision de
 shorter than two samples (under 10 ms at 200 Hz) is not seen, which the impact (10-30 ms) and the
 shock (>100 ms) are not. A plain hysteresis band would not do it: a glitch is not small.
 
-Gaps: samples more than :data:`GAP_NS` apart break a run (nothing is known of the time between).
+Gaps: samples more than :data:`GAP_NS` apart (or not in time order) break a run: nothing is known
+of the time between.
 
 Re-arming: a rule fires once, then waits until |a| has been near 1 g (:data:`REST_BAND_G`) for
 :data:`REARM_S`: a bounce after an impact does not fire touchdown twice, the shock of an impact
@@ -81,6 +82,8 @@ class _Rule:
     def reset(self) -> None:
         self.armed = True
         self.rest_since: int | None = None
+        self.tail = False  # following the fired run to its end (its peak)
+        self.fired_peak: float | None = None  # the extreme of the last fired run, so far
         self.pending: tuple[int, float] | None = None  # one sample beyond, not yet a run
         self.start: int | None = None  # the run's first sample
         self.peak = 0.0
@@ -98,15 +101,26 @@ class _Rule:
         self.start = None
         self.inside = 0
         self.rest_since = None
+        self.tail = False
 
     def step(self, t: int, g: float) -> MotionEvent | None:
         if not self.armed:
+            if self.tail:
+                if self._beyond(g):
+                    self.inside = 0
+                    peak = self.fired_peak
+                    self.fired_peak = g if peak is None else self._extreme(peak, g)
+                else:
+                    self.inside += 1
+                    self.tail = self.inside < 2
             lo, hi = REST_BAND_G
             if lo <= g <= hi:
                 if self.rest_since is None:
                     self.rest_since = t
                 if t - self.rest_since >= REARM_S * 1e9:
+                    peak = self.fired_peak
                     self.reset()
+                    self.fired_peak = peak  # kept for peak_g() until the next fire
             else:
                 self.rest_since = None
             return None
@@ -137,24 +151,40 @@ class _Rule:
             self.armed = False
             self.start = None
             self.rest_since = None
+            self.tail, self.fired_peak = True, self.peak
             return ev
         return None
 
 
 class MotionDetector:
     """The motion rules of ``motion`` over one IMU's samples (not thread-safe: the sampler thread
-    feeds it)."""
+    feeds it). A rule whose ``sources`` do not name ``imu`` (a GPIO line alone) is not watched."""
 
     def __init__(self, motion: MotionConfig) -> None:
         self.motion = motion
-        self._rules = [_Rule(r) for r in motion.rules]
+        self._rules = [_Rule(r) for r in motion.rules if "imu" in r.sources]
         self._prev_t: int | None = None
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The events watched, in rule order."""
+        return tuple(r.rule.event for r in self._rules)
+
+    def peak_g(self, event: str) -> float | None:
+        """The extreme |a| of the run that last fired ``event``, followed past the decision to the
+        run's end (the canopy shock's or the impact's true peak; a :class:`MotionEvent` carries
+        the peak up to its decision only). None before it fired."""
+        for r in self._rules:
+            if r.rule.event == event:
+                return None if r.fired_peak is None else round(r.fired_peak, 4)
+        return None
 
     def feed(self, samples: Sequence[Sample]) -> list[MotionEvent]:
         """IMU samples, oldest first (``row[-1]`` is ``accel_g``) -> the events they fire."""
         out: list[MotionEvent] = []
         for t, row in samples:
-            if self._prev_t is not None and t - self._prev_t > GAP_NS:
+            if self._prev_t is not None and not 0 < t - self._prev_t <= GAP_NS:
+                # a gap, or time going back (a reopened part): nothing is known in between
                 for r in self._rules:
                     r.gap()
             self._prev_t = t
