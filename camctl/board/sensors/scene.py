@@ -19,7 +19,10 @@ marks and ``t``, in closed form per phase (no integration loop, nothing to keep 
   ``g + (v - v_canopy) / tau``, after a :data:`SHOCK_RISE_S` rise. ``tau`` is chosen so the peak is
   :data:`SHOCK_PEAK_G` (``tau = (v_sep - v_canopy) / ((peak - 1) g)``, clamped to
   [:data:`TAU_MIN_S`, :data:`TAU_MAX_S`]): the opening shock and the slowing down are one model, so
-  the altitude and the accelerometer agree. A slow pendulum swing rides on it;
+  the altitude and the accelerometer agree. A slow pendulum swing rides on it. A free fall too
+  short to reach the canopy's speed with a full shock (under ~1 s, as a compressed demo may mark
+  it) still gets the lines' snatch, a :data:`SHOCK_PEAK_G` jolt decaying over :data:`SNATCH_S`
+  (there the felt force and the speed part ways: the speed never reverses);
 - at ``touchdown`` an impact spike, a half-sine of :data:`IMPACT_PEAK_G` over :data:`IMPACT_S`,
   then rest; the speed is 0 from the touchdown mark on.
 
@@ -57,6 +60,7 @@ V_CANOPY_MPS = 6.0  # steady descent under canopy
 SHOCK_PEAK_G = 5.0  # the canopy's opening shock
 SHOCK_RISE_S = 0.008  # the lines snatch: 1 g -> peak in this long
 TAU_MIN_S, TAU_MAX_S = 0.12, 1.2  # the deceleration's time constant, see the module docstring
+SNATCH_S = 0.1  # the snatch's decay (see accel_mps2)
 SWING_G, SWING_HZ = 0.06, 0.4  # pendulum swing under canopy (felt force)
 SWING_DPS = 25.0  # its rate of rotation (peak), for the sim gyro
 IMPACT_PEAK_G = 18.0
@@ -178,7 +182,10 @@ class DropScene:
             rise = min(1.0, s / SHOCK_RISE_S)
             ff = G * math.tanh(G * (p.separation - p.release) * _NS / V_TERMINAL_MPS) ** 2
             swing = SWING_G * G * math.sin(2 * math.pi * SWING_HZ * s) * _settle(s)
-            return max(0.0, ff + (steady - ff) * rise + swing)
+            # the snatch of the lines: a free fall too short to need the full shock (under ~1 s)
+            # still jolts the vehicle, decaying faster than the slowing does (SNATCH_S < TAU_MIN_S)
+            snatch = SHOCK_PEAK_G * G * math.exp(-s / SNATCH_S)
+            return max(0.0, ff + (max(steady, snatch) - ff) * rise + swing)
         s = (t_ns - p.touchdown) * _NS
         if s < IMPACT_S:
             return G * (1.0 + (IMPACT_PEAK_G - 1.0) * math.sin(math.pi * s / IMPACT_S))
