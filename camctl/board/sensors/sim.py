@@ -65,6 +65,10 @@ TEMP_C, TEMP_NOISE_C = 17.0, 0.01  # BMP390 temperature resolution 0.005 C (tabl
 _AXES = {"x": 0, "y": 1, "z": 2}
 
 
+def _clip(x: float, limit: float) -> float:
+    return -limit if x < -limit else limit if x > limit else x
+
+
 def pressure_pa(alt_m: float, sea_level_pa: float = SEA_LEVEL_PA) -> float:
     """The inverse of :func:`~camctl.board.sensors.base.altitude_m` (ISA troposphere)."""
     return sea_level_pa * (1.0 - alt_m / 44330.0) ** 5.255
@@ -130,7 +134,8 @@ class SimDevice(SensorDevice):
 
 class SimImu(SimDevice):
     """The sim IMU: the scene's specific force on ``cfg.up_axis``, a swing under canopy, a tumble
-    at impact, gaussian noise (``cfg.noise_g`` per axis, :data:`GYRO_NOISE_DPS`)."""
+    at impact, gaussian noise (``cfg.noise_g`` per axis, :data:`GYRO_NOISE_DPS`), each axis
+    saturating at the configured full scale (``accel_range_g``, ``gyro_range_dps``)."""
 
     kind = "imu"
 
@@ -159,6 +164,9 @@ class SimImu(SimDevice):
         marks = scene.marks()
         td = marks.get("touchdown")
         up, sign = self._up
+        # a real part saturates at its full scale (the config's ranges): an 18 g impact on a
+        # +-16 g accelerometer reads 16 g on that axis
+        amax, wmax = self.cfg.accel_range_g * G, float(self.cfg.gyro_range_dps)
         out: list[Sample] = []
         for i, t in enumerate(ts):
             f = scene.accel_mps2(t)
@@ -174,8 +182,8 @@ class SimImu(SimDevice):
                 if s < 5 * TUMBLE_S:
                     k = TUMBLE_DPS * math.exp(-s / TUMBLE_S)
                     w = [w[j] + k * float(self._tumble[j]) for j in range(3)]
-            ax, ay, az = (a[j] + acc_noise[i][j] for j in range(3))
-            gx, gy, gz = (w[j] + gyro_noise[i][j] for j in range(3))
+            ax, ay, az = (_clip(a[j] + acc_noise[i][j], amax) for j in range(3))
+            gx, gy, gz = (_clip(w[j] + gyro_noise[i][j], wmax) for j in range(3))
             out.append((t, imu_row(ax, ay, az, gx, gy, gz)))
         return out
 
