@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -119,17 +120,18 @@ class SimDevice(SensorDevice):
         cap = max(1, round(FIFO_S * self.cfg.rate_hz))
         if last - self._k + 1 > cap:
             lost = last - self._k + 1 - cap
-            if not self.overrun:
-                log.warning("%s: read %.1f s late, FIFO overrun: %d samples lost",
-                            self.where, lost / self.cfg.rate_hz, lost)
+            if not self.overrun:  # logged once; self.overrun counts every loss
+                log.warning("%s: read after %.1f s, the FIFO holds %g s: %d samples lost",
+                            self.where, (last - self._k + 1) / self.cfg.rate_hz, FIFO_S, lost)
             self.overrun += lost
             self._k = last - cap + 1
         ts = [self._t(k) for k in range(self._k, last + 1)]
         self._k = last + 1
         return self._samples(ts)
 
+    @abstractmethod
     def _samples(self, ts: list[int]) -> list[Sample]:
-        raise NotImplementedError
+        """The samples at the grid times ``ts`` (drawing their noise in order)."""
 
 
 class SimImu(SimDevice):
