@@ -165,6 +165,9 @@ def test_peak_g_follows_the_fired_run_to_its_end() -> None:
     assert det.peak_g("touchdown") == 17.5  # kept after re-arming (1 s of rest)
     det.feed(rows_of([0.2, 0.1, 0.05, 0.08, 0.5, 0.6] + [1.0] * 10, t0=2 * S))
     assert det.peak_g("release") == 0.05
+    second = det.feed(rows_of([1.0, 8.0, 9.0, 11.0, 1.0, 1.0], t0=3 * S))  # another one, later
+    assert det.peak_g("touchdown") == 11.0 and det.peak_g("touchdown", ev[0].t_ns) == 17.5
+    assert det.peak_g("touchdown", second[0].t_ns) == 11.0 and det.peak_g("touchdown", 1) is None
     det.reset()
     assert det.peak_g("touchdown") is None and det.peak_g("nothing") is None
 
