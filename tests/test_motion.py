@@ -170,6 +170,7 @@ def test_peak_g_follows_the_fired_run_to_its_end() -> None:
     assert det.peak_g("touchdown", second[0].t_ns) == 11.0 and det.peak_g("touchdown", 1) is None
     det.reset()
     assert det.peak_g("touchdown") is None and det.peak_g("nothing") is None
+    assert det.peak_g("touchdown", ev[0].t_ns) is None  # a re-armed board forgets the old drop
 
 
 def test_rules_without_imu_and_time_going_back() -> None:
