@@ -234,7 +234,8 @@ class BaroCheck:
     ``stopped`` when the slope over :data:`STOP_WINDOW_S` has been within :data:`STOP_MPS` for
     :data:`STOP_HOLD_S`. A check logged as confirmation, never a trigger.
 
-    A window is used once it spans at least 80 % of its length; a gap over 0.5 s empties it."""
+    A window is used once it spans at least 80 % of its length (a gap in the samples only thins
+    it); samples going back in time empty it."""
 
     def __init__(self, descent_mps: float) -> None:
         self.descent_mps = float(descent_mps)
@@ -265,7 +266,7 @@ class BaroCheck:
         out: list[BaroEvent] = []
         keep_ns = int(max(DESCENT_WINDOW_S, STOP_WINDOW_S) * 1e9)
         for t, row in samples:
-            if self._t and t - self._t[-1] > 500_000_000:
+            if self._t and t <= self._t[-1]:  # time went back (a reopened part): start again
                 self._t.clear()
                 self._alt.clear()
             self._t.append(t)
