@@ -61,7 +61,8 @@ FIRED_KEPT = 16  # fired runs whose peaks peak_g() answers for, per rule
 class MotionEvent:
     """An event a motion rule fired. ``t_ns``: the first sample of the run (the event's time);
     ``decided_ns``: the sample at which the run had lasted ``min_ms`` (when it fired); ``peak_g``:
-    the extreme |a| of the run up to the decision (free fall: its minimum)."""
+    the extreme |a| of the run up to the decision (free fall: its minimum; the run's extreme to
+    its end: :meth:`MotionDetector.peak_g` with this ``t_ns``)."""
 
     event: str
     t_ns: int
