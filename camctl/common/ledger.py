@@ -204,10 +204,13 @@ def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
 
 
 def _store_loss(r: Record) -> tuple[str, int]:
-    """A store ``drop`` record (``count`` frames under the store's reason) or a recovery ``loss``
-    record (the ``seqs`` a torn tail cost: frames the store had counted stored, gone after a power
-    cut) as (reason, n)."""
+    """A store ``drop`` record (``count`` frames under the store's reason; a sensor's: samples) or
+    a recovery ``loss`` record (the ``seqs`` a torn tail cost: frames the store had counted stored,
+    gone after a power cut; a sensor's says the ``samples`` those seqs held) as (reason, n)."""
     if isinstance(r, LossRecord):
+        samples = r.extra.get("samples")
+        if isinstance(samples, int) and not isinstance(samples, bool) and samples >= 0:
+            return RECOVERY_CUT, samples
         return RECOVERY_CUT, len(r.seqs or ())
     assert isinstance(r, DropRecord)
     return store_reason(r.name), r.count
