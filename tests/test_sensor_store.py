@@ -245,3 +245,52 @@ def test_a_flipped_sample_seq_is_not_named_lost(flown, finished: bool) -> None:
                 if said != seqs:
                     wrong.append((c.start, i, sorted(said)))
     assert not wrong
+
+
+def test_a_finished_imu_segment_cut_short_costs_its_indexed_samples(flown, tmp_path) -> None:
+    """A landed flight (index.json written) whose imu segment is cut short: the seqs the index
+    recorded and the file no longer holds are lost durable batches, and their samples are what
+    the index counted less what is left (the ledger's recovery_cut stays in samples)."""
+    root, _, done = flown
+    chunks = scan_segment(Path("imu/x.mcap"), done).chunks
+    for i, cut in enumerate(c.start + 700 for c in chunks):
+        store = tmp_path / str(i)
+        shutil.copytree(root, store)
+        fdir = store / "F"
+        (fdir / "imu" / "000001.mcap").write_bytes(done[:cut])
+        rep = verify(fdir, repair=True)
+        gone = set(range(COMMITS * PER_COMMIT)) - {q for c in chunks if c.end <= cut
+                                                    for q in {m.sequence for m in c.messages}}
+        losses = [d for d in rep.losses if d["camera"] == "imu"]
+        assert rep.status == "frames lost, recorded" and {q for d in losses
+                                                          for q in d["seqs"]} == gone
+        assert sum(d["samples"] for d in losses) == 10 * len(gone), losses
+        assert not any(d.get("samples_at_least") for d in losses)
+        books = read_ledger(load_events(fdir))["imu"]
+        assert books["dropped"] == {"recovery_cut": 10 * len(gone)}
+        # the rebuilt index keeps what the first one recorded (its seq_ranges), never less
+        index = json.loads((fdir / "index.json").read_text())
+        assert index["sources"]["imu"]["segments"][0]["seq_ranges"] == [[0, 11]]
+        shutil.rmtree(store)
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_damaged_message_index_of_an_imu_chunk_is_rebuilt(flown, tmp_path, finished) -> None:
+    _, torn, done = flown
+    data = done if finished else torn
+    chunk = scan_segment(Path("imu/x.mcap"), data).chunks[1]
+    (tmp_path / "flight.json").write_text(json.dumps({"sources": {"imu": "imu"}}))
+    path = tmp_path / "imu" / "000001.mcap"
+    path.parent.mkdir()
+    # the offset of the 4th sample in the chunk's MessageIndex (opcode, length, channel, records
+    # length: 15 bytes; then (log_time, offset) per message): no CRC covers it, readers that
+    # follow it (Foxglove's) would read garbage
+    path.write_bytes(_flip(data, chunk.end + 15 + 16 * 3 + 8, 1))
+    assert scan_segment(path).chunks[1].index_bad
+    rep = verify(path)
+    assert rep.repairable == [str(path)] and not rep.lost_chunks
+    assert verify(path, repair=True).exit_code == 1
+    assert not any(c.index_bad for c in scan_segment(path).chunks)
+    assert [b.seq for b in iter_samples(path)] == list(range(COMMITS * PER_COMMIT))
+    rep = verify(path)
+    assert rep.exit_code == 0 and rep.sources["imu"].samples == 10 * COMMITS * PER_COMMIT

@@ -27,6 +27,7 @@ import json
 import os
 import struct
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +339,32 @@ def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | N
             camera=layout.name, segment=f"{path.parent.name}/{path.name}",
             reason="frames the index recorded are not in the finished segment",
             seqs=tuple(sorted(missing))))
+    if sensor and finished and indexed and not recorded:
+        kept_samples = sum(len(seqs) for _, _, seqs in kept)  # a sensor's message is a sample
+        _index_samples(out, counts, indexed.get("samples"), kept_samples)
     return out
+
+
+def _index_samples(out: list[LossRecord], counts: dict[int, tuple[int, bool]],
+                   indexed: object, kept: int) -> None:
+    """A finished sensor segment's losses cost exactly the samples its index entry counted less
+    those the file still holds: the one loss record whose count the headers cannot say (a seq
+    only the index names, a first sample cut) gets the rest, so the ledger's books stay exact."""
+    if not isinstance(indexed, int) or isinstance(indexed, bool) or indexed < kept:
+        return
+
+    def exact(r: LossRecord) -> bool:
+        return all(q in counts and counts[q][1] for q in r.seqs or ())
+
+    unsure = [i for i, r in enumerate(out) if not exact(r)]
+    if len(unsure) != 1:
+        return
+    others = sum(int(r.extra.get("samples", 0)) for i, r in enumerate(out) if i != unsure[0])
+    r = out[unsure[0]]
+    left = indexed - kept - others
+    if left >= len(r.seqs or ()):
+        extra = {k: v for k, v in r.extra.items() if k != "samples_at_least"}
+        out[unsure[0]] = replace(r, extra={**extra, "samples": left})
 
 
 def _samples_of(seqs: set[int], counts: dict[int, tuple[int, bool]]) -> dict[str, Any]:
