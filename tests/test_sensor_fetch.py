@@ -5,6 +5,7 @@ as before."""
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from camctl.common import protocol as p
 from camctl.common.frames import FrameValue
 from camctl.common.ledger import Ledger
 from camctl.ground import Client, fetch
-from camctl.ground.flights import FlightRef, list_board, summarize_flight
+from camctl.ground.flights import FlightRef, camera_segments, list_board, summarize_flight
+from camctl.ground.verdict import from_summary
 from camctl.ground.views import render_ls, render_ls_remote
 from camctl.store import FlightStore, SampleBatch, Source, verify
 from camctl.store.sources import BARO_FIELDS, IMU_FIELDS
@@ -118,11 +120,31 @@ def test_sensors_are_fetched_first_verified_and_booked(board, tmp_path: Path) ->
     text = _text(render_ls, [fl])
     assert f"imu: {BATCHES * IMU_N:,} samples, 0 lost" in text
     assert f"baro: captured {BATCHES * BARO_N} = stored {BATCHES * BARO_N} + dropped 0" in text
+    assert set(camera_segments(flight)) == {"down"}  # flight.json names imu and baro sensors
+    assert from_summary(fl).unbalanced == () and "imu" not in from_summary(fl).unchecked
+    off = copy.deepcopy(fl)
+    off["sensors"]["imu"]["ledger"]["balanced"] = False
+    assert from_summary(off).unbalanced == ("imu",)  # a sensor's books count in the verdict
     remote = list_board(pub.router_endpoint)
     assert remote["sensors"]["F1"]["imu"]["samples"] == BATCHES * IMU_N
     assert remote["sensors"]["F1"]["imu"]["ledger"]["balanced"] is True
     assert set(remote["flights"]["F1"]) == {"down"}  # a sensor is not listed as a camera
     assert f"F1 imu: {BATCHES * IMU_N:,} samples, 0 lost" in _text(render_ls_remote, [remote])
+
+
+def test_a_download_without_a_sensor_segment_cannot_check_its_books(board, tmp_path) -> None:
+    _root, pub = board
+    out = tmp_path / "out"
+    assert fetch([pub.router_endpoint], out, progress=False, give_up_after_s=20).ok
+    flight = out / "rig-s" / "F1"
+    (flight / "imu" / "000001.mcap").unlink()  # as if not fetched: the board still has it
+    fl = summarize_flight(FlightRef("rig-s", "F1", flight))
+    books = fl["sensors"]["imu"]["ledger"]
+    assert books["balanced"] is None and books["not_checked"] == \
+        "1 of 1 segments not downloaded (imu/000001.mcap)"
+    assert fl["sensors"]["baro"]["ledger"]["balanced"] is True
+    assert verify(flight).status == "incomplete download"
+    assert "imu: books not checked: 1 of 1 segments" in _text(render_ls, [fl])
 
 
 def test_a_sensor_segment_resumes_and_is_checked(board, tmp_path: Path) -> None:
