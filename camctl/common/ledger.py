@@ -5,7 +5,9 @@ event log, so that for every camera, once the flight landed,
 ``captured = stored + sum(dropped by reason) + aged_out``. Anything may write a loss through
 :meth:`Ledger.lost` (thread-safe, O(1), no I/O); :meth:`Ledger.flush` turns what was counted since
 the last flush into one record per camera; :func:`read_ledger` sums a flight's records back into
-per-camera totals. The equation, every drop reason (:data:`REASONS`), the record: docs/ledger.md.
+per-camera totals. A sensor (an imu or baro source) keeps the same books under its name in
+samples: the store's drops and a recovery loss's ``samples`` are counted in samples too. The
+equation, every drop reason (:data:`REASONS`), the record: docs/ledger.md.
 
 Example::
 
