@@ -5,7 +5,9 @@ event log, so that for every camera, once the flight landed,
 ``captured = stored + sum(dropped by reason) + aged_out``. Anything may write a loss through
 :meth:`Ledger.lost` (thread-safe, O(1), no I/O); :meth:`Ledger.flush` turns what was counted since
 the last flush into one record per camera; :func:`read_ledger` sums a flight's records back into
-per-camera totals. The equation, every drop reason (:data:`REASONS`), the record: docs/ledger.md.
+per-camera totals. A sensor (an imu or baro source) keeps the same books under its name in
+samples: the store's drops and a recovery loss's ``samples`` are counted in samples too. The
+equation, every drop reason (:data:`REASONS`), the record: docs/ledger.md.
 
 Example::
 
@@ -204,10 +206,13 @@ def ledger_marks(events: Iterable[dict]) -> list[tuple[int, str, str, int]]:
 
 
 def _store_loss(r: Record) -> tuple[str, int]:
-    """A store ``drop`` record (``count`` frames under the store's reason) or a recovery ``loss``
-    record (the ``seqs`` a torn tail cost: frames the store had counted stored, gone after a power
-    cut) as (reason, n)."""
+    """A store ``drop`` record (``count`` frames under the store's reason; a sensor's: samples) or
+    a recovery ``loss`` record (the ``seqs`` a torn tail cost: frames the store had counted stored,
+    gone after a power cut; a sensor's says the ``samples`` those seqs held) as (reason, n)."""
     if isinstance(r, LossRecord):
+        samples = r.extra.get("samples")
+        if isinstance(samples, int) and not isinstance(samples, bool) and samples >= 0:
+            return RECOVERY_CUT, samples
         return RECOVERY_CUT, len(r.seqs or ())
     assert isinstance(r, DropRecord)
     return store_reason(r.name), r.count

@@ -62,6 +62,11 @@ def describe_loss(loss: LossRecord) -> str:
     else:
         n = len(seqs)
         what = f"{n} frame{'s' if n != 1 else ''} lost (seqs {seq_ranges(seqs)})"
+        samples = loss.extra.get("samples")  # a sensor's loss: its seqs are sample batches
+        if isinstance(samples, int) and not isinstance(samples, bool):
+            least = "at least " if loss.extra.get("samples_at_least") else ""
+            what = (f"{n} sample batch{'es' if n != 1 else ''} ({least}{samples:,} samples) lost "
+                    f"(seqs {seq_ranges(seqs)})")
     where = f" in {loss.segment}" if loss.segment else ""
     if loss.range is not None:
         where += f" bytes {loss.range[0]}..{loss.range[1]}"

@@ -61,6 +61,8 @@ __all__ = [
     "MAX_WINDOW_BYTES",
     "PROTOCOL_VERSION",
     "REQUESTS",
+    "SEGMENT_KINDS",
+    "SEGMENT_SAMPLES",
     "TOPICS",
     "Chunk",
     "Command",
@@ -91,6 +93,8 @@ __all__ = [
 
 MAGIC = b"CAMCTL"
 PROTOCOL_VERSION = 1
+SEGMENT_SAMPLES = "samples"  # a LISTING entry of a sensor's segment (SegmentInfo, List.kinds)
+SEGMENT_KINDS = ("segment", "events", "meta", SEGMENT_SAMPLES)
 # ZMQ_MAXMSGSIZE on the board's ROUTER: a bigger inbound frame drops the peer. Requests are a few
 # KiB at most; libzmq holds a whole multipart message before handing it over, so with MAX_FRAMES
 # this bounds what one hostile message costs the board before it is refused (frames x 16 KiB).
@@ -378,19 +382,30 @@ class Hello(Message):
 
 @dataclass
 class List(Message):
-    """Client -> board: list finished segments of one flight, or of all (``flight`` None)."""
+    """Client -> board: list finished segments of one flight, or of all (``flight`` None).
+
+    ``kinds``: the segment kinds beyond the first three (``samples``) the client takes; absent
+    from an older client's LIST (and ignored by an older board, which reads only the fields it
+    knows), so each side keeps working with the other."""
 
     VERB: ClassVar[bytes] = b"LIST"
     id: int
     flight: str | None = None
+    kinds: tuple[str, ...] = ()
 
     def encode(self) -> list[bytes]:
-        return _frames(self.VERB, {"id": self.id, "flight": self.flight})
+        h: dict[str, Any] = {"id": self.id, "flight": self.flight}
+        if self.kinds:
+            h["kinds"] = list(self.kinds)
+        return _frames(self.VERB, h)
 
     @classmethod
     def _from(cls, h: dict, payload: list[bytes]) -> List:
         cls._no_payload(payload, cls.VERB)
-        return cls(id=cls._id(h), flight=_name_field(h, "flight", None))
+        kinds = _get(h, "kinds", list, [], max_len=16)
+        # a kind this side does not know is not asked for: left out, never an error
+        return cls(id=cls._id(h), flight=_name_field(h, "flight", None),
+                   kinds=tuple(k for k in kinds if isinstance(k, str) and k in SEGMENT_KINDS))
 
 
 @dataclass
@@ -550,9 +565,14 @@ def _board_id(h: dict) -> str:
 
 @dataclass
 class SegmentInfo:
-    """One servable file in a LISTING. ``kind``: ``segment`` (camera), ``events`` (event log) or
-    ``meta`` (flight.json / index.json). Times are the frames' monotonic ns; ``value`` the highest
-    FrameValue."""
+    """One servable file in a LISTING. ``kind``: ``segment`` (camera), ``events`` (event log),
+    ``meta`` (flight.json / index.json) or ``samples`` (a sensor's segment: ``camera`` names the
+    sensor, ``samples`` counts its samples, times are theirs). Times are the frames' monotonic ns;
+    ``value`` the highest FrameValue.
+
+    ``samples`` is listed only to a client whose LIST says it takes that kind (:class:`List`'s
+    ``kinds``): a ground from before it rejects an unknown kind, so to such a client a board lists
+    a sensor's segment as a ``segment`` with no frames, as boards did before the kind existed."""
 
     path: str
     size: int
@@ -564,9 +584,13 @@ class SegmentInfo:
     first_ns: int = 0
     last_ns: int = 0
     value: int = 0
+    samples: int = 0
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.samples and self.kind != SEGMENT_SAMPLES:
+            del d["samples"]  # a camera's, the event log's, a meta file's entry: as before
+        return d
 
     @classmethod
     def from_json(cls, d: Any) -> SegmentInfo:
@@ -577,14 +601,15 @@ class SegmentInfo:
             raise ProtocolError(E_BAD_FIELD,
                                 f"sha256 must be 64 lowercase hex digits, got {_short(sha)}")
         kind = _get(d, "kind", str, "segment")
-        if kind not in ("segment", "events", "meta"):
+        if kind not in SEGMENT_KINDS:
             raise ProtocolError(E_BAD_FIELD, f"unknown segment kind {_short(kind)}")
         return cls(path=check_relpath(_get(d, "path", str)),
                    size=_get(d, "size", int, lo=0, hi=MAX_FILE_SIZE),
                    sha256=sha,
                    flight=_name_field(d, "flight"), camera=_get(d, "camera", str, ""), kind=kind,
                    frames=_get(d, "frames", int, 0, lo=0), first_ns=_get(d, "first_ns", int, 0),
-                   last_ns=_get(d, "last_ns", int, 0), value=_get(d, "value", int, 0))
+                   last_ns=_get(d, "last_ns", int, 0), value=_get(d, "value", int, 0),
+                   samples=_get(d, "samples", int, 0, lo=0))
 
 
 @dataclass

@@ -204,7 +204,9 @@ class Client(Closeable):
 
     def listing(self, flight: str | None = None) -> p.Listing:
         """The LISTING: ``segments`` valid, ``rejected`` the entries left out (one line each)."""
-        return self.request(p.List(id=self.next_id(), flight=flight), p.Listing)
+        # this ground takes a sensor's segments as their own kind (an older board ignores kinds)
+        return self.request(p.List(id=self.next_id(), flight=flight,
+                                   kinds=(p.SEGMENT_SAMPLES,)), p.Listing)
 
     def thumbs(self, flight: str, *, camera: str | None = None, segment: str | None = None,
                every: int = 0, width: int = 160, wait: bool = True,

@@ -1,7 +1,8 @@
 """Many boards at once: :func:`fetch` pulls every board (a thread each) into ``out/<board>/...``,
-previews and event logs first (previews the board is still making come between files), then segments
-by value, resuming partial files and checking every sha256 (one file's download is
-:mod:`camctl.ground.download`, one board's requests :mod:`camctl.ground.client`).
+previews and event logs first (previews the board is still making come between files), then the
+sensors' segments, then the cameras' by value, resuming partial files and checking every sha256
+(one file's download is :mod:`camctl.ground.download`, one board's requests
+:mod:`camctl.ground.client`).
 
 Example::
 
@@ -399,8 +400,12 @@ class _BoardFetch:
         if self.progress is not None:
             self.task = self.progress.add_task(hello.board, total=sum(s.size for s, _ in segs))
         first = [x for x in segs if x[0].kind in ("meta", "events")]
-        rest = sorted((x for x in segs if x[0].kind == "segment"),
-                      key=lambda x: (-x[0].value, x[0].first_ns, x[0].path))
+        # a sensor's segments first among segments: small, and the flight's forces; then the
+        # cameras' by value
+        sensors = sorted((x for x in segs if x[0].kind == p.SEGMENT_SAMPLES),
+                         key=lambda x: (x[0].first_ns, x[0].path))
+        rest = sensors + sorted((x for x in segs if x[0].kind == "segment"),
+                                key=lambda x: (-x[0].value, x[0].first_ns, x[0].path))
         writer = _PreviewWriter(r)
         try:
             for seg, dest in first:  # tiny: done and renamed one by one, before any preview
@@ -409,7 +414,7 @@ class _BoardFetch:
             # fetch started right after landing) does not hold the download back: they are asked
             # again between files. A segment downloaded already is left out: its previews were
             # written then.
-            pending = [x for x in rest if not x[1].exists()]
+            pending = [x for x in rest if not x[1].exists() and x[0].kind == "segment"]
             self._previews_pass(pending, root, writer, wait=self.thumbs_only)
             if self.thumbs_only:
                 writer.close()  # every preview is on disk before a thumbs-only fetch reports
@@ -480,7 +485,7 @@ class _BoardFetch:
                 (len(parts) == 2 and parts[1] in ("flight.json", "index.json")
                  and seg.kind == "meta")
                 or (len(parts) == 3 and parts[2].endswith(".mcap") and parts[1] != "thumbs"
-                    and seg.kind in ("segment", "events")
+                    and seg.kind in ("segment", "events", p.SEGMENT_SAMPLES)
                     and (seg.kind == "events" or parts[1] == seg.camera)))
         dest = root.joinpath(*parts)
         if ok and dest.resolve().is_relative_to(self.out.resolve()):

@@ -51,7 +51,9 @@ __all__ = [
     "remote_events",
     "remote_flights",
     "remote_segment_runs",
+    "remote_sensors",
     "remote_time_bases",
+    "sensor_line",
     "sort_events",
     "summarize_flight",
 ]
@@ -115,10 +117,14 @@ def find_flights(root: Path) -> list[FlightRef]:
 
 
 def camera_segments(flight_dir: Path) -> dict[str, list[Path]]:
-    """Each camera folder of a flight (event log, previews and export output left out) and its
-    ``*.mcap`` segments in order; a folder without a segment is left out."""
+    """Each camera folder of a flight (event log, previews, export output and the sources
+    ``flight.json`` names as another kind, a sensor's, left out) and its ``*.mcap`` segments in
+    order; a folder without a segment is left out."""
+    from camctl.store.sources import source_kinds
+
     cams: dict[str, list[Path]] = {}
-    folders = (p for p in Path(flight_dir).iterdir() if p.is_dir() and p.name not in _NOT_CAMERAS)
+    not_cameras = _NOT_CAMERAS | set(source_kinds(Path(flight_dir)))
+    folders = (p for p in Path(flight_dir).iterdir() if p.is_dir() and p.name not in not_cameras)
     for sub in sorted(folders):
         segs = sorted(sub.glob("*.mcap"))
         if segs:
@@ -259,6 +265,8 @@ def _same_files(flight_dir: Path, index: dict) -> bool:
 
     try:
         entries = {e["path"]: e["size"] for c in index["cameras"].values() for e in c["segments"]}
+        entries.update({e["path"]: e["size"] for c in index.get("sources", {}).values()
+                        for e in c["segments"]})  # a sensor's segments are files of it too
         entries.update({e["path"]: e["size"] for e in index["events"]["segments"]})
         on_disk = {p.relative_to(flight_dir).as_posix(): p.stat().st_size
                    for paths in segment_paths(flight_dir).values() for p in paths}
@@ -346,6 +354,41 @@ def _camera_summary(ref: FlightRef, name: str, cam: dict, tb: TimeBase, ledger: 
     }
 
 
+def _sensor_summary(ref: FlightRef, name: str, src: dict, tb: TimeBase, ledger: dict,
+                    not_checked: str = "") -> dict:
+    """A sensor's ``ls`` record: its kind, samples and batches stored, times, size, and its books
+    in samples (``captured = stored + dropped``, :func:`camctl.common.ledger.balance`)."""
+    from camctl.common.ledger import balance
+
+    segs = src.get("segments", [])
+    first, last = _span(src, tb.clock)
+    samples = int(src.get("samples", 0))
+    folder = ref.path / name
+    both = first is not None and last is not None
+    return {
+        "kind": str(src.get("kind", "")),
+        "samples": samples,
+        "batches": int(src.get("records", 0)),
+        "first_s": round(tb.rel_s(first), 3) if first is not None and tb.aligned else None,
+        "last_s": round(tb.rel_s(last), 3) if last is not None and tb.aligned else None,
+        "duration_s": round((last - first) / 1e9, 3) if both else 0.0,
+        "bytes": sum(int(s.get("size", 0)) for s in segs),
+        "segments": len(segs),
+        "partial_files": sorted(p.name for p in folder.glob("*.part")) if folder.is_dir() else [],
+        "ledger": balance(ledger.get(name), samples, not_checked=not_checked),
+    }
+
+
+def sensor_line(name: str, s: dict) -> str:
+    """``imu: 20,800 samples, 0 lost``: a sensor's samples stored and those its books say were not
+    (dropped by any reason, recovery cuts included); ``lost ?`` without books."""
+    books = s.get("ledger") or {}
+    lost = sum((books.get("dropped") or {}).values()) if books.get("captured") is not None \
+        else None
+    return (f"{name}: {int(s.get('samples', 0)):,} samples, "
+            f"{'?' if lost is None else f'{lost:,}'} lost")
+
+
 def _span(cam: dict, clock: FlightClock) -> tuple[int | None, int | None]:
     """A camera's first and last frame on the flight's timeline: each segment's span placed by its
     run's clock (index.json says a segment's run; an older index does not: run 0)."""
@@ -374,8 +417,10 @@ def _runs(tb: TimeBase) -> list[dict]:
 
 
 def summarize_flight(ref: FlightRef) -> dict[str, Any]:
-    """The ``ls`` record of one flight: per camera frames, stills, times from release, sizes."""
+    """The ``ls`` record of one flight: per camera frames, stills, times from release, sizes; per
+    sensor its samples and books."""
     from camctl.common.ledger import read_ledger
+    from camctl.store.sources import SENSOR_KINDS
 
     index, how, listed = read_index(ref.path)
     events = load_events(ref.path)
@@ -388,6 +433,13 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
     # never NOT BALANCED (camctl.common.ledger.read_ledger)
     accounted = {r.camera for r in typed if isinstance(r, LedgerRecord)}
     books = {name: b for name, b in ledger.items() if name in accounted}
+    sensors: dict[str, dict] = {}
+    for name, src in sorted((index.get("sources") or {}).items()):
+        if isinstance(src, dict) and src.get("kind") in SENSOR_KINDS:
+            gone = missing.get(name, [])
+            why = _not_checked(gone, len(src.get("segments", [])) + len(gone), previews_only)
+            sensors[name] = _sensor_summary(ref, name, src, tb, books, why)
+            sensors[name]["not_fetched"] = gone
     cams: dict[str, dict] = {}
     for name, cam in sorted(index.get("cameras", {}).items()):
         if name in ("thumbs", "export") and not cam.get("segments", []):
@@ -397,7 +449,7 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         cams[name] = _camera_summary(ref, name, cam, tb, books, why)
         cams[name]["not_fetched"] = gone  # a download's segments the board has and it does not
     losses = flight_losses(events)
-    totals = loss_totals(losses)
+    totals = loss_totals([r for r in losses if r.camera not in sensors])  # frames, not samples
     for r in typed:  # a camera added or removed at a resume (camctl.board.flight_cameras)
         if isinstance(r, CamerasRecord):
             for key, names in (("joined_run", r.added), ("left_run", r.removed)):
@@ -410,7 +462,8 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
         "previews_only": previews_only,
         "aligned": tb.aligned, "unaligned_reason": tb.unaligned_reason,
         "events": len(events), "faults": sum(isinstance(r, FaultRecord) for r in typed),
-        "drops": sum(sum(c["dropped"].values()) for c in ledger.values()),  # ledger + store drops
+        # ledger + store drops of frames (a sensor's, in samples, are its own books)
+        "drops": sum(sum(c["dropped"].values()) for n, c in ledger.items() if n not in sensors),
         # what recovery cut or skipped (store/_repair.py describe_losses): byte ranges, seqs, camera
         "losses": loss_dicts(losses),
         # frames those records cost (distinct seqs), and records too old to name their seqs
@@ -422,6 +475,8 @@ def summarize_flight(ref: FlightRef) -> dict[str, Any]:
                            RESUME_SOURCE if "release" in tb.resume_event_ns else ""),
         "runs": _runs(tb),  # each resume: where on the timeline, down how long, rebooted or not
         "cameras": cams,
+        # each sensor (imu, baro): samples, times and its books in samples
+        "sensors": sensors,
     }
 
 
@@ -490,7 +545,7 @@ def remote_flights(segs: list[Any], bases: dict[str, TimeBase],
     flights: dict[str, dict[str, dict]] = {}
     for s in segs:
         if s.kind != "segment":
-            continue  # the event log and flight.json/index.json are not cameras
+            continue  # the event log, flight.json/index.json and a sensor's samples: no camera
         cam = flights.setdefault(s.flight, {}).setdefault(s.camera, {
             "frames": 0, "bytes": 0, "segments": 0, "first_ns": None, "last_ns": None})
         cam["frames"] += s.frames
@@ -516,6 +571,32 @@ def remote_flights(segs: list[Any], bases: dict[str, TimeBase],
     return flights
 
 
+def remote_sensors(segs: list[Any], events: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
+    """``{flight: {sensor: record}}`` from a board's LIST (its ``samples`` entries) and event logs:
+    samples and bytes listed, segments, and ``ledger`` (the books in samples the event log gives,
+    :func:`camctl.common.ledger.balance` against the samples listed; None without ledger
+    records)."""
+    from camctl.common.ledger import balance, read_ledger
+
+    out: dict[str, dict[str, dict]] = {}
+    for s in segs:
+        if s.kind != "samples":
+            continue
+        rec = out.setdefault(s.flight, {}).setdefault(s.camera, {
+            "samples": 0, "bytes": 0, "segments": 0})
+        rec["samples"] += s.samples
+        rec["bytes"] += s.size
+        rec["segments"] += 1
+    for flight, sensors in out.items():
+        recs = events.get(flight, [])
+        accounted = {r.camera for r in read(recs) if isinstance(r, LedgerRecord)}
+        books = read_ledger(recs)
+        for name, rec in sensors.items():
+            rec["ledger"] = balance(books.get(name) if name in accounted else None,
+                                    rec["samples"])
+    return out
+
+
 def list_board(url: str, *, timeout_s: float = 5.0, curve: Any = None) -> dict:
     """One board's ``ls --connect`` record: ``{"url", "board", "serving", "flights", "losses"}``
     (see :func:`remote_flights`; the event logs are fetched for the time bases, they are small), or
@@ -537,4 +618,5 @@ def list_board(url: str, *, timeout_s: float = 5.0, curve: Any = None) -> dict:
     losses = {f: loss_dicts(found) for f, r in sorted(events.items())
               if (found := flight_losses(r))}
     return {"url": url, "board": w.board, "serving": w.serving,
-            "flights": remote_flights(segs, bases, runs), "losses": losses}
+            "flights": remote_flights(segs, bases, runs), "losses": losses,
+            "sensors": remote_sensors(segs, events)}

@@ -130,9 +130,11 @@ def from_summary(fl: dict[str, Any], *, contact: bool = True, lost_at: str = "",
     if listed is None:
         listed = fl.get("segments_listed")  # camera segments the board's index lists
     recorded = any(c.get("frames") or c.get("stills") for c in cams.values())
-    unbalanced = tuple(n for n, c in cams.items()
+    # a sensor's books (in samples) count as a camera's: RECORDED needs both to balance
+    booked = {**cams, **{n: c for n, c in (fl.get("sensors") or {}).items() if n not in cams}}
+    unbalanced = tuple(n for n, c in booked.items()
                        if (c.get("ledger") or {}).get("balanced") is False)
-    unchecked = tuple(n for n, c in cams.items()
+    unchecked = tuple(n for n, c in booked.items()
                       if not isinstance(c.get("ledger"), dict)
                       or c["ledger"].get("balanced") is None
                       or c["ledger"].get("captured", 0) is None)

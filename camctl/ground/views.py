@@ -23,7 +23,13 @@ from camctl.common.losses import describe_loss
 from camctl.common.protocol import printable
 from camctl.common.records import LossRecord, read
 from camctl.exc import ConfigError
-from camctl.ground.flights import find_flights, list_board, loss_totals, summarize_flight
+from camctl.ground.flights import (
+    find_flights,
+    list_board,
+    loss_totals,
+    sensor_line,
+    summarize_flight,
+)
 from camctl.ground.status import StatusSubscriber, events_endpoint, normalize_status, poll_status
 from camctl.ground.verdict import from_summary, verdict
 
@@ -144,13 +150,19 @@ def render_ls(flights: list[dict], *, console: Any = None) -> None:
                                (("joined_run", "joined"), ("left_run", "left"))
                                if c.get(key) is not None)
                 console.print("  " + describe(name, c["ledger"]) + runs, soft_wrap=True)
+        for name, sn in (fl.get("sensors") or {}).items():  # each sensor's books, in samples
+            console.print(f"  {_safe(sensor_line(name, sn))} ({_safe(sn.get('kind', ''))}, "
+                          f"{sn['segments']} segments, {_mb(sn['bytes'])})", soft_wrap=True)
+            if "ledger" in sn:
+                console.print("  " + _safe(describe(name, sn["ledger"])), soft_wrap=True)
 
 
 def unbalanced(flights: list[dict]) -> list[str]:
-    """``board/flight/camera`` of each camera whose books really do not balance (a camera whose
-    books cannot be checked, a download without its segments, is not one)."""
+    """``board/flight/camera`` of each camera (or sensor) whose books really do not balance (one
+    whose books cannot be checked, a download without its segments, is not one)."""
     return [f"{fl['board']}/{fl['flight']}/{name}" for fl in flights
-            for name, c in fl["cameras"].items() if name not in ("thumbs", "export")
+            for name, c in [*fl["cameras"].items(), *(fl.get("sensors") or {}).items()]
+            if name not in ("thumbs", "export")
             and (c.get("ledger") or {}).get("balanced") is False]
 
 
@@ -214,6 +226,10 @@ def render_ls_remote(boards: list[dict], *, console: Any = None) -> None:
                               _t(c["last_s"]),
                               f"{c['duration_s']:.3f}s", _mb(c["bytes"]), str(c["segments"]))
         console.print(table)
+        for fl, sensors in sorted((b.get("sensors") or {}).items()):  # books in samples
+            for name, sn in sorted(sensors.items()):
+                console.print(f"{printable(fl, 200)} {_safe(sensor_line(name, sn))}",
+                              soft_wrap=True)
         for fl, records in sorted(b.get("losses", {}).items()):  # from the boards' event logs
             console.print(f"{printable(fl, 200)}: {losses_count(records)}", markup=False,
                           soft_wrap=True)

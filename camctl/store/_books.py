@@ -26,13 +26,14 @@ class Books:
         self._pending: dict[str, int] = {}  # stored since the last commit of the source's segment
         self._pending_seq: dict[str, int] = {}
         self._pending_extra: dict[str, dict[str, int]] = {}
+        self._pending_units: dict[str, int] = {}  # the same in the kind's loss unit (samples)
 
     def __contains__(self, name: str) -> bool:
         return name in self.books
 
     def drop(self, name: str, reason: str, n: int = 1) -> None:
-        """Count ``n`` records of ``name`` dropped for ``reason`` (reported to the event log
-        later)."""
+        """Count ``n`` units of ``name`` dropped for ``reason`` (reported to the event log later):
+        frames or records, a sensor's samples (:meth:`SourceKind.units`)."""
         if n <= 0:
             return
         d = self.books[name].dropped
@@ -61,6 +62,7 @@ class Books:
         commit)."""
         kind = self.kinds[name]
         self._pending[name] = self._pending.get(name, 0) + 1
+        self._pending_units[name] = self._pending_units.get(name, 0) + kind.units(record)
         self._pending_seq[name] = max(self._pending_seq.get(name, -1), kind.seq(record))
         b = self.books[name]
         b.stored += 1
@@ -74,6 +76,7 @@ class Books:
         durable."""
         b = self.books[name]
         b.durable += self._pending.pop(name, 0)
+        self._pending_units.pop(name, None)
         b.durable_seq = max(b.durable_seq, self._pending_seq.pop(name, -1))
         self._pending_extra.pop(name, None)
         b.bytes += seg.size - seg.accounted
@@ -82,12 +85,13 @@ class Books:
     def lost(self, name: str, reason: str) -> None:
         """The segment of ``name`` was abandoned: what was stored since its last commit is gone."""
         lost = self._pending.pop(name, 0)
+        units = self._pending_units.pop(name, 0)
         self._pending_seq.pop(name, None)
         b = self.books[name]
         for key, n in self._pending_extra.pop(name, {}).items():
             b.extra[key] = b.extra.get(key, 0) - n
         b.stored -= lost
-        self.drop(name, reason, lost)
+        self.drop(name, reason, units)
 
     def take_unreported(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
         """The drops not yet reported ((source, reason) -> n), and each one's running total."""

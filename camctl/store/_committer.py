@@ -246,11 +246,11 @@ class Committer:
         blocked = self.space.blocked(self._clock())
         if blocked or self.inbox.finished:
             with self.inbox.lock:
-                self.books.drop(name, blocked or "finished")
+                self.books.drop(name, blocked or "finished", item.kind.units(item.record))
             return
         if not self.space.has_room(item.kind.room(item.record)):  # what finishing needs stays free
             with self.inbox.lock:
-                self.books.drop(name, "store_full")
+                self.books.drop(name, "store_full", item.kind.units(item.record))
             return
         try:
             item.kind.write(self._segment(name), name, item.record)
@@ -258,7 +258,7 @@ class Committer:
                 self.books.stored(name, item.record)
         except OSError as exc:
             with self.inbox.lock:
-                self.books.drop(name, _reason(exc))
+                self.books.drop(name, _reason(exc), item.kind.units(item.record))
             self._io_failure(name, exc)
 
     def _write_event(self, rec: dict) -> None:

@@ -27,7 +27,9 @@ import json
 import os
 import struct
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mcap.data_stream import RecordBuilder
 from mcap.opcode import Opcode
@@ -47,7 +49,7 @@ from camctl.store._records import (
 from camctl.store._salvage import Scan, ScannedChunk
 from camctl.store._segment import finish_tail
 from camctl.store.reserve import find_reserve, is_full
-from camctl.store.sources import KINDS
+from camctl.store.sources import KINDS, SensorKind
 
 __all__ = ["NEVER_DURABLE", "TORN_COMMIT", "costs_frames", "describe_losses", "plan_in_place",
            "repair_in_place", "segment_seqs", "seqs_of_ranges"]
@@ -93,7 +95,8 @@ def _frame_channels(layout: Layout) -> set[int]:
 
 
 def _range_seqs(path: Path, start: int, end: int, channels: set[int],
-                known: set[int], meta: set[int] | None = None) -> set[int]:
+                known: set[int], meta: set[int] | None = None,
+                samples: dict[int, tuple[int, bool]] | None = None) -> set[int]:
     """Seqs (on ``channels``) of the frames whose Message records begin in ``start..end`` and
     whose headers still parse: a torn tail's uncommitted chunk, a chunk whose CRC or length fails.
     Record after record from the chunk's first; where the walk breaks (the damage), on at the next
@@ -104,7 +107,11 @@ def _range_seqs(path: Path, start: int, end: int, channels: set[int],
     The two records of a frame vote: a ``meta`` channel's record says its seq twice (its header and
     its JSON body); where the two differ (a flipped bit in one), the one the frame's image record
     also names wins; and a seq only one image header names is dropped when it is one bit away from
-    a seq a meta record confirms without its image (that image header was hit: 16 read as 18)."""
+    a seq a meta record confirms without its image (that image header was hit: 16 read as 18).
+
+    ``samples`` (a sensor's segment, no meta channel) is filled with each seq's sample count and
+    whether it is exact: the ``batch.n`` its first sample's JSON says, else (that sample's body cut
+    or hit) the records that name it, at least that many."""
     try:
         with open(path, "rb") as f:
             f.seek(start)
@@ -116,8 +123,15 @@ def _range_seqs(path: Path, start: int, end: int, channels: set[int],
     confirmed: set[int] = set()  # seqs a meta record's header and JSON body agree on
     disputed: list[tuple[int, int]] = []  # a meta record's (header seq, body seq) that differ
     heads = (Opcode.MESSAGE, Opcode.MESSAGE_INDEX, Opcode.CHUNK)
+    at: dict[int, int] = {}  # record offset -> the seq its header says (file order)
+    heads_n: dict[int, int] = {}  # seq -> the batch.n its first sample says (sensors)
 
     def vote(q: int, channel: int, seq: int, nxt: int) -> None:
+        at[q] = seq
+        if samples is not None:
+            said_n = _json_batch_n(buf[q + MSG_HEAD.size:min(nxt, n)])
+            if said_n is not None:
+                heads_n[seq] = said_n
         if meta and channel in meta:
             said = _json_seq(buf[q + MSG_HEAD.size:min(nxt, n)])
             if said is not None and said != seq:
@@ -166,7 +180,49 @@ def _range_seqs(path: Path, start: int, end: int, channels: set[int],
     lone = {q for q, k in votes.items() if k == 1 and q not in confirmed}
     alone = {q for q, k in votes.items() if k == 1 and q in confirmed}  # a meta without its image
     flipped = {q for q in lone if any(bin(q ^ c).count("1") == 1 for c in alone)}
+    if not meta:
+        flipped |= _out_of_order([at[q] for q in sorted(at)])
+    if samples is not None:
+        named = [at[q] for q in sorted(at)]
+        for q in set(votes) - flipped:
+            samples[q] = (heads_n[q], True) if q in heads_n else (named.count(q), False)
     return set(votes) - flipped
+
+
+def _out_of_order(seqs: list[int]) -> set[int]:
+    """Seqs a flipped header made up, in a source whose records carry their seq in headers only
+    (a sensor's samples: a batch is N messages sharing one seq, written in seq order): a seq every
+    record of which is out of order -- outside its two neighbours' seqs when those agree on the
+    order, the first above the second, the last below the one before it, or the last one bit above
+    the seq before it and not the next one (a batch's sample hit; a new batch is one more)."""
+    n = len(seqs)
+    flagged: dict[int, int] = {}
+    for i, s in enumerate(seqs):
+        prev = seqs[i - 1] if i > 0 else None
+        nxt = seqs[i + 1] if i + 1 < n else None
+        if prev is not None and nxt is not None:
+            bad = prev <= nxt and not prev <= s <= nxt
+        elif nxt is not None:
+            bad = s > nxt
+        elif prev is not None:
+            bad = s < prev or (s > prev + 1 and bin(s ^ prev).count("1") == 1)
+        else:
+            bad = False
+        if bad:
+            flagged[s] = flagged.get(s, 0) + 1
+    return {s for s, k in flagged.items() if k == seqs.count(s)}
+
+
+def _json_batch_n(body: bytes) -> int | None:
+    """The ``batch.n`` a sensor batch's first sample says (None: not a first sample, or damaged):
+    camctl.store.sources.SensorKind.write."""
+    if b'"batch"' not in body:
+        return None
+    try:
+        n = json.loads(body)["batch"]["n"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1 << 24 else None
 
 
 def _json_seq(body: bytes) -> int | None:
@@ -221,6 +277,9 @@ def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | N
     never durable."""
     path = Path(path)
     chans = _frame_channels(layout)
+    # a sensor's loss also says the samples its seqs held (the ledger's unit): extra["samples"]
+    sensor = isinstance(KINDS.get(layout.kind), SensorKind)
+    counts: dict[int, tuple[int, bool]] = {}
     kept = [(c.start, c.end, [m.sequence for m in c.messages if m.channel_id in chans])
             for c in scan.chunks]
     finished = bool(indexed and (indexed.get("finished") or indexed.get("seq_ranges")))
@@ -248,7 +307,8 @@ def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | N
             # so a flipped seq in one header is outvoted by the bounds the kept chunks give
             known = {c.id for c in layout.channels}
             metas = {c.id for c in layout.channels if c.topic.endswith("/meta")}
-            seqs = {q for q in _range_seqs(path, s, min(e, scan.size), known, known, metas)
+            seqs = {q for q in _range_seqs(path, s, min(e, scan.size), known, known, metas,
+                                           counts if sensor else None)
                     if q > lo and (hi is None or q < hi)} - set(recorded) if chans else set()
             seqs |= {q for q in missing if q > lo and (hi is None or q < hi)}
         missing -= seqs
@@ -272,12 +332,51 @@ def describe_losses(path: Path, scan: Scan, layout: Layout, *, indexed: dict | N
         out.append(LossRecord(
             camera=layout.name, segment=f"{path.parent.name}/{path.name}", range=(s, e),
             reason=reason, seq_after=max(before) if before else None,
-            seq_before=min(after) if after else None, seqs=tuple(sorted(seqs))))
+            seq_before=min(after) if after else None, seqs=tuple(sorted(seqs)),
+            extra=_samples_of(seqs, counts) if sensor else {}))
     if missing:  # recorded as finished, gone, and no damaged range to blame: the file was replaced
         out.append(LossRecord(
             camera=layout.name, segment=f"{path.parent.name}/{path.name}",
             reason="frames the index recorded are not in the finished segment",
             seqs=tuple(sorted(missing))))
+    if sensor and finished and indexed and not recorded:
+        kept_samples = sum(len(seqs) for _, _, seqs in kept)  # a sensor's message is a sample
+        _index_samples(out, counts, indexed.get("samples"), kept_samples)
+    return out
+
+
+def _index_samples(out: list[LossRecord], counts: dict[int, tuple[int, bool]],
+                   indexed: object, kept: int) -> None:
+    """A finished sensor segment's losses cost exactly the samples its index entry counted less
+    those the file still holds: the one loss record whose count the headers cannot say (a seq
+    only the index names, a first sample cut) gets the rest, so the ledger's books stay exact."""
+    if not isinstance(indexed, int) or isinstance(indexed, bool) or indexed < kept:
+        return
+
+    def exact(r: LossRecord) -> bool:
+        return all(q in counts and counts[q][1] for q in r.seqs or ())
+
+    unsure = [i for i, r in enumerate(out) if not exact(r)]
+    if len(unsure) != 1:
+        return
+    others = sum(int(r.extra.get("samples", 0)) for i, r in enumerate(out) if i != unsure[0])
+    r = out[unsure[0]]
+    left = indexed - kept - others
+    if left >= len(r.seqs or ()):
+        extra = {k: v for k, v in r.extra.items() if k != "samples_at_least"}
+        out[unsure[0]] = replace(r, extra={**extra, "samples": left})
+
+
+def _samples_of(seqs: set[int], counts: dict[int, tuple[int, bool]]) -> dict[str, Any]:
+    """``{"samples": n}``: the samples a sensor loss's seqs held (the ledger's unit), with
+    ``"samples_at_least": true`` when a batch's first sample was cut before its ``batch.n`` (then
+    n counts the samples whose records are there); ``{}`` when a seq only the index names has no
+    count (the ledger then counts seqs)."""
+    if not all(q in counts for q in seqs):
+        return {}
+    out: dict[str, Any] = {"samples": sum(counts[q][0] for q in seqs)}
+    if not all(counts[q][1] for q in seqs):
+        out["samples_at_least"] = True
     return out
 
 

@@ -148,6 +148,12 @@ class SourceKind(ABC):
         """The kind's own counters a stored record adds to its source's books."""
         return {}
 
+    def units(self, record: Any) -> int:
+        """What ``record`` counts as in the source's loss books (its drops; the board's ledger
+        counts the same unit as ``captured``): one, a frame or a record; a sensor's: its
+        samples."""
+        return 1
+
     @abstractmethod
     def stats_view(self, books: SourceBooks) -> dict[str, Any]:
         """The source's ``FlightStore.stats()`` entry (field names are part of the interface)."""
@@ -537,6 +543,16 @@ class SensorKind(SamplesKind):
 
     def room(self, record: SampleBatch) -> int:
         return 64 + len(record.rows) * (48 + 24 * len(self.fields))
+
+    def units(self, record: SampleBatch) -> int:
+        # the sampler's ledger counts samples (captured, store_refused): the store's drops of a
+        # sensor count them too, so captured = stored + dropped balances in one unit
+        return len(record.rows)
+
+    def stats_view(self, books: SourceBooks) -> dict[str, Any]:
+        """As :class:`SamplesKind`'s, with ``dropped`` {reason: samples} (a batch dropped counts
+        its samples, the ledger's unit)."""
+        return super().stats_view(books)
 
     def write(self, seg: SegmentWriter, source: str, record: SampleBatch) -> None:
         if record.fields != self.fields:

@@ -72,7 +72,7 @@ from camctl.store.index import (
 )
 from camctl.store.reader import layout_of, scan_events
 from camctl.store.reserve import find_reserve
-from camctl.store.sources import CAMERA, KINDS, SourceKind
+from camctl.store.sources import CAMERA, KINDS, SamplesKind, SourceKind
 
 __all__ = ["RESULTS", "CameraReport", "SourceReport", "VerifyReport", "is_download",
            "log_losses", "render_report", "repair_segment", "verify", "verify_segments"]
@@ -105,6 +105,7 @@ class SourceReport:
 
     kind: str
     records: int = 0
+    samples: int = 0  # a samples or sensor source's samples in its whole records
     bytes: int = 0
     segments: int = 0
     repaired_segments: int = 0
@@ -446,6 +447,8 @@ def _count_records(report: VerifyReport, path: Path, scan: Scan, name: str, kind
                 counts.bad_records += 1
             report.errors.append(f"{path}: {kind.noun} seq {rec.seq} "
                                  f"(chunk at byte {rec.chunk_offset}) {kind.bad}")
+    if isinstance(counts, SourceReport) and isinstance(kind, SamplesKind):
+        counts.samples += sum(len(b.rows) for b in kind.read(scan))
 
 
 class _ReadAhead:
@@ -742,6 +745,12 @@ def render_report(report: VerifyReport, *, plain: bool = False, width: int = 100
     console = Console(file=buf, width=width, no_color=plain, force_terminal=not plain,
                       highlight=False)
     console.print(table)
+    for name, r in sorted(report.sources.items()):  # a sensor's books are in samples
+        noun = getattr(KINDS.get(r.kind), "noun", "record")
+        if r.records != 1:
+            noun += "es" if noun.endswith("batch") else "s"
+        said = f", {r.samples:,} samples" if isinstance(KINDS.get(r.kind), SamplesKind) else ""
+        console.print(f"  {name}: {r.records:,} {noun}{said}", markup=False)
     console.print(f"events: {report.events}   lost ranges: {len(report.lost_chunks)}   "
                   f"result: {report.status} (exit {report.exit_code})")
     if report.not_fetched:  # a download's, not a loss: the board still has them

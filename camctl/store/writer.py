@@ -243,25 +243,26 @@ class FlightStore:
             if kind is None:
                 return False
             value = kind.value(record)
+            units = kind.units(record)  # a drop's count: a frame, a sensor batch's samples
             if isinstance(record, EncodedFrame):  # the clock its timestamp is on (stills too)
                 record.meta.setdefault("run", self.run)
             ib = self._inbox
             with self._lock:
                 if ib.finish_req:
-                    self._books.drop(name, "finished")
+                    self._books.drop(name, "finished", units)
                     return False
                 if not self._space.quota.admit_value(name, value):
-                    self._books.drop(name, "quota")
+                    self._books.drop(name, "quota", units)
                     return False
                 if len(ib.queue) >= self.config.queue_frames:
                     low = min(range(len(ib.queue)), key=lambda i: ib.queue[i].value)
                     victim = ib.queue[low]
                     if victim.value >= value:
-                        self._books.drop(name, "queue_full")
+                        self._books.drop(name, "queue_full", units)
                         return False
                     del ib.queue[low]
                     self._books.queued(victim.name, -1)
-                    self._books.drop(victim.name, "queue_full")
+                    self._books.drop(victim.name, "queue_full", victim.kind.units(victim.record))
                 ib.queue.append(Queued(name, kind, record, value))
                 self._books.queued(name, 1)
                 ib.cond.notify()

@@ -15,7 +15,8 @@ from camctl.common import protocol as p
 from camctl.common.fsutil import sha256_file
 from camctl.exc import ProtocolError
 from camctl.store.index import FLIGHT_NAME
-from camctl.store.reader import iter_events, iter_frames
+from camctl.store.reader import iter_events, iter_frames, iter_samples
+from camctl.store.sources import SENSOR_KINDS, source_kinds
 from camctl.store.writer import flight_seq, in_recording_order
 
 __all__ = ["Catalog", "file_key", "resolve_path"]
@@ -29,6 +30,7 @@ class _Facts:
     first_ns: int
     last_ns: int
     value: int
+    samples: int = 0
 
 
 def file_key(path: Path) -> tuple[str, int, int]:
@@ -111,8 +113,13 @@ class Catalog:
         self._seqs[flight_dir.name] = (stamp, seq)
         return seq
 
-    def listing(self, flight: str | None, open_segments: set[Path]) -> list[p.SegmentInfo]:
+    def listing(self, flight: str | None, open_segments: set[Path],
+                kinds: tuple[str, ...] = ()) -> list[p.SegmentInfo]:
+        """The finished files of ``flight`` (None: every flight). A sensor's segment is listed as
+        ``samples`` (its sample count and times) when ``kinds`` (the client's LIST) takes that
+        kind, else as a ``segment`` with no frames: what a ground from before the kind knows."""
         opened = {resolve_path(x) for x in open_segments}
+        samples_ok = p.SEGMENT_SAMPLES in kinds
         flights = [flight] if flight else self.flights()
         out: list[p.SegmentInfo] = []
         for fl in flights:
@@ -120,6 +127,7 @@ class Catalog:
             if not fdir.is_dir() or fdir.is_symlink():
                 continue
             index = _index_records(fdir)
+            sensors = {n for n, k in source_kinds(fdir).items() if k in SENSOR_KINDS}
             for name in ("flight.json", "index.json"):
                 f = fdir / name
                 if f.is_file() and not f.is_symlink() and resolve_path(f) not in opened:
@@ -133,15 +141,24 @@ class Catalog:
                     if seg.is_symlink() or not seg.is_file() or resolve_path(seg) in opened:
                         continue
                     rel = f"{cdir.name}/{seg.name}"
-                    facts, size = self._segment_facts(seg, cdir.name, index.get(rel))
+                    sensor = cdir.name in sensors
+                    facts, size = self._segment_facts(seg, cdir.name, index.get(rel), sensor)
+                    kind = "events" if cdir.name == "events" else "segment"
+                    if sensor and samples_ok:
+                        out.append(p.SegmentInfo(
+                            path=f"{fl}/{rel}", size=size, sha256=facts.sha256, flight=fl,
+                            camera=cdir.name, kind=p.SEGMENT_SAMPLES, samples=facts.samples,
+                            first_ns=facts.first_ns, last_ns=facts.last_ns, value=facts.value))
+                        continue
                     out.append(p.SegmentInfo(
                         path=f"{fl}/{rel}", size=size, sha256=facts.sha256, flight=fl,
-                        camera=cdir.name, kind="events" if cdir.name == "events" else "segment",
-                        frames=facts.frames,
-                        first_ns=facts.first_ns, last_ns=facts.last_ns, value=facts.value))
+                        camera=cdir.name, kind=kind, frames=facts.frames,
+                        first_ns=0 if sensor else facts.first_ns,
+                        last_ns=0 if sensor else facts.last_ns, value=facts.value))
         return out
 
-    def _segment_facts(self, seg: Path, camera: str, rec: dict | None) -> tuple[_Facts, int]:
+    def _segment_facts(self, seg: Path, camera: str, rec: dict | None,
+                       sensor: bool = False) -> tuple[_Facts, int]:
         key = file_key(seg)
         facts = self._facts.get(key)
         if facts is None:
@@ -153,18 +170,27 @@ class Catalog:
                         if isinstance(v, int) and not isinstance(v, bool):
                             return v
                     return 0
-                facts = _Facts(rec["sha256"].lower(), num("frames"), num("first_ns"),
-                               num("last_ns"), num("max_value", "value"))
+                facts = _Facts(rec["sha256"].lower(), 0 if sensor else num("frames"),
+                               num("first_ns"), num("last_ns"), num("max_value", "value"),
+                               num("samples") if sensor else 0)
             else:
-                facts = self._compute(seg, camera)
+                facts = self._compute(seg, camera, sensor)
             self._facts[key] = facts
         return facts, key[1]
 
-    def _compute(self, seg: Path, camera: str) -> _Facts:
+    def _compute(self, seg: Path, camera: str, sensor: bool = False) -> _Facts:
         """A segment's facts, read by the store's salvage reader (the project's one MCAP reader)."""
         sha = sha256_file(seg)
         if camera == "events":
             return _Facts(sha, sum(1 for _ in iter_events(seg)), 0, 0, 0)
+        if sensor:  # its samples, their times and the highest batch value
+            n, first, last, value = 0, None, None, 0
+            for b in iter_samples(seg):
+                n += len(b.rows)
+                first = min(b.t_ns) if first is None else min(first, *b.t_ns)
+                last = max(b.t_ns) if last is None else max(last, *b.t_ns)
+                value = max(value, b.value)
+            return _Facts(sha, 0, first or 0, last or 0, value, n)
         times: list[int] = []
         value = 0
         for fr in iter_frames(seg, check_jpeg=False):

@@ -135,7 +135,8 @@ class Handlers:
         if req.flight and req.flight not in self.catalog.flights():
             raise ProtocolError(p.E_NOT_FOUND, f"no flight {req.flight!r}")
         return p.Listing(id=req.id, board=self.board.board,
-                         segments=self.catalog.listing(req.flight, self.board.open_segments()))
+                         segments=self.catalog.listing(req.flight, self.board.open_segments(),
+                                                       req.kinds))
 
     def fetch(self, req: p.Fetch) -> p.Chunk:
         if req.length > self.chunk_max:
@@ -197,5 +198,5 @@ class Handlers:
             raise ProtocolError(p.E_NOT_FOUND, f"flight {req.flight!r} has no camera "
                                                f"{req.camera!r}")
         return [(s.path, self.catalog.resolve(s.path, opened))
-                for s in self.catalog.listing(req.flight, opened)
+                for s in self.catalog.listing(req.flight, opened, (p.SEGMENT_SAMPLES,))
                 if s.kind == "segment" and (req.camera is None or s.camera == req.camera)]

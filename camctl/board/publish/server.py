@@ -363,7 +363,8 @@ class Publisher(Startable):
         self._warmed = True
         every, root = self.config.thumbs_every, self.catalog.root
         self.previews.warm([(root / s.path, s.path, s.camera, every, 160)
-                            for s in self.catalog.listing(None, set()) if s.kind == "segment"])
+                            for s in self.catalog.listing(None, set(), (p.SEGMENT_SAMPLES,))
+                            if s.kind == "segment"])  # cameras only: a sensor has no previews
 
     # -- the PUB side ------------------------------------------------------------------------
     def _drain_events(self) -> None:
