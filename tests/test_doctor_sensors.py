@@ -339,3 +339,19 @@ def test_doctor_exit_code_follows_the_sensors(tmp_path: Path, capsys) -> None:
     assert names.index("baro bmp390 /dev/i2c-1 0x77") < names.index("store")
     assert [c.detail for c in checks if c.level == FAIL] == [
         "no device answers at 0x77 on /dev/i2c-1 (ENXIO opening it)"]
+
+
+def test_hardware_sensors_md_shows_what_doctor_prints() -> None:
+    """The bring-up's expected doctor lines (hardware/sensors.md) are this code's, for the sample
+    they show: the doc changes when the output does."""
+    from camctl.board.doctor import format_check
+    from camctl.board.sensors.base import altitude_m
+
+    doc = (Path(__file__).resolve().parent.parent / "hardware" / "sensors.md").read_text()
+    block = doc[doc.index("Expected sensor lines"):]
+    shown = [ln.strip() for ln in block.split("```")[1].splitlines() if ln.strip()]
+    imu = imu_row(0.12, -0.07, 9.79, 0.4, -0.3, 0.1)
+    baro = (98_650.0, 21.4, altitude_m(98_650.0))
+    printed = [format_check(c) for c in run((imu_cfg(), baro_cfg()), imu={"rows": [imu]},
+                                            baro={"rows": [baro]})]
+    assert shown == printed
