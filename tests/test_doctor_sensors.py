@@ -248,6 +248,13 @@ def test_a_read_error_after_open_fails_and_the_other_sensors_are_still_checked()
     assert checks[-1].level == OK and checks[-1].name.startswith("baro bmp390")
 
 
+def test_a_driver_row_of_the_wrong_shape_is_a_line_not_a_traceback() -> None:
+    [bad] = failures(run((imu_cfg(),), imu={"rows": [(0.0, 0.0, 9.8)]}))
+    assert bad.detail.startswith("the driver gave 3 value(s) (0.0, 0.0, 9.8), expected 7 numbers")
+    [bad] = failures(run((baro_cfg(),), baro={"rows": [(None, 21.0, 0.0)]}))
+    assert bad.detail.startswith("the driver gave 3 value(s) (None, 21.0, 0.0), expected 3")
+
+
 # --- the barometer --------------------------------------------------------------------------------
 @pytest.mark.parametrize(("row", "words"), [
     ((5_000.0, 21.0, 20_000.0), "pressure 5.00 kPa, expected 30-110 kPa"),

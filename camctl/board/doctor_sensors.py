@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from camctl.board.config_sensors import SensorConfig
-from camctl.board.sensors.base import G, Sample, SensorDevice, SensorError
+from camctl.board.sensors.base import FIELDS, G, Sample, SensorDevice, SensorError
 
 if TYPE_CHECKING:
     from camctl.board.config import Config
@@ -250,6 +250,12 @@ def _check_one(cfg: SensorConfig, probes: Probes) -> list[Check]:
                                 "the part answers but does not measure: power-cycle it; "
                                 "a clone or a wrong part answers the ID and nothing else")]
         _, row = sample
+        want = len(FIELDS[cfg.kind])
+        if len(row) != want or not all(isinstance(x, (int, float)) for x in row):
+            return [*out, Check(label, FAIL, f"the driver gave {len(row)} value(s) {row!r:.80}, "
+                                             f"expected {want} numbers "
+                                             f"({', '.join(FIELDS[cfg.kind])})",
+                                "a camctl bug: report it with this line")]
         if cfg.kind == "imu":
             return [*out, *_imu_checks(label, cfg, row)]
         return [*out, *_baro_checks(label, row)]
