@@ -233,6 +233,24 @@ def test_bus_errors_name_their_cause(code: int, words: str, fix: str) -> None:
     assert bad.detail.startswith(words) and fix in bad.fix, (bad.detail, bad.fix)
 
 
+def test_a_bus_that_does_not_exist_through_real_smbus2_reads_as_i2c_off() -> None:
+    """The errno the fakes raise is smbus2's own: opening /dev/i2c-250 (absent on any machine)
+    through the real library, as a driver's open() does, fails with ENOENT -> "I2C is off"."""
+    import smbus2
+
+    class OnRealBus(FakeImu):
+        def open(self) -> None:
+            self.bus = smbus2.SMBus(self.cfg.bus)
+
+    probes = Probes(open_sensor=lambda cfg: OnRealBus(cfg, bus=FakeBus(0x6C), rows=[]),
+                    running_daemon=lambda d: None)
+    cfg = SimpleNamespace(sensors=(imu_cfg(bus=250),), store=SimpleNamespace(dir=Path("/x")))
+    [bad] = check_sensors(cfg, probes)  # type: ignore[arg-type]
+    assert (bad.level, bad.detail) == (FAIL, "/dev/i2c-250 does not exist: I2C is off or bus 250 "
+                                             "is not this board's")
+    assert bad.fix.startswith("sudo raspi-config nonint do_i2c 0")
+
+
 def test_a_read_error_after_open_fails_and_the_other_sensors_are_still_checked() -> None:
     class Flaky(FakeImu):
         def read(self):
