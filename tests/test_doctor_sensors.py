@@ -112,10 +112,15 @@ def parts(*, imu: dict | None = None, baro: dict | None = None, made: list | Non
     return open_sensor
 
 
+def probes_with(**kw) -> Probes:
+    """Probes for the sensor checks: no daemon running, a user in group i2c, a short wait."""
+    return Probes(**{"running_daemon": lambda d: None, "sensor_seconds": 0.05,
+                     "user_groups": lambda: ("camctl", {"video", "gpio", "i2c"}), **kw})
+
+
 def run(sensors: tuple[SensorConfig, ...], *, daemon: dict | None = None, **kw) -> list[Check]:
     cfg = SimpleNamespace(sensors=sensors, store=SimpleNamespace(dir=Path("/nonexistent")))
-    probes = Probes(open_sensor=parts(**kw), running_daemon=lambda d: daemon,
-                    sensor_seconds=0.05)
+    probes = probes_with(open_sensor=parts(**kw), running_daemon=lambda d: daemon)
     return check_sensors(cfg, probes)  # type: ignore[arg-type]
 
 
@@ -154,8 +159,8 @@ def test_the_sample_may_come_a_few_polls_after_open() -> None:
             calls["n"] += 1
             return super().read() if calls["n"] >= 3 else []
 
-    probes = Probes(open_sensor=lambda cfg: Slow(cfg, bus=FakeBus(0x6C), rows=[LEVEL]),
-                    running_daemon=lambda d: None, sensor_seconds=30.0)
+    probes = probes_with(open_sensor=lambda cfg: Slow(cfg, bus=FakeBus(0x6C), rows=[LEVEL]),
+                         sensor_seconds=30.0)
     cfg = SimpleNamespace(sensors=(imu_cfg(),), store=SimpleNamespace(dir=Path("/x")))
     assert failures(check_sensors(cfg, probes)) == []  # type: ignore[arg-type]
     assert calls["n"] == 3
@@ -225,7 +230,7 @@ def test_no_device_at_the_address_is_one_line_with_the_wiring_fix(code: int, wra
 
 @pytest.mark.parametrize(("code", "words", "fix"), [
     (errno.ENOENT, "/dev/i2c-1 does not exist", "sudo raspi-config nonint do_i2c 0"),
-    (errno.EACCES, "/dev/i2c-1 is not readable+writable", "usermod -aG i2c"),
+    (errno.EACCES, "/dev/i2c-1 is not readable+writable by camctl", "usermod -aG i2c camctl"),
     (errno.EIO, "I/O error opening it at 0x6A on /dev/i2c-1", "pull-ups"),
 ])
 def test_bus_errors_name_their_cause(code: int, words: str, fix: str) -> None:
@@ -242,8 +247,7 @@ def test_a_bus_that_does_not_exist_through_real_smbus2_reads_as_i2c_off() -> Non
         def open(self) -> None:
             self.bus = smbus2.SMBus(self.cfg.bus)
 
-    probes = Probes(open_sensor=lambda cfg: OnRealBus(cfg, bus=FakeBus(0x6C), rows=[]),
-                    running_daemon=lambda d: None)
+    probes = probes_with(open_sensor=lambda cfg: OnRealBus(cfg, bus=FakeBus(0x6C), rows=[]))
     cfg = SimpleNamespace(sensors=(imu_cfg(bus=250),), store=SimpleNamespace(dir=Path("/x")))
     [bad] = check_sensors(cfg, probes)  # type: ignore[arg-type]
     assert (bad.level, bad.detail) == (FAIL, "/dev/i2c-250 does not exist: I2C is off or bus 250 "
@@ -256,9 +260,8 @@ def test_a_read_error_after_open_fails_and_the_other_sensors_are_still_checked()
         def read(self):
             raise OSError(errno.EREMOTEIO, "Remote I/O error")
 
-    probes = Probes(open_sensor=lambda cfg: (Flaky(cfg, bus=FakeBus(0x6C), rows=[])
-                                             if cfg.kind == "imu" else parts()(cfg)),
-                    running_daemon=lambda d: None)
+    probes = probes_with(open_sensor=lambda cfg: (Flaky(cfg, bus=FakeBus(0x6C), rows=[])
+                                                  if cfg.kind == "imu" else parts()(cfg)))
     cfg = SimpleNamespace(sensors=(imu_cfg(), baro_cfg()), store=SimpleNamespace(dir=Path("/x")))
     checks = check_sensors(cfg, probes)  # type: ignore[arg-type]
     assert [c.detail for c in failures(checks)] == [
@@ -293,7 +296,7 @@ def test_a_backend_whose_driver_module_is_missing_reads_as_one_line(monkeypatch)
 
     monkeypatch.setitem(sensors.BACKENDS, "lsm6dsox", "camctl.board.sensors._no_such_part:X")
     cfg = SimpleNamespace(sensors=(imu_cfg(),), store=SimpleNamespace(dir=Path("/x")))
-    [bad] = check_sensors(cfg, Probes(running_daemon=lambda d: None))  # type: ignore[arg-type]
+    [bad] = check_sensors(cfg, probes_with())  # type: ignore[arg-type]
     assert bad.level == FAIL
     assert bad.detail == ("this camctl has no driver for backend 'lsm6dsox' (No module named "
                           "'camctl.board.sensors._no_such_part')")
@@ -304,8 +307,7 @@ def test_a_missing_smbus2_says_so() -> None:
         raise ModuleNotFoundError("No module named 'smbus2'", name="smbus2")
 
     cfg = SimpleNamespace(sensors=(imu_cfg(),), store=SimpleNamespace(dir=Path("/x")))
-    [bad] = check_sensors(cfg, Probes(open_sensor=no_smbus,  # type: ignore[arg-type]
-                                      running_daemon=lambda d: None))
+    [bad] = check_sensors(cfg, probes_with(open_sensor=no_smbus))  # type: ignore[arg-type]
     assert bad.level == FAIL and bad.detail.startswith("smbus2 is not installed")
 
 
@@ -315,6 +317,21 @@ def test_sensors_a_running_daemon_samples_are_not_opened() -> None:
     assert made == []
     assert [(c.level, c.name) for c in checks] == [(WARN, "sensors")]
     assert "pid 4242" in checks[0].detail and "imu, baro" in checks[0].detail
+
+
+def test_a_user_outside_group_i2c_fails_before_any_part_is_opened() -> None:
+    cfg = SimpleNamespace(sensors=(imu_cfg(),), store=SimpleNamespace(dir=Path("/x")))
+    outside = probes_with(open_sensor=parts(), user_groups=lambda: ("camctl", {"video", "gpio"}))
+    checks = check_sensors(cfg, outside)  # type: ignore[arg-type]
+    assert lines(checks)[0] == ("FAIL sensors: user camctl is not in group i2c: it cannot open "
+                                "the sensors' /dev/i2c-* | fix: sudo usermod -aG i2c camctl "
+                                "(then log in again)")
+    # root (doctor warns about it elsewhere) and a sim-only board need no group
+    for who, sensors in (("root", (imu_cfg(),)),
+                         ("camctl", (SensorConfig(name="s", kind="imu", backend="sim"),))):
+        p = probes_with(open_sensor=parts(), user_groups=lambda w=who: (w, set()))
+        cfg = SimpleNamespace(sensors=sensors, store=SimpleNamespace(dir=Path("/x")))
+        assert not [c for c in check_sensors(cfg, p) if c.name == "sensors"]  # type: ignore
 
 
 def test_no_sensors_configured_is_one_ok_line_and_no_config_none() -> None:
@@ -341,7 +358,7 @@ def _quiet_probes(**kw) -> Probes:
     """This machine with everything but the sensors answered as a healthy board would."""
     return Probes(run=lambda argv: None, adjtimex_state=lambda: 0, mounts=lambda: [],
                   read_text=lambda p: None, running_daemon=lambda d: None,
-                  user_groups=lambda: ("camctl", {"video", "gpio"}), bind=lambda e: None,
+                  user_groups=lambda: ("camctl", {"video", "gpio", "i2c"}), bind=lambda e: None,
                   sensor_seconds=0.05, **kw)
 
 

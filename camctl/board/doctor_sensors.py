@@ -89,7 +89,8 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _bus_failure(cfg: SensorConfig, exc: BaseException, doing: str) -> tuple[str, str]:
+def _bus_failure(cfg: SensorConfig, exc: BaseException, doing: str, user: str = "USER"
+                 ) -> tuple[str, str]:
     """(what went wrong, the fix) for an error opening or reading ``cfg``'s part."""
     os_err = _os_error(exc)
     bus = f"i2cdetect -y {cfg.bus}"
@@ -104,8 +105,8 @@ def _bus_failure(cfg: SensorConfig, exc: BaseException, doing: str) -> tuple[str
                     "board's", "sudo raspi-config nonint do_i2c 0, reboot; `ls /dev/i2c-*`; "
                            "the header's bus is 1")
         if code in (errno.EACCES, errno.EPERM):
-            return (f"{cfg.device} is not readable+writable by this user",
-                    "sudo usermod -aG i2c USER (then log in again)")
+            return (f"{cfg.device} is not readable+writable by {user}",
+                    f"sudo usermod -aG i2c {user} (then log in again)")
         if code in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN):
             return (f"I/O error {doing} at {where}: {os_err.strerror or os_err}",
                     f"a loose wire, a bus held low or too weak pull-ups: reseat the cable, "
@@ -206,7 +207,7 @@ def _one_sample(dev: SensorDevice, seconds: float) -> Sample | None:
         time.sleep(min(dev.poll_s, left, 0.05))
 
 
-def _check_one(cfg: SensorConfig, probes: Probes) -> list[Check]:
+def _check_one(cfg: SensorConfig, probes: Probes, user: str) -> list[Check]:
     from camctl.board.doctor import FAIL, OK, Check
 
     label = _label(cfg)
@@ -222,7 +223,7 @@ def _check_one(cfg: SensorConfig, probes: Probes) -> list[Check]:
         try:
             dev.open()
         except Exception as exc:  # SensorError, OSError from smbus2: one line each
-            detail, fix = _bus_failure(cfg, exc, "opening it")
+            detail, fix = _bus_failure(cfg, exc, "opening it", user)
             if isinstance(exc, SensorError) and _os_error(exc) is None:
                 detail, fix = str(exc), (f"`i2cdetect -y {cfg.bus}` shows what answers at "
                                          f"0x{cfg.address:02X}; check the backend and the "
@@ -232,7 +233,7 @@ def _check_one(cfg: SensorConfig, probes: Probes) -> list[Check]:
         try:
             ident = dev.identify()
         except Exception as exc:
-            return [Check(label, FAIL, *_bus_failure(cfg, exc, "reading its ID register"))]
+            return [Check(label, FAIL, *_bus_failure(cfg, exc, "reading its ID register", user))]
         reg = _ID_REGISTER.get(cfg.backend, f"ID register 0x{ident[0]:02X}")
         if not ident.ok:
             return [Check(label, FAIL, f"{reg} 0x{ident[1]:02X}, expected 0x{ident[2]:02X}: "
@@ -243,7 +244,7 @@ def _check_one(cfg: SensorConfig, probes: Probes) -> list[Check]:
         try:
             sample = _one_sample(dev, probes.sensor_seconds)
         except Exception as exc:
-            return [*out, Check(label, FAIL, *_bus_failure(cfg, exc, "reading a sample"))]
+            return [*out, Check(label, FAIL, *_bus_failure(cfg, exc, "reading a sample", user))]
         if sample is None:
             return [*out, Check(label, FAIL, f"no sample within {probes.sensor_seconds:g} s of "
                                              f"starting it at {cfg.rate_hz:g} Hz",
@@ -267,20 +268,27 @@ def _check_one(cfg: SensorConfig, probes: Probes) -> list[Check]:
 def check_sensors(cfg: Config | None, probes: Probes) -> list[Check]:
     """Each configured sensor: identity, one sample, at rest. Not while a running camctl samples
     them: opening a part configures it and closing it powers it down, under the daemon's feet."""
-    from camctl.board.doctor import OK, WARN, Check
+    from camctl.board.doctor import FAIL, OK, WARN, Check
 
     if cfg is None:
         return []
     if not cfg.sensors:
         return [Check("sensors", OK, "none configured ([[sensors]]): no IMU or barometer")]
+    out: list[Check] = []
+    user, groups = probes.user_groups()
+    if any(s.address is not None for s in cfg.sensors) and user != "root" and "i2c" not in groups:
+        # Raspberry Pi OS gives /dev/i2c-* to group i2c (raspberrypi-sys-mods' udev rules), as it
+        # gives /dev/gpiochip* to gpio: the service user needs it beside video and gpio
+        out.append(Check("sensors", FAIL, f"user {user} is not in group i2c: it cannot open the "
+                                          "sensors' /dev/i2c-*",
+                         f"sudo usermod -aG i2c {user} (then log in again)"))
     held = probes.running_daemon(cfg.store.dir)
     if held is not None:
-        return [Check("sensors", WARN,
+        return [*out, Check("sensors", WARN,
                       f"not opened: the running camctl (pid {held.get('pid')}) samples "
                       f"{', '.join(s.name for s in cfg.sensors)} (opening a part reconfigures "
                       "it, closing it powers it down)",
                       "stop the service to check them (sudo systemctl stop camctl)")]
-    out: list[Check] = []
     for s in cfg.sensors:
-        out += _check_one(s, probes)
+        out += _check_one(s, probes, user)
     return out
