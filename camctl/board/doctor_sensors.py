@@ -36,14 +36,14 @@ __all__ = [
     "open_sensor_for_doctor",
 ]
 
-# What "at rest on the pad" allows. 1 g +/- 0.1: a part's zero-g offset and sensitivity errors are
-# tens of mg (the "Mechanical characteristics" tables: LSM6DSOX DS12814 LA_TyOff +-20 mg, LA_So
-# tolerance +-1 %; ICM-42688-P DS-000347 zero-g offset), so 0.1 g off is a wrong scale, a moving
-# board or a broken part, not tolerance.
+# What "at rest on the pad" allows. 1 g +/- 0.1: a part's zero-g offset and sensitivity tolerance
+# are tens of mg (the datasheets' "Mechanical characteristics" tables: LSM6DSOX DS12814 LA_TyOff,
+# LA_So%; ICM-42688-P DS-000347 zero-g offset), so 0.1 g off is a wrong scale, a moving board or a
+# broken part, not tolerance.
 REST_G = (0.9, 1.1)
 UP_WITHIN_DEG = 20.0
-# A still gyroscope reads its zero-rate offset, about 1 dps (LSM6DSOX DS12814 G_TyOff +-1 dps;
-# ICM-42688-P DS-000347 ZRO +-0.5 dps); 5 dps is a board being moved or a broken part.
+# A still gyroscope reads only its zero-rate offset, about a dps (LSM6DSOX DS12814 G_TyOff,
+# ICM-42688-P DS-000347 ZRO); 5 dps is a board being moved or a broken part.
 GYRO_REST_DPS = 5.0
 # Air a pad can have: 30 kPa is ~9 km up (the BMP390's own range starts there, BST-BMP390-DS002
 # "Operating pressure range" 300-1250 hPa), 110 kPa is above any sea-level record; the temperature
@@ -141,7 +141,9 @@ def _dominant_axis(a: tuple[float, ...]) -> str:
 
 def _imu_checks(label: str, cfg: SensorConfig, row: tuple[float, ...]) -> list[Check]:
     """The IMU at rest: 1 g, along ``up_axis`` (an accelerometer at rest reads the support's push,
-    +1 g towards the sky), the gyroscope still."""
+    +1 g towards the sky: "a sensor in a steady state on a horizontal surface will measure 0 g on
+    both the X-axis and Y-axis, whereas the Z-axis will measure 1 g", ST's LSM6DSO/LSM6DSOX
+    datasheets, "Zero-g and zero-rate level"), the gyroscope still."""
     from camctl.board.doctor import FAIL, OK, Check
 
     accel, gyro = tuple(row[0:3]), tuple(row[3:6])
