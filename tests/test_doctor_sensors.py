@@ -255,6 +255,18 @@ def test_a_bus_that_does_not_exist_through_real_smbus2_reads_as_i2c_off() -> Non
     assert bad.fix.startswith("sudo raspi-config nonint do_i2c 0")
 
 
+def test_any_other_driver_error_is_still_one_line() -> None:
+    class Broken(FakeImu):
+        def open(self) -> None:
+            raise RuntimeError("calibration block CRC mismatch")
+
+    probes = probes_with(open_sensor=lambda cfg: Broken(cfg, bus=FakeBus(0x6C), rows=[]))
+    cfg = SimpleNamespace(sensors=(imu_cfg(),), store=SimpleNamespace(dir=Path("/x")))
+    assert lines(check_sensors(cfg, probes)) == [  # type: ignore[arg-type]
+        "FAIL imu lsm6dsox /dev/i2c-1 0x6A: opening it failed: calibration block CRC mismatch | "
+        "fix: check the wiring and the config's [[sensors]] table, `i2cdetect -y 1`"]
+
+
 def test_a_read_error_after_open_fails_and_the_other_sensors_are_still_checked() -> None:
     class Flaky(FakeImu):
         def read(self):

@@ -111,7 +111,8 @@ def _bus_failure(cfg: SensorConfig, exc: BaseException, doing: str, user: str = 
             return (f"I/O error {doing} at {where}: {os_err.strerror or os_err}",
                     f"a loose wire, a bus held low or too weak pull-ups: reseat the cable, "
                     f"`{bus}`, see hardware/sensors.md (pull-ups)")
-    return (f"{doing}: {exc}", f"check the wiring and the config's [[sensors]] table, `{bus}`")
+    return (f"{doing} failed: {exc}",
+            f"check the wiring and the config's [[sensors]] table, `{bus}`")
 
 
 def _import_failure(cfg: SensorConfig, exc: ImportError) -> tuple[str, str]:
