@@ -5,11 +5,12 @@ sees (each configured camera is opened for a second at its size, flight rate, en
 the achieved rate and whatever could not be set are reported), the GPIO stack (lgpio, the header's
 gpiochip, group membership), the event lines' current levels (an arm key left on, a break-wire
 already broken: read from the lines, or, while a ``camctl run`` holds them, from that daemon's
-STATUS on its ROUTER port, as ``daemon.json`` beside the store names it), power (``vcgencmd
-get_throttled``: under-voltage, throttling), the flash store (exists, on the mount it is meant to be
-on, a real create+fsync+delete probe, free space against ``store.reserve_mb`` and the flight's
-expected size), the clock, and the ZeroMQ ports. Every contact with the machine goes through
-:class:`Probes`, so tests (and a laptop without a Pi) run the same code with fakes.
+STATUS on its ROUTER port, as ``daemon.json`` beside the store names it), each ``[[sensors]]``
+part (its ID register and one sample at rest: :mod:`camctl.board.doctor_sensors`), power
+(``vcgencmd get_throttled``: under-voltage, throttling), the flash store (exists, on the mount it
+is meant to be on, a real create+fsync+delete probe, free space against ``store.reserve_mb`` and
+the flight's expected size), the clock, and the ZeroMQ ports. Every contact with the machine goes
+through :class:`Probes`, so tests (and a laptop without a Pi) run the same code with fakes.
 
 Exit status of :func:`main`: 0 when every check is OK or WARN, 1 when any check FAILs.
 
@@ -46,10 +47,13 @@ from typing import TYPE_CHECKING, Any
 import camctl
 from camctl.board.config import ARMED, SAFE, CameraConfig, Config, load_config
 from camctl.board.doctor_camera import check_picamera2
+from camctl.board.doctor_sensors import check_sensors, open_sensor_for_doctor
 from camctl.exc import ConfigError
 
 if TYPE_CHECKING:
     from camctl.board.cameras.base import Camera
+    from camctl.board.config_sensors import SensorConfig
+    from camctl.board.sensors.base import SensorDevice
 
 __all__ = [
     "FAIL",
@@ -278,6 +282,9 @@ class Probes:
     # built closed, as the daemon builds it
     make_camera: Callable[[CameraConfig], Camera] = _make_camera
     camera_seconds: float = 1.0  # how long each camera is run for its rate
+    # a [[sensors]] table's device, unopened (camctl.board.sensors.open_sensor; sim: no scene)
+    open_sensor: Callable[[SensorConfig], SensorDevice] = open_sensor_for_doctor
+    sensor_seconds: float = 0.5  # how long doctor waits for a sensor's first sample
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -639,6 +646,7 @@ def run_checks(config_path: Path | None, *, probes: Probes | None = None) -> lis
     checks += _check_gpio(cfg, probes)
     if cfg is not None:
         checks += _check_lines(cfg, probes)
+    checks += check_sensors(cfg, probes)
     checks += _check_power(probes)
     checks.append(_check_groups(probes))
     checks += _check_mount(effective, probes)
