@@ -30,6 +30,7 @@ from camctl.ground.export.flightset import (
     flight_sets,
     load_flight,
     loss_notes,
+    peak_line,
     reboot_notes,
 )
 from camctl.ground.export.frames import write_frame
@@ -195,8 +196,11 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                           f"<flight>/flight.json or a flight folder)")
     res = ExportResult(out=out)
     unique = _unique(refs, res)
-    res.verdicts = [_verdict_line(r) for r in unique] + _unseen(root, unique)
+    verdicts = [_verdict_line(r) for r in unique]
     flights = [load_flight(r) for r in unique]
+    # the verdict line goes on with the peak g of a flight that recorded sensors
+    res.verdicts = [f"{v}; {p}" if (p := peak_line(fl)) else v
+                    for v, fl in zip(verdicts, flights, strict=True)] + _unseen(root, unique)
     kinds = _Kinds(mp4, contact_sheet, timeline, frames, foxglove)
     total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
     used_names: set[str] = set()

@@ -1,0 +1,176 @@
+"""Issue 29 on the ground: a flight's IMU and barometer in the export.
+
+A flight is built through the real FlightStore (SampleBatch per 50 ms of samples, PhaseRecords
+logged with ``source="imu"``): |a| 1 g on the hook, ~0 g in free fall, a one-sample canopy shock
+after separation and a one-sample impact spike after touchdown. The tests check the peak g on the
+verdict, the sheet and fetch-verdicts.json, the data the timeline's renderer gets, the CSV against
+``load_samples``, and the Foxglove file and layout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_helpers import jpeg
+
+from camctl.common.frames import EncodedFrame, FrameValue
+from camctl.common.records import PhaseRecord
+from camctl.ground.export import export_all
+from camctl.ground.samples import flight_peak_g
+from camctl.store import FlightStore
+from camctl.store.config import StoreConfig
+from camctl.store.sources import BARO_FIELDS, IMU_FIELDS, G, SampleBatch, Source
+
+NS = 1_000_000_000
+R = 5_000 * NS  # the release edge, board monotonic ns
+WALL0 = 1_767_225_600 * NS
+BOARD, FLIGHT = "rig-s", "20260101T000000Z"
+IMU_HZ, BARO_HZ = 200, 25
+SHOCK_S, SHOCK_G = 1.050, 7.5  # the canopy opening: 50 ms after the separation edge (1.0 s)
+IMPACT_S, IMPACT_G = 2.010, 14.0  # the impact: 10 ms after the touchdown edge (2.0 s)
+EDGES = [("SAFE", "ARMED", "arm", "gpio", -1.2), ("ARMED", "DESCENT", "release", "imu", 0.0),
+         ("DESCENT", "SEPARATION", "separation", "imu", 1.0),
+         ("SEPARATION", "TOUCHDOWN", "touchdown", "imu", 2.0),
+         ("TOUCHDOWN", "LANDED", "post_touchdown", "timer", 2.6)]
+
+
+def accel_g(t: float) -> float:
+    """|a| of the drop at ``t`` s from release (the spikes: one sample each)."""
+    if abs(t - SHOCK_S) < 1e-9:
+        return SHOCK_G
+    if abs(t - IMPACT_S) < 1e-9:
+        return IMPACT_G
+    if 0.0 <= t < 1.0:
+        return 0.04 + 0.01 * np.sin(40 * t)  # free fall, a little noise
+    return 1.0 + 0.02 * np.sin(17 * t)
+
+
+def altitude(t: float) -> float:
+    """Metres above the landing point (the barometer adds 250 m of ground elevation)."""
+    if t < 0:
+        return 30.0
+    if t < 1.0:
+        return 30.0 - 0.5 * 9.81 * t * t
+    return max(0.0, 25.095 - 25.095 * (t - 1.0))
+
+
+def _batches(source: str, fields: tuple[str, ...], times: list[float], row) -> list[SampleBatch]:
+    per = max(1, round(len(times) / ((times[-1] - times[0]) / 0.05)))  # ~50 ms batches
+    out = []
+    for seq, i in enumerate(range(0, len(times), per)):
+        ts = times[i:i + per]
+        out.append(SampleBatch(source, seq, fields, tuple(R + round(t * NS) for t in ts),
+                               tuple(row(t) for t in ts)))
+    return out
+
+
+def build_flight(root: Path, *, imu: bool = True, baro: bool = True,
+                 imu_hole: tuple[float, float] | None = None) -> Path:
+    """One board's flight under ``root/<board>/<flight>``; ``imu_hole`` (s from release): IMU
+    samples not stored there (a lost batch)."""
+    sources = ([Source("imu", "imu")] if imu else []) + ([Source("baro", "baro")] if baro else [])
+    store = FlightStore(root / BOARD, BOARD, FLIGHT, StoreConfig(commit_interval_ms=50),
+                        cameras=["down"], sources=sources)
+    for prev, to, event, source, at in EDGES:
+        mono = R + round(at * NS)
+        store.log_event(PhaseRecord(prev, to, event, source, mono_ns=mono,
+                                    wall_ns=WALL0 + mono - R))
+    for seq in range(40):  # 10 fps from -1 s to 3 s
+        t = -1.0 + seq / 10
+        phase = next((to for _p, to, _e, _s, at in reversed(EDGES) if at <= t), "ARMED")
+        store.put(EncodedFrame("down", seq, R + round(t * NS), jpeg(seq), 32, 24, phase,
+                               int(FrameValue.DESCENT)))
+    if imu:
+        times = [k / IMU_HZ for k in range(-200, 700)]
+        if imu_hole is not None:
+            times = [t for t in times if not imu_hole[0] <= t < imu_hole[1]]
+
+        def imu_row(t: float) -> tuple[float, ...]:
+            g = accel_g(t)
+            return (0.0, 0.0, g * G, 0.1, -0.2, 0.3, g)
+
+        for b in _batches("imu", IMU_FIELDS, times, imu_row):
+            assert store.put(b)
+    if baro:
+        times = [k / BARO_HZ for k in range(-25, 88)]
+        for b in _batches("baro", BARO_FIELDS, times,
+                          lambda t: (101325.0 - 12 * altitude(t), 21.5, 250.0 + altitude(t))):
+            assert store.put(b)
+    store.close()
+    return root / BOARD / FLIGHT
+
+
+@pytest.fixture(scope="module")
+def sensed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sensed")
+    build_flight(root)
+    return root
+
+
+# --- the peak g -----------------------------------------------------------------------------------
+def test_peak_g_within_one_sample_of_the_spikes(sensed: Path) -> None:
+    found = flight_peak_g(sensed / BOARD / FLIGHT)
+    assert found is not None
+    peaks, zero = found
+    assert zero == R
+    sep, td = peaks
+    step = NS // IMU_HZ
+    assert (sep.event, td.event) == ("separation", "touchdown")
+    assert sep.g == pytest.approx(SHOCK_G) and td.g == pytest.approx(IMPACT_G)
+    assert abs(sep.t_ns - (R + round(SHOCK_S * NS))) <= step
+    assert abs(td.t_ns - (R + round(IMPACT_S * NS))) <= step
+    assert (sep.edge_ns, td.edge_ns) == (R + NS, R + 2 * NS)
+
+
+def test_peak_g_says_why_when_it_cannot_be_known(tmp_path: Path) -> None:
+    holed = flight_peak_g(build_flight(tmp_path / "holed", imu_hole=(2.0, 2.05)))
+    assert holed is not None
+    sep, td = holed[0]
+    assert sep.g == pytest.approx(SHOCK_G)
+    assert (td.g, td.why) == (None, "IMU samples missing around touchdown")
+    no_imu = flight_peak_g(build_flight(tmp_path / "baro-only", imu=False))
+    assert no_imu is not None and [p.why for p in no_imu[0]] == ["no IMU", "no IMU"]
+    res = export_all(tmp_path / "baro-only", tmp_path / "out", mp4=False, contact_sheet=False,
+                     timeline=False)
+    assert res.verdicts[0].endswith("; peak g: no IMU"), res.verdicts
+    assert flight_peak_g(build_flight(tmp_path / "bare", imu=False, baro=False)) is None
+
+
+def test_verdict_sheet_and_fetch_verdicts_carry_the_peaks(sensed: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from camctl.ground.export import sheet
+    from camctl.ground.fetch import VERDICTS, BoardReport, FetchReport, record_verdicts
+
+    headers: list[str] = []
+    real = sheet.draw_sheet
+    monkeypatch.setattr(sheet, "draw_sheet",
+                        lambda header, blocks, png: headers.append(header) or real(header, blocks,
+                                                                                   png))
+    res = export_all(sensed, tmp_path / "out", mp4=False, timeline=False)
+    want = (f"peak g: separation {SHOCK_G:.1f} g at T+{SHOCK_S:.3f} s from release "
+            f"(+0.050 s from its edge); touchdown {IMPACT_G:.1f} g at T+{IMPACT_S:.3f} s from "
+            f"release (+0.010 s from its edge)")
+    assert res.verdicts == [res.verdicts[0]] and res.verdicts[0].endswith("; " + want)
+    assert headers and f"{BOARD}: {want}" in headers[0].splitlines()
+    report = FetchReport([BoardReport("http://b", board=BOARD, segments_total=1, fetched=1,
+                                      flights=[FLIGHT])], sensed)
+    record_verdicts(report)
+    rec = json.loads((sensed / VERDICTS).read_text())["boards"][0]
+    assert [(p["event"], p["g"], p["t_s"]) for p in rec["peak_g"]] == [
+        ("separation", SHOCK_G, pytest.approx(SHOCK_S)),
+        ("touchdown", IMPACT_G, pytest.approx(IMPACT_S))]
+    (sensed / VERDICTS).unlink()
+
+
+# --- the timeline ---------------------------------------------------------------------------------
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+# --- Foxglove -------------------------------------------------------------------------------------
+
+
