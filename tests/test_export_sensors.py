@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flights import Built
 from store_helpers import jpeg
 
 from camctl.common.frames import EncodedFrame, FrameValue
 from camctl.common.records import PhaseRecord
 from camctl.ground.export import export_all
-from camctl.ground.samples import flight_peak_g
+from camctl.ground.export import timeline as tl
+from camctl.ground.samples import flight_peak_g, load_samples
 from camctl.store import FlightStore
 from camctl.store.config import StoreConfig
 from camctl.store.sources import BARO_FIELDS, IMU_FIELDS, G, SampleBatch, Source
@@ -166,9 +168,65 @@ def test_verdict_sheet_and_fetch_verdicts_carry_the_peaks(sensed: Path, tmp_path
 
 
 # --- the timeline ---------------------------------------------------------------------------------
+def test_envelope_keeps_a_one_sample_spike() -> None:
+    t = np.arange(0, 10, 0.001)  # 1 kHz for 10 s: 10000 samples, 7 per column of 1400
+    v = np.ones_like(t)
+    v[4318] = 15.0  # mid-column: neither the first nor the last sample of its column
+    x, lo, hi = tl.envelope(t, v, 0.0, 10.0, 1400)
+    assert x.size == 1400 and np.nanmax(hi) == 15.0 and np.nanmin(lo) == 1.0
+    col = int(t[4318] / (10.0 / 1400))
+    assert hi[col] == 15.0 and lo[col] == 1.0  # the column holds both extremes
+    _x, lo2, _hi2 = tl.envelope(t[t < 5], v[t < 5], 0.0, 10.0, 1400)
+    assert np.isnan(lo2[-1])  # a column without samples is a gap, never a made-up value
+
+
+def test_timeline_draws_the_sensor_tracks(sensed: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[tuple[tl.Track, np.ndarray, np.ndarray]] = []
+    real = tl.envelope
+
+    def spy(t_s, values, lo, hi, columns):  # type: ignore[no-untyped-def]
+        out = real(t_s, values, lo, hi, columns)
+        drawn.append((t_s, values, out[2]))
+        return out
+
+    labels: list[str] = []
+    name_edges = tl._name_edges
+
+    def texts(ax, *a):  # type: ignore[no-untyped-def]  # the edge labels as drawn on the panel
+        name_edges(ax, *a)
+        labels.extend(t.get_text() for t in ax.texts)
+
+    monkeypatch.setattr(tl, "envelope", spy)
+    monkeypatch.setattr(tl, "_name_edges", texts)
+    res = export_all(sensed, tmp_path / "out", mp4=False, contact_sheet=False)
+    assert {"arm · gpio", "release · imu", "separation · imu", "touchdown · imu"} <= set(labels)
+    svg = res.timeline_svgs[0].read_text()
+    series = load_samples(sensed / BOARD / FLIGHT)
+    assert len(drawn) == 2  # |a| then altitude, under the frame-rate panel
+    (t_a, a, a_max), (t_b, b, _b_max) = drawn
+    np.testing.assert_array_equal(t_a, (series["imu"].t_ns - R) / 1e9)
+    np.testing.assert_array_equal(a, series["imu"].column("accel_g"))
+    assert np.nanmax(a_max) == IMPACT_G  # the impact reached the drawing
+    np.testing.assert_array_equal(t_b, (series["baro"].t_ns - R) / 1e9)
+    # metres above where it came to rest: 30 m on the hook, 0 after landing
+    assert b[0] == pytest.approx(30.0, abs=1e-3) and b[-1] == pytest.approx(0.0, abs=1e-3)
+    for gid in (f"track:{BOARD}:imu:accel_g", f"track:{BOARD}:baro:altitude",
+                "edge:release:imu", "edge:touchdown:imu", "edge:arm:gpio"):
+        assert f'id="{gid}"' in svg, gid
 
 
 # --- CSV ------------------------------------------------------------------------------------------
+
+
+def test_flight_without_sensors_has_no_tracks_nor_peaks(built: Built, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(tl, "_draw_track", lambda *a: calls.append(a))
+    res = export_all(built.root, tmp_path, mp4=False, contact_sheet=False)
+    assert res.timelines and not calls
+    assert not any("peak g" in v for v in res.verdicts)
+    assert "id=\"edge:release:gpio\"" in res.timeline_svgs[0].read_text()
 
 
 # --- Foxglove -------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from camctl.ground.export.sheet import (
     set_targets,
     sheet_from_previews,
 )
-from camctl.ground.export.timeline import draw_timeline, lane_of
+from camctl.ground.export.timeline import draw_timeline, lane_of, sensor_tracks
 from camctl.ground.extra import require_ground
 from camctl.ground.flights import FlightRef, find_flights, summarize_flight
 from camctl.ground.verdict import from_summary, verdict
@@ -268,7 +268,7 @@ def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res
         title = flight_header(((f.board, f.ref.flight) for f in fset), "frame rate per camera")
         zero = "release" if aligned else "first event"
         png, svg = draw_timeline(title, [lane_of(c) for c in cams], set_dir / "timeline.png",
-                                 zero=zero)
+                                 zero=zero, tracks=[t for fl in fset for t in sensor_tracks(fl)])
         res.timelines.append(png)
         res.timeline_svgs.append(svg)
     if kinds.foxglove:
