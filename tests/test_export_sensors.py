@@ -10,13 +10,15 @@ verdict, the sheet and fetch-verdicts.json, the data the timeline's renderer get
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flights import Built
-from store_helpers import jpeg
+from store_helpers import jpeg, read_with_mcap_core
 
+from camctl.cli import main
 from camctl.common.frames import EncodedFrame, FrameValue
 from camctl.common.records import PhaseRecord
 from camctl.ground.export import export_all
@@ -230,5 +232,53 @@ def test_flight_without_sensors_has_no_tracks_nor_peaks(built: Built, tmp_path: 
 
 
 # --- Foxglove -------------------------------------------------------------------------------------
+def test_foxglove_has_the_sensor_topics_and_plots(sensed: Path, tmp_path: Path) -> None:
+    from mcap.reader import make_reader
+
+    assert main(["export", str(sensed), "--foxglove", "--out", str(tmp_path), "--quiet"]) == 0
+    fdir = tmp_path / FLIGHT / "foxglove"
+    with (fdir / f"{FLIGHT}.mcap").open("rb") as f:
+        msgs = [(c.topic, s.name, json.loads(m.data)) for s, c, m in
+                make_reader(f).iter_messages() if c.topic.endswith(("/imu", "/baro"))]
+    series = load_samples(sensed / BOARD / FLIGHT)
+    counts = Counter(t for t, _s, _d in msgs)
+    assert counts == {f"/{BOARD}/imu/imu": len(series["imu"]),
+                      f"/{BOARD}/baro/baro": len(series["baro"])}
+    assert {(t, s) for t, s, _d in msgs} == {(f"/{BOARD}/imu/imu", "camctl.Imu"),
+                                            (f"/{BOARD}/baro/baro", "camctl.Barometer")}
+    assert max(d["accel_g"] for t, _s, d in msgs if t.endswith("/imu")) == IMPACT_G
+    panels = json.loads((fdir / f"{FLIGHT}.layout.json").read_text())["configById"]
+    plots = {p["value"] for k, c in panels.items() if k.startswith("Plot!") for p in c["paths"]}
+    assert {f"/{BOARD}/imu/imu.accel_g", f"/{BOARD}/baro/baro.altitude_m"} <= plots
+    images = [c["imageMode"]["imageTopic"] for k, c in panels.items() if k.startswith("Image!")]
+    assert images == [f"/{BOARD}/down/image"]  # a sensor's folder is not a camera
 
 
+def test_foxglove_reader_reads_every_sample(sensed: Path, tmp_path: Path, mcap_core: Path) -> None:
+    """Foxglove's own reader (@mcap/core) reads every sample of the export at its board time."""
+    assert main(["export", str(sensed), "--foxglove", "--out", str(tmp_path), "--quiet"]) == 0
+    mcap = tmp_path / FLIGHT / "foxglove" / f"{FLIGHT}.mcap"
+    seen = read_with_mcap_core(mcap_core, [mcap])[str(mcap)]["messages"]
+    series = load_samples(sensed / BOARD / FLIGHT)
+    for name, kind in (("imu", "imu"), ("baro", "baro")):
+        pubs = sorted(int(pub) for topic, _log, pub, _seq in seen
+                      if topic == f"/{BOARD}/{name}/{kind}")
+        assert pubs == series[name].t_ns.tolist(), name
+
+
+def test_layout_puts_each_boards_plots_in_its_column() -> None:
+    from camctl.ground.export.foxglove import layout_for
+
+    layout = layout_for([("a", "down"), ("b", "down")], ["a", "b"], [],
+                        [("a", "imu", "imu"), ("b", "imu", "imu"), ("b", "baro", "baro")])
+    cfg = layout["configById"]
+
+    def leaves(tree: object) -> list[str]:
+        return (leaves(tree["first"]) + leaves(tree["second"])  # type: ignore[index]
+                if isinstance(tree, dict) else [tree])  # type: ignore[list-item]
+
+    col_a, col_b = layout["layout"]["first"]["first"], layout["layout"]["first"]["second"]
+    paths = {b: [p["value"] for pid in leaves(col) if pid.startswith("Plot!")
+                 for p in cfg[pid]["paths"]] for b, col in (("a", col_a), ("b", col_b))}
+    assert paths == {"a": ["/a/imu/imu.accel_g"],
+                     "b": ["/b/imu/imu.accel_g", "/b/baro/baro.altitude_m"]}

@@ -296,7 +296,8 @@ def _foxglove(fset: list[Flight], name: str, out_dir: Path, res: ExportResult) -
     fx = write_foxglove([(f.board, f.ref.flight, f.cameras,
                           sorted((f.ref.path / "events").glob("*.mcap"))) for f in fset],
                         out_dir, name,
-                        clocks={f.board: (f.clock, f.tb.wall_offset_ns) for f in fset})
+                        clocks={f.board: (f.clock, f.tb.wall_offset_ns) for f in fset},
+                        sensors={f.board: f.sensor_segs for f in fset})
     res.foxglove += [fx.mcap, fx.layout]
     res.notes += [f"{fx.mcap}: left out {u}" for u in fx.unreadable]
 
