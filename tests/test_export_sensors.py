@@ -9,6 +9,7 @@ verdict, the sheet and fetch-verdicts.json, the data the timeline's renderer get
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from pathlib import Path
@@ -219,6 +220,33 @@ def test_timeline_draws_the_sensor_tracks(sensed: Path, tmp_path: Path,
 
 
 # --- CSV ------------------------------------------------------------------------------------------
+def test_csv_round_trip_equals_load_samples(sensed: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "csv"
+    assert main(["export", str(sensed), "--csv", "--out", str(out), "--quiet"]) == 0
+    assert "csv: " in capsys.readouterr().out
+    series = load_samples(sensed / BOARD / FLIGHT)
+    assert sorted(p.name for p in out.glob("*.csv")) == [f"{BOARD}_{FLIGHT}_baro.csv",
+                                                        f"{BOARD}_{FLIGHT}_imu.csv"]
+    for name, s in series.items():
+        with (out / f"{BOARD}_{FLIGHT}_{name}.csv").open(newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["t_s", "t_ns", *s.fields]
+        got_t = np.array([int(r[1]) for r in rows[1:]], dtype=np.int64)
+        got_v = np.array([[float(x) for x in r[2:]] for r in rows[1:]])
+        np.testing.assert_array_equal(got_t, s.t_ns)
+        np.testing.assert_array_equal(got_v, s.values)
+        np.testing.assert_allclose([float(r[0]) for r in rows[1:]], (s.t_ns - R) / 1e9,
+                                   atol=1e-9)
+
+
+def test_csv_of_a_flight_without_sensors_says_so(built: Built, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(built.root), "--csv", "--out", str(tmp_path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert sum("no sensor samples: no CSV written" in line for line in out.splitlines()) == 2
+    assert "export: nothing written (no frames or sensor samples under" in out
+    assert not list(tmp_path.rglob("*.csv"))
 
 
 def test_flight_without_sensors_has_no_tracks_nor_peaks(built: Built, tmp_path: Path,
