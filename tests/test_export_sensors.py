@@ -171,16 +171,24 @@ def test_verdict_sheet_and_fetch_verdicts_carry_the_peaks(sensed: Path, tmp_path
 
 
 # --- the timeline ---------------------------------------------------------------------------------
-def test_envelope_keeps_a_one_sample_spike() -> None:
+def test_envelope_keeps_a_one_sample_spike_and_shows_holes() -> None:
     t = np.arange(0, 10, 0.001)  # 1 kHz for 10 s: 10000 samples, 7 per column of 1400
     v = np.ones_like(t)
     v[4318] = 15.0  # mid-column: neither the first nor the last sample of its column
     x, lo, hi = tl.envelope(t, v, 0.0, 10.0, 1400)
     assert x.size == 1400 and np.nanmax(hi) == 15.0 and np.nanmin(lo) == 1.0
-    col = int(t[4318] / (10.0 / 1400))
-    assert hi[col] == 15.0 and lo[col] == 1.0  # the column holds both extremes
-    _x, lo2, _hi2 = tl.envelope(t[t < 5], v[t < 5], 0.0, 10.0, 1400)
-    assert np.isnan(lo2[-1])  # a column without samples is a gap, never a made-up value
+    col = int(np.flatnonzero(hi == 15.0)[0])
+    width = 10.0 / 1400
+    assert lo[col] == 1.0 and x[col] == pytest.approx((int(t[4318] / width) + 0.5) * width)
+    # a 100 ms hole (lost batches) is one gap in the line; a 25 Hz barometer's empty columns
+    # between its samples are not
+    holed = (t < 5.0) | (t >= 5.1)
+    x2, lo2, _hi2 = tl.envelope(t[holed], v[holed], 0.0, 10.0, 1400)
+    (gap,) = np.flatnonzero(np.isnan(lo2))
+    assert x2[gap - 1] < 5.0 and x2[gap + 1] > 5.1 - width and np.isnan(x2[gap])
+    slow = np.arange(0, 10, 0.04)
+    _x3, lo3, _hi3 = tl.envelope(slow, np.ones_like(slow), 0.0, 10.0, 1400)
+    assert lo3.size == slow.size and not np.isnan(lo3).any()
 
 
 def test_timeline_draws_the_sensor_tracks(sensed: Path, tmp_path: Path,

@@ -17,7 +17,7 @@ Under the frame rates, a board that recorded sensors gets a track per sensor on 
 above the landing point (:func:`camctl.ground.samples.altitude_above_landing`), phases shaded,
 edges named with their source. A 1 kHz IMU has more samples than the figure has pixels: each track
 is drawn from its min and max per pixel column (:func:`envelope`), so a 5 ms impact spike is never
-lost to the drawing.
+lost to the drawing; a hole in the samples (a lost batch) is a gap in the line.
 
 Example::
 
@@ -165,22 +165,31 @@ def _phase_color(name: str) -> str:
 
 def envelope(t_s: np.ndarray, values: np.ndarray, lo: float, hi: float,
              columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(column centres, min, max) of ``values`` per column of ``columns`` equal columns over
-    [lo, hi): what a track draws instead of every sample. A column with no sample is NaN (a gap in
-    the line), so the extremes of every column, a one-sample spike too, are kept."""
+    """(x, min, max) of ``values`` per column of ``columns`` equal columns over [lo, hi): what a
+    track draws instead of every sample, so the extremes of every column, a one-sample spike too,
+    are kept. Only columns holding a sample are given (x: the column's centre); a sparse sensor's
+    empty columns between samples are bridged, but a hole in the samples (longer than 20 ms and
+    4 sample intervals: a lost batch) is a row of NaN, a gap in the line, never a made-up
+    value."""
     t = np.asarray(t_s, dtype=float)
     v = np.asarray(values, dtype=float)
+    keep = (t >= lo) & (t < hi)
+    t, v = t[keep], v[keep]
+    if not t.size:
+        return np.empty(0), np.empty(0), np.empty(0)
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
     width = (hi - lo) / columns
-    centres = lo + (np.arange(columns) + 0.5) * width
-    vmin = np.full(columns, np.nan)
-    vmax = np.full(columns, np.nan)
-    inside = (t >= lo) & (t < hi)
-    if inside.any():
-        col = np.minimum(((t[inside] - lo) / width).astype(np.int64), columns - 1)
-        # unbuffered reductions per column (numpy's ufunc.at)
-        np.fmin.at(vmin, col, v[inside])
-        np.fmax.at(vmax, col, v[inside])
-    return centres, vmin, vmax
+    col = np.minimum(((t - lo) / width).astype(np.int64), columns - 1)
+    starts = np.flatnonzero(np.concatenate(([True], np.diff(col) > 0)))
+    x = lo + (col[starts] + 0.5) * width
+    vmin, vmax = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+    # a hole: from a column's last sample to the next column's first
+    hole = max(0.02, 4 * float(np.median(np.diff(t)))) if t.size > 1 else np.inf
+    last = np.concatenate((starts[1:], [t.size])) - 1
+    gaps = np.flatnonzero(t[starts[1:]] - t[last[:-1]] > hole) + 1
+    nan = np.full(gaps.size, np.nan)
+    return (np.insert(x, gaps, nan), np.insert(vmin, gaps, nan), np.insert(vmax, gaps, nan))
 
 
 def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *,
