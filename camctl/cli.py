@@ -461,8 +461,8 @@ def _add_verify(sub: _SubParsers) -> None:
 
 
 def _add_export(sub: _SubParsers) -> None:
-    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files "
-                                      "from a download; without a kind flag: --mp4 "
+    s = sub.add_parser("export", help="MP4s, contact sheet, timeline, plain JPEGs, Foxglove files, "
+                                      "sensor CSVs from a download; without a kind flag: --mp4 "
                                       "--contact-sheet --timeline")
     s.add_argument("dir", help="a download, a board's store or a flight folder")
     s.add_argument("--mp4", action="store_true",
@@ -477,6 +477,11 @@ def _add_export(sub: _SubParsers) -> None:
     s.add_argument("--foxglove", action="store_true",
                    help="one MCAP of all boards (topics /<board>/...) and a Foxglove layout to "
                         "open it with (not part of the default: it copies the data)")
+    s.add_argument("--csv", action="store_true",
+                   help="each sensor's samples as OUT/<board>_<flight>_<sensor>.csv: t_s (from "
+                        "release), t_ns (board monotonic), the fields, units in their names "
+                        "(_mps2 m/s^2, _dps deg/s, _g, _pa, _c, _m); a flight without sensors "
+                        "gets a note (not part of the default)")
     s.add_argument("--out", metavar="DIR", help="output folder (none: DIR/export)")
     s.add_argument("--quiet", action="store_true",
                    help="no progress bar (the summary lines, the frame count too, are printed)")

@@ -110,9 +110,10 @@ class FetchReport:
         return [p.printable(f"{r['name']}{' ' + r['flight'] if r['flight'] else ''}: "
                             f"{r['kind']}: {r['reason']}", 2000) for r in self.verdict_records()]
 
-    def verdict_records(self) -> list[dict[str, str]]:
+    def verdict_records(self) -> list[dict[str, Any]]:
         """:meth:`verdicts` as records: ``{name, url, board, flight, kind, reason}`` (``board``
-        and ``flight`` empty for a board that gave nothing)."""
+        and ``flight`` empty for a board that gave nothing), and ``peak_g`` for a flight that
+        recorded sensors."""
         from camctl.ground.flights import find_flights
         from camctl.ground.verdict import BoardFlight, verdict
 
@@ -136,8 +137,24 @@ class FetchReport:
                                                     "" if b.ok and not b.thumbs_only else why))
                          for r in refs]
             out += [{"name": name, "url": b.url, "board": b.board, "flight": f,
-                     "kind": v.kind, "reason": v.reason} for f, v in found if v is not None]
+                     "kind": v.kind, "reason": v.reason, **_peak_g(refs, f)}
+                    for f, v in found if v is not None]
         return out
+
+
+def _peak_g(refs: list[Any], flight: str) -> dict[str, Any]:
+    """``{"peak_g": [...]}`` for a downloaded flight that recorded sensors (issue 29: the verdict
+    carries the peak g at separation and touchdown, :func:`camctl.ground.verdict.peak_g_records`);
+    ``{}`` otherwise, or when its samples cannot be read."""
+    from camctl.ground.samples import flight_peak_g
+    from camctl.ground.verdict import peak_g_records
+
+    ref = next((r for r in refs if r.flight == flight), None)
+    try:
+        found = flight_peak_g(ref.path) if ref is not None else None
+    except Exception:  # a torn download: the verdict says so; no peak is better than a crash
+        return {}
+    return {"peak_g": peak_g_records(*found)} if found is not None else {}
 
 
 def _flight_verdict(ref: Any, contact: bool, why: str) -> Any:

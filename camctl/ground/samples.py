@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from camctl.ground.verdict import PeakG, peak_g
 from camctl.store.reader import iter_samples
 from camctl.store.sources import SENSOR_KINDS, source_kinds
 
-__all__ = ["SampleSeries", "altitude_above_landing", "load_samples", "peak", "sensor_segments"]
+__all__ = ["SampleSeries", "altitude_above_landing", "flight_peak_g", "imu_of", "load_samples",
+           "peak", "peaks_of", "sensor_segments"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,30 @@ def altitude_above_landing(series: SampleSeries, landed_ns: int | None = None) -
     after = alt[t >= start]
     ref = float(np.median(after if len(after) else alt[-1:]))
     return alt - ref
+
+
+def imu_of(series: dict[str, SampleSeries]) -> SampleSeries | None:
+    """The flight's IMU (the first by name) with at least one sample, or None."""
+    return next((s for _n, s in sorted(series.items()) if s.kind == "imu" and len(s)), None)
+
+
+def peaks_of(series: dict[str, SampleSeries], event_ns: dict[str, int]) -> list[PeakG] | None:
+    """The peak g at separation and touchdown (:func:`camctl.ground.verdict.peak_g`) of a flight's
+    samples; None for a flight without sensors (it has no peak line)."""
+    if not series:
+        return None
+    imu = imu_of(series)
+    return peak_g(imu.t_ns if imu else None, imu.column("accel_g") if imu else None, event_ns)
+
+
+def flight_peak_g(flight_dir: Path) -> tuple[list[PeakG], int | None] | None:
+    """A flight folder's peaks and its zero (the release edge, None without one); None for a
+    flight without sensors."""
+    from camctl.ground.flights import TimeBase, load_events
+
+    series = load_samples(flight_dir)
+    if not series:
+        return None
+    tb = TimeBase.from_events(load_events(Path(flight_dir)))
+    peaks = peaks_of(series, tb.event_ns)
+    return (peaks, tb.t0_ns if tb.aligned else None) if peaks is not None else None

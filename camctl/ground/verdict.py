@@ -24,6 +24,12 @@ rule  when                                                   verdict   reason
 board without a verdict: rule 3 is for the live mission page only. A flight is done only when
 every board has a verdict (:func:`flight_done`).
 
+The peak g beside the verdict (:func:`peak_g`, :func:`peak_g_line`): the canopy shock, the largest
+|a| in [separation, separation + 2 s) or until touchdown, and the impact, the largest in [touchdown
+- 0.2 s, touchdown + 1 s); ``no IMU`` for a flight that recorded sensors but no IMU, ``IMU samples
+missing around touchdown`` when the samples leave a hole in the window (a lost batch can hide the
+spike: no number is better than a wrong one). A flight without sensors has no peak line.
+
 Example::
 
     >>> verdict(BoardFlight("rig-b", contact=False, lost_at="in DESCENT at T+4.2 s"))
@@ -32,12 +38,14 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["LOST", "PARTIAL", "RECORDED", "BoardFlight", "Verdict", "flight_done", "from_summary",
-           "landed_line", "verdict"]
+import numpy as np
+
+__all__ = ["LOST", "PARTIAL", "RECORDED", "BoardFlight", "PeakG", "Verdict", "flight_done",
+           "from_summary", "landed_line", "peak_g", "peak_g_line", "peak_g_records", "verdict"]
 
 RECORDED, PARTIAL, LOST = "RECORDED", "PARTIAL", "LOST"
 # phases a board is in once its flight is over (SAFE: disarmed after landing)
@@ -147,3 +155,91 @@ def from_summary(fl: dict[str, Any], *, contact: bool = True, lost_at: str = "",
         failed=tuple(n for n, c in cams.items()
                      if recorded and not (c.get("frames") or c.get("stills"))),
         unbalanced=unbalanced, unchecked=unchecked)
+
+
+# --- the peak g at separation and touchdown -------------------------------------------------------
+NS = 1_000_000_000
+SEPARATION_WINDOW_NS = 2 * NS  # the canopy shock: [separation, +2 s), or until touchdown
+TOUCHDOWN_WINDOW_NS = (200_000_000, NS)  # the impact: [touchdown - 0.2 s, touchdown + 1 s)
+# what the samples must cover without a hole: from the window's start to this after the edge (the
+# moment itself; later samples count when there are any, the recording may stop at LANDED)
+_MUST_COVER_NS = 200_000_000
+_HOLE_MIN_NS = 20_000_000  # a hole: longer than this and 4 sample intervals (a lost batch is one)
+
+
+class PeakG(NamedTuple):
+    """The largest |a| around one event: ``g`` at ``t_ns`` (flight timeline ns), the event's edge
+    at ``edge_ns``; ``g`` None and ``why`` when it cannot be known."""
+
+    event: str  # separation | touchdown
+    g: float | None
+    t_ns: int | None = None
+    edge_ns: int | None = None
+    why: str = ""
+
+
+def _hole(t: np.ndarray, lo: int, hi: int) -> bool:
+    """True when the sorted sample times ``t`` leave a hole in [lo, hi]."""
+    inside = t[(t >= lo) & (t <= hi)]
+    if not inside.size:
+        return True
+    step = float(np.median(np.diff(t))) if t.size > 1 else 0.0
+    limit = max(_HOLE_MIN_NS, 4 * step)
+    pts = np.concatenate(([lo], inside, [hi]))
+    return bool(np.diff(pts).max() > limit)
+
+
+def _peak(t: np.ndarray, g: np.ndarray, event: str, edge: int, lo: int, hi: int) -> PeakG:
+    if _hole(t, lo, min(hi, edge + _MUST_COVER_NS)):
+        return PeakG(event, None, None, edge, f"IMU samples missing around {event}")
+    a, b = int(np.searchsorted(t, lo, "left")), int(np.searchsorted(t, hi, "left"))
+    i = a + int(np.argmax(g[a:b]))
+    return PeakG(event, float(g[i]), int(t[i]), edge)
+
+
+def peak_g(t_ns: np.ndarray | None, accel_g: np.ndarray | None,
+           event_ns: Mapping[str, int]) -> list[PeakG]:
+    """The peak |a| (g) at separation and at touchdown (the module docstring's windows) from an
+    IMU's sample times (sorted, on the events' timeline) and |a|; ``t_ns`` None: the flight has no
+    IMU."""
+    sep, td = event_ns.get("separation"), event_ns.get("touchdown")
+    out = []
+    for event, edge in (("separation", sep), ("touchdown", td)):
+        if t_ns is None or accel_g is None:
+            out.append(PeakG(event, None, None, edge, "no IMU"))
+        elif edge is None:
+            out.append(PeakG(event, None, None, None, f"no {event} logged"))
+        elif event == "separation":
+            end = edge + SEPARATION_WINDOW_NS
+            if td is not None and edge < td < end:
+                end = td
+            out.append(_peak(t_ns, accel_g, event, edge, edge, end))
+        else:
+            before, after = TOUCHDOWN_WINDOW_NS
+            out.append(_peak(t_ns, accel_g, event, edge, edge - before, edge + after))
+    return out
+
+
+def peak_g_line(peaks: list[PeakG], zero_ns: int | None, zero: str = "release") -> str:
+    """``peak g: separation 7.9 g at T+1.050 s (+0.050 s after its edge); touchdown: IMU samples
+    missing around touchdown``; ``peak g: no IMU``. Times from ``zero_ns`` (the release edge)."""
+    if peaks and all(p.why == "no IMU" for p in peaks):
+        return "peak g: no IMU"
+    parts = []
+    for p in peaks:
+        if p.g is None or p.t_ns is None:
+            parts.append(f"{p.event}: {p.why}")
+            continue
+        at = f" at T{(p.t_ns - zero_ns) / NS:+.3f} s from {zero}" if zero_ns is not None else ""
+        after = (f" ({(p.t_ns - p.edge_ns) / NS:+.3f} s from its edge)"
+                 if p.edge_ns is not None else "")
+        parts.append(f"{p.event} {p.g:.1f} g{at}{after}")
+    return "peak g: " + "; ".join(parts)
+
+
+def peak_g_records(peaks: list[PeakG], zero_ns: int | None) -> list[dict[str, Any]]:
+    """The peaks as JSON records (``fetch-verdicts.json``): ``{event, g, t_ns, t_s, edge_ns,
+    why}``, ``t_s`` from ``zero_ns`` (the release edge; None without one)."""
+    return [{"event": p.event, "g": p.g, "t_ns": p.t_ns,
+             "t_s": (p.t_ns - zero_ns) / NS if p.t_ns is not None and zero_ns is not None
+             else None, "edge_ns": p.edge_ns, "why": p.why} for p in peaks]

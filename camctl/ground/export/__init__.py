@@ -5,7 +5,8 @@ The package's public API: one module per kind of export, the run in :mod:`.pipel
 different boards flown together (release within :data:`SET_WINDOW_S`, one flight per board) form
 a *flight set*, aligned on a shared trigger edge and written to ``<out>/<set>/``: ``mp4/``,
 ``contact_sheet.png``, ``timeline.png`` and ``.svg``, ``frames/`` and (``--foxglove``)
-``foxglove/``. :func:`contact_sheet_from_thumbs` is the first look from the previews alone.
+``foxglove/``; ``--csv`` writes each sensor's samples to ``<out>/<board>_<flight>_<sensor>.csv``
+(:mod:`.csv`). :func:`contact_sheet_from_thumbs` is the first look from the previews alone.
 
 The output layout in full and what each module owns: ``docs/export.md``.
 

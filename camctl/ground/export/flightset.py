@@ -2,9 +2,11 @@
 
 Owns :class:`Flight` (a downloaded flight with its event log, time base and camera segments),
 the grouping of flights into sets (one flight per board, reference times within
-:data:`SET_WINDOW_S`), the alignment of a set on a GPIO trigger edge every board saw
-(:func:`align_set`), and :class:`CamData`, what the one read pass over a camera's segments keeps
-for the contact sheet and the timeline.
+:data:`SET_WINDOW_S`), the alignment of a set on a trigger edge every board saw (a GPIO line's,
+or the board's IMU's: :data:`EDGE_SOURCES`; :func:`align_set`), and :class:`CamData`, what the
+one read pass over a camera's segments keeps for the contact sheet and the timeline. A flight's
+sensor folders (``imu/``, ``baro/``) are never cameras; their samples are read once, when asked
+(:meth:`Flight.samples`).
 
 A flight recorded by several runs of the daemon (a restart, a reboot: its monotonic clock started
 again) is read on one timeline, run 0's clock (:class:`camctl.common.flightclock.FlightClock`):
@@ -31,15 +33,20 @@ from camctl.common.losses import describe_loss
 from camctl.common.protocol import printable
 from camctl.common.records import PhaseRecord, read
 from camctl.ground.flights import FlightRef, TimeBase, camera_segments, flight_losses, load_events
+from camctl.store.sources import SENSOR_KINDS, source_kinds
 
 if TYPE_CHECKING:
     from camctl.ground.export.sheet import Pick, Picker
+    from camctl.ground.samples import SampleSeries
 
-__all__ = ["SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets", "load_flight",
-           "loss_notes", "placed_events", "reboot_notes"]
+__all__ = ["EDGE_SOURCES", "SET_WINDOW_S", "CamData", "Flight", "align_set", "flight_sets",
+           "load_flight", "loss_notes", "peak_line", "placed_events", "reboot_notes"]
 
 SET_WINDOW_S = 300.0
 _NOT_EDGES = {"arm", "disarm", "timeout"}  # per-board switches and timers: never a shared edge
+# the sources of a phase change that mark a physical moment every board of a set shares: a
+# trigger line's edge, or the board's own IMU seeing it (free fall, canopy shock, impact)
+EDGE_SOURCES = ("gpio", "imu")
 
 
 @dataclass
@@ -52,6 +59,9 @@ class Flight:
     tb: TimeBase
     t0_ns: int | None  # release edge, else the first event: the zero of every relative time
     cameras: dict[str, list[Path]]
+    # sensor source -> (kind, its segments): imu/baro folders are not cameras
+    sensor_segs: dict[str, tuple[str, list[Path]]] = field(default_factory=dict)
+    _samples: dict[str, SampleSeries] | None = field(default=None, repr=False)
 
     @property
     def board(self) -> str:
@@ -72,6 +82,15 @@ class Flight:
         if self.t0_ns is None:
             return 0.0
         return (self.frame_ns(t_ns, run) - self.t0_ns) / 1e9
+
+    def samples(self) -> dict[str, SampleSeries]:
+        """The flight's sensor samples (:func:`camctl.ground.samples.load_samples`), read once and
+        kept: the timeline, the sheet and the CSV share them."""
+        if self._samples is None:
+            from camctl.ground.samples import load_samples
+
+            self._samples = load_samples(self.ref.path) if self.sensor_segs else {}
+        return self._samples
 
     def ref_wall_s(self) -> float:
         if self.t0_ns is not None and self.tb.wall_offset_ns is not None:
@@ -127,7 +146,13 @@ def load_flight(ref: FlightRef) -> Flight:
     tb = TimeBase.from_events(raw)
     events = placed_events(raw, tb.clock)
     t0 = tb.t0_ns if tb.t0_ns is not None else _first_event_ns(events)
-    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=camera_segments(ref.path))
+    from camctl.ground.samples import sensor_segments
+
+    # a sensor's folder holds segments too: never read as a camera's
+    sensors = {n for n, k in source_kinds(ref.path).items() if k in SENSOR_KINDS}
+    cameras = {c: segs for c, segs in camera_segments(ref.path).items() if c not in sensors}
+    return Flight(ref=ref, events=events, tb=tb, t0_ns=t0, cameras=cameras,
+                  sensor_segs=sensor_segments(ref.path))
 
 
 def reboot_notes(fl: Flight) -> list[str]:
@@ -158,12 +183,26 @@ def loss_notes(fl: Flight) -> list[str]:
             for loss in flight_losses(fl.events)]
 
 
+def peak_line(fl: Flight) -> str:
+    """The flight's peak g at separation and touchdown (:func:`camctl.ground.verdict.peak_g_line`),
+    times from its own release edge: ``peak g: separation 7.9 g at T+1.050 s from release (+0.050
+    s from its edge); touchdown ...``; "" for a flight without sensors."""
+    from camctl.ground.samples import peaks_of
+    from camctl.ground.verdict import peak_g_line
+
+    peaks = peaks_of(fl.samples(), fl.tb.event_ns)
+    if peaks is None:
+        return ""
+    release = fl.tb.event_ns.get("release")
+    return peak_g_line(peaks, release)
+
+
 def _edges(fl: Flight) -> dict[str, int]:
-    """Event name -> monotonic ns of the first phase change that a GPIO trigger edge caused on this
-    board."""
+    """Event name -> monotonic ns of the first phase change that a trigger edge caused on this
+    board: a GPIO line's, or its IMU's (:data:`EDGE_SOURCES`)."""
     out: dict[str, int] = {}
     for r in read(fl.events):
-        if (isinstance(r, PhaseRecord) and r.source == "gpio" and r.event
+        if (isinstance(r, PhaseRecord) and r.source in EDGE_SOURCES and r.event
                 and r.event not in _NOT_EDGES and r.mono_ns is not None):
             out.setdefault(r.event, r.mono_ns)
     return out
@@ -181,7 +220,7 @@ def _choose_edge(edges: list[dict[str, int]], prefer: str) -> str | None:
 
 
 def align_set(fset: list[Flight], *, prefer: str = "release") -> dict[str, dict]:
-    """Put the boards of a flight set on one zero: a GPIO trigger edge every board saw (``prefer``
+    """Put the boards of a flight set on one zero: a trigger edge every board saw (``prefer``
     if they all saw it, else the earliest such edge on the first board). With no edge common to all,
     the edge most boards saw is the zero of those boards; any board without the chosen edge is
     marked unaligned, with the reason, and keeps its own first event as zero: it is never shifted

@@ -10,8 +10,12 @@ it (import it with Foxglove's "Import layout"):
 - a column per board (its name in every panel's title): an Image panel per camera
   (``/<board>/<camera>/image``), an Image panel of each camera's stills when it took any
   (``/<board>/<camera>/still``: a still is a message of its own topic, never on ``/image``, so the
-  video panel never shows it; the still panel holds the last still up to the playhead), and a Log
-  panel (its event log, ``/<board>/log``);
+  video panel never shows it; the still panel holds the last still up to the playhead), a Log
+  panel (its event log, ``/<board>/log``) and, for a board that recorded sensors (their segments
+  are copied like the cameras', ``/<board>/<imu>/imu``, ``/<board>/<baro>/baro``), a Plot of its
+  IMU's |a| (``/<board>/<imu>/imu.accel_g``) and one of its barometer's altitude
+  (``/<board>/<baro>/baro.altitude_m``): one JSON message per sample with a typed schema
+  (:class:`camctl.store.sources.SensorKind`), which Foxglove's Plot panel plots as it is;
 - below, across boards: a Plot of each camera's frame rate (``meta.seq.@derivative``: the frame
   counter's rate) and a State Transitions panel of each camera's phase (``meta.phase``), so the
   rates read by phase.
@@ -45,7 +49,8 @@ from typing import Any
 
 from camctl.common.flightclock import FlightClock
 
-__all__ = ["FoxgloveExport", "Retimer", "layout_for", "write_foxglove"]
+__all__ = ["SENSOR_PLOTS", "FoxgloveExport", "Retimer", "layout_for", "sensor_plot",
+           "write_foxglove"]
 
 
 @dataclass
@@ -74,14 +79,37 @@ def _mosaic(ids: list[Any], direction: str) -> Any:
             "direction": direction, "splitPercentage": round(100 * half / len(ids), 2)}
 
 
+# a sensor kind's plotted field, its panel's title and y unit (camctl.store.sources: IMU_FIELDS,
+# BARO_FIELDS)
+SENSOR_PLOTS = {"imu": ("accel_g", "|a| (g)"), "baro": ("altitude_m", "altitude (m)")}
+
+
+def sensor_plot(board: str, sensor: str, kind: str) -> tuple[str, dict]:
+    """A board's Plot panel of one sensor (id, config): |a| of an IMU, altitude of a barometer,
+    over receive time (the sample's log_time: a sample has no header stamp)."""
+    field_, what = SENSOR_PLOTS[kind]
+    pid = _pid("Plot", f"{board}/{sensor}/{field_}")
+    return pid, {
+        "foxglovePanelTitle": f"{board} {sensor} {what}",
+        "paths": [{"value": f"/{board}/{sensor}/{kind}.{field_}", "enabled": True,
+                   "timestampMethod": "receiveTime", "label": f"{board} {sensor} {what}"}],
+        "showLegend": False, "showXAxisLabels": True, "showYAxisLabels": True, "isSynced": True,
+        "xAxisVal": "timestamp",
+    }
+
+
 def layout_for(cameras: list[tuple[str, str]], boards: list[str],
-               stills: list[tuple[str, str]] | None = None) -> dict:
+               stills: list[tuple[str, str]] | None = None,
+               sensors: list[tuple[str, str, str]] | None = None) -> dict:
     """A flight set's layout: a column per board (its cameras' images, its cameras' ``stills``
-    (board, camera) and its event log, for each board in ``boards``) on top; every camera's rate
-    and phase below."""
+    (board, camera), its event log, for each board in ``boards``, and a Plot per sensor of
+    ``sensors`` (board, sensor, kind: imu | baro)) on top; every camera's rate and phase
+    below."""
     config: dict[str, dict] = {}
     columns = []
-    for board in dict.fromkeys([b for b, _c in cameras] + list(boards)):
+    plotted = [(b, n, k) for b, n, k in sensors or () if k in SENSOR_PLOTS]
+    for board in dict.fromkeys([b for b, _c in cameras] + list(boards)
+                               + [b for b, _n, _k in plotted]):
         ids = []
         # an Image panel per camera's video, then per camera's stills (the topic's last part)
         for kind, title, of in (("image", "", cameras), ("still", " stills", stills or ())):
@@ -98,6 +126,10 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str],
             config[pid] = {"foxglovePanelTitle": f"{board} event log",
                            "topicToRender": f"/{board}/log", "minLogLevel": 1, "searchTerms": []}
             ids.append(pid)
+        for b, sensor, kind in plotted:
+            if b == board:
+                pid, config[pid] = sensor_plot(board, sensor, kind)
+                ids.append(pid)
         if ids:
             columns.append(_mosaic(ids, "column"))
     plot = _pid("Plot", "rates")
@@ -125,6 +157,9 @@ def layout_for(cameras: list[tuple[str, str]], boards: list[str],
         "layout": {"first": _mosaic(columns, "row"), "second": bottom,
                    "direction": "column", "splitPercentage": 70} if columns else bottom,
     }
+
+
+_SENSOR_TOPICS = tuple(f"/{k}" for k in SENSOR_PLOTS)  # a sensor segment's topic: /<sensor>/<kind>
 
 
 class Retimer:
@@ -170,6 +205,8 @@ class Retimer:
             rec = self._events.get((seg, msg.sequence))
             placed = clock.place(rec) if rec is not None else None
             pub = placed if placed is not None else msg.publish_time
+        elif topic.endswith(_SENSOR_TOPICS):  # a sensor's sample: a batch does not say its run
+            pub = clock.flight_ns(msg.publish_time, 0)
         else:  # a camera's /image, /still, /meta: its frame's run
             pub = clock.flight_ns(msg.publish_time, self._frame_run(seg, msg))
         # every run's log_time from the one timeline and run 0's wall clock: the boards' own wall
@@ -201,18 +238,22 @@ class Retimer:
 
 def write_foxglove(flights: list[tuple[str, str, dict[str, list[Path]], list[Path]]], out_dir: Path,
                    name: str, *,
-                   clocks: dict[str, tuple[FlightClock, int | None]] | None = None
+                   clocks: dict[str, tuple[FlightClock, int | None]] | None = None,
+                   sensors: dict[str, dict[str, tuple[str, list[Path]]]] | None = None
                    ) -> FoxgloveExport:
     """Copy ``flights`` ((board, flight id, camera -> segments, event segments) each) into
     ``out_dir/name.mcap`` with board-prefixed topics, and write ``out_dir/name.layout.json``.
     ``clocks`` (board -> its flight clock and run 0's wall offset) puts a flight recorded across a
-    reboot on its one timeline (:class:`Retimer`)."""
+    reboot on its one timeline (:class:`Retimer`). ``sensors`` (board -> sensor -> (kind, its
+    segments)) are copied too and get their Plot panels."""
     from camctl.store.merge import merge_segments
 
     out_dir.mkdir(parents=True, exist_ok=True)
     mcap_path, layout_path = out_dir / f"{name}.mcap", out_dir / f"{name}.layout.json"
-    sources = [(board, [p for segs in cams.values() for p in segs] + list(events))
-               for board, _flight, cams, events in flights]
+    sensors = sensors or {}
+    sources = [(board, [p for segs in cams.values() for p in segs]
+                + [p for _kind, segs in sensors.get(board, {}).values() for p in segs]
+                + list(events)) for board, _flight, cams, events in flights]
     retimer = Retimer(clocks or {})
     merged = merge_segments(sources, mcap_path, library="camctl export --foxglove",
                             retime=retimer if retimer else None)
@@ -221,7 +262,10 @@ def write_foxglove(flights: list[tuple[str, str, dict[str, list[Path]], list[Pat
                if f"/{board}/{cam}/image" in channels]
     stills = [(board, cam) for board, _f, cams, _e in flights for cam in cams
               if f"/{board}/{cam}/still" in channels]
+    plots = [(board, name, kind) for board, _f, _c, _e in flights
+             for name, (kind, _segs) in sorted(sensors.get(board, {}).items())
+             if f"/{board}/{name}/{kind}" in channels]
     layout = layout_for(cameras, [b for b, _f, _c, _e in flights if f"/{b}/log" in channels],
-                        stills)
+                        stills, plots)
     layout_path.write_text(json.dumps(layout, indent=2), encoding="utf-8")
     return FoxgloveExport(mcap_path, layout_path, merged.topics, merged.messages, merged.unreadable)

@@ -3,7 +3,9 @@
 Owns ``camctl export`` (:func:`export_main`), the library call :func:`export_all` and what it
 reports (:class:`ExportResult`), and the single read pass over a camera's segments
 (:func:`scan_camera`) that feeds every kind of export: :mod:`.mp4`, :mod:`.frames`, :mod:`.sheet`,
-:mod:`.timeline`; :mod:`.foxglove` copies the set's segments as they are.
+:mod:`.timeline`; :mod:`.foxglove` copies the set's segments (sensors' too) as they are; a
+flight's sensor samples are read once (:meth:`Flight.samples`) for the timeline's tracks, the
+sheet's and the verdict's peak g and :mod:`.csv` (``--csv``).
 
 Example::
 
@@ -30,6 +32,7 @@ from camctl.ground.export.flightset import (
     flight_sets,
     load_flight,
     loss_notes,
+    peak_line,
     reboot_notes,
 )
 from camctl.ground.export.frames import write_frame
@@ -45,7 +48,7 @@ from camctl.ground.export.sheet import (
     set_targets,
     sheet_from_previews,
 )
-from camctl.ground.export.timeline import draw_timeline, lane_of
+from camctl.ground.export.timeline import draw_timeline, lane_of, sensor_tracks
 from camctl.ground.extra import require_ground
 from camctl.ground.flights import FlightRef, find_flights, summarize_flight
 from camctl.ground.verdict import from_summary, verdict
@@ -75,6 +78,7 @@ class ExportResult:
     subtitles: list[Path] = field(default_factory=list)  # sidecar .srt files (muxing failed)
     timeline_svgs: list[Path] = field(default_factory=list)  # the timelines as SVG, beside the PNGs
     foxglove: list[Path] = field(default_factory=list)  # the set's MCAP and its Foxglove layout
+    csv: list[Path] = field(default_factory=list)  # a CSV per sensor of each board (--csv)
     tiles: dict[Path, list[tuple[int, int, int, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # one line per board's flight: "rig-a 20261207T1219Z: RECORDED: landed, 2 segments, ..."
@@ -83,7 +87,7 @@ class ExportResult:
     def paths(self) -> dict[str, list[Path]]:
         return {"mp4": self.mp4, "contact_sheet": self.contact_sheets, "timeline": self.timelines,
                 "frames": self.frames, "srt": self.subtitles, "timeline_svg": self.timeline_svgs,
-                "foxglove": self.foxglove}
+                "foxglove": self.foxglove, "csv": self.csv}
 
 
 # --- the pass over one camera -------------------------------------------------------------------
@@ -163,6 +167,7 @@ class _Kinds:
     timeline: bool
     frames: bool
     foxglove: bool
+    csv: bool = False
 
 
 def _unique(refs: list[FlightRef], res: ExportResult) -> list[FlightRef]:
@@ -180,7 +185,7 @@ def _unique(refs: list[FlightRef], res: ExportResult) -> list[FlightRef]:
 
 def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool = True,
                timeline: bool = True, frames: bool = False, foxglove: bool = False,
-               progress: bool = False) -> ExportResult:
+               csv: bool = False, progress: bool = False) -> ExportResult:
     """Export every flight under ``root`` (fetch output, board store or one flight folder) into
     ``out``.
 
@@ -195,9 +200,12 @@ def export_all(root: Path, out: Path, *, mp4: bool = True, contact_sheet: bool =
                           f"<flight>/flight.json or a flight folder)")
     res = ExportResult(out=out)
     unique = _unique(refs, res)
-    res.verdicts = [_verdict_line(r) for r in unique] + _unseen(root, unique)
+    verdicts = [_verdict_line(r) for r in unique]
     flights = [load_flight(r) for r in unique]
-    kinds = _Kinds(mp4, contact_sheet, timeline, frames, foxglove)
+    # the verdict line goes on with the peak g of a flight that recorded sensors
+    res.verdicts = [f"{v}; {p}" if (p := peak_line(fl)) else v
+                    for v, fl in zip(verdicts, flights, strict=True)] + _unseen(root, unique)
+    kinds = _Kinds(mp4, contact_sheet, timeline, frames, foxglove, csv)
     total = sum(len(segs) for fl in flights for segs in fl.cameras.values())
     used_names: set[str] = set()
     with _progress(progress, total) as advance:
@@ -264,11 +272,13 @@ def _export_set(fset: list[Flight], name: str, set_dir: Path, kinds: _Kinds, res
         title = flight_header(((f.board, f.ref.flight) for f in fset), "frame rate per camera")
         zero = "release" if aligned else "first event"
         png, svg = draw_timeline(title, [lane_of(c) for c in cams], set_dir / "timeline.png",
-                                 zero=zero)
+                                 zero=zero, tracks=[t for fl in fset for t in sensor_tracks(fl)])
         res.timelines.append(png)
         res.timeline_svgs.append(svg)
     if kinds.foxglove:
         _foxglove(fset, name, set_dir / "foxglove", res)
+    if kinds.csv:
+        _csv(fset, set_dir.parent, res)
     if not aligned and (cams or kinds.contact_sheet):
         res.notes.append(f"{name}: no release event logged; times are from the first event")
 
@@ -286,28 +296,40 @@ def _sheet(fset: list[Flight], name: str, cams: list[CamData], png: Path,
                          f"(no segment downloaded yet)")
 
 
+def _csv(fset: list[Flight], out: Path, res: ExportResult) -> None:
+    """Each board's sensors as CSV files in the export's folder; a line for a board without."""
+    from camctl.ground.export.csv import write_csv
+
+    for fl in fset:
+        written = write_csv(fl, out)
+        res.csv += written
+        if not written:
+            res.notes.append(f"{fl.board} {fl.ref.flight}: no sensor samples: no CSV written")
+
+
 def _foxglove(fset: list[Flight], name: str, out_dir: Path, res: ExportResult) -> None:
     from camctl.ground.export.foxglove import write_foxglove
 
     fx = write_foxglove([(f.board, f.ref.flight, f.cameras,
                           sorted((f.ref.path / "events").glob("*.mcap"))) for f in fset],
                         out_dir, name,
-                        clocks={f.board: (f.clock, f.tb.wall_offset_ns) for f in fset})
+                        clocks={f.board: (f.clock, f.tb.wall_offset_ns) for f in fset},
+                        sensors={f.board: f.sensor_segs for f in fset})
     res.foxglove += [fx.mcap, fx.layout]
     res.notes += [f"{fx.mcap}: left out {u}" for u in fx.unreadable]
 
 
 def export_main(args: argparse.Namespace) -> int:
-    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--out OUTDIR]
-    [--quiet]``.
+    """``camctl export DIR [--mp4] [--contact-sheet] [--timeline] [--frames] [--foxglove] [--csv]
+    [--out OUTDIR] [--quiet]``.
 
-    0 when something was written, 1 when the flights hold nothing to export, 2 (ConfigError) for no
-    flight."""
+    0 when something was written, 1 when the flights hold nothing to export (``--csv`` alone and
+    no sensor samples too), 2 (ConfigError) for no flight."""
     root = Path(args.dir)
     if not root.is_dir():
         raise ConfigError(f"no such folder: {root}")
     kinds = {k: bool(getattr(args, k, False))
-             for k in ("mp4", "contact_sheet", "timeline", "frames", "foxglove")}
+             for k in ("mp4", "contact_sheet", "timeline", "frames", "foxglove", "csv")}
     if not any(kinds.values()):  # nothing asked: DEFAULT_KINDS (what the README promises)
         kinds = {k: k in DEFAULT_KINDS for k in kinds}
     out = Path(args.out) if getattr(args, "out", None) else root / "export"
@@ -326,6 +348,7 @@ def export_main(args: argparse.Namespace) -> int:
     for line in res.verdicts:
         print(f"verdict: {line}")
     if not any(res.paths().values()):
-        print(f"export: nothing written (no frames under {root})")
+        what = "frames" if not kinds["csv"] else "frames or sensor samples"
+        print(f"export: nothing written (no {what} under {root})")
         return 1  # flights without a frame: a problem in the data (camctl.cli's exit-code rule)
     return 0

@@ -8,7 +8,8 @@ with the true time of the frame shown relative to the event (not the column's ta
 the frame was filed under, so a frame from just before the edge says so. A still is labelled with
 its exposure time from the edge of the event it is filed against (:func:`still_event` documents the
 rules: the event it was taken for, else the nearest edge), ``BEFORE EDGE`` in red when exposed
-before it. The flight id is in the header, once.
+before it. The flight id is in the header, once, and under it each board's peak g at separation
+and touchdown when it recorded sensors (:func:`camctl.ground.export.flightset.peak_line`).
 
 :class:`Picker` chooses the frames while a camera is read once (only the chosen JPEGs are kept);
 :func:`draw_sheet` draws the blocks with Pillow.
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from camctl.common.flightclock import frame_run
 from camctl.exc import ConfigError
-from camctl.ground.export.flightset import load_flight, loss_notes, reboot_notes
+from camctl.ground.export.flightset import load_flight, loss_notes, peak_line, reboot_notes
 from camctl.ground.flights import FlightRef, TimeBase, find_flights
 
 if TYPE_CHECKING:
@@ -467,12 +468,14 @@ def set_sheet(fset: list[Flight], cams: list[CamData],
     header = flight_header(((f.board, f.ref.flight) for f in fset),
                            f"frames at {offsets} s around each event")
     notes = [n for f in fset for n in [*reboot_notes(f), *loss_notes(f)]]
+    notes += [f"{f.board}: {line}" for f in fset if (line := peak_line(f))]
     return draw_sheet(_with_reboots(header, notes), blocks, out_png)
 
 
 def _with_reboots(header: str, notes: list[str]) -> str:
     """The header, then a line per reboot of a board of the sheet and per loss of frames its event
-    log records, exact seqs (none: the header alone)."""
+    log records, exact seqs, and per board that recorded an IMU its peak g at separation and
+    touchdown (none: the header alone)."""
     return "\n".join([header, *notes])
 
 

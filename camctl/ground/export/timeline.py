@@ -8,7 +8,16 @@ bin early, and the interval spanning a phase edge is split at it, never a speed-
 event log is a marker at the gap its frames left (:func:`drop_time`), one shape and colour per drop
 reason, with its count; every still is
 a span over the gap it left in the video stream; a dashed line marks where the board came back from
-a reboot ("reboot: down 8.1 s"), its frames placed on the flight's timeline like the others.
+a reboot ("reboot: down 8.1 s"), its frames placed on the flight's timeline like the others. Each
+board's first panel names its phase edges with their source (``release · imu``: the board's IMU
+saw it; ``gpio``: a trigger line).
+
+Under the frame rates, a board that recorded sensors gets a track per sensor on the same axis
+(:class:`Track`, :func:`sensor_tracks`): the IMU's |a| in g and the barometer's altitude in metres
+above the landing point (:func:`camctl.ground.samples.altitude_above_landing`), phases shaded,
+edges named with their source. A 1 kHz IMU has more samples than the figure has pixels: each track
+is drawn from its min and max per pixel column (:func:`envelope`), so a 5 ms impact spike is never
+lost to the drawing; a hole in the samples (a lost batch) is a gap in the line.
 
 Example::
 
@@ -27,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from camctl.common.ledger import ledger_marks
-from camctl.common.records import FaultRecord, LedgerRecord, read
+from camctl.common.records import FaultRecord, LedgerRecord, PhaseRecord, read
 
 if TYPE_CHECKING:
-    from camctl.ground.export.flightset import CamData
+    from camctl.ground.export.flightset import CamData, Flight
 
-__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "draw_timeline", "drop_time", "lane_of", "lane_rates",
-           "rate_bins"]
+__all__ = ["BIN_S", "PHASE_COLORS", "Lane", "Track", "draw_timeline", "drop_time", "envelope",
+           "lane_of", "lane_rates", "rate_bins", "sensor_tracks"]
 
 BIN_S = 0.25
 PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784",
@@ -41,6 +50,7 @@ PHASE_COLORS = {"SAFE": "#9e9e9e", "ARMED": "#7986cb", "DESCENT": "#81c784",
 _OTHER_COLORS = ["#4dd0e1", "#f06292", "#aed581", "#ffb74d"]
 _DROP_STYLES = ["v", "s", "D", "^", "P", "X", "o", "*"]
 _LABEL_CHARS = 48  # a fault's mark on the plot: longer messages are cut
+_FIG_W_IN, _DPI = 14, 100  # the figure: 1400 px wide, so no more pixel columns than that
 
 
 @dataclass
@@ -58,6 +68,28 @@ class Lane:
     stills: list[tuple[float, float, float]] = field(default_factory=list)
     # (where the board came back, what: "reboot: down 8.1 s"): every frame is on one timeline
     reboots: list[tuple[float, str]] = field(default_factory=list)
+    # (edge, event, source: gpio | imu | operator...): named on the board's first panel
+    edges: list[tuple[float, str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Track:
+    """One sensor track of one board under the frame rates: ``values`` at ``t_s`` (seconds from
+    the flight's zero), what they are (``accel_g``: |a| in g; ``altitude``: m above the landing
+    point), with the board's phases and edges."""
+
+    board: str
+    sensor: str
+    what: str  # accel_g | altitude
+    t_s: np.ndarray
+    values: np.ndarray
+    phases: list[tuple[float, str]] = field(default_factory=list)
+    edges: list[tuple[float, str, str]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        unit = "|a| g" if self.what == "accel_g" else "altitude m\nabove landing"
+        return f"{self.board}\n{self.sensor}\n{unit}"
 
 
 def rate_bins(frames_s: np.ndarray, lo: float, hi: float, bin_s: float = BIN_S,
@@ -131,57 +163,137 @@ def _phase_color(name: str) -> str:
     return PHASE_COLORS.get(name, _OTHER_COLORS[sum(name.encode()) % len(_OTHER_COLORS)])
 
 
+def envelope(t_s: np.ndarray, values: np.ndarray, lo: float, hi: float,
+             columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, min, max) of ``values`` per column of ``columns`` equal columns over [lo, hi): what a
+    track draws instead of every sample, so the extremes of every column, a one-sample spike too,
+    are kept. Only columns holding a sample are given (x: the column's centre); a sparse sensor's
+    empty columns between samples are bridged, but a hole in the samples (longer than 20 ms and
+    4 sample intervals: a lost batch) is a row of NaN, a gap in the line, never a made-up
+    value."""
+    t = np.asarray(t_s, dtype=float)
+    v = np.asarray(values, dtype=float)
+    keep = (t >= lo) & (t < hi)
+    t, v = t[keep], v[keep]
+    if not t.size:
+        return np.empty(0), np.empty(0), np.empty(0)
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    width = (hi - lo) / columns
+    col = np.minimum(((t - lo) / width).astype(np.int64), columns - 1)
+    starts = np.flatnonzero(np.concatenate(([True], np.diff(col) > 0)))
+    x = lo + (col[starts] + 0.5) * width
+    vmin, vmax = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+    # a hole: from a column's last sample to the next column's first
+    hole = max(0.02, 4 * float(np.median(np.diff(t)))) if t.size > 1 else np.inf
+    last = np.concatenate((starts[1:], [t.size])) - 1
+    gaps = np.flatnonzero(t[starts[1:]] - t[last[:-1]] > hole) + 1
+    nan = np.full(gaps.size, np.nan)
+    return (np.insert(x, gaps, nan), np.insert(vmin, gaps, nan), np.insert(vmax, gaps, nan))
+
+
 def draw_timeline(title: str, lanes: list[Lane], out_png: Path, *,
-                  zero: str = "release") -> list[Path]:
-    """Draw the lanes; write ``out_png`` and the same figure as SVG beside it; returns both."""
+                  zero: str = "release", tracks: Sequence[Track] = ()) -> list[Path]:
+    """Draw the lanes, then the sensor ``tracks`` under them on the same axis; write ``out_png``
+    and the same figure as SVG beside it; returns both."""
     import matplotlib
 
     # files only, no display (https://matplotlib.org/stable/users/explain/figure/backends.html)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lo, hi = _x_range(lanes)
+    lo, hi = _x_range(lanes, tracks)
     reasons = sorted({r for ln in lanes for _t, r, _n in ln.drops})
     marker = {r: _DROP_STYLES[i % len(_DROP_STYLES)] for i, r in enumerate(reasons)}
-    fig, axes = plt.subplots(max(1, len(lanes)), 1, sharex=True, squeeze=False,
-                             figsize=(14, 1.0 + 1.7 * max(1, len(lanes))), layout="constrained")
+    panels = max(1, len(lanes) + len(tracks))
+    fig, axes = plt.subplots(panels, 1, sharex=True, squeeze=False,
+                             figsize=(_FIG_W_IN, 1.0 + 1.7 * panels), layout="constrained")
     fig.suptitle(title, fontsize=12)
     phases_seen: list[str] = []
+    labelled: set[str] = set()  # boards whose edges are named (on their first panel)
     for ax, ln in zip(axes[:, 0], lanes, strict=False):
         _draw_lane(ax, ln, lo, hi, marker, zero, phases_seen)
+        if ln.board not in labelled:
+            labelled.add(ln.board)
+            _name_edges(ax, ln.edges, lo, hi)
+    for ax, tr in zip(axes[len(lanes):, 0], tracks, strict=False):
+        _draw_track(ax, tr, lo, hi, _FIG_W_IN * _DPI, phases_seen)
+        if tr.board not in labelled:
+            labelled.add(tr.board)
+            _name_edges(ax, tr.edges, lo, hi)
     axes[-1, 0].set_xlim(lo, hi)
     axes[-1, 0].set_xlabel(f"seconds from {zero} (frame rate averaged over {BIN_S:g} s bins from "
                            f"the {zero} edge)")
-    handles = _legend(lanes, phases_seen, marker, reasons)
+    handles = _legend(lanes, phases_seen, marker, reasons, tracks)
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 8), fontsize=8,
                frameon=False)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     out_svg = out_png.with_suffix(".svg")
-    fig.savefig(out_png, dpi=100)
+    fig.savefig(out_png, dpi=_DPI)
     fig.savefig(out_svg)
     plt.close(fig)
     return [out_png, out_svg]
 
 
-def _x_range(lanes: list[Lane]) -> tuple[float, float]:
-    """The axis: every lane's frames and the phase changes among them, with a margin."""
+def _x_range(lanes: list[Lane], tracks: Sequence[Track] = ()) -> tuple[float, float]:
+    """The axis: every lane's frames and the phase changes among them, with a margin; the sensor
+    tracks' samples when no lane has a frame."""
     spans = [x for ln in lanes for x in (ln.frames_s[:1].tolist() + ln.frames_s[-1:].tolist())]
     spans += [t for ln in lanes for t, _ in ln.phases if ln.frames_s.size and
               ln.frames_s[0] <= t <= ln.frames_s[-1]]
+    if not spans:
+        spans = [x for tr in tracks for x in (tr.t_s[:1].tolist() + tr.t_s[-1:].tolist())]
     lo, hi = (min(spans), max(spans)) if spans else (-1.0, 1.0)
     return lo - 0.3, max(hi, lo + 1.0) + 0.3
+
+
+def _shade(ax: Any, phases: list[tuple[float, str]], lo: float, hi: float,
+           phases_seen: list[str]) -> None:
+    for i, (t, name) in enumerate(phases):
+        end = phases[i + 1][0] if i + 1 < len(phases) else hi
+        ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
+        if name not in phases_seen:
+            phases_seen.append(name)
+
+
+def _name_edges(ax: Any, edges: list[tuple[float, str, str]], lo: float, hi: float) -> None:
+    """Each phase edge's event and source (``release · imu``) along the top of a panel."""
+    for t, event, source in edges:
+        if lo <= t <= hi:
+            ax.annotate(f"{event} · {source}" if source else event, (t, 1.0),
+                        xycoords=("data", "axes fraction"), xytext=(2, -2),
+                        textcoords="offset points", fontsize=7, color="#37474f", va="top",
+                        gid=f"edge:{event}:{source}")
+
+
+def _draw_track(ax: Any, tr: Track, lo: float, hi: float, columns: int,
+                phases_seen: list[str]) -> None:
+    """A sensor track: phases shaded, the min/max envelope per pixel column (:func:`envelope`)."""
+    _shade(ax, tr.phases, lo, hi, phases_seen)
+    x, vmin, vmax = envelope(tr.t_s, tr.values, lo, hi, columns)
+    # each column drawn from its min to its max, in turn: one line that keeps every extreme
+    ax.plot(np.repeat(x, 2), np.column_stack([vmin, vmax]).ravel(),
+            color="#2e7d32" if tr.what == "accel_g" else "#6d4c41", lw=0.9,
+            gid=f"track:{tr.board}:{tr.sensor}:{tr.what}")
+    if tr.what == "accel_g":
+        ax.axhline(1.0, color="#9e9e9e", lw=0.6, ls=":")  # rest
+        top = float(np.nanmax(vmax)) if np.isfinite(vmax).any() else 1.0
+        ax.set_ylim(0, max(2.0, top * 1.15))
+    else:
+        ax.axhline(0.0, color="#9e9e9e", lw=0.6, ls=":")  # the landing point
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_ylabel(tr.label, fontsize=9)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.text(0.995, 0.95, f"{tr.t_s.size} samples", transform=ax.transAxes, ha="right",
+            va="top", fontsize=8, color="#555555")
 
 
 def _draw_lane(ax: Any, ln: Lane, lo: float, hi: float, marker: dict[str, str], zero: str,
                phases_seen: list[str]) -> None:
     """One panel: phases shaded, the frame rate, faults, drops, stills; adds to ``phases_seen``."""
     edges, rate = lane_rates(ln, lo, hi)
-    for i, (t, name) in enumerate(ln.phases):
-        end = ln.phases[i + 1][0] if i + 1 < len(ln.phases) else hi
-        ax.axvspan(max(t, lo), min(end, hi), color=_phase_color(name), alpha=0.25, lw=0)
-        if name not in phases_seen:
-            phases_seen.append(name)
+    _shade(ax, ln.phases, lo, hi, phases_seen)
     ax.stairs(rate, edges, color="#1565c0", lw=1.6)
     top = max(1.0, float(rate.max()) if rate.size else 1.0) * 1.25
     ax.set_ylim(0, top)
@@ -209,13 +321,17 @@ def _draw_lane(ax: Any, ln: Lane, lo: float, hi: float, marker: dict[str, str], 
 
 
 def _legend(lanes: list[Lane], phases_seen: list[str], marker: dict[str, str],
-            reasons: list[str]) -> list[Any]:
+            reasons: list[str], tracks: Sequence[Track] = ()) -> list[Any]:
     """The legend's handles: it names only what the figure shows."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles: list[Any] = [Patch(color=_phase_color(p), alpha=0.4, label=p) for p in phases_seen]
     handles.append(Line2D([], [], color="#1565c0", lw=1.6, label="frames/s"))
+    if any(tr.what == "accel_g" for tr in tracks):
+        handles.append(Line2D([], [], color="#2e7d32", lw=1.2, label="|a| g (min-max per pixel)"))
+    if any(tr.what == "altitude" for tr in tracks):
+        handles.append(Line2D([], [], color="#6d4c41", lw=1.2, label="altitude above landing"))
     if any(ln.faults for ln in lanes):
         handles.append(Line2D([], [], color="#d32f2f", lw=1.5, label="fault"))
     handles += [Line2D([], [], marker=marker[r], color="#ef6c00", ls="none", label=f"dropped: {r}")
@@ -243,7 +359,8 @@ def lane_of(cam: CamData) -> Lane:
     times = np.array(cam.times, dtype=np.int64)
     frames_s = ((times - (fl.t0_ns or 0)) / 1e9 if fl.t0_ns is not None
                 else np.zeros(len(times)))
-    lane = Lane(cam.board, cam.camera, frames_s, phases=[(fl.rel(t), ph) for t, ph in fl.tb.phases])
+    lane = Lane(cam.board, cam.camera, frames_s, phases=[(fl.rel(t), ph) for t, ph in fl.tb.phases],
+                edges=_edges_of(fl))
     for rec in read(fl.events):
         # a camera's own faults, and the board's that name no camera
         if (isinstance(rec, FaultRecord) and rec.mono_ns is not None
@@ -270,3 +387,33 @@ def lane_of(cam: CamData) -> Lane:
             down = f": down {r.gap_s:.1f} s" if r.gap_s is not None else ""
             lane.reboots.append((fl.rel(r.start_ns), f"reboot{down}"))
     return lane
+
+
+def _edges_of(fl: Flight) -> list[tuple[float, str, str]]:
+    """Every phase change of the flight with its event and source, seconds from its zero."""
+    return [(fl.rel(r.mono_ns), r.event or r.phase_to, r.source) for r in read(fl.events)
+            if isinstance(r, PhaseRecord) and r.mono_ns is not None]
+
+
+def sensor_tracks(fl: Flight) -> list[Track]:
+    """A flight's sensor tracks (:class:`Track`): |a| per IMU, altitude above the landing point
+    per barometer, IMUs first. Sample times are taken on run 0's clock (a sample batch does
+    not say its run)."""
+    from camctl.ground.samples import altitude_above_landing
+
+    landed = next((t for t, ph in fl.tb.phases if ph == "LANDED"), None)
+    phases = [(fl.rel(t), ph) for t, ph in fl.tb.phases]
+    edges = _edges_of(fl)
+    zero = fl.t0_ns if fl.t0_ns is not None else 0
+    out = []
+    # the IMUs' |a| first, then the barometers' altitude
+    for name, series in sorted(fl.samples().items(), key=lambda kv: (kv[1].kind != "imu", kv[0])):
+        if not len(series):
+            continue
+        t_s = (series.t_ns - zero) / 1e9 if fl.t0_ns is not None else np.zeros(len(series))
+        if series.kind == "imu":
+            vals, what = series.column("accel_g"), "accel_g"
+        else:
+            vals, what = altitude_above_landing(series, landed), "altitude"
+        out.append(Track(fl.board, name, what, t_s, vals, phases, edges))
+    return out
