@@ -10,9 +10,12 @@ board's own Publisher), at desktop and phone size.
 from __future__ import annotations
 
 import math
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from netfixtures import FakeBoard
 
 from camctl.ground.mission.checks import Limits, evaluate, sensor_checks, tilt
 from camctl.ground.mission.watcher import BoardView, Watcher
@@ -196,3 +199,105 @@ def test_the_watcher_counts_read_errors_and_altitude_from_arming() -> None:
     Watcher._set_status(v, _status("ARMED", 2, 99.0))
     view = {**v.to_json(), "offset_ms": 0.0}
     assert "rig-a: imu 2 read errors since arming" in " ".join(evaluate([view])["failing"])
+
+
+# --- the page: live values on the card, the NO-GO on the banner ---------------------------------
+class _SensorBoard(FakeBoard):
+    """A board whose STATUS carries sensors; ``set`` changes them (thread-safe). ``disk_free_mb``
+    is a marker: the page's disk check shows it once the go/no-go of that status arrived."""
+
+    def __init__(self, name: str, root: Path) -> None:
+        super().__init__(name, root, serving=False)
+        self.phase = "SAFE"
+        self._lock = threading.Lock()
+        self.sensors: dict = {}
+        self.disk = 1000
+
+    def set(self, *, phase: str | None = None, **sensors: dict) -> int:
+        with self._lock:
+            self.phase = phase or self.phase
+            self.sensors = {**self.sensors, **sensors}
+            self.disk += 1
+            return self.disk
+
+    def status(self) -> dict:
+        with self._lock:
+            return {**super().status(), "disk_free_mb": self.disk, "flight": "",
+                    "sensors": dict(self.sensors)}
+
+
+def test_the_card_shows_live_g_and_altitude_and_the_banner_a_tilted_board(
+        tmp_path: Path) -> None:
+    from camctl.board.config import PublishConfig
+    from camctl.board.publish.server import Publisher
+    from camctl.ground.mission import serve
+    from camctl.ground.mission.browser import chromium, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("needs Debian's chromium (.ci/run installs it: apt-get install chromium)")
+    from test_mission_phone import _LAYOUT
+
+    board = _SensorBoard("rig-s", tmp_path / "store")
+    marker = board.set(imu=_imu(0.01, 0.0, 1.0), baro=_baro(altitude_m=123.4))
+    pub = Publisher(board, PublishConfig(bind="tcp://127.0.0.1:*", events="tcp://127.0.0.1:*"))
+    pub.start()
+    server = None
+    try:
+        server = serve([pub.router_endpoint], tmp_path / "mission", port=0)
+        with chromium(tmp_path / "chromium-profile") as ctx:
+            pages = {"desktop": ctx.new_page(), "phone": ctx.new_page()}
+            pages["phone"].set_viewport_size({"width": 390, "height": 844})
+            for page in pages.values():
+                page.goto(server.url)
+
+            def shown(m: int) -> dict[str, dict]:
+                """Each page once it drew the go/no-go of the status with marker ``m``: the
+                sensors' text and classes, the banner's lines."""
+                out = {}
+                for label, page in pages.items():
+                    page.wait_for_function(
+                        "(m) => [...document.querySelectorAll('.checks li[data-check=disk]')]"
+                        ".some(li => li.textContent.startsWith(m + ' MB free'))",
+                        arg=m, timeout=0)
+                    out[label] = page.evaluate("""() => ({
+                      sensors: Object.fromEntries([...document.querySelectorAll(
+                        '.card .sensors .sensor')].map(s => [s.dataset.sensor,
+                        [s.textContent, s.classList.contains('bad')]])),
+                      failing: [...document.querySelectorAll('#banner li')].map(
+                        li => li.textContent)})""")
+                return out
+
+            for label, got in shown(marker).items():
+                assert got["sensors"] == {"imu": ["imu |a| 1.00 g", False],
+                                          "baro": ["baro 123.4 m (+0.0 m since page load)",
+                                                   False]}, label
+            # refreshed with STATUS: the altitude's change since the page loaded
+            marker = board.set(baro=_baro(altitude_m=121.9))
+            for label, got in shown(marker).items():
+                assert got["sensors"]["baro"] == ["baro 121.9 m (-1.5 m since page load)",
+                                                  False], label
+            # armed: the change is counted from the altitude at arming
+            marker = board.set(phase="ARMED", baro=_baro(altitude_m=122.0))
+            shown(marker)
+            marker = board.set(baro=_baro(altitude_m=124.5), imu=_imu(1.0, 0.0, 0.0))
+            for label, got in shown(marker).items():
+                assert got["sensors"] == {"imu": ["imu |a| 1.00 g", True],
+                                          "baro": ["baro 124.5 m (+2.5 m since arming)",
+                                                   False]}, label
+                assert [f for f in got["failing"] if "imu" in f or "baro" in f] == [
+                    "rig-s: imu board lying on its side: gravity along -x (up is +x), "
+                    "expected up +z; tilt 90 deg > 30"], label
+                problems = pages[label].evaluate(_LAYOUT, [".card .sensors > span",
+                                                           ".card .head > *", "#banner li"])
+                assert problems == [], (label, problems)
+            # a dead sensor: red on the card, its reason on the banner
+            marker = board.set(imu=_imu(1.0, 0.0, 0.0), baro=_baro(ok=False, error="baro gone"))
+            for label, got in shown(marker).items():
+                assert got["sensors"]["baro"] == ["baro not reading", True], label
+                assert "rig-s: baro not reading: baro gone" in got["failing"], label
+            pages["phone"].screenshot(path=tmp_path / "phone-sensors.png", full_page=True)
+    finally:
+        if server is not None:
+            server.close()
+        pub.close()
+    print(f"screenshots in {tmp_path}")
