@@ -4,7 +4,9 @@ A board's view (what :mod:`camctl.ground.mission.watcher` keeps) is a dict: ``na
 ``reachable``, ``error``, ``status`` (the board's STATUS object) and ``offset_ms`` (its wall clock
 minus the ground's, measured on a STATUS round trip). :func:`evaluate` returns every check of every
 board, each with a one-line ``detail``; the banner is green only when every check passes, else it
-names each failing one.
+names each failing one. Before the drop a board's sensors (STATUS ``sensors``) are checked too
+(:func:`sensor_checks`): a sensor that does not read, or an IMU not hanging at 1 g along its up
+axis, is NO-GO.
 
 Example::
 
@@ -52,8 +54,10 @@ class Limits:
     g_tolerance: float = 0.15
     max_tilt_deg: float = 30.0
     max_sensor_age_s: float = 1.0  # a sensor's newest sample no older than this
-    # a barometer's plausible pressure: ~9 km above sea level to ~700 m below (a mine or a
-    # storm's low are inside; 0 Pa or a stuck 0xFFFFFF conversion are not)
+    # a barometer's plausible pressure on the ground: ~9 km above sea level to ~700 m below in
+    # the standard atmosphere (BMP280 datasheet BST-BMP280-DS001 "Key parameters": 300-1100 hPa
+    # "equiv. to +9000...-500 m"); the BMP390's operating range starts at 300 hPa too
+    # (BST-BMP390-DS002 "Key parameters", 300-1250 hPa). 0 Pa or a part's reset values are not
     pressure_kpa: tuple[float, float] = (30.0, 110.0)
 
 
@@ -260,7 +264,6 @@ def tilt(last: dict[str, float], up_axis: str) -> tuple[float, str] | None:
     cos = max(-1.0, min(1.0, sign * a[_AXES[up_axis[1]]] / norm))
     i = max(range(3), key=lambda k: abs(a[k]))
     return math.degrees(math.acos(cos)), ("-" if a[i] < 0 else "+") + "xyz"[i]
-
 
 
 def _g_of(last: dict[str, float]) -> float | None:
