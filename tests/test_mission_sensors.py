@@ -166,6 +166,61 @@ def test_tilt_is_the_angle_to_the_up_axis_and_names_the_axis_up() -> None:
     assert tilt(_imu(0.0, 0.0, 0.05)["last"], "+z") is None  # free fall: no up to tell
 
 
+# --- the board's own SensorSampler.status(), as it goes into STATUS ------------------------------
+def test_the_samplers_own_status_is_checked() -> None:
+    """The shape the checks read is the contract's: a real sampler over a scripted part, its
+    status() through JSON as STATUS carries it."""
+    import json
+
+    from camctl.board.config_sensors import SensorConfig
+    from camctl.board.sensors.base import SensorDevice, SensorError, imu_row
+    from camctl.board.sensors.sampler import SensorSampler
+
+    now = [10**9]
+
+    class Part(SensorDevice):
+        kind, part = "imu", "sim"
+
+        def __init__(self, cfg: SensorConfig) -> None:
+            super().__init__(cfg)
+            self.reads: list = []
+
+        def open(self) -> None:
+            pass
+
+        def identify(self):  # pragma: no cover - not used here
+            raise NotImplementedError
+
+        def read(self) -> list:
+            r = self.reads.pop(0)
+            if isinstance(r, Exception):
+                raise r
+            return [(now[0], r)]
+
+    cfg = SensorConfig(name="imu", kind="imu", backend="sim", rate_hz=416.0, up_axis="-x")
+    dev = Part(cfg)
+    smp = SensorSampler(dev, sink=lambda b: True, recording=lambda: False, ledger=lambda: None,
+                        clock_ns=lambda: now[0])
+    smp._open()  # what start() does before its thread; the test polls by hand
+
+    def failing() -> list[str]:
+        return _failing(_view({"imu": json.loads(json.dumps(smp.status()))}))
+
+    assert failing() == ["rig-a: imu not reading: no sample yet"]
+    dev.reads = [imu_row(-G, 0.0, 0.0, 0.0, 0.0, 0.0)]  # hanging with -x up, as configured
+    smp.poll()
+    assert failing() == []
+    dev.reads = [imu_row(0.0, 0.0, G, 0.0, 0.0, 0.0)]  # fell over onto its back
+    smp.poll()
+    assert failing() == ["rig-a: imu board lying on its side: gravity along -z (up is +z), "
+                         "expected up -x; tilt 90 deg > 30"]
+    now[0] += 2 * 10**9  # no sample for 2 s
+    assert failing() == ["rig-a: imu last sample 2.0 s old (limit 1 s): not reading"]
+    dev.reads = [SensorError("imu sim: [Errno 121] Remote I/O error")]
+    smp.poll()
+    assert failing() == ["rig-a: imu not reading: imu sim: [Errno 121] Remote I/O error"]
+
+
 # --- the watcher's base: read errors and altitude at arming -------------------------------------
 def _status(phase: str, errors: int, altitude_m: float) -> dict:
     return {"board": "rig-a", "phase": phase, "flight": "f1",
