@@ -27,7 +27,7 @@ DESKTOP, PHONE = (1400, 1000), (390, 844)
 
 # every element a conductor reads on a card; each must be inside the viewport's width
 CARD = [".card .head > *", ".card .phase", ".card .facts > span:not(:empty)", ".card tbody td"]
-BEFORE = [*CARD, ".card .checks li", "#banner li"]
+BEFORE = [*CARD, ".card .checks li", "#banner li", ".card .sensors > span"]
 FLOWN = ".card[data-board^=ph-]"  # the boards that flew (not the long-flight card)
 AFTER = [*CARD, f"{FLOWN} .download progress", f"{FLOWN} .download .dim",
          f"{FLOWN} .previews figure", "#flight h2", "#flight img", "#flight video"]
@@ -76,6 +76,13 @@ _LONG_FLIGHT = """() => {
   for (const cam of Object.values(view.status.cameras))
     Object.assign(cam, { state: "restarting", fps: 29.9, target_fps: 30, frames_captured: 108000,
                          durable_frames: 107999, dropped: 12345, faults: 321 });
+  // sensors (issue 29): a high site's altitude that changed by kilometres, a dead IMU
+  view.status.sensors = {
+    "nose-imu": { kind: "imu", ok: false, error: "nose-imu lsm6dsox on /dev/i2c-1 at 0x6A: gone",
+                  last: { accel_g: 15.9876 } },
+    "tail-imu": { kind: "imu", ok: true, last: { accel_g: 15.9876 } },
+    "baro-main": { kind: "baro", ok: true, last: { pressure_pa: 35000, altitude_m: 8123.4 } } };
+  view.sensor_base = { "baro-main": { at: "arming", altitude_m: -412.3 } };
   handle({ type: "board", view });
 }"""
 

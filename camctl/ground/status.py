@@ -13,16 +13,19 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
 __all__ = [
     "STATUS_CAMERA_FIELDS",
     "STATUS_FIELDS",
+    "STATUS_SENSOR_FIELDS",
     "StatusSubscriber",
     "events_endpoint",
     "normalize_status",
     "poll_status",
+    "sensors_of",
 ]
 
 STATUS_FIELDS = ("board", "phase", "flight", "disk_free_mb", "serving", "cameras")
@@ -30,6 +33,33 @@ STATUS_CAMERA_FIELDS = ("state", "fps", "frames_captured", "frames_stored", "dur
                         "dropped", "faults")
 _CAM_DEFAULTS: dict[str, Any] = {"state": "?", "fps": 0.0, "frames_captured": 0, "frames_stored": 0,
                                  "durable_frames": 0, "dropped": 0, "faults": 0}
+# a board's ``sensors[<name>]`` (camctl/board/sensors/sampler.py ``SensorSampler.status``); a board
+# without sensors sends no ``sensors`` (older daemons) or an empty one
+STATUS_SENSOR_FIELDS = ("kind", "backend", "ok", "error", "samples", "read_errors", "last", "age_s",
+                        "up_axis", "rate_hz")
+_SENSOR_DEFAULTS: dict[str, Any] = {"kind": "?", "backend": "?", "ok": False, "error": None,
+                                    "samples": 0, "read_errors": 0, "last": {}, "age_s": None,
+                                    "up_axis": "+z", "rate_hz": 0.0}
+
+
+def sensors_of(st: dict) -> dict[str, dict]:
+    """The STATUS's sensors by name, each with every :data:`STATUS_SENSOR_FIELDS` present; ``{}``
+    for a board without sensors. An entry that is not an object is dropped, ``last`` keeps only
+    its finite numbers (a board's STATUS is not trusted to be well formed)."""
+    raw = st.get("sensors")
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, dict] = {}
+    for name, s in raw.items():
+        if not isinstance(s, dict):
+            continue
+        sensor = {**_SENSOR_DEFAULTS, **s}
+        last = s.get("last") if isinstance(s.get("last"), dict) else {}
+        sensor["last"] = {str(k): float(v) for k, v in last.items()
+                          if isinstance(v, int | float) and not isinstance(v, bool)
+                          and math.isfinite(v)}
+        out[str(name)] = sensor
+    return out
 
 
 def normalize_status(st: dict) -> dict:
@@ -47,6 +77,8 @@ def normalize_status(st: dict) -> dict:
     cams = out.get("cameras")
     out["cameras"] = {name: {**_CAM_DEFAULTS, **(c if isinstance(c, dict) else {})}
                       for name, c in (cams.items() if isinstance(cams, dict) else [])}
+    if "sensors" in out:  # an older board has none: the key stays absent
+        out["sensors"] = sensors_of(out)
     return out
 
 

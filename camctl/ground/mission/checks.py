@@ -4,7 +4,9 @@ A board's view (what :mod:`camctl.ground.mission.watcher` keeps) is a dict: ``na
 ``reachable``, ``error``, ``status`` (the board's STATUS object) and ``offset_ms`` (its wall clock
 minus the ground's, measured on a STATUS round trip). :func:`evaluate` returns every check of every
 board, each with a one-line ``detail``; the banner is green only when every check passes, else it
-names each failing one.
+names each failing one. Before the drop a board's sensors (STATUS ``sensors``) are checked too
+(:func:`sensor_checks`): a sensor that does not read, or an IMU not hanging at 1 g along its up
+axis, is NO-GO.
 
 Example::
 
@@ -14,21 +16,29 @@ Example::
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, replace
 from statistics import median
 from typing import Any
 
+from camctl.ground.mission.ground_link import sensors_of
 from camctl.ground.verdict import BoardFlight, Verdict, flight_done, landed_line, verdict
 
 __all__ = ["DiskEstimate", "FrameSizes", "Limits", "board_verdict", "camera_rate_ok",
            "disk_estimate", "evaluate", "flight_lines", "frame_bytes", "lost_at",
-           "phase_frame_bytes", "recording_minutes", "stage"]
+           "phase_frame_bytes", "recording_minutes", "sensor_checks", "stage", "tilt"]
 
 _NOT_FLIGHT = {"SAFE", "ARMED", "LANDED"}
 _FLYING = ("DESCENT", "SEPARATION", "TOUCHDOWN")
 # may be held by a switch; a descent line active before the drop is a fault
 _ARM_LINES = {"arm", "disarm"}
+# the phases in which a sensor must read 1 g along its up axis: on the hook. From the release on,
+# free fall (0 g), the canopy shock and the impact are what it is there to measure, not faults
+_AT_REST = ("SAFE", "ARMED")
+_AXES = {"x": 0, "y": 1, "z": 2}
+_OPPOSITE = {"+": "-", "-": "+"}
+_G = 9.80665  # m/s^2, one standard gravity (camctl.store.sources.G: the boards' accel_g unit)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,15 @@ class Limits:
     # disk room for at least this many minutes at the flight's schedule
     min_record_min: float = 10.0
     max_clock_ms: float = 50.0  # each board's clock within this of the boards' median
+    # an IMU at rest reads |a| within this of 1 g, within this angle of its up axis
+    g_tolerance: float = 0.15
+    max_tilt_deg: float = 30.0
+    max_sensor_age_s: float = 1.0  # a sensor's newest sample no older than this
+    # a barometer's plausible pressure on the ground: ~9 km above sea level to ~700 m below in
+    # the standard atmosphere (BMP280 datasheet BST-BMP280-DS001 "Key parameters": 300-1100 hPa
+    # "equiv. to +9000...-500 m"); the BMP390's operating range starts at 300 hPa too
+    # (BST-BMP390-DS002 "Key parameters", 300-1250 hPa). 0 Pa or a part's reset values are not
+    pressure_kpa: tuple[float, float] = (30.0, 110.0)
 
 
 def frame_bytes(cam: dict) -> float | None:
@@ -226,6 +245,126 @@ def _check(board: str, name: str, ok: bool, detail: str) -> dict:
     return {"board": board, "check": name, "ok": bool(ok), "detail": detail}
 
 
+def tilt(last: dict[str, float], up_axis: str) -> tuple[float, str] | None:
+    """``(degrees, axis)``: the angle between the IMU's measured acceleration and its ``up_axis``
+    (``"+z"``), and the signed axis nearest the measured vector (``"-x"``: up is -x). None when the
+    sample has no axes or no acceleration to tell up by (under 0.2 g, as in free fall).
+
+    At rest an accelerometer reads the reaction to gravity, +1 g along the axis that points up
+    (Android's SensorEvent TYPE_ACCELEROMETER: "Ad = -g - sum(F)/mass"; Cordova's Acceleration:
+    lying flat facing up reads x=0, y=0, z=9.81), which is what ``[[sensors]] up_axis`` names."""
+    try:
+        a = [float(last[f"accel_{c}_mps2"]) for c in "xyz"]
+    except KeyError:
+        return None
+    norm = math.sqrt(sum(v * v for v in a))
+    if norm < 0.2 * _G or len(up_axis) != 2 or up_axis[1] not in _AXES:
+        return None
+    sign = -1.0 if up_axis[0] == "-" else 1.0
+    cos = max(-1.0, min(1.0, sign * a[_AXES[up_axis[1]]] / norm))
+    i = max(range(3), key=lambda k: abs(a[k]))
+    return math.degrees(math.acos(cos)), ("-" if a[i] < 0 else "+") + "xyz"[i]
+
+
+def _g_of(last: dict[str, float]) -> float | None:
+    if "accel_g" in last:
+        return last["accel_g"]
+    axes = [last.get(f"accel_{c}_mps2") for c in "xyz"]
+    if any(v is None for v in axes):
+        return None
+    return math.sqrt(sum(v * v for v in axes if v is not None)) / _G
+
+
+def _since(base: dict | None) -> str:
+    return {"arming": "since arming", "disarm": "since disarm",
+            "restart": "since its count restarted"}.get(str((base or {}).get("at")),
+                                                        "since the mission first saw it")
+
+
+def sensor_checks(board: str, status: dict, base: dict[str, dict] | None,
+                  limits: Limits) -> list[dict]:
+    """The checks of a board's sensors before the drop (``SAFE``/``ARMED``; none in any other
+    phase, none for a board without sensors): each reads, its newest sample is fresh, its read
+    errors did not grow since ``base`` (the watcher's ``sensor_base``: the counts at arming,
+    disarm or first sight), an IMU reads 1 g along its up axis, a barometer a plausible pressure.
+    A sensor that does not read gets its health check only (its values are old)."""
+    if status.get("phase") not in _AT_REST:
+        return []
+    out: list[dict] = []
+    for name, s in sensors_of(status).items():
+        kind, last, age = s["kind"], s["last"], s["age_s"]
+        label = name if name == kind else f"{name} ({kind})"
+        errors = s["read_errors"] if isinstance(s["read_errors"], int) else 0
+        b = (base or {}).get(name) or {}
+        grew = errors - int(b.get("read_errors") or 0) if "read_errors" in b else 0
+        why = s["error"] or ""
+        if not s["ok"] or not isinstance(age, int | float):
+            health = (f"{label} not reading: "
+                      + (why or ("no sample yet" if age is None else "reported not ok")))
+        elif age > limits.max_sensor_age_s:
+            health = (f"{label} last sample {age:.1f} s old "
+                      f"(limit {limits.max_sensor_age_s:g} s): not reading")
+        elif grew > 0:
+            health = (f"{label} {grew} read errors {_since(b)}"
+                      + (f" ({why})" if why else "") + ": a loose wire or a failing part")
+        else:
+            health = ""
+        rate = s.get("rate_hz")
+        out.append(_check(board, f"{name} sensor", not health, health or (
+            f"{label} {s['backend']} reading"
+            + (f" at {rate:g} Hz" if isinstance(rate, int | float) and rate else "")
+            + f", {errors} read errors")))
+        if health:
+            continue
+        if kind == "imu":
+            out += _imu_checks(board, name, label, last, str(s["up_axis"]), limits)
+        elif kind == "baro":
+            out.append(_baro_check(board, name, label, last, limits))
+    return out
+
+
+def _imu_checks(board: str, name: str, label: str, last: dict[str, float], up: str,
+                limits: Limits) -> list[dict]:
+    g = _g_of(last)
+    tol = limits.g_tolerance
+    if g is None:
+        return [_check(board, f"{name} g", False, f"{label} sample has no acceleration")]
+    out = [_check(board, f"{name} g", abs(g - 1.0) <= tol,
+                  f"{label} |a| {g:.2f} g" + ("" if abs(g - 1.0) <= tol else
+                                                 f" at rest (want 1 \u00b1 {tol:g} g): "
+                                                 "moving, or a wrong range or scale"))]
+    t = tilt(last, up)
+    if t is None:
+        return out
+    deg, axis = t
+    if deg <= limits.max_tilt_deg:
+        out.append(_check(board, f"{name} tilt", True,
+                          f"{label} up {up}, tilt {deg:.0f} deg (limit "
+                          f"{limits.max_tilt_deg:g})"))
+        return out
+    what = ("board upside down" if deg >= 135 else "board lying on its side" if deg >= 60
+            else f"board tilted {deg:.0f} deg")
+    out.append(_check(board, f"{name} tilt", False,
+                      f"{label} {what}: gravity along {_OPPOSITE[axis[0]]}{axis[1]} (up is "
+                      f"{axis}), expected up {up}; tilt {deg:.0f} deg > {limits.max_tilt_deg:g}"))
+    return out
+
+
+def _baro_check(board: str, name: str, label: str, last: dict[str, float],
+                limits: Limits) -> dict:
+    pa = last.get("pressure_pa")
+    if pa is None:
+        return _check(board, f"{name} pressure", False, f"{label} sample has no pressure")
+    lo, hi = limits.pressure_kpa
+    ok = lo <= pa / 1e3 <= hi
+    alt = last.get("altitude_m")
+    return _check(board, f"{name} pressure", ok,
+                  f"{label} {pa / 1e3:.1f} kPa"
+                  + (f", {alt:.1f} m" if alt is not None and ok else "")
+                  + ("" if ok else f" implausible (want {lo:g}-{hi:g} kPa): a dead or "
+                                   "unconfigured part"))
+
+
 def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None,
                   learned: dict[str, dict[str, float]] | None = None) -> list[dict]:
     name = view.get("name") or view.get("url", "?")
@@ -251,6 +390,7 @@ def _board_checks(view: dict, limits: Limits, ref_offset_ms: float | None,
                              if cam.get("faults") and cam.get("last_error") else "")))
         out.append(_check(name, f"{cam_name} drops", not cam.get("dropped"),
                           f"{cam_name} {cam.get('dropped', 0)} frames dropped"))
+    out += sensor_checks(name, st, view.get("sensor_base"), limits)
     lines = st.get("lines")
     if isinstance(lines, dict) and lines:
         held = sorted(e for e, level in lines.items() if level and e not in _ARM_LINES)

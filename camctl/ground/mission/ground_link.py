@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from camctl.exc import CamctlError
-from camctl.ground.status import events_endpoint  # the board's PUB endpoint: one rule, status's
+from camctl.ground.status import (
+    events_endpoint,  # the board's PUB endpoint: one rule, status's
+    sensors_of,  # a STATUS's sensors, well formed
+)
 
 __all__ = ["LINK_ERRORS", "StatusLink", "command", "events_endpoint", "export_flights",
-           "fetch_boards", "flight_losses", "flight_time", "listing_total", "release_mono_ns"]
+           "fetch_boards", "flight_losses", "flight_time", "listing_total", "release_mono_ns",
+           "sensors_of"]
 
 # A board that does not answer, drops the link or answers with ERROR: the mission shows it, never
 # crashes.

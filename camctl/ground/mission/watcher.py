@@ -45,12 +45,13 @@ from camctl.common.keys import curve_for, use_curve
 from camctl.common.lifecycle import Startable
 from camctl.common.protocol import bound_events
 from camctl.common.records import FaultRecord, read
-from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint
+from camctl.ground.mission.ground_link import LINK_ERRORS, StatusLink, events_endpoint, sensors_of
 
 __all__ = ["BoardView", "Watcher"]
 
 _MAX_FAULTS = 20
 _IN_FLIGHT = ("DESCENT", "SEPARATION", "TOUCHDOWN")  # a board silent in these lost contact
+_REBASE = {"ARMED": "arming", "SAFE": "disarm"}  # entering these takes the sensors' base again
 
 
 @dataclass
@@ -85,6 +86,11 @@ class BoardView:
     # a board that stopped answering in flight: {phase, t_rel_s (its last answer from release)};
     # None while it answers, or when it went silent outside a flight phase
     lost_contact: dict | None = None
+    # sensor -> {read_errors, altitude_m, at, phase}: its read errors and altitude when the board
+    # was armed ("arming"), disarmed ("disarm"), first seen ("first seen") or restarted its count
+    # ("restart"), in ``phase``. The go/no-go counts read errors from it, the page the altitude
+    # change since arming
+    sensor_base: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return copy.deepcopy(asdict(self))
@@ -219,12 +225,37 @@ class Watcher(Startable):
                 v.offsets, v.reboots = {"0": 0}, []
             v.flight = flight
         v.status = st
+        cls._sensor_base(v, st)
         run = _int(st.get("run"))
         if run is not None and run >= 0:
             v.run = run
             cls._learn(v, run, _int(st.get("clock_offset_ns")) or 0)
         elif "run" not in st:  # an older board: one run
             v.run = 0
+
+    @staticmethod
+    def _sensor_base(v: BoardView, st: dict) -> None:
+        """Take each sensor's base at first sight, on entering ARMED or SAFE and when its read
+        errors count went down (a restarted daemon); fill its altitude once it has one."""
+        phase = st.get("phase")
+        base = dict(v.sensor_base)
+        for name, s in sensors_of(st).items():
+            errors = s["read_errors"] if isinstance(s["read_errors"], int) else 0
+            alt = s["last"].get("altitude_m")
+            b = base.get(name)
+            if b is None:
+                at: str | None = "first seen"
+            elif phase in _REBASE and phase != b["phase"]:
+                at = _REBASE[str(phase)]
+            elif errors < b["read_errors"]:
+                at = "restart"
+            else:
+                at = None
+            if at is not None:
+                base[name] = {"read_errors": errors, "altitude_m": alt, "at": at, "phase": phase}
+            elif b is not None and b["altitude_m"] is None and phase in _REBASE:
+                base[name] = {**b, "altitude_m": alt}  # its first sample came after the base
+        v.sensor_base = base
 
     @classmethod
     def _learn(cls, v: BoardView, run: int, offset: int) -> None:

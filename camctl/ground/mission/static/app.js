@@ -35,6 +35,7 @@ function card(view) {
     phase: el("span", { class: "phase-name" }), clock: el("span", { class: "clock" }),
     flight: el("span", { class: "flight-id" }), lines: el("span", { class: "lines" }),
     disk: el("span", { class: "disk" }), offset: el("span", { class: "offset" }),
+    sensors: el("div", { class: "sensors", hidden: "" }), altRef: new Map(),
     cams: el("tbody"), checks: el("ul", { class: "checks" }), phases: el("ol", { class: "phases" }),
     ops: el("div", { class: "ops" }), dl: el("div", { class: "download", hidden: "" }),
     bar: el("progress", { max: "1", value: "0" }), dltext: el("span", { class: "dim" }),
@@ -47,7 +48,7 @@ function card(view) {
   c.head = el("div", { class: "head" }, c.name, c.reach, c.url);  // the verdict badge joins it when there is one
   root.append(c.head,
     el("div", { class: "phase" }, c.phase, c.clock), c.why,
-    el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines),
+    el("div", { class: "facts" }, c.flight, c.disk, c.offset, c.lines), c.sensors,
     table, c.checks, c.phases, c.ops, c.dl, c.previews, c.hidden);
   if (state.operator) {
     for (const name of ["arm", "disarm"]) {
@@ -95,6 +96,7 @@ function renderBoard(view) {
     el("td", { class: cam.dropped ? "bad" : "", text: String(cam.dropped ?? "–") }),
     el("td", { class: cam.faults ? "bad" : "", text: String(cam.faults ?? "–") }))));
   for (const tr of c.cams.rows) [...tr.cells].forEach((td, i) => { td.dataset.label = CAM_COLUMNS[i] || ""; });
+  renderSensors(c, view);
   c.phases.replaceChildren(...(view.phases || []).map(p => el("li", { class: "ph", text:
     p.phase + (p.event ? " on " + p.event : "") + (p.t_rel_s != null ? "  " + rel(p.t_rel_s) : "") })));
   c.release = view.release_ground_ms;
@@ -112,6 +114,38 @@ function renderBoard(view) {
   }
 }
 
+// live |a| of each IMU and altitude of each barometer (STATUS sensors, camctl/board/sensors/sampler.py),
+// the altitude's change since arming (the watcher's sensor_base, taken when it saw the board arm) or,
+// when it did not see that, since this page first showed the sensor
+function renderSensors(c, view) {
+  const sensors = (view.status || {}).sensors;
+  const entries = sensors && typeof sensors === "object" ? Object.entries(sensors) : [];
+  c.sensors.hidden = !entries.length;
+  c.sensors.replaceChildren(...entries.map(([name, s]) => {
+    const last = (s && s.last) || {};
+    const span = el("span", { class: "sensor", "data-sensor": name, "data-kind": (s && s.kind) || "?" });
+    span.title = (s && s.error) || "";
+    span.dataset.ok = s && s.ok ? "1" : "";
+    if (!s || !s.ok) {
+      span.classList.add("bad");
+      span.textContent = name + " not reading";
+    } else if (s.kind === "imu") {
+      span.textContent = name + " |a| " + fmt(last.accel_g, 2) + " g";
+    } else if (s.kind === "baro") {
+      const base = (view.sensor_base || {})[name];
+      const armed = base && base.at === "arming" && typeof base.altitude_m === "number";
+      if (!armed && !c.altRef.has(name) && typeof last.altitude_m === "number") c.altRef.set(name, last.altitude_m);
+      const ref = armed ? base.altitude_m : c.altRef.get(name);
+      const d = typeof last.altitude_m === "number" && typeof ref === "number" ? last.altitude_m - ref : null;
+      span.textContent = name + " " + fmt(last.altitude_m, 1) + " m"
+        + (d == null ? "" : " (" + (d >= 0 ? "+" : "") + fmt(d, 1) + " m since " + (armed ? "arming" : "page load") + ")");
+    } else {
+      span.textContent = name + " " + (s.kind || "?");
+    }
+    return span;
+  }));
+}
+
 function tick(c) {
   if (c.release == null || c.lost_t !== undefined) { c.clock.textContent = ""; return; }
   const t = c.landed_t != null ? c.landed_t : (Date.now() - c.release) / 1000;
@@ -125,6 +159,11 @@ function renderChecks(c) {
   const mine = go.checks.filter(k => k.board === name);
   c.checks.hidden = go.stage !== "pre-drop";  // the pre-drop checks; in flight the phases say it all
   c.checks.replaceChildren(...mine.map(k => el("li", { class: k.ok ? "ok" : "bad", "data-check": k.check, text: k.detail })));
+  // a sensor one of whose checks fails is red on the card too
+  for (const span of c.sensors.children) {
+    const bad = mine.some(k => !k.ok && k.check.startsWith(span.dataset.sensor + " "));
+    span.classList.toggle("bad", bad || !span.dataset.ok);
+  }
   const disk = mine.find(k => k.check === "disk");
   if (disk) c.disk.textContent = disk.detail;
   const clock = mine.find(k => k.check === "clock");
