@@ -3,16 +3,21 @@ whether camera capture moves when they run.
 
 - ``sensor_cpu_share_1khz`` (figure ``sensor_cpu_share_1khz``): a
   :class:`~camctl.board.sensors.sampler.SensorSampler` per sensor (a sim IMU at 1000 Hz, a sim
-  barometer at 50 Hz) recording into a real :class:`~camctl.store.FlightStore` (real files, real
-  ``fsync``, its own group commits) on the run's temp dir for a few seconds. The share of one core
-  = (CPU of the two sampler threads + CPU of the store's writer thread) / wall time. The store holds
-  the sensors only, so all its writer's CPU is what the sensors add to a board's store.
+  barometer at 50 Hz, :mod:`camctl.board.sensors.sim`, the drop scene at rest) feeding the motion
+  detectors (every descent event watched on the IMU, the barometric descent check) and recording
+  into a real :class:`~camctl.store.FlightStore` (real files, real ``fsync``, its own group
+  commits) on the run's temp dir for a few seconds. The share of one core = (CPU of the two
+  sampler threads, detectors included + CPU of the store's writer thread) / wall time. The store
+  holds the sensors only, so all its writer's CPU is what the sensors add to a board's store.
 - ``capture_with_sensors_x`` (figure ``capture_with_sensors_x``): two 1080p sim cameras through
   CameraRunner + EncoderPool(2) + FlightStore, as ``capture_fps_1080p_2cams`` runs them, asked for
   more than this machine encodes (:data:`SATURATE_FPS`, DESCENT), so the frames stored per second
-  are the capture path's capacity. Rounds alternate without and with the two samplers recording
-  into the cameras' store (A, B, A, B...); the figure is the median over rounds of (frames/s with)
-  / (frames/s without) of each round. Below 1 the sensors took capacity from the cameras.
+  are the capture path's capacity. One run, its windows alternating without and with the sensor
+  path recording into the cameras' store (ABBA: :func:`ab_order`); the figure is the median over
+  adjacent pairs of (frames/s with) / (frames/s without). Below 1 the sensors took capacity from
+  the cameras. At saturation every CPU ms the sensors take is the cameras' loss, so ~1 - their
+  share of the two cores is expected; on a machine others load, windows swing far more than
+  that.
 
 How CPU is counted: each thread's own CPU clock (the kernel's per-thread clock,
 :func:`camctl.bench.realstack.thread_cpu`), read from this thread before and after the window. Not
@@ -23,22 +28,17 @@ thread: that needs a hook in the sampler's loop, and it would miss the store's w
 The Pi assumption (the target): ``< 0.05`` of one core of this machine. One Raspberry Pi 5 core
 does :data:`~camctl.bench.realstack.PI5_CORE_SHARE` (0.77) of this machine's core (7-Zip single
 thread; docs/bench.md), so 5 % here is 6.5 % of a Pi 5 core; a Pi 4 core does :data:`PI4_VS_PI5`
-(0.54) of a Pi 5's, so 5 % here is 12 % of a Pi 4 core: below 20 % of a core with room for the
-motion detectors (not counted here: they are :mod:`camctl.board.motion`'s, fed per sample) on the
-core the rig leaves beside encoding (docs/bench.md, ``realstack``).
+(0.54) of a Pi 5's, so 5 % here is 12 % of a Pi 4 core: below 20 % of a core on the core the
+rig leaves beside encoding (docs/bench.md, ``realstack``), with room for a real part's I2C reads.
 
-The sim devices: the ``sim`` backend of :mod:`camctl.board.sensors` when it is there (every sample
-on the 1/rate grid up to now, FIFO-like, from the drop scene's physics); until it lands,
-:class:`GridImu` and :class:`GridBaro` here, which produce their rows the same way (at rest: 1 g
-on the up axis, noise). The note says which ran. A real part's cost differs in its read: I2C
-transfers instead of computed rows.
+The sim devices compute their rows (the scene's physics, numpy noise) where a real part's driver
+does I2C transfers: the read's cost differs, the sampling, batching, detectors and store do not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import random
 import shutil
 import statistics
 import time
@@ -48,8 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from camctl.bench.harness import SIZE, Ctx, Figure, Metric, board_interpreter
-from camctl.board.config_sensors import SensorConfig
-from camctl.board.sensors.base import G, Sample, SensorDevice, altitude_m, imu_row
+from camctl.board.sensors.base import Sample, SensorDevice
 
 __all__ = [
     "CAPTURE_FIGURE",
@@ -57,8 +56,6 @@ __all__ = [
     "FIGURES",
     "SHARE_TARGET",
     "CaptureAB",
-    "GridBaro",
-    "GridImu",
     "SensorPath",
     "SensorShare",
     "Window",
@@ -85,72 +82,43 @@ SAMPLER_THREAD = "camctl-sensor-"
 STORE_FLIGHT = "sensors"
 
 
-# --- the sim devices (until camctl.board.sensors.sim lands) ---------------------------------------
-class _Grid(SensorDevice):
-    """Every sample on the 1/rate grid from :meth:`open` up to now, oldest first (a FIFO read)."""
-
-    part = "sim"
-
-    def __init__(self, cfg: SensorConfig, *, clock_ns: Callable[[], int] = time.monotonic_ns,
-                 **_kw: Any) -> None:
-        super().__init__(cfg, clock_ns=clock_ns)
-        self._rng = random.Random(cfg.seed)
-        self._t0 = 0
-        self._k = 0
-        self._period_ns = 1e9 / cfg.rate_hz
-
-    def open(self) -> None:
-        self._t0, self._k = self.clock_ns(), 0
-
-    def identify(self) -> Any:
-        from camctl.board.sensors.base import Identity
-
-        return Identity(0, 0, 0)
-
-    def read(self) -> list[Sample]:
-        due = int((self.clock_ns() - self._t0) / self._period_ns)
-        out = [(self._t0 + round(k * self._period_ns), self.row())
-               for k in range(self._k + 1, due + 1)]
-        self._k = max(self._k, due)
-        return out
-
-    def row(self) -> tuple[float, ...]:
-        raise NotImplementedError
-
-
-class GridImu(_Grid):
-    """A resting IMU: 1 g on +z, the config's accelerometer noise, a little gyro noise."""
-
-    kind = "imu"
-
-    def row(self) -> tuple[float, ...]:
-        n, g = self._rng.gauss, self.cfg.noise_g * G
-        return imu_row(n(0, g), n(0, g), G + n(0, g), n(0, 0.1), n(0, 0.1), n(0, 0.1))
-
-
-class GridBaro(_Grid):
-    """A resting barometer 100 m above sea level, 2 Pa of noise."""
-
-    kind = "baro"
-
-    def row(self) -> tuple[float, ...]:
-        p = 100129.0 + self._rng.gauss(0, 2.0)
-        return (p, 20.0 + self._rng.gauss(0, 0.01), altitude_m(p))
+# --- the sim devices and their detectors ----------------------------------------------------------
+BENCH_CONFIG: dict[str, Any] = {
+    "board": "bench", "cameras": [{"name": "down", "backend": "sim"}],
+    "sensors": [{"name": "imu", "backend": "sim", "kind": "imu", "rate_hz": IMU_HZ},
+                {"name": "baro", "backend": "sim", "kind": "baro", "rate_hz": BARO_HZ}],
+    # every descent event watched on the IMU: each sample goes through three rules
+    "motion": {e: {"sources": ["imu"]} for e in ("release", "separation", "touchdown")},
+}
 
 
 def sim_devices() -> tuple[list[SensorDevice], str]:
-    """A sim IMU at :data:`IMU_HZ` and a sim barometer at :data:`BARO_HZ` (unopened), and which
-    implementation they are."""
-    cfgs = [SensorConfig(name="imu", kind="imu", backend="sim", rate_hz=IMU_HZ, seed=1),
-            SensorConfig(name="baro", kind="baro", backend="sim", rate_hz=BARO_HZ, seed=2)]
-    try:
-        from camctl.board.sensors import open_sensor
-        from camctl.board.sensors.scene import DropScene
-        from camctl.board.sensors.sim import sim_device  # noqa: F401 - is the sim backend there?
-    except ImportError:
-        return [GridImu(cfgs[0]), GridBaro(cfgs[1])], "the bench's grid devices"
+    """A sim IMU at :data:`IMU_HZ` and a sim barometer at :data:`BARO_HZ` (unopened), sampling a
+    drop scene at rest (on the hook: 1 g), and a line saying what they are."""
+    from camctl.board.config import parse_config
+    from camctl.board.sensors import open_sensor
+    from camctl.board.sensors.scene import DropScene
+
     scene = DropScene()
-    return [open_sensor(c, scene=scene) for c in cfgs], "camctl.board.sensors.sim"
+    devs = [open_sensor(c, scene=scene) for c in parse_config(BENCH_CONFIG).sensors]
+    polls = ", ".join(f"{d.name} polled every {d.poll_s * 1e3:g} ms" for d in devs)
+    return devs, f"camctl.board.sensors.sim ({polls})"
+
+
+def detectors() -> Callable[[str, Sequence[Sample]], None]:
+    """The sampler's ``on_samples``: the IMU's samples through the motion rules of
+    :data:`BENCH_CONFIG` (release, separation, touchdown), the barometer's through the descent
+    check, as a board feeds them."""
+    from camctl.board.config import parse_config
+    from camctl.board.sensors.motion import BaroCheck, MotionDetector
+
+    motion = parse_config(BENCH_CONFIG).motion
+    imu, baro = MotionDetector(motion), BaroCheck(motion.baro_descent_mps)
+
+    def feed(name: str, samples: Sequence[Sample]) -> None:
+        (imu if name == "imu" else baro).feed(samples)
+
+    return feed
 
 
 # --- the sensor path ------------------------------------------------------------------------------
@@ -163,8 +131,10 @@ class SensorPath:
         from camctl.common.ledger import Ledger
 
         self.ledger = Ledger()
+        feed = detectors()
         self.samplers = [SensorSampler(d, sink=store.put, recording=lambda: True,
-                                       ledger=lambda: self.ledger, phase=lambda: "DESCENT")
+                                       ledger=lambda: self.ledger, phase=lambda: "DESCENT",
+                                       on_samples=feed)
                          for d in devices]
 
     def start(self) -> None:
@@ -276,8 +246,8 @@ def bench_sensor_share(ctx: Ctx) -> dict[str, Any]:
                      f"{m.per_sample_us():.0f} us CPU per sample; a Pi 5 core "
                      f"({PI5_CORE_SHARE:.2f} of this one) {pi5:.1%}, a Pi 4 core "
                      f"({PI5_CORE_SHARE * PI4_VS_PI5:.2f}) "
-                     f"{pi_share(m.share, PI5_CORE_SHARE * PI4_VS_PI5):.1%}; motion detectors "
-                     "not counted"}
+                     f"{pi_share(m.share, PI5_CORE_SHARE * PI4_VS_PI5):.1%}; the samplers feed "
+                     "the motion detectors (3 IMU rules, the baro descent check)"}
 
 
 FIGURE = Figure("sensor_cpu_share_1khz", bench_sensor_share, (
