@@ -139,3 +139,23 @@ def test_the_share_figure_reports_its_note(tmp_path: Path) -> None:
                                                      name=lambda p: p))
     assert out["sensor_cpu_share_1khz"] > 0
     assert "Pi 5" in out["_note"] and "Pi 4" in out["_note"]
+
+
+def test_a_sensor_that_does_not_open_fails_the_figure_by_name(tmp_path: Path) -> None:
+    """A dead sensor is the figure failing with its one-line reason, its samplers stopped (not a
+    share measured without it)."""
+    import threading
+
+    from camctl.board.sensors.base import SensorError
+
+    class Dead(_Costly):
+        def open(self) -> None:
+            raise SensorError(f"{self._dev.where}: WHO_AM_I 0x00, want 0x5A")
+
+    def devices() -> tuple[list[SensorDevice], str]:
+        devs, which = sensors.sim_devices()
+        return [devs[0], Dead(devs[1])], which  # type: ignore[list-item]
+
+    with pytest.raises(RuntimeError, match=r"^sensor baro sim: WHO_AM_I 0x00, want 0x5A$"):
+        sensors.measure_share(tmp_path, SECONDS, devices)
+    assert not [t for t in threading.enumerate() if t.name.startswith("camctl-sensor-")]

@@ -142,6 +142,7 @@ class SensorPath:
             s.start()
         for s in self.samplers:
             if s.error:
+                self.stop()
                 raise RuntimeError(f"sensor {s.error}")
 
     def stop(self) -> None:
