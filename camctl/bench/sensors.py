@@ -17,7 +17,9 @@ whether camera capture moves when they run.
   adjacent pairs of (frames/s with) / (frames/s without). Below 1 the sensors took capacity from
   the cameras. At saturation every CPU ms the sensors take is the cameras' loss, so ~1 - their
   share of the two cores is expected; on a machine others load, windows swing far more than
-  that.
+  that. The note adds the same pairs' ratio of CPU ms per stored frame of the capture, encoder
+  and store threads (informative: a sampler holding the GIL did not lift it reliably, so it is no
+  target).
 
 How CPU is counted: each thread's own CPU clock (the kernel's per-thread clock,
 :func:`camctl.bench.realstack.thread_cpu`), read from this thread before and after the window. Not
@@ -278,14 +280,21 @@ class CaptureAB:
     def side(self, with_sensors: bool) -> list[Window]:
         return [w for w in self.windows if w.with_sensors == with_sensors]
 
-    def ratios(self) -> list[float]:
-        """Per pair: frames/s with the sensors / without."""
-        return [b.stored_fps / a.stored_fps if a.stored_fps > 0 else math.inf
+    def ratios(self, what: str = "stored_fps") -> list[float]:
+        """Per pair: ``what`` (``stored_fps`` or ``cpu_ms_per_frame``) with the sensors /
+        without."""
+        return [getattr(b, what) / getattr(a, what) if getattr(a, what) > 0 else math.inf
                 for a, b in zip(self.side(False), self.side(True), strict=True)]
 
     @property
     def ratio(self) -> float:
+        """Median of the pairs' frames/s ratios."""
         return statistics.median(self.ratios())
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Median of the pairs' CPU-per-frame ratios."""
+        return statistics.median(self.ratios("cpu_ms_per_frame"))
 
 
 def ab_order(pairs: int) -> list[bool]:
@@ -380,15 +389,16 @@ def bench_capture_with_sensors(ctx: Ctx) -> dict[str, Any]:
 
     fps = [mean([w.stored_fps for w in ab.side(s)]) for s in (False, True)]
     cpu = [mean([w.cpu_ms_per_frame for w in ab.side(s)]) for s in (False, True)]
-    rs = sorted(ab.ratios())
+    rs, rc = sorted(ab.ratios()), sorted(ab.ratios("cpu_ms_per_frame"))
+    run = (f"one run, {2 * pairs} windows of {seconds:g} s alternating without/with (ABBA), 2 sim "
+           f"cameras asked for {SATURATE_FPS:g} fps each (more than this machine encodes); with = "
+           f"{which}, IMU {IMU_HZ:g} Hz + baro {BARO_HZ:g} Hz recording into the cameras' store")
     return {"capture_with_sensors_x": ab.ratio,
-            "_note": f"one run, {2 * pairs} windows of {seconds:g} s alternating without/with "
-                     f"(ABBA), 2 sim cameras asked for {SATURATE_FPS:g} fps each (more than this "
-                     f"machine encodes); with = {which}, IMU {IMU_HZ:g} Hz + baro {BARO_HZ:g} Hz "
-                     "recording into the cameras' store; median of the pairs' ratios (range "
-                     f"{rs[0]:.2f}-{rs[-1]:.2f}); mean frames stored/s without/with "
-                     f"{fps[0]:.0f}/{fps[1]:.0f}; capture+encoder+store CPU ms per stored frame "
-                     f"without/with {cpu[0]:.2f}/{cpu[1]:.2f}"}
+            "_note": f"{run}; median of the pairs' ratios (range {rs[0]:.2f}-{rs[-1]:.2f}); mean "
+                     f"frames stored/s without/with {fps[0]:.0f}/{fps[1]:.0f}; CPU ms per stored "
+                     f"frame of the capture, encoder and store threads without/with "
+                     f"{cpu[0]:.2f}/{cpu[1]:.2f} (pairs' median ratio {ab.cpu_ratio:.2f}, range "
+                     f"{rc[0]:.2f}-{rc[-1]:.2f})"}
 
 
 CAPTURE_FIGURE = Figure("capture_with_sensors_x", bench_capture_with_sensors, (
