@@ -165,8 +165,12 @@ def test_peak_g_follows_the_fired_run_to_its_end() -> None:
     assert det.peak_g("touchdown") == 17.5  # kept after re-arming (1 s of rest)
     det.feed(rows_of([0.2, 0.1, 0.05, 0.08, 0.5, 0.6] + [1.0] * 10, t0=2 * S))
     assert det.peak_g("release") == 0.05
+    second = det.feed(rows_of([1.0, 8.0, 9.0, 11.0, 1.0, 1.0], t0=3 * S))  # another one, later
+    assert det.peak_g("touchdown") == 11.0 and det.peak_g("touchdown", ev[0].t_ns) == 17.5
+    assert det.peak_g("touchdown", second[0].t_ns) == 11.0 and det.peak_g("touchdown", 1) is None
     det.reset()
     assert det.peak_g("touchdown") is None and det.peak_g("nothing") is None
+    assert det.peak_g("touchdown", ev[0].t_ns) is None  # a re-armed board forgets the old drop
 
 
 def test_rules_without_imu_and_time_going_back() -> None:
@@ -202,3 +206,15 @@ def test_a_compressed_drop_through_the_sampler() -> None:
     truth = [marks["release"], marks["separation"], marks["touchdown"], marks["touchdown"]]
     assert all(0 <= e.t_ns - t <= 20 * MS for e, t in zip(events, truth, strict=True))
     assert smp.samples_read == len(range(1, (clock.t * 416) // S + 1))
+
+
+def test_baro_check_starts_again_when_time_goes_back() -> None:
+    def alt_rows(t0: int, n: int, alt0: float, rate: float) -> list[Sample]:
+        return [(t0 + i * 20 * MS, (0.0, 17.0, alt0 + rate * i * 0.02)) for i in range(n)]
+
+    check = BaroCheck(1.5)
+    assert [e.what for e in check.feed(alt_rows(10 * S, 150, 1000.0, -10.0))] == ["descending"]
+    # the part reopens and its clock restarts earlier: it lies still now
+    events = check.feed(alt_rows(5 * S, 200, 900.0, 0.0))
+    # the 2 s window is used from 1.6 s on (80 %), then still for 1 s
+    assert [(e.what, e.t_ns) for e in events] == [("stopped", 5 * S + 2600 * MS)]

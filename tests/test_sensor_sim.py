@@ -104,7 +104,11 @@ def test_kind_picks_the_device_and_identity() -> None:
     assert isinstance(sim_device(cfg("baro", rate_hz=50)), SimBaro)
     dev = sim_device(cfg("imu"))
     assert (dev.kind, dev.part, dev.identify().ok) == ("imu", "sim", True)
-    with pytest.raises(SensorError, match="read before open"):
+    with pytest.raises(SensorError, match="imu sim: not open"):
+        dev.read()
+    dev.open()
+    dev.close()
+    with pytest.raises(SensorError, match="not open"):
         dev.read()
 
 
@@ -218,3 +222,14 @@ def test_baro_follows_the_altitude_with_its_noise() -> None:
     assert (p - np.array([pressure_pa(a) for a in truth])).std() == pytest.approx(BARO_NOISE_PA,
                                                                                  rel=0.1)
     assert 15 < temp.min() <= temp.max() < 20
+
+
+@pytest.mark.parametrize(("accel_range_g", "gyro_range_dps"), [(8, 250), (16, 2000)])
+def test_imu_saturates_at_full_scale(accel_range_g: int, gyro_range_dps: int) -> None:
+    clock = Clock(0)
+    dev = sim_device(cfg(rate_hz=1000, noise_g=0.0, accel_range_g=accel_range_g,
+                         gyro_range_dps=gyro_range_dps), scene=dropped(), clock_ns=clock)
+    rows = np.array([r for t, r in read_all(dev, clock, TD + S) if t >= TD])
+    assert np.abs(rows[:, 2]).max() == pytest.approx(accel_range_g * G)  # the 18 g impact
+    assert np.abs(rows[:, 3:6]).max() <= gyro_range_dps
+    assert rows[:, 6].max() == pytest.approx(accel_range_g, rel=0.01)

@@ -54,13 +54,15 @@ __all__ = [
 GAP_NS = 50_000_000  # samples further apart than this break a run
 REST_BAND_G = (0.8, 1.3)  # |a| "near 1 g": at rest, or hanging under canopy with its swing
 REARM_S = 0.5
+FIRED_KEPT = 16  # fired runs whose peaks peak_g() answers for, per rule
 
 
 @dataclass(frozen=True)
 class MotionEvent:
     """An event a motion rule fired. ``t_ns``: the first sample of the run (the event's time);
     ``decided_ns``: the sample at which the run had lasted ``min_ms`` (when it fired); ``peak_g``:
-    the extreme |a| of the run up to the decision (free fall: its minimum)."""
+    the extreme |a| of the run up to the decision (free fall: its minimum; the run's extreme to
+    its end: :meth:`MotionDetector.peak_g` with this ``t_ns``)."""
 
     event: str
     t_ns: int
@@ -77,13 +79,14 @@ class _Rule:
         self.below = rule.below
         self.threshold = rule.threshold_g
         self.min_ns = int(rule.min_ms * 1e6)
+        self.fired: dict[int, float] = {}  # a fired run's t_ns -> its extreme, followed to its end
+        self.fired_t: int | None = None  # the last fired run's
         self.reset()
 
     def reset(self) -> None:
         self.armed = True
         self.rest_since: int | None = None
-        self.tail = False  # following the fired run to its end (its peak)
-        self.fired_peak: float | None = None  # the extreme of the last fired run, so far
+        self.tail = False  # following the last fired run to its end (its peak)
         self.pending: tuple[int, float] | None = None  # one sample beyond, not yet a run
         self.start: int | None = None  # the run's first sample
         self.peak = 0.0
@@ -108,8 +111,9 @@ class _Rule:
             if self.tail:
                 if self._beyond(g):
                     self.inside = 0
-                    peak = self.fired_peak
-                    self.fired_peak = g if peak is None else self._extreme(peak, g)
+                    t0 = self.fired_t
+                    assert t0 is not None
+                    self.fired[t0] = self._extreme(self.fired[t0], g)
                 else:
                     self.inside += 1
                     self.tail = self.inside < 2
@@ -118,9 +122,7 @@ class _Rule:
                 if self.rest_since is None:
                     self.rest_since = t
                 if t - self.rest_since >= REARM_S * 1e9:
-                    peak = self.fired_peak
                     self.reset()
-                    self.fired_peak = peak  # kept for peak_g() until the next fire
             else:
                 self.rest_since = None
             return None
@@ -151,7 +153,10 @@ class _Rule:
             self.armed = False
             self.start = None
             self.rest_since = None
-            self.tail, self.fired_peak = True, self.peak
+            self.tail, self.fired_t = True, ev.t_ns
+            self.fired[ev.t_ns] = self.peak
+            while len(self.fired) > FIRED_KEPT:
+                del self.fired[next(iter(self.fired))]
             return ev
         return None
 
@@ -170,13 +175,16 @@ class MotionDetector:
         """The events watched, in rule order."""
         return tuple(r.rule.event for r in self._rules)
 
-    def peak_g(self, event: str) -> float | None:
-        """The extreme |a| of the run that last fired ``event``, followed past the decision to the
-        run's end (the canopy shock's or the impact's true peak; a :class:`MotionEvent` carries
-        the peak up to its decision only). None before it fired."""
+    def peak_g(self, event: str, t_ns: int | None = None) -> float | None:
+        """The extreme |a| of a run that fired ``event``, followed past the decision to the run's
+        end (the canopy shock's or the impact's true peak; a :class:`MotionEvent` carries the
+        peak up to its decision only): the run of the event whose ``t_ns`` is given, else the
+        last one (mind that the impact fires the shock rule too: ask with the accepted event's
+        ``t_ns``). None when there is none (the last :data:`FIRED_KEPT` per rule are kept)."""
         for r in self._rules:
             if r.rule.event == event:
-                return None if r.fired_peak is None else round(r.fired_peak, 4)
+                peak = r.fired.get(r.fired_t if t_ns is None else t_ns)  # type: ignore[arg-type]
+                return None if peak is None else round(peak, 4)
         return None
 
     def feed(self, samples: Sequence[Sample]) -> list[MotionEvent]:
@@ -199,6 +207,8 @@ class MotionDetector:
         """Re-arm every rule and forget any run (the board re-arms)."""
         for r in self._rules:
             r.reset()
+            r.fired.clear()
+            r.fired_t = None
         self._prev_t = None
 
 
@@ -225,7 +235,8 @@ class BaroCheck:
     ``stopped`` when the slope over :data:`STOP_WINDOW_S` has been within :data:`STOP_MPS` for
     :data:`STOP_HOLD_S`. A check logged as confirmation, never a trigger.
 
-    A window is used once it spans at least 80 % of its length; a gap over 0.5 s empties it."""
+    A window is used once it spans at least 80 % of its length (a gap in the samples only thins
+    it); samples going back in time empty it."""
 
     def __init__(self, descent_mps: float) -> None:
         self.descent_mps = float(descent_mps)
@@ -256,7 +267,7 @@ class BaroCheck:
         out: list[BaroEvent] = []
         keep_ns = int(max(DESCENT_WINDOW_S, STOP_WINDOW_S) * 1e9)
         for t, row in samples:
-            if self._t and t - self._t[-1] > 500_000_000:
+            if self._t and t <= self._t[-1]:  # time went back (a reopened part): start again
                 self._t.clear()
                 self._alt.clear()
             self._t.append(t)
