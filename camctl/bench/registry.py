@@ -1,5 +1,6 @@
 """The list of bench figure modules: adding a figure is adding its module name here (see
-:mod:`camctl.bench`).
+:mod:`camctl.bench`). A module gives its ``FIGURE``, or ``FIGURES`` (a tuple, table order) when it
+measures more than one figure.
 
 Modules are imported on first use, so importing the harness stays cheap and free of cycles.
 """
@@ -23,6 +24,7 @@ FIGURE_MODULES: tuple[str, ...] = (
     "imagezmq",
     "encode",
     "capture",
+    "sensors",
     "trigger",
     "trigger_vm",
     "camera",
@@ -38,14 +40,18 @@ FIGURE_MODULES: tuple[str, ...] = (
 
 @functools.cache
 def figures() -> tuple[Figure, ...]:
-    """Every registered figure (each module's ``FIGURE``), in registry order."""
+    """Every registered figure (each module's ``FIGURES``, or its ``FIGURE``), in registry
+    order."""
     out = []
     for name in FIGURE_MODULES:
         mod = importlib.import_module(f"camctl.bench.{name}")
-        fig = getattr(mod, "FIGURE", None)
-        if fig is None:
-            raise ImportError(f"camctl.bench.{name} is registered but defines no FIGURE")
-        out.append(fig)
+        figs = getattr(mod, "FIGURES", None)
+        if figs is None:
+            fig = getattr(mod, "FIGURE", None)
+            if fig is None:
+                raise ImportError(f"camctl.bench.{name} is registered but defines no FIGURE")
+            figs = (fig,)
+        out.extend(figs)
     keys = [m.key for f in out for m in f.metrics]
     if len(set(keys)) != len(keys):
         twice = sorted({k for k in keys if keys.count(k) > 1})
