@@ -182,3 +182,47 @@ def test_main_bad_config_exits_2(env: SimpleNamespace, capsys: pytest.CaptureFix
     args = _parse("--config", str(env.config), "--dry-run", "--unit-dir", str(env.units))
     assert main(args) == 2
     assert str(env.config) in capsys.readouterr().err
+
+
+SENSORS = """
+[[sensors]]
+name = "imu"
+backend = "lsm6dsox"
+"""
+
+
+def test_real_sensors_get_the_i2c_group_and_device(env: SimpleNamespace) -> None:
+    """A config with an I2C sensor: the drop-in adds group i2c and DeviceAllow=char-i2c (the unit's
+    DevicePolicy=closed would refuse /dev/i2c-1 otherwise), and the user joins group i2c."""
+    env.config.write_text(CONFIG.format(store="/var/lib/camctl/flights") + SENSORS)
+    _install(env)
+    dropin = (env.units / "camctl.service.d" / "20-i2c.conf").read_text()
+    assert "SupplementaryGroups=i2c\n" in dropin and "DeviceAllow=char-i2c rw\n" in dropin
+    assert "After=modprobe@i2c_dev.service\n" in dropin
+    assert env.run.calls[0][:5] == ["useradd", "--system", "--user-group", "--groups",
+                                    "video,gpio,i2c"]
+    env.run.calls.clear()
+    _install(env, user_exists=lambda user: True)  # an existing user is added to the group
+    assert ["usermod", "--append", "--groups", "i2c", "camctl"] in env.run.calls
+    env.config.write_text(CONFIG.format(store="/var/lib/camctl/flights"))  # sensors removed
+    _install(env, user_exists=lambda user: True, force=True)
+    assert not (env.units / "camctl.service.d" / "20-i2c.conf").exists()
+
+
+def test_sim_sensors_need_no_i2c(env: SimpleNamespace) -> None:
+    env.config.write_text(CONFIG.format(store="/var/lib/camctl/flights")
+                          + '[[sensors]]\nname = "imu"\nbackend = "sim"\nkind = "imu"\n')
+    _install(env)
+    assert not (env.units / "camctl.service.d").exists()
+    assert env.run.calls[0][4] == "video,gpio"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_i2c_dropin_passes_systemd_analyze_verify(env: SimpleNamespace) -> None:
+    env.config.write_text(CONFIG.format(store="/var/lib/camctl/flights") + SENSORS)
+    _install(env)
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no",
+                           str(env.units / "camctl.service")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "camctl.service" not in proc.stderr, proc.stderr

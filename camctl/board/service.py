@@ -187,6 +187,24 @@ def render_store_dropin(store_dir: Path) -> str:
             f"ReadWritePaths={store_dir}\n")
 
 
+def render_i2c_dropin() -> str:
+    """A drop-in giving the sandboxed daemon the I2C bus, for a config with real sensors.
+
+    ``/dev/i2c-*`` belong to group ``i2c`` on Raspberry Pi OS (raspberrypi-sys-mods' udev rule);
+    their char major's name in /proc/devices is ``i2c`` (drivers/i2c/i2c-dev.c registers
+    "i2c"), which DeviceAllow= resolves only once i2c-dev is loaded: hence the modprobe unit. A
+    drop-in, not the unit itself: SupplementaryGroups= naming a group a machine lacks stops the
+    unit from starting, and a camera-only board needs neither.
+    """
+    return ("# Written by camctl install-service: the config has I2C sensors ([[sensors]]).\n"
+            "[Unit]\n"
+            "Wants=modprobe@i2c_dev.service\n"
+            "After=modprobe@i2c_dev.service\n\n"
+            "[Service]\n"
+            "SupplementaryGroups=i2c\n"
+            "DeviceAllow=char-i2c rw\n")
+
+
 def render_unit(*, exec_path: Path | str = DEFAULT_VENV / "bin" / "camctl",
                 config: Path | str = DEFAULT_CONFIG, user: str = DEFAULT_USER) -> str:
     """The unit text: ExecStart = ``exec_path run --config config``, User/Group = ``user``."""
@@ -251,9 +269,10 @@ def install_service(*, unit_dir: Path = DEFAULT_UNIT_DIR, config_src: Path | Non
     actions: list[_Action] = []
     new_config: bytes | None = None
     store_dir: Path | None = None
+    i2c = False
     if config_src is not None:
         config_src = Path(config_src)
-        store_dir, new_config = _read_config(config_src, config_dest, force=force)
+        store_dir, new_config, i2c = _read_config(config_src, config_dest, force=force)
     elif not config_dest.exists():
         actions.append(_Action(f"warning: no config at {config_dest}; the service will not start "
                                "until one is installed (camctl install-service --config FILE)",
@@ -267,7 +286,8 @@ def install_service(*, unit_dir: Path = DEFAULT_UNIT_DIR, config_src: Path | Non
         actions += _config_actions(config_src, config_dest, new_config)
     dropin_actions, outside = _store_actions(unit_dir, store_dir)
     actions += dropin_actions
-    actions += _user_actions(user, outside, run=run, user_exists=user_exists)
+    actions += _i2c_actions(unit_dir, i2c, config_known=new_config is not None)
+    actions += _user_actions(user, outside, run=run, user_exists=user_exists, i2c=i2c)
     actions += _systemctl_actions(enable, run=run)
     if not dry_run:
         for action in actions:
@@ -275,15 +295,29 @@ def install_service(*, unit_dir: Path = DEFAULT_UNIT_DIR, config_src: Path | Non
     return [a.text for a in actions]
 
 
-def _read_config(config_src: Path, config_dest: Path, *, force: bool) -> tuple[Path, bytes]:
-    """The store folder and bytes of the config to install, validated; InstallError when it would
-    overwrite a different config without ``force``."""
-    store_dir = load_config(config_src).store.dir  # raises ConfigError naming the file and key
+def _read_config(config_src: Path, config_dest: Path, *,
+                 force: bool) -> tuple[Path, bytes, bool]:
+    """The store folder and bytes of the config to install, validated, and whether it has sensors
+    on I2C; InstallError when it would overwrite a different config without ``force``."""
+    cfg = load_config(config_src)  # raises ConfigError naming the file and key
     new_config = config_src.read_bytes()
     if config_dest.exists() and config_dest.read_bytes() != new_config and not force:
         raise InstallError(f"{config_dest} exists and differs from {config_src}; "
                            "pass --force to overwrite it (the old file is kept as .bak)")
-    return store_dir, new_config
+    return cfg.store.dir, new_config, any(s.backend != "sim" for s in cfg.sensors)
+
+
+def _i2c_actions(unit_dir: Path, i2c: bool, *, config_known: bool) -> list[_Action]:
+    """The I2C drop-in for a config with real sensors (or its removal when it has none now)."""
+    dropin = unit_dir / f"{UNIT_NAME}.d" / "20-i2c.conf"
+    if i2c:
+        text = render_i2c_dropin()
+        return [_Action(f"write {dropin} (group i2c, DeviceAllow=char-i2c: the config's sensors)",
+                        lambda: _write_atomic(dropin, text.encode()))]
+    if config_known and dropin.exists():
+        return [_Action(f"remove {dropin} (the config has no I2C sensors)",
+                        lambda: dropin.unlink(missing_ok=True))]
+    return []
 
 
 def _config_actions(config_src: Path, config_dest: Path, new_config: bytes) -> list[_Action]:
@@ -321,12 +355,17 @@ def _store_actions(unit_dir: Path, store_dir: Path | None) -> tuple[list[_Action
 
 
 def _user_actions(user: str, outside: Path | None, *, run: Callable[..., Any],
-                  user_exists: Callable[[str], bool]) -> list[_Action]:
-    """The system user (created when missing) and the store folder outside STATE_DIR it owns."""
+                  user_exists: Callable[[str], bool], i2c: bool = False) -> list[_Action]:
+    """The system user (created when missing; in group i2c too for I2C sensors) and the store
+    folder outside STATE_DIR it owns."""
+    groups = "video,gpio,i2c" if i2c else "video,gpio"
     if user_exists(user):
         actions = [_Action(f"keep existing user {user}", lambda: None)]
+        if i2c:
+            mod_argv = ["usermod", "--append", "--groups", "i2c", user]
+            actions.append(_Action(shlex.join(mod_argv), lambda: _run_checked(run, mod_argv)))
     else:
-        argv = ["useradd", "--system", "--user-group", "--groups", "video,gpio", "--home-dir",
+        argv = ["useradd", "--system", "--user-group", "--groups", groups, "--home-dir",
                 str(STATE_DIR), "--no-create-home", "--shell", "/usr/sbin/nologin", user]
         actions = [_Action(shlex.join(argv), lambda: _run_checked(run, argv))]
     if outside is not None:
