@@ -115,3 +115,21 @@ def test_one_plottable_message_per_sample(tmp_path: Path) -> None:
     assert [(s.name, c.topic) for s, c, _ in msgs[:1]] == [("camctl.Imu", "/imu/imu")]
     assert [json.loads(m.data)["accel_g"] for _, _, m in msgs] == [float(i) for i in range(7)]
     assert set(json.loads(msgs[0][2].data)) == {"t_ns", *IMU_FIELDS, "batch"}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), True, "1.0", None])
+def test_a_batch_refuses_a_value_that_is_not_a_finite_number(bad: object) -> None:
+    from camctl.store.sources import SampleBatch
+
+    rows = ((1.0, 2.0, 3.0), (4.0, bad, 6.0))
+    with pytest.raises(ValueError, match="is not a finite number"):
+        SampleBatch("baro", 0, ("a", "b", "c"), (1, 2), rows)  # type: ignore[arg-type]
+
+
+def test_a_batch_takes_numpy_floats_ints_and_values_whose_sum_overflows() -> None:
+    import numpy as np
+
+    from camctl.store.sources import SampleBatch
+
+    rows = ((np.float64(1.5), 2, 1e308), (1e308, 1e308, -3.0))
+    assert SampleBatch("baro", 0, ("a", "b", "c"), (1, 2), rows).rows == rows

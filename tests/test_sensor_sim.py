@@ -233,3 +233,28 @@ def test_imu_saturates_at_full_scale(accel_range_g: int, gyro_range_dps: int) ->
     assert np.abs(rows[:, 2]).max() == pytest.approx(accel_range_g * G)  # the 18 g impact
     assert np.abs(rows[:, 3:6]).max() <= gyro_range_dps
     assert rows[:, 6].max() == pytest.approx(accel_range_g, rel=0.01)
+
+
+@pytest.mark.parametrize("up_axis", ["+z", "-x", "+y"])
+def test_the_rest_fast_path_gives_the_per_sample_physics_numbers(
+        monkeypatch: pytest.MonkeyPatch, up_axis: str) -> None:
+    """On the hook the IMU computes its samples as arrays (the bench's sensor cost is mostly
+    there); they must be the very numbers the per-sample physics gives."""
+    import camctl.board.sensors.sim as sim_mod
+
+    def rows(fast: bool) -> list:
+        monkeypatch.setattr(sim_mod, "_on_the_hook", lambda ts, marks: fast)
+        clock = [0]
+        cfg = SensorConfig(name="imu", kind="imu", backend="sim", rate_hz=1000, seed=7,
+                           noise_g=0.05, up_axis=up_axis, accel_range_g=2)
+        dev = sim_mod.sim_device(cfg, clock_ns=lambda: clock[0])
+        dev.open()
+        out = []
+        for step in (3_000_000, 17_000_000, 1_000_000, 40_000_000):
+            clock[0] += step
+            out += dev.read()
+        return out
+
+    fast, slow = rows(True), rows(False)
+    assert len(fast) == len(slow) > 50
+    assert fast == slow

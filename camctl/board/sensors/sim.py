@@ -160,8 +160,6 @@ class SimImu(SimDevice):
         # six draws per sample, in sample order: the same seed gives the same samples however
         # the reads split them
         z = self.rng.standard_normal(size=(n, 6))
-        acc_noise = (z[:, :3] * (self.cfg.noise_g * G)).tolist()
-        gyro_noise = (z[:, 3:] * GYRO_NOISE_DPS).tolist()
         scene = self.scene
         marks = scene.marks()
         td = marks.get("touchdown")
@@ -169,6 +167,10 @@ class SimImu(SimDevice):
         # a real part saturates at its full scale (the config's ranges): an 18 g impact on a
         # +-16 g accelerometer reads 16 g on that axis
         amax, wmax = self.cfg.accel_range_g * G, float(self.cfg.gyro_range_dps)
+        if _on_the_hook(ts, marks):
+            return self._at_rest(ts, z, up, sign, amax, wmax)
+        acc_noise = (z[:, :3] * (self.cfg.noise_g * G)).tolist()
+        gyro_noise = (z[:, 3:] * GYRO_NOISE_DPS).tolist()
         out: list[Sample] = []
         for i, t in enumerate(ts):
             f = scene.accel_mps2(t)
@@ -188,6 +190,26 @@ class SimImu(SimDevice):
             gx, gy, gz = (_clip(w[j] + gyro_noise[i][j], wmax) for j in range(3))
             out.append((t, imu_row(ax, ay, az, gx, gy, gz)))
         return out
+
+
+    def _at_rest(self, ts: list[int], z: np.ndarray, up: int, sign: float, amax: float,
+                 wmax: float) -> list[Sample]:
+        """:meth:`_samples` for samples all on the hook (the board armed and waiting, most of a
+        flight's samples), as arrays: the same draws and the same numbers as the per-sample
+        physics gives there (G on the up axis, no swing, no tumble), at a fraction of its CPU."""
+        a = z[:, :3] * (self.cfg.noise_g * G)
+        a[:, up] += sign * G
+        np.clip(a, -amax, amax, out=a)
+        w = np.clip(z[:, 3:] * GYRO_NOISE_DPS, -wmax, wmax)
+        g = np.sqrt(a[:, 0] * a[:, 0] + a[:, 1] * a[:, 1] + a[:, 2] * a[:, 2]) / G
+        rows = np.column_stack((a, w, g)).tolist()
+        return [(t, tuple(r)) for t, r in zip(ts, rows, strict=True)]
+
+
+def _on_the_hook(ts: list[int], marks: dict[str, int]) -> bool:
+    """Every time in ``ts`` is before the drop's release (or there is no drop yet)."""
+    release = marks.get("release")
+    return release is None or ts[-1] < release
 
 
 class SimBaro(SimDevice):
