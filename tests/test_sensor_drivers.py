@@ -105,8 +105,9 @@ def check_lsm6dsox(bus: Any, bus_num: int) -> None:
         dev = LSM6DSOX(_cfg("lsm6dsox", bus_num, LSM, rate_hz=rate, accel_range_g=g,
                             gyro_range_dps=dps), bus=bus, clock_ns=_clock())
         dev.open()
-        got = (_reg(bus, LSM, 0x10), _reg(bus, LSM, 0x11), _reg(bus, LSM, 0x12))
-        assert got == (ctrl1, ctrl2, 0x44), f"{rate} Hz {g} g {dps} dps: {got}"  # 0x44 BDU|IF_INC
+        got = tuple(_reg(bus, LSM, r) for r in (0x10, 0x11, 0x12, 0x18))
+        # CTRL3_C 0x44: BDU | IF_INC; CTRL9_XL 0x02: I3C_disable (the rest as the stub holds it)
+        assert got == (ctrl1, ctrl2, 0x44, 0x02), f"{rate} Hz {g} g {dps} dps: {got}"
         dev.close()
         assert (_reg(bus, LSM, 0x10), _reg(bus, LSM, 0x11)) == (0, 0)  # power-down
     dev = LSM6DSOX(cfg, bus=bus, clock_ns=_clock())
@@ -342,3 +343,35 @@ def test_without_a_bus_the_part_opens_smbus2_on_its_bus_and_closes_it(monkeypatc
     assert opened[0][1].closed
     assert "WHO_AM_I 0x00" in _open_fails(dev)
     assert opened[1][1].closed  # a failed open leaves nothing open
+
+
+class _Counting(StubBus):
+    """Counts reads, so a clock can tell when in a read() it was asked."""
+
+    reads = 0
+
+    def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
+        self.reads += 1
+        return super().read_byte_data(i2c_addr, register)
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int,
+                            force: bool | None = None) -> list[int]:
+        self.reads += 1
+        return super().read_i2c_block_data(i2c_addr, register, length)
+
+
+@pytest.mark.parametrize(("cls", "address", "setup"), [
+    (LSM6DSOX, LSM, [(0x0F, [0x6C]), (0x1E, [0x03])]),
+    (ICM42688P, ICM, [(0x75, [0x47]), (0x2D, [0x08])]),
+    (BMP390, BMP, [(0x00, [0x60]), (0x31, list(BMP_CAL)), (0x03, [0x20])]),
+])
+def test_a_sample_is_stamped_when_its_data_ready_flag_is_seen(cls: type, address: int,
+                                                               setup: list):
+    bus = _Counting(ADDRESSES)
+    for register, data in setup:
+        poke(bus, address, register, data)
+    dev = cls(_cfg(cls.part, 1, address), bus=bus, clock_ns=lambda: bus.reads)
+    dev.open()
+    bus.reads = 0
+    [(t_ns, _)] = dev.read()
+    assert (t_ns, bus.reads) == (1, 2)  # after the status read, before the data's block read

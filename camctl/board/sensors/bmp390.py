@@ -119,6 +119,7 @@ class BMP390(I2CSensor):
     kind = "baro"
     part = "bmp390"
     id_register, id_value, id_name = CHIP_ID, ID, "CHIP_ID"
+    calibration: Calibration  # read by open()
 
     def _configure(self) -> None:
         self.write_u8(CMD, SOFT_RESET)

@@ -59,6 +59,8 @@ class ICM42688P(I2CSensor):
     kind = "imu"
     part = "icm42688p"
     id_register, id_value, id_name = WHO_AM_I, ID, "WHO_AM_I"
+    _lsb_per_g: float  # set by open() from the range
+    _lsb_per_dps: float
 
     def _configure(self) -> None:
         self.write_u8(DEVICE_CONFIG, SOFT_RESET)

@@ -44,6 +44,7 @@ WHO_AM_I = 0x0F  # WHO_AM_I (0Fh): fixed 0x6C (LSM6DSOX_ID)
 CTRL1_XL = 0x10  # CTRL1_XL (10h): ODR_XL[7:4] FS_XL[3:2] LPF2_XL_EN[1]
 CTRL2_G = 0x11  # CTRL2_G (11h): ODR_G[7:4] FS_G[3:2] FS_125[1]
 CTRL3_C = 0x12  # CTRL3_C (12h): BOOT BDU H_LACTIVE PP_OD SIM IF_INC - SW_RESET
+CTRL9_XL = 0x18  # CTRL9_XL (18h): DEN_X DEN_Y DEN_Z DEN_XL_G DEN_XL_EN DEN_LH I3C_disable -
 STATUS_REG = 0x1E  # STATUS_REG (1Eh): - - - - - TDA GDA XLDA
 OUTX_L_G = 0x22  # OUTX_L_G (22h) .. OUTZ_H_G (27h), then OUTX_L_A (28h) .. OUTZ_H_A (2Dh)
 ID = 0x6C
@@ -51,6 +52,9 @@ ID = 0x6C
 SW_RESET = 0x01
 IF_INC = 0x04  # register address auto-increment on multi-byte access (default on; set anyway)
 BDU = 0x40  # block data update: output registers not updated until MSB and LSB are read
+# the part sits on an I2C bus only: ST's examples disable its I3C interface after the reset
+# (lsm6dsox_i3c_disable_set(&dev_ctx, LSM6DSOX_I3C_DISABLE), setting this bit)
+I3C_DISABLE = 0x02
 XLDA, GDA = 0x01, 0x02
 # SW_RESET self-clears when the reset is done (CTRL3_C (12h)); ST's driver polls it, but a
 # register file (i2c-stub) never clears it, so this waits a fixed time, ample for the part
@@ -70,6 +74,8 @@ class LSM6DSOX(I2CSensor):
     kind = "imu"
     part = "lsm6dsox"
     id_register, id_value, id_name = WHO_AM_I, ID, "WHO_AM_I"
+    _mg_per_lsb: float  # set by open() from the range
+    _mdps_per_lsb: float
 
     def _configure(self) -> None:
         self.write_u8(CTRL3_C, SW_RESET)
@@ -77,7 +83,9 @@ class LSM6DSOX(I2CSensor):
         self.odr_hz, odr = nearest_at_least(ODR, self.cfg.rate_hz)
         fs_xl, self._mg_per_lsb = ACCEL_FS[self.cfg.accel_range_g]
         fs_g, self._mdps_per_lsb = GYRO_FS[self.cfg.gyro_range_dps]
+        ctrl9 = self.read_u8(CTRL9_XL) | I3C_DISABLE  # keeping the DEN bits as reset left them
         self.write_checked([
+            ("CTRL9_XL", CTRL9_XL, ctrl9),
             ("CTRL3_C", CTRL3_C, BDU | IF_INC),
             ("CTRL1_XL", CTRL1_XL, odr << 4 | fs_xl << 2),
             ("CTRL2_G", CTRL2_G, odr << 4 | fs_g << 2),
