@@ -17,7 +17,9 @@
 set -eu
 
 LINES=${CAMCTL_KERNELVM_LINES:-58}   # a Pi 4's gpiochip0 has 58 lines
-I2C_ADDRS=${CAMCTL_KERNELVM_I2C_ADDRS:-0x76,0x77}
+# i2c-stub chips (at most 10): the sensors' default addresses, ICM-42688-P 0x68, LSM6DSOX 0x6A,
+# BMP390 0x76/0x77 (camctl/board/config_sensors.py PARTS; tests/kernelvm/test_in_vm_i2c.py)
+I2C_ADDRS=${CAMCTL_KERNELVM_I2C_ADDRS:-0x68,0x6A,0x76,0x77}
 
 fail() { echo "guest.sh: $*" >&2; echo "kernelvm: exit 125"; exit 125; }
 
