@@ -1,4 +1,4 @@
-"""Operator commands (``camctl arm|disarm|event``) and the mock board's held line levels.
+"""Operator commands (``camctl arm|disarm|event``, ``scene``) and the mock board's held line levels.
 
 With the mock GPIO backend the lines' levels live in ``mock-lines.json`` beside the store, as the
 wiring would hold them across a restart of the daemon: ``camctl arm --hold`` / ``camctl event NAME
@@ -11,6 +11,12 @@ command arms; with a mock key off, the command turns the key on and leaves it on
 with a real key off, it is refused (the board would disarm as soon as it armed). ``disarm`` moves
 the machine only, never the key, and is answered once it is durable (``saved``: a restart after
 the reply comes up SAFE).
+
+``scene`` (args ``event``: ``release`` | ``separation`` | ``touchdown``) is the simulated world's,
+not the board's: the event happens now in the sim sensors' drop
+(:class:`camctl.board.sensors.scene.DropScene`) and its true moment is logged as a ``scene``
+record; the board learns of it only by what its sensors feel. Refused on a board with no sim
+sensor.
 """
 
 from __future__ import annotations
@@ -54,16 +60,21 @@ class OperatorCommands:
 
     def __init__(self, cfg: Config, machine: PhaseMachine, lines: EventLines | None, *,
                  wait_open: Callable[[float], None],
-                 wait_saved: Callable[[float], bool] | None = None) -> None:
+                 wait_saved: Callable[[float], bool] | None = None,
+                 scene: Callable[[str], int] | None = None) -> None:
         self.cfg = cfg
         self.root = Path(cfg.store.dir)
         self.machine = machine
         self.lines = lines
         self._wait_open = wait_open
         self._wait_saved = wait_saved
+        self._scene = scene
 
     def command(self, name: str, args: dict) -> dict:
-        """``arm``, ``disarm`` or ``event`` (``args``: ``name``, ``line``); the phase after it."""
+        """``arm``, ``disarm``, ``event`` (``args``: ``name``, ``line``) or ``scene`` (``args``:
+        ``event``); the phase after it."""
+        if name == "scene":
+            return self._mark_scene(args.get("event"))
         if name in ("arm", "disarm"):
             event = name
         elif name == "event":
@@ -71,7 +82,7 @@ class OperatorCommands:
             if not isinstance(event, str) or not event:
                 raise CommandRefused("event needs a name (e.g. release, touchdown)")
         else:
-            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event)")
+            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event, scene)")
         if event not in self.machine.events:
             known = ", ".join(self.machine.events)
             raise CommandRefused(f"unknown event {event!r} (known: {known})")
@@ -96,6 +107,19 @@ class OperatorCommands:
         changed = len(self.machine.history) > before
         return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
                             "outcome": rec.outcome if rec is not None else ""})
+
+    def _mark_scene(self, event: object) -> dict:
+        from camctl.board.sensors.scene import SCENE_EVENTS
+
+        if self._scene is None:
+            raise CommandRefused("scene needs a sim sensor ([[sensors]] backend = \"sim\"): this "
+                                 "board's sensors feel the real world")
+        if not isinstance(event, str) or event not in SCENE_EVENTS:
+            raise CommandRefused(f"scene needs an event ({', '.join(SCENE_EVENTS)}), "
+                                 f"got {event!r}")
+        t = self._scene(event)
+        return {"phase": self.machine.phase, "event": event, "changed": False, "outcome": "scene",
+                "scene_ns": t}
 
     def _saved(self, reply: dict) -> dict:
         """A disarm is answered once it is durable (``saved``): a restart after the reply comes

@@ -22,7 +22,7 @@ _NO_BOOKS = {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0}
 
 
 def board_status(d: Daemon) -> dict[str, Any]:
-    """The board's status now: phase, flight, disk, serving, lines and every camera."""
+    """The board's status now: phase, flight, disk, serving, lines, every camera and sensor."""
     store = d.store
     store_stats = store.stats() if store is not None else {}
     totals = d.ledger.totals()
@@ -55,6 +55,9 @@ def board_status(d: Daemon) -> dict[str, Any]:
         "lines": _line_levels(d.lines),
         "flights": d.recorder.flights(),
         "cameras": cams,
+        # each [[sensors]] source: camctl.board.sensors.sampler.SensorSampler.status (live g and
+        # altitude before the drop, ok/error: the mission page's NO-GO)
+        "sensors": {name: smp.status() for name, smp in getattr(d, "samplers", {}).items()},
     }
 
 
