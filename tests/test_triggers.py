@@ -228,3 +228,29 @@ def test_the_barometers_check_is_logged_and_moves_nothing() -> None:
     [c] = [r for r in rig.records if isinstance(r, CheckRecord)]
     assert (c.name, c.source, c.rate_mps, c.mono_ns) == ("descending", "baro", 6.43, 3_000 * MS)
     assert rig.machine.phase == "ARMED"
+
+
+# docs/phases-and-gpio.md, "Sensor and line events": the IMU's rows, every phase
+IMU_RULES = [(e, ph, want) for e, row in {
+    "release": {"SAFE": "not_armed", "ARMED": "", "DESCENT": "after_release",
+                "SEPARATION": "after_release", "TOUCHDOWN": "after_release",
+                "LANDED": "after_release"},
+    "separation": {"SAFE": "not_armed", "ARMED": "before_release", "DESCENT": "",
+                   "SEPARATION": "", "TOUCHDOWN": "after_descent", "LANDED": "after_descent"},
+    "touchdown": {"SAFE": "not_armed", "ARMED": "before_release", "DESCENT": "",
+                  "SEPARATION": "", "TOUCHDOWN": "after_descent", "LANDED": "after_descent"},
+}.items() for ph, want in row.items()]
+
+
+@pytest.mark.parametrize(("event", "phase", "refused"), IMU_RULES)
+def test_the_imu_rows_of_the_rule_table(event: str, phase: str, refused: str) -> None:
+    rig = Rig(rules(release=("imu",), separation=("imu",), touchdown=("imu",)))
+    if phase != "SAFE":
+        rig.machine.resume(phase, entered_ns=rig.now)
+    rig.imu(event, 2_000 * MS)
+    if refused:
+        assert rig.ignored() == [(event, "imu", phase, refused)]
+        assert rig.machine.phase == phase
+    else:  # believed: the phase rules decide (SEPARATION's separation is their duplicate)
+        assert [r.outcome for r in rig.records if isinstance(r, EventRecord)] == [
+            "duplicate" if phase == "SEPARATION" and event == "separation" else "transition"]
