@@ -670,7 +670,8 @@ class SceneRecord(Record):
 @dataclass(frozen=True, slots=True)
 class CheckRecord(Record):
     """A barometric check of the descent from sensor ``source``: ``name`` ``descending`` (falling
-    faster than ``[motion] baro_descent_mps``) or ``stopped``, at ``rate_mps`` (positive down).
+    faster than ``[motion] baro_descent_mps``) or ``stopped``, at ``rate_mps`` (m/s, positive up:
+    a descent is negative, as :class:`camctl.board.sensors.motion.BaroEvent` has it).
     A check, never a trigger: it moves no phase."""
 
     KIND = "check"
