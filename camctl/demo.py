@@ -294,7 +294,10 @@ def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0
     for event, dwell in script:
         marks[event] = time.monotonic()
         replies = _all(boards, lambda b, e=event: moment(b, e))
+        # a board without the line: its IMU decides a moment later (a free fall takes min_ms)
         phases = ", ".join(f"{b.name}: {r['phase']}"
+                           + (" (no line: its IMU)" if b.lines is not None and event not in b.lines
+                              else "")
                            for b, r in zip(boards, replies, strict=True))
         _say(quiet, f"t={marks[event] - marks['release']:5.2f}s  {event:<10s} -> " + phases)
         time.sleep(dwell)
