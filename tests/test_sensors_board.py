@@ -141,3 +141,35 @@ def test_a_sensor_that_does_not_open_is_a_fault_and_the_board_flies_on(
         assert d.command("arm", {})["phase"] == "ARMED"  # flies on
     [fault] = [FaultRecord.decode(f) for f in faults if f.get("name") == "sensor_open_failed"]
     assert fault.extra["sensor"] == "baro" and "no answer" in fault.message
+
+
+def test_a_resumed_flight_records_its_sensors_on(tmp_path: Path) -> None:
+    cfg = write_board_config(tmp_path / "b", "resume-s", 0, size=(160, 120), descent_s=3,
+                             post_touchdown_s=0.5, stills=(), sensors=True)
+    store = tmp_path / "b" / "store"
+    board = start_board(cfg, store, "resume-s")
+    try:
+        _command(board, "arm")
+        _command(board, "event", name="release")
+        st = _wait(board, lambda s: s["phase"] == "DESCENT" and s["flight"], "descent")
+        flight = store / st["flight"]
+        # a committed batch of each sensor before the kill
+        _wait(board, lambda s: all(list((flight / n).glob("*.mcap")) for n in ("imu", "baro"))
+              and all(c["durable_frames"] > 0 for c in s["cameras"].values()), "durable")
+        time.sleep(0.5)
+        board.kill9()
+        before = {n: len(list((flight / n).glob("*.mcap"))) for n in ("imu", "baro")}
+        board = start_board(cfg, store, "resume-s")
+        st = _wait(board, lambda s: s["phase"] == "DESCENT", "resumed")
+        assert store / st["flight"] == flight
+        time.sleep(0.5)
+        _command(board, "event", name="touchdown")
+        _wait(board, lambda s: s["phase"] == "LANDED" and s["serving"], "landed")
+        assert board.stop() == 0
+    finally:
+        board.kill9()
+    assert verify(flight).status == "clean", verify(flight).errors
+    for name, n in before.items():
+        segs = sorted((flight / name).glob("*.mcap"))
+        assert len(segs) > n, (name, segs)  # the resumed run's own segments
+        assert sum(len(b.t_ns) for b in iter_samples(segs[-1])) > 0, name
