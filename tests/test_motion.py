@@ -151,3 +151,58 @@ def test_baro_check_descending_after_release_and_stopped_after_touchdown() -> No
 
 def test_baro_check_quiet_at_rest() -> None:
     assert BaroCheck(1.5).feed(sampled(DropScene(), 120 * S, kind="baro", rate=50.0)) == []
+
+
+def test_peak_g_follows_the_fired_run_to_its_end() -> None:
+    impact = (MotionRule("touchdown", ("imu",), "impact", 6.0, 0.0),
+              MotionRule("release", ("imu",), "freefall", 0.3, 10.0))
+    det = MotionDetector(MotionConfig(impact))
+    assert det.peak_g("touchdown") is None
+    gs = [1.0] * 10 + [7.0, 9.0, 12.0, 3.0, 17.5, 4.0, 2.0, 25.0] + [1.0] * 200
+    ev = det.feed(rows_of(gs))
+    # decided on the 2nd sample (peak 9 then); one sample back inside is bridged, two end it
+    assert [(e.event, e.peak_g) for e in ev] == [("touchdown", 9.0)]
+    assert det.peak_g("touchdown") == 17.5  # kept after re-arming (1 s of rest)
+    det.feed(rows_of([0.2, 0.1, 0.05, 0.08, 0.5, 0.6] + [1.0] * 10, t0=2 * S))
+    assert det.peak_g("release") == 0.05
+    second = det.feed(rows_of([1.0, 8.0, 9.0, 11.0, 1.0, 1.0], t0=3 * S))  # another one, later
+    assert det.peak_g("touchdown") == 11.0 and det.peak_g("touchdown", ev[0].t_ns) == 17.5
+    assert det.peak_g("touchdown", second[0].t_ns) == 11.0 and det.peak_g("touchdown", 1) is None
+    det.reset()
+    assert det.peak_g("touchdown") is None and det.peak_g("nothing") is None
+    assert det.peak_g("touchdown", ev[0].t_ns) is None  # a re-armed board forgets the old drop
+
+
+def test_rules_without_imu_and_time_going_back() -> None:
+    gpio_only = MotionRule("touchdown", ("gpio",), "impact", 6.0, 0.0)
+    det = MotionDetector(MotionConfig((gpio_only, RULES[0])))
+    assert det.events == ("release",)
+    assert det.feed(rows_of([1.0] * 5 + [20.0] * 5)) == []
+    free = rows_of([1.0] * 10 + [0.05] * 5, t0=S)
+    back = rows_of([0.05] * 30 + [1.0] * 10, t0=free[-1][0] - 100 * MS)  # a reopened part
+    assert [e.t_ns for e in detect(free + back, (RULES[0],))] == [back[0][0]]
+
+
+def test_a_compressed_drop_through_the_sampler() -> None:
+    # a demo's drop: 0.6 s of free fall, 4 s under canopy; the sim IMU polled by the real
+    # sampler (as the board runs it), the detector fed from its on_samples hook
+    from camctl.board.sensors.sampler import SensorSampler
+
+    sc = drop(REL, REL + 600 * MS, REL + 4600 * MS)
+    clock = Clock()
+    cfg = SensorConfig(name="imu", kind="imu", backend="sim", rate_hz=416.0, noise_g=0.05)
+    dev = sim_device(cfg, scene=sc, clock_ns=clock)
+    det = MotionDetector(MotionConfig(RULES))
+    events: list[MotionEvent] = []
+    smp = SensorSampler(dev, sink=lambda b: True, recording=lambda: False, ledger=lambda: None,
+                        on_samples=lambda name, got: events.extend(det.feed(got)), clock_ns=clock)
+    dev.open()
+    while clock.t < REL + 6 * S:
+        clock.t += int(dev.poll_s * 1e9) + 313_000  # a sampler thread a little late each time
+        smp.poll()
+    marks = sc.marks()
+    # the impact is a shock too: the phase machine, not the detector, knows separation is past
+    assert [e.event for e in events] == ["release", "separation", "touchdown", "separation"]
+    truth = [marks["release"], marks["separation"], marks["touchdown"], marks["touchdown"]]
+    assert all(0 <= e.t_ns - t <= 20 * MS for e, t in zip(events, truth, strict=True))
+    assert smp.samples_read == len(range(1, (clock.t * 416) // S + 1))

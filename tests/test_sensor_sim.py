@@ -50,6 +50,21 @@ def test_scene_shock_and_impact_peaks() -> None:
     assert 10 * 10 <= len(spike) <= 30 * 10  # 10-30 ms (samples every 0.1 ms)
 
 
+@pytest.mark.parametrize("free_fall_s", [0.3, 0.8, 1.5, 8.0])
+def test_scene_shock_after_any_free_fall(free_fall_s: float) -> None:
+    sc = DropScene()
+    sc.mark("release", REL)
+    sep = REL + int(free_fall_s * S)
+    sc.mark("separation", sep)
+    shock = [g_at(sc, sep + k * MS) for k in range(2000)]
+    assert 4.0 <= max(shock) <= 6.0 and shock[5] > 2.5  # a compressed demo's drop has one too
+    assert 0.9 < g_at(sc, sep + 20 * S) < 1.1
+    if free_fall_s <= 1.5:  # the opening shock lasts ~0.1-0.3 s; only a long fall's lasts longer
+        assert 50 <= sum(g > 2.5 for g in shock) <= 300
+    alt = [sc.altitude_m(sep + k * 10 * MS) for k in range(300)]
+    assert np.all(np.diff(alt) < 0)  # still falling, never up
+
+
 def test_scene_altitude_falls_continuously_then_stays() -> None:
     sc = dropped()
     ts = np.arange(REL - S, TD + 5 * S, 1 * MS)
@@ -203,3 +218,14 @@ def test_baro_follows_the_altitude_with_its_noise() -> None:
     assert (p - np.array([pressure_pa(a) for a in truth])).std() == pytest.approx(BARO_NOISE_PA,
                                                                                  rel=0.1)
     assert 15 < temp.min() <= temp.max() < 20
+
+
+@pytest.mark.parametrize(("accel_range_g", "gyro_range_dps"), [(8, 250), (16, 2000)])
+def test_imu_saturates_at_full_scale(accel_range_g: int, gyro_range_dps: int) -> None:
+    clock = Clock(0)
+    dev = sim_device(cfg(rate_hz=1000, noise_g=0.0, accel_range_g=accel_range_g,
+                         gyro_range_dps=gyro_range_dps), scene=dropped(), clock_ns=clock)
+    rows = np.array([r for t, r in read_all(dev, clock, TD + S) if t >= TD])
+    assert np.abs(rows[:, 2]).max() == pytest.approx(accel_range_g * G)  # the 18 g impact
+    assert np.abs(rows[:, 3:6]).max() <= gyro_range_dps
+    assert rows[:, 6].max() == pytest.approx(accel_range_g, rel=0.01)

@@ -13,7 +13,8 @@ can neither start a run nor break one, at the price of one sample of decision de
 shorter than two samples (under 10 ms at 200 Hz) is not seen, which the impact (10-30 ms) and the
 shock (>100 ms) are not. A plain hysteresis band would not do it: a glitch is not small.
 
-Gaps: samples more than :data:`GAP_NS` apart break a run (nothing is known of the time between).
+Gaps: samples more than :data:`GAP_NS` apart (or not in time order) break a run: nothing is known
+of the time between.
 
 Re-arming: a rule fires once, then waits until |a| has been near 1 g (:data:`REST_BAND_G`) for
 :data:`REARM_S`: a bounce after an impact does not fire touchdown twice, the shock of an impact
@@ -53,6 +54,7 @@ __all__ = [
 GAP_NS = 50_000_000  # samples further apart than this break a run
 REST_BAND_G = (0.8, 1.3)  # |a| "near 1 g": at rest, or hanging under canopy with its swing
 REARM_S = 0.5
+FIRED_KEPT = 16  # fired runs whose peaks peak_g() answers for, per rule
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,14 @@ class _Rule:
         self.below = rule.below
         self.threshold = rule.threshold_g
         self.min_ns = int(rule.min_ms * 1e6)
+        self.fired: dict[int, float] = {}  # a fired run's t_ns -> its extreme, followed to its end
+        self.fired_t: int | None = None  # the last fired run's
         self.reset()
 
     def reset(self) -> None:
         self.armed = True
         self.rest_since: int | None = None
+        self.tail = False  # following the last fired run to its end (its peak)
         self.pending: tuple[int, float] | None = None  # one sample beyond, not yet a run
         self.start: int | None = None  # the run's first sample
         self.peak = 0.0
@@ -98,9 +103,19 @@ class _Rule:
         self.start = None
         self.inside = 0
         self.rest_since = None
+        self.tail = False
 
     def step(self, t: int, g: float) -> MotionEvent | None:
         if not self.armed:
+            if self.tail:
+                if self._beyond(g):
+                    self.inside = 0
+                    t0 = self.fired_t
+                    assert t0 is not None
+                    self.fired[t0] = self._extreme(self.fired[t0], g)
+                else:
+                    self.inside += 1
+                    self.tail = self.inside < 2
             lo, hi = REST_BAND_G
             if lo <= g <= hi:
                 if self.rest_since is None:
@@ -137,24 +152,46 @@ class _Rule:
             self.armed = False
             self.start = None
             self.rest_since = None
+            self.tail, self.fired_t = True, ev.t_ns
+            self.fired[ev.t_ns] = self.peak
+            while len(self.fired) > FIRED_KEPT:
+                del self.fired[next(iter(self.fired))]
             return ev
         return None
 
 
 class MotionDetector:
     """The motion rules of ``motion`` over one IMU's samples (not thread-safe: the sampler thread
-    feeds it)."""
+    feeds it). A rule whose ``sources`` do not name ``imu`` (a GPIO line alone) is not watched."""
 
     def __init__(self, motion: MotionConfig) -> None:
         self.motion = motion
-        self._rules = [_Rule(r) for r in motion.rules]
+        self._rules = [_Rule(r) for r in motion.rules if "imu" in r.sources]
         self._prev_t: int | None = None
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The events watched, in rule order."""
+        return tuple(r.rule.event for r in self._rules)
+
+    def peak_g(self, event: str, t_ns: int | None = None) -> float | None:
+        """The extreme |a| of a run that fired ``event``, followed past the decision to the run's
+        end (the canopy shock's or the impact's true peak; a :class:`MotionEvent` carries the
+        peak up to its decision only): the run of the event whose ``t_ns`` is given, else the
+        last one (mind that the impact fires the shock rule too: ask with the accepted event's
+        ``t_ns``). None when there is none (the last :data:`FIRED_KEPT` per rule are kept)."""
+        for r in self._rules:
+            if r.rule.event == event:
+                peak = r.fired.get(r.fired_t if t_ns is None else t_ns)  # type: ignore[arg-type]
+                return None if peak is None else round(peak, 4)
+        return None
 
     def feed(self, samples: Sequence[Sample]) -> list[MotionEvent]:
         """IMU samples, oldest first (``row[-1]`` is ``accel_g``) -> the events they fire."""
         out: list[MotionEvent] = []
         for t, row in samples:
-            if self._prev_t is not None and t - self._prev_t > GAP_NS:
+            if self._prev_t is not None and not 0 < t - self._prev_t <= GAP_NS:
+                # a gap, or time going back (a reopened part): nothing is known in between
                 for r in self._rules:
                     r.gap()
             self._prev_t = t
@@ -169,6 +206,8 @@ class MotionDetector:
         """Re-arm every rule and forget any run (the board re-arms)."""
         for r in self._rules:
             r.reset()
+            r.fired.clear()
+            r.fired_t = None
         self._prev_t = None
 
 

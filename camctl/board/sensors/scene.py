@@ -19,7 +19,10 @@ marks and ``t``, in closed form per phase (no integration loop, nothing to keep 
   ``g + (v - v_canopy) / tau``, after a :data:`SHOCK_RISE_S` rise. ``tau`` is chosen so the peak is
   :data:`SHOCK_PEAK_G` (``tau = (v_sep - v_canopy) / ((peak - 1) g)``, clamped to
   [:data:`TAU_MIN_S`, :data:`TAU_MAX_S`]): the opening shock and the slowing down are one model, so
-  the altitude and the accelerometer agree. A slow pendulum swing rides on it;
+  the altitude and the accelerometer agree. A slow pendulum swing rides on it. A free fall too
+  short to reach the canopy's speed with a full shock (under ~1 s, as a compressed demo may mark
+  it) still gets the lines' snatch, a :data:`SHOCK_PEAK_G` jolt decaying over :data:`SNATCH_S`
+  (there the felt force and the speed part ways: the speed never reverses);
 - at ``touchdown`` an impact spike, a half-sine of :data:`IMPACT_PEAK_G` over :data:`IMPACT_S`,
   then rest; the speed is 0 from the touchdown mark on.
 
@@ -57,6 +60,7 @@ V_CANOPY_MPS = 6.0  # steady descent under canopy
 SHOCK_PEAK_G = 5.0  # the canopy's opening shock
 SHOCK_RISE_S = 0.008  # the lines snatch: 1 g -> peak in this long
 TAU_MIN_S, TAU_MAX_S = 0.12, 1.2  # the deceleration's time constant, see the module docstring
+SNATCH_S = 0.1  # the snatch's decay (see accel_mps2)
 SWING_G, SWING_HZ = 0.06, 0.4  # pendulum swing under canopy (felt force)
 SWING_DPS = 25.0  # its rate of rotation (peak), for the sim gyro
 IMPACT_PEAK_G = 18.0
@@ -127,6 +131,7 @@ class DropScene:
             self._plan = None
 
     # -- physics -------------------------------------------------------------------------------
+    # Each method takes the plan once, so a mark landing mid-call cannot mix two drops.
     def _get_plan(self) -> _Plan:
         with self._lock:
             if self._plan is None:
@@ -135,19 +140,12 @@ class DropScene:
 
     def phase(self, t_ns: int) -> str:
         """``hook``, ``freefall``, ``canopy`` or ``landed`` at ``t_ns``."""
-        p = self._get_plan()
-        if p.release is None or t_ns < p.release:
-            return "hook"
-        if p.touchdown is not None and t_ns >= p.touchdown:
-            return "landed"
-        if p.separation is not None and t_ns >= p.separation:
-            return "canopy"
-        return "freefall"
+        return _phase(self._get_plan(), t_ns)
 
     def velocity_mps(self, t_ns: int) -> float:
         """Vertical speed at ``t_ns``, m/s, positive down (0 on the hook and after touchdown)."""
         p = self._get_plan()
-        ph = self.phase(t_ns)
+        ph = _phase(p, t_ns)
         if ph == "freefall":
             return _ff_v((t_ns - p.release) * _NS)
         if ph == "canopy":
@@ -159,7 +157,7 @@ class DropScene:
         touchdown, flat before and after."""
         p = self._get_plan()
         top = SITE_M + DROP_M
-        ph = self.phase(t_ns)
+        ph = _phase(p, t_ns)
         if ph == "hook":
             return top
         if ph == "freefall":
@@ -172,7 +170,7 @@ class DropScene:
         """The specific force an accelerometer on the vehicle feels at ``t_ns`` (its magnitude,
         m/s^2): G at rest, ~0 in free fall, the opening shock, the impact spike."""
         p = self._get_plan()
-        ph = self.phase(t_ns)
+        ph = _phase(p, t_ns)
         if ph == "hook":
             return G
         if ph == "freefall":
@@ -183,8 +181,11 @@ class DropScene:
             # the snatch: from the free-fall drag up to the shock over SHOCK_RISE_S
             rise = min(1.0, s / SHOCK_RISE_S)
             ff = G * math.tanh(G * (p.separation - p.release) * _NS / V_TERMINAL_MPS) ** 2
-            swing = SWING_G * G * math.sin(2 * math.pi * SWING_HZ * s) * (1 - math.exp(-s / 0.5))
-            return max(0.0, ff + (steady - ff) * rise + swing)
+            swing = SWING_G * G * math.sin(2 * math.pi * SWING_HZ * s) * _settle(s)
+            # the snatch of the lines: a free fall too short to need the full shock (under ~1 s)
+            # still jolts the vehicle, decaying faster than the slowing does (SNATCH_S < TAU_MIN_S)
+            snatch = SHOCK_PEAK_G * G * math.exp(-s / SNATCH_S)
+            return max(0.0, ff + (max(steady, snatch) - ff) * rise + swing)
         s = (t_ns - p.touchdown) * _NS
         if s < IMPACT_S:
             return G * (1.0 + (IMPACT_PEAK_G - 1.0) * math.sin(math.pi * s / IMPACT_S))
@@ -192,18 +193,35 @@ class DropScene:
 
     def tilt_deg(self, t_ns: int) -> float:
         """The pendulum swing's tilt from vertical under canopy (deg; 0 elsewhere)."""
-        if self.phase(t_ns) != "canopy":
+        p = self._get_plan()
+        if _phase(p, t_ns) != "canopy":
             return 0.0
-        s = (t_ns - self._get_plan().separation) * _NS
+        s = (t_ns - p.separation) * _NS
         amp = SWING_DPS / (2 * math.pi * SWING_HZ)
-        return amp * math.sin(2 * math.pi * SWING_HZ * s) * (1 - math.exp(-s / 0.5))
+        return amp * math.sin(2 * math.pi * SWING_HZ * s) * _settle(s)
 
     def swing_dps(self, t_ns: int) -> float:
         """Rate of rotation of the pendulum swing under canopy (deg/s; 0 elsewhere)."""
-        if self.phase(t_ns) != "canopy":
+        p = self._get_plan()
+        if _phase(p, t_ns) != "canopy":
             return 0.0
-        s = (t_ns - self._get_plan().separation) * _NS
-        return SWING_DPS * math.cos(2 * math.pi * SWING_HZ * s) * (1 - math.exp(-s / 0.5))
+        s = (t_ns - p.separation) * _NS
+        return SWING_DPS * math.cos(2 * math.pi * SWING_HZ * s) * _settle(s)
+
+
+def _settle(s: float) -> float:
+    """The swing builds up over the first second under canopy."""
+    return 1.0 - math.exp(-s / 0.5)
+
+
+def _phase(p: _Plan, t_ns: int) -> str:
+    if p.release is None or t_ns < p.release:
+        return "hook"
+    if p.touchdown is not None and t_ns >= p.touchdown:
+        return "landed"
+    if p.separation is not None and t_ns >= p.separation:
+        return "canopy"
+    return "freefall"
 
 
 def _make_plan(marks: dict[str, int]) -> _Plan:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -63,6 +64,10 @@ TUMBLE_DPS, TUMBLE_S = 300.0, 0.15  # the rotation an impact kicks, decaying wit
 BARO_NOISE_PA = 3.0
 TEMP_C, TEMP_NOISE_C = 17.0, 0.01  # BMP390 temperature resolution 0.005 C (table 1)
 _AXES = {"x": 0, "y": 1, "z": 2}
+
+
+def _clip(x: float, limit: float) -> float:
+    return -limit if x < -limit else limit if x > limit else x
 
 
 def pressure_pa(alt_m: float, sea_level_pa: float = SEA_LEVEL_PA) -> float:
@@ -115,22 +120,24 @@ class SimDevice(SensorDevice):
         cap = max(1, round(FIFO_S * self.cfg.rate_hz))
         if last - self._k + 1 > cap:
             lost = last - self._k + 1 - cap
-            if not self.overrun:
-                log.warning("%s: read %.1f s late, FIFO overrun: %d samples lost",
-                            self.where, lost / self.cfg.rate_hz, lost)
+            if not self.overrun:  # logged once; self.overrun counts every loss
+                log.warning("%s: read after %.1f s, the FIFO holds %g s: %d samples lost",
+                            self.where, (last - self._k + 1) / self.cfg.rate_hz, FIFO_S, lost)
             self.overrun += lost
             self._k = last - cap + 1
         ts = [self._t(k) for k in range(self._k, last + 1)]
         self._k = last + 1
         return self._samples(ts)
 
+    @abstractmethod
     def _samples(self, ts: list[int]) -> list[Sample]:
-        raise NotImplementedError
+        """The samples at the grid times ``ts`` (drawing their noise in order)."""
 
 
 class SimImu(SimDevice):
     """The sim IMU: the scene's specific force on ``cfg.up_axis``, a swing under canopy, a tumble
-    at impact, gaussian noise (``cfg.noise_g`` per axis, :data:`GYRO_NOISE_DPS`)."""
+    at impact, gaussian noise (``cfg.noise_g`` per axis, :data:`GYRO_NOISE_DPS`), each axis
+    saturating at the configured full scale (``accel_range_g``, ``gyro_range_dps``)."""
 
     kind = "imu"
 
@@ -159,6 +166,9 @@ class SimImu(SimDevice):
         marks = scene.marks()
         td = marks.get("touchdown")
         up, sign = self._up
+        # a real part saturates at its full scale (the config's ranges): an 18 g impact on a
+        # +-16 g accelerometer reads 16 g on that axis
+        amax, wmax = self.cfg.accel_range_g * G, float(self.cfg.gyro_range_dps)
         out: list[Sample] = []
         for i, t in enumerate(ts):
             f = scene.accel_mps2(t)
@@ -174,8 +184,8 @@ class SimImu(SimDevice):
                 if s < 5 * TUMBLE_S:
                     k = TUMBLE_DPS * math.exp(-s / TUMBLE_S)
                     w = [w[j] + k * float(self._tumble[j]) for j in range(3)]
-            ax, ay, az = (a[j] + acc_noise[i][j] for j in range(3))
-            gx, gy, gz = (w[j] + gyro_noise[i][j] for j in range(3))
+            ax, ay, az = (_clip(a[j] + acc_noise[i][j], amax) for j in range(3))
+            gx, gy, gz = (_clip(w[j] + gyro_noise[i][j], wmax) for j in range(3))
             out.append((t, imu_row(ax, ay, az, gx, gy, gz)))
         return out
 
