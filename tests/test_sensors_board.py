@@ -59,6 +59,10 @@ def test_a_board_without_release_and_touchdown_lines_flies_on_its_imu(tmp_path: 
         time.sleep(0.8)
         _command(board, "scene", event="separation")
         _wait(board, lambda s: s["phase"] == "SEPARATION", "the IMU's separation")
+        # the separation line (gpio, imu): its edge after the IMU's is a confirmation, and the
+        # operator's pulse says so
+        reply = _command(board, "event", name="separation")
+        assert (reply["outcome"], reply["changed"]) == ("confirmed", False), reply
         time.sleep(0.8)
         _command(board, "scene", event="touchdown")
         st = _wait(board, lambda s: s["phase"] == "LANDED" and s["serving"], "landed")

@@ -254,3 +254,18 @@ def test_the_imu_rows_of_the_rule_table(event: str, phase: str, refused: str) ->
     else:  # believed: the phase rules decide (SEPARATION's separation is their duplicate)
         assert [r.outcome for r in rig.records if isinstance(r, EventRecord)] == [
             "duplicate" if phase == "SEPARATION" and event == "separation" else "transition"]
+
+
+def test_the_last_edge_says_what_became_of_it() -> None:
+    rig = Rig(rules(release=("gpio", "imu"), touchdown=("imu",)))
+    assert rig.arb.last_edge() == (0, "", "")
+    rig.arb.edge("arm", 1_500 * MS, "GPIO17")
+    assert rig.arb.last_edge() == (1, "arm", "transition")
+    rig.imu("release", 2_000 * MS)
+    assert rig.arb.last_edge()[0] == 1  # the IMU's reports are not edges
+    rig.arb.edge("release", 2_010 * MS, "GPIO27")
+    assert rig.arb.last_edge() == (2, "release", "confirmed")
+    rig.arb.edge("release", 2_020 * MS, "GPIO27")
+    assert rig.arb.last_edge() == (3, "release", "duplicate")
+    rig.arb.edge("touchdown", 2_030 * MS, "GPIO23")
+    assert rig.arb.last_edge() == (4, "touchdown", "not_a_source")

@@ -61,7 +61,8 @@ class OperatorCommands:
     def __init__(self, cfg: Config, machine: PhaseMachine, lines: EventLines | None, *,
                  wait_open: Callable[[float], None],
                  wait_saved: Callable[[float], bool] | None = None,
-                 scene: Callable[[str], int] | None = None) -> None:
+                 scene: Callable[[str], int] | None = None,
+                 edges: Callable[[], tuple[int, str, str]] | None = None) -> None:
         self.cfg = cfg
         self.root = Path(cfg.store.dir)
         self.machine = machine
@@ -69,6 +70,10 @@ class OperatorCommands:
         self._wait_open = wait_open
         self._wait_saved = wait_saved
         self._scene = scene
+        # the edges the trigger arbiter decided, the last one's event and outcome
+        # (camctl.board.triggers): an edge it logs as a confirmation or as not a source leaves no
+        # record in the machine
+        self._edges = edges
 
     def command(self, name: str, args: dict) -> dict:
         """``arm``, ``disarm``, ``event`` (``args``: ``name``, ``line``) or ``scene`` (``args``:
@@ -91,22 +96,26 @@ class OperatorCommands:
         hold = args.get("line")
         if hold is not None:
             return self._hold_line(event, hold, before)
+        edge: str | None = None  # what the arbiter made of a mock pulse's edge
         if event == "arm" and lines is not None and "arm" in lines.events:
             self._arm_by_key(lines)
         elif lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
             self._forget_bounces(lines, event)
+            n = self._edges_seen()
             lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
-            self._wait_for_record(event)
+            self._wait_for_record(event, n)
             if (self.root / MOCK_LINES).exists():  # a pulse on a held line leaves it at rest
                 self._save_mock_levels()
+            edge = self._edge_outcome(event, n)
         else:
             self.machine.handle(event, source="operator")
         # an operator's arm returns with the flight open (GPIO edges never wait)
         self._wait_open(30)
         rec = self.machine.records[-1] if self.machine.records else None
         changed = len(self.machine.history) > before
+        outcome = edge if edge is not None else rec.outcome if rec is not None else ""
         return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
-                            "outcome": rec.outcome if rec is not None else ""})
+                            "outcome": outcome})
 
     def _mark_scene(self, event: object) -> dict:
         from camctl.board.sensors.scene import SCENE_EVENTS
@@ -139,8 +148,9 @@ class OperatorCommands:
             raise CommandRefused(f"the arm key is off (arm, BCM{pin}): this board is ARMED only "
                                  "while its arm key is on; turn the key on (that arms it)")
         self._forget_bounces(lines, "arm")  # a command, not a contact: never debounced
+        n = self._edges_seen()
         lines.drive("arm", True)  # the key turned on, and left on: its edge arms
-        self._wait_for_record("arm")
+        self._wait_for_record("arm", n)
         if (self.root / MOCK_LINES).exists():  # held levels are kept: keep this one too
             self._save_mock_levels()
 
@@ -159,10 +169,11 @@ class OperatorCommands:
             raise CommandRefused(f"no GPIO line for event {event!r} (lines: {names})")
         n = len(self.machine.records)
         self._forget_bounces(lines, event)
+        reported = self._edges_seen()
         lines.drive(event, hold == "hold")
         self._save_mock_levels()
         if hold == "hold":
-            self._wait_for_record(event)
+            self._wait_for_record(event, reported)
         rec = self.machine.records[-1] if len(self.machine.records) > n else None
         changed = len(self.machine.history) > before
         return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
@@ -186,11 +197,26 @@ class OperatorCommands:
         except OSError as exc:
             log.warning("cannot save the mock line levels: %s", exc)
 
-    def _wait_for_record(self, event: str) -> None:
+    def _edges_seen(self) -> int:
+        return self._edges()[0] if self._edges is not None else 0
+
+    def _edge_outcome(self, event: str, before: int) -> str | None:
+        """What the arbiter made of the edge of ``event`` after ``before`` edges (None: no word;
+        the machine's last record says it)."""
+        if self._edges is None:
+            return None
+        n, last, outcome = self._edges()
+        return outcome if n > before and last == event else None
+
+    def _wait_for_record(self, event: str, reported: int = 0) -> None:
+        """Until the machine records ``event``, or the arbiter decides on an edge it keeps from
+        the machine (``reported``: its count before the line moved)."""
         # with min_pulse_ms the edge is confirmed on a timer thread; wait for it (bounded)
         deadline = time.monotonic() + 1.0 + self.cfg.gpio.min_pulse_ms / 1000
         while time.monotonic() < deadline:
             recs = self.machine.records
             if recs and recs[-1].name == event:
+                return
+            if self._edges is not None and self._edges()[0] > reported:
                 return
             time.sleep(0.001)

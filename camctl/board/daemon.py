@@ -190,7 +190,8 @@ class Daemon(Startable):
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
                                              wait_open=self.recorder.wait_open,
                                              wait_saved=self.recorder.wait_disarm_saved,
-                                             scene=self.mark_scene if self.sim_sensors else None)
+                                             scene=self.mark_scene if self.sim_sensors else None,
+                                             edges=self.triggers.last_edge)
             for scfg in cfg.sensors:
                 self.samplers[scfg.name] = SensorSampler(
                     open_sensor(scfg, scene=self.scene), sink=self.recorder.sink_samples,

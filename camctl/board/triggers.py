@@ -80,6 +80,9 @@ class TriggerArbiter:
         self._detectors: dict[str, Any] = {}
         self._checks: dict[str, Any] = {}
         self._reset_at: dict[str, int] = {}
+        # the GPIO edges decided and the last one's (event, outcome): an operator's mock pulse
+        # waits for its edge's and answers with it (camctl.board.commands)
+        self._last_edge: tuple[int, str, str] = (0, "", "")
         imus = [s.name for s in sensors if s.kind == "imu"]
         baros = [s.name for s in sensors if s.kind == "baro"]
         if imus and detector is None:
@@ -115,7 +118,16 @@ class TriggerArbiter:
     def edge(self, event: str, t_ns: int, line: str | None = None) -> None:
         """A GPIO line's edge (lgpio's alert thread, or a mock pulse)."""
         with self._lock:
-            self._report(event, "gpio", t_ns, line)
+            outcome = "error"
+            try:
+                outcome = self._report(event, "gpio", t_ns, line)
+            finally:
+                self._last_edge = (self._last_edge[0] + 1, event, outcome)
+
+    def last_edge(self) -> tuple[int, str, str]:
+        """How many GPIO edges were decided, and the last one's event and outcome (``transition``,
+        the machine's reason, ``confirmed``, ``late``, ``not_a_source``)."""
+        return self._last_edge
 
     def motion_events(self, events: Iterable[Any]) -> None:
         """MotionEvents the IMU's detector decided (``event``, ``t_ns`` backdated)."""
@@ -143,12 +155,13 @@ class TriggerArbiter:
                 self._emit(CheckRecord(ev.what, source=name, rate_mps=round(ev.rate_mps, 2),
                                        mono_ns=int(ev.t_ns), wall_ns=self._wall_ns()))
 
-    def _report(self, event: str, source: str, t_ns: int, line: str | None) -> None:
+    def _report(self, event: str, source: str, t_ns: int, line: str | None) -> str:
+        """Decide one report; returns its outcome."""
         self._sync()
         sources = self.motion.sources_of(event)
         if source not in sources:
             self._ignored(event, source, NOT_A_SOURCE, t_ns)
-            return
+            return NOT_A_SOURCE
         first = self._first.get(event)
         heard = self._heard.get(event, set())
         if first is not None and source not in heard:
@@ -157,21 +170,25 @@ class TriggerArbiter:
             on_time = due is not None and t_ns <= due
             if on_time and heard >= set(sources):
                 del self._due[event]
+            name = "confirmed" if on_time else "late"
             self._emit(ConfirmRecord(event, source, first[0],
-                                     round((t_ns - first[1]) / 1e6, 3),
-                                     name="confirmed" if on_time else "late", mono_ns=t_ns,
+                                     round((t_ns - first[1]) / 1e6, 3), name=name, mono_ns=t_ns,
                                      wall_ns=self._wall_ns()))
-            return
+            return name
         if source == "imu":
             why = self._refusal(event, self.machine.phase)
             if why:
                 self._ignored(event, source, why, t_ns)
-                return
+                return why
         tr = self.machine.handle(event, source=source, mono_ns=t_ns, line=line)
-        if tr is not None and first is None and len(sources) > 1:
+        if tr is None:
+            recs = self.machine.records
+            return recs[-1].outcome if recs else ""
+        if first is None and len(sources) > 1:
             self._first[event] = (source, t_ns)
             self._heard[event] = {source}
             self._due[event] = t_ns + self._confirm_ns
+        return "transition"
 
     def tick(self, now_ns: int | None = None) -> None:
         """Log ``unconfirmed`` for every event whose other sources said nothing within
