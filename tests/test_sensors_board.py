@@ -14,6 +14,7 @@ import pytest
 from camctl.board.commands import OperatorCommands
 from camctl.board.config import parse_config
 from camctl.board.events import PhaseMachine
+from camctl.board.status import status_line
 from camctl.common.ledger import read_ledger
 from camctl.common.records import FaultRecord, PhaseRecord, SceneRecord, read
 from camctl.demo import _command, _status, start_board, write_board_config
@@ -140,8 +141,13 @@ def test_a_sensor_that_does_not_open_is_a_fault_and_the_board_flies_on(
     monkeypatch.setattr(d, "_publish", lambda topic, body: faults.append(body)
                         if topic == "fault" else None)
     with d:
-        st = d.status()["sensors"]
+        deadline = time.monotonic() + 30  # a hang, not a speed limit: the IMU's first sample
+        while not d.status()["sensors"]["imu"]["ok"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        full = d.status()
+        st = full["sensors"]
         assert st["baro"]["ok"] is False and "no answer at its address" in st["baro"]["error"]
+        assert status_line(full).endswith(" sensors down: baro"), status_line(full)
         assert d.command("arm", {})["phase"] == "ARMED"  # flies on
     [fault] = [FaultRecord.decode(f) for f in faults if f.get("name") == "sensor_open_failed"]
     assert fault.extra["sensor"] == "baro" and "no answer" in fault.message

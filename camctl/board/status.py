@@ -125,15 +125,18 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
 
 
 def status_line(st: dict[str, Any]) -> str:
-    """The sd_notify STATUS line of a status dict: phase, flight, stored/durable frames, free disk.
-    """
+    """The sd_notify STATUS line of a status dict: phase, flight, stored/durable frames, free disk,
+    cameras and sensors down."""
     cams = st["cameras"]
     frames = " ".join(f"{n}={c['frames_stored']}/{c['durable_frames']}" for n, c in cams.items())
     line = (f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} "
             f"free={st['disk_free_mb']}MB{' DISK FULL' if st.get('disk_full') else ''}")
     down = ("unavailable", "isolated")
     bad = [f"{n}={c['state']}" for n, c in cams.items() if c["state"] in down]
-    return line + (f" cameras down: {' '.join(bad)}" if bad else "")
+    # a sensor not reading (never opened, dead, failing): the board flies on without it
+    quiet = [n for n, s in (st.get("sensors") or {}).items() if not s.get("ok")]
+    return (line + (f" cameras down: {' '.join(bad)}" if bad else "")
+            + (f" sensors down: {' '.join(quiet)}" if quiet else ""))
 
 
 def _line_levels(lines: Any) -> dict[str, int]:
