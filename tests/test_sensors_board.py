@@ -113,14 +113,17 @@ def test_the_scene_command_is_refused_without_a_sim_sensor_and_for_an_unknown_ev
     assert marks == ["touchdown"] and machine.phase == "SAFE"  # the world moved, not the board
 
 
+@pytest.mark.parametrize("where", ["open", "build"])
 def test_a_sensor_that_does_not_open_is_a_fault_and_the_board_flies_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     import camctl.board.daemon as daemon_mod
     from camctl.board.sensors.base import SensorError
 
     real = daemon_mod.open_sensor
 
     def broken_baro(scfg: Any, **kw: Any) -> Any:
+        if scfg.kind == "baro" and where == "build":  # its driver does not even load
+            raise SensorError("baro bmp390: no answer at its address (smbus2 missing)")
         dev = real(scfg, **kw)
         if scfg.kind == "baro":
             def refuse() -> None:
@@ -147,6 +150,7 @@ def test_a_sensor_that_does_not_open_is_a_fault_and_the_board_flies_on(
         full = d.status()
         st = full["sensors"]
         assert st["baro"]["ok"] is False and "no answer at its address" in st["baro"]["error"]
+        assert st["baro"]["kind"] == "baro" and set(st["baro"]) == set(st["imu"])
         assert status_line(full).endswith(" sensors down: baro"), status_line(full)
         assert d.command("arm", {})["phase"] == "ARMED"  # flies on
     [fault] = [FaultRecord.decode(f) for f in faults if f.get("name") == "sensor_open_failed"]

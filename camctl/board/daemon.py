@@ -38,7 +38,7 @@ from camctl.board.gpio import EventLines
 from camctl.board.pin_env import env_pin_factory
 from camctl.board.rejoin import apply_levels, resume_last_flight
 from camctl.board.sdnotify import Notifier
-from camctl.board.sensors import open_sensor
+from camctl.board.sensors import SensorError, open_sensor
 from camctl.board.sensors.sampler import SensorSampler
 from camctl.board.sensors.scene import DropScene
 from camctl.board.status import board_status, status_line
@@ -171,6 +171,8 @@ class Daemon(Startable):
         self.triggers = TriggerArbiter(self.machine, cfg.motion, sensors=cfg.sensors,
                                        on_record=self._on_trigger_record)
         self.samplers: dict[str, SensorSampler] = {}
+        # a sensor whose device cannot even be built (its driver does not load): name -> why
+        self.sensor_errors: dict[str, str] = {}
         # the arm key turned off while running: the main loop reads it (camctl.board.armkey)
         self.arm_key = ArmKey(self.machine, self._arm_key_on,
                               hold_s=max(KEY_OFF_HOLD_S, cfg.gpio.bounce_ms / 1000,
@@ -193,8 +195,13 @@ class Daemon(Startable):
                                              scene=self.mark_scene if self.sim_sensors else None,
                                              edges=self.triggers.last_edge)
             for scfg in cfg.sensors:
+                try:
+                    device = open_sensor(scfg, scene=self.scene)
+                except (ImportError, OSError, SensorError) as exc:  # the board flies without it
+                    self.sensor_errors[scfg.name] = f"{scfg.name} {scfg.backend}: {exc}"
+                    continue
                 self.samplers[scfg.name] = SensorSampler(
-                    open_sensor(scfg, scene=self.scene), sink=self.recorder.sink_samples,
+                    device, sink=self.recorder.sink_samples,
                     recording=self._sensors_recording, ledger=lambda: self.recorder.ledger,
                     phase=lambda: self._sensor_phase, on_samples=self.triggers.samples)
             # the network side runs in its own process (camctl.board.publish.process)
@@ -469,14 +476,17 @@ class Daemon(Startable):
     def _start_sensors(self) -> None:
         """Start every sampler; a sensor that does not open is reported (STATUS, a fault record)
         and the board flies on without it (its sampler retries)."""
+        failed = dict(self.sensor_errors)
         for name, sampler in self.samplers.items():
             sampler.start()
             if sampler.error is not None:
-                log.error("sensor %s did not open: %s; flying without it", name, sampler.error)
-                fault = FaultRecord(error="SensorError", message=sampler.error,
-                                    name="sensor_open_failed", mono_ns=time.monotonic_ns(),
-                                    wall_ns=time.time_ns(), extra={"sensor": name})
-                self._on_fault(fault.encode())
+                failed[name] = sampler.error
+        for name, error in failed.items():
+            log.error("sensor %s did not open: %s; flying without it", name, error)
+            fault = FaultRecord(error="SensorError", message=error, name="sensor_open_failed",
+                                mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(),
+                                extra={"sensor": name})
+            self._on_fault(fault.encode())
 
     def _hold_reserve(self) -> None:
         """Make sure the store has its full-disk reserve before the first flight (an old store, a

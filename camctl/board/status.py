@@ -16,7 +16,7 @@ from camctl.common.ledger import add_books, store_reason
 if TYPE_CHECKING:
     from camctl.board.daemon import Daemon
 
-__all__ = ["board_status", "camera_status", "status_line"]
+__all__ = ["board_status", "camera_status", "sensors_status", "status_line"]
 
 _NO_BOOKS = {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0}
 
@@ -57,8 +57,25 @@ def board_status(d: Daemon) -> dict[str, Any]:
         "cameras": cams,
         # each [[sensors]] source: camctl.board.sensors.sampler.SensorSampler.status (live g and
         # altitude before the drop, ok/error: the mission page's NO-GO)
-        "sensors": {name: smp.status() for name, smp in getattr(d, "samplers", {}).items()},
+        "sensors": sensors_status(d),
     }
+
+
+def sensors_status(d: Daemon) -> dict[str, dict[str, Any]]:
+    """Each ``[[sensors]]`` table's STATUS (:meth:`SensorSampler.status`), in config order; one
+    whose device could not be built has the same shape, ``ok`` false and its ``error``."""
+    samplers = getattr(d, "samplers", {})
+    errors = getattr(d, "sensor_errors", {})
+    out: dict[str, dict[str, Any]] = {}
+    for s in d.cfg.sensors:
+        if s.name in samplers:
+            out[s.name] = samplers[s.name].status()
+        elif s.name in errors:
+            out[s.name] = {"kind": s.kind, "backend": s.backend, "rate_hz": s.rate_hz,
+                           "bus": s.bus, "address": s.address, "ok": False,
+                           "error": errors[s.name], "samples": 0, "read_errors": 0, "last": {},
+                           "age_s": None, "up_axis": s.up_axis}
+    return out
 
 
 def _run_clock(resumed: dict[str, Any] | None, flight: str) -> dict[str, Any]:
