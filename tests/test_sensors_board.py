@@ -187,3 +187,6 @@ def test_a_resumed_flight_records_its_sensors_on(tmp_path: Path) -> None:
         segs = sorted((flight / name).glob("*.mcap"))
         assert len(segs) > n, (name, segs)  # the resumed run's own segments
         assert sum(len(b.t_ns) for b in iter_samples(segs[-1])) > 0, name
+        # a batch's seq is unique in its source across the runs: the resumed run numbers on
+        seqs = [b.seq for seg in segs for b in iter_samples(seg)]
+        assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs), (name, seqs)

@@ -48,7 +48,8 @@ from camctl.common.lifecycle import Startable
 from camctl.common.records import EventRecord, FaultRecord, Record, SceneRecord
 from camctl.exc import CommandRefused, ConfigError, PublisherStartError, StoreError
 
-__all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]
+__all__ = ["Daemon", "read_daemon_info", "running_daemon", "stored_next_batch_seqs", "tune_malloc",
+           "write_daemon_info"]
 
 log = logging.getLogger("camctl.board.daemon")
 DAEMON_INFO = "daemon.json"
@@ -126,6 +127,27 @@ def running_daemon(store_dir: str | Path) -> dict[str, Any] | None:
     except PermissionError:
         pass  # alive, another user's (the service user)
     return info
+
+
+def stored_next_batch_seqs(flight_dir: Path, sensors: list[str]) -> dict[str, int]:
+    """Per sensor, the first batch seq above every one its segments in ``flight_dir`` hold (seqs
+    only grow in a flight: its newest segment with a batch says it); 0 for none. A resumed
+    flight's samplers number from there, as its cameras do
+    (:func:`camctl.board.cameras_fleet.stored_next_seqs`)."""
+    from camctl.store import iter_samples
+
+    out = dict.fromkeys(sensors, 0)
+    for name in sensors:
+        for seg in sorted((flight_dir / name).glob("*.mcap"), reverse=True):
+            try:
+                top = max((b.seq for b in iter_samples(seg)), default=None)
+            except Exception as exc:  # never let a damaged segment stop a resume
+                log.warning("reading batch seqs of %s: %s", seg, exc)
+                continue
+            if top is not None:
+                out[name] = top + 1
+                break
+    return out
 
 
 class Daemon(Startable):
@@ -455,6 +477,10 @@ class Daemon(Startable):
             # resumed mid-flight: the runners' own first frames are the check
             fleet.wait_first_frames()
         self._sensor_phase = self.machine.phase  # a resume moved it without callbacks
+        if self.recorder.recording():  # resumed into a flight: its batches' seqs go on
+            for name, seq in stored_next_batch_seqs(self.store_root / self.flight,
+                                                    list(self.samplers)).items():
+                self.samplers[name].continue_seq(seq)
         self._start_sensors()
         levels = self._levels()
         apply_levels(self.machine, levels, resumed=self.resumed is not None)
