@@ -190,3 +190,7 @@ def test_a_resumed_flight_records_its_sensors_on(tmp_path: Path) -> None:
         # a batch's seq is unique in its source across the runs: the resumed run numbers on
         seqs = [b.seq for seg in segs for b in iter_samples(seg)]
         assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs), (name, seqs)
+        # the whole flight's books balance: the killed run's last interval closed at the resume
+        books = read_ledger([r.encode() for r in _events(flight)])[name]
+        stored = sum(len(b.t_ns) for seg in segs for b in iter_samples(seg))
+        assert books["captured"] == stored + sum(books["dropped"].values()), (name, books, stored)

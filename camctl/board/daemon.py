@@ -48,8 +48,8 @@ from camctl.common.lifecycle import Startable
 from camctl.common.records import EventRecord, FaultRecord, Record, SceneRecord
 from camctl.exc import CommandRefused, ConfigError, PublisherStartError, StoreError
 
-__all__ = ["Daemon", "read_daemon_info", "running_daemon", "stored_next_batch_seqs", "tune_malloc",
-           "write_daemon_info"]
+__all__ = ["Daemon", "read_daemon_info", "running_daemon", "sensor_restart_books",
+           "stored_next_batch_seqs", "tune_malloc", "write_daemon_info"]
 
 log = logging.getLogger("camctl.board.daemon")
 DAEMON_INFO = "daemon.json"
@@ -147,6 +147,42 @@ def stored_next_batch_seqs(flight_dir: Path, sensors: list[str]) -> dict[str, in
             if top is not None:
                 out[name] = top + 1
                 break
+    return out
+
+
+def sensor_restart_books(flight_dir: Path, sensors: list[str], *, mono_ns: int,
+                         wall_ns: int) -> list[dict]:
+    """Ledger records that close each sensor's books of the runs before a restart, as
+    :func:`camctl.board.resume.restart_books` does for cameras (whose stored count is frames):
+    the ledger is flushed once a second and batches are stored as they come, so a killed run's
+    last interval never adds up. ``captured - (stored + dropped)`` samples were lost in the
+    restart (reason ``restart``) when positive; when negative, that many stored samples are
+    counted as captured (their count died with the process)."""
+    from camctl.common.ledger import RESTART, read_ledger
+    from camctl.common.records import LedgerRecord
+    from camctl.store import iter_events, iter_samples
+
+    events: list[dict] = []
+    for seg in sorted((flight_dir / "events").glob("*.mcap")):
+        try:
+            events.extend(iter_events(seg))
+        except Exception as exc:  # never let a damaged segment stop a resume
+            log.warning("reading %s: %s", seg, exc)
+    books = read_ledger(events)
+    out = []
+    for name in sensors:
+        b = books.get(name) or {"captured": 0, "aged_out": 0, "dropped": {}}
+        stored = 0
+        for seg in sorted((flight_dir / name).glob("*.mcap")):
+            try:
+                stored += sum(len(batch.t_ns) for batch in iter_samples(seg))
+            except Exception as exc:
+                log.warning("reading samples of %s: %s", seg, exc)
+        diff = b["captured"] - (stored + sum(b["dropped"].values()) + b["aged_out"])
+        if diff:
+            out.append(LedgerRecord(camera=name, captured=max(0, -diff),
+                                    dropped={RESTART: diff} if diff > 0 else {}, name="restart",
+                                    since_ns=mono_ns, mono_ns=mono_ns, wall_ns=wall_ns).encode())
     return out
 
 
@@ -477,10 +513,13 @@ class Daemon(Startable):
             # resumed mid-flight: the runners' own first frames are the check
             fleet.wait_first_frames()
         self._sensor_phase = self.machine.phase  # a resume moved it without callbacks
-        if self.recorder.recording():  # resumed into a flight: its batches' seqs go on
-            for name, seq in stored_next_batch_seqs(self.store_root / self.flight,
-                                                    list(self.samplers)).items():
+        if self.recorder.recording():  # resumed into a flight: its batches' seqs and books
+            flight_dir = self.store_root / self.flight
+            for name, seq in stored_next_batch_seqs(flight_dir, list(self.samplers)).items():
                 self.samplers[name].continue_seq(seq)
+            for rec in sensor_restart_books(flight_dir, [s.name for s in self.cfg.sensors],
+                                            mono_ns=time.monotonic_ns(), wall_ns=time.time_ns()):
+                self.recorder.log_record(rec)
         self._start_sensors()
         levels = self._levels()
         apply_levels(self.machine, levels, resumed=self.resumed is not None)
