@@ -206,3 +206,15 @@ def test_a_compressed_drop_through_the_sampler() -> None:
     truth = [marks["release"], marks["separation"], marks["touchdown"], marks["touchdown"]]
     assert all(0 <= e.t_ns - t <= 20 * MS for e, t in zip(events, truth, strict=True))
     assert smp.samples_read == len(range(1, (clock.t * 416) // S + 1))
+
+
+def test_baro_check_starts_again_when_time_goes_back() -> None:
+    def alt_rows(t0: int, n: int, alt0: float, rate: float) -> list[Sample]:
+        return [(t0 + i * 20 * MS, (0.0, 17.0, alt0 + rate * i * 0.02)) for i in range(n)]
+
+    check = BaroCheck(1.5)
+    assert [e.what for e in check.feed(alt_rows(10 * S, 150, 1000.0, -10.0))] == ["descending"]
+    # the part reopens and its clock restarts earlier: it lies still now
+    events = check.feed(alt_rows(5 * S, 200, 900.0, 0.0))
+    # the 2 s window is used from 1.6 s on (80 %), then still for 1 s
+    assert [(e.what, e.t_ns) for e in events] == [("stopped", 5 * S + 2600 * MS)]

@@ -104,7 +104,11 @@ def test_kind_picks_the_device_and_identity() -> None:
     assert isinstance(sim_device(cfg("baro", rate_hz=50)), SimBaro)
     dev = sim_device(cfg("imu"))
     assert (dev.kind, dev.part, dev.identify().ok) == ("imu", "sim", True)
-    with pytest.raises(SensorError, match="read before open"):
+    with pytest.raises(SensorError, match="imu sim: not open"):
+        dev.read()
+    dev.open()
+    dev.close()
+    with pytest.raises(SensorError, match="not open"):
         dev.read()
 
 

@@ -61,7 +61,8 @@ FIRED_KEPT = 16  # fired runs whose peaks peak_g() answers for, per rule
 class MotionEvent:
     """An event a motion rule fired. ``t_ns``: the first sample of the run (the event's time);
     ``decided_ns``: the sample at which the run had lasted ``min_ms`` (when it fired); ``peak_g``:
-    the extreme |a| of the run up to the decision (free fall: its minimum)."""
+    the extreme |a| of the run up to the decision (free fall: its minimum; the run's extreme to
+    its end: :meth:`MotionDetector.peak_g` with this ``t_ns``)."""
 
     event: str
     t_ns: int
@@ -234,7 +235,8 @@ class BaroCheck:
     ``stopped`` when the slope over :data:`STOP_WINDOW_S` has been within :data:`STOP_MPS` for
     :data:`STOP_HOLD_S`. A check logged as confirmation, never a trigger.
 
-    A window is used once it spans at least 80 % of its length; a gap over 0.5 s empties it."""
+    A window is used once it spans at least 80 % of its length (a gap in the samples only thins
+    it); samples going back in time empty it."""
 
     def __init__(self, descent_mps: float) -> None:
         self.descent_mps = float(descent_mps)
@@ -265,7 +267,7 @@ class BaroCheck:
         out: list[BaroEvent] = []
         keep_ns = int(max(DESCENT_WINDOW_S, STOP_WINDOW_S) * 1e9)
         for t, row in samples:
-            if self._t and t - self._t[-1] > 500_000_000:
+            if self._t and t <= self._t[-1]:  # time went back (a reopened part): start again
                 self._t.clear()
                 self._alt.clear()
             self._t.append(t)

@@ -107,7 +107,7 @@ class SimDevice(SensorDevice):
 
     def read(self) -> list[Sample]:
         if self._t0 is None:
-            raise SensorError(f"{self.where}: read before open")
+            raise SensorError(f"{self.where}: not open (read before open, or after close)")
         now = self.clock_ns()
         last = math.floor((now - self._t0) / self._period_ns)
         # float rounding at the edge: the grid is round(k * period), the division is not
