@@ -164,8 +164,13 @@ def test_a_resumed_flight_records_its_sensors_on(tmp_path: Path) -> None:
     board = start_board(cfg, store, "resume-s")
     try:
         _command(board, "arm")
-        _command(board, "event", name="release")
+        _command(board, "scene", event="release")
         st = _wait(board, lambda s: s["phase"] == "DESCENT" and s["flight"], "descent")
+        # the release line (gpio, imu) held after the IMU's release: a confirmation, and the
+        # operator's reply says so; let go, it is at rest again at the restart
+        reply = _command(board, "event", name="release", line="hold")
+        assert (reply["outcome"], reply["line"]) == ("confirmed", "hold"), reply
+        _command(board, "event", name="release", line="release")
         flight = store / st["flight"]
         # a committed batch of each sensor before the kill
         _wait(board, lambda s: all(list((flight / n).glob("*.mcap")) for n in ("imu", "baro"))

@@ -176,8 +176,10 @@ class OperatorCommands:
             self._wait_for_record(event, reported)
         rec = self.machine.records[-1] if len(self.machine.records) > n else None
         changed = len(self.machine.history) > before
+        edge = self._edge_outcome(event, reported)
+        outcome = edge if edge is not None else rec.outcome if rec is not None else ""
         return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
-                            "outcome": rec.outcome if rec is not None else "", "line": hold})
+                            "outcome": outcome, "line": hold})
 
     def _forget_bounces(self, lines: EventLines, event: str) -> None:
         """A command that moves a mock line is a command, not a contact: neither debounce (the
