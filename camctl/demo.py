@@ -1,11 +1,14 @@
 """``camctl demo``: the whole simulated drop test, end to end, on loopback.
 
-N boards run as separate ``camctl run`` processes (sim cameras ``up`` and ``down``, mock GPIO
-lines). A scripted flight toggles their lines through the operator port, exactly as wiring would
-(arm, then release on every board at once as a shared release line does, separation, touchdown); the
-boards record, land, finish their files and serve them; the ground fetches everything, verifies it,
-and prints a table per board and camera. The exit status is 0 only when every stored frame arrived
-intact.
+N boards run as separate ``camctl run`` processes (sim cameras ``up`` and ``down``, a sim IMU and
+barometer, mock GPIO lines). A scripted flight toggles their lines through the operator port,
+exactly as wiring would (arm, then release on every board at once as a shared release line does,
+separation, touchdown), each moment marked first in every board's simulated world (the ``scene``
+command: what the sim sensors feel). The last board has no release and no touchdown line: its IMU
+fires them, scored against the scene's true moments (a problem beyond
+:data:`SENSOR_TOLERANCE_MS`). The boards record, land, finish their files and serve them; the
+ground fetches everything, verifies it, and prints a table per board and camera. The exit status
+is 0 only when every stored frame arrived intact.
 """
 
 from __future__ import annotations
@@ -40,10 +43,7 @@ backend = "mock"
 bounce_ms = 5
 
 [gpio.events]
-arm = 17
-release = 27
-separation = 22
-touchdown = 23
+{lines}
 
 [phases]
 post_touchdown_s = {post_touchdown_s}
@@ -51,7 +51,7 @@ descent_timeout_s = 120
 
 [encode]
 threads = {threads}
-{cameras}
+{cameras}{sensors}
 [publish]
 bind = "tcp://127.0.0.1:*"
 events = "tcp://127.0.0.1:*"
@@ -74,6 +74,37 @@ sim_descent_s = {descent_s}
 {fps}
 """
 
+LINES = {"arm": 17, "release": 27, "separation": 22, "touchdown": 23}
+# a sensor-fired event further than this from the scene's true moment is a problem (issue 29)
+SENSOR_TOLERANCE_MS = 20.0
+
+SENSORS_TEMPLATE = """
+[[sensors]]
+name = "imu"
+backend = "sim"
+kind = "imu"
+rate_hz = 416
+seed = {seed}
+
+[[sensors]]
+name = "baro"
+backend = "sim"
+kind = "baro"
+rate_hz = 50
+seed = {seed}
+"""
+
+
+def motion_tables(lines: tuple[str, ...]) -> str:
+    """``[motion.<event>]`` for a board with these event lines: each descent event from its line
+    and the IMU (first wins), from the IMU alone where there is no line."""
+    out = []
+    for event in ("release", "separation", "touchdown"):
+        sources = '"gpio", "imu"' if event in lines else '"imu"'
+        out.append(f"\n[motion.{event}]\nsources = [{sources}]\n")
+    return "".join(out)
+
+
 # The demo's rates by camera and phase: the down camera speeds up most at separation, the up camera
 # (the canopy) least after touchdown.
 DEMO_FPS = {"down": {"ARMED": 4, "DESCENT": 12, "SEPARATION": 20, "TOUCHDOWN": 12},
@@ -86,14 +117,17 @@ def write_board_config(directory: Path, board: str, index: int, *,
                        fps: dict[str, dict[str, float]] | None = None, segment_mb: float = 16,
                        reserve_mb: float = 64, threads: int = 1,
                        stills: tuple[str, ...] = ("touchdown",),
-                       still_size: str = "video") -> Path:
+                       still_size: str = "video", sensors: bool = False,
+                       lines: tuple[str, ...] = tuple(LINES)) -> Path:
     """Write a sim board's ``directory/rig.toml`` (cameras ``down``, ``up``); return its path.
 
     ``fps`` maps camera -> phase -> rate (default :data:`DEMO_FPS`); ``stills`` are the events at
     which the ``down`` camera takes a still, ``still_size`` what it is: ``"video"`` (the next frame
     at ``size``, no gap) or ``"full"`` (the sim's 4608x2592 sensor by a mode switch: the video
-    pauses, its lost frames booked as ``still_mode_switch``). ``extra`` is appended (it lands in
-    ``[publish]``)."""
+    pauses, its lost frames booked as ``still_mode_switch``). ``sensors``: a sim IMU (416 Hz) and
+    barometer (50 Hz), and ``[motion]`` tables that fire each descent event from its line and the
+    IMU (from the IMU alone for an event without a line in ``lines``, the events with a GPIO
+    line). ``extra`` is appended (it lands in ``[publish]``)."""
     directory.mkdir(parents=True, exist_ok=True)
     rates = fps or DEMO_FPS
     cameras = "".join(
@@ -104,10 +138,12 @@ def write_board_config(directory: Path, board: str, index: int, *,
                                descent_s=descent_s,
                                fps="\n".join(f"{ph} = {v:g}" for ph, v in rates[name].items()))
         for i, name in enumerate(("down", "up")))
+    sensor_text = (SENSORS_TEMPLATE.format(seed=index) + motion_tables(lines)) if sensors else ""
     text = BOARD_TEMPLATE.format(board=board, store=(directory / "store").as_posix(),
                                  segment_mb=f"{segment_mb:g}", reserve_mb=f"{reserve_mb:g}",
                                  post_touchdown_s=post_touchdown_s, threads=threads,
-                                 cameras=cameras)
+                                 cameras=cameras, sensors=sensor_text,
+                                 lines="\n".join(f"{e} = {LINES[e]}" for e in lines))
     path = directory / "rig.toml"
     path.write_text(text + extra)
     return path
@@ -124,6 +160,10 @@ class BoardProcess:
     router: str = ""
     pub: str = ""
     log_path: Path | None = None
+    # the events it has a GPIO line for (None: every one): fly() toggles only those
+    lines: tuple[str, ...] | None = None
+    # it has sim sensors: fly() marks each moment in its simulated world first
+    sim_sensors: bool = False
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -180,6 +220,7 @@ class DemoResult:
     first_look_s: float | None = None
     elapsed_s: float = 0.0
     exports: dict[str, list[str]] = field(default_factory=dict)
+    sensors: list[dict] = field(default_factory=list)  # sensor_events' rows
 
 
 def _all(boards: list[BoardProcess], fn: Callable[[BoardProcess], Any]) -> list[Any]:
@@ -242,14 +283,87 @@ def fly(boards: list[BoardProcess], *, seconds: float, pretrigger_s: float = 2.0
     _all(boards, lambda b: _command(b, "arm"))
     time.sleep(pretrigger_s + 0.5)  # let the pre-trigger ring fill
     script = (("release", seconds * 0.45), ("separation", seconds * 0.55), ("touchdown", 0.0))
+
+    def moment(b: BoardProcess, event: str) -> dict:
+        if b.sim_sensors:  # the world first: the IMU feels it; then the line, where wired
+            _command(b, "scene", event=event)
+        if b.lines is None or event in b.lines:
+            return _command(b, "event", name=event)
+        return _status(b)
+
     for event, dwell in script:
         marks[event] = time.monotonic()
-        replies = _all(boards, lambda b, e=event: _command(b, "event", name=e))
+        replies = _all(boards, lambda b, e=event: moment(b, e))
+        # a board without the line: its IMU decides a moment later (a free fall takes min_ms)
         phases = ", ".join(f"{b.name}: {r['phase']}"
+                           + (" (no line: its IMU)" if b.lines is not None and event not in b.lines
+                              else "")
                            for b, r in zip(boards, replies, strict=True))
         _say(quiet, f"t={marks[event] - marks['release']:5.2f}s  {event:<10s} -> " + phases)
         time.sleep(dwell)
     return marks
+
+
+def sensor_events(ground: Path, states: list[dict], *, imu_only: set[str]) -> tuple[
+        list[dict], list[str]]:
+    """Per board: the events its IMU fired, each with its offset from the scene's true moment
+    (``scene`` records), and its samples per sensor; the problems (an offset beyond
+    :data:`SENSOR_TOLERANCE_MS`, a board in ``imu_only`` whose release or touchdown did not come
+    from its IMU, a board with no samples of a sensor)."""
+    from camctl.common.records import PhaseRecord, SceneRecord, read
+    from camctl.store import iter_events, iter_samples
+
+    rows: list[dict] = []
+    problems: list[str] = []
+    for st in states:
+        board, flight = st["board"], st["flight"]
+        fdir = ground / board / flight
+        scene: dict[str, int] = {}
+        fired: dict[str, PhaseRecord] = {}
+        for seg in sorted((fdir / "events").glob("*.mcap")):
+            for rec in read(iter_events(seg)):
+                if isinstance(rec, SceneRecord) and rec.mono_ns is not None:
+                    scene[rec.name] = rec.mono_ns
+                elif isinstance(rec, PhaseRecord) and rec.event in ("release", "separation",
+                                                                    "touchdown"):
+                    fired.setdefault(rec.event, rec)
+        samples = {name: sum(len(b.t_ns) for seg in sorted((fdir / name).glob("*.mcap"))
+                             for b in iter_samples(seg))
+                   for name in st.get("sensors", {})}
+        for name, n in samples.items():
+            if not n:
+                problems.append(f"{board}/{name}: no samples in the downloaded flight")
+        row: dict[str, Any] = {"board": board, "samples": samples, "events": {}}
+        for event, rec in fired.items():
+            offset = None
+            if event in scene and rec.mono_ns is not None:
+                offset = round((rec.mono_ns - scene[event]) / 1e6, 2)
+            row["events"][event] = {"source": rec.source, "offset_ms": offset}
+            if rec.source != "imu":
+                continue
+            if offset is None:
+                problems.append(f"{board}: {event} fired by the IMU, no scene mark to score it")
+            elif abs(offset) > SENSOR_TOLERANCE_MS:
+                problems.append(f"{board}: {event} fired by the IMU {offset:+.1f} ms from the "
+                                f"scene's true moment (more than {SENSOR_TOLERANCE_MS:g} ms)")
+        if board in imu_only:
+            for event in ("release", "touchdown"):
+                got = row["events"].get(event, {}).get("source")
+                if got != "imu":
+                    problems.append(f"{board}: {event} should come from its IMU (no line), "
+                                    f"came from {got or 'nowhere'}")
+        rows.append(row)
+    return rows, problems
+
+
+def print_sensor_events(rows: list[dict]) -> None:
+    """One short line per board: samples per sensor, and the IMU-fired events' offsets."""
+    for r in rows:
+        samples = " ".join(f"{n}={v}" for n, v in r["samples"].items())
+        fired = ", ".join(f"{e} {v['offset_ms']:+.1f} ms" for e, v in r["events"].items()
+                          if v["source"] == "imu" and v["offset_ms"] is not None)
+        print(f"{r['board']}: samples {samples or '-'}; fired by the IMU (from the scene's "
+              f"moment): {fired or 'none'}")
 
 
 def summarize(ground: Path, states: list[dict], fetch_report: Any) -> tuple[list[dict], list[str]]:
@@ -369,6 +483,7 @@ def run_demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, 
             hook.close()
     if not quiet:
         print_table(result.rows)
+        print_sensor_events(result.sensors)
         if result.first_look_s is not None:
             print(f"time to first look: {result.first_look_s:.2f} s from the touchdown edge "
                   "to a contact sheet of every board's previews "
@@ -407,14 +522,19 @@ def demo(*, boards: int = 2, seconds: float = 6.0, out: Path | None = None, quie
                                    touchdown=marks["touchdown"], quiet=quiet)
         _say(quiet, "all boards LANDED; fetching every segment")
         rows = _fetch_and_verify(urls, ground, states, problems, quiet=quiet)
+        sensors, more = sensor_events(ground, states,
+                                      imu_only={b.name for b in procs if b.lines is not None
+                                                and "release" not in b.lines})
+        problems += more
         exports = {} if problems else _export(ground, out / "export", quiet=quiet)
         with contextlib.suppress(OSError):
             (out / "report.json").write_text(json.dumps(
                 {"rows": rows, "problems": problems, "first_look_s": first_look_s,
-                 "exports": exports, "first_look_png": str(first_look_png)}, indent=2))
+                 "exports": exports, "first_look_png": str(first_look_png),
+                 "sensors": sensors}, indent=2))
         return DemoResult(ok=not problems, out=out, rows=rows, problems=problems,
                           first_look_s=first_look_s, elapsed_s=time.monotonic() - t0,
-                          exports=exports)
+                          exports=exports, sensors=sensors)
     finally:
         if hook is not None:
             hook.finished()
@@ -436,10 +556,15 @@ def _start_boards(procs: list[BoardProcess], out: Path, boards: int, *, size: tu
     (so the caller stops those that started when a later one fails)."""
     for i in range(boards):
         name = f"demo-{chr(ord('a') + i)}"
+        # the last board has no release and no touchdown line: its IMU fires them
+        lines = ("arm", "separation") if i == boards - 1 else tuple(LINES)
         # the sim's ground comes up over the whole flight (arm, ring, descent): the approach shows
-        cfg = write_board_config(out / "boards" / name, name, i, size=size, descent_s=seconds + 4.0)
+        cfg = write_board_config(out / "boards" / name, name, i, size=size, descent_s=seconds + 4.0,
+                                 sensors=True, lines=lines)
         procs.append(start_board(cfg, out / "boards" / name / "store", name))
-        _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}")
+        procs[-1].lines, procs[-1].sim_sensors = lines, True
+        _say(quiet, f"board {name}: pid {procs[-1].proc.pid}, serving {procs[-1].router}, "
+                    f"lines {' '.join(lines)}")
 
 
 def _first_look(urls: list[str], ground: Path, png: Path, problems: list[str], *,

@@ -37,6 +37,16 @@ def test_demo_two_boards(tmp_path: Path) -> None:
         assert r["safe_frames"] == 0 and r["bad_jpeg"] == 0 and r["checksum_ok"] is True, r
         # stills = ["touchdown"] on down only
         assert r["stills"] == (1 if r["camera"] == "down" else 0), r
+    # sensors (issue 29): every board records its sim IMU and barometer; the last has no release
+    # and no touchdown line, and its IMU fires them within 20 ms of the scene's true moments
+    sensors = {r["board"]: r for r in report["sensors"]}
+    assert set(sensors) == {"demo-a", "demo-b"}
+    for r in sensors.values():
+        assert r["samples"]["imu"] > 0 and r["samples"]["baro"] > 0, r
+    assert sensors["demo-a"]["events"]["release"]["source"] == "gpio"
+    for event in ("release", "touchdown"):
+        fired = sensors["demo-b"]["events"][event]
+        assert fired["source"] == "imu" and abs(fired["offset_ms"]) <= 20.0, (event, fired)
     # the downloads are on the ground; the boards' stores were cleaned up
     for b in ("demo-a", "demo-b"):
         assert list((out / "ground" / b).glob("*/down/*.mcap"))

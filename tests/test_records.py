@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from camctl.common.records import (
     KINDS,
     CamerasRecord,
+    CheckRecord,
+    ConfirmRecord,
     DropRecord,
     EventRecord,
     FaultRecord,
@@ -25,6 +27,7 @@ from camctl.common.records import (
     QuotaRecord,
     Record,
     ResumeRecord,
+    SceneRecord,
     decode,
     read,
 )
@@ -94,6 +97,15 @@ STRATEGIES: dict[type[Record], st.SearchStrategy[Record]] = {
         seq_after=st.none() | ints, seq_before=st.none() | ints,
         seqs=st.none() | st.lists(ints, max_size=4).map(tuple), name=text, mono_ns=times,
         wall_ns=times, run=runs, extra=extras(LossRecord)),
+    ConfirmRecord: st.builds(
+        ConfirmRecord, event=text, source=text, first_source=text, offset_ms=st.none() | nums,
+        name=text, mono_ns=times, wall_ns=times, run=runs, extra=extras(ConfirmRecord)),
+    SceneRecord: st.builds(
+        SceneRecord, name=text, mono_ns=times, wall_ns=times, run=runs,
+        extra=extras(SceneRecord)),
+    CheckRecord: st.builds(
+        CheckRecord, name=text, source=text, rate_mps=st.none() | nums, mono_ns=times,
+        wall_ns=times, run=runs, extra=extras(CheckRecord)),
     OpaqueRecord: st.builds(
         OpaqueRecord, kind=text.filter(lambda k: k not in KINDS),
         fields=st.dictionaries(text.filter(lambda k: k != "kind"), json_values, max_size=4)),
@@ -220,6 +232,11 @@ def test_a_fault_in_the_stores_old_form_reads_error_as_its_type_and_message_as_i
     ({"kind": "ledger", "camera": "a", "run": -1}, "run"),
     ({"kind": "ledger", "camera": "a", "run": True}, "run"),
     ({"kind": "drop", "name": "quota", "camera": "a", "run": "1"}, "run"),
+    ({"kind": "confirm", "event": "release", "source": "imu", "first_source": "gpio",
+      "offset_ms": "3"}, "offset_ms"),
+    ({"kind": "confirm", "event": "release", "first_source": "gpio"}, "source"),
+    ({"kind": "scene", "mono_ns": 1}, "name"),
+    ({"kind": "check", "name": "descending", "rate_mps": True}, "rate_mps"),
     ({"name": "arm"}, "kind"),
     ({"kind": 7}, "kind"),
     (["kind", "phase"], "kind"),
@@ -288,3 +305,14 @@ def test_the_phase_machine_emits_event_log_records() -> None:
                                 "phase": "SAFE", "outcome": "not_armed", "mono_ns": 5,
                                 "wall_ns": 7, "phase_to": ""}
     assert decode(seen[1].encode()) == seen[1]
+
+
+def test_the_sensor_event_records_round_trip_every_field() -> None:
+    recs = [ConfirmRecord("release", "imu", "gpio", -3.25, mono_ns=5, wall_ns=6, run=1),
+            ConfirmRecord("touchdown", "gpio", "imu", None, name="unconfirmed", mono_ns=7),
+            SceneRecord("separation", mono_ns=8, wall_ns=9),
+            CheckRecord("descending", source="baro", rate_mps=6.5, mono_ns=10)]
+    for rec in recs:
+        on_flash = json.loads(json.dumps(rec.encode()))
+        assert decode(on_flash) == rec, on_flash
+    assert recs[0].encode()["offset_ms"] == -3.25 and recs[3].encode()["rate_mps"] == 6.5

@@ -1,4 +1,4 @@
-"""Operator commands (``camctl arm|disarm|event``) and the mock board's held line levels.
+"""Operator commands (``camctl arm|disarm|event``, ``scene``) and the mock board's held line levels.
 
 With the mock GPIO backend the lines' levels live in ``mock-lines.json`` beside the store, as the
 wiring would hold them across a restart of the daemon: ``camctl arm --hold`` / ``camctl event NAME
@@ -11,6 +11,12 @@ command arms; with a mock key off, the command turns the key on and leaves it on
 with a real key off, it is refused (the board would disarm as soon as it armed). ``disarm`` moves
 the machine only, never the key, and is answered once it is durable (``saved``: a restart after
 the reply comes up SAFE).
+
+``scene`` (args ``event``: ``release`` | ``separation`` | ``touchdown``) is the simulated world's,
+not the board's: the event happens now in the sim sensors' drop
+(:class:`camctl.board.sensors.scene.DropScene`) and its true moment is logged as a ``scene``
+record; the board learns of it only by what its sensors feel. Refused on a board with no sim
+sensor.
 """
 
 from __future__ import annotations
@@ -54,16 +60,26 @@ class OperatorCommands:
 
     def __init__(self, cfg: Config, machine: PhaseMachine, lines: EventLines | None, *,
                  wait_open: Callable[[float], None],
-                 wait_saved: Callable[[float], bool] | None = None) -> None:
+                 wait_saved: Callable[[float], bool] | None = None,
+                 scene: Callable[[str], int] | None = None,
+                 edges: Callable[[], tuple[int, str, str]] | None = None) -> None:
         self.cfg = cfg
         self.root = Path(cfg.store.dir)
         self.machine = machine
         self.lines = lines
         self._wait_open = wait_open
         self._wait_saved = wait_saved
+        self._scene = scene
+        # the edges the trigger arbiter decided, the last one's event and outcome
+        # (camctl.board.triggers): an edge it logs as a confirmation or as not a source leaves no
+        # record in the machine
+        self._edges = edges
 
     def command(self, name: str, args: dict) -> dict:
-        """``arm``, ``disarm`` or ``event`` (``args``: ``name``, ``line``); the phase after it."""
+        """``arm``, ``disarm``, ``event`` (``args``: ``name``, ``line``) or ``scene`` (``args``:
+        ``event``); the phase after it."""
+        if name == "scene":
+            return self._mark_scene(args.get("event"))
         if name in ("arm", "disarm"):
             event = name
         elif name == "event":
@@ -71,7 +87,7 @@ class OperatorCommands:
             if not isinstance(event, str) or not event:
                 raise CommandRefused("event needs a name (e.g. release, touchdown)")
         else:
-            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event)")
+            raise CommandRefused(f"unknown command {name!r} (arm, disarm, event, scene)")
         if event not in self.machine.events:
             known = ", ".join(self.machine.events)
             raise CommandRefused(f"unknown event {event!r} (known: {known})")
@@ -80,22 +96,39 @@ class OperatorCommands:
         hold = args.get("line")
         if hold is not None:
             return self._hold_line(event, hold, before)
+        edge: str | None = None  # what the arbiter made of a mock pulse's edge
         if event == "arm" and lines is not None and "arm" in lines.events:
             self._arm_by_key(lines)
         elif lines is not None and self.cfg.gpio.backend == "mock" and event in lines.events:
             self._forget_bounces(lines, event)
+            n = self._edges_seen()
             lines.pulse(event)  # the real gpiozero edge path, as if the line had toggled
-            self._wait_for_record(event)
+            self._wait_for_record(event, n)
             if (self.root / MOCK_LINES).exists():  # a pulse on a held line leaves it at rest
                 self._save_mock_levels()
+            edge = self._edge_outcome(event, n)
         else:
             self.machine.handle(event, source="operator")
         # an operator's arm returns with the flight open (GPIO edges never wait)
         self._wait_open(30)
         rec = self.machine.records[-1] if self.machine.records else None
         changed = len(self.machine.history) > before
+        outcome = edge if edge is not None else rec.outcome if rec is not None else ""
         return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
-                            "outcome": rec.outcome if rec is not None else ""})
+                            "outcome": outcome})
+
+    def _mark_scene(self, event: object) -> dict:
+        from camctl.board.sensors.scene import SCENE_EVENTS
+
+        if self._scene is None:
+            raise CommandRefused("scene needs a sim sensor ([[sensors]] backend = \"sim\"): this "
+                                 "board's sensors feel the real world")
+        if not isinstance(event, str) or event not in SCENE_EVENTS:
+            raise CommandRefused(f"scene needs an event ({', '.join(SCENE_EVENTS)}), "
+                                 f"got {event!r}")
+        t = self._scene(event)
+        return {"phase": self.machine.phase, "event": event, "changed": False, "outcome": "scene",
+                "scene_ns": t}
 
     def _saved(self, reply: dict) -> dict:
         """A disarm is answered once it is durable (``saved``): a restart after the reply comes
@@ -115,8 +148,9 @@ class OperatorCommands:
             raise CommandRefused(f"the arm key is off (arm, BCM{pin}): this board is ARMED only "
                                  "while its arm key is on; turn the key on (that arms it)")
         self._forget_bounces(lines, "arm")  # a command, not a contact: never debounced
+        n = self._edges_seen()
         lines.drive("arm", True)  # the key turned on, and left on: its edge arms
-        self._wait_for_record("arm")
+        self._wait_for_record("arm", n)
         if (self.root / MOCK_LINES).exists():  # held levels are kept: keep this one too
             self._save_mock_levels()
 
@@ -135,14 +169,17 @@ class OperatorCommands:
             raise CommandRefused(f"no GPIO line for event {event!r} (lines: {names})")
         n = len(self.machine.records)
         self._forget_bounces(lines, event)
+        reported = self._edges_seen()
         lines.drive(event, hold == "hold")
         self._save_mock_levels()
         if hold == "hold":
-            self._wait_for_record(event)
+            self._wait_for_record(event, reported)
         rec = self.machine.records[-1] if len(self.machine.records) > n else None
         changed = len(self.machine.history) > before
+        edge = self._edge_outcome(event, reported)
+        outcome = edge if edge is not None else rec.outcome if rec is not None else ""
         return self._saved({"phase": self.machine.phase, "event": event, "changed": changed,
-                            "outcome": rec.outcome if rec is not None else "", "line": hold})
+                            "outcome": outcome, "line": hold})
 
     def _forget_bounces(self, lines: EventLines, event: str) -> None:
         """A command that moves a mock line is a command, not a contact: neither debounce (the
@@ -162,11 +199,26 @@ class OperatorCommands:
         except OSError as exc:
             log.warning("cannot save the mock line levels: %s", exc)
 
-    def _wait_for_record(self, event: str) -> None:
+    def _edges_seen(self) -> int:
+        return self._edges()[0] if self._edges is not None else 0
+
+    def _edge_outcome(self, event: str, before: int) -> str | None:
+        """What the arbiter made of the edge of ``event`` after ``before`` edges (None: no word;
+        the machine's last record says it)."""
+        if self._edges is None:
+            return None
+        n, last, outcome = self._edges()
+        return outcome if n > before and last == event else None
+
+    def _wait_for_record(self, event: str, reported: int = 0) -> None:
+        """Until the machine records ``event``, or the arbiter decides on an edge it keeps from
+        the machine (``reported``: its count before the line moved)."""
         # with min_pulse_ms the edge is confirmed on a timer thread; wait for it (bounded)
         deadline = time.monotonic() + 1.0 + self.cfg.gpio.min_pulse_ms / 1000
         while time.monotonic() < deadline:
             recs = self.machine.records
             if recs and recs[-1].name == event:
+                return
+            if self._edges is not None and self._edges()[0] > reported:
                 return
             time.sleep(0.001)

@@ -38,13 +38,18 @@ from camctl.board.gpio import EventLines
 from camctl.board.pin_env import env_pin_factory
 from camctl.board.rejoin import apply_levels, resume_last_flight
 from camctl.board.sdnotify import Notifier
+from camctl.board.sensors import SensorError, open_sensor
+from camctl.board.sensors.sampler import SensorSampler
+from camctl.board.sensors.scene import DropScene
 from camctl.board.status import board_status, status_line
+from camctl.board.triggers import TriggerArbiter
 from camctl.common.ledger import Ledger
 from camctl.common.lifecycle import Startable
-from camctl.common.records import EventRecord
+from camctl.common.records import EventRecord, FaultRecord, Record, SceneRecord
 from camctl.exc import CommandRefused, ConfigError, PublisherStartError, StoreError
 
-__all__ = ["Daemon", "read_daemon_info", "running_daemon", "tune_malloc", "write_daemon_info"]
+__all__ = ["Daemon", "read_daemon_info", "running_daemon", "sensor_restart_books",
+           "stored_next_batch_seqs", "tune_malloc", "write_daemon_info"]
 
 log = logging.getLogger("camctl.board.daemon")
 DAEMON_INFO = "daemon.json"
@@ -124,6 +129,63 @@ def running_daemon(store_dir: str | Path) -> dict[str, Any] | None:
     return info
 
 
+def stored_next_batch_seqs(flight_dir: Path, sensors: list[str]) -> dict[str, int]:
+    """Per sensor, the first batch seq above every one its segments in ``flight_dir`` hold (seqs
+    only grow in a flight: its newest segment with a batch says it); 0 for none. A resumed
+    flight's samplers number from there, as its cameras do
+    (:func:`camctl.board.cameras_fleet.stored_next_seqs`)."""
+    from camctl.store import iter_samples
+
+    out = dict.fromkeys(sensors, 0)
+    for name in sensors:
+        for seg in sorted((flight_dir / name).glob("*.mcap"), reverse=True):
+            try:
+                top = max((b.seq for b in iter_samples(seg)), default=None)
+            except Exception as exc:  # never let a damaged segment stop a resume
+                log.warning("reading batch seqs of %s: %s", seg, exc)
+                continue
+            if top is not None:
+                out[name] = top + 1
+                break
+    return out
+
+
+def sensor_restart_books(flight_dir: Path, sensors: list[str], *, mono_ns: int,
+                         wall_ns: int) -> list[dict]:
+    """Ledger records that close each sensor's books of the runs before a restart, as
+    :func:`camctl.board.resume.restart_books` does for cameras (whose stored count is frames):
+    the ledger is flushed once a second and batches are stored as they come, so a killed run's
+    last interval never adds up. ``captured - (stored + dropped)`` samples were lost in the
+    restart (reason ``restart``) when positive; when negative, that many stored samples are
+    counted as captured (their count died with the process)."""
+    from camctl.common.ledger import RESTART, read_ledger
+    from camctl.common.records import LedgerRecord
+    from camctl.store import iter_events, iter_samples
+
+    events: list[dict] = []
+    for seg in sorted((flight_dir / "events").glob("*.mcap")):
+        try:
+            events.extend(iter_events(seg))
+        except Exception as exc:  # never let a damaged segment stop a resume
+            log.warning("reading %s: %s", seg, exc)
+    books = read_ledger(events)
+    out = []
+    for name in sensors:
+        b = books.get(name) or {"captured": 0, "aged_out": 0, "dropped": {}}
+        stored = 0
+        for seg in sorted((flight_dir / name).glob("*.mcap")):
+            try:
+                stored += sum(len(batch.t_ns) for batch in iter_samples(seg))
+            except Exception as exc:
+                log.warning("reading samples of %s: %s", seg, exc)
+        diff = b["captured"] - (stored + sum(b["dropped"].values()) + b["aged_out"])
+        if diff:
+            out.append(LedgerRecord(camera=name, captured=max(0, -diff),
+                                    dropped={RESTART: diff} if diff > 0 else {}, name="restart",
+                                    since_ns=mono_ns, mono_ns=mono_ns, wall_ns=wall_ns).encode())
+    return out
+
+
 class Daemon(Startable):
     """A board. Build it, :meth:`start` it (or use it as a context manager), :meth:`close` it."""
 
@@ -157,6 +219,18 @@ class Daemon(Startable):
         self.operator: OperatorCommands | None = None
         self.machine = PhaseMachine(cfg.phases, bounce_ms=cfg.gpio.bounce_ms,
                                     on_transition=self._on_transition, on_record=self._on_record)
+        # the phase as the sensor samplers see it: written on every transition, read with no lock
+        # (a sampler never takes the machine's lock but through the arbiter)
+        self._sensor_phase = self.machine.phase
+        # the simulated drop's true moments, for the sim sensors (marked by the scene command)
+        self.scene = DropScene()
+        self.sim_sensors = any(s.backend == "sim" for s in cfg.sensors)
+        # GPIO edges and IMU events, first wins (camctl.board.triggers)
+        self.triggers = TriggerArbiter(self.machine, cfg.motion, sensors=cfg.sensors,
+                                       on_record=self._on_trigger_record)
+        self.samplers: dict[str, SensorSampler] = {}
+        # a sensor whose device cannot even be built (its driver does not load): name -> why
+        self.sensor_errors: dict[str, str] = {}
         # the arm key turned off while running: the main loop reads it (camctl.board.armkey)
         self.arm_key = ArmKey(self.machine, self._arm_key_on,
                               hold_s=max(KEY_OFF_HOLD_S, cfg.gpio.bounce_ms / 1000,
@@ -175,7 +249,19 @@ class Daemon(Startable):
                                     initial=initial)
             self.operator = OperatorCommands(cfg, self.machine, self.lines,
                                              wait_open=self.recorder.wait_open,
-                                             wait_saved=self.recorder.wait_disarm_saved)
+                                             wait_saved=self.recorder.wait_disarm_saved,
+                                             scene=self.mark_scene if self.sim_sensors else None,
+                                             edges=self.triggers.last_edge)
+            for scfg in cfg.sensors:
+                try:
+                    device = open_sensor(scfg, scene=self.scene)
+                except (ImportError, OSError, SensorError) as exc:  # the board flies without it
+                    self.sensor_errors[scfg.name] = f"{scfg.name} {scfg.backend}: {exc}"
+                    continue
+                self.samplers[scfg.name] = SensorSampler(
+                    device, sink=self.recorder.sink_samples,
+                    recording=self._sensors_recording, ledger=lambda: self.recorder.ledger,
+                    phase=lambda: self._sensor_phase, on_samples=self.triggers.samples)
             # the network side runs in its own process (camctl.board.publish.process)
             self.publisher = PublisherProcess(self, cfg.publish, on_restart=self._write_info)
         except BaseException:
@@ -268,7 +354,32 @@ class Daemon(Startable):
     def _on_edge(self, event: str, t_ns: int, line: str) -> None:
         if event == "arm":
             self.arm_key.key_on()  # first: a key-off being applied now comes before this edge
-        self.machine.handle(event, source="gpio", mono_ns=t_ns, line=line)
+        self.triggers.edge(event, t_ns, line)  # first wins over the IMU (camctl.board.triggers)
+
+    def _on_trigger_record(self, rec: Record) -> None:
+        """What the arbiter decided beside the machine: an ignored event, a confirmation, a
+        barometric check."""
+        if isinstance(rec, EventRecord):
+            self._on_record(rec)
+            return
+        d = rec.encode()
+        self.recorder.log_record(d)
+        log.info("%s %s: %s", d["kind"], d.get("name"), d,
+                 extra={"board": self.board, "flight": self.flight})
+
+    def _sensors_recording(self) -> bool:
+        """Samples go to the flight while its files are open and it is not landing: from LANDED
+        (and SAFE) on the finish closes the books, so the samplers hand over what they batched
+        and count no more."""
+        return self._sensor_phase not in (SAFE, LANDED) and self.recorder.recording()
+
+    def mark_scene(self, event: str) -> int:
+        """The scene command: ``event`` happens now in the simulated world (the sim sensors feel
+        it); its true moment goes to the event log as a ``scene`` record. ValueError for an event
+        the scene does not know."""
+        t = self.scene.mark(event)
+        self.recorder.log_record(SceneRecord(event, mono_ns=t, wall_ns=time.time_ns()).encode())
+        return t
 
     def _arm_key_on(self) -> bool | None:
         """The arm line's level now (True: the key is on), or None without an arm line."""
@@ -294,8 +405,10 @@ class Daemon(Startable):
         # go to the RAM ring.
         fleet, recorder = self.fleet, self.recorder
         assert fleet is not None  # built in __init__, before the lines that move the machine
+        self._sensor_phase = tr.phase_to
         if tr.phase_to == ARMED:  # runners are idle in SAFE: nothing is counted between these lines
             fleet.set_ledger(recorder.new_ledger())
+            self.triggers.armed()  # a new descent: the detectors reset (takes no lock)
         fleet.set_phase(tr.phase_to, tr.event)
         log.info("phase %s -> %s on %s (%s)", tr.phase_from, tr.phase_to, tr.event, tr.source,
                  extra={"event": tr.event, "phase": tr.phase_to, "phase_from": tr.phase_from,
@@ -324,6 +437,13 @@ class Daemon(Startable):
         if self.fleet is not None:
             # armed again while the last flight closes: its cameras run for the next one
             self.fleet.wait_idle(until=lambda: self.phase not in (SAFE, LANDED))
+        # the samplers hand their last batch over at their next read once not recording
+        # (_sensors_recording); bounded: a dead sensor reads nothing. The sampler has no public
+        # word for "samples batched" (camctl.board.sensors.sampler): its batch list, read only
+        deadline = time.monotonic() + 1.0
+        while (any(s._t for s in self.samplers.values())
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
 
     def _on_finished(self) -> None:
         store = self.recorder.finished_store
@@ -392,6 +512,15 @@ class Daemon(Startable):
         if recording:
             # resumed mid-flight: the runners' own first frames are the check
             fleet.wait_first_frames()
+        self._sensor_phase = self.machine.phase  # a resume moved it without callbacks
+        if self.recorder.recording():  # resumed into a flight: its batches' seqs and books
+            flight_dir = self.store_root / self.flight
+            for name, seq in stored_next_batch_seqs(flight_dir, list(self.samplers)).items():
+                self.samplers[name].continue_seq(seq)
+            for rec in sensor_restart_books(flight_dir, [s.name for s in self.cfg.sensors],
+                                            mono_ns=time.monotonic_ns(), wall_ns=time.time_ns()):
+                self.recorder.log_record(rec)
+        self._start_sensors()
         levels = self._levels()
         apply_levels(self.machine, levels, resumed=self.resumed is not None)
         self.arm_key.start(levels.get("arm"))  # from here on, a key-off is the main loop's
@@ -408,6 +537,21 @@ class Daemon(Startable):
         log.info("board %s ready: %d cameras, gpio %s, store %s, serving on %s", self.board,
                  len(self.runners), self.cfg.gpio.backend, self.store_root,
                  self.publisher.router_endpoint)
+
+    def _start_sensors(self) -> None:
+        """Start every sampler; a sensor that does not open is reported (STATUS, a fault record)
+        and the board flies on without it (its sampler retries)."""
+        failed = dict(self.sensor_errors)
+        for name, sampler in self.samplers.items():
+            sampler.start()
+            if sampler.error is not None:
+                failed[name] = sampler.error
+        for name, error in failed.items():
+            log.error("sensor %s did not open: %s; flying without it", name, error)
+            fault = FaultRecord(error="SensorError", message=error, name="sensor_open_failed",
+                                mono_ns=time.monotonic_ns(), wall_ns=time.time_ns(),
+                                extra={"sensor": name})
+            self._on_fault(fault.encode())
 
     def _hold_reserve(self) -> None:
         """Make sure the store has its full-disk reserve before the first flight (an old store, a
@@ -474,6 +618,7 @@ class Daemon(Startable):
         next_wd = next_status = time.monotonic()
         while not self._stop.is_set():
             self.machine.tick()
+            self.triggers.tick()  # unconfirmed events
             self.arm_key.poll()
             self.watch_capture()
             now = time.monotonic()
@@ -505,6 +650,8 @@ class Daemon(Startable):
         self._start_timers.set()
         if self.fleet is not None:
             self.fleet.stop()
+        for sampler in self.samplers.values():  # their last batches go to the store
+            sampler.stop()
         self.recorder.close()
         if self.lines is not None:
             self.lines.close()

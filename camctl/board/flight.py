@@ -25,6 +25,7 @@ from camctl.common.frames import EncodedFrame
 from camctl.common.ledger import Ledger
 from camctl.common.records import FaultRecord, FlightRecord
 from camctl.exc import StoreError
+from camctl.store.sources import SampleBatch
 
 __all__ = ["DISARMED", "FlightRecorder"]
 
@@ -86,11 +87,15 @@ class FlightRecorder:
                    run: int = 0, cameras: list[str] | None = None) -> Any:
         """Every FlightStore of this board is built here (a new flight, a resumed one, old books);
         ``run``: this run of the daemon in the flight (0 opens it; k: the k-th resume);
-        ``cameras``: the flight's, when they are not only this config's (a resumed flight)."""
+        ``cameras``: the flight's, when they are not only this config's (a resumed flight). The
+        config's sensors are sources of the flight beside the cameras (their samples' segments).
+        """
         from camctl.store import FlightStore
+        from camctl.store.sources import Source
 
         return FlightStore(self.root, self.board, flight, self.cfg.store,
                            cameras=list(self.cameras if cameras is None else cameras),
+                           sources=[Source(s.name, s.kind) for s in self.cfg.sensors],
                            on_drop=self._on_drop if drops else None, resume=resume, run=run)
 
     def adopt(self, store: Any, flight: str) -> Ledger:
@@ -169,6 +174,15 @@ class FlightRecorder:
         if store is None or store.finished:
             return False  # the runner counts it: store_refused
         store.put(frame)  # False: the store dropped it and counted it under its own reason
+        return True
+
+    def sink_samples(self, batch: SampleBatch) -> bool:
+        """A sensor sampler's batch to the open flight; False when no flight is open (the sampler
+        books it as refused)."""
+        store = self.store
+        if store is None or store.finished:
+            return False
+        store.put(batch)  # False: the store dropped it and counted it under its own reason
         return True
 
     def _on_drop(self, rec: dict) -> None:

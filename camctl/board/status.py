@@ -16,13 +16,13 @@ from camctl.common.ledger import add_books, store_reason
 if TYPE_CHECKING:
     from camctl.board.daemon import Daemon
 
-__all__ = ["board_status", "camera_status", "status_line"]
+__all__ = ["board_status", "camera_status", "sensors_status", "status_line"]
 
 _NO_BOOKS = {"captured": 0, "aged_out": 0, "dropped": {}, "stills_missed": 0}
 
 
 def board_status(d: Daemon) -> dict[str, Any]:
-    """The board's status now: phase, flight, disk, serving, lines and every camera."""
+    """The board's status now: phase, flight, disk, serving, lines, every camera and sensor."""
     store = d.store
     store_stats = store.stats() if store is not None else {}
     totals = d.ledger.totals()
@@ -55,7 +55,27 @@ def board_status(d: Daemon) -> dict[str, Any]:
         "lines": _line_levels(d.lines),
         "flights": d.recorder.flights(),
         "cameras": cams,
+        # each [[sensors]] source: camctl.board.sensors.sampler.SensorSampler.status (live g and
+        # altitude before the drop, ok/error: the mission page's NO-GO)
+        "sensors": sensors_status(d),
     }
+
+
+def sensors_status(d: Daemon) -> dict[str, dict[str, Any]]:
+    """Each ``[[sensors]]`` table's STATUS (:meth:`SensorSampler.status`), in config order; one
+    whose device could not be built has the same shape, ``ok`` false and its ``error``."""
+    samplers = getattr(d, "samplers", {})
+    errors = getattr(d, "sensor_errors", {})
+    out: dict[str, dict[str, Any]] = {}
+    for s in d.cfg.sensors:
+        if s.name in samplers:
+            out[s.name] = samplers[s.name].status()
+        elif s.name in errors:
+            out[s.name] = {"kind": s.kind, "backend": s.backend, "rate_hz": s.rate_hz,
+                           "bus": s.bus, "address": s.address, "ok": False,
+                           "error": errors[s.name], "samples": 0, "read_errors": 0, "last": {},
+                           "age_s": None, "up_axis": s.up_axis}
+    return out
 
 
 def _run_clock(resumed: dict[str, Any] | None, flight: str) -> dict[str, Any]:
@@ -122,15 +142,18 @@ def camera_status(runner: CameraRunner, st: dict, books: dict | None, *,
 
 
 def status_line(st: dict[str, Any]) -> str:
-    """The sd_notify STATUS line of a status dict: phase, flight, stored/durable frames, free disk.
-    """
+    """The sd_notify STATUS line of a status dict: phase, flight, stored/durable frames, free disk,
+    cameras and sensors down."""
     cams = st["cameras"]
     frames = " ".join(f"{n}={c['frames_stored']}/{c['durable_frames']}" for n, c in cams.items())
     line = (f"{st['phase']} flight={st['flight'] or '-'} stored/durable {frames} "
             f"free={st['disk_free_mb']}MB{' DISK FULL' if st.get('disk_full') else ''}")
     down = ("unavailable", "isolated")
     bad = [f"{n}={c['state']}" for n, c in cams.items() if c["state"] in down]
-    return line + (f" cameras down: {' '.join(bad)}" if bad else "")
+    # a sensor not reading (never opened, dead, failing): the board flies on without it
+    quiet = [n for n, s in (st.get("sensors") or {}).items() if not s.get("ok")]
+    return (line + (f" cameras down: {' '.join(bad)}" if bad else "")
+            + (f" sensors down: {' '.join(quiet)}" if quiet else ""))
 
 
 def _line_levels(lines: Any) -> dict[str, int]:

@@ -476,10 +476,11 @@ class Status(_IdOnly):
 
 @dataclass
 class Command(Message):
-    """Client -> board: an operator command (``arm``, ``disarm``, ``event``) with its arguments."""
+    """Client -> board: an operator command (``arm``, ``disarm``, ``event``; ``scene`` on a sim
+    board) with its arguments."""
 
     VERB: ClassVar[bytes] = b"COMMAND"
-    NAMES: ClassVar[tuple[str, ...]] = ("arm", "disarm", "event")
+    NAMES: ClassVar[tuple[str, ...]] = ("arm", "disarm", "event", "scene")
     id: int
     name: str
     args: dict = field(default_factory=dict)

@@ -34,6 +34,8 @@ from camctl.exc import RecordError
 __all__ = [
     "KINDS",
     "CamerasRecord",
+    "CheckRecord",
+    "ConfirmRecord",
     "DropRecord",
     "EventRecord",
     "FaultRecord",
@@ -45,6 +47,7 @@ __all__ = [
     "QuotaRecord",
     "Record",
     "ResumeRecord",
+    "SceneRecord",
     "decode",
     "read",
 ]
@@ -604,6 +607,97 @@ class LossRecord(Record):
                    name=_str(d, k, "name", "recovery"), **_rest(d, cls))
 
 
+# --- descent events from more than one source (camctl.board.triggers) -----------------------------
+@dataclass(frozen=True, slots=True)
+class ConfirmRecord(Record):
+    """A descent event fired from ``first_source`` (gpio | imu); ``source``, another of its
+    sources, then reported it too. ``name``: ``confirmed`` (within ``[motion] confirm_s``;
+    ``offset_ms`` from the first report, negative when its moment was earlier, as a free fall
+    backdated to its start can be), ``late`` (after it) or ``unconfirmed`` (``source`` said
+    nothing within it; ``offset_ms`` None, ``mono_ns`` the deadline)."""
+
+    KIND = "confirm"
+    FIELDS = _known("event", "source", "first_source", "offset_ms")
+    event: str
+    source: str
+    first_source: str
+    offset_ms: float | None = None
+    name: str = "confirmed"
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    run: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "event": self.event, "source": self.source,
+               "first_source": self.first_source, "offset_ms": self.offset_ms}
+        _stamp(out, self)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> ConfirmRecord:
+        k = cls.KIND
+        offset = _get(d, k, "offset_ms", (int, float), "a number", None, null=True)
+        return cls(event=_str(d, k, "event"), source=_str(d, k, "source"),
+                   first_source=_str(d, k, "first_source"), offset_ms=offset,
+                   name=_str(d, k, "name", "confirmed"), **_rest(d, cls))
+
+
+@dataclass(frozen=True, slots=True)
+class SceneRecord(Record):
+    """The simulated world's true moment of ``name`` (release | separation | touchdown), marked by
+    the operator's ``scene`` command (:class:`camctl.board.sensors.scene.DropScene`): what a sim
+    board's sensor-fired events are scored against. ``mono_ns`` is the mark."""
+
+    KIND = "scene"
+    FIELDS = _known()
+    name: str
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    run: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name}
+        _stamp(out, self)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> SceneRecord:
+        return cls(name=_str(d, cls.KIND, "name"), **_rest(d, cls))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord(Record):
+    """A barometric check of the descent from sensor ``source``: ``name`` ``descending`` (falling
+    faster than ``[motion] baro_descent_mps``) or ``stopped``, at ``rate_mps`` (m/s, positive up:
+    a descent is negative, as :class:`camctl.board.sensors.motion.BaroEvent` has it).
+    A check, never a trigger: it moves no phase."""
+
+    KIND = "check"
+    FIELDS = _known("source", "rate_mps")
+    name: str
+    source: str = ""
+    rate_mps: float | None = None
+    mono_ns: int | None = None
+    wall_ns: int | None = None
+    run: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, "name": self.name, "source": self.source,
+               "rate_mps": self.rate_mps}
+        _stamp(out, self)
+        return _done(out, self.extra)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> CheckRecord:
+        k = cls.KIND
+        return cls(name=_str(d, k, "name"), source=_str(d, k, "source", ""),
+                   rate_mps=_get(d, k, "rate_mps", (int, float), "a number", None, null=True),
+                   **_rest(d, cls))
+
+
 # --- anything else --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class OpaqueRecord(Record):
@@ -645,7 +739,7 @@ def _plain_int(value: Any) -> int | None:
 
 KINDS: dict[str, type[Record]] = {c.KIND: c for c in (
     PhaseRecord, EventRecord, FlightRecord, ResumeRecord, CamerasRecord, FaultRecord, LedgerRecord,
-    DropRecord, QuotaRecord, LossRecord)}
+    DropRecord, QuotaRecord, LossRecord, ConfirmRecord, SceneRecord, CheckRecord)}
 
 
 def decode(d: Mapping[str, Any]) -> Record:

@@ -25,8 +25,9 @@ __all__ = ["STATE_COMMANDS", "THUMBS_PAGE_BYTES", "Handlers", "decode_request"]
 # 640 pixels wide was ~15 MB, queued per peer up to its window (issue 25: +244 MB for one peer).
 THUMBS_PAGE_BYTES = 1 << 20
 
-# COMMANDs that change a flight's state: refused on real GPIO lines unless someone is trusted
-STATE_COMMANDS = frozenset({"arm", "disarm", "event"})
+# COMMANDs that change a flight's state (scene: a sim world's moment the IMU fires on): refused on
+# real GPIO lines unless someone is trusted
+STATE_COMMANDS = frozenset({"arm", "disarm", "event", "scene"})
 
 _Segs = list[tuple[str, Path]]  # (path in the store, resolved path) of the segments a THUMBS covers
 

@@ -165,6 +165,11 @@ class SensorSampler:
             self.flush()  # the flight closed with samples batched: they are lost as refused
         return len(got)
 
+    def continue_seq(self, next_seq: int) -> None:
+        """Number batches from ``next_seq`` on (a resumed flight: a batch's seq is unique in its
+        source, across the runs of the daemon). Before :meth:`start`."""
+        self._seq = max(self._seq, int(next_seq))
+
     def flush(self) -> None:
         """Hand the batched samples to the store as one record."""
         if not self._t:
