@@ -7,6 +7,13 @@ pins the double to the kernel (:func:`check_stub_semantics`). Each check sets th
 would hold (its ID, a known sample, the data-ready bit), then checks what the driver made of
 them: the one-line error for a wrong ID, the configuration codes it wrote (expected values
 written out from the datasheets, not taken from the drivers' tables) and the converted sample.
+
+The IMUs' FIFOs (``check_*_fifo``): a register file returns the same bytes on every read, so a
+check sets the FIFO count and, where the part's FIFO register would serve the next words, the
+registers a block read of the FIFO runs over (i2c-stub's block reads go through consecutive
+registers) to known words; the driver must return the samples those words make, stamped back
+from the read at 1/ODR steps. What a register file cannot play (words that change from read to
+read, one long I2C_RDWR transfer) runs on the host against :class:`_FifoBus`.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import pytest
 
 from camctl.board.config_sensors import SensorConfig
 from camctl.board.sensors import open_sensor
-from camctl.board.sensors.base import G, SensorError, altitude_m
+from camctl.board.sensors.base import G, SensorError, altitude_m, imu_row
 from camctl.board.sensors.bmp390 import BMP390
 from camctl.board.sensors.icm42688p import ICM42688P
 from camctl.board.sensors.lsm6dsox import LSM6DSOX
@@ -105,13 +112,19 @@ def check_lsm6dsox(bus: Any, bus_num: int) -> None:
         dev = LSM6DSOX(_cfg("lsm6dsox", bus_num, LSM, rate_hz=rate, accel_range_g=g,
                             gyro_range_dps=dps), bus=bus, clock_ns=_clock())
         dev.open()
-        got = tuple(_reg(bus, LSM, r) for r in (0x10, 0x11, 0x12, 0x18))
-        # CTRL3_C 0x44: BDU | IF_INC; CTRL9_XL 0x02: I3C_disable (the rest as the stub holds it)
-        assert got == (ctrl1, ctrl2, 0x44, 0x02), f"{rate} Hz {g} g {dps} dps: {got}"
+        got = tuple(_reg(bus, LSM, r) for r in (0x10, 0x11, 0x12, 0x18, 0x09, 0x0A))
+        # CTRL3_C 0x44: BDU | IF_INC; CTRL9_XL 0x02: I3C_disable (the rest as the stub holds it);
+        # FIFO_CTRL3: BDR_GY << 4 | BDR_XL, the ODR's code in each; FIFO_CTRL4 0x06: continuous
+        odr = ctrl1 >> 4
+        assert got == (ctrl1, ctrl2, 0x44, 0x02, odr << 4 | odr, 0x06), (
+            f"{rate} Hz {g} g {dps} dps: {got}")
         dev.close()
-        assert (_reg(bus, LSM, 0x10), _reg(bus, LSM, 0x11)) == (0, 0)  # power-down
-    dev = LSM6DSOX(cfg, bus=bus, clock_ns=_clock())
+        # power-down; FIFO_CTRL4 0: bypass (FIFO off)
+        assert tuple(_reg(bus, LSM, r) for r in (0x10, 0x11, 0x0A)) == (0, 0, 0)
+    poke(bus, LSM, 0x09, [0, 0])  # as the reset leaves them (a register file keeps the last)
+    dev = LSM6DSOX(cfg, bus=bus, clock_ns=_clock(), fifo=False)  # data-ready polling
     dev.open()
+    assert (_reg(bus, LSM, 0x09), _reg(bus, LSM, 0x0A)) == (0, 0)  # no FIFO set up
     assert dev.odr_hz == 417.0 and dev.poll_s == pytest.approx(0.5 / 417)
     poke(bus, LSM, 0x1E, [0x00])
     assert dev.read() == []
@@ -150,13 +163,16 @@ def check_icm42688p(bus: Any, bus_num: int) -> None:
         dev = ICM42688P(_cfg("icm42688p", bus_num, ICM, rate_hz=rate, accel_range_g=g,
                              gyro_range_dps=dps), bus=bus, clock_ns=_clock())
         dev.open()
-        got = tuple(_reg(bus, ICM, r) for r in (0x4F, 0x50, 0x4E, 0x4C))
-        # PWR_MGMT0 0x0F: gyro and accel low-noise; INTF_CONFIG0 0x30: big-endian data
-        assert got == (gyro0, accel0, 0x0F, 0x30), f"{rate} Hz {g} g {dps} dps: {got}"
+        got = tuple(_reg(bus, ICM, r) for r in (0x4F, 0x50, 0x4E, 0x4C, 0x5F, 0x16))
+        # PWR_MGMT0 0x0F: gyro and accel low-noise; INTF_CONFIG0 0x30: big-endian data;
+        # FIFO_CONFIG1 0x07: temperature, gyro, accel (16-byte packets); FIFO_CONFIG 0x40: stream
+        assert got == (gyro0, accel0, 0x0F, 0x30, 0x07, 0x40), f"{rate} Hz {g} g {dps} dps: {got}"
         dev.close()
-        assert _reg(bus, ICM, 0x4E) == 0  # both off
-    dev = ICM42688P(cfg, bus=bus, clock_ns=_clock())
+        assert (_reg(bus, ICM, 0x4E), _reg(bus, ICM, 0x16)) == (0, 0)  # both off; FIFO bypass
+    poke(bus, ICM, 0x5F, [0])  # as the reset leaves it (a register file keeps the last)
+    dev = ICM42688P(cfg, bus=bus, clock_ns=_clock(), fifo=False)  # data-ready polling
     dev.open()
+    assert (_reg(bus, ICM, 0x5F), _reg(bus, ICM, 0x16)) == (0, 0)  # no FIFO set up
     assert dev.odr_hz == 500.0
     poke(bus, ICM, 0x2D, [0x10])  # RESET_DONE_INT only
     assert dev.read() == []
@@ -165,6 +181,85 @@ def check_icm42688p(bus: Any, bus_num: int) -> None:
     assert t_ns == T_NS
     assert row == pytest.approx((0.0, -0.5 * G, G, 100.0, 0.0, -50.0, math.sqrt(1.25)))
     dev.close()
+
+
+# LSM6DSOX FIFO words: TAG_SENSOR << 3 | TAG_CNT << 1 | TAG_PARITY, then X, Y, Z low byte first
+# (FIFO_DATA_OUT_TAG (78h)): gyro is tag 1, accel tag 2, both in TAG_CNT time slot 1 (the parity
+# bit must not matter). Gyro and accel of LSM_RAW.
+LSM_GYRO_WORD = bytes([1 << 3 | 0b01 << 1 | 1]) + struct.pack("<3h", 5714, 0, -2857)
+LSM_ACCEL_WORD = bytes([2 << 3 | 0b01 << 1]) + struct.pack("<3h", 0, -8197, 8197)
+LSM_ROW = imu_row(0.0, -8197 * 0.122e-3 * G, 8197 * 0.122e-3 * G, 99.995, 0.0, -49.9975)
+
+
+def _spaced(t_ns: int, n: int, hz: float) -> list[int]:
+    """n times 1/hz apart, the last at t_ns."""
+    return [t_ns - round(k * 1e9 / hz) for k in range(n - 1, -1, -1)]
+
+
+def check_lsm6dsox_fifo(bus: Any, bus_num: int) -> None:
+    clear(bus, LSM)
+    poke(bus, LSM, 0x0F, [0x6C])
+    cfg = _cfg("lsm6dsox", bus_num, LSM, rate_hz=1000, accel_range_g=4, gyro_range_dps=500)
+    dev = LSM6DSOX(cfg, bus=bus, clock_ns=_clock())
+    dev.open()
+    assert dev.fifo and dev.odr_hz == 1667.0 and dev.poll_s == 0.02
+    # FIFO_CTRL3 0x88: gyro and accel batched at 1667 Hz (1000); FIFO_CTRL4 0x06: continuous
+    assert (_reg(bus, LSM, 0x09), _reg(bus, LSM, 0x0A)) == (0x88, 0x06)
+    # what one 28-byte read from 78h (four words: the FIFO output wraps 7Eh -> 78h) sees
+    poke(bus, LSM, 0x78, (LSM_GYRO_WORD + LSM_ACCEL_WORD) * 2)
+    poke(bus, LSM, 0x3A, [0, 0])  # FIFO_STATUS1/2: empty
+    assert dev.read() == []
+    poke(bus, LSM, 0x3A, [10, 0])  # 10 words: 5 samples, read as 4 + 4 + 2 words
+    got = dev.read()
+    assert [t for t, _ in got] == _spaced(T_NS, 5, 1667.0)
+    for _, row in got:
+        assert row == pytest.approx(LSM_ROW)
+    poke(bus, LSM, 0x3A, [0x2C, 0x01])  # DIFF_FIFO 0x12C = 300 words, the high bits in 3Bh
+    got = dev.read()
+    assert len(got) == 150 and got[0][0] == T_NS - round(149 * 1e9 / 1667.0)
+    assert dev.overruns == 0
+    for ovr in (0x40, 0x08):  # FIFO_OVR_IA, FIFO_OVR_LATCHED
+        poke(bus, LSM, 0x3A, [2, ovr])
+        assert len(dev.read()) == 1
+    assert dev.overruns == 2 and dev.describe()["overruns"] == 2
+    dev.close()
+    assert _reg(bus, LSM, 0x0A) == 0  # bypass
+
+
+# ICM-42688-P FIFO packets (packet 3): header 0x68 (HEADER_ACCEL | HEADER_GYRO | ODR timestamp),
+# accel X Y Z, gyro X Y Z big-endian, temperature, timestamp; two different ones, at 500 Hz
+ICM_PACKET_A = struct.pack(">B6hbH", 0x68, *ICM_RAW, 25, 1000)
+ICM_PACKET_B = struct.pack(">B6hbH", 0x68, 8192, 0, 0, 0, 655, 0, 26, 3000)
+ICM_ROW_A = (0.0, -0.5 * G, G, 100.0, 0.0, -50.0, math.sqrt(1.25))
+ICM_ROW_B = (G, 0.0, 0.0, 0.0, 10.0, 0.0, 1.0)
+
+
+def check_icm42688p_fifo(bus: Any, bus_num: int) -> None:
+    clear(bus, ICM)
+    poke(bus, ICM, 0x75, [0x47])
+    cfg = _cfg("icm42688p", bus_num, ICM, rate_hz=416, accel_range_g=4, gyro_range_dps=500)
+    dev = ICM42688P(cfg, bus=bus, clock_ns=_clock())
+    dev.open()
+    assert dev.fifo and dev.odr_hz == 500.0 and dev.poll_s == 0.02
+    assert (_reg(bus, ICM, 0x5F), _reg(bus, ICM, 0x16)) == (0x07, 0x40)
+    # what one 32-byte read from FIFO_DATA (0x30) sees on a register file: two packets (on the
+    # part, FIFO_DATA serves them one after the other)
+    poke(bus, ICM, 0x30, ICM_PACKET_A + ICM_PACKET_B)
+    poke(bus, ICM, 0x2D, [0x00, 0, 15])  # INT_STATUS; FIFO_COUNT 15 bytes: no whole packet
+    assert dev.read() == []
+    poke(bus, ICM, 0x2D, [0x00, 0, 5 * 16 + 3])  # 5 packets (and a partial one): 32 + 32 + 16
+    got = dev.read()
+    assert [t for t, _ in got] == _spaced(T_NS, 5, 500.0)
+    for (_, row), want in zip(got, [ICM_ROW_A, ICM_ROW_B] * 2 + [ICM_ROW_A], strict=True):
+        assert row == pytest.approx(want)
+    poke(bus, ICM, 0x2D, [0x00, 0x01, 0x00])  # FIFO_COUNT 256 bytes: the high byte counts
+    assert len(dev.read()) == 16
+    assert dev.overruns == 0
+    poke(bus, ICM, 0x2D, [0x02, 0, 32])  # FIFO_FULL_INT
+    assert len(dev.read()) == 2 and dev.overruns == 1
+    assert dev.describe()["overruns"] == 1
+    dev.close()
+    assert _reg(bus, ICM, 0x16) == 0  # bypass
 
 
 # BMP390 (BST-BMP390-DS002): a calibration set (NVM_PAR_T1 0x31 .. NVM_PAR_P11 0x45) and raw
@@ -237,6 +332,14 @@ def test_icm42688p(bus: StubBus):
     check_icm42688p(bus, 1)
 
 
+def test_lsm6dsox_fifo(bus: StubBus):
+    check_lsm6dsox_fifo(bus, 1)
+
+
+def test_icm42688p_fifo(bus: StubBus):
+    check_icm42688p_fifo(bus, 1)
+
+
 def test_bmp390(bus: StubBus):
     check_bmp390(bus, 1)
 
@@ -296,8 +399,8 @@ def test_open_sensor_builds_each_part_on_the_given_bus(bus: StubBus):
 
 def test_a_bus_passed_in_stays_open_and_the_sampler_reads_the_part(bus: StubBus):
     poke(bus, LSM, 0x0F, [0x6C])
-    poke(bus, LSM, 0x22, struct.pack("<6h", *LSM_RAW))
-    poke(bus, LSM, 0x1E, [0x03])
+    poke(bus, LSM, 0x78, LSM_GYRO_WORD + LSM_ACCEL_WORD)
+    poke(bus, LSM, 0x3A, [2, 0])
     dev = LSM6DSOX(_cfg("lsm6dsox", 1, LSM, accel_range_g=4, gyro_range_dps=500), bus=bus,
                    clock_ns=_clock())
     sampler = SensorSampler(dev, sink=lambda batch: True, recording=lambda: False,
@@ -370,8 +473,130 @@ def test_a_sample_is_stamped_when_its_data_ready_flag_is_seen(cls: type, address
     bus = _Counting(ADDRESSES)
     for register, data in setup:
         poke(bus, address, register, data)
-    dev = cls(_cfg(cls.part, 1, address), bus=bus, clock_ns=lambda: bus.reads)
+    fifo = {"fifo": False} if cls.fifo_bytes else {}  # data-ready polling
+    dev = cls(_cfg(cls.part, 1, address), bus=bus, clock_ns=lambda: bus.reads, **fifo)
     dev.open()
     bus.reads = 0
     [(t_ns, _)] = dev.read()
     assert (t_ns, bus.reads) == (1, 2)  # after the status read, before the data's block read
+
+
+# --- host only: a FIFO that serves the next bytes on every read --------------------------------
+class _FifoBus(StubBus):
+    """A part whose FIFO data register serves the next bytes of :attr:`fifo` on every read, by
+    I2C-block or (with ``plain_i2c``, as on a Pi's adapter) by an I2C_RDWR write+read; every other
+    register is the register file. :attr:`transfers` lists the FIFO reads."""
+
+    def __init__(self, fifo_register: int, *, plain_i2c: bool) -> None:
+        super().__init__(ADDRESSES)
+        self.fifo_register = fifo_register
+        self.fifo = bytearray()
+        self.transfers: list[tuple[str, int]] = []
+        if plain_i2c:
+            import smbus2
+
+            self.funcs = smbus2.I2cFunc.I2C | smbus2.I2cFunc.SMBUS_I2C_BLOCK
+
+    def _take(self, n: int) -> bytes:
+        assert len(self.fifo) >= n, f"read {n} bytes of a FIFO holding {len(self.fifo)}"
+        out = bytes(self.fifo[:n])
+        del self.fifo[:n]
+        return out
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int,
+                            force: bool | None = None) -> list[int]:
+        if register != self.fifo_register:
+            return super().read_i2c_block_data(i2c_addr, register, length)
+        assert length <= 32
+        self.transfers.append(("block", length))
+        return list(self._take(length))
+
+    def i2c_rdwr(self, *msgs: Any) -> None:
+        import ctypes
+
+        write, read = msgs
+        assert bytes(write) == bytes([self.fifo_register]) and write.addr == read.addr
+        assert read.len <= 8192
+        self.transfers.append(("rdwr", read.len))
+        ctypes.memmove(read.buf, self._take(read.len), read.len)
+
+
+def _rows(got: list, want: list) -> bool:
+    return len(got) == len(want) and all(
+        row == pytest.approx(w) for (_, row), w in zip(got, want, strict=True))
+
+
+def _lsm_word(tag: int, slot: int, x: int, y: int, z: int) -> bytes:
+    return bytes([tag << 3 | slot << 1]) + struct.pack("<3h", x, y, z)
+
+
+def _lsm_row(k: int) -> tuple[float, ...]:
+    """The sample of gyro word (k, 0, 0) and accel word (0, 0, 100 k) at 4 g and 500 dps."""
+    return imu_row(0.0, 0.0, 100 * k * 0.122e-3 * G, k * 17.5e-3, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(("plain_i2c", "transfers"), [
+    (True, [("rdwr", 42)]),  # one I2C_RDWR for the six words
+    (False, [("block", 28), ("block", 14)]),  # I2C block reads of four words at most
+])
+def test_lsm6dsox_fifo_pairs_words_by_time_slot_in_few_transfers(plain_i2c: bool,
+                                                                 transfers: list):
+    bus = _FifoBus(0x78, plain_i2c=plain_i2c)
+    poke(bus, LSM, 0x0F, [0x6C])
+    dev = LSM6DSOX(_cfg("lsm6dsox", 1, LSM, rate_hz=1000, accel_range_g=4,
+                        gyro_range_dps=500), bus=bus, clock_ns=_clock())
+    dev.open()
+    g, a = 1, 2
+    bus.fifo += (_lsm_word(g, 0, 1, 0, 0) + _lsm_word(a, 0, 0, 0, 100)
+                 + _lsm_word(a, 1, 0, 0, 200) + _lsm_word(g, 1, 2, 0, 0)  # accel first: fine
+                 + _lsm_word(5, 1, 0, 0, 0)  # CFG_CHANGE: no sample
+                 + _lsm_word(g, 2, 3, 0, 0))  # its accel word is not in the FIFO yet
+    poke(bus, LSM, 0x3A, [6, 0])
+    got = dev.read()
+    assert bus.transfers == transfers and not bus.fifo
+    assert [t for t, _ in got] == _spaced(T_NS, 2, 1667.0)
+    assert _rows(got, [_lsm_row(1), _lsm_row(2)])
+    bus.fifo += (_lsm_word(a, 2, 0, 0, 300)  # the held gyro word's partner
+                 + _lsm_word(g, 3, 9, 0, 0)  # its accel word was overwritten: dropped
+                 + _lsm_word(a, 0, 0, 0, 400) + _lsm_word(g, 0, 4, 0, 0))
+    poke(bus, LSM, 0x3A, [4, 0])
+    assert _rows(dev.read(), [_lsm_row(3), _lsm_row(4)])
+    bus.fifo += _lsm_word(g, 1, 5, 0, 0)
+    poke(bus, LSM, 0x3A, [1, 0])
+    assert dev.read() == []  # held
+    bus.fifo += _lsm_word(a, 1, 0, 0, 900)  # slot 1 again, but after an overrun: not its partner
+    poke(bus, LSM, 0x3A, [1, 0x40])
+    assert dev.read() == [] and dev.overruns == 1
+
+
+@pytest.mark.parametrize(("plain_i2c", "transfers"), [
+    (True, [("rdwr", 80)]),
+    (False, [("block", 32), ("block", 32), ("block", 16)]),  # two 16-byte packets per read
+])
+def test_icm42688p_fifo_skips_what_is_not_a_sample_in_few_transfers(plain_i2c: bool,
+                                                                    transfers: list):
+    bus = _FifoBus(0x30, plain_i2c=plain_i2c)
+    poke(bus, ICM, 0x75, [0x47])
+    dev = ICM42688P(_cfg("icm42688p", 1, ICM, rate_hz=1000, accel_range_g=4,
+                         gyro_range_dps=500), bus=bus, clock_ns=_clock())
+    dev.open()
+    assert dev.poll_s == 0.02  # 2 KB of 16-byte packets at 1 kHz: 128 ms, a quarter is 32 ms
+    accel_only = struct.pack(">B6hbH", 0x40, 8192, 0, 0, 0, 0, 0, 0, 0)
+    # a header with HEADER_MSG (bit 7, "FIFO is empty") set ends the packets: here all ones, a
+    # header that would otherwise pass for accel and gyro, and a packet after it
+    empty = b"\xff" * 16
+    bus.fifo += ICM_PACKET_A + accel_only + ICM_PACKET_B + empty + ICM_PACKET_A
+    poke(bus, ICM, 0x2D, [0x00, 0, 80])
+    got = dev.read()
+    assert bus.transfers == transfers and not bus.fifo
+    assert [t for t, _ in got] == _spaced(T_NS, 2, 1000.0)
+    assert _rows(got, [ICM_ROW_A, ICM_ROW_B])
+
+
+def test_a_fast_fifo_is_drained_before_it_fills():
+    """At 8 kHz the ICM-42688-P's 2 KB fill in 16 ms: it is read every 4 ms, not 20."""
+    dev = ICM42688P(_cfg("icm42688p", 1, ICM, rate_hz=8000), bus=StubBus(ADDRESSES))
+    dev.odr_hz = 8000.0  # as open() sets it
+    assert dev.poll_s == pytest.approx(2048 / 16 / 8000 / 4)
+    with pytest.raises(ValueError, match="bmp390 has no FIFO"):
+        BMP390(_cfg("bmp390", 1, BMP), fifo=True)

@@ -23,6 +23,12 @@ read at torvalds/linux and intel-lab-lkp/linux), each a claim the in-VM run chec
 It is not kinder than the stub in the other direction either: a register never changes unless a
 test writes it, so a data-ready flag set by a test stays set and a self-clearing reset bit stays
 written, exactly as on the real stub (the drivers wait a fixed time after a reset for this).
+Nor has it a FIFO: a part's FIFO data register serves the next bytes on every read, a register
+file the same ones. The FIFO drivers read it with I2C-block reads of whole words from that one
+register (an adapter without I2C_FUNC_I2C, as here, gets no I2C_RDWR), and a block read here
+runs over consecutive registers, so a test that sets the registers from the FIFO's address on
+to the words a read should see, and the FIFO count, plays a FIFO holding those words over and
+over (tests/test_sensor_drivers.py, ``check_*_fifo``).
 
 Example::
 

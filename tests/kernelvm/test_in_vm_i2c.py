@@ -59,5 +59,13 @@ def test_icm42688p_on_i2c_stub(bus, bus_num: int):
     contract.check_icm42688p(bus, bus_num)
 
 
+def test_lsm6dsox_fifo_on_i2c_stub(bus, bus_num: int):
+    contract.check_lsm6dsox_fifo(bus, bus_num)
+
+
+def test_icm42688p_fifo_on_i2c_stub(bus, bus_num: int):
+    contract.check_icm42688p_fifo(bus, bus_num)
+
+
 def test_bmp390_on_i2c_stub(bus, bus_num: int):
     contract.check_bmp390(bus, bus_num)
