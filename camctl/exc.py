@@ -29,6 +29,7 @@ __all__ = [
     "RecordError",
     "RemoteError",
     "ResumeError",
+    "SensorError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
@@ -90,6 +91,12 @@ class CameraDisconnected(CameraError, ConnectionError):
 # --- gpio -----------------------------------------------------------------------------------------
 class GpioError(CamctlError, RuntimeError):
     """The GPIO backend cannot be opened or a line cannot be claimed."""
+
+
+class SensorError(CamctlError, RuntimeError):
+    """A sensor (IMU, barometer) cannot be used: absent, the wrong part, an I/O error. One line,
+    naming the sensor and what is wrong (``imu lsm6dsox on /dev/i2c-1 at 0x6A: WHO_AM_I 0x00,
+    want 0x6C``); the sampler counts it and the board flies on."""
 
 
 class ResumeError(CamctlError, RuntimeError):

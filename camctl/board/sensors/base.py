@@ -10,7 +10,6 @@ shares a lock with camera capture.
 
 Example::
 
-    >>> from camctl.board.config_sensors import SensorConfig
     >>> row = imu_row(0.0, 0.0, G, 0.0, 0.0, 0.0)
     >>> row[-1]
     1.0
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from camctl.board.config_sensors import SensorConfig
+from camctl.exc import SensorError
 from camctl.store.sources import BARO_FIELDS, IMU_FIELDS, G
 
 __all__ = [
@@ -43,11 +43,6 @@ __all__ = [
 Sample = tuple[int, tuple[float, ...]]  # (t_ns on CLOCK_MONOTONIC, the kind's fields)
 FIELDS = {"imu": IMU_FIELDS, "baro": BARO_FIELDS}
 SEA_LEVEL_PA = 101325.0
-
-
-class SensorError(Exception):
-    """A sensor cannot be used: absent, the wrong part, an I/O error. One line, naming the sensor
-    and what is wrong (``imu lsm6dsox on /dev/i2c-1 at 0x6A: WHO_AM_I 0x00, want 0x6C``)."""
 
 
 class Identity(tuple):
