@@ -228,10 +228,11 @@ def _check_one(cfg: SensorConfig, probes: Probes, user: str) -> list[Check]:
         except Exception as exc:  # SensorError, OSError from smbus2: one line each
             detail, fix = _bus_failure(cfg, exc, "opening it", user)
             if isinstance(exc, SensorError) and _os_error(exc) is None:
-                detail, fix = str(exc), (f"`i2cdetect -y {cfg.bus}` shows what answers at "
-                                         f"0x{cfg.address:02X}; check the backend and the "
-                                         "address-select pad (hardware/sensors.md)"
-                                         if cfg.address is not None else "see hardware/sensors.md")
+                # the driver's line starts with the device, which the check's label names already
+                detail = str(exc).removeprefix(f"{dev.where}: ")
+                fix = (f"`i2cdetect -y {cfg.bus}` shows what answers at 0x{cfg.address:02X}; "
+                       "check the backend and the address-select pad (hardware/sensors.md)"
+                       if cfg.address is not None else "see hardware/sensors.md")
             return [Check(label, FAIL, detail, fix)]
         try:
             ident = dev.identify()
