@@ -4,8 +4,10 @@ to pure encoding."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from camctl.bench.encode import encode_rate
@@ -24,19 +26,22 @@ def _sim_camera(seed: int, role: str, fps: float) -> Any:
 CAMERAS = ((1, "down"), (2, "up"))  # (seed, role)
 
 
-def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str, int], float]:
-    """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by
-    reason in the window (the store's over the run), share of the frames encoded straight from the
-    camera's buffer rather than copied out)."""
+@contextlib.contextmanager
+def two_cameras(ctx: Ctx, name: str, fps: float,
+                sources: Sequence[Any] = ()) -> Iterator[tuple[Any, list[Any]]]:
+    """Two 1080p sim cameras (:data:`CAMERAS`) at ``fps`` in DESCENT through CameraRunner +
+    EncoderPool(2) + a FlightStore of their own (with ``sources`` beside them) on the run's temp
+    dir, as the daemon builds them: yields (store, runners); stops and removes them after."""
     from camctl.board.cameras_fleet import ENCODER_NICE
     from camctl.board.capture import CameraRunner
     from camctl.board.config import CameraConfig, StoreConfig
     from camctl.board.encode import EncoderPool
     from camctl.store import FlightStore
 
-    root = ctx.tmp / ctx.name("capture")
+    root = ctx.tmp / ctx.name(name)
     pool = EncoderPool(2, nice=ENCODER_NICE)  # as the daemon builds it
-    store = FlightStore(root, "bench", "flight", StoreConfig(reserve_mb=0), cameras=["down", "up"])
+    store = FlightStore(root, "bench", "flight", StoreConfig(reserve_mb=0), cameras=["down", "up"],
+                        sources=list(sources))
     runners: list[CameraRunner] = []
     try:
         for seed, role in CAMERAS:
@@ -50,6 +55,24 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
             runners.append(r)
             r.start()
             r.set_phase("DESCENT")
+        yield store, runners
+        for r in runners:
+            r.set_phase("LANDED")
+        for r in runners:
+            r.wait_idle(30)
+    finally:
+        for r in runners:
+            r.stop()
+        store.close()
+        pool.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str, int], float]:
+    """One run of two 1080p sim cameras at ``fps`` in DESCENT: (measured per-camera fps, drops by
+    reason in the window (the store's over the run), share of the frames encoded straight from the
+    camera's buffer rather than copied out)."""
+    with two_cameras(ctx, "capture", fps) as (store, runners):
         warm = max(3, int(fps * 0.3))
         deadline = time.monotonic() + 20
         while any(r.stats.encoded < warm for r in runners):  # polling a condition, bounded
@@ -65,16 +88,6 @@ def _capture_run(ctx: Ctx, fps: float, seconds: float) -> tuple[float, dict[str,
         c0, t0 = counts(), time.monotonic()
         time.sleep(seconds)  # the measurement window
         c1, t1 = counts(), time.monotonic()
-        for r in runners:
-            r.set_phase("LANDED")
-        for r in runners:
-            r.wait_idle(30)
-    finally:
-        for r in runners:
-            r.stop()
-        store.close()
-        pool.close()
-    shutil.rmtree(root, ignore_errors=True)
     rate = min((b[0] - a[0]) / (t1 - t0) for a, b in zip(c0, c1, strict=True))
     drops: collections.Counter[str] = collections.Counter()
     for a, b in zip(c0, c1, strict=True):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camctl.bench.harness import SIZE, Ctx, Figure, Metric, board_interpreter
+from camctl.bench.harness import Ctx, Figure, Metric, board_interpreter
 from camctl.board.sensors.base import Sample, SensorDevice
 
 __all__ = [
@@ -317,19 +316,10 @@ def capture_ab(ctx: Ctx, pairs: int, seconds: float,
     FlightStore (as ``capture_fps_1080p_2cams``), measured in ``2 * pairs`` windows of ``seconds``
     in :func:`ab_order`; in a window "with", the sensor path of ``devices`` (fresh samplers, started
     before the window, stopped after it) records into the cameras' store."""
-    from camctl.bench.capture import CAMERAS, _sim_camera
-    from camctl.board.cameras_fleet import ENCODER_NICE
-    from camctl.board.capture import CameraRunner
-    from camctl.board.config import CameraConfig, StoreConfig
-    from camctl.board.encode import EncoderPool
-    from camctl.store import FlightStore
+    from camctl.bench.capture import two_cameras
 
-    root = ctx.tmp / ctx.name("capture-ab")
-    pool = EncoderPool(2, nice=ENCODER_NICE)  # as the daemon builds it
-    store = FlightStore(root, "bench", "flight", StoreConfig(reserve_mb=0), cameras=["down", "up"],
-                        sources=sources_of(devices()[0]))
-    runners: list[CameraRunner] = []
     windows: list[Window] = []
+    runners: list[Any] = []
 
     def stored() -> int:
         return sum(r.stats.sent_to_store for r in runners)
@@ -337,17 +327,8 @@ def capture_ab(ctx: Ctx, pairs: int, seconds: float,
     def cpu() -> int:
         return sum(ns for _g, ns in threads_cpu(_capture_thread).values())
 
-    try:
-        for seed, role in CAMERAS:
-            cfg = CameraConfig(name=role, role=role, backend="sim", size=SIZE, pretrigger_s=0,
-                               fps=tuple((ph, fps) for ph in ("ARMED", "DESCENT", "SEPARATION",
-                                                              "TOUCHDOWN")))
-            cam = _sim_camera(seed, role, fps)
-            cam.prepare()
-            r = CameraRunner(cam, cfg, pool, store.put, max_inflight=8)
-            runners.append(r)
-            r.start()
-            r.set_phase("DESCENT")
+    with two_cameras(ctx, "capture-ab", fps, sources_of(devices()[0])) as (store, cams):
+        runners.extend(cams)
         deadline = time.monotonic() + 20
         while stored() < 10:  # polling a condition, bounded
             if time.monotonic() > deadline:
@@ -365,16 +346,6 @@ def capture_ab(ctx: Ctx, pairs: int, seconds: float,
                 raise RuntimeError("the sensor path read no samples beside the cameras")
             windows.append(Window(with_sensors, (s1 - s0) / (t1 - t0),
                                   (c1 - c0) / 1e6 / max(1, s1 - s0), n1 - n0))
-        for r in runners:
-            r.set_phase("LANDED")
-        for r in runners:
-            r.wait_idle(30)
-    finally:
-        for r in runners:
-            r.stop()
-        store.close()
-        pool.close()
-    shutil.rmtree(root, ignore_errors=True)
     return CaptureAB(windows)
 
 

@@ -40,6 +40,7 @@ from camctl.board.sensors.base import (
     altitude_m,
     imu_row,
 )
+from camctl.board.sensors.i2c import FIFO_POLL_S
 from camctl.board.sensors.scene import DropScene
 from camctl.store.sources import G
 
@@ -49,7 +50,10 @@ __all__ = ["BARO_NOISE_PA", "FIFO_S", "GYRO_NOISE_DPS", "SimBaro", "SimDevice", 
 log = logging.getLogger("camctl.board.sensors")
 
 FIFO_S = 2.0  # a read after a longer gap returns the newest FIFO_S of samples (the rest overrun)
-IMU_POLL_S = 0.005
+# read every 20 ms, as the real IMUs' FIFOs are (camctl.board.sensors.i2c.FIFO_POLL_S): the bench's
+# sensor cost and a sim board's decision latency are then a real board's (an event's time is its
+# run's first sample either way; only when the phase moves depends on the poll)
+IMU_POLL_S = FIFO_POLL_S
 # The sim's identity: register 0x00 reads 0x5A, the value expected ("Z" for simulated). No real part
 # answers at a sim's (absent) address, so doctor shows it as a healthy sim, not as a part.
 SIM_ID = Identity(0x00, 0x5A, 0x5A)
