@@ -167,6 +167,8 @@ def test_verdict_sheet_and_fetch_verdicts_carry_the_peaks(sensed: Path, tmp_path
     assert [(p["event"], p["g"], p["t_s"]) for p in rec["peak_g"]] == [
         ("separation", SHOCK_G, pytest.approx(SHOCK_S)),
         ("touchdown", IMPACT_G, pytest.approx(IMPACT_S))]
+    # the verdict line camctl fetch prints ends with the same peaks as the export's
+    assert report.verdicts()[0].endswith("; " + want)
     (sensed / VERDICTS).unlink()
 
 

@@ -157,3 +157,21 @@ def test_status_watch_takes_pub_updates_from_a_board_with_curve_on(tmp_path: Pat
     curve = client_curves(keys / "ground", [pub.router_endpoint],
                           [str(keys / "ground" / "servers" / "rig-c.key")])
     _watch_sees_the_broadcast(pub, "rig-c", curve=curve)
+
+
+def test_status_shows_each_sensor_and_what_it_reads_now() -> None:
+    """`camctl status` of a board with sensors (issue 29): a row per sensor, its state and its
+    newest |a| or altitude; a dead one in words."""
+    st = {**FAKE_STATUS, "sensors": {
+        "imu": {"kind": "imu", "ok": True, "rate_hz": 416, "samples": 4170, "read_errors": 0,
+                "last": {"accel_g": 0.987}},
+        "baro": {"kind": "baro", "ok": False, "error": "baro bmp390: no device answers",
+                 "rate_hz": 50, "samples": 0, "read_errors": 3, "last": {}}}}
+    console = Console(record=True, width=140)
+    console.print(render_status([st]))
+    text = console.export_text()
+    assert "|a| 0.99 g" in text and "4170" in text
+    assert "no device answers" in text and "baro" in text
+    console = Console(record=True, width=140)
+    console.print(render_status([FAKE_STATUS]))
+    assert "read errors" not in console.export_text()  # a board without sensors: as before

@@ -108,12 +108,14 @@ class FetchReport:
         what arrived in ``out`` and how the board's download ended (:mod:`camctl.ground.verdict`).
         A board that gave nothing: ``LOST: no contact; nothing downloaded (why)``."""
         return [p.printable(f"{r['name']}{' ' + r['flight'] if r['flight'] else ''}: "
-                            f"{r['kind']}: {r['reason']}", 2000) for r in self.verdict_records()]
+                            f"{r['kind']}: {r['reason']}"
+                            + (f"; {r['peak_g_line']}" if r.get("peak_g_line") else ""), 2000)
+                for r in self.verdict_records()]
 
     def verdict_records(self) -> list[dict[str, Any]]:
         """:meth:`verdicts` as records: ``{name, url, board, flight, kind, reason}`` (``board``
-        and ``flight`` empty for a board that gave nothing), and ``peak_g`` for a flight that
-        recorded sensors."""
+        and ``flight`` empty for a board that gave nothing), and ``peak_g`` (records) and
+        ``peak_g_line`` (what the verdict line adds) for a flight that recorded sensors."""
         from camctl.ground.flights import find_flights
         from camctl.ground.verdict import BoardFlight, verdict
 
@@ -147,14 +149,16 @@ def _peak_g(refs: list[Any], flight: str) -> dict[str, Any]:
     carries the peak g at separation and touchdown, :func:`camctl.ground.verdict.peak_g_records`);
     ``{}`` otherwise, or when its samples cannot be read."""
     from camctl.ground.samples import flight_peak_g
-    from camctl.ground.verdict import peak_g_records
+    from camctl.ground.verdict import peak_g_line, peak_g_records
 
     ref = next((r for r in refs if r.flight == flight), None)
     try:
         found = flight_peak_g(ref.path) if ref is not None else None
     except Exception:  # a torn download: the verdict says so; no peak is better than a crash
         return {}
-    return {"peak_g": peak_g_records(*found)} if found is not None else {}
+    if found is None:
+        return {}
+    return {"peak_g": peak_g_records(*found), "peak_g_line": peak_g_line(*found)}
 
 
 def _flight_verdict(ref: Any, contact: bool, why: str) -> Any:

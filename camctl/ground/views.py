@@ -30,7 +30,13 @@ from camctl.ground.flights import (
     sensor_line,
     summarize_flight,
 )
-from camctl.ground.status import StatusSubscriber, events_endpoint, normalize_status, poll_status
+from camctl.ground.status import (
+    StatusSubscriber,
+    events_endpoint,
+    normalize_status,
+    poll_status,
+    sensors_of,
+)
 from camctl.ground.verdict import from_summary, verdict
 
 __all__ = [
@@ -268,7 +274,35 @@ def render_status(statuses: list[dict]) -> Any:
                           str(c["durable_frames"]), str(c["dropped"]),
                           ("[red]" + str(c["faults"]) + "[/red]") if c["faults"] else "0")
         parts.append(table)
+        sensors = sensors_of(st)
+        if sensors:
+            parts.append(_sensor_table(sensors))
     return Group(*parts)
+
+
+def _sensor_table(sensors: dict[str, dict]) -> Any:
+    """One row per sensor of a STATUS (issue 29): state, rate, samples, read errors, its newest
+    value (|a| for an IMU, altitude and pressure for a barometer)."""
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for col in ("sensor", "kind", "state", "Hz", "samples", "read errors", "now"):
+        table.add_column(col, justify="left" if col in ("sensor", "kind", "state", "now")
+                         else "right")
+    for name, s in sensors.items():
+        state = "ok" if s["ok"] else f"[red]{_safe(str(s['error'] or 'not reading'))[:60]}[/red]"
+        last = s["last"]
+        if "accel_g" in last:
+            now = f"|a| {last['accel_g']:.2f} g"
+        elif "altitude_m" in last:
+            now = f"{last['altitude_m']:.1f} m, {last.get('pressure_pa', 0.0) / 1000:.2f} kPa"
+        else:
+            now = "-"
+        rate = s.get("rate_hz")
+        table.add_row(_safe(name), _safe(str(s["kind"])), state,
+                      f"{float(rate):g}" if isinstance(rate, int | float) else "-",
+                      str(s["samples"]), str(s["read_errors"]), now)
+    return table
 
 
 class _JsonLines:
